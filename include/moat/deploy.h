@@ -1,0 +1,127 @@
+/* deploy.h: the deployment directory (DESIGN.md), and the operations that must keep its
+ * files and its registry consistent.
+ *
+ * Layout: moat.conf, registry.db, pki/{ca.crt,ca.key,crl.pem,server.crt,server.key},
+ * pki/identities/<id>/{cert.pem,key.pem,ca.crt}, broker/, firmware/, log/, run/.
+ *
+ * Consistency: identities are written to pki/.staging/ first, then, inside one registry
+ * transaction, renamed into pki/identities/ and the transaction committed. A crash between
+ * the rename and the commit leaves directories without rows; moat_deploy_open removes
+ * them (and any staging leftovers) before doing anything else, so after every open there
+ * is no key without its registry row and no row without its files.
+ *
+ * Mutating operations hold an exclusive flock on run/moat.lock for the life of the
+ * struct moat_deploy opened with MOAT_DEPLOY_WRITE.
+ */
+#ifndef MOAT_DEPLOY_H
+#define MOAT_DEPLOY_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/config.h"
+#include "moat/err.h"
+#include "moat/identity.h"
+#include "moat/pki.h"
+#include "moat/registry.h"
+
+#define MOAT_CONF_FORMAT "moat/1" /* [deployment] format: marks a directory as ours */
+#define MOAT_HOSTS_MAX 16
+#define MOAT_HOST_MAX_LEN 253
+#define MOAT_BULK_MAX 1000000
+
+/* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
+struct moat_deploy_conf {
+	char name[MOAT_ID_BUF_LEN];
+	char broker_hosts[MOAT_HOSTS_MAX][MOAT_HOST_MAX_LEN + 1]; /* names and addresses */
+	size_t broker_host_count;
+	int broker_port;
+	int server_port;
+	enum moat_key_type key_type;
+	int64_t ca_days;
+	int64_t identity_days;
+	int64_t server_days;
+	int64_t crl_days;
+};
+
+struct moat_deploy {
+	char dir[PATH_MAX];
+	struct moat_config *cfg;
+	struct moat_deploy_conf conf;
+	struct moat_registry *reg;
+	struct moat_ca *ca; /* certificate always; key only after moat_deploy_unlock */
+	int lock_fd;        /* -1 unless opened for writing */
+	size_t recovered;   /* identities removed by crash recovery on open */
+};
+
+/* --dir, then $MOAT_DIR, then the current directory. */
+MOAT_MUST_CHECK int moat_deploy_locate(const char *flag_dir, char *out, size_t size,
+				       struct moat_err *err);
+
+struct moat_init_opts {
+	const char *dir;
+	const char *name;                 /* default: basename of dir, made a valid name */
+	const char *const *broker_hosts;  /* default: localhost, 127.0.0.1 */
+	size_t broker_host_count;
+	int broker_port;                  /* default 8883 */
+	int server_port;                  /* default 8443 */
+	enum moat_key_type key_type;
+	int64_t ca_days;                  /* default 3650 */
+	int64_t now;
+};
+/* Creates the deployment. Refuses an existing deployment or a non-empty directory that
+ * is not one; on failure removes everything it created. */
+MOAT_MUST_CHECK int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
+				     struct moat_err *err);
+
+enum { MOAT_DEPLOY_READ = 0, MOAT_DEPLOY_WRITE = 1 };
+MOAT_MUST_CHECK int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out,
+				     struct moat_err *err);
+void moat_deploy_close(struct moat_deploy *d);
+
+/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase"). */
+MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
+				       struct moat_err *err);
+
+/* "<dir>/<rel>" into buf; fails when it does not fit. */
+MOAT_MUST_CHECK int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size,
+				     const char *rel, struct moat_err *err);
+/* "<dir>/pki/identities/<id>/<file>" */
+MOAT_MUST_CHECK int moat_deploy_identity_path(const struct moat_deploy *d, const char *id,
+					      const char *file, char *buf, size_t size,
+					      struct moat_err *err);
+
+struct moat_provision_req {
+	const char *id;
+	enum moat_role role;
+	const char *device_type; /* devices: default "generic"; others: NULL */
+	int64_t days;            /* 0: the configured default */
+	enum moat_key_type key_type;
+};
+
+/* Progress: called after each identity is issued (done of total). May be NULL. */
+typedef void (*moat_progress_cb)(size_t done, size_t total, void *ctx);
+
+/* Issues and registers every request, all or nothing. Requires moat_deploy_unlock.
+ * A SIGINT/SIGTERM during the run (see moat_deploy_interrupted) aborts with MOAT_EINTR and
+ * leaves nothing behind. */
+MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
+					  const struct moat_provision_req *reqs, size_t count,
+					  moat_progress_cb progress, void *progress_ctx,
+					  struct moat_err *err);
+
+/* Revokes the identity's current certificate, marks it revoked and rewrites pki/crl.pem. */
+MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason,
+				       struct moat_err *err);
+/* New key and certificate for id; the old certificate is revoked (superseded). */
+MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
+				      struct moat_err *err);
+/* Regenerates and atomically writes pki/crl.pem from the registry. */
+MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
+
+/* Set by the CLI's signal handler; provisioning checks it between identities. */
+extern volatile int moat_deploy_interrupted;
+
+#endif

@@ -1,0 +1,147 @@
+/* pki.h: the deployment's certificate authority, on OpenSSL 3.
+ *
+ * Everything here works in memory; writing files is the caller's job (deploy), so one
+ * process can issue thousands of identities and write them in one batch. The CA key is
+ * stored as encrypted PKCS#8 (AES-256-CBC, scrypt KDF). Every certificate carries the
+ * identity's role as OU, CN = identity, a random serial of MOAT_SERIAL_BYTES bytes (the
+ * caller checks uniqueness in the registry), SKI/AKI, and an EKU of clientAuth (identities)
+ * or serverAuth (the server certificate).
+ *
+ * Ownership: a struct moat_ca and struct moat_issued are owned by the caller and freed with
+ * their _free function; pointers inside them live as long as the struct.
+ */
+#ifndef MOAT_PKI_H
+#define MOAT_PKI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
+
+#include "moat/err.h"
+#include "moat/identity.h"
+
+#define MOAT_SERIAL_BYTES 16 /* 127 random bits: top bit cleared so the serial is positive */
+#define MOAT_SERIAL_HEX_LEN (MOAT_SERIAL_BYTES * 2 + 1)
+#define MOAT_PASSPHRASE_MIN_LEN 8
+#define MOAT_PASSPHRASE_MAX_LEN 1024
+
+enum moat_key_type {
+	MOAT_KEY_EC_P256 = 0,
+	MOAT_KEY_RSA_2048,
+	MOAT_KEY_RSA_3072,
+	MOAT_KEY_RSA_4096,
+};
+
+/* "ec-p256", "rsa-2048", "rsa-3072", "rsa-4096"; anything else (rsa-1024 included) refused. */
+MOAT_MUST_CHECK int moat_key_type_parse(const char *text, enum moat_key_type *out,
+					struct moat_err *err);
+const char *moat_key_type_name(enum moat_key_type type);
+
+MOAT_MUST_CHECK int moat_pki_keygen(enum moat_key_type type, EVP_PKEY **out_key,
+				    struct moat_err *err);
+
+struct moat_ca {
+	X509 *cert;
+	EVP_PKEY *key; /* NULL when loaded without the passphrase */
+};
+
+/* A new self-signed CA: CN "<name> CA", O name, basicConstraints CA:TRUE pathlen:0,
+ * keyUsage keyCertSign|cRLSign. */
+MOAT_MUST_CHECK int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now,
+				       int64_t days, struct moat_ca **out_ca,
+				       struct moat_err *err);
+/* PEM of the CA certificate and of its key encrypted under passphrase. Caller frees. */
+MOAT_MUST_CHECK int moat_pki_ca_export(const struct moat_ca *ca, const char *passphrase,
+				       char **out_cert_pem, size_t *out_cert_len,
+				       char **out_key_pem, size_t *out_key_len,
+				       struct moat_err *err);
+/* Loads the CA. passphrase NULL loads only the certificate. A wrong passphrase is
+ * MOAT_ECRYPTO with "<key_path>: wrong passphrase". The key must match the certificate. */
+MOAT_MUST_CHECK int moat_pki_ca_load(const char *cert_path, const char *key_path,
+				     const char *passphrase, struct moat_ca **out_ca,
+				     struct moat_err *err);
+void moat_pki_ca_free(struct moat_ca *ca);
+
+enum moat_cert_kind { MOAT_CERT_CLIENT, MOAT_CERT_SERVER };
+
+struct moat_issue_req {
+	const char *cn;              /* identity name (validated), or the server's name */
+	enum moat_role role;         /* OU; ignored for MOAT_CERT_SERVER ("server") */
+	enum moat_cert_kind kind;
+	enum moat_key_type key_type;
+	int64_t not_before;
+	int64_t not_after;
+	const char *const *san_dns;  /* server: subjectAltName DNS names */
+	size_t san_dns_count;
+	const char *const *san_ip;   /* server: subjectAltName IP addresses (v4 or v6 text) */
+	size_t san_ip_count;
+	EVP_PKEY *key;               /* optional: certify this key instead of generating one */
+};
+
+struct moat_issued {
+	EVP_PKEY *key;
+	X509 *cert;
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_before;
+	int64_t not_after;
+	char *cert_pem;
+	size_t cert_pem_len;
+	char *key_pem;               /* unencrypted PKCS#8: the device needs it; write it 0600 */
+	size_t key_pem_len;
+};
+
+/* Fills serial with random bytes (positive, never zero) and hex_out with its lower-case hex. */
+MOAT_MUST_CHECK int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES],
+					   char hex_out[MOAT_SERIAL_HEX_LEN],
+					   struct moat_err *err);
+
+MOAT_MUST_CHECK int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
+				   const uint8_t serial[MOAT_SERIAL_BYTES],
+				   struct moat_issued *out, struct moat_err *err);
+void moat_pki_issued_free(struct moat_issued *issued);
+
+struct moat_revoked_cert {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	int64_t revoked_at;
+	int reason; /* CRL reason code (RFC 5280), 0 = unspecified */
+};
+
+/* "unspecified", "key-compromise", "superseded", "cessation-of-operation",
+ * "affiliation-changed", "privilege-withdrawn". */
+MOAT_MUST_CHECK int moat_pki_reason_parse(const char *text, int *out_reason,
+					  struct moat_err *err);
+const char *moat_pki_reason_name(int reason);
+
+/* A signed v2 CRL with crlNumber and AKI, valid from now for days. Caller frees *out_pem. */
+MOAT_MUST_CHECK int moat_pki_crl_build(const struct moat_ca *ca,
+				       const struct moat_revoked_cert *revoked, size_t count,
+				       int64_t crl_number, int64_t now, int64_t days,
+				       char **out_pem, size_t *out_len, struct moat_err *err);
+
+/* Reads a PEM certificate file: CN, serial (hex), validity. */
+struct moat_cert_info {
+	char cn[256];
+	char ou[64];
+	char serial_hex[MOAT_SERIAL_HEX_LEN * 2];
+	int64_t not_before;
+	int64_t not_after;
+};
+MOAT_MUST_CHECK int moat_pki_cert_info_file(const char *path, struct moat_cert_info *out,
+					    struct moat_err *err);
+MOAT_MUST_CHECK int moat_pki_cert_info(X509 *cert, struct moat_cert_info *out,
+				       struct moat_err *err);
+
+/* PKCS#12 of key + cert + CA, AES-256 + SHA-256 MAC, protected by password. */
+MOAT_MUST_CHECK int moat_pki_export_p12(const char *cert_pem, const char *key_pem,
+					const char *ca_pem, const char *name,
+					const char *password, unsigned char **out_der,
+					size_t *out_len, struct moat_err *err);
+/* A C header with DEVICE_ID, CA_CERT, DEVICE_CERT and DEVICE_KEY as string constants. */
+MOAT_MUST_CHECK int moat_pki_export_c_header(const char *id, const char *cert_pem,
+					     const char *key_pem, const char *ca_pem,
+					     char **out_text, size_t *out_len,
+					     struct moat_err *err);
+
+#endif

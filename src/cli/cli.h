@@ -1,0 +1,65 @@
+/* cli.h: what every `moat` subcommand group shares.
+ *
+ * A group is a file src/cli/<group>.c with `int <group>_main(int argc, char **argv)`, listed
+ * in the table in main.c. argv[0] is the group name. Groups parse their options with
+ * getopt_long (global options --dir, --passphrase-file and --json are accepted by every
+ * group and stored in cli_globals), print results on stdout and errors once on stderr as
+ * "moat: <message>", and return an exit status.
+ */
+#ifndef MOAT_CLI_H
+#define MOAT_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "moat/deploy.h"
+#include "moat/err.h"
+
+/* Exit statuses shared by all groups. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+struct cli_globals {
+	const char *dir;             /* --dir */
+	const char *passphrase_file; /* --passphrase-file */
+	bool json;                   /* --json */
+};
+extern struct cli_globals cli_globals;
+
+/* Prints "moat: <msg>" to stderr and returns CLI_FAIL. */
+int cli_fail(const struct moat_err *err);
+/* Prints "moat: <formatted>" to stderr and returns CLI_USAGE. */
+int cli_usage_error(const char *fmt, ...) MOAT_PRINTF(1, 2);
+
+/* Long options every group accepts, to append to a group's own table; cli_global_opt
+ * handles their codes and returns true when it consumed one. */
+#define CLI_OPT_DIR 0x1001
+#define CLI_OPT_PASSFILE 0x1002
+#define CLI_OPT_JSON 0x1003
+#define CLI_GLOBAL_LONGOPTS                                              \
+	{"dir", required_argument, NULL, CLI_OPT_DIR},                   \
+		{"passphrase-file", required_argument, NULL, CLI_OPT_PASSFILE}, \
+		{"json", no_argument, NULL, CLI_OPT_JSON}
+bool cli_global_opt(int code, const char *arg);
+
+/* Locates and opens the deployment (mode MOAT_DEPLOY_READ or _WRITE). */
+MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err *err);
+/* Opens for writing and unlocks the CA key with the passphrase from --passphrase-file,
+ * $MOAT_CA_PASSPHRASE or a tty prompt. */
+MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+
+/* The CA passphrase: --passphrase-file, then $MOAT_CA_PASSPHRASE, then a prompt when stdin
+ * is a tty (confirm: ask twice). buf receives it NUL-terminated; wipe it after use. */
+MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err);
+
+/* Called after any change that affects derived state (identities added, revoked, renewed):
+ * regenerates what is derived from the registry (broker config and policy) and reloads a
+ * running broker. Implemented in after_change.c. */
+MOAT_MUST_CHECK int cli_after_change(struct moat_deploy *d, struct moat_err *err);
+
+/* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
+void cli_catch_interrupts(void);
+
+/* JSON string escaping for --json output. */
+void cli_json_string(FILE *out, const char *s);
+
+#endif

@@ -1,0 +1,86 @@
+/* main.c: the moat command. A table maps each group to its <group>_main (one file each,
+ * wireguard-tools style); global options may come before the group name. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+int init_main(int argc, char **argv);
+int device_main(int argc, char **argv);
+int identity_main(int argc, char **argv);
+int cert_main(int argc, char **argv);
+
+struct group {
+	const char *name;
+	int (*main)(int argc, char **argv);
+	const char *summary;
+};
+
+/* Keep sorted by the order an operator meets them. */
+static const struct group groups[] = {
+	{"init", init_main, "create a deployment directory and its certificate authority"},
+	{"device", device_main, "add, list, show, revoke, renew and export devices"},
+	{"identity", identity_main, "add service and operator identities"},
+	{"cert", cert_main, "certificates that expire soon"},
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: moat [--dir DIR] [--passphrase-file FILE] <command> [args]\n\n"
+		     "commands:\n");
+	for (size_t i = 0; i < sizeof(groups) / sizeof(groups[0]); i++) {
+		fprintf(out, "  %-10s %s\n", groups[i].name, groups[i].summary);
+	}
+	fprintf(out, "  %-10s %s\n", "help", "this list");
+	fprintf(out, "\nmoat <command> --help describes a command. The deployment is --dir, "
+		     "else $MOAT_DIR, else the current directory.\n");
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+	/* Global options before the group name. */
+	while (i < argc && argv[i][0] == '-') {
+		const char *a = argv[i];
+		if (strcmp(a, "--version") == 0) {
+			printf("moat %s\n", MOAT_VERSION);
+			return CLI_OK;
+		}
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			usage(stdout);
+			return CLI_OK;
+		}
+		if (strcmp(a, "--json") == 0) {
+			cli_globals.json = true;
+			i++;
+			continue;
+		}
+		if ((strcmp(a, "--dir") == 0 || strcmp(a, "--passphrase-file") == 0) && i + 1 < argc) {
+			cli_global_opt(strcmp(a, "--dir") == 0 ? CLI_OPT_DIR : CLI_OPT_PASSFILE,
+				       argv[i + 1]);
+			i += 2;
+			continue;
+		}
+		if (strncmp(a, "--dir=", 6) == 0) {
+			cli_global_opt(CLI_OPT_DIR, a + 6);
+			i++;
+			continue;
+		}
+		return cli_usage_error("unknown option '%s' (see moat help)", a);
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	const char *name = argv[i];
+	if (strcmp(name, "help") == 0) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+		if (strcmp(name, groups[g].name) == 0) {
+			return groups[g].main(argc - i, argv + i);
+		}
+	}
+	return cli_usage_error("unknown command '%s' (see moat help)", name);
+}

@@ -1,0 +1,92 @@
+# lib.sh: shared helpers for end-to-end tests (sourced, not run). Every test gets its own
+# temporary directory, its own PKI and its own ephemeral ports on 127.0.0.1; everything it
+# starts is stopped by the EXIT trap.
+set -euo pipefail
+
+: "${MOAT_BUILD:?run through ctest (MOAT_BUILD unset)}"
+: "${MOAT_SRC:?run through ctest (MOAT_SRC unset)}"
+export PATH="$MOAT_BUILD:$MOAT_BUILD/src/agent:$MOAT_BUILD/src/server:$PATH"
+export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+
+T=$(mktemp -d /tmp/moat-e2e.XXXXXX)
+E2E_PIDS=()
+E2E_CLEANUP=()
+
+e2e_cleanup() {
+	local rc=$?
+	for c in "${E2E_CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
+	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
+		echo "--- test failed (rc=$rc); files kept in $T" >&2
+	else
+		rm -rf "$T"
+	fi
+	exit $rc
+}
+trap e2e_cleanup EXIT
+
+# Runs "$@" in the background and remembers its pid for cleanup.
+e2e_bg() { "$@" & E2E_PIDS+=($!); }
+on_exit() { E2E_CLEANUP+=("$*"); }
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+skip() { echo "SKIP: $*" >&2; exit 77; }
+pass() { echo "ok - $*"; }
+
+# A TCP port on 127.0.0.1 that is free right now.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# expect_fail "what" cmd...: the command must exit non-zero and print one line on stderr
+# that contains nothing secret; sets $out (stdout) and $errout (stderr).
+expect_fail() {
+	local what=$1; shift
+	set +e
+	out=$("$@" 2>"$T/.stderr")
+	local rc=$?
+	set -e
+	errout=$(cat "$T/.stderr")
+	[ $rc -ne 0 ] || fail "$what: expected failure, got exit 0"
+	[ -n "$errout" ] || fail "$what: failed without an error message"
+	echo "ok - refused: $what: $errout"
+}
+
+# expect_ok "what" cmd...: sets $out.
+expect_ok() {
+	local what=$1; shift
+	set +e
+	out=$("$@" 2>"$T/.stderr")
+	local rc=$?
+	set -e
+	errout=$(cat "$T/.stderr")
+	[ $rc -eq 0 ] || fail "$what: exit $rc: $errout"
+	echo "ok - $what"
+}
+
+assert_contains() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }
+assert_not_contains() { case "$1" in *"$2"*) fail "did not expect '$2' in: $1" ;; *) ;; esac; }
+
+# mode_of FILE: octal permission bits
+mode_of() { stat -c '%a' "$1"; }
+
+# A fresh deployment in $T/d with ephemeral ports; extra args go to moat init.
+e2e_init() {
+	BROKER_PORT=$(free_port)
+	SERVER_PORT=$(free_port)
+	D="$T/d"
+	moat init --dir "$D" --name e2e --broker-port "$BROKER_PORT" --server-port "$SERVER_PORT" "$@" >/dev/null
+	export MOAT_DIR="$D"
+}
+
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
+wait_for() {
+	local limit=$1; shift
+	local end=$((SECONDS + limit))
+	until "$@" >/dev/null 2>&1; do
+		[ $SECONDS -lt $end ] || return 1
+		sleep 0.1
+	done
+}
