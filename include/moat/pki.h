@@ -22,7 +22,7 @@
 #include "moat/err.h"
 #include "moat/identity.h"
 
-#define MOAT_SERIAL_BYTES 16 /* 127 random bits: top bit cleared so the serial is positive */
+#define MOAT_SERIAL_BYTES 16 /* 126 random bits; the first byte is 01xxxxxx: positive, fixed length */
 #define MOAT_SERIAL_HEX_LEN (MOAT_SERIAL_BYTES * 2 + 1)
 #define MOAT_PASSPHRASE_MIN_LEN 8
 #define MOAT_PASSPHRASE_MAX_LEN 1024

@@ -15,6 +15,22 @@
 #include "moat/deploy.h"
 #include "moat/err.h"
 
+/* Group entry points (one file each, listed in main.c's table). Declared here so every
+ * group file sees its own prototype. */
+int init_main(int argc, char **argv);
+int device_main(int argc, char **argv);
+int identity_main(int argc, char **argv);
+int cert_main(int argc, char **argv);
+int broker_main(int argc, char **argv);
+int up_main(int argc, char **argv);
+int down_main(int argc, char **argv);
+int status_main(int argc, char **argv);
+int net_main(int argc, char **argv);
+int fw_main(int argc, char **argv);
+int sim_main(int argc, char **argv);
+int cmd_main(int argc, char **argv);
+int watch_main(int argc, char **argv);
+
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
@@ -55,6 +71,11 @@ MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct 
  * regenerates what is derived from the registry (broker config and policy) and reloads a
  * running broker. Implemented in after_change.c. */
 MOAT_MUST_CHECK int cli_after_change(struct moat_deploy *d, struct moat_err *err);
+
+/* Writes the moat-agent bundle for identity id into out_dir (agent INI, certificate, key,
+ * CA): `moat device export --format agent`. Implemented in export_agent.c. */
+MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,
+				     struct moat_err *err);
 
 /* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
 void cli_catch_interrupts(void);

@@ -1,5 +1,6 @@
-/* config.c: moat.conf through inih's ini_parse_string, kept as a flat list of entries that
- * each module validates for its own section. */
+/* config.c: moat.conf through inih, kept as a flat list of entries that each module
+ * validates for its own section. Debian's inih is built without INI_HANDLER_LINENO, so the
+ * text is fed through ini_parse_stream with a line reader that counts lines itself. */
 #include "moat/config.h"
 
 #include <ctype.h>
@@ -17,13 +18,46 @@ struct parse_ctx {
 	struct moat_err *err;
 	int failed;
 	size_t cap;
+	const char *next; /* reader position in the NUL-terminated text */
+	int lineno;       /* lines handed to inih so far */
 };
 
-static int on_entry(void *user, const char *section, const char *name, const char *value,
-		    int lineno)
+/* ini_reader: copies the next line (at most num - 1 bytes, newline included) into str. */
+static char *read_line(char *str, int num, void *stream)
+{
+	struct parse_ctx *ctx = stream;
+	if (*ctx->next == '\0' || num < 2) {
+		return NULL;
+	}
+	size_t n = 0;
+	while (ctx->next[n] != '\0' && n < (size_t)num - 1) {
+		if (ctx->next[n++] == '\n') {
+			break;
+		}
+	}
+	if (n == (size_t)num - 1 && ctx->next[n] != '\0' && ctx->next[n - 1] != '\n') {
+		/* inih would silently split the line and parse its tail as a new line */
+		moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: line longer than %d bytes",
+			     ctx->cfg->path, ctx->lineno + 1, num - 2);
+		ctx->failed = 1;
+		return NULL;
+	}
+	memcpy(str, ctx->next, n);
+	str[n] = '\0';
+	if (n > 0 && str[n - 1] == '\n') {
+		ctx->lineno++;
+	} else if (ctx->next[n] == '\0') {
+		ctx->lineno++; /* last line without a newline */
+	}
+	ctx->next += n;
+	return str;
+}
+
+static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
 	struct parse_ctx *ctx = user;
 	struct moat_config *cfg = ctx->cfg;
+	int lineno = ctx->lineno;
 	if (ctx->failed) {
 		return 0;
 	}
@@ -100,8 +134,8 @@ int moat_config_parse(const char *name, const char *text, size_t len,
 	}
 	memcpy(copy, text, len);
 	copy[len] = '\0';
-	struct parse_ctx ctx = {.cfg = cfg, .err = err};
-	int line = ini_parse_string(copy, on_entry, &ctx);
+	struct parse_ctx ctx = {.cfg = cfg, .err = err, .next = copy};
+	int line = ini_parse_stream(read_line, &ctx, on_entry, &ctx);
 	if (ctx.failed) {
 		rc = err ? err->code : MOAT_EINVAL;
 		goto out;

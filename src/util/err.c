@@ -84,7 +84,8 @@ void moat_err_prefix(struct moat_err *err, const char *fmt, ...)
 	va_end(ap);
 	memcpy(old, err->msg, sizeof(old));
 	old[sizeof(old) - 1] = '\0';
-	snprintf(err->msg, sizeof(err->msg), "%s: %s", prefix, old);
+	/* precision bounds keep the compiler sure the result fits; truncation is acceptable */
+	snprintf(err->msg, sizeof(err->msg), "%.200s: %.300s", prefix, old);
 }
 
 void moat_err_clear(struct moat_err *err)

@@ -1,4 +1,5 @@
-/* log.c: one key=value line per event on stderr or syslog. */
+/* log.c: one key=value line per event on stderr or syslog. Control characters in a
+ * message are replaced by '?', so every event stays on one line. */
 #include "moat/log.h"
 
 #include <stdarg.h>
@@ -33,6 +34,12 @@ void moat_log(enum moat_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
+	/* values may come from the network: a newline in one must not forge a second event */
+	for (char *p = line; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			*p = '?';
+		}
+	}
 	if (log_syslog) {
 		syslog(prio[level], "level=%s %s", names[level], line);
 		return;

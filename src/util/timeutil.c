@@ -1,6 +1,7 @@
 /* timeutil.c: duration and integer parsing with full error checks; clocks. */
 #include "moat/timeutil.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -16,10 +17,16 @@ int moat_int_parse(const char *text, int64_t min, int64_t max, int64_t *out_valu
 	if (strlen(text) > 32) {
 		return moat_err_set(err, MOAT_EINVAL, "'%.32s...': number too long", text);
 	}
+	/* strtoll skips leading white space (tabs, newlines too) and takes a '+': a number
+	 * here is an optional '-' and digits, nothing else */
+	const char *digits = text[0] == '-' ? text + 1 : text;
+	if (!isdigit((unsigned char)digits[0])) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': not an integer", text);
+	}
 	char *end = NULL;
 	errno = 0;
 	long long v = strtoll(text, &end, 10);
-	if (errno == ERANGE || end == text || *end != '\0' || text[0] == ' ' || text[0] == '+') {
+	if (errno == ERANGE || end == text || *end != '\0') {
 		return moat_err_set(err, MOAT_EINVAL, "'%s': not an integer", text);
 	}
 	if (v < min || v > max) {
@@ -35,6 +42,10 @@ int moat_duration_parse(const char *text, int64_t default_unit_seconds, int64_t 
 {
 	if (!text || !*text) {
 		return moat_err_set(err, MOAT_EINVAL, "empty duration");
+	}
+	if (default_unit_seconds <= 0) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': bad default unit %" PRId64, text,
+				    default_unit_seconds);
 	}
 	size_t len = strlen(text);
 	if (len > 24) {
@@ -56,9 +67,13 @@ int moat_duration_parse(const char *text, int64_t default_unit_seconds, int64_t 
 	}
 	int64_t n = 0;
 	struct moat_err sub;
-	if (moat_int_parse(num, 0, INT64_MAX / (7 * 86400), &n, &sub) != 0) {
+	if (moat_int_parse(num, 0, INT64_MAX, &n, &sub) != 0) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "'%s': not a duration (use e.g. 30s, 10m, 12h, 30d, 2w)", text);
+	}
+	/* the default unit may be larger than a week: bound by the unit actually used */
+	if (n > INT64_MAX / unit) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': duration too long", text);
 	}
 	*out_seconds = n * unit;
 	return 0;

@@ -1,0 +1,226 @@
+/* net.h: network segmentation derived from the deployment (src/net).
+ *
+ * The policy is the tutorial's VLAN isolation, repaired: devices reach only the broker and the
+ * update server, never each other (also on the same bridge), the management or the guest
+ * network; management reaches everything; guests reach only what is outside every zone; every
+ * drop is logged (rate-limited) and new connections from each device host are rate-limited.
+ *
+ * Three layers, each usable alone:
+ *   1. Pure (no I/O, no clocks, no globals): moat_net_policy_from_config reads the [network],
+ *      [broker] port and [server] port of moat.conf into a struct moat_net_policy, with its
+ *      rule list already built; moat_net_render turns it into nftables or iptables-restore
+ *      text; moat_net_decide evaluates the rule list, moat_net_expect states the intent, so
+ *      tests can show the two agree. This layer is fuzzed (tests/fuzz/fuzz_netconf.c).
+ *   2. nft adapter: moat_net_apply / moat_net_check / moat_net_remove run nft(8). They touch
+ *      only moat's own tables ("inet moat" and "bridge moat") and never flush anything else.
+ *   3. moat_net_verify builds a throwaway topology of network namespaces, loads the ruleset
+ *      into its router and probes every path with real TCP connections.
+ *
+ * [network] keys (all optional; defaults in MOAT_NET_DEFAULT_*):
+ *   iot, management, guest   subnets of the three standard zones: comma lists of a.b.c.d/len
+ *   extra_zones              names of more zones; each then needs its own key with subnets
+ *   device_zones             zones whose hosts are devices (default "iot"); zones that are
+ *                            neither devices nor management are isolated like guest
+ *   broker_address           IPv4 address of the broker, inside the management zone
+ *   server_address           IPv4 address of the update server, inside the management zone
+ *   conn_rate                new connections per second allowed per device host (burst 2x)
+ *   log_rate                 logged drops per second (burst 2x)
+ * Ports come from [broker] port (default 8883) and [server] port (default 8443).
+ */
+#ifndef MOAT_NET_H
+#define MOAT_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/config.h"
+#include "moat/err.h"
+
+#define MOAT_NET_ZONES_MAX 16
+#define MOAT_NET_SUBNETS_MAX 16     /* per zone */
+#define MOAT_NET_ZONE_NAME_MAX_LEN 15 /* [a-z][a-z0-9_]{0,14}: fits nft set and iptables names */
+#define MOAT_NET_RULES_MAX 64
+#define MOAT_NET_PREFIX_MIN 8       /* zone subnets are /8 ... /30 */
+#define MOAT_NET_PREFIX_MAX 30
+#define MOAT_NET_RATE_MAX 100000    /* per second, for conn_rate and log_rate */
+#define MOAT_NET_RENDER_MAX_BYTES (256u * 1024u)
+#define MOAT_NET_LOG_PREFIX "moat-drop: "
+#define MOAT_NET_TABLE "moat"       /* nft: "inet moat" and "bridge moat" */
+
+#define MOAT_NET_DEFAULT_IOT "10.77.10.0/24"
+#define MOAT_NET_DEFAULT_MANAGEMENT "10.77.1.0/24"
+#define MOAT_NET_DEFAULT_GUEST "10.77.20.0/24"
+#define MOAT_NET_DEFAULT_BROKER_ADDRESS "10.77.1.10"
+#define MOAT_NET_DEFAULT_SERVER_ADDRESS "10.77.1.11"
+#define MOAT_NET_DEFAULT_BROKER_PORT 8883
+#define MOAT_NET_DEFAULT_SERVER_PORT 8443
+#define MOAT_NET_DEFAULT_CONN_RATE 20
+#define MOAT_NET_DEFAULT_LOG_RATE 10
+
+/* An IPv4 network; addr is in host byte order with the host bits zero. */
+struct moat_net_subnet {
+	uint32_t addr;
+	unsigned prefix;
+};
+
+enum moat_net_zone_kind {
+	MOAT_NET_ZONE_MANAGEMENT = 0, /* reaches everything */
+	MOAT_NET_ZONE_DEVICE = 1,     /* reaches the broker and update server ports only */
+	MOAT_NET_ZONE_ISOLATED = 2,   /* reaches only addresses outside every zone (guest) */
+};
+
+struct moat_net_zone {
+	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
+	enum moat_net_zone_kind kind;
+	struct moat_net_subnet subnets[MOAT_NET_SUBNETS_MAX];
+	size_t subnet_count;
+};
+
+/* What a rule's source or destination matches. */
+enum moat_net_sel_kind {
+	MOAT_NET_SEL_ANY = 0,
+	MOAT_NET_SEL_ZONE = 1,     /* the subnets of zones[zone] */
+	MOAT_NET_SEL_DEVICES = 2,  /* every device zone */
+	MOAT_NET_SEL_INTERNAL = 3, /* every zone */
+	MOAT_NET_SEL_EXTERNAL = 4, /* no zone: the uplink, the internet */
+	MOAT_NET_SEL_ADDR = 5,     /* the single address addr */
+};
+
+struct moat_net_sel {
+	enum moat_net_sel_kind kind;
+	size_t zone;
+	uint32_t addr;
+};
+
+enum moat_net_action {
+	MOAT_NET_ACCEPT_ESTABLISHED = 0, /* replies and related traffic: accept */
+	MOAT_NET_DROP_INVALID = 1,       /* conntrack state invalid: logged drop */
+	MOAT_NET_LIMIT_NEW = 2,          /* new connections from src over conn_rate per host: drop */
+	MOAT_NET_ACCEPT = 3,
+	MOAT_NET_DROP = 4,               /* logged, rate-limited log */
+};
+
+/* One rule of the forward chain, in order; the chain's policy is drop (logged). */
+struct moat_net_rule {
+	enum moat_net_action action;
+	struct moat_net_sel src;
+	struct moat_net_sel dst;
+	uint16_t tcp_dport; /* 0: any protocol, any port */
+	bool bridged;       /* also enforced on bridged traffic (hosts on the same interface) */
+	char why[64];       /* ASCII, rendered as a comment */
+};
+
+struct moat_net_policy {
+	struct moat_net_zone zones[MOAT_NET_ZONES_MAX];
+	size_t zone_count; /* zones[0..2] are iot, management, guest; then extra_zones in order */
+	uint32_t broker_addr;
+	uint32_t server_addr;
+	uint16_t broker_port;
+	uint16_t server_port;
+	unsigned conn_rate;
+	unsigned log_rate;
+	struct moat_net_rule rules[MOAT_NET_RULES_MAX];
+	size_t rule_count;
+};
+
+/* Parses "a.b.c.d" (four decimal octets, no leading zeros, nothing else). */
+MOAT_MUST_CHECK int moat_net_parse_addr(const char *text, uint32_t *out_addr,
+					struct moat_err *err);
+/* Parses "a.b.c.d/len" with len in [MOAT_NET_PREFIX_MIN, MOAT_NET_PREFIX_MAX]; refuses host
+ * bits (the message suggests the network address). */
+MOAT_MUST_CHECK int moat_net_parse_subnet(const char *text, struct moat_net_subnet *out,
+					  struct moat_err *err);
+bool moat_net_subnet_contains(const struct moat_net_subnet *s, uint32_t addr);
+bool moat_net_subnets_overlap(const struct moat_net_subnet *a, const struct moat_net_subnet *b);
+/* "a.b.c.d" into buf (at least 16 bytes). */
+void moat_net_addr_format(uint32_t addr, char *buf, size_t size);
+
+/* Reads the policy from cfg (which may lack [network]: then every default applies) and builds
+ * its rule list. Fails with MOAT_EINVAL and a message naming the file, line, key and cause on:
+ * an unknown key or zone, an invalid or overlapping subnet, a port or rate out of range, a
+ * broker or server address outside the management zone or on its network/broadcast address.
+ * out is fully written on success and zeroed on failure. Does no I/O. */
+MOAT_MUST_CHECK int moat_net_policy_from_config(const struct moat_config *cfg,
+						struct moat_net_policy *out, struct moat_err *err);
+
+/* Index of the zone containing addr, or -1. */
+int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
+
+/* What the rule list does with a new TCP connection (dport > 0) or other packet (dport 0)
+ * from src to dst: true when accepted. Ignores rate limits and conntrack state. */
+bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst,
+		     uint16_t dport);
+/* The intent, written independently of the rule list: true when the connection must be
+ * allowed. moat_net_decide and moat_net_expect agree for every input (unit-tested). */
+bool moat_net_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst,
+		     uint16_t dport);
+
+enum moat_net_format {
+	MOAT_NET_FORMAT_NFT = 0,      /* nft -f input; replaces moat's tables atomically */
+	MOAT_NET_FORMAT_IPTABLES = 1, /* iptables-restore input (MOAT-* chains) */
+};
+MOAT_MUST_CHECK int moat_net_format_parse(const char *text, enum moat_net_format *out,
+					  struct moat_err *err);
+
+/* Renders the policy; *out_text is NUL-terminated, malloc'd and owned by the caller. Pure:
+ * the same policy always gives the same bytes. */
+MOAT_MUST_CHECK int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt,
+				    char **out_text, size_t *out_len, struct moat_err *err);
+
+/* nft adapter. Each runs nft(8) from PATH in the caller's network namespace.
+ * moat_net_apply loads the rendered ruleset with `nft -f -` in one transaction that replaces
+ * only "inet moat" and "bridge moat"; moat_net_check runs the same input with `nft -c`
+ * (nothing changes); moat_net_remove deletes those two tables and nothing else (absent tables
+ * are not an error). Failures carry nft's first error line. */
+MOAT_MUST_CHECK int moat_net_apply(const struct moat_net_policy *p, struct moat_err *err);
+MOAT_MUST_CHECK int moat_net_check(const struct moat_net_policy *p, struct moat_err *err);
+MOAT_MUST_CHECK int moat_net_remove(struct moat_err *err);
+
+/* One probe of moat_net_verify. */
+enum moat_net_observed {
+	MOAT_NET_OBS_OPEN = 0,    /* connected */
+	MOAT_NET_OBS_BLOCKED = 1, /* no answer within the timeout (dropped) */
+	MOAT_NET_OBS_REFUSED = 2, /* reset: reached but not listening (a topology fault) */
+	MOAT_NET_OBS_ERROR = 3,
+	MOAT_NET_OBS_LIMITED = 4, /* flood row: some connections got through, not all */
+};
+
+struct moat_net_probe {
+	char from[24]; /* host label, "iot-1" */
+	char to[24];   /* host or service label, "broker" */
+	uint32_t src;
+	uint32_t dst;
+	uint16_t port;
+	bool expect_open;
+	bool flood;    /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	enum moat_net_observed observed;
+	bool ok;       /* observed matches the expectation */
+};
+
+#define MOAT_NET_PROBES_MAX 1024
+
+struct moat_net_verify_report {
+	struct moat_net_probe probes[MOAT_NET_PROBES_MAX];
+	size_t probe_count;
+	size_t mismatches;
+	uint64_t logged_drops; /* the "drops" counter of inet moat after the probes */
+};
+
+/* Set by the caller's SIGINT/SIGTERM handler; moat_net_verify stops, removes everything it
+ * created and fails with MOAT_EINTR. */
+extern volatile int moat_net_interrupted;
+
+/* Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
+ * moat processes that no longer run), loads the ruleset into the router namespace, probes
+ * every path and fills report. Everything it creates is removed before it returns, on every
+ * path; an atexit handler removes it too if the process exits in between. Addresses exist only
+ * inside those namespaces. Returns 0 when it ran (report->mismatches says whether the policy
+ * held), MOAT_ESTATE when this machine lacks a capability (not root, no netns, no nft; the
+ * message names it), other codes on failure. Needs a single-threaded caller (setns). */
+MOAT_MUST_CHECK int moat_net_verify(const struct moat_net_policy *p,
+				    struct moat_net_verify_report *report, struct moat_err *err);
+
+const char *moat_net_observed_name(enum moat_net_observed o);
+
+#endif

@@ -1,0 +1,221 @@
+/* cert.c: `moat cert expiring` (every certificate, and the CRL, that expires within a window;
+ * exit 1 when there is any, so cron and monitoring can use it) and `moat cert crl` (sign a
+ * fresh CRL before the current one's nextUpdate). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "cli.h"
+#include "moat/fsutil.h"
+#include "moat/timeutil.h"
+
+struct expiring_ctx {
+	int64_t now;
+	int64_t limit;
+	bool json;
+	size_t n;
+};
+
+static void report(struct expiring_ctx *c, const char *kind, const char *name,
+		   const char *serial, int64_t not_after)
+{
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(not_after, na);
+	int64_t days = (not_after - c->now) / 86400;
+	if (c->json) {
+		printf("%s{\"kind\":\"%s\",\"name\":", c->n ? ",\n " : "", kind);
+		cli_json_string(stdout, name);
+		printf(",\"serial\":\"%s\",\"not_after\":\"%s\",\"days_left\":%lld,\"expired\":%s}",
+		       serial, na, (long long)days, not_after <= c->now ? "true" : "false");
+	} else if (not_after <= c->now) {
+		printf("%-8s %-32s %s  EXPIRED\n", kind, name, na);
+	} else {
+		printf("%-8s %-32s %s  in %lld days\n", kind, name, na, (long long)days);
+	}
+	c->n++;
+}
+
+static int check_file(struct expiring_ctx *c, struct moat_deploy *d, const char *kind,
+		      const char *rel, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	struct moat_cert_info info;
+	int rc;
+	if ((rc = moat_deploy_path(d, p, sizeof(p), rel, err)) != 0 ||
+	    (rc = moat_pki_cert_info_file(p, &info, err)) != 0) {
+		return rc;
+	}
+	if (info.not_after <= c->limit) {
+		report(c, kind, info.cn, info.serial_hex, info.not_after);
+	}
+	return 0;
+}
+
+static int check_identity(const struct moat_identity *id, void *ctx)
+{
+	struct expiring_ctx *c = ctx;
+	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked) {
+		return 0; /* a revoked certificate is not going to be renewed by expiry */
+	}
+	if (id->not_after <= c->limit) {
+		report(c, moat_role_name(id->role), id->id, id->serial_hex, id->not_after);
+	}
+	return 0;
+}
+
+static int check_crl(struct expiring_ctx *c, struct moat_deploy *d, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	char *text = NULL;
+	size_t len = 0;
+	int rc;
+	if ((rc = moat_deploy_path(d, p, sizeof(p), "pki/crl.pem", err)) != 0 ||
+	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &text, &len, err)) != 0) {
+		return rc;
+	}
+	BIO *b = BIO_new_mem_buf(text, (int)len);
+	X509_CRL *crl = b ? PEM_read_bio_X509_CRL(b, NULL, NULL, NULL) : NULL;
+	if (!crl) {
+		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM CRL", p);
+	} else {
+		struct tm tm;
+		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+		if (next && ASN1_TIME_to_tm(next, &tm)) {
+			int64_t t = (int64_t)timegm(&tm);
+			/* the CRL is re-signed routinely: flag it in its last week, not all month */
+			int64_t crl_limit = c->now + 7 * 86400;
+			if (t <= (c->limit < crl_limit ? c->limit : crl_limit)) {
+				report(c, "crl", "pki/crl.pem (renew: moat cert crl)", "", t);
+			}
+		}
+	}
+	X509_CRL_free(crl);
+	BIO_free(b);
+	free(text);
+	return rc;
+}
+
+static int expiring(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"within", required_argument, NULL, 'w'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	struct moat_err err = {0};
+	int64_t within = 30 * 86400;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_global_opt(c, optarg)) {
+			continue;
+		}
+		if (c == 'w') {
+			if (moat_duration_parse(optarg, 86400, &within, &err) != 0) {
+				return cli_usage_error("--within: %s", err.msg);
+			}
+			continue;
+		}
+		if (c == 'h') {
+			printf("usage: moat cert expiring [--within 30d] [--json]\n"
+			       "Lists the CA, server and identity certificates and the CRL that expire\n"
+			       "within the window (default 30 days; a bare number is days; the CRL\n"
+			       "only in its last 7 days). Exit status 1 when there is any, 0 when\n"
+			       "there is none.\n");
+			return CLI_OK;
+		}
+		return cli_usage_error("usage: moat cert expiring [--within 30d] [--json]");
+	}
+	if (optind != argc) {
+		return cli_usage_error("usage: moat cert expiring [--within 30d] [--json]");
+	}
+	struct moat_deploy *d = NULL;
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
+		return cli_fail(&err);
+	}
+	struct expiring_ctx ctx = {.now = moat_time_now(), .json = cli_globals.json};
+	ctx.limit = ctx.now + within;
+	if (ctx.json) {
+		printf("[");
+	}
+	int rc;
+	if ((rc = check_file(&ctx, d, "ca", "pki/ca.crt", &err)) != 0 ||
+	    (rc = check_file(&ctx, d, "server", "pki/server.crt", &err)) != 0 ||
+	    (rc = check_crl(&ctx, d, &err)) != 0 ||
+	    (rc = moat_registry_identity_foreach(d->reg, -1, check_identity, &ctx, &err)) != 0) {
+		if (ctx.json) {
+			printf("]\n");
+		}
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if (ctx.json) {
+		printf("]\n");
+	} else if (ctx.n == 0) {
+		printf("nothing expires within %lld days\n", (long long)(within / 86400));
+	}
+	moat_deploy_close(d);
+	return ctx.n ? CLI_FAIL : CLI_OK;
+}
+
+static int crl(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	struct moat_err err = {0};
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_global_opt(c, optarg)) {
+			continue;
+		}
+		if (c == 'h') {
+			printf("usage: moat cert crl\nSigns a fresh pki/crl.pem (run it well before the "
+			       "current CRL's nextUpdate; moat cert expiring shows when).\n");
+			return CLI_OK;
+		}
+		return cli_usage_error("usage: moat cert crl");
+	}
+	if (optind != argc) {
+		return cli_usage_error("usage: moat cert crl");
+	}
+	struct moat_deploy *d = NULL;
+	int rc;
+	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		return cli_fail(&err);
+	}
+	if ((rc = moat_registry_begin(d->reg, &err)) != 0 ||
+	    (rc = moat_deploy_write_crl(d, &err)) != 0 ||
+	    (rc = moat_registry_commit(d->reg, &err)) != 0 ||
+	    (rc = cli_after_change(d, &err)) != 0) {
+		moat_registry_rollback(d->reg);
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	moat_deploy_close(d);
+	printf("pki/crl.pem re-signed\n");
+	return CLI_OK;
+}
+
+int cert_main(int argc, char **argv)
+{
+	if (argc >= 2 && strcmp(argv[1], "expiring") == 0) {
+		return expiring(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && strcmp(argv[1], "crl") == 0) {
+		return crl(argc - 1, argv + 1);
+	}
+	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n");
+		return CLI_OK;
+	}
+	return cli_usage_error("usage: moat cert expiring [--within 30d] [--json] | moat cert crl");
+}

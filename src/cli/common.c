@@ -1,0 +1,239 @@
+/* common.c: what every `moat` group shares: global options, error printing, opening the
+ * deployment, the CA passphrase and interrupt handling. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "cli.h"
+#include "moat/fsutil.h"
+
+struct cli_globals cli_globals;
+
+int cli_fail(const struct moat_err *err)
+{
+	fprintf(stderr, "moat: %s\n", err && err->msg[0] ? err->msg : "failed");
+	return CLI_FAIL;
+}
+
+int cli_usage_error(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "moat: %s\n", msg);
+	return CLI_USAGE;
+}
+
+bool cli_global_opt(int code, const char *arg)
+{
+	switch (code) {
+	case CLI_OPT_DIR:
+		cli_globals.dir = arg;
+		return true;
+	case CLI_OPT_PASSFILE:
+		cli_globals.passphrase_file = arg;
+		return true;
+	case CLI_OPT_JSON:
+		cli_globals.json = true;
+		return true;
+	default:
+		return false;
+	}
+}
+
+int cli_open(int mode, struct moat_deploy **out, struct moat_err *err)
+{
+	char dir[PATH_MAX];
+	int rc = moat_deploy_locate(cli_globals.dir, dir, sizeof(dir), err);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = moat_deploy_open(dir, mode, out, err);
+	if (rc == 0 && (*out)->recovered > 0) {
+		fprintf(stderr, "moat: removed %zu identities left by an interrupted change\n",
+			(*out)->recovered);
+	}
+	return rc;
+}
+
+int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
+{
+	char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
+	struct moat_deploy *d = NULL;
+	int rc = cli_open(MOAT_DEPLOY_WRITE, &d, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if ((rc = cli_passphrase(pass, sizeof(pass), false, err)) == 0) {
+		rc = moat_deploy_unlock(d, pass, err);
+	}
+	OPENSSL_cleanse(pass, sizeof(pass));
+	if (rc != 0) {
+		moat_deploy_close(d);
+		return rc;
+	}
+	*out = d;
+	return 0;
+}
+
+/* Reads a passphrase from the terminal without echo. */
+static int prompt(const char *question, char *buf, size_t size, struct moat_err *err)
+{
+	FILE *tty = fopen("/dev/tty", "r+");
+	if (!tty) {
+		return moat_err_errno(err, MOAT_EINVAL, errno, "no CA passphrase (use "
+				      "--passphrase-file or MOAT_CA_PASSPHRASE) and no terminal");
+	}
+	struct termios old;
+	struct termios noecho;
+	bool restore = tcgetattr(fileno(tty), &old) == 0;
+	if (restore) {
+		noecho = old;
+		noecho.c_lflag &= (tcflag_t)~ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &noecho);
+	}
+	fprintf(tty, "%s", question);
+	fflush(tty);
+	char *line = fgets(buf, (int)size, tty);
+	if (restore) {
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	}
+	fprintf(tty, "\n");
+	fclose(tty);
+	if (!line) {
+		return moat_err_set(err, MOAT_EINVAL, "no passphrase entered");
+	}
+	buf[strcspn(buf, "\r\n")] = '\0';
+	return 0;
+}
+
+static int check_length(const char *pass, const char *source, struct moat_err *err)
+{
+	size_t len = strlen(pass);
+	if (len < MOAT_PASSPHRASE_MIN_LEN) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: passphrase shorter than %d characters",
+				    source, MOAT_PASSPHRASE_MIN_LEN);
+	}
+	if (len > MOAT_PASSPHRASE_MAX_LEN) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: passphrase longer than %d characters",
+				    source, MOAT_PASSPHRASE_MAX_LEN);
+	}
+	return 0;
+}
+
+int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err)
+{
+	int rc;
+	if (cli_globals.passphrase_file) {
+		const char *path = cli_globals.passphrase_file;
+		struct stat st;
+		char *text = NULL;
+		size_t len = 0;
+		if (stat(path, &st) != 0) {
+			return moat_err_errno(err, MOAT_ENOENT, errno, "%s", path);
+		}
+		if (S_ISREG(st.st_mode) && (st.st_mode & 0077)) {
+			return moat_err_set(err, MOAT_EDENIED,
+					    "%s: passphrase file readable by others (chmod 600 it)",
+					    path);
+		}
+		if ((rc = moat_fs_read_all(path, MOAT_PASSPHRASE_MAX_LEN + 2, &text, &len, err)) != 0) {
+			return rc;
+		}
+		text[strcspn(text, "\r\n")] = '\0';
+		if (strlen(text) + 1 > size) {
+			rc = moat_err_set(err, MOAT_EINVAL, "%s: passphrase too long", path);
+		} else {
+			memcpy(buf, text, strlen(text) + 1);
+			rc = check_length(buf, path, err);
+		}
+		OPENSSL_cleanse(text, len);
+		free(text);
+		return rc;
+	}
+	const char *env = getenv("MOAT_CA_PASSPHRASE");
+	if (env && *env) {
+		if (strlen(env) + 1 > size) {
+			return moat_err_set(err, MOAT_EINVAL, "MOAT_CA_PASSPHRASE: too long");
+		}
+		memcpy(buf, env, strlen(env) + 1);
+		return check_length(buf, "MOAT_CA_PASSPHRASE", err);
+	}
+	if (!isatty(STDIN_FILENO)) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "no CA passphrase: use --passphrase-file FILE or "
+				    "MOAT_CA_PASSPHRASE, or run on a terminal");
+	}
+	if ((rc = prompt("CA passphrase: ", buf, size, err)) != 0 ||
+	    (rc = check_length(buf, "passphrase", err)) != 0) {
+		return rc;
+	}
+	if (confirm) {
+		char again[MOAT_PASSPHRASE_MAX_LEN + 2];
+		rc = prompt("again: ", again, sizeof(again), err);
+		if (rc == 0 && strcmp(again, buf) != 0) {
+			rc = moat_err_set(err, MOAT_EINVAL, "the passphrases differ");
+		}
+		OPENSSL_cleanse(again, sizeof(again));
+	}
+	return rc;
+}
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	moat_deploy_interrupted = 1;
+}
+
+void cli_catch_interrupts(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+void cli_json_string(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		switch (*p) {
+		case '"':
+			fputs("\\\"", out);
+			break;
+		case '\\':
+			fputs("\\\\", out);
+			break;
+		case '\n':
+			fputs("\\n", out);
+			break;
+		case '\r':
+			fputs("\\r", out);
+			break;
+		case '\t':
+			fputs("\\t", out);
+			break;
+		default:
+			if (*p < 0x20) {
+				fprintf(out, "\\u%04x", *p);
+			} else {
+				fputc(*p, out);
+			}
+		}
+	}
+	fputc('"', out);
+}

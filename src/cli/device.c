@@ -1,0 +1,20 @@
+/* device.c: `moat device`: identities with the device role (ident_ops.c does the work). */
+#include "cli.h"
+#include "ident_ops.h"
+
+int device_main(int argc, char **argv)
+{
+	static const struct ident_scope scope = {.role = MOAT_ROLE_DEVICE, .group = "device"};
+	static const char usage[] =
+		"usage: moat device <subcommand> [options]\n\n"
+		"  add ID [--type T] [--days N] [--key-type K]   a new device key and certificate\n"
+		"  add --prefix P --count N [--type T]           N devices P-000001..., all or none\n"
+		"  list [--json]                                 every device\n"
+		"  show ID [--json]                              one device and its certificates\n"
+		"  revoke ID [--reason R]                        revoke; pki/crl.pem is rewritten\n"
+		"  renew ID [--days N]                           new key and certificate, old revoked\n"
+		"  export ID --out DIR [--format pem|p12|c-header|agent] [--password-file F]\n\n"
+		"Certificates: CN = ID, OU = device, clientAuth, 730 days by default, key type from\n"
+		"moat.conf ([pki] key_type, default ec-p256). Files: pki/identities/ID/.\n";
+	return ident_dispatch(&scope, argc, argv, usage);
+}

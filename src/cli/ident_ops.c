@@ -1,0 +1,701 @@
+/* ident_ops.c: add, list, show, revoke, renew and export of identities, for `moat device`
+ * and `moat identity` (see ident_ops.h). The deployment module does the work; this file
+ * parses options, prints results and calls cli_after_change after every change. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "cli.h"
+#include "ident_ops.h"
+#include "moat/fsutil.h"
+#include "moat/timeutil.h"
+
+/* Parses the options shared by subcommands; unknown ones are usage errors. */
+struct ident_opts {
+	const char *type;
+	const char *prefix;
+	const char *reason;
+	const char *out;
+	const char *format;
+	const char *password_file;
+	const char *role;
+	int64_t count;
+	int64_t days;
+	bool key_type_set;
+	enum moat_key_type key_type;
+};
+
+enum {
+	OPT_TYPE = 't',
+	OPT_PREFIX = 'p',
+	OPT_COUNT = 'c',
+	OPT_DAYS = 'd',
+	OPT_KEYTYPE = 'k',
+	OPT_REASON = 'r',
+	OPT_OUT = 'o',
+	OPT_FORMAT = 'f',
+	OPT_PASSWORD = 'P',
+	OPT_ROLE = 'R',
+	OPT_HELP = 'h',
+};
+
+static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
+		      const char *usage_line)
+{
+	static const struct option opts[] = {
+		{"type", required_argument, NULL, OPT_TYPE},
+		{"prefix", required_argument, NULL, OPT_PREFIX},
+		{"count", required_argument, NULL, OPT_COUNT},
+		{"days", required_argument, NULL, OPT_DAYS},
+		{"key-type", required_argument, NULL, OPT_KEYTYPE},
+		{"reason", required_argument, NULL, OPT_REASON},
+		{"out", required_argument, NULL, OPT_OUT},
+		{"format", required_argument, NULL, OPT_FORMAT},
+		{"password-file", required_argument, NULL, OPT_PASSWORD},
+		{"role", required_argument, NULL, OPT_ROLE},
+		{"help", no_argument, NULL, OPT_HELP},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	struct moat_err err = {0};
+	int c;
+	memset(o, 0, sizeof(*o));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_global_opt(c, optarg)) {
+			continue;
+		}
+		if (c == OPT_HELP) {
+			printf("usage: %s\n", usage_line);
+			return -1;
+		}
+		if (c == '?' || !strchr(allowed, c)) {
+			return cli_usage_error("usage: %s", usage_line);
+		}
+		switch (c) {
+		case OPT_TYPE:
+			o->type = optarg;
+			break;
+		case OPT_PREFIX:
+			o->prefix = optarg;
+			break;
+		case OPT_COUNT:
+			if (moat_int_parse(optarg, 1, MOAT_BULK_MAX, &o->count, &err) != 0) {
+				return cli_usage_error("--count: %s", err.msg);
+			}
+			break;
+		case OPT_DAYS:
+			if (moat_int_parse(optarg, 1, 36500, &o->days, &err) != 0) {
+				return cli_usage_error("--days: %s", err.msg);
+			}
+			break;
+		case OPT_KEYTYPE:
+			if (moat_key_type_parse(optarg, &o->key_type, &err) != 0) {
+				return cli_usage_error("--key-type: %s", err.msg);
+			}
+			o->key_type_set = true;
+			break;
+		case OPT_REASON:
+			o->reason = optarg;
+			break;
+		case OPT_OUT:
+			o->out = optarg;
+			break;
+		case OPT_FORMAT:
+			o->format = optarg;
+			break;
+		case OPT_PASSWORD:
+			o->password_file = optarg;
+			break;
+		case OPT_ROLE:
+			o->role = optarg;
+			break;
+		default:
+			return cli_usage_error("usage: %s", usage_line);
+		}
+	}
+	return 0;
+}
+
+/* The one positional argument ID; anything else is a usage error. */
+static int one_id(int argc, char **argv, const char *usage_line, const char **out_id)
+{
+	if (optind != argc - 1) {
+		return cli_usage_error("usage: %s", usage_line);
+	}
+	*out_id = argv[optind];
+	return 0;
+}
+
+/* Loads id and checks that it belongs to the scope (device commands act on devices only). */
+static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *d,
+			   const char *id, struct moat_identity *out, struct moat_err *err)
+{
+	int rc = moat_identity_name_check(id, err);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = moat_registry_identity_get(d->reg, id, out, err);
+	if (rc == MOAT_ENOENT) {
+		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	if (scope->role >= 0 && (int)out->role != scope->role) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s' is a %s, not a %s (use moat identity)",
+				    id, moat_role_name(out->role), moat_role_name(scope->role));
+	}
+	return 0;
+}
+
+struct progress_state {
+	bool tty;
+	int last_percent;
+	int64_t started_ms;
+};
+
+static void on_progress(size_t done, size_t total, void *ctx)
+{
+	struct progress_state *p = ctx;
+	if (!p->tty) {
+		return;
+	}
+	int percent = (int)(done * 100 / total);
+	if (percent == p->last_percent && done != total) {
+		return;
+	}
+	p->last_percent = percent;
+	int width = 40;
+	int filled = percent * width / 100;
+	double secs = (double)(moat_time_mono_ms() - p->started_ms) / 1000.0;
+	fprintf(stderr, "\r[%.*s%*s] %3d%% %zu/%zu %.0f/s", filled,
+		"########################################", width - filled, "", percent, done, total,
+		secs > 0 ? (double)done / secs : 0.0);
+	if (done == total) {
+		fputc('\n', stderr);
+	}
+	fflush(stderr);
+}
+
+int ident_add(const struct ident_scope *scope, int argc, char **argv)
+{
+	const char *usage_line =
+		scope->role == MOAT_ROLE_DEVICE
+			? "moat device add ID [--type T] [--days N] [--key-type K]\n"
+			  "       moat device add --prefix P --count N [--type T] [--days N] [--key-type K]"
+			: "moat identity add NAME --role service|operator [--days N] [--key-type K]";
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct moat_provision_req *reqs = NULL;
+	char (*names)[MOAT_ID_BUF_LEN] = NULL;
+	int rc = parse_opts(argc, argv,
+			    scope->role == MOAT_ROLE_DEVICE ? "tpcdk" : "dkR", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	enum moat_role role = MOAT_ROLE_DEVICE;
+	if (scope->role < 0) {
+		if (!o.role) {
+			return cli_usage_error("identity add: --role service|operator is required");
+		}
+		if (moat_role_parse(o.role, &role, &err) != 0) {
+			return cli_usage_error("--role: %s", err.msg);
+		}
+		if (role == MOAT_ROLE_DEVICE) {
+			return cli_usage_error("identity add: devices are added with moat device add");
+		}
+	}
+	size_t count = 1;
+	if (o.prefix || o.count) {
+		if (!o.prefix || !o.count) {
+			return cli_usage_error("--prefix and --count go together");
+		}
+		if (optind != argc) {
+			return cli_usage_error("device add: an ID or --prefix/--count, not both");
+		}
+		/* P-000001 must be a valid name: check the longest one */
+		char longest[MOAT_ID_BUF_LEN + 16];
+		snprintf(longest, sizeof(longest), "%s-%06lld", o.prefix, (long long)o.count);
+		if (moat_identity_name_check(longest, &err) != 0) {
+			return cli_usage_error("--prefix: %s", err.msg);
+		}
+		count = (size_t)o.count;
+	} else if (optind != argc - 1) {
+		return cli_usage_error("usage: %s", usage_line);
+	}
+	if (o.type && (rc = moat_device_type_check(o.type, &err)) != 0) {
+		return cli_usage_error("--type: %s", err.msg);
+	}
+	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		return cli_fail(&err);
+	}
+	reqs = calloc(count, sizeof(*reqs));
+	names = calloc(count, sizeof(*names));
+	if (!reqs || !names) {
+		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (o.prefix) {
+			snprintf(names[i], sizeof(names[i]), "%s-%06zu", o.prefix, i + 1);
+		} else {
+			snprintf(names[i], sizeof(names[i]), "%.*s", MOAT_ID_MAX_LEN, argv[optind]);
+			if (strlen(argv[optind]) > MOAT_ID_MAX_LEN) {
+				moat_err_set(&err, MOAT_EINVAL, "'%.64s...': longer than %d characters",
+					     argv[optind], MOAT_ID_MAX_LEN);
+				goto fail;
+			}
+		}
+		reqs[i] = (struct moat_provision_req){
+			.id = names[i],
+			.role = role,
+			.device_type = role == MOAT_ROLE_DEVICE ? o.type : NULL,
+			.days = o.days,
+			.key_type = o.key_type_set ? o.key_type : d->conf.key_type,
+		};
+	}
+	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && count > 1,
+				    .last_percent = -1,
+				    .started_ms = moat_time_mono_ms()};
+	cli_catch_interrupts();
+	if ((rc = moat_deploy_provision(d, reqs, count, on_progress, &ps, &err)) != 0) {
+		goto fail;
+	}
+	if ((rc = cli_after_change(d, &err)) != 0) {
+		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
+		goto fail;
+	}
+	if (count == 1) {
+		printf("added %s %s\n", moat_role_name(role), names[0]);
+	} else {
+		double secs = (double)(moat_time_mono_ms() - ps.started_ms) / 1000.0;
+		printf("added %zu devices %s … %s in %.2f s\n", count, names[0], names[count - 1],
+		       secs);
+	}
+	free(reqs);
+	free(names);
+	moat_deploy_close(d);
+	return CLI_OK;
+fail:
+	free(reqs);
+	free(names);
+	moat_deploy_close(d);
+	return cli_fail(&err);
+}
+
+struct list_ctx {
+	bool json;
+	size_t n;
+};
+
+static void print_identity_json(const struct moat_identity *id)
+{
+	char nb[MOAT_TIME_ISO_LEN];
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(id->not_before, nb);
+	moat_time_iso(id->not_after, na);
+	printf("{\"id\":");
+	cli_json_string(stdout, id->id);
+	printf(",\"role\":\"%s\",\"device_type\":", moat_role_name(id->role));
+	cli_json_string(stdout, id->device_type);
+	printf(",\"status\":\"%s\",\"serial\":\"%s\",\"not_before\":\"%s\",\"not_after\":\"%s\","
+	       "\"cert_revoked\":%s}",
+	       moat_identity_status_name(id->status), id->serial_hex, nb, na,
+	       id->cert_revoked ? "true" : "false");
+}
+
+static int list_one(const struct moat_identity *id, void *ctx)
+{
+	struct list_ctx *l = ctx;
+	if (l->json) {
+		printf("%s", l->n ? ",\n " : "");
+		print_identity_json(id);
+	} else {
+		char na[MOAT_TIME_ISO_LEN];
+		moat_time_iso(id->not_after, na);
+		printf("%-32s %-9s %-20s %-9s %s\n", id->id, moat_role_name(id->role),
+		       id->device_type[0] ? id->device_type : "-", moat_identity_status_name(id->status),
+		       na);
+	}
+	l->n++;
+	return 0;
+}
+
+int ident_list(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[96];
+	snprintf(usage_line, sizeof(usage_line), "moat %s list [--json]%s", scope->group,
+		 scope->role < 0 ? " [--role R]" : "");
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	int rc = parse_opts(argc, argv, scope->role < 0 ? "R" : "", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	if (optind != argc) {
+		return cli_usage_error("usage: %s", usage_line);
+	}
+	int role = scope->role;
+	if (o.role) {
+		enum moat_role r;
+		if (moat_role_parse(o.role, &r, &err) != 0) {
+			return cli_usage_error("--role: %s", err.msg);
+		}
+		role = (int)r;
+	}
+	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, &err)) != 0) {
+		return cli_fail(&err);
+	}
+	struct list_ctx l = {.json = cli_globals.json};
+	if (l.json) {
+		printf("[");
+	} else {
+		printf("%-32s %-9s %-20s %-9s %s\n", "ID", "ROLE", "TYPE", "STATUS", "EXPIRES");
+	}
+	rc = moat_registry_identity_foreach(d->reg, role, list_one, &l, &err);
+	if (l.json) {
+		printf("]\n");
+	}
+	moat_deploy_close(d);
+	return rc != 0 ? cli_fail(&err) : CLI_OK;
+}
+
+struct cert_hist {
+	const char *id;
+	bool json;
+	size_t n;
+};
+
+static int show_cert(const struct moat_cert_row *row, void *ctx)
+{
+	struct cert_hist *h = ctx;
+	if (strcmp(row->identity, h->id) != 0) {
+		return 0;
+	}
+	char nb[MOAT_TIME_ISO_LEN];
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(row->not_before, nb);
+	moat_time_iso(row->not_after, na);
+	if (h->json) {
+		printf("%s{\"serial\":\"%s\",\"not_before\":\"%s\",\"not_after\":\"%s\","
+		       "\"revoked\":%s,\"reason\":\"%s\"}",
+		       h->n ? "," : "", row->serial_hex, nb, na, row->revoked ? "true" : "false",
+		       row->revoked ? moat_pki_reason_name(row->reason) : "");
+	} else {
+		printf("  certificate %s  %s .. %s%s%s\n", row->serial_hex, nb, na,
+		       row->revoked ? "  revoked: " : "",
+		       row->revoked ? moat_pki_reason_name(row->reason) : "");
+	}
+	h->n++;
+	return 0;
+}
+
+int ident_show(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[64];
+	snprintf(usage_line, sizeof(usage_line), "moat %s show ID [--json]", scope->group);
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct moat_identity ident;
+	const char *id = NULL;
+	int rc = parse_opts(argc, argv, "", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
+		return rc;
+	}
+	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, &err)) != 0 ||
+	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	char dir[PATH_MAX];
+	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	struct cert_hist h = {.id = id, .json = cli_globals.json};
+	if (h.json) {
+		printf("{\"identity\":");
+		print_identity_json(&ident);
+		printf(",\"files\":");
+		cli_json_string(stdout, dir);
+		printf(",\"certificates\":[");
+	} else {
+		char created[MOAT_TIME_ISO_LEN];
+		moat_time_iso(ident.created_at, created);
+		printf("id:          %s\nrole:        %s\n", ident.id, moat_role_name(ident.role));
+		if (ident.device_type[0]) {
+			printf("device type: %s\n", ident.device_type);
+		}
+		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
+		       moat_identity_status_name(ident.status), created, dir);
+	}
+	rc = moat_registry_cert_foreach(d->reg, false, show_cert, &h, &err);
+	if (h.json) {
+		printf("]}\n");
+	}
+	moat_deploy_close(d);
+	return rc != 0 ? cli_fail(&err) : CLI_OK;
+}
+
+int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[96];
+	snprintf(usage_line, sizeof(usage_line),
+		 "moat %s revoke ID [--reason unspecified|key-compromise|superseded|"
+		 "cessation-of-operation|...]",
+		 scope->group);
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct moat_identity ident;
+	const char *id = NULL;
+	int reason = 0;
+	int rc = parse_opts(argc, argv, "r", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
+		return rc;
+	}
+	if (o.reason && moat_pki_reason_parse(o.reason, &reason, &err) != 0) {
+		return cli_usage_error("--reason: %s", err.msg);
+	}
+	if ((rc = cli_open_unlocked(&d, &err)) != 0 ||
+	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0 ||
+	    (rc = moat_deploy_revoke(d, id, reason, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if ((rc = cli_after_change(d, &err)) != 0) {
+		moat_err_prefix(&err, "revoked and CRL written, but updating the broker failed");
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	printf("revoked %s (certificate %s); pki/crl.pem updated\n", id, ident.serial_hex);
+	moat_deploy_close(d);
+	return CLI_OK;
+}
+
+int ident_renew(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[64];
+	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N]", scope->group);
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct moat_identity ident;
+	const char *id = NULL;
+	int rc = parse_opts(argc, argv, "d", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
+		return rc;
+	}
+	if ((rc = cli_open_unlocked(&d, &err)) != 0 ||
+	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0 ||
+	    (rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
+	    (rc = moat_registry_identity_get(d->reg, id, &ident, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if ((rc = cli_after_change(d, &err)) != 0) {
+		moat_err_prefix(&err, "renewed, but updating the broker failed");
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(ident.not_after, na);
+	printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", id,
+	       ident.serial_hex, na);
+	moat_deploy_close(d);
+	return CLI_OK;
+}
+
+/* A password for a PKCS#12 file: --password-file, $MOAT_EXPORT_PASSWORD, or a prompt. */
+static int export_password(const char *file, char *buf, size_t size, struct moat_err *err)
+{
+	const char *saved = cli_globals.passphrase_file;
+	int rc;
+	if (file) {
+		cli_globals.passphrase_file = file;
+		rc = cli_passphrase(buf, size, false, err);
+		cli_globals.passphrase_file = saved;
+		return rc;
+	}
+	const char *env = getenv("MOAT_EXPORT_PASSWORD");
+	if (env && *env) {
+		if (strlen(env) < MOAT_PASSPHRASE_MIN_LEN || strlen(env) + 1 > size) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "MOAT_EXPORT_PASSWORD: %d to %d characters",
+					    MOAT_PASSPHRASE_MIN_LEN, MOAT_PASSPHRASE_MAX_LEN);
+		}
+		memcpy(buf, env, strlen(env) + 1);
+		return 0;
+	}
+	return moat_err_set(err, MOAT_EINVAL,
+			    "p12 export needs a password: --password-file F or MOAT_EXPORT_PASSWORD");
+}
+
+static int read_identity_file(struct moat_deploy *d, const char *id, const char *file,
+			      char **out, size_t *out_len, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	int rc = moat_deploy_identity_path(d, id, file, p, sizeof(p), err);
+	if (rc == 0) {
+		rc = moat_fs_read_all(p, 1024 * 1024, out, out_len, err);
+	}
+	return rc;
+}
+
+static int export_files(struct moat_deploy *d, const char *id, const char *format,
+			const char *out_dir, const char *password_file, struct moat_err *err)
+{
+	char *cert = NULL;
+	char *key = NULL;
+	char *ca = NULL;
+	size_t cert_len = 0;
+	size_t key_len = 0;
+	size_t ca_len = 0;
+	char p[PATH_MAX];
+	int rc;
+	if ((rc = read_identity_file(d, id, "cert.pem", &cert, &cert_len, err)) != 0 ||
+	    (rc = read_identity_file(d, id, "key.pem", &key, &key_len, err)) != 0 ||
+	    (rc = read_identity_file(d, id, "ca.crt", &ca, &ca_len, err)) != 0) {
+		goto out;
+	}
+	if (strcmp(format, "pem") == 0) {
+		if ((rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", out_dir)) != 0 ||
+		    (rc = moat_fs_write_atomic(p, cert, cert_len, 0644, err)) != 0 ||
+		    (rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", out_dir)) != 0 ||
+		    (rc = moat_fs_write_atomic(p, key, key_len, 0600, err)) != 0 ||
+		    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", out_dir)) != 0 ||
+		    (rc = moat_fs_write_atomic(p, ca, ca_len, 0644, err)) != 0) {
+			goto out;
+		}
+	} else if (strcmp(format, "p12") == 0) {
+		char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
+		unsigned char *der = NULL;
+		size_t der_len = 0;
+		if ((rc = export_password(password_file, pass, sizeof(pass), err)) == 0 &&
+		    (rc = moat_pki_export_p12(cert, key, ca, id, pass, &der, &der_len, err)) == 0 &&
+		    (rc = moat_path_join(p, sizeof(p), err, "%s/%s.p12", out_dir, id)) == 0) {
+			rc = moat_fs_write_atomic(p, der, der_len, 0600, err);
+		}
+		OPENSSL_cleanse(pass, sizeof(pass));
+		free(der);
+	} else if (strcmp(format, "c-header") == 0) {
+		char *text = NULL;
+		size_t len = 0;
+		if ((rc = moat_pki_export_c_header(id, cert, key, ca, &text, &len, err)) == 0 &&
+		    (rc = moat_path_join(p, sizeof(p), err, "%s/moat_credentials.h", out_dir)) == 0) {
+			rc = moat_fs_write_atomic(p, text, len, 0600, err);
+		}
+		if (text) {
+			OPENSSL_cleanse(text, len);
+			free(text);
+		}
+	} else {
+		rc = moat_err_set(err, MOAT_EINVAL, "--format: '%s' is not pem, p12, c-header or agent",
+				  format);
+	}
+out:
+	free(cert);
+	if (key) {
+		OPENSSL_cleanse(key, key_len);
+		free(key);
+	}
+	free(ca);
+	return rc;
+}
+
+int ident_export(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[128];
+	snprintf(usage_line, sizeof(usage_line),
+		 "moat %s export ID --out DIR [--format pem|p12|c-header|agent] "
+		 "[--password-file F]",
+		 scope->group);
+	struct ident_opts o;
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct moat_identity ident;
+	const char *id = NULL;
+	int rc = parse_opts(argc, argv, "ofP", &o, usage_line);
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
+		return rc;
+	}
+	if (!o.out) {
+		return cli_usage_error("export: --out DIR is required");
+	}
+	const char *format = o.format ? o.format : "pem";
+	if (strcmp(format, "pem") != 0 && strcmp(format, "p12") != 0 &&
+	    strcmp(format, "c-header") != 0 && strcmp(format, "agent") != 0) {
+		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent", format);
+	}
+	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, &err)) != 0 ||
+	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if (ident.status != MOAT_ID_ACTIVE) {
+		moat_err_set(&err, MOAT_ESTATE, "%s is %s: nothing valid to export", id,
+			     moat_identity_status_name(ident.status));
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if ((rc = moat_fs_mkdirs(o.out, 0700, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	if (strcmp(format, "agent") == 0) {
+		rc = cli_export_agent(d, id, o.out, &err);
+	} else {
+		rc = export_files(d, id, format, o.out, o.password_file, &err);
+	}
+	moat_deploy_close(d);
+	if (rc != 0) {
+		return cli_fail(&err);
+	}
+	printf("exported %s (%s) to %s\n", id, format, o.out);
+	return CLI_OK;
+}
+
+int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const char *usage)
+{
+	static const struct {
+		const char *name;
+		int (*fn)(const struct ident_scope *, int, char **);
+	} subs[] = {
+		{"add", ident_add},       {"list", ident_list},   {"show", ident_show},
+		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
+	};
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		fputs(usage, argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_USAGE : CLI_OK;
+	}
+	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
+		if (strcmp(argv[1], subs[i].name) == 0) {
+			return subs[i].fn(scope, argc - 1, argv + 1);
+		}
+	}
+	return cli_usage_error("%s: unknown subcommand '%s' (see moat %s --help)", scope->group,
+			       argv[1], scope->group);
+}

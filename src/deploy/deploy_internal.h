@@ -1,0 +1,33 @@
+/* deploy_internal.h: shared by the files of src/deploy; not part of the contract. */
+#ifndef MOAT_DEPLOY_INTERNAL_H
+#define MOAT_DEPLOY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "moat/deploy.h"
+
+int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
+		      struct moat_err *err);
+int deploy_host_check(const char *host, struct moat_err *err);
+bool deploy_host_is_ip(const char *host);
+/* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */
+int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err *err);
+
+/* Writes cert.pem, key.pem (0600) and ca.crt into dir (created 0700). durable: each file
+ * written atomically and fsync'd; otherwise created with O_EXCL and left to one syncfs. */
+int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
+				const char *ca_pem, size_t ca_len, bool durable,
+				struct moat_err *err);
+/* pki/ca.crt as read from disk; caller frees. */
+int deploy_ca_pem(const struct moat_deploy *d, char **out_pem, size_t *out_len,
+		  struct moat_err *err);
+/* A random serial that no certificate in the registry has. */
+int deploy_fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES],
+			char hex[MOAT_SERIAL_HEX_LEN], struct moat_err *err);
+
+/* Best-effort removal on an error path (the caller reports the first error); whatever
+ * stays is removed by the next open's recovery. */
+void deploy_remove_quietly(const char *path);
+
+#endif

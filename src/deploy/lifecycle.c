@@ -1,0 +1,264 @@
+/* lifecycle.c: revocation, renewal and the CRL.
+ *
+ * Revocation writes the new CRL before committing the registry change: a crash in between
+ * leaves a CRL that revokes one certificate too many (safe, and rewritten by the next CRL
+ * write), never one that misses a revocation.
+ *
+ * Renewal stages the new files in pki/identities/<id>/.next/, commits the new certificate
+ * (and the old one's revocation) to the registry, then moves the files into place. Opening
+ * the deployment finishes or undoes an interrupted renewal (deploy_renew_recover): the
+ * registry decides whether .next/ is the identity's certificate. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "deploy_internal.h"
+#include "moat/fsutil.h"
+#include "moat/timeutil.h"
+
+struct revoked_list {
+	struct moat_revoked_cert *items;
+	size_t count;
+	size_t cap;
+};
+
+static int collect_revoked(const struct moat_cert_row *row, void *ctx)
+{
+	struct revoked_list *l = ctx;
+	if (l->count == l->cap) {
+		size_t ncap = l->cap ? l->cap * 2 : 64;
+		struct moat_revoked_cert *n = realloc(l->items, ncap * sizeof(*n));
+		if (!n) {
+			return MOAT_ENOMEM;
+		}
+		l->items = n;
+		l->cap = ncap;
+	}
+	struct moat_revoked_cert *r = &l->items[l->count++];
+	snprintf(r->serial_hex, sizeof(r->serial_hex), "%s", row->serial_hex);
+	r->revoked_at = row->revoked_at;
+	r->reason = row->reason;
+	return 0;
+}
+
+int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
+{
+	struct revoked_list list = {0};
+	char *pem = NULL;
+	size_t len = 0;
+	int64_t number = 0;
+	char path[PATH_MAX];
+	int rc;
+	if (!d->ca || !d->ca->key) {
+		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	}
+	rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
+	if (rc == MOAT_ENOMEM) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	if ((rc = moat_registry_meta_get_int(d->reg, "crl_number", &number, err)) != 0) {
+		goto out;
+	}
+	number++;
+	if ((rc = moat_pki_crl_build(d->ca, list.items, list.count, number, moat_time_now(),
+				     d->conf.crl_days, &pem, &len, err)) != 0 ||
+	    (rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
+	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0 ||
+	    (rc = moat_registry_meta_set_int(d->reg, "crl_number", number, err)) != 0) {
+		goto out;
+	}
+out:
+	free(list.items);
+	free(pem);
+	return rc;
+}
+
+int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason, struct moat_err *err)
+{
+	struct moat_identity ident;
+	int rc;
+	if ((rc = moat_identity_name_check(id, err)) != 0) {
+		return rc;
+	}
+	if (!d->ca || !d->ca->key) {
+		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	}
+	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+		return rc;
+	}
+	if (ident.cert_revoked) {
+		return moat_err_set(err, MOAT_ESTATE, "%s: certificate %s is already revoked", id,
+				    ident.serial_hex);
+	}
+	if ((rc = moat_registry_begin(d->reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = moat_registry_cert_revoke(d->reg, ident.serial_hex, reason, moat_time_now(),
+					    err)) != 0 ||
+	    (rc = moat_registry_identity_set_status(d->reg, id, MOAT_ID_REVOKED, err)) != 0 ||
+	    (rc = moat_deploy_write_crl(d, err)) != 0 ||
+	    (rc = moat_registry_commit(d->reg, err)) != 0) {
+		moat_registry_rollback(d->reg);
+		return rc;
+	}
+	return 0;
+}
+
+/* Promotion order: cert.pem last, so that while .next/cert.pem exists the renewal is
+ * unfinished, and once it is gone there is nothing left to move. */
+static const char *const identity_files[] = {"key.pem", "ca.crt", "cert.pem"};
+
+/* Moves .next/<file> over <file> for each identity file, then removes .next. */
+static int promote_next(const char *dir, struct moat_err *err)
+{
+	int rc;
+	for (size_t i = 0; i < sizeof(identity_files) / sizeof(identity_files[0]); i++) {
+		char from[PATH_MAX];
+		char to[PATH_MAX];
+		if ((rc = moat_path_join(from, sizeof(from), err, "%s/.next/%s", dir,
+					 identity_files[i])) != 0 ||
+		    (rc = moat_path_join(to, sizeof(to), err, "%s/%s", dir, identity_files[i])) != 0) {
+			return rc;
+		}
+		if (!moat_fs_exists(from)) {
+			continue; /* moved before an interruption */
+		}
+		if (rename(from, to) != 0) {
+			return moat_err_errno(err, MOAT_EIO, errno, "rename %s", from);
+		}
+	}
+	char next[PATH_MAX];
+	if ((rc = moat_path_join(next, sizeof(next), err, "%s/.next", dir)) != 0 ||
+	    (rc = moat_fs_remove_tree(next, err)) != 0) {
+		return rc;
+	}
+	return moat_fs_sync_dir(dir, err);
+}
+
+int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err *err)
+{
+	char dir[PATH_MAX];
+	char next_cert[PATH_MAX];
+	int rc;
+	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
+	    (rc = moat_path_join(next_cert, sizeof(next_cert), err, "%s/.next/cert.pem", dir)) !=
+		    0) {
+		return rc;
+	}
+	char next[PATH_MAX];
+	if ((rc = moat_path_join(next, sizeof(next), err, "%s/.next", dir)) != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(next)) {
+		return 0;
+	}
+	/* Committed means: .next/cert.pem is this identity's current certificate in the
+	 * registry. Anything else (never committed, partly written, foreign) is discarded. */
+	struct moat_cert_info info;
+	struct moat_identity ident;
+	bool committed = false;
+	if (moat_fs_exists(next_cert) && moat_pki_cert_info_file(next_cert, &info, NULL) == 0 &&
+	    strcmp(info.cn, id) == 0) {
+		rc = moat_registry_identity_get(d->reg, id, &ident, err);
+		if (rc != 0) {
+			return rc;
+		}
+		committed = strcmp(ident.serial_hex, info.serial_hex) == 0;
+	}
+	if (committed) {
+		return promote_next(dir, err);
+	}
+	return moat_fs_remove_tree(next, err);
+}
+
+int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
+{
+	struct moat_identity ident;
+	struct moat_issued issued = {0};
+	char *ca_pem = NULL;
+	size_t ca_len = 0;
+	char dir[PATH_MAX];
+	char next[PATH_MAX];
+	bool in_tx = false;
+	bool staged = false;
+	int rc;
+	int64_t now = moat_time_now();
+
+	if ((rc = moat_identity_name_check(id, err)) != 0) {
+		return rc;
+	}
+	if (!d->ca || !d->ca->key) {
+		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	}
+	if (days < 0 || days > 36500) {
+		return moat_err_set(err, MOAT_EINVAL, "validity must be 1 to 36500 days");
+	}
+	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+		return rc;
+	}
+	if (ident.status == MOAT_ID_DISABLED) {
+		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing", id);
+	}
+	if ((rc = deploy_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
+	    (rc = moat_path_join(next, sizeof(next), err, "%s/.next", dir)) != 0) {
+		goto out;
+	}
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issue_req req = {
+		.cn = id,
+		.role = ident.role,
+		.kind = MOAT_CERT_CLIENT,
+		.key_type = d->conf.key_type,
+		.not_before = now - 300,
+		.not_after = now + (days ? days : d->conf.identity_days) * 86400,
+	};
+	if ((rc = deploy_fresh_serial(d, serial, hex, err)) != 0 ||
+	    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0) {
+		goto out;
+	}
+	/* a leftover .next/ from a renewal that never committed was removed on open */
+	if ((rc = deploy_write_identity_files(next, &issued, ca_pem, ca_len, true, err)) != 0) {
+		staged = moat_fs_exists(next);
+		goto out;
+	}
+	staged = true;
+	if ((rc = moat_registry_begin(d->reg, err)) != 0) {
+		goto out;
+	}
+	in_tx = true;
+	if ((rc = moat_registry_cert_insert(d->reg, issued.serial_hex, id, issued.not_before,
+					    issued.not_after, issued.cert_pem, err)) != 0) {
+		goto out;
+	}
+	if (!ident.cert_revoked && ident.serial_hex[0] &&
+	    (rc = moat_registry_cert_revoke(d->reg, ident.serial_hex, 4 /* superseded */, now,
+					    err)) != 0) {
+		goto out;
+	}
+	if ((rc = moat_registry_identity_set_status(d->reg, id, MOAT_ID_ACTIVE, err)) != 0 ||
+	    (rc = moat_deploy_write_crl(d, err)) != 0 ||
+	    (rc = moat_registry_commit(d->reg, err)) != 0) {
+		goto out;
+	}
+	in_tx = false;
+	staged = false;
+	rc = promote_next(dir, err);
+out:
+	if (in_tx) {
+		moat_registry_rollback(d->reg);
+	}
+	if (staged) {
+		deploy_remove_quietly(next);
+	}
+	moat_pki_issued_free(&issued);
+	free(ca_pem);
+	return rc;
+}

@@ -1,0 +1,40 @@
+/* pki_internal.h: helpers shared by the files of src/pki; not part of the contract. */
+#ifndef MOAT_PKI_INTERNAL_H
+#define MOAT_PKI_INTERNAL_H
+
+#include <stdbool.h>
+
+#include <openssl/x509.h>
+
+#include "moat/pki.h"
+
+struct pki_ext {
+	int nid;
+	const char *value;
+};
+
+/* Version 3, serial, issuer/subject names, validity, public key. */
+int pki_cert_basics(X509 *cert, const uint8_t serial[MOAT_SERIAL_BYTES], X509_NAME *issuer,
+		    X509_NAME *subject, EVP_PKEY *pubkey, int64_t not_before, int64_t not_after,
+		    struct moat_err *err);
+/* Adds extensions in order, in the context issuer → cert. */
+int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t count,
+		 struct moat_err *err);
+int pki_cert_pem(X509 *cert, char **out_pem, size_t *out_len, struct moat_err *err);
+/* Moves a memory BIO's contents into a NUL-terminated malloc'd string. */
+int pki_bio_take(BIO *bio, char **out, size_t *out_len, struct moat_err *err);
+int64_t pki_asn1_time_to_unix(const ASN1_TIME *t);
+/* MOAT_EINVAL unless key is of a type moat issues (P-256, RSA of 2048 bits or more). */
+int pki_key_check(EVP_PKEY *key, struct moat_err *err);
+/* pem_password_cb that supplies no passphrase: passed wherever moat reads a PEM that must
+ * not be encrypted, because a NULL callback makes OpenSSL prompt on the terminal. */
+int pki_no_passphrase(char *buf, int size, int rwflag, void *u);
+
+/* P-256 fast path (p256.c): true when key is an EC key on prime256v1. */
+bool pki_is_p256(EVP_PKEY *key);
+/* Sets cert's SubjectPublicKeyInfo from a P-256 key without an encoder. */
+int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err);
+/* Unencrypted PKCS#8 PEM of a P-256 private key without an encoder; caller frees. */
+int pki_p256_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err);
+
+#endif

@@ -1,0 +1,299 @@
+/* supervise.c: the process supervisor of supervise.h.
+ *
+ * Everything happens in one thread around one file descriptor: the signals the supervisor
+ * cares about are blocked and read from a signalfd, so a child's death, a reload request
+ * and a stop request are ordinary events handled in order, with no async-signal-safety
+ * puzzles. Restarts are scheduled on the monotonic clock.
+ */
+#include "moat/supervise.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "moat/fsutil.h"
+#include "moat/log.h"
+#include "moat/timeutil.h"
+
+int moat_sup_init(struct moat_sup *s, struct moat_err *err)
+{
+	sigset_t set;
+
+	memset(s, 0, sizeof(*s));
+	s->sigfd = -1;
+	s->stop_timeout_ms = MOAT_SUP_STOP_TIMEOUT_MS;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, &s->old_mask) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "sigprocmask");
+	}
+	s->sigfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (s->sigfd < 0) {
+		int e = errno;
+		sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+		return moat_err_errno(err, MOAT_EIO, e, "signalfd");
+	}
+	return 0;
+}
+
+int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const char *pidfile,
+		 struct moat_err *err)
+{
+	if (s->count >= MOAT_SUP_MAX_CHILDREN) {
+		return moat_err_set(err, MOAT_EINVAL, "supervisor: more than %d children",
+				    MOAT_SUP_MAX_CHILDREN);
+	}
+	if (!name || strlen(name) > MOAT_SUP_NAME_MAX_LEN || !argv || !argv[0]) {
+		return moat_err_set(err, MOAT_EINVAL, "supervisor: bad child '%s'", name ? name : "");
+	}
+	struct moat_sup_child *c = &s->children[s->count];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (pidfile && moat_path_join(c->pidfile, sizeof(c->pidfile), err, "%s", pidfile) != 0) {
+		return MOAT_EINVAL;
+	}
+	for (size_t i = 0; argv[i]; i++) {
+		if (i == MOAT_SUP_MAX_ARGS) {
+			for (size_t k = 0; k < i; k++) {
+				free(c->argv[k]);
+				c->argv[k] = NULL;
+			}
+			return moat_err_set(err, MOAT_EINVAL, "supervisor: %s: more than %d arguments",
+					    name, MOAT_SUP_MAX_ARGS);
+		}
+		c->argv[i] = strdup(argv[i]);
+		if (!c->argv[i]) {
+			for (size_t k = 0; k < i; k++) {
+				free(c->argv[k]);
+				c->argv[k] = NULL;
+			}
+			return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		}
+	}
+	c->backoff_ms = MOAT_SUP_BACKOFF_MIN_MS;
+	s->count++;
+	return 0;
+}
+
+static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat_err *err)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "fork for %s", c->name);
+	}
+	if (pid == 0) {
+		sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+		execv(c->argv[0], c->argv);
+		_exit(127);
+	}
+	c->pid = pid;
+	c->starts++;
+	c->started_ms = moat_time_mono_ms();
+	moat_log(MOAT_LOG_INFO, "event=child_started name=%s pid=%d starts=%u", c->name, (int)pid,
+		 c->starts);
+	if (c->pidfile[0]) {
+		char text[32];
+		int n = snprintf(text, sizeof(text), "%d\n", (int)pid);
+		struct moat_err werr;
+		if (moat_fs_write_atomic(c->pidfile, text, (size_t)n, 0644, &werr) != 0) {
+			moat_log(MOAT_LOG_WARN, "event=pidfile_failed name=%s error=\"%s\"", c->name,
+				 werr.msg);
+		}
+	}
+	return 0;
+}
+
+int moat_sup_start(struct moat_sup *s, struct moat_err *err)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (s->children[i].pid == 0) {
+			int rc = start_child(s, &s->children[i], err);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+static struct moat_sup_child *find(struct moat_sup *s, pid_t pid)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (s->children[i].pid == pid) {
+			return &s->children[i];
+		}
+	}
+	return NULL;
+}
+
+/* Reaps every exited process; schedules restarts unless stopping. */
+static void reap(struct moat_sup *s)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct moat_sup_child *c = find(s, pid);
+		if (!c) {
+			continue; /* not ours to restart (e.g. an orphan re-parented to us) */
+		}
+		int64_t now = moat_time_mono_ms();
+		c->pid = 0;
+		c->last_status = status;
+		if (c->pidfile[0]) {
+			unlink(c->pidfile);
+		}
+		if (s->stopping) {
+			moat_log(MOAT_LOG_INFO, "event=child_stopped name=%s pid=%d", c->name, (int)pid);
+			continue;
+		}
+		c->deaths++;
+		if (now - c->started_ms >= MOAT_SUP_STABLE_MS) {
+			c->backoff_ms = MOAT_SUP_BACKOFF_MIN_MS;
+		} else if (c->deaths > 1) {
+			c->backoff_ms = c->backoff_ms * 2 > MOAT_SUP_BACKOFF_MAX_MS
+						? MOAT_SUP_BACKOFF_MAX_MS
+						: c->backoff_ms * 2;
+		}
+		c->restart_at_ms = now + c->backoff_ms;
+		if (WIFSIGNALED(status)) {
+			moat_log(MOAT_LOG_WARN, "event=child_died name=%s pid=%d signal=%d restart_in_ms=%lld",
+				 c->name, (int)pid, WTERMSIG(status), (long long)c->backoff_ms);
+		} else {
+			moat_log(MOAT_LOG_WARN, "event=child_died name=%s pid=%d exit=%d restart_in_ms=%lld",
+				 c->name, (int)pid, WEXITSTATUS(status), (long long)c->backoff_ms);
+		}
+	}
+}
+
+static bool any_running(const struct moat_sup *s)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (s->children[i].pid > 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+static void signal_all(struct moat_sup *s, int sig)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (s->children[i].pid > 0) {
+			kill(s->children[i].pid, sig);
+		}
+	}
+}
+
+static void drain_signals(struct moat_sup *s)
+{
+	struct signalfd_siginfo si;
+	while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+	}
+}
+
+void moat_sup_stop(struct moat_sup *s)
+{
+	s->stopping = true;
+	signal_all(s, SIGTERM);
+	int64_t deadline = moat_time_mono_ms() + s->stop_timeout_ms;
+	bool killed = false;
+	while (any_running(s)) {
+		reap(s);
+		if (!any_running(s)) {
+			break;
+		}
+		int64_t left = deadline - moat_time_mono_ms();
+		if (left <= 0 && !killed) {
+			moat_log(MOAT_LOG_WARN, "event=stop_timeout action=sigkill");
+			signal_all(s, SIGKILL);
+			killed = true;
+			left = 1000;
+		}
+		struct pollfd pfd = {.fd = s->sigfd, .events = POLLIN};
+		if (s->sigfd >= 0) {
+			poll(&pfd, 1, left > 0 ? (int)(left > 200 ? 200 : left) : 200);
+			drain_signals(s);
+		} else {
+			usleep(100000);
+		}
+	}
+}
+
+int moat_sup_poll(struct moat_sup *s, int timeout_ms, struct moat_err *err)
+{
+	int64_t now = moat_time_mono_ms();
+	int wait_ms = timeout_ms;
+	for (size_t i = 0; i < s->count; i++) {
+		const struct moat_sup_child *c = &s->children[i];
+		if (c->pid == 0 && c->starts > 0) {
+			int64_t due = c->restart_at_ms - now;
+			due = due < 0 ? 0 : due;
+			if (wait_ms < 0 || due < wait_ms) {
+				wait_ms = (int)due;
+			}
+		}
+	}
+	struct pollfd pfd = {.fd = s->sigfd, .events = POLLIN};
+	int n = poll(&pfd, 1, wait_ms);
+	if (n < 0 && errno != EINTR) {
+		return moat_err_errno(err, MOAT_EIO, errno, "poll");
+	}
+	struct signalfd_siginfo si;
+	bool stop = false;
+	bool hup = false;
+	while (read(s->sigfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			stop = true;
+		} else if (si.ssi_signo == SIGHUP) {
+			hup = true;
+		}
+	}
+	reap(s);
+	if (stop) {
+		moat_log(MOAT_LOG_INFO, "event=stopping");
+		moat_sup_stop(s);
+		return MOAT_SUP_STOPPED;
+	}
+	if (hup) {
+		moat_log(MOAT_LOG_INFO, "event=reload");
+		signal_all(s, SIGHUP);
+	}
+	now = moat_time_mono_ms();
+	for (size_t i = 0; i < s->count; i++) {
+		struct moat_sup_child *c = &s->children[i];
+		if (c->pid == 0 && c->starts > 0 && now >= c->restart_at_ms) {
+			int rc = start_child(s, c, err);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+	}
+	return MOAT_SUP_RUNNING;
+}
+
+void moat_sup_free(struct moat_sup *s)
+{
+	if (any_running(s)) {
+		moat_sup_stop(s);
+	}
+	for (size_t i = 0; i < s->count; i++) {
+		for (size_t k = 0; s->children[i].argv[k]; k++) {
+			free(s->children[i].argv[k]);
+			s->children[i].argv[k] = NULL;
+		}
+	}
+	s->count = 0;
+	if (s->sigfd >= 0) {
+		close(s->sigfd);
+		s->sigfd = -1;
+		sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
+	}
+}
