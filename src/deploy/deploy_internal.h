@@ -30,4 +30,14 @@ int deploy_fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES]
  * stays is removed by the next open's recovery. */
 void deploy_remove_quietly(const char *path);
 
+/* issuer.c: bulk issuance on every core; results are taken in order (see issuer.c). */
+struct issuer_pool;
+int issuer_start(const struct moat_ca *ca, const struct moat_provision_req *reqs, size_t count,
+		 int64_t now, int64_t default_days, struct issuer_pool **out,
+		 struct moat_err *err);
+/* Waits for item i (items are taken in order, each once) and moves it to *out. */
+int issuer_take(struct issuer_pool *p, size_t i, struct moat_issued *out, struct moat_err *err);
+/* Stops the workers and wipes results not taken. NULL is allowed. */
+void issuer_stop(struct issuer_pool *p);
+
 #endif

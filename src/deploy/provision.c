@@ -181,6 +181,7 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	size_t renamed = 0;
 	bool in_tx = false;
 	bool staged = false;
+	struct issuer_pool *pool = NULL;
 	int64_t now = moat_time_now();
 
 	if (!d->ca || !d->ca->key) {
@@ -210,6 +211,9 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 		goto out;
 	}
 	in_tx = true;
+	if ((rc = issuer_start(d->ca, reqs, count, now, d->conf.identity_days, &pool, err)) != 0) {
+		goto out;
+	}
 	for (size_t i = 0; i < count; i++) {
 		const struct moat_provision_req *r = &reqs[i];
 		if (moat_deploy_interrupted) {
@@ -218,24 +222,21 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 					  i, count);
 			goto out;
 		}
-		uint8_t serial[MOAT_SERIAL_BYTES];
-		char hex[MOAT_SERIAL_HEX_LEN];
-		int64_t days = r->days ? r->days : d->conf.identity_days;
-		struct moat_issue_req req = {
-			.cn = r->id,
-			.role = r->role,
-			.kind = MOAT_CERT_CLIENT,
-			.key_type = r->key_type,
-			.not_before = now - 300, /* tolerate small clock skew on devices */
-			.not_after = now + days * 86400,
-		};
-		struct moat_issued issued;
+		struct moat_issued issued = {0};
 		char dir[PATH_MAX];
 		const char *type = r->role == MOAT_ROLE_DEVICE ? (r->device_type ? r->device_type
 										    : "generic")
 							       : "";
-		if ((rc = deploy_fresh_serial(d, serial, hex, err)) != 0 ||
-		    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0) {
+		bool taken = false;
+		if ((rc = issuer_take(pool, i, &issued, err)) != 0 ||
+		    (rc = moat_registry_serial_exists(d->reg, issued.serial_hex, &taken, err)) != 0) {
+			moat_pki_issued_free(&issued);
+			goto out;
+		}
+		if (taken) {
+			/* 126 random bits collided: never seen, but the registry decides */
+			moat_pki_issued_free(&issued);
+			rc = moat_err_set(err, MOAT_ECRYPTO, "random serial collision: broken RNG?");
 			goto out;
 		}
 		if ((rc = moat_path_join(dir, sizeof(dir), err, "%s/%s", staging, r->id)) != 0 ||
@@ -252,6 +253,8 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 			progress(i + 1, count, progress_ctx);
 		}
 	}
+	issuer_stop(pool);
+	pool = NULL;
 	/* One sync for all the staged files instead of one fsync per file. */
 	int sfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0 || syncfs(sfd) != 0) {
@@ -271,13 +274,11 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 			    0) {
 			goto out;
 		}
-		/* RENAME_NOREPLACE semantics: a leftover directory of that name is an error */
-		if (moat_fs_exists(to)) {
-			rc = moat_err_set(err, MOAT_EEXIST, "%s exists but is not registered", to);
-			goto out;
-		}
-		if (rename(from, to) != 0) {
-			rc = moat_err_errno(err, MOAT_EIO, errno, "rename %s", from);
+		/* a leftover directory of that name is an error, never overwritten */
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
+			rc = errno == EEXIST ? moat_err_set(err, MOAT_EEXIST,
+							    "%s exists but is not registered", to)
+					     : moat_err_errno(err, MOAT_EIO, errno, "rename %s", from);
 			goto out;
 		}
 	}
@@ -294,6 +295,7 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	in_tx = false;
 	rc = 0;
 out:
+	issuer_stop(pool);
 	if (in_tx) {
 		moat_registry_rollback(d->reg);
 		/* undo the renames: nothing may stay without its row */
