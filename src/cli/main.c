@@ -5,11 +5,6 @@
 
 #include "cli.h"
 
-int init_main(int argc, char **argv);
-int device_main(int argc, char **argv);
-int identity_main(int argc, char **argv);
-int cert_main(int argc, char **argv);
-
 struct group {
 	const char *name;
 	int (*main)(int argc, char **argv);
@@ -22,6 +17,15 @@ static const struct group groups[] = {
 	{"device", device_main, "add, list, show, revoke, renew and export devices"},
 	{"identity", identity_main, "add service and operator identities"},
 	{"cert", cert_main, "certificates that expire soon"},
+	{"broker", broker_main, "write the broker's mosquitto.conf, ACL and policy"},
+	{"up", up_main, "start the broker under a supervisor"},
+	{"down", down_main, "stop what moat up started"},
+	{"status", status_main, "is the broker running and accepting TLS"},
+	{"net", net_main, "network segmentation: plan, apply, remove, verify in namespaces"},
+	{"fw", fw_main, "firmware signing keys, signed manifests, and what a device decides"},
+	{"sim", sim_main, "run N simulated devices (the moat-agent code) in one process"},
+	{"cmd", cmd_main, "send a command to a device and wait for its response"},
+	{"watch", watch_main, "live telemetry, status and command responses"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,95 @@
+/* firmware.h: the operator's side of signed firmware (src/firmware): signing keys kept
+ * encrypted at rest, the deployment's trust list, signing an image into an envelope, and
+ * checking an image and envelope from files the way a device would (moat/manifest.h holds
+ * the rules; this module only adds files and the clock-free plumbing around them).
+ *
+ * The keys directory (firmware/keys/ of a deployment) holds:
+ *   <keyid>.key   the private key, PKCS#8 encrypted with AES-256-CBC under scrypt, 0600
+ *   <keyid>.pub   its public key (PEM SubjectPublicKeyInfo), 0644
+ *   trust.json    the trust file devices get (moat_fw_trust_parse format), 0644
+ *   revoked/      keys taken out of trust.json by moat_fwkeys_revoke, kept for the record
+ * Every file is written atomically; trust.json changes before key files move, so a crash
+ * never leaves a revoked key trusted. Callers serialize writers (the deployment lock).
+ */
+#ifndef MOAT_FIRMWARE_H
+#define MOAT_FIRMWARE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/types.h>
+
+#include "moat/err.h"
+#include "moat/manifest.h"
+
+#define MOAT_FW_KEYS_DIR "firmware/keys"
+#define MOAT_FW_TRUST_FILE "trust.json"
+#define MOAT_FW_KEYID_MIN_PREFIX 8 /* shortest key id prefix accepted on a command line */
+#define MOAT_FW_IO_BUF_BYTES (1u << 20)
+
+/* Generates a key of type, writes <keyid>.key (encrypted under passphrase, at least
+ * MOAT_PASSPHRASE_MIN_LEN characters) and <keyid>.pub, and adds it to trust.json (created
+ * with threshold 1 when absent). On failure nothing new is left behind. */
+MOAT_MUST_CHECK int moat_fwkeys_generate(const char *keys_dir, enum moat_fw_key_type type,
+					 const char *passphrase,
+					 char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1],
+					 struct moat_err *err);
+
+/* A full key id from a unique prefix (at least MOAT_FW_KEYID_MIN_PREFIX hex digits) of a
+ * key in trust.json. */
+MOAT_MUST_CHECK int moat_fwkeys_resolve(const char *keys_dir, const char *prefix,
+					char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1],
+					struct moat_err *err);
+
+/* Loads <keyid>.key. A wrong passphrase is MOAT_ECRYPTO naming the file. The key must
+ * match its id. Caller frees *out_key. */
+MOAT_MUST_CHECK int moat_fwkeys_load_private(const char *keys_dir, const char *keyid,
+					     const char *passphrase, EVP_PKEY **out_key,
+					     struct moat_err *err);
+
+/* trust.json of keys_dir. A missing file is MOAT_ENOENT. */
+MOAT_MUST_CHECK int moat_fwtrust_load(const char *path, struct moat_fw_trust *out,
+				      struct moat_err *err);
+MOAT_MUST_CHECK int moat_fwtrust_save(const char *path, const struct moat_fw_trust *trust,
+				      struct moat_err *err);
+
+/* Sets the threshold of trust.json (1..number of keys). */
+MOAT_MUST_CHECK int moat_fwkeys_set_threshold(const char *keys_dir, int threshold,
+					      struct moat_err *err);
+
+/* Takes keyid out of trust.json (the threshold drops to the keys left when it would exceed
+ * them) and moves its files to revoked/. Refuses to remove the last trusted key: generate
+ * its replacement first. *out_threshold (may be NULL) receives the new threshold. */
+MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
+				       struct moat_err *err);
+
+/* SHA-256 and size of a regular file, read in MOAT_FW_IO_BUF_BYTES chunks. Refuses files
+ * over MOAT_FW_IMAGE_MAX_BYTES and empty files. */
+MOAT_MUST_CHECK int moat_fw_image_digest(const char *path, uint8_t out_sha256[MOAT_SHA256_BYTES],
+					 uint64_t *out_size, struct moat_err *err);
+
+struct moat_fw_sign_req {
+	const char *image_path;
+	const char *device_type;
+	const char *version;
+	int64_t security_version;
+	int64_t issued_at;
+	int64_t expires_at;
+};
+
+/* Hashes the image, builds the manifest and an envelope signed by every key (in order).
+ * *out_json (NUL-terminated, caller frees) is the envelope; out_manifest may be NULL. */
+MOAT_MUST_CHECK int moat_fw_sign_image(const struct moat_fw_sign_req *req, EVP_PKEY *const *keys,
+				       size_t key_count, struct moat_manifest *out_manifest,
+				       char **out_json, size_t *out_len, struct moat_err *err);
+
+/* What a device decides for this image and envelope: moat_fw_decide on the envelope, then,
+ * when it accepts, the image streamed through moat_fw_stream (never read past the
+ * manifest's size). An unreadable image is MOAT_FW_SIZE_MISMATCH with the reason. */
+enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *envelope_json,
+					  size_t len, const struct moat_fw_trust *trust,
+					  const struct moat_fw_policy *policy,
+					  struct moat_manifest *out_manifest,
+					  struct moat_fw_decision *out);
+
+#endif

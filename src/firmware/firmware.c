@@ -1,0 +1,616 @@
+/* firmware.c: firmware signing keys on disk, the trust file, signing and checking images
+ * from files (see moat/firmware.h). The rules themselves live in src/core/manifest.c; this
+ * file adds the files around them: keys encrypted at rest, atomic writes, bounded reads.
+ */
+#include "moat/firmware.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/pkcs12.h>
+#include <openssl/x509.h>
+
+#include "moat/fsutil.h"
+#include "moat/pki.h"
+
+/* scrypt N=2^14, r=8, p=1 (16 MiB): inside OpenSSL's default scrypt memory limit, so
+ * `openssl pkey -in <keyid>.key` opens the key as well. */
+#define SCRYPT_N 16384
+#define SCRYPT_R 8
+#define SCRYPT_P 1
+#define KEY_FILE_MAX_BYTES (64u * 1024u)
+
+static int key_path(char *buf, size_t size, const char *keys_dir, const char *keyid,
+		    const char *ext, struct moat_err *err)
+{
+	return moat_path_join(buf, size, err, "%s/%s.%s", keys_dir, keyid, ext);
+}
+
+static int trust_path(char *buf, size_t size, const char *keys_dir, struct moat_err *err)
+{
+	return moat_path_join(buf, size, err, "%s/%s", keys_dir, MOAT_FW_TRUST_FILE);
+}
+
+int moat_fwtrust_load(const char *path, struct moat_fw_trust *out, struct moat_err *err)
+{
+	char *data = NULL;
+	size_t len = 0;
+	memset(out, 0, sizeof(*out));
+	if (!moat_fs_exists(path)) {
+		return moat_err_set(err, MOAT_ENOENT, "%s: no trust list (run moat fw keygen)",
+				    path);
+	}
+	int rc = moat_fs_read_all(path, MOAT_FW_TRUST_MAX_BYTES, &data, &len, err);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = moat_fw_trust_parse(data, len, out, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", path);
+	}
+	free(data);
+	return rc;
+}
+
+int moat_fwtrust_save(const char *path, const struct moat_fw_trust *trust, struct moat_err *err)
+{
+	char *json = NULL;
+	size_t len = 0;
+	int rc = moat_fw_trust_serialize(trust, &json, &len, err);
+	if (rc == 0) {
+		/* Public keys only: devices and operators read it. */
+		rc = moat_fs_write_atomic(path, json, len, 0644, err);
+	}
+	free(json);
+	return rc;
+}
+
+/* PEM of key's private half, PKCS#8 encrypted under passphrase (AES-256-CBC, scrypt). */
+static int encrypt_key(EVP_PKEY *key, const char *passphrase, char **out_pem, size_t *out_len,
+		       struct moat_err *err)
+{
+	int rc = MOAT_ECRYPTO;
+	X509_ALGOR *pbe = NULL;
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	X509_SIG *enc = NULL;
+	BIO *bio = NULL;
+	*out_pem = NULL;
+	pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, 0, NULL, SCRYPT_N, SCRYPT_R, SCRYPT_P);
+	p8 = EVP_PKEY2PKCS8(key);
+	if (!pbe || !p8) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "preparing key encryption");
+		goto out;
+	}
+	enc = PKCS8_set0_pbe(passphrase, (int)strlen(passphrase), p8, pbe);
+	if (!enc) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encrypting the key");
+		goto out;
+	}
+	pbe = NULL; /* owned by enc */
+	bio = BIO_new(BIO_s_mem());
+	if (!bio || PEM_write_bio_PKCS8(bio, enc) != 1) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding the encrypted key");
+		goto out;
+	}
+	char *data = NULL;
+	long n = BIO_get_mem_data(bio, &data);
+	if (n <= 0 || !(*out_pem = malloc((size_t)n))) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(*out_pem, data, (size_t)n);
+	*out_len = (size_t)n;
+	rc = 0;
+out:
+	BIO_free(bio);
+	X509_SIG_free(enc);
+	X509_ALGOR_free(pbe);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	return rc;
+}
+
+static int public_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
+{
+	int rc = MOAT_ECRYPTO;
+	BIO *bio = BIO_new(BIO_s_mem());
+	*out_pem = NULL;
+	if (!bio || PEM_write_bio_PUBKEY(bio, key) != 1) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding the public key");
+		goto out;
+	}
+	char *data = NULL;
+	long n = BIO_get_mem_data(bio, &data);
+	if (n <= 0 || !(*out_pem = malloc((size_t)n))) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(*out_pem, data, (size_t)n);
+	*out_len = (size_t)n;
+	rc = 0;
+out:
+	BIO_free(bio);
+	return rc;
+}
+
+int moat_fwkeys_generate(const char *keys_dir, enum moat_fw_key_type type, const char *passphrase,
+			 char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1], struct moat_err *err)
+{
+	int rc;
+	EVP_PKEY *key = NULL;
+	char *priv = NULL, *pub = NULL;
+	size_t priv_len = 0, pub_len = 0;
+	char kpath[4096], ppath[4096], tpath[4096];
+	bool wrote_key = false, wrote_pub = false;
+	struct moat_fw_trust trust;
+	memset(&trust, 0, sizeof(trust));
+	out_keyid[0] = '\0';
+	if (!passphrase || strlen(passphrase) < MOAT_PASSPHRASE_MIN_LEN) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "firmware key passphrase must have at least %d characters",
+				    MOAT_PASSPHRASE_MIN_LEN);
+	}
+	rc = moat_fs_mkdirs(keys_dir, 0700, err);
+	if (rc == 0) {
+		rc = trust_path(tpath, sizeof(tpath), keys_dir, err);
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	/* Read the trust list first: a damaged one stops us before any key is made. */
+	rc = moat_fwtrust_load(tpath, &trust, err);
+	if (rc == MOAT_ENOENT) {
+		memset(&trust, 0, sizeof(trust));
+		rc = 0;
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	if (trust.count >= MOAT_FW_TRUST_MAX_KEYS) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s: already %d trusted keys, revoke one first",
+				  tpath, MOAT_FW_TRUST_MAX_KEYS);
+		goto out;
+	}
+	rc = moat_fw_keygen(type, &key, err);
+	if (rc == 0) {
+		rc = moat_fw_keyid(key, out_keyid, err);
+	}
+	if (rc == 0) {
+		rc = encrypt_key(key, passphrase, &priv, &priv_len, err);
+	}
+	if (rc == 0) {
+		rc = public_pem(key, &pub, &pub_len, err);
+	}
+	if (rc == 0) {
+		rc = key_path(kpath, sizeof(kpath), keys_dir, out_keyid, "key", err);
+	}
+	if (rc == 0) {
+		rc = key_path(ppath, sizeof(ppath), keys_dir, out_keyid, "pub", err);
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	rc = moat_fs_write_atomic(kpath, priv, priv_len, 0600, err);
+	if (rc != 0) {
+		goto out;
+	}
+	wrote_key = true;
+	rc = moat_fs_write_atomic(ppath, pub, pub_len, 0644, err);
+	if (rc != 0) {
+		goto out;
+	}
+	wrote_pub = true;
+	rc = moat_fw_trust_add(&trust, key, err);
+	if (rc == 0) {
+		rc = moat_fwtrust_save(tpath, &trust, err);
+	}
+out:
+	if (rc != 0) {
+		if (wrote_key) {
+			unlink(kpath);
+		}
+		if (wrote_pub) {
+			unlink(ppath);
+		}
+		out_keyid[0] = '\0';
+	}
+	moat_fw_trust_free(&trust);
+	EVP_PKEY_free(key);
+	if (priv) {
+		OPENSSL_cleanse(priv, priv_len);
+	}
+	free(priv);
+	free(pub);
+	return rc;
+}
+
+int moat_fwkeys_resolve(const char *keys_dir, const char *prefix,
+			char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1], struct moat_err *err)
+{
+	char tpath[4096];
+	struct moat_fw_trust trust;
+	out_keyid[0] = '\0';
+	size_t plen = prefix ? strnlen(prefix, MOAT_FW_KEYID_HEX_LEN + 1) : 0;
+	if (plen < MOAT_FW_KEYID_MIN_PREFIX || plen > MOAT_FW_KEYID_HEX_LEN ||
+	    strspn(prefix, "0123456789abcdef") != plen) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "key id '%.80s' must be %d to %d lower-case hex digits",
+				    prefix ? prefix : "", MOAT_FW_KEYID_MIN_PREFIX,
+				    MOAT_FW_KEYID_HEX_LEN);
+	}
+	int rc = trust_path(tpath, sizeof(tpath), keys_dir, err);
+	if (rc == 0) {
+		rc = moat_fwtrust_load(tpath, &trust, err);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	size_t found = 0;
+	for (size_t i = 0; i < trust.count; i++) {
+		if (strncmp(trust.keys[i].keyid, prefix, plen) == 0) {
+			if (found++ == 0) {
+				memcpy(out_keyid, trust.keys[i].keyid, MOAT_FW_KEYID_HEX_LEN + 1);
+			}
+		}
+	}
+	moat_fw_trust_free(&trust);
+	if (found == 0) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no trusted firmware key %s", prefix);
+	} else if (found > 1) {
+		rc = moat_err_set(err, MOAT_EINVAL, "key id prefix %s matches %zu keys", prefix,
+				  found);
+	}
+	if (rc != 0) {
+		out_keyid[0] = '\0';
+	}
+	return rc;
+}
+
+int moat_fwkeys_load_private(const char *keys_dir, const char *keyid, const char *passphrase,
+			     EVP_PKEY **out_key, struct moat_err *err)
+{
+	char path[4096];
+	char *data = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	EVP_PKEY *key = NULL;
+	*out_key = NULL;
+	int rc = key_path(path, sizeof(path), keys_dir, keyid, "key", err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(path)) {
+		return moat_err_set(err, MOAT_ENOENT, "%s: no private key for %.16s here", path,
+				    keyid);
+	}
+	rc = moat_fs_read_all(path, KEY_FILE_MAX_BYTES, &data, &len, err);
+	if (rc != 0) {
+		return rc;
+	}
+	bio = BIO_new_mem_buf(data, (int)len);
+	/* With u set and no callback, OpenSSL takes u as the passphrase; never prompts. */
+	key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase) : NULL;
+	ERR_clear_error();
+	if (!key) {
+		rc = moat_err_set(err, MOAT_ECRYPTO, "%s: wrong passphrase or damaged key", path);
+		goto out;
+	}
+	enum moat_fw_key_type type;
+	char id[MOAT_FW_KEYID_HEX_LEN + 1];
+	rc = moat_fw_key_check(key, &type, err);
+	if (rc == 0) {
+		rc = moat_fw_keyid(key, id, err);
+	}
+	if (rc == 0 && strcmp(id, keyid) != 0) {
+		rc = moat_err_set(err, MOAT_EVERIFY, "%s: holds key %.16s, not %.16s", path, id,
+				  keyid);
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	*out_key = key;
+	key = NULL;
+out:
+	EVP_PKEY_free(key);
+	BIO_free(bio);
+	OPENSSL_cleanse(data, len);
+	free(data);
+	return rc;
+}
+
+int moat_fwkeys_set_threshold(const char *keys_dir, int threshold, struct moat_err *err)
+{
+	char tpath[4096];
+	struct moat_fw_trust trust;
+	int rc = trust_path(tpath, sizeof(tpath), keys_dir, err);
+	if (rc == 0) {
+		rc = moat_fwtrust_load(tpath, &trust, err);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	if (threshold < 1 || (size_t)threshold > trust.count) {
+		rc = moat_err_set(err, MOAT_EINVAL, "threshold %d: must be 1..%zu (trusted keys)",
+				  threshold, trust.count);
+	} else {
+		trust.threshold = threshold;
+		rc = moat_fwtrust_save(tpath, &trust, err);
+	}
+	moat_fw_trust_free(&trust);
+	return rc;
+}
+
+/* Moves keys_dir/<keyid>.<ext> into keys_dir/revoked/ when it exists. */
+static int move_revoked(const char *keys_dir, const char *keyid, const char *ext,
+			struct moat_err *err)
+{
+	char from[4096], to[4096];
+	int rc = key_path(from, sizeof(from), keys_dir, keyid, ext, err);
+	if (rc == 0) {
+		rc = moat_path_join(to, sizeof(to), err, "%s/revoked/%s.%s", keys_dir, keyid, ext);
+	}
+	if (rc != 0 || !moat_fs_exists(from)) {
+		return rc;
+	}
+	if (rename(from, to) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "moving %s to %s", from, to);
+	}
+	return 0;
+}
+
+int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
+		       struct moat_err *err)
+{
+	char tpath[4096], rdir[4096];
+	struct moat_fw_trust trust;
+	int rc = trust_path(tpath, sizeof(tpath), keys_dir, err);
+	if (rc == 0) {
+		rc = moat_path_join(rdir, sizeof(rdir), err, "%s/revoked", keys_dir);
+	}
+	if (rc == 0) {
+		rc = moat_fwtrust_load(tpath, &trust, err);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	if (trust.count == 1 && strcmp(trust.keys[0].keyid, keyid) == 0) {
+		rc = moat_err_set(err, MOAT_EDENIED,
+				  "key %.16s is the last trusted key: generate its replacement "
+				  "first (moat fw keygen)",
+				  keyid);
+		goto out;
+	}
+	rc = moat_fw_trust_remove(&trust, keyid, err);
+	if (rc == 0) {
+		/* Trust first: once this is written, devices given the file no longer accept
+		 * the key, whatever happens to the key files next. */
+		rc = moat_fwtrust_save(tpath, &trust, err);
+	}
+	if (rc == 0) {
+		rc = moat_fs_mkdirs(rdir, 0700, err);
+	}
+	if (rc == 0) {
+		rc = move_revoked(keys_dir, keyid, "key", err);
+	}
+	if (rc == 0) {
+		rc = move_revoked(keys_dir, keyid, "pub", err);
+	}
+	if (rc == 0) {
+		rc = moat_fs_sync_dir(keys_dir, err);
+	}
+	if (rc == 0 && out_threshold) {
+		*out_threshold = trust.threshold;
+	}
+out:
+	moat_fw_trust_free(&trust);
+	return rc;
+}
+
+/* Opens a regular file for reading and returns its size. */
+static int open_image(const char *path, int *out_fd, uint64_t *out_size, struct moat_err *err)
+{
+	*out_fd = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		int e = errno;
+		close(fd);
+		return moat_err_errno(err, MOAT_EIO, e, "%s", path);
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return moat_err_set(err, MOAT_EINVAL, "%s: not a regular file", path);
+	}
+	*out_fd = fd;
+	*out_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* read() that retries on EINTR; returns bytes read, 0 at end, -1 with errno. */
+static ssize_t read_some(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+	do {
+		n = read(fd, buf, len);
+	} while (n < 0 && errno == EINTR);
+	return n;
+}
+
+int moat_fw_image_digest(const char *path, uint8_t out_sha256[MOAT_SHA256_BYTES],
+			 uint64_t *out_size, struct moat_err *err)
+{
+	int fd = -1;
+	uint64_t size = 0, total = 0;
+	unsigned char *buf = NULL;
+	EVP_MD_CTX *ctx = NULL;
+	int rc = open_image(path, &fd, &size, err);
+	if (rc != 0) {
+		goto out;
+	}
+	if (size == 0 || size > MOAT_FW_IMAGE_MAX_BYTES) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s: %llu bytes (1..%llu allowed)", path,
+				  (unsigned long long)size,
+				  (unsigned long long)MOAT_FW_IMAGE_MAX_BYTES);
+		goto out;
+	}
+	buf = malloc(MOAT_FW_IO_BUF_BYTES);
+	ctx = EVP_MD_CTX_new();
+	if (!buf || !ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read_some(fd, buf, MOAT_FW_IO_BUF_BYTES);
+		if (n < 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "reading %s", path);
+			goto out;
+		}
+		if (n == 0) {
+			break;
+		}
+		total += (uint64_t)n;
+		if (total > MOAT_FW_IMAGE_MAX_BYTES) {
+			rc = moat_err_set(err, MOAT_EINVAL, "%s: grew past the image limit", path);
+			goto out;
+		}
+		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+			rc = moat_err_ssl(err, MOAT_ECRYPTO, "hashing %s", path);
+			goto out;
+		}
+	}
+	unsigned int mdlen = 0;
+	if (total == 0 || EVP_DigestFinal_ex(ctx, out_sha256, &mdlen) != 1) {
+		rc = moat_err_set(err, MOAT_EIO, "%s: could not hash (changed while read?)", path);
+		goto out;
+	}
+	*out_size = total;
+	rc = 0;
+out:
+	EVP_MD_CTX_free(ctx);
+	free(buf);
+	if (fd >= 0) {
+		close(fd);
+	}
+	return rc;
+}
+
+int moat_fw_sign_image(const struct moat_fw_sign_req *req, EVP_PKEY *const *keys, size_t key_count,
+		       struct moat_manifest *out_manifest, char **out_json, size_t *out_len,
+		       struct moat_err *err)
+{
+	struct moat_manifest m;
+	struct moat_envelope *env = NULL;
+	memset(&m, 0, sizeof(m));
+	*out_json = NULL;
+	if (key_count == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "no signing key");
+	}
+	int rc = moat_device_type_check(req->device_type, err);
+	if (rc == 0) {
+		rc = moat_semver_check(req->version, err);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	snprintf(m.device_type, sizeof(m.device_type), "%s", req->device_type);
+	snprintf(m.version, sizeof(m.version), "%s", req->version);
+	m.security_version = req->security_version;
+	m.issued_at = req->issued_at;
+	m.expires_at = req->expires_at;
+	rc = moat_fw_image_digest(req->image_path, m.sha256, &m.size, err);
+	if (rc != 0) {
+		return rc;
+	}
+	env = malloc(sizeof(*env));
+	if (!env) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	rc = moat_envelope_init(env, &m, err);
+	for (size_t i = 0; rc == 0 && i < key_count; i++) {
+		rc = moat_envelope_sign(env, keys[i], err);
+	}
+	if (rc == 0) {
+		rc = moat_envelope_serialize(env, out_json, out_len, err);
+	}
+	if (rc == 0 && out_manifest) {
+		*out_manifest = m;
+	}
+	free(env);
+	return rc;
+}
+
+enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *envelope_json,
+					  size_t len, const struct moat_fw_trust *trust,
+					  const struct moat_fw_policy *policy,
+					  struct moat_manifest *out_manifest,
+					  struct moat_fw_decision *out)
+{
+	struct moat_manifest m;
+	struct moat_fw_stream s;
+	struct moat_err e;
+	unsigned char *buf = NULL;
+	int fd = -1;
+	uint64_t size = 0;
+	memset(&s, 0, sizeof(s));
+	if (out_manifest) {
+		memset(out_manifest, 0, sizeof(*out_manifest));
+	}
+	enum moat_fw_verdict v = moat_fw_decide(envelope_json, len, trust, policy, &m, out);
+	if (v != MOAT_FW_ACCEPT) {
+		return v;
+	}
+	buf = malloc(MOAT_FW_IO_BUF_BYTES);
+	if (!buf || open_image(image_path, &fd, &size, &e) != 0 ||
+	    moat_fw_stream_init(&s, &m, &e) != 0) {
+		if (!buf) {
+			moat_err_set(&e, MOAT_ENOMEM, "out of memory");
+		}
+		out->verdict = v = MOAT_FW_SIZE_MISMATCH;
+		snprintf(out->msg, sizeof(out->msg), "image: %.400s", e.msg);
+		goto out;
+	}
+	for (;;) {
+		/* Never more than one byte past the manifest's size: enough to see "too long". */
+		uint64_t left = m.size - s.seen + 1;
+		size_t want = left < MOAT_FW_IO_BUF_BYTES ? (size_t)left : MOAT_FW_IO_BUF_BYTES;
+		ssize_t n = read_some(fd, buf, want);
+		if (n < 0) {
+			out->verdict = v = MOAT_FW_SIZE_MISMATCH;
+			snprintf(out->msg, sizeof(out->msg), "reading the image failed");
+			goto out;
+		}
+		if (n == 0 || moat_fw_stream_update(&s, buf, (size_t)n, &e) != 0) {
+			break;
+		}
+	}
+	char why[MOAT_ERR_MSG_MAX];
+	snprintf(why, sizeof(why), "%s", out->msg);
+	v = moat_fw_stream_decide(&s, out);
+	if (v == MOAT_FW_ACCEPT) {
+		/* Both halves of the reason: who signed, and that the image is the signed one. */
+		snprintf(out->msg, sizeof(out->msg), "%.300s; image matches (%llu bytes)", why,
+			 (unsigned long long)s.seen);
+		if (out_manifest) {
+			*out_manifest = m;
+		}
+	}
+out:
+	moat_fw_stream_free(&s);
+	free(buf);
+	if (fd >= 0) {
+		close(fd);
+	}
+	return v;
+}

@@ -1,0 +1,275 @@
+/* test_deploy.c: the deployment directory's consistency rules (include/moat/deploy.h):
+ * provisioning is all or nothing, revocation and renewal keep the registry, the files and
+ * the CRL in step, and opening for writing repairs what an interrupted change left. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "moat/deploy.h"
+#include "moat/fsutil.h"
+#include "moat/timeutil.h"
+
+#define PASS "unit-test-passphrase"
+
+struct fixture {
+	char root[64];
+	char dir[128];
+	struct moat_deploy *d;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct moat_err err = {0};
+	snprintf(f->root, sizeof(f->root), "/tmp/moat-unit.XXXXXX");
+	assert_non_null(mkdtemp(f->root));
+	snprintf(f->dir, sizeof(f->dir), "%s/d", f->root);
+	struct moat_init_opts io = {.dir = f->dir, .name = "unit", .now = moat_time_now()};
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), 0);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	assert_int_equal(moat_deploy_unlock(f->d, PASS, &err), 0);
+	moat_deploy_interrupted = 0;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err;
+	moat_deploy_close(f->d);
+	assert_int_equal(moat_fs_remove_tree(f->root, &err), 0);
+	free(f);
+	return 0;
+}
+
+static size_t count_dirs(const char *dir)
+{
+	size_t n = 0;
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] != '.') {
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+static int count_row(const struct moat_identity *id, void *ctx)
+{
+	(void)id;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+static size_t count_rows(struct moat_deploy *d)
+{
+	size_t n = 0;
+	struct moat_err err;
+	assert_int_equal(moat_registry_identity_foreach(d->reg, -1, count_row, &n, &err), 0);
+	return n;
+}
+
+static void idents_path(struct fixture *f, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s/pki/identities", f->dir);
+}
+
+static void test_provision_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_provision_req reqs[3] = {
+		{.id = "a1", .role = MOAT_ROLE_DEVICE, .device_type = "sensor"},
+		{.id = "a2", .role = MOAT_ROLE_DEVICE},
+		{.id = "svc", .role = MOAT_ROLE_SERVICE},
+	};
+	assert_int_equal(moat_deploy_provision(f->d, reqs, 3, NULL, NULL, &err), 0);
+	char p[256];
+	idents_path(f, p, sizeof(p));
+	assert_int_equal(count_dirs(p), 3);
+	assert_int_equal(count_rows(f->d), 3);
+	struct moat_identity id;
+	assert_int_equal(moat_registry_identity_get(f->d->reg, "a2", &id, &err), 0);
+	assert_string_equal(id.device_type, "generic");
+	assert_int_equal(moat_registry_identity_get(f->d->reg, "svc", &id, &err), 0);
+	assert_int_equal(id.role, MOAT_ROLE_SERVICE);
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/pki/identities/a1/key.pem", f->dir);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+static void test_provision_refuses_duplicates_and_bad_names(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_provision_req twice[2] = {
+		{.id = "b1", .role = MOAT_ROLE_DEVICE},
+		{.id = "b1", .role = MOAT_ROLE_DEVICE},
+	};
+	assert_int_equal(moat_deploy_provision(f->d, twice, 2, NULL, NULL, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "twice"));
+	struct moat_provision_req bad[2] = {
+		{.id = "ok-1", .role = MOAT_ROLE_DEVICE},
+		{.id = "Not/OK", .role = MOAT_ROLE_DEVICE},
+	};
+	assert_int_equal(moat_deploy_provision(f->d, bad, 2, NULL, NULL, &err), MOAT_EINVAL);
+	struct moat_provision_req badtype = {.id = "c1", .role = MOAT_ROLE_DEVICE,
+					     .device_type = "Bad Type"};
+	assert_int_equal(moat_deploy_provision(f->d, &badtype, 1, NULL, NULL, &err), MOAT_EINVAL);
+	struct moat_provision_req one = {.id = "c2", .role = MOAT_ROLE_DEVICE};
+	assert_int_equal(moat_deploy_provision(f->d, &one, 1, NULL, NULL, &err), 0);
+	assert_int_equal(moat_deploy_provision(f->d, &one, 1, NULL, NULL, &err), MOAT_EEXIST);
+	assert_int_equal(moat_deploy_provision(f->d, &one, 0, NULL, NULL, &err), MOAT_EINVAL);
+	assert_int_equal(count_rows(f->d), 1);
+	char p[256];
+	idents_path(f, p, sizeof(p));
+	assert_int_equal(count_dirs(p), 1);
+}
+
+/* A failure after some identities were renamed into place undoes all of them. */
+static void test_provision_rolls_back_on_late_failure(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char p[256];
+	/* a directory nobody registered, in the way of the last identity */
+	snprintf(p, sizeof(p), "%s/pki/identities/late-3", f->dir);
+	assert_int_equal(mkdir(p, 0700), 0);
+	struct moat_provision_req reqs[3] = {
+		{.id = "late-1", .role = MOAT_ROLE_DEVICE},
+		{.id = "late-2", .role = MOAT_ROLE_DEVICE},
+		{.id = "late-3", .role = MOAT_ROLE_DEVICE},
+	};
+	assert_int_equal(moat_deploy_provision(f->d, reqs, 3, NULL, NULL, &err), MOAT_EEXIST);
+	assert_int_equal(count_rows(f->d), 0);
+	snprintf(p, sizeof(p), "%s/pki/identities/late-1", f->dir);
+	assert_false(moat_fs_exists(p));
+	/* reopening for writing removes the unregistered directory */
+	moat_deploy_close(f->d);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	assert_int_equal(f->d->recovered, 1);
+	idents_path(f, p, sizeof(p));
+	assert_int_equal(count_dirs(p), 0);
+}
+
+static void test_provision_interrupted(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_provision_req reqs[2] = {
+		{.id = "i1", .role = MOAT_ROLE_DEVICE},
+		{.id = "i2", .role = MOAT_ROLE_DEVICE},
+	};
+	moat_deploy_interrupted = 1;
+	assert_int_equal(moat_deploy_provision(f->d, reqs, 2, NULL, NULL, &err), MOAT_EINTR);
+	moat_deploy_interrupted = 0;
+	assert_int_equal(count_rows(f->d), 0);
+	char p[256];
+	idents_path(f, p, sizeof(p));
+	assert_int_equal(count_dirs(p), 0);
+}
+
+static void test_provision_needs_unlock(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_deploy *ro = NULL;
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_READ, &ro, &err), 0);
+	struct moat_provision_req one = {.id = "x", .role = MOAT_ROLE_DEVICE};
+	assert_int_equal(moat_deploy_provision(ro, &one, 1, NULL, NULL, &err), MOAT_ESTATE);
+	assert_int_equal(moat_deploy_unlock(ro, "wrong-passphrase", &err), MOAT_ECRYPTO);
+	assert_non_null(strstr(err.msg, "wrong passphrase"));
+	moat_deploy_close(ro);
+}
+
+static void test_revoke_and_renew(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_provision_req one = {.id = "r1", .role = MOAT_ROLE_DEVICE};
+	struct moat_identity before;
+	struct moat_identity after;
+	int64_t crl_before = 0;
+	int64_t crl_after = 0;
+	assert_int_equal(moat_deploy_provision(f->d, &one, 1, NULL, NULL, &err), 0);
+	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &before, &err), 0);
+	assert_int_equal(moat_registry_meta_get_int(f->d->reg, "crl_number", &crl_before, &err), 0);
+	assert_int_equal(moat_deploy_revoke(f->d, "r1", 1, &err), 0);
+	assert_int_equal(moat_registry_meta_get_int(f->d->reg, "crl_number", &crl_after, &err), 0);
+	assert_int_equal(crl_after, crl_before + 1);
+	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &after, &err), 0);
+	assert_int_equal(after.status, MOAT_ID_REVOKED);
+	assert_true(after.cert_revoked);
+	assert_int_equal(moat_deploy_revoke(f->d, "r1", 0, &err), MOAT_ESTATE);
+	assert_int_equal(moat_deploy_revoke(f->d, "nobody", 0, &err), MOAT_ENOENT);
+
+	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), 0);
+	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &after, &err), 0);
+	assert_int_equal(after.status, MOAT_ID_ACTIVE);
+	assert_false(after.cert_revoked);
+	assert_string_not_equal(after.serial_hex, before.serial_hex);
+	assert_true(after.not_after - after.not_before <= 10 * 86400 + 300);
+	char p[256];
+	struct moat_cert_info info;
+	snprintf(p, sizeof(p), "%s/pki/identities/r1/cert.pem", f->dir);
+	assert_int_equal(moat_pki_cert_info_file(p, &info, &err), 0);
+	assert_string_equal(info.serial_hex, after.serial_hex);
+	snprintf(p, sizeof(p), "%s/pki/identities/r1/.next", f->dir);
+	assert_false(moat_fs_exists(p));
+	assert_int_equal(moat_deploy_renew(f->d, "nobody", 0, &err), MOAT_ENOENT);
+	assert_int_equal(moat_deploy_renew(f->d, "r1", 40000, &err), MOAT_EINVAL);
+}
+
+static void test_init_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_init_opts io = {.dir = f->dir, .now = moat_time_now()};
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EEXIST);
+	char p[256];
+	snprintf(p, sizeof(p), "%s/new", f->root);
+	io.dir = p;
+	assert_int_equal(moat_deploy_init(&io, "short", &err), MOAT_EINVAL);
+	io.name = "Bad Name";
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EINVAL);
+	io.name = NULL;
+	const char *hosts[] = {"localhost", "localhost"};
+	io.broker_hosts = hosts;
+	io.broker_host_count = 2;
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EINVAL);
+	io.broker_host_count = 0;
+	io.broker_port = 9000;
+	io.server_port = 9000;
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EINVAL);
+	assert_false(moat_fs_exists(p));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_provision_batch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_refuses_duplicates_and_bad_names,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_rolls_back_on_late_failure, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_provision_interrupted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_needs_unlock, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revoke_and_renew, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_init_refusals, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,279 @@
+/* test_firmware.c: src/firmware: signing keys encrypted at rest, the trust file, rotation,
+ * signing an image file and checking image + envelope files as a device would. Each test
+ * works in its own temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+
+#include "moat/firmware.h"
+#include "moat/fsutil.h"
+
+#define PASS "correct horse battery"
+#define NOW 1800000000LL
+
+struct ctx {
+	char dir[64];
+	char keys[128];
+	char image[128];
+	char trust[160];
+};
+
+static int setup(void **state)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		return -1;
+	}
+	snprintf(c->dir, sizeof(c->dir), "/tmp/moat-test-fw.XXXXXX");
+	if (!mkdtemp(c->dir)) {
+		free(c);
+		return -1;
+	}
+	snprintf(c->keys, sizeof(c->keys), "%s/firmware/keys", c->dir);
+	snprintf(c->image, sizeof(c->image), "%s/image.bin", c->dir);
+	snprintf(c->trust, sizeof(c->trust), "%s/trust.json", c->keys);
+	*state = c;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_err e;
+	if (moat_fs_remove_tree(c->dir, &e) != 0) {
+		fprintf(stderr, "cleanup: %s\n", e.msg);
+	}
+	free(c);
+	return 0;
+}
+
+static void write_image(const char *path, size_t len, unsigned char seed)
+{
+	FILE *f = fopen(path, "wb");
+	assert_non_null(f);
+	for (size_t i = 0; i < len; i++) {
+		fputc((int)((i * 31 + seed) & 0xff), f);
+	}
+	assert_int_equal(fclose(f), 0);
+}
+
+static int mode_of(const char *path)
+{
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	return (int)(st.st_mode & 07777);
+}
+
+static char *sign_with(struct ctx *c, const char *const *ids, size_t n, const char *version,
+		       int64_t secver, size_t *len)
+{
+	EVP_PKEY *keys[4] = {NULL};
+	struct moat_err e;
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(moat_fwkeys_load_private(c->keys, ids[i], PASS, &keys[i], &e), 0);
+	}
+	struct moat_fw_sign_req req = {
+		.image_path = c->image,
+		.device_type = "temp_sensor",
+		.version = version,
+		.security_version = secver,
+		.issued_at = NOW,
+		.expires_at = NOW + 86400,
+	};
+	char *json = NULL;
+	struct moat_manifest m;
+	int rc = moat_fw_sign_image(&req, keys, n, &m, &json, len, &e);
+	if (rc != 0) {
+		fail_msg("sign: %s", e.msg);
+	}
+	assert_int_equal(m.size, 300000);
+	for (size_t i = 0; i < n; i++) {
+		EVP_PKEY_free(keys[i]);
+	}
+	return json;
+}
+
+static enum moat_fw_verdict verify(struct ctx *c, const char *json, size_t len,
+				   struct moat_fw_decision *d)
+{
+	struct moat_fw_trust t;
+	struct moat_err e;
+	assert_int_equal(moat_fwtrust_load(c->trust, &t, &e), 0);
+	struct moat_fw_policy p = {
+		.purpose = MOAT_FW_FOR_INSTALL,
+		.device_type = "temp_sensor",
+		.current_version = "1.0.0",
+		.security_floor = 1,
+		.now = NOW + 10,
+	};
+	enum moat_fw_verdict v = moat_fw_verify_image(c->image, json, len, &t, &p, NULL, d);
+	moat_fw_trust_free(&t);
+	return v;
+}
+
+static void test_keygen_files(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_err e;
+	char id[MOAT_FW_KEYID_HEX_LEN + 1];
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, "short", id, &e),
+			 MOAT_EINVAL);
+	assert_false(moat_fs_exists(c->trust));
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, PASS, id, &e), 0);
+	assert_int_equal(strlen(id), MOAT_FW_KEYID_HEX_LEN);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/%s.key", c->keys, id);
+	assert_int_equal(mode_of(path), 0600);
+	/* Encrypted at rest: scrypt + AES-256 PKCS#8, never the plain key. */
+	char *pem = NULL;
+	size_t len;
+	assert_int_equal(moat_fs_read_all(path, 65536, &pem, &len, &e), 0);
+	assert_non_null(strstr(pem, "BEGIN ENCRYPTED PRIVATE KEY"));
+	free(pem);
+	snprintf(path, sizeof(path), "%s/%s.pub", c->keys, id);
+	assert_int_equal(mode_of(path), 0644);
+	assert_int_equal(mode_of(c->trust), 0644);
+
+	EVP_PKEY *k = NULL;
+	assert_int_equal(moat_fwkeys_load_private(c->keys, id, "wrong passphrase", &k, &e),
+			 MOAT_ECRYPTO);
+	assert_non_null(strstr(e.msg, "wrong passphrase"));
+	assert_null(k);
+	assert_int_equal(moat_fwkeys_load_private(c->keys, id, PASS, &k, &e), 0);
+	char id2[MOAT_FW_KEYID_HEX_LEN + 1];
+	assert_int_equal(moat_fw_keyid(k, id2, &e), 0);
+	assert_string_equal(id, id2);
+	EVP_PKEY_free(k);
+
+	struct moat_fw_trust t;
+	assert_int_equal(moat_fwtrust_load(c->trust, &t, &e), 0);
+	assert_int_equal(t.count, 1);
+	assert_int_equal(t.threshold, 1);
+	assert_string_equal(t.keys[0].keyid, id);
+	moat_fw_trust_free(&t);
+
+	/* Prefixes: unique, too short, not hex, unknown. */
+	char full[MOAT_FW_KEYID_HEX_LEN + 1];
+	char prefix[16];
+	snprintf(prefix, sizeof(prefix), "%.10s", id);
+	assert_int_equal(moat_fwkeys_resolve(c->keys, prefix, full, &e), 0);
+	assert_string_equal(full, id);
+	snprintf(prefix, sizeof(prefix), "%.4s", id);
+	assert_int_equal(moat_fwkeys_resolve(c->keys, prefix, full, &e), MOAT_EINVAL);
+	assert_int_equal(moat_fwkeys_resolve(c->keys, "ABCDEF0123", full, &e), MOAT_EINVAL);
+	snprintf(prefix, sizeof(prefix), "%.9s", id);
+	prefix[8] = prefix[8] == '0' ? '1' : '0';
+	assert_int_equal(moat_fwkeys_resolve(c->keys, prefix, full, &e), MOAT_ENOENT);
+}
+
+static void test_damaged_trust_stops_keygen(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_err e;
+	char id[MOAT_FW_KEYID_HEX_LEN + 1];
+	assert_int_equal(moat_fs_mkdirs(c->keys, 0700, &e), 0);
+	assert_int_equal(moat_fs_write_atomic(c->trust, "{\"threshold\":1}", 15, 0644, &e), 0);
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_ED25519, PASS, id, &e),
+			 MOAT_EINVAL);
+	assert_non_null(strstr(e.msg, "missing field 'keys'"));
+	assert_string_equal(id, "");
+	/* Nothing but the damaged trust file. */
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "test \"$(ls %s | wc -l)\" = 1", c->keys);
+	assert_int_equal(system(cmd), 0);
+}
+
+static void test_sign_verify_rotate(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_err e;
+	char a[MOAT_FW_KEYID_HEX_LEN + 1], b[MOAT_FW_KEYID_HEX_LEN + 1];
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, PASS, a, &e), 0);
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_ED25519, PASS, b, &e), 0);
+	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 3, &e), MOAT_EINVAL);
+	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 0, &e), MOAT_EINVAL);
+	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 2, &e), 0);
+	write_image(c->image, 300000, 1);
+
+	struct moat_fw_decision d;
+	size_t len1, len2;
+	const char *both[2] = {a, b};
+	char *one = sign_with(c, both, 1, "1.1.0", 1, &len1);
+	char *two = sign_with(c, both, 2, "1.1.0", 1, &len2);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
+	assert_non_null(strstr(d.msg, "image matches"));
+	assert_int_equal(verify(c, one, len1, &d), MOAT_FW_THRESHOLD);
+
+	/* The image: one byte changed, one byte short, one byte long. */
+	write_image(c->image, 300000, 2);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_HASH_MISMATCH);
+	write_image(c->image, 299999, 1);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_SIZE_MISMATCH);
+	write_image(c->image, 300001, 1);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_SIZE_MISMATCH);
+	unlink(c->image);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_SIZE_MISMATCH);
+	assert_non_null(strstr(d.msg, "image:"));
+	write_image(c->image, 300000, 1);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
+
+	/* Rotation: revoke a; the threshold drops to the one key left. */
+	int threshold = 0;
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, &threshold, &e), 0);
+	assert_int_equal(threshold, 1);
+	char path[256];
+	snprintf(path, sizeof(path), "%s/revoked/%s.key", c->keys, a);
+	assert_true(moat_fs_exists(path));
+	snprintf(path, sizeof(path), "%s/%s.key", c->keys, a);
+	assert_false(moat_fs_exists(path));
+	EVP_PKEY *k = NULL;
+	assert_int_equal(moat_fwkeys_load_private(c->keys, a, PASS, &k, &e), MOAT_ENOENT);
+	assert_int_equal(moat_fwkeys_resolve(c->keys, a, path, &e), MOAT_ENOENT);
+	/* Signed by a alone: now an unknown key. Signed by both: b's signature suffices. */
+	assert_int_equal(verify(c, one, len1, &d), MOAT_FW_UNKNOWN_KEY);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, NULL, &e), MOAT_ENOENT);
+	/* The last key stays until its replacement exists. */
+	assert_int_equal(moat_fwkeys_revoke(c->keys, b, NULL, &e), MOAT_EDENIED);
+	free(one);
+	free(two);
+
+	/* Refusals of the signer: bad version, device type, empty image. */
+	EVP_PKEY *kb = NULL;
+	assert_int_equal(moat_fwkeys_load_private(c->keys, b, PASS, &kb, &e), 0);
+	struct moat_fw_sign_req req = {c->image, "temp_sensor", "1.0", 1, NOW, NOW + 10};
+	char *json = NULL;
+	size_t len;
+	assert_int_equal(moat_fw_sign_image(&req, &kb, 1, NULL, &json, &len, &e), MOAT_EINVAL);
+	req.version = "1.0.0";
+	req.device_type = "Temp Sensor";
+	assert_int_equal(moat_fw_sign_image(&req, &kb, 1, NULL, &json, &len, &e), MOAT_EINVAL);
+	req.device_type = "temp_sensor";
+	req.expires_at = NOW;
+	assert_int_equal(moat_fw_sign_image(&req, &kb, 1, NULL, &json, &len, &e), MOAT_EINVAL);
+	req.expires_at = NOW + 10;
+	write_image(c->image, 0, 1);
+	assert_int_equal(moat_fw_sign_image(&req, &kb, 1, NULL, &json, &len, &e), MOAT_EINVAL);
+	assert_null(json);
+	EVP_PKEY_free(kb);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_keygen_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_damaged_trust_stops_keygen, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sign_verify_rotate, setup, teardown),
+	};
+	return cmocka_run_group_tests_name("firmware", tests, NULL, NULL);
+}
