@@ -3,7 +3,8 @@
  * The parser keeps every (section, key, value, line) it read; each module validates its own
  * section with moat_config_check_keys and reads typed values with the getters, so a new
  * section needs no change here. Values are bounded (MOAT_CONFIG_VALUE_MAX) and a duplicate
- * key in a section is an error. The struct is owned by the caller; free with
+ * key in a section is an error. Lines are at most 198 bytes (Debian's inih); a longer value
+ * continues on indented lines, joined with one space ("iot = 10.0.0.0/24,\n  10.1.0.0/24"). The struct is owned by the caller; free with
  * moat_config_free.
  */
 #ifndef MOAT_CONFIG_H

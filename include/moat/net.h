@@ -211,7 +211,17 @@ struct moat_net_verify_report {
  * created and fails with MOAT_EINTR. */
 extern volatile int moat_net_interrupted;
 
-/* Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
+/* verify floods the broker from one device host only when conn_rate is at most this (the
+ * burst must be small enough to overrun with a few hundred connections); above it the
+ * report has no flood row. */
+#define MOAT_NET_FLOOD_RATE_MAX 100
+
+/* Topology: a router namespace with one bridge per zone and up to two hosts per zone behind
+ * it (the management host owns the broker and server addresses), plus an "outside" host on
+ * an uplink. In the router, bridged frames are kept away from the inet hooks
+ * (bridge-nf-call-iptables=0), so the bridge table is what separates hosts on one bridge.
+ *
+ * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes
  * every path and fills report. Everything it creates is removed before it returns, on every
  * path; an atexit handler removes it too if the process exits in between. Addresses exist only

@@ -4,6 +4,7 @@
 #include "moat/config.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@ struct parse_ctx {
 	size_t cap;
 	const char *next; /* reader position in the NUL-terminated text */
 	int lineno;       /* lines handed to inih so far */
+	bool continuation; /* the line just read starts with white space: inih's multi-line value */
 };
 
 /* ini_reader: copies the next line (at most num - 1 bytes, newline included) into str. */
@@ -42,6 +44,9 @@ static char *read_line(char *str, int num, void *stream)
 		ctx->failed = 1;
 		return NULL;
 	}
+	/* inih hands an indented line to the handler as a continuation of the previous key
+	 * (INI_ALLOW_MULTILINE): long lists can be split over lines that way. */
+	ctx->continuation = n > 0 && (ctx->next[0] == ' ' || ctx->next[0] == '\t');
 	memcpy(str, ctx->next, n);
 	str[n] = '\0';
 	if (n > 0 && str[n - 1] == '\n') {
@@ -73,6 +78,27 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: value of '%s' longer than %d bytes",
 			     cfg->path, lineno, name, MOAT_CONFIG_VALUE_MAX);
 		goto fail;
+	}
+	if (ctx->continuation && cfg->count > 0 &&
+	    strcmp(cfg->entries[cfg->count - 1].section, section) == 0 &&
+	    strcmp(cfg->entries[cfg->count - 1].key, name) == 0) {
+		struct moat_config_entry *last = &cfg->entries[cfg->count - 1];
+		size_t old = strlen(last->value);
+		size_t add = strlen(value);
+		if (old + 1 + add > MOAT_CONFIG_VALUE_MAX) {
+			moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: value of '%s' longer than %d bytes",
+				     cfg->path, lineno, name, MOAT_CONFIG_VALUE_MAX);
+			goto fail;
+		}
+		char *joined = realloc(last->value, old + 1 + add + 1);
+		if (!joined) {
+			moat_err_set(ctx->err, MOAT_ENOMEM, "%s: out of memory", cfg->path);
+			goto fail;
+		}
+		joined[old] = ' ';
+		memcpy(joined + old + 1, value, add + 1);
+		last->value = joined;
+		return 1;
 	}
 	if (moat_config_find(cfg, section, name)) {
 		moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: duplicate key '%s' in [%s]", cfg->path,

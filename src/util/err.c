@@ -8,6 +8,8 @@
 
 #include <openssl/err.h>
 
+static void vset(struct moat_err *err, int code, const char *fmt, va_list ap) MOAT_PRINTF(3, 0);
+
 static void vset(struct moat_err *err, int code, const char *fmt, va_list ap)
 {
 	err->code = code;

@@ -1,0 +1,256 @@
+/* net.c: `moat net plan|apply|remove|verify`, network segmentation derived from the
+ * deployment's moat.conf ([network], [broker] port, [server] port). plan prints the ruleset,
+ * apply loads it (or only checks it with --dry-run), remove deletes moat's tables, verify
+ * proves the policy in throwaway network namespaces and prints the probe matrix. --config
+ * reads a moat.conf directly (a gateway holding only a copy of it) instead of a deployment. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "moat/net.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: moat net plan [--format nft|iptables]   print the ruleset\n"
+		"       moat net apply [--dry-run]              load it here (nft -f; --dry-run: nft -c)\n"
+		"       moat net remove                         delete moat's nft tables, nothing else\n"
+		"       moat net verify                         prove it in throwaway network namespaces\n"
+		"options: --config FILE (a moat.conf instead of the deployment), --dir DIR, --json\n");
+}
+
+static int load_policy(const char *config_path, struct moat_net_policy *p, struct moat_err *err)
+{
+	struct moat_config *cfg = NULL;
+	struct moat_deploy *d = NULL;
+	int rc = 0;
+	if (config_path) {
+		rc = moat_config_load(config_path, &cfg, err);
+		if (rc == 0) {
+			rc = moat_net_policy_from_config(cfg, p, err);
+		}
+		moat_config_free(cfg);
+		return rc;
+	}
+	rc = cli_open(MOAT_DEPLOY_READ, &d, err);
+	if (rc == 0) {
+		rc = moat_net_policy_from_config(d->cfg, p, err);
+	}
+	moat_deploy_close(d);
+	return rc;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	moat_net_interrupted = 1;
+}
+
+/* No SA_RESTART: a wait in progress returns so verify can clean up at once. */
+static void catch_signals(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+static void print_text(const struct moat_net_verify_report *r)
+{
+	printf("%-17s %-17s %-21s %-9s %-9s %s\n", "FROM", "TO", "ADDRESS", "EXPECTED", "OBSERVED",
+	       "RESULT");
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *pr = &r->probes[i];
+		char a[16];
+		char dst[32];
+		moat_net_addr_format(pr->dst, a, sizeof(a));
+		snprintf(dst, sizeof(dst), "%s:%u", a, (unsigned)pr->port);
+		const char *expected = pr->flood ? "limited" : pr->expect_open ? "open" : "blocked";
+		printf("%-17s %-17s %-21s %-9s %-9s %s%s\n", pr->from, pr->to, dst, expected,
+		       moat_net_observed_name(pr->observed), pr->ok ? "ok" : "MISMATCH",
+		       pr->flood ? " (connection flood)" : "");
+	}
+	printf("%zu probes, %zu mismatches, %llu drops logged\n", r->probe_count, r->mismatches,
+	       (unsigned long long)r->logged_drops);
+}
+
+static void print_json(const struct moat_net_verify_report *r)
+{
+	printf("{\"probes\":[");
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *pr = &r->probes[i];
+		char src[16];
+		char dst[16];
+		moat_net_addr_format(pr->src, src, sizeof(src));
+		moat_net_addr_format(pr->dst, dst, sizeof(dst));
+		printf("%s{\"from\":", i ? "," : "");
+		cli_json_string(stdout, pr->from);
+		printf(",\"to\":");
+		cli_json_string(stdout, pr->to);
+		printf(",\"src\":\"%s\",\"dst\":\"%s\",\"port\":%u,\"flood\":%s,\"expected\":\"%s\","
+		       "\"observed\":\"%s\",\"ok\":%s}",
+		       src, dst, (unsigned)pr->port, pr->flood ? "true" : "false",
+		       pr->flood	 ? "limited"
+		       : pr->expect_open ? "open"
+					 : "blocked",
+		       moat_net_observed_name(pr->observed), pr->ok ? "true" : "false");
+	}
+	printf("],\"mismatches\":%zu,\"logged_drops\":%llu}\n", r->mismatches,
+	       (unsigned long long)r->logged_drops);
+}
+
+static int do_verify(const struct moat_net_policy *p)
+{
+	struct moat_err err = {0};
+	struct moat_net_verify_report *r = calloc(1, sizeof(*r));
+	if (!r) {
+		fprintf(stderr, "moat: out of memory\n");
+		return CLI_FAIL;
+	}
+	catch_signals();
+	int rc = moat_net_verify(p, r, &err);
+	int status = CLI_OK;
+	if (rc != 0) {
+		status = cli_fail(&err);
+	} else {
+		bool flood = false;
+		for (size_t i = 0; i < r->probe_count; i++) {
+			flood = flood || r->probes[i].flood;
+		}
+		if (cli_globals.json) {
+			print_json(r);
+		} else {
+			print_text(r);
+			if (!flood) {
+				printf("note: no connection-flood row (needs a device host and "
+				       "conn_rate <= %d; conn_rate is %u)\n",
+				       MOAT_NET_FLOOD_RATE_MAX, p->conn_rate);
+			}
+		}
+		if (r->mismatches > 0) {
+			fprintf(stderr,
+				"moat: net verify: %zu of %zu probes did not match the policy\n",
+				r->mismatches, r->probe_count);
+			status = CLI_FAIL;
+		}
+	}
+	free(r);
+	return status;
+}
+
+int net_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"format", required_argument, NULL, 'f'},
+		{"dry-run", no_argument, NULL, 'n'},
+		{"config", required_argument, NULL, 'c'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? CLI_USAGE : CLI_OK;
+	}
+	const char *cmd = argv[1];
+	const char *format = NULL;
+	const char *config_path = NULL;
+	bool dry_run = false;
+	int c;
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			format = optarg;
+			break;
+		case 'n':
+			dry_run = true;
+			break;
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_OK;
+		default:
+			if (!cli_global_opt(c, optarg)) {
+				return cli_usage_error("net: see moat net --help");
+			}
+		}
+	}
+	if (optind != argc) {
+		return cli_usage_error("net %s: unexpected argument '%s'", cmd, argv[optind]);
+	}
+	bool is_plan = strcmp(cmd, "plan") == 0;
+	bool is_apply = strcmp(cmd, "apply") == 0;
+	if (!is_plan && !is_apply && strcmp(cmd, "remove") != 0 && strcmp(cmd, "verify") != 0) {
+		return cli_usage_error("net: unknown command '%s' (plan, apply, remove, verify)",
+				       cmd);
+	}
+	if (format && !is_plan) {
+		return cli_usage_error("net %s: --format is for plan", cmd);
+	}
+	if (dry_run && !is_apply) {
+		return cli_usage_error("net %s: --dry-run is for apply", cmd);
+	}
+
+	struct moat_err err = {0};
+	if (strcmp(cmd, "remove") == 0) {
+		if (moat_net_remove(&err) != 0) {
+			return cli_fail(&err);
+		}
+		printf("removed the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
+		       MOAT_NET_TABLE);
+		return CLI_OK;
+	}
+	enum moat_net_format fmt = MOAT_NET_FORMAT_NFT;
+	if (format && moat_net_format_parse(format, &fmt, &err) != 0) {
+		return cli_usage_error("net plan: %s", err.msg);
+	}
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	if (!p) {
+		fprintf(stderr, "moat: out of memory\n");
+		return CLI_FAIL;
+	}
+	int status = CLI_OK;
+	if (load_policy(config_path, p, &err) != 0) {
+		status = cli_fail(&err);
+		goto out;
+	}
+	if (is_plan) {
+		char *text = NULL;
+		size_t len = 0;
+		if (moat_net_render(p, fmt, &text, &len, &err) != 0) {
+			status = cli_fail(&err);
+			goto out;
+		}
+		if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+			fprintf(stderr, "moat: net plan: cannot write the ruleset\n");
+			status = CLI_FAIL;
+		}
+		free(text);
+	} else if (is_apply) {
+		int rc = dry_run ? moat_net_check(p, &err) : moat_net_apply(p, &err);
+		if (rc != 0) {
+			status = cli_fail(&err);
+			goto out;
+		}
+		if (dry_run) {
+			printf("the ruleset is valid (nft -c); nothing changed\n");
+		} else {
+			printf("loaded the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
+			       MOAT_NET_TABLE);
+		}
+	} else {
+		status = do_verify(p);
+	}
+out:
+	free(p);
+	return status;
+}

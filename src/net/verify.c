@@ -1,0 +1,1032 @@
+/* verify.c: proves a policy with real packets. It builds a throwaway topology of network
+ * namespaces named "moat-<pid>-*": a router holding the rendered ruleset, one bridge per zone
+ * in the router with up to two hosts behind it (so two devices share a bridge and their
+ * traffic is bridged, not routed), a management host that owns the broker and update-server
+ * addresses, and an "outside" host behind an uplink. Every host listens on the probed ports;
+ * probes are non-blocking connect() calls from forked children that joined the source
+ * namespace with setns(2). The expectation of every probe comes from moat_net_expect, which
+ * is written independently of the rule list, so a wrong rule shows up as a mismatch.
+ *
+ * Cleanup: every namespace and child is recorded in a file-level table as soon as it exists;
+ * the same teardown runs at the end of every path, on MOAT_EINTR when the caller's signal
+ * handler sets moat_net_interrupted, and from an atexit handler. Children die with their
+ * parent (PR_SET_PDEATHSIG), and a later run removes namespaces whose moat process is gone.
+ * Addresses only ever exist inside these namespaces: links are created directly in them. */
+#include "moat/net.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net_internal.h"
+
+volatile int moat_net_interrupted;
+
+#define NS_MAX (2 * MOAT_NET_ZONES_MAX + 2)
+#define KIDS_MAX (2 * NS_MAX)
+#define NS_NAME_LEN 40
+#define PROBE_TIMEOUT_MS 1000
+#define FLOOD_TIMEOUT_MS 500
+#define FLOOD_BURST_MAX (2 * MOAT_NET_FLOOD_RATE_MAX)
+#define NETNS_DIR "/run/netns"
+
+/* What exists right now; read by teardown, also from the atexit handler. */
+static struct {
+	char ns[NS_MAX][NS_NAME_LEN];
+	size_t ns_count;
+	pid_t kids[KIDS_MAX];
+	size_t kid_count;
+	bool atexit_set;
+} live;
+
+struct host {
+	char label[24];
+	char ns[NS_NAME_LEN];
+	int zone; /* -1: outside */
+	uint32_t addr;
+	unsigned prefix;
+	uint32_t gw;
+	uint32_t extra_addr; /* 0 or a second address (the update server on the mgmt host) */
+	unsigned extra_prefix;
+};
+
+struct topo {
+	char router[NS_NAME_LEN];
+	struct host hosts[NS_MAX];
+	size_t host_count;
+	uint32_t gw[MOAT_NET_ZONES_MAX][MOAT_NET_SUBNETS_MAX];
+	uint32_t outside_net;
+	uint16_t ports[3];
+	size_t port_count;
+	uint16_t other_port;
+};
+
+static void teardown(void)
+{
+	for (size_t i = 0; i < live.kid_count; i++) {
+		kill(live.kids[i], SIGKILL);
+	}
+	for (size_t i = 0; i < live.kid_count; i++) {
+		while (waitpid(live.kids[i], NULL, 0) < 0 && errno == EINTR) {
+		}
+	}
+	live.kid_count = 0;
+	/* Deleting a namespace with no process left in it destroys it and its links. */
+	for (size_t i = live.ns_count; i-- > 0;) {
+		const char *argv[] = {"ip", "netns", "delete", live.ns[i], NULL};
+		struct moat_err ignored;
+		if (net_run(argv, NULL, NULL, 0, &ignored) != 0) {
+			/* Already gone is fine; anything else is removed by the next run. */
+		}
+	}
+	live.ns_count = 0;
+}
+
+static void teardown_at_exit(void)
+{
+	teardown();
+}
+
+static int check_interrupt(struct moat_err *err)
+{
+	if (moat_net_interrupted) {
+		return moat_err_set(err, MOAT_EINTR,
+				    "net verify: interrupted; removed everything "
+				    "it created");
+	}
+	return 0;
+}
+
+static void fmt_cidr(uint32_t addr, unsigned prefix, char *buf, size_t size)
+{
+	char a[16];
+	moat_net_addr_format(addr, a, sizeof(a));
+	snprintf(buf, size, "%s/%u", a, prefix);
+}
+
+/* Removes namespaces of earlier runs whose process no longer exists. */
+static void remove_stale(void)
+{
+	DIR *d = opendir(NETNS_DIR);
+	if (!d) {
+		return;
+	}
+	char stale[64][NS_NAME_LEN];
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL && n < 64) {
+		const char *s = e->d_name;
+		if (strncmp(s, "moat-", 5) != 0) {
+			continue;
+		}
+		char *end = NULL;
+		errno = 0;
+		long long pid = strtoll(s + 5, &end, 10);
+		if (errno != 0 || end == s + 5 || *end != '-' || pid <= 0 || pid > INT32_MAX ||
+		    strlen(s) >= NS_NAME_LEN) {
+			continue;
+		}
+		if ((pid_t)pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) {
+			continue;
+		}
+		memcpy(stale[n++], s, strlen(s) + 1); /* length checked above */
+	}
+	closedir(d);
+	for (size_t i = 0; i < n; i++) {
+		const char *argv[] = {"ip", "netns", "delete", stale[i], NULL};
+		struct moat_err ignored;
+		if (net_run(argv, NULL, NULL, 0, &ignored) != 0) {
+			/* best effort: a namespace in use by someone else stays */
+		}
+	}
+}
+
+static int ns_add(const char *name, struct moat_err *err)
+{
+	const char *argv[] = {"ip", "netns", "add", name, NULL};
+	if (live.ns_count >= NS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "net verify: too many namespaces");
+	}
+	/* Recorded first: if the add half-succeeds, teardown still tries to remove it. */
+	snprintf(live.ns[live.ns_count++], NS_NAME_LEN, "%s", name);
+	int rc = net_run(argv, NULL, NULL, 0, err);
+	if (rc != 0) {
+		live.ns_count--;
+	}
+	return rc;
+}
+
+/* Runs `ip -n <ns> <args...>` (ns NULL: the caller's namespace). */
+static int ipcmd(const char *ns, const char *const *args, struct moat_err *err)
+{
+	const char *argv[24];
+	size_t n = 0;
+	argv[n++] = "ip";
+	if (ns) {
+		argv[n++] = "-n";
+		argv[n++] = ns;
+	}
+	for (size_t i = 0; args[i] && n < 23; i++) {
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	int rc = check_interrupt(err);
+	return rc != 0 ? rc : net_run(argv, NULL, NULL, 0, err);
+}
+
+static int enter_ns(const char *ns)
+{
+	char path[128];
+	snprintf(path, sizeof(path), NETNS_DIR "/%s", ns);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return -1;
+	}
+	int rc = setns(fd, CLONE_NEWNET);
+	close(fd);
+	return rc;
+}
+
+static void child_setup(void)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+static int enable_forwarding(const char *ns, struct moat_err *err)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
+	}
+	if (pid == 0) {
+		child_setup();
+		if (enter_ns(ns) != 0) {
+			_exit(2);
+		}
+		/* /proc/sys/net belongs to the opener's namespace, so this is the router's. */
+		int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, "1\n", 2) != 2) {
+			_exit(3);
+		}
+		close(fd);
+		/* Where br_netfilter is loaded, bridged frames also pass the inet hooks. Turned
+		 * off here, so what stops two devices on one bridge is provably the bridge
+		 * table, as on a gateway without br_netfilter. Absent files: nothing to do. */
+		fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "0\n", 2) != 2) {
+				_exit(4);
+			}
+			close(fd);
+		}
+		_exit(0);
+	}
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0) {
+		if (errno != EINTR) {
+			return moat_err_errno(err, MOAT_EIO, errno, "net verify: waitpid");
+		}
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		return moat_err_set(err, MOAT_EIO, "net verify: cannot enable forwarding in %s",
+				    ns);
+	}
+	return 0;
+}
+
+/* The next usable host address of s after *cursor that is not a service address. */
+static bool next_free(const struct moat_net_policy *p, const struct moat_net_subnet *s,
+		      uint32_t *cursor)
+{
+	uint32_t bcast = s->addr | (s->prefix == 0 ? 0xffffffffu : ((1u << (32 - s->prefix)) - 1));
+	uint32_t a = *cursor == 0 ? s->addr + 1 : *cursor + 1;
+	for (; a < bcast; a++) {
+		if (a != p->broker_addr && a != p->server_addr) {
+			*cursor = a;
+			return true;
+		}
+	}
+	return false;
+}
+
+static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
+{
+	pid_t me = getpid();
+	snprintf(t->router, sizeof(t->router), "moat-%d-r", (int)me);
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		uint32_t cursor0 = 0;
+		for (size_t s = 0; s < zn->subnet_count; s++) {
+			uint32_t c = 0;
+			if (!next_free(p, &zn->subnets[s], &c)) {
+				return moat_err_set(err, MOAT_EINVAL,
+						    "net verify: a subnet of zone %s has no free "
+						    "address for the router",
+						    zn->name);
+			}
+			t->gw[z][s] = c;
+			if (s == 0) {
+				cursor0 = c;
+			}
+		}
+		if (zn->subnet_count == 0) {
+			continue;
+		}
+		if (zn->kind == MOAT_NET_ZONE_MANAGEMENT) {
+			struct host *h = &t->hosts[t->host_count];
+			snprintf(h->label, sizeof(h->label), "mgmt");
+			h->zone = (int)z;
+			for (size_t s = 0; s < zn->subnet_count; s++) {
+				if (moat_net_subnet_contains(&zn->subnets[s], p->broker_addr)) {
+					h->addr = p->broker_addr;
+					h->prefix = zn->subnets[s].prefix;
+					h->gw = t->gw[z][s];
+				}
+				if (p->server_addr != p->broker_addr &&
+				    moat_net_subnet_contains(&zn->subnets[s], p->server_addr)) {
+					h->extra_addr = p->server_addr;
+					h->extra_prefix = zn->subnets[s].prefix;
+				}
+			}
+			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
+			t->host_count++;
+			continue;
+		}
+		for (int i = 1; i <= 2; i++) {
+			uint32_t a = cursor0;
+			if (!next_free(p, &zn->subnets[0], &a)) {
+				if (i == 1) {
+					return moat_err_set(
+						err, MOAT_EINVAL,
+						"net verify: the first subnet of zone %s "
+						"has no room for a host",
+						zn->name);
+				}
+				break;
+			}
+			cursor0 = a;
+			if (t->host_count + 2 > NS_MAX - 1) {
+				return moat_err_set(err, MOAT_EINVAL,
+						    "net verify: too many zones to probe");
+			}
+			struct host *h = &t->hosts[t->host_count];
+			snprintf(h->label, sizeof(h->label), "%s-%d", zn->name, i);
+			h->zone = (int)z;
+			h->addr = a;
+			h->prefix = zn->subnets[0].prefix;
+			h->gw = t->gw[z][0];
+			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
+			t->host_count++;
+		}
+	}
+	/* The outside: the first documentation network that no zone uses. */
+	static const uint32_t candidates[] = {0xc0000200u, 0xc6336400u, 0xcb007100u, 0x64400000u};
+	t->outside_net = 0;
+	for (size_t c = 0; c < sizeof(candidates) / sizeof(candidates[0]); c++) {
+		struct moat_net_subnet sn = {.addr = candidates[c], .prefix = 24};
+		bool clash = false;
+		for (size_t z = 0; z < p->zone_count; z++) {
+			for (size_t s = 0; s < p->zones[z].subnet_count; s++) {
+				clash = clash ||
+					moat_net_subnets_overlap(&sn, &p->zones[z].subnets[s]);
+			}
+		}
+		if (!clash) {
+			t->outside_net = candidates[c];
+			break;
+		}
+	}
+	if (t->outside_net == 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "net verify: no free address range for the outside host");
+	}
+	struct host *h = &t->hosts[t->host_count];
+	snprintf(h->label, sizeof(h->label), "outside");
+	h->zone = -1;
+	h->addr = t->outside_net + 2;
+	h->prefix = 24;
+	h->gw = t->outside_net + 1;
+	snprintf(h->ns, sizeof(h->ns), "moat-%d-x", (int)me);
+	t->host_count++;
+
+	t->ports[0] = p->broker_port;
+	t->port_count = 1;
+	if (p->server_port != p->broker_port) {
+		t->ports[t->port_count++] = p->server_port;
+	}
+	t->other_port = 2222;
+	while (t->other_port == p->broker_port || t->other_port == p->server_port) {
+		t->other_port++;
+	}
+	t->ports[t->port_count++] = t->other_port;
+	return 0;
+}
+
+static int build_host(const struct topo *t, const struct host *h, size_t idx, struct moat_err *err)
+{
+	char rif[24];
+	char cidr[32];
+	char gw[16];
+	int rc = 0;
+	snprintf(rif, sizeof(rif), h->zone < 0 ? "up0" : "v%zu", idx);
+	const char *veth[] = {"link", "add",  rif,    "netns", t->router, "type", "veth",
+			      "peer", "name", "eth0", "netns", h->ns,	  NULL};
+	if ((rc = ipcmd(NULL, veth, err)) != 0) {
+		return rc;
+	}
+	if (h->zone >= 0) {
+		char br[24];
+		snprintf(br, sizeof(br), "br%d", h->zone);
+		const char *master[] = {"link", "set", rif, "master", br, "up", NULL};
+		if ((rc = ipcmd(t->router, master, err)) != 0) {
+			return rc;
+		}
+	} else {
+		fmt_cidr(h->gw, 24, cidr, sizeof(cidr));
+		const char *addr[] = {"addr", "add", cidr, "dev", rif, NULL};
+		const char *up[] = {"link", "set", rif, "up", NULL};
+		if ((rc = ipcmd(t->router, addr, err)) != 0 ||
+		    (rc = ipcmd(t->router, up, err)) != 0) {
+			return rc;
+		}
+	}
+	fmt_cidr(h->addr, h->prefix, cidr, sizeof(cidr));
+	const char *addr[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+	if ((rc = ipcmd(h->ns, addr, err)) != 0) {
+		return rc;
+	}
+	if (h->extra_addr) {
+		fmt_cidr(h->extra_addr, h->extra_prefix, cidr, sizeof(cidr));
+		const char *extra[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+		if ((rc = ipcmd(h->ns, extra, err)) != 0) {
+			return rc;
+		}
+	}
+	moat_net_addr_format(h->gw, gw, sizeof(gw));
+	const char *lo[] = {"link", "set", "lo", "up", NULL};
+	const char *up[] = {"link", "set", "eth0", "up", NULL};
+	const char *route[] = {"route", "add", "default", "via", gw, NULL};
+	if ((rc = ipcmd(h->ns, lo, err)) != 0 || (rc = ipcmd(h->ns, up, err)) != 0 ||
+	    (rc = ipcmd(h->ns, route, err)) != 0) {
+		return rc;
+	}
+	return 0;
+}
+
+static int build_topology(const struct moat_net_policy *p, const struct topo *t,
+			  struct moat_err *err)
+{
+	int rc = ns_add(t->router, err);
+	if (rc != 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < t->host_count; i++) {
+		if ((rc = check_interrupt(err)) != 0 || (rc = ns_add(t->hosts[i].ns, err)) != 0) {
+			return rc;
+		}
+	}
+	const char *lo[] = {"link", "set", "lo", "up", NULL};
+	if ((rc = ipcmd(t->router, lo, err)) != 0) {
+		return rc;
+	}
+	for (size_t z = 0; z < p->zone_count; z++) {
+		if (p->zones[z].subnet_count == 0) {
+			continue;
+		}
+		char br[24];
+		snprintf(br, sizeof(br), "br%zu", z);
+		const char *add[] = {"link", "add", br, "type", "bridge", NULL};
+		const char *up[] = {"link", "set", br, "up", NULL};
+		if ((rc = ipcmd(t->router, add, err)) != 0) {
+			if (rc == MOAT_EIO) {
+				rc = MOAT_ESTATE;
+				if (err) {
+					err->code = rc;
+				}
+				moat_err_prefix(err, "net verify: cannot create a bridge");
+			}
+			return rc;
+		}
+		if ((rc = ipcmd(t->router, up, err)) != 0) {
+			return rc;
+		}
+		for (size_t s = 0; s < p->zones[z].subnet_count; s++) {
+			char cidr[32];
+			fmt_cidr(t->gw[z][s], p->zones[z].subnets[s].prefix, cidr, sizeof(cidr));
+			const char *addr[] = {"addr", "add", cidr, "dev", br, NULL};
+			if ((rc = ipcmd(t->router, addr, err)) != 0) {
+				return rc;
+			}
+		}
+	}
+	for (size_t i = 0; i < t->host_count; i++) {
+		if ((rc = build_host(t, &t->hosts[i], i, err)) != 0) {
+			return rc;
+		}
+	}
+	return enable_forwarding(t->router, err);
+}
+
+static int load_ruleset(const struct moat_net_policy *p, const struct topo *t, struct moat_err *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = moat_net_render(p, MOAT_NET_FORMAT_NFT, &text, &len, err);
+	if (rc != 0) {
+		return rc;
+	}
+	const char *argv[] = {"ip", "netns", "exec", t->router, "nft", "-f", "-", NULL};
+	rc = net_run(argv, text, NULL, 0, err);
+	free(text);
+	if (rc != 0) {
+		moat_err_prefix(err, "net verify: loading the ruleset into the router");
+	}
+	return rc;
+}
+
+/* A child in h's namespace that accepts and closes connections on every probed port. It
+ * writes one byte to the ready pipe: 'R' once listening, 'E' when it could not. */
+static int start_listener(const struct topo *t, const struct host *h, struct moat_err *err)
+{
+	int ready[2];
+	if (pipe2(ready, O_CLOEXEC) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "net verify: pipe");
+	}
+	if (live.kid_count >= KIDS_MAX) {
+		close(ready[0]);
+		close(ready[1]);
+		return moat_err_set(err, MOAT_EINVAL, "net verify: too many listeners");
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(ready[0]);
+		close(ready[1]);
+		return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
+	}
+	if (pid == 0) {
+		child_setup();
+		close(ready[0]);
+		struct pollfd fds[3];
+		if (enter_ns(h->ns) != 0) {
+			(void)!write(ready[1], "E", 1);
+			_exit(2);
+		}
+		for (size_t i = 0; i < t->port_count; i++) {
+			int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			int one = 1;
+			struct sockaddr_in sa = {.sin_family = AF_INET,
+						 .sin_port = htons(t->ports[i]),
+						 .sin_addr.s_addr = htonl(INADDR_ANY)};
+			if (fd < 0 ||
+			    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+			    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+			    listen(fd, SOMAXCONN) != 0) {
+				(void)!write(ready[1], "E", 1);
+				_exit(3);
+			}
+			fds[i].fd = fd;
+			fds[i].events = POLLIN;
+		}
+		(void)!write(ready[1], "R", 1);
+		close(ready[1]);
+		for (;;) {
+			if (poll(fds, t->port_count, -1) < 0 && errno != EINTR) {
+				_exit(4);
+			}
+			for (size_t i = 0; i < t->port_count; i++) {
+				if (fds[i].revents & POLLIN) {
+					int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
+					if (c >= 0) {
+						close(c);
+					}
+				}
+			}
+		}
+	}
+	live.kids[live.kid_count++] = pid;
+	close(ready[1]);
+	char b = 0;
+	ssize_t n;
+	while ((n = read(ready[0], &b, 1)) < 0 && errno == EINTR && !moat_net_interrupted) {
+	}
+	close(ready[0]);
+	if (moat_net_interrupted) {
+		return check_interrupt(err);
+	}
+	if (n != 1 || b != 'R') {
+		return moat_err_set(err, MOAT_EIO, "net verify: cannot listen in host %s",
+				    h->label);
+	}
+	return 0;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* In the child: starts count connections src -> dst:port at once and waits for them until
+ * timeout_ms; out[i] gets the observation of each. */
+static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port, size_t count,
+			 int timeout_ms, uint8_t *out)
+{
+	struct pollfd *fds = calloc(count, sizeof(*fds));
+	if (!fds) {
+		memset(out, MOAT_NET_OBS_ERROR, count);
+		return;
+	}
+	size_t pending = 0;
+	for (size_t i = 0; i < count; i++) {
+		fds[i].fd = -1;
+		out[i] = MOAT_NET_OBS_ERROR;
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
+		struct sockaddr_in to = {.sin_family = AF_INET,
+					 .sin_port = htons(port[i]),
+					 .sin_addr.s_addr = htonl(dst[i])};
+		if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0) {
+			if (fd >= 0) {
+				close(fd);
+			}
+			continue;
+		}
+		if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
+			out[i] = MOAT_NET_OBS_OPEN;
+			close(fd);
+			continue;
+		}
+		if (errno != EINPROGRESS) {
+			out[i] = errno == ECONNREFUSED ? MOAT_NET_OBS_REFUSED : MOAT_NET_OBS_ERROR;
+			close(fd);
+			continue;
+		}
+		fds[i].fd = fd;
+		fds[i].events = POLLOUT;
+		pending++;
+	}
+	int64_t deadline = now_ms() + timeout_ms;
+	while (pending > 0) {
+		int64_t left = deadline - now_ms();
+		if (left <= 0) {
+			break;
+		}
+		if (poll(fds, count, (int)left) < 0 && errno != EINTR) {
+			break;
+		}
+		for (size_t i = 0; i < count; i++) {
+			if (fds[i].fd < 0 || fds[i].revents == 0) {
+				continue;
+			}
+			int soerr = 0;
+			socklen_t len = sizeof(soerr);
+			if (getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+				soerr = errno;
+			}
+			out[i] = soerr == 0		 ? MOAT_NET_OBS_OPEN
+				 : soerr == ECONNREFUSED ? MOAT_NET_OBS_REFUSED
+				 : soerr == ETIMEDOUT	 ? MOAT_NET_OBS_BLOCKED
+							 : MOAT_NET_OBS_ERROR;
+			close(fds[i].fd);
+			fds[i].fd = -1;
+			pending--;
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (fds[i].fd >= 0) {
+			out[i] = MOAT_NET_OBS_BLOCKED; /* no answer: the SYN was dropped */
+			close(fds[i].fd);
+		}
+	}
+	free(fds);
+}
+
+/* Forks a child in h's namespace that runs fn(h, arg, out) and sends out_len result bytes
+ * back; returns the pid and the read end in *out_fd. */
+typedef void (*probe_fn)(const struct host *h, const void *arg, uint8_t *out, size_t out_len);
+
+static pid_t start_child(const struct host *h, probe_fn fn, const void *arg, size_t out_len,
+			 int *out_fd)
+{
+	int fds[2];
+	if (live.kid_count >= KIDS_MAX || pipe2(fds, O_CLOEXEC) != 0) {
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		child_setup();
+		close(fds[0]);
+		static uint8_t res[MOAT_NET_PROBES_MAX];
+		memset(res, MOAT_NET_OBS_ERROR, sizeof(res));
+		if (enter_ns(h->ns) == 0) {
+			fn(h, arg, res, out_len);
+		}
+		(void)!write(fds[1], res, out_len);
+		_exit(0);
+	}
+	live.kids[live.kid_count++] = pid;
+	close(fds[1]);
+	*out_fd = fds[0];
+	return pid;
+}
+
+struct plain_arg {
+	uint32_t dst[MOAT_NET_PROBES_MAX];
+	uint16_t port[MOAT_NET_PROBES_MAX];
+};
+
+static void plain_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
+{
+	const struct plain_arg *a = arg;
+	connect_many(h->addr, a->dst, a->port, out_len, PROBE_TIMEOUT_MS, out);
+}
+
+struct flood_arg {
+	uint32_t dst;
+	uint16_t port;
+	size_t count;
+};
+
+/* A burst well past the bucket, all at once: some connections must pass, the rest drop. */
+static void flood_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
+{
+	const struct flood_arg *a = arg;
+	static uint32_t dst[4 * FLOOD_BURST_MAX + 32];
+	static uint16_t port[4 * FLOOD_BURST_MAX + 32];
+	static uint8_t obs[4 * FLOOD_BURST_MAX + 32];
+	size_t n = a->count;
+	for (size_t i = 0; i < n; i++) {
+		dst[i] = a->dst;
+		port[i] = a->port;
+	}
+	connect_many(h->addr, dst, port, n, FLOOD_TIMEOUT_MS, obs);
+	size_t open = 0;
+	size_t blocked = 0;
+	for (size_t i = 0; i < n; i++) {
+		open += obs[i] == MOAT_NET_OBS_OPEN;
+		blocked += obs[i] == MOAT_NET_OBS_BLOCKED;
+	}
+	if (out_len > 0) {
+		out[0] = open + blocked != n ? MOAT_NET_OBS_ERROR
+			 : open == n	     ? MOAT_NET_OBS_OPEN
+			 : open == 0	     ? MOAT_NET_OBS_BLOCKED
+					     : MOAT_NET_OBS_LIMITED;
+	}
+}
+
+/* Reads the child's result bytes and reaps it. */
+static int finish_child(pid_t pid, int fd, uint8_t *res, size_t len, struct moat_err *err)
+{
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = read(fd, res + got, len - got);
+		if (n < 0 && errno == EINTR && !moat_net_interrupted) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		got += (size_t)n;
+	}
+	close(fd);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	for (size_t i = 0; i < live.kid_count; i++) {
+		if (live.kids[i] == pid) {
+			live.kids[i] = live.kids[--live.kid_count];
+			break;
+		}
+	}
+	int rc = check_interrupt(err);
+	if (rc == 0 && got != len) {
+		rc = moat_err_set(err, MOAT_EIO, "net verify: a probe process failed");
+	}
+	return rc;
+}
+
+static void add_probe(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+		      const struct host *from, const char *to, uint32_t dst, uint16_t port,
+		      bool flood)
+{
+	if (r->probe_count >= MOAT_NET_PROBES_MAX) {
+		return;
+	}
+	struct moat_net_probe *pr = &r->probes[r->probe_count++];
+	snprintf(pr->from, sizeof(pr->from), "%s", from->label);
+	snprintf(pr->to, sizeof(pr->to), "%s", to);
+	pr->src = from->addr;
+	pr->dst = dst;
+	pr->port = port;
+	pr->flood = flood;
+	pr->expect_open = moat_net_expect(p, from->addr, dst, port);
+	pr->observed = MOAT_NET_OBS_ERROR;
+}
+
+static int make_probes(const struct moat_net_policy *p, const struct topo *t,
+		       struct moat_net_verify_report *r, struct moat_err *err)
+{
+	for (size_t s = 0; s < t->host_count; s++) {
+		const struct host *from = &t->hosts[s];
+		for (size_t d = 0; d < t->host_count; d++) {
+			const struct host *to = &t->hosts[d];
+			if (d == s || to->addr == p->broker_addr) {
+				continue;
+			}
+			/* The port devices may use somewhere: proves it is not open elsewhere. */
+			add_probe(r, p, from, to->label, to->addr, p->broker_port, false);
+		}
+		const uint32_t svc[2] = {p->broker_addr, p->server_addr};
+		const char *svc_label[2] = {"broker", "server"};
+		for (size_t k = 0; k < 2; k++) {
+			if ((k == 1 && p->server_addr == p->broker_addr) || svc[k] == from->addr ||
+			    svc[k] == from->extra_addr) {
+				continue;
+			}
+			for (size_t i = 0; i < t->port_count; i++) {
+				add_probe(r, p, from, svc_label[k], svc[k], t->ports[i], false);
+			}
+		}
+	}
+	if (p->conn_rate * 2 <= FLOOD_BURST_MAX) {
+		for (size_t s = 0; s < t->host_count; s++) {
+			const struct host *h = &t->hosts[s];
+			if (h->zone >= 0 && p->zones[h->zone].kind == MOAT_NET_ZONE_DEVICE) {
+				add_probe(r, p, h, "broker", p->broker_addr, p->broker_port, true);
+				break;
+			}
+		}
+	}
+	if (r->probe_count >= MOAT_NET_PROBES_MAX) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "net verify: more than %d probes; too many "
+				    "zones to verify in one run",
+				    MOAT_NET_PROBES_MAX);
+	}
+	return 0;
+}
+
+/* Runs every plain probe whose expectation is want_open, all source hosts at once. Open
+ * and blocked probes run apart so that blocked attempts cannot use up a device's
+ * connection budget before its allowed connections. */
+static int run_phase(const struct topo *t, struct moat_net_verify_report *r, bool want_open,
+		     struct moat_err *err)
+{
+	static struct plain_arg args[NS_MAX];
+	static size_t idx[NS_MAX][MOAT_NET_PROBES_MAX];
+	size_t counts[NS_MAX] = {0};
+	pid_t pids[NS_MAX];
+	int fds[NS_MAX];
+	int rc = 0;
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *pr = &r->probes[i];
+		if (pr->flood || pr->expect_open != want_open) {
+			continue;
+		}
+		for (size_t h = 0; h < t->host_count; h++) {
+			if (t->hosts[h].addr == pr->src &&
+			    strcmp(t->hosts[h].label, pr->from) == 0) {
+				args[h].dst[counts[h]] = pr->dst;
+				args[h].port[counts[h]] = pr->port;
+				idx[h][counts[h]++] = i;
+				break;
+			}
+		}
+	}
+	for (size_t h = 0; h < t->host_count; h++) {
+		pids[h] = 0;
+		if (counts[h] == 0 || rc != 0) {
+			continue;
+		}
+		pids[h] = start_child(&t->hosts[h], plain_fn, &args[h], counts[h], &fds[h]);
+		if (pids[h] < 0) {
+			pids[h] = 0;
+			rc = moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
+		}
+	}
+	for (size_t h = 0; h < t->host_count; h++) {
+		if (pids[h] == 0) {
+			continue;
+		}
+		uint8_t res[MOAT_NET_PROBES_MAX];
+		int crc = finish_child(pids[h], fds[h], res, counts[h], rc == 0 ? err : NULL);
+		if (rc == 0) {
+			rc = crc;
+		}
+		for (size_t k = 0; k < counts[h] && crc == 0; k++) {
+			r->probes[idx[h][k]].observed = (enum moat_net_observed)res[k];
+		}
+	}
+	return rc;
+}
+
+static int run_flood(const struct moat_net_policy *p, const struct topo *t,
+		     struct moat_net_verify_report *r, struct moat_err *err)
+{
+	for (size_t i = 0; i < r->probe_count; i++) {
+		struct moat_net_probe *pr = &r->probes[i];
+		if (!pr->flood) {
+			continue;
+		}
+		for (size_t h = 0; h < t->host_count; h++) {
+			if (strcmp(t->hosts[h].label, pr->from) != 0) {
+				continue;
+			}
+			/* Let the bucket refill from the earlier phases, then empty it at once. */
+			struct timespec ts = {.tv_sec = 0, .tv_nsec = 0};
+			unsigned wait_ms = 2 * 1000 * 2 / p->conn_rate;
+			if (wait_ms > 3000) {
+				wait_ms = 3000;
+			}
+			ts.tv_sec = wait_ms / 1000;
+			ts.tv_nsec = (long)(wait_ms % 1000) * 1000000L;
+			while (nanosleep(&ts, &ts) != 0 && errno == EINTR &&
+			       !moat_net_interrupted) {
+			}
+			int rc = check_interrupt(err);
+			if (rc != 0) {
+				return rc;
+			}
+			struct flood_arg a = {.dst = pr->dst,
+					      .port = pr->port,
+					      .count = 2 * (size_t)p->conn_rate * 2 + 20};
+			int fd = -1;
+			pid_t pid = start_child(&t->hosts[h], flood_fn, &a, 1, &fd);
+			if (pid < 0) {
+				return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
+			}
+			uint8_t res = MOAT_NET_OBS_ERROR;
+			if ((rc = finish_child(pid, fd, &res, 1, err)) != 0) {
+				return rc;
+			}
+			pr->observed = (enum moat_net_observed)res;
+			break;
+		}
+	}
+	return 0;
+}
+
+static uint64_t read_counter(const struct topo *t, const char *family)
+{
+	char out[1024];
+	struct moat_err ignored;
+	const char *argv[] = {"ip",	 "netns", "exec",	  t->router, "nft", "list",
+			      "counter", family,  MOAT_NET_TABLE, "drops",   NULL};
+	if (net_run(argv, NULL, out, sizeof(out), &ignored) != 0) {
+		return 0;
+	}
+	const char *s = strstr(out, "packets ");
+	if (!s) {
+		return 0;
+	}
+	char *end = NULL;
+	errno = 0;
+	unsigned long long v = strtoull(s + 8, &end, 10);
+	return errno == 0 && end != s + 8 ? (uint64_t)v : 0;
+}
+
+/* Root, ip(8), nft(8) and network namespaces: without them there is nothing to prove. */
+static int check_capabilities(struct moat_err *err)
+{
+	if (geteuid() != 0) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "net verify: needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN) to "
+				    "create network namespaces");
+	}
+	const char *ipv[] = {"ip", "-V", NULL};
+	const char *nftv[] = {"nft", "--version", NULL};
+	int rc = net_run(ipv, NULL, NULL, 0, err);
+	if (rc == 0) {
+		rc = net_run(nftv, NULL, NULL, 0, err);
+	}
+	if (rc != 0) {
+		if (err) {
+			err->code = MOAT_ESTATE;
+		}
+		moat_err_prefix(err, "net verify: missing a tool");
+		return MOAT_ESTATE;
+	}
+	return 0;
+}
+
+int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_report *report,
+		    struct moat_err *err)
+{
+	static struct topo t;
+	memset(&t, 0, sizeof(t));
+	memset(report, 0, sizeof(*report));
+	int rc = check_capabilities(err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!live.atexit_set) {
+		if (atexit(teardown_at_exit) != 0) {
+			return moat_err_set(err, MOAT_EIO, "net verify: atexit failed");
+		}
+		live.atexit_set = true;
+	}
+	remove_stale();
+	if ((rc = plan_topology(p, &t, err)) != 0 || (rc = make_probes(p, &t, report, err)) != 0) {
+		goto out;
+	}
+	rc = build_topology(p, &t, err);
+	if (rc == MOAT_EIO && live.ns_count == 0) {
+		/* The very first `ip netns add` failed: this machine cannot do namespaces. */
+		if (err) {
+			err->code = MOAT_ESTATE;
+		}
+		rc = MOAT_ESTATE;
+	}
+	if (rc != 0 || (rc = load_ruleset(p, &t, err)) != 0) {
+		goto out;
+	}
+	for (size_t h = 0; h < t.host_count; h++) {
+		if ((rc = start_listener(&t, &t.hosts[h], err)) != 0) {
+			goto out;
+		}
+	}
+	if ((rc = run_phase(&t, report, true, err)) != 0 ||
+	    (rc = run_phase(&t, report, false, err)) != 0 ||
+	    (rc = run_flood(p, &t, report, err)) != 0) {
+		goto out;
+	}
+	report->logged_drops = read_counter(&t, "inet") + read_counter(&t, "bridge");
+	for (size_t i = 0; i < report->probe_count; i++) {
+		struct moat_net_probe *pr = &report->probes[i];
+		if (pr->flood) {
+			pr->ok = pr->observed == MOAT_NET_OBS_LIMITED;
+		} else {
+			pr->ok = pr->observed ==
+				 (pr->expect_open ? MOAT_NET_OBS_OPEN : MOAT_NET_OBS_BLOCKED);
+		}
+		report->mismatches += !pr->ok;
+	}
+out:
+	teardown();
+	if (rc == 0) {
+		rc = check_interrupt(err);
+	}
+	return rc;
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# test_net_apply.sh: `moat net apply`, `apply --dry-run` and `remove`, only ever inside a
+# network namespace this test creates (never on the host). A table and an iptables chain
+# that belong to someone else must survive every step; dry-run must change nothing; a bad
+# [network] section and a missing nft must load nothing. Also loads the iptables form with
+# iptables-restore --noflush. Skipped (77) without root, namespaces or nftables.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_net.sh"
+
+net_need_namespaces
+net_deploy
+net_ns gw
+in_ns() { ip netns exec "$NS" "$@"; }
+tables() { in_ns nft list tables | sort | tr '\n' ' '; }
+
+# Someone else's table, with a rule, that moat must never touch.
+in_ns nft -f - <<'NFT'
+table inet keepme {
+	chain keep_forward {
+		type filter hook forward priority 10; policy accept;
+		tcp dport 4242 counter accept
+	}
+}
+NFT
+KEEP=$(in_ns nft list table inet keepme)
+
+expect_ok "dry run" in_ns moat net apply --dry-run
+assert_contains "$out" "nothing changed"
+[ "$(tables)" = "table inet keepme " ] || fail "dry run changed the tables: $(tables)"
+
+expect_ok "apply" in_ns moat net apply
+assert_contains "$(tables)" "table bridge moat"
+assert_contains "$(tables)" "table inet moat"
+[ "$(in_ns nft list table inet keepme)" = "$KEEP" ] || fail "apply touched inet keepme"
+RULESET=$(in_ns nft list table inet moat)
+assert_contains "$RULESET" "policy drop"
+assert_contains "$RULESET" 'log prefix "moat-drop: "'
+assert_contains "$RULESET" "ip daddr 10.77.1.10 tcp dport 8883 accept"
+assert_contains "$(in_ns nft list table bridge moat)" "devices never reach each other"
+
+# Reapplying replaces moat's tables in one transaction: still exactly one of each.
+expect_ok "apply again" in_ns moat net apply
+[ "$(in_ns nft list tables | grep -c 'moat$')" -eq 2 ] || fail "duplicate moat tables"
+[ "$(in_ns nft list ruleset | grep -c 'chain forward ')" -eq 2 ] || fail "chains duplicated"
+
+# A changed policy replaces the old one.
+printf '\n[network]\nbroker_address = 10.77.1.20\n' >>"$D/moat.conf"
+expect_ok "apply a changed policy" in_ns moat net apply
+assert_contains "$(in_ns nft list table inet moat)" "ip daddr 10.77.1.20 tcp dport 8883 accept"
+assert_not_contains "$(in_ns nft list table inet moat)" "10.77.1.10"
+
+# A bad section loads nothing: the previous ruleset stays as it was.
+BEFORE=$(in_ns nft list ruleset)
+printf 'iot = 10.77.1.0/24\n' >>"$D/moat.conf"
+expect_fail "apply a bad section" in_ns moat net apply
+assert_contains "$errout" "overlaps"
+[ "$(in_ns nft list ruleset)" = "$BEFORE" ] || fail "a refused apply changed the ruleset"
+expect_fail "dry run of a bad section" in_ns moat net apply --dry-run
+sed -i '$d' "$D/moat.conf"
+
+# Without nft on PATH: a clear error, nothing changed.
+expect_fail "apply without nft" ip netns exec "$NS" env PATH=/nonexistent \
+	"$MOAT_BUILD/moat" net apply
+assert_contains "$errout" "nft: not found in PATH"
+
+expect_ok "remove" in_ns moat net remove
+[ "$(tables)" = "table inet keepme " ] || fail "remove left or took tables: $(tables)"
+[ "$(in_ns nft list table inet keepme)" = "$KEEP" ] || fail "remove touched inet keepme"
+expect_ok "remove when absent" in_ns moat net remove
+
+# The iptables form loads with --noflush next to someone else's chain.
+if command -v iptables-restore >/dev/null; then
+	in_ns iptables -N KEEPME
+	in_ns iptables -A KEEPME -p tcp --dport 4242 -j ACCEPT
+	expect_ok "plan iptables" moat net plan --format iptables
+	printf '%s\n' "$out" | in_ns iptables-restore --test --noflush || fail "iptables-restore --test"
+	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore"
+	in_ns iptables -S MOAT-FORWARD | grep -q 'devices reach the broker' || fail "MOAT-FORWARD missing"
+	in_ns iptables -S KEEPME | grep -q 4242 || fail "iptables-restore flushed KEEPME"
+	# Loading twice replaces the MOAT chains instead of appending to them.
+	n1=$(in_ns iptables -S MOAT-FORWARD | wc -l)
+	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore again"
+	[ "$(in_ns iptables -S MOAT-FORWARD | wc -l)" -eq "$n1" ] || fail "MOAT-FORWARD grew"
+	pass "iptables form loads with --noflush and keeps other chains"
+else
+	echo "note: iptables-restore not installed; iptables form not loaded"
+fi

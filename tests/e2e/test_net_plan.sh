@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# test_net_plan.sh: `moat net plan` against golden files (nft and iptables, the default
+# policy of a fresh deployment and a custom [network] section), and every refusal of a bad
+# [network] section: one clear line on stderr, nothing on stdout, a non-zero exit.
+# MOAT_UPDATE_GOLDEN=1 rewrites the golden files instead of comparing.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_net.sh"
+
+GOLDEN="$MOAT_SRC/tests/e2e/golden/net"
+net_deploy
+cp "$D/moat.conf" "$T/moat.conf.orig"
+
+golden() {
+	local name=$1; shift
+	"$@" >"$T/$name" 2>"$T/.stderr" || fail "$name: exit $?: $(cat "$T/.stderr")"
+	if [ "${MOAT_UPDATE_GOLDEN:-0}" = 1 ]; then
+		cp "$T/$name" "$GOLDEN/$name"
+		echo "updated $GOLDEN/$name"
+		return
+	fi
+	diff -u "$GOLDEN/$name" "$T/$name" || fail "$name differs from the golden file"
+	pass "golden $name"
+}
+
+CUSTOM='
+[network]
+iot = 10.10.0.0/16, 172.16.5.0/24
+management = 10.1.0.0/24, 10.2.0.0/24
+guest = 192.168.50.0/24
+extra_zones = cameras, lab, printers
+cameras = 10.20.0.0/22
+lab = 10.30.0.0/24
+printers = none
+device_zones = iot, cameras
+broker_address = 10.1.0.5
+server_address = 10.2.0.7
+conn_rate = 5
+log_rate = 3
+'
+
+# A deployment from moat init has no [network]: the defaults apply.
+golden default.nft moat net plan
+golden default.iptables moat net plan --format iptables
+expect_ok "plan --format nft is the default" moat net plan --format nft
+cmp -s <(echo "$out") <(moat net plan) || fail "--format nft differs from the default"
+
+printf '%s' "$CUSTOM" >>"$D/moat.conf"
+golden custom.nft moat net plan
+golden custom.iptables moat net plan --format iptables
+# The same policy from a copy of moat.conf, as a gateway would hold it.
+cp "$D/moat.conf" "$T/gateway.conf"
+expect_ok "plan --config" moat net plan --config "$T/gateway.conf"
+cmp -s <(echo "$out") "$T/custom.nft" || fail "--config gave another ruleset"
+
+# Usage errors.
+expect_fail "unknown format" moat net plan --format pf
+assert_contains "$errout" "unknown format 'pf'"
+expect_fail "unknown subcommand" moat net deploy
+assert_contains "$errout" "unknown command 'deploy'"
+expect_fail "stray argument" moat net plan extra
+expect_fail "--dry-run outside apply" moat net plan --dry-run
+expect_fail "missing --config file" moat net plan --config "$T/absent.conf"
+
+# Each bad [network] section (or port) is refused with a message naming the cause.
+bad() {
+	local what=$1 want=$2 section=$3
+	cp "$T/moat.conf.orig" "$D/moat.conf"
+	printf '%s\n' "$section" >>"$D/moat.conf"
+	expect_fail "$what" moat net plan
+	[ -z "$out" ] || fail "$what: printed a ruleset anyway"
+	[ "$(printf '%s\n' "$errout" | wc -l)" -eq 1 ] || fail "$what: more than one error line"
+	assert_contains "$errout" "moat.conf:"
+	assert_contains "$errout" "$want"
+}
+bad "overlapping subnets" "[network] iot: subnet 10.77.0.0/16 overlaps 10.77.1.0/24 of zone management" \
+	$'[network]\niot = 10.77.0.0/16'
+bad "overlap inside a zone" "overlaps 10.9.0.0/16 of zone lab" \
+	$'[network]\nextra_zones = lab\nlab = 10.9.0.0/16, 10.9.4.0/24'
+bad "invalid subnet" "[network] guest: '10.77.20.0/33'" $'[network]\nguest = 10.77.20.0/33'
+bad "garbage subnet" "not an IPv4 subnet" $'[network]\nguest = the-guest-wifi'
+bad "host bits" "host bits set (the network is 10.77.10.0/24)" $'[network]\niot = 10.77.10.7/24'
+bad "prefix too short" "between /8 and /30" $'[network]\niot = 10.0.0.0/4'
+bad "unknown zone in device_zones" "[network] device_zones: unknown zone 'cameras'" \
+	$'[network]\ndevice_zones = iot, cameras'
+bad "zone key not declared" "unknown key 'cameras' in [network]" $'[network]\ncameras = 10.5.0.0/16'
+bad "extra zone without subnets" "zone 'lab' has no subnets" $'[network]\nextra_zones = lab'
+bad "bad zone name" "'Lab!' is not a zone name" $'[network]\nextra_zones = Lab!'
+bad "management holds devices" "the management zone cannot hold devices" \
+	$'[network]\ndevice_zones = management'
+bad "broker outside management" "[network] broker_address: 10.77.10.4 is not inside the management zone" \
+	$'[network]\nbroker_address = 10.77.10.4'
+bad "server on the broadcast address" "is the broadcast address" \
+	$'[network]\nserver_address = 10.77.1.255'
+bad "conn_rate zero" "[network] conn_rate" $'[network]\nconn_rate = 0'
+bad "log_rate too high" "[network] log_rate" $'[network]\nlog_rate = 1000000'
+# Ports come from the deployment's [broker] and [server] sections.
+sed 's/^port = 8883$/port = 70000/' "$T/moat.conf.orig" >"$D/moat.conf"
+expect_fail "broker port out of range" moat net plan
+assert_contains "$errout" "[broker] port"
+sed 's/^port = 8443$/port = 0/' "$T/moat.conf.orig" >"$D/moat.conf"
+expect_fail "server port zero" moat net plan
+assert_contains "$errout" "[server] port"
+cp "$T/moat.conf.orig" "$D/moat.conf"
+expect_ok "restored config plans again" moat net plan

@@ -1,0 +1,99 @@
+/* fuzz_netconf.c: the [network] section of moat.conf through moat_net_policy_from_config,
+ * then both renderers and the decision. Invariants: a refusal hands back a zeroed policy
+ * and a message; an accepted policy renders deterministically within the size bound, its
+ * zones do not overlap, the services sit in the management zone, and the rule list
+ * (moat_net_decide) agrees with the intent (moat_net_expect) on addresses of every subnet.
+ * The input also supplies a few extra addresses and ports to decide on. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moat/net.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void check_agreement(const struct moat_net_policy *p, const uint8_t *data, size_t size)
+{
+	uint32_t addrs[64];
+	size_t n = 0;
+	for (size_t z = 0; z < p->zone_count; z++) {
+		for (size_t s = 0; s < p->zones[z].subnet_count && n + 2 <= 48; s++) {
+			const struct moat_net_subnet *sn = &p->zones[z].subnets[s];
+			addrs[n++] = sn->addr + 1;
+			addrs[n++] = sn->addr | ((1u << (32 - sn->prefix)) - 2);
+		}
+	}
+	addrs[n++] = p->broker_addr;
+	addrs[n++] = p->server_addr;
+	/* the last bytes of the input as raw addresses */
+	for (size_t i = 0; i + 4 <= size && n < 64 && i < 40; i += 4) {
+		addrs[n++] = (uint32_t)data[size - 1 - i] << 24 |
+			     (uint32_t)data[size - 2 - i] << 16 |
+			     (uint32_t)data[size - 3 - i] << 8 | data[size - 4 - i];
+	}
+	uint16_t ports[] = {0, p->broker_port, p->server_port, 1, 65535};
+	for (size_t s = 0; s < n; s++) {
+		for (size_t d = 0; d < n; d++) {
+			for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+				if (moat_net_decide(p, addrs[s], addrs[d], ports[k]) !=
+				    moat_net_expect(p, addrs[s], addrs[d], ports[k])) {
+					abort();
+				}
+			}
+		}
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct moat_net_policy p;
+	static const struct moat_net_policy zero;
+	struct moat_config *cfg = NULL;
+	struct moat_err err;
+	moat_err_clear(&err);
+	if (moat_config_parse("fuzz.conf", (const char *)data, size, &cfg, &err) != 0) {
+		return 0;
+	}
+	memset(&p, 0x5a, sizeof(p));
+	if (moat_net_policy_from_config(cfg, &p, &err) != 0) {
+		if (err.msg[0] == '\0' || memcmp(&p, &zero, sizeof(p)) != 0) {
+			abort();
+		}
+		moat_config_free(cfg);
+		return 0;
+	}
+	moat_config_free(cfg);
+	if (p.zone_count < 3 || p.zone_count > MOAT_NET_ZONES_MAX ||
+	    p.rule_count > MOAT_NET_RULES_MAX || p.broker_port == 0 || p.server_port == 0 ||
+	    moat_net_zone_of(&p, p.broker_addr) != 1 || moat_net_zone_of(&p, p.server_addr) != 1) {
+		abort();
+	}
+	for (size_t a = 0; a < p.zone_count; a++) {
+		for (size_t s = 0; s < p.zones[a].subnet_count; s++) {
+			for (size_t b = 0; b < p.zone_count; b++) {
+				for (size_t t = 0; t < p.zones[b].subnet_count; t++) {
+					if ((a != b || s != t) &&
+					    moat_net_subnets_overlap(&p.zones[a].subnets[s],
+								     &p.zones[b].subnets[t])) {
+						abort();
+					}
+				}
+			}
+		}
+	}
+	for (int f = 0; f <= 1; f++) {
+		char *x = NULL;
+		char *y = NULL;
+		size_t xl = 0;
+		size_t yl = 0;
+		if (moat_net_render(&p, (enum moat_net_format)f, &x, &xl, &err) != 0 ||
+		    moat_net_render(&p, (enum moat_net_format)f, &y, &yl, &err) != 0 || xl != yl ||
+		    memcmp(x, y, xl) != 0 || strlen(x) != xl || xl > MOAT_NET_RENDER_MAX_BYTES) {
+			abort();
+		}
+		free(x);
+		free(y);
+	}
+	check_agreement(&p, data, size);
+	return 0;
+}
