@@ -1,0 +1,170 @@
+/* policy.h: the broker policy file (broker/policy), what the moat_broker.so plugin enforces.
+ *
+ * `moat` derives the policy from the registry and writes it atomically (moat_policy_render +
+ * moat_fs_write_atomic, mode 0640 so the broker's user can read it); the plugin re-reads it
+ * when it changes and never opens the registry. Parsing and rendering are pure (src/core):
+ * no I/O, no globals; the text comes in and goes out as buffers.
+ *
+ * The text format, version 1. Lines end with '\n' (the last one too); fields are separated
+ * by single spaces; no line is longer than MOAT_POLICY_LINE_MAX_LEN bytes (newline
+ * excluded); '\r', tabs, NUL and other control bytes are errors. Lines starting with '#'
+ * are comments and empty lines are ignored, anywhere after the first line.
+ *
+ *   moat-policy 1                                    first line, exactly
+ *   operator_write_commands yes                      yes | no            (at most once)
+ *   limits device msgs_per_s=10 bytes_per_s=16384 burst=20 max_payload=8192
+ *   limits service ...                               one per role, at most once each;
+ *   limits operator ...                              all four keys, each once, any order
+ *   flapping connects=10 window_s=60 ban_s=300       (at most once)
+ *   identity sensor-001 device active                name role status; names strictly
+ *   identity sensor-002 device disabled              ascending (strcmp), so no duplicates
+ *   end identities=2                                 last line, exactly; count must match
+ *
+ * Settings that are absent keep the defaults of moat_policy_init. Numbers are decimal
+ * digits only (no sign, no leading zero, no spaces) within the ranges below. Any bad line
+ * fails the whole parse with "policy:<line>: <what is wrong>" and nothing is returned;
+ * a policy that does not parse is never partly applied.
+ *
+ * Limits, per role: msgs_per_s and bytes_per_s refill a message bucket and a byte bucket
+ * (0 = unlimited); the message bucket holds `burst` messages and the byte bucket holds the
+ * same `burst` messages' worth of time, bytes_per_s * burst / msgs_per_s (bytes_per_s
+ * when msgs_per_s is 0), and at least max_payload, so one full-size message always fits.
+ * max_payload caps one message's payload in bytes (a message larger is dropped).
+ * Flapping: an identity that connects more than `connects` times within `window_s`
+ * seconds is refused for `ban_s` seconds (connects=0 turns detection off).
+ */
+#ifndef MOAT_POLICY_H
+#define MOAT_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/err.h"
+#include "moat/identity.h"
+
+#define MOAT_POLICY_VERSION 1
+/* Bounds on untrusted input: the whole file, one line, the number of identities. */
+#define MOAT_POLICY_MAX_BYTES (16u * 1024u * 1024u)
+#define MOAT_POLICY_LINE_MAX_LEN 256
+#define MOAT_POLICY_MAX_IDENTITIES 200000u
+
+/* Ranges of the numeric settings (inclusive). */
+#define MOAT_POLICY_RATE_MAX 100000000u /* msgs_per_s, bytes_per_s; 0 = unlimited */
+#define MOAT_POLICY_BURST_MIN 1u
+#define MOAT_POLICY_BURST_MAX 1000000u
+#define MOAT_POLICY_PAYLOAD_MIN_BYTES 1u
+#define MOAT_POLICY_PAYLOAD_MAX_BYTES 268435455u /* MQTT's largest packet */
+/* 0 = flapping detection off; at most MOAT_FLAP_THRESHOLD_MAX - 1 (ratelimit.h), since the
+ * detector bans on connect number connects + 1 and keeps that many times per identity. */
+#define MOAT_POLICY_FLAP_CONNECTS_MAX 31u
+#define MOAT_POLICY_FLAP_WINDOW_MIN_S 1u
+#define MOAT_POLICY_FLAP_WINDOW_MAX_S 86400u
+#define MOAT_POLICY_FLAP_BAN_MIN_S 1u
+#define MOAT_POLICY_FLAP_BAN_MAX_S 604800u
+
+/* Deployment-relative path of the file, and the plugin's options. In mosquitto.conf each
+ * option is written as "plugin_opt_<name> <value>", e.g.
+ *   plugin /usr/lib/moat/moat_broker.so
+ *   plugin_opt_policy_file /srv/fleet/broker/policy
+ *   plugin_opt_crl_file /srv/fleet/pki/crl.pem
+ *   plugin_opt_events_file /srv/fleet/log/security-events.jsonl
+ * policy_file and crl_file are required (the plugin refuses to start without them: a
+ * broker that silently enforced nothing would be worse than none); events_file is
+ * optional (events are then only published on moat/events/<kind>). */
+#define MOAT_POLICY_FILE_NAME "broker/policy"
+#define MOAT_PLUGIN_OPT_PREFIX "plugin_opt_"
+#define MOAT_PLUGIN_OPT_POLICY_FILE "policy_file"
+#define MOAT_PLUGIN_OPT_CRL_FILE "crl_file"
+#define MOAT_PLUGIN_OPT_EVENTS_FILE "events_file"
+#define MOAT_PLUGIN_EVENTS_FILE_NAME "log/security-events.jsonl"
+
+/* Same values as the registry's enum moat_identity_status, so it converts by value. */
+enum moat_policy_status {
+	MOAT_POLICY_ACTIVE = 0,
+	MOAT_POLICY_REVOKED = 1,  /* refused: its certificate was revoked */
+	MOAT_POLICY_DISABLED = 2, /* refused although its certificate is valid */
+};
+#define MOAT_POLICY_STATUS_COUNT 3
+
+struct moat_policy_limits {
+	uint32_t msgs_per_s;  /* 0 = unlimited */
+	uint32_t bytes_per_s; /* 0 = unlimited */
+	uint32_t burst;	      /* messages the message bucket holds */
+	uint32_t max_payload; /* bytes; larger messages are dropped */
+};
+
+struct moat_policy_flapping {
+	uint32_t connects; /* more than this many connects within window_s bans; 0 = off */
+	uint32_t window_s;
+	uint32_t ban_s;
+};
+
+struct moat_policy_identity {
+	char name[MOAT_ID_BUF_LEN];
+	enum moat_role role;
+	enum moat_policy_status status;
+};
+
+/* Owned by the caller (usually on the stack); its identities array is heap memory that
+ * moat_policy_free releases. identities is always sorted by name (strcmp) with no
+ * duplicates, so moat_policy_find can bsearch it. */
+struct moat_policy {
+	bool operator_write_commands;
+	struct moat_policy_limits limits[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
+	struct moat_policy_flapping flapping;
+	struct moat_policy_identity *identities;
+	size_t identity_count;
+	size_t identity_cap; /* allocated entries; internal */
+};
+
+/* Fills p with the defaults and no identities. Never fails; needs no moat_policy_free until
+ * an identity is added (calling it anyway is fine). Defaults: operator_write_commands yes;
+ * device 10 msgs/s, 16384 B/s, burst 20, max_payload 8192; service unlimited rates, burst
+ * 1000, max_payload 1048576; operator 5 msgs/s, 65536 B/s, burst 10, max_payload 65536;
+ * flapping 10 connects in 60 s bans for 300 s. */
+void moat_policy_init(struct moat_policy *p);
+
+/* Releases the identities and re-initialises p to the defaults. NULL is fine. */
+void moat_policy_free(struct moat_policy *p);
+
+/* Adds an identity, keeping the array sorted (cheapest when names come in ascending order,
+ * as from `ORDER BY id`). MOAT_EINVAL for an invalid name, role or status, MOAT_EEXIST
+ * for a duplicate, MOAT_EINVAL beyond MOAT_POLICY_MAX_IDENTITIES, MOAT_ENOMEM. p is
+ * unchanged on failure. */
+MOAT_MUST_CHECK int moat_policy_add_identity(struct moat_policy *p, const char *name,
+					     enum moat_role role, enum moat_policy_status status,
+					     struct moat_err *err);
+
+/* The identity called name, or NULL. The pointer is valid until p next changes. */
+const struct moat_policy_identity *moat_policy_find(const struct moat_policy *p, const char *name);
+
+/* Checks that limits and flapping settings are within the ranges above (render calls it,
+ * so a policy that renders always parses back to the same struct). */
+MOAT_MUST_CHECK int moat_policy_validate(const struct moat_policy *p, struct moat_err *err);
+
+/* Parses len bytes of buf (need not be NUL-terminated) into *out, which the call
+ * initialises first; the caller frees it with moat_policy_free, also after a failure
+ * (then it holds the defaults and no identities). Errors are MOAT_EINVAL with
+ * "policy:<line>: ..." (MOAT_ENOMEM when out of memory). */
+MOAT_MUST_CHECK int moat_policy_parse(const char *buf, size_t len, struct moat_policy *out,
+				      struct moat_err *err);
+
+/* Renders p as the text above into buf (size bytes), NUL-terminated; *out_len (may be
+ * NULL) receives the length without the NUL. A buffer too small is MOAT_EINVAL
+ * ("policy: buffer too small (need N bytes)") and buf then holds "" (when size > 0).
+ * moat_policy_render_size gives the exact size needed, NUL included. */
+MOAT_MUST_CHECK int moat_policy_render(const struct moat_policy *p, char *buf, size_t size,
+				       size_t *out_len, struct moat_err *err);
+size_t moat_policy_render_size(const struct moat_policy *p);
+
+/* Like moat_policy_render into a malloc'd string the caller frees with free(). */
+MOAT_MUST_CHECK int moat_policy_render_alloc(const struct moat_policy *p, char **out_text,
+					     size_t *out_len, struct moat_err *err);
+
+/* "active", "revoked", "disabled"; "?" for anything else. */
+const char *moat_policy_status_name(enum moat_policy_status st);
+MOAT_MUST_CHECK int moat_policy_status_parse(const char *text, enum moat_policy_status *out_status,
+					     struct moat_err *err);
+
+#endif

@@ -1,0 +1,94 @@
+/* acl.c: ACL_CHECK, who may publish, subscribe and receive what.
+ *
+ * The decision is moat_acl_decide (include/moat/topic.h), the same rule the generated
+ * acl.conf and the audit use; this file only maps Mosquitto's access codes onto it and
+ * looks the identity up in the current policy, so a disabled identity loses access at
+ * once even before TICK kicks it. Every refusal is an acl_denied event (rate-limited per
+ * identity in events.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "moat/topic.h"
+#include "plugin_internal.h"
+
+const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
+							       const struct mosquitto *client)
+{
+	const char *username = mosquitto_client_username(client);
+	if (!username) {
+		return NULL;
+	}
+	const struct moat_policy_identity *pi = moat_policy_find(&st->policy, username);
+	if (!pi || pi->status != MOAT_POLICY_ACTIVE) {
+		return NULL;
+	}
+	return pi;
+}
+
+static const char *access_name(int access)
+{
+	switch (access) {
+	case MOSQ_ACL_READ:
+		return "read";
+	case MOSQ_ACL_WRITE:
+		return "write";
+	case MOSQ_ACL_SUBSCRIBE:
+		return "subscribe";
+	default:
+		return "unknown";
+	}
+}
+
+int moat_plugin_acl_check(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	struct mosquitto_evt_acl_check *ed = event_data;
+	struct mp_state *st = userdata;
+	enum moat_access access;
+
+	switch (ed->access) {
+	case MOSQ_ACL_READ:
+		access = MOAT_ACCESS_READ;
+		break;
+	case MOSQ_ACL_WRITE:
+		access = MOAT_ACCESS_WRITE;
+		break;
+	case MOSQ_ACL_SUBSCRIBE:
+		access = MOAT_ACCESS_SUBSCRIBE;
+		break;
+	case MOSQ_ACL_UNSUBSCRIBE:
+		/* Giving something up is always allowed. */
+		return MOSQ_ERR_SUCCESS;
+	default:
+		access = 0;
+		break;
+	}
+
+	const struct moat_policy_identity *pi = moat_plugin_active_identity(st, ed->client);
+	const char *reason = "not_authorised";
+	if (pi && access != 0) {
+		struct moat_acl_policy ap = {
+			.operator_write_commands = st->policy.operator_write_commands,
+		};
+		enum moat_acl_reason why = MOAT_ACL_BAD_INPUT;
+		if (moat_acl_decide(pi->role, pi->name, access, ed->topic, &ap, &why)) {
+			return MOSQ_ERR_SUCCESS;
+		}
+		reason = moat_acl_reason_name(why);
+	}
+
+	char detail[MP_EVENT_FIELD_MAX_LEN + 32];
+	snprintf(detail, sizeof(detail), "%s %.*s", access_name(ed->access), MP_EVENT_FIELD_MAX_LEN,
+		 ed->topic ? ed->topic : "(none)");
+	struct mp_event ev = {
+		.kind = MP_EV_ACL_DENIED,
+		.identity = pi ? pi->name : mosquitto_client_username(ed->client),
+		.client_id = mosquitto_client_id(ed->client),
+		.address = mosquitto_client_address(ed->client),
+		.reason = reason,
+		.detail = detail,
+	};
+	moat_plugin_event(st, &ev);
+	return MOSQ_ERR_ACL_DENIED;
+}

@@ -1,0 +1,184 @@
+/* events.c: security events, one JSON object each, published on moat/events/<kind> and
+ * appended as one line to the events file.
+ *
+ * {"time":"2026-11-25T18:00:00Z","time_ms":1795629600123,"kind":"auth_refused",
+ *  "identity":"sensor-1",
+ *  "client_id":"sensor-2","address":"127.0.0.1","reason":"client_id_mismatch",
+ *  "detail":"...","count":3,"suppressed":0}
+ *
+ * Strings that come from clients (client ids, topics) are cut to MP_EVENT_FIELD_MAX_LEN
+ * bytes and anything outside printable ASCII becomes '?', so an event is always valid
+ * JSON of bounded size and cannot forge a second line in the file. A client that keeps
+ * tripping the same check gets at most MP_EVENTS_PER_WINDOW events of that kind per
+ * MP_EVENT_WINDOW_MS (the next one written says how many were suppressed), and all events
+ * together are capped per second: the events must not become the flood they report.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "moat/timeutil.h"
+#include "moat/topic.h"
+#include "plugin_internal.h"
+
+static const char *const kind_names[MP_EV_COUNT] = {
+	"auth_refused",	  "acl_denied",	     "rate_limited", "payload_rejected",
+	"revoked_kicked", "flapping_banned", "connected",    "disconnected",
+};
+
+const char *moat_plugin_event_name(enum mp_event_kind kind)
+{
+	return (unsigned)kind < MP_EV_COUNT ? kind_names[kind] : "unknown";
+}
+
+static void clean_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = (c >= 0x20 && c < 0x7f) ? (char)c : '?';
+	}
+	dst[i] = '\0';
+}
+
+static bool add_str(cJSON *obj, const char *key, const char *value)
+{
+	if (!value) {
+		return cJSON_AddNullToObject(obj, key) != NULL;
+	}
+	char buf[MP_EVENT_FIELD_MAX_LEN * 2 + 1];
+	clean_copy(buf, sizeof(buf), value);
+	return cJSON_AddStringToObject(obj, key, buf) != NULL;
+}
+
+/* Per identity and kind: true when this event should be written now. */
+static bool quiet_allows(struct mp_state *st, const struct mp_event *ev, int64_t now_ms,
+			 uint64_t *out_suppressed)
+{
+	*out_suppressed = 0;
+	if (ev->kind != MP_EV_ACL_DENIED && ev->kind != MP_EV_RATE_LIMITED &&
+	    ev->kind != MP_EV_PAYLOAD_REJECTED) {
+		return true;
+	}
+	/* Only identities the policy lists get state, so hostile names cannot grow the table. */
+	if (!ev->identity || !moat_policy_find(&st->policy, ev->identity)) {
+		return true;
+	}
+	struct mp_ident *id = moat_plugin_ident_get(st, ev->identity);
+	if (!id) {
+		return true;
+	}
+	if (now_ms - id->event_window_ms[ev->kind] >= MP_EVENT_WINDOW_MS) {
+		id->event_window_ms[ev->kind] = now_ms;
+		id->events_in_window[ev->kind] = 0;
+	}
+	if (id->events_in_window[ev->kind] >= MP_EVENTS_PER_WINDOW) {
+		id->suppressed[ev->kind]++;
+		return false;
+	}
+	id->events_in_window[ev->kind]++;
+	*out_suppressed = id->suppressed[ev->kind];
+	id->suppressed[ev->kind] = 0;
+	return true;
+}
+
+static bool global_allows(struct mp_state *st, int64_t now_ms)
+{
+	if (now_ms - st->events_window_ms >= 1000) {
+		st->events_window_ms = now_ms;
+		st->events_in_window = 0;
+	}
+	if (st->events_in_window >= MP_EVENTS_PER_S_MAX) {
+		st->events_dropped++;
+		return false;
+	}
+	st->events_in_window++;
+	return true;
+}
+
+static void write_line(struct mp_state *st, const char *json)
+{
+	if (st->events_fd < 0) {
+		return;
+	}
+	size_t len = strlen(json);
+	char *line = mosquitto_malloc(len + 2);
+	if (!line) {
+		return;
+	}
+	memcpy(line, json, len);
+	line[len] = '\n';
+	line[len + 1] = '\0';
+	/* One write on an O_APPEND descriptor: lines from one process never interleave. */
+	ssize_t n = write(st->events_fd, line, len + 1);
+	if (n < 0 || (size_t)n != len + 1) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: %s: event not written: %s",
+				     st->events_path, n < 0 ? strerror(errno) : "short write");
+	}
+	mosquitto_free(line);
+}
+
+void moat_plugin_event(struct mp_state *st, const struct mp_event *ev)
+{
+	if ((unsigned)ev->kind >= MP_EV_COUNT) {
+		return;
+	}
+	st->counts[ev->kind]++;
+	int64_t now_ms = moat_time_mono_ms();
+	uint64_t suppressed = 0;
+	if (!quiet_allows(st, ev, now_ms, &suppressed) || !global_allows(st, now_ms)) {
+		return;
+	}
+
+	char when[MOAT_TIME_ISO_LEN];
+	moat_time_iso(moat_time_now(), when);
+	char *json = NULL;
+	cJSON *obj = cJSON_CreateObject();
+	if (!obj) {
+		goto out;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	double time_ms = (double)ts.tv_sec * 1000.0 + (double)(ts.tv_nsec / 1000000);
+	bool ok = cJSON_AddStringToObject(obj, "time", when) != NULL &&
+		  cJSON_AddNumberToObject(obj, "time_ms", time_ms) != NULL &&
+		  cJSON_AddStringToObject(obj, "kind", kind_names[ev->kind]) != NULL &&
+		  add_str(obj, "identity", ev->identity) &&
+		  add_str(obj, "client_id", ev->client_id) &&
+		  add_str(obj, "address", ev->address) && add_str(obj, "reason", ev->reason) &&
+		  add_str(obj, "detail", ev->detail) &&
+		  cJSON_AddNumberToObject(obj, "count", (double)st->counts[ev->kind]) != NULL &&
+		  cJSON_AddNumberToObject(obj, "suppressed", (double)suppressed) != NULL;
+	if (!ok) {
+		goto out;
+	}
+	json = cJSON_PrintUnformatted(obj);
+	if (!json) {
+		goto out;
+	}
+	write_line(st, json);
+	mosquitto_log_printf(MOSQ_LOG_INFO, "moat: event %s", json);
+	char topic[MOAT_TOPIC_BUF_LEN];
+	int n = snprintf(topic, sizeof(topic), "moat/events/%s", kind_names[ev->kind]);
+	if (n > 0 && (size_t)n < sizeof(topic)) {
+		/* QoS 1: services that subscribe with QoS 1 must not lose security events.
+		 * Published as the broker, so no client's write access is involved. */
+		int rc = mosquitto_broker_publish_copy(NULL, topic, (int)strlen(json), json, 1,
+						       false, NULL);
+		if (rc != MOSQ_ERR_SUCCESS) {
+			mosquitto_log_printf(MOSQ_LOG_ERR, "moat: publishing %s failed: %s", topic,
+					     mosquitto_strerror(rc));
+		}
+	}
+out:
+	if (!json) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: out of memory building a %s event",
+				     kind_names[ev->kind]);
+	}
+	cJSON_free(json);
+	cJSON_Delete(obj);
+}

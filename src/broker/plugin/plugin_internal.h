@@ -1,0 +1,167 @@
+/* plugin_internal.h: what the files of moat_broker.so share (not installed, not a contract
+ * for anyone else).
+ *
+ * The plugin keeps one struct mp_state, created in mosquitto_plugin_init and passed to
+ * every callback as userdata. Mosquitto calls all callbacks from its single main thread,
+ * so nothing here is locked. Two tables hold the runtime state:
+ *   identities (by name): rate buckets, flapping window and ban, event suppression;
+ *                         created only for identities the policy knows, so bounded by it.
+ *   connections (by the broker's client pointer): which clients passed BASIC_AUTH, as
+ *                         which identity and certificate serial, so TICK knows whom to
+ *                         kick and DISCONNECT knows what it is seeing.
+ */
+#ifndef MOAT_PLUGIN_INTERNAL_H
+#define MOAT_PLUGIN_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#include "moat/policy.h"
+#include "moat/ratelimit.h"
+
+/* Longest serial we compare: OpenSSL's limit is 20 bytes by RFC 5280, we allow some slack
+ * for hostile CRLs and refuse anything longer (as hex, NUL included). */
+#define MP_SERIAL_HEX_MAX 81
+/* Strings from clients (client ids, topics) are cut to this many bytes in events. */
+#define MP_EVENT_FIELD_MAX_LEN 128
+/* Payloads larger than this are not JSON-parsed (rejected) whatever the role's cap. */
+#define MP_JSON_MAX_BYTES 65536
+/* Revoked serials read from one CRL at most. */
+#define MP_CRL_MAX_ENTRIES 1000000u
+/* How often TICK looks at the policy file and the CRL. */
+#define MP_RELOAD_CHECK_MS 200
+/* Events of one kind for one identity: at most MP_EVENTS_PER_WINDOW per window (the rest
+ * are counted and reported by the next one written). */
+#define MP_EVENT_WINDOW_MS 1000
+#define MP_EVENTS_PER_WINDOW 10
+/* All events together: at most this many per second (a flood of bad handshakes must not
+ * turn into a flood of disk writes). */
+#define MP_EVENTS_PER_S_MAX 500
+
+#define MP_IDENT_BUCKETS 4096
+#define MP_CONN_BUCKETS 4096
+
+enum mp_event_kind {
+	MP_EV_AUTH_REFUSED = 0,
+	MP_EV_ACL_DENIED,
+	MP_EV_RATE_LIMITED,
+	MP_EV_PAYLOAD_REJECTED,
+	MP_EV_REVOKED_KICKED,
+	MP_EV_FLAPPING_BANNED,
+	MP_EV_CONNECTED,
+	MP_EV_DISCONNECTED,
+};
+#define MP_EV_COUNT 8
+
+struct mp_ident {
+	struct mp_ident *next; /* hash chain */
+	char name[MOAT_ID_BUF_LEN];
+	/* Rate buckets, set up from `limits`; set up again when the policy changes them. */
+	bool buckets_ready;
+	struct moat_policy_limits limits;
+	struct moat_bucket msgs;
+	struct moat_bucket bytes;
+	/* Flap detector, likewise from `flapping`. */
+	bool flap_ready;
+	struct moat_policy_flapping flapping;
+	struct moat_flap flap;
+	int64_t event_window_ms[MP_EV_COUNT];
+	uint32_t events_in_window[MP_EV_COUNT];
+	uint64_t suppressed[MP_EV_COUNT];
+};
+
+struct mp_conn {
+	struct mp_conn *next; /* hash chain */
+	const struct mosquitto *client;
+	bool authed; /* false: refused in BASIC_AUTH (its event is already out) */
+	char identity[MOAT_ID_BUF_LEN];
+	char serial[MP_SERIAL_HEX_MAX];
+};
+
+struct mp_file_stamp {
+	bool valid;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+	int64_t ctime_ns;
+};
+
+struct mp_state {
+	mosquitto_plugin_id_t *pid;
+	char *policy_path;
+	char *crl_path;
+	char *events_path; /* NULL: events are only published */
+	int events_fd;
+	struct moat_policy policy;
+	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
+	size_t revoked_count;
+	struct mp_file_stamp policy_stamp;
+	struct mp_file_stamp crl_stamp;
+	int64_t next_check_ms;
+	struct mp_ident *idents[MP_IDENT_BUCKETS];
+	struct mp_conn *conns[MP_CONN_BUCKETS];
+	uint64_t counts[MP_EV_COUNT];
+	int64_t events_window_ms;
+	uint32_t events_in_window;
+	uint64_t events_dropped;
+};
+
+/* auth.c */
+int moat_plugin_basic_auth(int event, void *event_data, void *userdata);
+int moat_plugin_disconnect(int event, void *event_data, void *userdata);
+/* Uppercase hex of a certificate's serial into out (MP_SERIAL_HEX_MAX); false when it
+ * does not fit or OpenSSL fails. Takes an ASN1_INTEGER (void * keeps OpenSSL out of this
+ * header). */
+bool moat_plugin_serial_hex(const void *asn1_serial, char out[MP_SERIAL_HEX_MAX]);
+
+/* acl.c */
+int moat_plugin_acl_check(int event, void *event_data, void *userdata);
+/* The identity behind a client: its username (set to the certificate's CN by BASIC_AUTH),
+ * and its policy entry when the policy lists it as active; NULL otherwise. */
+const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
+							       const struct mosquitto *client);
+
+/* message.c */
+int moat_plugin_message(int event, void *event_data, void *userdata);
+
+/* tick.c */
+int moat_plugin_tick(int event, void *event_data, void *userdata);
+int moat_plugin_reload_event(int event, void *event_data, void *userdata);
+/* Loads the policy file / CRL when it changed since the last load (force: regardless).
+ * On failure the previous one stays in force; 1 = reloaded, 0 = unchanged, <0 = error
+ * (message in err). */
+int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *err);
+int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err);
+bool moat_plugin_serial_revoked(const struct mp_state *st, const char *serial_hex);
+void moat_plugin_free_crl(struct mp_state *st);
+
+/* clients.c: the two tables */
+struct mp_ident *moat_plugin_ident_get(struct mp_state *st, const char *name);
+struct mp_conn *moat_plugin_conn_find(struct mp_state *st, const struct mosquitto *client);
+struct mp_conn *moat_plugin_conn_add(struct mp_state *st, const struct mosquitto *client);
+void moat_plugin_conn_remove(struct mp_state *st, const struct mosquitto *client);
+void moat_plugin_tables_free(struct mp_state *st);
+
+/* events.c */
+struct mp_event {
+	enum mp_event_kind kind;
+	const char *identity;  /* NULL: unknown */
+	const char *client_id; /* NULL: none (no CONNECT yet) */
+	const char *address;
+	const char *reason; /* short machine word, e.g. "client_id_mismatch"; may be NULL */
+	const char *detail; /* human sentence; may be NULL */
+};
+/* Counts the event, and unless it is suppressed (per identity and kind, or the global cap)
+ * publishes it on moat/events/<kind> and appends it to the events file. Never fails the
+ * caller: an event that cannot be written is logged to the broker's log. */
+void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
+const char *moat_plugin_event_name(enum mp_event_kind kind);
+
+#endif
