@@ -52,7 +52,8 @@ int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const 
 				    MOAT_SUP_MAX_CHILDREN);
 	}
 	if (!name || strlen(name) > MOAT_SUP_NAME_MAX_LEN || !argv || !argv[0]) {
-		return moat_err_set(err, MOAT_EINVAL, "supervisor: bad child '%s'", name ? name : "");
+		return moat_err_set(err, MOAT_EINVAL, "supervisor: bad child '%s'",
+				    name ? name : "");
 	}
 	struct moat_sup_child *c = &s->children[s->count];
 	memset(c, 0, sizeof(*c));
@@ -66,8 +67,9 @@ int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const 
 				free(c->argv[k]);
 				c->argv[k] = NULL;
 			}
-			return moat_err_set(err, MOAT_EINVAL, "supervisor: %s: more than %d arguments",
-					    name, MOAT_SUP_MAX_ARGS);
+			return moat_err_set(err, MOAT_EINVAL,
+					    "supervisor: %s: more than %d arguments", name,
+					    MOAT_SUP_MAX_ARGS);
 		}
 		c->argv[i] = strdup(argv[i]);
 		if (!c->argv[i]) {
@@ -104,8 +106,8 @@ static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat
 		int n = snprintf(text, sizeof(text), "%d\n", (int)pid);
 		struct moat_err werr;
 		if (moat_fs_write_atomic(c->pidfile, text, (size_t)n, 0644, &werr) != 0) {
-			moat_log(MOAT_LOG_WARN, "event=pidfile_failed name=%s error=\"%s\"", c->name,
-				 werr.msg);
+			moat_log(MOAT_LOG_WARN, "event=pidfile_failed name=%s error=\"%s\"",
+				 c->name, werr.msg);
 		}
 	}
 	return 0;
@@ -151,7 +153,8 @@ static void reap(struct moat_sup *s)
 			unlink(c->pidfile);
 		}
 		if (s->stopping) {
-			moat_log(MOAT_LOG_INFO, "event=child_stopped name=%s pid=%d", c->name, (int)pid);
+			moat_log(MOAT_LOG_INFO, "event=child_stopped name=%s pid=%d", c->name,
+				 (int)pid);
 			continue;
 		}
 		c->deaths++;
@@ -164,10 +167,12 @@ static void reap(struct moat_sup *s)
 		}
 		c->restart_at_ms = now + c->backoff_ms;
 		if (WIFSIGNALED(status)) {
-			moat_log(MOAT_LOG_WARN, "event=child_died name=%s pid=%d signal=%d restart_in_ms=%lld",
+			moat_log(MOAT_LOG_WARN,
+				 "event=child_died name=%s pid=%d signal=%d restart_in_ms=%lld",
 				 c->name, (int)pid, WTERMSIG(status), (long long)c->backoff_ms);
 		} else {
-			moat_log(MOAT_LOG_WARN, "event=child_died name=%s pid=%d exit=%d restart_in_ms=%lld",
+			moat_log(MOAT_LOG_WARN,
+				 "event=child_died name=%s pid=%d exit=%d restart_in_ms=%lld",
 				 c->name, (int)pid, WEXITSTATUS(status), (long long)c->backoff_ms);
 		}
 	}
