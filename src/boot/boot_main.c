@@ -1,0 +1,400 @@
+/* boot_main.c: moat-boot, the device's boot stage on Linux (secure boot for the agent).
+ *
+ *   moat-boot --state DIR [--trial-seconds N] -- PROGRAM-NAME [ARGS...]
+ *       Before every start, verifies the slot's envelope (trusted keys, device type, floor)
+ *       and image, copying it into a sealed memfd, and executes that memfd: an image changed
+ *       on disk never runs. A staged slot starts on trial: it must run `moat-boot --confirm`
+ *       before the deadline; if it exits first, crashes, misses the deadline or does not
+ *       verify, the trial is dropped and the previous slot starts again. An image that exits
+ *       with MOAT_BOOT_RESTART_EXIT (or while an update was staged) is started again; any
+ *       other exit of a confirmed image ends moat-boot with the image's status.
+ *   moat-boot --state DIR --confirm       the running trial confirms (floor rises)
+ *   moat-boot --state DIR --status        prints the boot state and the slots' versions
+ *   moat-boot --state DIR --verify        verifies the slot that would start next
+ *   moat-boot --state DIR --provision --device-type T --trust FILE --image FILE --envelope FILE
+ *
+ * The image's environment gets MOAT_BOOT_STATE (the directory), MOAT_BOOT_SLOT and
+ * MOAT_BOOT_TRIAL (1 while on trial).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "moat/log.h"
+#include "moat/timeutil.h"
+#include "moat/update.h"
+
+#define POLL_MS 100
+#define RESTART_PAUSE_MS 200
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	(void)nanosleep(&ts, NULL);
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: moat-boot --state DIR [--trial-seconds N] -- PROGRAM [ARGS...]\n"
+			"       moat-boot --state DIR --confirm | --status | --verify\n"
+			"       moat-boot --state DIR --provision --device-type T --trust FILE "
+			"--image FILE --envelope FILE\n");
+	return 2;
+}
+
+static int fail(const struct moat_err *err)
+{
+	fprintf(stderr, "moat-boot: %s\n", err->msg);
+	return 1;
+}
+
+/* Picks the slot to start and verifies it, under the lock; a trial that does not verify is
+ * reverted here. *out_fd is the sealed memfd of the verified image. */
+static int prepare(const char *dir, int64_t trial_seconds, char *out_slot, bool *out_trial,
+		   int *out_fd, struct moat_manifest *out_m, struct moat_err *err)
+{
+	struct moat_boot_state st;
+	int lock = -1;
+	int rc;
+
+	rc = moat_slots_lock(dir, &lock, err);
+	if (rc == 0) {
+		rc = moat_slots_load(dir, &st, err);
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	enum moat_boot_pick pick = moat_boot_select(&st, moat_time_now(), trial_seconds);
+	if (pick == MOAT_BOOT_REVERTED) {
+		moat_log(MOAT_LOG_WARN, "event=revert reason=\"trial did not confirm\" slot=%c",
+			 st.active);
+	}
+	if (pick != MOAT_BOOT_START_ACTIVE) {
+		rc = moat_slots_save(dir, &st, err);
+		if (rc != 0) {
+			goto out;
+		}
+	}
+	if (pick == MOAT_BOOT_START_TRIAL) {
+		struct moat_err verr;
+
+		if (moat_slots_verify(dir, &st, st.trial, out_fd, out_m, &verr) == 0) {
+			*out_slot = st.trial;
+			*out_trial = true;
+			goto out;
+		}
+		moat_log(MOAT_LOG_ERROR, "event=revert reason=\"%s\"", verr.msg);
+		moat_boot_revert(&st);
+		rc = moat_slots_save(dir, &st, err);
+		if (rc != 0) {
+			goto out;
+		}
+	}
+	*out_slot = st.active;
+	*out_trial = false;
+	rc = moat_slots_verify(dir, &st, st.active, out_fd, out_m, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "refusing to start");
+	}
+out:
+	moat_slots_unlock(lock);
+	return rc;
+}
+
+static pid_t start(int fd, const char *dir, char slot, bool trial, char **args)
+{
+	static char *default_args[] = {"moat-image", NULL};
+	char slot_s[2] = {slot, '\0'};
+	pid_t pid = fork();
+
+	if (pid != 0) {
+		return pid;
+	}
+	/* The child: the memfd must survive the exec (a script's interpreter opens it). */
+	int flags = fcntl(fd, F_GETFD);
+	if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) != 0 ||
+	    setenv("MOAT_BOOT_STATE", dir, 1) != 0 || setenv("MOAT_BOOT_SLOT", slot_s, 1) != 0 ||
+	    setenv("MOAT_BOOT_TRIAL", trial ? "1" : "0", 1) != 0) {
+		_exit(127);
+	}
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	fexecve(fd, args[0] != NULL ? args : default_args, environ);
+	fprintf(stderr, "moat-boot: exec slot %c: %s\n", slot, strerror(errno));
+	_exit(127);
+}
+
+/* Whether the trial in slot has confirmed (it is now the active slot). */
+static bool trial_state(const char *dir, char slot, bool *out_confirmed, int64_t *out_deadline)
+{
+	struct moat_boot_state st;
+	int lock = -1;
+	bool ok = false;
+
+	if (moat_slots_lock(dir, &lock, NULL) == 0 && moat_slots_load(dir, &st, NULL) == 0) {
+		*out_confirmed = st.trial == 0 && st.active == slot;
+		*out_deadline = st.deadline;
+		ok = true;
+	}
+	moat_slots_unlock(lock);
+	return ok;
+}
+
+/* After the image stopped: drops an unconfirmed trial; says whether a trial is staged. */
+static int after_exit(const char *dir, char slot, bool trial, bool *out_staged, bool *out_confirmed,
+		      struct moat_err *err)
+{
+	struct moat_boot_state st;
+	int lock = -1;
+	int rc;
+
+	*out_staged = false;
+	rc = moat_slots_lock(dir, &lock, err);
+	if (rc == 0) {
+		rc = moat_slots_load(dir, &st, err);
+	}
+	if (rc == 0 && trial) {
+		/* It may have confirmed just before it stopped. */
+		*out_confirmed = st.trial == 0 && st.active == slot;
+	}
+	if (rc == 0 && trial && st.trial == slot) {
+		moat_log(MOAT_LOG_WARN,
+			 "event=revert slot=%c reason=\"trial stopped before confirming\"", slot);
+		moat_boot_revert(&st);
+		rc = moat_slots_save(dir, &st, err);
+	}
+	if (rc == 0) {
+		*out_staged = st.trial != 0;
+	}
+	moat_slots_unlock(lock);
+	return rc;
+}
+
+static int run(const char *dir, int64_t trial_seconds, char **args)
+{
+	struct moat_err err;
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	for (;;) {
+		struct moat_manifest m;
+		char slot = 0;
+		bool trial = false;
+		bool confirmed = false;
+		int fd = -1;
+		int status = 0;
+
+		if (stop_signal) {
+			return 0;
+		}
+		if (prepare(dir, trial_seconds, &slot, &trial, &fd, &m, &err) != 0) {
+			return fail(&err);
+		}
+		moat_log(MOAT_LOG_INFO, "event=start slot=%c version=%s trial=%s", slot, m.version,
+			 trial ? "yes" : "no");
+		pid_t pid = start(fd, dir, slot, trial, args);
+		close(fd);
+		if (pid < 0) {
+			moat_err_errno(&err, MOAT_EIO, errno, "fork");
+			return fail(&err);
+		}
+		for (;;) {
+			pid_t w = waitpid(pid, &status, WNOHANG);
+			int64_t deadline = 0;
+
+			if (w == pid || (w < 0 && errno != EINTR)) {
+				break;
+			}
+			if (stop_signal) {
+				kill(pid, SIGTERM);
+				waitpid(pid, &status, 0);
+				return 0;
+			}
+			if (trial && !confirmed && trial_state(dir, slot, &confirmed, &deadline)) {
+				if (confirmed) {
+					moat_log(MOAT_LOG_INFO,
+						 "event=confirmed slot=%c version=%s", slot,
+						 m.version);
+				} else if (moat_time_now() >= deadline) {
+					moat_log(MOAT_LOG_WARN, "event=deadline slot=%c", slot);
+					kill(pid, SIGKILL);
+					waitpid(pid, &status, 0);
+					break;
+				}
+			}
+			sleep_ms(POLL_MS);
+		}
+		bool staged = false;
+		if (after_exit(dir, slot, trial, &staged, &confirmed, &err) != 0) {
+			return fail(&err);
+		}
+		if (trial && !confirmed) {
+			/* reverted by after_exit: the previous slot starts again */
+			sleep_ms(RESTART_PAUSE_MS);
+			continue;
+		}
+		int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (staged || code == MOAT_BOOT_RESTART_EXIT) {
+			moat_log(MOAT_LOG_INFO, "event=restart slot=%c staged=%s", slot,
+				 staged ? "yes" : "no");
+			sleep_ms(RESTART_PAUSE_MS);
+			continue;
+		}
+		moat_log(MOAT_LOG_INFO, "event=exit slot=%c status=%d", slot, code);
+		return code;
+	}
+}
+
+static int status_cmd(const char *dir)
+{
+	struct moat_boot_state st;
+	struct moat_err err;
+	char text[MOAT_BOOT_STATE_MAX_BYTES];
+	size_t len = 0;
+
+	if (moat_slots_load(dir, &st, &err) != 0 ||
+	    moat_boot_state_format(&st, text, sizeof(text), &len, &err) != 0) {
+		return fail(&err);
+	}
+	fwrite(text, 1, len, stdout);
+	for (char s = 'a'; s <= 'b'; s++) {
+		struct moat_manifest m;
+		struct moat_err verr;
+
+		if (moat_slots_verify(dir, &st, s, NULL, &m, &verr) == 0) {
+			printf("slot_%c=%s security_version=%lld\n", s, m.version,
+			       (long long)m.security_version);
+		} else {
+			printf("slot_%c=- (%s)\n", s, verr.msg);
+		}
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { O_CONFIRM = 1, O_STATUS, O_VERIFY, O_PROVISION, O_TYPE, O_TRUST, O_IMAGE, O_ENV };
+	static const struct option opts[] = {
+		{"state", required_argument, NULL, 's'},
+		{"trial-seconds", required_argument, NULL, 't'},
+		{"confirm", no_argument, NULL, O_CONFIRM},
+		{"status", no_argument, NULL, O_STATUS},
+		{"verify", no_argument, NULL, O_VERIFY},
+		{"provision", no_argument, NULL, O_PROVISION},
+		{"device-type", required_argument, NULL, O_TYPE},
+		{"trust", required_argument, NULL, O_TRUST},
+		{"image", required_argument, NULL, O_IMAGE},
+		{"envelope", required_argument, NULL, O_ENV},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *dir = NULL, *type = NULL, *trust = NULL, *image = NULL, *envelope = NULL;
+	int64_t trial_seconds = MOAT_BOOT_TRIAL_SECONDS_DEFAULT;
+	int action = 0;
+	struct moat_err err;
+	int c;
+
+	moat_log_init("moat-boot", MOAT_LOG_INFO, false);
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			dir = optarg;
+			break;
+		case 't':
+			if (moat_duration_parse(optarg, 1, &trial_seconds, &err) != 0 ||
+			    trial_seconds < 1) {
+				fprintf(stderr, "moat-boot: --trial-seconds: %s\n",
+					trial_seconds < 1 ? "must be at least 1s" : err.msg);
+				return 2;
+			}
+			break;
+		case O_CONFIRM:
+		case O_STATUS:
+		case O_VERIFY:
+		case O_PROVISION:
+			if (action != 0) {
+				return usage();
+			}
+			action = c;
+			break;
+		case O_TYPE:
+			type = optarg;
+			break;
+		case O_TRUST:
+			trust = optarg;
+			break;
+		case O_IMAGE:
+			image = optarg;
+			break;
+		case O_ENV:
+			envelope = optarg;
+			break;
+		default:
+			return usage();
+		}
+	}
+	if (dir == NULL) {
+		return usage();
+	}
+	switch (action) {
+	case O_CONFIRM: {
+		struct moat_manifest m;
+
+		if (moat_slots_confirm(dir, &m, &err) != 0) {
+			return fail(&err);
+		}
+		printf("confirmed %s (security_version %lld)\n", m.version,
+		       (long long)m.security_version);
+		return 0;
+	}
+	case O_STATUS:
+		return status_cmd(dir);
+	case O_VERIFY: {
+		struct moat_boot_state st;
+		struct moat_manifest m;
+		char slot;
+
+		if (moat_slots_load(dir, &st, &err) != 0) {
+			return fail(&err);
+		}
+		slot = st.trial ? st.trial : st.active;
+		if (moat_slots_verify(dir, &st, slot, NULL, &m, &err) != 0) {
+			return fail(&err);
+		}
+		printf("slot %c: %s verified\n", slot, m.version);
+		return 0;
+	}
+	case O_PROVISION:
+		if (type == NULL || trust == NULL || image == NULL || envelope == NULL) {
+			return usage();
+		}
+		if (moat_slots_provision(dir, type, trust, image, envelope, moat_time_now(),
+					 &err) != 0) {
+			return fail(&err);
+		}
+		printf("provisioned %s: slot a\n", dir);
+		return 0;
+	default:
+		return run(dir, trial_seconds, argv + optind);
+	}
+}
