@@ -11,21 +11,37 @@ static bool name_char(char c, bool first)
 	return !first && (c == '.' || c == '_' || c == '-');
 }
 
+/* A copy of at most size - 1 bytes of name fit for a one-line message: the name is the
+ * invalid input being reported, so control characters in it become '?'. */
+static void printable(char *out, size_t size, const char *name)
+{
+	size_t i = 0;
+	for (; name[i] && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)name[i];
+		out[i] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+	}
+	out[i] = '\0';
+}
+
 static int check(const char *what, const char *name, size_t max, struct moat_err *err)
 {
+	char shown[MOAT_ID_BUF_LEN > MOAT_DEVICE_TYPE_MAX_LEN ? MOAT_ID_BUF_LEN
+							       : MOAT_DEVICE_TYPE_MAX_LEN + 1];
 	if (!name || !*name) {
 		return moat_err_set(err, MOAT_EINVAL, "%s is empty", what);
 	}
 	size_t len = strnlen(name, max + 1);
 	if (len > max) {
-		return moat_err_set(err, MOAT_EINVAL, "%s '%.20s...' is longer than %zu characters",
-				    what, name, max);
+		printable(shown, 21, name);
+		return moat_err_set(err, MOAT_EINVAL, "%s '%s...' is longer than %zu characters",
+				    what, shown, max);
 	}
 	for (size_t i = 0; i < len; i++) {
 		if (!name_char(name[i], i == 0)) {
+			printable(shown, sizeof(shown), name);
 			return moat_err_set(err, MOAT_EINVAL,
 					    "%s '%s' is invalid: use [a-z0-9][a-z0-9._-]{0,%zu}", what,
-					    name, max - 1);
+					    shown, max - 1);
 		}
 	}
 	return 0;

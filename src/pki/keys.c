@@ -68,8 +68,7 @@ int moat_pki_keygen(enum moat_key_type type, EVP_PKEY **out_key, struct moat_err
 	EVP_PKEY *key = NULL;
 	switch (type) {
 	case MOAT_KEY_EC_P256:
-		key = EVP_EC_gen("P-256");
-		break;
+		return pki_p256_keygen(out_key, err);
 	case MOAT_KEY_RSA_2048:
 		key = EVP_RSA_gen(2048);
 		break;

@@ -7,7 +7,12 @@
  * templates (RFC 5480 and RFC 5915 inside RFC 5208 PKCS#8), so we fill them from the key's
  * raw parameters and let OpenSSL's ASN.1 code write the outer structures. Other key types
  * take the generic path. tests/unit/test_pki.c checks that both round-trip through OpenSSL's
- * decoders to the same key. */
+ * decoders to the same key.
+ *
+ * Keys are generated as built-in EC_KEYs on one shared P-256 group: EVP_EC_gen builds the
+ * group from its name for every key (Montgomery contexts, a modular inverse), which was a
+ * fifth of the cost of an identity; a copy of a built group is cheap. Such a key encodes
+ * through OpenSSL's built-in EC method, with no encoder search either. */
 #include <string.h>
 
 /* EVP_PKEY_get1_EC_KEY and EVP_PKEY_assign_EC_KEY: see pki_p256_set_pubkey */
@@ -15,6 +20,8 @@
 #include <openssl/bn.h>
 #include <openssl/ec.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
@@ -24,6 +31,23 @@
 
 #define P256_POINT_BYTES 65   /* uncompressed: 0x04 || X || Y */
 #define P256_SCALAR_BYTES 32
+
+static EC_GROUP *shared_group;
+static CRYPTO_ONCE shared_group_once = CRYPTO_ONCE_STATIC_INIT;
+
+static void shared_group_init(void)
+{
+	/* built once per process and never freed: keys take copies (EC_KEY_set_group) */
+	shared_group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
+}
+
+static const EC_GROUP *p256_group(void)
+{
+	if (!CRYPTO_THREAD_run_once(&shared_group_once, shared_group_init)) {
+		return NULL;
+	}
+	return shared_group;
+}
 
 bool pki_is_p256(EVP_PKEY *key)
 {
@@ -35,35 +59,89 @@ bool pki_is_p256(EVP_PKEY *key)
 	       strcmp(group, "prime256v1") == 0;
 }
 
+int pki_p256_keygen(EVP_PKEY **out_key, struct moat_err *err)
+{
+	int rc = MOAT_ECRYPTO;
+	const EC_GROUP *group = p256_group();
+	EC_KEY *ec = EC_KEY_new();
+	EVP_PKEY *key = EVP_PKEY_new();
+	if (!group || !ec || !key || !EC_KEY_set_group(ec, group) || !EC_KEY_generate_key(ec) ||
+	    !EVP_PKEY_assign_EC_KEY(key, ec)) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "generating an ec-p256 key");
+		goto out;
+	}
+	ec = NULL; /* owned by key */
+	*out_key = key;
+	key = NULL;
+	rc = 0;
+out:
+	EC_KEY_free(ec);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+/* The uncompressed public point. A provider key answers the parameter; a built-in key
+ * (pki_p256_keygen) does not, and is read through its EC_KEY, which costs nothing for it. */
+static int p256_point(EVP_PKEY *key, unsigned char point[P256_POINT_BYTES], bool *out_builtin)
+{
+	size_t len = 0;
+	*out_builtin = false;
+	if (EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+					    P256_POINT_BYTES, &len) == 1) {
+		return len == P256_POINT_BYTES && point[0] == 0x04 ? 0 : -1;
+	}
+	ERR_clear_error();
+	const EC_KEY *ec = EVP_PKEY_get0_EC_KEY(key);
+	if (!ec || EC_POINT_point2oct(EC_KEY_get0_group(ec), EC_KEY_get0_public_key(ec),
+				      POINT_CONVERSION_UNCOMPRESSED, point, P256_POINT_BYTES,
+				      NULL) != P256_POINT_BYTES) {
+		return -1;
+	}
+	*out_builtin = true;
+	return 0;
+}
+
 /* The certificate must also carry the key as an EVP_PKEY (X509_get0_pubkey), or
  * X509_verify_cert and X509_check_private_key fail on the in-memory certificate; setting
  * the encoding alone (X509_PUBKEY_set0_param) does not do that, and decoding it back costs
- * as much as the encoder (~120 µs). A copy of the key as a built-in (EC_KEY) key is cheap
- * (~5 µs) and X509_set_pubkey encodes such a key with the built-in EC method instead of
- * searching the providers' encoders. EC_KEY is deprecated in OpenSSL 3 but present in
- * every 3.x build Debian ships; this file alone uses it. */
+ * as much as the encoder (~120 µs). A built-in key goes in as it is; a provider key is
+ * copied, public point only, into a built-in key on the shared group (~5 µs). Either way
+ * X509_set_pubkey encodes with the built-in EC method instead of searching the providers'
+ * encoders. EC_KEY is deprecated in OpenSSL 3 but present in every 3.x build Debian ships;
+ * this file alone uses it. */
 int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err)
 {
 	int rc = MOAT_ECRYPTO;
-	EC_KEY *full = EVP_PKEY_get1_EC_KEY(key);
-	/* only the public point goes into the copy the certificate keeps */
-	EC_KEY *pub = EC_KEY_new_by_curve_name(NID_X9_62_prime256v1);
-	EVP_PKEY *builtin = EVP_PKEY_new();
-	if (!full || !pub || !builtin || !EC_KEY_set_public_key(pub, EC_KEY_get0_public_key(full)) ||
-	    !EVP_PKEY_assign_EC_KEY(builtin, pub)) {
+	unsigned char point[P256_POINT_BYTES];
+	bool builtin = false;
+	EC_KEY *pub = NULL;
+	EVP_PKEY *copy = NULL;
+	if (p256_point(key, point, &builtin) != 0) {
+		return moat_err_ssl(err, MOAT_ECRYPTO, "P-256 public key");
+	}
+	if (builtin) {
+		if (!X509_set_pubkey(cert, key)) {
+			return moat_err_ssl(err, MOAT_ECRYPTO, "certificate public key");
+		}
+		return 0;
+	}
+	const EC_GROUP *group = p256_group();
+	pub = EC_KEY_new();
+	copy = EVP_PKEY_new();
+	if (!group || !pub || !copy || !EC_KEY_set_group(pub, group) ||
+	    !EC_KEY_oct2key(pub, point, sizeof(point), NULL) || !EVP_PKEY_assign_EC_KEY(copy, pub)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "P-256 public key");
 		goto out;
 	}
-	pub = NULL; /* owned by builtin */
-	if (!X509_set_pubkey(cert, builtin)) {
+	pub = NULL; /* owned by copy */
+	if (!X509_set_pubkey(cert, copy)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "certificate public key");
 		goto out;
 	}
 	rc = 0;
 out:
 	EC_KEY_free(pub);
-	EC_KEY_free(full);
-	EVP_PKEY_free(builtin);
+	EVP_PKEY_free(copy);
 	return rc;
 }
 
@@ -76,17 +154,15 @@ int pki_p256_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat
 	static const unsigned char mid[] = {0xa1, 0x44, 0x03, 0x42, 0x00};
 	enum { DER_LEN = sizeof(head) + P256_SCALAR_BYTES + sizeof(mid) + P256_POINT_BYTES };
 	unsigned char point[P256_POINT_BYTES];
-	size_t point_len = 0;
 	BIGNUM *d = NULL;
 	unsigned char *der = NULL;
 	PKCS8_PRIV_KEY_INFO *p8 = NULL;
 	BIO *bio = NULL;
 	int rc = MOAT_ECRYPTO;
 
+	bool builtin = false;
 	if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) != 1 ||
-	    EVP_PKEY_get_octet_string_param(key, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-					    sizeof(point), &point_len) != 1 ||
-	    point_len != P256_POINT_BYTES) {
+	    p256_point(key, point, &builtin) != 0) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "P-256 private key");
 		goto out;
 	}

@@ -32,6 +32,8 @@ int pki_no_passphrase(char *buf, int size, int rwflag, void *u);
 
 /* P-256 fast path (p256.c): true when key is an EC key on prime256v1. */
 bool pki_is_p256(EVP_PKEY *key);
+/* A new P-256 key (a built-in EC_KEY on a shared group: no per-key group construction). */
+int pki_p256_keygen(EVP_PKEY **out_key, struct moat_err *err);
 /* Sets cert's SubjectPublicKeyInfo from a P-256 key without an encoder. */
 int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err);
 /* Unencrypted PKCS#8 PEM of a P-256 private key without an encoder; caller frees. */

@@ -43,6 +43,10 @@ int moat_duration_parse(const char *text, int64_t default_unit_seconds, int64_t 
 	if (!text || !*text) {
 		return moat_err_set(err, MOAT_EINVAL, "empty duration");
 	}
+	if (text[0] == '-') {
+		/* "-0" would parse as zero: a duration has no sign at all */
+		return moat_err_set(err, MOAT_EINVAL, "'%s': negative duration", text);
+	}
 	if (default_unit_seconds <= 0) {
 		return moat_err_set(err, MOAT_EINVAL, "'%s': bad default unit %" PRId64, text,
 				    default_unit_seconds);

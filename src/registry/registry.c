@@ -1,0 +1,542 @@
+/* registry.c: opening the SQLite registry, migrations, transactions and queries. Every
+ * query is a prepared statement with bound parameters. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "moat/fsutil.h"
+#include "registry_internal.h"
+
+int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what)
+{
+	int code = sqlite3_errcode(reg->db);
+	int rc = (code == SQLITE_FULL) ? MOAT_ENOSPC : MOAT_EDB;
+	return moat_err_set(err, rc, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+}
+
+static int exec(struct moat_registry *reg, const char *sql, struct moat_err *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(reg->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		int rc = moat_err_set(err, sqlite3_errcode(reg->db) == SQLITE_FULL ? MOAT_ENOSPC : MOAT_EDB,
+				      "%s: %s", reg->path, msg ? msg : "error");
+		sqlite3_free(msg);
+		return rc;
+	}
+	return 0;
+}
+
+static int pragma_int(struct moat_registry *reg, const char *sql, int *out,
+		      struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, sql);
+	}
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_finalize(st);
+		return moat_err_set(err, MOAT_EDB, "%s: not a moat registry (%s)", reg->path,
+				    sqlite3_errmsg(reg->db));
+	}
+	*out = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
+/* Reads the header only: a file that is not ours is refused before anything (the switch
+ * to WAL included) writes to it. */
+static int check_ours(struct moat_registry *reg, bool create, int *out_version,
+		      struct moat_err *err)
+{
+	int app_id = 0;
+	int rc;
+	if ((rc = pragma_int(reg, "PRAGMA application_id", &app_id, err)) != 0 ||
+	    (rc = pragma_int(reg, "PRAGMA user_version", out_version, err)) != 0) {
+		return rc;
+	}
+	if (!create && app_id != MOAT_REGISTRY_APP_ID) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: not a moat registry", reg->path);
+	}
+	return 0;
+}
+
+static int migrate(struct moat_registry *reg, int version, struct moat_err *err)
+{
+	int rc;
+	if (version > moat_registry_migration_count) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "%s: schema version %d is newer than this moat (%d): upgrade moat",
+				    reg->path, version, moat_registry_migration_count);
+	}
+	if (version == moat_registry_migration_count) {
+		return 0;
+	}
+	if ((rc = exec(reg, "BEGIN IMMEDIATE", err)) != 0) {
+		return rc;
+	}
+	for (int i = version; i < moat_registry_migration_count; i++) {
+		if ((rc = exec(reg, moat_registry_migrations[i], err)) != 0) {
+			moat_err_prefix(err, "migration %d", i + 1);
+			goto fail;
+		}
+	}
+	char sql[96];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d; PRAGMA application_id = %d",
+		 moat_registry_migration_count, MOAT_REGISTRY_APP_ID);
+	if ((rc = exec(reg, sql, err)) != 0 || (rc = exec(reg, "COMMIT", err)) != 0) {
+		goto fail;
+	}
+	return 0;
+fail:
+	sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+	return rc;
+}
+
+int moat_registry_open(const char *path, bool create, struct moat_registry **out_reg,
+		       struct moat_err *err)
+{
+	int rc = MOAT_EDB;
+	struct moat_registry *reg = calloc(1, sizeof(*reg));
+	if (!reg || !(reg->path = strdup(path))) {
+		free(reg);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (create && moat_fs_exists(path)) {
+		rc = moat_err_set(err, MOAT_EEXIST, "%s: already exists", path);
+		goto fail;
+	}
+	if (!create && !moat_fs_exists(path)) {
+		rc = moat_err_set(err, MOAT_ENOENT, "%s: no registry", path);
+		goto fail;
+	}
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	if (create) {
+		/* the registry holds certificates and later telemetry: owner only */
+		mode_t old = umask(077);
+		rc = sqlite3_open_v2(path, &reg->db, flags, NULL);
+		umask(old);
+	} else {
+		rc = sqlite3_open_v2(path, &reg->db, flags, NULL);
+	}
+	if (rc != SQLITE_OK) {
+		rc = moat_err_set(err, MOAT_EDB, "%s: %s", path,
+				  reg->db ? sqlite3_errmsg(reg->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(reg->db, 10000);
+	sqlite3_extended_result_codes(reg->db, 0);
+	int version = 0;
+	if ((rc = check_ours(reg, create, &version, err)) != 0) {
+		goto fail;
+	}
+	if ((rc = exec(reg, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+			    "PRAGMA foreign_keys=ON",
+		       err)) != 0) {
+		moat_err_prefix(err, "not a moat registry");
+		goto fail;
+	}
+	if ((rc = migrate(reg, version, err)) != 0) {
+		goto fail;
+	}
+	*out_reg = reg;
+	return 0;
+fail:
+	moat_registry_close(reg);
+	return rc;
+}
+
+void moat_registry_close(struct moat_registry *reg)
+{
+	if (!reg) {
+		return;
+	}
+	sqlite3_close(reg->db);
+	free(reg->path);
+	free(reg);
+}
+
+struct sqlite3 *moat_registry_db(struct moat_registry *reg)
+{
+	return reg->db;
+}
+
+int moat_registry_begin(struct moat_registry *reg, struct moat_err *err)
+{
+	int rc = exec(reg, "BEGIN IMMEDIATE", err);
+	if (rc == 0) {
+		reg->tx_depth = 1;
+	}
+	return rc;
+}
+
+int moat_registry_commit(struct moat_registry *reg, struct moat_err *err)
+{
+	int rc = exec(reg, "COMMIT", err);
+	if (rc == 0) {
+		reg->tx_depth = 0;
+	}
+	return rc;
+}
+
+void moat_registry_rollback(struct moat_registry *reg)
+{
+	if (reg->tx_depth) {
+		sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
+		reg->tx_depth = 0;
+	}
+}
+
+const char *moat_identity_status_name(enum moat_identity_status st)
+{
+	switch (st) {
+	case MOAT_ID_ACTIVE: return "active";
+	case MOAT_ID_REVOKED: return "revoked";
+	case MOAT_ID_DISABLED: return "disabled";
+	}
+	return "unknown";
+}
+
+static enum moat_identity_status status_parse(const char *s)
+{
+	if (s && strcmp(s, "revoked") == 0) {
+		return MOAT_ID_REVOKED;
+	}
+	if (s && strcmp(s, "disabled") == 0) {
+		return MOAT_ID_DISABLED;
+	}
+	return MOAT_ID_ACTIVE;
+}
+
+/* Only a primary-key clash is "already exists": a failed CHECK or foreign key (a bad role,
+ * an unknown identity) must not send the caller drawing new serials forever. */
+static bool is_duplicate(struct moat_registry *reg, int step_rc)
+{
+	if (step_rc != SQLITE_CONSTRAINT) {
+		return false;
+	}
+	int ext = sqlite3_extended_errcode(reg->db);
+	return ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE;
+}
+
+static void copy_text(char *dst, size_t size, const unsigned char *src)
+{
+	snprintf(dst, size, "%s", src ? (const char *)src : "");
+}
+
+int moat_registry_identity_insert(struct moat_registry *reg, const char *id, enum moat_role role,
+				  const char *device_type, int64_t now, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(reg->db,
+			       "INSERT INTO identities(id, role, device_type, created_at) "
+			       "VALUES (?1, ?2, ?3, ?4)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "insert identity");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, moat_role_name(role), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, device_type ? device_type : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, now);
+	int s = sqlite3_step(st);
+	if (is_duplicate(reg, s)) {
+		rc = moat_err_set(err, MOAT_EEXIST, "identity '%s' already exists", id);
+	} else if (s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "insert identity");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
+			      const char *identity, int64_t not_before, int64_t not_after,
+			      const char *pem, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(reg->db,
+			       "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
+			       "VALUES (?1, ?2, ?3, ?4, ?5)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "insert certificate");
+	}
+	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, not_before);
+	sqlite3_bind_int64(st, 4, not_after);
+	sqlite3_bind_text(st, 5, pem, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	if (is_duplicate(reg, s)) {
+		rc = moat_err_set(err, MOAT_EEXIST, "certificate serial %s already exists", serial_hex);
+	} else if (s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "insert certificate");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
+				bool *out_exists, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "SELECT 1 FROM certificates WHERE serial = ?1", -1, &st,
+			       NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "serial lookup");
+	}
+	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE) {
+		return reg_fail(reg, err, "serial lookup");
+	}
+	*out_exists = s == SQLITE_ROW;
+	return 0;
+}
+
+/* The identity joined with its current certificate: the newest unrevoked one, else the
+ * newest. */
+#define IDENTITY_SELECT                                                                       \
+	"SELECT i.id, i.role, i.device_type, i.status, i.created_at, c.serial, c.not_before,  \
+	 c.not_after, c.revoked_at FROM identities i LEFT JOIN certificates c ON c.serial = ( \
+	 SELECT serial FROM certificates WHERE identity = i.id                                \
+	 ORDER BY (revoked_at IS NULL) DESC, not_before DESC, rowid DESC LIMIT 1) "
+
+static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
+{
+	memset(out, 0, sizeof(*out));
+	copy_text(out->id, sizeof(out->id), sqlite3_column_text(st, 0));
+	enum moat_role role = MOAT_ROLE_DEVICE;
+	if (moat_role_parse((const char *)sqlite3_column_text(st, 1), &role, NULL) != 0) {
+		role = MOAT_ROLE_DEVICE;
+	}
+	out->role = role;
+	copy_text(out->device_type, sizeof(out->device_type), sqlite3_column_text(st, 2));
+	out->status = status_parse((const char *)sqlite3_column_text(st, 3));
+	out->created_at = sqlite3_column_int64(st, 4);
+	copy_text(out->serial_hex, sizeof(out->serial_hex), sqlite3_column_text(st, 5));
+	out->not_before = sqlite3_column_int64(st, 6);
+	out->not_after = sqlite3_column_int64(st, 7);
+	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
+}
+
+int moat_registry_identity_get(struct moat_registry *reg, const char *id,
+			       struct moat_identity *out, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, IDENTITY_SELECT "WHERE i.id = ?1", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		return reg_fail(reg, err, "identity lookup");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s == SQLITE_ROW) {
+		row_identity(st, out);
+	} else if (s == SQLITE_DONE) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
+	} else {
+		rc = reg_fail(reg, err, "identity lookup");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_identity_exists(struct moat_registry *reg, const char *id, bool *out_exists,
+				  struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "SELECT 1 FROM identities WHERE id = ?1", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		return reg_fail(reg, err, "identity lookup");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_ROW && s != SQLITE_DONE) {
+		return reg_fail(reg, err, "identity lookup");
+	}
+	*out_exists = s == SQLITE_ROW;
+	return 0;
+}
+
+int moat_registry_identity_set_status(struct moat_registry *reg, const char *id,
+				      enum moat_identity_status status, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "UPDATE identities SET status = ?2 WHERE id = ?1", -1, &st,
+			       NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "identity status");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, moat_identity_status_name(status), -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "identity status");
+	} else if (sqlite3_changes(reg->db) == 0) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_identity_foreach(struct moat_registry *reg, int role, moat_identity_cb cb,
+				   void *ctx, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, IDENTITY_SELECT "WHERE ?1 < 0 OR i.role = ?2 ORDER BY i.id",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "identity list");
+	}
+	sqlite3_bind_int(st, 1, role);
+	sqlite3_bind_text(st, 2, role >= 0 ? moat_role_name((enum moat_role)role) : "", -1,
+			  SQLITE_STATIC);
+	int rc = 0;
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		struct moat_identity ident;
+		row_identity(st, &ident);
+		if ((rc = cb(&ident, ctx)) != 0) {
+			break;
+		}
+	}
+	if (rc == 0 && s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "identity list");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex, int reason,
+			      int64_t at, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db,
+			       "UPDATE certificates SET revoked_at = ?2, reason = ?3 "
+			       "WHERE serial = ?1 AND revoked_at IS NULL",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "revoke");
+	}
+	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at);
+	sqlite3_bind_int(st, 3, reason);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "revoke");
+	} else if (sqlite3_changes(reg->db) == 0) {
+		bool exists = false;
+		rc = moat_registry_serial_exists(reg, serial_hex, &exists, err);
+		if (rc == 0) {
+			rc = exists ? moat_err_set(err, MOAT_ESTATE, "certificate %s is already revoked",
+						   serial_hex)
+				    : moat_err_set(err, MOAT_ENOENT, "no certificate %s", serial_hex);
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moat_cert_cb cb,
+			       void *ctx, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	const char *sql = revoked_only
+		? "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+		  "FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial"
+		: "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+		  "FROM certificates ORDER BY serial";
+	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "certificate list");
+	}
+	int rc = 0;
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		struct moat_cert_row row;
+		memset(&row, 0, sizeof(row));
+		copy_text(row.serial_hex, sizeof(row.serial_hex), sqlite3_column_text(st, 0));
+		copy_text(row.identity, sizeof(row.identity), sqlite3_column_text(st, 1));
+		row.not_before = sqlite3_column_int64(st, 2);
+		row.not_after = sqlite3_column_int64(st, 3);
+		row.revoked = sqlite3_column_type(st, 4) != SQLITE_NULL;
+		row.revoked_at = sqlite3_column_int64(st, 4);
+		row.reason = sqlite3_column_int(st, 5);
+		if ((rc = cb(&row, ctx)) != 0) {
+			break;
+		}
+	}
+	if (rc == 0 && s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "certificate list");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_cert_pem(struct moat_registry *reg, const char *serial_hex, char **out_pem,
+			   struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "SELECT pem FROM certificates WHERE serial = ?1", -1, &st,
+			       NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "certificate lookup");
+	}
+	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s == SQLITE_ROW) {
+		const unsigned char *pem = sqlite3_column_text(st, 0);
+		*out_pem = strdup(pem ? (const char *)pem : "");
+		if (!*out_pem) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		}
+	} else if (s == SQLITE_DONE) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no certificate %s", serial_hex);
+	} else {
+		rc = reg_fail(reg, err, "certificate lookup");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_meta_get_int(struct moat_registry *reg, const char *key, int64_t *out,
+			       struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) !=
+	    SQLITE_OK) {
+		return reg_fail(reg, err, "meta");
+	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s == SQLITE_ROW) {
+		*out = sqlite3_column_int64(st, 0);
+	} else if (s == SQLITE_DONE) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no setting '%s'", key);
+	} else {
+		rc = reg_fail(reg, err, "meta");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_meta_set_int(struct moat_registry *reg, const char *key, int64_t value,
+			       struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db,
+			       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
+			       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "meta");
+	}
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, value);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail(reg, err, "meta");
+	sqlite3_finalize(st);
+	return rc;
+}

@@ -1,0 +1,120 @@
+/* test_identity.c: identity names, device types and roles (include/moat/identity.h).
+ * Identity names become topic levels, paths and certificate CNs unescaped, so every
+ * character that could break one of those must be refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "moat/identity.h"
+
+static void test_names_ok(void **state)
+{
+	(void)state;
+	static const char *const ok[] = {
+		"a", "0", "dev-001", "sensor.kitchen", "a_b", "9lives", "x-", "x.", "a..b",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct moat_err err;
+		if (!moat_identity_name_ok(ok[i]) || moat_identity_name_check(ok[i], &err) != 0) {
+			fail_msg("'%s' refused", ok[i]);
+		}
+	}
+	char max[MOAT_ID_BUF_LEN];
+	memset(max, 'a', MOAT_ID_MAX_LEN);
+	max[MOAT_ID_MAX_LEN] = '\0';
+	assert_true(moat_identity_name_ok(max));
+}
+
+static void test_names_refused(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"",        "Dev",     "dev/1",  "dev+1", "dev#1", "dev 1", " dev", "dev ",
+		".dev",    "-dev",    "_dev",   "dev\n", "dev\t1", "dév",  "dev:1", "dev*",
+		"dev$",    "..",      ".",      "a/../b", "dev\\1", "dev\"", "dev'", "DEVICE",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct moat_err err;
+		moat_err_clear(&err);
+		if (moat_identity_name_ok(bad[i])) {
+			fail_msg("'%s' accepted", bad[i]);
+		}
+		assert_int_equal(moat_identity_name_check(bad[i], &err), MOAT_EINVAL);
+		assert_int_equal(err.code, MOAT_EINVAL);
+		assert_non_null(strstr(err.msg, "identity name"));
+	}
+	assert_false(moat_identity_name_ok(NULL));
+	struct moat_err err;
+	assert_int_equal(moat_identity_name_check(NULL, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "identity name is empty");
+	assert_int_equal(moat_identity_name_check("Dev", &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "identity name 'Dev' is invalid: use [a-z0-9][a-z0-9._-]{0,63}");
+	/* 65 characters */
+	char long_name[MOAT_ID_MAX_LEN + 2];
+	memset(long_name, 'a', MOAT_ID_MAX_LEN + 1);
+	long_name[MOAT_ID_MAX_LEN + 1] = '\0';
+	assert_false(moat_identity_name_ok(long_name));
+	assert_int_equal(moat_identity_name_check(long_name, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "longer than 64 characters"));
+	/* the message must stay one line even when the name carries a newline */
+	assert_int_equal(moat_identity_name_check("evil\nname", &err), MOAT_EINVAL);
+	assert_null(strchr(err.msg, '\n'));
+}
+
+static void test_device_type(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	assert_int_equal(moat_device_type_check("temperature_sensor", &err), 0);
+	assert_int_equal(moat_device_type_check("esp32", &err), 0);
+	assert_int_equal(moat_device_type_check("", &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "device type"));
+	assert_int_equal(moat_device_type_check("ESP32", &err), MOAT_EINVAL);
+	assert_int_equal(moat_device_type_check("a/b", &err), MOAT_EINVAL);
+	assert_int_equal(moat_device_type_check(NULL, &err), MOAT_EINVAL);
+	char t[MOAT_DEVICE_TYPE_MAX_LEN + 2];
+	memset(t, 't', sizeof(t) - 1);
+	t[sizeof(t) - 1] = '\0';
+	assert_int_equal(moat_device_type_check(t, &err), MOAT_EINVAL);
+	t[MOAT_DEVICE_TYPE_MAX_LEN] = '\0';
+	assert_int_equal(moat_device_type_check(t, &err), 0);
+}
+
+static void test_roles(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	enum moat_role role = MOAT_ROLE_DEVICE;
+	assert_string_equal(moat_role_name(MOAT_ROLE_DEVICE), "device");
+	assert_string_equal(moat_role_name(MOAT_ROLE_SERVICE), "service");
+	assert_string_equal(moat_role_name(MOAT_ROLE_OPERATOR), "operator");
+	assert_string_equal(moat_role_name((enum moat_role)MOAT_ROLE_COUNT), "unknown");
+	assert_string_equal(moat_role_name((enum moat_role)-1), "unknown");
+	for (int i = 0; i < MOAT_ROLE_COUNT; i++) {
+		assert_int_equal(moat_role_parse(moat_role_name((enum moat_role)i), &role, &err), 0);
+		assert_int_equal(role, i);
+	}
+	role = MOAT_ROLE_SERVICE;
+	assert_int_equal(moat_role_parse("admin", &role, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "unknown role 'admin' (device, service or operator)");
+	assert_int_equal(role, MOAT_ROLE_SERVICE);
+	assert_int_equal(moat_role_parse("Device", &role, &err), MOAT_EINVAL);
+	assert_int_equal(moat_role_parse("", &role, &err), MOAT_EINVAL);
+	assert_int_equal(moat_role_parse(NULL, &role, &err), MOAT_EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names_ok),
+		cmocka_unit_test(test_names_refused),
+		cmocka_unit_test(test_device_type),
+		cmocka_unit_test(test_roles),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
