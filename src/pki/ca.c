@@ -157,6 +157,14 @@ int moat_pki_ca_load(const char *cert_path, const char *key_path, const char *pa
 		if ((rc = moat_fs_read_all(key_path, 1024 * 1024, &text, &len, err)) != 0) {
 			goto out;
 		}
+		/* an unencrypted CA key would open with any passphrase: refuse it outright */
+		if (!memmem(text, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37)) {
+			rc = moat_err_set(err, MOAT_ECRYPTO,
+					  "%s: not an encrypted PKCS#8 key; moat keeps the CA key "
+					  "encrypted at rest",
+					  key_path);
+			goto out;
+		}
 		bio = BIO_new_mem_buf(text, (int)len);
 		ca->key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase) : NULL;
 		if (!ca->key) {

@@ -65,7 +65,12 @@ int moat_fs_write_atomic_opts(const char *path, const void *data, size_t len, mo
 	if (rc != 0) {
 		return rc;
 	}
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+	/* O_EXCL: never write through a file (or link) someone left at the temporary name; a
+	 * leftover of our own crashed run is removed once and the create retried. */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	if (fd < 0 && errno == EEXIST && unlink(tmp) == 0) {
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+	}
 	if (fd < 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
 	}

@@ -443,6 +443,24 @@ static void test_ca_load_refusals(void **state)
 	assert_int_equal(moat_pki_ca_load(cert_path, cert_path, PASSPHRASE, &ca, &err),
 			 MOAT_ECRYPTO);
 	assert_null(ca);
+	/* the other CA's own key, unencrypted: it would open with any passphrase, so refused */
+	char other_cert[512];
+	char plain_key[512];
+	tmp_path(other_cert, sizeof(other_cert), "other.crt");
+	tmp_path(plain_key, sizeof(plain_key), "plain.key");
+	write_file(other_cert, ocert);
+	BIO *b = BIO_new(BIO_s_mem());
+	assert_int_equal(PEM_write_bio_PrivateKey(b, other->key, NULL, NULL, 0, NULL, NULL), 1);
+	char *plain = NULL;
+	long plain_len = BIO_get_mem_data(b, &plain);
+	char *plain_text = strndup(plain, (size_t)plain_len);
+	write_file(plain_key, plain_text);
+	free(plain_text);
+	BIO_free(b);
+	assert_int_equal(moat_pki_ca_load(other_cert, plain_key, "any passphrase", &ca, &err),
+			 MOAT_ECRYPTO);
+	assert_null(ca);
+	assert_non_null(strstr(err.msg, "not an encrypted"));
 	free(ocert);
 	free(okey);
 	moat_pki_ca_free(other);
