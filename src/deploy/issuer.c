@@ -1,10 +1,11 @@
-/* issuer.c: issues a bulk provisioning's certificates on every core while the caller writes
- * files and registry rows in order.
+/* issuer.c: issues and stages a bulk provisioning's identities on every core while the
+ * caller inserts registry rows in order.
  *
- * Key generation and signing are the CPU-bound part of provisioning and independent per
- * identity; the registry transaction and the file writes are sequential. Worker threads
- * claim indices in order and put results into a ring of ISSUER_WINDOW slots; the caller
- * takes them in order (issuer_take), so at most ISSUER_WINDOW issued keys are in memory.
+ * Key generation, signing and writing an identity's staging files are independent per
+ * identity (file creation, mostly ext4 inode allocation, costs as much as the crypto); the
+ * registry transaction is sequential. Worker threads claim indices in order, stage
+ * <staging>/<id>/ and put the certificate into a ring of ISSUER_WINDOW slots; the caller
+ * takes them in order (issuer_take). Private keys are wiped as soon as they are written.
  * The CA is only read (OpenSSL 3 allows concurrent signing with one EVP_PKEY). Serials are
  * random here and checked against the registry by the caller, which owns the connection. */
 #include <pthread.h>
@@ -12,7 +13,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
 #include "deploy_internal.h"
+#include "moat/fsutil.h"
 
 #define ISSUER_WINDOW 512
 #define ISSUER_MAX_THREADS 16
@@ -25,11 +30,7 @@ struct issuer_slot {
 };
 
 struct issuer_pool {
-	const struct moat_ca *ca;
-	const struct moat_provision_req *reqs;
-	size_t count;
-	int64_t now;
-	int64_t default_days;
+	struct issuer_job job;
 
 	pthread_mutex_t lock;
 	pthread_cond_t ready_cond; /* a slot became ready */
@@ -45,23 +46,38 @@ struct issuer_pool {
 
 static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 {
-	const struct moat_provision_req *r = &p->reqs[i];
-	int64_t days = r->days ? r->days : p->default_days;
+	const struct moat_provision_req *r = &p->job.reqs[i];
+	int64_t days = r->days ? r->days : p->job.default_days;
 	struct moat_issue_req req = {
 		.cn = r->id,
 		.role = r->role,
 		.kind = MOAT_CERT_CLIENT,
 		.key_type = r->key_type,
-		.not_before = p->now - 300, /* tolerate small clock skew on devices */
-		.not_after = p->now + days * 86400,
+		.not_before = p->job.now - 300, /* tolerate small clock skew on devices */
+		.not_after = p->job.now + days * 86400,
 	};
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
 	moat_err_clear(&out->err);
 	out->rc = moat_pki_random_serial(serial, hex, &out->err);
 	if (out->rc == 0) {
-		out->rc = moat_pki_issue(p->ca, &req, serial, &out->issued, &out->err);
+		out->rc = moat_pki_issue(p->job.ca, &req, serial, &out->issued, &out->err);
 	}
+	char dir[PATH_MAX];
+	if (out->rc == 0 &&
+	    (out->rc = moat_path_join(dir, sizeof(dir), &out->err, "%s/%s", p->job.staging,
+				      r->id)) == 0) {
+		out->rc = deploy_stage_identity(dir, &out->issued, p->job.ca_path, &out->err);
+	}
+	/* the key is on disk now (or the item failed): do not keep it in memory */
+	if (out->issued.key_pem) {
+		OPENSSL_cleanse(out->issued.key_pem, out->issued.key_pem_len);
+		free(out->issued.key_pem);
+		out->issued.key_pem = NULL;
+		out->issued.key_pem_len = 0;
+	}
+	EVP_PKEY_free(out->issued.key);
+	out->issued.key = NULL;
 }
 
 static void *worker(void *arg)
@@ -69,10 +85,10 @@ static void *worker(void *arg)
 	struct issuer_pool *p = arg;
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
-		while (!p->abort && p->next < p->count && p->next >= p->taken + ISSUER_WINDOW) {
+		while (!p->abort && p->next < p->job.count && p->next >= p->taken + ISSUER_WINDOW) {
 			pthread_cond_wait(&p->space_cond, &p->lock);
 		}
-		if (p->abort || p->next >= p->count) {
+		if (p->abort || p->next >= p->job.count || moat_deploy_interrupted) {
 			break;
 		}
 		size_t i = p->next++;
@@ -91,19 +107,14 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int issuer_start(const struct moat_ca *ca, const struct moat_provision_req *reqs, size_t count,
-		 int64_t now, int64_t default_days, struct issuer_pool **out,
-		 struct moat_err *err)
+int issuer_start(const struct issuer_job *job, struct issuer_pool **out, struct moat_err *err)
 {
 	struct issuer_pool *p = calloc(1, sizeof(*p));
 	if (!p) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	p->ca = ca;
-	p->reqs = reqs;
-	p->count = count;
-	p->now = now;
-	p->default_days = default_days;
+	p->job = *job;
+	size_t count = job->count;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->ready_cond, NULL);
 	pthread_cond_init(&p->space_cond, NULL);

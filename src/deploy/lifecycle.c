@@ -225,7 +225,7 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		goto out;
 	}
 	/* a leftover .next/ from a renewal that never committed was removed on open */
-	if ((rc = deploy_write_identity_files(next, &issued, ca_pem, ca_len, true, err)) != 0) {
+	if ((rc = deploy_write_identity_files(next, &issued, ca_pem, ca_len, err)) != 0) {
 		staged = moat_fs_exists(next);
 		goto out;
 	}

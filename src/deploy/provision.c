@@ -48,16 +48,8 @@ static int write_new(const char *path, const char *data, size_t len, mode_t mode
 	return 0;
 }
 
-static int write_file(const char *path, const char *data, size_t len, mode_t mode, bool durable,
-		      struct moat_err *err)
-{
-	return durable ? moat_fs_write_atomic(path, data, len, mode, err)
-		       : write_new(path, data, len, mode, err);
-}
-
 int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
-				const char *ca_pem, size_t ca_len, bool durable,
-				struct moat_err *err)
+				const char *ca_pem, size_t ca_len, struct moat_err *err)
 {
 	char p[PATH_MAX];
 	int rc;
@@ -65,12 +57,36 @@ int deploy_write_identity_files(const char *dir, const struct moat_issued *issue
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
 	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
-	    (rc = write_file(p, issued->key_pem, issued->key_pem_len, 0600, durable, err)) != 0 ||
+	    (rc = moat_fs_write_atomic(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
 	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = write_file(p, issued->cert_pem, issued->cert_pem_len, 0644, durable, err)) != 0 ||
+	    (rc = moat_fs_write_atomic(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0 ||
 	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0 ||
-	    (rc = write_file(p, ca_pem, ca_len, 0644, durable, err)) != 0) {
+	    (rc = moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err)) != 0) {
 		return rc;
+	}
+	return 0;
+}
+
+int deploy_stage_identity(const char *dir, const struct moat_issued *issued,
+			  const char *ca_path, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	int rc;
+	if (mkdir(dir, 0700) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
+	}
+	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
+	    (rc = write_new(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
+	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
+	    (rc = write_new(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0 ||
+	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0) {
+		return rc;
+	}
+	/* A hard link to pki/ca.crt: same bytes, no new inode (inode allocation is the largest
+	 * cost of bulk provisioning on ext4). pki/ca.crt is only ever replaced by rename, so
+	 * the identity keeps the certificate it was issued under. */
+	if (link(ca_path, p) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", p);
 	}
 	return 0;
 }
@@ -176,8 +192,6 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	int rc;
 	char staging[PATH_MAX];
 	char idents[PATH_MAX];
-	char *ca_pem = NULL;
-	size_t ca_len = 0;
 	size_t renamed = 0;
 	bool in_tx = false;
 	bool staged = false;
@@ -191,9 +205,6 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 		return moat_err_set(err, MOAT_ESTATE, "deployment not opened for writing");
 	}
 	if ((rc = validate(d, reqs, count, err)) != 0) {
-		return rc;
-	}
-	if ((rc = deploy_ca_pem(d, &ca_pem, &ca_len, err)) != 0) {
 		return rc;
 	}
 	char rel[64];
@@ -211,7 +222,20 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 		goto out;
 	}
 	in_tx = true;
-	if ((rc = issuer_start(d->ca, reqs, count, now, d->conf.identity_days, &pool, err)) != 0) {
+	char ca_path[PATH_MAX];
+	if ((rc = moat_deploy_path(d, ca_path, sizeof(ca_path), "pki/ca.crt", err)) != 0) {
+		goto out;
+	}
+	struct issuer_job job = {
+		.ca = d->ca,
+		.reqs = reqs,
+		.count = count,
+		.now = now,
+		.default_days = d->conf.identity_days,
+		.staging = staging,
+		.ca_path = ca_path,
+	};
+	if ((rc = issuer_start(&job, &pool, err)) != 0) {
 		goto out;
 	}
 	for (size_t i = 0; i < count; i++) {
@@ -223,7 +247,6 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 			goto out;
 		}
 		struct moat_issued issued = {0};
-		char dir[PATH_MAX];
 		const char *type = r->role == MOAT_ROLE_DEVICE ? (r->device_type ? r->device_type
 										    : "generic")
 							       : "";
@@ -239,9 +262,8 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 			rc = moat_err_set(err, MOAT_ECRYPTO, "random serial collision: broken RNG?");
 			goto out;
 		}
-		if ((rc = moat_path_join(dir, sizeof(dir), err, "%s/%s", staging, r->id)) != 0 ||
-		    (rc = deploy_write_identity_files(dir, &issued, ca_pem, ca_len, false, err)) != 0 ||
-		    (rc = moat_registry_identity_insert(d->reg, r->id, r->role, type, now, err)) != 0 ||
+		/* the worker wrote staging/<id>/; the rows go in here, in order */
+		if ((rc = moat_registry_identity_insert(d->reg, r->id, r->role, type, now, err)) != 0 ||
 		    (rc = moat_registry_cert_insert(d->reg, issued.serial_hex, r->id,
 						    issued.not_before, issued.not_after,
 						    issued.cert_pem, err)) != 0) {
@@ -310,6 +332,5 @@ out:
 	if (staged) {
 		deploy_remove_quietly(staging);
 	}
-	free(ca_pem);
 	return rc;
 }
