@@ -1,0 +1,353 @@
+/* fw_release.c: the release side of `moat fw`, served by moatd:
+ *
+ *   moat fw publish ENVELOPE IMAGE [--rollout PERCENT | --devices ID,...]
+ *   moat fw list [--type T]
+ *   moat fw status [DEVICE]
+ *
+ * publish verifies the release as a device would and refuses anything not newer than what
+ * is published (moat_release_publish); list shows releases and their rollouts; status shows
+ * which version each device reports running, which release moatd would offer it, and its
+ * last update events.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fw_release.h"
+#include "moat/config.h"
+#include "moat/server.h"
+#include "moat/timeutil.h"
+
+enum { O_ROLLOUT = 0x200, O_DEVICES, O_RTYPE, O_RHELP };
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"usage: moat fw publish ENVELOPE IMAGE [--rollout PERCENT | --devices ID,...]\n"
+		"       moat fw list [--type DEVICE_TYPE]\n"
+		"       moat fw status [DEVICE]\n\n"
+		"publish: verify a signed release against firmware/keys/trust.json and make it\n"
+		"available to devices of its type through moatd (default --rollout 100).\n");
+}
+
+static int cmd_publish(int argc, char **argv, const char *rollout, const char *devices)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	char **ids = NULL;
+	size_t nids = 0;
+	int st = CLI_FAIL;
+	int64_t pct = MOAT_ROLLOUT_PERCENT_MAX;
+	if (argc != 2) {
+		return cli_usage_error("fw publish: ENVELOPE and IMAGE expected");
+	}
+	if (rollout && devices) {
+		return cli_usage_error("fw publish: --rollout and --devices exclude each other");
+	}
+	if (rollout && moat_int_parse(rollout, 0, MOAT_ROLLOUT_PERCENT_MAX, &pct, &err) != 0) {
+		return cli_usage_error("fw publish: --rollout: %s", err.msg);
+	}
+	if (devices) {
+		if (moat_config_split_list(devices, &ids, &nids, &err) != 0) {
+			return cli_usage_error("fw publish: --devices: %s", err.msg);
+		}
+		pct = -1;
+		if (nids > MOAT_ROLLOUT_DEVICES_MAX) {
+			st = cli_usage_error("fw publish: --devices: more than %d",
+					     MOAT_ROLLOUT_DEVICES_MAX);
+			goto out;
+		}
+		for (size_t i = 0; i < nids; i++) {
+			if (moat_identity_name_check(ids[i], &err) != 0) {
+				st = cli_usage_error("fw publish: --devices: %s", err.msg);
+				goto out;
+			}
+		}
+	}
+	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0) {
+		st = cli_fail(&err);
+		goto out;
+	}
+	struct moat_publish_req req = {
+		.envelope_path = argv[0],
+		.image_path = argv[1],
+		.rollout_percent = (int)pct,
+		.devices = ids,
+		.device_count = nids,
+		.now = moat_time_now(),
+	};
+	struct moat_release r;
+	if (moat_release_publish(d, &req, &r, &err) != 0) {
+		st = cli_fail(&err);
+		goto out;
+	}
+	if (cli_globals.json) {
+		printf("{\"device_type\":");
+		cli_json_string(stdout, r.device_type);
+		printf(",\"version\":");
+		cli_json_string(stdout, r.version);
+		printf(",\"sha256\":\"%s\",\"size\":%llu,\"rollout_percent\":%d,\"devices\":%zu}\n",
+		       r.sha256_hex, (unsigned long long)r.size, r.rollout_percent, r.device_count);
+	} else if (r.rollout_percent >= 0) {
+		printf("published %s %s (sha256 %s, %llu bytes) to %d%% of %s devices\n",
+		       r.device_type, r.version, r.sha256_hex, (unsigned long long)r.size,
+		       r.rollout_percent, r.device_type);
+	} else {
+		printf("published %s %s (sha256 %s, %llu bytes) to %zu listed devices\n",
+		       r.device_type, r.version, r.sha256_hex, (unsigned long long)r.size,
+		       r.device_count);
+	}
+	st = CLI_OK;
+out:
+	moat_deploy_close(d);
+	moat_config_list_free(ids, nids);
+	return st;
+}
+
+struct list_ctx {
+	size_t n;
+};
+
+static int list_cb(const struct moat_release *r, void *vctx)
+{
+	struct list_ctx *c = vctx;
+	char when[MOAT_TIME_ISO_LEN];
+	char rollout[32];
+	moat_time_iso(r->published_at, when);
+	if (r->rollout_percent >= 0) {
+		snprintf(rollout, sizeof(rollout), "%d%%", r->rollout_percent);
+	} else {
+		snprintf(rollout, sizeof(rollout), "%zu devices", r->device_count);
+	}
+	if (cli_globals.json) {
+		printf("%s{\"device_type\":", c->n ? "," : "");
+		cli_json_string(stdout, r->device_type);
+		printf(",\"version\":");
+		cli_json_string(stdout, r->version);
+		printf(",\"security_version\":%lld,\"size\":%llu,\"sha256\":\"%s\","
+		       "\"published_at\":%lld,\"rollout_percent\":%d,\"devices\":%zu}",
+		       (long long)r->security_version, (unsigned long long)r->size, r->sha256_hex,
+		       (long long)r->published_at, r->rollout_percent, r->device_count);
+	} else {
+		printf("%-16s %-14s %8lld %12llu %-12s %s %.16s\n", r->device_type, r->version,
+		       (long long)r->security_version, (unsigned long long)r->size, rollout, when,
+		       r->sha256_hex);
+	}
+	c->n++;
+	return 0;
+}
+
+static int cmd_list(int argc, const char *type)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	int st = CLI_FAIL;
+	if (argc != 0) {
+		return cli_usage_error("fw list: no arguments expected");
+	}
+	if (type && moat_device_type_check(type, &err) != 0) {
+		return cli_usage_error("fw list: --type: %s", err.msg);
+	}
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
+		return cli_fail(&err);
+	}
+	struct list_ctx c = {0};
+	if (cli_globals.json) {
+		printf("[");
+	} else {
+		printf("%-16s %-14s %8s %12s %-12s %-20s %s\n", "TYPE", "VERSION", "SECURITY",
+		       "SIZE", "ROLLOUT", "PUBLISHED", "SHA256");
+	}
+	if (moat_release_foreach(d->reg, type, list_cb, &c, &err) != 0) {
+		st = cli_fail(&err);
+		goto out;
+	}
+	if (cli_globals.json) {
+		printf("]\n");
+	} else if (c.n == 0) {
+		printf("(no releases)\n");
+	}
+	st = CLI_OK;
+out:
+	moat_deploy_close(d);
+	return st;
+}
+
+struct status_ctx {
+	struct moat_registry *reg;
+	const char *only;
+	size_t n;
+	size_t events;
+	struct moat_err *err;
+};
+
+static int event_cb(const struct moat_update_event *ev, void *vctx)
+{
+	struct status_ctx *c = vctx;
+	char when[MOAT_TIME_ISO_LEN];
+	moat_time_iso(ev->at, when);
+	if (cli_globals.json) {
+		printf("%s{\"at\":%lld,\"stage\":\"%s\",\"version\":", c->events ? "," : "",
+		       (long long)ev->at, moat_update_stage_name(ev->stage));
+		cli_json_string(stdout, ev->version);
+		printf(",\"running\":");
+		cli_json_string(stdout, ev->running);
+		printf(",\"reason\":");
+		cli_json_string(stdout, ev->reason);
+		printf("}");
+	} else {
+		printf("    %s %-11s %s%s%s\n", when, moat_update_stage_name(ev->stage),
+		       ev->version[0] ? ev->version : "-", ev->reason[0] ? " reason=" : "",
+		       ev->reason);
+	}
+	c->events++;
+	return 0;
+}
+
+/* What moatd would answer: the release's version, "current" when the device already runs
+ * it, "-" when no release includes the device. */
+static const char *offered_text(bool found, const struct moat_release *offer, const char *running)
+{
+	if (!found) {
+		return "-";
+	}
+	return strcmp(offer->version, running) == 0 ? "current" : offer->version;
+}
+
+static int status_cb(const struct moat_identity *ident, void *vctx)
+{
+	struct status_ctx *c = vctx;
+	int rc;
+	if (c->only && strcmp(c->only, ident->id) != 0) {
+		return 0;
+	}
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];
+	struct moat_release offer;
+	bool found = false;
+	if ((rc = moat_device_running_version(c->reg, ident->id, running, c->err)) != 0 ||
+	    (rc = moat_release_newest(c->reg, ident->device_type, ident->id, &offer, &found,
+				      c->err)) != 0) {
+		return rc;
+	}
+	if (cli_globals.json) {
+		printf("%s{\"id\":", c->n ? "," : "");
+		cli_json_string(stdout, ident->id);
+		printf(",\"device_type\":");
+		cli_json_string(stdout, ident->device_type);
+		printf(",\"running\":");
+		cli_json_string(stdout, running);
+		printf(",\"offered\":");
+		cli_json_string(stdout, found ? offer.version : "");
+		printf(",\"events\":[");
+	} else {
+		printf("%-24s %-16s %-14s %s\n", ident->id, ident->device_type,
+		       running[0] ? running : "-", offered_text(found, &offer, running));
+	}
+	c->events = 0;
+	if ((rc = moat_update_event_foreach(c->reg, ident->id, MOAT_STATUS_EVENTS_PER_DEVICE,
+					    event_cb, c, c->err)) != 0) {
+		return rc;
+	}
+	if (cli_globals.json) {
+		printf("]}");
+	}
+	c->n++;
+	return 0;
+}
+
+static int cmd_status(int argc, char **argv)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	int st = CLI_FAIL;
+	if (argc > 1) {
+		return cli_usage_error("fw status: at most one DEVICE");
+	}
+	if (argc == 1 && moat_identity_name_check(argv[0], &err) != 0) {
+		return cli_usage_error("fw status: %s", err.msg);
+	}
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
+		return cli_fail(&err);
+	}
+	struct status_ctx c = {d->reg, argc == 1 ? argv[0] : NULL, 0, 0, &err};
+	if (cli_globals.json) {
+		printf("[");
+	} else {
+		printf("%-24s %-16s %-14s %s\n", "DEVICE", "TYPE", "RUNNING", "OFFERED");
+	}
+	if (moat_registry_identity_foreach(d->reg, MOAT_ROLE_DEVICE, status_cb, &c, &err) != 0) {
+		if (cli_globals.json) {
+			printf("]\n");
+		}
+		st = cli_fail(&err);
+		goto out;
+	}
+	if (cli_globals.json) {
+		printf("]\n");
+	}
+	if (c.only && c.n == 0) {
+		moat_err_set(&err, MOAT_ENOENT, "no device %s", c.only);
+		st = cli_fail(&err);
+		goto out;
+	}
+	st = CLI_OK;
+out:
+	moat_deploy_close(d);
+	return st;
+}
+
+int fw_release_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"rollout", required_argument, NULL, O_ROLLOUT},
+		{"devices", required_argument, NULL, O_DEVICES},
+		{"type", required_argument, NULL, O_RTYPE},
+		{"help", no_argument, NULL, O_RHELP},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *cmd = argv[0];
+	const char *rollout = NULL;
+	const char *devices = NULL;
+	const char *type = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case O_ROLLOUT:
+			rollout = optarg;
+			break;
+		case O_DEVICES:
+			devices = optarg;
+			break;
+		case O_RTYPE:
+			type = optarg;
+			break;
+		case O_RHELP:
+			usage(stdout);
+			return CLI_OK;
+		default:
+			if (cli_global_opt(c, optarg)) {
+				break;
+			}
+			usage(stderr);
+			return CLI_USAGE;
+		}
+	}
+	bool is_publish = strcmp(cmd, "publish") == 0;
+	if (!is_publish && (rollout || devices)) {
+		return cli_usage_error("fw %s: --rollout and --devices belong to publish", cmd);
+	}
+	if (strcmp(cmd, "list") != 0 && type) {
+		return cli_usage_error("fw %s: --type belongs to list", cmd);
+	}
+	if (is_publish) {
+		return cmd_publish(argc - optind, argv + optind, rollout, devices);
+	}
+	if (strcmp(cmd, "list") == 0) {
+		return cmd_list(argc - optind, type);
+	}
+	return cmd_status(argc - optind, argv + optind);
+}

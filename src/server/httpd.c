@@ -1,0 +1,621 @@
+/* httpd.c: moatd's HTTPS side on libmicrohttpd + GnuTLS.
+ *
+ * MHD runs one internal polling thread; every callback below runs on it, so the registry
+ * handle and the CRL cache need no locks. TLS asks every client for a certificate (MHD sets
+ * GNUTLS_CERT_REQUEST when given a trust list); MHD cannot make it mandatory during the
+ * handshake, so each request is authorized here before anything else happens: GnuTLS
+ * verification against the deployment CA, then the serial against pki/crl.pem, then the CN
+ * against the registry (an active device), then the optional device-id header. Refusals are
+ * 403 with a one-line reason; each request is logged once when it completes.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <microhttpd.h>
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "moat/deploy.h"
+#include "moat/fsutil.h"
+#include "moat/log.h"
+#include "moat/server.h"
+
+#define HTTPD_PRIORITIES                                                                    \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:" \
+	"+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+#define HTTPD_CONNECTION_LIMIT 512
+#define HTTPD_PER_IP_LIMIT 16
+#define HTTPD_TIMEOUT_SECONDS 60
+#define HTTPD_LOG_PATH_MAX_LEN 96
+#define HTTPD_SERIAL_MAX_BYTES 32
+
+struct moat_httpd {
+	struct MHD_Daemon *mhd;
+	struct moat_deploy *d;
+	char *key_pem;
+	char *cert_pem;
+	char *ca_pem;
+	X509 *ca;
+	char crl_path[PATH_MAX];
+	X509_CRL *crl;	    /* NULL: not loaded or invalid; everyone is refused */
+	struct stat crl_st; /* of the file crl was loaded from */
+	bool crl_tried;
+	int port;
+};
+
+/* Per request, for the log line. */
+struct req_ctx {
+	char client[INET6_ADDRSTRLEN];
+	char id[MOAT_ID_BUF_LEN];
+	char method[8];
+	char path[HTTPD_LOG_PATH_MAX_LEN + 1];
+	unsigned status;
+	uint64_t bytes;
+	char note[96];
+};
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char buf[256];
+	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	if (n < 0) {
+		return;
+	}
+	for (char *p = buf; *p; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '"') {
+			*p = (p[1] == '\0') ? '\0' : ' ';
+		}
+	}
+	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
+}
+
+static void sanitize(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src && src[i] && i + 1 < size; i++) {
+		unsigned char c = (unsigned char)src[i];
+		dst[i] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+	}
+	dst[i] = '\0';
+}
+
+/* (Re)loads the CRL when the file changed. A CRL that cannot be read or does not verify
+ * against the CA leaves crl NULL, which refuses every client: never fail open. */
+static void crl_refresh(struct moat_httpd *h)
+{
+	struct stat st;
+	if (stat(h->crl_path, &st) != 0) {
+		if (h->crl || !h->crl_tried) {
+			moat_log(MOAT_LOG_ERROR, "event=crl_missing path=%s", h->crl_path);
+		}
+		X509_CRL_free(h->crl);
+		h->crl = NULL;
+		h->crl_tried = true;
+		return;
+	}
+	if (h->crl_tried && st.st_ino == h->crl_st.st_ino && st.st_size == h->crl_st.st_size &&
+	    st.st_mtim.tv_sec == h->crl_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == h->crl_st.st_mtim.tv_nsec) {
+		return;
+	}
+	h->crl_tried = true;
+	h->crl_st = st;
+	X509_CRL_free(h->crl);
+	h->crl = NULL;
+	FILE *f = fopen(h->crl_path, "re");
+	if (!f) {
+		moat_log(MOAT_LOG_ERROR, "event=crl_unreadable path=%s errno=%d", h->crl_path,
+			 errno);
+		return;
+	}
+	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!crl || X509_CRL_verify(crl, X509_get0_pubkey(h->ca)) != 1) {
+		moat_log(MOAT_LOG_ERROR, "event=crl_invalid path=%s", h->crl_path);
+		X509_CRL_free(crl);
+		return;
+	}
+	h->crl = crl;
+	int n = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
+	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s revoked=%d", h->crl_path, n < 0 ? 0 : n);
+}
+
+/* true when the serial (big-endian bytes) is listed in the current CRL, or when there is
+ * no valid CRL to ask. */
+static bool serial_revoked(struct moat_httpd *h, const unsigned char *serial, size_t len)
+{
+	crl_refresh(h);
+	if (!h->crl) {
+		return true;
+	}
+	bool revoked = true;
+	BIGNUM *bn = BN_bin2bn(serial, (int)len, NULL);
+	ASN1_INTEGER *ai = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
+	if (ai) {
+		X509_REVOKED *rev = NULL;
+		revoked = X509_CRL_get0_by_serial(h->crl, &rev, ai) == 1;
+	}
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return revoked;
+}
+
+/* Authenticates the caller from its TLS certificate into rc->id. Returns 0, or an HTTP
+ * status with the reason in rc->note. */
+static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, struct req_ctx *rc,
+			     struct moat_identity *ident)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session) {
+		snprintf(rc->note, sizeof(rc->note), "no_tls");
+		return MHD_HTTP_FORBIDDEN;
+	}
+	gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+	unsigned int status = 0;
+	int g = gnutls_certificate_verify_peers2(s, &status);
+	if (g == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+		snprintf(rc->note, sizeof(rc->note), "no_client_certificate");
+		return MHD_HTTP_FORBIDDEN;
+	}
+	if (g < 0 || status != 0) {
+		snprintf(rc->note, sizeof(rc->note), "certificate_not_verified");
+		return MHD_HTTP_FORBIDDEN;
+	}
+	unsigned int n = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
+	if (!peers || n == 0) {
+		snprintf(rc->note, sizeof(rc->note), "no_client_certificate");
+		return MHD_HTTP_FORBIDDEN;
+	}
+	unsigned result = MHD_HTTP_FORBIDDEN;
+	gnutls_x509_crt_t crt = NULL;
+	char cn[MOAT_ID_BUF_LEN]; /* a longer CN does not fit: GnuTLS refuses, so do we */
+	size_t cn_len = sizeof(cn);
+	unsigned char serial[HTTPD_SERIAL_MAX_BYTES];
+	size_t serial_len = sizeof(serial);
+	if (gnutls_x509_crt_init(&crt) < 0 ||
+	    gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_crt_get_serial(crt, serial, &serial_len) < 0 ||
+	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &cn_len) <
+		    0 ||
+	    cn_len != strlen(cn) || !moat_identity_name_ok(cn)) {
+		snprintf(rc->note, sizeof(rc->note), "bad_certificate_subject");
+		goto out;
+	}
+	snprintf(rc->id, sizeof(rc->id), "%s", cn);
+	if (serial_revoked(h, serial, serial_len)) {
+		snprintf(rc->note, sizeof(rc->note),
+			 h->crl ? "certificate_revoked" : "no_valid_crl");
+		goto out;
+	}
+	struct moat_err err = {0};
+	if (moat_registry_identity_get(h->d->reg, cn, ident, &err) != 0) {
+		snprintf(rc->note, sizeof(rc->note), "unknown_identity");
+		goto out;
+	}
+	if (ident->role != MOAT_ROLE_DEVICE) {
+		snprintf(rc->note, sizeof(rc->note), "not_a_device");
+		goto out;
+	}
+	if (ident->status != MOAT_ID_ACTIVE) {
+		snprintf(rc->note, sizeof(rc->note), "identity_%s",
+			 moat_identity_status_name(ident->status));
+		goto out;
+	}
+	const char *hdr =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MOAT_SERVER_DEVICE_HEADER);
+	if (hdr && strcmp(hdr, cn) != 0) {
+		snprintf(rc->note, sizeof(rc->note), "device_id_header_mismatch");
+		goto out;
+	}
+	result = 0;
+out:
+	if (crt) {
+		gnutls_x509_crt_deinit(crt);
+	}
+	return result;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, struct req_ctx *rc, unsigned status,
+				 const char *text)
+{
+	char body[160];
+	int n = snprintf(body, sizeof(body), "%s\n", text);
+	if (n < 0 || (size_t)n >= sizeof(body)) {
+		n = 0;
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer((size_t)n, body, MHD_RESPMEM_MUST_COPY);
+	if (!resp) {
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	rc->status = status;
+	enum MHD_Result r = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static int release_path(struct moat_httpd *h, const struct moat_release *r, const char *file,
+			char *buf, size_t size, struct moat_err *err)
+{
+	return moat_path_join(buf, size, err, "%s/%s/%s/%s/%s", h->d->dir, MOAT_RELEASES_DIR,
+			      r->device_type, r->version, file);
+}
+
+static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connection *conn,
+				      struct req_ctx *rc, const struct moat_identity *ident)
+{
+	struct moat_err err = {0};
+	char current[MOAT_FW_VERSION_MAX_LEN + 1] = "";
+	const char *q = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "current");
+	if (!q) {
+		q = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MOAT_SERVER_VERSION_HEADER);
+	}
+	if (q) {
+		if (strlen(q) > MOAT_FW_VERSION_MAX_LEN || moat_semver_check(q, &err) != 0) {
+			snprintf(rc->note, sizeof(rc->note), "bad_current_version");
+			return send_text(conn, rc, MHD_HTTP_BAD_REQUEST,
+					 "current: not a semantic version");
+		}
+		snprintf(current, sizeof(current), "%s", q);
+	} else if (moat_device_running_version(h->d->reg, ident->id, current, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
+	}
+	struct moat_release r;
+	bool found = false;
+	if (moat_release_newest(h->d->reg, ident->device_type, ident->id, &r, &found, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
+	}
+	int cmp = 1;
+	if (found && current[0] && moat_semver_compare(r.version, current, &cmp, &err) != 0) {
+		cmp = 1;
+	}
+	if (!found || cmp <= 0) {
+		struct MHD_Response *resp =
+			MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp) {
+			return MHD_NO;
+		}
+		rc->status = MHD_HTTP_NO_CONTENT;
+		enum MHD_Result res = MHD_queue_response(conn, MHD_HTTP_NO_CONTENT, resp);
+		MHD_destroy_response(resp);
+		return res;
+	}
+	char path[PATH_MAX];
+	char *json = NULL;
+	size_t len = 0;
+	if (release_path(h, &r, MOAT_RELEASE_ENVELOPE_FILE, path, sizeof(path), &err) != 0 ||
+	    moat_fs_read_all(path, MOAT_ENVELOPE_MAX_BYTES, &json, &len, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=release_unreadable msg=\"%s\"", err.msg);
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "release unreadable");
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, json, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(json);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	snprintf(rc->note, sizeof(rc->note), "version=%s", r.version);
+	rc->status = MHD_HTTP_OK;
+	rc->bytes = len;
+	enum MHD_Result res = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return res;
+}
+
+static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connection *conn,
+				       struct req_ctx *rc, const struct moat_identity *ident,
+				       const uint8_t sha256[MOAT_SHA256_BYTES])
+{
+	struct moat_err err = {0};
+	char hex[MOAT_SHA256_HEX_LEN + 1];
+	moat_hex_encode(sha256, MOAT_SHA256_BYTES, hex);
+	struct moat_release r;
+	int g = moat_release_get(h->d->reg, hex, &r, &err);
+	if (g == MOAT_ENOENT) {
+		snprintf(rc->note, sizeof(rc->note), "unknown_release");
+		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");
+	}
+	if (g != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
+	}
+	bool inc = false;
+	if (strcmp(r.device_type, ident->device_type) != 0 ||
+	    moat_release_includes(h->d->reg, &r, ident->id, &inc, &err) != 0 || !inc) {
+		/* Same answer as an unknown digest: a device learns nothing about releases
+		 * that are not for it. */
+		snprintf(rc->note, sizeof(rc->note), "release_not_for_device");
+		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");
+	}
+	char path[PATH_MAX];
+	if (release_path(h, &r, MOAT_RELEASE_IMAGE_FILE, path, sizeof(path), &err) != 0) {
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "release unreadable");
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size < r.size) {
+		moat_log(MOAT_LOG_ERROR, "event=release_unreadable path=%s", path);
+		if (fd >= 0) {
+			close(fd);
+		}
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "release unreadable");
+	}
+	uint64_t start = 0;
+	uint64_t len = 0;
+	const char *range =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+	enum moat_range_result rr = moat_http_range_parse(range, r.size, &start, &len);
+	char cr[96];
+	if (rr == MOAT_RANGE_MALFORMED || rr == MOAT_RANGE_UNSATISFIABLE) {
+		close(fd);
+		snprintf(rc->note, sizeof(rc->note), "bad_range");
+		if (rr == MOAT_RANGE_MALFORMED) {
+			return send_text(conn, rc, MHD_HTTP_BAD_REQUEST,
+					 "Range: not one byte range");
+		}
+		snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)r.size);
+		struct MHD_Response *resp =
+			MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp) {
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+		rc->status = MHD_HTTP_RANGE_NOT_SATISFIABLE;
+		enum MHD_Result res =
+			MHD_queue_response(conn, MHD_HTTP_RANGE_NOT_SATISFIABLE, resp);
+		MHD_destroy_response(resp);
+		return res;
+	}
+	/* The response never reads past start + len <= r.size, whatever the file holds. */
+	struct MHD_Response *resp =
+		MHD_create_response_from_fd_at_offset64(len, fd, (uint64_t)start);
+	if (!resp) {
+		close(fd);
+		return MHD_NO;
+	}
+	unsigned status = MHD_HTTP_OK;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, hex);
+	if (rr == MOAT_RANGE_OK) {
+		snprintf(cr, sizeof(cr), "bytes %llu-%llu/%llu", (unsigned long long)start,
+			 (unsigned long long)(start + len - 1), (unsigned long long)r.size);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+		status = MHD_HTTP_PARTIAL_CONTENT;
+	}
+	snprintf(rc->note, sizeof(rc->note), "version=%s offset=%llu", r.version,
+		 (unsigned long long)start);
+	rc->status = status;
+	rc->bytes = len;
+	enum MHD_Result res = MHD_queue_response(conn, status, resp);
+	MHD_destroy_response(resp);
+	return res;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	(void)version;
+	(void)upload_data;
+	struct moat_httpd *h = cls;
+	struct req_ctx *rc = *con_cls;
+	if (!rc) {
+		rc = calloc(1, sizeof(*rc));
+		if (!rc) {
+			return MHD_NO;
+		}
+		sanitize(rc->method, sizeof(rc->method), method);
+		sanitize(rc->path, sizeof(rc->path), url);
+		snprintf(rc->id, sizeof(rc->id), "-");
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+		snprintf(rc->client, sizeof(rc->client), "?");
+		if (ci && ci->client_addr) {
+			const struct sockaddr *sa = ci->client_addr;
+			if (sa->sa_family == AF_INET) {
+				inet_ntop(AF_INET,
+					  &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+					  rc->client, sizeof(rc->client));
+			} else if (sa->sa_family == AF_INET6) {
+				inet_ntop(
+					AF_INET6,
+					&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
+					rc->client, sizeof(rc->client));
+			}
+		}
+		*con_cls = rc;
+		/* Refuse a request body before it is read: no route takes one. */
+		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						MHD_HTTP_HEADER_TRANSFER_ENCODING) ||
+		    (cl && strcmp(cl, "0") != 0)) {
+			snprintf(rc->note, sizeof(rc->note), "unexpected_body");
+			return send_text(conn, rc,
+					 strcmp(method, MHD_HTTP_METHOD_GET) == 0
+						 ? MHD_HTTP_BAD_REQUEST
+						 : MHD_HTTP_METHOD_NOT_ALLOWED,
+					 "no request body expected");
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size != 0) {
+		/* No route takes a body: refuse it instead of buffering it. */
+		*upload_data_size = 0;
+		snprintf(rc->note, sizeof(rc->note), "unexpected_body");
+		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "no request body expected");
+	}
+	if (rc->status != 0) {
+		return MHD_YES;
+	}
+	struct moat_identity ident;
+	unsigned denied = authenticate(h, conn, rc, &ident);
+	if (denied) {
+		return send_text(conn, rc, denied, rc->note);
+	}
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
+		snprintf(rc->note, sizeof(rc->note), "method_not_allowed");
+		return send_text(conn, rc, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET");
+	}
+	uint8_t sha[MOAT_SHA256_BYTES];
+	switch (moat_http_route_parse(url, sha)) {
+	case MOAT_ROUTE_VERSION:
+		return handle_version(h, conn, rc, &ident);
+	case MOAT_ROUTE_DOWNLOAD:
+		return handle_download(h, conn, rc, &ident, sha);
+	case MOAT_ROUTE_NOT_FOUND:
+	default:
+		snprintf(rc->note, sizeof(rc->note), "no_route");
+		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "not found");
+	}
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	struct req_ctx *rc = *con_cls;
+	if (!rc) {
+		return;
+	}
+	moat_log(rc->status >= 400 ? MOAT_LOG_WARN : MOAT_LOG_INFO,
+		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu %s%s%s",
+		 rc->client, rc->id, rc->method, rc->path, rc->status,
+		 (unsigned long long)rc->bytes, rc->note[0] ? "detail=" : "", rc->note,
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=no");
+	free(rc);
+	*con_cls = NULL;
+}
+
+static int read_pem(const struct moat_deploy *d, const char *rel, char **out, struct moat_err *err)
+{
+	char path[PATH_MAX];
+	size_t len = 0;
+	int rc = moat_deploy_path(d, path, sizeof(path), rel, err);
+	if (rc == 0) {
+		rc = moat_fs_read_all(path, MOAT_FILE_MAX_BYTES, out, &len, err);
+	}
+	return rc;
+}
+
+int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
+		     struct moat_err *err)
+{
+	int rc;
+	*out = NULL;
+	struct moat_httpd *h = calloc(1, sizeof(*h));
+	if (!h) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if ((rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &h->d, err)) != 0 ||
+	    (rc = read_pem(h->d, "pki/server.key", &h->key_pem, err)) != 0 ||
+	    (rc = read_pem(h->d, "pki/server.crt", &h->cert_pem, err)) != 0 ||
+	    (rc = read_pem(h->d, "pki/ca.crt", &h->ca_pem, err)) != 0 ||
+	    (rc = moat_deploy_path(h->d, h->crl_path, sizeof(h->crl_path), "pki/crl.pem", err)) !=
+		    0) {
+		goto out;
+	}
+	BIO *bio = BIO_new_mem_buf(h->ca_pem, -1);
+	h->ca = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	BIO_free(bio);
+	if (!h->ca) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "pki/ca.crt: not a certificate");
+		goto out;
+	}
+	crl_refresh(h);
+
+	const char *listen = opts->listen_addr;
+	if (!listen) {
+		listen = moat_config_get(h->d->cfg, "server", "listen");
+	}
+	if (!listen) {
+		listen = "127.0.0.1";
+	}
+	h->port = opts->port ? opts->port : h->d->conf.server_port;
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+	const struct sockaddr *sa = NULL;
+	unsigned flags = MHD_USE_TLS | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	memset(&sin, 0, sizeof(sin));
+	memset(&sin6, 0, sizeof(sin6));
+	if (inet_pton(AF_INET, listen, &sin.sin_addr) == 1) {
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)h->port);
+		sa = (const struct sockaddr *)&sin;
+	} else if (inet_pton(AF_INET6, listen, &sin6.sin6_addr) == 1) {
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons((uint16_t)h->port);
+		sa = (const struct sockaddr *)&sin6;
+		flags |= MHD_USE_IPv6;
+	} else {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "listen address %.64s: not a numeric IP address", listen);
+		goto out;
+	}
+	h->mhd = MHD_start_daemon(flags, (uint16_t)h->port, NULL, NULL, on_request, h,
+				  MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
+				  MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
+				  MHD_OPTION_HTTPS_MEM_TRUST, h->ca_pem,
+				  MHD_OPTION_HTTPS_PRIORITIES, HTTPD_PRIORITIES,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONNECTION_LIMIT,
+				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_LIMIT,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_SECONDS,
+				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+	if (!h->mhd) {
+		rc = moat_err_set(err, MOAT_EIO, "https: cannot listen on %s port %d", listen,
+				  h->port);
+		goto out;
+	}
+	moat_log(MOAT_LOG_INFO, "event=listening addr=%s port=%d", listen, h->port);
+	*out = h;
+	h = NULL;
+	rc = 0;
+out:
+	moat_httpd_stop(h);
+	return rc;
+}
+
+void moat_httpd_stop(struct moat_httpd *h)
+{
+	if (!h) {
+		return;
+	}
+	if (h->mhd) {
+		MHD_stop_daemon(h->mhd);
+	}
+	X509_CRL_free(h->crl);
+	X509_free(h->ca);
+	if (h->key_pem) {
+		/* The server's private key: wipe before freeing. */
+		OPENSSL_cleanse(h->key_pem, strlen(h->key_pem));
+	}
+	free(h->key_pem);
+	free(h->cert_pem);
+	free(h->ca_pem);
+	moat_deploy_close(h->d);
+	free(h);
+}

@@ -1,0 +1,66 @@
+/* locate.c: where the moatd executable is, for `moat up`, which runs it beside the broker
+ * under its supervisor. An installed moat has both in one directory; a build tree has
+ * moatd in src/server/ below the moat binary; $MOAT_MOATD overrides both.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "moat/fsutil.h"
+#include "moat/log.h"
+#include "moat/server.h"
+#include "moat/supervise.h"
+
+int moat_server_moatd_path(char *buf, size_t size, struct moat_err *err)
+{
+	const char *env = getenv(MOAT_MOATD_ENV);
+	if (env && env[0]) {
+		if (access(env, X_OK) != 0) {
+			return moat_err_errno(err, MOAT_ENOENT, errno, "$%s=%s", MOAT_MOATD_ENV,
+					      env);
+		}
+		return moat_path_join(buf, size, err, "%s", env);
+	}
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0) {
+		return moat_err_errno(err, MOAT_ENOENT, errno, "/proc/self/exe");
+	}
+	self[n] = '\0';
+	const char *dir = dirname(self);
+	static const char *const rel[] = {"moatd", "src/server/moatd"};
+	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+		int rc = moat_path_join(buf, size, err, "%s/%s", dir, rel[i]);
+		if (rc != 0) {
+			return rc;
+		}
+		if (access(buf, X_OK) == 0) {
+			return 0;
+		}
+	}
+	buf[0] = '\0';
+	return moat_err_set(err, MOAT_ENOENT, "moatd not found beside %s (set $%s)", self,
+			    MOAT_MOATD_ENV);
+}
+
+int moat_server_sup_add(struct moat_sup *sup, const char *dir, struct moat_err *err)
+{
+	char bin[PATH_MAX];
+	char log[PATH_MAX];
+	char pid[PATH_MAX];
+	struct moat_err lerr = {0};
+	int rc;
+	if (moat_server_moatd_path(bin, sizeof(bin), &lerr) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=moatd_not_started reason=\"%s\"", lerr.msg);
+		return 0;
+	}
+	if ((rc = moat_path_join(log, sizeof(log), err, "%s/%s", dir, MOAT_MOATD_LOG_FILE)) != 0 ||
+	    (rc = moat_path_join(pid, sizeof(pid), err, "%s/%s", dir, MOAT_MOATD_PID_FILE)) != 0) {
+		return rc;
+	}
+	char *const argv[] = {bin, "--dir", (char *)dir, "--log", log, NULL};
+	return moat_sup_add(sup, "moatd", argv, pid, err);
+}

@@ -1,0 +1,435 @@
+/* test_server.c: moatd's pure parts and its release store (src/server/).
+ *
+ * Tables for the request path and Range parsers (every refusal is a row), the rollout
+ * bucket against values computed independently (Python hashlib), the update-event parser's
+ * refusals, and the release store on a real registry in a temporary directory: newest by
+ * semantic version, percentage and device-list rollouts, duplicates, update events.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "moat/fsutil.h"
+#include "moat/server.h"
+
+#define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+static void test_route(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *path;
+		enum moat_http_route want;
+	} rows[] = {
+		{"/api/firmware/version", MOAT_ROUTE_VERSION},
+		{"/api/firmware/download/" HEX64, MOAT_ROUTE_DOWNLOAD},
+		{"/api/firmware/version/", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/version?x", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware//version", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/" HEX64 "/", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/" HEX64 "0", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/0123456789abcdef", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef",
+		 MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/../../../../../../../../../../../../../../etc/passwd",
+		 MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/..%2f..%2fetc%2fpasswd", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/download/", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/../firmware/version", MOAT_ROUTE_NOT_FOUND},
+		{"", MOAT_ROUTE_NOT_FOUND},
+		{"/", MOAT_ROUTE_NOT_FOUND},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		uint8_t sha[MOAT_SHA256_BYTES];
+		enum moat_http_route got = moat_http_route_parse(rows[i].path, sha);
+		if (got != rows[i].want) {
+			fail_msg("%s: route %d, want %d", rows[i].path, got, rows[i].want);
+		}
+		if (got == MOAT_ROUTE_DOWNLOAD) {
+			assert_int_equal(sha[0], 0x01);
+			assert_int_equal(sha[31], 0xef);
+		}
+	}
+	assert_int_equal(moat_http_route_parse(NULL, NULL), MOAT_ROUTE_NOT_FOUND);
+	char longpath[MOAT_HTTP_URL_MAX_LEN + 10];
+	memset(longpath, 'a', sizeof(longpath) - 1);
+	longpath[sizeof(longpath) - 1] = '\0';
+	assert_int_equal(moat_http_route_parse(longpath, NULL), MOAT_ROUTE_NOT_FOUND);
+}
+
+static void test_range(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value;
+		uint64_t size;
+		enum moat_range_result want;
+		uint64_t start;
+		uint64_t len;
+	} rows[] = {
+		{NULL, 100, MOAT_RANGE_NONE, 0, 100},
+		{"bytes=0-", 100, MOAT_RANGE_OK, 0, 100},
+		{"bytes=0-9", 100, MOAT_RANGE_OK, 0, 10},
+		{"bytes=90-", 100, MOAT_RANGE_OK, 90, 10},
+		{"bytes=99-99", 100, MOAT_RANGE_OK, 99, 1},
+		{"bytes=50-1000", 100, MOAT_RANGE_OK, 50, 50},
+		{"bytes=-10", 100, MOAT_RANGE_OK, 90, 10},
+		{"bytes=-1000", 100, MOAT_RANGE_OK, 0, 100},
+		{"bytes=0-18446744073709551615", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=100-", 100, MOAT_RANGE_UNSATISFIABLE, 0, 100},
+		{"bytes=100-200", 100, MOAT_RANGE_UNSATISFIABLE, 0, 100},
+		{"bytes=-0", 100, MOAT_RANGE_UNSATISFIABLE, 0, 100},
+		{"bytes=9-0", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=0-1,5-9", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes= 0-1", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=0 -1", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=-", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=+1-2", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=-1-2", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"items=0-1", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"Bytes=0-1", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=99999999999999999999-", 100, MOAT_RANGE_MALFORMED, 0, 100},
+		{"bytes=0-1", 0, MOAT_RANGE_MALFORMED, 0, 0},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		uint64_t start = 77;
+		uint64_t len = 77;
+		enum moat_range_result got =
+			moat_http_range_parse(rows[i].value, rows[i].size, &start, &len);
+		if (got != rows[i].want || start != rows[i].start || len != rows[i].len) {
+			fail_msg("%s: result %d [%llu +%llu], want %d [%llu +%llu]",
+				 rows[i].value ? rows[i].value : "(none)", got,
+				 (unsigned long long)start, (unsigned long long)len, rows[i].want,
+				 (unsigned long long)rows[i].start,
+				 (unsigned long long)rows[i].len);
+		}
+	}
+}
+
+static void test_rollout_bucket(void **state)
+{
+	(void)state;
+	uint8_t sha[MOAT_SHA256_BYTES];
+	/* Reference values from Python: int.from_bytes(sha256(sha + id)[:8], "big") % 100 */
+	memset(sha, 0, sizeof(sha));
+	assert_int_equal(moat_rollout_bucket(sha, "dev1"), 69);
+	memset(sha, 0xff, sizeof(sha));
+	assert_int_equal(moat_rollout_bucket(sha, "sensor-000001"), 33);
+	assert_int_equal(
+		moat_hex_decode("1f2e727d251929aafe7d99f525a18ae5d104b8253f0d63fbda029e0e5befff03",
+				sha, sizeof(sha)),
+		0);
+	assert_int_equal(moat_rollout_bucket(sha, "dev1"), 17);
+	/* Stable and spread: 1000 devices land in every decile. */
+	unsigned deciles[10] = {0};
+	for (int i = 0; i < 1000; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "d-%06d", i);
+		unsigned b = moat_rollout_bucket(sha, id);
+		assert_true(b < 100);
+		assert_int_equal(b, moat_rollout_bucket(sha, id));
+		deciles[b / 10]++;
+	}
+	for (int i = 0; i < 10; i++) {
+		assert_true(deciles[i] > 50);
+	}
+}
+
+static int parse_event(const char *json, struct moat_update_event *ev, struct moat_err *err)
+{
+	memset(ev, 0, sizeof(*ev));
+	snprintf(ev->device, sizeof(ev->device), "dev1");
+	ev->at = 42;
+	return moat_update_event_parse(json, strlen(json), ev, err);
+}
+
+static void test_update_event_parse(void **state)
+{
+	(void)state;
+	struct moat_update_event ev;
+	struct moat_err err = {0};
+	assert_int_equal(parse_event("{\"event\":\"update\",\"stage\":\"refused\",\"version\":"
+				     "\"1.2.0\",\"running\":\"1.1.0\",\"reason\":\"bad_signature\","
+				     "\"timestamp\":1700000000}",
+				     &ev, &err),
+			 0);
+	assert_int_equal(ev.stage, MOAT_UPD_REFUSED);
+	assert_string_equal(ev.version, "1.2.0");
+	assert_string_equal(ev.running, "1.1.0");
+	assert_string_equal(ev.reason, "bad_signature");
+	assert_string_equal(ev.device, "dev1");
+	assert_int_equal(ev.at, 42);
+	assert_int_equal(parse_event("{\"event\":\"update\",\"stage\":\"checked\"}", &ev, &err), 0);
+	assert_int_equal(ev.stage, MOAT_UPD_CHECKED);
+	assert_string_equal(ev.version, "");
+
+	assert_int_equal(parse_event("{\"event\":\"diagnostics\",\"free_heap\":1}", &ev, &err),
+			 MOAT_ENOENT);
+	assert_int_equal(parse_event("{\"free_heap\":1}", &ev, &err), MOAT_ENOENT);
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{\"event\":\"update\"",
+		"{\"event\":\"update\"}",
+		"{\"event\":\"update\",\"stage\":\"exploded\"}",
+		"{\"event\":\"update\",\"stage\":7}",
+		"{\"event\":\"update\",\"stage\":\"checked\",\"stage\":\"refused\"}",
+		"{\"event\":\"update\",\"event\":\"update\",\"stage\":\"checked\"}",
+		"{\"event\":\"update\",\"stage\":\"checked\",\"extra\":1}",
+		"{\"event\":\"update\",\"stage\":\"checked\",\"version\":\"1.2\"}",
+		"{\"event\":\"update\",\"stage\":\"checked\",\"running\":\"../x\"}",
+		"{\"event\":\"update\",\"stage\":\"refused\",\"reason\":\"a\\nb\"}",
+		"{\"event\":\"update\",\"stage\":\"refused\",\"reason\":5}",
+		"{\"event\":\"update\",\"stage\":\"checked\",\"timestamp\":\"now\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = parse_event(bad[i], &ev, &err);
+		if (rc != MOAT_EINVAL) {
+			fail_msg("accepted or wrong code %d: %s", rc, bad[i]);
+		}
+		assert_true(err.msg[0] != '\0');
+	}
+	char big[MOAT_UPDATE_EVENT_MAX_BYTES + 64];
+	int n = snprintf(big, sizeof(big),
+			 "{\"event\":\"update\",\"stage\":\"refused\",\"reason\":\"");
+	memset(big + n, 'x', MOAT_UPDATE_EVENT_MAX_BYTES);
+	snprintf(big + n + MOAT_UPDATE_EVENT_MAX_BYTES,
+		 sizeof(big) - (size_t)n - MOAT_UPDATE_EVENT_MAX_BYTES, "\"}");
+	assert_int_equal(moat_update_event_parse(big, strlen(big), &ev, &err), MOAT_EINVAL);
+	char longreason[512];
+	n = snprintf(longreason, sizeof(longreason),
+		     "{\"event\":\"update\",\"stage\":\"refused\",\"reason\":\"");
+	memset(longreason + n, 'r', MOAT_UPDATE_REASON_MAX_LEN + 1);
+	snprintf(longreason + n + MOAT_UPDATE_REASON_MAX_LEN + 1, 8, "\"}");
+	assert_int_equal(parse_event(longreason, &ev, &err), MOAT_EINVAL);
+
+	enum moat_update_stage st;
+	for (int i = 0; i < MOAT_UPDATE_STAGE_COUNT; i++) {
+		assert_int_equal(moat_update_stage_parse(moat_update_stage_name(i), &st, &err), 0);
+		assert_int_equal(st, i);
+	}
+	assert_int_equal(moat_update_stage_parse("CHECKED", &st, &err), MOAT_EINVAL);
+	assert_int_equal(moat_update_stage_parse(NULL, &st, &err), MOAT_EINVAL);
+}
+
+/* ---- the store on a real registry ---- */
+
+struct store {
+	char dir[64];
+	char path[128];
+	struct moat_registry *reg;
+};
+
+static int store_setup(void **state)
+{
+	struct store *s = calloc(1, sizeof(*s));
+	struct moat_err err = {0};
+	snprintf(s->dir, sizeof(s->dir), "/tmp/moat-test-server.XXXXXX");
+	if (!mkdtemp(s->dir)) {
+		return -1;
+	}
+	snprintf(s->path, sizeof(s->path), "%s/registry.db", s->dir);
+	if (moat_registry_open(s->path, true, &s->reg, &err) != 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	static const char *const ids[] = {"a1", "a2", "a3", "a4", "a5", "a6"};
+	for (size_t i = 0; i < 6; i++) {
+		if (moat_registry_identity_insert(s->reg, ids[i], MOAT_ROLE_DEVICE, "sensor", 1,
+						  &err) != 0) {
+			return -1;
+		}
+	}
+	if (moat_registry_identity_insert(s->reg, "cam", MOAT_ROLE_DEVICE, "camera", 1, &err) !=
+	    0) {
+		return -1;
+	}
+	*state = s;
+	return 0;
+}
+
+static int store_teardown(void **state)
+{
+	struct store *s = *state;
+	moat_registry_close(s->reg);
+	int rc = moat_fs_remove_tree(s->dir, NULL);
+	assert_int_equal(rc, 0);
+	free(s);
+	return 0;
+}
+
+static struct moat_release rel(const char *type, const char *version, char fill, int pct)
+{
+	struct moat_release r;
+	memset(&r, 0, sizeof(r));
+	memset(r.sha256_hex, fill, MOAT_SHA256_HEX_LEN);
+	snprintf(r.device_type, sizeof(r.device_type), "%s", type);
+	snprintf(r.version, sizeof(r.version), "%s", version);
+	r.security_version = 1;
+	r.size = 10;
+	r.issued_at = 1;
+	r.expires_at = 2;
+	r.published_at = 3;
+	r.rollout_percent = pct;
+	return r;
+}
+
+static void test_store_releases(void **state)
+{
+	struct store *s = *state;
+	struct moat_err err = {0};
+	struct moat_release r = rel("sensor", "1.10.0", 'a', 100);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	r = rel("sensor", "1.9.0", 'b', 100);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	/* Duplicate digest, duplicate (type, version). */
+	r = rel("sensor", "2.0.0", 'a', 100);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
+	r = rel("sensor", "1.9.0", 'c', 100);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
+	/* Rollout arguments that do not fit together. */
+	char *one[] = {"a1"};
+	r = rel("sensor", "3.0.0", 'd', 50);
+	assert_int_equal(moat_release_insert(s->reg, &r, one, 1, &err), MOAT_EINVAL);
+	r = rel("sensor", "3.0.0", 'd', -1);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
+	r = rel("sensor", "3.0.0", 'd', 101);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
+	/* A device list naming an unknown identity is refused whole. */
+	char *unknown[] = {"a1", "nobody"};
+	r = rel("sensor", "3.0.0", 'd', -1);
+	assert_int_equal(moat_release_insert(s->reg, &r, unknown, 2, &err), MOAT_EINVAL);
+	struct moat_release got;
+	assert_int_equal(moat_release_get(s->reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
+
+	/* Newest by semantic version, not by text: 1.10.0 > 1.9.0. */
+	bool found = false;
+	assert_int_equal(moat_release_newest(s->reg, "sensor", NULL, &got, &found, &err), 0);
+	assert_true(found);
+	assert_string_equal(got.version, "1.10.0");
+	assert_int_equal(moat_release_newest(s->reg, "camera", "cam", &got, &found, &err), 0);
+	assert_false(found);
+
+	/* 3.0.0 only to a2: a2 gets it, a1 still gets 1.10.0. */
+	char *a2[] = {"a2"};
+	r = rel("sensor", "3.0.0", 'd', -1);
+	assert_int_equal(moat_release_insert(s->reg, &r, a2, 1, &err), 0);
+	assert_int_equal(moat_release_get(s->reg, r.sha256_hex, &got, &err), 0);
+	assert_int_equal(got.rollout_percent, -1);
+	assert_int_equal(got.device_count, 1);
+	assert_int_equal(moat_release_newest(s->reg, "sensor", "a2", &got, &found, &err), 0);
+	assert_string_equal(got.version, "3.0.0");
+	assert_int_equal(moat_release_newest(s->reg, "sensor", "a1", &got, &found, &err), 0);
+	assert_string_equal(got.version, "1.10.0");
+
+	/* 4.0.0 to 0%: nobody; then the percentage decides by bucket. */
+	r = rel("sensor", "4.0.0", 'e', 0);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	assert_int_equal(moat_release_newest(s->reg, "sensor", "a1", &got, &found, &err), 0);
+	assert_string_equal(got.version, "1.10.0");
+	r = rel("sensor", "5.0.0", 'f', 50);
+	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	uint8_t sha[MOAT_SHA256_BYTES];
+	assert_int_equal(moat_hex_decode(r.sha256_hex, sha, sizeof(sha)), 0);
+	static const char *const ids[] = {"a1", "a3", "a4", "a5", "a6"};
+	for (size_t i = 0; i < 5; i++) {
+		bool inc = false;
+		assert_int_equal(moat_release_includes(s->reg, &r, ids[i], &inc, &err), 0);
+		assert_int_equal(inc, moat_rollout_bucket(sha, ids[i]) < 50);
+		assert_int_equal(moat_release_newest(s->reg, "sensor", ids[i], &got, &found, &err),
+				 0);
+		assert_string_equal(got.version, inc ? "5.0.0" : "1.10.0");
+	}
+	assert_int_equal(moat_release_newest(s->reg, "sensor", NULL, &got, &found, &err), 0);
+	assert_string_equal(got.version, "5.0.0");
+}
+
+static int count_cb(const struct moat_update_event *ev, void *ctx)
+{
+	size_t *n = ctx;
+	/* Newest first: the last recorded event comes first. */
+	if (*n == 0) {
+		assert_int_equal(ev->stage, MOAT_UPD_CONFIRMED);
+	}
+	(*n)++;
+	return 0;
+}
+
+static int any_cb(const struct moat_update_event *ev, void *ctx)
+{
+	(void)ev;
+	(*(size_t *)ctx)++;
+	return 0;
+}
+
+static void test_store_events(void **state)
+{
+	struct store *s = *state;
+	struct moat_err err = {0};
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];
+	assert_int_equal(moat_device_running_version(s->reg, "a1", running, &err), 0);
+	assert_string_equal(running, "");
+	struct moat_update_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.device, sizeof(ev.device), "a1");
+	ev.at = 100;
+	ev.stage = MOAT_UPD_CHECKED;
+	snprintf(ev.running, sizeof(ev.running), "1.0.0");
+	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	for (int st = MOAT_UPD_DOWNLOADING; st <= MOAT_UPD_CONFIRMED; st++) {
+		ev.stage = (enum moat_update_stage)st;
+		snprintf(ev.version, sizeof(ev.version), "1.1.0");
+		ev.running[0] = '\0';
+		if (st == MOAT_UPD_CONFIRMED) {
+			snprintf(ev.running, sizeof(ev.running), "1.1.0");
+		}
+		assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	}
+	assert_int_equal(moat_device_running_version(s->reg, "a1", running, &err), 0);
+	assert_string_equal(running, "1.1.0");
+	size_t n = 0;
+	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 3, count_cb, &n, &err), 0);
+	assert_int_equal(n, 3);
+	n = 0;
+	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 100, count_cb, &n, &err), 0);
+	assert_int_equal(n, 5);
+	/* Pruned to the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE per device; a2 keeps its own. */
+	snprintf(ev.device, sizeof(ev.device), "a2");
+	ev.stage = MOAT_UPD_CHECKED;
+	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	snprintf(ev.device, sizeof(ev.device), "a1");
+	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 7; i++) {
+		ev.stage = (i == MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 6) ? MOAT_UPD_CONFIRMED
+									 : MOAT_UPD_CHECKED;
+		assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	}
+	n = 0;
+	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 1000, count_cb, &n, &err), 0);
+	assert_int_equal(n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	n = 0;
+	assert_int_equal(moat_update_event_foreach(s->reg, "a2", 1000, any_cb, &n, &err), 0);
+	assert_int_equal(n, 1);
+	snprintf(ev.device, sizeof(ev.device), "ghost");
+	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_route),
+		cmocka_unit_test(test_range),
+		cmocka_unit_test(test_rollout_bucket),
+		cmocka_unit_test(test_update_event_parse),
+		cmocka_unit_test_setup_teardown(test_store_releases, store_setup, store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_events, store_setup, store_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
