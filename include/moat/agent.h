@@ -1,0 +1,333 @@
+/* agent.h: the device side of moat. One device behaviour (struct moat_device: telemetry,
+ * status, command handling, the offline queue) written once and driven by two drivers: the
+ * moat-agent daemon (one device) and `moat sim` (N devices in one process). Both drivers
+ * run the same libmosquitto session code (struct moat_session) under one poll() loop.
+ *
+ * Delivery: every telemetry message gets the next per-device sequence number
+ * (metadata.seq), is built once and kept, byte for byte, in the device's queue until the
+ * broker acknowledges it (QoS 1 PUBACK). While disconnected the queue is mirrored to an
+ * append-only file (state_dir/queue) so it survives an agent restart; after reconnecting
+ * it is sent again from its head, in order. Delivery is therefore at-least-once: a message
+ * whose PUBACK was lost (broker killed after receiving it) is sent again, and the copy is
+ * identical to the original (same seq), so a subscriber drops duplicates by seq.
+ *
+ * Sequence numbers only grow: state_dir/seq holds a reserved upper bound, written
+ * (atomically) a block of MOAT_AGENT_SEQ_BLOCK ahead, so a restarted agent continues above
+ * every number it may have used (it may skip up to a block: a gap marks a restart).
+ *
+ * Verification: the session always verifies the broker's certificate chain against the
+ * configured CA and its host name against the configured broker host. There is no option
+ * to turn either off.
+ */
+#ifndef MOAT_AGENT_H
+#define MOAT_AGENT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/err.h"
+#include "moat/identity.h"
+#include "moat/messages.h"
+
+#define MOAT_AGENT_CONF_MAX_BYTES (64u * 1024u)
+#define MOAT_AGENT_CONF_LINE_MAX 198 /* the longest line the INI reader accepts */
+#define MOAT_AGENT_HOST_MAX_LEN 253
+#define MOAT_AGENT_SEQ_BLOCK 64
+#define MOAT_AGENT_QUEUE_DEFAULT 10000     /* records */
+#define MOAT_AGENT_QUEUE_MAX 1000000       /* records */
+#define MOAT_AGENT_INFLIGHT_MAX 32         /* telemetry messages awaiting PUBACK */
+#define MOAT_AGENT_SENSOR_READ_MAX_BYTES 256
+/* TLS 1.2 suites moat clients offer: ECDHE with AEAD only (TLS 1.3 suites are all AEAD). */
+#define MOAT_TLS12_CIPHERS                                                         \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define MOAT_AGENT_INTERVAL_DEFAULT_MS 10000
+#define MOAT_AGENT_INTERVAL_MIN_MS 100
+
+enum moat_sensor_kind {
+	MOAT_SENSOR_SIMULATED = 0, /* the tutorial's temperature and humidity */
+	MOAT_SENSOR_FILE,          /* a number in a file, times scale */
+	MOAT_SENSOR_COMMAND,       /* a number printed by a command (/bin/sh -c), times scale */
+};
+
+struct moat_sensor_conf {
+	enum moat_sensor_kind kind;
+	char name[MOAT_MSG_READING_NAME_MAX_LEN + 1]; /* reading name, default "temperature" */
+	char path[PATH_MAX];                          /* file */
+	char command[512];                            /* command */
+	double scale;                                 /* default 1 */
+};
+
+/* The agent's INI file (written by `moat device export ID --format agent`):
+ *   [agent]  id, device_type, interval (duration 1s..1d, or 100ms..), state_dir, queue_max,
+ *            log (stderr|syslog), log_level (debug|info|warn|error)
+ *   [broker] host, port, ca, cert, key, keepalive (duration), reconnect_min,
+ *            reconnect_max (durations, ms precision with "ms" suffix allowed)
+ *   [sensor] source (simulated|file|command), name, path, command, scale
+ * Relative paths are relative to the directory of the file. Unknown sections and keys are
+ * errors (a typo must not silently fall back to a default). */
+struct moat_agent_conf {
+	char id[MOAT_ID_BUF_LEN];
+	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	int64_t interval_ms; /* "interval": a duration, or "<n>ms" down to 100 ms */
+	char state_dir[PATH_MAX];
+	int64_t queue_max;
+	bool use_syslog;
+	int log_level; /* enum moat_log_level */
+
+	char host[MOAT_AGENT_HOST_MAX_LEN + 1];
+	int port;
+	char ca_file[PATH_MAX];
+	char cert_file[PATH_MAX];
+	char key_file[PATH_MAX];
+	int64_t keepalive_s;
+	int64_t reconnect_min_ms;
+	int64_t reconnect_max_ms;
+
+	struct moat_sensor_conf sensor;
+
+	/* not in the file: set by the simulator */
+	bool no_fsync; /* state and queue writes skip fsync (many devices on one disk) */
+	bool quiet;    /* log only warnings and errors */
+};
+
+/* Parses the INI text (len bytes, need not be NUL-terminated). name is used in messages;
+ * base_dir resolves relative paths (NULL: the current directory). Pure: no I/O. */
+MOAT_MUST_CHECK int moat_agent_conf_parse(const char *name, const char *text, size_t len,
+					  const char *base_dir, struct moat_agent_conf *out,
+					  struct moat_err *err);
+MOAT_MUST_CHECK int moat_agent_conf_load(const char *path, struct moat_agent_conf *out,
+					 struct moat_err *err);
+/* Writes conf as INI text (paths as given) into a malloc'd buffer the caller frees;
+ * MOAT_EINVAL when a line would be longer than MOAT_AGENT_CONF_LINE_MAX (never writes a
+ * file the reader refuses). */
+MOAT_MUST_CHECK int moat_agent_conf_format(const struct moat_agent_conf *conf, char **out_text,
+					   size_t *out_len, struct moat_err *err);
+/* Defaults for every field; id and host empty. */
+void moat_agent_conf_defaults(struct moat_agent_conf *conf);
+
+struct moat_deploy;
+/* The configuration of device id of deployment d: broker host and port from moat.conf
+ * (the first [broker] hosts entry), the identity's device type, and the deployment's own
+ * paths (pki/identities/ID/{cert.pem,key.pem,ca.crt}); state_dir left empty. */
+MOAT_MUST_CHECK int moat_agent_conf_for(struct moat_deploy *d, const char *id,
+					struct moat_agent_conf *out, struct moat_err *err);
+
+/* Refuses to run with a certificate the broker would refuse: MOAT_ESTATE naming the system
+ * clock when now is before notBefore, MOAT_ESTATE when it has expired. Fills the cert's
+ * notAfter (out_not_after may be NULL). */
+MOAT_MUST_CHECK int moat_agent_check_cert(const char *cert_path, int64_t now,
+					  int64_t *out_not_after, struct moat_err *err);
+
+/* ---- sensors ---- */
+
+struct moat_sensor {
+	struct moat_sensor_conf conf;
+	uint64_t rng; /* simulated readings; seeded per device */
+};
+
+void moat_sensor_init(struct moat_sensor *s, const struct moat_sensor_conf *conf,
+		      uint64_t seed);
+/* Fills readings (at most max) and signal strength (simulated only: *out_has_signal). */
+MOAT_MUST_CHECK int moat_sensor_read(struct moat_sensor *s, struct moat_msg_reading *readings,
+				     size_t max, size_t *out_count, bool *out_has_signal,
+				     int64_t *out_signal, struct moat_err *err);
+/* Parses the first number of a sensor file or command output (e.g. "48123\n"). Pure. */
+MOAT_MUST_CHECK int moat_sensor_parse_value(const char *text, size_t len, double *out,
+					    struct moat_err *err);
+
+/* ---- the offline queue ---- */
+
+struct moat_queue_rec {
+	int64_t seq;
+	char *payload; /* NUL-terminated JSON, no newline */
+	size_t len;
+	int mid;       /* MQTT message id while in flight, 0 otherwise */
+	bool acked;
+	bool on_disk;
+};
+
+struct moat_queue {
+	char path[PATH_MAX]; /* "" for a memory-only queue */
+	struct moat_queue_rec *recs; /* ring buffer */
+	size_t cap, head, count;
+	size_t max;
+	int fd;              /* the open file, -1 for memory only */
+	bool no_fsync;
+	uint64_t dropped;  /* oldest records dropped because the queue was full */
+	size_t disk_recs;  /* records in the file (acked ones included) */
+};
+
+/* Opens (creating when absent) the queue file at path (NULL: memory only) and loads the
+ * records it holds: lines of telemetry JSON; an incomplete last line (a crash mid-append)
+ * and lines that do not parse as telemetry are skipped. At most max records are kept
+ * (the newest). */
+MOAT_MUST_CHECK int moat_queue_open(struct moat_queue *q, const char *path, size_t max,
+				    bool no_fsync, struct moat_err *err);
+void moat_queue_close(struct moat_queue *q);
+/* Appends a record (copied). When full, the oldest record is dropped first. When
+ * to_disk, the record is also appended to the file. */
+MOAT_MUST_CHECK int moat_queue_push(struct moat_queue *q, int64_t seq, const char *payload,
+				    size_t len, bool to_disk, struct moat_err *err);
+/* The i-th record from the head, or NULL. */
+struct moat_queue_rec *moat_queue_at(struct moat_queue *q, size_t i);
+/* Marks the record in flight with mid as acknowledged and pops acknowledged records from
+ * the head; truncates the file when the queue becomes empty. true when mid was found. */
+bool moat_queue_ack(struct moat_queue *q, int mid, struct moat_err *err);
+/* The connection is gone: clears every in-flight mark and appends every record that is
+ * not yet in the file to it, in order. */
+MOAT_MUST_CHECK int moat_queue_spill(struct moat_queue *q, struct moat_err *err);
+/* The highest seq in the queue, or -1. */
+int64_t moat_queue_max_seq(const struct moat_queue *q);
+
+/* ---- the device behaviour ---- */
+
+/* What a driver provides to the device: publishing and subscribing on its session. */
+struct moat_device_io {
+	/* Returns 0 and the message id, or a negative MOAT_E* code. */
+	int (*publish)(void *ctx, const char *topic, const void *payload, size_t len, int qos,
+		       bool retain, int *out_mid);
+	int (*subscribe)(void *ctx, const char *filter, int qos);
+	/* The local address of the connection ("" when unknown). */
+	void (*local_addr)(void *ctx, char *buf, size_t size);
+	void *ctx;
+};
+
+struct moat_device;
+/* The update hook (filled by the update issue): handles check_update and fills resp. */
+typedef void (*moat_device_update_hook)(struct moat_device *dev,
+					const struct moat_msg_command *cmd,
+					struct moat_msg_response *resp, void *ctx);
+
+struct moat_device_stats {
+	uint64_t telemetry_sent;  /* acknowledged by the broker */
+	uint64_t commands;
+	uint64_t errors;
+};
+
+struct moat_device {
+	struct moat_agent_conf conf;
+	struct moat_device_io io;
+	struct moat_sensor sensor;
+	struct moat_queue queue;
+	char seq_path[PATH_MAX]; /* "" when state is not persisted */
+	bool seq_no_fsync;
+	int64_t next_seq;
+	int64_t seq_reserved;    /* persisted upper bound */
+	int64_t interval_ms;
+	int64_t start_mono_ms;
+	int64_t next_telemetry_ms; /* monotonic */
+	int64_t cert_not_after;    /* 0 when unknown */
+	bool connected;
+	bool reboot_requested;     /* the driver restarts the device when set */
+	bool quiet;                /* the simulator: log only warnings and errors */
+	moat_device_update_hook update_hook;
+	void *update_ctx;
+	struct moat_device_stats stats;
+};
+
+/* Initialises dev from conf (copied): opens state_dir (created 0700) with its seq file and
+ * queue (state_dir "" keeps both in memory). io is the driver's. */
+MOAT_MUST_CHECK int moat_device_init(struct moat_device *dev,
+				     const struct moat_agent_conf *conf,
+				     const struct moat_device_io *io, int64_t now_mono_ms,
+				     struct moat_err *err);
+void moat_device_free(struct moat_device *dev);
+
+/* The last will for the session: topic and payload ({"device_id","status":"offline"}). */
+MOAT_MUST_CHECK int moat_device_will(const struct moat_device *dev, char *topic,
+				     size_t topic_size, char *payload, size_t payload_size,
+				     size_t *out_len, struct moat_err *err);
+/* The session is up: subscribes to commands, publishes the retained online status and
+ * starts sending the queue. */
+MOAT_MUST_CHECK int moat_device_on_connect(struct moat_device *dev, int64_t now_mono_ms,
+					   struct moat_err *err);
+/* The session is gone: the queue is spilled to disk. */
+void moat_device_on_disconnect(struct moat_device *dev);
+/* A message arrived on one of the device's subscriptions. Never fails on bad input: a
+ * malformed command gets a bad_request response. */
+void moat_device_on_message(struct moat_device *dev, const char *topic, const void *payload,
+			    size_t len);
+/* The broker acknowledged message mid. */
+void moat_device_on_publish(struct moat_device *dev, int mid);
+/* Produces telemetry when due and sends what the queue holds. */
+void moat_device_tick(struct moat_device *dev, int64_t now_mono_ms);
+/* Milliseconds until the next telemetry is due (0 when due). */
+int64_t moat_device_next_ms(const struct moat_device *dev, int64_t now_mono_ms);
+/* Publishes the retained offline status (clean shutdown); does not disconnect. */
+MOAT_MUST_CHECK int moat_device_publish_offline(struct moat_device *dev, struct moat_err *err);
+/* Writes everything not yet delivered to disk (before exit). */
+void moat_device_persist(struct moat_device *dev);
+
+/* Fills the diagnostics of this device (real values of the Linux system). */
+void moat_diag_collect(const struct moat_device *dev, struct moat_msg_diagnostics *out);
+
+/* ---- the libmosquitto session and the loop that drives N of them ---- */
+
+enum moat_session_state {
+	MOAT_SESSION_IDLE = 0,   /* waiting for the next attempt (backoff) */
+	MOAT_SESSION_CONNECTING, /* TCP/TLS/MQTT handshake under way */
+	MOAT_SESSION_UP,         /* CONNACK accepted */
+	MOAT_SESSION_CLOSING,    /* offline published, DISCONNECT queued */
+	MOAT_SESSION_DONE,       /* closed for good (shutdown) */
+};
+
+struct mosquitto;
+
+struct moat_session {
+	struct moat_device dev;
+	struct mosquitto *mosq;
+	enum moat_session_state state;
+	int64_t next_attempt_ms;   /* monotonic */
+	int64_t attempt_started_ms;
+	int64_t connected_at_ms;
+	unsigned failures;         /* consecutive, for the backoff */
+	uint64_t rng;
+	char last_error[256];      /* the last TLS/connection error, for the log */
+	bool fail_pending;         /* a callback saw the connection fail */
+	bool restart_after_close;  /* CLOSING because of a reboot command */
+	int64_t close_deadline_ms;
+};
+
+/* Initialises libmosquitto once per process. */
+void moat_session_lib_init(void);
+void moat_session_lib_cleanup(void);
+
+MOAT_MUST_CHECK int moat_session_init(struct moat_session *s,
+				      const struct moat_agent_conf *conf, int64_t now_mono_ms,
+				      struct moat_err *err);
+void moat_session_free(struct moat_session *s);
+
+struct moat_loop_stats {
+	size_t sessions, up;
+	size_t published;          /* devices with at least one acknowledged message */
+	uint64_t telemetry_sent, errors;
+};
+
+/* Runs the sessions until *stop becomes non-zero (set from a signal handler); then
+ * publishes offline for every connected device, disconnects and persists the queues.
+ * on_tick (may be NULL) is called about every 200 ms with the loop's statistics; it
+ * returns false to stop. A device's reboot request makes the loop return with
+ * *out_reboot = true when there is a single session (moat-agent re-executes itself), or
+ * restarts that device's session otherwise (the simulator). */
+typedef bool (*moat_loop_tick_cb)(const struct moat_loop_stats *stats, void *ctx);
+MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count,
+				  volatile int *stop, moat_loop_tick_cb on_tick, void *ctx,
+				  bool *out_reboot, struct moat_err *err);
+
+/* ---- the simulator driver ---- */
+
+/* Creates one session per id of deployment d, each configured exactly as
+ * `moat device export --format agent` would configure moat-agent, with interval_ms and
+ * its state (seq, queue) under state_root/ID without fsync. Raises RLIMIT_NOFILE to what
+ * count sessions need (or fails saying so). The caller runs them with moat_loop_run and
+ * frees them with moat_sim_free. */
+MOAT_MUST_CHECK int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN],
+				    size_t count, int64_t interval_ms, const char *state_root,
+				    struct moat_session ***out_sessions, struct moat_err *err);
+void moat_sim_free(struct moat_session **sessions, size_t count);
+
+#endif

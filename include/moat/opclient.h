@@ -1,0 +1,46 @@
+/* opclient.h: an operator's (or service's) MQTT session, for `moat cmd` and `moat watch`
+ * (src/agent/opclient.c). It connects as an identity of the deployment with that
+ * identity's certificate, verifying the broker against the deployment CA and its host
+ * name, like every moat client; it never turns verification off.
+ *
+ * Ownership: the struct is the caller's, freed with moat_opclient_close; a message
+ * returned by moat_opclient_next lives until the next call.
+ * Note: the broker binds client id to certificate identity, so two sessions of the same
+ * identity at once disconnect each other: give watch and cmd different identities (--as).
+ */
+#ifndef MOAT_OPCLIENT_H
+#define MOAT_OPCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/err.h"
+#include "moat/identity.h"
+
+#define MOAT_OPCLIENT_QUEUE_MAX 10000 /* messages buffered before the oldest are dropped */
+
+struct moat_deploy;
+struct moat_opclient;
+
+/* Connects as identity `as`, or when NULL as the first operator identity of the
+ * registry (then the first service identity). out_as (may be NULL) receives the name. */
+MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as,
+					  int64_t timeout_ms, struct moat_opclient **out,
+					  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
+/* Subscribes (QoS 1) and waits for the broker's acknowledgement. */
+MOAT_MUST_CHECK int moat_opclient_subscribe(struct moat_opclient *c, const char *const *filters,
+					    size_t count, int64_t timeout_ms,
+					    struct moat_err *err);
+/* Publishes (QoS 1, not retained) and waits for PUBACK. */
+MOAT_MUST_CHECK int moat_opclient_publish(struct moat_opclient *c, const char *topic,
+					  const void *payload, size_t len, int64_t timeout_ms,
+					  struct moat_err *err);
+/* The next message, waiting at most timeout_ms (-1: forever, until *stop): MOAT_ETIMEOUT,
+ * MOAT_EINTR when *stop became non-zero, MOAT_EIO when the connection is lost. */
+MOAT_MUST_CHECK int moat_opclient_next(struct moat_opclient *c, int64_t timeout_ms,
+				       volatile int *stop, const char **out_topic,
+				       const void **out_payload, size_t *out_len,
+				       struct moat_err *err);
+void moat_opclient_close(struct moat_opclient *c);
+
+#endif

@@ -1,0 +1,137 @@
+/* agent_main.c: moat-agent, the device daemon. It reads the INI file that
+ * `moat device export ID --format agent` wrote, refuses to start with a certificate the
+ * broker would refuse (clock before notBefore, expired), and runs one device session
+ * until SIGTERM/SIGINT, when it publishes its offline status and exits 0. The reboot
+ * command makes it re-execute itself (the same binary, the same arguments).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "moat/agent.h"
+#include "moat/log.h"
+#include "moat/timeutil.h"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: moat-agent [--config FILE] [--check]\n"
+		     "  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
+		     "  --check        validate the configuration and certificate, then exit\n"
+		     "  --version      print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"check", no_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *path = "/etc/moat/agent.conf";
+	bool check_only = false;
+	int c;
+	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'k':
+			check_only = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("moat-agent %s\n", MOAT_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+
+	struct moat_agent_conf conf;
+	struct moat_err err;
+	moat_err_clear(&err);
+	if (moat_agent_conf_load(path, &conf, &err) != 0) {
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		return 1;
+	}
+	moat_log_init("moat-agent", (enum moat_log_level)conf.log_level, conf.use_syslog);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	if (check_only) {
+		/* validate without touching the state directory */
+		if (moat_agent_check_cert(conf.cert_file, moat_time_now(), NULL, &err) != 0) {
+			fprintf(stderr, "moat-agent: %s\n", err.msg);
+			return 1;
+		}
+		printf("moat-agent: %s: configuration and certificate ok\n", path);
+		return 0;
+	}
+	moat_session_lib_init();
+	struct moat_session *s = malloc(sizeof(*s));
+	if (!s) {
+		fprintf(stderr, "moat-agent: out of memory\n");
+		return 1;
+	}
+	if (moat_session_init(s, &conf, moat_time_mono_ms(), &err) != 0) {
+		/* stderr for the operator starting it by hand, the log for the supervisor */
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		if (conf.use_syslog) {
+			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
+		}
+		free(s);
+		moat_session_lib_cleanup();
+		return 1;
+	}
+	moat_log(MOAT_LOG_INFO,
+		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
+		 conf.id, conf.host, conf.port, (long long)conf.interval_ms,
+		 (long long)s->dev.next_seq, s->dev.queue.count);
+
+	struct moat_session *list[1] = {s};
+	bool reboot = false;
+	int rc = moat_loop_run(list, 1, &stop_flag, NULL, NULL, &reboot, &err);
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err.msg);
+	}
+	moat_log(MOAT_LOG_INFO, "event=stopped id=%s reboot=%s next_seq=%lld queued=%zu", conf.id,
+		 reboot ? "yes" : "no", (long long)s->dev.next_seq, s->dev.queue.count);
+	moat_session_free(s);
+	free(s);
+	moat_session_lib_cleanup();
+	if (reboot) {
+		/* the reboot command: start over as a new process image */
+		execv("/proc/self/exe", argv);
+		moat_log(MOAT_LOG_ERROR, "event=reboot_failed error=\"%s\"", strerror(errno));
+		return 1;
+	}
+	return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,376 @@
+/* opclient.c: the operator side's MQTT session (moat cmd, moat watch) on libmosquitto.
+ * Blocking and simple: one connection, mosquitto_loop with short timeouts, received
+ * messages copied into a bounded FIFO. TLS as everywhere in moat: the deployment CA,
+ * SSL_VERIFY_PEER, TLS 1.2 or newer, the broker's host name checked by libmosquitto.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mosquitto.h>
+#include <openssl/ssl.h>
+
+#include "moat/agent.h"
+#include "moat/deploy.h"
+#include "moat/opclient.h"
+#include "moat/registry.h"
+#include "moat/timeutil.h"
+
+struct msg {
+	struct msg *next;
+	char *topic;
+	void *payload;
+	size_t len;
+};
+
+struct moat_opclient {
+	struct mosquitto *mosq;
+	bool connected;
+	int connack;
+	bool lost;
+	int pending_mid; /* a SUBACK or PUBACK waited for */
+	bool pending_done;
+	struct msg *head, *tail;
+	size_t queued;
+	struct msg *current; /* returned by the last next() */
+	char log_error[256];
+};
+
+static void msg_free(struct msg *m)
+{
+	if (m) {
+		free(m->topic);
+		free(m->payload);
+		free(m);
+	}
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	c->connack = rc;
+	c->connected = rc == 0;
+	if (rc != 0) {
+		c->lost = true;
+	}
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	(void)rc;
+	c->connected = false;
+	c->lost = true;
+}
+
+static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int n, const int *granted)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	if (mid == c->pending_mid) {
+		c->pending_done = true;
+		for (int i = 0; i < n; i++) {
+			if (granted[i] > 2) {
+				c->pending_mid = -1; /* refused by the broker's policy */
+			}
+		}
+	}
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	if (mid == c->pending_mid) {
+		c->pending_done = true;
+	}
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	if (!m->topic || m->payloadlen < 0) {
+		return;
+	}
+	if (c->queued >= MOAT_OPCLIENT_QUEUE_MAX) {
+		struct msg *old = c->head;
+		c->head = old->next;
+		if (!c->head) {
+			c->tail = NULL;
+		}
+		msg_free(old);
+		c->queued--;
+	}
+	struct msg *n = calloc(1, sizeof(*n));
+	if (!n) {
+		return;
+	}
+	n->topic = strdup(m->topic);
+	n->len = (size_t)m->payloadlen;
+	n->payload = malloc(n->len + 1);
+	if (!n->topic || !n->payload) {
+		msg_free(n);
+		return;
+	}
+	if (n->len) {
+		memcpy(n->payload, m->payload, n->len);
+	}
+	((char *)n->payload)[n->len] = '\0';
+	if (c->tail) {
+		c->tail->next = n;
+	} else {
+		c->head = n;
+	}
+	c->tail = n;
+	c->queued++;
+}
+
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	struct moat_opclient *c = obj;
+	(void)mosq;
+	if (level == MOSQ_LOG_ERR && str && !c->log_error[0]) {
+		snprintf(c->log_error, sizeof(c->log_error), "%s", str);
+	}
+}
+
+struct pick {
+	char name[MOAT_ID_BUF_LEN];
+};
+
+static int pick_cb(const struct moat_identity *ident, void *ctx)
+{
+	struct pick *p = ctx;
+	if (ident->status == MOAT_ID_ACTIVE) {
+		snprintf(p->name, sizeof(p->name), "%s", ident->id);
+		return 1; /* stop at the first */
+	}
+	return 0;
+}
+
+static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LEN],
+		  struct moat_err *err)
+{
+	int rc;
+	if (as) {
+		struct moat_identity ident;
+		if ((rc = moat_registry_identity_get(d->reg, as, &ident, err)) != 0) {
+			return rc;
+		}
+		if (ident.role == MOAT_ROLE_DEVICE) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s is a device; use an operator or service identity", as);
+		}
+		if (ident.status != MOAT_ID_ACTIVE) {
+			return moat_err_set(err, MOAT_ESTATE, "%s is %s", as,
+					    moat_identity_status_name(ident.status));
+		}
+		snprintf(out, MOAT_ID_BUF_LEN, "%s", as);
+		return 0;
+	}
+	struct pick p = {{0}};
+	int roles[2] = {MOAT_ROLE_OPERATOR, MOAT_ROLE_SERVICE};
+	for (int i = 0; i < 2 && !p.name[0]; i++) {
+		rc = moat_registry_identity_foreach(d->reg, roles[i], pick_cb, &p, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	if (!p.name[0]) {
+		return moat_err_set(err, MOAT_ENOENT,
+				    "no operator identity: add one with moat identity add NAME "
+				    "--role operator");
+	}
+	snprintf(out, MOAT_ID_BUF_LEN, "%s", p.name);
+	return 0;
+}
+
+/* Runs the network loop until *flag, loss, or the deadline. */
+static int wait_until(struct moat_opclient *c, bool *flag, int64_t timeout_ms, const char *what,
+		      struct moat_err *err)
+{
+	int64_t deadline = moat_time_mono_ms() + timeout_ms;
+	while (!*flag) {
+		if (c->lost) {
+			return moat_err_set(err, MOAT_EIO, "%s: connection lost%s%s", what,
+					    c->log_error[0] ? ": " : "", c->log_error);
+		}
+		int64_t left = deadline - moat_time_mono_ms();
+		if (left <= 0) {
+			return moat_err_set(err, MOAT_ETIMEOUT, "%s: no answer from the broker", what);
+		}
+		int rc = mosquitto_loop(c->mosq, left > 100 ? 100 : (int)left, 1);
+		if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
+			c->lost = true;
+			if (!c->log_error[0]) {
+				snprintf(c->log_error, sizeof(c->log_error), "%s", mosquitto_strerror(rc));
+			}
+		}
+	}
+	return 0;
+}
+
+int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout_ms,
+			  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
+			  struct moat_err *err)
+{
+	char name[MOAT_ID_BUF_LEN];
+	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	struct moat_opclient *c = NULL;
+	int rc;
+	*out = NULL;
+	if ((rc = choose(d, as, name, err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, name, "ca.crt", ca, sizeof(ca), err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, name, "cert.pem", cert, sizeof(cert), err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, name, "key.pem", key, sizeof(key), err)) != 0) {
+		return rc;
+	}
+	if (d->conf.broker_host_count == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "moat.conf: [broker] hosts is empty");
+	}
+	mosquitto_lib_init();
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	c->mosq = mosquitto_new(name, true, c);
+	if (!c->mosq) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+	mosquitto_connect_callback_set(c->mosq, on_connect);
+	mosquitto_disconnect_callback_set(c->mosq, on_disconnect);
+	mosquitto_subscribe_callback_set(c->mosq, on_subscribe);
+	mosquitto_publish_callback_set(c->mosq, on_publish);
+	mosquitto_message_callback_set(c->mosq, on_message);
+	mosquitto_log_callback_set(c->mosq, on_log);
+	if (mosquitto_tls_set(c->mosq, ca, NULL, cert, key, NULL) != MOSQ_ERR_SUCCESS ||
+	    mosquitto_tls_opts_set(c->mosq, SSL_VERIFY_PEER, "tlsv1.2", MOAT_TLS12_CIPHERS) !=
+		    MOSQ_ERR_SUCCESS) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s: TLS setup failed", name);
+		goto out;
+	}
+	const char *host = d->conf.broker_hosts[0];
+	rc = mosquitto_connect(c->mosq, host, d->conf.broker_port, 30);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		rc = moat_err_set(err, MOAT_EIO, "connecting to %s:%d as %s: %s", host,
+				  d->conf.broker_port, name,
+				  c->log_error[0] ? c->log_error : mosquitto_strerror(rc));
+		goto out;
+	}
+	if ((rc = wait_until(c, &c->connected, timeout_ms, "connect", err)) != 0) {
+		if (c->connack > 0) {
+			rc = moat_err_set(err, MOAT_EDENIED, "the broker refused %s: %s", name,
+					  mosquitto_connack_string(c->connack));
+		}
+		goto out;
+	}
+	if (out_as) {
+		snprintf(out_as, MOAT_ID_BUF_LEN, "%s", name);
+	}
+	*out = c;
+	c = NULL;
+	rc = 0;
+out:
+	moat_opclient_close(c);
+	return rc;
+}
+
+int moat_opclient_subscribe(struct moat_opclient *c, const char *const *filters, size_t count,
+			    int64_t timeout_ms, struct moat_err *err)
+{
+	int mid = 0;
+	int rc = mosquitto_subscribe_multiple(c->mosq, &mid, (int)count, (char *const *const)filters,
+					      1, 0, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		return moat_err_set(err, MOAT_EIO, "subscribe: %s", mosquitto_strerror(rc));
+	}
+	c->pending_mid = mid;
+	c->pending_done = false;
+	if ((rc = wait_until(c, &c->pending_done, timeout_ms, "subscribe", err)) != 0) {
+		return rc;
+	}
+	if (c->pending_mid == -1) {
+		return moat_err_set(err, MOAT_EDENIED, "the broker refused the subscription to %s",
+				    filters[0]);
+	}
+	return 0;
+}
+
+int moat_opclient_publish(struct moat_opclient *c, const char *topic, const void *payload,
+			  size_t len, int64_t timeout_ms, struct moat_err *err)
+{
+	int mid = 0;
+	int rc = mosquitto_publish(c->mosq, &mid, topic, (int)len, payload, 1, false);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		return moat_err_set(err, MOAT_EIO, "publish %s: %s", topic, mosquitto_strerror(rc));
+	}
+	c->pending_mid = mid;
+	c->pending_done = false;
+	return wait_until(c, &c->pending_done, timeout_ms, "publish", err);
+}
+
+int moat_opclient_next(struct moat_opclient *c, int64_t timeout_ms, volatile int *stop,
+		       const char **out_topic, const void **out_payload, size_t *out_len,
+		       struct moat_err *err)
+{
+	msg_free(c->current);
+	c->current = NULL;
+	int64_t deadline = timeout_ms < 0 ? INT64_MAX : moat_time_mono_ms() + timeout_ms;
+	while (!c->head) {
+		if (stop && *stop) {
+			return moat_err_set(err, MOAT_EINTR, "interrupted");
+		}
+		if (c->lost) {
+			return moat_err_set(err, MOAT_EIO, "connection to the broker lost%s%s",
+					    c->log_error[0] ? ": " : "", c->log_error);
+		}
+		int64_t left = deadline - moat_time_mono_ms();
+		if (left <= 0) {
+			return moat_err_set(err, MOAT_ETIMEOUT, "timed out");
+		}
+		int rc = mosquitto_loop(c->mosq, left > 100 ? 100 : (int)left, 1);
+		if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN && rc != MOSQ_ERR_ERRNO) {
+			c->lost = true;
+		} else if (rc == MOSQ_ERR_ERRNO && !(stop && *stop)) {
+			/* EINTR from a signal: loop again and look at *stop */
+			continue;
+		}
+	}
+	c->current = c->head;
+	c->head = c->head->next;
+	if (!c->head) {
+		c->tail = NULL;
+	}
+	c->queued--;
+	*out_topic = c->current->topic;
+	*out_payload = c->current->payload;
+	*out_len = c->current->len;
+	return 0;
+}
+
+void moat_opclient_close(struct moat_opclient *c)
+{
+	if (!c) {
+		return;
+	}
+	if (c->mosq) {
+		if (c->connected) {
+			mosquitto_disconnect(c->mosq);
+			mosquitto_loop(c->mosq, 100, 1);
+		}
+		mosquitto_destroy(c->mosq);
+	}
+	msg_free(c->current);
+	while (c->head) {
+		struct msg *n = c->head->next;
+		msg_free(c->head);
+		c->head = n;
+	}
+	free(c);
+	mosquitto_lib_cleanup();
+}

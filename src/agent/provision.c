@@ -1,0 +1,44 @@
+/* provision.c: an agent configuration derived from the deployment, the one place that
+ * knows where a device's credentials live and which broker address it is given. Used by
+ * `moat device export --format agent` (which then rewrites the paths to the bundle's
+ * copies) and by `moat sim` (which uses them in place).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "moat/agent.h"
+#include "moat/deploy.h"
+#include "moat/registry.h"
+
+int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent_conf *out,
+			struct moat_err *err)
+{
+	struct moat_identity ident;
+	int rc;
+	moat_agent_conf_defaults(out);
+	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+		return rc;
+	}
+	if (ident.role != MOAT_ROLE_DEVICE) {
+		return moat_err_set(err, MOAT_EINVAL, "%s is a %s identity, not a device", id,
+				    moat_role_name(ident.role));
+	}
+	if (d->conf.broker_host_count == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "moat.conf: [broker] hosts is empty");
+	}
+	snprintf(out->id, sizeof(out->id), "%s", id);
+	if (ident.device_type[0]) {
+		snprintf(out->device_type, sizeof(out->device_type), "%s", ident.device_type);
+	}
+	snprintf(out->host, sizeof(out->host), "%s", d->conf.broker_hosts[0]);
+	out->port = d->conf.broker_port;
+	if ((rc = moat_deploy_identity_path(d, id, "cert.pem", out->cert_file,
+					    sizeof(out->cert_file), err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, "key.pem", out->key_file,
+					    sizeof(out->key_file), err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, "ca.crt", out->ca_file, sizeof(out->ca_file),
+					    err)) != 0) {
+		return rc;
+	}
+	return 0;
+}

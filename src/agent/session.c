@@ -1,0 +1,568 @@
+/* session.c: one device's MQTT session on libmosquitto, and the single-threaded poll()
+ * loop that drives any number of them (moat-agent runs one, moat sim thousands).
+ *
+ * libmosquitto is used with external polling: mosquitto_socket, mosquitto_want_write,
+ * mosquitto_loop_read/write/misc; nothing here blocks except name resolution in
+ * mosquitto_connect_async. TLS is always mosquitto_tls_set with the deployment CA plus
+ * mosquitto_tls_opts_set(SSL_VERIFY_PEER, "tlsv1.2"): libmosquitto then verifies the chain
+ * and the broker's host name (SAN) on every handshake. mosquitto_tls_insecure_set is never
+ * called. Every connection attempt gets a fresh struct mosquitto, so libmosquitto holds no
+ * messages of its own across connections: the device's queue is the only copy, which is
+ * what makes redelivery after a broker restart ordered and complete.
+ *
+ * Reconnection: exponential backoff from reconnect_min to reconnect_max with jitter (the
+ * delay is uniform in [d/2, d]) so a fleet does not reconnect in lockstep; forever.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <mosquitto.h>
+#include <openssl/ssl.h>
+
+#include "moat/agent.h"
+#include "moat/log.h"
+#include "moat/timeutil.h"
+
+#define CONNECT_TIMEOUT_MS 30000
+#define CLOSE_TIMEOUT_MS 3000
+#define TICK_MS 200
+/* New connection attempts per pass of the loop: creating a TLS context and starting a
+ * handshake costs milliseconds, and handshakes already under way must keep moving, or a
+ * large fleet starting at once would time all of them out. */
+#define ATTEMPTS_PER_PASS 8
+
+void moat_session_lib_init(void)
+{
+	mosquitto_lib_init();
+}
+
+void moat_session_lib_cleanup(void)
+{
+	mosquitto_lib_cleanup();
+}
+
+static int io_publish(void *ctx, const char *topic, const void *payload, size_t len, int qos,
+		      bool retain, int *out_mid)
+{
+	struct moat_session *s = ctx;
+	int mid = 0;
+	if (!s->mosq || (s->state != MOAT_SESSION_UP && s->state != MOAT_SESSION_CLOSING)) {
+		return MOAT_EIO;
+	}
+	if (mosquitto_publish(s->mosq, &mid, topic, (int)len, payload, qos, retain) !=
+	    MOSQ_ERR_SUCCESS) {
+		return MOAT_EIO;
+	}
+	*out_mid = mid;
+	return 0;
+}
+
+static int io_subscribe(void *ctx, const char *filter, int qos)
+{
+	struct moat_session *s = ctx;
+	if (!s->mosq || mosquitto_subscribe(s->mosq, NULL, filter, qos) != MOSQ_ERR_SUCCESS) {
+		return MOAT_EIO;
+	}
+	return 0;
+}
+
+static void io_local_addr(void *ctx, char *buf, size_t size)
+{
+	struct moat_session *s = ctx;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	buf[0] = '\0';
+	int fd = s->mosq ? mosquitto_socket(s->mosq) : -1;
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		return;
+	}
+	if (ss.ss_family == AF_INET) {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)size);
+	} else if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)size);
+	}
+}
+
+int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf,
+		      int64_t now_mono_ms, struct moat_err *err)
+{
+	int rc;
+	int64_t not_after = 0;
+	memset(s, 0, sizeof(*s));
+	struct moat_device_io io = {
+		.publish = io_publish,
+		.subscribe = io_subscribe,
+		.local_addr = io_local_addr,
+		.ctx = s,
+	};
+	/* refuse a certificate the broker would refuse, with a reason a field technician can act on */
+	if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after, err)) != 0) {
+		return rc;
+	}
+	if ((rc = moat_device_init(&s->dev, conf, &io, now_mono_ms, err)) != 0) {
+		return rc;
+	}
+	s->dev.cert_not_after = not_after;
+	s->state = MOAT_SESSION_IDLE;
+	s->next_attempt_ms = now_mono_ms;
+	s->rng = (uint64_t)now_mono_ms * 6364136223846793005ULL + (uintptr_t)s;
+	return 0;
+}
+
+void moat_session_free(struct moat_session *s)
+{
+	if (s->mosq) {
+		mosquitto_destroy(s->mosq);
+		s->mosq = NULL;
+	}
+	moat_device_free(&s->dev);
+}
+
+static uint64_t rnd(struct moat_session *s)
+{
+	uint64_t x = s->rng;
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	s->rng = x ? x : 88172645463325252ULL;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+static void slog(struct moat_session *s, enum moat_log_level level, const char *fmt, ...)
+	MOAT_PRINTF(3, 4);
+static void slog(struct moat_session *s, enum moat_log_level level, const char *fmt, ...)
+{
+	char buf[768];
+	va_list ap;
+	/* the simulator logs only the first failure of a device, not every retry */
+	if (s->dev.quiet && level < MOAT_LOG_ERROR) {
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	moat_log(level, "id=%s %s", s->dev.conf.id, buf);
+}
+
+/* Sets the reason of the current failure (cut to fit: it is for the log). */
+static void set_error(struct moat_session *s, const char *fmt, ...) MOAT_PRINTF(2, 3);
+static void set_error(struct moat_session *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->last_error, sizeof(s->last_error), fmt, ap);
+	va_end(ap);
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc)
+{
+	struct moat_session *s = obj;
+	struct moat_err err;
+	(void)mosq;
+	if (rc != 0) {
+		set_error(s, "broker refused the connection: %s",
+			 mosquitto_connack_string(rc));
+		s->fail_pending = true;
+		return;
+	}
+	s->state = MOAT_SESSION_UP;
+	s->connected_at_ms = moat_time_mono_ms();
+	s->last_error[0] = '\0';
+	if (s->failures > 0) {
+		slog(s, MOAT_LOG_INFO, "event=reconnected attempts=%u", s->failures + 1);
+	} else {
+		slog(s, MOAT_LOG_INFO, "event=connected");
+	}
+	s->failures = 0;
+	if (moat_device_on_connect(&s->dev, s->connected_at_ms, &err) != 0) {
+		set_error(s, "%s", err.msg);
+		s->fail_pending = true;
+	}
+}
+
+static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
+{
+	struct moat_session *s = obj;
+	(void)mosq;
+	if (s->state == MOAT_SESSION_CLOSING) {
+		s->fail_pending = true; /* the close is complete */
+		return;
+	}
+	if (!s->last_error[0]) {
+		set_error(s, "connection lost: %s",
+			 mosquitto_strerror(rc));
+	}
+	s->fail_pending = true;
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+{
+	struct moat_session *s = obj;
+	(void)mosq;
+	moat_device_on_publish(&s->dev, mid);
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m)
+{
+	struct moat_session *s = obj;
+	(void)mosq;
+	if (!m->topic || m->payloadlen < 0) {
+		return;
+	}
+	moat_device_on_message(&s->dev, m->topic, m->payload ? m->payload : "",
+			       (size_t)m->payloadlen);
+}
+
+/* libmosquitto reports TLS failures (chain, host name, alerts) only through its log. */
+static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+	struct moat_session *s = obj;
+	(void)mosq;
+	if (level != MOSQ_LOG_ERR || !str) {
+		return;
+	}
+	size_t n = strlen(s->last_error);
+	if (n == 0) {
+		set_error(s, "%s", str);
+	} else if (n + 3 < sizeof(s->last_error) && !strstr(s->last_error, str)) {
+		snprintf(s->last_error + n, sizeof(s->last_error) - n, "; %s", str);
+	}
+}
+
+static void drop_mosq(struct moat_session *s)
+{
+	if (s->mosq) {
+		mosquitto_destroy(s->mosq);
+		s->mosq = NULL;
+	}
+}
+
+static void schedule_retry(struct moat_session *s, int64_t now)
+{
+	int64_t min = s->dev.conf.reconnect_min_ms, max = s->dev.conf.reconnect_max_ms;
+	int64_t d = min;
+	for (unsigned i = 1; i < s->failures && d < max; i++) {
+		d *= 2;
+	}
+	if (d > max) {
+		d = max;
+	}
+	int64_t delay = d / 2 + (int64_t)(rnd(s) % (uint64_t)(d / 2 + 1));
+	s->next_attempt_ms = now + delay;
+}
+
+static void session_fail(struct moat_session *s, int64_t now, const char *why)
+{
+	bool was_up = s->state == MOAT_SESSION_UP;
+	drop_mosq(s);
+	s->fail_pending = false;
+	if (was_up) {
+		moat_device_on_disconnect(&s->dev);
+	}
+	s->state = MOAT_SESSION_IDLE;
+	s->failures++;
+	schedule_retry(s, now);
+	const char *reason = s->last_error[0] ? s->last_error : why;
+	/* one line per event; a long outage logs each attempt, spaced by the backoff */
+	slog(s, MOAT_LOG_WARN, "event=%s host=%s port=%d attempt=%u retry_in_ms=%lld error=\"%s\"",
+	     was_up ? "connection_lost" : "connect_failed", s->dev.conf.host, s->dev.conf.port,
+	     s->failures, (long long)(s->next_attempt_ms - now), reason);
+	s->last_error[0] = '\0';
+}
+
+static void attempt(struct moat_session *s, int64_t now)
+{
+	char topic[128], will[MOAT_MSG_STATUS_MAX_BYTES];
+	size_t wlen = 0;
+	struct moat_err err;
+	const struct moat_agent_conf *c = &s->dev.conf;
+	int rc;
+	s->last_error[0] = '\0';
+	s->fail_pending = false;
+	s->attempt_started_ms = now;
+	s->mosq = mosquitto_new(c->id, true, s);
+	if (!s->mosq) {
+		session_fail(s, now, "out of memory");
+		return;
+	}
+	mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+	mosquitto_connect_callback_set(s->mosq, on_connect);
+	mosquitto_disconnect_callback_set(s->mosq, on_disconnect);
+	mosquitto_publish_callback_set(s->mosq, on_publish);
+	mosquitto_message_callback_set(s->mosq, on_message);
+	mosquitto_log_callback_set(s->mosq, on_log);
+	rc = mosquitto_tls_set(s->mosq, c->ca_file, NULL, c->cert_file, c->key_file, NULL);
+	if (rc == MOSQ_ERR_SUCCESS) {
+		rc = mosquitto_tls_opts_set(s->mosq, SSL_VERIFY_PEER, "tlsv1.2",
+					    MOAT_TLS12_CIPHERS);
+	}
+	if (rc != MOSQ_ERR_SUCCESS) {
+		set_error(s,
+			 "TLS setup with ca=%s cert=%s key=%s: %s", c->ca_file, c->cert_file,
+			 c->key_file, mosquitto_strerror(rc));
+		session_fail(s, now, "TLS setup");
+		return;
+	}
+	if (moat_device_will(&s->dev, topic, sizeof(topic), will, sizeof(will), &wlen, &err) != 0 ||
+	    mosquitto_will_set(s->mosq, topic, (int)wlen, will, 1, true) != MOSQ_ERR_SUCCESS) {
+		set_error(s, "last will: %s", err.msg);
+		session_fail(s, now, "last will");
+		return;
+	}
+	rc = mosquitto_connect_async(s->mosq, c->host, c->port, (int)c->keepalive_s);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		if (!s->last_error[0]) {
+			set_error(s, "%s",
+				 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+		}
+		session_fail(s, now, "connect");
+		return;
+	}
+	s->state = MOAT_SESSION_CONNECTING;
+}
+
+/* Publishes offline and queues DISCONNECT; the loop waits for it to be written. */
+static void begin_close(struct moat_session *s, int64_t now, bool restart)
+{
+	struct moat_err err;
+	s->restart_after_close = restart;
+	if (s->state != MOAT_SESSION_UP) {
+		drop_mosq(s);
+		s->state = restart ? MOAT_SESSION_IDLE : MOAT_SESSION_DONE;
+		s->next_attempt_ms = now;
+		return;
+	}
+	if (moat_device_publish_offline(&s->dev, &err) != 0) {
+		slog(s, MOAT_LOG_WARN, "event=offline_failed error=\"%s\"", err.msg);
+	}
+	s->state = MOAT_SESSION_CLOSING;
+	s->close_deadline_ms = now + CLOSE_TIMEOUT_MS;
+	if (mosquitto_disconnect(s->mosq) != MOSQ_ERR_SUCCESS) {
+		s->fail_pending = true;
+	}
+}
+
+static void finish_close(struct moat_session *s, int64_t now)
+{
+	drop_mosq(s);
+	s->fail_pending = false;
+	moat_device_on_disconnect(&s->dev);
+	moat_device_persist(&s->dev);
+	if (s->restart_after_close) {
+		/* a simulated reboot: a fresh device uptime, reconnect at once */
+		s->dev.reboot_requested = false;
+		s->dev.start_mono_ms = now;
+		s->state = MOAT_SESSION_IDLE;
+		s->next_attempt_ms = now;
+		s->failures = 0;
+		slog(s, MOAT_LOG_INFO, "event=rebooted");
+	} else {
+		s->state = MOAT_SESSION_DONE;
+		slog(s, MOAT_LOG_INFO, "event=offline");
+	}
+}
+
+static void collect(struct moat_session **ss, size_t count, struct moat_loop_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->sessions = count;
+	for (size_t i = 0; i < count; i++) {
+		if (ss[i]->state == MOAT_SESSION_UP) {
+			st->up++;
+		}
+		st->telemetry_sent += ss[i]->dev.stats.telemetry_sent;
+		if (ss[i]->dev.stats.telemetry_sent > 0) {
+			st->published++;
+		}
+		st->errors += ss[i]->dev.stats.errors + ss[i]->failures;
+	}
+}
+
+int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
+		  moat_loop_tick_cb on_tick, void *ctx, bool *out_reboot, struct moat_err *err)
+{
+	struct pollfd *pfd = calloc(count ? count : 1, sizeof(*pfd));
+	size_t *owner = calloc(count ? count : 1, sizeof(*owner));
+	bool stopping = false;
+	int64_t last_tick = 0;
+	int rc = 0;
+	*out_reboot = false;
+	if (!pfd || !owner) {
+		free(pfd);
+		free(owner);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	for (;;) {
+		int64_t now = moat_time_mono_ms();
+		if (*stop && !stopping) {
+			stopping = true;
+			for (size_t i = 0; i < count; i++) {
+				begin_close(ss[i], now, false);
+			}
+		}
+		bool active = false;
+		size_t started = 0;
+		int64_t wait = TICK_MS;
+		size_t n = 0;
+		for (size_t i = 0; i < count; i++) {
+			struct moat_session *s = ss[i];
+			if (s->state == MOAT_SESSION_DONE) {
+				continue;
+			}
+			active = true;
+			if (s->state == MOAT_SESSION_IDLE && !stopping && now >= s->next_attempt_ms &&
+			    started < ATTEMPTS_PER_PASS) {
+				started++;
+				attempt(s, now);
+			}
+			if (!stopping) {
+				moat_device_tick(&s->dev, now);
+				int64_t d = moat_device_next_ms(&s->dev, now);
+				if (d < wait) {
+					wait = d;
+				}
+			}
+			if (s->state == MOAT_SESSION_UP && s->dev.reboot_requested) {
+				if (count == 1) {
+					*out_reboot = true;
+					stopping = true;
+					*stop = 1;
+				}
+				begin_close(s, now, count > 1);
+			}
+			if (s->state == MOAT_SESSION_IDLE && !stopping) {
+				int64_t d = started >= ATTEMPTS_PER_PASS ? 0 : s->next_attempt_ms - now;
+				if (d < wait) {
+					wait = d < 0 ? 0 : d;
+				}
+			}
+			if (s->state == MOAT_SESSION_CONNECTING &&
+			    now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
+				session_fail(s, now, "connect timed out");
+			}
+			if (s->state == MOAT_SESSION_CLOSING && now > s->close_deadline_ms) {
+				finish_close(s, now);
+			}
+			if (s->mosq) {
+				if (mosquitto_loop_misc(s->mosq) != MOSQ_ERR_SUCCESS && !s->fail_pending &&
+				    s->state != MOAT_SESSION_CLOSING) {
+					s->fail_pending = true;
+				}
+			}
+			if (s->fail_pending) {
+				if (s->state == MOAT_SESSION_CLOSING) {
+					finish_close(s, now);
+				} else {
+					session_fail(s, now, "connection lost");
+				}
+			}
+			int fd = s->mosq ? mosquitto_socket(s->mosq) : -1;
+			if (fd >= 0) {
+				pfd[n].fd = fd;
+				pfd[n].events = POLLIN;
+				if (mosquitto_want_write(s->mosq)) {
+					pfd[n].events |= POLLOUT;
+				}
+				pfd[n].revents = 0;
+				owner[n] = i;
+				n++;
+			}
+		}
+		if (!active) {
+			break;
+		}
+		if (on_tick && now - last_tick >= TICK_MS) {
+			struct moat_loop_stats st;
+			last_tick = now;
+			collect(ss, count, &st);
+			if (!on_tick(&st, ctx)) {
+				*stop = 1;
+			}
+		}
+		if (wait > TICK_MS) {
+			wait = TICK_MS;
+		}
+		int pr = poll(pfd, n, (int)wait);
+		if (pr < 0) {
+			if (errno == EINTR) {
+				continue;
+			}
+			rc = moat_err_errno(err, MOAT_EIO, errno, "poll");
+			break;
+		}
+		now = moat_time_mono_ms();
+		for (size_t k = 0; k < n && pr > 0; k++) {
+			struct moat_session *s = ss[owner[k]];
+			if (!pfd[k].revents || !s->mosq) {
+				continue;
+			}
+			int lrc = MOSQ_ERR_SUCCESS;
+			short ev = pfd[k].revents;
+			if (s->state == MOAT_SESSION_CONNECTING) {
+				/* During the TLS handshake libmosquitto continues it from
+				 * loop_read only (loop_write skips it), whichever way the socket
+				 * is ready; it reports a refused or reset connection as "try
+				 * again", so errors on the socket are taken from SO_ERROR. */
+				lrc = mosquitto_loop_read(s->mosq, 1);
+				if (lrc == MOSQ_ERR_SUCCESS && s->mosq && mosquitto_want_write(s->mosq)) {
+					lrc = mosquitto_loop_write(s->mosq, 1);
+				}
+				if (lrc == MOSQ_ERR_SUCCESS && (ev & (POLLERR | POLLHUP)) &&
+				    s->state == MOAT_SESSION_CONNECTING && !s->fail_pending) {
+					int soerr = 0;
+					socklen_t sl = sizeof(soerr);
+					int sfd = s->mosq ? mosquitto_socket(s->mosq) : -1;
+					if (sfd >= 0) {
+						getsockopt(sfd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+					}
+					if (!s->last_error[0]) {
+						set_error(s, "%s",
+							  soerr ? strerror(soerr)
+								: "connection refused or closed during the handshake");
+					}
+					s->fail_pending = true;
+				}
+			} else {
+				if (ev & (POLLIN | POLLHUP | POLLERR)) {
+					lrc = mosquitto_loop_read(s->mosq, 1);
+				}
+				if (lrc == MOSQ_ERR_SUCCESS && s->mosq && (ev & POLLOUT)) {
+					lrc = mosquitto_loop_write(s->mosq, 1);
+				}
+			}
+			if (lrc != MOSQ_ERR_SUCCESS && !s->fail_pending) {
+				if (!s->last_error[0]) {
+					set_error(s, "%s",
+						 lrc == MOSQ_ERR_ERRNO ? strerror(errno)
+								       : mosquitto_strerror(lrc));
+				}
+				s->fail_pending = true;
+			}
+			if (s->fail_pending) {
+				if (s->state == MOAT_SESSION_CLOSING) {
+					finish_close(s, now);
+				} else {
+					session_fail(s, now, "connection lost");
+				}
+			}
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (ss[i]->state != MOAT_SESSION_DONE) {
+			drop_mosq(ss[i]);
+			moat_device_on_disconnect(&ss[i]->dev);
+			moat_device_persist(&ss[i]->dev);
+			ss[i]->state = MOAT_SESSION_DONE;
+		}
+	}
+	free(pfd);
+	free(owner);
+	return rc;
+}

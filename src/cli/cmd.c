@@ -1,0 +1,184 @@
+/* cmd.c: `moat cmd ID COMMAND [--arg key=value]... [--timeout 10s] [--as NAME]` sends a
+ * command to a device as an operator identity of the deployment and waits for the
+ * response that echoes the command's id (a random one per call). Exit status: 0 when the
+ * device accepted or completed it, 1 when it refused it (refused, unknown_command,
+ * bad_request, failed, or the command could not be sent), 2 on timeout.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "cli.h"
+#include "moat/messages.h"
+#include "moat/opclient.h"
+#include "moat/timeutil.h"
+#include "moat/topic.h"
+
+enum { CMD_TIMEOUT = 2 };
+
+static volatile int cmd_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	cmd_stop = 1;
+}
+
+static void print_response(const struct moat_msg_response *r, const char *raw)
+{
+	if (cli_globals.json) {
+		printf("%s\n", raw);
+		return;
+	}
+	printf("%s %s: %s", r->device_id, r->command, r->status);
+	if (r->has_interval) {
+		printf(" (interval %llds)", (long long)r->interval);
+	}
+	if (r->detail[0]) {
+		printf(": %s", r->detail);
+	}
+	printf("\n");
+}
+
+int cmd_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"arg", required_argument, NULL, 'a'},
+		{"timeout", required_argument, NULL, 't'},
+		{"as", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *usage = "usage: moat cmd ID COMMAND [--arg key=value]... [--timeout 10s] "
+			    "[--as NAME] [--json]";
+	struct moat_msg_command cmd;
+	struct moat_err err = {0};
+	const char *args[MOAT_MSG_ARGS_MAX + 1];
+	size_t nargs = 0;
+	int64_t timeout_s = 10;
+	const char *as = NULL;
+	int c;
+	memset(&cmd, 0, sizeof(cmd));
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a':
+			if (nargs > MOAT_MSG_ARGS_MAX - 1) {
+				return cli_usage_error("--arg: at most %d", MOAT_MSG_ARGS_MAX);
+			}
+			args[nargs++] = optarg;
+			break;
+		case 't':
+			if (moat_duration_parse(optarg, 1, &timeout_s, &err) != 0 || timeout_s < 1 ||
+			    timeout_s > 3600) {
+				return cli_usage_error("--timeout: '%s' is not 1s to 1h", optarg);
+			}
+			break;
+		case 's':
+			as = optarg;
+			break;
+		case 'h':
+			printf("%s\n", usage);
+			return CLI_OK;
+		default:
+			if (!cli_global_opt(c, optarg)) {
+				return cli_usage_error("%s", usage);
+			}
+		}
+	}
+	if (argc - optind != 2) {
+		return cli_usage_error("%s", usage);
+	}
+	const char *id = argv[optind], *name = argv[optind + 1];
+	if (moat_identity_name_check(id, &err) != 0) {
+		return cli_usage_error("%s", err.msg);
+	}
+	if (!moat_msg_command_name_ok(name)) {
+		return cli_usage_error("command '%s' is not [a-z0-9_]{1,32}", name);
+	}
+	snprintf(cmd.name, sizeof(cmd.name), "%s", name);
+	for (size_t i = 0; i < nargs; i++) {
+		if (moat_msg_command_add_arg(&cmd, args[i], &err) != 0) {
+			return cli_usage_error("--arg %s: %s", args[i], err.msg);
+		}
+	}
+	unsigned char rnd[8];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		moat_err_set(&err, MOAT_ECRYPTO, "no randomness for the command id");
+		return cli_fail(&err);
+	}
+	snprintf(cmd.id, sizeof(cmd.id), "cmd-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
+		 rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+
+	char payload[MOAT_MSG_COMMAND_MAX_BYTES];
+	char topic[MOAT_TOPIC_BUF_LEN], resp_topic[MOAT_TOPIC_BUF_LEN];
+	size_t len = 0;
+	if (moat_msg_command_build(&cmd, payload, sizeof(payload), &len, &err) != 0 ||
+	    moat_topic_build(MOAT_TOPIC_COMMAND, id, name, topic, sizeof(topic), &err) != 0 ||
+	    moat_topic_build(MOAT_TOPIC_COMMAND_RESPONSES, id, NULL, resp_topic,
+			     sizeof(resp_topic), &err) != 0) {
+		return cli_usage_error("%s", err.msg);
+	}
+
+	struct moat_deploy *d = NULL;
+	struct moat_opclient *cl = NULL;
+	int rc = -1; /* -1: failed, err says why */
+	int64_t timeout_ms = timeout_s * 1000;
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
+	    moat_opclient_connect(d, as, timeout_ms, &cl, NULL, &err) != 0) {
+		goto out;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN; /* a broker that goes away is an error, not a signal */
+	sigaction(SIGPIPE, &sa, NULL);
+
+	const char *filters[1] = {resp_topic};
+	int64_t deadline = moat_time_mono_ms() + timeout_ms;
+	if (moat_opclient_subscribe(cl, filters, 1, timeout_ms, &err) != 0 ||
+	    moat_opclient_publish(cl, topic, payload, len, timeout_ms, &err) != 0) {
+		goto out;
+	}
+	for (;;) {
+		const char *t;
+		const void *p;
+		size_t plen;
+		int64_t left = deadline - moat_time_mono_ms();
+		int nrc = moat_opclient_next(cl, left > 0 ? left : 0, &cmd_stop, &t, &p, &plen, &err);
+		if (nrc == MOAT_ETIMEOUT) {
+			fprintf(stderr, "moat: %s did not answer %s (%s) within %llds\n", id, name,
+				cmd.id, (long long)timeout_s);
+			rc = CMD_TIMEOUT;
+			goto out;
+		}
+		if (nrc != 0) {
+			goto out;
+		}
+		struct moat_msg_response r;
+		/* other operators' responses arrive too; only ours (by id) counts */
+		if (moat_msg_response_parse(p, plen, &r, NULL) != 0 || strcmp(r.id, cmd.id) != 0) {
+			continue;
+		}
+		print_response(&r, p);
+		rc = strcmp(r.status, "accepted") == 0 || strcmp(r.status, "completed") == 0
+			     ? CLI_OK
+			     : CLI_FAIL;
+		goto out;
+	}
+out:
+	if (rc < 0) {
+		rc = cli_fail(&err);
+	}
+	moat_opclient_close(cl);
+	moat_deploy_close(d);
+	return rc;
+}

@@ -1,0 +1,264 @@
+/* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]`: N simulated
+ * devices in one process, each the same device code as moat-agent (src/agent). Devices
+ * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
+ * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
+ * terminal a status line shows connected devices, messages/s and errors live.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "moat/agent.h"
+#include "moat/log.h"
+#include "moat/timeutil.h"
+
+#define SIM_DEVICES_MAX 100000
+
+static volatile int sim_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	sim_stop = 1;
+}
+
+struct view {
+	bool tty;
+	bool json;
+	int64_t started_ms;
+	int64_t deadline_ms; /* 0: until interrupted */
+	int64_t last_print_ms;
+	uint64_t last_sent;
+	size_t peak_up;
+	struct moat_loop_stats last;
+};
+
+static bool on_tick(const struct moat_loop_stats *st, void *ctx)
+{
+	struct view *v = ctx;
+	int64_t now = moat_time_mono_ms();
+	v->last = *st;
+	if (st->up > v->peak_up) {
+		v->peak_up = st->up;
+	}
+	int64_t every = v->tty ? 1000 : 5000;
+	if (!v->json && now - v->last_print_ms >= every) {
+		double secs = (double)(now - v->last_print_ms) / 1000.0;
+		double rate = v->last_print_ms ? (double)(st->telemetry_sent - v->last_sent) / secs
+					       : 0.0;
+		printf("%sconnected %zu/%zu  published %zu  messages/s %.1f  total %llu  errors %llu%s",
+		       v->tty ? "\r\033[K" : "", st->up, st->sessions, st->published, rate,
+		       (unsigned long long)st->telemetry_sent, (unsigned long long)st->errors,
+		       v->tty ? "" : "\n");
+		fflush(stdout);
+		v->last_print_ms = now;
+		v->last_sent = st->telemetry_sent;
+	}
+	return v->deadline_ms == 0 || now < v->deadline_ms;
+}
+
+/* Which of ids the registry lacks; provisions them (all or none). */
+static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type,
+			     struct moat_err *err)
+{
+	struct moat_deploy *d = NULL;
+	struct moat_provision_req *reqs = NULL;
+	size_t missing = 0;
+	int rc;
+	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, err)) != 0) {
+		return rc;
+	}
+	reqs = calloc(n, sizeof(*reqs));
+	if (!reqs) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bool exists = false;
+		if ((rc = moat_registry_identity_exists(d->reg, ids[i], &exists, err)) != 0) {
+			goto out;
+		}
+		if (!exists) {
+			reqs[missing++] = (struct moat_provision_req){
+				.id = ids[i],
+				.role = MOAT_ROLE_DEVICE,
+				.device_type = type,
+				.key_type = d->conf.key_type,
+			};
+		}
+	}
+	moat_deploy_close(d);
+	d = NULL;
+	if (missing == 0) {
+		rc = 0;
+		goto out;
+	}
+	fprintf(stderr, "moat: provisioning %zu of %zu simulated devices\n", missing, n);
+	if ((rc = cli_open_unlocked(&d, err)) != 0) {
+		goto out;
+	}
+	cli_catch_interrupts();
+	if ((rc = moat_deploy_provision(d, reqs, missing, NULL, NULL, err)) != 0) {
+		goto out;
+	}
+	if ((rc = cli_after_change(d, err)) != 0) {
+		moat_err_prefix(err, "provisioned, but regenerating the broker policy failed");
+	}
+out:
+	free(reqs);
+	moat_deploy_close(d);
+	return rc;
+}
+
+int sim_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"devices", required_argument, NULL, 'n'},
+		{"prefix", required_argument, NULL, 'p'},
+		{"interval", required_argument, NULL, 'i'},
+		{"duration", required_argument, NULL, 'd'},
+		{"type", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *usage = "usage: moat sim --devices N [--prefix P] [--interval 10s] "
+			    "[--duration D] [--type T] [--json]";
+	struct moat_err err = {0};
+	int64_t n = 0, interval_s = 10, duration_s = 0;
+	const char *prefix = "sim";
+	const char *type = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (moat_int_parse(optarg, 1, SIM_DEVICES_MAX, &n, &err) != 0) {
+				return cli_usage_error("--devices: %s", err.msg);
+			}
+			break;
+		case 'p':
+			prefix = optarg;
+			break;
+		case 'i':
+			if (moat_duration_parse(optarg, 1, &interval_s, &err) != 0 ||
+			    interval_s < MOAT_MSG_UPDATE_INTERVAL_MIN ||
+			    interval_s > MOAT_MSG_UPDATE_INTERVAL_MAX) {
+				return cli_usage_error("--interval: '%s' is not 1s to 1d", optarg);
+			}
+			break;
+		case 'd':
+			if (moat_duration_parse(optarg, 1, &duration_s, &err) != 0 || duration_s < 1) {
+				return cli_usage_error("--duration: '%s' is not a duration", optarg);
+			}
+			break;
+		case 't':
+			if (moat_device_type_check(optarg, &err) != 0) {
+				return cli_usage_error("--type: %s", err.msg);
+			}
+			type = optarg;
+			break;
+		case 'h':
+			printf("%s\n", usage);
+			return CLI_OK;
+		default:
+			if (!cli_global_opt(c, optarg)) {
+				return cli_usage_error("%s", usage);
+			}
+		}
+	}
+	if (optind != argc || n == 0) {
+		return cli_usage_error("%s", usage);
+	}
+	char longest[MOAT_ID_BUF_LEN + 16];
+	snprintf(longest, sizeof(longest), "%s-%06lld", prefix, (long long)n);
+	if (moat_identity_name_check(longest, &err) != 0) {
+		return cli_usage_error("--prefix: %s", err.msg);
+	}
+
+	char (*ids)[MOAT_ID_BUF_LEN] = calloc((size_t)n, sizeof(*ids));
+	struct moat_session **ss = NULL;
+	struct moat_deploy *d = NULL;
+	int rc = -1; /* -1: failed, err says why */
+	if (!ids) {
+		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int64_t i = 0; i < n; i++) {
+		/* fits: the longest name was checked above */
+		char name[MOAT_ID_BUF_LEN + 32];
+		snprintf(name, sizeof(name), "%s-%06lld", prefix, (long long)(i + 1));
+		snprintf(ids[i], sizeof(ids[i]), "%.*s", MOAT_ID_MAX_LEN, name);
+	}
+	if (provision_missing(ids, (size_t)n, type, &err) != 0) {
+		goto out;
+	}
+
+	char state_root[PATH_MAX];
+	moat_log_init("moat-sim", MOAT_LOG_WARN, false);
+	moat_session_lib_init();
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
+	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
+	    moat_sim_create(d, ids, (size_t)n, interval_s * 1000, state_root, &ss, &err) != 0) {
+		goto out;
+	}
+	moat_deploy_close(d);
+	d = NULL;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
+	struct view v = {
+		.tty = isatty(STDOUT_FILENO),
+		.json = cli_globals.json,
+		.started_ms = moat_time_mono_ms(),
+	};
+	if (duration_s > 0) {
+		v.deadline_ms = v.started_ms + duration_s * 1000;
+	}
+	bool reboot = false;
+	if (moat_loop_run(ss, (size_t)n, &sim_stop, on_tick, &v, &reboot, &err) != 0) {
+		goto out;
+	}
+	struct moat_loop_stats st = v.last;
+	/* the final numbers, after the devices said offline */
+	uint64_t sent = 0, errors = 0;
+	size_t published = 0;
+	for (int64_t i = 0; i < n; i++) {
+		sent += ss[i]->dev.stats.telemetry_sent;
+		errors += ss[i]->dev.stats.errors + ss[i]->failures;
+		published += ss[i]->dev.stats.telemetry_sent > 0;
+	}
+	(void)st;
+	double secs = (double)(moat_time_mono_ms() - v.started_ms) / 1000.0;
+	if (v.json) {
+		printf("{\"devices\":%lld,\"connected_peak\":%zu,\"published\":%zu,"
+		       "\"messages\":%llu,\"errors\":%llu,\"seconds\":%.1f}\n",
+		       (long long)n, v.peak_up, published, (unsigned long long)sent,
+		       (unsigned long long)errors, secs);
+	} else {
+		printf("%ssim: %lld devices, %zu connected at peak, %zu published, %llu messages "
+		       "acknowledged, %llu errors, %.1f s\n",
+		       v.tty ? "\r\033[K" : "", (long long)n, v.peak_up, published,
+		       (unsigned long long)sent, (unsigned long long)errors, secs);
+	}
+	rc = CLI_OK;
+out:
+	if (rc < 0) {
+		rc = cli_fail(&err);
+	}
+	moat_sim_free(ss, ss ? (size_t)n : 0);
+	moat_deploy_close(d);
+	free(ids);
+	return rc;
+}

@@ -1,0 +1,250 @@
+/* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--count N] [--timeout D]`: a
+ * live view of devices' telemetry, status, diagnostics and command responses, one line
+ * per message. Payloads come from devices and are untrusted: each is parsed with its
+ * schema (src/core/messages.c) before anything of it is shown; --json prints
+ * {"topic","device","kind","valid","message"} where message is the payload itself only
+ * when it parsed, else the payload as a JSON string.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "moat/messages.h"
+#include "moat/opclient.h"
+#include "moat/timeutil.h"
+#include "moat/topic.h"
+
+#define WATCH_IDS_MAX 64
+
+static volatile int watch_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	watch_stop = 1;
+}
+
+/* A payload printed as text: printable ASCII only, at most 300 bytes. */
+static void print_safe(const char *p, size_t len)
+{
+	for (size_t i = 0; i < len && i < 300; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
+	}
+}
+
+static void show(const char *topic, const char *payload, size_t len)
+{
+	struct moat_topic tp;
+	char ts[MOAT_TIME_ISO_LEN];
+	bool valid = false;
+	moat_time_iso(moat_time_now(), ts);
+	if (moat_topic_parse(topic, &tp, NULL) != 0) {
+		return; /* the broker only sends what we subscribed to */
+	}
+	const char *kind = moat_topic_kind_name(tp.kind);
+	struct moat_msg_telemetry t;
+	struct moat_msg_status st;
+	struct moat_msg_response r;
+	switch (tp.kind) {
+	case MOAT_TOPIC_TELEMETRY:
+		valid = moat_msg_telemetry_parse(payload, len, &t, NULL) == 0;
+		break;
+	case MOAT_TOPIC_STATUS:
+		valid = moat_msg_status_parse(payload, len, &st, NULL) == 0;
+		break;
+	case MOAT_TOPIC_COMMAND_RESPONSES:
+		valid = moat_msg_response_parse(payload, len, &r, NULL) == 0;
+		break;
+	case MOAT_TOPIC_DIAGNOSTICS: {
+		/* no parser for diagnostics: shown as a string, never as JSON */
+		valid = false;
+		break;
+	}
+	default:
+		return;
+	}
+	if (cli_globals.json) {
+		printf("{\"time\":\"%s\",\"topic\":", ts);
+		cli_json_string(stdout, topic);
+		printf(",\"device\":\"%s\",\"kind\":\"%s\",\"valid\":%s,\"message\":", tp.id, kind,
+		       valid ? "true" : "false");
+		if (valid) {
+			fwrite(payload, 1, len, stdout);
+		} else {
+			char *copy = malloc(len + 1);
+			if (copy) {
+				memcpy(copy, payload, len);
+				copy[len] = '\0';
+				cli_json_string(stdout, copy);
+				free(copy);
+			} else {
+				printf("null");
+			}
+		}
+		printf("}\n");
+		fflush(stdout);
+		return;
+	}
+	printf("%s %-20s %-17s ", ts, tp.id, kind);
+	if (!valid) {
+		if (tp.kind != MOAT_TOPIC_DIAGNOSTICS) {
+			printf("(invalid) ");
+		}
+		print_safe(payload, len);
+	} else if (tp.kind == MOAT_TOPIC_TELEMETRY) {
+		if (t.has_seq) {
+			printf("seq=%lld", (long long)t.seq);
+		}
+		for (size_t i = 0; i < t.reading_count; i++) {
+			printf(" %s=%g", t.readings[i].name, t.readings[i].value);
+		}
+		if (t.has_signal_strength) {
+			printf(" rssi=%lld", (long long)t.signal_strength);
+		}
+	} else if (tp.kind == MOAT_TOPIC_STATUS) {
+		printf("%s", st.online ? "online" : "offline");
+		if (st.ip_address[0]) {
+			printf(" %s", st.ip_address);
+		}
+		if (st.agent_version[0]) {
+			printf(" agent %s", st.agent_version);
+		}
+	} else {
+		printf("%s %s", r.command, r.status);
+		if (r.id[0]) {
+			printf(" id=%s", r.id);
+		}
+		if (r.detail[0]) {
+			printf(": %s", r.detail);
+		}
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+int watch_main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"all", no_argument, NULL, 'A'},
+		{"as", required_argument, NULL, 's'},
+		{"count", required_argument, NULL, 'n'},
+		{"timeout", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		CLI_GLOBAL_LONGOPTS,
+		{NULL, 0, NULL, 0},
+	};
+	const char *usage = "usage: moat watch [ID...|--all] [--json] [--as NAME] [--count N] "
+			    "[--timeout D]";
+	static const char *const kinds[] = {"telemetry", "status", "diagnostics",
+					    "command_responses"};
+	struct moat_err err = {0};
+	bool all = false;
+	const char *as = NULL;
+	int64_t count = 0, timeout_s = 0;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'A':
+			all = true;
+			break;
+		case 's':
+			as = optarg;
+			break;
+		case 'n':
+			if (moat_int_parse(optarg, 1, INT64_MAX, &count, &err) != 0) {
+				return cli_usage_error("--count: %s", err.msg);
+			}
+			break;
+		case 't':
+			if (moat_duration_parse(optarg, 1, &timeout_s, &err) != 0 || timeout_s < 1) {
+				return cli_usage_error("--timeout: '%s' is not a duration", optarg);
+			}
+			break;
+		case 'h':
+			printf("%s\n", usage);
+			return CLI_OK;
+		default:
+			if (!cli_global_opt(c, optarg)) {
+				return cli_usage_error("%s", usage);
+			}
+		}
+	}
+	size_t nids = (size_t)(argc - optind);
+	if ((nids == 0) == !all) {
+		return cli_usage_error("watch: name devices or give --all, not both (%s)", usage);
+	}
+	if (nids > WATCH_IDS_MAX) {
+		return cli_usage_error("watch: at most %d devices; use --all", WATCH_IDS_MAX);
+	}
+	for (size_t i = 0; i < nids; i++) {
+		if (moat_identity_name_check(argv[optind + i], &err) != 0) {
+			return cli_usage_error("%s", err.msg);
+		}
+	}
+	size_t nf = (all ? 1 : nids) * 4;
+	char (*bufs)[MOAT_TOPIC_BUF_LEN] = calloc(nf, sizeof(*bufs));
+	const char **filters = calloc(nf, sizeof(*filters));
+	struct moat_deploy *d = NULL;
+	struct moat_opclient *cl = NULL;
+	int rc = -1; /* -1: failed, err says why */
+	if (!bufs || !filters) {
+		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nf; i++) {
+		const char *who = all ? "+" : argv[optind + i / 4];
+		snprintf(bufs[i], sizeof(bufs[i]), "devices/%s/%s", who, kinds[i % 4]);
+		filters[i] = bufs[i];
+	}
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
+	    moat_opclient_connect(d, as, 10000, &cl, NULL, &err) != 0 ||
+	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
+		goto out;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = SIG_IGN; /* a broker that goes away is an error, not a signal */
+	sigaction(SIGPIPE, &sa, NULL);
+	int64_t deadline = timeout_s ? moat_time_mono_ms() + timeout_s * 1000 : 0;
+	int64_t seen = 0;
+	while (count == 0 || seen < count) {
+		const char *t;
+		const void *p;
+		size_t plen;
+		int64_t left = -1;
+		if (deadline) {
+			left = deadline - moat_time_mono_ms();
+			if (left < 0) {
+				left = 0;
+			}
+		}
+		int nrc = moat_opclient_next(cl, left, &watch_stop, &t, &p, &plen, &err);
+		if (nrc == MOAT_EINTR || nrc == MOAT_ETIMEOUT) {
+			break;
+		}
+		if (nrc != 0) {
+			goto out;
+		}
+		show(t, p, plen);
+		seen++;
+	}
+	rc = CLI_OK;
+out:
+	if (rc < 0) {
+		rc = cli_fail(&err);
+	}
+	moat_opclient_close(cl);
+	moat_deploy_close(d);
+	free(bufs);
+	free(filters);
+	return rc;
+}

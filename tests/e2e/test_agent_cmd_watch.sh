@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# moat cmd and moat watch against moat-agent and a real Mosquitto: exit status 0 when the
+# device accepted or completed the command, 1 when it refused it or did not know it, 2 on
+# timeout (no device listening); --as chooses the operator identity; watch shows
+# telemetry, status and responses, as text and as JSON lines.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_agent.sh"
+
+e2e_init
+moat device add dev1 >/dev/null
+moat device add dev2 >/dev/null
+agent_export dev1
+agent_set "$CONF" agent interval 1s
+agent_broker_start
+
+# No operator identity yet: a clear error.
+expect_fail "cmd without an operator identity" moat cmd dev1 diagnostics --timeout 2s
+assert_contains "$errout" "moat identity add"
+moat identity add ops --role operator >/dev/null
+moat identity add watcher --role operator >/dev/null
+
+moat watch dev1 --json --as watcher --timeout 60s >"$T/watch.json" 2>"$T/watch.err" &
+WATCH=$!
+E2E_PIDS+=("$WATCH")
+moat watch --all --as watcher2 --count 1 --timeout 5s >/dev/null 2>"$T/w2.err" && fail "watch as an unknown identity succeeded"
+assert_contains "$(cat "$T/w2.err")" "watcher2"
+sleep 1
+
+moat-agent --config "$CONF" 2>"$T/agent.log" &
+E2E_PIDS+=($!)
+wait_grep 10 'event=connected' "$T/agent.log" || fail "agent did not connect"
+
+expect_ok "cmd diagnostics" moat cmd dev1 diagnostics --as ops
+assert_contains "$out" "dev1 diagnostics: completed"
+expect_ok "cmd update_interval" moat cmd dev1 update_interval --arg interval=2
+assert_contains "$out" "completed (interval 2s)"
+expect_ok "cmd --json" moat --json cmd dev1 diagnostics
+python3 -c 'import json,sys; m=json.loads(sys.argv[1]); assert m["status"]=="completed" and m["id"].startswith("cmd-")' "$out" ||
+	fail "cmd --json is not the response: $out"
+
+set +e
+moat cmd dev1 update_interval --arg interval=0 >"$T/o" 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] || fail "refused command: exit $rc"
+assert_contains "$(cat "$T/o")" "refused"
+pass "refused: exit 1"
+set +e
+moat cmd dev1 self_destruct >"$T/o" 2>&1; rc=$?
+set -e
+[ $rc -eq 1 ] || fail "unknown command: exit $rc"
+assert_contains "$(cat "$T/o")" "unknown_command"
+pass "unknown command: exit 1"
+set +e
+moat cmd dev2 diagnostics --timeout 2s >"$T/o" 2>&1; rc=$?
+set -e
+[ $rc -eq 2 ] || fail "timeout: exit $rc ($(cat "$T/o"))"
+assert_contains "$(cat "$T/o")" "did not answer"
+pass "no answer: exit 2"
+expect_fail "bad argument" moat cmd dev1 update_interval --arg 'Bad Key=1'
+expect_fail "bad command name" moat cmd dev1 'Reboot!'
+expect_fail "bad device name" moat cmd 'dev/1' reboot
+expect_fail "as a device identity" moat cmd dev1 diagnostics --as dev2
+
+wait_for 10 count_at_least 3 '"kind":"telemetry"' "$T/watch.json" || fail "watch saw no telemetry"
+kill -TERM "$WATCH"; wait "$WATCH" || fail "watch exit status on SIGTERM"
+python3 - "$T/watch.json" <<'PY' || fail "watch --json output"
+import json, sys
+kinds = {}
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    assert m["device"] == "dev1" and (m["valid"] is True or m["kind"] == "diagnostics"), m
+    kinds.setdefault(m["kind"], []).append(m["message"])
+assert kinds["status"][0]["status"] == "online"
+assert "seq" in kinds["telemetry"][0]["metadata"]
+statuses = {r["status"] for r in kinds["command_responses"]}
+assert {"completed", "refused", "unknown_command"} <= statuses, statuses
+assert "diagnostics" in kinds
+PY
+pass "watch --json: status, telemetry, responses, diagnostics"
+
+# text mode, and an invalid payload shown as such (never as JSON)
+moat watch --all --as watcher --count 2 --timeout 20s >"$T/watch.txt" 2>&1 &
+W2=$!
+sleep 1
+agent_pub ops devices/dev2/telemetry 'not json {"x"'
+wait "$W2" || fail "watch --count"
+grep -q 'dev1 .*telemetry .*seq=' "$T/watch.txt" || grep -q 'dev2 .*(invalid)' "$T/watch.txt" || fail "watch text: $(cat "$T/watch.txt")"
+pass "watch text output"
+
+agent_sanitizer_clean "$T"/*.log "$T"/*.err
