@@ -44,8 +44,9 @@ pass "telemetry reached the service"
 # A command reaches its device only.
 broker_sub_bg dev-a dev-a "$T/a.out" 'devices/dev-a/commands/+'
 broker_sub_bg dev-b dev-b "$T/b.out" 'devices/dev-b/commands/+'
-broker_pub svc-1 svc-1 devices/dev-a/commands/reboot '{"id":"c1","command":"reboot"}'
-broker_pub svc-1 svc-1 devices/dev-b/commands/reboot '{"id":"marker","command":"reboot"}'
+# commands come from the operator: svc-1 keeps its one session (client id = CN)
+broker_pub op-1 op-1 devices/dev-a/commands/reboot '{"id":"c1","command":"reboot"}'
+broker_pub op-1 op-1 devices/dev-b/commands/reboot '{"id":"marker","command":"reboot"}'
 broker_wait_line "$T/a.out" '"id":"c1"'
 broker_wait_line "$T/b.out" '"id":"marker"'
 if grep -q '"id":"c1"' "$T/b.out"; then fail "dev-b received dev-a's command"; fi
