@@ -1,4 +1,5 @@
-/* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]`: N simulated
+/* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]` (or `moat sim
+ * ID...` for named devices, such as the tutorial's three in `make run`): N simulated
  * devices in one process, each the same device code as moat-agent (src/agent). Devices
  * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
  * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
@@ -126,7 +127,7 @@ int sim_main(int argc, char **argv)
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
-	const char *usage = "usage: moat sim --devices N [--prefix P] [--interval 10s] "
+	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
 			    "[--duration D] [--type T] [--json]";
 	struct moat_err err = {0};
 	int64_t n = 0, interval_s = 10, duration_s = 0;
@@ -171,13 +172,27 @@ int sim_main(int argc, char **argv)
 			}
 		}
 	}
-	if (optind != argc || n == 0) {
+	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
+	size_t named = (size_t)(argc - optind);
+	if ((named == 0) == (n == 0)) {
 		return cli_usage_error("%s", usage);
 	}
-	char longest[MOAT_ID_BUF_LEN + 16];
-	snprintf(longest, sizeof(longest), "%s-%06lld", prefix, (long long)n);
-	if (moat_identity_name_check(longest, &err) != 0) {
-		return cli_usage_error("--prefix: %s", err.msg);
+	if (named > 0) {
+		if (named > SIM_DEVICES_MAX) {
+			return cli_usage_error("at most %d devices", SIM_DEVICES_MAX);
+		}
+		for (size_t i = 0; i < named; i++) {
+			if (moat_identity_name_check(argv[optind + (int)i], &err) != 0) {
+				return cli_usage_error("%s", err.msg);
+			}
+		}
+		n = (int64_t)named;
+	} else {
+		char longest[MOAT_ID_BUF_LEN + 16];
+		snprintf(longest, sizeof(longest), "%s-%06lld", prefix, (long long)n);
+		if (moat_identity_name_check(longest, &err) != 0) {
+			return cli_usage_error("--prefix: %s", err.msg);
+		}
 	}
 
 	char (*ids)[MOAT_ID_BUF_LEN] = calloc((size_t)n, sizeof(*ids));
@@ -189,9 +204,13 @@ int sim_main(int argc, char **argv)
 		goto out;
 	}
 	for (int64_t i = 0; i < n; i++) {
-		/* fits: the longest name was checked above */
+		/* fits: names were checked above */
 		char name[MOAT_ID_BUF_LEN + 32];
-		snprintf(name, sizeof(name), "%s-%06lld", prefix, (long long)(i + 1));
+		if (named > 0) {
+			snprintf(name, sizeof(name), "%s", argv[optind + (int)i]);
+		} else {
+			snprintf(name, sizeof(name), "%s-%06lld", prefix, (long long)(i + 1));
+		}
 		snprintf(ids[i], sizeof(ids[i]), "%.*s", MOAT_ID_MAX_LEN, name);
 	}
 	if (provision_missing(ids, (size_t)n, type, &err) != 0) {

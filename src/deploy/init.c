@@ -329,6 +329,13 @@ int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
 			return moat_err_errno(err, errno == EEXIST ? MOAT_EEXIST : MOAT_EIO, errno,
 					      "%s", opts->dir);
 		}
+		/* the broker's user must traverse it (secrets inside are 0600/0700 themselves);
+		 * mkdir honoured the umask */
+		if (chmod(opts->dir, 0755) != 0) {
+			int e = errno;
+			deploy_remove_quietly(opts->dir);
+			return moat_err_errno(err, MOAT_EIO, e, "%s", opts->dir);
+		}
 	}
 	rc = populate(opts->dir, opts, name, hosts, host_count, passphrase, err);
 	if (rc != 0) {
