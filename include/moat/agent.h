@@ -46,6 +46,8 @@
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define MOAT_AGENT_INTERVAL_DEFAULT_MS 10000
 #define MOAT_AGENT_INTERVAL_MIN_MS 100
+#define MOAT_AGENT_UPDATE_URL_MAX_LEN 512
+#define MOAT_AGENT_UPDATE_INTERVAL_DEFAULT_S (24 * 3600)
 
 enum moat_sensor_kind {
 	MOAT_SENSOR_SIMULATED = 0, /* the tutorial's temperature and humidity */
@@ -67,6 +69,9 @@ struct moat_sensor_conf {
  *   [broker] host, port, ca, cert, key, keepalive (duration), reconnect_min,
  *            reconnect_max (durations, ms precision with "ms" suffix allowed)
  *   [sensor] source (simulated|file|command), name, path, command, scale
+ *   [update] server (https://host:port of moatd), state_dir (the device state directory
+ *            of moat-boot; default: $MOAT_BOOT_STATE), interval (duration between update
+ *            checks, 1h..30d, default 24h). Without server the agent has no update client.
  * Relative paths are relative to the directory of the file. Unknown sections and keys are
  * errors (a typo must not silently fall back to a default). */
 struct moat_agent_conf {
@@ -88,6 +93,10 @@ struct moat_agent_conf {
 	int64_t reconnect_max_ms;
 
 	struct moat_sensor_conf sensor;
+
+	char update_url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1]; /* "" : no update client */
+	char update_state_dir[PATH_MAX];                      /* "" : $MOAT_BOOT_STATE */
+	int64_t update_interval_s;
 
 	/* not in the file: set by the simulator */
 	bool no_fsync; /* state and queue writes skip fsync (many devices on one disk) */
@@ -201,6 +210,10 @@ struct moat_device;
 typedef void (*moat_device_update_hook)(struct moat_device *dev,
 					const struct moat_msg_command *cmd,
 					struct moat_msg_response *resp, void *ctx);
+/* Called on every tick with update_ctx: finishes a background update check (answers the
+ * command, reports events) and starts the periodic ones. */
+typedef void (*moat_device_update_poll)(struct moat_device *dev, void *ctx,
+					int64_t now_mono_ms);
 
 struct moat_device_stats {
 	uint64_t telemetry_sent;  /* acknowledged by the broker */
@@ -225,6 +238,7 @@ struct moat_device {
 	bool reboot_requested;     /* the driver restarts the device when set */
 	bool quiet;                /* the simulator: log only warnings and errors */
 	moat_device_update_hook update_hook;
+	moat_device_update_poll update_poll;
 	void *update_ctx;
 	struct moat_device_stats stats;
 };
@@ -261,6 +275,28 @@ int64_t moat_device_next_ms(const struct moat_device *dev, int64_t now_mono_ms);
 MOAT_MUST_CHECK int moat_device_publish_offline(struct moat_device *dev, struct moat_err *err);
 /* Writes everything not yet delivered to disk (before exit). */
 void moat_device_persist(struct moat_device *dev);
+
+/* Publishes a command response (device_id and timestamp filled here) on
+ * devices/ID/command_responses; failures are counted and logged. */
+void moat_device_respond(struct moat_device *dev, struct moat_msg_response *r);
+
+/* ---- signed updates in the agent (update_client.c) ----
+ * The update check (moat_update_check) blocks for a whole download, so it runs in a child
+ * process; the poll loop only starts it and collects its one result through a pipe. A
+ * check_update command is answered "accepted" at once, then with the outcome; every
+ * outcome is also reported as an update event on devices/ID/diagnostics (moatd's format:
+ * checked, verified, installed, confirmed, reverted, refused with the verdict). A staged
+ * release asks the agent to restart (exit MOAT_BOOT_RESTART_EXIT under moat-boot), and
+ * the trial confirms on its first accepted connection. */
+struct moat_agent_update;
+/* Creates the update client of conf (NULL in *out when conf has no [update] server or no
+ * state directory is known: the device then refuses check_update). */
+MOAT_MUST_CHECK int moat_agent_update_new(const struct moat_agent_conf *conf,
+					  struct moat_agent_update **out, struct moat_err *err);
+/* Plugs u into dev (hook, poll, ctx). */
+void moat_agent_update_attach(struct moat_agent_update *u, struct moat_device *dev);
+/* Stops a running check (SIGTERM, reaped) and frees u. NULL is fine. */
+void moat_agent_update_free(struct moat_agent_update *u);
 
 /* Fills the diagnostics of this device (real values of the Linux system). */
 void moat_diag_collect(const struct moat_device *dev, struct moat_msg_diagnostics *out);

@@ -2,7 +2,10 @@
  * `moat device export ID --format agent` wrote, refuses to start with a certificate the
  * broker would refuse (clock before notBefore, expired), and runs one device session
  * until SIGTERM/SIGINT, when it publishes its offline status and exits 0. The reboot
- * command makes it re-execute itself (the same binary, the same arguments).
+ * command makes it re-execute itself (the same binary, the same arguments), or, under
+ * moat-boot (MOAT_BOOT_STATE set), exit MOAT_BOOT_RESTART_EXIT so moat-boot starts the
+ * image again (a staged release then starts on trial). With an [update] section it runs
+ * the update client (update_client.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +18,7 @@
 #include "moat/agent.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
+#include "moat/update.h"
 
 static volatile int stop_flag;
 
@@ -111,6 +115,17 @@ int main(int argc, char **argv)
 		moat_session_lib_cleanup();
 		return 1;
 	}
+	struct moat_agent_update *upd = NULL;
+	if (moat_agent_update_new(&conf, &upd, &err) != 0) {
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		moat_session_free(s);
+		free(s);
+		moat_session_lib_cleanup();
+		return 1;
+	}
+	if (upd) {
+		moat_agent_update_attach(upd, &s->dev);
+	}
 	moat_log(MOAT_LOG_INFO,
 		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
 		 conf.id, conf.host, conf.port, (long long)conf.interval_ms,
@@ -124,9 +139,14 @@ int main(int argc, char **argv)
 	}
 	moat_log(MOAT_LOG_INFO, "event=stopped id=%s reboot=%s next_seq=%lld queued=%zu", conf.id,
 		 reboot ? "yes" : "no", (long long)s->dev.next_seq, s->dev.queue.count);
+	moat_agent_update_free(upd);
 	moat_session_free(s);
 	free(s);
 	moat_session_lib_cleanup();
+	if (reboot && getenv("MOAT_BOOT_STATE") != NULL) {
+		/* under moat-boot: it starts the image again, a staged release on trial */
+		return MOAT_BOOT_RESTART_EXIT;
+	}
 	if (reboot) {
 		/* the reboot command: start over as a new process image */
 		execv("/proc/self/exe", argv);

@@ -29,6 +29,7 @@ void moat_agent_conf_defaults(struct moat_agent_conf *conf)
 	conf->sensor.kind = MOAT_SENSOR_SIMULATED;
 	snprintf(conf->sensor.name, sizeof(conf->sensor.name), "%s", "temperature");
 	conf->sensor.scale = 1.0;
+	conf->update_interval_s = MOAT_AGENT_UPDATE_INTERVAL_DEFAULT_S;
 }
 
 /* "<n>ms" or a moat duration, into milliseconds within [min_ms, max_ms]. */
@@ -131,10 +132,43 @@ static bool reading_name_ok(const char *s)
 	return true;
 }
 
+/* [update]: moatd's URL must be https with a host (the updater verifies the server
+ * against the deployment CA and the URL's host name), no path, no trailing slash. */
+static int parse_update(const struct moat_config *cfg, const char *base_dir,
+			struct moat_agent_conf *c, struct moat_err *err)
+{
+	int rc;
+	const char *s = moat_config_get(cfg, "update", "server");
+	if (s) {
+		const char *host = s + strlen("https://");
+		size_t n = strlen(s);
+		bool ok = strncmp(s, "https://", strlen("https://")) == 0 && host[0] != '\0' &&
+			  host[0] != ':' && strchr(host, '/') == NULL &&
+			  n <= MOAT_AGENT_UPDATE_URL_MAX_LEN;
+		for (const char *p = s; ok && *p; p++) {
+			ok = *p > ' ' && *p < 0x7f && *p != '?' && *p != '#' && *p != '@';
+		}
+		if (!ok) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [update] server: '%.64s' is not https://host[:port]",
+					    cfg->path, s);
+		}
+		snprintf(c->update_url, sizeof(c->update_url), "%s", s);
+	}
+	if ((rc = get_str(cfg, "update", "state_dir", base_dir, c->update_state_dir,
+			  sizeof(c->update_state_dir), err)) != 0 ||
+	    (rc = moat_config_get_duration(cfg, "update", "interval", c->update_interval_s, 3600,
+					   30 * 86400, &c->update_interval_s, err)) != 0) {
+		return rc;
+	}
+	return 0;
+}
+
 static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		     struct moat_agent_conf *c, struct moat_err *err)
 {
-	static const char *const sections[] = {"agent", "broker", "sensor", NULL};
+	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
+	static const char *const update_keys[] = {"server", "state_dir", "interval", NULL};
 	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
 						 "state_dir", "queue_max",   "log",
 						 "log_level", NULL};
@@ -150,7 +184,8 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 	if ((rc = moat_config_check_sections(cfg, sections, err)) != 0 ||
 	    (rc = moat_config_check_keys(cfg, "agent", agent_keys, err)) != 0 ||
 	    (rc = moat_config_check_keys(cfg, "broker", broker_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "sensor", sensor_keys, err)) != 0) {
+	    (rc = moat_config_check_keys(cfg, "sensor", sensor_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "update", update_keys, err)) != 0) {
 		return rc;
 	}
 
@@ -289,6 +324,9 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		}
 		c->sensor.scale = d;
 	}
+	if ((rc = parse_update(cfg, base_dir, c, err)) != 0) {
+		return rc;
+	}
 	if (c->sensor.kind == MOAT_SENSOR_FILE && !c->sensor.path[0]) {
 		return moat_err_set(err, MOAT_EINVAL, "%s: [sensor] source = file needs path",
 				    cfg->path);
@@ -385,6 +423,17 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 			     c->sensor.path[0] ? "path = " : "", c->sensor.path,
 			     c->sensor.path[0] ? "\n" : "", c->sensor.command[0] ? "command = " : "",
 			     c->sensor.command, c->sensor.command[0] ? "\n" : "");
+		if (n < 0 || (size_t)n >= size - len) {
+			free(buf);
+			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");
+		}
+		len += (size_t)n;
+	}
+	if (c->update_url[0]) {
+		n = snprintf(buf + len, size - len, "\n[update]\nserver = %s\ninterval = %llds\n%s%s%s",
+			     c->update_url, (long long)c->update_interval_s,
+			     c->update_state_dir[0] ? "state_dir = " : "", c->update_state_dir,
+			     c->update_state_dir[0] ? "\n" : "");
 		if (n < 0 || (size_t)n >= size - len) {
 			free(buf);
 			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");

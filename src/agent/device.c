@@ -330,6 +330,9 @@ void moat_device_tick(struct moat_device *dev, int64_t now_mono_ms)
 			dev->next_telemetry_ms = now_mono_ms + dev->interval_ms;
 		}
 	}
+	if (dev->update_poll) {
+		dev->update_poll(dev, dev->update_ctx, now_mono_ms);
+	}
 	pump(dev);
 }
 
@@ -377,6 +380,11 @@ static void respond(struct moat_device *dev, struct moat_msg_response *r)
 	}
 	dlog(dev, MOAT_LOG_INFO, "event=command command=%s cmd_id=%s status=%s", r->command,
 	     r->id[0] ? r->id : "-", r->status);
+}
+
+void moat_device_respond(struct moat_device *dev, struct moat_msg_response *r)
+{
+	respond(dev, r);
 }
 
 /* Copies text into dst, cutting it to fit (details are informative, never parsed). */

@@ -4,5 +4,5 @@
 file(GLOB _agent_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/agent/*.c)
 list(REMOVE_ITEM _agent_srcs ${CMAKE_SOURCE_DIR}/src/agent/agent_main.c)
 add_library(moat_agent STATIC ${_agent_srcs})
-target_link_libraries(moat_agent PUBLIC moat_deploy PkgConfig::MOSQ PkgConfig::OPENSSL
+target_link_libraries(moat_agent PUBLIC moat_update moat_deploy PkgConfig::MOSQ PkgConfig::OPENSSL
                       PkgConfig::CJSON)

@@ -32,6 +32,14 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 	}
 	snprintf(out->host, sizeof(out->host), "%s", d->conf.broker_hosts[0]);
 	out->port = d->conf.broker_port;
+	/* moatd listens beside the broker under the same certificate: the same host name */
+	const char *h = d->conf.broker_hosts[0];
+	int n = snprintf(out->update_url, sizeof(out->update_url),
+			 strchr(h, ':') ? "https://[%s]:%d" : "https://%s:%d", h,
+			 d->conf.server_port);
+	if (n < 0 || (size_t)n >= sizeof(out->update_url)) {
+		return moat_err_set(err, MOAT_EINVAL, "update server URL too long");
+	}
 	if ((rc = moat_deploy_identity_path(d, id, "cert.pem", out->cert_file,
 					    sizeof(out->cert_file), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, "key.pem", out->key_file,

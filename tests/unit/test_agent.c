@@ -44,7 +44,9 @@ static int teardown_dir(void **state)
 
 static const char good_conf[] = "[agent]\nid = dev-1\ninterval = 100ms\nstate_dir = st\n"
 				"[broker]\nhost = broker.example\nport = 8883\nca = ca.crt\n"
-				"cert = /etc/moat/cert.pem\nkey = key.pem\n";
+				"cert = /etc/moat/cert.pem\nkey = key.pem\n"
+				"[update]\nserver = https://moatd.example:8443\nstate_dir = boot\n"
+				"interval = 6h\n";
 
 static int parse(const char *text, struct moat_agent_conf *c, struct moat_err *err)
 {
@@ -67,6 +69,9 @@ static void test_conf_good(void **state)
 	assert_string_equal(c.cert_file, "/etc/moat/cert.pem");
 	assert_int_equal(c.port, 8883);
 	assert_int_equal(c.sensor.kind, MOAT_SENSOR_SIMULATED);
+	assert_string_equal(c.update_url, "https://moatd.example:8443");
+	assert_string_equal(c.update_state_dir, "/base/boot");
+	assert_int_equal(c.update_interval_s, 6 * 3600);
 	/* format, then parse again: the same configuration */
 	assert_int_equal(moat_agent_conf_format(&c, &text, &len, &err), 0);
 	assert_int_equal(moat_agent_conf_parse("x", text, len, NULL, &c2, &err), 0);
@@ -122,6 +127,24 @@ static void test_conf_refused(void **state)
 		 "name = Temp\n",
 		 "name"},
 		{"[agent]\nid = d\nid = e\n", "duplicate"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "server = http://h:1\n",
+		 "https://host"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "server = https://h:1/api\n",
+		 "https://host"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "server = https://\n",
+		 "https://host"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "server = https://u@h\n",
+		 "https://host"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "interval = 10m\n",
+		 "interval"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "verify = no\n",
+		 "verify"},
 		{"[agent]\nid = d\n[broker]\nhost = h\nca =\ncert = b\nkey = c\n", "empty"},
 	};
 	(void)state;

@@ -453,7 +453,10 @@ static void test_ca_load_refusals(void **state)
 	assert_int_equal(PEM_write_bio_PrivateKey(b, other->key, NULL, NULL, 0, NULL, NULL), 1);
 	char *plain = NULL;
 	long plain_len = BIO_get_mem_data(b, &plain);
-	char *plain_text = strndup(plain, (size_t)plain_len);
+	/* the BIO's data is not NUL-terminated: copy exactly plain_len bytes */
+	char *plain_text = calloc(1, (size_t)plain_len + 1);
+	assert_non_null(plain_text);
+	memcpy(plain_text, plain, (size_t)plain_len);
 	write_file(plain_key, plain_text);
 	free(plain_text);
 	BIO_free(b);

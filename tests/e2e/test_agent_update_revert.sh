@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# test_agent_update_revert.sh: a release that verifies but does not work (it crashes
+# before confirming) is staged by moat-agent, started on trial by moat-boot, reverted; the
+# agent 1.0.0 starts again, reports "reverted" to moatd, keeps its floor, and does not
+# stage the same release again at start (no trial/revert loop).
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_moatd.sh"
+source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_update.sh"
+source "$(dirname "$0")/lib_agent_update.sh"
+
+au_setup
+au_start
+make_image "$T/broken-1.1.0" 1.1.0 crash # a signed image that dies with SIGSEGV
+sign "$T/broken-1.1.0" 1.1.0 2 "$T/broken-1.1.0.json"
+expect_ok "publish broken 1.1.0" moat fw publish "$T/broken-1.1.0.json" "$T/broken-1.1.0" --devices dev1
+expect_ok "check_update accepted" moat cmd dev1 check_update --as ops
+wait_grep 60 "event=start slot=b version=1.1.0 trial=yes" "$T/boot.log" ||
+	fail "moat-boot did not start the trial: $(tail -5 "$T/boot.log")"
+wait_grep 60 "event=revert" "$T/boot.log" || fail "no revert: $(tail -5 "$T/boot.log")"
+au_wait_event reverted
+grep "event=update stage=reverted" "$T/boot.log" | grep -q "version=1.1.0 running=1.0.0" ||
+	fail "reverted event: $(grep 'stage=reverted' "$T/boot.log")"
+expect_ok "boot status" moat-boot --state "$BS" --status
+assert_contains "$out" "active=a"
+assert_contains "$out" "trial=-"
+assert_contains "$out" "floor=1"
+expect_ok "fw status" moat fw status dev1
+assert_contains "$out" "reverted"
+pass "a trial that crashed is reverted; 1.0.0 runs again and reports it"
+
+# The restarted agent must not stage the failed release again on its own.
+expect_ok "diagnostics from the reverted agent" moat cmd dev1 diagnostics --as ops
+sleep 3
+[ "$(grep -c 'trial=yes' "$T/boot.log")" = 1 ] || fail "the failed release was started again"
+[ "$(grep -c 'event=update_event id=dev1 stage=installed' "$D/log/moatd.log")" = 1 ] ||
+	fail "the failed release was staged again at start"
+pass "no automatic retry of the reverted release at start"
+au_stop
