@@ -155,6 +155,33 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	return 0;
 }
 
+/* Options plus the one positional ID: 0, -1 after --help (exit 0), or a usage status. */
+static int parse_one_id(int argc, char **argv, const char *allowed, struct ident_opts *o,
+			const char *usage_line, const char **out_id)
+{
+	int rc = parse_opts(argc, argv, allowed, o, usage_line);
+	if (rc != 0) {
+		return rc;
+	}
+	return one_id(argc, argv, usage_line, out_id);
+}
+
+/* Opens the deployment (unlocked: for writing, with the CA key) and loads id in scope. On
+ * failure nothing stays open. */
+static int open_identity(const struct ident_scope *scope, bool unlocked, const char *id,
+			 struct moat_deploy **out_d, struct moat_identity *out,
+			 struct moat_err *err)
+{
+	struct moat_deploy *d = NULL;
+	int rc = unlocked ? cli_open_unlocked(&d, err) : cli_open(MOAT_DEPLOY_READ, &d, err);
+	if (rc == 0 && (rc = scoped_identity(scope, d, id, out, err)) != 0) {
+		moat_deploy_close(d);
+		d = NULL;
+	}
+	*out_d = d;
+	return rc;
+}
+
 struct progress_state {
 	bool tty;
 	int last_percent;
@@ -408,16 +435,11 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 	struct moat_deploy *d = NULL;
 	struct moat_identity ident;
 	const char *id = NULL;
-	int rc = parse_opts(argc, argv, "", &o, usage_line);
+	int rc = parse_one_id(argc, argv, "", &o, usage_line, &id);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
 	}
-	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
-		return rc;
-	}
-	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, &err)) != 0 ||
-	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0) {
-		moat_deploy_close(d);
+	if (open_identity(scope, false, id, &d, &ident, &err) != 0) {
 		return cli_fail(&err);
 	}
 	char dir[PATH_MAX];
@@ -463,19 +485,17 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 	struct moat_identity ident;
 	const char *id = NULL;
 	int reason = 0;
-	int rc = parse_opts(argc, argv, "r", &o, usage_line);
+	int rc = parse_one_id(argc, argv, "r", &o, usage_line, &id);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
-	}
-	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
-		return rc;
 	}
 	if (o.reason && moat_pki_reason_parse(o.reason, &reason, &err) != 0) {
 		return cli_usage_error("--reason: %s", err.msg);
 	}
-	if ((rc = cli_open_unlocked(&d, &err)) != 0 ||
-	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0 ||
-	    (rc = moat_deploy_revoke(d, id, reason, &err)) != 0) {
+	if (open_identity(scope, true, id, &d, &ident, &err) != 0) {
+		return cli_fail(&err);
+	}
+	if ((rc = moat_deploy_revoke(d, id, reason, &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
@@ -498,16 +518,14 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 	struct moat_deploy *d = NULL;
 	struct moat_identity ident;
 	const char *id = NULL;
-	int rc = parse_opts(argc, argv, "d", &o, usage_line);
+	int rc = parse_one_id(argc, argv, "d", &o, usage_line, &id);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
 	}
-	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
-		return rc;
+	if (open_identity(scope, true, id, &d, &ident, &err) != 0) {
+		return cli_fail(&err);
 	}
-	if ((rc = cli_open_unlocked(&d, &err)) != 0 ||
-	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0 ||
-	    (rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
+	if ((rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
 	    (rc = moat_registry_identity_get(d->reg, id, &ident, &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
@@ -634,12 +652,9 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 	struct moat_deploy *d = NULL;
 	struct moat_identity ident;
 	const char *id = NULL;
-	int rc = parse_opts(argc, argv, "ofP", &o, usage_line);
+	int rc = parse_one_id(argc, argv, "ofP", &o, usage_line, &id);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
-	}
-	if ((rc = one_id(argc, argv, usage_line, &id)) != 0) {
-		return rc;
 	}
 	if (!o.out) {
 		return cli_usage_error("export: --out DIR is required");
@@ -649,9 +664,7 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 	    strcmp(format, "c-header") != 0 && strcmp(format, "agent") != 0) {
 		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent", format);
 	}
-	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, &err)) != 0 ||
-	    (rc = scoped_identity(scope, d, id, &ident, &err)) != 0) {
-		moat_deploy_close(d);
+	if (open_identity(scope, false, id, &d, &ident, &err) != 0) {
 		return cli_fail(&err);
 	}
 	if (ident.status != MOAT_ID_ACTIVE) {
