@@ -18,10 +18,10 @@ au_image() {
 au_setup() {
 	broker_require
 	command -v curl >/dev/null || skip "curl not installed"
-	command -v moatd >/dev/null || skip "moatd not built"
+	command -v moatd >/dev/null || fail "moatd not built"
 	export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
-	[ -f "$MOAT_BROKER_PLUGIN" ] || skip "plugin not built: $MOAT_BROKER_PLUGIN"
-	AGENT_BIN=$(command -v moat-agent) || skip "moat-agent not built"
+	[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+	AGENT_BIN=$(command -v moat-agent) || fail "moat-agent not built"
 	upd_setup
 	chmod 0755 "$T"
 	moat identity add backend-service --role service >/dev/null

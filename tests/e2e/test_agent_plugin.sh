@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
-[ -e "$MOAT_BUILD/moat_broker.so" ] || skip "moat_broker.so not built"
+[ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
 e2e_init
 chmod 0755 "$T"
 moat device add dev1 >/dev/null

@@ -9,7 +9,7 @@ source "$(dirname "$0")/lib_moatd.sh"
 broker_require
 command -v curl >/dev/null || skip "curl not installed"
 export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
-[ -f "$MOAT_BROKER_PLUGIN" ] || skip "plugin not built: $MOAT_BROKER_PLUGIN"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
 broker_deploy
 moat identity add backend-service --role service >/dev/null
 

@@ -6,7 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_update.sh"
 
-command -v moatd >/dev/null || skip "moatd not built"
+command -v moatd >/dev/null || fail "moatd not built"
 upd_setup
 make_image "$T/v2.sh" 1.1.0
 sign "$T/v2.sh" 1.1.0 2 "$T/v2.json"
