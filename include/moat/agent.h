@@ -38,6 +38,12 @@
 #define MOAT_AGENT_QUEUE_DEFAULT 10000     /* records */
 #define MOAT_AGENT_QUEUE_MAX 1000000       /* records */
 #define MOAT_AGENT_INFLIGHT_MAX 32         /* telemetry messages awaiting PUBACK */
+/* A telemetry message the broker refuses (MQTT 5 PUBACK reason >= 0x80, e.g. the plugin's
+ * rate limit) stays queued and is sent again after MOAT_AGENT_REFUSED_BACKOFF_MS; one that
+ * is refused MOAT_AGENT_REFUSALS_MAX times in a row is dropped with an error (a permanent
+ * refusal must not block the queue forever). */
+#define MOAT_AGENT_REFUSED_BACKOFF_MS 1000
+#define MOAT_AGENT_REFUSALS_MAX 30
 #define MOAT_AGENT_SENSOR_READ_MAX_BYTES 256
 /* TLS 1.2 suites moat clients offer: ECDHE with AEAD only (TLS 1.3 suites are all AEAD). */
 #define MOAT_TLS12_CIPHERS                                                         \
@@ -157,6 +163,7 @@ struct moat_queue_rec {
 	int mid;       /* MQTT message id while in flight, 0 otherwise */
 	bool acked;
 	bool on_disk;
+	int refusals;  /* times the broker refused it (PUBACK reason >= 0x80) */
 };
 
 struct moat_queue {
@@ -186,6 +193,9 @@ struct moat_queue_rec *moat_queue_at(struct moat_queue *q, size_t i);
 /* Marks the record in flight with mid as acknowledged and pops acknowledged records from
  * the head; truncates the file when the queue becomes empty. true when mid was found. */
 bool moat_queue_ack(struct moat_queue *q, int mid, struct moat_err *err);
+/* The broker refused the record in flight with mid: it is no longer in flight and will be
+ * sent again. Returns the record (its refusals counted), or NULL when mid is unknown. */
+struct moat_queue_rec *moat_queue_refused(struct moat_queue *q, int mid);
 /* The connection is gone: clears every in-flight mark and appends every record that is
  * not yet in the file to it, in order. */
 MOAT_MUST_CHECK int moat_queue_spill(struct moat_queue *q, struct moat_err *err);
@@ -233,6 +243,8 @@ struct moat_device {
 	int64_t interval_ms;
 	int64_t start_mono_ms;
 	int64_t next_telemetry_ms; /* monotonic */
+	int64_t pump_hold_until_ms; /* monotonic: after a refusal, nothing is sent before this */
+	int64_t now_ms;             /* monotonic time of the last tick */
 	int64_t cert_not_after;    /* 0 when unknown */
 	bool connected;
 	bool reboot_requested;     /* the driver restarts the device when set */
@@ -267,6 +279,9 @@ void moat_device_on_message(struct moat_device *dev, const char *topic, const vo
 			    size_t len);
 /* The broker acknowledged message mid. */
 void moat_device_on_publish(struct moat_device *dev, int mid);
+/* The broker refused message mid (MQTT 5 PUBACK reason_code >= 0x80): queued telemetry is
+ * kept and sent again after a back-off (see MOAT_AGENT_REFUSED_BACKOFF_MS). */
+void moat_device_on_publish_refused(struct moat_device *dev, int mid, int reason_code);
 /* Produces telemetry when due and sends what the queue holds. */
 void moat_device_tick(struct moat_device *dev, int64_t now_mono_ms);
 /* Milliseconds until the next telemetry is due (0 when due). */

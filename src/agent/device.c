@@ -194,7 +194,7 @@ static void pump(struct moat_device *dev)
 {
 	char topic[MOAT_TOPIC_BUF_LEN];
 	size_t inflight = 0;
-	if (!dev->connected || dev->queue.count == 0) {
+	if (!dev->connected || dev->queue.count == 0 || dev->now_ms < dev->pump_hold_until_ms) {
 		return;
 	}
 	if (topic_of(dev, MOAT_TOPIC_TELEMETRY, topic, sizeof(topic), NULL) != 0) {
@@ -252,6 +252,31 @@ void moat_device_on_disconnect(struct moat_device *dev)
 	}
 	if (was) {
 		dlog(dev, MOAT_LOG_WARN, "event=disconnected queued=%zu", dev->queue.count);
+	}
+}
+
+void moat_device_on_publish_refused(struct moat_device *dev, int mid, int reason_code)
+{
+	struct moat_err err;
+	struct moat_queue_rec *r = moat_queue_refused(&dev->queue, mid);
+	if (!r) {
+		return; /* not telemetry (status, responses): nothing queued to keep */
+	}
+	dev->stats.errors++;
+	dev->pump_hold_until_ms = dev->now_ms + MOAT_AGENT_REFUSED_BACKOFF_MS;
+	if (r->refusals < MOAT_AGENT_REFUSALS_MAX) {
+		dlog(dev, MOAT_LOG_WARN, "event=telemetry_refused seq=%lld reason=0x%02x retry_in_ms=%d",
+		     (long long)r->seq, (unsigned)reason_code, MOAT_AGENT_REFUSED_BACKOFF_MS);
+		return;
+	}
+	dlog(dev, MOAT_LOG_ERROR, "event=telemetry_dropped seq=%lld reason=0x%02x refusals=%d",
+	     (long long)r->seq, (unsigned)reason_code, r->refusals);
+	/* give up on this one: mark it in flight under a private id and acknowledge that */
+	r->mid = -1;
+	moat_err_clear(&err);
+	(void)moat_queue_ack(&dev->queue, -1, &err);
+	if (err.code != 0) {
+		dlog(dev, MOAT_LOG_ERROR, "event=queue_error error=\"%s\"", err.msg);
 	}
 }
 
@@ -322,6 +347,7 @@ static void produce(struct moat_device *dev, int64_t now_mono_ms)
 
 void moat_device_tick(struct moat_device *dev, int64_t now_mono_ms)
 {
+	dev->now_ms = now_mono_ms;
 	if (now_mono_ms >= dev->next_telemetry_ms) {
 		produce(dev, now_mono_ms);
 		dev->next_telemetry_ms += dev->interval_ms;

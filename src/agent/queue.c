@@ -308,20 +308,40 @@ int moat_queue_push(struct moat_queue *q, int64_t seq, const char *payload, size
 	return sync_file(q, err);
 }
 
+/* The record in flight with mid. Records are sent from the head in order, but one that
+ * was refused goes back to "not in flight" while later ones may still be: scan them all. */
+static struct moat_queue_rec *in_flight(struct moat_queue *q, int mid)
+{
+	if (mid == 0) {
+		return NULL;
+	}
+	for (size_t i = 0; i < q->count; i++) {
+		struct moat_queue_rec *r = moat_queue_at(q, i);
+		if (r->mid == mid && !r->acked) {
+			return r;
+		}
+	}
+	return NULL;
+}
+
+struct moat_queue_rec *moat_queue_refused(struct moat_queue *q, int mid)
+{
+	struct moat_queue_rec *r = in_flight(q, mid);
+	if (r) {
+		r->mid = 0;
+		r->refusals++;
+	}
+	return r;
+}
+
 bool moat_queue_ack(struct moat_queue *q, int mid, struct moat_err *err)
 {
 	bool found = false;
-	for (size_t i = 0; i < q->count; i++) {
-		struct moat_queue_rec *r = moat_queue_at(q, i);
-		if (r->mid == mid && !r->acked && mid != 0) {
-			r->acked = true;
-			r->mid = 0;
-			found = true;
-			break;
-		}
-		if (r->mid == 0 && !r->acked) {
-			break; /* records are sent in order: nothing later is in flight */
-		}
+	struct moat_queue_rec *r = in_flight(q, mid);
+	if (r) {
+		r->acked = true;
+		r->mid = 0;
+		found = true;
 	}
 	while (q->count > 0 && q->recs[q->head].acked) {
 		pop_head(q);

@@ -167,8 +167,9 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 	struct moat_err err;
 	(void)mosq;
 	if (rc != 0) {
+		/* MQTT 5: rc is a CONNACK reason code */
 		set_error(s, "broker refused the connection: %s",
-			 mosquitto_connack_string(rc));
+			 mosquitto_reason_string(rc));
 		s->fail_pending = true;
 		return;
 	}
@@ -202,11 +203,20 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 	s->fail_pending = true;
 }
 
-static void on_publish(struct mosquitto *mosq, void *obj, int mid)
+/* MQTT 5, so that a PUBACK says whether the broker took the message: the moat plugin
+ * refuses (0x87) what exceeds an identity's rate, and with MQTT 3.1.1 that refusal looks
+ * exactly like a delivery, so queued telemetry would be lost. */
+static void on_publish_v5(struct mosquitto *mosq, void *obj, int mid, int reason_code,
+			  const mosquitto_property *props)
 {
 	struct moat_session *s = obj;
 	(void)mosq;
-	moat_device_on_publish(&s->dev, mid);
+	(void)props;
+	if (reason_code >= 0x80) {
+		moat_device_on_publish_refused(&s->dev, mid, reason_code);
+	} else {
+		moat_device_on_publish(&s->dev, mid);
+	}
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m)
@@ -292,10 +302,10 @@ static void attempt(struct moat_session *s, int64_t now)
 		session_fail(s, now, "out of memory");
 		return;
 	}
-	mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+	mosquitto_int_option(s->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
 	mosquitto_connect_callback_set(s->mosq, on_connect);
 	mosquitto_disconnect_callback_set(s->mosq, on_disconnect);
-	mosquitto_publish_callback_set(s->mosq, on_publish);
+	mosquitto_publish_v5_callback_set(s->mosq, on_publish_v5);
 	mosquitto_message_callback_set(s->mosq, on_message);
 	mosquitto_log_callback_set(s->mosq, on_log);
 	rc = mosquitto_tls_set(s->mosq, c->ca_file, NULL, c->cert_file, c->key_file, NULL);
