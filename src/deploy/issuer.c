@@ -42,6 +42,7 @@ struct issuer_pool {
 
 	pthread_t threads[ISSUER_MAX_THREADS];
 	size_t nthreads;
+	size_t exited; /* workers that left their loop (done, aborted or interrupted) */
 };
 
 static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
@@ -103,6 +104,9 @@ static void *worker(void *arg)
 		slot->ready = true;
 		pthread_cond_broadcast(&p->ready_cond);
 	}
+	/* a caller waiting for an index nobody will claim (interrupt) must wake up */
+	p->exited++;
+	pthread_cond_broadcast(&p->ready_cond);
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
 }
@@ -144,8 +148,13 @@ int issuer_take(struct issuer_pool *p, size_t i, struct moat_issued *out, struct
 {
 	struct issuer_slot *slot = &p->slots[i % ISSUER_WINDOW];
 	pthread_mutex_lock(&p->lock);
-	while (!slot->ready) {
+	while (!slot->ready && p->exited < p->nthreads) {
 		pthread_cond_wait(&p->ready_cond, &p->lock);
+	}
+	if (!slot->ready) {
+		/* every worker stopped before reaching i: only an interrupt does that */
+		pthread_mutex_unlock(&p->lock);
+		return moat_err_set(err, MOAT_EINTR, "interrupted; nothing was added");
 	}
 	int rc = slot->rc;
 	if (rc == 0) {
