@@ -183,6 +183,45 @@ static void test_provision_interrupted(void **state)
 	assert_int_equal(count_dirs(p), 0);
 }
 
+static void interrupt_after_ten(size_t done, size_t total, void *ctx)
+{
+	(void)total;
+	(void)ctx;
+	if (done == 10) {
+		moat_deploy_interrupted = 1; /* what the CLI's SIGINT handler does */
+	}
+}
+
+/* An interrupt in the middle of a run, with the workers ahead of the caller: nothing is
+ * added and the staged files are gone. */
+static void test_provision_interrupted_midway(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	enum { N = 200 };
+	struct moat_provision_req reqs[N];
+	char names[N][16];
+	for (size_t i = 0; i < N; i++) {
+		snprintf(names[i], sizeof(names[i]), "m-%03zu", i);
+		reqs[i] = (struct moat_provision_req){.id = names[i], .role = MOAT_ROLE_DEVICE};
+	}
+	assert_int_equal(moat_deploy_provision(f->d, reqs, N, interrupt_after_ten, NULL, &err),
+			 MOAT_EINTR);
+	moat_deploy_interrupted = 0;
+	assert_int_equal(count_rows(f->d), 0);
+	char p[256];
+	idents_path(f, p, sizeof(p));
+	assert_int_equal(count_dirs(p), 0);
+	snprintf(p, sizeof(p), "%s/pki", f->dir);
+	DIR *dir = opendir(p);
+	struct dirent *e;
+	assert_non_null(dir);
+	while ((e = readdir(dir)) != NULL) {
+		assert_null(strstr(e->d_name, ".staging-")); /* staged files removed */
+	}
+	closedir(dir);
+}
+
 static void test_provision_needs_unlock(void **state)
 {
 	struct fixture *f = *state;
@@ -267,6 +306,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_provision_rolls_back_on_late_failure, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_provision_interrupted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_interrupted_midway, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provision_needs_unlock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoke_and_renew, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_init_refusals, setup, teardown),
