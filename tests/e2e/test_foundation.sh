@@ -168,6 +168,7 @@ expect_ok "export p12" moat device export esp32-actuator-001 --out "$T/exp-p12" 
 openssl pkcs12 -in "$T/exp-p12/esp32-actuator-001.p12" -passin pass:p12-password-1 -nodes -out "$T/p12.pem" 2>/dev/null ||
 	fail "p12 does not open"
 grep -q "PRIVATE KEY" "$T/p12.pem" || fail "p12 has no key"
+expect_fail "export p12 with a short password" env MOAT_EXPORT_PASSWORD=short moat device export esp32-actuator-001 --out "$T/exp-p12c" --format p12
 expect_fail "export p12 without a password" env -u MOAT_EXPORT_PASSWORD moat device export esp32-actuator-001 --out "$T/exp-p12b" --format p12
 expect_ok "export c-header" moat device export esp32-actuator-001 --out "$T/exp-h" --format c-header
 h="$T/exp-h/moat_credentials.h"
@@ -195,7 +196,15 @@ set -e
 [ $rc -eq 1 ] || fail "expiring --within 4000d exit $rc"
 for n in ca server esp32-sensor-001 backend-service; do grep -q "$n\|^$n " "$T/exp.out" || fail "expiring misses $n"; done
 expect_fail "expiring with a bad window" moat cert expiring --within soon
-pass "cert expiring"
+crl_no() { openssl crl -in "$D/pki/crl.pem" -noout -crlnumber | cut -d= -f2; }
+before=$(crl_no)
+expect_ok "cert crl" moat cert crl
+[ "$((16#$(crl_no)))" -eq "$((16#$before + 1))" ] || fail "cert crl: CRL number $before -> $(crl_no)"
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/ca.crt" -noout 2>&1 | grep -q "verify OK" || fail "re-signed CRL does not verify"
+assert_contains "$(openssl crl -in "$D/pki/crl.pem" -noout -text)" "$old_serial"
+expect_fail "cert crl with an argument" moat cert crl now
+expect_fail "cert crl with a wrong passphrase" env MOAT_CA_PASSPHRASE=not-the-passphrase moat cert crl
+pass "cert expiring and cert crl"
 
 # --- bulk provisioning ------------------------------------------------------------------
 expect_ok "bulk add" moat device add --prefix bulk --count 300 --type sensor
@@ -207,6 +216,11 @@ expect_fail "bulk add overlapping existing ids" moat device add --prefix bulk --
 expect_fail "bulk add without --count" moat device add --prefix only
 expect_fail "bulk add with an ID too" moat device add x --prefix p --count 2
 expect_fail "bulk add with a bad prefix" moat device add --prefix 'Bad' --count 2
+# moat sim checks device names before it provisions or connects anything
+expect_fail "sim with an invalid device name" moat sim 'Bad/Name'
+expect_fail "sim with names and --devices" moat sim dev-x --devices 2
+expect_fail "sim with neither names nor --devices" moat sim
+[ ! -e "$D/pki/identities/dev-x" ] || fail "refused sim provisioned dev-x"
 
 # consistency: every directory has a row and every row a directory
 check_consistent() {
