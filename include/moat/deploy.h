@@ -32,6 +32,14 @@
 #define MOAT_HOST_MAX_LEN 253
 #define MOAT_BULK_MAX 1000000
 
+/* Defaults of moat.conf, written by moat init and assumed when a key is absent. */
+#define MOAT_BROKER_PORT_DEFAULT 8883
+#define MOAT_SERVER_PORT_DEFAULT 8443
+#define MOAT_CA_DAYS_DEFAULT 3650
+#define MOAT_IDENTITY_DAYS_DEFAULT 730
+#define MOAT_SERVER_DAYS_DEFAULT 825
+#define MOAT_CRL_DAYS_DEFAULT 30
+
 /* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
 struct moat_deploy_conf {
 	char name[MOAT_ID_BUF_LEN];

@@ -103,11 +103,11 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	moat_config_list_free(items, count);
 
 	int64_t v = 0;
-	if ((rc = moat_config_get_int(cfg, "broker", "port", 8883, 1, 65535, &v, err)) != 0) {
+	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_BROKER_PORT_DEFAULT, 1, 65535, &v, err)) != 0) {
 		return rc;
 	}
 	conf->broker_port = (int)v;
-	if ((rc = moat_config_get_int(cfg, "server", "port", 8443, 1, 65535, &v, err)) != 0) {
+	if ((rc = moat_config_get_int(cfg, "server", "port", MOAT_SERVER_PORT_DEFAULT, 1, 65535, &v, err)) != 0) {
 		return rc;
 	}
 	conf->server_port = (int)v;
@@ -121,12 +121,12 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		moat_err_prefix(err, "%s: [pki] key_type", cfg->path);
 		return rc;
 	}
-	if ((rc = moat_config_get_int(cfg, "pki", "ca_days", 3650, 1, 36500, &conf->ca_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "identity_days", 730, 1, 36500,
+	if ((rc = moat_config_get_int(cfg, "pki", "ca_days", MOAT_CA_DAYS_DEFAULT, 1, 36500, &conf->ca_days, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "pki", "identity_days", MOAT_IDENTITY_DAYS_DEFAULT, 1, 36500,
 				      &conf->identity_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "server_days", 825, 1, 36500,
+	    (rc = moat_config_get_int(cfg, "pki", "server_days", MOAT_SERVER_DAYS_DEFAULT, 1, 36500,
 				      &conf->server_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "crl_days", 30, 1, 3650, &conf->crl_days,
+	    (rc = moat_config_get_int(cfg, "pki", "crl_days", MOAT_CRL_DAYS_DEFAULT, 1, 3650, &conf->crl_days,
 				      err)) != 0) {
 		return rc;
 	}

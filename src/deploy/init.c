@@ -127,13 +127,12 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 			 "[pki]\n"
 			 "key_type = %s\n"
 			 "ca_days = %lld\n"
-			 "identity_days = 730\n"
-			 "server_days = 825\n"
-			 "crl_days = 30\n",
-			 MOAT_CONF_FORMAT, name, host_list, opts->broker_port ? opts->broker_port : 8883,
-			 opts->server_port ? opts->server_port : 8443,
-			 moat_key_type_name(opts->key_type),
-			 (long long)(opts->ca_days ? opts->ca_days : 3650));
+			 "identity_days = %d\n"
+			 "server_days = %d\n"
+			 "crl_days = %d\n",
+			 MOAT_CONF_FORMAT, name, host_list, opts->broker_port, opts->server_port,
+			 moat_key_type_name(opts->key_type), (long long)opts->ca_days,
+			 MOAT_IDENTITY_DAYS_DEFAULT, MOAT_SERVER_DAYS_DEFAULT, MOAT_CRL_DAYS_DEFAULT);
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
 	}
@@ -171,7 +170,6 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	size_t key_len = 0;
 	char *crl_pem = NULL;
 	size_t crl_len = 0;
-	int64_t ca_days = opts->ca_days ? opts->ca_days : 3650;
 
 	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
 		if ((rc = moat_path_join(p, sizeof(p), err, "%s/%s", dir, subdirs[i])) != 0 ||
@@ -188,7 +186,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = write_conf(p, name, hosts, host_count, opts, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, ca_days, &ca, err)) != 0 ||
+	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, opts->ca_days, &ca, err)) != 0 ||
 	    (rc = moat_pki_ca_export(ca, passphrase, &cert_pem, &cert_len, &key_pem, &key_len,
 				     err)) != 0 ||
 	    (rc = put(dir, "pki/ca.key", key_pem, key_len, 0600, err)) != 0 ||
@@ -215,7 +213,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		.kind = MOAT_CERT_SERVER,
 		.key_type = opts->key_type,
 		.not_before = opts->now - 300, /* tolerate small clock skew on devices */
-		.not_after = opts->now + 825 * 86400LL,
+		.not_after = opts->now + MOAT_SERVER_DAYS_DEFAULT * 86400LL,
 		.san_dns = dns,
 		.san_dns_count = ndns,
 		.san_ip = ips,
@@ -235,7 +233,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, 30, &crl_pem, &crl_len, err)) != 0 ||
+	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem, &crl_len, err)) != 0 ||
 	    (rc = put(dir, "pki/crl.pem", crl_pem, crl_len, 0644, err)) != 0) {
 		goto out;
 	}
@@ -253,11 +251,23 @@ out:
 	return rc;
 }
 
-int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
+int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 		     struct moat_err *err)
 {
 	int rc;
 	char name[MOAT_ID_BUF_LEN];
+	/* the defaults are resolved once, here; everything below sees final values */
+	struct moat_init_opts o = *given;
+	const struct moat_init_opts *opts = &o;
+	if (o.broker_port == 0) {
+		o.broker_port = MOAT_BROKER_PORT_DEFAULT;
+	}
+	if (o.server_port == 0) {
+		o.server_port = MOAT_SERVER_PORT_DEFAULT;
+	}
+	if (o.ca_days == 0) {
+		o.ca_days = MOAT_CA_DAYS_DEFAULT;
+	}
 	if (!opts->dir || !*opts->dir) {
 		return moat_err_set(err, MOAT_EINVAL, "no deployment directory given");
 	}
@@ -295,15 +305,14 @@ int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
 			}
 		}
 	}
-	if ((opts->broker_port && (opts->broker_port < 1 || opts->broker_port > 65535)) ||
-	    (opts->server_port && (opts->server_port < 1 || opts->server_port > 65535))) {
+	if (o.broker_port < 1 || o.broker_port > 65535 || o.server_port < 1 ||
+	    o.server_port > 65535) {
 		return moat_err_set(err, MOAT_EINVAL, "ports are 1 to 65535");
 	}
-	if ((opts->broker_port ? opts->broker_port : 8883) ==
-	    (opts->server_port ? opts->server_port : 8443)) {
+	if (o.broker_port == o.server_port) {
 		return moat_err_set(err, MOAT_EINVAL, "broker and server ports must differ");
 	}
-	if (opts->ca_days < 0 || opts->ca_days > 36500) {
+	if (o.ca_days < 1 || o.ca_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "CA validity: 1 to 36500 days");
 	}
 
