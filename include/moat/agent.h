@@ -77,7 +77,9 @@ struct moat_sensor_conf {
  *   [sensor] source (simulated|file|command), name, path, command, scale
  *   [update] server (https://host:port of moatd), state_dir (the device state directory
  *            of moat-boot; default: $MOAT_BOOT_STATE), interval (duration between update
- *            checks, 1h..30d, default 24h). Without server the agent has no update client.
+ *            checks, 1h..30d, default 24h), updater (the moat-update program: a path, or a
+ *            name looked up in PATH; default: moat-update next to the agent's executable,
+ *            else in PATH). Without server the agent has no update client.
  * Relative paths are relative to the directory of the file. Unknown sections and keys are
  * errors (a typo must not silently fall back to a default). */
 struct moat_agent_conf {
@@ -102,6 +104,7 @@ struct moat_agent_conf {
 
 	char update_url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1]; /* "" : no update client */
 	char update_state_dir[PATH_MAX];                      /* "" : $MOAT_BOOT_STATE */
+	char updater[PATH_MAX];                               /* "" : the default */
 	int64_t update_interval_s;
 
 	/* not in the file: set by the simulator */
@@ -224,6 +227,9 @@ typedef void (*moat_device_update_hook)(struct moat_device *dev,
  * command, reports events) and starts the periodic ones. */
 typedef void (*moat_device_update_poll)(struct moat_device *dev, void *ctx,
 					int64_t now_mono_ms);
+/* Called by the simulator's driver when it restarts a device (a simulated reboot), before
+ * it connects again; false: the device cannot start (no slot verifies) and stays down. */
+typedef bool (*moat_device_update_reboot)(struct moat_device *dev, void *ctx);
 
 struct moat_device_stats {
 	uint64_t telemetry_sent;  /* acknowledged by the broker */
@@ -237,6 +243,8 @@ struct moat_device {
 	struct moat_sensor sensor;
 	struct moat_queue queue;
 	char seq_path[PATH_MAX]; /* "" when state is not persisted */
+	char interval_path[PATH_MAX]; /* state_dir/interval: an update_interval command's value,
+					 which outlasts restarts ("" : not persisted) */
 	bool seq_no_fsync;
 	int64_t next_seq;
 	int64_t seq_reserved;    /* persisted upper bound */
@@ -251,6 +259,7 @@ struct moat_device {
 	bool quiet;                /* the simulator: log only warnings and errors */
 	moat_device_update_hook update_hook;
 	moat_device_update_poll update_poll;
+	moat_device_update_reboot update_reboot;
 	void *update_ctx;
 	struct moat_device_stats stats;
 };
@@ -295,23 +304,43 @@ void moat_device_persist(struct moat_device *dev);
  * devices/ID/command_responses; failures are counted and logged. */
 void moat_device_respond(struct moat_device *dev, struct moat_msg_response *r);
 
-/* ---- signed updates in the agent (update_client.c) ----
- * The update check (moat_update_check) blocks for a whole download, so it runs in a child
- * process; the poll loop only starts it and collects its one result through a pipe. A
- * check_update command is answered "accepted" at once, then with the outcome; every
- * outcome is also reported as an update event on devices/ID/diagnostics (moatd's format:
- * checked, verified, installed, confirmed, reverted, refused with the verdict). A staged
- * release asks the agent to restart (exit MOAT_BOOT_RESTART_EXIT under moat-boot), and
- * the trial confirms on its first accepted connection. */
+/* ---- signed updates in the agent and the simulator (update_client.c) ----
+ * An update check (download, verification, staging) runs as a child process,
+ * `moat-update --report` (src/boot/update_main.c), whose report lines the poll loop reads
+ * from a pipe: the session stays alive during a download, and the agent does not link the
+ * HTTPS client. A check_update command is answered "accepted" at once, then with the
+ * outcome; every step is also an update event on devices/ID/diagnostics (moatd's format:
+ * checked, downloading, verified, installed, confirmed, reverted, refused with the
+ * verdict). A check runs at every start and every update interval. A staged release asks
+ * the device to restart (moat-agent exits MOAT_BOOT_RESTART_EXIT to moat-boot; a simulated
+ * device boots its virtual slots with moat_boot_prepare), and the trial confirms on its
+ * first accepted connection. */
 struct moat_agent_update;
 /* Creates the update client of conf (NULL in *out when conf has no [update] server or no
  * state directory is known: the device then refuses check_update). */
 MOAT_MUST_CHECK int moat_agent_update_new(const struct moat_agent_conf *conf,
 					  struct moat_agent_update **out, struct moat_err *err);
-/* Plugs u into dev (hook, poll, ctx). */
+/* Plugs u into dev (hook, poll, reboot, ctx). */
 void moat_agent_update_attach(struct moat_agent_update *u, struct moat_device *dev);
 /* Stops a running check (SIGTERM, reaped) and frees u. NULL is fine. */
 void moat_agent_update_free(struct moat_agent_update *u);
+/* A check is wanted as soon as the device is connected (and the pool has room). */
+void moat_agent_update_check_soon(struct moat_agent_update *u);
+
+/* Checks running at once across the devices sharing a pool (the simulator's N devices must
+ * not start N downloads together). max 0: no limit. */
+struct moat_agent_update_pool {
+	unsigned running;
+	unsigned max;
+};
+void moat_agent_update_set_pool(struct moat_agent_update *u,
+				struct moat_agent_update_pool *pool);
+/* The simulator: u's state directory holds virtual slots, booted now (and at every
+ * simulated restart) by moat_boot_prepare, which verifies the slot as moat-boot does.
+ * MOAT_EVERIFY when no slot verifies. */
+MOAT_MUST_CHECK int moat_agent_update_virtual_boot(struct moat_agent_update *u,
+						   struct moat_device *dev,
+						   struct moat_err *err);
 
 /* Fills the diagnostics of this device (real values of the Linux system). */
 void moat_diag_collect(const struct moat_device *dev, struct moat_msg_diagnostics *out);
@@ -340,6 +369,7 @@ struct moat_session {
 	char last_error[256];      /* the last TLS/connection error, for the log */
 	bool fail_pending;         /* a callback saw the connection fail */
 	bool restart_after_close;  /* CLOSING because of a reboot command */
+	struct moat_agent_update *update; /* owned, freed with the session (the simulator) */
 	int64_t close_deadline_ms;
 };
 
@@ -362,8 +392,8 @@ struct moat_loop_stats {
  * publishes offline for every connected device, disconnects and persists the queues.
  * on_tick (may be NULL) is called about every 200 ms with the loop's statistics; it
  * returns false to stop. A device's reboot request makes the loop return with
- * *out_reboot = true when there is a single session (moat-agent re-executes itself), or
- * restarts that device's session otherwise (the simulator). */
+ * *out_reboot = true (moat-agent then re-executes itself); with out_reboot NULL (the
+ * simulator) the loop restarts that device's session instead. */
 typedef bool (*moat_loop_tick_cb)(const struct moat_loop_stats *stats, void *ctx);
 MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count,
 				  volatile int *stop, moat_loop_tick_cb on_tick, void *ctx,
@@ -371,13 +401,28 @@ MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count,
 
 /* ---- the simulator driver ---- */
 
+/* Firmware for simulated devices (moat sim --firmware): each device gets virtual A/B slots
+ * in state_root/ID/boot, provisioned on first use with image and envelope (verified against
+ * the deployment's firmware trust file, as a factory would), and the update client of
+ * moat-agent, whose checks run at most max_checks at once (0: 4). */
+struct moat_sim_firmware {
+	const char *image;
+	const char *envelope;
+	unsigned max_checks;
+};
+#define MOAT_SIM_MAX_CHECKS_DEFAULT 4
+
 /* Creates one session per id of deployment d, each configured exactly as
  * `moat device export --format agent` would configure moat-agent, with interval_ms and
- * its state (seq, queue) under state_root/ID without fsync. Raises RLIMIT_NOFILE to what
- * count sessions need (or fails saying so). The caller runs them with moat_loop_run and
- * frees them with moat_sim_free. */
+ * its state (seq, queue) under state_root/ID without fsync. With fw (may be NULL) every
+ * device also runs signed updates on virtual slots (above); pool is where the checks are
+ * counted and must outlive the sessions. Raises RLIMIT_NOFILE to what count sessions need
+ * (or fails saying so). The caller runs them with moat_loop_run (out_reboot NULL) and frees
+ * them with moat_sim_free. */
 MOAT_MUST_CHECK int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN],
 				    size_t count, int64_t interval_ms, const char *state_root,
+				    const struct moat_sim_firmware *fw,
+				    struct moat_agent_update_pool *pool,
 				    struct moat_session ***out_sessions, struct moat_err *err);
 void moat_sim_free(struct moat_session **sessions, size_t count);
 

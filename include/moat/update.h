@@ -12,7 +12,7 @@
  *
  * boot.state is a small line format, parsed strictly (every key exactly once, in order,
  * decimal integers without sign or leading zeros, at most MOAT_BOOT_STATE_MAX_BYTES):
- *   moat-boot-state 1
+ *   moat-boot-state 2
  *   device_type=<type>
  *   active=a|b
  *   trial=-|a|b           a staged slot that has not confirmed yet ("-": none)
@@ -20,6 +20,10 @@
  *   deadline=<t>          wall-clock second by which the running trial must confirm (0: none)
  *   floor=<n>             lowest security_version allowed; rises only on confirmation
  *   last_issued_at=<t>    issued_at of the last manifest verified for install
+ *   reverted_issued_at=<t>  issued_at of the last trial that was reverted (0: none): the
+ *                         updater does not stage a release issued at or before it again
+ * (version 1 files, without reverted_issued_at, are read as reverted_issued_at=0; the writer
+ * always writes version 2)
  *
  * Power-fail safety: the active slot is never written. A download goes to the inactive
  * slot's *.part files; the image and envelope are renamed into place (fsync'd) before one
@@ -56,6 +60,7 @@ struct moat_boot_state {
 	int64_t deadline;
 	int64_t floor;
 	int64_t last_issued_at;
+	int64_t reverted_issued_at;
 };
 
 /* ---- boot.state: pure parser, writer and state machine (no I/O, time passed in) ---- */
@@ -88,7 +93,8 @@ enum moat_boot_pick moat_boot_select(struct moat_boot_state *st, int64_t now,
  * rises to m's security_version. Refuses without a pending trial. */
 MOAT_MUST_CHECK int moat_boot_confirm(struct moat_boot_state *st, const struct moat_manifest *m,
 				      struct moat_err *err);
-/* Drops a pending trial (crash, deadline, failed verification). No-op without one. */
+/* Drops a pending trial (crash, deadline, failed verification) and records its issued_at
+ * (last_issued_at) in reverted_issued_at. No-op without one. */
 void moat_boot_revert(struct moat_boot_state *st);
 
 /* ---- the state directory (slots.c) ---- */
@@ -127,6 +133,21 @@ MOAT_MUST_CHECK int moat_slots_verify(const char *dir, const struct moat_boot_st
 				      char slot, int *out_fd, struct moat_manifest *out_manifest,
 				      struct moat_err *err);
 
+/* One boot (what moat-boot does before every start, and the simulator at every virtual
+ * reboot), under the lock: picks the slot with moat_boot_select at time now, saves the
+ * state when it changed, verifies the slot (a trial that does not verify is reverted and
+ * saved, and the active slot is verified instead). On success *out_slot is the slot to
+ * start, *out_trial whether it starts on trial, *out_fd (when out_fd is not NULL) the sealed
+ * memfd of its verified image and *out_manifest (may be NULL) its manifest; *out_reverted
+ * (may be NULL) says that a trial was dropped, with the reason in reverted_why (may be
+ * NULL, why_size bytes; "" when nothing was dropped), also when the call then fails. A
+ * failure to verify the active slot is MOAT_EVERIFY ("refusing to start: ..."): nothing
+ * may start. */
+MOAT_MUST_CHECK int moat_boot_prepare(const char *dir, int64_t now, int64_t trial_seconds,
+				      char *out_slot, bool *out_trial, int *out_fd,
+				      struct moat_manifest *out_manifest, bool *out_reverted,
+				      char *reverted_why, size_t why_size, struct moat_err *err);
+
 /* The confirm step (the image calls `moat-boot --confirm`): under the lock, verifies the
  * trial slot and confirms it (raising the floor). MOAT_ESTATE without a pending trial. */
 MOAT_MUST_CHECK int moat_slots_confirm(const char *dir, struct moat_manifest *out_manifest,
@@ -142,10 +163,16 @@ struct moat_update_conf {
 	const char *key_file;
 	int64_t now;            /* the device's wall clock (0: read it) */
 	long timeout_seconds;   /* whole-transfer limit per request (0: 300) */
+	/* Called once when the image download starts (offset: bytes reused from a partial
+	 * download), after the envelope was accepted and only when bytes remain to be
+	 * fetched; may be NULL. Runs under the state directory's lock. */
+	void (*on_download)(void *ctx, const struct moat_manifest *m, uint64_t offset);
+	void *on_download_ctx;
 };
 
 enum moat_update_outcome {
-	MOAT_UPDATE_UP_TO_DATE = 0, /* the server has nothing newer (204) */
+	MOAT_UPDATE_UP_TO_DATE = 0, /* the server has nothing newer (204), or only a release
+				       this device already reverted (reverted_issued_at) */
 	MOAT_UPDATE_STAGED,         /* verified and staged as trial: restart through moat-boot */
 	MOAT_UPDATE_REFUSED,        /* the manifest or image was refused: result.verdict says why */
 	MOAT_UPDATE_TRIAL_PENDING,  /* a staged trial has not confirmed yet: nothing done */
@@ -171,22 +198,43 @@ struct moat_update_result {
 MOAT_MUST_CHECK int moat_update_check(const struct moat_update_conf *conf,
 				      struct moat_update_result *out, struct moat_err *err);
 
-/* ---- the agent's side (hook.c) ---- */
+/* ---- the report of one check, as moat-update --report prints it (report.c) ----
+ *
+ * moat-agent and moat sim do not link the HTTPS client: they run moat-update --report in a
+ * child process and read its standard output, one JSON object per line (at most
+ * MOAT_UPDATE_REPORT_MAX_BYTES including the newline):
+ *   {"stage":"downloading","version":"1.2.0","offset":0,"size":1048576}
+ *   {"outcome":"staged","version":"1.2.0","slot":"b","resumed_from":0,"msg":"..."}
+ *   {"outcome":"refused","verdict":"expired","version":"1.2.0","msg":"..."}
+ *                        ("version" when known: an envelope refused by moat_fw_decide has none)
+ *   {"outcome":"up_to_date"|"trial_pending","msg":"..."}  ("version" when known)
+ *   {"outcome":"failed","msg":"..."}   (the check could not be made)
+ * Progress lines come first; the outcome line is the last line. */
+#define MOAT_UPDATE_REPORT_MAX_BYTES 1024u
 
-struct moat_device;
-struct moat_msg_command;
-struct moat_msg_response;
-/* A moat_device_update_hook (moat/agent.h) for check_update; ctx is a
- * const struct moat_update_conf * that outlives the device. Runs moat_update_check and
- * answers "completed" (up to date, trial pending), "accepted" (staged: it also sets
- * dev->reboot_requested so the agent restarts into the trial), "refused" (detail:
- * "refused (<verdict>): why") or "failed" (the check could not be made). */
-void moat_update_agent_hook(struct moat_device *dev, const struct moat_msg_command *cmd,
-			    struct moat_msg_response *resp, void *ctx);
-/* Under moat-boot on trial (MOAT_BOOT_TRIAL=1, MOAT_BOOT_STATE=dir in the environment),
- * confirms the trial: the agent calls it once it has reached the broker. Without a trial
- * it does nothing; *out_confirmed says whether this call confirmed. */
-MOAT_MUST_CHECK int moat_update_confirm_trial(bool *out_confirmed, struct moat_err *err);
+enum moat_update_report_kind {
+	MOAT_UPDATE_REPORT_DOWNLOADING = 0,
+	MOAT_UPDATE_REPORT_OUTCOME,
+	MOAT_UPDATE_REPORT_FAILED,
+};
+
+struct moat_update_report {
+	enum moat_update_report_kind kind;
+	struct moat_update_result res; /* OUTCOME: outcome, verdict, version, slot, resumed_from,
+					  msg; DOWNLOADING: version; FAILED: msg */
+	uint64_t offset, size;         /* DOWNLOADING */
+};
+
+/* Writes r as one line (with '\n', NUL-terminated) into buf; *out_len its length. Checks r
+ * by the parser's rules first (a msg with control characters or invalid UTF-8, or a line
+ * over MOAT_UPDATE_REPORT_MAX_BYTES, is MOAT_EINVAL). Fields of res that the kind does not
+ * print are ignored; an empty version is left out. */
+MOAT_MUST_CHECK int moat_update_report_format(const struct moat_update_report *r, char *buf,
+					      size_t size, size_t *out_len, struct moat_err *err);
+/* Parses one line (len bytes, without or with its '\n'), strictly: the keys above and no
+ * others, each of its type, strings within their fields' sizes. */
+MOAT_MUST_CHECK int moat_update_report_parse(const char *line, size_t len,
+					     struct moat_update_report *out, struct moat_err *err);
 
 /* Test hook for power-fail loops: when the environment has MOAT_UPDATE_KILL_AT=k, the k-th
  * step (state write, rename, downloaded chunk) of this process raises SIGKILL. Called by

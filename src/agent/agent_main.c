@@ -128,7 +128,7 @@ int main(int argc, char **argv)
 	}
 	moat_log(MOAT_LOG_INFO,
 		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
-		 conf.id, conf.host, conf.port, (long long)conf.interval_ms,
+		 conf.id, conf.host, conf.port, (long long)s->dev.interval_ms,
 		 (long long)s->dev.next_seq, s->dev.queue.count);
 
 	struct moat_session *list[1] = {s};

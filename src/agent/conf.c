@@ -155,7 +155,11 @@ static int parse_update(const struct moat_config *cfg, const char *base_dir,
 		}
 		snprintf(c->update_url, sizeof(c->update_url), "%s", s);
 	}
-	if ((rc = get_str(cfg, "update", "state_dir", base_dir, c->update_state_dir,
+	/* a bare name is looked up in PATH; a path with a slash is relative to the file */
+	s = moat_config_get(cfg, "update", "updater");
+	if ((rc = get_str(cfg, "update", "updater", s && strchr(s, '/') ? base_dir : NULL,
+			  c->updater, sizeof(c->updater), err)) != 0 ||
+	    (rc = get_str(cfg, "update", "state_dir", base_dir, c->update_state_dir,
 			  sizeof(c->update_state_dir), err)) != 0 ||
 	    (rc = moat_config_get_duration(cfg, "update", "interval", c->update_interval_s, 3600,
 					   30 * 86400, &c->update_interval_s, err)) != 0) {
@@ -168,7 +172,8 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		     struct moat_agent_conf *c, struct moat_err *err)
 {
 	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
-	static const char *const update_keys[] = {"server", "state_dir", "interval", NULL};
+	static const char *const update_keys[] = {"server", "state_dir", "interval", "updater",
+						  NULL};
 	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
 						 "state_dir", "queue_max",   "log",
 						 "log_level", NULL};
@@ -430,10 +435,12 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 		len += (size_t)n;
 	}
 	if (c->update_url[0]) {
-		n = snprintf(buf + len, size - len, "\n[update]\nserver = %s\ninterval = %llds\n%s%s%s",
+		n = snprintf(buf + len, size - len,
+			     "\n[update]\nserver = %s\ninterval = %llds\n%s%s%s%s%s%s",
 			     c->update_url, (long long)c->update_interval_s,
 			     c->update_state_dir[0] ? "state_dir = " : "", c->update_state_dir,
-			     c->update_state_dir[0] ? "\n" : "");
+			     c->update_state_dir[0] ? "\n" : "", c->updater[0] ? "updater = " : "",
+			     c->updater, c->updater[0] ? "\n" : "");
 		if (n < 0 || (size_t)n >= size - len) {
 			free(buf);
 			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");

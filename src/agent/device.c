@@ -92,6 +92,47 @@ static int load_seq(struct moat_device *dev, struct moat_err *err)
 	return reserve_seq(dev, v + MOAT_AGENT_SEQ_BLOCK, err);
 }
 
+/* The interval an update_interval command set before a restart, when state_dir/interval
+ * holds one. A file that does not hold a valid interval is ignored with a warning (the
+ * configured interval is a safe fallback; a device must not stop over it). */
+static void load_interval(struct moat_device *dev)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int64_t v = 0;
+	struct moat_err err;
+	if (!dev->interval_path[0] || !moat_fs_exists(dev->interval_path)) {
+		return;
+	}
+	if (moat_fs_read_all(dev->interval_path, 64, &text, &len, &err) == 0) {
+		while (len > 0 && text[len - 1] == '\n') {
+			text[--len] = '\0';
+		}
+		if (moat_int_parse(text, MOAT_MSG_UPDATE_INTERVAL_MIN, MOAT_MSG_UPDATE_INTERVAL_MAX,
+				   &v, &err) != 0) {
+			v = 0;
+		}
+	}
+	free(text);
+	if (v == 0) {
+		dlog(dev, MOAT_LOG_WARN, "event=state_ignored file=%s error=\"%s\"",
+		     dev->interval_path, err.msg);
+		return;
+	}
+	dev->interval_ms = v * 1000;
+}
+
+static int save_interval(struct moat_device *dev, int64_t seconds, struct moat_err *err)
+{
+	char text[32];
+	struct moat_fs_opts opts = {.no_fsync = dev->seq_no_fsync};
+	if (!dev->interval_path[0]) {
+		return 0;
+	}
+	int n = snprintf(text, sizeof(text), "%lld\n", (long long)seconds);
+	return moat_fs_write_atomic_opts(dev->interval_path, text, (size_t)n, 0600, &opts, err);
+}
+
 int moat_device_init(struct moat_device *dev, const struct moat_agent_conf *conf,
 		     const struct moat_device_io *io, int64_t now_mono_ms, struct moat_err *err)
 {
@@ -116,10 +157,13 @@ int moat_device_init(struct moat_device *dev, const struct moat_agent_conf *conf
 		if ((rc = moat_fs_mkdirs(conf->state_dir, 0700, err)) != 0 ||
 		    (rc = moat_path_join(dev->seq_path, sizeof(dev->seq_path), err, "%s/seq",
 					 conf->state_dir)) != 0 ||
+		    (rc = moat_path_join(dev->interval_path, sizeof(dev->interval_path), err,
+					 "%s/interval", conf->state_dir)) != 0 ||
 		    (rc = moat_path_join(qpath, sizeof(qpath), err, "%s/queue",
 					 conf->state_dir)) != 0) {
 			return rc;
 		}
+		load_interval(dev);
 		rc = moat_queue_open(&dev->queue, qpath, (size_t)conf->queue_max, dev->seq_no_fsync,
 				     err);
 	} else {
@@ -490,6 +534,10 @@ void moat_device_on_message(struct moat_device *dev, const char *topic, const vo
 						  MOAT_MSG_UPDATE_INTERVAL_MAX, &v, &err);
 		if (rc != 0) {
 			snprintf(r.status, sizeof(r.status), "refused");
+			set_detail(&r, err.msg);
+		} else if (save_interval(dev, v, &err) != 0) {
+			/* kept as it was: a restart must not bring back another interval */
+			snprintf(r.status, sizeof(r.status), "failed");
 			set_detail(&r, err.msg);
 		} else {
 			int64_t now = moat_time_mono_ms();

@@ -118,6 +118,8 @@ int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf
 
 void moat_session_free(struct moat_session *s)
 {
+	moat_agent_update_free(s->update);
+	s->update = NULL;
 	if (s->mosq) {
 		mosquitto_destroy(s->mosq);
 		s->mosq = NULL;
@@ -366,12 +368,18 @@ static void finish_close(struct moat_session *s, int64_t now)
 	moat_device_on_disconnect(&s->dev);
 	moat_device_persist(&s->dev);
 	if (s->restart_after_close) {
-		/* a simulated reboot: a fresh device uptime, reconnect at once */
+		/* a simulated reboot: a fresh device uptime, the (virtual) boot stage, and a
+		 * new connection at once */
 		s->dev.reboot_requested = false;
 		s->dev.start_mono_ms = now;
+		s->failures = 0;
+		if (s->dev.update_reboot && !s->dev.update_reboot(&s->dev, s->dev.update_ctx)) {
+			s->state = MOAT_SESSION_DONE;
+			slog(s, MOAT_LOG_ERROR, "event=halted reason=\"no bootable slot\"");
+			return;
+		}
 		s->state = MOAT_SESSION_IDLE;
 		s->next_attempt_ms = now;
-		s->failures = 0;
 		slog(s, MOAT_LOG_INFO, "event=rebooted");
 	} else {
 		s->state = MOAT_SESSION_DONE;
@@ -403,7 +411,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 	bool stopping = false;
 	int64_t last_tick = 0;
 	int rc = 0;
-	*out_reboot = false;
+	if (out_reboot) {
+		*out_reboot = false;
+	}
 	if (!pfd || !owner) {
 		free(pfd);
 		free(owner);
@@ -440,12 +450,12 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 				}
 			}
 			if (s->state == MOAT_SESSION_UP && s->dev.reboot_requested) {
-				if (count == 1) {
+				if (out_reboot) {
 					*out_reboot = true;
 					stopping = true;
 					*stop = 1;
 				}
-				begin_close(s, now, count > 1);
+				begin_close(s, now, out_reboot == NULL);
 			}
 			if (s->state == MOAT_SESSION_IDLE && !stopping) {
 				int64_t d = started >= ATTEMPTS_PER_PASS ? 0 : s->next_attempt_ms - now;

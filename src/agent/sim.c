@@ -2,6 +2,9 @@
  * device code moat-agent runs (device.c, session.c), in one process under one poll()
  * loop; only the configuration source differs (the deployment instead of an exported
  * bundle) and state writes skip fsync, since a thousand simulated devices share one disk.
+ * With firmware, each device also has virtual A/B slots and the agent's update client
+ * (update_client.c): the same moat-update checks, and the boot verification of moat-boot
+ * (moat_boot_prepare) at every simulated restart.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,8 +14,10 @@
 
 #include "moat/agent.h"
 #include "moat/deploy.h"
+#include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
+#include "moat/update.h"
 
 /* Each session holds its socket, libmosquitto's wake-up socket pair and its queue file;
  * OpenSSL opens certificate files for a moment while connecting. */
@@ -40,16 +45,58 @@ static int raise_nofile(size_t count, struct moat_err *err)
 	return 0;
 }
 
+/* Gives the device of session s virtual slots in state_dir/boot (provisioned from fw on
+ * first use) and the update client, booted once now. */
+static int attach_firmware(struct moat_session *s, const struct moat_agent_conf *base,
+			   const char *trust, const struct moat_sim_firmware *fw,
+			   struct moat_agent_update_pool *pool, struct moat_err *err)
+{
+	struct moat_agent_conf conf = *base;
+	char state[PATH_MAX];
+	int rc;
+	if ((rc = moat_path_join(conf.update_state_dir, sizeof(conf.update_state_dir), err,
+				 "%s/boot", conf.state_dir)) != 0 ||
+	    (rc = moat_path_join(state, sizeof(state), err, "%s/%s", conf.update_state_dir,
+				 MOAT_BOOT_STATE_FILE)) != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(state) &&
+	    (rc = moat_slots_provision(conf.update_state_dir, conf.device_type, trust, fw->image,
+				       fw->envelope, moat_time_now(), err)) != 0) {
+		return rc;
+	}
+	if ((rc = moat_agent_update_new(&conf, &s->update, err)) != 0) {
+		return rc;
+	}
+	if (!s->update) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "the deployment names no update server ([server] in moat.conf)");
+	}
+	moat_agent_update_set_pool(s->update, pool);
+	moat_agent_update_attach(s->update, &s->dev);
+	return moat_agent_update_virtual_boot(s->update, &s->dev, err);
+}
+
 int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t count,
-		    int64_t interval_ms, const char *state_root, struct moat_session ***out,
+		    int64_t interval_ms, const char *state_root, const struct moat_sim_firmware *fw,
+		    struct moat_agent_update_pool *pool, struct moat_session ***out,
 		    struct moat_err *err)
 {
 	struct moat_session **ss = NULL;
+	char trust[PATH_MAX];
 	size_t made = 0;
 	int rc;
 	*out = NULL;
 	if ((rc = raise_nofile(count, err)) != 0) {
 		return rc;
+	}
+	if (fw) {
+		if ((rc = moat_deploy_path(d, trust, sizeof(trust),
+					   MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE, err)) != 0) {
+			return rc;
+		}
+		pool->running = 0;
+		pool->max = fw->max_checks ? fw->max_checks : MOAT_SIM_MAX_CHECKS_DEFAULT;
 	}
 	ss = calloc(count ? count : 1, sizeof(*ss));
 	if (!ss) {
@@ -81,6 +128,11 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 			moat_err_prefix(err, "%s", ids[made]);
 			free(ss[made]);
 			ss[made] = NULL;
+			goto out;
+		}
+		if (fw && (rc = attach_firmware(ss[made], &conf, trust, fw, pool, err)) != 0) {
+			moat_err_prefix(err, "%s", ids[made]);
+			made++; /* freed with the others */
 			goto out;
 		}
 		/* spread first connections and telemetry over one interval */

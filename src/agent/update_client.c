@@ -1,19 +1,26 @@
-/* update_client.c: signed updates in moat-agent. moat_update_check blocks for a whole
- * download, and the agent's poll loop must keep its MQTT session alive meanwhile, so each
- * check runs in a forked child that writes its one result (a fixed-size struct) to a pipe
- * and exits; the loop collects it on a tick (waitpid WNOHANG, then read). The child shares
- * no state with the parent after fork: it closes every inherited descriptor but the pipe.
+/* update_client.c: signed updates in moat-agent and in every simulated device.
  *
- * Reporting: the check_update command is answered "accepted" when the check starts and
- * again with the outcome (completed / accepted + restarting / refused / failed, the same
- * words as moat_update_agent_hook); every outcome is an update event on
- * devices/ID/diagnostics in moatd's format. A staged release is remembered in
- * state_dir/update.pending, so the next start can say whether the trial confirmed (the
- * version now running is the staged one) or was reverted by moat-boot.
+ * The check itself (HTTPS to moatd, the download, verification, staging) is moat-update's:
+ * the device spawns `moat-update --report` and reads its report lines (moat/update.h)
+ * from a pipe on its poll loop's ticks, so the MQTT session stays alive during a download
+ * and the agent's own image does not link the HTTPS client and its thirty libraries.
+ *
+ * Reporting: a check_update command is answered "accepted" when the check starts and again
+ * with the outcome (completed / accepted + restarting / refused / failed); every step is an
+ * update event on devices/ID/diagnostics in moatd's format (checked, downloading, verified,
+ * installed, refused with the verdict; confirmed or reverted after the restart). A staged
+ * release is remembered in state_dir/update.pending, so the next start can say whether the
+ * trial confirmed (the version now running is the staged one) or was reverted.
+ *
+ * Booting: under moat-boot the slot and trial come from its environment; a simulated device
+ * boots its virtual slots itself at every (simulated) restart with moat_boot_prepare, the
+ * verification moat-boot runs, and confirms a trial on its first connection, as the agent
+ * does.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,29 +39,68 @@
 #include "moat/update.h"
 
 #define PENDING_FILE "update.pending"
+#define UPDATER_DEFAULT "moat-update"
 
-/* What the child sends back: plain bytes, no pointers. */
-struct check_msg {
-	int rc;
-	struct moat_update_result res;
-	struct moat_err err;
-};
+extern char **environ;
 
 struct moat_agent_update {
 	char url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1];
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
+	char program[PATH_MAX];      /* moat-update: a path, or a name looked up in PATH */
 	char pending_path[PATH_MAX]; /* "" when the agent keeps no state */
 	int64_t interval_ms;
-	int64_t next_check_ms;       /* monotonic; 0: at the first connection */
-	bool started;                /* the first connection was seen */
-	pid_t pid;                   /* the running check, 0 when none */
-	int fd;                      /* its pipe's read end */
+	int64_t next_check_ms;       /* monotonic */
+	bool started;                /* the first connection since the (re)start was seen */
+	bool due;                    /* a check is wanted and waits for the pool */
+	struct moat_agent_update_pool *pool; /* NULL: no limit */
+	/* the slot this device runs and whether on trial */
+	bool virtual_slots;          /* the simulator: no moat-boot, boots in process */
+	int64_t trial_seconds;
+	char boot_slot;              /* 'a', 'b', or 0 when unknown */
+	bool on_trial;
+	/* the running check */
+	pid_t pid;                   /* 0 when none */
+	int fd;                      /* its stdout's read end, -1 when none */
+	char line[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
+	size_t line_len;
+	bool line_too_long;          /* the current line is being skipped */
+	bool have_outcome;
+	struct moat_update_report outcome;
 	bool for_command;            /* answer cmd_name/cmd_id when it ends */
 	char cmd_name[MOAT_MSG_CMD_NAME_MAX_LEN + 1];
 	char cmd_id[MOAT_MSG_CMD_ID_MAX_LEN + 1];
 	char running[MOAT_FW_VERSION_MAX_LEN + 1]; /* the version of the slot running now */
 };
+
+/* moat-update next to this executable when there is one (an installed tree keeps them
+ * together), else its name for PATH. Under moat-boot /proc/self/exe is a memfd: PATH. */
+static void default_program(char *buf, size_t size)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	snprintf(buf, size, "%s", UPDATER_DEFAULT);
+	if (n <= 0 || self[0] != '/') {
+		return;
+	}
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	*slash = '\0';
+	char cand[PATH_MAX];
+	int k = snprintf(cand, sizeof(cand), "%s/%s", self, UPDATER_DEFAULT);
+	if (k > 0 && (size_t)k < sizeof(cand) && (size_t)k < size && access(cand, X_OK) == 0) {
+		snprintf(buf, size, "%s", cand);
+	}
+}
+
+static int copy_str(char *dst, size_t size, const char *src, const char *what,
+		    struct moat_err *err)
+{
+	if (snprintf(dst, size, "%s", src) >= (int)size) {
+		return moat_err_set(err, MOAT_EINVAL, "%s is too long", what);
+	}
+	return 0;
+}
 
 int moat_agent_update_new(const struct moat_agent_conf *conf, struct moat_agent_update **out,
 			  struct moat_err *err)
@@ -71,19 +117,36 @@ int moat_agent_update_new(const struct moat_agent_conf *conf, struct moat_agent_
 	}
 	u->fd = -1;
 	u->interval_ms = conf->update_interval_s * 1000;
-	int rc = 0;
-	if (snprintf(u->url, sizeof(u->url), "%s", conf->update_url) >= (int)sizeof(u->url) ||
-	    snprintf(u->state_dir, sizeof(u->state_dir), "%s", dir) >= (int)sizeof(u->state_dir)) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update state directory path too long");
+	u->trial_seconds = MOAT_BOOT_TRIAL_SECONDS_DEFAULT;
+	int rc;
+	if ((rc = copy_str(u->url, sizeof(u->url), conf->update_url, "update server URL", err)) !=
+		    0 ||
+	    (rc = copy_str(u->state_dir, sizeof(u->state_dir), dir, "update state directory",
+			   err)) != 0 ||
+	    (rc = copy_str(u->ca, sizeof(u->ca), conf->ca_file, "CA path", err)) != 0 ||
+	    (rc = copy_str(u->cert, sizeof(u->cert), conf->cert_file, "certificate path", err)) !=
+		    0 ||
+	    (rc = copy_str(u->key, sizeof(u->key), conf->key_file, "key path", err)) != 0) {
 		goto out;
 	}
-	snprintf(u->ca, sizeof(u->ca), "%s", conf->ca_file);
-	snprintf(u->cert, sizeof(u->cert), "%s", conf->cert_file);
-	snprintf(u->key, sizeof(u->key), "%s", conf->key_file);
+	if (conf->updater[0]) {
+		snprintf(u->program, sizeof(u->program), "%s", conf->updater);
+	} else {
+		default_program(u->program, sizeof(u->program));
+	}
 	if (conf->state_dir[0] &&
 	    (rc = moat_path_join(u->pending_path, sizeof(u->pending_path), err, "%s/%s",
 				 conf->state_dir, PENDING_FILE)) != 0) {
 		goto out;
+	}
+	/* under moat-boot: the slot it started and whether that is a trial */
+	const char *slot = getenv("MOAT_BOOT_SLOT");
+	const char *trial = getenv("MOAT_BOOT_TRIAL");
+	const char *boot_dir = getenv("MOAT_BOOT_STATE");
+	if (boot_dir && strcmp(boot_dir, u->state_dir) == 0 && slot &&
+	    (slot[0] == 'a' || slot[0] == 'b') && slot[1] == '\0') {
+		u->boot_slot = slot[0];
+		u->on_trial = trial && strcmp(trial, "1") == 0;
 	}
 out:
 	if (rc != 0) {
@@ -92,6 +155,18 @@ out:
 	}
 	*out = u;
 	return 0;
+}
+
+void moat_agent_update_set_pool(struct moat_agent_update *u, struct moat_agent_update_pool *pool)
+{
+	u->pool = pool;
+}
+
+static void release_pool(struct moat_agent_update *u)
+{
+	if (u->pool && u->pool->running > 0) {
+		u->pool->running--;
+	}
 }
 
 void moat_agent_update_free(struct moat_agent_update *u)
@@ -104,6 +179,7 @@ void moat_agent_update_free(struct moat_agent_update *u)
 		kill(u->pid, SIGTERM);
 		while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR) {
 		}
+		release_pool(u);
 	}
 	if (u->fd >= 0) {
 		close(u->fd);
@@ -111,22 +187,23 @@ void moat_agent_update_free(struct moat_agent_update *u)
 	free(u);
 }
 
-/* The version of the slot this process was started from (moat-boot says which), or of
- * the active slot. "" when it does not verify (then events go without "running"). */
+void moat_agent_update_check_soon(struct moat_agent_update *u)
+{
+	u->due = true;
+}
+
+/* The version of the slot this device runs (the boot's slot, or the active one). "" when
+ * it does not verify (then events go without "running"). */
 static void read_running(struct moat_agent_update *u)
 {
 	struct moat_boot_state st;
 	struct moat_manifest m;
 	struct moat_err err;
-	const char *slot = getenv("MOAT_BOOT_SLOT");
 	u->running[0] = '\0';
 	if (moat_slots_load(u->state_dir, &st, &err) != 0) {
 		return;
 	}
-	char s = st.active;
-	if (slot && (slot[0] == 'a' || slot[0] == 'b') && slot[1] == '\0') {
-		s = slot[0];
-	}
+	char s = u->boot_slot ? u->boot_slot : st.active;
 	if (moat_slots_verify(u->state_dir, &st, s, NULL, &m, &err) == 0) {
 		snprintf(u->running, sizeof(u->running), "%s", m.version);
 	}
@@ -162,10 +239,12 @@ static void send_event(struct moat_device *dev, struct moat_agent_update *u, con
 			 stage);
 		goto out;
 	}
-	moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s%s%s%s",
-		 dev->conf.id, stage, version && version[0] ? version : "-",
-		 u->running[0] ? u->running : "-", reason && reason[0] ? " reason=\"" : "",
-		 reason ? reason : "", reason && reason[0] ? "\"" : "");
+	if (!dev->quiet) {
+		moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s%s%s%s",
+			 dev->conf.id, stage, version && version[0] ? version : "-",
+			 u->running[0] ? u->running : "-", reason && reason[0] ? " reason=\"" : "",
+			 reason ? reason : "", reason && reason[0] ? "\"" : "");
+	}
 out:
 	cJSON_free(text);
 	cJSON_Delete(o);
@@ -183,69 +262,131 @@ static void answer(struct moat_device *dev, struct moat_agent_update *u, const c
 	moat_device_respond(dev, &r);
 }
 
-/* The child: one check, its result into the pipe, then _exit (no atexit handlers, no
- * stdio flush of the parent's buffers). */
-static void child_run(struct moat_agent_update *u, int wfd) __attribute__((noreturn));
-static void child_run(struct moat_agent_update *u, int wfd)
+/* Spawns moat-update --report with its stdout on a pipe; stdin is /dev/null and no other
+ * descriptor of this process (MQTT sockets, queue files) reaches it. */
+static int spawn_check(struct moat_agent_update *u, struct moat_err *err)
 {
-	struct check_msg msg;
-	memset(&msg, 0, sizeof(msg));
-	/* the agent's handlers only set its stop flag: here a signal must end the check */
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	/* nothing of the parent's (MQTT socket, queue file) stays open in here */
-	if (wfd != 3) {
-		if (dup2(wfd, 3) < 0) {
-			_exit(1);
-		}
-		wfd = 3;
+	char *argv[] = {u->program, "--report", "--state", u->state_dir, "--server", u->url,
+			"--ca",	    u->ca,	"--cert",  u->cert,	 "--key",    u->key,
+			NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, defaults;
+	int fds[2];
+	pid_t pid = 0;
+	int rc = 0;
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "pipe");
 	}
-	close_range(4, ~0U, 0);
-	struct moat_update_conf uc = {
-		.state_dir = u->state_dir,
-		.server_url = u->url,
-		.ca_file = u->ca,
-		.cert_file = u->cert,
-		.key_file = u->key,
-	};
-	msg.rc = moat_update_check(&uc, &msg.res, &msg.err);
-	const char *p = (const char *)&msg;
-	size_t left = sizeof(msg);
-	while (left > 0) {
-		ssize_t n = write(wfd, p, left);
+	sigemptyset(&none);
+	sigemptyset(&defaults);
+	/* the agent's handlers only set its stop flag, and it ignores SIGPIPE */
+	sigaddset(&defaults, SIGTERM);
+	sigaddset(&defaults, SIGINT);
+	sigaddset(&defaults, SIGPIPE);
+	int e = posix_spawn_file_actions_init(&fa);
+	if (e == 0) {
+		e = posix_spawnattr_init(&attr);
+		if (e != 0) {
+			posix_spawn_file_actions_destroy(&fa);
+		}
+	}
+	if (e != 0) {
+		close(fds[0]);
+		close(fds[1]);
+		return moat_err_errno(err, MOAT_EIO, e, "posix_spawn setup");
+	}
+	if ((e = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO)) == 0 &&
+	    (e = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) ==
+		    0 &&
+	    (e = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)) == 0 &&
+	    (e = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
+	    (e = posix_spawnattr_setsigdefault(&attr, &defaults)) == 0 &&
+	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+							POSIX_SPAWN_SETSIGDEF)) == 0) {
+		e = posix_spawnp(&pid, u->program, &fa, &attr, argv, environ);
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(fds[1]);
+	if (e != 0) {
+		close(fds[0]);
+		return moat_err_errno(err, MOAT_EIO, e, "cannot run %s", u->program);
+	}
+	if (fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "pipe");
+		kill(pid, SIGTERM);
+		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
+		}
+		close(fds[0]);
+		return rc;
+	}
+	u->pid = pid;
+	u->fd = fds[0];
+	u->line_len = 0;
+	u->line_too_long = false;
+	u->have_outcome = false;
+	if (u->pool) {
+		u->pool->running++;
+	}
+	return 0;
+}
+
+/* Whether the pool lets one more check run now. */
+static bool pool_has_room(const struct moat_agent_update *u)
+{
+	return u->pool == NULL || u->pool->max == 0 || u->pool->running < u->pool->max;
+}
+
+/* One complete report line from the running check. */
+static void handle_line(struct moat_device *dev, struct moat_agent_update *u, const char *line,
+			size_t len)
+{
+	struct moat_update_report r;
+	struct moat_err err;
+	if (moat_update_report_parse(line, len, &r, &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "id=%s event=update_report_refused error=\"%s\"",
+			 dev->conf.id, err.msg);
+		return;
+	}
+	if (r.kind == MOAT_UPDATE_REPORT_DOWNLOADING) {
+		send_event(dev, u, "downloading", r.res.version, NULL);
+		return;
+	}
+	u->outcome = r;
+	u->have_outcome = true;
+}
+
+/* Reads what the check has written so far; lines are handled as they complete. */
+static void drain(struct moat_device *dev, struct moat_agent_update *u)
+{
+	char buf[4096];
+	for (;;) {
+		ssize_t n = read(u->fd, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
 		if (n <= 0) {
-			_exit(1);
+			return;
 		}
-		p += n;
-		left -= (size_t)n;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n') {
+				if (!u->line_too_long) {
+					handle_line(dev, u, u->line, u->line_len);
+				}
+				u->line_len = 0;
+				u->line_too_long = false;
+			} else if (u->line_len < sizeof(u->line) - 1) {
+				u->line[u->line_len++] = buf[i];
+			} else if (!u->line_too_long) {
+				u->line_too_long = true;
+				moat_log(MOAT_LOG_WARN,
+					 "id=%s event=update_report_refused error=\"a line longer "
+					 "than %u bytes\"",
+					 dev->conf.id, MOAT_UPDATE_REPORT_MAX_BYTES);
+			}
+		}
 	}
-	_exit(0);
-}
-
-static int start_check(struct moat_agent_update *u, struct moat_err *err)
-{
-	int fds[2];
-	if (pipe2(fds, O_CLOEXEC) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "pipe");
-	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		int e = errno;
-		close(fds[0]);
-		close(fds[1]);
-		return moat_err_errno(err, MOAT_EIO, e, "fork");
-	}
-	if (pid == 0) {
-		close(fds[0]);
-		child_run(u, fds[1]);
-	}
-	close(fds[1]);
-	u->pid = pid;
-	u->fd = fds[0];
-	return 0;
 }
 
 static void remember_pending(struct moat_device *dev, struct moat_agent_update *u,
@@ -257,34 +398,26 @@ static void remember_pending(struct moat_device *dev, struct moat_agent_update *
 		return;
 	}
 	int n = snprintf(text, sizeof(text), "%s\n", version);
+	struct moat_fs_opts opts = {.no_fsync = dev->conf.no_fsync};
 	if (n < 0 || (size_t)n >= sizeof(text) ||
-	    moat_fs_write_atomic(u->pending_path, text, (size_t)n, 0600, &err) != 0) {
+	    moat_fs_write_atomic_opts(u->pending_path, text, (size_t)n, 0600, &opts, &err) != 0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_state_error error=\"%s\"", dev->conf.id,
 			 n < 0 || (size_t)n >= sizeof(text) ? "version too long" : err.msg);
 	}
 }
 
-/* The child ended: its result becomes the command's answer and update events. */
+/* The check ended with exit status: its outcome line becomes the command's answer and
+ * update events. */
 static void finish_check(struct moat_device *dev, struct moat_agent_update *u, int status)
 {
-	struct check_msg msg;
-	size_t got = 0;
-	while (got < sizeof(msg)) {
-		ssize_t n = read(u->fd, (char *)&msg + got, sizeof(msg) - got);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			break;
-		}
-		got += (size_t)n;
-	}
+	drain(dev, u);
 	close(u->fd);
 	u->fd = -1;
 	u->pid = 0;
-	if (got != sizeof(msg)) {
-		char why[96];
-		snprintf(why, sizeof(why), "the update check stopped (%s %d) before its result",
+	release_pool(u);
+	if (!u->have_outcome) {
+		char why[160];
+		snprintf(why, sizeof(why), "%.96s stopped (%s %d) before its result", u->program,
 			 WIFSIGNALED(status) ? "signal" : "status",
 			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
 		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id, why);
@@ -293,69 +426,75 @@ static void finish_check(struct moat_device *dev, struct moat_agent_update *u, i
 		}
 		return;
 	}
-	msg.res.msg[sizeof(msg.res.msg) - 1] = '\0';
-	msg.res.version[sizeof(msg.res.version) - 1] = '\0';
-	msg.err.msg[sizeof(msg.err.msg) - 1] = '\0';
-	if (msg.rc != 0) {
+	const struct moat_update_result *res = &u->outcome.res;
+	if (u->outcome.kind == MOAT_UPDATE_REPORT_FAILED) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_failed error=\"%s\"", dev->conf.id,
-			 msg.err.msg);
+			 res->msg);
 		if (u->for_command) {
-			answer(dev, u, "failed", msg.err.msg);
+			answer(dev, u, "failed", res->msg);
 		}
 		return;
 	}
 	const char *status_word = "completed";
-	switch (msg.res.outcome) {
+	switch (res->outcome) {
 	case MOAT_UPDATE_STAGED:
-		send_event(dev, u, "verified", msg.res.version, NULL);
-		send_event(dev, u, "installed", msg.res.version, NULL);
-		remember_pending(dev, u, msg.res.version);
+		send_event(dev, u, "verified", res->version, NULL);
+		send_event(dev, u, "installed", res->version, NULL);
+		remember_pending(dev, u, res->version);
 		status_word = "accepted";
-		dev->reboot_requested = true; /* moat-boot starts the trial */
+		dev->reboot_requested = true; /* the boot stage starts the trial */
 		break;
 	case MOAT_UPDATE_REFUSED:
-		send_event(dev, u, "refused", msg.res.version,
-			   moat_fw_verdict_name(msg.res.verdict));
+		send_event(dev, u, "refused", res->version, moat_fw_verdict_name(res->verdict));
 		status_word = "refused";
 		break;
 	case MOAT_UPDATE_TRIAL_PENDING:
 	case MOAT_UPDATE_UP_TO_DATE:
 	default:
-		send_event(dev, u, "checked", msg.res.version, NULL);
+		send_event(dev, u, "checked", res->version, NULL);
 		break;
 	}
+	if (!dev->quiet || res->outcome == MOAT_UPDATE_REFUSED) {
+		moat_log(res->outcome == MOAT_UPDATE_REFUSED ? MOAT_LOG_WARN : MOAT_LOG_INFO,
+			 "id=%s event=update_checked result=\"%s\"", dev->conf.id, res->msg);
+	}
 	if (u->for_command) {
-		answer(dev, u, status_word, msg.res.msg);
+		answer(dev, u, status_word, res->msg);
 	}
 }
 
-/* The first accepted connection of this process: a trial confirms (it reached the
- * broker), and a release staged by an earlier run is reported as confirmed or reverted.
- * Returns true after a revert. */
-static bool first_connect(struct moat_device *dev, struct moat_agent_update *u)
+/* The first accepted connection since the (re)start: a trial confirms (it reached the
+ * broker), and a release staged before the restart is reported as confirmed or reverted. */
+static void first_connect(struct moat_device *dev, struct moat_agent_update *u)
 {
-	bool reverted = false;
 	struct moat_err err;
-	bool confirmed = false;
-	if (moat_update_confirm_trial(&confirmed, &err) != 0) {
-		/* moat-boot reverts the trial at its deadline */
-		moat_log(MOAT_LOG_ERROR, "id=%s event=confirm_failed error=\"%s\"", dev->conf.id,
-			 err.msg);
+	if (u->on_trial) {
+		struct moat_manifest m;
+		int rc = moat_slots_confirm(u->state_dir, &m, &err);
+		if (rc == 0) {
+			if (!dev->quiet) {
+				moat_log(MOAT_LOG_INFO, "id=%s event=trial_confirmed version=%s",
+					 dev->conf.id, m.version);
+			}
+			u->on_trial = false;
+		} else if (rc != MOAT_ESTATE) {
+			/* the boot stage reverts the trial at its deadline */
+			moat_log(MOAT_LOG_ERROR, "id=%s event=confirm_failed error=\"%s\"",
+				 dev->conf.id, err.msg);
+		} else {
+			u->on_trial = false; /* confirmed by an earlier connection */
+		}
 	}
 	read_running(u);
-	if (confirmed) {
-		moat_log(MOAT_LOG_INFO, "id=%s event=trial_confirmed version=%s", dev->conf.id,
-			 u->running[0] ? u->running : "-");
-	}
 	if (!u->pending_path[0] || !moat_fs_exists(u->pending_path)) {
-		return false;
+		return;
 	}
 	char *text = NULL;
 	size_t len = 0;
 	if (moat_fs_read_all(u->pending_path, MOAT_FW_VERSION_MAX_LEN + 2, &text, &len, &err) != 0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_state_error error=\"%s\"", dev->conf.id,
 			 err.msg);
-		return false;
+		return;
 	}
 	while (len > 0 && text[len - 1] == '\n') {
 		text[--len] = '\0';
@@ -364,25 +503,43 @@ static bool first_connect(struct moat_device *dev, struct moat_agent_update *u)
 		send_event(dev, u, "confirmed", text, NULL);
 	} else {
 		send_event(dev, u, "reverted", text, "trial did not confirm");
-		reverted = true;
 	}
 	free(text);
 	if (unlink(u->pending_path) != 0 && errno != ENOENT) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_state_error error=\"unlink %s: %s\"",
 			 dev->conf.id, u->pending_path, strerror(errno));
 	}
-	return reverted;
+}
+
+/* Starts the wanted check when the pool has room. */
+static void try_start(struct moat_device *dev, struct moat_agent_update *u, int64_t now_mono_ms)
+{
+	struct moat_err err;
+	if (!u->due || u->pid > 0 || dev->reboot_requested || !pool_has_room(u)) {
+		return;
+	}
+	u->due = false;
+	if (spawn_check(u, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id,
+			 err.msg);
+		if (u->for_command) {
+			answer(dev, u, "failed", err.msg);
+			u->for_command = false;
+		}
+		u->next_check_ms = now_mono_ms + u->interval_ms;
+	}
 }
 
 static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 {
 	struct moat_agent_update *u = ctx;
-	struct moat_err err;
 	if (u->pid > 0) {
 		int status = 0;
+		drain(dev, u);
 		pid_t w = waitpid(u->pid, &status, WNOHANG);
 		if (w == u->pid) {
 			finish_check(dev, u, status);
+			u->for_command = false;
 			u->next_check_ms = now_mono_ms + u->interval_ms;
 		}
 		return;
@@ -391,52 +548,102 @@ static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 		return;
 	}
 	if (!u->started) {
+		/* a check at every start: a release this device reverted is not staged again
+		 * (the updater remembers it), so this cannot loop */
 		u->started = true;
-		/* A check at every start, except right after a revert: the server still offers
-		 * the release that failed its trial (its issued_at is not older than the one
-		 * recorded), and staging it again at once would loop trial, revert, start. */
-		u->next_check_ms = first_connect(dev, u) ? now_mono_ms + u->interval_ms : now_mono_ms;
+		first_connect(dev, u);
+		u->due = true;
 	}
-	if (now_mono_ms < u->next_check_ms || dev->reboot_requested) {
-		return;
+	if (now_mono_ms >= u->next_check_ms && u->next_check_ms > 0) {
+		u->due = true;
 	}
-	u->for_command = false;
-	if (start_check(u, &err) != 0) {
-		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id,
-			 err.msg);
-		u->next_check_ms = now_mono_ms + u->interval_ms;
-	}
+	try_start(dev, u, now_mono_ms);
 }
 
 static void update_hook(struct moat_device *dev, const struct moat_msg_command *cmd,
 			struct moat_msg_response *resp, void *ctx)
 {
 	struct moat_agent_update *u = ctx;
-	struct moat_err err;
-	if (u->pid > 0) {
-		if (u->for_command) {
-			snprintf(resp->status, sizeof(resp->status), "refused");
-			snprintf(resp->detail, sizeof(resp->detail),
-				 "an update check is already running");
-			return;
-		}
-		/* a periodic check is under way: this command gets its answer */
-	} else if (dev->reboot_requested || start_check(u, &err) != 0) {
-		snprintf(resp->status, sizeof(resp->status), "failed");
-		snprintf(resp->detail, sizeof(resp->detail), "%.*s", MOAT_MSG_DETAIL_MAX_LEN,
-			 dev->reboot_requested ? "restarting" : err.msg);
+	if (u->for_command) {
+		snprintf(resp->status, sizeof(resp->status), "refused");
+		snprintf(resp->detail, sizeof(resp->detail),
+			 "an update check is already running");
 		return;
+	}
+	if (dev->reboot_requested) {
+		snprintf(resp->status, sizeof(resp->status), "failed");
+		snprintf(resp->detail, sizeof(resp->detail), "restarting");
+		return;
+	}
+	/* a periodic check under way gets this command's answer; else one starts now (or
+	 * when the simulator's pool has room) */
+	if (u->pid == 0) {
+		struct moat_err err;
+		u->due = true;
+		if (pool_has_room(u)) {
+			u->due = false;
+			if (spawn_check(u, &err) != 0) {
+				snprintf(resp->status, sizeof(resp->status), "failed");
+				snprintf(resp->detail, sizeof(resp->detail), "%.*s",
+					 MOAT_MSG_DETAIL_MAX_LEN, err.msg);
+				return;
+			}
+		}
 	}
 	u->for_command = true;
 	snprintf(u->cmd_name, sizeof(u->cmd_name), "%s", cmd->name);
 	snprintf(u->cmd_id, sizeof(u->cmd_id), "%s", cmd->id);
 	snprintf(resp->status, sizeof(resp->status), "accepted");
-	snprintf(resp->detail, sizeof(resp->detail), "update check started (%.150s)", u->url);
+	snprintf(resp->detail, sizeof(resp->detail), "update check %s (%.150s)",
+		 u->pid > 0 ? "started" : "queued", u->url);
+}
+
+/* Boots the virtual slots as moat-boot boots real ones: pick, verify, revert a trial that
+ * does not verify. */
+static int boot_virtual(struct moat_device *dev, struct moat_agent_update *u,
+			struct moat_err *err)
+{
+	char why[MOAT_ERR_MSG_MAX];
+	bool trial = false, reverted = false;
+	char slot = 0;
+	int rc = moat_boot_prepare(u->state_dir, moat_time_now(), u->trial_seconds, &slot, &trial,
+				   NULL, NULL, &reverted, why, sizeof(why), err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (reverted) {
+		moat_log(MOAT_LOG_WARN, "id=%s event=revert reason=\"%s\"", dev->conf.id, why);
+	}
+	u->boot_slot = slot;
+	u->on_trial = trial;
+	return 0;
+}
+
+/* A simulated restart (the driver's reboot). */
+static bool update_reboot(struct moat_device *dev, void *ctx)
+{
+	struct moat_agent_update *u = ctx;
+	struct moat_err err;
+	u->started = false;
+	if (u->virtual_slots && boot_virtual(dev, u, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "id=%s event=boot_refused error=\"%s\"", dev->conf.id,
+			 err.msg);
+		return false;
+	}
+	return true;
+}
+
+int moat_agent_update_virtual_boot(struct moat_agent_update *u, struct moat_device *dev,
+				   struct moat_err *err)
+{
+	u->virtual_slots = true;
+	return boot_virtual(dev, u, err);
 }
 
 void moat_agent_update_attach(struct moat_agent_update *u, struct moat_device *dev)
 {
 	dev->update_hook = update_hook;
 	dev->update_poll = update_poll;
+	dev->update_reboot = update_reboot;
 	dev->update_ctx = u;
 }

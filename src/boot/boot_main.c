@@ -65,56 +65,19 @@ static int fail(const struct moat_err *err)
 	return 1;
 }
 
-/* Picks the slot to start and verifies it, under the lock; a trial that does not verify is
- * reverted here. *out_fd is the sealed memfd of the verified image. */
+/* Picks the slot to start and verifies it (moat_boot_prepare), logging a trial it drops.
+ * *out_fd is the sealed memfd of the verified image. */
 static int prepare(const char *dir, int64_t trial_seconds, char *out_slot, bool *out_trial,
 		   int *out_fd, struct moat_manifest *out_m, struct moat_err *err)
 {
-	struct moat_boot_state st;
-	int lock = -1;
-	int rc;
+	char why[MOAT_ERR_MSG_MAX];
+	bool reverted = false;
+	int rc = moat_boot_prepare(dir, moat_time_now(), trial_seconds, out_slot, out_trial, out_fd,
+				   out_m, &reverted, why, sizeof(why), err);
 
-	rc = moat_slots_lock(dir, &lock, err);
-	if (rc == 0) {
-		rc = moat_slots_load(dir, &st, err);
+	if (reverted) {
+		moat_log(MOAT_LOG_WARN, "event=revert reason=\"%s\" slot=%c", why, *out_slot);
 	}
-	if (rc != 0) {
-		goto out;
-	}
-	enum moat_boot_pick pick = moat_boot_select(&st, moat_time_now(), trial_seconds);
-	if (pick == MOAT_BOOT_REVERTED) {
-		moat_log(MOAT_LOG_WARN, "event=revert reason=\"trial did not confirm\" slot=%c",
-			 st.active);
-	}
-	if (pick != MOAT_BOOT_START_ACTIVE) {
-		rc = moat_slots_save(dir, &st, err);
-		if (rc != 0) {
-			goto out;
-		}
-	}
-	if (pick == MOAT_BOOT_START_TRIAL) {
-		struct moat_err verr;
-
-		if (moat_slots_verify(dir, &st, st.trial, out_fd, out_m, &verr) == 0) {
-			*out_slot = st.trial;
-			*out_trial = true;
-			goto out;
-		}
-		moat_log(MOAT_LOG_ERROR, "event=revert reason=\"%s\"", verr.msg);
-		moat_boot_revert(&st);
-		rc = moat_slots_save(dir, &st, err);
-		if (rc != 0) {
-			goto out;
-		}
-	}
-	*out_slot = st.active;
-	*out_trial = false;
-	rc = moat_slots_verify(dir, &st, st.active, out_fd, out_m, err);
-	if (rc != 0) {
-		moat_err_prefix(err, "refusing to start");
-	}
-out:
-	moat_slots_unlock(lock);
 	return rc;
 }
 

@@ -1,14 +1,19 @@
-/* update_main.c: moat-update, one update check from the command line (what the agent's
- * check_update hook does in process): moat_update_check with the device's certificate.
+/* update_main.c: moat-update, one update check from the command line, and the child that
+ * moat-agent and moat sim run for theirs (--report): moat_update_check with the device's
+ * certificate.
  *
  *   moat-update --state DIR --server https://HOST:PORT --ca CA --cert CERT --key KEY
- *               [--timeout SECONDS] [--now EPOCH-SECONDS]
+ *               [--timeout SECONDS] [--now EPOCH-SECONDS] [--report]
  * (--now sets the device's clock for the decision, as a device with a wrong clock would)
  *
  * Exit 0 when up to date, staged (then restart through moat-boot) or a trial is pending;
- * 1 with one line on stderr when the update was refused or the check failed.
+ * 1 when the update was refused or the check failed: without --report with one line on
+ * stderr, with --report as the outcome line. --report prints the lines of
+ * moat_update_report_format on stdout (a "downloading" line when the image download
+ * starts, then the outcome line, each flushed: stdout is usually a pipe).
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -18,14 +23,92 @@
 
 static const char *const outcome_names[] = {"up_to_date", "staged", "refused", "trial_pending"};
 
+/* Makes s printable for a report line: control bytes and anything that is not plain ASCII
+ * become '?' (messages come from libraries, paths and the server). */
+static void plain(char *s)
+{
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c >= 0x7f) {
+			*s = '?';
+		}
+	}
+}
+
+/* Prints r as one report line and flushes. A message that does not fit the line (escaped
+ * quotes can double it) is shortened until it does. */
+static int print_report(struct moat_update_report *r)
+{
+	char line[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
+	struct moat_err err;
+	size_t len = 0;
+
+	plain(r->res.msg);
+	plain(r->res.version);
+	for (;;) {
+		if (moat_update_report_format(r, line, sizeof(line), &len, &err) == 0) {
+			break;
+		}
+		size_t n = strlen(r->res.msg);
+		if (n == 0) {
+			fprintf(stderr, "moat-update: %s\n", err.msg);
+			return -1;
+		}
+		r->res.msg[n / 2] = '\0';
+	}
+	if (fwrite(line, 1, len, stdout) != len || fflush(stdout) != 0) {
+		return -1;
+	}
+	return 0;
+}
+
+static void on_download(void *ctx, const struct moat_manifest *m, uint64_t offset)
+{
+	struct moat_update_report r;
+
+	(void)ctx;
+	memset(&r, 0, sizeof(r));
+	r.kind = MOAT_UPDATE_REPORT_DOWNLOADING;
+	snprintf(r.res.version, sizeof(r.res.version), "%s", m->version);
+	r.offset = offset;
+	r.size = m->size;
+	(void)print_report(&r);
+}
+
+/* The outcome as the last report line; the exit status as without --report. */
+static int report_outcome(int rc, const struct moat_update_result *res, const struct moat_err *err)
+{
+	struct moat_update_report r;
+
+	memset(&r, 0, sizeof(r));
+	if (rc != 0) {
+		r.kind = MOAT_UPDATE_REPORT_FAILED;
+		snprintf(r.res.msg, sizeof(r.res.msg), "%s", err->msg);
+	} else {
+		r.kind = MOAT_UPDATE_REPORT_OUTCOME;
+		r.res = *res;
+	}
+	if (print_report(&r) != 0) {
+		return 1;
+	}
+	return rc != 0 || res->outcome == MOAT_UPDATE_REFUSED ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"state", required_argument, NULL, 's'}, {"server", required_argument, NULL, 'u'},
-		{"ca", required_argument, NULL, 'c'},	 {"cert", required_argument, NULL, 'e'},
-		{"key", required_argument, NULL, 'k'},	 {"timeout", required_argument, NULL, 't'},
-		{"now", required_argument, NULL, 'n'},	 {NULL, 0, NULL, 0},
+		{"state", required_argument, NULL, 's'},
+		{"server", required_argument, NULL, 'u'},
+		{"ca", required_argument, NULL, 'c'},
+		{"cert", required_argument, NULL, 'e'},
+		{"key", required_argument, NULL, 'k'},
+		{"timeout", required_argument, NULL, 't'},
+		{"now", required_argument, NULL, 'n'},
+		{"report", no_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
 	};
+	bool report = false;
 	struct moat_update_conf conf;
 	struct moat_update_result res;
 	struct moat_err err;
@@ -64,6 +147,9 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'r':
+			report = true;
+			break;
 		default:
 			return 2;
 		}
@@ -71,13 +157,18 @@ int main(int argc, char **argv)
 	if (optind != argc || conf.state_dir == NULL || conf.server_url == NULL ||
 	    conf.ca_file == NULL || conf.cert_file == NULL || conf.key_file == NULL) {
 		fprintf(stderr, "usage: moat-update --state DIR --server https://HOST:PORT --ca CA "
-				"--cert CERT --key KEY [--timeout S] [--now T]\n");
+				"--cert CERT --key KEY [--timeout S] [--now T] [--report]\n");
 		return 2;
 	}
 	if (strncmp(conf.server_url, "https://", 8) != 0 ||
 	    strlen(conf.server_url) > MOAT_UPDATE_URL_MAX_LEN) {
 		fprintf(stderr, "moat-update: --server: an https:// URL is required\n");
 		return 2;
+	}
+	if (report) {
+		conf.on_download = on_download;
+		int rc = moat_update_check(&conf, &res, &err);
+		return report_outcome(rc, &res, &err);
 	}
 	if (moat_update_check(&conf, &res, &err) != 0) {
 		fprintf(stderr, "moat-update: %s\n", err.msg);

@@ -4,6 +4,9 @@
  * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
  * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
  * terminal a status line shows connected devices, messages/s and errors live.
+ * With --firmware IMAGE --envelope FILE every device runs signed updates from moatd on
+ * virtual A/B slots (provisioned with that release on first use); SIGUSR1 makes every
+ * device check for an update now.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -20,14 +23,20 @@
 #define SIM_DEVICES_MAX 100000
 
 static volatile int sim_stop;
+static volatile sig_atomic_t sim_check_now;
 
 static void on_signal(int sig)
 {
-	(void)sig;
+	if (sig == SIGUSR1) {
+		sim_check_now = 1;
+		return;
+	}
 	sim_stop = 1;
 }
 
 struct view {
+	struct moat_session **sessions;
+	size_t count;
 	bool tty;
 	bool json;
 	int64_t started_ms;
@@ -42,6 +51,14 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 {
 	struct view *v = ctx;
 	int64_t now = moat_time_mono_ms();
+	if (sim_check_now) {
+		sim_check_now = 0;
+		for (size_t i = 0; i < v->count; i++) {
+			if (v->sessions[i]->update) {
+				moat_agent_update_check_soon(v->sessions[i]->update);
+			}
+		}
+	}
 	v->last = *st;
 	if (st->up > v->peak_up) {
 		v->peak_up = st->up;
@@ -123,16 +140,23 @@ int sim_main(int argc, char **argv)
 		{"interval", required_argument, NULL, 'i'},
 		{"duration", required_argument, NULL, 'd'},
 		{"type", required_argument, NULL, 't'},
+		{"firmware", required_argument, NULL, 'f'},
+		{"envelope", required_argument, NULL, 'e'},
+		{"update-jobs", required_argument, NULL, 'j'},
 		{"help", no_argument, NULL, 'h'},
 		CLI_GLOBAL_LONGOPTS,
 		{NULL, 0, NULL, 0},
 	};
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
-			    "[--duration D] [--type T] [--json]";
+			    "[--duration D] [--type T] [--json]\n"
+			    "       [--firmware IMAGE --envelope FILE [--update-jobs 4]]";
 	struct moat_err err = {0};
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
 	const char *type = NULL;
+	struct moat_sim_firmware fw = {0};
+	struct moat_agent_update_pool pool = {0};
+	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -163,6 +187,17 @@ int sim_main(int argc, char **argv)
 			}
 			type = optarg;
 			break;
+		case 'f':
+			fw.image = optarg;
+			break;
+		case 'e':
+			fw.envelope = optarg;
+			break;
+		case 'j':
+			if (moat_int_parse(optarg, 1, 64, &jobs, &err) != 0) {
+				return cli_usage_error("--update-jobs: %s", err.msg);
+			}
+			break;
 		case 'h':
 			printf("%s\n", usage);
 			return CLI_OK;
@@ -172,6 +207,10 @@ int sim_main(int argc, char **argv)
 			}
 		}
 	}
+	if ((fw.image == NULL) != (fw.envelope == NULL)) {
+		return cli_usage_error("--firmware and --envelope go together");
+	}
+	fw.max_checks = (unsigned)jobs;
 	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
 	size_t named = (size_t)(argc - optind);
 	if ((named == 0) == (n == 0)) {
@@ -222,7 +261,8 @@ int sim_main(int argc, char **argv)
 	moat_session_lib_init();
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
 	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
-	    moat_sim_create(d, ids, (size_t)n, interval_s * 1000, state_root, &ss, &err) != 0) {
+	    moat_sim_create(d, ids, (size_t)n, interval_s * 1000, state_root,
+			    fw.image ? &fw : NULL, &pool, &ss, &err) != 0) {
 		goto out;
 	}
 	moat_deploy_close(d);
@@ -234,10 +274,13 @@ int sim_main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
 
 	struct view v = {
+		.sessions = ss,
+		.count = (size_t)n,
 		.tty = isatty(STDOUT_FILENO),
 		.json = cli_globals.json,
 		.started_ms = moat_time_mono_ms(),
@@ -245,8 +288,7 @@ int sim_main(int argc, char **argv)
 	if (duration_s > 0) {
 		v.deadline_ms = v.started_ms + duration_s * 1000;
 	}
-	bool reboot = false;
-	if (moat_loop_run(ss, (size_t)n, &sim_stop, on_tick, &v, &reboot, &err) != 0) {
+	if (moat_loop_run(ss, (size_t)n, &sim_stop, on_tick, &v, NULL, &err) != 0) {
 		goto out;
 	}
 	struct moat_loop_stats st = v.last;

@@ -1,7 +1,10 @@
 /* bootstate.c: the boot state of a device (active slot, pending trial, security floor, the
- * last verified issued_at) as a strict line format, and the pure state machine over it:
- * stage -> select (trial start, or revert) -> confirm | revert. No I/O and no clock: the
- * callers (slots.c, updater.c, moat-boot) pass time in and write the result atomically.
+ * last verified issued_at, the issued_at of the last reverted trial) as a strict line
+ * format, and the pure state machine over it: stage -> select (trial start, or revert) ->
+ * confirm | revert. No I/O and no clock: the callers (slots.c, updater.c, moat-boot) pass
+ * time in and write the result atomically. Version 1 files (before reverted_issued_at)
+ * are still read, so a device updated in the field keeps its state; only version 2 is
+ * written.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -10,13 +13,16 @@
 #include "moat/identity.h"
 #include "moat/update.h"
 
-#define STATE_MAGIC "moat-boot-state 1"
+#define STATE_MAGIC_V1 "moat-boot-state 1"
+#define STATE_MAGIC "moat-boot-state 2"
 #define STATE_INT_MAX_DIGITS 16 /* MOAT_FW_INT_MAX has 16 digits */
 
-/* The keys in the only order accepted. */
-enum { K_TYPE, K_ACTIVE, K_TRIAL, K_ATTEMPTS, K_DEADLINE, K_FLOOR, K_ISSUED, K_COUNT };
-static const char *const keys[K_COUNT] = {"device_type", "active", "trial",	    "attempts",
-					  "deadline",	 "floor",  "last_issued_at"};
+/* The keys in the only order accepted; version 1 ends before K_REVERTED. */
+enum { K_TYPE, K_ACTIVE, K_TRIAL, K_ATTEMPTS, K_DEADLINE, K_FLOOR, K_ISSUED, K_REVERTED, K_COUNT };
+static const char *const keys[K_COUNT] = {
+	"device_type", "active", "trial",	   "attempts",
+	"deadline",    "floor",	 "last_issued_at", "reverted_issued_at",
+};
 
 char moat_boot_other(char slot)
 {
@@ -64,7 +70,8 @@ static int check(const struct moat_boot_state *st, struct moat_err *err)
 	}
 	if (st->attempts < 0 || st->attempts > MOAT_FW_INT_MAX || st->deadline < 0 ||
 	    st->deadline > MOAT_FW_INT_MAX || st->floor < 0 || st->floor > MOAT_FW_INT_MAX ||
-	    st->last_issued_at < 0 || st->last_issued_at > MOAT_FW_INT_MAX) {
+	    st->last_issued_at < 0 || st->last_issued_at > MOAT_FW_INT_MAX ||
+	    st->reverted_issued_at < 0 || st->reverted_issued_at > MOAT_FW_INT_MAX) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: integer out of range");
 	}
 	if (st->trial == 0 && (st->attempts != 0 || st->deadline != 0)) {
@@ -80,6 +87,7 @@ int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *
 	const char *p = text;
 	const char *end = p + len;
 	struct moat_boot_state st;
+	int nkeys = K_COUNT;
 	int rc = MOAT_EINVAL;
 
 	memset(&st, 0, sizeof(st));
@@ -89,7 +97,7 @@ int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *
 				  MOAT_BOOT_STATE_MAX_BYTES);
 		goto out;
 	}
-	for (int line = -1; line < K_COUNT; line++) {
+	for (int line = -1; line < nkeys; line++) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t n;
 
@@ -100,7 +108,9 @@ int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *
 		}
 		n = (size_t)(nl - p);
 		if (line < 0) {
-			if (n != strlen(STATE_MAGIC) || memcmp(p, STATE_MAGIC, n) != 0) {
+			if (n == strlen(STATE_MAGIC_V1) && memcmp(p, STATE_MAGIC_V1, n) == 0) {
+				nkeys = K_REVERTED; /* reverted_issued_at reads as 0 */
+			} else if (n != strlen(STATE_MAGIC) || memcmp(p, STATE_MAGIC, n) != 0) {
 				rc = moat_err_set(err, MOAT_EINVAL, "boot state: bad header");
 				goto out;
 			}
@@ -146,7 +156,8 @@ int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *
 				int64_t *dst = line == K_ATTEMPTS   ? &st.attempts
 					       : line == K_DEADLINE ? &st.deadline
 					       : line == K_FLOOR    ? &st.floor
-								    : &st.last_issued_at;
+					       : line == K_ISSUED   ? &st.last_issued_at
+								    : &st.reverted_issued_at;
 				if (parse_uint(v, vl, dst) != 0) {
 					rc = moat_err_set(err, MOAT_EINVAL,
 							  "boot state: %s: not an integer",
@@ -185,9 +196,9 @@ int moat_boot_state_format(const struct moat_boot_state *st, char *buf, size_t s
 	n = snprintf(buf, size,
 		     STATE_MAGIC "\ndevice_type=%s\nactive=%c\ntrial=%c\nattempts=%" PRId64
 				 "\ndeadline=%" PRId64 "\nfloor=%" PRId64
-				 "\nlast_issued_at=%" PRId64 "\n",
+				 "\nlast_issued_at=%" PRId64 "\nreverted_issued_at=%" PRId64 "\n",
 		     st->device_type, st->active, st->trial ? st->trial : '-', st->attempts,
-		     st->deadline, st->floor, st->last_issued_at);
+		     st->deadline, st->floor, st->last_issued_at, st->reverted_issued_at);
 	if (n < 0 || (size_t)n >= size) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: buffer too small");
 	}
@@ -251,6 +262,14 @@ int moat_boot_confirm(struct moat_boot_state *st, const struct moat_manifest *m,
 
 void moat_boot_revert(struct moat_boot_state *st)
 {
+	if (st->trial == 0) {
+		return;
+	}
+	/* moat_boot_stage raised last_issued_at to the trial's issued_at, so this is the
+	 * release that failed: the updater will not offer it to moat-boot again. */
+	if (st->last_issued_at > st->reverted_issued_at) {
+		st->reverted_issued_at = st->last_issued_at;
+	}
 	st->trial = 0;
 	st->attempts = 0;
 	st->deadline = 0;

@@ -228,6 +228,17 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 		goto out;
 	}
 	snprintf(out->version, sizeof(out->version), "%s", m.version);
+	if (m.issued_at <= st.reverted_issued_at) {
+		/* This very release (or an older one) already failed its trial here: staging it
+		 * again would only loop trial -> revert. Nothing is downloaded and a partial
+		 * download of something else stays as it is. */
+		out->outcome = MOAT_UPDATE_UP_TO_DATE;
+		snprintf(out->msg, sizeof(out->msg),
+			 "version %s was reverted on this device; waiting for a newer release "
+			 "(running %s)",
+			 m.version, running.version);
+		goto out;
+	}
 	slot = moat_boot_other(st.active);
 	out->slot = slot;
 	rc = make_paths(dir, slot, &p, err);
@@ -252,6 +263,9 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 	}
 	out->resumed_from = offset;
 	if (offset < m.size) {
+		if (conf->on_download != NULL) {
+			conf->on_download(conf->on_download_ctx, &m, offset);
+		}
 		rc = moat_update_fetch_image(conf, &m, fd, offset, &s, err);
 		if (rc != 0) {
 			/* Interrupted: the partial file stays for the next check to resume. */

@@ -166,6 +166,55 @@ update() {
 		--cert "$ID/cert.pem" --key "$ID/key.pem" --timeout 30 "$@"
 }
 
+# update_report [extra args]: one check with --report. Sets $out (stdout), $errout and
+# $rc, and checks the report: every line one JSON object, "downloading" progress lines
+# first, one outcome line last; $report is "<outcome> <number of progress lines>".
+update_report() {
+	set +e
+	out=$(update --report "$@" 2>"$T/.stderr")
+	rc=$?
+	set -e
+	errout=$(cat "$T/.stderr")
+	report=$(printf '%s\n' "$out" | python3 -c '
+import json, sys
+lines = sys.stdin.read().split("\n")
+assert lines[-1] == "", "no newline at the end"
+lines = lines[:-1]
+assert lines, "no line"
+progress = 0
+for i, text in enumerate(lines):
+    assert len(text) + 1 <= 1024, "line too long"
+    o = json.loads(text)
+    assert isinstance(o, dict), "not an object"
+    if i < len(lines) - 1:
+        assert set(o) == {"stage", "version", "offset", "size"}, "progress keys %s" % sorted(o)
+        assert o["stage"] == "downloading"
+        assert isinstance(o["offset"], int) and isinstance(o["size"], int)
+        assert 0 <= o["offset"] < o["size"]
+        progress += 1
+    else:
+        assert o.get("outcome") in ("up_to_date", "staged", "refused", "trial_pending", "failed"), o
+        assert isinstance(o.get("msg"), str), "no msg"
+        if o["outcome"] == "staged":
+            assert o["slot"] in ("a", "b") and isinstance(o["resumed_from"], int)
+print(o["outcome"], progress)
+') || fail "bad report lines: $out"
+}
+
+# report_field KEY: a field of the outcome line of the last update_report.
+report_field() {
+	printf '%s\n' "$out" | tail -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$1"
+}
+
+# after_issue ENVELOPE: waits until the clock is past ENVELOPE's issued_at, so the next
+# release signed is issued later (issued_at counts whole seconds).
+after_issue() {
+	local t
+	t=$(manifest_field "$1" issued_at)
+	_past() { [ "$(date +%s)" -gt "$1" ]; }
+	wait_for 5 _past "$t" || fail "the clock does not pass $t"
+}
+
 # state_field KEY: a field of the device's boot.state.
 state_field() { sed -n "s/^$1=//p" "$S/boot.state"; }
 

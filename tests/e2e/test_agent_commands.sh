@@ -119,9 +119,22 @@ alive
 grep -q '"status":"offline","timestamp"' "$T/sub.txt" || fail "no offline status before the reboot"
 pass "reboot: accepted, offline, re-executed, online again"
 
-# after the reboot the agent still answers (and remembers nothing it should not)
+# after the reboot the agent still answers, with the interval the operator set
 send diagnostics '{"command":"diagnostics","id":"d2"}' d2
 assert_contains "$resp" '"status":"completed"'
-pass "answers after reboot"
+[ "$(cat "$T/dev1/state/interval")" = 2 ] || fail "state/interval: $(cat "$T/dev1/state/interval")"
+[ "$(grep 'event=started' "$T/agent.log" | tail -1 | grep -o 'interval_ms=[0-9]*')" = interval_ms=2000 ] ||
+	fail "the restarted agent forgot update_interval: $(grep 'event=started' "$T/agent.log" | tail -1)"
+pass "answers after reboot, keeping the interval update_interval set"
+
+# a state file that is not an interval is ignored with a warning, never fatal
+echo "soon" >"$T/dev1/state/interval"
+send reboot '{"command":"reboot","id":"r2"}' r2
+wait_for 10 count_at_least 3 'event=started' "$T/agent.log" || fail "agent did not restart"
+grep 'event=started' "$T/agent.log" | tail -1 | grep -q 'interval_ms=60000' ||
+	fail "a bad state/interval was not ignored: $(grep 'event=started' "$T/agent.log" | tail -1)"
+grep -q 'event=state_ignored.*interval' "$T/agent.log" || fail "no warning about state/interval"
+alive
+pass "a bad state/interval: warning, the configured interval"
 
 agent_sanitizer_clean "$T"/*.log "$T"/*.err

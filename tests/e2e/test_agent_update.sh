@@ -5,7 +5,8 @@
 # check_update is accepted at once (the check runs beside the MQTT session), the agent
 # downloads 1.1.0 published with `moat fw publish`, answers with the outcome, restarts
 # into the trial through moat-boot, reaches the broker, confirms, and the floor rises;
-# moatd records checked, verified, installed and confirmed. A release whose image was
+# moatd records checked, downloading, verified, installed and confirmed. The check runs in
+# moat-update (moat-agent does not link the HTTPS client). A release whose image was
 # altered in moatd's store is refused (hash_mismatch): refused response and event, and
 # the agent keeps running 1.1.0.
 source "$(dirname "$0")/lib.sh"
@@ -16,6 +17,10 @@ source "$(dirname "$0")/lib_update.sh"
 source "$(dirname "$0")/lib_agent_update.sh"
 
 au_setup
+if ldd "$AGENT_BIN" | grep -q 'libcurl'; then
+	fail "moat-agent links libcurl: $(ldd "$AGENT_BIN" | grep libcurl)"
+fi
+pass "moat-agent does not link libcurl (its update checks run in moat-update)"
 grep -q "^server = https://localhost:$SERVER_PORT\$" "$CONF" ||
 	fail "export wrote no [update] server: $(cat "$CONF")"
 pass "moat device export --format agent names moatd in [update]"
@@ -42,12 +47,12 @@ assert_contains "$out" "active=b"
 assert_contains "$out" "trial=-"
 assert_contains "$out" "floor=2"
 pass "the agent restarted into 1.1.0 on trial, reached the broker and confirmed: floor 2"
-for stage in verified installed confirmed; do au_wait_event $stage; done
+for stage in downloading verified installed confirmed; do au_wait_event $stage; done
 au_wait_event checked 2 # the check at the start of 1.1.0: nothing newer
 expect_ok "fw status" moat fw status dev1
-for stage in verified installed confirmed; do assert_contains "$out" "$stage"; done
+for stage in downloading verified installed confirmed; do assert_contains "$out" "$stage"; done
 assert_contains "$out" "1.1.0"
-pass "moat fw status shows verified, installed, confirmed"
+pass "moat fw status shows downloading, verified, installed, confirmed"
 
 # ---- 1.2.0 altered in moatd's store: refused, 1.1.0 keeps running ----
 au_image 1.2.0

@@ -2,7 +2,8 @@
 # test_agent_update_revert.sh: a release that verifies but does not work (it crashes
 # before confirming) is staged by moat-agent, started on trial by moat-boot, reverted; the
 # agent 1.0.0 starts again, reports "reverted" to moatd, keeps its floor, and does not
-# stage the same release again at start (no trial/revert loop).
+# stage the same release again, neither at start nor when asked (the device remembers the
+# reverted release: no trial/revert loop); a newer release is staged and confirmed.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -37,4 +38,24 @@ sleep 3
 [ "$(grep -c 'event=update_event id=dev1 stage=installed' "$D/log/moatd.log")" = 1 ] ||
 	fail "the failed release was staged again at start"
 pass "no automatic retry of the reverted release at start"
+
+expect_ok "check_update after the revert" moat cmd dev1 check_update --as ops
+wait_for 60 grep -q 'reverted on this device' "$T/watch.json" ||
+	fail "no outcome naming the reverted release: $(grep check_update "$T/watch.json" | tail -3)"
+grep 'reverted on this device' "$T/watch.json" | grep -q '"status":"completed"' ||
+	fail "the outcome is not 'completed': $(grep 'reverted on this device' "$T/watch.json")"
+sleep 2
+[ "$(grep -c 'trial=yes' "$T/boot.log")" = 1 ] || fail "the reverted release was started again"
+pass "asked again, the device does not stage the release it reverted"
+
+au_image 1.1.1
+sign "$T/agent-1.1.1" 1.1.1 2 "$T/agent-1.1.1.json"
+expect_ok "publish 1.1.1" moat fw publish "$T/agent-1.1.1.json" "$T/agent-1.1.1" --devices dev1
+expect_ok "check_update for 1.1.1" moat cmd dev1 check_update --as ops
+wait_grep 60 "event=confirmed slot=b version=1.1.1" "$T/boot.log" ||
+	fail "1.1.1 did not confirm: $(tail -8 "$T/boot.log")"
+expect_ok "boot status" moat-boot --state "$BS" --status
+assert_contains "$out" "active=b"
+assert_contains "$out" "floor=2"
+pass "a newer release after the reverted one is staged and confirmed"
 au_stop

@@ -4,7 +4,8 @@
 # lists, each leaving the device running its version: tampered image, endless image,
 # truncated image, unknown key, threshold, payload changed after signing, freeze,
 # rollback, downgrade, mix-and-match, a server from another CA, a revoked device; and a
-# new image that crashes at start, reverted automatically.
+# new image that crashes at start, reverted automatically and not staged again when it is
+# offered again, while a release issued later is.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_update.sh"
@@ -27,6 +28,10 @@ python3 -c 'import sys; b=bytearray(open(sys.argv[1],"rb").read()); b[5000]^=1; 
 offer "$T/v2-bit.sh" "$T/v2.json"
 expect_fail "one bit flipped" update
 assert_contains "$errout" "refused (hash_mismatch)"
+update_report
+[ $rc -eq 1 ] && [ "$report" = "refused 1" ] || fail "report of a bad download: $rc $out"
+[ "$(report_field verdict)" = hash_mismatch ] && [ "$(report_field version)" = 1.1.0 ] ||
+	fail "refusal report: $out"
 [ ! -e "$S/slots/b/image.part" ] || fail "a bad download was kept"
 assert_unchanged "one bit"
 
@@ -87,6 +92,12 @@ sign "$T/v0.sh" 1.2.0 0 "$T/v0.json"
 offer "$T/v0.sh" "$T/v0.json"
 expect_fail "downgrade" update
 assert_contains "$errout" "refused (downgrade)"
+update_report
+[ $rc -eq 1 ] && [ "$report" = "refused 0" ] || fail "report of a refusal: $rc $out"
+# (refused before the manifest was trusted: no version in the line)
+[ "$(report_field verdict)" = downgrade ] && [ -z "$(report_field version)" ] ||
+	fail "refusal report: $out"
+[ -z "$errout" ] || fail "--report wrote to stderr: $errout"
 assert_unchanged "downgrade"
 
 # A manifest for another device type (mix-and-match).
@@ -130,8 +141,13 @@ moat device add dev2 --type "$TYPE" >/dev/null
 ID="$D/pki/identities/dev2"
 srv_start
 offer "$T/v2.sh" "$T/v2.json"
-expect_ok "update to 1.1.0 (resuming)" update
-assert_contains "$out" "staged"
+update_report
+[ $rc -eq 0 ] && [ "$report" = "staged 1" ] || fail "update to 1.1.0 (resuming): $rc $out $errout"
+# The progress line says where the download resumed, the outcome how much was reused.
+offset=$(printf '%s\n' "$out" | head -n 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["offset"])')
+[ "$offset" -gt 0 ] && [ "$(report_field resumed_from)" = "$offset" ] ||
+	fail "resume not reported: $out"
+echo "ok - update to 1.1.0 (resumed from byte $offset)"
 grep -q "range=bytes=" "$SRV/access.log" || fail "the interrupted download was not resumed"
 [ "$(state_field trial)" = b ] || fail "slot b not on trial"
 [ "$(state_field floor)" = 1 ] || fail "floor rose before confirmation"
@@ -178,17 +194,48 @@ assert_contains "$errout" "event=revert"
 [ "$(state_field active)" = b ] || fail "active slot not b after revert"
 [ "$(state_field trial)" = - ] || fail "trial still pending after revert"
 [ "$(state_field floor)" = 2 ] || fail "floor moved without confirmation"
+[ "$(state_field reverted_issued_at)" = "$(manifest_field "$T/v3.json" issued_at)" ] ||
+	fail "the revert did not record 1.2.0's issued_at: $(state_field reverted_issued_at)"
 pass "crashing image reverted to the previous slot, floor unchanged"
 
-# A trial that never confirms is killed at its deadline and reverted.
+# The server still offers the reverted 1.2.0: the device does not stage it again (no
+# trial/revert loop), downloads nothing and leaves its slots alone.
+cp "$S/boot.state" "$T/state-reverted"
+(cd "$S/slots/a" && sha256sum image envelope.json) > "$T/slot-a-reverted"
+downloads=$(grep -c "/api/firmware/download/" "$SRV/access.log" || true)
+expect_ok "the reverted 1.2.0 offered again" update
+assert_contains "$out" "up_to_date"
+assert_contains "$out" "version 1.2.0 was reverted on this device; waiting for a newer release"
+cmp -s "$S/boot.state" "$T/state-reverted" || fail "a reverted release changed the state"
+(cd "$S/slots/a" && sha256sum -c --quiet "$T/slot-a-reverted") || fail "slot a was touched"
+[ ! -e "$S/slots/a/image.part" ] && [ ! -e "$S/slots/a/envelope.part" ] ||
+	fail "a reverted release was downloaded"
+[ "$(grep -c "/api/firmware/download/" "$SRV/access.log" || true)" = "$downloads" ] ||
+	fail "a reverted release was downloaded"
+update_report
+[ $rc -eq 0 ] || fail "report of the reverted release: exit $rc"
+[ "$report" = "up_to_date 0" ] || fail "report of the reverted release: $out"
+[ "$(report_field version)" = 1.2.0 ] || fail "reverted version not reported: $out"
+: > "$RUNLOG"
+expect_ok "boot: still 1.1.0" boot_once
+[ "$(cat "$RUNLOG")" = "1.1.0 slot=b trial=0" ] || fail "booted: $(cat "$RUNLOG")"
+pass "a reverted release offered again is not staged again"
+
+# A trial that never confirms is killed at its deadline and reverted. Issued after the
+# reverted 1.2.0, it is staged normally.
 make_image "$T/v4.sh" 1.3.0
 sed -i 's/^if \[ "\$MOAT_BOOT_TRIAL" = 1 \].*$/exec sleep 30/' "$T/v4.sh"
+after_issue "$T/v3.json"
 sign "$T/v4.sh" 1.3.0 3 "$T/v4.json"
 offer "$T/v4.sh" "$T/v4.json"
-expect_ok "update to silent 1.3.0" update
+expect_ok "update to silent 1.3.0 (issued after the reverted 1.2.0)" update
+assert_contains "$out" "staged"
+[ "$(state_field trial)" = a ] || fail "1.3.0 not on trial in slot a"
 : > "$RUNLOG"
 expect_ok "boot: deadline passes, reverted" moat-boot --state "$S" --trial-seconds 2 -- image
 assert_contains "$errout" "event=deadline"
 assert_contains "$(last_run)" "1.1.0 slot=b trial=0"
 [ "$(state_field active)" = b ] || fail "active slot not b after the deadline"
+[ "$(state_field reverted_issued_at)" = "$(manifest_field "$T/v4.json" issued_at)" ] ||
+	fail "the deadline revert did not record 1.3.0's issued_at"
 pass "trial without confirmation reverted at its deadline"

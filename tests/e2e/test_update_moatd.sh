@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # test_update_moatd.sh: the updater against the real update service: `moat fw publish` a
 # release for dev1, moatd serves it over mutual TLS, moat-update stages it, moat-boot
-# starts it on trial and it confirms; the next check finds nothing newer; a revoked device
-# is refused by moatd and keeps its version.
+# starts it on trial and it confirms; the next check finds nothing newer; a release that
+# crashes on trial is reverted and not staged again while moatd still offers it, a later
+# one is; moat-update --report prints its progress and outcome as JSON lines (what
+# moat-agent reads); a revoked device is refused by moatd and keeps its version.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_update.sh"
 
 command -v moatd >/dev/null || fail "moatd not built"
@@ -16,21 +19,65 @@ wait_for 20 curl -s --cacert "$D/pki/ca.crt" -o /dev/null "https://localhost:$SE
 	fail "moatd did not start: $(tail -n 5 "$T/moatd.log")"
 SRV_PORT=$SERVER_PORT
 
-expect_ok "update from moatd" update
-assert_contains "$out" "staged"
+update_report
+[ $rc -eq 0 ] || fail "update from moatd: exit $rc: $out $errout"
+[ "$report" = "staged 1" ] || fail "report: $out"
+assert_contains "$(printf '%s\n' "$out" | head -n 1)" '"stage":"downloading","version":"1.1.0","offset":0,"size":'
+[ "$(report_field slot)" = b ] && [ "$(report_field version)" = 1.1.0 ] || fail "report: $out"
+[ -z "$errout" ] || fail "--report wrote to stderr: $errout"
 : > "$RUNLOG"
 expect_ok "boot the trial" boot_once
 assert_contains "$(cat "$RUNLOG")" "1.1.0 slot=b trial=1"
 [ "$(state_field active)" = b ] && [ "$(state_field floor)" = 2 ] || fail "not confirmed"
 expect_ok "nothing newer now" update
 assert_contains "$out" "up_to_date"
+update_report
+[ $rc -eq 0 ] && [ "$report" = "up_to_date 0" ] || fail "report when up to date: $rc $out"
 pass "moatd release rolled out to dev1: staged, booted on trial, confirmed"
+
+# A release that crashes on trial: reverted by moat-boot; moatd keeps offering it, the
+# device does not stage it again; a release issued later is staged.
+make_image "$T/v3.sh" 1.2.0 crash
+after_issue "$T/v2.json"
+sign "$T/v3.sh" 1.2.0 2 "$T/v3.json"
+expect_ok "publish crashing 1.2.0" moat fw publish "$T/v3.json" "$T/v3.sh" --devices dev1
+expect_ok "update to 1.2.0" update
+assert_contains "$out" "staged"
+: > "$RUNLOG"
+expect_ok "boot: 1.2.0 crashes, reverted" boot_once
+assert_contains "$errout" "event=revert"
+[ "$(last_run)" = "1.1.0 slot=b trial=0" ] || fail "after the revert: $(last_run)"
+cp "$S/boot.state" "$T/state-reverted"
+update_report
+[ $rc -eq 0 ] && [ "$report" = "up_to_date 0" ] || fail "reverted 1.2.0 offered again: $rc $out"
+assert_contains "$(report_field msg)" "version 1.2.0 was reverted on this device"
+cmp -s "$S/boot.state" "$T/state-reverted" || fail "the reverted release changed the state"
+[ ! -e "$S/slots/a/image.part" ] || fail "the reverted release was downloaded"
+make_image "$T/v4.sh" 1.3.0
+after_issue "$T/v3.json"
+sign "$T/v4.sh" 1.3.0 2 "$T/v4.json"
+expect_ok "publish 1.3.0" moat fw publish "$T/v4.json" "$T/v4.sh" --devices dev1
+update_report
+[ $rc -eq 0 ] && [ "$report" = "staged 1" ] || fail "1.3.0 after the revert: $rc $out"
+[ "$(report_field version)" = 1.3.0 ] && [ "$(state_field trial)" = a ] || fail "1.3.0 not staged"
+update_report
+[ $rc -eq 0 ] && [ "$report" = "trial_pending 0" ] || fail "report while on trial: $rc $out"
+: > "$RUNLOG"
+expect_ok "boot the trial of 1.3.0" boot_once
+assert_contains "$(cat "$RUNLOG")" "1.3.0 slot=a trial=1"
+[ "$(state_field active)" = a ] || fail "1.3.0 not confirmed"
+pass "reverted release not staged again while offered; a later release staged and confirmed"
 
 # A revoked device: moatd refuses it; its state is untouched.
 moat device revoke dev1 >/dev/null
 cp "$S/boot.state" "$T/before"
 expect_fail "revoked device" update
 cmp -s "$S/boot.state" "$T/before" || fail "a refused check changed the state"
+update_report
+[ $rc -eq 1 ] && [ "$report" = "failed 0" ] || fail "report of a failed check: $rc $out"
+[ -n "$(report_field msg)" ] || fail "a failed check without a message: $out"
+cmp -s "$S/boot.state" "$T/before" || fail "a refused check changed the state"
+pass "moat-update --report: failed check as one outcome line, exit 1"
 if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/moatd.log"; then
 	fail "sanitizer report in moatd.log"
 fi

@@ -1,5 +1,6 @@
-/* fuzz_slotstate.c: the boot.state parser (src/update/bootstate.c). Whatever parses must
- * format back to exactly the input (the format is canonical), and every state the machine
+/* fuzz_slotstate.c: the boot.state parser (src/update/bootstate.c). Whatever parses as
+ * version 2 must format back to exactly the input (the format is canonical); a version 1
+ * file formats as version 2 and that parses to the same state; every state the machine
  * derives from it must format and parse again. */
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,7 +15,8 @@ static bool same(const struct moat_boot_state *a, const struct moat_boot_state *
 {
 	return strcmp(a->device_type, b->device_type) == 0 && a->active == b->active &&
 	       a->trial == b->trial && a->attempts == b->attempts && a->deadline == b->deadline &&
-	       a->floor == b->floor && a->last_issued_at == b->last_issued_at;
+	       a->floor == b->floor && a->last_issued_at == b->last_issued_at &&
+	       a->reverted_issued_at == b->reverted_issued_at;
 }
 
 static void roundtrip(const struct moat_boot_state *st)
@@ -40,13 +42,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (moat_boot_state_parse(data, size, &st, &err) != 0) {
 		return 0;
 	}
-	if (moat_boot_state_format(&st, buf, sizeof(buf), &len, &err) != 0 || len != size ||
-	    memcmp(buf, data, size) != 0) {
+	static const char v1[] = "moat-boot-state 1\n";
+	bool is_v1 = size >= sizeof(v1) - 1 && memcmp(data, v1, sizeof(v1) - 1) == 0;
+	if (is_v1) {
+		if (st.reverted_issued_at != 0) {
+			abort();
+		}
+		roundtrip(&st);
+	} else if (moat_boot_state_format(&st, buf, sizeof(buf), &len, &err) != 0 || len != size ||
+		   memcmp(buf, data, size) != 0) {
 		abort();
 	}
 	struct moat_boot_state sel = st;
-	(void)moat_boot_select(&sel, st.deadline, 60);
+	if (moat_boot_select(&sel, st.deadline, 60) == MOAT_BOOT_REVERTED &&
+	    sel.reverted_issued_at < st.last_issued_at) {
+		abort(); /* a revert remembers the trial's issued_at */
+	}
 	roundtrip(&sel);
+	struct moat_boot_state rev = st;
+	moat_boot_revert(&rev);
+	roundtrip(&rev);
 	struct moat_manifest m;
 	memset(&m, 0, sizeof(m));
 	/* What a manifest can hold: at most MOAT_FW_INT_MAX. */

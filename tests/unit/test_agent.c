@@ -46,7 +46,7 @@ static const char good_conf[] = "[agent]\nid = dev-1\ninterval = 100ms\nstate_di
 				"[broker]\nhost = broker.example\nport = 8883\nca = ca.crt\n"
 				"cert = /etc/moat/cert.pem\nkey = key.pem\n"
 				"[update]\nserver = https://moatd.example:8443\nstate_dir = boot\n"
-				"interval = 6h\n";
+				"interval = 6h\nupdater = bin/moat-update\n";
 
 static int parse(const char *text, struct moat_agent_conf *c, struct moat_err *err)
 {
@@ -72,6 +72,18 @@ static void test_conf_good(void **state)
 	assert_string_equal(c.update_url, "https://moatd.example:8443");
 	assert_string_equal(c.update_state_dir, "/base/boot");
 	assert_int_equal(c.update_interval_s, 6 * 3600);
+	assert_string_equal(c.updater, "/base/bin/moat-update");
+	/* a bare program name is looked up in PATH, not resolved against the file */
+	{
+		struct moat_agent_conf c3;
+		char text3[sizeof(good_conf) + 64];
+		snprintf(text3, sizeof(text3), "%s", good_conf);
+		char *u = strstr(text3, "updater = bin/moat-update");
+		assert_non_null(u);
+		snprintf(u, sizeof(text3) - (size_t)(u - text3), "updater = moat-update\n");
+		assert_int_equal(parse(text3, &c3, &err), 0);
+		assert_string_equal(c3.updater, "moat-update");
+	}
 	/* format, then parse again: the same configuration */
 	assert_int_equal(moat_agent_conf_format(&c, &text, &len, &err), 0);
 	assert_int_equal(moat_agent_conf_parse("x", text, len, NULL, &c2, &err), 0);
@@ -146,6 +158,9 @@ static void test_conf_refused(void **state)
 		 "verify = no\n",
 		 "verify"},
 		{"[agent]\nid = d\n[broker]\nhost = h\nca =\ncert = b\nkey = c\n", "empty"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n[update]\n"
+		 "updater =\n",
+		 "empty"},
 	};
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {

@@ -1,8 +1,10 @@
-/* test_update.c: src/update: the boot.state parser and writer (every rejection path), the
- * pure slot state machine (stage, select, confirm, revert; a "power fail" after every
- * state write of an update and its boot), and the state directory on disk: provisioning,
- * verification into a sealed memfd, refusal of a modified image or a slot below the floor,
- * and confirmation raising the floor. */
+/* test_update.c: src/update: the boot.state parser and writer (every rejection path, and
+ * version 1 files), the pure slot state machine (stage, select, confirm, revert recording
+ * the reverted issued_at; a "power fail" after every state write of an update and its
+ * boot), the state directory on disk: provisioning, verification into a sealed memfd,
+ * refusal of a modified image or a slot below the floor, confirmation raising the floor,
+ * one boot (moat_boot_prepare) with trials that verify, do not verify or expire; and the
+ * report lines of moat-update --report (round trips and every rejection). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,20 +18,30 @@
 
 #include <openssl/evp.h>
 
-#include "moat/agent.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
-static const char good[] = "moat-boot-state 1\n"
+static const char good[] = "moat-boot-state 2\n"
 			   "device_type=temp_sensor\n"
 			   "active=a\n"
 			   "trial=b\n"
 			   "attempts=1\n"
 			   "deadline=1800000120\n"
 			   "floor=3\n"
-			   "last_issued_at=1800000000\n";
+			   "last_issued_at=1800000000\n"
+			   "reverted_issued_at=1799990000\n";
+
+/* The same state as written before reverted_issued_at existed. */
+static const char good_v1[] = "moat-boot-state 1\n"
+			      "device_type=temp_sensor\n"
+			      "active=a\n"
+			      "trial=b\n"
+			      "attempts=1\n"
+			      "deadline=1800000120\n"
+			      "floor=3\n"
+			      "last_issued_at=1800000000\n";
 
 static void test_state_roundtrip(void **state)
 {
@@ -47,11 +59,47 @@ static void test_state_roundtrip(void **state)
 	assert_int_equal(st.deadline, 1800000120LL);
 	assert_int_equal(st.floor, 3);
 	assert_int_equal(st.last_issued_at, 1800000000LL);
+	assert_int_equal(st.reverted_issued_at, 1799990000LL);
 	assert_int_equal(moat_boot_state_format(&st, buf, sizeof(buf), &len, &e), 0);
 	assert_int_equal(len, strlen(good));
 	assert_memory_equal(buf, good, len);
 	/* A buffer one byte short is refused, never truncated. */
 	assert_int_equal(moat_boot_state_format(&st, buf, len, &len, &e), MOAT_EINVAL);
+}
+
+/* A version 1 file reads with reverted_issued_at 0 and is written back as version 2. */
+static void test_state_v1(void **state)
+{
+	(void)state;
+	struct moat_boot_state st;
+	struct moat_boot_state v2;
+	struct moat_err e;
+	char buf[MOAT_BOOT_STATE_MAX_BYTES];
+	size_t len = 0;
+
+	assert_int_equal(moat_boot_state_parse(good_v1, strlen(good_v1), &st, &e), 0);
+	assert_int_equal(st.reverted_issued_at, 0);
+	assert_int_equal(st.last_issued_at, 1800000000LL);
+	assert_int_equal(st.trial, 'b');
+	assert_int_equal(moat_boot_state_parse(good, strlen(good), &v2, &e), 0);
+	v2.reverted_issued_at = 0;
+	assert_memory_equal(&st, &v2, sizeof(st));
+	assert_int_equal(moat_boot_state_format(&st, buf, sizeof(buf), &len, &e), 0);
+	assert_true(len > 18 && memcmp(buf, "moat-boot-state 2\n", 18) == 0);
+	assert_non_null(strstr(buf, "\nreverted_issued_at=0\n"));
+
+	/* Version 1 is as strict as ever: the new key is not allowed in it. */
+	char text[2048];
+	int n = snprintf(text, sizeof(text), "%sreverted_issued_at=5\n", good_v1);
+	assert_true(n > 0 && (size_t)n < sizeof(text));
+	assert_int_equal(moat_boot_state_parse(text, (size_t)n, &st, &e), MOAT_EINVAL);
+	assert_non_null(strstr(e.msg, "trailing"));
+	/* ... and a version 1 file still needs all of its own keys. */
+	n = snprintf(text, sizeof(text), "%.*s",
+		     (int)(strlen(good_v1) - strlen("last_issued_at=1800000000\n")), good_v1);
+	assert_int_equal(moat_boot_state_parse(text, (size_t)n, &st, &e), MOAT_EINVAL);
+	assert_non_null(strstr(e.msg, "truncated"));
+	assert_int_equal(st.active, 0);
 }
 
 /* Replaces the first occurrence of from by to in good and expects a refusal naming what. */
@@ -81,8 +129,10 @@ static void refused(const char *from, const char *to, const char *what)
 static void test_state_rejections(void **state)
 {
 	(void)state;
-	refused("moat-boot-state 1", "moat-boot-state 2", "header");
-	refused("moat-boot-state 1\n", "", "header");
+	refused("moat-boot-state 2", "moat-boot-state 3", "header");
+	refused("moat-boot-state 2", "moat-boot-state 0", "header");
+	refused("moat-boot-state 2", "moat-boot-state 2 ", "header");
+	refused("moat-boot-state 2\n", "", "header");
 	refused("device_type=temp_sensor", "device_type=Temp Sensor", "device_type");
 	refused("device_type=temp_sensor", "device_type=", "device_type");
 	refused("device_type=temp_sensor\n", "", "expected device_type=");
@@ -101,8 +151,27 @@ static void test_state_rejections(void **state)
 	refused("deadline=1800000120\nfloor=3", "floor=3\ndeadline=1800000120",
 		"expected deadline=");
 	refused("floor=3\n", "floor=3\nfloor=3\n", "expected last_issued_at=");
-	refused("last_issued_at=1800000000\n", "last_issued_at=1800000000", "truncated");
-	refused("last_issued_at=1800000000\n", "last_issued_at=1800000000\nextra\n", "trailing");
+	refused("reverted_issued_at=1799990000\n", "", "truncated");
+	refused("reverted_issued_at=1799990000\n", "reverted_issued_at=1799990000", "truncated");
+	refused("reverted_issued_at=1799990000\n",
+		"reverted_issued_at=1799990000\nreverted_issued_at=1799990000\n", "trailing");
+	refused("last_issued_at=1800000000\n",
+		"last_issued_at=1800000000\nlast_issued_at=1800000000\n",
+		"expected reverted_issued_at=");
+	refused("last_issued_at=1800000000\nreverted_issued_at=1799990000\n",
+		"reverted_issued_at=1799990000\nlast_issued_at=1800000000\n",
+		"expected last_issued_at=");
+	refused("reverted_issued_at=1799990000", "reverted_issued_at=-1", "reverted_issued_at");
+	refused("reverted_issued_at=1799990000", "reverted_issued_at=01", "reverted_issued_at");
+	refused("reverted_issued_at=1799990000", "reverted_issued_at=", "reverted_issued_at");
+	refused("reverted_issued_at=1799990000", "reverted_issued_at=9007199254740992",
+		"reverted_issued_at");
+	refused("reverted_issued_at=1799990000", "Reverted_issued_at=1",
+		"expected reverted_issued_at=");
+	refused("reverted_issued_at=1799990000\n", "reverted_issued_at=1799990000\nextra\n",
+		"trailing");
+	refused("reverted_issued_at=1799990000\n", "reverted_issued_at=1799990000\r\n",
+		"reverted_issued_at");
 	refused("last_issued_at=1800000000\n", "last_issued_at=1800000000\r\n", "last_issued_at");
 	refused("active=a\n", "active=a \n", "active");
 	refused("trial=b\nattempts=1\ndeadline=1800000120", "trial=-\nattempts=1\ndeadline=0",
@@ -119,7 +188,7 @@ static void test_state_rejections(void **state)
 	assert_non_null(strstr(e.msg, "larger"));
 	char nul[sizeof(good)];
 	memcpy(nul, good, sizeof(good));
-	nul[strlen("moat-boot-state 1\ndevice_type=temp")] = '\0';
+	nul[strlen("moat-boot-state 2\ndevice_type=temp")] = '\0';
 	assert_int_equal(moat_boot_state_parse(nul, sizeof(good) - 1, &st, &e), MOAT_EINVAL);
 	assert_int_equal(moat_boot_state_parse("", 0, &st, &e), MOAT_EINVAL);
 }
@@ -176,10 +245,20 @@ static void test_machine(void **state)
 	assert_int_equal(again.trial, 0);
 	assert_int_equal(again.active, 'a');
 	assert_int_equal(again.floor, 2);
+	/* The reverted release is remembered by its issued_at; the replay mark stays. */
+	assert_int_equal(again.reverted_issued_at, 2000);
+	assert_int_equal(again.last_issued_at, 2000);
 	/* The deadline passing reverts too, even with attempts left. */
 	struct moat_boot_state late = trial;
 	late.deadline = 50;
 	assert_int_equal(moat_boot_select(&late, 50, 60), MOAT_BOOT_REVERTED);
+	assert_int_equal(late.reverted_issued_at, 2000);
+	/* A revert by hand (failed verification) records it the same way. */
+	struct moat_boot_state by_hand = trial;
+	assert_int_equal(by_hand.reverted_issued_at, 0);
+	moat_boot_revert(&by_hand);
+	assert_int_equal(by_hand.trial, 0);
+	assert_int_equal(by_hand.reverted_issued_at, 2000);
 
 	/* Confirmation: the trial becomes active, the floor rises to its security_version. */
 	assert_int_equal(moat_boot_confirm(&st, &m, &e), 0);
@@ -198,9 +277,12 @@ static void test_machine(void **state)
 	assert_int_equal(moat_boot_confirm(&st, &low, &e), 0);
 	assert_int_equal(st.floor, 5);
 
-	/* Revert without a trial is a no-op; a huge clock does not overflow the deadline. */
+	/* Revert without a trial is a no-op (nothing is recorded as reverted); a huge clock
+	 * does not overflow the deadline. */
+	struct moat_boot_state before = st;
 	moat_boot_revert(&st);
 	assert_int_equal(st.trial, 0);
+	assert_memory_equal(&st, &before, sizeof(st));
 	assert_int_equal(moat_boot_stage(&st, 'b', &m, &e), 0);
 	assert_int_equal(moat_boot_select(&st, MOAT_FW_INT_MAX - 1, 60), MOAT_BOOT_START_TRIAL);
 	assert_int_equal(st.deadline, MOAT_FW_INT_MAX);
@@ -212,6 +294,11 @@ static void test_machine(void **state)
 	assert_int_equal(moat_boot_state_format(&st, buf, sizeof(buf), &len, &e), 0);
 	assert_int_equal(moat_boot_state_parse(buf, len, &back, &e), 0);
 	assert_memory_equal(&back, &st, sizeof(st));
+	/* The writer validates reverted_issued_at like the other integers. */
+	back.reverted_issued_at = -1;
+	assert_int_equal(moat_boot_state_format(&back, buf, sizeof(buf), &len, &e), MOAT_EINVAL);
+	back.reverted_issued_at = MOAT_FW_INT_MAX + 1;
+	assert_int_equal(moat_boot_state_format(&back, buf, sizeof(buf), &len, &e), MOAT_EINVAL);
 }
 
 /* The writes of one update and its boot, in order: stage, trial start, confirm. A power
@@ -456,33 +543,13 @@ static void test_confirm_on_disk(void **state)
 	moat_slots_unlock(fd);
 }
 
-/* The agent's side: the check_update hook answers without a network when a trial is
- * pending, and the trial is confirmed from the environment moat-boot sets. */
-static void test_agent_hook(void **state)
+/* Copies slot a's release into slot b, as the updater would have installed it. */
+static void copy_a_to_b(struct ctx *c)
 {
-	struct ctx *c = *state;
-	static struct moat_device dev; /* large: not on the stack */
-	struct moat_msg_command cmd;
-	struct moat_msg_response resp;
-	struct moat_boot_state st;
-	struct moat_err e;
-	bool confirmed = true;
-
-	memset(&cmd, 0, sizeof(cmd));
-	memset(&resp, 0, sizeof(resp));
-	memset(&dev, 0, sizeof(dev));
-	moat_update_agent_hook(&dev, &cmd, &resp, NULL);
-	assert_string_equal(resp.status, "failed");
-
-	provision(c);
-	/* Not under moat-boot: nothing to confirm. */
-	unsetenv("MOAT_BOOT_TRIAL");
-	assert_int_equal(moat_update_confirm_trial(&confirmed, &e), 0);
-	assert_false(confirmed);
-
-	/* A trial pending (slot b holds a copy of slot a's release, as the updater would). */
 	char from[256], to[256];
 	const char *files[] = {"image", "envelope.json"};
+	struct moat_err e;
+
 	for (int i = 0; i < 2; i++) {
 		char *data = NULL;
 		size_t len = 0;
@@ -493,49 +560,614 @@ static void test_agent_hook(void **state)
 		assert_int_equal(moat_fs_write_atomic(to, data, len, 0700, &e), 0);
 		free(data);
 	}
+}
+
+/* The confirm step the agent (and a simulated device) runs on its first connection. */
+static void test_confirm_trial(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_boot_state st;
+	struct moat_manifest got;
+	struct moat_err e;
+
+	provision(c);
+	/* No trial: nothing to confirm. */
+	assert_int_equal(moat_slots_confirm(c->state, &got, &e), MOAT_ESTATE);
+
+	/* A trial pending (slot b holds a copy of slot a's release, as the updater would). */
+	copy_a_to_b(c);
 	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
 	struct moat_manifest m = manifest(2, st.last_issued_at);
 	assert_int_equal(moat_boot_stage(&st, 'b', &m, &e), 0);
 	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
 
-	struct moat_update_conf conf = {.state_dir = c->state,
-					.server_url = "https://127.0.0.1:1",
-					.ca_file = c->trust,
-					.cert_file = c->trust,
-					.key_file = c->trust};
-	moat_update_agent_hook(&dev, &cmd, &resp, &conf);
-	assert_string_equal(resp.status, "completed");
-	assert_non_null(strstr(resp.detail, "on trial"));
-	assert_false(dev.reboot_requested);
-
-	assert_int_equal(setenv("MOAT_BOOT_TRIAL", "1", 1), 0);
-	assert_int_equal(setenv("MOAT_BOOT_STATE", c->state, 1), 0);
-	assert_int_equal(moat_update_confirm_trial(&confirmed, &e), 0);
-	assert_true(confirmed);
+	assert_int_equal(moat_slots_confirm(c->state, &got, &e), 0);
 	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
 	assert_int_equal(st.active, 'b');
-	/* A second call (the agent reconnected) is not an error. */
-	assert_int_equal(moat_update_confirm_trial(&confirmed, &e), 0);
-	assert_false(confirmed);
-	unsetenv("MOAT_BOOT_TRIAL");
-	unsetenv("MOAT_BOOT_STATE");
+	assert_int_equal(st.trial, 0);
+	/* A second call (the agent reconnected) finds no trial: MOAT_ESTATE, which the agent
+	 * takes as "already confirmed". */
+	assert_int_equal(moat_slots_confirm(c->state, &got, &e), MOAT_ESTATE);
+}
 
-	/* Now a real check against a port where nothing listens: "failed", not a crash. */
-	moat_update_agent_hook(&dev, &cmd, &resp, &conf);
-	assert_string_equal(resp.status, "failed");
-	assert_false(dev.reboot_requested);
+/* ---- one boot: moat_boot_prepare ---- */
+
+/* Installs a new release (version, security_version) into slot b and stages it with
+ * issued_at; returns nothing, asserts. */
+static void stage_b(struct ctx *c, const char *version, int64_t secver, int64_t issued_at)
+{
+	struct moat_boot_state st;
+	struct moat_err e;
+	char path[256];
+
+	release(c, version, secver, 6000);
+	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'b', "image", &e), 0);
+	assert_int_equal(rename(c->image, path), 0);
+	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'b', "envelope.json", &e),
+			 0);
+	assert_int_equal(rename(c->env, path), 0);
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	struct moat_manifest m = manifest(secver, issued_at);
+	assert_int_equal(moat_boot_stage(&st, 'b', &m, &e), 0);
+	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
+}
+
+/* Flips one byte of slot's image on disk. */
+static void corrupt(struct ctx *c, char slot)
+{
+	struct moat_err e;
+	char path[256];
+	char *data = NULL;
+	size_t len = 0;
+
+	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, slot, "image", &e), 0);
+	assert_int_equal(moat_fs_read_all(path, 100000, &data, &len, &e), 0);
+	data[len / 2] ^= 0x20;
+	assert_int_equal(moat_fs_write_atomic(path, data, len, 0700, &e), 0);
+	free(data);
+}
+
+static void test_prepare(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_boot_state st;
+	struct moat_manifest m;
+	struct moat_err e;
+	char why[MOAT_ERR_MSG_MAX];
+	char slot = 0;
+	bool trial = true, reverted = true;
+	int fd = -1;
+	int64_t now = moat_time_now();
+
+	provision(c);
+	/* Nothing staged: slot a, verified, as a sealed memfd. */
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
+					   why, sizeof(why), &e),
+			 0);
+	assert_int_equal(slot, 'a');
+	assert_false(trial);
+	assert_false(reverted);
+	assert_string_equal(why, "");
+	assert_string_equal(m.version, "1.0.0");
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "x", 1), -1); /* sealed */
+	close(fd);
+	/* Without the optional outputs: verification only, no memfd. */
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, NULL, NULL, NULL, NULL,
+					   0, &e),
+			 0);
+	assert_int_equal(slot, 'a');
+
+	/* A valid trial starts on trial: one attempt counted and the deadline written. */
+	stage_b(c, "1.1.0", 3, now + 101);
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
+					   why, sizeof(why), &e),
+			 0);
+	assert_int_equal(slot, 'b');
+	assert_true(trial);
+	assert_false(reverted);
+	assert_string_equal(m.version, "1.1.0");
+	close(fd);
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	assert_int_equal(st.trial, 'b');
+	assert_int_equal(st.attempts, 1);
+	assert_int_equal(st.deadline, now + 60);
+	assert_int_equal(st.reverted_issued_at, 0);
+
+	/* Started again without a confirmation (the trial crashed): reverted, slot a starts,
+	 * and the release is remembered as reverted. */
+	assert_int_equal(moat_boot_prepare(c->state, now + 1, 60, &slot, &trial, &fd, &m, &reverted,
+					   why, sizeof(why), &e),
+			 0);
+	assert_int_equal(slot, 'a');
+	assert_false(trial);
+	assert_true(reverted);
+	assert_non_null(strstr(why, "did not confirm"));
+	assert_string_equal(m.version, "1.0.0");
+	close(fd);
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	assert_int_equal(st.trial, 0);
+	assert_int_equal(st.active, 'a');
+	assert_int_equal(st.reverted_issued_at, now + 101);
+
+	/* A trial past its deadline (moat-boot was not there to kill it): reverted. */
+	stage_b(c, "1.2.0", 3, now + 102);
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	st.deadline = now - 1;
+	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, NULL, NULL, &reverted,
+					   why, sizeof(why), &e),
+			 0);
+	assert_int_equal(slot, 'a');
+	assert_false(trial);
+	assert_true(reverted);
+	assert_non_null(strstr(why, "deadline"));
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	assert_int_equal(st.trial, 0);
+	assert_int_equal(st.reverted_issued_at, now + 102);
+
+	/* A trial whose image was modified on disk: reverted before it runs, the active slot
+	 * is returned instead. */
+	stage_b(c, "1.3.0", 3, now + 103);
+	corrupt(c, 'b');
+	fd = -1;
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
+					   why, sizeof(why), &e),
+			 0);
+	assert_int_equal(slot, 'a');
+	assert_false(trial);
+	assert_true(reverted);
+	assert_non_null(strstr(why, "hash_mismatch"));
+	assert_string_equal(m.version, "1.0.0");
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	assert_int_equal(st.trial, 0);
+	assert_int_equal(st.attempts, 0);
+	assert_int_equal(st.deadline, 0);
+	assert_int_equal(st.reverted_issued_at, now + 103);
+
+	/* The active slot modified on disk: nothing may start. */
+	corrupt(c, 'a');
+	fd = -1;
+	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
+					   why, sizeof(why), &e),
+			 MOAT_EVERIFY);
+	assert_non_null(strstr(e.msg, "refusing to start"));
+	assert_non_null(strstr(e.msg, "hash_mismatch"));
+	assert_int_equal(fd, -1);
+	assert_false(reverted);
+
+	/* No state directory at all. */
+	char missing[160];
+	snprintf(missing, sizeof(missing), "%s/none", c->dir);
+	assert_int_not_equal(moat_boot_prepare(missing, now, 60, &slot, &trial, NULL, NULL, NULL,
+					       NULL, 0, &e),
+			     0);
+}
+
+/* ---- the report lines of moat-update --report ---- */
+
+static struct moat_update_report report(enum moat_update_report_kind kind,
+					enum moat_update_outcome outcome)
+{
+	struct moat_update_report r;
+	memset(&r, 0, sizeof(r));
+	r.kind = kind;
+	r.res.outcome = outcome;
+	return r;
+}
+
+/* Formats r, expects exactly want (without the newline), parses it back, compares. */
+static void report_roundtrip(const struct moat_update_report *r, const char *want)
+{
+	char buf[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
+	struct moat_update_report back;
+	struct moat_err e;
+	size_t len = 0;
+
+	if (moat_update_report_format(r, buf, sizeof(buf), &len, &e) != 0) {
+		fail_msg("format: %s", e.msg);
+	}
+	assert_int_equal(len, strlen(want) + 1);
+	assert_memory_equal(buf, want, len - 1);
+	assert_int_equal(buf[len - 1], '\n');
+	assert_int_equal(buf[len], '\0');
+	/* With its newline and without. */
+	for (size_t cut = 0; cut < 2; cut++) {
+		memset(&back, 0x5a, sizeof(back));
+		if (moat_update_report_parse(buf, len - cut, &back, &e) != 0) {
+			fail_msg("parse %s: %s", want, e.msg);
+		}
+		assert_int_equal(back.kind, r->kind);
+		assert_string_equal(back.res.msg, r->res.msg);
+		assert_string_equal(back.res.version, r->res.version);
+		if (r->kind == MOAT_UPDATE_REPORT_OUTCOME) {
+			assert_int_equal(back.res.outcome, r->res.outcome);
+			assert_int_equal(back.res.verdict, r->res.verdict);
+			assert_int_equal(back.res.slot, r->res.slot);
+			assert_int_equal(back.res.resumed_from, r->res.resumed_from);
+		}
+		assert_int_equal(back.offset, r->offset);
+		assert_int_equal(back.size, r->size);
+	}
+}
+
+static void test_report_roundtrip(void **state)
+{
+	(void)state;
+	struct moat_update_report r = report(MOAT_UPDATE_REPORT_DOWNLOADING, 0);
+	snprintf(r.res.version, sizeof(r.res.version), "1.2.0");
+	r.offset = 0;
+	r.size = 1048576;
+	report_roundtrip(&r, "{\"stage\":\"downloading\",\"version\":\"1.2.0\",\"offset\":0,"
+			     "\"size\":1048576}");
+	/* Integers up to 2^53-1 stay exact (no exponent form). */
+	r.offset = 9007199254740990ULL;
+	r.size = 9007199254740991ULL;
+	report_roundtrip(&r, "{\"stage\":\"downloading\",\"version\":\"1.2.0\","
+			     "\"offset\":9007199254740990,\"size\":9007199254740991}");
+
+	r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_STAGED);
+	snprintf(r.res.version, sizeof(r.res.version), "1.2.0");
+	r.res.slot = 'b';
+	r.res.resumed_from = 4096;
+	snprintf(r.res.msg, sizeof(r.res.msg), "version 1.2.0 staged in slot b (trial); was 1.1.0");
+	report_roundtrip(&r, "{\"outcome\":\"staged\",\"version\":\"1.2.0\",\"slot\":\"b\","
+			     "\"resumed_from\":4096,\"msg\":\"version 1.2.0 staged in slot b "
+			     "(trial); was 1.1.0\"}");
+
+	r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_REFUSED);
+	r.res.verdict = MOAT_FW_EXPIRED;
+	snprintf(r.res.version, sizeof(r.res.version), "1.2.0");
+	snprintf(r.res.msg, sizeof(r.res.msg), "refused (expired): \"quoted\" \\ path");
+	report_roundtrip(&r, "{\"outcome\":\"refused\",\"verdict\":\"expired\",\"version\":"
+			     "\"1.2.0\",\"msg\":\"refused (expired): \\\"quoted\\\" \\\\ path\"}");
+	/* Every refusal verdict by name, with no version (refused before it was known). */
+	for (int v = MOAT_FW_MALFORMED; v < MOAT_FW_VERDICT_COUNT; v++) {
+		char want[256];
+		r.res.verdict = (enum moat_fw_verdict)v;
+		r.res.version[0] = '\0';
+		snprintf(r.res.msg, sizeof(r.res.msg), "x");
+		snprintf(want, sizeof(want),
+			 "{\"outcome\":\"refused\",\"verdict\":\"%s\",\"msg\":\"x\"}",
+			 moat_fw_verdict_name((enum moat_fw_verdict)v));
+		report_roundtrip(&r, want);
+	}
+
+	r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_UP_TO_DATE);
+	snprintf(r.res.msg, sizeof(r.res.msg), "up to date (1.0.0)");
+	report_roundtrip(&r, "{\"outcome\":\"up_to_date\",\"msg\":\"up to date (1.0.0)\"}");
+	snprintf(r.res.version, sizeof(r.res.version), "1.2.0");
+	snprintf(r.res.msg, sizeof(r.res.msg), "version 1.2.0 was reverted on this device");
+	report_roundtrip(&r, "{\"outcome\":\"up_to_date\",\"version\":\"1.2.0\",\"msg\":"
+			     "\"version 1.2.0 was reverted on this device\"}");
+
+	r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_TRIAL_PENDING);
+	snprintf(r.res.msg, sizeof(r.res.msg), "slot b is on trial; confirm it first");
+	report_roundtrip(&r, "{\"outcome\":\"trial_pending\",\"msg\":\"slot b is on trial; "
+			     "confirm it first\"}");
+
+	r = report(MOAT_UPDATE_REPORT_FAILED, 0);
+	snprintf(r.res.msg, sizeof(r.res.msg), "TLS: h\xc3\xa9llo"); /* UTF-8 passes */
+	report_roundtrip(&r, "{\"outcome\":\"failed\",\"msg\":\"TLS: h\xc3\xa9llo\"}");
+	/* An empty message is still a message. */
+	r.res.msg[0] = '\0';
+	report_roundtrip(&r, "{\"outcome\":\"failed\",\"msg\":\"\"}");
+
+	/* The longest fields fit in one line. */
+	r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_REFUSED);
+	r.res.verdict = MOAT_FW_HASH_MISMATCH;
+	memset(r.res.version, '9', MOAT_FW_VERSION_MAX_LEN);
+	memset(r.res.msg, 'm', sizeof(r.res.msg) - 1);
+	char buf[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
+	struct moat_update_report back;
+	struct moat_err e;
+	size_t len = 0;
+	assert_int_equal(moat_update_report_format(&r, buf, sizeof(buf), &len, &e), 0);
+	assert_true(len <= MOAT_UPDATE_REPORT_MAX_BYTES);
+	assert_int_equal(moat_update_report_parse(buf, len, &back, &e), 0);
+	assert_memory_equal(back.res.msg, r.res.msg, sizeof(r.res.msg));
+	assert_string_equal(back.res.version, r.res.version);
+}
+
+/* format must refuse r with an error containing what. */
+static void format_refused(const struct moat_update_report *r, size_t size, const char *what)
+{
+	char buf[2 * MOAT_UPDATE_REPORT_MAX_BYTES];
+	struct moat_err e;
+	size_t len = 7;
+
+	assert_true(size <= sizeof(buf));
+	if (moat_update_report_format(r, buf, size, &len, &e) != MOAT_EINVAL) {
+		fail_msg("format accepted (expected '%s')", what);
+	}
+	if (strstr(e.msg, what) == NULL) {
+		fail_msg("'%s' not in '%s'", what, e.msg);
+	}
+	assert_int_equal(len, 0);
+}
+
+static void test_report_format_rejections(void **state)
+{
+	(void)state;
+	struct moat_update_report r = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_STAGED);
+	snprintf(r.res.version, sizeof(r.res.version), "1.2.0");
+	r.res.slot = 'b';
+	char buf[MOAT_UPDATE_REPORT_MAX_BYTES];
+	struct moat_err e;
+	size_t len = 0;
+	assert_int_equal(moat_update_report_format(&r, buf, sizeof(buf), &len, &e), 0);
+
+	struct moat_update_report bad = r;
+	bad.kind = (enum moat_update_report_kind)7;
+	format_refused(&bad, sizeof(buf), "unknown kind");
+	bad = r;
+	bad.res.outcome = (enum moat_update_outcome)9;
+	format_refused(&bad, sizeof(buf), "unknown kind or outcome");
+	bad = r;
+	bad.res.slot = 'c';
+	format_refused(&bad, sizeof(buf), "slot");
+	bad = r;
+	bad.res.version[0] = '\0';
+	format_refused(&bad, sizeof(buf), "version: empty");
+	bad = r;
+	bad.res.resumed_from = (uint64_t)MOAT_FW_INT_MAX + 1;
+	format_refused(&bad, sizeof(buf), "resumed_from");
+	bad = r;
+	snprintf(bad.res.msg, sizeof(bad.res.msg), "two\nlines");
+	format_refused(&bad, sizeof(buf), "msg: control character");
+	bad = r;
+	snprintf(bad.res.msg, sizeof(bad.res.msg), "bad \xff byte");
+	format_refused(&bad, sizeof(buf), "invalid UTF-8");
+	bad = r;
+	snprintf(bad.res.version, sizeof(bad.res.version), "1.\x01");
+	format_refused(&bad, sizeof(buf), "version: control");
+	bad = r;
+	memset(bad.res.version, 'v', sizeof(bad.res.version)); /* no terminator */
+	format_refused(&bad, sizeof(buf), "version: longer than 64");
+	/* Quotes escape to two bytes each: a full message of them no longer fits a line. */
+	bad = r;
+	memset(bad.res.msg, '"', sizeof(bad.res.msg) - 1);
+	format_refused(&bad, sizeof(buf), "longer than 1024 bytes");
+	/* A buffer too small for the line and its NUL. */
+	format_refused(&r, len, "buffer too small");
+
+	bad = report(MOAT_UPDATE_REPORT_OUTCOME, MOAT_UPDATE_REFUSED);
+	bad.res.verdict = MOAT_FW_ACCEPT;
+	format_refused(&bad, sizeof(buf), "verdict");
+	bad.res.verdict = (enum moat_fw_verdict)MOAT_FW_VERDICT_COUNT;
+	format_refused(&bad, sizeof(buf), "verdict");
+
+	bad = report(MOAT_UPDATE_REPORT_DOWNLOADING, 0);
+	snprintf(bad.res.version, sizeof(bad.res.version), "1.2.0");
+	bad.offset = 10;
+	bad.size = 10;
+	format_refused(&bad, sizeof(buf), "offset: not below size");
+	bad.offset = 0;
+	bad.size = (uint64_t)MOAT_FW_INT_MAX + 1;
+	format_refused(&bad, sizeof(buf), "size");
+	/* Fields a kind does not print are not looked at. */
+	bad.size = 10;
+	snprintf(bad.res.msg, sizeof(bad.res.msg), "not\nprinted");
+	assert_int_equal(moat_update_report_format(&bad, buf, sizeof(buf), &len, &e), 0);
+	assert_null(strstr(buf, "msg"));
+}
+
+/* parse must refuse line (len bytes) with a one-line error containing what, and leave
+ * *out zeroed. */
+static void parse_refused_len(const char *line, size_t len, const char *what)
+{
+	struct moat_update_report r;
+	struct moat_err e;
+
+	memset(&r, 0x5a, sizeof(r));
+	if (moat_update_report_parse(line, len, &r, &e) != MOAT_EINVAL) {
+		fail_msg("accepted: %s", line);
+	}
+	if (strstr(e.msg, what) == NULL) {
+		fail_msg("'%s' not in '%s' (line %s)", what, e.msg, line);
+	}
+	assert_null(strchr(e.msg, '\n'));
+	assert_int_equal(r.kind, 0);
+	assert_int_equal(r.res.msg[0], '\0');
+	assert_int_equal(r.size, 0);
+}
+
+static void parse_refused(const char *line, const char *what)
+{
+	parse_refused_len(line, strlen(line), what);
+}
+
+static void test_report_parse_rejections(void **state)
+{
+	(void)state;
+	/* Not one JSON object. */
+	parse_refused("", "not a JSON object");
+	parse_refused("\n", "not a JSON object");
+	parse_refused("[1]", "not a JSON object");
+	parse_refused("null", "not a JSON object");
+	parse_refused(" {\"outcome\":\"failed\",\"msg\":\"x\"}", "not a JSON object");
+	parse_refused("{", "not a JSON object");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\"", "not a JSON object");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\"} ", "data after the object");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\"}{}", "data after the object");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\"}\n\n", "control character");
+	parse_refused("{\"outcome\":\"failed\",\t\"msg\":\"x\"}", "control character");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\tb\"}", "control character");
+	parse_refused_len("{\"outcome\":\"failed\",\"msg\":\"a\0b\"}", 31, "control character");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\\u0000b\"}", "\\u0000");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\\u0001b\"}", "msg: control character");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\\nb\"}", "msg: control character");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\\u0085b\"}", "msg: control character");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\xff\"}", "invalid UTF-8");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\xc0\xaf\"}", "invalid UTF-8");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\xed\xa0\x80\"}", "invalid UTF-8");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"a\xe2\x82\"}", "invalid UTF-8");
+
+	/* Too long, even when it would parse. */
+	char big[MOAT_UPDATE_REPORT_MAX_BYTES + 2];
+	int n = snprintf(big, sizeof(big), "{\"outcome\":\"failed\",\"msg\":\"%0*d\"}",
+			 (int)MOAT_UPDATE_REPORT_MAX_BYTES - 28, 0);
+	assert_int_equal(n, MOAT_UPDATE_REPORT_MAX_BYTES + 1);
+	parse_refused(big, "longer than 1024 bytes");
+	/* The limit counts the newline whether it is there or not: 1023 bytes and the newline
+	 * pass, 1024 bytes do not, with or without it. */
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"outcome\":\"failed\",\"msg\":\"x\"", 29);
+	big[MOAT_UPDATE_REPORT_MAX_BYTES - 2] = '}';
+	big[MOAT_UPDATE_REPORT_MAX_BYTES - 1] = '\n';
+	struct moat_update_report fits;
+	struct moat_err fe;
+	assert_int_equal(moat_update_report_parse(big, MOAT_UPDATE_REPORT_MAX_BYTES, &fits, &fe),
+			 0);
+	assert_int_equal(moat_update_report_parse(big, MOAT_UPDATE_REPORT_MAX_BYTES - 1, &fits,
+						  &fe),
+			 0);
+	big[MOAT_UPDATE_REPORT_MAX_BYTES - 2] = ' ';
+	big[MOAT_UPDATE_REPORT_MAX_BYTES - 1] = '}';
+	big[MOAT_UPDATE_REPORT_MAX_BYTES] = '\n';
+	parse_refused_len(big, MOAT_UPDATE_REPORT_MAX_BYTES, "longer than 1024 bytes");
+	parse_refused_len(big, MOAT_UPDATE_REPORT_MAX_BYTES + 1, "longer than 1024 bytes");
+
+	/* Keys: unknown, duplicated, missing, not allowed in this kind of line. */
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\",\"extra\":1}", "unknown key 'extra'");
+	parse_refused("{\"outcome\":\"failed\",\"Msg\":\"x\"}", "unknown key 'Msg'");
+	parse_refused("{\"\\u0001\":1}", "unknown key '?'");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\",\"msg\":\"y\"}",
+		      "duplicate key 'msg'");
+	parse_refused("{}", "neither stage nor outcome");
+	parse_refused("{\"msg\":\"x\"}", "neither stage nor outcome");
+	parse_refused("{\"outcome\":\"failed\"}", "missing key 'msg' in a failed line");
+	parse_refused("{\"outcome\":\"up_to_date\"}", "missing key 'msg'");
+	parse_refused("{\"outcome\":\"staged\",\"version\":\"1\",\"slot\":\"b\",\"msg\":\"x\"}",
+		      "missing key 'resumed_from'");
+	parse_refused("{\"outcome\":\"staged\",\"version\":\"1\",\"resumed_from\":0,\"msg\":\"x\"}",
+		      "missing key 'slot'");
+	parse_refused("{\"outcome\":\"staged\",\"slot\":\"b\",\"resumed_from\":0,\"msg\":\"x\"}",
+		      "missing key 'version'");
+	parse_refused("{\"outcome\":\"refused\",\"msg\":\"x\"}", "missing key 'verdict'");
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":0}",
+		      "missing key 'size'");
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"size\":1}",
+		      "missing key 'offset'");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":\"x\",\"version\":\"1\"}",
+		      "key 'version' not allowed in a failed line");
+	parse_refused("{\"outcome\":\"up_to_date\",\"msg\":\"x\",\"slot\":\"b\"}",
+		      "key 'slot' not allowed in a up_to_date line");
+	parse_refused("{\"outcome\":\"trial_pending\",\"msg\":\"x\",\"verdict\":\"expired\"}",
+		      "key 'verdict' not allowed");
+	parse_refused("{\"outcome\":\"refused\",\"verdict\":\"expired\",\"msg\":\"x\","
+		      "\"resumed_from\":0}",
+		      "key 'resumed_from' not allowed");
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":0,\"size\":1,"
+		      "\"msg\":\"x\"}",
+		      "key 'msg' not allowed in a downloading line");
+	parse_refused("{\"stage\":\"downloading\",\"outcome\":\"failed\",\"version\":\"1\","
+		      "\"offset\":0,\"size\":1}",
+		      "key 'outcome' not allowed");
+
+	/* The kind. */
+	parse_refused("{\"outcome\":1,\"msg\":\"x\"}", "outcome: not a string");
+	parse_refused("{\"outcome\":null,\"msg\":\"x\"}", "outcome: not a string");
+	parse_refused("{\"stage\":[],\"version\":\"1\",\"offset\":0,\"size\":1}",
+		      "stage: not a string");
+	parse_refused("{\"outcome\":\"done\",\"msg\":\"x\"}", "outcome: unknown value 'done'");
+	parse_refused("{\"outcome\":\"Failed\",\"msg\":\"x\"}", "outcome: unknown value");
+	parse_refused("{\"outcome\":\"downloading\",\"msg\":\"x\"}", "outcome: unknown value");
+	parse_refused("{\"stage\":\"staged\",\"version\":\"1\",\"offset\":0,\"size\":1}",
+		      "stage: unknown value 'staged'");
+
+	/* Strings. */
+	parse_refused("{\"outcome\":\"failed\",\"msg\":1}", "msg: not a string");
+	parse_refused("{\"outcome\":\"failed\",\"msg\":{\"a\":1}}", "msg: not a string");
+	parse_refused("{\"outcome\":\"up_to_date\",\"msg\":\"x\",\"version\":\"\"}",
+		      "version: empty");
+	parse_refused("{\"outcome\":\"up_to_date\",\"msg\":\"x\",\"version\":true}",
+		      "version: not a string");
+	char line[2048];
+	n = snprintf(line, sizeof(line),
+		     "{\"outcome\":\"up_to_date\",\"msg\":\"x\",\"version\":\"%0*d\"}",
+		     MOAT_FW_VERSION_MAX_LEN + 1, 0);
+	assert_true(n > 0 && (size_t)n < sizeof(line));
+	parse_refused(line, "version: longer than 64 bytes");
+	n = snprintf(line, sizeof(line), "{\"outcome\":\"failed\",\"msg\":\"%0*d\"}",
+		     MOAT_ERR_MSG_MAX, 0);
+	parse_refused(line, "msg: longer than 511 bytes");
+
+	/* Slot and verdict. */
+	const char *slots[] = {"\"c\"", "\"ab\"", "\"\"", "\"A\"", "1", "null"};
+	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
+		n = snprintf(line, sizeof(line),
+			     "{\"outcome\":\"staged\",\"version\":\"1\",\"slot\":%s,"
+			     "\"resumed_from\":0,\"msg\":\"x\"}",
+			     slots[i]);
+		parse_refused(line, "slot: not \"a\" or \"b\"");
+	}
+	const char *verdicts[] = {"\"accept\"", "\"nope\"", "\"Expired\"", "\"\"", "3", "false"};
+	for (size_t i = 0; i < sizeof(verdicts) / sizeof(verdicts[0]); i++) {
+		n = snprintf(line, sizeof(line),
+			     "{\"outcome\":\"refused\",\"verdict\":%s,\"msg\":\"x\"}", verdicts[i]);
+		parse_refused(line, "verdict: not a refusal verdict name");
+	}
+
+	/* Integers: plain, non-negative, exact. */
+	const char *nums[] = {"-1", "1.5", "1e3", "1E3", "01", "1.0", "12345678901234567", "-0"};
+	for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		n = snprintf(line, sizeof(line),
+			     "{\"outcome\":\"staged\",\"version\":\"1\",\"slot\":\"b\","
+			     "\"resumed_from\":%s,\"msg\":\"x\"}",
+			     nums[i]);
+		parse_refused(line, "not a non-negative integer of at most 16 digits");
+	}
+	const char *not_ints[] = {"\"5\"",	     "true", "null", "[1]", "9007199254740992",
+				  "9999999999999999"};
+	for (size_t i = 0; i < sizeof(not_ints) / sizeof(not_ints[0]); i++) {
+		n = snprintf(line, sizeof(line),
+			     "{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":0,"
+			     "\"size\":%s}",
+			     not_ints[i]);
+		parse_refused(line, "size: not an integer in 0..2^53-1");
+	}
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":\"0\",\"size\":1}",
+		      "offset: not an integer");
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":5,\"size\":5}",
+		      "offset: not below size");
+	parse_refused("{\"stage\":\"downloading\",\"version\":\"1\",\"offset\":0,\"size\":0}",
+		      "offset: not below size");
+
+	/* What does parse: spaces between tokens, keys in any order, the largest integer. */
+	struct moat_update_report r;
+	struct moat_err e;
+	const char *ok = "{ \"size\" : 9007199254740991 , \"offset\": 3, \"version\": \"1.2.0\", "
+			 "\"stage\": \"downloading\" }\n";
+	assert_int_equal(moat_update_report_parse(ok, strlen(ok), &r, &e), 0);
+	assert_int_equal(r.kind, MOAT_UPDATE_REPORT_DOWNLOADING);
+	assert_int_equal(r.size, 9007199254740991ULL);
+	assert_int_equal(r.offset, 3);
+	ok = "{\"outcome\":\"failed\",\"msg\":\"digits 0123 and \\\"-1.5e3\\\" in a string\"}";
+	assert_int_equal(moat_update_report_parse(ok, strlen(ok), &r, &e), 0);
+	assert_string_equal(r.res.msg, "digits 0123 and \"-1.5e3\" in a string");
+	ok = "{\"outcome\":\"failed\",\"msg\":\"\\\\u0000 is text here\"}";
+	assert_int_equal(moat_update_report_parse(ok, strlen(ok), &r, &e), 0);
+	assert_string_equal(r.res.msg, "\\u0000 is text here");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_state_v1),
 		cmocka_unit_test(test_state_rejections),
 		cmocka_unit_test(test_machine),
 		cmocka_unit_test(test_power_fail),
 		cmocka_unit_test_setup_teardown(test_provision_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confirm_on_disk, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_agent_hook, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_confirm_trial, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
+		cmocka_unit_test(test_report_roundtrip),
+		cmocka_unit_test(test_report_format_rejections),
+		cmocka_unit_test(test_report_parse_rejections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

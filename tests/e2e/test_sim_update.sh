@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# test_sim_update.sh: simulated devices update on virtual A/B slots with the code real
+# devices use, through the deployment's own services (`moat up`: Mosquitto with the plugin,
+# moatd with its event ingest). `moat sim --firmware` provisions each device's slots with a
+# signed 1.0.0; a check_update command, then SIGUSR1 for the rest of the fleet, makes each
+# device run moat-update: download, verify, stage, restart into the trial (verified as
+# moat-boot verifies), confirm, floor raised, every step reported to moatd. A release
+# altered in moatd's store is refused by every device. A virtual slot image changed on
+# disk does not boot: the simulator refuses to start, naming the device.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_moatd.sh"
+source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_update.sh"
+
+broker_require
+command -v moatd >/dev/null || fail "moatd not built"
+command -v moat-update >/dev/null || fail "moat-update not built"
+export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+upd_setup
+chmod 0755 "$T"
+moat identity add backend-service --role service >/dev/null
+moat identity add ops --role operator >/dev/null
+on_exit "moat down --timeout 20"
+up_env=()
+if [ "${MOAT_SANITIZE:-OFF}" = ON ]; then
+	up_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+		"ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
+fi
+"${up_env[@]}" moat up --timeout 30 >/dev/null || fail "moat up failed"
+wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
+	fail "moatd ingest not subscribed: $(tail -5 "$D/log/moatd.log")"
+
+# Simulated firmware: bytes that are never executed, only verified.
+head -c 300000 /dev/urandom >"$T/fw-1.0.0"
+sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
+cp "$T/fw-1.0.0" "$T/fw-1.0.0.bad"
+printf 'X' | dd of="$T/fw-1.0.0.bad" bs=1 seek=1000 conv=notrunc status=none
+expect_fail "a factory image that does not match its envelope" \
+	moat sim --devices 1 --prefix bad --type "$TYPE" --firmware "$T/fw-1.0.0.bad" --envelope "$T/fw-1.0.0.json" --duration 5s
+assert_contains "$errout" "bad-000001"
+expect_fail "--firmware without --envelope" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0"
+pass "moat sim refuses firmware it cannot verify, and --firmware alone"
+
+sim_start() {
+	moat sim --devices 3 --prefix sim --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+		--envelope "$T/fw-1.0.0.json" --update-jobs 2 >"$T/sim.out" 2>"$T/sim.err" &
+	SIM=$!
+	E2E_PIDS+=("$SIM")
+}
+sim_start
+# every device checks at its first connection: nothing newer yet
+for i in 1 2 3; do
+	wait_for 60 grep -q "event=update_event id=sim-00000$i stage=checked" "$D/log/moatd.log" ||
+		fail "sim-00000$i did not check at start: $(tail -3 "$T/sim.err"; tail -3 "$D/log/moatd.log")"
+done
+bs() { echo "$D/run/sim/$1/boot"; }
+expect_ok "virtual slots" moat-boot --state "$(bs sim-000001)" --status
+assert_contains "$out" "active=a"
+assert_contains "$out" "slot_a=1.0.0"
+pass "simulated devices start on verified virtual slots and check for updates at start"
+
+head -c 300000 /dev/urandom >"$T/fw-1.1.0"
+sign "$T/fw-1.1.0" 1.1.0 2 "$T/fw-1.1.0.json"
+expect_ok "publish 1.1.0" moat fw publish "$T/fw-1.1.0.json" "$T/fw-1.1.0" --rollout 100
+expect_ok "check_update to one simulated device" moat cmd sim-000001 check_update --as ops
+assert_contains "$out" "accepted"
+for stage in downloading verified installed confirmed; do
+	wait_for 60 grep -q "event=update_event id=sim-000001 stage=$stage" "$D/log/moatd.log" ||
+		fail "sim-000001: no $stage: $(grep sim-000001 "$D/log/moatd.log" | tail -4; tail -3 "$T/sim.err")"
+done
+expect_ok "virtual slots after the update" moat-boot --state "$(bs sim-000001)" --status
+assert_contains "$out" "active=b"
+assert_contains "$out" "trial=-"
+assert_contains "$out" "floor=2"
+assert_contains "$out" "slot_b=1.1.0"
+expect_ok "fw status" moat fw status sim-000001
+assert_contains "$out" "confirmed"
+pass "one device: downloaded, verified, staged, restarted on trial, confirmed, floor raised"
+
+kill -USR1 "$SIM"
+for i in 2 3; do
+	wait_for 60 grep -q "event=update_event id=sim-00000$i stage=confirmed" "$D/log/moatd.log" ||
+		fail "sim-00000$i did not update after SIGUSR1: $(grep "sim-00000$i" "$D/log/moatd.log" | tail -3)"
+	expect_ok "slots of sim-00000$i" moat-boot --state "$(bs "sim-00000$i")" --status
+	assert_contains "$out" "active=b"
+done
+pass "SIGUSR1: the rest of the fleet checks now and updates"
+
+# 1.2.0 altered in moatd's store: every device refuses it and keeps 1.1.0.
+head -c 300000 /dev/urandom >"$T/fw-1.2.0"
+sign "$T/fw-1.2.0" 1.2.0 3 "$T/fw-1.2.0.json"
+expect_ok "publish 1.2.0" moat fw publish "$T/fw-1.2.0.json" "$T/fw-1.2.0" --rollout 100
+stored=$(find "$D/firmware/releases" -path '*1.2.0*' -name image.bin | head -1)
+[ -f "$stored" ] || fail "release store layout: no image.bin for 1.2.0 under $D/firmware/releases"
+chmod u+w "$stored"
+printf 'X' | dd of="$stored" bs=1 seek=100 conv=notrunc status=none
+kill -USR1 "$SIM"
+for i in 1 2 3; do
+	wait_for 60 grep -q "event=update_event id=sim-00000$i stage=refused" "$D/log/moatd.log" ||
+		fail "sim-00000$i did not refuse: $(grep "sim-00000$i" "$D/log/moatd.log" | tail -3)"
+	expect_ok "slots of sim-00000$i" moat-boot --state "$(bs "sim-00000$i")" --status
+	assert_contains "$out" "active=b"
+	assert_contains "$out" "floor=2"
+done
+expect_ok "fw status" moat fw status sim-000002
+assert_contains "$out" "hash_mismatch"
+kill -0 "$SIM" || fail "moat sim ended"
+pass "an altered release is refused by every simulated device (hash_mismatch)"
+
+kill -TERM "$SIM"
+wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
+# secure boot of a virtual slot: the active image of sim-000002 changed on disk
+img="$(bs sim-000002)/slots/b/image"
+chmod u+w "$img"
+printf 'X' | dd of="$img" bs=1 seek=10 conv=notrunc status=none
+expect_fail "a simulator whose device has a modified active image" \
+	moat sim --devices 3 --prefix sim --type "$TYPE" --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --duration 5s
+assert_contains "$errout" "sim-000002"
+pass "a virtual slot changed on disk does not boot: moat sim names the device and stops"
+agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"
