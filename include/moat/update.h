@@ -12,7 +12,7 @@
  *
  * boot.state is a small line format, parsed strictly (every key exactly once, in order,
  * decimal integers without sign or leading zeros, at most MOAT_BOOT_STATE_MAX_BYTES):
- *   moat-boot-state 2
+ *   moat-boot-state 1|2
  *   device_type=<type>
  *   active=a|b
  *   trial=-|a|b           a staged slot that has not confirmed yet ("-": none)
@@ -20,10 +20,11 @@
  *   deadline=<t>          wall-clock second by which the running trial must confirm (0: none)
  *   floor=<n>             lowest security_version allowed; rises only on confirmation
  *   last_issued_at=<t>    issued_at of the last manifest verified for install
- *   reverted_issued_at=<t>  issued_at of the last trial that was reverted (0: none): the
+ *   reverted_issued_at=<t>  (version 2) issued_at of the last trial that was reverted: the
  *                         updater does not stage a release issued at or before it again
- * (version 1 files, without reverted_issued_at, are read as reverted_issued_at=0; the writer
- * always writes version 2)
+ * The header says "moat-boot-state 1" and reverted_issued_at is absent (read as 0) until a
+ * trial is reverted; then it is "moat-boot-state 2" with the key. So a state that never saw
+ * a revert stays readable by a moat-boot that knows only version 1.
  *
  * Power-fail safety: the active slot is never written. A download goes to the inactive
  * slot's *.part files; the image and envelope are renamed into place (fsync'd) before one

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "moat/agent.h"
 #include "moat/deploy.h"
@@ -117,6 +118,15 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		conf.reconnect_max_ms = 30000;
 		if ((rc = moat_path_join(conf.state_dir, sizeof(conf.state_dir), err, "%s/%s",
 					 state_root, ids[made])) != 0) {
+			goto out;
+		}
+		/* The --interval of this run wins over an update_interval command of an earlier
+		 * one (within a run a device keeps its interval across simulated restarts). */
+		char saved[PATH_MAX];
+		if ((rc = moat_path_join(saved, sizeof(saved), err, "%s/interval", conf.state_dir)) !=
+			    0 ||
+		    (unlink(saved) != 0 && errno != ENOENT &&
+		     (rc = moat_err_errno(err, MOAT_EIO, errno, "%s", saved)) != 0)) {
 			goto out;
 		}
 		ss[made] = malloc(sizeof(*ss[made]));

@@ -5,17 +5,20 @@
  * from a pipe on its poll loop's ticks, so the MQTT session stays alive during a download
  * and the agent's own image does not link the HTTPS client and its thirty libraries.
  *
- * Reporting: a check_update command is answered "accepted" when the check starts and again
- * with the outcome (completed / accepted + restarting / refused / failed); every step is an
- * update event on devices/ID/diagnostics in moatd's format (checked, downloading, verified,
- * installed, refused with the verdict; confirmed or reverted after the restart). A staged
- * release is remembered in state_dir/update.pending, so the next start can say whether the
- * trial confirmed (the version now running is the staged one) or was reverted.
+ * Reporting: a check_update command is answered "accepted" when the check starts (or is
+ * queued) and again with the outcome (completed / accepted + restarting / refused /
+ * failed); every step is an update event on devices/ID/diagnostics in moatd's format
+ * (checked, downloading, verified, installed, refused with the verdict; confirmed or
+ * reverted after the restart). A staged release is remembered in state_dir/update.pending,
+ * so the next start can say whether the trial confirmed (the version now running is the
+ * staged one) or was reverted.
  *
- * Booting: under moat-boot the slot and trial come from its environment; a simulated device
- * boots its virtual slots itself at every (simulated) restart with moat_boot_prepare, the
- * verification moat-boot runs, and confirms a trial on its first connection, as the agent
- * does.
+ * Booting: under moat-boot the slot and trial come from its environment. A trial confirms
+ * once the device has reached the broker and, for a real agent, the updater it will depend
+ * on answered a probe (`moat-update --report --probe`): an image that could not update
+ * itself again must not confirm, so it is restarted and moat-boot reverts it. Until the
+ * trial is settled no check runs. A simulated device boots its virtual slots itself at
+ * every (simulated) restart with moat_boot_prepare, the verification moat-boot runs.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +44,7 @@
 
 #define PENDING_FILE "update.pending"
 #define UPDATER_DEFAULT "moat-update"
+#define CONFIRM_RETRY_MS 5000 /* a confirm step that failed is tried again after this */
 
 extern char **environ;
 
@@ -52,15 +57,21 @@ struct moat_agent_update {
 	int64_t interval_ms;
 	int64_t next_check_ms;       /* monotonic */
 	bool started;                /* the first connection since the (re)start was seen */
-	bool due;                    /* a check is wanted and waits for the pool */
+	bool settled;                /* the trial (if any) is settled and update.pending
+					reported: checks may run */
+	bool due;                    /* a check is wanted and waits for its turn */
 	struct moat_agent_update_pool *pool; /* NULL: no limit */
 	/* the slot this device runs and whether on trial */
 	bool virtual_slots;          /* the simulator: no moat-boot, boots in process */
 	int64_t trial_seconds;
 	char boot_slot;              /* 'a', 'b', or 0 when unknown */
-	bool on_trial;
-	/* the running check */
+	bool on_trial;               /* not confirmed yet */
+	bool probe_passed;           /* the updater answered its probe since the start */
+	int64_t next_confirm_ms;     /* monotonic: the next confirm attempt */
+	/* the running child: a check, or the probe */
 	pid_t pid;                   /* 0 when none */
+	bool probing;                /* the child is the probe */
+	char report_error[MOAT_ERR_MSG_MAX]; /* why a report line was refused */
 	int fd;                      /* its stdout's read end, -1 when none */
 	char line[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
 	size_t line_len;
@@ -102,6 +113,18 @@ static int copy_str(char *dst, size_t size, const char *src, const char *what,
 	return 0;
 }
 
+/* Whether a and b name the same directory (by device and inode, so spelling differences
+ * such as a trailing slash or a symbolic link do not matter). */
+static bool same_dir(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	if (strcmp(a, b) == 0) {
+		return true;
+	}
+	return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
 int moat_agent_update_new(const struct moat_agent_conf *conf, struct moat_agent_update **out,
 			  struct moat_err *err)
 {
@@ -139,12 +162,23 @@ int moat_agent_update_new(const struct moat_agent_conf *conf, struct moat_agent_
 				 conf->state_dir, PENDING_FILE)) != 0) {
 		goto out;
 	}
-	/* under moat-boot: the slot it started and whether that is a trial */
+	/* Under moat-boot its state directory is the one that counts (a trial confirmed
+	 * elsewhere would be reverted): the slot it started and whether that is a trial. */
 	const char *slot = getenv("MOAT_BOOT_SLOT");
 	const char *trial = getenv("MOAT_BOOT_TRIAL");
 	const char *boot_dir = getenv("MOAT_BOOT_STATE");
-	if (boot_dir && strcmp(boot_dir, u->state_dir) == 0 && slot &&
-	    (slot[0] == 'a' || slot[0] == 'b') && slot[1] == '\0') {
+	if (boot_dir && boot_dir[0] && slot && (slot[0] == 'a' || slot[0] == 'b') &&
+	    slot[1] == '\0') {
+		if (!same_dir(boot_dir, u->state_dir)) {
+			moat_log(MOAT_LOG_WARN,
+				 "id=%s event=update_state_dir state_dir=%s moat_boot=%s "
+				 "msg=\"[update] state_dir is not moat-boot's; using moat-boot's\"",
+				 conf->id, u->state_dir, boot_dir);
+			if ((rc = copy_str(u->state_dir, sizeof(u->state_dir), boot_dir,
+					   "update state directory", err)) != 0) {
+				goto out;
+			}
+		}
 		u->boot_slot = slot[0];
 		u->on_trial = trial && strcmp(trial, "1") == 0;
 	}
@@ -264,11 +298,11 @@ static void answer(struct moat_device *dev, struct moat_agent_update *u, const c
 
 /* Spawns moat-update --report with its stdout on a pipe; stdin is /dev/null and no other
  * descriptor of this process (MQTT sockets, queue files) reaches it. */
-static int spawn_check(struct moat_agent_update *u, struct moat_err *err)
+static int spawn_check(struct moat_agent_update *u, bool probe, struct moat_err *err)
 {
 	char *argv[] = {u->program, "--report", "--state", u->state_dir, "--server", u->url,
 			"--ca",	    u->ca,	"--cert",  u->cert,	 "--key",    u->key,
-			NULL};
+			probe ? "--probe" : NULL, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
 	sigset_t none, defaults;
@@ -323,9 +357,11 @@ static int spawn_check(struct moat_agent_update *u, struct moat_err *err)
 	}
 	u->pid = pid;
 	u->fd = fds[0];
+	u->probing = probe;
 	u->line_len = 0;
 	u->line_too_long = false;
 	u->have_outcome = false;
+	u->report_error[0] = '\0';
 	if (u->pool) {
 		u->pool->running++;
 	}
@@ -344,9 +380,17 @@ static void handle_line(struct moat_device *dev, struct moat_agent_update *u, co
 {
 	struct moat_update_report r;
 	struct moat_err err;
+	if (u->have_outcome) {
+		/* the outcome is the last line: nothing after it counts */
+		moat_log(MOAT_LOG_WARN, "id=%s event=update_report_refused error=\"a line after "
+					"the outcome\"",
+			 dev->conf.id);
+		return;
+	}
 	if (moat_update_report_parse(line, len, &r, &err) != 0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_report_refused error=\"%s\"",
 			 dev->conf.id, err.msg);
+		snprintf(u->report_error, sizeof(u->report_error), "%s", err.msg);
 		return;
 	}
 	if (r.kind == MOAT_UPDATE_REPORT_DOWNLOADING) {
@@ -406,20 +450,56 @@ static void remember_pending(struct moat_device *dev, struct moat_agent_update *
 	}
 }
 
-/* The check ended with exit status: its outcome line becomes the command's answer and
- * update events. */
-static void finish_check(struct moat_device *dev, struct moat_agent_update *u, int status)
+/* The child is gone: reads its last lines, closes its pipe and frees its place in the
+ * pool. */
+static void end_child(struct moat_device *dev, struct moat_agent_update *u)
 {
 	drain(dev, u);
 	close(u->fd);
 	u->fd = -1;
 	u->pid = 0;
 	release_pool(u);
-	if (!u->have_outcome) {
-		char why[160];
-		snprintf(why, sizeof(why), "%.96s stopped (%s %d) before its result", u->program,
+}
+
+/* Stops the running child now (the device restarts): a check_update waiting for it is
+ * answered "failed" while the session is still up. */
+static void stop_child(struct moat_device *dev, struct moat_agent_update *u, const char *why)
+{
+	kill(u->pid, SIGTERM);
+	while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR) {
+	}
+	end_child(dev, u);
+	u->probing = false;
+	if (u->for_command) {
+		if (dev->connected) {
+			answer(dev, u, "failed", why);
+		}
+		u->for_command = false;
+	}
+}
+
+/* Why the child gave no usable outcome line. */
+static void no_outcome(const struct moat_agent_update *u, int status, bool status_known,
+		       char *why, size_t size)
+{
+	if (u->report_error[0]) {
+		snprintf(why, size, "%.96s: unusable report: %.200s", u->program, u->report_error);
+	} else if (!status_known) {
+		snprintf(why, size, "%.96s stopped before its result", u->program);
+	} else {
+		snprintf(why, size, "%.96s stopped (%s %d) before its result", u->program,
 			 WIFSIGNALED(status) ? "signal" : "status",
 			 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	}
+}
+
+/* The check ended: its outcome line becomes the command's answer and update events. */
+static void finish_check(struct moat_device *dev, struct moat_agent_update *u, int status,
+			 bool status_known)
+{
+	if (!u->have_outcome) {
+		char why[MOAT_ERR_MSG_MAX];
+		no_outcome(u, status, status_known, why, sizeof(why));
 		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id, why);
 		if (u->for_command) {
 			answer(dev, u, "failed", why);
@@ -463,29 +543,35 @@ static void finish_check(struct moat_device *dev, struct moat_agent_update *u, i
 	}
 }
 
-/* The first accepted connection since the (re)start: a trial confirms (it reached the
- * broker), and a release staged before the restart is reported as confirmed or reverted. */
-static void first_connect(struct moat_device *dev, struct moat_agent_update *u)
+/* The probe ended: the updater this image depends on works, or the trial must not
+ * confirm (the device restarts; moat-boot reverts the unconfirmed trial). */
+static void finish_probe(struct moat_device *dev, struct moat_agent_update *u, int status,
+			 bool status_known)
+{
+	u->probing = false;
+	if (u->have_outcome && u->outcome.kind == MOAT_UPDATE_REPORT_OUTCOME &&
+	    u->outcome.res.outcome == MOAT_UPDATE_UP_TO_DATE) {
+		u->probe_passed = true;
+		u->next_confirm_ms = 0;
+		return;
+	}
+	char why[MOAT_ERR_MSG_MAX];
+	if (u->have_outcome) {
+		snprintf(why, sizeof(why), "%.400s", u->outcome.res.msg);
+	} else {
+		no_outcome(u, status, status_known, why, sizeof(why));
+	}
+	moat_log(MOAT_LOG_ERROR,
+		 "id=%s event=health_check_failed error=\"the updater does not work: %s\" "
+		 "action=restart (the trial is not confirmed)",
+		 dev->conf.id, why);
+	dev->reboot_requested = true;
+}
+
+/* Reports a release staged before this start as confirmed or reverted (update.pending). */
+static void report_pending(struct moat_device *dev, struct moat_agent_update *u)
 {
 	struct moat_err err;
-	if (u->on_trial) {
-		struct moat_manifest m;
-		int rc = moat_slots_confirm(u->state_dir, &m, &err);
-		if (rc == 0) {
-			if (!dev->quiet) {
-				moat_log(MOAT_LOG_INFO, "id=%s event=trial_confirmed version=%s",
-					 dev->conf.id, m.version);
-			}
-			u->on_trial = false;
-		} else if (rc != MOAT_ESTATE) {
-			/* the boot stage reverts the trial at its deadline */
-			moat_log(MOAT_LOG_ERROR, "id=%s event=confirm_failed error=\"%s\"",
-				 dev->conf.id, err.msg);
-		} else {
-			u->on_trial = false; /* confirmed by an earlier connection */
-		}
-	}
-	read_running(u);
 	if (!u->pending_path[0] || !moat_fs_exists(u->pending_path)) {
 		return;
 	}
@@ -511,15 +597,47 @@ static void first_connect(struct moat_device *dev, struct moat_agent_update *u)
 	}
 }
 
-/* Starts the wanted check when the pool has room. */
+/* One step towards confirming the trial this device runs: the probe first (a real agent),
+ * then moat_slots_confirm; a failure is tried again after CONFIRM_RETRY_MS (moat-boot
+ * reverts the trial at its deadline). */
+static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, int64_t now)
+{
+	struct moat_err err;
+	struct moat_manifest m;
+	if (now < u->next_confirm_ms) {
+		return;
+	}
+	if (!u->virtual_slots && !u->probe_passed) {
+		if (spawn_check(u, true, &err) != 0) {
+			moat_log(MOAT_LOG_ERROR, "id=%s event=health_check_failed error=\"%s\"",
+				 dev->conf.id, err.msg);
+			u->next_confirm_ms = now + CONFIRM_RETRY_MS;
+		}
+		return;
+	}
+	int rc = moat_slots_confirm(u->state_dir, &m, &err);
+	if (rc == 0 || rc == MOAT_ESTATE) {
+		/* MOAT_ESTATE: no trial pending (an earlier process of this start confirmed) */
+		u->on_trial = false;
+		if (rc == 0 && !dev->quiet) {
+			moat_log(MOAT_LOG_INFO, "id=%s event=trial_confirmed version=%s",
+				 dev->conf.id, m.version);
+		}
+		return;
+	}
+	moat_log(MOAT_LOG_ERROR, "id=%s event=confirm_failed error=\"%s\"", dev->conf.id, err.msg);
+	u->next_confirm_ms = now + CONFIRM_RETRY_MS;
+}
+
+/* Starts the wanted check when nothing else runs and the pool has room. */
 static void try_start(struct moat_device *dev, struct moat_agent_update *u, int64_t now_mono_ms)
 {
 	struct moat_err err;
-	if (!u->due || u->pid > 0 || dev->reboot_requested || !pool_has_room(u)) {
+	if (!u->due || u->pid > 0 || !u->settled || dev->reboot_requested || !pool_has_room(u)) {
 		return;
 	}
 	u->due = false;
-	if (spawn_check(u, &err) != 0) {
+	if (spawn_check(u, false, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id,
 			 err.msg);
 		if (u->for_command) {
@@ -533,28 +651,52 @@ static void try_start(struct moat_device *dev, struct moat_agent_update *u, int6
 static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 {
 	struct moat_agent_update *u = ctx;
+	if (u->pid > 0 && dev->reboot_requested && !u->probing) {
+		stop_child(dev, u, "restarting");
+		return;
+	}
 	if (u->pid > 0) {
 		int status = 0;
 		drain(dev, u);
 		pid_t w = waitpid(u->pid, &status, WNOHANG);
-		if (w == u->pid) {
-			finish_check(dev, u, status);
-			u->for_command = false;
-			u->next_check_ms = now_mono_ms + u->interval_ms;
+		if (w == u->pid || (w < 0 && errno != EINTR)) {
+			/* w < 0: the child cannot be waited for (gone): its end all the same */
+			bool known = w == u->pid;
+			end_child(dev, u);
+			if (u->probing) {
+				finish_probe(dev, u, status, known);
+			} else {
+				finish_check(dev, u, status, known);
+				u->for_command = false;
+				u->next_check_ms = now_mono_ms + u->interval_ms;
+			}
 		}
 		return;
 	}
-	if (!dev->connected) {
+	if (!dev->connected || dev->reboot_requested) {
 		return;
 	}
 	if (!u->started) {
+		u->started = true;
+		u->settled = false;
+		u->probe_passed = false;
+		u->next_confirm_ms = 0;
+	}
+	if (u->on_trial) {
+		confirm_step(dev, u, now_mono_ms);
+		if (u->on_trial) {
+			return;
+		}
+	}
+	if (!u->settled) {
 		/* a check at every start: a release this device reverted is not staged again
 		 * (the updater remembers it), so this cannot loop */
-		u->started = true;
-		first_connect(dev, u);
+		u->settled = true;
+		read_running(u);
+		report_pending(dev, u);
 		u->due = true;
 	}
-	if (now_mono_ms >= u->next_check_ms && u->next_check_ms > 0) {
+	if (u->next_check_ms > 0 && now_mono_ms >= u->next_check_ms) {
 		u->due = true;
 	}
 	try_start(dev, u, now_mono_ms);
@@ -564,6 +706,7 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 			struct moat_msg_response *resp, void *ctx)
 {
 	struct moat_agent_update *u = ctx;
+	struct moat_err err;
 	if (u->for_command) {
 		snprintf(resp->status, sizeof(resp->status), "refused");
 		snprintf(resp->detail, sizeof(resp->detail),
@@ -575,19 +718,18 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 		snprintf(resp->detail, sizeof(resp->detail), "restarting");
 		return;
 	}
-	/* a periodic check under way gets this command's answer; else one starts now (or
-	 * when the simulator's pool has room) */
-	if (u->pid == 0) {
-		struct moat_err err;
+	/* A periodic check under way gets this command's answer; else one starts now, or
+	 * once the trial is settled and the simulator's pool has room. */
+	if (u->pid == 0 || u->probing) {
 		u->due = true;
-		if (pool_has_room(u)) {
-			u->due = false;
-			if (spawn_check(u, &err) != 0) {
-				snprintf(resp->status, sizeof(resp->status), "failed");
-				snprintf(resp->detail, sizeof(resp->detail), "%.*s",
-					 MOAT_MSG_DETAIL_MAX_LEN, err.msg);
-				return;
-			}
+	}
+	if (u->due && u->pid == 0 && u->settled && pool_has_room(u)) {
+		u->due = false;
+		if (spawn_check(u, false, &err) != 0) {
+			snprintf(resp->status, sizeof(resp->status), "failed");
+			snprintf(resp->detail, sizeof(resp->detail), "%.*s",
+				 MOAT_MSG_DETAIL_MAX_LEN, err.msg);
+			return;
 		}
 	}
 	u->for_command = true;
@@ -595,7 +737,7 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 	snprintf(u->cmd_id, sizeof(u->cmd_id), "%s", cmd->id);
 	snprintf(resp->status, sizeof(resp->status), "accepted");
 	snprintf(resp->detail, sizeof(resp->detail), "update check %s (%.150s)",
-		 u->pid > 0 ? "started" : "queued", u->url);
+		 u->pid > 0 && !u->probing ? "started" : "queued", u->url);
 }
 
 /* Boots the virtual slots as moat-boot boots real ones: pick, verify, revert a trial that
@@ -624,6 +766,10 @@ static bool update_reboot(struct moat_device *dev, void *ctx)
 {
 	struct moat_agent_update *u = ctx;
 	struct moat_err err;
+	if (u->pid > 0) {
+		/* it holds the slots' lock, which the boot below takes */
+		stop_child(dev, u, "restarting");
+	}
 	u->started = false;
 	if (u->virtual_slots && boot_virtual(dev, u, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "id=%s event=boot_refused error=\"%s\"", dev->conf.id,

@@ -3,8 +3,13 @@
  * certificate.
  *
  *   moat-update --state DIR --server https://HOST:PORT --ca CA --cert CERT --key KEY
- *               [--timeout SECONDS] [--now EPOCH-SECONDS] [--report]
+ *               [--timeout SECONDS] [--now EPOCH-SECONDS] [--report [--probe]]
  * (--now sets the device's clock for the decision, as a device with a wrong clock would)
+ * --probe checks only that this updater can serve the device (it speaks --report, the
+ * state directory and trust file load, the certificate and key are readable) and reports
+ * up_to_date without contacting the server: a new agent image on trial runs it before it
+ * confirms, so an image that could not update itself again is reverted.
+ * In --report mode moat-update ends when the process that started it ends.
  *
  * Exit 0 when up to date, staged (then restart through moat-boot) or a trial is pending;
  * 1 when the update was refused or the check failed: without --report with one line on
@@ -12,10 +17,15 @@
  * moat_update_report_format on stdout (a "downloading" line when the image download
  * starts, then the outcome line, each flushed: stdout is usually a pipe).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include "moat/log.h"
 #include "moat/timeutil.h"
@@ -95,6 +105,37 @@ static int report_outcome(int rc, const struct moat_update_result *res, const st
 	return rc != 0 || res->outcome == MOAT_UPDATE_REFUSED ? 1 : 0;
 }
 
+/* --probe: what a check needs locally, without the server. */
+static int probe(const struct moat_update_conf *conf, struct moat_update_result *res,
+		 struct moat_err *err)
+{
+	struct moat_boot_state st;
+	struct moat_fw_trust trust;
+	int rc = moat_slots_load(conf->state_dir, &st, err);
+
+	memset(res, 0, sizeof(*res));
+	if (rc == 0) {
+		rc = moat_slots_trust(conf->state_dir, &trust, err);
+		if (rc == 0) {
+			moat_fw_trust_free(&trust);
+		}
+	}
+	const char *files[] = {conf->ca_file, conf->cert_file, conf->key_file};
+	for (size_t i = 0; rc == 0 && i < sizeof(files) / sizeof(files[0]); i++) {
+		int fd = open(files[i], O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "%s", files[i]);
+		} else {
+			close(fd);
+		}
+	}
+	if (rc == 0) {
+		res->outcome = MOAT_UPDATE_UP_TO_DATE;
+		snprintf(res->msg, sizeof(res->msg), "moat-update %s: ready", MOAT_VERSION);
+	}
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -106,9 +147,11 @@ int main(int argc, char **argv)
 		{"timeout", required_argument, NULL, 't'},
 		{"now", required_argument, NULL, 'n'},
 		{"report", no_argument, NULL, 'r'},
+		{"probe", no_argument, NULL, 'p'},
 		{NULL, 0, NULL, 0},
 	};
 	bool report = false;
+	bool probe_only = false;
 	struct moat_update_conf conf;
 	struct moat_update_result res;
 	struct moat_err err;
@@ -150,14 +193,18 @@ int main(int argc, char **argv)
 		case 'r':
 			report = true;
 			break;
+		case 'p':
+			probe_only = true;
+			break;
 		default:
 			return 2;
 		}
 	}
-	if (optind != argc || conf.state_dir == NULL || conf.server_url == NULL ||
+	if (optind != argc || (probe_only && !report) || conf.state_dir == NULL ||
+	    conf.server_url == NULL ||
 	    conf.ca_file == NULL || conf.cert_file == NULL || conf.key_file == NULL) {
 		fprintf(stderr, "usage: moat-update --state DIR --server https://HOST:PORT --ca CA "
-				"--cert CERT --key KEY [--timeout S] [--now T] [--report]\n");
+				"--cert CERT --key KEY [--timeout S] [--now T] [--report [--probe]]\n");
 		return 2;
 	}
 	if (strncmp(conf.server_url, "https://", 8) != 0 ||
@@ -166,8 +213,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (report) {
+		/* a check whose agent is gone holds the state lock for nothing */
+		pid_t parent = getppid();
+		if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent) {
+			return 1;
+		}
 		conf.on_download = on_download;
-		int rc = moat_update_check(&conf, &res, &err);
+		int rc = probe_only ? probe(&conf, &res, &err) : moat_update_check(&conf, &res, &err);
 		return report_outcome(rc, &res, &err);
 	}
 	if (moat_update_check(&conf, &res, &err) != 0) {

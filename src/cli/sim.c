@@ -256,6 +256,18 @@ int sim_main(int argc, char **argv)
 		goto out;
 	}
 
+	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
+	 * for them must not end the simulator */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+
 	char state_root[PATH_MAX];
 	moat_log_init("moat-sim", MOAT_LOG_WARN, false);
 	moat_session_lib_init();
@@ -267,16 +279,6 @@ int sim_main(int argc, char **argv)
 	}
 	moat_deploy_close(d);
 	d = NULL;
-
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
 
 	struct view v = {
 		.sessions = ss,

@@ -3,10 +3,13 @@
  * format, and the pure state machine over it: stage -> select (trial start, or revert) ->
  * confirm | revert. No I/O and no clock: the callers (slots.c, updater.c, moat-boot) pass
  * time in and write the result atomically. Version 1 files (before reverted_issued_at)
- * are still read, so a device updated in the field keeps its state; only version 2 is
- * written.
+ * are still read, so a device updated in the field keeps its state; and a state without a
+ * reverted trial is still written as version 1, so a moat-boot of before version 2 keeps
+ * reading what a newer image (its confirm step) wrote. Version 2 is written only once a
+ * trial was reverted.
  */
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -193,12 +196,18 @@ int moat_boot_state_format(const struct moat_boot_state *st, char *buf, size_t s
 	if (rc != 0) {
 		return rc;
 	}
+	bool v2 = st->reverted_issued_at != 0;
 	n = snprintf(buf, size,
-		     STATE_MAGIC "\ndevice_type=%s\nactive=%c\ntrial=%c\nattempts=%" PRId64
-				 "\ndeadline=%" PRId64 "\nfloor=%" PRId64
-				 "\nlast_issued_at=%" PRId64 "\nreverted_issued_at=%" PRId64 "\n",
-		     st->device_type, st->active, st->trial ? st->trial : '-', st->attempts,
-		     st->deadline, st->floor, st->last_issued_at, st->reverted_issued_at);
+		     "%s\ndevice_type=%s\nactive=%c\ntrial=%c\nattempts=%" PRId64
+		     "\ndeadline=%" PRId64 "\nfloor=%" PRId64 "\nlast_issued_at=%" PRId64 "\n",
+		     v2 ? STATE_MAGIC : STATE_MAGIC_V1, st->device_type, st->active,
+		     st->trial ? st->trial : '-', st->attempts, st->deadline, st->floor,
+		     st->last_issued_at);
+	if (n >= 0 && (size_t)n < size && v2) {
+		int k = snprintf(buf + n, size - (size_t)n, "reverted_issued_at=%" PRId64 "\n",
+				 st->reverted_issued_at);
+		n = k < 0 ? k : n + k;
+	}
 	if (n < 0 || (size_t)n >= size) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: buffer too small");
 	}

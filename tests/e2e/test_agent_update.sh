@@ -17,9 +17,9 @@ source "$(dirname "$0")/lib_update.sh"
 source "$(dirname "$0")/lib_agent_update.sh"
 
 au_setup
-if ldd "$AGENT_BIN" | grep -q 'libcurl'; then
-	fail "moat-agent links libcurl: $(ldd "$AGENT_BIN" | grep libcurl)"
-fi
+libs=$(ldd "$AGENT_BIN") || fail "ldd $AGENT_BIN failed"
+assert_contains "$libs" "libmosquitto"
+assert_not_contains "$libs" "libcurl"
 pass "moat-agent does not link libcurl (its update checks run in moat-update)"
 grep -q "^server = https://localhost:$SERVER_PORT\$" "$CONF" ||
 	fail "export wrote no [update] server: $(cat "$CONF")"

@@ -8,6 +8,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
 source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_update.sh"
 source "$(dirname "$0")/lib_agent_update.sh"
 
@@ -49,6 +50,7 @@ sleep 2
 pass "asked again, the device does not stage the release it reverted"
 
 au_image 1.1.1
+after_issue "$T/broken-1.1.0.json" # issued in a later second than the reverted release
 sign "$T/agent-1.1.1" 1.1.1 2 "$T/agent-1.1.1.json"
 expect_ok "publish 1.1.1" moat fw publish "$T/agent-1.1.1.json" "$T/agent-1.1.1" --devices dev1
 expect_ok "check_update for 1.1.1" moat cmd dev1 check_update --as ops
@@ -58,4 +60,32 @@ expect_ok "boot status" moat-boot --state "$BS" --status
 assert_contains "$out" "active=b"
 assert_contains "$out" "floor=2"
 pass "a newer release after the reverted one is staged and confirmed"
+
+# A new image must not confirm when the updater it depends on does not work: the trial
+# restarts before confirming and moat-boot reverts it (health check).
+{
+	echo '#!/bin/sh'
+	echo 'for a in "$@"; do [ "$a" = --probe ] && { echo broken >&2; exit 1; }; done'
+	echo "exec \"$(command -v moat-update)\" \"\$@\""
+} >"$T/updater-noprobe"
+chmod 0755 "$T/updater-noprobe"
+agent_set "$CONF" update updater "$T/updater-noprobe" # read by the next start: the trial
+au_image 1.2.0
+after_issue "$T/agent-1.1.1.json"
+sign "$T/agent-1.2.0" 1.2.0 3 "$T/agent-1.2.0.json"
+expect_ok "publish 1.2.0" moat fw publish "$T/agent-1.2.0.json" "$T/agent-1.2.0" --devices dev1
+expect_ok "check_update for 1.2.0" moat cmd dev1 check_update --as ops
+wait_grep 60 "event=start slot=a version=1.2.0 trial=yes" "$T/boot.log" ||
+	fail "moat-boot did not start 1.2.0 on trial: $(tail -5 "$T/boot.log")"
+wait_grep 60 "event=health_check_failed" "$T/boot.log" ||
+	fail "no failed health check: $(tail -5 "$T/boot.log")"
+wait_for 60 count_at_least 2 "event=revert" "$T/boot.log" || fail "1.2.0 was not reverted: $(tail -5 "$T/boot.log")"
+if grep -q "event=confirmed slot=a version=1.2.0" "$T/boot.log"; then
+	fail "1.2.0 confirmed without a working updater"
+fi
+expect_ok "boot status" moat-boot --state "$BS" --status
+assert_contains "$out" "active=b"
+assert_contains "$out" "floor=2"
+au_wait_event reverted 2
+pass "a trial whose updater fails its probe is not confirmed and is reverted"
 au_stop

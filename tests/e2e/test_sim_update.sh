@@ -40,6 +40,7 @@ printf 'X' | dd of="$T/fw-1.0.0.bad" bs=1 seek=1000 conv=notrunc status=none
 expect_fail "a factory image that does not match its envelope" \
 	moat sim --devices 1 --prefix bad --type "$TYPE" --firmware "$T/fw-1.0.0.bad" --envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "bad-000001"
+assert_contains "$errout" "hash_mismatch"
 expect_fail "--firmware without --envelope" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0"
 pass "moat sim refuses firmware it cannot verify, and --firmware alone"
 
@@ -118,6 +119,7 @@ printf 'X' | dd of="$img" bs=1 seek=10 conv=notrunc status=none
 expect_fail "a simulator whose device has a modified active image" \
 	moat sim --devices 3 --prefix sim --type "$TYPE" --firmware "$T/fw-1.0.0" \
 	--envelope "$T/fw-1.0.0.json" --duration 5s
-assert_contains "$errout" "sim-000002"
+assert_contains "$errout" "sim-000002: refusing to start"
+assert_contains "$errout" "hash_mismatch"
 pass "a virtual slot changed on disk does not boot: moat sim names the device and stops"
 agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"

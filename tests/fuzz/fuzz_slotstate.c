@@ -1,7 +1,8 @@
-/* fuzz_slotstate.c: the boot.state parser (src/update/bootstate.c). Whatever parses as
- * version 2 must format back to exactly the input (the format is canonical); a version 1
- * file formats as version 2 and that parses to the same state; every state the machine
- * derives from it must format and parse again. */
+/* fuzz_slotstate.c: the boot.state parser (src/update/bootstate.c). Whatever parses must
+ * format back to exactly the input (the format is canonical: version 1 without a reverted
+ * trial, version 2 with one), except a version 2 file with reverted_issued_at=0, which
+ * formats as version 1 and parses to the same state; every state the machine derives
+ * from it must format and parse again. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,11 +45,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	static const char v1[] = "moat-boot-state 1\n";
 	bool is_v1 = size >= sizeof(v1) - 1 && memcmp(data, v1, sizeof(v1) - 1) == 0;
-	if (is_v1) {
-		if (st.reverted_issued_at != 0) {
-			abort();
-		}
-		roundtrip(&st);
+	if (is_v1 && st.reverted_issued_at != 0) {
+		abort();
+	}
+	if (!is_v1 && st.reverted_issued_at == 0) {
+		roundtrip(&st); /* written back as version 1 */
 	} else if (moat_boot_state_format(&st, buf, sizeof(buf), &len, &err) != 0 || len != size ||
 		   memcmp(buf, data, size) != 0) {
 		abort();
