@@ -66,6 +66,7 @@ struct moat_agent_update {
 	int64_t trial_seconds;
 	char boot_slot;              /* 'a', 'b', or 0 when unknown */
 	bool on_trial;               /* not confirmed yet */
+	int64_t trial_deadline;      /* wall clock; virtual slots only (moat-boot keeps its own) */
 	bool probe_passed;           /* the updater answered its probe since the start */
 	int64_t next_confirm_ms;     /* monotonic: the next confirm attempt */
 	/* the running child: a check, or the probe */
@@ -607,6 +608,12 @@ static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, i
 	if (now < u->next_confirm_ms) {
 		return;
 	}
+	if (u->virtual_slots && u->trial_deadline > 0 && moat_time_now() >= u->trial_deadline) {
+		/* what moat-boot does to a late trial: the next (virtual) boot reverts it */
+		moat_log(MOAT_LOG_WARN, "id=%s event=trial_deadline_missed", dev->conf.id);
+		dev->reboot_requested = true;
+		return;
+	}
 	if (!u->virtual_slots && !u->probe_passed) {
 		if (spawn_check(u, true, &err) != 0) {
 			moat_log(MOAT_LOG_ERROR, "id=%s event=health_check_failed error=\"%s\"",
@@ -758,6 +765,14 @@ static int boot_virtual(struct moat_device *dev, struct moat_agent_update *u,
 	}
 	u->boot_slot = slot;
 	u->on_trial = trial;
+	u->trial_deadline = 0;
+	if (trial) {
+		struct moat_boot_state st;
+		if ((rc = moat_slots_load(u->state_dir, &st, err)) != 0) {
+			return rc;
+		}
+		u->trial_deadline = st.deadline;
+	}
 	return 0;
 }
 
