@@ -295,8 +295,10 @@ void moat_device_on_publish_refused(struct moat_device *dev, int mid, int reason
 void moat_device_tick(struct moat_device *dev, int64_t now_mono_ms);
 /* Milliseconds until the next telemetry is due (0 when due). */
 int64_t moat_device_next_ms(const struct moat_device *dev, int64_t now_mono_ms);
-/* Publishes the retained offline status (clean shutdown); does not disconnect. */
-MOAT_MUST_CHECK int moat_device_publish_offline(struct moat_device *dev, struct moat_err *err);
+/* Publishes the retained offline status (clean shutdown; QoS 1, its message id in
+ * *out_mid, 0 when not connected); does not disconnect. */
+MOAT_MUST_CHECK int moat_device_publish_offline(struct moat_device *dev, int *out_mid,
+						struct moat_err *err);
 /* Writes everything not yet delivered to disk (before exit). */
 void moat_device_persist(struct moat_device *dev);
 
@@ -369,6 +371,8 @@ struct moat_session {
 	char last_error[256];      /* the last TLS/connection error, for the log */
 	bool fail_pending;         /* a callback saw the connection fail */
 	bool restart_after_close;  /* CLOSING because of a reboot command */
+	int offline_mid;           /* CLOSING: the offline status, acknowledged before DISCONNECT */
+	bool disconnect_sent;      /* CLOSING: DISCONNECT queued */
 	struct moat_agent_update *update; /* owned, freed with the session (the simulator) */
 	int64_t close_deadline_ms;
 };
@@ -402,12 +406,15 @@ MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count,
 /* ---- the simulator driver ---- */
 
 /* Firmware for simulated devices (moat sim --firmware): each device gets virtual A/B slots
- * in state_root/ID/boot, provisioned on first use with image and envelope (verified against
- * the deployment's firmware trust file, as a factory would), and the update client of
- * moat-agent, whose checks run at most max_checks at once (0: 4). */
+ * in state_root/ID/boot, provisioned on first use with the image and envelope whose
+ * manifest names its device type (verified against the deployment's firmware trust file,
+ * as a factory would), and the update client of moat-agent, whose checks run at most
+ * max_checks at once (0: 4). A device whose type no envelope names is an error. */
+#define MOAT_SIM_FIRMWARE_MAX 16
 struct moat_sim_firmware {
-	const char *image;
-	const char *envelope;
+	const char *image[MOAT_SIM_FIRMWARE_MAX];
+	const char *envelope[MOAT_SIM_FIRMWARE_MAX];
+	size_t count;
 	unsigned max_checks;
 };
 #define MOAT_SIM_MAX_CHECKS_DEFAULT 4

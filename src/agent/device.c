@@ -209,7 +209,8 @@ int moat_device_will(const struct moat_device *dev, char *topic, size_t topic_si
 	return moat_msg_status_build(&st, payload, payload_size, out_len, err);
 }
 
-static int publish_status(struct moat_device *dev, bool online, struct moat_err *err)
+static int publish_status(struct moat_device *dev, bool online, int *out_mid,
+			  struct moat_err *err)
 {
 	struct moat_msg_status st;
 	char topic[MOAT_TOPIC_BUF_LEN];
@@ -230,7 +231,11 @@ static int publish_status(struct moat_device *dev, bool online, struct moat_err 
 	    (rc = moat_msg_status_build(&st, payload, sizeof(payload), &len, err)) != 0) {
 		return rc;
 	}
-	return dev->io.publish(dev->io.ctx, topic, payload, len, 1, true, &mid);
+	rc = dev->io.publish(dev->io.ctx, topic, payload, len, 1, true, &mid);
+	if (out_mid) {
+		*out_mid = mid;
+	}
+	return rc;
 }
 
 /* Sends queued telemetry, oldest first, keeping at most MOAT_AGENT_INFLIGHT_MAX unacked. */
@@ -275,7 +280,7 @@ int moat_device_on_connect(struct moat_device *dev, int64_t now_mono_ms, struct 
 	if ((rc = dev->io.subscribe(dev->io.ctx, filter, 1)) != 0) {
 		return moat_err_set(err, rc, "subscribe %s failed", filter);
 	}
-	if ((rc = publish_status(dev, true, err)) != 0) {
+	if ((rc = publish_status(dev, true, NULL, err)) != 0) {
 		return rc;
 	}
 	dev->connected = true;
@@ -412,12 +417,13 @@ int64_t moat_device_next_ms(const struct moat_device *dev, int64_t now_mono_ms)
 	return d > 0 ? d : 0;
 }
 
-int moat_device_publish_offline(struct moat_device *dev, struct moat_err *err)
+int moat_device_publish_offline(struct moat_device *dev, int *out_mid, struct moat_err *err)
 {
+	*out_mid = 0;
 	if (!dev->connected) {
 		return 0;
 	}
-	return publish_status(dev, false, err);
+	return publish_status(dev, false, out_mid, err);
 }
 
 void moat_device_persist(struct moat_device *dev)

@@ -32,6 +32,11 @@
 
 #define CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_MS 3000
+/* A clean close waits this long for the broker to acknowledge the offline status (and so
+ * everything published before it) before it sends DISCONNECT: libmosquitto closes the
+ * socket as soon as DISCONNECT is written, and the broker may then drop what it had not
+ * read yet. */
+#define CLOSE_ACK_WAIT_MS 2000
 #define TICK_MS 200
 /* New connection attempts per pass of the loop: creating a TLS context and starting a
  * handshake costs milliseconds, and handshakes already under way must keep moving, or a
@@ -214,6 +219,10 @@ static void on_publish_v5(struct mosquitto *mosq, void *obj, int mid, int reason
 	struct moat_session *s = obj;
 	(void)mosq;
 	(void)props;
+	if (s->state == MOAT_SESSION_CLOSING && mid == s->offline_mid) {
+		s->offline_mid = 0; /* acknowledged: the loop sends DISCONNECT */
+		return;
+	}
 	if (reason_code >= 0x80) {
 		moat_device_on_publish_refused(&s->dev, mid, reason_code);
 	} else {
@@ -340,7 +349,10 @@ static void attempt(struct moat_session *s, int64_t now)
 	s->state = MOAT_SESSION_CONNECTING;
 }
 
-/* Publishes offline and queues DISCONNECT; the loop waits for it to be written. */
+static void send_disconnect_when_acked(struct moat_session *s, int64_t now);
+
+/* Publishes offline and, once the broker acknowledged it, queues DISCONNECT; the loop
+ * waits for it to be written. */
 static void begin_close(struct moat_session *s, int64_t now, bool restart)
 {
 	struct moat_err err;
@@ -351,11 +363,27 @@ static void begin_close(struct moat_session *s, int64_t now, bool restart)
 		s->next_attempt_ms = now;
 		return;
 	}
-	if (moat_device_publish_offline(&s->dev, &err) != 0) {
+	s->offline_mid = 0;
+	s->disconnect_sent = false;
+	if (moat_device_publish_offline(&s->dev, &s->offline_mid, &err) != 0) {
 		slog(s, MOAT_LOG_WARN, "event=offline_failed error=\"%s\"", err.msg);
+		s->offline_mid = 0;
 	}
 	s->state = MOAT_SESSION_CLOSING;
 	s->close_deadline_ms = now + CLOSE_TIMEOUT_MS;
+	send_disconnect_when_acked(s, now);
+}
+
+/* CLOSING: DISCONNECT once the offline status is acknowledged (or after
+ * CLOSE_ACK_WAIT_MS). */
+static void send_disconnect_when_acked(struct moat_session *s, int64_t now)
+{
+	if (s->disconnect_sent ||
+	    (s->offline_mid != 0 && now < s->close_deadline_ms - CLOSE_TIMEOUT_MS +
+						  CLOSE_ACK_WAIT_MS)) {
+		return;
+	}
+	s->disconnect_sent = true;
 	if (mosquitto_disconnect(s->mosq) != MOSQ_ERR_SUCCESS) {
 		s->fail_pending = true;
 	}
@@ -466,6 +494,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 			if (s->state == MOAT_SESSION_CONNECTING &&
 			    now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
 				session_fail(s, now, "connect timed out");
+			}
+			if (s->state == MOAT_SESSION_CLOSING && s->mosq) {
+				send_disconnect_when_acked(s, now);
 			}
 			if (s->state == MOAT_SESSION_CLOSING && now > s->close_deadline_ms) {
 				finish_close(s, now);

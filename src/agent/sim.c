@@ -17,6 +17,7 @@
 #include "moat/deploy.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
+#include "moat/manifest.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -46,15 +47,54 @@ static int raise_nofile(size_t count, struct moat_err *err)
 	return 0;
 }
 
-/* Gives the device of session s virtual slots in state_dir/boot (provisioned from fw on
- * first use) and the update client, booted once now. */
+/* The device type each envelope's manifest names (read, not verified: provisioning
+ * verifies), so each device gets the factory image of its type. */
+static int firmware_types(const struct moat_sim_firmware *fw,
+			  char (*types)[MOAT_DEVICE_TYPE_MAX_LEN + 1], struct moat_err *err)
+{
+	struct moat_envelope *env = malloc(sizeof(*env));
+	int rc = 0;
+	if (!env) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < fw->count && rc == 0; i++) {
+		char *text = NULL;
+		size_t len = 0;
+		struct moat_manifest m;
+		if ((rc = moat_fs_read_all(fw->envelope[i], MOAT_ENVELOPE_MAX_BYTES, &text, &len,
+					   err)) == 0 &&
+		    (rc = moat_envelope_parse(text, len, env, err)) == 0) {
+			rc = moat_manifest_parse(env->payload, env->payload_len, &m, err);
+		}
+		free(text);
+		if (rc != 0) {
+			moat_err_prefix(err, "%s", fw->envelope[i]);
+			break;
+		}
+		snprintf(types[i], sizeof(types[i]), "%s", m.device_type);
+	}
+	free(env);
+	return rc;
+}
+
+/* Gives the device of session s virtual slots in state_dir/boot (provisioned on first use
+ * from the image of its type) and the update client, booted once now. */
 static int attach_firmware(struct moat_session *s, const struct moat_agent_conf *base,
 			   const char *trust, const struct moat_sim_firmware *fw,
+			   char (*types)[MOAT_DEVICE_TYPE_MAX_LEN + 1],
 			   struct moat_agent_update_pool *pool, struct moat_err *err)
 {
 	struct moat_agent_conf conf = *base;
 	char state[PATH_MAX];
+	size_t k = 0;
 	int rc;
+	while (k < fw->count && strcmp(types[k], conf.device_type) != 0) {
+		k++;
+	}
+	if (k == fw->count) {
+		return moat_err_set(err, MOAT_EINVAL, "no --firmware for device type %s",
+				    conf.device_type);
+	}
 	if ((rc = moat_path_join(conf.update_state_dir, sizeof(conf.update_state_dir), err,
 				 "%s/boot", conf.state_dir)) != 0 ||
 	    (rc = moat_path_join(state, sizeof(state), err, "%s/%s", conf.update_state_dir,
@@ -62,8 +102,8 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 		return rc;
 	}
 	if (!moat_fs_exists(state) &&
-	    (rc = moat_slots_provision(conf.update_state_dir, conf.device_type, trust, fw->image,
-				       fw->envelope, moat_time_now(), err)) != 0) {
+	    (rc = moat_slots_provision(conf.update_state_dir, conf.device_type, trust,
+				       fw->image[k], fw->envelope[k], moat_time_now(), err)) != 0) {
 		return rc;
 	}
 	if ((rc = moat_agent_update_new(&conf, &s->update, err)) != 0) {
@@ -85,6 +125,7 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 {
 	struct moat_session **ss = NULL;
 	char trust[PATH_MAX];
+	char types[MOAT_SIM_FIRMWARE_MAX][MOAT_DEVICE_TYPE_MAX_LEN + 1];
 	size_t made = 0;
 	int rc;
 	*out = NULL;
@@ -92,8 +133,13 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		return rc;
 	}
 	if (fw) {
+		if (fw->count > MOAT_SIM_FIRMWARE_MAX) {
+			return moat_err_set(err, MOAT_EINVAL, "at most %d firmware images",
+					    MOAT_SIM_FIRMWARE_MAX);
+		}
 		if ((rc = moat_deploy_path(d, trust, sizeof(trust),
-					   MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE, err)) != 0) {
+					   MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE, err)) != 0 ||
+		    (rc = firmware_types(fw, types, err)) != 0) {
 			return rc;
 		}
 		pool->running = 0;
@@ -140,7 +186,7 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 			ss[made] = NULL;
 			goto out;
 		}
-		if (fw && (rc = attach_firmware(ss[made], &conf, trust, fw, pool, err)) != 0) {
+		if (fw && (rc = attach_firmware(ss[made], &conf, trust, fw, types, pool, err)) != 0) {
 			moat_err_prefix(err, "%s", ids[made]);
 			made++; /* freed with the others */
 			goto out;

@@ -4,9 +4,9 @@
  * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
  * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
  * terminal a status line shows connected devices, messages/s and errors live.
- * With --firmware IMAGE --envelope FILE every device runs signed updates from moatd on
- * virtual A/B slots (provisioned with that release on first use); SIGUSR1 makes every
- * device check for an update now.
+ * With --firmware IMAGE --envelope FILE (one pair per device type) every device runs
+ * signed updates from moatd on virtual A/B slots, provisioned on first use with the
+ * release of its type; SIGUSR1 makes every device check for an update now.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -149,7 +149,7 @@ int sim_main(int argc, char **argv)
 	};
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
 			    "[--duration D] [--type T] [--json]\n"
-			    "       [--firmware IMAGE --envelope FILE [--update-jobs 4]]";
+			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]";
 	struct moat_err err = {0};
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
@@ -157,6 +157,7 @@ int sim_main(int argc, char **argv)
 	struct moat_sim_firmware fw = {0};
 	struct moat_agent_update_pool pool = {0};
 	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT;
+	size_t n_images = 0, n_envelopes = 0;
 	int c;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -188,10 +189,16 @@ int sim_main(int argc, char **argv)
 			type = optarg;
 			break;
 		case 'f':
-			fw.image = optarg;
+			if (n_images == MOAT_SIM_FIRMWARE_MAX) {
+				return cli_usage_error("at most %d --firmware", MOAT_SIM_FIRMWARE_MAX);
+			}
+			fw.image[n_images++] = optarg;
 			break;
 		case 'e':
-			fw.envelope = optarg;
+			if (n_envelopes == MOAT_SIM_FIRMWARE_MAX) {
+				return cli_usage_error("at most %d --envelope", MOAT_SIM_FIRMWARE_MAX);
+			}
+			fw.envelope[n_envelopes++] = optarg;
 			break;
 		case 'j':
 			if (moat_int_parse(optarg, 1, 64, &jobs, &err) != 0) {
@@ -207,9 +214,11 @@ int sim_main(int argc, char **argv)
 			}
 		}
 	}
-	if ((fw.image == NULL) != (fw.envelope == NULL)) {
-		return cli_usage_error("--firmware and --envelope go together");
+	if (n_images != n_envelopes) {
+		return cli_usage_error("--firmware and --envelope go together, one of each per "
+				       "device type");
 	}
+	fw.count = n_images;
 	fw.max_checks = (unsigned)jobs;
 	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
 	size_t named = (size_t)(argc - optind);
@@ -274,7 +283,7 @@ int sim_main(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
 	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
 	    moat_sim_create(d, ids, (size_t)n, interval_s * 1000, state_root,
-			    fw.image ? &fw : NULL, &pool, &ss, &err) != 0) {
+			    fw.count ? &fw : NULL, &pool, &ss, &err) != 0) {
 		goto out;
 	}
 	moat_deploy_close(d);

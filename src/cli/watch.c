@@ -1,6 +1,6 @@
 /* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--count N] [--timeout D]`: a
- * live view of devices' telemetry, status, diagnostics and command responses, one line
- * per message. Payloads come from devices and are untrusted: each is parsed with its
+ * live view of devices' telemetry, status, diagnostics (update events parsed) and command
+ * responses, one line per message. Payloads come from devices and are untrusted: each is parsed with its
  * schema (src/core/messages.c) before anything of it is shown; --json prints
  * {"topic","device","kind","valid","message"} where message is the payload itself only
  * when it parsed, else the payload as a JSON string.
@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "moat/messages.h"
 #include "moat/opclient.h"
+#include "moat/server.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 
@@ -49,6 +50,7 @@ static void show(const char *topic, const char *payload, size_t len)
 	struct moat_msg_telemetry t;
 	struct moat_msg_status st;
 	struct moat_msg_response r;
+	struct moat_update_event ev;
 	switch (tp.kind) {
 	case MOAT_TOPIC_TELEMETRY:
 		valid = moat_msg_telemetry_parse(payload, len, &t, NULL) == 0;
@@ -59,11 +61,11 @@ static void show(const char *topic, const char *payload, size_t len)
 	case MOAT_TOPIC_COMMAND_RESPONSES:
 		valid = moat_msg_response_parse(payload, len, &r, NULL) == 0;
 		break;
-	case MOAT_TOPIC_DIAGNOSTICS: {
-		/* no parser for diagnostics: shown as a string, never as JSON */
-		valid = false;
+	case MOAT_TOPIC_DIAGNOSTICS:
+		/* update events are parsed (moatd's parser); other diagnostics are shown as a
+		 * string, never as JSON */
+		valid = moat_update_event_parse(payload, len, &ev, NULL) == 0;
 		break;
-	}
 	default:
 		return;
 	}
@@ -104,6 +106,17 @@ static void show(const char *topic, const char *payload, size_t len)
 		}
 		if (t.has_signal_strength) {
 			printf(" rssi=%lld", (long long)t.signal_strength);
+		}
+	} else if (tp.kind == MOAT_TOPIC_DIAGNOSTICS) {
+		printf("update %s", moat_update_stage_name(ev.stage));
+		if (ev.version[0]) {
+			printf(" %s", ev.version);
+		}
+		if (ev.running[0]) {
+			printf(" (running %s)", ev.running);
+		}
+		if (ev.reason[0]) {
+			printf(": %s", ev.reason);
 		}
 	} else if (tp.kind == MOAT_TOPIC_STATUS) {
 		printf("%s", st.online ? "online" : "offline");

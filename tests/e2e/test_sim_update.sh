@@ -42,7 +42,10 @@ expect_fail "a factory image that does not match its envelope" \
 assert_contains "$errout" "bad-000001"
 assert_contains "$errout" "hash_mismatch"
 expect_fail "--firmware without --envelope" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0"
-pass "moat sim refuses firmware it cannot verify, and --firmware alone"
+expect_fail "a device type no --firmware is for" moat sim --devices 1 --prefix other --type other_type \
+	--firmware "$T/fw-1.0.0" --envelope "$T/fw-1.0.0.json" --duration 5s
+assert_contains "$errout" "no --firmware for device type other_type"
+pass "moat sim refuses firmware it cannot verify, --firmware alone, and a type without firmware"
 
 sim_start() {
 	moat sim --devices 3 --prefix sim --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
