@@ -280,8 +280,9 @@ MOAT_MUST_CHECK int moat_device_will(const struct moat_device *dev, char *topic,
  * starts sending the queue. */
 MOAT_MUST_CHECK int moat_device_on_connect(struct moat_device *dev, int64_t now_mono_ms,
 					   struct moat_err *err);
-/* The session is gone: the queue is spilled to disk. */
-void moat_device_on_disconnect(struct moat_device *dev);
+/* The session is gone (clean: closed by this side, offline said): the queue is spilled to
+ * disk. */
+void moat_device_on_disconnect(struct moat_device *dev, bool clean);
 /* A message arrived on one of the device's subscriptions. Never fails on bad input: a
  * malformed command gets a bad_request response. */
 void moat_device_on_message(struct moat_device *dev, const char *topic, const void *payload,

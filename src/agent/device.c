@@ -290,7 +290,7 @@ int moat_device_on_connect(struct moat_device *dev, int64_t now_mono_ms, struct 
 	return 0;
 }
 
-void moat_device_on_disconnect(struct moat_device *dev)
+void moat_device_on_disconnect(struct moat_device *dev, bool clean)
 {
 	struct moat_err err;
 	bool was = dev->connected;
@@ -300,7 +300,8 @@ void moat_device_on_disconnect(struct moat_device *dev)
 		dlog(dev, MOAT_LOG_ERROR, "event=queue_error error=\"%s\"", err.msg);
 	}
 	if (was) {
-		dlog(dev, MOAT_LOG_WARN, "event=disconnected queued=%zu", dev->queue.count);
+		dlog(dev, clean ? MOAT_LOG_INFO : MOAT_LOG_WARN, "event=disconnected%s queued=%zu",
+		     clean ? " clean=yes" : "", dev->queue.count);
 	}
 }
 

@@ -285,7 +285,7 @@ static void session_fail(struct moat_session *s, int64_t now, const char *why)
 	drop_mosq(s);
 	s->fail_pending = false;
 	if (was_up) {
-		moat_device_on_disconnect(&s->dev);
+		moat_device_on_disconnect(&s->dev, false);
 	}
 	s->state = MOAT_SESSION_IDLE;
 	s->failures++;
@@ -393,7 +393,7 @@ static void finish_close(struct moat_session *s, int64_t now)
 {
 	drop_mosq(s);
 	s->fail_pending = false;
-	moat_device_on_disconnect(&s->dev);
+	moat_device_on_disconnect(&s->dev, true);
 	moat_device_persist(&s->dev);
 	if (s->restart_after_close) {
 		/* a simulated reboot: a fresh device uptime, the (virtual) boot stage, and a
@@ -608,7 +608,7 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 	for (size_t i = 0; i < count; i++) {
 		if (ss[i]->state != MOAT_SESSION_DONE) {
 			drop_mosq(ss[i]);
-			moat_device_on_disconnect(&ss[i]->dev);
+			moat_device_on_disconnect(&ss[i]->dev, false);
 			moat_device_persist(&ss[i]->dev);
 			ss[i]->state = MOAT_SESSION_DONE;
 		}

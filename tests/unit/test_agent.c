@@ -465,7 +465,7 @@ static void test_device_delivery(void **state)
 	/* the first is acknowledged, the connection is lost before the second is */
 	moat_device_on_publish(&dev, sent1.mid);
 	assert_int_equal(dev.queue.count, 1);
-	moat_device_on_disconnect(&dev);
+	moat_device_on_disconnect(&dev, false);
 	/* reconnect: the second is sent again, byte for byte (a duplicate if the broker had
 	 * it: at-least-once, removable by seq) */
 	size_t before = f.n;
@@ -484,7 +484,7 @@ static void test_device_delivery(void **state)
 	assert_int_equal(t.seq, first + 2);
 	assert_true(t.has_uptime_ms && t.uptime_ms == 2000);
 	/* never acknowledged, then the agent stops: persisted */
-	moat_device_on_disconnect(&dev);
+	moat_device_on_disconnect(&dev, false);
 	int64_t reserved = dev.seq_reserved;
 	moat_device_free(&dev);
 
