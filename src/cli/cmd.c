@@ -133,14 +133,7 @@ int cmd_main(int argc, char **argv)
 	    moat_opclient_connect(d, as, timeout_ms, &cl, NULL, &err) != 0) {
 		goto out;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = SIG_IGN; /* a broker that goes away is an error, not a signal */
-	sigaction(SIGPIPE, &sa, NULL);
+	cli_handle_signals(on_signal, 0);
 
 	const char *filters[1] = {resp_topic};
 	int64_t deadline = moat_time_mono_ms() + timeout_ms;

@@ -196,15 +196,24 @@ static void on_interrupt(int sig)
 	moat_deploy_interrupted = 1;
 }
 
-void cli_catch_interrupts(void)
+void cli_handle_signals(void (*handler)(int), int extra)
 {
 	struct sigaction sa;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_interrupt;
+	sa.sa_handler = handler; /* no SA_RESTART: a wait in progress returns at once */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
+	if (extra != 0) {
+		sigaction(extra, &sa, NULL);
+	}
+	sa.sa_handler = SIG_IGN; /* a peer that goes away is an error, not a signal */
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
+void cli_catch_interrupts(void)
+{
+	cli_handle_signals(on_interrupt, SIGHUP);
 }
 
 void cli_json_string(FILE *out, const char *s)

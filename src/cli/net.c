@@ -49,18 +49,6 @@ static void on_signal(int sig)
 	moat_net_interrupted = 1;
 }
 
-/* No SA_RESTART: a wait in progress returns so verify can clean up at once. */
-static void catch_signals(void)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-}
-
 static void print_text(const struct moat_net_verify_report *r)
 {
 	printf("%-17s %-17s %-21s %-9s %-9s %s\n", "FROM", "TO", "ADDRESS", "EXPECTED", "OBSERVED",
@@ -113,7 +101,7 @@ static int do_verify(const struct moat_net_policy *p)
 		fprintf(stderr, "moat: out of memory\n");
 		return CLI_FAIL;
 	}
-	catch_signals();
+	cli_handle_signals(on_signal, SIGHUP); /* verify cleans up at once */
 	int rc = moat_net_verify(p, r, &err);
 	int status = CLI_OK;
 	if (rc != 0) {

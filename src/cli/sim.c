@@ -267,15 +267,7 @@ int sim_main(int argc, char **argv)
 
 	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
 	 * for them must not end the simulator */
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGUSR1, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	cli_handle_signals(on_signal, SIGUSR1);
 
 	char state_root[PATH_MAX];
 	moat_log_init("moat-sim", MOAT_LOG_WARN, false);

@@ -219,14 +219,7 @@ int watch_main(int argc, char **argv)
 	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
 		goto out;
 	}
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = SIG_IGN; /* a broker that goes away is an error, not a signal */
-	sigaction(SIGPIPE, &sa, NULL);
+	cli_handle_signals(on_signal, 0);
 	int64_t deadline = timeout_s ? moat_time_mono_ms() + timeout_s * 1000 : 0;
 	int64_t seen = 0;
 	while (count == 0 || seen < count) {

@@ -75,20 +75,10 @@ static bool status_word_ok(const char *s)
 	return in_class(s, MOAT_MSG_STATUS_WORD_MAX_LEN, false, false, "_");
 }
 
-/* Free text: at most max bytes of valid UTF-8 (shortest form, no surrogates), no C0
- * control characters and no DEL. empty_ok says whether "" is acceptable. */
-static bool text_ok(const char *s, size_t max, bool empty_ok)
+bool moat_msg_utf8_text_ok(const char *s, size_t len, bool no_c1)
 {
 	const unsigned char *p = (const unsigned char *)s;
-	size_t len;
 
-	if (!s) {
-		return false;
-	}
-	len = strnlen(s, max + 1);
-	if (len > max || (len == 0 && !empty_ok)) {
-		return false;
-	}
 	for (size_t i = 0; i < len;) {
 		unsigned c = p[i];
 		size_t n;
@@ -123,12 +113,28 @@ static bool text_ok(const char *s, size_t max, bool empty_ok)
 			cp = (cp << 6) | (p[i + k] & 0x3f);
 		}
 		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff)) {
+		    (cp >= 0xd800 && cp <= 0xdfff) || (no_c1 && cp <= 0x9f)) {
 			return false;
 		}
 		i += n + 1;
 	}
 	return true;
+}
+
+/* Free text: at most max bytes of moat_msg_utf8_text_ok. empty_ok says whether "" is
+ * acceptable. */
+static bool text_ok(const char *s, size_t max, bool empty_ok)
+{
+	size_t len;
+
+	if (!s) {
+		return false;
+	}
+	len = strnlen(s, max + 1);
+	if (len > max || (len == 0 && !empty_ok)) {
+		return false;
+	}
+	return moat_msg_utf8_text_ok(s, len, false);
 }
 
 static bool ip_ok(const char *s)

@@ -15,6 +15,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "moat/messages.h"
 #include "moat/update.h"
 
 #define REPORT_INT_MAX_DIGITS 16 /* MOAT_FW_INT_MAX has 16 digits */
@@ -79,58 +80,6 @@ static bool verdict_from_name(const char *name, enum moat_fw_verdict *out)
 	return false;
 }
 
-/* Valid UTF-8 (shortest forms, no surrogates, at most U+10FFFF) without control characters:
- * what a log line and a JSON reader in any language take as it is. */
-static bool text_ok(const char *s, size_t len)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0;
-
-	while (i < len) {
-		unsigned c = p[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x20 || c == 0x7f) {
-			return false;
-		}
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i <= n) {
-			return false;
-		}
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80) {
-				return false;
-			}
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff)) {
-			return false;
-		}
-		if (cp >= 0x80 && cp <= 0x9f) {
-			return false; /* C1 controls */
-		}
-		i += n + 1;
-	}
-	return true;
-}
-
 /* A string field: present as a string, within max_len bytes, non-empty unless allowed. */
 static int check_text(const char *key, const char *s, size_t max_len, bool allow_empty,
 		      struct moat_err *err)
@@ -144,7 +93,8 @@ static int check_text(const char *key, const char *s, size_t max_len, bool allow
 	if (len == 0 && !allow_empty) {
 		return moat_err_set(err, MOAT_EINVAL, "update report: %s: empty", key);
 	}
-	if (!text_ok(s, len)) {
+	/* what a log line and a JSON reader in any language take as it is: no C1 either */
+	if (!moat_msg_utf8_text_ok(s, len, true)) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "update report: %s: control character or invalid UTF-8", key);
 	}

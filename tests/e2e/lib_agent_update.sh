@@ -35,13 +35,7 @@ au_setup() {
 		--envelope "$T/agent-1.0.0.json" >/dev/null || fail "provisioning the agent image failed"
 	agent_export dev1
 	agent_set "$CONF" agent interval 1s
-	on_exit "moat down --timeout 20"
-	local up_env=()
-	if [ "${MOAT_SANITIZE:-OFF}" = ON ]; then
-		up_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-			"ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
-	fi
-	"${up_env[@]}" moat up --timeout 30 >/dev/null || fail "moat up failed"
+	moat_up_test
 	wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
 		fail "moatd ingest not subscribed: $(tail -5 "$D/log/moatd.log")"
 }

@@ -145,6 +145,14 @@ plugin_mosquitto_env() {
 	fi
 }
 
+# moat_up_test [ARGS...]: `moat up ARGS` with what an ASan-built plugin needs in the
+# uninstrumented broker (plugin_mosquitto_env); `moat down` runs at cleanup. Sets $out.
+moat_up_test() {
+	on_exit "moat down --timeout 20"
+	# shellcheck disable=SC2046 # the prefix is words without spaces
+	expect_ok "moat up" $(plugin_mosquitto_env) moat up --timeout 30 "$@"
+}
+
 # plugin_start: starts mosquitto with $PB/broker/mosquitto.conf and waits until the plugin
 # said it is ready (no probe connection: that would itself be a security event).
 plugin_start() {

@@ -4,6 +4,7 @@
 # refused PUBACK (0x87) keeps the message queued and it is sent again after a back-off:
 # every sequence number arrives, and the plugin did refuse some (the test is not vacuous).
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
 [ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
@@ -36,13 +37,7 @@ kill -TERM "$AGENT"
 wait "$AGENT" || true
 agent_set "$CONF" broker port "$port"
 
-up_env=()
-if [ "${MOAT_SANITIZE:-OFF}" = ON ]; then
-	up_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-		"ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
-fi
-on_exit "moat down"
-"${up_env[@]}" moat up --timeout 30 >/dev/null || fail "moat up failed"
+moat_up_test
 moat watch dev1 --json --as watcher --timeout 120s >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")

@@ -5,6 +5,7 @@
 # delivered on SIGKILL, moat cmd and moat watch work as operators, and moat sim's newly
 # provisioned devices are admitted after the policy is regenerated.
 source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
 [ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
@@ -16,13 +17,7 @@ moat identity add watcher --role operator >/dev/null
 agent_export dev1
 agent_set "$CONF" agent interval 1s
 # An ASan-built plugin loads into the uninstrumented broker only with the runtime preloaded.
-up_env=()
-if [ "${MOAT_SANITIZE:-OFF}" = ON ]; then
-	up_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-		"ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
-fi
-on_exit "moat down"
-"${up_env[@]}" moat up --timeout 30 >/dev/null || fail "moat up failed"
+moat_up_test
 
 moat watch --all --json --as watcher --timeout 120s >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!

@@ -15,13 +15,7 @@ PLUGIN_EVENTS="$D/log/security-events.jsonl"
 PLUGIN_PORT=$BROKER_PORT
 for d in dev-1 dev-2 dev-3; do moat device add "$d" >/dev/null; done
 moat identity add svc-1 --role service >/dev/null
-up_env=()
-if [ "${MOAT_SANITIZE:-OFF}" = ON ]; then
-	up_env=(env "LD_PRELOAD=$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
-		"ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
-fi
-on_exit moat down
-expect_ok "moat up (plugin mode)" "${up_env[@]}" moat up --timeout 30
+moat_up_test
 assert_contains "$out" "plugin"
 grep -q "^plugin .*moat_broker.so" "$D/broker/mosquitto.conf" || fail "no plugin line in the config"
 
