@@ -39,9 +39,10 @@
 #define MOAT_AGENT_QUEUE_MAX 1000000       /* records */
 #define MOAT_AGENT_INFLIGHT_MAX 32         /* telemetry messages awaiting PUBACK */
 /* A telemetry message the broker refuses (MQTT 5 PUBACK reason >= 0x80, e.g. the plugin's
- * rate limit) stays queued and is sent again after MOAT_AGENT_REFUSED_BACKOFF_MS; one that
- * is refused MOAT_AGENT_REFUSALS_MAX times in a row is dropped with an error (a permanent
- * refusal must not block the queue forever). */
+ * rate limit) stays queued and is sent again after MOAT_AGENT_REFUSED_BACKOFF_MS, and the
+ * device halves how many messages it keeps in flight (growing back by one per window
+ * acknowledged); one that is refused MOAT_AGENT_REFUSALS_MAX times in a row is dropped with
+ * an error (a permanent refusal must not block the queue forever). */
 #define MOAT_AGENT_REFUSED_BACKOFF_MS 1000
 #define MOAT_AGENT_REFUSALS_MAX 30
 #define MOAT_AGENT_SENSOR_READ_MAX_BYTES 256
@@ -252,6 +253,9 @@ struct moat_device {
 	int64_t start_mono_ms;
 	int64_t next_telemetry_ms; /* monotonic */
 	int64_t pump_hold_until_ms; /* monotonic: after a refusal, nothing is sent before this */
+	size_t inflight_limit;      /* telemetry in flight at most: halved by a refusal, grows
+				       by one per window acknowledged, up to the maximum */
+	size_t acks_in_window;
 	int64_t now_ms;             /* monotonic time of the last tick */
 	int64_t cert_not_after;    /* 0 when unknown */
 	bool connected;
@@ -373,6 +377,7 @@ struct moat_session {
 	bool fail_pending;         /* a callback saw the connection fail */
 	bool restart_after_close;  /* CLOSING because of a reboot command */
 	int offline_mid;           /* CLOSING: the offline status, acknowledged before DISCONNECT */
+	int64_t ack_wait_until_ms; /* CLOSING: DISCONNECT goes out by then even without it */
 	bool disconnect_sent;      /* CLOSING: DISCONNECT queued */
 	struct moat_agent_update *update; /* owned, freed with the session (the simulator) */
 	int64_t close_deadline_ms;

@@ -143,6 +143,7 @@ int moat_device_init(struct moat_device *dev, const struct moat_agent_conf *conf
 	dev->conf = *conf;
 	dev->io = *io;
 	dev->interval_ms = conf->interval_ms;
+	dev->inflight_limit = MOAT_AGENT_INFLIGHT_MAX;
 	dev->seq_no_fsync = conf->no_fsync;
 	dev->quiet = conf->quiet;
 	dev->start_mono_ms = now_mono_ms;
@@ -238,7 +239,7 @@ static int publish_status(struct moat_device *dev, bool online, int *out_mid,
 	return rc;
 }
 
-/* Sends queued telemetry, oldest first, keeping at most MOAT_AGENT_INFLIGHT_MAX unacked. */
+/* Sends queued telemetry, oldest first, keeping at most dev->inflight_limit unacked. */
 static void pump(struct moat_device *dev)
 {
 	char topic[MOAT_TOPIC_BUF_LEN];
@@ -249,7 +250,7 @@ static void pump(struct moat_device *dev)
 	if (topic_of(dev, MOAT_TOPIC_TELEMETRY, topic, sizeof(topic), NULL) != 0) {
 		return;
 	}
-	for (size_t i = 0; i < dev->queue.count && inflight < MOAT_AGENT_INFLIGHT_MAX; i++) {
+	for (size_t i = 0; i < dev->queue.count && inflight < dev->inflight_limit; i++) {
 		struct moat_queue_rec *r = moat_queue_at(&dev->queue, i);
 		if (r->acked) {
 			continue;
@@ -313,6 +314,13 @@ void moat_device_on_publish_refused(struct moat_device *dev, int mid, int reason
 		return; /* not telemetry (status, responses): nothing queued to keep */
 	}
 	dev->stats.errors++;
+	/* The broker's limit was reached: halve the window (once per back-off, for the burst
+	 * of refusals one full window brings), so a backlog replays near the rate the broker
+	 * takes instead of sending most of it twice. */
+	if (dev->now_ms >= dev->pump_hold_until_ms) {
+		dev->inflight_limit = dev->inflight_limit > 1 ? dev->inflight_limit / 2 : 1;
+		dev->acks_in_window = 0;
+	}
 	dev->pump_hold_until_ms = dev->now_ms + MOAT_AGENT_REFUSED_BACKOFF_MS;
 	if (r->refusals < MOAT_AGENT_REFUSALS_MAX) {
 		dlog(dev, MOAT_LOG_WARN, "event=telemetry_refused seq=%lld reason=0x%02x retry_in_ms=%d",
@@ -336,6 +344,14 @@ void moat_device_on_publish(struct moat_device *dev, int mid)
 	moat_err_clear(&err);
 	if (moat_queue_ack(&dev->queue, mid, &err)) {
 		dev->stats.telemetry_sent++;
+		/* one more in flight for every window's worth acknowledged (not counting what
+		 * was sent before the last refusal: those acks arrive during the back-off) */
+		if (dev->inflight_limit < MOAT_AGENT_INFLIGHT_MAX &&
+		    dev->now_ms >= dev->pump_hold_until_ms &&
+		    ++dev->acks_in_window >= dev->inflight_limit) {
+			dev->inflight_limit++;
+			dev->acks_in_window = 0;
+		}
 	}
 	if (err.code != 0) {
 		dev->stats.errors++;

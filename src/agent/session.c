@@ -370,6 +370,7 @@ static void begin_close(struct moat_session *s, int64_t now, bool restart)
 		s->offline_mid = 0;
 	}
 	s->state = MOAT_SESSION_CLOSING;
+	s->ack_wait_until_ms = now + CLOSE_ACK_WAIT_MS;
 	s->close_deadline_ms = now + CLOSE_TIMEOUT_MS;
 	send_disconnect_when_acked(s, now);
 }
@@ -378,9 +379,7 @@ static void begin_close(struct moat_session *s, int64_t now, bool restart)
  * CLOSE_ACK_WAIT_MS). */
 static void send_disconnect_when_acked(struct moat_session *s, int64_t now)
 {
-	if (s->disconnect_sent ||
-	    (s->offline_mid != 0 && now < s->close_deadline_ms - CLOSE_TIMEOUT_MS +
-						  CLOSE_ACK_WAIT_MS)) {
+	if (s->disconnect_sent || (s->offline_mid != 0 && now < s->ack_wait_until_ms)) {
 		return;
 	}
 	s->disconnect_sent = true;

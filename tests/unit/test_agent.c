@@ -422,6 +422,48 @@ static void dev_conf(struct moat_agent_conf *c, const char *state)
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s/%s", tmpdir, state);
 }
 
+/* A refusal (the broker's rate limit) halves how much a replaying device keeps in flight;
+ * acknowledgements grow it back one per window. */
+static void test_device_refusal_window(void **state)
+{
+	static struct fake f;
+	struct moat_device dev;
+	struct moat_agent_conf c;
+	struct moat_err err;
+	struct moat_device_io io = {fake_publish, fake_subscribe, fake_addr, &f};
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	dev_conf(&c, "dev-window");
+	assert_int_equal(moat_device_init(&dev, &c, &io, 0, &err), 0);
+	for (int64_t t = 0; t < 60; t++) {
+		moat_device_tick(&dev, t * 1000); /* 60 messages queued while offline */
+	}
+	assert_int_equal(dev.queue.count, 60);
+	assert_int_equal(moat_device_on_connect(&dev, 59500, &err), 0);
+	assert_int_equal(f.n, 1 + MOAT_AGENT_INFLIGHT_MAX); /* status, then a full window */
+
+	/* the first is refused, the others acknowledged: nothing more until the back-off */
+	moat_device_on_publish_refused(&dev, f.pubs[1].mid, 0x97);
+	for (size_t i = 2; i < f.n; i++) {
+		moat_device_on_publish(&dev, f.pubs[i].mid);
+	}
+	/* (the acknowledged ones stay behind the refused head until it is delivered: order) */
+	assert_int_equal(dev.queue.count, 60);
+	size_t before = f.n;
+	moat_device_tick(&dev, 59600);
+	assert_int_equal(f.n, before);
+	/* after it: half a window, the refused message first */
+	moat_device_tick(&dev, 60600);
+	assert_int_equal(f.n, before + MOAT_AGENT_INFLIGHT_MAX / 2);
+	assert_memory_equal(f.pubs[before].payload, f.pubs[1].payload, f.pubs[1].len);
+	/* a window acknowledged: one more may be in flight */
+	for (size_t i = before; i < f.n; i++) {
+		moat_device_on_publish(&dev, f.pubs[i].mid);
+	}
+	assert_int_equal(dev.inflight_limit, MOAT_AGENT_INFLIGHT_MAX / 2 + 1);
+	moat_device_free(&dev);
+}
+
 static void test_device_delivery(void **state)
 {
 	static struct fake f;
@@ -647,6 +689,7 @@ int main(void)
 		cmocka_unit_test(test_sensor_values),
 		cmocka_unit_test(test_queue),
 		cmocka_unit_test(test_device_delivery),
+		cmocka_unit_test(test_device_refusal_window),
 		cmocka_unit_test(test_device_commands),
 		cmocka_unit_test(test_check_cert),
 	};
