@@ -62,8 +62,10 @@ static int firmware_types(const struct moat_sim_firmware *fw,
 		size_t len = 0;
 		struct moat_manifest m;
 		if ((rc = moat_fs_read_all(fw->envelope[i], MOAT_ENVELOPE_MAX_BYTES, &text, &len,
-					   err)) == 0 &&
-		    (rc = moat_envelope_parse(text, len, env, err)) == 0) {
+					   err)) != 0) {
+			break; /* the message names the file */
+		}
+		if ((rc = moat_envelope_parse(text, len, env, err)) == 0) {
 			rc = moat_manifest_parse(env->payload, env->payload_len, &m, err);
 		}
 		free(text);

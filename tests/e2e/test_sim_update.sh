@@ -39,7 +39,27 @@ expect_fail "--firmware without --envelope" moat sim --devices 1 --prefix sim --
 expect_fail "a device type no --firmware is for" moat sim --devices 1 --prefix other --type other_type \
 	--firmware "$T/fw-1.0.0" --envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "no --firmware for device type other_type"
-pass "moat sim refuses firmware it cannot verify, --firmware alone, and a type without firmware"
+for jobs in 0 65 four; do
+	expect_fail "--update-jobs $jobs" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0" \
+		--envelope "$T/fw-1.0.0.json" --update-jobs "$jobs"
+	assert_contains "$errout" "--update-jobs"
+done
+expect_fail "an envelope that is not there" moat sim --devices 1 --prefix other --type other_type \
+	--firmware "$T/fw-1.0.0" --envelope "$T/missing.json" --duration 5s
+assert_contains "$errout" "missing.json"
+echo '{"payloadType":"x"' >"$T/garbage.json"
+expect_fail "an envelope that does not parse" moat sim --devices 1 --prefix other --type other_type \
+	--firmware "$T/fw-1.0.0" --envelope "$T/garbage.json" --duration 5s
+assert_contains "$errout" "garbage.json"
+many=()
+for _ in $(seq 17); do many+=(--firmware "$T/fw-1.0.0" --envelope "$T/fw-1.0.0.json"); done
+expect_fail "17 firmware pairs" moat sim --devices 1 --prefix sim "${many[@]}"
+assert_contains "$errout" "at most 16"
+ID1="$D/pki/identities/dev1"
+expect_fail "moat-update --probe without --report" moat-update --probe --state "$S" \
+	--server "https://localhost:$SERVER_PORT" --ca "$ID1/ca.crt" --cert "$ID1/cert.pem" --key "$ID1/key.pem"
+assert_contains "$errout" "usage"
+pass "moat sim refuses firmware it cannot verify or read, --firmware alone, a type without firmware, bad --update-jobs"
 
 sim_start() {
 	moat sim --devices 3 --prefix sim --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \

@@ -514,91 +514,6 @@ static void test_provision_verify(void **state)
 	assert_non_null(strstr(e.msg, "boot.state"));
 }
 
-static void test_confirm_on_disk(void **state)
-{
-	struct ctx *c = *state;
-	struct moat_boot_state st;
-	struct moat_manifest m;
-	struct moat_err e;
-	char path[256];
-
-	provision(c);
-	/* No trial: nothing to confirm. */
-	assert_int_equal(moat_slots_confirm(c->state, NULL, &e), MOAT_ESTATE);
-
-	/* Install 1.1.0 (security_version 4) into slot b by hand, stage it, confirm it. */
-	release(c, "1.1.0", 4, 7000);
-	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'b', "image", &e), 0);
-	assert_int_equal(rename(c->image, path), 0);
-	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'b', "envelope.json", &e),
-			 0);
-	assert_int_equal(rename(c->env, path), 0);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
-	struct moat_manifest staged = manifest(4, moat_time_now() - 10);
-	assert_int_equal(moat_boot_stage(&st, 'b', &staged, &e), 0);
-	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
-	assert_int_equal(moat_slots_confirm(c->state, &m, &e), 0);
-	assert_string_equal(m.version, "1.1.0");
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
-	assert_int_equal(st.active, 'b');
-	assert_int_equal(st.floor, 4);
-	/* Slot a (security_version 2) is below the new floor: it would not boot. */
-	assert_int_equal(moat_slots_verify(c->state, &st, 'a', NULL, NULL, &e), MOAT_EVERIFY);
-	/* The lock can be taken and released again. */
-	int fd = -1;
-	assert_int_equal(moat_slots_lock(c->state, &fd, &e), 0);
-	moat_slots_unlock(fd);
-}
-
-/* Copies slot a's release into slot b, as the updater would have installed it. */
-static void copy_a_to_b(struct ctx *c)
-{
-	char from[256], to[256];
-	const char *files[] = {"image", "envelope.json"};
-	struct moat_err e;
-
-	for (int i = 0; i < 2; i++) {
-		char *data = NULL;
-		size_t len = 0;
-		assert_int_equal(moat_slots_path(from, sizeof(from), c->state, 'a', files[i], &e),
-				 0);
-		assert_int_equal(moat_slots_path(to, sizeof(to), c->state, 'b', files[i], &e), 0);
-		assert_int_equal(moat_fs_read_all(from, 100000, &data, &len, &e), 0);
-		assert_int_equal(moat_fs_write_atomic(to, data, len, 0700, &e), 0);
-		free(data);
-	}
-}
-
-/* The confirm step the agent (and a simulated device) runs on its first connection. */
-static void test_confirm_trial(void **state)
-{
-	struct ctx *c = *state;
-	struct moat_boot_state st;
-	struct moat_manifest got;
-	struct moat_err e;
-
-	provision(c);
-	/* No trial: nothing to confirm. */
-	assert_int_equal(moat_slots_confirm(c->state, &got, &e), MOAT_ESTATE);
-
-	/* A trial pending (slot b holds a copy of slot a's release, as the updater would). */
-	copy_a_to_b(c);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
-	struct moat_manifest m = manifest(2, st.last_issued_at);
-	assert_int_equal(moat_boot_stage(&st, 'b', &m, &e), 0);
-	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
-
-	assert_int_equal(moat_slots_confirm(c->state, &got, &e), 0);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
-	assert_int_equal(st.active, 'b');
-	assert_int_equal(st.trial, 0);
-	/* A second call (the agent reconnected) finds no trial: MOAT_ESTATE, which the agent
-	 * takes as "already confirmed". */
-	assert_int_equal(moat_slots_confirm(c->state, &got, &e), MOAT_ESTATE);
-}
-
-/* ---- one boot: moat_boot_prepare ---- */
-
 /* Installs a new release (version, security_version) into slot b and stages it with
  * issued_at; returns nothing, asserts. */
 static void stage_b(struct ctx *c, const char *version, int64_t secver, int64_t issued_at)
@@ -618,6 +533,37 @@ static void stage_b(struct ctx *c, const char *version, int64_t secver, int64_t 
 	assert_int_equal(moat_boot_stage(&st, 'b', &m, &e), 0);
 	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
 }
+
+static void test_confirm_on_disk(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_boot_state st;
+	struct moat_manifest m;
+	struct moat_err e;
+
+	provision(c);
+	/* No trial: nothing to confirm. */
+	assert_int_equal(moat_slots_confirm(c->state, NULL, &e), MOAT_ESTATE);
+
+	/* Install 1.1.0 (security_version 4) into slot b, stage it, confirm it. */
+	stage_b(c, "1.1.0", 4, moat_time_now() - 10);
+	assert_int_equal(moat_slots_confirm(c->state, &m, &e), 0);
+	assert_string_equal(m.version, "1.1.0");
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	assert_int_equal(st.active, 'b');
+	assert_int_equal(st.floor, 4);
+	/* Slot a (security_version 2) is below the new floor: it would not boot. */
+	assert_int_equal(moat_slots_verify(c->state, &st, 'a', NULL, NULL, &e), MOAT_EVERIFY);
+	/* A second call (the agent reconnected) finds no trial: MOAT_ESTATE, which the agent
+	 * takes as "already confirmed". */
+	assert_int_equal(moat_slots_confirm(c->state, &m, &e), MOAT_ESTATE);
+	/* The lock can be taken and released again. */
+	int fd = -1;
+	assert_int_equal(moat_slots_lock(c->state, &fd, &e), 0);
+	moat_slots_unlock(fd);
+}
+
+/* ---- one boot: moat_boot_prepare ---- */
 
 /* Flips one byte of slot's image on disk. */
 static void corrupt(struct ctx *c, char slot)
@@ -1170,7 +1116,6 @@ int main(void)
 		cmocka_unit_test(test_power_fail),
 		cmocka_unit_test_setup_teardown(test_provision_verify, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_confirm_on_disk, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_confirm_trial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_prepare, setup, teardown),
 		cmocka_unit_test(test_report_roundtrip),
 		cmocka_unit_test(test_report_format_rejections),
