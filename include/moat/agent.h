@@ -313,7 +313,7 @@ void moat_device_respond(struct moat_device *dev, struct moat_msg_response *r);
 
 /* ---- signed updates in the agent and the simulator (update_client.c) ----
  * An update check (download, verification, staging) runs as a child process,
- * `moat-update --report` (src/boot/update_main.c), whose report lines the poll loop reads
+ * `moat-update --report` (src/device/update_main.c), whose report lines the poll loop reads
  * from a pipe: the session stays alive during a download, and the agent does not link the
  * HTTPS client. A check_update command is answered "accepted" at once, then with the
  * outcome; every step is also an update event on devices/ID/diagnostics (moatd's format:

@@ -1,7 +1,7 @@
 /* firmware.h: the operator's side of signed firmware (src/firmware): signing keys kept
- * encrypted at rest, the deployment's trust list, signing an image into an envelope, and
- * checking an image and envelope from files the way a device would (moat/manifest.h holds
- * the rules; this module only adds files and the clock-free plumbing around them).
+ * encrypted at rest, edits of the deployment's trust list, and signing an image into an
+ * envelope. Reading the trust list and checking an image the way a device does is
+ * moat/fwverify.h (the device side's one copy); moat/manifest.h holds the rules.
  *
  * The keys directory (firmware/keys/ of a deployment) holds:
  *   <keyid>.key   the private key, PKCS#8 encrypted with AES-256-CBC under scrypt, 0600
@@ -20,12 +20,12 @@
 #include <openssl/types.h>
 
 #include "moat/err.h"
+#include "moat/fwverify.h"
 #include "moat/manifest.h"
 
 #define MOAT_FW_KEYS_DIR "firmware/keys"
 #define MOAT_FW_TRUST_FILE "trust.json"
 #define MOAT_FW_KEYID_MIN_PREFIX 8 /* shortest key id prefix accepted on a command line */
-#define MOAT_FW_IO_BUF_BYTES (1u << 20)
 
 /* Generates a key of type, writes <keyid>.key (encrypted under passphrase, at least
  * MOAT_PASSPHRASE_MIN_LEN characters) and <keyid>.pub, and adds it to trust.json (created
@@ -47,9 +47,7 @@ MOAT_MUST_CHECK int moat_fwkeys_load_private(const char *keys_dir, const char *k
 					     const char *passphrase, EVP_PKEY **out_key,
 					     struct moat_err *err);
 
-/* trust.json of keys_dir. A missing file is MOAT_ENOENT. */
-MOAT_MUST_CHECK int moat_fwtrust_load(const char *path, struct moat_fw_trust *out,
-				      struct moat_err *err);
+/* Writes trust.json atomically (0644: public keys only). */
 MOAT_MUST_CHECK int moat_fwtrust_save(const char *path, const struct moat_fw_trust *trust,
 				      struct moat_err *err);
 
@@ -63,10 +61,6 @@ MOAT_MUST_CHECK int moat_fwkeys_set_threshold(const char *keys_dir, int threshol
 MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
 				       struct moat_err *err);
 
-/* SHA-256 and size of a regular file, read in MOAT_FW_IO_BUF_BYTES chunks. Refuses files
- * over MOAT_FW_IMAGE_MAX_BYTES and empty files. */
-MOAT_MUST_CHECK int moat_fw_image_digest(const char *path, uint8_t out_sha256[MOAT_SHA256_BYTES],
-					 uint64_t *out_size, struct moat_err *err);
 
 struct moat_fw_sign_req {
 	const char *image_path;
@@ -83,13 +77,5 @@ MOAT_MUST_CHECK int moat_fw_sign_image(const struct moat_fw_sign_req *req, EVP_P
 				       size_t key_count, struct moat_manifest *out_manifest,
 				       char **out_json, size_t *out_len, struct moat_err *err);
 
-/* What a device decides for this image and envelope: moat_fw_decide on the envelope, then,
- * when it accepts, the image streamed through moat_fw_stream (never read past the
- * manifest's size). An unreadable image is MOAT_FW_SIZE_MISMATCH with the reason. */
-enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *envelope_json,
-					  size_t len, const struct moat_fw_trust *trust,
-					  const struct moat_fw_policy *policy,
-					  struct moat_manifest *out_manifest,
-					  struct moat_fw_decision *out);
 
 #endif

@@ -1,5 +1,5 @@
 /* opclient.h: an operator's (or service's) MQTT session, for `moat cmd` and `moat watch`
- * (src/agent/opclient.c). It connects as an identity of the deployment with that
+ * (src/fleet/opclient.c). It connects as an identity of the deployment with that
  * identity's certificate, verifying the broker against the deployment CA and its host
  * name, like every moat client; it never turns verification off.
  *

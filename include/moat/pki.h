@@ -19,11 +19,10 @@
 
 #include <openssl/types.h>
 
+#include "moat/certinfo.h"
 #include "moat/err.h"
 #include "moat/identity.h"
 
-#define MOAT_SERIAL_BYTES 16 /* 126 random bits; the first byte is 01xxxxxx: positive, fixed length */
-#define MOAT_SERIAL_HEX_LEN (MOAT_SERIAL_BYTES * 2 + 1)
 #define MOAT_PASSPHRASE_MIN_LEN 8
 #define MOAT_PASSPHRASE_MAX_LEN 1024
 
@@ -120,18 +119,6 @@ MOAT_MUST_CHECK int moat_pki_crl_build(const struct moat_ca *ca,
 				       int64_t crl_number, int64_t now, int64_t days,
 				       char **out_pem, size_t *out_len, struct moat_err *err);
 
-/* Reads a PEM certificate file: CN, serial (hex), validity. */
-struct moat_cert_info {
-	char cn[256];
-	char ou[64];
-	char serial_hex[MOAT_SERIAL_HEX_LEN * 2];
-	int64_t not_before;
-	int64_t not_after;
-};
-MOAT_MUST_CHECK int moat_pki_cert_info_file(const char *path, struct moat_cert_info *out,
-					    struct moat_err *err);
-MOAT_MUST_CHECK int moat_pki_cert_info(X509 *cert, struct moat_cert_info *out,
-				       struct moat_err *err);
 
 /* PKCS#12 of key + cert + CA, AES-256 + SHA-256 MAC, protected by password. */
 MOAT_MUST_CHECK int moat_pki_export_p12(const char *cert_pem, const char *key_pem,

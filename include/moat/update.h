@@ -1,4 +1,4 @@
-/* update.h: the device side of signed updates (src/update/): A/B slots, the boot state,
+/* update.h: the device side of signed updates (src/device/): A/B slots, the boot state,
  * the updater that fetches a release from moatd over mutual TLS, and what moat-boot needs to
  * start only verified images.
  *

@@ -46,7 +46,7 @@ static int check_file(struct expiring_ctx *c, struct moat_deploy *d, const char 
 	struct moat_cert_info info;
 	int rc;
 	if ((rc = moat_deploy_path(d, p, sizeof(p), rel, err)) != 0 ||
-	    (rc = moat_pki_cert_info_file(p, &info, err)) != 0) {
+	    (rc = moat_cert_info_file(p, &info, err)) != 0) {
 		return rc;
 	}
 	if (info.not_after <= c->limit) {

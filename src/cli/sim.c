@@ -1,6 +1,6 @@
 /* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]` (or `moat sim
  * ID...` for named devices, such as the tutorial's three in `make run`): N simulated
- * devices in one process, each the same device code as moat-agent (src/agent). Devices
+ * devices in one process, each the same device code as moat-agent (src/device). Devices
  * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
  * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
  * terminal a status line shows connected devices, messages/s and errors live.

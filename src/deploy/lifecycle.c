@@ -163,7 +163,7 @@ int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err 
 	struct moat_cert_info info;
 	struct moat_identity ident;
 	bool committed = false;
-	if (moat_fs_exists(next_cert) && moat_pki_cert_info_file(next_cert, &info, NULL) == 0 &&
+	if (moat_fs_exists(next_cert) && moat_cert_info_file(next_cert, &info, NULL) == 0 &&
 	    strcmp(info.cn, id) == 0) {
 		rc = moat_registry_identity_get(d->reg, id, &ident, err);
 		if (rc != 0) {

@@ -145,7 +145,7 @@ int moat_pki_ca_load(const char *cert_path, const char *key_path, const char *pa
 		goto out;
 	}
 	bio = BIO_new_mem_buf(text, (int)len);
-	if (!bio || !(ca->cert = PEM_read_bio_X509(bio, NULL, pki_no_passphrase, NULL))) {
+	if (!bio || !(ca->cert = PEM_read_bio_X509(bio, NULL, moat_pem_no_passphrase, NULL))) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: not a PEM certificate", cert_path);
 		goto out;
 	}

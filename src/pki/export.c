@@ -23,19 +23,19 @@ int moat_pki_export_p12(const char *cert_pem, const char *key_pem, const char *c
 	unsigned char *der = NULL;
 
 	if ((b = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
-	    (cert = PEM_read_bio_X509(b, NULL, pki_no_passphrase, NULL)) == NULL) {
+	    (cert = PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL)) == NULL) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: certificate", name);
 		goto out;
 	}
 	BIO_free(b);
 	if ((b = BIO_new_mem_buf(key_pem, -1)) == NULL ||
-	    (key = PEM_read_bio_PrivateKey(b, NULL, pki_no_passphrase, NULL)) == NULL) {
+	    (key = PEM_read_bio_PrivateKey(b, NULL, moat_pem_no_passphrase, NULL)) == NULL) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: key", name);
 		goto out;
 	}
 	BIO_free(b);
 	if ((b = BIO_new_mem_buf(ca_pem, -1)) == NULL ||
-	    (ca = PEM_read_bio_X509(b, NULL, pki_no_passphrase, NULL)) == NULL ||
+	    (ca = PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL)) == NULL ||
 	    (chain = sk_X509_new_null()) == NULL || !sk_X509_push(chain, ca)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: CA certificate", name);
 		goto out;

@@ -23,12 +23,8 @@ int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t co
 int pki_cert_pem(X509 *cert, char **out_pem, size_t *out_len, struct moat_err *err);
 /* Moves a memory BIO's contents into a NUL-terminated malloc'd string. */
 int pki_bio_take(BIO *bio, char **out, size_t *out_len, struct moat_err *err);
-int64_t pki_asn1_time_to_unix(const ASN1_TIME *t);
 /* MOAT_EINVAL unless key is of a type moat issues (P-256, RSA of 2048 bits or more). */
 int pki_key_check(EVP_PKEY *key, struct moat_err *err);
-/* pem_password_cb that supplies no passphrase: passed wherever moat reads a PEM that must
- * not be encrypted, because a NULL callback makes OpenSSL prompt on the terminal. */
-int pki_no_passphrase(char *buf, int size, int rwflag, void *u);
 
 /* P-256 fast path (p256.c): true when key is an EC key on prime256v1. */
 bool pki_is_p256(EVP_PKEY *key);

@@ -1,7 +1,7 @@
 /* ingest.c: moatd's MQTT side: a thread with its own deployment handle (so its own
  * registry connection; SQLite serializes it against the HTTPS thread and the CLI) that
  * listens to devices' diagnostics as the service identity and records update events.
- * The session is moat_opclient's (src/agent/opclient.c), the same verified TLS client
+ * The session is moat_opclient's (src/fleet/opclient.c), the same verified TLS client
  * `moat watch` uses; this file adds only reconnection and the event handling.
  */
 #include <pthread.h>

@@ -5,7 +5,7 @@ set -euo pipefail
 
 : "${MOAT_BUILD:?run through ctest (MOAT_BUILD unset)}"
 : "${MOAT_SRC:?run through ctest (MOAT_SRC unset)}"
-export PATH="$MOAT_BUILD:$MOAT_BUILD/src/agent:$MOAT_BUILD/src/server:$PATH"
+export PATH="$MOAT_BUILD:$PATH"
 export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 

@@ -1,4 +1,4 @@
-/* fuzz_agentconf.c: the moat-agent INI file (src/agent/conf.c) and the other untrusted
+/* fuzz_agentconf.c: the moat-agent INI file (src/device/conf.c) and the other untrusted
  * text the agent reads (sensor values, and the queue file through moat_queue_open is
  * covered by its unit tests). Invariants: a refusal always says why and leaves the
  * configuration at its defaults (no id); an accepted configuration is within every bound

@@ -1,5 +1,5 @@
 /* fuzz_pem.c: reading certificates from files, as moat does for ca.crt, identity
- * certificates and imported ones: moat_pki_cert_info_file, moat_pki_ca_load (certificate
+ * certificates and imported ones: moat_cert_info_file, moat_pki_ca_load (certificate
  * only: the key file is moat's own and encrypted) and the PEM checks of the C-header
  * export. The input is written to a private temporary file once per run. */
 #include <stdint.h>
@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct moat_err err;
 	struct moat_cert_info info;
-	if (moat_pki_cert_info_file(path, &info, &err) == 0) {
+	if (moat_cert_info_file(path, &info, &err) == 0) {
 		if (strnlen(info.cn, sizeof(info.cn)) == sizeof(info.cn) ||
 		    strnlen(info.ou, sizeof(info.ou)) == sizeof(info.ou) ||
 		    strnlen(info.serial_hex, sizeof(info.serial_hex)) == sizeof(info.serial_hex)) {

@@ -1,4 +1,4 @@
-/* fuzz_slotstate.c: the boot.state parser (src/update/bootstate.c). Whatever parses must
+/* fuzz_slotstate.c: the boot.state parser (src/device/bootstate.c). Whatever parses must
  * format back to exactly the input (the format is canonical: version 1 without a reverted
  * trial, version 2 with one), except a version 2 file with reverted_issued_at=0, which
  * formats as version 1 and parses to the same state; every state the machine derives

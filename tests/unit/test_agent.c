@@ -1,4 +1,4 @@
-/* test_agent.c: the device side (src/agent) without a network: the agent's INI file and
+/* test_agent.c: the device side (src/device) without a network: the agent's INI file and
  * every way it is refused, sensor values, the offline queue (reload, a crash mid-append,
  * garbage lines, the bound, compaction), the device behaviour driven through a fake
  * struct moat_device_io (telemetry, redelivery after a lost connection is byte-identical,

@@ -265,7 +265,7 @@ static void test_revoke_and_renew(void **state)
 	char p[256];
 	struct moat_cert_info info;
 	snprintf(p, sizeof(p), "%s/pki/identities/r1/cert.pem", f->dir);
-	assert_int_equal(moat_pki_cert_info_file(p, &info, &err), 0);
+	assert_int_equal(moat_cert_info_file(p, &info, &err), 0);
 	assert_string_equal(info.serial_hex, after.serial_hex);
 	snprintf(p, sizeof(p), "%s/pki/identities/r1/.next", f->dir);
 	assert_false(moat_fs_exists(p));

@@ -314,7 +314,7 @@ static void test_ca_create(void **state)
 	/* valid now, for the requested number of days */
 	struct moat_cert_info info;
 	struct moat_err err;
-	assert_int_equal(moat_pki_cert_info(c, &info, &err), 0);
+	assert_int_equal(moat_cert_info(c, &info, &err), 0);
 	assert_true(info.not_before <= now && info.not_before >= now - 120);
 	assert_int_equal(info.not_after, now + 365 * 86400);
 }
@@ -514,7 +514,7 @@ static void test_issue_client(void **state)
 	X509_free(again);
 
 	struct moat_cert_info info;
-	assert_int_equal(moat_pki_cert_info(c, &info, &err), 0);
+	assert_int_equal(moat_cert_info(c, &info, &err), 0);
 	assert_string_equal(info.cn, "sensor-001");
 	assert_string_equal(info.ou, "device");
 	assert_string_equal(info.serial_hex, hex);
@@ -835,7 +835,7 @@ static void test_cert_info_file(void **state)
 	tmp_path(path, sizeof(path), "reader.pem");
 	write_file(path, is.cert_pem);
 	struct moat_cert_info info;
-	assert_int_equal(moat_pki_cert_info_file(path, &info, &err), 0);
+	assert_int_equal(moat_cert_info_file(path, &info, &err), 0);
 	assert_string_equal(info.cn, "reader");
 	assert_string_equal(info.ou, "service");
 	assert_string_equal(info.serial_hex, hex);
@@ -844,7 +844,7 @@ static void test_cert_info_file(void **state)
 	moat_pki_issued_free(&is);
 
 	tmp_path(path, sizeof(path), "missing.pem");
-	assert_int_equal(moat_pki_cert_info_file(path, &info, &err), MOAT_ENOENT);
+	assert_int_equal(moat_cert_info_file(path, &info, &err), MOAT_ENOENT);
 	static const char *const bad[] = {
 		"",
 		"hello\n",
@@ -859,7 +859,7 @@ static void test_cert_info_file(void **state)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		write_file(path, bad[i]);
 		moat_err_clear(&err);
-		assert_int_equal(moat_pki_cert_info_file(path, &info, &err), MOAT_EINVAL);
+		assert_int_equal(moat_cert_info_file(path, &info, &err), MOAT_EINVAL);
 		assert_non_null(strstr(err.msg, "bad.pem: not a PEM certificate"));
 	}
 	assert_int_equal(ERR_peek_error(), 0);
@@ -898,7 +898,7 @@ static void test_encrypted_pem_never_prompts(void **state)
 		struct moat_cert_info info;
 		struct moat_ca *ca = NULL;
 		struct moat_err cerr;
-		int a = moat_pki_cert_info_file(path, &info, &cerr);
+		int a = moat_cert_info_file(path, &info, &cerr);
 		int b = moat_pki_ca_load(path, path, NULL, &ca, &cerr);
 		_exit(a == MOAT_EINVAL && b == MOAT_ECRYPTO ? 0 : 11);
 	}

@@ -1,4 +1,4 @@
-/* test_update.c: src/update: the boot.state parser and writer (every rejection path, and
+/* test_update.c: src/device: the boot.state parser and writer (every rejection path, and
  * version 1 files), the pure slot state machine (stage, select, confirm, revert recording
  * the reverted issued_at; a "power fail" after every state write of an update and its
  * boot), the state directory on disk: provisioning, verification into a sealed memfd,

@@ -1,4 +1,4 @@
-/* update_internal.h: the HTTPS client the updater uses (fetch.c), shared inside src/update/
+/* update_internal.h: the HTTPS client the updater uses (fetch.c), shared inside src/device/
  * only. Every request verifies the server against the deployment CA alone, by host name,
  * and presents the device's certificate.
  */

@@ -1,4 +1,4 @@
-/* info.c: reading back what a certificate says (CN, OU, serial, validity). */
+/* certinfo.c: reading back what a certificate says (CN, OU, serial, validity). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -6,10 +6,10 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "moat/certinfo.h"
 #include "moat/fsutil.h"
-#include "pki_internal.h"
 
-int64_t pki_asn1_time_to_unix(const ASN1_TIME *t)
+int64_t moat_asn1_time_to_unix(const ASN1_TIME *t)
 {
 	struct tm tm;
 	if (!t || !ASN1_TIME_to_tm(t, &tm)) {
@@ -18,7 +18,7 @@ int64_t pki_asn1_time_to_unix(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
-int pki_no_passphrase(char *buf, int size, int rwflag, void *u)
+int moat_pem_no_passphrase(char *buf, int size, int rwflag, void *u)
 {
 	(void)buf;
 	(void)size;
@@ -27,7 +27,7 @@ int pki_no_passphrase(char *buf, int size, int rwflag, void *u)
 	return -1;
 }
 
-int moat_pki_cert_info(X509 *cert, struct moat_cert_info *out, struct moat_err *err)
+int moat_cert_info(X509 *cert, struct moat_cert_info *out, struct moat_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	X509_NAME *subj = X509_get_subject_name(cert);
@@ -50,25 +50,25 @@ int moat_pki_cert_info(X509 *cert, struct moat_cert_info *out, struct moat_err *
 	}
 	out->serial_hex[i] = '\0';
 	OPENSSL_free(hex);
-	out->not_before = pki_asn1_time_to_unix(X509_get0_notBefore(cert));
-	out->not_after = pki_asn1_time_to_unix(X509_get0_notAfter(cert));
+	out->not_before = moat_asn1_time_to_unix(X509_get0_notBefore(cert));
+	out->not_after = moat_asn1_time_to_unix(X509_get0_notAfter(cert));
 	return 0;
 }
 
-int moat_pki_cert_info_file(const char *path, struct moat_cert_info *out, struct moat_err *err)
+int moat_cert_info_file(const char *path, struct moat_cert_info *out, struct moat_err *err)
 {
 	char *text = NULL;
 	size_t len = 0;
-	int rc = moat_fs_read_all(path, 1024 * 1024, &text, &len, err);
+	int rc = moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &text, &len, err);
 	if (rc != 0) {
 		return rc;
 	}
 	BIO *b = BIO_new_mem_buf(text, (int)len);
-	X509 *cert = b ? PEM_read_bio_X509(b, NULL, pki_no_passphrase, NULL) : NULL;
+	X509 *cert = b ? PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL) : NULL;
 	if (!cert) {
 		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM certificate", path);
 	} else {
-		rc = moat_pki_cert_info(cert, out, err);
+		rc = moat_cert_info(cert, out, err);
 	}
 	X509_free(cert);
 	BIO_free(b);

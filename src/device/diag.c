@@ -16,7 +16,7 @@
 #include <time.h>
 
 #include "moat/agent.h"
-#include "moat/pki.h"
+#include "moat/certinfo.h"
 #include "moat/timeutil.h"
 
 int moat_agent_check_cert(const char *cert_path, int64_t now, int64_t *out_not_after,
@@ -24,7 +24,7 @@ int moat_agent_check_cert(const char *cert_path, int64_t now, int64_t *out_not_a
 {
 	struct moat_cert_info info;
 	char a[MOAT_TIME_ISO_LEN], b[MOAT_TIME_ISO_LEN];
-	int rc = moat_pki_cert_info_file(cert_path, &info, err);
+	int rc = moat_cert_info_file(cert_path, &info, err);
 	if (rc != 0) {
 		return rc;
 	}

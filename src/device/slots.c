@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "moat/firmware.h"
+#include "moat/fwverify.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
