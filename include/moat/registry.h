@@ -1,11 +1,14 @@
-/* registry.h: the SQLite registry, the deployment's source of truth.
+/* registry.h: the SQLite registry, the deployment's source of truth, and the only code that
+ * speaks SQL: every table is read and written through the functions below.
  *
  * Tables (see src/registry/schema.c, migrations applied on open, PRAGMA user_version):
  *   identities(id, role, device_type, status, created_at)
  *   certificates(serial, identity, not_before, not_after, status, revoked_at, reason, pem)
  *   meta(key, value)                 crl_number and other counters
- * Later modules add their own tables by appending a migration to schema.c; they may run
- * their own statements on moat_registry_db().
+ *   releases, release_devices        published firmware and the devices a list rollout names
+ *   update_events, device_firmware   what devices reported of their updates, what they run
+ * A new table comes with a migration appended to schema.c and its functions here, in a
+ * file of src/registry of its own; no caller ever sees an SQL handle or statement.
  *
  * Contract: every function runs inside the caller's transaction when one is open
  * (moat_registry_begin), otherwise in its own. The registry never touches files other than
@@ -20,10 +23,10 @@
 
 #include "moat/err.h"
 #include "moat/identity.h"
+#include "moat/manifest.h"
 #include "moat/pki.h"
 
 struct moat_registry;
-struct sqlite3;
 
 enum moat_identity_status {
 	MOAT_ID_ACTIVE = 0,
@@ -60,7 +63,6 @@ struct moat_cert_row {
 MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
 				       struct moat_registry **out_reg, struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
-struct sqlite3 *moat_registry_db(struct moat_registry *reg);
 
 MOAT_MUST_CHECK int moat_registry_begin(struct moat_registry *reg, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_commit(struct moat_registry *reg, struct moat_err *err);
@@ -111,5 +113,96 @@ MOAT_MUST_CHECK int moat_registry_meta_get_int(struct moat_registry *reg, const 
 					       int64_t *out, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_meta_set_int(struct moat_registry *reg, const char *key,
 					       int64_t value, struct moat_err *err);
+
+/* ---- firmware releases (src/registry/releases.c) ---- */
+
+#define MOAT_ROLLOUT_PERCENT_MAX 100
+#define MOAT_ROLLOUT_DEVICES_MAX 10000
+
+struct moat_release {
+	char sha256_hex[MOAT_SHA256_HEX_LEN + 1];
+	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	char version[MOAT_FW_VERSION_MAX_LEN + 1];
+	int64_t security_version;
+	uint64_t size;
+	int64_t issued_at;
+	int64_t expires_at;
+	int64_t published_at;
+	int rollout_percent; /* 0..100; -1: only the devices listed for it */
+	size_t device_count; /* listed devices (rollout_percent == -1) */
+};
+
+/* Records a release and, for rollout_percent == -1, its devices (each an identity name),
+ * all in one transaction of its own (the caller MUST NOT hold one open): on failure no row
+ * is written. MOAT_EINVAL for a rollout that does not fit the device list, a size past
+ * INT64_MAX, or a listed device named twice or not registered; MOAT_EEXIST when the
+ * sha256 or (type, version) is already published. */
+MOAT_MUST_CHECK int moat_registry_release_insert(struct moat_registry *reg,
+						 const struct moat_release *r, char *const *devices,
+						 size_t device_count, struct moat_err *err);
+/* MOAT_ENOENT when no release has this digest. */
+MOAT_MUST_CHECK int moat_registry_release_get(struct moat_registry *reg, const char *sha256_hex,
+					      struct moat_release *out, struct moat_err *err);
+typedef int (*moat_release_cb)(const struct moat_release *r, void *ctx);
+/* Every release (device_type NULL) or those of one type, by type then publication. A
+ * non-zero return from cb stops the walk and is returned. */
+MOAT_MUST_CHECK int moat_registry_release_foreach(struct moat_registry *reg,
+						  const char *device_type, moat_release_cb cb,
+						  void *ctx, struct moat_err *err);
+/* Is device_id on the device list of the release sha256_hex? (false for a release without
+ * a list, or none with that digest.) */
+MOAT_MUST_CHECK int moat_registry_release_lists(struct moat_registry *reg, const char *sha256_hex,
+						const char *device_id, bool *out_listed,
+						struct moat_err *err);
+
+/* ---- devices' update events (src/registry/update_events.c) ---- */
+
+#define MOAT_UPDATE_REASON_MAX_LEN 200
+#define MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE 100 /* older events of a device are pruned */
+
+/* The stages a device reports; their names are what update_events.stage holds. */
+enum moat_update_stage {
+	MOAT_UPD_CHECKED = 0,
+	MOAT_UPD_DOWNLOADING,
+	MOAT_UPD_VERIFIED,
+	MOAT_UPD_INSTALLED,
+	MOAT_UPD_CONFIRMED,
+	MOAT_UPD_REVERTED,
+	MOAT_UPD_REFUSED,
+};
+#define MOAT_UPDATE_STAGE_COUNT 7
+/* "unknown" for a value outside the enum. */
+const char *moat_update_stage_name(enum moat_update_stage st);
+/* MOAT_EINVAL for a text that names no stage (NULL included). */
+MOAT_MUST_CHECK int moat_update_stage_parse(const char *text, enum moat_update_stage *out,
+					    struct moat_err *err);
+
+struct moat_update_event {
+	char device[MOAT_ID_BUF_LEN];
+	enum moat_update_stage stage;
+	char version[MOAT_FW_VERSION_MAX_LEN + 1];   /* the release concerned; may be empty */
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];   /* what the device runs now; may be empty */
+	char reason[MOAT_UPDATE_REASON_MAX_LEN + 1]; /* refused/reverted: why; else empty */
+	int64_t at;				     /* when moatd recorded it */
+};
+
+/* Records an event and, when ev->running is set, the version the device runs, in one
+ * transaction of its own (the caller MUST NOT hold one open). Keeps the last
+ * MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE events of each device, so a chatty device cannot grow
+ * the registry without bound. MOAT_ENOENT when ev->device is not a registered identity. */
+MOAT_MUST_CHECK int moat_registry_update_event_record(struct moat_registry *reg,
+						      const struct moat_update_event *ev,
+						      struct moat_err *err);
+typedef int (*moat_update_event_cb)(const struct moat_update_event *ev, void *ctx);
+/* The last `limit` events of a device, newest first. A non-zero return from cb stops the
+ * walk and is returned. */
+MOAT_MUST_CHECK int moat_registry_update_event_foreach(struct moat_registry *reg,
+						       const char *device_id, int limit,
+						       moat_update_event_cb cb, void *ctx,
+						       struct moat_err *err);
+/* The version a device last reported running; "" when never. */
+MOAT_MUST_CHECK int moat_registry_running_version(struct moat_registry *reg, const char *device_id,
+						  char out[MOAT_FW_VERSION_MAX_LEN + 1],
+						  struct moat_err *err);
 
 #endif

@@ -1,12 +1,6 @@
-/* server.h: moatd, the update service (src/server/), and the release store it shares with
- * `moat fw publish|list|status`.
- *
- * Releases: `moat fw publish` verifies an envelope and its image against the deployment's
- * trust list, copies both to firmware/releases/<type>/<version>/{image.bin,envelope.json}
- * (atomically, the copy re-hashed while written) and then records the release in the
- * registry (tables releases, release_devices, update_events, device_firmware; see
- * src/registry/schema.c). A release reaches a device when its rollout includes it: either
- * a percentage (moat_rollout_bucket(sha256, id) < percent) or an explicit list of ids.
+/* server.h: moatd, the update service (src/server/): starting and stopping its HTTPS
+ * service and its MQTT ingest of update events (moatd_main.c), and finding and supervising
+ * the moatd executable for `moat up` (locate.c).
  *
  * HTTP API (HTTPS, mutual TLS against the deployment CA; the caller is its certificate's CN):
  *   GET /api/firmware/version[?current=V]   200 + the signed envelope of the newest release
@@ -17,180 +11,23 @@
  *   GET /api/firmware/download/<sha256>     the image; Range: bytes=a-b|a-|-n (one range),
  *                                           206/416; never a byte past the release's size
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
+ * Which release is offered: release.h; request parsing: http_parse.h; update events:
+ * update_event.h.
  *
- * Update events: devices publish {"event":"update","stage":S,...} on devices/{id}/diagnostics
- * (see moat_update_event_parse); moatd records them; `moat fw status` shows them.
- *
- * The parsers here (moat_http_route_parse, moat_http_range_parse, moat_update_event_parse)
- * are pure and bounded, and fuzzed (tests/fuzz/fuzz_http*.c).
+ * Contract: a started service owns its thread and what it opened (the deployment, keys,
+ * connections) until the matching stop, which ends the thread and frees them; stop
+ * accepts NULL. The services log (moat_log) and never print.
  */
 #ifndef MOAT_SERVER_H
 #define MOAT_SERVER_H
 
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "moat/err.h"
-#include "moat/identity.h"
-#include "moat/manifest.h"
-#include "moat/registry.h"
 
-#define MOAT_RELEASES_DIR "firmware/releases"
-#define MOAT_RELEASE_IMAGE_FILE "image.bin"
-#define MOAT_RELEASE_ENVELOPE_FILE "envelope.json"
 /* The tutorial's firmware sends both headers: keep their names so it works unchanged. */
 #define MOAT_SERVER_DEVICE_HEADER "X-Device-ID"
 #define MOAT_SERVER_VERSION_HEADER "X-Current-Version"
-#define MOAT_HTTP_URL_MAX_LEN 256
-#define MOAT_HTTP_RANGE_MAX_LEN 128
-#define MOAT_ROLLOUT_PERCENT_MAX 100
-#define MOAT_ROLLOUT_DEVICES_MAX 10000
-#define MOAT_UPDATE_EVENT_MAX_BYTES 2048u
-#define MOAT_UPDATE_REASON_MAX_LEN 200
-#define MOAT_STATUS_EVENTS_PER_DEVICE 5
-#define MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE 100 /* older events of a device are pruned */
-
-/* ---- pure request parsing (src/server/http_parse.c) ---- */
-
-enum moat_http_route {
-	MOAT_ROUTE_NOT_FOUND = 0,
-	MOAT_ROUTE_VERSION,  /* /api/firmware/version */
-	MOAT_ROUTE_DOWNLOAD, /* /api/firmware/download/<64 lower-case hex> */
-};
-
-/* Maps a request path (no query string) to a route. Only the exact paths above match:
- * no "..", no "//", no trailing slash, no percent escapes, at most MOAT_HTTP_URL_MAX_LEN
- * bytes. For MOAT_ROUTE_DOWNLOAD out_sha256 (may be NULL) receives the digest. */
-enum moat_http_route moat_http_route_parse(const char *path, uint8_t out_sha256[MOAT_SHA256_BYTES]);
-
-enum moat_range_result {
-	MOAT_RANGE_NONE = 0,	  /* no Range header: the whole image (200) */
-	MOAT_RANGE_OK,		  /* one satisfiable range (206) */
-	MOAT_RANGE_MALFORMED,	  /* syntax, several ranges, another unit (400) */
-	MOAT_RANGE_UNSATISFIABLE, /* starts at or past the end (416) */
-};
-
-/* Parses a Range header value (NULL: none) against an image of size bytes (>= 1):
- * "bytes=A-B", "bytes=A-", "bytes=-N". B past the end is clamped to size - 1, so
- * [*out_start, *out_start + *out_len) always lies inside the image. */
-enum moat_range_result moat_http_range_parse(const char *value, uint64_t size, uint64_t *out_start,
-					     uint64_t *out_len);
-
-/* ---- rollout (pure) ---- */
-
-/* A stable bucket 0..99 for (release, device): the first 8 bytes of
- * SHA-256(sha256 || device_id), big-endian, mod 100. */
-unsigned moat_rollout_bucket(const uint8_t sha256[MOAT_SHA256_BYTES], const char *device_id);
-
-/* ---- update events (pure parsing) ---- */
-
-enum moat_update_stage {
-	MOAT_UPD_CHECKED = 0,
-	MOAT_UPD_DOWNLOADING,
-	MOAT_UPD_VERIFIED,
-	MOAT_UPD_INSTALLED,
-	MOAT_UPD_CONFIRMED,
-	MOAT_UPD_REVERTED,
-	MOAT_UPD_REFUSED,
-};
-#define MOAT_UPDATE_STAGE_COUNT 7
-const char *moat_update_stage_name(enum moat_update_stage st);
-MOAT_MUST_CHECK int moat_update_stage_parse(const char *text, enum moat_update_stage *out,
-					    struct moat_err *err);
-
-struct moat_update_event {
-	char device[MOAT_ID_BUF_LEN];
-	enum moat_update_stage stage;
-	char version[MOAT_FW_VERSION_MAX_LEN + 1];   /* the release concerned; may be empty */
-	char running[MOAT_FW_VERSION_MAX_LEN + 1];   /* what the device runs now; may be empty */
-	char reason[MOAT_UPDATE_REASON_MAX_LEN + 1]; /* refused/reverted: why; else empty */
-	int64_t at;				     /* when moatd recorded it */
-};
-
-/* Parses the JSON a device publishes on devices/{id}/diagnostics for an update event:
- *   {"event":"update","stage":"installed","version":"1.2.0","running":"1.1.0",
- *    "reason":"bad_signature","timestamp":N}
- * "event" and "stage" are required; versions must be semantic versions; reason is printable
- * ASCII; unknown or duplicate fields are refused. MOAT_ENOENT (not an error to log) when
- * the JSON is an object whose "event" is not "update". device and at are not touched
- * (the caller sets them from the topic and its clock). */
-MOAT_MUST_CHECK int moat_update_event_parse(const void *json, size_t len,
-					    struct moat_update_event *out, struct moat_err *err);
-
-/* ---- the release store (registry; src/server/releases.c) ---- */
-
-struct moat_release {
-	char sha256_hex[MOAT_SHA256_HEX_LEN + 1];
-	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
-	char version[MOAT_FW_VERSION_MAX_LEN + 1];
-	int64_t security_version;
-	uint64_t size;
-	int64_t issued_at;
-	int64_t expires_at;
-	int64_t published_at;
-	int rollout_percent; /* 0..100; -1: only the devices listed for it */
-	size_t device_count; /* listed devices (rollout_percent == -1) */
-};
-
-/* Records a release and, for rollout_percent == -1, its devices (each an identity name).
- * MOAT_EEXIST when the sha256 or (type, version) is already published. */
-MOAT_MUST_CHECK int moat_release_insert(struct moat_registry *reg, const struct moat_release *r,
-					char *const *devices, size_t device_count,
-					struct moat_err *err);
-/* MOAT_ENOENT when no release has this digest. */
-MOAT_MUST_CHECK int moat_release_get(struct moat_registry *reg, const char *sha256_hex,
-				     struct moat_release *out, struct moat_err *err);
-typedef int (*moat_release_cb)(const struct moat_release *r, void *ctx);
-/* Every release (device_type NULL) or those of one type, by type then publication. */
-MOAT_MUST_CHECK int moat_release_foreach(struct moat_registry *reg, const char *device_type,
-					 moat_release_cb cb, void *ctx, struct moat_err *err);
-/* Does r's rollout include device_id? */
-MOAT_MUST_CHECK int moat_release_includes(struct moat_registry *reg, const struct moat_release *r,
-					  const char *device_id, bool *out, struct moat_err *err);
-/* The newest release (semantic version order) of device_type; with device_id non-NULL,
- * the newest whose rollout includes it. *out_found false when there is none. */
-MOAT_MUST_CHECK int moat_release_newest(struct moat_registry *reg, const char *device_type,
-					const char *device_id, struct moat_release *out,
-					bool *out_found, struct moat_err *err);
-
-/* Records an event (ev->device must be a registered identity) and, when ev->running is
- * set, the version the device runs. Keeps the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE
- * events of each device, so a chatty device cannot grow the registry without bound. */
-MOAT_MUST_CHECK int moat_update_event_record(struct moat_registry *reg,
-					     const struct moat_update_event *ev,
-					     struct moat_err *err);
-/* The version a device last reported running; "" when never. */
-MOAT_MUST_CHECK int moat_device_running_version(struct moat_registry *reg, const char *device_id,
-						char out[MOAT_FW_VERSION_MAX_LEN + 1],
-						struct moat_err *err);
-typedef int (*moat_update_event_cb)(const struct moat_update_event *ev, void *ctx);
-/* The last `limit` events of a device, newest first. */
-MOAT_MUST_CHECK int moat_update_event_foreach(struct moat_registry *reg, const char *device_id,
-					      int limit, moat_update_event_cb cb, void *ctx,
-					      struct moat_err *err);
-
-/* ---- publishing (src/server/publish.c) ---- */
-
-struct moat_deploy;
-
-struct moat_publish_req {
-	const char *envelope_path;
-	const char *image_path;
-	int rollout_percent;  /* 0..100, or -1 with devices */
-	char *const *devices; /* identity names (rollout_percent == -1) */
-	size_t device_count;
-	int64_t now;
-};
-
-/* Verifies the envelope against firmware/keys/trust.json and the image against the
- * manifest (moat_fw_verify_image), refuses a version that is not newer, or a
- * security_version lower, than the newest release of the type, refuses listed devices that
- * are not devices of that type, then writes the release files and records it. The caller
- * holds the deployment open for writing. On failure no row is written (files of a failed
- * publish may remain in the release directory and are overwritten by the next attempt). */
-MOAT_MUST_CHECK int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *req,
-					 struct moat_release *out, struct moat_err *err);
 
 /* ---- the HTTPS service (src/server/httpd.c) ---- */
 

@@ -17,7 +17,7 @@
 #include "cli.h"
 #include "fw_release.h"
 #include "moat/config.h"
-#include "moat/server.h"
+#include "moat/release.h"
 #include "moat/timeutil.h"
 
 enum { O_ROLLOUT = 0x200, O_DEVICES, O_RTYPE, O_RHELP };
@@ -160,7 +160,7 @@ static int cmd_list(int argc, const char *type)
 		printf("%-16s %-14s %8s %12s %-12s %-20s %s\n", "TYPE", "VERSION", "SECURITY",
 		       "SIZE", "ROLLOUT", "PUBLISHED", "SHA256");
 	}
-	if (moat_release_foreach(d->reg, type, list_cb, &c, &err) != 0) {
+	if (moat_registry_release_foreach(d->reg, type, list_cb, &c, &err) != 0) {
 		st = cli_fail(&err);
 		goto out;
 	}
@@ -226,7 +226,7 @@ static int status_cb(const struct moat_identity *ident, void *vctx)
 	char running[MOAT_FW_VERSION_MAX_LEN + 1];
 	struct moat_release offer;
 	bool found = false;
-	if ((rc = moat_device_running_version(c->reg, ident->id, running, c->err)) != 0 ||
+	if ((rc = moat_registry_running_version(c->reg, ident->id, running, c->err)) != 0 ||
 	    (rc = moat_release_newest(c->reg, ident->device_type, ident->id, &offer, &found,
 				      c->err)) != 0) {
 		return rc;
@@ -246,7 +246,7 @@ static int status_cb(const struct moat_identity *ident, void *vctx)
 		       running[0] ? running : "-", offered_text(found, &offer, running));
 	}
 	c->events = 0;
-	if ((rc = moat_update_event_foreach(c->reg, ident->id, MOAT_STATUS_EVENTS_PER_DEVICE,
+	if ((rc = moat_registry_update_event_foreach(c->reg, ident->id, MOAT_STATUS_EVENTS_PER_DEVICE,
 					    event_cb, c, c->err)) != 0) {
 		return rc;
 	}

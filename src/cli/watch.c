@@ -14,7 +14,7 @@
 #include "cli.h"
 #include "moat/messages.h"
 #include "moat/opclient.h"
-#include "moat/server.h"
+#include "moat/update_event.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 

@@ -1,5 +1,6 @@
-/* registry.c: opening the SQLite registry, migrations, transactions and queries. Every
- * query is a prepared statement with bound parameters. */
+/* registry.c: opening the SQLite registry, migrations, transactions, and the queries on
+ * identities, certificates and meta (releases.c and update_events.c hold the other tables').
+ * Every query is a prepared statement with bound parameters, prepared on each call. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,17 @@ int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what)
 	int code = sqlite3_errcode(reg->db);
 	int rc = (code == SQLITE_FULL) ? MOAT_ENOSPC : MOAT_EDB;
 	return moat_err_set(err, rc, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+}
+
+int reg_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what)
+{
+	return moat_err_set(err, MOAT_EDB, "registry: %s: %s", what, sqlite3_errmsg(reg->db));
+}
+
+void reg_column_text(sqlite3_stmt *st, int col, char *buf, size_t size)
+{
+	const unsigned char *t = sqlite3_column_text(st, col);
+	snprintf(buf, size, "%s", t ? (const char *)t : "");
 }
 
 static int exec(struct moat_registry *reg, const char *sql, struct moat_err *err)
@@ -159,11 +171,6 @@ void moat_registry_close(struct moat_registry *reg)
 	free(reg);
 }
 
-struct sqlite3 *moat_registry_db(struct moat_registry *reg)
-{
-	return reg->db;
-}
-
 int moat_registry_begin(struct moat_registry *reg, struct moat_err *err)
 {
 	int rc = exec(reg, "BEGIN IMMEDIATE", err);
@@ -220,11 +227,6 @@ static bool is_duplicate(struct moat_registry *reg, int step_rc)
 	}
 	int ext = sqlite3_extended_errcode(reg->db);
 	return ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE;
-}
-
-static void copy_text(char *dst, size_t size, const unsigned char *src)
-{
-	snprintf(dst, size, "%s", src ? (const char *)src : "");
 }
 
 int moat_registry_identity_insert(struct moat_registry *reg, const char *id, enum moat_role role,
@@ -308,16 +310,16 @@ int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_he
 static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
 {
 	memset(out, 0, sizeof(*out));
-	copy_text(out->id, sizeof(out->id), sqlite3_column_text(st, 0));
+	reg_column_text(st, 0, out->id, sizeof(out->id));
 	enum moat_role role = MOAT_ROLE_DEVICE;
 	if (moat_role_parse((const char *)sqlite3_column_text(st, 1), &role, NULL) != 0) {
 		role = MOAT_ROLE_DEVICE;
 	}
 	out->role = role;
-	copy_text(out->device_type, sizeof(out->device_type), sqlite3_column_text(st, 2));
+	reg_column_text(st, 2, out->device_type, sizeof(out->device_type));
 	out->status = status_parse((const char *)sqlite3_column_text(st, 3));
 	out->created_at = sqlite3_column_int64(st, 4);
-	copy_text(out->serial_hex, sizeof(out->serial_hex), sqlite3_column_text(st, 5));
+	reg_column_text(st, 5, out->serial_hex, sizeof(out->serial_hex));
 	out->not_before = sqlite3_column_int64(st, 6);
 	out->not_after = sqlite3_column_int64(st, 7);
 	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
@@ -458,8 +460,8 @@ int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moa
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		struct moat_cert_row row;
 		memset(&row, 0, sizeof(row));
-		copy_text(row.serial_hex, sizeof(row.serial_hex), sqlite3_column_text(st, 0));
-		copy_text(row.identity, sizeof(row.identity), sqlite3_column_text(st, 1));
+		reg_column_text(st, 0, row.serial_hex, sizeof(row.serial_hex));
+		reg_column_text(st, 1, row.identity, sizeof(row.identity));
 		row.not_before = sqlite3_column_int64(st, 2);
 		row.not_after = sqlite3_column_int64(st, 3);
 		row.revoked = sqlite3_column_type(st, 4) != SQLITE_NULL;

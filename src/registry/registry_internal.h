@@ -18,6 +18,13 @@ struct moat_registry {
 	int tx_depth; /* >0 while the caller holds a transaction */
 };
 
+/* "<path>: <what>: <SQLite's message>", MOAT_ENOSPC when the disk is full, else MOAT_EDB. */
 int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what);
+/* "registry: <what>: <SQLite's message>", MOAT_EDB: how failures of the release and update
+ * event tables read (moatd logs them, tests match them). */
+int reg_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what);
+/* Copies column col of the current row of st into buf (size bytes), "" for NULL,
+ * truncated to fit. */
+void reg_column_text(sqlite3_stmt *st, int col, char *buf, size_t size);
 
 #endif

@@ -24,7 +24,8 @@ const char *const moat_registry_migrations[] = {
 	"CREATE INDEX certificates_identity ON certificates(identity);"
 	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;"
 	"INSERT INTO meta(key, value) VALUES ('crl_number', 0);",
-	/* 2 (server): firmware releases, their rollouts, devices' update events */
+	/* 2: firmware releases, their rollouts (releases.c), devices' update events and
+	 * running versions (update_events.c) */
 	"CREATE TABLE releases ("
 	"  sha256 TEXT PRIMARY KEY,"
 	"  device_type TEXT NOT NULL,"

@@ -1,61 +1,13 @@
-/* events.c: what moatd understands of devices' update reports: the stage names, the
- * strict parser of the JSON a device publishes on devices/{id}/diagnostics for an update
- * event, and the rollout bucket (pure functions, shared by moatd and the CLI).
+/* events.c: what moatd understands of devices' update reports: the strict parser of the
+ * JSON a device publishes on devices/{id}/diagnostics for an update event (a pure function,
+ * shared by moatd and the CLI). The stage names are the registry's, which stores them.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 
-#include "moat/server.h"
-
-static const char *const stage_names[MOAT_UPDATE_STAGE_COUNT] = {
-	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
-};
-
-const char *moat_update_stage_name(enum moat_update_stage st)
-{
-	if ((unsigned)st >= MOAT_UPDATE_STAGE_COUNT) {
-		return "unknown";
-	}
-	return stage_names[st];
-}
-
-int moat_update_stage_parse(const char *text, enum moat_update_stage *out, struct moat_err *err)
-{
-	for (int i = 0; text && i < MOAT_UPDATE_STAGE_COUNT; i++) {
-		if (strcmp(text, stage_names[i]) == 0) {
-			*out = (enum moat_update_stage)i;
-			return 0;
-		}
-	}
-	return moat_err_set(err, MOAT_EINVAL,
-			    "update event: unknown stage (checked, downloading, verified, "
-			    "installed, confirmed, reverted, refused)");
-}
-
-unsigned moat_rollout_bucket(const uint8_t sha256[MOAT_SHA256_BYTES], const char *device_id)
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int md_len = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	/* A failure of SHA-256 itself cannot be reported through this signature; bucket 99
-	 * keeps the device out of every partial rollout rather than in it. */
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-	    EVP_DigestUpdate(ctx, sha256, MOAT_SHA256_BYTES) != 1 ||
-	    EVP_DigestUpdate(ctx, device_id, strlen(device_id)) != 1 ||
-	    EVP_DigestFinal_ex(ctx, md, &md_len) != 1 || md_len < 8) {
-		EVP_MD_CTX_free(ctx);
-		return MOAT_ROLLOUT_PERCENT_MAX - 1;
-	}
-	EVP_MD_CTX_free(ctx);
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++) {
-		v = (v << 8) | md[i];
-	}
-	return (unsigned)(v % MOAT_ROLLOUT_PERCENT_MAX);
-}
+#include "moat/update_event.h"
 
 /* Copies a string field into buf; refuses wrong types, overlong and non-printable text. */
 static int take_string(const cJSON *item, const char *name, char *buf, size_t size,

@@ -5,7 +5,7 @@
  */
 #include <string.h>
 
-#include "moat/server.h"
+#include "moat/http_parse.h"
 
 #define VERSION_PATH "/api/firmware/version"
 #define DOWNLOAD_PREFIX "/api/firmware/download/"

@@ -29,7 +29,10 @@
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/http_parse.h"
+#include "moat/release.h"
 #include "moat/server.h"
+#include "server_internal.h"
 
 #define HTTPD_PRIORITIES                                                                    \
 	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:" \
@@ -276,7 +279,7 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 					 "current: not a semantic version");
 		}
 		snprintf(current, sizeof(current), "%s", q);
-	} else if (moat_device_running_version(h->d->reg, ident->id, current, &err) != 0) {
+	} else if (moat_registry_running_version(h->d->reg, ident->id, current, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}
@@ -333,7 +336,7 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	char hex[MOAT_SHA256_HEX_LEN + 1];
 	moat_hex_encode(sha256, MOAT_SHA256_BYTES, hex);
 	struct moat_release r;
-	int g = moat_release_get(h->d->reg, hex, &r, &err);
+	int g = moat_registry_release_get(h->d->reg, hex, &r, &err);
 	if (g == MOAT_ENOENT) {
 		snprintf(rc->note, sizeof(rc->note), "unknown_release");
 		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");

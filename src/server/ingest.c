@@ -15,6 +15,7 @@
 #include "moat/log.h"
 #include "moat/opclient.h"
 #include "moat/server.h"
+#include "moat/update_event.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 
@@ -61,7 +62,7 @@ static void handle(struct moat_deploy *d, const char *topic, const void *payload
 			 err.msg);
 		return;
 	}
-	if (moat_update_event_record(d->reg, &ev, &err) != 0) {
+	if (moat_registry_update_event_record(d->reg, &ev, &err) != 0) {
 		moat_log(MOAT_LOG_WARN, "event=update_event_not_recorded id=%s error=\"%s\"", t.id,
 			 err.msg);
 		return;

@@ -16,7 +16,8 @@
 #include "moat/deploy.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
-#include "moat/server.h"
+#include "moat/release.h"
+#include "server_internal.h"
 
 #define COPY_BUF_BYTES (64u * 1024u)
 
@@ -254,7 +255,7 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 	r.published_at = req->now;
 	r.rollout_percent = req->rollout_percent;
 	r.device_count = req->device_count;
-	if ((rc = moat_release_insert(reg, &r, req->devices, req->device_count, err)) != 0) {
+	if ((rc = moat_registry_release_insert(reg, &r, req->devices, req->device_count, err)) != 0) {
 		goto out;
 	}
 	*out = r;

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/server.h"
+#include "moat/http_parse.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

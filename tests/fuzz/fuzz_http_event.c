@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/server.h"
+#include "moat/update_event.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

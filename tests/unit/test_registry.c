@@ -1,7 +1,9 @@
 /* test_registry.c: the SQLite registry (include/moat/registry.h). Each test gets a fresh
  * registry.db in a temporary directory. Pinned: create/open rules, refusal of foreign
  * SQLite files without touching them, duplicate identities and serials, revocation rules,
- * the order of the walks, meta counters, and that a rolled-back transaction leaves nothing. */
+ * the order of the walks, meta counters, that a rolled-back transaction leaves nothing, and
+ * the release and update-event tables: every refusal of each, their orders, pruning, and
+ * that a write of several rows that fails part-way leaves none of them. */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -85,6 +87,16 @@ static char *slurp(const char *path, size_t *len)
 	return data;
 }
 
+/* Runs sql on the file at path past the registry's API: what a newer moat, or a damaged
+ * file, would leave there. */
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 static void test_create_open(void **state)
 {
 	(void)state;
@@ -99,7 +111,7 @@ static void test_create_open(void **state)
 	mode_t old = umask(0);
 	assert_int_equal(moat_registry_open(path, true, &reg, &err), 0);
 	umask(old);
-	assert_non_null(moat_registry_db(reg));
+	assert_non_null(reg);
 	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
 	struct stat st;
 	assert_int_equal(stat(path, &st), 0);
@@ -130,12 +142,7 @@ static void test_foreign_sqlite_refused(void **state)
 	struct moat_err err;
 	char path[512];
 	snprintf(path, sizeof(path), "%s/foreign.db", tmp_root);
-	sqlite3 *db = NULL;
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "CREATE TABLE t(x); INSERT INTO t VALUES (1);", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
-	sqlite3_close(db);
+	raw_exec(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
 	size_t before_len = 0;
 	char *before = slurp(path, &before_len);
 
@@ -180,10 +187,8 @@ static void test_newer_schema_refused(void **state)
 	snprintf(path, sizeof(path), "%s/future.db", tmp_root);
 	struct moat_registry *reg = NULL;
 	assert_int_equal(moat_registry_open(path, true, &reg, &err), 0);
-	assert_int_equal(sqlite3_exec(moat_registry_db(reg), "PRAGMA user_version = 999", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
 	moat_registry_close(reg);
+	raw_exec(path, "PRAGMA user_version = 999");
 	reg = NULL;
 	assert_int_equal(moat_registry_open(path, false, &reg, &err), MOAT_ESTATE);
 	assert_null(reg);
@@ -491,6 +496,431 @@ static void test_isolation(void **state)
 	moat_registry_close(other);
 }
 
+/* ---- releases ---- */
+
+static struct moat_release release(const char *type, const char *version, char fill, int pct,
+				   int64_t published_at)
+{
+	struct moat_release r;
+	memset(&r, 0, sizeof(r));
+	memset(r.sha256_hex, fill, MOAT_SHA256_HEX_LEN);
+	snprintf(r.device_type, sizeof(r.device_type), "%s", type);
+	snprintf(r.version, sizeof(r.version), "%s", version);
+	r.security_version = 7;
+	r.size = 4096;
+	r.issued_at = 10;
+	r.expires_at = 20;
+	r.published_at = published_at;
+	r.rollout_percent = pct;
+	return r;
+}
+
+static void expect_release_err(struct moat_registry *reg, const struct moat_release *r,
+			       char *const *devices, size_t n, int code, const char *text)
+{
+	struct moat_err err;
+	moat_err_clear(&err);
+	assert_int_equal(moat_registry_release_insert(reg, r, devices, n, &err), code);
+	assert_non_null(strstr(err.msg, text));
+	/* nothing of a refused release remains, its device list included */
+	struct moat_release got;
+	if (code != MOAT_EEXIST) {
+		assert_int_equal(moat_registry_release_get(reg, r->sha256_hex, &got, &err),
+				 MOAT_ENOENT);
+	}
+}
+
+static void test_release_insert_get(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "dev-2", MOAT_ROLE_DEVICE);
+	struct moat_release r = release("sensor", "1.2.3", 'a', 40, 30);
+	r.size = (uint64_t)INT64_MAX;
+	assert_int_equal(moat_registry_release_insert(reg, &r, NULL, 0, &err), 0);
+	struct moat_release got;
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), 0);
+	assert_string_equal(got.sha256_hex, r.sha256_hex);
+	assert_string_equal(got.device_type, "sensor");
+	assert_string_equal(got.version, "1.2.3");
+	assert_int_equal(got.security_version, 7);
+	assert_true(got.size == (uint64_t)INT64_MAX);
+	assert_int_equal(got.issued_at, 10);
+	assert_int_equal(got.expires_at, 20);
+	assert_int_equal(got.published_at, 30);
+	assert_int_equal(got.rollout_percent, 40);
+	assert_int_equal(got.device_count, 0);
+
+	char *both[] = {"dev-1", "dev-2"};
+	r = release("sensor", "1.3.0", 'b', -1, 31);
+	assert_int_equal(moat_registry_release_insert(reg, &r, both, 2, &err), 0);
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), 0);
+	assert_int_equal(got.rollout_percent, -1);
+	assert_int_equal(got.device_count, 2);
+
+	char missing[MOAT_SHA256_HEX_LEN + 1];
+	memset(missing, 'f', MOAT_SHA256_HEX_LEN);
+	missing[MOAT_SHA256_HEX_LEN] = '\0';
+	assert_int_equal(moat_registry_release_get(reg, missing, &got, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "no release with sha256 ffff"));
+	assert_int_equal(got.version[0], '\0'); /* zeroed, not stale */
+}
+
+/* Every refusal of moat_registry_release_insert, and that none leaves a row behind. */
+static void test_release_refusals(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	struct moat_release r = release("sensor", "1.0.0", 'a', 100, 1);
+	assert_int_equal(moat_registry_release_insert(reg, &r, NULL, 0, &err), 0);
+
+	char *one[] = {"dev-1"};
+	static const char bad_args[] = "release: invalid rollout or size";
+	r = release("sensor", "2.0.0", 'b', -2, 2);
+	expect_release_err(reg, &r, NULL, 0, MOAT_EINVAL, bad_args);
+	r.rollout_percent = MOAT_ROLLOUT_PERCENT_MAX + 1;
+	expect_release_err(reg, &r, NULL, 0, MOAT_EINVAL, bad_args);
+	r.rollout_percent = -1; /* a list rollout without a list */
+	expect_release_err(reg, &r, NULL, 0, MOAT_EINVAL, bad_args);
+	r.rollout_percent = 50; /* a list with a percentage */
+	expect_release_err(reg, &r, one, 1, MOAT_EINVAL, bad_args);
+	r.rollout_percent = -1; /* too long a list (the list is not read) */
+	expect_release_err(reg, &r, one, MOAT_ROLLOUT_DEVICES_MAX + 1, MOAT_EINVAL, bad_args);
+	r.rollout_percent = 100;
+	r.size = (uint64_t)INT64_MAX + 1;
+	expect_release_err(reg, &r, NULL, 0, MOAT_EINVAL, bad_args);
+
+	/* the same image, the same (type, version) */
+	r = release("camera", "9.0.0", 'a', 100, 3);
+	expect_release_err(reg, &r, NULL, 0, MOAT_EEXIST,
+			   "release camera 9.0.0 (sha256 aaaaaaaaaaaa...) already published");
+	r = release("sensor", "1.0.0", 'c', 100, 3);
+	expect_release_err(reg, &r, NULL, 0, MOAT_EEXIST, "release sensor 1.0.0");
+
+	/* a device listed twice, a name that is no identity: the whole release is refused */
+	char *twice[] = {"dev-1", "dev-1"};
+	r = release("sensor", "3.0.0", 'd', -1, 4);
+	expect_release_err(reg, &r, twice, 2, MOAT_EINVAL,
+			   "--devices: dev-1 listed twice or not registered");
+	char *ghost[] = {"dev-1", "ghost"};
+	expect_release_err(reg, &r, ghost, 2, MOAT_EINVAL,
+			   "--devices: ghost listed twice or not registered");
+	bool listed = true;
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "dev-1", &listed, &err), 0);
+	assert_false(listed);
+	/* and it can be published once corrected */
+	assert_int_equal(moat_registry_release_insert(reg, &r, one, 1, &err), 0);
+
+	/* inside a transaction of the caller's: refused, the caller's transaction intact */
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	r = release("sensor", "4.0.0", 'e', 100, 5);
+	assert_int_equal(moat_registry_release_insert(reg, &r, NULL, 0, &err), MOAT_EDB);
+	moat_registry_rollback(reg);
+	struct moat_release got;
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
+}
+
+struct release_walk {
+	char seen[8][MOAT_DEVICE_TYPE_MAX_LEN + MOAT_FW_VERSION_MAX_LEN + 2];
+	size_t n;
+	size_t stop_after; /* 0: never */
+};
+
+static int release_walk_cb(const struct moat_release *r, void *ctx)
+{
+	struct release_walk *w = ctx;
+	assert_true(w->n < 8);
+	snprintf(w->seen[w->n], sizeof(w->seen[w->n]), "%s/%s", r->device_type, r->version);
+	w->n++;
+	return (w->stop_after && w->n == w->stop_after) ? 42 : 0;
+}
+
+static void test_release_foreach_lists(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "dev-2", MOAT_ROLE_DEVICE);
+	struct moat_release rs[] = {
+		release("sensor", "2.0.0", 'a', 100, 50), release("camera", "1.0.0", 'b', 0, 60),
+		release("sensor", "1.0.0", 'c', -1, 40), release("sensor", "10.0.0", 'd', 5, 70)};
+	char *one[] = {"dev-1"};
+	for (size_t i = 0; i < 4; i++) {
+		bool list = rs[i].rollout_percent == -1;
+		assert_int_equal(moat_registry_release_insert(reg, &rs[i], list ? one : NULL,
+							      list ? 1 : 0, &err),
+				 0);
+	}
+	/* by type, then publication */
+	struct release_walk w = {0};
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 4);
+	assert_string_equal(w.seen[0], "camera/1.0.0");
+	assert_string_equal(w.seen[1], "sensor/1.0.0");
+	assert_string_equal(w.seen[2], "sensor/2.0.0");
+	assert_string_equal(w.seen[3], "sensor/10.0.0");
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(moat_registry_release_foreach(reg, "camera", release_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 1);
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(moat_registry_release_foreach(reg, "drone", release_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 0);
+	/* a callback's non-zero return stops the walk and is returned */
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 2;
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_walk_cb, &w, &err), 42);
+	assert_int_equal(w.n, 2);
+
+	bool listed = false;
+	assert_int_equal(moat_registry_release_lists(reg, rs[2].sha256_hex, "dev-1", &listed, &err),
+			 0);
+	assert_true(listed);
+	assert_int_equal(moat_registry_release_lists(reg, rs[2].sha256_hex, "dev-2", &listed, &err),
+			 0);
+	assert_false(listed);
+	/* a percentage rollout has no list */
+	assert_int_equal(moat_registry_release_lists(reg, rs[0].sha256_hex, "dev-1", &listed, &err),
+			 0);
+	assert_false(listed);
+}
+
+/* ---- update events ---- */
+
+static void test_update_stage_names(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	for (int i = 0; i < MOAT_UPDATE_STAGE_COUNT; i++) {
+		enum moat_update_stage st = MOAT_UPD_REFUSED;
+		const char *name = moat_update_stage_name((enum moat_update_stage)i);
+		assert_string_not_equal(name, "unknown");
+		assert_int_equal(moat_update_stage_parse(name, &st, &err), 0);
+		assert_int_equal(st, i);
+	}
+	assert_string_equal(moat_update_stage_name(MOAT_UPD_CONFIRMED), "confirmed");
+	assert_string_equal(moat_update_stage_name((enum moat_update_stage)MOAT_UPDATE_STAGE_COUNT),
+			    "unknown");
+	enum moat_update_stage st = MOAT_UPD_CHECKED;
+	static const char *const bad[] = {"", "Checked", "checked ", "unknown", "installing"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(moat_update_stage_parse(bad[i], &st, &err), MOAT_EINVAL);
+		assert_non_null(strstr(err.msg, "update event: unknown stage"));
+	}
+	assert_int_equal(moat_update_stage_parse(NULL, &st, &err), MOAT_EINVAL);
+	assert_int_equal(st, MOAT_UPD_CHECKED);
+}
+
+static struct moat_update_event event(const char *device, enum moat_update_stage stage,
+				      const char *running, int64_t at)
+{
+	struct moat_update_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.device, sizeof(ev.device), "%s", device);
+	ev.stage = stage;
+	snprintf(ev.version, sizeof(ev.version), "2.0.0");
+	snprintf(ev.running, sizeof(ev.running), "%s", running);
+	snprintf(ev.reason, sizeof(ev.reason), "%s", stage == MOAT_UPD_REFUSED ? "rollback" : "");
+	ev.at = at;
+	return ev;
+}
+
+struct event_walk {
+	struct moat_update_event first;
+	size_t n;
+	size_t stop_after;
+};
+
+static int event_walk_cb(const struct moat_update_event *ev, void *ctx)
+{
+	struct event_walk *w = ctx;
+	if (w->n == 0) {
+		w->first = *ev;
+	}
+	w->n++;
+	return (w->stop_after && w->n == w->stop_after) ? 7 : 0;
+}
+
+static void record(struct moat_registry *reg, const struct moat_update_event *ev)
+{
+	struct moat_err err;
+	if (moat_registry_update_event_record(reg, ev, &err) != 0) {
+		fail_msg("%s: %s", ev->device, err.msg);
+	}
+}
+
+static void test_update_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "dev-2", MOAT_ROLE_DEVICE);
+	char running[MOAT_FW_VERSION_MAX_LEN + 1] = "stale";
+	assert_int_equal(moat_registry_running_version(reg, "dev-1", running, &err), 0);
+	assert_string_equal(running, "");
+
+	struct moat_update_event ev = event("dev-1", MOAT_UPD_CHECKED, "1.0.0", 100);
+	record(reg, &ev);
+	ev = event("dev-1", MOAT_UPD_REFUSED, "", 101);
+	record(reg, &ev);
+	/* an event without "running" leaves the running version as it was */
+	assert_int_equal(moat_registry_running_version(reg, "dev-1", running, &err), 0);
+	assert_string_equal(running, "1.0.0");
+	assert_int_equal(moat_registry_running_version(reg, "dev-2", running, &err), 0);
+	assert_string_equal(running, "");
+
+	/* newest first, every field back */
+	struct event_walk w = {0};
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 2);
+	assert_string_equal(w.first.device, "dev-1");
+	assert_int_equal(w.first.stage, MOAT_UPD_REFUSED);
+	assert_string_equal(w.first.version, "2.0.0");
+	assert_string_equal(w.first.running, "");
+	assert_string_equal(w.first.reason, "rollback");
+	assert_int_equal(w.first.at, 101);
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 1, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 1);
+	memset(&w, 0, sizeof(w));
+	w.stop_after = 1;
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err), 7);
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-2", 10, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 0);
+
+	/* an unknown device: refused, nothing recorded */
+	ev = event("ghost", MOAT_UPD_CONFIRMED, "2.0.0", 102);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "update event: unknown device ghost"));
+	assert_int_equal(moat_registry_running_version(reg, "ghost", running, &err), 0);
+	assert_string_equal(running, "");
+
+	/* pruned to the newest MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE of each device */
+	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 3; i++) {
+		ev = event("dev-2", MOAT_UPD_DOWNLOADING, "", 200 + i);
+		record(reg, &ev);
+	}
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-2", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_equal(w.first.at, 200 + MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 2);
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 2);
+}
+
+/* A stage the registry does not know (a damaged or hand-edited file) is an error, not a
+ * silently wrong stage. */
+static void test_update_event_bad_stage(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	raw_exec(db_path, "PRAGMA ignore_check_constraints = ON; "
+			  "INSERT INTO update_events(device, at, stage) VALUES ('dev-1', 1, 'exploded')");
+	struct event_walk w = {0};
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err),
+		MOAT_EDB);
+	assert_string_equal(err.msg, "registry: update_events: bad stage");
+	assert_int_equal(w.n, 0);
+}
+
+/* Recording is one transaction: when pruning or the running version fails, the event is
+ * not kept either. */
+static void test_update_event_atomic(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	raw_exec(db_path, "CREATE TRIGGER no_firmware BEFORE INSERT ON device_firmware "
+			  "BEGIN SELECT RAISE(ABORT, 'firmware refused'); END");
+	struct moat_update_event ev = event("dev-1", MOAT_UPD_CONFIRMED, "2.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: record running version: firmware refused"));
+	struct event_walk w = {0};
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, 0);
+
+	raw_exec(db_path, "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
+			  "BEGIN SELECT RAISE(ABORT, 'prune refused'); END");
+	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE; i++) {
+		ev = event("dev-1", MOAT_UPD_CHECKED, "", 10 + i);
+		record(reg, &ev);
+	}
+	ev = event("dev-1", MOAT_UPD_VERIFIED, "", 999);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: prune update events: prune refused"));
+	memset(&w, 0, sizeof(w));
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_not_equal(w.first.at, 999);
+}
+
+/* A registry whose release and event tables are gone (a damaged file): every call says
+ * which operation failed and why, as "registry: <what>: <cause>". */
+static void test_release_tables_missing(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	raw_exec(db_path, "DROP TABLE release_devices; DROP TABLE update_events; "
+			  "DROP TABLE device_firmware");
+	struct moat_release r = release("sensor", "1.0.0", 'a', 100, 1);
+	assert_int_equal(moat_registry_release_insert(reg, &r, NULL, 0, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: insert release device: no such table"));
+	struct moat_release got;
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: release lookup: no such table"));
+	struct release_walk rw = {0};
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_walk_cb, &rw, &err),
+			 MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: list releases: no such table"));
+	bool listed = true;
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "dev-1", &listed, &err),
+			 MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: rollout lookup: no such table"));
+	assert_false(listed);
+
+	struct moat_update_event ev = event("dev-1", MOAT_UPD_CHECKED, "1.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: record update event: no such table"));
+	struct event_walk ew = {0};
+	assert_int_equal(
+		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &ew, &err),
+		MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: list update events: no such table"));
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];
+	assert_int_equal(moat_registry_running_version(reg, "dev-1", running, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: running version: no such table"));
+
+	/* the release row of the failed insert was rolled back with it */
+	raw_exec(db_path, "CREATE TABLE release_devices (sha256 TEXT, device TEXT)");
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
+}
+
+/* A release row whose table rejects it for another reason than a clash (a failed insert
+ * of the row itself): "registry: insert release: <cause>". */
+static void test_release_insert_fails(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	raw_exec(db_path, "DROP TABLE releases");
+	struct moat_release r = release("sensor", "1.0.0", 'a', 100, 1);
+	assert_int_equal(moat_registry_release_insert(reg, &r, NULL, 0, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: insert release: no such table"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +935,19 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transactions, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_close_uncommitted, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_isolation, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_insert_get, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_refusals, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_foreach_lists, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_tables_missing, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_insert_fails, reg_setup,
+						reg_teardown),
+		cmocka_unit_test(test_update_stage_names),
+		cmocka_unit_test_setup_teardown(test_update_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_bad_stage, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

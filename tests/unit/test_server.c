@@ -17,7 +17,9 @@
 #include <cmocka.h>
 
 #include "moat/fsutil.h"
-#include "moat/server.h"
+#include "moat/http_parse.h"
+#include "moat/release.h"
+#include "moat/update_event.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -287,28 +289,28 @@ static void test_store_releases(void **state)
 	struct store *s = *state;
 	struct moat_err err = {0};
 	struct moat_release r = rel("sensor", "1.10.0", 'a', 100);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	r = rel("sensor", "1.9.0", 'b', 100);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	/* Duplicate digest, duplicate (type, version). */
 	r = rel("sensor", "2.0.0", 'a', 100);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
 	r = rel("sensor", "1.9.0", 'c', 100);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
 	/* Rollout arguments that do not fit together. */
 	char *one[] = {"a1"};
 	r = rel("sensor", "3.0.0", 'd', 50);
-	assert_int_equal(moat_release_insert(s->reg, &r, one, 1, &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, one, 1, &err), MOAT_EINVAL);
 	r = rel("sensor", "3.0.0", 'd', -1);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
 	r = rel("sensor", "3.0.0", 'd', 101);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
 	/* A device list naming an unknown identity is refused whole. */
 	char *unknown[] = {"a1", "nobody"};
 	r = rel("sensor", "3.0.0", 'd', -1);
-	assert_int_equal(moat_release_insert(s->reg, &r, unknown, 2, &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, unknown, 2, &err), MOAT_EINVAL);
 	struct moat_release got;
-	assert_int_equal(moat_release_get(s->reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_release_get(s->reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
 
 	/* Newest by semantic version, not by text: 1.10.0 > 1.9.0. */
 	bool found = false;
@@ -321,8 +323,8 @@ static void test_store_releases(void **state)
 	/* 3.0.0 only to a2: a2 gets it, a1 still gets 1.10.0. */
 	char *a2[] = {"a2"};
 	r = rel("sensor", "3.0.0", 'd', -1);
-	assert_int_equal(moat_release_insert(s->reg, &r, a2, 1, &err), 0);
-	assert_int_equal(moat_release_get(s->reg, r.sha256_hex, &got, &err), 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, a2, 1, &err), 0);
+	assert_int_equal(moat_registry_release_get(s->reg, r.sha256_hex, &got, &err), 0);
 	assert_int_equal(got.rollout_percent, -1);
 	assert_int_equal(got.device_count, 1);
 	assert_int_equal(moat_release_newest(s->reg, "sensor", "a2", &got, &found, &err), 0);
@@ -332,11 +334,11 @@ static void test_store_releases(void **state)
 
 	/* 4.0.0 to 0%: nobody; then the percentage decides by bucket. */
 	r = rel("sensor", "4.0.0", 'e', 0);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	assert_int_equal(moat_release_newest(s->reg, "sensor", "a1", &got, &found, &err), 0);
 	assert_string_equal(got.version, "1.10.0");
 	r = rel("sensor", "5.0.0", 'f', 50);
-	assert_int_equal(moat_release_insert(s->reg, &r, NULL, 0, &err), 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	uint8_t sha[MOAT_SHA256_BYTES];
 	assert_int_equal(moat_hex_decode(r.sha256_hex, sha, sizeof(sha)), 0);
 	static const char *const ids[] = {"a1", "a3", "a4", "a5", "a6"};
@@ -375,7 +377,7 @@ static void test_store_events(void **state)
 	struct store *s = *state;
 	struct moat_err err = {0};
 	char running[MOAT_FW_VERSION_MAX_LEN + 1];
-	assert_int_equal(moat_device_running_version(s->reg, "a1", running, &err), 0);
+	assert_int_equal(moat_registry_running_version(s->reg, "a1", running, &err), 0);
 	assert_string_equal(running, "");
 	struct moat_update_event ev;
 	memset(&ev, 0, sizeof(ev));
@@ -383,7 +385,7 @@ static void test_store_events(void **state)
 	ev.at = 100;
 	ev.stage = MOAT_UPD_CHECKED;
 	snprintf(ev.running, sizeof(ev.running), "1.0.0");
-	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	for (int st = MOAT_UPD_DOWNLOADING; st <= MOAT_UPD_CONFIRMED; st++) {
 		ev.stage = (enum moat_update_stage)st;
 		snprintf(ev.version, sizeof(ev.version), "1.1.0");
@@ -391,34 +393,34 @@ static void test_store_events(void **state)
 		if (st == MOAT_UPD_CONFIRMED) {
 			snprintf(ev.running, sizeof(ev.running), "1.1.0");
 		}
-		assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+		assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	}
-	assert_int_equal(moat_device_running_version(s->reg, "a1", running, &err), 0);
+	assert_int_equal(moat_registry_running_version(s->reg, "a1", running, &err), 0);
 	assert_string_equal(running, "1.1.0");
 	size_t n = 0;
-	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 3, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 3, count_cb, &n, &err), 0);
 	assert_int_equal(n, 3);
 	n = 0;
-	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 100, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 100, count_cb, &n, &err), 0);
 	assert_int_equal(n, 5);
 	/* Pruned to the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE per device; a2 keeps its own. */
 	snprintf(ev.device, sizeof(ev.device), "a2");
 	ev.stage = MOAT_UPD_CHECKED;
-	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	snprintf(ev.device, sizeof(ev.device), "a1");
 	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 7; i++) {
 		ev.stage = (i == MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 6) ? MOAT_UPD_CONFIRMED
 									 : MOAT_UPD_CHECKED;
-		assert_int_equal(moat_update_event_record(s->reg, &ev, &err), 0);
+		assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	}
 	n = 0;
-	assert_int_equal(moat_update_event_foreach(s->reg, "a1", 1000, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 1000, count_cb, &n, &err), 0);
 	assert_int_equal(n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
 	n = 0;
-	assert_int_equal(moat_update_event_foreach(s->reg, "a2", 1000, any_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a2", 1000, any_cb, &n, &err), 0);
 	assert_int_equal(n, 1);
 	snprintf(ev.device, sizeof(ev.device), "ghost");
-	assert_int_equal(moat_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);
 }
 
 int main(void)
