@@ -1,6 +1,5 @@
 /* broker.c: `moat broker config`: (re)writes broker/mosquitto.conf, broker/acl.conf and
  * broker/policy from moat.conf and the registry, and reloads a running broker. */
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,33 +17,19 @@ static const char usage_text[] =
 
 static int config(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"no-plugin", no_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	struct moat_err err = {0};
 	bool no_plugin = false;
-	int c;
-
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		if (c == 'n') {
-			no_plugin = true;
-			continue;
-		}
-		if (c == 'h') {
-			fputs(usage_text, stdout);
-			return CLI_OK;
-		}
-		return cli_usage_error("usage: moat broker config [--no-plugin] [--json]");
-	}
-	if (optind != argc) {
-		return cli_usage_error("usage: moat broker config [--no-plugin] [--json]");
+	const struct moat_opt opts[] = {
+		{.name = "no-plugin", .kind = MOAT_OPT_FLAG, .dst = &no_plugin},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage_text, .opts = opts,
+					    .no_operands = true};
+	int next;
+	int ost = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (ost != MOAT_OPTS_CONTINUE) {
+		return ost;
 	}
 	struct moat_deploy *d = NULL;
 	struct moat_broker_settings s;
@@ -99,10 +84,9 @@ static int config(int argc, char **argv)
 
 int broker_main(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		fputs(usage_text, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_USAGE : CLI_OK;
+	int st = cli_group_help(argc, argv, usage_text, true);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	if (strcmp(argv[1], "config") == 0) {
 		return config(argc - 1, argv + 1);

@@ -1,7 +1,6 @@
 /* cert.c: `moat cert expiring` (every certificate, and the CRL, that expires within a window;
  * exit 1 when there is any, so cron and monitoring can use it) and `moat cert crl` (sign a
  * fresh CRL before the current one's nextUpdate). */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,40 +98,36 @@ static int check_crl(struct expiring_ctx *c, struct moat_deploy *d, struct moat_
 	return rc;
 }
 
+static int parse_within(void *dst, const char *value, struct moat_err *err)
+{
+	if (moat_duration_parse(value, 86400, dst, err) != 0) {
+		moat_err_prefix(err, "--within");
+		return MOAT_EINVAL;
+	}
+	return 0;
+}
+
 static int expiring(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"within", required_argument, NULL, 'w'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	struct moat_err err = {0};
 	int64_t within = 30 * 86400;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		if (c == 'w') {
-			if (moat_duration_parse(optarg, 86400, &within, &err) != 0) {
-				return cli_usage_error("--within: %s", err.msg);
-			}
-			continue;
-		}
-		if (c == 'h') {
-			printf("usage: moat cert expiring [--within 30d] [--json]\n"
-			       "Lists the CA, server and identity certificates and the CRL that expire\n"
-			       "within the window (default 30 days; a bare number is days; the CRL\n"
-			       "only in its last 7 days). Exit status 1 when there is any, 0 when\n"
-			       "there is none.\n");
-			return CLI_OK;
-		}
-		return cli_usage_error("usage: moat cert expiring [--within 30d] [--json]");
-	}
-	if (optind != argc) {
-		return cli_usage_error("usage: moat cert expiring [--within 30d] [--json]");
+	const struct moat_opt opts[] = {
+		{.name = "within", .kind = MOAT_OPT_FN, .dst = &within, .fn = parse_within},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {
+		CLI_OPTS,
+		.usage = "usage: moat cert expiring [--within 30d] [--json]\n"
+			 "Lists the CA, server and identity certificates and the CRL that expire\n"
+			 "within the window (default 30 days; a bare number is days; the CRL\n"
+			 "only in its last 7 days). Exit status 1 when there is any, 0 when\n"
+			 "there is none.\n",
+		.opts = opts, .no_operands = true};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	struct moat_deploy *d = NULL;
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
@@ -165,27 +160,20 @@ static int expiring(int argc, char **argv)
 
 static int crl(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	static const struct moat_opt opts[] = {
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
 	};
+	static const struct moat_opts_spec spec = {
+		CLI_OPTS,
+		.usage = "usage: moat cert crl\nSigns a fresh pki/crl.pem (run it well before the "
+			 "current CRL's nextUpdate; moat cert expiring shows when).\n",
+		.opts = opts, .no_operands = true};
 	struct moat_err err = {0};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		if (c == 'h') {
-			printf("usage: moat cert crl\nSigns a fresh pki/crl.pem (run it well before the "
-			       "current CRL's nextUpdate; moat cert expiring shows when).\n");
-			return CLI_OK;
-		}
-		return cli_usage_error("usage: moat cert crl");
-	}
-	if (optind != argc) {
-		return cli_usage_error("usage: moat cert crl");
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	struct moat_deploy *d = NULL;
 	int rc;

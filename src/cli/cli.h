@@ -2,9 +2,9 @@
  *
  * A group is a file src/cli/<group>.c with `int <group>_main(int argc, char **argv)`, listed
  * in the table in main.c. argv[0] is the group name. Groups parse their options with
- * getopt_long (global options --dir, --passphrase-file and --json are accepted by every
- * group and stored in cli_globals), print results on stdout and errors once on stderr as
- * "moat: <message>", and return an exit status.
+ * moat_opts_parse (moat/opts.h; the global options --dir, --passphrase-file and --json,
+ * cli_common_opts, are accepted by every group and stored in cli_globals), print results on stdout
+ * and errors once on stderr as "moat: <message>", and return an exit status.
  */
 #ifndef MOAT_CLI_H
 #define MOAT_CLI_H
@@ -14,6 +14,7 @@
 
 #include "moat/deploy.h"
 #include "moat/err.h"
+#include "moat/opts.h"
 
 /* Group entry points (one file each, listed in main.c's table). Declared here so every
  * group file sees its own prototype. */
@@ -46,16 +47,22 @@ int cli_fail(const struct moat_err *err);
 /* Prints "moat: <formatted>" to stderr and returns CLI_USAGE. */
 int cli_usage_error(const char *fmt, ...) MOAT_PRINTF(1, 2);
 
-/* Long options every group accepts, to append to a group's own table; cli_global_opt
- * handles their codes and returns true when it consumed one. */
-#define CLI_OPT_DIR 0x1001
-#define CLI_OPT_PASSFILE 0x1002
-#define CLI_OPT_JSON 0x1003
-#define CLI_GLOBAL_LONGOPTS                                              \
-	{"dir", required_argument, NULL, CLI_OPT_DIR},                   \
-		{"passphrase-file", required_argument, NULL, CLI_OPT_PASSFILE}, \
-		{"json", no_argument, NULL, CLI_OPT_JSON}
-bool cli_global_opt(int code, const char *arg);
+/* Options every group accepts (--dir, --passphrase-file, --json, stored in cli_globals):
+ * the .common table of every group's moat_opts_spec. CLI_OPTS names the fields every group's
+ * spec shares. */
+extern const struct moat_opt cli_common_opts[];
+#define CLI_OPTS .prog = "moat", .common = cli_common_opts
+
+/* MOAT_OPT_FN converter for --key-type into the enum moat_key_type at dst. */
+int cli_opt_key_type(void *dst, const char *value, struct moat_err *err);
+
+/* MOAT_OPT_FN converter for an option known but not taken here: plain bad usage. */
+int cli_opt_refuse(void *dst, const char *value, struct moat_err *err);
+
+/* A group's answer to no subcommand, --help or -h (and "help" when help_word): the usage on
+ * stdout (CLI_OK), or on stderr without a subcommand (CLI_USAGE). Returns
+ * MOAT_OPTS_CONTINUE when argv[1] is none of these. */
+int cli_group_help(int argc, char **argv, const char *usage, bool help_word);
 
 /* Locates and opens the deployment (mode MOAT_DEPLOY_READ or _WRITE). */
 MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err *err);

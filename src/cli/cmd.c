@@ -4,7 +4,6 @@
  * device accepted or completed it, 1 when it refused it (refused, unknown_command,
  * bad_request, failed, or the command could not be sent), 2 on timeout.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,57 +43,61 @@ static void print_response(const struct moat_msg_response *r, const char *raw)
 	printf("\n");
 }
 
+struct arg_list {
+	const char *v[MOAT_MSG_ARGS_MAX + 1];
+	size_t n;
+};
+
+static int add_arg(void *dst, const char *value, struct moat_err *err)
+{
+	struct arg_list *a = dst;
+	if (a->n > MOAT_MSG_ARGS_MAX - 1) {
+		return moat_err_set(err, MOAT_EINVAL, "--arg: at most %d", MOAT_MSG_ARGS_MAX);
+	}
+	a->v[a->n++] = value;
+	return 0;
+}
+
+static int parse_timeout(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *timeout_s = dst;
+	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1 ||
+	    *timeout_s > 3600) {
+		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s' is not 1s to 1h", value);
+	}
+	return 0;
+}
+
 int cmd_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"arg", required_argument, NULL, 'a'},
-		{"timeout", required_argument, NULL, 't'},
-		{"as", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
-	const char *usage = "usage: moat cmd ID COMMAND [--arg key=value]... [--timeout 10s] "
-			    "[--as NAME] [--json]";
 	struct moat_msg_command cmd;
 	struct moat_err err = {0};
-	const char *args[MOAT_MSG_ARGS_MAX + 1];
-	size_t nargs = 0;
+	struct arg_list args = {.n = 0};
 	int64_t timeout_s = 10;
 	const char *as = NULL;
-	int c;
+	const struct moat_opt opts[] = {
+		{.name = "arg", .kind = MOAT_OPT_FN, .dst = &args, .fn = add_arg},
+		{.name = "timeout", .kind = MOAT_OPT_FN, .dst = &timeout_s, .fn = parse_timeout},
+		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &as},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {
+		CLI_OPTS,
+		.usage = "usage: moat cmd ID COMMAND [--arg key=value]... [--timeout 10s] "
+			 "[--as NAME] [--json]",
+		.opts = opts,
+	};
 	memset(&cmd, 0, sizeof(cmd));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'a':
-			if (nargs > MOAT_MSG_ARGS_MAX - 1) {
-				return cli_usage_error("--arg: at most %d", MOAT_MSG_ARGS_MAX);
-			}
-			args[nargs++] = optarg;
-			break;
-		case 't':
-			if (moat_duration_parse(optarg, 1, &timeout_s, &err) != 0 || timeout_s < 1 ||
-			    timeout_s > 3600) {
-				return cli_usage_error("--timeout: '%s' is not 1s to 1h", optarg);
-			}
-			break;
-		case 's':
-			as = optarg;
-			break;
-		case 'h':
-			printf("%s\n", usage);
-			return CLI_OK;
-		default:
-			if (!cli_global_opt(c, optarg)) {
-				return cli_usage_error("%s", usage);
-			}
-		}
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (argc - optind != 2) {
-		return cli_usage_error("%s", usage);
+	if (argc - next != 2) {
+		return moat_opts_usage_error(&spec);
 	}
-	const char *id = argv[optind], *name = argv[optind + 1];
+	const char *id = argv[next], *name = argv[next + 1];
 	if (moat_identity_name_check(id, &err) != 0) {
 		return cli_usage_error("%s", err.msg);
 	}
@@ -102,9 +105,9 @@ int cmd_main(int argc, char **argv)
 		return cli_usage_error("command '%s' is not [a-z0-9_]{1,32}", name);
 	}
 	snprintf(cmd.name, sizeof(cmd.name), "%s", name);
-	for (size_t i = 0; i < nargs; i++) {
-		if (moat_msg_command_add_arg(&cmd, args[i], &err) != 0) {
-			return cli_usage_error("--arg %s: %s", args[i], err.msg);
+	for (size_t i = 0; i < args.n; i++) {
+		if (moat_msg_command_add_arg(&cmd, args.v[i], &err) != 0) {
+			return cli_usage_error("--arg %s: %s", args.v[i], err.msg);
 		}
 	}
 	unsigned char rnd[8];

@@ -1,5 +1,5 @@
-/* common.c: what every `moat` group shares: global options, error printing, opening the
- * deployment, the CA passphrase and interrupt handling. */
+/* common.c: what every `moat` group shares: global options, the group help, error printing,
+ * opening the deployment, the CA passphrase and interrupt handling. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -35,21 +35,42 @@ int cli_usage_error(const char *fmt, ...)
 	return CLI_USAGE;
 }
 
-bool cli_global_opt(int code, const char *arg)
+const struct moat_opt cli_common_opts[] = {
+	{.name = "dir", .kind = MOAT_OPT_STRING, .dst = &cli_globals.dir},
+	{.name = "passphrase-file", .kind = MOAT_OPT_STRING, .dst = &cli_globals.passphrase_file},
+	{.name = "json", .kind = MOAT_OPT_FLAG, .dst = &cli_globals.json},
+	{0},
+};
+
+int cli_opt_key_type(void *dst, const char *value, struct moat_err *err)
 {
-	switch (code) {
-	case CLI_OPT_DIR:
-		cli_globals.dir = arg;
-		return true;
-	case CLI_OPT_PASSFILE:
-		cli_globals.passphrase_file = arg;
-		return true;
-	case CLI_OPT_JSON:
-		cli_globals.json = true;
-		return true;
-	default:
-		return false;
+	if (moat_key_type_parse(value, dst, err) != 0) {
+		moat_err_prefix(err, "--key-type");
+		return MOAT_EINVAL;
 	}
+	return 0;
+}
+
+int cli_opt_refuse(void *dst, const char *value, struct moat_err *err)
+{
+	(void)dst;
+	(void)value;
+	moat_err_clear(err);
+	return MOAT_EINVAL;
+}
+
+int cli_group_help(int argc, char **argv, const char *usage, bool help_word)
+{
+	if (argc < 2) {
+		fputs(usage, stderr);
+		return CLI_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    (help_word && strcmp(argv[1], "help") == 0)) {
+		fputs(usage, stdout);
+		return CLI_OK;
+	}
+	return MOAT_OPTS_CONTINUE;
 }
 
 int cli_open(int mode, struct moat_deploy **out, struct moat_err *err)

@@ -13,7 +13,6 @@
  * $MOAT_CA_PASSPHRASE, a prompt). `fw verify` exits 0 on accept and 1 on refusal with the
  * verdict and reason on one line.
  */
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,26 +31,23 @@
 #define FW_MAX_SIGN_KEYS MOAT_ENVELOPE_MAX_SIGS
 #define FW_DEFAULT_EXPIRY_SECONDS (90 * 86400)
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: moat fw <command> [options]\n\n"
-		"  keygen [--type ec-p256|ed25519|rsa-3072]   new signing key, added to the trust list\n"
-		"  trust [--threshold N]                      show the trust list / set how many keys "
-		"must sign\n"
-		"  key revoke KEYID                           remove a key from the trust list\n"
-		"  sign IMAGE --type DEVICE_TYPE --version V --security-version N\n"
-		"       [--expires 90d] [--key KEYID]... [--out FILE]\n"
-		"                                             signed envelope (stdout without --out)\n"
-		"  verify IMAGE ENVELOPE [--device-type T] [--floor N] [--current-version V]\n"
-		"       [--trust FILE] [--now T] [--last-issued-at T] [--boot]\n"
-		"                                             what a device would decide: exit 0 "
-		"accept, 1 refuse\n"
-		"       (without --device-type the manifest's own type is used: mix-and-match is not\n"
-		"       checked; --trust defaults to the deployment's firmware/keys/trust.json)\n\n"
-		"Keys live in firmware/keys/ of the deployment, encrypted under $MOAT_FW_PASSPHRASE\n"
-		"(else --passphrase-file, $MOAT_CA_PASSPHRASE or a prompt).\n");
-}
+static const char usage[] =
+	"usage: moat fw <command> [options]\n\n"
+	"  keygen [--type ec-p256|ed25519|rsa-3072]   new signing key, added to the trust list\n"
+	"  trust [--threshold N]                      show the trust list / set how many keys "
+	"must sign\n"
+	"  key revoke KEYID                           remove a key from the trust list\n"
+	"  sign IMAGE --type DEVICE_TYPE --version V --security-version N\n"
+	"       [--expires 90d] [--key KEYID]... [--out FILE]\n"
+	"                                             signed envelope (stdout without --out)\n"
+	"  verify IMAGE ENVELOPE [--device-type T] [--floor N] [--current-version V]\n"
+	"       [--trust FILE] [--now T] [--last-issued-at T] [--boot]\n"
+	"                                             what a device would decide: exit 0 "
+	"accept, 1 refuse\n"
+	"       (without --device-type the manifest's own type is used: mix-and-match is not\n"
+	"       checked; --trust defaults to the deployment's firmware/keys/trust.json)\n\n"
+	"Keys live in firmware/keys/ of the deployment, encrypted under $MOAT_FW_PASSPHRASE\n"
+	"(else --passphrase-file, $MOAT_CA_PASSPHRASE or a prompt).\n";
 
 /* The signing-key passphrase: $MOAT_FW_PASSPHRASE, else the CA passphrase rules. */
 static int key_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err)
@@ -99,109 +95,48 @@ struct fw_opts {
 	char **argv;
 };
 
-enum {
-	O_TYPE = 0x100,
-	O_VERSION,
-	O_SECVER,
-	O_EXPIRES,
-	O_OUT,
-	O_KEY,
-	O_DEVTYPE,
-	O_FLOOR,
-	O_CURRENT,
-	O_TRUST,
-	O_NOW,
-	O_LAST,
-	O_THRESHOLD,
-	O_BOOT,
-	O_HELP
-};
+static int add_key(void *dst, const char *value, struct moat_err *err)
+{
+	struct fw_opts *o = dst;
+	if (o->key_count == FW_MAX_SIGN_KEYS) {
+		return moat_err_set(err, MOAT_EINVAL, "fw: at most %d --key options",
+				    FW_MAX_SIGN_KEYS);
+	}
+	o->keys[o->key_count++] = value;
+	return 0;
+}
 
 /* Parses the options after the subcommand; returns -1 to go on, else an exit status. */
 static int parse_opts(int argc, char **argv, int first, struct fw_opts *o)
 {
-	static const struct option opts[] = {
-		{"type", required_argument, NULL, O_TYPE},
-		{"version", required_argument, NULL, O_VERSION},
-		{"security-version", required_argument, NULL, O_SECVER},
-		{"expires", required_argument, NULL, O_EXPIRES},
-		{"out", required_argument, NULL, O_OUT},
-		{"key", required_argument, NULL, O_KEY},
-		{"device-type", required_argument, NULL, O_DEVTYPE},
-		{"floor", required_argument, NULL, O_FLOOR},
-		{"current-version", required_argument, NULL, O_CURRENT},
-		{"trust", required_argument, NULL, O_TRUST},
-		{"now", required_argument, NULL, O_NOW},
-		{"last-issued-at", required_argument, NULL, O_LAST},
-		{"threshold", required_argument, NULL, O_THRESHOLD},
-		{"boot", no_argument, NULL, O_BOOT},
-		{"help", no_argument, NULL, O_HELP},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	const struct moat_opt opts[] = {
+		{.name = "type", .kind = MOAT_OPT_STRING, .dst = &o->type},
+		{.name = "version", .kind = MOAT_OPT_STRING, .dst = &o->version},
+		{.name = "security-version", .kind = MOAT_OPT_STRING, .dst = &o->security_version},
+		{.name = "expires", .kind = MOAT_OPT_STRING, .dst = &o->expires},
+		{.name = "out", .kind = MOAT_OPT_STRING, .dst = &o->out},
+		{.name = "key", .kind = MOAT_OPT_FN, .dst = o, .fn = add_key},
+		{.name = "device-type", .kind = MOAT_OPT_STRING, .dst = &o->device_type},
+		{.name = "floor", .kind = MOAT_OPT_STRING, .dst = &o->floor},
+		{.name = "current-version", .kind = MOAT_OPT_STRING, .dst = &o->current_version},
+		{.name = "trust", .kind = MOAT_OPT_STRING, .dst = &o->trust},
+		{.name = "now", .kind = MOAT_OPT_STRING, .dst = &o->now},
+		{.name = "last-issued-at", .kind = MOAT_OPT_STRING, .dst = &o->last_issued_at},
+		{.name = "threshold", .kind = MOAT_OPT_STRING, .dst = &o->threshold},
+		{.name = "boot", .kind = MOAT_OPT_FLAG, .dst = &o->boot},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
 	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .error_line = "fw: see moat fw --help"};
 	memset(o, 0, sizeof(*o));
-	optind = first;
-	int c;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case O_TYPE:
-			o->type = optarg;
-			break;
-		case O_VERSION:
-			o->version = optarg;
-			break;
-		case O_SECVER:
-			o->security_version = optarg;
-			break;
-		case O_EXPIRES:
-			o->expires = optarg;
-			break;
-		case O_OUT:
-			o->out = optarg;
-			break;
-		case O_KEY:
-			if (o->key_count == FW_MAX_SIGN_KEYS) {
-				return cli_usage_error("fw: at most %d --key options",
-						       FW_MAX_SIGN_KEYS);
-			}
-			o->keys[o->key_count++] = optarg;
-			break;
-		case O_DEVTYPE:
-			o->device_type = optarg;
-			break;
-		case O_FLOOR:
-			o->floor = optarg;
-			break;
-		case O_CURRENT:
-			o->current_version = optarg;
-			break;
-		case O_TRUST:
-			o->trust = optarg;
-			break;
-		case O_NOW:
-			o->now = optarg;
-			break;
-		case O_LAST:
-			o->last_issued_at = optarg;
-			break;
-		case O_THRESHOLD:
-			o->threshold = optarg;
-			break;
-		case O_BOOT:
-			o->boot = true;
-			break;
-		case 'h':
-		case O_HELP:
-			usage(stdout);
-			return CLI_OK;
-		default:
-			if (!cli_global_opt(c, optarg)) {
-				return cli_usage_error("fw: see moat fw --help");
-			}
-		}
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, first, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	o->argc = argc - optind;
-	o->argv = argv + optind;
+	o->argc = argc - next;
+	o->argv = argv + next;
 	return -1;
 }
 
@@ -599,17 +534,16 @@ static int cmd_verify(const struct fw_opts *o)
 
 int fw_main(int argc, char **argv)
 {
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_USAGE : CLI_OK;
+	int st = cli_group_help(argc, argv, usage, true);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "publish") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "status") == 0) {
 		return fw_release_main(argc - 1, argv + 1);
 	}
 	struct fw_opts o;
-	int st = parse_opts(argc, argv, 2, &o);
+	st = parse_opts(argc, argv, 2, &o);
 	if (st >= 0) {
 		return st;
 	}

@@ -9,7 +9,6 @@
  * which version each device reports running, which release moatd would offer it, and its
  * last update events.
  */
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,17 +19,12 @@
 #include "moat/release.h"
 #include "moat/timeutil.h"
 
-enum { O_ROLLOUT = 0x200, O_DEVICES, O_RTYPE, O_RHELP };
-
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: moat fw publish ENVELOPE IMAGE [--rollout PERCENT | --devices ID,...]\n"
-		"       moat fw list [--type DEVICE_TYPE]\n"
-		"       moat fw status [DEVICE]\n\n"
-		"publish: verify a signed release against firmware/keys/trust.json and make it\n"
-		"available to devices of its type through moatd (default --rollout 100).\n");
-}
+static const char usage[] =
+	"usage: moat fw publish ENVELOPE IMAGE [--rollout PERCENT | --devices ID,...]\n"
+	"       moat fw list [--type DEVICE_TYPE]\n"
+	"       moat fw status [DEVICE]\n\n"
+	"publish: verify a signed release against firmware/keys/trust.json and make it\n"
+	"available to devices of its type through moatd (default --rollout 100).\n";
 
 static int cmd_publish(int argc, char **argv, const char *rollout, const char *devices)
 {
@@ -300,41 +294,23 @@ out:
 
 int fw_release_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"rollout", required_argument, NULL, O_ROLLOUT},
-		{"devices", required_argument, NULL, O_DEVICES},
-		{"type", required_argument, NULL, O_RTYPE},
-		{"help", no_argument, NULL, O_RHELP},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	const char *cmd = argv[0];
 	const char *rollout = NULL;
 	const char *devices = NULL;
 	const char *type = NULL;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case O_ROLLOUT:
-			rollout = optarg;
-			break;
-		case O_DEVICES:
-			devices = optarg;
-			break;
-		case O_RTYPE:
-			type = optarg;
-			break;
-		case O_RHELP:
-			usage(stdout);
-			return CLI_OK;
-		default:
-			if (cli_global_opt(c, optarg)) {
-				break;
-			}
-			usage(stderr);
-			return CLI_USAGE;
-		}
+	const struct moat_opt opts[] = {
+		{.name = "rollout", .kind = MOAT_OPT_STRING, .dst = &rollout},
+		{.name = "devices", .kind = MOAT_OPT_STRING, .dst = &devices},
+		{.name = "type", .kind = MOAT_OPT_STRING, .dst = &type},
+		{.name = "help", .kind = MOAT_OPT_HELP},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	bool is_publish = strcmp(cmd, "publish") == 0;
 	if (!is_publish && (rollout || devices)) {
@@ -344,10 +320,10 @@ int fw_release_main(int argc, char **argv)
 		return cli_usage_error("fw %s: --type belongs to list", cmd);
 	}
 	if (is_publish) {
-		return cmd_publish(argc - optind, argv + optind, rollout, devices);
+		return cmd_publish(argc - next, argv + next, rollout, devices);
 	}
 	if (strcmp(cmd, "list") == 0) {
-		return cmd_list(argc - optind, type);
+		return cmd_list(argc - next, type);
 	}
-	return cmd_status(argc - optind, argv + optind);
+	return cmd_status(argc - next, argv + next);
 }

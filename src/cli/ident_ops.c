@@ -2,7 +2,6 @@
  * and `moat identity` (see ident_ops.h). The deployment module does the work; this file
  * parses options, prints results and calls cli_after_change after every change. */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +15,7 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
-/* Parses the options shared by subcommands; unknown ones are usage errors. */
+/* The options of every subcommand; parse_opts refuses those a subcommand does not take. */
 struct ident_opts {
 	const char *type;
 	const char *prefix;
@@ -29,107 +28,79 @@ struct ident_opts {
 	int64_t days;
 	bool key_type_set;
 	enum moat_key_type key_type;
+	int next; /* argv index of the first operand */
 };
 
-enum {
-	OPT_TYPE = 't',
-	OPT_PREFIX = 'p',
-	OPT_COUNT = 'c',
-	OPT_DAYS = 'd',
-	OPT_KEYTYPE = 'k',
-	OPT_REASON = 'r',
-	OPT_OUT = 'o',
-	OPT_FORMAT = 'f',
-	OPT_PASSWORD = 'P',
-	OPT_ROLE = 'R',
-	OPT_HELP = 'h',
-};
-
-static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
-		      const char *usage_line)
+static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 {
-	static const struct option opts[] = {
-		{"type", required_argument, NULL, OPT_TYPE},
-		{"prefix", required_argument, NULL, OPT_PREFIX},
-		{"count", required_argument, NULL, OPT_COUNT},
-		{"days", required_argument, NULL, OPT_DAYS},
-		{"key-type", required_argument, NULL, OPT_KEYTYPE},
-		{"reason", required_argument, NULL, OPT_REASON},
-		{"out", required_argument, NULL, OPT_OUT},
-		{"format", required_argument, NULL, OPT_FORMAT},
-		{"password-file", required_argument, NULL, OPT_PASSWORD},
-		{"role", required_argument, NULL, OPT_ROLE},
-		{"help", no_argument, NULL, OPT_HELP},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
-	struct moat_err err = {0};
-	int c;
-	memset(o, 0, sizeof(*o));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		if (c == OPT_HELP) {
-			printf("usage: %s\n", usage_line);
-			return -1;
-		}
-		if (c == '?' || !strchr(allowed, c)) {
-			return cli_usage_error("usage: %s", usage_line);
-		}
-		switch (c) {
-		case OPT_TYPE:
-			o->type = optarg;
-			break;
-		case OPT_PREFIX:
-			o->prefix = optarg;
-			break;
-		case OPT_COUNT:
-			if (moat_int_parse(optarg, 1, MOAT_BULK_MAX, &o->count, &err) != 0) {
-				return cli_usage_error("--count: %s", err.msg);
-			}
-			break;
-		case OPT_DAYS:
-			if (moat_int_parse(optarg, 1, 36500, &o->days, &err) != 0) {
-				return cli_usage_error("--days: %s", err.msg);
-			}
-			break;
-		case OPT_KEYTYPE:
-			if (moat_key_type_parse(optarg, &o->key_type, &err) != 0) {
-				return cli_usage_error("--key-type: %s", err.msg);
-			}
-			o->key_type_set = true;
-			break;
-		case OPT_REASON:
-			o->reason = optarg;
-			break;
-		case OPT_OUT:
-			o->out = optarg;
-			break;
-		case OPT_FORMAT:
-			o->format = optarg;
-			break;
-		case OPT_PASSWORD:
-			o->password_file = optarg;
-			break;
-		case OPT_ROLE:
-			o->role = optarg;
-			break;
-		default:
-			return cli_usage_error("usage: %s", usage_line);
-		}
+	struct ident_opts *o = dst;
+	if (cli_opt_key_type(&o->key_type, value, err) != 0) {
+		return MOAT_EINVAL;
 	}
+	o->key_type_set = true;
 	return 0;
 }
 
-/* The one positional argument ID; anything else is a usage error. */
-static int one_id(int argc, char **argv, const char *usage_line, const char **out_id)
+/* Parses the options of a subcommand taking those whose letter is in allowed (t: type,
+ * p: prefix, c: count, d: days, k: key-type, r: reason, o: out, f: format, P: password-file,
+ * R: role); any other is a usage error. Returns 0, -1 after --help (exit 0), or a usage
+ * status. */
+static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
+		      const char *usage_line)
 {
-	if (optind != argc - 1) {
+	const struct {
+		char code;
+		struct moat_opt opt;
+	} all[] = {
+		{'t', {.name = "type", .kind = MOAT_OPT_STRING, .dst = &o->type}},
+		{'p', {.name = "prefix", .kind = MOAT_OPT_STRING, .dst = &o->prefix}},
+		{'c',
+		 {.name = "count",
+		  .kind = MOAT_OPT_INT,
+		  .dst = &o->count,
+		  .min = 1,
+		  .max = MOAT_BULK_MAX}},
+		{'d',
+		 {.name = "days", .kind = MOAT_OPT_INT, .dst = &o->days, .min = 1, .max = 36500}},
+		{'k', {.name = "key-type", .kind = MOAT_OPT_FN, .dst = o, .fn = parse_key_type}},
+		{'r', {.name = "reason", .kind = MOAT_OPT_STRING, .dst = &o->reason}},
+		{'o', {.name = "out", .kind = MOAT_OPT_STRING, .dst = &o->out}},
+		{'f', {.name = "format", .kind = MOAT_OPT_STRING, .dst = &o->format}},
+		{'P', {.name = "password-file", .kind = MOAT_OPT_STRING, .dst = &o->password_file}},
+		{'R', {.name = "role", .kind = MOAT_OPT_STRING, .dst = &o->role}},
+	};
+	enum { N_OPTS = sizeof(all) / sizeof(all[0]) };
+	struct moat_opt opts[N_OPTS + 2];
+	char usage[256];
+	memset(o, 0, sizeof(*o));
+	memset(opts, 0, sizeof(opts));
+	for (size_t i = 0; i < N_OPTS; i++) {
+		opts[i] = all[i].opt;
+		if (!strchr(allowed, all[i].code)) {
+			/* still known to getopt, so refused with the usage line alone */
+			opts[i].kind = MOAT_OPT_FN;
+			opts[i].fn = cli_opt_refuse;
+		}
+	}
+	opts[N_OPTS] = (struct moat_opt){.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'};
+	snprintf(usage, sizeof(usage), "usage: %s", usage_line);
+	/* device add's usage is two lines, both printed for bad usage */
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .error_line = usage};
+	int st = moat_opts_parse(&spec, argc, argv, 1, &o->next);
+	if (st == MOAT_OPTS_CONTINUE) {
+		return 0;
+	}
+	return st == CLI_OK ? -1 : st;
+}
+
+/* The one positional argument ID; anything else is a usage error. */
+static int one_id(int argc, char **argv, int next, const char *usage_line, const char **out_id)
+{
+	if (next != argc - 1) {
 		return cli_usage_error("usage: %s", usage_line);
 	}
-	*out_id = argv[optind];
+	*out_id = argv[next];
 	return 0;
 }
 
@@ -163,7 +134,7 @@ static int parse_one_id(int argc, char **argv, const char *allowed, struct ident
 	if (rc != 0) {
 		return rc;
 	}
-	return one_id(argc, argv, usage_line, out_id);
+	return one_id(argc, argv, o->next, usage_line, out_id);
 }
 
 /* Opens the deployment (unlocked: for writing, with the CA key) and loads id in scope. On
@@ -245,7 +216,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 		if (!o.prefix || !o.count) {
 			return cli_usage_error("--prefix and --count go together");
 		}
-		if (optind != argc) {
+		if (o.next != argc) {
 			return cli_usage_error("device add: an ID or --prefix/--count, not both");
 		}
 		/* P-000001 must be a valid name: check the longest one */
@@ -255,7 +226,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			return cli_usage_error("--prefix: %s", err.msg);
 		}
 		count = (size_t)o.count;
-	} else if (optind != argc - 1) {
+	} else if (o.next != argc - 1) {
 		return cli_usage_error("usage: %s", usage_line);
 	}
 	if (o.type && (rc = moat_device_type_check(o.type, &err)) != 0) {
@@ -274,10 +245,11 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 		if (o.prefix) {
 			snprintf(names[i], sizeof(names[i]), "%s-%06zu", o.prefix, i + 1);
 		} else {
-			snprintf(names[i], sizeof(names[i]), "%.*s", MOAT_ID_MAX_LEN, argv[optind]);
-			if (strlen(argv[optind]) > MOAT_ID_MAX_LEN) {
-				moat_err_set(&err, MOAT_EINVAL, "'%.64s...': longer than %d characters",
-					     argv[optind], MOAT_ID_MAX_LEN);
+			snprintf(names[i], sizeof(names[i]), "%.*s", MOAT_ID_MAX_LEN, argv[o.next]);
+			if (strlen(argv[o.next]) > MOAT_ID_MAX_LEN) {
+				moat_err_set(&err, MOAT_EINVAL,
+					     "'%.64s...': longer than %d characters", argv[o.next],
+					     MOAT_ID_MAX_LEN);
 				goto fail;
 			}
 		}
@@ -368,7 +340,7 @@ int ident_list(const struct ident_scope *scope, int argc, char **argv)
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
 	}
-	if (optind != argc) {
+	if (o.next != argc) {
 		return cli_usage_error("usage: %s", usage_line);
 	}
 	int role = scope->role;
@@ -699,10 +671,9 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 		{"add", ident_add},       {"list", ident_list},   {"show", ident_show},
 		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
 	};
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-	    strcmp(argv[1], "help") == 0) {
-		fputs(usage, argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_USAGE : CLI_OK;
+	int st = cli_group_help(argc, argv, usage, true);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		if (strcmp(argv[1], subs[i].name) == 0) {

@@ -1,5 +1,4 @@
 /* init.c: `moat init`, creating a deployment directory (src/deploy/init.c does the work). */
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,94 +7,68 @@
 #include "cli.h"
 #include "moat/timeutil.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: moat init [--dir D] [--name N] [--broker-host NAME_OR_IP]...\n"
-		"                 [--broker-port 8883] [--server-port 8443]\n"
-		"                 [--key-type ec-p256|rsa-2048|rsa-3072|rsa-4096] [--ca-days 3650]\n\n"
-		"Creates the deployment directory (default: $MOAT_DIR, else the current directory):\n"
-		"moat.conf, registry.db, a CA whose key is encrypted with the CA passphrase\n"
-		"(--passphrase-file, MOAT_CA_PASSPHRASE or a prompt), the broker/server certificate\n"
-		"naming every --broker-host (default localhost and 127.0.0.1) and an empty CRL.\n"
-		"Refuses an existing deployment or a non-empty directory.\n");
-}
+static const char usage[] =
+	"usage: moat init [--dir D] [--name N] [--broker-host NAME_OR_IP]...\n"
+	"                 [--broker-port 8883] [--server-port 8443]\n"
+	"                 [--key-type ec-p256|rsa-2048|rsa-3072|rsa-4096] [--ca-days 3650]\n\n"
+	"Creates the deployment directory (default: $MOAT_DIR, else the current directory):\n"
+	"moat.conf, registry.db, a CA whose key is encrypted with the CA passphrase\n"
+	"(--passphrase-file, MOAT_CA_PASSPHRASE or a prompt), the broker/server certificate\n"
+	"naming every --broker-host (default localhost and 127.0.0.1) and an empty CRL.\n"
+	"Refuses an existing deployment or a non-empty directory.\n";
 
 int init_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"name", required_argument, NULL, 'n'},
-		{"broker-host", required_argument, NULL, 'H'},
-		{"broker-port", required_argument, NULL, 'b'},
-		{"server-port", required_argument, NULL, 's'},
-		{"key-type", required_argument, NULL, 'k'},
-		{"ca-days", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	struct moat_init_opts io = {.key_type = MOAT_KEY_EC_P256};
-	const char *hosts[MOAT_HOSTS_MAX];
-	size_t host_count = 0;
+	const char *host_v[MOAT_HOSTS_MAX];
+	struct moat_opt_list hosts = {.items = host_v, .max = MOAT_HOSTS_MAX};
+	int64_t broker_port = 0;
+	int64_t server_port = 0;
 	struct moat_err err = {0};
-	int64_t v;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			io.name = optarg;
-			break;
-		case 'H':
-			if (host_count == MOAT_HOSTS_MAX) {
-				return cli_usage_error("at most %d --broker-host", MOAT_HOSTS_MAX);
-			}
-			hosts[host_count++] = optarg;
-			break;
-		case 'b':
-		case 's':
-			if (moat_int_parse(optarg, 1, 65535, &v, &err) != 0) {
-				return cli_usage_error("--%s: %s",
-						       c == 'b' ? "broker-port" : "server-port", err.msg);
-			}
-			if (c == 'b') {
-				io.broker_port = (int)v;
-			} else {
-				io.server_port = (int)v;
-			}
-			break;
-		case 'k':
-			if (moat_key_type_parse(optarg, &io.key_type, &err) != 0) {
-				return cli_usage_error("--key-type: %s", err.msg);
-			}
-			break;
-		case 'c':
-			if (moat_int_parse(optarg, 1, 36500, &v, &err) != 0) {
-				return cli_usage_error("--ca-days: %s", err.msg);
-			}
-			io.ca_days = v;
-			break;
-		case 'h':
-			usage(stdout);
-			return CLI_OK;
-		default:
-			if (cli_global_opt(c, optarg)) {
-				break;
-			}
-			usage(stderr);
-			return CLI_USAGE;
-		}
+	const struct moat_opt opts[] = {
+		{.name = "name", .kind = MOAT_OPT_STRING, .dst = &io.name},
+		{.name = "broker-host", .kind = MOAT_OPT_LIST, .dst = &hosts},
+		{.name = "broker-port",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &broker_port,
+		 .min = 1,
+		 .max = 65535},
+		{.name = "server-port",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &server_port,
+		 .min = 1,
+		 .max = 65535},
+		{.name = "key-type",
+		 .kind = MOAT_OPT_FN,
+		 .dst = &io.key_type,
+		 .fn = cli_opt_key_type},
+		{.name = "ca-days",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &io.ca_days,
+		 .min = 1,
+		 .max = 36500},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (optind < argc) {
-		return cli_usage_error("init: unexpected argument '%s'", argv[optind]);
+	io.broker_port = (int)broker_port;
+	io.server_port = (int)server_port;
+	if (next < argc) {
+		return cli_usage_error("init: unexpected argument '%s'", argv[next]);
 	}
 	char dir[PATH_MAX];
 	if (moat_deploy_locate(cli_globals.dir, dir, sizeof(dir), &err) != 0) {
 		return cli_fail(&err);
 	}
 	io.dir = dir;
-	io.broker_hosts = hosts;
-	io.broker_host_count = host_count;
+	io.broker_hosts = host_v;
+	io.broker_host_count = hosts.count;
 	io.now = moat_time_now();
 
 	char pass[MOAT_PASSPHRASE_MAX_LEN + 2];

@@ -60,13 +60,16 @@ int main(int argc, char **argv)
 			continue;
 		}
 		if ((strcmp(a, "--dir") == 0 || strcmp(a, "--passphrase-file") == 0) && i + 1 < argc) {
-			cli_global_opt(strcmp(a, "--dir") == 0 ? CLI_OPT_DIR : CLI_OPT_PASSFILE,
-				       argv[i + 1]);
+			if (strcmp(a, "--dir") == 0) {
+				cli_globals.dir = argv[i + 1];
+			} else {
+				cli_globals.passphrase_file = argv[i + 1];
+			}
 			i += 2;
 			continue;
 		}
 		if (strncmp(a, "--dir=", 6) == 0) {
-			cli_global_opt(CLI_OPT_DIR, a + 6);
+			cli_globals.dir = a + 6;
 			i++;
 			continue;
 		}

@@ -3,7 +3,6 @@
  * apply loads it (or only checks it with --dry-run), remove deletes moat's tables, verify
  * proves the policy in throwaway network namespaces and prints the probe matrix. --config
  * reads a moat.conf directly (a gateway holding only a copy of it) instead of a deployment. */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,15 +11,12 @@
 #include "cli.h"
 #include "moat/net.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: moat net plan [--format nft|iptables]   print the ruleset\n"
-		"       moat net apply [--dry-run]              load it here (nft -f; --dry-run: nft -c)\n"
-		"       moat net remove                         delete moat's nft tables, nothing else\n"
-		"       moat net verify                         prove it in throwaway network namespaces\n"
-		"options: --config FILE (a moat.conf instead of the deployment), --dir DIR, --json\n");
-}
+static const char usage[] =
+	"usage: moat net plan [--format nft|iptables]   print the ruleset\n"
+	"       moat net apply [--dry-run]              load it here (nft -f; --dry-run: nft -c)\n"
+	"       moat net remove                         delete moat's nft tables, nothing else\n"
+	"       moat net verify                         prove it in throwaway network namespaces\n"
+	"options: --config FILE (a moat.conf instead of the deployment), --dir DIR, --json\n";
 
 static int load_policy(const char *config_path, struct moat_net_policy *p, struct moat_err *err)
 {
@@ -134,46 +130,30 @@ static int do_verify(const struct moat_net_policy *p)
 
 int net_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"format", required_argument, NULL, 'f'},
-		{"dry-run", no_argument, NULL, 'n'},
-		{"config", required_argument, NULL, 'c'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
-	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage(argc < 2 ? stderr : stdout);
-		return argc < 2 ? CLI_USAGE : CLI_OK;
+	int st = cli_group_help(argc, argv, usage, false);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	const char *cmd = argv[1];
 	const char *format = NULL;
 	const char *config_path = NULL;
 	bool dry_run = false;
-	int c;
-	optind = 2;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'f':
-			format = optarg;
-			break;
-		case 'n':
-			dry_run = true;
-			break;
-		case 'c':
-			config_path = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return CLI_OK;
-		default:
-			if (!cli_global_opt(c, optarg)) {
-				return cli_usage_error("net: see moat net --help");
-			}
-		}
+	const struct moat_opt opts[] = {
+		{.name = "format", .kind = MOAT_OPT_STRING, .dst = &format},
+		{.name = "dry-run", .kind = MOAT_OPT_FLAG, .dst = &dry_run},
+		{.name = "config", .kind = MOAT_OPT_STRING, .dst = &config_path},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .error_line = "net: see moat net --help"};
+	int next;
+	st = moat_opts_parse(&spec, argc, argv, 2, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (optind != argc) {
-		return cli_usage_error("net %s: unexpected argument '%s'", cmd, argv[optind]);
+	if (next != argc) {
+		return cli_usage_error("net %s: unexpected argument '%s'", cmd, argv[next]);
 	}
 	bool is_plan = strcmp(cmd, "plan") == 0;
 	bool is_apply = strcmp(cmd, "apply") == 0;

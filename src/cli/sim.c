@@ -8,7 +8,6 @@
  * signed updates from moatd on virtual A/B slots, provisioned on first use with the
  * release of its type; SIGUSR1 makes every device check for an update now.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -132,21 +131,38 @@ out:
 	return rc;
 }
 
+static int parse_interval(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *interval_s = dst;
+	if (moat_duration_parse(value, 1, interval_s, err) != 0 ||
+	    *interval_s < MOAT_MSG_UPDATE_INTERVAL_MIN ||
+	    *interval_s > MOAT_MSG_UPDATE_INTERVAL_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "--interval: '%s' is not 1s to 1d", value);
+	}
+	return 0;
+}
+
+static int parse_duration(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *duration_s = dst;
+	if (moat_duration_parse(value, 1, duration_s, err) != 0 || *duration_s < 1) {
+		return moat_err_set(err, MOAT_EINVAL, "--duration: '%s' is not a duration", value);
+	}
+	return 0;
+}
+
+static int parse_type(void *dst, const char *value, struct moat_err *err)
+{
+	if (moat_device_type_check(value, err) != 0) {
+		moat_err_prefix(err, "--type");
+		return MOAT_EINVAL;
+	}
+	*(const char **)dst = value;
+	return 0;
+}
+
 int sim_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"devices", required_argument, NULL, 'n'},
-		{"prefix", required_argument, NULL, 'p'},
-		{"interval", required_argument, NULL, 'i'},
-		{"duration", required_argument, NULL, 'd'},
-		{"type", required_argument, NULL, 't'},
-		{"firmware", required_argument, NULL, 'f'},
-		{"envelope", required_argument, NULL, 'e'},
-		{"update-jobs", required_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
 			    "[--duration D] [--type T] [--json]\n"
 			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]";
@@ -157,63 +173,32 @@ int sim_main(int argc, char **argv)
 	struct moat_sim_firmware fw = {0};
 	struct moat_agent_update_pool pool = {0};
 	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT;
-	size_t n_images = 0, n_envelopes = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'n':
-			if (moat_int_parse(optarg, 1, SIM_DEVICES_MAX, &n, &err) != 0) {
-				return cli_usage_error("--devices: %s", err.msg);
-			}
-			break;
-		case 'p':
-			prefix = optarg;
-			break;
-		case 'i':
-			if (moat_duration_parse(optarg, 1, &interval_s, &err) != 0 ||
-			    interval_s < MOAT_MSG_UPDATE_INTERVAL_MIN ||
-			    interval_s > MOAT_MSG_UPDATE_INTERVAL_MAX) {
-				return cli_usage_error("--interval: '%s' is not 1s to 1d", optarg);
-			}
-			break;
-		case 'd':
-			if (moat_duration_parse(optarg, 1, &duration_s, &err) != 0 || duration_s < 1) {
-				return cli_usage_error("--duration: '%s' is not a duration", optarg);
-			}
-			break;
-		case 't':
-			if (moat_device_type_check(optarg, &err) != 0) {
-				return cli_usage_error("--type: %s", err.msg);
-			}
-			type = optarg;
-			break;
-		case 'f':
-			if (n_images == MOAT_SIM_FIRMWARE_MAX) {
-				return cli_usage_error("at most %d --firmware", MOAT_SIM_FIRMWARE_MAX);
-			}
-			fw.image[n_images++] = optarg;
-			break;
-		case 'e':
-			if (n_envelopes == MOAT_SIM_FIRMWARE_MAX) {
-				return cli_usage_error("at most %d --envelope", MOAT_SIM_FIRMWARE_MAX);
-			}
-			fw.envelope[n_envelopes++] = optarg;
-			break;
-		case 'j':
-			if (moat_int_parse(optarg, 1, 64, &jobs, &err) != 0) {
-				return cli_usage_error("--update-jobs: %s", err.msg);
-			}
-			break;
-		case 'h':
-			printf("%s\n", usage);
-			return CLI_OK;
-		default:
-			if (!cli_global_opt(c, optarg)) {
-				return cli_usage_error("%s", usage);
-			}
-		}
+	struct moat_opt_list images = {.items = fw.image, .max = MOAT_SIM_FIRMWARE_MAX};
+	struct moat_opt_list envelopes = {.items = fw.envelope, .max = MOAT_SIM_FIRMWARE_MAX};
+	const struct moat_opt opts[] = {
+		{.name = "devices",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &n,
+		 .min = 1,
+		 .max = SIM_DEVICES_MAX},
+		{.name = "prefix", .kind = MOAT_OPT_STRING, .dst = &prefix},
+		{.name = "interval", .kind = MOAT_OPT_FN, .dst = &interval_s, .fn = parse_interval},
+		{.name = "duration", .kind = MOAT_OPT_FN, .dst = &duration_s, .fn = parse_duration},
+		{.name = "type", .kind = MOAT_OPT_FN, .dst = &type, .fn = parse_type},
+		{.name = "firmware", .kind = MOAT_OPT_LIST, .dst = &images},
+		{.name = "envelope", .kind = MOAT_OPT_LIST, .dst = &envelopes},
+		{.name = "update-jobs", .kind = MOAT_OPT_INT, .dst = &jobs, .min = 1, .max = 64},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .error_line = usage};
+	int next;
+	int ost = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (ost != MOAT_OPTS_CONTINUE) {
+		return ost;
 	}
+	size_t n_images = images.count, n_envelopes = envelopes.count;
 	if (n_images != n_envelopes) {
 		return cli_usage_error("--firmware and --envelope go together, one of each per "
 				       "device type");

@@ -10,7 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -277,62 +276,46 @@ static int daemonize(const struct up_ctx *u)
 	return cli_fail(&err);
 }
 
-static int up_usage(FILE *out, int rc)
+static const char up_usage[] =
+	"usage: moat up [--foreground] [--no-plugin] [--timeout SECONDS] [--json]\n"
+	"Regenerates the broker's files (as moat broker config) and starts Mosquitto under\n"
+	"a supervisor that restarts it if it dies; returns once the broker completes a TLS\n"
+	"handshake verified against the deployment CA. --foreground stays attached (Ctrl-C\n"
+	"stops it). $MOAT_MOSQUITTO overrides /usr/sbin/mosquitto.\n";
+
+static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 {
-	fputs("usage: moat up [--foreground] [--no-plugin] [--timeout SECONDS] [--json]\n"
-	      "Regenerates the broker's files (as moat broker config) and starts Mosquitto under\n"
-	      "a supervisor that restarts it if it dies; returns once the broker completes a TLS\n"
-	      "handshake verified against the deployment CA. --foreground stays attached (Ctrl-C\n"
-	      "stops it). $MOAT_MOSQUITTO overrides /usr/sbin/mosquitto.\n",
-	      out);
-	return rc;
+	int64_t *timeout_s = dst;
+	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1 ||
+	    *timeout_s > 3600) {
+		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s': expected 1..3600 seconds",
+				    value);
+	}
+	return 0;
 }
 
 int up_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"foreground", no_argument, NULL, 'f'},
-		{"no-plugin", no_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	struct moat_err err = {0};
 	struct up_ctx u;
 	bool foreground = false;
 	bool no_plugin = false;
 	int64_t timeout_s = UP_DEFAULT_TIMEOUT_S;
-	int c;
+	const struct moat_opt opts[] = {
+		{.name = "foreground", .kind = MOAT_OPT_FLAG, .letter = 'f', .dst = &foreground},
+		{.name = "no-plugin", .kind = MOAT_OPT_FLAG, .dst = &no_plugin},
+		{.name = "timeout", .kind = MOAT_OPT_FN, .dst = &timeout_s, .fn = parse_timeout},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = up_usage, .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE, .no_operands = true};
+	int next;
 
 	memset(&u, 0, sizeof(u));
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "fh", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		switch (c) {
-		case 'f':
-			foreground = true;
-			break;
-		case 'n':
-			no_plugin = true;
-			break;
-		case 't':
-			if (moat_duration_parse(optarg, 1, &timeout_s, &err) != 0 ||
-			    timeout_s < 1 || timeout_s > 3600) {
-				return cli_usage_error("--timeout: '%s': expected 1..3600 seconds",
-						       optarg);
-			}
-			break;
-		case 'h':
-			return up_usage(stdout, CLI_OK);
-		default:
-			return up_usage(stderr, CLI_USAGE);
-		}
-	}
-	if (optind != argc) {
-		return up_usage(stderr, CLI_USAGE);
+	int ost = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (ost != MOAT_OPTS_CONTINUE) {
+		return ost;
 	}
 	u.timeout_ms = timeout_s * 1000;
 
@@ -382,39 +365,24 @@ int up_main(int argc, char **argv)
 	return daemonize(&u);
 }
 
+/* --timeout (where timeout_s is not NULL) and --help: CLI_OK, -1 after --help, or a usage
+ * status. */
 static int simple_opts(int argc, char **argv, const char *usage, int64_t *timeout_s)
 {
-	static const struct option opts[] = {
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
+	const struct moat_opt opts[] = {
+		{.name = "timeout",
+		 .kind = MOAT_OPT_FN,
+		 .dst = timeout_s,
+		 .fn = timeout_s ? parse_timeout : cli_opt_refuse},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
 	};
-	struct moat_err err = {0};
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		if (cli_global_opt(c, optarg)) {
-			continue;
-		}
-		if (c == 't' && timeout_s) {
-			if (moat_duration_parse(optarg, 1, timeout_s, &err) != 0 ||
-			    *timeout_s < 1 || *timeout_s > 3600) {
-				return cli_usage_error("--timeout: '%s': expected 1..3600 seconds",
-						       optarg);
-			}
-			continue;
-		}
-		if (c == 'h') {
-			fputs(usage, stdout);
-			return -1;
-		}
-		fputs(usage, stderr);
-		return CLI_USAGE;
-	}
-	if (optind != argc) {
-		fputs(usage, stderr);
-		return CLI_USAGE;
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE, .no_operands = true};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st == CLI_OK ? -1 : st;
 	}
 	return CLI_OK;
 }

@@ -1,11 +1,10 @@
 /* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--count N] [--timeout D]`: a
  * live view of devices' telemetry, status, diagnostics (update events parsed) and command
- * responses, one line per message. Payloads come from devices and are untrusted: each is parsed with its
- * schema (src/core/messages.c) before anything of it is shown; --json prints
+ * responses, one line per message. Payloads come from devices and are untrusted: each is parsed
+ * with its schema (src/core/messages.c) before anything of it is shown; --json prints
  * {"topic","device","kind","valid","message"} where message is the payload itself only
  * when it parsed, else the payload as a JSON string.
  */
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,17 +138,17 @@ static void show(const char *topic, const char *payload, size_t len)
 	fflush(stdout);
 }
 
+static int parse_timeout(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *timeout_s = dst;
+	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1) {
+		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s' is not a duration", value);
+	}
+	return 0;
+}
+
 int watch_main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"all", no_argument, NULL, 'A'},
-		{"as", required_argument, NULL, 's'},
-		{"count", required_argument, NULL, 'n'},
-		{"timeout", required_argument, NULL, 't'},
-		{"help", no_argument, NULL, 'h'},
-		CLI_GLOBAL_LONGOPTS,
-		{NULL, 0, NULL, 0},
-	};
 	const char *usage = "usage: moat watch [ID...|--all] [--json] [--as NAME] [--count N] "
 			    "[--timeout D]";
 	static const char *const kinds[] = {"telemetry", "status", "diagnostics",
@@ -158,36 +157,21 @@ int watch_main(int argc, char **argv)
 	bool all = false;
 	const char *as = NULL;
 	int64_t count = 0, timeout_s = 0;
-	int c;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'A':
-			all = true;
-			break;
-		case 's':
-			as = optarg;
-			break;
-		case 'n':
-			if (moat_int_parse(optarg, 1, INT64_MAX, &count, &err) != 0) {
-				return cli_usage_error("--count: %s", err.msg);
-			}
-			break;
-		case 't':
-			if (moat_duration_parse(optarg, 1, &timeout_s, &err) != 0 || timeout_s < 1) {
-				return cli_usage_error("--timeout: '%s' is not a duration", optarg);
-			}
-			break;
-		case 'h':
-			printf("%s\n", usage);
-			return CLI_OK;
-		default:
-			if (!cli_global_opt(c, optarg)) {
-				return cli_usage_error("%s", usage);
-			}
-		}
+	const struct moat_opt opts[] = {
+		{.name = "all", .kind = MOAT_OPT_FLAG, .dst = &all},
+		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &as},
+		{.name = "count", .kind = MOAT_OPT_INT, .dst = &count, .min = 1, .max = INT64_MAX},
+		{.name = "timeout", .kind = MOAT_OPT_FN, .dst = &timeout_s, .fn = parse_timeout},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	size_t nids = (size_t)(argc - optind);
+	size_t nids = (size_t)(argc - next);
 	if ((nids == 0) == !all) {
 		return cli_usage_error("watch: name devices or give --all, not both (%s)", usage);
 	}
@@ -195,7 +179,7 @@ int watch_main(int argc, char **argv)
 		return cli_usage_error("watch: at most %d devices; use --all", WATCH_IDS_MAX);
 	}
 	for (size_t i = 0; i < nids; i++) {
-		if (moat_identity_name_check(argv[optind + i], &err) != 0) {
+		if (moat_identity_name_check(argv[next + i], &err) != 0) {
 			return cli_usage_error("%s", err.msg);
 		}
 	}
@@ -210,7 +194,7 @@ int watch_main(int argc, char **argv)
 		goto out;
 	}
 	for (size_t i = 0; i < nf; i++) {
-		const char *who = all ? "+" : argv[optind + i / 4];
+		const char *who = all ? "+" : argv[next + i / 4];
 		snprintf(bufs[i], sizeof(bufs[i]), "devices/%s/%s", who, kinds[i % 4]);
 		filters[i] = bufs[i];
 	}

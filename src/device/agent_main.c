@@ -8,7 +8,6 @@
  * the update client (update_client.c).
  */
 #include <errno.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +16,7 @@
 
 #include "moat/agent.h"
 #include "moat/log.h"
+#include "moat/opts.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -28,48 +28,32 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
-static void usage(FILE *out)
-{
-	fprintf(out, "usage: moat-agent [--config FILE] [--check]\n"
-		     "  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
-		     "  --check        validate the configuration and certificate, then exit\n"
-		     "  --version      print the version\n");
-}
+static const char usage[] =
+	"usage: moat-agent [--config FILE] [--check]\n"
+	"  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
+	"  --check        validate the configuration and certificate, then exit\n"
+	"  --version      print the version\n";
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"check", no_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
 	const char *path = "/etc/moat/agent.conf";
 	bool check_only = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'k':
-			check_only = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("moat-agent %s\n", MOAT_VERSION);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
+	const struct moat_opt opts[] = {
+		{.name = "config", .kind = MOAT_OPT_STRING, .letter = 'c', .dst = &path},
+		{.name = "check", .kind = MOAT_OPT_FLAG, .dst = &check_only},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{.name = "version", .kind = MOAT_OPT_HELP, .text = "moat-agent " MOAT_VERSION "\n"},
+		{0},
+	};
+	const struct moat_opts_spec spec = {.prog = "moat-agent",
+					    .usage = usage,
+					    .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE,
+					    .no_operands = true};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 
 	struct moat_agent_conf conf;

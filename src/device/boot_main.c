@@ -18,7 +18,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "moat/log.h"
+#include "moat/opts.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -50,13 +50,54 @@ static void sleep_ms(long ms)
 	(void)nanosleep(&ts, NULL);
 }
 
+static const char usage_text[] =
+	"usage: moat-boot --state DIR [--trial-seconds N] -- PROGRAM [ARGS...]\n"
+	"       moat-boot --state DIR --confirm | --status | --verify\n"
+	"       moat-boot --state DIR --provision --device-type T --trust FILE "
+	"--image FILE --envelope FILE\n";
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: moat-boot --state DIR [--trial-seconds N] -- PROGRAM [ARGS...]\n"
-			"       moat-boot --state DIR --confirm | --status | --verify\n"
-			"       moat-boot --state DIR --provision --device-type T --trust FILE "
-			"--image FILE --envelope FILE\n");
-	return 2;
+	fputs(usage_text, stderr);
+	return MOAT_OPTS_USAGE_EXIT;
+}
+
+/* --help, like any misuse, prints the usage on stderr (exit 2). */
+static int bad_usage(void *dst, const char *value, struct moat_err *err)
+{
+	(void)dst;
+	(void)value;
+	moat_err_clear(err);
+	return MOAT_EINVAL;
+}
+
+static int parse_trial(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *trial_seconds = dst;
+	struct moat_err why;
+	moat_err_clear(&why);
+	if (moat_duration_parse(value, 1, trial_seconds, &why) != 0 || *trial_seconds < 1) {
+		return moat_err_set(err, MOAT_EINVAL, "--trial-seconds: %s",
+				    *trial_seconds < 1 ? "must be at least 1s" : why.msg);
+	}
+	return 0;
+}
+
+/* --confirm, --status, --verify, --provision: one of them at most. */
+struct action_opt {
+	int *action;
+	int value;
+};
+
+static int pick_action(void *dst, const char *value, struct moat_err *err)
+{
+	struct action_opt *a = dst;
+	(void)value;
+	if (*a->action != 0) {
+		return bad_usage(NULL, NULL, err);
+	}
+	*a->action = a->value;
+	return 0;
 }
 
 static int fail(const struct moat_err *err)
@@ -256,65 +297,44 @@ static int status_cmd(const char *dir)
 
 int main(int argc, char **argv)
 {
-	enum { O_CONFIRM = 1, O_STATUS, O_VERIFY, O_PROVISION, O_TYPE, O_TRUST, O_IMAGE, O_ENV };
-	static const struct option opts[] = {
-		{"state", required_argument, NULL, 's'},
-		{"trial-seconds", required_argument, NULL, 't'},
-		{"confirm", no_argument, NULL, O_CONFIRM},
-		{"status", no_argument, NULL, O_STATUS},
-		{"verify", no_argument, NULL, O_VERIFY},
-		{"provision", no_argument, NULL, O_PROVISION},
-		{"device-type", required_argument, NULL, O_TYPE},
-		{"trust", required_argument, NULL, O_TRUST},
-		{"image", required_argument, NULL, O_IMAGE},
-		{"envelope", required_argument, NULL, O_ENV},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
+	enum { O_CONFIRM = 1, O_STATUS, O_VERIFY, O_PROVISION };
 	const char *dir = NULL, *type = NULL, *trust = NULL, *image = NULL, *envelope = NULL;
 	int64_t trial_seconds = MOAT_BOOT_TRIAL_SECONDS_DEFAULT;
 	int action = 0;
 	struct moat_err err;
-	int c;
+	struct action_opt confirm = {&action, O_CONFIRM}, status = {&action, O_STATUS},
+			  verify = {&action, O_VERIFY}, provision = {&action, O_PROVISION};
+	const struct moat_opt opts[] = {
+		{.name = "state", .kind = MOAT_OPT_STRING, .dst = &dir},
+		{.name = "trial-seconds",
+		 .kind = MOAT_OPT_FN,
+		 .dst = &trial_seconds,
+		 .fn = parse_trial},
+		{.name = "confirm", .kind = MOAT_OPT_FN_FLAG, .dst = &confirm, .fn = pick_action},
+		{.name = "status", .kind = MOAT_OPT_FN_FLAG, .dst = &status, .fn = pick_action},
+		{.name = "verify", .kind = MOAT_OPT_FN_FLAG, .dst = &verify, .fn = pick_action},
+		{.name = "provision",
+		 .kind = MOAT_OPT_FN_FLAG,
+		 .dst = &provision,
+		 .fn = pick_action},
+		{.name = "device-type", .kind = MOAT_OPT_STRING, .dst = &type},
+		{.name = "trust", .kind = MOAT_OPT_STRING, .dst = &trust},
+		{.name = "image", .kind = MOAT_OPT_STRING, .dst = &image},
+		{.name = "envelope", .kind = MOAT_OPT_STRING, .dst = &envelope},
+		{.name = "help", .kind = MOAT_OPT_FN_FLAG, .letter = 'h', .fn = bad_usage},
+		{0},
+	};
+	const struct moat_opts_spec spec = {.prog = "moat-boot",
+					    .usage = usage_text,
+					    .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_USAGE,
+					    .stop_at_operand = true};
+	int next;
 
 	moat_log_init("moat-boot", MOAT_LOG_INFO, false);
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			dir = optarg;
-			break;
-		case 't':
-			if (moat_duration_parse(optarg, 1, &trial_seconds, &err) != 0 ||
-			    trial_seconds < 1) {
-				fprintf(stderr, "moat-boot: --trial-seconds: %s\n",
-					trial_seconds < 1 ? "must be at least 1s" : err.msg);
-				return 2;
-			}
-			break;
-		case O_CONFIRM:
-		case O_STATUS:
-		case O_VERIFY:
-		case O_PROVISION:
-			if (action != 0) {
-				return usage();
-			}
-			action = c;
-			break;
-		case O_TYPE:
-			type = optarg;
-			break;
-		case O_TRUST:
-			trust = optarg;
-			break;
-		case O_IMAGE:
-			image = optarg;
-			break;
-		case O_ENV:
-			envelope = optarg;
-			break;
-		default:
-			return usage();
-		}
+	int ost = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (ost != MOAT_OPTS_CONTINUE) {
+		return ost;
 	}
 	if (dir == NULL) {
 		return usage();
@@ -358,6 +378,6 @@ int main(int argc, char **argv)
 		printf("provisioned %s: slot a\n", dir);
 		return 0;
 	default:
-		return run(dir, trial_seconds, argv + optind);
+		return run(dir, trial_seconds, argv + next);
 	}
 }

@@ -19,7 +19,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "moat/log.h"
+#include "moat/opts.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -136,75 +136,62 @@ static int probe(const struct moat_update_conf *conf, struct moat_update_result 
 	return rc;
 }
 
+static const char usage[] = "usage: moat-update --state DIR --server https://HOST:PORT --ca CA "
+			    "--cert CERT --key KEY [--timeout S] [--now T] [--report [--probe]]\n";
+
+static int parse_timeout(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t v = 0;
+	if (moat_duration_parse(value, 1, &v, err) != 0 || v < 1 || v > 86400) {
+		return moat_err_set(err, MOAT_EINVAL, "--timeout: 1s..1d");
+	}
+	*(long *)dst = (long)v;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{"state", required_argument, NULL, 's'},
-		{"server", required_argument, NULL, 'u'},
-		{"ca", required_argument, NULL, 'c'},
-		{"cert", required_argument, NULL, 'e'},
-		{"key", required_argument, NULL, 'k'},
-		{"timeout", required_argument, NULL, 't'},
-		{"now", required_argument, NULL, 'n'},
-		{"report", no_argument, NULL, 'r'},
-		{"probe", no_argument, NULL, 'p'},
-		{NULL, 0, NULL, 0},
-	};
 	bool report = false;
 	bool probe_only = false;
 	struct moat_update_conf conf;
 	struct moat_update_result res;
 	struct moat_err err;
-	int64_t v = 0;
-	int c;
 
 	memset(&conf, 0, sizeof(conf));
+	const struct moat_opt opts[] = {
+		{.name = "state", .kind = MOAT_OPT_STRING, .dst = &conf.state_dir},
+		{.name = "server", .kind = MOAT_OPT_STRING, .dst = &conf.server_url},
+		{.name = "ca", .kind = MOAT_OPT_STRING, .dst = &conf.ca_file},
+		{.name = "cert", .kind = MOAT_OPT_STRING, .dst = &conf.cert_file},
+		{.name = "key", .kind = MOAT_OPT_STRING, .dst = &conf.key_file},
+		{.name = "timeout",
+		 .kind = MOAT_OPT_FN,
+		 .dst = &conf.timeout_seconds,
+		 .fn = parse_timeout},
+		{.name = "now",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &conf.now,
+		 .min = 1,
+		 .max = MOAT_FW_INT_MAX},
+		{.name = "report", .kind = MOAT_OPT_FLAG, .dst = &report},
+		{.name = "probe", .kind = MOAT_OPT_FLAG, .dst = &probe_only},
+		{0},
+	};
+	const struct moat_opts_spec spec = {.prog = "moat-update",
+					    .usage = usage,
+					    .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_QUIET};
+	int next;
+
 	moat_log_init("moat-update", MOAT_LOG_INFO, false);
-	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			conf.state_dir = optarg;
-			break;
-		case 'u':
-			conf.server_url = optarg;
-			break;
-		case 'c':
-			conf.ca_file = optarg;
-			break;
-		case 'e':
-			conf.cert_file = optarg;
-			break;
-		case 'k':
-			conf.key_file = optarg;
-			break;
-		case 't':
-			if (moat_duration_parse(optarg, 1, &v, &err) != 0 || v < 1 || v > 86400) {
-				fprintf(stderr, "moat-update: --timeout: 1s..1d\n");
-				return 2;
-			}
-			conf.timeout_seconds = (long)v;
-			break;
-		case 'n':
-			if (moat_int_parse(optarg, 1, MOAT_FW_INT_MAX, &conf.now, &err) != 0) {
-				fprintf(stderr, "moat-update: --now: %s\n", err.msg);
-				return 2;
-			}
-			break;
-		case 'r':
-			report = true;
-			break;
-		case 'p':
-			probe_only = true;
-			break;
-		default:
-			return 2;
-		}
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (optind != argc || (probe_only && !report) || conf.state_dir == NULL ||
-	    conf.server_url == NULL ||
-	    conf.ca_file == NULL || conf.cert_file == NULL || conf.key_file == NULL) {
-		fprintf(stderr, "usage: moat-update --state DIR --server https://HOST:PORT --ca CA "
-				"--cert CERT --key KEY [--timeout S] [--now T] [--report [--probe]]\n");
+	if (next != argc || (probe_only && !report) || conf.state_dir == NULL ||
+	    conf.server_url == NULL || conf.ca_file == NULL || conf.cert_file == NULL ||
+	    conf.key_file == NULL) {
+		fputs(usage, stderr);
 		return 2;
 	}
 	if (strncmp(conf.server_url, "https://", 8) != 0 ||

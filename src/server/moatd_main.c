@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,82 +16,51 @@
 
 #include "moat/deploy.h"
 #include "moat/log.h"
+#include "moat/opts.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 
-static void usage(FILE *out)
-{
-	fprintf(out,
-		"usage: moatd [--dir DIR] [--listen ADDR] [--port N] [--as SERVICE_ID]\n"
-		"             [--no-ingest] [--log FILE] [--verbose]\n"
-		"The update service: HTTPS with client certificates on [server] port of\n"
-		"moat.conf (default address 127.0.0.1, or [server] listen), and update events\n"
-		"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
-		"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n");
-}
+static const char usage[] =
+	"usage: moatd [--dir DIR] [--listen ADDR] [--port N] [--as SERVICE_ID]\n"
+	"             [--no-ingest] [--log FILE] [--verbose]\n"
+	"The update service: HTTPS with client certificates on [server] port of\n"
+	"moat.conf (default address 127.0.0.1, or [server] listen), and update events\n"
+	"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
+	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n";
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"dir", required_argument, NULL, 'd'},
-		{"listen", required_argument, NULL, 'l'},
-		{"port", required_argument, NULL, 'p'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"as", required_argument, NULL, 'a'},
-		{"no-ingest", no_argument, NULL, 'n'},
-		{"log", required_argument, NULL, 'L'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	const char *dir_flag = NULL;
 	struct moat_httpd_opts opts = {0};
 	struct moat_ingest_opts iopts = {0};
-	bool ingest = true;
+	bool no_ingest = false;
 	const char *log_path = NULL;
 	bool verbose = false;
 	struct moat_err err = {0};
-	int c;
-	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'd':
-			dir_flag = optarg;
-			break;
-		case 'l':
-			opts.listen_addr = optarg;
-			break;
-		case 'p': {
-			int64_t v;
-			if (moat_int_parse(optarg, 1, 65535, &v, &err) != 0) {
-				fprintf(stderr, "moatd: --port: %s\n", err.msg);
-				return 2;
-			}
-			opts.port = (int)v;
-			break;
-		}
-		case 'v':
-			verbose = true;
-			break;
-		case 'a':
-			iopts.as = optarg;
-			break;
-		case 'n':
-			ingest = false;
-			break;
-		case 'L':
-			log_path = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
+	int64_t port = 0;
+	const struct moat_opt table[] = {
+		{.name = "dir", .kind = MOAT_OPT_STRING, .dst = &dir_flag},
+		{.name = "listen", .kind = MOAT_OPT_STRING, .dst = &opts.listen_addr},
+		{.name = "port", .kind = MOAT_OPT_INT, .dst = &port, .min = 1, .max = 65535},
+		{.name = "verbose", .kind = MOAT_OPT_FLAG, .dst = &verbose},
+		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &iopts.as},
+		{.name = "no-ingest", .kind = MOAT_OPT_FLAG, .dst = &no_ingest},
+		{.name = "log", .kind = MOAT_OPT_STRING, .dst = &log_path},
+		{.name = "help", .kind = MOAT_OPT_HELP},
+		{0},
+	};
+	const struct moat_opts_spec spec = {.prog = "moatd",
+					    .usage = usage,
+					    .opts = table,
+					    .on_error = MOAT_OPTS_ERROR_USAGE,
+					    .no_operands = true};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (optind != argc) {
-		usage(stderr);
-		return 2;
-	}
+	opts.port = (int)port;
+	bool ingest = !no_ingest;
 	char dir[PATH_MAX];
 	if (moat_deploy_locate(dir_flag, dir, sizeof(dir), &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);

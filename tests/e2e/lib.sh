@@ -9,6 +9,21 @@ export PATH="$MOAT_BUILD:$PATH"
 export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
 
+# E2E_SLOW: how many times longer every wait and timeout of a test is. The sanitizer build
+# (MOAT_SANITIZE=ON) runs several times slower, and a deadline that holds in a normal build
+# can run out there (test_agent_broker_restart once did): 3 there, else 1.
+case "${MOAT_SANITIZE:-}" in
+ON | on | 1 | TRUE | true | YES | yes) E2E_SLOW=3 ;;
+*) E2E_SLOW=1 ;;
+esac
+
+# deadline SECONDS: SECONDS (a number, optionally with an s suffix, as moat's --timeout
+# takes it) times E2E_SLOW. Every wait, `timeout N` and --timeout of a test goes through it.
+deadline() {
+	local n=${1%s} unit=${1##*[0-9.]}
+	awk -v n="$n" -v k="$E2E_SLOW" -v u="$unit" 'BEGIN { printf "%g%s\n", n * k, u }'
+}
+
 T=$(mktemp -d /tmp/moat-e2e.XXXXXX)
 E2E_PIDS=()
 E2E_CLEANUP=()
@@ -81,10 +96,10 @@ e2e_init() {
 	export MOAT_DIR="$D"
 }
 
-# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds.
+# wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds, for deadline SECONDS.
 wait_for() {
 	local limit=$1; shift
-	local end=$((SECONDS + limit))
+	local end=$((SECONDS + $(deadline "$limit")))
 	until "$@" >/dev/null 2>&1; do
 		[ $SECONDS -lt $end ] || return 1
 		sleep 0.1

@@ -148,9 +148,9 @@ plugin_mosquitto_env() {
 # moat_up_test [ARGS...]: `moat up ARGS` with what an ASan-built plugin needs in the
 # uninstrumented broker (plugin_mosquitto_env); `moat down` runs at cleanup. Sets $out.
 moat_up_test() {
-	on_exit "moat down --timeout 20"
+	on_exit "moat down --timeout $(deadline 20)"
 	# shellcheck disable=SC2046 # the prefix is words without spaces
-	expect_ok "moat up" $(plugin_mosquitto_env) moat up --timeout 30 "$@"
+	expect_ok "moat up" $(plugin_mosquitto_env) moat up --timeout "$(deadline 30)" "$@"
 }
 
 # plugin_start: starts mosquitto with $PB/broker/mosquitto.conf and waits until the plugin
@@ -163,7 +163,7 @@ plugin_start() {
 	e2e_bg "${env[@]}" /usr/sbin/mosquitto -c "$PB/broker/mosquitto.conf"
 	PLUGIN_BROKER_PID=$!
 	local i
-	for i in $(seq 1 100); do
+	for i in $(seq 1 "$(deadline 100)"); do
 		grep -q "moat: plugin ready" "$PB/log/mosquitto.log" 2>/dev/null &&
 			grep -q "Opening ipv4 listen socket on port $PLUGIN_PORT" "$PB/log/mosquitto.log" &&
 			return 0
@@ -186,7 +186,7 @@ plugin_pub() {
 	local name=$1 id=$2 topic=$3 payload=$4
 	shift 4
 	# shellcheck disable=SC2046
-	timeout 20 mosquitto_pub $(plugin_client_args "$name" "$id") -V mqttv5 -q 1 \
+	timeout "$(deadline 20)" mosquitto_pub $(plugin_client_args "$name" "$id") -V mqttv5 -q 1 \
 		-t "$topic" -m "$payload" "$@"
 }
 
@@ -221,7 +221,7 @@ plugin_events() {
 # plugin_wait_event KIND IDENTITY REASON SECONDS: waits until such an event was written.
 plugin_wait_event() {
 	local kind=$1 ident=${2:-} reason=${3:-} limit=${4:-10}
-	local end=$((SECONDS + limit))
+	local end=$((SECONDS + $(deadline "$limit")))
 	while [ -z "$(plugin_events "$kind" "$ident" "$reason")" ]; do
 		[ $SECONDS -lt $end ] || return 1
 		sleep 0.05
@@ -265,7 +265,7 @@ broker_deploy() {
 	moat device add dev-b >/dev/null
 	moat identity add svc-1 --role service >/dev/null
 	moat identity add op-1 --role operator >/dev/null
-	on_exit "moat --dir '$D' down --timeout 20"
+	on_exit "moat --dir '$D' down --timeout $(deadline 20)"
 }
 
 # broker_args NAME [CLIENT_ID]: mosquitto_pub/sub TLS options for identity NAME.
@@ -279,7 +279,7 @@ broker_pub() {
 	local name=$1 id=$2 topic=$3 payload=$4
 	shift 4
 	# shellcheck disable=SC2046
-	timeout 20 mosquitto_pub $(broker_args "$name" "$id") -V mqttv5 -q 1 -t "$topic" \
+	timeout "$(deadline 20)" mosquitto_pub $(broker_args "$name" "$id") -V mqttv5 -q 1 -t "$topic" \
 		-m "$payload" "$@"
 }
 
@@ -365,7 +365,7 @@ BROKER_REFUSED_MSG='{"device_id":"dev-a","refused":true}'
 
 # broker_pub_cert CRT KEY CLIENT_ID TOPIC: a publish with an arbitrary certificate.
 broker_pub_cert() {
-	timeout 20 mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$D/pki/ca.crt" \
+	timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$D/pki/ca.crt" \
 		--cert "$1" --key "$2" -i "$3" -V mqttv5 -q 1 -t "$4" -m "$BROKER_REFUSED_MSG"
 }
 
@@ -373,7 +373,7 @@ broker_pub_cert() {
 # subscriber of svc-1 writing to $1; none of the refused publishes may arrive.
 broker_refusals() {
 	local subout=$1 topic=devices/dev-a/telemetry
-	expect_fail "no client certificate" timeout 20 mosquitto_pub -h 127.0.0.1 \
+	expect_fail "no client certificate" timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 \
 		-p "$BROKER_PORT" --cafile "$D/pki/ca.crt" -i dev-a -V mqttv5 -q 1 -t $topic -m "$BROKER_REFUSED_MSG"
 	broker_foreign other dev-a
 	expect_fail "certificate from another CA" broker_pub_cert "$T/x/other.crt" "$T/x/other.key" dev-a $topic
@@ -399,7 +399,7 @@ broker_refusals() {
 	assert_contains "$out_v" "alert handshake failure"
 	echo "ok - refused: TLS 1.2 without AEAD (CBC suites)"
 	# Plaintext MQTT CONNECT on the TLS port: the broker must not answer with a CONNACK.
-	expect_fail "plaintext MQTT on the broker port" timeout 20 mosquitto_pub -h 127.0.0.1 \
+	expect_fail "plaintext MQTT on the broker port" timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 \
 		-p "$BROKER_PORT" -i dev-a -q 1 -t $topic -m "$BROKER_REFUSED_MSG"
 	# Nothing refused arrived: a marker sent after them arrives alone.
 	broker_pub dev-a dev-a $topic '{"device_id":"dev-a","marker":"refusals"}'

@@ -163,7 +163,7 @@ offer() {
 # update [extra args]: one check as dev1 against the server.
 update() {
 	moat-update --state "$S" --server "https://localhost:$SRV_PORT" --ca "$ID/ca.crt" \
-		--cert "$ID/cert.pem" --key "$ID/key.pem" --timeout 30 "$@"
+		--cert "$ID/cert.pem" --key "$ID/key.pem" --timeout "$(deadline 30)" "$@"
 }
 
 # update_report [extra args]: one check with --report. Sets $out (stdout), $errout and

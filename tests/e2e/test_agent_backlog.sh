@@ -38,7 +38,7 @@ wait "$AGENT" || true
 agent_set "$CONF" broker port "$port"
 
 moat_up_test
-moat watch dev1 --json --as watcher --timeout 120s >"$T/watch.json" 2>"$T/watch.err" &
+moat watch dev1 --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 sleep 2

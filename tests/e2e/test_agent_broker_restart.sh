@@ -29,7 +29,7 @@ agent_broker_start "${PERSIST[@]}"
 # shellcheck disable=SC2046
 mosquitto_sub $(agent_client_args ops) -c -q 1 -v -t devices/dev1/telemetry >"$T/sub.txt" 2>"$T/sub.err" &
 E2E_PIDS+=($!)
-sleep 1
+sleep "$(deadline 1)"
 
 moat-agent --config "$CONF" 2>"$T/agent1.log" &
 AGENT=$!
@@ -64,7 +64,7 @@ wait_for 15 count_at_least $((n + 20)) telemetry "$T/sub.txt" || fail "delivery 
 kill -TERM "$AGENT"
 wait "$AGENT" || fail "agent exit status on SIGTERM"
 ! grep -q "Permission denied" "$T/broker/mosquitto.log" || fail "broker could not persist"
-sleep 1   # the last acknowledged messages reach the subscriber
+sleep "$(deadline 1)"   # the last acknowledged messages reach the subscriber
 
 # run 1 used [start1, stop1), run 2 [start2, stop2): every number must have arrived.
 field() { sed -n "s/.*event=$2 .*next_seq=\([0-9]*\).*/\1/p" "$1" | head -1; }

@@ -19,7 +19,7 @@ assert_contains "$errout" "moat identity add"
 moat identity add ops --role operator >/dev/null
 moat identity add watcher --role operator >/dev/null
 
-moat watch dev1 --json --as watcher --timeout 60s >"$T/watch.json" 2>"$T/watch.err" &
+moat watch dev1 --json --as watcher --timeout "$(deadline 60s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 moat watch --all --as watcher2 --count 1 --timeout 5s >/dev/null 2>"$T/w2.err" && fail "watch as an unknown identity succeeded"
@@ -79,7 +79,7 @@ PY
 pass "watch --json: status, telemetry, responses, diagnostics"
 
 # text mode, and an invalid payload shown as such (never as JSON)
-moat watch --all --as watcher --count 2 --timeout 20s >"$T/watch.txt" 2>&1 &
+moat watch --all --as watcher --count 2 --timeout "$(deadline 20s)" >"$T/watch.txt" 2>&1 &
 W2=$!
 sleep 1
 agent_pub ops devices/dev2/telemetry 'not json {"x"'

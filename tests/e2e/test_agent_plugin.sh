@@ -19,7 +19,7 @@ agent_set "$CONF" agent interval 1s
 # An ASan-built plugin loads into the uninstrumented broker only with the runtime preloaded.
 moat_up_test
 
-moat watch --all --json --as watcher --timeout 120s >"$T/watch.json" 2>"$T/watch.err" &
+moat watch --all --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 sleep 1

@@ -151,7 +151,7 @@ expect_status 400 "GET with a 2 MB body, refused before it is read" dev1 -X GET 
 	--data-binary @"$T/zeros" "$(url /api/firmware/version)"
 
 # ---- TLS: 1.2 or newer, AEAD suites only ----
-tls_try() { echo | timeout 10 openssl s_client -connect "127.0.0.1:$SERVER_PORT" \
+tls_try() { echo | timeout "$(deadline 10)" openssl s_client -connect "127.0.0.1:$SERVER_PORT" \
 	-CAfile "$D/pki/ca.crt" "$@" 2>&1 | grep -E 'Cipher is' || true; }
 assert_contains "$(tls_try -tls1_1 -cipher 'DEFAULT:@SECLEVEL=0')" "Cipher is (NONE)"
 assert_contains "$(tls_try -tls1_2 -cipher 'ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:AES128-SHA')" "Cipher is (NONE)"

@@ -66,7 +66,7 @@ echo "ok - refused: dev-b with username dev-a writes dev-a's telemetry"
 for filter in '#' 'devices/+/telemetry' 'devices/dev-a/telemetry' 'devices/dev-a/commands/#' \
 	'moat/events/#' '$SYS/#'; do
 	# shellcheck disable=SC2046
-	out=$(timeout 20 mosquitto_sub $(plugin_client_args dev-b) -V mqttv5 -t "$filter" -E 2>&1 || true)
+	out=$(timeout "$(deadline 20)" mosquitto_sub $(plugin_client_args dev-b) -V mqttv5 -t "$filter" -E 2>&1 || true)
 	assert_contains "$out" "All subscription requests were denied"
 	echo "ok - refused: dev-b subscribes to $filter"
 	wait_for 10 grep -qF "\"detail\":\"subscribe $filter\"" "$PB/log/events.jsonl" ||
@@ -105,7 +105,7 @@ mkdir -p "$T/other"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
 	-keyout "$T/other/key.pem" -out "$T/other/cert.pem" -subj "/CN=dev-a" 2>/dev/null
 expect_fail "a certificate from another CA" \
-	timeout 20 mosquitto_pub -h 127.0.0.1 -p "$PLUGIN_PORT" --cafile "$PB/pki/ca.crt" \
+	timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 -p "$PLUGIN_PORT" --cafile "$PB/pki/ca.crt" \
 	--cert "$T/other/cert.pem" --key "$T/other/key.pem" -i dev-a -t devices/dev-a/telemetry -m '{}'
 plugin_expect_event auth_refused "" tls_handshake_failed
 [ "$(plugin_events auth_refused "" tls_handshake_failed | jq -r .address | head -1)" = 127.0.0.1 ] ||

@@ -19,7 +19,7 @@ refused_start() {
 	local env
 	read -r -a env <<<"$(plugin_mosquitto_env)"
 	set +e
-	timeout 20 "${env[@]}" /usr/sbin/mosquitto -c "$PB/broker/mosquitto.conf" >"$T/mosq.out" 2>&1
+	timeout "$(deadline 20)" "${env[@]}" /usr/sbin/mosquitto -c "$PB/broker/mosquitto.conf" >"$T/mosq.out" 2>&1
 	local rc=$?
 	set -e
 	[ $rc -ne 0 ] && [ $rc -ne 124 ] || fail "$1: mosquitto did not refuse to start (rc=$rc)"

@@ -40,7 +40,7 @@ printf '%s\n' "$ok256" "$big257" 'not json' '{"device_id":"dev-b","seq":3}' '[1,
 	'{"device_id":"dev-a","device_id":"dev-b"}' '{"device_id":7}' '{"seq":4} trailing' \
 	'{"seq":5}' >"$T/lines"
 # shellcheck disable=SC2046
-timeout 30 mosquitto_pub $(plugin_client_args dev-a) -V mqttv5 -q 1 -t devices/dev-a/telemetry \
+timeout "$(deadline 30)" mosquitto_pub $(plugin_client_args dev-a) -V mqttv5 -q 1 -t devices/dev-a/telemetry \
 	-l <"$T/lines" >/dev/null 2>&1 || true
 plugin_expect_event payload_rejected dev-a too_large
 plugin_expect_event payload_rejected dev-a not_json
@@ -72,7 +72,7 @@ pass "status and command_responses are checked"
 # --- message rate: dev-b sends 60 messages at once, its bucket holds 20 -------------------
 seq 1 60 | sed 's/.*/{"device_id":"dev-b","seq":&}/' >"$T/flood"
 # shellcheck disable=SC2046
-timeout 60 mosquitto_pub $(plugin_client_args dev-b) -V mqttv5 -q 1 -t devices/dev-b/telemetry \
+timeout "$(deadline 60)" mosquitto_pub $(plugin_client_args dev-b) -V mqttv5 -q 1 -t devices/dev-b/telemetry \
 	-l <"$T/flood" >/dev/null 2>&1 || true
 plugin_expect_event rate_limited dev-b rate_limited
 wait_for 10 grep -q '^devices/dev-b/telemetry {"device_id":"dev-b","seq":20}' "$T/svc.out" ||

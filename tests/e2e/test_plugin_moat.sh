@@ -46,7 +46,7 @@ expect_ok "moat device revoke dev-1" moat device revoke dev-1
 plugin_kicked_within dev-1 certificate_revoked "$D/pki/crl.pem"
 kill "${SUBS[dev-1]}" 2>/dev/null || true
 # shellcheck disable=SC2046
-expect_fail "dev-1 connects again" timeout 20 mosquitto_pub $(moat_client_args dev-1) \
+expect_fail "dev-1 connects again" timeout "$(deadline 20)" mosquitto_pub $(moat_client_args dev-1) \
 	-t devices/dev-1/telemetry -m '{}'
 wait_for 10 grep -q '^moat/events/revoked_kicked .*"identity":"dev-1"' "$T/svc.out" ||
 	fail "the service did not see dev-1's revoked_kicked event"
