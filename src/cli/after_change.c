@@ -16,5 +16,5 @@ int cli_after_change(struct moat_deploy *d, struct moat_err *err)
 	if ((rc = moat_broker_write_derived(d, err)) != 0) {
 		return rc;
 	}
-	return moat_broker_signal(d->dir, SIGHUP, &sent, err);
+	return moat_broker_signal(moat_deploy_dir(d), SIGHUP, &sent, err);
 }

@@ -141,7 +141,7 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	if (rc != 0) {
 		return rc;
 	}
-	rc = moat_registry_identity_get(d->reg, id, out, err);
+	rc = moat_registry_identity_get(moat_deploy_registry(d), id, out, err);
 	if (rc == MOAT_ENOENT) {
 		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
 	}
@@ -286,7 +286,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			.role = role,
 			.device_type = role == MOAT_ROLE_DEVICE ? o.type : NULL,
 			.days = o.days,
-			.key_type = o.key_type_set ? o.key_type : d->conf.key_type,
+			.key_type = o.key_type_set ? o.key_type : moat_deploy_settings(d)->key_type,
 		};
 	}
 	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && count > 1,
@@ -388,7 +388,7 @@ int ident_list(const struct ident_scope *scope, int argc, char **argv)
 	} else {
 		printf("%-32s %-9s %-20s %-9s %s\n", "ID", "ROLE", "TYPE", "STATUS", "EXPIRES");
 	}
-	rc = moat_registry_identity_foreach(d->reg, role, list_one, &l, &err);
+	rc = moat_registry_identity_foreach(moat_deploy_registry(d), role, list_one, &l, &err);
 	if (l.json) {
 		printf("]\n");
 	}
@@ -464,7 +464,7 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
 		       moat_identity_status_name(ident.status), created, dir);
 	}
-	rc = moat_registry_cert_foreach(d->reg, false, show_cert, &h, &err);
+	rc = moat_registry_cert_foreach(moat_deploy_registry(d), false, show_cert, &h, &err);
 	if (h.json) {
 		printf("]}\n");
 	}
@@ -526,7 +526,7 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 		return cli_fail(&err);
 	}
 	if ((rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
-	    (rc = moat_registry_identity_get(d->reg, id, &ident, &err)) != 0) {
+	    (rc = moat_registry_identity_get(moat_deploy_registry(d), id, &ident, &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}

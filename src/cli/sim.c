@@ -97,7 +97,8 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 	}
 	for (size_t i = 0; i < n; i++) {
 		bool exists = false;
-		if ((rc = moat_registry_identity_exists(d->reg, ids[i], &exists, err)) != 0) {
+		if ((rc = moat_registry_identity_exists(moat_deploy_registry(d), ids[i], &exists,
+							err)) != 0) {
 			goto out;
 		}
 		if (!exists) {
@@ -105,7 +106,7 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 				.id = ids[i],
 				.role = MOAT_ROLE_DEVICE,
 				.device_type = type,
-				.key_type = d->conf.key_type,
+				.key_type = moat_deploy_settings(d)->key_type,
 			};
 		}
 	}

@@ -345,19 +345,19 @@ int up_main(int argc, char **argv)
 		return cli_fail(&err);
 	}
 	struct moat_broker_state st;
-	if (moat_broker_state(d->dir, &st, &err) != 0 ||
+	if (moat_broker_state(moat_deploy_dir(d), &st, &err) != 0 ||
 	    (st.running && moat_err_set(&err, MOAT_ESTATE,
 					"the broker is already running (supervisor pid %d); "
 					"moat down stops it",
 					(int)st.supervisor_pid) != 0) ||
 	    moat_broker_configure(d, no_plugin, &s, plugin, sizeof(plugin), &err) != 0 ||
-	    moat_path_join(u.dir, sizeof(u.dir), &err, "%s", d->dir) != 0 ||
+	    moat_path_join(u.dir, sizeof(u.dir), &err, "%s", moat_deploy_dir(d)) != 0 ||
 	    moat_deploy_path(d, u.conf, sizeof(u.conf), MOAT_BROKER_CONF_FILE, &err) != 0 ||
 	    moat_deploy_path(d, u.cafile, sizeof(u.cafile), "pki/ca.crt", &err) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	moat_broker_probe_target(&s, &d->conf, &addr, &name);
+	moat_broker_probe_target(&s, moat_deploy_settings(d), &addr, &name);
 	snprintf(u.probe_addr, sizeof(u.probe_addr), "%s", addr);
 	snprintf(u.probe_name, sizeof(u.probe_name), "%s", name);
 	u.port = s.port;
@@ -461,7 +461,7 @@ int down_main(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
-	snprintf(dir, sizeof(dir), "%s", d->dir);
+	snprintf(dir, sizeof(dir), "%s", moat_deploy_dir(d));
 	moat_deploy_close(d);
 	if (moat_broker_signal(dir, SIGTERM, &sent, &err) != 0) {
 		return cli_fail(&err);
@@ -515,14 +515,15 @@ int status_main(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
-	if (moat_broker_settings_load(d->cfg, &d->conf, &s, &err) != 0 ||
-	    moat_broker_state(d->dir, &st, &err) != 0 ||
+	if (moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s, &err) !=
+		    0 ||
+	    moat_broker_state(moat_deploy_dir(d), &st, &err) != 0 ||
 	    moat_deploy_path(d, cafile, sizeof(cafile), "pki/ca.crt", &err) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	moat_broker_probe_target(&s, &d->conf, &addr, &name);
-	moat_broker_conf_mode(d->dir, mode, sizeof(mode));
+	moat_broker_probe_target(&s, moat_deploy_settings(d), &addr, &name);
+	moat_broker_conf_mode(moat_deploy_dir(d), mode, sizeof(mode));
 	struct moat_err perr = {0};
 	bool tls = st.running &&
 		   moat_broker_probe(addr, s.port, cafile, name, PROBE_TIMEOUT_MS, &perr) == 0;
