@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "moat/broker.h"
+#include "moat/broker_supervisor.h"
 
 static const char usage_text[] =
 	"usage: moat broker config [--no-plugin] [--json]\n"

@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 
 #include "cli.h"
+#include "moat/broker.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
@@ -196,7 +197,7 @@ static int crl(int argc, char **argv)
 	if ((rc = moat_registry_begin(moat_deploy_registry(d), &err)) != 0 ||
 	    (rc = moat_deploy_write_crl(d, &err)) != 0 ||
 	    (rc = moat_registry_commit(moat_deploy_registry(d), &err)) != 0 ||
-	    (rc = cli_after_change(d, &err)) != 0) {
+	    (rc = moat_broker_sync(d, &err)) != 0) {
 		moat_registry_rollback(moat_deploy_registry(d));
 		moat_deploy_close(d);
 		return cli_fail(&err);

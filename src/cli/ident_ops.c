@@ -1,6 +1,6 @@
 /* ident_ops.c: add, list, show, revoke, renew and export of identities, for `moat device`
  * and `moat identity` (see ident_ops.h). The deployment module does the work; this file
- * parses options, prints results and calls cli_after_change after every change. */
+ * parses options, prints results and calls moat_broker_sync after every change. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "ident_ops.h"
+#include "moat/broker.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
@@ -296,7 +297,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	if ((rc = moat_deploy_provision(d, reqs, count, on_progress, &ps, &err)) != 0) {
 		goto fail;
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
 		goto fail;
 	}
@@ -499,7 +500,7 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "revoked and CRL written, but updating the broker failed");
 		moat_deploy_close(d);
 		return cli_fail(&err);
@@ -530,7 +531,7 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "renewed, but updating the broker failed");
 		moat_deploy_close(d);
 		return cli_fail(&err);

@@ -17,6 +17,7 @@
 
 #include "cli.h"
 #include "moat/agent.h"
+#include "moat/broker.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
 
@@ -124,7 +125,7 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 	if ((rc = moat_deploy_provision(d, reqs, missing, NULL, NULL, err)) != 0) {
 		goto out;
 	}
-	if ((rc = cli_after_change(d, err)) != 0) {
+	if ((rc = moat_broker_sync(d, err)) != 0) {
 		moat_err_prefix(err, "provisioned, but regenerating the broker policy failed");
 	}
 out:
