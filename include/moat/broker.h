@@ -53,6 +53,7 @@
 #ifndef MOAT_BROKER_H
 #define MOAT_BROKER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -159,6 +160,20 @@ MOAT_MUST_CHECK int moat_broker_sync(struct moat_deploy *d, struct moat_err *err
 void moat_broker_probe_target(const struct moat_broker_settings *s,
 			      const struct moat_deploy_conf *conf, const char **out_addr,
 			      const char **out_verify_name);
+
+/* Everything a readiness or status probe of the deployment's broker needs, as copies. */
+struct moat_broker_endpoint {
+	char addr[MOAT_BROKER_ADDR_MAX_LEN];	 /* moat_broker_probe_target's address */
+	char verify_name[MOAT_HOST_MAX_LEN + 1]; /* and the name to verify */
+	char cafile[PATH_MAX];			 /* pki/ca.crt of the deployment */
+	int port;
+};
+
+/* Fills out from the settings s of the deployment d (moat_broker_probe_target). */
+MOAT_MUST_CHECK int moat_broker_endpoint_get(const struct moat_deploy *d,
+					     const struct moat_broker_settings *s,
+					     struct moat_broker_endpoint *out,
+					     struct moat_err *err);
 
 /* One TLS handshake with the broker at addr:port, verifying its certificate against cafile
  * and verify_name (a host name or an IP address). The probe has no client certificate: it

@@ -65,8 +65,7 @@ MOAT_MUST_CHECK int moat_broker_stop(const char *dir, int64_t timeout_ms, bool *
 /* What `moat status` reports. */
 struct moat_broker_status {
 	struct moat_broker_state state;
-	char addr[MOAT_BROKER_ADDR_MAX_LEN]; /* moat_broker_probe_target's address */
-	int port;
+	struct moat_broker_endpoint endpoint;
 	char mode[32];		   /* moat_broker_conf_mode: "plugin", "acl-file" or "" */
 	bool accepting_tls;	   /* running, and a verified handshake succeeded */
 	struct moat_err probe_err; /* why not, when running and !accepting_tls */
@@ -96,12 +95,9 @@ struct moat_broker_sup_hooks {
 /* What the supervisor needs once the deployment is closed again. */
 struct moat_broker_sup {
 	char dir[PATH_MAX];
-	char conf[PATH_MAX];   /* broker/mosquitto.conf */
-	char cafile[PATH_MAX]; /* pki/ca.crt, to verify the readiness probe */
-	char bin[PATH_MAX];    /* the mosquitto executable */
-	char probe_addr[MOAT_BROKER_ADDR_MAX_LEN];
-	char probe_name[MOAT_HOST_MAX_LEN + 1];
-	int port;
+	char conf[PATH_MAX];		   /* broker/mosquitto.conf */
+	char bin[PATH_MAX];		   /* the mosquitto executable */
+	struct moat_broker_endpoint probe; /* where readiness is proven */
 	int64_t timeout_ms; /* until the broker must be ready */
 	bool plugin;	    /* mosquitto.conf loads the plugin (else ACL-file mode) */
 	struct moat_broker_sup_hooks hooks;

@@ -166,24 +166,19 @@ int moat_broker_status(const struct moat_deploy *d, struct moat_broker_status *o
 		       struct moat_err *err)
 {
 	struct moat_broker_settings s;
-	char cafile[PATH_MAX];
-	const char *addr = NULL;
-	const char *name = NULL;
+	const struct moat_broker_endpoint *e = &out->endpoint;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if ((rc = moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s,
 					    err)) != 0 ||
 	    (rc = moat_broker_state(moat_deploy_dir(d), &out->state, err)) != 0 ||
-	    (rc = moat_deploy_path(d, cafile, sizeof(cafile), "pki/ca.crt", err)) != 0) {
+	    (rc = moat_broker_endpoint_get(d, &s, &out->endpoint, err)) != 0) {
 		return rc;
 	}
-	moat_broker_probe_target(&s, moat_deploy_settings(d), &addr, &name);
-	snprintf(out->addr, sizeof(out->addr), "%s", addr);
-	out->port = s.port;
 	moat_broker_conf_mode(moat_deploy_dir(d), out->mode, sizeof(out->mode));
 	out->accepting_tls = out->state.running &&
-			     moat_broker_probe(addr, s.port, cafile, name,
+			     moat_broker_probe(e->addr, e->port, e->cafile, e->verify_name,
 					       MOAT_BROKER_PROBE_TIMEOUT_MS, &out->probe_err) == 0;
 	return 0;
 }

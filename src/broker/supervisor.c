@@ -36,8 +36,6 @@ int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t 
 	struct moat_broker_state st;
 	struct moat_broker_settings s;
 	char plugin[PATH_MAX];
-	const char *addr = NULL;
-	const char *name = NULL;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -55,13 +53,9 @@ int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t 
 	    (rc = moat_path_join(out->dir, sizeof(out->dir), err, "%s", moat_deploy_dir(d))) != 0 ||
 	    (rc = moat_deploy_path(d, out->conf, sizeof(out->conf), MOAT_BROKER_CONF_FILE, err)) !=
 		    0 ||
-	    (rc = moat_deploy_path(d, out->cafile, sizeof(out->cafile), "pki/ca.crt", err)) != 0) {
+	    (rc = moat_broker_endpoint_get(d, &s, &out->probe, err)) != 0) {
 		return rc;
 	}
-	moat_broker_probe_target(&s, moat_deploy_settings(d), &addr, &name);
-	snprintf(out->probe_addr, sizeof(out->probe_addr), "%s", addr);
-	snprintf(out->probe_name, sizeof(out->probe_name), "%s", name);
-	out->port = s.port;
 	out->plugin = plugin[0] != '\0';
 
 	const char *bin = getenv(MOAT_BROKER_MOSQUITTO_ENV);
@@ -118,12 +112,13 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 					    MOAT_BROKER_LOG_FILE);
 		}
 		struct moat_err perr = {0};
-		int prc = moat_broker_probe(u->probe_addr, u->port, u->cafile, u->probe_name,
-					    MOAT_BROKER_PROBE_TIMEOUT_MS, &perr);
+		int prc = moat_broker_probe(u->probe.addr, u->probe.port, u->probe.cafile,
+					    u->probe.verify_name, MOAT_BROKER_PROBE_TIMEOUT_MS,
+					    &perr);
 		if (prc == 0) {
 			ready = true;
 			moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d",
-				 u->probe_addr, u->port, (int)s->children[0].pid);
+				 u->probe.addr, u->probe.port, (int)s->children[0].pid);
 			if (*ready_fd < 0 && u->hooks.ready) {
 				u->hooks.ready(u, s->children[0].pid, u->hooks.ctx);
 			}

@@ -29,8 +29,8 @@ static int add_moatd(struct moat_sup *s, const char *dir, void *ctx, struct moat
 static void print_ready(const struct moat_broker_sup *u, pid_t mosquitto_pid, void *ctx)
 {
 	(void)ctx;
-	printf("broker ready on %s:%d (mosquitto pid %d); Ctrl-C stops it\n", u->probe_addr,
-	       u->port, (int)mosquitto_pid);
+	printf("broker ready on %s:%d (mosquitto pid %d); Ctrl-C stops it\n", u->probe.addr,
+	       u->probe.port, (int)mosquitto_pid);
 	fflush(stdout);
 }
 
@@ -55,11 +55,11 @@ static int start_detached(const struct moat_broker_sup *u)
 	if (cli_globals.json) {
 		printf("{\"running\":true,\"supervisor_pid\":%d,\"mosquitto_pid\":%d,"
 		       "\"address\":\"%s\",\"port\":%d,\"mode\":\"%s\"}\n",
-		       (int)pid, (int)st.mosquitto_pid, u->probe_addr, u->port,
+		       (int)pid, (int)st.mosquitto_pid, u->probe.addr, u->probe.port,
 		       u->plugin ? "plugin" : "acl-file");
 	} else {
 		printf("broker up on %s:%d (%s; supervisor pid %d, mosquitto pid %d)\n",
-		       u->probe_addr, u->port, u->plugin ? "plugin" : "ACL file, no plugin",
+		       u->probe.addr, u->probe.port, u->plugin ? "plugin" : "ACL file, no plugin",
 		       (int)pid, (int)st.mosquitto_pid);
 	}
 	return CLI_OK;
@@ -234,7 +234,7 @@ int status_main(int argc, char **argv)
 		printf("{\"running\":%s,\"supervisor_pid\":%d,\"mosquitto_pid\":%d,"
 		       "\"address\":\"%s\",\"port\":%d,\"mode\":\"%s\",\"accepting_tls\":%s",
 		       st->running ? "true" : "false", (int)st->supervisor_pid,
-		       (int)st->mosquitto_pid, bs.addr, bs.port, bs.mode,
+		       (int)st->mosquitto_pid, bs.endpoint.addr, bs.endpoint.port, bs.mode,
 		       bs.accepting_tls ? "true" : "false");
 		if (st->running && !bs.accepting_tls) {
 			printf(",\"probe_error\":");
@@ -248,11 +248,11 @@ int status_main(int argc, char **argv)
 		       (int)st->supervisor_pid, (int)st->mosquitto_pid,
 		       bs.mode[0] ? bs.mode : "unknown");
 		if (bs.accepting_tls) {
-			printf("tls: accepting verified TLS connections on %s:%d\n", bs.addr,
-			       bs.port);
+			printf("tls: accepting verified TLS connections on %s:%d\n",
+			       bs.endpoint.addr, bs.endpoint.port);
 		} else {
-			printf("tls: not accepting on %s:%d: %s\n", bs.addr, bs.port,
-			       bs.probe_err.msg);
+			printf("tls: not accepting on %s:%d: %s\n", bs.endpoint.addr,
+			       bs.endpoint.port, bs.probe_err.msg);
 		}
 	}
 	return st->running ? CLI_OK : STATUS_NOT_RUNNING;

@@ -40,16 +40,17 @@ void deploy_remove_quietly(const char *path)
 }
 
 /* Writes a new file (O_EXCL) with mode; no fsync (the caller syncs the filesystem once). */
-static int write_new(const char *path, const char *data, size_t len, mode_t mode,
+static int write_new(const char *path, const void *data, size_t len, mode_t mode,
 		     struct moat_err *err)
 {
+	const char *bytes = data;
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
 	}
 	size_t off = 0;
 	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
+		ssize_t n = write(fd, bytes + off, len - off);
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
@@ -67,39 +68,42 @@ static int write_new(const char *path, const char *data, size_t len, mode_t mode
 	return 0;
 }
 
-int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
-				const char *ca_pem, size_t ca_len, struct moat_err *err)
+/* mkdir dir (0700), then key.pem (0600) and cert.pem with put; p receives the path of
+ * ca.crt, which the caller writes. */
+static int write_key_cert(const char *dir, const struct moat_issued *issued,
+			  int (*put)(const char *, const void *, size_t, mode_t, struct moat_err *),
+			  char p[PATH_MAX], struct moat_err *err)
 {
-	char p[PATH_MAX];
 	int rc;
 	if (mkdir(dir, 0700) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
-	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) !=
-		    0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err)) != 0) {
+	if ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
+	    (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
+	    (rc = moat_path_join(p, PATH_MAX, err, "%s/cert.pem", dir)) != 0 ||
+	    (rc = put(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0) {
 		return rc;
 	}
-	return 0;
+	return moat_path_join(p, PATH_MAX, err, "%s/ca.crt", dir);
+}
+
+int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
+				const char *ca_pem, size_t ca_len, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	int rc = write_key_cert(dir, issued, moat_fs_write_atomic, p, err);
+	if (rc != 0) {
+		return rc;
+	}
+	return moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err);
 }
 
 int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *ca_path,
 			  struct moat_err *err)
 {
 	char p[PATH_MAX];
-	int rc;
-	if (mkdir(dir, 0700) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
-	}
-	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
-	    (rc = write_new(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = write_new(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0) {
+	int rc = write_key_cert(dir, issued, write_new, p, err);
+	if (rc != 0) {
 		return rc;
 	}
 	/* A hard link to pki/ca.crt: same bytes, no new inode (inode allocation is the largest
