@@ -1,5 +1,6 @@
 /* broker.h: the files Mosquitto and the moat_broker.so plugin read, derived from moat.conf
- * and the registry, and the small controls `moat up/down/status` need.
+ * and the registry, and keeping them in step with the registry (moat_broker_sync). The
+ * supervisor `moat up` runs, and how others see it, are in broker_supervisor.h.
  *
  * Generated files (all written with moat_fs_write_atomic, never half-written):
  *   broker/mosquitto.conf  one TLS-only listener per listen address on [broker] port;
@@ -47,12 +48,12 @@
  * directory the user cannot search is an error naming it (tests chmod their mktemp dir).
  * When moat does not run as root, Mosquitto runs as the same user and owns nothing extra.
  *
- * Process files under run/: supervise.pid and supervise.lock (flock held by the running
- * supervisor: the only trusted sign of life), mosquitto.pid (the broker child).
+ * Process files under run/: see broker_supervisor.h.
  */
 #ifndef MOAT_BROKER_H
 #define MOAT_BROKER_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,9 +73,6 @@
 #define MOAT_BROKER_CONF_FILE "broker/mosquitto.conf"
 #define MOAT_BROKER_ACL_FILE "broker/acl.conf"
 #define MOAT_BROKER_LOG_FILE "log/mosquitto.log"
-#define MOAT_BROKER_SUP_PID_FILE "run/supervise.pid"
-#define MOAT_BROKER_SUP_LOCK_FILE "run/supervise.lock"
-#define MOAT_BROKER_PID_FILE "run/mosquitto.pid"
 /* TLS 1.2 suites: forward secrecy (ECDHE) and AEAD (AES-GCM, ChaCha20-Poly1305) only. */
 #define MOAT_BROKER_TLS12_CIPHERS                                    \
 	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
@@ -150,12 +148,32 @@ MOAT_MUST_CHECK int moat_broker_configure(struct moat_deploy *d, bool force_acl_
 					  char *out_plugin, size_t plugin_size,
 					  struct moat_err *err);
 
+/* Keeps the broker in step with the registry after any change to identities (added,
+ * revoked, renewed, disabled, enabled), for every writer of the registry: writes what
+ * derives from it (moat_broker_write_derived) and tells a running broker to reload
+ * (SIGHUP to the supervisor; none running is not an error). */
+MOAT_MUST_CHECK int moat_broker_sync(struct moat_deploy *d, struct moat_err *err);
+
 /* The address moat connects to for a readiness probe (the first listen address, else
  * 127.0.0.1) and the name to verify in the server certificate (that address when it is
  * one of [broker] hosts, else the first host). */
 void moat_broker_probe_target(const struct moat_broker_settings *s,
 			      const struct moat_deploy_conf *conf, const char **out_addr,
 			      const char **out_verify_name);
+
+/* Everything a readiness or status probe of the deployment's broker needs, as copies. */
+struct moat_broker_endpoint {
+	char addr[MOAT_BROKER_ADDR_MAX_LEN];	 /* moat_broker_probe_target's address */
+	char verify_name[MOAT_HOST_MAX_LEN + 1]; /* and the name to verify */
+	char cafile[PATH_MAX];			 /* pki/ca.crt of the deployment */
+	int port;
+};
+
+/* Fills out from the settings s of the deployment d (moat_broker_probe_target). */
+MOAT_MUST_CHECK int moat_broker_endpoint_get(const struct moat_deploy *d,
+					     const struct moat_broker_settings *s,
+					     struct moat_broker_endpoint *out,
+					     struct moat_err *err);
 
 /* One TLS handshake with the broker at addr:port, verifying its certificate against cafile
  * and verify_name (a host name or an IP address). The probe has no client certificate: it
@@ -165,21 +183,6 @@ void moat_broker_probe_target(const struct moat_broker_settings *s,
 MOAT_MUST_CHECK int moat_broker_probe(const char *addr, int port, const char *cafile,
 				      const char *verify_name, int timeout_ms,
 				      struct moat_err *err);
-
-struct moat_broker_state {
-	bool running;	      /* a supervisor holds run/supervise.lock */
-	pid_t supervisor_pid; /* 0 when not running */
-	pid_t mosquitto_pid;  /* 0 when unknown or not alive */
-};
-
-/* Reads the state from run/ of the deployment in dir. Never fails on absent files. */
-MOAT_MUST_CHECK int moat_broker_state(const char *dir, struct moat_broker_state *out,
-				      struct moat_err *err);
-
-/* Sends sig to a running supervisor (which forwards SIGHUP and SIGTERM to the broker).
- * *out_sent is false when none runs (not an error). */
-MOAT_MUST_CHECK int moat_broker_signal(const char *dir, int sig, bool *out_sent,
-				       struct moat_err *err);
 
 /* The mode broker/mosquitto.conf was generated in: "plugin" or "acl-file" (from its
  * "# mode:" line); "" when there is no such file. */

@@ -54,15 +54,10 @@ struct moat_deploy_conf {
 	int64_t crl_days;
 };
 
-struct moat_deploy {
-	char dir[PATH_MAX];
-	struct moat_config *cfg;
-	struct moat_deploy_conf conf;
-	struct moat_registry *reg;
-	struct moat_ca *ca; /* certificate always; key only after moat_deploy_unlock */
-	int lock_fd;        /* -1 unless opened for writing */
-	size_t recovered;   /* identities removed by crash recovery on open */
-};
+/* An open deployment: its directory, moat.conf, registry and CA. Opaque: read it through
+ * the accessors below. Everything they return is owned by d and valid until
+ * moat_deploy_close(d). */
+struct moat_deploy;
 
 /* --dir, then $MOAT_DIR, then the current directory. */
 MOAT_MUST_CHECK int moat_deploy_locate(const char *flag_dir, char *out, size_t size,
@@ -88,6 +83,18 @@ enum { MOAT_DEPLOY_READ = 0, MOAT_DEPLOY_WRITE = 1 };
 MOAT_MUST_CHECK int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out,
 				     struct moat_err *err);
 void moat_deploy_close(struct moat_deploy *d);
+
+/* The deployment directory as an absolute path (realpath of what was opened). */
+const char *moat_deploy_dir(const struct moat_deploy *d);
+/* moat.conf as loaded; other modules read their own sections from it. */
+const struct moat_config *moat_deploy_config(const struct moat_deploy *d);
+/* The parsed core sections of moat.conf. */
+const struct moat_deploy_conf *moat_deploy_settings(const struct moat_deploy *d);
+/* The registry connection. Callers MUST NOT close it; in a deployment opened with
+ * MOAT_DEPLOY_READ they MUST NOT change it either. */
+struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);
+/* How many identities the crash recovery of moat_deploy_open removed (0 for READ). */
+size_t moat_deploy_recovered(const struct moat_deploy *d);
 
 /* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase"). */
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,

@@ -1,4 +1,5 @@
-/* control.c: is the broker's supervisor running, and signalling it.
+/* control.c: the readers' side of the supervisor protocol (broker_supervisor.h): is the
+ * broker's supervisor running, signalling it, stopping it, and what `moat status` reports.
  *
  * A pid file alone can lie (a crash leaves it behind and the pid gets reused), so the sign
  * of life is the flock the supervisor holds on run/supervise.lock for as long as it runs;
@@ -15,8 +16,11 @@
 #include <unistd.h>
 
 #include "moat/broker.h"
+#include "moat/broker_supervisor.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
+
+#define STOP_POLL_US 50000
 
 static pid_t read_pid(const char *dir, const char *rel)
 {
@@ -99,6 +103,83 @@ int moat_broker_signal(const char *dir, int sig, bool *out_sent, struct moat_err
 				      (int)st.supervisor_pid);
 	}
 	*out_sent = true;
+	return 0;
+}
+
+/* True when pid no longer runs (a zombie that nobody reaped yet counts as gone). */
+static bool process_gone(pid_t pid)
+{
+	char path[64];
+	char text[512];
+	if (kill(pid, 0) != 0) {
+		return true;
+	}
+	/* /proc files have no size, so not moat_fs_read_all */
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		return true;
+	}
+	ssize_t n = read(fd, text, sizeof(text) - 1);
+	close(fd);
+	if (n <= 0) {
+		return true;
+	}
+	text[n] = '\0';
+	const char *rp = strrchr(text, ')'); /* "pid (comm) S ..." */
+	return rp && rp[1] == ' ' && (rp[2] == 'Z' || rp[2] == 'X');
+}
+
+int moat_broker_stop(const char *dir, int64_t timeout_ms, bool *out_was_running,
+		     struct moat_err *err)
+{
+	struct moat_broker_state st;
+	int rc;
+
+	if ((rc = moat_broker_signal(dir, SIGTERM, out_was_running, err)) != 0 ||
+	    !*out_was_running) {
+		return rc;
+	}
+	int64_t deadline = moat_time_mono_ms() + timeout_ms;
+	pid_t spid = 0;
+	for (;;) {
+		if ((rc = moat_broker_state(dir, &st, err)) != 0) {
+			return rc;
+		}
+		if (st.running) {
+			spid = st.supervisor_pid;
+		} else if (spid <= 0 || process_gone(spid)) {
+			/* the lock goes a moment before the process: wait for both */
+			return 0;
+		}
+		if (moat_time_mono_ms() > deadline) {
+			return moat_err_set(
+				err, MOAT_ETIMEOUT,
+				"the broker is still running after %lld s (supervisor pid %d)",
+				(long long)(timeout_ms / 1000), (int)st.supervisor_pid);
+		}
+		usleep(STOP_POLL_US);
+	}
+}
+
+int moat_broker_status(const struct moat_deploy *d, struct moat_broker_status *out,
+		       struct moat_err *err)
+{
+	struct moat_broker_settings s;
+	const struct moat_broker_endpoint *e = &out->endpoint;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s,
+					    err)) != 0 ||
+	    (rc = moat_broker_state(moat_deploy_dir(d), &out->state, err)) != 0 ||
+	    (rc = moat_broker_endpoint_get(d, &s, &out->endpoint, err)) != 0) {
+		return rc;
+	}
+	moat_broker_conf_mode(moat_deploy_dir(d), out->mode, sizeof(out->mode));
+	out->accepting_tls = out->state.running &&
+			     moat_broker_probe(e->addr, e->port, e->cafile, e->verify_name,
+					       MOAT_BROKER_PROBE_TIMEOUT_MS, &out->probe_err) == 0;
 	return 0;
 }
 

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -35,6 +36,18 @@ void moat_broker_probe_target(const struct moat_broker_settings *s,
 	}
 	*out_addr = addr;
 	*out_verify_name = name;
+}
+
+int moat_broker_endpoint_get(const struct moat_deploy *d, const struct moat_broker_settings *s,
+			     struct moat_broker_endpoint *out, struct moat_err *err)
+{
+	const char *addr = NULL;
+	const char *name = NULL;
+	moat_broker_probe_target(s, moat_deploy_settings(d), &addr, &name);
+	snprintf(out->addr, sizeof(out->addr), "%s", addr);
+	snprintf(out->verify_name, sizeof(out->verify_name), "%s", name);
+	out->port = s->port;
+	return moat_deploy_path(d, out->cafile, sizeof(out->cafile), "pki/ca.crt", err);
 }
 
 static int tcp_connect(const char *addr, int port, int timeout_ms, struct moat_err *err)

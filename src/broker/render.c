@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "moat/broker.h"
+#include "moat/broker_supervisor.h"
 #include "moat/topic.h"
 
 /* A growable string with a hard ceiling (the ACL grows with the number of services). */

@@ -139,10 +139,10 @@ int moat_broker_policy_build(struct moat_deploy *d, struct moat_policy *out, str
 	int rc;
 
 	moat_policy_init(out);
-	if ((rc = moat_broker_policy_limits(d->cfg, out, err)) != 0) {
+	if ((rc = moat_broker_policy_limits(moat_deploy_config(d), out, err)) != 0) {
 		return rc;
 	}
-	rc = moat_registry_identity_foreach(d->reg, -1, build_cb, &b, err);
+	rc = moat_registry_identity_foreach(moat_deploy_registry(d), -1, build_cb, &b, err);
 	if (rc > 0) {
 		rc = moat_err_set(err, MOAT_EINVAL, "policy: identity walk stopped (%d)", rc);
 	}
@@ -188,7 +188,8 @@ int moat_broker_write_derived(struct moat_deploy *d, struct moat_err *err)
 	struct owner o;
 	int rc;
 
-	if ((rc = moat_broker_settings_load(d->cfg, &d->conf, &s, err)) != 0 ||
+	if ((rc = moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s,
+					    err)) != 0 ||
 	    (rc = owner_get(&s, false, &o, err)) != 0) {
 		return rc;
 	}
@@ -225,8 +226,8 @@ int moat_broker_write_all(struct moat_deploy *d, const struct moat_broker_settin
 			return rc;
 		}
 	}
-	if ((rc = moat_broker_render_conf(d->dir, s, plugin_path, &conf_text, &conf_len, err)) !=
-		    0 ||
+	if ((rc = moat_broker_render_conf(moat_deploy_dir(d), s, plugin_path, &conf_text, &conf_len,
+					  err)) != 0 ||
 	    (rc = derived(d, &o, err)) != 0) {
 		goto out;
 	}
@@ -349,7 +350,8 @@ int moat_broker_configure(struct moat_deploy *d, bool force_acl_file,
 		return moat_err_set(err, MOAT_EINVAL, "plugin path buffer too small");
 	}
 	out_plugin[0] = '\0';
-	if ((rc = moat_broker_settings_load(d->cfg, &d->conf, &s, err)) != 0) {
+	if ((rc = moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s,
+					    err)) != 0) {
 		return rc;
 	}
 	if (force_acl_file) {

@@ -7,6 +7,7 @@
 
 #include "cli.h"
 #include "moat/broker.h"
+#include "moat/broker_supervisor.h"
 
 static const char usage_text[] =
 	"usage: moat broker config [--no-plugin] [--json]\n"
@@ -43,13 +44,14 @@ static int config(int argc, char **argv)
 	 * mode would leave a broker enforcing neither the plugin nor the ACL file. */
 	struct moat_broker_state st;
 	char old_mode[32];
-	if ((rc = moat_broker_state(d->dir, &st, &err)) != 0 ||
-	    (rc = moat_broker_settings_load(d->cfg, &d->conf, &s, &err)) != 0) {
+	if ((rc = moat_broker_state(moat_deploy_dir(d), &st, &err)) != 0 ||
+	    (rc = moat_broker_settings_load(moat_deploy_config(d), moat_deploy_settings(d), &s,
+					    &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
 	const char *new_mode = s.plugin && !no_plugin ? "plugin" : "acl-file";
-	moat_broker_conf_mode(d->dir, old_mode, sizeof(old_mode));
+	moat_broker_conf_mode(moat_deploy_dir(d), old_mode, sizeof(old_mode));
 	if (st.running && strcmp(old_mode, new_mode) != 0) {
 		moat_err_set(&err, MOAT_ESTATE,
 			     "the running broker uses %s mode, not %s: stop it first (moat down), "
@@ -60,18 +62,18 @@ static int config(int argc, char **argv)
 		return cli_fail(&err);
 	}
 	if ((rc = moat_broker_configure(d, no_plugin, &s, plugin, sizeof(plugin), &err)) != 0 ||
-	    (rc = moat_broker_signal(d->dir, SIGHUP, &sent, &err)) != 0) {
+	    (rc = moat_broker_signal(moat_deploy_dir(d), SIGHUP, &sent, &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
 	if (cli_globals.json) {
 		printf("{\"dir\":");
-		cli_json_string(stdout, d->dir);
+		cli_json_string(stdout, moat_deploy_dir(d));
 		printf(",\"mode\":\"%s\",\"plugin\":", plugin[0] ? "plugin" : "acl-file");
 		cli_json_string(stdout, plugin);
 		printf(",\"port\":%d,\"reloaded\":%s}\n", s.port, sent ? "true" : "false");
 	} else {
-		printf("wrote %s/%s (%s), %s, %s\n", d->dir, MOAT_BROKER_CONF_FILE,
+		printf("wrote %s/%s (%s), %s, %s\n", moat_deploy_dir(d), MOAT_BROKER_CONF_FILE,
 		       plugin[0] ? "plugin" : "ACL file, no plugin", MOAT_BROKER_ACL_FILE,
 		       MOAT_POLICY_FILE_NAME);
 		if (sent) {

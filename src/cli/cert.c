@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include "cli.h"
+#include "moat/broker.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
@@ -142,7 +143,8 @@ static int expiring(int argc, char **argv)
 	if ((rc = check_file(&ctx, d, "ca", "pki/ca.crt", &err)) != 0 ||
 	    (rc = check_file(&ctx, d, "server", "pki/server.crt", &err)) != 0 ||
 	    (rc = check_crl(&ctx, d, &err)) != 0 ||
-	    (rc = moat_registry_identity_foreach(d->reg, -1, check_identity, &ctx, &err)) != 0) {
+	    (rc = moat_registry_identity_foreach(moat_deploy_registry(d), -1, check_identity, &ctx,
+						 &err)) != 0) {
 		if (ctx.json) {
 			printf("]\n");
 		}
@@ -180,11 +182,11 @@ static int crl(int argc, char **argv)
 	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
 		return cli_fail(&err);
 	}
-	if ((rc = moat_registry_begin(d->reg, &err)) != 0 ||
+	if ((rc = moat_registry_begin(moat_deploy_registry(d), &err)) != 0 ||
 	    (rc = moat_deploy_write_crl(d, &err)) != 0 ||
-	    (rc = moat_registry_commit(d->reg, &err)) != 0 ||
-	    (rc = cli_after_change(d, &err)) != 0) {
-		moat_registry_rollback(d->reg);
+	    (rc = moat_registry_commit(moat_deploy_registry(d), &err)) != 0 ||
+	    (rc = moat_broker_sync(d, &err)) != 0) {
+		moat_registry_rollback(moat_deploy_registry(d));
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}

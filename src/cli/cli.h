@@ -74,11 +74,6 @@ MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err 
  * is a tty (confirm: ask twice). buf receives it NUL-terminated; wipe it after use. */
 MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err);
 
-/* Called after any change that affects derived state (identities added, revoked, renewed):
- * regenerates what is derived from the registry (broker config and policy) and reloads a
- * running broker. Implemented in after_change.c. */
-MOAT_MUST_CHECK int cli_after_change(struct moat_deploy *d, struct moat_err *err);
-
 /* Writes the moat-agent bundle for identity id into out_dir (agent INI, certificate, key,
  * CA): `moat device export --format agent`. Implemented in export_agent.c. */
 MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,

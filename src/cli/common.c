@@ -81,9 +81,9 @@ int cli_open(int mode, struct moat_deploy **out, struct moat_err *err)
 		return rc;
 	}
 	rc = moat_deploy_open(dir, mode, out, err);
-	if (rc == 0 && (*out)->recovered > 0) {
+	if (rc == 0 && moat_deploy_recovered(*out) > 0) {
 		fprintf(stderr, "moat: removed %zu identities left by an interrupted change\n",
-			(*out)->recovered);
+			moat_deploy_recovered(*out));
 	}
 	return rc;
 }

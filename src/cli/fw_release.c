@@ -154,7 +154,7 @@ static int cmd_list(int argc, const char *type)
 		printf("%-16s %-14s %8s %12s %-12s %-20s %s\n", "TYPE", "VERSION", "SECURITY",
 		       "SIZE", "ROLLOUT", "PUBLISHED", "SHA256");
 	}
-	if (moat_registry_release_foreach(d->reg, type, list_cb, &c, &err) != 0) {
+	if (moat_registry_release_foreach(moat_deploy_registry(d), type, list_cb, &c, &err) != 0) {
 		st = cli_fail(&err);
 		goto out;
 	}
@@ -265,13 +265,14 @@ static int cmd_status(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
-	struct status_ctx c = {d->reg, argc == 1 ? argv[0] : NULL, 0, 0, &err};
+	struct status_ctx c = {moat_deploy_registry(d), argc == 1 ? argv[0] : NULL, 0, 0, &err};
 	if (cli_globals.json) {
 		printf("[");
 	} else {
 		printf("%-24s %-16s %-14s %s\n", "DEVICE", "TYPE", "RUNNING", "OFFERED");
 	}
-	if (moat_registry_identity_foreach(d->reg, MOAT_ROLE_DEVICE, status_cb, &c, &err) != 0) {
+	if (moat_registry_identity_foreach(moat_deploy_registry(d), MOAT_ROLE_DEVICE, status_cb, &c,
+					   &err) != 0) {
 		if (cli_globals.json) {
 			printf("]\n");
 		}

@@ -1,6 +1,6 @@
 /* ident_ops.c: add, list, show, revoke, renew and export of identities, for `moat device`
  * and `moat identity` (see ident_ops.h). The deployment module does the work; this file
- * parses options, prints results and calls cli_after_change after every change. */
+ * parses options, prints results and calls moat_broker_sync after every change. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #include "cli.h"
 #include "ident_ops.h"
+#include "moat/broker.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
@@ -112,7 +113,7 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	if (rc != 0) {
 		return rc;
 	}
-	rc = moat_registry_identity_get(d->reg, id, out, err);
+	rc = moat_registry_identity_get(moat_deploy_registry(d), id, out, err);
 	if (rc == MOAT_ENOENT) {
 		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
 	}
@@ -258,7 +259,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			.role = role,
 			.device_type = role == MOAT_ROLE_DEVICE ? o.type : NULL,
 			.days = o.days,
-			.key_type = o.key_type_set ? o.key_type : d->conf.key_type,
+			.key_type = o.key_type_set ? o.key_type : moat_deploy_settings(d)->key_type,
 		};
 	}
 	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && count > 1,
@@ -268,7 +269,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	if ((rc = moat_deploy_provision(d, reqs, count, on_progress, &ps, &err)) != 0) {
 		goto fail;
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
 		goto fail;
 	}
@@ -360,7 +361,7 @@ int ident_list(const struct ident_scope *scope, int argc, char **argv)
 	} else {
 		printf("%-32s %-9s %-20s %-9s %s\n", "ID", "ROLE", "TYPE", "STATUS", "EXPIRES");
 	}
-	rc = moat_registry_identity_foreach(d->reg, role, list_one, &l, &err);
+	rc = moat_registry_identity_foreach(moat_deploy_registry(d), role, list_one, &l, &err);
 	if (l.json) {
 		printf("]\n");
 	}
@@ -436,7 +437,7 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
 		       moat_identity_status_name(ident.status), created, dir);
 	}
-	rc = moat_registry_cert_foreach(d->reg, false, show_cert, &h, &err);
+	rc = moat_registry_cert_foreach(moat_deploy_registry(d), false, show_cert, &h, &err);
 	if (h.json) {
 		printf("]}\n");
 	}
@@ -471,7 +472,7 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "revoked and CRL written, but updating the broker failed");
 		moat_deploy_close(d);
 		return cli_fail(&err);
@@ -498,11 +499,11 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 		return cli_fail(&err);
 	}
 	if ((rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
-	    (rc = moat_registry_identity_get(d->reg, id, &ident, &err)) != 0) {
+	    (rc = moat_registry_identity_get(moat_deploy_registry(d), id, &ident, &err)) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
-	if ((rc = cli_after_change(d, &err)) != 0) {
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
 		moat_err_prefix(&err, "renewed, but updating the broker failed");
 		moat_deploy_close(d);
 		return cli_fail(&err);

@@ -33,7 +33,7 @@ static int load_policy(const char *config_path, struct moat_net_policy *p, struc
 	}
 	rc = cli_open(MOAT_DEPLOY_READ, &d, err);
 	if (rc == 0) {
-		rc = moat_net_policy_from_config(d->cfg, p, err);
+		rc = moat_net_policy_from_config(moat_deploy_config(d), p, err);
 	}
 	moat_deploy_close(d);
 	return rc;

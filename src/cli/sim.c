@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "moat/agent.h"
+#include "moat/broker.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
 
@@ -96,7 +97,8 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 	}
 	for (size_t i = 0; i < n; i++) {
 		bool exists = false;
-		if ((rc = moat_registry_identity_exists(d->reg, ids[i], &exists, err)) != 0) {
+		if ((rc = moat_registry_identity_exists(moat_deploy_registry(d), ids[i], &exists,
+							err)) != 0) {
 			goto out;
 		}
 		if (!exists) {
@@ -104,7 +106,7 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 				.id = ids[i],
 				.role = MOAT_ROLE_DEVICE,
 				.device_type = type,
-				.key_type = d->conf.key_type,
+				.key_type = moat_deploy_settings(d)->key_type,
 			};
 		}
 	}
@@ -122,7 +124,7 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 	if ((rc = moat_deploy_provision(d, reqs, missing, NULL, NULL, err)) != 0) {
 		goto out;
 	}
-	if ((rc = cli_after_change(d, err)) != 0) {
+	if ((rc = moat_broker_sync(d, err)) != 0) {
 		moat_err_prefix(err, "provisioned, but regenerating the broker policy failed");
 	}
 out:

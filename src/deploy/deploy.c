@@ -1,9 +1,8 @@
-/* deploy.c: finding, opening and validating a deployment directory; crash recovery. */
-#include <arpa/inet.h>
+/* deploy.c: finding, opening and validating a deployment directory; crash recovery; what
+ * an open deployment lets its users read (the accessors of the opaque struct moat_deploy). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -12,8 +11,6 @@
 
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
-
-volatile int moat_deploy_interrupted;
 
 int moat_deploy_locate(const char *flag_dir, char *out, size_t size, struct moat_err *err)
 {
@@ -25,160 +22,6 @@ int moat_deploy_locate(const char *flag_dir, char *out, size_t size, struct moat
 		dir = ".";
 	}
 	return moat_path_join(out, size, err, "%s", dir);
-}
-
-int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size, const char *rel,
-		     struct moat_err *err)
-{
-	return moat_path_join(buf, size, err, "%s/%s", d->dir, rel);
-}
-
-int moat_deploy_identity_path(const struct moat_deploy *d, const char *id, const char *file,
-			      char *buf, size_t size, struct moat_err *err)
-{
-	if (!moat_identity_name_ok(id)) {
-		return moat_err_set(err, MOAT_EINVAL, "invalid identity name");
-	}
-	if (file) {
-		return moat_path_join(buf, size, err, "%s/pki/identities/%s/%s", d->dir, id, file);
-	}
-	return moat_path_join(buf, size, err, "%s/pki/identities/%s", d->dir, id);
-}
-
-static const char *const known_sections[] = {
-	"deployment", "broker", "server", "pki", "network", "firmware", "policy",
-	"plugin",     "agent",  "monitor", "sim", NULL,
-};
-
-int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
-		      struct moat_err *err)
-{
-	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {"key_type", "ca_days", "identity_days",
-					       "server_days", "crl_days", NULL};
-	int rc;
-	memset(conf, 0, sizeof(*conf));
-	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "deployment", deployment_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "pki", pki_keys, err)) != 0) {
-		return rc;
-	}
-	const char *format = moat_config_get(cfg, "deployment", "format");
-	if (!format || strcmp(format, MOAT_CONF_FORMAT) != 0) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "%s: not a moat deployment ([deployment] format = %s missing)",
-				    cfg->path, MOAT_CONF_FORMAT);
-	}
-	const char *name = moat_config_get(cfg, "deployment", "name");
-	if ((rc = moat_identity_name_check(name, err)) != 0) {
-		moat_err_prefix(err, "%s: [deployment] name", cfg->path);
-		return rc;
-	}
-	snprintf(conf->name, sizeof(conf->name), "%s", name);
-
-	const char *hosts = moat_config_get(cfg, "broker", "hosts");
-	char **items = NULL;
-	size_t count = 0;
-	if (!hosts) {
-		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] hosts is missing", cfg->path);
-	}
-	if ((rc = moat_config_split_list(hosts, &items, &count, err)) != 0) {
-		moat_err_prefix(err, "%s: [broker] hosts", cfg->path);
-		return rc;
-	}
-	if (count > MOAT_HOSTS_MAX) {
-		moat_config_list_free(items, count);
-		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] hosts: more than %d", cfg->path,
-				    MOAT_HOSTS_MAX);
-	}
-	for (size_t i = 0; i < count; i++) {
-		if ((rc = deploy_host_check(items[i], err)) != 0) {
-			moat_config_list_free(items, count);
-			moat_err_prefix(err, "%s: [broker] hosts", cfg->path);
-			return rc;
-		}
-		snprintf(conf->broker_hosts[i], sizeof(conf->broker_hosts[i]), "%s", items[i]);
-	}
-	conf->broker_host_count = count;
-	moat_config_list_free(items, count);
-
-	int64_t v = 0;
-	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_BROKER_PORT_DEFAULT, 1, 65535, &v, err)) != 0) {
-		return rc;
-	}
-	conf->broker_port = (int)v;
-	if ((rc = moat_config_get_int(cfg, "server", "port", MOAT_SERVER_PORT_DEFAULT, 1, 65535, &v, err)) != 0) {
-		return rc;
-	}
-	conf->server_port = (int)v;
-	if (conf->server_port == conf->broker_port) {
-		return moat_err_set(err, MOAT_EINVAL, "%s: [server] port equals [broker] port",
-				    cfg->path);
-	}
-	const char *kt = moat_config_get(cfg, "pki", "key_type");
-	conf->key_type = MOAT_KEY_EC_P256;
-	if (kt && (rc = moat_key_type_parse(kt, &conf->key_type, err)) != 0) {
-		moat_err_prefix(err, "%s: [pki] key_type", cfg->path);
-		return rc;
-	}
-	if ((rc = moat_config_get_int(cfg, "pki", "ca_days", MOAT_CA_DAYS_DEFAULT, 1, 36500, &conf->ca_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "identity_days", MOAT_IDENTITY_DAYS_DEFAULT, 1, 36500,
-				      &conf->identity_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "server_days", MOAT_SERVER_DAYS_DEFAULT, 1, 36500,
-				      &conf->server_days, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "pki", "crl_days", MOAT_CRL_DAYS_DEFAULT, 1, 3650, &conf->crl_days,
-				      err)) != 0) {
-		return rc;
-	}
-	return 0;
-}
-
-void deploy_remove_quietly(const char *path)
-{
-	struct moat_err ignored;
-	if (moat_fs_remove_tree(path, &ignored) != 0) {
-		return; /* recover() on the next open removes it */
-	}
-}
-
-bool deploy_host_is_ip(const char *host)
-{
-	unsigned char addr[16];
-	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-}
-
-int deploy_host_check(const char *host, struct moat_err *err)
-{
-	size_t len = strlen(host);
-	if (len == 0 || len > MOAT_HOST_MAX_LEN) {
-		return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
-	}
-	if (deploy_host_is_ip(host)) {
-		return 0;
-	}
-	/* RFC 1123 labels: letters, digits, hyphens; no leading/trailing hyphen or dot */
-	size_t label = 0;
-	for (size_t i = 0; i < len; i++) {
-		char c = host[i];
-		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-		if (c == '.') {
-			if (label == 0 || host[i - 1] == '-') {
-				return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
-			}
-			label = 0;
-			continue;
-		}
-		if (!alnum && !(c == '-' && label > 0)) {
-			return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
-		}
-		if (++label > 63) {
-			return moat_err_set(err, MOAT_EINVAL, "'%s': label longer than 63", host);
-		}
-	}
-	if (label == 0 || host[len - 1] == '-') {
-		return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
-	}
-	return 0;
 }
 
 /* Removes what an interrupted provisioning or renewal left (see deploy.h). */
@@ -349,4 +192,29 @@ int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase, struct moa
 	moat_pki_ca_free(d->ca);
 	d->ca = ca;
 	return 0;
+}
+
+const char *moat_deploy_dir(const struct moat_deploy *d)
+{
+	return d->dir;
+}
+
+const struct moat_config *moat_deploy_config(const struct moat_deploy *d)
+{
+	return d->cfg;
+}
+
+const struct moat_deploy_conf *moat_deploy_settings(const struct moat_deploy *d)
+{
+	return &d->conf;
+}
+
+struct moat_registry *moat_deploy_registry(const struct moat_deploy *d)
+{
+	return d->reg;
+}
+
+size_t moat_deploy_recovered(const struct moat_deploy *d)
+{
+	return d->recovered;
 }

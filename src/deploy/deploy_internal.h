@@ -1,39 +1,59 @@
-/* deploy_internal.h: shared by the files of src/deploy; not part of the contract. */
+/* deploy_internal.h: shared by the files of src/deploy; not part of the contract.
+ *
+ * The files depend on each other one way only, lowest first:
+ *   conf.c       moat.conf's core sections and the host rules (no files, no registry)
+ *   files.c      paths in the deployment and the files of one identity
+ *   issuer.c     bulk issuance and staging on every core           (uses files.c)
+ *   lifecycle.c  revocation, renewal, the CRL, renewal recovery    (uses files.c)
+ *   provision.c  bulk provisioning, all or nothing                 (uses issuer.c, files.c)
+ *   deploy.c     open (with crash recovery), close, unlock         (uses conf.c, files.c,
+ *                                                                   lifecycle.c)
+ *   init.c       moat init                                         (uses conf.c, files.c)
+ */
 #ifndef MOAT_DEPLOY_INTERNAL_H
 #define MOAT_DEPLOY_INTERNAL_H
 
+#include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "moat/deploy.h"
 
+/* Opaque outside src/deploy (deploy.h); its accessors live in deploy.c. */
+struct moat_deploy {
+	char dir[PATH_MAX];
+	struct moat_config *cfg;
+	struct moat_deploy_conf conf;
+	struct moat_registry *reg;
+	struct moat_ca *ca; /* certificate always; key only after moat_deploy_unlock */
+	int lock_fd;	    /* -1 unless opened for writing */
+	size_t recovered;   /* identities removed by crash recovery on open */
+};
+
+/* conf.c */
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
 		      struct moat_err *err);
 int deploy_host_check(const char *host, struct moat_err *err);
 bool deploy_host_is_ip(const char *host);
-/* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */
-int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err *err);
 
+/* files.c (and moat_deploy_path, moat_deploy_identity_path of deploy.h) */
+/* Best-effort removal on an error path (the caller reports the first error); whatever
+ * stays is removed by the next open's recovery. */
+void deploy_remove_quietly(const char *path);
 /* Writes cert.pem, key.pem (0600) and ca.crt into dir (created 0700), each atomically and
  * fsync'd (renewal: one identity, durability is cheap). */
 int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
 				const char *ca_pem, size_t ca_len, struct moat_err *err);
-/* pki/ca.crt as read from disk; caller frees. */
-int deploy_ca_pem(const struct moat_deploy *d, char **out_pem, size_t *out_len,
-		  struct moat_err *err);
-/* A random serial that no certificate in the registry has. */
-int deploy_fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES],
-			char hex[MOAT_SERIAL_HEX_LEN], struct moat_err *err);
-
-/* Best-effort removal on an error path (the caller reports the first error); whatever
- * stays is removed by the next open's recovery. */
-void deploy_remove_quietly(const char *path);
-
 /* Bulk staging of one identity: mkdir dir (0700), key.pem (0600) and cert.pem created with
  * O_EXCL and not synced (the caller syncs the filesystem once), ca.crt a hard link to
  * ca_path. */
 int deploy_stage_identity(const char *dir, const struct moat_issued *issued,
 			  const char *ca_path, struct moat_err *err);
+
+/* lifecycle.c */
+/* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */
+int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err *err);
 
 /* issuer.c: bulk issuance and staging on every core; results are taken in order. */
 struct issuer_job {

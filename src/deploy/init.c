@@ -2,7 +2,6 @@
  * CRL, registry and moat.conf. Everything is written into a fresh directory; on any failure
  * the whole directory (or, for a pre-existing empty directory, everything put in it) is
  * removed, so a failed init leaves nothing that looks like a deployment. */
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>

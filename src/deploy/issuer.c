@@ -19,6 +19,10 @@
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
 
+/* Defined here, the lowest file that reads it: issuer workers and provision.c's loop
+ * stop when it is set. */
+volatile int moat_deploy_interrupted;
+
 #define ISSUER_WINDOW 512
 #define ISSUER_MAX_THREADS 16
 

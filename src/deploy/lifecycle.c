@@ -177,6 +177,38 @@ int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err 
 	return moat_fs_remove_tree(next, err);
 }
 
+/* pki/ca.crt as read from disk; the caller frees *out_pem. */
+static int read_ca_pem(const struct moat_deploy *d, char **out_pem, size_t *out_len,
+		       struct moat_err *err)
+{
+	char p[PATH_MAX];
+	int rc = moat_deploy_path(d, p, sizeof(p), "pki/ca.crt", err);
+	if (rc != 0) {
+		return rc;
+	}
+	return moat_fs_read_all(p, 1024 * 1024, out_pem, out_len, err);
+}
+
+/* A serial no certificate in the registry has (126 random bits: a retry is a formality). */
+static int fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES],
+			char hex[MOAT_SERIAL_HEX_LEN], struct moat_err *err)
+{
+	for (int attempt = 0; attempt < 4; attempt++) {
+		bool exists = false;
+		int rc = moat_pki_random_serial(serial, hex, err);
+		if (rc == 0) {
+			rc = moat_registry_serial_exists(d->reg, hex, &exists, err);
+		}
+		if (rc != 0) {
+			return rc;
+		}
+		if (!exists) {
+			return 0;
+		}
+	}
+	return moat_err_set(err, MOAT_ECRYPTO, "random serials keep colliding: broken RNG?");
+}
+
 int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
 {
 	struct moat_identity ident;
@@ -205,7 +237,7 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 	if (ident.status == MOAT_ID_DISABLED) {
 		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing", id);
 	}
-	if ((rc = deploy_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
+	if ((rc = read_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
 	    (rc = moat_path_join(next, sizeof(next), err, "%s/.next", dir)) != 0) {
 		goto out;
@@ -220,7 +252,7 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		.not_before = now - 300,
 		.not_after = now + (days ? days : d->conf.identity_days) * 86400,
 	};
-	if ((rc = deploy_fresh_serial(d, serial, hex, err)) != 0 ||
+	if ((rc = fresh_serial(d, serial, hex, err)) != 0 ||
 	    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0) {
 		goto out;
 	}

@@ -14,93 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
-
-/* Writes a new file (O_EXCL) with mode; no fsync (the caller syncs the filesystem once). */
-static int write_new(const char *path, const char *data, size_t len, mode_t mode,
-		     struct moat_err *err)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
-	if (fd < 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
-	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			close(fd);
-			return moat_err_errno(err, MOAT_EIO, e, "%s", path);
-		}
-		off += (size_t)n;
-	}
-	/* no fchmod: the umask can only narrow mode, and key.pem is created 0600 */
-	if (close(fd) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
-	}
-	return 0;
-}
-
-int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
-				const char *ca_pem, size_t ca_len, struct moat_err *err)
-{
-	char p[PATH_MAX];
-	int rc;
-	if (mkdir(dir, 0700) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
-	}
-	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err)) != 0) {
-		return rc;
-	}
-	return 0;
-}
-
-int deploy_stage_identity(const char *dir, const struct moat_issued *issued,
-			  const char *ca_path, struct moat_err *err)
-{
-	char p[PATH_MAX];
-	int rc;
-	if (mkdir(dir, 0700) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
-	}
-	if ((rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0 ||
-	    (rc = write_new(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = write_new(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0) {
-		return rc;
-	}
-	/* A hard link to pki/ca.crt: same bytes, no new inode (inode allocation is the largest
-	 * cost of bulk provisioning on ext4). pki/ca.crt is only ever replaced by rename, so
-	 * the identity keeps the certificate it was issued under. */
-	if (link(ca_path, p) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "%s", p);
-	}
-	return 0;
-}
-
-int deploy_ca_pem(const struct moat_deploy *d, char **out_pem, size_t *out_len,
-		  struct moat_err *err)
-{
-	char p[PATH_MAX];
-	int rc = moat_deploy_path(d, p, sizeof(p), "pki/ca.crt", err);
-	if (rc != 0) {
-		return rc;
-	}
-	return moat_fs_read_all(p, 1024 * 1024, out_pem, out_len, err);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -165,24 +81,90 @@ out:
 	return rc;
 }
 
-/* A serial no certificate in the registry has (126 random bits: a retry is a formality). */
-int deploy_fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES],
-			char hex[MOAT_SERIAL_HEX_LEN], struct moat_err *err)
+/* Takes the issued identities in order and inserts their rows (the worker wrote
+ * staging/<id>/ already), reporting progress after each. */
+static int insert_rows(struct moat_deploy *d, struct issuer_pool *pool,
+		       const struct moat_provision_req *reqs, size_t count, int64_t now,
+		       moat_progress_cb progress, void *progress_ctx, struct moat_err *err)
 {
-	for (int attempt = 0; attempt < 4; attempt++) {
-		bool exists = false;
-		int rc = moat_pki_random_serial(serial, hex, err);
-		if (rc == 0) {
-			rc = moat_registry_serial_exists(d->reg, hex, &exists, err);
+	int rc;
+	for (size_t i = 0; i < count; i++) {
+		const struct moat_provision_req *r = &reqs[i];
+		if (moat_deploy_interrupted) {
+			return moat_err_set(
+				err, MOAT_EINTR,
+				"interrupted after %zu of %zu identities; nothing was added", i,
+				count);
 		}
-		if (rc != 0) {
+		struct moat_issued issued = {0};
+		const char *type = r->role == MOAT_ROLE_DEVICE
+					   ? (r->device_type ? r->device_type : "generic")
+					   : "";
+		bool taken = false;
+		if ((rc = issuer_take(pool, i, &issued, err)) != 0 ||
+		    (rc = moat_registry_serial_exists(d->reg, issued.serial_hex, &taken, err)) !=
+			    0) {
+			moat_pki_issued_free(&issued);
 			return rc;
 		}
-		if (!exists) {
-			return 0;
+		if (taken) {
+			/* 126 random bits collided: never seen, but the registry decides */
+			moat_pki_issued_free(&issued);
+			return moat_err_set(err, MOAT_ECRYPTO,
+					    "random serial collision: broken RNG?");
+		}
+		/* the worker wrote staging/<id>/; the rows go in here, in order */
+		if ((rc = moat_registry_identity_insert(d->reg, r->id, r->role, type, now, err)) !=
+			    0 ||
+		    (rc = moat_registry_cert_insert(d->reg, issued.serial_hex, r->id,
+						    issued.not_before, issued.not_after,
+						    issued.cert_pem, err)) != 0) {
+			moat_pki_issued_free(&issued);
+			return rc;
+		}
+		moat_pki_issued_free(&issued);
+		if (progress) {
+			progress(i + 1, count, progress_ctx);
 		}
 	}
-	return moat_err_set(err, MOAT_ECRYPTO, "random serials keep colliding: broken RNG?");
+	return 0;
+}
+
+/* Syncs the staged files once, then renames each staged directory into idents; *renamed
+ * counts the renames done, so the caller can undo them. */
+static int move_into_place(const char *staging, const char *idents,
+			   const struct moat_provision_req *reqs, size_t count, size_t *renamed,
+			   struct moat_err *err)
+{
+	/* One sync for all the staged files instead of one fsync per file. */
+	int sfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sfd < 0 || syncfs(sfd) != 0) {
+		int rc = moat_err_errno(err, MOAT_EIO, errno, "%s: sync", staging);
+		if (sfd >= 0) {
+			close(sfd);
+		}
+		return rc;
+	}
+	close(sfd);
+	int rc;
+	for (; *renamed < count; (*renamed)++) {
+		char from[PATH_MAX];
+		char to[PATH_MAX];
+		if ((rc = moat_path_join(from, sizeof(from), err, "%s/%s", staging,
+					 reqs[*renamed].id)) != 0 ||
+		    (rc = moat_path_join(to, sizeof(to), err, "%s/%s", idents,
+					 reqs[*renamed].id)) != 0) {
+			return rc;
+		}
+		/* a leftover directory of that name is an error, never overwritten */
+		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
+			return errno == EEXIST
+				       ? moat_err_set(err, MOAT_EEXIST,
+						      "%s exists but is not registered", to)
+				       : moat_err_errno(err, MOAT_EIO, errno, "rename %s", from);
+		}
+	}
+	return 0;
 }
 
 int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req *reqs,
@@ -238,71 +220,13 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	if ((rc = issuer_start(&job, &pool, err)) != 0) {
 		goto out;
 	}
-	for (size_t i = 0; i < count; i++) {
-		const struct moat_provision_req *r = &reqs[i];
-		if (moat_deploy_interrupted) {
-			rc = moat_err_set(err, MOAT_EINTR,
-					  "interrupted after %zu of %zu identities; nothing was added",
-					  i, count);
-			goto out;
-		}
-		struct moat_issued issued = {0};
-		const char *type = r->role == MOAT_ROLE_DEVICE ? (r->device_type ? r->device_type
-										    : "generic")
-							       : "";
-		bool taken = false;
-		if ((rc = issuer_take(pool, i, &issued, err)) != 0 ||
-		    (rc = moat_registry_serial_exists(d->reg, issued.serial_hex, &taken, err)) != 0) {
-			moat_pki_issued_free(&issued);
-			goto out;
-		}
-		if (taken) {
-			/* 126 random bits collided: never seen, but the registry decides */
-			moat_pki_issued_free(&issued);
-			rc = moat_err_set(err, MOAT_ECRYPTO, "random serial collision: broken RNG?");
-			goto out;
-		}
-		/* the worker wrote staging/<id>/; the rows go in here, in order */
-		if ((rc = moat_registry_identity_insert(d->reg, r->id, r->role, type, now, err)) != 0 ||
-		    (rc = moat_registry_cert_insert(d->reg, issued.serial_hex, r->id,
-						    issued.not_before, issued.not_after,
-						    issued.cert_pem, err)) != 0) {
-			moat_pki_issued_free(&issued);
-			goto out;
-		}
-		moat_pki_issued_free(&issued);
-		if (progress) {
-			progress(i + 1, count, progress_ctx);
-		}
+	if ((rc = insert_rows(d, pool, reqs, count, now, progress, progress_ctx, err)) != 0) {
+		goto out;
 	}
 	issuer_stop(pool);
 	pool = NULL;
-	/* One sync for all the staged files instead of one fsync per file. */
-	int sfd = open(staging, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (sfd < 0 || syncfs(sfd) != 0) {
-		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: sync", staging);
-		if (sfd >= 0) {
-			close(sfd);
-		}
+	if ((rc = move_into_place(staging, idents, reqs, count, &renamed, err)) != 0) {
 		goto out;
-	}
-	close(sfd);
-	for (; renamed < count; renamed++) {
-		char from[PATH_MAX];
-		char to[PATH_MAX];
-		if ((rc = moat_path_join(from, sizeof(from), err, "%s/%s", staging,
-					 reqs[renamed].id)) != 0 ||
-		    (rc = moat_path_join(to, sizeof(to), err, "%s/%s", idents, reqs[renamed].id)) !=
-			    0) {
-			goto out;
-		}
-		/* a leftover directory of that name is an error, never overwritten */
-		if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) != 0) {
-			rc = errno == EEXIST ? moat_err_set(err, MOAT_EEXIST,
-							    "%s exists but is not registered", to)
-					     : moat_err_errno(err, MOAT_EIO, errno, "rename %s", from);
-			goto out;
-		}
 	}
 	if ((rc = moat_fs_sync_dir(idents, err)) != 0) {
 		goto out;

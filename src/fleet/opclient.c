@@ -157,7 +157,8 @@ static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LE
 	int rc;
 	if (as) {
 		struct moat_identity ident;
-		if ((rc = moat_registry_identity_get(d->reg, as, &ident, err)) != 0) {
+		if ((rc = moat_registry_identity_get(moat_deploy_registry(d), as, &ident, err)) !=
+		    0) {
 			return rc;
 		}
 		if (ident.role == MOAT_ROLE_DEVICE) {
@@ -174,7 +175,8 @@ static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LE
 	struct pick p = {{0}};
 	int roles[2] = {MOAT_ROLE_OPERATOR, MOAT_ROLE_SERVICE};
 	for (int i = 0; i < 2 && !p.name[0]; i++) {
-		rc = moat_registry_identity_foreach(d->reg, roles[i], pick_cb, &p, err);
+		rc = moat_registry_identity_foreach(moat_deploy_registry(d), roles[i], pick_cb, &p,
+						    err);
 		if (rc < 0) {
 			return rc;
 		}
@@ -228,7 +230,7 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout
 	    (rc = moat_deploy_identity_path(d, name, "key.pem", key, sizeof(key), err)) != 0) {
 		return rc;
 	}
-	if (d->conf.broker_host_count == 0) {
+	if (moat_deploy_settings(d)->broker_host_count == 0) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: [broker] hosts is empty");
 	}
 	mosquitto_lib_init();
@@ -254,11 +256,11 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: TLS setup failed", name);
 		goto out;
 	}
-	const char *host = d->conf.broker_hosts[0];
-	rc = mosquitto_connect(c->mosq, host, d->conf.broker_port, 30);
+	const char *host = moat_deploy_settings(d)->broker_hosts[0];
+	rc = mosquitto_connect(c->mosq, host, moat_deploy_settings(d)->broker_port, 30);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		rc = moat_err_set(err, MOAT_EIO, "connecting to %s:%d as %s: %s", host,
-				  d->conf.broker_port, name,
+				  moat_deploy_settings(d)->broker_port, name,
 				  c->log_error[0] ? c->log_error : mosquitto_strerror(rc));
 		goto out;
 	}

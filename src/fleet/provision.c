@@ -16,27 +16,27 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 	struct moat_identity ident;
 	int rc;
 	moat_agent_conf_defaults(out);
-	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+	if ((rc = moat_registry_identity_get(moat_deploy_registry(d), id, &ident, err)) != 0) {
 		return rc;
 	}
 	if (ident.role != MOAT_ROLE_DEVICE) {
 		return moat_err_set(err, MOAT_EINVAL, "%s is a %s identity, not a device", id,
 				    moat_role_name(ident.role));
 	}
-	if (d->conf.broker_host_count == 0) {
+	if (moat_deploy_settings(d)->broker_host_count == 0) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: [broker] hosts is empty");
 	}
 	snprintf(out->id, sizeof(out->id), "%s", id);
 	if (ident.device_type[0]) {
 		snprintf(out->device_type, sizeof(out->device_type), "%s", ident.device_type);
 	}
-	snprintf(out->host, sizeof(out->host), "%s", d->conf.broker_hosts[0]);
-	out->port = d->conf.broker_port;
+	snprintf(out->host, sizeof(out->host), "%s", moat_deploy_settings(d)->broker_hosts[0]);
+	out->port = moat_deploy_settings(d)->broker_port;
 	/* moatd listens beside the broker under the same certificate: the same host name */
-	const char *h = d->conf.broker_hosts[0];
+	const char *h = moat_deploy_settings(d)->broker_hosts[0];
 	int n = snprintf(out->update_url, sizeof(out->update_url),
 			 strchr(h, ':') ? "https://[%s]:%d" : "https://%s:%d", h,
-			 d->conf.server_port);
+			 moat_deploy_settings(d)->server_port);
 	if (n < 0 || (size_t)n >= sizeof(out->update_url)) {
 		return moat_err_set(err, MOAT_EINVAL, "update server URL too long");
 	}

@@ -208,7 +208,7 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 		goto out;
 	}
 	struct moat_err err = {0};
-	if (moat_registry_identity_get(h->d->reg, cn, ident, &err) != 0) {
+	if (moat_registry_identity_get(moat_deploy_registry(h->d), cn, ident, &err) != 0) {
 		snprintf(rc->note, sizeof(rc->note), "unknown_identity");
 		goto out;
 	}
@@ -259,8 +259,8 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, struct req_ctx *rc
 static int release_path(struct moat_httpd *h, const struct moat_release *r, const char *file,
 			char *buf, size_t size, struct moat_err *err)
 {
-	return moat_path_join(buf, size, err, "%s/%s/%s/%s/%s", h->d->dir, MOAT_RELEASES_DIR,
-			      r->device_type, r->version, file);
+	return moat_path_join(buf, size, err, "%s/%s/%s/%s/%s", moat_deploy_dir(h->d),
+			      MOAT_RELEASES_DIR, r->device_type, r->version, file);
 }
 
 static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connection *conn,
@@ -279,13 +279,15 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 					 "current: not a semantic version");
 		}
 		snprintf(current, sizeof(current), "%s", q);
-	} else if (moat_registry_running_version(h->d->reg, ident->id, current, &err) != 0) {
+	} else if (moat_registry_running_version(moat_deploy_registry(h->d), ident->id,
+							 current, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}
 	struct moat_release r;
 	bool found = false;
-	if (moat_release_newest(h->d->reg, ident->device_type, ident->id, &r, &found, &err) != 0) {
+	if (moat_release_newest(moat_deploy_registry(h->d), ident->device_type, ident->id, &r,
+				&found, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}
@@ -336,7 +338,7 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	char hex[MOAT_SHA256_HEX_LEN + 1];
 	moat_hex_encode(sha256, MOAT_SHA256_BYTES, hex);
 	struct moat_release r;
-	int g = moat_registry_release_get(h->d->reg, hex, &r, &err);
+	int g = moat_registry_release_get(moat_deploy_registry(h->d), hex, &r, &err);
 	if (g == MOAT_ENOENT) {
 		snprintf(rc->note, sizeof(rc->note), "unknown_release");
 		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");
@@ -347,7 +349,8 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	}
 	bool inc = false;
 	if (strcmp(r.device_type, ident->device_type) != 0 ||
-	    moat_release_includes(h->d->reg, &r, ident->id, &inc, &err) != 0 || !inc) {
+	    moat_release_includes(moat_deploy_registry(h->d), &r, ident->id, &inc, &err) != 0 ||
+	    !inc) {
 		/* Same answer as an unknown digest: a device learns nothing about releases
 		 * that are not for it. */
 		snprintf(rc->note, sizeof(rc->note), "release_not_for_device");
@@ -555,12 +558,12 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 
 	const char *listen = opts->listen_addr;
 	if (!listen) {
-		listen = moat_config_get(h->d->cfg, "server", "listen");
+		listen = moat_config_get(moat_deploy_config(h->d), "server", "listen");
 	}
 	if (!listen) {
 		listen = "127.0.0.1";
 	}
-	h->port = opts->port ? opts->port : h->d->conf.server_port;
+	h->port = opts->port ? opts->port : moat_deploy_settings(h->d)->server_port;
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;

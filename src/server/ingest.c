@@ -62,7 +62,7 @@ static void handle(struct moat_deploy *d, const char *topic, const void *payload
 			 err.msg);
 		return;
 	}
-	if (moat_registry_update_event_record(d->reg, &ev, &err) != 0) {
+	if (moat_registry_update_event_record(moat_deploy_registry(d), &ev, &err) != 0) {
 		moat_log(MOAT_LOG_WARN, "event=update_event_not_recorded id=%s error=\"%s\"", t.id,
 			 err.msg);
 		return;
@@ -148,7 +148,7 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 	}
 	const char *as = opts->as;
 	if (!as) {
-		as = moat_config_get(d->cfg, "server", "service_identity");
+		as = moat_config_get(moat_deploy_config(d), "server", "service_identity");
 	}
 	if (!as) {
 		as = MOAT_SERVER_DEFAULT_SERVICE_IDENTITY;
@@ -158,7 +158,7 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 		goto out;
 	}
 	snprintf(ing->as, sizeof(ing->as), "%s", as);
-	if ((rc = moat_path_join(ing->dir, sizeof(ing->dir), err, "%s", d->dir)) != 0) {
+	if ((rc = moat_path_join(ing->dir, sizeof(ing->dir), err, "%s", moat_deploy_dir(d))) != 0) {
 		goto out;
 	}
 	if (pthread_create(&ing->thread, NULL, run, ing) != 0) {

@@ -196,7 +196,7 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 		goto out;
 	}
 
-	struct moat_registry *reg = d->reg;
+	struct moat_registry *reg = moat_deploy_registry(d);
 	struct moat_release newest;
 	bool found = false;
 	if ((rc = moat_release_newest(reg, m.device_type, NULL, &newest, &found, err)) != 0) {
@@ -230,8 +230,8 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 	/* Versions are semantic versions ([0-9A-Za-z.+-], never "." or "..") and types pass
 	 * moat_device_type_check, so both are safe path components. */
 	if ((rc = moat_device_type_check(m.device_type, err)) != 0 ||
-	    (rc = moat_path_join(dir, sizeof(dir), err, "%s/%s/%s/%s", d->dir, MOAT_RELEASES_DIR,
-				 m.device_type, m.version)) != 0 ||
+	    (rc = moat_path_join(dir, sizeof(dir), err, "%s/%s/%s/%s", moat_deploy_dir(d),
+				 MOAT_RELEASES_DIR, m.device_type, m.version)) != 0 ||
 	    (rc = moat_fs_mkdirs(dir, 0755, err)) != 0 ||
 	    (rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir, MOAT_RELEASE_IMAGE_FILE)) !=
 		    0 ||

@@ -4,7 +4,7 @@
 # use_username_as_clientid. What it can enforce: telemetry reaches a service, a command
 # only its device, a client id that is not the certificate's CN takes nobody's place, a
 # device subscribing to `#` gets nothing of other devices, revoked certificates are refused
-# once cli_after_change reloaded the broker, and the TLS-level refusals.
+# once moat_broker_sync reloaded the broker, and the TLS-level refusals.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 broker_require

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test_broker_config.sh: `moat broker config` and cli_after_change: what the generated
+# test_broker_config.sh: `moat broker config` and moat_broker_sync: what the generated
 # mosquitto.conf and acl.conf say (golden-ish: no plaintext listener, no `pattern read #`),
 # who may read which file (the broker's user reads its files, never a private key of the
 # CA or an identity), regeneration after identities change, and clear refusals.
@@ -66,7 +66,7 @@ if as_broker touch "$D/broker/x" 2>/dev/null; then fail "user mosquitto can writ
 if as_broker touch "$D/log/x" 2>/dev/null; then fail "user mosquitto can write log/"; fi
 pass "the broker's user reads its files, not the CA's or the identities' keys"
 
-# cli_after_change: identities added and revoked reach the policy and the ACL at once.
+# moat_broker_sync: identities added and revoked reach the policy and the ACL at once.
 moat identity add svc-2 --role service >/dev/null
 grep -q '^user svc-2$' "$A" || fail "new service missing from acl.conf"
 grep -q '^identity svc-2 service active$' "$D/broker/policy" || fail "new service missing from policy"

@@ -54,7 +54,7 @@ pass "a command reached only its device"
 
 broker_refusals "$T/svc.out"
 
-# Revocation: moat revokes, cli_after_change reloads the broker; new connections refused.
+# Revocation: moat revokes, moat_broker_sync reloads the broker; new connections refused.
 broker_pub dev-b dev-b devices/dev-b/telemetry '{"device_id":"dev-b","n":1}'
 expect_ok "revoke dev-b" moat device revoke dev-b
 refused_now() { ! broker_pub dev-b dev-b devices/dev-b/telemetry revoked >/dev/null 2>&1; }

@@ -78,7 +78,9 @@ static size_t count_rows(struct moat_deploy *d)
 {
 	size_t n = 0;
 	struct moat_err err;
-	assert_int_equal(moat_registry_identity_foreach(d->reg, -1, count_row, &n, &err), 0);
+	assert_int_equal(moat_registry_identity_foreach(moat_deploy_registry(d), -1, count_row, &n,
+							&err),
+			 0);
 	return n;
 }
 
@@ -102,9 +104,11 @@ static void test_provision_batch(void **state)
 	assert_int_equal(count_dirs(p), 3);
 	assert_int_equal(count_rows(f->d), 3);
 	struct moat_identity id;
-	assert_int_equal(moat_registry_identity_get(f->d->reg, "a2", &id, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "a2", &id, &err),
+			 0);
 	assert_string_equal(id.device_type, "generic");
-	assert_int_equal(moat_registry_identity_get(f->d->reg, "svc", &id, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "svc", &id, &err),
+			 0);
 	assert_int_equal(id.role, MOAT_ROLE_SERVICE);
 	struct stat st;
 	snprintf(p, sizeof(p), "%s/pki/identities/a1/key.pem", f->dir);
@@ -161,7 +165,7 @@ static void test_provision_rolls_back_on_late_failure(void **state)
 	/* reopening for writing removes the unregistered directory */
 	moat_deploy_close(f->d);
 	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
-	assert_int_equal(f->d->recovered, 1);
+	assert_int_equal(moat_deploy_recovered(f->d), 1);
 	idents_path(f, p, sizeof(p));
 	assert_int_equal(count_dirs(p), 0);
 }
@@ -245,19 +249,27 @@ static void test_revoke_and_renew(void **state)
 	int64_t crl_before = 0;
 	int64_t crl_after = 0;
 	assert_int_equal(moat_deploy_provision(f->d, &one, 1, NULL, NULL, &err), 0);
-	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &before, &err), 0);
-	assert_int_equal(moat_registry_meta_get_int(f->d->reg, "crl_number", &crl_before, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &before,
+						    &err),
+			 0);
+	assert_int_equal(moat_registry_meta_get_int(moat_deploy_registry(f->d), "crl_number",
+						    &crl_before, &err),
+			 0);
 	assert_int_equal(moat_deploy_revoke(f->d, "r1", 1, &err), 0);
-	assert_int_equal(moat_registry_meta_get_int(f->d->reg, "crl_number", &crl_after, &err), 0);
+	assert_int_equal(moat_registry_meta_get_int(moat_deploy_registry(f->d), "crl_number",
+						    &crl_after, &err),
+			 0);
 	assert_int_equal(crl_after, crl_before + 1);
-	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &after, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
+			 0);
 	assert_int_equal(after.status, MOAT_ID_REVOKED);
 	assert_true(after.cert_revoked);
 	assert_int_equal(moat_deploy_revoke(f->d, "r1", 0, &err), MOAT_ESTATE);
 	assert_int_equal(moat_deploy_revoke(f->d, "nobody", 0, &err), MOAT_ENOENT);
 
 	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), 0);
-	assert_int_equal(moat_registry_identity_get(f->d->reg, "r1", &after, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
+			 0);
 	assert_int_equal(after.status, MOAT_ID_ACTIVE);
 	assert_false(after.cert_revoked);
 	assert_string_not_equal(after.serial_hex, before.serial_hex);

@@ -12,27 +12,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/bn.h>
 #include <openssl/objects.h>
 #include <openssl/x509.h>
 
 #include "moat/timeutil.h"
 #include "plugin_internal.h"
-
-bool moat_plugin_serial_hex(const void *asn1_serial, char out[MP_SERIAL_HEX_MAX])
-{
-	bool ok = false;
-	out[0] = '\0';
-	BIGNUM *bn = ASN1_INTEGER_to_BN(asn1_serial, NULL);
-	char *hex = bn ? BN_bn2hex(bn) : NULL;
-	if (hex && strlen(hex) < MP_SERIAL_HEX_MAX) {
-		memcpy(out, hex, strlen(hex) + 1);
-		ok = true;
-	}
-	OPENSSL_free(hex);
-	BN_free(bn);
-	return ok;
-}
 
 /* The single CN of the subject, when it is a valid identity name. */
 static bool cert_identity(X509 *cert, char out[MOAT_ID_BUF_LEN])

@@ -116,10 +116,6 @@ struct mp_state {
 /* auth.c */
 int moat_plugin_basic_auth(int event, void *event_data, void *userdata);
 int moat_plugin_disconnect(int event, void *event_data, void *userdata);
-/* Uppercase hex of a certificate's serial into out (MP_SERIAL_HEX_MAX); false when it
- * does not fit or OpenSSL fails. Takes an ASN1_INTEGER (void * keeps OpenSSL out of this
- * header). */
-bool moat_plugin_serial_hex(const void *asn1_serial, char out[MP_SERIAL_HEX_MAX]);
 
 /* acl.c */
 int moat_plugin_acl_check(int event, void *event_data, void *userdata);
@@ -134,13 +130,26 @@ int moat_plugin_message(int event, void *event_data, void *userdata);
 /* tick.c */
 int moat_plugin_tick(int event, void *event_data, void *userdata);
 int moat_plugin_reload_event(int event, void *event_data, void *userdata);
-/* Loads the policy file / CRL when it changed since the last load (force: regardless).
- * On failure the previous one stays in force; 1 = reloaded, 0 = unchanged, <0 = error
+/* Loads the policy file when it changed since the last load (force: regardless). On
+ * failure the previous one stays in force; 1 = reloaded, 0 = unchanged, <0 = error
  * (message in err). */
 int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *err);
+
+/* crl.c */
+/* Loads the CRL as moat_plugin_load_policy loads the policy (same results). */
 int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err);
 bool moat_plugin_serial_revoked(const struct mp_state *st, const char *serial_hex);
 void moat_plugin_free_crl(struct mp_state *st);
+/* Uppercase hex of a certificate's serial into out (MP_SERIAL_HEX_MAX); false when it
+ * does not fit or OpenSSL fails. Takes an ASN1_INTEGER (void * keeps OpenSSL out of this
+ * header). */
+bool moat_plugin_serial_hex(const void *asn1_serial, char out[MP_SERIAL_HEX_MAX]);
+
+/* filestamp.c */
+/* 1 when path changed since *stamp was taken, or force (the stamp is updated either way),
+ * 0 when unchanged, MOAT_ENOENT when it cannot be stat'ed (the stamp is invalidated). */
+int moat_plugin_file_changed(const char *path, struct mp_file_stamp *stamp, bool force,
+			     struct moat_err *err);
 
 /* clients.c: the two tables */
 struct mp_ident *moat_plugin_ident_get(struct mp_state *st, const char *name);

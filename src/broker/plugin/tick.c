@@ -9,60 +9,17 @@
  * as revoked_kicked. Mosquitto's own crlfile only covers new handshakes after a SIGHUP,
  * so this is what makes revocation take effect for sessions that are already open.
  */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "plugin_internal.h"
 
-static struct mp_file_stamp stamp_of(const struct stat *sb)
-{
-	return (struct mp_file_stamp){
-		.valid = true,
-		.dev = sb->st_dev,
-		.ino = sb->st_ino,
-		.size = sb->st_size,
-		.mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec,
-		.ctime_ns = (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec,
-	};
-}
-
-static bool stamp_same(const struct mp_file_stamp *a, const struct mp_file_stamp *b)
-{
-	return a->valid && b->valid && a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-	       a->mtime_ns == b->mtime_ns && a->ctime_ns == b->ctime_ns;
-}
-
-/* 1 = changed (stamp updated), 0 = unchanged, MOAT_ENOENT = cannot stat. */
-static int check_stamp(const char *path, struct mp_file_stamp *stamp, bool force,
-		       struct moat_err *err)
-{
-	struct stat sb;
-	if (stat(path, &sb) < 0) {
-		int e = errno;
-		stamp->valid = false;
-		return moat_err_errno(err, MOAT_ENOENT, e, "%s", path);
-	}
-	struct mp_file_stamp now = stamp_of(&sb);
-	if (!force && stamp_same(&now, stamp)) {
-		return 0;
-	}
-	/* Remembered before parsing, so a file that does not parse is reported once, not on
-	 * every tick; the next change is looked at again. */
-	*stamp = now;
-	return 1;
-}
-
 int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *err)
 {
-	int rc = check_stamp(st->policy_path, &st->policy_stamp, force, err);
+	int rc = moat_plugin_file_changed(st->policy_path, &st->policy_stamp, force, err);
 	if (rc <= 0) {
 		return rc;
 	}
@@ -83,109 +40,6 @@ int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *er
 	moat_policy_free(&st->policy);
 	st->policy = fresh;
 	return 1;
-}
-
-static int cmp_strp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_list(char **list, size_t count)
-{
-	for (size_t i = 0; list && i < count; i++) {
-		mosquitto_free(list[i]);
-	}
-	mosquitto_free(list);
-}
-
-void moat_plugin_free_crl(struct mp_state *st)
-{
-	free_list(st->revoked, st->revoked_count);
-	st->revoked = NULL;
-	st->revoked_count = 0;
-}
-
-bool moat_plugin_serial_revoked(const struct mp_state *st, const char *serial_hex)
-{
-	if (st->revoked_count == 0) {
-		return false;
-	}
-	return bsearch(&serial_hex, st->revoked, st->revoked_count, sizeof(st->revoked[0]),
-		       cmp_strp) != NULL;
-}
-
-int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
-{
-	int rc = check_stamp(st->crl_path, &st->crl_stamp, force, err);
-	if (rc <= 0) {
-		return rc;
-	}
-	char *data = NULL;
-	size_t len = 0;
-	BIO *bio = NULL;
-	X509_CRL *crl = NULL;
-	char **list = NULL;
-	size_t count = 0;
-
-	rc = moat_fs_read_all(st->crl_path, MOAT_FILE_MAX_BYTES, &data, &len, err);
-	if (rc < 0) {
-		goto out;
-	}
-	rc = MOAT_EINVAL;
-	bio = BIO_new_mem_buf(data, (int)len);
-	if (!bio) {
-		rc = moat_err_ssl(err, MOAT_ENOMEM, "%s", st->crl_path);
-		goto out;
-	}
-	crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
-	if (!crl) {
-		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM CRL", st->crl_path);
-		goto out;
-	}
-	STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
-	int n = revs ? sk_X509_REVOKED_num(revs) : 0;
-	if (n < 0 || (unsigned)n > MP_CRL_MAX_ENTRIES) {
-		rc = moat_err_set(err, MOAT_EINVAL, "%s: more than %u revoked serials",
-				  st->crl_path, MP_CRL_MAX_ENTRIES);
-		goto out;
-	}
-	if (n > 0) {
-		list = mosquitto_calloc((size_t)n, sizeof(*list));
-		if (!list) {
-			rc = moat_err_set(err, MOAT_ENOMEM, "%s: out of memory", st->crl_path);
-			goto out;
-		}
-	}
-	for (int i = 0; i < n; i++) {
-		char hex[MP_SERIAL_HEX_MAX];
-		const X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
-		if (!moat_plugin_serial_hex(X509_REVOKED_get0_serialNumber(r), hex)) {
-			rc = moat_err_set(err, MOAT_EINVAL, "%s: entry %d: unreadable serial",
-					  st->crl_path, i + 1);
-			goto out;
-		}
-		list[count] = mosquitto_strdup(hex);
-		if (!list[count]) {
-			rc = moat_err_set(err, MOAT_ENOMEM, "%s: out of memory", st->crl_path);
-			goto out;
-		}
-		count++;
-	}
-	if (count > 1) {
-		qsort(list, count, sizeof(*list), cmp_strp);
-	}
-	moat_plugin_free_crl(st);
-	st->revoked = list;
-	st->revoked_count = count;
-	list = NULL;
-	count = 0;
-	rc = 1;
-out:
-	free_list(list, count);
-	X509_CRL_free(crl);
-	BIO_free(bio);
-	free(data);
-	return rc;
 }
 
 /* Why the client of c may no longer stay connected, or NULL. */

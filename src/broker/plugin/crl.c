@@ -1,0 +1,137 @@
+/* crl.c: the CRL as the plugin holds it, and certificate serials as it compares them.
+ *
+ * The CRL file (pki/crl.pem, rewritten by `moat` on every revocation) is read into a
+ * sorted array of uppercase hex serials, allocated with mosquitto_malloc so the broker's
+ * memory limit applies; lookups are a binary search. A CRL that does not parse, or lists
+ * more than MP_CRL_MAX_ENTRIES serials, leaves the one in force untouched. auth.c refuses
+ * a revoked serial at BASIC_AUTH; tick.c reloads the CRL when it changed and kicks the
+ * clients it now revokes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "moat/fsutil.h"
+#include "plugin_internal.h"
+
+bool moat_plugin_serial_hex(const void *asn1_serial, char out[MP_SERIAL_HEX_MAX])
+{
+	bool ok = false;
+	out[0] = '\0';
+	BIGNUM *bn = ASN1_INTEGER_to_BN(asn1_serial, NULL);
+	char *hex = bn ? BN_bn2hex(bn) : NULL;
+	if (hex && strlen(hex) < MP_SERIAL_HEX_MAX) {
+		memcpy(out, hex, strlen(hex) + 1);
+		ok = true;
+	}
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return ok;
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_list(char **list, size_t count)
+{
+	for (size_t i = 0; list && i < count; i++) {
+		mosquitto_free(list[i]);
+	}
+	mosquitto_free(list);
+}
+
+void moat_plugin_free_crl(struct mp_state *st)
+{
+	free_list(st->revoked, st->revoked_count);
+	st->revoked = NULL;
+	st->revoked_count = 0;
+}
+
+bool moat_plugin_serial_revoked(const struct mp_state *st, const char *serial_hex)
+{
+	if (st->revoked_count == 0) {
+		return false;
+	}
+	return bsearch(&serial_hex, st->revoked, st->revoked_count, sizeof(st->revoked[0]),
+		       cmp_strp) != NULL;
+}
+
+int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
+{
+	int rc = moat_plugin_file_changed(st->crl_path, &st->crl_stamp, force, err);
+	if (rc <= 0) {
+		return rc;
+	}
+	char *data = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	X509_CRL *crl = NULL;
+	char **list = NULL;
+	size_t count = 0;
+
+	rc = moat_fs_read_all(st->crl_path, MOAT_FILE_MAX_BYTES, &data, &len, err);
+	if (rc < 0) {
+		goto out;
+	}
+	rc = MOAT_EINVAL;
+	bio = BIO_new_mem_buf(data, (int)len);
+	if (!bio) {
+		rc = moat_err_ssl(err, MOAT_ENOMEM, "%s", st->crl_path);
+		goto out;
+	}
+	crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL);
+	if (!crl) {
+		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM CRL", st->crl_path);
+		goto out;
+	}
+	STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+	int n = revs ? sk_X509_REVOKED_num(revs) : 0;
+	if (n < 0 || (unsigned)n > MP_CRL_MAX_ENTRIES) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s: more than %u revoked serials",
+				  st->crl_path, MP_CRL_MAX_ENTRIES);
+		goto out;
+	}
+	if (n > 0) {
+		list = mosquitto_calloc((size_t)n, sizeof(*list));
+		if (!list) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "%s: out of memory", st->crl_path);
+			goto out;
+		}
+	}
+	for (int i = 0; i < n; i++) {
+		char hex[MP_SERIAL_HEX_MAX];
+		const X509_REVOKED *r = sk_X509_REVOKED_value(revs, i);
+		if (!moat_plugin_serial_hex(X509_REVOKED_get0_serialNumber(r), hex)) {
+			rc = moat_err_set(err, MOAT_EINVAL, "%s: entry %d: unreadable serial",
+					  st->crl_path, i + 1);
+			goto out;
+		}
+		list[count] = mosquitto_strdup(hex);
+		if (!list[count]) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "%s: out of memory", st->crl_path);
+			goto out;
+		}
+		count++;
+	}
+	if (count > 1) {
+		qsort(list, count, sizeof(*list), cmp_strp);
+	}
+	moat_plugin_free_crl(st);
+	st->revoked = list;
+	st->revoked_count = count;
+	list = NULL;
+	count = 0;
+	rc = 1;
+out:
+	free_list(list, count);
+	X509_CRL_free(crl);
+	BIO_free(bio);
+	free(data);
+	return rc;
+}
+

@@ -1,0 +1,319 @@
+/* supervisor.c: the writer's side of the supervisor protocol (broker_supervisor.h): the
+ * process `moat up` leaves behind to keep the broker running.
+ *
+ * moat_broker_sup_prepare regenerates the broker's files and gathers what the supervisor
+ * needs, so the deployment can be closed before anything is forked. The supervisor takes
+ * run/supervise.lock, writes run/supervise.pid, starts Mosquitto (and what the caller's
+ * hook adds: moatd) under moat_sup, and probes the broker with a verified TLS handshake
+ * until it answers, Mosquitto dies, the deadline passes or a stop is requested. Readiness
+ * or failure goes through a pipe to the `moat up` that forked it (moat_broker_sup_start),
+ * which returns only then; with nobody waiting (moat_broker_sup_run, or after readiness)
+ * the caller's hooks hear of it. Never prints: its log lines go through moat_log.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "moat/broker_supervisor.h"
+#include "moat/fsutil.h"
+#include "moat/log.h"
+#include "moat/timeutil.h"
+
+#define SUP_POLL_MS 250		 /* how often an unready broker is probed */
+#define SUP_START_GRACE_MS 5000	 /* beyond timeout_ms, for the supervisor to answer */
+#define SUP_EXIT_FAIL 1		 /* the detached supervisor's exit status on failure */
+#define SUP_LOG_LINE_MAX_LEN 300 /* Mosquitto's last log line quoted in an error */
+
+int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t timeout_ms,
+			    struct moat_broker_sup *out, struct moat_err *err)
+{
+	struct moat_broker_state st;
+	struct moat_broker_settings s;
+	char plugin[PATH_MAX];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->timeout_ms = timeout_ms;
+	if ((rc = moat_broker_state(moat_deploy_dir(d), &st, err)) != 0) {
+		return rc;
+	}
+	if (st.running) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "the broker is already running (supervisor pid %d); "
+				    "moat down stops it",
+				    (int)st.supervisor_pid);
+	}
+	if ((rc = moat_broker_configure(d, force_acl_file, &s, plugin, sizeof(plugin), err)) != 0 ||
+	    (rc = moat_path_join(out->dir, sizeof(out->dir), err, "%s", moat_deploy_dir(d))) != 0 ||
+	    (rc = moat_deploy_path(d, out->conf, sizeof(out->conf), MOAT_BROKER_CONF_FILE, err)) !=
+		    0 ||
+	    (rc = moat_broker_endpoint_get(d, &s, &out->probe, err)) != 0) {
+		return rc;
+	}
+	out->plugin = plugin[0] != '\0';
+
+	const char *bin = getenv(MOAT_BROKER_MOSQUITTO_ENV);
+	if (!bin || !bin[0]) {
+		bin = MOAT_BROKER_MOSQUITTO_BIN;
+	}
+	if (access(bin, X_OK) != 0) {
+		return moat_err_errno(err, MOAT_ENOENT, errno, "%s (install mosquitto, or set $%s)",
+				      bin, MOAT_BROKER_MOSQUITTO_ENV);
+	}
+	return moat_path_join(out->bin, sizeof(out->bin), err, "%s", bin);
+}
+
+/* Tells the waiting `moat up`: "R" when ready, else "F" and the reason. */
+static void notify(int *fd, char what, const char *msg)
+{
+	if (*fd >= 0) {
+		char buf[MOAT_ERR_MSG_MAX + 2];
+		int n = snprintf(buf, sizeof(buf), "%c%s", what, msg ? msg : "");
+		size_t len = n < 0 ? 1 : ((size_t)n >= sizeof(buf) ? sizeof(buf) - 1 : (size_t)n);
+		ssize_t w;
+		do {
+			w = write(*fd, buf, len);
+		} while (w < 0 && errno == EINTR);
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* Supervises until a stop; probes the broker until it is ready. 0 after a stop that
+ * followed readiness. */
+static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready_fd,
+		 struct moat_err *err)
+{
+	bool ready = false;
+	int64_t deadline = moat_time_mono_ms() + u->timeout_ms;
+	for (;;) {
+		int r = moat_sup_poll(s, ready ? -1 : SUP_POLL_MS, err);
+		if (r < 0) {
+			return r;
+		}
+		if (r == MOAT_SUP_STOPPED) {
+			return ready ? 0
+				     : moat_err_set(err, MOAT_EINTR,
+						    "stopped before the broker was ready");
+		}
+		if (ready) {
+			continue;
+		}
+		if (s->children[0].deaths > 0) {
+			return moat_err_set(err, MOAT_EIO,
+					    "mosquitto exited while starting (status %d); see %s/%s",
+					    s->children[0].last_status, u->dir,
+					    MOAT_BROKER_LOG_FILE);
+		}
+		struct moat_err perr = {0};
+		int prc = moat_broker_probe(u->probe.addr, u->probe.port, u->probe.cafile,
+					    u->probe.verify_name, MOAT_BROKER_PROBE_TIMEOUT_MS,
+					    &perr);
+		if (prc == 0) {
+			ready = true;
+			moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d",
+				 u->probe.addr, u->probe.port, (int)s->children[0].pid);
+			if (*ready_fd < 0 && u->hooks.ready) {
+				u->hooks.ready(u, s->children[0].pid, u->hooks.ctx);
+			}
+			notify(ready_fd, 'R', NULL);
+		} else if (perr.code == MOAT_EVERIFY || moat_time_mono_ms() > deadline) {
+			if (err) {
+				*err = perr;
+			}
+			moat_err_prefix(err, "the broker did not become ready");
+			return prc;
+		}
+	}
+}
+
+/* The supervisor's life in this process; ready_fd is the pipe to a waiting `moat up`, or
+ * -1. */
+static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_err *err)
+{
+	struct moat_sup s;
+	char path[PATH_MAX];
+	char pidpath[PATH_MAX];
+	char mpid[PATH_MAX];
+	int lock_fd = -1;
+	int rc;
+	bool locked = false;
+	bool sup_ok = false;
+
+	moat_log_init("moat-supervise", MOAT_LOG_INFO, false);
+	if ((rc = moat_path_join(path, sizeof(path), err, "%s/%s", u->dir,
+				 MOAT_BROKER_SUP_LOCK_FILE)) != 0 ||
+	    (rc = moat_path_join(pidpath, sizeof(pidpath), err, "%s/%s", u->dir,
+				 MOAT_BROKER_SUP_PID_FILE)) != 0 ||
+	    (rc = moat_path_join(mpid, sizeof(mpid), err, "%s/%s", u->dir, MOAT_BROKER_PID_FILE)) !=
+		    0) {
+		goto out;
+	}
+	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (lock_fd < 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+		goto out;
+	}
+	if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = moat_err_set(err, MOAT_ESTATE,
+				  "the broker is already running (see moat status)");
+		goto out;
+	}
+	locked = true;
+	char text[32];
+	int n = snprintf(text, sizeof(text), "%d\n", (int)getpid());
+	if ((rc = moat_fs_write_atomic(pidpath, text, (size_t)n, 0644, err)) != 0 ||
+	    (rc = moat_sup_init(&s, err)) != 0) {
+		goto out;
+	}
+	sup_ok = true;
+	char *const args[] = {(char *)u->bin, "-c", (char *)u->conf, NULL};
+	if ((rc = moat_sup_add(&s, "mosquitto", args, mpid, err)) != 0 ||
+	    (u->hooks.add_children &&
+	     (rc = u->hooks.add_children(&s, u->dir, u->hooks.ctx, err)) != 0) ||
+	    (rc = moat_sup_start(&s, err)) != 0) {
+		goto out;
+	}
+	rc = watch(u, &s, &ready_fd, err);
+out:
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err ? err->msg : "");
+		if (ready_fd < 0 && u->hooks.failed) {
+			u->hooks.failed(err, u->hooks.ctx);
+		}
+	}
+	notify(&ready_fd, 'F', err ? err->msg : "");
+	if (sup_ok) {
+		moat_sup_free(&s);
+	}
+	if (locked) {
+		unlink(pidpath); /* a loser of the race for the lock leaves the winner's alone */
+	}
+	if (lock_fd >= 0) {
+		close(lock_fd);
+	}
+	return rc;
+}
+
+int moat_broker_sup_run(const struct moat_broker_sup *u, struct moat_err *err)
+{
+	return supervise(u, -1, err);
+}
+
+/* The detached supervisor: a new session, stdio on logpath; never returns. */
+static void detached_child(const struct moat_broker_sup *u, int ready_fd, const char *logpath)
+{
+	struct moat_err err = {0};
+	setsid();
+	int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	int lg = open(logpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (in < 0 || lg < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(lg, STDOUT_FILENO) < 0 ||
+	    dup2(lg, STDERR_FILENO) < 0) {
+		_exit(SUP_EXIT_FAIL);
+	}
+	close(in);
+	close(lg);
+	_exit(supervise(u, ready_fd, &err) == 0 ? 0 : SUP_EXIT_FAIL);
+}
+
+/* Reads the supervisor's one message until it closes its end or the deadline passes;
+ * returns its length (0: nothing said). */
+static size_t read_report(int fd, int64_t deadline, char *msg, size_t size)
+{
+	size_t got = 0;
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	while (got < size - 1) {
+		int64_t left = deadline - moat_time_mono_ms();
+		int n = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			break;
+		}
+		ssize_t r = read(fd, msg + got, size - 1 - got);
+		if (r < 0 && errno == EINTR) {
+			continue;
+		}
+		if (r <= 0) {
+			break;
+		}
+		got += (size_t)r;
+	}
+	msg[got] = '\0';
+	return got;
+}
+
+/* The last non-empty line of a log, to say why a start failed. */
+static void last_line(const char *path, char *buf, size_t size)
+{
+	char *text = NULL;
+	size_t len = 0;
+	buf[0] = '\0';
+	if (moat_fs_read_all(path, MOAT_FILE_MAX_BYTES, &text, &len, NULL) != 0) {
+		return;
+	}
+	while (len > 0 && (text[len - 1] == '\n' || text[len - 1] == '\r')) {
+		text[--len] = '\0';
+	}
+	char *nl = strrchr(text, '\n');
+	snprintf(buf, size, "%s", nl ? nl + 1 : text);
+	free(text);
+}
+
+int moat_broker_sup_start(const struct moat_broker_sup *u, pid_t *out_pid, struct moat_err *err)
+{
+	int fds[2];
+	char logpath[PATH_MAX];
+	int rc;
+
+	*out_pid = 0;
+	if ((rc = moat_path_join(logpath, sizeof(logpath), err, "%s/%s", u->dir,
+				 MOAT_BROKER_SUP_LOG_FILE)) != 0) {
+		return rc;
+	}
+	if (pipe2(fds, O_CLOEXEC) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "pipe");
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "fork");
+		close(fds[0]);
+		close(fds[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		close(fds[0]);
+		detached_child(u, fds[1], logpath);
+	}
+	close(fds[1]);
+	char msg[MOAT_ERR_MSG_MAX + 2];
+	size_t got = read_report(fds[0], moat_time_mono_ms() + u->timeout_ms + SUP_START_GRACE_MS,
+				 msg, sizeof(msg));
+	close(fds[0]);
+	if (got > 0 && msg[0] == 'R') {
+		*out_pid = pid;
+		return 0;
+	}
+	if (got == 0) {
+		kill(pid, SIGTERM); /* it never said anything: do not leave it behind */
+	}
+	/* Mosquitto's own last word usually names the cause (a file it cannot read...). */
+	char line[SUP_LOG_LINE_MAX_LEN];
+	char mlog[PATH_MAX];
+	line[0] = '\0';
+	if (moat_path_join(mlog, sizeof(mlog), NULL, "%s/%s", u->dir, MOAT_BROKER_LOG_FILE) == 0) {
+		last_line(mlog, line, sizeof(line));
+	}
+	return moat_err_set(err, MOAT_EIO, "the broker did not start: %s%s%s (see %s)",
+			    got > 1 ? msg + 1 : "no reason given", line[0] ? "; mosquitto: " : "",
+			    line, logpath);
+}

@@ -1,0 +1,143 @@
+/* conf.c: the core sections of moat.conf ([deployment], [broker] hosts and port, [server]
+ * port, [pki]) parsed into struct moat_deploy_conf, and the host name and address rules
+ * that both moat.conf and `moat init --broker-host` follow. Reads a loaded config only: no
+ * files, no registry. Other modules read their own sections from the same config. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "deploy_internal.h"
+
+static const char *const known_sections[] = {
+	"deployment", "broker", "server", "pki",     "network", "firmware",
+	"policy",     "plugin", "agent",  "monitor", "sim",	NULL,
+};
+
+int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
+		      struct moat_err *err)
+{
+	static const char *const deployment_keys[] = {"format", "name", NULL};
+	static const char *const pki_keys[] = {"key_type",    "ca_days",  "identity_days",
+					       "server_days", "crl_days", NULL};
+	int rc;
+	memset(conf, 0, sizeof(*conf));
+	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "deployment", deployment_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "pki", pki_keys, err)) != 0) {
+		return rc;
+	}
+	const char *format = moat_config_get(cfg, "deployment", "format");
+	if (!format || strcmp(format, MOAT_CONF_FORMAT) != 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: not a moat deployment ([deployment] format = %s missing)",
+				    cfg->path, MOAT_CONF_FORMAT);
+	}
+	const char *name = moat_config_get(cfg, "deployment", "name");
+	if ((rc = moat_identity_name_check(name, err)) != 0) {
+		moat_err_prefix(err, "%s: [deployment] name", cfg->path);
+		return rc;
+	}
+	snprintf(conf->name, sizeof(conf->name), "%s", name);
+
+	const char *hosts = moat_config_get(cfg, "broker", "hosts");
+	char **items = NULL;
+	size_t count = 0;
+	if (!hosts) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] hosts is missing", cfg->path);
+	}
+	if ((rc = moat_config_split_list(hosts, &items, &count, err)) != 0) {
+		moat_err_prefix(err, "%s: [broker] hosts", cfg->path);
+		return rc;
+	}
+	if (count > MOAT_HOSTS_MAX) {
+		moat_config_list_free(items, count);
+		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] hosts: more than %d", cfg->path,
+				    MOAT_HOSTS_MAX);
+	}
+	for (size_t i = 0; i < count; i++) {
+		if ((rc = deploy_host_check(items[i], err)) != 0) {
+			moat_config_list_free(items, count);
+			moat_err_prefix(err, "%s: [broker] hosts", cfg->path);
+			return rc;
+		}
+		snprintf(conf->broker_hosts[i], sizeof(conf->broker_hosts[i]), "%s", items[i]);
+	}
+	conf->broker_host_count = count;
+	moat_config_list_free(items, count);
+
+	int64_t v = 0;
+	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_BROKER_PORT_DEFAULT, 1, 65535, &v,
+				      err)) != 0) {
+		return rc;
+	}
+	conf->broker_port = (int)v;
+	if ((rc = moat_config_get_int(cfg, "server", "port", MOAT_SERVER_PORT_DEFAULT, 1, 65535, &v,
+				      err)) != 0) {
+		return rc;
+	}
+	conf->server_port = (int)v;
+	if (conf->server_port == conf->broker_port) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: [server] port equals [broker] port",
+				    cfg->path);
+	}
+	const char *kt = moat_config_get(cfg, "pki", "key_type");
+	conf->key_type = MOAT_KEY_EC_P256;
+	if (kt && (rc = moat_key_type_parse(kt, &conf->key_type, err)) != 0) {
+		moat_err_prefix(err, "%s: [pki] key_type", cfg->path);
+		return rc;
+	}
+	if ((rc = moat_config_get_int(cfg, "pki", "ca_days", MOAT_CA_DAYS_DEFAULT, 1, 36500,
+				      &conf->ca_days, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "pki", "identity_days", MOAT_IDENTITY_DAYS_DEFAULT, 1,
+				      36500, &conf->identity_days, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "pki", "server_days", MOAT_SERVER_DAYS_DEFAULT, 1, 36500,
+				      &conf->server_days, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "pki", "crl_days", MOAT_CRL_DAYS_DEFAULT, 1, 3650,
+				      &conf->crl_days, err)) != 0) {
+		return rc;
+	}
+	return 0;
+}
+
+bool deploy_host_is_ip(const char *host)
+{
+	unsigned char addr[16];
+	return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+int deploy_host_check(const char *host, struct moat_err *err)
+{
+	size_t len = strlen(host);
+	if (len == 0 || len > MOAT_HOST_MAX_LEN) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
+	}
+	if (deploy_host_is_ip(host)) {
+		return 0;
+	}
+	/* RFC 1123 labels: letters, digits, hyphens; no leading/trailing hyphen or dot */
+	size_t label = 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = host[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			     (c >= '0' && c <= '9');
+		if (c == '.') {
+			if (label == 0 || host[i - 1] == '-') {
+				return moat_err_set(err, MOAT_EINVAL,
+						    "'%s': not a host name or address", host);
+			}
+			label = 0;
+			continue;
+		}
+		if (!alnum && !(c == '-' && label > 0)) {
+			return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address",
+					    host);
+		}
+		if (++label > 63) {
+			return moat_err_set(err, MOAT_EINVAL, "'%s': label longer than 63", host);
+		}
+	}
+	if (label == 0 || host[len - 1] == '-') {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name or address", host);
+	}
+	return 0;
+}
