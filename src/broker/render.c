@@ -5,7 +5,6 @@
  * placeholder identity and name, whose levels are then replaced by "%u" or "+", so the ACL
  * file can never drift from the topic scheme the plugin and the agents use.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -6,12 +6,11 @@
  * policy always gives the same bytes, which the golden files of `moat net plan` rely on. */
 #include "moat/net.h"
 
-#include "moat/buf.h"
-
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "moat/buf.h"
 
 static const char *kind_name(enum moat_net_zone_kind k)
 {
