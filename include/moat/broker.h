@@ -4,11 +4,12 @@
  *
  * Generated files (all written with moat_fs_write_atomic, never half-written):
  *   broker/mosquitto.conf  one TLS-only listener per listen address on [broker] port;
- *                          TLS 1.2 minimum, ECDHE + AEAD suites for 1.2, OpenSSL's TLS 1.3
- *                          defaults; require_certificate; cafile/certfile/keyfile/crlfile
- *                          from pki/; allow_anonymous false; limits; persistence in
- *                          broker/data/; log to log/mosquitto.log. No pid_file (Mosquitto
- *                          writes it as its own user): the supervisor writes run/mosquitto.pid.
+ *                          moat's TLS policy (tlspolicy.h: TLS 1.2 minimum, ECDHE + AEAD
+ *                          suites for 1.2, OpenSSL's TLS 1.3 defaults);
+ *                          require_certificate; cafile/certfile/keyfile/crlfile from pki/;
+ *                          allow_anonymous false; limits; persistence in broker/data/;
+ *                          log to log/mosquitto.log. No pid_file (Mosquitto writes it as
+ *                          its own user): the supervisor writes run/mosquitto.pid.
  *                          Plugin mode (default): the plugin line and its plugin_opt lines,
  *                          no use_identity_as_username (the plugin binds client id to CN).
  *                          ACL-file mode ([broker] plugin = false or --no-plugin): acl_file,
@@ -73,11 +74,6 @@
 #define MOAT_BROKER_CONF_FILE "broker/mosquitto.conf"
 #define MOAT_BROKER_ACL_FILE "broker/acl.conf"
 #define MOAT_BROKER_LOG_FILE "log/mosquitto.log"
-/* TLS 1.2 suites: forward secrecy (ECDHE) and AEAD (AES-GCM, ChaCha20-Poly1305) only. */
-#define MOAT_BROKER_TLS12_CIPHERS                                    \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:" \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 
 /* Everything mosquitto.conf depends on besides the paths. */
 struct moat_broker_settings {

@@ -30,7 +30,7 @@
 /* Generates a key of type, writes <keyid>.key (encrypted under passphrase, at least
  * MOAT_PASSPHRASE_MIN_LEN characters) and <keyid>.pub, and adds it to trust.json (created
  * with threshold 1 when absent). On failure nothing new is left behind. */
-MOAT_MUST_CHECK int moat_fwkeys_generate(const char *keys_dir, enum moat_fw_key_type type,
+MOAT_MUST_CHECK int moat_fwkeys_generate(const char *keys_dir, enum moat_key_type type,
 					 const char *passphrase,
 					 char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1],
 					 struct moat_err *err);

@@ -29,6 +29,7 @@
 
 #include "moat/err.h"
 #include "moat/identity.h"
+#include "moat/keys.h"
 
 #define MOAT_SHA256_BYTES 32
 #define MOAT_SHA256_HEX_LEN 64
@@ -102,15 +103,13 @@ MOAT_MUST_CHECK int moat_dsse_pae(const char *payload_type, const unsigned char 
 
 /* ---- keys and trust ---- */
 
-enum moat_fw_key_type { MOAT_FW_KEY_EC_P256 = 0, MOAT_FW_KEY_ED25519, MOAT_FW_KEY_RSA_3072 };
-/* "ec-p256", "ed25519", "rsa-3072"; anything else refused. */
-MOAT_MUST_CHECK int moat_fw_key_type_parse(const char *text, enum moat_fw_key_type *out,
+/* The key types firmware signing allows (keys.h names them; moat_key_generate makes them):
+ * "ec-p256", "ed25519", "rsa-3072"; anything else refused. */
+MOAT_MUST_CHECK int moat_fw_key_type_parse(const char *text, enum moat_key_type *out,
 					   struct moat_err *err);
-const char *moat_fw_key_type_name(enum moat_fw_key_type type);
-MOAT_MUST_CHECK int moat_fw_keygen(enum moat_fw_key_type type, EVP_PKEY **out_key,
-				   struct moat_err *err);
-/* The type of a key moat accepts for firmware (P-256, Ed25519, RSA 3072..4096 bits). */
-MOAT_MUST_CHECK int moat_fw_key_check(EVP_PKEY *key, enum moat_fw_key_type *out_type,
+/* The type of a key moat accepts for firmware (P-256, Ed25519, RSA 3072..4096 bits, which
+ * all share the RSA-PSS scheme and are classed MOAT_KEY_RSA_3072). */
+MOAT_MUST_CHECK int moat_fw_key_check(EVP_PKEY *key, enum moat_key_type *out_type,
 				      struct moat_err *err);
 /* Lower-case hex SHA-256 of the DER SubjectPublicKeyInfo. */
 MOAT_MUST_CHECK int moat_fw_keyid(EVP_PKEY *key, char out[MOAT_FW_KEYID_HEX_LEN + 1],

@@ -1,8 +1,9 @@
 /* pki.h: the deployment's certificate authority, on OpenSSL 3.
  *
  * Everything here works in memory; writing files is the caller's job (deploy), so one
- * process can issue thousands of identities and write them in one batch. The CA key is
- * stored as encrypted PKCS#8 (AES-256-CBC, scrypt KDF). Every certificate carries the
+ * process can issue thousands of identities and write them in one batch. Private keys at
+ * rest (the CA's, firmware signing keys) are encrypted PKCS#8 (AES-256-CBC, scrypt KDF),
+ * through the one copy in keystore.c. Every certificate carries the
  * identity's role as OU, CN = identity, a random serial of MOAT_SERIAL_BYTES bytes (the
  * caller checks uniqueness in the registry), SKI/AKI, and an EKU of clientAuth (identities)
  * or serverAuth (the server certificate).
@@ -22,24 +23,29 @@
 #include "moat/certinfo.h"
 #include "moat/err.h"
 #include "moat/identity.h"
+#include "moat/keys.h"
 
 #define MOAT_PASSPHRASE_MIN_LEN 8
 #define MOAT_PASSPHRASE_MAX_LEN 1024
 
-enum moat_key_type {
-	MOAT_KEY_EC_P256 = 0,
-	MOAT_KEY_RSA_2048,
-	MOAT_KEY_RSA_3072,
-	MOAT_KEY_RSA_4096,
-};
-
-/* "ec-p256", "rsa-2048", "rsa-3072", "rsa-4096"; anything else (rsa-1024 included) refused. */
+/* The key types identities and the CA may have (keys.h names them; moat_key_generate makes
+ * them): "ec-p256", "rsa-2048", "rsa-3072", "rsa-4096"; anything else (rsa-1024, ed25519
+ * included) refused. */
 MOAT_MUST_CHECK int moat_key_type_parse(const char *text, enum moat_key_type *out,
 					struct moat_err *err);
-const char *moat_key_type_name(enum moat_key_type type);
 
-MOAT_MUST_CHECK int moat_pki_keygen(enum moat_key_type type, EVP_PKEY **out_key,
-				    struct moat_err *err);
+/* key, PKCS#8-encrypted under passphrase (AES-256-CBC, key from scrypt N=2^14 r=8 p=1:
+ * within OpenSSL's default scrypt memory limit, so `openssl pkey` opens it too), as PEM
+ * "ENCRYPTED PRIVATE KEY". Caller frees *out_pem. */
+MOAT_MUST_CHECK int moat_pki_key_encrypt(EVP_PKEY *key, const char *passphrase, char **out_pem,
+					 size_t *out_len, struct moat_err *err);
+/* The key in pem (len bytes, as moat_pki_key_encrypt writes it); name (its file) labels the
+ * messages. A key that is not encrypted is refused, since it would open under any
+ * passphrase: MOAT_ECRYPTO "<name>: not an encrypted PKCS#8 key; ...". One that does not
+ * decrypt: MOAT_ECRYPTO "<name>: wrong passphrase". Never prompts. Caller frees *out_key. */
+MOAT_MUST_CHECK int moat_pki_key_decrypt(const char *name, const char *pem, size_t len,
+					 const char *passphrase, EVP_PKEY **out_key,
+					 struct moat_err *err);
 
 struct moat_ca {
 	X509 *cert;

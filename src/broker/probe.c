@@ -1,5 +1,6 @@
 /* probe.c: "is the broker up?" answered by a real TLS handshake that verifies the broker's
- * certificate against the deployment CA and the name clients use, as a device would.
+ * certificate against the deployment CA and the name clients use, as a device would, under
+ * moat's TLS policy (tlspolicy.h).
  *
  * The probe carries no client certificate, so the broker refuses it right after its own
  * certificate has been sent; a verified server certificate is what proves that this
@@ -22,6 +23,7 @@
 #include <openssl/x509v3.h>
 
 #include "moat/broker.h"
+#include "moat/tlspolicy.h"
 
 void moat_broker_probe_target(const struct moat_broker_settings *s,
 			      const struct moat_deploy_conf *conf, const char **out_addr,
@@ -119,7 +121,11 @@ int moat_broker_probe(const char *addr, int port, const char *cafile, const char
 	if (!ctx) {
 		return moat_err_ssl(err, MOAT_ECRYPTO, "TLS context");
 	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (SSL_CTX_set_min_proto_version(ctx, MOAT_TLS_MIN_VERSION_OPENSSL) != 1 ||
+	    SSL_CTX_set_cipher_list(ctx, MOAT_TLS12_CIPHERS) != 1) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "TLS policy");
+		goto out;
+	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
 	if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s", cafile);

@@ -175,7 +175,7 @@ static int only(const char *cmd, const struct fw_opts *o, const char *allowed)
 static int cmd_keygen(const struct fw_opts *o)
 {
 	struct moat_err err = {0};
-	enum moat_fw_key_type type = MOAT_FW_KEY_EC_P256;
+	enum moat_key_type type = MOAT_KEY_EC_P256;
 	if (o->argc != 0) {
 		return cli_usage_error("fw keygen: unexpected argument '%s'", o->argv[0]);
 	}
@@ -211,11 +211,11 @@ static int cmd_keygen(const struct fw_opts *o)
 	}
 	if (cli_globals.json) {
 		printf("{\"keyid\":\"%s\",\"type\":\"%s\",\"trusted\":%zu,\"threshold\":%d}\n",
-		       keyid, moat_fw_key_type_name(type), trust.count, trust.threshold);
+		       keyid, moat_key_type_name(type), trust.count, trust.threshold);
 	} else {
 		printf("%s\n", keyid);
 		fprintf(stderr, "moat: %s key %.16s added to %s (threshold %d of %zu)\n",
-			moat_fw_key_type_name(type), keyid, MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE,
+			moat_key_type_name(type), keyid, MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE,
 			trust.threshold, trust.count);
 	}
 	moat_fw_trust_free(&trust);
@@ -260,13 +260,13 @@ static int cmd_trust(const struct fw_opts *o)
 		printf("threshold %d of %zu\n", trust.threshold, trust.count);
 	}
 	for (size_t i = 0; i < trust.count; i++) {
-		enum moat_fw_key_type type = MOAT_FW_KEY_EC_P256;
+		enum moat_key_type type = MOAT_KEY_EC_P256;
 		char kpath[PATH_MAX];
 		bool has_private = moat_path_join(kpath, sizeof(kpath), NULL, "%s/%s.key", dir,
 						  trust.keys[i].keyid) == 0 &&
 				   moat_fs_exists(kpath);
 		const char *tname = moat_fw_key_check(trust.keys[i].pkey, &type, NULL) == 0
-					    ? moat_fw_key_type_name(type)
+					    ? moat_key_type_name(type)
 					    : "?";
 		if (cli_globals.json) {
 			printf("%s{\"keyid\":\"%s\",\"type\":\"%s\",\"private_key\":%s}",

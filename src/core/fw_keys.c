@@ -1,6 +1,7 @@
-/* fw_keys.c: firmware signing keys and the trust set a device holds: key types, the one
- * signature scheme per type, key ids (SHA-256 of the SubjectPublicKeyInfo), and the trust
- * file {"threshold": N, "keys": [PEM, ...]}. Pure: keys come in as OpenSSL objects or text.
+/* fw_keys.c: firmware signing keys and the trust set a device holds: which of keys.h's
+ * types firmware allows, the one signature scheme per type, key ids (SHA-256 of the
+ * SubjectPublicKeyInfo), and the trust file {"threshold": N, "keys": [PEM, ...]}. Pure: keys
+ * come in as OpenSSL objects or text.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include <openssl/x509.h>
 
 #include "fw_internal.h"
+#include "moat/keys.h"
 #include "moat/manifest.h"
 
 #define RSA_MIN_BITS 3072
@@ -23,74 +25,42 @@
 #define PSS_SALT_BYTES 32
 #define PEM_PUBKEY_MAX_BYTES 2048 /* RSA-4096 SPKI in PEM is about 800 bytes */
 
-static const char *const key_type_names[] = {"ec-p256", "ed25519", "rsa-3072"};
-
-int moat_fw_key_type_parse(const char *text, enum moat_fw_key_type *out, struct moat_err *err)
+int moat_fw_key_type_parse(const char *text, enum moat_key_type *out, struct moat_err *err)
 {
-	for (size_t i = 0; i < sizeof(key_type_names) / sizeof(key_type_names[0]); i++) {
-		if (text && strcmp(text, key_type_names[i]) == 0) {
-			*out = (enum moat_fw_key_type)i;
-			return 0;
-		}
+	enum moat_key_type type;
+	if (moat_key_type_lookup(text, &type) &&
+	    (type == MOAT_KEY_EC_P256 || type == MOAT_KEY_ED25519 || type == MOAT_KEY_RSA_3072)) {
+		*out = type;
+		return 0;
 	}
 	return moat_err_set(err, MOAT_EINVAL,
 			    "unknown firmware key type '%s' (ec-p256, ed25519 or rsa-3072)",
 			    text ? text : "");
 }
 
-const char *moat_fw_key_type_name(enum moat_fw_key_type type)
-{
-	return (unsigned)type < sizeof(key_type_names) / sizeof(key_type_names[0])
-		       ? key_type_names[type]
-		       : "unknown";
-}
-
-int moat_fw_keygen(enum moat_fw_key_type type, EVP_PKEY **out_key, struct moat_err *err)
-{
-	EVP_PKEY *key = NULL;
-	*out_key = NULL;
-	switch (type) {
-	case MOAT_FW_KEY_EC_P256:
-		key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-		break;
-	case MOAT_FW_KEY_ED25519:
-		key = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-		break;
-	case MOAT_FW_KEY_RSA_3072:
-		key = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)RSA_MIN_BITS);
-		break;
-	default:
-		return moat_err_set(err, MOAT_EINVAL, "unknown firmware key type %d", (int)type);
-	}
-	if (!key) {
-		return moat_err_ssl(err, MOAT_ECRYPTO, "generating a %s key",
-				    moat_fw_key_type_name(type));
-	}
-	*out_key = key;
-	return 0;
-}
-
-int moat_fw_key_check(EVP_PKEY *key, enum moat_fw_key_type *out_type, struct moat_err *err)
+int moat_fw_key_check(EVP_PKEY *key, enum moat_key_type *out_type, struct moat_err *err)
 {
 	if (!key) {
 		return moat_err_set(err, MOAT_EINVAL, "no key");
 	}
 	switch (EVP_PKEY_get_base_id(key)) {
 	case EVP_PKEY_EC: {
-		char group[64] = "";
-		size_t glen = 0;
-		if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group,
-						   sizeof(group), &glen) != 1 ||
-		    strcmp(group, "prime256v1") != 0) {
+		if (!moat_key_is_p256(key)) {
+			char group[64] = "";
+			size_t glen = 0;
+			if (EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group,
+							   sizeof(group), &glen) != 1) {
+				group[0] = '\0';
+			}
 			ERR_clear_error();
 			return moat_err_set(err, MOAT_EINVAL,
 					    "EC key on curve '%s': only P-256 is allowed", group);
 		}
-		*out_type = MOAT_FW_KEY_EC_P256;
+		*out_type = MOAT_KEY_EC_P256;
 		return 0;
 	}
 	case EVP_PKEY_ED25519:
-		*out_type = MOAT_FW_KEY_ED25519;
+		*out_type = MOAT_KEY_ED25519;
 		return 0;
 	case EVP_PKEY_RSA: {
 		int bits = EVP_PKEY_get_bits(key);
@@ -99,7 +69,8 @@ int moat_fw_key_check(EVP_PKEY *key, enum moat_fw_key_type *out_type, struct moa
 					    "RSA key of %d bits: %d..%d are allowed", bits,
 					    RSA_MIN_BITS, RSA_MAX_BITS);
 		}
-		*out_type = MOAT_FW_KEY_RSA_3072;
+		/* the one RSA scheme: every allowed size is classed as rsa-3072 */
+		*out_type = MOAT_KEY_RSA_3072;
 		return 0;
 	}
 	default:
@@ -133,18 +104,18 @@ int moat_fw_keyid(EVP_PKEY *key, char out[MOAT_FW_KEYID_HEX_LEN + 1], struct moa
 /* The context of one sign or verify operation: digest and padding per key type. */
 static int setup_ctx(EVP_MD_CTX *ctx, EVP_PKEY *key, bool sign)
 {
-	enum moat_fw_key_type type;
+	enum moat_key_type type;
 	if (moat_fw_key_check(key, &type, NULL) != 0) {
 		return -1;
 	}
-	const EVP_MD *md = type == MOAT_FW_KEY_ED25519 ? NULL : EVP_sha256();
+	const EVP_MD *md = type == MOAT_KEY_ED25519 ? NULL : EVP_sha256();
 	EVP_PKEY_CTX *pctx = NULL;
 	int ok = sign ? EVP_DigestSignInit(ctx, &pctx, md, NULL, key)
 		      : EVP_DigestVerifyInit(ctx, &pctx, md, NULL, key);
 	if (ok != 1) {
 		return -1;
 	}
-	if (type == MOAT_FW_KEY_RSA_3072) {
+	if (type == MOAT_KEY_RSA_3072) {
 		if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
 		    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1 ||
 		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, PSS_SALT_BYTES) != 1) {
@@ -241,7 +212,7 @@ static ssize_t trust_find(const struct moat_fw_trust *trust, const char *keyid)
 
 int moat_fw_trust_add(struct moat_fw_trust *trust, EVP_PKEY *key, struct moat_err *err)
 {
-	enum moat_fw_key_type type;
+	enum moat_key_type type;
 	char keyid[MOAT_FW_KEYID_HEX_LEN + 1];
 	int rc = moat_fw_key_check(key, &type, err);
 	if (rc != 0) {
@@ -383,7 +354,7 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 		if (rc != 0) {
 			goto out;
 		}
-		enum moat_fw_key_type type;
+		enum moat_key_type type;
 		char keyid[MOAT_FW_KEYID_HEX_LEN + 1];
 		rc = moat_fw_key_check(key, &type, err);
 		if (rc == 0) {

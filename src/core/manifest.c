@@ -485,7 +485,7 @@ int moat_envelope_init(struct moat_envelope *env, const struct moat_manifest *m,
 
 int moat_envelope_sign(struct moat_envelope *env, EVP_PKEY *key, struct moat_err *err)
 {
-	enum moat_fw_key_type type;
+	enum moat_key_type type;
 	char keyid[MOAT_FW_KEYID_HEX_LEN + 1];
 	int rc = moat_fw_key_check(key, &type, err);
 	if (rc == 0) {

@@ -1,6 +1,7 @@
 /* fetch.c: the updater's HTTPS client on libcurl. The server is verified against the
- * deployment CA only (no system CA bundle or directory), by host name, over TLS 1.2 or
- * newer, and the device presents its own certificate; no switch turns any of it off.
+ * deployment CA only (no system CA bundle or directory), by host name, under moat's TLS
+ * policy (tlspolicy.h), and the device presents its own certificate; no switch turns any of
+ * it off.
  * Responses are bounded: an envelope by MOAT_ENVELOPE_MAX_BYTES, an image by its signed
  * manifest's size (the write callback aborts the transfer at the first byte past it).
  */
@@ -13,17 +14,17 @@
 
 #include <curl/curl.h>
 
+#include "moat/buf.h"
 #include "moat/manifest.h"
+#include "moat/tlspolicy.h"
 #include "update_internal.h"
 
 #define CONNECT_TIMEOUT_SECONDS 15L
 #define LOW_SPEED_BYTES 1L
 #define LOW_SPEED_SECONDS 60L
-/* TLS 1.2 with forward secrecy and AEAD only (TLS 1.3 suites are all AEAD). */
-#define TLS12_CIPHERS                                                  \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:" \
-	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-AES128-GCM-SHA256:"   \
-	"ECDHE-RSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305"
+/* libcurl names versions in its own enum: this is MOAT_TLS_MIN_VERSION_OPENSSL there. */
+_Static_assert(MOAT_TLS_MIN_VERSION_OPENSSL == 0x0303, "CURL_SSLVERSION below is not the policy's");
+#define CURL_MIN_VERSION CURL_SSLVERSION_TLSv1_2
 
 static int easy_new(const struct moat_update_conf *conf, const char *url, CURL **out,
 		    struct moat_err *err)
@@ -59,8 +60,8 @@ static int easy_new(const struct moat_update_conf *conf, const char *url, CURL *
 	SET(CURLOPT_CAPATH, NULL);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
-	SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	SET(CURLOPT_SSL_CIPHER_LIST, TLS12_CIPHERS);
+	SET(CURLOPT_SSLVERSION, (long)CURL_MIN_VERSION);
+	SET(CURLOPT_SSL_CIPHER_LIST, MOAT_TLS12_CIPHERS);
 	SET(CURLOPT_SSLCERT, conf->cert_file);
 	SET(CURLOPT_SSLCERTTYPE, "PEM");
 	SET(CURLOPT_SSLKEY, conf->key_file);
@@ -98,31 +99,12 @@ static int transfer_error(CURL *c, CURLcode cc, const char *url, const char *det
 			    detail[0] ? ": " : "", detail);
 }
 
-struct membuf {
-	char *data;
-	size_t len;
-	bool too_big;
-};
-
+/* The envelope is kept to MOAT_ENVELOPE_MAX_BYTES: a longer answer aborts the transfer. */
 static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
-	struct membuf *b = ud;
+	struct moat_buf *b = ud;
 	size_t n = size * nmemb;
-	char *p;
-
-	if (n > MOAT_ENVELOPE_MAX_BYTES - b->len) {
-		b->too_big = true;
-		return 0; /* aborts the transfer */
-	}
-	p = realloc(b->data, b->len + n + 1);
-	if (p == NULL) {
-		return 0;
-	}
-	b->data = p;
-	memcpy(b->data + b->len, ptr, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return n;
+	return moat_buf_append(b, ptr, n) == 0 ? n : 0;
 }
 
 int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *current_version,
@@ -131,7 +113,7 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 {
 	char url[MOAT_UPDATE_URL_MAX_LEN + 128];
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct membuf b = {0};
+	struct moat_buf b;
 	CURL *c = NULL;
 	char *esc = NULL;
 	CURLcode cc;
@@ -142,6 +124,7 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 	*out_json = NULL;
 	*out_len = 0;
 	*out_status = 0;
+	moat_buf_init(&b, MOAT_ENVELOPE_MAX_BYTES + 1);
 	rc = easy_new(conf, "https://invalid.invalid/", &c, err);
 	if (rc != 0) {
 		goto out;
@@ -166,7 +149,7 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	cc = curl_easy_perform(c);
-	if (b.too_big) {
+	if (b.rc == MOAT_EINVAL) {
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: envelope larger than %u bytes", url,
 				  MOAT_ENVELOPE_MAX_BYTES);
 		goto out;
@@ -185,14 +168,14 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 		rc = moat_err_set(err, MOAT_EIO, "%s: unexpected answer %ld", url, status);
 		goto out;
 	}
+	if ((rc = moat_buf_take(&b, out_json, out_len)) != 0) {
+		rc = moat_err_set(err, rc, "%s: out of memory", url);
+		goto out;
+	}
 	*out_status = status;
-	*out_json = b.data;
-	*out_len = b.len;
-	b.data = NULL;
-	rc = 0;
 out:
 	curl_free(esc);
-	free(b.data);
+	moat_buf_free(&b);
 	if (c != NULL) {
 		curl_easy_cleanup(c);
 	}

@@ -3,9 +3,9 @@
  *
  * libmosquitto is used with external polling: mosquitto_socket, mosquitto_want_write,
  * mosquitto_loop_read/write/misc; nothing here blocks except name resolution in
- * mosquitto_connect_async. TLS is always mosquitto_tls_set with the deployment CA plus
- * mosquitto_tls_opts_set(SSL_VERIFY_PEER, "tlsv1.2"): libmosquitto then verifies the chain
- * and the broker's host name (SAN) on every handshake. mosquitto_tls_insecure_set is never
+ * mosquitto_connect_async. TLS is always moat_mqtt_tls_setup (mqtt_tls.h): the deployment
+ * CA, SSL_VERIFY_PEER and moat's TLS policy, so libmosquitto verifies the chain and the
+ * broker's host name (SAN) on every handshake; mosquitto_tls_insecure_set is never
  * called. Every connection attempt gets a fresh struct mosquitto, so libmosquitto holds no
  * messages of its own across connections: the device's queue is the only copy, which is
  * what makes redelivery after a broker restart ordered and complete.
@@ -24,10 +24,10 @@
 #include <sys/socket.h>
 
 #include <mosquitto.h>
-#include <openssl/ssl.h>
 
 #include "moat/agent.h"
 #include "moat/log.h"
+#include "moat/mqtt_tls.h"
 #include "moat/timeutil.h"
 
 #define CONNECT_TIMEOUT_MS 30000
@@ -319,15 +319,8 @@ static void attempt(struct moat_session *s, int64_t now)
 	mosquitto_publish_v5_callback_set(s->mosq, on_publish_v5);
 	mosquitto_message_callback_set(s->mosq, on_message);
 	mosquitto_log_callback_set(s->mosq, on_log);
-	rc = mosquitto_tls_set(s->mosq, c->ca_file, NULL, c->cert_file, c->key_file, NULL);
-	if (rc == MOSQ_ERR_SUCCESS) {
-		rc = mosquitto_tls_opts_set(s->mosq, SSL_VERIFY_PEER, "tlsv1.2",
-					    MOAT_TLS12_CIPHERS);
-	}
-	if (rc != MOSQ_ERR_SUCCESS) {
-		set_error(s,
-			 "TLS setup with ca=%s cert=%s key=%s: %s", c->ca_file, c->cert_file,
-			 c->key_file, mosquitto_strerror(rc));
+	if (moat_mqtt_tls_setup(s->mosq, c->ca_file, c->cert_file, c->key_file, &err) != 0) {
+		set_error(s, "%s", err.msg);
 		session_fail(s, now, "TLS setup");
 		return;
 	}

@@ -1,6 +1,7 @@
 /* firmware.c: firmware signing keys on disk, the trust file, signing and checking images
  * from files (see moat/firmware.h). The rules themselves live in src/core/manifest.c; this
- * file adds the files around them: keys encrypted at rest, atomic writes, bounded reads.
+ * file adds the files around them: keys encrypted at rest (keystore.c of src/pki, the form
+ * the CA key has too), atomic writes, bounded reads.
  */
 #include "moat/firmware.h"
 
@@ -17,17 +18,11 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/pkcs12.h>
 #include <openssl/x509.h>
 
 #include "moat/fsutil.h"
 #include "moat/pki.h"
 
-/* scrypt N=2^14, r=8, p=1 (16 MiB): inside OpenSSL's default scrypt memory limit, so
- * `openssl pkey -in <keyid>.key` opens the key as well. */
-#define SCRYPT_N 16384
-#define SCRYPT_R 8
-#define SCRYPT_P 1
 #define KEY_FILE_MAX_BYTES (64u * 1024u)
 
 static int key_path(char *buf, size_t size, const char *keys_dir, const char *keyid,
@@ -54,50 +49,6 @@ int moat_fwtrust_save(const char *path, const struct moat_fw_trust *trust, struc
 	return rc;
 }
 
-/* PEM of key's private half, PKCS#8 encrypted under passphrase (AES-256-CBC, scrypt). */
-static int encrypt_key(EVP_PKEY *key, const char *passphrase, char **out_pem, size_t *out_len,
-		       struct moat_err *err)
-{
-	int rc = MOAT_ECRYPTO;
-	X509_ALGOR *pbe = NULL;
-	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	X509_SIG *enc = NULL;
-	BIO *bio = NULL;
-	*out_pem = NULL;
-	pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, 0, NULL, SCRYPT_N, SCRYPT_R, SCRYPT_P);
-	p8 = EVP_PKEY2PKCS8(key);
-	if (!pbe || !p8) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "preparing key encryption");
-		goto out;
-	}
-	enc = PKCS8_set0_pbe(passphrase, (int)strlen(passphrase), p8, pbe);
-	if (!enc) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encrypting the key");
-		goto out;
-	}
-	pbe = NULL; /* owned by enc */
-	bio = BIO_new(BIO_s_mem());
-	if (!bio || PEM_write_bio_PKCS8(bio, enc) != 1) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding the encrypted key");
-		goto out;
-	}
-	char *data = NULL;
-	long n = BIO_get_mem_data(bio, &data);
-	if (n <= 0 || !(*out_pem = malloc((size_t)n))) {
-		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
-		goto out;
-	}
-	memcpy(*out_pem, data, (size_t)n);
-	*out_len = (size_t)n;
-	rc = 0;
-out:
-	BIO_free(bio);
-	X509_SIG_free(enc);
-	X509_ALGOR_free(pbe);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	return rc;
-}
-
 static int public_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
 {
 	int rc = MOAT_ECRYPTO;
@@ -121,7 +72,7 @@ out:
 	return rc;
 }
 
-int moat_fwkeys_generate(const char *keys_dir, enum moat_fw_key_type type, const char *passphrase,
+int moat_fwkeys_generate(const char *keys_dir, enum moat_key_type type, const char *passphrase,
 			 char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1], struct moat_err *err)
 {
 	int rc;
@@ -159,12 +110,12 @@ int moat_fwkeys_generate(const char *keys_dir, enum moat_fw_key_type type, const
 				  tpath, MOAT_FW_TRUST_MAX_KEYS);
 		goto out;
 	}
-	rc = moat_fw_keygen(type, &key, err);
+	rc = moat_key_generate(type, &key, err);
 	if (rc == 0) {
 		rc = moat_fw_keyid(key, out_keyid, err);
 	}
 	if (rc == 0) {
-		rc = encrypt_key(key, passphrase, &priv, &priv_len, err);
+		rc = moat_pki_key_encrypt(key, passphrase, &priv, &priv_len, err);
 	}
 	if (rc == 0) {
 		rc = public_pem(key, &pub, &pub_len, err);
@@ -260,7 +211,6 @@ int moat_fwkeys_load_private(const char *keys_dir, const char *keyid, const char
 	char path[4096];
 	char *data = NULL;
 	size_t len = 0;
-	BIO *bio = NULL;
 	EVP_PKEY *key = NULL;
 	*out_key = NULL;
 	int rc = key_path(path, sizeof(path), keys_dir, keyid, "key", err);
@@ -275,15 +225,13 @@ int moat_fwkeys_load_private(const char *keys_dir, const char *keyid, const char
 	if (rc != 0) {
 		return rc;
 	}
-	bio = BIO_new_mem_buf(data, (int)len);
-	/* With u set and no callback, OpenSSL takes u as the passphrase; never prompts. */
-	key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase) : NULL;
-	ERR_clear_error();
-	if (!key) {
+	rc = moat_pki_key_decrypt(path, data, len, passphrase, &key, err);
+	if (rc != 0) {
+		/* moat writes signing keys only encrypted: one that is not is damaged too */
 		rc = moat_err_set(err, MOAT_ECRYPTO, "%s: wrong passphrase or damaged key", path);
 		goto out;
 	}
-	enum moat_fw_key_type type;
+	enum moat_key_type type;
 	char id[MOAT_FW_KEYID_HEX_LEN + 1];
 	rc = moat_fw_key_check(key, &type, err);
 	if (rc == 0) {
@@ -300,7 +248,6 @@ int moat_fwkeys_load_private(const char *keys_dir, const char *keyid, const char
 	key = NULL;
 out:
 	EVP_PKEY_free(key);
-	BIO_free(bio);
 	OPENSSL_cleanse(data, len);
 	free(data);
 	return rc;

@@ -1,17 +1,18 @@
 /* opclient.c: the operator side's MQTT session (moat cmd, moat watch) on libmosquitto.
  * Blocking and simple: one connection, mosquitto_loop with short timeouts, received
- * messages copied into a bounded FIFO. TLS as everywhere in moat: the deployment CA,
- * SSL_VERIFY_PEER, TLS 1.2 or newer, the broker's host name checked by libmosquitto.
+ * messages copied into a bounded FIFO. TLS as the devices have it (moat_mqtt_tls_setup,
+ * mqtt_tls.h): the deployment CA, SSL_VERIFY_PEER, moat's TLS policy, the broker's host name
+ * checked by libmosquitto.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <mosquitto.h>
-#include <openssl/ssl.h>
 
 #include "moat/agent.h"
 #include "moat/deploy.h"
+#include "moat/mqtt_tls.h"
 #include "moat/opclient.h"
 #include "moat/registry.h"
 #include "moat/timeutil.h"
@@ -250,9 +251,7 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout
 	mosquitto_publish_callback_set(c->mosq, on_publish);
 	mosquitto_message_callback_set(c->mosq, on_message);
 	mosquitto_log_callback_set(c->mosq, on_log);
-	if (mosquitto_tls_set(c->mosq, ca, NULL, cert, key, NULL) != MOSQ_ERR_SUCCESS ||
-	    mosquitto_tls_opts_set(c->mosq, SSL_VERIFY_PEER, "tlsv1.2", MOAT_TLS12_CIPHERS) !=
-		    MOSQ_ERR_SUCCESS) {
+	if (moat_mqtt_tls_setup(c->mosq, ca, cert, key, NULL) != 0) {
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: TLS setup failed", name);
 		goto out;
 	}

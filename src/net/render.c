@@ -6,58 +6,11 @@
  * policy always gives the same bytes, which the golden files of `moat net plan` rely on. */
 #include "moat/net.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct sbuf {
-	char *data;
-	size_t len;
-	size_t cap;
-	bool failed; /* allocation failed or MOAT_NET_RENDER_MAX_BYTES reached */
-};
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...) MOAT_PRINTF(2, 3);
-
-static void sb_printf(struct sbuf *b, const char *fmt, ...)
-{
-	if (b->failed) {
-		return;
-	}
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = true;
-			return;
-		}
-		if ((size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t want = b->cap * 2;
-		while (want < b->len + (size_t)n + 1) {
-			want *= 2;
-		}
-		if (want > MOAT_NET_RENDER_MAX_BYTES) {
-			want = MOAT_NET_RENDER_MAX_BYTES;
-		}
-		if (want <= b->cap || b->len + (size_t)n + 1 > want) {
-			b->failed = true;
-			return;
-		}
-		char *d = realloc(b->data, want);
-		if (!d) {
-			b->failed = true;
-			return;
-		}
-		b->data = d;
-		b->cap = want;
-	}
-}
+#include "moat/buf.h"
 
 static const char *kind_name(enum moat_net_zone_kind k)
 {
@@ -72,46 +25,46 @@ static const char *kind_name(enum moat_net_zone_kind k)
 	return "?";
 }
 
-static void put_subnet(struct sbuf *b, const struct moat_net_subnet *s)
+static void put_subnet(struct moat_buf *b, const struct moat_net_subnet *s)
 {
 	char a[16];
 	moat_net_addr_format(s->addr, a, sizeof(a));
-	sb_printf(b, "%s/%u", a, s->prefix);
+	moat_buf_printf(b, "%s/%u", a, s->prefix);
 }
 
-static void put_summary(struct sbuf *b, const struct moat_net_policy *p)
+static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 {
 	char broker[16];
 	char server[16];
 	moat_net_addr_format(p->broker_addr, broker, sizeof(broker));
 	moat_net_addr_format(p->server_addr, server, sizeof(server));
-	sb_printf(b, "# zones:\n");
+	moat_buf_printf(b, "# zones:\n");
 	for (size_t z = 0; z < p->zone_count; z++) {
 		const struct moat_net_zone *zn = &p->zones[z];
-		sb_printf(b, "#   %-15s %-10s ", zn->name, kind_name(zn->kind));
+		moat_buf_printf(b, "#   %-15s %-10s ", zn->name, kind_name(zn->kind));
 		if (zn->subnet_count == 0) {
-			sb_printf(b, "(none)");
+			moat_buf_printf(b, "(none)");
 		}
 		for (size_t s = 0; s < zn->subnet_count; s++) {
-			sb_printf(b, "%s", s ? ", " : "");
+			moat_buf_printf(b, "%s", s ? ", " : "");
 			put_subnet(b, &zn->subnets[s]);
 		}
-		sb_printf(b, "\n");
+		moat_buf_printf(b, "\n");
 	}
-	sb_printf(b, "# broker %s tcp/%u, update server %s tcp/%u\n", broker,
-		  (unsigned)p->broker_port, server, (unsigned)p->server_port);
-	sb_printf(b,
-		  "# new connections per device host: %u/s (burst %u); logged drops: %u/s "
-		  "(burst %u)\n",
-		  p->conn_rate, p->conn_rate * 2, p->log_rate, p->log_rate * 2);
+	moat_buf_printf(b, "# broker %s tcp/%u, update server %s tcp/%u\n", broker,
+			(unsigned)p->broker_port, server, (unsigned)p->server_port);
+	moat_buf_printf(b,
+			"# new connections per device host: %u/s (burst %u); logged drops: %u/s "
+			"(burst %u)\n",
+			p->conn_rate, p->conn_rate * 2, p->log_rate, p->log_rate * 2);
 }
 
 /* ---- nftables ---- */
 
-static void nft_set(struct sbuf *b, const char *name, const struct moat_net_policy *p,
+static void nft_set(struct moat_buf *b, const char *name, const struct moat_net_policy *p,
 		    int only_zone, int kind_filter)
 {
-	sb_printf(b, "\tset %s {\n\t\ttype ipv4_addr\n\t\tflags interval\n", name);
+	moat_buf_printf(b, "\tset %s {\n\t\ttype ipv4_addr\n\t\tflags interval\n", name);
 	bool first = true;
 	for (size_t z = 0; z < p->zone_count; z++) {
 		if (only_zone >= 0 && (size_t)only_zone != z) {
@@ -121,76 +74,77 @@ static void nft_set(struct sbuf *b, const char *name, const struct moat_net_poli
 			continue;
 		}
 		for (size_t s = 0; s < p->zones[z].subnet_count; s++) {
-			sb_printf(b, "%s", first ? "\t\telements = { " : ", ");
+			moat_buf_printf(b, "%s", first ? "\t\telements = { " : ", ");
 			put_subnet(b, &p->zones[z].subnets[s]);
 			first = false;
 		}
 	}
-	sb_printf(b, "%s\t}\n\n", first ? "" : " }\n");
+	moat_buf_printf(b, "%s\t}\n\n", first ? "" : " }\n");
 }
 
-static void nft_sel(struct sbuf *b, const struct moat_net_policy *p, const struct moat_net_sel *s,
-		    const char *dir)
+static void nft_sel(struct moat_buf *b, const struct moat_net_policy *p,
+		    const struct moat_net_sel *s, const char *dir)
 {
 	char a[16];
 	switch (s->kind) {
 	case MOAT_NET_SEL_ANY:
 		break;
 	case MOAT_NET_SEL_ZONE:
-		sb_printf(b, "ip %s @zone_%s ", dir, p->zones[s->zone].name);
+		moat_buf_printf(b, "ip %s @zone_%s ", dir, p->zones[s->zone].name);
 		break;
 	case MOAT_NET_SEL_DEVICES:
-		sb_printf(b, "ip %s @device_zones ", dir);
+		moat_buf_printf(b, "ip %s @device_zones ", dir);
 		break;
 	case MOAT_NET_SEL_INTERNAL:
-		sb_printf(b, "ip %s @all_zones ", dir);
+		moat_buf_printf(b, "ip %s @all_zones ", dir);
 		break;
 	case MOAT_NET_SEL_EXTERNAL:
 		/* meta nfproto ipv4: "ip daddr !=" alone would not match IPv6, which is right,
 		 * but say it so nobody reads it as "anything not internal". */
-		sb_printf(b, "meta nfproto ipv4 ip %s != @all_zones ", dir);
+		moat_buf_printf(b, "meta nfproto ipv4 ip %s != @all_zones ", dir);
 		break;
 	case MOAT_NET_SEL_ADDR:
 		moat_net_addr_format(s->addr, a, sizeof(a));
-		sb_printf(b, "ip %s %s ", dir, a);
+		moat_buf_printf(b, "ip %s %s ", dir, a);
 		break;
 	}
 }
 
-static void nft_rule(struct sbuf *b, const struct moat_net_policy *p, const struct moat_net_rule *r)
+static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
+		     const struct moat_net_rule *r)
 {
-	sb_printf(b, "\t\t");
+	moat_buf_printf(b, "\t\t");
 	switch (r->action) {
 	case MOAT_NET_ACCEPT_ESTABLISHED:
-		sb_printf(b, "ct state established,related accept");
+		moat_buf_printf(b, "ct state established,related accept");
 		break;
 	case MOAT_NET_DROP_INVALID:
-		sb_printf(b, "ct state invalid jump log_drop");
+		moat_buf_printf(b, "ct state invalid jump log_drop");
 		break;
 	case MOAT_NET_LIMIT_NEW:
 		nft_sel(b, p, &r->src, "saddr");
 		nft_sel(b, p, &r->dst, "daddr");
-		sb_printf(b,
-			  "ct state new update @newconn { ip saddr limit rate over %u/second "
-			  "burst %u packets } jump log_drop",
-			  p->conn_rate, p->conn_rate * 2);
+		moat_buf_printf(b,
+				"ct state new update @newconn { ip saddr limit rate over %u/second "
+				"burst %u packets } jump log_drop",
+				p->conn_rate, p->conn_rate * 2);
 		break;
 	case MOAT_NET_ACCEPT:
 	case MOAT_NET_DROP:
 		nft_sel(b, p, &r->src, "saddr");
 		nft_sel(b, p, &r->dst, "daddr");
 		if (r->tcp_dport) {
-			sb_printf(b, "tcp dport %u ", (unsigned)r->tcp_dport);
+			moat_buf_printf(b, "tcp dport %u ", (unsigned)r->tcp_dport);
 		}
-		sb_printf(b, "%s", r->action == MOAT_NET_ACCEPT ? "accept" : "jump log_drop");
+		moat_buf_printf(b, "%s", r->action == MOAT_NET_ACCEPT ? "accept" : "jump log_drop");
 		break;
 	}
-	sb_printf(b, " comment \"%s\"\n", r->why);
+	moat_buf_printf(b, " comment \"%s\"\n", r->why);
 }
 
-static void nft_common(struct sbuf *b, const struct moat_net_policy *p)
+static void nft_common(struct moat_buf *b, const struct moat_net_policy *p)
 {
-	sb_printf(b, "\tcounter drops {\n\t}\n\n");
+	moat_buf_printf(b, "\tcounter drops {\n\t}\n\n");
 	for (size_t z = 0; z < p->zone_count; z++) {
 		char name[32];
 		snprintf(name, sizeof(name), "zone_%s", p->zones[z].name);
@@ -198,52 +152,54 @@ static void nft_common(struct sbuf *b, const struct moat_net_policy *p)
 	}
 	nft_set(b, "device_zones", p, -1, MOAT_NET_ZONE_DEVICE);
 	nft_set(b, "all_zones", p, -1, -1);
-	sb_printf(b,
-		  "\tchain log_drop {\n"
-		  "\t\tcounter name \"drops\"\n"
-		  "\t\tlimit rate %u/second burst %u packets log prefix \"%s\"\n"
-		  "\t\tdrop\n"
-		  "\t}\n\n",
-		  p->log_rate, p->log_rate * 2, MOAT_NET_LOG_PREFIX);
+	moat_buf_printf(b,
+			"\tchain log_drop {\n"
+			"\t\tcounter name \"drops\"\n"
+			"\t\tlimit rate %u/second burst %u packets log prefix \"%s\"\n"
+			"\t\tdrop\n"
+			"\t}\n\n",
+			p->log_rate, p->log_rate * 2, MOAT_NET_LOG_PREFIX);
 }
 
-static void render_nft(struct sbuf *b, const struct moat_net_policy *p)
+static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 {
-	sb_printf(b,
-		  "# moat network policy, generated by `moat net plan`: regenerate, do not "
-		  "edit.\n"
-		  "# Load with `nft -f`: it replaces the tables inet %s and bridge %s in one "
-		  "transaction\n# and touches nothing else.\n",
-		  MOAT_NET_TABLE, MOAT_NET_TABLE);
+	moat_buf_printf(b,
+			"# moat network policy, generated by `moat net plan`: regenerate, do not "
+			"edit.\n"
+			"# Load with `nft -f`: it replaces the tables inet %s and bridge %s in one "
+			"transaction\n# and touches nothing else.\n",
+			MOAT_NET_TABLE, MOAT_NET_TABLE);
 	put_summary(b, p);
-	sb_printf(b,
-		  "\ntable inet %s\ndelete table inet %s\ntable bridge %s\ndelete table "
-		  "bridge %s\n\n",
-		  MOAT_NET_TABLE, MOAT_NET_TABLE, MOAT_NET_TABLE, MOAT_NET_TABLE);
+	moat_buf_printf(b,
+			"\ntable inet %s\ndelete table inet %s\ntable bridge %s\ndelete table "
+			"bridge %s\n\n",
+			MOAT_NET_TABLE, MOAT_NET_TABLE, MOAT_NET_TABLE, MOAT_NET_TABLE);
 
-	sb_printf(b, "table inet %s {\n", MOAT_NET_TABLE);
+	moat_buf_printf(b, "table inet %s {\n", MOAT_NET_TABLE);
 	nft_common(b, p);
-	sb_printf(b, "\tset newconn {\n\t\ttype ipv4_addr\n\t\tsize 65536\n"
-		     "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n");
-	sb_printf(b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
-		     "drop;\n");
+	moat_buf_printf(b, "\tset newconn {\n\t\ttype ipv4_addr\n\t\tsize 65536\n"
+			   "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n");
+	moat_buf_printf(b,
+			"\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
+			"drop;\n");
 	for (size_t i = 0; i < p->rule_count; i++) {
 		nft_rule(b, p, &p->rules[i]);
 	}
-	sb_printf(b, "\t\tjump log_drop comment \"policy: everything else\"\n\t}\n}\n\n");
+	moat_buf_printf(b, "\t\tjump log_drop comment \"policy: everything else\"\n\t}\n}\n\n");
 
 	/* Hosts on one bridge talk without being routed, so the inet forward hook never sees
 	 * them: the rules marked bridged are repeated in the bridge family's forward hook. */
-	sb_printf(b, "table bridge %s {\n", MOAT_NET_TABLE);
+	moat_buf_printf(b, "table bridge %s {\n", MOAT_NET_TABLE);
 	nft_common(b, p);
-	sb_printf(b, "\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
-		     "accept;\n");
+	moat_buf_printf(b,
+			"\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
+			"accept;\n");
 	for (size_t i = 0; i < p->rule_count; i++) {
 		if (p->rules[i].bridged) {
 			nft_rule(b, p, &p->rules[i]);
 		}
 	}
-	sb_printf(b, "\t}\n}\n");
+	moat_buf_printf(b, "\t}\n}\n");
 }
 
 /* ---- iptables-restore ---- */
@@ -288,51 +244,54 @@ static size_t ipt_expand(const struct moat_net_policy *p, const struct moat_net_
 	return 0;
 }
 
-static void ipt_addr(struct sbuf *b, const char *flag, const struct moat_net_subnet *s)
+static void ipt_addr(struct moat_buf *b, const char *flag, const struct moat_net_subnet *s)
 {
 	if (s->prefix == 0) {
 		return;
 	}
 	char a[16];
 	moat_net_addr_format(s->addr, a, sizeof(a));
-	sb_printf(b, " %s %s/%u", flag, a, s->prefix);
+	moat_buf_printf(b, " %s %s/%u", flag, a, s->prefix);
 }
 
-static void ipt_target(struct sbuf *b, const struct moat_net_policy *p,
+static void ipt_target(struct moat_buf *b, const struct moat_net_policy *p,
 		       const struct moat_net_rule *r)
 {
-	sb_printf(b, " -m comment --comment \"%s\"", r->why);
+	moat_buf_printf(b, " -m comment --comment \"%s\"", r->why);
 	if (r->action == MOAT_NET_LIMIT_NEW) {
-		sb_printf(b,
-			  " -m conntrack --ctstate NEW -m hashlimit --hashlimit-mode srcip "
-			  "--hashlimit-above %u/sec --hashlimit-burst %u --hashlimit-name "
-			  "moat_newconn",
-			  p->conn_rate, p->conn_rate * 2);
+		moat_buf_printf(b,
+				" -m conntrack --ctstate NEW -m hashlimit --hashlimit-mode srcip "
+				"--hashlimit-above %u/sec --hashlimit-burst %u --hashlimit-name "
+				"moat_newconn",
+				p->conn_rate, p->conn_rate * 2);
 	}
 	if (r->tcp_dport) {
-		sb_printf(b, " -p tcp --dport %u", (unsigned)r->tcp_dport);
+		moat_buf_printf(b, " -p tcp --dport %u", (unsigned)r->tcp_dport);
 	}
-	sb_printf(b, " -j %s\n", r->action == MOAT_NET_ACCEPT ? "ACCEPT" : "MOAT-LOG-DROP");
+	moat_buf_printf(b, " -j %s\n", r->action == MOAT_NET_ACCEPT ? "ACCEPT" : "MOAT-LOG-DROP");
 }
 
-static void ipt_rule(struct sbuf *b, const struct moat_net_policy *p, const struct moat_net_rule *r)
+static void ipt_rule(struct moat_buf *b, const struct moat_net_policy *p,
+		     const struct moat_net_rule *r)
 {
 	struct moat_net_subnet src[MOAT_NET_ZONES_MAX * MOAT_NET_SUBNETS_MAX];
 	struct moat_net_subnet dst[MOAT_NET_ZONES_MAX * MOAT_NET_SUBNETS_MAX];
 	bool sneg = false;
 	bool dneg = false;
 	if (r->action == MOAT_NET_ACCEPT_ESTABLISHED) {
-		sb_printf(b,
-			  "-A MOAT-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment "
-			  "--comment \"%s\" -j ACCEPT\n",
-			  r->why);
+		moat_buf_printf(
+			b,
+			"-A MOAT-FORWARD -m conntrack --ctstate RELATED,ESTABLISHED -m comment "
+			"--comment \"%s\" -j ACCEPT\n",
+			r->why);
 		return;
 	}
 	if (r->action == MOAT_NET_DROP_INVALID) {
-		sb_printf(b,
-			  "-A MOAT-FORWARD -m conntrack --ctstate INVALID -m comment --comment "
-			  "\"%s\" -j MOAT-LOG-DROP\n",
-			  r->why);
+		moat_buf_printf(
+			b,
+			"-A MOAT-FORWARD -m conntrack --ctstate INVALID -m comment --comment "
+			"\"%s\" -j MOAT-LOG-DROP\n",
+			r->why);
 		return;
 	}
 	size_t ns = ipt_expand(p, &r->src, src, &sneg);
@@ -343,24 +302,24 @@ static void ipt_rule(struct sbuf *b, const struct moat_net_policy *p, const stru
 		char chain[40];
 		snprintf(chain, sizeof(chain), "MOAT-EXT-%zu", (size_t)(r - p->rules));
 		for (size_t d = 0; d < nd; d++) {
-			sb_printf(b, "-A %s", chain);
+			moat_buf_printf(b, "-A %s", chain);
 			ipt_addr(b, "-d", &dst[d]);
-			sb_printf(b, " -j RETURN\n");
+			moat_buf_printf(b, " -j RETURN\n");
 		}
 		struct moat_net_rule inner = *r;
 		inner.src.kind = MOAT_NET_SEL_ANY;
-		sb_printf(b, "-A %s", chain);
+		moat_buf_printf(b, "-A %s", chain);
 		ipt_target(b, p, &inner);
 		for (size_t s = 0; s < ns; s++) {
-			sb_printf(b, "-A MOAT-FORWARD");
+			moat_buf_printf(b, "-A MOAT-FORWARD");
 			ipt_addr(b, "-s", &src[s]);
-			sb_printf(b, " -j %s\n", chain);
+			moat_buf_printf(b, " -j %s\n", chain);
 		}
 		return;
 	}
 	for (size_t s = 0; s < ns; s++) {
 		for (size_t d = 0; d < nd; d++) {
-			sb_printf(b, "-A MOAT-FORWARD");
+			moat_buf_printf(b, "-A MOAT-FORWARD");
 			ipt_addr(b, "-s", &src[s]);
 			ipt_addr(b, "-d", &dst[d]);
 			ipt_target(b, p, r);
@@ -369,57 +328,52 @@ static void ipt_rule(struct sbuf *b, const struct moat_net_policy *p, const stru
 	(void)sneg; /* build_rules never puts the outside in a source */
 }
 
-static void render_iptables(struct sbuf *b, const struct moat_net_policy *p)
+static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
 {
-	sb_printf(b, "# moat network policy, generated by `moat net plan --format iptables`: "
-		     "regenerate, do not edit.\n"
-		     "# Load with `iptables-restore --noflush`, which replaces only the MOAT-* "
-		     "chains, then hook\n# them in once: iptables -C FORWARD -j MOAT-FORWARD || "
-		     "iptables -I FORWARD 1 -j MOAT-FORWARD\n"
-		     "# Hosts on one bridge are filtered only with br_netfilter "
-		     "(net.bridge.bridge-nf-call-iptables=1)\n# or bridge port isolation; the nft "
-		     "form covers them itself.\n");
+	moat_buf_printf(
+		b, "# moat network policy, generated by `moat net plan --format iptables`: "
+		   "regenerate, do not edit.\n"
+		   "# Load with `iptables-restore --noflush`, which replaces only the MOAT-* "
+		   "chains, then hook\n# them in once: iptables -C FORWARD -j MOAT-FORWARD || "
+		   "iptables -I FORWARD 1 -j MOAT-FORWARD\n"
+		   "# Hosts on one bridge are filtered only with br_netfilter "
+		   "(net.bridge.bridge-nf-call-iptables=1)\n# or bridge port isolation; the nft "
+		   "form covers them itself.\n");
 	put_summary(b, p);
-	sb_printf(b, "*filter\n:FORWARD DROP [0:0]\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - "
-		     "[0:0]\n");
+	moat_buf_printf(b, "*filter\n:FORWARD DROP [0:0]\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - "
+			   "[0:0]\n");
 	for (size_t i = 0; i < p->rule_count; i++) {
 		if (p->rules[i].dst.kind == MOAT_NET_SEL_EXTERNAL) {
-			sb_printf(b, ":MOAT-EXT-%zu - [0:0]\n", i);
+			moat_buf_printf(b, ":MOAT-EXT-%zu - [0:0]\n", i);
 		}
 	}
-	sb_printf(b,
-		  "-A MOAT-LOG-DROP -m limit --limit %u/sec --limit-burst %u -j LOG --log-prefix "
-		  "\"%s\"\n-A MOAT-LOG-DROP -j DROP\n",
-		  p->log_rate, p->log_rate * 2, MOAT_NET_LOG_PREFIX);
+	moat_buf_printf(
+		b,
+		"-A MOAT-LOG-DROP -m limit --limit %u/sec --limit-burst %u -j LOG --log-prefix "
+		"\"%s\"\n-A MOAT-LOG-DROP -j DROP\n",
+		p->log_rate, p->log_rate * 2, MOAT_NET_LOG_PREFIX);
 	for (size_t i = 0; i < p->rule_count; i++) {
 		ipt_rule(b, p, &p->rules[i]);
 	}
-	sb_printf(b, "-A MOAT-FORWARD -m comment --comment \"policy: everything else\" -j "
-		     "MOAT-LOG-DROP\nCOMMIT\n");
+	moat_buf_printf(b, "-A MOAT-FORWARD -m comment --comment \"policy: everything else\" -j "
+			   "MOAT-LOG-DROP\nCOMMIT\n");
 }
 
 int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt, char **out_text,
 		    size_t *out_len, struct moat_err *err)
 {
-	struct sbuf b = {.cap = 8192};
-	b.data = malloc(b.cap);
-	if (!b.data) {
-		return moat_err_set(err, MOAT_ENOMEM, "network policy: out of memory");
-	}
-	b.data[0] = '\0';
+	struct moat_buf b;
+	moat_buf_init(&b, MOAT_NET_RENDER_MAX_BYTES);
 	if (fmt == MOAT_NET_FORMAT_IPTABLES) {
 		render_iptables(&b, p);
 	} else {
 		render_nft(&b, p);
 	}
-	if (b.failed) {
-		free(b.data);
+	if (moat_buf_take(&b, out_text, out_len) != 0) {
 		return moat_err_set(err, MOAT_ENOMEM,
 				    "network policy: rendering failed (out of memory or over %u "
 				    "bytes)",
 				    MOAT_NET_RENDER_MAX_BYTES);
 	}
-	*out_text = b.data;
-	*out_len = b.len;
 	return 0;
 }

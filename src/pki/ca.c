@@ -1,7 +1,6 @@
 /* ca.c: creating, exporting and loading the certificate authority. The CA key leaves
- * memory only as encrypted PKCS#8: AES-256-CBC under a key derived with scrypt
- * (N=2^14, r=8, p=1: within OpenSSL's default scrypt memory limit, so `openssl pkey`
- * can read it too). */
+ * memory only as encrypted PKCS#8 (moat_pki_key_encrypt, keystore.c), and is read back only
+ * from that form (moat_pki_key_decrypt), checked against the certificate. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,10 +15,6 @@
 #include "moat/fsutil.h"
 #include "pki_internal.h"
 
-#define SCRYPT_N 16384
-#define SCRYPT_R 8
-#define SCRYPT_P 1
-
 int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now, int64_t days,
 		       struct moat_ca **out_ca, struct moat_err *err)
 {
@@ -33,7 +28,7 @@ int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now, i
 	if (!ca) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	if ((rc = moat_pki_keygen(type, &ca->key, err)) != 0) {
+	if ((rc = moat_key_generate(type, &ca->key, err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_pki_random_serial(serial, hex, err)) != 0) {
@@ -82,52 +77,23 @@ int moat_pki_ca_export(const struct moat_ca *ca, const char *passphrase, char **
 		       size_t *out_cert_len, char **out_key_pem, size_t *out_key_len,
 		       struct moat_err *err)
 {
-	int rc = MOAT_ECRYPTO;
-	BIO *kb = NULL;
-	PKCS8_PRIV_KEY_INFO *p8 = NULL;
-	X509_SIG *enc = NULL;
-	X509_ALGOR *pbe = NULL;
 	char *cert_pem = NULL;
 	size_t cert_len = 0;
 
 	if (!ca->key || !passphrase) {
 		return moat_err_set(err, MOAT_EINVAL, "CA key not loaded");
 	}
-	if ((rc = pki_cert_pem(ca->cert, &cert_pem, &cert_len, err)) != 0) {
+	int rc = pki_cert_pem(ca->cert, &cert_pem, &cert_len, err);
+	if (rc == 0) {
+		rc = moat_pki_key_encrypt(ca->key, passphrase, out_key_pem, out_key_len, err);
+	}
+	if (rc != 0) {
+		free(cert_pem);
 		return rc;
-	}
-	rc = MOAT_ECRYPTO;
-	pbe = PKCS5_pbe2_set_scrypt(EVP_aes_256_cbc(), NULL, 0, NULL, SCRYPT_N, SCRYPT_R, SCRYPT_P);
-	p8 = EVP_PKEY2PKCS8(ca->key);
-	if (!pbe || !p8) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encrypting the CA key");
-		goto out;
-	}
-	enc = PKCS8_set0_pbe(passphrase, (int)strlen(passphrase), p8, pbe);
-	if (!enc) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encrypting the CA key");
-		goto out;
-	}
-	pbe = NULL; /* owned by enc now */
-	kb = BIO_new(BIO_s_mem());
-	if (!kb || !PEM_write_bio_PKCS8(kb, enc)) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding the CA key");
-		goto out;
-	}
-	if ((rc = pki_bio_take(kb, out_key_pem, out_key_len, err)) != 0) {
-		goto out;
 	}
 	*out_cert_pem = cert_pem;
 	*out_cert_len = cert_len;
-	cert_pem = NULL;
-	rc = 0;
-out:
-	free(cert_pem);
-	X509_ALGOR_free(pbe);
-	X509_SIG_free(enc);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	BIO_free(kb);
-	return rc;
+	return 0;
 }
 
 int moat_pki_ca_load(const char *cert_path, const char *key_path, const char *passphrase,
@@ -157,19 +123,8 @@ int moat_pki_ca_load(const char *cert_path, const char *key_path, const char *pa
 		if ((rc = moat_fs_read_all(key_path, 1024 * 1024, &text, &len, err)) != 0) {
 			goto out;
 		}
-		/* an unencrypted CA key would open with any passphrase: refuse it outright */
-		if (!memmem(text, len, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37)) {
-			rc = moat_err_set(err, MOAT_ECRYPTO,
-					  "%s: not an encrypted PKCS#8 key; moat keeps the CA key "
-					  "encrypted at rest",
-					  key_path);
-			goto out;
-		}
-		bio = BIO_new_mem_buf(text, (int)len);
-		ca->key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase) : NULL;
-		if (!ca->key) {
-			ERR_clear_error();
-			rc = moat_err_set(err, MOAT_ECRYPTO, "%s: wrong passphrase", key_path);
+		if ((rc = moat_pki_key_decrypt(key_path, text, len, passphrase, &ca->key, err)) !=
+		    0) {
 			goto out;
 		}
 		if (!X509_check_private_key(ca->cert, ca->key)) {

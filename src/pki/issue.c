@@ -44,7 +44,7 @@ int pki_cert_basics(X509 *cert, const uint8_t serial[MOAT_SERIAL_BYTES], X509_NA
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "building a certificate");
 		goto out;
 	}
-	if (pki_is_p256(pubkey)) {
+	if (moat_key_is_p256(pubkey)) {
 		if ((rc = pki_p256_set_pubkey(cert, pubkey, err)) != 0) {
 			goto out;
 		}
@@ -80,42 +80,9 @@ int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t co
 	return 0;
 }
 
-int pki_bio_take(BIO *bio, char **out, size_t *out_len, struct moat_err *err)
-{
-	char *data = NULL;
-	long n = BIO_get_mem_data(bio, &data);
-	if (n < 0) {
-		return moat_err_set(err, MOAT_ECRYPTO, "empty encoding");
-	}
-	char *copy = malloc((size_t)n + 1);
-	if (!copy) {
-		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
-	}
-	memcpy(copy, data, (size_t)n);
-	copy[n] = '\0';
-	*out = copy;
-	if (out_len) {
-		*out_len = (size_t)n;
-	}
-	return 0;
-}
-
-int pki_cert_pem(X509 *cert, char **out_pem, size_t *out_len, struct moat_err *err)
-{
-	BIO *b = BIO_new(BIO_s_mem());
-	int rc = MOAT_ECRYPTO;
-	if (!b || !PEM_write_bio_X509(b, cert)) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding a certificate");
-	} else {
-		rc = pki_bio_take(b, out_pem, out_len, err);
-	}
-	BIO_free(b);
-	return rc;
-}
-
 static int key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
 {
-	if (pki_is_p256(key)) {
+	if (moat_key_is_p256(key)) {
 		return pki_p256_key_pem(key, out_pem, out_len, err);
 	}
 	BIO *b = BIO_new(BIO_s_mem());
@@ -200,7 +167,7 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 			return moat_err_ssl(err, MOAT_ECRYPTO, "key reference");
 		}
 		key = req->key;
-	} else if ((rc = moat_pki_keygen(req->key_type, &key, err)) != 0) {
+	} else if ((rc = moat_key_generate(req->key_type, &key, err)) != 0) {
 		return rc;
 	}
 	const X509_NAME *ca_subject = X509_get_subject_name(ca->cert);

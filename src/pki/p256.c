@@ -9,10 +9,9 @@
  * take the generic path. tests/unit/test_pki.c checks that both round-trip through OpenSSL's
  * decoders to the same key.
  *
- * Keys are generated as built-in EC_KEYs on one shared P-256 group: EVP_EC_gen builds the
- * group from its name for every key (Montgomery contexts, a modular inverse), which was a
- * fifth of the cost of an identity; a copy of a built group is cheap. Such a key encodes
- * through OpenSSL's built-in EC method, with no encoder search either. */
+ * moat_key_generate (src/core/keys.c) makes P-256 keys as built-in EC_KEYs on one shared
+ * group, which encode through OpenSSL's built-in EC method with no encoder search; a key
+ * from elsewhere (a provider key) is copied onto that group here. */
 #include <string.h>
 
 /* EVP_PKEY_get1_EC_KEY and EVP_PKEY_assign_EC_KEY: see pki_p256_set_pubkey */
@@ -27,61 +26,14 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "moat/keys.h"
 #include "pki_internal.h"
 
 #define P256_POINT_BYTES 65   /* uncompressed: 0x04 || X || Y */
 #define P256_SCALAR_BYTES 32
 
-static EC_GROUP *shared_group;
-static CRYPTO_ONCE shared_group_once = CRYPTO_ONCE_STATIC_INIT;
-
-static void shared_group_init(void)
-{
-	/* built once per process and never freed: keys take copies (EC_KEY_set_group) */
-	shared_group = EC_GROUP_new_by_curve_name(NID_X9_62_prime256v1);
-}
-
-static const EC_GROUP *p256_group(void)
-{
-	if (!CRYPTO_THREAD_run_once(&shared_group_once, shared_group_init)) {
-		return NULL;
-	}
-	return shared_group;
-}
-
-bool pki_is_p256(EVP_PKEY *key)
-{
-	char group[32];
-	size_t len = 0;
-	return EVP_PKEY_is_a(key, "EC") &&
-	       EVP_PKEY_get_utf8_string_param(key, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-					      &len) == 1 &&
-	       strcmp(group, "prime256v1") == 0;
-}
-
-int pki_p256_keygen(EVP_PKEY **out_key, struct moat_err *err)
-{
-	int rc = MOAT_ECRYPTO;
-	const EC_GROUP *group = p256_group();
-	EC_KEY *ec = EC_KEY_new();
-	EVP_PKEY *key = EVP_PKEY_new();
-	if (!group || !ec || !key || !EC_KEY_set_group(ec, group) || !EC_KEY_generate_key(ec) ||
-	    !EVP_PKEY_assign_EC_KEY(key, ec)) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "generating an ec-p256 key");
-		goto out;
-	}
-	ec = NULL; /* owned by key */
-	*out_key = key;
-	key = NULL;
-	rc = 0;
-out:
-	EC_KEY_free(ec);
-	EVP_PKEY_free(key);
-	return rc;
-}
-
 /* The uncompressed public point. A provider key answers the parameter; a built-in key
- * (pki_p256_keygen) does not, and is read through its EC_KEY, which costs nothing for it. */
+ * (moat_key_generate) does not, and is read through its EC_KEY, which costs nothing for it. */
 static int p256_point(EVP_PKEY *key, unsigned char point[P256_POINT_BYTES], bool *out_builtin)
 {
 	size_t len = 0;
@@ -108,7 +60,7 @@ static int p256_point(EVP_PKEY *key, unsigned char point[P256_POINT_BYTES], bool
  * copied, public point only, into a built-in key on the shared group (~5 µs). Either way
  * X509_set_pubkey encodes with the built-in EC method instead of searching the providers'
  * encoders. EC_KEY is deprecated in OpenSSL 3 but present in every 3.x build Debian ships;
- * this file alone uses it. */
+ * only this file and src/core/keys.c use it. */
 int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err)
 {
 	int rc = MOAT_ECRYPTO;
@@ -125,7 +77,7 @@ int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err)
 		}
 		return 0;
 	}
-	const EC_GROUP *group = p256_group();
+	const EC_GROUP *group = moat_key_p256_group();
 	pub = EC_KEY_new();
 	copy = EVP_PKEY_new();
 	if (!group || !pub || !copy || !EC_KEY_set_group(pub, group) ||

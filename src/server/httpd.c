@@ -32,11 +32,9 @@
 #include "moat/http_parse.h"
 #include "moat/release.h"
 #include "moat/server.h"
+#include "moat/tlspolicy.h"
 #include "server_internal.h"
 
-#define HTTPD_PRIORITIES                                                                    \
-	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM:" \
-	"+CHACHA20-POLY1305:-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
 #define HTTPD_CONNECTION_LIMIT 512
 #define HTTPD_PER_IP_LIMIT 16
 #define HTTPD_TIMEOUT_SECONDS 60
@@ -588,7 +586,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 				  MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
 				  MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
 				  MHD_OPTION_HTTPS_MEM_TRUST, h->ca_pem,
-				  MHD_OPTION_HTTPS_PRIORITIES, HTTPD_PRIORITIES,
+				  MHD_OPTION_HTTPS_PRIORITIES, MOAT_TLS_GNUTLS_PRIORITY,
 				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONNECTION_LIMIT,
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_LIMIT,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_SECONDS,

@@ -11,6 +11,7 @@
 
 #include <ini.h>
 
+#include "moat/buf.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
@@ -82,22 +83,24 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 	if (ctx->continuation && cfg->count > 0 &&
 	    strcmp(cfg->entries[cfg->count - 1].section, section) == 0 &&
 	    strcmp(cfg->entries[cfg->count - 1].key, name) == 0) {
+		/* inih hands a multi-line value over line by line: joined with spaces */
 		struct moat_config_entry *last = &cfg->entries[cfg->count - 1];
-		size_t old = strlen(last->value);
-		size_t add = strlen(value);
-		if (old + 1 + add > MOAT_CONFIG_VALUE_MAX) {
+		struct moat_buf joined;
+		char *text = NULL;
+		moat_buf_init(&joined, MOAT_CONFIG_VALUE_MAX + 1);
+		moat_buf_printf(&joined, "%s %s", last->value, value);
+		int rc = moat_buf_take(&joined, &text, NULL);
+		if (rc == MOAT_EINVAL) {
 			moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: value of '%s' longer than %d bytes",
 				     cfg->path, lineno, name, MOAT_CONFIG_VALUE_MAX);
 			goto fail;
 		}
-		char *joined = realloc(last->value, old + 1 + add + 1);
-		if (!joined) {
+		if (rc != 0) {
 			moat_err_set(ctx->err, MOAT_ENOMEM, "%s: out of memory", cfg->path);
 			goto fail;
 		}
-		joined[old] = ' ';
-		memcpy(joined + old + 1, value, add + 1);
-		last->value = joined;
+		free(last->value);
+		last->value = text;
 		return 1;
 	}
 	if (moat_config_find(cfg, section, name)) {

@@ -20,7 +20,7 @@ static void init_trust(void)
 		return;
 	}
 	EVP_PKEY *k = NULL;
-	if (moat_fw_keygen(MOAT_FW_KEY_ED25519, &k, NULL) != 0 ||
+	if (moat_key_generate(MOAT_KEY_ED25519, &k, NULL) != 0 ||
 	    moat_fw_trust_add(&trust, k, NULL) != 0) {
 		abort();
 	}

@@ -28,6 +28,7 @@
 #include "moat/config.h"
 #include "moat/supervise.h"
 #include "moat/timeutil.h"
+#include "moat/tlspolicy.h"
 #include "moat/topic.h"
 
 static size_t count_of(const char *hay, const char *needle)
@@ -148,9 +149,10 @@ static void test_conf_refuses_unsafe_paths(void **state)
 static void test_tls12_ciphers_are_ecdhe_aead(void **state)
 {
 	(void)state;
+	assert_int_equal(MOAT_TLS_MIN_VERSION_OPENSSL, TLS1_2_VERSION);
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 	assert_non_null(ctx);
-	assert_int_equal(SSL_CTX_set_cipher_list(ctx, MOAT_BROKER_TLS12_CIPHERS), 1);
+	assert_int_equal(SSL_CTX_set_cipher_list(ctx, MOAT_TLS12_CIPHERS), 1);
 	STACK_OF(SSL_CIPHER) *list = SSL_CTX_get_ciphers(ctx);
 	int tls12 = 0;
 	for (int i = 0; i < sk_SSL_CIPHER_num(list); i++) {

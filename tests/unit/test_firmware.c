@@ -126,10 +126,10 @@ static void test_keygen_files(void **state)
 	struct ctx *c = *state;
 	struct moat_err e;
 	char id[MOAT_FW_KEYID_HEX_LEN + 1];
-	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, "short", id, &e),
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_EC_P256, "short", id, &e),
 			 MOAT_EINVAL);
 	assert_false(moat_fs_exists(c->trust));
-	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, PASS, id, &e), 0);
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_EC_P256, PASS, id, &e), 0);
 	assert_int_equal(strlen(id), MOAT_FW_KEYID_HEX_LEN);
 	char path[256];
 	snprintf(path, sizeof(path), "%s/%s.key", c->keys, id);
@@ -183,7 +183,7 @@ static void test_damaged_trust_stops_keygen(void **state)
 	char id[MOAT_FW_KEYID_HEX_LEN + 1];
 	assert_int_equal(moat_fs_mkdirs(c->keys, 0700, &e), 0);
 	assert_int_equal(moat_fs_write_atomic(c->trust, "{\"threshold\":1}", 15, 0644, &e), 0);
-	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_ED25519, PASS, id, &e),
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_ED25519, PASS, id, &e),
 			 MOAT_EINVAL);
 	assert_non_null(strstr(e.msg, "missing field 'keys'"));
 	assert_string_equal(id, "");
@@ -198,8 +198,8 @@ static void test_sign_verify_rotate(void **state)
 	struct ctx *c = *state;
 	struct moat_err e;
 	char a[MOAT_FW_KEYID_HEX_LEN + 1], b[MOAT_FW_KEYID_HEX_LEN + 1];
-	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_EC_P256, PASS, a, &e), 0);
-	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_FW_KEY_ED25519, PASS, b, &e), 0);
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_EC_P256, PASS, a, &e), 0);
+	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_ED25519, PASS, b, &e), 0);
 	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 3, &e), MOAT_EINVAL);
 	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 0, &e), MOAT_EINVAL);
 	assert_int_equal(moat_fwkeys_set_threshold(c->keys, 2, &e), 0);

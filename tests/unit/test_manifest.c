@@ -48,11 +48,11 @@ static struct moat_fw_policy policy(void)
 	return p;
 }
 
-static EVP_PKEY *gen(enum moat_fw_key_type t)
+static EVP_PKEY *gen(enum moat_key_type t)
 {
 	EVP_PKEY *k = NULL;
 	struct moat_err e;
-	assert_int_equal(moat_fw_keygen(t, &k, &e), 0);
+	assert_int_equal(moat_key_generate(t, &k, &e), 0);
 	return k;
 }
 
@@ -444,7 +444,7 @@ static void test_envelope_roundtrip(void **state)
 {
 	(void)state;
 	struct moat_manifest m = sample();
-	EVP_PKEY *k[2] = {gen(MOAT_FW_KEY_EC_P256), gen(MOAT_FW_KEY_ED25519)};
+	EVP_PKEY *k[2] = {gen(MOAT_KEY_EC_P256), gen(MOAT_KEY_ED25519)};
 	size_t len;
 	char *json = signed_env(&m, k, 2, &len);
 	struct moat_envelope env, env2;
@@ -471,7 +471,7 @@ static void test_envelope_sign_refusals(void **state)
 	struct moat_manifest m = sample();
 	struct moat_envelope env;
 	struct moat_err e;
-	EVP_PKEY *k = gen(MOAT_FW_KEY_ED25519);
+	EVP_PKEY *k = gen(MOAT_KEY_ED25519);
 	assert_int_equal(moat_envelope_init(&env, &m, &e), 0);
 	assert_int_equal(moat_envelope_sign(&env, k, &e), 0);
 	/* The same key twice. */
@@ -480,7 +480,7 @@ static void test_envelope_sign_refusals(void **state)
 	/* More than MOAT_ENVELOPE_MAX_SIGS. */
 	EVP_PKEY *more[MOAT_ENVELOPE_MAX_SIGS];
 	for (int i = 0; i < MOAT_ENVELOPE_MAX_SIGS; i++) {
-		more[i] = gen(MOAT_FW_KEY_ED25519);
+		more[i] = gen(MOAT_KEY_ED25519);
 		int rc = moat_envelope_sign(&env, more[i], &e);
 		assert_int_equal(rc, i < MOAT_ENVELOPE_MAX_SIGS - 1 ? 0 : MOAT_EINVAL);
 	}
@@ -521,10 +521,10 @@ static int setup(void **state)
 	if (!f) {
 		return -1;
 	}
-	f->k[0] = gen(MOAT_FW_KEY_EC_P256);
-	f->k[1] = gen(MOAT_FW_KEY_ED25519);
-	f->k[2] = gen(MOAT_FW_KEY_RSA_3072);
-	f->stranger = gen(MOAT_FW_KEY_EC_P256);
+	f->k[0] = gen(MOAT_KEY_EC_P256);
+	f->k[1] = gen(MOAT_KEY_ED25519);
+	f->k[2] = gen(MOAT_KEY_RSA_3072);
+	f->stranger = gen(MOAT_KEY_EC_P256);
 	trust_of(&f->trust1, f->k, 3, 1);
 	trust_of(&f->trust2, f->k, 3, 2);
 	*state = f;
@@ -880,14 +880,46 @@ static void test_trust(void **state)
 static void test_key_types(void **state)
 {
 	(void)state;
-	enum moat_fw_key_type t;
+	enum moat_key_type t;
 	struct moat_err e;
 	assert_int_equal(moat_fw_key_type_parse("ed25519", &t, &e), 0);
-	assert_int_equal(t, MOAT_FW_KEY_ED25519);
+	assert_int_equal(t, MOAT_KEY_ED25519);
 	assert_int_equal(moat_fw_key_type_parse("rsa-3072", &t, &e), 0);
 	assert_int_equal(moat_fw_key_type_parse("rsa-2048", &t, &e), MOAT_EINVAL);
+	assert_int_equal(moat_fw_key_type_parse("rsa-4096", &t, &e), MOAT_EINVAL);
+	assert_string_equal(e.msg, "unknown firmware key type 'rsa-4096' (ec-p256, ed25519 or "
+				   "rsa-3072)");
 	assert_int_equal(moat_fw_key_type_parse("EC-P256", &t, &e), MOAT_EINVAL);
-	assert_string_equal(moat_fw_key_type_name(MOAT_FW_KEY_EC_P256), "ec-p256");
+	assert_string_equal(moat_key_type_name(MOAT_KEY_EC_P256), "ec-p256");
+	/* one enum and one generator for identity and firmware keys (keys.h) */
+	static const char *const names[] = {"ec-p256", "rsa-2048", "rsa-3072", "rsa-4096",
+					    "ed25519"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		assert_true(moat_key_type_lookup(names[i], &t));
+		assert_string_equal(moat_key_type_name(t), names[i]);
+	}
+	t = MOAT_KEY_RSA_4096;
+	assert_false(moat_key_type_lookup("Ed25519", &t));
+	assert_false(moat_key_type_lookup(NULL, &t));
+	assert_int_equal(t, MOAT_KEY_RSA_4096);
+	assert_string_equal(moat_key_type_name((enum moat_key_type)99), "unknown");
+	static const enum moat_key_type fw_types[] = {MOAT_KEY_EC_P256, MOAT_KEY_ED25519};
+	for (size_t i = 0; i < 2; i++) {
+		EVP_PKEY *k = NULL;
+		assert_int_equal(moat_key_generate(fw_types[i], &k, &e), 0);
+		assert_int_equal(moat_key_is_p256(k), fw_types[i] == MOAT_KEY_EC_P256);
+		enum moat_key_type got = MOAT_KEY_RSA_4096;
+		assert_int_equal(moat_fw_key_check(k, &got, &e), 0);
+		assert_int_equal(got, fw_types[i]);
+		EVP_PKEY_free(k);
+	}
+	EVP_PKEY *k = (EVP_PKEY *)1;
+	assert_int_equal(moat_key_generate((enum moat_key_type)99, &k, &e), MOAT_EINVAL);
+	assert_null(k);
+	/* an identity-only type is still refused for firmware when handed in */
+	assert_int_equal(moat_key_generate(MOAT_KEY_RSA_2048, &k, &e), 0);
+	assert_int_equal(moat_fw_key_check(k, &t, &e), MOAT_EINVAL);
+	EVP_PKEY_free(k);
 }
 
 /* ---- streaming ---- */

@@ -231,8 +231,8 @@ static void test_key_types(void **state)
 		assert_int_equal(moat_key_type_parse(names[i], &t, &err), 0);
 		assert_string_equal(moat_key_type_name(t), names[i]);
 	}
-	static const char *const bad[] = {"rsa-1024", "rsa-512", "ec-p384", "RSA-2048", "ec",
-					  "", "rsa-2048 "};
+	static const char *const bad[] = {"rsa-1024", "rsa-512", "ec-p384",   "RSA-2048",
+					  "ec",	      "",	 "rsa-2048 ", "ed25519"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		t = MOAT_KEY_RSA_3072;
 		assert_int_equal(moat_key_type_parse(bad[i], &t, &err), MOAT_EINVAL);
@@ -244,7 +244,7 @@ static void test_key_types(void **state)
 	assert_int_equal(moat_key_type_parse(NULL, &t, &err), MOAT_EINVAL);
 	assert_string_equal(moat_key_type_name((enum moat_key_type)99), "unknown");
 	EVP_PKEY *key = NULL;
-	assert_int_equal(moat_pki_keygen((enum moat_key_type)99, &key, &err), MOAT_EINVAL);
+	assert_int_equal(moat_key_generate((enum moat_key_type)99, &key, &err), MOAT_EINVAL);
 	assert_null(key);
 }
 
@@ -253,7 +253,7 @@ static void test_keygen(void **state)
 	(void)state;
 	struct moat_err err;
 	EVP_PKEY *key = NULL;
-	assert_int_equal(moat_pki_keygen(MOAT_KEY_EC_P256, &key, &err), 0);
+	assert_int_equal(moat_key_generate(MOAT_KEY_EC_P256, &key, &err), 0);
 	assert_int_equal(EVP_PKEY_get_base_id(key), EVP_PKEY_EC);
 	assert_int_equal(EVP_PKEY_get_bits(key), 256);
 	char group[64];
@@ -262,7 +262,7 @@ static void test_keygen(void **state)
 	assert_string_equal(group, "prime256v1");
 	EVP_PKEY_free(key);
 	key = NULL;
-	assert_int_equal(moat_pki_keygen(MOAT_KEY_RSA_2048, &key, &err), 0);
+	assert_int_equal(moat_key_generate(MOAT_KEY_RSA_2048, &key, &err), 0);
 	assert_int_equal(EVP_PKEY_get_base_id(key), EVP_PKEY_RSA);
 	assert_int_equal(EVP_PKEY_get_bits(key), 2048);
 	EVP_PKEY_free(key);
@@ -469,6 +469,85 @@ static void test_ca_load_refusals(void **state)
 	moat_pki_ca_free(other);
 }
 
+/* The one copy of key encryption at rest (keystore.c), for the CA's and firmware keys:
+ * every type round-trips, OpenSSL reads the PEM as scrypt + AES-256-CBC PKCS#8, and what
+ * is not an encrypted key or does not decrypt is refused with its message. */
+static void test_keystore(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	static const enum moat_key_type types[] = {MOAT_KEY_EC_P256, MOAT_KEY_ED25519,
+						   MOAT_KEY_RSA_2048};
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+		EVP_PKEY *key = NULL;
+		EVP_PKEY *back = NULL;
+		char *pem = NULL;
+		size_t len = 0;
+		assert_int_equal(moat_key_generate(types[i], &key, &err), 0);
+		assert_int_equal(moat_pki_key_encrypt(key, PASSPHRASE, &pem, &len, &err), 0);
+		assert_int_equal(strlen(pem), len);
+		assert_non_null(strstr(pem, "-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+		/* the on-disk form: PBES2, scrypt N=2^14 r=8 p=1, AES-256-CBC */
+		BIO *b = BIO_new_mem_buf(pem, (int)len);
+		X509_SIG *p8 = PEM_read_bio_PKCS8(b, NULL, NULL, NULL);
+		assert_non_null(p8);
+		const X509_ALGOR *alg = NULL;
+		X509_SIG_get0(p8, &alg, NULL);
+		assert_int_equal(OBJ_obj2nid(alg->algorithm), NID_pbes2);
+		PBE2PARAM *pbe2 =
+			ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), alg->parameter);
+		assert_non_null(pbe2);
+		assert_int_equal(OBJ_obj2nid(pbe2->keyfunc->algorithm), NID_id_scrypt);
+		assert_int_equal(OBJ_obj2nid(pbe2->encryption->algorithm), NID_aes_256_cbc);
+		SCRYPT_PARAMS *sp = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(SCRYPT_PARAMS),
+							      pbe2->keyfunc->parameter);
+		assert_non_null(sp);
+		uint64_t v = 0;
+		assert_int_equal(ASN1_INTEGER_get_uint64(&v, sp->costParameter), 1);
+		assert_int_equal(v, 16384);
+		assert_int_equal(ASN1_INTEGER_get_uint64(&v, sp->blockSize), 1);
+		assert_int_equal(v, 8);
+		assert_int_equal(ASN1_INTEGER_get_uint64(&v, sp->parallelizationParameter), 1);
+		assert_int_equal(v, 1);
+		SCRYPT_PARAMS_free(sp);
+		PBE2PARAM_free(pbe2);
+		X509_SIG_free(p8);
+		BIO_free(b);
+
+		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len, PASSPHRASE, &back, &err),
+				 0);
+		assert_int_equal(EVP_PKEY_eq(back, key), 1);
+		EVP_PKEY_free(back);
+		back = (EVP_PKEY *)1;
+		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len, "not it", &back, &err),
+				 MOAT_ECRYPTO);
+		assert_null(back);
+		assert_string_equal(err.msg, "k.key: wrong passphrase");
+		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len, NULL, &back, &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, "k.key: wrong passphrase");
+		/* cut short: the PEM no longer decodes */
+		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len / 2, PASSPHRASE, &back,
+						      &err),
+				 MOAT_ECRYPTO);
+		assert_int_equal(ERR_peek_error(), 0);
+		free(pem);
+		EVP_PKEY_free(key);
+	}
+	static const char plain[] =
+		"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+	EVP_PKEY *back = NULL;
+	assert_int_equal(moat_pki_key_decrypt("p.key", plain, sizeof(plain) - 1, PASSPHRASE, &back,
+					      &err),
+			 MOAT_ECRYPTO);
+	assert_string_equal(err.msg, "p.key: not an encrypted PKCS#8 key; moat keeps private keys "
+				     "encrypted at rest");
+	char *pem = (char *)1;
+	size_t len = 0;
+	assert_int_equal(moat_pki_key_encrypt(NULL, PASSPHRASE, &pem, &len, &err), MOAT_EINVAL);
+	assert_null(pem);
+}
+
 /* ---- issuing ---- */
 
 static void test_issue_client(void **state)
@@ -643,7 +722,7 @@ static void test_issue_refusals(void **state)
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
 	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(is.cert), mine), 1);
 	X509 *decoded = pem_cert(is.cert_pem);
-	check_key_pem(&is, decoded); /* a provider key, not one of moat_pki_keygen's */
+	check_key_pem(&is, decoded); /* a provider key, not one of moat_key_generate's */
 	X509_free(decoded);
 	moat_pki_issued_free(&is);
 	EVP_PKEY_free(mine); /* the issued struct held its own reference */
@@ -1063,6 +1142,18 @@ static void test_export_c_header(void **state)
 						  &text, &len, &err),
 			 MOAT_EINVAL);
 	assert_null(text);
+	/* the header is bounded (1 MiB): a longer one is refused, not grown without end */
+	size_t huge_len = 1024u * 1024u;
+	char *huge = malloc(huge_len + 1);
+	assert_non_null(huge);
+	memset(huge, 'A', huge_len);
+	huge[huge_len] = '\0';
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, huge, &text,
+						  &len, &err),
+			 MOAT_EINVAL);
+	assert_null(text);
+	assert_non_null(strstr(err.msg, "hdr-dev: C header larger than"));
+	free(huge);
 	moat_pki_issued_free(&is);
 }
 
@@ -1076,6 +1167,7 @@ int main(void)
 		cmocka_unit_test(test_ca_export_load),
 		cmocka_unit_test(test_ca_wrong_passphrase),
 		cmocka_unit_test(test_ca_load_refusals),
+		cmocka_unit_test(test_keystore),
 		cmocka_unit_test(test_issue_client),
 		cmocka_unit_test(test_issue_expired_and_rsa),
 		cmocka_unit_test(test_issue_server),

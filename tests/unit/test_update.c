@@ -440,7 +440,7 @@ static void provision(struct ctx *c)
 	struct moat_fw_trust t;
 	struct moat_err e;
 	memset(&t, 0, sizeof(t));
-	assert_int_equal(moat_fw_keygen(MOAT_FW_KEY_EC_P256, &c->key, &e), 0);
+	assert_int_equal(moat_key_generate(MOAT_KEY_EC_P256, &c->key, &e), 0);
 	assert_int_equal(moat_fw_trust_add(&t, c->key, &e), 0);
 	t.threshold = 1;
 	assert_int_equal(moat_fwtrust_save(c->trust, &t, &e), 0);

@@ -1,4 +1,5 @@
-/* test_util.c: pins the contracts of src/util (err.h, fsutil.h, timeutil.h, config.h, log.h),
+/* test_util.c: pins the contracts of src/util (err.h, fsutil.h, timeutil.h, config.h, log.h,
+ * buf.h),
  * with a test for every rejection path: numbers and durations that overflow or carry
  * garbage, config files with duplicate keys, keys outside a section, overlong lines, NUL
  * bytes and bad typed values (messages must name file and line), and atomic writes that
@@ -23,6 +24,7 @@
 #include <cmocka.h>
 #include <openssl/err.h>
 
+#include "moat/buf.h"
 #include "moat/config.h"
 #include "moat/err.h"
 #include "moat/fsutil.h"
@@ -905,6 +907,89 @@ static void test_log(void **state)
 	moat_log_init("moat", MOAT_LOG_INFO, false);
 }
 
+/* The buffer grows across many appends, keeps NULs, and hands over exactly what was put. */
+static void test_buf_grows(void **state)
+{
+	(void)state;
+	struct moat_buf b;
+	moat_buf_init(&b, 1024u * 1024u);
+	for (int i = 0; i < 1000; i++) {
+		assert_int_equal(moat_buf_printf(&b, "%04d,", i), 0);
+	}
+	assert_int_equal(moat_buf_append(&b, "a\0b", 3), 0);
+	assert_int_equal(moat_buf_append_str(&b, "end"), 0);
+	char *out = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_buf_take(&b, &out, &len), 0);
+	assert_int_equal(len, 5000 + 3 + 3);
+	assert_memory_equal(out, "0000,0001,", 10);
+	assert_memory_equal(out + 4995, "0999,a\0bend", 12);
+	assert_int_equal(out[len], '\0');
+	free(out);
+	/* taken: empty again, same maximum */
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(b.max, 1024u * 1024u);
+	/* nothing appended: an empty string, not NULL */
+	assert_int_equal(moat_buf_take(&b, &out, NULL), 0);
+	assert_string_equal(out, "");
+	free(out);
+}
+
+/* The maximum counts the NUL: max - 1 content bytes fit, one more is refused with
+ * MOAT_EINVAL; the refusal is sticky and take frees what was there. */
+static void test_buf_refuses_over_max(void **state)
+{
+	(void)state;
+	struct moat_buf b;
+	char *out = NULL;
+	size_t len = 0;
+	char big[600];
+	memset(big, 'x', sizeof(big));
+
+	moat_buf_init(&b, 600);
+	assert_int_equal(moat_buf_append(&b, big, 599), 0);
+	assert_int_equal(b.len, 599);
+	assert_true(b.cap <= 600);
+	assert_int_equal(moat_buf_take(&b, &out, &len), 0);
+	assert_int_equal(len, 599);
+	free(out);
+
+	assert_int_equal(moat_buf_append(&b, big, 500), 0);
+	assert_int_equal(moat_buf_append(&b, big, 100), MOAT_EINVAL);
+	assert_int_equal(b.len, 500);
+	assert_int_equal(b.data[500], '\0');
+	/* sticky: even what would fit is refused now */
+	assert_int_equal(moat_buf_append(&b, "y", 1), MOAT_EINVAL);
+	assert_int_equal(moat_buf_printf(&b, "%d", 1), MOAT_EINVAL);
+	out = (char *)1;
+	assert_int_equal(moat_buf_take(&b, &out, &len), MOAT_EINVAL);
+	assert_null(out);
+	assert_null(b.data);
+
+	/* printf past the maximum, on an empty and on a partly filled buffer */
+	moat_buf_init(&b, 8);
+	assert_int_equal(moat_buf_printf(&b, "%s", "12345678"), MOAT_EINVAL);
+	assert_int_equal(moat_buf_take(&b, &out, NULL), MOAT_EINVAL);
+	assert_int_equal(moat_buf_printf(&b, "%s", "1234"), 0);
+	assert_int_equal(moat_buf_printf(&b, "%s", "5678"), MOAT_EINVAL);
+	assert_string_equal(b.data, "1234");
+	moat_buf_free(&b);
+	assert_int_equal(moat_buf_printf(&b, "%s", "1234567"), 0);
+	assert_int_equal(moat_buf_take(&b, &out, &len), 0);
+	assert_string_equal(out, "1234567");
+	free(out);
+
+	/* a length that would overflow size_t is refused, not wrapped */
+	moat_buf_init(&b, 64);
+	assert_int_equal(moat_buf_append(&b, "ab", 2), 0);
+	assert_int_equal(moat_buf_append(&b, big, (size_t)-1), MOAT_EINVAL);
+	moat_buf_free(&b);
+	/* a maximum of 0 holds nothing, not even the NUL */
+	moat_buf_init(&b, 0);
+	assert_int_equal(moat_buf_take(&b, &out, NULL), MOAT_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -935,6 +1020,8 @@ int main(void)
 		cmocka_unit_test(test_config_split_list),
 		cmocka_unit_test(test_config_load),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_buf_grows),
+		cmocka_unit_test(test_buf_refuses_over_max),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }
