@@ -19,10 +19,11 @@
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
  *
  * Update events: devices publish {"event":"update","stage":S,...} on devices/{id}/diagnostics
- * (see moat_update_event_parse); moatd records them; `moat fw status` shows them.
+ * (see moat_update_event_parse in update_schema.h); moatd records them; `moat fw status`
+ * shows them.
  *
- * The parsers here (moat_http_route_parse, moat_http_range_parse, moat_update_event_parse)
- * are pure and bounded, and fuzzed (tests/fuzz/fuzz_http*.c).
+ * The parsers here (moat_http_route_parse, moat_http_range_parse) are pure and bounded, and
+ * fuzzed (tests/fuzz/fuzz_http.c).
  */
 #ifndef MOAT_SERVER_H
 #define MOAT_SERVER_H
@@ -35,6 +36,7 @@
 #include "moat/identity.h"
 #include "moat/manifest.h"
 #include "moat/registry.h"
+#include "moat/update_schema.h" /* struct moat_update_event */
 
 #define MOAT_RELEASES_DIR "firmware/releases"
 #define MOAT_RELEASE_IMAGE_FILE "image.bin"
@@ -46,8 +48,6 @@
 #define MOAT_HTTP_RANGE_MAX_LEN 128
 #define MOAT_ROLLOUT_PERCENT_MAX 100
 #define MOAT_ROLLOUT_DEVICES_MAX 10000
-#define MOAT_UPDATE_EVENT_MAX_BYTES 2048u
-#define MOAT_UPDATE_REASON_MAX_LEN 200
 #define MOAT_STATUS_EVENTS_PER_DEVICE 5
 #define MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE 100 /* older events of a device are pruned */
 
@@ -82,41 +82,6 @@ enum moat_range_result moat_http_range_parse(const char *value, uint64_t size, u
 /* A stable bucket 0..99 for (release, device): the first 8 bytes of
  * SHA-256(sha256 || device_id), big-endian, mod 100. */
 unsigned moat_rollout_bucket(const uint8_t sha256[MOAT_SHA256_BYTES], const char *device_id);
-
-/* ---- update events (pure parsing) ---- */
-
-enum moat_update_stage {
-	MOAT_UPD_CHECKED = 0,
-	MOAT_UPD_DOWNLOADING,
-	MOAT_UPD_VERIFIED,
-	MOAT_UPD_INSTALLED,
-	MOAT_UPD_CONFIRMED,
-	MOAT_UPD_REVERTED,
-	MOAT_UPD_REFUSED,
-};
-#define MOAT_UPDATE_STAGE_COUNT 7
-const char *moat_update_stage_name(enum moat_update_stage st);
-MOAT_MUST_CHECK int moat_update_stage_parse(const char *text, enum moat_update_stage *out,
-					    struct moat_err *err);
-
-struct moat_update_event {
-	char device[MOAT_ID_BUF_LEN];
-	enum moat_update_stage stage;
-	char version[MOAT_FW_VERSION_MAX_LEN + 1];   /* the release concerned; may be empty */
-	char running[MOAT_FW_VERSION_MAX_LEN + 1];   /* what the device runs now; may be empty */
-	char reason[MOAT_UPDATE_REASON_MAX_LEN + 1]; /* refused/reverted: why; else empty */
-	int64_t at;				     /* when moatd recorded it */
-};
-
-/* Parses the JSON a device publishes on devices/{id}/diagnostics for an update event:
- *   {"event":"update","stage":"installed","version":"1.2.0","running":"1.1.0",
- *    "reason":"bad_signature","timestamp":N}
- * "event" and "stage" are required; versions must be semantic versions; reason is printable
- * ASCII; unknown or duplicate fields are refused. MOAT_ENOENT (not an error to log) when
- * the JSON is an object whose "event" is not "update". device and at are not touched
- * (the caller sets them from the topic and its clock). */
-MOAT_MUST_CHECK int moat_update_event_parse(const void *json, size_t len,
-					    struct moat_update_event *out, struct moat_err *err);
 
 /* ---- the release store (registry; src/server/releases.c) ---- */
 
