@@ -32,8 +32,8 @@
 
 /* Stricter byte rules for inputs whose fields need no more (struct moat_json_limits.flags). */
 enum moat_json_flag {
-	MOAT_JSON_ASCII = 1u << 0,	/* printable ASCII and JSON whitespace only */
-	MOAT_JSON_NO_ESCAPES = 1u << 1, /* no backslash escape anywhere */
+	MOAT_JSON_ASCII = 1u << 0,	 /* printable ASCII and JSON whitespace only */
+	MOAT_JSON_NO_ESCAPES = 1u << 1,	 /* no backslash escape anywhere */
 	MOAT_JSON_NO_CONTROLS = 1u << 2, /* no control byte or DEL at all, whitespace included:
 					    one-line formats */
 	MOAT_JSON_UINTS = 1u << 3,	 /* numbers are non-negative integers of at most
@@ -81,7 +81,7 @@ struct moat_json_fault {
  * cJSON_Delete, and whose objects hold each key once. On refusal *out_root is NULL,
  * out_fault (may be NULL) says why and err says it as "<what>: <cause>"; MOAT_EINVAL, or
  * MOAT_ENOMEM when cJSON or the duplicate check ran out of memory. Cost: one pass over the
- * bytes, cJSON's parse, and O(k log k) per object of k keys for the duplicate check. */
+ * bytes, cJSON's parse, and O(k) per object of k keys for the duplicate check. */
 MOAT_MUST_CHECK int moat_json_parse(const char *what, const void *text, size_t len,
 				    const struct moat_json_limits *lim, cJSON **out_root,
 				    struct moat_json_fault *out_fault, struct moat_err *err);

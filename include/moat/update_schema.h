@@ -23,18 +23,18 @@
 enum moat_update_outcome {
 	MOAT_UPDATE_UP_TO_DATE = 0, /* the server has nothing newer (204), or only a release
 				       this device already reverted (reverted_issued_at) */
-	MOAT_UPDATE_STAGED,         /* verified and staged as trial: restart through moat-boot */
-	MOAT_UPDATE_REFUSED,        /* the manifest or image was refused: result.verdict says why */
+	MOAT_UPDATE_STAGED,	    /* verified and staged as trial: restart through moat-boot */
+	MOAT_UPDATE_REFUSED,	    /* the manifest or image was refused: result.verdict says why */
 	MOAT_UPDATE_TRIAL_PENDING,  /* a staged trial has not confirmed yet: nothing done */
 };
 
 struct moat_update_result {
 	enum moat_update_outcome outcome;
-	enum moat_fw_verdict verdict; /* for MOAT_UPDATE_REFUSED */
+	enum moat_fw_verdict verdict;		   /* for MOAT_UPDATE_REFUSED */
 	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* the offered version (when known) */
-	char slot;                   /* the slot staged */
-	uint64_t resumed_from;       /* bytes of a previous partial download reused */
-	char msg[MOAT_ERR_MSG_MAX];  /* one line for logs and the check_update response */
+	char slot;				   /* the slot staged */
+	uint64_t resumed_from;			   /* bytes of a previous partial download reused */
+	char msg[MOAT_ERR_MSG_MAX]; /* one line for logs and the check_update response */
 };
 
 /* ---- the report of one check, as moat-update --report prints it (update_report.c) ----
@@ -61,7 +61,7 @@ struct moat_update_report {
 	enum moat_update_report_kind kind;
 	struct moat_update_result res; /* OUTCOME: outcome, verdict, version, slot, resumed_from,
 					  msg; DOWNLOADING: version; FAILED: msg */
-	uint64_t offset, size;         /* DOWNLOADING */
+	uint64_t offset, size;	       /* DOWNLOADING */
 };
 
 /* Writes r as one line (with '\n', NUL-terminated) into buf; *out_len its length. Checks r
@@ -115,8 +115,8 @@ MOAT_MUST_CHECK int moat_update_event_parse(const void *json, size_t len,
  * moat_update_event_parse reads. Empty version, running and reason are left out; device
  * and at are not written (the topic and moatd's clock carry them). MOAT_EINVAL for an
  * unknown stage or a buffer too small; *out_len the length written. */
-MOAT_MUST_CHECK int moat_update_event_format(const struct moat_update_event *ev,
-					     int64_t timestamp, char *buf, size_t size,
-					     size_t *out_len, struct moat_err *err);
+MOAT_MUST_CHECK int moat_update_event_format(const struct moat_update_event *ev, int64_t timestamp,
+					     char *buf, size_t size, size_t *out_len,
+					     struct moat_err *err);
 
 #endif

@@ -8,12 +8,13 @@
  *      (and MOAT_JSON_UINTS), and non-ASCII bytes outside strings (no JSON token has any);
  *   3. cJSON's parse, bounded by len (cJSON_ParseWithLengthOpts never reads past it), then
  *      nothing but whitespace after the value, and an object at the top;
- *   4. duplicate keys in every object: pairwise for small objects, sorted for large ones,
- *      so a 64 KiB payload of short keys (the broker plugin's bound) stays O(k log k).
+ *   4. duplicate keys in every object: pairwise for small objects, through a hash table for
+ *      large ones, so a 64 KiB payload of short keys (the broker plugin's bound) stays O(k).
  * Step 2 is cheap next to cJSON's allocation per node, and it bounds the depth before cJSON
  * recurses. The text is read in place: no copy, however large the limit.
  *
- * Pure: no I/O, no clock, no globals. cJSON and the sorted duplicate check allocate.
+ * Pure: no I/O, no clock, no globals. cJSON and the duplicate check of large objects
+ * allocate.
  */
 #include "moat/json.h"
 
@@ -79,6 +80,29 @@ static size_t utf8_seq_len(const unsigned char *p, size_t avail)
 	return n;
 }
 
+/* 1 for the bytes that end the fast path inside a string: control bytes, '"', '\\' and
+ * every byte of a multi-byte sequence. */
+/* clang-format off */
+static const unsigned char string_stop[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+	0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x30 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x40 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x50 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x60 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x70 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x80 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x90 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xa0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xb0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xc0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xd0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xe0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xf0 */
+};
+/* clang-format on */
+
 bool moat_json_text_ok(const char *s, size_t len, bool no_c1)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -108,6 +132,13 @@ static int scan_string(struct scan *s)
 	while (s->i < s->len) {
 		unsigned char c = s->p[s->i];
 
+		/* the common case first, in a loop of its own: plain printable ASCII */
+		while (!string_stop[c]) {
+			if (++s->i == s->len) {
+				return 0;
+			}
+			c = s->p[s->i];
+		}
 		if (c == '"') {
 			s->i++;
 			return 0;
@@ -192,7 +223,9 @@ static int scan_number(struct scan *s)
 		}
 		ok = digits(s);
 	}
-	if (ok && s->i < s->len && strchr("0123456789.eE+-", s->p[s->i]) != NULL) {
+	if (ok && s->i < s->len &&
+	    (is_digit(s->p[s->i]) || s->p[s->i] == '.' || s->p[s->i] == 'e' || s->p[s->i] == 'E' ||
+	     s->p[s->i] == '+' || s->p[s->i] == '-')) {
 		ok = false;
 	}
 	if (ok && s->uints) {
@@ -265,17 +298,29 @@ static int check_bytes(const unsigned char *p, size_t len, unsigned flags,
 
 /* ---- step 4: duplicate keys ---- */
 
-static int cmp_keys(const void *a, const void *b)
+/* FNV-1a: the slot of a key in object_duplicate's table. */
+static uint32_t key_hash(const char *key)
 {
-	return strcmp(*(const char *const *)a, *(const char *const *)b);
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h = (h ^ *p) * 16777619u;
+	}
+	return h;
 }
 
-/* The first key of obj that appears twice, or NULL; *out_nomem when the sort could not
- * allocate. */
+struct key_slot {
+	const char *key;
+	uint32_t hash;
+};
+
+/* The first key of obj that appears twice, or NULL; *out_nomem when the table for a large
+ * object could not be allocated. Large objects go through an open-addressing table at
+ * most half full, so the check is O(k) for k keys. */
 static const char *object_duplicate(const cJSON *obj, bool *out_nomem)
 {
-	size_t k = 0, n = 0;
-	const char **keys;
+	size_t k = 0, cap = 1;
+	struct key_slot *slots;
 	const char *dup = NULL;
 
 	for (const cJSON *a = obj->child; a; a = a->next) {
@@ -291,21 +336,28 @@ static const char *object_duplicate(const cJSON *obj, bool *out_nomem)
 		}
 		return NULL;
 	}
-	keys = malloc(k * sizeof(*keys));
-	if (!keys) {
+	while (cap < 2 * k) {
+		cap *= 2;
+	}
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots) {
 		*out_nomem = true;
 		return NULL;
 	}
-	for (const cJSON *a = obj->child; a; a = a->next) {
-		keys[n++] = a->string;
-	}
-	qsort(keys, n, sizeof(*keys), cmp_keys);
-	for (size_t i = 1; i < n && !dup; i++) {
-		if (strcmp(keys[i - 1], keys[i]) == 0) {
-			dup = keys[i];
+	for (const cJSON *a = obj->child; a && !dup; a = a->next) {
+		uint32_t h = key_hash(a->string);
+		size_t at = h & (cap - 1);
+
+		while (slots[at].key && !dup) {
+			if (slots[at].hash == h && strcmp(slots[at].key, a->string) == 0) {
+				dup = a->string;
+			}
+			at = (at + 1) & (cap - 1);
 		}
+		slots[at].key = a->string;
+		slots[at].hash = h;
 	}
-	free(keys);
+	free(slots);
 	return dup;
 }
 
@@ -459,7 +511,7 @@ int moat_json_parse(const char *what, const void *text, size_t len,
 		s.p = text;
 		s.len = len;
 		s.max_open = (lim->max_depth < MOAT_JSON_DEPTH_MAX ? lim->max_depth
-								  : MOAT_JSON_DEPTH_MAX) +
+								   : MOAT_JSON_DEPTH_MAX) +
 			     1;
 		s.uints = (lim->flags & MOAT_JSON_UINTS) != 0;
 		s.f = f;
@@ -502,8 +554,8 @@ int moat_json_fields(const char *what, const cJSON *obj, const char *const *name
 	return 0;
 }
 
-int moat_json_int(const char *what, const char *field, const cJSON *item, int64_t min,
-		  int64_t max, int64_t *out, struct moat_err *err)
+int moat_json_int(const char *what, const char *field, const cJSON *item, int64_t min, int64_t max,
+		  int64_t *out, struct moat_err *err)
 {
 	if (!cJSON_IsNumber(item)) {
 		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is not a number", what, field);

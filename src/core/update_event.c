@@ -19,7 +19,7 @@ static const char *const stage_names[MOAT_UPDATE_STAGE_COUNT] = {
 
 /* The fields of an update event, in the order the writer puts them. */
 enum { EV_EVENT, EV_STAGE, EV_VERSION, EV_RUNNING, EV_REASON, EV_TIMESTAMP, EV_COUNT };
-static const char *const ev_fields[EV_COUNT] = {"event",  "stage",  "version",
+static const char *const ev_fields[EV_COUNT] = {"event",   "stage",  "version",
 						"running", "reason", "timestamp"};
 
 const char *moat_update_stage_name(enum moat_update_stage st)
@@ -76,8 +76,8 @@ int moat_update_event_format(const struct moat_update_event *ev, int64_t timesta
 	}
 	size_t len = strlen(text);
 	if (len >= size) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update event: %zu bytes do not fit %zu",
-				  len, size);
+		rc = moat_err_set(err, MOAT_EINVAL, "update event: %zu bytes do not fit %zu", len,
+				  size);
 		goto out;
 	}
 	memcpy(buf, text, len + 1);
@@ -147,8 +147,7 @@ static int event_fields(const cJSON *root, const cJSON **seen, struct moat_err *
 			}
 		}
 	}
-	if (!cJSON_IsString(seen[EV_EVENT]) ||
-	    strcmp(seen[EV_EVENT]->valuestring, "update") != 0) {
+	if (!cJSON_IsString(seen[EV_EVENT]) || strcmp(seen[EV_EVENT]->valuestring, "update") != 0) {
 		return moat_err_set(err, MOAT_ENOENT, "not an update event");
 	}
 	for (const cJSON *it = root->child; it; it = it->next) {
@@ -197,7 +196,8 @@ int moat_update_event_parse(const void *json, size_t len, struct moat_update_eve
 	if (rc == 0) {
 		rc = event_fields(root, seen, err);
 	}
-	if (rc == 0 && (rc = take_string(seen[EV_STAGE], "stage", stage, sizeof(stage), err)) == 0) {
+	if (rc == 0 &&
+	    (rc = take_string(seen[EV_STAGE], "stage", stage, sizeof(stage), err)) == 0) {
 		rc = moat_update_stage_parse(stage, &ev.stage, err);
 	}
 	if (rc == 0) {

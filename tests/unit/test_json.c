@@ -2,8 +2,8 @@
  * shows it refuses, with its fault kind and its message: size, NUL, the stricter byte rules
  * (ASCII, escapes, control bytes), "\u0000", strings that are not UTF-8 text, numbers
  * outside JSON's syntax, depth, syntax, trailing bytes, a value that is not an object, and
- * duplicate keys at every depth and in objects large enough to be sorted. Then the member
- * helpers of fixed-shape objects and the UTF-8 text check.
+ * duplicate keys at every depth and in objects large enough for the hash table. Then the
+ * member helpers of fixed-shape objects and the UTF-8 text check.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,8 +16,7 @@
 
 #include "moat/json.h"
 
-static const struct moat_json_limits plain = {.max_bytes = 256,
-					      .max_depth = MOAT_JSON_DEPTH_MAX};
+static const struct moat_json_limits plain = {.max_bytes = 256, .max_depth = MOAT_JSON_DEPTH_MAX};
 
 static void refused_len(const struct moat_json_limits *lim, const char *text, size_t len,
 			enum moat_json_fault_kind kind, const char *want)
@@ -118,13 +117,11 @@ static void test_bytes(void **state)
 	refused(&ascii, "{\"a\":\"\x7f\"}", MOAT_JSON_NOT_ASCII, "byte 0x7f");
 	refused(&ascii, "{\"a\":\"\x01\"}", MOAT_JSON_NOT_ASCII, "byte 0x01");
 
-	const struct moat_json_limits no_esc = {.max_bytes = 256,
-						.flags = MOAT_JSON_NO_ESCAPES};
+	const struct moat_json_limits no_esc = {.max_bytes = 256, .flags = MOAT_JSON_NO_ESCAPES};
 	refused(&no_esc, "{\"a\":\"x\\ny\"}", MOAT_JSON_ESCAPE,
 		"escape at offset 7 (no field needs one)");
 
-	const struct moat_json_limits one_line = {.max_bytes = 256,
-						  .flags = MOAT_JSON_NO_CONTROLS};
+	const struct moat_json_limits one_line = {.max_bytes = 256, .flags = MOAT_JSON_NO_CONTROLS};
 	accepted(&one_line, "{ \"a\" : 1 }");
 	refused(&one_line, "{\"a\":1}\n", MOAT_JSON_CONTROL, "control character at byte 7");
 	refused(&one_line, "{\t\"a\":1}", MOAT_JSON_CONTROL, "control character at byte 1");
@@ -158,8 +155,8 @@ static void test_strings(void **state)
 static void test_numbers(void **state)
 {
 	(void)state;
-	const char *bad[] = {"01", "-01", "1.", "-.5", ".5", "+1", "-", "1e", "1e+", "1.2.3",
-			     "1ee2", "1-2", "00"};
+	const char *bad[] = {"01", "-01", "1.",	   "-.5",  ".5",  "+1", "-",
+			     "1e", "1e+", "1.2.3", "1ee2", "1-2", "00"};
 	char doc[64];
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(doc, sizeof(doc), "{\"n\":%s}", bad[i]);
@@ -190,7 +187,8 @@ static void test_depth(void **state)
 	(void)state;
 	refused(&plain, "{\"a\":[[[[[[[[[1]]]]]]]]]}", MOAT_JSON_TOO_DEEP,
 		"nested deeper than 8 levels");
-	refused(&plain, "{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":{}}}}}}}}}}",
+	refused(&plain,
+		"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":{\"f\":{\"g\":{\"h\":{\"i\":{}}}}}}}}}}",
 		MOAT_JSON_TOO_DEEP, "nested deeper");
 	/* refused before cJSON recurses, even when never closed */
 	char deep[201];
@@ -248,14 +246,13 @@ static void test_duplicates(void **state)
 	assert_string_equal(f.key, "\x1b[1m");
 	assert_non_null(strstr(err.msg, "duplicate key \"?[1m\""));
 
-	/* objects over the pairwise bound are sorted: first, last and middle keys */
+	/* objects over the pairwise bound go through the hash table: first, last, middle keys */
 	const struct moat_json_limits wide = {.max_bytes = 4096, .max_depth = 1};
 	char doc[4096];
 	size_t n = 0;
 	n += (size_t)snprintf(doc + n, sizeof(doc) - n, "{");
 	for (int i = 0; i < 100; i++) {
-		n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s\"k%d\":%d", i ? "," : "", i,
-				      i);
+		n += (size_t)snprintf(doc + n, sizeof(doc) - n, "%s\"k%d\":%d", i ? "," : "", i, i);
 	}
 	snprintf(doc + n, sizeof(doc) - n, "}");
 	accepted(&wide, doc);

@@ -5,8 +5,9 @@
  * consumers parse JSON (telemetry, status, command_responses) the payload must be one JSON
  * object that passes the strict reader every consumer uses (json.h: no duplicate keys, no
  * trailing bytes, valid UTF-8, bounded depth), and its "device_id" must be the sender, so a
- * device cannot speak for another one inside its own topic. What fails is dropped (MOSQ_ERR_ACL_DENIED: QoS 1
- * publishers get PUBACK 0x87) and becomes a rate_limited or payload_rejected event.
+ * device cannot speak for another one inside its own topic. What fails is dropped
+ * (MOSQ_ERR_ACL_DENIED: QoS 1 publishers get PUBACK 0x87) and becomes a rate_limited or
+ * payload_rejected event.
  */
 #include <stdio.h>
 #include <string.h>
@@ -67,7 +68,7 @@ static const char *json_reason(enum moat_json_fault_kind kind)
 /* NULL when payload is acceptable for a JSON topic of sender, else why not. The payload goes
  * through the one strict reader (json.h), the one every consumer of these topics uses, so
  * what passes here is what they read. It builds a cJSON tree, as this check always did: the
- * reader adds one pass over the bytes and a duplicate check of O(k log k) per object, both
+ * reader adds one pass over the bytes and a duplicate check of O(k) per object, both
  * small next to cJSON's allocation per node, and it reads the payload in place. */
 static const char *json_check(const void *payload, uint32_t len, const char *sender)
 {
