@@ -27,6 +27,7 @@
 
 #include <openssl/types.h>
 
+#include "moat/codec.h" /* moat_hex_*, moat_b64_*: the digests and signatures here */
 #include "moat/err.h"
 #include "moat/identity.h"
 #include "moat/keys.h"
@@ -228,15 +229,5 @@ void moat_fw_stream_free(struct moat_fw_stream *s);
  * an update was refused as too long) or MOAT_FW_HASH_MISMATCH, with the reason in out. */
 enum moat_fw_verdict moat_fw_stream_decide(struct moat_fw_stream *s,
 					   struct moat_fw_decision *out);
-
-/* Hex helpers (lower case out; in: exactly 2*len hex digits, either case refused: lower). */
-void moat_hex_encode(const uint8_t *in, size_t len, char *out /* 2*len + 1 */);
-MOAT_MUST_CHECK int moat_hex_decode(const char *hex, uint8_t *out, size_t len);
-
-/* Strict standard base64 (RFC 4648 §4, padded, canonical). */
-MOAT_MUST_CHECK int moat_b64_decode(const char *in, size_t in_len, unsigned char *out,
-				    size_t out_size, size_t *out_len);
-/* out must hold 4 * ((len + 2) / 3) + 1 bytes. */
-void moat_b64_encode(const unsigned char *in, size_t len, char *out);
 
 #endif

@@ -193,9 +193,4 @@ MOAT_MUST_CHECK int moat_msg_diagnostics_build(const struct moat_msg_diagnostics
 					       char *buf, size_t size, size_t *out_len,
 					       struct moat_err *err);
 
-/* Whether len bytes at s are valid UTF-8 (shortest forms, no surrogates, at most
- * U+10FFFF) without C0 control characters or DEL, and with no_c1 without C1 controls
- * (U+0080..U+009F) either: text any log line and JSON reader take as it is. */
-bool moat_msg_utf8_text_ok(const char *s, size_t len, bool no_c1);
-
 #endif

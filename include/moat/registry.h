@@ -25,6 +25,7 @@
 #include "moat/identity.h"
 #include "moat/manifest.h"
 #include "moat/pki.h"
+#include "moat/update_schema.h"
 
 struct moat_registry;
 
@@ -157,34 +158,10 @@ MOAT_MUST_CHECK int moat_registry_release_lists(struct moat_registry *reg, const
 
 /* ---- devices' update events (src/registry/update_events.c) ---- */
 
-#define MOAT_UPDATE_REASON_MAX_LEN 200
 #define MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE 100 /* older events of a device are pruned */
 
-/* The stages a device reports; their names are what update_events.stage holds. */
-enum moat_update_stage {
-	MOAT_UPD_CHECKED = 0,
-	MOAT_UPD_DOWNLOADING,
-	MOAT_UPD_VERIFIED,
-	MOAT_UPD_INSTALLED,
-	MOAT_UPD_CONFIRMED,
-	MOAT_UPD_REVERTED,
-	MOAT_UPD_REFUSED,
-};
-#define MOAT_UPDATE_STAGE_COUNT 7
-/* "unknown" for a value outside the enum. */
-const char *moat_update_stage_name(enum moat_update_stage st);
-/* MOAT_EINVAL for a text that names no stage (NULL included). */
-MOAT_MUST_CHECK int moat_update_stage_parse(const char *text, enum moat_update_stage *out,
-					    struct moat_err *err);
-
-struct moat_update_event {
-	char device[MOAT_ID_BUF_LEN];
-	enum moat_update_stage stage;
-	char version[MOAT_FW_VERSION_MAX_LEN + 1];   /* the release concerned; may be empty */
-	char running[MOAT_FW_VERSION_MAX_LEN + 1];   /* what the device runs now; may be empty */
-	char reason[MOAT_UPDATE_REASON_MAX_LEN + 1]; /* refused/reverted: why; else empty */
-	int64_t at;				     /* when moatd recorded it */
-};
+/* struct moat_update_event and the stage names (what update_events.stage holds) are the
+ * schema's: moat/update_schema.h. */
 
 /* Records an event and, when ev->running is set, the version the device runs, in one
  * transaction of its own (the caller MUST NOT hold one open). Keeps the last

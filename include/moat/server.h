@@ -12,7 +12,7 @@
  *                                           206/416; never a byte past the release's size
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
  * Which release is offered: release.h; request parsing: http_parse.h; update events:
- * update_event.h.
+ * update_schema.h.
  *
  * Contract: a started service owns its thread and what it opened (the deployment, keys,
  * connections) until the matching stop, which ends the thread and frees them; stop

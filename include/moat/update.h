@@ -43,6 +43,7 @@
 #include "moat/err.h"
 #include "moat/identity.h"
 #include "moat/manifest.h"
+#include "moat/update_schema.h" /* struct moat_update_result, the report lines */
 
 #define MOAT_BOOT_STATE_FILE "boot.state"
 #define MOAT_BOOT_LOCK_FILE "boot.lock"
@@ -171,23 +172,6 @@ struct moat_update_conf {
 	void *on_download_ctx;
 };
 
-enum moat_update_outcome {
-	MOAT_UPDATE_UP_TO_DATE = 0, /* the server has nothing newer (204), or only a release
-				       this device already reverted (reverted_issued_at) */
-	MOAT_UPDATE_STAGED,         /* verified and staged as trial: restart through moat-boot */
-	MOAT_UPDATE_REFUSED,        /* the manifest or image was refused: result.verdict says why */
-	MOAT_UPDATE_TRIAL_PENDING,  /* a staged trial has not confirmed yet: nothing done */
-};
-
-struct moat_update_result {
-	enum moat_update_outcome outcome;
-	enum moat_fw_verdict verdict; /* for MOAT_UPDATE_REFUSED */
-	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* the offered version (when known) */
-	char slot;                   /* the slot staged */
-	uint64_t resumed_from;       /* bytes of a previous partial download reused */
-	char msg[MOAT_ERR_MSG_MAX];  /* one line for logs and the check_update response */
-};
-
 /* One update check: asks the server for the newest envelope, decides with moat_fw_decide
  * (stored floor, last issued_at, running version, device type, trust), downloads the image
  * into the inactive slot while hashing it (resuming a partial download of the same
@@ -198,44 +182,6 @@ struct moat_update_result {
  * changes the active slot. Takes the state directory's lock for its whole run. */
 MOAT_MUST_CHECK int moat_update_check(const struct moat_update_conf *conf,
 				      struct moat_update_result *out, struct moat_err *err);
-
-/* ---- the report of one check, as moat-update --report prints it (report.c) ----
- *
- * moat-agent and moat sim do not link the HTTPS client: they run moat-update --report in a
- * child process and read its standard output, one JSON object per line (at most
- * MOAT_UPDATE_REPORT_MAX_BYTES including the newline):
- *   {"stage":"downloading","version":"1.2.0","offset":0,"size":1048576}
- *   {"outcome":"staged","version":"1.2.0","slot":"b","resumed_from":0,"msg":"..."}
- *   {"outcome":"refused","verdict":"expired","version":"1.2.0","msg":"..."}
- *                        ("version" when known: an envelope refused by moat_fw_decide has none)
- *   {"outcome":"up_to_date"|"trial_pending","msg":"..."}  ("version" when known)
- *   {"outcome":"failed","msg":"..."}   (the check could not be made)
- * Progress lines come first; the outcome line is the last line. */
-#define MOAT_UPDATE_REPORT_MAX_BYTES 1024u
-
-enum moat_update_report_kind {
-	MOAT_UPDATE_REPORT_DOWNLOADING = 0,
-	MOAT_UPDATE_REPORT_OUTCOME,
-	MOAT_UPDATE_REPORT_FAILED,
-};
-
-struct moat_update_report {
-	enum moat_update_report_kind kind;
-	struct moat_update_result res; /* OUTCOME: outcome, verdict, version, slot, resumed_from,
-					  msg; DOWNLOADING: version; FAILED: msg */
-	uint64_t offset, size;         /* DOWNLOADING */
-};
-
-/* Writes r as one line (with '\n', NUL-terminated) into buf; *out_len its length. Checks r
- * by the parser's rules first (a msg with control characters or invalid UTF-8, or a line
- * over MOAT_UPDATE_REPORT_MAX_BYTES, is MOAT_EINVAL). Fields of res that the kind does not
- * print are ignored; an empty version is left out. */
-MOAT_MUST_CHECK int moat_update_report_format(const struct moat_update_report *r, char *buf,
-					      size_t size, size_t *out_len, struct moat_err *err);
-/* Parses one line (len bytes, without or with its '\n'), strictly: the keys above and no
- * others, each of its type, strings within their fields' sizes. */
-MOAT_MUST_CHECK int moat_update_report_parse(const char *line, size_t len,
-					     struct moat_update_report *out, struct moat_err *err);
 
 /* Test hook for power-fail loops: when the environment has MOAT_UPDATE_KILL_AT=k, the k-th
  * step (state write, rename, downloaded chunk) of this process raises SIGKILL. Called by

@@ -13,7 +13,7 @@
 #include "cli.h"
 #include "moat/messages.h"
 #include "moat/opclient.h"
-#include "moat/update_event.h"
+#include "moat/update_schema.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 

@@ -321,11 +321,11 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 	const cJSON *items[2];
 	cJSON *root = NULL;
 	memset(out, 0, sizeof(*out));
-	int rc = fwj_parse("trust file", json, len, MOAT_FW_TRUST_MAX_BYTES, true, &root, err);
+	int rc = fw_json_parse("trust file", json, len, MOAT_FW_TRUST_MAX_BYTES, true, &root, err);
 	if (rc != 0) {
 		goto out;
 	}
-	rc = fwj_fields("trust file", root, names, 2, items, err);
+	rc = moat_json_fields("trust file", root, names, 2, items, err);
 	if (rc != 0) {
 		goto out;
 	}
@@ -345,7 +345,7 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 		snprintf(field, sizeof(field), "keys[%zu]", index);
 		const char *pem;
 		size_t pem_len;
-		rc = fwj_str("trust file", field, c, PEM_PUBKEY_MAX_BYTES, &pem, &pem_len, err);
+		rc = moat_json_str("trust file", field, c, PEM_PUBKEY_MAX_BYTES, &pem, &pem_len, err);
 		if (rc != 0) {
 			goto out;
 		}
@@ -376,7 +376,7 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 		out->count++;
 	}
 	int64_t threshold;
-	rc = fwj_int("trust file", "threshold", items[0], 1, (int64_t)out->count, &threshold, err);
+	rc = moat_json_int("trust file", "threshold", items[0], 1, (int64_t)out->count, &threshold, err);
 	if (rc != 0) {
 		goto out;
 	}

@@ -1,8 +1,9 @@
 /* manifest.c: signed firmware manifests (see moat/manifest.h). The envelope is DSSE-style:
  * each signature covers PAE(payloadType, payload), so the whole manifest is signed. The
- * parsers are strict (fw_json.c), and moat_fw_decide is the single place where a device's
- * refusal reasons are decided, in a fixed order: envelope, signatures over the raw
- * payload, then the manifest's fields against the device's policy. Pure: no I/O, no clock.
+ * parsers are strict (the one reader, json.h, through fw_json_parse below), and
+ * moat_fw_decide is the single place where a device's refusal reasons are decided, in a
+ * fixed order: envelope, signatures over the raw payload, then the manifest's fields
+ * against the device's policy. Pure: no I/O, no clock.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,121 +19,32 @@
 #define PAE_MAX_BYTES (MOAT_MANIFEST_MAX_BYTES + MOAT_FW_PAYLOAD_TYPE_MAX_LEN + 64)
 #define B64_LEN(n) (4 * (((n) + 2) / 3))
 
-/* ---- hex and base64 ---- */
+/* ---- the strict reader, in the firmware files' words ---- */
 
-void moat_hex_encode(const uint8_t *in, size_t len, char *out)
+int fw_json_parse(const char *what, const void *json, size_t len, size_t max, bool allow_escapes,
+		  cJSON **out, struct moat_err *err)
 {
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < len; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0x0f];
-	}
-	out[2 * len] = '\0';
-}
+	const struct moat_json_limits lim = {
+		.max_bytes = max,
+		.max_depth = MOAT_JSON_DEPTH_MAX,
+		.flags = MOAT_JSON_ASCII | (allow_escapes ? 0u : MOAT_JSON_NO_ESCAPES),
+	};
+	struct moat_json_fault f;
+	int rc = moat_json_parse(what, json, len, &lim, out, &f, err);
 
-static int hex_value(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
+	switch (rc != 0 ? f.kind : MOAT_JSON_OK) {
+	case MOAT_JSON_EMPTY:
+		return moat_err_set(err, MOAT_EINVAL, "%s: empty", what);
+	case MOAT_JSON_TOO_BIG:
+		return moat_err_set(err, MOAT_EINVAL, "%s: %zu bytes, more than the limit of %zu",
+				    what, len, max);
+	case MOAT_JSON_SYNTAX:
+		return moat_err_set(err, MOAT_EINVAL, "%s: not valid JSON", what);
+	case MOAT_JSON_DUPLICATE: /* the key is printable ASCII: MOAT_JSON_ASCII */
+		return moat_err_set(err, MOAT_EINVAL, "%s: duplicate field '%s'", what, f.key);
+	default:
+		return rc;
 	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	return -1; /* upper case too: one spelling per value */
-}
-
-int moat_hex_decode(const char *hex, uint8_t *out, size_t len)
-{
-	if (!hex || strnlen(hex, 2 * len + 1) != 2 * len) {
-		return MOAT_EINVAL;
-	}
-	for (size_t i = 0; i < len; i++) {
-		int hi = hex_value(hex[2 * i]);
-		int lo = hex_value(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0) {
-			memset(out, 0, len);
-			return MOAT_EINVAL;
-		}
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
-}
-
-static const char b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-void moat_b64_encode(const unsigned char *in, size_t len, char *out)
-{
-	size_t o = 0;
-	for (size_t i = 0; i < len; i += 3) {
-		uint32_t v = (uint32_t)in[i] << 16;
-		size_t n = len - i < 3 ? len - i : 3;
-		if (n > 1) {
-			v |= (uint32_t)in[i + 1] << 8;
-		}
-		if (n > 2) {
-			v |= in[i + 2];
-		}
-		out[o++] = b64_alphabet[(v >> 18) & 63];
-		out[o++] = b64_alphabet[(v >> 12) & 63];
-		out[o++] = n > 1 ? b64_alphabet[(v >> 6) & 63] : '=';
-		out[o++] = n > 2 ? b64_alphabet[v & 63] : '=';
-	}
-	out[o] = '\0';
-}
-
-static int b64_value(char c)
-{
-	const char *p = c ? strchr(b64_alphabet, c) : NULL;
-	return p ? (int)(p - b64_alphabet) : -1;
-}
-
-int moat_b64_decode(const char *in, size_t in_len, unsigned char *out, size_t out_size,
-		    size_t *out_len)
-{
-	*out_len = 0;
-	if (in_len % 4 != 0) {
-		return MOAT_EINVAL;
-	}
-	size_t o = 0;
-	for (size_t i = 0; i < in_len; i += 4) {
-		bool last = i + 4 == in_len;
-		int pad = 0;
-		if (last && in[i + 3] == '=') {
-			pad = in[i + 2] == '=' ? 2 : 1;
-		}
-		int v[4] = {0, 0, 0, 0};
-		for (int j = 0; j < 4 - pad; j++) {
-			v[j] = b64_value(in[i + j]);
-			if (v[j] < 0) {
-				goto bad;
-			}
-		}
-		/* Canonical: the bits a padded group does not use must be zero. */
-		if ((pad == 1 && (v[2] & 0x03) != 0) || (pad == 2 && (v[1] & 0x0f) != 0)) {
-			goto bad;
-		}
-		size_t n = 3 - (size_t)pad;
-		if (o + n > out_size) {
-			goto bad;
-		}
-		uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 |
-			     (uint32_t)v[3];
-		out[o++] = (unsigned char)(w >> 16);
-		if (n > 1) {
-			out[o++] = (unsigned char)(w >> 8);
-		}
-		if (n > 2) {
-			out[o++] = (unsigned char)w;
-		}
-	}
-	*out_len = o;
-	return 0;
-bad:
-	if (out_size > 0) {
-		memset(out, 0, o < out_size ? o : out_size);
-	}
-	return MOAT_EINVAL;
 }
 
 /* ---- manifests ---- */
@@ -181,46 +93,46 @@ int moat_manifest_parse(const void *json, size_t len, struct moat_manifest *out,
 	struct moat_manifest m;
 	memset(&m, 0, sizeof(m));
 	memset(out, 0, sizeof(*out));
-	int rc = fwj_parse("manifest", json, len, MOAT_MANIFEST_MAX_BYTES, false, &root, err);
+	int rc = fw_json_parse("manifest", json, len, MOAT_MANIFEST_MAX_BYTES, false, &root, err);
 	if (rc != 0) {
 		goto out;
 	}
-	rc = fwj_fields("manifest", root, manifest_fields, F_COUNT, f, err);
+	rc = moat_json_fields("manifest", root, manifest_fields, F_COUNT, f, err);
 	const char *s;
 	size_t slen;
 	int64_t size = 0;
 	if (rc == 0) {
-		rc = fwj_str("manifest", "device_type", f[F_TYPE], MOAT_DEVICE_TYPE_MAX_LEN, &s,
+		rc = moat_json_str("manifest", "device_type", f[F_TYPE], MOAT_DEVICE_TYPE_MAX_LEN, &s,
 			     &slen, err);
 	}
 	if (rc == 0) {
 		memcpy(m.device_type, s, slen + 1);
-		rc = fwj_str("manifest", "version", f[F_VERSION], MOAT_FW_VERSION_MAX_LEN, &s,
+		rc = moat_json_str("manifest", "version", f[F_VERSION], MOAT_FW_VERSION_MAX_LEN, &s,
 			     &slen, err);
 	}
 	if (rc == 0) {
 		memcpy(m.version, s, slen + 1);
-		rc = fwj_int("manifest", "security_version", f[F_SECVER], 0, MOAT_FW_INT_MAX,
+		rc = moat_json_int("manifest", "security_version", f[F_SECVER], 0, MOAT_FW_INT_MAX,
 			     &m.security_version, err);
 	}
 	if (rc == 0) {
-		rc = fwj_int("manifest", "size", f[F_SIZE], 1, (int64_t)MOAT_FW_IMAGE_MAX_BYTES,
+		rc = moat_json_int("manifest", "size", f[F_SIZE], 1, (int64_t)MOAT_FW_IMAGE_MAX_BYTES,
 			     &size, err);
 	}
 	if (rc == 0) {
 		m.size = (uint64_t)size;
-		rc = fwj_str("manifest", "sha256", f[F_SHA], MOAT_SHA256_HEX_LEN, &s, &slen, err);
+		rc = moat_json_str("manifest", "sha256", f[F_SHA], MOAT_SHA256_HEX_LEN, &s, &slen, err);
 	}
 	if (rc == 0 && moat_hex_decode(s, m.sha256, sizeof(m.sha256)) != 0) {
 		rc = moat_err_set(err, MOAT_EINVAL,
 				  "manifest: 'sha256' is not 64 lower-case hex digits");
 	}
 	if (rc == 0) {
-		rc = fwj_int("manifest", "issued_at", f[F_ISSUED], 0, MOAT_FW_INT_MAX, &m.issued_at,
+		rc = moat_json_int("manifest", "issued_at", f[F_ISSUED], 0, MOAT_FW_INT_MAX, &m.issued_at,
 			     err);
 	}
 	if (rc == 0) {
-		rc = fwj_int("manifest", "expires_at", f[F_EXPIRES], 0, MOAT_FW_INT_MAX,
+		rc = moat_json_int("manifest", "expires_at", f[F_EXPIRES], 0, MOAT_FW_INT_MAX,
 			     &m.expires_at, err);
 	}
 	if (rc == 0) {
@@ -321,11 +233,11 @@ static int parse_sig(const cJSON *item, size_t index, struct moat_envelope_sig *
 	if (!cJSON_IsObject(item)) {
 		return moat_err_set(err, MOAT_EINVAL, "%s is not an object", what);
 	}
-	int rc = fwj_fields(what, item, names, 2, f, err);
+	int rc = moat_json_fields(what, item, names, 2, f, err);
 	const char *s;
 	size_t slen;
 	if (rc == 0) {
-		rc = fwj_str(what, "keyid", f[0], MOAT_FW_KEYID_HEX_LEN, &s, &slen, err);
+		rc = moat_json_str(what, "keyid", f[0], MOAT_FW_KEYID_HEX_LEN, &s, &slen, err);
 	}
 	if (rc == 0 && !keyid_ok(s)) {
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: 'keyid' is not 64 lower-case hex digits",
@@ -333,7 +245,7 @@ static int parse_sig(const cJSON *item, size_t index, struct moat_envelope_sig *
 	}
 	if (rc == 0) {
 		memcpy(out->keyid, s, MOAT_FW_KEYID_HEX_LEN + 1);
-		rc = fwj_str(what, "sig", f[1], B64_LEN(MOAT_FW_SIG_MAX_BYTES), &s, &slen, err);
+		rc = moat_json_str(what, "sig", f[1], B64_LEN(MOAT_FW_SIG_MAX_BYTES), &s, &slen, err);
 	}
 	if (rc == 0 && (moat_b64_decode(s, slen, out->sig, sizeof(out->sig), &out->sig_len) != 0 ||
 			out->sig_len == 0)) {
@@ -351,15 +263,15 @@ int moat_envelope_parse(const void *json, size_t len, struct moat_envelope *out,
 	const cJSON *f[3];
 	cJSON *root = NULL;
 	memset(out, 0, sizeof(*out));
-	int rc = fwj_parse("envelope", json, len, MOAT_ENVELOPE_MAX_BYTES, false, &root, err);
+	int rc = fw_json_parse("envelope", json, len, MOAT_ENVELOPE_MAX_BYTES, false, &root, err);
 	if (rc != 0) {
 		goto out;
 	}
-	rc = fwj_fields("envelope", root, names, 3, f, err);
+	rc = moat_json_fields("envelope", root, names, 3, f, err);
 	const char *s;
 	size_t slen;
 	if (rc == 0) {
-		rc = fwj_str("envelope", "payloadType", f[0], MOAT_FW_PAYLOAD_TYPE_MAX_LEN, &s,
+		rc = moat_json_str("envelope", "payloadType", f[0], MOAT_FW_PAYLOAD_TYPE_MAX_LEN, &s,
 			     &slen, err);
 	}
 	if (rc == 0) {
@@ -367,7 +279,7 @@ int moat_envelope_parse(const void *json, size_t len, struct moat_envelope *out,
 	}
 	if (rc == 0) {
 		memcpy(out->payload_type, s, slen + 1);
-		rc = fwj_str("envelope", "payload", f[1], B64_LEN(MOAT_MANIFEST_MAX_BYTES), &s,
+		rc = moat_json_str("envelope", "payload", f[1], B64_LEN(MOAT_MANIFEST_MAX_BYTES), &s,
 			     &slen, err);
 	}
 	if (rc == 0 &&

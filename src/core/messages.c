@@ -1,12 +1,10 @@
 /* messages.c: the JSON messages of the topic scheme (messages.h).
  *
- * Parsing: sizes and NUL bytes are checked before cJSON sees anything; the bytes are copied
- * to a bounded, NUL-terminated stack buffer so cJSON can never read past the caller's
- * data; trailing non-space bytes are refused; every object is walked for duplicate keys
- * (cJSON keeps both and returns the first, so "command" could say one thing to us and
- * another to a different parser). Keys are matched case-sensitively. Integers must be
- * integral, finite and in range; strings are checked against their alphabet, and free
- * text must be valid UTF-8 without control characters, since it ends up in logs.
+ * Parsing: every payload goes through moat_json_parse (json.h), the one strict reader:
+ * bounded size and depth, no NUL, no duplicate keys, no trailing bytes, valid UTF-8. Keys
+ * are matched case-sensitively. Integers must be integral, finite and in range; strings
+ * are checked against their alphabet, and free text must be valid UTF-8 without control
+ * characters, since it ends up in logs.
  *
  * Building: a small writer appends to the caller's buffer and fails, never truncates.
  * Integral numbers are written as integers; others with the shortest of %.15g/%.17g that
@@ -22,9 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
+#include "moat/json.h"
 
-#define JSON_DEPTH_MAX 8
 #define INT_EXACT_MAX 9007199254740991.0 /* 2^53 - 1 */
 #define SIGNAL_STRENGTH_ABS_MAX 1000
 
@@ -75,53 +72,7 @@ static bool status_word_ok(const char *s)
 	return in_class(s, MOAT_MSG_STATUS_WORD_MAX_LEN, false, false, "_");
 }
 
-bool moat_msg_utf8_text_ok(const char *s, size_t len, bool no_c1)
-{
-	const unsigned char *p = (const unsigned char *)s;
-
-	for (size_t i = 0; i < len;) {
-		unsigned c = p[i];
-		size_t n;
-		unsigned cp;
-
-		if (c < 0x20 || c == 0x7f) {
-			return false;
-		}
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (i + n >= len) { /* the sequence is cut short */
-			return false;
-		}
-		for (size_t k = 1; k <= n; k++) {
-			if ((p[i + k] & 0xc0) != 0x80) {
-				return false;
-			}
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || (no_c1 && cp <= 0x9f)) {
-			return false;
-		}
-		i += n + 1;
-	}
-	return true;
-}
-
-/* Free text: at most max bytes of moat_msg_utf8_text_ok. empty_ok says whether "" is
+/* Free text: at most max bytes of moat_json_text_ok. empty_ok says whether "" is
  * acceptable. */
 static bool text_ok(const char *s, size_t max, bool empty_ok)
 {
@@ -134,7 +85,7 @@ static bool text_ok(const char *s, size_t max, bool empty_ok)
 	if (len > max || (len == 0 && !empty_ok)) {
 		return false;
 	}
-	return moat_msg_utf8_text_ok(s, len, false);
+	return moat_json_text_ok(s, len, false);
 }
 
 static bool ip_ok(const char *s)
@@ -351,115 +302,18 @@ static int jw_start(struct jw *w, char *buf, size_t size, size_t *out_len, const
 
 /* ---- parsing helpers ---- */
 
-static bool has_duplicates(const cJSON *node, int depth, const char **out_key)
-{
-	if (depth > JSON_DEPTH_MAX) {
-		*out_key = NULL;
-		return true;
-	}
-	for (const cJSON *a = node->child; a; a = a->next) {
-		if (cJSON_IsObject(node) && a->string) {
-			for (const cJSON *b = a->next; b; b = b->next) {
-				if (b->string && strcmp(a->string, b->string) == 0) {
-					*out_key = a->string;
-					return true;
-				}
-			}
-		}
-		if ((cJSON_IsObject(a) || cJSON_IsArray(a)) &&
-		    has_duplicates(a, depth + 1, out_key)) {
-			return true;
-		}
-	}
-	return false;
-}
-
-/* true when text holds the escape \u0000. cJSON would decode it and cut the string there,
- * so {"command":"reboot\u0000x"} would read as "reboot" to us and as something else to
- * any parser that keeps the NUL. Escaped backslashes are skipped in pairs, so "\\u0000"
- * (a backslash, then the text u0000) is not mistaken for one. */
-static bool escaped_nul(const char *text)
-{
-	for (const char *p = text; *p; p++) {
-		if (*p != '\\') {
-			continue;
-		}
-		if (p[1] == 'u' && strncmp(p + 2, "0000", 4) == 0) {
-			return true;
-		}
-		if (p[1] == '\0') {
-			break;
-		}
-		p++; /* the escaped character */
-	}
-	return false;
-}
-
-/* Parses payload into a cJSON object, or NULL with err set. */
+/* Parses payload into a cJSON object with the one strict reader (json.h), or NULL with err
+ * set. */
 static cJSON *parse_object(const char *what, const void *payload, size_t len, size_t max,
 			   struct moat_err *err)
 {
-	char text[MOAT_MSG_TELEMETRY_MAX_BYTES + 1];
-	const char *end = NULL;
-	const char *dup = NULL;
-	char show[48];
-	cJSON *root;
+	const struct moat_json_limits lim = {.max_bytes = max, .max_depth = MOAT_JSON_DEPTH_MAX};
+	cJSON *root = NULL;
 
-	_Static_assert(MOAT_MSG_DIAGNOSTICS_MAX_BYTES <= MOAT_MSG_TELEMETRY_MAX_BYTES &&
-			       MOAT_MSG_COMMAND_MAX_BYTES <= MOAT_MSG_TELEMETRY_MAX_BYTES &&
-			       MOAT_MSG_RESPONSE_MAX_BYTES <= MOAT_MSG_TELEMETRY_MAX_BYTES &&
-			       MOAT_MSG_STATUS_MAX_BYTES <= MOAT_MSG_TELEMETRY_MAX_BYTES,
-		       "the parse buffer holds the largest message");
-	if (!payload || len == 0) {
-		moat_err_set(err, MOAT_EINVAL, "%s: empty message", what);
+	if (moat_json_parse(what, payload, len, &lim, &root, NULL, err) != 0) {
 		return NULL;
-	}
-	if (len > max) {
-		moat_err_set(err, MOAT_EINVAL, "%s: message of %zu bytes is over the limit of %zu",
-			     what, len, max);
-		return NULL;
-	}
-	if (memchr(payload, '\0', len)) {
-		moat_err_set(err, MOAT_EINVAL, "%s: message contains a NUL byte", what);
-		return NULL;
-	}
-	memcpy(text, payload, len);
-	text[len] = '\0';
-	if (escaped_nul(text)) {
-		moat_err_set(err, MOAT_EINVAL, "%s: message contains an escaped NUL (\\u0000)",
-			     what);
-		return NULL;
-	}
-	root = cJSON_ParseWithLengthOpts(text, len, &end, false);
-	if (!root) {
-		moat_err_set(err, MOAT_EINVAL, "%s: invalid JSON", what);
-		return NULL;
-	}
-	if (end) {
-		end += strspn(end, " \t\r\n");
-	}
-	if (!end || end != text + len) {
-		moat_err_set(err, MOAT_EINVAL, "%s: data after the JSON value", what);
-		goto fail;
-	}
-	if (!cJSON_IsObject(root)) {
-		moat_err_set(err, MOAT_EINVAL, "%s: not a JSON object", what);
-		goto fail;
-	}
-	if (has_duplicates(root, 0, &dup)) {
-		if (dup) {
-			moat_err_set(err, MOAT_EINVAL, "%s: duplicate key \"%s\"", what,
-				     shown(dup, show, sizeof(show)));
-		} else {
-			moat_err_set(err, MOAT_EINVAL, "%s: nested deeper than %d levels", what,
-				     JSON_DEPTH_MAX);
-		}
-		goto fail;
 	}
 	return root;
-fail:
-	cJSON_Delete(root);
-	return NULL;
 }
 
 static const cJSON *member(const cJSON *obj, const char *key)

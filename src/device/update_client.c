@@ -32,8 +32,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "moat/agent.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
@@ -247,42 +245,38 @@ static void read_running(struct moat_agent_update *u)
 /* Publishes {"event":"update","stage":...} on devices/ID/diagnostics (QoS 1). An event
  * while disconnected is logged and dropped: the command response and moatd's registry of
  * what each device runs carry the state that matters. */
-static void send_event(struct moat_device *dev, struct moat_agent_update *u, const char *stage,
-		       const char *version, const char *reason)
+static void send_event(struct moat_device *dev, struct moat_agent_update *u,
+		       enum moat_update_stage stage, const char *version, const char *reason)
 {
 	char topic[MOAT_TOPIC_BUF_LEN];
+	char text[MOAT_UPDATE_EVENT_MAX_BYTES];
+	struct moat_update_event ev;
 	struct moat_err err;
-	cJSON *o = cJSON_CreateObject();
-	char *text = NULL;
+	size_t len = 0;
 	int mid = 0;
-	if (!o || !cJSON_AddStringToObject(o, "event", "update") ||
-	    !cJSON_AddStringToObject(o, "stage", stage) ||
-	    (version && version[0] && !cJSON_AddStringToObject(o, "version", version)) ||
-	    (u->running[0] && !cJSON_AddStringToObject(o, "running", u->running)) ||
-	    (reason && reason[0] && !cJSON_AddStringToObject(o, "reason", reason)) ||
-	    !cJSON_AddNumberToObject(o, "timestamp", (double)moat_time_now())) {
-		goto out;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.stage = stage;
+	snprintf(ev.version, sizeof(ev.version), "%s", version ? version : "");
+	snprintf(ev.running, sizeof(ev.running), "%s", u->running);
+	snprintf(ev.reason, sizeof(ev.reason), "%s", reason ? reason : "");
+	if (moat_update_event_format(&ev, moat_time_now(), text, sizeof(text), &len, &err) != 0 ||
+	    moat_topic_build(MOAT_TOPIC_DIAGNOSTICS, dev->conf.id, NULL, topic, sizeof(topic),
+			     &err) != 0) {
+		return;
 	}
-	text = cJSON_PrintUnformatted(o);
-	if (!text || moat_topic_build(MOAT_TOPIC_DIAGNOSTICS, dev->conf.id, NULL, topic,
-				      sizeof(topic), &err) != 0) {
-		goto out;
-	}
-	if (!dev->connected ||
-	    dev->io.publish(dev->io.ctx, topic, text, strlen(text), 1, false, &mid) != 0) {
+	const char *name = moat_update_stage_name(stage);
+	if (!dev->connected || dev->io.publish(dev->io.ctx, topic, text, len, 1, false, &mid) != 0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_event_lost stage=%s", dev->conf.id,
-			 stage);
-		goto out;
+			 name);
+		return;
 	}
 	if (!dev->quiet) {
 		moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s%s%s%s",
-			 dev->conf.id, stage, version && version[0] ? version : "-",
+			 dev->conf.id, name, version && version[0] ? version : "-",
 			 u->running[0] ? u->running : "-", reason && reason[0] ? " reason=\"" : "",
 			 reason ? reason : "", reason && reason[0] ? "\"" : "");
 	}
-out:
-	cJSON_free(text);
-	cJSON_Delete(o);
 }
 
 static void answer(struct moat_device *dev, struct moat_agent_update *u, const char *status,
@@ -395,7 +389,7 @@ static void handle_line(struct moat_device *dev, struct moat_agent_update *u, co
 		return;
 	}
 	if (r.kind == MOAT_UPDATE_REPORT_DOWNLOADING) {
-		send_event(dev, u, "downloading", r.res.version, NULL);
+		send_event(dev, u, MOAT_UPD_DOWNLOADING, r.res.version, NULL);
 		return;
 	}
 	u->outcome = r;
@@ -519,20 +513,20 @@ static void finish_check(struct moat_device *dev, struct moat_agent_update *u, i
 	const char *status_word = "completed";
 	switch (res->outcome) {
 	case MOAT_UPDATE_STAGED:
-		send_event(dev, u, "verified", res->version, NULL);
-		send_event(dev, u, "installed", res->version, NULL);
+		send_event(dev, u, MOAT_UPD_VERIFIED, res->version, NULL);
+		send_event(dev, u, MOAT_UPD_INSTALLED, res->version, NULL);
 		remember_pending(dev, u, res->version);
 		status_word = "accepted";
 		dev->reboot_requested = true; /* the boot stage starts the trial */
 		break;
 	case MOAT_UPDATE_REFUSED:
-		send_event(dev, u, "refused", res->version, moat_fw_verdict_name(res->verdict));
+		send_event(dev, u, MOAT_UPD_REFUSED, res->version, moat_fw_verdict_name(res->verdict));
 		status_word = "refused";
 		break;
 	case MOAT_UPDATE_TRIAL_PENDING:
 	case MOAT_UPDATE_UP_TO_DATE:
 	default:
-		send_event(dev, u, "checked", res->version, NULL);
+		send_event(dev, u, MOAT_UPD_CHECKED, res->version, NULL);
 		break;
 	}
 	if (!dev->quiet || res->outcome == MOAT_UPDATE_REFUSED) {
@@ -587,9 +581,9 @@ static void report_pending(struct moat_device *dev, struct moat_agent_update *u)
 		text[--len] = '\0';
 	}
 	if (u->running[0] && strcmp(text, u->running) == 0) {
-		send_event(dev, u, "confirmed", text, NULL);
+		send_event(dev, u, MOAT_UPD_CONFIRMED, text, NULL);
 	} else {
-		send_event(dev, u, "reverted", text, "trial did not confirm");
+		send_event(dev, u, MOAT_UPD_REVERTED, text, "trial did not confirm");
 	}
 	free(text);
 	if (unlink(u->pending_path) != 0 && errno != ENOENT) {

@@ -11,22 +11,18 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "moat/codec.h"
 #include "pki_internal.h"
 
 int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES], char hex_out[MOAT_SERIAL_HEX_LEN],
 			   struct moat_err *err)
 {
-	static const char digits[] = "0123456789abcdef";
 	if (RAND_bytes(serial, MOAT_SERIAL_BYTES) != 1) {
 		return moat_err_ssl(err, MOAT_ECRYPTO, "random serial");
 	}
 	/* positive and of fixed length (the first byte is never zero): 126 random bits */
 	serial[0] = (uint8_t)((serial[0] & 0x3f) | 0x40);
-	for (size_t i = 0; i < MOAT_SERIAL_BYTES; i++) {
-		hex_out[2 * i] = digits[serial[i] >> 4];
-		hex_out[2 * i + 1] = digits[serial[i] & 0xf];
-	}
-	hex_out[2 * MOAT_SERIAL_BYTES] = '\0';
+	moat_hex_encode(serial, MOAT_SERIAL_BYTES, hex_out);
 	return 0;
 }
 
@@ -218,12 +214,7 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 	    (rc = key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0) {
 		goto out;
 	}
-	static const char digits[] = "0123456789abcdef";
-	for (size_t i = 0; i < MOAT_SERIAL_BYTES; i++) {
-		out->serial_hex[2 * i] = digits[serial[i] >> 4];
-		out->serial_hex[2 * i + 1] = digits[serial[i] & 0xf];
-	}
-	out->serial_hex[2 * MOAT_SERIAL_BYTES] = '\0';
+	moat_hex_encode(serial, MOAT_SERIAL_BYTES, out->serial_hex);
 	out->not_before = req->not_before;
 	out->not_after = req->not_after;
 	out->cert = cert;

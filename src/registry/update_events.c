@@ -1,38 +1,14 @@
 /* update_events.c: the update-event tables of migration 2: update_events (what each
  * device reported of its updates, the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE per device)
- * and device_firmware (the version each device last reported running), and the stage
- * names the stage column holds. Recording an event inserts it, prunes the device's older
- * events and updates device_firmware in one transaction.
+ * and device_firmware (the version each device last reported running). Recording an event
+ * inserts it, prunes the device's older events and updates device_firmware in one
+ * transaction. The stage names the stage column
+ * holds are the update-event schema's (moat/update_schema.h, src/core/update_event.c).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "registry_internal.h"
-
-static const char *const stage_names[MOAT_UPDATE_STAGE_COUNT] = {
-	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
-};
-
-const char *moat_update_stage_name(enum moat_update_stage st)
-{
-	if ((unsigned)st >= MOAT_UPDATE_STAGE_COUNT) {
-		return "unknown";
-	}
-	return stage_names[st];
-}
-
-int moat_update_stage_parse(const char *text, enum moat_update_stage *out, struct moat_err *err)
-{
-	for (int i = 0; text && i < MOAT_UPDATE_STAGE_COUNT; i++) {
-		if (strcmp(text, stage_names[i]) == 0) {
-			*out = (enum moat_update_stage)i;
-			return 0;
-		}
-	}
-	return moat_err_set(err, MOAT_EINVAL,
-			    "update event: unknown stage (checked, downloading, verified, "
-			    "installed, confirmed, reverted, refused)");
-}
 
 static int insert_event(struct moat_registry *reg, const struct moat_update_event *ev,
 			struct moat_err *err)

@@ -15,7 +15,7 @@
 #include "moat/log.h"
 #include "moat/opclient.h"
 #include "moat/server.h"
-#include "moat/update_event.h"
+#include "moat/update_schema.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 

@@ -1,13 +1,14 @@
 /* fuzz_http_event.c: libFuzzer harness for the update-event parser moatd runs on every
- * device's diagnostics message (moat_update_event_parse in src/server/events.c). The input
- * is the payload. Invariants: an accepted event has a known stage, printable bounded
- * strings, and leaves the caller's device and time alone.
+ * device's diagnostics message (moat_update_event_parse in src/core/update_event.c). The
+ * input is the payload. Invariants: an accepted event has a known stage, printable bounded
+ * strings, and leaves the caller's device and time alone; and the writer the agent uses
+ * (moat_update_event_format) writes it so that it parses back the same.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/update_event.h"
+#include "moat/update_schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -30,6 +31,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (*p < 0x20 || *p > 0x7e) {
 			abort();
 		}
+	}
+	char text[MOAT_UPDATE_EVENT_MAX_BYTES];
+	size_t len = 0;
+	struct moat_update_event back = ev;
+	if (moat_update_event_format(&ev, 1700000000, text, sizeof(text), &len, &err) != 0 ||
+	    moat_update_event_parse(text, len, &back, &err) != 0 ||
+	    back.stage != ev.stage || strcmp(back.version, ev.version) != 0 ||
+	    strcmp(back.running, ev.running) != 0 || strcmp(back.reason, ev.reason) != 0) {
+		abort();
 	}
 	return 0;
 }

@@ -1,5 +1,5 @@
 /* fuzz_update_report.c: the report-line parser of moat-update --report
- * (src/device/report.c), which moat-agent and moat sim run on a child's output. Whatever
+ * (src/core/update_report.c), which moat-agent and moat sim run on a child's output. Whatever
  * parses must format (the writer accepts everything the reader does) and parse again to
  * the same report; the formatted line must itself be canonical (formatting it again gives
  * the same bytes). */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/update.h"
+#include "moat/update_schema.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,6 @@
 /* test_manifest.c: the firmware manifest rules of src/core (manifest.c, fw_keys.c,
- * semver.c, fw_json.c). Every refusal a device can make has a test that shows it refuses:
+ * semver.c, and their use of the strict reader json.c). Every refusal a device can make
+ * has a test that shows it refuses:
  * tampering, unknown keys, thresholds, duplicate signatures, freeze, rollback, downgrade,
  * mix-and-match, not-newer, and every strictness rule of the parsers. */
 #include <setjmp.h>

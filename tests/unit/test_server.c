@@ -19,7 +19,7 @@
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
 #include "moat/release.h"
-#include "moat/update_event.h"
+#include "moat/update_schema.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

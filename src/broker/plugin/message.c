@@ -3,15 +3,16 @@
  * In order: the role's payload cap, the role's token buckets (messages/s and bytes/s, both
  * must have room; a refused message takes no tokens), then for the device topics whose
  * consumers parse JSON (telemetry, status, command_responses) the payload must be one JSON
- * object, and every "device_id" key in it must be the sender, so a device cannot speak
- * for another one inside its own topic. What fails is dropped (MOSQ_ERR_ACL_DENIED: QoS 1
- * publishers get PUBACK 0x87) and becomes a rate_limited or payload_rejected event.
+ * object that passes the strict reader every consumer uses (json.h: no duplicate keys, no
+ * trailing bytes, valid UTF-8, bounded depth), and its "device_id" must be the sender, so a
+ * device cannot speak for another one inside its own topic. What fails is dropped
+ * (MOSQ_ERR_ACL_DENIED: QoS 1 publishers get PUBACK 0x87) and becomes a rate_limited or
+ * payload_rejected event.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
-
+#include "moat/json.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 #include "plugin_internal.h"
@@ -47,45 +48,48 @@ static bool take_tokens(struct mp_ident *id, const struct moat_policy_limits *l,
 	return moat_bucket_take(&id->bytes, len, now_ms);
 }
 
-/* NULL when payload is acceptable for a JSON topic of sender, else why not. */
-static const char *json_check(const void *payload, uint32_t len, const char *sender)
+/* The reason word of an event for a refusal of the reader. */
+static const char *json_reason(enum moat_json_fault_kind kind)
 {
-	if (len == 0 || !payload) {
+	switch (kind) {
+	case MOAT_JSON_EMPTY:
 		return "empty";
-	}
-	if (len > MP_JSON_MAX_BYTES) {
+	case MOAT_JSON_TOO_BIG:
 		return "too_large_for_json";
-	}
-	if (memchr(payload, '\0', len)) {
+	case MOAT_JSON_NOT_OBJECT:
+		return "not_object";
+	case MOAT_JSON_NO_MEMORY:
+		return "internal_error";
+	default:
 		return "not_json";
 	}
-	const char *end = NULL;
-	cJSON *root = cJSON_ParseWithLengthOpts(payload, len, &end, false);
+}
+
+/* NULL when payload is acceptable for a JSON topic of sender, else why not. The payload goes
+ * through the one strict reader (json.h), the one every consumer of these topics uses, so
+ * what passes here is what they read. It builds a cJSON tree, as this check always did: the
+ * reader adds one pass over the bytes and a duplicate check of O(k) per object, both
+ * small next to cJSON's allocation per node, and it reads the payload in place. */
+static const char *json_check(const void *payload, uint32_t len, const char *sender)
+{
+	const struct moat_json_limits lim = {
+		.max_bytes = MP_JSON_MAX_BYTES,
+		.max_depth = MOAT_JSON_DEPTH_MAX,
+	};
+	struct moat_json_fault fault;
+	cJSON *root = NULL;
 	const char *why = NULL;
-	if (!root) {
-		why = "not_json";
-		goto out;
+
+	if (moat_json_parse("payload", payload, len, &lim, &root, &fault, NULL) != 0) {
+		return json_reason(fault.kind);
 	}
-	for (const char *p = end; p && p < (const char *)payload + len; p++) {
-		if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-			why = "not_json";
-			goto out;
-		}
-	}
-	if (!cJSON_IsObject(root)) {
-		why = "not_object";
-		goto out;
-	}
-	/* Every device_id key, not just the first: consumers differ on duplicates. */
+	/* Every device_id key at the top: the reader has made sure there is at most one. */
 	for (const cJSON *item = root->child; item; item = item->next) {
-		if (item->string && strcmp(item->string, "device_id") == 0) {
-			if (!cJSON_IsString(item) || strcmp(item->valuestring, sender) != 0) {
-				why = "device_id_mismatch";
-				goto out;
-			}
+		if (strcmp(item->string, "device_id") == 0 &&
+		    (!cJSON_IsString(item) || strcmp(item->valuestring, sender) != 0)) {
+			why = "device_id_mismatch";
 		}
 	}
-out:
 	cJSON_Delete(root);
 	return why;
 }

@@ -1,25 +1,24 @@
-/* report.c: the report of one update check as moat-update --report prints it, one JSON
- * object per line, and its strict parser for the processes that read it (moat-agent, moat
- * sim). The parser trusts nothing about the line: a child that misbehaves must not be able
- * to smuggle a half-understood outcome into an update event. So only the keys of each kind
- * are accepted, each once and of its type, strings fit their fields (no control
- * characters, valid UTF-8) and numbers are plain non-negative integers up to 2^53-1.
+/* update_report.c: the report of one update check as moat-update --report prints it, one
+ * JSON object per line (update_schema.h), and its strict parser for the processes that read
+ * it (moat-agent, moat sim). The parser trusts nothing about the line: a child that
+ * misbehaves must not be able to smuggle a half-understood outcome into an update event.
+ * So the line goes through the one strict reader (json.h) with the rules of a one-line
+ * format of integers (no control bytes at all, numbers plain non-negative integers), then
+ * only the keys of each kind are accepted, each of its type, strings fit their fields (no
+ * control characters, valid UTF-8) and numbers are at most 2^53-1.
  *
- * This file links cJSON and moat_core only, never the HTTPS client: moat-agent links it
- * without libcurl.
+ * Pure (core): moat-update writes with it, moat-agent and moat sim read with it, and none
+ * of them needs the HTTPS client for that.
  */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <cjson/cJSON.h>
+#include "moat/json.h"
+#include "moat/update_schema.h"
 
-#include "moat/messages.h"
-#include "moat/update.h"
-
-#define REPORT_INT_MAX_DIGITS 16 /* MOAT_FW_INT_MAX has 16 digits */
-#define KEY_SHOW_MAX 32		 /* how much of an unknown key an error message shows */
+#define KEY_SHOW_MAX 32 /* how much of an unknown key an error message shows */
 
 /* Every key a line may hold; a bit each in the masks below. */
 enum {
@@ -94,7 +93,7 @@ static int check_text(const char *key, const char *s, size_t max_len, bool allow
 		return moat_err_set(err, MOAT_EINVAL, "update report: %s: empty", key);
 	}
 	/* what a log line and a JSON reader in any language take as it is: no C1 either */
-	if (!moat_msg_utf8_text_ok(s, len, true)) {
+	if (!moat_json_text_ok(s, len, true)) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "update report: %s: control character or invalid UTF-8", key);
 	}
@@ -238,58 +237,6 @@ out:
 
 /* ---- parse ---- */
 
-/* What cJSON lets through but the line format does not: raw control bytes, "\u0000"
- * escapes (cJSON would cut the string there), and numbers other than plain non-negative
- * integers of at most 16 digits (signs, fractions, exponents, leading zeros). */
-static int scan_line(const char *s, size_t len, struct moat_err *err)
-{
-	bool in_string = false;
-
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c < 0x20 || c == 0x7f) {
-			return moat_err_set(err, MOAT_EINVAL,
-					    "update report: control character at byte %zu", i);
-		}
-		if (in_string) {
-			if (c == '"') {
-				in_string = false;
-			} else if (c == '\\' && i + 1 < len) {
-				if (s[i + 1] == 'u' && i + 5 < len &&
-				    memcmp(s + i + 2, "0000", 4) == 0) {
-					return moat_err_set(err, MOAT_EINVAL,
-							    "update report: \\u0000 in a string");
-				}
-				i++; /* the escaped character cannot end the string */
-			}
-			continue;
-		}
-		if (c == '"') {
-			in_string = true;
-			continue;
-		}
-		if (c == '-' || (c >= '0' && c <= '9')) {
-			size_t j = i;
-
-			while (j < len && s[j] >= '0' && s[j] <= '9') {
-				j++;
-			}
-			bool bad = j == i || (j - i > 1 && s[i] == '0') ||
-				   j - i > REPORT_INT_MAX_DIGITS ||
-				   (j < len && (s[j] == '.' || s[j] == 'e' || s[j] == 'E'));
-			if (bad) {
-				return moat_err_set(err, MOAT_EINVAL,
-						    "update report: number at byte %zu is not a "
-						    "non-negative integer of at most %d digits",
-						    i, REPORT_INT_MAX_DIGITS);
-			}
-			i = j - 1;
-		}
-	}
-	return 0;
-}
-
 /* name, shown in an error message: printable ASCII only, shortened. */
 static void show_key(const char *name, char *buf, size_t size)
 {
@@ -301,6 +248,46 @@ static void show_key(const char *name, char *buf, size_t size)
 		buf[n] = c >= 0x20 && c < 0x7f && c != '\'' ? (char)c : '?';
 	}
 	buf[n] = '\0';
+}
+
+/* The reader with the line format's rules, its refusals in the words of the format. */
+static int read_line(const char *line, size_t len, cJSON **out_root, struct moat_err *err)
+{
+	const struct moat_json_limits lim = {
+		.max_bytes = MOAT_UPDATE_REPORT_MAX_BYTES,
+		.max_depth = MOAT_JSON_DEPTH_MAX,
+		.flags = MOAT_JSON_NO_CONTROLS | MOAT_JSON_UINTS,
+	};
+	struct moat_json_fault f;
+	char shown[KEY_SHOW_MAX + 1];
+	int rc = moat_json_parse("update report", line, len, &lim, out_root, &f, err);
+
+	switch (rc != 0 ? f.kind : MOAT_JSON_OK) {
+	case MOAT_JSON_OK:
+		/* The writer puts nothing after the object, not even a space. */
+		if (line[len - 1] != '}') {
+			cJSON_Delete(*out_root);
+			*out_root = NULL;
+			return moat_err_set(err, MOAT_EINVAL, "update report: data after the object");
+		}
+		return 0;
+	case MOAT_JSON_EMPTY:
+	case MOAT_JSON_SYNTAX:
+	case MOAT_JSON_NOT_OBJECT:
+		return moat_err_set(err, MOAT_EINVAL, "update report: not a JSON object");
+	case MOAT_JSON_ESCAPED_NUL:
+		return moat_err_set(err, MOAT_EINVAL, "update report: \\u0000 in a string");
+	case MOAT_JSON_BAD_NUMBER:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "update report: number at byte %zu is not a non-negative "
+				    "integer of at most %d digits",
+				    f.offset, MOAT_JSON_UINT_MAX_DIGITS);
+	case MOAT_JSON_DUPLICATE:
+		show_key(f.key, shown, sizeof(shown));
+		return moat_err_set(err, MOAT_EINVAL, "update report: duplicate key '%s'", shown);
+	default:
+		return rc;
+	}
 }
 
 static int get_text(const cJSON *item, const char *key, char *dst, size_t size, bool allow_empty,
@@ -318,7 +305,7 @@ static int get_text(const cJSON *item, const char *key, char *dst, size_t size, 
 
 static int get_uint(const cJSON *item, const char *key, uint64_t *out, struct moat_err *err)
 {
-	/* scan_line allowed only digits, so the double is an exact integer unless above
+	/* the reader (MOAT_JSON_UINTS) let only digits through, so the double is exact unless above
 	 * 2^53-1 (then it rounds, and is refused the same). */
 	if (!cJSON_IsNumber(item) || item->valuedouble < 0 ||
 	    item->valuedouble > (double)MOAT_FW_INT_MAX) {
@@ -335,7 +322,6 @@ int moat_update_report_parse(const char *line, size_t len, struct moat_update_re
 	const cJSON *items[R_COUNT] = {NULL};
 	const struct line_kind *k = NULL;
 	struct moat_update_report r;
-	const char *end = NULL;
 	cJSON *root = NULL;
 	unsigned present = 0;
 	int rc = MOAT_EINVAL;
@@ -355,17 +341,8 @@ int moat_update_report_parse(const char *line, size_t len, struct moat_update_re
 		rc = moat_err_set(err, MOAT_EINVAL, "update report: not a JSON object");
 		goto out;
 	}
-	rc = scan_line(line, len, err);
+	rc = read_line(line, len, &root, err);
 	if (rc != 0) {
-		goto out;
-	}
-	root = cJSON_ParseWithLengthOpts(line, len, &end, 0);
-	if (root == NULL || !cJSON_IsObject(root)) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: not a JSON object");
-		goto out;
-	}
-	if (end != line + len) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: data after the object");
 		goto out;
 	}
 	for (const cJSON *c = root->child; c != NULL; c = c->next) {
@@ -384,12 +361,7 @@ int moat_update_report_parse(const char *line, size_t len, struct moat_update_re
 					  shown);
 			goto out;
 		}
-		if (present & BIT(key)) {
-			rc = moat_err_set(err, MOAT_EINVAL, "update report: duplicate key '%s'",
-					  shown);
-			goto out;
-		}
-		present |= BIT(key);
+			present |= BIT(key);
 		items[key] = c;
 	}
 

@@ -1,0 +1,597 @@
+/* json.c: the strict JSON reader (json.h) and the member helpers of fixed-shape objects.
+ *
+ * moat_json_parse works in four steps, each refusing with its own fault kind:
+ *   1. bytes: size, NUL bytes, and the caller's stricter byte rules (ASCII, no escapes, no
+ *      control bytes);
+ *   2. one pass over the text that follows strings and brackets: nesting depth, "\u0000",
+ *      control characters and invalid UTF-8 inside strings, the RFC 8259 number syntax
+ *      (and MOAT_JSON_UINTS), and non-ASCII bytes outside strings (no JSON token has any);
+ *   3. cJSON's parse, bounded by len (cJSON_ParseWithLengthOpts never reads past it), then
+ *      nothing but whitespace after the value, and an object at the top;
+ *   4. duplicate keys in every object: pairwise for small objects, through a hash table for
+ *      large ones, so a 64 KiB payload of short keys (the broker plugin's bound) stays O(k).
+ * Step 2 is cheap next to cJSON's allocation per node, and it bounds the depth before cJSON
+ * recurses. The text is read in place: no copy, however large the limit.
+ *
+ * Pure: no I/O, no clock, no globals. cJSON and the duplicate check of large objects
+ * allocate.
+ */
+#include "moat/json.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Objects of up to this many keys are checked pairwise, without allocating. */
+#define DUP_PAIRWISE_MAX 16
+/* How much of an untrusted key a message shows. */
+#define KEY_SHOW_MAX 40
+
+/* ---- step 2: the pass over the text ---- */
+
+struct scan {
+	const unsigned char *p;
+	size_t len;
+	size_t i;
+	unsigned depth; /* open objects and arrays */
+	unsigned max_open;
+	bool uints; /* MOAT_JSON_UINTS */
+	struct moat_json_fault *f;
+};
+
+static int fault_at(struct scan *s, enum moat_json_fault_kind kind, size_t offset)
+{
+	s->f->kind = kind;
+	s->f->offset = offset;
+	return MOAT_EINVAL;
+}
+
+/* Length (2..4) of the valid UTF-8 sequence at p (avail bytes), or 0: no overlong forms,
+ * no surrogates, nothing above U+10FFFF, nothing cut short. */
+static size_t utf8_seq_len(const unsigned char *p, size_t avail)
+{
+	unsigned c = p[0], cp;
+	size_t n;
+
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n > avail) {
+		return 0;
+	}
+	for (size_t k = 1; k < n; k++) {
+		if ((p[k] & 0xc0) != 0x80) {
+			return 0;
+		}
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff)) {
+		return 0;
+	}
+	return n;
+}
+
+/* 1 for the bytes that end the fast path inside a string: control bytes, '"', '\\' and
+ * every byte of a multi-byte sequence. */
+/* clang-format off */
+static const unsigned char string_stop[256] = {
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x00 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x10 */
+	0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x20 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x30 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x40 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, /* 0x50 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x60 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, /* 0x70 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x80 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x90 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xa0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xb0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xc0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xd0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xe0 */
+	1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0xf0 */
+};
+/* clang-format on */
+
+bool moat_json_text_ok(const char *s, size_t len, bool no_c1)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	for (size_t i = 0; i < len;) {
+		size_t n = 1;
+
+		if (p[i] < 0x20 || p[i] == 0x7f) {
+			return false;
+		}
+		if (p[i] >= 0x80) {
+			n = utf8_seq_len(p + i, len - i);
+			/* C1 controls are U+0080..U+009F: 0xc2 0x80..0x9f */
+			if (n == 0 || (no_c1 && p[i] == 0xc2 && p[i + 1] <= 0x9f)) {
+				return false;
+			}
+		}
+		i += n;
+	}
+	return true;
+}
+
+/* A string from its opening quote. An unterminated one is left to cJSON to refuse. */
+static int scan_string(struct scan *s)
+{
+	s->i++;
+	while (s->i < s->len) {
+		unsigned char c = s->p[s->i];
+
+		/* the common case first, in a loop of its own: plain printable ASCII */
+		while (!string_stop[c]) {
+			if (++s->i == s->len) {
+				return 0;
+			}
+			c = s->p[s->i];
+		}
+		if (c == '"') {
+			s->i++;
+			return 0;
+		}
+		if (c < 0x20) {
+			return fault_at(s, MOAT_JSON_BAD_TEXT, s->i);
+		}
+		if (c == '\\') {
+			/* cJSON would decode \u0000 and cut the string there, so "reboot\u0000x"
+			 * would read as "reboot" to us and as something else elsewhere. */
+			if (s->i + 5 < s->len && s->p[s->i + 1] == 'u' &&
+			    memcmp(s->p + s->i + 2, "0000", 4) == 0) {
+				return fault_at(s, MOAT_JSON_ESCAPED_NUL, s->i);
+			}
+			s->i += 2; /* the escaped character cannot end the string */
+			continue;
+		}
+		if (c >= 0x80) {
+			size_t n = utf8_seq_len(s->p + s->i, s->len - s->i);
+			if (n == 0) {
+				return fault_at(s, MOAT_JSON_BAD_TEXT, s->i);
+			}
+			s->i += n;
+			continue;
+		}
+		s->i++;
+	}
+	return 0;
+}
+
+static bool is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Skips the digits at s->i; false when there is none. */
+static bool digits(struct scan *s)
+{
+	size_t start = s->i;
+
+	while (s->i < s->len && is_digit(s->p[s->i])) {
+		s->i++;
+	}
+	return s->i > start;
+}
+
+/* MOAT_JSON_UINTS: the number text at start..end is digits only, and not too many. */
+static bool plain_uint(const unsigned char *p, size_t start, size_t end)
+{
+	for (size_t i = start; i < end; i++) {
+		if (!is_digit(p[i])) {
+			return false;
+		}
+	}
+	return end - start <= MOAT_JSON_UINT_MAX_DIGITS;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and then no further number character,
+ * which refuses 01, 1., -.5, 1.2.3 and the like that cJSON (strtod) would take. */
+static int scan_number(struct scan *s)
+{
+	size_t start = s->i;
+	bool ok;
+
+	if (s->p[s->i] == '-') {
+		s->i++;
+	}
+	if (s->i < s->len && s->p[s->i] == '0') {
+		s->i++;
+		ok = true;
+	} else {
+		ok = digits(s);
+	}
+	if (ok && s->i < s->len && s->p[s->i] == '.') {
+		s->i++;
+		ok = digits(s);
+	}
+	if (ok && s->i < s->len && (s->p[s->i] == 'e' || s->p[s->i] == 'E')) {
+		s->i++;
+		if (s->i < s->len && (s->p[s->i] == '+' || s->p[s->i] == '-')) {
+			s->i++;
+		}
+		ok = digits(s);
+	}
+	if (ok && s->i < s->len &&
+	    (is_digit(s->p[s->i]) || s->p[s->i] == '.' || s->p[s->i] == 'e' || s->p[s->i] == 'E' ||
+	     s->p[s->i] == '+' || s->p[s->i] == '-')) {
+		ok = false;
+	}
+	if (ok && s->uints) {
+		ok = plain_uint(s->p, start, s->i);
+	}
+	return ok ? 0 : fault_at(s, MOAT_JSON_BAD_NUMBER, start);
+}
+
+static int scan_text(struct scan *s)
+{
+	int rc = 0;
+
+	while (rc == 0 && s->i < s->len) {
+		unsigned char c = s->p[s->i];
+
+		if (c == '"') {
+			rc = scan_string(s);
+		} else if (c == '-' || is_digit(c)) {
+			rc = scan_number(s);
+		} else if (c == '{' || c == '[') {
+			if (++s->depth > s->max_open) {
+				rc = fault_at(s, MOAT_JSON_TOO_DEEP, s->i);
+			}
+			s->i++;
+		} else if (c == '}' || c == ']') {
+			if (s->depth > 0) {
+				s->depth--;
+			}
+			s->i++;
+		} else if (c >= 0x80) {
+			rc = fault_at(s, MOAT_JSON_SYNTAX, s->i);
+		} else {
+			s->i++; /* structure, literals, whitespace: cJSON's to judge */
+		}
+	}
+	return rc;
+}
+
+/* ---- step 1: bytes ---- */
+
+static int check_bytes(const unsigned char *p, size_t len, unsigned flags,
+		       struct moat_json_fault *f)
+{
+	for (size_t i = 0; flags != 0 && i < len; i++) {
+		unsigned char c = p[i];
+		bool ws = c == ' ' || c == '\t' || c == '\n' || c == '\r';
+
+		if ((flags & MOAT_JSON_ASCII) && !ws && (c < 0x20 || c > 0x7e)) {
+			f->kind = MOAT_JSON_NOT_ASCII;
+			f->offset = i;
+			return MOAT_EINVAL;
+		}
+		if ((flags & MOAT_JSON_NO_ESCAPES) && c == '\\') {
+			f->kind = MOAT_JSON_ESCAPE;
+			f->offset = i;
+			return MOAT_EINVAL;
+		}
+		if ((flags & MOAT_JSON_NO_CONTROLS) && (c < 0x20 || c == 0x7f)) {
+			f->kind = MOAT_JSON_CONTROL;
+			f->offset = i;
+			return MOAT_EINVAL;
+		}
+	}
+	if (memchr(p, '\0', len) != NULL) {
+		f->kind = MOAT_JSON_NUL;
+		return MOAT_EINVAL;
+	}
+	return 0;
+}
+
+/* ---- step 4: duplicate keys ---- */
+
+/* FNV-1a: the slot of a key in object_duplicate's table. */
+static uint32_t key_hash(const char *key)
+{
+	uint32_t h = 2166136261u;
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+		h = (h ^ *p) * 16777619u;
+	}
+	return h;
+}
+
+struct key_slot {
+	const char *key;
+	uint32_t hash;
+};
+
+/* The first key of obj that appears twice, or NULL; *out_nomem when the table for a large
+ * object could not be allocated. Large objects go through an open-addressing table at
+ * most half full, so the check is O(k) for k keys. */
+static const char *object_duplicate(const cJSON *obj, bool *out_nomem)
+{
+	size_t k = 0, cap = 1;
+	struct key_slot *slots;
+	const char *dup = NULL;
+
+	for (const cJSON *a = obj->child; a; a = a->next) {
+		k++;
+	}
+	if (k <= DUP_PAIRWISE_MAX) {
+		for (const cJSON *a = obj->child; a; a = a->next) {
+			for (const cJSON *b = a->next; b; b = b->next) {
+				if (strcmp(a->string, b->string) == 0) {
+					return a->string;
+				}
+			}
+		}
+		return NULL;
+	}
+	while (cap < 2 * k) {
+		cap *= 2;
+	}
+	slots = calloc(cap, sizeof(*slots));
+	if (!slots) {
+		*out_nomem = true;
+		return NULL;
+	}
+	for (const cJSON *a = obj->child; a && !dup; a = a->next) {
+		uint32_t h = key_hash(a->string);
+		size_t at = h & (cap - 1);
+
+		while (slots[at].key && !dup) {
+			if (slots[at].hash == h && strcmp(slots[at].key, a->string) == 0) {
+				dup = a->string;
+			}
+			at = (at + 1) & (cap - 1);
+		}
+		slots[at].key = a->string;
+		slots[at].hash = h;
+	}
+	free(slots);
+	return dup;
+}
+
+/* Walks node's containers (their depth is bounded by step 2). */
+static const char *find_duplicate(const cJSON *node, bool *out_nomem)
+{
+	const char *dup = NULL;
+
+	if (cJSON_IsObject(node)) {
+		dup = object_duplicate(node, out_nomem);
+	}
+	for (const cJSON *c = node->child; c && !dup && !*out_nomem; c = c->next) {
+		if (cJSON_IsObject(c) || cJSON_IsArray(c)) {
+			dup = find_duplicate(c, out_nomem);
+		}
+	}
+	return dup;
+}
+
+/* ---- the reader ---- */
+
+/* Copies at most KEY_SHOW_MAX printable ASCII characters of untrusted s for a message. */
+static const char *shown(const char *s, char *buf, size_t size)
+{
+	size_t i = 0;
+
+	for (; s[i] && i + 1 < size && i < KEY_SHOW_MAX; i++) {
+		buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	}
+	buf[i] = '\0';
+	return buf;
+}
+
+/* err for f, in the words of messages.c, the first strict reader. */
+static int explain(const char *what, const unsigned char *text, size_t len,
+		   const struct moat_json_limits *lim, const struct moat_json_fault *f,
+		   struct moat_err *err)
+{
+	char show[KEY_SHOW_MAX + 8];
+
+	switch (f->kind) {
+	case MOAT_JSON_OK:
+		break;
+	case MOAT_JSON_EMPTY:
+		return moat_err_set(err, MOAT_EINVAL, "%s: empty message", what);
+	case MOAT_JSON_TOO_BIG:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: message of %zu bytes is over the limit of %zu", what, len,
+				    lim->max_bytes);
+	case MOAT_JSON_NUL:
+		return moat_err_set(err, MOAT_EINVAL, "%s: message contains a NUL byte", what);
+	case MOAT_JSON_NOT_ASCII:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: byte 0x%02x at offset %zu is not printable ASCII", what,
+				    text[f->offset], f->offset);
+	case MOAT_JSON_ESCAPE:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: escape at offset %zu (no field needs one)", what,
+				    f->offset);
+	case MOAT_JSON_CONTROL:
+		return moat_err_set(err, MOAT_EINVAL, "%s: control character at byte %zu", what,
+				    f->offset);
+	case MOAT_JSON_ESCAPED_NUL:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: message contains an escaped NUL (\\u0000)", what);
+	case MOAT_JSON_BAD_TEXT:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: string at offset %zu is not printable text (control "
+				    "character or invalid UTF-8)",
+				    what, f->offset);
+	case MOAT_JSON_BAD_NUMBER:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: the number at offset %zu is not in JSON number syntax",
+				    what, f->offset);
+	case MOAT_JSON_TOO_DEEP:
+		return moat_err_set(err, MOAT_EINVAL, "%s: nested deeper than %u levels", what,
+				    lim->max_depth);
+	case MOAT_JSON_SYNTAX:
+		return moat_err_set(err, MOAT_EINVAL, "%s: invalid JSON", what);
+	case MOAT_JSON_TRAILING:
+		return moat_err_set(err, MOAT_EINVAL, "%s: data after the object", what);
+	case MOAT_JSON_NOT_OBJECT:
+		return moat_err_set(err, MOAT_EINVAL, "%s: not a JSON object", what);
+	case MOAT_JSON_DUPLICATE:
+		return moat_err_set(err, MOAT_EINVAL, "%s: duplicate key \"%s\"", what,
+				    shown(f->key, show, sizeof(show)));
+	case MOAT_JSON_NO_MEMORY:
+		return moat_err_set(err, MOAT_ENOMEM, "%s: out of memory", what);
+	}
+	return moat_err_set(err, MOAT_EINVAL, "%s: refused", what);
+}
+
+/* Steps 3 and 4 on text that passed 1 and 2. */
+static cJSON *parse_checked(const char *text, size_t len, struct moat_json_fault *f)
+{
+	const char *end = NULL;
+	bool nomem = false;
+	const char *dup;
+	cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, false);
+
+	if (!root) {
+		f->kind = MOAT_JSON_SYNTAX;
+		return NULL;
+	}
+	while (end && end < text + len &&
+	       (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r')) {
+		end++;
+	}
+	if (!end || end != text + len) {
+		f->kind = MOAT_JSON_TRAILING;
+		goto fail;
+	}
+	if (!cJSON_IsObject(root)) {
+		f->kind = MOAT_JSON_NOT_OBJECT;
+		goto fail;
+	}
+	dup = find_duplicate(root, &nomem);
+	if (nomem) {
+		f->kind = MOAT_JSON_NO_MEMORY;
+		goto fail;
+	}
+	if (dup) {
+		size_t n = strnlen(dup, MOAT_JSON_KEY_KEEP_MAX);
+		memcpy(f->key, dup, n);
+		f->key[n] = '\0';
+		f->kind = MOAT_JSON_DUPLICATE;
+		goto fail;
+	}
+	return root;
+fail:
+	cJSON_Delete(root);
+	return NULL;
+}
+
+int moat_json_parse(const char *what, const void *text, size_t len,
+		    const struct moat_json_limits *lim, cJSON **out_root,
+		    struct moat_json_fault *out_fault, struct moat_err *err)
+{
+	struct moat_json_fault local;
+	struct moat_json_fault *f = out_fault ? out_fault : &local;
+	struct scan s;
+
+	memset(f, 0, sizeof(*f));
+	*out_root = NULL;
+	if (!text || len == 0) {
+		f->kind = MOAT_JSON_EMPTY;
+	} else if (len > lim->max_bytes) {
+		f->kind = MOAT_JSON_TOO_BIG;
+	} else if (check_bytes(text, len, lim->flags, f) == 0) {
+		memset(&s, 0, sizeof(s));
+		s.p = text;
+		s.len = len;
+		s.max_open = (lim->max_depth < MOAT_JSON_DEPTH_MAX ? lim->max_depth
+								   : MOAT_JSON_DEPTH_MAX) +
+			     1;
+		s.uints = (lim->flags & MOAT_JSON_UINTS) != 0;
+		s.f = f;
+		if (scan_text(&s) == 0) {
+			*out_root = parse_checked(text, len, f);
+		}
+	}
+	if (*out_root) {
+		return 0;
+	}
+	return explain(what, text, len, lim, f, err);
+}
+
+/* ---- members of fixed-shape objects ---- */
+
+int moat_json_fields(const char *what, const cJSON *obj, const char *const *names, size_t n,
+		     const cJSON **out_items, struct moat_err *err)
+{
+	for (size_t i = 0; i < n; i++) {
+		out_items[i] = NULL;
+	}
+	for (const cJSON *c = obj->child; c; c = c->next) {
+		const char *key = c->string ? c->string : "";
+		size_t i = 0;
+		while (i < n && strcmp(key, names[i]) != 0) {
+			i++;
+		}
+		if (i == n) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: unknown field '%.40s'", what,
+					    key);
+		}
+		out_items[i] = c;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!out_items[i]) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: missing field '%s'", what,
+					    names[i]);
+		}
+	}
+	return 0;
+}
+
+int moat_json_int(const char *what, const char *field, const cJSON *item, int64_t min, int64_t max,
+		  int64_t *out, struct moat_err *err)
+{
+	if (!cJSON_IsNumber(item)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is not a number", what, field);
+	}
+	double d = item->valuedouble;
+	/* Range first (NaN fails both), so the cast below is defined. */
+	if (!(d >= (double)min && d <= (double)max)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is outside %lld..%lld", what, field,
+				    (long long)min, (long long)max);
+	}
+	int64_t v = (int64_t)d;
+	if ((double)v != d) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is not a whole number", what,
+				    field);
+	}
+	*out = v;
+	return 0;
+}
+
+int moat_json_str(const char *what, const char *field, const cJSON *item, size_t max_len,
+		  const char **out, size_t *out_len, struct moat_err *err)
+{
+	if (!cJSON_IsString(item) || !item->valuestring) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is not a string", what, field);
+	}
+	size_t len = strnlen(item->valuestring, max_len + 1);
+	if (len == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is empty", what, field);
+	}
+	if (len > max_len) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is longer than %zu bytes", what,
+				    field, max_len);
+	}
+	*out = item->valuestring;
+	if (out_len) {
+		*out_len = len;
+	}
+	return 0;
+}
