@@ -16,7 +16,8 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "moat/agent.h"
+#include "moat/session.h"
+#include "moat/sim.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
 
@@ -54,8 +55,9 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 	if (sim_check_now) {
 		sim_check_now = 0;
 		for (size_t i = 0; i < v->count; i++) {
-			if (v->sessions[i]->update) {
-				moat_agent_update_check_soon(v->sessions[i]->update);
+			struct moat_agent_update *u = moat_session_update(v->sessions[i]);
+			if (u) {
+				moat_agent_update_check_soon(u);
 			}
 		}
 	}
@@ -299,9 +301,10 @@ int sim_main(int argc, char **argv)
 	uint64_t sent = 0, errors = 0;
 	size_t published = 0;
 	for (int64_t i = 0; i < n; i++) {
-		sent += ss[i]->dev.stats.telemetry_sent;
-		errors += ss[i]->dev.stats.errors + ss[i]->failures;
-		published += ss[i]->dev.stats.telemetry_sent > 0;
+		const struct moat_device_stats *ds = moat_session_device_stats(ss[i]);
+		sent += ds->telemetry_sent;
+		errors += ds->errors + moat_session_failures(ss[i]);
+		published += ds->telemetry_sent > 0;
 	}
 	(void)st;
 	double secs = (double)(moat_time_mono_ms() - v.started_ms) / 1000.0;

@@ -15,10 +15,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+#include "moat/agent_update.h"
+#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+
+#include "device_internal.h"
 
 static volatile int stop_flag;
 
@@ -100,18 +104,13 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	moat_session_lib_init();
-	struct moat_session *s = malloc(sizeof(*s));
-	if (!s) {
-		fprintf(stderr, "moat-agent: out of memory\n");
-		return 1;
-	}
-	if (moat_session_init(s, &conf, moat_time_mono_ms(), &err) != 0) {
+	struct moat_session *s = NULL;
+	if (moat_session_new(&conf, moat_time_mono_ms(), &s, &err) != 0) {
 		/* stderr for the operator starting it by hand, the log for the supervisor */
 		fprintf(stderr, "moat-agent: %s\n", err.msg);
 		if (conf.use_syslog) {
 			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
 		}
-		free(s);
 		moat_session_lib_cleanup();
 		return 1;
 	}
@@ -119,17 +118,17 @@ int main(int argc, char **argv)
 	if (moat_agent_update_new(&conf, &upd, &err) != 0) {
 		fprintf(stderr, "moat-agent: %s\n", err.msg);
 		moat_session_free(s);
-		free(s);
 		moat_session_lib_cleanup();
 		return 1;
 	}
 	if (upd) {
-		moat_agent_update_attach(upd, &s->dev);
+		moat_session_set_update(s, upd); /* owned by the session from here on */
 	}
+	const struct moat_device *dev = moat_session_device(s);
 	moat_log(MOAT_LOG_INFO,
 		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
-		 conf.id, conf.host, conf.port, (long long)s->dev.interval_ms,
-		 (long long)s->dev.next_seq, s->dev.queue.count);
+		 conf.id, conf.host, conf.port, (long long)dev->interval_ms,
+		 (long long)dev->next_seq, dev->queue.count);
 
 	struct moat_session *list[1] = {s};
 	bool reboot = false;
@@ -138,10 +137,8 @@ int main(int argc, char **argv)
 		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err.msg);
 	}
 	moat_log(MOAT_LOG_INFO, "event=stopped id=%s reboot=%s next_seq=%lld queued=%zu", conf.id,
-		 reboot ? "yes" : "no", (long long)s->dev.next_seq, s->dev.queue.count);
-	moat_agent_update_free(upd);
+		 reboot ? "yes" : "no", (long long)dev->next_seq, dev->queue.count);
 	moat_session_free(s);
-	free(s);
 	moat_session_lib_cleanup();
 	if (reboot && getenv("MOAT_BOOT_STATE") != NULL) {
 		/* under moat-boot: it starts the image again, a staged release on trial */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
 #include "moat/config.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"

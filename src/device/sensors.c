@@ -13,7 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "sensors_internal.h"
 
 void moat_sensor_init(struct moat_sensor *s, const struct moat_sensor_conf *conf, uint64_t seed)
 {

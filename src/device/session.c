@@ -26,9 +26,12 @@
 #include <mosquitto.h>
 #include <openssl/ssl.h>
 
-#include "moat/agent.h"
+#include "moat/agent_update.h"
+#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/timeutil.h"
+
+#include "device_internal.h"
 
 #define CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_MS 3000
@@ -42,6 +45,33 @@
  * handshake costs milliseconds, and handshakes already under way must keep moving, or a
  * large fleet starting at once would time all of them out. */
 #define ATTEMPTS_PER_PASS 8
+
+enum moat_session_state {
+	MOAT_SESSION_IDLE = 0,   /* waiting for the next attempt (backoff) */
+	MOAT_SESSION_CONNECTING, /* TCP/TLS/MQTT handshake under way */
+	MOAT_SESSION_UP,         /* CONNACK accepted */
+	MOAT_SESSION_CLOSING,    /* offline published, DISCONNECT queued */
+	MOAT_SESSION_DONE,       /* closed for good (shutdown) */
+};
+
+struct moat_session {
+	struct moat_device dev;
+	struct mosquitto *mosq;
+	enum moat_session_state state;
+	int64_t next_attempt_ms;   /* monotonic */
+	int64_t attempt_started_ms;
+	int64_t connected_at_ms;
+	unsigned failures;         /* consecutive, for the backoff */
+	uint64_t rng;
+	char last_error[256];      /* the last TLS/connection error, for the log */
+	bool fail_pending;         /* a callback saw the connection fail */
+	bool restart_after_close;  /* CLOSING because of a reboot command */
+	int offline_mid;           /* CLOSING: the offline status, acknowledged before DISCONNECT */
+	int64_t ack_wait_until_ms; /* CLOSING: DISCONNECT goes out by then even without it */
+	bool disconnect_sent;      /* CLOSING: DISCONNECT queued */
+	struct moat_agent_update *update; /* owned, freed with the session */
+	int64_t close_deadline_ms;
+};
 
 void moat_session_lib_init(void)
 {
@@ -95,12 +125,17 @@ static void io_local_addr(void *ctx, char *buf, size_t size)
 	}
 }
 
-int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf,
-		      int64_t now_mono_ms, struct moat_err *err)
+int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
+		     struct moat_session **out, struct moat_err *err)
 {
+	struct moat_session *s = NULL;
 	int rc;
 	int64_t not_after = 0;
-	memset(s, 0, sizeof(*s));
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
 	struct moat_device_io io = {
 		.publish = io_publish,
 		.subscribe = io_subscribe,
@@ -109,20 +144,27 @@ int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf
 	};
 	/* refuse a certificate the broker would refuse, with a reason a field technician can act on */
 	if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after, err)) != 0) {
-		return rc;
+		goto out;
 	}
 	if ((rc = moat_device_init(&s->dev, conf, &io, now_mono_ms, err)) != 0) {
-		return rc;
+		goto out;
 	}
 	s->dev.cert_not_after = not_after;
 	s->state = MOAT_SESSION_IDLE;
 	s->next_attempt_ms = now_mono_ms;
 	s->rng = (uint64_t)now_mono_ms * 6364136223846793005ULL + (uintptr_t)s;
-	return 0;
+	*out = s;
+	s = NULL;
+out:
+	free(s);
+	return rc;
 }
 
 void moat_session_free(struct moat_session *s)
 {
+	if (!s) {
+		return;
+	}
 	moat_agent_update_free(s->update);
 	s->update = NULL;
 	if (s->mosq) {
@@ -130,6 +172,40 @@ void moat_session_free(struct moat_session *s)
 		s->mosq = NULL;
 	}
 	moat_device_free(&s->dev);
+	free(s);
+}
+
+void moat_session_set_update(struct moat_session *s, struct moat_agent_update *u)
+{
+	s->update = u;
+	moat_agent_update_attach(u, &s->dev);
+}
+
+struct moat_agent_update *moat_session_update(struct moat_session *s)
+{
+	return s->update;
+}
+
+struct moat_device *moat_session_device(struct moat_session *s)
+{
+	return &s->dev;
+}
+
+void moat_session_schedule(struct moat_session *s, int64_t first_attempt_ms,
+			   int64_t first_telemetry_ms)
+{
+	s->next_attempt_ms = first_attempt_ms;
+	s->dev.next_telemetry_ms = first_telemetry_ms;
+}
+
+const struct moat_device_stats *moat_session_device_stats(const struct moat_session *s)
+{
+	return &s->dev.stats;
+}
+
+unsigned moat_session_failures(const struct moat_session *s)
+{
+	return s->failures;
 }
 
 static uint64_t rnd(struct moat_session *s)

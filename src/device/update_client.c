@@ -34,13 +34,15 @@
 
 #include <cjson/cJSON.h>
 
-#include "moat/agent.h"
+#include "moat/agent_update.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/manifest.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 #include "moat/update.h"
+
+#include "device_internal.h"
 
 #define PENDING_FILE "update.pending"
 #define UPDATER_DEFAULT "moat-update"

@@ -10,7 +10,7 @@
 #include <mosquitto.h>
 #include <openssl/ssl.h>
 
-#include "moat/agent.h"
+#include "moat/session.h"
 #include "moat/deploy.h"
 #include "moat/opclient.h"
 #include "moat/registry.h"
