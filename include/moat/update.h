@@ -237,9 +237,4 @@ MOAT_MUST_CHECK int moat_update_report_format(const struct moat_update_report *r
 MOAT_MUST_CHECK int moat_update_report_parse(const char *line, size_t len,
 					     struct moat_update_report *out, struct moat_err *err);
 
-/* Test hook for power-fail loops: when the environment has MOAT_UPDATE_KILL_AT=k, the k-th
- * step (state write, rename, downloaded chunk) of this process raises SIGKILL. Called by
- * the update code before each step; does nothing otherwise. */
-void moat_update_failpoint(const char *what);
-
 #endif

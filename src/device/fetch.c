@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "moat/manifest.h"
+#include "failpoint.h"
 #include "update_internal.h"
 
 #define CONNECT_TIMEOUT_SECONDS 15L
@@ -278,7 +279,7 @@ static size_t img_write(char *ptr, size_t size, size_t nmemb, void *ud)
 			return 0;
 		}
 	}
-	moat_update_failpoint("chunk");
+	MOAT_FAILPOINT("chunk");
 	if (moat_fw_stream_update(x->s, ptr, n, NULL) != 0) {
 		return 0; /* more than the manifest's size: stop reading now */
 	}

@@ -15,6 +15,7 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+#include "failpoint.h"
 #include "update_internal.h"
 
 #define REHASH_BUF_BYTES (256u * 1024u)
@@ -144,11 +145,11 @@ static int commit(const char *dir, const struct paths *p, struct moat_boot_state
 {
 	int rc;
 
-	moat_update_failpoint("rename image");
+	MOAT_FAILPOINT("rename image");
 	if (rename(p->img_part, p->img) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", p->img);
 	}
-	moat_update_failpoint("rename envelope");
+	MOAT_FAILPOINT("rename envelope");
 	if (rename(p->env_part, p->env) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", p->env);
 	}
@@ -247,7 +248,7 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 	}
 	bool resume = same_envelope(p.env_part, env, env_len);
 	if (!resume) {
-		moat_update_failpoint("envelope.part");
+		MOAT_FAILPOINT("envelope.part");
 		(void)unlink(p.img_part);
 		rc = moat_fs_write_atomic(p.env_part, env, env_len, 0644, err);
 		if (rc != 0) {
