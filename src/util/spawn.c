@@ -285,6 +285,15 @@ void moat_spawn_stop(struct moat_spawn_child *c, int sig)
 	moat_spawn_close(c);
 }
 
+static void capture_reset(struct moat_spawn_capture *cap)
+{
+	cap->len = 0;
+	cap->truncated = false;
+	if (cap->buf && cap->size > 0) {
+		cap->buf[0] = '\0';
+	}
+}
+
 /* Keeps what fits of n bytes read from a stream. */
 static void capture_add(struct moat_spawn_capture *cap, const char *data, size_t n)
 {
@@ -366,19 +375,11 @@ int moat_spawn_run(const struct moat_spawn *sp, const char *input, size_t input_
 	run.in = MOAT_SPAWN_PIPE;
 	if (out) {
 		run.out = MOAT_SPAWN_PIPE;
-		out->len = 0;
-		out->truncated = false;
-		if (out->buf && out->size > 0) {
-			out->buf[0] = '\0';
-		}
+		capture_reset(out);
 	}
 	if (errout) {
 		run.err = MOAT_SPAWN_PIPE;
-		errout->len = 0;
-		errout->truncated = false;
-		if (errout->buf && errout->size > 0) {
-			errout->buf[0] = '\0';
-		}
+		capture_reset(errout);
 	}
 	if ((rc = moat_spawn_start(&run, &c, err)) != 0) {
 		return rc;
