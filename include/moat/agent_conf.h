@@ -29,16 +29,16 @@
 
 enum moat_sensor_kind {
 	MOAT_SENSOR_SIMULATED = 0, /* the tutorial's temperature and humidity */
-	MOAT_SENSOR_FILE,          /* a number in a file, times scale */
-	MOAT_SENSOR_COMMAND,       /* a number printed by a command (/bin/sh -c), times scale */
+	MOAT_SENSOR_FILE,	   /* a number in a file, times scale */
+	MOAT_SENSOR_COMMAND,	   /* a number printed by a command (/bin/sh -c), times scale */
 };
 
 struct moat_sensor_conf {
 	enum moat_sensor_kind kind;
 	char name[MOAT_MSG_READING_NAME_MAX_LEN + 1]; /* reading name, default "temperature" */
-	char path[PATH_MAX];                          /* file */
+	char path[PATH_MAX];			      /* file */
 	char command[MOAT_AGENT_SENSOR_COMMAND_MAX_LEN + 1]; /* command */
-	double scale;                                 /* default 1 */
+	double scale;					     /* default 1 */
 };
 
 /* The agent's INI file (written by `moat device export ID --format agent`):
@@ -75,8 +75,8 @@ struct moat_agent_conf {
 	struct moat_sensor_conf sensor;
 
 	char update_url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1]; /* "" : no update client */
-	char update_state_dir[PATH_MAX];                      /* "" : $MOAT_BOOT_STATE */
-	char updater[PATH_MAX];                               /* "" : the default */
+	char update_state_dir[PATH_MAX];		    /* "" : $MOAT_BOOT_STATE */
+	char updater[PATH_MAX];				    /* "" : the default */
 	int64_t update_interval_s;
 
 	/* not in the file: set by the simulator */

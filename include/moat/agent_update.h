@@ -38,13 +38,11 @@ struct moat_agent_update_pool {
 	unsigned running;
 	unsigned max;
 };
-void moat_agent_update_set_pool(struct moat_agent_update *u,
-				struct moat_agent_update_pool *pool);
+void moat_agent_update_set_pool(struct moat_agent_update *u, struct moat_agent_update_pool *pool);
 /* The simulator: u's state directory holds virtual slots, booted now (and at every
  * simulated restart) by moat_boot_prepare, which verifies the slot as moat-boot does.
  * dev is the device u is attached to. MOAT_EVERIFY when no slot verifies. */
 MOAT_MUST_CHECK int moat_agent_update_virtual_boot(struct moat_agent_update *u,
-						   struct moat_device *dev,
-						   struct moat_err *err);
+						   struct moat_device *dev, struct moat_err *err);
 
 #endif

@@ -19,9 +19,9 @@
 #include "moat/err.h"
 
 /* TLS 1.2 suites moat clients offer: ECDHE with AEAD only (TLS 1.3 suites are all AEAD). */
-#define MOAT_TLS12_CIPHERS                                                         \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"               \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+#define MOAT_TLS12_CIPHERS                                           \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 struct moat_session;
@@ -73,8 +73,8 @@ struct moat_loop_stats {
  * simulator) the loop restarts that device's session instead. The sessions stay the
  * caller's. */
 typedef bool (*moat_loop_tick_cb)(const struct moat_loop_stats *stats, void *ctx);
-MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count,
-				  volatile int *stop, moat_loop_tick_cb on_tick, void *ctx,
-				  bool *out_reboot, struct moat_err *err);
+MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count, volatile int *stop,
+				  moat_loop_tick_cb on_tick, void *ctx, bool *out_reboot,
+				  struct moat_err *err);
 
 #endif

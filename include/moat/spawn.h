@@ -31,7 +31,7 @@
 /* What one standard stream of the child is. */
 enum moat_spawn_io {
 	MOAT_SPAWN_INHERIT = 0, /* the parent's */
-	MOAT_SPAWN_DEVNULL,     /* /dev/null */
+	MOAT_SPAWN_DEVNULL,	/* /dev/null */
 	/* a pipe to the parent (for stdin an AF_UNIX socket, so writing to a child that has
 	 * exited fails with EPIPE under MSG_NOSIGNAL instead of raising SIGPIPE) */
 	MOAT_SPAWN_PIPE,
@@ -64,7 +64,7 @@ enum {
 /* What to start. Zero-initialised means: inherit everything, no flags. */
 struct moat_spawn {
 	char *const *argv; /* the program and its arguments, NULL-terminated */
-	int exec_fd;       /* with MOAT_SPAWN_EXEC_FD */
+	int exec_fd;	   /* with MOAT_SPAWN_EXEC_FD */
 	/* Instead of exec (argv NULL): runs in the child after the set-up, which then exits
 	 * with its return value. It MUST only use async-signal-safe calls if the parent has
 	 * threads. */
@@ -118,8 +118,8 @@ struct moat_spawn_capture {
  * into out and errout (each may be NULL: that stream is inherited unless sp says
  * otherwise). sp's in/out/err for those streams are overridden to pipes. *out_status is
  * waitpid's status; a child that exits non-zero is not an error here. */
-MOAT_MUST_CHECK int moat_spawn_run(const struct moat_spawn *sp, const char *input,
-				   size_t input_len, struct moat_spawn_capture *out,
+MOAT_MUST_CHECK int moat_spawn_run(const struct moat_spawn *sp, const char *input, size_t input_len,
+				   struct moat_spawn_capture *out,
 				   struct moat_spawn_capture *errout, int *out_status,
 				   struct moat_err *err);
 

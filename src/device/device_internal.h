@@ -20,8 +20,8 @@
 #include "queue_internal.h"
 #include "sensors_internal.h"
 
-#define MOAT_AGENT_SEQ_BLOCK 64        /* seq numbers reserved per write of state_dir/seq */
-#define MOAT_AGENT_INFLIGHT_MAX 32     /* telemetry messages awaiting PUBACK */
+#define MOAT_AGENT_SEQ_BLOCK 64	   /* seq numbers reserved per write of state_dir/seq */
+#define MOAT_AGENT_INFLIGHT_MAX 32 /* telemetry messages awaiting PUBACK */
 /* A telemetry message the broker refuses (MQTT 5 PUBACK reason >= 0x80, e.g. the plugin's
  * rate limit) stays queued and is sent again after MOAT_AGENT_REFUSED_BACKOFF_MS, and the
  * device halves how many messages it keeps in flight (growing back by one per window
@@ -42,13 +42,11 @@ struct moat_device_io {
 };
 
 /* The update hook: handles check_update and fills resp. */
-typedef void (*moat_device_update_hook)(struct moat_device *dev,
-					const struct moat_msg_command *cmd,
+typedef void (*moat_device_update_hook)(struct moat_device *dev, const struct moat_msg_command *cmd,
 					struct moat_msg_response *resp, void *ctx);
 /* Called on every tick with update_ctx: finishes a background update check (answers the
  * command, reports events) and starts the periodic ones. */
-typedef void (*moat_device_update_poll)(struct moat_device *dev, void *ctx,
-					int64_t now_mono_ms);
+typedef void (*moat_device_update_poll)(struct moat_device *dev, void *ctx, int64_t now_mono_ms);
 /* Called by the simulator's driver when it restarts a device (a simulated reboot), before
  * it connects again; false: the device cannot start (no slot verifies) and stays down. */
 typedef bool (*moat_device_update_reboot)(struct moat_device *dev, void *ctx);
@@ -58,24 +56,24 @@ struct moat_device {
 	struct moat_device_io io;
 	struct moat_sensor sensor;
 	struct moat_queue queue;
-	char seq_path[PATH_MAX]; /* "" when state is not persisted */
+	char seq_path[PATH_MAX];      /* "" when state is not persisted */
 	char interval_path[PATH_MAX]; /* state_dir/interval: an update_interval command's value,
 					 which outlasts restarts ("" : not persisted) */
 	bool seq_no_fsync;
 	int64_t next_seq;
-	int64_t seq_reserved;    /* persisted upper bound */
+	int64_t seq_reserved; /* persisted upper bound */
 	int64_t interval_ms;
 	int64_t start_mono_ms;
-	int64_t next_telemetry_ms; /* monotonic */
+	int64_t next_telemetry_ms;  /* monotonic */
 	int64_t pump_hold_until_ms; /* monotonic: after a refusal, nothing is sent before this */
-	size_t inflight_limit;      /* telemetry in flight at most: halved by a refusal, grows
+	size_t inflight_limit;	    /* telemetry in flight at most: halved by a refusal, grows
 				       by one per window acknowledged, up to the maximum */
 	size_t acks_in_window;
-	int64_t now_ms;             /* monotonic time of the last tick */
-	int64_t cert_not_after;    /* 0 when unknown */
+	int64_t now_ms;		/* monotonic time of the last tick */
+	int64_t cert_not_after; /* 0 when unknown */
 	bool connected;
-	bool reboot_requested;     /* the driver restarts the device when set */
-	bool quiet;                /* the simulator: log only warnings and errors */
+	bool reboot_requested; /* the driver restarts the device when set */
+	bool quiet;	       /* the simulator: log only warnings and errors */
 	moat_device_update_hook update_hook;
 	moat_device_update_poll update_poll;
 	moat_device_update_reboot update_reboot;
@@ -85,16 +83,15 @@ struct moat_device {
 
 /* Initialises dev from conf (copied): opens state_dir (created 0700) with its seq file and
  * queue (state_dir "" keeps both in memory). io is the driver's. */
-MOAT_MUST_CHECK int moat_device_init(struct moat_device *dev,
-				     const struct moat_agent_conf *conf,
+MOAT_MUST_CHECK int moat_device_init(struct moat_device *dev, const struct moat_agent_conf *conf,
 				     const struct moat_device_io *io, int64_t now_mono_ms,
 				     struct moat_err *err);
 void moat_device_free(struct moat_device *dev);
 
 /* The last will for the session: topic and payload ({"device_id","status":"offline"}). */
-MOAT_MUST_CHECK int moat_device_will(const struct moat_device *dev, char *topic,
-				     size_t topic_size, char *payload, size_t payload_size,
-				     size_t *out_len, struct moat_err *err);
+MOAT_MUST_CHECK int moat_device_will(const struct moat_device *dev, char *topic, size_t topic_size,
+				     char *payload, size_t payload_size, size_t *out_len,
+				     struct moat_err *err);
 /* The session is up: subscribes to commands, publishes the retained online status and
  * starts sending the queue. */
 MOAT_MUST_CHECK int moat_device_on_connect(struct moat_device *dev, int64_t now_mono_ms,

@@ -17,21 +17,21 @@ struct moat_queue_rec {
 	int64_t seq;
 	char *payload; /* NUL-terminated JSON, no newline */
 	size_t len;
-	int mid;       /* MQTT message id while in flight, 0 otherwise */
+	int mid; /* MQTT message id while in flight, 0 otherwise */
 	bool acked;
 	bool on_disk;
-	int refusals;  /* times the broker refused it (PUBACK reason >= 0x80) */
+	int refusals; /* times the broker refused it (PUBACK reason >= 0x80) */
 };
 
 struct moat_queue {
-	char path[PATH_MAX]; /* "" for a memory-only queue */
+	char path[PATH_MAX];	     /* "" for a memory-only queue */
 	struct moat_queue_rec *recs; /* ring buffer */
 	size_t cap, head, count;
 	size_t max;
-	int fd;              /* the open file, -1 for memory only */
+	int fd; /* the open file, -1 for memory only */
 	bool no_fsync;
-	uint64_t dropped;  /* oldest records dropped because the queue was full */
-	size_t disk_recs;  /* records in the file (acked ones included) */
+	uint64_t dropped; /* oldest records dropped because the queue was full */
+	size_t disk_recs; /* records in the file (acked ones included) */
 };
 
 /* Opens (creating when absent) the queue file at path (NULL: memory only) and loads the

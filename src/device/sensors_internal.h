@@ -20,8 +20,7 @@ struct moat_sensor {
 	uint64_t rng; /* simulated readings; seeded per device */
 };
 
-void moat_sensor_init(struct moat_sensor *s, const struct moat_sensor_conf *conf,
-		      uint64_t seed);
+void moat_sensor_init(struct moat_sensor *s, const struct moat_sensor_conf *conf, uint64_t seed);
 /* Fills readings (at most max) and signal strength (simulated only: *out_has_signal). */
 MOAT_MUST_CHECK int moat_sensor_read(struct moat_sensor *s, struct moat_msg_reading *readings,
 				     size_t max, size_t *out_count, bool *out_has_signal,

@@ -19,8 +19,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define SPAWN_EXIT_SETUP 127         /* the child could not be set up or exec'd */
-#define SPAWN_FD_SCAN_MAX 65536      /* descriptors marked CLOEXEC when close_range is missing */
+#define SPAWN_EXIT_SETUP 127	/* the child could not be set up or exec'd */
+#define SPAWN_FD_SCAN_MAX 65536 /* descriptors marked CLOEXEC when close_range is missing */
 #define SPAWN_READ_CHUNK_BYTES 4096
 
 static void close_fd(int *fd)
@@ -43,8 +43,7 @@ struct stream {
 	int parent, child;
 };
 
-static int open_stream(enum moat_spawn_io io, bool is_stdin, struct stream *s,
-		       struct moat_err *err)
+static int open_stream(enum moat_spawn_io io, bool is_stdin, struct stream *s, struct moat_err *err)
 {
 	int fds[2];
 	s->parent = -1;
@@ -125,7 +124,8 @@ static void child_cloexec_all(void)
 static void child_main(const struct moat_spawn *sp, const struct stream st[3], int report_fd)
 {
 	child_signals(sp);
-	if (child_dup(st[0].child, STDIN_FILENO) != 0 || child_dup(st[1].child, STDOUT_FILENO) != 0 ||
+	if (child_dup(st[0].child, STDIN_FILENO) != 0 ||
+	    child_dup(st[1].child, STDOUT_FILENO) != 0 ||
 	    child_dup(st[2].child, STDERR_FILENO) != 0) {
 		goto fail;
 	}
