@@ -183,9 +183,5 @@ struct moat_update_conf {
 MOAT_MUST_CHECK int moat_update_check(const struct moat_update_conf *conf,
 				      struct moat_update_result *out, struct moat_err *err);
 
-/* Test hook for power-fail loops: when the environment has MOAT_UPDATE_KILL_AT=k, the k-th
- * step (state write, rename, downloaded chunk) of this process raises SIGKILL. Called by
- * the update code before each step; does nothing otherwise. */
-void moat_update_failpoint(const char *what);
 
 #endif

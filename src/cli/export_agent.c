@@ -9,7 +9,8 @@
 #include <openssl/crypto.h>
 
 #include "cli.h"
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+#include "moat/provision.h"
 #include "moat/fsutil.h"
 
 static int copy_file(const char *from, const char *dir, const char *name, mode_t mode,

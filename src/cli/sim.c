@@ -15,9 +15,10 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "moat/agent.h"
 #include "moat/broker.h"
 #include "moat/log.h"
+#include "moat/session.h"
+#include "moat/sim.h"
 #include "moat/timeutil.h"
 
 #define SIM_DEVICES_MAX 100000
@@ -54,8 +55,9 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 	if (sim_check_now) {
 		sim_check_now = 0;
 		for (size_t i = 0; i < v->count; i++) {
-			if (v->sessions[i]->update) {
-				moat_agent_update_check_soon(v->sessions[i]->update);
+			struct moat_agent_update *u = moat_session_update(v->sessions[i]);
+			if (u) {
+				moat_agent_update_check_soon(u);
 			}
 		}
 	}
@@ -133,6 +135,144 @@ out:
 	return rc;
 }
 
+/* The devices are named (names[0..named-1]) or numbered (prefix-000001.. *n): checks the
+ * names, or the longest numbered one; *n becomes the device count. CLI_OK or the usage
+ * error's code. */
+static int check_devices(char **names, size_t named, const char *prefix, const char *usage,
+			 int64_t *n)
+{
+	struct moat_err err = {0};
+	if ((named == 0) == (*n == 0)) {
+		return cli_usage_error("%s", usage);
+	}
+	if (named > 0) {
+		if (named > SIM_DEVICES_MAX) {
+			return cli_usage_error("at most %d devices", SIM_DEVICES_MAX);
+		}
+		for (size_t i = 0; i < named; i++) {
+			if (moat_identity_name_check(names[i], &err) != 0) {
+				return cli_usage_error("%s", err.msg);
+			}
+		}
+		*n = (int64_t)named;
+	} else {
+		char longest[MOAT_ID_BUF_LEN + 16];
+		snprintf(longest, sizeof(longest), "%s-%06lld", prefix, (long long)*n);
+		if (moat_identity_name_check(longest, &err) != 0) {
+			return cli_usage_error("--prefix: %s", err.msg);
+		}
+	}
+	return CLI_OK;
+}
+
+/* What one run simulates, from the command line (checked). */
+struct sim_run {
+	char **names; /* count names, or NULL: prefix-000001... */
+	size_t count;
+	const char *prefix;
+	const char *type; /* for devices the registry lacks; NULL: the default */
+	int64_t interval_s, duration_s;
+	const struct moat_sim_firmware *fw; /* NULL: no updates */
+};
+
+/* The device ids of the run (names checked by check_devices, so they fit). */
+static void fill_ids(const struct sim_run *r, char (*ids)[MOAT_ID_BUF_LEN])
+{
+	for (size_t i = 0; i < r->count; i++) {
+		char name[MOAT_ID_BUF_LEN + 32];
+		if (r->names) {
+			snprintf(name, sizeof(name), "%s", r->names[i]);
+		} else {
+			snprintf(name, sizeof(name), "%s-%06lld", r->prefix, (long long)(i + 1));
+		}
+		snprintf(ids[i], sizeof(ids[i]), "%.*s", MOAT_ID_MAX_LEN, name);
+	}
+}
+
+/* The final numbers, after the devices said offline. */
+static void print_summary(const struct view *v, struct moat_session **ss, size_t n)
+{
+	uint64_t sent = 0, errors = 0;
+	size_t published = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct moat_device_stats *ds = moat_session_device_stats(ss[i]);
+		sent += ds->telemetry_sent;
+		errors += ds->errors + moat_session_failures(ss[i]);
+		published += ds->telemetry_sent > 0;
+	}
+	double secs = (double)(moat_time_mono_ms() - v->started_ms) / 1000.0;
+	if (v->json) {
+		printf("{\"devices\":%lld,\"connected_peak\":%zu,\"published\":%zu,"
+		       "\"messages\":%llu,\"errors\":%llu,\"seconds\":%.1f}\n",
+		       (long long)n, v->peak_up, published, (unsigned long long)sent,
+		       (unsigned long long)errors, secs);
+	} else {
+		printf("%ssim: %lld devices, %zu connected at peak, %zu published, %llu messages "
+		       "acknowledged, %llu errors, %.1f s\n",
+		       v->tty ? "\r\033[K" : "", (long long)n, v->peak_up, published,
+		       (unsigned long long)sent, (unsigned long long)errors, secs);
+	}
+}
+
+/* Provisions what the registry lacks, creates the sessions and runs them until the
+ * duration is over or the user interrupts; prints the summary. */
+static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
+{
+	struct moat_err err = {0};
+	char (*ids)[MOAT_ID_BUF_LEN] = calloc(r->count, sizeof(*ids));
+	struct moat_session **ss = NULL;
+	struct moat_deploy *d = NULL;
+	int rc = -1; /* -1: failed, err says why */
+	if (!ids) {
+		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	fill_ids(r, ids);
+	if (provision_missing(ids, r->count, r->type, &err) != 0) {
+		goto out;
+	}
+
+	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
+	 * for them must not end the simulator */
+	cli_handle_signals(on_signal, SIGUSR1);
+
+	char state_root[PATH_MAX];
+	moat_log_init("moat-sim", MOAT_LOG_WARN, false);
+	moat_session_lib_init();
+	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
+	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
+	    moat_sim_create(d, ids, r->count, r->interval_s * 1000, state_root, r->fw, pool, &ss,
+			    &err) != 0) {
+		goto out;
+	}
+	moat_deploy_close(d);
+	d = NULL;
+
+	struct view v = {
+		.sessions = ss,
+		.count = r->count,
+		.tty = isatty(STDOUT_FILENO),
+		.json = cli_globals.json,
+		.started_ms = moat_time_mono_ms(),
+	};
+	if (r->duration_s > 0) {
+		v.deadline_ms = v.started_ms + r->duration_s * 1000;
+	}
+	if (moat_loop_run(ss, r->count, &sim_stop, on_tick, &v, NULL, &err) != 0) {
+		goto out;
+	}
+	print_summary(&v, ss, r->count);
+	rc = CLI_OK;
+out:
+	if (rc < 0) {
+		rc = cli_fail(&err);
+	}
+	moat_sim_free(ss, ss ? r->count : 0);
+	moat_deploy_close(d);
+	free(ids);
+	return rc;
+}
+
 static int parse_interval(void *dst, const char *value, struct moat_err *err)
 {
 	int64_t *interval_s = dst;
@@ -168,7 +308,6 @@ int sim_main(int argc, char **argv)
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
 			    "[--duration D] [--type T] [--json]\n"
 			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]";
-	struct moat_err err = {0};
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
 	const char *type = NULL;
@@ -208,108 +347,19 @@ int sim_main(int argc, char **argv)
 	fw.count = n_images;
 	fw.max_checks = (unsigned)jobs;
 	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
-	size_t named = (size_t)(argc - optind);
-	if ((named == 0) == (n == 0)) {
-		return cli_usage_error("%s", usage);
+	size_t named = (size_t)(argc - next);
+	int rc = check_devices(argv + next, named, prefix, usage, &n);
+	if (rc != CLI_OK) {
+		return rc;
 	}
-	if (named > 0) {
-		if (named > SIM_DEVICES_MAX) {
-			return cli_usage_error("at most %d devices", SIM_DEVICES_MAX);
-		}
-		for (size_t i = 0; i < named; i++) {
-			if (moat_identity_name_check(argv[optind + (int)i], &err) != 0) {
-				return cli_usage_error("%s", err.msg);
-			}
-		}
-		n = (int64_t)named;
-	} else {
-		char longest[MOAT_ID_BUF_LEN + 16];
-		snprintf(longest, sizeof(longest), "%s-%06lld", prefix, (long long)n);
-		if (moat_identity_name_check(longest, &err) != 0) {
-			return cli_usage_error("--prefix: %s", err.msg);
-		}
-	}
-
-	char (*ids)[MOAT_ID_BUF_LEN] = calloc((size_t)n, sizeof(*ids));
-	struct moat_session **ss = NULL;
-	struct moat_deploy *d = NULL;
-	int rc = -1; /* -1: failed, err says why */
-	if (!ids) {
-		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
-		goto out;
-	}
-	for (int64_t i = 0; i < n; i++) {
-		/* fits: names were checked above */
-		char name[MOAT_ID_BUF_LEN + 32];
-		if (named > 0) {
-			snprintf(name, sizeof(name), "%s", argv[optind + (int)i]);
-		} else {
-			snprintf(name, sizeof(name), "%s-%06lld", prefix, (long long)(i + 1));
-		}
-		snprintf(ids[i], sizeof(ids[i]), "%.*s", MOAT_ID_MAX_LEN, name);
-	}
-	if (provision_missing(ids, (size_t)n, type, &err) != 0) {
-		goto out;
-	}
-
-	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
-	 * for them must not end the simulator */
-	cli_handle_signals(on_signal, SIGUSR1);
-
-	char state_root[PATH_MAX];
-	moat_log_init("moat-sim", MOAT_LOG_WARN, false);
-	moat_session_lib_init();
-	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
-	    moat_sim_create(d, ids, (size_t)n, interval_s * 1000, state_root,
-			    fw.count ? &fw : NULL, &pool, &ss, &err) != 0) {
-		goto out;
-	}
-	moat_deploy_close(d);
-	d = NULL;
-
-	struct view v = {
-		.sessions = ss,
+	const struct sim_run run = {
+		.names = named > 0 ? argv + next : NULL,
 		.count = (size_t)n,
-		.tty = isatty(STDOUT_FILENO),
-		.json = cli_globals.json,
-		.started_ms = moat_time_mono_ms(),
+		.prefix = prefix,
+		.type = type,
+		.interval_s = interval_s,
+		.duration_s = duration_s,
+		.fw = fw.count ? &fw : NULL,
 	};
-	if (duration_s > 0) {
-		v.deadline_ms = v.started_ms + duration_s * 1000;
-	}
-	if (moat_loop_run(ss, (size_t)n, &sim_stop, on_tick, &v, NULL, &err) != 0) {
-		goto out;
-	}
-	struct moat_loop_stats st = v.last;
-	/* the final numbers, after the devices said offline */
-	uint64_t sent = 0, errors = 0;
-	size_t published = 0;
-	for (int64_t i = 0; i < n; i++) {
-		sent += ss[i]->dev.stats.telemetry_sent;
-		errors += ss[i]->dev.stats.errors + ss[i]->failures;
-		published += ss[i]->dev.stats.telemetry_sent > 0;
-	}
-	(void)st;
-	double secs = (double)(moat_time_mono_ms() - v.started_ms) / 1000.0;
-	if (v.json) {
-		printf("{\"devices\":%lld,\"connected_peak\":%zu,\"published\":%zu,"
-		       "\"messages\":%llu,\"errors\":%llu,\"seconds\":%.1f}\n",
-		       (long long)n, v.peak_up, published, (unsigned long long)sent,
-		       (unsigned long long)errors, secs);
-	} else {
-		printf("%ssim: %lld devices, %zu connected at peak, %zu published, %llu messages "
-		       "acknowledged, %llu errors, %.1f s\n",
-		       v.tty ? "\r\033[K" : "", (long long)n, v.peak_up, published,
-		       (unsigned long long)sent, (unsigned long long)errors, secs);
-	}
-	rc = CLI_OK;
-out:
-	if (rc < 0) {
-		rc = cli_fail(&err);
-	}
-	moat_sim_free(ss, ss ? (size_t)n : 0);
-	moat_deploy_close(d);
-	free(ids);
-	return rc;
+	return run_sim(&run, &pool);
 }

@@ -14,11 +14,15 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+#include "moat/agent_update.h"
+#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/opts.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+
+#include "device_internal.h"
 
 static volatile int stop_flag;
 
@@ -33,6 +37,53 @@ static const char usage[] =
 	"  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
 	"  --check        validate the configuration and certificate, then exit\n"
 	"  --version      print the version\n";
+
+/* Runs the device session of conf (with its update client) until a signal or a reboot
+ * request (*out_reboot). 0, or 1 when it could not start or the loop failed. */
+static int run_agent(const struct moat_agent_conf *conf, bool *out_reboot)
+{
+	struct moat_err err;
+	moat_err_clear(&err);
+	moat_session_lib_init();
+	struct moat_session *s = NULL;
+	if (moat_session_new(conf, moat_time_mono_ms(), &s, &err) != 0) {
+		/* stderr for the operator starting it by hand, the log for the supervisor */
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		if (conf->use_syslog) {
+			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
+		}
+		moat_session_lib_cleanup();
+		return 1;
+	}
+	struct moat_agent_update *upd = NULL;
+	if (moat_agent_update_new(conf, &upd, &err) != 0) {
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		moat_session_free(s);
+		moat_session_lib_cleanup();
+		return 1;
+	}
+	if (upd) {
+		moat_session_set_update(s, upd); /* owned by the session from here on */
+	}
+	const struct moat_device *dev = moat_session_device(s);
+	moat_log(MOAT_LOG_INFO,
+		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
+		 conf->id, conf->host, conf->port, (long long)dev->interval_ms,
+		 (long long)dev->next_seq, dev->queue.count);
+
+	struct moat_session *list[1] = {s};
+	bool reboot = false;
+	int rc = moat_loop_run(list, 1, &stop_flag, NULL, NULL, &reboot, &err);
+	*out_reboot = reboot;
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err.msg);
+	}
+	moat_log(MOAT_LOG_INFO, "event=stopped id=%s reboot=%s next_seq=%lld queued=%zu", conf->id,
+		 reboot ? "yes" : "no", (long long)dev->next_seq, dev->queue.count);
+	moat_session_free(s);
+	moat_session_lib_cleanup();
+	return rc == 0 ? 0 : 1;
+}
 
 int main(int argc, char **argv)
 {
@@ -83,50 +134,8 @@ int main(int argc, char **argv)
 		printf("moat-agent: %s: configuration and certificate ok\n", path);
 		return 0;
 	}
-	moat_session_lib_init();
-	struct moat_session *s = malloc(sizeof(*s));
-	if (!s) {
-		fprintf(stderr, "moat-agent: out of memory\n");
-		return 1;
-	}
-	if (moat_session_init(s, &conf, moat_time_mono_ms(), &err) != 0) {
-		/* stderr for the operator starting it by hand, the log for the supervisor */
-		fprintf(stderr, "moat-agent: %s\n", err.msg);
-		if (conf.use_syslog) {
-			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
-		}
-		free(s);
-		moat_session_lib_cleanup();
-		return 1;
-	}
-	struct moat_agent_update *upd = NULL;
-	if (moat_agent_update_new(&conf, &upd, &err) != 0) {
-		fprintf(stderr, "moat-agent: %s\n", err.msg);
-		moat_session_free(s);
-		free(s);
-		moat_session_lib_cleanup();
-		return 1;
-	}
-	if (upd) {
-		moat_agent_update_attach(upd, &s->dev);
-	}
-	moat_log(MOAT_LOG_INFO,
-		 "event=started id=%s host=%s port=%d interval_ms=%lld next_seq=%lld queued=%zu",
-		 conf.id, conf.host, conf.port, (long long)s->dev.interval_ms,
-		 (long long)s->dev.next_seq, s->dev.queue.count);
-
-	struct moat_session *list[1] = {s};
 	bool reboot = false;
-	int rc = moat_loop_run(list, 1, &stop_flag, NULL, NULL, &reboot, &err);
-	if (rc != 0) {
-		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err.msg);
-	}
-	moat_log(MOAT_LOG_INFO, "event=stopped id=%s reboot=%s next_seq=%lld queued=%zu", conf.id,
-		 reboot ? "yes" : "no", (long long)s->dev.next_seq, s->dev.queue.count);
-	moat_agent_update_free(upd);
-	moat_session_free(s);
-	free(s);
-	moat_session_lib_cleanup();
+	int rc = run_agent(&conf, &reboot);
 	if (reboot && getenv("MOAT_BOOT_STATE") != NULL) {
 		/* under moat-boot: it starts the image again, a staged release on trial */
 		return MOAT_BOOT_RESTART_EXIT;
@@ -137,5 +146,5 @@ int main(int argc, char **argv)
 		moat_log(MOAT_LOG_ERROR, "event=reboot_failed error=\"%s\"", strerror(errno));
 		return 1;
 	}
-	return rc == 0 ? 0 : 1;
+	return rc;
 }

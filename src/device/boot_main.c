@@ -28,13 +28,14 @@
 
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/spawn.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
 #define POLL_MS 100
 #define RESTART_PAUSE_MS 200
 
-extern char **environ;
+#define SPAWN_FAILED_EXIT 127 /* what a failed exec of the image counts as */
 
 static volatile sig_atomic_t stop_signal;
 
@@ -122,27 +123,31 @@ static int prepare(const char *dir, int64_t trial_seconds, char *out_slot, bool 
 	return rc;
 }
 
-static pid_t start(int fd, const char *dir, char slot, bool trial, char **args)
+/* Starts the verified image (memfd fd) of slot with the boot environment. A failed exec
+ * is reported as the image's own failure would have been: exit status 127. */
+static int start(int fd, const char *dir, char slot, bool trial, char **args,
+		 struct moat_spawn_child *out, struct moat_err *err)
 {
 	static char *default_args[] = {"moat-image", NULL};
-	char slot_s[2] = {slot, '\0'};
-	pid_t pid = fork();
+	char state_env[PATH_MAX + sizeof("MOAT_BOOT_STATE=")];
+	char slot_env[] = "MOAT_BOOT_SLOT=?";
+	char trial_env[] = "MOAT_BOOT_TRIAL=?";
+	char *env[] = {state_env, slot_env, trial_env, NULL};
+	int n = snprintf(state_env, sizeof(state_env), "MOAT_BOOT_STATE=%s", dir);
 
-	if (pid != 0) {
-		return pid;
+	if (n < 0 || (size_t)n >= sizeof(state_env)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: path too long", dir);
 	}
-	/* The child: the memfd must survive the exec (a script's interpreter opens it). */
-	int flags = fcntl(fd, F_GETFD);
-	if (flags < 0 || fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC) != 0 ||
-	    setenv("MOAT_BOOT_STATE", dir, 1) != 0 || setenv("MOAT_BOOT_SLOT", slot_s, 1) != 0 ||
-	    setenv("MOAT_BOOT_TRIAL", trial ? "1" : "0", 1) != 0) {
-		_exit(127);
-	}
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	fexecve(fd, args[0] != NULL ? args : default_args, environ);
-	fprintf(stderr, "moat-boot: exec slot %c: %s\n", slot, strerror(errno));
-	_exit(127);
+	slot_env[sizeof(slot_env) - 2] = slot;
+	trial_env[sizeof(trial_env) - 2] = trial ? '1' : '0';
+	/* the memfd must survive the exec (a script's interpreter opens it) */
+	struct moat_spawn sp = {
+		.argv = args[0] != NULL ? args : default_args,
+		.exec_fd = fd,
+		.env = env,
+		.flags = MOAT_SPAWN_EXEC_FD | MOAT_SPAWN_SIGDEFAULT,
+	};
+	return moat_spawn_start(&sp, out, err);
 }
 
 /* Whether the trial in slot has confirmed (it is now the active slot). */
@@ -191,6 +196,44 @@ static int after_exit(const char *dir, char slot, bool trial, bool *out_staged, 
 	return rc;
 }
 
+/* Waits for the image to exit: logs its confirmation, kills a trial that misses its
+ * deadline, and stops it when moat-boot is told to stop (then returns true). *out_status
+ * is its wait status. */
+static bool watch(const char *dir, char slot, bool trial, const struct moat_manifest *m,
+		  struct moat_spawn_child *child, int *out_status)
+{
+	bool confirmed = false;
+	for (;;) {
+		int64_t deadline = 0;
+		bool known = false;
+
+		if (moat_spawn_poll(child, out_status, &known)) {
+			return false;
+		}
+		if (stop_signal) {
+			kill(child->pid, SIGTERM);
+			if (moat_spawn_wait(child, out_status, NULL) != 0) {
+				/* already gone */
+			}
+			return true;
+		}
+		if (trial && !confirmed && trial_state(dir, slot, &confirmed, &deadline)) {
+			if (confirmed) {
+				moat_log(MOAT_LOG_INFO, "event=confirmed slot=%c version=%s", slot,
+					 m->version);
+			} else if (moat_time_now() >= deadline) {
+				moat_log(MOAT_LOG_WARN, "event=deadline slot=%c", slot);
+				kill(child->pid, SIGKILL);
+				if (moat_spawn_wait(child, out_status, NULL) != 0) {
+					/* already gone */
+				}
+				return false;
+			}
+		}
+		sleep_ms(POLL_MS);
+	}
+}
+
 static int run(const char *dir, int64_t trial_seconds, char **args)
 {
 	struct moat_err err;
@@ -216,37 +259,18 @@ static int run(const char *dir, int64_t trial_seconds, char **args)
 		}
 		moat_log(MOAT_LOG_INFO, "event=start slot=%c version=%s trial=%s", slot, m.version,
 			 trial ? "yes" : "no");
-		pid_t pid = start(fd, dir, slot, trial, args);
+		struct moat_spawn_child child;
+		int src = start(fd, dir, slot, trial, args, &child, &err);
 		close(fd);
-		if (pid < 0) {
-			moat_err_errno(&err, MOAT_EIO, errno, "fork");
+		if (src != 0 && child.exec_errno == 0) {
 			return fail(&err);
 		}
-		for (;;) {
-			pid_t w = waitpid(pid, &status, WNOHANG);
-			int64_t deadline = 0;
-
-			if (w == pid || (w < 0 && errno != EINTR)) {
-				break;
-			}
-			if (stop_signal) {
-				kill(pid, SIGTERM);
-				waitpid(pid, &status, 0);
-				return 0;
-			}
-			if (trial && !confirmed && trial_state(dir, slot, &confirmed, &deadline)) {
-				if (confirmed) {
-					moat_log(MOAT_LOG_INFO,
-						 "event=confirmed slot=%c version=%s", slot,
-						 m.version);
-				} else if (moat_time_now() >= deadline) {
-					moat_log(MOAT_LOG_WARN, "event=deadline slot=%c", slot);
-					kill(pid, SIGKILL);
-					waitpid(pid, &status, 0);
-					break;
-				}
-			}
-			sleep_ms(POLL_MS);
+		if (src != 0) {
+			fprintf(stderr, "moat-boot: exec slot %c: %s\n", slot,
+				strerror(child.exec_errno));
+			status = W_EXITCODE(SPAWN_FAILED_EXIT, 0);
+		} else if (watch(dir, slot, trial, &m, &child, &status)) {
+			return 0; /* stopped by a signal */
 		}
 		bool staged = false;
 		if (after_exit(dir, slot, trial, &staged, &confirmed, &err) != 0) {

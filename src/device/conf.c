@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
 #include "moat/config.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
@@ -168,31 +168,12 @@ static int parse_update(const struct moat_config *cfg, const char *base_dir,
 	return 0;
 }
 
-static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
-		     struct moat_agent_conf *c, struct moat_err *err)
+/* [agent]: id (required), device_type, interval, queue_max, state_dir, log, log_level. */
+static int parse_agent(const struct moat_config *cfg, const char *base_dir,
+		       struct moat_agent_conf *c, struct moat_err *err)
 {
-	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
-	static const char *const update_keys[] = {"server", "state_dir", "interval", "updater",
-						  NULL};
-	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
-						 "state_dir", "queue_max",   "log",
-						 "log_level", NULL};
-	static const char *const broker_keys[] = {"host",      "port",		"ca",
-						  "cert",      "key",		"keepalive",
-						  "reconnect_min", "reconnect_max", NULL};
-	static const char *const sensor_keys[] = {"source", "name", "path", "command", "scale",
-						  NULL};
 	int rc;
-	int64_t v;
 	const char *s;
-
-	if ((rc = moat_config_check_sections(cfg, sections, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "agent", agent_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "broker", broker_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "sensor", sensor_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "update", update_keys, err)) != 0) {
-		return rc;
-	}
 
 	s = moat_config_get(cfg, "agent", "id");
 	if (!s) {
@@ -248,6 +229,17 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		}
 		c->log_level = found;
 	}
+	return 0;
+}
+
+/* [broker]: host (required), port, ca, cert, key (all three required), keepalive and
+ * the reconnect back-off. */
+static int parse_broker(const struct moat_config *cfg, const char *base_dir,
+			struct moat_agent_conf *c, struct moat_err *err)
+{
+	int rc;
+	int64_t v;
+	const char *s;
 
 	s = moat_config_get(cfg, "broker", "host");
 	if (!s) {
@@ -286,6 +278,16 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		return moat_err_set(err, MOAT_EINVAL,
 				    "%s: [broker] reconnect_max is below reconnect_min", cfg->path);
 	}
+	return 0;
+}
+
+/* [sensor]: source, name, path, command, scale (what each source needs is checked once
+ * every section is read). */
+static int parse_sensor(const struct moat_config *cfg, const char *base_dir,
+			struct moat_agent_conf *c, struct moat_err *err)
+{
+	int rc;
+	const char *s;
 
 	s = moat_config_get(cfg, "sensor", "source");
 	if (s) {
@@ -329,7 +331,36 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 		}
 		c->sensor.scale = d;
 	}
-	if ((rc = parse_update(cfg, base_dir, c, err)) != 0) {
+	return 0;
+}
+
+static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
+		     struct moat_agent_conf *c, struct moat_err *err)
+{
+	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
+	static const char *const update_keys[] = {"server", "state_dir", "interval", "updater",
+						  NULL};
+	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
+						 "state_dir", "queue_max",   "log",
+						 "log_level", NULL};
+	static const char *const broker_keys[] = {"host",      "port",		"ca",
+						  "cert",      "key",		"keepalive",
+						  "reconnect_min", "reconnect_max", NULL};
+	static const char *const sensor_keys[] = {"source", "name", "path", "command", "scale",
+						  NULL};
+	int rc;
+
+	if ((rc = moat_config_check_sections(cfg, sections, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "agent", agent_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "broker", broker_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "sensor", sensor_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "update", update_keys, err)) != 0) {
+		return rc;
+	}
+	if ((rc = parse_agent(cfg, base_dir, c, err)) != 0 ||
+	    (rc = parse_broker(cfg, base_dir, c, err)) != 0 ||
+	    (rc = parse_sensor(cfg, base_dir, c, err)) != 0 ||
+	    (rc = parse_update(cfg, base_dir, c, err)) != 0) {
 		return rc;
 	}
 	if (c->sensor.kind == MOAT_SENSOR_FILE && !c->sensor.path[0]) {

@@ -15,12 +15,15 @@
 #include <sys/sysinfo.h>
 #include <time.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+#include "moat/agent_update.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/messages.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
+
+#include "device_internal.h"
 
 static void dlog(const struct moat_device *dev, enum moat_log_level level, const char *fmt, ...)
 	MOAT_PRINTF(3, 4);

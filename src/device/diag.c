@@ -15,9 +15,11 @@
 #include <sys/utsname.h>
 #include <time.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
 #include "moat/certinfo.h"
 #include "moat/timeutil.h"
+
+#include "device_internal.h"
 
 int moat_agent_check_cert(const char *cert_path, int64_t now, int64_t *out_not_after,
 			  struct moat_err *err)

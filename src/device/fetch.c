@@ -17,6 +17,7 @@
 #include "moat/buf.h"
 #include "moat/manifest.h"
 #include "moat/tlspolicy.h"
+#include "failpoint.h"
 #include "update_internal.h"
 
 #define CONNECT_TIMEOUT_SECONDS 15L
@@ -261,7 +262,7 @@ static size_t img_write(char *ptr, size_t size, size_t nmemb, void *ud)
 			return 0;
 		}
 	}
-	moat_update_failpoint("chunk");
+	MOAT_FAILPOINT("chunk");
 	if (moat_fw_stream_update(x->s, ptr, n, NULL) != 0) {
 		return 0; /* more than the manifest's size: stop reading now */
 	}

@@ -19,8 +19,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
 #include "moat/fsutil.h"
+#include "moat/messages.h"
+
+#include "queue_internal.h"
 
 static void rec_free(struct moat_queue_rec *r)
 {

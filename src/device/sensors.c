@@ -13,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "moat/spawn.h"
+
+#include "sensors_internal.h"
 
 void moat_sensor_init(struct moat_sensor *s, const struct moat_sensor_conf *conf, uint64_t seed)
 {
@@ -97,21 +99,25 @@ static int read_file(const char *path, char *buf, size_t size, size_t *out_len,
 static int read_command(const char *command, char *buf, size_t size, size_t *out_len,
 			struct moat_err *err)
 {
-	/* popen runs /bin/sh -c; the command comes from the device owner's config file. */
-	FILE *p = popen(command, "re");
-	if (!p) {
-		return moat_err_errno(err, MOAT_EIO, errno, "sensor command");
+	/* /bin/sh -c: the command comes from the device owner's config file. Its output
+	 * beyond size bytes is drained, so it does not die of SIGPIPE mid-write. */
+	char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
+	struct moat_spawn sp = {.argv = argv, .flags = MOAT_SPAWN_CLOSE_FDS};
+	char kept[MOAT_AGENT_SENSOR_READ_MAX_BYTES + 1];
+	struct moat_spawn_capture out = {.buf = kept, .size = size + 1 < sizeof(kept) ? size + 1
+										  : sizeof(kept)};
+	int st = 0;
+	int rc = moat_spawn_run(&sp, NULL, 0, &out, NULL, &st, err);
+	*out_len = 0;
+	if (rc != 0) {
+		moat_err_prefix(err, "sensor command");
+		return rc;
 	}
-	size_t got = fread(buf, 1, size, p);
-	/* drain so the child does not die of SIGPIPE mid-write */
-	char sink[256];
-	while (fread(sink, 1, sizeof(sink), p) > 0) {
-	}
-	int st = pclose(p);
-	*out_len = got;
-	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+	memcpy(buf, kept, out.len);
+	*out_len = out.len;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
 		return moat_err_set(err, MOAT_EIO, "sensor command failed (status %d)",
-				    st == -1 ? -1 : (WIFEXITED(st) ? WEXITSTATUS(st) : 128));
+				    WIFEXITED(st) ? WEXITSTATUS(st) : 128);
 	}
 	return 0;
 }

@@ -25,10 +25,13 @@
 
 #include <mosquitto.h>
 
-#include "moat/agent.h"
+#include "moat/agent_update.h"
+#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/mqtt_tls.h"
 #include "moat/timeutil.h"
+
+#include "device_internal.h"
 
 #define CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_MS 3000
@@ -42,6 +45,33 @@
  * handshake costs milliseconds, and handshakes already under way must keep moving, or a
  * large fleet starting at once would time all of them out. */
 #define ATTEMPTS_PER_PASS 8
+
+enum moat_session_state {
+	MOAT_SESSION_IDLE = 0,   /* waiting for the next attempt (backoff) */
+	MOAT_SESSION_CONNECTING, /* TCP/TLS/MQTT handshake under way */
+	MOAT_SESSION_UP,         /* CONNACK accepted */
+	MOAT_SESSION_CLOSING,    /* offline published, DISCONNECT queued */
+	MOAT_SESSION_DONE,       /* closed for good (shutdown) */
+};
+
+struct moat_session {
+	struct moat_device dev;
+	struct mosquitto *mosq;
+	enum moat_session_state state;
+	int64_t next_attempt_ms;   /* monotonic */
+	int64_t attempt_started_ms;
+	int64_t connected_at_ms;
+	unsigned failures;         /* consecutive, for the backoff */
+	uint64_t rng;
+	char last_error[256];      /* the last TLS/connection error, for the log */
+	bool fail_pending;         /* a callback saw the connection fail */
+	bool restart_after_close;  /* CLOSING because of a reboot command */
+	int offline_mid;           /* CLOSING: the offline status, acknowledged before DISCONNECT */
+	int64_t ack_wait_until_ms; /* CLOSING: DISCONNECT goes out by then even without it */
+	bool disconnect_sent;      /* CLOSING: DISCONNECT queued */
+	struct moat_agent_update *update; /* owned, freed with the session */
+	int64_t close_deadline_ms;
+};
 
 void moat_session_lib_init(void)
 {
@@ -95,12 +125,17 @@ static void io_local_addr(void *ctx, char *buf, size_t size)
 	}
 }
 
-int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf,
-		      int64_t now_mono_ms, struct moat_err *err)
+int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
+		     struct moat_session **out, struct moat_err *err)
 {
+	struct moat_session *s = NULL;
 	int rc;
 	int64_t not_after = 0;
-	memset(s, 0, sizeof(*s));
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
 	struct moat_device_io io = {
 		.publish = io_publish,
 		.subscribe = io_subscribe,
@@ -109,20 +144,27 @@ int moat_session_init(struct moat_session *s, const struct moat_agent_conf *conf
 	};
 	/* refuse a certificate the broker would refuse, with a reason a field technician can act on */
 	if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after, err)) != 0) {
-		return rc;
+		goto out;
 	}
 	if ((rc = moat_device_init(&s->dev, conf, &io, now_mono_ms, err)) != 0) {
-		return rc;
+		goto out;
 	}
 	s->dev.cert_not_after = not_after;
 	s->state = MOAT_SESSION_IDLE;
 	s->next_attempt_ms = now_mono_ms;
 	s->rng = (uint64_t)now_mono_ms * 6364136223846793005ULL + (uintptr_t)s;
-	return 0;
+	*out = s;
+	s = NULL;
+out:
+	free(s);
+	return rc;
 }
 
 void moat_session_free(struct moat_session *s)
 {
+	if (!s) {
+		return;
+	}
 	moat_agent_update_free(s->update);
 	s->update = NULL;
 	if (s->mosq) {
@@ -130,6 +172,40 @@ void moat_session_free(struct moat_session *s)
 		s->mosq = NULL;
 	}
 	moat_device_free(&s->dev);
+	free(s);
+}
+
+void moat_session_set_update(struct moat_session *s, struct moat_agent_update *u)
+{
+	s->update = u;
+	moat_agent_update_attach(u, &s->dev);
+}
+
+struct moat_agent_update *moat_session_update(struct moat_session *s)
+{
+	return s->update;
+}
+
+struct moat_device *moat_session_device(struct moat_session *s)
+{
+	return &s->dev;
+}
+
+void moat_session_schedule(struct moat_session *s, int64_t first_attempt_ms,
+			   int64_t first_telemetry_ms)
+{
+	s->next_attempt_ms = first_attempt_ms;
+	s->dev.next_telemetry_ms = first_telemetry_ms;
+}
+
+const struct moat_device_stats *moat_session_device_stats(const struct moat_session *s)
+{
+	return &s->dev.stats;
+}
+
+unsigned moat_session_failures(const struct moat_session *s)
+{
+	return s->failures;
 }
 
 static uint64_t rnd(struct moat_session *s)
@@ -423,100 +499,186 @@ static void collect(struct moat_session **ss, size_t count, struct moat_loop_sta
 	}
 }
 
+/* A failure seen by a callback or the socket: a closing session is done closing, any
+ * other has lost its connection. */
+static void settle_failure(struct moat_session *s, int64_t now)
+{
+	if (!s->fail_pending) {
+		return;
+	}
+	if (s->state == MOAT_SESSION_CLOSING) {
+		finish_close(s, now);
+	} else {
+		session_fail(s, now, "connection lost");
+	}
+}
+
+/* One pass of the loop over the sessions, before poll(). */
+struct pass {
+	struct pollfd *pfd;
+	size_t *owner;   /* pfd[k] is the socket of session owner[k] */
+	size_t n;        /* entries in pfd */
+	size_t started;  /* connection attempts started in this pass */
+	int64_t wait;    /* how long poll() may sleep */
+	bool stopping;   /* the loop is closing every session */
+};
+
+/* Session i before poll(): starts a due connection attempt, ticks the device, acts on a
+ * reboot request, times out a handshake, moves a close along, runs libmosquitto's timers
+ * and adds the socket to the poll set. */
+static void prepare_session(struct moat_session *s, size_t i, int64_t now, struct pass *p,
+			    volatile int *stop, bool *out_reboot)
+{
+	if (s->state == MOAT_SESSION_IDLE && !p->stopping && now >= s->next_attempt_ms &&
+	    p->started < ATTEMPTS_PER_PASS) {
+		p->started++;
+		attempt(s, now);
+	}
+	if (!p->stopping) {
+		moat_device_tick(&s->dev, now);
+		int64_t d = moat_device_next_ms(&s->dev, now);
+		if (d < p->wait) {
+			p->wait = d;
+		}
+	}
+	if (s->state == MOAT_SESSION_UP && s->dev.reboot_requested) {
+		if (out_reboot) {
+			*out_reboot = true;
+			p->stopping = true;
+			*stop = 1;
+		}
+		begin_close(s, now, out_reboot == NULL);
+	}
+	if (s->state == MOAT_SESSION_IDLE && !p->stopping) {
+		int64_t d = p->started >= ATTEMPTS_PER_PASS ? 0 : s->next_attempt_ms - now;
+		if (d < p->wait) {
+			p->wait = d < 0 ? 0 : d;
+		}
+	}
+	if (s->state == MOAT_SESSION_CONNECTING && now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
+		session_fail(s, now, "connect timed out");
+	}
+	if (s->state == MOAT_SESSION_CLOSING && s->mosq) {
+		send_disconnect_when_acked(s, now);
+	}
+	if (s->state == MOAT_SESSION_CLOSING && now > s->close_deadline_ms) {
+		finish_close(s, now);
+	}
+	if (s->mosq) {
+		if (mosquitto_loop_misc(s->mosq) != MOSQ_ERR_SUCCESS && !s->fail_pending &&
+		    s->state != MOAT_SESSION_CLOSING) {
+			s->fail_pending = true;
+		}
+	}
+	settle_failure(s, now);
+	int fd = s->mosq ? mosquitto_socket(s->mosq) : -1;
+	if (fd >= 0) {
+		struct pollfd *e = &p->pfd[p->n];
+		e->fd = fd;
+		e->events = POLLIN;
+		if (mosquitto_want_write(s->mosq)) {
+			e->events |= POLLOUT;
+		}
+		e->revents = 0;
+		p->owner[p->n] = i;
+		p->n++;
+	}
+}
+
+/* A session's socket is ready (ev): reads and writes what libmosquitto has. */
+static void service_session(struct moat_session *s, short ev, int64_t now)
+{
+	int lrc = MOSQ_ERR_SUCCESS;
+	if (s->state == MOAT_SESSION_CONNECTING) {
+		/* During the TLS handshake libmosquitto continues it from
+		 * loop_read only (loop_write skips it), whichever way the socket
+		 * is ready; it reports a refused or reset connection as "try
+		 * again", so errors on the socket are taken from SO_ERROR. */
+		lrc = mosquitto_loop_read(s->mosq, 1);
+		if (lrc == MOSQ_ERR_SUCCESS && s->mosq && mosquitto_want_write(s->mosq)) {
+			lrc = mosquitto_loop_write(s->mosq, 1);
+		}
+		if (lrc == MOSQ_ERR_SUCCESS && (ev & (POLLERR | POLLHUP)) &&
+		    s->state == MOAT_SESSION_CONNECTING && !s->fail_pending) {
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+			int sfd = s->mosq ? mosquitto_socket(s->mosq) : -1;
+			if (sfd >= 0) {
+				getsockopt(sfd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+			}
+			if (!s->last_error[0]) {
+				set_error(s, "%s",
+					  soerr ? strerror(soerr)
+						: "connection refused or closed during the handshake");
+			}
+			s->fail_pending = true;
+		}
+	} else {
+		if (ev & (POLLIN | POLLHUP | POLLERR)) {
+			lrc = mosquitto_loop_read(s->mosq, 1);
+		}
+		if (lrc == MOSQ_ERR_SUCCESS && s->mosq && (ev & POLLOUT)) {
+			lrc = mosquitto_loop_write(s->mosq, 1);
+		}
+	}
+	if (lrc != MOSQ_ERR_SUCCESS && !s->fail_pending) {
+		if (!s->last_error[0]) {
+			set_error(s, "%s",
+				  lrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(lrc));
+		}
+		s->fail_pending = true;
+	}
+	settle_failure(s, now);
+}
+
+/* After the loop: every session not yet closed is dropped and its queue persisted. */
+static void drop_all(struct moat_session **ss, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (ss[i]->state != MOAT_SESSION_DONE) {
+			drop_mosq(ss[i]);
+			moat_device_on_disconnect(&ss[i]->dev, false);
+			moat_device_persist(&ss[i]->dev);
+			ss[i]->state = MOAT_SESSION_DONE;
+		}
+	}
+}
+
 int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		  moat_loop_tick_cb on_tick, void *ctx, bool *out_reboot, struct moat_err *err)
 {
-	struct pollfd *pfd = calloc(count ? count : 1, sizeof(*pfd));
-	size_t *owner = calloc(count ? count : 1, sizeof(*owner));
-	bool stopping = false;
+	struct pass p = {
+		.pfd = calloc(count ? count : 1, sizeof(*p.pfd)),
+		.owner = calloc(count ? count : 1, sizeof(*p.owner)),
+	};
 	int64_t last_tick = 0;
 	int rc = 0;
 	if (out_reboot) {
 		*out_reboot = false;
 	}
-	if (!pfd || !owner) {
-		free(pfd);
-		free(owner);
+	if (!p.pfd || !p.owner) {
+		free(p.pfd);
+		free(p.owner);
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	for (;;) {
 		int64_t now = moat_time_mono_ms();
-		if (*stop && !stopping) {
-			stopping = true;
+		if (*stop && !p.stopping) {
+			p.stopping = true;
 			for (size_t i = 0; i < count; i++) {
 				begin_close(ss[i], now, false);
 			}
 		}
 		bool active = false;
-		size_t started = 0;
-		int64_t wait = TICK_MS;
-		size_t n = 0;
+		p.started = 0;
+		p.wait = TICK_MS;
+		p.n = 0;
 		for (size_t i = 0; i < count; i++) {
-			struct moat_session *s = ss[i];
-			if (s->state == MOAT_SESSION_DONE) {
+			if (ss[i]->state == MOAT_SESSION_DONE) {
 				continue;
 			}
 			active = true;
-			if (s->state == MOAT_SESSION_IDLE && !stopping && now >= s->next_attempt_ms &&
-			    started < ATTEMPTS_PER_PASS) {
-				started++;
-				attempt(s, now);
-			}
-			if (!stopping) {
-				moat_device_tick(&s->dev, now);
-				int64_t d = moat_device_next_ms(&s->dev, now);
-				if (d < wait) {
-					wait = d;
-				}
-			}
-			if (s->state == MOAT_SESSION_UP && s->dev.reboot_requested) {
-				if (out_reboot) {
-					*out_reboot = true;
-					stopping = true;
-					*stop = 1;
-				}
-				begin_close(s, now, out_reboot == NULL);
-			}
-			if (s->state == MOAT_SESSION_IDLE && !stopping) {
-				int64_t d = started >= ATTEMPTS_PER_PASS ? 0 : s->next_attempt_ms - now;
-				if (d < wait) {
-					wait = d < 0 ? 0 : d;
-				}
-			}
-			if (s->state == MOAT_SESSION_CONNECTING &&
-			    now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
-				session_fail(s, now, "connect timed out");
-			}
-			if (s->state == MOAT_SESSION_CLOSING && s->mosq) {
-				send_disconnect_when_acked(s, now);
-			}
-			if (s->state == MOAT_SESSION_CLOSING && now > s->close_deadline_ms) {
-				finish_close(s, now);
-			}
-			if (s->mosq) {
-				if (mosquitto_loop_misc(s->mosq) != MOSQ_ERR_SUCCESS && !s->fail_pending &&
-				    s->state != MOAT_SESSION_CLOSING) {
-					s->fail_pending = true;
-				}
-			}
-			if (s->fail_pending) {
-				if (s->state == MOAT_SESSION_CLOSING) {
-					finish_close(s, now);
-				} else {
-					session_fail(s, now, "connection lost");
-				}
-			}
-			int fd = s->mosq ? mosquitto_socket(s->mosq) : -1;
-			if (fd >= 0) {
-				pfd[n].fd = fd;
-				pfd[n].events = POLLIN;
-				if (mosquitto_want_write(s->mosq)) {
-					pfd[n].events |= POLLOUT;
-				}
-				pfd[n].revents = 0;
-				owner[n] = i;
-				n++;
-			}
+			prepare_session(ss[i], i, now, &p, stop, out_reboot);
 		}
 		if (!active) {
 			break;
@@ -529,10 +691,10 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 				*stop = 1;
 			}
 		}
-		if (wait > TICK_MS) {
-			wait = TICK_MS;
+		if (p.wait > TICK_MS) {
+			p.wait = TICK_MS;
 		}
-		int pr = poll(pfd, n, (int)wait);
+		int pr = poll(p.pfd, p.n, (int)p.wait);
 		if (pr < 0) {
 			if (errno == EINTR) {
 				continue;
@@ -541,71 +703,15 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 			break;
 		}
 		now = moat_time_mono_ms();
-		for (size_t k = 0; k < n && pr > 0; k++) {
-			struct moat_session *s = ss[owner[k]];
-			if (!pfd[k].revents || !s->mosq) {
-				continue;
-			}
-			int lrc = MOSQ_ERR_SUCCESS;
-			short ev = pfd[k].revents;
-			if (s->state == MOAT_SESSION_CONNECTING) {
-				/* During the TLS handshake libmosquitto continues it from
-				 * loop_read only (loop_write skips it), whichever way the socket
-				 * is ready; it reports a refused or reset connection as "try
-				 * again", so errors on the socket are taken from SO_ERROR. */
-				lrc = mosquitto_loop_read(s->mosq, 1);
-				if (lrc == MOSQ_ERR_SUCCESS && s->mosq && mosquitto_want_write(s->mosq)) {
-					lrc = mosquitto_loop_write(s->mosq, 1);
-				}
-				if (lrc == MOSQ_ERR_SUCCESS && (ev & (POLLERR | POLLHUP)) &&
-				    s->state == MOAT_SESSION_CONNECTING && !s->fail_pending) {
-					int soerr = 0;
-					socklen_t sl = sizeof(soerr);
-					int sfd = s->mosq ? mosquitto_socket(s->mosq) : -1;
-					if (sfd >= 0) {
-						getsockopt(sfd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-					}
-					if (!s->last_error[0]) {
-						set_error(s, "%s",
-							  soerr ? strerror(soerr)
-								: "connection refused or closed during the handshake");
-					}
-					s->fail_pending = true;
-				}
-			} else {
-				if (ev & (POLLIN | POLLHUP | POLLERR)) {
-					lrc = mosquitto_loop_read(s->mosq, 1);
-				}
-				if (lrc == MOSQ_ERR_SUCCESS && s->mosq && (ev & POLLOUT)) {
-					lrc = mosquitto_loop_write(s->mosq, 1);
-				}
-			}
-			if (lrc != MOSQ_ERR_SUCCESS && !s->fail_pending) {
-				if (!s->last_error[0]) {
-					set_error(s, "%s",
-						 lrc == MOSQ_ERR_ERRNO ? strerror(errno)
-								       : mosquitto_strerror(lrc));
-				}
-				s->fail_pending = true;
-			}
-			if (s->fail_pending) {
-				if (s->state == MOAT_SESSION_CLOSING) {
-					finish_close(s, now);
-				} else {
-					session_fail(s, now, "connection lost");
-				}
+		for (size_t k = 0; k < p.n && pr > 0; k++) {
+			struct moat_session *s = ss[p.owner[k]];
+			if (p.pfd[k].revents && s->mosq) {
+				service_session(s, p.pfd[k].revents, now);
 			}
 		}
 	}
-	for (size_t i = 0; i < count; i++) {
-		if (ss[i]->state != MOAT_SESSION_DONE) {
-			drop_mosq(ss[i]);
-			moat_device_on_disconnect(&ss[i]->dev, false);
-			moat_device_persist(&ss[i]->dev);
-			ss[i]->state = MOAT_SESSION_DONE;
-		}
-	}
-	free(pfd);
-	free(owner);
+	drop_all(ss, count);
+	free(p.pfd);
+	free(p.owner);
 	return rc;
 }

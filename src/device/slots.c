@@ -5,7 +5,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,22 +18,9 @@
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
+#include "failpoint.h"
+
 #define VERIFY_BUF_BYTES (256u * 1024u)
-
-void moat_update_failpoint(const char *what)
-{
-	static int64_t steps;
-	const char *at = getenv("MOAT_UPDATE_KILL_AT");
-	int64_t k = 0;
-
-	(void)what;
-	if (at == NULL || moat_int_parse(at, 1, 1000000, &k, NULL) != 0) {
-		return;
-	}
-	if (++steps == k) {
-		raise(SIGKILL);
-	}
-}
 
 int moat_slots_path(char *buf, size_t size, const char *dir, char slot, const char *file,
 		    struct moat_err *err)
@@ -79,7 +65,7 @@ int moat_slots_save(const char *dir, const struct moat_boot_state *st, struct mo
 		rc = moat_boot_state_format(st, text, sizeof(text), &len, err);
 	}
 	if (rc == 0) {
-		moat_update_failpoint("state write");
+		MOAT_FAILPOINT("state write");
 		rc = moat_fs_write_atomic(path, text, len, 0600, err);
 	}
 	return rc;

@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,19 +31,20 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "moat/agent_update.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/manifest.h"
+#include "moat/spawn.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 #include "moat/update.h"
 
+#include "device_internal.h"
+
 #define PENDING_FILE "update.pending"
 #define UPDATER_DEFAULT "moat-update"
 #define CONFIRM_RETRY_MS 5000 /* a confirm step that failed is tried again after this */
-
-extern char **environ;
 
 struct moat_agent_update {
 	char url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1];
@@ -68,10 +68,9 @@ struct moat_agent_update {
 	bool probe_passed;           /* the updater answered its probe since the start */
 	int64_t next_confirm_ms;     /* monotonic: the next confirm attempt */
 	/* the running child: a check, or the probe */
-	pid_t pid;                   /* 0 when none */
+	struct moat_spawn_child child; /* pid 0 when none; out: its stdout's read end */
 	bool probing;                /* the child is the probe */
 	char report_error[MOAT_ERR_MSG_MAX]; /* why a report line was refused */
-	int fd;                      /* its stdout's read end, -1 when none */
 	char line[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
 	size_t line_len;
 	bool line_too_long;          /* the current line is being skipped */
@@ -137,7 +136,7 @@ int moat_agent_update_new(const struct moat_agent_conf *conf, struct moat_agent_
 	if (!u) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	u->fd = -1;
+	u->child.in = u->child.out = u->child.err = -1;
 	u->interval_ms = conf->update_interval_s * 1000;
 	u->trial_seconds = MOAT_BOOT_TRIAL_SECONDS_DEFAULT;
 	int rc;
@@ -207,16 +206,12 @@ void moat_agent_update_free(struct moat_agent_update *u)
 	if (!u) {
 		return;
 	}
-	if (u->pid > 0) {
+	if (u->child.pid > 0) {
 		/* an interrupted download keeps its .part file for the next check */
-		kill(u->pid, SIGTERM);
-		while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR) {
-		}
+		moat_spawn_stop(&u->child, SIGTERM);
 		release_pool(u);
 	}
-	if (u->fd >= 0) {
-		close(u->fd);
-	}
+	moat_spawn_close(&u->child);
 	free(u);
 }
 
@@ -298,60 +293,26 @@ static int spawn_check(struct moat_agent_update *u, bool probe, struct moat_err 
 	char *argv[] = {u->program, "--report", "--state", u->state_dir, "--server", u->url,
 			"--ca",	    u->ca,	"--cert",  u->cert,	 "--key",    u->key,
 			probe ? "--probe" : NULL, NULL};
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, defaults;
-	int fds[2];
-	pid_t pid = 0;
-	int rc = 0;
-	if (pipe2(fds, O_CLOEXEC) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "pipe");
-	}
+	sigset_t none;
+	int rc;
 	sigemptyset(&none);
-	sigemptyset(&defaults);
-	/* the agent's handlers only set its stop flag, and it ignores SIGPIPE */
-	sigaddset(&defaults, SIGTERM);
-	sigaddset(&defaults, SIGINT);
-	sigaddset(&defaults, SIGPIPE);
-	int e = posix_spawn_file_actions_init(&fa);
-	if (e == 0) {
-		e = posix_spawnattr_init(&attr);
-		if (e != 0) {
-			posix_spawn_file_actions_destroy(&fa);
-		}
-	}
-	if (e != 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return moat_err_errno(err, MOAT_EIO, e, "posix_spawn setup");
-	}
-	if ((e = posix_spawn_file_actions_adddup2(&fa, fds[1], STDOUT_FILENO)) == 0 &&
-	    (e = posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0)) ==
-		    0 &&
-	    (e = posix_spawn_file_actions_addclosefrom_np(&fa, STDERR_FILENO + 1)) == 0 &&
-	    (e = posix_spawnattr_setsigmask(&attr, &none)) == 0 &&
-	    (e = posix_spawnattr_setsigdefault(&attr, &defaults)) == 0 &&
-	    (e = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
-							POSIX_SPAWN_SETSIGDEF)) == 0) {
-		e = posix_spawnp(&pid, u->program, &fa, &attr, argv, environ);
-	}
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(fds[1]);
-	if (e != 0) {
-		close(fds[0]);
-		return moat_err_errno(err, MOAT_EIO, e, "cannot run %s", u->program);
-	}
-	if (fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0) {
-		rc = moat_err_errno(err, MOAT_EIO, errno, "pipe");
-		kill(pid, SIGTERM);
-		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {
-		}
-		close(fds[0]);
+	struct moat_spawn sp = {
+		.argv = argv,
+		.in = MOAT_SPAWN_DEVNULL,
+		.out = MOAT_SPAWN_PIPE,
+		.sigmask = &none,
+		/* the agent's handlers only set its stop flag, and it ignores SIGPIPE */
+		.flags = MOAT_SPAWN_SIGDEFAULT | MOAT_SPAWN_SIGPIPE_DEFAULT | MOAT_SPAWN_CLOSE_FDS |
+			 MOAT_SPAWN_SEARCH_PATH,
+	};
+	if ((rc = moat_spawn_start(&sp, &u->child, err)) != 0) {
 		return rc;
 	}
-	u->pid = pid;
-	u->fd = fds[0];
+	if (fcntl(u->child.out, F_SETFL, O_NONBLOCK) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "pipe");
+		moat_spawn_stop(&u->child, SIGTERM);
+		return rc;
+	}
 	u->probing = probe;
 	u->line_len = 0;
 	u->line_too_long = false;
@@ -401,7 +362,7 @@ static void drain(struct moat_device *dev, struct moat_agent_update *u)
 {
 	char buf[4096];
 	for (;;) {
-		ssize_t n = read(u->fd, buf, sizeof(buf));
+		ssize_t n = read(u->child.out, buf, sizeof(buf));
 		if (n < 0 && errno == EINTR) {
 			continue;
 		}
@@ -450,9 +411,8 @@ static void remember_pending(struct moat_device *dev, struct moat_agent_update *
 static void end_child(struct moat_device *dev, struct moat_agent_update *u)
 {
 	drain(dev, u);
-	close(u->fd);
-	u->fd = -1;
-	u->pid = 0;
+	moat_spawn_close(&u->child);
+	u->child.pid = 0;
 	release_pool(u);
 }
 
@@ -460,8 +420,9 @@ static void end_child(struct moat_device *dev, struct moat_agent_update *u)
  * answered "failed" while the session is still up. */
 static void stop_child(struct moat_device *dev, struct moat_agent_update *u, const char *why)
 {
-	kill(u->pid, SIGTERM);
-	while (waitpid(u->pid, NULL, 0) < 0 && errno == EINTR) {
+	kill(u->child.pid, SIGTERM);
+	if (moat_spawn_wait(&u->child, NULL, NULL) != 0) {
+		/* already gone */
 	}
 	end_child(dev, u);
 	u->probing = false;
@@ -634,7 +595,7 @@ static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, i
 static void try_start(struct moat_device *dev, struct moat_agent_update *u, int64_t now_mono_ms)
 {
 	struct moat_err err;
-	if (!u->due || u->pid > 0 || !u->settled || dev->reboot_requested || !pool_has_room(u)) {
+	if (!u->due || u->child.pid > 0 || !u->settled || dev->reboot_requested || !pool_has_room(u)) {
 		return;
 	}
 	u->due = false;
@@ -652,17 +613,16 @@ static void try_start(struct moat_device *dev, struct moat_agent_update *u, int6
 static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 {
 	struct moat_agent_update *u = ctx;
-	if (u->pid > 0 && dev->reboot_requested && !u->probing) {
+	if (u->child.pid > 0 && dev->reboot_requested && !u->probing) {
 		stop_child(dev, u, "restarting");
 		return;
 	}
-	if (u->pid > 0) {
+	if (u->child.pid > 0) {
 		int status = 0;
+		bool known = false;
 		drain(dev, u);
-		pid_t w = waitpid(u->pid, &status, WNOHANG);
-		if (w == u->pid || (w < 0 && errno != EINTR)) {
-			/* w < 0: the child cannot be waited for (gone): its end all the same */
-			bool known = w == u->pid;
+		/* a child that cannot be waited for (gone) has ended all the same */
+		if (moat_spawn_poll(&u->child, &status, &known)) {
 			end_child(dev, u);
 			if (u->probing) {
 				finish_probe(dev, u, status, known);
@@ -721,10 +681,10 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 	}
 	/* A periodic check under way gets this command's answer; else one starts now, or
 	 * once the trial is settled and the simulator's pool has room. */
-	if (u->pid == 0 || u->probing) {
+	if (u->child.pid == 0 || u->probing) {
 		u->due = true;
 	}
-	if (u->due && u->pid == 0 && u->settled && pool_has_room(u)) {
+	if (u->due && u->child.pid == 0 && u->settled && pool_has_room(u)) {
 		u->due = false;
 		if (spawn_check(u, false, &err) != 0) {
 			snprintf(resp->status, sizeof(resp->status), "failed");
@@ -738,7 +698,7 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 	snprintf(u->cmd_id, sizeof(u->cmd_id), "%s", cmd->id);
 	snprintf(resp->status, sizeof(resp->status), "accepted");
 	snprintf(resp->detail, sizeof(resp->detail), "update check %s (%.150s)",
-		 u->pid > 0 && !u->probing ? "started" : "queued", u->url);
+		 u->child.pid > 0 && !u->probing ? "started" : "queued", u->url);
 }
 
 /* Boots the virtual slots as moat-boot boots real ones: pick, verify, revert a trial that
@@ -775,7 +735,7 @@ static bool update_reboot(struct moat_device *dev, void *ctx)
 {
 	struct moat_agent_update *u = ctx;
 	struct moat_err err;
-	if (u->pid > 0) {
+	if (u->child.pid > 0) {
 		/* it holds the slots' lock, which the boot below takes */
 		stop_child(dev, u, "restarting");
 	}

@@ -15,6 +15,7 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+#include "failpoint.h"
 #include "update_internal.h"
 
 #define REHASH_BUF_BYTES (256u * 1024u)
@@ -144,11 +145,11 @@ static int commit(const char *dir, const struct paths *p, struct moat_boot_state
 {
 	int rc;
 
-	moat_update_failpoint("rename image");
+	MOAT_FAILPOINT("rename image");
 	if (rename(p->img_part, p->img) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", p->img);
 	}
-	moat_update_failpoint("rename envelope");
+	MOAT_FAILPOINT("rename envelope");
 	if (rename(p->env_part, p->env) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", p->env);
 	}
@@ -162,73 +163,51 @@ static int commit(const char *dir, const struct paths *p, struct moat_boot_state
 	return rc;
 }
 
-int moat_update_check(const struct moat_update_conf *conf, struct moat_update_result *out,
-		      struct moat_err *err)
+/* Asks the server for its newest envelope and decides on it (running version, stored
+ * floor and issued_at, device type, trust). 0 with *out_offered when m is to be downloaded;
+ * 0 with out's outcome (up to date, refused, reverted here before) otherwise. *env (the
+ * caller frees it) holds the envelope; trust is filled for the caller to free. */
+static int check_offer(const struct moat_update_conf *conf, const struct moat_boot_state *st,
+		       struct moat_fw_trust *trust, struct moat_manifest *running, char **env,
+		       size_t *env_len, struct moat_manifest *m, bool *out_offered,
+		       struct moat_update_result *out, struct moat_err *err)
 {
 	const char *dir = conf->state_dir;
-	struct moat_boot_state st;
-	struct moat_fw_trust trust;
-	struct moat_manifest running;
-	struct moat_manifest m;
 	struct moat_fw_decision d;
-	struct moat_fw_stream s;
-	struct paths p;
-	char *env = NULL;
-	size_t env_len = 0;
 	long status = 0;
-	uint64_t offset = 0;
-	int lock = -1;
-	int fd = -1;
-	char slot;
 	int rc;
 
-	memset(out, 0, sizeof(*out));
-	memset(&trust, 0, sizeof(trust));
-	memset(&s, 0, sizeof(s));
-	rc = moat_slots_lock(dir, &lock, err);
-	if (rc == 0) {
-		rc = moat_slots_load(dir, &st, err);
-	}
-	if (rc != 0) {
-		goto out;
-	}
-	if (st.trial != 0) {
-		out->outcome = MOAT_UPDATE_TRIAL_PENDING;
-		snprintf(out->msg, sizeof(out->msg), "slot %c is on trial; confirm it first",
-			 st.trial);
-		goto out;
-	}
-	rc = moat_slots_trust(dir, &trust, err);
+	*out_offered = false;
+	rc = moat_slots_trust(dir, trust, err);
 	if (rc == 0) {
 		/* What runs is what the active slot's verified manifest says. */
-		rc = moat_slots_verify(dir, &st, st.active, NULL, &running, err);
+		rc = moat_slots_verify(dir, st, st->active, NULL, running, err);
 	}
 	if (rc == 0) {
-		rc = moat_update_fetch_envelope(conf, running.version, &env, &env_len, &status,
-						err);
+		rc = moat_update_fetch_envelope(conf, running->version, env, env_len, &status, err);
 	}
 	if (rc != 0) {
-		goto out;
+		return rc;
 	}
 	if (status == 204) {
 		out->outcome = MOAT_UPDATE_UP_TO_DATE;
-		snprintf(out->msg, sizeof(out->msg), "up to date (%s)", running.version);
-		goto out;
+		snprintf(out->msg, sizeof(out->msg), "up to date (%s)", running->version);
+		return 0;
 	}
 	struct moat_fw_policy pol = {
 		.purpose = MOAT_FW_FOR_INSTALL,
-		.device_type = st.device_type,
-		.current_version = running.version,
-		.security_floor = st.floor,
+		.device_type = st->device_type,
+		.current_version = running->version,
+		.security_floor = st->floor,
 		.now = conf->now > 0 ? conf->now : moat_time_now(),
-		.last_issued_at = st.last_issued_at,
+		.last_issued_at = st->last_issued_at,
 	};
-	if (moat_fw_decide(env, env_len, &trust, &pol, &m, &d) != MOAT_FW_ACCEPT) {
+	if (moat_fw_decide(*env, *env_len, trust, &pol, m, &d) != MOAT_FW_ACCEPT) {
 		refuse(out, d.verdict, d.msg);
-		goto out;
+		return 0;
 	}
-	snprintf(out->version, sizeof(out->version), "%s", m.version);
-	if (m.issued_at <= st.reverted_issued_at) {
+	snprintf(out->version, sizeof(out->version), "%s", m->version);
+	if (m->issued_at <= st->reverted_issued_at) {
 		/* This very release (or an older one) already failed its trial here: staging it
 		 * again would only loop trial -> revert. Nothing is downloaded and a partial
 		 * download of something else stays as it is. */
@@ -236,10 +215,30 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 		snprintf(out->msg, sizeof(out->msg),
 			 "version %s was reverted on this device; waiting for a newer release "
 			 "(running %s)",
-			 m.version, running.version);
-		goto out;
+			 m->version, running->version);
+		return 0;
 	}
-	slot = moat_boot_other(st.active);
+	*out_offered = true;
+	return 0;
+}
+
+/* Downloads m's image (envelope env) into the inactive slot while hashing it, resuming a
+ * partial download of the same envelope, verifies it and stages the slot as the trial. */
+static int fetch_and_stage(const struct moat_update_conf *conf, struct moat_boot_state *st,
+			   const struct moat_manifest *m, const char *env, size_t env_len,
+			   const char *running_version, struct moat_update_result *out,
+			   struct moat_err *err)
+{
+	const char *dir = conf->state_dir;
+	struct moat_fw_decision d;
+	struct moat_fw_stream s;
+	struct paths p;
+	uint64_t offset = 0;
+	int fd = -1;
+	char slot = moat_boot_other(st->active);
+	int rc;
+
+	memset(&s, 0, sizeof(s));
 	out->slot = slot;
 	rc = make_paths(dir, slot, &p, err);
 	if (rc != 0) {
@@ -247,14 +246,14 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 	}
 	bool resume = same_envelope(p.env_part, env, env_len);
 	if (!resume) {
-		moat_update_failpoint("envelope.part");
+		MOAT_FAILPOINT("envelope.part");
 		(void)unlink(p.img_part);
 		rc = moat_fs_write_atomic(p.env_part, env, env_len, 0644, err);
 		if (rc != 0) {
 			goto out;
 		}
 	}
-	rc = moat_fw_stream_init(&s, &m, err);
+	rc = moat_fw_stream_init(&s, m, err);
 	if (rc == 0) {
 		rc = open_partial(&p, resume, &s, &fd, &offset, err);
 	}
@@ -262,11 +261,11 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 		goto out;
 	}
 	out->resumed_from = offset;
-	if (offset < m.size) {
+	if (offset < m->size) {
 		if (conf->on_download != NULL) {
-			conf->on_download(conf->on_download_ctx, &m, offset);
+			conf->on_download(conf->on_download_ctx, m, offset);
 		}
-		rc = moat_update_fetch_image(conf, &m, fd, offset, &s, err);
+		rc = moat_update_fetch_image(conf, m, fd, offset, &s, err);
 		if (rc != 0) {
 			/* Interrupted: the partial file stays for the next check to resume. */
 			goto out;
@@ -286,18 +285,55 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 	}
 	close(fd);
 	fd = -1;
-	rc = commit(dir, &p, &st, slot, &m, err);
+	rc = commit(dir, &p, st, slot, m, err);
 	if (rc != 0) {
 		goto out;
 	}
 	out->outcome = MOAT_UPDATE_STAGED;
 	snprintf(out->msg, sizeof(out->msg), "version %s staged in slot %c (trial); was %s",
-		 m.version, slot, running.version);
+		 m->version, slot, running_version);
 out:
 	if (fd >= 0) {
 		close(fd);
 	}
 	moat_fw_stream_free(&s);
+	return rc;
+}
+
+int moat_update_check(const struct moat_update_conf *conf, struct moat_update_result *out,
+		      struct moat_err *err)
+{
+	const char *dir = conf->state_dir;
+	struct moat_boot_state st;
+	struct moat_fw_trust trust;
+	struct moat_manifest running;
+	struct moat_manifest m;
+	char *env = NULL;
+	size_t env_len = 0;
+	bool offered = false;
+	int lock = -1;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	memset(&trust, 0, sizeof(trust));
+	rc = moat_slots_lock(dir, &lock, err);
+	if (rc == 0) {
+		rc = moat_slots_load(dir, &st, err);
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	if (st.trial != 0) {
+		out->outcome = MOAT_UPDATE_TRIAL_PENDING;
+		snprintf(out->msg, sizeof(out->msg), "slot %c is on trial; confirm it first",
+			 st.trial);
+		goto out;
+	}
+	rc = check_offer(conf, &st, &trust, &running, &env, &env_len, &m, &offered, out, err);
+	if (rc == 0 && offered) {
+		rc = fetch_and_stage(conf, &st, &m, env, env_len, running.version, out, err);
+	}
+out:
 	moat_fw_trust_free(&trust);
 	free(env);
 	moat_slots_unlock(lock);

@@ -10,7 +10,7 @@
 
 #include <mosquitto.h>
 
-#include "moat/agent.h"
+#include "moat/session.h"
 #include "moat/deploy.h"
 #include "moat/mqtt_tls.h"
 #include "moat/opclient.h"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "moat/agent.h"
+#include "moat/provision.h"
 #include "moat/deploy.h"
 #include "moat/registry.h"
 

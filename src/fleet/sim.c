@@ -13,7 +13,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "moat/agent.h"
+#include "moat/provision.h"
+#include "moat/sim.h"
 #include "moat/deploy.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
@@ -87,6 +88,7 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 			   struct moat_agent_update_pool *pool, struct moat_err *err)
 {
 	struct moat_agent_conf conf = *base;
+	struct moat_agent_update *u = NULL;
 	char state[PATH_MAX];
 	size_t k = 0;
 	int rc;
@@ -108,16 +110,16 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 				       fw->image[k], fw->envelope[k], moat_time_now(), err)) != 0) {
 		return rc;
 	}
-	if ((rc = moat_agent_update_new(&conf, &s->update, err)) != 0) {
+	if ((rc = moat_agent_update_new(&conf, &u, err)) != 0) {
 		return rc;
 	}
-	if (!s->update) {
+	if (!u) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "the deployment names no update server ([server] in moat.conf)");
 	}
-	moat_agent_update_set_pool(s->update, pool);
-	moat_agent_update_attach(s->update, &s->dev);
-	return moat_agent_update_virtual_boot(s->update, &s->dev, err);
+	moat_agent_update_set_pool(u, pool);
+	moat_session_set_update(s, u);
+	return moat_agent_update_virtual_boot(u, moat_session_device(s), err);
 }
 
 int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t count,
@@ -177,15 +179,8 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		     (rc = moat_err_errno(err, MOAT_EIO, errno, "%s", saved)) != 0)) {
 			goto out;
 		}
-		ss[made] = malloc(sizeof(*ss[made]));
-		if (!ss[made]) {
-			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
-			goto out;
-		}
-		if ((rc = moat_session_init(ss[made], &conf, now, err)) != 0) {
+		if ((rc = moat_session_new(&conf, now, &ss[made], err)) != 0) {
 			moat_err_prefix(err, "%s", ids[made]);
-			free(ss[made]);
-			ss[made] = NULL;
 			goto out;
 		}
 		if (fw && (rc = attach_firmware(ss[made], &conf, trust, fw, types, pool, err)) != 0) {
@@ -196,8 +191,7 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		/* spread first connections and telemetry over one interval */
 		int64_t offset = (int64_t)((made * (uint64_t)interval_ms) / (count ? count : 1));
 		/* at most 100 new TLS handshakes a second: a loaded broker keeps up */
-		ss[made]->next_attempt_ms = now + (int64_t)made * 10;
-		ss[made]->dev.next_telemetry_ms = now + offset;
+		moat_session_schedule(ss[made], now + (int64_t)made * 10, now + offset);
 	}
 	*out = ss;
 	ss = NULL;
@@ -215,10 +209,7 @@ void moat_sim_free(struct moat_session **ss, size_t count)
 		return;
 	}
 	for (size_t i = 0; i < count; i++) {
-		if (ss[i]) {
-			moat_session_free(ss[i]);
-			free(ss[i]);
-		}
+		moat_session_free(ss[i]);
 	}
 	free(ss);
 }

@@ -25,11 +25,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "moat/spawn.h"
 
 #include "net_internal.h"
 
@@ -47,7 +48,7 @@ volatile int moat_net_interrupted;
 static struct {
 	char ns[NS_MAX][NS_NAME_LEN];
 	size_t ns_count;
-	pid_t kids[KIDS_MAX];
+	struct moat_spawn_child kids[KIDS_MAX];
 	size_t kid_count;
 	bool atexit_set;
 } live;
@@ -77,11 +78,10 @@ struct topo {
 static void teardown(void)
 {
 	for (size_t i = 0; i < live.kid_count; i++) {
-		kill(live.kids[i], SIGKILL);
+		kill(live.kids[i].pid, SIGKILL);
 	}
 	for (size_t i = 0; i < live.kid_count; i++) {
-		while (waitpid(live.kids[i], NULL, 0) < 0 && errno == EINTR) {
-		}
+		moat_spawn_stop(&live.kids[i], SIGKILL);
 	}
 	live.kid_count = 0;
 	/* Deleting a namespace with no process left in it destroys it and its links. */
@@ -200,48 +200,47 @@ static int enter_ns(const char *ns)
 	return rc;
 }
 
-static void child_setup(void)
+/* Children die with this process, keep their default SIGINT/SIGTERM and ignore SIGPIPE. */
+#define CHILD_FLAGS                                                                          \
+	(MOAT_SPAWN_DIE_WITH_PARENT | MOAT_SPAWN_SIGDEFAULT | MOAT_SPAWN_IGNORE_SIGPIPE)
+
+/* In the child: forwarding on in namespace ns (ctx). */
+static int forwarding_child(void *ctx)
 {
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGPIPE, SIG_IGN);
+	const char *ns = ctx;
+	if (enter_ns(ns) != 0) {
+		return 2;
+	}
+	/* /proc/sys/net belongs to the opener's namespace, so this is the router's. */
+	int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1\n", 2) != 2) {
+		return 3;
+	}
+	close(fd);
+	/* Where br_netfilter is loaded, bridged frames also pass the inet hooks. Turned
+	 * off here, so what stops two devices on one bridge is provably the bridge
+	 * table, as on a gateway without br_netfilter. Absent files: nothing to do. */
+	fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (write(fd, "0\n", 2) != 2) {
+			return 4;
+		}
+		close(fd);
+	}
+	return 0;
 }
 
 static int enable_forwarding(const char *ns, struct moat_err *err)
 {
-	pid_t pid = fork();
-	if (pid < 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
-	}
-	if (pid == 0) {
-		child_setup();
-		if (enter_ns(ns) != 0) {
-			_exit(2);
-		}
-		/* /proc/sys/net belongs to the opener's namespace, so this is the router's. */
-		int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || write(fd, "1\n", 2) != 2) {
-			_exit(3);
-		}
-		close(fd);
-		/* Where br_netfilter is loaded, bridged frames also pass the inet hooks. Turned
-		 * off here, so what stops two devices on one bridge is provably the bridge
-		 * table, as on a gateway without br_netfilter. Absent files: nothing to do. */
-		fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
-		if (fd >= 0) {
-			if (write(fd, "0\n", 2) != 2) {
-				_exit(4);
-			}
-			close(fd);
-		}
-		_exit(0);
-	}
+	struct moat_spawn sp = {
+		.child_fn = forwarding_child, .child_ctx = (void *)ns, .flags = CHILD_FLAGS};
+	struct moat_spawn_child c;
 	int status = 0;
-	while (waitpid(pid, &status, 0) < 0) {
-		if (errno != EINTR) {
-			return moat_err_errno(err, MOAT_EIO, errno, "net verify: waitpid");
-		}
+	int rc;
+	if ((rc = moat_spawn_start(&sp, &c, err)) != 0 ||
+	    (rc = moat_spawn_wait(&c, &status, err)) != 0) {
+		moat_err_prefix(err, "net verify");
+		return rc;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		return moat_err_set(err, MOAT_EIO, "net verify: cannot enable forwarding in %s",
@@ -500,72 +499,79 @@ static int load_ruleset(const struct moat_net_policy *p, const struct topo *t, s
 	return rc;
 }
 
-/* A child in h's namespace that accepts and closes connections on every probed port. It
- * writes one byte to the ready pipe: 'R' once listening, 'E' when it could not. */
-static int start_listener(const struct topo *t, const struct host *h, struct moat_err *err)
+struct listener_arg {
+	const struct topo *t;
+	const struct host *h;
+};
+
+/* In the child: accepts and closes connections on every probed port in the namespace of
+ * the host; writes one byte to its stdout (the ready pipe): 'R' once listening, 'E' when
+ * it could not. */
+static int listener_child(void *ctx)
 {
-	int ready[2];
-	if (pipe2(ready, O_CLOEXEC) != 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "net verify: pipe");
+	const struct listener_arg *a = ctx;
+	const struct topo *t = a->t;
+	struct pollfd fds[3];
+	if (enter_ns(a->h->ns) != 0) {
+		(void)!write(STDOUT_FILENO, "E", 1);
+		return 2;
 	}
-	if (live.kid_count >= KIDS_MAX) {
-		close(ready[0]);
-		close(ready[1]);
-		return moat_err_set(err, MOAT_EINVAL, "net verify: too many listeners");
+	for (size_t i = 0; i < t->port_count; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int one = 1;
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons(t->ports[i]),
+					 .sin_addr.s_addr = htonl(INADDR_ANY)};
+		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+		    listen(fd, SOMAXCONN) != 0) {
+			(void)!write(STDOUT_FILENO, "E", 1);
+			return 3;
+		}
+		fds[i].fd = fd;
+		fds[i].events = POLLIN;
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(ready[0]);
-		close(ready[1]);
-		return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
-	}
-	if (pid == 0) {
-		child_setup();
-		close(ready[0]);
-		struct pollfd fds[3];
-		if (enter_ns(h->ns) != 0) {
-			(void)!write(ready[1], "E", 1);
-			_exit(2);
+	(void)!write(STDOUT_FILENO, "R", 1);
+	close(STDOUT_FILENO);
+	for (;;) {
+		if (poll(fds, t->port_count, -1) < 0 && errno != EINTR) {
+			return 4;
 		}
 		for (size_t i = 0; i < t->port_count; i++) {
-			int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-			int one = 1;
-			struct sockaddr_in sa = {.sin_family = AF_INET,
-						 .sin_port = htons(t->ports[i]),
-						 .sin_addr.s_addr = htonl(INADDR_ANY)};
-			if (fd < 0 ||
-			    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-			    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-			    listen(fd, SOMAXCONN) != 0) {
-				(void)!write(ready[1], "E", 1);
-				_exit(3);
-			}
-			fds[i].fd = fd;
-			fds[i].events = POLLIN;
-		}
-		(void)!write(ready[1], "R", 1);
-		close(ready[1]);
-		for (;;) {
-			if (poll(fds, t->port_count, -1) < 0 && errno != EINTR) {
-				_exit(4);
-			}
-			for (size_t i = 0; i < t->port_count; i++) {
-				if (fds[i].revents & POLLIN) {
-					int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
-					if (c >= 0) {
-						close(c);
-					}
+			if (fds[i].revents & POLLIN) {
+				int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
+				if (c >= 0) {
+					close(c);
 				}
 			}
 		}
 	}
-	live.kids[live.kid_count++] = pid;
-	close(ready[1]);
+}
+
+/* A child in h's namespace that accepts and closes connections on every probed port
+ * (listener_child); returns once it listens. */
+static int start_listener(const struct topo *t, const struct host *h, struct moat_err *err)
+{
+	struct listener_arg a = {.t = t, .h = h};
+	struct moat_spawn sp = {.child_fn = listener_child,
+				.child_ctx = &a,
+				.out = MOAT_SPAWN_PIPE,
+				.flags = CHILD_FLAGS};
+	if (live.kid_count >= KIDS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "net verify: too many listeners");
+	}
+	struct moat_spawn_child *c = &live.kids[live.kid_count];
+	int rc = moat_spawn_start(&sp, c, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "net verify");
+		return rc;
+	}
+	live.kid_count++;
 	char b = 0;
 	ssize_t n;
-	while ((n = read(ready[0], &b, 1)) < 0 && errno == EINTR && !moat_net_interrupted) {
+	while ((n = read(c->out, &b, 1)) < 0 && errno == EINTR && !moat_net_interrupted) {
 	}
-	close(ready[0]);
+	moat_spawn_close(c);
 	if (moat_net_interrupted) {
 		return check_interrupt(err);
 	}
@@ -659,37 +665,45 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 }
 
 /* Forks a child in h's namespace that runs fn(h, arg, out) and sends out_len result bytes
- * back; returns the pid and the read end in *out_fd. */
+ * back; *out_pid is the child (in live.kids, its stdout the read end of the result pipe). */
 typedef void (*probe_fn)(const struct host *h, const void *arg, uint8_t *out, size_t out_len);
 
-static pid_t start_child(const struct host *h, probe_fn fn, const void *arg, size_t out_len,
-			 int *out_fd)
+struct probe_arg {
+	const struct host *h;
+	probe_fn fn;
+	const void *arg;
+	size_t out_len;
+};
+
+static int probe_child(void *ctx)
 {
-	int fds[2];
-	if (live.kid_count >= KIDS_MAX || pipe2(fds, O_CLOEXEC) != 0) {
-		return -1;
+	const struct probe_arg *a = ctx;
+	static uint8_t res[MOAT_NET_PROBES_MAX];
+	memset(res, MOAT_NET_OBS_ERROR, sizeof(res));
+	if (enter_ns(a->h->ns) == 0) {
+		a->fn(a->h, a->arg, res, a->out_len);
 	}
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(fds[0]);
-		close(fds[1]);
-		return -1;
+	(void)!write(STDOUT_FILENO, res, a->out_len);
+	return 0;
+}
+
+static int start_child(const struct host *h, probe_fn fn, const void *arg, size_t out_len,
+		       pid_t *out_pid, struct moat_err *err)
+{
+	struct probe_arg a = {.h = h, .fn = fn, .arg = arg, .out_len = out_len};
+	struct moat_spawn sp = {
+		.child_fn = probe_child, .child_ctx = &a, .out = MOAT_SPAWN_PIPE, .flags = CHILD_FLAGS};
+	*out_pid = 0;
+	if (live.kid_count >= KIDS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "net verify: too many probe processes");
 	}
-	if (pid == 0) {
-		child_setup();
-		close(fds[0]);
-		static uint8_t res[MOAT_NET_PROBES_MAX];
-		memset(res, MOAT_NET_OBS_ERROR, sizeof(res));
-		if (enter_ns(h->ns) == 0) {
-			fn(h, arg, res, out_len);
-		}
-		(void)!write(fds[1], res, out_len);
-		_exit(0);
+	int rc = moat_spawn_start(&sp, &live.kids[live.kid_count], err);
+	if (rc != 0) {
+		moat_err_prefix(err, "net verify");
+		return rc;
 	}
-	live.kids[live.kid_count++] = pid;
-	close(fds[1]);
-	*out_fd = fds[0];
-	return pid;
+	*out_pid = live.kids[live.kid_count++].pid;
+	return 0;
 }
 
 struct plain_arg {
@@ -737,11 +751,21 @@ static void flood_fn(const struct host *h, const void *arg, uint8_t *out, size_t
 }
 
 /* Reads the child's result bytes and reaps it. */
-static int finish_child(pid_t pid, int fd, uint8_t *res, size_t len, struct moat_err *err)
+static int finish_child(pid_t pid, uint8_t *res, size_t len, struct moat_err *err)
 {
+	struct moat_spawn_child *c = NULL;
 	size_t got = 0;
+	for (size_t i = 0; i < live.kid_count; i++) {
+		if (live.kids[i].pid == pid) {
+			c = &live.kids[i];
+			break;
+		}
+	}
+	if (!c) {
+		return moat_err_set(err, MOAT_EIO, "net verify: a probe process failed");
+	}
 	while (got < len) {
-		ssize_t n = read(fd, res + got, len - got);
+		ssize_t n = read(c->out, res + got, len - got);
 		if (n < 0 && errno == EINTR && !moat_net_interrupted) {
 			continue;
 		}
@@ -750,16 +774,12 @@ static int finish_child(pid_t pid, int fd, uint8_t *res, size_t len, struct moat
 		}
 		got += (size_t)n;
 	}
-	close(fd);
+	moat_spawn_close(c);
 	int status = 0;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	if (moat_spawn_wait(c, &status, NULL) != 0) {
+		/* already gone: nothing left to reap */
 	}
-	for (size_t i = 0; i < live.kid_count; i++) {
-		if (live.kids[i] == pid) {
-			live.kids[i] = live.kids[--live.kid_count];
-			break;
-		}
-	}
+	*c = live.kids[--live.kid_count];
 	int rc = check_interrupt(err);
 	if (rc == 0 && got != len) {
 		rc = moat_err_set(err, MOAT_EIO, "net verify: a probe process failed");
@@ -838,7 +858,6 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 	static size_t idx[NS_MAX][MOAT_NET_PROBES_MAX];
 	size_t counts[NS_MAX] = {0};
 	pid_t pids[NS_MAX];
-	int fds[NS_MAX];
 	int rc = 0;
 	for (size_t i = 0; i < r->probe_count; i++) {
 		const struct moat_net_probe *pr = &r->probes[i];
@@ -860,18 +879,14 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 		if (counts[h] == 0 || rc != 0) {
 			continue;
 		}
-		pids[h] = start_child(&t->hosts[h], plain_fn, &args[h], counts[h], &fds[h]);
-		if (pids[h] < 0) {
-			pids[h] = 0;
-			rc = moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
-		}
+		rc = start_child(&t->hosts[h], plain_fn, &args[h], counts[h], &pids[h], err);
 	}
 	for (size_t h = 0; h < t->host_count; h++) {
 		if (pids[h] == 0) {
 			continue;
 		}
 		uint8_t res[MOAT_NET_PROBES_MAX];
-		int crc = finish_child(pids[h], fds[h], res, counts[h], rc == 0 ? err : NULL);
+		int crc = finish_child(pids[h], res, counts[h], rc == 0 ? err : NULL);
 		if (rc == 0) {
 			rc = crc;
 		}
@@ -912,13 +927,12 @@ static int run_flood(const struct moat_net_policy *p, const struct topo *t,
 			struct flood_arg a = {.dst = pr->dst,
 					      .port = pr->port,
 					      .count = 2 * (size_t)p->conn_rate * 2 + 20};
-			int fd = -1;
-			pid_t pid = start_child(&t->hosts[h], flood_fn, &a, 1, &fd);
-			if (pid < 0) {
-				return moat_err_errno(err, MOAT_EIO, errno, "net verify: fork");
+			pid_t pid = 0;
+			if ((rc = start_child(&t->hosts[h], flood_fn, &a, 1, &pid, err)) != 0) {
+				return rc;
 			}
 			uint8_t res = MOAT_NET_OBS_ERROR;
-			if ((rc = finish_child(pid, fd, &res, 1, err)) != 0) {
+			if ((rc = finish_child(pid, &res, 1, err)) != 0) {
 				return rc;
 			}
 			pr->observed = (enum moat_net_observed)res;

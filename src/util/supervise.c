@@ -18,6 +18,7 @@
 
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/spawn.h"
 #include "moat/timeutil.h"
 
 int moat_sup_init(struct moat_sup *s, struct moat_err *err)
@@ -87,15 +88,17 @@ int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const 
 
 static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat_err *err)
 {
-	pid_t pid = fork();
-	if (pid < 0) {
-		return moat_err_errno(err, MOAT_EIO, errno, "fork for %s", c->name);
+	/* The child starts with the caller's original signal mask. A program that cannot be
+	 * run dies like any other child (exit 127) and is restarted after the back-off. */
+	struct moat_spawn sp = {
+		.argv = c->argv, .sigmask = &s->old_mask, .flags = MOAT_SPAWN_EXEC_FAILURE_EXITS};
+	struct moat_spawn_child child;
+	int rc = moat_spawn_start(&sp, &child, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", c->name);
+		return rc;
 	}
-	if (pid == 0) {
-		sigprocmask(SIG_SETMASK, &s->old_mask, NULL);
-		execv(c->argv[0], c->argv);
-		_exit(127);
-	}
+	pid_t pid = child.pid; /* reaped by reap() through waitpid(-1) */
 	c->pid = pid;
 	c->starts++;
 	c->started_ms = moat_time_mono_ms();

@@ -10,6 +10,13 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_update.sh"
 
+# The failpoints exist only in test builds (cmake -DMOAT_FAILPOINTS=ON, as scripts/check
+# configures): without them nothing here could be killed.
+for b in moat-update moat-boot; do
+	grep -aq MOAT_UPDATE_KILL_AT "$MOAT_BUILD/$b" ||
+		skip "$b was built without failpoints (configure with -DMOAT_FAILPOINTS=ON)"
+done
+
 upd_setup
 srv_start
 make_image "$T/v2.sh" 1.1.0

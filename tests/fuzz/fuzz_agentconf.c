@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+
+#include "../../src/device/sensors_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

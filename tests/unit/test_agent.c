@@ -17,7 +17,11 @@
 
 #include <cmocka.h>
 
-#include "moat/agent.h"
+#include "moat/agent_conf.h"
+#include "moat/session.h"
+
+/* white-box: the device module's internals (queue, sensor, struct moat_device) */
+#include "../../src/device/device_internal.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/pki.h"

@@ -3,7 +3,9 @@
  * with a test for every rejection path: numbers and durations that overflow or carry
  * garbage, config files with duplicate keys, keys outside a section, overlong lines, NUL
  * bytes and bad typed values (messages must name file and line), and atomic writes that
- * fail half-way (no temporary file may survive, the target must stay untouched). */
+ * fail half-way (no temporary file may survive, the target must stay untouched); and the
+ * child-process helper (spawn.h): exit status, death by a signal, bounded capture, stdin,
+ * exec failure, descriptor hygiene and child functions. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +31,7 @@
 #include "moat/err.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/spawn.h"
 #include "moat/timeutil.h"
 
 static char tmp_root[256];
@@ -990,6 +993,184 @@ static void test_buf_refuses_over_max(void **state)
 	assert_int_equal(moat_buf_take(&b, &out, NULL), MOAT_EINVAL);
 }
 
+/* ---- spawn.h ---- */
+
+static int run_sh(const char *script, const char *input, struct moat_spawn_capture *out,
+		  struct moat_spawn_capture *errout, int *status, struct moat_err *err)
+{
+	char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+	struct moat_spawn sp = {.argv = argv};
+	return moat_spawn_run(&sp, input, input ? strlen(input) : 0, out, errout, status, err);
+}
+
+static void test_spawn_exit_status(void **state)
+{
+	struct moat_err err;
+	char buf[64];
+	struct moat_spawn_capture out = {.buf = buf, .size = sizeof(buf)};
+	int status = -1;
+	(void)state;
+	assert_int_equal(run_sh("echo hello; exit 0", NULL, &out, NULL, &status, &err), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(buf, "hello\n");
+	assert_false(out.truncated);
+	/* a non-zero exit is a status, not an error of the helper */
+	assert_int_equal(run_sh("exit 3", NULL, NULL, NULL, &status, &err), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 3);
+}
+
+static void test_spawn_signal_death(void **state)
+{
+	struct moat_err err;
+	int status = 0;
+	(void)state;
+	assert_int_equal(run_sh("kill -TERM $$", NULL, NULL, NULL, &status, &err), 0);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGTERM);
+
+	/* a started child stopped by the caller */
+	char *argv[] = {"/bin/sleep", "30", NULL};
+	struct moat_spawn sp = {.argv = argv, .out = MOAT_SPAWN_PIPE};
+	struct moat_spawn_child c;
+	bool known = true;
+	assert_int_equal(moat_spawn_start(&sp, &c, &err), 0);
+	assert_true(c.pid > 0);
+	assert_true(c.out >= 0);
+	assert_int_equal(c.in, -1);
+	assert_false(moat_spawn_poll(&c, &status, &known));
+	kill(c.pid, SIGKILL);
+	assert_int_equal(moat_spawn_wait(&c, &status, &err), 0);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGKILL);
+	assert_int_equal(c.pid, 0);
+	moat_spawn_close(&c);
+	assert_int_equal(c.out, -1);
+}
+
+static void test_spawn_capture_bound(void **state)
+{
+	struct moat_err err;
+	char buf[8];
+	char ebuf[5];
+	struct moat_spawn_capture out = {.buf = buf, .size = sizeof(buf)};
+	struct moat_spawn_capture eout = {.buf = ebuf, .size = sizeof(ebuf)};
+	int status = -1;
+	(void)state;
+	/* far more than the bound on both streams: kept within it, the rest drained, so the
+	 * child is never blocked on a full pipe */
+	assert_int_equal(run_sh("i=0; while [ $i -lt 2000 ]; do echo 0123456789; echo abcdefghij >&2; "
+				"i=$((i+1)); done",
+				NULL, &out, &eout, &status, &err),
+			 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(out.len, sizeof(buf) - 1);
+	assert_string_equal(buf, "0123456");
+	assert_true(out.truncated);
+	assert_int_equal(eout.len, sizeof(ebuf) - 1);
+	assert_string_equal(ebuf, "abcd");
+	assert_true(eout.truncated);
+	/* no buffer: drained and dropped */
+	struct moat_spawn_capture drop = {0};
+	assert_int_equal(run_sh("echo x", NULL, &drop, NULL, &status, &err), 0);
+	assert_int_equal(drop.len, 0);
+	assert_true(drop.truncated);
+}
+
+static void test_spawn_stdin(void **state)
+{
+	struct moat_err err;
+	char buf[64];
+	struct moat_spawn_capture out = {.buf = buf, .size = sizeof(buf)};
+	int status = -1;
+	(void)state;
+	assert_int_equal(run_sh("tr a-z A-Z", "ruleset\n", &out, NULL, &status, &err), 0);
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_string_equal(buf, "RULESET\n");
+	/* a child that exits without reading: EPIPE, never SIGPIPE in the caller */
+	static char big[1 << 20];
+	memset(big, 'x', sizeof(big) - 1);
+	assert_int_equal(run_sh("exit 0", big, NULL, NULL, &status, &err), 0);
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_spawn_exec_failure(void **state)
+{
+	struct moat_err err;
+	char *argv[] = {"/nonexistent/moat-no-such-program", NULL};
+	struct moat_spawn sp = {.argv = argv};
+	struct moat_spawn_child c;
+	int status = 0;
+	(void)state;
+	assert_int_equal(moat_spawn_start(&sp, &c, &err), MOAT_ENOENT);
+	assert_int_equal(c.exec_errno, ENOENT);
+	assert_int_equal(c.pid, 0);
+	assert_non_null(strstr(err.msg, "cannot run /nonexistent/moat-no-such-program"));
+	/* through PATH */
+	char *argv2[] = {"moat-no-such-program-in-path", NULL};
+	sp.argv = argv2;
+	sp.flags = MOAT_SPAWN_SEARCH_PATH;
+	assert_int_equal(moat_spawn_run(&sp, NULL, 0, NULL, NULL, &status, &err), MOAT_ENOENT);
+	/* not executable */
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/not-exec", tmp_root);
+	assert_int_equal(moat_fs_write_atomic(path, "#!/bin/sh\n", 10, 0600, &err), 0);
+	char *argv3[] = {path, NULL};
+	sp.argv = argv3;
+	sp.flags = 0;
+	assert_int_equal(moat_spawn_start(&sp, &c, &err), MOAT_EIO);
+	assert_int_equal(c.exec_errno, EACCES);
+	/* with MOAT_SPAWN_EXEC_FAILURE_EXITS the child exits 127 instead */
+	sp.argv = argv;
+	sp.flags = MOAT_SPAWN_EXEC_FAILURE_EXITS;
+	assert_int_equal(moat_spawn_start(&sp, &c, &err), 0);
+	assert_int_equal(moat_spawn_wait(&c, &status, &err), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 127);
+}
+
+static int child_fn_write(void *ctx)
+{
+	const char *msg = ctx;
+	(void)!write(STDOUT_FILENO, msg, strlen(msg));
+	return 7;
+}
+
+static void test_spawn_child_fn_and_fds(void **state)
+{
+	struct moat_err err;
+	char buf[64];
+	struct moat_spawn_capture out = {.buf = buf, .size = sizeof(buf)};
+	int status = -1;
+	(void)state;
+	struct moat_spawn sp = {.child_fn = child_fn_write, .child_ctx = "from the child"};
+	assert_int_equal(moat_spawn_run(&sp, NULL, 0, &out, NULL, &status, &err), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 7);
+	assert_string_equal(buf, "from the child");
+
+	/* a descriptor without CLOEXEC reaches the program, except with MOAT_SPAWN_CLOSE_FDS;
+	 * the environment entries are set */
+	int fd = open("/dev/null", O_RDONLY);
+	assert_true(fd > 2);
+	char script[128];
+	snprintf(script, sizeof(script), "[ -e /proc/self/fd/%d ] && echo open || echo closed; "
+		 "echo $MOAT_SPAWN_TEST", fd);
+	char *argv[] = {"/bin/sh", "-c", script, NULL};
+	char env0[] = "MOAT_SPAWN_TEST=yes";
+	char *env[] = {env0, NULL};
+	struct moat_spawn sp2 = {.argv = argv, .env = env};
+	assert_int_equal(moat_spawn_run(&sp2, NULL, 0, &out, NULL, &status, &err), 0);
+	assert_string_equal(buf, "open\nyes\n");
+	assert_null(getenv("MOAT_SPAWN_TEST")); /* only in the child */
+	sp2.flags = MOAT_SPAWN_CLOSE_FDS;
+	assert_int_equal(moat_spawn_run(&sp2, NULL, 0, &out, NULL, &status, &err), 0);
+	assert_string_equal(buf, "closed\nyes\n");
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1022,6 +1203,12 @@ int main(void)
 		cmocka_unit_test(test_log),
 		cmocka_unit_test(test_buf_grows),
 		cmocka_unit_test(test_buf_refuses_over_max),
+		cmocka_unit_test(test_spawn_exit_status),
+		cmocka_unit_test(test_spawn_signal_death),
+		cmocka_unit_test(test_spawn_capture_bound),
+		cmocka_unit_test(test_spawn_stdin),
+		cmocka_unit_test(test_spawn_exec_failure),
+		cmocka_unit_test(test_spawn_child_fn_and_fds),
 	};
 	return cmocka_run_group_tests(tests, setup_tmp, teardown_tmp);
 }

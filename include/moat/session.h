@@ -1,0 +1,74 @@
+/* session.h: one device's libmosquitto session and the single poll() loop that drives any
+ * number of them (moat-agent runs one, `moat sim` thousands). A session owns its device
+ * (moat/device.h) and, once given one, its update client (moat/agent_update.h); struct
+ * moat_session is opaque and created only by moat_session_new.
+ *
+ * Verification: the session always verifies the broker's certificate chain against the
+ * configured CA and its host name against the configured broker host. There is no option
+ * to turn either off.
+ */
+#ifndef MOAT_SESSION_H
+#define MOAT_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/agent_conf.h"
+#include "moat/device.h"
+#include "moat/err.h"
+
+struct moat_session;
+struct moat_agent_update;
+
+/* Initialises libmosquitto once per process, before the first session; cleanup after the
+ * last one is freed. */
+void moat_session_lib_init(void);
+void moat_session_lib_cleanup(void);
+
+/* Creates the session of one device configured by conf (copied): refuses a certificate the
+ * broker would refuse (moat_agent_check_cert), opens the device's state (seq, queue) and
+ * schedules the first connection attempt at now_mono_ms. The caller owns *out and frees it
+ * with moat_session_free. */
+MOAT_MUST_CHECK int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
+				     struct moat_session **out, struct moat_err *err);
+/* Stops the session's update client (if any), drops the connection without saying offline
+ * and frees the session with its device. NULL is fine. */
+void moat_session_free(struct moat_session *s);
+
+/* Gives the session update client u: u is attached to the session's device (it answers
+ * check_update and is polled on every tick) and owned by the session from now on (freed
+ * with it). At most once per session. */
+void moat_session_set_update(struct moat_session *s, struct moat_agent_update *u);
+/* The session's update client, NULL when it has none. */
+struct moat_agent_update *moat_session_update(struct moat_session *s);
+/* The session's device, for calls that act on it (moat_agent_update_virtual_boot). */
+struct moat_device *moat_session_device(struct moat_session *s);
+/* The simulator spreads a fleet's start: the first connection attempt at
+ * first_attempt_ms and the first telemetry at first_telemetry_ms (monotonic). */
+void moat_session_schedule(struct moat_session *s, int64_t first_attempt_ms,
+			   int64_t first_telemetry_ms);
+/* What the device has done so far. */
+const struct moat_device_stats *moat_session_device_stats(const struct moat_session *s);
+/* Consecutive failed connection attempts (0 once connected). */
+unsigned moat_session_failures(const struct moat_session *s);
+
+struct moat_loop_stats {
+	size_t sessions, up;
+	size_t published; /* devices with at least one acknowledged message */
+	uint64_t telemetry_sent, errors;
+};
+
+/* Runs the sessions until *stop becomes non-zero (set from a signal handler); then
+ * publishes offline for every connected device, disconnects and persists the queues.
+ * on_tick (may be NULL) is called about every 200 ms with the loop's statistics; it
+ * returns false to stop. A device's reboot request makes the loop return with
+ * *out_reboot = true (moat-agent then re-executes itself); with out_reboot NULL (the
+ * simulator) the loop restarts that device's session instead. The sessions stay the
+ * caller's. */
+typedef bool (*moat_loop_tick_cb)(const struct moat_loop_stats *stats, void *ctx);
+MOAT_MUST_CHECK int moat_loop_run(struct moat_session **sessions, size_t count, volatile int *stop,
+				  moat_loop_tick_cb on_tick, void *ctx, bool *out_reboot,
+				  struct moat_err *err);
+
+#endif

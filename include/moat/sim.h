@@ -1,0 +1,47 @@
+/* sim.h: the simulator driver (src/fleet/sim.c): N devices of a deployment as N sessions
+ * of the device code moat-agent runs, in one process. Operator side: device binaries
+ * never link it.
+ */
+#ifndef MOAT_SIM_H
+#define MOAT_SIM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/agent_update.h"
+#include "moat/err.h"
+#include "moat/identity.h"
+#include "moat/session.h"
+
+struct moat_deploy;
+
+/* Firmware for simulated devices (moat sim --firmware): each device gets virtual A/B slots
+ * in state_root/ID/boot, provisioned on first use with the image and envelope whose
+ * manifest names its device type (verified against the deployment's firmware trust file,
+ * as a factory would), and the update client of moat-agent, whose checks run at most
+ * max_checks at once (0: 4). A device whose type no envelope names is an error. */
+#define MOAT_SIM_FIRMWARE_MAX 16
+struct moat_sim_firmware {
+	const char *image[MOAT_SIM_FIRMWARE_MAX];
+	const char *envelope[MOAT_SIM_FIRMWARE_MAX];
+	size_t count;
+	unsigned max_checks;
+};
+#define MOAT_SIM_MAX_CHECKS_DEFAULT 4
+
+/* Creates one session per id of deployment d, each configured exactly as
+ * `moat device export --format agent` would configure moat-agent, with interval_ms and
+ * its state (seq, queue) under state_root/ID without fsync. With fw (may be NULL) every
+ * device also runs signed updates on virtual slots (above); pool is where the checks are
+ * counted and must outlive the sessions. Raises RLIMIT_NOFILE to what count sessions need
+ * (or fails saying so). The caller runs them with moat_loop_run (out_reboot NULL) and frees
+ * them with moat_sim_free. */
+MOAT_MUST_CHECK int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN],
+				    size_t count, int64_t interval_ms, const char *state_root,
+				    const struct moat_sim_firmware *fw,
+				    struct moat_agent_update_pool *pool,
+				    struct moat_session ***out_sessions, struct moat_err *err);
+/* Frees count sessions (NULL entries skipped) and the array. NULL is fine. */
+void moat_sim_free(struct moat_session **sessions, size_t count);
+
+#endif
