@@ -1,4 +1,4 @@
-/* deploy.h: the deployment directory (DESIGN.md), and the operations that must keep its
+/* deploy.h: the deployment directory (docs/ARCHITECTURE.md), and the operations that must keep its
  * files and its registry consistent.
  *
  * Layout: moat.conf, registry.db, pki/{ca.crt,ca.key,crl.pem,server.crt,server.key},

@@ -1,7 +1,7 @@
 /* topic.h: the MQTT topic scheme and the access decision, the one copy every part uses
  * (the broker plugin, the agent, the simulator, the server and the audit).
  *
- * The scheme (DESIGN.md, "Identities and the topic scheme"):
+ * The scheme (docs/ARCHITECTURE.md, "Identities and the topic scheme"):
  *   devices/{id}/telemetry | status | diagnostics | command_responses   written by the device
  *   devices/{id}/commands/{name}                                       read by the device
  *   moat/events/{kind}                                                 written by the plugin

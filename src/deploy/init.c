@@ -108,7 +108,7 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 		used += (size_t)n;
 	}
 	int n = snprintf(text, sizeof(text),
-			 "# moat deployment configuration (see DESIGN.md). Edit, then run\n"
+			 "# moat deployment configuration (see moat's docs/ARCHITECTURE.md). Edit, then run\n"
 			 "# `moat broker config` to regenerate what derives from it.\n"
 			 "[deployment]\n"
 			 "format = %s\n"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# moat-agent against a real Mosquitto: telemetry in the DESIGN.md schema with a growing
+# moat-agent against a real Mosquitto: telemetry in the schema of docs/ARCHITECTURE.md with a growing
 # metadata.seq, a retained online status with the agent's address, the retained last will
 # ("offline") when the agent is killed with SIGKILL, an offline status on SIGTERM, and a
 # sequence that keeps growing across a restart.
