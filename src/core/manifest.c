@@ -1,6 +1,6 @@
 /* manifest.c: signed firmware manifests (see moat/manifest.h). The envelope is DSSE-style:
  * each signature covers PAE(payloadType, payload), so the whole manifest is signed. The
- * parsers are strict (the one reader, json.h, through fw_json_parse below), and
+ * parsers are strict (the one reader, json.h, through fw_json_parse in fw_json.c), and
  * moat_fw_decide is the single place where a device's refusal reasons are decided, in a
  * fixed order: envelope, signatures over the raw payload, then the manifest's fields
  * against the device's policy. Pure: no I/O, no clock.
@@ -18,34 +18,6 @@
 
 #define PAE_MAX_BYTES (MOAT_MANIFEST_MAX_BYTES + MOAT_FW_PAYLOAD_TYPE_MAX_LEN + 64)
 #define B64_LEN(n) (4 * (((n) + 2) / 3))
-
-/* ---- the strict reader, in the firmware files' words ---- */
-
-int fw_json_parse(const char *what, const void *json, size_t len, size_t max, bool allow_escapes,
-		  cJSON **out, struct moat_err *err)
-{
-	const struct moat_json_limits lim = {
-		.max_bytes = max,
-		.max_depth = MOAT_JSON_DEPTH_MAX,
-		.flags = MOAT_JSON_ASCII | (allow_escapes ? 0u : MOAT_JSON_NO_ESCAPES),
-	};
-	struct moat_json_fault f;
-	int rc = moat_json_parse(what, json, len, &lim, out, &f, err);
-
-	switch (rc != 0 ? f.kind : MOAT_JSON_OK) {
-	case MOAT_JSON_EMPTY:
-		return moat_err_set(err, MOAT_EINVAL, "%s: empty", what);
-	case MOAT_JSON_TOO_BIG:
-		return moat_err_set(err, MOAT_EINVAL, "%s: %zu bytes, more than the limit of %zu",
-				    what, len, max);
-	case MOAT_JSON_SYNTAX:
-		return moat_err_set(err, MOAT_EINVAL, "%s: not valid JSON", what);
-	case MOAT_JSON_DUPLICATE: /* the key is printable ASCII: MOAT_JSON_ASCII */
-		return moat_err_set(err, MOAT_EINVAL, "%s: duplicate field '%s'", what, f.key);
-	default:
-		return rc;
-	}
-}
 
 /* ---- manifests ---- */
 
