@@ -1,6 +1,6 @@
 /* locate.c: where the moatd executable is, for `moat up`, which runs it beside the broker
- * under its supervisor. An installed moat has both in one directory; a build tree has
- * moatd in src/server/ below the moat binary; $MOAT_MOATD overrides both.
+ * under its supervisor. moatd sits beside the moat binary, in an installed moat and in a
+ * build tree alike; $MOAT_MOATD overrides that.
  */
 #include <errno.h>
 #include <libgen.h>
@@ -31,15 +31,12 @@ int moat_server_moatd_path(char *buf, size_t size, struct moat_err *err)
 	}
 	self[n] = '\0';
 	const char *dir = dirname(self);
-	static const char *const rel[] = {"moatd", "src/server/moatd"};
-	for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
-		int rc = moat_path_join(buf, size, err, "%s/%s", dir, rel[i]);
-		if (rc != 0) {
-			return rc;
-		}
-		if (access(buf, X_OK) == 0) {
-			return 0;
-		}
+	int rc = moat_path_join(buf, size, err, "%s/moatd", dir);
+	if (rc != 0) {
+		return rc;
+	}
+	if (access(buf, X_OK) == 0) {
+		return 0;
 	}
 	buf[0] = '\0';
 	return moat_err_set(err, MOAT_ENOENT, "moatd not found beside %s (set $%s)", self,
