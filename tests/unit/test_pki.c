@@ -119,12 +119,6 @@ static void check_serial(X509 *cert, const uint8_t *want)
 	}
 }
 
-static void issue_client(const char *cn, enum moat_role role, const uint8_t serial[16],
-			 struct moat_issued *out)
-{
-	tu_pki_issue_client(test_ca, cn, role, now - 60, now + 30 * 86400, serial, out);
-}
-
 /* The key PEM and the certificate's public key round-trip through OpenSSL's decoders to
  * the issued key (p256.c writes both from templates): the encodings equal OpenSSL's own, and
  * a signature by the decoded private key verifies under the decoded certificate. */
@@ -177,6 +171,15 @@ static void new_serial(uint8_t serial[MOAT_SERIAL_BYTES], char hex[MOAT_SERIAL_H
 {
 	struct moat_err err;
 	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
+}
+
+/* A client certificate for cn under the test CA, valid from a minute ago for 30 days, with a
+ * new random serial (returned in serial and hex). */
+static void issue_new(const char *cn, enum moat_role role, uint8_t serial[MOAT_SERIAL_BYTES],
+		      char hex[MOAT_SERIAL_HEX_LEN], struct moat_issued *out)
+{
+	new_serial(serial, hex);
+	tu_pki_issue_client(test_ca, cn, role, now - 60, now + 30 * 86400, serial, out);
 }
 
 /* ---- keys ---- */
@@ -516,9 +519,8 @@ static void test_issue_client(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("sensor-001", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("sensor-001", MOAT_ROLE_DEVICE, serial, hex, &is);
 	X509 *c = is.cert;
 	assert_int_equal(verify(test_ca->cert, c, NULL, 0), X509_V_OK);
 	assert_int_equal(verify(test_ca->cert, c, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
@@ -564,12 +566,10 @@ static void test_issue_client(void **state)
 	moat_pki_issued_free(NULL);
 
 	/* the other roles land in OU */
-	new_serial(serial, hex);
-	issue_client("ingest", MOAT_ROLE_SERVICE, serial, &is);
+	issue_new("ingest", MOAT_ROLE_SERVICE, serial, hex, &is);
 	assert_string_equal(name_entry(is.cert, NID_organizationalUnitName), "service");
 	moat_pki_issued_free(&is);
-	new_serial(serial, hex);
-	issue_client("alice", MOAT_ROLE_OPERATOR, serial, &is);
+	issue_new("alice", MOAT_ROLE_OPERATOR, serial, hex, &is);
 	assert_string_equal(name_entry(is.cert, NID_organizationalUnitName), "operator");
 	moat_pki_issued_free(&is);
 }
@@ -726,12 +726,9 @@ static void test_crl(void **state)
 	struct moat_issued good;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
-	issue_client("lost-1", MOAT_ROLE_DEVICE, serial, &revoked_a);
-	new_serial(serial, hex);
-	issue_client("lost-2", MOAT_ROLE_DEVICE, serial, &revoked_b);
-	new_serial(serial, hex);
-	issue_client("still-good", MOAT_ROLE_DEVICE, serial, &good);
+	issue_new("lost-1", MOAT_ROLE_DEVICE, serial, hex, &revoked_a);
+	issue_new("lost-2", MOAT_ROLE_DEVICE, serial, hex, &revoked_b);
+	issue_new("still-good", MOAT_ROLE_DEVICE, serial, hex, &good);
 
 	int reason = -1;
 	assert_int_equal(moat_pki_reason_parse("key-compromise", &reason, &err), 0);
@@ -867,9 +864,8 @@ static void test_cert_info_file(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("reader", MOAT_ROLE_SERVICE, serial, &is);
+	issue_new("reader", MOAT_ROLE_SERVICE, serial, hex, &is);
 	char path[512];
 	tmp_path(path, sizeof(path), "reader.pem");
 	tu_write_text(path, is.cert_pem);
@@ -964,9 +960,8 @@ static void test_export_p12(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("p12-dev", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("p12-dev", MOAT_ROLE_DEVICE, serial, hex, &is);
 	unsigned char *der = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_pki_export_p12(is.cert_pem, is.key_pem, test_ca_pem, "p12-dev",
@@ -1005,8 +1000,7 @@ static void test_export_p12(void **state)
 
 	/* a key that is not the certificate's is refused */
 	struct moat_issued other;
-	new_serial(serial, hex);
-	issue_client("p12-other", MOAT_ROLE_DEVICE, serial, &other);
+	issue_new("p12-other", MOAT_ROLE_DEVICE, serial, hex, &other);
 	der = NULL;
 	assert_int_equal(moat_pki_export_p12(is.cert_pem, other.key_pem, test_ca_pem, "p12-dev",
 					     "export-pass", &der, &len, &err),
@@ -1037,9 +1031,8 @@ static void test_export_c_header(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("hdr-dev", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("hdr-dev", MOAT_ROLE_DEVICE, serial, hex, &is);
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, test_ca_pem,
