@@ -115,7 +115,8 @@ size_t tu_dir_count(const char *dir, const char *prefix)
 	struct dirent *e;
 	assert_non_null(d);
 	while ((e = readdir(d)) != NULL) {
-		if (prefix ? strncmp(e->d_name, prefix, strlen(prefix)) == 0 : e->d_name[0] != '.') {
+		if (prefix ? strncmp(e->d_name, prefix, strlen(prefix)) == 0
+			   : e->d_name[0] != '.') {
 			n++;
 		}
 	}

@@ -10,8 +10,8 @@
 #include "testutil_pki.h"
 
 void tu_pki_issue_client(struct moat_ca *ca, const char *cn, enum moat_role role,
-			 int64_t not_before, int64_t not_after, const uint8_t serial[MOAT_SERIAL_BYTES],
-			 struct moat_issued *out)
+			 int64_t not_before, int64_t not_after,
+			 const uint8_t serial[MOAT_SERIAL_BYTES], struct moat_issued *out)
 {
 	struct moat_err err;
 	struct moat_issue_req req = {

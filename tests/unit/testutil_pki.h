@@ -12,7 +12,7 @@
  * valid from not_before to not_after, with the given serial. The caller frees out with
  * moat_pki_issued_free. */
 void tu_pki_issue_client(struct moat_ca *ca, const char *cn, enum moat_role role,
-			 int64_t not_before, int64_t not_after, const uint8_t serial[MOAT_SERIAL_BYTES],
-			 struct moat_issued *out);
+			 int64_t not_before, int64_t not_after,
+			 const uint8_t serial[MOAT_SERIAL_BYTES], struct moat_issued *out);
 
 #endif

@@ -5,8 +5,7 @@
 
 #include "testutil_registry.h"
 
-struct moat_release tu_release(const char *device_type, const char *version, char fill,
-			       int pct)
+struct moat_release tu_release(const char *device_type, const char *version, char fill, int pct)
 {
 	struct moat_release r;
 	memset(&r, 0, sizeof(r));

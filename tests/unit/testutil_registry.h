@@ -8,7 +8,6 @@
 /* A release of version for device_type whose digest is 64 times fill, rolled out to pct
  * percent (-1: listed devices), security_version 1, size 10, issued_at 1, expires_at 2,
  * published_at 3; a test that needs other numbers sets them on the result. */
-struct moat_release tu_release(const char *device_type, const char *version, char fill,
-			       int pct);
+struct moat_release tu_release(const char *device_type, const char *version, char fill, int pct);
 
 #endif
