@@ -18,18 +18,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+
 #define MAX_DEVICES 1000
 
 static const char *host, *cafile, *iddir;
 static int port;
 static atomic_long received;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg)
 {
@@ -51,7 +46,7 @@ static struct mosquitto *client(const char *id, atomic_int *flag)
 	char cert[PATH_MAX], key[PATH_MAX];
 	snprintf(cert, sizeof(cert), "%s/%s/cert.pem", iddir, id);
 	snprintf(key, sizeof(key), "%s/%s/key.pem", iddir, id);
-	struct mosquitto *m = mosquitto_new(id, true, flag);
+	struct mosquitto *m = bench_tls_client(id, flag, cafile, cert, key);
 	if (!m) {
 		return NULL;
 	}
@@ -59,11 +54,6 @@ static struct mosquitto *client(const char *id, atomic_int *flag)
 	/* without it Nagle and delayed ACKs put ~40 ms into every connect */
 	mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
 	mosquitto_connect_callback_set(m, on_connect);
-	if (mosquitto_tls_set(m, cafile, NULL, cert, key, NULL) != MOSQ_ERR_SUCCESS ||
-	    mosquitto_tls_opts_set(m, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
-		mosquitto_destroy(m);
-		return NULL;
-	}
 	return m;
 }
 
@@ -164,18 +154,18 @@ int main(int argc, char **argv)
 	}
 	usleep(300000); /* let the subscription settle */
 	long total = (long)ndev * msgs;
-	double t0 = now_s();
+	double t0 = bench_now_s();
 	for (int i = 0; i < ndev; i++) {
 		pthread_create(&devs[i].th, NULL, publisher, &devs[i]);
 	}
 	for (int i = 0; i < ndev; i++) {
 		pthread_join(devs[i].th, NULL);
 	}
-	double deadline = now_s() + 120;
-	while (atomic_load(&received) < total && now_s() < deadline) {
+	double deadline = bench_now_s() + 120;
+	while (atomic_load(&received) < total && bench_now_s() < deadline) {
 		usleep(1000);
 	}
-	double t1 = now_s();
+	double t1 = bench_now_s();
 	long got = atomic_load(&received);
 	for (int i = 0; i < ndev; i++) {
 		mosquitto_disconnect(devs[i].m);
@@ -188,7 +178,7 @@ int main(int argc, char **argv)
 	}
 
 	/* mutual TLS connections: full handshake + CONNECT/CONNACK + DISCONNECT, serially */
-	double c0 = now_s();
+	double c0 = bench_now_s();
 	for (int i = 0; i < nconn; i++) {
 		atomic_int flag;
 		char id[32];
@@ -201,7 +191,7 @@ int main(int argc, char **argv)
 		mosquitto_disconnect(m); /* written at once: no loop thread on this client */
 		mosquitto_destroy(m);
 	}
-	double c1 = now_s();
+	double c1 = bench_now_s();
 	mosquitto_disconnect(svc);
 	mosquitto_loop_stop(svc, false);
 	mosquitto_destroy(svc);

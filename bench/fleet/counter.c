@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench.h"
+
 #define TABLE_SIZE (1u << 17) /* device slots; > 100,000 devices with room to spare */
 #define SEQ_BITS 8192u        /* seqs tracked per device after its first: > 2 h at 1/s */
 #define ID_MAX 64
@@ -48,13 +50,6 @@ static uint64_t lag_n;
 static int phase; /* 0: ramp, 1: window, 2: after the window */
 static double window_start;
 static long expect;
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void on_signal(int sig)
 {
@@ -132,7 +127,7 @@ static void on_message(struct mosquitto *m, void *ctx, const struct mosquitto_me
 		}
 	}
 	cJSON_Delete(root);
-	last_msg = now_s();
+	last_msg = bench_now_s();
 	struct dev *d = lookup(id, (size_t)(slash - id));
 	if (!d) {
 		bad++;
@@ -241,9 +236,8 @@ int main(int argc, char **argv)
 	sigaction(SIGUSR1, &sa, NULL);
 
 	mosquitto_lib_init();
-	struct mosquitto *m = mosquitto_new(argv[6], true, NULL);
-	if (!m || mosquitto_tls_set(m, argv[3], NULL, argv[4], argv[5], NULL) != MOSQ_ERR_SUCCESS ||
-	    mosquitto_tls_opts_set(m, 1, "tlsv1.2", NULL) != MOSQ_ERR_SUCCESS) {
+	struct mosquitto *m = bench_tls_client(argv[6], NULL, argv[3], argv[4], argv[5]);
+	if (!m) {
 		fprintf(stderr, "counter: TLS setup failed\n");
 		return 1;
 	}
@@ -255,7 +249,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "counter: cannot connect to %s:%d\n", argv[1], port);
 		return 1;
 	}
-	double started = now_s();
+	double started = bench_now_s();
 	double ramp_end = 0;
 	int failed = 0;
 	double drain_start = 0;
@@ -268,7 +262,7 @@ int main(int argc, char **argv)
 			failed = 1;
 			break;
 		}
-		double t = now_s();
+		double t = bench_now_s();
 		if (drain) {
 			if (drain_start == 0) {
 				drain_start = t;
@@ -327,7 +321,7 @@ int main(int argc, char **argv)
 	}
 	printf("total drain=%.1f devices=%zu received=%llu unique=%llu dups=%llu gaps=%llu gappy_devices=%zu "
 	       "bad=%llu out_of_range=%llu\n",
-	       drain_start > 0 ? now_s() - drain_start : 0.0, devices_seen,
+	       drain_start > 0 ? bench_now_s() - drain_start : 0.0, devices_seen,
 	       (unsigned long long)received, (unsigned long long)unique,
 	       (unsigned long long)dups, (unsigned long long)gaps, gappy, (unsigned long long)bad,
 	       (unsigned long long)out_of_range);

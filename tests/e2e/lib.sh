@@ -55,16 +55,22 @@ free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# run_captured cmd...: runs the command whatever its exit status; sets $out (stdout),
+# $errout (stderr) and $run_rc (exit status).
+run_captured() {
+	set +e
+	out=$("$@" 2>"$T/.stderr")
+	run_rc=$?
+	set -e
+	errout=$(cat "$T/.stderr")
+}
+
 # expect_fail "what" cmd...: the command must exit non-zero and print one line on stderr
 # that contains nothing secret; sets $out (stdout) and $errout (stderr).
 expect_fail() {
 	local what=$1; shift
-	set +e
-	out=$("$@" 2>"$T/.stderr")
-	local rc=$?
-	set -e
-	errout=$(cat "$T/.stderr")
-	[ $rc -ne 0 ] || fail "$what: expected failure, got exit 0"
+	run_captured "$@"
+	[ $run_rc -ne 0 ] || fail "$what: expected failure, got exit 0"
 	[ -n "$errout" ] || fail "$what: failed without an error message"
 	echo "ok - refused: $what: $errout"
 }
@@ -72,13 +78,53 @@ expect_fail() {
 # expect_ok "what" cmd...: sets $out.
 expect_ok() {
 	local what=$1; shift
-	set +e
-	out=$("$@" 2>"$T/.stderr")
-	local rc=$?
-	set -e
-	errout=$(cat "$T/.stderr")
-	[ $rc -eq 0 ] || fail "$what: exit $rc: $errout"
+	run_captured "$@"
+	[ $run_rc -eq 0 ] || fail "$what: exit $run_rc: $errout"
 	echo "ok - $what"
+}
+
+# test_ca_conf DIR [LINE...]: DIR/ca.cnf and its database, for `openssl ca` as a test CA:
+# any CN, an optional OU, random serials, extension sections [client] (clientAuth) and
+# [server] (serverAuth for 127.0.0.1 and localhost); each LINE goes into the CA section
+# (certificate = ..., crlnumber = ...). Without certificate/private_key lines, pass -cert
+# and -keyfile to test_ca_sign.
+test_ca_conf() {
+	local dir=$1; shift
+	mkdir -p "$dir/newcerts"
+	[ -f "$dir/index.txt" ] || : >"$dir/index.txt"
+	{
+		printf '[ca]\ndefault_ca = t\n[t]\n'
+		printf 'database = %s/index.txt\nnew_certs_dir = %s/newcerts\n' "$dir" "$dir"
+		printf 'default_md = sha256\npolicy = p\nunique_subject = no\nrand_serial = yes\n'
+		[ $# -eq 0 ] || printf '%s\n' "$@"
+		cat <<'EOF'
+[p]
+commonName = supplied
+organizationalUnitName = optional
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = clientAuth
+[server]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost
+EOF
+	} >"$dir/ca.cnf"
+}
+
+# test_ca_sign DIR NAME SUBJECT EXT [openssl ca option...]: a new P-256 key DIR/NAME.key
+# (mode 600) and DIR/NAME.crt for SUBJECT with extension section EXT, signed with the CA
+# of DIR/ca.cnf; the test fails when openssl ca does.
+test_ca_sign() {
+	local dir=$1 name=$2 subj=$3 ext=$4; shift 4
+	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$dir/$name.key" \
+		-out "$dir/$name.csr" -subj "$subj" 2>/dev/null
+	chmod 600 "$dir/$name.key"
+	openssl ca -batch -notext -config "$dir/ca.cnf" -extensions "$ext" "$@" \
+		-in "$dir/$name.csr" -out "$dir/$name.crt" >/dev/null 2>"$dir/$name.err" ||
+		fail "openssl ca for $name: $(cat "$dir/$name.err")"
 }
 
 assert_contains() { case "$1" in *"$2"*) ;; *) fail "expected '$2' in: $1" ;; esac; }

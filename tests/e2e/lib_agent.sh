@@ -111,43 +111,63 @@ wait_grep() { wait_for "$1" grep -q -- "$2" "$3"; }
 # count_at_least N PATTERN FILE: true when FILE has at least N lines matching PATTERN.
 count_at_least() { [ "$(grep -c -- "$2" "$3" 2>/dev/null)" -ge "$1" ]; }
 
+# agent_plugin_init: a deployment (e2e_init) whose directory the broker's user can reach,
+# for tests of moat-agent against `moat up` with the moat plugin.
+agent_plugin_init() {
+	[ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
+	e2e_init
+	chmod 0755 "$T"
+}
+
+# agent_setup INTERVAL OPERATOR...: in the deployment, device dev1 and each OPERATOR as an
+# operator identity; dev1's agent bundle exported ($CONF) with telemetry every INTERVAL.
+agent_setup() {
+	local interval=$1 op
+	shift
+	moat device add dev1 >/dev/null
+	for op in "$@"; do
+		moat identity add "$op" --role operator >/dev/null
+	done
+	agent_export dev1
+	agent_set "$CONF" agent interval "$interval"
+}
+
+# agent_start [LOG]: starts moat-agent on $CONF in the background with its stderr in LOG
+# ($T/agent.log unless given); sets $AGENT, which the EXIT trap stops.
+agent_start() {
+	moat-agent --config "$CONF" 2>"${1:-$T/agent.log}" &
+	AGENT=$!
+	E2E_PIDS+=("$AGENT")
+}
+
+# agent_telemetry_seqs FILE: the seq of every telemetry message in FILE (lines of
+# `moat watch --json`; other lines are passed over), one a line, in arrival order.
+agent_telemetry_seqs() {
+	python3 - "$1" <<'PY'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("kind") == "telemetry":
+        print(m["message"]["metadata"]["seq"])
+PY
+}
+
 # agent_sign_dated ID START END OUTDIR: a new key and a certificate for ID (CN=ID,
 # OU=device, clientAuth) signed by the deployment CA with the given validity
 # (YYYYMMDDHHMMSSZ), for tests of expired and not-yet-valid certificates. Uses openssl ca
 # with the CA key decrypted by $MOAT_CA_PASSPHRASE.
 agent_sign_dated() {
-	local id=$1 start=$2 end=$3 out=$4
-	local w="$T/dated-ca"
-	mkdir -p "$w" "$out"
-	: >"$w/index.txt"
-	openssl rand -hex 16 >"$w/serial"
-	cat >"$w/ca.cnf" <<CNF
-[ca]
-default_ca = dated
-[dated]
-dir = $w
-database = $w/index.txt
-new_certs_dir = $w
-serial = $w/serial
-default_md = sha256
-policy = any
-unique_subject = no
-x509_extensions = ext
-[any]
-commonName = supplied
-organizationalUnitName = optional
-[ext]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-CNF
-	openssl ecparam -name prime256v1 -genkey -noout -out "$out/key.pem" 2>/dev/null
-	chmod 600 "$out/key.pem"
-	openssl req -new -key "$out/key.pem" -subj "/OU=device/CN=$id" -out "$w/req.csr" 2>/dev/null
-	openssl ca -batch -config "$w/ca.cnf" -cert "$D/pki/ca.crt" -keyfile "$D/pki/ca.key" \
-		-passin env:MOAT_CA_PASSPHRASE -startdate "$start" -enddate "$end" \
-		-in "$w/req.csr" -out "$out/cert.pem" -notext >/dev/null 2>"$w/err" ||
-		fail "openssl ca: $(cat "$w/err")"
+	local id=$1 start=$2 end=$3 out=$4 w="$T/dated-ca"
+	mkdir -p "$out"
+	test_ca_conf "$w"
+	test_ca_sign "$w" "$id" "/OU=device/CN=$id" client -cert "$D/pki/ca.crt" \
+		-keyfile "$D/pki/ca.key" -passin env:MOAT_CA_PASSPHRASE -startdate "$start" \
+		-enddate "$end"
+	mv "$w/$id.key" "$out/key.pem"
+	mv "$w/$id.crt" "$out/cert.pem"
 }
 
 # agent_sanitizer_clean FILE...: fails when a sanitizer reported anything in the logs

@@ -32,37 +32,9 @@ plugin_require() {
 # plugin_pki: a CA, a server certificate for 127.0.0.1/localhost and an empty CRL.
 plugin_pki() {
 	local p="$PB/pki"
-	mkdir -p "$p/newcerts"
-	: >"$p/index.txt"
 	echo 1000 >"$p/crlnumber"
-	cat >"$p/ca.cnf" <<EOF
-[ca]
-default_ca = moat_test
-[moat_test]
-database = $p/index.txt
-new_certs_dir = $p/newcerts
-certificate = $p/ca.crt
-private_key = $p/ca.key
-crlnumber = $p/crlnumber
-default_md = sha256
-default_days = 2
-default_crl_days = 2
-policy = any_cn
-unique_subject = no
-rand_serial = yes
-[any_cn]
-commonName = supplied
-organizationalUnitName = optional
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-[server]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = serverAuth
-subjectAltName = IP:127.0.0.1,DNS:localhost
-EOF
+	test_ca_conf "$p" "certificate = $p/ca.crt" "private_key = $p/ca.key" \
+		"crlnumber = $p/crlnumber" "default_days = 2" "default_crl_days = 2"
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 		-keyout "$p/ca.key" -out "$p/ca.crt" -subj "/CN=moat-test-ca" \
 		-addext "basicConstraints=critical,CA:TRUE" \
@@ -78,12 +50,8 @@ EOF
 
 # plugin_cert NAME CN [client|server] [OU]: $PB/pki/NAME.{crt,key} signed by the test CA.
 plugin_cert() {
-	local name=$1 cn=$2 ext=${3:-client} ou=${4:-device} p="$PB/pki"
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout "$p/$name.key" -out "$p/$name.csr" -subj "/OU=$ou/CN=$cn" 2>/dev/null
-	openssl ca -batch -notext -config "$p/ca.cnf" -extensions "$ext" \
-		-in "$p/$name.csr" -out "$p/$name.crt" 2>/dev/null
-	chmod 600 "$p/$name.key"
+	local name=$1 cn=$2 ext=${3:-client} ou=${4:-device}
+	test_ca_sign "$PB/pki" "$name" "/OU=$ou/CN=$cn" "$ext"
 }
 
 # plugin_crl: regenerates crl.pem atomically (as moat does), from the CA database.
@@ -310,33 +278,11 @@ broker_wait_line() {
 # the deployment's CA made with the openssl CLI (for certificates moat would never issue).
 broker_ca_sign() {
 	local name=$1 cn=$2 when=${3:-1} x="$T/x"
-	mkdir -p "$x/newcerts"
-	[ -f "$x/index.txt" ] || : >"$x/index.txt"
-	cat >"$x/ca.cnf" <<EOF2
-[ca]
-default_ca = t
-[t]
-database = $x/index.txt
-new_certs_dir = $x/newcerts
-default_md = sha256
-policy = p
-unique_subject = no
-rand_serial = yes
-[p]
-commonName = supplied
-organizationalUnitName = optional
-[client]
-basicConstraints = critical,CA:FALSE
-keyUsage = critical,digitalSignature
-extendedKeyUsage = clientAuth
-EOF2
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$x/$name.key" \
-		-out "$x/$name.csr" -subj "/OU=device/CN=$cn" 2>/dev/null
 	local dates=(-days "$when")
 	[ "$when" = expired ] && dates=(-startdate 20200101000000Z -enddate 20200102000000Z)
-	openssl ca -batch -notext -config "$x/ca.cnf" -extensions client "${dates[@]}" \
-		-cert "$D/pki/ca.crt" -keyfile "$D/pki/ca.key" -passin env:MOAT_CA_PASSPHRASE \
-		-in "$x/$name.csr" -out "$x/$name.crt" 2>/dev/null || fail "openssl ca for $name"
+	test_ca_conf "$x"
+	test_ca_sign "$x" "$name" "/OU=device/CN=$cn" client "${dates[@]}" -cert "$D/pki/ca.crt" \
+		-keyfile "$D/pki/ca.key" -passin env:MOAT_CA_PASSPHRASE
 }
 
 # broker_foreign NAME CN [self]: $T/x/NAME.{crt,key} from another CA, or self-signed.

@@ -43,3 +43,25 @@ net_conf() {
 	cp "$D/moat.conf" "$T/$1.conf"
 	cat >>"$T/$1.conf"
 }
+
+# net_custom_section [LAB]: prints a custom [network] section (after an empty line): more
+# zones, several subnets per zone, a second device zone and a zone with no subnets; LAB is
+# the lab zone's subnet (10.30.0.0/24 unless given).
+net_custom_section() {
+	cat <<CONF
+
+[network]
+iot = 10.10.0.0/16, 172.16.5.0/24
+management = 10.1.0.0/24, 10.2.0.0/24
+guest = 192.168.50.0/24
+extra_zones = cameras, lab, printers
+cameras = 10.20.0.0/22
+lab = ${1:-10.30.0.0/24}
+printers = none
+device_zones = iot, cameras
+broker_address = 10.1.0.5
+server_address = 10.2.0.7
+conn_rate = 5
+log_rate = 3
+CONF
+}

@@ -7,9 +7,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
-[ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
-e2e_init
-chmod 0755 "$T"
+agent_plugin_init
 # a tight device limit: 5 messages/s, burst 5
 cat >>"$D/moat.conf" <<'EOF'
 
@@ -17,10 +15,7 @@ cat >>"$D/moat.conf" <<'EOF'
 device_msgs_per_s = 5
 device_burst = 5
 EOF
-moat device add dev1 >/dev/null
-moat identity add watcher --role operator >/dev/null
-agent_export dev1
-agent_set "$CONF" agent interval 500ms  # 2/s: under the 5/s limit, so the replay can catch up
+agent_setup 500ms watcher # 2/s: under the 5/s limit, so the replay can catch up
 agent_set "$CONF" broker reconnect_min 100ms
 agent_set "$CONF" broker reconnect_max 500ms
 
@@ -29,9 +24,7 @@ agent_set "$CONF" broker reconnect_max 500ms
 # agent is started again at the right port: the backlog is replayed in one go.
 port=$(grep -E '^port = ' "$CONF" | head -1 | awk '{print $3}')
 agent_set "$CONF" broker port "$(free_port)"
-moat-agent --config "$CONF" 2>"$T/agent-offline.log" &
-AGENT=$!
-E2E_PIDS+=("$AGENT")
+agent_start "$T/agent-offline.log"
 sleep 8 # about 16 messages queued: more than the burst of 5
 kill -TERM "$AGENT"
 wait "$AGENT" || true
@@ -42,25 +35,10 @@ moat watch dev1 --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.json
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 sleep 2
-moat-agent --config "$CONF" 2>"$T/agent.log" &
-AGENT=$!
-E2E_PIDS+=("$AGENT")
+agent_start
 
 # wait until the replay has caught up: the newest seq the agent produced has arrived
-newest_arrived() {
-	python3 - "$T/watch.json" <<'PY'
-import json, sys
-seqs = []
-for line in open(sys.argv[1]):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("kind") == "telemetry":
-        seqs.append(m["message"]["metadata"]["seq"])
-sys.exit(0 if len(seqs) >= 40 else 1)
-PY
-}
+newest_arrived() { [ "$(agent_telemetry_seqs "$T/watch.json" | wc -l)" -ge 40 ]; }
 wait_for 90 newest_arrived || fail "telemetry did not catch up: $(tail -3 "$T/agent.log")"
 kill -TERM "$AGENT"
 wait "$AGENT" || true
@@ -69,17 +47,11 @@ wait "$AGENT" || true
 # are never reused): expected are the N queued records and everything from next_seq on.
 loaded=$(sed -n 's/.*event=queue_loaded records=\([0-9]*\) next_seq=\([0-9]*\).*/\1 \2/p' "$T/agent.log" | head -1)
 [ -n "$loaded" ] || fail "the agent did not load its queue: $(head -3 "$T/agent.log")"
-python3 - "$T/watch.json" $loaded <<'PY' || fail "sequence check failed"
-import json, sys
+agent_telemetry_seqs "$T/watch.json" >"$T/seqs.txt"
+python3 - "$T/seqs.txt" $loaded <<'PY' || fail "sequence check failed"
+import sys
 queued, next_seq = int(sys.argv[2]), int(sys.argv[3])
-seqs = set()
-for line in open(sys.argv[1]):
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("kind") == "telemetry":
-        seqs.add(m["message"]["metadata"]["seq"])
+seqs = set(int(line) for line in open(sys.argv[1]))
 assert queued > 5, f"only {queued} queued: not more than the burst"
 lo, hi = min(seqs), max(seqs)
 expected = set(range(lo, lo + queued)) | set(range(next_seq, hi + 1))

@@ -17,9 +17,7 @@ expect_ok "agent --check" moat-agent --config "$CONF" --check
 
 agent_sub ops "$T/sub.txt" 'devices/dev1/#'
 sleep 0.5
-moat-agent --config "$CONF" 2>"$T/agent.log" &
-AGENT=$!
-E2E_PIDS+=("$AGENT")
+agent_start
 
 wait_grep 10 '^devices/dev1/status .*"online"' "$T/sub.txt" || fail "no online status: $(cat "$T/agent.log")"
 wait_for 10 count_at_least 3 '^devices/dev1/telemetry ' "$T/sub.txt" || fail "no telemetry"

@@ -26,8 +26,7 @@ moat watch --all --as watcher2 --count 1 --timeout 5s >/dev/null 2>"$T/w2.err" &
 assert_contains "$(cat "$T/w2.err")" "watcher2"
 sleep 1
 
-moat-agent --config "$CONF" 2>"$T/agent.log" &
-E2E_PIDS+=($!)
+agent_start
 wait_grep 10 'event=connected' "$T/agent.log" || fail "agent did not connect"
 
 expect_ok "cmd diagnostics" moat cmd dev1 diagnostics --as ops

@@ -7,18 +7,12 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
 e2e_init
-moat device add dev1 >/dev/null
-moat identity add ops --role operator >/dev/null
-moat identity add pubber --role operator >/dev/null
-agent_export dev1
-agent_set "$CONF" agent interval 60s
+agent_setup 60s ops pubber
 agent_broker_start
 
 agent_sub ops "$T/sub.txt" 'devices/dev1/command_responses' 'devices/dev1/diagnostics' 'devices/dev1/status'
 sleep 0.5
-moat-agent --config "$CONF" 2>"$T/agent.log" &
-AGENT=$!
-E2E_PIDS+=("$AGENT")
+agent_start
 wait_grep 10 '"online"' "$T/sub.txt" || fail "agent did not come online: $(cat "$T/agent.log")"
 
 # send NAME PAYLOAD ID: publishes a command and waits for the response with that id;

@@ -8,14 +8,8 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
-[ -e "$MOAT_BUILD/moat_broker.so" ] || fail "moat_broker.so not built"
-e2e_init
-chmod 0755 "$T"
-moat device add dev1 >/dev/null
-moat identity add ops --role operator >/dev/null
-moat identity add watcher --role operator >/dev/null
-agent_export dev1
-agent_set "$CONF" agent interval 1s
+agent_plugin_init
+agent_setup 1s ops watcher
 # An ASan-built plugin loads into the uninstrumented broker only with the runtime preloaded.
 moat_up_test
 
@@ -23,9 +17,7 @@ moat watch --all --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.jso
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 sleep 1
-moat-agent --config "$CONF" 2>"$T/agent.log" &
-AGENT=$!
-E2E_PIDS+=("$AGENT")
+agent_start
 wait_grep 15 '"kind":"telemetry"' "$T/watch.json" || fail "no telemetry through the plugin: $(tail -3 "$T/agent.log")"
 pass "telemetry and status pass the plugin's policy"
 

@@ -22,29 +22,13 @@ golden() {
 	pass "golden $name"
 }
 
-CUSTOM='
-[network]
-iot = 10.10.0.0/16, 172.16.5.0/24
-management = 10.1.0.0/24, 10.2.0.0/24
-guest = 192.168.50.0/24
-extra_zones = cameras, lab, printers
-cameras = 10.20.0.0/22
-lab = 10.30.0.0/24
-printers = none
-device_zones = iot, cameras
-broker_address = 10.1.0.5
-server_address = 10.2.0.7
-conn_rate = 5
-log_rate = 3
-'
-
 # A deployment from moat init has no [network]: the defaults apply.
 golden default.nft moat net plan
 golden default.iptables moat net plan --format iptables
 expect_ok "plan --format nft is the default" moat net plan --format nft
 cmp -s <(echo "$out") <(moat net plan) || fail "--format nft differs from the default"
 
-printf '%s' "$CUSTOM" >>"$D/moat.conf"
+net_custom_section >>"$D/moat.conf"
 golden custom.nft moat net plan
 golden custom.iptables moat net plan --format iptables
 # The same policy from a copy of moat.conf, as a gateway would hold it.

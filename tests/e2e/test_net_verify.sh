@@ -60,22 +60,7 @@ assert any(p["flood"] and p["observed"] == "limited" for p in r["probes"])
 pass "verify --json"
 
 # More zones, several subnets per zone, a second device zone and a zone with no subnets.
-cat >>"$D/moat.conf" <<'CONF'
-
-[network]
-iot = 10.10.0.0/16, 172.16.5.0/24
-management = 10.1.0.0/24, 10.2.0.0/24
-guest = 192.168.50.0/24
-extra_zones = cameras, lab, printers
-cameras = 10.20.0.0/22
-lab = 10.30.0.0/29
-printers = none
-device_zones = iot, cameras
-broker_address = 10.1.0.5
-server_address = 10.2.0.7
-conn_rate = 5
-log_rate = 3
-CONF
+net_custom_section 10.30.0.0/29 >>"$D/moat.conf"
 run_verify
 [ $rc -eq 0 ] || fail "verify of the custom policy: exit $rc: $errout"$'\n'"$out"
 assert_contains "$(row cameras-1 iot-1 '[0-9.:]+ +blocked +blocked')" " ok"

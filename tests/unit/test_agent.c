@@ -26,24 +26,21 @@
 #include "moat/log.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
+#include "testutil.h"
+#include "testutil_pki.h"
 
-static char tmpdir[256];
+static char tmpdir[TU_TMPDIR_MAX];
 
 static int setup_dir(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/moat-test-agent.XXXXXX");
-	if (!mkdtemp(tmpdir)) {
-		return -1;
-	}
-	return 0;
+	return tu_tmpdir_make(tmpdir, sizeof(tmpdir), "agent");
 }
 
 static int teardown_dir(void **state)
 {
-	struct moat_err err;
 	(void)state;
-	return moat_fs_remove_tree(tmpdir, &err) == 0 ? 0 : -1;
+	return tu_tmpdir_remove(tmpdir);
 }
 
 static const char good_conf[] = "[agent]\nid = dev-1\ninterval = 100ms\nstate_dir = st\n"
@@ -226,8 +223,8 @@ static void test_sensor_values(void **state)
 
 	/* a file, scaled; a missing file is an error that names it */
 	char path[512];
-	snprintf(path, sizeof(path), "%s/temp", tmpdir);
-	assert_int_equal(moat_fs_write_atomic(path, "48500\n", 6, 0600, &err), 0);
+	tu_path(path, sizeof(path), tmpdir, "temp");
+	tu_write_text(path, "48500\n");
 	sc = (struct moat_sensor_conf){.kind = MOAT_SENSOR_FILE, .scale = 0.001};
 	snprintf(sc.path, sizeof(sc.path), "%s", path);
 	snprintf(sc.name, sizeof(sc.name), "cpu_temp");
@@ -270,7 +267,7 @@ static void test_queue(void **state)
 	struct moat_err err;
 	char path[512], line[256];
 	(void)state;
-	snprintf(path, sizeof(path), "%s/queue", tmpdir);
+	tu_path(path, sizeof(path), tmpdir, "queue");
 	unlink(path);
 	assert_int_equal(moat_queue_open(&q, path, 5, true, &err), 0);
 	for (int64_t s = 1; s <= 3; s++) {
@@ -426,6 +423,15 @@ static void dev_conf(struct moat_agent_conf *c, const char *state)
 	snprintf(c->state_dir, sizeof(c->state_dir), "%s/%s", tmpdir, state);
 }
 
+/* Starts dev with c on the fake f, emptied first (the fake is static: it outlives dev). */
+static void dev_start(struct moat_device *dev, const struct moat_agent_conf *c, struct fake *f)
+{
+	struct moat_device_io io = {fake_publish, fake_subscribe, fake_addr, f};
+	struct moat_err err;
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(moat_device_init(dev, c, &io, 0, &err), 0);
+}
+
 /* A refusal (the broker's rate limit) halves how much a replaying device keeps in flight;
  * acknowledgements grow it back one per window. */
 static void test_device_refusal_window(void **state)
@@ -434,11 +440,9 @@ static void test_device_refusal_window(void **state)
 	struct moat_device dev;
 	struct moat_agent_conf c;
 	struct moat_err err;
-	struct moat_device_io io = {fake_publish, fake_subscribe, fake_addr, &f};
 	(void)state;
-	memset(&f, 0, sizeof(f));
 	dev_conf(&c, "dev-window");
-	assert_int_equal(moat_device_init(&dev, &c, &io, 0, &err), 0);
+	dev_start(&dev, &c, &f);
 	for (int64_t t = 0; t < 60; t++) {
 		moat_device_tick(&dev, t * 1000); /* 60 messages queued while offline */
 	}
@@ -474,11 +478,9 @@ static void test_device_delivery(void **state)
 	struct moat_device dev;
 	struct moat_agent_conf c;
 	struct moat_err err;
-	struct moat_device_io io = {fake_publish, fake_subscribe, fake_addr, &f};
 	(void)state;
-	memset(&f, 0, sizeof(f));
 	dev_conf(&c, "dev-delivery");
-	assert_int_equal(moat_device_init(&dev, &c, &io, 0, &err), 0);
+	dev_start(&dev, &c, &f);
 	int64_t first = dev.next_seq;
 
 	/* the will */
@@ -535,8 +537,7 @@ static void test_device_delivery(void **state)
 	moat_device_free(&dev);
 
 	/* restart: the unacknowledged message is back, numbers continue above the reserve */
-	memset(&f, 0, sizeof(f));
-	assert_int_equal(moat_device_init(&dev, &c, &io, 0, &err), 0);
+	dev_start(&dev, &c, &f);
 	assert_int_equal(dev.queue.count, 1);
 	assert_int_equal(moat_queue_at(&dev.queue, 0)->seq, first + 2);
 	assert_true(dev.next_seq >= reserved);
@@ -558,13 +559,11 @@ static void test_device_commands(void **state)
 	struct moat_agent_conf c;
 	struct moat_err err;
 	struct moat_msg_response r;
-	struct moat_device_io io = {fake_publish, fake_subscribe, fake_addr, &f};
 	const struct pub *p;
 	(void)state;
-	memset(&f, 0, sizeof(f));
 	dev_conf(&c, "dev-commands");
 	c.state_dir[0] = '\0'; /* memory only */
-	assert_int_equal(moat_device_init(&dev, &c, &io, 0, &err), 0);
+	dev_start(&dev, &c, &f);
 	assert_int_equal(moat_device_on_connect(&dev, 0, &err), 0);
 
 #define RESP(status_word)                                                              \
@@ -660,26 +659,18 @@ static void test_check_cert(void **state)
 	(void)state;
 	assert_int_equal(moat_pki_ca_create("t", MOAT_KEY_EC_P256, now, 10, &ca, &err), 0);
 	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
-	struct moat_issue_req req = {
-		.cn = "dev-1",
-		.role = MOAT_ROLE_DEVICE,
-		.kind = MOAT_CERT_CLIENT,
-		.key_type = MOAT_KEY_EC_P256,
-		.not_before = now + 86400,
-		.not_after = now + 2 * 86400,
-	};
 	memset(&is, 0, sizeof(is));
-	assert_int_equal(moat_pki_issue(ca, &req, serial, &is, &err), 0);
-	snprintf(path, sizeof(path), "%s/cert.pem", tmpdir);
-	assert_int_equal(moat_fs_write_atomic(path, is.cert_pem, is.cert_pem_len, 0600, &err), 0);
+	tu_pki_issue_client(ca, "dev-1", MOAT_ROLE_DEVICE, now + 86400, now + 2 * 86400, serial, &is);
+	tu_path(path, sizeof(path), tmpdir, "cert.pem");
+	tu_write_file(path, is.cert_pem, is.cert_pem_len, 0600);
 	assert_int_equal(moat_agent_check_cert(path, now, &na, &err), MOAT_ESTATE);
 	assert_non_null(strstr(err.msg, "system clock"));
 	assert_non_null(strstr(err.msg, "notBefore"));
 	assert_int_equal(moat_agent_check_cert(path, now + 86400 + 10, &na, &err), 0);
-	assert_int_equal(na, req.not_after);
+	assert_int_equal(na, now + 2 * 86400);
 	assert_int_equal(moat_agent_check_cert(path, now + 3 * 86400, &na, &err), MOAT_ESTATE);
 	assert_non_null(strstr(err.msg, "expired"));
-	snprintf(path, sizeof(path), "%s/missing.pem", tmpdir);
+	tu_path(path, sizeof(path), tmpdir, "missing.pem");
 	assert_int_not_equal(moat_agent_check_cert(path, now, &na, &err), 0);
 	moat_pki_issued_free(&is);
 	moat_pki_ca_free(ca);

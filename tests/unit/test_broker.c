@@ -30,6 +30,7 @@
 #include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
 #include "moat/topic.h"
+#include "testutil.h"
 
 static size_t count_of(const char *hay, const char *needle)
 {
@@ -420,11 +421,11 @@ static void test_policy_limits(void **state)
 static void test_reachable(void **state)
 {
 	(void)state;
-	char dir[] = "/tmp/moat-test-broker.XXXXXX";
-	char file[64];
+	char dir[TU_TMPDIR_MAX];
+	char file[TU_TMPDIR_MAX + 2];
 	struct moat_err err = {0};
-	assert_non_null(mkdtemp(dir));
-	snprintf(file, sizeof(file), "%s/f", dir);
+	assert_int_equal(tu_tmpdir_make(dir, sizeof(dir), "broker"), 0);
+	tu_path(file, sizeof(file), dir, "f");
 	int fd = open(file, O_WRONLY | O_CREAT, 0644);
 	assert_true(fd >= 0);
 	close(fd);
@@ -441,8 +442,7 @@ static void test_reachable(void **state)
 	assert_int_equal(chmod(file, 0640), 0);
 	assert_int_equal(moat_broker_check_reachable(file, other, getgid(), &err), 0);
 	assert_int_equal(moat_broker_check_reachable(file, getuid(), other, &err), 0);
-	unlink(file);
-	rmdir(dir);
+	assert_int_equal(tu_tmpdir_remove(dir), 0);
 }
 
 static void test_plugin_find(void **state)

@@ -17,54 +17,36 @@
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
+#include "testutil.h"
 
 #define PASS "unit-test-passphrase"
 
 struct fixture {
-	char root[64];
-	char dir[128];
+	char root[TU_TMPDIR_MAX]; /* first: tu_state_make */
+	char dir[TU_TMPDIR_MAX + 2]; /* root/d */
 	struct moat_deploy *d;
 };
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
 	struct moat_err err = {0};
-	snprintf(f->root, sizeof(f->root), "/tmp/moat-unit.XXXXXX");
-	assert_non_null(mkdtemp(f->root));
+	assert_int_equal(tu_state_make(state, sizeof(struct fixture), "deploy"), 0);
+	struct fixture *f = *state;
 	snprintf(f->dir, sizeof(f->dir), "%s/d", f->root);
 	struct moat_init_opts io = {.dir = f->dir, .name = "unit", .now = moat_time_now()};
 	assert_int_equal(moat_deploy_init(&io, PASS, &err), 0);
 	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
 	assert_int_equal(moat_deploy_unlock(f->d, PASS, &err), 0);
 	moat_deploy_interrupted = 0;
-	*state = f;
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	struct moat_err err;
 	moat_deploy_close(f->d);
-	assert_int_equal(moat_fs_remove_tree(f->root, &err), 0);
-	free(f);
+	assert_int_equal(tu_state_free(state), 0);
 	return 0;
-}
-
-static size_t count_dirs(const char *dir)
-{
-	size_t n = 0;
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	assert_non_null(d);
-	while ((e = readdir(d)) != NULL) {
-		if (e->d_name[0] != '.') {
-			n++;
-		}
-	}
-	closedir(d);
-	return n;
 }
 
 static int count_row(const struct moat_identity *id, void *ctx)
@@ -84,9 +66,12 @@ static size_t count_rows(struct moat_deploy *d)
 	return n;
 }
 
-static void idents_path(struct fixture *f, char *buf, size_t size)
+/* Identity directories in the deployment. */
+static size_t idents_count(struct fixture *f)
 {
-	snprintf(buf, size, "%s/pki/identities", f->dir);
+	char p[512];
+	tu_path(p, sizeof(p), f->dir, "pki/identities");
+	return tu_dir_count(p, NULL);
 }
 
 static void test_provision_batch(void **state)
@@ -99,9 +84,7 @@ static void test_provision_batch(void **state)
 		{.id = "svc", .role = MOAT_ROLE_SERVICE},
 	};
 	assert_int_equal(moat_deploy_provision(f->d, reqs, 3, NULL, NULL, &err), 0);
-	char p[256];
-	idents_path(f, p, sizeof(p));
-	assert_int_equal(count_dirs(p), 3);
+	assert_int_equal(idents_count(f), 3);
 	assert_int_equal(count_rows(f->d), 3);
 	struct moat_identity id;
 	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "a2", &id, &err),
@@ -111,7 +94,8 @@ static void test_provision_batch(void **state)
 			 0);
 	assert_int_equal(id.role, MOAT_ROLE_SERVICE);
 	struct stat st;
-	snprintf(p, sizeof(p), "%s/pki/identities/a1/key.pem", f->dir);
+	char p[512];
+	tu_path(p, sizeof(p), f->dir, "pki/identities/a1/key.pem");
 	assert_int_equal(stat(p, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 }
@@ -139,9 +123,7 @@ static void test_provision_refuses_duplicates_and_bad_names(void **state)
 	assert_int_equal(moat_deploy_provision(f->d, &one, 1, NULL, NULL, &err), MOAT_EEXIST);
 	assert_int_equal(moat_deploy_provision(f->d, &one, 0, NULL, NULL, &err), MOAT_EINVAL);
 	assert_int_equal(count_rows(f->d), 1);
-	char p[256];
-	idents_path(f, p, sizeof(p));
-	assert_int_equal(count_dirs(p), 1);
+	assert_int_equal(idents_count(f), 1);
 }
 
 /* A failure after some identities were renamed into place undoes all of them. */
@@ -149,9 +131,9 @@ static void test_provision_rolls_back_on_late_failure(void **state)
 {
 	struct fixture *f = *state;
 	struct moat_err err = {0};
-	char p[256];
+	char p[512];
 	/* a directory nobody registered, in the way of the last identity */
-	snprintf(p, sizeof(p), "%s/pki/identities/late-3", f->dir);
+	tu_path(p, sizeof(p), f->dir, "pki/identities/late-3");
 	assert_int_equal(mkdir(p, 0700), 0);
 	struct moat_provision_req reqs[3] = {
 		{.id = "late-1", .role = MOAT_ROLE_DEVICE},
@@ -160,14 +142,13 @@ static void test_provision_rolls_back_on_late_failure(void **state)
 	};
 	assert_int_equal(moat_deploy_provision(f->d, reqs, 3, NULL, NULL, &err), MOAT_EEXIST);
 	assert_int_equal(count_rows(f->d), 0);
-	snprintf(p, sizeof(p), "%s/pki/identities/late-1", f->dir);
+	tu_path(p, sizeof(p), f->dir, "pki/identities/late-1");
 	assert_false(moat_fs_exists(p));
 	/* reopening for writing removes the unregistered directory */
 	moat_deploy_close(f->d);
 	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
 	assert_int_equal(moat_deploy_recovered(f->d), 1);
-	idents_path(f, p, sizeof(p));
-	assert_int_equal(count_dirs(p), 0);
+	assert_int_equal(idents_count(f), 0);
 }
 
 static void test_provision_interrupted(void **state)
@@ -182,9 +163,7 @@ static void test_provision_interrupted(void **state)
 	assert_int_equal(moat_deploy_provision(f->d, reqs, 2, NULL, NULL, &err), MOAT_EINTR);
 	moat_deploy_interrupted = 0;
 	assert_int_equal(count_rows(f->d), 0);
-	char p[256];
-	idents_path(f, p, sizeof(p));
-	assert_int_equal(count_dirs(p), 0);
+	assert_int_equal(idents_count(f), 0);
 }
 
 static void interrupt_after_ten(size_t done, size_t total, void *ctx)
@@ -213,10 +192,9 @@ static void test_provision_interrupted_midway(void **state)
 			 MOAT_EINTR);
 	moat_deploy_interrupted = 0;
 	assert_int_equal(count_rows(f->d), 0);
-	char p[256];
-	idents_path(f, p, sizeof(p));
-	assert_int_equal(count_dirs(p), 0);
-	snprintf(p, sizeof(p), "%s/pki", f->dir);
+	assert_int_equal(idents_count(f), 0);
+	char p[512];
+	tu_path(p, sizeof(p), f->dir, "pki");
 	DIR *dir = opendir(p);
 	struct dirent *e;
 	assert_non_null(dir);
@@ -274,12 +252,12 @@ static void test_revoke_and_renew(void **state)
 	assert_false(after.cert_revoked);
 	assert_string_not_equal(after.serial_hex, before.serial_hex);
 	assert_true(after.not_after - after.not_before <= 10 * 86400 + 300);
-	char p[256];
+	char p[512];
 	struct moat_cert_info info;
-	snprintf(p, sizeof(p), "%s/pki/identities/r1/cert.pem", f->dir);
+	tu_path(p, sizeof(p), f->dir, "pki/identities/r1/cert.pem");
 	assert_int_equal(moat_cert_info_file(p, &info, &err), 0);
 	assert_string_equal(info.serial_hex, after.serial_hex);
-	snprintf(p, sizeof(p), "%s/pki/identities/r1/.next", f->dir);
+	tu_path(p, sizeof(p), f->dir, "pki/identities/r1/.next");
 	assert_false(moat_fs_exists(p));
 	assert_int_equal(moat_deploy_renew(f->d, "nobody", 0, &err), MOAT_ENOENT);
 	assert_int_equal(moat_deploy_renew(f->d, "r1", 40000, &err), MOAT_EINVAL);
@@ -291,7 +269,7 @@ static void test_init_refusals(void **state)
 	struct moat_err err = {0};
 	struct moat_init_opts io = {.dir = f->dir, .now = moat_time_now()};
 	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EEXIST);
-	char p[256];
+	char p[512];
 	snprintf(p, sizeof(p), "%s/new", f->root);
 	io.dir = p;
 	assert_int_equal(moat_deploy_init(&io, "short", &err), MOAT_EINVAL);

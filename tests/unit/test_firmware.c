@@ -17,54 +17,40 @@
 
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
+#include "testutil.h"
+#include "testutil_fw.h"
 
 #define PASS "correct horse battery"
 #define NOW 1800000000LL
 
 struct ctx {
-	char dir[64];
-	char keys[128];
-	char image[128];
-	char trust[160];
+	char dir[TU_TMPDIR_MAX]; /* first: tu_state_make */
+	char keys[TU_TMPDIR_MAX + 16];
+	char image[TU_TMPDIR_MAX + 16];
+	char trust[TU_TMPDIR_MAX + 32];
 };
 
 static int setup(void **state)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (tu_state_make(state, sizeof(struct ctx), "fw") != 0) {
 		return -1;
 	}
-	snprintf(c->dir, sizeof(c->dir), "/tmp/moat-test-fw.XXXXXX");
-	if (!mkdtemp(c->dir)) {
-		free(c);
-		return -1;
-	}
-	snprintf(c->keys, sizeof(c->keys), "%s/firmware/keys", c->dir);
-	snprintf(c->image, sizeof(c->image), "%s/image.bin", c->dir);
-	snprintf(c->trust, sizeof(c->trust), "%s/trust.json", c->keys);
-	*state = c;
+	struct ctx *c = *state;
+	tu_path(c->keys, sizeof(c->keys), c->dir, "firmware/keys");
+	tu_path(c->image, sizeof(c->image), c->dir, "image.bin");
+	tu_path(c->trust, sizeof(c->trust), c->keys, "trust.json");
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct ctx *c = *state;
-	struct moat_err e;
-	if (moat_fs_remove_tree(c->dir, &e) != 0) {
-		fprintf(stderr, "cleanup: %s\n", e.msg);
-	}
-	free(c);
-	return 0;
+	return tu_state_free(state);
 }
 
+/* The test image: len bytes, their content varied by seed. */
 static void write_image(const char *path, size_t len, unsigned char seed)
 {
-	FILE *f = fopen(path, "wb");
-	assert_non_null(f);
-	for (size_t i = 0; i < len; i++) {
-		fputc((int)((i * 31 + seed) & 0xff), f);
-	}
-	assert_int_equal(fclose(f), 0);
+	tu_write_pattern(path, len, 31, seed, 0644);
 }
 
 static int mode_of(const char *path)
@@ -82,20 +68,8 @@ static char *sign_with(struct ctx *c, const char *const *ids, size_t n, const ch
 	for (size_t i = 0; i < n; i++) {
 		assert_int_equal(moat_fwkeys_load_private(c->keys, ids[i], PASS, &keys[i], &e), 0);
 	}
-	struct moat_fw_sign_req req = {
-		.image_path = c->image,
-		.device_type = "temp_sensor",
-		.version = version,
-		.security_version = secver,
-		.issued_at = NOW,
-		.expires_at = NOW + 86400,
-	};
-	char *json = NULL;
 	struct moat_manifest m;
-	int rc = moat_fw_sign_image(&req, keys, n, &m, &json, len, &e);
-	if (rc != 0) {
-		fail_msg("sign: %s", e.msg);
-	}
+	char *json = tu_fw_sign(c->image, keys, n, version, secver, NOW, NOW + 86400, &m, len);
 	assert_int_equal(m.size, 300000);
 	for (size_t i = 0; i < n; i++) {
 		EVP_PKEY_free(keys[i]);
@@ -131,13 +105,12 @@ static void test_keygen_files(void **state)
 	assert_false(moat_fs_exists(c->trust));
 	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_EC_P256, PASS, id, &e), 0);
 	assert_int_equal(strlen(id), MOAT_FW_KEYID_HEX_LEN);
-	char path[256];
+	char path[512];
 	snprintf(path, sizeof(path), "%s/%s.key", c->keys, id);
 	assert_int_equal(mode_of(path), 0600);
 	/* Encrypted at rest: scrypt + AES-256 PKCS#8, never the plain key. */
-	char *pem = NULL;
 	size_t len;
-	assert_int_equal(moat_fs_read_all(path, 65536, &pem, &len, &e), 0);
+	char *pem = tu_read_file(path, 65536, &len);
 	assert_non_null(strstr(pem, "BEGIN ENCRYPTED PRIVATE KEY"));
 	free(pem);
 	snprintf(path, sizeof(path), "%s/%s.pub", c->keys, id);
@@ -182,13 +155,13 @@ static void test_damaged_trust_stops_keygen(void **state)
 	struct moat_err e;
 	char id[MOAT_FW_KEYID_HEX_LEN + 1];
 	assert_int_equal(moat_fs_mkdirs(c->keys, 0700, &e), 0);
-	assert_int_equal(moat_fs_write_atomic(c->trust, "{\"threshold\":1}", 15, 0644, &e), 0);
+	tu_write_file(c->trust, "{\"threshold\":1}", 15, 0644);
 	assert_int_equal(moat_fwkeys_generate(c->keys, MOAT_KEY_ED25519, PASS, id, &e),
 			 MOAT_EINVAL);
 	assert_non_null(strstr(e.msg, "missing field 'keys'"));
 	assert_string_equal(id, "");
 	/* Nothing but the damaged trust file. */
-	char cmd[256];
+	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "test \"$(ls %s | wc -l)\" = 1", c->keys);
 	assert_int_equal(system(cmd), 0);
 }
@@ -231,7 +204,7 @@ static void test_sign_verify_rotate(void **state)
 	int threshold = 0;
 	assert_int_equal(moat_fwkeys_revoke(c->keys, a, &threshold, &e), 0);
 	assert_int_equal(threshold, 1);
-	char path[256];
+	char path[512];
 	snprintf(path, sizeof(path), "%s/revoked/%s.key", c->keys, a);
 	assert_true(moat_fs_exists(path));
 	snprintf(path, sizeof(path), "%s/%s.key", c->keys, a);

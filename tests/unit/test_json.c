@@ -47,6 +47,23 @@ static void refused(const struct moat_json_limits *lim, const char *text,
 	refused_len(lim, text, strlen(text), kind, want);
 }
 
+/* One refused document of a table: text, the fault kind, a part of the message. */
+struct refusal {
+	const char *text;
+	enum moat_json_fault_kind kind;
+	const char *want;
+};
+
+static void refused_rows(const struct moat_json_limits *lim, const struct refusal *rows,
+			 size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		refused(lim, rows[i].text, rows[i].kind, rows[i].want);
+	}
+}
+
+#define ROWS(a) (a), sizeof(a) / sizeof((a)[0])
+
 static cJSON *accepted_len(const struct moat_json_limits *lim, const char *text, size_t len)
 {
 	struct moat_json_fault f;
@@ -132,22 +149,24 @@ static void test_bytes(void **state)
 static void test_strings(void **state)
 {
 	(void)state;
-	/* cJSON would cut the string at an escaped NUL */
-	refused(&plain, "{\"a\":\"reboot\\u0000x\"}", MOAT_JSON_ESCAPED_NUL, "escaped NUL");
-	refused(&plain, "{\"a\\u0000b\":1}", MOAT_JSON_ESCAPED_NUL, "\\u0000");
-	refused(&plain, "{\"s\":\"\\\\\\u0000\"}", MOAT_JSON_ESCAPED_NUL, "escaped NUL");
-	/* raw control characters and invalid UTF-8, in values and keys */
-	refused(&plain, "{\"a\":\"x\ty\"}", MOAT_JSON_BAD_TEXT, "offset 7 is not printable");
-	refused(&plain, "{\"a\":\"x\ny\"}", MOAT_JSON_BAD_TEXT, "not printable");
-	refused(&plain, "{\"a\xff\":1}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"bad \xff\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"overlong \xc0\xaf\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"overlong \xe0\x80\xaf\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"surrogate \xed\xa0\x80\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"too high \xf4\x90\x80\x80\"}", MOAT_JSON_BAD_TEXT,
-		"invalid UTF-8");
-	refused(&plain, "{\"a\":\"cut \xe2\x82\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
-	refused(&plain, "{\"a\":\"continuation \x80\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8");
+	static const struct refusal rows[] = {
+		/* cJSON would cut the string at an escaped NUL */
+		{"{\"a\":\"reboot\\u0000x\"}", MOAT_JSON_ESCAPED_NUL, "escaped NUL"},
+		{"{\"a\\u0000b\":1}", MOAT_JSON_ESCAPED_NUL, "\\u0000"},
+		{"{\"s\":\"\\\\\\u0000\"}", MOAT_JSON_ESCAPED_NUL, "escaped NUL"},
+		/* raw control characters and invalid UTF-8, in values and keys */
+		{"{\"a\":\"x\ty\"}", MOAT_JSON_BAD_TEXT, "offset 7 is not printable"},
+		{"{\"a\":\"x\ny\"}", MOAT_JSON_BAD_TEXT, "not printable"},
+		{"{\"a\xff\":1}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"bad \xff\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"overlong \xc0\xaf\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"overlong \xe0\x80\xaf\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"surrogate \xed\xa0\x80\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"too high \xf4\x90\x80\x80\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"cut \xe2\x82\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+		{"{\"a\":\"continuation \x80\"}", MOAT_JSON_BAD_TEXT, "invalid UTF-8"},
+	};
+	refused_rows(&plain, ROWS(rows));
 	/* a cut sequence at the very end of the input */
 	refused_len(&plain, "{\"a\":\"\xe2\x82", 8, MOAT_JSON_BAD_TEXT, "invalid UTF-8");
 }
@@ -207,22 +226,25 @@ static void test_depth(void **state)
 static void test_syntax_trailing_type(void **state)
 {
 	(void)state;
-	refused(&plain, "{", MOAT_JSON_SYNTAX, "invalid JSON");
-	refused(&plain, "{\"a\":1,}", MOAT_JSON_SYNTAX, "invalid JSON");
-	refused(&plain, "{'a':1}", MOAT_JSON_SYNTAX, "invalid JSON");
-	refused(&plain, "{\"a\":\"unterminated}", MOAT_JSON_SYNTAX, "invalid JSON");
-	refused(&plain, "{\"a\":\"\\x\"}", MOAT_JSON_SYNTAX, "invalid JSON");
-	refused(&plain, "\xef\xbb\xbf{}", MOAT_JSON_SYNTAX, "invalid JSON"); /* a BOM */
+	static const struct refusal rows[] = {
+		{"{", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"{\"a\":1,}", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"{'a':1}", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"{\"a\":\"unterminated}", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"{\"a\":\"\\x\"}", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"\xef\xbb\xbf{}", MOAT_JSON_SYNTAX, "invalid JSON"}, /* a BOM */
 
-	refused(&plain, "{} {}", MOAT_JSON_TRAILING, "data after the object");
-	refused(&plain, "{}x", MOAT_JSON_TRAILING, "data after the object");
-	refused(&plain, "{}\n}", MOAT_JSON_TRAILING, "data after the object");
+		{"{} {}", MOAT_JSON_TRAILING, "data after the object"},
+		{"{}x", MOAT_JSON_TRAILING, "data after the object"},
+		{"{}\n}", MOAT_JSON_TRAILING, "data after the object"},
 
-	refused(&plain, "[1]", MOAT_JSON_NOT_OBJECT, "not a JSON object");
-	refused(&plain, "\"a\"", MOAT_JSON_NOT_OBJECT, "not a JSON object");
-	refused(&plain, "42", MOAT_JSON_NOT_OBJECT, "not a JSON object");
-	refused(&plain, "null", MOAT_JSON_NOT_OBJECT, "not a JSON object");
-	refused(&plain, "true", MOAT_JSON_NOT_OBJECT, "not a JSON object");
+		{"[1]", MOAT_JSON_NOT_OBJECT, "not a JSON object"},
+		{"\"a\"", MOAT_JSON_NOT_OBJECT, "not a JSON object"},
+		{"42", MOAT_JSON_NOT_OBJECT, "not a JSON object"},
+		{"null", MOAT_JSON_NOT_OBJECT, "not a JSON object"},
+		{"true", MOAT_JSON_NOT_OBJECT, "not a JSON object"},
+	};
+	refused_rows(&plain, ROWS(rows));
 }
 
 static void test_duplicates(void **state)
@@ -232,13 +254,14 @@ static void test_duplicates(void **state)
 	struct moat_err err;
 	cJSON *root;
 
-	refused(&plain, "{\"a\":1,\"a\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\"");
-	refused(&plain, "{\"x\":{\"b\":1,\"c\":2,\"b\":3}}", MOAT_JSON_DUPLICATE,
-		"duplicate key \"b\"");
-	refused(&plain, "{\"x\":[{\"k\":1},{\"k\":1,\"k\":1}]}", MOAT_JSON_DUPLICATE,
-		"duplicate key \"k\"");
-	/* keys compare after unescaping: "\u0061" is "a" */
-	refused(&plain, "{\"a\":1,\"\\u0061\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\"");
+	static const struct refusal rows[] = {
+		{"{\"a\":1,\"a\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\""},
+		{"{\"x\":{\"b\":1,\"c\":2,\"b\":3}}", MOAT_JSON_DUPLICATE, "duplicate key \"b\""},
+		{"{\"x\":[{\"k\":1},{\"k\":1,\"k\":1}]}", MOAT_JSON_DUPLICATE, "duplicate key \"k\""},
+		/* keys compare after unescaping: "\u0061" is "a" */
+		{"{\"a\":1,\"\\u0061\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\""},
+	};
+	refused_rows(&plain, ROWS(rows));
 	/* the key is kept raw in the fault, shown escaped in the message */
 	assert_int_equal(moat_json_parse("doc", "{\"\\u001b[1m\":1,\"\\u001b[1m\":2}", 29, &plain,
 					 &root, &f, &err),
@@ -256,12 +279,13 @@ static void test_duplicates(void **state)
 	}
 	snprintf(doc + n, sizeof(doc) - n, "}");
 	accepted(&wide, doc);
-	snprintf(doc + n, sizeof(doc) - n, ",\"k0\":0}");
-	refused(&wide, doc, MOAT_JSON_DUPLICATE, "duplicate key \"k0\"");
-	snprintf(doc + n, sizeof(doc) - n, ",\"k99\":0}");
-	refused(&wide, doc, MOAT_JSON_DUPLICATE, "duplicate key \"k99\"");
-	snprintf(doc + n, sizeof(doc) - n, ",\"k50\":0}");
-	refused(&wide, doc, MOAT_JSON_DUPLICATE, "duplicate key \"k50\"");
+	static const char *const again[] = {"k0", "k99", "k50"};
+	for (size_t i = 0; i < sizeof(again) / sizeof(again[0]); i++) {
+		char want[32];
+		snprintf(doc + n, sizeof(doc) - n, ",\"%s\":0}", again[i]);
+		snprintf(want, sizeof(want), "duplicate key \"%s\"", again[i]);
+		refused(&wide, doc, MOAT_JSON_DUPLICATE, want);
+	}
 }
 
 static void test_members(void **state)

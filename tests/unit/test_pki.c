@@ -28,10 +28,12 @@
 #include "moat/fsutil.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
+#include "testutil.h"
+#include "testutil_pki.h"
 
 #define PASSPHRASE "correct horse battery"
 
-static char tmp_root[256];
+static char tmp_root[TU_TMPDIR_MAX];
 static struct moat_ca *test_ca;   /* ec-p256, with key */
 static char *test_ca_pem;
 static int64_t now;
@@ -39,10 +41,7 @@ static int64_t now;
 static int setup(void **state)
 {
 	(void)state;
-	const char *base = getenv("TMPDIR");
-	snprintf(tmp_root, sizeof(tmp_root), "%s/moat-test-pki-XXXXXX",
-		 base && *base ? base : "/tmp");
-	if (!mkdtemp(tmp_root)) {
+	if (tu_tmpdir_make(tmp_root, sizeof(tmp_root), "pki") != 0) {
 		return -1;
 	}
 	now = moat_time_now();
@@ -65,42 +64,14 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	struct moat_err err;
 	moat_pki_ca_free(test_ca);
 	free(test_ca_pem);
-	return moat_fs_remove_tree(tmp_root, &err) == 0 ? 0 : -1;
+	return tu_tmpdir_remove(tmp_root);
 }
 
 static void tmp_path(char *buf, size_t size, const char *name)
 {
-	struct moat_err err;
-	assert_int_equal(moat_path_join(buf, size, &err, "%s/%s", tmp_root, name), 0);
-}
-
-static void write_file(const char *path, const char *text)
-{
-	struct moat_err err;
-	assert_int_equal(moat_fs_write_atomic(path, text, strlen(text), 0600, &err), 0);
-}
-
-static X509 *pem_cert(const char *pem)
-{
-	BIO *b = BIO_new_mem_buf(pem, -1);
-	assert_non_null(b);
-	X509 *c = PEM_read_bio_X509(b, NULL, NULL, NULL);
-	BIO_free(b);
-	assert_non_null(c);
-	return c;
-}
-
-static X509_CRL *pem_crl(const char *pem)
-{
-	BIO *b = BIO_new_mem_buf(pem, -1);
-	assert_non_null(b);
-	X509_CRL *c = PEM_read_bio_X509_CRL(b, NULL, NULL, NULL);
-	BIO_free(b);
-	assert_non_null(c);
-	return c;
+	tu_path(buf, size, tmp_root, name);
 }
 
 /* OpenSSL's verdict on cert under ca (and crl, when given) for purpose: X509_V_OK or the
@@ -145,23 +116,6 @@ static void check_serial(X509 *cert, const uint8_t *want)
 	assert_true(d[0] >= 0x40 && d[0] <= 0x7f);
 	if (want) {
 		assert_memory_equal(d, want, MOAT_SERIAL_BYTES);
-	}
-}
-
-static void issue_client(const char *cn, enum moat_role role, const uint8_t serial[16],
-			 struct moat_issued *out)
-{
-	struct moat_err err;
-	struct moat_issue_req req = {
-		.cn = cn,
-		.role = role,
-		.kind = MOAT_CERT_CLIENT,
-		.key_type = MOAT_KEY_EC_P256,
-		.not_before = now - 60,
-		.not_after = now + 30 * 86400,
-	};
-	if (moat_pki_issue(test_ca, &req, serial, out, &err) != 0) {
-		fail_msg("issue %s: %s", cn, err.msg);
 	}
 }
 
@@ -217,6 +171,15 @@ static void new_serial(uint8_t serial[MOAT_SERIAL_BYTES], char hex[MOAT_SERIAL_H
 {
 	struct moat_err err;
 	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
+}
+
+/* A client certificate for cn under the test CA, valid from a minute ago for 30 days, with a
+ * new random serial (returned in serial and hex). */
+static void issue_new(const char *cn, enum moat_role role, uint8_t serial[MOAT_SERIAL_BYTES],
+		      char hex[MOAT_SERIAL_HEX_LEN], struct moat_issued *out)
+{
+	new_serial(serial, hex);
+	tu_pki_issue_client(test_ca, cn, role, now - 60, now + 30 * 86400, serial, out);
 }
 
 /* ---- keys ---- */
@@ -341,8 +304,8 @@ static void test_ca_export_load(void **state)
 	char key_path[512];
 	tmp_path(cert_path, sizeof(cert_path), "ca.crt");
 	tmp_path(key_path, sizeof(key_path), "ca.key");
-	write_file(cert_path, cert_pem);
-	write_file(key_path, key_pem);
+	tu_write_text(cert_path, cert_pem);
+	tu_write_text(key_path, key_pem);
 
 	struct moat_ca *ca = NULL;
 	assert_int_equal(moat_pki_ca_load(cert_path, key_path, PASSPHRASE, &ca, &err), 0);
@@ -416,7 +379,7 @@ static void test_ca_load_refusals(void **state)
 	char other_key[512];
 	tmp_path(cert_path, sizeof(cert_path), "ca.crt");
 	tmp_path(other_key, sizeof(other_key), "other.key");
-	write_file(other_key, okey);
+	tu_write_text(other_key, okey);
 
 	/* another CA's key under the same passphrase: refused, naming both files */
 	struct moat_ca *ca = NULL;
@@ -431,11 +394,11 @@ static void test_ca_load_refusals(void **state)
 	tmp_path(path, sizeof(path), "missing.crt");
 	assert_int_equal(moat_pki_ca_load(path, other_key, NULL, &ca, &err), MOAT_ENOENT);
 	tmp_path(path, sizeof(path), "empty.crt");
-	write_file(path, "");
+	tu_write_text(path, "");
 	assert_int_equal(moat_pki_ca_load(path, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
 	assert_non_null(strstr(err.msg, "empty.crt: not a PEM certificate"));
 	tmp_path(path, sizeof(path), "garbage.crt");
-	write_file(path, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+	tu_write_text(path, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
 	assert_int_equal(moat_pki_ca_load(path, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
 	assert_non_null(strstr(err.msg, "garbage.crt: not a PEM certificate"));
 	assert_int_equal(moat_pki_ca_load(other_key, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
@@ -448,7 +411,7 @@ static void test_ca_load_refusals(void **state)
 	char plain_key[512];
 	tmp_path(other_cert, sizeof(other_cert), "other.crt");
 	tmp_path(plain_key, sizeof(plain_key), "plain.key");
-	write_file(other_cert, ocert);
+	tu_write_text(other_cert, ocert);
 	BIO *b = BIO_new(BIO_s_mem());
 	assert_int_equal(PEM_write_bio_PrivateKey(b, other->key, NULL, NULL, 0, NULL, NULL), 1);
 	char *plain = NULL;
@@ -457,7 +420,7 @@ static void test_ca_load_refusals(void **state)
 	char *plain_text = calloc(1, (size_t)plain_len + 1);
 	assert_non_null(plain_text);
 	memcpy(plain_text, plain, (size_t)plain_len);
-	write_file(plain_key, plain_text);
+	tu_write_text(plain_key, plain_text);
 	free(plain_text);
 	BIO_free(b);
 	assert_int_equal(moat_pki_ca_load(other_cert, plain_key, "any passphrase", &ca, &err),
@@ -556,9 +519,8 @@ static void test_issue_client(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("sensor-001", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("sensor-001", MOAT_ROLE_DEVICE, serial, hex, &is);
 	X509 *c = is.cert;
 	assert_int_equal(verify(test_ca->cert, c, NULL, 0), X509_V_OK);
 	assert_int_equal(verify(test_ca->cert, c, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
@@ -587,7 +549,7 @@ static void test_issue_client(void **state)
 	assert_int_equal(strlen(is.cert_pem), is.cert_pem_len);
 	assert_int_equal(strlen(is.key_pem), is.key_pem_len);
 	assert_non_null(strstr(is.key_pem, "-----BEGIN PRIVATE KEY-----"));
-	X509 *again = pem_cert(is.cert_pem);
+	X509 *again = tu_pem_cert(is.cert_pem);
 	assert_int_equal(X509_cmp(again, c), 0);
 	check_key_pem(&is, again);
 	X509_free(again);
@@ -604,12 +566,10 @@ static void test_issue_client(void **state)
 	moat_pki_issued_free(NULL);
 
 	/* the other roles land in OU */
-	new_serial(serial, hex);
-	issue_client("ingest", MOAT_ROLE_SERVICE, serial, &is);
+	issue_new("ingest", MOAT_ROLE_SERVICE, serial, hex, &is);
 	assert_string_equal(name_entry(is.cert, NID_organizationalUnitName), "service");
 	moat_pki_issued_free(&is);
-	new_serial(serial, hex);
-	issue_client("alice", MOAT_ROLE_OPERATOR, serial, &is);
+	issue_new("alice", MOAT_ROLE_OPERATOR, serial, hex, &is);
 	assert_string_equal(name_entry(is.cert, NID_organizationalUnitName), "operator");
 	moat_pki_issued_free(&is);
 }
@@ -628,7 +588,7 @@ static void test_issue_expired_and_rsa(void **state)
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
 	assert_int_equal(EVP_PKEY_get_bits(is.key), 2048);
 	assert_true(X509_get_key_usage(is.cert) & KU_KEY_ENCIPHERMENT);
-	X509 *decoded = pem_cert(is.cert_pem);
+	X509 *decoded = tu_pem_cert(is.cert_pem);
 	check_key_pem(&is, decoded); /* the generic (non-P-256) encoders */
 	X509_free(decoded);
 	assert_int_equal(verify(test_ca->cert, is.cert, NULL, 0), X509_V_ERR_CERT_HAS_EXPIRED);
@@ -717,11 +677,11 @@ static void test_issue_refusals(void **state)
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), MOAT_EINVAL);
 	EVP_PKEY_free(p384);
 	/* a P-256 key handed in is certified as is */
-	EVP_PKEY *mine = EVP_EC_gen("P-256");
+	EVP_PKEY *mine = tu_key_p256();
 	req.key = mine;
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
 	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(is.cert), mine), 1);
-	X509 *decoded = pem_cert(is.cert_pem);
+	X509 *decoded = tu_pem_cert(is.cert_pem);
 	check_key_pem(&is, decoded); /* a provider key, not one of moat_key_generate's */
 	X509_free(decoded);
 	moat_pki_issued_free(&is);
@@ -766,12 +726,9 @@ static void test_crl(void **state)
 	struct moat_issued good;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
-	issue_client("lost-1", MOAT_ROLE_DEVICE, serial, &revoked_a);
-	new_serial(serial, hex);
-	issue_client("lost-2", MOAT_ROLE_DEVICE, serial, &revoked_b);
-	new_serial(serial, hex);
-	issue_client("still-good", MOAT_ROLE_DEVICE, serial, &good);
+	issue_new("lost-1", MOAT_ROLE_DEVICE, serial, hex, &revoked_a);
+	issue_new("lost-2", MOAT_ROLE_DEVICE, serial, hex, &revoked_b);
+	issue_new("still-good", MOAT_ROLE_DEVICE, serial, hex, &good);
 
 	int reason = -1;
 	assert_int_equal(moat_pki_reason_parse("key-compromise", &reason, &err), 0);
@@ -789,7 +746,7 @@ static void test_crl(void **state)
 	size_t len = 0;
 	assert_int_equal(moat_pki_crl_build(test_ca, list, 2, 7, now, 30, &pem, &len, &err), 0);
 	assert_int_equal(strlen(pem), len);
-	X509_CRL *crl = pem_crl(pem);
+	X509_CRL *crl = tu_pem_crl(pem);
 	assert_int_equal(X509_CRL_get_version(crl), 1); /* v2 */
 	assert_int_equal(X509_CRL_verify(crl, X509_get0_pubkey(test_ca->cert)), 1);
 	assert_int_equal(X509_NAME_cmp(X509_CRL_get_issuer(crl),
@@ -847,7 +804,7 @@ static void test_crl(void **state)
 
 	/* an empty CRL is valid and revokes nothing */
 	assert_int_equal(moat_pki_crl_build(test_ca, NULL, 0, 1, now, 30, &pem, &len, &err), 0);
-	crl = pem_crl(pem);
+	crl = tu_pem_crl(pem);
 	assert_true(sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl)) <= 0);
 	assert_int_equal(verify(test_ca->cert, revoked_a.cert, crl, 0), X509_V_OK);
 	X509_CRL_free(crl);
@@ -907,12 +864,11 @@ static void test_cert_info_file(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("reader", MOAT_ROLE_SERVICE, serial, &is);
+	issue_new("reader", MOAT_ROLE_SERVICE, serial, hex, &is);
 	char path[512];
 	tmp_path(path, sizeof(path), "reader.pem");
-	write_file(path, is.cert_pem);
+	tu_write_text(path, is.cert_pem);
 	struct moat_cert_info info;
 	assert_int_equal(moat_cert_info_file(path, &info, &err), 0);
 	assert_string_equal(info.cn, "reader");
@@ -936,7 +892,7 @@ static void test_cert_info_file(void **state)
 	};
 	tmp_path(path, sizeof(path), "bad.pem");
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		write_file(path, bad[i]);
+		tu_write_text(path, bad[i]);
 		moat_err_clear(&err);
 		assert_int_equal(moat_cert_info_file(path, &info, &err), MOAT_EINVAL);
 		assert_non_null(strstr(err.msg, "bad.pem: not a PEM certificate"));
@@ -953,7 +909,7 @@ static void test_encrypted_pem_never_prompts(void **state)
 	(void)state;
 	char path[512];
 	tmp_path(path, sizeof(path), "enc.pem");
-	write_file(path, "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n"
+	tu_write_text(path, "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n"
 			 "DEK-Info: AES-128-CBC,00000000000000000000000000000000\n\n"
 			 "AAAAAAAAAAAAAAAAAAAAAA==\n-----END CERTIFICATE-----\n");
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
@@ -1004,9 +960,8 @@ static void test_export_p12(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("p12-dev", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("p12-dev", MOAT_ROLE_DEVICE, serial, hex, &is);
 	unsigned char *der = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_pki_export_p12(is.cert_pem, is.key_pem, test_ca_pem, "p12-dev",
@@ -1045,8 +1000,7 @@ static void test_export_p12(void **state)
 
 	/* a key that is not the certificate's is refused */
 	struct moat_issued other;
-	new_serial(serial, hex);
-	issue_client("p12-other", MOAT_ROLE_DEVICE, serial, &other);
+	issue_new("p12-other", MOAT_ROLE_DEVICE, serial, hex, &other);
 	der = NULL;
 	assert_int_equal(moat_pki_export_p12(is.cert_pem, other.key_pem, test_ca_pem, "p12-dev",
 					     "export-pass", &der, &len, &err),
@@ -1077,9 +1031,8 @@ static void test_export_c_header(void **state)
 	struct moat_err err;
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	new_serial(serial, hex);
 	struct moat_issued is;
-	issue_client("hdr-dev", MOAT_ROLE_DEVICE, serial, &is);
+	issue_new("hdr-dev", MOAT_ROLE_DEVICE, serial, hex, &is);
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, test_ca_pem,
@@ -1095,8 +1048,8 @@ static void test_export_c_header(void **state)
 	tmp_path(prog, sizeof(prog), "creds.c");
 	tmp_path(bin, sizeof(bin), "creds");
 	tmp_path(out, sizeof(out), "creds.out");
-	write_file(hdr, text);
-	write_file(prog, "#include <stdio.h>\n#include \"creds.h\"\n#include \"creds.h\"\n"
+	tu_write_text(hdr, text);
+	tu_write_text(prog, "#include <stdio.h>\n#include \"creds.h\"\n#include \"creds.h\"\n"
 			 "int main(void)\n{\n"
 			 "\tprintf(\"%s|%s|%s|%s\", DEVICE_ID, CA_CERT, DEVICE_CERT, DEVICE_KEY);\n"
 			 "\treturn 0;\n}\n");

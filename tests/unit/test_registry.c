@@ -20,24 +20,22 @@
 
 #include "moat/fsutil.h"
 #include "moat/registry.h"
+#include "testutil.h"
+#include "testutil_registry.h"
 
-static char tmp_root[256];
+static char tmp_root[TU_TMPDIR_MAX];
 static char db_path[512];
 
 static int setup(void **state)
 {
 	(void)state;
-	const char *base = getenv("TMPDIR");
-	snprintf(tmp_root, sizeof(tmp_root), "%s/moat-test-registry-XXXXXX",
-		 base && *base ? base : "/tmp");
-	return mkdtemp(tmp_root) ? 0 : -1;
+	return tu_tmpdir_make(tmp_root, sizeof(tmp_root), "registry");
 }
 
 static int teardown(void **state)
 {
 	(void)state;
-	struct moat_err err;
-	return moat_fs_remove_tree(tmp_root, &err) == 0 ? 0 : -1;
+	return tu_tmpdir_remove(tmp_root);
 }
 
 /* Per test: a new registry at db_path, handed over in *state. */
@@ -78,15 +76,6 @@ static void add_cert(struct moat_registry *reg, const char *serial, const char *
 	}
 }
 
-/* Bytes of a file, for "left untouched" checks (caller frees). */
-static char *slurp(const char *path, size_t *len)
-{
-	char *data = NULL;
-	struct moat_err err;
-	assert_int_equal(moat_fs_read_all(path, 1 << 24, &data, len, &err), 0);
-	return data;
-}
-
 /* Runs sql on the file at path past the registry's API: what a newer moat, or a damaged
  * file, would leave there. */
 static void raw_exec(const char *path, const char *sql)
@@ -102,7 +91,7 @@ static void test_create_open(void **state)
 	(void)state;
 	struct moat_err err;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/fresh.db", tmp_root);
+	tu_path(path, sizeof(path), tmp_root, "fresh.db");
 	struct moat_registry *reg = NULL;
 	/* opening what does not exist is not a create */
 	assert_int_equal(moat_registry_open(path, false, &reg, &err), MOAT_ENOENT);
@@ -141,17 +130,17 @@ static void test_foreign_sqlite_refused(void **state)
 	(void)state;
 	struct moat_err err;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/foreign.db", tmp_root);
+	tu_path(path, sizeof(path), tmp_root, "foreign.db");
 	raw_exec(path, "CREATE TABLE t(x); INSERT INTO t VALUES (1);");
 	size_t before_len = 0;
-	char *before = slurp(path, &before_len);
+	char *before = tu_read_file(path, 1 << 24, &before_len);
 
 	struct moat_registry *reg = NULL;
 	assert_int_equal(moat_registry_open(path, false, &reg, &err), MOAT_EINVAL);
 	assert_null(reg);
 	assert_non_null(strstr(err.msg, "foreign.db: not a moat registry"));
 	size_t after_len = 0;
-	char *after = slurp(path, &after_len);
+	char *after = tu_read_file(path, 1 << 24, &after_len);
 	assert_int_equal(before_len, after_len);
 	assert_memory_equal(before, after, before_len);
 	char wal[600];
@@ -164,15 +153,14 @@ static void test_foreign_sqlite_refused(void **state)
 	static const char *const others[] = {"", "[deployment]\nname = x\n"};
 	for (size_t i = 0; i < 2; i++) {
 		snprintf(path, sizeof(path), "%s/other-%zu.db", tmp_root, i);
-		assert_int_equal(moat_fs_write_atomic(path, others[i], strlen(others[i]), 0600, &err),
-				 0);
+		tu_write_text(path, others[i]);
 		reg = NULL;
 		moat_err_clear(&err);
 		int rc = moat_registry_open(path, false, &reg, &err);
 		assert_true(rc == MOAT_EINVAL || rc == MOAT_EDB);
 		assert_null(reg);
 		assert_non_null(strstr(err.msg, "not a moat registry"));
-		char *now = slurp(path, &after_len);
+		char *now = tu_read_file(path, 1 << 24, &after_len);
 		assert_int_equal(after_len, strlen(others[i]));
 		assert_memory_equal(now, others[i], after_len);
 		free(now);
@@ -184,7 +172,7 @@ static void test_newer_schema_refused(void **state)
 	(void)state;
 	struct moat_err err;
 	char path[512];
-	snprintf(path, sizeof(path), "%s/future.db", tmp_root);
+	tu_path(path, sizeof(path), tmp_root, "future.db");
 	struct moat_registry *reg = NULL;
 	assert_int_equal(moat_registry_open(path, true, &reg, &err), 0);
 	moat_registry_close(reg);
@@ -501,17 +489,12 @@ static void test_isolation(void **state)
 static struct moat_release release(const char *type, const char *version, char fill, int pct,
 				   int64_t published_at)
 {
-	struct moat_release r;
-	memset(&r, 0, sizeof(r));
-	memset(r.sha256_hex, fill, MOAT_SHA256_HEX_LEN);
-	snprintf(r.device_type, sizeof(r.device_type), "%s", type);
-	snprintf(r.version, sizeof(r.version), "%s", version);
+	struct moat_release r = tu_release(type, version, fill, pct);
 	r.security_version = 7;
 	r.size = 4096;
 	r.issued_at = 10;
 	r.expires_at = 20;
 	r.published_at = published_at;
-	r.rollout_percent = pct;
 	return r;
 }
 

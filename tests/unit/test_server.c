@@ -20,6 +20,8 @@
 #include "moat/http_parse.h"
 #include "moat/release.h"
 #include "moat/update_schema.h"
+#include "testutil.h"
+#include "testutil_registry.h"
 
 #define HEX64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
@@ -225,20 +227,19 @@ static void test_update_event_parse(void **state)
 /* ---- the store on a real registry ---- */
 
 struct store {
-	char dir[64];
-	char path[128];
+	char dir[TU_TMPDIR_MAX]; /* first: tu_state_make */
+	char path[TU_TMPDIR_MAX + 16];
 	struct moat_registry *reg;
 };
 
 static int store_setup(void **state)
 {
-	struct store *s = calloc(1, sizeof(*s));
 	struct moat_err err = {0};
-	snprintf(s->dir, sizeof(s->dir), "/tmp/moat-test-server.XXXXXX");
-	if (!mkdtemp(s->dir)) {
+	if (tu_state_make(state, sizeof(struct store), "server") != 0) {
 		return -1;
 	}
-	snprintf(s->path, sizeof(s->path), "%s/registry.db", s->dir);
+	struct store *s = *state;
+	tu_path(s->path, sizeof(s->path), s->dir, "registry.db");
 	if (moat_registry_open(s->path, true, &s->reg, &err) != 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return -1;
@@ -254,7 +255,6 @@ static int store_setup(void **state)
 	    0) {
 		return -1;
 	}
-	*state = s;
 	return 0;
 }
 
@@ -262,52 +262,34 @@ static int store_teardown(void **state)
 {
 	struct store *s = *state;
 	moat_registry_close(s->reg);
-	int rc = moat_fs_remove_tree(s->dir, NULL);
-	assert_int_equal(rc, 0);
-	free(s);
+	assert_int_equal(tu_state_free(state), 0);
 	return 0;
-}
-
-static struct moat_release rel(const char *type, const char *version, char fill, int pct)
-{
-	struct moat_release r;
-	memset(&r, 0, sizeof(r));
-	memset(r.sha256_hex, fill, MOAT_SHA256_HEX_LEN);
-	snprintf(r.device_type, sizeof(r.device_type), "%s", type);
-	snprintf(r.version, sizeof(r.version), "%s", version);
-	r.security_version = 1;
-	r.size = 10;
-	r.issued_at = 1;
-	r.expires_at = 2;
-	r.published_at = 3;
-	r.rollout_percent = pct;
-	return r;
 }
 
 static void test_store_releases(void **state)
 {
 	struct store *s = *state;
 	struct moat_err err = {0};
-	struct moat_release r = rel("sensor", "1.10.0", 'a', 100);
+	struct moat_release r = tu_release("sensor", "1.10.0", 'a', 100);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
-	r = rel("sensor", "1.9.0", 'b', 100);
+	r = tu_release("sensor", "1.9.0", 'b', 100);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	/* Duplicate digest, duplicate (type, version). */
-	r = rel("sensor", "2.0.0", 'a', 100);
+	r = tu_release("sensor", "2.0.0", 'a', 100);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
-	r = rel("sensor", "1.9.0", 'c', 100);
+	r = tu_release("sensor", "1.9.0", 'c', 100);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EEXIST);
 	/* Rollout arguments that do not fit together. */
 	char *one[] = {"a1"};
-	r = rel("sensor", "3.0.0", 'd', 50);
+	r = tu_release("sensor", "3.0.0", 'd', 50);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, one, 1, &err), MOAT_EINVAL);
-	r = rel("sensor", "3.0.0", 'd', -1);
+	r = tu_release("sensor", "3.0.0", 'd', -1);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
-	r = rel("sensor", "3.0.0", 'd', 101);
+	r = tu_release("sensor", "3.0.0", 'd', 101);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), MOAT_EINVAL);
 	/* A device list naming an unknown identity is refused whole. */
 	char *unknown[] = {"a1", "nobody"};
-	r = rel("sensor", "3.0.0", 'd', -1);
+	r = tu_release("sensor", "3.0.0", 'd', -1);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, unknown, 2, &err), MOAT_EINVAL);
 	struct moat_release got;
 	assert_int_equal(moat_registry_release_get(s->reg, r.sha256_hex, &got, &err), MOAT_ENOENT);
@@ -322,7 +304,7 @@ static void test_store_releases(void **state)
 
 	/* 3.0.0 only to a2: a2 gets it, a1 still gets 1.10.0. */
 	char *a2[] = {"a2"};
-	r = rel("sensor", "3.0.0", 'd', -1);
+	r = tu_release("sensor", "3.0.0", 'd', -1);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, a2, 1, &err), 0);
 	assert_int_equal(moat_registry_release_get(s->reg, r.sha256_hex, &got, &err), 0);
 	assert_int_equal(got.rollout_percent, -1);
@@ -333,11 +315,11 @@ static void test_store_releases(void **state)
 	assert_string_equal(got.version, "1.10.0");
 
 	/* 4.0.0 to 0%: nobody; then the percentage decides by bucket. */
-	r = rel("sensor", "4.0.0", 'e', 0);
+	r = tu_release("sensor", "4.0.0", 'e', 0);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	assert_int_equal(moat_release_newest(s->reg, "sensor", "a1", &got, &found, &err), 0);
 	assert_string_equal(got.version, "1.10.0");
-	r = rel("sensor", "5.0.0", 'f', 50);
+	r = tu_release("sensor", "5.0.0", 'f', 50);
 	assert_int_equal(moat_registry_release_insert(s->reg, &r, NULL, 0, &err), 0);
 	uint8_t sha[MOAT_SHA256_BYTES];
 	assert_int_equal(moat_hex_decode(r.sha256_hex, sha, sizeof(sha)), 0);

@@ -22,6 +22,8 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+#include "testutil.h"
+#include "testutil_fw.h"
 
 static const char good[] = "moat-boot-state 2\n"
 			   "device_type=temp_sensor\n"
@@ -371,67 +373,43 @@ static void test_power_fail(void **state)
 /* ---- on disk ---- */
 
 struct ctx {
-	char dir[64];
-	char state[128];
-	char trust[128];
-	char image[128];
-	char env[128];
+	char dir[TU_TMPDIR_MAX]; /* first: tu_state_make */
+	char state[TU_TMPDIR_MAX + 16];
+	char trust[TU_TMPDIR_MAX + 16];
+	char image[TU_TMPDIR_MAX + 16];
+	char env[TU_TMPDIR_MAX + 16];
 	EVP_PKEY *key;
 };
 
 static int setup(void **state)
 {
-	struct ctx *c = calloc(1, sizeof(*c));
-	if (!c) {
+	if (tu_state_make(state, sizeof(struct ctx), "update") != 0) {
 		return -1;
 	}
-	snprintf(c->dir, sizeof(c->dir), "/tmp/moat-test-update.XXXXXX");
-	if (!mkdtemp(c->dir)) {
-		free(c);
-		return -1;
-	}
-	snprintf(c->state, sizeof(c->state), "%s/state", c->dir);
-	snprintf(c->trust, sizeof(c->trust), "%s/trust.json", c->dir);
-	snprintf(c->image, sizeof(c->image), "%s/image", c->dir);
-	snprintf(c->env, sizeof(c->env), "%s/envelope.json", c->dir);
-	*state = c;
+	struct ctx *c = *state;
+	tu_path(c->state, sizeof(c->state), c->dir, "state");
+	tu_path(c->trust, sizeof(c->trust), c->dir, "trust.json");
+	tu_path(c->image, sizeof(c->image), c->dir, "image");
+	tu_path(c->env, sizeof(c->env), c->dir, "envelope.json");
 	return 0;
 }
 
 static int teardown(void **state)
 {
 	struct ctx *c = *state;
-	struct moat_err e;
-	if (moat_fs_remove_tree(c->dir, &e) != 0) {
-		fprintf(stderr, "cleanup: %s\n", e.msg);
-	}
 	EVP_PKEY_free(c->key);
-	free(c);
-	return 0;
+	return tu_state_free(state);
 }
 
 /* Writes image (len bytes) and its envelope signed by c->key. */
 static void release(struct ctx *c, const char *version, int64_t secver, size_t len)
 {
-	struct moat_err e;
-	unsigned char *data = malloc(len);
-	assert_non_null(data);
-	for (size_t i = 0; i < len; i++) {
-		data[i] = (unsigned char)(i * 7 + (unsigned char)version[0]);
-	}
-	assert_int_equal(moat_fs_write_atomic(c->image, data, len, 0600, &e), 0);
-	free(data);
+	tu_write_pattern(c->image, len, 7, (unsigned char)version[0], 0600);
 	int64_t now = moat_time_now();
-	struct moat_fw_sign_req req = {.image_path = c->image,
-				       .device_type = "temp_sensor",
-				       .version = version,
-				       .security_version = secver,
-				       .issued_at = now - 10,
-				       .expires_at = now + 86400};
-	char *json = NULL;
 	size_t jlen = 0;
-	assert_int_equal(moat_fw_sign_image(&req, &c->key, 1, NULL, &json, &jlen, &e), 0);
-	assert_int_equal(moat_fs_write_atomic(c->env, json, jlen, 0644, &e), 0);
+	char *json = tu_fw_sign(c->image, &c->key, 1, version, secver, now - 10, now + 86400, NULL,
+				&jlen);
+	tu_write_file(c->env, json, jlen, 0644);
 	free(json);
 }
 
@@ -440,7 +418,7 @@ static void provision(struct ctx *c)
 	struct moat_fw_trust t;
 	struct moat_err e;
 	memset(&t, 0, sizeof(t));
-	assert_int_equal(moat_key_generate(MOAT_KEY_EC_P256, &c->key, &e), 0);
+	c->key = tu_key_p256();
 	assert_int_equal(moat_fw_trust_add(&t, c->key, &e), 0);
 	t.threshold = 1;
 	assert_int_equal(moat_fwtrust_save(c->trust, &t, &e), 0);
@@ -458,7 +436,7 @@ static void test_provision_verify(void **state)
 	struct moat_boot_state st;
 	struct moat_manifest m;
 	struct moat_err e;
-	char path[256];
+	char path[512];
 	int fd = -1;
 
 	provision(c);
@@ -493,23 +471,22 @@ static void test_provision_verify(void **state)
 	assert_non_null(strstr(e.msg, "wrong_type"));
 
 	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'a', "image", &e), 0);
-	char *data = NULL;
 	size_t len = 0;
-	assert_int_equal(moat_fs_read_all(path, 10000, &data, &len, &e), 0);
+	char *data = tu_read_file(path, 10000, &len);
 	data[100] ^= 1;
-	assert_int_equal(moat_fs_write_atomic(path, data, len, 0700, &e), 0);
+	tu_write_file(path, data, len, 0700);
 	assert_int_equal(moat_slots_verify(c->state, &st, 'a', &fd, NULL, &e), MOAT_EVERIFY);
 	assert_non_null(strstr(e.msg, "hash_mismatch"));
 	assert_int_equal(fd, -1);
 	data[100] ^= 1;
-	assert_int_equal(moat_fs_write_atomic(path, data, len + 1, 0700, &e), 0);
+	tu_write_file(path, data, len + 1, 0700);
 	assert_int_equal(moat_slots_verify(c->state, &st, 'a', NULL, NULL, &e), MOAT_EVERIFY);
 	assert_non_null(strstr(e.msg, "size_mismatch"));
 	free(data);
 
 	/* A corrupt boot.state is refused with the file named. */
 	assert_int_equal(moat_path_join(path, sizeof(path), &e, "%s/boot.state", c->state), 0);
-	assert_int_equal(moat_fs_write_atomic(path, "junk\n", 5, 0600, &e), 0);
+	tu_write_file(path, "junk\n", 5, 0600);
 	assert_int_equal(moat_slots_load(c->state, &st, &e), MOAT_EINVAL);
 	assert_non_null(strstr(e.msg, "boot.state"));
 }
@@ -520,7 +497,7 @@ static void stage_b(struct ctx *c, const char *version, int64_t secver, int64_t 
 {
 	struct moat_boot_state st;
 	struct moat_err e;
-	char path[256];
+	char path[512];
 
 	release(c, version, secver, 6000);
 	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, 'b', "image", &e), 0);
@@ -569,42 +546,78 @@ static void test_confirm_on_disk(void **state)
 static void corrupt(struct ctx *c, char slot)
 {
 	struct moat_err e;
-	char path[256];
-	char *data = NULL;
+	char path[512];
 	size_t len = 0;
 
 	assert_int_equal(moat_slots_path(path, sizeof(path), c->state, slot, "image", &e), 0);
-	assert_int_equal(moat_fs_read_all(path, 100000, &data, &len, &e), 0);
+	char *data = tu_read_file(path, 100000, &len);
 	data[len / 2] ^= 0x20;
-	assert_int_equal(moat_fs_write_atomic(path, data, len, 0700, &e), 0);
+	tu_write_file(path, data, len, 0700);
 	free(data);
+}
+
+/* What one moat_boot_prepare returned. */
+struct boot {
+	int rc;
+	char slot;
+	bool trial, reverted;
+	int fd;
+	struct moat_manifest m;
+	char why[MOAT_ERR_MSG_MAX];
+	struct moat_err e;
+};
+
+/* One boot at now (60 s trial window), with the memfd and manifest outputs when memfd. */
+static void boot_at(struct ctx *c, int64_t now, bool memfd, struct boot *b)
+{
+	memset(b, 0, sizeof(*b));
+	b->fd = -1;
+	b->trial = true; /* each output must be written */
+	b->reverted = true;
+	b->rc = moat_boot_prepare(c->state, now, 60, &b->slot, &b->trial, memfd ? &b->fd : NULL,
+				  memfd ? &b->m : NULL, &b->reverted, b->why, sizeof(b->why), &b->e);
+}
+
+/* A boot that must succeed, starting slot (on trial or not, after a revert or not); its
+ * memfd, when asked for, must be sealed, and is closed. */
+static void booted(struct ctx *c, int64_t now, bool memfd, char slot, bool trial, bool reverted,
+		   struct boot *b)
+{
+	boot_at(c, now, memfd, b);
+	assert_int_equal(b->rc, 0);
+	assert_int_equal(b->slot, slot);
+	assert_int_equal(b->trial, trial);
+	assert_int_equal(b->reverted, reverted);
+	if (memfd) {
+		assert_true(b->fd >= 0);
+		assert_int_equal(write(b->fd, "x", 1), -1); /* sealed */
+		close(b->fd);
+	}
+}
+
+static struct moat_boot_state loaded(struct ctx *c)
+{
+	struct moat_boot_state st;
+	struct moat_err e;
+	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	return st;
 }
 
 static void test_prepare(void **state)
 {
 	struct ctx *c = *state;
 	struct moat_boot_state st;
-	struct moat_manifest m;
 	struct moat_err e;
-	char why[MOAT_ERR_MSG_MAX];
+	struct boot b;
 	char slot = 0;
-	bool trial = true, reverted = true;
-	int fd = -1;
+	bool trial = true;
 	int64_t now = moat_time_now();
 
 	provision(c);
 	/* Nothing staged: slot a, verified, as a sealed memfd. */
-	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
-					   why, sizeof(why), &e),
-			 0);
-	assert_int_equal(slot, 'a');
-	assert_false(trial);
-	assert_false(reverted);
-	assert_string_equal(why, "");
-	assert_string_equal(m.version, "1.0.0");
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, "x", 1), -1); /* sealed */
-	close(fd);
+	booted(c, now, true, 'a', false, false, &b);
+	assert_string_equal(b.why, "");
+	assert_string_equal(b.m.version, "1.0.0");
 	/* Without the optional outputs: verification only, no memfd. */
 	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, NULL, NULL, NULL, NULL,
 					   0, &e),
@@ -613,15 +626,9 @@ static void test_prepare(void **state)
 
 	/* A valid trial starts on trial: one attempt counted and the deadline written. */
 	stage_b(c, "1.1.0", 3, now + 101);
-	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
-					   why, sizeof(why), &e),
-			 0);
-	assert_int_equal(slot, 'b');
-	assert_true(trial);
-	assert_false(reverted);
-	assert_string_equal(m.version, "1.1.0");
-	close(fd);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	booted(c, now, true, 'b', true, false, &b);
+	assert_string_equal(b.m.version, "1.1.0");
+	st = loaded(c);
 	assert_int_equal(st.trial, 'b');
 	assert_int_equal(st.attempts, 1);
 	assert_int_equal(st.deadline, now + 60);
@@ -629,33 +636,22 @@ static void test_prepare(void **state)
 
 	/* Started again without a confirmation (the trial crashed): reverted, slot a starts,
 	 * and the release is remembered as reverted. */
-	assert_int_equal(moat_boot_prepare(c->state, now + 1, 60, &slot, &trial, &fd, &m, &reverted,
-					   why, sizeof(why), &e),
-			 0);
-	assert_int_equal(slot, 'a');
-	assert_false(trial);
-	assert_true(reverted);
-	assert_non_null(strstr(why, "did not confirm"));
-	assert_string_equal(m.version, "1.0.0");
-	close(fd);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	booted(c, now + 1, true, 'a', false, true, &b);
+	assert_non_null(strstr(b.why, "did not confirm"));
+	assert_string_equal(b.m.version, "1.0.0");
+	st = loaded(c);
 	assert_int_equal(st.trial, 0);
 	assert_int_equal(st.active, 'a');
 	assert_int_equal(st.reverted_issued_at, now + 101);
 
 	/* A trial past its deadline (moat-boot was not there to kill it): reverted. */
 	stage_b(c, "1.2.0", 3, now + 102);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	st = loaded(c);
 	st.deadline = now - 1;
 	assert_int_equal(moat_slots_save(c->state, &st, &e), 0);
-	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, NULL, NULL, &reverted,
-					   why, sizeof(why), &e),
-			 0);
-	assert_int_equal(slot, 'a');
-	assert_false(trial);
-	assert_true(reverted);
-	assert_non_null(strstr(why, "deadline"));
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	booted(c, now, false, 'a', false, true, &b);
+	assert_non_null(strstr(b.why, "deadline"));
+	st = loaded(c);
 	assert_int_equal(st.trial, 0);
 	assert_int_equal(st.reverted_issued_at, now + 102);
 
@@ -663,18 +659,10 @@ static void test_prepare(void **state)
 	 * is returned instead. */
 	stage_b(c, "1.3.0", 3, now + 103);
 	corrupt(c, 'b');
-	fd = -1;
-	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
-					   why, sizeof(why), &e),
-			 0);
-	assert_int_equal(slot, 'a');
-	assert_false(trial);
-	assert_true(reverted);
-	assert_non_null(strstr(why, "hash_mismatch"));
-	assert_string_equal(m.version, "1.0.0");
-	assert_true(fd >= 0);
-	close(fd);
-	assert_int_equal(moat_slots_load(c->state, &st, &e), 0);
+	booted(c, now, true, 'a', false, true, &b);
+	assert_non_null(strstr(b.why, "hash_mismatch"));
+	assert_string_equal(b.m.version, "1.0.0");
+	st = loaded(c);
 	assert_int_equal(st.trial, 0);
 	assert_int_equal(st.attempts, 0);
 	assert_int_equal(st.deadline, 0);
@@ -682,18 +670,16 @@ static void test_prepare(void **state)
 
 	/* The active slot modified on disk: nothing may start. */
 	corrupt(c, 'a');
-	fd = -1;
-	assert_int_equal(moat_boot_prepare(c->state, now, 60, &slot, &trial, &fd, &m, &reverted,
-					   why, sizeof(why), &e),
-			 MOAT_EVERIFY);
-	assert_non_null(strstr(e.msg, "refusing to start"));
-	assert_non_null(strstr(e.msg, "hash_mismatch"));
-	assert_int_equal(fd, -1);
-	assert_false(reverted);
+	boot_at(c, now, true, &b);
+	assert_int_equal(b.rc, MOAT_EVERIFY);
+	assert_non_null(strstr(b.e.msg, "refusing to start"));
+	assert_non_null(strstr(b.e.msg, "hash_mismatch"));
+	assert_int_equal(b.fd, -1);
+	assert_false(b.reverted);
 
 	/* No state directory at all. */
-	char missing[160];
-	snprintf(missing, sizeof(missing), "%s/none", c->dir);
+	char missing[TU_TMPDIR_MAX + 8];
+	tu_path(missing, sizeof(missing), c->dir, "none");
 	assert_int_not_equal(moat_boot_prepare(missing, now, 60, &slot, &trial, NULL, NULL, NULL,
 					       NULL, 0, &e),
 			     0);

@@ -33,47 +33,25 @@
 #include "moat/log.h"
 #include "moat/spawn.h"
 #include "moat/timeutil.h"
+#include "testutil.h"
 
-static char tmp_root[256];
+static char tmp_root[TU_TMPDIR_MAX];
 
 static int setup_tmp(void **state)
 {
 	(void)state;
-	const char *base = getenv("TMPDIR");
-	if (snprintf(tmp_root, sizeof(tmp_root), "%s/moat-test-util-XXXXXX",
-		     base && *base ? base : "/tmp") >= (int)sizeof(tmp_root)) {
-		return -1;
-	}
-	return mkdtemp(tmp_root) ? 0 : -1;
+	return tu_tmpdir_make(tmp_root, sizeof(tmp_root), "util");
 }
 
 static int teardown_tmp(void **state)
 {
 	(void)state;
-	struct moat_err err;
-	return moat_fs_remove_tree(tmp_root, &err) == 0 ? 0 : -1;
+	return tu_tmpdir_remove(tmp_root);
 }
 
 static void tmp_path(char *buf, size_t size, const char *name)
 {
-	struct moat_err err;
-	assert_int_equal(moat_path_join(buf, size, &err, "%s/%s", tmp_root, name), 0);
-}
-
-/* Number of directory entries whose name starts with prefix (temporaries left behind). */
-static int count_prefix(const char *dir, const char *prefix)
-{
-	DIR *d = opendir(dir);
-	assert_non_null(d);
-	int n = 0;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0) {
-			n++;
-		}
-	}
-	closedir(d);
-	return n;
+	tu_path(buf, size, tmp_root, name);
 }
 
 /* ---- err.h ---- */
@@ -311,8 +289,8 @@ static void test_write_atomic_mode(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_size, 0);
 	assert_int_equal(st.st_mode & 07777, 0640);
-	assert_int_equal(count_prefix(tmp_root, "secret.key.tmp"), 0);
-	assert_int_equal(count_prefix(tmp_root, "was-public.tmp"), 0);
+	assert_int_equal(tu_dir_count(tmp_root, "secret.key.tmp"), 0);
+	assert_int_equal(tu_dir_count(tmp_root, "was-public.tmp"), 0);
 }
 
 /* A write that fails after its temporary was created (the target is a directory, so
@@ -330,7 +308,7 @@ static void test_write_atomic_rename_fails(void **state)
 	moat_err_clear(&err);
 	assert_int_not_equal(moat_fs_write_atomic(dir, "data", 4, 0600, &err), 0);
 	assert_non_null(strstr(err.msg, "target-is-dir"));
-	assert_int_equal(count_prefix(tmp_root, "target-is-dir.tmp"), 0);
+	assert_int_equal(tu_dir_count(tmp_root, "target-is-dir.tmp"), 0);
 	assert_true(moat_fs_exists(inner));
 }
 
@@ -360,7 +338,7 @@ static void test_write_atomic_write_fails(void **state)
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	assert_int_equal(count_prefix(tmp_root, "limited.tmp"), 0);
+	assert_int_equal(tu_dir_count(tmp_root, "limited.tmp"), 0);
 	char *data = NULL;
 	assert_int_equal(moat_fs_read_all(path, 100, &data, NULL, &err), 0);
 	assert_string_equal(data, "old");
@@ -403,7 +381,7 @@ static void test_write_atomic_readonly_dir(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_false(moat_fs_exists(path));
-	assert_int_equal(count_prefix(dir, "file"), 0);
+	assert_int_equal(tu_dir_count(dir, "file"), 0);
 }
 
 /* A symlink planted at the temporary name is not followed: it is removed and the write
