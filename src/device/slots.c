@@ -233,20 +233,11 @@ static int stream_copy(int fd, int mfd, struct moat_fw_stream *s, const char *na
 		if (n == 0 || moat_fw_stream_update(s, buf, (size_t)n, NULL) != 0) {
 			break; /* end, or too long: moat_fw_stream_decide says which */
 		}
-		for (ssize_t off = 0; mfd >= 0 && off < n;) {
-			ssize_t w = write(mfd, buf + off, (size_t)(n - off));
-
-			if (w < 0 && errno == EINTR) {
-				continue;
-			}
-			if (w < 0) {
-				rc = moat_err_errno(err, MOAT_EIO, errno, "memfd");
-				goto out;
-			}
-			off += w;
+		if (mfd >= 0 && moat_fs_write_fd(mfd, buf, (size_t)n) != 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "memfd");
+			break;
 		}
 	}
-out:
 	free(buf);
 	return rc;
 }

@@ -75,16 +75,9 @@ static int copy_verified(const char *src, const char *dst, const struct moat_man
 			moat_err_prefix(err, "%s changed while publishing", src);
 			goto out;
 		}
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(outfd, buf + off, (size_t)(n - off));
-			if (w < 0 && errno == EINTR) {
-				continue;
-			}
-			if (w < 0) {
-				rc = moat_err_errno(err, MOAT_EIO, errno, "%s", tmp);
-				goto out;
-			}
-			off += w;
+		if (moat_fs_write_fd(outfd, buf, (size_t)n) != 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "%s", tmp);
+			goto out;
 		}
 	}
 	if ((rc = moat_fw_stream_final(&s, err)) != 0) {

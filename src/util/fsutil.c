@@ -27,6 +27,26 @@ int moat_path_join(char *buf, size_t size, struct moat_err *err, const char *fmt
 	return 0;
 }
 
+int moat_fs_write_fd(int fd, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			if (n == 0) {
+				errno = EIO;
+			}
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 static int dir_of(const char *path, char *out, size_t size)
 {
 	if (snprintf(out, size, "%s", path) >= (int)size) {
@@ -79,19 +99,9 @@ int moat_fs_write_atomic_opts(const char *path, const void *data, size_t len, mo
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: chmod", path);
 		goto out;
 	}
-	const unsigned char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			rc = moat_err_errno(err, MOAT_EIO, errno, "%s: write", path);
-			goto out;
-		}
-		p += n;
-		left -= (size_t)n;
+	if (moat_fs_write_fd(fd, data, len) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: write", path);
+		goto out;
 	}
 	if (!(opts && opts->no_fsync) && fsync(fd) != 0) {
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: fsync", path);
