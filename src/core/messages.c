@@ -61,6 +61,11 @@ bool moat_msg_command_name_ok(const char *name)
 	return word_ok(name, MOAT_MSG_CMD_NAME_MAX_LEN);
 }
 
+bool moat_msg_reading_name_ok(const char *name)
+{
+	return word_ok(name, MOAT_MSG_READING_NAME_MAX_LEN);
+}
+
 bool moat_msg_command_id_ok(const char *id)
 {
 	return in_class(id, MOAT_MSG_CMD_ID_MAX_LEN, true, true, "._:-");
@@ -851,7 +856,7 @@ static int telemetry_fill(const cJSON *root, const void *ctx, void *vout, struct
 			return moat_err_set(err, MOAT_EINVAL, "telemetry: more than %d readings",
 					    MOAT_MSG_READINGS_MAX);
 		}
-		if (!word_ok(r->string, MOAT_MSG_READING_NAME_MAX_LEN)) {
+		if (!moat_msg_reading_name_ok(r->string)) {
 			return moat_err_set(err, MOAT_EINVAL,
 					    "telemetry: invalid reading name \"%s\"",
 					    shown(r->string, show, sizeof(show)));
@@ -907,7 +912,7 @@ int moat_msg_telemetry_build(const struct moat_msg_telemetry *t, char *buf, size
 				    MOAT_MSG_READINGS_MAX);
 	}
 	for (size_t i = 0; i < t->reading_count; i++) {
-		if (!word_ok(t->readings[i].name, MOAT_MSG_READING_NAME_MAX_LEN) ||
+		if (!moat_msg_reading_name_ok(t->readings[i].name) ||
 		    !isfinite(t->readings[i].value)) {
 			return moat_err_set(err, MOAT_EINVAL,
 					    "telemetry: reading %zu has an invalid name or value",
