@@ -139,9 +139,9 @@ struct one_ident {
 
 /* Starts a command on one identity: parses the options in allowed and the one ID, runs check
  * (usage checks of the options before anything is opened: 0 or a usage status; NULL: none;
- * check_ctx is passed on), opens the deployment (unlocked: for writing, with the CA key) and loads the
- * identity in scope. Returns MOAT_OPTS_CONTINUE with c->d open, or the exit status to return
- * now with nothing open. */
+ * check_ctx is passed on), opens the deployment (unlocked: for writing, with the CA key) and
+ * loads the identity in scope. Returns MOAT_OPTS_CONTINUE with c->d open, or the exit status
+ * to return now with nothing open. */
 static int one_begin(const struct ident_scope *scope, int argc, char **argv, const char *allowed,
 		     const char *usage_line, bool unlocked,
 		     int (*check)(const struct ident_opts *o, void *ctx), void *check_ctx,
@@ -456,7 +456,8 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 	} else {
 		char created[MOAT_TIME_ISO_LEN];
 		moat_time_iso(c.ident.created_at, created);
-		printf("id:          %s\nrole:        %s\n", c.ident.id, moat_role_name(c.ident.role));
+		printf("id:          %s\nrole:        %s\n", c.ident.id,
+		       moat_role_name(c.ident.role));
 		if (c.ident.device_type[0]) {
 			printf("device type: %s\n", c.ident.device_type);
 		}

@@ -355,8 +355,7 @@ static int find_kind(const cJSON *const items[R_COUNT], unsigned present,
 		return moat_err_set(err, MOAT_EINVAL, "update report: neither stage nor outcome");
 	}
 	if (!cJSON_IsString(kind_item) || kind_item->valuestring == NULL) {
-		return moat_err_set(err, MOAT_EINVAL, "update report: %s: not a string",
-				    kind_key);
+		return moat_err_set(err, MOAT_EINVAL, "update report: %s: not a string", kind_key);
 	}
 	for (size_t i = 0; i < KIND_COUNT; i++) {
 		bool is_stage = kinds[i].kind == MOAT_UPDATE_REPORT_DOWNLOADING;

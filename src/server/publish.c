@@ -170,8 +170,7 @@ static int verify_release(struct moat_deploy *d, const struct moat_publish_req *
 				   err)) != 0) {
 		return rc;
 	}
-	return moat_fw_verify_trusted(path, req->image_path, *out_json, *out_len, &pol, out_m,
-				      err);
+	return moat_fw_verify_trusted(path, req->image_path, *out_json, *out_len, &pol, out_m, err);
 }
 
 /* A release must be newer than the newest of its type, and never lower its security

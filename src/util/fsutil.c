@@ -1,4 +1,5 @@
-/* fsutil.c: atomic writes (temp + fsync + rename + fsync dir), bounded reads, mkdir -p. */
+/* fsutil.c: atomic writes (temp + fsync + rename + fsync dir), writing a whole buffer to a
+ * descriptor, bounded reads, mkdir -p. */
 #include "moat/fsutil.h"
 
 #include <dirent.h>
