@@ -42,6 +42,11 @@ MOAT_MUST_CHECK int moat_fs_sync_dir(const char *path, struct moat_err *err);
 
 bool moat_fs_exists(const char *path);
 
+/* Writes all len bytes of buf to fd, continuing after short writes and EINTR (a write(2)
+ * that the caller words its own message for). Returns 0, or -1 with errno set (EIO when a
+ * write wrote nothing). */
+MOAT_MUST_CHECK int moat_fs_write_fd(int fd, const void *buf, size_t len);
+
 /* snprintf into buf that fails (MOAT_EINVAL, message names the result) when truncated. */
 MOAT_MUST_CHECK int moat_path_join(char *buf, size_t size, struct moat_err *err,
 				   const char *fmt, ...) MOAT_PRINTF(4, 5);

@@ -32,4 +32,14 @@ enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *en
 					  struct moat_manifest *out_manifest,
 					  struct moat_fw_decision *out);
 
+/* moat_fw_verify_image with the trust list read from trust_path (moat_fwtrust_load), as an
+ * error: 0 with *out_manifest the verified manifest when the image is accepted, else
+ * MOAT_EVERIFY "refused (<verdict>): <reason>" (or the trust list's error) and
+ * *out_manifest zeroed. moat-boot's provisioning and moatd's publish check call it. */
+MOAT_MUST_CHECK int moat_fw_verify_trusted(const char *trust_path, const char *image_path,
+					   const void *envelope_json, size_t len,
+					   const struct moat_fw_policy *policy,
+					   struct moat_manifest *out_manifest,
+					   struct moat_err *err);
+
 #endif

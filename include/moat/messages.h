@@ -142,6 +142,8 @@ struct moat_msg_diagnostics {
 enum moat_msg_cmd_kind moat_msg_command_kind(const char *name);
 bool moat_msg_command_name_ok(const char *name);
 bool moat_msg_command_id_ok(const char *id);
+/* A telemetry reading's name: [a-z0-9_]{1,MOAT_MSG_READING_NAME_MAX_LEN}. */
+bool moat_msg_reading_name_ok(const char *name);
 
 /* Parses a command. topic_name is the last topic level (devices/ID/commands/NAME), or NULL:
  * when the payload has no "command" the topic's name is used (and must be valid); when

@@ -81,9 +81,6 @@ MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, cons
 
 /* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
 void cli_catch_interrupts(void);
-/* Installs handler for SIGINT, SIGTERM and extra (0: none), without SA_RESTART, and
- * ignores SIGPIPE. */
-void cli_handle_signals(void (*handler)(int), int extra);
 
 /* JSON string escaping for --json output. */
 void cli_json_string(FILE *out, const char *s);

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "moat/messages.h"
 #include "moat/opclient.h"
+#include "moat/signals.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
 
@@ -136,7 +137,7 @@ int cmd_main(int argc, char **argv)
 	    moat_opclient_connect(d, as, timeout_ms, &cl, NULL, &err) != 0) {
 		goto out;
 	}
-	cli_handle_signals(on_signal, 0);
+	moat_signals_catch(on_signal, 0);
 
 	const char *filters[1] = {resp_topic};
 	int64_t deadline = moat_time_mono_ms() + timeout_ms;

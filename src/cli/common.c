@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "moat/fsutil.h"
+#include "moat/signals.h"
 
 struct cli_globals cli_globals;
 
@@ -217,24 +218,9 @@ static void on_interrupt(int sig)
 	moat_deploy_interrupted = 1;
 }
 
-void cli_handle_signals(void (*handler)(int), int extra)
-{
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = handler; /* no SA_RESTART: a wait in progress returns at once */
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	if (extra != 0) {
-		sigaction(extra, &sa, NULL);
-	}
-	sa.sa_handler = SIG_IGN; /* a peer that goes away is an error, not a signal */
-	sigaction(SIGPIPE, &sa, NULL);
-}
-
 void cli_catch_interrupts(void)
 {
-	cli_handle_signals(on_interrupt, SIGHUP);
+	moat_signals_catch(on_interrupt, SIGHUP);
 }
 
 void cli_json_string(FILE *out, const char *s)

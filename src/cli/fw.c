@@ -317,6 +317,58 @@ static int cmd_key(const struct fw_opts *o)
 	return CLI_OK;
 }
 
+/* The ids of the keys to sign with into ids[]: those --key names (each once), or every
+ * trusted key whose private half is in dir. */
+static int pick_keys(const struct fw_opts *o, const char *dir, const struct moat_fw_trust *trust,
+		     char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1], size_t *out_count,
+		     struct moat_err *err)
+{
+	size_t nkeys = 0;
+	int rc = 0;
+	if (o->key_count > 0) {
+		for (size_t i = 0; i < o->key_count && rc == 0; i++) {
+			rc = moat_fwkeys_resolve(dir, o->keys[i], ids[nkeys], err);
+			for (size_t j = 0; rc == 0 && j < nkeys; j++) {
+				if (strcmp(ids[j], ids[nkeys]) == 0) {
+					rc = moat_err_set(err, MOAT_EINVAL, "--key %s given twice",
+							  o->keys[i]);
+				}
+			}
+			nkeys++;
+		}
+	} else {
+		/* Every trusted key whose private half is here: enough for any threshold. */
+		for (size_t i = 0; i < trust->count && nkeys < FW_MAX_SIGN_KEYS; i++) {
+			char kpath[PATH_MAX];
+			if (moat_path_join(kpath, sizeof(kpath), NULL, "%s/%s.key", dir,
+					   trust->keys[i].keyid) == 0 &&
+			    moat_fs_exists(kpath)) {
+				memcpy(ids[nkeys++], trust->keys[i].keyid,
+				       MOAT_FW_KEYID_HEX_LEN + 1);
+			}
+		}
+		if (nkeys == 0) {
+			rc = moat_err_set(err, MOAT_ENOENT,
+					  "no trusted key with a private key in %s", dir);
+		}
+	}
+	*out_count = nkeys;
+	return rc;
+}
+
+/* The private keys of ids[0..count) into keys[], unlocked with the key passphrase. */
+static int load_keys(const char *dir, char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1], size_t count,
+		     EVP_PKEY **keys, struct moat_err *err)
+{
+	char pass[MOAT_PASSPHRASE_MAX_LEN + 2] = "";
+	int rc = key_passphrase(pass, sizeof(pass), false, err);
+	for (size_t i = 0; rc == 0 && i < count; i++) {
+		rc = moat_fwkeys_load_private(dir, ids[i], pass, &keys[i], err);
+	}
+	OPENSSL_cleanse(pass, sizeof(pass));
+	return rc;
+}
+
 static int cmd_sign(const struct fw_opts *o)
 {
 	struct moat_err err = {0};
@@ -341,7 +393,6 @@ static int cmd_sign(const struct fw_opts *o)
 
 	struct moat_deploy *d = NULL;
 	char dir[PATH_MAX], tpath[PATH_MAX];
-	char pass[MOAT_PASSPHRASE_MAX_LEN + 2] = "";
 	char ids[FW_MAX_SIGN_KEYS][MOAT_FW_KEYID_HEX_LEN + 1];
 	EVP_PKEY *keys[FW_MAX_SIGN_KEYS] = {NULL};
 	size_t nkeys = 0;
@@ -363,46 +414,15 @@ static int cmd_sign(const struct fw_opts *o)
 	if (rc != 0) {
 		goto out;
 	}
-	if (o->key_count > 0) {
-		for (size_t i = 0; i < o->key_count && rc == 0; i++) {
-			rc = moat_fwkeys_resolve(dir, o->keys[i], ids[nkeys], &err);
-			for (size_t j = 0; rc == 0 && j < nkeys; j++) {
-				if (strcmp(ids[j], ids[nkeys]) == 0) {
-					rc = moat_err_set(&err, MOAT_EINVAL, "--key %s given twice",
-							  o->keys[i]);
-				}
-			}
-			nkeys++;
-		}
-	} else {
-		/* Every trusted key whose private half is here: enough for any threshold. */
-		for (size_t i = 0; i < trust.count && nkeys < FW_MAX_SIGN_KEYS; i++) {
-			char kpath[PATH_MAX];
-			if (moat_path_join(kpath, sizeof(kpath), NULL, "%s/%s.key", dir,
-					   trust.keys[i].keyid) == 0 &&
-			    moat_fs_exists(kpath)) {
-				memcpy(ids[nkeys++], trust.keys[i].keyid,
-				       MOAT_FW_KEYID_HEX_LEN + 1);
-			}
-		}
-		if (nkeys == 0) {
-			rc = moat_err_set(&err, MOAT_ENOENT,
-					  "no trusted key with a private key in %s", dir);
-		}
+	if ((rc = pick_keys(o, dir, &trust, ids, &nkeys, &err)) != 0) {
+		goto out;
 	}
-	if (rc == 0 && nkeys < (size_t)trust.threshold) {
+	if (nkeys < (size_t)trust.threshold) {
 		/* Still signed, so keys held by different people can sign in turn later; said. */
 		fprintf(stderr, "moat: warning: %zu signature%s, the trust list requires %d\n",
 			nkeys, nkeys == 1 ? "" : "s", trust.threshold);
 	}
-	if (rc == 0) {
-		rc = key_passphrase(pass, sizeof(pass), false, &err);
-	}
-	for (size_t i = 0; rc == 0 && i < nkeys; i++) {
-		rc = moat_fwkeys_load_private(dir, ids[i], pass, &keys[i], &err);
-	}
-	OPENSSL_cleanse(pass, sizeof(pass));
-	if (rc != 0) {
+	if ((rc = load_keys(dir, ids, nkeys, keys, &err)) != 0) {
 		goto out;
 	}
 	int64_t now = moat_time_now();

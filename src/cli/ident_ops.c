@@ -127,30 +127,63 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	return 0;
 }
 
-/* Options plus the one positional ID: 0, -1 after --help (exit 0), or a usage status. */
-static int parse_one_id(int argc, char **argv, const char *allowed, struct ident_opts *o,
-			const char *usage_line, const char **out_id)
+/* A command on one identity (show, revoke, renew, export): its options and ID, then the
+ * open deployment and the identity's row. */
+struct one_ident {
+	struct ident_opts o;
+	const char *id;
+	struct moat_deploy *d;
+	struct moat_identity ident;
+	struct moat_err err;
+};
+
+/* Starts a command on one identity: parses the options in allowed and the one ID, runs check
+ * (usage checks of the options before anything is opened: 0 or a usage status; NULL: none;
+ * check_ctx is passed on), opens the deployment (unlocked: for writing, with the CA key) and
+ * loads the identity in scope. Returns MOAT_OPTS_CONTINUE with c->d open, or the exit status
+ * to return now with nothing open. */
+static int one_begin(const struct ident_scope *scope, int argc, char **argv, const char *allowed,
+		     const char *usage_line, bool unlocked,
+		     int (*check)(const struct ident_opts *o, void *ctx), void *check_ctx,
+		     struct one_ident *c)
 {
-	int rc = parse_opts(argc, argv, allowed, o, usage_line);
-	if (rc != 0) {
-		return rc;
+	memset(c, 0, sizeof(*c));
+	int rc = parse_opts(argc, argv, allowed, &c->o, usage_line);
+	if (rc == 0) {
+		rc = one_id(argc, argv, c->o.next, usage_line, &c->id);
 	}
-	return one_id(argc, argv, o->next, usage_line, out_id);
+	if (rc == 0 && check) {
+		rc = check(&c->o, check_ctx);
+	}
+	if (rc != 0) {
+		return rc < 0 ? CLI_OK : rc;
+	}
+	rc = unlocked ? cli_open_unlocked(&c->d, &c->err)
+		      : cli_open(MOAT_DEPLOY_READ, &c->d, &c->err);
+	if (rc == 0 && (rc = scoped_identity(scope, c->d, c->id, &c->ident, &c->err)) != 0) {
+		moat_deploy_close(c->d);
+		c->d = NULL;
+	}
+	return rc != 0 ? cli_fail(&c->err) : MOAT_OPTS_CONTINUE;
 }
 
-/* Opens the deployment (unlocked: for writing, with the CA key) and loads id in scope. On
- * failure nothing stays open. */
-static int open_identity(const struct ident_scope *scope, bool unlocked, const char *id,
-			 struct moat_deploy **out_d, struct moat_identity *out,
-			 struct moat_err *err)
+/* Ends a command on one identity: closes the deployment; the exit status for rc (the error
+ * printed when it is not 0). */
+static int one_end(struct one_ident *c, int rc)
 {
-	struct moat_deploy *d = NULL;
-	int rc = unlocked ? cli_open_unlocked(&d, err) : cli_open(MOAT_DEPLOY_READ, &d, err);
-	if (rc == 0 && (rc = scoped_identity(scope, d, id, out, err)) != 0) {
-		moat_deploy_close(d);
-		d = NULL;
+	moat_deploy_close(c->d);
+	c->d = NULL;
+	return rc != 0 ? cli_fail(&c->err) : CLI_OK;
+}
+
+/* After a change on the deployment: regenerates the broker's policy; on failure the message
+ * says what was done (done_prefix) and what failed. */
+static int sync_after(struct one_ident *c, const char *done_prefix)
+{
+	int rc = moat_broker_sync(c->d, &c->err);
+	if (rc != 0) {
+		moat_err_prefix(&c->err, "%s", done_prefix);
 	}
-	*out_d = d;
 	return rc;
 }
 
@@ -403,46 +436,49 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[64];
 	snprintf(usage_line, sizeof(usage_line), "moat %s show ID [--json]", scope->group);
-	struct ident_opts o;
-	struct moat_err err = {0};
-	struct moat_deploy *d = NULL;
-	struct moat_identity ident;
-	const char *id = NULL;
-	int rc = parse_one_id(argc, argv, "", &o, usage_line, &id);
-	if (rc != 0) {
-		return rc < 0 ? CLI_OK : rc;
-	}
-	if (open_identity(scope, false, id, &d, &ident, &err) != 0) {
-		return cli_fail(&err);
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "", usage_line, false, NULL, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
 	char dir[PATH_MAX];
-	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), &err)) != 0) {
-		moat_deploy_close(d);
-		return cli_fail(&err);
+	int rc = moat_deploy_identity_path(c.d, c.id, NULL, dir, sizeof(dir), &c.err);
+	if (rc != 0) {
+		return one_end(&c, rc);
 	}
-	struct cert_hist h = {.id = id, .json = cli_globals.json};
+	struct cert_hist h = {.id = c.id, .json = cli_globals.json};
 	if (h.json) {
 		printf("{\"identity\":");
-		print_identity_json(&ident);
+		print_identity_json(&c.ident);
 		printf(",\"files\":");
 		cli_json_string(stdout, dir);
 		printf(",\"certificates\":[");
 	} else {
 		char created[MOAT_TIME_ISO_LEN];
-		moat_time_iso(ident.created_at, created);
-		printf("id:          %s\nrole:        %s\n", ident.id, moat_role_name(ident.role));
-		if (ident.device_type[0]) {
-			printf("device type: %s\n", ident.device_type);
+		moat_time_iso(c.ident.created_at, created);
+		printf("id:          %s\nrole:        %s\n", c.ident.id,
+		       moat_role_name(c.ident.role));
+		if (c.ident.device_type[0]) {
+			printf("device type: %s\n", c.ident.device_type);
 		}
 		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
-		       moat_identity_status_name(ident.status), created, dir);
+		       moat_identity_status_name(c.ident.status), created, dir);
 	}
-	rc = moat_registry_cert_foreach(moat_deploy_registry(d), false, show_cert, &h, &err);
+	rc = moat_registry_cert_foreach(moat_deploy_registry(c.d), false, show_cert, &h, &c.err);
 	if (h.json) {
 		printf("]}\n");
 	}
-	moat_deploy_close(d);
-	return rc != 0 ? cli_fail(&err) : CLI_OK;
+	return one_end(&c, rc);
+}
+
+/* --reason into the int at ctx. */
+static int revoke_check(const struct ident_opts *o, void *ctx)
+{
+	struct moat_err err = {0};
+	if (o->reason && moat_pki_reason_parse(o->reason, ctx, &err) != 0) {
+		return cli_usage_error("--reason: %s", err.msg);
+	}
+	return 0;
 }
 
 int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
@@ -452,68 +488,41 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 		 "moat %s revoke ID [--reason unspecified|key-compromise|superseded|"
 		 "cessation-of-operation|...]",
 		 scope->group);
-	struct ident_opts o;
-	struct moat_err err = {0};
-	struct moat_deploy *d = NULL;
-	struct moat_identity ident;
-	const char *id = NULL;
+	struct one_ident c;
 	int reason = 0;
-	int rc = parse_one_id(argc, argv, "r", &o, usage_line, &id);
-	if (rc != 0) {
-		return rc < 0 ? CLI_OK : rc;
+	int st = one_begin(scope, argc, argv, "r", usage_line, true, revoke_check, &reason, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (o.reason && moat_pki_reason_parse(o.reason, &reason, &err) != 0) {
-		return cli_usage_error("--reason: %s", err.msg);
+	int rc = moat_deploy_revoke(c.d, c.id, reason, &c.err);
+	if (rc == 0 &&
+	    (rc = sync_after(&c, "revoked and CRL written, but updating the broker failed")) == 0) {
+		printf("revoked %s (certificate %s); pki/crl.pem updated\n", c.id,
+		       c.ident.serial_hex);
 	}
-	if (open_identity(scope, true, id, &d, &ident, &err) != 0) {
-		return cli_fail(&err);
-	}
-	if ((rc = moat_deploy_revoke(d, id, reason, &err)) != 0) {
-		moat_deploy_close(d);
-		return cli_fail(&err);
-	}
-	if ((rc = moat_broker_sync(d, &err)) != 0) {
-		moat_err_prefix(&err, "revoked and CRL written, but updating the broker failed");
-		moat_deploy_close(d);
-		return cli_fail(&err);
-	}
-	printf("revoked %s (certificate %s); pki/crl.pem updated\n", id, ident.serial_hex);
-	moat_deploy_close(d);
-	return CLI_OK;
+	return one_end(&c, rc);
 }
 
 int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[64];
 	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N]", scope->group);
-	struct ident_opts o;
-	struct moat_err err = {0};
-	struct moat_deploy *d = NULL;
-	struct moat_identity ident;
-	const char *id = NULL;
-	int rc = parse_one_id(argc, argv, "d", &o, usage_line, &id);
-	if (rc != 0) {
-		return rc < 0 ? CLI_OK : rc;
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "d", usage_line, true, NULL, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (open_identity(scope, true, id, &d, &ident, &err) != 0) {
-		return cli_fail(&err);
+	int rc = moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
+	if (rc == 0) {
+		rc = moat_registry_identity_get(moat_deploy_registry(c.d), c.id, &c.ident, &c.err);
 	}
-	if ((rc = moat_deploy_renew(d, id, o.days, &err)) != 0 ||
-	    (rc = moat_registry_identity_get(moat_deploy_registry(d), id, &ident, &err)) != 0) {
-		moat_deploy_close(d);
-		return cli_fail(&err);
+	if (rc == 0 && (rc = sync_after(&c, "renewed, but updating the broker failed")) == 0) {
+		char na[MOAT_TIME_ISO_LEN];
+		moat_time_iso(c.ident.not_after, na);
+		printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", c.id,
+		       c.ident.serial_hex, na);
 	}
-	if ((rc = moat_broker_sync(d, &err)) != 0) {
-		moat_err_prefix(&err, "renewed, but updating the broker failed");
-		moat_deploy_close(d);
-		return cli_fail(&err);
-	}
-	char na[MOAT_TIME_ISO_LEN];
-	moat_time_iso(ident.not_after, na);
-	printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", id,
-	       ident.serial_hex, na);
-	moat_deploy_close(d);
-	return CLI_OK;
+	return one_end(&c, rc);
 }
 
 /* A password for a PKCS#12 file: --password-file, $MOAT_EXPORT_PASSWORD, or a prompt. */
@@ -613,6 +622,21 @@ out:
 	return rc;
 }
 
+/* --out is required; --format is one of pem, p12, c-header, agent. */
+static int export_check(const struct ident_opts *o, void *ctx)
+{
+	(void)ctx;
+	const char *format = o->format ? o->format : "pem";
+	if (!o->out) {
+		return cli_usage_error("export: --out DIR is required");
+	}
+	if (strcmp(format, "pem") != 0 && strcmp(format, "p12") != 0 &&
+	    strcmp(format, "c-header") != 0 && strcmp(format, "agent") != 0) {
+		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent", format);
+	}
+	return 0;
+}
+
 int ident_export(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[128];
@@ -620,47 +644,30 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 		 "moat %s export ID --out DIR [--format pem|p12|c-header|agent] "
 		 "[--password-file F]",
 		 scope->group);
-	struct ident_opts o;
-	struct moat_err err = {0};
-	struct moat_deploy *d = NULL;
-	struct moat_identity ident;
-	const char *id = NULL;
-	int rc = parse_one_id(argc, argv, "ofP", &o, usage_line, &id);
-	if (rc != 0) {
-		return rc < 0 ? CLI_OK : rc;
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "ofP", usage_line, false, export_check, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
 	}
-	if (!o.out) {
-		return cli_usage_error("export: --out DIR is required");
+	const char *format = c.o.format ? c.o.format : "pem";
+	int rc = 0;
+	if (c.ident.status != MOAT_ID_ACTIVE) {
+		rc = moat_err_set(&c.err, MOAT_ESTATE, "%s is %s: nothing valid to export", c.id,
+				  moat_identity_status_name(c.ident.status));
 	}
-	const char *format = o.format ? o.format : "pem";
-	if (strcmp(format, "pem") != 0 && strcmp(format, "p12") != 0 &&
-	    strcmp(format, "c-header") != 0 && strcmp(format, "agent") != 0) {
-		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent", format);
+	if (rc == 0) {
+		rc = moat_fs_mkdirs(c.o.out, 0700, &c.err);
 	}
-	if (open_identity(scope, false, id, &d, &ident, &err) != 0) {
-		return cli_fail(&err);
+	if (rc == 0 && strcmp(format, "agent") == 0) {
+		rc = cli_export_agent(c.d, c.id, c.o.out, &c.err);
+	} else if (rc == 0) {
+		rc = export_files(c.d, c.id, format, c.o.out, c.o.password_file, &c.err);
 	}
-	if (ident.status != MOAT_ID_ACTIVE) {
-		moat_err_set(&err, MOAT_ESTATE, "%s is %s: nothing valid to export", id,
-			     moat_identity_status_name(ident.status));
-		moat_deploy_close(d);
-		return cli_fail(&err);
+	st = one_end(&c, rc);
+	if (st == CLI_OK) {
+		printf("exported %s (%s) to %s\n", c.id, format, c.o.out);
 	}
-	if ((rc = moat_fs_mkdirs(o.out, 0700, &err)) != 0) {
-		moat_deploy_close(d);
-		return cli_fail(&err);
-	}
-	if (strcmp(format, "agent") == 0) {
-		rc = cli_export_agent(d, id, o.out, &err);
-	} else {
-		rc = export_files(d, id, format, o.out, o.password_file, &err);
-	}
-	moat_deploy_close(d);
-	if (rc != 0) {
-		return cli_fail(&err);
-	}
-	printf("exported %s (%s) to %s\n", id, format, o.out);
-	return CLI_OK;
+	return st;
 }
 
 int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const char *usage)

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "moat/net.h"
+#include "moat/signals.h"
 
 static const char usage[] =
 	"usage: moat net plan [--format nft|iptables]   print the ruleset\n"
@@ -97,7 +98,7 @@ static int do_verify(const struct moat_net_policy *p)
 		fprintf(stderr, "moat: out of memory\n");
 		return CLI_FAIL;
 	}
-	cli_handle_signals(on_signal, SIGHUP); /* verify cleans up at once */
+	moat_signals_catch(on_signal, SIGHUP); /* verify cleans up at once */
 	int rc = moat_net_verify(p, r, &err);
 	int status = CLI_OK;
 	if (rc != 0) {

@@ -18,6 +18,7 @@
 #include "moat/broker.h"
 #include "moat/log.h"
 #include "moat/session.h"
+#include "moat/signals.h"
 #include "moat/sim.h"
 #include "moat/timeutil.h"
 
@@ -234,7 +235,7 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 
 	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
 	 * for them must not end the simulator */
-	cli_handle_signals(on_signal, SIGUSR1);
+	moat_signals_catch(on_signal, SIGUSR1);
 
 	char state_root[PATH_MAX];
 	moat_log_init("moat-sim", MOAT_LOG_WARN, false);

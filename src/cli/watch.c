@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "moat/messages.h"
 #include "moat/opclient.h"
+#include "moat/signals.h"
 #include "moat/update_schema.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
@@ -203,7 +204,7 @@ int watch_main(int argc, char **argv)
 	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
 		goto out;
 	}
-	cli_handle_signals(on_signal, 0);
+	moat_signals_catch(on_signal, 0);
 	int64_t deadline = timeout_s ? moat_time_mono_ms() + timeout_s * 1000 : 0;
 	int64_t seen = 0;
 	while (count == 0 || seen < count) {

@@ -61,6 +61,11 @@ bool moat_msg_command_name_ok(const char *name)
 	return word_ok(name, MOAT_MSG_CMD_NAME_MAX_LEN);
 }
 
+bool moat_msg_reading_name_ok(const char *name)
+{
+	return word_ok(name, MOAT_MSG_READING_NAME_MAX_LEN);
+}
+
 bool moat_msg_command_id_ok(const char *id)
 {
 	return in_class(id, MOAT_MSG_CMD_ID_MAX_LEN, true, true, "._:-");
@@ -316,6 +321,34 @@ static cJSON *parse_object(const char *what, const void *payload, size_t len, si
 	return root;
 }
 
+/* What every moat_msg_*_parse does around its fill: refuses a NULL out, zeroes it (size
+ * bytes), reads the payload (at most max bytes) with the strict reader, runs fill on the
+ * object, and zeroes out again when fill refuses, so a refused message leaves nothing
+ * half-read. ctx goes to fill as it is (command: the topic's command name). */
+static int parse_message(const char *what, const void *payload, size_t len, size_t max,
+			 int (*fill)(const cJSON *root, const void *ctx, void *out,
+				     struct moat_err *err),
+			 const void *ctx, void *out, size_t size, struct moat_err *err)
+{
+	cJSON *root;
+	int rc;
+
+	if (!out) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: no output", what);
+	}
+	memset(out, 0, size);
+	root = parse_object(what, payload, len, max, err);
+	if (!root) {
+		return MOAT_EINVAL;
+	}
+	rc = fill(root, ctx, out, err);
+	cJSON_Delete(root);
+	if (rc != 0) {
+		memset(out, 0, size);
+	}
+	return rc;
+}
+
 static const cJSON *member(const cJSON *obj, const char *key)
 {
 	return cJSON_GetObjectItemCaseSensitive(obj, key);
@@ -513,9 +546,10 @@ static int arg_from_json(const cJSON *item, struct moat_msg_arg *arg, struct moa
 	return 0;
 }
 
-static int command_fill(const cJSON *root, const char *topic_name, struct moat_msg_command *out,
-			struct moat_err *err)
+static int command_fill(const cJSON *root, const void *ctx, void *vout, struct moat_err *err)
 {
+	const char *topic_name = ctx;
+	struct moat_msg_command *out = vout;
 	const cJSON *item = member(root, "command");
 	char show[48];
 	int rc;
@@ -567,23 +601,8 @@ static int command_fill(const cJSON *root, const char *topic_name, struct moat_m
 int moat_msg_command_parse(const char *topic_name, const void *payload, size_t len,
 			   struct moat_msg_command *out, struct moat_err *err)
 {
-	cJSON *root;
-	int rc;
-
-	if (!out) {
-		return moat_err_set(err, MOAT_EINVAL, "command: no output");
-	}
-	memset(out, 0, sizeof(*out));
-	root = parse_object("command", payload, len, MOAT_MSG_COMMAND_MAX_BYTES, err);
-	if (!root) {
-		return MOAT_EINVAL;
-	}
-	rc = command_fill(root, topic_name, out, err);
-	cJSON_Delete(root);
-	if (rc != 0) {
-		memset(out, 0, sizeof(*out));
-	}
-	return rc;
+	return parse_message("command", payload, len, MOAT_MSG_COMMAND_MAX_BYTES, command_fill,
+			     topic_name, out, sizeof(*out), err);
 }
 
 static int check_arg(const struct moat_msg_arg *arg, struct moat_err *err)
@@ -802,11 +821,13 @@ static int telemetry_metadata(const cJSON *meta, struct moat_msg_telemetry *out,
 	return 0;
 }
 
-static int telemetry_fill(const cJSON *root, struct moat_msg_telemetry *out, struct moat_err *err)
+static int telemetry_fill(const cJSON *root, const void *ctx, void *vout, struct moat_err *err)
 {
+	struct moat_msg_telemetry *out = vout;
 	const cJSON *readings, *meta;
 	char show[48];
 	int rc;
+	(void)ctx;
 
 	rc = get_str("telemetry", root, "device_id", true, identity_check, out->device_id,
 		     sizeof(out->device_id), err);
@@ -835,7 +856,7 @@ static int telemetry_fill(const cJSON *root, struct moat_msg_telemetry *out, str
 			return moat_err_set(err, MOAT_EINVAL, "telemetry: more than %d readings",
 					    MOAT_MSG_READINGS_MAX);
 		}
-		if (!word_ok(r->string, MOAT_MSG_READING_NAME_MAX_LEN)) {
+		if (!moat_msg_reading_name_ok(r->string)) {
 			return moat_err_set(err, MOAT_EINVAL,
 					    "telemetry: invalid reading name \"%s\"",
 					    shown(r->string, show, sizeof(show)));
@@ -856,23 +877,8 @@ static int telemetry_fill(const cJSON *root, struct moat_msg_telemetry *out, str
 int moat_msg_telemetry_parse(const void *payload, size_t len, struct moat_msg_telemetry *out,
 			     struct moat_err *err)
 {
-	cJSON *root;
-	int rc;
-
-	if (!out) {
-		return moat_err_set(err, MOAT_EINVAL, "telemetry: no output");
-	}
-	memset(out, 0, sizeof(*out));
-	root = parse_object("telemetry", payload, len, MOAT_MSG_TELEMETRY_MAX_BYTES, err);
-	if (!root) {
-		return MOAT_EINVAL;
-	}
-	rc = telemetry_fill(root, out, err);
-	cJSON_Delete(root);
-	if (rc != 0) {
-		memset(out, 0, sizeof(*out));
-	}
-	return rc;
+	return parse_message("telemetry", payload, len, MOAT_MSG_TELEMETRY_MAX_BYTES,
+			     telemetry_fill, NULL, out, sizeof(*out), err);
 }
 
 static bool in_range(int64_t v, int64_t min, int64_t max)
@@ -906,7 +912,7 @@ int moat_msg_telemetry_build(const struct moat_msg_telemetry *t, char *buf, size
 				    MOAT_MSG_READINGS_MAX);
 	}
 	for (size_t i = 0; i < t->reading_count; i++) {
-		if (!word_ok(t->readings[i].name, MOAT_MSG_READING_NAME_MAX_LEN) ||
+		if (!moat_msg_reading_name_ok(t->readings[i].name) ||
 		    !isfinite(t->readings[i].value)) {
 			return moat_err_set(err, MOAT_EINVAL,
 					    "telemetry: reading %zu has an invalid name or value",
@@ -951,10 +957,12 @@ int moat_msg_telemetry_build(const struct moat_msg_telemetry *t, char *buf, size
 
 /* ---- status ---- */
 
-static int status_fill(const cJSON *root, struct moat_msg_status *out, struct moat_err *err)
+static int status_fill(const cJSON *root, const void *ctx, void *vout, struct moat_err *err)
 {
+	struct moat_msg_status *out = vout;
 	char word[16];
 	int rc;
+	(void)ctx;
 
 	rc = get_str("status", root, "device_id", true, identity_check, out->device_id,
 		     sizeof(out->device_id), err);
@@ -988,23 +996,8 @@ static int status_fill(const cJSON *root, struct moat_msg_status *out, struct mo
 int moat_msg_status_parse(const void *payload, size_t len, struct moat_msg_status *out,
 			  struct moat_err *err)
 {
-	cJSON *root;
-	int rc;
-
-	if (!out) {
-		return moat_err_set(err, MOAT_EINVAL, "status: no output");
-	}
-	memset(out, 0, sizeof(*out));
-	root = parse_object("status", payload, len, MOAT_MSG_STATUS_MAX_BYTES, err);
-	if (!root) {
-		return MOAT_EINVAL;
-	}
-	rc = status_fill(root, out, err);
-	cJSON_Delete(root);
-	if (rc != 0) {
-		memset(out, 0, sizeof(*out));
-	}
-	return rc;
+	return parse_message("status", payload, len, MOAT_MSG_STATUS_MAX_BYTES, status_fill, NULL,
+			     out, sizeof(*out), err);
 }
 
 int moat_msg_status_build(const struct moat_msg_status *s, char *buf, size_t size, size_t *out_len,
@@ -1049,10 +1042,12 @@ static bool detail_check(const char *s, size_t max)
 	return text_ok(s, max, false);
 }
 
-static int response_fill(const cJSON *root, struct moat_msg_response *out, struct moat_err *err)
+static int response_fill(const cJSON *root, const void *ctx, void *vout, struct moat_err *err)
 {
+	struct moat_msg_response *out = vout;
 	static const char what[] = "response";
 	int rc;
+	(void)ctx;
 
 	rc = get_str(what, root, "device_id", true, identity_check, out->device_id,
 		     sizeof(out->device_id), err);
@@ -1091,23 +1086,8 @@ static int response_fill(const cJSON *root, struct moat_msg_response *out, struc
 int moat_msg_response_parse(const void *payload, size_t len, struct moat_msg_response *out,
 			    struct moat_err *err)
 {
-	cJSON *root;
-	int rc;
-
-	if (!out) {
-		return moat_err_set(err, MOAT_EINVAL, "response: no output");
-	}
-	memset(out, 0, sizeof(*out));
-	root = parse_object("response", payload, len, MOAT_MSG_RESPONSE_MAX_BYTES, err);
-	if (!root) {
-		return MOAT_EINVAL;
-	}
-	rc = response_fill(root, out, err);
-	cJSON_Delete(root);
-	if (rc != 0) {
-		memset(out, 0, sizeof(*out));
-	}
-	return rc;
+	return parse_message("response", payload, len, MOAT_MSG_RESPONSE_MAX_BYTES, response_fill,
+			     NULL, out, sizeof(*out), err);
 }
 
 int moat_msg_response_build(const struct moat_msg_response *r, char *buf, size_t size,

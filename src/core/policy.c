@@ -388,6 +388,38 @@ static int split_kv(char *field, char **out_value, struct moat_err *err)
 	return 0;
 }
 
+/* Fields "key=value" with each of keys exactly once (n of them: the caller checked the
+ * count), into vals[] in the order of keys. what names the line in messages. key_count is
+ * at most LIMIT_KEYS, the longest list. */
+static int parse_u32_fields(char **f, int n, const char *what, const char *const *keys,
+			    int key_count, uint32_t *vals, struct moat_err *err)
+{
+	bool seen[LIMIT_KEYS] = {false};
+	for (int i = 0; i < n; i++) {
+		char *value = NULL;
+		int rc = split_kv(f[i], &value, err);
+		if (rc < 0) {
+			return rc;
+		}
+		int k = 0;
+		while (k < key_count && strcmp(f[i], keys[k]) != 0) {
+			k++;
+		}
+		if (k == key_count) {
+			return moat_err_set(err, MOAT_EINVAL, "unknown %s key '%.32s'", what, f[i]);
+		}
+		if (seen[k]) {
+			return moat_err_set(err, MOAT_EINVAL, "%s given twice", f[i]);
+		}
+		seen[k] = true;
+		rc = parse_u32(f[i], value, 0, UINT32_MAX, &vals[k], err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
 static int parse_limits(struct parse_state *st, char **f, int n, struct moat_err *err)
 {
 	if (n != 2 + LIMIT_KEYS) {
@@ -404,28 +436,9 @@ static int parse_limits(struct parse_state *st, char **f, int n, struct moat_err
 		return moat_err_set(err, MOAT_EINVAL, "limits for %s given twice", f[1]);
 	}
 	uint32_t vals[LIMIT_KEYS] = {0};
-	bool seen[LIMIT_KEYS] = {false};
-	for (int i = 2; i < n; i++) {
-		char *value = NULL;
-		rc = split_kv(f[i], &value, err);
-		if (rc < 0) {
-			return rc;
-		}
-		int k = 0;
-		while (k < LIMIT_KEYS && strcmp(f[i], limit_keys[k]) != 0) {
-			k++;
-		}
-		if (k == LIMIT_KEYS) {
-			return moat_err_set(err, MOAT_EINVAL, "unknown limits key '%.32s'", f[i]);
-		}
-		if (seen[k]) {
-			return moat_err_set(err, MOAT_EINVAL, "%s given twice", f[i]);
-		}
-		seen[k] = true;
-		rc = parse_u32(f[i], value, 0, UINT32_MAX, &vals[k], err);
-		if (rc < 0) {
-			return rc;
-		}
+	rc = parse_u32_fields(f + 2, n - 2, "limits", limit_keys, LIMIT_KEYS, vals, err);
+	if (rc < 0) {
+		return rc;
 	}
 	struct moat_policy_limits l = {.msgs_per_s = vals[0],
 				       .bytes_per_s = vals[1],
@@ -451,33 +464,14 @@ static int parse_flapping(struct parse_state *st, char **f, int n, struct moat_e
 		return moat_err_set(err, MOAT_EINVAL, "flapping given twice");
 	}
 	uint32_t vals[3] = {0};
-	bool seen[3] = {false};
-	for (int i = 1; i < n; i++) {
-		char *value = NULL;
-		int rc = split_kv(f[i], &value, err);
-		if (rc < 0) {
-			return rc;
-		}
-		int k = 0;
-		while (k < 3 && strcmp(f[i], keys[k]) != 0) {
-			k++;
-		}
-		if (k == 3) {
-			return moat_err_set(err, MOAT_EINVAL, "unknown flapping key '%.32s'", f[i]);
-		}
-		if (seen[k]) {
-			return moat_err_set(err, MOAT_EINVAL, "%s given twice", f[i]);
-		}
-		seen[k] = true;
-		rc = parse_u32(f[i], value, 0, UINT32_MAX, &vals[k], err);
-		if (rc < 0) {
-			return rc;
-		}
+	int rc = parse_u32_fields(f + 1, n - 1, "flapping", keys, 3, vals, err);
+	if (rc < 0) {
+		return rc;
 	}
 	struct moat_policy_flapping fl = {.connects = vals[0],
 					  .window_s = vals[1],
 					  .ban_s = vals[2]};
-	int rc = validate_flapping(&fl, err);
+	rc = validate_flapping(&fl, err);
 	if (rc < 0) {
 		return rc;
 	}

@@ -316,6 +316,128 @@ static int get_uint(const cJSON *item, const char *key, uint64_t *out, struct mo
 	return 0;
 }
 
+/* Each member of root into items[] by its key (rkeys), and a bit in *out_present; any
+ * other key is refused. */
+static int index_keys(const cJSON *root, const cJSON *items[R_COUNT], unsigned *out_present,
+		      struct moat_err *err)
+{
+	for (const cJSON *c = root->child; c != NULL; c = c->next) {
+		char shown[KEY_SHOW_MAX + 1];
+		int key = -1;
+
+		for (int i = 0; i < R_COUNT && c->string != NULL; i++) {
+			if (strcmp(c->string, rkeys[i]) == 0) {
+				key = i;
+				break;
+			}
+		}
+		show_key(c->string != NULL ? c->string : "", shown, sizeof(shown));
+		if (key < 0) {
+			return moat_err_set(err, MOAT_EINVAL, "update report: unknown key '%s'",
+					    shown);
+		}
+		*out_present |= BIT(key);
+		items[key] = c;
+	}
+	return 0;
+}
+
+/* The kind of line ("stage", only "downloading", or "outcome"), and that its keys are
+ * exactly those it must and may hold. */
+static int find_kind(const cJSON *const items[R_COUNT], unsigned present,
+		     const struct line_kind **out_kind, struct moat_err *err)
+{
+	const char *kind_key = items[R_STAGE] != NULL ? "stage" : "outcome";
+	const cJSON *kind_item = items[R_STAGE] != NULL ? items[R_STAGE] : items[R_OUTCOME];
+	const struct line_kind *k = NULL;
+
+	if (kind_item == NULL) {
+		return moat_err_set(err, MOAT_EINVAL, "update report: neither stage nor outcome");
+	}
+	if (!cJSON_IsString(kind_item) || kind_item->valuestring == NULL) {
+		return moat_err_set(err, MOAT_EINVAL, "update report: %s: not a string", kind_key);
+	}
+	for (size_t i = 0; i < KIND_COUNT; i++) {
+		bool is_stage = kinds[i].kind == MOAT_UPDATE_REPORT_DOWNLOADING;
+
+		if (is_stage == (items[R_STAGE] != NULL) &&
+		    strcmp(kinds[i].name, kind_item->valuestring) == 0) {
+			k = &kinds[i];
+			break;
+		}
+	}
+	if (k == NULL) {
+		char shown[KEY_SHOW_MAX + 1];
+
+		show_key(kind_item->valuestring, shown, sizeof(shown));
+		return moat_err_set(err, MOAT_EINVAL, "update report: %s: unknown value '%s'",
+				    kind_key, shown);
+	}
+	for (int i = 0; i < R_COUNT; i++) {
+		if ((present & BIT(i)) && !(k->allowed & BIT(i))) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "update report: key '%s' not allowed in a %s line",
+					    rkeys[i], k->name);
+		}
+		if (!(present & BIT(i)) && (k->required & BIT(i))) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "update report: missing key '%s' in a %s line",
+					    rkeys[i], k->name);
+		}
+	}
+	*out_kind = k;
+	return 0;
+}
+
+/* The values of a line of kind k into *r, each checked for its type and range. */
+static int read_values(const struct line_kind *k, const cJSON *const items[R_COUNT],
+		       struct moat_update_report *r, struct moat_err *err)
+{
+	int rc = 0;
+
+	r->kind = k->kind;
+	r->res.outcome = k->outcome;
+	if (items[R_VERSION] != NULL) {
+		rc = get_text(items[R_VERSION], "version", r->res.version, sizeof(r->res.version),
+			      false, err);
+	}
+	if (rc == 0 && items[R_MSG] != NULL) {
+		rc = get_text(items[R_MSG], "msg", r->res.msg, sizeof(r->res.msg), true, err);
+	}
+	if (rc == 0 && items[R_SLOT] != NULL) {
+		const char *s = cJSON_IsString(items[R_SLOT]) ? items[R_SLOT]->valuestring : NULL;
+
+		if (s == NULL || (strcmp(s, "a") != 0 && strcmp(s, "b") != 0)) {
+			rc = moat_err_set(err, MOAT_EINVAL,
+					  "update report: slot: not \"a\" or \"b\"");
+		} else {
+			r->res.slot = s[0];
+		}
+	}
+	if (rc == 0 && items[R_VERDICT] != NULL) {
+		const char *s = cJSON_IsString(items[R_VERDICT]) ? items[R_VERDICT]->valuestring
+								 : NULL;
+
+		if (s == NULL || !verdict_from_name(s, &r->res.verdict)) {
+			rc = moat_err_set(err, MOAT_EINVAL,
+					  "update report: verdict: not a refusal verdict name");
+		}
+	}
+	if (rc == 0 && items[R_RESUMED] != NULL) {
+		rc = get_uint(items[R_RESUMED], "resumed_from", &r->res.resumed_from, err);
+	}
+	if (rc == 0 && items[R_OFFSET] != NULL) {
+		rc = get_uint(items[R_OFFSET], "offset", &r->offset, err);
+	}
+	if (rc == 0 && items[R_SIZE] != NULL) {
+		rc = get_uint(items[R_SIZE], "size", &r->size, err);
+	}
+	if (rc == 0 && r->kind == MOAT_UPDATE_REPORT_DOWNLOADING && r->offset >= r->size) {
+		rc = moat_err_set(err, MOAT_EINVAL, "update report: offset: not below size");
+	}
+	return rc;
+}
+
 int moat_update_report_parse(const char *line, size_t len, struct moat_update_report *out,
 			     struct moat_err *err)
 {
@@ -341,115 +463,10 @@ int moat_update_report_parse(const char *line, size_t len, struct moat_update_re
 		rc = moat_err_set(err, MOAT_EINVAL, "update report: not a JSON object");
 		goto out;
 	}
-	rc = read_line(line, len, &root, err);
-	if (rc != 0) {
-		goto out;
-	}
-	for (const cJSON *c = root->child; c != NULL; c = c->next) {
-		char shown[KEY_SHOW_MAX + 1];
-		int key = -1;
-
-		for (int i = 0; i < R_COUNT && c->string != NULL; i++) {
-			if (strcmp(c->string, rkeys[i]) == 0) {
-				key = i;
-				break;
-			}
-		}
-		show_key(c->string != NULL ? c->string : "", shown, sizeof(shown));
-		if (key < 0) {
-			rc = moat_err_set(err, MOAT_EINVAL, "update report: unknown key '%s'",
-					  shown);
-			goto out;
-		}
-			present |= BIT(key);
-		items[key] = c;
-	}
-
-	/* The kind: "stage" (only "downloading") or "outcome". */
-	const char *kind_key = items[R_STAGE] != NULL ? "stage" : "outcome";
-	const cJSON *kind_item = items[R_STAGE] != NULL ? items[R_STAGE] : items[R_OUTCOME];
-	if (kind_item == NULL) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: neither stage nor outcome");
-		goto out;
-	}
-	if (!cJSON_IsString(kind_item) || kind_item->valuestring == NULL) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: %s: not a string", kind_key);
-		goto out;
-	}
-	for (size_t i = 0; i < KIND_COUNT; i++) {
-		bool is_stage = kinds[i].kind == MOAT_UPDATE_REPORT_DOWNLOADING;
-
-		if (is_stage == (items[R_STAGE] != NULL) &&
-		    strcmp(kinds[i].name, kind_item->valuestring) == 0) {
-			k = &kinds[i];
-			break;
-		}
-	}
-	if (k == NULL) {
-		char shown[KEY_SHOW_MAX + 1];
-
-		show_key(kind_item->valuestring, shown, sizeof(shown));
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: %s: unknown value '%s'",
-				  kind_key, shown);
-		goto out;
-	}
-	for (int i = 0; i < R_COUNT; i++) {
-		if ((present & BIT(i)) && !(k->allowed & BIT(i))) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "update report: key '%s' not allowed in a %s line",
-					  rkeys[i], k->name);
-			goto out;
-		}
-		if (!(present & BIT(i)) && (k->required & BIT(i))) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "update report: missing key '%s' in a %s line", rkeys[i],
-					  k->name);
-			goto out;
-		}
-	}
-
-	r.kind = k->kind;
-	r.res.outcome = k->outcome;
-	rc = 0;
-	if (items[R_VERSION] != NULL) {
-		rc = get_text(items[R_VERSION], "version", r.res.version, sizeof(r.res.version),
-			      false, err);
-	}
-	if (rc == 0 && items[R_MSG] != NULL) {
-		rc = get_text(items[R_MSG], "msg", r.res.msg, sizeof(r.res.msg), true, err);
-	}
-	if (rc == 0 && items[R_SLOT] != NULL) {
-		const char *s = cJSON_IsString(items[R_SLOT]) ? items[R_SLOT]->valuestring : NULL;
-
-		if (s == NULL || (strcmp(s, "a") != 0 && strcmp(s, "b") != 0)) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "update report: slot: not \"a\" or \"b\"");
-		} else {
-			r.res.slot = s[0];
-		}
-	}
-	if (rc == 0 && items[R_VERDICT] != NULL) {
-		const char *s = cJSON_IsString(items[R_VERDICT]) ? items[R_VERDICT]->valuestring
-								 : NULL;
-
-		if (s == NULL || !verdict_from_name(s, &r.res.verdict)) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "update report: verdict: not a refusal verdict name");
-		}
-	}
-	if (rc == 0 && items[R_RESUMED] != NULL) {
-		rc = get_uint(items[R_RESUMED], "resumed_from", &r.res.resumed_from, err);
-	}
-	if (rc == 0 && items[R_OFFSET] != NULL) {
-		rc = get_uint(items[R_OFFSET], "offset", &r.offset, err);
-	}
-	if (rc == 0 && items[R_SIZE] != NULL) {
-		rc = get_uint(items[R_SIZE], "size", &r.size, err);
-	}
-	if (rc == 0 && r.kind == MOAT_UPDATE_REPORT_DOWNLOADING && r.offset >= r.size) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update report: offset: not below size");
-	}
-	if (rc != 0) {
+	if ((rc = read_line(line, len, &root, err)) != 0 ||
+	    (rc = index_keys(root, items, &present, err)) != 0 ||
+	    (rc = find_kind(items, present, &k, err)) != 0 ||
+	    (rc = read_values(k, items, &r, err)) != 0) {
 		goto out;
 	}
 	*out = r;

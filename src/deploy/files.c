@@ -43,23 +43,14 @@ void deploy_remove_quietly(const char *path)
 static int write_new(const char *path, const void *data, size_t len, mode_t mode,
 		     struct moat_err *err)
 {
-	const char *bytes = data;
 	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
 	if (fd < 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
 	}
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = write(fd, bytes + off, len - off);
-		if (n < 0 && errno == EINTR) {
-			continue;
-		}
-		if (n <= 0) {
-			int e = n < 0 ? errno : EIO;
-			close(fd);
-			return moat_err_errno(err, MOAT_EIO, e, "%s", path);
-		}
-		off += (size_t)n;
+	if (moat_fs_write_fd(fd, data, len) != 0) {
+		int e = errno;
+		close(fd);
+		return moat_err_errno(err, MOAT_EIO, e, "%s", path);
 	}
 	/* no fchmod: the umask can only narrow mode, and key.pem is created 0600 */
 	if (close(fd) != 0) {

@@ -19,6 +19,7 @@
 #include "moat/session.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/signals.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -116,14 +117,7 @@ int main(int argc, char **argv)
 	}
 	moat_log_init("moat-agent", (enum moat_log_level)conf.log_level, conf.use_syslog);
 
-	struct sigaction sa;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
+	moat_signals_catch(on_signal, 0);
 
 	if (check_only) {
 		/* validate without touching the state directory */

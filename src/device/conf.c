@@ -13,6 +13,7 @@
 #include "moat/config.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/messages.h"
 #include "moat/timeutil.h"
 
 void moat_agent_conf_defaults(struct moat_agent_conf *conf)
@@ -111,21 +112,6 @@ static bool host_ok(const char *h)
 		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 			  (c >= '0' && c <= '9') || c == '.' || c == '-' || c == ':';
 		if (!ok) {
-			return false;
-		}
-	}
-	return true;
-}
-
-static bool reading_name_ok(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > MOAT_MSG_READING_NAME_MAX_LEN) {
-		return false;
-	}
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
 			return false;
 		}
 	}
@@ -306,7 +292,7 @@ static int parse_sensor(const struct moat_config *cfg, const char *base_dir,
 	}
 	s = moat_config_get(cfg, "sensor", "name");
 	if (s) {
-		if (!reading_name_ok(s)) {
+		if (!moat_msg_reading_name_ok(s)) {
 			return moat_err_set(err, MOAT_EINVAL,
 					    "%s: [sensor] name: '%s' is not [a-z0-9_]{1,32}",
 					    cfg->path, s);

@@ -50,20 +50,22 @@ int moat_agent_check_cert(const char *cert_path, int64_t now, int64_t *out_not_a
 	return 0;
 }
 
-/* "VmRSS:   1234 kB" from /proc/self/status. */
-static int64_t rss_kb(void)
+/* The number after key (e.g. "VmRSS:" in "VmRSS:   1234 kB") in the /proc file path, or -1
+ * when the file or the key is missing. */
+static int64_t proc_number(const char *path, const char *key)
 {
-	FILE *f = fopen("/proc/self/status", "re");
+	FILE *f = fopen(path, "re");
 	char line[256];
+	size_t key_len = strlen(key);
 	long long v = -1;
 	if (!f) {
 		return -1;
 	}
 	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "VmRSS:", 6) == 0) {
+		if (strncmp(line, key, key_len) == 0) {
 			char *end = NULL;
-			v = strtoll(line + 6, &end, 10);
-			if (end == line + 6) {
+			v = strtoll(line + key_len, &end, 10);
+			if (end == line + key_len) {
 				v = -1;
 			}
 			break;
@@ -73,24 +75,16 @@ static int64_t rss_kb(void)
 	return v;
 }
 
+static int64_t rss_kb(void)
+{
+	return proc_number("/proc/self/status", "VmRSS:");
+}
+
+/* In bytes: /proc/meminfo counts kB. */
 static int64_t mem_available(void)
 {
-	FILE *f = fopen("/proc/meminfo", "re");
-	char line[256];
-	long long v = -1;
-	if (!f) {
-		return -1;
-	}
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "MemAvailable:", 13) == 0) {
-			char *end = NULL;
-			v = strtoll(line + 13, &end, 10);
-			v = end == line + 13 ? -1 : v * 1024;
-			break;
-		}
-	}
-	fclose(f);
-	return v;
+	int64_t kb = proc_number("/proc/meminfo", "MemAvailable:");
+	return kb < 0 ? -1 : kb * 1024;
 }
 
 /* The MAC of the interface that holds addr ("" when none, e.g. no connection yet). */

@@ -15,6 +15,7 @@
 #include <curl/curl.h>
 
 #include "moat/buf.h"
+#include "moat/fsutil.h"
 #include "moat/manifest.h"
 #include "moat/tlspolicy.h"
 #include "failpoint.h"
@@ -219,23 +220,6 @@ static size_t hdr_cb(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
-static int write_all(int fd, const char *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR) {
-			continue;
-		}
-		if (w < 0) {
-			return errno;
-		}
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
 static size_t img_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct imgctx *x = ud;
@@ -266,7 +250,7 @@ static size_t img_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	if (moat_fw_stream_update(x->s, ptr, n, NULL) != 0) {
 		return 0; /* more than the manifest's size: stop reading now */
 	}
-	x->io_errno = write_all(x->fd, ptr, n);
+	x->io_errno = moat_fs_write_fd(x->fd, ptr, n) != 0 ? errno : 0;
 	return x->io_errno == 0 ? n : 0;
 }
 

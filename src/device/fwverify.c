@@ -192,3 +192,24 @@ out:
 	}
 	return v;
 }
+
+int moat_fw_verify_trusted(const char *trust_path, const char *image_path,
+			   const void *envelope_json, size_t len,
+			   const struct moat_fw_policy *policy, struct moat_manifest *out_manifest,
+			   struct moat_err *err)
+{
+	struct moat_fw_trust trust;
+	struct moat_fw_decision dec;
+	memset(out_manifest, 0, sizeof(*out_manifest));
+	int rc = moat_fwtrust_load(trust_path, &trust, err);
+	if (rc == 0) {
+		enum moat_fw_verdict v = moat_fw_verify_image(image_path, envelope_json, len,
+							      &trust, policy, out_manifest, &dec);
+		if (v != MOAT_FW_ACCEPT) {
+			rc = moat_err_set(err, MOAT_EVERIFY, "refused (%s): %s",
+					  moat_fw_verdict_name(v), dec.msg);
+		}
+	}
+	moat_fw_trust_free(&trust);
+	return rc;
+}

@@ -138,16 +138,13 @@ int moat_slots_provision(const char *dir, const char *device_type, const char *t
 	char path[4096];
 	char *env = NULL;
 	size_t env_len = 0;
-	struct moat_fw_trust trust;
 	struct moat_boot_state st;
 	struct moat_manifest m;
-	struct moat_fw_decision d;
 	struct moat_fw_policy pol = {.purpose = MOAT_FW_FOR_INSTALL,
 				     .device_type = device_type,
 				     .now = now};
 	int rc;
 
-	memset(&trust, 0, sizeof(trust));
 	memset(&st, 0, sizeof(st));
 	rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir, MOAT_BOOT_STATE_FILE);
 	if (rc != 0) {
@@ -157,18 +154,12 @@ int moat_slots_provision(const char *dir, const char *device_type, const char *t
 		rc = moat_err_set(err, MOAT_EEXIST, "%s: already provisioned", path);
 		goto out;
 	}
-	rc = moat_fwtrust_load(trust_path, &trust, err);
-	if (rc != 0) {
-		goto out;
-	}
 	rc = moat_fs_read_all(envelope_path, MOAT_ENVELOPE_MAX_BYTES, &env, &env_len, err);
 	if (rc != 0) {
 		goto out;
 	}
-	if (moat_fw_verify_image(image_path, env, env_len, &trust, &pol, &m, &d) !=
-	    MOAT_FW_ACCEPT) {
-		rc = moat_err_set(err, MOAT_EVERIFY, "refused (%s): %s",
-				  moat_fw_verdict_name(d.verdict), d.msg);
+	rc = moat_fw_verify_trusted(trust_path, image_path, env, env_len, &pol, &m, err);
+	if (rc != 0) {
 		goto out;
 	}
 	rc = moat_fs_mkdirs(dir, 0700, err);
@@ -212,7 +203,6 @@ int moat_slots_provision(const char *dir, const char *device_type, const char *t
 	/* boot.state last: until it exists the directory is not a provisioned device. */
 	rc = moat_slots_save(dir, &st, err);
 out:
-	moat_fw_trust_free(&trust);
 	free(env);
 	return rc;
 }
@@ -243,20 +233,11 @@ static int stream_copy(int fd, int mfd, struct moat_fw_stream *s, const char *na
 		if (n == 0 || moat_fw_stream_update(s, buf, (size_t)n, NULL) != 0) {
 			break; /* end, or too long: moat_fw_stream_decide says which */
 		}
-		for (ssize_t off = 0; mfd >= 0 && off < n;) {
-			ssize_t w = write(mfd, buf + off, (size_t)(n - off));
-
-			if (w < 0 && errno == EINTR) {
-				continue;
-			}
-			if (w < 0) {
-				rc = moat_err_errno(err, MOAT_EIO, errno, "memfd");
-				goto out;
-			}
-			off += w;
+		if (mfd >= 0 && moat_fs_write_fd(mfd, buf, (size_t)n) != 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "memfd");
+			break;
 		}
 	}
-out:
 	free(buf);
 	return rc;
 }

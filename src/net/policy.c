@@ -191,6 +191,59 @@ static int find_zone(const struct moat_net_policy *p, const char *name)
 	return -1;
 }
 
+/* Splits the [network] list v (loc says where it came from) and calls each on its items in
+ * order, stopping at the first failure. each gets ctx, the item, its index, the number of
+ * items (for limits checked before the first item is taken) and loc for its messages. */
+static int foreach_item(const char *v, const char *loc,
+			int (*each)(void *ctx, const char *item, size_t i, size_t n,
+				    const char *loc, struct moat_err *err),
+			void *ctx, struct moat_err *err)
+{
+	char **items = NULL;
+	size_t n = 0;
+	int rc = moat_config_split_list(v, &items, &n, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		rc = each(ctx, items[i], i, n, loc, err);
+	}
+	moat_config_list_free(items, n);
+	return rc;
+}
+
+/* One name of extra_zones: a new isolated zone. */
+static int add_extra_zone(void *ctx, const char *name, size_t i, size_t n, const char *loc,
+			  struct moat_err *err)
+{
+	struct moat_net_policy *p = ctx;
+	(void)i;
+	(void)n;
+	bool reserved = false;
+	for (size_t k = 0; fixed_keys[k]; k++) {
+		reserved = reserved || strcmp(name, fixed_keys[k]) == 0;
+	}
+	if (!valid_zone_name(name)) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: '%.64s' is not a zone name ([a-z][a-z0-9_], at most "
+				    "%d characters)",
+				    loc, name, MOAT_NET_ZONE_NAME_MAX_LEN);
+	}
+	if (reserved || find_zone(p, name) >= 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: zone '%s' is %s", loc, name,
+				    reserved ? "a reserved key name" : "listed twice or standard");
+	}
+	if (p->zone_count >= MOAT_NET_ZONES_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: more than %d zones", loc,
+				    MOAT_NET_ZONES_MAX);
+	}
+	struct moat_net_zone *z = &p->zones[p->zone_count++];
+	snprintf(z->name, sizeof(z->name), "%s", name);
+	z->kind = MOAT_NET_ZONE_ISOLATED;
+	return 0;
+}
+
 static int read_extra_zones(const struct moat_config *cfg, struct moat_net_policy *p,
 			    struct moat_err *err)
 {
@@ -200,44 +253,7 @@ static int read_extra_zones(const struct moat_config *cfg, struct moat_net_polic
 		return 0;
 	}
 	where(cfg, "network", "extra_zones", loc, sizeof(loc));
-	char **items = NULL;
-	size_t n = 0;
-	int rc = moat_config_split_list(v, &items, &n, err);
-	if (rc != 0) {
-		moat_err_prefix(err, "%s", loc);
-		return rc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const char *name = items[i];
-		bool reserved = false;
-		for (size_t k = 0; fixed_keys[k]; k++) {
-			reserved = reserved || strcmp(name, fixed_keys[k]) == 0;
-		}
-		if (!valid_zone_name(name)) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "%s: '%.64s' is not a zone name ([a-z][a-z0-9_], at most "
-					  "%d characters)",
-					  loc, name, MOAT_NET_ZONE_NAME_MAX_LEN);
-			goto out;
-		}
-		if (reserved || find_zone(p, name) >= 0) {
-			rc = moat_err_set(err, MOAT_EINVAL, "%s: zone '%s' is %s", loc, name,
-					  reserved ? "a reserved key name"
-						   : "listed twice or standard");
-			goto out;
-		}
-		if (p->zone_count >= MOAT_NET_ZONES_MAX) {
-			rc = moat_err_set(err, MOAT_EINVAL, "%s: more than %d zones", loc,
-					  MOAT_NET_ZONES_MAX);
-			goto out;
-		}
-		struct moat_net_zone *z = &p->zones[p->zone_count++];
-		snprintf(z->name, sizeof(z->name), "%s", name);
-		z->kind = MOAT_NET_ZONE_ISOLATED;
-	}
-out:
-	moat_config_list_free(items, n);
-	return rc;
+	return foreach_item(v, loc, add_extra_zone, p, err);
 }
 
 /* Every key of [network] is a fixed key or a zone: anything else is a typo that would
@@ -265,6 +281,24 @@ static int check_keys(const struct moat_config *cfg, const struct moat_net_polic
 	return 0;
 }
 
+/* One subnet of a zone's list. */
+static int add_subnet(void *ctx, const char *item, size_t i, size_t n, const char *loc,
+		      struct moat_err *err)
+{
+	struct moat_net_zone *z = ctx;
+	if (n > MOAT_NET_SUBNETS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: more than %d subnets", loc,
+				    MOAT_NET_SUBNETS_MAX);
+	}
+	int rc = moat_net_parse_subnet(item, &z->subnets[i], err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	z->subnet_count = i + 1;
+	return 0;
+}
+
 static int read_zone_subnets(const struct moat_config *cfg, struct moat_net_policy *p, size_t zi,
 			     struct moat_err *err)
 {
@@ -289,29 +323,7 @@ static int read_zone_subnets(const struct moat_config *cfg, struct moat_net_poli
 		}
 		return 0;
 	}
-	char **items = NULL;
-	size_t n = 0;
-	int rc = moat_config_split_list(v, &items, &n, err);
-	if (rc != 0) {
-		moat_err_prefix(err, "%s", loc);
-		return rc;
-	}
-	if (n > MOAT_NET_SUBNETS_MAX) {
-		rc = moat_err_set(err, MOAT_EINVAL, "%s: more than %d subnets", loc,
-				  MOAT_NET_SUBNETS_MAX);
-		goto out;
-	}
-	for (size_t i = 0; i < n; i++) {
-		rc = moat_net_parse_subnet(items[i], &z->subnets[i], err);
-		if (rc != 0) {
-			moat_err_prefix(err, "%s", loc);
-			goto out;
-		}
-		z->subnet_count = i + 1;
-	}
-out:
-	moat_config_list_free(items, n);
-	return rc;
+	return foreach_item(v, loc, add_subnet, z, err);
 }
 
 /* Overlapping subnets would put one host in two zones; the first zone would win silently. */
@@ -359,39 +371,32 @@ static int check_overlaps(const struct moat_config *cfg, const struct moat_net_p
 	return 0;
 }
 
+/* One name of device_zones: that zone holds devices. */
+static int mark_device_zone(void *ctx, const char *name, size_t i, size_t n, const char *loc,
+			    struct moat_err *err)
+{
+	struct moat_net_policy *p = ctx;
+	(void)i;
+	(void)n;
+	int z = find_zone(p, name);
+	if (z < 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: unknown zone '%.64s'", loc, name);
+	}
+	if (z == ZONE_MGMT) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: the management zone cannot hold devices",
+				    loc);
+	}
+	p->zones[z].kind = MOAT_NET_ZONE_DEVICE;
+	return 0;
+}
+
 static int read_device_zones(const struct moat_config *cfg, struct moat_net_policy *p,
 			     struct moat_err *err)
 {
 	char loc[160];
 	where(cfg, "network", "device_zones", loc, sizeof(loc));
 	const char *v = moat_config_get(cfg, "network", "device_zones");
-	if (!v) {
-		v = "iot";
-	}
-	char **items = NULL;
-	size_t n = 0;
-	int rc = moat_config_split_list(v, &items, &n, err);
-	if (rc != 0) {
-		moat_err_prefix(err, "%s", loc);
-		return rc;
-	}
-	for (size_t i = 0; i < n; i++) {
-		int z = find_zone(p, items[i]);
-		if (z < 0) {
-			rc = moat_err_set(err, MOAT_EINVAL, "%s: unknown zone '%.64s'", loc,
-					  items[i]);
-			goto out;
-		}
-		if (z == ZONE_MGMT) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "%s: the management zone cannot hold devices", loc);
-			goto out;
-		}
-		p->zones[z].kind = MOAT_NET_ZONE_DEVICE;
-	}
-out:
-	moat_config_list_free(items, n);
-	return rc;
+	return foreach_item(v ? v : "iot", loc, mark_device_zone, p, err);
 }
 
 /* A service address must be a usable host of the management zone. */

@@ -1,5 +1,5 @@
 /* publish.c: `moat fw publish` as a library call. A release is accepted only when a device
- * of its type would accept it right now (moat_fw_verify_image against the deployment's
+ * of its type would accept it right now (moat_fw_verify_trusted with the deployment's
  * trust list) and it is newer than every release of its type; the image is then copied
  * into firmware/releases/<type>/<version>/ while being hashed again, so a file changed
  * between the check and the copy is refused instead of served. The registry row is written
@@ -16,6 +16,7 @@
 #include "moat/deploy.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
+#include "moat/fwverify.h"
 #include "moat/release.h"
 #include "server_internal.h"
 
@@ -74,16 +75,9 @@ static int copy_verified(const char *src, const char *dst, const struct moat_man
 			moat_err_prefix(err, "%s changed while publishing", src);
 			goto out;
 		}
-		for (ssize_t off = 0; off < n;) {
-			ssize_t w = write(outfd, buf + off, (size_t)(n - off));
-			if (w < 0 && errno == EINTR) {
-				continue;
-			}
-			if (w < 0) {
-				rc = moat_err_errno(err, MOAT_EIO, errno, "%s", tmp);
-				goto out;
-			}
-			off += w;
+		if (moat_fs_write_fd(outfd, buf, (size_t)n) != 0) {
+			rc = moat_err_errno(err, MOAT_EIO, errno, "%s", tmp);
+			goto out;
 		}
 	}
 	if ((rc = moat_fw_stream_final(&s, err)) != 0) {
@@ -142,43 +136,27 @@ static int check_devices(struct moat_registry *reg, const struct moat_publish_re
 	return 0;
 }
 
-int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *req,
-			 struct moat_release *out, struct moat_err *err)
+/* Reads the envelope at req->envelope_path and checks the image against it with the
+ * deployment's trust list, as a device of the type the manifest claims would check it now.
+ * *out_json (caller frees) is the envelope, *out_m the verified manifest. */
+static int verify_release(struct moat_deploy *d, const struct moat_publish_req *req,
+			  char **out_json, size_t *out_len, struct moat_manifest *out_m,
+			  struct moat_err *err)
 {
-	int rc;
-	char *json = NULL;
-	size_t json_len = 0;
-	struct moat_fw_trust trust;
 	struct moat_envelope env;
 	struct moat_manifest unverified;
-	struct moat_manifest m;
-	struct moat_fw_decision dec;
 	char path[PATH_MAX];
-	char dir[PATH_MAX];
-	memset(&trust, 0, sizeof(trust));
-	memset(out, 0, sizeof(*out));
-
-	if (req->rollout_percent < -1 || req->rollout_percent > MOAT_ROLLOUT_PERCENT_MAX ||
-	    (req->rollout_percent == -1) != (req->device_count > 0)) {
-		rc = moat_err_set(err, MOAT_EINVAL,
-				  "rollout: a percentage 0..100 or a device list");
-		goto out;
-	}
-	if ((rc = moat_fs_read_all(req->envelope_path, MOAT_ENVELOPE_MAX_BYTES, &json, &json_len,
-				   err)) != 0) {
-		goto out;
+	int rc = moat_fs_read_all(req->envelope_path, MOAT_ENVELOPE_MAX_BYTES, out_json, out_len,
+				  err);
+	if (rc != 0) {
+		return rc;
 	}
 	/* The type is read before verification only to choose the policy; moat_fw_decide
-	 * below checks the signed manifest against exactly this type. */
-	if ((rc = moat_envelope_parse(json, json_len, &env, err)) != 0 ||
+	 * checks the signed manifest against exactly this type. */
+	if ((rc = moat_envelope_parse(*out_json, *out_len, &env, err)) != 0 ||
 	    (rc = moat_manifest_parse(env.payload, env.payload_len, &unverified, err)) != 0) {
 		moat_err_prefix(err, "%s", req->envelope_path);
-		goto out;
-	}
-	if ((rc = moat_deploy_path(d, path, sizeof(path), MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE,
-				   err)) != 0 ||
-	    (rc = moat_fwtrust_load(path, &trust, err)) != 0) {
-		goto out;
+		return rc;
 	}
 	struct moat_fw_policy pol = {
 		.purpose = MOAT_FW_FOR_INSTALL,
@@ -188,58 +166,88 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 		.now = req->now,
 		.last_issued_at = 0,
 	};
-	enum moat_fw_verdict v =
-		moat_fw_verify_image(req->image_path, json, json_len, &trust, &pol, &m, &dec);
-	if (v != MOAT_FW_ACCEPT) {
-		rc = moat_err_set(err, MOAT_EVERIFY, "refused (%s): %s", moat_fw_verdict_name(v),
-				  dec.msg);
-		goto out;
+	if ((rc = moat_deploy_path(d, path, sizeof(path), MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE,
+				   err)) != 0) {
+		return rc;
 	}
+	return moat_fw_verify_trusted(path, req->image_path, *out_json, *out_len, &pol, out_m, err);
+}
 
-	struct moat_registry *reg = moat_deploy_registry(d);
+/* A release must be newer than the newest of its type, and never lower its security
+ * version. */
+static int check_newer(struct moat_registry *reg, const struct moat_manifest *m,
+		       struct moat_err *err)
+{
 	struct moat_release newest;
 	bool found = false;
-	if ((rc = moat_release_newest(reg, m.device_type, NULL, &newest, &found, err)) != 0) {
-		goto out;
+	int cmp = 0;
+	int rc = moat_release_newest(reg, m->device_type, NULL, &newest, &found, err);
+	if (rc != 0 || !found) {
+		return rc;
 	}
-	if (found) {
-		int cmp = 0;
-		if ((rc = moat_semver_compare(m.version, newest.version, &cmp, err)) != 0) {
-			goto out;
-		}
-		if (cmp <= 0) {
-			rc = moat_err_set(
-				err, MOAT_EINVAL,
-				"version %s is not newer than %s, the newest release for %s",
-				m.version, newest.version, m.device_type);
-			goto out;
-		}
-		if (m.security_version < newest.security_version) {
-			rc = moat_err_set(err, MOAT_EINVAL,
-					  "security_version %lld is below %lld of release %s for %s",
-					  (long long)m.security_version,
-					  (long long)newest.security_version, newest.version,
-					  m.device_type);
-			goto out;
-		}
+	if ((rc = moat_semver_compare(m->version, newest.version, &cmp, err)) != 0) {
+		return rc;
 	}
-	if ((rc = check_devices(reg, req, m.device_type, err)) != 0) {
-		goto out;
+	if (cmp <= 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "version %s is not newer than %s, the newest release for %s",
+				    m->version, newest.version, m->device_type);
 	}
+	if (m->security_version < newest.security_version) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "security_version %lld is below %lld of release %s for %s",
+				    (long long)m->security_version,
+				    (long long)newest.security_version, newest.version,
+				    m->device_type);
+	}
+	return 0;
+}
 
+/* Writes the image (copied while hashed again) and the envelope into
+ * firmware/releases/<type>/<version>/. */
+static int store_files(struct moat_deploy *d, const char *image_path, const char *json,
+		       size_t json_len, const struct moat_manifest *m, struct moat_err *err)
+{
+	char dir[PATH_MAX];
+	char path[PATH_MAX];
+	int rc;
 	/* Versions are semantic versions ([0-9A-Za-z.+-], never "." or "..") and types pass
 	 * moat_device_type_check, so both are safe path components. */
-	if ((rc = moat_device_type_check(m.device_type, err)) != 0 ||
+	if ((rc = moat_device_type_check(m->device_type, err)) != 0 ||
 	    (rc = moat_path_join(dir, sizeof(dir), err, "%s/%s/%s/%s", moat_deploy_dir(d),
-				 MOAT_RELEASES_DIR, m.device_type, m.version)) != 0 ||
+				 MOAT_RELEASES_DIR, m->device_type, m->version)) != 0 ||
 	    (rc = moat_fs_mkdirs(dir, 0755, err)) != 0 ||
 	    (rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir, MOAT_RELEASE_IMAGE_FILE)) !=
 		    0 ||
-	    (rc = copy_verified(req->image_path, path, &m, err)) != 0 ||
+	    (rc = copy_verified(image_path, path, m, err)) != 0 ||
 	    (rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir,
 				 MOAT_RELEASE_ENVELOPE_FILE)) != 0 ||
-	    (rc = moat_fs_write_atomic(path, json, json_len, 0644, err)) != 0 ||
-	    (rc = moat_fs_sync_dir(dir, err)) != 0) {
+	    (rc = moat_fs_write_atomic(path, json, json_len, 0644, err)) != 0) {
+		return rc;
+	}
+	return moat_fs_sync_dir(dir, err);
+}
+
+int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *req,
+			 struct moat_release *out, struct moat_err *err)
+{
+	int rc;
+	char *json = NULL;
+	size_t json_len = 0;
+	struct moat_manifest m;
+	struct moat_registry *reg = moat_deploy_registry(d);
+	memset(out, 0, sizeof(*out));
+
+	if (req->rollout_percent < -1 || req->rollout_percent > MOAT_ROLLOUT_PERCENT_MAX ||
+	    (req->rollout_percent == -1) != (req->device_count > 0)) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "rollout: a percentage 0..100 or a device list");
+		goto out;
+	}
+	if ((rc = verify_release(d, req, &json, &json_len, &m, err)) != 0 ||
+	    (rc = check_newer(reg, &m, err)) != 0 ||
+	    (rc = check_devices(reg, req, m.device_type, err)) != 0 ||
+	    (rc = store_files(d, req->image_path, json, json_len, &m, err)) != 0) {
 		goto out;
 	}
 
@@ -261,7 +269,6 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 	*out = r;
 	rc = 0;
 out:
-	moat_fw_trust_free(&trust);
 	free(json);
 	return rc;
 }

@@ -1,4 +1,5 @@
-/* fsutil.c: atomic writes (temp + fsync + rename + fsync dir), bounded reads, mkdir -p. */
+/* fsutil.c: atomic writes (temp + fsync + rename + fsync dir), writing a whole buffer to a
+ * descriptor, bounded reads, mkdir -p. */
 #include "moat/fsutil.h"
 
 #include <dirent.h>
@@ -23,6 +24,26 @@ int moat_path_join(char *buf, size_t size, struct moat_err *err, const char *fmt
 	va_end(ap);
 	if (n < 0 || (size_t)n >= size) {
 		return moat_err_set(err, MOAT_EINVAL, "path too long: %.64s...", buf);
+	}
+	return 0;
+}
+
+int moat_fs_write_fd(int fd, const void *buf, size_t len)
+{
+	const unsigned char *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		if (n <= 0) {
+			if (n == 0) {
+				errno = EIO;
+			}
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -79,19 +100,9 @@ int moat_fs_write_atomic_opts(const char *path, const void *data, size_t len, mo
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: chmod", path);
 		goto out;
 	}
-	const unsigned char *p = data;
-	size_t left = len;
-	while (left > 0) {
-		ssize_t n = write(fd, p, left);
-		if (n < 0) {
-			if (errno == EINTR) {
-				continue;
-			}
-			rc = moat_err_errno(err, MOAT_EIO, errno, "%s: write", path);
-			goto out;
-		}
-		p += n;
-		left -= (size_t)n;
+	if (moat_fs_write_fd(fd, data, len) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: write", path);
+		goto out;
 	}
 	if (!(opts && opts->no_fsync) && fsync(fd) != 0) {
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: fsync", path);

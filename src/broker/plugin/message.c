@@ -100,15 +100,7 @@ static int drop(struct mp_state *st, const struct mosquitto_evt_message *ed, con
 	char detail[MP_EVENT_FIELD_MAX_LEN + 96];
 	snprintf(detail, sizeof(detail), "%s: %u bytes on %.*s", what, ed->payloadlen,
 		 MP_EVENT_FIELD_MAX_LEN, ed->topic ? ed->topic : "(none)");
-	struct mp_event ev = {
-		.kind = kind,
-		.identity = identity,
-		.client_id = mosquitto_client_id(ed->client),
-		.address = mosquitto_client_address(ed->client),
-		.reason = reason,
-		.detail = detail,
-	};
-	moat_plugin_event(st, &ev);
+	moat_plugin_client_event(st, ed->client, kind, identity, reason, detail);
 	return MOSQ_ERR_ACL_DENIED;
 }
 

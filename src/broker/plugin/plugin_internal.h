@@ -171,6 +171,10 @@ struct mp_event {
  * publishes it on moat/events/<kind> and appends it to the events file. Never fails the
  * caller: an event that cannot be written is logged to the broker's log. */
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
+/* moat_plugin_event for an event about client, with its client id and address. */
+void moat_plugin_client_event(struct mp_state *st, const struct mosquitto *client,
+			      enum mp_event_kind kind, const char *identity, const char *reason,
+			      const char *detail);
 const char *moat_plugin_event_name(enum mp_event_kind kind);
 
 #endif

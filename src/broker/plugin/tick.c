@@ -89,15 +89,8 @@ static void kick_refused(struct mp_state *st)
 			char detail[160];
 			snprintf(detail, sizeof(detail), "disconnected: %s (certificate serial %s)",
 				 why, c->serial);
-			struct mp_event ev = {
-				.kind = MP_EV_REVOKED_KICKED,
-				.identity = c->identity,
-				.client_id = mosquitto_client_id(c->client),
-				.address = mosquitto_client_address(c->client),
-				.reason = why,
-				.detail = detail,
-			};
-			moat_plugin_event(st, &ev);
+			moat_plugin_client_event(st, c->client, MP_EV_REVOKED_KICKED, c->identity,
+						 why, detail);
 			memcpy(names[count++], c->identity, MOAT_ID_BUF_LEN);
 		}
 	}
