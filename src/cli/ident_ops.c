@@ -16,6 +16,9 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 
+/* Room for the longest usage line ("moat identity revoke ID [--reason ...]", 100 bytes). */
+#define USAGE_LINE_MAX 160
+
 /* The options of every subcommand; parse_opts refuses those a subcommand does not take. */
 struct ident_opts {
 	const char *type;
@@ -364,7 +367,7 @@ static int list_one(const struct moat_identity *id, void *ctx)
 
 int ident_list(const struct ident_scope *scope, int argc, char **argv)
 {
-	char usage_line[96];
+	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line), "moat %s list [--json]%s", scope->group,
 		 scope->role < 0 ? " [--role R]" : "");
 	struct ident_opts o;
@@ -434,7 +437,7 @@ static int show_cert(const struct moat_cert_row *row, void *ctx)
 
 int ident_show(const struct ident_scope *scope, int argc, char **argv)
 {
-	char usage_line[64];
+	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line), "moat %s show ID [--json]", scope->group);
 	struct one_ident c;
 	int st = one_begin(scope, argc, argv, "", usage_line, false, NULL, NULL, &c);
@@ -483,7 +486,7 @@ static int revoke_check(const struct ident_opts *o, void *ctx)
 
 int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 {
-	char usage_line[96];
+	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line),
 		 "moat %s revoke ID [--reason unspecified|key-compromise|superseded|"
 		 "cessation-of-operation|...]",
@@ -505,7 +508,7 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 
 int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 {
-	char usage_line[64];
+	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N]", scope->group);
 	struct one_ident c;
 	int st = one_begin(scope, argc, argv, "d", usage_line, true, NULL, NULL, &c);
@@ -639,7 +642,7 @@ static int export_check(const struct ident_opts *o, void *ctx)
 
 int ident_export(const struct ident_scope *scope, int argc, char **argv)
 {
-	char usage_line[128];
+	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line),
 		 "moat %s export ID --out DIR [--format pem|p12|c-header|agent] "
 		 "[--password-file F]",
