@@ -131,6 +131,7 @@ tls_version tlsv1.2
 plugin $PLUGIN_SO
 plugin_opt_policy_file $PB/broker/policy
 plugin_opt_crl_file $PB/pki/crl.pem
+plugin_opt_ca_file $PB/pki/ca.crt
 plugin_opt_events_file $PB/log/events.jsonl
 EOF
 	chmod 644 "$PB/broker/mosquitto.conf"
