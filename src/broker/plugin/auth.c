@@ -61,7 +61,9 @@ static bool cert_identity(X509 *cert, char out[MOAT_ID_BUF_LEN])
 /* NULL when cert is a client leaf, else the reason word (detail filled). */
 static const char *leaf_refusal(X509 *cert, char *detail, size_t size)
 {
-	if (X509_check_ca(cert) != 0) {
+	/* X509_check_ca alone says "not a CA" for CA:TRUE with a keyUsage lacking keyCertSign,
+	 * so the basicConstraints flag is read as well. */
+	if ((X509_get_extension_flags(cert) & EXFLAG_CA) || X509_check_ca(cert) != 0) {
 		snprintf(detail, size, "certificate is a CA certificate, not a leaf");
 		return "certificate_is_ca";
 	}
