@@ -219,6 +219,10 @@ plugin_events() {
 		"$PLUGIN_EVENTS"
 }
 
+# plugin_more_events KIND IDENTITY REASON N: more than N matching events were written (for
+# wait_for, which runs its command again on every try).
+plugin_more_events() { [ "$(plugin_events "$1" "$2" "$3" | wc -l)" -gt "$4" ]; }
+
 # plugin_wait_event KIND IDENTITY REASON SECONDS: waits until such an event was written.
 plugin_wait_event() {
 	local kind=$1 ident=${2:-} reason=${3:-} limit=${4:-10}

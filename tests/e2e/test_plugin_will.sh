@@ -26,9 +26,7 @@ plugin_conf
 plugin_start
 plugin_sub_bg svc svc-1 "$T/svc.out" 'devices/+/status' 'devices/+/telemetry'
 
-# more_events KIND IDENTITY REASON N: more than N such events were written.
 WILLS=0 # dev-a's connections so far, each one subscribes once
-more_events() { [ "$(plugin_events "$1" "$2" "$3" | wc -l)" -gt "$4" ]; }
 subscribed_more() {
 	[ "$(grep -cF -- " dev-a 1 devices/dev-a/commands/x" "$PB/log/mosquitto.log")" -gt "$1" ]
 }
@@ -43,7 +41,7 @@ will_then_die() {
 		--will-topic "$topic" --will-payload "$payload" --will-qos 1 "${args[@]}" \
 		>/dev/null 2>&1
 	pid=$!
-	wait_for 10 more_events connected dev-a "" "$before" ||
+	wait_for 10 plugin_more_events connected dev-a "" "$before" ||
 		fail "dev-a did not connect"
 	wait_for 10 subscribed_more "$WILLS" || fail "dev-a did not subscribe"
 	WILLS=$((WILLS + 1))
@@ -55,7 +53,7 @@ refused_will() {
 	shift
 	before=$(plugin_events payload_rejected dev-a "$reason" | wc -l)
 	will_then_die "$@"
-	wait_for 10 more_events payload_rejected dev-a "$reason" "$before" ||
+	wait_for 10 plugin_more_events payload_rejected dev-a "$reason" "$before" ||
 		fail "no payload_rejected $reason event for dev-a's will on $1"
 	plugin_events payload_rejected dev-a "$reason" | tail -1 | grep -qF '"detail":"last will: ' ||
 		fail "the $reason event does not say it was a last will"
@@ -81,7 +79,7 @@ wait_for 10 grep -qF 'devices/dev-a/status {"device_id":"dev-a","status":"offlin
 pass "only the valid will reached the service"
 # A new subscriber (svc-1 again, once the first has left) reads the retained status.
 kill "$PLUGIN_SUB_PID" 2>/dev/null || true
-wait_for 10 more_events disconnected svc-1 "" 0 || fail "svc-1 did not leave"
+wait_for 10 plugin_more_events disconnected svc-1 "" 0 || fail "svc-1 did not leave"
 # shellcheck disable=SC2046
 got=$(timeout "$(deadline 10)" mosquitto_sub $(plugin_client_args svc svc-1) -V mqttv5 -q 1 \
 	-t devices/dev-a/status -C 1 -v 2>/dev/null)
@@ -96,7 +94,7 @@ expect_ok "dev-b publishes a retained status" \
 expect_ok "dev-a clears its retained status" plugin_pub dev-a dev-a devices/dev-a/status '' -r
 # (mosquitto_pub exits 0 whatever the PUBACK says: the events and the subscriber tell.)
 plugin_pub dev-a dev-a devices/dev-a/status '' >/dev/null 2>&1 || true
-wait_for 10 more_events payload_rejected dev-a empty 1 ||
+wait_for 10 plugin_more_events payload_rejected dev-a empty 1 ||
 	fail "an empty status without retain was not refused"
 plugin_pub dev-a dev-a devices/dev-b/status '' -r >/dev/null 2>&1 || true
 plugin_expect_event acl_denied dev-a not_granted

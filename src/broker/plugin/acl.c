@@ -74,15 +74,8 @@ static int subscription_bounds(struct mp_state *st, const struct mosquitto_evt_a
 	if (!reason) {
 		return MOSQ_ERR_SUCCESS;
 	}
-	struct mp_event ev = {
-		.kind = MP_EV_SUBSCRIPTION_LIMITED,
-		.identity = pi->name,
-		.client_id = mosquitto_client_id(ed->client),
-		.address = mosquitto_client_address(ed->client),
-		.reason = reason,
-		.detail = detail,
-	};
-	moat_plugin_event(st, &ev);
+	moat_plugin_client_event(st, MP_EV_SUBSCRIPTION_LIMITED, ed->client, pi->name, reason,
+				 detail);
 	return MOSQ_ERR_ACL_DENIED;
 }
 
@@ -133,14 +126,8 @@ int moat_plugin_acl_check(int event, void *event_data, void *userdata)
 	char detail[MP_EVENT_FIELD_MAX_LEN + 32];
 	snprintf(detail, sizeof(detail), "%s %.*s", access_name(ed->access), MP_EVENT_FIELD_MAX_LEN,
 		 ed->topic ? ed->topic : "(none)");
-	struct mp_event ev = {
-		.kind = MP_EV_ACL_DENIED,
-		.identity = pi ? pi->name : mosquitto_client_username(ed->client),
-		.client_id = mosquitto_client_id(ed->client),
-		.address = mosquitto_client_address(ed->client),
-		.reason = reason,
-		.detail = detail,
-	};
-	moat_plugin_event(st, &ev);
+	moat_plugin_client_event(st, MP_EV_ACL_DENIED, ed->client,
+				 pi ? pi->name : mosquitto_client_username(ed->client), reason,
+				 detail);
 	return MOSQ_ERR_ACL_DENIED;
 }

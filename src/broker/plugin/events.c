@@ -138,3 +138,18 @@ out:
 	cJSON_free(json);
 	cJSON_Delete(obj);
 }
+
+void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
+			      const struct mosquitto *client, const char *identity,
+			      const char *reason, const char *detail)
+{
+	struct mp_event ev = {
+		.kind = kind,
+		.identity = identity,
+		.client_id = mosquitto_client_id(client),
+		.address = mosquitto_client_address(client),
+		.reason = reason,
+		.detail = detail,
+	};
+	moat_plugin_event(st, &ev);
+}

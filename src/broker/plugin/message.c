@@ -63,15 +63,7 @@ static int drop(struct mp_state *st, const struct dropped *m, const char *identi
 	char detail[MP_EVENT_FIELD_MAX_LEN + 112];
 	snprintf(detail, sizeof(detail), "%s%s: %u bytes on %.*s", m->will ? "last will: " : "",
 		 what, m->payloadlen, MP_EVENT_FIELD_MAX_LEN, m->topic ? m->topic : "(none)");
-	struct mp_event ev = {
-		.kind = kind,
-		.identity = identity,
-		.client_id = mosquitto_client_id(m->client),
-		.address = mosquitto_client_address(m->client),
-		.reason = reason,
-		.detail = detail,
-	};
-	moat_plugin_event(st, &ev);
+	moat_plugin_client_event(st, kind, m->client, identity, reason, detail);
 	return MOSQ_ERR_ACL_DENIED;
 }
 

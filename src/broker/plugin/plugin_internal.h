@@ -217,6 +217,10 @@ struct mp_event {
  * caller: an event that cannot be written is logged to the broker's log. */
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
 const char *moat_plugin_event_name(enum mp_event_kind kind);
+/* moat_plugin_event for something client did: client id and address are the client's. */
+void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
+			      const struct mosquitto *client, const char *identity,
+			      const char *reason, const char *detail);
 
 /* budget.c */
 /* Sets up the address table; false when out of memory. */
