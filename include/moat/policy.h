@@ -15,6 +15,8 @@
  *   limits device msgs_per_s=10 bytes_per_s=16384 burst=20 max_payload=8192
  *   limits service ...                               one per role, at most once each;
  *   limits operator ...                              all four keys, each once, any order
+ *   subscriptions device per_client=32 per_packet=16 one per role, at most once each,
+ *                                                    both keys, any order; optional
  *   flapping connects=10 window_s=60 ban_s=300       (at most once)
  *   identity sensor-001 device active                name role status; names strictly
  *   identity sensor-002 device disabled              ascending (strcmp), so no duplicates
@@ -30,6 +32,11 @@
  * same `burst` messages' worth of time, bytes_per_s * burst / msgs_per_s (bytes_per_s
  * when msgs_per_s is 0), and at least max_payload, so one full-size message always fits.
  * max_payload caps one message's payload in bytes (a message larger is dropped).
+ * Subscriptions, per role: a client holds at most per_client subscriptions (the broker's
+ * own count for its session, kept across reconnects of a persistent session), and one
+ * SUBSCRIBE packet adds at most per_packet of them; what is beyond is refused (SUBACK
+ * "not authorised") and reported. Rendered only when they differ from the defaults, so
+ * policies of deployments that never set them read as before.
  * Flapping: an identity that connects more than `connects` times within `window_s`
  * seconds is refused for `ban_s` seconds (connects=0 turns detection off).
  */
@@ -55,6 +62,8 @@
 #define MOAT_POLICY_BURST_MAX 1000000u
 #define MOAT_POLICY_PAYLOAD_MIN_BYTES 1u
 #define MOAT_POLICY_PAYLOAD_MAX_BYTES 268435455u /* MQTT's largest packet */
+#define MOAT_POLICY_SUBS_MIN 1u
+#define MOAT_POLICY_SUBS_MAX 100000u /* per_client and per_packet */
 /* 0 = flapping detection off; at most MOAT_FLAP_THRESHOLD_MAX - 1 (ratelimit.h), since the
  * detector bans on connect number connects + 1 and keeps that many times per identity. */
 #define MOAT_POLICY_FLAP_CONNECTS_MAX 31u
@@ -69,14 +78,17 @@
  *   plugin_opt_policy_file /srv/fleet/broker/policy
  *   plugin_opt_crl_file /srv/fleet/pki/crl.pem
  *   plugin_opt_events_file /srv/fleet/log/security-events.jsonl
- * policy_file and crl_file are required (the plugin refuses to start without them: a
- * broker that silently enforced nothing would be worse than none); events_file is
+ *   plugin_opt_ca_file /srv/fleet/pki/ca.crt
+ * policy_file, crl_file and ca_file (the CA the CRL must be signed by) are required (the
+ * plugin refuses to start without them: a broker that silently enforced nothing would be
+ * worse than none); events_file is
  * optional (events are then only published on moat/events/<kind>). */
 #define MOAT_POLICY_FILE_NAME "broker/policy"
 #define MOAT_PLUGIN_OPT_PREFIX "plugin_opt_"
 #define MOAT_PLUGIN_OPT_POLICY_FILE "policy_file"
 #define MOAT_PLUGIN_OPT_CRL_FILE "crl_file"
 #define MOAT_PLUGIN_OPT_EVENTS_FILE "events_file"
+#define MOAT_PLUGIN_OPT_CA_FILE "ca_file"
 #define MOAT_PLUGIN_EVENTS_FILE_NAME "log/security-events.jsonl"
 
 /* Same values as the registry's enum moat_identity_status, so it converts by value. */
@@ -92,6 +104,11 @@ struct moat_policy_limits {
 	uint32_t bytes_per_s; /* 0 = unlimited */
 	uint32_t burst;	      /* messages the message bucket holds */
 	uint32_t max_payload; /* bytes; larger messages are dropped */
+};
+
+struct moat_policy_subs {
+	uint32_t per_client; /* subscriptions one client (session) holds at most */
+	uint32_t per_packet; /* subscriptions one SUBSCRIBE packet adds at most */
 };
 
 struct moat_policy_flapping {
@@ -112,6 +129,7 @@ struct moat_policy_identity {
 struct moat_policy {
 	bool operator_write_commands;
 	struct moat_policy_limits limits[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
+	struct moat_policy_subs subs[MOAT_ROLE_COUNT];     /* indexed by enum moat_role */
 	struct moat_policy_flapping flapping;
 	struct moat_policy_identity *identities;
 	size_t identity_count;
@@ -122,6 +140,7 @@ struct moat_policy {
  * an identity is added (calling it anyway is fine). Defaults: operator_write_commands yes;
  * device 10 msgs/s, 16384 B/s, burst 20, max_payload 8192; service unlimited rates, burst
  * 1000, max_payload 1048576; operator 5 msgs/s, 65536 B/s, burst 10, max_payload 65536;
+ * subscriptions per client/per packet: device 32/16, service 1024/256, operator 256/64;
  * flapping 10 connects in 60 s bans for 300 s. */
 void moat_policy_init(struct moat_policy *p);
 

@@ -104,10 +104,12 @@ int moat_broker_render_conf(const char *dir, const struct moat_broker_settings *
 			"plugin %s\n"
 			"%s%s %s/%s\n"
 			"%s%s %s/pki/crl.pem\n"
+			"%s%s %s/pki/ca.crt\n"
 			"%s%s %s/%s\n\n",
 			plugin_path, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_POLICY_FILE, dir,
 			MOAT_POLICY_FILE_NAME, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_CRL_FILE,
-			dir, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_EVENTS_FILE, dir,
+			dir, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_CA_FILE, dir,
+			MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_EVENTS_FILE, dir,
 			MOAT_PLUGIN_EVENTS_FILE_NAME);
 	} else {
 		moat_buf_printf(&b,

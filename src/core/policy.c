@@ -36,6 +36,10 @@ void moat_policy_init(struct moat_policy *p)
 								    .bytes_per_s = 65536,
 								    .burst = 10,
 								    .max_payload = 65536};
+	p->subs[MOAT_ROLE_DEVICE] = (struct moat_policy_subs){.per_client = 32, .per_packet = 16};
+	p->subs[MOAT_ROLE_SERVICE] =
+		(struct moat_policy_subs){.per_client = 1024, .per_packet = 256};
+	p->subs[MOAT_ROLE_OPERATOR] = (struct moat_policy_subs){.per_client = 256, .per_packet = 64};
 	p->flapping = (struct moat_policy_flapping){.connects = 10, .window_s = 60, .ban_s = 300};
 }
 
@@ -178,6 +182,17 @@ static int validate_limits(const struct moat_policy_limits *l, struct moat_err *
 	return rc;
 }
 
+static int validate_subs(const struct moat_policy_subs *s, struct moat_err *err)
+{
+	int rc = check_range("per_client", s->per_client, MOAT_POLICY_SUBS_MIN,
+			     MOAT_POLICY_SUBS_MAX, err);
+	if (rc == 0) {
+		rc = check_range("per_packet", s->per_packet, MOAT_POLICY_SUBS_MIN,
+				 MOAT_POLICY_SUBS_MAX, err);
+	}
+	return rc;
+}
+
 static int validate_flapping(const struct moat_policy_flapping *f, struct moat_err *err)
 {
 	int rc = check_range("connects", f->connects, 0, MOAT_POLICY_FLAP_CONNECTS_MAX, err);
@@ -198,6 +213,12 @@ int moat_policy_validate(const struct moat_policy *p, struct moat_err *err)
 		int rc = validate_limits(&p->limits[r], err);
 		if (rc < 0) {
 			moat_err_prefix(err, "policy: limits %s",
+					moat_role_name((enum moat_role)r));
+			return rc;
+		}
+		rc = validate_subs(&p->subs[r], err);
+		if (rc < 0) {
+			moat_err_prefix(err, "policy: subscriptions %s",
 					moat_role_name((enum moat_role)r));
 			return rc;
 		}
@@ -274,6 +295,15 @@ static void render_all(const struct moat_policy *p, struct writer *w)
 		    moat_role_name((enum moat_role)r), l->msgs_per_s, l->bytes_per_s, l->burst,
 		    l->max_payload);
 	}
+	struct moat_policy defaults;
+	moat_policy_init(&defaults);
+	for (int r = 0; r < MOAT_ROLE_COUNT; r++) {
+		const struct moat_policy_subs *sb = &p->subs[r];
+		if (memcmp(sb, &defaults.subs[r], sizeof(*sb)) != 0) {
+			put(w, "subscriptions %s per_client=%u per_packet=%u\n",
+			    moat_role_name((enum moat_role)r), sb->per_client, sb->per_packet);
+		}
+	}
 	put(w, "flapping connects=%u window_s=%u ban_s=%u\n", p->flapping.connects,
 	    p->flapping.window_s, p->flapping.ban_s);
 	for (size_t i = 0; i < p->identity_count; i++) {
@@ -344,6 +374,7 @@ struct parse_state {
 	struct moat_policy *p;
 	bool seen_operator;
 	bool seen_limits[MOAT_ROLE_COUNT];
+	bool seen_subs[MOAT_ROLE_COUNT];
 	bool seen_flapping;
 	bool seen_end;
 };
@@ -453,6 +484,49 @@ static int parse_limits(struct parse_state *st, char **f, int n, struct moat_err
 	return 0;
 }
 
+static int parse_subs(struct parse_state *st, char **f, int n, struct moat_err *err)
+{
+	static const char *const keys[2] = {"per_client", "per_packet"};
+	if (n != 4) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "subscriptions needs a role, per_client= and per_packet=");
+	}
+	enum moat_role role;
+	int rc = moat_role_parse(f[1], &role, err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (st->seen_subs[role]) {
+		return moat_err_set(err, MOAT_EINVAL, "subscriptions for %s given twice", f[1]);
+	}
+	uint32_t vals[2] = {0};
+	bool seen[2] = {false};
+	for (int i = 2; i < n; i++) {
+		char *value = NULL;
+		rc = split_kv(f[i], &value, err);
+		if (rc < 0) {
+			return rc;
+		}
+		int k = strcmp(f[i], keys[0]) == 0 ? 0 : strcmp(f[i], keys[1]) == 0 ? 1 : -1;
+		if (k < 0) {
+			return moat_err_set(err, MOAT_EINVAL, "unknown subscriptions key '%.32s'",
+					    f[i]);
+		}
+		if (seen[k]) {
+			return moat_err_set(err, MOAT_EINVAL, "%s given twice", f[i]);
+		}
+		seen[k] = true;
+		rc = parse_u32(f[i], value, MOAT_POLICY_SUBS_MIN, MOAT_POLICY_SUBS_MAX, &vals[k],
+			       err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
+	st->p->subs[role] = (struct moat_policy_subs){.per_client = vals[0], .per_packet = vals[1]};
+	st->seen_subs[role] = true;
+	return 0;
+}
+
 static int parse_flapping(struct parse_state *st, char **f, int n, struct moat_err *err)
 {
 	static const char *const keys[3] = {"connects", "window_s", "ban_s"};
@@ -537,6 +611,9 @@ static int parse_line(struct parse_state *st, char *line, struct moat_err *err)
 	}
 	if (strcmp(f[0], "limits") == 0) {
 		return parse_limits(st, f, n, err);
+	}
+	if (strcmp(f[0], "subscriptions") == 0) {
+		return parse_subs(st, f, n, err);
 	}
 	if (strcmp(f[0], "flapping") == 0) {
 		return parse_flapping(st, f, n, err);

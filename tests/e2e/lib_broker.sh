@@ -99,6 +99,7 @@ tls_version tlsv1.2
 plugin $PLUGIN_SO
 plugin_opt_policy_file $PB/broker/policy
 plugin_opt_crl_file $PB/pki/crl.pem
+plugin_opt_ca_file $PB/pki/ca.crt
 plugin_opt_events_file $PB/log/events.jsonl
 EOF
 	chmod 644 "$PB/broker/mosquitto.conf"
@@ -185,6 +186,10 @@ plugin_events() {
 		'select(.kind == $k and ($i == "" or .identity == $i) and ($r == "" or .reason == $r))' \
 		"$PLUGIN_EVENTS"
 }
+
+# plugin_more_events KIND IDENTITY REASON N: more than N matching events were written (for
+# wait_for, which runs its command again on every try).
+plugin_more_events() { [ "$(plugin_events "$1" "$2" "$3" | wc -l)" -gt "$4" ]; }
 
 # plugin_wait_event KIND IDENTITY REASON SECONDS: waits until such an event was written.
 plugin_wait_event() {

@@ -116,6 +116,20 @@ static const struct bad_row bad[] = {
 	{HEAD "flapping connects=3 window_s=60 ban_s=604801\n" END0,
 	 "policy:2: ban_s=604801 is out"},
 	{HEAD "flapping connects=3 window_s=6o ban_s=60\n" END0, "policy:2: window_s=6o is not"},
+	/* subscriptions */
+	{HEAD "subscriptions device per_client=5\n" END0, "policy:2: subscriptions needs"},
+	{HEAD "subscriptions robot per_client=5 per_packet=2\n" END0, "policy:2: "},
+	{HEAD "subscriptions device per_client=5 per_packet=2\n"
+	      "subscriptions device per_client=5 per_packet=2\n" END0,
+	 "policy:3: subscriptions for device given twice"},
+	{HEAD "subscriptions device per_client=5 per_client=2\n" END0,
+	 "policy:2: per_client given twice"},
+	{HEAD "subscriptions device per_client=5 max=2\n" END0,
+	 "policy:2: unknown subscriptions key 'max'"},
+	{HEAD "subscriptions device per_client=0 per_packet=2\n" END0,
+	 "policy:2: per_client=0 is out of range"},
+	{HEAD "subscriptions device per_client=5 per_packet=100001\n" END0,
+	 "policy:2: per_packet=100001 is out of range"},
 	/* identity */
 	{HEAD "identity a device\n" END0, "policy:2: identity needs a name, a role and a status"},
 	{HEAD "identity Sensor device active\nend identities=1\n",
@@ -335,6 +349,7 @@ static void test_round_trip(void **state)
 	p.operator_write_commands = false;
 	p.limits[MOAT_ROLE_DEVICE] = (struct moat_policy_limits){3, 1000, 7, 512};
 	p.flapping = (struct moat_policy_flapping){0, 10, 20};
+	p.subs[MOAT_ROLE_SERVICE] = (struct moat_policy_subs){7, 3};
 	assert_int_equal(moat_policy_add_identity(&p, "svc", MOAT_ROLE_SERVICE, MOAT_POLICY_ACTIVE,
 						  &err),
 			 0);
@@ -351,10 +366,14 @@ static void test_round_trip(void **state)
 	assert_int_equal(moat_policy_render_size(&p), len + 1);
 	assert_non_null(strstr(text, "identity dev-1 device disabled\n"));
 	assert_non_null(strstr(text, "end identities=3\n"));
+	/* only the subscription bounds that differ from the defaults are written */
+	assert_non_null(strstr(text, "\nsubscriptions service per_client=7 per_packet=3\n"));
+	assert_null(strstr(text, "subscriptions device"));
 	assert_int_equal(moat_policy_parse(text, len, &back, &err), 0);
 	assert_int_equal(back.operator_write_commands, p.operator_write_commands);
 	assert_memory_equal(back.limits, p.limits, sizeof(p.limits));
 	assert_memory_equal(&back.flapping, &p.flapping, sizeof(p.flapping));
+	assert_memory_equal(back.subs, p.subs, sizeof(p.subs));
 	assert_int_equal(back.identity_count, p.identity_count);
 	assert_memory_equal(back.identities, p.identities,
 			    p.identity_count * sizeof(p.identities[0]));

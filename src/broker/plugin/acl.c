@@ -3,8 +3,13 @@
  * The decision is moat_acl_decide (include/moat/topic.h), the same rule the generated
  * acl.conf and the audit use; this file only maps Mosquitto's access codes onto it and
  * looks the identity up in the current policy, so a disabled identity loses access at
- * once even before TICK kicks it. Every refusal is an acl_denied event (rate-limited per
- * identity in events.c).
+ * once even before TICK kicks it. Every refusal is an acl_denied event (budgeted in
+ * budget.c). A write it grants then meets the payload rule (message.c), which is how last
+ * wills, sent without the MESSAGE hook, are held to it. A subscription it grants then meets
+ * the role's bounds (policy.h "subscriptions"): the broker's own count of the client's
+ * subscriptions, and the filters of one SUBSCRIBE, counted per pass of the broker's loop
+ * (TICK ends a pass; a packet is always handled within one). What is beyond is refused
+ * and a subscription_limited event.
  */
 #include <stdio.h>
 #include <string.h>
@@ -40,6 +45,40 @@ static const char *access_name(int access)
 	}
 }
 
+/* MOSQ_ERR_SUCCESS when the client may add one more subscription, else the refusal. */
+static int subscription_bounds(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
+			       const struct moat_policy_identity *pi)
+{
+	const struct moat_policy_subs *b = &st->policy.subs[pi->role];
+	struct mp_conn *c = moat_plugin_conn_find(st, ed->client);
+	const char *reason = NULL;
+	char detail[MP_EVENT_FIELD_MAX_LEN + 96];
+	int held = mosquitto_client_sub_count(ed->client);
+	if (c && c->subs_pass != st->loop_pass) {
+		c->subs_pass = st->loop_pass;
+		c->subs_in_pass = 0;
+	}
+	if (c && c->subs_in_pass >= b->per_packet) {
+		reason = "too_many_in_subscribe";
+		snprintf(detail, sizeof(detail), "more than %u filters in one SUBSCRIBE: %.*s",
+			 b->per_packet, MP_EVENT_FIELD_MAX_LEN, ed->topic ? ed->topic : "(none)");
+	} else if (held < 0 || (uint32_t)held >= b->per_client) {
+		reason = "too_many_subscriptions";
+		snprintf(detail, sizeof(detail), "already %d of at most %u subscriptions: %.*s",
+			 held, b->per_client, MP_EVENT_FIELD_MAX_LEN,
+			 ed->topic ? ed->topic : "(none)");
+	}
+	if (c) {
+		c->subs_in_pass++;
+	}
+	if (!reason) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	moat_plugin_client_event(st, MP_EV_SUBSCRIPTION_LIMITED, ed->client, pi->name, reason,
+				 detail);
+	return MOSQ_ERR_ACL_DENIED;
+}
+
 int moat_plugin_acl_check(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -73,6 +112,12 @@ int moat_plugin_acl_check(int event, void *event_data, void *userdata)
 		};
 		enum moat_acl_reason why = MOAT_ACL_BAD_INPUT;
 		if (moat_acl_decide(pi->role, pi->name, access, ed->topic, &ap, &why)) {
+			if (access == MOAT_ACCESS_WRITE) {
+				return moat_plugin_payload_check(st, ed, pi);
+			}
+			if (access == MOAT_ACCESS_SUBSCRIBE) {
+				return subscription_bounds(st, ed, pi);
+			}
 			return MOSQ_ERR_SUCCESS;
 		}
 		reason = moat_acl_reason_name(why);
@@ -81,7 +126,7 @@ int moat_plugin_acl_check(int event, void *event_data, void *userdata)
 	char detail[MP_EVENT_FIELD_MAX_LEN + 32];
 	snprintf(detail, sizeof(detail), "%s %.*s", access_name(ed->access), MP_EVENT_FIELD_MAX_LEN,
 		 ed->topic ? ed->topic : "(none)");
-	moat_plugin_client_event(st, ed->client, MP_EV_ACL_DENIED,
+	moat_plugin_client_event(st, MP_EV_ACL_DENIED, ed->client,
 				 pi ? pi->name : mosquitto_client_username(ed->client), reason,
 				 detail);
 	return MOSQ_ERR_ACL_DENIED;

@@ -1,45 +1,78 @@
 /* auth.c: BASIC_AUTH (who may connect) and DISCONNECT (the end of what BASIC_AUTH began).
  *
  * Mosquitto has already verified the certificate chain (and its crlfile, as of the last
- * start or SIGHUP) during the TLS handshake. BASIC_AUTH binds the MQTT session to it:
+ * start or SIGHUP) during the TLS handshake, but not what kind of certificate it is.
+ * BASIC_AUTH requires a leaf made for a client: not a CA (basicConstraints CA:TRUE,
+ * keyCertSign or a v1 root), an extendedKeyUsage that includes clientAuth, exactly one CN
+ * and exactly one OU naming the identity's role in the policy (moat's PKI writes the role
+ * there). Then it binds the MQTT session to it:
  * the certificate's CN is the identity; the client id must be exactly that identity
  * (otherwise any valid certificate could take over another device's session); the serial
  * must not be in the CRL the plugin last loaded (which may be newer than the broker's); the
  * policy must list the identity as active; the identity must not be banned for flapping.
  * On success the username becomes the CN, which is what the ACL and rate limits key on,
- * whatever username the client sent. Every refusal is a security event.
+ * whatever username the client sent. Every refusal is a security event, except one: on a
+ * reload Mosquitto runs BASIC_AUTH for offline persistent sessions too, which have no
+ * certificate; they are refused again silently (they were never connected, nothing was
+ * attempted).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/objects.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "moat/timeutil.h"
 #include "plugin_internal.h"
 
-/* The single CN of the subject, when it is a valid identity name. */
-static bool cert_identity(X509 *cert, char out[MOAT_ID_BUF_LEN])
+/* The text of the single entry nid of the subject, NUL-terminated in out (size bytes); false
+ * when there is none, more than one, or it does not fit or holds a NUL. */
+static bool single_name_entry(X509 *cert, int nid, char *out, size_t size)
 {
 	out[0] = '\0';
 	const X509_NAME *name = X509_get_subject_name(cert);
-	int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
-	if (idx < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, idx) >= 0) {
-		return false; /* none, or two: which one would be "the" identity? */
+	int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+	if (idx < 0 || X509_NAME_get_index_by_NID(name, nid, idx) >= 0) {
+		return false; /* none, or two: which one would be "the" one? */
 	}
 	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
 	const unsigned char *data = ASN1_STRING_get0_data(s);
 	int len = ASN1_STRING_length(s);
-	if (!data || len <= 0 || len > MOAT_ID_MAX_LEN || memchr(data, '\0', (size_t)len)) {
+	if (!data || len <= 0 || (size_t)len >= size || memchr(data, '\0', (size_t)len)) {
 		return false;
 	}
 	memcpy(out, data, (size_t)len);
 	out[len] = '\0';
-	if (!moat_identity_name_ok(out)) {
+	return true;
+}
+
+/* The single CN of the subject, when it is a valid identity name. */
+static bool cert_identity(X509 *cert, char out[MOAT_ID_BUF_LEN])
+{
+	if (!single_name_entry(cert, NID_commonName, out, MOAT_ID_BUF_LEN) ||
+	    !moat_identity_name_ok(out)) {
 		out[0] = '\0';
 		return false;
 	}
 	return true;
+}
+
+/* NULL when cert is a client leaf, else the reason word (detail filled). */
+static const char *leaf_refusal(X509 *cert, char *detail, size_t size)
+{
+	/* X509_check_ca alone says "not a CA" for CA:TRUE with a keyUsage lacking keyCertSign,
+	 * so the basicConstraints flag is read as well. */
+	if ((X509_get_extension_flags(cert) & EXFLAG_CA) || X509_check_ca(cert) != 0) {
+		snprintf(detail, size, "certificate is a CA certificate, not a leaf");
+		return "certificate_is_ca";
+	}
+	if (!(X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) ||
+	    !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
+		snprintf(detail, size, "certificate is not for client authentication (EKU)");
+		return "not_client_certificate";
+	}
+	return NULL;
 }
 
 /* Counts a connect of identity; NULL, or why it is refused (banned or flapping now). */
@@ -92,6 +125,9 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 	};
 
 	X509 *cert = mosquitto_client_certificate(ed->client);
+	if (!cert && st->in_reload && !moat_plugin_conn_find(st, ed->client)) {
+		return MOSQ_ERR_AUTH; /* an offline persistent session: nothing to report */
+	}
 	if (!cert) {
 		reason = "no_certificate";
 		snprintf(detail, sizeof(detail), "no client certificate");
@@ -104,6 +140,10 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 		goto refuse;
 	}
 	ev.identity = cn;
+	reason = leaf_refusal(cert, detail, sizeof(detail));
+	if (reason) {
+		goto refuse;
+	}
 	if (!moat_plugin_serial_hex(X509_get0_serialNumber(cert), serial)) {
 		reason = "bad_serial";
 		snprintf(detail, sizeof(detail), "certificate serial is unreadable or too long");
@@ -129,6 +169,15 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 	if (pi->status != MOAT_POLICY_ACTIVE) {
 		reason = moat_policy_status_name(pi->status);
 		snprintf(detail, sizeof(detail), "identity is %s", reason);
+		goto refuse;
+	}
+	char ou[MOAT_ID_BUF_LEN];
+	if (!single_name_entry(cert, NID_organizationalUnitName, ou, sizeof(ou)) ||
+	    strcmp(ou, moat_role_name(pi->role)) != 0) {
+		reason = "role_mismatch";
+		snprintf(detail, sizeof(detail),
+			 "certificate OU is missing, repeated or not the identity's role '%s'",
+			 moat_role_name(pi->role));
 		goto refuse;
 	}
 	struct mp_ident *id = moat_plugin_ident_get(st, cn);

@@ -2,13 +2,19 @@
  *
  * The CRL file (pki/crl.pem, rewritten by `moat` on every revocation) is read into a
  * sorted array of uppercase hex serials, allocated with mosquitto_malloc so the broker's
- * memory limit applies; lookups are a binary search. A CRL that does not parse, or lists
- * more than MP_CRL_MAX_ENTRIES serials, leaves the one in force untouched. auth.c refuses
+ * memory limit applies; lookups are a binary search. The CRL must be signed by the CA of
+ * plugin_opt_ca_file (issuer name and signature), and be current: a nextUpdate in the
+ * future and a lastUpdate not more than MP_CRL_CLOCK_SKEW_S ahead of the clock; otherwise
+ * whoever can write the file, or an old copy put back, could un-revoke certificates.
+ * A CRL that does not parse or verify, or lists more than MP_CRL_MAX_ENTRIES serials,
+ * leaves the one in force untouched (MOAT_EVERIFY for one that parses but does not
+ * verify); at start there is none in force and the broker does not start. auth.c refuses
  * a revoked serial at BASIC_AUTH; tick.c reloads the CRL when it changed and kicks the
  * clients it now revokes.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/pem.h>
@@ -61,6 +67,56 @@ bool moat_plugin_serial_revoked(const struct mp_state *st, const char *serial_he
 		       cmp_strp) != NULL;
 }
 
+/* 0 when crl is signed by the CA in ca_path and current at now, else MOAT_EVERIFY (or the
+ * error reading the CA) with the cause in err. */
+static int crl_verify(const char *crl_path, const char *ca_path, X509_CRL *crl, time_t now,
+		      struct moat_err *err)
+{
+	int rc = MOAT_EVERIFY;
+	char *data = NULL;
+	size_t len = 0;
+	BIO *bio = NULL;
+	X509 *ca = NULL;
+
+	rc = moat_fs_read_all(ca_path, MOAT_FILE_MAX_BYTES, &data, &len, err);
+	if (rc < 0) {
+		goto out;
+	}
+	bio = BIO_new_mem_buf(data, (int)len);
+	ca = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+	if (!ca) {
+		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM certificate", ca_path);
+		goto out;
+	}
+	rc = MOAT_EVERIFY;
+	EVP_PKEY *key = X509_get0_pubkey(ca);
+	if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) != 0 || !key ||
+	    X509_CRL_verify(crl, key) != 1) {
+		rc = moat_err_set(err, MOAT_EVERIFY, "%s: not signed by the CA of %s", crl_path,
+				  ca_path);
+		goto out;
+	}
+	const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+	if (!next || X509_cmp_time(next, &now) <= 0) {
+		rc = moat_err_set(err, MOAT_EVERIFY, "%s: stale (its nextUpdate has passed)",
+				  crl_path);
+		goto out;
+	}
+	time_t ahead = now + MP_CRL_CLOCK_SKEW_S;
+	const ASN1_TIME *last = X509_CRL_get0_lastUpdate(crl);
+	if (!last || X509_cmp_time(last, &ahead) >= 0) {
+		rc = moat_err_set(err, MOAT_EVERIFY, "%s: issued in the future (lastUpdate)",
+				  crl_path);
+		goto out;
+	}
+	rc = 0;
+out:
+	X509_free(ca);
+	BIO_free(bio);
+	free(data);
+	return rc;
+}
+
 int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
 {
 	int rc = moat_plugin_file_changed(st->crl_path, &st->crl_stamp, force, err);
@@ -89,6 +145,11 @@ int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
 		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM CRL", st->crl_path);
 		goto out;
 	}
+	rc = crl_verify(st->crl_path, st->ca_path, crl, time(NULL), err);
+	if (rc < 0) {
+		goto out;
+	}
+	rc = MOAT_EINVAL;
 	STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
 	int n = revs ? sk_X509_REVOKED_num(revs) : 0;
 	if (n < 0 || (unsigned)n > MP_CRL_MAX_ENTRIES) {

@@ -8,10 +8,10 @@
  *
  * Strings that come from clients (client ids, topics) are cut to MP_EVENT_FIELD_MAX_LEN
  * bytes and anything outside printable ASCII becomes '?', so an event is always valid
- * JSON of bounded size and cannot forge a second line in the file. A client that keeps
- * tripping the same check gets at most MP_EVENTS_PER_WINDOW events of that kind per
- * MP_EVENT_WINDOW_MS (the next one written says how many were suppressed), and all events
- * together are capped per second: the events must not become the flood they report.
+ * JSON of bounded size and cannot forge a second line in the file. Budgets per source, per
+ * kind and in total (budget.c) keep the events from becoming the flood they report without
+ * letting one flood silence the others; the next event written for a source and kind says
+ * how many were suppressed ("suppressed"), and events_suppressed sums them up.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -28,6 +28,7 @@
 static const char *const kind_names[MP_EV_COUNT] = {
 	"auth_refused",	  "acl_denied",	     "rate_limited", "payload_rejected",
 	"revoked_kicked", "flapping_banned", "connected",    "disconnected",
+	"subscription_limited", "crl_rejected", "events_suppressed",
 };
 
 const char *moat_plugin_event_name(enum mp_event_kind kind)
@@ -53,51 +54,6 @@ static bool add_str(cJSON *obj, const char *key, const char *value)
 	char buf[MP_EVENT_FIELD_MAX_LEN * 2 + 1];
 	clean_copy(buf, sizeof(buf), value);
 	return cJSON_AddStringToObject(obj, key, buf) != NULL;
-}
-
-/* Per identity and kind: true when this event should be written now. */
-static bool quiet_allows(struct mp_state *st, const struct mp_event *ev, int64_t now_ms,
-			 uint64_t *out_suppressed)
-{
-	*out_suppressed = 0;
-	if (ev->kind != MP_EV_ACL_DENIED && ev->kind != MP_EV_RATE_LIMITED &&
-	    ev->kind != MP_EV_PAYLOAD_REJECTED) {
-		return true;
-	}
-	/* Only identities the policy lists get state, so hostile names cannot grow the table. */
-	if (!ev->identity || !moat_policy_find(&st->policy, ev->identity)) {
-		return true;
-	}
-	struct mp_ident *id = moat_plugin_ident_get(st, ev->identity);
-	if (!id) {
-		return true;
-	}
-	if (now_ms - id->event_window_ms[ev->kind] >= MP_EVENT_WINDOW_MS) {
-		id->event_window_ms[ev->kind] = now_ms;
-		id->events_in_window[ev->kind] = 0;
-	}
-	if (id->events_in_window[ev->kind] >= MP_EVENTS_PER_WINDOW) {
-		id->suppressed[ev->kind]++;
-		return false;
-	}
-	id->events_in_window[ev->kind]++;
-	*out_suppressed = id->suppressed[ev->kind];
-	id->suppressed[ev->kind] = 0;
-	return true;
-}
-
-static bool global_allows(struct mp_state *st, int64_t now_ms)
-{
-	if (now_ms - st->events_window_ms >= 1000) {
-		st->events_window_ms = now_ms;
-		st->events_in_window = 0;
-	}
-	if (st->events_in_window >= MP_EVENTS_PER_S_MAX) {
-		st->events_dropped++;
-		return false;
-	}
-	st->events_in_window++;
-	return true;
 }
 
 static void write_line(struct mp_state *st, const char *json)
@@ -130,7 +86,7 @@ void moat_plugin_event(struct mp_state *st, const struct mp_event *ev)
 	st->counts[ev->kind]++;
 	int64_t now_ms = moat_time_mono_ms();
 	uint64_t suppressed = 0;
-	if (!quiet_allows(st, ev, now_ms, &suppressed) || !global_allows(st, now_ms)) {
+	if (!moat_plugin_budget_allows(st, ev, now_ms, &suppressed)) {
 		return;
 	}
 
@@ -183,9 +139,9 @@ out:
 	cJSON_Delete(obj);
 }
 
-void moat_plugin_client_event(struct mp_state *st, const struct mosquitto *client,
-			      enum mp_event_kind kind, const char *identity, const char *reason,
-			      const char *detail)
+void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
+			      const struct mosquitto *client, const char *identity,
+			      const char *reason, const char *detail)
 {
 	struct mp_event ev = {
 		.kind = kind,

@@ -1,20 +1,21 @@
-/* message.c: MESSAGE, the limits on what an identity may publish.
+/* message.c: what an identity may publish, its payload (for publishes and last wills) and
+ * its rate (for publishes).
  *
- * In order: the role's payload cap, the role's token buckets (messages/s and bytes/s, both
- * must have room; a refused message takes no tokens), then for the device topics whose
- * consumers parse JSON (telemetry, status, command_responses) the payload must be one JSON
- * object that passes the strict reader every consumer uses (json.h: no duplicate keys, no
- * trailing bytes, valid UTF-8, bounded depth), and its "device_id" must be the sender, so a
- * device cannot speak for another one inside its own topic. What fails is dropped
- * (MOSQ_ERR_ACL_DENIED: QoS 1 publishers get PUBACK 0x87) and becomes a rate_limited or
- * payload_rejected event.
+ * The payload rule is core's (include/moat/publish.h: the role's payload cap; on telemetry,
+ * status and command_responses one JSON object that passes the strict reader every
+ * consumer uses, whose "device_id" is the sender; on status a status message). Mosquitto
+ * 2.0 sends a last will without the MESSAGE hook but after a write ACL_CHECK that carries
+ * its payload, so acl.c calls moat_plugin_payload_check for every write it grants: a
+ * publish and a will meet the same rule. MESSAGE then takes the message from the role's
+ * token buckets (messages/s and bytes/s, both must have room; a refused message takes no
+ * tokens). What fails is dropped (MOSQ_ERR_ACL_DENIED: QoS 1 publishers get PUBACK 0x87;
+ * a will is not sent) and becomes a payload_rejected or rate_limited event.
  */
 #include <stdio.h>
 #include <string.h>
 
-#include "moat/json.h"
+#include "moat/publish.h"
 #include "moat/timeutil.h"
-#include "moat/topic.h"
 #include "plugin_internal.h"
 
 /* Takes one message of len bytes from both buckets, or nothing. */
@@ -48,60 +49,56 @@ static bool take_tokens(struct mp_ident *id, const struct moat_policy_limits *l,
 	return moat_bucket_take(&id->bytes, len, now_ms);
 }
 
-/* The reason word of an event for a refusal of the reader. */
-static const char *json_reason(enum moat_json_fault_kind kind)
-{
-	switch (kind) {
-	case MOAT_JSON_EMPTY:
-		return "empty";
-	case MOAT_JSON_TOO_BIG:
-		return "too_large_for_json";
-	case MOAT_JSON_NOT_OBJECT:
-		return "not_object";
-	case MOAT_JSON_NO_MEMORY:
-		return "internal_error";
-	default:
-		return "not_json";
-	}
-}
+/* What a dropped message was, for its event. */
+struct dropped {
+	struct mosquitto *client;
+	const char *topic;
+	uint32_t payloadlen;
+	bool will;
+};
 
-/* NULL when payload is acceptable for a JSON topic of sender, else why not. The payload goes
- * through the one strict reader (json.h), the one every consumer of these topics uses, so
- * what passes here is what they read. It builds a cJSON tree, as this check always did: the
- * reader adds one pass over the bytes and a duplicate check of O(k) per object, both
- * small next to cJSON's allocation per node, and it reads the payload in place. */
-static const char *json_check(const void *payload, uint32_t len, const char *sender)
-{
-	const struct moat_json_limits lim = {
-		.max_bytes = MP_JSON_MAX_BYTES,
-		.max_depth = MOAT_JSON_DEPTH_MAX,
-	};
-	struct moat_json_fault fault;
-	cJSON *root = NULL;
-	const char *why = NULL;
-
-	if (moat_json_parse("payload", payload, len, &lim, &root, &fault, NULL) != 0) {
-		return json_reason(fault.kind);
-	}
-	/* Every device_id key at the top: the reader has made sure there is at most one. */
-	for (const cJSON *item = root->child; item; item = item->next) {
-		if (strcmp(item->string, "device_id") == 0 &&
-		    (!cJSON_IsString(item) || strcmp(item->valuestring, sender) != 0)) {
-			why = "device_id_mismatch";
-		}
-	}
-	cJSON_Delete(root);
-	return why;
-}
-
-static int drop(struct mp_state *st, const struct mosquitto_evt_message *ed, const char *identity,
+static int drop(struct mp_state *st, const struct dropped *m, const char *identity,
 		enum mp_event_kind kind, const char *reason, const char *what)
 {
-	char detail[MP_EVENT_FIELD_MAX_LEN + 96];
-	snprintf(detail, sizeof(detail), "%s: %u bytes on %.*s", what, ed->payloadlen,
-		 MP_EVENT_FIELD_MAX_LEN, ed->topic ? ed->topic : "(none)");
-	moat_plugin_client_event(st, ed->client, kind, identity, reason, detail);
+	char detail[MP_EVENT_FIELD_MAX_LEN + 112];
+	snprintf(detail, sizeof(detail), "%s%s: %u bytes on %.*s", m->will ? "last will: " : "",
+		 what, m->payloadlen, MP_EVENT_FIELD_MAX_LEN, m->topic ? m->topic : "(none)");
+	moat_plugin_client_event(st, kind, m->client, identity, reason, detail);
 	return MOSQ_ERR_ACL_DENIED;
+}
+
+int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
+			      const struct moat_policy_identity *pi)
+{
+	const struct moat_policy_limits *l = &st->policy.limits[pi->role];
+	const struct moat_publish m = {
+		.sender = pi->name,
+		.topic = ed->topic,
+		.payload = ed->payload,
+		.len = ed->payloadlen,
+		.retain = ed->retain,
+	};
+	const char *why = moat_publish_check(&m, l->max_payload);
+	if (!why) {
+		return MOSQ_ERR_SUCCESS;
+	}
+	/* DISCONNECT has already forgotten a client whose will is being sent. */
+	const struct mp_conn *c = moat_plugin_conn_find(st, ed->client);
+	const struct dropped d = {
+		.client = ed->client,
+		.topic = ed->topic,
+		.payloadlen = ed->payloadlen,
+		.will = !c || !c->authed,
+	};
+	char what[64];
+	if (strcmp(why, "too_large") == 0) {
+		snprintf(what, sizeof(what), "payload larger than %u bytes", l->max_payload);
+	} else if (strcmp(why, "bad_status") == 0) {
+		snprintf(what, sizeof(what), "payload is not a status message from the sender");
+	} else {
+		snprintf(what, sizeof(what), "payload is not a JSON object from the sender");
+	}
+	return drop(st, &d, pi->name, MP_EV_PAYLOAD_REJECTED, why, what);
 }
 
 int moat_plugin_message(int event, void *event_data, void *userdata)
@@ -109,35 +106,25 @@ int moat_plugin_message(int event, void *event_data, void *userdata)
 	(void)event;
 	struct mosquitto_evt_message *ed = event_data;
 	struct mp_state *st = userdata;
+	const struct dropped d = {
+		.client = ed->client,
+		.topic = ed->topic,
+		.payloadlen = ed->payloadlen,
+	};
 	const struct moat_policy_identity *pi = moat_plugin_active_identity(st, ed->client);
 	if (!pi) {
-		return drop(st, ed, mosquitto_client_username(ed->client), MP_EV_ACL_DENIED,
+		return drop(st, &d, mosquitto_client_username(ed->client), MP_EV_ACL_DENIED,
 			    "not_authorised", "identity is not active");
 	}
 	const struct moat_policy_limits *l = &st->policy.limits[pi->role];
-	if (ed->payloadlen > l->max_payload) {
-		char what[64];
-		snprintf(what, sizeof(what), "payload larger than %u bytes", l->max_payload);
-		return drop(st, ed, pi->name, MP_EV_PAYLOAD_REJECTED, "too_large", what);
-	}
 	struct mp_ident *id = moat_plugin_ident_get(st, pi->name);
 	if (!id) {
-		return drop(st, ed, pi->name, MP_EV_RATE_LIMITED, "internal_error",
+		return drop(st, &d, pi->name, MP_EV_RATE_LIMITED, "internal_error",
 			    "out of memory");
 	}
 	if (!take_tokens(id, l, ed->payloadlen, moat_time_mono_ms())) {
-		return drop(st, ed, pi->name, MP_EV_RATE_LIMITED, "rate_limited",
+		return drop(st, &d, pi->name, MP_EV_RATE_LIMITED, "rate_limited",
 			    "over the role's message or byte rate");
-	}
-	struct moat_topic t;
-	if (ed->topic && moat_topic_parse(ed->topic, &t, NULL) == 0 &&
-	    (t.kind == MOAT_TOPIC_TELEMETRY || t.kind == MOAT_TOPIC_STATUS ||
-	     t.kind == MOAT_TOPIC_COMMAND_RESPONSES)) {
-		const char *why = json_check(ed->payload, ed->payloadlen, pi->name);
-		if (why) {
-			return drop(st, ed, pi->name, MP_EV_PAYLOAD_REJECTED, why,
-				    "payload is not a JSON object from the sender");
-		}
 	}
 	return MOSQ_ERR_SUCCESS;
 }

@@ -2,9 +2,11 @@
  * as Mosquitto's dynamic-security plugin does).
  *
  * Init reads the plugin_opt_* options (include/moat/policy.h), loads the policy and the CRL
- * and refuses to start the broker when either fails: a broker that came up without its
- * policy would let every valid certificate in with no limits, which is worse than no
- * broker. Then it registers the callbacks; each lives in its own file.
+ * (verified against the CA of plugin_opt_ca_file) and refuses to start the broker when
+ * either fails: a broker that came up without its policy would let every valid
+ * certificate in with no limits, and one without a good CRL would let revoked ones in,
+ * which is worse than no broker. Then it registers the callbacks; each lives in its own
+ * file.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -49,7 +51,9 @@ static void state_free(struct mp_state *st)
 	moat_policy_free(&st->policy);
 	moat_plugin_free_crl(st);
 	moat_plugin_tables_free(st);
+	moat_plugin_budget_free(st);
 	mosquitto_free(st->policy_path);
+	mosquitto_free(st->ca_path);
 	mosquitto_free(st->crl_path);
 	mosquitto_free(st->events_path);
 	mosquitto_free(st);
@@ -84,6 +88,8 @@ static int read_options(struct mp_state *st, const struct mosquitto_opt *opts, i
 			slot = &st->crl_path;
 		} else if (strcmp(o->key, MOAT_PLUGIN_OPT_EVENTS_FILE) == 0) {
 			slot = &st->events_path;
+		} else if (strcmp(o->key, MOAT_PLUGIN_OPT_CA_FILE) == 0) {
+			slot = &st->ca_path;
 		} else {
 			/* An option we do not know is most likely a typo of one we do, and
 			 * running without it could mean running without a protection. */
@@ -99,6 +105,13 @@ static int read_options(struct mp_state *st, const struct mosquitto_opt *opts, i
 		mosquitto_log_printf(MOSQ_LOG_ERR,
 				     "moat: plugin_opt_%s and plugin_opt_%s are required",
 				     MOAT_PLUGIN_OPT_POLICY_FILE, MOAT_PLUGIN_OPT_CRL_FILE);
+		return -1;
+	}
+	if (!st->ca_path) {
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     "moat: plugin_opt_%s is required (the CRL's signature is "
+				     "checked against it)",
+				     MOAT_PLUGIN_OPT_CA_FILE);
 		return -1;
 	}
 	return 0;
@@ -119,6 +132,10 @@ MP_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 	moat_policy_init(&st->policy);
 
 	if (read_options(st, options, option_count) < 0) {
+		goto out;
+	}
+	if (!moat_plugin_budget_init(st)) {
+		rc = MOSQ_ERR_NOMEM;
 		goto out;
 	}
 	if (moat_plugin_load_policy(st, true, &err) < 0 ||
@@ -190,13 +207,16 @@ MP_EXPORT int mosquitto_plugin_cleanup(void *userdata, struct mosquitto_opt *opt
 	mosquitto_log_printf(MOSQ_LOG_NOTICE,
 			     "moat: plugin stopping: auth_refused=%llu acl_denied=%llu "
 			     "rate_limited=%llu payload_rejected=%llu revoked_kicked=%llu "
-			     "flapping_banned=%llu events_dropped=%llu sessions_tracked=%zu",
+			     "flapping_banned=%llu subscription_limited=%llu crl_rejected=%llu "
+			     "events_dropped=%llu sessions_tracked=%zu",
 			     (unsigned long long)st->counts[MP_EV_AUTH_REFUSED],
 			     (unsigned long long)st->counts[MP_EV_ACL_DENIED],
 			     (unsigned long long)st->counts[MP_EV_RATE_LIMITED],
 			     (unsigned long long)st->counts[MP_EV_PAYLOAD_REJECTED],
 			     (unsigned long long)st->counts[MP_EV_REVOKED_KICKED],
 			     (unsigned long long)st->counts[MP_EV_FLAPPING_BANNED],
+			     (unsigned long long)st->counts[MP_EV_SUBSCRIPTION_LIMITED],
+			     (unsigned long long)st->counts[MP_EV_CRL_REJECTED],
 			     (unsigned long long)st->events_dropped, tracked_sessions(st));
 	state_free(st);
 	return MOSQ_ERR_SUCCESS;

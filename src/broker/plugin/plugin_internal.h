@@ -9,6 +9,7 @@
  *   connections (by the broker's client pointer): which clients passed BASIC_AUTH, as
  *                         which identity and certificate serial, so TICK knows whom to
  *                         kick and DISCONNECT knows what it is seeing.
+ * Events have budgets (budget.c): per identity or per address, per kind, and in total.
  */
 #ifndef MOAT_PLUGIN_INTERNAL_H
 #define MOAT_PLUGIN_INTERNAL_H
@@ -30,19 +31,35 @@
 #define MP_SERIAL_HEX_MAX 81
 /* Strings from clients (client ids, topics) are cut to this many bytes in events. */
 #define MP_EVENT_FIELD_MAX_LEN 128
-/* Payloads larger than this are not JSON-parsed (rejected) whatever the role's cap. */
-#define MP_JSON_MAX_BYTES 65536
 /* Revoked serials read from one CRL at most. */
 #define MP_CRL_MAX_ENTRIES 1000000u
 /* How often TICK looks at the policy file and the CRL. */
 #define MP_RELOAD_CHECK_MS 200
-/* Events of one kind for one identity: at most MP_EVENTS_PER_WINDOW per window (the rest
- * are counted and reported by the next one written). */
+/* Event budgets (budget.c), all over windows of MP_EVENT_WINDOW_MS. What is over budget
+ * is counted, reported by the next event of the same source and kind, and summed up in an
+ * events_suppressed event at most every MP_EVENT_SUMMARY_MS.
+ *   per identity the policy lists, per kind:      MP_EVENTS_PER_WINDOW
+ *   per address (events without such an identity): MP_EVENTS_PER_ADDRESS_WINDOW per kind,
+ *     in a table of MP_EVENT_ADDRESS_SLOTS addresses (a full table falls back on the
+ *     per-kind budget alone)
+ *   per kind: MP_EVENTS_PER_KIND_WINDOW (connected and disconnected:
+ *     MP_EVENTS_SESSION_PER_KIND_WINDOW, a fleet reconnecting is not an attack), so one kind
+ *     flooding never silences another
+ *   all kinds together: MP_EVENTS_PER_S_MAX (the events must not become a flood of disk
+ *     writes themselves). */
 #define MP_EVENT_WINDOW_MS 1000
 #define MP_EVENTS_PER_WINDOW 10
-/* All events together: at most this many per second (a flood of bad handshakes must not
- * turn into a flood of disk writes). */
-#define MP_EVENTS_PER_S_MAX 500
+#define MP_EVENTS_PER_ADDRESS_WINDOW 20
+#define MP_EVENT_ADDRESS_SLOTS 1024
+#define MP_EVENT_ADDRESS_PROBES 4
+#define MP_EVENTS_PER_KIND_WINDOW 200
+#define MP_EVENTS_SESSION_PER_KIND_WINDOW 500
+#define MP_EVENTS_PER_S_MAX 2000
+#define MP_EVENT_SUMMARY_MS 2000
+/* Longest address kept in the address table (an IPv6 address is at most 45 bytes). */
+#define MP_ADDRESS_MAX_LEN 63
+/* A CRL whose lastUpdate is further in the future than this is refused. */
+#define MP_CRL_CLOCK_SKEW_S 300
 
 #define MP_IDENT_BUCKETS 4096
 #define MP_CONN_BUCKETS 4096
@@ -56,8 +73,11 @@ enum mp_event_kind {
 	MP_EV_FLAPPING_BANNED,
 	MP_EV_CONNECTED,
 	MP_EV_DISCONNECTED,
+	MP_EV_SUBSCRIPTION_LIMITED,
+	MP_EV_CRL_REJECTED,
+	MP_EV_EVENTS_SUPPRESSED, /* the summary: never itself suppressed */
 };
-#define MP_EV_COUNT 8
+#define MP_EV_COUNT 11
 
 struct mp_ident {
 	struct mp_ident *next; /* hash chain */
@@ -82,6 +102,18 @@ struct mp_conn {
 	bool authed; /* false: refused in BASIC_AUTH (its event is already out) */
 	char identity[MOAT_ID_BUF_LEN];
 	char serial[MP_SERIAL_HEX_MAX];
+	/* SUBSCRIBE filters seen in broker loop pass subs_pass (mp_state.loop_pass): one
+	 * SUBSCRIBE packet is always handled within one pass, so this bounds each packet. */
+	uint64_t subs_pass;
+	uint32_t subs_in_pass;
+};
+
+/* One address's event budget (budget.c). */
+struct mp_address_budget {
+	char address[MP_ADDRESS_MAX_LEN + 1]; /* "" = free */
+	int64_t window_ms;
+	uint32_t in_window[MP_EV_COUNT];
+	uint64_t suppressed[MP_EV_COUNT];
 };
 
 struct mp_file_stamp {
@@ -98,6 +130,7 @@ struct mp_state {
 	char *policy_path;
 	char *crl_path;
 	char *events_path; /* NULL: events are only published */
+	char *ca_path;	   /* the CA the CRL must be signed by */
 	int events_fd;
 	struct moat_policy policy;
 	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
@@ -105,12 +138,20 @@ struct mp_state {
 	struct mp_file_stamp policy_stamp;
 	struct mp_file_stamp crl_stamp;
 	int64_t next_check_ms;
+	uint64_t loop_pass; /* TICKs so far: Mosquitto sends one per pass of its loop */
+	bool in_reload;	    /* from RELOAD to the next TICK: BASIC_AUTH re-checks sessions */
 	struct mp_ident *idents[MP_IDENT_BUCKETS];
 	struct mp_conn *conns[MP_CONN_BUCKETS];
 	uint64_t counts[MP_EV_COUNT];
 	int64_t events_window_ms;
 	uint32_t events_in_window;
+	int64_t kind_window_ms[MP_EV_COUNT];
+	uint32_t kind_in_window[MP_EV_COUNT];
 	uint64_t events_dropped;
+	struct mp_address_budget *addresses; /* MP_EVENT_ADDRESS_SLOTS, mosquitto_calloc'd */
+	uint32_t address_seed;		     /* keys the address hash: slots are not guessable */
+	uint64_t unreported[MP_EV_COUNT];    /* suppressed since the last summary */
+	int64_t last_summary_ms;
 };
 
 /* auth.c */
@@ -126,6 +167,11 @@ const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *
 
 /* message.c */
 int moat_plugin_message(int event, void *event_data, void *userdata);
+/* The payload rule (include/moat/publish.h) for a write ACL_CHECK that the topic ACL
+ * granted: publishes and last wills alike. MOSQ_ERR_SUCCESS, or MOSQ_ERR_ACL_DENIED after
+ * a payload_rejected event. */
+int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
+			      const struct moat_policy_identity *pi);
 
 /* tick.c */
 int moat_plugin_tick(int event, void *event_data, void *userdata);
@@ -167,14 +213,25 @@ struct mp_event {
 	const char *reason; /* short machine word, e.g. "client_id_mismatch"; may be NULL */
 	const char *detail; /* human sentence; may be NULL */
 };
-/* Counts the event, and unless it is suppressed (per identity and kind, or the global cap)
- * publishes it on moat/events/<kind> and appends it to the events file. Never fails the
+/* Counts the event, and unless it is over a budget (budget.c) publishes it on moat/events/<kind> and appends it to the events file. Never fails the
  * caller: an event that cannot be written is logged to the broker's log. */
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
-/* moat_plugin_event for an event about client, with its client id and address. */
-void moat_plugin_client_event(struct mp_state *st, const struct mosquitto *client,
-			      enum mp_event_kind kind, const char *identity, const char *reason,
-			      const char *detail);
 const char *moat_plugin_event_name(enum mp_event_kind kind);
+/* moat_plugin_event for something client did: client id and address are the client's. */
+void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
+			      const struct mosquitto *client, const char *identity,
+			      const char *reason, const char *detail);
+
+/* budget.c */
+/* Sets up the address table; false when out of memory. */
+bool moat_plugin_budget_init(struct mp_state *st);
+void moat_plugin_budget_free(struct mp_state *st);
+/* true when ev may be written now (it is then counted against its budgets);
+ * *out_suppressed is how many of its source and kind were suppressed before it. */
+bool moat_plugin_budget_allows(struct mp_state *st, const struct mp_event *ev, int64_t now_ms,
+			       uint64_t *out_suppressed);
+/* Writes the events_suppressed summary when something was suppressed and
+ * MP_EVENT_SUMMARY_MS passed since the last one (called from TICK). */
+void moat_plugin_budget_summary(struct mp_state *st, int64_t now_ms);
 
 #endif

@@ -8,6 +8,10 @@
  * in the CRL, is kicked (without its will: it is no longer trusted to speak) and reported
  * as revoked_kicked. Mosquitto's own crlfile only covers new handshakes after a SIGHUP,
  * so this is what makes revocation take effect for sessions that are already open.
+ * A CRL that is refused (unreadable, not signed by the CA, stale: crl.c) leaves the last
+ * good one in force and is a crl_rejected event. TICK also counts the passes of the
+ * broker's loop (acl.c bounds each SUBSCRIBE by them), ends the reload window of auth.c
+ * and writes the events_suppressed summary (budget.c).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,7 +93,7 @@ static void kick_refused(struct mp_state *st)
 			char detail[160];
 			snprintf(detail, sizeof(detail), "disconnected: %s (certificate serial %s)",
 				 why, c->serial);
-			moat_plugin_client_event(st, c->client, MP_EV_REVOKED_KICKED, c->identity,
+			moat_plugin_client_event(st, MP_EV_REVOKED_KICKED, c->client, c->identity,
 						 why, detail);
 			memcpy(names[count++], c->identity, MOAT_ID_BUF_LEN);
 		}
@@ -123,6 +127,12 @@ static void reload(struct mp_state *st, bool force)
 				     st->revoked_count);
 	} else if (rc < 0 && (rc != MOAT_ENOENT || was_valid)) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: %s (keeping the previous CRL)", err.msg);
+		struct mp_event ev = {
+			.kind = MP_EV_CRL_REJECTED,
+			.reason = rc == MOAT_EVERIFY ? "not_verified" : "unreadable",
+			.detail = err.msg,
+		};
+		moat_plugin_event(st, &ev);
 	}
 	if (changed) {
 		kick_refused(st);
@@ -135,10 +145,13 @@ int moat_plugin_tick(int event, void *event_data, void *userdata)
 	(void)event_data;
 	struct mp_state *st = userdata;
 	int64_t now_ms = moat_time_mono_ms();
+	st->loop_pass++;
+	st->in_reload = false;
 	if (now_ms >= st->next_check_ms) {
 		st->next_check_ms = now_ms + MP_RELOAD_CHECK_MS;
 		reload(st, false);
 	}
+	moat_plugin_budget_summary(st, now_ms);
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -146,6 +159,9 @@ int moat_plugin_reload_event(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	(void)event_data;
-	reload(userdata, true);
+	struct mp_state *st = userdata;
+	/* Mosquitto runs BASIC_AUTH for every session next, before its next TICK. */
+	st->in_reload = true;
+	reload(st, true);
 	return MOSQ_ERR_SUCCESS;
 }

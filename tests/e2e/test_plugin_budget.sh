@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# test_plugin_budget.sh: a flood of one kind from one source does not blind the security log
+# (issue #20, class 6). 1,000 idle TCP connections that the broker accepted, closed at once
+# (each a tls_handshake_failed auth_refused event from 127.0.0.1), are followed by a device
+# probing another device's commands: its acl_denied event IS written, the flood is cut to
+# the per-address budget, an events_suppressed summary counts what was left out, and a
+# legitimate device keeps publishing during the flood.
+source "$MOAT_SRC/tests/e2e/lib.sh"
+source "$MOAT_SRC/tests/e2e/lib_broker.sh"
+
+plugin_require
+command -v python3 >/dev/null || skip "no python3"
+plugin_pki
+for d in dev-a dev-b; do plugin_cert "$d" "$d"; done
+plugin_cert svc svc-1 client service
+plugin_policy "moat-policy 1
+identity dev-a device active
+identity dev-b device active
+identity svc-1 service active
+end identities=3
+"
+plugin_conf
+plugin_start
+plugin_sub_bg svc svc-1 "$T/svc.out" 'devices/+/telemetry'
+
+FLOOD=1000
+handshakes() { plugin_events auth_refused "" tls_handshake_failed | wc -l; }
+python3 - "$PLUGIN_PORT" "$FLOOD" <<'PY'
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(n)]
+time.sleep(1)  # the broker accepts them all and waits for their TLS handshakes
+for s in conns:
+    s.close()
+PY
+# The probe right after the flood, and a legitimate publish.
+plugin_pub dev-b dev-b devices/dev-a/commands/reboot '{"command":"reboot"}' >/dev/null 2>&1 || true
+plugin_expect_event acl_denied dev-b not_granted
+expect_ok "dev-a publishes during the flood" plugin_pub dev-a dev-a devices/dev-a/telemetry '{"seq":1}'
+wait_for 10 grep -q '^devices/dev-a/telemetry {"seq":1}' "$T/svc.out" ||
+	fail "dev-a's telemetry was not delivered"
+# The broker has seen every connection close once the summary counts them all.
+summed() {
+	local n
+	n=$(plugin_events events_suppressed | jq -r '.detail' |
+		sed -n 's/.*auth_refused=\([0-9]*\).*/\1/p' | paste -sd+ | bc)
+	[ "${n:-0}" -gt 0 ] && [ $((${n:-0} + $(handshakes))) -ge "$FLOOD" ]
+}
+wait_for 20 summed || fail "no events_suppressed summary accounts for the flood: $(plugin_events events_suppressed)"
+n=$(handshakes)
+[ "$n" -lt "$FLOOD" ] || fail "the flood was not cut: $n events"
+echo "ok - $n of $FLOOD handshake failures written, the rest counted in events_suppressed"
+pass "a handshake flood does not suppress acl_denied"
