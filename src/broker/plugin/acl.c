@@ -17,20 +17,6 @@
 #include "moat/topic.h"
 #include "plugin_internal.h"
 
-const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
-							       const struct mosquitto *client)
-{
-	const char *username = mosquitto_client_username(client);
-	if (!username) {
-		return NULL;
-	}
-	const struct moat_policy_identity *pi = moat_policy_find(&st->policy, username);
-	if (!pi || pi->status != MOAT_POLICY_ACTIVE) {
-		return NULL;
-	}
-	return pi;
-}
-
 static const char *access_name(int access)
 {
 	switch (access) {

@@ -10,7 +10,8 @@
  *   kind:   each kind has its own window, so a flood of one never suppresses another;
  *   total:  MP_EVENTS_PER_S_MAX, a bound on disk writes.
  * The next event written for the same source and kind says how many were suppressed
- * before it; the events_suppressed summary (from TICK) counts every suppression by kind.
+ * before it; the events_suppressed summary (events.c, from TICK) counts every suppression by
+ * kind.
  */
 #include <stdio.h>
 #include <string.h>
@@ -159,36 +160,4 @@ bool moat_plugin_budget_allows(struct mp_state *st, const struct mp_event *ev, i
 		st->unreported[ev->kind]++;
 	}
 	return ok;
-}
-
-void moat_plugin_budget_summary(struct mp_state *st, int64_t now_ms)
-{
-	if (now_ms - st->last_summary_ms < MP_EVENT_SUMMARY_MS) {
-		return;
-	}
-	char detail[512] = "";
-	size_t used = 0;
-	for (int k = 0; k < MP_EV_COUNT; k++) {
-		if (st->unreported[k] == 0) {
-			continue;
-		}
-		int n = snprintf(detail + used, sizeof(detail) - used, "%s%s=%llu",
-				 used ? " " : "", moat_plugin_event_name((enum mp_event_kind)k),
-				 (unsigned long long)st->unreported[k]);
-		if (n < 0 || (size_t)n >= sizeof(detail) - used) {
-			break; /* cannot happen: 11 kinds of at most 40 bytes each */
-		}
-		used += (size_t)n;
-	}
-	if (used == 0) {
-		return;
-	}
-	st->last_summary_ms = now_ms;
-	memset(st->unreported, 0, sizeof(st->unreported));
-	struct mp_event ev = {
-		.kind = MP_EV_EVENTS_SUPPRESSED,
-		.reason = "over_budget",
-		.detail = detail,
-	};
-	moat_plugin_event(st, &ev);
 }

@@ -3,7 +3,8 @@
  * Plain chained hash tables with a fixed number of buckets, allocated with
  * mosquitto_malloc so the broker's memory_limit covers them. Identity entries are only
  * made for names the policy lists (callers check), so their number is bounded by the
- * policy; connection entries live from BASIC_AUTH to DISCONNECT.
+ * policy; connection entries live from BASIC_AUTH to DISCONNECT. Also the policy entry of
+ * a connected client, which the ACL and payload checks both look up.
  */
 #include <string.h>
 
@@ -112,4 +113,18 @@ void moat_plugin_tables_free(struct mp_state *st)
 			st->conns[i] = next;
 		}
 	}
+}
+
+const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
+							       const struct mosquitto *client)
+{
+	const char *username = mosquitto_client_username(client);
+	if (!username) {
+		return NULL;
+	}
+	const struct moat_policy_identity *pi = moat_policy_find(&st->policy, username);
+	if (!pi || pi->status != MOAT_POLICY_ACTIVE) {
+		return NULL;
+	}
+	return pi;
 }

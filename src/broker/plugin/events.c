@@ -153,3 +153,35 @@ void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
 	};
 	moat_plugin_event(st, &ev);
 }
+
+void moat_plugin_event_summary(struct mp_state *st, int64_t now_ms)
+{
+	if (now_ms - st->last_summary_ms < MP_EVENT_SUMMARY_MS) {
+		return;
+	}
+	char detail[512] = "";
+	size_t used = 0;
+	for (int k = 0; k < MP_EV_COUNT; k++) {
+		if (st->unreported[k] == 0) {
+			continue;
+		}
+		int n = snprintf(detail + used, sizeof(detail) - used, "%s%s=%llu",
+				 used ? " " : "", moat_plugin_event_name((enum mp_event_kind)k),
+				 (unsigned long long)st->unreported[k]);
+		if (n < 0 || (size_t)n >= sizeof(detail) - used) {
+			break; /* cannot happen: 11 kinds of at most 40 bytes each */
+		}
+		used += (size_t)n;
+	}
+	if (used == 0) {
+		return;
+	}
+	st->last_summary_ms = now_ms;
+	memset(st->unreported, 0, sizeof(st->unreported));
+	struct mp_event ev = {
+		.kind = MP_EV_EVENTS_SUPPRESSED,
+		.reason = "over_budget",
+		.detail = detail,
+	};
+	moat_plugin_event(st, &ev);
+}

@@ -160,10 +160,6 @@ int moat_plugin_disconnect(int event, void *event_data, void *userdata);
 
 /* acl.c */
 int moat_plugin_acl_check(int event, void *event_data, void *userdata);
-/* The identity behind a client: its username (set to the certificate's CN by BASIC_AUTH),
- * and its policy entry when the policy lists it as active; NULL otherwise. */
-const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
-							       const struct mosquitto *client);
 
 /* message.c */
 int moat_plugin_message(int event, void *event_data, void *userdata);
@@ -203,6 +199,10 @@ struct mp_conn *moat_plugin_conn_find(struct mp_state *st, const struct mosquitt
 struct mp_conn *moat_plugin_conn_add(struct mp_state *st, const struct mosquitto *client);
 void moat_plugin_conn_remove(struct mp_state *st, const struct mosquitto *client);
 void moat_plugin_tables_free(struct mp_state *st);
+/* The identity behind a client: its username (set to the certificate's CN by BASIC_AUTH),
+ * and its policy entry when the policy lists it as active; NULL otherwise. */
+const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
+							       const struct mosquitto *client);
 
 /* events.c */
 struct mp_event {
@@ -221,6 +221,9 @@ const char *moat_plugin_event_name(enum mp_event_kind kind);
 void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
 			      const struct mosquitto *client, const char *identity,
 			      const char *reason, const char *detail);
+/* Writes the events_suppressed summary when something was suppressed and
+ * MP_EVENT_SUMMARY_MS passed since the last one (called from TICK). */
+void moat_plugin_event_summary(struct mp_state *st, int64_t now_ms);
 
 /* budget.c */
 /* Sets up the address table; false when out of memory. */
@@ -230,8 +233,5 @@ void moat_plugin_budget_free(struct mp_state *st);
  * *out_suppressed is how many of its source and kind were suppressed before it. */
 bool moat_plugin_budget_allows(struct mp_state *st, const struct mp_event *ev, int64_t now_ms,
 			       uint64_t *out_suppressed);
-/* Writes the events_suppressed summary when something was suppressed and
- * MP_EVENT_SUMMARY_MS passed since the last one (called from TICK). */
-void moat_plugin_budget_summary(struct mp_state *st, int64_t now_ms);
 
 #endif

@@ -151,7 +151,7 @@ int moat_plugin_tick(int event, void *event_data, void *userdata)
 		st->next_check_ms = now_ms + MP_RELOAD_CHECK_MS;
 		reload(st, false);
 	}
-	moat_plugin_budget_summary(st, now_ms);
+	moat_plugin_event_summary(st, now_ms);
 	return MOSQ_ERR_SUCCESS;
 }
 
