@@ -143,6 +143,26 @@ plugin_start() {
 	fail "mosquitto with the plugin did not start"
 }
 
+# plugin_start_ab [POLICY_LINES]: the broker with the plugin for the usual cast of the
+# plugin tests: devices dev-a and dev-b and the service svc-1 (certificate "svc"), with
+# POLICY_LINES (limits, flapping, subscriptions...) before the identities of the policy.
+plugin_start_ab() {
+	plugin_require
+	plugin_pki
+	local d
+	for d in dev-a dev-b; do plugin_cert "$d" "$d"; done
+	plugin_cert svc svc-1 client service
+	plugin_policy "moat-policy 1
+${1:+$1
+}identity dev-a device active
+identity dev-b device active
+identity svc-1 service active
+end identities=3
+"
+	plugin_conf
+	plugin_start
+}
+
 # plugin_client_args NAME [CLIENT_ID]: the TLS options of mosquitto_pub/sub for NAME's cert.
 plugin_client_args() {
 	local name=$1 id=${2:-$1}

@@ -8,19 +8,8 @@
 source "$MOAT_SRC/tests/e2e/lib.sh"
 source "$MOAT_SRC/tests/e2e/lib_broker.sh"
 
-plugin_require
-command -v python3 >/dev/null || skip "no python3"
-plugin_pki
-for d in dev-a dev-b; do plugin_cert "$d" "$d"; done
-plugin_cert svc svc-1 client service
-plugin_policy "moat-policy 1
-identity dev-a device active
-identity dev-b device active
-identity svc-1 service active
-end identities=3
-"
-plugin_conf
-plugin_start
+command -v python3 >/dev/null || fail "python3 not installed (scripts/bootstrap installs it)"
+plugin_start_ab
 plugin_sub_bg svc svc-1 "$T/svc.out" 'devices/+/telemetry'
 
 FLOOD=1000

@@ -8,20 +8,8 @@
 source "$MOAT_SRC/tests/e2e/lib.sh"
 source "$MOAT_SRC/tests/e2e/lib_broker.sh"
 
-plugin_require
-plugin_pki
-for d in dev-a dev-b; do plugin_cert "$d" "$d"; done
-plugin_cert svc svc-1 client service
-plugin_policy "moat-policy 1
-subscriptions device per_client=20 per_packet=8
-flapping connects=0 window_s=60 ban_s=60
-identity dev-a device active
-identity dev-b device active
-identity svc-1 service active
-end identities=3
-"
-plugin_conf
-plugin_start
+plugin_start_ab "subscriptions device per_client=20 per_packet=8
+flapping connects=0 window_s=60 ban_s=60"
 
 # suback NAME FROM TO [mosquitto_sub args]: one SUBSCRIBE of devices/NAME/commands/cFROM..cTO;
 # prints the SUBACK codes, one per line.

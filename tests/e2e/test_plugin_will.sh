@@ -10,20 +10,8 @@
 source "$MOAT_SRC/tests/e2e/lib.sh"
 source "$MOAT_SRC/tests/e2e/lib_broker.sh"
 
-plugin_require
-plugin_pki
-for d in dev-a dev-b; do plugin_cert "$d" "$d"; done
-plugin_cert svc svc-1 client service
-plugin_policy "moat-policy 1
-limits device msgs_per_s=10 bytes_per_s=1000000 burst=20 max_payload=256
-flapping connects=0 window_s=60 ban_s=60
-identity dev-a device active
-identity dev-b device active
-identity svc-1 service active
-end identities=3
-"
-plugin_conf
-plugin_start
+plugin_start_ab "limits device msgs_per_s=10 bytes_per_s=1000000 burst=20 max_payload=256
+flapping connects=0 window_s=60 ban_s=60"
 plugin_sub_bg svc svc-1 "$T/svc.out" 'devices/+/status' 'devices/+/telemetry'
 
 WILLS=0 # dev-a's connections so far, each one subscribes once
