@@ -63,7 +63,9 @@ struct req_ctx {
 	char path[HTTPD_LOG_PATH_MAX_LEN + 1];
 	unsigned status;
 	uint64_t bytes;
-	char note[96];
+	char note[96];				   /* why it was refused: a word */
+	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* of the release served */
+	char offset[24];			   /* where a download started */
 };
 
 /* MHD hands its own format strings in: the attribute lets clang check that path. */
@@ -77,22 +79,11 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	if (n < 0) {
 		return;
 	}
-	for (char *p = buf; *p; p++) {
-		if (*p == '\n' || *p == '\r' || *p == '"') {
-			*p = (p[1] == '\0') ? '\0' : ' ';
-		}
+	size_t len = strlen(buf);
+	if (len > 0 && buf[len - 1] == '\n') {
+		buf[len - 1] = '\0'; /* MHD's own line end; moat_log escapes the rest */
 	}
 	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
-}
-
-static void sanitize(char *dst, size_t size, const char *src)
-{
-	size_t i = 0;
-	for (; src && src[i] && i + 1 < size; i++) {
-		unsigned char c = (unsigned char)src[i];
-		dst[i] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-	}
-	dst[i] = '\0';
 }
 
 /* (Re)loads the CRL when the file changed. A CRL that cannot be read or does not verify
@@ -320,7 +311,7 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	snprintf(rc->note, sizeof(rc->note), "version=%s", r.version);
+	snprintf(rc->version, sizeof(rc->version), "%s", r.version);
 	rc->status = MHD_HTTP_OK;
 	rc->bytes = len;
 	enum MHD_Result res = MHD_queue_response(conn, MHD_HTTP_OK, resp);
@@ -411,8 +402,8 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
 		status = MHD_HTTP_PARTIAL_CONTENT;
 	}
-	snprintf(rc->note, sizeof(rc->note), "version=%s offset=%llu", r.version,
-		 (unsigned long long)start);
+	snprintf(rc->version, sizeof(rc->version), "%s", r.version);
+	snprintf(rc->offset, sizeof(rc->offset), "%llu", (unsigned long long)start);
 	rc->status = status;
 	rc->bytes = len;
 	enum MHD_Result res = MHD_queue_response(conn, status, resp);
@@ -433,8 +424,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!rc) {
 			return MHD_NO;
 		}
-		sanitize(rc->method, sizeof(rc->method), method);
-		sanitize(rc->path, sizeof(rc->path), url);
+		/* cut to fit; moat_log escapes what the client sent */
+		snprintf(rc->method, sizeof(rc->method), "%s", method ? method : "");
+		snprintf(rc->path, sizeof(rc->path), "%s", url ? url : "");
 		snprintf(rc->id, sizeof(rc->id), "-");
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -509,10 +501,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	}
 	moat_log(rc->status >= 400 ? MOAT_LOG_WARN : MOAT_LOG_INFO,
-		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu %s%s%s",
+		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu detail=%s "
+		 "version=%s offset=%s completed=%s",
 		 rc->client, rc->id, rc->method, rc->path, rc->status,
-		 (unsigned long long)rc->bytes, rc->note[0] ? "detail=" : "", rc->note,
-		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=no");
+		 (unsigned long long)rc->bytes, rc->note[0] ? rc->note : NULL,
+		 rc->version[0] ? rc->version : NULL, rc->offset[0] ? rc->offset : NULL,
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no");
 	free(rc);
 	*con_cls = NULL;
 }
