@@ -44,8 +44,7 @@ enum moat_client_cert_fault moat_client_cert_identity(X509 *cert, char out_id[MO
 	    ((flags & EXFLAG_KUSAGE) && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN))) {
 		return MOAT_CLIENT_CERT_NOT_LEAF;
 	}
-	if (!(flags & EXFLAG_XKUSAGE) ||
-	    !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
+	if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
 		return MOAT_CLIENT_CERT_NOT_CLIENT;
 	}
 	const X509_NAME *name = X509_get_subject_name(cert);
