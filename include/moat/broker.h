@@ -163,9 +163,18 @@ struct moat_broker_endpoint {
 	char verify_name[MOAT_HOST_MAX_LEN + 1]; /* and the name to verify */
 	char cafile[PATH_MAX];			 /* pki/ca.crt of the deployment */
 	int port;
+	/* The client identity the probe presents, so the broker sees a completed handshake
+	 * and records no failed one: "" when the deployment has none to offer. */
+	char identity[MOAT_ID_BUF_LEN];
+	char cert[PATH_MAX]; /* its pki/identities/<id>/cert.pem and key.pem */
+	char key[PATH_MAX];
 };
 
-/* Fills out from the settings s of the deployment d (moat_broker_probe_target). */
+/* Fills out from the settings s of the deployment d (moat_broker_probe_target). The probe's
+ * identity is the first active service identity of the registry, else the first active
+ * operator, whose certificate is current and whose files are readable; none is not an
+ * error (identity stays ""; the probe goes without, as before, and the broker records a
+ * failed handshake for it). */
 MOAT_MUST_CHECK int moat_broker_endpoint_get(const struct moat_deploy *d,
 					     const struct moat_broker_settings *s,
 					     struct moat_broker_endpoint *out,
@@ -179,6 +188,13 @@ MOAT_MUST_CHECK int moat_broker_endpoint_get(const struct moat_deploy *d,
 MOAT_MUST_CHECK int moat_broker_probe(const char *addr, int port, const char *cafile,
 				      const char *verify_name, int timeout_ms,
 				      struct moat_err *err);
+
+/* moat_broker_probe of e, presenting e's client identity when it has one: the handshake
+ * then completes and the probe closes before MQTT CONNECT, which the broker plugin takes
+ * for a health check and does not report. Succeeds on the same terms (the server's
+ * certificate verified), whether or not the broker then accepts the identity. */
+MOAT_MUST_CHECK int moat_broker_probe_endpoint(const struct moat_broker_endpoint *e, int timeout_ms,
+					       struct moat_err *err);
 
 /* The mode broker/mosquitto.conf was generated in: "plugin" or "acl-file" (from its
  * "# mode:" line); "" when there is no such file. */

@@ -87,10 +87,11 @@ MOAT_MUST_CHECK int moat_json_parse(const char *what, const void *text, size_t l
 				    struct moat_json_fault *out_fault, struct moat_err *err);
 
 /* Whether len bytes at s are valid UTF-8 (shortest forms, no surrogates, at most
- * U+10FFFF) without C0 control characters or DEL, and with no_c1 without C1 controls
- * (U+0080..U+009F) either: text any log line and JSON reader take as it is. The reader's
- * own check of strings is the same decoder without the rule on DEL and C1. */
-bool moat_json_text_ok(const char *s, size_t len, bool no_c1);
+ * U+10FFFF) without C0 control characters or DEL; strict also refuses C1 controls
+ * (U+0080..U+009F) and the bidi overrides and isolates (moat_text_display_ok, text.h):
+ * text any log line, JSON reader and terminal take as it is. The reader's own check of
+ * strings is the same decoder (moat_utf8_decode) without the rule on DEL, C1 and bidi. */
+bool moat_json_text_ok(const char *s, size_t len, bool strict);
 
 /* ---- members of fixed-shape objects ----
  * Messages name what and the field: "<what>: '<field>' is not a number". */

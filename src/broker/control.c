@@ -177,9 +177,9 @@ int moat_broker_status(const struct moat_deploy *d, struct moat_broker_status *o
 		return rc;
 	}
 	moat_broker_conf_mode(moat_deploy_dir(d), out->mode, sizeof(out->mode));
-	out->accepting_tls = out->state.running &&
-			     moat_broker_probe(e->addr, e->port, e->cafile, e->verify_name,
-					       MOAT_BROKER_PROBE_TIMEOUT_MS, &out->probe_err) == 0;
+	out->accepting_tls =
+		out->state.running &&
+		moat_broker_probe_endpoint(e, MOAT_BROKER_PROBE_TIMEOUT_MS, &out->probe_err) == 0;
 	return 0;
 }
 

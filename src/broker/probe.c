@@ -2,10 +2,15 @@
  * certificate against the deployment CA and the name clients use, as a device would, under
  * moat's TLS policy (tlspolicy.h).
  *
- * The probe carries no client certificate, so the broker refuses it right after its own
- * certificate has been sent; a verified server certificate is what proves that this
- * deployment's broker listens there. Sockets are blocking with send/receive timeouts, and
- * the connect itself is bounded with a non-blocking connect and poll.
+ * The probe presents a client identity of the deployment when it has one (a service, else
+ * an operator: moat_broker_endpoint_get picks it), completes the handshake, closes the TLS
+ * session and drains the socket before closing it, so the broker sees a client that left
+ * before MQTT CONNECT with a verified certificate (a health check, which the plugin does not
+ * report) rather than a failed handshake. Without one it goes anonymous and the broker
+ * refuses it right after its own certificate has been sent. Either way a verified server
+ * certificate is what proves that this deployment's broker listens there. Sockets are
+ * blocking with send/receive timeouts, and the connect itself is bounded with a
+ * non-blocking connect and poll.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,7 +28,13 @@
 #include <openssl/x509v3.h>
 
 #include "moat/broker.h"
+#include "moat/certinfo.h"
+#include "moat/registry.h"
+#include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
+
+#define PROBE_DRAIN_MS 500	 /* how long the probe waits for the goodbye of the broker */
+#define PROBE_DRAIN_READS_MAX 16 /* reads of what the broker still sends (tickets) */
 
 void moat_broker_probe_target(const struct moat_broker_settings *s,
 			      const struct moat_deploy_conf *conf, const char **out_addr,
@@ -40,15 +51,49 @@ void moat_broker_probe_target(const struct moat_broker_settings *s,
 	*out_verify_name = name;
 }
 
+/* The probe's identity: the first usable one of a role (moat_broker_endpoint_get). */
+struct pick {
+	const struct moat_deploy *d;
+	struct moat_broker_endpoint *e;
+	int64_t now;
+};
+
+static int pick_cb(const struct moat_identity *ident, void *ctx)
+{
+	struct pick *p = ctx;
+	struct moat_broker_endpoint *e = p->e;
+	if (ident->status != MOAT_ID_ACTIVE || ident->cert_revoked || ident->not_after <= p->now ||
+	    moat_deploy_identity_path(p->d, ident->id, "cert.pem", e->cert, sizeof(e->cert),
+				      NULL) != 0 ||
+	    moat_deploy_identity_path(p->d, ident->id, "key.pem", e->key, sizeof(e->key), NULL) !=
+		    0 ||
+	    access(e->cert, R_OK) != 0 || access(e->key, R_OK) != 0) {
+		e->cert[0] = e->key[0] = '\0';
+		return 0;
+	}
+	snprintf(e->identity, sizeof(e->identity), "%s", ident->id);
+	return 1; /* stop at the first */
+}
+
 int moat_broker_endpoint_get(const struct moat_deploy *d, const struct moat_broker_settings *s,
 			     struct moat_broker_endpoint *out, struct moat_err *err)
 {
+	static const enum moat_role roles[] = {MOAT_ROLE_SERVICE, MOAT_ROLE_OPERATOR};
 	const char *addr = NULL;
 	const char *name = NULL;
 	moat_broker_probe_target(s, moat_deploy_settings(d), &addr, &name);
+	memset(out, 0, sizeof(*out));
 	snprintf(out->addr, sizeof(out->addr), "%s", addr);
 	snprintf(out->verify_name, sizeof(out->verify_name), "%s", name);
 	out->port = s->port;
+	struct pick p = {.d = d, .e = out, .now = moat_time_now()};
+	for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]) && !out->identity[0]; i++) {
+		int rc = moat_registry_identity_foreach(moat_deploy_registry(d), roles[i], pick_cb,
+							&p, err);
+		if (rc < 0) {
+			return rc;
+		}
+	}
 	return moat_deploy_path(d, out->cafile, sizeof(out->cafile), "pki/ca.crt", err);
 }
 
@@ -108,16 +153,33 @@ static int tcp_connect(const char *addr, int port, int timeout_ms, struct moat_e
 	return fd;
 }
 
-int moat_broker_probe(const char *addr, int port, const char *cafile, const char *verify_name,
-		      int timeout_ms, struct moat_err *err)
+/* After a handshake with a client certificate: close_notify, then read until the broker
+ * closes too (or a short while), so the socket closes with nothing unread and the broker
+ * sees an orderly goodbye, not a reset. */
+static void goodbye(SSL *ssl, int fd)
 {
-	SSL_CTX *ctx = NULL;
-	SSL *ssl = NULL;
-	int fd = -1;
-	int rc;
-	unsigned char ipbuf[sizeof(struct in6_addr)];
+	struct timeval tv = {.tv_sec = 0, .tv_usec = PROBE_DRAIN_MS * 1000};
+	char buf[512];
+	(void)SSL_shutdown(ssl);
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+		return;
+	}
+	shutdown(fd, SHUT_WR);
+	for (int i = 0; i < PROBE_DRAIN_READS_MAX; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		if (n <= 0) {
+			break;
+		}
+	}
+}
 
-	ctx = SSL_CTX_new(TLS_client_method());
+/* The client side of the probe's TLS: policy, the CA, the name to verify and, when cert is
+ * not empty, the client identity. */
+static int probe_ctx(const char *cafile, const char *verify_name, bool is_ip, const char *cert,
+		     const char *key, SSL_CTX **out, struct moat_err *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	int rc = 0;
 	if (!ctx) {
 		return moat_err_ssl(err, MOAT_ECRYPTO, "TLS context");
 	}
@@ -132,11 +194,39 @@ int moat_broker_probe(const char *addr, int port, const char *cafile, const char
 		goto out;
 	}
 	X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
-	bool is_ip = inet_pton(AF_INET, verify_name, ipbuf) == 1 ||
-		     inet_pton(AF_INET6, verify_name, ipbuf) == 1;
 	if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, verify_name)
 		   : X509_VERIFY_PARAM_set1_host(param, verify_name, 0)) != 1) {
 		rc = moat_err_ssl(err, MOAT_EINVAL, "verify name %s", verify_name);
+		goto out;
+	}
+	if (cert && cert[0]) {
+		SSL_CTX_set_default_passwd_cb(ctx, moat_pem_no_passphrase);
+		if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+		    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+		    SSL_CTX_check_private_key(ctx) != 1) {
+			rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: client identity", cert);
+			goto out;
+		}
+	}
+	*out = ctx;
+	ctx = NULL;
+out:
+	SSL_CTX_free(ctx);
+	return rc;
+}
+
+static int probe(const char *addr, int port, const char *cafile, const char *verify_name,
+		 const char *cert, const char *key, int timeout_ms, struct moat_err *err)
+{
+	SSL_CTX *ctx = NULL;
+	SSL *ssl = NULL;
+	int fd = -1;
+	int rc;
+	unsigned char ipbuf[sizeof(struct in6_addr)];
+	bool is_ip = inet_pton(AF_INET, verify_name, ipbuf) == 1 ||
+		     inet_pton(AF_INET6, verify_name, ipbuf) == 1;
+
+	if ((rc = probe_ctx(cafile, verify_name, is_ip, cert, key, &ctx, err)) != 0) {
 		goto out;
 	}
 	if ((rc = fd = tcp_connect(addr, port, timeout_ms, err)) < 0) {
@@ -151,9 +241,13 @@ int moat_broker_probe(const char *addr, int port, const char *cafile, const char
 	int ok = SSL_connect(ssl);
 	long vr = SSL_get_verify_result(ssl);
 	bool peer = SSL_get0_peer_certificate(ssl) != NULL;
+	if (ok == 1 && cert && cert[0]) {
+		goodbye(ssl, fd);
+	}
 	ERR_clear_error();
 	if (peer && vr == X509_V_OK) {
-		rc = 0; /* verified; a refusal of our missing client certificate is expected */
+		rc = 0; /* verified; what the broker thinks of our client certificate, or of its
+			   absence, is not what the probe asks */
 	} else if (peer) {
 		rc = moat_err_set(err, MOAT_EVERIFY, "broker %s:%d: certificate not verified: %s",
 				  addr, port, X509_verify_cert_error_string(vr));
@@ -170,4 +264,16 @@ out:
 		close(fd);
 	}
 	return rc;
+}
+
+int moat_broker_probe(const char *addr, int port, const char *cafile, const char *verify_name,
+		      int timeout_ms, struct moat_err *err)
+{
+	return probe(addr, port, cafile, verify_name, NULL, NULL, timeout_ms, err);
+}
+
+int moat_broker_probe_endpoint(const struct moat_broker_endpoint *e, int timeout_ms,
+			       struct moat_err *err)
+{
+	return probe(e->addr, e->port, e->cafile, e->verify_name, e->cert, e->key, timeout_ms, err);
 }

@@ -92,6 +92,12 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 {
 	bool ready = false;
 	int64_t deadline = moat_time_mono_ms() + u->timeout_ms;
+	if (!u->probe.identity[0]) {
+		/* the deployment has no service or operator identity to probe with: each probe
+		 * is an anonymous handshake, which the broker records as a failed one */
+		moat_log(MOAT_LOG_WARN, "event=probe_without_identity hint=%s",
+			 "moat identity add NAME --role service gives the probe one");
+	}
 	for (;;) {
 		int r = moat_sup_poll(s, ready ? -1 : SUP_POLL_MS, err);
 		if (r < 0) {
@@ -112,13 +118,13 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 					    MOAT_BROKER_LOG_FILE);
 		}
 		struct moat_err perr = {0};
-		int prc = moat_broker_probe(u->probe.addr, u->probe.port, u->probe.cafile,
-					    u->probe.verify_name, MOAT_BROKER_PROBE_TIMEOUT_MS,
-					    &perr);
+		int prc =
+			moat_broker_probe_endpoint(&u->probe, MOAT_BROKER_PROBE_TIMEOUT_MS, &perr);
 		if (prc == 0) {
 			ready = true;
-			moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d",
-				 u->probe.addr, u->probe.port, (int)s->children[0].pid);
+			moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d probe_as=%s",
+				 u->probe.addr, u->probe.port, (int)s->children[0].pid,
+				 u->probe.identity[0] ? u->probe.identity : NULL);
 			if (*ready_fd < 0 && u->hooks.ready) {
 				u->hooks.ready(u, s->children[0].pid, u->hooks.ctx);
 			}

@@ -82,7 +82,18 @@ MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, cons
 /* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
 void cli_catch_interrupts(void);
 
-/* JSON string escaping for --json output. */
+/* JSON string escaping for --json output: quotes, backslashes and every control code
+ * point of text.h (C0, DEL, C1, bidi controls) as \uXXXX, invalid UTF-8 as \ufffd. */
 void cli_json_string(FILE *out, const char *s);
+
+/* What a device wrote, printed as text: len bytes of s through moat_text_escape (text.h),
+ * so no control, C1, bidi control or invalid UTF-8 reaches the terminal raw. Every text
+ * field of a device's message that `moat watch` or `moat cmd` prints goes through here. */
+void cli_print_text(FILE *out, const char *s, size_t len);
+
+/* A JSON document that moat_json_parse accepted, printed on one line: its whitespace
+ * between tokens (\n, \r, \t) becomes spaces, so a device cannot break the one-line-per-
+ * message output or move the cursor (inside strings the reader refused raw controls). */
+void cli_print_json_raw(FILE *out, const char *json, size_t len);
 
 #endif

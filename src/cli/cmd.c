@@ -2,7 +2,9 @@
  * command to a device as an operator identity of the deployment and waits for the
  * response that echoes the command's id (a random one per call). Exit status: 0 when the
  * device accepted or completed it, 1 when it refused it (refused, unknown_command,
- * bad_request, failed, or the command could not be sent), 2 on timeout.
+ * bad_request, failed, or the command could not be sent), 2 on timeout. The response is
+ * the device's text: printed escaped (cli_print_text), or with --json as the parsed
+ * document on one line.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -28,18 +30,25 @@ static void on_signal(int sig)
 	cmd_stop = 1;
 }
 
-static void print_response(const struct moat_msg_response *r, const char *raw)
+/* The device's answer; every text of it printed escaped (cli_print_text). */
+static void print_response(const struct moat_msg_response *r, const char *raw, size_t len)
 {
 	if (cli_globals.json) {
-		printf("%s\n", raw);
+		cli_print_json_raw(stdout, raw, len);
+		printf("\n");
 		return;
 	}
-	printf("%s %s: %s", r->device_id, r->command, r->status);
+	cli_print_text(stdout, r->device_id, strlen(r->device_id));
+	printf(" ");
+	cli_print_text(stdout, r->command, strlen(r->command));
+	printf(": ");
+	cli_print_text(stdout, r->status, strlen(r->status));
 	if (r->has_interval) {
 		printf(" (interval %llds)", (long long)r->interval);
 	}
 	if (r->detail[0]) {
-		printf(": %s", r->detail);
+		printf(": ");
+		cli_print_text(stdout, r->detail, strlen(r->detail));
 	}
 	printf("\n");
 }
@@ -165,7 +174,7 @@ int cmd_main(int argc, char **argv)
 		if (moat_msg_response_parse(p, plen, &r, NULL) != 0 || strcmp(r.id, cmd.id) != 0) {
 			continue;
 		}
-		print_response(&r, p);
+		print_response(&r, p, plen);
 		rc = strcmp(r.status, "accepted") == 0 || strcmp(r.status, "completed") == 0
 			     ? CLI_OK
 			     : CLI_FAIL;

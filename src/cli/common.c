@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 #include "cli.h"
 #include "moat/fsutil.h"
 #include "moat/signals.h"
+#include "moat/text.h"
 
 struct cli_globals cli_globals;
 
@@ -225,31 +227,59 @@ void cli_catch_interrupts(void)
 
 void cli_json_string(FILE *out, const char *s)
 {
+	const unsigned char *p = (const unsigned char *)s;
+	size_t len = strlen(s);
+
 	fputc('"', out);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", out);
-			break;
-		case '\\':
-			fputs("\\\\", out);
-			break;
-		case '\n':
-			fputs("\\n", out);
-			break;
-		case '\r':
-			fputs("\\r", out);
-			break;
-		case '\t':
-			fputs("\\t", out);
-			break;
-		default:
-			if (*p < 0x20) {
-				fprintf(out, "\\u%04x", *p);
-			} else {
-				fputc(*p, out);
-			}
+	for (size_t i = 0; i < len;) {
+		uint32_t cp = 0;
+		size_t n = moat_utf8_decode(p + i, len - i, &cp);
+		if (n == 0) {
+			fputs("\\ufffd", out); /* JSON text is UTF-8: a stray byte is replaced */
+			i++;
+			continue;
 		}
+		if (cp == '"' || cp == '\\') {
+			fputc('\\', out);
+			fputc((int)cp, out);
+		} else if (cp == '\n') {
+			fputs("\\n", out);
+		} else if (cp == '\r') {
+			fputs("\\r", out);
+		} else if (cp == '\t') {
+			fputs("\\t", out);
+		} else if (moat_text_cp_is_control(cp)) {
+			/* C0, DEL, C1 and bidi controls reach no terminal raw, JSON or not */
+			fprintf(out, "\\u%04x", (unsigned)cp);
+		} else {
+			fwrite(p + i, 1, n, out);
+		}
+		i += n;
 	}
 	fputc('"', out);
+}
+
+void cli_print_text(FILE *out, const char *s, size_t len)
+{
+	char buf[1024];
+	size_t used = 0;
+
+	while (len > 0) {
+		size_t n = moat_text_escape(buf, sizeof(buf), s, len, 0, &used);
+		fwrite(buf, 1, n, out);
+		if (used == 0) {
+			break; /* cannot happen: one unit always fits */
+		}
+		s += used;
+		len -= used;
+	}
+}
+
+void cli_print_json_raw(FILE *out, const char *json, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		char c = json[i];
+		/* whitespace between tokens; a parsed document has no raw control in a string */
+		fputc(c == '\n' || c == '\r' || c == '\t' ? ' ' : c, out);
+	}
 }

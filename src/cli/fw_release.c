@@ -192,9 +192,15 @@ static int event_cb(const struct moat_update_event *ev, void *vctx)
 		cli_json_string(stdout, ev->reason);
 		printf("}");
 	} else {
-		printf("    %s %-11s %s%s%s\n", when, moat_update_stage_name(ev->stage),
-		       ev->version[0] ? ev->version : "-", ev->reason[0] ? " reason=" : "",
-		       ev->reason);
+		/* a device wrote version and reason: printed escaped */
+		printf("    %s %-11s ", when, moat_update_stage_name(ev->stage));
+		cli_print_text(stdout, ev->version[0] ? ev->version : "-",
+			       ev->version[0] ? strlen(ev->version) : 1);
+		if (ev->reason[0]) {
+			printf(" reason=");
+			cli_print_text(stdout, ev->reason, strlen(ev->reason));
+		}
+		printf("\n");
 	}
 	c->events++;
 	return 0;

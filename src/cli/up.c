@@ -207,6 +207,12 @@ int status_main(int argc, char **argv)
 			printf(",\"probe_error\":");
 			cli_json_string(stdout, bs.probe_err.msg);
 		}
+		printf(",\"probe_identity\":");
+		if (bs.endpoint.identity[0]) {
+			cli_json_string(stdout, bs.endpoint.identity);
+		} else {
+			printf("null");
+		}
 		printf("}\n");
 	} else if (!st->running) {
 		printf("broker: not running (moat up starts it)\n");
@@ -220,6 +226,12 @@ int status_main(int argc, char **argv)
 		} else {
 			printf("tls: not accepting on %s:%d: %s\n", bs.endpoint.addr,
 			       bs.endpoint.port, bs.probe_err.msg);
+		}
+		if (bs.endpoint.identity[0]) {
+			printf("probe: as %s\n", bs.endpoint.identity);
+		} else {
+			printf("probe: without a client identity, so the broker logs it as a failed "
+			       "handshake (moat identity add NAME --role service gives it one)\n");
 		}
 	}
 	return st->running ? CLI_OK : STATUS_NOT_RUNNING;

@@ -1,9 +1,10 @@
 /* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--count N] [--timeout D]`: a
  * live view of devices' telemetry, status, diagnostics (update events parsed) and command
  * responses, one line per message. Payloads come from devices and are untrusted: each is parsed
- * with its schema (src/core/messages.c) before anything of it is shown; --json prints
- * {"topic","device","kind","valid","message"} where message is the payload itself only
- * when it parsed, else the payload as a JSON string.
+ * with its schema (src/core/messages.c) before anything of it is shown, and every text of
+ * it is printed escaped (cli_print_text: no control, C1 or bidi character reaches the
+ * terminal); --json prints {"topic","device","kind","valid","message"} where message is
+ * the payload itself (on one line) only when it parsed, else the payload as a JSON string.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "moat/topic.h"
 
 #define WATCH_IDS_MAX 64
+#define WATCH_SHOW_MAX_BYTES 300 /* of an invalid payload */
 
 static volatile int watch_stop;
 
@@ -28,13 +30,10 @@ static void on_signal(int sig)
 	watch_stop = 1;
 }
 
-/* A payload printed as text: printable ASCII only, at most 300 bytes. */
-static void print_safe(const char *p, size_t len)
+/* What a device wrote, escaped (cli_print_text): s is NUL-terminated. */
+static void put(const char *s)
 {
-	for (size_t i = 0; i < len && i < 300; i++) {
-		unsigned char ch = (unsigned char)p[i];
-		putchar(ch >= 0x20 && ch < 0x7f ? ch : '?');
-	}
+	cli_print_text(stdout, s, strlen(s));
 }
 
 static void show(const char *topic, const char *payload, size_t len)
@@ -75,7 +74,7 @@ static void show(const char *topic, const char *payload, size_t len)
 		printf(",\"device\":\"%s\",\"kind\":\"%s\",\"valid\":%s,\"message\":", tp.id, kind,
 		       valid ? "true" : "false");
 		if (valid) {
-			fwrite(payload, 1, len, stdout);
+			cli_print_json_raw(stdout, payload, len);
 		} else {
 			char *copy = malloc(len + 1);
 			if (copy) {
@@ -96,13 +95,16 @@ static void show(const char *topic, const char *payload, size_t len)
 		if (tp.kind != MOAT_TOPIC_DIAGNOSTICS) {
 			printf("(invalid) ");
 		}
-		print_safe(payload, len);
+		cli_print_text(stdout, payload,
+			       len < WATCH_SHOW_MAX_BYTES ? len : WATCH_SHOW_MAX_BYTES);
 	} else if (tp.kind == MOAT_TOPIC_TELEMETRY) {
 		if (t.has_seq) {
 			printf("seq=%lld", (long long)t.seq);
 		}
 		for (size_t i = 0; i < t.reading_count; i++) {
-			printf(" %s=%g", t.readings[i].name, t.readings[i].value);
+			printf(" ");
+			put(t.readings[i].name);
+			printf("=%g", t.readings[i].value);
 		}
 		if (t.has_signal_strength) {
 			printf(" rssi=%lld", (long long)t.signal_strength);
@@ -110,29 +112,39 @@ static void show(const char *topic, const char *payload, size_t len)
 	} else if (tp.kind == MOAT_TOPIC_DIAGNOSTICS) {
 		printf("update %s", moat_update_stage_name(ev.stage));
 		if (ev.version[0]) {
-			printf(" %s", ev.version);
+			printf(" ");
+			put(ev.version);
 		}
 		if (ev.running[0]) {
-			printf(" (running %s)", ev.running);
+			printf(" (running ");
+			put(ev.running);
+			printf(")");
 		}
 		if (ev.reason[0]) {
-			printf(": %s", ev.reason);
+			printf(": ");
+			put(ev.reason);
 		}
 	} else if (tp.kind == MOAT_TOPIC_STATUS) {
 		printf("%s", st.online ? "online" : "offline");
 		if (st.ip_address[0]) {
-			printf(" %s", st.ip_address);
+			printf(" ");
+			put(st.ip_address);
 		}
 		if (st.agent_version[0]) {
-			printf(" agent %s", st.agent_version);
+			printf(" agent ");
+			put(st.agent_version);
 		}
 	} else {
-		printf("%s %s", r.command, r.status);
+		put(r.command);
+		printf(" ");
+		put(r.status);
 		if (r.id[0]) {
-			printf(" id=%s", r.id);
+			printf(" id=");
+			put(r.id);
 		}
 		if (r.detail[0]) {
-			printf(": %s", r.detail);
+			printf(": ");
+			put(r.detail);
 		}
 	}
 	printf("\n");

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "moat/text.h"
+
 /* Objects of up to this many keys are checked pairwise, without allocating. */
 #define DUP_PAIRWISE_MAX 16
 /* How much of an untrusted key a message shows. */
@@ -43,41 +45,6 @@ static int fault_at(struct scan *s, enum moat_json_fault_kind kind, size_t offse
 	s->f->kind = kind;
 	s->f->offset = offset;
 	return MOAT_EINVAL;
-}
-
-/* Length (2..4) of the valid UTF-8 sequence at p (avail bytes), or 0: no overlong forms,
- * no surrogates, nothing above U+10FFFF, nothing cut short. */
-static size_t utf8_seq_len(const unsigned char *p, size_t avail)
-{
-	unsigned c = p[0], cp;
-	size_t n;
-
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		cp = c & 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		cp = c & 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n > avail) {
-		return 0;
-	}
-	for (size_t k = 1; k < n; k++) {
-		if ((p[k] & 0xc0) != 0x80) {
-			return 0;
-		}
-		cp = (cp << 6) | (p[k] & 0x3f);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff)) {
-		return 0;
-	}
-	return n;
 }
 
 /* 1 for the bytes that end the fast path inside a string: control bytes, '"', '\\' and
@@ -103,22 +70,18 @@ static const unsigned char string_stop[256] = {
 };
 /* clang-format on */
 
-bool moat_json_text_ok(const char *s, size_t len, bool no_c1)
+bool moat_json_text_ok(const char *s, size_t len, bool strict)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	uint32_t cp = 0;
 
+	if (strict) {
+		return moat_text_display_ok(s, len);
+	}
 	for (size_t i = 0; i < len;) {
-		size_t n = 1;
-
-		if (p[i] < 0x20 || p[i] == 0x7f) {
+		size_t n = moat_utf8_decode(p + i, len - i, &cp);
+		if (n == 0 || cp < 0x20 || cp == 0x7f) {
 			return false;
-		}
-		if (p[i] >= 0x80) {
-			n = utf8_seq_len(p + i, len - i);
-			/* C1 controls are U+0080..U+009F: 0xc2 0x80..0x9f */
-			if (n == 0 || (no_c1 && p[i] == 0xc2 && p[i + 1] <= 0x9f)) {
-				return false;
-			}
 		}
 		i += n;
 	}
@@ -157,7 +120,7 @@ static int scan_string(struct scan *s)
 			continue;
 		}
 		if (c >= 0x80) {
-			size_t n = utf8_seq_len(s->p + s->i, s->len - s->i);
+			size_t n = moat_utf8_decode(s->p + s->i, s->len - s->i, NULL);
 			if (n == 0) {
 				return fault_at(s, MOAT_JSON_BAD_TEXT, s->i);
 			}

@@ -77,8 +77,9 @@ static bool status_word_ok(const char *s)
 	return in_class(s, MOAT_MSG_STATUS_WORD_MAX_LEN, false, false, "_");
 }
 
-/* Free text: at most max bytes of moat_json_text_ok. empty_ok says whether "" is
- * acceptable. */
+/* Free text: at most max bytes of moat_json_text_ok, strict: devices write it and
+ * operators read it, so no C1 control or bidi override either (text.h). empty_ok says
+ * whether "" is acceptable. */
 static bool text_ok(const char *s, size_t max, bool empty_ok)
 {
 	size_t len;
@@ -90,7 +91,7 @@ static bool text_ok(const char *s, size_t max, bool empty_ok)
 	if (len > max || (len == 0 && !empty_ok)) {
 		return false;
 	}
-	return moat_json_text_ok(s, len, false);
+	return moat_json_text_ok(s, len, true);
 }
 
 static bool ip_ok(const char *s)

@@ -92,7 +92,8 @@ static int check_text(const char *key, const char *s, size_t max_len, bool allow
 	if (len == 0 && !allow_empty) {
 		return moat_err_set(err, MOAT_EINVAL, "update report: %s: empty", key);
 	}
-	/* what a log line and a JSON reader in any language take as it is: no C1 either */
+	/* what a log line, a JSON reader in any language and a terminal take as it is: no C1
+	 * or bidi control either */
 	if (!moat_json_text_ok(s, len, true)) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "update report: %s: control character or invalid UTF-8", key);

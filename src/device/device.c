@@ -29,15 +29,13 @@ static void dlog(const struct moat_device *dev, enum moat_log_level level, const
 	MOAT_PRINTF(3, 4);
 static void dlog(const struct moat_device *dev, enum moat_log_level level, const char *fmt, ...)
 {
-	char buf[768];
 	va_list ap;
 	if (dev->quiet && level < MOAT_LOG_WARN) {
 		return;
 	}
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	moat_vlog(level, dev->conf.id, fmt, ap);
 	va_end(ap);
-	moat_log(level, "id=%s %s", dev->conf.id, buf);
 }
 
 static int64_t wall_ms(void)
@@ -304,8 +302,9 @@ void moat_device_on_disconnect(struct moat_device *dev, bool clean)
 		dlog(dev, MOAT_LOG_ERROR, "event=queue_error error=\"%s\"", err.msg);
 	}
 	if (was) {
-		dlog(dev, clean ? MOAT_LOG_INFO : MOAT_LOG_WARN, "event=disconnected%s queued=%zu",
-		     clean ? " clean=yes" : "", dev->queue.count);
+		dlog(dev, clean ? MOAT_LOG_INFO : MOAT_LOG_WARN,
+		     "event=disconnected clean=%s queued=%zu", clean ? "yes" : NULL,
+		     dev->queue.count);
 	}
 }
 

@@ -222,16 +222,14 @@ static void slog(struct moat_session *s, enum moat_log_level level, const char *
 	MOAT_PRINTF(3, 4);
 static void slog(struct moat_session *s, enum moat_log_level level, const char *fmt, ...)
 {
-	char buf[768];
 	va_list ap;
 	/* the simulator logs only the first failure of a device, not every retry */
 	if (s->dev.quiet && level < MOAT_LOG_ERROR) {
 		return;
 	}
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	moat_vlog(level, s->dev.conf.id, fmt, ap);
 	va_end(ap);
-	moat_log(level, "id=%s %s", s->dev.conf.id, buf);
 }
 
 /* Sets the reason of the current failure (cut to fit: it is for the log). */

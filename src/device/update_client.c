@@ -267,10 +267,9 @@ static void send_event(struct moat_device *dev, struct moat_agent_update *u,
 		return;
 	}
 	if (!dev->quiet) {
-		moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s%s%s%s",
+		moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s reason=\"%s\"",
 			 dev->conf.id, name, version && version[0] ? version : "-",
-			 u->running[0] ? u->running : "-", reason && reason[0] ? " reason=\"" : "",
-			 reason ? reason : "", reason && reason[0] ? "\"" : "");
+			 u->running[0] ? u->running : "-", reason && reason[0] ? reason : NULL);
 	}
 }
 

@@ -1,7 +1,8 @@
 /* http_parse.c: the parts of an HTTP request moatd interprets itself, kept pure so they can
- * be fuzzed: the request path (an exact match against the two routes, so traversal,
- * escapes and doubled slashes simply do not match) and the Range header (one byte range,
- * clamped to the image so nothing past the release's size is ever addressed).
+ * be fuzzed: the URL's escapes (decoded here rather than by MHD, which turns %00 into the
+ * end of the string), the request path (an exact match against the two routes, so
+ * traversal, escapes and doubled slashes simply do not match) and the Range header (one
+ * byte range, clamped to the image so nothing past the release's size is ever addressed).
  */
 #include <string.h>
 
@@ -15,6 +16,39 @@ static bool is_lower_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	if (c >= 'a' && c <= 'f') {
+		return c - 'a' + 10;
+	}
+	if (c >= 'A' && c <= 'F') {
+		return c - 'A' + 10;
+	}
+	return -1;
+}
+
+size_t moat_http_unescape(char *s)
+{
+	size_t r = 0;
+	size_t w = 0;
+
+	while (s[r]) {
+		int hi = s[r] == '%' ? hex_value(s[r + 1]) : -1;
+		int lo = hi >= 0 ? hex_value(s[r + 2]) : -1;
+		if (lo < 0 || (hi == 0 && lo == 0)) {
+			s[w++] = s[r++]; /* not an escape, or %00: kept as it is */
+			continue;
+		}
+		s[w++] = (char)(hi * 16 + lo);
+		r += 3;
+	}
+	s[w] = '\0';
+	return w;
+}
+
 enum moat_http_route moat_http_route_parse(const char *path, uint8_t out_sha256[MOAT_SHA256_BYTES])
 {
 	if (!path) {
@@ -23,6 +57,9 @@ enum moat_http_route moat_http_route_parse(const char *path, uint8_t out_sha256[
 	size_t len = strnlen(path, MOAT_HTTP_URL_MAX_LEN + 1);
 	if (len > MOAT_HTTP_URL_MAX_LEN) {
 		return MOAT_ROUTE_NOT_FOUND;
+	}
+	if (strstr(path, "%00")) {
+		return MOAT_ROUTE_BAD;
 	}
 	if (strcmp(path, VERSION_PATH) == 0) {
 		return MOAT_ROUTE_VERSION;

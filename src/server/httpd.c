@@ -4,9 +4,12 @@
  * handle and the CRL cache need no locks. TLS asks every client for a certificate (MHD sets
  * GNUTLS_CERT_REQUEST when given a trust list); MHD cannot make it mandatory during the
  * handshake, so each request is authorized here before anything else happens: GnuTLS
- * verification against the deployment CA, then the serial against pki/crl.pem, then the CN
- * against the registry (an active device), then the optional device-id header. Refusals are
- * 403 with a one-line reason; each request is logged once when it completes.
+ * verification against the deployment CA for the TLS client purpose, then the certificate
+ * itself (client_cert.h: a leaf, clientAuth, one CN, the device role), then the serial
+ * against pki/crl.pem, then the CN against the registry (an active device), then the
+ * optional device-id header. Refusals are 403 with a one-line reason and an
+ * event=auth_refused line; each request is logged once when it completes. URL escapes are
+ * decoded by moat_http_unescape, which never turns %00 into the end of a string.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,10 +25,11 @@
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <microhttpd.h>
-#include <openssl/bn.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "moat/certinfo.h"
+#include "moat/client_cert.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
@@ -39,7 +43,6 @@
 #define HTTPD_PER_IP_LIMIT 16
 #define HTTPD_TIMEOUT_SECONDS 60
 #define HTTPD_LOG_PATH_MAX_LEN 96
-#define HTTPD_SERIAL_MAX_BYTES 32
 
 struct moat_httpd {
 	struct MHD_Daemon *mhd;
@@ -63,7 +66,9 @@ struct req_ctx {
 	char path[HTTPD_LOG_PATH_MAX_LEN + 1];
 	unsigned status;
 	uint64_t bytes;
-	char note[96];
+	char note[96];				   /* why it was refused: a word */
+	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* of the release served */
+	char offset[24];			   /* where a download started */
 };
 
 /* MHD hands its own format strings in: the attribute lets clang check that path. */
@@ -77,22 +82,11 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	if (n < 0) {
 		return;
 	}
-	for (char *p = buf; *p; p++) {
-		if (*p == '\n' || *p == '\r' || *p == '"') {
-			*p = (p[1] == '\0') ? '\0' : ' ';
-		}
+	size_t len = strlen(buf);
+	if (len > 0 && buf[len - 1] == '\n') {
+		buf[len - 1] = '\0'; /* MHD's own line end; moat_log escapes the rest */
 	}
 	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
-}
-
-static void sanitize(char *dst, size_t size, const char *src)
-{
-	size_t i = 0;
-	for (; src && src[i] && i + 1 < size; i++) {
-		unsigned char c = (unsigned char)src[i];
-		dst[i] = (c > 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-	}
-	dst[i] = '\0';
 }
 
 /* (Re)loads the CRL when the file changed. A CRL that cannot be read or does not verify
@@ -136,28 +130,60 @@ static void crl_refresh(struct moat_httpd *h)
 	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s revoked=%d", h->crl_path, n < 0 ? 0 : n);
 }
 
-/* true when the serial (big-endian bytes) is listed in the current CRL, or when there is
- * no valid CRL to ask. */
-static bool serial_revoked(struct moat_httpd *h, const unsigned char *serial, size_t len)
+/* true when serial is listed in the current CRL, or when there is no valid CRL to ask. */
+static bool serial_revoked(struct moat_httpd *h, const ASN1_INTEGER *serial)
 {
 	crl_refresh(h);
 	if (!h->crl) {
 		return true;
 	}
-	bool revoked = true;
-	BIGNUM *bn = BN_bin2bn(serial, (int)len, NULL);
-	ASN1_INTEGER *ai = bn ? BN_to_ASN1_INTEGER(bn, NULL) : NULL;
-	if (ai) {
-		X509_REVOKED *rev = NULL;
-		revoked = X509_CRL_get0_by_serial(h->crl, &rev, ai) == 1;
+	X509_REVOKED *rev = NULL;
+	return X509_CRL_get0_by_serial(h->crl, &rev, serial) == 1;
+}
+
+/* The chain verified by GnuTLS against the deployment CA, for the TLS client purpose: NULL,
+ * or the reason word. */
+static const char *verify_chain(gnutls_session_t s)
+{
+	gnutls_typed_vdata_st purpose = {
+		.type = GNUTLS_DT_KEY_PURPOSE_OID,
+		.data = (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT,
+	};
+	unsigned int status = 0;
+	int g = gnutls_certificate_verify_peers(s, &purpose, 1, &status);
+	if (g == GNUTLS_E_NO_CERTIFICATE_FOUND) {
+		return "no_client_certificate";
 	}
-	ASN1_INTEGER_free(ai);
-	BN_free(bn);
-	return revoked;
+	if (g == 0 && status == (GNUTLS_CERT_INVALID | GNUTLS_CERT_PURPOSE_MISMATCH)) {
+		return "not_a_client_certificate"; /* a good chain, for another purpose */
+	}
+	if (g < 0 || status != 0) {
+		return "certificate_not_verified";
+	}
+	return NULL;
+}
+
+/* The peer's leaf certificate as an OpenSSL object (the caller frees it), or NULL. */
+static X509 *peer_cert(gnutls_session_t s)
+{
+	unsigned int n = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
+	if (!peers || n == 0 || peers[0].size > MOAT_CERT_FILE_MAX_BYTES) {
+		return NULL;
+	}
+	const unsigned char *p = peers[0].data;
+	X509 *cert = d2i_X509(NULL, &p, (long)peers[0].size);
+	if (cert && p != peers[0].data + peers[0].size) {
+		X509_free(cert); /* trailing bytes: not the certificate GnuTLS verified */
+		cert = NULL;
+	}
+	return cert;
 }
 
 /* Authenticates the caller from its TLS certificate into rc->id. Returns 0, or an HTTP
- * status with the reason in rc->note. */
+ * status with the reason in rc->note. The certificate must verify for the client purpose,
+ * be a device's leaf certificate (client_cert.h: the rule the broker plugin applies too),
+ * not be revoked, and name an active device of the registry. */
 static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, struct req_ctx *rc,
 			     struct moat_identity *ident)
 {
@@ -168,39 +194,30 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 		return MHD_HTTP_FORBIDDEN;
 	}
 	gnutls_session_t s = (gnutls_session_t)ci->tls_session;
-	unsigned int status = 0;
-	int g = gnutls_certificate_verify_peers2(s, &status);
-	if (g == GNUTLS_E_NO_CERTIFICATE_FOUND) {
-		snprintf(rc->note, sizeof(rc->note), "no_client_certificate");
-		return MHD_HTTP_FORBIDDEN;
-	}
-	if (g < 0 || status != 0) {
-		snprintf(rc->note, sizeof(rc->note), "certificate_not_verified");
-		return MHD_HTTP_FORBIDDEN;
-	}
-	unsigned int n = 0;
-	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
-	if (!peers || n == 0) {
-		snprintf(rc->note, sizeof(rc->note), "no_client_certificate");
+	const char *why = verify_chain(s);
+	if (why) {
+		snprintf(rc->note, sizeof(rc->note), "%s", why);
 		return MHD_HTTP_FORBIDDEN;
 	}
 	unsigned result = MHD_HTTP_FORBIDDEN;
-	gnutls_x509_crt_t crt = NULL;
-	char cn[MOAT_ID_BUF_LEN]; /* a longer CN does not fit: GnuTLS refuses, so do we */
-	size_t cn_len = sizeof(cn);
-	unsigned char serial[HTTPD_SERIAL_MAX_BYTES];
-	size_t serial_len = sizeof(serial);
-	if (gnutls_x509_crt_init(&crt) < 0 ||
-	    gnutls_x509_crt_import(crt, &peers[0], GNUTLS_X509_FMT_DER) < 0 ||
-	    gnutls_x509_crt_get_serial(crt, serial, &serial_len) < 0 ||
-	    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &cn_len) <
-		    0 ||
-	    cn_len != strlen(cn) || !moat_identity_name_ok(cn)) {
-		snprintf(rc->note, sizeof(rc->note), "bad_certificate_subject");
+	char cn[MOAT_ID_BUF_LEN];
+	enum moat_role role = MOAT_ROLE_DEVICE;
+	X509 *cert = peer_cert(s);
+	if (!cert) {
+		snprintf(rc->note, sizeof(rc->note), "no_client_certificate");
+		goto out;
+	}
+	enum moat_client_cert_fault fault = moat_client_cert_identity(cert, cn, &role);
+	if (fault != MOAT_CLIENT_CERT_OK) {
+		snprintf(rc->note, sizeof(rc->note), "%s", moat_client_cert_fault_name(fault));
 		goto out;
 	}
 	snprintf(rc->id, sizeof(rc->id), "%s", cn);
-	if (serial_revoked(h, serial, serial_len)) {
+	if (role != MOAT_ROLE_DEVICE) {
+		snprintf(rc->note, sizeof(rc->note), "not_a_device");
+		goto out;
+	}
+	if (serial_revoked(h, X509_get0_serialNumber(cert))) {
 		snprintf(rc->note, sizeof(rc->note),
 			 h->crl ? "certificate_revoked" : "no_valid_crl");
 		goto out;
@@ -227,9 +244,7 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 	}
 	result = 0;
 out:
-	if (crt) {
-		gnutls_x509_crt_deinit(crt);
-	}
+	X509_free(cert);
 	return result;
 }
 
@@ -320,7 +335,7 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	snprintf(rc->note, sizeof(rc->note), "version=%s", r.version);
+	snprintf(rc->version, sizeof(rc->version), "%s", r.version);
 	rc->status = MHD_HTTP_OK;
 	rc->bytes = len;
 	enum MHD_Result res = MHD_queue_response(conn, MHD_HTTP_OK, resp);
@@ -411,13 +426,21 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
 		status = MHD_HTTP_PARTIAL_CONTENT;
 	}
-	snprintf(rc->note, sizeof(rc->note), "version=%s offset=%llu", r.version,
-		 (unsigned long long)start);
+	snprintf(rc->version, sizeof(rc->version), "%s", r.version);
+	snprintf(rc->offset, sizeof(rc->offset), "%llu", (unsigned long long)start);
 	rc->status = status;
 	rc->bytes = len;
 	enum MHD_Result res = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
 	return res;
+}
+
+/* MHD's unescape callback: moat_http_unescape, which keeps %00 as it is. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+	(void)cls;
+	(void)conn;
+	return moat_http_unescape(s);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -433,8 +456,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (!rc) {
 			return MHD_NO;
 		}
-		sanitize(rc->method, sizeof(rc->method), method);
-		sanitize(rc->path, sizeof(rc->path), url);
+		/* cut to fit; moat_log escapes what the client sent */
+		snprintf(rc->method, sizeof(rc->method), "%s", method ? method : "");
+		snprintf(rc->path, sizeof(rc->path), "%s", url ? url : "");
 		snprintf(rc->id, sizeof(rc->id), "-");
 		const union MHD_ConnectionInfo *ci =
 			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -480,6 +504,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct moat_identity ident;
 	unsigned denied = authenticate(h, conn, rc, &ident);
 	if (denied) {
+		/* a security event of its own, besides the request line */
+		moat_log(MOAT_LOG_WARN, "event=auth_refused client=%s id=%s reason=%s", rc->client,
+			 rc->id, rc->note);
 		return send_text(conn, rc, denied, rc->note);
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
@@ -492,6 +519,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return handle_version(h, conn, rc, &ident);
 	case MOAT_ROUTE_DOWNLOAD:
 		return handle_download(h, conn, rc, &ident, sha);
+	case MOAT_ROUTE_BAD:
+		snprintf(rc->note, sizeof(rc->note), "bad_path");
+		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "path: %00 is not allowed");
 	case MOAT_ROUTE_NOT_FOUND:
 	default:
 		snprintf(rc->note, sizeof(rc->note), "no_route");
@@ -509,10 +539,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	}
 	moat_log(rc->status >= 400 ? MOAT_LOG_WARN : MOAT_LOG_INFO,
-		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu %s%s%s",
+		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu detail=%s "
+		 "version=%s offset=%s completed=%s",
 		 rc->client, rc->id, rc->method, rc->path, rc->status,
-		 (unsigned long long)rc->bytes, rc->note[0] ? "detail=" : "", rc->note,
-		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " completed=no");
+		 (unsigned long long)rc->bytes, rc->note[0] ? rc->note : NULL,
+		 rc->version[0] ? rc->version : NULL, rc->offset[0] ? rc->offset : NULL,
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no");
 	free(rc);
 	*con_cls = NULL;
 }
@@ -591,6 +623,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_LIMIT,
 				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_SECONDS,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
+				  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
 	if (!h->mhd) {
 		rc = moat_err_set(err, MOAT_EIO, "https: cannot listen on %s port %d", listen,

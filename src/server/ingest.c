@@ -67,9 +67,9 @@ static void handle(struct moat_deploy *d, const char *topic, const void *payload
 			 err.msg);
 		return;
 	}
-	moat_log(MOAT_LOG_INFO, "event=update_event id=%s stage=%s version=%s running=%s%s%s",
+	moat_log(MOAT_LOG_INFO, "event=update_event id=%s stage=%s version=%s running=%s reason=%s",
 		 ev.device, moat_update_stage_name(ev.stage), ev.version[0] ? ev.version : "-",
-		 ev.running[0] ? ev.running : "-", ev.reason[0] ? " reason=" : "", ev.reason);
+		 ev.running[0] ? ev.running : "-", ev.reason[0] ? ev.reason : NULL);
 }
 
 static void *run(void *arg)

@@ -2,8 +2,11 @@
  *
  * Input: byte 0 picks the parser (even: request path, odd: Range header), bytes 1..8 the
  * image size for Range (big-endian, 0 mapped to 1), the rest the text (NUL-terminated
- * here, since MHD hands over C strings). Invariants besides crashes: a download route
- * round-trips to the same lower-case digest, and a satisfiable range lies inside the image.
+ * here, since MHD hands over C strings). A path is decoded first, as moatd's unescape
+ * callback does. Invariants besides crashes: the decoder never lengthens the text nor makes
+ * a NUL byte (MHD's own turns %00 into the end of the string), a decoded path holding %00
+ * is refused, a download route round-trips to the same lower-case digest, and a
+ * satisfiable range lies inside the image.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -33,8 +36,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	text[size - 9] = '\0';
 
 	if ((data[0] & 1) == 0) {
+		size_t raw = strlen(text);
+		size_t n = moat_http_unescape(text);
+		if (n > raw || n != strlen(text)) {
+			abort();
+		}
 		uint8_t sha[MOAT_SHA256_BYTES];
-		if (moat_http_route_parse(text, sha) == MOAT_ROUTE_DOWNLOAD) {
+		enum moat_http_route route = moat_http_route_parse(text, sha);
+		if (strstr(text, "%00") && n <= MOAT_HTTP_URL_MAX_LEN && route != MOAT_ROUTE_BAD) {
+			abort();
+		}
+		if (route == MOAT_ROUTE_DOWNLOAD) {
 			char hex[MOAT_SHA256_HEX_LEN + 1];
 			moat_hex_encode(sha, sizeof(sha), hex);
 			size_t len = strlen(text);

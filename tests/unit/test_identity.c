@@ -1,6 +1,8 @@
-/* test_identity.c: identity names, device types and roles (include/moat/identity.h).
- * Identity names become topic levels, paths and certificate CNs unescaped, so every
- * character that could break one of those must be refused. */
+/* test_identity.c: identity names, device types and roles (include/moat/identity.h), and
+ * the identity a client certificate speaks for (client_cert.h). Identity names become
+ * topic levels, paths and certificate CNs unescaped, so every character that could break
+ * one of those must be refused; a certificate speaks for one only as a leaf with
+ * clientAuth, one CN and one role. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +11,11 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
+#include "moat/client_cert.h"
 #include "moat/identity.h"
 
 static void test_names_ok(void **state)
@@ -108,6 +114,123 @@ static void test_roles(void **state)
 	assert_int_equal(moat_role_parse(NULL, &role, &err), MOAT_EINVAL);
 }
 
+/* A self-signed certificate with subject entries "CN=a", "OU=device"... (NULL-terminated
+ * pairs) and the extensions given (NULL: left out). */
+static X509 *make_cert(const char *const *subject, const char *bc, const char *ku,
+		       const char *eku)
+{
+	EVP_PKEY *key = EVP_EC_gen("P-256");
+	X509 *cert = X509_new();
+	assert_non_null(key);
+	assert_non_null(cert);
+	assert_int_equal(X509_set_version(cert, 2), 1);
+	ASN1_INTEGER_set(X509_get_serialNumber(cert), 7);
+	X509_gmtime_adj(X509_getm_notBefore(cert), 0);
+	X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+	X509_NAME *name = X509_get_subject_name(cert);
+	for (size_t i = 0; subject[i]; i += 2) {
+		assert_int_equal(X509_NAME_add_entry_by_txt(name, subject[i], MBSTRING_UTF8,
+							    (const unsigned char *)subject[i + 1],
+							    -1, -1, 0),
+				 1);
+	}
+	assert_int_equal(X509_set_issuer_name(cert, name), 1);
+	assert_int_equal(X509_set_pubkey(cert, key), 1);
+	const int nids[] = {NID_basic_constraints, NID_key_usage, NID_ext_key_usage};
+	const char *values[] = {bc, ku, eku};
+	for (size_t i = 0; i < 3; i++) {
+		if (!values[i]) {
+			continue;
+		}
+		X509V3_CTX ctx;
+		X509V3_set_ctx(&ctx, cert, cert, NULL, NULL, 0);
+		X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &ctx, nids[i], values[i]);
+		assert_non_null(ext);
+		assert_int_equal(X509_add_ext(cert, ext, -1), 1);
+		X509_EXTENSION_free(ext);
+	}
+	assert_true(X509_sign(cert, key, EVP_sha256()) > 0);
+	EVP_PKEY_free(key);
+	return cert;
+}
+
+static enum moat_client_cert_fault cert_fault(const char *const *subject, const char *bc,
+					      const char *ku, const char *eku, char *id,
+					      enum moat_role *role)
+{
+	X509 *cert = make_cert(subject, bc, ku, eku);
+	enum moat_client_cert_fault f = moat_client_cert_identity(cert, id, role);
+	X509_free(cert);
+	return f;
+}
+
+/* What moat_pki_issue writes is accepted; a CA, a server-only certificate, none or two
+ * CNs, a CN that is no identity name, a missing or foreign role are not. */
+static void test_client_cert(void **state)
+{
+	(void)state;
+	static const char *const dev[] = {"O", "moat", "OU", "device", "CN", "dev-1", NULL};
+	static const char *const svc[] = {"OU", "service", "CN", "backend", NULL};
+	static const char *const two_cn[] = {"OU", "device", "CN", "dev-1", "CN", "dev-2", NULL};
+	static const char *const no_cn[] = {"OU", "device", NULL};
+	static const char *const bad_cn[] = {"OU", "device", "CN", "Dev 1", NULL};
+	static const char *const no_ou[] = {"CN", "dev-1", NULL};
+	static const char *const two_ou[] = {"OU", "device", "OU", "operator", "CN", "dev-1", NULL};
+	static const char *const odd_ou[] = {"OU", "server", "CN", "dev-1", NULL};
+	const char *leaf = "critical,CA:FALSE";
+	const char *ku = "critical,digitalSignature";
+	char id[MOAT_ID_BUF_LEN];
+	enum moat_role role = MOAT_ROLE_OPERATOR;
+
+	assert_int_equal(cert_fault(dev, leaf, ku, "clientAuth", id, &role), MOAT_CLIENT_CERT_OK);
+	assert_string_equal(id, "dev-1");
+	assert_int_equal(role, MOAT_ROLE_DEVICE);
+	assert_int_equal(cert_fault(svc, leaf, ku, "serverAuth,clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_OK);
+	assert_string_equal(id, "backend");
+	assert_int_equal(role, MOAT_ROLE_SERVICE);
+	assert_int_equal(cert_fault(dev, NULL, NULL, "clientAuth", id, &role), MOAT_CLIENT_CERT_OK);
+
+	/* a CA certificate with the device's name */
+	assert_int_equal(cert_fault(dev, "critical,CA:TRUE", "critical,keyCertSign,cRLSign",
+				    "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_NOT_LEAF);
+	assert_string_equal(id, "");
+	assert_int_equal(cert_fault(dev, "CA:TRUE,pathlen:0", NULL, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_NOT_LEAF);
+	assert_int_equal(cert_fault(dev, leaf, "digitalSignature,keyCertSign", "clientAuth", id,
+				    &role),
+			 MOAT_CLIENT_CERT_NOT_LEAF);
+	/* the server's purpose only, or none said */
+	assert_int_equal(cert_fault(dev, leaf, ku, "serverAuth", id, &role),
+			 MOAT_CLIENT_CERT_NOT_CLIENT);
+	assert_int_equal(cert_fault(dev, leaf, ku, NULL, id, &role), MOAT_CLIENT_CERT_NOT_CLIENT);
+	assert_int_equal(cert_fault(dev, leaf, ku, "codeSigning,emailProtection", id, &role),
+			 MOAT_CLIENT_CERT_NOT_CLIENT);
+	/* names */
+	assert_int_equal(cert_fault(two_cn, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_NAME);
+	assert_string_equal(id, "");
+	assert_int_equal(cert_fault(no_cn, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_NAME);
+	assert_int_equal(cert_fault(bad_cn, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_NAME);
+	/* roles */
+	assert_int_equal(cert_fault(no_ou, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_ROLE);
+	assert_string_equal(id, "");
+	assert_int_equal(cert_fault(two_ou, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_ROLE);
+	assert_int_equal(cert_fault(odd_ou, leaf, ku, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_BAD_ROLE);
+
+	assert_string_equal(moat_client_cert_fault_name(MOAT_CLIENT_CERT_NOT_LEAF),
+			    "certificate_is_ca");
+	assert_string_equal(moat_client_cert_fault_name(MOAT_CLIENT_CERT_NOT_CLIENT),
+			    "not_a_client_certificate");
+	assert_string_equal(moat_client_cert_fault_name((enum moat_client_cert_fault)99), "?");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -115,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_names_refused),
 		cmocka_unit_test(test_device_type),
 		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_client_cert),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -341,6 +341,12 @@ static void test_text_ok(void **state)
 	assert_true(moat_json_text_ok("\xc2\x85", 2, false)); /* C1, allowed */
 	assert_false(moat_json_text_ok("\xc2\x85", 2, true));
 	assert_true(moat_json_text_ok("\xc2\xa0", 2, true)); /* the first after C1 */
+	/* bidi overrides and isolates: only strict refuses them */
+	assert_true(moat_json_text_ok("\xe2\x80\xae", 3, false));
+	assert_false(moat_json_text_ok("\xe2\x80\xae", 3, true));
+	assert_false(moat_json_text_ok("\xe2\x80\xaa", 3, true));
+	assert_false(moat_json_text_ok("\xe2\x81\xa9", 3, true));
+	assert_true(moat_json_text_ok("\xe2\x80\xaf", 3, true)); /* U+202F, a space */
 	assert_false(moat_json_text_ok("\xe2\x82", 2, false));
 	assert_false(moat_json_text_ok("\xc0\xaf", 2, false));
 	assert_false(moat_json_text_ok("\xed\xa0\x80", 3, false));

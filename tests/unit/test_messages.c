@@ -841,6 +841,12 @@ static void test_response(void **state)
 	SET(bad.detail, "two\nlines");
 	assert_int_equal(moat_msg_response_build(&bad, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
 	bad = r;
+	SET(bad.detail, "right\xe2\x80\xaetfel");
+	assert_int_equal(moat_msg_response_build(&bad, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
+	bad = r;
+	SET(bad.detail, "csi\xc2\x9b");
+	assert_int_equal(moat_msg_response_build(&bad, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
+	bad = r;
 	SET(bad.id, "a b");
 	assert_int_equal(moat_msg_response_build(&bad, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
 	bad = r;
@@ -866,6 +872,13 @@ static void test_response(void **state)
 	resp_refused(RESP_HEAD ",\"id\":\"\"}", "invalid \"id\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\tb\"}", "invalid \"detail\"");
+	/* C1 controls and bidi overrides, raw or escaped: terminal control, never text */
+	resp_refused(RESP_HEAD ",\"detail\":\"a\xc2\x9b" "2J\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"a\\u009b2J\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"a\\u009d0;x\\u0007\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"txt.exe\xe2\x80\xae" "fdp\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"a\\u202eb\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"a\\u2066b\\u2069\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"interval\":0}", "\"interval\" must be an integer");
 	resp_refused(RESP_HEAD ",\"interval\":86401}", "\"interval\" must be an integer");
 	resp_refused(RESP_HEAD ",\"interval\":\"30\"}", "\"interval\" must be an integer");

@@ -49,6 +49,10 @@ static void test_route(void **state)
 		{"/api/firmware/../firmware/version", MOAT_ROUTE_NOT_FOUND},
 		{"", MOAT_ROUTE_NOT_FOUND},
 		{"/", MOAT_ROUTE_NOT_FOUND},
+		{"/api/firmware/version%00", MOAT_ROUTE_BAD},
+		{"/api/firmware/version%00.json", MOAT_ROUTE_BAD},
+		{"/api/firmware/download/" HEX64 "%00", MOAT_ROUTE_BAD},
+		{"%00/api/firmware/version", MOAT_ROUTE_BAD},
 	};
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
 		uint8_t sha[MOAT_SHA256_BYTES];
@@ -66,6 +70,42 @@ static void test_route(void **state)
 	memset(longpath, 'a', sizeof(longpath) - 1);
 	longpath[sizeof(longpath) - 1] = '\0';
 	assert_int_equal(moat_http_route_parse(longpath, NULL), MOAT_ROUTE_NOT_FOUND);
+}
+
+/* The decoder never makes a NUL: %00 stays as it is (and the route refuses it), every
+ * other escape is decoded, a broken one stays. */
+static void test_unescape(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		const char *out;
+	} rows[] = {
+		{"/api/firmware/version%00junk", "/api/firmware/version%00junk"},
+		{"1.0.0%00x", "1.0.0%00x"},
+		{"%2fa%2Fb%41", "/a/bA"},
+		{"%2500", "%00"}, /* decoded once: the route still refuses it */
+		{"%", "%"},
+		{"%4", "%4"},
+		{"%g1%1", "%g1%1"},
+		{"%0%00%", "%0%00%"},
+		{"a%20b", "a b"},
+		{"%01%7f%ff", "\x01\x7f\xff"},
+		{"", ""},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char buf[64];
+		snprintf(buf, sizeof(buf), "%s", rows[i].in);
+		size_t n = moat_http_unescape(buf);
+		assert_string_equal(buf, rows[i].out);
+		assert_int_equal(n, strlen(rows[i].out));
+	}
+	char path[] = "/api/firmware/version%00junk";
+	moat_http_unescape(path);
+	assert_int_equal(moat_http_route_parse(path, NULL), MOAT_ROUTE_BAD);
+	char twice[] = "/api/firmware/version%2500";
+	moat_http_unescape(twice);
+	assert_int_equal(moat_http_route_parse(twice, NULL), MOAT_ROUTE_BAD);
 }
 
 static void test_range(void **state)
@@ -409,6 +449,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route),
+		cmocka_unit_test(test_unescape),
 		cmocka_unit_test(test_range),
 		cmocka_unit_test(test_rollout_bucket),
 		cmocka_unit_test(test_update_event_parse),

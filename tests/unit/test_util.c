@@ -32,6 +32,7 @@
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/spawn.h"
+#include "moat/text.h"
 #include "moat/timeutil.h"
 #include "testutil.h"
 
@@ -883,9 +884,122 @@ static void test_log(void **state)
 		lines += *p == '\n';
 	}
 	assert_int_equal(lines, 3);
-	assert_non_null(strstr(out, " level=warn prog=moat-test event=refused id=evil"));
+	/* the whole value stays one quoted field, its newline escaped */
+	assert_non_null(strstr(out, " level=warn prog=moat-test event=refused "
+				    "id=\"evil\\n2026-01-01T00:00:00Z level=info x\"\n"));
 	free(out);
 	moat_log_init("moat", MOAT_LOG_INFO, false);
+}
+
+/* moat_log_vformat with arguments, for the tests below. */
+static const char *logf_(char *out, size_t size, const char *fmt, ...) MOAT_PRINTF(3, 4);
+static const char *logf_(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	size_t n = moat_log_vformat(out, size, fmt, ap);
+	va_end(ap);
+	assert_int_equal(n, strlen(out));
+	return out;
+}
+
+/* Every value is one field: plain ones bare, others quoted and escaped; a value can never
+ * add a field, close the format's quotes or start a line. */
+static void test_log_fields(void **state)
+{
+	(void)state;
+	char b[MOAT_LOG_LINE_MAX];
+	assert_string_equal(logf_(b, sizeof(b), "event=x id=%s n=%d z=%zu h=%02x", "dev-1", -3,
+				  (size_t)7, 10u),
+			    "event=x id=dev-1 n=-3 z=7 h=0a");
+	assert_string_equal(logf_(b, sizeof(b), "reason=%s",
+				  "ok stage=confirmed id=dev-b version=6.6.6"),
+			    "reason=\"ok stage=confirmed id=dev-b version=6.6.6\"");
+	assert_string_equal(logf_(b, sizeof(b), "a=%s b=%s", "x=y", ""), "a=\"x=y\" b=");
+	/* a quote or backslash cannot end the field */
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "a\" forged=1"), "r=\"a\\\" forged=1\"");
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "a\\"), "r=\"a\\\\\"");
+	/* inside the format's own quotes: escaped, not quoted twice */
+	assert_string_equal(logf_(b, sizeof(b), "error=\"%s: %s\" x=%s", "a b", "c\"d", "e f"),
+			    "error=\"a b: c\\\"d\" x=\"e f\"");
+	/* C0, DEL, C1, bidi controls and invalid UTF-8 */
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "a\nb\rc\td\x1b[31m\x7f"),
+			    "r=\"a\\nb\\rc\\td\\x1b[31m\\x7f\"");
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "\xc2\x9b" "2J \xc2\x9d \xe2\x80\xae"
+						       "\xe2\x81\xa6"),
+			    "r=\"\\u009b2J \\u009d \\u202e\\u2066\"");
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "\xff\xc3(\xe2\x82"),
+			    "r=\"\\xff\\xc3(\\xe2\\x82\"");
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "caf\xc3\xa9"), "r=\"caf\xc3\xa9\"");
+	assert_string_equal(logf_(b, sizeof(b), "slot=%c s=%c", 'a', '\n'), "slot=a s=\"\\n\"");
+	/* NULL drops its field, wherever it is */
+	assert_string_equal(logf_(b, sizeof(b), "a=%s b=%s c=%s", "1", (const char *)NULL, "3"),
+			    "a=1 c=3");
+	assert_string_equal(logf_(b, sizeof(b), "a=%s b=\"%s\"", "1", (const char *)NULL), "a=1");
+	assert_string_equal(logf_(b, sizeof(b), "a=%s b=%s", (const char *)NULL, "2"), "b=2");
+	assert_string_equal(logf_(b, sizeof(b), "%s%% %-4d|%5s", "p", 7, "x"),
+			    "p% 7   |x");
+}
+
+/* A line cut short still closes its quotes and never cuts an escape. */
+static void test_log_cut(void **state)
+{
+	(void)state;
+	char b[16];
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "a b c d e f g h i"), "r=\"a b c d e f\"");
+	assert_string_equal(logf_(b, sizeof(b), "r=%s", "abc\x01\x01\x01"), "r=\"abc\\x01\\x01\"");
+	assert_string_equal(logf_(b, sizeof(b), "0123456789abc r=%s", "x y"), "0123456789abc r");
+	assert_string_equal(logf_(b, 1, "r=%s", "x"), "");
+}
+
+/* text.h: the decoder, the control list and the escaping on their own. */
+static void test_text_escape(void **state)
+{
+	(void)state;
+	uint32_t cp = 0;
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"A", 1, &cp), 1);
+	assert_int_equal(cp, 'A');
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"\xf0\x9f\x98\x80", 4, &cp), 4);
+	assert_int_equal(cp, 0x1f600);
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"\xf0\x9f\x98", 3, &cp), 0);
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"\xc0\xaf", 2, &cp), 0);
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"\xed\xa0\x80", 3, &cp), 0);
+	assert_int_equal(moat_utf8_decode((const unsigned char *)"\x80", 1, &cp), 0);
+	for (uint32_t c = 0; c < 0x20; c++) {
+		assert_true(moat_text_cp_is_control(c));
+	}
+	for (uint32_t c = 0x7f; c <= 0x9f; c++) {
+		assert_true(moat_text_cp_is_control(c));
+	}
+	assert_true(moat_text_cp_is_control(0x202a) && moat_text_cp_is_control(0x202e));
+	assert_true(moat_text_cp_is_control(0x2066) && moat_text_cp_is_control(0x2069));
+	assert_false(moat_text_cp_is_control(' ') || moat_text_cp_is_control(0xa0) ||
+		     moat_text_cp_is_control(0x2029) || moat_text_cp_is_control(0x202f) ||
+		     moat_text_cp_is_control(0x2065) || moat_text_cp_is_control(0x206a));
+	assert_true(moat_text_display_ok("caf\xc3\xa9 \xe2\x82\xac", 9));
+	assert_false(moat_text_display_ok("a\xc2\x9b", 3));
+	assert_false(moat_text_display_ok("a\xe2\x80\xae", 4));
+	assert_false(moat_text_display_ok("a\0b", 3));
+
+	char out[64];
+	size_t used = 0;
+	/* unquoted (a terminal): quotes and backslashes are text */
+	assert_int_equal(moat_text_escape(out, sizeof(out), "a\"\\b\x1b\xc2\x9b", 7, 0, &used), 14);
+	assert_string_equal(out, "a\"\\b\\x1b\\u009b");
+	assert_int_equal(used, 7);
+	/* the worst case: every byte grows MOAT_TEXT_ESCAPE_GROWTH times */
+	char big[4 * MOAT_TEXT_ESCAPE_GROWTH + 1];
+	assert_int_equal(moat_text_escape(big, sizeof(big), "\xff\xfe\x01\x7f", 4, 0, &used),
+			 4 * MOAT_TEXT_ESCAPE_GROWTH);
+	assert_int_equal(used, 4);
+	/* too small: stops before a unit, never inside one or a UTF-8 sequence */
+	assert_int_equal(moat_text_escape(out, 6, "ab\x01", 3, 0, &used), 2);
+	assert_string_equal(out, "ab");
+	assert_int_equal(used, 2);
+	assert_int_equal(moat_text_escape(out, 3, "a\xc3\xa9", 3, 0, &used), 1);
+	assert_int_equal(used, 1);
+	assert_int_equal(moat_text_escape(out, 1, "abc", 3, 0, &used), 0);
+	assert_string_equal(out, "");
 }
 
 /* The buffer grows across many appends, keeps NULs, and hands over exactly what was put. */
@@ -1179,6 +1293,9 @@ int main(void)
 		cmocka_unit_test(test_config_split_list),
 		cmocka_unit_test(test_config_load),
 		cmocka_unit_test(test_log),
+		cmocka_unit_test(test_log_fields),
+		cmocka_unit_test(test_log_cut),
+		cmocka_unit_test(test_text_escape),
 		cmocka_unit_test(test_buf_grows),
 		cmocka_unit_test(test_buf_refuses_over_max),
 		cmocka_unit_test(test_spawn_exit_status),
