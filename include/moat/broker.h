@@ -32,7 +32,8 @@
  *            max_keepalive (seconds, default 300), autosave_interval (seconds, 300).
  *   [policy] operator_write_commands = yes|no; <role>_msgs_per_s, <role>_bytes_per_s,
  *            <role>_burst, <role>_max_payload for role device, service, operator;
- *            flap_connects, flap_window (duration), flap_ban (duration).
+ *            flap_connects, flap_window (duration), flap_ban (duration) for devices,
+ *            service_flap_* and operator_flap_* (same three) for the other roles.
  *            Absent keys keep moat_policy_init's defaults.
  *
  * Who may read what (Mosquitto started as root switches to [broker] user, its primary
@@ -143,6 +144,15 @@ MOAT_MUST_CHECK int moat_broker_configure(struct moat_deploy *d, bool force_acl_
 					  struct moat_broker_settings *out_settings,
 					  char *out_plugin, size_t plugin_size,
 					  struct moat_err *err);
+
+/* Like moat_broker_write_derived, with an unban line for identity name as of now
+ * (policy.h "Unban"): the running plugin lifts name's flapping ban when it reloads. */
+MOAT_MUST_CHECK int moat_broker_write_unban(struct moat_deploy *d, const char *name,
+					    struct moat_err *err);
+
+/* moat_broker_write_unban, then tells a running broker to reload (as moat_broker_sync). */
+MOAT_MUST_CHECK int moat_broker_unban(struct moat_deploy *d, const char *name,
+				      struct moat_err *err);
 
 /* Keeps the broker in step with the registry after any change to identities (added,
  * revoked, renewed, disabled, enabled), for every writer of the registry: writes what

@@ -2,6 +2,13 @@
  *
  * An identity name is [a-z0-9][a-z0-9._-]{0,63}: never '/', '+', '#', upper case or spaces,
  * so it can be embedded in a topic, a path and a certificate CN without escaping.
+ *
+ * MQTT client ids (moat_client_id_check): a device has exactly one session, its client id
+ * is its identity. A service or an operator may hold several at once (moatd's ingest,
+ * `moat watch`, `moat cmd`, a customer's backend workers), each with the client id
+ * "<identity>" or "<identity>:<suffix>", suffix [a-z0-9._-]{1,MOAT_CLIENT_SUFFIX_MAX_LEN}.
+ * The part before ':' MUST be the identity of the certificate, so no suffix ever reaches
+ * another identity's session.
  */
 #ifndef MOAT_IDENTITY_H
 #define MOAT_IDENTITY_H
@@ -28,6 +35,29 @@ bool moat_identity_name_ok(const char *name);
 MOAT_MUST_CHECK int moat_identity_name_check(const char *name, struct moat_err *err);
 /* Device types share the identity alphabet ("temperature_sensor" is valid). */
 MOAT_MUST_CHECK int moat_device_type_check(const char *type, struct moat_err *err);
+
+#define MOAT_CLIENT_SUFFIX_MAX_LEN 32
+#define MOAT_CLIENT_ID_MAX_LEN (MOAT_ID_MAX_LEN + 1 + MOAT_CLIENT_SUFFIX_MAX_LEN)
+#define MOAT_CLIENT_ID_BUF_LEN (MOAT_CLIENT_ID_MAX_LEN + 1)
+
+enum moat_client_id_verdict {
+	MOAT_CLIENT_ID_OK = 0,
+	MOAT_CLIENT_ID_MISMATCH,	/* missing, or the part before ':' is not the identity */
+	MOAT_CLIENT_ID_SUFFIX_REFUSED,	/* a device with a suffix: devices have one session */
+	MOAT_CLIENT_ID_BAD_SUFFIX,	/* empty, too long, or outside [a-z0-9._-] */
+};
+#define MOAT_CLIENT_ID_VERDICT_COUNT 4
+
+/* May a client of identity (role) use client_id? Pure; NULLs and an invalid identity are
+ * MOAT_CLIENT_ID_MISMATCH. */
+enum moat_client_id_verdict moat_client_id_check(enum moat_role role, const char *identity,
+						 const char *client_id);
+/* "ok", "client_id_mismatch", "client_id_suffix_refused", "bad_client_id_suffix". */
+const char *moat_client_id_verdict_name(enum moat_client_id_verdict v);
+/* "<identity>:<suffix>" into buf (size bytes); suffix NULL or "" gives "<identity>".
+ * MOAT_EINVAL for an invalid identity or suffix, or a buffer too small. */
+MOAT_MUST_CHECK int moat_client_id_build(const char *identity, const char *suffix, char *buf,
+					 size_t size, struct moat_err *err);
 
 const char *moat_role_name(enum moat_role role);
 MOAT_MUST_CHECK int moat_role_parse(const char *text, enum moat_role *out_role,

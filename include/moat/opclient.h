@@ -5,8 +5,11 @@
  *
  * Ownership: the struct is the caller's, freed with moat_opclient_close; a message
  * returned by moat_opclient_next lives until the next call.
- * Note: the broker binds client id to certificate identity, so two sessions of the same
- * identity at once disconnect each other: give watch and cmd different identities (--as).
+ * The broker binds the client id to the certificate's identity; a service or operator may
+ * add a suffix, "<identity>:<suffix>" (identity.h), and each tool uses its own (cmd-<pid>,
+ * watch-<pid>, ingest), so sessions of one identity never disconnect each other.
+ * A CONNECT the broker refuses is MOAT_EDENIED naming the CONNACK reason and, when this
+ * host holds the deployment's security events, the broker's own reason for the refusal.
  */
 #ifndef MOAT_OPCLIENT_H
 #define MOAT_OPCLIENT_H
@@ -23,10 +26,14 @@ struct moat_deploy;
 struct moat_opclient;
 
 /* Connects as identity `as`, or when NULL as the first operator identity of the
- * registry (then the first service identity). out_as (may be NULL) receives the name. */
+ * registry (then the first service identity), with client id "<identity>:<suffix>"
+ * (suffix NULL or "": the identity alone). out_as (may be NULL) receives the name. */
 MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as,
-					  int64_t timeout_ms, struct moat_opclient **out,
-					  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
+					  const char *suffix, int64_t timeout_ms,
+					  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
+					  struct moat_err *err);
+/* The role of the identity c is connected as. */
+enum moat_role moat_opclient_role(const struct moat_opclient *c);
 /* Subscribes (QoS 1) and waits for the broker's acknowledgement. */
 MOAT_MUST_CHECK int moat_opclient_subscribe(struct moat_opclient *c, const char *const *filters,
 					    size_t count, int64_t timeout_ms,

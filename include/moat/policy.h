@@ -17,9 +17,15 @@
  *   limits operator ...                              all four keys, each once, any order
  *   subscriptions device per_client=32 per_packet=16 one per role, at most once each,
  *                                                    both keys, any order; optional
- *   flapping connects=10 window_s=60 ban_s=300       (at most once)
+ *   flapping connects=10 window_s=60 ban_s=300       devices (at most once)
+ *   flapping operator connects=0 window_s=60 ban_s=60  one role, at most once each
+ *                                                    ("flapping device" is the line above);
+ *                                                    optional
  *   identity sensor-001 device active                name role status; names strictly
  *   identity sensor-002 device disabled              ascending (strcmp), so no duplicates
+ *   unban sensor-001 1795629600                      lift a flapping ban that began at or
+ *                                                    before this Unix time; optional, at
+ *                                                    most MOAT_POLICY_MAX_UNBANS
  *   end identities=2                                 last line, exactly; count must match
  *
  * Settings that are absent keep the defaults of moat_policy_init. Numbers are decimal
@@ -37,8 +43,16 @@
  * SUBSCRIBE packet adds at most per_packet of them; what is beyond is refused (SUBACK
  * "not authorised") and reported. Rendered only when they differ from the defaults, so
  * policies of deployments that never set them read as before.
- * Flapping: an identity that connects more than `connects` times within `window_s`
- * seconds is refused for `ban_s` seconds (connects=0 turns detection off).
+ * Flapping, per role: an identity that connects more than `connects` times within
+ * `window_s` seconds is refused for `ban_s` seconds (connects=0 turns detection off). The
+ * line without a role is the devices'; the service and operator lines are rendered only
+ * when they differ from the defaults (operators and services are not devices: every
+ * `moat cmd` is a connect, and a service's workers reconnect together).
+ * Unban: `moat device unban` / `moat identity unban` write the policy with such a line; the
+ * plugin, reloading it, lifts the identity's ban if it began at or before that time (so a
+ * line read again later never lifts a newer ban). The next policy written from the
+ * registry drops it: the plugin has read it by then (it re-reads the file on SIGHUP and
+ * checks it every 200 ms).
  */
 #ifndef MOAT_POLICY_H
 #define MOAT_POLICY_H
@@ -71,6 +85,7 @@
 #define MOAT_POLICY_FLAP_WINDOW_MAX_S 86400u
 #define MOAT_POLICY_FLAP_BAN_MIN_S 1u
 #define MOAT_POLICY_FLAP_BAN_MAX_S 604800u
+#define MOAT_POLICY_MAX_UNBANS 64u
 
 /* Deployment-relative path of the file, and the plugin's options. In mosquitto.conf each
  * option is written as "plugin_opt_<name> <value>", e.g.
@@ -117,6 +132,11 @@ struct moat_policy_flapping {
 	uint32_t ban_s;
 };
 
+struct moat_policy_unban {
+	char name[MOAT_ID_BUF_LEN];
+	int64_t before_s; /* Unix time: bans that began at or before it are lifted */
+};
+
 struct moat_policy_identity {
 	char name[MOAT_ID_BUF_LEN];
 	enum moat_role role;
@@ -130,7 +150,9 @@ struct moat_policy {
 	bool operator_write_commands;
 	struct moat_policy_limits limits[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
 	struct moat_policy_subs subs[MOAT_ROLE_COUNT];     /* indexed by enum moat_role */
-	struct moat_policy_flapping flapping;
+	struct moat_policy_flapping flapping[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
+	struct moat_policy_unban unbans[MOAT_POLICY_MAX_UNBANS];
+	size_t unban_count;
 	struct moat_policy_identity *identities;
 	size_t identity_count;
 	size_t identity_cap; /* allocated entries; internal */
@@ -141,7 +163,8 @@ struct moat_policy {
  * device 10 msgs/s, 16384 B/s, burst 20, max_payload 8192; service unlimited rates, burst
  * 1000, max_payload 1048576; operator 5 msgs/s, 65536 B/s, burst 10, max_payload 65536;
  * subscriptions per client/per packet: device 32/16, service 1024/256, operator 256/64;
- * flapping 10 connects in 60 s bans for 300 s. */
+ * flapping: device 10 connects in 60 s bans for 300 s, service 30 connects in 10 s bans
+ * for 10 s, operator off (connects=0, window 60 s, ban 60 s); no unbans. */
 void moat_policy_init(struct moat_policy *p);
 
 /* Releases the identities and re-initialises p to the defaults. NULL is fine. */
@@ -154,6 +177,12 @@ void moat_policy_free(struct moat_policy *p);
 MOAT_MUST_CHECK int moat_policy_add_identity(struct moat_policy *p, const char *name,
 					     enum moat_role role, enum moat_policy_status status,
 					     struct moat_err *err);
+
+/* Adds an unban line (name, Unix time). MOAT_EINVAL for an invalid name or a time <= 0;
+ * a second one for the same name replaces the first; beyond MOAT_POLICY_MAX_UNBANS the
+ * oldest entry is dropped. */
+MOAT_MUST_CHECK int moat_policy_add_unban(struct moat_policy *p, const char *name,
+					  int64_t before_s, struct moat_err *err);
 
 /* The identity called name, or NULL. The pointer is valid until p next changes. */
 const struct moat_policy_identity *moat_policy_find(const struct moat_policy *p, const char *name);

@@ -95,7 +95,16 @@ enum moat_acl_reason {
 	MOAT_ACL_DOLLAR,          /* '$' topics are the broker's */
 	MOAT_ACL_OUTSIDE_SCHEME,  /* not a topic of the scheme / matches none */
 	MOAT_ACL_NOT_GRANTED,     /* in the scheme but this identity may not */
+	MOAT_ACL_BAD_SHARE,       /* a service's "$share/" without a valid name and filter */
 };
+
+/* Shared subscriptions: a service may SUBSCRIBE to "$share/<name>/<filter>" when it may
+ * subscribe to <filter> itself; <name> is 1..MOAT_SHARE_NAME_MAX_LEN bytes of the identity
+ * alphabet (so never '/', '+' or '#'). Devices and operators never share (one session of
+ * a device; an operator watches everything it asked for): for them "$share/..." is a '$'
+ * topic like any other, MOAT_ACL_DOLLAR. */
+#define MOAT_SHARE_PREFIX "$share/"
+#define MOAT_SHARE_NAME_MAX_LEN 32
 
 /* Decides whether identity (of role) may do access on topic (a filter for SUBSCRIBE).
  * Returns true to allow. When out_reason is non-NULL it receives why. Never allocates;
@@ -104,7 +113,8 @@ bool moat_acl_decide(enum moat_role role, const char *identity, enum moat_access
 		     const char *topic, const struct moat_acl_policy *policy,
 		     enum moat_acl_reason *out_reason);
 
-/* "ok", "bad_input", "bad_topic", "dollar_topic", "outside_scheme", "not_granted". */
+/* "ok", "bad_input", "bad_topic", "dollar_topic", "outside_scheme", "not_granted",
+ * "bad_shared_subscription". */
 const char *moat_acl_reason_name(enum moat_acl_reason reason);
 
 #endif

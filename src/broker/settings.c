@@ -181,6 +181,12 @@ int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy 
 		"flap_connects",
 		"flap_window",
 		"flap_ban",
+		"service_flap_connects",
+		"service_flap_window",
+		"service_flap_ban",
+		"operator_flap_connects",
+		"operator_flap_window",
+		"operator_flap_ban",
 		NULL,
 	};
 	int rc;
@@ -214,13 +220,23 @@ int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy 
 			return rc;
 		}
 	}
-	if ((rc = get_u32(cfg, "flap_connects", 0, MOAT_POLICY_FLAP_CONNECTS_MAX,
-			  &p->flapping.connects, err)) != 0 ||
-	    (rc = get_dur_u32(cfg, "flap_window", MOAT_POLICY_FLAP_WINDOW_MIN_S,
-			      MOAT_POLICY_FLAP_WINDOW_MAX_S, &p->flapping.window_s, err)) != 0 ||
-	    (rc = get_dur_u32(cfg, "flap_ban", MOAT_POLICY_FLAP_BAN_MIN_S,
-			      MOAT_POLICY_FLAP_BAN_MAX_S, &p->flapping.ban_s, err)) != 0) {
-		return rc;
+	/* flap_* are the devices'; service_flap_* and operator_flap_* the other roles'. */
+	for (int r = 0; r < MOAT_ROLE_COUNT; r++) {
+		struct moat_policy_flapping *f = &p->flapping[r];
+		const char *prefix = r == MOAT_ROLE_DEVICE ? "" : moat_role_name((enum moat_role)r);
+		const char *sep = r == MOAT_ROLE_DEVICE ? "" : "_";
+		char k2[64], k3[64];
+		snprintf(key, sizeof(key), "%s%sflap_connects", prefix, sep);
+		snprintf(k2, sizeof(k2), "%s%sflap_window", prefix, sep);
+		snprintf(k3, sizeof(k3), "%s%sflap_ban", prefix, sep);
+		if ((rc = get_u32(cfg, key, 0, MOAT_POLICY_FLAP_CONNECTS_MAX, &f->connects,
+				  err)) != 0 ||
+		    (rc = get_dur_u32(cfg, k2, MOAT_POLICY_FLAP_WINDOW_MIN_S,
+				      MOAT_POLICY_FLAP_WINDOW_MAX_S, &f->window_s, err)) != 0 ||
+		    (rc = get_dur_u32(cfg, k3, MOAT_POLICY_FLAP_BAN_MIN_S,
+				      MOAT_POLICY_FLAP_BAN_MAX_S, &f->ban_s, err)) != 0) {
+			return rc;
+		}
 	}
 	return moat_policy_validate(p, err);
 }

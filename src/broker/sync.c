@@ -7,6 +7,7 @@
  * reload: SIGHUP to the supervisor, which forwards it to Mosquitto (the ACL file and the
  * CRL are re-read for new connections; the plugin notices the policy and CRL changes by
  * itself and kicks clients that lost their right). No broker running is not an error.
+ * An unban reaches the plugin the same way: the policy, written with an unban line.
  */
 #include <signal.h>
 #include <stdbool.h>
@@ -20,6 +21,17 @@ int moat_broker_sync(struct moat_deploy *d, struct moat_err *err)
 	int rc;
 
 	if ((rc = moat_broker_write_derived(d, err)) != 0) {
+		return rc;
+	}
+	return moat_broker_signal(moat_deploy_dir(d), SIGHUP, &sent, err);
+}
+
+int moat_broker_unban(struct moat_deploy *d, const char *name, struct moat_err *err)
+{
+	bool sent = false;
+	int rc;
+
+	if ((rc = moat_broker_write_unban(d, name, err)) != 0) {
 		return rc;
 	}
 	return moat_broker_signal(moat_deploy_dir(d), SIGHUP, &sent, err);

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "moat/broker.h"
+#include "moat/timeutil.h"
 #include "moat/fsutil.h"
 
 struct owner {
@@ -149,7 +150,9 @@ int moat_broker_policy_build(struct moat_deploy *d, struct moat_policy *out, str
 	return rc;
 }
 
-static int derived(struct moat_deploy *d, const struct owner *o, struct moat_err *err)
+/* Writes the derived files; unban (may be NULL) adds an unban line for it, as of now. */
+static int derived(struct moat_deploy *d, const struct owner *o, const char *unban,
+		   struct moat_err *err)
 {
 	struct moat_policy p;
 	char *policy_text = NULL;
@@ -160,6 +163,7 @@ static int derived(struct moat_deploy *d, const struct owner *o, struct moat_err
 	int rc;
 
 	if ((rc = moat_broker_policy_build(d, &p, err)) != 0 ||
+	    (unban && (rc = moat_policy_add_unban(&p, unban, moat_time_now(), err)) != 0) ||
 	    (rc = moat_policy_render_alloc(&p, &policy_text, &policy_len, err)) != 0 ||
 	    (rc = moat_broker_render_acl(&p, &acl_text, &acl_len, err)) != 0) {
 		goto out;
@@ -182,7 +186,7 @@ out:
 	return rc;
 }
 
-int moat_broker_write_derived(struct moat_deploy *d, struct moat_err *err)
+static int write_derived(struct moat_deploy *d, const char *unban, struct moat_err *err)
 {
 	struct moat_broker_settings s;
 	struct owner o;
@@ -193,7 +197,17 @@ int moat_broker_write_derived(struct moat_deploy *d, struct moat_err *err)
 	    (rc = owner_get(&s, false, &o, err)) != 0) {
 		return rc;
 	}
-	return derived(d, &o, err);
+	return derived(d, &o, unban, err);
+}
+
+int moat_broker_write_derived(struct moat_deploy *d, struct moat_err *err)
+{
+	return write_derived(d, NULL, err);
+}
+
+int moat_broker_write_unban(struct moat_deploy *d, const char *name, struct moat_err *err)
+{
+	return write_derived(d, name, err);
 }
 
 int moat_broker_write_all(struct moat_deploy *d, const struct moat_broker_settings *s,
@@ -228,7 +242,7 @@ int moat_broker_write_all(struct moat_deploy *d, const struct moat_broker_settin
 	}
 	if ((rc = moat_broker_render_conf(moat_deploy_dir(d), s, plugin_path, &conf_text, &conf_len,
 					  err)) != 0 ||
-	    (rc = derived(d, &o, err)) != 0) {
+	    (rc = derived(d, &o, NULL, err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_deploy_path(d, path, sizeof(path), "broker/data", err)) != 0 ||

@@ -69,6 +69,9 @@ MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err
 /* Opens for writing and unlocks the CA key with the passphrase from --passphrase-file,
  * $MOAT_CA_PASSPHRASE or a tty prompt. */
 MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+/* The client-id suffix of this run of tool ("cmd" -> "cmd-<pid>"): each run of `moat cmd`
+ * and `moat watch` is its own broker session (identity.h). Valid until the next call. */
+const char *cli_session_suffix(const char *tool);
 
 /* The CA passphrase: --passphrase-file, then $MOAT_CA_PASSPHRASE, then a prompt when stdin
  * is a tty (confirm: ask twice). buf receives it NUL-terminated; wipe it after use. */

@@ -143,7 +143,7 @@ int cmd_main(int argc, char **argv)
 	int rc = -1; /* -1: failed, err says why */
 	int64_t timeout_ms = timeout_s * 1000;
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_opclient_connect(d, as, timeout_ms, &cl, NULL, &err) != 0) {
+	    moat_opclient_connect(d, as, cli_session_suffix("cmd"), timeout_ms, &cl, NULL, &err) != 0) {
 		goto out;
 	}
 	moat_signals_catch(on_signal, 0);

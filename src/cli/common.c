@@ -283,3 +283,13 @@ void cli_print_json_raw(FILE *out, const char *json, size_t len)
 		fputc(c == '\n' || c == '\r' || c == '\t' ? ' ' : c, out);
 	}
 }
+
+const char *cli_session_suffix(const char *tool)
+{
+	static char buf[MOAT_CLIENT_SUFFIX_MAX_LEN + 1];
+	int n = snprintf(buf, sizeof(buf), "%s-%ld", tool, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		buf[0] = '\0'; /* cannot happen for moat's short tool names */
+	}
+	return buf;
+}

@@ -13,6 +13,7 @@ int device_main(int argc, char **argv)
 		"  show ID [--json]                              one device and its certificates\n"
 		"  revoke ID [--reason R]                        revoke; pki/crl.pem is rewritten\n"
 		"  renew ID [--days N]                           new key and certificate, old revoked\n"
+		"  unban ID                                      lift a ban for flapping (reconnects)\n"
 		"  export ID --out DIR [--format pem|p12|c-header|agent] [--password-file F]\n\n"
 		"Certificates: CN = ID, OU = device, clientAuth, 730 days by default, key type from\n"
 		"moat.conf ([pki] key_type, default ec-p256). Files: pki/identities/ID/.\n";

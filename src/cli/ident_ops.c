@@ -506,6 +506,24 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 	return one_end(&c, rc);
 }
 
+/* Lifts a flapping ban: the broker's policy is written with an unban line (policy.h); the
+ * registry is not changed, so the deployment is opened for reading only. */
+int ident_unban(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[USAGE_LINE_MAX];
+	snprintf(usage_line, sizeof(usage_line), "moat %s unban ID", scope->group);
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "", usage_line, false, NULL, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	int rc = moat_broker_unban(c.d, c.id, &c.err);
+	if (rc == 0) {
+		printf("unbanned %s: a flapping ban that began before now is lifted\n", c.id);
+	}
+	return one_end(&c, rc);
+}
+
 int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
@@ -681,6 +699,7 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 	} subs[] = {
 		{"add", ident_add},       {"list", ident_list},   {"show", ident_show},
 		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
+		{"unban", ident_unban},
 	};
 	int st = cli_group_help(argc, argv, usage, true);
 	if (st != MOAT_OPTS_CONTINUE) {

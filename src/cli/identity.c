@@ -13,6 +13,7 @@ int identity_main(int argc, char **argv)
 		"  show NAME [--json]\n"
 		"  revoke NAME [--reason R]\n"
 		"  renew NAME [--days N]\n"
+		"  unban NAME\n"
 		"  export NAME --out DIR [--format pem|p12|c-header|agent] [--password-file F]\n\n"
 		"Services (the backend) read every device's messages and send commands; operators are\n"
 		"administrators (moat cmd). Same CA as devices, a different role in the certificate.\n";

@@ -212,7 +212,7 @@ int watch_main(int argc, char **argv)
 		filters[i] = bufs[i];
 	}
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_opclient_connect(d, as, 10000, &cl, NULL, &err) != 0 ||
+	    moat_opclient_connect(d, as, cli_session_suffix("watch"), 10000, &cl, NULL, &err) != 0 ||
 	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
 		goto out;
 	}

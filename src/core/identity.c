@@ -1,6 +1,7 @@
-/* identity.c: identity names and roles. Pure: no I/O. */
+/* identity.c: identity names, roles and the client-id rule (identity.h). Pure: no I/O. */
 #include "moat/identity.h"
 
+#include <stdio.h>
 #include <string.h>
 
 static bool name_char(char c, bool first)
@@ -60,6 +61,79 @@ int moat_identity_name_check(const char *name, struct moat_err *err)
 int moat_device_type_check(const char *type, struct moat_err *err)
 {
 	return check("device type", type, MOAT_DEVICE_TYPE_MAX_LEN, err);
+}
+
+/* The suffix alphabet is the identity alphabet without the first-character rule. */
+static bool suffix_ok(const char *s)
+{
+	size_t len = strnlen(s, MOAT_CLIENT_SUFFIX_MAX_LEN + 1);
+	if (len == 0 || len > MOAT_CLIENT_SUFFIX_MAX_LEN) {
+		return false;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!name_char(s[i], false)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+enum moat_client_id_verdict moat_client_id_check(enum moat_role role, const char *identity,
+						 const char *client_id)
+{
+	if (!identity || !client_id || !moat_identity_name_ok(identity)) {
+		return MOAT_CLIENT_ID_MISMATCH;
+	}
+	size_t id_len = strlen(identity);
+	if (strncmp(client_id, identity, id_len) != 0) {
+		return MOAT_CLIENT_ID_MISMATCH;
+	}
+	if (client_id[id_len] == '\0') {
+		return MOAT_CLIENT_ID_OK;
+	}
+	if (client_id[id_len] != ':') {
+		return MOAT_CLIENT_ID_MISMATCH; /* "sensor-10" is not a session of "sensor-1" */
+	}
+	if (role != MOAT_ROLE_SERVICE && role != MOAT_ROLE_OPERATOR) {
+		return MOAT_CLIENT_ID_SUFFIX_REFUSED;
+	}
+	return suffix_ok(client_id + id_len + 1) ? MOAT_CLIENT_ID_OK : MOAT_CLIENT_ID_BAD_SUFFIX;
+}
+
+static const char *const verdict_names[MOAT_CLIENT_ID_VERDICT_COUNT] = {
+	"ok", "client_id_mismatch", "client_id_suffix_refused", "bad_client_id_suffix"};
+
+const char *moat_client_id_verdict_name(enum moat_client_id_verdict v)
+{
+	return (unsigned)v < MOAT_CLIENT_ID_VERDICT_COUNT ? verdict_names[v] : "unknown";
+}
+
+int moat_client_id_build(const char *identity, const char *suffix, char *buf, size_t size,
+			 struct moat_err *err)
+{
+	if (buf && size > 0) {
+		buf[0] = '\0';
+	}
+	int rc = moat_identity_name_check(identity, err);
+	if (rc < 0) {
+		return rc;
+	}
+	bool has_suffix = suffix && *suffix;
+	if (has_suffix && !suffix_ok(suffix)) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "client id suffix is invalid: use [a-z0-9._-]{1,%d}",
+				    MOAT_CLIENT_SUFFIX_MAX_LEN);
+	}
+	int n = buf ? snprintf(buf, size, "%s%s%s", identity, has_suffix ? ":" : "",
+			       has_suffix ? suffix : "")
+		    : -1;
+	if (n < 0 || (size_t)n >= size) {
+		if (buf && size > 0) {
+			buf[0] = '\0';
+		}
+		return moat_err_set(err, MOAT_EINVAL, "client id of %s: buffer too small", identity);
+	}
+	return 0;
 }
 
 static const char *const role_names[MOAT_ROLE_COUNT] = {"device", "service", "operator"};

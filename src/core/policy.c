@@ -40,7 +40,12 @@ void moat_policy_init(struct moat_policy *p)
 	p->subs[MOAT_ROLE_SERVICE] =
 		(struct moat_policy_subs){.per_client = 1024, .per_packet = 256};
 	p->subs[MOAT_ROLE_OPERATOR] = (struct moat_policy_subs){.per_client = 256, .per_packet = 64};
-	p->flapping = (struct moat_policy_flapping){.connects = 10, .window_s = 60, .ban_s = 300};
+	p->flapping[MOAT_ROLE_DEVICE] =
+		(struct moat_policy_flapping){.connects = 10, .window_s = 60, .ban_s = 300};
+	p->flapping[MOAT_ROLE_SERVICE] =
+		(struct moat_policy_flapping){.connects = 30, .window_s = 10, .ban_s = 10};
+	p->flapping[MOAT_ROLE_OPERATOR] =
+		(struct moat_policy_flapping){.connects = 0, .window_s = 60, .ban_s = 60};
 }
 
 void moat_policy_free(struct moat_policy *p)
@@ -155,6 +160,33 @@ int moat_policy_add_identity(struct moat_policy *p, const char *name, enum moat_
 	return 0;
 }
 
+int moat_policy_add_unban(struct moat_policy *p, const char *name, int64_t before_s,
+			  struct moat_err *err)
+{
+	int rc = moat_identity_name_check(name, err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (before_s <= 0 || before_s > (int64_t)UINT32_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "unban %s: time %lld is out of range", name,
+				    (long long)before_s);
+	}
+	size_t i = 0;
+	while (i < p->unban_count && strcmp(p->unbans[i].name, name) != 0) {
+		i++;
+	}
+	if (i == p->unban_count && p->unban_count == MOAT_POLICY_MAX_UNBANS) {
+		memmove(&p->unbans[0], &p->unbans[1], (p->unban_count - 1) * sizeof(p->unbans[0]));
+		i = --p->unban_count;
+	}
+	if (i == p->unban_count) {
+		p->unban_count++;
+	}
+	memcpy(p->unbans[i].name, name, strlen(name) + 1);
+	p->unbans[i].before_s = before_s;
+	return 0;
+}
+
 static int check_range(const char *what, uint32_t v, uint32_t min, uint32_t max,
 		       struct moat_err *err)
 {
@@ -223,10 +255,28 @@ int moat_policy_validate(const struct moat_policy *p, struct moat_err *err)
 			return rc;
 		}
 	}
-	int rc = validate_flapping(&p->flapping, err);
-	if (rc < 0) {
-		moat_err_prefix(err, "policy: flapping");
-		return rc;
+	int rc = 0;
+	for (int r = 0; r < MOAT_ROLE_COUNT; r++) {
+		rc = validate_flapping(&p->flapping[r], err);
+		if (rc < 0) {
+			/* the devices' line has no role word in the file either */
+			moat_err_prefix(err, "policy: flapping%s%s",
+					r == MOAT_ROLE_DEVICE ? "" : " ",
+					r == MOAT_ROLE_DEVICE ? "" : moat_role_name((enum moat_role)r));
+			return rc;
+		}
+	}
+	if (p->unban_count > MOAT_POLICY_MAX_UNBANS) {
+		return moat_err_set(err, MOAT_EINVAL, "policy: more than %u unbans",
+				    MOAT_POLICY_MAX_UNBANS);
+	}
+	for (size_t i = 0; i < p->unban_count; i++) {
+		const struct moat_policy_unban *u = &p->unbans[i];
+		if (memchr(u->name, '\0', sizeof(u->name)) == NULL ||
+		    !moat_identity_name_ok(u->name) || u->before_s <= 0 ||
+		    u->before_s > (int64_t)UINT32_MAX) {
+			return moat_err_set(err, MOAT_EINVAL, "policy: unban %zu is invalid", i);
+		}
 	}
 	if (p->identity_count > MOAT_POLICY_MAX_IDENTITIES ||
 	    (p->identity_count > 0 && !p->identities)) {
@@ -304,12 +354,23 @@ static void render_all(const struct moat_policy *p, struct writer *w)
 			    moat_role_name((enum moat_role)r), sb->per_client, sb->per_packet);
 		}
 	}
-	put(w, "flapping connects=%u window_s=%u ban_s=%u\n", p->flapping.connects,
-	    p->flapping.window_s, p->flapping.ban_s);
+	const struct moat_policy_flapping *fd = &p->flapping[MOAT_ROLE_DEVICE];
+	put(w, "flapping connects=%u window_s=%u ban_s=%u\n", fd->connects, fd->window_s,
+	    fd->ban_s);
+	for (int r = MOAT_ROLE_DEVICE + 1; r < MOAT_ROLE_COUNT; r++) {
+		const struct moat_policy_flapping *f = &p->flapping[r];
+		if (memcmp(f, &defaults.flapping[r], sizeof(*f)) != 0) {
+			put(w, "flapping %s connects=%u window_s=%u ban_s=%u\n",
+			    moat_role_name((enum moat_role)r), f->connects, f->window_s, f->ban_s);
+		}
+	}
 	for (size_t i = 0; i < p->identity_count; i++) {
 		const struct moat_policy_identity *id = &p->identities[i];
 		put(w, "identity %s %s %s\n", id->name, moat_role_name(id->role),
 		    moat_policy_status_name(id->status));
+	}
+	for (size_t i = 0; i < p->unban_count; i++) {
+		put(w, "unban %s %lld\n", p->unbans[i].name, (long long)p->unbans[i].before_s);
 	}
 	put(w, "end identities=%zu\n", p->identity_count);
 }
@@ -375,7 +436,7 @@ struct parse_state {
 	bool seen_operator;
 	bool seen_limits[MOAT_ROLE_COUNT];
 	bool seen_subs[MOAT_ROLE_COUNT];
-	bool seen_flapping;
+	bool seen_flapping[MOAT_ROLE_COUNT];
 	bool seen_end;
 };
 
@@ -530,15 +591,27 @@ static int parse_subs(struct parse_state *st, char **f, int n, struct moat_err *
 static int parse_flapping(struct parse_state *st, char **f, int n, struct moat_err *err)
 {
 	static const char *const keys[3] = {"connects", "window_s", "ban_s"};
+	enum moat_role role = MOAT_ROLE_DEVICE;
+	int rc = 0;
+	if (n >= 2 && !strchr(f[1], '=')) {
+		rc = moat_role_parse(f[1], &role, err);
+		if (rc < 0) {
+			return rc;
+		}
+		f++;
+		n--;
+	}
 	if (n != 4) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "flapping needs connects=, window_s= and ban_s=");
 	}
-	if (st->seen_flapping) {
-		return moat_err_set(err, MOAT_EINVAL, "flapping given twice");
+	if (st->seen_flapping[role]) {
+		return moat_err_set(err, MOAT_EINVAL, "flapping%s%s given twice",
+				    role == MOAT_ROLE_DEVICE ? "" : " ",
+				    role == MOAT_ROLE_DEVICE ? "" : moat_role_name(role));
 	}
 	uint32_t vals[3] = {0};
-	int rc = parse_u32_fields(f + 1, n - 1, "flapping", keys, 3, vals, err);
+	rc = parse_u32_fields(f + 1, n - 1, "flapping", keys, 3, vals, err);
 	if (rc < 0) {
 		return rc;
 	}
@@ -549,9 +622,34 @@ static int parse_flapping(struct parse_state *st, char **f, int n, struct moat_e
 	if (rc < 0) {
 		return rc;
 	}
-	st->p->flapping = fl;
-	st->seen_flapping = true;
+	st->p->flapping[role] = fl;
+	st->seen_flapping[role] = true;
 	return 0;
+}
+
+static int parse_unban(struct parse_state *st, char **f, int n, struct moat_err *err)
+{
+	uint32_t before = 0;
+	if (n != 3) {
+		return moat_err_set(err, MOAT_EINVAL, "unban needs a name and a Unix time");
+	}
+	int rc = moat_identity_name_check(f[1], err);
+	if (rc == 0) {
+		rc = parse_u32("unban time", f[2], 1, UINT32_MAX, &before, err);
+	}
+	if (rc < 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < st->p->unban_count; i++) {
+		if (strcmp(st->p->unbans[i].name, f[1]) == 0) {
+			return moat_err_set(err, MOAT_EINVAL, "unban %s given twice", f[1]);
+		}
+	}
+	if (st->p->unban_count >= MOAT_POLICY_MAX_UNBANS) {
+		return moat_err_set(err, MOAT_EINVAL, "more than %u unbans",
+				    MOAT_POLICY_MAX_UNBANS);
+	}
+	return moat_policy_add_unban(st->p, f[1], before, err);
 }
 
 static int parse_identity(struct parse_state *st, char **f, int n, struct moat_err *err)
@@ -617,6 +715,9 @@ static int parse_line(struct parse_state *st, char *line, struct moat_err *err)
 	}
 	if (strcmp(f[0], "flapping") == 0) {
 		return parse_flapping(st, f, n, err);
+	}
+	if (strcmp(f[0], "unban") == 0) {
+		return parse_unban(st, f, n, err);
 	}
 	if (strcmp(f[0], "operator_write_commands") == 0) {
 		if (n != 2 || (strcmp(f[1], "yes") != 0 && strcmp(f[1], "no") != 0)) {

@@ -48,7 +48,8 @@ static const char *const kind_names[MOAT_TOPIC_KIND_COUNT] = {
 };
 
 static const char *const reason_names[] = {
-	"ok", "bad_input", "bad_topic", "dollar_topic", "outside_scheme", "not_granted",
+	"ok",	     "bad_input",	"bad_topic", "dollar_topic", "outside_scheme", "not_granted",
+	"bad_shared_subscription",
 };
 
 const char *moat_topic_kind_name(enum moat_topic_kind kind)
@@ -348,6 +349,31 @@ static enum moat_acl_reason decide_subscribe(enum moat_role role, const char *id
 	return matched ? MOAT_ACL_OK : MOAT_ACL_OUTSIDE_SCHEME;
 }
 
+/* "$share/<name>/<filter>" of a service: the filter is judged as itself. */
+static enum moat_acl_reason decide_shared(enum moat_role role, const char *identity,
+					  const char *topic, size_t len)
+{
+	const size_t plen = sizeof(MOAT_SHARE_PREFIX) - 1;
+	const char *name = topic + plen;
+	const char *slash = memchr(name, '/', len - plen);
+	char buf[MOAT_SHARE_NAME_MAX_LEN + 1];
+
+	if (!slash || slash == name || (size_t)(slash - name) > MOAT_SHARE_NAME_MAX_LEN ||
+	    (size_t)(slash + 1 - topic) >= len) {
+		return MOAT_ACL_BAD_SHARE;
+	}
+	memcpy(buf, name, (size_t)(slash - name));
+	buf[slash - name] = '\0';
+	if (!moat_identity_name_ok(buf)) {
+		return MOAT_ACL_BAD_SHARE;
+	}
+	const char *filter = slash + 1;
+	if (filter[0] == '$') {
+		return MOAT_ACL_DOLLAR;
+	}
+	return decide_subscribe(role, identity, filter, len - (size_t)(filter - topic));
+}
+
 static enum moat_acl_reason decide(enum moat_role role, const char *identity,
 				   enum moat_access access, const char *topic,
 				   const struct moat_acl_policy *policy)
@@ -368,6 +394,10 @@ static enum moat_acl_reason decide(enum moat_role role, const char *identity,
 	len = bounded_len(topic);
 	if (len == 0) {
 		return MOAT_ACL_BAD_TOPIC;
+	}
+	if (access == MOAT_ACCESS_SUBSCRIBE && role == MOAT_ROLE_SERVICE &&
+	    strncmp(topic, MOAT_SHARE_PREFIX, sizeof(MOAT_SHARE_PREFIX) - 1) == 0) {
+		return decide_shared(role, identity, topic, len);
 	}
 	if (topic[0] == '$') {
 		return MOAT_ACL_DOLLAR;

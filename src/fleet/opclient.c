@@ -3,17 +3,28 @@
  * messages copied into a bounded FIFO. TLS as the devices have it (moat_mqtt_tls_setup,
  * mqtt_tls.h): the deployment CA, SSL_VERIFY_PEER, moat's TLS policy, the broker's host name
  * checked by libmosquitto.
+ * Each tool has its own session, client id "<identity>:<suffix>" (identity.h), so watch,
+ * cmd and moatd's ingest of one identity never take each other's sessions. MQTT 5, so a
+ * refused CONNECT has a reason code; the broker's reason (banned, disabled, revoked...) is
+ * in the plugin's security event for this client id, which the deployment's events file
+ * holds when the CLI runs where the broker runs: a refusal quotes it.
  */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 #include <mosquitto.h>
+#include <mqtt_protocol.h>
 
 #include "moat/session.h"
 #include "moat/deploy.h"
 #include "moat/mqtt_tls.h"
 #include "moat/opclient.h"
+#include "moat/policy.h"
 #include "moat/registry.h"
 #include "moat/timeutil.h"
 
@@ -24,8 +35,14 @@ struct msg {
 	size_t len;
 };
 
+/* How much of the end of the events file a refusal looks through for its event. */
+#define EVENTS_TAIL_BYTES (256 * 1024)
+/* Longest reason quoted from an event: the plugin cuts its fields shorter. */
+#define REFUSAL_MAX_LEN 300
+
 struct moat_opclient {
 	struct mosquitto *mosq;
+	enum moat_role role;
 	bool connected;
 	int connack;
 	bool lost;
@@ -46,10 +63,13 @@ static void msg_free(struct msg *m)
 	}
 }
 
-static void on_connect(struct mosquitto *mosq, void *obj, int rc)
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
+		       const mosquitto_property *props)
 {
 	struct moat_opclient *c = obj;
 	(void)mosq;
+	(void)flags;
+	(void)props;
 	c->connack = rc;
 	c->connected = rc == 0;
 	if (rc != 0) {
@@ -138,6 +158,19 @@ static void on_log(struct mosquitto *mosq, void *obj, int level, const char *str
 	}
 }
 
+/* A CONNACK reason code as 3.1.1 named it ("not authorised", which the tests and the
+ * users know) where the two agree, else MQTT 5's name. */
+static const char *connack_name(int rc)
+{
+	if (rc == MQTT_RC_NOT_AUTHORIZED || rc == MQTT_RC_BAD_USERNAME_OR_PASSWORD) {
+		return mosquitto_connack_string(CONNACK_REFUSED_NOT_AUTHORIZED);
+	}
+	if (rc == MQTT_RC_BANNED) {
+		return "banned";
+	}
+	return mosquitto_reason_string(rc);
+}
+
 struct pick {
 	char name[MOAT_ID_BUF_LEN];
 };
@@ -153,7 +186,7 @@ static int pick_cb(const struct moat_identity *ident, void *ctx)
 }
 
 static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LEN],
-		  struct moat_err *err)
+		  enum moat_role *out_role, struct moat_err *err)
 {
 	int rc;
 	if (as) {
@@ -171,6 +204,7 @@ static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LE
 					    moat_identity_status_name(ident.status));
 		}
 		snprintf(out, MOAT_ID_BUF_LEN, "%s", as);
+		*out_role = ident.role;
 		return 0;
 	}
 	struct pick p = {{0}};
@@ -181,6 +215,7 @@ static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LE
 		if (rc < 0) {
 			return rc;
 		}
+		*out_role = (enum moat_role)roles[i];
 	}
 	if (!p.name[0]) {
 		return moat_err_set(err, MOAT_ENOENT,
@@ -216,16 +251,68 @@ static int wait_until(struct moat_opclient *c, bool *flag, int64_t timeout_ms, c
 	return 0;
 }
 
-int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout_ms,
-			  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
-			  struct moat_err *err)
+/* The reason and detail of the last auth_refused event for client_id in the deployment's
+ * events file, as " (reason: detail)" into out; "" when there is none or it cannot be read
+ * (another host, no permission: the reason code alone is reported then). */
+static void refusal_reason(struct moat_deploy *d, const char *client_id, char *out, size_t size)
+{
+	char path[PATH_MAX];
+	char needle[MOAT_CLIENT_ID_BUF_LEN + 16];
+	char *buf = NULL;
+	cJSON *ev = NULL;
+	int fd = -1;
+	out[0] = '\0';
+	if (moat_deploy_path(d, path, sizeof(path), MOAT_PLUGIN_EVENTS_FILE_NAME, NULL) != 0 ||
+	    snprintf(needle, sizeof(needle), "\"client_id\":\"%s\"", client_id) < 0 ||
+	    (fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0) {
+		goto out;
+	}
+	off_t end = lseek(fd, 0, SEEK_END);
+	off_t start = end > EVENTS_TAIL_BYTES ? end - EVENTS_TAIL_BYTES : 0;
+	buf = malloc(EVENTS_TAIL_BYTES + 1);
+	ssize_t n = buf && end > 0 ? pread(fd, buf, (size_t)(end - start), start) : -1;
+	if (n <= 0) {
+		goto out;
+	}
+	buf[n] = '\0';
+	const char *found = NULL;
+	for (char *line = buf; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl) {
+			*nl = '\0';
+		}
+		if (strstr(line, "\"kind\":\"auth_refused\"") && strstr(line, needle)) {
+			found = line;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	ev = found ? cJSON_Parse(found) : NULL;
+	const char *reason = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "reason"));
+	const char *detail = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ev, "detail"));
+	if (reason) {
+		snprintf(out, size, " (%s%s%s)", reason, detail ? ": " : "", detail ? detail : "");
+	}
+out:
+	cJSON_Delete(ev);
+	free(buf);
+	if (fd >= 0) {
+		close(fd);
+	}
+}
+
+int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suffix,
+			  int64_t timeout_ms, struct moat_opclient **out,
+			  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err)
 {
 	char name[MOAT_ID_BUF_LEN];
+	char client_id[MOAT_CLIENT_ID_BUF_LEN];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
 	struct moat_opclient *c = NULL;
+	enum moat_role role = MOAT_ROLE_OPERATOR;
 	int rc;
 	*out = NULL;
-	if ((rc = choose(d, as, name, err)) != 0 ||
+	if ((rc = choose(d, as, name, &role, err)) != 0 ||
+	    (rc = moat_client_id_build(name, suffix, client_id, sizeof(client_id), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "ca.crt", ca, sizeof(ca), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "cert.pem", cert, sizeof(cert), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "key.pem", key, sizeof(key), err)) != 0) {
@@ -239,13 +326,14 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout
 	if (!c) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	c->mosq = mosquitto_new(name, true, c);
+	c->role = role;
+	c->mosq = mosquitto_new(client_id, true, c);
 	if (!c->mosq) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 		goto out;
 	}
-	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
-	mosquitto_connect_callback_set(c->mosq, on_connect);
+	mosquitto_int_option(c->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+	mosquitto_connect_v5_callback_set(c->mosq, on_connect);
 	mosquitto_disconnect_callback_set(c->mosq, on_disconnect);
 	mosquitto_subscribe_callback_set(c->mosq, on_subscribe);
 	mosquitto_publish_callback_set(c->mosq, on_publish);
@@ -265,8 +353,10 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, int64_t timeout
 	}
 	if ((rc = wait_until(c, &c->connected, timeout_ms, "connect", err)) != 0) {
 		if (c->connack > 0) {
-			rc = moat_err_set(err, MOAT_EDENIED, "the broker refused %s: %s", name,
-					  mosquitto_connack_string(c->connack));
+			char why[2 * REFUSAL_MAX_LEN];
+			refusal_reason(d, client_id, why, sizeof(why));
+			rc = moat_err_set(err, MOAT_EDENIED, "the broker refused %s: %s%s", name,
+					  connack_name(c->connack), why);
 		}
 		goto out;
 	}
@@ -374,4 +464,9 @@ void moat_opclient_close(struct moat_opclient *c)
 	}
 	free(c);
 	mosquitto_lib_cleanup();
+}
+
+enum moat_role moat_opclient_role(const struct moat_opclient *c)
+{
+	return c->role;
 }

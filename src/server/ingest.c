@@ -2,7 +2,8 @@
  * registry connection; SQLite serializes it against the HTTPS thread and the CLI) that
  * listens to devices' diagnostics as the service identity and records update events.
  * The session is moat_opclient's (src/fleet/opclient.c), the same verified TLS client
- * `moat watch` uses; this file adds only reconnection and the event handling.
+ * `moat watch` uses, with client id "<identity>:ingest" and, as a service, a shared
+ * subscription; this file adds only reconnection and the event handling.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +22,10 @@
 
 #define INGEST_CONNECT_TIMEOUT_MS 5000
 #define INGEST_POLL_MS 500
+/* Client id "<identity>:ingest" (never `moat watch`'s or `moat cmd`'s session) and the
+ * shared subscription's name. */
+#define INGEST_CLIENT_SUFFIX "ingest"
+#define INGEST_SHARE_NAME "moatd-ingest"
 #define INGEST_BACKOFF_MIN_MS 1000
 #define INGEST_BACKOFF_MAX_MS 30000
 
@@ -88,9 +93,15 @@ static void *run(void *arg)
 								      : backoff * 2;
 			continue;
 		}
+		/* A service shares the subscription: moatds of one deployment split the reports
+		 * between them instead of each recording every one. */
 		const char *filters[] = {MOAT_INGEST_TOPIC};
-		if (moat_opclient_connect(d, ing->as, INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) !=
-			    0 ||
+		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, INGEST_CONNECT_TIMEOUT_MS,
+					  &c, NULL, &err) == 0 &&
+		    moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
+			filters[0] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME "/" MOAT_INGEST_TOPIC;
+		}
+		if (!c ||
 		    moat_opclient_subscribe(c, filters, 1, INGEST_CONNECT_TIMEOUT_MS, &err) != 0) {
 			moat_log(MOAT_LOG_WARN,
 				 "event=ingest_disconnected as=%s error=\"%s\" retry_ms=%lld",

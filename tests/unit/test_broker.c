@@ -401,8 +401,8 @@ static void test_policy_limits(void **state)
 	assert_false(p.operator_write_commands);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].msgs_per_s, 5);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].max_payload, 1024);
-	assert_int_equal(p.flapping.window_s, 120);
-	assert_int_equal(p.flapping.ban_s, 3600);
+	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].window_s, 120);
+	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].ban_s, 3600);
 	moat_config_free(cfg);
 
 	static const char *const bad[] = {

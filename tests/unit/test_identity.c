@@ -231,6 +231,85 @@ static void test_client_cert(void **state)
 	assert_string_equal(moat_client_cert_fault_name((enum moat_client_cert_fault)99), "?");
 }
 
+/* Client ids: every refusal path of the suffix rule. */
+static void test_client_ids(void **state)
+{
+	(void)state;
+	const enum moat_role svc = MOAT_ROLE_SERVICE, op = MOAT_ROLE_OPERATOR;
+	const enum moat_role dev = MOAT_ROLE_DEVICE;
+	/* accepted */
+	assert_int_equal(moat_client_id_check(dev, "dev-1", "dev-1"), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc"), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc:ingest"), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_check(op, "op", "op:cmd-1234"), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_check(op, "op", "op:-._9"), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_check(op, "op", "op:12345678901234567890123456789012"),
+			 MOAT_CLIENT_ID_OK);
+	/* the identity part */
+	assert_int_equal(moat_client_id_check(svc, "svc", NULL), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, NULL, "svc"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", ""), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", "sv"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc2"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc2:x"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "a", "b:x"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", "SVC"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", ":svc"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc/x"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(svc, "Bad", "Bad"), MOAT_CLIENT_ID_MISMATCH);
+	assert_int_equal(moat_client_id_check(dev, "dev-1", "dev-10"), MOAT_CLIENT_ID_MISMATCH);
+	/* devices: one session */
+	assert_int_equal(moat_client_id_check(dev, "dev-1", "dev-1:x"),
+			 MOAT_CLIENT_ID_SUFFIX_REFUSED);
+	assert_int_equal(moat_client_id_check(dev, "dev-1", "dev-1:"),
+			 MOAT_CLIENT_ID_SUFFIX_REFUSED);
+	assert_int_equal(moat_client_id_check((enum moat_role)7, "a", "a:x"),
+			 MOAT_CLIENT_ID_SUFFIX_REFUSED);
+	/* the suffix */
+	assert_int_equal(moat_client_id_check(op, "op", "op:"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:123456789012345678901234567890123"),
+			 MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:A"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:a:b"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:a/b"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:a b"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(op, "op", "op:a\n"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc:+"), MOAT_CLIENT_ID_BAD_SUFFIX);
+	assert_int_equal(moat_client_id_check(svc, "svc", "svc:\xc3\xa9"),
+			 MOAT_CLIENT_ID_BAD_SUFFIX);
+	/* names */
+	assert_string_equal(moat_client_id_verdict_name(MOAT_CLIENT_ID_OK), "ok");
+	assert_string_equal(moat_client_id_verdict_name(MOAT_CLIENT_ID_MISMATCH),
+			    "client_id_mismatch");
+	assert_string_equal(moat_client_id_verdict_name(MOAT_CLIENT_ID_SUFFIX_REFUSED),
+			    "client_id_suffix_refused");
+	assert_string_equal(moat_client_id_verdict_name(MOAT_CLIENT_ID_BAD_SUFFIX),
+			    "bad_client_id_suffix");
+	assert_string_equal(moat_client_id_verdict_name((enum moat_client_id_verdict)9),
+			    "unknown");
+}
+
+static void test_client_id_build(void **state)
+{
+	(void)state;
+	char buf[MOAT_CLIENT_ID_BUF_LEN];
+	struct moat_err err = {0};
+	assert_int_equal(moat_client_id_build("op", "cmd-1", buf, sizeof(buf), &err), 0);
+	assert_string_equal(buf, "op:cmd-1");
+	assert_int_equal(moat_client_id_check(MOAT_ROLE_OPERATOR, "op", buf), MOAT_CLIENT_ID_OK);
+	assert_int_equal(moat_client_id_build("op", NULL, buf, sizeof(buf), &err), 0);
+	assert_string_equal(buf, "op");
+	assert_int_equal(moat_client_id_build("op", "", buf, sizeof(buf), &err), 0);
+	assert_string_equal(buf, "op");
+	assert_int_equal(moat_client_id_build("op", "Bad", buf, sizeof(buf), &err), MOAT_EINVAL);
+	assert_string_equal(buf, "");
+	assert_non_null(strstr(err.msg, "suffix is invalid"));
+	assert_int_equal(moat_client_id_build("O", "x", buf, sizeof(buf), &err), MOAT_EINVAL);
+	assert_int_equal(moat_client_id_build("op", "cmd-1", buf, 5, &err), MOAT_EINVAL);
+	assert_string_equal(buf, "");
+	assert_non_null(strstr(err.msg, "buffer too small"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +318,8 @@ int main(void)
 		cmocka_unit_test(test_device_type),
 		cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_client_cert),
+		cmocka_unit_test(test_client_ids),
+		cmocka_unit_test(test_client_id_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

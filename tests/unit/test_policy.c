@@ -116,6 +116,23 @@ static const struct bad_row bad[] = {
 	{HEAD "flapping connects=3 window_s=60 ban_s=604801\n" END0,
 	 "policy:2: ban_s=604801 is out"},
 	{HEAD "flapping connects=3 window_s=6o ban_s=60\n" END0, "policy:2: window_s=6o is not"},
+	{HEAD "flapping robot connects=3 window_s=60 ban_s=60\n" END0, "policy:2: unknown role"},
+	{HEAD "flapping operator connects=3 window_s=60 ban_s=60\n"
+	      "flapping operator connects=3 window_s=60 ban_s=60\n" END0,
+	 "policy:3: flapping operator given twice"},
+	{HEAD "flapping connects=3 window_s=60 ban_s=60\n"
+	      "flapping device connects=3 window_s=60 ban_s=60\n" END0,
+	 "policy:3: flapping given twice"},
+	{HEAD "flapping service connects=3 window_s=60\n" END0, "policy:2: flapping needs"},
+	{HEAD "flapping service connects=3 window_s=60 ban_s=0\n" END0,
+	 "policy:2: ban_s=0 is out of range"},
+	/* unban */
+	{HEAD "unban dev-1\n" END0, "policy:2: unban needs a name and a Unix time"},
+	{HEAD "unban Dev 100\n" END0, "policy:2: identity name 'Dev' is invalid"},
+	{HEAD "unban dev-1 0\n" END0, "policy:2: unban time=0 is out of range"},
+	{HEAD "unban dev-1 4294967296\n" END0, "policy:2: unban time=4294967296 is out"},
+	{HEAD "unban dev-1 -5\n" END0, "policy:2: unban time=-5 is not a plain decimal"},
+	{HEAD "unban dev-1 5\nunban dev-1 6\n" END0, "policy:3: unban dev-1 given twice"},
 	/* subscriptions */
 	{HEAD "subscriptions device per_client=5\n" END0, "policy:2: subscriptions needs"},
 	{HEAD "subscriptions robot per_client=5 per_packet=2\n" END0, "policy:2: "},
@@ -276,9 +293,9 @@ static void test_full_file(void **state)
 	moat_policy_init(&def);
 	assert_memory_equal(&p.limits[MOAT_ROLE_SERVICE], &def.limits[MOAT_ROLE_SERVICE],
 			    sizeof(def.limits[0]));
-	assert_int_equal(p.flapping.connects, 31);
-	assert_int_equal(p.flapping.window_s, 1);
-	assert_int_equal(p.flapping.ban_s, 604800);
+	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].connects, 31);
+	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].window_s, 1);
+	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].ban_s, 604800);
 	assert_int_equal(p.identity_count, 3);
 	const struct moat_policy_identity *id = moat_policy_find(&p, "a.b-c_d");
 	assert_non_null(id);
@@ -348,7 +365,9 @@ static void test_round_trip(void **state)
 	moat_policy_init(&p);
 	p.operator_write_commands = false;
 	p.limits[MOAT_ROLE_DEVICE] = (struct moat_policy_limits){3, 1000, 7, 512};
-	p.flapping = (struct moat_policy_flapping){0, 10, 20};
+	p.flapping[MOAT_ROLE_DEVICE] = (struct moat_policy_flapping){0, 10, 20};
+	p.flapping[MOAT_ROLE_OPERATOR] = (struct moat_policy_flapping){5, 30, 40};
+	assert_int_equal(moat_policy_add_unban(&p, "dev-1", 1795629600, &err), 0);
 	p.subs[MOAT_ROLE_SERVICE] = (struct moat_policy_subs){7, 3};
 	assert_int_equal(moat_policy_add_identity(&p, "svc", MOAT_ROLE_SERVICE, MOAT_POLICY_ACTIVE,
 						  &err),
@@ -369,11 +388,18 @@ static void test_round_trip(void **state)
 	/* only the subscription bounds that differ from the defaults are written */
 	assert_non_null(strstr(text, "\nsubscriptions service per_client=7 per_packet=3\n"));
 	assert_null(strstr(text, "subscriptions device"));
+	/* likewise the flapping lines of services and operators; unbans follow identities */
+	assert_non_null(strstr(text, "\nflapping connects=0 window_s=10 ban_s=20\n"));
+	assert_non_null(strstr(text, "\nflapping operator connects=5 window_s=30 ban_s=40\n"));
+	assert_null(strstr(text, "flapping service"));
+	assert_non_null(strstr(text, "\nunban dev-1 1795629600\nend identities=3\n"));
 	assert_int_equal(moat_policy_parse(text, len, &back, &err), 0);
 	assert_int_equal(back.operator_write_commands, p.operator_write_commands);
 	assert_memory_equal(back.limits, p.limits, sizeof(p.limits));
 	assert_memory_equal(&back.flapping, &p.flapping, sizeof(p.flapping));
 	assert_memory_equal(back.subs, p.subs, sizeof(p.subs));
+	assert_int_equal(back.unban_count, 1);
+	assert_memory_equal(back.unbans, p.unbans, sizeof(p.unbans[0]));
 	assert_int_equal(back.identity_count, p.identity_count);
 	assert_memory_equal(back.identities, p.identities,
 			    p.identity_count * sizeof(p.identities[0]));
@@ -409,9 +435,17 @@ static void test_render_validates(void **state)
 	assert_int_equal(moat_policy_render_alloc(&p, &text, NULL, &err), MOAT_EINVAL);
 	assert_null(text);
 	moat_policy_init(&p);
-	p.flapping.connects = MOAT_POLICY_FLAP_CONNECTS_MAX + 1;
+	p.flapping[MOAT_ROLE_DEVICE].connects = MOAT_POLICY_FLAP_CONNECTS_MAX + 1;
 	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);
 	assert_non_null(strstr(err.msg, "flapping: connects="));
+	moat_policy_init(&p);
+	p.flapping[MOAT_ROLE_SERVICE].ban_s = 0;
+	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "flapping service: ban_s=0"));
+	moat_policy_init(&p);
+	p.unban_count = 1;
+	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "unban 0 is invalid"));
 	moat_policy_init(&p);
 	p.limits[MOAT_ROLE_DEVICE].max_payload = 0;
 	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);

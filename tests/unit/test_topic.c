@@ -511,7 +511,65 @@ static void test_reason_names(void **state)
 	assert_string_equal(moat_acl_reason_name(MOAT_ACL_DOLLAR), "dollar_topic");
 	assert_string_equal(moat_acl_reason_name(MOAT_ACL_OUTSIDE_SCHEME), "outside_scheme");
 	assert_string_equal(moat_acl_reason_name(MOAT_ACL_NOT_GRANTED), "not_granted");
+	assert_string_equal(moat_acl_reason_name(MOAT_ACL_BAD_SHARE), "bad_shared_subscription");
 	assert_string_equal(moat_acl_reason_name((enum moat_acl_reason)77), "unknown");
+}
+
+/* Shared subscriptions: services on what they may read; every refusal path; for devices
+ * and operators a share stays a '$' topic. */
+static void test_shared_subscriptions(void **state)
+{
+	(void)state;
+	static const struct {
+		enum moat_role role;
+		const char *filter;
+		enum moat_acl_reason want;
+	} cases[] = {
+		{MOAT_ROLE_SERVICE, "$share/g/devices/+/telemetry", MOAT_ACL_OK},
+		{MOAT_ROLE_SERVICE, "$share/moatd-ingest/devices/+/diagnostics", MOAT_ACL_OK},
+		{MOAT_ROLE_SERVICE, "$share/a.b_c-9/devices/#", MOAT_ACL_NOT_GRANTED},
+		{MOAT_ROLE_SERVICE, "$share/g/#", MOAT_ACL_NOT_GRANTED},
+		{MOAT_ROLE_SERVICE, "$share/g/devices/d1/commands/+", MOAT_ACL_NOT_GRANTED},
+		{MOAT_ROLE_SERVICE, "$share/g/moat/events/+", MOAT_ACL_OK},
+		{MOAT_ROLE_SERVICE, "$share/g/other/x", MOAT_ACL_OUTSIDE_SCHEME},
+		{MOAT_ROLE_SERVICE, "$share/g/$SYS/#", MOAT_ACL_DOLLAR},
+		{MOAT_ROLE_SERVICE, "$share/g/$share/h/devices/+/status", MOAT_ACL_DOLLAR},
+		{MOAT_ROLE_SERVICE, "$share/g/devices/+x/status", MOAT_ACL_BAD_TOPIC},
+		{MOAT_ROLE_SERVICE, "$share/", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/g", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/g/", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share//devices/+/status", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/+/devices/+/status", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/#/devices/+/status", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/G/devices/+/status", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/-g/devices/+/status", MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/123456789012345678901234567890123/devices/+/status",
+		 MOAT_ACL_BAD_SHARE},
+		{MOAT_ROLE_SERVICE, "$share/12345678901234567890123456789012/devices/+/status",
+		 MOAT_ACL_OK},
+		{MOAT_ROLE_SERVICE, "$shared/g/devices/+/status", MOAT_ACL_DOLLAR},
+		{MOAT_ROLE_OPERATOR, "$share/g/devices/+/telemetry", MOAT_ACL_DOLLAR},
+		{MOAT_ROLE_DEVICE, "$share/g/devices/d1/commands/+", MOAT_ACL_DOLLAR},
+	};
+	struct moat_acl_policy ap = {.operator_write_commands = true};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum moat_acl_reason why = MOAT_ACL_OK;
+		bool ok = moat_acl_decide(cases[i].role, "d1", MOAT_ACCESS_SUBSCRIBE,
+					  cases[i].filter, &ap, &why);
+		if (why != cases[i].want) {
+			fail_msg("%s: %s, want %s", cases[i].filter, moat_acl_reason_name(why),
+				 moat_acl_reason_name(cases[i].want));
+		}
+		assert_int_equal(ok, cases[i].want == MOAT_ACL_OK);
+	}
+	/* only SUBSCRIBE knows shares: a publish or a delivery on such a topic is '$' */
+	enum moat_acl_reason why = MOAT_ACL_OK;
+	assert_false(moat_acl_decide(MOAT_ROLE_SERVICE, "svc", MOAT_ACCESS_WRITE,
+				     "$share/g/devices/d1/commands/reboot", &ap, &why));
+	assert_int_equal(why, MOAT_ACL_DOLLAR);
+	assert_false(moat_acl_decide(MOAT_ROLE_SERVICE, "svc", MOAT_ACCESS_READ,
+				     "$share/g/devices/d1/status", &ap, &why));
+	assert_int_equal(why, MOAT_ACL_DOLLAR);
 }
 
 /* Every topic of the scheme a device may read must be one its own commands subscription
@@ -560,6 +618,7 @@ int main(void)
 		cmocka_unit_test(test_build),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_reason_names),
+		cmocka_unit_test(test_shared_subscriptions),
 		cmocka_unit_test(test_read_matches_subscribe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

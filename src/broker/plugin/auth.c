@@ -6,10 +6,14 @@
  * keyCertSign or a v1 root), an extendedKeyUsage that includes clientAuth, exactly one CN
  * and exactly one OU naming the identity's role in the policy (moat's PKI writes the role
  * there). Then it binds the MQTT session to it:
- * the certificate's CN is the identity; the client id must be exactly that identity
- * (otherwise any valid certificate could take over another device's session); the serial
+ * the certificate's CN is the identity; the client id must be that identity
+ * (otherwise any valid certificate could take over another device's session): exactly it
+ * for a device, it or "<identity>:<suffix>" for a service or an operator, which may hold
+ * several sessions (moat_client_id_check, identity.h); the serial
  * must not be in the CRL the plugin last loaded (which may be newer than the broker's); the
- * policy must list the identity as active; the identity must not be banned for flapping.
+ * policy must list the identity as active; the identity must not be banned for flapping
+ * (limits per role; a ban records when it began, so an unban line of the policy, applied
+ * by tick.c, lifts only the bans that began before it).
  * On success the username becomes the CN, which is what the ACL and rate limits key on,
  * whatever username the client sent. Every refusal is a security event, except one: on a
  * reload Mosquitto runs BASIC_AUTH for offline persistent sessions too, which have no
@@ -75,11 +79,22 @@ static const char *leaf_refusal(X509 *cert, char *detail, size_t size)
 	return NULL;
 }
 
-/* Counts a connect of identity; NULL, or why it is refused (banned or flapping now). */
-static const char *flapping_check(struct mp_state *st, struct mp_ident *id, int64_t now_ms,
-				  const struct mp_event *base)
+/* "until <UTC time>" of a ban ending at until_ms (monotonic) into out. */
+static void ban_until(int64_t now_ms, int64_t until_ms, char *out, size_t size)
 {
-	const struct moat_policy_flapping *f = &st->policy.flapping;
+	char iso[MOAT_TIME_ISO_LEN];
+	moat_time_iso(moat_time_now() + (until_ms - now_ms + 999) / 1000, iso);
+	snprintf(out, size, "until %s", iso);
+}
+
+/* Counts a connect of identity (of role); NULL, or why it is refused (banned or flapping
+ * now), with the end of the ban in until (size bytes). */
+static const char *flapping_check(struct mp_state *st, struct mp_ident *id, enum moat_role role,
+				  int64_t now_ms, const struct mp_event *base, char *until,
+				  size_t size)
+{
+	const struct moat_policy_flapping *f = &st->policy.flapping[role];
+	int64_t until_ms = 0;
 	if (f->connects == 0) {
 		return NULL;
 	}
@@ -91,11 +106,16 @@ static const char *flapping_check(struct mp_state *st, struct mp_ident *id, int6
 		id->flapping = *f;
 		id->flap_ready = true;
 	}
-	if (moat_flap_banned(&id->flap, now_ms, NULL)) {
+	if (moat_flap_banned(&id->flap, now_ms, &until_ms)) {
+		ban_until(now_ms, until_ms, until, size);
 		return "banned";
 	}
 	if (!moat_flap_connect(&id->flap, now_ms)) {
 		return NULL;
+	}
+	id->banned_at_s = moat_time_now();
+	if (moat_flap_banned(&id->flap, now_ms, &until_ms)) {
+		ban_until(now_ms, until_ms, until, size);
 	}
 	char detail[160];
 	snprintf(detail, sizeof(detail), "more than %u connects within %u s: refused for %u s",
@@ -149,7 +169,8 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 		snprintf(detail, sizeof(detail), "certificate serial is unreadable or too long");
 		goto refuse;
 	}
-	if (!client_id || strcmp(client_id, cn) != 0) {
+	/* The part before ':' is checked first, whatever the role: */
+	if (moat_client_id_check(MOAT_ROLE_SERVICE, cn, client_id) == MOAT_CLIENT_ID_MISMATCH) {
 		reason = "client_id_mismatch";
 		snprintf(detail, sizeof(detail), "client id is not the certificate's identity '%s'",
 			 cn);
@@ -180,6 +201,17 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 			 moat_role_name(pi->role));
 		goto refuse;
 	}
+	/* ...the suffix once the role is known. */
+	enum moat_client_id_verdict verdict = moat_client_id_check(pi->role, cn, client_id);
+	if (verdict != MOAT_CLIENT_ID_OK) {
+		reason = moat_client_id_verdict_name(verdict);
+		snprintf(detail, sizeof(detail),
+			 verdict == MOAT_CLIENT_ID_SUFFIX_REFUSED
+				 ? "a %s has one session: its client id is '%s', no suffix"
+				 : "a %s's client id is '%s' or '%s:' and [a-z0-9._-]{1,32}",
+			 moat_role_name(pi->role), cn, cn);
+		goto refuse;
+	}
 	struct mp_ident *id = moat_plugin_ident_get(st, cn);
 	if (!id) {
 		reason = "internal_error";
@@ -191,10 +223,13 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 	const struct mp_conn *known = moat_plugin_conn_find(st, ed->client);
 	bool recheck = known && known->authed && strcmp(known->identity, cn) == 0;
 	if (!recheck) {
-		reason = flapping_check(st, id, moat_time_mono_ms(), &ev);
+		char until[MOAT_TIME_ISO_LEN + 8] = "";
+		reason = flapping_check(st, id, pi->role, moat_time_mono_ms(), &ev, until,
+					sizeof(until));
 		if (reason) {
 			snprintf(detail, sizeof(detail),
-				 "identity is banned for connecting too often");
+				 "identity is banned for connecting too often%s%s",
+				 until[0] ? " " : "", until);
 			goto refuse;
 		}
 	}

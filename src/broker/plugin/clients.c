@@ -29,14 +29,23 @@ static size_t ptr_hash(const struct mosquitto *client)
 	return (size_t)(v >> 7) % MP_CONN_BUCKETS;
 }
 
-struct mp_ident *moat_plugin_ident_get(struct mp_state *st, const char *name)
+struct mp_ident *moat_plugin_ident_find(struct mp_state *st, const char *name)
 {
-	size_t h = name_hash(name);
-	for (struct mp_ident *id = st->idents[h]; id; id = id->next) {
+	for (struct mp_ident *id = st->idents[name_hash(name)]; id; id = id->next) {
 		if (strcmp(id->name, name) == 0) {
 			return id;
 		}
 	}
+	return NULL;
+}
+
+struct mp_ident *moat_plugin_ident_get(struct mp_state *st, const char *name)
+{
+	struct mp_ident *found = moat_plugin_ident_find(st, name);
+	if (found) {
+		return found;
+	}
+	size_t h = name_hash(name);
 	size_t len = strnlen(name, MOAT_ID_BUF_LEN);
 	if (len == 0 || len > MOAT_ID_MAX_LEN) {
 		return NULL;

@@ -91,6 +91,7 @@ struct mp_ident {
 	bool flap_ready;
 	struct moat_policy_flapping flapping;
 	struct moat_flap flap;
+	int64_t banned_at_s; /* wall clock when the last ban began (for unban lines) */
 	int64_t event_window_ms[MP_EV_COUNT];
 	uint32_t events_in_window[MP_EV_COUNT];
 	uint64_t suppressed[MP_EV_COUNT];
@@ -195,6 +196,8 @@ int moat_plugin_file_changed(const char *path, struct mp_file_stamp *stamp, bool
 
 /* clients.c: the two tables */
 struct mp_ident *moat_plugin_ident_get(struct mp_state *st, const char *name);
+/* Like moat_plugin_ident_get, but never creates: NULL when there is none. */
+struct mp_ident *moat_plugin_ident_find(struct mp_state *st, const char *name);
 struct mp_conn *moat_plugin_conn_find(struct mp_state *st, const struct mosquitto *client);
 struct mp_conn *moat_plugin_conn_add(struct mp_state *st, const struct mosquitto *client);
 void moat_plugin_conn_remove(struct mp_state *st, const struct mosquitto *client);

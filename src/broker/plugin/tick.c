@@ -6,7 +6,8 @@
  * the previous one stays: half a policy is never applied. After a change, every connected
  * client whose identity is now unknown or not active, or whose certificate serial is now
  * in the CRL, is kicked (without its will: it is no longer trusted to speak) and reported
- * as revoked_kicked. Mosquitto's own crlfile only covers new handshakes after a SIGHUP,
+ * as revoked_kicked, and its unban lines lift the flapping bans that began before them.
+ * Mosquitto's own crlfile only covers new handshakes after a SIGHUP,
  * so this is what makes revocation take effect for sessions that are already open.
  * A CRL that is refused (unreadable, not signed by the CA, stale: crl.c) leaves the last
  * good one in force and is a crl_rejected event. TICK also counts the passes of the
@@ -44,6 +45,23 @@ int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *er
 	moat_policy_free(&st->policy);
 	st->policy = fresh;
 	return 1;
+}
+
+/* The policy's unban lines: a ban that began at or before the line's time is lifted (the
+ * detector starts afresh on the next connect); a newer ban stays, so reading the same
+ * line again on a later reload changes nothing. */
+static void apply_unbans(struct mp_state *st)
+{
+	for (size_t i = 0; i < st->policy.unban_count; i++) {
+		const struct moat_policy_unban *u = &st->policy.unbans[i];
+		struct mp_ident *id = moat_plugin_ident_find(st, u->name);
+		if (!id || !id->flap_ready || !moat_flap_banned(&id->flap, moat_time_mono_ms(), NULL) ||
+		    id->banned_at_s > u->before_s) {
+			continue;
+		}
+		id->flap_ready = false;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "moat: flapping ban of %s lifted", u->name);
+	}
 }
 
 /* Why the client of c may no longer stay connected, or NULL. */
@@ -135,6 +153,7 @@ static void reload(struct mp_state *st, bool force)
 		moat_plugin_event(st, &ev);
 	}
 	if (changed) {
+		apply_unbans(st);
 		kick_refused(st);
 	}
 }
