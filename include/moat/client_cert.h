@@ -28,8 +28,10 @@ enum moat_client_cert_fault {
 	MOAT_CLIENT_CERT_BAD_ROLE,   /* no OU, two, or one that is not a role name */
 };
 
-/* The identity (the CN) and role (the OU) cert speaks for, or why it speaks for none. On a
- * fault out_id is "" and *out_role is left alone. cert is only read (OpenSSL's API takes
+/* The identity (the CN) and role (the OU) cert speaks for, or why it speaks for none. On
+ * MOAT_CLIENT_CERT_BAD_NAME out_id is ""; on the other faults it is the name the
+ * certificate claims (for the refusal's record, never for access). *out_role is set only on
+ * MOAT_CLIENT_CERT_OK. cert is only read (OpenSSL's API takes
  * it non-const because it caches the extensions it decodes). */
 enum moat_client_cert_fault moat_client_cert_identity(X509 *cert, char out_id[MOAT_ID_BUF_LEN],
 						      enum moat_role *out_role);

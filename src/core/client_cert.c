@@ -37,25 +37,27 @@ enum moat_client_cert_fault moat_client_cert_identity(X509 *cert, char out_id[MO
 	enum moat_role role;
 
 	out_id[0] = '\0';
-	/* X509_check_ca: CA:TRUE, or keyCertSign without basicConstraints, or a v1 self-signed
-	 * certificate; a key that may sign certificates is no leaf's, whatever CA: says */
-	uint32_t flags = X509_get_extension_flags(cert);
-	if (X509_check_ca(cert) != 0 ||
-	    ((flags & EXFLAG_KUSAGE) && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN))) {
-		return MOAT_CLIENT_CERT_NOT_LEAF;
-	}
-	if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
-		return MOAT_CLIENT_CERT_NOT_CLIENT;
-	}
 	const X509_NAME *name = X509_get_subject_name(cert);
 	if (!name || !only_entry(name, NID_commonName, out_id, MOAT_ID_BUF_LEN) ||
 	    !moat_identity_name_ok(out_id)) {
 		out_id[0] = '\0';
 		return MOAT_CLIENT_CERT_BAD_NAME;
 	}
+	/* From here on out_id is the name the certificate claims, for the refusal's record. */
+	/* X509_check_ca: CA:TRUE with keyCertSign, or keyCertSign without basicConstraints, or
+	 * a v1 self-signed certificate. It says "not a CA" for CA:TRUE with a keyUsage that
+	 * lacks keyCertSign, so the basicConstraints flag is read too; and a key that may sign
+	 * certificates is no leaf's, whatever CA: says. */
+	uint32_t flags = X509_get_extension_flags(cert);
+	if ((flags & EXFLAG_CA) || X509_check_ca(cert) != 0 ||
+	    ((flags & EXFLAG_KUSAGE) && (X509_get_key_usage(cert) & KU_KEY_CERT_SIGN))) {
+		return MOAT_CLIENT_CERT_NOT_LEAF;
+	}
+	if (!(flags & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
+		return MOAT_CLIENT_CERT_NOT_CLIENT;
+	}
 	if (!only_entry(name, NID_organizationalUnitName, ou, sizeof(ou)) ||
 	    moat_role_parse(ou, &role, NULL) != 0) {
-		out_id[0] = '\0';
 		return MOAT_CLIENT_CERT_BAD_ROLE;
 	}
 	*out_role = role;

@@ -52,10 +52,10 @@ refused() { # NAME REASON [IDENTITY in the event]
 	plugin_expect_event auth_refused "${3-dev-c}" "$2"
 }
 refused isca certificate_is_ca
-refused noeku not_client_certificate
+refused noeku not_a_client_certificate
 refused service_ou role_mismatch
-refused no_ou role_mismatch
-refused two_ou role_mismatch
+refused no_ou bad_certificate_role
+refused two_ou bad_certificate_role
 refused two_cn bad_certificate_name '' # no single CN: no identity
 [ -z "$(plugin_events connected dev-c)" ] || fail "a refused certificate connected"
 expect_ok "the leaf client certificate connects" \

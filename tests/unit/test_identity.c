@@ -195,8 +195,11 @@ static void test_client_cert(void **state)
 	assert_int_equal(cert_fault(dev, "critical,CA:TRUE", "critical,keyCertSign,cRLSign",
 				    "clientAuth", id, &role),
 			 MOAT_CLIENT_CERT_NOT_LEAF);
-	assert_string_equal(id, "");
+	assert_string_equal(id, "dev-1"); /* the name it claims, for the record */
 	assert_int_equal(cert_fault(dev, "CA:TRUE,pathlen:0", NULL, "clientAuth", id, &role),
+			 MOAT_CLIENT_CERT_NOT_LEAF);
+	/* CA:TRUE with a keyUsage lacking keyCertSign: X509_check_ca alone says "not a CA" */
+	assert_int_equal(cert_fault(dev, "critical,CA:TRUE", ku, "clientAuth", id, &role),
 			 MOAT_CLIENT_CERT_NOT_LEAF);
 	assert_int_equal(cert_fault(dev, leaf, "digitalSignature,keyCertSign", "clientAuth", id,
 				    &role),
@@ -218,7 +221,7 @@ static void test_client_cert(void **state)
 	/* roles */
 	assert_int_equal(cert_fault(no_ou, leaf, ku, "clientAuth", id, &role),
 			 MOAT_CLIENT_CERT_BAD_ROLE);
-	assert_string_equal(id, "");
+	assert_string_equal(id, "dev-1");
 	assert_int_equal(cert_fault(two_ou, leaf, ku, "clientAuth", id, &role),
 			 MOAT_CLIENT_CERT_BAD_ROLE);
 	assert_int_equal(cert_fault(odd_ou, leaf, ku, "clientAuth", id, &role),

@@ -2,10 +2,9 @@
  *
  * Mosquitto has already verified the certificate chain (and its crlfile, as of the last
  * start or SIGHUP) during the TLS handshake, but not what kind of certificate it is.
- * BASIC_AUTH requires a leaf made for a client: not a CA (basicConstraints CA:TRUE,
- * keyCertSign or a v1 root), an extendedKeyUsage that includes clientAuth, exactly one CN
- * and exactly one OU naming the identity's role in the policy (moat's PKI writes the role
- * there). Then it binds the MQTT session to it:
+ * BASIC_AUTH requires what moat/client_cert.h says a client certificate must be (the rule
+ * moatd applies too: a leaf, clientAuth, one CN, one OU naming a role) and that the role is
+ * the identity's in the policy. Then it binds the MQTT session to it:
  * the certificate's CN is the identity; the client id must be that identity
  * (otherwise any valid certificate could take over another device's session): exactly it
  * for a device, it or "<identity>:<suffix>" for a service or an operator, which may hold
@@ -23,60 +22,27 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <openssl/objects.h>
 #include <openssl/x509.h>
-#include <openssl/x509v3.h>
 
+#include "moat/client_cert.h"
 #include "moat/timeutil.h"
 #include "plugin_internal.h"
 
-/* The text of the single entry nid of the subject, NUL-terminated in out (size bytes); false
- * when there is none, more than one, or it does not fit or holds a NUL. */
-static bool single_name_entry(X509 *cert, int nid, char *out, size_t size)
+/* The sentence of a certificate refusal's event. */
+static const char *cert_fault_detail(enum moat_client_cert_fault fault)
 {
-	out[0] = '\0';
-	const X509_NAME *name = X509_get_subject_name(cert);
-	int idx = X509_NAME_get_index_by_NID(name, nid, -1);
-	if (idx < 0 || X509_NAME_get_index_by_NID(name, nid, idx) >= 0) {
-		return false; /* none, or two: which one would be "the" one? */
+	switch (fault) {
+	case MOAT_CLIENT_CERT_NOT_LEAF:
+		return "certificate is a CA certificate, not a leaf";
+	case MOAT_CLIENT_CERT_NOT_CLIENT:
+		return "certificate is not for client authentication (EKU)";
+	case MOAT_CLIENT_CERT_BAD_NAME:
+		return "certificate CN is missing, repeated or not an identity name";
+	case MOAT_CLIENT_CERT_BAD_ROLE:
+		return "certificate OU is missing, repeated or not a role";
+	default:
+		return "certificate refused";
 	}
-	const ASN1_STRING *s = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx));
-	const unsigned char *data = ASN1_STRING_get0_data(s);
-	int len = ASN1_STRING_length(s);
-	if (!data || len <= 0 || (size_t)len >= size || memchr(data, '\0', (size_t)len)) {
-		return false;
-	}
-	memcpy(out, data, (size_t)len);
-	out[len] = '\0';
-	return true;
-}
-
-/* The single CN of the subject, when it is a valid identity name. */
-static bool cert_identity(X509 *cert, char out[MOAT_ID_BUF_LEN])
-{
-	if (!single_name_entry(cert, NID_commonName, out, MOAT_ID_BUF_LEN) ||
-	    !moat_identity_name_ok(out)) {
-		out[0] = '\0';
-		return false;
-	}
-	return true;
-}
-
-/* NULL when cert is a client leaf, else the reason word (detail filled). */
-static const char *leaf_refusal(X509 *cert, char *detail, size_t size)
-{
-	/* X509_check_ca alone says "not a CA" for CA:TRUE with a keyUsage lacking keyCertSign,
-	 * so the basicConstraints flag is read as well. */
-	if ((X509_get_extension_flags(cert) & EXFLAG_CA) || X509_check_ca(cert) != 0) {
-		snprintf(detail, size, "certificate is a CA certificate, not a leaf");
-		return "certificate_is_ca";
-	}
-	if (!(X509_get_extension_flags(cert) & EXFLAG_XKUSAGE) ||
-	    !(X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT)) {
-		snprintf(detail, size, "certificate is not for client authentication (EKU)");
-		return "not_client_certificate";
-	}
-	return NULL;
 }
 
 /* "until <UTC time>" of a ban ending at until_ms (monotonic) into out. */
@@ -153,15 +119,13 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 		snprintf(detail, sizeof(detail), "no client certificate");
 		goto refuse;
 	}
-	if (!cert_identity(cert, cn)) {
-		reason = "bad_certificate_name";
-		snprintf(detail, sizeof(detail),
-			 "certificate CN is missing, repeated or not an identity name");
-		goto refuse;
-	}
-	ev.identity = cn;
-	reason = leaf_refusal(cert, detail, sizeof(detail));
-	if (reason) {
+	/* The one rule for what a client certificate must be (client_cert.h), as moatd has it. */
+	enum moat_role cert_role = MOAT_ROLE_DEVICE;
+	enum moat_client_cert_fault fault = moat_client_cert_identity(cert, cn, &cert_role);
+	ev.identity = cn[0] ? cn : NULL;
+	if (fault != MOAT_CLIENT_CERT_OK) {
+		reason = moat_client_cert_fault_name(fault);
+		snprintf(detail, sizeof(detail), "%s", cert_fault_detail(fault));
 		goto refuse;
 	}
 	if (!moat_plugin_serial_hex(X509_get0_serialNumber(cert), serial)) {
@@ -192,13 +156,10 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 		snprintf(detail, sizeof(detail), "identity is %s", reason);
 		goto refuse;
 	}
-	char ou[MOAT_ID_BUF_LEN];
-	if (!single_name_entry(cert, NID_organizationalUnitName, ou, sizeof(ou)) ||
-	    strcmp(ou, moat_role_name(pi->role)) != 0) {
+	if (cert_role != pi->role) {
 		reason = "role_mismatch";
-		snprintf(detail, sizeof(detail),
-			 "certificate OU is missing, repeated or not the identity's role '%s'",
-			 moat_role_name(pi->role));
+		snprintf(detail, sizeof(detail), "certificate OU is '%s', not the identity's role '%s'",
+			 moat_role_name(cert_role), moat_role_name(pi->role));
 		goto refuse;
 	}
 	/* ...the suffix once the role is known. */
