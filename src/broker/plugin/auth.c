@@ -94,6 +94,59 @@ static const char *flapping_check(struct mp_state *st, struct mp_ident *id, enum
 	return "flapping";
 }
 
+/* The checks of an identity whose certificate passed client_cert.h: serial, client id,
+ * revocation, the policy's status and role, the client id's suffix. NULL when it may
+ * connect (*out_pi its policy entry), else the reason word, with detail filled. */
+static const char *identity_refusal(struct mp_state *st, X509 *cert, const char *cn,
+				    enum moat_role cert_role, const char *client_id,
+				    char serial[MP_SERIAL_HEX_MAX],
+				    const struct moat_policy_identity **out_pi, char *detail,
+				    size_t size)
+{
+	*out_pi = NULL;
+	if (!moat_plugin_serial_hex(X509_get0_serialNumber(cert), serial)) {
+		snprintf(detail, size, "certificate serial is unreadable or too long");
+		return "bad_serial";
+	}
+	/* The part before ':' is checked first, whatever the role: */
+	if (moat_client_id_check(MOAT_ROLE_SERVICE, cn, client_id) == MOAT_CLIENT_ID_MISMATCH) {
+		snprintf(detail, size, "client id is not the certificate's identity '%s'", cn);
+		return "client_id_mismatch";
+	}
+	if (moat_plugin_serial_revoked(st, serial)) {
+		snprintf(detail, size, "certificate serial %s is revoked", serial);
+		return "revoked";
+	}
+	const struct moat_policy_identity *pi = moat_policy_find(&st->policy, cn);
+	*out_pi = pi;
+	if (!pi) {
+		snprintf(detail, size, "identity is not in the broker policy");
+		return "unknown_identity";
+	}
+	if (pi->status != MOAT_POLICY_ACTIVE) {
+		const char *why = moat_policy_status_name(pi->status);
+		snprintf(detail, size, "identity is %s", why);
+		return why;
+	}
+	if (cert_role != pi->role) {
+		snprintf(detail, size, "certificate OU is '%s', not the identity's role '%s'",
+			 moat_role_name(cert_role), moat_role_name(pi->role));
+		return "role_mismatch";
+	}
+	/* ...the suffix once the role is known. */
+	enum moat_client_id_verdict verdict = moat_client_id_check(pi->role, cn, client_id);
+	if (verdict != MOAT_CLIENT_ID_OK) {
+		const char *why = moat_client_id_verdict_name(verdict);
+		snprintf(detail, size,
+			 verdict == MOAT_CLIENT_ID_SUFFIX_REFUSED
+				 ? "a %s has one session: its client id is '%s', no suffix"
+				 : "a %s's client id is '%s' or '%s:' and [a-z0-9._-]{1,32}",
+			 moat_role_name(pi->role), cn, cn);
+		return why;
+	}
+	return NULL;
+}
+
 int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -128,49 +181,10 @@ int moat_plugin_basic_auth(int event, void *event_data, void *userdata)
 		snprintf(detail, sizeof(detail), "%s", cert_fault_detail(fault));
 		goto refuse;
 	}
-	if (!moat_plugin_serial_hex(X509_get0_serialNumber(cert), serial)) {
-		reason = "bad_serial";
-		snprintf(detail, sizeof(detail), "certificate serial is unreadable or too long");
-		goto refuse;
-	}
-	/* The part before ':' is checked first, whatever the role: */
-	if (moat_client_id_check(MOAT_ROLE_SERVICE, cn, client_id) == MOAT_CLIENT_ID_MISMATCH) {
-		reason = "client_id_mismatch";
-		snprintf(detail, sizeof(detail), "client id is not the certificate's identity '%s'",
-			 cn);
-		goto refuse;
-	}
-	if (moat_plugin_serial_revoked(st, serial)) {
-		reason = "revoked";
-		snprintf(detail, sizeof(detail), "certificate serial %s is revoked", serial);
-		goto refuse;
-	}
-	const struct moat_policy_identity *pi = moat_policy_find(&st->policy, cn);
-	if (!pi) {
-		reason = "unknown_identity";
-		snprintf(detail, sizeof(detail), "identity is not in the broker policy");
-		goto refuse;
-	}
-	if (pi->status != MOAT_POLICY_ACTIVE) {
-		reason = moat_policy_status_name(pi->status);
-		snprintf(detail, sizeof(detail), "identity is %s", reason);
-		goto refuse;
-	}
-	if (cert_role != pi->role) {
-		reason = "role_mismatch";
-		snprintf(detail, sizeof(detail), "certificate OU is '%s', not the identity's role '%s'",
-			 moat_role_name(cert_role), moat_role_name(pi->role));
-		goto refuse;
-	}
-	/* ...the suffix once the role is known. */
-	enum moat_client_id_verdict verdict = moat_client_id_check(pi->role, cn, client_id);
-	if (verdict != MOAT_CLIENT_ID_OK) {
-		reason = moat_client_id_verdict_name(verdict);
-		snprintf(detail, sizeof(detail),
-			 verdict == MOAT_CLIENT_ID_SUFFIX_REFUSED
-				 ? "a %s has one session: its client id is '%s', no suffix"
-				 : "a %s's client id is '%s' or '%s:' and [a-z0-9._-]{1,32}",
-			 moat_role_name(pi->role), cn, cn);
+	const struct moat_policy_identity *pi = NULL;
+	reason = identity_refusal(st, cert, cn, cert_role, client_id, serial, &pi, detail,
+				  sizeof(detail));
+	if (reason) {
 		goto refuse;
 	}
 	struct mp_ident *id = moat_plugin_ident_get(st, cn);
