@@ -99,6 +99,7 @@ static bool source_allows(struct mp_state *st, const struct mp_event *ev, int64_
 			  uint64_t *out_suppressed)
 {
 	int64_t *window_ms = NULL;
+	int64_t address_window_ms = 0; /* an address's window: reset for all its kinds at once */
 	uint32_t *in_window = NULL;
 	uint64_t *suppressed = NULL;
 	uint32_t budget = 0;
@@ -121,8 +122,8 @@ static bool source_allows(struct mp_state *st, const struct mp_event *ev, int64_
 			b->window_ms = now_ms;
 			memset(b->in_window, 0, sizeof(b->in_window));
 		}
-		int64_t same_window = b->window_ms;
-		window_ms = &same_window;
+		address_window_ms = b->window_ms;
+		window_ms = &address_window_ms;
 		in_window = &b->in_window[ev->kind];
 		suppressed = &b->suppressed[ev->kind];
 		budget = MP_EVENTS_PER_ADDRESS_WINDOW;
