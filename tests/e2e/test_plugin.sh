@@ -12,8 +12,9 @@ plugin_cert dev-b dev-b
 plugin_cert svc svc-1 client service
 plugin_cert op op-1 client operator
 plugin_cert stranger stranger-1
-plugin_policy "moat-policy 1
-operator_write_commands yes
+policy_with() { # $1: operator_write_commands yes|no
+	plugin_policy "moat-policy 1
+operator_write_commands $1
 flapping connects=0 window_s=60 ban_s=60
 identity dev-a device active
 identity dev-b device active
@@ -21,6 +22,8 @@ identity op-1 operator active
 identity svc-1 service active
 end identities=4
 "
+}
+policy_with yes
 plugin_conf
 plugin_start
 
@@ -118,15 +121,7 @@ jq -e 'has("time") and has("kind") and has("identity") and has("client_id") and 
 # --- operator_write_commands no: the same operator command is refused ----------------
 # The policy is reloaded live; the reload line in the broker log is the signal it is in force.
 reloads=$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log" || true)
-plugin_policy "moat-policy 1
-operator_write_commands no
-flapping connects=0 window_s=60 ban_s=60
-identity dev-a device active
-identity dev-b device active
-identity op-1 operator active
-identity svc-1 service active
-end identities=4
-"
+policy_with no
 wait_for 10 eval '[ "$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log")" -gt "$reloads" ]' ||
 	fail "the policy with operator_write_commands no was not reloaded"
 plugin_pub op op-1 devices/dev-a/commands/reboot '{"command":"reboot","id":"c-no"}' >/dev/null 2>&1 || true
