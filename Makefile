@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all bootstrap build check check-normal check-asan check-fuzz run bench fuzz clean format
+.PHONY: all bootstrap build check check-normal check-asan check-fuzz run bench fuzz mutate clean format
 
 all: build
 
@@ -42,8 +42,12 @@ fuzz: bootstrap
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
 	done
 
+# Mutation testing of the security rules (scripts/mutate): slow, not part of `make check`.
+mutate: bootstrap
+	@scripts/mutate $(MUTANTS)
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
+	@rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD) build-mutate

@@ -393,6 +393,19 @@ plugin_kicked_within() {
 	echo "ok - $ident kicked (${reason:-any reason}) $took ms after $(basename "$file") changed"
 }
 
+# plugin_client_closed PID ERRFILE IDENTITY: the client itself (a plugin_sub_bg or sub_bg
+# subscriber, PID) saw its connection closed: it exits on its own within 10 s (mosquitto_sub
+# stops when the broker disconnects it). The test never kills it, so a client the broker
+# kept connected fails here.
+plugin_client_closed() {
+	local pid=$1 errfile=$2 ident=$3
+	wait_for 10 eval "! kill -0 $pid" ||
+		fail "$ident's own connection was not closed: its client is still running"
+	local rc=0
+	wait "$pid" 2>/dev/null || rc=$?
+	echo "ok - $ident's client saw its connection closed (it exited, status $rc) $(tail -1 "$errfile")"
+}
+
 # broker_check_logs: the supervisor's log (its stderr and Mosquitto's, which loads the
 # plugin) must hold no sanitizer report; run after moat down.
 broker_check_logs() {

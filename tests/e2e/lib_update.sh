@@ -52,7 +52,7 @@ upd_setup() {
 }
 
 # srv_start [CERT KEY]: the update server on $SRV_PORT, files in $SRV (envelope.json,
-# image.bin, mode). Client certificates must chain to the deployment CA and not be revoked
+# image.bin, mode; in mode endless it writes the bytes it sent to endless.sent). Client certificates must chain to the deployment CA and not be revoked
 # (pki/crl.pem, read at start).
 srv_start() {
 	local cert=${1:-$D/pki/server.crt} key=${2:-$D/pki/server.key}
@@ -100,12 +100,20 @@ class H(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Connection", "close")
             self.end_headers()
+            sent = 0
             try:
                 self.wfile.write(data)
+                sent += len(data)
                 for _ in range(4096):  # 64 MiB at most: the client must stop long before
                     self.wfile.write(b"\0" * 16384)
+                    sent += 16384
+                self.wfile.flush()
             except OSError:
                 pass  # the client hung up, as it must
+            # What the server could hand to the socket: the client's reads plus what the
+            # kernel buffers of both ends held when it hung up.
+            with open(os.path.join(d, "endless.sent"), "w") as f:
+                f.write("%d\n" % sent)
             self.close_connection = True
             return
         if mode == "short":

@@ -34,7 +34,10 @@ pass "a trial that crashed is reverted; 1.0.0 runs again and reports it"
 
 # The restarted agent must not stage the failed release again on its own.
 expect_ok "diagnostics from the reverted agent" moat cmd dev1 diagnostics --as ops
-sleep 3
+# The restarted agent checks for an update at its start; once that check is logged, a
+# staging of the failed release would have happened.
+wait_for 60 eval "awk '/event=revert/ { n = 0 } /event=update_checked/ { n++ } END { exit n < 1 }' '$T/boot.log'" ||
+	fail "the restarted agent did not check for an update: $(tail -5 "$T/boot.log")"
 [ "$(grep -c 'trial=yes' "$T/boot.log")" = 1 ] || fail "the failed release was started again"
 [ "$(grep -c 'event=update_event id=dev1 stage=installed' "$D/log/moatd.log")" = 1 ] ||
 	fail "the failed release was staged again at start"
@@ -45,7 +48,8 @@ wait_for 60 grep -q 'reverted on this device' "$T/watch.json" ||
 	fail "no outcome naming the reverted release: $(grep check_update "$T/watch.json" | tail -3)"
 grep 'reverted on this device' "$T/watch.json" | grep -q '"status":"completed"' ||
 	fail "the outcome is not 'completed': $(grep 'reverted on this device' "$T/watch.json")"
-sleep 2
+# A command answered after the outcome: the agent did not restart into a trial.
+expect_ok "diagnostics after the outcome" moat cmd dev1 diagnostics --as ops
 [ "$(grep -c 'trial=yes' "$T/boot.log")" = 1 ] || fail "the reverted release was started again"
 pass "asked again, the device does not stage the release it reverted"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # test_plugin.sh: moat_broker.so in a real Mosquitto 2.0: identity binding (client id must
 # be the certificate's CN, unknown identities refused), least-privilege ACL for devices,
-# and every refusal as a security event in the events file and on moat/events/<kind>.
+# operators' commands only with operator_write_commands yes, and every refusal as a security event in the events file and on moat/events/<kind>.
 source "$MOAT_SRC/tests/e2e/lib.sh"
 source "$MOAT_SRC/tests/e2e/lib_broker.sh"
 
@@ -12,8 +12,9 @@ plugin_cert dev-b dev-b
 plugin_cert svc svc-1 client service
 plugin_cert op op-1 client operator
 plugin_cert stranger stranger-1
-plugin_policy "moat-policy 1
-operator_write_commands yes
+policy_with() { # $1: operator_write_commands yes|no
+	plugin_policy "moat-policy 1
+operator_write_commands $1
 flapping connects=0 window_s=60 ban_s=60
 identity dev-a device active
 identity dev-b device active
@@ -21,6 +22,8 @@ identity op-1 operator active
 identity svc-1 service active
 end identities=4
 "
+}
+policy_with yes
 plugin_conf
 plugin_start
 
@@ -114,4 +117,20 @@ plugin_expect_event auth_refused "" tls_handshake_failed
 # Every event line is one JSON object with the documented fields.
 jq -e 'has("time") and has("kind") and has("identity") and has("client_id") and has("address") and has("detail")' \
 	"$PB/log/events.jsonl" >/dev/null || fail "an event lacks a field"
+
+# --- operator_write_commands no: the same operator command is refused ----------------
+# The policy is reloaded live; the reload line in the broker log is the signal it is in force.
+reloads=$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log" || true)
+policy_with no
+wait_for 10 eval '[ "$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log")" -gt "$reloads" ]' ||
+	fail "the policy with operator_write_commands no was not reloaded"
+plugin_pub op op-1 devices/dev-a/commands/reboot '{"command":"reboot","id":"c-no"}' >/dev/null 2>&1 || true
+wait_for 10 eval "plugin_events acl_denied op-1 not_granted | grep -qF '\"detail\":\"write devices/dev-a/commands/reboot\"'" ||
+	fail "the operator's command was not refused with operator_write_commands no"
+# The refusal event is written when the broker handles the publish, so by now it would
+# have been delivered.
+[ "$(grep -c 'devices/dev-a/commands/' "$T/dev-a.out")" = 1 ] ||
+	fail "dev-a received a command from an operator with operator_write_commands no: $(cat "$T/dev-a.out")"
+kill -0 "$DEV_A_PID" || fail "dev-a's subscriber died"
+pass "operator_write_commands no: the plugin refuses an operator's command"
 pass "plugin identity binding, ACL and events"

@@ -70,10 +70,29 @@ wait_for 10 grep -q '^devices/dev-a/diagnostics uptime 12s' "$T/svc.out" ||
 pass "status and command_responses are checked"
 
 # --- message rate: dev-b sends 60 messages at once, its bucket holds 20 -------------------
-seq 1 60 | sed 's/.*/{"device_id":"dev-b","seq":&}/' >"$T/flood"
-# shellcheck disable=SC2046
-timeout "$(deadline 60)" mosquitto_pub $(plugin_client_args dev-b) -V mqttv5 -q 1 -t devices/dev-b/telemetry \
-	-l <"$T/flood" >/dev/null 2>&1 || true
+now_ms() { date +%s%3N; }
+# flood FIRST: dev-b sends 60 messages (seq FIRST..FIRST+59) in one session, as fast as the
+# client goes; mosquitto_pub -q 1 returns when the broker has handled each of them.
+flood() {
+	seq "$1" $(($1 + 59)) | sed 's/.*/{"device_id":"dev-b","seq":&}/' >"$T/flood"
+	# shellcheck disable=SC2046
+	timeout "$(deadline 60)" mosquitto_pub $(plugin_client_args dev-b) -V mqttv5 -q 1 \
+		-t devices/dev-b/telemetry -l <"$T/flood" >/dev/null 2>&1 || true
+}
+# marker SEQ: a message of dev-a that the service receives after everything the broker
+# handled before it, so counting once it arrived is exact.
+marker() {
+	expect_ok "dev-a publishes marker $1" plugin_pub dev-a dev-a devices/dev-a/telemetry "{\"seq\":$1}"
+	wait_for 10 grep -q "^devices/dev-a/telemetry {\"seq\":$1}" "$T/svc.out" ||
+		fail "dev-a's marker $1 was not delivered (dev-a limited by dev-b's flood?)"
+}
+delivered_in() { # FIRST LAST: how many of dev-b's messages with seq in FIRST..LAST arrived
+	grep -oE '^devices/dev-b/telemetry \{"device_id":"dev-b","seq":[0-9]+\}$' "$T/svc.out" |
+		grep -oE '[0-9]+\}$' | tr -d '}' | awk -v a="$1" -v b="$2" '$1 >= a && $1 <= b' | wc -l
+}
+t0=$(now_ms)
+flood 1
+t1=$(now_ms)
 plugin_expect_event rate_limited dev-b rate_limited
 wait_for 10 grep -q '^devices/dev-b/telemetry {"device_id":"dev-b","seq":20}' "$T/svc.out" ||
 	fail "dev-b's burst was not delivered"
@@ -81,13 +100,30 @@ for i in $(seq 1 20); do
 	grep -q "^devices/dev-b/telemetry {\"device_id\":\"dev-b\",\"seq\":$i}\$" "$T/svc.out" ||
 		fail "message $i of dev-b's burst was dropped"
 done
+# Limits are per identity: dev-a's bucket is its own (and its message marks the end).
+marker 6
 n=$(delivered devices/dev-b/telemetry)
 [ "$n" -lt 60 ] || fail "the rate limit dropped nothing"
-echo "ok - dev-b: $n of 60 delivered"
-# Limits are per identity: dev-a's bucket is its own.
-expect_ok "dev-a still publishes" plugin_pub dev-a dev-a devices/dev-a/telemetry '{"seq":6}'
-wait_for 10 grep -q '^devices/dev-a/telemetry {"seq":6}' "$T/svc.out" ||
-	fail "dev-a was limited by dev-b's flood"
+# The burst, to within one message: 20, plus what 1 msg/s refilled while the flood lasted.
+most=$((20 + (t1 - t0 + 999) / 1000))
+[ "$n" -le "$most" ] ||
+	fail "dev-b: $n of 60 delivered in $((t1 - t0)) ms: more than the burst of 20 (at most $most)"
+echo "ok - dev-b: $n of 60 delivered in $((t1 - t0)) ms (burst 20, at most $most)"
+
+# The rate, to within one message: after a pause, a second flood gets what 1 msg/s refilled
+# since the first one (between the end of the first and the start of the second at least,
+# between the start of the first and the end of the second at most).
+sleep 4
+t2=$(now_ms)
+flood 101
+t3=$(now_ms)
+marker 8
+n2=$(delivered_in 101 160)
+least=$(((t2 - t1) / 1000 - 1))
+most=$(((t3 - t0) / 1000 + 1))
+[ "$n2" -ge "$least" ] && [ "$n2" -le "$most" ] ||
+	fail "dev-b: $n2 of the second 60 delivered $((t2 - t1)) ms after the first flood: not 1 msg/s ($least..$most)"
+echo "ok - dev-b: $n2 of the second 60 delivered $((t2 - t1)) ms after the first (1 msg/s: $least..$most)"
 pass "the rate limit drops only over-rate messages of the flooding identity"
 
 # --- flapping: more than 8 connects in 600 s bans dev-f ------------------------------------

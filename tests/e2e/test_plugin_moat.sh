@@ -44,7 +44,7 @@ done
 # --- revoke dev-1 while it is connected ---------------------------------------------------
 expect_ok "moat device revoke dev-1" moat device revoke dev-1
 plugin_kicked_within dev-1 certificate_revoked "$D/pki/crl.pem"
-kill "${SUBS[dev-1]}" 2>/dev/null || true
+plugin_client_closed "${SUBS[dev-1]}" "$T/dev-1.out.err" dev-1
 # shellcheck disable=SC2046
 expect_fail "dev-1 connects again" timeout "$(deadline 20)" mosquitto_pub $(moat_client_args dev-1) \
 	-t devices/dev-1/telemetry -m '{}'
@@ -56,7 +56,7 @@ wait_for 10 grep -q '^moat/events/revoked_kicked .*"identity":"dev-1"' "$T/svc.o
 old_serial=$(plugin_events connected dev-2 | jq -r .detail | head -1)
 expect_ok "moat device renew dev-2" moat device renew dev-2
 plugin_kicked_within dev-2 certificate_revoked "$D/pki/crl.pem"
-kill "${SUBS[dev-2]}" 2>/dev/null || true
+plugin_client_closed "${SUBS[dev-2]}" "$T/dev-2.out.err" dev-2
 sub_bg dev-2 "$T/dev-2b.out" 'devices/dev-2/commands/#'
 new_serial=$(plugin_events connected dev-2 | jq -r .detail | tail -1)
 [ "$old_serial" != "$new_serial" ] || fail "dev-2 reconnected with its old certificate"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_plugin_revoke.sh: live revocation with moat_broker.so in a real Mosquitto 2.0. When
 # the CRL or the policy file is replaced, connected clients that are now revoked or
-# disabled are kicked within 2 s, without a broker restart, and cannot come back; everyone
+# disabled are kicked within 2 s (the kicked client itself sees its connection closed),
+# without a broker restart, and cannot come back; everyone
 # else stays connected; a policy file that does not parse leaves the previous one in force.
 source "$MOAT_SRC/tests/e2e/lib.sh"
 source "$MOAT_SRC/tests/e2e/lib_broker.sh"
@@ -34,7 +35,7 @@ done
 # --- revocation through the CRL ----------------------------------------------------------
 plugin_revoke dev-r
 plugin_kicked_within dev-r certificate_revoked "$PB/pki/crl.pem"
-kill "${SUBS[dev-r]}" 2>/dev/null || true # it would keep reconnecting (and be refused)
+plugin_client_closed "${SUBS[dev-r]}" "$T/dev-r.out.err" dev-r
 grep -q "moat: CRL reloaded" "$PB/log/mosquitto.log" || fail "no CRL reload in the broker log"
 expect_fail "dev-r connects again" plugin_pub dev-r dev-r devices/dev-r/telemetry '{}'
 plugin_expect_event auth_refused dev-r revoked
@@ -44,7 +45,7 @@ pass "revoked certificate kicked and refused without a restart"
 # --- disabling through the policy ----------------------------------------------------------
 policy_with disabled
 plugin_kicked_within dev-d disabled "$PB/broker/policy"
-kill "${SUBS[dev-d]}" 2>/dev/null || true
+plugin_client_closed "${SUBS[dev-d]}" "$T/dev-d.out.err" dev-d
 expect_fail "dev-d connects again" plugin_pub dev-d dev-d devices/dev-d/telemetry '{}'
 plugin_expect_event auth_refused dev-d disabled
 

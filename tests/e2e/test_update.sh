@@ -35,13 +35,24 @@ update_report
 [ ! -e "$S/slots/b/image.part" ] || fail "a bad download was kept"
 assert_unchanged "one bit"
 
-# An image longer than its manifest (endless data): the client stops at the size.
+# An image longer than its manifest (endless data): the client stops at the size, and
+# hangs up: the server could send it no more than the image plus what the sockets' buffers
+# hold (the kernel's largest TCP receive and send buffers), far below the 64 MiB offered.
 offer "$T/v2.sh" "$T/v2.json"
 echo endless > "$SRV/mode"
+rm -f "$SRV/endless.sent"
 expect_fail "endless image" update
 assert_contains "$errout" "refused (size_mismatch)"
 [ ! -e "$S/slots/b/image.part" ] || fail "an endless download was kept"
 assert_unchanged "endless"
+wait_for 20 test -s "$SRV/endless.sent" || fail "the server did not finish the endless download"
+sent=$(cat "$SRV/endless.sent")
+read -r _ _ rmem_max </proc/sys/net/ipv4/tcp_rmem
+read -r _ _ wmem_max </proc/sys/net/ipv4/tcp_wmem
+bound=$(($(stat -c %s "$T/v2.sh") + rmem_max + wmem_max + 1048576))
+[ "$sent" -le "$bound" ] ||
+	fail "endless image: the server sent $sent bytes, more than the image and socket buffers ($bound): the client kept downloading past the manifest's size"
+echo "ok - endless image: the client hung up after $sent bytes (bound $bound, offered 67108864+)"
 
 # A truncated image (the server sends half and says that is all).
 echo short > "$SRV/mode"
@@ -132,9 +143,29 @@ srv_stop
 moat device revoke dev1 >/dev/null
 srv_start
 offer "$T/v2.sh" "$T/v2.json"
+requests=$(cat "$SRV/access.log" 2>/dev/null | wc -l)
 expect_fail "revoked device" update
 assert_unchanged "revoked"
 srv_stop
+# (The refusal was the handshake's: no request of the revoked device reached the server.)
+[ "$(cat "$SRV/access.log" 2>/dev/null | wc -l)" = "$requests" ] ||
+	fail "the revoked device's request reached the server: $(tail -n 1 "$SRV/access.log")"
+# moatd itself refuses the revoked device when it checks for an update, and says why.
+e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$SERVER_PORT" --no-ingest >>"$T/moatd.log" 2>&1
+MOATD_PID=$!
+wait_for 20 curl -s --cacert "$D/pki/ca.crt" -o /dev/null "https://localhost:$SERVER_PORT/" ||
+	fail "moatd did not start: $(tail -n 5 "$T/moatd.log")"
+OLD_SRV_PORT=$SRV_PORT
+SRV_PORT=$SERVER_PORT
+expect_fail "revoked device checks moatd for an update" update
+assert_contains "$errout" "403"
+grep -q "id=dev1 .*path=/api/firmware/version.* status=403 .*detail=certificate_revoked" "$T/moatd.log" ||
+	fail "moatd did not refuse dev1 as revoked: $(grep 'event=request' "$T/moatd.log" | tail -n 3)"
+assert_unchanged "revoked, moatd"
+kill "$MOATD_PID" 2>/dev/null || true
+wait "$MOATD_PID" 2>/dev/null || true
+SRV_PORT=$OLD_SRV_PORT
+pass "a revoked device is refused by moatd (certificate_revoked)"
 
 # ---- a normal update: A to B, on trial, confirmed, floor raised ----
 moat device add dev2 --type "$TYPE" >/dev/null

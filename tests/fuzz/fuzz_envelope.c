@@ -1,6 +1,12 @@
 /* fuzz_envelope.c: firmware envelopes as a device receives them. Runs the whole decision
  * (moat_fw_decide) against a fixed trust set, and the envelope parser plus a
- * serialize/parse round trip, which must reproduce the same envelope. */
+ * serialize/parse round trip, which must reproduce the same envelope.
+ *
+ * The trust set is the two fixed test keys of fuzz_test_keys.h (threshold 2), and the
+ * committed seeds are signed with them (tests/fuzz/gen_envelope_seeds.c), so inputs get past
+ * the signature check and the policy rules after it are fuzzed too. Whatever is accepted
+ * must satisfy the policy: the device's type, the security floor, and for an install an
+ * unexpired, not replayed, newer manifest. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +14,8 @@
 #include <openssl/evp.h>
 
 #include "moat/manifest.h"
+
+#include "fuzz_test_keys.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -19,13 +27,53 @@ static void init_trust(void)
 	if (trust_ready) {
 		return;
 	}
-	EVP_PKEY *k = NULL;
-	if (moat_key_generate(MOAT_KEY_ED25519, &k, NULL) != 0 ||
-	    moat_fw_trust_add(&trust, k, NULL) != 0) {
+	for (size_t i = 0; i < FUZZ_TEST_KEY_COUNT; i++) {
+		EVP_PKEY *k = fuzz_test_key(i);
+		if (moat_fw_trust_add(&trust, k, NULL) != 0) {
+			abort();
+		}
+		EVP_PKEY_free(k);
+	}
+	trust.threshold = FUZZ_TEST_KEY_COUNT;
+	trust_ready = 1;
+}
+
+static int newer(const char *version, const char *running)
+{
+	int cmp = 0;
+	return moat_semver_compare(version, running, &cmp, NULL) == 0 && cmp > 0;
+}
+
+/* An accepted envelope carries signatures by at least threshold distinct trusted keys. */
+static void check_signers(const struct moat_envelope *env)
+{
+	size_t distinct = 0;
+	for (size_t k = 0; k < trust.count; k++) {
+		for (size_t i = 0; i < env->sig_count; i++) {
+			if (strcmp(env->sigs[i].keyid, trust.keys[k].keyid) == 0) {
+				distinct++;
+				break;
+			}
+		}
+	}
+	if (distinct < (size_t)trust.threshold) {
 		abort();
 	}
-	EVP_PKEY_free(k);
-	trust_ready = 1;
+}
+
+/* An accepted manifest obeys every rule of the policy it was accepted under. */
+static void check_accepted(const struct moat_manifest *m, const struct moat_fw_policy *p)
+{
+	if (strcmp(m->device_type, p->device_type) != 0 ||
+	    m->security_version < p->security_floor) {
+		abort();
+	}
+	if (p->purpose == MOAT_FW_FOR_INSTALL &&
+	    (m->expires_at <= p->now || m->expires_at <= p->last_issued_at ||
+	     m->issued_at < p->last_issued_at ||
+	     !newer(m->version, p->current_version))) {
+		abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -45,11 +93,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (v != d.verdict || (unsigned)v >= MOAT_FW_VERDICT_COUNT) {
 		abort();
 	}
+	if (v == MOAT_FW_ACCEPT) {
+		check_accepted(&m, &policy);
+	}
 
 	struct moat_envelope env, again;
 	struct moat_err err;
 	if (moat_envelope_parse(data, size, &env, &err) != 0) {
+		if (v != MOAT_FW_MALFORMED) {
+			abort(); /* what does not parse is never judged on anything else */
+		}
 		return 0;
+	}
+	if (v == MOAT_FW_ACCEPT) {
+		check_signers(&env);
 	}
 	char *json = NULL;
 	size_t len = 0;

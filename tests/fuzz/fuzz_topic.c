@@ -3,9 +3,13 @@
  * Input: byte 0 picks the role, byte 1 the access, then "identity\ntopic". Besides
  * crashes it checks invariants that must hold for any input: an allowed topic or filter
  * is valid and inside the length limit, a parsed topic builds back to itself, and a device
- * is never allowed anything on another device's topics.
+ * is never allowed anything on another device's topics: a topic it may read or write names
+ * it, and a filter it may subscribe to matches no topic of another device (checked with a
+ * matcher of its own against every kind of topic of another identity). The seeds named
+ * other_device_* try exactly that.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +18,61 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FIELD_MAX (MOAT_TOPIC_MAX_LEN + 8)
+
+/* MQTT matching, written here independently of topic.c: '+' is one level, a trailing '#'
+ * any number of levels including none. */
+static bool filter_matches(const char *f, const char *t)
+{
+	for (;;) {
+		if (f[0] == '#' && f[1] == '\0') {
+			return true;
+		}
+		size_t fl = strcspn(f, "/");
+		size_t tl = strcspn(t, "/");
+		if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl) != 0)) {
+			return false;
+		}
+		f += fl;
+		t += tl;
+		if (*f == '\0' || *t == '\0') {
+			/* "a/#" matches "a" */
+			return *f == *t || strcmp(f, "/#") == 0;
+		}
+		f++;
+		t++;
+	}
+}
+
+/* Whether filter matches any topic of a device other than identity. The command name tried
+ * is the filter's own fourth level when it has one, so a filter naming a command is tried
+ * with that command. */
+static bool matches_other_device(const char *filter, const char *identity)
+{
+	char other[MOAT_ID_BUF_LEN];
+	char name[MOAT_TOPIC_NAME_MAX_LEN + 1] = "reboot";
+	char built[MOAT_TOPIC_BUF_LEN];
+	snprintf(other, sizeof(other), "%s", strcmp(identity, "zz-other") != 0 ? "zz-other" : "zy");
+	const char *p = filter;
+	for (int level = 0; level < 3 && p; level++) {
+		p = strchr(p, '/');
+		p = p ? p + 1 : NULL;
+	}
+	if (p && strcspn(p, "/") < sizeof(name) && strcspn(p, "/") > 0 && strchr(p, '/') == NULL &&
+	    strcmp(p, "+") != 0 && strcmp(p, "#") != 0) {
+		snprintf(name, sizeof(name), "%s", p);
+	}
+	for (int kind = 0; kind < MOAT_TOPIC_KIND_COUNT; kind++) {
+		if (kind == MOAT_TOPIC_EVENT) {
+			continue;
+		}
+		if (moat_topic_build((enum moat_topic_kind)kind, other, name, built, sizeof(built),
+				     NULL) == 0 &&
+		    filter_matches(filter, built)) {
+			return true;
+		}
+	}
+	return false;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -52,6 +111,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ok) {
 		if (!moat_identity_name_ok(identity) || strlen(topic) > MOAT_TOPIC_MAX_LEN ||
 		    !moat_topic_filter_valid(topic)) {
+			abort();
+		}
+		if (role == MOAT_ROLE_DEVICE && access == MOAT_ACCESS_SUBSCRIBE &&
+		    matches_other_device(topic, identity)) {
 			abort();
 		}
 		if (access != MOAT_ACCESS_SUBSCRIBE) {
