@@ -26,7 +26,7 @@
 #include "bench.h"
 
 #define TABLE_SIZE (1u << 17) /* device slots; > 100,000 devices with room to spare */
-#define SEQ_BITS 8192u        /* seqs tracked per device after its first: > 2 h at 1/s */
+#define SEQ_BITS 8192u	      /* seqs tracked per device after its first: > 2 h at 1/s */
 #define ID_MAX 64
 
 struct dev {
@@ -215,8 +215,9 @@ static long arg_long(const char *s, long min, long max)
 int main(int argc, char **argv)
 {
 	if (argc != 10) {
-		fprintf(stderr, "usage: counter HOST PORT CAFILE CERT KEY CLIENT_ID EXPECT WINDOW_S "
-				"RAMP_TIMEOUT_S\n");
+		fprintf(stderr,
+			"usage: counter HOST PORT CAFILE CERT KEY CLIENT_ID EXPECT WINDOW_S "
+			"RAMP_TIMEOUT_S\n");
 		return 2;
 	}
 	int port = (int)arg_long(argv[2], 1, 65535);
@@ -267,7 +268,8 @@ int main(int argc, char **argv)
 			if (drain_start == 0) {
 				drain_start = t;
 			}
-			if ((t - last_msg >= 3.0 && t - drain_start >= 3.0) || t - drain_start > 120) {
+			if ((t - last_msg >= 3.0 && t - drain_start >= 3.0) ||
+			    t - drain_start > 120) {
 				break;
 			}
 		}
@@ -278,8 +280,8 @@ int main(int argc, char **argv)
 			printf("all_seen after %.1f s\n", t - started);
 			fflush(stdout);
 		} else if (phase == 0 && t - started > (double)ramp_timeout) {
-			printf("window none: %zu of %ld devices seen after %ld s\n", devices_seen, expect,
-			       ramp_timeout);
+			printf("window none: %zu of %ld devices seen after %ld s\n", devices_seen,
+			       expect, ramp_timeout);
 			fflush(stdout);
 			phase = 2;
 		} else if (phase == 1 && t - window_start >= (double)window) {
@@ -322,8 +324,8 @@ int main(int argc, char **argv)
 	printf("total drain=%.1f devices=%zu received=%llu unique=%llu dups=%llu gaps=%llu gappy_devices=%zu "
 	       "bad=%llu out_of_range=%llu\n",
 	       drain_start > 0 ? bench_now_s() - drain_start : 0.0, devices_seen,
-	       (unsigned long long)received, (unsigned long long)unique,
-	       (unsigned long long)dups, (unsigned long long)gaps, gappy, (unsigned long long)bad,
+	       (unsigned long long)received, (unsigned long long)unique, (unsigned long long)dups,
+	       (unsigned long long)gaps, gappy, (unsigned long long)bad,
 	       (unsigned long long)out_of_range);
 	fflush(stdout);
 	mosquitto_disconnect(m);

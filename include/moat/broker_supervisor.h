@@ -98,8 +98,8 @@ struct moat_broker_sup {
 	char conf[PATH_MAX];		   /* broker/mosquitto.conf */
 	char bin[PATH_MAX];		   /* the mosquitto executable */
 	struct moat_broker_endpoint probe; /* where readiness is proven */
-	int64_t timeout_ms; /* until the broker must be ready */
-	bool plugin;	    /* mosquitto.conf loads the plugin (else ACL-file mode) */
+	int64_t timeout_ms;		   /* until the broker must be ready */
+	bool plugin; /* mosquitto.conf loads the plugin (else ACL-file mode) */
 	struct moat_broker_sup_hooks hooks;
 };
 

@@ -11,7 +11,8 @@
 
 #include "moat/err.h"
 
-#define MOAT_SERIAL_BYTES 16 /* 126 random bits; the first byte is 01xxxxxx: positive, fixed length */
+#define MOAT_SERIAL_BYTES \
+	16 /* 126 random bits; the first byte is 01xxxxxx: positive, fixed length */
 #define MOAT_SERIAL_HEX_LEN (MOAT_SERIAL_BYTES * 2 + 1)
 #define MOAT_CERT_FILE_MAX_BYTES (1024 * 1024)
 

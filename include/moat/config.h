@@ -4,8 +4,8 @@
  * section with moat_config_check_keys and reads typed values with the getters, so a new
  * section needs no change here. Values are bounded (MOAT_CONFIG_VALUE_MAX) and a duplicate
  * key in a section is an error. Lines are at most 198 bytes (Debian's inih); a longer value
- * continues on indented lines, joined with one space ("iot = 10.0.0.0/24,\n  10.1.0.0/24"). The struct is owned by the caller; free with
- * moat_config_free.
+ * continues on indented lines, joined with one space ("iot = 10.0.0.0/24,\n  10.1.0.0/24"). The
+ * struct is owned by the caller; free with moat_config_free.
  */
 #ifndef MOAT_CONFIG_H
 #define MOAT_CONFIG_H
@@ -41,8 +41,8 @@ void moat_config_free(struct moat_config *cfg);
 
 /* The value, or NULL when absent. The pointer lives as long as cfg. */
 const char *moat_config_get(const struct moat_config *cfg, const char *section, const char *key);
-const struct moat_config_entry *moat_config_find(const struct moat_config *cfg,
-						 const char *section, const char *key);
+const struct moat_config_entry *moat_config_find(const struct moat_config *cfg, const char *section,
+						 const char *key);
 
 /* Integer in [min, max]; absent → def. Error names file, line, section and key. */
 MOAT_MUST_CHECK int moat_config_get_int(const struct moat_config *cfg, const char *section,
@@ -53,10 +53,9 @@ MOAT_MUST_CHECK int moat_config_get_bool(const struct moat_config *cfg, const ch
 					 const char *key, bool def, bool *out,
 					 struct moat_err *err);
 /* Duration via moat_duration_parse; absent → def. */
-MOAT_MUST_CHECK int moat_config_get_duration(const struct moat_config *cfg,
-					     const char *section, const char *key, int64_t def,
-					     int64_t min, int64_t max, int64_t *out,
-					     struct moat_err *err);
+MOAT_MUST_CHECK int moat_config_get_duration(const struct moat_config *cfg, const char *section,
+					     const char *key, int64_t def, int64_t min, int64_t max,
+					     int64_t *out, struct moat_err *err);
 
 /* Fails naming the first key of section that is not in allowed (NULL-terminated). */
 MOAT_MUST_CHECK int moat_config_check_keys(const struct moat_config *cfg, const char *section,
@@ -67,8 +66,8 @@ MOAT_MUST_CHECK int moat_config_check_sections(const struct moat_config *cfg,
 
 /* Splits a comma-separated list value into trimmed items; caller frees with
  * moat_config_list_free. Empty items are an error. */
-MOAT_MUST_CHECK int moat_config_split_list(const char *value, char ***out_items,
-					   size_t *out_count, struct moat_err *err);
+MOAT_MUST_CHECK int moat_config_split_list(const char *value, char ***out_items, size_t *out_count,
+					   struct moat_err *err);
 void moat_config_list_free(char **items, size_t count);
 
 #endif

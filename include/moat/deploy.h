@@ -65,13 +65,13 @@ MOAT_MUST_CHECK int moat_deploy_locate(const char *flag_dir, char *out, size_t s
 
 struct moat_init_opts {
 	const char *dir;
-	const char *name;                 /* default: basename of dir, made a valid name */
-	const char *const *broker_hosts;  /* default: localhost, 127.0.0.1 */
+	const char *name;		 /* default: basename of dir, made a valid name */
+	const char *const *broker_hosts; /* default: localhost, 127.0.0.1 */
 	size_t broker_host_count;
-	int broker_port;                  /* default 8883 */
-	int server_port;                  /* default 8443 */
+	int broker_port; /* default 8883 */
+	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
-	int64_t ca_days;                  /* default 3650 */
+	int64_t ca_days; /* default 3650 */
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -112,7 +112,7 @@ struct moat_provision_req {
 	const char *id;
 	enum moat_role role;
 	const char *device_type; /* devices: default "generic"; others: NULL */
-	int64_t days;            /* 0: the configured default */
+	int64_t days;		 /* 0: the configured default */
 	enum moat_key_type key_type;
 };
 

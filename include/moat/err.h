@@ -18,12 +18,12 @@
 enum moat_errcode {
 	MOAT_OK = 0,
 	MOAT_EINVAL = -1,    /* bad input from a user, a file or the network */
-	MOAT_EIO = -2,       /* a file or socket operation failed */
+	MOAT_EIO = -2,	     /* a file or socket operation failed */
 	MOAT_ENOMEM = -3,    /* allocation failed */
 	MOAT_ENOENT = -4,    /* a thing that must exist does not */
 	MOAT_EEXIST = -5,    /* a thing that must not exist does */
 	MOAT_ECRYPTO = -6,   /* OpenSSL refused (includes a wrong passphrase) */
-	MOAT_EDB = -7,       /* the registry (SQLite) failed */
+	MOAT_EDB = -7,	     /* the registry (SQLite) failed */
 	MOAT_EVERIFY = -8,   /* a signature, certificate or digest did not verify */
 	MOAT_EDENIED = -9,   /* a policy refused the operation */
 	MOAT_ETIMEOUT = -10, /* a wait ran out */

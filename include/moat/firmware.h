@@ -61,7 +61,6 @@ MOAT_MUST_CHECK int moat_fwkeys_set_threshold(const char *keys_dir, int threshol
 MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
 				       struct moat_err *err);
 
-
 struct moat_fw_sign_req {
 	const char *image_path;
 	const char *device_type;
@@ -76,6 +75,5 @@ struct moat_fw_sign_req {
 MOAT_MUST_CHECK int moat_fw_sign_image(const struct moat_fw_sign_req *req, EVP_PKEY *const *keys,
 				       size_t key_count, struct moat_manifest *out_manifest,
 				       char **out_json, size_t *out_len, struct moat_err *err);
-
 
 #endif

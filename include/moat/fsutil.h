@@ -17,7 +17,8 @@
 #define MOAT_FILE_MAX_BYTES (16u * 1024u * 1024u)
 
 struct moat_fs_opts {
-	bool no_fsync; /* bulk writers that call syncfs() once before commit may skip per-file fsync */
+	bool no_fsync; /* bulk writers that call syncfs() once before commit may skip per-file fsync
+			*/
 };
 
 MOAT_MUST_CHECK int moat_fs_write_atomic(const char *path, const void *data, size_t len,
@@ -48,7 +49,7 @@ bool moat_fs_exists(const char *path);
 MOAT_MUST_CHECK int moat_fs_write_fd(int fd, const void *buf, size_t len);
 
 /* snprintf into buf that fails (MOAT_EINVAL, message names the result) when truncated. */
-MOAT_MUST_CHECK int moat_path_join(char *buf, size_t size, struct moat_err *err,
-				   const char *fmt, ...) MOAT_PRINTF(4, 5);
+MOAT_MUST_CHECK int moat_path_join(char *buf, size_t size, struct moat_err *err, const char *fmt,
+				   ...) MOAT_PRINTF(4, 5);
 
 #endif

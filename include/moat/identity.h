@@ -42,9 +42,9 @@ MOAT_MUST_CHECK int moat_device_type_check(const char *type, struct moat_err *er
 
 enum moat_client_id_verdict {
 	MOAT_CLIENT_ID_OK = 0,
-	MOAT_CLIENT_ID_MISMATCH,	/* missing, or the part before ':' is not the identity */
-	MOAT_CLIENT_ID_SUFFIX_REFUSED,	/* a device with a suffix: devices have one session */
-	MOAT_CLIENT_ID_BAD_SUFFIX,	/* empty, too long, or outside [a-z0-9._-] */
+	MOAT_CLIENT_ID_MISMATCH,       /* missing, or the part before ':' is not the identity */
+	MOAT_CLIENT_ID_SUFFIX_REFUSED, /* a device with a suffix: devices have one session */
+	MOAT_CLIENT_ID_BAD_SUFFIX,     /* empty, too long, or outside [a-z0-9._-] */
 };
 #define MOAT_CLIENT_ID_VERDICT_COUNT 4
 

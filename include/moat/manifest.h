@@ -36,25 +36,25 @@
 #define MOAT_SHA256_HEX_LEN 64
 #define MOAT_FW_PAYLOAD_TYPE "application/vnd.moat.manifest.v1+json"
 #define MOAT_FW_PAYLOAD_TYPE_MAX_LEN 128
-#define MOAT_ENVELOPE_MAX_BYTES (32u * 1024u)   /* whole envelope JSON */
-#define MOAT_MANIFEST_MAX_BYTES 2048u           /* decoded manifest JSON */
+#define MOAT_ENVELOPE_MAX_BYTES (32u * 1024u) /* whole envelope JSON */
+#define MOAT_MANIFEST_MAX_BYTES 2048u	      /* decoded manifest JSON */
 #define MOAT_ENVELOPE_MAX_SIGS 8
-#define MOAT_FW_SIG_MAX_BYTES 512               /* RSA-4096 fits */
+#define MOAT_FW_SIG_MAX_BYTES 512 /* RSA-4096 fits */
 #define MOAT_FW_KEYID_HEX_LEN 64
 #define MOAT_FW_VERSION_MAX_LEN 64
 #define MOAT_FW_IMAGE_MAX_BYTES (4ull * 1024u * 1024u * 1024u) /* 4 GiB */
 #define MOAT_FW_TRUST_MAX_KEYS 16
 #define MOAT_FW_TRUST_MAX_BYTES (64u * 1024u)
-#define MOAT_FW_INT_MAX 9007199254740991LL      /* 2^53 - 1: exact in every JSON reader */
+#define MOAT_FW_INT_MAX 9007199254740991LL /* 2^53 - 1: exact in every JSON reader */
 
 struct moat_manifest {
 	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
 	char version[MOAT_FW_VERSION_MAX_LEN + 1];
 	int64_t security_version; /* >= 0 */
-	uint64_t size;            /* 1 .. MOAT_FW_IMAGE_MAX_BYTES */
+	uint64_t size;		  /* 1 .. MOAT_FW_IMAGE_MAX_BYTES */
 	uint8_t sha256[MOAT_SHA256_BYTES];
 	int64_t issued_at;
-	int64_t expires_at;       /* > issued_at */
+	int64_t expires_at; /* > issued_at */
 };
 
 struct moat_envelope_sig {
@@ -149,18 +149,18 @@ void moat_fw_trust_free(struct moat_fw_trust *trust);
 
 enum moat_fw_verdict {
 	MOAT_FW_ACCEPT = 0,
-	MOAT_FW_MALFORMED,        /* envelope or manifest does not parse */
+	MOAT_FW_MALFORMED,	  /* envelope or manifest does not parse */
 	MOAT_FW_BAD_PAYLOAD_TYPE, /* not MOAT_FW_PAYLOAD_TYPE */
-	MOAT_FW_UNKNOWN_KEY,      /* no signature by a trusted key */
-	MOAT_FW_BAD_SIGNATURE,    /* a trusted key's signature does not verify (tampering) */
-	MOAT_FW_THRESHOLD,        /* fewer valid trusted signatures than the threshold */
-	MOAT_FW_EXPIRED,          /* expires_at <= max(now, last issued_at): freeze attack */
-	MOAT_FW_ROLLBACK,         /* issued_at older than the last verified manifest */
-	MOAT_FW_WRONG_TYPE,       /* another device type: mix-and-match */
-	MOAT_FW_DOWNGRADE,        /* security_version below the device's floor */
-	MOAT_FW_NOT_NEWER,        /* version not newer than the running one */
-	MOAT_FW_SIZE_MISMATCH,    /* image shorter or longer than the manifest's size */
-	MOAT_FW_HASH_MISMATCH,    /* image SHA-256 differs */
+	MOAT_FW_UNKNOWN_KEY,	  /* no signature by a trusted key */
+	MOAT_FW_BAD_SIGNATURE,	  /* a trusted key's signature does not verify (tampering) */
+	MOAT_FW_THRESHOLD,	  /* fewer valid trusted signatures than the threshold */
+	MOAT_FW_EXPIRED,	  /* expires_at <= max(now, last issued_at): freeze attack */
+	MOAT_FW_ROLLBACK,	  /* issued_at older than the last verified manifest */
+	MOAT_FW_WRONG_TYPE,	  /* another device type: mix-and-match */
+	MOAT_FW_DOWNGRADE,	  /* security_version below the device's floor */
+	MOAT_FW_NOT_NEWER,	  /* version not newer than the running one */
+	MOAT_FW_SIZE_MISMATCH,	  /* image shorter or longer than the manifest's size */
+	MOAT_FW_HASH_MISMATCH,	  /* image SHA-256 differs */
 };
 #define MOAT_FW_VERDICT_COUNT 13
 
@@ -169,7 +169,7 @@ const char *moat_fw_verdict_name(enum moat_fw_verdict v);
 
 enum moat_fw_purpose {
 	MOAT_FW_FOR_INSTALL = 0, /* every rule */
-	MOAT_FW_FOR_BOOT = 1,    /* an installed slot: signatures, device type, floor; not expiry,
+	MOAT_FW_FOR_BOOT = 1,	 /* an installed slot: signatures, device type, floor; not expiry,
 				    replay or "newer" (an installed image must not stop booting
 				    because its manifest aged) */
 };
@@ -178,9 +178,9 @@ struct moat_fw_policy {
 	enum moat_fw_purpose purpose;
 	const char *device_type;     /* the device's own type; required */
 	const char *current_version; /* running version; NULL: nothing installed */
-	int64_t security_floor;      /* lowest security_version allowed */
-	int64_t now;                 /* the device's clock */
-	int64_t last_issued_at;      /* issued_at of the last manifest it verified (0: none) */
+	int64_t security_floor;	     /* lowest security_version allowed */
+	int64_t now;		     /* the device's clock */
+	int64_t last_issued_at;	     /* issued_at of the last manifest it verified (0: none) */
 };
 
 struct moat_fw_decision {
@@ -220,14 +220,13 @@ MOAT_MUST_CHECK int moat_fw_stream_init(struct moat_fw_stream *s, const struct m
 					struct moat_err *err);
 /* Hashes len bytes. Data beyond the manifest's size is refused (MOAT_EVERIFY, nothing of
  * this call is hashed): the caller MUST stop reading. */
-MOAT_MUST_CHECK int moat_fw_stream_update(struct moat_fw_stream *s, const void *data,
-					  size_t len, struct moat_err *err);
+MOAT_MUST_CHECK int moat_fw_stream_update(struct moat_fw_stream *s, const void *data, size_t len,
+					  struct moat_err *err);
 /* MOAT_EVERIFY unless exactly size bytes with the manifest's SHA-256 were seen. */
 MOAT_MUST_CHECK int moat_fw_stream_final(struct moat_fw_stream *s, struct moat_err *err);
 void moat_fw_stream_free(struct moat_fw_stream *s);
 /* moat_fw_stream_final as a decision: MOAT_FW_ACCEPT, MOAT_FW_SIZE_MISMATCH (too short, or
  * an update was refused as too long) or MOAT_FW_HASH_MISMATCH, with the reason in out. */
-enum moat_fw_verdict moat_fw_stream_decide(struct moat_fw_stream *s,
-					   struct moat_fw_decision *out);
+enum moat_fw_verdict moat_fw_stream_decide(struct moat_fw_stream *s, struct moat_fw_decision *out);
 
 #endif

@@ -32,23 +32,23 @@
 #include "moat/err.h"
 #include "moat/identity.h"
 
-#define MOAT_MSG_COMMAND_MAX_BYTES 1024   /* the tutorial's MQTT buffer size */
+#define MOAT_MSG_COMMAND_MAX_BYTES 1024 /* the tutorial's MQTT buffer size */
 #define MOAT_MSG_TELEMETRY_MAX_BYTES 2048
 #define MOAT_MSG_STATUS_MAX_BYTES 512
 #define MOAT_MSG_RESPONSE_MAX_BYTES 1024
 #define MOAT_MSG_DIAGNOSTICS_MAX_BYTES 2048
 
-#define MOAT_MSG_CMD_NAME_MAX_LEN 32      /* [a-z0-9_]{1,32} */
-#define MOAT_MSG_CMD_ID_MAX_LEN 64        /* [A-Za-z0-9._:-]{1,64} */
-#define MOAT_MSG_STATUS_WORD_MAX_LEN 32   /* response status: [a-z_]{1,32} */
+#define MOAT_MSG_CMD_NAME_MAX_LEN 32	/* [a-z0-9_]{1,32} */
+#define MOAT_MSG_CMD_ID_MAX_LEN 64	/* [A-Za-z0-9._:-]{1,64} */
+#define MOAT_MSG_STATUS_WORD_MAX_LEN 32 /* response status: [a-z_]{1,32} */
 #define MOAT_MSG_DETAIL_MAX_LEN 200
-#define MOAT_MSG_ARG_KEY_MAX_LEN 32       /* [a-z0-9_]{1,32} */
+#define MOAT_MSG_ARG_KEY_MAX_LEN 32 /* [a-z0-9_]{1,32} */
 #define MOAT_MSG_ARG_STR_MAX_LEN 128
 #define MOAT_MSG_ARGS_MAX 8
-#define MOAT_MSG_READING_NAME_MAX_LEN 32  /* [a-z0-9_]{1,32} */
+#define MOAT_MSG_READING_NAME_MAX_LEN 32 /* [a-z0-9_]{1,32} */
 #define MOAT_MSG_READINGS_MAX 16
 #define MOAT_MSG_ADDR_MAX_LEN 64
-#define MOAT_MSG_UPDATE_INTERVAL_MIN 1    /* seconds */
+#define MOAT_MSG_UPDATE_INTERVAL_MIN 1 /* seconds */
 #define MOAT_MSG_UPDATE_INTERVAL_MAX 86400
 #define MOAT_MSG_SEQ_MAX 9007199254740991LL /* 2^53 - 1: exact in a JSON number */
 
@@ -103,8 +103,8 @@ struct moat_msg_status {
 	bool online;
 	bool has_timestamp; /* false for the last will, which is fixed at connect time */
 	int64_t timestamp_ms;
-	char ip_address[MOAT_MSG_ADDR_MAX_LEN + 1];  /* "" omits it */
-	char agent_version[32];                      /* "" omits it */
+	char ip_address[MOAT_MSG_ADDR_MAX_LEN + 1]; /* "" omits it */
+	char agent_version[32];			    /* "" omits it */
 };
 
 struct moat_msg_response {
@@ -112,9 +112,9 @@ struct moat_msg_response {
 	char command[MOAT_MSG_CMD_NAME_MAX_LEN + 1];
 	char status[MOAT_MSG_STATUS_WORD_MAX_LEN + 1]; /* accepted, completed, refused, ... */
 	int64_t timestamp_ms;
-	char id[MOAT_MSG_CMD_ID_MAX_LEN + 1];          /* "" omits it */
-	char detail[MOAT_MSG_DETAIL_MAX_LEN + 1];      /* "" omits it */
-	bool has_interval;                             /* update_interval: the interval now */
+	char id[MOAT_MSG_CMD_ID_MAX_LEN + 1];	  /* "" omits it */
+	char detail[MOAT_MSG_DETAIL_MAX_LEN + 1]; /* "" omits it */
+	bool has_interval;			  /* update_interval: the interval now */
 	int64_t interval;
 };
 
@@ -122,20 +122,20 @@ struct moat_msg_response {
 struct moat_msg_diagnostics {
 	char device_id[MOAT_ID_BUF_LEN];
 	int64_t timestamp_ms;
-	int64_t uptime_ms;          /* the agent's */
+	int64_t uptime_ms; /* the agent's */
 	int64_t system_uptime_s;
 	int64_t rss_kb;
-	int64_t free_heap;          /* MemAvailable in bytes, the tutorial's field name */
+	int64_t free_heap; /* MemAvailable in bytes, the tutorial's field name */
 	double load[3];
 	char ip_address[MOAT_MSG_ADDR_MAX_LEN + 1];
 	char mac_address[24];
 	char kernel[128];
 	char agent_version[32];
-	char cert_not_after[32];    /* ISO 8601 */
+	char cert_not_after[32]; /* ISO 8601 */
 	int64_t cert_days_left;
 	int64_t interval_s;
 	int64_t seq;
-	int64_t queued;             /* telemetry waiting in the offline queue */
+	int64_t queued; /* telemetry waiting in the offline queue */
 };
 
 /* Command names and kinds. */
@@ -150,17 +150,16 @@ bool moat_msg_reading_name_ok(const char *name);
  * both are present they must agree. Refuses: empty, oversized, NUL bytes, invalid JSON, not
  * an object, duplicate keys, a missing/invalid command or id, more than MOAT_MSG_ARGS_MAX
  * other keys, an argument that is not a string, number or boolean, or is too long. */
-MOAT_MUST_CHECK int moat_msg_command_parse(const char *topic_name, const void *payload,
-					   size_t len, struct moat_msg_command *out,
-					   struct moat_err *err);
+MOAT_MUST_CHECK int moat_msg_command_parse(const char *topic_name, const void *payload, size_t len,
+					   struct moat_msg_command *out, struct moat_err *err);
 /* The argument named key, or NULL. */
 const struct moat_msg_arg *moat_msg_command_arg(const struct moat_msg_command *cmd,
 						const char *key);
 /* An integer argument in [min, max]: MOAT_ENOENT when absent, MOAT_EINVAL when not an
  * integer, MOAT_EDENIED when out of range. */
-MOAT_MUST_CHECK int moat_msg_command_int_arg(const struct moat_msg_command *cmd,
-					     const char *key, int64_t min, int64_t max,
-					     int64_t *out, struct moat_err *err);
+MOAT_MUST_CHECK int moat_msg_command_int_arg(const struct moat_msg_command *cmd, const char *key,
+					     int64_t min, int64_t max, int64_t *out,
+					     struct moat_err *err);
 /* Builds a command (moat cmd). cmd->kind is ignored; name and id are validated. */
 MOAT_MUST_CHECK int moat_msg_command_build(const struct moat_msg_command *cmd, char *buf,
 					   size_t size, size_t *out_len, struct moat_err *err);
@@ -170,29 +169,24 @@ MOAT_MUST_CHECK int moat_msg_command_add_arg(struct moat_msg_command *cmd, const
 					     struct moat_err *err);
 
 MOAT_MUST_CHECK int moat_msg_telemetry_build(const struct moat_msg_telemetry *t, char *buf,
-					     size_t size, size_t *out_len,
-					     struct moat_err *err);
+					     size_t size, size_t *out_len, struct moat_err *err);
 /* Requires device_id, device_type, timestamp and a telemetry object of numbers; metadata is
  * optional, its known fields must be integers (seq in [0, MOAT_MSG_SEQ_MAX]); unknown
  * top-level and metadata keys are ignored. */
 MOAT_MUST_CHECK int moat_msg_telemetry_parse(const void *payload, size_t len,
-					     struct moat_msg_telemetry *out,
-					     struct moat_err *err);
+					     struct moat_msg_telemetry *out, struct moat_err *err);
 
-MOAT_MUST_CHECK int moat_msg_status_build(const struct moat_msg_status *s, char *buf,
-					  size_t size, size_t *out_len, struct moat_err *err);
+MOAT_MUST_CHECK int moat_msg_status_build(const struct moat_msg_status *s, char *buf, size_t size,
+					  size_t *out_len, struct moat_err *err);
 MOAT_MUST_CHECK int moat_msg_status_parse(const void *payload, size_t len,
 					  struct moat_msg_status *out, struct moat_err *err);
 
 MOAT_MUST_CHECK int moat_msg_response_build(const struct moat_msg_response *r, char *buf,
-					    size_t size, size_t *out_len,
-					    struct moat_err *err);
+					    size_t size, size_t *out_len, struct moat_err *err);
 MOAT_MUST_CHECK int moat_msg_response_parse(const void *payload, size_t len,
-					    struct moat_msg_response *out,
-					    struct moat_err *err);
+					    struct moat_msg_response *out, struct moat_err *err);
 
-MOAT_MUST_CHECK int moat_msg_diagnostics_build(const struct moat_msg_diagnostics *d,
-					       char *buf, size_t size, size_t *out_len,
-					       struct moat_err *err);
+MOAT_MUST_CHECK int moat_msg_diagnostics_build(const struct moat_msg_diagnostics *d, char *buf,
+					       size_t size, size_t *out_len, struct moat_err *err);
 
 #endif

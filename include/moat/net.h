@@ -38,15 +38,15 @@
 #include "moat/err.h"
 
 #define MOAT_NET_ZONES_MAX 16
-#define MOAT_NET_SUBNETS_MAX 16     /* per zone */
+#define MOAT_NET_SUBNETS_MAX 16	      /* per zone */
 #define MOAT_NET_ZONE_NAME_MAX_LEN 15 /* [a-z][a-z0-9_]{0,14}: fits nft set and iptables names */
 #define MOAT_NET_RULES_MAX 64
-#define MOAT_NET_PREFIX_MIN 8       /* zone subnets are /8 ... /30 */
+#define MOAT_NET_PREFIX_MIN 8 /* zone subnets are /8 ... /30 */
 #define MOAT_NET_PREFIX_MAX 30
-#define MOAT_NET_RATE_MAX 100000    /* per second, for conn_rate and log_rate */
+#define MOAT_NET_RATE_MAX 100000 /* per second, for conn_rate and log_rate */
 #define MOAT_NET_RENDER_MAX_BYTES (256u * 1024u)
 #define MOAT_NET_LOG_PREFIX "moat-drop: "
-#define MOAT_NET_TABLE "moat"       /* nft: "inet moat" and "bridge moat" */
+#define MOAT_NET_TABLE "moat" /* nft: "inet moat" and "bridge moat" */
 
 #define MOAT_NET_DEFAULT_IOT "10.77.10.0/24"
 #define MOAT_NET_DEFAULT_MANAGEMENT "10.77.1.0/24"
@@ -80,11 +80,11 @@ struct moat_net_zone {
 /* What a rule's source or destination matches. */
 enum moat_net_sel_kind {
 	MOAT_NET_SEL_ANY = 0,
-	MOAT_NET_SEL_ZONE = 1,     /* the subnets of zones[zone] */
+	MOAT_NET_SEL_ZONE = 1,	   /* the subnets of zones[zone] */
 	MOAT_NET_SEL_DEVICES = 2,  /* every device zone */
 	MOAT_NET_SEL_INTERNAL = 3, /* every zone */
 	MOAT_NET_SEL_EXTERNAL = 4, /* no zone: the uplink, the internet */
-	MOAT_NET_SEL_ADDR = 5,     /* the single address addr */
+	MOAT_NET_SEL_ADDR = 5,	   /* the single address addr */
 };
 
 struct moat_net_sel {
@@ -95,10 +95,10 @@ struct moat_net_sel {
 
 enum moat_net_action {
 	MOAT_NET_ACCEPT_ESTABLISHED = 0, /* replies and related traffic: accept */
-	MOAT_NET_DROP_INVALID = 1,       /* conntrack state invalid: logged drop */
-	MOAT_NET_LIMIT_NEW = 2,          /* new connections from src over conn_rate per host: drop */
+	MOAT_NET_DROP_INVALID = 1,	 /* conntrack state invalid: logged drop */
+	MOAT_NET_LIMIT_NEW = 2, /* new connections from src over conn_rate per host: drop */
 	MOAT_NET_ACCEPT = 3,
-	MOAT_NET_DROP = 4,               /* logged, rate-limited log */
+	MOAT_NET_DROP = 4, /* logged, rate-limited log */
 };
 
 /* One rule of the forward chain, in order; the chain's policy is drop (logged). */
@@ -107,8 +107,8 @@ struct moat_net_rule {
 	struct moat_net_sel src;
 	struct moat_net_sel dst;
 	uint16_t tcp_dport; /* 0: any protocol, any port */
-	bool bridged;       /* also enforced on bridged traffic (hosts on the same interface) */
-	char why[64];       /* ASCII, rendered as a comment */
+	bool bridged;	    /* also enforced on bridged traffic (hosts on the same interface) */
+	char why[64];	    /* ASCII, rendered as a comment */
 };
 
 struct moat_net_policy {
@@ -125,8 +125,7 @@ struct moat_net_policy {
 };
 
 /* Parses "a.b.c.d" (four decimal octets, no leading zeros, nothing else). */
-MOAT_MUST_CHECK int moat_net_parse_addr(const char *text, uint32_t *out_addr,
-					struct moat_err *err);
+MOAT_MUST_CHECK int moat_net_parse_addr(const char *text, uint32_t *out_addr, struct moat_err *err);
 /* Parses "a.b.c.d/len" with len in [MOAT_NET_PREFIX_MIN, MOAT_NET_PREFIX_MAX]; refuses host
  * bits (the message suggests the network address). */
 MOAT_MUST_CHECK int moat_net_parse_subnet(const char *text, struct moat_net_subnet *out,
@@ -149,12 +148,10 @@ int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
 
 /* What the rule list does with a new TCP connection (dport > 0) or other packet (dport 0)
  * from src to dst: true when accepted. Ignores rate limits and conntrack state. */
-bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst,
-		     uint16_t dport);
+bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport);
 /* The intent, written independently of the rule list: true when the connection must be
  * allowed. moat_net_decide and moat_net_expect agree for every input (unit-tested). */
-bool moat_net_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst,
-		     uint16_t dport);
+bool moat_net_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport);
 
 enum moat_net_format {
 	MOAT_NET_FORMAT_NFT = 0,      /* nft -f input; replaces moat's tables atomically */
@@ -179,7 +176,7 @@ MOAT_MUST_CHECK int moat_net_remove(struct moat_err *err);
 
 /* One probe of moat_net_verify. */
 enum moat_net_observed {
-	MOAT_NET_OBS_OPEN = 0,    /* connected */
+	MOAT_NET_OBS_OPEN = 0,	  /* connected */
 	MOAT_NET_OBS_BLOCKED = 1, /* no answer within the timeout (dropped) */
 	MOAT_NET_OBS_REFUSED = 2, /* reset: reached but not listening (a topology fault) */
 	MOAT_NET_OBS_ERROR = 3,
@@ -193,9 +190,9 @@ struct moat_net_probe {
 	uint32_t dst;
 	uint16_t port;
 	bool expect_open;
-	bool flood;    /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	bool flood; /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
 	enum moat_net_observed observed;
-	bool ok;       /* observed matches the expectation */
+	bool ok; /* observed matches the expectation */
 };
 
 #define MOAT_NET_PROBES_MAX 1024

@@ -28,16 +28,14 @@ struct moat_opclient;
 /* Connects as identity `as`, or when NULL as the first operator identity of the
  * registry (then the first service identity), with client id "<identity>:<suffix>"
  * (suffix NULL or "": the identity alone). out_as (may be NULL) receives the name. */
-MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as,
-					  const char *suffix, int64_t timeout_ms,
-					  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
-					  struct moat_err *err);
+MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suffix,
+					  int64_t timeout_ms, struct moat_opclient **out,
+					  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
 /* The role of the identity c is connected as. */
 enum moat_role moat_opclient_role(const struct moat_opclient *c);
 /* Subscribes (QoS 1) and waits for the broker's acknowledgement. */
 MOAT_MUST_CHECK int moat_opclient_subscribe(struct moat_opclient *c, const char *const *filters,
-					    size_t count, int64_t timeout_ms,
-					    struct moat_err *err);
+					    size_t count, int64_t timeout_ms, struct moat_err *err);
 /* Publishes (QoS 1, not retained) and waits for PUBACK. */
 MOAT_MUST_CHECK int moat_opclient_publish(struct moat_opclient *c, const char *topic,
 					  const void *payload, size_t len, int64_t timeout_ms,

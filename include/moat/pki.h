@@ -55,8 +55,7 @@ struct moat_ca {
 /* A new self-signed CA: CN "<name> CA", O name, basicConstraints CA:TRUE pathlen:0,
  * keyUsage keyCertSign|cRLSign. */
 MOAT_MUST_CHECK int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now,
-				       int64_t days, struct moat_ca **out_ca,
-				       struct moat_err *err);
+				       int64_t days, struct moat_ca **out_ca, struct moat_err *err);
 /* PEM of the CA certificate and of its key encrypted under passphrase. Caller frees. */
 MOAT_MUST_CHECK int moat_pki_ca_export(const struct moat_ca *ca, const char *passphrase,
 				       char **out_cert_pem, size_t *out_cert_len,
@@ -72,17 +71,17 @@ void moat_pki_ca_free(struct moat_ca *ca);
 enum moat_cert_kind { MOAT_CERT_CLIENT, MOAT_CERT_SERVER };
 
 struct moat_issue_req {
-	const char *cn;              /* identity name (validated), or the server's name */
-	enum moat_role role;         /* OU; ignored for MOAT_CERT_SERVER ("server") */
+	const char *cn;	     /* identity name (validated), or the server's name */
+	enum moat_role role; /* OU; ignored for MOAT_CERT_SERVER ("server") */
 	enum moat_cert_kind kind;
 	enum moat_key_type key_type;
 	int64_t not_before;
 	int64_t not_after;
-	const char *const *san_dns;  /* server: subjectAltName DNS names */
+	const char *const *san_dns; /* server: subjectAltName DNS names */
 	size_t san_dns_count;
-	const char *const *san_ip;   /* server: subjectAltName IP addresses (v4 or v6 text) */
+	const char *const *san_ip; /* server: subjectAltName IP addresses (v4 or v6 text) */
 	size_t san_ip_count;
-	EVP_PKEY *key;               /* optional: certify this key instead of generating one */
+	EVP_PKEY *key; /* optional: certify this key instead of generating one */
 };
 
 struct moat_issued {
@@ -93,18 +92,17 @@ struct moat_issued {
 	int64_t not_after;
 	char *cert_pem;
 	size_t cert_pem_len;
-	char *key_pem;               /* unencrypted PKCS#8: the device needs it; write it 0600 */
+	char *key_pem; /* unencrypted PKCS#8: the device needs it; write it 0600 */
 	size_t key_pem_len;
 };
 
 /* Fills serial with random bytes (positive, never zero) and hex_out with its lower-case hex. */
 MOAT_MUST_CHECK int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES],
-					   char hex_out[MOAT_SERIAL_HEX_LEN],
-					   struct moat_err *err);
+					   char hex_out[MOAT_SERIAL_HEX_LEN], struct moat_err *err);
 
 MOAT_MUST_CHECK int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
-				   const uint8_t serial[MOAT_SERIAL_BYTES],
-				   struct moat_issued *out, struct moat_err *err);
+				   const uint8_t serial[MOAT_SERIAL_BYTES], struct moat_issued *out,
+				   struct moat_err *err);
 void moat_pki_issued_free(struct moat_issued *issued);
 
 struct moat_revoked_cert {
@@ -115,8 +113,7 @@ struct moat_revoked_cert {
 
 /* "unspecified", "key-compromise", "superseded", "cessation-of-operation",
  * "affiliation-changed", "privilege-withdrawn". */
-MOAT_MUST_CHECK int moat_pki_reason_parse(const char *text, int *out_reason,
-					  struct moat_err *err);
+MOAT_MUST_CHECK int moat_pki_reason_parse(const char *text, int *out_reason, struct moat_err *err);
 const char *moat_pki_reason_name(int reason);
 
 /* A signed v2 CRL with crlNumber and AKI, valid from now for days. Caller frees *out_pem. */
@@ -125,12 +122,11 @@ MOAT_MUST_CHECK int moat_pki_crl_build(const struct moat_ca *ca,
 				       int64_t crl_number, int64_t now, int64_t days,
 				       char **out_pem, size_t *out_len, struct moat_err *err);
 
-
 /* PKCS#12 of key + cert + CA, AES-256 + SHA-256 MAC, protected by password. */
 MOAT_MUST_CHECK int moat_pki_export_p12(const char *cert_pem, const char *key_pem,
-					const char *ca_pem, const char *name,
-					const char *password, unsigned char **out_der,
-					size_t *out_len, struct moat_err *err);
+					const char *ca_pem, const char *name, const char *password,
+					unsigned char **out_der, size_t *out_len,
+					struct moat_err *err);
 /* A C header with DEVICE_ID, CA_CERT, DEVICE_CERT and DEVICE_KEY as string constants. */
 MOAT_MUST_CHECK int moat_pki_export_c_header(const char *id, const char *cert_pem,
 					     const char *key_pem, const char *ca_pem,

@@ -148,8 +148,8 @@ struct moat_policy_identity {
  * duplicates, so moat_policy_find can bsearch it. */
 struct moat_policy {
 	bool operator_write_commands;
-	struct moat_policy_limits limits[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
-	struct moat_policy_subs subs[MOAT_ROLE_COUNT];     /* indexed by enum moat_role */
+	struct moat_policy_limits limits[MOAT_ROLE_COUNT];     /* indexed by enum moat_role */
+	struct moat_policy_subs subs[MOAT_ROLE_COUNT];	       /* indexed by enum moat_role */
 	struct moat_policy_flapping flapping[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
 	struct moat_policy_unban unbans[MOAT_POLICY_MAX_UNBANS];
 	size_t unban_count;
@@ -181,8 +181,8 @@ MOAT_MUST_CHECK int moat_policy_add_identity(struct moat_policy *p, const char *
 /* Adds an unban line (name, Unix time). MOAT_EINVAL for an invalid name or a time <= 0;
  * a second one for the same name replaces the first; beyond MOAT_POLICY_MAX_UNBANS the
  * oldest entry is dropped. */
-MOAT_MUST_CHECK int moat_policy_add_unban(struct moat_policy *p, const char *name,
-					  int64_t before_s, struct moat_err *err);
+MOAT_MUST_CHECK int moat_policy_add_unban(struct moat_policy *p, const char *name, int64_t before_s,
+					  struct moat_err *err);
 
 /* The identity called name, or NULL. The pointer is valid until p next changes. */
 const struct moat_policy_identity *moat_policy_find(const struct moat_policy *p, const char *name);

@@ -78,16 +78,14 @@ MOAT_MUST_CHECK int moat_registry_cert_insert(struct moat_registry *reg, const c
 					      const char *identity, int64_t not_before,
 					      int64_t not_after, const char *pem,
 					      struct moat_err *err);
-MOAT_MUST_CHECK int moat_registry_serial_exists(struct moat_registry *reg,
-						const char *serial_hex, bool *out_exists,
-						struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
+						bool *out_exists, struct moat_err *err);
 /* MOAT_ENOENT when id is unknown. */
 MOAT_MUST_CHECK int moat_registry_identity_get(struct moat_registry *reg, const char *id,
 					       struct moat_identity *out, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_identity_exists(struct moat_registry *reg, const char *id,
 						  bool *out_exists, struct moat_err *err);
-MOAT_MUST_CHECK int moat_registry_identity_set_status(struct moat_registry *reg,
-						      const char *id,
+MOAT_MUST_CHECK int moat_registry_identity_set_status(struct moat_registry *reg, const char *id,
 						      enum moat_identity_status st,
 						      struct moat_err *err);
 

@@ -2,8 +2,8 @@
 #ifndef MOAT_TIMEUTIL_H
 #define MOAT_TIMEUTIL_H
 
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "moat/err.h"
@@ -14,14 +14,14 @@ MOAT_MUST_CHECK int moat_duration_parse(const char *text, int64_t default_unit_s
 					int64_t *out_seconds, struct moat_err *err);
 
 /* Parses a decimal integer in [min, max] with full strtoll checks. */
-MOAT_MUST_CHECK int moat_int_parse(const char *text, int64_t min, int64_t max,
-				   int64_t *out_value, struct moat_err *err);
+MOAT_MUST_CHECK int moat_int_parse(const char *text, int64_t min, int64_t max, int64_t *out_value,
+				   struct moat_err *err);
 
 /* Formats t (UTC) as "2026-11-25T18:00:00Z". buf must hold MOAT_TIME_ISO_LEN bytes. */
 #define MOAT_TIME_ISO_LEN 21
 void moat_time_iso(int64_t t, char buf[MOAT_TIME_ISO_LEN]);
 
-int64_t moat_time_now(void);      /* wall clock, seconds since the epoch */
-int64_t moat_time_mono_ms(void);  /* monotonic clock, milliseconds */
+int64_t moat_time_now(void);	 /* wall clock, seconds since the epoch */
+int64_t moat_time_mono_ms(void); /* monotonic clock, milliseconds */
 
 #endif

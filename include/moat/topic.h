@@ -40,12 +40,12 @@
 #define MOAT_TOPIC_BUF_LEN 256 /* holds every topic of the scheme, NUL included */
 
 enum moat_topic_kind {
-	MOAT_TOPIC_TELEMETRY = 0,      /* devices/{id}/telemetry */
-	MOAT_TOPIC_STATUS,             /* devices/{id}/status */
-	MOAT_TOPIC_DIAGNOSTICS,        /* devices/{id}/diagnostics */
-	MOAT_TOPIC_COMMAND_RESPONSES,  /* devices/{id}/command_responses */
-	MOAT_TOPIC_COMMAND,            /* devices/{id}/commands/{name} */
-	MOAT_TOPIC_EVENT,              /* moat/events/{name} */
+	MOAT_TOPIC_TELEMETRY = 0,     /* devices/{id}/telemetry */
+	MOAT_TOPIC_STATUS,	      /* devices/{id}/status */
+	MOAT_TOPIC_DIAGNOSTICS,	      /* devices/{id}/diagnostics */
+	MOAT_TOPIC_COMMAND_RESPONSES, /* devices/{id}/command_responses */
+	MOAT_TOPIC_COMMAND,	      /* devices/{id}/commands/{name} */
+	MOAT_TOPIC_EVENT,	      /* moat/events/{name} */
 };
 #define MOAT_TOPIC_KIND_COUNT 6
 
@@ -60,9 +60,8 @@ struct moat_topic {
  * (command name or event kind; ignored otherwise) into buf. Fails (MOAT_EINVAL) when id or
  * name is not in the identity alphabet, or buf is too small (MOAT_TOPIC_BUF_LEN always
  * suffices). */
-MOAT_MUST_CHECK int moat_topic_build(enum moat_topic_kind kind, const char *id,
-				     const char *name, char *buf, size_t size,
-				     struct moat_err *err);
+MOAT_MUST_CHECK int moat_topic_build(enum moat_topic_kind kind, const char *id, const char *name,
+				     char *buf, size_t size, struct moat_err *err);
 
 /* Parses a concrete topic (no wildcards). MOAT_EINVAL with a message when it is not a
  * topic of the scheme; *out is zeroed first. */
@@ -78,8 +77,8 @@ const char *moat_topic_kind_name(enum moat_topic_kind kind);
 bool moat_topic_filter_valid(const char *filter);
 
 enum moat_access {
-	MOAT_ACCESS_READ = 1,      /* a message on topic is about to be delivered */
-	MOAT_ACCESS_WRITE = 2,     /* the client published on topic */
+	MOAT_ACCESS_READ = 1,	   /* a message on topic is about to be delivered */
+	MOAT_ACCESS_WRITE = 2,	   /* the client published on topic */
 	MOAT_ACCESS_SUBSCRIBE = 4, /* the client subscribes to the filter topic */
 };
 
@@ -90,12 +89,12 @@ struct moat_acl_policy {
 
 enum moat_acl_reason {
 	MOAT_ACL_OK = 0,
-	MOAT_ACL_BAD_INPUT,       /* no identity, invalid identity, unknown access or role */
-	MOAT_ACL_BAD_TOPIC,       /* too long, empty, wildcards in a topic, invalid filter */
-	MOAT_ACL_DOLLAR,          /* '$' topics are the broker's */
-	MOAT_ACL_OUTSIDE_SCHEME,  /* not a topic of the scheme / matches none */
-	MOAT_ACL_NOT_GRANTED,     /* in the scheme but this identity may not */
-	MOAT_ACL_BAD_SHARE,       /* a service's "$share/" without a valid name and filter */
+	MOAT_ACL_BAD_INPUT,	 /* no identity, invalid identity, unknown access or role */
+	MOAT_ACL_BAD_TOPIC,	 /* too long, empty, wildcards in a topic, invalid filter */
+	MOAT_ACL_DOLLAR,	 /* '$' topics are the broker's */
+	MOAT_ACL_OUTSIDE_SCHEME, /* not a topic of the scheme / matches none */
+	MOAT_ACL_NOT_GRANTED,	 /* in the scheme but this identity may not */
+	MOAT_ACL_BAD_SHARE,	 /* a service's "$share/" without a valid name and filter */
 };
 
 /* Shared subscriptions: a service may SUBSCRIBE to "$share/<name>/<filter>" when it may

@@ -49,15 +49,15 @@
 #define MOAT_BOOT_LOCK_FILE "boot.lock"
 #define MOAT_BOOT_TRUST_FILE "trust.json"
 #define MOAT_BOOT_STATE_MAX_BYTES 1024u
-#define MOAT_BOOT_MAX_ATTEMPTS 1          /* a trial gets one start: no confirm, no second go */
+#define MOAT_BOOT_MAX_ATTEMPTS 1 /* a trial gets one start: no confirm, no second go */
 #define MOAT_BOOT_TRIAL_SECONDS_DEFAULT 120
-#define MOAT_BOOT_RESTART_EXIT 75         /* the image asks moat-boot to start again (EX_TEMPFAIL) */
+#define MOAT_BOOT_RESTART_EXIT 75 /* the image asks moat-boot to start again (EX_TEMPFAIL) */
 #define MOAT_UPDATE_URL_MAX_LEN 512
 
 struct moat_boot_state {
 	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
-	char active;   /* 'a' or 'b' */
-	char trial;    /* 0: none, else 'a' or 'b' (never active) */
+	char active; /* 'a' or 'b' */
+	char trial;  /* 0: none, else 'a' or 'b' (never active) */
 	int64_t attempts;
 	int64_t deadline;
 	int64_t floor;
@@ -68,11 +68,11 @@ struct moat_boot_state {
 /* ---- boot.state: pure parser, writer and state machine (no I/O, time passed in) ---- */
 
 /* Parses len bytes strictly (see above). On failure *out is zeroed. */
-MOAT_MUST_CHECK int moat_boot_state_parse(const void *text, size_t len,
-					  struct moat_boot_state *out, struct moat_err *err);
+MOAT_MUST_CHECK int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *out,
+					  struct moat_err *err);
 /* Writes the canonical text into buf (size bytes); *out_len its length. Validates first. */
-MOAT_MUST_CHECK int moat_boot_state_format(const struct moat_boot_state *st, char *buf,
-					   size_t size, size_t *out_len, struct moat_err *err);
+MOAT_MUST_CHECK int moat_boot_state_format(const struct moat_boot_state *st, char *buf, size_t size,
+					   size_t *out_len, struct moat_err *err);
 /* The other slot of s ('a' <-> 'b'). */
 char moat_boot_other(char slot);
 
@@ -84,9 +84,9 @@ MOAT_MUST_CHECK int moat_boot_stage(struct moat_boot_state *st, char slot,
 
 enum moat_boot_pick {
 	MOAT_BOOT_START_ACTIVE = 0,
-	MOAT_BOOT_START_TRIAL,    /* attempts counted and deadline set in *st: write it first */
-	MOAT_BOOT_REVERTED,       /* the trial was dropped (attempts or deadline): write it, then
-				     start the active slot */
+	MOAT_BOOT_START_TRIAL, /* attempts counted and deadline set in *st: write it first */
+	MOAT_BOOT_REVERTED,    /* the trial was dropped (attempts or deadline): write it, then
+				  start the active slot */
 };
 /* Which slot to start at time now. Changes *st as the enum says. */
 enum moat_boot_pick moat_boot_select(struct moat_boot_state *st, int64_t now,
@@ -131,8 +131,8 @@ MOAT_MUST_CHECK int moat_slots_provision(const char *dir, const char *device_typ
  * fexecve, so what runs is what was verified even if the file changes afterwards.
  * A refusal is MOAT_EVERIFY with the verdict in the message; *out_manifest (may be NULL)
  * receives the manifest on success. */
-MOAT_MUST_CHECK int moat_slots_verify(const char *dir, const struct moat_boot_state *st,
-				      char slot, int *out_fd, struct moat_manifest *out_manifest,
+MOAT_MUST_CHECK int moat_slots_verify(const char *dir, const struct moat_boot_state *st, char slot,
+				      int *out_fd, struct moat_manifest *out_manifest,
 				      struct moat_err *err);
 
 /* One boot (what moat-boot does before every start, and the simulator at every virtual
@@ -158,13 +158,13 @@ MOAT_MUST_CHECK int moat_slots_confirm(const char *dir, struct moat_manifest *ou
 /* ---- the updater (updater.c, fetch.c) ---- */
 
 struct moat_update_conf {
-	const char *state_dir;  /* the device state directory */
+	const char *state_dir;	/* the device state directory */
 	const char *server_url; /* "https://host:port" of moatd, no trailing slash */
-	const char *ca_file;    /* the deployment CA: the only CA trusted for the server */
-	const char *cert_file;  /* the device's certificate and key (mutual TLS) */
+	const char *ca_file;	/* the deployment CA: the only CA trusted for the server */
+	const char *cert_file;	/* the device's certificate and key (mutual TLS) */
 	const char *key_file;
-	int64_t now;            /* the device's wall clock (0: read it) */
-	long timeout_seconds;   /* whole-transfer limit per request (0: 300) */
+	int64_t now;	      /* the device's wall clock (0: read it) */
+	long timeout_seconds; /* whole-transfer limit per request (0: 300) */
 	/* Called once when the image download starts (offset: bytes reused from a partial
 	 * download), after the envelope was accepted and only when bytes remain to be
 	 * fetched; may be NULL. Runs under the state directory's lock. */
@@ -182,6 +182,5 @@ struct moat_update_conf {
  * changes the active slot. Takes the state directory's lock for its whole run. */
 MOAT_MUST_CHECK int moat_update_check(const struct moat_update_conf *conf,
 				      struct moat_update_result *out, struct moat_err *err);
-
 
 #endif

@@ -229,8 +229,8 @@ int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy 
 		snprintf(key, sizeof(key), "%s%sflap_connects", prefix, sep);
 		snprintf(k2, sizeof(k2), "%s%sflap_window", prefix, sep);
 		snprintf(k3, sizeof(k3), "%s%sflap_ban", prefix, sep);
-		if ((rc = get_u32(cfg, key, 0, MOAT_POLICY_FLAP_CONNECTS_MAX, &f->connects,
-				  err)) != 0 ||
+		if ((rc = get_u32(cfg, key, 0, MOAT_POLICY_FLAP_CONNECTS_MAX, &f->connects, err)) !=
+			    0 ||
 		    (rc = get_dur_u32(cfg, k2, MOAT_POLICY_FLAP_WINDOW_MIN_S,
 				      MOAT_POLICY_FLAP_WINDOW_MAX_S, &f->window_s, err)) != 0 ||
 		    (rc = get_dur_u32(cfg, k3, MOAT_POLICY_FLAP_BAN_MIN_S,

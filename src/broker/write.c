@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "moat/broker.h"
-#include "moat/timeutil.h"
 #include "moat/fsutil.h"
+#include "moat/timeutil.h"
 
 struct owner {
 	bool apply; /* running as root and the user exists */

@@ -20,8 +20,8 @@ struct expiring_ctx {
 	size_t n;
 };
 
-static void report(struct expiring_ctx *c, const char *kind, const char *name,
-		   const char *serial, int64_t not_after)
+static void report(struct expiring_ctx *c, const char *kind, const char *name, const char *serial,
+		   int64_t not_after)
 {
 	char na[MOAT_TIME_ISO_LEN];
 	moat_time_iso(not_after, na);
@@ -86,7 +86,8 @@ static int check_crl(struct expiring_ctx *c, struct moat_deploy *d, struct moat_
 		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
 		if (next && ASN1_TIME_to_tm(next, &tm)) {
 			int64_t t = (int64_t)timegm(&tm);
-			/* the CRL is re-signed routinely: flag it in its last week, not all month */
+			/* the CRL is re-signed routinely: flag it in its last week, not all month
+			 */
 			int64_t crl_limit = c->now + 7 * 86400;
 			if (t <= (c->limit < crl_limit ? c->limit : crl_limit)) {
 				report(c, "crl", "pki/crl.pem (renew: moat cert crl)", "", t);

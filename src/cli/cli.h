@@ -36,9 +36,9 @@ int watch_main(int argc, char **argv);
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
 struct cli_globals {
-	const char *dir;             /* --dir */
+	const char *dir;	     /* --dir */
 	const char *passphrase_file; /* --passphrase-file */
-	bool json;                   /* --json */
+	bool json;		     /* --json */
 };
 extern struct cli_globals cli_globals;
 

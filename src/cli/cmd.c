@@ -133,8 +133,8 @@ int cmd_main(int argc, char **argv)
 	size_t len = 0;
 	if (moat_msg_command_build(&cmd, payload, sizeof(payload), &len, &err) != 0 ||
 	    moat_topic_build(MOAT_TOPIC_COMMAND, id, name, topic, sizeof(topic), &err) != 0 ||
-	    moat_topic_build(MOAT_TOPIC_COMMAND_RESPONSES, id, NULL, resp_topic,
-			     sizeof(resp_topic), &err) != 0) {
+	    moat_topic_build(MOAT_TOPIC_COMMAND_RESPONSES, id, NULL, resp_topic, sizeof(resp_topic),
+			     &err) != 0) {
 		return cli_usage_error("%s", err.msg);
 	}
 
@@ -143,7 +143,8 @@ int cmd_main(int argc, char **argv)
 	int rc = -1; /* -1: failed, err says why */
 	int64_t timeout_ms = timeout_s * 1000;
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_opclient_connect(d, as, cli_session_suffix("cmd"), timeout_ms, &cl, NULL, &err) != 0) {
+	    moat_opclient_connect(d, as, cli_session_suffix("cmd"), timeout_ms, &cl, NULL, &err) !=
+		    0) {
 		goto out;
 	}
 	moat_signals_catch(on_signal, 0);
@@ -159,7 +160,8 @@ int cmd_main(int argc, char **argv)
 		const void *p;
 		size_t plen;
 		int64_t left = deadline - moat_time_mono_ms();
-		int nrc = moat_opclient_next(cl, left > 0 ? left : 0, &cmd_stop, &t, &p, &plen, &err);
+		int nrc =
+			moat_opclient_next(cl, left > 0 ? left : 0, &cmd_stop, &t, &p, &plen, &err);
 		if (nrc == MOAT_ETIMEOUT) {
 			fprintf(stderr, "moat: %s did not answer %s (%s) within %llds\n", id, name,
 				cmd.id, (long long)timeout_s);

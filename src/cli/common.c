@@ -116,7 +116,8 @@ static int prompt(const char *question, char *buf, size_t size, struct moat_err 
 {
 	FILE *tty = fopen("/dev/tty", "r+");
 	if (!tty) {
-		return moat_err_errno(err, MOAT_EINVAL, errno, "no CA passphrase (use "
+		return moat_err_errno(err, MOAT_EINVAL, errno,
+				      "no CA passphrase (use "
 				      "--passphrase-file or MOAT_CA_PASSPHRASE) and no terminal");
 	}
 	struct termios old;
@@ -172,7 +173,8 @@ int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err)
 					    "%s: passphrase file readable by others (chmod 600 it)",
 					    path);
 		}
-		if ((rc = moat_fs_read_all(path, MOAT_PASSPHRASE_MAX_LEN + 2, &text, &len, err)) != 0) {
+		if ((rc = moat_fs_read_all(path, MOAT_PASSPHRASE_MAX_LEN + 2, &text, &len, err)) !=
+		    0) {
 			return rc;
 		}
 		text[strcspn(text, "\r\n")] = '\0';

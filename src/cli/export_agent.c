@@ -10,8 +10,8 @@
 
 #include "cli.h"
 #include "moat/agent_conf.h"
-#include "moat/provision.h"
 #include "moat/fsutil.h"
+#include "moat/provision.h"
 
 static int copy_file(const char *from, const char *dir, const char *name, mode_t mode,
 		     struct moat_err *err)

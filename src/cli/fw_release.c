@@ -246,8 +246,9 @@ static int status_cb(const struct moat_identity *ident, void *vctx)
 		       running[0] ? running : "-", offered_text(found, &offer, running));
 	}
 	c->events = 0;
-	if ((rc = moat_registry_update_event_foreach(c->reg, ident->id, MOAT_STATUS_EVENTS_PER_DEVICE,
-					    event_cb, c, c->err)) != 0) {
+	if ((rc = moat_registry_update_event_foreach(c->reg, ident->id,
+						     MOAT_STATUS_EVENTS_PER_DEVICE, event_cb, c,
+						     c->err)) != 0) {
 		return rc;
 	}
 	if (cli_globals.json) {

@@ -109,8 +109,8 @@ static int one_id(int argc, char **argv, int next, const char *usage_line, const
 }
 
 /* Loads id and checks that it belongs to the scope (device commands act on devices only). */
-static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *d,
-			   const char *id, struct moat_identity *out, struct moat_err *err)
+static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *d, const char *id,
+			   struct moat_identity *out, struct moat_err *err)
 {
 	int rc = moat_identity_name_check(id, err);
 	if (rc != 0) {
@@ -211,8 +211,8 @@ static void on_progress(size_t done, size_t total, void *ctx)
 	int filled = percent * width / 100;
 	double secs = (double)(moat_time_mono_ms() - p->started_ms) / 1000.0;
 	fprintf(stderr, "\r[%.*s%*s] %3d%% %zu/%zu %.0f/s", filled,
-		"########################################", width - filled, "", percent, done, total,
-		secs > 0 ? (double)done / secs : 0.0);
+		"########################################", width - filled, "", percent, done,
+		total, secs > 0 ? (double)done / secs : 0.0);
 	if (done == total) {
 		fputc('\n', stderr);
 	}
@@ -230,9 +230,9 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	struct moat_provision_req *reqs = NULL;
-	char (*names)[MOAT_ID_BUF_LEN] = NULL;
-	int rc = parse_opts(argc, argv,
-			    scope->role == MOAT_ROLE_DEVICE ? "tpcdk" : "dkR", &o, usage_line);
+	char(*names)[MOAT_ID_BUF_LEN] = NULL;
+	int rc = parse_opts(argc, argv, scope->role == MOAT_ROLE_DEVICE ? "tpcdk" : "dkR", &o,
+			    usage_line);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
 	}
@@ -245,7 +245,8 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			return cli_usage_error("--role: %s", err.msg);
 		}
 		if (role == MOAT_ROLE_DEVICE) {
-			return cli_usage_error("identity add: devices are added with moat device add");
+			return cli_usage_error(
+				"identity add: devices are added with moat device add");
 		}
 	}
 	size_t count = 1;
@@ -358,8 +359,8 @@ static int list_one(const struct moat_identity *id, void *ctx)
 		char na[MOAT_TIME_ISO_LEN];
 		moat_time_iso(id->not_after, na);
 		printf("%-32s %-9s %-20s %-9s %s\n", id->id, moat_role_name(id->role),
-		       id->device_type[0] ? id->device_type : "-", moat_identity_status_name(id->status),
-		       na);
+		       id->device_type[0] ? id->device_type : "-",
+		       moat_identity_status_name(id->status), na);
 	}
 	l->n++;
 	return 0;
@@ -567,12 +568,13 @@ static int export_password(const char *file, char *buf, size_t size, struct moat
 		memcpy(buf, env, strlen(env) + 1);
 		return 0;
 	}
-	return moat_err_set(err, MOAT_EINVAL,
-			    "p12 export needs a password: --password-file F or MOAT_EXPORT_PASSWORD");
+	return moat_err_set(
+		err, MOAT_EINVAL,
+		"p12 export needs a password: --password-file F or MOAT_EXPORT_PASSWORD");
 }
 
-static int read_identity_file(struct moat_deploy *d, const char *id, const char *file,
-			      char **out, size_t *out_len, struct moat_err *err)
+static int read_identity_file(struct moat_deploy *d, const char *id, const char *file, char **out,
+			      size_t *out_len, struct moat_err *err)
 {
 	char p[PATH_MAX];
 	int rc = moat_deploy_identity_path(d, id, file, p, sizeof(p), err);
@@ -622,7 +624,8 @@ static int export_files(struct moat_deploy *d, const char *id, const char *forma
 		char *text = NULL;
 		size_t len = 0;
 		if ((rc = moat_pki_export_c_header(id, cert, key, ca, &text, &len, err)) == 0 &&
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/moat_credentials.h", out_dir)) == 0) {
+		    (rc = moat_path_join(p, sizeof(p), err, "%s/moat_credentials.h", out_dir)) ==
+			    0) {
 			rc = moat_fs_write_atomic(p, text, len, 0600, err);
 		}
 		if (text) {
@@ -630,8 +633,8 @@ static int export_files(struct moat_deploy *d, const char *id, const char *forma
 			free(text);
 		}
 	} else {
-		rc = moat_err_set(err, MOAT_EINVAL, "--format: '%s' is not pem, p12, c-header or agent",
-				  format);
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "--format: '%s' is not pem, p12, c-header or agent", format);
 	}
 out:
 	free(cert);
@@ -697,7 +700,7 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 		const char *name;
 		int (*fn)(const struct ident_scope *, int, char **);
 	} subs[] = {
-		{"add", ident_add},       {"list", ident_list},   {"show", ident_show},
+		{"add", ident_add},	  {"list", ident_list},	  {"show", ident_show},
 		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
 		{"unban", ident_unban},
 	};

@@ -59,7 +59,8 @@ int main(int argc, char **argv)
 			i++;
 			continue;
 		}
-		if ((strcmp(a, "--dir") == 0 || strcmp(a, "--passphrase-file") == 0) && i + 1 < argc) {
+		if ((strcmp(a, "--dir") == 0 || strcmp(a, "--passphrase-file") == 0) &&
+		    i + 1 < argc) {
 			if (strcmp(a, "--dir") == 0) {
 				cli_globals.dir = argv[i + 1];
 			} else {

@@ -220,7 +220,7 @@ static void print_summary(const struct view *v, struct moat_session **ss, size_t
 static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 {
 	struct moat_err err = {0};
-	char (*ids)[MOAT_ID_BUF_LEN] = calloc(r->count, sizeof(*ids));
+	char(*ids)[MOAT_ID_BUF_LEN] = calloc(r->count, sizeof(*ids));
 	struct moat_session **ss = NULL;
 	struct moat_deploy *d = NULL;
 	int rc = -1; /* -1: failed, err says why */

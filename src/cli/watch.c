@@ -15,9 +15,9 @@
 #include "moat/messages.h"
 #include "moat/opclient.h"
 #include "moat/signals.h"
-#include "moat/update_schema.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
+#include "moat/update_schema.h"
 
 #define WATCH_IDS_MAX 64
 #define WATCH_SHOW_MAX_BYTES 300 /* of an invalid payload */
@@ -197,7 +197,7 @@ int watch_main(int argc, char **argv)
 		}
 	}
 	size_t nf = (all ? 1 : nids) * 4;
-	char (*bufs)[MOAT_TOPIC_BUF_LEN] = calloc(nf, sizeof(*bufs));
+	char(*bufs)[MOAT_TOPIC_BUF_LEN] = calloc(nf, sizeof(*bufs));
 	const char **filters = calloc(nf, sizeof(*filters));
 	struct moat_deploy *d = NULL;
 	struct moat_opclient *cl = NULL;
@@ -212,7 +212,8 @@ int watch_main(int argc, char **argv)
 		filters[i] = bufs[i];
 	}
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_opclient_connect(d, as, cli_session_suffix("watch"), 10000, &cl, NULL, &err) != 0 ||
+	    moat_opclient_connect(d, as, cli_session_suffix("watch"), 10000, &cl, NULL, &err) !=
+		    0 ||
 	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
 		goto out;
 	}

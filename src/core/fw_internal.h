@@ -9,8 +9,8 @@
 
 #include <openssl/types.h>
 
-#include "moat/json.h"
 #include "moat/err.h"
+#include "moat/json.h"
 
 /* Signs msg with key (ECDSA SHA-256 DER, Ed25519, or RSA-PSS SHA-256 salt 32) into sig
  * (size bytes). The key must pass moat_fw_key_check. */

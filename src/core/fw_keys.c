@@ -345,7 +345,8 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 		snprintf(field, sizeof(field), "keys[%zu]", index);
 		const char *pem;
 		size_t pem_len;
-		rc = moat_json_str("trust file", field, c, PEM_PUBKEY_MAX_BYTES, &pem, &pem_len, err);
+		rc = moat_json_str("trust file", field, c, PEM_PUBKEY_MAX_BYTES, &pem, &pem_len,
+				   err);
 		if (rc != 0) {
 			goto out;
 		}
@@ -376,7 +377,8 @@ int moat_fw_trust_parse(const void *json, size_t len, struct moat_fw_trust *out,
 		out->count++;
 	}
 	int64_t threshold;
-	rc = moat_json_int("trust file", "threshold", items[0], 1, (int64_t)out->count, &threshold, err);
+	rc = moat_json_int("trust file", "threshold", items[0], 1, (int64_t)out->count, &threshold,
+			   err);
 	if (rc != 0) {
 		goto out;
 	}

@@ -27,7 +27,7 @@ static void printable(char *out, size_t size, const char *name)
 static int check(const char *what, const char *name, size_t max, struct moat_err *err)
 {
 	char shown[MOAT_ID_BUF_LEN > MOAT_DEVICE_TYPE_MAX_LEN ? MOAT_ID_BUF_LEN
-							       : MOAT_DEVICE_TYPE_MAX_LEN + 1];
+							      : MOAT_DEVICE_TYPE_MAX_LEN + 1];
 	if (!name || !*name) {
 		return moat_err_set(err, MOAT_EINVAL, "%s is empty", what);
 	}
@@ -41,8 +41,8 @@ static int check(const char *what, const char *name, size_t max, struct moat_err
 		if (!name_char(name[i], i == 0)) {
 			printable(shown, sizeof(shown), name);
 			return moat_err_set(err, MOAT_EINVAL,
-					    "%s '%s' is invalid: use [a-z0-9][a-z0-9._-]{0,%zu}", what,
-					    shown, max - 1);
+					    "%s '%s' is invalid: use [a-z0-9][a-z0-9._-]{0,%zu}",
+					    what, shown, max - 1);
 		}
 	}
 	return 0;
@@ -100,8 +100,9 @@ enum moat_client_id_verdict moat_client_id_check(enum moat_role role, const char
 	return suffix_ok(client_id + id_len + 1) ? MOAT_CLIENT_ID_OK : MOAT_CLIENT_ID_BAD_SUFFIX;
 }
 
-static const char *const verdict_names[MOAT_CLIENT_ID_VERDICT_COUNT] = {
-	"ok", "client_id_mismatch", "client_id_suffix_refused", "bad_client_id_suffix"};
+static const char *const verdict_names[MOAT_CLIENT_ID_VERDICT_COUNT] = {"ok", "client_id_mismatch",
+									"client_id_suffix_refused",
+									"bad_client_id_suffix"};
 
 const char *moat_client_id_verdict_name(enum moat_client_id_verdict v)
 {
@@ -131,7 +132,8 @@ int moat_client_id_build(const char *identity, const char *suffix, char *buf, si
 		if (buf && size > 0) {
 			buf[0] = '\0';
 		}
-		return moat_err_set(err, MOAT_EINVAL, "client id of %s: buffer too small", identity);
+		return moat_err_set(err, MOAT_EINVAL, "client id of %s: buffer too small",
+				    identity);
 	}
 	return 0;
 }

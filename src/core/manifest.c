@@ -74,38 +74,39 @@ int moat_manifest_parse(const void *json, size_t len, struct moat_manifest *out,
 	size_t slen;
 	int64_t size = 0;
 	if (rc == 0) {
-		rc = moat_json_str("manifest", "device_type", f[F_TYPE], MOAT_DEVICE_TYPE_MAX_LEN, &s,
-			     &slen, err);
+		rc = moat_json_str("manifest", "device_type", f[F_TYPE], MOAT_DEVICE_TYPE_MAX_LEN,
+				   &s, &slen, err);
 	}
 	if (rc == 0) {
 		memcpy(m.device_type, s, slen + 1);
 		rc = moat_json_str("manifest", "version", f[F_VERSION], MOAT_FW_VERSION_MAX_LEN, &s,
-			     &slen, err);
+				   &slen, err);
 	}
 	if (rc == 0) {
 		memcpy(m.version, s, slen + 1);
 		rc = moat_json_int("manifest", "security_version", f[F_SECVER], 0, MOAT_FW_INT_MAX,
-			     &m.security_version, err);
+				   &m.security_version, err);
 	}
 	if (rc == 0) {
-		rc = moat_json_int("manifest", "size", f[F_SIZE], 1, (int64_t)MOAT_FW_IMAGE_MAX_BYTES,
-			     &size, err);
+		rc = moat_json_int("manifest", "size", f[F_SIZE], 1,
+				   (int64_t)MOAT_FW_IMAGE_MAX_BYTES, &size, err);
 	}
 	if (rc == 0) {
 		m.size = (uint64_t)size;
-		rc = moat_json_str("manifest", "sha256", f[F_SHA], MOAT_SHA256_HEX_LEN, &s, &slen, err);
+		rc = moat_json_str("manifest", "sha256", f[F_SHA], MOAT_SHA256_HEX_LEN, &s, &slen,
+				   err);
 	}
 	if (rc == 0 && moat_hex_decode(s, m.sha256, sizeof(m.sha256)) != 0) {
 		rc = moat_err_set(err, MOAT_EINVAL,
 				  "manifest: 'sha256' is not 64 lower-case hex digits");
 	}
 	if (rc == 0) {
-		rc = moat_json_int("manifest", "issued_at", f[F_ISSUED], 0, MOAT_FW_INT_MAX, &m.issued_at,
-			     err);
+		rc = moat_json_int("manifest", "issued_at", f[F_ISSUED], 0, MOAT_FW_INT_MAX,
+				   &m.issued_at, err);
 	}
 	if (rc == 0) {
 		rc = moat_json_int("manifest", "expires_at", f[F_EXPIRES], 0, MOAT_FW_INT_MAX,
-			     &m.expires_at, err);
+				   &m.expires_at, err);
 	}
 	if (rc == 0) {
 		rc = manifest_check(&m, err);
@@ -217,7 +218,8 @@ static int parse_sig(const cJSON *item, size_t index, struct moat_envelope_sig *
 	}
 	if (rc == 0) {
 		memcpy(out->keyid, s, MOAT_FW_KEYID_HEX_LEN + 1);
-		rc = moat_json_str(what, "sig", f[1], B64_LEN(MOAT_FW_SIG_MAX_BYTES), &s, &slen, err);
+		rc = moat_json_str(what, "sig", f[1], B64_LEN(MOAT_FW_SIG_MAX_BYTES), &s, &slen,
+				   err);
 	}
 	if (rc == 0 && (moat_b64_decode(s, slen, out->sig, sizeof(out->sig), &out->sig_len) != 0 ||
 			out->sig_len == 0)) {
@@ -243,16 +245,16 @@ int moat_envelope_parse(const void *json, size_t len, struct moat_envelope *out,
 	const char *s;
 	size_t slen;
 	if (rc == 0) {
-		rc = moat_json_str("envelope", "payloadType", f[0], MOAT_FW_PAYLOAD_TYPE_MAX_LEN, &s,
-			     &slen, err);
+		rc = moat_json_str("envelope", "payloadType", f[0], MOAT_FW_PAYLOAD_TYPE_MAX_LEN,
+				   &s, &slen, err);
 	}
 	if (rc == 0) {
 		rc = payload_type_check(s, err);
 	}
 	if (rc == 0) {
 		memcpy(out->payload_type, s, slen + 1);
-		rc = moat_json_str("envelope", "payload", f[1], B64_LEN(MOAT_MANIFEST_MAX_BYTES), &s,
-			     &slen, err);
+		rc = moat_json_str("envelope", "payload", f[1], B64_LEN(MOAT_MANIFEST_MAX_BYTES),
+				   &s, &slen, err);
 	}
 	if (rc == 0 &&
 	    moat_b64_decode(s, slen, out->payload, sizeof(out->payload), &out->payload_len) != 0) {

@@ -39,7 +39,8 @@ void moat_policy_init(struct moat_policy *p)
 	p->subs[MOAT_ROLE_DEVICE] = (struct moat_policy_subs){.per_client = 32, .per_packet = 16};
 	p->subs[MOAT_ROLE_SERVICE] =
 		(struct moat_policy_subs){.per_client = 1024, .per_packet = 256};
-	p->subs[MOAT_ROLE_OPERATOR] = (struct moat_policy_subs){.per_client = 256, .per_packet = 64};
+	p->subs[MOAT_ROLE_OPERATOR] =
+		(struct moat_policy_subs){.per_client = 256, .per_packet = 64};
 	p->flapping[MOAT_ROLE_DEVICE] =
 		(struct moat_policy_flapping){.connects = 10, .window_s = 60, .ban_s = 300};
 	p->flapping[MOAT_ROLE_SERVICE] =
@@ -262,7 +263,8 @@ int moat_policy_validate(const struct moat_policy *p, struct moat_err *err)
 			/* the devices' line has no role word in the file either */
 			moat_err_prefix(err, "policy: flapping%s%s",
 					r == MOAT_ROLE_DEVICE ? "" : " ",
-					r == MOAT_ROLE_DEVICE ? "" : moat_role_name((enum moat_role)r));
+					r == MOAT_ROLE_DEVICE ? ""
+							      : moat_role_name((enum moat_role)r));
 			return rc;
 		}
 	}

@@ -48,7 +48,12 @@ static const char *const kind_names[MOAT_TOPIC_KIND_COUNT] = {
 };
 
 static const char *const reason_names[] = {
-	"ok",	     "bad_input",	"bad_topic", "dollar_topic", "outside_scheme", "not_granted",
+	"ok",
+	"bad_input",
+	"bad_topic",
+	"dollar_topic",
+	"outside_scheme",
+	"not_granted",
 	"bad_shared_subscription",
 };
 

@@ -269,7 +269,8 @@ static int read_line(const char *line, size_t len, cJSON **out_root, struct moat
 		if (line[len - 1] != '}') {
 			cJSON_Delete(*out_root);
 			*out_root = NULL;
-			return moat_err_set(err, MOAT_EINVAL, "update report: data after the object");
+			return moat_err_set(err, MOAT_EINVAL,
+					    "update report: data after the object");
 		}
 		return 0;
 	case MOAT_JSON_EMPTY:

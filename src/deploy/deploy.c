@@ -40,7 +40,8 @@ static int recover(struct moat_deploy *d, struct moat_err *err)
 	while ((e = readdir(dir)) != NULL) {
 		if (strncmp(e->d_name, ".staging-", 9) == 0) {
 			char sp[PATH_MAX];
-			if ((rc = moat_path_join(sp, sizeof(sp), err, "%s/%s", path, e->d_name)) != 0 ||
+			if ((rc = moat_path_join(sp, sizeof(sp), err, "%s/%s", path, e->d_name)) !=
+				    0 ||
 			    (rc = moat_fs_remove_tree(sp, err)) != 0) {
 				closedir(dir);
 				return rc;
@@ -68,7 +69,8 @@ static int recover(struct moat_deploy *d, struct moat_err *err)
 		}
 		if (!exists) {
 			char ip[PATH_MAX];
-			if ((rc = moat_path_join(ip, sizeof(ip), err, "%s/%s", path, e->d_name)) != 0 ||
+			if ((rc = moat_path_join(ip, sizeof(ip), err, "%s/%s", path, e->d_name)) !=
+				    0 ||
 			    (rc = moat_fs_remove_tree(ip, err)) != 0) {
 				closedir(dir);
 				return rc;
@@ -111,9 +113,10 @@ int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out, struct
 		goto fail;
 	}
 	if (!moat_fs_exists(path)) {
-		rc = moat_err_set(err, MOAT_ENOENT,
-				  "%s: not a moat deployment (no moat.conf; create one with moat init)",
-				  d->dir);
+		rc = moat_err_set(
+			err, MOAT_ENOENT,
+			"%s: not a moat deployment (no moat.conf; create one with moat init)",
+			d->dir);
 		goto fail;
 	}
 	if ((rc = moat_config_load(path, &d->cfg, err)) != 0 ||

@@ -48,8 +48,8 @@ int deploy_write_identity_files(const char *dir, const struct moat_issued *issue
 /* Bulk staging of one identity: mkdir dir (0700), key.pem (0600) and cert.pem created with
  * O_EXCL and not synced (the caller syncs the filesystem once), ca.crt a hard link to
  * ca_path. */
-int deploy_stage_identity(const char *dir, const struct moat_issued *issued,
-			  const char *ca_path, struct moat_err *err);
+int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *ca_path,
+			  struct moat_err *err);
 
 /* lifecycle.c */
 /* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */

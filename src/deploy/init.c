@@ -107,31 +107,32 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 		}
 		used += (size_t)n;
 	}
-	int n = snprintf(text, sizeof(text),
-			 "# moat deployment configuration (see moat's docs/ARCHITECTURE.md). Edit, then run\n"
-			 "# `moat broker config` to regenerate what derives from it.\n"
-			 "[deployment]\n"
-			 "format = %s\n"
-			 "name = %s\n"
-			 "\n"
-			 "[broker]\n"
-			 "# names and addresses devices use to reach the broker and the update server;\n"
-			 "# every one is a subjectAltName of pki/server.crt\n"
-			 "hosts = %s\n"
-			 "port = %d\n"
-			 "\n"
-			 "[server]\n"
-			 "port = %d\n"
-			 "\n"
-			 "[pki]\n"
-			 "key_type = %s\n"
-			 "ca_days = %lld\n"
-			 "identity_days = %d\n"
-			 "server_days = %d\n"
-			 "crl_days = %d\n",
-			 MOAT_CONF_FORMAT, name, host_list, opts->broker_port, opts->server_port,
-			 moat_key_type_name(opts->key_type), (long long)opts->ca_days,
-			 MOAT_IDENTITY_DAYS_DEFAULT, MOAT_SERVER_DAYS_DEFAULT, MOAT_CRL_DAYS_DEFAULT);
+	int n = snprintf(
+		text, sizeof(text),
+		"# moat deployment configuration (see moat's docs/ARCHITECTURE.md). Edit, then run\n"
+		"# `moat broker config` to regenerate what derives from it.\n"
+		"[deployment]\n"
+		"format = %s\n"
+		"name = %s\n"
+		"\n"
+		"[broker]\n"
+		"# names and addresses devices use to reach the broker and the update server;\n"
+		"# every one is a subjectAltName of pki/server.crt\n"
+		"hosts = %s\n"
+		"port = %d\n"
+		"\n"
+		"[server]\n"
+		"port = %d\n"
+		"\n"
+		"[pki]\n"
+		"key_type = %s\n"
+		"ca_days = %lld\n"
+		"identity_days = %d\n"
+		"server_days = %d\n"
+		"crl_days = %d\n",
+		MOAT_CONF_FORMAT, name, host_list, opts->broker_port, opts->server_port,
+		moat_key_type_name(opts->key_type), (long long)opts->ca_days,
+		MOAT_IDENTITY_DAYS_DEFAULT, MOAT_SERVER_DAYS_DEFAULT, MOAT_CRL_DAYS_DEFAULT);
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
 	}
@@ -155,8 +156,10 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		    const char *const *hosts, size_t host_count, const char *passphrase,
 		    struct moat_err *err)
 {
-	static const char *const subdirs[] = {"pki", "pki/identities", "broker", "firmware",
-					      "firmware/keys", "firmware/releases", "log", "run"};
+	static const char *const subdirs[] = {"pki",	       "pki/identities",
+					      "broker",	       "firmware",
+					      "firmware/keys", "firmware/releases",
+					      "log",	       "run"};
 	static const mode_t subdir_modes[] = {0755, 0700, 0755, 0755, 0700, 0755, 0755, 0755};
 	int rc;
 	char p[PATH_MAX];
@@ -185,7 +188,8 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = write_conf(p, name, hosts, host_count, opts, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, opts->ca_days, &ca, err)) != 0 ||
+	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, opts->ca_days, &ca, err)) !=
+		    0 ||
 	    (rc = moat_pki_ca_export(ca, passphrase, &cert_pem, &cert_len, &key_pem, &key_len,
 				     err)) != 0 ||
 	    (rc = put(dir, "pki/ca.key", key_pem, key_len, 0600, err)) != 0 ||
@@ -223,7 +227,8 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	if ((rc = moat_pki_random_serial(serial, serial_hex, err)) != 0 ||
 	    (rc = moat_pki_issue(ca, &req, serial, &server, err)) != 0 ||
 	    (rc = put(dir, "pki/server.key", server.key_pem, server.key_pem_len, 0600, err)) != 0 ||
-	    (rc = put(dir, "pki/server.crt", server.cert_pem, server.cert_pem_len, 0644, err)) != 0) {
+	    (rc = put(dir, "pki/server.crt", server.cert_pem, server.cert_pem_len, 0644, err)) !=
+		    0) {
 		goto out;
 	}
 
@@ -232,7 +237,8 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem, &crl_len, err)) != 0 ||
+	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
+				     &crl_len, err)) != 0 ||
 	    (rc = put(dir, "pki/crl.pem", crl_pem, crl_len, 0644, err)) != 0) {
 		goto out;
 	}
@@ -299,8 +305,8 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 		}
 		for (size_t j = 0; j < i; j++) {
 			if (strcmp(hosts[i], hosts[j]) == 0) {
-				return moat_err_set(err, MOAT_EINVAL, "--broker-host %s given twice",
-						    hosts[i]);
+				return moat_err_set(err, MOAT_EINVAL,
+						    "--broker-host %s given twice", hosts[i]);
 			}
 		}
 	}
@@ -328,9 +334,10 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 					    "%s: already a moat deployment; refusing to touch it",
 					    opts->dir);
 		}
-		return moat_err_set(err, MOAT_EEXIST,
-				    "%s: directory is not empty; refusing to create a deployment in it",
-				    opts->dir);
+		return moat_err_set(
+			err, MOAT_EEXIST,
+			"%s: directory is not empty; refusing to create a deployment in it",
+			opts->dir);
 	}
 	if (!exists) {
 		if (mkdir(opts->dir, 0755) != 0) {

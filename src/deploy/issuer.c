@@ -39,8 +39,8 @@ struct issuer_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t ready_cond; /* a slot became ready */
 	pthread_cond_t space_cond; /* the caller took a slot */
-	size_t next;               /* next index to claim */
-	size_t taken;              /* indices below this were taken by the caller */
+	size_t next;		   /* next index to claim */
+	size_t taken;		   /* indices below this were taken by the caller */
 	bool abort;
 	struct issuer_slot slots[ISSUER_WINDOW];
 
@@ -69,9 +69,8 @@ static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 		out->rc = moat_pki_issue(p->job.ca, &req, serial, &out->issued, &out->err);
 	}
 	char dir[PATH_MAX];
-	if (out->rc == 0 &&
-	    (out->rc = moat_path_join(dir, sizeof(dir), &out->err, "%s/%s", p->job.staging,
-				      r->id)) == 0) {
+	if (out->rc == 0 && (out->rc = moat_path_join(dir, sizeof(dir), &out->err, "%s/%s",
+						      p->job.staging, r->id)) == 0) {
 		out->rc = deploy_stage_identity(dir, &out->issued, p->job.ca_path, &out->err);
 	}
 	/* the key is on disk now (or the item failed): do not keep it in memory */

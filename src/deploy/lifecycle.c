@@ -123,7 +123,8 @@ static int promote_next(const char *dir, struct moat_err *err)
 		char to[PATH_MAX];
 		if ((rc = moat_path_join(from, sizeof(from), err, "%s/.next/%s", dir,
 					 identity_files[i])) != 0 ||
-		    (rc = moat_path_join(to, sizeof(to), err, "%s/%s", dir, identity_files[i])) != 0) {
+		    (rc = moat_path_join(to, sizeof(to), err, "%s/%s", dir, identity_files[i])) !=
+			    0) {
 			return rc;
 		}
 		if (!moat_fs_exists(from)) {
@@ -235,7 +236,8 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		return rc;
 	}
 	if (ident.status == MOAT_ID_DISABLED) {
-		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing", id);
+		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing",
+				    id);
 	}
 	if ((rc = read_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||

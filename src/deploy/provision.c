@@ -33,7 +33,8 @@ static int validate(struct moat_deploy *d, const struct moat_provision_req *reqs
 		return moat_err_set(err, MOAT_EINVAL, "nothing to provision");
 	}
 	if (count > MOAT_BULK_MAX) {
-		return moat_err_set(err, MOAT_EINVAL, "at most %d identities at once", MOAT_BULK_MAX);
+		return moat_err_set(err, MOAT_EINVAL, "at most %d identities at once",
+				    MOAT_BULK_MAX);
 	}
 	ids = malloc(count * sizeof(*ids));
 	if (!ids) {
@@ -72,7 +73,8 @@ static int validate(struct moat_deploy *d, const struct moat_provision_req *reqs
 	qsort(ids, count, sizeof(*ids), cmp_str);
 	for (size_t i = 1; i < count; i++) {
 		if (strcmp(ids[i - 1], ids[i]) == 0) {
-			rc = moat_err_set(err, MOAT_EINVAL, "identity '%s' requested twice", ids[i]);
+			rc = moat_err_set(err, MOAT_EINVAL, "identity '%s' requested twice",
+					  ids[i]);
 			goto out;
 		}
 	}
@@ -248,7 +250,8 @@ out:
 		for (size_t i = 0; i < renamed; i++) {
 			char to[PATH_MAX];
 			struct moat_err ignored;
-			if (moat_path_join(to, sizeof(to), &ignored, "%s/%s", idents, reqs[i].id) == 0) {
+			if (moat_path_join(to, sizeof(to), &ignored, "%s/%s", idents, reqs[i].id) ==
+			    0) {
 				deploy_remove_quietly(to);
 			}
 		}

@@ -16,9 +16,9 @@
 
 #include "moat/agent_conf.h"
 #include "moat/agent_update.h"
-#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/session.h"
 #include "moat/signals.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"

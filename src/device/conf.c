@@ -86,8 +86,8 @@ static int get_str(const struct moat_config *cfg, const char *section, const cha
 		return 0;
 	}
 	if (e->value[0] == '\0') {
-		return moat_err_set(err, MOAT_EINVAL, "%s:%d: [%s] %s is empty", cfg->path,
-				    e->line, section, key);
+		return moat_err_set(err, MOAT_EINVAL, "%s:%d: [%s] %s is empty", cfg->path, e->line,
+				    section, key);
 	}
 	int n;
 	if (base_dir && e->value[0] != '/') {
@@ -135,9 +135,10 @@ static int parse_update(const struct moat_config *cfg, const char *base_dir,
 			ok = *p > ' ' && *p < 0x7f && *p != '?' && *p != '#' && *p != '@';
 		}
 		if (!ok) {
-			return moat_err_set(err, MOAT_EINVAL,
-					    "%s: [update] server: '%.64s' is not https://host[:port]",
-					    cfg->path, s);
+			return moat_err_set(
+				err, MOAT_EINVAL,
+				"%s: [update] server: '%.64s' is not https://host[:port]",
+				cfg->path, s);
 		}
 		snprintf(c->update_url, sizeof(c->update_url), "%s", s);
 	}
@@ -182,8 +183,8 @@ static int parse_agent(const struct moat_config *cfg, const char *base_dir,
 			 MOAT_MSG_UPDATE_INTERVAL_MAX * 1000LL, &c->interval_ms, err)) != 0 ||
 	    (rc = moat_config_get_int(cfg, "agent", "queue_max", c->queue_max, 1,
 				      MOAT_AGENT_QUEUE_MAX, &c->queue_max, err)) != 0 ||
-	    (rc = get_str(cfg, "agent", "state_dir", base_dir, c->state_dir,
-			  sizeof(c->state_dir), err)) != 0) {
+	    (rc = get_str(cfg, "agent", "state_dir", base_dir, c->state_dir, sizeof(c->state_dir),
+			  err)) != 0) {
 		return rc;
 	}
 	s = moat_config_get(cfg, "agent", "log");
@@ -232,20 +233,22 @@ static int parse_broker(const struct moat_config *cfg, const char *base_dir,
 		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] host is missing", cfg->path);
 	}
 	if (!host_ok(s)) {
-		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] host: '%s' is not a host name "
-				    "or address", cfg->path, s);
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: [broker] host: '%s' is not a host name "
+				    "or address",
+				    cfg->path, s);
 	}
 	snprintf(c->host, sizeof(c->host), "%s", s);
 	if ((rc = moat_config_get_int(cfg, "broker", "port", c->port, 1, 65535, &v, err)) != 0) {
 		return rc;
 	}
 	c->port = (int)v;
-	if ((rc = get_str(cfg, "broker", "ca", base_dir, c->ca_file, sizeof(c->ca_file),
-			  err)) != 0 ||
+	if ((rc = get_str(cfg, "broker", "ca", base_dir, c->ca_file, sizeof(c->ca_file), err)) !=
+		    0 ||
 	    (rc = get_str(cfg, "broker", "cert", base_dir, c->cert_file, sizeof(c->cert_file),
 			  err)) != 0 ||
-	    (rc = get_str(cfg, "broker", "key", base_dir, c->key_file, sizeof(c->key_file),
-			  err)) != 0) {
+	    (rc = get_str(cfg, "broker", "key", base_dir, c->key_file, sizeof(c->key_file), err)) !=
+		    0) {
 		return rc;
 	}
 	if (!c->ca_file[0] || !c->cert_file[0] || !c->key_file[0]) {
@@ -254,10 +257,10 @@ static int parse_broker(const struct moat_config *cfg, const char *base_dir,
 	}
 	if ((rc = moat_config_get_duration(cfg, "broker", "keepalive", c->keepalive_s, 5, 3600,
 					   &c->keepalive_s, err)) != 0 ||
-	    (rc = get_ms(cfg, "broker", "reconnect_min", 10, 3600000, &c->reconnect_min_ms,
-			 err)) != 0 ||
-	    (rc = get_ms(cfg, "broker", "reconnect_max", 10, 3600000, &c->reconnect_max_ms,
-			 err)) != 0) {
+	    (rc = get_ms(cfg, "broker", "reconnect_min", 10, 3600000, &c->reconnect_min_ms, err)) !=
+		    0 ||
+	    (rc = get_ms(cfg, "broker", "reconnect_max", 10, 3600000, &c->reconnect_max_ms, err)) !=
+		    0) {
 		return rc;
 	}
 	if (c->reconnect_max_ms < c->reconnect_min_ms) {
@@ -299,8 +302,8 @@ static int parse_sensor(const struct moat_config *cfg, const char *base_dir,
 		}
 		snprintf(c->sensor.name, sizeof(c->sensor.name), "%s", s);
 	}
-	if ((rc = get_str(cfg, "sensor", "path", base_dir, c->sensor.path,
-			  sizeof(c->sensor.path), err)) != 0 ||
+	if ((rc = get_str(cfg, "sensor", "path", base_dir, c->sensor.path, sizeof(c->sensor.path),
+			  err)) != 0 ||
 	    (rc = get_str(cfg, "sensor", "command", NULL, c->sensor.command,
 			  sizeof(c->sensor.command), err)) != 0) {
 		return rc;
@@ -320,8 +323,8 @@ static int parse_sensor(const struct moat_config *cfg, const char *base_dir,
 	return 0;
 }
 
-static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
-		     struct moat_agent_conf *c, struct moat_err *err)
+static int parse_cfg(const struct moat_config *cfg, const char *base_dir, struct moat_agent_conf *c,
+		     struct moat_err *err)
 {
 	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
 	static const char *const update_keys[] = {"server", "state_dir", "interval", "updater",
@@ -329,11 +332,11 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
 						 "state_dir", "queue_max",   "log",
 						 "log_level", NULL};
-	static const char *const broker_keys[] = {"host",      "port",		"ca",
-						  "cert",      "key",		"keepalive",
+	static const char *const broker_keys[] = {"host",	   "port",	    "ca",
+						  "cert",	   "key",	    "keepalive",
 						  "reconnect_min", "reconnect_max", NULL};
-	static const char *const sensor_keys[] = {"source", "name", "path", "command", "scale",
-						  NULL};
+	static const char *const sensor_keys[] = {"source",  "name",  "path",
+						  "command", "scale", NULL};
 	int rc;
 
 	if ((rc = moat_config_check_sections(cfg, sections, err)) != 0 ||
@@ -354,8 +357,8 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir,
 				    cfg->path);
 	}
 	if (c->sensor.kind == MOAT_SENSOR_COMMAND && !c->sensor.command[0]) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "%s: [sensor] source = command needs command", cfg->path);
+		return moat_err_set(err, MOAT_EINVAL, "%s: [sensor] source = command needs command",
+				    cfg->path);
 	}
 	return 0;
 }
@@ -443,8 +446,9 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 	if (c->sensor.path[0] || c->sensor.command[0]) {
 		n = snprintf(buf + len, size - len, "%s%s%s%s%s%s",
 			     c->sensor.path[0] ? "path = " : "", c->sensor.path,
-			     c->sensor.path[0] ? "\n" : "", c->sensor.command[0] ? "command = " : "",
-			     c->sensor.command, c->sensor.command[0] ? "\n" : "");
+			     c->sensor.path[0] ? "\n" : "",
+			     c->sensor.command[0] ? "command = " : "", c->sensor.command,
+			     c->sensor.command[0] ? "\n" : "");
 		if (n < 0 || (size_t)n >= size - len) {
 			free(buf);
 			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");
@@ -470,10 +474,11 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 		if (i == len || buf[i] == '\n') {
 			if (i - start > MOAT_AGENT_CONF_LINE_MAX) {
 				int w = (int)(i - start > 40 ? 40 : i - start);
-				moat_err_set(err, MOAT_EINVAL,
-					     "agent configuration: '%.*s...' is longer than the %d bytes "
-					     "a line may have (use a shorter path)",
-					     w, buf + start, MOAT_AGENT_CONF_LINE_MAX);
+				moat_err_set(
+					err, MOAT_EINVAL,
+					"agent configuration: '%.*s...' is longer than the %d bytes "
+					"a line may have (use a shorter path)",
+					w, buf + start, MOAT_AGENT_CONF_LINE_MAX);
 				free(buf);
 				return MOAT_EINVAL;
 			}

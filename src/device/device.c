@@ -55,8 +55,8 @@ static int reserve_seq(struct moat_device *dev, int64_t bound, struct moat_err *
 		char text[32];
 		int n = snprintf(text, sizeof(text), "%lld\n", (long long)bound);
 		struct moat_fs_opts opts = {.no_fsync = dev->seq_no_fsync};
-		int rc = moat_fs_write_atomic_opts(dev->seq_path, text, (size_t)n, 0600, &opts,
-						   err);
+		int rc =
+			moat_fs_write_atomic_opts(dev->seq_path, text, (size_t)n, 0600, &opts, err);
 		if (rc != 0) {
 			return rc;
 		}
@@ -161,8 +161,8 @@ int moat_device_init(struct moat_device *dev, const struct moat_agent_conf *conf
 					 conf->state_dir)) != 0 ||
 		    (rc = moat_path_join(dev->interval_path, sizeof(dev->interval_path), err,
 					 "%s/interval", conf->state_dir)) != 0 ||
-		    (rc = moat_path_join(qpath, sizeof(qpath), err, "%s/queue",
-					 conf->state_dir)) != 0) {
+		    (rc = moat_path_join(qpath, sizeof(qpath), err, "%s/queue", conf->state_dir)) !=
+			    0) {
 			return rc;
 		}
 		load_interval(dev);
@@ -196,8 +196,8 @@ static int topic_of(const struct moat_device *dev, enum moat_topic_kind kind, ch
 	return moat_topic_build(kind, dev->conf.id, NULL, buf, size, err);
 }
 
-int moat_device_will(const struct moat_device *dev, char *topic, size_t topic_size,
-		     char *payload, size_t payload_size, size_t *out_len, struct moat_err *err)
+int moat_device_will(const struct moat_device *dev, char *topic, size_t topic_size, char *payload,
+		     size_t payload_size, size_t *out_len, struct moat_err *err)
 {
 	struct moat_msg_status st;
 	int rc;
@@ -211,8 +211,7 @@ int moat_device_will(const struct moat_device *dev, char *topic, size_t topic_si
 	return moat_msg_status_build(&st, payload, payload_size, out_len, err);
 }
 
-static int publish_status(struct moat_device *dev, bool online, int *out_mid,
-			  struct moat_err *err)
+static int publish_status(struct moat_device *dev, bool online, int *out_mid, struct moat_err *err)
 {
 	struct moat_msg_status st;
 	char topic[MOAT_TOPIC_BUF_LEN];
@@ -325,7 +324,8 @@ void moat_device_on_publish_refused(struct moat_device *dev, int mid, int reason
 	}
 	dev->pump_hold_until_ms = dev->now_ms + MOAT_AGENT_REFUSED_BACKOFF_MS;
 	if (r->refusals < MOAT_AGENT_REFUSALS_MAX) {
-		dlog(dev, MOAT_LOG_WARN, "event=telemetry_refused seq=%lld reason=0x%02x retry_in_ms=%d",
+		dlog(dev, MOAT_LOG_WARN,
+		     "event=telemetry_refused seq=%lld reason=0x%02x retry_in_ms=%d",
 		     (long long)r->seq, (unsigned)reason_code, MOAT_AGENT_REFUSED_BACKOFF_MS);
 		return;
 	}

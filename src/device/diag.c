@@ -43,9 +43,10 @@ int moat_agent_check_cert(const char *cert_path, int64_t now, int64_t *out_not_a
 	}
 	if (now > info.not_after) {
 		moat_time_iso(info.not_after, b);
-		return moat_err_set(err, MOAT_ESTATE,
-				    "%s: the certificate expired on %s: renew it (moat device renew)",
-				    cert_path, b);
+		return moat_err_set(
+			err, MOAT_ESTATE,
+			"%s: the certificate expired on %s: renew it (moat device renew)",
+			cert_path, b);
 	}
 	return 0;
 }
@@ -105,8 +106,9 @@ static void mac_of(const char *addr, char *buf, size_t size)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr,
 				  text, sizeof(text));
 		} else if (i->ifa_addr->sa_family == AF_INET6) {
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr,
-				  text, sizeof(text));
+			inet_ntop(AF_INET6,
+				  &((struct sockaddr_in6 *)(void *)i->ifa_addr)->sin6_addr, text,
+				  sizeof(text));
 		}
 		if (text[0] && strcmp(text, addr) == 0) {
 			snprintf(ifname, sizeof(ifname), "%s", i->ifa_name);
@@ -118,9 +120,9 @@ static void mac_of(const char *addr, char *buf, size_t size)
 		    strcmp(i->ifa_name, ifname) == 0) {
 			struct sockaddr_ll *ll = (struct sockaddr_ll *)(void *)i->ifa_addr;
 			if (ll->sll_halen == 6) {
-				snprintf(buf, size, "%02x:%02x:%02x:%02x:%02x:%02x", ll->sll_addr[0],
-					 ll->sll_addr[1], ll->sll_addr[2], ll->sll_addr[3],
-					 ll->sll_addr[4], ll->sll_addr[5]);
+				snprintf(buf, size, "%02x:%02x:%02x:%02x:%02x:%02x",
+					 ll->sll_addr[0], ll->sll_addr[1], ll->sll_addr[2],
+					 ll->sll_addr[3], ll->sll_addr[4], ll->sll_addr[5]);
 			}
 			break;
 		}

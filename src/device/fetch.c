@@ -14,11 +14,11 @@
 
 #include <curl/curl.h>
 
+#include "failpoint.h"
 #include "moat/buf.h"
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
 #include "moat/tlspolicy.h"
-#include "failpoint.h"
 #include "update_internal.h"
 
 #define CONNECT_TIMEOUT_SECONDS 15L

@@ -104,8 +104,8 @@ static int read_command(const char *command, char *buf, size_t size, size_t *out
 	char *argv[] = {"/bin/sh", "-c", (char *)command, NULL};
 	struct moat_spawn sp = {.argv = argv, .flags = MOAT_SPAWN_CLOSE_FDS};
 	char kept[MOAT_AGENT_SENSOR_READ_MAX_BYTES + 1];
-	struct moat_spawn_capture out = {.buf = kept, .size = size + 1 < sizeof(kept) ? size + 1
-										  : sizeof(kept)};
+	struct moat_spawn_capture out = {.buf = kept,
+					 .size = size + 1 < sizeof(kept) ? size + 1 : sizeof(kept)};
 	int st = 0;
 	int rc = moat_spawn_run(&sp, NULL, 0, &out, NULL, &st, err);
 	*out_len = 0;
@@ -158,8 +158,8 @@ int moat_sensor_read(struct moat_sensor *s, struct moat_msg_reading *readings, s
 	}
 	double v = 0;
 	if ((rc = moat_sensor_parse_value(buf, len, &v, err)) != 0) {
-		moat_err_prefix(err, "%s", s->conf.kind == MOAT_SENSOR_FILE ? s->conf.path
-									 : "sensor command");
+		moat_err_prefix(err, "%s",
+				s->conf.kind == MOAT_SENSOR_FILE ? s->conf.path : "sensor command");
 		return rc;
 	}
 	v *= s->conf.scale;

@@ -26,9 +26,9 @@
 #include <mosquitto.h>
 
 #include "moat/agent_update.h"
-#include "moat/session.h"
 #include "moat/log.h"
 #include "moat/mqtt_tls.h"
+#include "moat/session.h"
 #include "moat/timeutil.h"
 
 #include "device_internal.h"
@@ -47,28 +47,28 @@
 #define ATTEMPTS_PER_PASS 8
 
 enum moat_session_state {
-	MOAT_SESSION_IDLE = 0,   /* waiting for the next attempt (backoff) */
+	MOAT_SESSION_IDLE = 0,	 /* waiting for the next attempt (backoff) */
 	MOAT_SESSION_CONNECTING, /* TCP/TLS/MQTT handshake under way */
-	MOAT_SESSION_UP,         /* CONNACK accepted */
-	MOAT_SESSION_CLOSING,    /* offline published, DISCONNECT queued */
-	MOAT_SESSION_DONE,       /* closed for good (shutdown) */
+	MOAT_SESSION_UP,	 /* CONNACK accepted */
+	MOAT_SESSION_CLOSING,	 /* offline published, DISCONNECT queued */
+	MOAT_SESSION_DONE,	 /* closed for good (shutdown) */
 };
 
 struct moat_session {
 	struct moat_device dev;
 	struct mosquitto *mosq;
 	enum moat_session_state state;
-	int64_t next_attempt_ms;   /* monotonic */
+	int64_t next_attempt_ms; /* monotonic */
 	int64_t attempt_started_ms;
 	int64_t connected_at_ms;
-	unsigned failures;         /* consecutive, for the backoff */
+	unsigned failures; /* consecutive, for the backoff */
 	uint64_t rng;
-	char last_error[256];      /* the last TLS/connection error, for the log */
-	bool fail_pending;         /* a callback saw the connection fail */
+	char last_error[256];	   /* the last TLS/connection error, for the log */
+	bool fail_pending;	   /* a callback saw the connection fail */
 	bool restart_after_close;  /* CLOSING because of a reboot command */
-	int offline_mid;           /* CLOSING: the offline status, acknowledged before DISCONNECT */
+	int offline_mid;	   /* CLOSING: the offline status, acknowledged before DISCONNECT */
 	int64_t ack_wait_until_ms; /* CLOSING: DISCONNECT goes out by then even without it */
-	bool disconnect_sent;      /* CLOSING: DISCONNECT queued */
+	bool disconnect_sent;	   /* CLOSING: DISCONNECT queued */
 	struct moat_agent_update *update; /* owned, freed with the session */
 	int64_t close_deadline_ms;
 };
@@ -142,7 +142,8 @@ int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
 		.local_addr = io_local_addr,
 		.ctx = s,
 	};
-	/* refuse a certificate the broker would refuse, with a reason a field technician can act on */
+	/* refuse a certificate the broker would refuse, with a reason a field technician can act on
+	 */
 	if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after, err)) != 0) {
 		goto out;
 	}
@@ -249,8 +250,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 	(void)mosq;
 	if (rc != 0) {
 		/* MQTT 5: rc is a CONNACK reason code */
-		set_error(s, "broker refused the connection: %s",
-			 mosquitto_reason_string(rc));
+		set_error(s, "broker refused the connection: %s", mosquitto_reason_string(rc));
 		s->fail_pending = true;
 		return;
 	}
@@ -278,8 +278,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc)
 		return;
 	}
 	if (!s->last_error[0]) {
-		set_error(s, "connection lost: %s",
-			 mosquitto_strerror(rc));
+		set_error(s, "connection lost: %s", mosquitto_strerror(rc));
 	}
 	s->fail_pending = true;
 }
@@ -408,7 +407,7 @@ static void attempt(struct moat_session *s, int64_t now)
 	if (rc != MOSQ_ERR_SUCCESS) {
 		if (!s->last_error[0]) {
 			set_error(s, "%s",
-				 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+				  rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
 		}
 		session_fail(s, now, "connect");
 		return;
@@ -514,11 +513,11 @@ static void settle_failure(struct moat_session *s, int64_t now)
 /* One pass of the loop over the sessions, before poll(). */
 struct pass {
 	struct pollfd *pfd;
-	size_t *owner;   /* pfd[k] is the socket of session owner[k] */
-	size_t n;        /* entries in pfd */
-	size_t started;  /* connection attempts started in this pass */
-	int64_t wait;    /* how long poll() may sleep */
-	bool stopping;   /* the loop is closing every session */
+	size_t *owner;	/* pfd[k] is the socket of session owner[k] */
+	size_t n;	/* entries in pfd */
+	size_t started; /* connection attempts started in this pass */
+	int64_t wait;	/* how long poll() may sleep */
+	bool stopping;	/* the loop is closing every session */
 };
 
 /* Session i before poll(): starts a due connection attempt, ticks the device, acts on a
@@ -553,7 +552,8 @@ static void prepare_session(struct moat_session *s, size_t i, int64_t now, struc
 			p->wait = d < 0 ? 0 : d;
 		}
 	}
-	if (s->state == MOAT_SESSION_CONNECTING && now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
+	if (s->state == MOAT_SESSION_CONNECTING &&
+	    now - s->attempt_started_ms > CONNECT_TIMEOUT_MS) {
 		session_fail(s, now, "connect timed out");
 	}
 	if (s->state == MOAT_SESSION_CLOSING && s->mosq) {
@@ -605,9 +605,10 @@ static void service_session(struct moat_session *s, short ev, int64_t now)
 				getsockopt(sfd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
 			}
 			if (!s->last_error[0]) {
-				set_error(s, "%s",
-					  soerr ? strerror(soerr)
-						: "connection refused or closed during the handshake");
+				set_error(
+					s, "%s",
+					soerr ? strerror(soerr)
+					      : "connection refused or closed during the handshake");
 			}
 			s->fail_pending = true;
 		}
@@ -622,7 +623,8 @@ static void service_session(struct moat_session *s, short ev, int64_t now)
 	if (lrc != MOSQ_ERR_SUCCESS && !s->fail_pending) {
 		if (!s->last_error[0]) {
 			set_error(s, "%s",
-				  lrc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(lrc));
+				  lrc == MOSQ_ERR_ERRNO ? strerror(errno)
+							: mosquitto_strerror(lrc));
 		}
 		s->fail_pending = true;
 	}

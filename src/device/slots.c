@@ -13,8 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "moat/fwverify.h"
 #include "moat/fsutil.h"
+#include "moat/fwverify.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 

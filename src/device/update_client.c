@@ -50,33 +50,33 @@ struct moat_agent_update {
 	char url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1];
 	char state_dir[PATH_MAX];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
-	char program[PATH_MAX];      /* moat-update: a path, or a name looked up in PATH */
+	char program[PATH_MAX];	     /* moat-update: a path, or a name looked up in PATH */
 	char pending_path[PATH_MAX]; /* "" when the agent keeps no state */
 	int64_t interval_ms;
-	int64_t next_check_ms;       /* monotonic */
-	bool started;                /* the first connection since the (re)start was seen */
-	bool settled;                /* the trial (if any) is settled and update.pending
-					reported: checks may run */
-	bool due;                    /* a check is wanted and waits for its turn */
+	int64_t next_check_ms;		     /* monotonic */
+	bool started;			     /* the first connection since the (re)start was seen */
+	bool settled;			     /* the trial (if any) is settled and update.pending
+						reported: checks may run */
+	bool due;			     /* a check is wanted and waits for its turn */
 	struct moat_agent_update_pool *pool; /* NULL: no limit */
 	/* the slot this device runs and whether on trial */
-	bool virtual_slots;          /* the simulator: no moat-boot, boots in process */
+	bool virtual_slots; /* the simulator: no moat-boot, boots in process */
 	int64_t trial_seconds;
-	char boot_slot;              /* 'a', 'b', or 0 when unknown */
-	bool on_trial;               /* not confirmed yet */
-	int64_t trial_deadline;      /* wall clock; virtual slots only (moat-boot keeps its own) */
-	bool probe_passed;           /* the updater answered its probe since the start */
-	int64_t next_confirm_ms;     /* monotonic: the next confirm attempt */
+	char boot_slot;		 /* 'a', 'b', or 0 when unknown */
+	bool on_trial;		 /* not confirmed yet */
+	int64_t trial_deadline;	 /* wall clock; virtual slots only (moat-boot keeps its own) */
+	bool probe_passed;	 /* the updater answered its probe since the start */
+	int64_t next_confirm_ms; /* monotonic: the next confirm attempt */
 	/* the running child: a check, or the probe */
-	struct moat_spawn_child child; /* pid 0 when none; out: its stdout's read end */
-	bool probing;                /* the child is the probe */
+	struct moat_spawn_child child;	     /* pid 0 when none; out: its stdout's read end */
+	bool probing;			     /* the child is the probe */
 	char report_error[MOAT_ERR_MSG_MAX]; /* why a report line was refused */
 	char line[MOAT_UPDATE_REPORT_MAX_BYTES + 1];
 	size_t line_len;
-	bool line_too_long;          /* the current line is being skipped */
+	bool line_too_long; /* the current line is being skipped */
 	bool have_outcome;
 	struct moat_update_report outcome;
-	bool for_command;            /* answer cmd_name/cmd_id when it ends */
+	bool for_command; /* answer cmd_name/cmd_id when it ends */
 	char cmd_name[MOAT_MSG_CMD_NAME_MAX_LEN + 1];
 	char cmd_id[MOAT_MSG_CMD_ID_MAX_LEN + 1];
 	char running[MOAT_FW_VERSION_MAX_LEN + 1]; /* the version of the slot running now */
@@ -102,8 +102,7 @@ static void default_program(char *buf, size_t size)
 	}
 }
 
-static int copy_str(char *dst, size_t size, const char *src, const char *what,
-		    struct moat_err *err)
+static int copy_str(char *dst, size_t size, const char *src, const char *what, struct moat_err *err)
 {
 	if (snprintf(dst, size, "%s", src) >= (int)size) {
 		return moat_err_set(err, MOAT_EINVAL, "%s is too long", what);
@@ -261,13 +260,15 @@ static void send_event(struct moat_device *dev, struct moat_agent_update *u,
 		return;
 	}
 	const char *name = moat_update_stage_name(stage);
-	if (!dev->connected || dev->io.publish(dev->io.ctx, topic, text, len, 1, false, &mid) != 0) {
+	if (!dev->connected ||
+	    dev->io.publish(dev->io.ctx, topic, text, len, 1, false, &mid) != 0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_event_lost stage=%s", dev->conf.id,
 			 name);
 		return;
 	}
 	if (!dev->quiet) {
-		moat_log(MOAT_LOG_INFO, "id=%s event=update stage=%s version=%s running=%s reason=\"%s\"",
+		moat_log(MOAT_LOG_INFO,
+			 "id=%s event=update stage=%s version=%s running=%s reason=\"%s\"",
 			 dev->conf.id, name, version && version[0] ? version : "-",
 			 u->running[0] ? u->running : "-", reason && reason[0] ? reason : NULL);
 	}
@@ -289,9 +290,20 @@ static void answer(struct moat_device *dev, struct moat_agent_update *u, const c
  * descriptor of this process (MQTT sockets, queue files) reaches it. */
 static int spawn_check(struct moat_agent_update *u, bool probe, struct moat_err *err)
 {
-	char *argv[] = {u->program, "--report", "--state", u->state_dir, "--server", u->url,
-			"--ca",	    u->ca,	"--cert",  u->cert,	 "--key",    u->key,
-			probe ? "--probe" : NULL, NULL};
+	char *argv[] = {u->program,
+			"--report",
+			"--state",
+			u->state_dir,
+			"--server",
+			u->url,
+			"--ca",
+			u->ca,
+			"--cert",
+			u->cert,
+			"--key",
+			u->key,
+			probe ? "--probe" : NULL,
+			NULL};
 	sigset_t none;
 	int rc;
 	sigemptyset(&none);
@@ -337,8 +349,9 @@ static void handle_line(struct moat_device *dev, struct moat_agent_update *u, co
 	struct moat_err err;
 	if (u->have_outcome) {
 		/* the outcome is the last line: nothing after it counts */
-		moat_log(MOAT_LOG_WARN, "id=%s event=update_report_refused error=\"a line after "
-					"the outcome\"",
+		moat_log(MOAT_LOG_WARN,
+			 "id=%s event=update_report_refused error=\"a line after "
+			 "the outcome\"",
 			 dev->conf.id);
 		return;
 	}
@@ -434,8 +447,8 @@ static void stop_child(struct moat_device *dev, struct moat_agent_update *u, con
 }
 
 /* Why the child gave no usable outcome line. */
-static void no_outcome(const struct moat_agent_update *u, int status, bool status_known,
-		       char *why, size_t size)
+static void no_outcome(const struct moat_agent_update *u, int status, bool status_known, char *why,
+		       size_t size)
 {
 	if (u->report_error[0]) {
 		snprintf(why, size, "%.96s: unusable report: %.200s", u->program, u->report_error);
@@ -455,7 +468,8 @@ static void finish_check(struct moat_device *dev, struct moat_agent_update *u, i
 	if (!u->have_outcome) {
 		char why[MOAT_ERR_MSG_MAX];
 		no_outcome(u, status, status_known, why, sizeof(why));
-		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id, why);
+		moat_log(MOAT_LOG_ERROR, "id=%s event=update_failed error=\"%s\"", dev->conf.id,
+			 why);
 		if (u->for_command) {
 			answer(dev, u, "failed", why);
 		}
@@ -480,7 +494,8 @@ static void finish_check(struct moat_device *dev, struct moat_agent_update *u, i
 		dev->reboot_requested = true; /* the boot stage starts the trial */
 		break;
 	case MOAT_UPDATE_REFUSED:
-		send_event(dev, u, MOAT_UPD_REFUSED, res->version, moat_fw_verdict_name(res->verdict));
+		send_event(dev, u, MOAT_UPD_REFUSED, res->version,
+			   moat_fw_verdict_name(res->verdict));
 		status_word = "refused";
 		break;
 	case MOAT_UPDATE_TRIAL_PENDING:
@@ -532,7 +547,8 @@ static void report_pending(struct moat_device *dev, struct moat_agent_update *u)
 	}
 	char *text = NULL;
 	size_t len = 0;
-	if (moat_fs_read_all(u->pending_path, MOAT_FW_VERSION_MAX_LEN + 2, &text, &len, &err) != 0) {
+	if (moat_fs_read_all(u->pending_path, MOAT_FW_VERSION_MAX_LEN + 2, &text, &len, &err) !=
+	    0) {
 		moat_log(MOAT_LOG_WARN, "id=%s event=update_state_error error=\"%s\"", dev->conf.id,
 			 err.msg);
 		return;
@@ -594,7 +610,8 @@ static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, i
 static void try_start(struct moat_device *dev, struct moat_agent_update *u, int64_t now_mono_ms)
 {
 	struct moat_err err;
-	if (!u->due || u->child.pid > 0 || !u->settled || dev->reboot_requested || !pool_has_room(u)) {
+	if (!u->due || u->child.pid > 0 || !u->settled || dev->reboot_requested ||
+	    !pool_has_room(u)) {
 		return;
 	}
 	u->due = false;
@@ -669,8 +686,7 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 	struct moat_err err;
 	if (u->for_command) {
 		snprintf(resp->status, sizeof(resp->status), "refused");
-		snprintf(resp->detail, sizeof(resp->detail),
-			 "an update check is already running");
+		snprintf(resp->detail, sizeof(resp->detail), "an update check is already running");
 		return;
 	}
 	if (dev->reboot_requested) {
@@ -702,8 +718,7 @@ static void update_hook(struct moat_device *dev, const struct moat_msg_command *
 
 /* Boots the virtual slots as moat-boot boots real ones: pick, verify, revert a trial that
  * does not verify. */
-static int boot_virtual(struct moat_device *dev, struct moat_agent_update *u,
-			struct moat_err *err)
+static int boot_virtual(struct moat_device *dev, struct moat_agent_update *u, struct moat_err *err)
 {
 	char why[MOAT_ERR_MSG_MAX];
 	bool trial = false, reverted = false;

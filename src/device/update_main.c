@@ -206,7 +206,8 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		conf.on_download = on_download;
-		int rc = probe_only ? probe(&conf, &res, &err) : moat_update_check(&conf, &res, &err);
+		int rc = probe_only ? probe(&conf, &res, &err)
+				    : moat_update_check(&conf, &res, &err);
 		return report_outcome(rc, &res, &err);
 	}
 	if (moat_update_check(&conf, &res, &err) != 0) {

@@ -12,10 +12,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
-#include "failpoint.h"
 #include "update_internal.h"
 
 #define REHASH_BUF_BYTES (256u * 1024u)

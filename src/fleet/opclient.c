@@ -20,12 +20,12 @@
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
-#include "moat/session.h"
 #include "moat/deploy.h"
 #include "moat/mqtt_tls.h"
 #include "moat/opclient.h"
 #include "moat/policy.h"
 #include "moat/registry.h"
+#include "moat/session.h"
 #include "moat/timeutil.h"
 
 struct msg {
@@ -197,7 +197,8 @@ static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LE
 		}
 		if (ident.role == MOAT_ROLE_DEVICE) {
 			return moat_err_set(err, MOAT_EINVAL,
-					    "%s is a device; use an operator or service identity", as);
+					    "%s is a device; use an operator or service identity",
+					    as);
 		}
 		if (ident.status != MOAT_ID_ACTIVE) {
 			return moat_err_set(err, MOAT_ESTATE, "%s is %s", as,
@@ -238,13 +239,15 @@ static int wait_until(struct moat_opclient *c, bool *flag, int64_t timeout_ms, c
 		}
 		int64_t left = deadline - moat_time_mono_ms();
 		if (left <= 0) {
-			return moat_err_set(err, MOAT_ETIMEOUT, "%s: no answer from the broker", what);
+			return moat_err_set(err, MOAT_ETIMEOUT, "%s: no answer from the broker",
+					    what);
 		}
 		int rc = mosquitto_loop(c->mosq, left > 100 ? 100 : (int)left, 1);
 		if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
 			c->lost = true;
 			if (!c->log_error[0]) {
-				snprintf(c->log_error, sizeof(c->log_error), "%s", mosquitto_strerror(rc));
+				snprintf(c->log_error, sizeof(c->log_error), "%s",
+					 mosquitto_strerror(rc));
 			}
 		}
 	}
@@ -375,8 +378,8 @@ int moat_opclient_subscribe(struct moat_opclient *c, const char *const *filters,
 			    int64_t timeout_ms, struct moat_err *err)
 {
 	int mid = 0;
-	int rc = mosquitto_subscribe_multiple(c->mosq, &mid, (int)count, (char *const *const)filters,
-					      1, 0, NULL);
+	int rc = mosquitto_subscribe_multiple(c->mosq, &mid, (int)count,
+					      (char *const *const)filters, 1, 0, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		return moat_err_set(err, MOAT_EIO, "subscribe: %s", mosquitto_strerror(rc));
 	}

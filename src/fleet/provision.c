@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "moat/provision.h"
 #include "moat/deploy.h"
+#include "moat/provision.h"
 #include "moat/registry.h"
 
 int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent_conf *out,
@@ -42,8 +42,8 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 	}
 	if ((rc = moat_deploy_identity_path(d, id, "cert.pem", out->cert_file,
 					    sizeof(out->cert_file), err)) != 0 ||
-	    (rc = moat_deploy_identity_path(d, id, "key.pem", out->key_file,
-					    sizeof(out->key_file), err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, "key.pem", out->key_file, sizeof(out->key_file),
+					    err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, "ca.crt", out->ca_file, sizeof(out->ca_file),
 					    err)) != 0) {
 		return rc;

@@ -13,12 +13,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "moat/provision.h"
-#include "moat/sim.h"
 #include "moat/deploy.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
+#include "moat/provision.h"
+#include "moat/sim.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
 
@@ -38,7 +38,8 @@ static int raise_nofile(size_t count, struct moat_err *err)
 		return moat_err_set(err, MOAT_EINVAL,
 				    "%zu devices need %llu file descriptors; the hard limit is %llu "
 				    "(ulimit -Hn)",
-				    count, (unsigned long long)need, (unsigned long long)rl.rlim_max);
+				    count, (unsigned long long)need,
+				    (unsigned long long)rl.rlim_max);
 	}
 	rl.rlim_cur = need;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
@@ -106,8 +107,8 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 		return rc;
 	}
 	if (!moat_fs_exists(state) &&
-	    (rc = moat_slots_provision(conf.update_state_dir, conf.device_type, trust,
-				       fw->image[k], fw->envelope[k], moat_time_now(), err)) != 0) {
+	    (rc = moat_slots_provision(conf.update_state_dir, conf.device_type, trust, fw->image[k],
+				       fw->envelope[k], moat_time_now(), err)) != 0) {
 		return rc;
 	}
 	if ((rc = moat_agent_update_new(&conf, &u, err)) != 0) {
@@ -173,8 +174,8 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		/* The --interval of this run wins over an update_interval command of an earlier
 		 * one (within a run a device keeps its interval across simulated restarts). */
 		char saved[PATH_MAX];
-		if ((rc = moat_path_join(saved, sizeof(saved), err, "%s/interval", conf.state_dir)) !=
-			    0 ||
+		if ((rc = moat_path_join(saved, sizeof(saved), err, "%s/interval",
+					 conf.state_dir)) != 0 ||
 		    (unlink(saved) != 0 && errno != ENOENT &&
 		     (rc = moat_err_errno(err, MOAT_EIO, errno, "%s", saved)) != 0)) {
 			goto out;
@@ -183,7 +184,8 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 			moat_err_prefix(err, "%s", ids[made]);
 			goto out;
 		}
-		if (fw && (rc = attach_firmware(ss[made], &conf, trust, fw, types, pool, err)) != 0) {
+		if (fw &&
+		    (rc = attach_firmware(ss[made], &conf, trust, fw, types, pool, err)) != 0) {
 			moat_err_prefix(err, "%s", ids[made]);
 			made++; /* freed with the others */
 			goto out;

@@ -34,8 +34,7 @@ int net_run(const char *const *argv, const char *input, char *out_buf, size_t ou
 	struct moat_spawn_capture out = {.buf = out_buf, .size = out_size};
 	struct moat_spawn_capture errout = {.buf = errbuf, .size = sizeof(errbuf)};
 	int status = 0;
-	int rc = moat_spawn_run(&sp, input, input ? strlen(input) : 0, &out, &errout, &status,
-				err);
+	int rc = moat_spawn_run(&sp, input, input ? strlen(input) : 0, &out, &errout, &status, err);
 
 	if (rc == MOAT_ENOENT) {
 		return moat_err_set(err, MOAT_ENOENT, "%s: not found in PATH", argv[0]);

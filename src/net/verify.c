@@ -201,8 +201,7 @@ static int enter_ns(const char *ns)
 }
 
 /* Children die with this process, keep their default SIGINT/SIGTERM and ignore SIGPIPE. */
-#define CHILD_FLAGS                                                                          \
-	(MOAT_SPAWN_DIE_WITH_PARENT | MOAT_SPAWN_SIGDEFAULT | MOAT_SPAWN_IGNORE_SIGPIPE)
+#define CHILD_FLAGS (MOAT_SPAWN_DIE_WITH_PARENT | MOAT_SPAWN_SIGDEFAULT | MOAT_SPAWN_IGNORE_SIGPIPE)
 
 /* In the child: forwarding on in namespace ns (ctx). */
 static int forwarding_child(void *ctx)
@@ -232,8 +231,9 @@ static int forwarding_child(void *ctx)
 
 static int enable_forwarding(const char *ns, struct moat_err *err)
 {
-	struct moat_spawn sp = {
-		.child_fn = forwarding_child, .child_ctx = (void *)ns, .flags = CHILD_FLAGS};
+	struct moat_spawn sp = {.child_fn = forwarding_child,
+				.child_ctx = (void *)ns,
+				.flags = CHILD_FLAGS};
 	struct moat_spawn_child c;
 	int status = 0;
 	int rc;
@@ -691,8 +691,10 @@ static int start_child(const struct host *h, probe_fn fn, const void *arg, size_
 		       pid_t *out_pid, struct moat_err *err)
 {
 	struct probe_arg a = {.h = h, .fn = fn, .arg = arg, .out_len = out_len};
-	struct moat_spawn sp = {
-		.child_fn = probe_child, .child_ctx = &a, .out = MOAT_SPAWN_PIPE, .flags = CHILD_FLAGS};
+	struct moat_spawn sp = {.child_fn = probe_child,
+				.child_ctx = &a,
+				.out = MOAT_SPAWN_PIPE,
+				.flags = CHILD_FLAGS};
 	*out_pid = 0;
 	if (live.kid_count >= KIDS_MAX) {
 		return moat_err_set(err, MOAT_EINVAL, "net verify: too many probe processes");

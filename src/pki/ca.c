@@ -38,14 +38,16 @@ int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now, i
 	rc = MOAT_ECRYPTO;
 	subject = X509_NAME_new();
 	if (!subject ||
-	    !X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)name, -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0)) {
+	    !X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)name,
+					-1, -1, 0) ||
+	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1,
+					-1, 0)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "CA subject");
 		goto out;
 	}
 	ca->cert = X509_new();
-	if (!ca->cert || (rc = pki_cert_basics(ca->cert, serial, subject, subject, ca->key, now - 60,
-					       now + days * 86400, err)) != 0) {
+	if (!ca->cert || (rc = pki_cert_basics(ca->cert, serial, subject, subject, ca->key,
+					       now - 60, now + days * 86400, err)) != 0) {
 		if (!ca->cert) {
 			rc = moat_err_ssl(err, MOAT_ECRYPTO, "CA certificate");
 		}
@@ -57,7 +59,8 @@ int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now, i
 		{NID_subject_key_identifier, "hash"},
 		{NID_authority_key_identifier, "keyid:always"},
 	};
-	if ((rc = pki_add_exts(ca->cert, ca->cert, exts, sizeof(exts) / sizeof(exts[0]), err)) != 0) {
+	if ((rc = pki_add_exts(ca->cert, ca->cert, exts, sizeof(exts) / sizeof(exts[0]), err)) !=
+	    0) {
 		goto out;
 	}
 	if (!X509_sign(ca->cert, ca->key, EVP_sha256())) {

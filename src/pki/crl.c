@@ -11,10 +11,9 @@
 #include "pki_internal.h"
 
 static const char *const reason_names[] = {
-	"unspecified",         "key-compromise",      "ca-compromise",
-	"affiliation-changed", "superseded",          "cessation-of-operation",
-	"certificate-hold",    "unused",              "remove-from-crl",
-	"privilege-withdrawn",
+	"unspecified",	   "key-compromise",	     "ca-compromise",	 "affiliation-changed",
+	"superseded",	   "cessation-of-operation", "certificate-hold", "unused",
+	"remove-from-crl", "privilege-withdrawn",
 };
 #define REASON_COUNT (sizeof(reason_names) / sizeof(reason_names[0]))
 
@@ -83,8 +82,8 @@ out:
 }
 
 int moat_pki_crl_build(const struct moat_ca *ca, const struct moat_revoked_cert *revoked,
-		       size_t count, int64_t crl_number, int64_t now, int64_t days,
-		       char **out_pem, size_t *out_len, struct moat_err *err)
+		       size_t count, int64_t crl_number, int64_t now, int64_t days, char **out_pem,
+		       size_t *out_len, struct moat_err *err)
 {
 	int rc = MOAT_ECRYPTO;
 	ASN1_TIME *last = NULL;
@@ -118,8 +117,8 @@ int moat_pki_crl_build(const struct moat_ca *ca, const struct moat_revoked_cert 
 	}
 	X509V3_CTX ctx;
 	X509V3_set_ctx(&ctx, ca->cert, NULL, NULL, crl, 0);
-	X509_EXTENSION *aki = X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier,
-						  "keyid:always");
+	X509_EXTENSION *aki =
+		X509V3_EXT_conf_nid(NULL, &ctx, NID_authority_key_identifier, "keyid:always");
 	if (!aki || !X509_CRL_add_ext(crl, aki, -1)) {
 		X509_EXTENSION_free(aki);
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "CRL authority key identifier");

@@ -48,7 +48,8 @@ int moat_pki_export_p12(const char *cert_pem, const char *key_pem, const char *c
 	/* AES-256-CBC for key and certificates, SHA-256 MAC, 2048 PBKDF2 iterations */
 	p12 = PKCS12_create(password, name, key, cert, chain, NID_aes_256_cbc, NID_aes_256_cbc,
 			    PKCS12_DEFAULT_ITER, PKCS12_DEFAULT_ITER, 0);
-	if (!p12 || !PKCS12_set_mac(p12, password, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256())) {
+	if (!p12 ||
+	    !PKCS12_set_mac(p12, password, -1, NULL, 0, PKCS12_DEFAULT_ITER, EVP_sha256())) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: PKCS#12", name);
 		goto out;
 	}
@@ -106,7 +107,8 @@ int moat_pki_export_c_header(const char *id, const char *cert_pem, const char *k
 	for (size_t i = 0; i < 3; i++) {
 		for (const char *p = pems[i]; *p; p++) {
 			if (*p == '"' || *p == '\\' || *p == '\r') {
-				return moat_err_set(err, MOAT_EINVAL, "%s: unexpected character in PEM", id);
+				return moat_err_set(err, MOAT_EINVAL,
+						    "%s: unexpected character in PEM", id);
 			}
 		}
 	}

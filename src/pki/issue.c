@@ -93,8 +93,7 @@ static int key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_e
 }
 
 /* "DNS:a,DNS:b,IP:1.2.3.4" from validated names; IPs are re-rendered by inet_ntop. */
-static int build_san(const struct moat_issue_req *req, char *buf, size_t size,
-		     struct moat_err *err)
+static int build_san(const struct moat_issue_req *req, char *buf, size_t size, struct moat_err *err)
 {
 	size_t used = 0;
 	buf[0] = '\0';
@@ -108,15 +107,18 @@ static int build_san(const struct moat_issue_req *req, char *buf, size_t size,
 			for (const char *p = v; *p; p++) {
 				if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 				      (*p >= '0' && *p <= '9') || *p == '-' || *p == '.')) {
-					return moat_err_set(err, MOAT_EINVAL, "'%s': not a host name", v);
+					return moat_err_set(err, MOAT_EINVAL,
+							    "'%s': not a host name", v);
 				}
 			}
 		} else {
 			const char *ip = req->san_ip[i - req->san_dns_count];
 			unsigned char addr[16];
 			int af = strchr(ip, ':') ? AF_INET6 : AF_INET;
-			if (inet_pton(af, ip, addr) != 1 || !inet_ntop(af, addr, ipbuf, sizeof(ipbuf))) {
-				return moat_err_set(err, MOAT_EINVAL, "'%s': not an IP address", ip);
+			if (inet_pton(af, ip, addr) != 1 ||
+			    !inet_ntop(af, addr, ipbuf, sizeof(ipbuf))) {
+				return moat_err_set(err, MOAT_EINVAL, "'%s': not an IP address",
+						    ip);
 			}
 			v = ipbuf;
 			kind = "IP";
@@ -156,7 +158,8 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 		return rc;
 	}
 	if (req->not_after <= req->not_before) {
-		return moat_err_set(err, MOAT_EINVAL, "%s: validity ends before it starts", req->cn);
+		return moat_err_set(err, MOAT_EINVAL, "%s: validity ends before it starts",
+				    req->cn);
 	}
 	if (req->key) {
 		if (!EVP_PKEY_up_ref(req->key)) {
@@ -172,9 +175,12 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 	X509_NAME_get_text_by_NID((X509_NAME *)ca_subject, NID_organizationName, org, sizeof(org));
 	subject = X509_NAME_new();
 	if (!subject ||
-	    !X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)org, -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(subject, "OU", MBSTRING_UTF8, (const unsigned char *)ou, -1, -1, 0) ||
-	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8, (const unsigned char *)req->cn, -1, -1, 0)) {
+	    !X509_NAME_add_entry_by_txt(subject, "O", MBSTRING_UTF8, (const unsigned char *)org, -1,
+					-1, 0) ||
+	    !X509_NAME_add_entry_by_txt(subject, "OU", MBSTRING_UTF8, (const unsigned char *)ou, -1,
+					-1, 0) ||
+	    !X509_NAME_add_entry_by_txt(subject, "CN", MBSTRING_UTF8,
+					(const unsigned char *)req->cn, -1, -1, 0)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: subject", req->cn);
 		goto out;
 	}
@@ -191,8 +197,9 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 	struct pki_ext exts[6];
 	size_t n = 0;
 	exts[n++] = (struct pki_ext){NID_basic_constraints, "critical,CA:FALSE"};
-	exts[n++] = (struct pki_ext){NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
-							 : "critical,digitalSignature"};
+	exts[n++] =
+		(struct pki_ext){NID_key_usage, rsa ? "critical,digitalSignature,keyEncipherment"
+						    : "critical,digitalSignature"};
 	exts[n++] = (struct pki_ext){NID_ext_key_usage,
 				     req->kind == MOAT_CERT_SERVER ? "serverAuth" : "clientAuth"};
 	exts[n++] = (struct pki_ext){NID_subject_key_identifier, "hash"};

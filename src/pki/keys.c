@@ -24,8 +24,8 @@ int pki_key_check(EVP_PKEY *key, struct moat_err *err)
 	if (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA) {
 		int bits = EVP_PKEY_get_bits(key);
 		if (bits < 2048) {
-			return moat_err_set(err, MOAT_EINVAL, "RSA key of %d bits refused: at least 2048",
-					    bits);
+			return moat_err_set(err, MOAT_EINVAL,
+					    "RSA key of %d bits refused: at least 2048", bits);
 		}
 		return 0;
 	}

@@ -17,9 +17,9 @@
 /* EVP_PKEY_get1_EC_KEY and EVP_PKEY_assign_EC_KEY: see pki_p256_set_pubkey */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include <openssl/bn.h>
-#include <openssl/ec.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
+#include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
@@ -29,7 +29,7 @@
 #include "moat/keys.h"
 #include "pki_internal.h"
 
-#define P256_POINT_BYTES 65   /* uncompressed: 0x04 || X || Y */
+#define P256_POINT_BYTES 65 /* uncompressed: 0x04 || X || Y */
 #define P256_SCALAR_BYTES 32
 
 /* The uncompressed public point. A provider key answers the parameter; a built-in key
@@ -81,7 +81,8 @@ int pki_p256_set_pubkey(X509 *cert, EVP_PKEY *key, struct moat_err *err)
 	pub = EC_KEY_new();
 	copy = EVP_PKEY_new();
 	if (!group || !pub || !copy || !EC_KEY_set_group(pub, group) ||
-	    !EC_KEY_oct2key(pub, point, sizeof(point), NULL) || !EVP_PKEY_assign_EC_KEY(copy, pub)) {
+	    !EC_KEY_oct2key(pub, point, sizeof(point), NULL) ||
+	    !EVP_PKEY_assign_EC_KEY(copy, pub)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "P-256 public key");
 		goto out;
 	}
@@ -137,9 +138,8 @@ int pki_p256_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat
 	p8 = PKCS8_PRIV_KEY_INFO_new();
 	/* the copy handed to p8 comes from the ordinary heap: ASN.1 frees it with OPENSSL_free */
 	unsigned char *owned = p8 ? OPENSSL_memdup(der, DER_LEN) : NULL;
-	if (!owned ||
-	    !PKCS8_pkey_set0(p8, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), 0, V_ASN1_OBJECT,
-			     OBJ_nid2obj(NID_X9_62_prime256v1), owned, DER_LEN)) {
+	if (!owned || !PKCS8_pkey_set0(p8, OBJ_nid2obj(NID_X9_62_id_ecPublicKey), 0, V_ASN1_OBJECT,
+				       OBJ_nid2obj(NID_X9_62_prime256v1), owned, DER_LEN)) {
 		OPENSSL_free(owned);
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "PKCS#8");
 		goto out;

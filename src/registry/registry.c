@@ -33,7 +33,9 @@ static int exec(struct moat_registry *reg, const char *sql, struct moat_err *err
 {
 	char *msg = NULL;
 	if (sqlite3_exec(reg->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = moat_err_set(err, sqlite3_errcode(reg->db) == SQLITE_FULL ? MOAT_ENOSPC : MOAT_EDB,
+		int rc = moat_err_set(err,
+				      sqlite3_errcode(reg->db) == SQLITE_FULL ? MOAT_ENOSPC
+									      : MOAT_EDB,
 				      "%s: %s", reg->path, msg ? msg : "error");
 		sqlite3_free(msg);
 		return rc;
@@ -41,8 +43,7 @@ static int exec(struct moat_registry *reg, const char *sql, struct moat_err *err
 	return 0;
 }
 
-static int pragma_int(struct moat_registry *reg, const char *sql, int *out,
-		      struct moat_err *err)
+static int pragma_int(struct moat_registry *reg, const char *sql, int *out, struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
@@ -80,9 +81,10 @@ static int migrate(struct moat_registry *reg, int version, struct moat_err *err)
 {
 	int rc;
 	if (version > moat_registry_migration_count) {
-		return moat_err_set(err, MOAT_ESTATE,
-				    "%s: schema version %d is newer than this moat (%d): upgrade moat",
-				    reg->path, version, moat_registry_migration_count);
+		return moat_err_set(
+			err, MOAT_ESTATE,
+			"%s: schema version %d is newer than this moat (%d): upgrade moat",
+			reg->path, version, moat_registry_migration_count);
 	}
 	if (version == moat_registry_migration_count) {
 		return 0;
@@ -145,8 +147,9 @@ int moat_registry_open(const char *path, bool create, struct moat_registry **out
 	if ((rc = check_ours(reg, create, &version, err)) != 0) {
 		goto fail;
 	}
-	if ((rc = exec(reg, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-			    "PRAGMA foreign_keys=ON",
+	if ((rc = exec(reg,
+		       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+		       "PRAGMA foreign_keys=ON",
 		       err)) != 0) {
 		moat_err_prefix(err, "not a moat registry");
 		goto fail;
@@ -200,9 +203,12 @@ void moat_registry_rollback(struct moat_registry *reg)
 const char *moat_identity_status_name(enum moat_identity_status st)
 {
 	switch (st) {
-	case MOAT_ID_ACTIVE: return "active";
-	case MOAT_ID_REVOKED: return "revoked";
-	case MOAT_ID_DISABLED: return "disabled";
+	case MOAT_ID_ACTIVE:
+		return "active";
+	case MOAT_ID_REVOKED:
+		return "revoked";
+	case MOAT_ID_DISABLED:
+		return "disabled";
 	}
 	return "unknown";
 }
@@ -260,10 +266,11 @@ int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 {
 	sqlite3_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
-			       "VALUES (?1, ?2, ?3, ?4, ?5)",
-			       -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(
+		    reg->db,
+		    "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
+		    "VALUES (?1, ?2, ?3, ?4, ?5)",
+		    -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail(reg, err, "insert certificate");
 	}
 	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
@@ -273,7 +280,8 @@ int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 	sqlite3_bind_text(st, 5, pem, -1, SQLITE_STATIC);
 	int s = sqlite3_step(st);
 	if (is_duplicate(reg, s)) {
-		rc = moat_err_set(err, MOAT_EEXIST, "certificate serial %s already exists", serial_hex);
+		rc = moat_err_set(err, MOAT_EEXIST, "certificate serial %s already exists",
+				  serial_hex);
 	} else if (s != SQLITE_DONE) {
 		rc = reg_fail(reg, err, "insert certificate");
 	}
@@ -281,8 +289,8 @@ int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 	return rc;
 }
 
-int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
-				bool *out_exists, struct moat_err *err)
+int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex, bool *out_exists,
+				struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(reg->db, "SELECT 1 FROM certificates WHERE serial = ?1", -1, &st,
@@ -301,7 +309,7 @@ int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_he
 
 /* The identity joined with its current certificate: the newest unrevoked one, else the
  * newest. */
-#define IDENTITY_SELECT                                                                       \
+#define IDENTITY_SELECT \
 	"SELECT i.id, i.role, i.device_type, i.status, i.created_at, c.serial, c.not_before,  \
 	 c.not_after, c.revoked_at FROM identities i LEFT JOIN certificates c ON c.serial = ( \
 	 SELECT serial FROM certificates WHERE identity = i.id                                \
@@ -325,8 +333,8 @@ static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
 	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
 }
 
-int moat_registry_identity_get(struct moat_registry *reg, const char *id,
-			       struct moat_identity *out, struct moat_err *err)
+int moat_registry_identity_get(struct moat_registry *reg, const char *id, struct moat_identity *out,
+			       struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(reg->db, IDENTITY_SELECT "WHERE i.id = ?1", -1, &st, NULL) !=
@@ -434,9 +442,10 @@ int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex,
 		bool exists = false;
 		rc = moat_registry_serial_exists(reg, serial_hex, &exists, err);
 		if (rc == 0) {
-			rc = exists ? moat_err_set(err, MOAT_ESTATE, "certificate %s is already revoked",
-						   serial_hex)
-				    : moat_err_set(err, MOAT_ENOENT, "no certificate %s", serial_hex);
+			rc = exists ? moat_err_set(err, MOAT_ESTATE,
+						   "certificate %s is already revoked", serial_hex)
+				    : moat_err_set(err, MOAT_ENOENT, "no certificate %s",
+						   serial_hex);
 		}
 	}
 	sqlite3_finalize(st);
@@ -447,11 +456,11 @@ int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moa
 			       void *ctx, struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
-	const char *sql = revoked_only
-		? "SELECT serial, identity, not_before, not_after, revoked_at, reason "
-		  "FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial"
-		: "SELECT serial, identity, not_before, not_after, revoked_at, reason "
-		  "FROM certificates ORDER BY serial";
+	const char *sql =
+		revoked_only ? "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+			       "FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial"
+			     : "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+			       "FROM certificates ORDER BY serial";
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail(reg, err, "certificate list");
 	}

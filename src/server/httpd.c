@@ -32,8 +32,8 @@
 #include "moat/client_cert.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
-#include "moat/log.h"
 #include "moat/http_parse.h"
+#include "moat/log.h"
 #include "moat/release.h"
 #include "moat/server.h"
 #include "moat/tlspolicy.h"
@@ -292,8 +292,8 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 					 "current: not a semantic version");
 		}
 		snprintf(current, sizeof(current), "%s", q);
-	} else if (moat_registry_running_version(moat_deploy_registry(h->d), ident->id,
-							 current, &err) != 0) {
+	} else if (moat_registry_running_version(moat_deploy_registry(h->d), ident->id, current,
+						 &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}

@@ -16,9 +16,9 @@
 #include "moat/log.h"
 #include "moat/opclient.h"
 #include "moat/server.h"
-#include "moat/update_schema.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
+#include "moat/update_schema.h"
 
 #define INGEST_CONNECT_TIMEOUT_MS 5000
 #define INGEST_POLL_MS 500
@@ -96,8 +96,8 @@ static void *run(void *arg)
 		/* A service shares the subscription: moatds of one deployment split the reports
 		 * between them instead of each recording every one. */
 		const char *filters[] = {MOAT_INGEST_TOPIC};
-		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, INGEST_CONNECT_TIMEOUT_MS,
-					  &c, NULL, &err) == 0 &&
+		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX,
+					  INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0 &&
 		    moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
 			filters[0] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME "/" MOAT_INGEST_TOPIC;
 		}

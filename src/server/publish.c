@@ -263,7 +263,8 @@ int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *r
 	r.published_at = req->now;
 	r.rollout_percent = req->rollout_percent;
 	r.device_count = req->device_count;
-	if ((rc = moat_registry_release_insert(reg, &r, req->devices, req->device_count, err)) != 0) {
+	if ((rc = moat_registry_release_insert(reg, &r, req->devices, req->device_count, err)) !=
+	    0) {
 		goto out;
 	}
 	*out = r;

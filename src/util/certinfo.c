@@ -34,7 +34,8 @@ int moat_cert_info(X509 *cert, struct moat_cert_info *out, struct moat_err *err)
 	if (X509_NAME_get_text_by_NID(subj, NID_commonName, out->cn, sizeof(out->cn)) < 0) {
 		out->cn[0] = '\0';
 	}
-	if (X509_NAME_get_text_by_NID(subj, NID_organizationalUnitName, out->ou, sizeof(out->ou)) < 0) {
+	if (X509_NAME_get_text_by_NID(subj, NID_organizationalUnitName, out->ou, sizeof(out->ou)) <
+	    0) {
 		out->ou[0] = '\0';
 	}
 	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);

@@ -20,8 +20,8 @@ struct parse_ctx {
 	struct moat_err *err;
 	int failed;
 	size_t cap;
-	const char *next; /* reader position in the NUL-terminated text */
-	int lineno;       /* lines handed to inih so far */
+	const char *next;  /* reader position in the NUL-terminated text */
+	int lineno;	   /* lines handed to inih so far */
 	bool continuation; /* the line just read starts with white space: inih's multi-line value */
 };
 
@@ -91,8 +91,9 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 		moat_buf_printf(&joined, "%s %s", last->value, value);
 		int rc = moat_buf_take(&joined, &text, NULL);
 		if (rc == MOAT_EINVAL) {
-			moat_err_set(ctx->err, MOAT_EINVAL, "%s:%d: value of '%s' longer than %d bytes",
-				     cfg->path, lineno, name, MOAT_CONFIG_VALUE_MAX);
+			moat_err_set(ctx->err, MOAT_EINVAL,
+				     "%s:%d: value of '%s' longer than %d bytes", cfg->path, lineno,
+				     name, MOAT_CONFIG_VALUE_MAX);
 			goto fail;
 		}
 		if (rc != 0) {
@@ -142,8 +143,8 @@ fail:
 	return 0;
 }
 
-int moat_config_parse(const char *name, const char *text, size_t len,
-		      struct moat_config **out_cfg, struct moat_err *err)
+int moat_config_parse(const char *name, const char *text, size_t len, struct moat_config **out_cfg,
+		      struct moat_err *err)
 {
 	int rc = MOAT_ENOMEM;
 	char *copy = NULL;
@@ -170,8 +171,9 @@ int moat_config_parse(const char *name, const char *text, size_t len,
 		goto out;
 	}
 	if (line != 0) {
-		rc = moat_err_set(err, MOAT_EINVAL, "%s:%d: syntax error (expected [section] or key = value)",
-				  name, line);
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "%s:%d: syntax error (expected [section] or key = value)", name,
+				  line);
 		goto out;
 	}
 	*out_cfg = cfg;
@@ -211,8 +213,8 @@ void moat_config_free(struct moat_config *cfg)
 	free(cfg);
 }
 
-const struct moat_config_entry *moat_config_find(const struct moat_config *cfg,
-						 const char *section, const char *key)
+const struct moat_config_entry *moat_config_find(const struct moat_config *cfg, const char *section,
+						 const char *key)
 {
 	for (size_t i = 0; i < cfg->count; i++) {
 		if (strcmp(cfg->entries[i].section, section) == 0 &&
@@ -230,8 +232,7 @@ const char *moat_config_get(const struct moat_config *cfg, const char *section, 
 }
 
 int moat_config_get_int(const struct moat_config *cfg, const char *section, const char *key,
-			int64_t def, int64_t min, int64_t max, int64_t *out,
-			struct moat_err *err)
+			int64_t def, int64_t min, int64_t max, int64_t *out, struct moat_err *err)
 {
 	const struct moat_config_entry *e = moat_config_find(cfg, section, key);
 	if (!e) {
@@ -245,9 +246,9 @@ int moat_config_get_int(const struct moat_config *cfg, const char *section, cons
 	return rc;
 }
 
-int moat_config_get_duration(const struct moat_config *cfg, const char *section,
-			     const char *key, int64_t def, int64_t min, int64_t max,
-			     int64_t *out, struct moat_err *err)
+int moat_config_get_duration(const struct moat_config *cfg, const char *section, const char *key,
+			     int64_t def, int64_t min, int64_t max, int64_t *out,
+			     struct moat_err *err)
 {
 	const struct moat_config_entry *e = moat_config_find(cfg, section, key);
 	if (!e) {

@@ -90,8 +90,9 @@ static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat
 {
 	/* The child starts with the caller's original signal mask. A program that cannot be
 	 * run dies like any other child (exit 127) and is restarted after the back-off. */
-	struct moat_spawn sp = {
-		.argv = c->argv, .sigmask = &s->old_mask, .flags = MOAT_SPAWN_EXEC_FAILURE_EXITS};
+	struct moat_spawn sp = {.argv = c->argv,
+				.sigmask = &s->old_mask,
+				.flags = MOAT_SPAWN_EXEC_FAILURE_EXITS};
 	struct moat_spawn_child child;
 	int rc = moat_spawn_start(&sp, &child, err);
 	if (rc != 0) {

@@ -87,7 +87,8 @@ void moat_time_iso(int64_t t, char buf[MOAT_TIME_ISO_LEN])
 {
 	time_t tt = (time_t)t;
 	struct tm tm;
-	if (!gmtime_r(&tt, &tm) || strftime(buf, MOAT_TIME_ISO_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+	if (!gmtime_r(&tt, &tm) ||
+	    strftime(buf, MOAT_TIME_ISO_LEN, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
 		snprintf(buf, MOAT_TIME_ISO_LEN, "invalid-time");
 	}
 }

@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    moat_config_find(cfg, e->section, e->key) != e) {
 			abort();
 		}
-		if (moat_config_check_keys(cfg, e->section, keys, &err) != 0 && err.msg[0] == '\0') {
+		if (moat_config_check_keys(cfg, e->section, keys, &err) != 0 &&
+		    err.msg[0] == '\0') {
 			abort();
 		}
 		int64_t v = 0;

@@ -70,8 +70,7 @@ static void check_accepted(const struct moat_manifest *m, const struct moat_fw_p
 	}
 	if (p->purpose == MOAT_FW_FOR_INSTALL &&
 	    (m->expires_at <= p->now || m->expires_at <= p->last_issued_at ||
-	     m->issued_at < p->last_issued_at ||
-	     !newer(m->version, p->current_version))) {
+	     m->issued_at < p->last_issued_at || !newer(m->version, p->current_version))) {
 		abort();
 	}
 }

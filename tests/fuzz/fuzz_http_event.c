@@ -36,9 +36,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t len = 0;
 	struct moat_update_event back = ev;
 	if (moat_update_event_format(&ev, 1700000000, text, sizeof(text), &len, &err) != 0 ||
-	    moat_update_event_parse(text, len, &back, &err) != 0 ||
-	    back.stage != ev.stage || strcmp(back.version, ev.version) != 0 ||
-	    strcmp(back.running, ev.running) != 0 || strcmp(back.reason, ev.reason) != 0) {
+	    moat_update_event_parse(text, len, &back, &err) != 0 || back.stage != ev.stage ||
+	    strcmp(back.version, ev.version) != 0 || strcmp(back.running, ev.running) != 0 ||
+	    strcmp(back.reason, ev.reason) != 0) {
 		abort();
 	}
 	return 0;

@@ -41,8 +41,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    back.operator_write_commands != p.operator_write_commands ||
 	    memcmp(back.limits, p.limits, sizeof(p.limits)) != 0 ||
 	    memcmp(&back.flapping, &p.flapping, sizeof(p.flapping)) != 0 ||
-	    back.unban_count != p.unban_count ||
-	    back.identity_count != p.identity_count ||
+	    back.unban_count != p.unban_count || back.identity_count != p.identity_count ||
 	    (p.identity_count > 0 && memcmp(back.identities, p.identities,
 					    p.identity_count * sizeof(p.identities[0])) != 0)) {
 		abort();

@@ -4,9 +4,10 @@
  *
  * Not built by default; regenerate (Ed25519 is deterministic, so the output is stable) with
  *   cc -Iinclude -Itests/fuzz tests/fuzz/gen_envelope_seeds.c build/libmoat_core.a \
- *      build/libmoat_util.a -lcjson -lcrypto -o /tmp/gen && /tmp/gen tests/fuzz/corpus/fuzz_envelope
- * The harness picks the purpose from the input's length (odd: boot), so each seed is written
- * padded to an even length (install: every rule) and an odd one (boot).
+ *      build/libmoat_util.a -lcjson -lcrypto -o /tmp/gen && /tmp/gen
+ * tests/fuzz/corpus/fuzz_envelope The harness picks the purpose from the input's length (odd:
+ * boot), so each seed is written padded to an even length (install: every rule) and an odd one
+ * (boot).
  */
 #include <stdio.h>
 #include <stdlib.h>

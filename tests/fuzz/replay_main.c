@@ -54,7 +54,8 @@ int main(int argc, char **argv)
 			continue;
 		}
 		char path[4096];
-		if (snprintf(path, sizeof(path), "%s/%s", argv[1], e->d_name) >= (int)sizeof(path)) {
+		if (snprintf(path, sizeof(path), "%s/%s", argv[1], e->d_name) >=
+		    (int)sizeof(path)) {
 			continue;
 		}
 		struct stat st;

@@ -101,12 +101,14 @@ static void test_conf_refused(void **state)
 		{"[broker]\nhost = h\nca = a\ncert = b\nkey = c\n", "[agent] id is missing"},
 		{"[agent]\nid = Dev\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n", "id"},
 		{"[agent]\nid = d\n", "[broker] host is missing"},
-		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\n", "needs ca, cert and key"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\n",
+		 "needs ca, cert and key"},
 		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\ntls_insecure = 1\n",
 		 "tls_insecure"},
 		{"[agent]\nid = d\n[verify]\noff = yes\n", "verify"},
 		{"[agent]\nid = d\n[broker]\nhost = h b\nca = a\ncert = b\nkey = c\n", "host"},
-		{"[agent]\nid = d\n[broker]\nhost = h\nport = 0\nca = a\ncert = b\nkey = c\n", "port"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nport = 0\nca = a\ncert = b\nkey = c\n",
+		 "port"},
 		{"[agent]\nid = d\n[broker]\nhost = h\nport = 65536\nca = a\ncert = b\nkey = c\n",
 		 "port"},
 		{"[agent]\nid = d\ninterval = 50ms\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
@@ -117,7 +119,8 @@ static void test_conf_refused(void **state)
 		 "interval"},
 		{"[agent]\nid = d\nqueue_max = 0\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
 		 "queue_max"},
-		{"[agent]\nid = d\nlog = file\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n", "log"},
+		{"[agent]\nid = d\nlog = file\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
+		 "log"},
 		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n"
 		 "reconnect_min = 5s\nreconnect_max = 1s\n",
 		 "reconnect_max"},
@@ -486,7 +489,9 @@ static void test_device_delivery(void **state)
 	/* the will */
 	char topic[128], will[256];
 	size_t wl;
-	assert_int_equal(moat_device_will(&dev, topic, sizeof(topic), will, sizeof(will), &wl, &err), 0);
+	assert_int_equal(moat_device_will(&dev, topic, sizeof(topic), will, sizeof(will), &wl,
+					  &err),
+			 0);
 	assert_string_equal(topic, "devices/dev-1/status");
 	assert_string_equal(will, "{\"device_id\":\"dev-1\",\"status\":\"offline\"}");
 
@@ -566,15 +571,16 @@ static void test_device_commands(void **state)
 	dev_start(&dev, &c, &f);
 	assert_int_equal(moat_device_on_connect(&dev, 0, &err), 0);
 
-#define RESP(status_word)                                                              \
-	do {                                                                           \
-		p = last_on(&f, "/command_responses");                                 \
-		assert_non_null(p);                                                    \
+#define RESP(status_word)                                                                   \
+	do {                                                                                \
+		p = last_on(&f, "/command_responses");                                      \
+		assert_non_null(p);                                                         \
 		assert_int_equal(moat_msg_response_parse(p->payload, p->len, &r, &err), 0); \
-		assert_string_equal(r.status, status_word);                            \
+		assert_string_equal(r.status, status_word);                                 \
 	} while (0)
 
-	command(&dev, "update_interval", "{\"command\":\"update_interval\",\"id\":\"a\",\"interval\":5}");
+	command(&dev, "update_interval",
+		"{\"command\":\"update_interval\",\"id\":\"a\",\"interval\":5}");
 	RESP("completed");
 	assert_string_equal(r.id, "a");
 	assert_true(r.has_interval && r.interval == 5);
@@ -606,9 +612,15 @@ static void test_device_commands(void **state)
 	assert_string_equal(r.command, "fly");
 
 	static const char *const bad[] = {
-		"", "{", "null", "[]", "{\"command\":5}", "{\"command\":\"diagnostics\",\"id\":\"x y\"}",
+		"",
+		"{",
+		"null",
+		"[]",
+		"{\"command\":5}",
+		"{\"command\":\"diagnostics\",\"id\":\"x y\"}",
 		"{\"command\":\"reboot\"}", /* disagrees with the topic */
-		"{\"a\":1,\"a\":2}", "{\"command\":\"diagnostics\",\"o\":{\"n\":1}}",
+		"{\"a\":1,\"a\":2}",
+		"{\"command\":\"diagnostics\",\"o\":{\"n\":1}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		command(&dev, "diagnostics", bad[i]);
@@ -660,7 +672,8 @@ static void test_check_cert(void **state)
 	assert_int_equal(moat_pki_ca_create("t", MOAT_KEY_EC_P256, now, 10, &ca, &err), 0);
 	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
 	memset(&is, 0, sizeof(is));
-	tu_pki_issue_client(ca, "dev-1", MOAT_ROLE_DEVICE, now + 86400, now + 2 * 86400, serial, &is);
+	tu_pki_issue_client(ca, "dev-1", MOAT_ROLE_DEVICE, now + 86400, now + 2 * 86400, serial,
+			    &is);
 	tu_path(path, sizeof(path), tmpdir, "cert.pem");
 	tu_write_file(path, is.cert_pem, is.cert_pem_len, 0600);
 	assert_int_equal(moat_agent_check_cert(path, now, &na, &err), MOAT_ESTATE);

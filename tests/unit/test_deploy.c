@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <dirent.h>
@@ -22,7 +23,7 @@
 #define PASS "unit-test-passphrase"
 
 struct fixture {
-	char root[TU_TMPDIR_MAX]; /* first: tu_state_make */
+	char root[TU_TMPDIR_MAX];    /* first: tu_state_make */
 	char dir[TU_TMPDIR_MAX + 2]; /* root/d */
 	struct moat_deploy *d;
 };
@@ -115,7 +116,8 @@ static void test_provision_refuses_duplicates_and_bad_names(void **state)
 		{.id = "Not/OK", .role = MOAT_ROLE_DEVICE},
 	};
 	assert_int_equal(moat_deploy_provision(f->d, bad, 2, NULL, NULL, &err), MOAT_EINVAL);
-	struct moat_provision_req badtype = {.id = "c1", .role = MOAT_ROLE_DEVICE,
+	struct moat_provision_req badtype = {.id = "c1",
+					     .role = MOAT_ROLE_DEVICE,
 					     .device_type = "Bad Type"};
 	assert_int_equal(moat_deploy_provision(f->d, &badtype, 1, NULL, NULL, &err), MOAT_EINVAL);
 	struct moat_provision_req one = {.id = "c2", .role = MOAT_ROLE_DEVICE};

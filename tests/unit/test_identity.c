@@ -40,9 +40,9 @@ static void test_names_refused(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",        "Dev",     "dev/1",  "dev+1", "dev#1", "dev 1", " dev", "dev ",
-		".dev",    "-dev",    "_dev",   "dev\n", "dev\t1", "dév",  "dev:1", "dev*",
-		"dev$",    "..",      ".",      "a/../b", "dev\\1", "dev\"", "dev'", "DEVICE",
+		"",	"Dev",	"dev/1", "dev+1",  "dev#1",  "dev 1", " dev",  "dev ",
+		".dev", "-dev", "_dev",	 "dev\n",  "dev\t1", "dév",   "dev:1", "dev*",
+		"dev$", "..",	".",	 "a/../b", "dev\\1", "dev\"", "dev'",  "DEVICE",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct moat_err err;
@@ -59,7 +59,8 @@ static void test_names_refused(void **state)
 	assert_int_equal(moat_identity_name_check(NULL, &err), MOAT_EINVAL);
 	assert_string_equal(err.msg, "identity name is empty");
 	assert_int_equal(moat_identity_name_check("Dev", &err), MOAT_EINVAL);
-	assert_string_equal(err.msg, "identity name 'Dev' is invalid: use [a-z0-9][a-z0-9._-]{0,63}");
+	assert_string_equal(err.msg,
+			    "identity name 'Dev' is invalid: use [a-z0-9][a-z0-9._-]{0,63}");
 	/* 65 characters */
 	char long_name[MOAT_ID_MAX_LEN + 2];
 	memset(long_name, 'a', MOAT_ID_MAX_LEN + 1);
@@ -100,9 +101,10 @@ static void test_roles(void **state)
 	assert_string_equal(moat_role_name(MOAT_ROLE_SERVICE), "service");
 	assert_string_equal(moat_role_name(MOAT_ROLE_OPERATOR), "operator");
 	assert_string_equal(moat_role_name((enum moat_role)MOAT_ROLE_COUNT), "unknown");
-	assert_string_equal(moat_role_name((enum moat_role)-1), "unknown");
+	assert_string_equal(moat_role_name((enum moat_role) - 1), "unknown");
 	for (int i = 0; i < MOAT_ROLE_COUNT; i++) {
-		assert_int_equal(moat_role_parse(moat_role_name((enum moat_role)i), &role, &err), 0);
+		assert_int_equal(moat_role_parse(moat_role_name((enum moat_role)i), &role, &err),
+				 0);
 		assert_int_equal(role, i);
 	}
 	role = MOAT_ROLE_SERVICE;
@@ -116,8 +118,7 @@ static void test_roles(void **state)
 
 /* A self-signed certificate with subject entries "CN=a", "OU=device"... (NULL-terminated
  * pairs) and the extensions given (NULL: left out). */
-static X509 *make_cert(const char *const *subject, const char *bc, const char *ku,
-		       const char *eku)
+static X509 *make_cert(const char *const *subject, const char *bc, const char *ku, const char *eku)
 {
 	EVP_PKEY *key = EVP_EC_gen("P-256");
 	X509 *cert = X509_new();
@@ -288,8 +289,7 @@ static void test_client_ids(void **state)
 			    "client_id_suffix_refused");
 	assert_string_equal(moat_client_id_verdict_name(MOAT_CLIENT_ID_BAD_SUFFIX),
 			    "bad_client_id_suffix");
-	assert_string_equal(moat_client_id_verdict_name((enum moat_client_id_verdict)9),
-			    "unknown");
+	assert_string_equal(moat_client_id_verdict_name((enum moat_client_id_verdict)9), "unknown");
 }
 
 static void test_client_id_build(void **state)
@@ -316,12 +316,9 @@ static void test_client_id_build(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names_ok),
-		cmocka_unit_test(test_names_refused),
-		cmocka_unit_test(test_device_type),
-		cmocka_unit_test(test_roles),
-		cmocka_unit_test(test_client_cert),
-		cmocka_unit_test(test_client_ids),
+		cmocka_unit_test(test_names_ok),	cmocka_unit_test(test_names_refused),
+		cmocka_unit_test(test_device_type),	cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_client_cert),	cmocka_unit_test(test_client_ids),
 		cmocka_unit_test(test_client_id_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

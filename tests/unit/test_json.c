@@ -54,8 +54,7 @@ struct refusal {
 	const char *want;
 };
 
-static void refused_rows(const struct moat_json_limits *lim, const struct refusal *rows,
-			 size_t n)
+static void refused_rows(const struct moat_json_limits *lim, const struct refusal *rows, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		refused(lim, rows[i].text, rows[i].kind, rows[i].want);
@@ -257,7 +256,8 @@ static void test_duplicates(void **state)
 	static const struct refusal rows[] = {
 		{"{\"a\":1,\"a\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\""},
 		{"{\"x\":{\"b\":1,\"c\":2,\"b\":3}}", MOAT_JSON_DUPLICATE, "duplicate key \"b\""},
-		{"{\"x\":[{\"k\":1},{\"k\":1,\"k\":1}]}", MOAT_JSON_DUPLICATE, "duplicate key \"k\""},
+		{"{\"x\":[{\"k\":1},{\"k\":1,\"k\":1}]}", MOAT_JSON_DUPLICATE,
+		 "duplicate key \"k\""},
 		/* keys compare after unescaping: "\u0061" is "a" */
 		{"{\"a\":1,\"\\u0061\":2}", MOAT_JSON_DUPLICATE, "duplicate key \"a\""},
 	};

@@ -873,10 +873,14 @@ static void test_response(void **state)
 	resp_refused(RESP_HEAD ",\"detail\":\"\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\tb\"}", "invalid \"detail\"");
 	/* C1 controls and bidi overrides, raw or escaped: terminal control, never text */
-	resp_refused(RESP_HEAD ",\"detail\":\"a\xc2\x9b" "2J\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"a\xc2\x9b"
+			       "2J\"}",
+		     "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\u009b2J\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\u009d0;x\\u0007\"}", "invalid \"detail\"");
-	resp_refused(RESP_HEAD ",\"detail\":\"txt.exe\xe2\x80\xae" "fdp\"}", "invalid \"detail\"");
+	resp_refused(RESP_HEAD ",\"detail\":\"txt.exe\xe2\x80\xae"
+			       "fdp\"}",
+		     "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\u202eb\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"detail\":\"a\\u2066b\\u2069\"}", "invalid \"detail\"");
 	resp_refused(RESP_HEAD ",\"interval\":0}", "\"interval\" must be an integer");

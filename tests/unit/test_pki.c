@@ -34,7 +34,7 @@
 #define PASSPHRASE "correct horse battery"
 
 static char tmp_root[TU_TMPDIR_MAX];
-static struct moat_ca *test_ca;   /* ec-p256, with key */
+static struct moat_ca *test_ca; /* ec-p256, with key */
 static char *test_ca_pem;
 static int64_t now;
 
@@ -313,8 +313,10 @@ static void test_ca_export_load(void **state)
 	assert_int_equal(X509_cmp(ca->cert, test_ca->cert), 0);
 	assert_int_equal(EVP_PKEY_eq(ca->key, test_ca->key), 1);
 	/* the loaded CA issues certificates that verify under the original */
-	struct moat_issue_req req = {.cn = "from-loaded", .kind = MOAT_CERT_CLIENT,
-				     .not_before = now, .not_after = now + 3600};
+	struct moat_issue_req req = {.cn = "from-loaded",
+				     .kind = MOAT_CERT_CLIENT,
+				     .not_before = now,
+				     .not_after = now + 3600};
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
 	new_serial(serial, hex);
@@ -335,8 +337,7 @@ static void test_ca_export_load(void **state)
 	assert_int_equal(moat_pki_crl_build(ca, NULL, 0, 1, now, 30, &pem, &len, &err),
 			 MOAT_ESTATE);
 	assert_null(pem);
-	assert_int_equal(moat_pki_ca_export(ca, PASSPHRASE, &cert_pem, &cert_len, &pem, &len,
-					    &err),
+	assert_int_equal(moat_pki_ca_export(ca, PASSPHRASE, &cert_pem, &cert_len, &pem, &len, &err),
 			 MOAT_EINVAL);
 	moat_pki_ca_free(ca);
 	moat_pki_ca_free(NULL);
@@ -398,7 +399,8 @@ static void test_ca_load_refusals(void **state)
 	assert_int_equal(moat_pki_ca_load(path, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
 	assert_non_null(strstr(err.msg, "empty.crt: not a PEM certificate"));
 	tmp_path(path, sizeof(path), "garbage.crt");
-	tu_write_text(path, "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+	tu_write_text(path,
+		      "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
 	assert_int_equal(moat_pki_ca_load(path, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
 	assert_non_null(strstr(err.msg, "garbage.crt: not a PEM certificate"));
 	assert_int_equal(moat_pki_ca_load(other_key, other_key, NULL, &ca, &err), MOAT_ECRYPTO);
@@ -582,9 +584,11 @@ static void test_issue_expired_and_rsa(void **state)
 	char hex[MOAT_SERIAL_HEX_LEN];
 	new_serial(serial, hex);
 	struct moat_issued is;
-	struct moat_issue_req req = {.cn = "old", .kind = MOAT_CERT_CLIENT,
+	struct moat_issue_req req = {.cn = "old",
+				     .kind = MOAT_CERT_CLIENT,
 				     .key_type = MOAT_KEY_RSA_2048,
-				     .not_before = now - 7200, .not_after = now - 3600};
+				     .not_before = now - 7200,
+				     .not_after = now - 3600};
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
 	assert_int_equal(EVP_PKEY_get_bits(is.key), 2048);
 	assert_true(X509_get_key_usage(is.cert) & KU_KEY_ENCIPHERMENT);
@@ -642,8 +646,10 @@ static void test_issue_refusals(void **state)
 	char hex[MOAT_SERIAL_HEX_LEN];
 	new_serial(serial, hex);
 	struct moat_issued is;
-	struct moat_issue_req req = {.cn = "dev-1", .kind = MOAT_CERT_CLIENT,
-				     .not_before = now, .not_after = now};
+	struct moat_issue_req req = {.cn = "dev-1",
+				     .kind = MOAT_CERT_CLIENT,
+				     .not_before = now,
+				     .not_after = now};
 	/* validity that ends before it starts */
 	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), MOAT_EINVAL);
 	assert_non_null(strstr(err.msg, "validity"));
@@ -691,7 +697,7 @@ static void test_issue_refusals(void **state)
 	/* server SANs: anything that is not a host name or an address */
 	req.kind = MOAT_CERT_SERVER;
 	req.cn = "broker";
-	static const char *const bad_dns[] = {"a b", "a,DNS:evil.example", "host_name", "",
+	static const char *const bad_dns[] = {"a b",  "a,DNS:evil.example", "host_name", "",
 					      "x\ny", "*.example"};
 	for (size_t i = 0; i < sizeof(bad_dns) / sizeof(bad_dns[0]); i++) {
 		req.san_dns = &bad_dns[i];
@@ -702,8 +708,8 @@ static void test_issue_refusals(void **state)
 		}
 	}
 	req.san_dns_count = 0;
-	static const char *const bad_ip[] = {"256.1.1.1", "1.2.3", "localhost", "::g", "",
-					     "1.2.3.4,IP:5.6.7.8"};
+	static const char *const bad_ip[] = {"256.1.1.1", "1.2.3", "localhost",
+					     "::g",	  "",	   "1.2.3.4,IP:5.6.7.8"};
 	for (size_t i = 0; i < sizeof(bad_ip) / sizeof(bad_ip[0]); i++) {
 		req.san_ip = &bad_ip[i];
 		req.san_ip_count = 1;
@@ -756,10 +762,10 @@ static void test_crl(void **state)
 	assert_non_null(number);
 	assert_int_equal(ASN1_INTEGER_get(number), 7);
 	ASN1_INTEGER_free(number);
-	AUTHORITY_KEYID *akid = X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, NULL,
-						     NULL);
+	AUTHORITY_KEYID *akid = X509_CRL_get_ext_d2i(crl, NID_authority_key_identifier, NULL, NULL);
 	assert_non_null(akid);
-	assert_int_equal(ASN1_OCTET_STRING_cmp(akid->keyid, X509_get0_subject_key_id(test_ca->cert)),
+	assert_int_equal(ASN1_OCTET_STRING_cmp(akid->keyid,
+					       X509_get0_subject_key_id(test_ca->cert)),
 			 0);
 	AUTHORITY_KEYID_free(akid);
 	assert_int_equal(ASN1_TIME_cmp_time_t(X509_CRL_get0_nextUpdate(crl),
@@ -833,9 +839,8 @@ static void test_reasons(void **state)
 	static const struct {
 		const char *name;
 		int code;
-	} ok[] = {{"unspecified", 0},          {"key-compromise", 1},
-		  {"affiliation-changed", 3},  {"superseded", 4},
-		  {"cessation-of-operation", 5}, {"privilege-withdrawn", 9}};
+	} ok[] = {{"unspecified", 0}, {"key-compromise", 1},	     {"affiliation-changed", 3},
+		  {"superseded", 4},  {"cessation-of-operation", 5}, {"privilege-withdrawn", 9}};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		int r = -1;
 		assert_int_equal(moat_pki_reason_parse(ok[i].name, &r, &err), 0);
@@ -843,8 +848,9 @@ static void test_reasons(void **state)
 		assert_string_equal(moat_pki_reason_name(ok[i].code), ok[i].name);
 	}
 	/* reasons that make no sense for an identity CA are refused */
-	static const char *const bad[] = {"ca-compromise", "certificate-hold", "remove-from-crl",
-					  "unused", "", "Key-Compromise", "keyCompromise"};
+	static const char *const bad[] = {
+		"ca-compromise",  "certificate-hold", "remove-from-crl", "unused", "",
+		"Key-Compromise", "keyCompromise"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int r = 42;
 		assert_int_equal(moat_pki_reason_parse(bad[i], &r, &err), MOAT_EINVAL);
@@ -910,8 +916,8 @@ static void test_encrypted_pem_never_prompts(void **state)
 	char path[512];
 	tmp_path(path, sizeof(path), "enc.pem");
 	tu_write_text(path, "-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n"
-			 "DEK-Info: AES-128-CBC,00000000000000000000000000000000\n\n"
-			 "AAAAAAAAAAAAAAAAAAAAAA==\n-----END CERTIFICATE-----\n");
+			    "DEK-Info: AES-128-CBC,00000000000000000000000000000000\n\n"
+			    "AAAAAAAAAAAAAAAAAAAAAA==\n-----END CERTIFICATE-----\n");
 	int master = posix_openpt(O_RDWR | O_NOCTTY);
 	if (master < 0) {
 		skip(); /* no pseudo-terminals here: the check cannot run */
@@ -1008,14 +1014,14 @@ static void test_export_p12(void **state)
 	assert_null(der);
 	assert_non_null(strstr(err.msg, "p12-dev"));
 	/* garbage in any slot */
-	assert_int_equal(moat_pki_export_p12("junk", is.key_pem, test_ca_pem, "x", "pw", &der,
-					     &len, &err),
+	assert_int_equal(moat_pki_export_p12("junk", is.key_pem, test_ca_pem, "x", "pw", &der, &len,
+					     &err),
 			 MOAT_ECRYPTO);
 	assert_int_equal(moat_pki_export_p12(is.cert_pem, "junk", test_ca_pem, "x", "pw", &der,
 					     &len, &err),
 			 MOAT_ECRYPTO);
-	assert_int_equal(moat_pki_export_p12(is.cert_pem, is.key_pem, "junk", "x", "pw", &der,
-					     &len, &err),
+	assert_int_equal(moat_pki_export_p12(is.cert_pem, is.key_pem, "junk", "x", "pw", &der, &len,
+					     &err),
 			 MOAT_ECRYPTO);
 	assert_null(der);
 	assert_int_equal(ERR_peek_error(), 0);
@@ -1049,10 +1055,11 @@ static void test_export_c_header(void **state)
 	tmp_path(bin, sizeof(bin), "creds");
 	tmp_path(out, sizeof(out), "creds.out");
 	tu_write_text(hdr, text);
-	tu_write_text(prog, "#include <stdio.h>\n#include \"creds.h\"\n#include \"creds.h\"\n"
-			 "int main(void)\n{\n"
-			 "\tprintf(\"%s|%s|%s|%s\", DEVICE_ID, CA_CERT, DEVICE_CERT, DEVICE_KEY);\n"
-			 "\treturn 0;\n}\n");
+	tu_write_text(prog,
+		      "#include <stdio.h>\n#include \"creds.h\"\n#include \"creds.h\"\n"
+		      "int main(void)\n{\n"
+		      "\tprintf(\"%s|%s|%s|%s\", DEVICE_ID, CA_CERT, DEVICE_CERT, DEVICE_KEY);\n"
+		      "\treturn 0;\n}\n");
 	char cmd[4096];
 	snprintf(cmd, sizeof(cmd),
 		 "cc -std=c11 -Wall -Wextra -Werror -o '%s' '%s' && '%s' > '%s' && "
@@ -1078,15 +1085,15 @@ static void test_export_c_header(void **state)
 	static const char *const bad_ids[] = {"a\"b", "x*/y", "Dev", "", "a\\b", "a\nb"};
 	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
 		text = NULL;
-		if (moat_pki_export_c_header(bad_ids[i], is.cert_pem, is.key_pem, test_ca_pem, &text,
-					     &len, &err) != MOAT_EINVAL) {
+		if (moat_pki_export_c_header(bad_ids[i], is.cert_pem, is.key_pem, test_ca_pem,
+					     &text, &len, &err) != MOAT_EINVAL) {
 			free(text);
 			fail_msg("id '%s' accepted", bad_ids[i]);
 		}
 		assert_null(text);
 	}
-	assert_int_equal(moat_pki_export_c_header("hdr-dev", "a\"b", is.key_pem, test_ca_pem,
-						  &text, &len, &err),
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", "a\"b", is.key_pem, test_ca_pem, &text,
+						  &len, &err),
 			 MOAT_EINVAL);
 	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, "a\\b", test_ca_pem,
 						  &text, &len, &err),

@@ -37,7 +37,8 @@ static const struct row rows[] = {
 	{"devices/dev-a/telemetry", "", true, "empty"},
 	/* responses: the same */
 	{"devices/dev-a/command_responses", "{\"device_id\":\"dev-a\"}", false, NULL},
-	{"devices/dev-a/command_responses", "{\"device_id\":\"dev-b\"}", false, "device_id_mismatch"},
+	{"devices/dev-a/command_responses", "{\"device_id\":\"dev-b\"}", false,
+	 "device_id_mismatch"},
 	/* status: a status message of the sender; empty only to clear a retained one */
 	{"devices/dev-a/status", "{\"device_id\":\"dev-a\",\"status\":\"offline\"}", true, NULL},
 	{"devices/dev-a/status", "{\"device_id\":\"dev-a\",\"status\":\"online\"}", false, NULL},
@@ -76,7 +77,8 @@ static void test_table(void **state)
 		const char *got = check(r->topic, r->payload, strlen(r->payload), r->retain);
 		if (!r->want) {
 			if (got) {
-				fail_msg("row %zu (%s %s): refused %s", i, r->topic, r->payload, got);
+				fail_msg("row %zu (%s %s): refused %s", i, r->topic, r->payload,
+					 got);
 			}
 		} else if (!got || strcmp(got, r->want) != 0) {
 			fail_msg("row %zu (%s %s): want %s, got %s", i, r->topic, r->payload,

@@ -67,8 +67,7 @@ static void add_identity(struct moat_registry *reg, const char *id, enum moat_ro
 	}
 }
 
-static void add_cert(struct moat_registry *reg, const char *serial, const char *id,
-		     int64_t nb)
+static void add_cert(struct moat_registry *reg, const char *serial, const char *id, int64_t nb)
 {
 	struct moat_err err;
 	if (moat_registry_cert_insert(reg, serial, id, nb, nb + 3600, "PEM", &err) != 0) {
@@ -626,9 +625,10 @@ static void test_release_foreach_lists(void **state)
 	struct moat_err err;
 	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
 	add_identity(reg, "dev-2", MOAT_ROLE_DEVICE);
-	struct moat_release rs[] = {
-		release("sensor", "2.0.0", 'a', 100, 50), release("camera", "1.0.0", 'b', 0, 60),
-		release("sensor", "1.0.0", 'c', -1, 40), release("sensor", "10.0.0", 'd', 5, 70)};
+	struct moat_release rs[] = {release("sensor", "2.0.0", 'a', 100, 50),
+				    release("camera", "1.0.0", 'b', 0, 60),
+				    release("sensor", "1.0.0", 'c', -1, 40),
+				    release("sensor", "10.0.0", 'd', 5, 70)};
 	char *one[] = {"dev-1"};
 	for (size_t i = 0; i < 4; i++) {
 		bool list = rs[i].rollout_percent == -1;
@@ -645,7 +645,8 @@ static void test_release_foreach_lists(void **state)
 	assert_string_equal(w.seen[2], "sensor/2.0.0");
 	assert_string_equal(w.seen[3], "sensor/10.0.0");
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(moat_registry_release_foreach(reg, "camera", release_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_release_foreach(reg, "camera", release_walk_cb, &w, &err),
+			 0);
 	assert_int_equal(w.n, 1);
 	memset(&w, 0, sizeof(w));
 	assert_int_equal(moat_registry_release_foreach(reg, "drone", release_walk_cb, &w, &err), 0);
@@ -755,8 +756,9 @@ static void test_update_events(void **state)
 
 	/* newest first, every field back */
 	struct event_walk w = {0};
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, 2);
 	assert_string_equal(w.first.device, "dev-1");
 	assert_int_equal(w.first.stage, MOAT_UPD_REFUSED);
@@ -765,16 +767,19 @@ static void test_update_events(void **state)
 	assert_string_equal(w.first.reason, "rollback");
 	assert_int_equal(w.first.at, 101);
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 1, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 1, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, 1);
 	memset(&w, 0, sizeof(w));
 	w.stop_after = 1;
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err), 7);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w,
+							    &err),
+			 7);
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-2", 10, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-2", 10, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, 0);
 
 	/* an unknown device: refused, nothing recorded */
@@ -790,13 +795,15 @@ static void test_update_events(void **state)
 		record(reg, &ev);
 	}
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-2", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-2", 1000, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
 	assert_int_equal(w.first.at, 200 + MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 2);
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, 2);
 }
 
@@ -807,12 +814,13 @@ static void test_update_event_bad_stage(void **state)
 	struct moat_registry *reg = *state;
 	struct moat_err err;
 	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
-	raw_exec(db_path, "PRAGMA ignore_check_constraints = ON; "
-			  "INSERT INTO update_events(device, at, stage) VALUES ('dev-1', 1, 'exploded')");
+	raw_exec(db_path,
+		 "PRAGMA ignore_check_constraints = ON; "
+		 "INSERT INTO update_events(device, at, stage) VALUES ('dev-1', 1, 'exploded')");
 	struct event_walk w = {0};
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w, &err),
-		MOAT_EDB);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w,
+							    &err),
+			 MOAT_EDB);
 	assert_string_equal(err.msg, "registry: update_events: bad stage");
 	assert_int_equal(w.n, 0);
 }
@@ -830,8 +838,9 @@ static void test_update_event_atomic(void **state)
 	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
 	assert_non_null(strstr(err.msg, "registry: record running version: firmware refused"));
 	struct event_walk w = {0};
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, 0);
 
 	raw_exec(db_path, "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
@@ -844,8 +853,9 @@ static void test_update_event_atomic(void **state)
 	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
 	assert_non_null(strstr(err.msg, "registry: prune update events: prune refused"));
 	memset(&w, 0, sizeof(w));
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 1000, event_walk_cb, &w,
+							    &err),
+			 0);
 	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
 	assert_int_not_equal(w.first.at, 999);
 }
@@ -879,9 +889,9 @@ static void test_release_tables_missing(void **state)
 	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
 	assert_non_null(strstr(err.msg, "registry: record update event: no such table"));
 	struct event_walk ew = {0};
-	assert_int_equal(
-		moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &ew, &err),
-		MOAT_EDB);
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &ew,
+							    &err),
+			 MOAT_EDB);
 	assert_non_null(strstr(err.msg, "registry: list update events: no such table"));
 	char running[MOAT_FW_VERSION_MAX_LEN + 1];
 	assert_int_equal(moat_registry_running_version(reg, "dev-1", running, &err), MOAT_EDB);
@@ -924,8 +934,7 @@ int main(void)
 						reg_teardown),
 		cmocka_unit_test_setup_teardown(test_release_tables_missing, reg_setup,
 						reg_teardown),
-		cmocka_unit_test_setup_teardown(test_release_insert_fails, reg_setup,
-						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_insert_fails, reg_setup, reg_teardown),
 		cmocka_unit_test(test_update_stage_names),
 		cmocka_unit_test_setup_teardown(test_update_events, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_update_event_bad_stage, reg_setup,

@@ -420,10 +420,12 @@ static void test_store_events(void **state)
 	assert_int_equal(moat_registry_running_version(s->reg, "a1", running, &err), 0);
 	assert_string_equal(running, "1.1.0");
 	size_t n = 0;
-	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 3, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 3, count_cb, &n, &err),
+			 0);
 	assert_int_equal(n, 3);
 	n = 0;
-	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 100, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 100, count_cb, &n, &err),
+			 0);
 	assert_int_equal(n, 5);
 	/* Pruned to the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE per device; a2 keeps its own. */
 	snprintf(ev.device, sizeof(ev.device), "a2");
@@ -436,10 +438,12 @@ static void test_store_events(void **state)
 		assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	}
 	n = 0;
-	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 1000, count_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a1", 1000, count_cb, &n, &err),
+			 0);
 	assert_int_equal(n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
 	n = 0;
-	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a2", 1000, any_cb, &n, &err), 0);
+	assert_int_equal(moat_registry_update_event_foreach(s->reg, "a2", 1000, any_cb, &n, &err),
+			 0);
 	assert_int_equal(n, 1);
 	snprintf(ev.device, sizeof(ev.device), "ghost");
 	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);

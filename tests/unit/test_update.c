@@ -575,7 +575,8 @@ static void boot_at(struct ctx *c, int64_t now, bool memfd, struct boot *b)
 	b->trial = true; /* each output must be written */
 	b->reverted = true;
 	b->rc = moat_boot_prepare(c->state, now, 60, &b->slot, &b->trial, memfd ? &b->fd : NULL,
-				  memfd ? &b->m : NULL, &b->reverted, b->why, sizeof(b->why), &b->e);
+				  memfd ? &b->m : NULL, &b->reverted, b->why, sizeof(b->why),
+				  &b->e);
 }
 
 /* A boot that must succeed, starting slot (on trial or not, after a revert or not); its

@@ -148,9 +148,24 @@ static void test_int_parse_rejects(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",     " 5",  "5 ",  "+5",  "5x",  "0x10", "1e3", "--5", "5-", "\t5",
-		"\n5",  "5\n", "1.5", "abc", "-",   "9223372036854775808",
-		"-9223372036854775809", "99999999999999999999999999999999999999",
+		"",
+		" 5",
+		"5 ",
+		"+5",
+		"5x",
+		"0x10",
+		"1e3",
+		"--5",
+		"5-",
+		"\t5",
+		"\n5",
+		"5\n",
+		"1.5",
+		"abc",
+		"-",
+		"9223372036854775808",
+		"-9223372036854775809",
+		"99999999999999999999999999999999999999",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct moat_err err;
@@ -180,16 +195,11 @@ static void test_duration_ok(void **state)
 		int64_t unit;
 		int64_t want;
 	} ok[] = {
-		{"10s", 1, 10},
-		{"90m", 1, 5400},
-		{"12h", 1, 43200},
-		{"30d", 1, 2592000},
-		{"2w", 1, 1209600},
-		{"7", 86400, 604800},
-		{"7", 1, 7},
-		{"0", 1, 0},
-		{"0d", 1, 0},
-		{"15250284452471w", 1, INT64_C(15250284452471) * 604800},
+		{"10s", 1, 10},	    {"90m", 1, 5400},
+		{"12h", 1, 43200},  {"30d", 1, 2592000},
+		{"2w", 1, 1209600}, {"7", 86400, 604800},
+		{"7", 1, 7},	    {"0", 1, 0},
+		{"0d", 1, 0},	    {"15250284452471w", 1, INT64_C(15250284452471) * 604800},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct moat_err err;
@@ -205,9 +215,26 @@ static void test_duration_rejects(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",    "s",   "-5s", "5x",   "5ss", "1.5h", " 5s", "5 s", "5s ", "+5s",
-		"\t5", "5S",  "d5",  "5dd",  "0x5", "15250284452472w",
-		"99999999999999999999s", "5\n", "-0", "-0s",
+		"",
+		"s",
+		"-5s",
+		"5x",
+		"5ss",
+		"1.5h",
+		" 5s",
+		"5 s",
+		"5s ",
+		"+5s",
+		"\t5",
+		"5S",
+		"d5",
+		"5dd",
+		"0x5",
+		"15250284452472w",
+		"99999999999999999999s",
+		"5\n",
+		"-0",
+		"-0s",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct moat_err err;
@@ -724,8 +751,7 @@ static void test_config_typed(void **state)
 	assert_int_equal(v, 77);
 	assert_int_equal(moat_config_get_int(cfg, "s", "big", 1, 1, 65535, &v, &err), MOAT_EINVAL);
 	assert_string_equal(err.msg, "moat.conf:3: [s] big: '70000': out of range 1..65535");
-	assert_int_equal(moat_config_get_int(cfg, "s", "junk", 1, 1, 65535, &v, &err),
-			 MOAT_EINVAL);
+	assert_int_equal(moat_config_get_int(cfg, "s", "junk", 1, 1, 65535, &v, &err), MOAT_EINVAL);
 	assert_string_equal(err.msg, "moat.conf:4: [s] junk: '12x': not an integer");
 
 	assert_int_equal(moat_config_get_bool(cfg, "s", "on", false, &b, &err), 0);
@@ -738,8 +764,7 @@ static void test_config_typed(void **state)
 	assert_string_equal(err.msg, "moat.conf:7: [s] maybe: 'perhaps' is not true or false");
 	assert_int_equal(moat_config_get_bool(cfg, "s", "upper", true, &b, &err), MOAT_EINVAL);
 
-	assert_int_equal(moat_config_get_duration(cfg, "s", "ttl", 1, 1, 400 * 86400, &v, &err),
-			 0);
+	assert_int_equal(moat_config_get_duration(cfg, "s", "ttl", 1, 1, 400 * 86400, &v, &err), 0);
 	assert_int_equal(v, 30 * 86400);
 	assert_int_equal(moat_config_get_duration(cfg, "s", "absent", 99, 1, 100, &v, &err), 0);
 	assert_int_equal(v, 99);
@@ -925,8 +950,10 @@ static void test_log_fields(void **state)
 	/* C0, DEL, C1, bidi controls and invalid UTF-8 */
 	assert_string_equal(logf_(b, sizeof(b), "r=%s", "a\nb\rc\td\x1b[31m\x7f"),
 			    "r=\"a\\nb\\rc\\td\\x1b[31m\\x7f\"");
-	assert_string_equal(logf_(b, sizeof(b), "r=%s", "\xc2\x9b" "2J \xc2\x9d \xe2\x80\xae"
-						       "\xe2\x81\xa6"),
+	assert_string_equal(logf_(b, sizeof(b), "r=%s",
+				  "\xc2\x9b"
+				  "2J \xc2\x9d \xe2\x80\xae"
+				  "\xe2\x81\xa6"),
 			    "r=\"\\u009b2J \\u009d \\u202e\\u2066\"");
 	assert_string_equal(logf_(b, sizeof(b), "r=%s", "\xff\xc3(\xe2\x82"),
 			    "r=\"\\xff\\xc3(\\xe2\\x82\"");
@@ -937,8 +964,7 @@ static void test_log_fields(void **state)
 			    "a=1 c=3");
 	assert_string_equal(logf_(b, sizeof(b), "a=%s b=\"%s\"", "1", (const char *)NULL), "a=1");
 	assert_string_equal(logf_(b, sizeof(b), "a=%s b=%s", (const char *)NULL, "2"), "b=2");
-	assert_string_equal(logf_(b, sizeof(b), "%s%% %-4d|%5s", "p", 7, "x"),
-			    "p% 7   |x");
+	assert_string_equal(logf_(b, sizeof(b), "%s%% %-4d|%5s", "p", 7, "x"), "p% 7   |x");
 }
 
 /* A line cut short still closes its quotes and never cuts an escape. */
@@ -1152,10 +1178,11 @@ static void test_spawn_capture_bound(void **state)
 	(void)state;
 	/* far more than the bound on both streams: kept within it, the rest drained, so the
 	 * child is never blocked on a full pipe */
-	assert_int_equal(run_sh("i=0; while [ $i -lt 2000 ]; do echo 0123456789; echo abcdefghij >&2; "
-				"i=$((i+1)); done",
-				NULL, &out, &eout, &status, &err),
-			 0);
+	assert_int_equal(
+		run_sh("i=0; while [ $i -lt 2000 ]; do echo 0123456789; echo abcdefghij >&2; "
+		       "i=$((i+1)); done",
+		       NULL, &out, &eout, &status, &err),
+		0);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	assert_int_equal(out.len, sizeof(buf) - 1);
@@ -1248,8 +1275,10 @@ static void test_spawn_child_fn_and_fds(void **state)
 	int fd = open("/dev/null", O_RDONLY);
 	assert_true(fd > 2);
 	char script[128];
-	snprintf(script, sizeof(script), "[ -e /proc/self/fd/%d ] && echo open || echo closed; "
-		 "echo $MOAT_SPAWN_TEST", fd);
+	snprintf(script, sizeof(script),
+		 "[ -e /proc/self/fd/%d ] && echo open || echo closed; "
+		 "echo $MOAT_SPAWN_TEST",
+		 fd);
 	char *argv[] = {"/bin/sh", "-c", script, NULL};
 	char env0[] = "MOAT_SPAWN_TEST=yes";
 	char *env[] = {env0, NULL};

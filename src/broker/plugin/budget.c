@@ -148,13 +148,14 @@ bool moat_plugin_budget_allows(struct mp_state *st, const struct mp_event *ev, i
 	}
 	bool ok = source_allows(st, ev, now_ms, out_suppressed);
 	if (ok) {
-		uint32_t kind_budget = (ev->kind == MP_EV_CONNECTED || ev->kind == MP_EV_DISCONNECTED)
-					       ? MP_EVENTS_SESSION_PER_KIND_WINDOW
-					       : MP_EVENTS_PER_KIND_WINDOW;
+		uint32_t kind_budget =
+			(ev->kind == MP_EV_CONNECTED || ev->kind == MP_EV_DISCONNECTED)
+				? MP_EVENTS_SESSION_PER_KIND_WINDOW
+				: MP_EVENTS_PER_KIND_WINDOW;
 		ok = window_take(&st->kind_window_ms[ev->kind], &st->kind_in_window[ev->kind],
 				 kind_budget, now_ms) &&
-		     window_take(&st->events_window_ms, &st->events_in_window,
-				 MP_EVENTS_PER_S_MAX, now_ms);
+		     window_take(&st->events_window_ms, &st->events_in_window, MP_EVENTS_PER_S_MAX,
+				 now_ms);
 	}
 	if (!ok) {
 		st->events_dropped++;

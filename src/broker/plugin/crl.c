@@ -195,4 +195,3 @@ out:
 	free(data);
 	return rc;
 }
-

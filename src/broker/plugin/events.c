@@ -26,9 +26,9 @@
 #include "plugin_internal.h"
 
 static const char *const kind_names[MP_EV_COUNT] = {
-	"auth_refused",	  "acl_denied",	     "rate_limited", "payload_rejected",
-	"revoked_kicked", "flapping_banned", "connected",    "disconnected",
-	"subscription_limited", "crl_rejected", "events_suppressed",
+	"auth_refused",		"acl_denied",	   "rate_limited",	"payload_rejected",
+	"revoked_kicked",	"flapping_banned", "connected",		"disconnected",
+	"subscription_limited", "crl_rejected",	   "events_suppressed",
 };
 
 const char *moat_plugin_event_name(enum mp_event_kind kind)
@@ -165,8 +165,8 @@ void moat_plugin_event_summary(struct mp_state *st, int64_t now_ms)
 		if (st->unreported[k] == 0) {
 			continue;
 		}
-		int n = snprintf(detail + used, sizeof(detail) - used, "%s%s=%llu",
-				 used ? " " : "", moat_plugin_event_name((enum mp_event_kind)k),
+		int n = snprintf(detail + used, sizeof(detail) - used, "%s%s=%llu", used ? " " : "",
+				 moat_plugin_event_name((enum mp_event_kind)k),
 				 (unsigned long long)st->unreported[k]);
 		if (n < 0 || (size_t)n >= sizeof(detail) - used) {
 			break; /* cannot happen: 11 kinds of at most 40 bytes each */

@@ -45,4 +45,3 @@ int moat_plugin_file_changed(const char *path, struct mp_file_stamp *stamp, bool
 	*stamp = now;
 	return 1;
 }
-

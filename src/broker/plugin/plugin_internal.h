@@ -216,8 +216,9 @@ struct mp_event {
 	const char *reason; /* short machine word, e.g. "client_id_mismatch"; may be NULL */
 	const char *detail; /* human sentence; may be NULL */
 };
-/* Counts the event, and unless it is over a budget (budget.c) publishes it on moat/events/<kind> and appends it to the events file. Never fails the
- * caller: an event that cannot be written is logged to the broker's log. */
+/* Counts the event, and unless it is over a budget (budget.c) publishes it on moat/events/<kind>
+ * and appends it to the events file. Never fails the caller: an event that cannot be written is
+ * logged to the broker's log. */
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
 const char *moat_plugin_event_name(enum mp_event_kind kind);
 /* moat_plugin_event for something client did: client id and address are the client's. */

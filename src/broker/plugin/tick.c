@@ -55,7 +55,8 @@ static void apply_unbans(struct mp_state *st)
 	for (size_t i = 0; i < st->policy.unban_count; i++) {
 		const struct moat_policy_unban *u = &st->policy.unbans[i];
 		struct mp_ident *id = moat_plugin_ident_find(st, u->name);
-		if (!id || !id->flap_ready || !moat_flap_banned(&id->flap, moat_time_mono_ms(), NULL) ||
+		if (!id || !id->flap_ready ||
+		    !moat_flap_banned(&id->flap, moat_time_mono_ms(), NULL) ||
 		    id->banned_at_s > u->before_s) {
 			continue;
 		}
