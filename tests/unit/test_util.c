@@ -1,8 +1,7 @@
 /* test_util.c: pins the contracts of src/util (err.h, fsutil.h, timeutil.h, config.h, log.h,
- * buf.h),
- * with a test for every rejection path: numbers and durations that overflow or carry
- * garbage, config files with duplicate keys, keys outside a section, overlong lines, NUL
- * bytes and bad typed values (messages must name file and line), and atomic writes that
+ * buf.h, spawn.h, text.h, opts.h), with a test for every rejection path: numbers and durations that
+ * overflow or carry garbage, config files with duplicate keys, keys outside a section, overlong
+ * lines, NUL bytes and bad typed values (messages must name file and line), and atomic writes that
  * fail half-way (no temporary file may survive, the target must stay untouched); and the
  * child-process helper (spawn.h): exit status, death by a signal, bounded capture, stdin,
  * exec failure, descriptor hygiene and child functions. */
@@ -31,6 +30,7 @@
 #include "moat/err.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/opts.h"
 #include "moat/spawn.h"
 #include "moat/text.h"
 #include "moat/timeutil.h"
@@ -1292,6 +1292,119 @@ static void test_spawn_child_fn_and_fds(void **state)
 	close(fd);
 }
 
+/* ---- opts.h ---- */
+
+static int opt_even(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t v = 0;
+	if (moat_int_parse(value, 0, 100, &v, err) != 0 || v % 2 != 0) {
+		return moat_err_set(err, MOAT_EINVAL, "--even: '%s' is not an even number", value);
+	}
+	*(int64_t *)dst = v;
+	return 0;
+}
+
+static int opt_plain_refusal(void *dst, const char *value, struct moat_err *err)
+{
+	(void)dst;
+	(void)value;
+	err->msg[0] = '\0';
+	return MOAT_EINVAL;
+}
+
+struct opt_vals {
+	bool flag;
+	const char *name;
+	int64_t count;
+	int64_t even;
+	const char *items[2];
+	struct moat_opt_list list;
+};
+
+/* Parses args (NULL-terminated, after the program name) with a table of every kind; the
+ * status, and *out_next on MOAT_OPTS_CONTINUE. */
+static int parse_with(struct opt_vals *v, bool no_operands, char **args, int *out_next)
+{
+	static char prog[] = "prog";
+	char *argv[16] = {prog};
+	int argc = 1;
+	for (; args[argc - 1]; argc++) {
+		argv[argc] = args[argc - 1];
+	}
+	memset(v, 0, sizeof(*v));
+	v->list = (struct moat_opt_list){.items = v->items, .max = 2};
+	const struct moat_opt opts[] = {
+		{.name = "flag", .kind = MOAT_OPT_FLAG, .letter = 'f', .dst = &v->flag},
+		{.name = "name", .kind = MOAT_OPT_STRING, .dst = &v->name},
+		{.name = "count", .kind = MOAT_OPT_INT, .dst = &v->count, .min = 1, .max = 10},
+		{.name = "even", .kind = MOAT_OPT_FN, .dst = &v->even, .fn = opt_even},
+		{.name = "plain", .kind = MOAT_OPT_FN, .fn = opt_plain_refusal},
+		{.name = "item", .kind = MOAT_OPT_LIST, .dst = &v->list},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {.prog = "prog",
+					    .usage = "usage: prog [options]",
+					    .opts = opts,
+					    .on_error = MOAT_OPTS_ERROR_QUIET,
+					    .no_operands = no_operands};
+	return moat_opts_parse(&spec, argc, argv, 1, out_next);
+}
+
+/* Every kind stores its value; operands stay after the options (permuted). */
+static void test_opts_accepted(void **state)
+{
+	(void)state;
+	struct opt_vals v;
+	int next = -1;
+	char *args[] = {"-f",	    "--name", "x", "op1",    "--count", "10",
+			"--even=4", "--item", "a", "--item", "b",	NULL};
+	assert_int_equal(parse_with(&v, false, args, &next), MOAT_OPTS_CONTINUE);
+	assert_true(v.flag);
+	assert_string_equal(v.name, "x");
+	assert_int_equal(v.count, 10);
+	assert_int_equal(v.even, 4);
+	assert_int_equal(v.list.count, 2);
+	assert_string_equal(v.items[1], "b");
+	assert_int_equal(next, 11); /* the operand, moved past the options */
+
+	char *none[] = {NULL};
+	assert_int_equal(parse_with(&v, true, none, &next), MOAT_OPTS_CONTINUE);
+	assert_int_equal(next, 1);
+	char *help[] = {"--help", NULL};
+	assert_int_equal(parse_with(&v, false, help, &next), 0);
+}
+
+/* Every refusal is bad usage (exit 2) and stores nothing past it. */
+static void test_opts_refused(void **state)
+{
+	(void)state;
+	struct opt_vals v;
+	int next = -1;
+	char *unknown[] = {"--bogus", NULL};
+	char *missing[] = {"--name", NULL};
+	char *not_int[] = {"--count", "ten", NULL};
+	char *too_big[] = {"--count", "11", NULL};
+	char *too_small[] = {"--count", "0", NULL};
+	char *odd[] = {"--even", "3", NULL};
+	char *plain[] = {"--plain", "x", NULL};
+	char *list_full[] = {"--item", "a", "--item", "b", "--item", "c", NULL};
+	char *flag_arg[] = {"--flag=yes", NULL};
+	char *operand[] = {"-f", "stray", NULL};
+	char **refused[] = {unknown, missing, not_int,	 too_big, too_small,
+			    odd,     plain,   list_full, flag_arg};
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		assert_int_equal(parse_with(&v, false, refused[i], &next), MOAT_OPTS_USAGE_EXIT);
+		if (refused[i] == list_full) {
+			assert_int_equal(v.list.count, 2); /* the third --item was not stored */
+		}
+	}
+	assert_int_equal(parse_with(&v, true, operand, &next), MOAT_OPTS_USAGE_EXIT);
+	/* the same operand is fine where operands are */
+	assert_int_equal(parse_with(&v, false, operand, &next), MOAT_OPTS_CONTINUE);
+	assert_int_equal(next, 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1325,6 +1438,8 @@ int main(void)
 		cmocka_unit_test(test_log_fields),
 		cmocka_unit_test(test_log_cut),
 		cmocka_unit_test(test_text_escape),
+		cmocka_unit_test(test_opts_accepted),
+		cmocka_unit_test(test_opts_refused),
 		cmocka_unit_test(test_buf_grows),
 		cmocka_unit_test(test_buf_refuses_over_max),
 		cmocka_unit_test(test_spawn_exit_status),
