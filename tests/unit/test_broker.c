@@ -396,19 +396,26 @@ static void test_policy_limits(void **state)
 	moat_policy_init(&p);
 	struct moat_config *cfg = conf_of("[policy]\noperator_write_commands = no\n"
 					  "device_msgs_per_s = 5\ndevice_max_payload = 1024\n"
-					  "flap_window = 2m\nflap_ban = 1h\n");
+					  "flap_window = 2m\nflap_ban = 1h\n"
+					  "service_flap_connects = 20\noperator_flap_ban = 30s\n");
 	assert_int_equal(moat_broker_policy_limits(cfg, &p, &err), 0);
 	assert_false(p.operator_write_commands);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].msgs_per_s, 5);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].max_payload, 1024);
 	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].window_s, 120);
 	assert_int_equal(p.flapping[MOAT_ROLE_DEVICE].ban_s, 3600);
+	/* the per-role keys reach their role only */
+	assert_int_equal(p.flapping[MOAT_ROLE_SERVICE].connects, 20);
+	assert_int_equal(p.flapping[MOAT_ROLE_OPERATOR].ban_s, 30);
+	assert_int_not_equal(p.flapping[MOAT_ROLE_DEVICE].connects, 20);
 	moat_config_free(cfg);
 
 	static const char *const bad[] = {
-		"[policy]\ndevice_burst = 0\n",	       "[policy]\ndevice_max_payload = 0\n",
-		"[policy]\nservice_msgs_per_s = -1\n", "[policy]\nflap_window = 0\n",
-		"[policy]\nflap_ban = 9999w\n",	       "[policy]\nrobot_msgs_per_s = 1\n",
+		"[policy]\ndevice_burst = 0\n",		  "[policy]\ndevice_max_payload = 0\n",
+		"[policy]\nservice_msgs_per_s = -1\n",	  "[policy]\nflap_window = 0\n",
+		"[policy]\nflap_ban = 9999w\n",		  "[policy]\nrobot_msgs_per_s = 1\n",
+		"[policy]\nservice_flap_connects = 32\n", "[policy]\noperator_flap_window = 0\n",
+		"[policy]\noperator_flap_ban = 9999w\n",  "[policy]\ndevice_flap_ban = 1h\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		moat_policy_init(&p);
