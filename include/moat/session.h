@@ -55,14 +55,18 @@ unsigned moat_session_failures(const struct moat_session *s);
 
 struct moat_loop_stats {
 	size_t sessions, up;
+	/* the most sessions up at once so far: counted at every change of state, so a moment
+	 * shorter than a tick is not missed */
+	size_t up_peak;
 	size_t published; /* devices with at least one acknowledged message */
 	uint64_t telemetry_sent, errors;
 };
 
 /* Runs the sessions until *stop becomes non-zero (set from a signal handler); then
  * publishes offline for every connected device, disconnects and persists the queues.
- * on_tick (may be NULL) is called about every 200 ms with the loop's statistics; it
- * returns false to stop. A device's reboot request makes the loop return with
+ * on_tick (may be NULL) is called about every 200 ms with the loop's statistics (it
+ * returns false to stop) and once more when every session is closed, with the final
+ * figures (its return value is then ignored). A device's reboot request makes the loop return with
  * *out_reboot = true (moat-agent then re-executes itself); with out_reboot NULL (the
  * simulator) the loop restarts that device's session instead. The sessions stay the
  * caller's. */

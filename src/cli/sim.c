@@ -63,9 +63,7 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 		}
 	}
 	v->last = *st;
-	if (st->up > v->peak_up) {
-		v->peak_up = st->up;
-	}
+	v->peak_up = st->up_peak;
 	int64_t every = v->tty ? 1000 : 5000;
 	if (!v->json && now - v->last_print_ms >= every) {
 		double secs = (double)(now - v->last_print_ms) / 1000.0;

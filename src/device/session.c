@@ -480,10 +480,12 @@ static void finish_close(struct moat_session *s, int64_t now)
 	}
 }
 
-static void collect(struct moat_session **ss, size_t count, struct moat_loop_stats *st)
+static void collect(struct moat_session **ss, size_t count, size_t up_peak,
+		    struct moat_loop_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->sessions = count;
+	st->up_peak = up_peak;
 	for (size_t i = 0; i < count; i++) {
 		if (ss[i]->state == MOAT_SESSION_UP) {
 			st->up++;
@@ -516,9 +518,27 @@ struct pass {
 	size_t *owner;	/* pfd[k] is the socket of session owner[k] */
 	size_t n;	/* entries in pfd */
 	size_t started; /* connection attempts started in this pass */
+	size_t up;	/* sessions up now, kept by count_up after every step */
+	size_t up_peak; /* the most up at once since the loop started */
 	int64_t wait;	/* how long poll() may sleep */
 	bool stopping;	/* the loop is closing every session */
 };
+
+/* Keeps p->up and p->up_peak exact: called after every step of the loop that may change a
+ * session's state (begin_close, prepare_session, service_session: the callbacks that set
+ * UP run inside libmosquitto calls made by the last two). */
+static void count_up(struct pass *p, bool was_up, const struct moat_session *s)
+{
+	bool is_up = s->state == MOAT_SESSION_UP;
+	if (is_up && !was_up) {
+		p->up++;
+		if (p->up > p->up_peak) {
+			p->up_peak = p->up;
+		}
+	} else if (was_up && !is_up) {
+		p->up--;
+	}
+}
 
 /* Session i before poll(): starts a due connection attempt, ticks the device, acts on a
  * reboot request, times out a handshake, moves a close along, runs libmosquitto's timers
@@ -666,7 +686,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		if (*stop && !p.stopping) {
 			p.stopping = true;
 			for (size_t i = 0; i < count; i++) {
+				bool was_up = ss[i]->state == MOAT_SESSION_UP;
 				begin_close(ss[i], now, false);
+				count_up(&p, was_up, ss[i]);
 			}
 		}
 		bool active = false;
@@ -678,7 +700,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 				continue;
 			}
 			active = true;
+			bool was_up = ss[i]->state == MOAT_SESSION_UP;
 			prepare_session(ss[i], i, now, &p, stop, out_reboot);
+			count_up(&p, was_up, ss[i]);
 		}
 		if (!active) {
 			break;
@@ -686,7 +710,7 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		if (on_tick && now - last_tick >= TICK_MS) {
 			struct moat_loop_stats st;
 			last_tick = now;
-			collect(ss, count, &st);
+			collect(ss, count, p.up_peak, &st);
 			if (!on_tick(&st, ctx)) {
 				*stop = 1;
 			}
@@ -706,11 +730,19 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		for (size_t k = 0; k < p.n && pr > 0; k++) {
 			struct moat_session *s = ss[p.owner[k]];
 			if (p.pfd[k].revents && s->mosq) {
+				bool was_up = s->state == MOAT_SESSION_UP;
 				service_session(s, p.pfd[k].revents, now);
+				count_up(&p, was_up, s);
 			}
 		}
 	}
 	drop_all(ss, count);
+	if (on_tick) {
+		/* the final figures: the peak may have been reached after the last tick */
+		struct moat_loop_stats st;
+		collect(ss, count, p.up_peak, &st);
+		(void)on_tick(&st, ctx);
+	}
 	free(p.pfd);
 	free(p.owner);
 	return rc;
