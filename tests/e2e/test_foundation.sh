@@ -232,13 +232,14 @@ check_consistent() {
 }
 check_consistent "after bulk add"
 
-staging_exists() { ls -d "$D"/pki/.staging-* >/dev/null 2>&1; }
+# staging_has PREFIX: the bulk add of PREFIX-... is under way: it has issued identities into
+# its staging directory
+staging_has() { ls -d "$D"/pki/.staging-*/"$1"-* >/dev/null 2>&1; }
 
 # interrupted bulk add (SIGINT): nothing is added
 moat device add --prefix intr --count 200000 >/dev/null 2>"$T/intr.err" &
 pid=$!
-wait_for 60 staging_exists || fail "bulk add did not start"
-sleep 0.5
+wait_for 60 staging_has intr || fail "bulk add did not start"
 kill -INT $pid
 set +e; wait $pid; rc=$?; set -e
 [ $rc -ne 0 ] || fail "interrupted bulk add exited 0"
@@ -250,8 +251,7 @@ pass "SIGINT during bulk add: nothing added"
 # killed bulk add (SIGKILL): the next change repairs the directory
 moat device add --prefix killed --count 200000 >/dev/null 2>&1 &
 pid=$!
-wait_for 60 staging_exists || fail "bulk add did not start"
-sleep 0.5
+wait_for 60 staging_has killed || fail "bulk add did not start"
 kill -KILL $pid
 set +e; wait $pid; set -e
 expect_ok "add after a killed bulk add" moat device add after-kill
