@@ -130,9 +130,34 @@ MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
 /* Revokes the identity's current certificate, marks it revoked and rewrites pki/crl.pem. */
 MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
-/* New key and certificate for id; the old certificate is revoked (superseded). */
+/* New key and certificate for id; the old certificate is revoked (superseded). A disabled
+ * identity is refused (MOAT_ESTATE), and so is one whose certificate was revoked for key
+ * or CA compromise (moat_deploy_compromised): renewing it would hand the compromised
+ * device's holder a working identity again. */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
+/* moat_deploy_renew for an identity revoked for compromise too: the operator said so. The
+ * new certificate is always for a new key, never the compromised one. */
+MOAT_MUST_CHECK int moat_deploy_renew_forced(struct moat_deploy *d, const char *id, int64_t days,
+					     struct moat_err *err);
+/* RFC 5280 reason codes that mean the key can no longer be trusted. */
+#define MOAT_REASON_KEY_COMPROMISE 1
+#define MOAT_REASON_CA_COMPROMISE 2
+/* true when the identity's current certificate was revoked for key or CA compromise. */
+bool moat_deploy_compromised(const struct moat_identity *ident);
+/* Disables (refused by the broker plugin and moatd, its certificate stays valid and
+ * unrevoked) or enables again. Needs no CA key. MOAT_ESTATE when it is revoked, or already
+ * in the state asked for; MOAT_ENOENT when unknown. The caller syncs the broker
+ * (moat_broker_sync), which kicks a connected client that was disabled. */
+MOAT_MUST_CHECK int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disabled,
+					     struct moat_err *err);
+/* Deletes id: revokes its current certificate (with reason) unless it is revoked already,
+ * removes its registry rows (moat_registry_identity_delete: the revoked certificates stay in
+ * the CRL and the deletion is recorded), rewrites pki/crl.pem, then removes
+ * pki/identities/<id>/. Requires moat_deploy_unlock. MOAT_ENOENT when unknown (deleting
+ * twice). The name can be added again later, as a new identity with a new key. */
+MOAT_MUST_CHECK int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason,
+				       struct moat_err *err);
 /* Regenerates and atomically writes pki/crl.pem from the registry. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 
