@@ -80,6 +80,8 @@ MOAT_MUST_CHECK int moat_registry_cert_insert(struct moat_registry *reg, const c
 					      const char *identity, int64_t not_before,
 					      int64_t not_after, const char *pem,
 					      struct moat_err *err);
+/* Whether serial_hex was ever issued, by a registered or a deleted identity: callers draw
+ * new serials through it (cert_insert itself only knows the registered ones). */
 MOAT_MUST_CHECK int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
 						bool *out_exists, struct moat_err *err);
 /* MOAT_ENOENT when id is unknown. */

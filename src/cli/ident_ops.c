@@ -588,9 +588,9 @@ static int set_disabled(const struct ident_scope *scope, int argc, char **argv, 
 	if (rc == 0) {
 		rc = moat_deploy_set_disabled(c.d, c.id, disabled, &c.err);
 	}
-	if (rc == 0 && (rc = sync_after(&c, disabled ? "disabled, but updating the broker failed"
-						     : "enabled, but updating the broker failed")) ==
-			       0) {
+	if (rc == 0 &&
+	    (rc = sync_after(&c, disabled ? "disabled, but updating the broker failed"
+					  : "enabled, but updating the broker failed")) == 0) {
 		printf(disabled ? "disabled %s: the broker and moatd refuse it; its certificate "
 				  "stays valid (moat %s enable %s)\n"
 				: "enabled %s: the broker and moatd accept its certificate again "
@@ -790,8 +790,8 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 		const char *name;
 		int (*fn)(const struct ident_scope *, int, char **);
 	} subs[] = {
-		{"add", ident_add},	  {"list", ident_list},	  {"show", ident_show},
-		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
+		{"add", ident_add},	  {"list", ident_list},	      {"show", ident_show},
+		{"revoke", ident_revoke}, {"renew", ident_renew},     {"export", ident_export},
 		{"unban", ident_unban},	  {"disable", ident_disable}, {"enable", ident_enable},
 		{"delete", ident_delete},
 	};

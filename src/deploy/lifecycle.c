@@ -333,9 +333,10 @@ int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disable
 		return rc;
 	}
 	if (ident.status == MOAT_ID_REVOKED) {
-		return moat_err_set(err, MOAT_ESTATE, "%s: revoked; %s", id,
-				    disabled ? "it is refused already"
-					     : "enabling never revives a revoked identity (renew it)");
+		return moat_err_set(
+			err, MOAT_ESTATE, "%s: revoked; %s", id,
+			disabled ? "it is refused already"
+				 : "enabling never revives a revoked identity (renew it)");
 	}
 	enum moat_identity_status want = disabled ? MOAT_ID_DISABLED : MOAT_ID_ACTIVE;
 	if (ident.status == want) {
@@ -376,8 +377,9 @@ int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason, struct
 		return rc;
 	}
 	if ((rc = moat_fs_remove_tree(dir, err)) != 0) {
-		moat_err_prefix(err, "%s deleted and its certificate revoked, but its files stay "
-				     "(the next moat command removes them)",
+		moat_err_prefix(err,
+				"%s deleted and its certificate revoked, but its files stay "
+				"(the next moat command removes them)",
 				id);
 	}
 	return rc;

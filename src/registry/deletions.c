@@ -98,8 +98,9 @@ int moat_registry_identity_delete(struct moat_registry *reg, const char *id, int
 	for (size_t i = 0; i < sizeof(delete_steps) / sizeof(delete_steps[0]); i++) {
 		if ((rc = run_id(reg, delete_steps[i].sql, id, at, delete_steps[i].what, err)) !=
 		    0) {
-			sqlite3_exec(reg->db, "ROLLBACK TO identity_delete; RELEASE identity_delete",
-				     NULL, NULL, NULL);
+			sqlite3_exec(reg->db,
+				     "ROLLBACK TO identity_delete; RELEASE identity_delete", NULL,
+				     NULL, NULL);
 			return rc;
 		}
 	}
