@@ -96,7 +96,8 @@ struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);
 /* How many identities the crash recovery of moat_deploy_open removed (0 for READ). */
 size_t moat_deploy_recovered(const struct moat_deploy *d);
 
-/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase"). */
+/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase", or
+ * "pki/ca.key: not a valid encrypted key (truncated or corrupt)": moat_pki_key_decrypt). */
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
 				       struct moat_err *err);
 

@@ -215,7 +215,7 @@ static void test_provision_needs_unlock(void **state)
 	struct moat_provision_req one = {.id = "x", .role = MOAT_ROLE_DEVICE};
 	assert_int_equal(moat_deploy_provision(ro, &one, 1, NULL, NULL, &err), MOAT_ESTATE);
 	assert_int_equal(moat_deploy_unlock(ro, "wrong-passphrase", &err), MOAT_ECRYPTO);
-	assert_non_null(strstr(err.msg, "wrong passphrase"));
+	assert_string_equal(err.msg, "pki/ca.key: wrong passphrase");
 	moat_deploy_close(ro);
 }
 
@@ -247,9 +247,18 @@ static void test_revoke_and_renew(void **state)
 	assert_int_equal(moat_deploy_revoke(f->d, "r1", 0, &err), MOAT_ESTATE);
 	assert_int_equal(moat_deploy_revoke(f->d, "nobody", 0, &err), MOAT_ENOENT);
 
-	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), 0);
+	/* revoked for key compromise (reason 1): only a forced renewal revives it */
+	assert_true(moat_deploy_compromised(&after));
+	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), MOAT_ESTATE);
+	assert_string_equal(err.msg, "r1: revoked for key-compromise; renewing it needs --force "
+				     "(it gets a new key: the device must be re-provisioned)");
 	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
 			 0);
+	assert_int_equal(after.status, MOAT_ID_REVOKED);
+	assert_int_equal(moat_deploy_renew_forced(f->d, "r1", 10, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
+			 0);
+	assert_false(moat_deploy_compromised(&after));
 	assert_int_equal(after.status, MOAT_ID_ACTIVE);
 	assert_false(after.cert_revoked);
 	assert_string_not_equal(after.serial_hex, before.serial_hex);
