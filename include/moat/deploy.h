@@ -159,6 +159,27 @@ MOAT_MUST_CHECK int moat_deploy_set_disabled(struct moat_deploy *d, const char *
  * twice). The name can be added again later, as a new identity with a new key. */
 MOAT_MUST_CHECK int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
+/* What moat_deploy_server_cert issued. */
+struct moat_server_cert {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_after;
+	size_t host_count; /* names and addresses it carries: [broker] hosts */
+	bool ip_added;	   /* an address was added: a broker without [broker] listen binds it
+			      on its next start */
+};
+/* Reissues pki/server.crt with a new key (pki/server.key, 0600), the certificate the broker
+ * and moatd present: every [broker] hosts entry of moat.conf plus add_hosts (each checked
+ * like moat.conf's hosts; MOAT_EEXIST when already there, MOAT_EINVAL past MOAT_HOSTS_MAX),
+ * valid for days (0: [pki] server_days). Added hosts are written to moat.conf's hosts line
+ * (the rest of the file kept as it is) and d reads the new moat.conf from then on. Requires
+ * moat_deploy_unlock. Nothing is written unless the certificate and the new moat.conf are
+ * ready; the files are then each replaced atomically (server_cert.c says what an
+ * interruption between them leaves). The broker and moatd load the new pair on SIGHUP
+ * (moat_broker_sync sends it). out may be NULL. */
+MOAT_MUST_CHECK int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
+					    size_t add_count, int64_t days,
+					    struct moat_server_cert *out, struct moat_err *err);
+
 /* Regenerates and atomically writes pki/crl.pem from the registry. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 
