@@ -56,9 +56,11 @@ mcurl() {
 	curl -sS --cacert "$D/pki/ca.crt" --cert "$i/cert.pem" --key "$i/key.pem" -o "$T/body" \
 		-w '%{http_code}' "$(url /api/firmware/version)" || true
 }
-serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr 'A-Z' 'a-z'; }
+serial_of() { openssl x509 -in "$1" -noout -serial | cut -d= -f2 | tr '[:upper:]' '[:lower:]'; }
 crl_lists() { # SERIAL: pki/crl.pem lists it
-	openssl crl -in "$D/pki/crl.pem" -noout -text | tr 'A-Z' 'a-z' | grep -q "serial number: $1"
+	local text
+	text=$(openssl crl -in "$D/pki/crl.pem" -noout -text | tr '[:upper:]' '[:lower:]')
+	grep -q "serial number: $1" <<<"$text"
 }
 status_of() { moat --json device show "$1" | jq -r .identity.status; }
 pubkey_of() { openssl pkey -in "$1" -pubout; }
