@@ -135,6 +135,10 @@ assert_contains "$errout" "--force"
 [ "$(status_of dev-2)" = revoked ] || fail "the refused renewal changed dev-2's status"
 [ "$(serial_of "$D/pki/identities/dev-2/cert.pem")" = "$serial2" ] || fail "the refused renewal wrote a certificate"
 expect_fail "dev-2 stays refused" pub dev-2
+expect_fail "disable a revoked device" moat device disable dev-2
+assert_contains "$errout" "revoked"
+expect_fail "enable never revives a revoked device" moat device enable dev-2
+assert_contains "$errout" "never revives"
 expect_fail "renew --force takes no value" moat device renew dev-2 --force=yes
 expect_ok "renew dev-2 --force" moat device renew dev-2 --force
 assert_contains "$errout" "was revoked for key-compromise"
