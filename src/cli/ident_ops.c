@@ -552,7 +552,7 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 	int rc = c.o.force ? moat_deploy_renew_forced(c.d, c.id, c.o.days, &c.err)
 			   : moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
 	if (rc == 0 && compromised) {
-		/* said before anything else: the operator asked for this by --force */
+		/* the operator asked for it with --force: say what it means for the device */
 		fprintf(stderr,
 			"moat: warning: %s was revoked for %s; --force renews it with a new key. "
 			"Re-provision the device (moat %s export): its old key stays revoked\n",
