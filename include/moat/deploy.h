@@ -96,7 +96,8 @@ struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);
 /* How many identities the crash recovery of moat_deploy_open removed (0 for READ). */
 size_t moat_deploy_recovered(const struct moat_deploy *d);
 
-/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase"). */
+/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase", or
+ * "pki/ca.key: not a valid encrypted key (truncated or corrupt)": moat_pki_key_decrypt). */
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
 				       struct moat_err *err);
 
@@ -130,9 +131,55 @@ MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
 /* Revokes the identity's current certificate, marks it revoked and rewrites pki/crl.pem. */
 MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
-/* New key and certificate for id; the old certificate is revoked (superseded). */
+/* New key and certificate for id; the old certificate is revoked (superseded). A disabled
+ * identity is refused (MOAT_ESTATE), and so is one whose certificate was revoked for key
+ * or CA compromise (moat_deploy_compromised): renewing it would hand the compromised
+ * device's holder a working identity again. */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
+/* moat_deploy_renew for an identity revoked for compromise too: the operator said so. The
+ * new certificate is always for a new key, never the compromised one. */
+MOAT_MUST_CHECK int moat_deploy_renew_forced(struct moat_deploy *d, const char *id, int64_t days,
+					     struct moat_err *err);
+/* RFC 5280 reason codes that mean the key can no longer be trusted. */
+#define MOAT_REASON_KEY_COMPROMISE 1
+#define MOAT_REASON_CA_COMPROMISE 2
+/* true when the identity's current certificate was revoked for key or CA compromise. */
+bool moat_deploy_compromised(const struct moat_identity *ident);
+/* Disables (refused by the broker plugin and moatd, its certificate stays valid and
+ * unrevoked) or enables again. Needs no CA key. MOAT_ESTATE when it is revoked, or already
+ * in the state asked for; MOAT_ENOENT when unknown. The caller syncs the broker
+ * (moat_broker_sync), which kicks a connected client that was disabled. */
+MOAT_MUST_CHECK int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disabled,
+					     struct moat_err *err);
+/* Deletes id: revokes its current certificate (with reason) unless it is revoked already,
+ * removes its registry rows (moat_registry_identity_delete: the revoked certificates stay in
+ * the CRL and the deletion is recorded), rewrites pki/crl.pem, then removes
+ * pki/identities/<id>/. Requires moat_deploy_unlock. MOAT_ENOENT when unknown (deleting
+ * twice). The name can be added again later, as a new identity with a new key. */
+MOAT_MUST_CHECK int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason,
+				       struct moat_err *err);
+/* What moat_deploy_server_cert issued. */
+struct moat_server_cert {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_after;
+	size_t host_count; /* names and addresses it carries: [broker] hosts */
+	bool ip_added;	   /* an address was added: a broker without [broker] listen binds it
+			      on its next start */
+};
+/* Reissues pki/server.crt with a new key (pki/server.key, 0600), the certificate the broker
+ * and moatd present: every [broker] hosts entry of moat.conf plus add_hosts (each checked
+ * like moat.conf's hosts; MOAT_EEXIST when already there, MOAT_EINVAL past MOAT_HOSTS_MAX),
+ * valid for days (0: [pki] server_days). Added hosts are written to moat.conf's hosts line
+ * (the rest of the file kept as it is) and d reads the new moat.conf from then on. Requires
+ * moat_deploy_unlock. Nothing is written unless the certificate and the new moat.conf are
+ * ready; the files are then each replaced atomically (server_cert.c says what an
+ * interruption between them leaves). The broker and moatd load the new pair on SIGHUP
+ * (moat_broker_sync sends it). out may be NULL. */
+MOAT_MUST_CHECK int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
+					    size_t add_count, int64_t days,
+					    struct moat_server_cert *out, struct moat_err *err);
+
 /* Regenerates and atomically writes pki/crl.pem from the registry. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 

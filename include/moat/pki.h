@@ -41,8 +41,11 @@ MOAT_MUST_CHECK int moat_pki_key_encrypt(EVP_PKEY *key, const char *passphrase, 
 					 size_t *out_len, struct moat_err *err);
 /* The key in pem (len bytes, as moat_pki_key_encrypt writes it); name (its file) labels the
  * messages. A key that is not encrypted is refused, since it would open under any
- * passphrase: MOAT_ECRYPTO "<name>: not an encrypted PKCS#8 key; ...". One that does not
- * decrypt: MOAT_ECRYPTO "<name>: wrong passphrase". Never prompts. Caller frees *out_key. */
+ * passphrase: MOAT_ECRYPTO "<name>: not an encrypted PKCS#8 key; ...". A file that is not
+ * a whole encrypted key (empty, truncated, garbage), or whose decryption is not a private
+ * key: MOAT_ECRYPTO "<name>: not a valid encrypted key (truncated or corrupt)". One that does
+ * not decrypt: MOAT_ECRYPTO "<name>: wrong passphrase" (damage to the last cipher block
+ * reads the same: CBC cannot tell them apart). Never prompts. Caller frees *out_key. */
 MOAT_MUST_CHECK int moat_pki_key_decrypt(const char *name, const char *pem, size_t len,
 					 const char *passphrase, EVP_PKEY **out_key,
 					 struct moat_err *err);

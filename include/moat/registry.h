@@ -5,6 +5,7 @@
  *   identities(id, role, device_type, status, created_at)
  *   certificates(serial, identity, not_before, not_after, status, revoked_at, reason, pem)
  *   meta(key, value)                 crl_number and other counters
+ *   deleted_certificates, identity_deletions   what deleted identities leave (deletions.c)
  *   releases, release_devices        published firmware and the devices a list rollout names
  *   update_events, device_firmware   what devices reported of their updates, what they run
  * A new table comes with a migration appended to schema.c and its functions here, in a
@@ -47,6 +48,7 @@ struct moat_identity {
 	int64_t not_before;
 	int64_t not_after;
 	bool cert_revoked;
+	int revoked_reason; /* RFC 5280 reason code of that certificate when cert_revoked */
 };
 
 struct moat_cert_row {
@@ -78,6 +80,8 @@ MOAT_MUST_CHECK int moat_registry_cert_insert(struct moat_registry *reg, const c
 					      const char *identity, int64_t not_before,
 					      int64_t not_after, const char *pem,
 					      struct moat_err *err);
+/* Whether serial_hex was ever issued, by a registered or a deleted identity: callers draw
+ * new serials through it (cert_insert itself only knows the registered ones). */
 MOAT_MUST_CHECK int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
 						bool *out_exists, struct moat_err *err);
 /* MOAT_ENOENT when id is unknown. */
@@ -100,12 +104,40 @@ MOAT_MUST_CHECK int moat_registry_identity_foreach(struct moat_registry *reg, in
 MOAT_MUST_CHECK int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex,
 					      int reason, int64_t at, struct moat_err *err);
 typedef int (*moat_cert_cb)(const struct moat_cert_row *row, void *ctx);
-/* Every certificate (revoked_only: only revoked ones), ordered by serial. */
+/* Every certificate of the registered identities, ordered by serial; revoked_only: every
+ * revoked certificate, those of deleted identities included (what the CRL lists). */
 MOAT_MUST_CHECK int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only,
 					       moat_cert_cb cb, void *ctx, struct moat_err *err);
 /* The PEM of a certificate; caller frees. */
 MOAT_MUST_CHECK int moat_registry_cert_pem(struct moat_registry *reg, const char *serial_hex,
 					   char **out_pem, struct moat_err *err);
+
+/* ---- deleted identities (src/registry/deletions.c) ---- */
+
+/* What is kept of a deleted identity. */
+struct moat_deletion {
+	char id[MOAT_ID_BUF_LEN];
+	enum moat_role role;
+	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	int64_t created_at;
+	int64_t deleted_at;
+	char last_serial_hex[MOAT_SERIAL_HEX_LEN]; /* its newest certificate; "" when none */
+	int64_t certificates;			   /* how many it had, all revoked */
+	int64_t times;				   /* how often this name was deleted */
+};
+
+/* Deletes identity id: its certificates move to deleted_certificates (still listed by
+ * moat_registry_cert_foreach(revoked_only), still taken for moat_registry_serial_exists),
+ * its update events, running firmware and rollout-list entries and its row go, and the
+ * deletion is recorded (moat_registry_deletion_last). All or nothing, within the caller's
+ * transaction when one is open. MOAT_ENOENT when id is unknown; MOAT_ESTATE when one of its
+ * certificates is not revoked (revoke first). The name may be registered again afterwards,
+ * as a new identity. */
+MOAT_MUST_CHECK int moat_registry_identity_delete(struct moat_registry *reg, const char *id,
+						  int64_t at, struct moat_err *err);
+/* The newest deletion of id; MOAT_ENOENT when it was never deleted. */
+MOAT_MUST_CHECK int moat_registry_deletion_last(struct moat_registry *reg, const char *id,
+						struct moat_deletion *out, struct moat_err *err);
 
 /* Counters and small settings. get: MOAT_ENOENT when absent. */
 MOAT_MUST_CHECK int moat_registry_meta_get_int(struct moat_registry *reg, const char *key,

@@ -1,6 +1,7 @@
 /* cert.c: `moat cert expiring` (every certificate, and the CRL, that expires within a window;
- * exit 1 when there is any, so cron and monitoring can use it) and `moat cert crl` (sign a
- * fresh CRL before the current one's nextUpdate). */
+ * exit 1 when there is any, so cron and monitoring can use it), `moat cert crl` (sign a
+ * fresh CRL before the current one's nextUpdate) and `moat cert server` (reissue the
+ * broker's and moatd's certificate, adding host names). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,6 +197,69 @@ static int crl(int argc, char **argv)
 	return CLI_OK;
 }
 
+/* moat cert server renew [--days N] | moat cert server --add-host NAME... [--days N] */
+static int server(int argc, char **argv)
+{
+	static const char usage[] =
+		"usage: moat cert server renew [--days N]\n"
+		"       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n"
+		"Reissues pki/server.crt with a new key (pki/server.key), the certificate the\n"
+		"broker and moatd present, for every name and address of moat.conf's [broker]\n"
+		"hosts; --add-host adds names or addresses there first. Valid for [pki]\n"
+		"server_days (default 825) or --days N. A running broker (moat up) reloads it at\n"
+		"once, without dropping its clients, and moatd restarts its HTTPS listener with it.\n";
+	const char *hosts[MOAT_HOSTS_MAX];
+	struct moat_opt_list add = {.items = hosts, .max = MOAT_HOSTS_MAX};
+	int64_t days = 0;
+	const struct moat_opt opts[] = {
+		{.name = "add-host", .kind = MOAT_OPT_LIST, .dst = &add},
+		{.name = "days", .kind = MOAT_OPT_INT, .dst = &days, .min = 1, .max = 36500},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts};
+	struct moat_err err = {0};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	bool renew = next == argc - 1 && strcmp(argv[next], "renew") == 0;
+	if (!(renew && add.count == 0) && !(next == argc && add.count > 0)) {
+		return moat_opts_usage_error(&spec);
+	}
+	struct moat_deploy *d = NULL;
+	struct moat_server_cert sc;
+	int rc;
+	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		return cli_fail(&err);
+	}
+	if ((rc = moat_deploy_server_cert(d, hosts, add.count, days, &sc, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	/* the broker re-reads its certificate on SIGHUP; moatd restarts its listener */
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
+		moat_err_prefix(&err, "server certificate reissued, but telling the broker failed");
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(sc.not_after, na);
+	const struct moat_deploy_conf *conf = moat_deploy_settings(d);
+	printf("server certificate %s valid until %s for", sc.serial_hex, na);
+	for (size_t i = 0; i < conf->broker_host_count; i++) {
+		printf("%s %s", i ? "," : "", conf->broker_hosts[i]);
+	}
+	printf("; a running broker and moatd reload it now\n");
+	if (sc.ip_added && !moat_config_get(moat_deploy_config(d), "broker", "listen")) {
+		printf("note: the broker listens on a new address only after a restart "
+		       "(moat down; moat up)\n");
+	}
+	moat_deploy_close(d);
+	return CLI_OK;
+}
+
 int cert_main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "expiring") == 0) {
@@ -204,9 +268,15 @@ int cert_main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "crl") == 0) {
 		return crl(argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "server") == 0) {
+		return server(argc - 1, argv + 1);
+	}
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n");
+		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n"
+		       "       moat cert server renew [--days N]\n"
+		       "       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n");
 		return CLI_OK;
 	}
-	return cli_usage_error("usage: moat cert expiring [--within 30d] [--json] | moat cert crl");
+	return cli_usage_error("usage: moat cert expiring [--within 30d] [--json] | moat cert crl "
+			       "| moat cert server renew|--add-host NAME");
 }

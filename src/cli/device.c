@@ -12,10 +12,19 @@ int device_main(int argc, char **argv)
 		"  list [--json]                                 every device\n"
 		"  show ID [--json]                              one device and its certificates\n"
 		"  revoke ID [--reason R]                        revoke; pki/crl.pem is rewritten\n"
-		"  renew ID [--days N]                           new key and certificate, old revoked\n"
+		"  renew ID [--days N] [--force]                 new key and certificate, old revoked;\n"
+		"                                                --force: also after key-compromise\n"
+		"  disable ID                                    refused by broker and moatd, kicked\n"
+		"                                                if connected; not revoked\n"
+		"  enable ID                                     accepted again, same certificate\n"
+		"  delete ID [--reason R]                        revoke (default cessation-of-\n"
+		"                                                operation), remove files and rows;\n"
+		"                                                the CRL and a deletion record stay\n"
 		"  unban ID                                      lift a ban for flapping (reconnects)\n"
 		"  export ID --out DIR [--format pem|p12|c-header|agent] [--password-file F]\n\n"
 		"Certificates: CN = ID, OU = device, clientAuth, 730 days by default, key type from\n"
-		"moat.conf ([pki] key_type, default ec-p256). Files: pki/identities/ID/.\n";
+		"moat.conf ([pki] key_type, default ec-p256). Files: pki/identities/ID/.\n"
+		"A deleted ID may be added again: it is a new identity with a new key; the old\n"
+		"certificates stay revoked.\n";
 	return ident_dispatch(&scope, argc, argv, usage);
 }

@@ -28,6 +28,7 @@ struct ident_opts {
 	const char *format;
 	const char *password_file;
 	const char *role;
+	bool force;
 	int64_t count;
 	int64_t days;
 	bool key_type_set;
@@ -47,7 +48,7 @@ static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 
 /* Parses the options of a subcommand taking those whose letter is in allowed (t: type,
  * p: prefix, c: count, d: days, k: key-type, r: reason, o: out, f: format, P: password-file,
- * R: role); any other is a usage error. Returns 0, -1 after --help (exit 0), or a usage
+ * R: role, F: force); any other is a usage error. Returns 0, -1 after --help (exit 0), or a usage
  * status. */
 static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
 		      const char *usage_line)
@@ -72,6 +73,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct ident_o
 		{'f', {.name = "format", .kind = MOAT_OPT_STRING, .dst = &o->format}},
 		{'P', {.name = "password-file", .kind = MOAT_OPT_STRING, .dst = &o->password_file}},
 		{'R', {.name = "role", .kind = MOAT_OPT_STRING, .dst = &o->role}},
+		{'F', {.name = "force", .kind = MOAT_OPT_FLAG, .dst = &o->force}},
 	};
 	enum { N_OPTS = sizeof(all) / sizeof(all[0]) };
 	struct moat_opt opts[N_OPTS + 2];
@@ -82,7 +84,8 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct ident_o
 		opts[i] = all[i].opt;
 		if (!strchr(allowed, all[i].code)) {
 			/* still known to getopt, so refused with the usage line alone */
-			opts[i].kind = MOAT_OPT_FN;
+			opts[i].kind = all[i].opt.kind == MOAT_OPT_FLAG ? MOAT_OPT_FN_FLAG
+									: MOAT_OPT_FN;
 			opts[i].fn = cli_opt_refuse;
 		}
 	}
@@ -118,6 +121,16 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	}
 	rc = moat_registry_identity_get(moat_deploy_registry(d), id, out, err);
 	if (rc == MOAT_ENOENT) {
+		struct moat_deletion del;
+		if (moat_registry_deletion_last(moat_deploy_registry(d), id, &del, NULL) == 0) {
+			char at[MOAT_TIME_ISO_LEN];
+			moat_time_iso(del.deleted_at, at);
+			return moat_err_set(err, MOAT_ENOENT,
+					    "%s '%s' not found: deleted %s (certificate %s revoked, "
+					    "kept in the CRL)",
+					    scope->group, id, at,
+					    del.last_serial_hex[0] ? del.last_serial_hex : "-");
+		}
 		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
 	}
 	if (rc != 0) {
@@ -528,13 +541,23 @@ int ident_unban(const struct ident_scope *scope, int argc, char **argv)
 int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
-	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N]", scope->group);
+	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N] [--force]",
+		 scope->group);
 	struct one_ident c;
-	int st = one_begin(scope, argc, argv, "d", usage_line, true, NULL, NULL, &c);
+	int st = one_begin(scope, argc, argv, "dF", usage_line, true, NULL, NULL, &c);
 	if (st != MOAT_OPTS_CONTINUE) {
 		return st;
 	}
-	int rc = moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
+	bool compromised = moat_deploy_compromised(&c.ident);
+	int rc = c.o.force ? moat_deploy_renew_forced(c.d, c.id, c.o.days, &c.err)
+			   : moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
+	if (rc == 0 && compromised) {
+		/* the operator asked for it with --force: say what it means for the device */
+		fprintf(stderr,
+			"moat: warning: %s was revoked for %s; --force renews it with a new key. "
+			"Re-provision the device (moat %s export): its old key stays revoked\n",
+			c.id, moat_pki_reason_name(c.ident.revoked_reason), scope->group);
+	}
 	if (rc == 0) {
 		rc = moat_registry_identity_get(moat_deploy_registry(c.d), c.id, &c.ident, &c.err);
 	}
@@ -543,6 +566,73 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 		moat_time_iso(c.ident.not_after, na);
 		printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", c.id,
 		       c.ident.serial_hex, na);
+	}
+	return one_end(&c, rc);
+}
+
+/* disable or enable: the registry's status, then the broker's policy (which kicks a
+ * disabled client that is connected). No CA key: nothing is signed. */
+static int set_disabled(const struct ident_scope *scope, int argc, char **argv, bool disabled)
+{
+	char usage_line[USAGE_LINE_MAX];
+	snprintf(usage_line, sizeof(usage_line), "moat %s %s ID", scope->group,
+		 disabled ? "disable" : "enable");
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "", usage_line, false, NULL, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	/* one_begin opened for reading (no lock): the change needs the writer's lock */
+	moat_deploy_close(c.d);
+	int rc = cli_open(MOAT_DEPLOY_WRITE, &c.d, &c.err);
+	if (rc == 0) {
+		rc = moat_deploy_set_disabled(c.d, c.id, disabled, &c.err);
+	}
+	if (rc == 0 &&
+	    (rc = sync_after(&c, disabled ? "disabled, but updating the broker failed"
+					  : "enabled, but updating the broker failed")) == 0) {
+		printf(disabled ? "disabled %s: the broker and moatd refuse it; its certificate "
+				  "stays valid (moat %s enable %s)\n"
+				: "enabled %s: the broker and moatd accept its certificate again "
+				  "(moat %s disable %s)\n",
+		       c.id, scope->group, c.id);
+	}
+	return one_end(&c, rc);
+}
+
+int ident_disable(const struct ident_scope *scope, int argc, char **argv)
+{
+	return set_disabled(scope, argc, argv, true);
+}
+
+int ident_enable(const struct ident_scope *scope, int argc, char **argv)
+{
+	return set_disabled(scope, argc, argv, false);
+}
+
+/* --reason into the int at ctx, cessation-of-operation when absent. */
+static int delete_check(const struct ident_opts *o, void *ctx)
+{
+	*(int *)ctx = 5; /* cessationOfOperation */
+	return revoke_check(o, ctx);
+}
+
+int ident_delete(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[USAGE_LINE_MAX];
+	snprintf(usage_line, sizeof(usage_line), "moat %s delete ID [--reason R]", scope->group);
+	struct one_ident c;
+	int reason = 0;
+	int st = one_begin(scope, argc, argv, "r", usage_line, true, delete_check, &reason, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	int rc = moat_deploy_delete(c.d, c.id, reason, &c.err);
+	if (rc == 0 &&
+	    (rc = sync_after(&c, "deleted and CRL written, but updating the broker failed")) == 0) {
+		printf("deleted %s: certificate %s revoked%s and kept in pki/crl.pem; its files and "
+		       "registry rows are gone, the deletion is recorded\n",
+		       c.id, c.ident.serial_hex, c.ident.cert_revoked ? " (already)" : "");
 	}
 	return one_end(&c, rc);
 }
@@ -700,9 +790,10 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 		const char *name;
 		int (*fn)(const struct ident_scope *, int, char **);
 	} subs[] = {
-		{"add", ident_add},	  {"list", ident_list},	  {"show", ident_show},
-		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
-		{"unban", ident_unban},
+		{"add", ident_add},	  {"list", ident_list},	      {"show", ident_show},
+		{"revoke", ident_revoke}, {"renew", ident_renew},     {"export", ident_export},
+		{"unban", ident_unban},	  {"disable", ident_disable}, {"enable", ident_enable},
+		{"delete", ident_delete},
 	};
 	int st = cli_group_help(argc, argv, usage, true);
 	if (st != MOAT_OPTS_CONTINUE) {

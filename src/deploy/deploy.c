@@ -186,9 +186,14 @@ int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase, struct moa
 		return rc;
 	}
 	if ((rc = moat_pki_ca_load(cert, key, passphrase, &ca, err)) != 0) {
-		/* name the key relative to the deployment, as operators know it */
-		if (rc == MOAT_ECRYPTO && strstr(err ? err->msg : "", "wrong passphrase")) {
-			moat_err_set(err, MOAT_ECRYPTO, "pki/ca.key: wrong passphrase");
+		/* name the key relative to the deployment, as operators know it: "pki/ca.key:
+		 * wrong passphrase", "pki/ca.key: not a valid encrypted key (...)" */
+		size_t n = strlen(key);
+		if (rc == MOAT_ECRYPTO && err && strncmp(err->msg, key, n) == 0 &&
+		    strncmp(err->msg + n, ": ", 2) == 0) {
+			char what[sizeof(err->msg)];
+			snprintf(what, sizeof(what), "%s", err->msg + n + 2);
+			moat_err_set(err, MOAT_ECRYPTO, "pki/ca.key: %s", what);
 		}
 		return rc;
 	}

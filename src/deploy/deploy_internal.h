@@ -9,6 +9,7 @@
  *   deploy.c     open (with crash recovery), close, unlock         (uses conf.c, files.c,
  *                                                                   lifecycle.c)
  *   init.c       moat init                                         (uses conf.c, files.c)
+ *   server_cert.c  reissuing the server certificate, adding hosts  (uses conf.c, files.c)
  */
 #ifndef MOAT_DEPLOY_INTERNAL_H
 #define MOAT_DEPLOY_INTERNAL_H
@@ -36,6 +37,11 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		      struct moat_err *err);
 int deploy_host_check(const char *host, struct moat_err *err);
 bool deploy_host_is_ip(const char *host);
+
+/* server_cert.c: text with line `line` (1-based) of moat.conf and its continuation lines
+ * replaced by lines (no trailing newline; one is added). The caller frees *out. */
+int deploy_conf_replace_key(const char *text, size_t len, int line, const char *lines, char **out,
+			    size_t *out_len, struct moat_err *err);
 
 /* files.c (and moat_deploy_path, moat_deploy_identity_path of deploy.h) */
 /* Best-effort removal on an error path (the caller reports the first error); whatever

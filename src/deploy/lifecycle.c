@@ -1,4 +1,4 @@
-/* lifecycle.c: revocation, renewal and the CRL.
+/* lifecycle.c: revocation, renewal, disabling, deletion and the CRL.
  *
  * Revocation writes the new CRL before committing the registry change: a crash in between
  * leaves a CRL that revokes one certificate too many (safe, and rewritten by the next CRL
@@ -210,7 +210,14 @@ static int fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES]
 	return moat_err_set(err, MOAT_ECRYPTO, "random serials keep colliding: broken RNG?");
 }
 
-int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
+bool moat_deploy_compromised(const struct moat_identity *ident)
+{
+	return ident->cert_revoked && (ident->revoked_reason == MOAT_REASON_KEY_COMPROMISE ||
+				       ident->revoked_reason == MOAT_REASON_CA_COMPROMISE);
+}
+
+static int renew(struct moat_deploy *d, const char *id, int64_t days, bool force,
+		 struct moat_err *err)
 {
 	struct moat_identity ident;
 	struct moat_issued issued = {0};
@@ -238,6 +245,14 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 	if (ident.status == MOAT_ID_DISABLED) {
 		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing",
 				    id);
+	}
+	/* A compromised key's holder could otherwise ask for its own reactivation: only an
+	 * operator who says so renews it, and always with a new key (moat_pki_issue makes one). */
+	if (moat_deploy_compromised(&ident) && !force) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "%s: revoked for %s; renewing it needs --force (it gets a new "
+				    "key: the device must be re-provisioned)",
+				    id, moat_pki_reason_name(ident.revoked_reason));
 	}
 	if ((rc = read_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
@@ -294,5 +309,78 @@ out:
 	}
 	moat_pki_issued_free(&issued);
 	free(ca_pem);
+	return rc;
+}
+
+int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
+{
+	return renew(d, id, days, false, err);
+}
+
+int moat_deploy_renew_forced(struct moat_deploy *d, const char *id, int64_t days,
+			     struct moat_err *err)
+{
+	return renew(d, id, days, true, err);
+}
+
+int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disabled,
+			     struct moat_err *err)
+{
+	struct moat_identity ident;
+	int rc;
+	if ((rc = moat_identity_name_check(id, err)) != 0 ||
+	    (rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+		return rc;
+	}
+	if (ident.status == MOAT_ID_REVOKED) {
+		return moat_err_set(
+			err, MOAT_ESTATE, "%s: revoked; %s", id,
+			disabled ? "it is refused already"
+				 : "enabling never revives a revoked identity (renew it)");
+	}
+	enum moat_identity_status want = disabled ? MOAT_ID_DISABLED : MOAT_ID_ACTIVE;
+	if (ident.status == want) {
+		return moat_err_set(err, MOAT_ESTATE, "%s: already %s", id,
+				    moat_identity_status_name(want));
+	}
+	return moat_registry_identity_set_status(d->reg, id, want, err);
+}
+
+int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason, struct moat_err *err)
+{
+	struct moat_identity ident;
+	char dir[PATH_MAX];
+	int rc;
+	if ((rc = moat_identity_name_check(id, err)) != 0) {
+		return rc;
+	}
+	if (!d->ca || !d->ca->key) {
+		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	}
+	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0) {
+		return rc;
+	}
+	int64_t now = moat_time_now();
+	/* The CRL is written before the commit (as for revocation): a crash in between lists
+	 * one certificate too many, never one too few. The files go after the commit; a crash
+	 * before that leaves a directory without its row, which the next open removes. */
+	if ((rc = moat_registry_begin(d->reg, err)) != 0) {
+		return rc;
+	}
+	if ((!ident.cert_revoked && ident.serial_hex[0] &&
+	     (rc = moat_registry_cert_revoke(d->reg, ident.serial_hex, reason, now, err)) != 0) ||
+	    (rc = moat_registry_identity_delete(d->reg, id, now, err)) != 0 ||
+	    (rc = moat_deploy_write_crl(d, err)) != 0 ||
+	    (rc = moat_registry_commit(d->reg, err)) != 0) {
+		moat_registry_rollback(d->reg);
+		return rc;
+	}
+	if ((rc = moat_fs_remove_tree(dir, err)) != 0) {
+		moat_err_prefix(err,
+				"%s deleted and its certificate revoked, but its files stay "
+				"(the next moat command removes them)",
+				id);
+	}
 	return rc;
 }

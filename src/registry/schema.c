@@ -59,6 +59,29 @@ const char *const moat_registry_migrations[] = {
 	"  version TEXT NOT NULL,"
 	"  reported_at INTEGER NOT NULL"
 	") WITHOUT ROWID;",
+	/* 3: deleted identities (registry.c, moat_registry_identity_delete): their
+	 * certificates, all revoked, stay listed in the CRL, and the deletion is recorded */
+	"CREATE TABLE deleted_certificates ("
+	"  serial TEXT PRIMARY KEY,"
+	"  identity TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  revoked_at INTEGER NOT NULL,"
+	"  reason INTEGER NOT NULL,"
+	"  pem TEXT NOT NULL,"
+	"  deleted_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE identity_deletions ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  id TEXT NOT NULL,"
+	"  role TEXT NOT NULL,"
+	"  device_type TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  deleted_at INTEGER NOT NULL,"
+	"  last_serial TEXT NOT NULL,"
+	"  certificates INTEGER NOT NULL"
+	");"
+	"CREATE INDEX identity_deletions_id ON identity_deletions(id, seq);",
 };
 
 const int moat_registry_migration_count =

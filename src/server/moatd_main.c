@@ -6,12 +6,20 @@
  *         [--log FILE] [--verbose]
  *
  * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events.
+ *
+ * SIGHUP (moat up forwards the one every registry change sends): when pki/server.crt or
+ * pki/server.key was replaced (moat cert server), the HTTPS listener is restarted with the
+ * new pair; requests in flight are cut (a download resumes with Range). A pair that does
+ * not start is fatal (exit 1: moat up restarts moatd and reports it), never a fallback to
+ * a certificate the operator replaced.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "moat/deploy.h"
@@ -27,6 +35,44 @@ static const char usage[] =
 	"moat.conf (default address 127.0.0.1, or [server] listen), and update events\n"
 	"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
 	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n";
+
+/* The identity of pki/server.crt and pki/server.key (inode, size, mtime): both are
+ * replaced by rename, so a new pair always differs. */
+struct pair_stamp {
+	struct stat st[2];
+	bool ok;
+};
+
+static struct pair_stamp pair_stamp(const char *dir)
+{
+	static const char *const files[] = {"pki/server.crt", "pki/server.key"};
+	struct pair_stamp p;
+	memset(&p, 0, sizeof(p));
+	p.ok = true;
+	for (size_t i = 0; i < 2; i++) {
+		char path[PATH_MAX];
+		int n = snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		p.ok &= n > 0 && (size_t)n < sizeof(path) && stat(path, &p.st[i]) == 0;
+	}
+	return p;
+}
+
+static bool pair_changed(const struct pair_stamp *a, const struct pair_stamp *b)
+{
+	if (!a->ok || !b->ok) {
+		return a->ok != b->ok;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		const struct stat *x = &a->st[i];
+		const struct stat *y = &b->st[i];
+		if (x->st_ino != y->st_ino || x->st_size != y->st_size ||
+		    x->st_mtim.tv_sec != y->st_mtim.tv_sec ||
+		    x->st_mtim.tv_nsec != y->st_mtim.tv_nsec) {
+			return true;
+		}
+	}
+	return false;
+}
 
 int main(int argc, char **argv)
 {
@@ -93,6 +139,7 @@ int main(int argc, char **argv)
 	}
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
+	struct pair_stamp served = pair_stamp(dir);
 	if (moat_httpd_start(&opts, &h, &err) != 0 ||
 	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
@@ -108,8 +155,22 @@ int main(int argc, char **argv)
 			moat_log(MOAT_LOG_INFO, "event=stopping signal=%d", sig);
 			break;
 		}
-		/* SIGHUP: nothing to reload by hand (the CRL is re-read when it changes);
-		 * SIGPIPE: a client went away, MHD handles it. */
+		/* SIGHUP: the CRL and the registry are read when they change; the server's
+		 * certificate only here. SIGPIPE: a client went away, MHD handles it. */
+		struct pair_stamp now = pair_stamp(dir);
+		if (sig != SIGHUP || !pair_changed(&served, &now)) {
+			continue;
+		}
+		served = now;
+		moat_httpd_stop(h);
+		h = NULL;
+		if (moat_httpd_start(&opts, &h, &err) != 0) {
+			moat_log(MOAT_LOG_ERROR, "event=server_cert_reload_failed error=%s",
+				 err.msg);
+			moat_ingest_stop(ing);
+			return 1;
+		}
+		moat_log(MOAT_LOG_INFO, "event=server_cert_reloaded");
 	}
 	moat_ingest_stop(ing);
 	moat_httpd_stop(h);

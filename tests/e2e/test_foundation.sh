@@ -145,7 +145,9 @@ expect_fail "revoke twice" moat device revoke esp32-sensor-001
 expect_fail "revoke with a bad reason" moat device revoke esp32-actuator-001 --reason because
 expect_fail "revoke unknown" moat device revoke nobody
 expect_fail "export a revoked device" moat device export esp32-sensor-001 --out "$T/exp-revoked"
-expect_ok "device renew" moat device renew esp32-sensor-001
+# revoked for key compromise: renewed only with --force (test_lifecycle.sh has the rest)
+expect_fail "renew after key compromise without --force" moat device renew esp32-sensor-001
+expect_ok "device renew --force" moat device renew esp32-sensor-001 --force
 new_serial=$(openssl x509 -in "$I/cert.pem" -noout -serial | cut -d= -f2)
 [ "$new_serial" != "$old_serial" ] || fail "renew kept the serial"
 [ ! -e "$I/.next" ] || fail "renew left .next"

@@ -215,7 +215,7 @@ static void test_provision_needs_unlock(void **state)
 	struct moat_provision_req one = {.id = "x", .role = MOAT_ROLE_DEVICE};
 	assert_int_equal(moat_deploy_provision(ro, &one, 1, NULL, NULL, &err), MOAT_ESTATE);
 	assert_int_equal(moat_deploy_unlock(ro, "wrong-passphrase", &err), MOAT_ECRYPTO);
-	assert_non_null(strstr(err.msg, "wrong passphrase"));
+	assert_string_equal(err.msg, "pki/ca.key: wrong passphrase");
 	moat_deploy_close(ro);
 }
 
@@ -247,9 +247,18 @@ static void test_revoke_and_renew(void **state)
 	assert_int_equal(moat_deploy_revoke(f->d, "r1", 0, &err), MOAT_ESTATE);
 	assert_int_equal(moat_deploy_revoke(f->d, "nobody", 0, &err), MOAT_ENOENT);
 
-	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), 0);
+	/* revoked for key compromise (reason 1): only a forced renewal revives it */
+	assert_true(moat_deploy_compromised(&after));
+	assert_int_equal(moat_deploy_renew(f->d, "r1", 10, &err), MOAT_ESTATE);
+	assert_string_equal(err.msg, "r1: revoked for key-compromise; renewing it needs --force "
+				     "(it gets a new key: the device must be re-provisioned)");
 	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
 			 0);
+	assert_int_equal(after.status, MOAT_ID_REVOKED);
+	assert_int_equal(moat_deploy_renew_forced(f->d, "r1", 10, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "r1", &after, &err),
+			 0);
+	assert_false(moat_deploy_compromised(&after));
 	assert_int_equal(after.status, MOAT_ID_ACTIVE);
 	assert_false(after.cert_revoked);
 	assert_string_not_equal(after.serial_hex, before.serial_hex);
@@ -289,6 +298,67 @@ static void test_init_refusals(void **state)
 	assert_false(moat_fs_exists(p));
 }
 
+/* moat_deploy_server_cert: an added host lands on moat.conf's hosts line, whose continuation
+ * lines it replaces, and nothing else of the file changes; refusals write nothing. */
+static void test_server_cert_add_host(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char conf[512];
+	char crt[512];
+	tu_path(conf, sizeof(conf), f->dir, "moat.conf");
+	tu_path(crt, sizeof(crt), f->dir, "pki/server.crt");
+	size_t len = 0;
+	char *text = tu_read_file(conf, 65536, &len);
+	assert_non_null(text);
+	/* the hosts split over a continuation line, a comment after it */
+	char *line = strstr(text, "hosts = localhost, 127.0.0.1\n");
+	assert_non_null(line);
+	int at = (int)(line - text);
+	const char *rest = line + strlen("hosts = localhost, 127.0.0.1\n");
+	char edited[8192];
+	char want[8192];
+	snprintf(edited, sizeof(edited), "%.*shosts = localhost,\n  127.0.0.1\n# after hosts\n%s",
+		 at, text, rest);
+	snprintf(want, sizeof(want),
+		 "%.*shosts = localhost, 127.0.0.1, broker.example.net, ::1\n# after hosts\n%s", at,
+		 text, rest);
+	free(text);
+	tu_write_text(conf, edited);
+	moat_deploy_close(f->d);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	assert_int_equal(moat_deploy_unlock(f->d, PASS, &err), 0);
+
+	char *crt_before = tu_read_file(crt, 65536, &len);
+	const char *bad[] = {"ok.example", "-bad"};
+	assert_int_equal(moat_deploy_server_cert(f->d, bad, 2, 0, NULL, &err), MOAT_EINVAL);
+	const char *dup[] = {"127.0.0.1"};
+	assert_int_equal(moat_deploy_server_cert(f->d, dup, 1, 0, NULL, &err), MOAT_EEXIST);
+	char *crt_after = tu_read_file(crt, 65536, &len);
+	assert_string_equal(crt_after, crt_before);
+	free(crt_after);
+	text = tu_read_file(conf, 65536, &len);
+	assert_string_equal(text, edited);
+	free(text);
+
+	const char *add[] = {"broker.example.net", "::1"};
+	struct moat_server_cert sc;
+	assert_int_equal(moat_deploy_server_cert(f->d, add, 2, 3, &sc, &err), 0);
+	assert_int_equal(sc.host_count, 4);
+	assert_true(sc.ip_added);
+	assert_true(sc.not_after - moat_time_now() <= 3 * 86400);
+	text = tu_read_file(conf, 65536, &len);
+	assert_string_equal(text, want);
+	free(text);
+	free(crt_before);
+	const struct moat_deploy_conf *c = moat_deploy_settings(f->d);
+	assert_int_equal(c->broker_host_count, 4);
+	assert_string_equal(c->broker_hosts[2], "broker.example.net");
+	struct moat_cert_info info;
+	assert_int_equal(moat_cert_info_file(crt, &info, &err), 0);
+	assert_string_equal(info.serial_hex, sc.serial_hex);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +372,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_provision_needs_unlock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoke_and_renew, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_init_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_server_cert_add_host, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -491,10 +491,35 @@ static void test_keystore(void **state)
 		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len, NULL, &back, &err),
 				 MOAT_ECRYPTO);
 		assert_string_equal(err.msg, "k.key: wrong passphrase");
-		/* cut short: the PEM no longer decodes */
+		/* cut short: the PEM no longer decodes; damage, not a wrong passphrase */
+		static const char corrupt[] =
+			"k.key: not a valid encrypted key (truncated or corrupt)";
 		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len / 2, PASSPHRASE, &back,
 						      &err),
 				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_int_equal(ERR_peek_error(), 0);
+		/* cut inside the base64, the END line kept: the structure does not parse */
+		char *cut = strdup(pem);
+		assert_non_null(cut);
+		char *end = strstr(cut, "-----END");
+		assert_non_null(end);
+		size_t keep = (size_t)(strchr(cut, '\n') - cut) + 1 + 64 + 1; /* BEGIN, one line */
+		memmove(cut + keep, end, strlen(end) + 1);
+		assert_int_equal(moat_pki_key_decrypt("k.key", cut, strlen(cut), PASSPHRASE, &back,
+						      &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		free(cut);
+		static const char garbage[] = "\x7f\x45\x4c\x46 this is not a key\n";
+		assert_int_equal(moat_pki_key_decrypt("k.key", garbage, sizeof(garbage) - 1,
+						      PASSPHRASE, &back, &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_int_equal(moat_pki_key_decrypt("k.key", "", 0, PASSPHRASE, &back, &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_null(back);
 		assert_int_equal(ERR_peek_error(), 0);
 		free(pem);
 		EVP_PKEY_free(key);
