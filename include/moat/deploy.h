@@ -2,7 +2,16 @@
  * files and its registry consistent.
  *
  * Layout: moat.conf, registry.db, pki/{ca.crt,ca.key,crl.pem,server.crt,server.key},
+ * pki/{issuer.crt,issuer.key,chain.pem,issuers.pem} (two-tier deployments),
  * pki/identities/<id>/{cert.pem,key.pem,ca.crt}, broker/, firmware/, log/, run/.
+ *
+ * Two tiers: pki/ca.crt is the root CA, the trust anchor of devices, broker and moatd; its
+ * key (pki/ca.key, encrypted with the passphrase) signs only issuing CAs and may go
+ * offline. The online issuing CA (pki/issuer.crt, CA:TRUE pathlen:0; pki/issuer.key,
+ * unencrypted PKCS#8, 0600, for the user moatd runs as) signs identities, the server
+ * certificate and the CRL. Every certificate file moat writes for a TLS peer (identity
+ * cert.pem, pki/server.crt) holds the leaf then the issuing CA. A single-tier deployment
+ * has no issuer files and signs everything with the root.
  *
  * Consistency: identities are written to pki/.staging/ first, then, inside one registry
  * transaction, renamed into pki/identities/ and the transaction committed. A crash between
@@ -32,13 +41,21 @@
 #define MOAT_HOST_MAX_LEN 253
 #define MOAT_BULK_MAX 1000000
 
+/* The files of the issuing CA, relative to the deployment directory. */
+#define MOAT_ISSUER_CERT_FILE "pki/issuer.crt"
+#define MOAT_ISSUER_KEY_FILE "pki/issuer.key"
+#define MOAT_CHAIN_FILE "pki/chain.pem"	    /* issuer.crt then ca.crt (EST cacerts) */
+#define MOAT_ISSUERS_FILE "pki/issuers.pem" /* every issuing CA whose CRL is in crl.pem */
+
 /* Defaults of moat.conf, written by moat init and assumed when a key is absent. */
 #define MOAT_BROKER_PORT_DEFAULT 8883
 #define MOAT_SERVER_PORT_DEFAULT 8443
 #define MOAT_CA_DAYS_DEFAULT 3650
 #define MOAT_IDENTITY_DAYS_DEFAULT 730
 #define MOAT_SERVER_DAYS_DEFAULT 825
+#define MOAT_ISSUER_DAYS_DEFAULT 1825 /* never beyond the root's notAfter */
 #define MOAT_CRL_DAYS_DEFAULT 30
+#define MOAT_CRL_VALIDITY_MIN_S 60
 
 /* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
 struct moat_deploy_conf {
@@ -52,6 +69,7 @@ struct moat_deploy_conf {
 	int64_t identity_days;
 	int64_t server_days;
 	int64_t crl_days;
+	int64_t crl_validity; /* seconds: [pki] crl_validity, else crl_days */
 };
 
 /* An open deployment: its directory, moat.conf, registry and CA. Opaque: read it through
@@ -71,7 +89,9 @@ struct moat_init_opts {
 	int broker_port; /* default 8883 */
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
-	int64_t ca_days; /* default 3650 */
+	int64_t ca_days;     /* default 3650 */
+	int64_t issuer_days; /* default 1825, cut to the root's validity */
+	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -101,6 +121,37 @@ size_t moat_deploy_recovered(const struct moat_deploy *d);
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
 				       struct moat_err *err);
 
+/* The CA that signs identities, service certificates and CRLs: the online issuing CA
+ * when the deployment has one (no passphrase needed; its key is loaded on first use, and
+ * a key file readable by others is refused), else the root CA, which needs
+ * moat_deploy_unlock first (MOAT_EINVAL "...: needs the CA passphrase" otherwise).
+ * The pointer is owned by d. */
+MOAT_MUST_CHECK int moat_deploy_signer(struct moat_deploy *d, const struct moat_ca **out,
+				       struct moat_err *err);
+/* true when the deployment has an online issuing CA (pki/issuer.crt). */
+bool moat_deploy_has_issuer(const struct moat_deploy *d);
+
+/* Adds an online issuing CA to a single-tier deployment (opened for writing and unlocked:
+ * the root signs it). A root with pathlen 0 is re-certified first (same name and key,
+ * pathlen 1; pki/ca.crt rewritten). The certificates issued so far stay the root's: pki/crl.pem
+ * keeps a CRL signed by the root for them, valid until the last of them expires (the
+ * registry's "root_crl_until"). days: the issuing CA's validity (0: 1825), cut to the
+ * root's. MOAT_EEXIST when there is an issuing CA already. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* Replaces the issuing CA with a new one (next generation, its own name), signed by the
+ * unlocked root. Nothing is re-issued: the old one moves to pki/retired/ (key included) and
+ * stays in pki/issuers.pem, and its CRL is part of pki/crl.pem, re-signed with its key,
+ * until it expires (when no certificate it signed is valid any more). MOAT_ESTATE without
+ * an issuing CA. */
+MOAT_MUST_CHECK int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* *out: revoking (or renewing) id's certificate needs the root unlocked first: in a
+ * single-tier deployment, or when the certificate was signed by the root and the root's
+ * CRL must list it. false when the root is unlocked already. */
+MOAT_MUST_CHECK int moat_deploy_revoking_needs_root(struct moat_deploy *d, const char *id,
+						    bool *out, struct moat_err *err);
+
 /* "<dir>/<rel>" into buf; fails when it does not fit. */
 MOAT_MUST_CHECK int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size,
 				     const char *rel, struct moat_err *err);
@@ -120,7 +171,8 @@ struct moat_provision_req {
 /* Progress: called after each identity is issued (done of total). May be NULL. */
 typedef void (*moat_progress_cb)(size_t done, size_t total, void *ctx);
 
-/* Issues and registers every request, all or nothing. Requires moat_deploy_unlock.
+/* Issues and registers every request, all or nothing. Signs with moat_deploy_signer (so a
+ * single-tier deployment needs moat_deploy_unlock).
  * A SIGINT/SIGTERM during the run (see moat_deploy_interrupted) aborts with MOAT_EINTR and
  * leaves nothing behind. */
 MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
@@ -155,7 +207,7 @@ MOAT_MUST_CHECK int moat_deploy_set_disabled(struct moat_deploy *d, const char *
 /* Deletes id: revokes its current certificate (with reason) unless it is revoked already,
  * removes its registry rows (moat_registry_identity_delete: the revoked certificates stay in
  * the CRL and the deletion is recorded), rewrites pki/crl.pem, then removes
- * pki/identities/<id>/. Requires moat_deploy_unlock. MOAT_ENOENT when unknown (deleting
+ * pki/identities/<id>/. Needs moat_deploy_signer. MOAT_ENOENT when unknown (deleting
  * twice). The name can be added again later, as a new identity with a new key. */
 MOAT_MUST_CHECK int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
@@ -171,16 +223,18 @@ struct moat_server_cert {
  * and moatd present: every [broker] hosts entry of moat.conf plus add_hosts (each checked
  * like moat.conf's hosts; MOAT_EEXIST when already there, MOAT_EINVAL past MOAT_HOSTS_MAX),
  * valid for days (0: [pki] server_days). Added hosts are written to moat.conf's hosts line
- * (the rest of the file kept as it is) and d reads the new moat.conf from then on. Requires
- * moat_deploy_unlock. Nothing is written unless the certificate and the new moat.conf are
- * ready; the files are then each replaced atomically (server_cert.c says what an
- * interruption between them leaves). The broker and moatd load the new pair on SIGHUP
- * (moat_broker_sync sends it). out may be NULL. */
+ * (the rest of the file kept as it is) and d reads the new moat.conf from then on. Signed
+ * by moat_deploy_signer; the file holds the leaf then the issuing CA. Nothing is written unless the
+ * certificate and the new moat.conf are ready; the files are then each replaced atomically
+ * (server_cert.c says what an interruption between them leaves). The broker and moatd load the new
+ * pair on SIGHUP (moat_broker_sync sends it). out may be NULL. */
 MOAT_MUST_CHECK int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 					    size_t add_count, int64_t days,
 					    struct moat_server_cert *out, struct moat_err *err);
 
-/* Regenerates and atomically writes pki/crl.pem from the registry. */
+/* Regenerates and atomically writes pki/crl.pem from the registry: one CRL per CA whose
+ * certificates may be in use (see moat_deploy_issuer_rotate), each valid for
+ * [pki] crl_validity. Needs moat_deploy_signer. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 
 /* Set by the CLI's signal handler; provisioning checks it between identities. */

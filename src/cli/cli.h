@@ -22,6 +22,7 @@ int init_main(int argc, char **argv);
 int device_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);
+int ca_main(int argc, char **argv);
 int broker_main(int argc, char **argv);
 int up_main(int argc, char **argv);
 int down_main(int argc, char **argv);
@@ -66,9 +67,14 @@ int cli_group_help(int argc, char **argv, const char *usage, bool help_word);
 
 /* Locates and opens the deployment (mode MOAT_DEPLOY_READ or _WRITE). */
 MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err *err);
-/* Opens for writing and unlocks the CA key with the passphrase from --passphrase-file,
- * $MOAT_CA_PASSPHRASE or a tty prompt. */
+/* Opens for writing, able to sign (moat_deploy_signer): with the online issuing CA when the
+ * deployment has one, else by unlocking the root as cli_open_root does. */
 MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+/* Unlocks the root of an open deployment with the passphrase (as cli_open_root). */
+MOAT_MUST_CHECK int cli_unlock_root(struct moat_deploy *d, struct moat_err *err);
+/* Opens for writing and unlocks the root CA key with the passphrase from
+ * --passphrase-file, $MOAT_CA_PASSPHRASE or a tty prompt. */
+MOAT_MUST_CHECK int cli_open_root(struct moat_deploy **out, struct moat_err *err);
 /* The client-id suffix of this run of tool ("cmd" -> "cmd-<pid>"): each run of `moat cmd`
  * and `moat watch` is its own broker session (identity.h). Valid until the next call. */
 const char *cli_session_suffix(const char *tool);

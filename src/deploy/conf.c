@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "deploy_internal.h"
+#include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
 	"deployment", "broker", "server", "pki",     "network", "firmware",
@@ -95,6 +96,22 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	    (rc = moat_config_get_int(cfg, "pki", "crl_days", MOAT_CRL_DAYS_DEFAULT, 1, 3650,
 				      &conf->crl_days, err)) != 0) {
 		return rc;
+	}
+	/* crl_validity (a duration; a bare number is days) wins over crl_days: minutes are
+	 * allowed, so a test can watch moatd refresh the CRL */
+	conf->crl_validity = conf->crl_days * 86400;
+	const char *cv = moat_config_get(cfg, "pki", "crl_validity");
+	if (cv) {
+		if ((rc = moat_duration_parse(cv, 86400, &conf->crl_validity, err)) != 0) {
+			moat_err_prefix(err, "%s: [pki] crl_validity", cfg->path);
+			return rc;
+		}
+		if (conf->crl_validity < MOAT_CRL_VALIDITY_MIN_S ||
+		    conf->crl_validity > 3650 * 86400LL) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [pki] crl_validity: %ds to 3650 days", cfg->path,
+					    MOAT_CRL_VALIDITY_MIN_S);
+		}
 	}
 	return 0;
 }

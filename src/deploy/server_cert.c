@@ -151,8 +151,13 @@ int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 	char *conf_text = NULL;
 	size_t conf_len = 0;
 	int rc;
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	const struct moat_ca *signer = NULL;
+	const char *chain = NULL;
+	size_t chain_len = 0;
+	char *cert_pem = NULL;
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0) {
+		return rc;
 	}
 	if (days < 0 || days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "validity must be 1 to 36500 days");
@@ -202,14 +207,25 @@ int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 	char serial_hex[MOAT_SERIAL_HEX_LEN];
 	char p[PATH_MAX];
 	if ((rc = moat_pki_random_serial(serial, serial_hex, err)) != 0 ||
-	    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0 ||
+	    (rc = moat_pki_issue(signer, &req, serial, &issued, err)) != 0 ||
 	    (add_count && (rc = new_conf_text(d, hosts, count, &conf_text, &conf_len, err)) != 0)) {
 		goto out;
 	}
+	/* the leaf then the issuing CA, so clients trusting only the root build the path */
+	size_t cert_len = issued.cert_pem_len + chain_len;
+	if (!(cert_pem = malloc(cert_len + 1))) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(cert_pem, issued.cert_pem, issued.cert_pem_len);
+	if (chain_len) {
+		memcpy(cert_pem + issued.cert_pem_len, chain, chain_len);
+	}
+	cert_pem[cert_len] = '\0';
 	if ((rc = moat_deploy_path(d, p, sizeof(p), "pki/server.key", err)) != 0 ||
 	    (rc = moat_fs_write_atomic(p, issued.key_pem, issued.key_pem_len, 0600, err)) != 0 ||
 	    (rc = moat_deploy_path(d, p, sizeof(p), "pki/server.crt", err)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, issued.cert_pem, issued.cert_pem_len, 0644, err)) != 0) {
+	    (rc = moat_fs_write_atomic(p, cert_pem, cert_len, 0644, err)) != 0) {
 		goto out;
 	}
 	if (add_count) {
@@ -238,6 +254,7 @@ int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 	}
 out:
 	moat_pki_issued_free(&issued);
+	free(cert_pem);
 	free(conf_text);
 	return rc;
 }
