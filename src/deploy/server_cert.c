@@ -6,9 +6,8 @@
  * Order: the new key and certificate are issued in memory and moat.conf's new text is
  * parsed back before anything is written; then server.key, server.crt and moat.conf are each
  * replaced atomically, in that order. An interruption between them leaves a key without its
- * certificate (the broker refuses to reload it and keeps serving the old pair until a
- * restart) or a host in moat.conf the certificate lacks; running the command again repairs
- * both. */
+ * certificate (a pair the broker and moatd cannot load: untested what Mosquitto does then) or
+ * a host in moat.conf the certificate lacks; running the command again repairs both. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
