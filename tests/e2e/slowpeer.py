@@ -14,6 +14,12 @@ to the file named by --out, the last line being "done".
            or sent_all=1.
   body     a TLS session, headers with a large Content-Length, then the body one byte a
            second; writes status=CODE and closed=1 once the server closed.
+  hold     COUNT connections from the first --source, one after another (TLS with --cert
+           and --key when given, then nothing: no MQTT CONNECT, no request); writes
+           results=ok,ok,...,refused (refused: reset or closed at once), then held=N, and
+           holds them until the file --until exists or --limit seconds pass.
+  churn    COUNT connections from the first --source, each closed at once; writes
+           ok=N refused=M.
   device   --cert/--key: COUNT TLS sessions as that device, each sending one keep-alive
            request; writes status_I=CODE for each, then holds them until --limit or EOF.
 """
@@ -40,12 +46,20 @@ def connect(args, source):
 
 
 def closed_by_peer(s):
+    """Called when select() says s is readable: true when the server closed it. A TLS
+    socket may be readable for a record that carries no data (a TLS 1.3 session ticket),
+    so it is read without blocking."""
+    s.setblocking(False)
     try:
         return s.recv(1) == b""
+    except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+        return False
     except (ConnectionResetError, BrokenPipeError):
         return True
     except ssl.SSLError:
         return True
+    finally:
+        s.setblocking(True)
 
 
 def idle(args):
@@ -170,9 +184,54 @@ def device(args):
     out_line(args.out, "done")
 
 
+def try_connect(args, ctx):
+    try:
+        s = connect(args, args.source[0])
+    except (ConnectionRefusedError, ConnectionResetError):
+        return None
+    if ctx:
+        try:
+            s = ctx.wrap_socket(s, server_hostname="localhost")
+        except (ConnectionResetError, ssl.SSLError, OSError):
+            return None
+    # a reset right after the handshake (a refused SYN shows as ECONNREFUSED above)
+    r, _, _ = select.select([s], [], [], 0.2)
+    if r and closed_by_peer(s):
+        return None
+    return s
+
+
+def hold(args):
+    import os
+    ctx = tls_context(args) if args.cert else None
+    socks = [try_connect(args, ctx) for _ in range(args.count)]
+    out_line(args.out, "results=" + ",".join("ok" if s else "refused" for s in socks))
+    live = [s for s in socks if s]
+    out_line(args.out, "held=%d" % len(live))
+    end = time.monotonic() + args.limit
+    while time.monotonic() < end and not (args.until and os.path.exists(args.until)):
+        time.sleep(0.1)
+    for s in live:
+        s.close()
+    out_line(args.out, "done")
+
+
+def churn(args):
+    ok = refused = 0
+    for _ in range(args.count):
+        try:
+            s = connect(args, args.source[0])
+            s.close()
+            ok += 1
+        except (ConnectionRefusedError, ConnectionResetError):
+            refused += 1
+    out_line(args.out, "ok=%d refused=%d" % (ok, refused))
+    out_line(args.out, "done")
+
+
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["idle", "trickle", "slowtls", "body", "device"])
+    p.add_argument("mode", choices=["idle", "trickle", "slowtls", "body", "device", "hold", "churn"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--source", action="append", default=[])
@@ -181,6 +240,7 @@ def main():
     p.add_argument("--ca")
     p.add_argument("--cert")
     p.add_argument("--key")
+    p.add_argument("--until")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     if not args.source:
@@ -188,7 +248,7 @@ def main():
     if args.count * len(args.source) > 2000:
         sys.exit("slowpeer: at most 2000 connections")
     {"idle": idle, "trickle": trickle, "slowtls": slowtls, "body": body,
-     "device": device}[args.mode](args)
+     "device": device, "hold": hold, "churn": churn}[args.mode](args)
 
 
 if __name__ == "__main__":
