@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 
+#include "moat/config.h"
 #include "moat/err.h"
 
 /* The tutorial's firmware sends both headers: keep their names so it works unchanged. */
@@ -40,13 +41,45 @@ struct moat_httpd_opts {
 
 struct moat_httpd;
 
+/* What moatd lets connections hold ([server] of moat.conf; include/moat/connguard.h says
+ * how each is enforced). Both deadlines count from accept and no trickled byte resets them;
+ * idle_timeout is libmicrohttpd's inactivity timeout, which activity does reset. */
+struct moat_httpd_limits {
+	int64_t handshake_timeout_s;	    /* handshake_timeout: TLS handshake complete */
+	int64_t header_timeout_s;	    /* header_timeout: each request's headers in */
+	int64_t idle_timeout_s;		    /* idle_timeout: no byte either way */
+	int64_t max_connections;	    /* max_connections: open at once (also bounded by
+					       the open-file limit) */
+	int64_t unauthenticated_per_source; /* unauthenticated_per_source: per IPv4 address or
+					       IPv6 /64, before authenticating */
+	int64_t connections_per_device;	    /* connections_per_device: authenticated, per
+					       identity */
+};
+#define MOAT_HTTPD_HANDSHAKE_TIMEOUT_DEFAULT 10
+#define MOAT_HTTPD_HEADER_TIMEOUT_DEFAULT 20
+#define MOAT_HTTPD_IDLE_TIMEOUT_DEFAULT 60
+#define MOAT_HTTPD_MAX_CONNECTIONS_DEFAULT 1024
+#define MOAT_HTTPD_UNAUTH_PER_SOURCE_DEFAULT 16
+#define MOAT_HTTPD_PER_DEVICE_DEFAULT 4
+
+/* Reads the limits from [server] of cfg (absent keys: the defaults above) and refuses, with
+ * a message naming the file, line and key: an unknown [server] key, a value out of range
+ * (timeouts: handshake 1 s-5 min, header 1 s-10 min, idle 5 s-1 h; max_connections
+ * 16-65536; unauthenticated_per_source 1-65536; connections_per_device 1-1024), or a
+ * handshake_timeout above header_timeout. out is written only on success. */
+MOAT_MUST_CHECK int moat_httpd_limits_load(const struct moat_config *cfg,
+					   struct moat_httpd_limits *out, struct moat_err *err);
+
 /* Opens the deployment read-only, loads pki/server.{key,crt} (the certificate with its
  * chain), pki/ca.crt (the root: the only trust anchor) and pki/crl.pem, and serves the API
  * above on its own thread. Every request is authorized from the client certificate:
  * verified against the root by GnuTLS (the client presents its issuing CA), its serial in
  * none of pki/crl.pem's CRLs (re-read when the file changes, each verified against the root
  * or an issuing CA of pki/issuers.pem; a CRL that fails to load or verify refuses
- * everyone), its CN an active device in the registry. One log line per request (moat_log). */
+ * everyone), its CN an active device in the registry. One log line per request (moat_log).
+ * Connections are held to the limits of moat_httpd_limits_load (a bad [server] value fails the
+ * start); every connection closed for a deadline or a limit is an event=connection_closed line
+ * (budgeted: connguard.h). */
 MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
 				     struct moat_err *err);
 void moat_httpd_stop(struct moat_httpd *h);

@@ -10,8 +10,8 @@
 #include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker", "server", "pki",     "network", "firmware",
-	"policy",     "plugin", "agent",  "monitor", "sim",	NULL,
+	"deployment", "broker", "server",  "pki", "network", "firmware", "policy",
+	"plugin",     "agent",	"monitor", "sim", "guard",   NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,

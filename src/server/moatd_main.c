@@ -19,6 +19,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -136,6 +137,13 @@ int main(int argc, char **argv)
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
 		fprintf(stderr, "moatd: cannot block signals\n");
 		return 1;
+	}
+	/* Client connections are bounded by the open-file limit (moat_httpd_start lowers
+	 * [server] max_connections to fit): take the whole hard limit, as servers do. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
