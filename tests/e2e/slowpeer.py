@@ -18,7 +18,7 @@ to the file named by --out, the last line being "done".
            and --key when given, then nothing: no MQTT CONNECT, no request); writes
            results=ok,ok,...,refused (refused: reset or closed at once), then held=N, and
            holds them until the file --until exists or --limit seconds pass.
-  churn    COUNT connections from the first --source, each closed at once; writes
+  churn    COUNT connections from the first --source, each reset at once; writes
            ok=N refused=M.
   device   --cert/--key: COUNT TLS sessions as that device, each sending one keep-alive
            request; writes status_I=CODE for each, then holds them until --limit or EOF.
@@ -27,6 +27,7 @@ import argparse
 import select
 import socket
 import ssl
+import struct
 import sys
 import time
 
@@ -221,6 +222,9 @@ def churn(args):
     for _ in range(args.count):
         try:
             s = connect(args, args.source[0])
+            # a reset, not a FIN: the connection is gone from conntrack at once, so only
+            # the rate bound, never the per-source count, can refuse the next one
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             s.close()
             ok += 1
         except (ConnectionRefusedError, ConnectionResetError):
