@@ -273,7 +273,7 @@ check_consistent "after bulk add"
 staging_has() { ls -d "$D"/pki/.staging-*/"$1"-* >/dev/null 2>&1; }
 
 # interrupted bulk add (SIGINT): nothing is added
-moat device add --prefix intr --count 200000 >/dev/null 2>"$T/intr.err" &
+moat device add --prefix intr --count 50000 >/dev/null 2>"$T/intr.err" &
 pid=$!
 wait_for 60 staging_has intr || fail "bulk add did not start"
 kill -INT $pid
@@ -285,7 +285,7 @@ check_consistent "after SIGINT"
 pass "SIGINT during bulk add: nothing added"
 
 # killed bulk add (SIGKILL): the next change repairs the directory
-moat device add --prefix killed --count 200000 >/dev/null 2>&1 &
+moat device add --prefix killed --count 50000 >/dev/null 2>&1 &
 pid=$!
 wait_for 60 staging_has killed || fail "bulk add did not start"
 kill -KILL $pid
