@@ -179,6 +179,14 @@ MOAT_MUST_CHECK int moat_deploy_enroll_add(struct moat_deploy *d,
 					   char token_out[MOAT_ENROLL_TOKEN_BUF_LEN],
 					   struct moat_err *err);
 
+/* Registers a claim CA (`moat ca claim add`): the first certificate of the PEM text pem,
+ * which must be a CA certificate (basicConstraints CA:TRUE) and not the deployment's own
+ * CA. sha256_out receives the hex SHA-256 of its DER, which names it. MOAT_EEXIST when it
+ * is registered already. Needs MOAT_DEPLOY_WRITE. */
+MOAT_MUST_CHECK int moat_deploy_claim_ca_add(struct moat_deploy *d, const char *pem, size_t len,
+					     char sha256_out[MOAT_SHA256_HEX_LEN + 1],
+					     struct moat_err *err);
+
 /* A claim CN: [A-Za-z0-9._:-]{1,64} (a factory serial number, typically). */
 MOAT_MUST_CHECK int moat_claim_cn_check(const char *cn, struct moat_err *err);
 

@@ -35,6 +35,8 @@
 #define REASON_SUPERSEDED 4
 #define LOCK_WAIT_STEP_US 20000
 
+static int pki_cert_pem_of(X509 *cert, char **out, struct moat_err *err);
+
 const char *moat_enroll_verdict_name(enum moat_enroll_verdict v)
 {
 	switch (v) {
@@ -72,6 +74,51 @@ int moat_claim_cn_check(const char *cn, struct moat_err *err)
 		}
 	}
 	return 0;
+}
+
+int moat_deploy_claim_ca_add(struct moat_deploy *d, const char *pem, size_t len,
+			     char sha256_out[MOAT_SHA256_HEX_LEN + 1], struct moat_err *err)
+{
+	sha256_out[0] = '\0';
+	if (d->lock_fd < 0) {
+		return moat_err_set(err, MOAT_ESTATE, "deployment not opened for writing");
+	}
+	BIO *b = len <= MOAT_CERT_FILE_MAX_BYTES ? BIO_new_mem_buf(pem, (int)len) : NULL;
+	X509 *cert = b ? PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL) : NULL;
+	BIO_free(b);
+	int rc = 0;
+	char *out_pem = NULL;
+	if (!cert) {
+		rc = moat_err_ssl(err, MOAT_EINVAL, "claim CA: not a PEM certificate");
+		goto out;
+	}
+	if (X509_check_ca(cert) == 0) {
+		rc = moat_err_set(err, MOAT_EINVAL, "claim CA: not a CA certificate");
+		goto out;
+	}
+	if (X509_cmp(cert, d->ca->cert) == 0) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "claim CA: this deployment's own CA cannot stand for a claim");
+		goto out;
+	}
+	unsigned char md[MOAT_SHA256_BYTES];
+	unsigned int n = 0;
+	char subject[MOAT_CLAIM_SUBJECT_MAX_LEN + 1] = "";
+	if (!X509_digest(cert, EVP_sha256(), md, &n) || n != sizeof(md)) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "claim CA: digest");
+		goto out;
+	}
+	moat_hex_encode(md, sizeof(md), sha256_out);
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, (int)sizeof(subject));
+	if ((rc = pki_cert_pem_of(cert, &out_pem, err)) != 0) {
+		goto out;
+	}
+	rc = moat_registry_claim_ca_insert(d->reg, sha256_out, subject, out_pem, moat_time_now(),
+					   err);
+out:
+	free(out_pem);
+	X509_free(cert);
+	return rc;
 }
 
 /* SHA-256 of the token as lower-case hex. */
@@ -334,6 +381,25 @@ static int chain_pem(struct moat_deploy *d, const struct moat_ca *signer, const 
 			(*out)[n] = '\0';
 			*out_len = (size_t)n;
 		}
+	}
+	BIO_free(b);
+	return rc;
+}
+
+/* cert as PEM in a malloc'd string. */
+static int pki_cert_pem_of(X509 *cert, char **out, struct moat_err *err)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	char *data = NULL;
+	long n = 0;
+	int rc = 0;
+	if (!b || !PEM_write_bio_X509(b, cert) || (n = BIO_get_mem_data(b, &data)) <= 0) {
+		rc = moat_err_ssl(err, MOAT_ECRYPTO, "encoding a certificate");
+	} else if (!(*out = malloc((size_t)n + 1))) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	} else {
+		memcpy(*out, data, (size_t)n);
+		(*out)[n] = '\0';
 	}
 	BIO_free(b);
 	return rc;
