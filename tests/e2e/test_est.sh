@@ -23,7 +23,7 @@ e2e_init
 cat >>"$D/moat.conf" <<'EOF'
 [est]
 reenroll_grace = 3s
-token_failures = 3
+token_failures = 6
 token_failure_refill = 1h
 EOF
 [ -f "$D/pki/issuer.crt" ] || fail "moat init made no issuing CA (pki/issuer.crt)"
@@ -194,14 +194,14 @@ est 200 "dev4 enrolls after the refusals" -u "dev4:$TOK4" "${P10[@]}" \
 # ---- failed tokens are limited per source address ----
 csr dev9 "/CN=dev9"
 got429=""
-for i in 1 2 3 4 5 6; do
+for i in 1 2 3 4 5 6 7 8 9; do
 	code=$(curl -sS --interface 127.0.0.2 --cacert "$D/pki/ca.crt" -o /dev/null -w '%{http_code}' \
 		-u "dev9:0000000000000000000000000000000$i" "${P10[@]}" --data-binary @"$T/dev9.b64" \
 		"$EST/simpleenroll") || true
 	if [ "$code" = 429 ]; then got429=$i; break; fi
 	[ "$code" = 401 ] || fail "wrong token $i from 127.0.0.2: HTTP $code"
 done
-[ "$got429" = 4 ] || fail "no 429 after 3 failures (got429=$got429)"
+[ "$got429" = 7 ] || fail "no 429 after 6 failures (got429=$got429)"
 refused 429 too_many_failures "the right token from the limited address" --interface 127.0.0.2 \
 	-u "dev9:$TOK9" "${P10[@]}" --data-binary @"$T/dev9.b64" "$EST/simpleenroll"
 grep -qi '^Retry-After: ' "$T/headers" || fail "429 without Retry-After"
@@ -215,15 +215,15 @@ test_ca_conf "$M"
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$M/ca.key" \
 	-subj "/O=Maker/CN=Maker Factory CA" -days 30 -out "$M/ca.crt" \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-test_ca_sign "$M" claim7 "/O=Maker/CN=SN-0007" client -cert "$M/ca.crt" -keyfile "$M/ca.key"
-test_ca_sign "$M" claim8 "/O=Maker/CN=SN-0008" client -cert "$M/ca.crt" -keyfile "$M/ca.key"
+test_ca_sign "$M" claim7 "/O=Maker/CN=SN-0007" client -cert "$M/ca.crt" -keyfile "$M/ca.key" -days 20
+test_ca_sign "$M" claim8 "/O=Maker/CN=SN-0008" client -cert "$M/ca.crt" -keyfile "$M/ca.key" -days 20
 O="$T/other"
 mkdir -p "$O"
 test_ca_conf "$O"
 openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$O/ca.key" \
 	-subj "/CN=Unregistered CA" -days 30 -out "$O/ca.crt" \
 	-addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-test_ca_sign "$O" claim7 "/CN=SN-0007" client -cert "$O/ca.crt" -keyfile "$O/ca.key"
+test_ca_sign "$O" claim7 "/CN=SN-0007" client -cert "$O/ca.crt" -keyfile "$O/ca.key" -days 20
 expect_ok "moat ca claim add" moat ca claim add "$M/ca.crt"
 expect_fail "moat ca claim add of a leaf" moat ca claim add "$M/claim7.crt"
 moat device add dev7 --claim-cn SN-0007 >/dev/null
