@@ -97,23 +97,11 @@ bool moat_est_transfer_encoding_ok(const char *value)
 	return !value || media_type_is(value, "base64");
 }
 
-enum moat_basic_auth moat_est_basic_auth_parse(const char *value, char user[MOAT_ID_BUF_LEN],
-					       char password[MOAT_EST_PASSWORD_MAX_LEN + 1])
+/* "user:password" (n bytes of plain) into user and password; both "" unless OK. */
+static enum moat_basic_auth split_credentials(const unsigned char *plain, size_t n,
+					      char user[MOAT_ID_BUF_LEN],
+					      char password[MOAT_EST_PASSWORD_MAX_LEN + 1])
 {
-	user[0] = '\0';
-	password[0] = '\0';
-	if (!value) {
-		return MOAT_BASIC_NONE;
-	}
-	size_t len = strnlen(value, MOAT_EST_HEADER_MAX_LEN + 1);
-	if (len > MOAT_EST_HEADER_MAX_LEN || len < 7 || strncasecmp(value, "Basic ", 6) != 0) {
-		return MOAT_BASIC_MALFORMED;
-	}
-	unsigned char plain[MOAT_EST_HEADER_MAX_LEN];
-	size_t n = 0;
-	if (moat_b64_decode(value + 6, len - 6, plain, sizeof(plain) - 1, &n) != 0) {
-		return MOAT_BASIC_MALFORMED;
-	}
 	const unsigned char *colon = memchr(plain, ':', n);
 	if (!colon) {
 		return MOAT_BASIC_MALFORMED;
@@ -138,4 +126,26 @@ enum moat_basic_auth moat_est_basic_auth_parse(const char *value, char user[MOAT
 	memcpy(password, colon + 1, plen);
 	password[plen] = '\0';
 	return MOAT_BASIC_OK;
+}
+
+enum moat_basic_auth moat_est_basic_auth_parse(const char *value, char user[MOAT_ID_BUF_LEN],
+					       char password[MOAT_EST_PASSWORD_MAX_LEN + 1])
+{
+	user[0] = '\0';
+	password[0] = '\0';
+	if (!value) {
+		return MOAT_BASIC_NONE;
+	}
+	size_t len = strnlen(value, MOAT_EST_HEADER_MAX_LEN + 1);
+	if (len > MOAT_EST_HEADER_MAX_LEN || len < 7 || strncasecmp(value, "Basic ", 6) != 0) {
+		return MOAT_BASIC_MALFORMED;
+	}
+	unsigned char plain[MOAT_EST_HEADER_MAX_LEN];
+	size_t n = 0;
+	if (moat_b64_decode(value + 6, len - 6, plain, sizeof(plain) - 1, &n) != 0) {
+		return MOAT_BASIC_MALFORMED;
+	}
+	enum moat_basic_auth r = split_credentials(plain, n, user, password);
+	explicit_bzero(plain, sizeof(plain)); /* the token */
+	return r;
 }
