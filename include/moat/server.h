@@ -11,6 +11,13 @@
  *   GET /api/firmware/download/<sha256>     the image; Range: bytes=a-b|a-|-n (one range),
  *                                           206/416; never a byte past the release's size
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
+ * EST (RFC 7030, src/server/est.c; docs/MOATD.md has the status codes):
+ *   GET  /.well-known/est/cacerts          no client auth; certs-only PKCS#7 of the chain
+ *   GET  /.well-known/est/csrattrs         no client auth; the CSR attributes moat asks for
+ *   POST /.well-known/est/simpleenroll     HTTP Basic id:token, or a claim certificate
+ *   POST /.well-known/est/simplereenroll   the device's current certificate
+ * Only these four paths authenticate otherwise; every other path needs the client
+ * certificate as above.
  * Which release is offered: release.h; request parsing: http_parse.h; update events:
  * update_schema.h.
  *

@@ -10,6 +10,7 @@
 static const char usage_text[] =
 	"usage: moat ca issuer create [--days 1825]\n"
 	"       moat ca issuer rotate [--days 1825]\n"
+	"       moat ca claim add|list|remove ...   (claim CAs for EST enrollment)\n"
 	"create: adds an online issuing CA to a single-tier deployment (made before it, or\n"
 	"with moat init --single-tier): from then on it signs devices, services, operators,\n"
 	"the server certificate and the CRL without the passphrase. A root made with pathlen 0\n"
@@ -69,6 +70,9 @@ int ca_main(int argc, char **argv)
 	if (st != MOAT_OPTS_CONTINUE) {
 		return st;
 	}
+	if (strcmp(argv[1], "claim") == 0) {
+		return ca_claim_main(argc - 1, argv + 1);
+	}
 	if (strcmp(argv[1], "issuer") == 0 && argc >= 3) {
 		if (strcmp(argv[2], "create") == 0) {
 			return issuer_cmd(argc - 2, argv + 2, false);
@@ -77,5 +81,6 @@ int ca_main(int argc, char **argv)
 			return issuer_cmd(argc - 2, argv + 2, true);
 		}
 	}
-	return cli_usage_error("usage: moat ca issuer create|rotate [--days N]");
+	return cli_usage_error(
+		"usage: moat ca issuer create|rotate [--days N] | moat ca claim ...");
 }

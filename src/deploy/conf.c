@@ -11,7 +11,7 @@
 
 static const char *const known_sections[] = {
 	"deployment", "broker", "server",  "pki", "network", "firmware", "policy",
-	"plugin",     "agent",	"monitor", "sim", "guard",   NULL,
+	"plugin",     "agent",	"monitor", "sim", "guard",   "est",	 NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,

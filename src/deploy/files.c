@@ -82,7 +82,8 @@ static int cert_with_chain(const struct moat_issued *issued, const char *chain, 
 	return 0;
 }
 
-/* mkdir dir (0700), then key.pem (0600) and cert.pem (with the chain) with put; p receives
+/* mkdir dir (0700), then key.pem (0600, unless the key came in a CSR) and cert.pem (with
+ * the chain) with put; p receives
  * the path of ca.crt, which the caller writes. */
 static int write_key_cert(const char *dir, const struct moat_issued *issued, const char *chain,
 			  size_t chain_len,
@@ -98,8 +99,10 @@ static int write_key_cert(const char *dir, const struct moat_issued *issued, con
 	if ((rc = cert_with_chain(issued, chain, chain_len, &cert, &cert_len, err)) != 0) {
 		return rc;
 	}
-	if ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
-	    (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
+	/* no key_pem: the key came in a CSR and never leaves its owner */
+	if ((issued->key_pem &&
+	     ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
+	      (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0)) ||
 	    (rc = moat_path_join(p, PATH_MAX, err, "%s/cert.pem", dir)) != 0 ||
 	    (rc = put(p, cert, cert_len, 0644, err)) != 0) {
 		free(cert);

@@ -53,6 +53,7 @@ static const struct {
 	{"DELETE FROM update_events WHERE device = ?1", "delete update events"},
 	{"DELETE FROM device_firmware WHERE device = ?1", "delete running firmware"},
 	{"DELETE FROM release_devices WHERE device = ?1", "delete rollout lists"},
+	{"DELETE FROM enrollments WHERE identity = ?1", "delete enrollment"},
 	{"DELETE FROM identities WHERE id = ?1", "delete identity"},
 };
 
