@@ -190,6 +190,21 @@ MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int
  * [pki] crl_validity. Needs moat_deploy_signer. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 
+/* How fresh pki/crl.pem is at now. */
+struct moat_crl_state {
+	size_t crls;	     /* CRLs in the file */
+	int64_t next_update; /* the earliest nextUpdate: when the first goes stale */
+	int64_t last_update; /* the lastUpdate of that CRL */
+	char issuer_cn[256]; /* the CN of its issuer */
+	bool stale;	     /* a nextUpdate has passed: verifiers refuse everyone it covers */
+	bool refresh_due;    /* half the validity of a CRL the signer (or a retired issuing
+			      * CA) re-signs has passed: moatd re-signs it now */
+};
+/* Reads and verifies every CRL of pki/crl.pem (moat_crl_set_load against the root and
+ * pki/issuers.pem); a file that does not verify is an error. */
+MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
+					  struct moat_crl_state *out, struct moat_err *err);
+
 /* Set by the CLI's signal handler; provisioning checks it between identities. */
 extern volatile int moat_deploy_interrupted;
 

@@ -598,3 +598,59 @@ out:
 	free(cert);
 	return rc;
 }
+
+/* ---- the CRL's freshness ------------------------------------------------------------------ */
+
+int moat_deploy_crl_state(struct moat_deploy *d, int64_t now, struct moat_crl_state *out,
+			  struct moat_err *err)
+{
+	char p[PATH_MAX];
+	char ip[PATH_MAX];
+	char *text = NULL;
+	char *issuers = NULL;
+	size_t len = 0;
+	size_t issuers_len = 0;
+	struct moat_crl_set *set = NULL;
+	memset(out, 0, sizeof(*out));
+	out->next_update = INT64_MAX;
+	int rc = moat_deploy_path(d, p, sizeof(p), "pki/crl.pem", err);
+	if (rc == 0 && (rc = moat_deploy_path(d, ip, sizeof(ip), MOAT_ISSUERS_FILE, err)) == 0 &&
+	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &text, &len, err)) == 0) {
+		rc = moat_fs_read_all(ip, MOAT_FILE_MAX_BYTES, &issuers, &issuers_len, err);
+		if (rc == MOAT_ENOENT) {
+			rc = 0;
+		}
+	}
+	if (rc == 0) {
+		rc = moat_crl_set_load("pki/crl.pem", text, len, d->ca->cert, MOAT_ISSUERS_FILE,
+				       issuers, issuers_len, &set, err);
+	}
+	free(text);
+	free(issuers);
+	if (rc != 0) {
+		return rc;
+	}
+	out->crls = moat_crl_set_count(set);
+	for (size_t i = 0; i < out->crls; i++) {
+		struct moat_crl_info info;
+		moat_crl_set_info(set, i, &info);
+		if (info.next_update < out->next_update) {
+			out->next_update = info.next_update;
+			out->last_update = info.last_update;
+			snprintf(out->issuer_cn, sizeof(out->issuer_cn), "%s", info.issuer_cn);
+		}
+		if (info.next_update <= now) {
+			out->stale = true;
+		}
+		/* what the issuing CAs signed is re-signed once half its validity has passed;
+		 * the root's own CRL (kept for root-signed certificates) only with the
+		 * passphrase, and it lasts as long as they do */
+		bool refreshable = !info.by_root || !d->has_issuer;
+		if (refreshable &&
+		    now >= info.last_update + (info.next_update - info.last_update) / 2) {
+			out->refresh_due = true;
+		}
+	}
+	moat_crl_set_free(set);
+	return 0;
+}

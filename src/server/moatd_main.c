@@ -5,13 +5,15 @@
  *   moatd [--dir DIR] [--listen ADDR] [--port N] [--as SERVICE_ID] [--no-ingest]
  *         [--log FILE] [--verbose]
  *
- * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events.
+ * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events. This
+ * one also keeps the CRL fresh (moat_crl_keep) between signals.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "moat/deploy.h"
@@ -99,10 +101,19 @@ int main(int argc, char **argv)
 		moat_httpd_stop(h);
 		return 1;
 	}
+	struct moat_crl_keeper keeper = {.interval_s = 1};
+	int64_t next_keep = 0;
 	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0) {
+		int64_t now = moat_time_now();
+		if (now >= next_keep) {
+			(void)moat_crl_keep(dir, &keeper); /* it logs what went wrong */
+			next_keep = moat_time_now() + keeper.interval_s;
 			continue;
+		}
+		struct timespec wait = {.tv_sec = (time_t)(next_keep - now)};
+		int sig = sigtimedwait(&set, NULL, &wait);
+		if (sig < 0) {
+			continue; /* time for the next CRL check, or EINTR */
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
 			moat_log(MOAT_LOG_INFO, "event=stopping signal=%d", sig);
