@@ -90,7 +90,8 @@ struct moat_init_opts {
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
 	int64_t ca_days;     /* default 3650 */
-	int64_t issuer_days; /* default 1825, cut to the root's validity */
+	int64_t issuer_days; /* 0: 1825 cut to the root's validity; more than the root's:
+			      * refused */
 	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
 	int64_t now;
 };
@@ -134,8 +135,8 @@ bool moat_deploy_has_issuer(const struct moat_deploy *d);
  * the root signs it). A root with pathlen 0 is re-certified first (same name and key,
  * pathlen 1; pki/ca.crt rewritten). The certificates issued so far stay the root's: pki/crl.pem
  * keeps a CRL signed by the root for them, valid until the last of them expires (the
- * registry's "root_crl_until"). days: the issuing CA's validity (0: 1825), cut to the
- * root's. MOAT_EEXIST when there is an issuing CA already. */
+ * registry's "root_crl_until"). days: the issuing CA's validity, refused beyond the root's
+ * notAfter (0: 1825 days, cut to it). MOAT_EEXIST when there is an issuing CA already. */
 MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
 					      struct moat_err *err);
 /* Replaces the issuing CA with a new one (next generation, its own name), signed by the
@@ -163,7 +164,8 @@ struct moat_provision_req {
 	const char *id;
 	enum moat_role role;
 	const char *device_type; /* devices: default "generic"; others: NULL */
-	int64_t days;		 /* 0: the configured default */
+	int64_t days;		 /* 0: the configured default, cut to the signer's notAfter; a given
+				  * number of days beyond it is refused ("--days N: ...") */
 	enum moat_key_type key_type;
 };
 
@@ -182,7 +184,8 @@ MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
 /* Revokes the identity's current certificate, marks it revoked and rewrites pki/crl.pem. */
 MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
-/* New key and certificate for id; the old certificate is revoked (superseded). */
+/* New key and certificate for id; the old certificate is revoked (superseded). days as in
+ * struct moat_provision_req. */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
 /* Regenerates and atomically writes pki/crl.pem from the registry: one CRL per CA whose
