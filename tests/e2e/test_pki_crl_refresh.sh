@@ -71,6 +71,9 @@ expect_status 204 "moatd serves dev-a after the first CRL's nextUpdate" dev-a "$
 expect_status 403 "moatd refuses dev-r" dev-r "$(url /api/firmware/version)"
 expect_ok "status after the first nextUpdate" moat status
 assert_not_contains "$out" "STALE"
+# it never went stale: moatd re-signed it in time (checked after dev-a's connection above)
+assert_not_contains "$(cat "$D/log/moatd.log")" "kind=crl_stale"
+assert_not_contains "$(cat "$D/log/security-events.jsonl" 2>/dev/null)" '"stale"'
 pass "devices are not locked out across the old CRL's nextUpdate"
 
 # --- the single-tier deployment went stale: named, a security event, not healthy --------
