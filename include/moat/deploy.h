@@ -90,7 +90,8 @@ struct moat_init_opts {
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
 	int64_t ca_days;     /* default 3650 */
-	int64_t issuer_days; /* default 1825, cut to the root's validity */
+	int64_t issuer_days; /* 0: 1825 cut to the root's validity; more than the root's:
+			      * refused */
 	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
 	int64_t now;
 };
@@ -135,8 +136,8 @@ bool moat_deploy_has_issuer(const struct moat_deploy *d);
  * the root signs it). A root with pathlen 0 is re-certified first (same name and key,
  * pathlen 1; pki/ca.crt rewritten). The certificates issued so far stay the root's: pki/crl.pem
  * keeps a CRL signed by the root for them, valid until the last of them expires (the
- * registry's "root_crl_until"). days: the issuing CA's validity (0: 1825), cut to the
- * root's. MOAT_EEXIST when there is an issuing CA already. */
+ * registry's "root_crl_until"). days: the issuing CA's validity, refused beyond the root's
+ * notAfter (0: 1825 days, cut to it). MOAT_EEXIST when there is an issuing CA already. */
 MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
 					      struct moat_err *err);
 /* Replaces the issuing CA with a new one (next generation, its own name), signed by the
@@ -164,7 +165,8 @@ struct moat_provision_req {
 	const char *id;
 	enum moat_role role;
 	const char *device_type; /* devices: default "generic"; others: NULL */
-	int64_t days;		 /* 0: the configured default */
+	int64_t days;		 /* 0: the configured default, cut to the signer's notAfter; a given
+				  * number of days beyond it is refused ("--days N: ...") */
 	enum moat_key_type key_type;
 	struct moat_csr *csr; /* certify this CSR's key (moat_csr_parse): no key.pem; NULL:
 				 moat generates the key */
@@ -188,7 +190,7 @@ MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, in
 /* New key and certificate for id; the old certificate is revoked (superseded). A disabled
  * identity is refused (MOAT_ESTATE), and so is one whose certificate was revoked for key
  * or CA compromise (moat_deploy_compromised): renewing it would hand the compromised
- * device's holder a working identity again. */
+ * device's holder a working identity again. days as in struct moat_provision_req. */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
 /* moat_deploy_renew for an identity revoked for compromise too: the operator said so. The
@@ -361,6 +363,20 @@ void moat_enrolled_free(struct moat_enrolled *e);
  * no lock taken. */
 MOAT_MUST_CHECK int moat_deploy_enroll_supersede_due(struct moat_deploy *d, int64_t now,
 						     size_t *out_count, struct moat_err *err);
+/* How fresh pki/crl.pem is at now. */
+struct moat_crl_state {
+	size_t crls;	     /* CRLs in the file */
+	int64_t next_update; /* the earliest nextUpdate: when the first goes stale */
+	int64_t last_update; /* the lastUpdate of that CRL */
+	char issuer_cn[256]; /* the CN of its issuer */
+	bool stale;	     /* a nextUpdate has passed: verifiers refuse everyone it covers */
+	bool refresh_due;    /* half the validity of a CRL the signer (or a retired issuing
+			      * CA) re-signs has passed: moatd re-signs it now */
+};
+/* Reads and verifies every CRL of pki/crl.pem (moat_crl_set_load against the root and
+ * pki/issuers.pem); a file that does not verify is an error. */
+MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
+					  struct moat_crl_state *out, struct moat_err *err);
 
 /* Set by the CLI's signal handler; provisioning checks it between identities. */
 extern volatile int moat_deploy_interrupted;

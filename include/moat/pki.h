@@ -185,6 +185,9 @@ MOAT_MUST_CHECK int moat_pki_csrattrs(unsigned char **out_der, size_t *out_len,
 MOAT_MUST_CHECK int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES],
 					   char hex_out[MOAT_SERIAL_HEX_LEN], struct moat_err *err);
 
+/* Issues req under ca (whose key must be loaded). A not_after beyond the CA's notAfter is
+ * refused (MOAT_EINVAL "<cn>: would be valid until ..., after its issuing CA (...)"): no
+ * certificate outlives its issuer. */
 MOAT_MUST_CHECK int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 				   const uint8_t serial[MOAT_SERIAL_BYTES], struct moat_issued *out,
 				   struct moat_err *err);

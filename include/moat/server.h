@@ -91,6 +91,24 @@ MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct 
 				     struct moat_err *err);
 void moat_httpd_stop(struct moat_httpd *h);
 
+/* ---- keeping the CRL fresh (src/server/crlkeep.c) ---- */
+
+#define MOAT_CRL_KEEP_INTERVAL_MAX_S 60
+
+struct moat_crl_keeper {
+	int64_t interval_s; /* how long to wait until the next check (set by moat_crl_keep) */
+	bool warned;	    /* the needs-the-passphrase warning was logged */
+};
+/* The check interval for a CRL validity: an eighth of it, at least 1 s, at most 60 s. */
+int64_t moat_crl_keep_interval(int64_t validity_s);
+/* One check of the deployment at dir: logs a stale CRL as a security event
+ * (event=security kind=crl_stale) and, once half of a CRL's validity has passed, re-signs
+ * pki/crl.pem with the issuing CA (no passphrase; moat_deploy_write_crl under the lock) and
+ * makes the broker reload it (event=crl_refreshed). A single-tier deployment cannot be
+ * refreshed without the passphrase: logged once (event=crl_refresh_needs_passphrase).
+ * Returns 0 or the error it logged. moatd calls it at start and every k->interval_s. */
+int moat_crl_keep(const char *dir, struct moat_crl_keeper *k);
+
 /* ---- update-event ingest over MQTT (src/server/ingest.c) ---- */
 
 #define MOAT_SERVER_DEFAULT_SERVICE_IDENTITY "backend-service"

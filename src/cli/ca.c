@@ -19,7 +19,8 @@ static const char usage_text[] =
 	"rotate: replaces the issuing CA with a new one. Nothing is re-enrolled: the old one is\n"
 	"kept (pki/retired/) and its CRL re-signed until it expires, and no certificate it\n"
 	"signed outlives it.\n"
-	"Both need the CA passphrase; --days is cut to the root's validity.\n";
+	"Both need the CA passphrase. --days beyond the root's validity is refused; the\n"
+	"default is cut to it.\n";
 
 static int issuer_cmd(int argc, char **argv, bool rotate)
 {

@@ -247,8 +247,9 @@ int status_main(int argc, char **argv)
 {
 	static const char usage[] =
 		"usage: moat status [--json]\n"
-		"Reports whether the broker started by moat up runs and accepts TLS connections.\n"
-		"Exit status 0 when it runs, 3 when it does not.\n";
+		"Reports whether the broker started by moat up runs and accepts TLS connections,\n"
+		"and whether the CRL is fresh. Exit status 0 when it runs, 3 when it does not,\n"
+		"1 when it runs with a stale or invalid CRL (every device it covers is refused).\n";
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	struct moat_broker_status bs;
@@ -259,11 +260,24 @@ int status_main(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
+	struct moat_crl_state crl;
+	struct moat_err crl_err = {0};
 	rc = moat_broker_status(d, &bs, &err);
+	int64_t now = moat_time_now();
+	/* a CRL that does not verify is reported, not fatal: the broker's state still is */
+	bool crl_ok = moat_deploy_crl_state(d, now, &crl, &crl_err) == 0;
 	moat_deploy_close(d);
 	if (rc != 0) {
 		return cli_fail(&err);
 	}
+	char crl_next[MOAT_TIME_ISO_LEN] = "";
+	if (crl_ok) {
+		moat_time_iso(crl.next_update, crl_next);
+	}
+	const char *crl_word = !crl_ok		 ? "invalid"
+			       : crl.stale	 ? "stale"
+			       : crl.refresh_due ? "refresh_overdue"
+						 : "fresh";
 	const struct moat_broker_state *st = &bs.state;
 	if (cli_globals.json) {
 		printf("{\"running\":%s,\"supervisor_pid\":%d,\"mosquitto_pid\":%d,"
@@ -281,7 +295,15 @@ int status_main(int argc, char **argv)
 		} else {
 			printf("null");
 		}
-		printf("}\n");
+		printf(",\"crl\":{\"state\":\"%s\"", crl_word);
+		if (crl_ok) {
+			printf(",\"next_update\":\"%s\",\"issuer\":", crl_next);
+			cli_json_string(stdout, crl.issuer_cn);
+		} else {
+			printf(",\"error\":");
+			cli_json_string(stdout, crl_err.msg);
+		}
+		printf("}}\n");
 	} else if (!st->running) {
 		printf("broker: not running (moat up starts it)\n");
 	} else {
@@ -302,5 +324,24 @@ int status_main(int argc, char **argv)
 			       "handshake (moat identity add NAME --role service gives it one)\n");
 		}
 	}
-	return st->running ? CLI_OK : STATUS_NOT_RUNNING;
+	if (!cli_globals.json) {
+		if (!crl_ok) {
+			printf("crl: INVALID: %s (every device is refused)\n", crl_err.msg);
+		} else if (crl.stale) {
+			printf("crl: STALE: the CRL of %s passed its nextUpdate %s: every device it "
+			       "covers is refused (moatd re-signs it; single-tier: moat cert crl)\n",
+			       crl.issuer_cn, crl_next);
+		} else if (crl.refresh_due) {
+			printf("crl: the CRL of %s is past half its validity and ends %s: moatd "
+			       "should have re-signed it (single-tier: moat cert crl)\n",
+			       crl.issuer_cn, crl_next);
+		} else {
+			printf("crl: fresh until %s\n", crl_next);
+		}
+	}
+	if (!st->running) {
+		return STATUS_NOT_RUNNING;
+	}
+	/* running with a CRL that refuses everyone is not healthy */
+	return crl_ok && !crl.stale ? CLI_OK : CLI_FAIL;
 }

@@ -66,6 +66,12 @@ int deploy_stage_identity(const char *dir, const struct moat_issued *issued, con
 			  size_t chain_len, const char *ca_path, struct moat_err *err);
 
 /* signer.c */
+/* The notAfter of a certificate signer signs now: now + days when days is given, refused
+ * (MOAT_EINVAL "--days N: <what> would be valid until ..., after the CA that signs it") when
+ * that is beyond the signer's notAfter; days 0: now + default_days, cut to the signer's
+ * notAfter. */
+int deploy_not_after(const struct moat_ca *signer, int64_t now, int64_t days, int64_t default_days,
+		     const char *what, int64_t *out, struct moat_err *err);
 /* What identity certificates carry after their own: pki/issuer.crt's text, or nothing in a
  * single-tier deployment (*out NULL, *out_len 0). Owned by d. */
 int deploy_signer_chain(struct moat_deploy *d, const char **out, size_t *out_len,

@@ -209,11 +209,11 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	}
 	const struct moat_ca *signer = ca;
 	if (!opts->single_tier) {
-		int64_t end = opts->now + opts->issuer_days * 86400;
-		if (end > moat_pki_ca_not_after(ca)) {
-			end = moat_pki_ca_not_after(ca);
-		}
-		if ((rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
+		int64_t end = 0;
+		if ((rc = deploy_not_after(ca, opts->now, opts->issuer_days,
+					   MOAT_ISSUER_DAYS_DEFAULT, "the issuing CA", &end,
+					   err)) != 0 ||
+		    (rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
 						 err)) != 0 ||
 		    (rc = deploy_issuer_write(dir, issuer, cert_pem, cert_len, NULL, 0, err)) !=
 			    0 ||
@@ -236,6 +236,11 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 			dns[ndns++] = hosts[i];
 		}
 	}
+	int64_t server_end = 0;
+	if ((rc = deploy_not_after(signer, opts->now, 0, MOAT_SERVER_DAYS_DEFAULT, "the server",
+				   &server_end, err)) != 0) {
+		goto out;
+	}
 	char server_cn[MOAT_HOST_MAX_LEN + 1];
 	snprintf(server_cn, sizeof(server_cn), "%s", ndns ? dns[0] : ips[0]);
 	struct moat_issue_req req = {
@@ -243,7 +248,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		.kind = MOAT_CERT_SERVER,
 		.key_type = opts->key_type,
 		.not_before = opts->now - 300, /* tolerate small clock skew on devices */
-		.not_after = opts->now + MOAT_SERVER_DAYS_DEFAULT * 86400LL,
+		.not_after = server_end,
 		.san_dns = dns,
 		.san_dns_count = ndns,
 		.san_ip = ips,
@@ -318,9 +323,6 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	if (o.ca_days == 0) {
 		o.ca_days = MOAT_CA_DAYS_DEFAULT;
 	}
-	if (o.issuer_days == 0) {
-		o.issuer_days = MOAT_ISSUER_DAYS_DEFAULT;
-	}
 	if (!opts->dir || !*opts->dir) {
 		return moat_err_set(err, MOAT_EINVAL, "no deployment directory given");
 	}
@@ -368,7 +370,7 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	if (o.ca_days < 1 || o.ca_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "CA validity: 1 to 36500 days");
 	}
-	if (o.issuer_days < 1 || o.issuer_days > 36500) {
+	if (o.issuer_days < 0 || o.issuer_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "issuing CA validity: 1 to 36500 days");
 	}
 

@@ -278,13 +278,18 @@ static int renew(struct moat_deploy *d, const char *id, int64_t days, bool force
 	}
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_after = 0;
+	if ((rc = deploy_not_after(signer, now, days, d->conf.identity_days, id, &not_after,
+				   err)) != 0) {
+		goto out;
+	}
 	struct moat_issue_req req = {
 		.cn = id,
 		.role = ident.role,
 		.kind = MOAT_CERT_CLIENT,
 		.key_type = d->conf.key_type,
 		.not_before = now - 300,
-		.not_after = now + (days ? days : d->conf.identity_days) * 86400,
+		.not_after = not_after,
 	};
 	if ((rc = fresh_serial(d, serial, hex, err)) != 0 ||
 	    (rc = moat_pki_issue(signer, &req, serial, &issued, err)) != 0) {

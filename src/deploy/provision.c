@@ -198,6 +198,14 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	if ((rc = validate(d, reqs, count, err)) != 0) {
 		return rc;
 	}
+	for (size_t i = 0; i < count; i++) {
+		int64_t not_after = 0;
+		if (reqs[i].days &&
+		    (rc = deploy_not_after(signer, now, reqs[i].days, d->conf.identity_days,
+					   reqs[i].id, &not_after, err)) != 0) {
+			return rc;
+		}
+	}
 	char rel[64];
 	snprintf(rel, sizeof(rel), "pki/.staging-%ld", (long)getpid());
 	if ((rc = moat_deploy_path(d, staging, sizeof(staging), rel, err)) != 0 ||

@@ -438,12 +438,13 @@ static int issuer_install(struct moat_deploy *d, int64_t gen, int64_t days,
 	char *ret_pem = NULL;
 	size_t ret_len = 0;
 	char p[PATH_MAX];
-	int64_t end = now + (days ? days : MOAT_ISSUER_DAYS_DEFAULT) * 86400;
-	if (end > moat_pki_ca_not_after(d->ca)) {
-		end = moat_pki_ca_not_after(d->ca);
+	int64_t end = 0;
+	int rc = deploy_not_after(d->ca, now, days, MOAT_ISSUER_DAYS_DEFAULT, "the issuing CA",
+				  &end, err);
+	if (rc == 0) {
+		rc = moat_pki_issuer_create(d->ca, (unsigned)gen, d->conf.key_type, now, end,
+					    &fresh, err);
 	}
-	int rc = moat_pki_issuer_create(d->ca, (unsigned)gen, d->conf.key_type, now, end, &fresh,
-					err);
 	if (rc == 0 && (rc = moat_deploy_path(d, p, sizeof(p), "pki/ca.crt", err)) == 0 &&
 	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &root_pem, &root_len, err)) == 0 &&
 	    (rc = retired_pem(retired, &ret_pem, &ret_len, err)) == 0) {
@@ -597,4 +598,85 @@ out:
 	}
 	free(cert);
 	return rc;
+}
+
+/* ---- the CRL's freshness ------------------------------------------------------------------ */
+
+int moat_deploy_crl_state(struct moat_deploy *d, int64_t now, struct moat_crl_state *out,
+			  struct moat_err *err)
+{
+	char p[PATH_MAX];
+	char ip[PATH_MAX];
+	char *text = NULL;
+	char *issuers = NULL;
+	size_t len = 0;
+	size_t issuers_len = 0;
+	struct moat_crl_set *set = NULL;
+	memset(out, 0, sizeof(*out));
+	out->next_update = INT64_MAX;
+	int rc = moat_deploy_path(d, p, sizeof(p), "pki/crl.pem", err);
+	if (rc == 0 && (rc = moat_deploy_path(d, ip, sizeof(ip), MOAT_ISSUERS_FILE, err)) == 0 &&
+	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &text, &len, err)) == 0) {
+		rc = moat_fs_read_all(ip, MOAT_FILE_MAX_BYTES, &issuers, &issuers_len, err);
+		if (rc == MOAT_ENOENT) {
+			rc = 0;
+		}
+	}
+	if (rc == 0) {
+		rc = moat_crl_set_load("pki/crl.pem", text, len, d->ca->cert, MOAT_ISSUERS_FILE,
+				       issuers, issuers_len, &set, err);
+	}
+	free(text);
+	free(issuers);
+	if (rc != 0) {
+		return rc;
+	}
+	out->crls = moat_crl_set_count(set);
+	for (size_t i = 0; i < out->crls; i++) {
+		struct moat_crl_info info;
+		moat_crl_set_info(set, i, &info);
+		if (info.next_update < out->next_update) {
+			out->next_update = info.next_update;
+			out->last_update = info.last_update;
+			snprintf(out->issuer_cn, sizeof(out->issuer_cn), "%s", info.issuer_cn);
+		}
+		if (info.next_update <= now) {
+			out->stale = true;
+		}
+		/* what the issuing CAs signed is re-signed once half its validity has passed;
+		 * the root's own CRL (kept for root-signed certificates) only with the
+		 * passphrase, and it lasts as long as they do */
+		bool refreshable = !info.by_root || !d->has_issuer;
+		if (refreshable &&
+		    now >= info.last_update + (info.next_update - info.last_update) / 2) {
+			out->refresh_due = true;
+		}
+	}
+	moat_crl_set_free(set);
+	return 0;
+}
+
+int deploy_not_after(const struct moat_ca *signer, int64_t now, int64_t days, int64_t default_days,
+		     const char *what, int64_t *out, struct moat_err *err)
+{
+	int64_t end = moat_pki_ca_not_after(signer);
+	if (!days) {
+		int64_t t = now + default_days * 86400;
+		*out = t < end ? t : end; /* a default never outlasts the issuer */
+		return 0;
+	}
+	int64_t t = now + days * 86400;
+	if (t > end) {
+		char want[MOAT_TIME_ISO_LEN];
+		char until[MOAT_TIME_ISO_LEN];
+		moat_time_iso(t, want);
+		moat_time_iso(end, until);
+		return moat_err_set(
+			err, MOAT_EINVAL,
+			"--days %lld: %s would be valid until %s, after the CA that signs "
+			"it (valid until %s): no certificate outlives its issuer",
+			(long long)days, what, want, until);
+	}
+	*out = t;
+	return 0;
 }

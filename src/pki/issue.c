@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "moat/codec.h"
+#include "moat/timeutil.h"
 #include "pki_internal.h"
 
 int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES], char hex_out[MOAT_SERIAL_HEX_LEN],
@@ -160,6 +161,17 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 	if (req->not_after <= req->not_before) {
 		return moat_err_set(err, MOAT_EINVAL, "%s: validity ends before it starts",
 				    req->cn);
+	}
+	int64_t ca_end = moat_pki_ca_not_after(ca);
+	if (req->not_after > ca_end) {
+		char want[MOAT_TIME_ISO_LEN];
+		char end[MOAT_TIME_ISO_LEN];
+		moat_time_iso(req->not_after, want);
+		moat_time_iso(ca_end, end);
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: would be valid until %s, after its issuing CA (%s): no "
+				    "certificate outlives its issuer",
+				    req->cn, want, end);
 	}
 	if (req->key) {
 		if (!EVP_PKEY_up_ref(req->key)) {

@@ -78,6 +78,7 @@ struct moat_httpd {
 	X509 *ca;
 	char crl_path[PATH_MAX];
 	struct moat_crl_set *crls; /* NULL: not loaded or invalid; everyone is refused */
+	bool crl_stale;		   /* a CRL of crls passed its nextUpdate: everyone is refused */
 	struct stat crl_st;	   /* of the file crl was loaded from */
 	bool crl_tried;
 	int port;
@@ -197,7 +198,10 @@ static bool serial_revoked(struct moat_httpd *h, const ASN1_INTEGER *serial)
 	if (!h->crls) {
 		return true;
 	}
-	return moat_crl_set_revoked(h->crls, serial);
+	/* past its nextUpdate a CRL no longer says what is revoked: refuse, as Mosquitto does
+	 * (moatd re-signs it well before: crlkeep.c) */
+	h->crl_stale = moat_crl_set_next_update(h->crls) <= moat_time_now();
+	return h->crl_stale || moat_crl_set_revoked(h->crls, serial);
 }
 
 /* The chain verified by GnuTLS against the deployment CA, for the TLS client purpose: NULL,
@@ -282,7 +286,9 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 	}
 	if (serial_revoked(h, X509_get0_serialNumber(cert))) {
 		snprintf(rc->note, sizeof(rc->note),
-			 h->crls ? "certificate_revoked" : "no_valid_crl");
+			 !h->crls	? "no_valid_crl"
+			 : h->crl_stale ? "crl_stale"
+					: "certificate_revoked");
 		goto out;
 	}
 	struct moat_err err = {0};

@@ -15,7 +15,7 @@
  *
  * This thread also ends re-enrollment grace periods: once a second it revokes (superseded)
  * the old certificates whose grace period is over (its own deployment handle, so it never
- * shares the HTTPS thread's registry connection).
+ * shares the HTTPS thread's registry connection), and keeps the CRL fresh (moat_crl_keep).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "moat/deploy.h"
@@ -166,7 +167,13 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int64_t tick_error_ms = 0;
+	struct moat_crl_keeper keeper = {.interval_s = 1};
+	int64_t next_keep = 0;
 	for (;;) {
+		if (moat_time_now() >= next_keep) {
+			(void)moat_crl_keep(dir, &keeper); /* it logs what went wrong */
+			next_keep = moat_time_now() + keeper.interval_s;
+		}
 		const struct timespec second = {.tv_sec = 1};
 		int sig = sigtimedwait(&set, NULL, &second);
 		if (sig < 0) {

@@ -89,6 +89,19 @@ expect_ok "revoke new-b without the passphrase" nopass moat device revoke new-b
 refused new-b "revoked after rotate"
 pass "rotate: devices of the old issuing CA connect, revocations under it hold"
 
+# --- no certificate outlives its issuer ------------------------------------------------------
+expect_fail "device add --days 20000" nopass moat device add far --days 20000
+assert_contains "$errout" "no certificate outlives its issuer"
+[ ! -e "$D/pki/identities/far" ] || fail "a refused add left files"
+expect_fail "renew --days 20000" nopass moat device renew new-c --days 20000
+assert_contains "$errout" "--days 20000"
+expect_fail "rotate --days 20000" moat ca issuer rotate --days 20000
+assert_contains "$errout" "no certificate outlives its issuer"
+end_issuer=$(date -d "$(openssl x509 -in "$D/pki/issuer.crt" -noout -enddate | cut -d= -f2)" +%s)
+end_root=$(date -d "$(openssl x509 -in "$D/pki/ca.crt" -noout -enddate | cut -d= -f2)" +%s)
+[ "$end_issuer" -le "$end_root" ] || fail "the issuing CA outlives the root"
+pass "--days beyond the issuer is refused (identities, renewal, the issuing CA)"
+
 # --- a broker started afresh reads every CRL -----------------------------------------------
 expect_ok "down" moat down --timeout "$(deadline 20)"
 moat_up_test

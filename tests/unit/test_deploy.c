@@ -19,6 +19,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "moat/certinfo.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
@@ -682,6 +683,55 @@ static void test_signer(void **state)
 	moat_deploy_close(ro);
 }
 
+/* No certificate outlives its issuer: given days beyond the signer are refused, defaults
+ * are cut to it (identities, renewal, the server certificate, the issuing CA). */
+static void test_days_within_issuer(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char short_dir[TU_TMPDIR_MAX + 8];
+	snprintf(short_dir, sizeof(short_dir), "%s/short", f->root);
+	int64_t now = moat_time_now();
+	/* a root of 100 days: the issuing CA's default 1825 is cut to it, 200 refused */
+	struct moat_init_opts io = {
+		.dir = short_dir, .name = "short", .now = now, .ca_days = 100, .issuer_days = 200};
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "no certificate outlives its issuer"));
+	io.issuer_days = 0;
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), 0);
+	struct moat_deploy *d = NULL;
+	const struct moat_ca *signer = NULL;
+	assert_int_equal(moat_deploy_open(short_dir, MOAT_DEPLOY_WRITE, &d, &err), 0);
+	assert_int_equal(moat_deploy_signer(d, &signer, &err), 0);
+	int64_t end = moat_pki_ca_not_after(signer);
+	assert_true(end <= now + 100 * 86400);
+	char p[600];
+	struct moat_cert_info info;
+	tu_path(p, sizeof(p), short_dir, "pki/server.crt");
+	assert_int_equal(moat_cert_info_file(p, &info, &err), 0);
+	assert_true(info.not_after <= end);
+
+	struct moat_provision_req far = {.id = "far", .role = MOAT_ROLE_DEVICE, .days = 101};
+	assert_int_equal(moat_deploy_provision(d, &far, 1, NULL, NULL, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "--days 101"));
+	assert_non_null(strstr(err.msg, "no certificate outlives its issuer"));
+	struct moat_provision_req dflt = {.id = "dflt", .role = MOAT_ROLE_DEVICE};
+	assert_int_equal(moat_deploy_provision(d, &dflt, 1, NULL, NULL, &err), 0);
+	char cp[600];
+	assert_int_equal(moat_deploy_identity_path(d, "dflt", "cert.pem", cp, sizeof(cp), &err), 0);
+	assert_int_equal(moat_cert_info_file(cp, &info, &err), 0);
+	assert_int_equal(info.not_after, end); /* 730 days, cut to the issuing CA */
+	assert_int_equal(moat_deploy_renew(d, "dflt", 400, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "--days 400"));
+	assert_int_equal(moat_deploy_renew(d, "dflt", 10, &err), 0);
+	/* the issuing CA against the root: refused beyond it */
+	assert_int_equal(moat_deploy_unlock(d, PASS, &err), 0);
+	assert_int_equal(moat_deploy_issuer_rotate(d, 200, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "--days 200"));
+	assert_int_equal(moat_deploy_issuer_rotate(d, 50, &err), 0);
+	moat_deploy_close(d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -700,6 +750,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enroll_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provision_from_csr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_days_within_issuer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1405,6 +1405,21 @@ static void test_two_tier(void **state)
 	assert_int_not_equal(verify_chain(root->cert, NULL, leaf.cert), X509_V_OK);
 	assert_string_equal(name_entry(leaf.cert, NID_organizationName), "plant-2");
 
+	/* no certificate outlives its issuer: a day past the issuing CA's notAfter is refused */
+	struct moat_issued beyond;
+	struct moat_issue_req far = {.cn = "dev-far",
+				     .role = MOAT_ROLE_DEVICE,
+				     .kind = MOAT_CERT_CLIENT,
+				     .key_type = MOAT_KEY_EC_P256,
+				     .not_before = now - 60,
+				     .not_after = now + 101 * 86400};
+	new_serial(serial, hex);
+	assert_int_equal(moat_pki_issue(issuer, &far, serial, &beyond, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "after its issuing CA"));
+	far.not_after = now + 100 * 86400; /* exactly the issuer's end is allowed */
+	assert_int_equal(moat_pki_issue(issuer, &far, serial, &beyond, &err), 0);
+	moat_pki_issued_free(&beyond);
+
 	/* an issuing CA never outlives the root, and needs the root's key */
 	struct moat_ca *bad = NULL;
 	assert_int_equal(moat_pki_issuer_create(root, 4, MOAT_KEY_EC_P256, now, now + 400 * 86400,

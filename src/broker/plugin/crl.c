@@ -24,6 +24,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "moat/certinfo.h"
 #include "moat/fsutil.h"
 #include "plugin_internal.h"
 
@@ -245,11 +246,16 @@ int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
 	}
 	/* one CRL per CA whose certificates are in use (the issuing CA, an issuing CA being
 	 * retired, the root): every one must verify, and their serials are all revoked */
+	time_t first_next = (time_t)INT64_MAX;
 	while ((crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
 		crls++;
 		if ((rc = crl_verify(st, signers, crl, time(NULL), err)) < 0 ||
 		    (rc = add_serials(st, crl, &list, &count, &cap, err)) < 0) {
 			goto out;
+		}
+		time_t next = (time_t)moat_asn1_time_to_unix(X509_CRL_get0_nextUpdate(crl));
+		if (next < first_next) {
+			first_next = next;
 		}
 		X509_CRL_free(crl);
 		crl = NULL;
@@ -276,6 +282,8 @@ int moat_plugin_load_crl(struct mp_state *st, bool force, struct moat_err *err)
 	moat_plugin_free_crl(st);
 	st->revoked = list;
 	st->revoked_count = count;
+	st->crl_next_update = first_next;
+	st->crl_stale_reported = false;
 	list = NULL;
 	count = 0;
 	rc = 1;
