@@ -18,7 +18,7 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 {
 	static const char *const deployment_keys[] = {"format", "name", NULL};
 	static const char *const pki_keys[] = {"key_type",    "ca_days",  "identity_days",
-					       "server_days", "crl_days", NULL};
+					       "server_days", "crl_days", "pkcs11_module", NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||

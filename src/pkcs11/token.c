@@ -14,6 +14,7 @@
  */
 /* EVP_PKEY_get1_EC_KEY, EVP_PKEY_get1_RSA and their assign: see own_key */
 #define OPENSSL_SUPPRESS_DEPRECATED
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -112,6 +113,27 @@ static unsigned long last_ckr(void)
 		}
 	}
 	return ckr;
+}
+
+/* libp11 prints the loader's complaint on stderr itself; a module is tried here first, so
+ * that a bad path is one line of ours naming the cause. */
+static int module_check(const char *module, struct moat_err *err)
+{
+	void *h = dlopen(module, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		const char *why = dlerror();
+		const char *colon = why ? strstr(why, ": ") : NULL;
+		return moat_err_set(err, MOAT_EIO, "PKCS#11 module %s: does not load (%s)", module,
+				    colon ? colon + 2 : "unknown reason");
+	}
+	bool has_entry = dlsym(h, "C_GetFunctionList") != NULL;
+	dlclose(h);
+	if (!has_entry) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "PKCS#11 module %s: not a PKCS#11 module (no C_GetFunctionList)",
+				    module);
+	}
+	return 0;
 }
 
 static bool matches(bool want, const char *wanted, const char *have)
@@ -392,6 +414,9 @@ int moat_pkcs11_key_load(const struct moat_pkcs11_key_req *req, EVP_PKEY **out_k
 				    "no PKCS#11 module: give its path (--pkcs11-module, [pki] "
 				    "pkcs11_module, or module-path= in the URI; SoftHSM2's is "
 				    "/usr/lib/softhsm/libsofthsm2.so)");
+	}
+	if ((rc = module_check(module, err)) != 0) {
+		return rc;
 	}
 	int idx = ex_index();
 	if (idx < 0 || !(s = OPENSSL_zalloc(sizeof(*s))) || !(s->ctx = PKCS11_CTX_new())) {
