@@ -4,7 +4,8 @@
 # `--key KEYID` sign through the token, the device's verifier (`moat fw verify`, moat-boot's
 # code) accepts the image, and the key never left the token. Refusals, one line each: wrong
 # PIN, no PIN, PIN file readable by others, missing token, missing object, URI syntax, a
-# PIN in the URI, no module, an untrusted token key, a key added twice.
+# PIN in the URI, no module, a module that does not load, an untrusted token key, a key
+# added twice, a trusted key replaced in the token.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_pkcs11.sh"
@@ -146,6 +147,15 @@ expect_fail "module differs from the recorded one" "${SIGN[@]}" --key "${A:0:12}
 assert_contains "$errout" "differs from the URI's module-path"
 expect_fail "key added twice" moat fw key add --pkcs11-uri "$URI"
 assert_contains "$errout" "already trusted"
+# The key behind a recorded URI is replaced in the token (same label, same id): moat signs
+# with the key it trusted or not at all.
+p11 moat --delete-object --type privkey --id 02 >/dev/null 2>&1 || fail "deleting key 02"
+p11 moat --delete-object --type pubkey --id 02 >/dev/null 2>&1 || fail "deleting pubkey 02"
+token_keygen moat fw2 02
+expect_fail "key replaced in the token" "${SIGN[@]}" --key "${B:0:12}"
+assert_contains "$errout" "the token holds key"
+assert_contains "$errout" "not the trusted ${B:0:16}"
+one_line "key replaced in the token"
 [ ! -e "$T/never.json" ] || fail "an envelope was written by a refused signing"
 n=$(ls "$K" | wc -l)
 expect_fail "public-only type" moat fw key add --pkcs11-uri "pkcs11:token=moat;object=rogue;type=public"
