@@ -90,6 +90,13 @@ struct moat_init_opts {
 	int64_t ca_days;     /* default 3650 */
 	int64_t issuer_days; /* default 1825, cut to the root's validity */
 	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
+	/* The issuing CA's key in a PKCS#11 token (moat/pkcs11.h) instead of pki/issuer.key:
+	 * its URI, the module (NULL: the URI's module-path) and the PIN file (NULL:
+	 * $MOAT_PKCS11_PIN), all written to moat.conf's [pki] (the PIN file by its path only).
+	 * The key must already be in the token; it is certified, never read out. */
+	const char *issuer_pkcs11_uri;
+	const char *pkcs11_module;
+	const char *issuer_pin_file;
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
