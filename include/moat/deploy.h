@@ -55,6 +55,7 @@
 #define MOAT_SERVER_DAYS_DEFAULT 825
 #define MOAT_ISSUER_DAYS_DEFAULT 1825 /* never beyond the root's notAfter */
 #define MOAT_CRL_DAYS_DEFAULT 30
+#define MOAT_CRL_VALIDITY_MIN_S 60
 
 /* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
 struct moat_deploy_conf {
@@ -68,6 +69,7 @@ struct moat_deploy_conf {
 	int64_t identity_days;
 	int64_t server_days;
 	int64_t crl_days;
+	int64_t crl_validity; /* seconds: [pki] crl_validity, else crl_days */
 };
 
 /* An open deployment: its directory, moat.conf, registry and CA. Opaque: read it through
@@ -135,6 +137,35 @@ MOAT_MUST_CHECK int moat_deploy_signer(struct moat_deploy *d, const struct moat_
 /* true when the deployment has an online issuing CA (pki/issuer.crt). */
 bool moat_deploy_has_issuer(const struct moat_deploy *d);
 
+/* Adds an online issuing CA to a single-tier deployment (opened for writing and unlocked:
+ * the root signs it). A root with pathlen 0 is re-certified first (same name and key,
+ * pathlen 1; pki/ca.crt rewritten). The certificates issued so far stay the root's: pki/crl.pem
+ * keeps a CRL signed by the root for them, valid until the last of them expires (the
+ * registry's "root_crl_until"). days: the issuing CA's validity (0: 1825), cut to the
+ * root's. MOAT_EEXIST when there is an issuing CA already. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* moat_deploy_issuer_create for a key kept in a PKCS#11 token (moat/pkcs11.h): uri names
+ * it, module (NULL: moat.conf's [pki] pkcs11_module, else the URI's module-path) and
+ * pin_file (NULL: $MOAT_PKCS11_PIN) reach it. The key is certified, never read out; no
+ * pki/issuer.key is written; moat.conf's [pki] gets issuer_pkcs11_uri (and pkcs11_module,
+ * issuer_pin_file when given), and is put back when anything after fails. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days,
+						    const char *uri, const char *module,
+						    const char *pin_file, struct moat_err *err);
+/* Replaces the issuing CA with a new one (next generation, its own name), signed by the
+ * unlocked root. Not yet for an issuing CA whose key is in a token (MOAT_ESTATE). Nothing is
+ * re-issued: the old one moves to pki/retired/ (key included) and stays in pki/issuers.pem, and its
+ * CRL is part of pki/crl.pem, re-signed with its key, until it expires (when no certificate it
+ * signed is valid any more). MOAT_ESTATE without an issuing CA. */
+MOAT_MUST_CHECK int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* *out: revoking (or renewing) id's certificate needs the root unlocked first: in a
+ * single-tier deployment, or when the certificate was signed by the root and the root's
+ * CRL must list it. false when the root is unlocked already. */
+MOAT_MUST_CHECK int moat_deploy_revoking_needs_root(struct moat_deploy *d, const char *id,
+						    bool *out, struct moat_err *err);
+
 /* "<dir>/<rel>" into buf; fails when it does not fit. */
 MOAT_MUST_CHECK int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size,
 				     const char *rel, struct moat_err *err);
@@ -169,7 +200,9 @@ MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, in
 /* New key and certificate for id; the old certificate is revoked (superseded). */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
-/* Regenerates and atomically writes pki/crl.pem from the registry. */
+/* Regenerates and atomically writes pki/crl.pem from the registry: one CRL per CA whose
+ * certificates may be in use (see moat_deploy_issuer_rotate), each valid for
+ * [pki] crl_validity. Needs moat_deploy_signer. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
 
 /* Set by the CLI's signal handler; provisioning checks it between identities. */

@@ -85,6 +85,9 @@ MOAT_MUST_CHECK int moat_pki_root_recertify(const struct moat_ca *root, struct m
 int moat_pki_ca_pathlen(const struct moat_ca *ca);
 /* The CA certificate's notAfter (seconds since the epoch). */
 int64_t moat_pki_ca_not_after(const struct moat_ca *ca);
+/* PEM of the CA's certificate. Caller frees. */
+MOAT_MUST_CHECK int moat_pki_ca_cert_pem(const struct moat_ca *ca, char **out_pem, size_t *out_len,
+					 struct moat_err *err);
 /* PEM of an issuing CA's certificate and of its key, unencrypted PKCS#8 (write it 0600,
  * readable only by the user moatd runs as). Caller frees both; wipe the key. */
 MOAT_MUST_CHECK int moat_pki_issuer_export(const struct moat_ca *ca, char **out_cert_pem,
@@ -160,6 +163,20 @@ MOAT_MUST_CHECK int moat_pki_crl_build(const struct moat_ca *ca,
 				       const struct moat_revoked_cert *revoked, size_t count,
 				       int64_t crl_number, int64_t now, int64_t days,
 				       char **out_pem, size_t *out_len, struct moat_err *err);
+
+/* The same, valid until next_update (seconds since the epoch) rather than for days. */
+MOAT_MUST_CHECK int moat_pki_crl_build_until(const struct moat_ca *ca,
+					     const struct moat_revoked_cert *revoked, size_t count,
+					     int64_t crl_number, int64_t now, int64_t next_update,
+					     char **out_pem, size_t *out_len, struct moat_err *err);
+
+/* The first CRL of crl_pem signed by ca (issuer name and signature), as PEM (caller frees);
+ * MOAT_ENOENT when there is none. */
+MOAT_MUST_CHECK int moat_pki_crl_pick(const char *crl_pem, size_t crl_len, X509 *ca, char **out,
+				      size_t *out_len, struct moat_err *err);
+/* *out: whether the (first) certificate of cert_pem was signed by ca. */
+MOAT_MUST_CHECK int moat_pki_cert_issued_by(const char *cert_pem, X509 *ca, bool *out,
+					    struct moat_err *err);
 
 /* The CRLs of a deployment's pki/crl.pem: one per CA whose certificates are in use (the
  * issuing CA, an issuing CA being retired, the root while root-signed certificates

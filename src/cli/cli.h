@@ -24,6 +24,7 @@ int init_main(int argc, char **argv);
 int device_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);
+int ca_main(int argc, char **argv);
 int broker_main(int argc, char **argv);
 int up_main(int argc, char **argv);
 int down_main(int argc, char **argv);
@@ -71,6 +72,8 @@ MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err
 /* Opens for writing, able to sign (moat_deploy_signer): with the online issuing CA when the
  * deployment has one, else by unlocking the root as cli_open_root does. */
 MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+/* Unlocks the root of an open deployment with the passphrase (as cli_open_root). */
+MOAT_MUST_CHECK int cli_unlock_root(struct moat_deploy *d, struct moat_err *err);
 /* Opens for writing and unlocks the root CA key with the passphrase from
  * --passphrase-file, $MOAT_CA_PASSPHRASE or a tty prompt. */
 MOAT_MUST_CHECK int cli_open_root(struct moat_deploy **out, struct moat_err *err);

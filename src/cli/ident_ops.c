@@ -163,7 +163,17 @@ static int one_begin(const struct ident_scope *scope, int argc, char **argv, con
 	}
 	rc = unlocked ? cli_open_unlocked(&c->d, &c->err)
 		      : cli_open(MOAT_DEPLOY_READ, &c->d, &c->err);
-	if (rc == 0 && (rc = scoped_identity(scope, c->d, c->id, &c->ident, &c->err)) != 0) {
+	if (rc == 0 && (rc = scoped_identity(scope, c->d, c->id, &c->ident, &c->err)) == 0 &&
+	    unlocked) {
+		/* a certificate the root signed (before the issuing CA) is revoked in the
+		 * root's CRL: that takes the passphrase */
+		bool needs = false;
+		if ((rc = moat_deploy_revoking_needs_root(c->d, c->id, &needs, &c->err)) == 0 &&
+		    needs) {
+			rc = cli_unlock_root(c->d, &c->err);
+		}
+	}
+	if (rc != 0 && c->d) {
 		moat_deploy_close(c->d);
 		c->d = NULL;
 	}

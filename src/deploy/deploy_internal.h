@@ -85,6 +85,15 @@ int deploy_issuer_write(const char *dir, const struct moat_ca *issuer, const cha
 			size_t root_len, const char *retired_pem, size_t retired_len,
 			struct moat_err *err);
 
+/* The text of pki/crl.pem: one CRL, valid for [pki] crl_validity from now and listing every
+ * revoked serial, per CA whose certificates may be in use: the signer, each retired issuing
+ * CA (pki/retired/, pruned once expired), and in a deployment that was single-tier the
+ * root while certificates it signed may be in use (re-signed when the root is unlocked,
+ * else kept as it is in the current file). Caller frees *out. */
+int deploy_crl_assemble(struct moat_deploy *d, const struct moat_revoked_cert *revoked,
+			size_t count, int64_t number, int64_t now, char **out, size_t *out_len,
+			struct moat_err *err);
+
 /* lifecycle.c */
 /* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */
 int deploy_renew_recover(struct moat_deploy *d, const char *id, struct moat_err *err);

@@ -51,12 +51,7 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 	size_t len = 0;
 	int64_t number = 0;
 	char path[PATH_MAX];
-	const struct moat_ca *signer = NULL;
-	int rc;
-	if ((rc = moat_deploy_signer(d, &signer, err)) != 0) {
-		return rc;
-	}
-	rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
+	int rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
 	if (rc == MOAT_ENOMEM) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
@@ -67,8 +62,8 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 		goto out;
 	}
 	number++;
-	if ((rc = moat_pki_crl_build(signer, list.items, list.count, number, moat_time_now(),
-				     d->conf.crl_days, &pem, &len, err)) != 0 ||
+	if ((rc = deploy_crl_assemble(d, list.items, list.count, number, moat_time_now(), &pem,
+				      &len, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
 	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0 ||
 	    (rc = moat_registry_meta_set_int(d->reg, "crl_number", number, err)) != 0) {
@@ -80,6 +75,21 @@ out:
 	return rc;
 }
 
+/* A root-signed certificate must be listed in the root's CRL, which only the unlocked root
+ * can sign. */
+static int root_check(struct moat_deploy *d, const char *id, struct moat_err *err)
+{
+	bool needs = false;
+	int rc = moat_deploy_revoking_needs_root(d, id, &needs, err);
+	if (rc == 0 && needs) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "%s: its certificate was signed by the root CA: revoking it needs "
+				  "the CA passphrase",
+				  id);
+	}
+	return rc;
+}
+
 int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason, struct moat_err *err)
 {
 	struct moat_identity ident;
@@ -88,7 +98,7 @@ int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason, struct
 	if ((rc = moat_identity_name_check(id, err)) != 0) {
 		return rc;
 	}
-	if ((rc = moat_deploy_signer(d, &signer, err)) != 0) {
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 || (rc = root_check(d, id, err)) != 0) {
 		return rc;
 	}
 	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
@@ -232,7 +242,8 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		return rc;
 	}
 	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
-	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0) {
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0 ||
+	    (rc = root_check(d, id, err)) != 0) {
 		return rc;
 	}
 	if (days < 0 || days > 36500) {

@@ -296,6 +296,12 @@ out:
 	return rc;
 }
 
+int moat_pki_ca_cert_pem(const struct moat_ca *ca, char **out_pem, size_t *out_len,
+			 struct moat_err *err)
+{
+	return pki_cert_pem(ca->cert, out_pem, out_len, err);
+}
+
 int moat_pki_issuer_export(const struct moat_ca *ca, char **out_cert_pem, size_t *out_cert_len,
 			   char **out_key_pem, size_t *out_key_len, struct moat_err *err)
 {

@@ -175,3 +175,46 @@ int64_t moat_crl_set_next_update(const struct moat_crl_set *set)
 	}
 	return first;
 }
+
+int moat_pki_crl_pick(const char *crl_pem, size_t crl_len, X509 *ca, char **out, size_t *out_len,
+		      struct moat_err *err)
+{
+	BIO *bio = BIO_new_mem_buf(crl_pem, (int)crl_len);
+	X509_CRL *crl = NULL;
+	int rc = MOAT_ENOENT;
+	EVP_PKEY *key = X509_get0_pubkey(ca);
+	while (bio && rc == MOAT_ENOENT &&
+	       (crl = PEM_read_bio_X509_CRL(bio, NULL, NULL, NULL)) != NULL) {
+		if (X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_subject_name(ca)) == 0 &&
+		    key && X509_CRL_verify(crl, key) == 1) {
+			BIO *b = BIO_new(BIO_s_mem());
+			rc = b && PEM_write_bio_X509_CRL(b, crl)
+				     ? pki_bio_take(b, out, out_len, err)
+				     : moat_err_ssl(err, MOAT_ECRYPTO, "encoding a CRL");
+			BIO_free(b);
+		}
+		X509_CRL_free(crl);
+	}
+	BIO_free(bio);
+	ERR_clear_error();
+	if (rc == MOAT_ENOENT) {
+		moat_err_set(err, MOAT_ENOENT, "no CRL of that CA");
+	}
+	return rc;
+}
+
+int moat_pki_cert_issued_by(const char *cert_pem, X509 *ca, bool *out, struct moat_err *err)
+{
+	BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+	X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, moat_pem_no_passphrase, NULL) : NULL;
+	BIO_free(bio);
+	if (!cert) {
+		ERR_clear_error();
+		return moat_err_set(err, MOAT_EINVAL, "not a PEM certificate");
+	}
+	EVP_PKEY *key = X509_get0_pubkey(ca);
+	*out = X509_check_issued(ca, cert) == X509_V_OK && key && X509_verify(cert, key) == 1;
+	X509_free(cert);
+	ERR_clear_error();
+	return 0;
+}

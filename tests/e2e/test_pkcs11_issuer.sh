@@ -6,7 +6,8 @@
 # key in the same token signs an image a device accepts. Refusals, one line each, nothing
 # left behind: wrong PIN, a PIN file others can read, missing token, missing object, URI
 # syntax, a PIN in the URI, --single-tier; later a wrong PIN, a vanished token, a key that
-# is not the certificate's, a stray pki/issuer.key and a bad URI in moat.conf.
+# is not the certificate's, a stray pki/issuer.key and a bad URI in moat.conf. `moat ca issuer
+# create --pkcs11-uri` adds such an issuing CA to a single-tier deployment.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_pkcs11.sh"
@@ -153,3 +154,33 @@ rm "$D/pki/issuer.key"
 [ "$(moat device list | wc -l)" = "$n" ] || fail "a refused add issued something"
 expect_ok "works again" moat device add dev2 --type temp_sensor
 pass "token refusals are one clear line each, nothing issued"
+
+# ---- moat ca issuer create --pkcs11-uri on a single-tier deployment ----
+token_keygen moat issuer2 04
+export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
+D2="$T/d2"
+moat init --dir "$D2" --name e2e2 --broker-port "$(free_port)" --server-port "$(free_port)" \
+	--single-tier >/dev/null
+export MOAT_DIR="$D2"
+expect_ok "single-tier device" moat device add old1 --type temp_sensor
+cp "$D2/moat.conf" "$T/conf.before"
+expect_fail "issuer create: missing object" moat ca issuer create \
+	--pkcs11-uri "pkcs11:token=moat;object=absent" "${M[@]}" --pin-file "$T/pin"
+assert_contains "$errout" "no private key object=absent"
+cmp -s "$D2/moat.conf" "$T/conf.before" || fail "a refused issuer create changed moat.conf"
+[ ! -e "$D2/pki/issuer.crt" ] || fail "a refused issuer create left pki/issuer.crt"
+expect_ok "issuer create in the token" moat ca issuer create \
+	--pkcs11-uri "pkcs11:token=moat;object=issuer2" "${M[@]}" --pin-file "$T/pin"
+[ ! -e "$D2/pki/issuer.key" ] || fail "pki/issuer.key written for a key in a token"
+grep -qx "issuer_pkcs11_uri = pkcs11:token=moat;object=issuer2" "$D2/moat.conf" ||
+	fail "moat.conf lacks the URI"
+unset MOAT_CA_PASSPHRASE
+expect_ok "device under the token's issuing CA" moat device add new1 --type temp_sensor
+openssl verify -CAfile "$D2/pki/ca.crt" -untrusted "$D2/pki/issuer.crt" \
+	"$D2/pki/identities/new1/cert.pem" >/dev/null || fail "new1 does not verify"
+openssl verify -CAfile "$D2/pki/ca.crt" "$D2/pki/identities/old1/cert.pem" >/dev/null ||
+	fail "old1 (root-signed) no longer verifies"
+export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
+expect_fail "rotate a token issuing CA" moat ca issuer rotate
+assert_contains "$errout" "not supported yet"
+pass "moat ca issuer create --pkcs11-uri: issuing CA in the token"
