@@ -19,9 +19,11 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		      struct moat_err *err)
 {
 	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {
-		"key_type",	 "ca_days",	      "identity_days",	 "server_days", "crl_days",
-		"crl_validity", "pkcs11_module", "issuer_pkcs11_uri", "issuer_pin_file", NULL};
+	static const char *const pki_keys[] = {"key_type",	  "ca_days",
+					       "identity_days",	  "server_days",
+					       "crl_days",	  "crl_validity",
+					       "pkcs11_module",	  "issuer_pkcs11_uri",
+					       "issuer_pin_file", NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
