@@ -493,7 +493,8 @@ static void test_token_refusals(void **state)
 	assert_non_null(strstr(err.msg, "no PKCS#11 module"));
 	req.module = "/nonexistent/libp11-module.so";
 	assert_int_equal(moat_pkcs11_key_load(&req, &key, &err), MOAT_EIO);
-	assert_non_null(strstr(err.msg, "/nonexistent/libp11-module.so: does not load (cannot open"));
+	assert_non_null(
+		strstr(err.msg, "/nonexistent/libp11-module.so: does not load (cannot open"));
 	assert_null(key);
 	assert_false(moat_pkcs11_key_in_token(NULL));
 }
