@@ -55,8 +55,9 @@ static void session_free(struct token_session *s)
 	if (!s) {
 		return;
 	}
-	/* The module may keep its login state past its unloading (SoftHSM2 does), and a
-	 * later login would then pass whatever the PIN: log out explicitly. */
+	/* A module keeps its login state for as long as it stays initialized (SoftHSM2 does),
+	 * and a later login in this process would then pass whatever the PIN: log out
+	 * explicitly rather than count on the unload to do it. */
 	if (s->logged_in) {
 		PKCS11_logout(s->logged_in);
 		ERR_clear_error();
