@@ -93,6 +93,13 @@ struct moat_init_opts {
 	int64_t issuer_days; /* 0: 1825 cut to the root's validity; more than the root's:
 			      * refused */
 	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
+	/* The issuing CA's key in a PKCS#11 token (moat/pkcs11.h) instead of pki/issuer.key:
+	 * its URI, the module (NULL: the URI's module-path) and the PIN file (NULL:
+	 * $MOAT_PKCS11_PIN), all written to moat.conf's [pki] (the PIN file by its path only).
+	 * The key must already be in the token; it is certified, never read out. */
+	const char *issuer_pkcs11_uri;
+	const char *pkcs11_module;
+	const char *issuer_pin_file;
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -140,11 +147,19 @@ bool moat_deploy_has_issuer(const struct moat_deploy *d);
  * notAfter (0: 1825 days, cut to it). MOAT_EEXIST when there is an issuing CA already. */
 MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
 					      struct moat_err *err);
+/* moat_deploy_issuer_create for a key kept in a PKCS#11 token (moat/pkcs11.h): uri names
+ * it, module (NULL: moat.conf's [pki] pkcs11_module, else the URI's module-path) and
+ * pin_file (NULL: $MOAT_PKCS11_PIN) reach it. The key is certified, never read out; no
+ * pki/issuer.key is written; moat.conf's [pki] gets issuer_pkcs11_uri (and pkcs11_module,
+ * issuer_pin_file when given), and is put back when anything after fails. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days,
+						    const char *uri, const char *module,
+						    const char *pin_file, struct moat_err *err);
 /* Replaces the issuing CA with a new one (next generation, its own name), signed by the
- * unlocked root. Nothing is re-issued: the old one moves to pki/retired/ (key included) and
- * stays in pki/issuers.pem, and its CRL is part of pki/crl.pem, re-signed with its key,
- * until it expires (when no certificate it signed is valid any more). MOAT_ESTATE without
- * an issuing CA. */
+ * unlocked root. Not yet for an issuing CA whose key is in a token (MOAT_ESTATE). Nothing is
+ * re-issued: the old one moves to pki/retired/ (key included) and stays in pki/issuers.pem, and its
+ * CRL is part of pki/crl.pem, re-signed with its key, until it expires (when no certificate it
+ * signed is valid any more). MOAT_ESTATE without an issuing CA. */
 MOAT_MUST_CHECK int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days,
 					      struct moat_err *err);
 /* *out: revoking (or renewing) id's certificate needs the root unlocked first: in a

@@ -72,6 +72,12 @@ MOAT_MUST_CHECK int moat_pki_root_create(const char *name, enum moat_key_type ty
 MOAT_MUST_CHECK int moat_pki_issuer_create(const struct moat_ca *root, unsigned generation,
 					   enum moat_key_type type, int64_t now, int64_t not_after,
 					   struct moat_ca **out, struct moat_err *err);
+/* As moat_pki_issuer_create, for a key the caller has (one in a PKCS#11 token: only its
+ * public half is read here; the CA's signatures later go through key). The CA takes its own
+ * reference to key. */
+MOAT_MUST_CHECK int moat_pki_issuer_certify(const struct moat_ca *root, unsigned generation,
+					    EVP_PKEY *key, int64_t now, int64_t not_after,
+					    struct moat_ca **out, struct moat_err *err);
 /* A new self-signed certificate for root's key (loaded), same subject and validity, with
  * pathlen:1: how a single-tier deployment's root (pathlen:0) becomes able to sign an issuing
  * CA. Everything the old certificate signed verifies under the new one (same name, same

@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <openssl/types.h>
+
 #include "moat/deploy.h"
 #include "moat/err.h"
 #include "moat/opts.h"
@@ -88,6 +90,18 @@ MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct 
  * CA): `moat device export --format agent`. Implemented in export_agent.c. */
 MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,
 				     struct moat_err *err);
+
+/* The PKCS#11 module's path for a key in a token: flag (--pkcs11-module) when given, else
+ * moat.conf's [pki] pkcs11_module (d may be NULL), else NULL (then only a URI's
+ * module-path can name it). Owned by flag or d. */
+const char *cli_pkcs11_module(const struct moat_deploy *d, const char *flag);
+/* Loads the private key uri names from its token (moat/pkcs11.h), the module found as
+ * cli_pkcs11_module says (a URI's own module-path wins over moat.conf, a flag that differs
+ * from it is refused), the PIN from pin_file, else $MOAT_PKCS11_PIN, else none. Caller
+ * frees *out_key (which signs in the token). */
+MOAT_MUST_CHECK int cli_token_key_load(const struct moat_deploy *d, const char *uri,
+				       const char *module_flag, const char *pin_file,
+				       EVP_PKEY **out_key, struct moat_err *err);
 
 /* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
 void cli_catch_interrupts(void);

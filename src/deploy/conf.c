@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "deploy_internal.h"
+#include "moat/pkcs11.h"
 #include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
@@ -18,9 +19,11 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		      struct moat_err *err)
 {
 	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {"key_type",    "ca_days",  "identity_days",
-					       "server_days", "crl_days", "crl_validity",
-					       NULL};
+	static const char *const pki_keys[] = {"key_type",	  "ca_days",
+					       "identity_days",	  "server_days",
+					       "crl_days",	  "crl_validity",
+					       "pkcs11_module",	  "issuer_pkcs11_uri",
+					       "issuer_pin_file", NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
@@ -113,6 +116,19 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 					    "%s: [pki] crl_validity: %ds to 3650 days", cfg->path,
 					    MOAT_CRL_VALIDITY_MIN_S);
 		}
+	}
+	/* The issuing CA's key in a token: the URI must parse here, so a typo in moat.conf is
+	 * named when the deployment opens, not at the first signature. */
+	const char *uri = moat_config_get(cfg, "pki", "issuer_pkcs11_uri");
+	struct moat_pkcs11_uri parsed;
+	if (uri && (rc = moat_pkcs11_uri_parse(uri, &parsed, err)) != 0) {
+		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
+		return rc;
+	}
+	if (!uri && moat_config_get(cfg, "pki", "issuer_pin_file")) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: [pki] issuer_pin_file without issuer_pkcs11_uri",
+				    cfg->path);
 	}
 	return 0;
 }

@@ -77,8 +77,21 @@ int deploy_not_after(const struct moat_ca *signer, int64_t now, int64_t days, in
 int deploy_signer_chain(struct moat_deploy *d, const char **out, size_t *out_len,
 			struct moat_err *err);
 
+/* moat.conf's [pki] issuer_pkcs11_uri: the issuing CA's key is in a token (NULL: a file). */
+const char *deploy_issuer_pkcs11_uri(const struct moat_deploy *d);
+/* The key in a token that uri names (moat/pkcs11.h), module module unless the URI names its
+ * own, PIN from pin_file (NULL: $MOAT_PKCS11_PIN, else none); it must be a key a CA may
+ * have (deploy_ca_key_check). Caller frees *out. */
+int deploy_token_key(const char *uri, const char *module, const char *pin_file, EVP_PKEY **out,
+		     struct moat_err *err);
+/* deploy_token_key with moat.conf's [pki] issuer_pkcs11_uri, pkcs11_module and
+ * issuer_pin_file: the key a new or rotated issuing CA of this deployment certifies. */
+int deploy_issuer_token_key(const struct moat_deploy *d, EVP_PKEY **out, struct moat_err *err);
+/* A CA key moat accepts: P-256, or RSA of 2048 bits or more. */
+int deploy_ca_key_check(EVP_PKEY *key, struct moat_err *err);
 /* Writes the issuing CA into the deployment dir: issuers.pem (issuer, then retired_pem,
- * the retired issuing CAs whose certificates may still be in use), issuer.key (0600),
+ * the retired issuing CAs whose certificates may still be in use), issuer.key (0600; not
+ * for a key in a PKCS#11 token, which stays there),
  * issuer.crt and chain.pem (issuer then root_pem), each atomically. */
 int deploy_issuer_write(const char *dir, const struct moat_ca *issuer, const char *root_pem,
 			size_t root_len, const char *retired_pem, size_t retired_len,

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
@@ -139,6 +140,26 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
 	}
+	/* Token settings: values are one line each (a URI has no newline once parsed; paths
+	 * are checked here). */
+	const char *const keys[] = {"pkcs11_module", "issuer_pkcs11_uri", "issuer_pin_file"};
+	const char *const values[] = {opts->pkcs11_module, opts->issuer_pkcs11_uri,
+				      opts->issuer_pin_file};
+	for (size_t i = 0; i < 3 && !opts->single_tier; i++) {
+		if (!values[i]) {
+			continue;
+		}
+		if (strpbrk(values[i], "\r\n") || !values[i][0]) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: empty or not one line",
+					    keys[i]);
+		}
+		int m = snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", keys[i],
+				 values[i]);
+		if (m < 0 || (size_t)m >= sizeof(text) - (size_t)n) {
+			return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
+		}
+		n += m;
+	}
 	return moat_fs_write_atomic(path, text, (size_t)n, 0644, err);
 }
 
@@ -210,15 +231,37 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	const struct moat_ca *signer = ca;
 	if (!opts->single_tier) {
 		int64_t end = 0;
-		if ((rc = deploy_not_after(ca, opts->now, opts->issuer_days,
-					   MOAT_ISSUER_DAYS_DEFAULT, "the issuing CA", &end,
-					   err)) != 0 ||
-		    (rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
-						 err)) != 0 ||
-		    (rc = deploy_issuer_write(dir, issuer, cert_pem, cert_len, NULL, 0, err)) !=
-			    0 ||
-		    (rc = moat_pki_issuer_export(issuer, &chain_pem, &chain_len, &issuer_key,
-						 &issuer_key_len, err)) != 0) {
+		EVP_PKEY *token_key = NULL;
+		rc = deploy_not_after(ca, opts->now, opts->issuer_days, MOAT_ISSUER_DAYS_DEFAULT,
+				      "the issuing CA", &end, err);
+		if (rc == 0 && opts->issuer_pkcs11_uri) {
+			rc = deploy_token_key(opts->issuer_pkcs11_uri, opts->pkcs11_module,
+					      opts->issuer_pin_file, &token_key, err);
+			if (rc == 0) {
+				rc = moat_pki_issuer_certify(ca, 1, token_key, opts->now, end,
+							     &issuer, err);
+			}
+		} else if (rc == 0) {
+			rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
+						    err);
+		}
+		EVP_PKEY_free(token_key);
+		if (rc != 0 || (rc = deploy_issuer_write(dir, issuer, cert_pem, cert_len, NULL, 0,
+							 err)) != 0) {
+			goto out;
+		}
+		/* The certificate the server's follows; a token's key is never encoded. */
+		if (opts->issuer_pkcs11_uri) {
+			rc = moat_path_join(p, sizeof(p), err, "%s/%s", dir, MOAT_ISSUER_CERT_FILE);
+			if (rc == 0) {
+				rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &chain_pem,
+						      &chain_len, err);
+			}
+		} else {
+			rc = moat_pki_issuer_export(issuer, &chain_pem, &chain_len, &issuer_key,
+						    &issuer_key_len, err);
+		}
+		if (rc != 0) {
 			goto out;
 		}
 		signer = issuer;

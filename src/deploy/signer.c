@@ -4,7 +4,12 @@
  * passphrase) and an online issuing CA (pki/issuer.crt, pki/issuer.key unencrypted, 0600)
  * that signs identities, the server certificate and the CRL without the passphrase. A
  * single-tier deployment (made before the issuing CA existed, or with `moat init
- * --single-tier`) signs with the root. */
+ * --single-tier`) signs with the root.
+ *
+ * The issuing CA's key may instead be in a PKCS#11 token: moat.conf's [pki]
+ * issuer_pkcs11_uri names it (module: [pki] pkcs11_module or the URI's module-path; PIN:
+ * [pki] issuer_pin_file, else $MOAT_PKCS11_PIN). Then there is no pki/issuer.key, and one
+ * that appears anyway is refused rather than silently preferred or ignored. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -12,10 +17,102 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
+#include "moat/pkcs11.h"
 #include "moat/timeutil.h"
+
+const char *deploy_issuer_pkcs11_uri(const struct moat_deploy *d)
+{
+	return moat_config_get(moat_deploy_config(d), "pki", "issuer_pkcs11_uri");
+}
+
+int deploy_issuer_token_key(const struct moat_deploy *d, EVP_PKEY **out, struct moat_err *err)
+{
+	const struct moat_config *cfg = moat_deploy_config(d);
+	return deploy_token_key(moat_config_get(cfg, "pki", "issuer_pkcs11_uri"),
+				moat_config_get(cfg, "pki", "pkcs11_module"),
+				moat_config_get(cfg, "pki", "issuer_pin_file"), out, err);
+}
+
+int deploy_token_key(const char *uri, const char *module, const char *pin_file, EVP_PKEY **out,
+		     struct moat_err *err)
+{
+	char pin[MOAT_PKCS11_PIN_MAX + 1];
+	struct moat_pkcs11_uri parsed;
+	*out = NULL;
+	int rc = moat_pkcs11_uri_parse(uri, &parsed, err);
+	if (rc != 0) {
+		return rc;
+	}
+	bool have_pin = pin_file || getenv(MOAT_PKCS11_PIN_ENV);
+	if (have_pin && (rc = moat_pkcs11_pin_read(pin_file, pin, sizeof(pin), err)) != 0) {
+		return rc;
+	}
+	struct moat_pkcs11_key_req req = {
+		.uri = uri,
+		/* a URI that names its module keeps it */
+		.module = parsed.has_module_path ? NULL : module,
+		.pin = have_pin ? pin : NULL,
+	};
+	rc = moat_pkcs11_key_load(&req, out, err);
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (rc == 0 && (rc = deploy_ca_key_check(*out, err)) != 0) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int deploy_ca_key_check(EVP_PKEY *key, struct moat_err *err)
+{
+	if (moat_key_is_p256(key) ||
+	    (EVP_PKEY_get_base_id(key) == EVP_PKEY_RSA && EVP_PKEY_get_bits(key) >= 2048)) {
+		return 0;
+	}
+	return moat_err_set(err, MOAT_EINVAL,
+			    "the issuing CA's key in the token is %s of %d bits: P-256 or RSA of "
+			    "2048 bits or more",
+			    EVP_PKEY_get0_type_name(key) ? EVP_PKEY_get0_type_name(key) : "?",
+			    EVP_PKEY_get_bits(key));
+}
+
+/* The issuing CA with its key in a token: the certificate from cert_path, the key that
+ * moat.conf names, which must be the certificate's. key_path must not exist. */
+static int issuer_load_token(struct moat_deploy *d, const char *cert_path, const char *key_path,
+			     struct moat_ca **out, struct moat_err *err)
+{
+	struct moat_ca *ca = NULL;
+	*out = NULL;
+	if (moat_fs_exists(key_path)) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "%s exists, but moat.conf's [pki] issuer_pkcs11_uri puts the "
+				    "issuing CA's key in a token: remove one of them",
+				    key_path);
+	}
+	int rc = moat_pki_issuer_load(cert_path, NULL, &ca, err);
+	if (rc == 0) {
+		rc = deploy_issuer_token_key(d, &ca->key, err);
+	}
+	if (rc == 0 && !X509_check_private_key(ca->cert, ca->key)) {
+		ERR_clear_error();
+		rc = moat_err_set(err, MOAT_EVERIFY,
+				  "the key [pki] issuer_pkcs11_uri names is not %s's: wrong object "
+				  "or token",
+				  cert_path);
+	}
+	if (rc != 0) {
+		moat_pki_ca_free(ca);
+		return rc;
+	}
+	*out = ca;
+	return 0;
+}
 
 bool moat_deploy_has_issuer(const struct moat_deploy *d)
 {
@@ -40,8 +137,15 @@ int moat_deploy_signer(struct moat_deploy *d, const struct moat_ca **out, struct
 		char key[PATH_MAX];
 		if ((rc = moat_deploy_path(d, cert, sizeof(cert), MOAT_ISSUER_CERT_FILE, err)) !=
 			    0 ||
-		    (rc = moat_deploy_path(d, key, sizeof(key), MOAT_ISSUER_KEY_FILE, err)) != 0 ||
-		    (rc = moat_pki_issuer_load(cert, key, &d->issuer, err)) != 0) {
+		    (rc = moat_deploy_path(d, key, sizeof(key), MOAT_ISSUER_KEY_FILE, err)) != 0) {
+			return rc;
+		}
+		if (deploy_issuer_pkcs11_uri(d)) {
+			rc = issuer_load_token(d, cert, key, &d->issuer, err);
+		} else {
+			rc = moat_pki_issuer_load(cert, key, &d->issuer, err);
+		}
+		if (rc != 0) {
 			return rc;
 		}
 	}
@@ -85,6 +189,27 @@ static int put(const char *dir, const char *rel, const char *data, size_t len, m
 	return rc;
 }
 
+/* The certificate as PEM in a new buffer; caller frees. */
+static int pem_of_cert(X509 *cert, char **out, size_t *out_len, struct moat_err *err)
+{
+	BIO *bio = BIO_new(BIO_s_mem());
+	char *data = NULL;
+	long n = 0;
+	*out = NULL;
+	if (!bio || PEM_write_bio_X509(bio, cert) != 1 || (n = BIO_get_mem_data(bio, &data)) <= 0) {
+		BIO_free(bio);
+		return moat_err_ssl(err, MOAT_ECRYPTO, "encoding the issuing CA certificate");
+	}
+	*out = malloc((size_t)n + 1);
+	if (*out) {
+		memcpy(*out, data, (size_t)n);
+		(*out)[n] = '\0';
+		*out_len = (size_t)n;
+	}
+	BIO_free(bio);
+	return *out ? 0 : moat_err_set(err, MOAT_ENOMEM, "out of memory");
+}
+
 /* a then b in a new buffer; caller frees. */
 static char *concat(const char *a, size_t a_len, const char *b, size_t b_len, size_t *out_len)
 {
@@ -113,7 +238,10 @@ int deploy_issuer_write(const char *dir, const struct moat_ca *issuer, const cha
 	size_t key_len = 0;
 	size_t chain_len = 0;
 	size_t issuers_len = 0;
-	int rc = moat_pki_issuer_export(issuer, &cert, &cert_len, &key, &key_len, err);
+	/* A key in a token stays there: only the certificate is written. */
+	bool in_token = moat_pkcs11_key_in_token(issuer->key);
+	int rc = in_token ? pem_of_cert(issuer->cert, &cert, &cert_len, err)
+			  : moat_pki_issuer_export(issuer, &cert, &cert_len, &key, &key_len, err);
 	if (rc != 0) {
 		return rc;
 	}
@@ -126,7 +254,7 @@ int deploy_issuer_write(const char *dir, const struct moat_ca *issuer, const cha
 	/* issuers.pem first: while the rest is written, CRLs of the old and the new issuing CA
 	 * both verify */
 	if ((rc = put(dir, MOAT_ISSUERS_FILE, issuers, issuers_len, 0644, err)) != 0 ||
-	    (rc = put(dir, MOAT_ISSUER_KEY_FILE, key, key_len, 0600, err)) != 0 ||
+	    (!in_token && (rc = put(dir, MOAT_ISSUER_KEY_FILE, key, key_len, 0600, err)) != 0) ||
 	    (rc = put(dir, MOAT_ISSUER_CERT_FILE, cert, cert_len, 0644, err)) != 0 ||
 	    (rc = put(dir, MOAT_CHAIN_FILE, chain, chain_len, 0644, err)) != 0) {
 		goto out;
@@ -429,7 +557,7 @@ static int latest_cert(const struct moat_cert_row *row, void *ctx)
 
 /* A new issuing CA of generation gen under the root, valid for days (0: the default), cut
  * to the root's validity; written with retired (may be empty) into issuers.pem. */
-static int issuer_install(struct moat_deploy *d, int64_t gen, int64_t days,
+static int issuer_install(struct moat_deploy *d, int64_t gen, int64_t days, EVP_PKEY *key,
 			  const struct retired *retired, int64_t now, struct moat_err *err)
 {
 	struct moat_ca *fresh = NULL;
@@ -441,9 +569,11 @@ static int issuer_install(struct moat_deploy *d, int64_t gen, int64_t days,
 	int64_t end = 0;
 	int rc = deploy_not_after(d->ca, now, days, MOAT_ISSUER_DAYS_DEFAULT, "the issuing CA",
 				  &end, err);
+	/* key: one in a PKCS#11 token, certified here; NULL: a new one (pki/issuer.key) */
 	if (rc == 0) {
-		rc = moat_pki_issuer_create(d->ca, (unsigned)gen, d->conf.key_type, now, end,
-					    &fresh, err);
+		rc = key ? moat_pki_issuer_certify(d->ca, (unsigned)gen, key, now, end, &fresh, err)
+			 : moat_pki_issuer_create(d->ca, (unsigned)gen, d->conf.key_type, now, end,
+						  &fresh, err);
 	}
 	if (rc == 0 && (rc = moat_deploy_path(d, p, sizeof(p), "pki/ca.crt", err)) == 0 &&
 	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &root_pem, &root_len, err)) == 0 &&
@@ -496,7 +626,119 @@ static int need_root(const struct moat_deploy *d, struct moat_err *err)
 	return 0;
 }
 
+static int issuer_create(struct moat_deploy *d, int64_t days, EVP_PKEY *key, struct moat_err *err);
+
 int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days, struct moat_err *err)
+{
+	return issuer_create(d, days, NULL, err);
+}
+
+/* moat.conf with lines inserted after its "[pki]" line, written atomically; *out_old (caller
+ * frees) is the text it had, to put back when what follows fails. */
+static int conf_add_pki(struct moat_deploy *d, const char *lines, char **out_old,
+			struct moat_err *err)
+{
+	char p[PATH_MAX];
+	char *old = NULL;
+	size_t len = 0;
+	*out_old = NULL;
+	int rc = moat_deploy_path(d, p, sizeof(p), "moat.conf", err);
+	if (rc == 0) {
+		rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &old, &len, err);
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	const char *at = strstr(old, "\n[pki]\n");
+	if (!at) {
+		free(old);
+		return moat_err_set(err, MOAT_EINVAL, "%s: no [pki] section to add the token to",
+				    p);
+	}
+	size_t head = (size_t)(at - old) + strlen("\n[pki]\n");
+	size_t add = strlen(lines);
+	char *text = malloc(len + add + 1);
+	if (!text) {
+		free(old);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	memcpy(text, old, head);
+	memcpy(text + head, lines, add);
+	memcpy(text + head + add, old + head, len - head + 1);
+	rc = moat_fs_write_atomic(p, text, len + add, 0644, err);
+	free(text);
+	if (rc != 0) {
+		free(old);
+		return rc;
+	}
+	*out_old = old;
+	return 0;
+}
+
+int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days, const char *uri,
+				    const char *module, const char *pin_file, struct moat_err *err)
+{
+	char lines[3 * (MOAT_PKCS11_URI_MAX + 64)];
+	char *old_conf = NULL;
+	EVP_PKEY *key = NULL;
+	int n = 0;
+	int rc = need_root(d, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (d->has_issuer) {
+		return moat_err_set(err, MOAT_EEXIST,
+				    "the deployment has an issuing CA already (moat ca issuer "
+				    "rotate replaces it)");
+	}
+	if (deploy_issuer_pkcs11_uri(d)) {
+		return moat_err_set(err, MOAT_EEXIST,
+				    "moat.conf names an issuing CA key in a token already ([pki] "
+				    "issuer_pkcs11_uri): remove it first");
+	}
+	const char *values[] = {uri, module, pin_file};
+	const char *names[] = {"issuer_pkcs11_uri", "pkcs11_module", "issuer_pin_file"};
+	for (size_t i = 0; i < 3; i++) {
+		if (!values[i]) {
+			continue;
+		}
+		if (!values[i][0] || strpbrk(values[i], "\r\n")) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: empty or not one line",
+					    names[i]);
+		}
+		if (i == 1 && moat_config_get(moat_deploy_config(d), "pki", "pkcs11_module")) {
+			return moat_err_set(err, MOAT_EEXIST,
+					    "moat.conf has a [pki] pkcs11_module already: drop "
+					    "--pkcs11-module or edit moat.conf");
+		}
+		int m = snprintf(lines + n, sizeof(lines) - (size_t)n, "%s = %s\n", names[i],
+				 values[i]);
+		if (m < 0 || (size_t)m >= sizeof(lines) - (size_t)n) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: too long", names[i]);
+		}
+		n += m;
+	}
+	const char *conf_module = moat_config_get(moat_deploy_config(d), "pki", "pkcs11_module");
+	if ((rc = deploy_token_key(uri, module ? module : conf_module, pin_file, &key, err)) != 0) {
+		return rc;
+	}
+	/* moat.conf first, so the issuing CA is never there without the key's name; put back
+	 * when the rest fails */
+	if ((rc = conf_add_pki(d, lines, &old_conf, err)) == 0 &&
+	    (rc = issuer_create(d, days, key, err)) != 0) {
+		char p[PATH_MAX];
+		struct moat_err ignored;
+		if (moat_deploy_path(d, p, sizeof(p), "moat.conf", &ignored) == 0 &&
+		    moat_fs_write_atomic(p, old_conf, strlen(old_conf), 0644, &ignored) != 0) {
+			moat_err_prefix(err, "moat.conf not restored (%s)", ignored.msg);
+		}
+	}
+	free(old_conf);
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+static int issuer_create(struct moat_deploy *d, int64_t days, EVP_PKEY *key, struct moat_err *err)
 {
 	int rc = need_root(d, err);
 	if (rc != 0) {
@@ -537,7 +779,7 @@ int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days, struct moat_e
 		d->ca = recert;
 	}
 	struct retired none = {0};
-	if ((rc = issuer_install(d, gen + 1, days, &none, now, err)) != 0) {
+	if ((rc = issuer_install(d, gen + 1, days, key, &none, now, err)) != 0) {
 		return rc;
 	}
 	/* certificates issued so far are the root's: its CRL stays while they may be used */
@@ -554,6 +796,13 @@ int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days, struct moat_e
 		return moat_err_set(err, MOAT_ESTATE,
 				    "the deployment has no issuing CA (moat ca issuer create adds "
 				    "one)");
+	}
+	if (deploy_issuer_pkcs11_uri(d)) {
+		/* the retired CA must keep signing its CRL, and its key cannot be copied to
+		 * pki/retired/: that needs the old key's URI kept, which moat does not do yet */
+		return moat_err_set(err, MOAT_ESTATE,
+				    "the issuing CA's key is in a PKCS#11 token: rotating it is not "
+				    "supported yet");
 	}
 	int64_t now = moat_time_now();
 	int64_t gen = 0;
@@ -586,7 +835,7 @@ int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days, struct moat_e
 		}
 	}
 	if ((rc = retired_load(d, false, now, &ret, err)) != 0 ||
-	    (rc = issuer_install(d, gen + 1, days, &ret, now, err)) != 0) {
+	    (rc = issuer_install(d, gen + 1, days, NULL, &ret, now, err)) != 0) {
 		goto out;
 	}
 	rc = issuer_commit(d, gen + 1, 0, err);

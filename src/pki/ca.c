@@ -126,6 +126,20 @@ int moat_pki_issuer_create(const struct moat_ca *root, unsigned generation, enum
 			   int64_t now, int64_t not_after, struct moat_ca **out,
 			   struct moat_err *err)
 {
+	EVP_PKEY *key = NULL;
+	int rc = moat_key_generate(type, &key, err);
+	if (rc == 0) {
+		rc = moat_pki_issuer_certify(root, generation, key, now, not_after, out, err);
+	}
+	EVP_PKEY_free(key);
+	return rc;
+}
+
+int moat_pki_issuer_certify(const struct moat_ca *root, unsigned generation, EVP_PKEY *key,
+			    int64_t now, int64_t not_after, struct moat_ca **out,
+			    struct moat_err *err)
+{
+	*out = NULL;
 	if (!root->key) {
 		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
 	}
@@ -150,12 +164,14 @@ int moat_pki_issuer_create(const struct moat_ca *root, unsigned generation, enum
 	if (!ca) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	/* pathlen:0: the issuing CA signs leaves only, never another CA */
-	int rc = moat_key_generate(type, &ca->key, err);
-	if (rc == 0) {
-		rc = ca_cert_build(root, ca->key, org, cn, "critical,CA:TRUE,pathlen:0", now - 60,
-				   not_after, &ca->cert, err);
+	if (!EVP_PKEY_up_ref(key)) {
+		free(ca);
+		return moat_err_set(err, MOAT_ECRYPTO, "taking a reference to the issuing CA key");
 	}
+	ca->key = key;
+	/* pathlen:0: the issuing CA signs leaves only, never another CA */
+	int rc = ca_cert_build(root, ca->key, org, cn, "critical,CA:TRUE,pathlen:0", now - 60,
+			       not_after, &ca->cert, err);
 	if (rc != 0) {
 		moat_pki_ca_free(ca);
 		return rc;
