@@ -100,6 +100,15 @@ size_t moat_deploy_recovered(const struct moat_deploy *d);
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
 				       struct moat_err *err);
 
+/* The CA that signs identities, service certificates and CRLs: the online issuing CA
+ * when the deployment has one (no passphrase needed), else the root CA, which needs
+ * moat_deploy_unlock first (MOAT_EINVAL "...: needs the CA passphrase" otherwise).
+ * The pointer is owned by d. */
+MOAT_MUST_CHECK int moat_deploy_signer(struct moat_deploy *d, const struct moat_ca **out,
+				       struct moat_err *err);
+/* true when the deployment has an online issuing CA. */
+bool moat_deploy_has_issuer(const struct moat_deploy *d);
+
 /* "<dir>/<rel>" into buf; fails when it does not fit. */
 MOAT_MUST_CHECK int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size,
 				     const char *rel, struct moat_err *err);
@@ -114,6 +123,8 @@ struct moat_provision_req {
 	const char *device_type; /* devices: default "generic"; others: NULL */
 	int64_t days;		 /* 0: the configured default */
 	enum moat_key_type key_type;
+	struct moat_csr *csr; /* certify this CSR's key (moat_csr_parse): no key.pem; NULL:
+				 moat generates the key */
 };
 
 /* Progress: called after each identity is issued (done of total). May be NULL. */
@@ -135,6 +146,129 @@ MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int
 				      struct moat_err *err);
 /* Regenerates and atomically writes pki/crl.pem from the registry. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
+
+/* ---- devices that enroll themselves over EST (src/deploy/enroll.c) ----
+ * `moat device add ID --enroll` registers a device without a certificate and prints a
+ * one-time token (16 random bytes as 32 hex digits; only its SHA-256 is stored); `--claim-cn
+ * CN` lets a claim certificate with that CN, issued by a claim CA the operator registered,
+ * stand for the token. moatd then issues the device's certificate from its CSR
+ * (moat_deploy_enroll_issue) and renews it on simplereenroll. These functions may be
+ * called on a deployment opened with MOAT_DEPLOY_READ (moatd): each change takes
+ * run/moat.lock for its own duration, waiting at most MOAT_ENROLL_LOCK_WAIT_MS. */
+
+#define MOAT_ENROLL_TOKEN_LEN 32
+#define MOAT_ENROLL_TOKEN_BUF_LEN (MOAT_ENROLL_TOKEN_LEN + 1)
+#define MOAT_ENROLL_TOKEN_TTL_DEFAULT (24 * 3600)
+#define MOAT_ENROLL_TOKEN_TTL_MAX (365 * 86400)
+#define MOAT_ENROLL_LOCK_WAIT_MS 2000
+
+struct moat_enroll_add_req {
+	const char *id;
+	const char *device_type; /* NULL: "generic" */
+	bool token;		 /* issue a one-time token */
+	int64_t token_ttl;	 /* seconds, 60 .. MOAT_ENROLL_TOKEN_TTL_MAX; 0: 24 h */
+	const char *claim_cn;	 /* NULL: no claim certificate */
+};
+
+/* Registers req->id as a device that will enroll itself: its identity row (no certificate,
+ * no files) and its enrollment, in one transaction. With req->token, token_out receives
+ * the token (shown once, never stored); else "". Needs MOAT_DEPLOY_WRITE, no passphrase.
+ * MOAT_EEXIST when the id exists or the claim CN names another device. */
+MOAT_MUST_CHECK int moat_deploy_enroll_add(struct moat_deploy *d,
+					   const struct moat_enroll_add_req *req,
+					   char token_out[MOAT_ENROLL_TOKEN_BUF_LEN],
+					   struct moat_err *err);
+
+/* Registers a claim CA (`moat ca claim add`): the first certificate of the PEM text pem,
+ * which must be a CA certificate (basicConstraints CA:TRUE) and not the deployment's own
+ * CA. sha256_out receives the hex SHA-256 of its DER, which names it. MOAT_EEXIST when it
+ * is registered already. Needs MOAT_DEPLOY_WRITE. */
+MOAT_MUST_CHECK int moat_deploy_claim_ca_add(struct moat_deploy *d, const char *pem, size_t len,
+					     char sha256_out[MOAT_SHA256_HEX_LEN + 1],
+					     struct moat_err *err);
+
+/* A claim CN: [A-Za-z0-9._:-]{1,64} (a factory serial number, typically). */
+MOAT_MUST_CHECK int moat_claim_cn_check(const char *cn, struct moat_err *err);
+
+enum moat_enroll_verdict {
+	MOAT_ENROLL_OK = 0,
+	MOAT_ENROLL_BAD_CREDENTIALS,	/* unknown id, no token, or not its token */
+	MOAT_ENROLL_TOKEN_USED,		/* its token, used before */
+	MOAT_ENROLL_TOKEN_EXPIRED,	/* its token, expired */
+	MOAT_ENROLL_UNKNOWN_CLAIM,	/* a verified claim certificate no device names */
+	MOAT_ENROLL_CLAIM_USED,		/* its device enrolled already */
+	MOAT_ENROLL_CLAIM_NOT_VERIFIED, /* not issued by a registered claim CA, expired, ... */
+};
+/* "ok", "bad_token", "token_used", "token_expired", "unknown_claim", "claim_used",
+ * "claim_not_verified". */
+const char *moat_enroll_verdict_name(enum moat_enroll_verdict v);
+
+/* Does token open id's enrollment at now? The SHA-256 of token is compared in constant
+ * time, and the same comparison runs for an unknown id; used and expired are only told to
+ * a caller holding the right token. Errors are registry failures only. */
+MOAT_MUST_CHECK int moat_deploy_enroll_token_check(struct moat_deploy *d, const char *id,
+						   const char *token, int64_t now,
+						   enum moat_enroll_verdict *out,
+						   struct moat_err *err);
+
+struct stack_st_X509;
+/* Does the claim certificate leaf (with the chain the peer sent in untrusted, may be NULL)
+ * verify at now against a registered claim CA, for the TLS client purpose, and does its
+ * CN name a device? id_out and claim_cn_out receive what was found ("" otherwise). Errors
+ * are registry failures only. */
+MOAT_MUST_CHECK int moat_deploy_claim_verify(struct moat_deploy *d, X509 *leaf,
+					     struct stack_st_X509 *untrusted, int64_t now,
+					     char id_out[MOAT_ID_BUF_LEN],
+					     char claim_cn_out[MOAT_CLAIM_CN_MAX_LEN + 1],
+					     enum moat_enroll_verdict *out, struct moat_err *err);
+
+enum moat_enroll_method {
+	MOAT_ENROLL_BY_TOKEN,
+	MOAT_ENROLL_BY_CLAIM,
+	MOAT_ENROLL_RENEW, /* simplereenroll: authenticated by the current certificate */
+};
+
+struct moat_enroll_req {
+	const char *id; /* authenticated by the caller (token, claim or certificate) */
+	enum moat_enroll_method method;
+	const struct moat_csr *csr;
+	const char *presented_serial; /* RENEW: the serial of the certificate presented */
+	int64_t grace_seconds;	      /* RENEW: the old certificate is revoked (superseded)
+					 this long after; 0: at once */
+};
+
+struct moat_enrolled {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	char replaced_serial_hex[MOAT_SERIAL_HEX_LEN]; /* RENEW: the old certificate's */
+	int64_t not_after;
+	char *cert_pem; /* the leaf */
+	size_t cert_len;
+	char *chain_pem; /* the leaf, then the signing CA when it is not the root */
+	size_t chain_len;
+	int files_rc; /* writing the identity's files after the commit (0: written) */
+	struct moat_err files_err;
+};
+
+/* Issues id's certificate for the CSR's key with the signing CA (moat_deploy_signer):
+ * CN = id, OU = device, clientAuth, the configured lifetime cut at the signer's notAfter;
+ * nothing taken from the CSR but its key. Refused (MOAT_EDENIED) when the CSR names
+ * another identity, the identity is not an active device, its enrollment was used already
+ * (BY_TOKEN, BY_CLAIM: marked used here, once), or the presented certificate is not its
+ * current one (RENEW). The certificate is committed to the registry, then
+ * pki/identities/<id>/cert.pem (the chain) and ca.crt are written, key.pem removed; a
+ * failure writing them is reported in out->files_rc only (the registry holds the
+ * certificate). MOAT_ETIMEOUT when run/moat.lock stays busy. Free out with
+ * moat_enrolled_free. */
+MOAT_MUST_CHECK int moat_deploy_enroll_issue(struct moat_deploy *d,
+					     const struct moat_enroll_req *req,
+					     struct moat_enrolled *out, struct moat_err *err);
+void moat_enrolled_free(struct moat_enrolled *e);
+
+/* Revokes (superseded) every certificate whose re-enrollment grace period ended at or
+ * before now and re-signs pki/crl.pem; *out_count says how many. Nothing to do is 0 with
+ * no lock taken. */
+MOAT_MUST_CHECK int moat_deploy_enroll_supersede_due(struct moat_deploy *d, int64_t now,
+						     size_t *out_count, struct moat_err *err);
 
 /* Set by the CLI's signal handler; provisioning checks it between identities. */
 extern volatile int moat_deploy_interrupted;

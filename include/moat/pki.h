@@ -81,7 +81,8 @@ struct moat_issue_req {
 	size_t san_dns_count;
 	const char *const *san_ip; /* server: subjectAltName IP addresses (v4 or v6 text) */
 	size_t san_ip_count;
-	EVP_PKEY *key; /* optional: certify this key instead of generating one */
+	EVP_PKEY *key;	      /* optional: certify this key instead of generating one */
+	bool key_public_only; /* key is a CSR's (moat_csr): no key_pem in the result */
 };
 
 struct moat_issued {
@@ -92,9 +93,54 @@ struct moat_issued {
 	int64_t not_after;
 	char *cert_pem;
 	size_t cert_pem_len;
-	char *key_pem; /* unencrypted PKCS#8: the device needs it; write it 0600 */
+	char *key_pem; /* unencrypted PKCS#8: the device needs it; write it 0600. NULL when
+			  the request's key was public only (a CSR's) */
 	size_t key_pem_len;
 };
+
+/* ---- certificate signing requests (src/pki/csr.c) ----
+ * A CSR brings a key a device (or an operator) made itself. moat takes nothing from it but
+ * its public key: the subject (CN = identity, OU = role) and every extension of the
+ * certificate are moat's (moat_pki_issue with req.key = csr->key, key_public_only), so a
+ * CSR asking for CA:TRUE, serverAuth or another name gets none of them. */
+
+#define MOAT_CSR_MAX_BYTES 16384
+
+struct moat_csr {
+	struct X509_req_st *req;  /* X509_REQ */
+	EVP_PKEY *key;		  /* the public key to certify; owned */
+	bool has_cn;		  /* the subject holds a CN */
+	char cn[MOAT_ID_BUF_LEN]; /* that CN when it is a valid identity name, else "" */
+};
+
+/* Reads one request, PEM ("CERTIFICATE REQUEST") or DER (the whole input, no trailing
+ * bytes), at most MOAT_CSR_MAX_BYTES, and checks it: version 1, a key moat issues for
+ * (P-256, RSA of 2048 bits or more; anything else, RSA-1024 and ed25519 included, is
+ * MOAT_EINVAL "CSR: ..."), its signature made by that key (proof of possession; MOAT_EVERIFY
+ * otherwise), at most one CN. Any other failure to read it is MOAT_EINVAL. Caller frees
+ * *out with moat_csr_free. */
+MOAT_MUST_CHECK int moat_csr_parse(const unsigned char *data, size_t len, struct moat_csr **out,
+				   struct moat_err *err);
+/* May csr be certified as identity id? Its subject is empty, or its CN is id (other subject
+ * attributes are ignored: never copied). Otherwise MOAT_EDENIED "CSR: it names ...". */
+MOAT_MUST_CHECK int moat_csr_check_identity(const struct moat_csr *csr, const char *id,
+					    struct moat_err *err);
+/* true when csr asks for the key cert already certifies (a re-enrollment must bring a new
+ * key). */
+bool moat_csr_same_key(const struct moat_csr *csr, X509 *cert);
+void moat_csr_free(struct moat_csr *csr);
+
+/* ---- EST (RFC 7030) encodings (src/pki/p7.c) ---- */
+
+/* DER of a certs-only PKCS#7 (degenerate SignedData, no content, no signers) holding every
+ * certificate of the PEM text pem (len bytes), in order. MOAT_EINVAL when it holds none.
+ * Caller frees *out_der. */
+MOAT_MUST_CHECK int moat_pki_p7_certs(const char *pem, size_t len, unsigned char **out_der,
+				      size_t *out_len, struct moat_err *err);
+/* DER of the CSR attributes moat asks for (RFC 7030 §4.5.2): ecdsa-with-SHA256 and an
+ * id-ecPublicKey attribute naming prime256v1. Caller frees *out_der. */
+MOAT_MUST_CHECK int moat_pki_csrattrs(unsigned char **out_der, size_t *out_len,
+				      struct moat_err *err);
 
 /* Fills serial with random bytes (positive, never zero) and hex_out with its lower-case hex. */
 MOAT_MUST_CHECK int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES],

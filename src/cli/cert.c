@@ -58,8 +58,10 @@ static int check_file(struct expiring_ctx *c, struct moat_deploy *d, const char 
 static int check_identity(const struct moat_identity *id, void *ctx)
 {
 	struct expiring_ctx *c = ctx;
-	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked) {
-		return 0; /* a revoked certificate is not going to be renewed by expiry */
+	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked || !id->serial_hex[0]) {
+		/* a revoked certificate is not going to be renewed by expiry; a device that
+		 * has not enrolled yet has none */
+		return 0;
 	}
 	if (id->not_after <= c->limit) {
 		report(c, moat_role_name(id->role), id->id, id->serial_hex, id->not_after);

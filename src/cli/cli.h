@@ -19,6 +19,8 @@
 /* Group entry points (one file each, listed in main.c's table). Declared here so every
  * group file sees its own prototype. */
 int init_main(int argc, char **argv);
+int ca_main(int argc, char **argv);
+int ca_claim_main(int argc, char **argv);
 int device_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);

@@ -8,6 +8,10 @@ int device_main(int argc, char **argv)
 	static const char usage[] =
 		"usage: moat device <subcommand> [options]\n\n"
 		"  add ID [--type T] [--days N] [--key-type K]   a new device key and certificate\n"
+		"  add ID --csr FILE [--type T] [--days N]       a certificate for the device's own key\n"
+		"  add ID --enroll [--token-ttl 24h] [--claim-cn CN] [--type T]\n"
+		"                                                it enrolls itself over EST: prints a\n"
+		"                                                one-time token (--json: {id, token})\n"
 		"  add --prefix P --count N [--type T]           N devices P-000001..., all or none\n"
 		"  list [--json]                                 every device\n"
 		"  show ID [--json]                              one device and its certificates\n"

@@ -28,12 +28,31 @@ struct ident_opts {
 	const char *format;
 	const char *password_file;
 	const char *role;
+	const char *csr;
+	const char *claim_cn;
+	bool enroll;
+	int64_t token_ttl;
 	int64_t count;
 	int64_t days;
 	bool key_type_set;
 	enum moat_key_type key_type;
 	int next; /* argv index of the first operand */
 };
+
+static int parse_token_ttl(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t v = 0;
+	int rc = moat_duration_parse(value, 3600, &v, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (v < 60 || v > MOAT_ENROLL_TOKEN_TTL_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "1 minute to %d days",
+				    MOAT_ENROLL_TOKEN_TTL_MAX / 86400);
+	}
+	*(int64_t *)dst = v;
+	return 0;
+}
 
 static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 {
@@ -47,8 +66,8 @@ static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 
 /* Parses the options of a subcommand taking those whose letter is in allowed (t: type,
  * p: prefix, c: count, d: days, k: key-type, r: reason, o: out, f: format, P: password-file,
- * R: role); any other is a usage error. Returns 0, -1 after --help (exit 0), or a usage
- * status. */
+ * R: role, s: csr, e: enroll, T: token-ttl, C: claim-cn); any other is a usage error. Returns 0, -1
+ * after --help (exit 0), or a usage status. */
 static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
 		      const char *usage_line)
 {
@@ -72,6 +91,14 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct ident_o
 		{'f', {.name = "format", .kind = MOAT_OPT_STRING, .dst = &o->format}},
 		{'P', {.name = "password-file", .kind = MOAT_OPT_STRING, .dst = &o->password_file}},
 		{'R', {.name = "role", .kind = MOAT_OPT_STRING, .dst = &o->role}},
+		{'s', {.name = "csr", .kind = MOAT_OPT_STRING, .dst = &o->csr}},
+		{'e', {.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &o->enroll}},
+		{'T',
+		 {.name = "token-ttl",
+		  .kind = MOAT_OPT_FN,
+		  .dst = &o->token_ttl,
+		  .fn = parse_token_ttl}},
+		{'C', {.name = "claim-cn", .kind = MOAT_OPT_STRING, .dst = &o->claim_cn}},
 	};
 	enum { N_OPTS = sizeof(all) / sizeof(all[0]) };
 	struct moat_opt opts[N_OPTS + 2];
@@ -219,19 +246,98 @@ static void on_progress(size_t done, size_t total, void *ctx)
 	fflush(stderr);
 }
 
+/* Reads and checks the CSR of path (PEM or DER): the one-line error names the file. */
+static int read_csr(const char *path, struct moat_csr **out, struct moat_err *err)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc = moat_fs_read_all(path, MOAT_CSR_MAX_BYTES, &data, &len, err);
+	if (rc == 0) {
+		rc = moat_csr_parse((const unsigned char *)data, len, out, err);
+	}
+	free(data);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", path);
+	}
+	return rc;
+}
+
+/* `moat device add ID --enroll|--claim-cn CN`: a device that enrolls itself over EST. No
+ * passphrase: nothing is signed until it enrolls. */
+static int enroll_add(const struct ident_opts *o, const char *id)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	char token[MOAT_ENROLL_TOKEN_BUF_LEN] = "";
+	struct moat_enroll_add_req req = {
+		.id = id,
+		.device_type = o->type,
+		.token = o->enroll,
+		.token_ttl = o->token_ttl,
+		.claim_cn = o->claim_cn,
+	};
+	int64_t ttl = o->token_ttl ? o->token_ttl : MOAT_ENROLL_TOKEN_TTL_DEFAULT;
+	int64_t expires = moat_time_now() + ttl;
+	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0 ||
+	    moat_deploy_enroll_add(d, &req, token, &err) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	int rc = moat_broker_sync(d, &err);
+	moat_deploy_close(d);
+	if (rc != 0) {
+		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
+		OPENSSL_cleanse(token, sizeof(token));
+		return cli_fail(&err);
+	}
+	char exp_iso[MOAT_TIME_ISO_LEN];
+	moat_time_iso(expires, exp_iso);
+	if (cli_globals.json) {
+		printf("{\"id\":");
+		cli_json_string(stdout, id);
+		printf(",\"token\":");
+		if (token[0]) {
+			cli_json_string(stdout, token);
+			printf(",\"expires_at\":\"%s\"", exp_iso);
+		} else {
+			printf("null");
+		}
+		if (o->claim_cn) {
+			printf(",\"claim_cn\":");
+			cli_json_string(stdout, o->claim_cn);
+		}
+		printf("}\n");
+	} else {
+		printf("added device %s: it enrolls itself over EST (no key or certificate made here)\n",
+		       id);
+		if (token[0]) {
+			printf("enrollment token (shown once, single use, expires %s):\n%s\n",
+			       exp_iso, token);
+		}
+		if (o->claim_cn) {
+			printf("claim certificate CN: %s\n", o->claim_cn);
+		}
+	}
+	OPENSSL_cleanse(token, sizeof(token));
+	return CLI_OK;
+}
+
 int ident_add(const struct ident_scope *scope, int argc, char **argv)
 {
 	const char *usage_line =
 		scope->role == MOAT_ROLE_DEVICE
-			? "moat device add ID [--type T] [--days N] [--key-type K]\n"
+			? "moat device add ID [--type T] [--days N] [--key-type K | --csr FILE]\n"
+			  "       moat device add ID --enroll [--token-ttl D] [--claim-cn CN] [--type T]\n"
 			  "       moat device add --prefix P --count N [--type T] [--days N] [--key-type K]"
-			: "moat identity add NAME --role service|operator [--days N] [--key-type K]";
+			: "moat identity add NAME --role service|operator [--days N] "
+			  "[--key-type K | --csr FILE]";
+	struct moat_csr *csr = NULL;
 	struct ident_opts o;
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	struct moat_provision_req *reqs = NULL;
 	char(*names)[MOAT_ID_BUF_LEN] = NULL;
-	int rc = parse_opts(argc, argv, scope->role == MOAT_ROLE_DEVICE ? "tpcdk" : "dkR", &o,
+	int rc = parse_opts(argc, argv, scope->role == MOAT_ROLE_DEVICE ? "tpcdkseTC" : "dkRs", &o,
 			    usage_line);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
@@ -270,7 +376,30 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	if (o.type && (rc = moat_device_type_check(o.type, &err)) != 0) {
 		return cli_usage_error("--type: %s", err.msg);
 	}
+	bool enrolls = o.enroll || o.claim_cn;
+	if (o.token_ttl && !o.enroll) {
+		return cli_usage_error("--token-ttl goes with --enroll");
+	}
+	if (enrolls && (o.prefix || o.days || o.key_type_set || o.csr)) {
+		return cli_usage_error("--enroll and --claim-cn take an ID and --type only: the "
+				       "device makes its key and asks over EST");
+	}
+	if (o.csr && (o.prefix || o.key_type_set)) {
+		return cli_usage_error("--csr certifies one key: not with --prefix/--count or "
+				       "--key-type");
+	}
+	if (enrolls) {
+		if (strlen(argv[o.next]) > MOAT_ID_MAX_LEN) {
+			return cli_usage_error("'%.64s...': longer than %d characters",
+					       argv[o.next], MOAT_ID_MAX_LEN);
+		}
+		return enroll_add(&o, argv[o.next]);
+	}
+	if (o.csr && read_csr(o.csr, &csr, &err) != 0) {
+		return cli_fail(&err);
+	}
 	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		moat_csr_free(csr);
 		return cli_fail(&err);
 	}
 	reqs = calloc(count, sizeof(*reqs));
@@ -297,6 +426,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			.device_type = role == MOAT_ROLE_DEVICE ? o.type : NULL,
 			.days = o.days,
 			.key_type = o.key_type_set ? o.key_type : moat_deploy_settings(d)->key_type,
+			.csr = csr,
 		};
 	}
 	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && count > 1,
@@ -311,7 +441,8 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 		goto fail;
 	}
 	if (count == 1) {
-		printf("added %s %s\n", moat_role_name(role), names[0]);
+		printf("added %s %s%s\n", moat_role_name(role), names[0],
+		       csr ? " (certificate for the CSR's key; no key.pem)" : "");
 	} else {
 		double secs = (double)(moat_time_mono_ms() - ps.started_ms) / 1000.0;
 		printf("added %zu devices %s … %s in %.2f s\n", count, names[0], names[count - 1],
@@ -319,11 +450,13 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	}
 	free(reqs);
 	free(names);
+	moat_csr_free(csr);
 	moat_deploy_close(d);
 	return CLI_OK;
 fail:
 	free(reqs);
 	free(names);
+	moat_csr_free(csr);
 	moat_deploy_close(d);
 	return cli_fail(&err);
 }

@@ -8,7 +8,7 @@ int identity_main(int argc, char **argv)
 	static const struct ident_scope scope = {.role = -1, .group = "identity"};
 	static const char usage[] =
 		"usage: moat identity <subcommand> [options]\n\n"
-		"  add NAME --role service|operator [--days N] [--key-type K]\n"
+		"  add NAME --role service|operator [--days N] [--key-type K | --csr FILE]\n"
 		"  list [--role R] [--json]\n"
 		"  show NAME [--json]\n"
 		"  revoke NAME [--reason R]\n"

@@ -10,7 +10,7 @@
 
 static const char *const known_sections[] = {
 	"deployment", "broker", "server", "pki",     "network", "firmware",
-	"policy",     "plugin", "agent",  "monitor", "sim",	NULL,
+	"policy",     "plugin", "agent",  "monitor", "sim",	"est", NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,

@@ -59,8 +59,8 @@ static int write_new(const char *path, const void *data, size_t len, mode_t mode
 	return 0;
 }
 
-/* mkdir dir (0700), then key.pem (0600) and cert.pem with put; p receives the path of
- * ca.crt, which the caller writes. */
+/* mkdir dir (0700), then key.pem (0600, unless the key came in a CSR) and cert.pem with put; p
+ * receives the path of ca.crt, which the caller writes. */
 static int write_key_cert(const char *dir, const struct moat_issued *issued,
 			  int (*put)(const char *, const void *, size_t, mode_t, struct moat_err *),
 			  char p[PATH_MAX], struct moat_err *err)
@@ -69,8 +69,10 @@ static int write_key_cert(const char *dir, const struct moat_issued *issued,
 	if (mkdir(dir, 0700) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
-	if ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
-	    (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
+	/* no key_pem: the key came in a CSR and never leaves its owner */
+	if ((issued->key_pem &&
+	     ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
+	      (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0)) ||
 	    (rc = moat_path_join(p, PATH_MAX, err, "%s/cert.pem", dir)) != 0 ||
 	    (rc = put(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0) {
 		return rc;

@@ -60,6 +60,8 @@ static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 		.key_type = r->key_type,
 		.not_before = p->job.now - 300, /* tolerate small clock skew on devices */
 		.not_after = p->job.now + days * 86400,
+		.key = r->csr ? r->csr->key : NULL,
+		.key_public_only = r->csr != NULL,
 	};
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];

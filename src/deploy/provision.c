@@ -55,6 +55,9 @@ static int validate(struct moat_deploy *d, const struct moat_provision_req *reqs
 			moat_err_prefix(err, "%s: device type", r->id);
 			goto out;
 		}
+		if (r->csr && (rc = moat_csr_check_identity(r->csr, r->id, err)) != 0) {
+			goto out;
+		}
 		if (r->days < 0 || r->days > 36500) {
 			rc = moat_err_set(err, MOAT_EINVAL, "%s: validity must be 1 to 36500 days",
 					  r->id);

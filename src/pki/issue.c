@@ -217,8 +217,10 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: signing", req->cn);
 		goto out;
 	}
+	/* a CSR's key is public only: there is no key.pem to write */
 	if ((rc = pki_cert_pem(cert, &out->cert_pem, &out->cert_pem_len, err)) != 0 ||
-	    (rc = key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0) {
+	    (!req->key_public_only &&
+	     (rc = key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0)) {
 		goto out;
 	}
 	moat_hex_encode(serial, MOAT_SERIAL_BYTES, out->serial_hex);

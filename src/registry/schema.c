@@ -59,6 +59,25 @@ const char *const moat_registry_migrations[] = {
 	"  version TEXT NOT NULL,"
 	"  reported_at INTEGER NOT NULL"
 	") WITHOUT ROWID;",
+	/* 3: enrollment over EST (enroll.c): devices that enroll themselves (a token's hash
+	 * and expiry, or the CN of their claim certificate), the claim CAs, and a
+	 * certificate's revocation deferred until a re-enrollment's grace period ends */
+	"CREATE TABLE enrollments ("
+	"  identity TEXT PRIMARY KEY REFERENCES identities(id),"
+	"  token_sha256 TEXT,"
+	"  claim_cn TEXT UNIQUE,"
+	"  created_at INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  CHECK (token_sha256 IS NOT NULL OR claim_cn IS NOT NULL)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE claim_cas ("
+	"  sha256 TEXT PRIMARY KEY,"
+	"  subject TEXT NOT NULL,"
+	"  pem TEXT NOT NULL,"
+	"  added_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"ALTER TABLE certificates ADD COLUMN supersede_at INTEGER;",
 };
 
 const int moat_registry_migration_count =

@@ -36,6 +36,7 @@
 #include "moat/log.h"
 #include "moat/release.h"
 #include "moat/server.h"
+#include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
 #include "server_internal.h"
 
@@ -56,6 +57,7 @@ struct moat_httpd {
 	struct stat crl_st; /* of the file crl was loaded from */
 	bool crl_tried;
 	int port;
+	struct moat_est *est; /* EST under /.well-known/est/ (est.c) */
 };
 
 /* Per request, for the log line. */
@@ -69,6 +71,11 @@ struct req_ctx {
 	char note[96];				   /* why it was refused: a word */
 	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* of the release served */
 	char offset[24];			   /* where a download started */
+	enum moat_http_route route;
+	bool est;   /* an EST route: its own authentication (est.c) */
+	char *body; /* an EST POST's body, at most MOAT_EST_BODY_MAX bytes */
+	size_t body_len;
+	char serial[MOAT_SERIAL_HEX_LEN * 2]; /* of the client certificate authenticated */
 };
 
 /* MHD hands its own format strings in: the attribute lets clang check that path. */
@@ -213,6 +220,10 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 		goto out;
 	}
 	snprintf(rc->id, sizeof(rc->id), "%s", cn);
+	struct moat_cert_info info;
+	if (moat_cert_info(cert, &info, NULL) == 0) {
+		snprintf(rc->serial, sizeof(rc->serial), "%s", info.serial_hex);
+	}
 	if (role != MOAT_ROLE_DEVICE) {
 		snprintf(rc->note, sizeof(rc->note), "not_a_device");
 		goto out;
@@ -435,6 +446,183 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	return res;
 }
 
+/* The TLS peer's certificates as OpenSSL objects: *leaf (NULL when none) and the rest in
+ * *chain; the caller frees both. */
+static void peer_certs(struct MHD_Connection *conn, X509 **leaf, STACK_OF(X509) * *chain,
+		       bool *deployment_cert)
+{
+	*leaf = NULL;
+	*chain = NULL;
+	*deployment_cert = false;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session) {
+		return;
+	}
+	gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+	unsigned int n = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
+	if (!peers || n == 0) {
+		return;
+	}
+	*leaf = peer_cert(s);
+	*deployment_cert = *leaf && verify_chain(s) == NULL;
+	*chain = sk_X509_new_null();
+	for (unsigned int i = 1; *chain && i < n && i < 8; i++) {
+		if (peers[i].size > MOAT_CERT_FILE_MAX_BYTES) {
+			continue;
+		}
+		const unsigned char *p = peers[i].data;
+		X509 *c = d2i_X509(NULL, &p, (long)peers[i].size);
+		if (c && !sk_X509_push(*chain, c)) {
+			X509_free(c);
+		}
+	}
+}
+
+static enum MHD_Result send_est(struct MHD_Connection *conn, struct req_ctx *rc,
+				struct est_answer *a)
+{
+	if (a->status >= 400 || !a->body) {
+		snprintf(rc->note, sizeof(rc->note), "%s", a->note);
+		char text[MOAT_ERR_MSG_MAX + 2];
+		int n = snprintf(text, sizeof(text), "%s\n", a->text);
+		if (n < 0 || (size_t)n >= sizeof(text)) {
+			n = 0;
+		}
+		struct MHD_Response *resp =
+			MHD_create_response_from_buffer((size_t)n, text, MHD_RESPMEM_MUST_COPY);
+		if (!resp) {
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+		if (a->www_authenticate) {
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+						"Basic realm=\"moat EST\"");
+		}
+		if (a->retry_after > 0) {
+			char ra[24];
+			snprintf(ra, sizeof(ra), "%lld", (long long)a->retry_after);
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+		}
+		rc->status = a->status;
+		enum MHD_Result r = MHD_queue_response(conn, a->status, resp);
+		MHD_destroy_response(resp);
+		return r;
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		return MHD_NO;
+	}
+	a->body = NULL; /* MHD frees it */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (a->b64) {
+		MHD_add_response_header(resp, "Content-Transfer-Encoding", "base64");
+	}
+	rc->status = a->status;
+	rc->bytes = a->len;
+	enum MHD_Result r = MHD_queue_response(conn, a->status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+/* A refusal of an EST request before est.c sees it (method, size, type): a security event
+ * like est.c's own. */
+static enum MHD_Result est_refuse_early(struct MHD_Connection *conn, struct req_ctx *rc,
+					unsigned status, const char *note, const char *text)
+{
+	struct est_answer a;
+	memset(&a, 0, sizeof(a));
+	a.status = status;
+	snprintf(a.note, sizeof(a.note), "%s", note);
+	snprintf(a.text, sizeof(a.text), "%s", text);
+	moat_log(MOAT_LOG_WARN,
+		 "event=est_refused client=%s id=- path=%s status=%u reason=%s detail=\"%s\"",
+		 rc->client, rc->path, status, note, text);
+	return send_est(conn, rc, &a);
+}
+
+/* The first call for an EST request: method and body size are decided from the headers,
+ * before any body is read. */
+static enum MHD_Result est_begin(struct MHD_Connection *conn, struct req_ctx *rc,
+				 const char *method)
+{
+	bool post = rc->route == MOAT_ROUTE_EST_SIMPLEENROLL ||
+		    rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL;
+	const char *want = post ? MHD_HTTP_METHOD_POST : MHD_HTTP_METHOD_GET;
+	if (strcmp(method, want) != 0) {
+		return est_refuse_early(conn, rc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+					post ? "only POST" : "only GET");
+	}
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	bool chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+	if (!post) {
+		if (chunked || (cl && strcmp(cl, "0") != 0)) {
+			return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "unexpected_body",
+						"no request body expected");
+		}
+		return MHD_YES;
+	}
+	int64_t len = 0;
+	if (cl && moat_int_parse(cl, 0, INT64_MAX, &len, NULL) != 0) {
+		return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "bad_content_length",
+					"Content-Length: not a number");
+	}
+	if (len > MOAT_EST_BODY_MAX) {
+		return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+					"body: larger than the largest CSR");
+	}
+	rc->body = malloc(MOAT_EST_BODY_MAX);
+	return rc->body ? MHD_YES : MHD_NO;
+}
+
+/* The last call for an EST request: the whole body is there. */
+static enum MHD_Result est_finish(struct moat_httpd *h, struct MHD_Connection *conn,
+				  struct req_ctx *rc)
+{
+	struct est_request req = {
+		.route = rc->route,
+		.client = rc->client,
+		.path = rc->path,
+		.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_AUTHORIZATION),
+		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_CONTENT_TYPE),
+		.transfer_encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								 "Content-Transfer-Encoding"),
+		.body = rc->body,
+		.body_len = rc->body_len,
+	};
+	X509 *leaf = NULL;
+	STACK_OF(X509) *chain = NULL;
+	peer_certs(conn, &leaf, &chain, &req.peer_is_deployment_cert);
+	req.peer_leaf = leaf;
+	req.peer_chain = chain;
+	struct moat_identity ident;
+	if (rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL) {
+		if (authenticate(h, conn, rc, &ident) == 0) {
+			req.cert_id = rc->id;
+			req.cert_serial = rc->serial;
+		} else {
+			req.cert_refusal = rc->note;
+		}
+	}
+	struct est_answer a;
+	memset(&a, 0, sizeof(a));
+	est_handle(h->est, &req, &a);
+	snprintf(rc->id, sizeof(rc->id), "%s", a.id[0] ? a.id : "-");
+	enum MHD_Result r = send_est(conn, rc, &a);
+	free(a.body);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+	return r;
+}
+
 /* MHD's unescape callback: moat_http_unescape, which keeps %00 as it is. */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
@@ -477,7 +665,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			}
 		}
 		*con_cls = rc;
-		/* Refuse a request body before it is read: no route takes one. */
+		rc->route = moat_http_route_parse(url, NULL);
+		rc->est = moat_http_route_is_est(rc->route);
+		if (rc->est) {
+			return est_begin(conn, rc, method);
+		}
+		/* Refuse a request body before it is read: no other route takes one. */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -492,14 +685,33 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES;
 	}
+	if (rc->est && rc->status != 0 && *upload_data_size != 0) {
+		*upload_data_size = 0; /* answered already: the rest of the body is dropped */
+		return MHD_YES;
+	}
+	if (rc->est && *upload_data_size != 0) {
+		if (!rc->body || *upload_data_size > MOAT_EST_BODY_MAX - rc->body_len) {
+			*upload_data_size = 0;
+			return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE,
+						"body_too_large",
+						"body: larger than the largest CSR");
+		}
+		memcpy(rc->body + rc->body_len, upload_data, *upload_data_size);
+		rc->body_len += *upload_data_size;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (*upload_data_size != 0) {
-		/* No route takes a body: refuse it instead of buffering it. */
+		/* No other route takes a body: refuse it instead of buffering it. */
 		*upload_data_size = 0;
 		snprintf(rc->note, sizeof(rc->note), "unexpected_body");
 		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "no request body expected");
 	}
 	if (rc->status != 0) {
 		return MHD_YES;
+	}
+	if (rc->est) {
+		return est_finish(h, conn, rc);
 	}
 	struct moat_identity ident;
 	unsigned denied = authenticate(h, conn, rc, &ident);
@@ -545,6 +757,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		 (unsigned long long)rc->bytes, rc->note[0] ? rc->note : NULL,
 		 rc->version[0] ? rc->version : NULL, rc->offset[0] ? rc->offset : NULL,
 		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no");
+	free(rc->body);
 	free(rc);
 	*con_cls = NULL;
 }
@@ -585,6 +798,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 		goto out;
 	}
 	crl_refresh(h);
+	if ((rc = est_open(h->d, &h->est, err)) != 0) {
+		goto out;
+	}
 
 	const char *listen = opts->listen_addr;
 	if (!listen) {
@@ -647,6 +863,7 @@ void moat_httpd_stop(struct moat_httpd *h)
 	if (h->mhd) {
 		MHD_stop_daemon(h->mhd);
 	}
+	est_close(h->est);
 	X509_CRL_free(h->crl);
 	X509_free(h->ca);
 	if (h->key_pem) {

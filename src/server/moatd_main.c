@@ -6,6 +6,9 @@
  *         [--log FILE] [--verbose]
  *
  * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events.
+ * This thread also ends re-enrollment grace periods: once a second it revokes (superseded)
+ * the old certificates whose grace period is over (its own deployment handle, so it never
+ * shares the HTTPS thread's registry connection).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -99,9 +102,30 @@ int main(int argc, char **argv)
 		moat_httpd_stop(h);
 		return 1;
 	}
+	struct moat_deploy *tick = NULL;
+	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0) {
+		fprintf(stderr, "moatd: %s\n", err.msg);
+		moat_ingest_stop(ing);
+		moat_httpd_stop(h);
+		return 1;
+	}
+	int64_t tick_error_ms = 0;
 	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0) {
+		const struct timespec second = {.tv_sec = 1};
+		int sig = sigtimedwait(&set, NULL, &second);
+		if (sig < 0) {
+			size_t n = 0;
+			if (moat_deploy_enroll_supersede_due(tick, moat_time_now(), &n, &err) !=
+			    0) {
+				/* once a minute at most: the cause (no online CA) lasts */
+				if (moat_time_mono_ms() - tick_error_ms > 60000 || !tick_error_ms) {
+					moat_log(MOAT_LOG_ERROR,
+						 "event=supersede_failed msg=\"%s\"", err.msg);
+					tick_error_ms = moat_time_mono_ms();
+				}
+			} else if (n > 0) {
+				moat_log(MOAT_LOG_INFO, "event=superseded count=%zu", n);
+			}
 			continue;
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
@@ -111,6 +135,7 @@ int main(int argc, char **argv)
 		/* SIGHUP: nothing to reload by hand (the CRL is re-read when it changes);
 		 * SIGPIPE: a client went away, MHD handles it. */
 	}
+	moat_deploy_close(tick);
 	moat_ingest_stop(ing);
 	moat_httpd_stop(h);
 	return 0;
