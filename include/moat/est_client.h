@@ -35,7 +35,7 @@
 #define MOAT_EST_REASON_MAX_LEN 160 /* of a refusal's body, quoted in the error */
 #define MOAT_EST_RETRY_AFTER_MAX_S 86400
 
-/* ---- pure parts: no sockets, no files (fuzz_est feeds them arbitrary bytes) ---- */
+/* ---- pure parts: no sockets, no files (fuzz_est_client feeds them arbitrary bytes) ---- */
 
 /* An HTTP response as moat reads one. body is malloc'd and owned (moat_http_response_free). */
 struct moat_http_response {

@@ -1,6 +1,6 @@
 /* est.c: the pure parts of the device's EST client (est_client.h): the HTTP response
  * reader, the PKCS#7 certs-only reader, the checks an issued certificate must pass, the
- * key, the CSR and the request text. No sockets and no files, so fuzz_est can feed the
+ * key, the CSR and the request text. No sockets and no files, so fuzz_est_client can feed the
  * readers anything. PKCS#7, X.509 and PKCS#10 are OpenSSL's; only HTTP framing is read
  * here, strictly: CRLF line ends, no folded headers, one length.
  */

@@ -1,4 +1,4 @@
-/* fuzz_est.c: what the device's EST client reads from the network (src/device/est.c): an
+/* fuzz_est_client.c: what the device's EST client reads from the network (src/device/est.c): an
  * HTTP response, whole or cut anywhere (a cut response is incomplete or refused, never
  * accepted as something else), and the PKCS#7 certs-only body. Invariants: a refusal says
  * why; an accepted response has a final status and a body no longer than the input; a
