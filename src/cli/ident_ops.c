@@ -491,6 +491,9 @@ static int list_one(const struct moat_identity *id, void *ctx)
 	} else {
 		char na[MOAT_TIME_ISO_LEN];
 		moat_time_iso(id->not_after, na);
+		if (!id->serial_hex[0]) {
+			snprintf(na, sizeof(na), "-"); /* enrolls itself; no certificate yet */
+		}
 		printf("%-32s %-9s %-20s %-9s %s\n", id->id, moat_role_name(id->role),
 		       id->device_type[0] ? id->device_type : "-",
 		       moat_identity_status_name(id->status), na);

@@ -9,8 +9,8 @@
 #include "deploy_internal.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker", "server", "pki",     "network", "firmware",
-	"policy",     "plugin", "agent",  "monitor", "sim",	"est", NULL,
+	"deployment", "broker", "server",  "pki", "network", "firmware", "policy",
+	"plugin",     "agent",	"monitor", "sim", "est",     NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,

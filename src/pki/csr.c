@@ -19,17 +19,19 @@ static bool is_space(unsigned char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
 }
 
-/* true when data starts, after white space, with a PEM boundary */
-static bool looks_pem(const unsigned char *data, size_t len)
+/* true when data starts, after white space, with a PEM boundary; *skip: that space */
+static bool looks_pem(const unsigned char *data, size_t len, size_t *skip)
 {
 	static const char begin[] = "-----BEGIN ";
 	size_t i = 0;
 	while (i < len && is_space(data[i])) {
 		i++;
 	}
+	*skip = i;
 	return len - i >= sizeof(begin) - 1 && memcmp(data + i, begin, sizeof(begin) - 1) == 0;
 }
 
+/* OpenSSL's PEM reader wants the boundary at the start of a line */
 static X509_REQ *read_pem(const unsigned char *data, size_t len)
 {
 	BIO *b = BIO_new_mem_buf(data, (int)len);
@@ -91,8 +93,9 @@ int moat_csr_parse(const unsigned char *data, size_t len, struct moat_csr **out,
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	int rc;
-	bool pem = looks_pem(data, len);
-	csr->req = pem ? read_pem(data, len) : read_der(data, len);
+	size_t skip = 0;
+	bool pem = looks_pem(data, len, &skip);
+	csr->req = pem ? read_pem(data + skip, len - skip) : read_der(data, len);
 	if (!csr->req) {
 		rc = moat_err_ssl(err, MOAT_EINVAL, "CSR: not a %s certificate request",
 				  pem ? "PEM" : "DER");

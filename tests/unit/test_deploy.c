@@ -15,10 +15,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "testutil.h"
+#include "testutil_pki.h"
 
 #define PASS "unit-test-passphrase"
 
@@ -289,6 +294,270 @@ static void test_init_refusals(void **state)
 	assert_false(moat_fs_exists(p));
 }
 
+/* A CSR of key for cn, parsed: the caller frees it. */
+static struct moat_csr *csr_for(EVP_PKEY *key, const char *cn)
+{
+	size_t len = 0;
+	unsigned char *der = tu_csr_der(key, key, cn, "DNS:evil.example", &len);
+	struct moat_csr *csr = NULL;
+	struct moat_err err = {0};
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	free(der);
+	return csr;
+}
+
+static void test_enroll_token(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char token[MOAT_ENROLL_TOKEN_BUF_LEN];
+	struct moat_enroll_add_req add = {.id = "dev-e", .device_type = "t1", .token = true};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &add, token, &err), 0);
+	assert_int_equal(strlen(token), MOAT_ENROLL_TOKEN_LEN);
+	/* only the hash is kept */
+	struct moat_enrollment e;
+	assert_int_equal(moat_registry_enrollment_get(moat_deploy_registry(f->d), "dev-e", &e,
+						      &err),
+			 0);
+	assert_null(strstr(e.token_sha256_hex, token));
+	assert_int_equal(e.expires_at - e.created_at, MOAT_ENROLL_TOKEN_TTL_DEFAULT);
+	/* registered twice, or without token or claim: refused */
+	char t2[MOAT_ENROLL_TOKEN_BUF_LEN];
+	assert_int_equal(moat_deploy_enroll_add(f->d, &add, t2, &err), MOAT_EEXIST);
+	struct moat_enroll_add_req none = {.id = "dev-n"};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &none, t2, &err), MOAT_EINVAL);
+	struct moat_enroll_add_req short_ttl = {.id = "dev-s", .token = true, .token_ttl = 5};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &short_ttl, t2, &err), MOAT_EINVAL);
+
+	int64_t now = moat_time_now();
+	enum moat_enroll_verdict v;
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "dev-e", token, now, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_OK);
+	char wrong[MOAT_ENROLL_TOKEN_BUF_LEN];
+	snprintf(wrong, sizeof(wrong), "%s", token);
+	wrong[0] = wrong[0] == '0' ? '1' : '0';
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "dev-e", wrong, now, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_BAD_CREDENTIALS);
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "nobody", token, now, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_BAD_CREDENTIALS);
+	/* expired: only the right token learns it */
+	int64_t later = e.expires_at;
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "dev-e", token, later, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_TOKEN_EXPIRED);
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "dev-e", wrong, later, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_BAD_CREDENTIALS);
+
+	/* a CSR for another identity is refused and uses nothing up */
+	EVP_PKEY *key = tu_key_p256();
+	struct moat_csr *other = csr_for(key, "dev-x");
+	struct moat_enroll_req req = {.id = "dev-e", .method = MOAT_ENROLL_BY_TOKEN, .csr = other};
+	struct moat_enrolled out;
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &req, &out, &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "CSR"));
+	moat_csr_free(other);
+	/* the right CSR: a certificate for the device's key, moat's subject, no key.pem */
+	struct moat_csr *csr = csr_for(key, "dev-e");
+	req.csr = csr;
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &req, &out, &err), 0);
+	assert_int_equal(out.files_rc, 0);
+	X509 *cert = tu_pem_cert(out.cert_pem);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(cert), key), 1);
+	assert_int_equal(X509_check_ca(cert), 0);
+	assert_int_equal(X509_get_ext_by_NID(cert, NID_subject_alt_name, -1), -1);
+	X509_free(cert);
+	char p[PATH_MAX];
+	assert_int_equal(moat_deploy_identity_path(f->d, "dev-e", "key.pem", p, sizeof(p), &err),
+			 0);
+	assert_false(moat_fs_exists(p));
+	assert_int_equal(moat_deploy_identity_path(f->d, "dev-e", "cert.pem", p, sizeof(p), &err),
+			 0);
+	assert_true(moat_fs_exists(p));
+	struct moat_identity ident;
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "dev-e", &ident,
+						    &err),
+			 0);
+	assert_string_equal(ident.serial_hex, out.serial_hex);
+	assert_string_equal(ident.device_type, "t1");
+	moat_enrolled_free(&out);
+	/* single use: the token is spent, and a second issue is refused */
+	assert_int_equal(moat_deploy_enroll_token_check(f->d, "dev-e", token, now, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_TOKEN_USED);
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &req, &out, &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "already enrolled"));
+
+	/* re-enrollment: only with the current certificate; the old one is superseded when
+	 * the grace period ends */
+	struct moat_enroll_req renew = {.id = "dev-e",
+					.method = MOAT_ENROLL_RENEW,
+					.csr = csr,
+					.presented_serial = "4000",
+					.grace_seconds = 60};
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &renew, &out, &err), MOAT_EDENIED);
+	renew.presented_serial = ident.serial_hex;
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &renew, &out, &err), 0);
+	assert_string_equal(out.replaced_serial_hex, ident.serial_hex);
+	char first[MOAT_SERIAL_HEX_LEN];
+	snprintf(first, sizeof(first), "%s", ident.serial_hex);
+	moat_enrolled_free(&out);
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &renew, &out, &err), MOAT_EDENIED);
+	size_t n = 9;
+	assert_int_equal(moat_deploy_enroll_supersede_due(f->d, moat_time_now(), &n, &err), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(moat_deploy_enroll_supersede_due(f->d, moat_time_now() + 61, &n, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "dev-e", &ident,
+						    &err),
+			 0);
+	assert_false(ident.cert_revoked);
+	assert_string_not_equal(ident.serial_hex, first);
+	/* a revoked or disabled device gets nothing */
+	assert_int_equal(moat_registry_identity_set_status(moat_deploy_registry(f->d), "dev-e",
+							   MOAT_ID_DISABLED, &err),
+			 0);
+	renew.presented_serial = ident.serial_hex;
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &renew, &out, &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "disabled"));
+	moat_csr_free(csr);
+	EVP_PKEY_free(key);
+}
+
+static void test_enroll_claim(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char token[MOAT_ENROLL_TOKEN_BUF_LEN];
+	struct moat_enroll_add_req add = {.id = "dev-c", .claim_cn = "SN-0042"};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &add, token, &err), 0);
+	assert_string_equal(token, "");
+	struct moat_enroll_add_req dup = {.id = "dev-d", .claim_cn = "SN-0042"};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &dup, token, &err), MOAT_EEXIST);
+	struct moat_enroll_add_req bad = {.id = "dev-b", .claim_cn = "SN 42"};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &bad, token, &err), MOAT_EINVAL);
+
+	/* a manufacturer's CA and its claim certificates */
+	struct moat_ca *maker = NULL;
+	int64_t now = moat_time_now();
+	assert_int_equal(moat_pki_ca_create("maker", MOAT_KEY_EC_P256, now - 60, 365, &maker, &err),
+			 0);
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issued claim;
+	struct moat_issued stranger;
+	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
+	struct moat_issue_req ir = {.cn = "sn-0042",
+				    .role = MOAT_ROLE_DEVICE,
+				    .kind = MOAT_CERT_CLIENT,
+				    .key_type = MOAT_KEY_EC_P256,
+				    .not_before = now - 60,
+				    .not_after = now + 86400};
+	/* moat_pki_issue takes identity names as CN: the claim CN here is "sn-0042" */
+	assert_int_equal(moat_pki_issue(maker, &ir, serial, &claim, &err), 0);
+	ir.cn = "sn-9999";
+	assert_int_equal(moat_pki_issue(maker, &ir, serial, &stranger, &err), 0);
+	struct moat_enroll_add_req lower = {.id = "dev-l", .claim_cn = "sn-0042"};
+	assert_int_equal(moat_deploy_enroll_add(f->d, &lower, token, &err), 0);
+
+	char id[MOAT_ID_BUF_LEN];
+	char cn[MOAT_CLAIM_CN_MAX_LEN + 1];
+	enum moat_enroll_verdict v;
+	/* no claim CA registered yet */
+	assert_int_equal(moat_deploy_claim_verify(f->d, claim.cert, NULL, now, id, cn, &v, &err),
+			 0);
+	assert_int_equal(v, MOAT_ENROLL_CLAIM_NOT_VERIFIED);
+	char *pem = NULL;
+	char *key_pem = NULL;
+	size_t pl = 0;
+	size_t kl = 0;
+	assert_int_equal(moat_pki_ca_export(maker, "maker-passphrase", &pem, &pl, &key_pem, &kl,
+					    &err),
+			 0);
+	char sha[MOAT_SHA256_HEX_LEN + 1];
+	assert_int_equal(moat_deploy_claim_ca_add(f->d, pem, pl, sha, &err), 0);
+	assert_int_equal(moat_deploy_claim_ca_add(f->d, pem, pl, sha, &err), MOAT_EEXIST);
+	/* a leaf is no claim CA */
+	assert_int_equal(moat_deploy_claim_ca_add(f->d, claim.cert_pem, claim.cert_pem_len, sha,
+						  &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_deploy_claim_verify(f->d, claim.cert, NULL, now, id, cn, &v, &err),
+			 0);
+	assert_int_equal(v, MOAT_ENROLL_OK);
+	assert_string_equal(id, "dev-l");
+	assert_string_equal(cn, "sn-0042");
+	assert_int_equal(moat_deploy_claim_verify(f->d, stranger.cert, NULL, now, id, cn, &v, &err),
+			 0);
+	assert_int_equal(v, MOAT_ENROLL_UNKNOWN_CLAIM);
+	/* expired by the time it is presented */
+	assert_int_equal(moat_deploy_claim_verify(f->d, claim.cert, NULL, now + 2 * 86400, id, cn,
+						  &v, &err),
+			 0);
+	assert_int_equal(v, MOAT_ENROLL_CLAIM_NOT_VERIFIED);
+	/* the deployment's own certificates are no claims */
+	X509 *own = NULL;
+	struct moat_provision_req pr = {.id = "dev-own", .role = MOAT_ROLE_DEVICE};
+	assert_int_equal(moat_deploy_provision(f->d, &pr, 1, NULL, NULL, &err), 0);
+	char p[PATH_MAX];
+	char *own_pem = NULL;
+	size_t own_len = 0;
+	assert_int_equal(moat_deploy_identity_path(f->d, "dev-own", "cert.pem", p, sizeof(p), &err),
+			 0);
+	assert_int_equal(moat_fs_read_all(p, 65536, &own_pem, &own_len, &err), 0);
+	own = tu_pem_cert(own_pem);
+	assert_int_equal(moat_deploy_claim_verify(f->d, own, NULL, now, id, cn, &v, &err), 0);
+	assert_int_equal(v, MOAT_ENROLL_CLAIM_NOT_VERIFIED);
+	X509_free(own);
+	free(own_pem);
+	/* enrolled by claim: used once */
+	EVP_PKEY *key = tu_key_p256();
+	struct moat_csr *csr = csr_for(key, NULL);
+	struct moat_enroll_req req = {.id = "dev-l", .method = MOAT_ENROLL_BY_CLAIM, .csr = csr};
+	struct moat_enrolled out;
+	assert_int_equal(moat_deploy_enroll_issue(f->d, &req, &out, &err), 0);
+	moat_enrolled_free(&out);
+	assert_int_equal(moat_deploy_claim_verify(f->d, claim.cert, NULL, now, id, cn, &v, &err),
+			 0);
+	assert_int_equal(v, MOAT_ENROLL_CLAIM_USED);
+	moat_csr_free(csr);
+	EVP_PKEY_free(key);
+	free(pem);
+	OPENSSL_cleanse(key_pem, kl);
+	free(key_pem);
+	moat_pki_issued_free(&claim);
+	moat_pki_issued_free(&stranger);
+	moat_pki_ca_free(maker);
+}
+
+static void test_provision_from_csr(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	EVP_PKEY *key = tu_key_p256();
+	struct moat_csr *csr = csr_for(key, "svc-1");
+	struct moat_provision_req pr = {.id = "svc-1", .role = MOAT_ROLE_SERVICE, .csr = csr};
+	assert_int_equal(moat_deploy_provision(f->d, &pr, 1, NULL, NULL, &err), 0);
+	char p[PATH_MAX];
+	assert_int_equal(moat_deploy_identity_path(f->d, "svc-1", "key.pem", p, sizeof(p), &err),
+			 0);
+	assert_false(moat_fs_exists(p));
+	char *pem = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_deploy_identity_path(f->d, "svc-1", "cert.pem", p, sizeof(p), &err),
+			 0);
+	assert_int_equal(moat_fs_read_all(p, 65536, &pem, &len, &err), 0);
+	X509 *cert = tu_pem_cert(pem);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(cert), key), 1);
+	char subject[256];
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, sizeof(subject));
+	assert_non_null(strstr(subject, "OU=service"));
+	assert_null(strstr(subject, "evil"));
+	X509_free(cert);
+	free(pem);
+	/* the CSR names svc-1: not for svc-2 */
+	pr.id = "svc-2";
+	assert_int_equal(moat_deploy_provision(f->d, &pr, 1, NULL, NULL, &err), MOAT_EDENIED);
+	moat_csr_free(csr);
+	EVP_PKEY_free(key);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -302,6 +571,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_provision_needs_unlock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoke_and_renew, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_init_refusals, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enroll_token, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_enroll_claim, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_provision_from_csr, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

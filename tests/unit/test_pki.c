@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -1117,6 +1118,208 @@ static void test_export_c_header(void **state)
 	moat_pki_issued_free(&is);
 }
 
+/* moat_csr_parse's verdict on data: 0, or the error code (the message must name the CSR). */
+static int csr_verdict(const unsigned char *data, size_t len, char *msg, size_t msg_size)
+{
+	struct moat_csr *csr = NULL;
+	struct moat_err err = {0};
+	int rc = moat_csr_parse(data, len, &csr, &err);
+	if (rc == 0) {
+		assert_non_null(csr);
+		moat_csr_free(csr);
+	} else {
+		assert_null(csr);
+		assert_non_null(strstr(err.msg, "CSR"));
+	}
+	if (msg) {
+		snprintf(msg, msg_size, "%s", err.msg);
+	}
+	return rc;
+}
+
+static void test_csr_accepts(void **state)
+{
+	(void)state;
+	EVP_PKEY *key = tu_key_p256();
+	size_t len = 0;
+	unsigned char *der = tu_csr_der(key, key, "dev-1", "DNS:evil.example", &len);
+	/* DER */
+	struct moat_csr *csr = NULL;
+	struct moat_err err = {0};
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_true(csr->has_cn);
+	assert_string_equal(csr->cn, "dev-1");
+	assert_int_equal(EVP_PKEY_eq(csr->key, key), 1);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-1", &err), 0);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-2", &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "'dev-1', not 'dev-2'"));
+
+	/* issued from the CSR: moat's subject and extensions only, never the request's */
+	struct moat_issue_req req = {
+		.cn = "dev-1",
+		.role = MOAT_ROLE_DEVICE,
+		.kind = MOAT_CERT_CLIENT,
+		.not_before = now - 60,
+		.not_after = now + 86400,
+		.key = csr->key,
+		.key_public_only = true,
+	};
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issued is;
+	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
+	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
+	assert_null(is.key_pem); /* nothing to write: the key stays with its owner */
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(is.cert), key), 1);
+	char subject[256];
+	X509_NAME_oneline(X509_get_subject_name(is.cert), subject, sizeof(subject));
+	assert_null(strstr(subject, "evil"));
+	assert_non_null(strstr(subject, "OU=device"));
+	assert_int_equal(X509_check_ca(is.cert), 0);
+	assert_int_equal(X509_get_ext_by_NID(is.cert, NID_subject_alt_name, -1), -1);
+	assert_true(X509_get_extended_key_usage(is.cert) & XKU_SSL_CLIENT);
+	assert_false(X509_get_extended_key_usage(is.cert) & XKU_SSL_SERVER);
+	assert_int_equal(verify(test_ca->cert, is.cert, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+	assert_true(moat_csr_same_key(csr, is.cert));
+	moat_pki_issued_free(&is);
+	moat_csr_free(csr);
+
+	/* PEM, with white space around it */
+	X509_REQ *r = NULL;
+	const unsigned char *p = der;
+	r = d2i_X509_REQ(NULL, &p, (long)len);
+	assert_non_null(r);
+	BIO *b = BIO_new(BIO_s_mem());
+	BIO_puts(b, "\n  ");
+	assert_int_equal(PEM_write_bio_X509_REQ(b, r), 1);
+	char *pem = NULL;
+	long plen = BIO_get_mem_data(b, &pem);
+	assert_int_equal(csr_verdict((const unsigned char *)pem, (size_t)plen, NULL, 0), 0);
+	BIO_free(b);
+	X509_REQ_free(r);
+	free(der);
+
+	/* no CN at all: moat names it */
+	der = tu_csr_der(key, key, NULL, NULL, &len);
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_false(csr->has_cn);
+	assert_int_equal(moat_csr_check_identity(csr, "anything", &err), 0);
+	moat_csr_free(csr);
+	free(der);
+	/* a CN that is no identity name is another identity's */
+	der = tu_csr_der(key, key, "Dev One", NULL, &len);
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-1", &err), MOAT_EDENIED);
+	moat_csr_free(csr);
+	free(der);
+	/* RSA-2048 is a key moat issues for */
+	EVP_PKEY *rsa = EVP_RSA_gen(2048);
+	der = tu_csr_der(rsa, rsa, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, NULL, 0), 0);
+	free(der);
+	EVP_PKEY_free(rsa);
+	EVP_PKEY_free(key);
+}
+
+static void test_csr_refusals(void **state)
+{
+	(void)state;
+	char msg[MOAT_ERR_MSG_MAX];
+	EVP_PKEY *key = tu_key_p256();
+	EVP_PKEY *other = tu_key_p256();
+	size_t len = 0;
+	unsigned char *der = tu_csr_der(key, key, "dev-1", NULL, &len);
+
+	/* empty, oversized */
+	assert_int_equal(csr_verdict(der, 0, msg, sizeof(msg)), MOAT_EINVAL);
+	unsigned char *big = calloc(1, MOAT_CSR_MAX_BYTES + 1);
+	assert_non_null(big);
+	memcpy(big, der, len);
+	assert_int_equal(csr_verdict(big, MOAT_CSR_MAX_BYTES + 1, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "larger than"));
+	/* DER: cut short, trailing bytes, garbage */
+	assert_int_equal(csr_verdict(der, len - 1, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "not a DER"));
+	assert_int_equal(csr_verdict(big, len + 1, msg, sizeof(msg)), MOAT_EINVAL);
+	static const unsigned char junk[] = "\x30\x03\x02\x01\x00 not a request";
+	assert_int_equal(csr_verdict(junk, sizeof(junk) - 1, msg, sizeof(msg)), MOAT_EINVAL);
+	free(big);
+	/* PEM: bad base64, wrong label, unterminated */
+	static const char *const bad_pem[] = {
+		"-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n-----END CERTIFICATE REQUEST-----\n",
+		"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+		"-----BEGIN CERTIFICATE REQUEST-----\nMAMCAQA=\n",
+	};
+	for (size_t i = 0; i < sizeof(bad_pem) / sizeof(bad_pem[0]); i++) {
+		assert_int_equal(csr_verdict((const unsigned char *)bad_pem[i], strlen(bad_pem[i]),
+					     msg, sizeof(msg)),
+				 MOAT_EINVAL);
+		assert_non_null(strstr(msg, "not a PEM"));
+	}
+	free(der);
+	/* proof of possession: signed by another key than the one it asks for */
+	der = tu_csr_der(key, other, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EVERIFY);
+	assert_non_null(strstr(msg, "proof of possession"));
+	free(der);
+	/* weak and foreign keys: RSA-1024, ed25519, P-384 */
+	EVP_PKEY *rsa1024 = EVP_RSA_gen(1024);
+	der = tu_csr_der(rsa1024, rsa1024, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "1024"));
+	free(der);
+	EVP_PKEY_free(rsa1024);
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(ed);
+	der = tu_csr_der(ed, ed, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "key refused"));
+	free(der);
+	EVP_PKEY_free(ed);
+	EVP_PKEY *p384 = EVP_EC_gen("P-384");
+	der = tu_csr_der(p384, p384, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	free(der);
+	EVP_PKEY_free(p384);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+}
+
+static void test_est_encodings(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	unsigned char *der = NULL;
+	size_t len = 0;
+	/* certs-only PKCS#7: every certificate, in order, no signers, no content */
+	char pem[8192];
+	snprintf(pem, sizeof(pem), "%s%s", test_ca_pem, test_ca_pem);
+	assert_int_equal(moat_pki_p7_certs(pem, strlen(pem), &der, &len, &err), 0);
+	const unsigned char *p = der;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
+	assert_non_null(p7);
+	assert_true(PKCS7_type_is_signed(p7));
+	assert_int_equal(sk_X509_num(p7->d.sign->cert), 2);
+	assert_int_equal(sk_PKCS7_SIGNER_INFO_num(p7->d.sign->signer_info), 0);
+	assert_null(p7->d.sign->contents->d.ptr);
+	assert_int_equal(X509_cmp(sk_X509_value(p7->d.sign->cert, 0), test_ca->cert), 0);
+	PKCS7_free(p7);
+	free(der);
+	assert_int_equal(moat_pki_p7_certs("no pem here", 11, &der, &len, &err), MOAT_EINVAL);
+	assert_null(der);
+	/* CSR attributes: a DER SEQUENCE naming ecdsa-with-SHA256 and prime256v1 */
+	assert_int_equal(moat_pki_csrattrs(&der, &len, &err), 0);
+	p = der;
+	ASN1_SEQUENCE_ANY *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, (long)len);
+	assert_non_null(seq);
+	assert_int_equal(sk_ASN1_TYPE_num(seq), 2);
+	ASN1_TYPE *first = sk_ASN1_TYPE_value(seq, 0);
+	assert_int_equal(first->type, V_ASN1_OBJECT);
+	assert_int_equal(OBJ_obj2nid(first->value.object), NID_ecdsa_with_SHA256);
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	free(der);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1138,6 +1341,9 @@ int main(void)
 		cmocka_unit_test(test_encrypted_pem_never_prompts),
 		cmocka_unit_test(test_export_p12),
 		cmocka_unit_test(test_export_c_header),
+		cmocka_unit_test(test_csr_accepts),
+		cmocka_unit_test(test_csr_refusals),
+		cmocka_unit_test(test_est_encodings),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

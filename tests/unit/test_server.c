@@ -449,12 +449,141 @@ static void test_store_events(void **state)
 	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);
 }
 
+static void test_est_routes(void **state)
+{
+	(void)state;
+	assert_int_equal(moat_http_route_parse("/.well-known/est/cacerts", NULL),
+			 MOAT_ROUTE_EST_CACERTS);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/simpleenroll", NULL),
+			 MOAT_ROUTE_EST_SIMPLEENROLL);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/simplereenroll", NULL),
+			 MOAT_ROUTE_EST_SIMPLEREENROLL);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/csrattrs", NULL),
+			 MOAT_ROUTE_EST_CSRATTRS);
+	static const char *const not_est[] = {
+		"/.well-known/est/",	     "/.well-known/est/cacerts/",
+		"/.well-known/est//cacerts", "/.well-known/est/label/cacerts",
+		"/.well-known/est/CACERTS",  "/.well-known/est/serverkeygen",
+		"/.well-known/est/fullcmc",  "//.well-known/est/cacerts",
+	};
+	for (size_t i = 0; i < sizeof(not_est) / sizeof(not_est[0]); i++) {
+		enum moat_http_route r = moat_http_route_parse(not_est[i], NULL);
+		if (moat_http_route_is_est(r)) {
+			fail_msg("%s routed to EST", not_est[i]);
+		}
+	}
+	assert_false(moat_http_route_is_est(MOAT_ROUTE_VERSION));
+}
+
+static void test_est_basic_auth(void **state)
+{
+	(void)state;
+	char user[MOAT_ID_BUF_LEN];
+	char pass[MOAT_EST_PASSWORD_MAX_LEN + 1];
+	/* "dev-1:0123abcd" */
+	assert_int_equal(moat_est_basic_auth_parse("Basic ZGV2LTE6MDEyM2FiY2Q=", user, pass),
+			 MOAT_BASIC_OK);
+	assert_string_equal(user, "dev-1");
+	assert_string_equal(pass, "0123abcd");
+	assert_int_equal(moat_est_basic_auth_parse("basic ZGV2LTE6MDEyM2FiY2Q=", user, pass),
+			 MOAT_BASIC_OK);
+	assert_int_equal(moat_est_basic_auth_parse(NULL, user, pass), MOAT_BASIC_NONE);
+	static const char *const bad[] = {
+		"Bearer ZGV2LTE6MDEyM2FiY2Q=", /* another scheme */
+		"Basic",
+		"Basic ",
+		"Basic ZGV2LTE6MDEyM2FiY2Q",   /* unpadded */
+		"Basic  ZGV2LTE6MDEyM2FiY2Q=", /* two spaces */
+		"Basic ZGV2LTEwMTIzYWJjZA==",  /* "dev-10123abcd": no ':' */
+		"Basic OnRva2Vu",	       /* ":token": no user */
+		"Basic ZGV2LTE6",	       /* "dev-1:": no password */
+		"Basic RGV2LTE6dG9rZW4=",      /* "Dev-1:token": not an identity */
+		"Basic ZGV2LTE6dG8ga2Vu",      /* "dev-1:to ken": a space */
+		"Basic ZGV2AC0xOnRva2Vu",      /* "dev\0-1:token": a NUL in the user */
+		"Basic ZGV2LTE6dG9rAGVu",      /* "dev-1:tok\0en": a NUL in the password */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (moat_est_basic_auth_parse(bad[i], user, pass) != MOAT_BASIC_MALFORMED) {
+			fail_msg("'%s' accepted", bad[i]);
+		}
+		assert_string_equal(user, "");
+		assert_string_equal(pass, "");
+	}
+	char longv[MOAT_EST_HEADER_MAX_LEN + 16];
+	memset(longv, 'A', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	memcpy(longv, "Basic ", 6);
+	assert_int_equal(moat_est_basic_auth_parse(longv, user, pass), MOAT_BASIC_MALFORMED);
+}
+
+static void test_est_headers(void **state)
+{
+	(void)state;
+	assert_true(moat_est_content_type_ok("application/pkcs10"));
+	assert_true(moat_est_content_type_ok("Application/PKCS10"));
+	assert_true(moat_est_content_type_ok("application/pkcs10; charset=binary"));
+	assert_false(moat_est_content_type_ok(NULL));
+	assert_false(moat_est_content_type_ok("application/pkcs7-mime"));
+	assert_false(moat_est_content_type_ok("application/pkcs10x"));
+	assert_false(moat_est_content_type_ok("text/plain; application/pkcs10"));
+	assert_true(moat_est_transfer_encoding_ok(NULL));
+	assert_true(moat_est_transfer_encoding_ok("base64"));
+	assert_true(moat_est_transfer_encoding_ok("BASE64"));
+	assert_false(moat_est_transfer_encoding_ok("binary"));
+	assert_false(moat_est_transfer_encoding_ok("8bit"));
+}
+
+static void test_est_body(void **state)
+{
+	(void)state;
+	unsigned char der[300];
+	for (size_t i = 0; i < sizeof(der); i++) {
+		der[i] = (unsigned char)(i * 7);
+	}
+	size_t len = 0;
+	char *b64 = moat_est_body_encode(der, sizeof(der), &len);
+	assert_non_null(b64);
+	assert_int_equal(strlen(b64), len);
+	assert_non_null(strstr(b64, "\r\n"));
+	assert_int_equal(strcspn(b64, "\r"), 64);
+	free(b64);
+	b64 = moat_est_body_encode(der, sizeof(der), &len);
+	unsigned char out[400];
+	size_t n = 0;
+	assert_int_equal(moat_est_body_decode(b64, len, out, sizeof(out), &n), 0);
+	assert_int_equal(n, sizeof(der));
+	assert_memory_equal(out, der, sizeof(der));
+	/* too small a buffer, stray bytes, bad padding, nothing at all */
+	assert_int_equal(moat_est_body_decode(b64, len, out, 10, &n), MOAT_EINVAL);
+	free(b64);
+	static const char *const bad[] = {"AAAA*AAA", "AAA", "AA=A", "\r\n \t", "AAAA\0AAA"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t blen = i == 4 ? 9 : strlen(bad[i]);
+		if (moat_est_body_decode(bad[i], blen, out, sizeof(out), &n) == 0) {
+			fail_msg("body %zu accepted", i);
+		}
+	}
+	assert_int_equal(moat_est_body_decode(" QU\r\nJD\n", 8, out, sizeof(out), &n), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(out, "ABC", 3);
+	char *huge = malloc(MOAT_EST_BODY_MAX + 4);
+	assert_non_null(huge);
+	memset(huge, 'A', MOAT_EST_BODY_MAX + 4);
+	assert_int_equal(moat_est_body_decode(huge, MOAT_EST_BODY_MAX + 4, out, sizeof(out), &n),
+			 MOAT_EINVAL);
+	free(huge);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route),
 		cmocka_unit_test(test_unescape),
 		cmocka_unit_test(test_range),
+		cmocka_unit_test(test_est_routes),
+		cmocka_unit_test(test_est_basic_auth),
+		cmocka_unit_test(test_est_headers),
+		cmocka_unit_test(test_est_body),
 		cmocka_unit_test(test_rollout_bucket),
 		cmocka_unit_test(test_update_event_parse),
 		cmocka_unit_test_setup_teardown(test_store_releases, store_setup, store_teardown),
