@@ -60,7 +60,8 @@ struct moat_sensor_conf {
  *            from server (https://host[:port] of moatd), authenticated by token (or
  *            token_file, a file holding it) or by claim_cert and claim_key (a factory
  *            certificate); it renews by simplereenroll when renew_at (a percentage of the
- *            lifetime, 1..99, default 67) has passed, retrying from retry_min to retry_max
+ *            lifetime, 1..99, default 67; counted from notBefore, or from when the
+ *            certificate arrived if that is later) has passed, retrying from retry_min to retry_max
  *            (durations, "ms" allowed; default 30s and 1h). The identity lives in dir
  *            (default state_dir/identity): [broker] ca is still required (the root CA,
  *            pinned for EST too), cert and key must not be given: they are

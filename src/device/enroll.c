@@ -39,7 +39,8 @@ enum op { OP_NONE, OP_ENROLL, OP_REENROLL };
 struct gen {
 	int n; /* 0: none */
 	char cert[PATH_MAX], key[PATH_MAX];
-	int64_t not_before, not_after;
+	int64_t not_before; /* notBefore, or when the certificate arrived if later */
+	int64_t not_after;
 };
 
 struct moat_enroll {
@@ -171,6 +172,15 @@ static bool gen_load(struct moat_enroll *e, int n, struct gen *g)
 	g->n = n;
 	g->not_before = ci.not_before;
 	g->not_after = ci.not_after;
+	/* the lifetime is counted from when the device got the certificate (cert.pem's
+	 * mtime) when that is after notBefore: issuers backdate notBefore to absorb clock
+	 * skew (moat by minutes), which would make a short-lived certificate look half used
+	 * the moment it arrives */
+	struct stat st;
+	if (stat(g->cert, &st) == 0 && st.st_mtim.tv_sec > g->not_before &&
+	    st.st_mtim.tv_sec < g->not_after) {
+		g->not_before = st.st_mtim.tv_sec;
+	}
 	return true;
 }
 
