@@ -2,7 +2,16 @@
  * files and its registry consistent.
  *
  * Layout: moat.conf, registry.db, pki/{ca.crt,ca.key,crl.pem,server.crt,server.key},
+ * pki/{issuer.crt,issuer.key,chain.pem,issuers.pem} (two-tier deployments),
  * pki/identities/<id>/{cert.pem,key.pem,ca.crt}, broker/, firmware/, log/, run/.
+ *
+ * Two tiers: pki/ca.crt is the root CA, the trust anchor of devices, broker and moatd; its
+ * key (pki/ca.key, encrypted with the passphrase) signs only issuing CAs and may go
+ * offline. The online issuing CA (pki/issuer.crt, CA:TRUE pathlen:0; pki/issuer.key,
+ * unencrypted PKCS#8, 0600, for the user moatd runs as) signs identities, the server
+ * certificate and the CRL. Every certificate file moat writes for a TLS peer (identity
+ * cert.pem, pki/server.crt) holds the leaf then the issuing CA. A single-tier deployment
+ * has no issuer files and signs everything with the root.
  *
  * Consistency: identities are written to pki/.staging/ first, then, inside one registry
  * transaction, renamed into pki/identities/ and the transaction committed. A crash between
@@ -32,12 +41,19 @@
 #define MOAT_HOST_MAX_LEN 253
 #define MOAT_BULK_MAX 1000000
 
+/* The files of the issuing CA, relative to the deployment directory. */
+#define MOAT_ISSUER_CERT_FILE "pki/issuer.crt"
+#define MOAT_ISSUER_KEY_FILE "pki/issuer.key"
+#define MOAT_CHAIN_FILE "pki/chain.pem"	    /* issuer.crt then ca.crt (EST cacerts) */
+#define MOAT_ISSUERS_FILE "pki/issuers.pem" /* every issuing CA whose CRL is in crl.pem */
+
 /* Defaults of moat.conf, written by moat init and assumed when a key is absent. */
 #define MOAT_BROKER_PORT_DEFAULT 8883
 #define MOAT_SERVER_PORT_DEFAULT 8443
 #define MOAT_CA_DAYS_DEFAULT 3650
 #define MOAT_IDENTITY_DAYS_DEFAULT 730
 #define MOAT_SERVER_DAYS_DEFAULT 825
+#define MOAT_ISSUER_DAYS_DEFAULT 1825 /* never beyond the root's notAfter */
 #define MOAT_CRL_DAYS_DEFAULT 30
 
 /* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
@@ -71,7 +87,9 @@ struct moat_init_opts {
 	int broker_port; /* default 8883 */
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
-	int64_t ca_days; /* default 3650 */
+	int64_t ca_days;     /* default 3650 */
+	int64_t issuer_days; /* default 1825, cut to the root's validity */
+	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -101,12 +119,13 @@ MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passph
 				       struct moat_err *err);
 
 /* The CA that signs identities, service certificates and CRLs: the online issuing CA
- * when the deployment has one (no passphrase needed), else the root CA, which needs
+ * when the deployment has one (no passphrase needed; its key is loaded on first use, and
+ * a key file readable by others is refused), else the root CA, which needs
  * moat_deploy_unlock first (MOAT_EINVAL "...: needs the CA passphrase" otherwise).
  * The pointer is owned by d. */
 MOAT_MUST_CHECK int moat_deploy_signer(struct moat_deploy *d, const struct moat_ca **out,
 				       struct moat_err *err);
-/* true when the deployment has an online issuing CA. */
+/* true when the deployment has an online issuing CA (pki/issuer.crt). */
 bool moat_deploy_has_issuer(const struct moat_deploy *d);
 
 /* "<dir>/<rel>" into buf; fails when it does not fit. */
@@ -130,7 +149,8 @@ struct moat_provision_req {
 /* Progress: called after each identity is issued (done of total). May be NULL. */
 typedef void (*moat_progress_cb)(size_t done, size_t total, void *ctx);
 
-/* Issues and registers every request, all or nothing. Requires moat_deploy_unlock.
+/* Issues and registers every request, all or nothing. Signs with moat_deploy_signer (so a
+ * single-tier deployment needs moat_deploy_unlock).
  * A SIGINT/SIGTERM during the run (see moat_deploy_interrupted) aborts with MOAT_EINTR and
  * leaves nothing behind. */
 MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,

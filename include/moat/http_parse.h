@@ -96,7 +96,7 @@ bool moat_est_transfer_encoding_ok(const char *value);
 MOAT_MUST_CHECK int moat_est_body_decode(const char *body, size_t len, unsigned char *out,
 					 size_t out_size, size_t *out_len);
 
-/* Base64 of der with CRLF after every 64 characters and at the end (RFC 7030 bodies), into
+/* Base64 of der with LF after every 64 characters and at the end (RFC 7030 bodies), into
  * a malloc'd NUL-terminated string (the caller frees it); NULL when out of memory. */
 char *moat_est_body_encode(const unsigned char *der, size_t len, size_t *out_len);
 

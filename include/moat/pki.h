@@ -56,6 +56,39 @@ struct moat_ca {
  * keyUsage keyCertSign|cRLSign. */
 MOAT_MUST_CHECK int moat_pki_ca_create(const char *name, enum moat_key_type type, int64_t now,
 				       int64_t days, struct moat_ca **out_ca, struct moat_err *err);
+/* A root CA for a two-tier deployment: as moat_pki_ca_create, but pathlen:1, since it signs
+ * the issuing CA (moat_pki_issuer_create), which signs everything else. */
+MOAT_MUST_CHECK int moat_pki_root_create(const char *name, enum moat_key_type type, int64_t now,
+					 int64_t days, struct moat_ca **out_ca,
+					 struct moat_err *err);
+/* An online issuing CA signed by root (whose key must be loaded): O copied from the root,
+ * CN "<O> Issuing CA <generation>" (each generation its own name, so the CRLs of an old and
+ * a new issuing CA never share an issuer name), CA:TRUE pathlen:0, keyCertSign|cRLSign,
+ * valid from now to not_after. A not_after beyond the root's notAfter is refused
+ * (MOAT_EINVAL "...after the root CA (...)"): no certificate outlives its issuer. */
+MOAT_MUST_CHECK int moat_pki_issuer_create(const struct moat_ca *root, unsigned generation,
+					   enum moat_key_type type, int64_t now, int64_t not_after,
+					   struct moat_ca **out, struct moat_err *err);
+/* A new self-signed certificate for root's key (loaded), same subject and validity, with
+ * pathlen:1: how a single-tier deployment's root (pathlen:0) becomes able to sign an issuing
+ * CA. Everything the old certificate signed verifies under the new one (same name, same
+ * key). */
+MOAT_MUST_CHECK int moat_pki_root_recertify(const struct moat_ca *root, struct moat_ca **out,
+					    struct moat_err *err);
+/* The CA certificate's pathlen (-1 when unlimited or not a CA). */
+int moat_pki_ca_pathlen(const struct moat_ca *ca);
+/* The CA certificate's notAfter (seconds since the epoch). */
+int64_t moat_pki_ca_not_after(const struct moat_ca *ca);
+/* PEM of an issuing CA's certificate and of its key, unencrypted PKCS#8 (write it 0600,
+ * readable only by the user moatd runs as). Caller frees both; wipe the key. */
+MOAT_MUST_CHECK int moat_pki_issuer_export(const struct moat_ca *ca, char **out_cert_pem,
+					   size_t *out_cert_len, char **out_key_pem,
+					   size_t *out_key_len, struct moat_err *err);
+/* Loads an issuing CA: the first certificate of cert_path and, unless key_path is NULL, its
+ * unencrypted key, which must be mode 0600 or narrower (MOAT_EDENIED "...: readable by
+ * others") and match the certificate. */
+MOAT_MUST_CHECK int moat_pki_issuer_load(const char *cert_path, const char *key_path,
+					 struct moat_ca **out_ca, struct moat_err *err);
 /* PEM of the CA certificate and of its key encrypted under passphrase. Caller frees. */
 MOAT_MUST_CHECK int moat_pki_ca_export(const struct moat_ca *ca, const char *passphrase,
 				       char **out_cert_pem, size_t *out_cert_len,
@@ -167,6 +200,35 @@ MOAT_MUST_CHECK int moat_pki_crl_build(const struct moat_ca *ca,
 				       const struct moat_revoked_cert *revoked, size_t count,
 				       int64_t crl_number, int64_t now, int64_t days,
 				       char **out_pem, size_t *out_len, struct moat_err *err);
+
+/* The CRLs of a deployment's pki/crl.pem: one per CA whose certificates are in use (the
+ * issuing CA, an issuing CA being retired, the root while root-signed certificates
+ * remain). Opaque; freed with moat_crl_set_free. */
+struct moat_crl_set;
+struct moat_crl_info {
+	char issuer_cn[256];
+	int64_t last_update;
+	int64_t next_update;
+	size_t revoked;
+	bool by_root; /* signed by the root, not an issuing CA */
+};
+/* Reads every CRL of crl_pem (name labels errors). Each must be signed by root or by an
+ * issuing CA of issuers_pem (NULL: none), every one of which must be a CA signed by root;
+ * anything else is refused (MOAT_EVERIFY; MOAT_EINVAL for text that is not PEM CRLs). It
+ * does not judge currency: callers compare nextUpdate with their clock. root is not taken
+ * over (the set holds its own reference). */
+MOAT_MUST_CHECK int moat_crl_set_load(const char *name, const char *crl_pem, size_t crl_len,
+				      X509 *root, const char *issuers_name, const char *issuers_pem,
+				      size_t issuers_len, struct moat_crl_set **out,
+				      struct moat_err *err);
+size_t moat_crl_set_count(const struct moat_crl_set *set);
+/* What CRL i (below moat_crl_set_count) says. */
+void moat_crl_set_info(const struct moat_crl_set *set, size_t i, struct moat_crl_info *out);
+/* true when serial is listed in any of the CRLs. */
+bool moat_crl_set_revoked(const struct moat_crl_set *set, const ASN1_INTEGER *serial);
+/* The earliest nextUpdate of the set: when the first of its CRLs goes stale. */
+int64_t moat_crl_set_next_update(const struct moat_crl_set *set);
+void moat_crl_set_free(struct moat_crl_set *set);
 
 /* PKCS#12 of key + cert + CA, AES-256 + SHA-256 MAC, protected by password. */
 MOAT_MUST_CHECK int moat_pki_export_p12(const char *cert_pem, const char *key_pem,

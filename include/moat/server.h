@@ -11,6 +11,13 @@
  *   GET /api/firmware/download/<sha256>     the image; Range: bytes=a-b|a-|-n (one range),
  *                                           206/416; never a byte past the release's size
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
+ * EST (RFC 7030, src/server/est.c; docs/MOATD.md has the status codes):
+ *   GET  /.well-known/est/cacerts          no client auth; certs-only PKCS#7 of the chain
+ *   GET  /.well-known/est/csrattrs         no client auth; the CSR attributes moat asks for
+ *   POST /.well-known/est/simpleenroll     HTTP Basic id:token, or a claim certificate
+ *   POST /.well-known/est/simplereenroll   the device's current certificate
+ * Only these four paths authenticate otherwise; every other path needs the client
+ * certificate as above.
  * Which release is offered: release.h; request parsing: http_parse.h; update events:
  * update_schema.h.
  *
@@ -40,11 +47,13 @@ struct moat_httpd_opts {
 
 struct moat_httpd;
 
-/* Opens the deployment read-only, loads pki/server.{key,crt}, pki/ca.crt and pki/crl.pem,
- * and serves the API above on its own thread. Every request is authorized from the client
- * certificate: verified against the CA by GnuTLS, its serial not in pki/crl.pem (re-read
- * when the file changes; a CRL that fails to load or verify refuses everyone), its CN an
- * active device in the registry. One log line per request (moat_log). */
+/* Opens the deployment read-only, loads pki/server.{key,crt} (the certificate with its
+ * chain), pki/ca.crt (the root: the only trust anchor) and pki/crl.pem, and serves the API
+ * above on its own thread. Every request is authorized from the client certificate:
+ * verified against the root by GnuTLS (the client presents its issuing CA), its serial in
+ * none of pki/crl.pem's CRLs (re-read when the file changes, each verified against the root
+ * or an issuing CA of pki/issuers.pem; a CRL that fails to load or verify refuses
+ * everyone), its CN an active device in the registry. One log line per request (moat_log). */
 MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
 				     struct moat_err *err);
 void moat_httpd_stop(struct moat_httpd *h);

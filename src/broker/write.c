@@ -176,7 +176,9 @@ static int derived(struct moat_deploy *d, const struct owner *o, const char *unb
 	}
 	/* Mosquitto re-reads the CRL on SIGHUP as its own user. */
 	if ((rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
-	    (rc = grant_read(path, o, err)) != 0) {
+	    (rc = grant_read(path, o, err)) != 0 ||
+	    (rc = moat_deploy_path(d, path, sizeof(path), MOAT_ISSUERS_FILE, err)) != 0 ||
+	    (moat_fs_exists(path) && (rc = grant_read(path, o, err)) != 0)) {
 		goto out;
 	}
 out:

@@ -123,7 +123,8 @@ static int expiring(int argc, char **argv)
 	const struct moat_opts_spec spec = {
 		CLI_OPTS,
 		.usage = "usage: moat cert expiring [--within 30d] [--json]\n"
-			 "Lists the CA, server and identity certificates and the CRL that expire\n"
+			 "Lists the root CA, issuing CA, server and identity certificates and the\n"
+			 "CRL that expire\n"
 			 "within the window (default 30 days; a bare number is days; the CRL\n"
 			 "only in its last 7 days). Exit status 1 when there is any, 0 when\n"
 			 "there is none.\n",
@@ -144,6 +145,8 @@ static int expiring(int argc, char **argv)
 	}
 	int rc;
 	if ((rc = check_file(&ctx, d, "ca", "pki/ca.crt", &err)) != 0 ||
+	    (moat_deploy_has_issuer(d) &&
+	     (rc = check_file(&ctx, d, "issuer", MOAT_ISSUER_CERT_FILE, &err)) != 0) ||
 	    (rc = check_file(&ctx, d, "server", "pki/server.crt", &err)) != 0 ||
 	    (rc = check_crl(&ctx, d, &err)) != 0 ||
 	    (rc = moat_registry_identity_foreach(moat_deploy_registry(d), -1, check_identity, &ctx,

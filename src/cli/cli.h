@@ -68,9 +68,12 @@ int cli_group_help(int argc, char **argv, const char *usage, bool help_word);
 
 /* Locates and opens the deployment (mode MOAT_DEPLOY_READ or _WRITE). */
 MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err *err);
-/* Opens for writing and unlocks the CA key with the passphrase from --passphrase-file,
- * $MOAT_CA_PASSPHRASE or a tty prompt. */
+/* Opens for writing, able to sign (moat_deploy_signer): with the online issuing CA when the
+ * deployment has one, else by unlocking the root as cli_open_root does. */
 MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+/* Opens for writing and unlocks the root CA key with the passphrase from
+ * --passphrase-file, $MOAT_CA_PASSPHRASE or a tty prompt. */
+MOAT_MUST_CHECK int cli_open_root(struct moat_deploy **out, struct moat_err *err);
 /* The client-id suffix of this run of tool ("cmd" -> "cmd-<pid>"): each run of `moat cmd`
  * and `moat watch` is its own broker session (identity.h). Valid until the next call. */
 const char *cli_session_suffix(const char *tool);

@@ -91,13 +91,18 @@ int cli_open(int mode, struct moat_deploy **out, struct moat_err *err)
 	return rc;
 }
 
-int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
+/* Opens for writing; unlocks the root unless root_if_needed and an issuing CA signs. */
+static int open_signing(bool root_if_needed, struct moat_deploy **out, struct moat_err *err)
 {
 	char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
 	struct moat_deploy *d = NULL;
 	int rc = cli_open(MOAT_DEPLOY_WRITE, &d, err);
 	if (rc != 0) {
 		return rc;
+	}
+	if (root_if_needed && moat_deploy_has_issuer(d)) {
+		*out = d; /* the issuing CA signs: no passphrase */
+		return 0;
 	}
 	if ((rc = cli_passphrase(pass, sizeof(pass), false, err)) == 0) {
 		rc = moat_deploy_unlock(d, pass, err);
@@ -109,6 +114,16 @@ int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
 	}
 	*out = d;
 	return 0;
+}
+
+int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
+{
+	return open_signing(true, out, err);
+}
+
+int cli_open_root(struct moat_deploy **out, struct moat_err *err)
+{
+	return open_signing(false, out, err);
 }
 
 /* Reads a passphrase from the terminal without echo. */

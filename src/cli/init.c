@@ -10,12 +10,17 @@
 static const char usage[] =
 	"usage: moat init [--dir D] [--name N] [--broker-host NAME_OR_IP]...\n"
 	"                 [--broker-port 8883] [--server-port 8443]\n"
-	"                 [--key-type ec-p256|rsa-2048|rsa-3072|rsa-4096] [--ca-days 3650]\n\n"
+	"                 [--key-type ec-p256|rsa-2048|rsa-3072|rsa-4096] [--ca-days 3650]\n"
+	"                 [--issuer-days 1825] [--single-tier]\n\n"
 	"Creates the deployment directory (default: $MOAT_DIR, else the current directory):\n"
-	"moat.conf, registry.db, a CA whose key is encrypted with the CA passphrase\n"
-	"(--passphrase-file, MOAT_CA_PASSPHRASE or a prompt), the broker/server certificate\n"
-	"naming every --broker-host (default localhost and 127.0.0.1) and an empty CRL.\n"
-	"Refuses an existing deployment or a non-empty directory.\n";
+	"moat.conf, registry.db, a root CA whose key is encrypted with the CA passphrase\n"
+	"(--passphrase-file, MOAT_CA_PASSPHRASE or a prompt), an online issuing CA signed by it\n"
+	"(pki/issuer.key, readable only by its owner: it signs devices, services, operators,\n"
+	"the server certificate and the CRL without the passphrase), the broker/server\n"
+	"certificate naming every --broker-host (default localhost and 127.0.0.1) and an empty\n"
+	"CRL. --single-tier makes no issuing CA: the root signs everything and every change\n"
+	"needs the passphrase (how deployments were made before; moat ca issuer create adds\n"
+	"one later). Refuses an existing deployment or a non-empty directory.\n";
 
 int init_main(int argc, char **argv)
 {
@@ -47,6 +52,12 @@ int init_main(int argc, char **argv)
 		 .dst = &io.ca_days,
 		 .min = 1,
 		 .max = 36500},
+		{.name = "issuer-days",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &io.issuer_days,
+		 .min = 1,
+		 .max = 36500},
+		{.name = "single-tier", .kind = MOAT_OPT_FLAG, .dst = &io.single_tier},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};

@@ -4,11 +4,13 @@
  *   conf.c       moat.conf's core sections and the host rules (no files, no registry)
  *   files.c      paths in the deployment and the files of one identity
  *   issuer.c     bulk issuance and staging on every core           (uses files.c)
+ *   signer.c     the CA that signs: the issuing CA or the root; creating, adding and
+ *                rotating the issuing CA                           (uses files.c)
  *   lifecycle.c  revocation, renewal, the CRL, renewal recovery    (uses files.c)
  *   provision.c  bulk provisioning, all or nothing                 (uses issuer.c, files.c)
  *   deploy.c     open (with crash recovery), close, unlock         (uses conf.c, files.c,
  *                                                                   lifecycle.c)
- *   init.c       moat init                                         (uses conf.c, files.c)
+ *   init.c       moat init                              (uses conf.c, files.c, signer.c)
  */
 #ifndef MOAT_DEPLOY_INTERNAL_H
 #define MOAT_DEPLOY_INTERNAL_H
@@ -26,9 +28,13 @@ struct moat_deploy {
 	struct moat_config *cfg;
 	struct moat_deploy_conf conf;
 	struct moat_registry *reg;
-	struct moat_ca *ca; /* certificate always; key only after moat_deploy_unlock */
-	int lock_fd;	    /* -1 unless opened for writing */
-	size_t recovered;   /* identities removed by crash recovery on open */
+	struct moat_ca *ca; /* the root: certificate always; key only after moat_deploy_unlock */
+	bool has_issuer;    /* pki/issuer.crt exists */
+	struct moat_ca *issuer; /* the issuing CA with its key, loaded by moat_deploy_signer */
+	char *chain_pem;	/* pki/issuer.crt's text (identity certificates append it) */
+	size_t chain_len;
+	int lock_fd;	  /* -1 unless opened for writing */
+	size_t recovered; /* identities removed by crash recovery on open */
 };
 
 /* conf.c */
@@ -41,15 +47,30 @@ bool deploy_host_is_ip(const char *host);
 /* Best-effort removal on an error path (the caller reports the first error); whatever
  * stays is removed by the next open's recovery. */
 void deploy_remove_quietly(const char *path);
-/* Writes cert.pem, key.pem (0600) and ca.crt into dir (created 0700), each atomically and
- * fsync'd (renewal: one identity, durability is cheap). */
+/* Writes cert.pem (issued's certificate then chain, chain_len bytes, which may be 0),
+ * key.pem (0600) and ca.crt into dir (created 0700), each atomically and fsync'd (renewal:
+ * one identity, durability is cheap). */
 int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
-				const char *ca_pem, size_t ca_len, struct moat_err *err);
+				const char *chain, size_t chain_len, const char *ca_pem,
+				size_t ca_len, struct moat_err *err);
 /* Bulk staging of one identity: mkdir dir (0700), key.pem (0600) and cert.pem created with
  * O_EXCL and not synced (the caller syncs the filesystem once), ca.crt a hard link to
  * ca_path. */
-int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *ca_path,
-			  struct moat_err *err);
+int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *chain,
+			  size_t chain_len, const char *ca_path, struct moat_err *err);
+
+/* signer.c */
+/* What identity certificates carry after their own: pki/issuer.crt's text, or nothing in a
+ * single-tier deployment (*out NULL, *out_len 0). Owned by d. */
+int deploy_signer_chain(struct moat_deploy *d, const char **out, size_t *out_len,
+			struct moat_err *err);
+
+/* Writes the issuing CA into the deployment dir: issuers.pem (issuer, then retired_pem,
+ * the retired issuing CAs whose certificates may still be in use), issuer.key (0600),
+ * issuer.crt and chain.pem (issuer then root_pem), each atomically. */
+int deploy_issuer_write(const char *dir, const struct moat_ca *issuer, const char *root_pem,
+			size_t root_len, const char *retired_pem, size_t retired_len,
+			struct moat_err *err);
 
 /* lifecycle.c */
 /* Finishes or undoes an interrupted renewal of id (pki/identities/<id>/.next). */
@@ -64,6 +85,8 @@ struct issuer_job {
 	int64_t default_days;
 	const char *staging; /* each identity is written to <staging>/<id>/ */
 	const char *ca_path; /* pki/ca.crt, hard-linked into each identity */
+	const char *chain;   /* appended to each cert.pem (deploy_signer_chain) */
+	size_t chain_len;
 };
 struct issuer_pool;
 int issuer_start(const struct issuer_job *job, struct issuer_pool **out, struct moat_err *err);

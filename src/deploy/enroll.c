@@ -297,7 +297,7 @@ int moat_deploy_claim_verify(struct moat_deploy *d, X509 *leaf, STACK_OF(X509) *
 	if (n <= 0 || (size_t)n != strlen(cn) || moat_claim_cn_check(cn, NULL) != 0) {
 		goto out;
 	}
-	snprintf(claim_cn_out, MOAT_CLAIM_CN_MAX_LEN + 1, "%s", cn);
+	memcpy(claim_cn_out, cn, (size_t)n + 1); /* checked: at most MOAT_CLAIM_CN_MAX_LEN */
 	struct moat_enrollment e;
 	rc = moat_registry_enrollment_by_claim(d->reg, cn, &e, err);
 	if (rc == MOAT_ENOENT) {

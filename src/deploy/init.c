@@ -1,13 +1,16 @@
-/* init.c: `moat init`: creates a deployment directory with its CA, server certificate, empty
- * CRL, registry and moat.conf. Everything is written into a fresh directory; on any failure
- * the whole directory (or, for a pre-existing empty directory, everything put in it) is
- * removed, so a failed init leaves nothing that looks like a deployment. */
+/* init.c: `moat init`: creates a deployment directory with its root CA, its online issuing
+ * CA (unless single-tier), server certificate, empty CRL, registry and moat.conf. Everything is
+ * written into a fresh directory; on any failure the whole directory (or, for a pre-existing empty
+ * directory, everything put in it) is removed, so a failed init leaves nothing that looks like a
+ * deployment. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include <openssl/crypto.h>
 
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
@@ -164,6 +167,13 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	int rc;
 	char p[PATH_MAX];
 	struct moat_ca *ca = NULL;
+	struct moat_ca *issuer = NULL;
+	char *chain_pem = NULL; /* the issuing CA's certificate, after the server's */
+	size_t chain_len = 0;
+	char *issuer_key = NULL;
+	size_t issuer_key_len = 0;
+	char *server_pem = NULL;
+	size_t server_len = 0;
 	struct moat_issued server = {0};
 	struct moat_registry *reg = NULL;
 	char *cert_pem = NULL;
@@ -188,13 +198,30 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = write_conf(p, name, hosts, host_count, opts, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, opts->ca_days, &ca, err)) !=
-		    0 ||
+	if ((rc = (opts->single_tier ? moat_pki_ca_create
+				     : moat_pki_root_create)(name, opts->key_type, opts->now,
+							     opts->ca_days, &ca, err)) != 0 ||
 	    (rc = moat_pki_ca_export(ca, passphrase, &cert_pem, &cert_len, &key_pem, &key_len,
 				     err)) != 0 ||
 	    (rc = put(dir, "pki/ca.key", key_pem, key_len, 0600, err)) != 0 ||
 	    (rc = put(dir, "pki/ca.crt", cert_pem, cert_len, 0644, err)) != 0) {
 		goto out;
+	}
+	const struct moat_ca *signer = ca;
+	if (!opts->single_tier) {
+		int64_t end = opts->now + opts->issuer_days * 86400;
+		if (end > moat_pki_ca_not_after(ca)) {
+			end = moat_pki_ca_not_after(ca);
+		}
+		if ((rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
+						 err)) != 0 ||
+		    (rc = deploy_issuer_write(dir, issuer, cert_pem, cert_len, NULL, 0, err)) !=
+			    0 ||
+		    (rc = moat_pki_issuer_export(issuer, &chain_pem, &chain_len, &issuer_key,
+						 &issuer_key_len, err)) != 0) {
+			goto out;
+		}
+		signer = issuer;
 	}
 
 	/* The server certificate names every configured host: DNS names and IP addresses. */
@@ -225,10 +252,21 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char serial_hex[MOAT_SERIAL_HEX_LEN];
 	if ((rc = moat_pki_random_serial(serial, serial_hex, err)) != 0 ||
-	    (rc = moat_pki_issue(ca, &req, serial, &server, err)) != 0 ||
-	    (rc = put(dir, "pki/server.key", server.key_pem, server.key_pem_len, 0600, err)) != 0 ||
-	    (rc = put(dir, "pki/server.crt", server.cert_pem, server.cert_pem_len, 0644, err)) !=
-		    0) {
+	    (rc = moat_pki_issue(signer, &req, serial, &server, err)) != 0) {
+		goto out;
+	}
+	server_len = server.cert_pem_len + chain_len;
+	server_pem = malloc(server_len + 1);
+	if (!server_pem) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(server_pem, server.cert_pem, server.cert_pem_len);
+	if (chain_len) {
+		memcpy(server_pem + server.cert_pem_len, chain_pem, chain_len);
+	}
+	if ((rc = put(dir, "pki/server.key", server.key_pem, server.key_pem_len, 0600, err)) != 0 ||
+	    (rc = put(dir, "pki/server.crt", server_pem, server_len, 0644, err)) != 0) {
 		goto out;
 	}
 
@@ -237,7 +275,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
+	if ((rc = moat_pki_crl_build(signer, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
 				     &crl_len, err)) != 0 ||
 	    (rc = put(dir, "pki/crl.pem", crl_pem, crl_len, 0644, err)) != 0) {
 		goto out;
@@ -246,7 +284,14 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 out:
 	moat_registry_close(reg);
 	moat_pki_ca_free(ca);
+	moat_pki_ca_free(issuer);
 	moat_pki_issued_free(&server);
+	free(server_pem);
+	free(chain_pem);
+	if (issuer_key) {
+		OPENSSL_cleanse(issuer_key, issuer_key_len);
+		free(issuer_key);
+	}
 	free(cert_pem);
 	if (key_pem) {
 		memset(key_pem, 0, key_len);
@@ -272,6 +317,9 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	}
 	if (o.ca_days == 0) {
 		o.ca_days = MOAT_CA_DAYS_DEFAULT;
+	}
+	if (o.issuer_days == 0) {
+		o.issuer_days = MOAT_ISSUER_DAYS_DEFAULT;
 	}
 	if (!opts->dir || !*opts->dir) {
 		return moat_err_set(err, MOAT_EINVAL, "no deployment directory given");
@@ -319,6 +367,9 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	}
 	if (o.ca_days < 1 || o.ca_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "CA validity: 1 to 36500 days");
+	}
+	if (o.issuer_days < 1 || o.issuer_days > 36500) {
+		return moat_err_set(err, MOAT_EINVAL, "issuing CA validity: 1 to 36500 days");
 	}
 
 	bool exists = false;

@@ -73,7 +73,8 @@ static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 	char dir[PATH_MAX];
 	if (out->rc == 0 && (out->rc = moat_path_join(dir, sizeof(dir), &out->err, "%s/%s",
 						      p->job.staging, r->id)) == 0) {
-		out->rc = deploy_stage_identity(dir, &out->issued, p->job.ca_path, &out->err);
+		out->rc = deploy_stage_identity(dir, &out->issued, p->job.chain, p->job.chain_len,
+						p->job.ca_path, &out->err);
 	}
 	/* the key is on disk now (or the item failed): do not keep it in memory */
 	if (out->issued.key_pem) {

@@ -51,9 +51,10 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 	size_t len = 0;
 	int64_t number = 0;
 	char path[PATH_MAX];
+	const struct moat_ca *signer = NULL;
 	int rc;
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0) {
+		return rc;
 	}
 	rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
 	if (rc == MOAT_ENOMEM) {
@@ -66,7 +67,7 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 		goto out;
 	}
 	number++;
-	if ((rc = moat_pki_crl_build(d->ca, list.items, list.count, number, moat_time_now(),
+	if ((rc = moat_pki_crl_build(signer, list.items, list.count, number, moat_time_now(),
 				     d->conf.crl_days, &pem, &len, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
 	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0 ||
@@ -83,11 +84,12 @@ int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason, struct
 {
 	struct moat_identity ident;
 	int rc;
+	const struct moat_ca *signer = NULL;
 	if ((rc = moat_identity_name_check(id, err)) != 0) {
 		return rc;
 	}
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0) {
+		return rc;
 	}
 	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
 		return rc;
@@ -222,12 +224,16 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 	bool staged = false;
 	int rc;
 	int64_t now = moat_time_now();
+	const struct moat_ca *signer = NULL;
+	const char *chain = NULL;
+	size_t chain_len = 0;
 
 	if ((rc = moat_identity_name_check(id, err)) != 0) {
 		return rc;
 	}
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0) {
+		return rc;
 	}
 	if (days < 0 || days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "validity must be 1 to 36500 days");
@@ -255,11 +261,12 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		.not_after = now + (days ? days : d->conf.identity_days) * 86400,
 	};
 	if ((rc = fresh_serial(d, serial, hex, err)) != 0 ||
-	    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0) {
+	    (rc = moat_pki_issue(signer, &req, serial, &issued, err)) != 0) {
 		goto out;
 	}
 	/* a leftover .next/ from a renewal that never committed was removed on open */
-	if ((rc = deploy_write_identity_files(next, &issued, ca_pem, ca_len, err)) != 0) {
+	if ((rc = deploy_write_identity_files(next, &issued, chain, chain_len, ca_pem, ca_len,
+					      err)) != 0) {
 		staged = moat_fs_exists(next);
 		goto out;
 	}

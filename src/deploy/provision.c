@@ -184,9 +184,13 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	bool staged = false;
 	struct issuer_pool *pool = NULL;
 	int64_t now = moat_time_now();
+	const struct moat_ca *signer = NULL;
+	const char *chain = NULL;
+	size_t chain_len = 0;
 
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0) {
+		return rc;
 	}
 	if (d->lock_fd < 0) {
 		return moat_err_set(err, MOAT_ESTATE, "deployment not opened for writing");
@@ -214,13 +218,15 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 		goto out;
 	}
 	struct issuer_job job = {
-		.ca = d->ca,
+		.ca = signer,
 		.reqs = reqs,
 		.count = count,
 		.now = now,
 		.default_days = d->conf.identity_days,
 		.staging = staging,
 		.ca_path = ca_path,
+		.chain = chain,
+		.chain_len = chain_len,
 	};
 	if ((rc = issuer_start(&job, &pool, err)) != 0) {
 		goto out;

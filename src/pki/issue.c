@@ -76,7 +76,7 @@ int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t co
 	return 0;
 }
 
-static int key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
+int pki_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
 {
 	if (moat_key_is_p256(key)) {
 		return pki_p256_key_pem(key, out_pem, out_len, err);
@@ -220,7 +220,7 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 	/* a CSR's key is public only: there is no key.pem to write */
 	if ((rc = pki_cert_pem(cert, &out->cert_pem, &out->cert_pem_len, err)) != 0 ||
 	    (!req->key_public_only &&
-	     (rc = key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0)) {
+	     (rc = pki_key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0)) {
 		goto out;
 	}
 	moat_hex_encode(serial, MOAT_SERIAL_BYTES, out->serial_hex);

@@ -40,9 +40,11 @@ char *moat_est_body_encode(const unsigned char *der, size_t len, size_t *out_len
 {
 	size_t b64_len = 4 * ((len + 2) / 3);
 	char *b64 = malloc(b64_len + 1);
-	/* 64 characters a line, each line ending in CRLF */
+	/* 64 characters a line, each ending in LF: what OpenSSL's base64 BIO writes, and what
+	 * every decoder (openssl base64 -d, coreutils base64 -d, EST clients) reads; coreutils
+	 * refuses CR */
 	size_t lines = (b64_len + 63) / 64;
-	char *out = b64 ? malloc(b64_len + 2 * lines + 1) : NULL;
+	char *out = b64 ? malloc(b64_len + lines + 1) : NULL;
 	if (!out) {
 		free(b64);
 		return NULL;
@@ -53,7 +55,6 @@ char *moat_est_body_encode(const unsigned char *der, size_t len, size_t *out_len
 		size_t n = b64_len - i < 64 ? b64_len - i : 64;
 		memcpy(out + o, b64 + i, n);
 		o += n;
-		out[o++] = '\r';
 		out[o++] = '\n';
 	}
 	out[o] = '\0';

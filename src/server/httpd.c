@@ -53,8 +53,8 @@ struct moat_httpd {
 	char *ca_pem;
 	X509 *ca;
 	char crl_path[PATH_MAX];
-	X509_CRL *crl;	    /* NULL: not loaded or invalid; everyone is refused */
-	struct stat crl_st; /* of the file crl was loaded from */
+	struct moat_crl_set *crls; /* NULL: not loaded or invalid; everyone is refused */
+	struct stat crl_st;	   /* of the file crl was loaded from */
 	bool crl_tried;
 	int port;
 	struct moat_est *est; /* EST under /.well-known/est/ (est.c) */
@@ -96,17 +96,18 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
 }
 
-/* (Re)loads the CRL when the file changed. A CRL that cannot be read or does not verify
- * against the CA leaves crl NULL, which refuses every client: never fail open. */
+/* (Re)loads the CRLs when the file changed. A CRL that cannot be read or does not verify
+ * against the root or an issuing CA of pki/issuers.pem leaves crls NULL, which refuses
+ * every client: never fail open. */
 static void crl_refresh(struct moat_httpd *h)
 {
 	struct stat st;
 	if (stat(h->crl_path, &st) != 0) {
-		if (h->crl || !h->crl_tried) {
+		if (h->crls || !h->crl_tried) {
 			moat_log(MOAT_LOG_ERROR, "event=crl_missing path=%s", h->crl_path);
 		}
-		X509_CRL_free(h->crl);
-		h->crl = NULL;
+		moat_crl_set_free(h->crls);
+		h->crls = NULL;
 		h->crl_tried = true;
 		return;
 	}
@@ -117,35 +118,52 @@ static void crl_refresh(struct moat_httpd *h)
 	}
 	h->crl_tried = true;
 	h->crl_st = st;
-	X509_CRL_free(h->crl);
-	h->crl = NULL;
-	FILE *f = fopen(h->crl_path, "re");
-	if (!f) {
-		moat_log(MOAT_LOG_ERROR, "event=crl_unreadable path=%s errno=%d", h->crl_path,
-			 errno);
+	moat_crl_set_free(h->crls);
+	h->crls = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	char *issuers = NULL;
+	size_t issuers_len = 0;
+	char issuers_path[PATH_MAX];
+	struct moat_err err = {0};
+	int rc = moat_fs_read_all(h->crl_path, MOAT_FILE_MAX_BYTES, &text, &len, &err);
+	if (rc == 0 && (rc = moat_deploy_path(h->d, issuers_path, sizeof(issuers_path),
+					      MOAT_ISSUERS_FILE, &err)) == 0) {
+		rc = moat_fs_read_all(issuers_path, MOAT_FILE_MAX_BYTES, &issuers, &issuers_len,
+				      &err);
+		if (rc == MOAT_ENOENT) {
+			rc = 0; /* a single-tier deployment: the root signs the CRL */
+		}
+	}
+	if (rc == 0) {
+		rc = moat_crl_set_load(h->crl_path, text, len, h->ca, issuers_path, issuers,
+				       issuers_len, &h->crls, &err);
+	}
+	free(text);
+	free(issuers);
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=crl_invalid path=%s detail=%s", h->crl_path,
+			 err.msg);
 		return;
 	}
-	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!crl || X509_CRL_verify(crl, X509_get0_pubkey(h->ca)) != 1) {
-		moat_log(MOAT_LOG_ERROR, "event=crl_invalid path=%s", h->crl_path);
-		X509_CRL_free(crl);
-		return;
+	size_t revoked = 0;
+	for (size_t i = 0; i < moat_crl_set_count(h->crls); i++) {
+		struct moat_crl_info info;
+		moat_crl_set_info(h->crls, i, &info);
+		revoked += info.revoked;
 	}
-	h->crl = crl;
-	int n = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
-	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s revoked=%d", h->crl_path, n < 0 ? 0 : n);
+	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s crls=%zu revoked=%zu", h->crl_path,
+		 moat_crl_set_count(h->crls), revoked);
 }
 
-/* true when serial is listed in the current CRL, or when there is no valid CRL to ask. */
+/* true when serial is listed in the current CRLs, or when there is no valid CRL to ask. */
 static bool serial_revoked(struct moat_httpd *h, const ASN1_INTEGER *serial)
 {
 	crl_refresh(h);
-	if (!h->crl) {
+	if (!h->crls) {
 		return true;
 	}
-	X509_REVOKED *rev = NULL;
-	return X509_CRL_get0_by_serial(h->crl, &rev, serial) == 1;
+	return moat_crl_set_revoked(h->crls, serial);
 }
 
 /* The chain verified by GnuTLS against the deployment CA, for the TLS client purpose: NULL,
@@ -230,7 +248,7 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 	}
 	if (serial_revoked(h, X509_get0_serialNumber(cert))) {
 		snprintf(rc->note, sizeof(rc->note),
-			 h->crl ? "certificate_revoked" : "no_valid_crl");
+			 h->crls ? "certificate_revoked" : "no_valid_crl");
 		goto out;
 	}
 	struct moat_err err = {0};
@@ -864,7 +882,7 @@ void moat_httpd_stop(struct moat_httpd *h)
 		MHD_stop_daemon(h->mhd);
 	}
 	est_close(h->est);
-	X509_CRL_free(h->crl);
+	moat_crl_set_free(h->crls);
 	X509_free(h->ca);
 	if (h->key_pem) {
 		/* The server's private key: wipe before freeing. */

@@ -46,15 +46,15 @@ struct est_request {
 /* The answer: a body (malloc'd, base64 when b64) or, for a refusal, text. */
 struct est_answer {
 	unsigned status;
-	char note[64];		    /* the reason word, for the log */
-	char id[MOAT_ID_BUF_LEN];   /* who asked, when known */
+	char note[64];		  /* the reason word, for the log */
+	char id[MOAT_ID_BUF_LEN]; /* who asked, when known */
 	char claim[MOAT_CLAIM_CN_MAX_LEN + 1];
 	const char *content_type;
 	char *body;
 	size_t len;
-	bool b64;		/* Content-Transfer-Encoding: base64 */
-	bool www_authenticate;	/* WWW-Authenticate: Basic */
-	int64_t retry_after;	/* seconds; 0: no Retry-After */
+	bool b64;	       /* Content-Transfer-Encoding: base64 */
+	bool www_authenticate; /* WWW-Authenticate: Basic */
+	int64_t retry_after;   /* seconds; 0: no Retry-After */
 	char text[MOAT_ERR_MSG_MAX];
 };
 

@@ -558,6 +558,60 @@ static void test_provision_from_csr(void **state)
 	EVP_PKEY_free(key);
 }
 
+/* Two tiers: the issuing CA signs without the passphrase; a single-tier deployment's
+ * signer is the root, which needs it. */
+static void test_signer(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	struct moat_deploy *ro = NULL;
+	const struct moat_ca *signer = NULL;
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_READ, &ro, &err), 0);
+	assert_true(moat_deploy_has_issuer(ro));
+	assert_int_equal(moat_deploy_signer(ro, &signer, &err), 0);
+	assert_non_null(signer->key);
+	char cn[128] = "";
+	X509_NAME_get_text_by_NID(X509_get_subject_name(signer->cert), NID_commonName, cn,
+				  sizeof(cn));
+	assert_string_equal(cn, "unit Issuing CA 1");
+	const struct moat_ca *again = NULL;
+	assert_int_equal(moat_deploy_signer(ro, &again, &err), 0);
+	assert_ptr_equal(again, signer);
+	moat_deploy_close(ro);
+
+	/* the issuing CA's key must be its owner's only */
+	char kp[512];
+	tu_path(kp, sizeof(kp), f->dir, "pki/issuer.key");
+	assert_int_equal(chmod(kp, 0644), 0);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_READ, &ro, &err), 0);
+	assert_int_equal(moat_deploy_signer(ro, &signer, &err), MOAT_EDENIED);
+	assert_null(signer);
+	moat_deploy_close(ro);
+	assert_int_equal(chmod(kp, 0600), 0);
+
+	char st[TU_TMPDIR_MAX + 4];
+	snprintf(st, sizeof(st), "%s/st", f->root);
+	struct moat_init_opts io = {.dir = st,
+				    .name = "single",
+				    .now = moat_time_now(),
+				    .single_tier = true};
+	assert_int_equal(moat_deploy_init(&io, PASS, &err), 0);
+	assert_int_equal(moat_deploy_open(st, MOAT_DEPLOY_WRITE, &ro, &err), 0);
+	assert_false(moat_deploy_has_issuer(ro));
+	assert_int_equal(moat_deploy_signer(ro, &signer, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "needs the CA passphrase"));
+	struct moat_provision_req one = {.id = "x", .role = MOAT_ROLE_DEVICE};
+	assert_int_equal(moat_deploy_provision(ro, &one, 1, NULL, NULL, &err), MOAT_EINVAL);
+	assert_int_equal(moat_deploy_write_crl(ro, &err), MOAT_EINVAL);
+	assert_int_equal(moat_deploy_unlock(ro, PASS, &err), 0);
+	assert_int_equal(moat_deploy_signer(ro, &signer, &err), 0);
+	X509_NAME_get_text_by_NID(X509_get_subject_name(signer->cert), NID_commonName, cn,
+				  sizeof(cn));
+	assert_string_equal(cn, "single CA");
+	assert_int_equal(moat_deploy_provision(ro, &one, 1, NULL, NULL, &err), 0);
+	moat_deploy_close(ro);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -574,6 +628,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_enroll_token, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_enroll_claim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_provision_from_csr, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_signer, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1320,6 +1320,323 @@ static void test_est_encodings(void **state)
 	free(der);
 }
 
+/* ---- two tiers: root, issuing CA ---- */
+
+/* OpenSSL's verdict on leaf under root with the untrusted intermediate (NULL: none). */
+static int verify_chain(X509 *root, X509 *intermediate, X509 *leaf)
+{
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *untrusted = sk_X509_new_null();
+	assert_true(store && ctx && untrusted);
+	assert_int_equal(X509_STORE_add_cert(store, root), 1);
+	if (intermediate) {
+		assert_true(sk_X509_push(untrusted, intermediate) > 0);
+	}
+	assert_int_equal(X509_STORE_CTX_init(ctx, store, leaf, untrusted), 1);
+	int ok = X509_verify_cert(ctx);
+	int e = X509_STORE_CTX_get_error(ctx);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_free(untrusted);
+	ERR_clear_error();
+	return ok == 1 ? X509_V_OK : (e == X509_V_OK ? -1 : e);
+}
+
+static void test_two_tier(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *root = NULL;
+	struct moat_ca *issuer = NULL;
+	assert_int_equal(moat_pki_root_create("plant-2", MOAT_KEY_EC_P256, now, 365, &root, &err),
+			 0);
+	assert_int_equal(X509_get_pathlen(root->cert), 1);
+	assert_int_equal(moat_pki_ca_pathlen(root), 1);
+	assert_int_equal(moat_pki_issuer_create(root, 3, MOAT_KEY_EC_P256, now, now + 100 * 86400,
+						&issuer, &err),
+			 0);
+	X509 *ic = issuer->cert;
+	assert_string_equal(name_entry(ic, NID_commonName), "plant-2 Issuing CA 3");
+	assert_string_equal(name_entry(ic, NID_organizationName), "plant-2");
+	assert_int_equal(X509_check_ca(ic), 1);
+	assert_int_equal(X509_get_pathlen(ic), 0);
+	assert_true(X509_get_key_usage(ic) & KU_KEY_CERT_SIGN);
+	assert_true(X509_get_key_usage(ic) & KU_CRL_SIGN);
+	assert_int_equal(X509_check_issued(root->cert, ic), X509_V_OK);
+	assert_int_equal(X509_verify(ic, X509_get0_pubkey(root->cert)), 1);
+	assert_int_equal(verify_chain(root->cert, NULL, ic), X509_V_OK);
+	assert_int_equal(moat_pki_ca_not_after(issuer), now + 100 * 86400);
+
+	/* a leaf under the issuing CA verifies with the root as the only anchor, given the
+	 * intermediate; without it, not */
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issued leaf;
+	new_serial(serial, hex);
+	tu_pki_issue_client(issuer, "dev-2t", MOAT_ROLE_DEVICE, now - 60, now + 30 * 86400, serial,
+			    &leaf);
+	assert_int_equal(verify_chain(root->cert, ic, leaf.cert), X509_V_OK);
+	assert_int_not_equal(verify_chain(root->cert, NULL, leaf.cert), X509_V_OK);
+	assert_string_equal(name_entry(leaf.cert, NID_organizationName), "plant-2");
+
+	/* an issuing CA never outlives the root, and needs the root's key */
+	struct moat_ca *bad = NULL;
+	assert_int_equal(moat_pki_issuer_create(root, 4, MOAT_KEY_EC_P256, now, now + 400 * 86400,
+						&bad, &err),
+			 MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "after the root CA"));
+	assert_null(bad);
+	assert_int_equal(moat_pki_issuer_create(root, 4, MOAT_KEY_EC_P256, now, now - 10, &bad,
+						&err),
+			 MOAT_EINVAL);
+	struct moat_ca nokey = {.cert = root->cert, .key = NULL};
+	assert_int_equal(moat_pki_issuer_create(&nokey, 4, MOAT_KEY_EC_P256, now, now + 86400, &bad,
+						&err),
+			 MOAT_ESTATE);
+
+	/* a single-tier root (pathlen 0) cannot anchor an issuing CA's leaf... */
+	struct moat_ca *old_issuer = NULL;
+	struct moat_issued leaf_old;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&old_issuer, &err),
+			 0);
+	new_serial(serial, hex);
+	tu_pki_issue_client(old_issuer, "dev-up", MOAT_ROLE_DEVICE, now - 60, now + 3600, serial,
+			    &leaf_old);
+	assert_int_equal(verify_chain(test_ca->cert, old_issuer->cert, leaf_old.cert),
+			 X509_V_ERR_PATH_LENGTH_EXCEEDED);
+	/* ...until it is re-certified with pathlen 1: same name, key and validity, so what the
+	 * old certificate signed still verifies */
+	struct moat_ca *recert = NULL;
+	assert_int_equal(moat_pki_root_recertify(test_ca, &recert, &err), 0);
+	assert_int_equal(X509_get_pathlen(recert->cert), 1);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(recert->cert),
+				       X509_get_subject_name(test_ca->cert)),
+			 0);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(recert->cert),
+				     X509_get0_pubkey(test_ca->cert)),
+			 1);
+	assert_int_equal(moat_pki_ca_not_after(recert), moat_pki_ca_not_after(test_ca));
+	assert_int_equal(verify_chain(recert->cert, old_issuer->cert, leaf_old.cert), X509_V_OK);
+	struct moat_issued direct;
+	issue_new("dev-direct", MOAT_ROLE_DEVICE, serial, hex, &direct);
+	assert_int_equal(verify_chain(recert->cert, NULL, direct.cert), X509_V_OK);
+	assert_int_equal(moat_pki_root_recertify(&nokey, &bad, &err), MOAT_ESTATE);
+
+	moat_pki_issued_free(&direct);
+	moat_pki_issued_free(&leaf_old);
+	moat_pki_issued_free(&leaf);
+	moat_pki_ca_free(recert);
+	moat_pki_ca_free(old_issuer);
+	moat_pki_ca_free(issuer);
+	moat_pki_ca_free(root);
+}
+
+static void test_issuer_files(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *issuer = NULL;
+	struct moat_ca *loaded = NULL;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&issuer, &err),
+			 0);
+	char *cert = NULL;
+	char *key = NULL;
+	size_t cert_len = 0;
+	size_t key_len = 0;
+	assert_int_equal(moat_pki_issuer_export(issuer, &cert, &cert_len, &key, &key_len, &err), 0);
+	assert_non_null(strstr(key, "-----BEGIN PRIVATE KEY-----"));
+	char cp[512];
+	char kp[512];
+	tmp_path(cp, sizeof(cp), "issuer.crt");
+	tmp_path(kp, sizeof(kp), "issuer.key");
+	tu_write_file(cp, cert, cert_len, 0644);
+	tu_write_file(kp, key, key_len, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), 0);
+	assert_non_null(loaded->key);
+	assert_int_equal(EVP_PKEY_eq(loaded->key, issuer->key), 1);
+	moat_pki_ca_free(loaded);
+	loaded = NULL;
+	assert_int_equal(moat_pki_issuer_load(cp, NULL, &loaded, &err), 0);
+	assert_null(loaded->key);
+	moat_pki_ca_free(loaded);
+	loaded = NULL;
+
+	/* a key others may read is refused: it opens without a passphrase */
+	assert_int_equal(chmod(kp, 0640), 0);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "readable by others"));
+	assert_null(loaded);
+	/* another key, an encrypted key, no key */
+	struct moat_ca *other = NULL;
+	char *okey = NULL;
+	char *ocert = NULL;
+	size_t olen = 0;
+	size_t oclen = 0;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 2, MOAT_KEY_EC_P256, now, now + 86400,
+						&other, &err),
+			 0);
+	assert_int_equal(moat_pki_issuer_export(other, &ocert, &oclen, &okey, &olen, &err), 0);
+	tu_write_file(kp, okey, olen, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ECRYPTO);
+	assert_non_null(strstr(err.msg, "does not match"));
+	free(okey);
+	okey = NULL;
+	assert_int_equal(moat_pki_key_encrypt(issuer->key, PASSPHRASE, &okey, &olen, &err), 0);
+	tu_write_file(kp, okey, olen, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ECRYPTO);
+	assert_non_null(strstr(err.msg, "not an unencrypted PEM private key"));
+	assert_int_equal(unlink(kp), 0);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ENOENT);
+	assert_null(loaded);
+
+	OPENSSL_cleanse(key, key_len);
+	free(key);
+	free(cert);
+	free(okey);
+	free(ocert);
+	moat_pki_ca_free(other);
+	moat_pki_ca_free(issuer);
+}
+
+static char *cert_pem_of(X509 *c)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	assert_non_null(b);
+	assert_int_equal(PEM_write_bio_X509(b, c), 1);
+	char *data = NULL;
+	long n = BIO_get_mem_data(b, &data);
+	char *out = malloc((size_t)n + 1);
+	assert_non_null(out);
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	BIO_free(b);
+	return out;
+}
+
+static char *joined(const char *a, const char *b)
+{
+	size_t na = strlen(a);
+	size_t nb = strlen(b);
+	char *out = malloc(na + nb + 1);
+	assert_non_null(out);
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb + 1);
+	return out;
+}
+
+static void test_crl_set(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *issuer = NULL;
+	struct moat_ca *foreign_root = NULL;
+	struct moat_ca *foreign = NULL;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 7, MOAT_KEY_EC_P256, now, now + 86400,
+						&issuer, &err),
+			 0);
+	assert_int_equal(moat_pki_root_create("elsewhere", MOAT_KEY_EC_P256, now, 30, &foreign_root,
+					      &err),
+			 0);
+	assert_int_equal(moat_pki_issuer_create(foreign_root, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&foreign, &err),
+			 0);
+	struct moat_issued a;
+	struct moat_issued b;
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	new_serial(serial, hex);
+	tu_pki_issue_client(issuer, "set-a", MOAT_ROLE_DEVICE, now - 60, now + 3600, serial, &a);
+	issue_new("set-b", MOAT_ROLE_DEVICE, serial, hex, &b);
+	struct moat_revoked_cert list[1];
+	memset(list, 0, sizeof(list));
+	snprintf(list[0].serial_hex, sizeof(list[0].serial_hex), "%s", a.serial_hex);
+	list[0].revoked_at = now - 5;
+	char *by_issuer = NULL;
+	char *by_root = NULL;
+	char *by_foreign = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_pki_crl_build(issuer, list, 1, 2, now, 1, &by_issuer, &len, &err), 0);
+	assert_int_equal(moat_pki_crl_build(test_ca, NULL, 0, 2, now, 30, &by_root, &len, &err), 0);
+	assert_int_equal(moat_pki_crl_build(foreign, NULL, 0, 2, now, 30, &by_foreign, &len, &err),
+			 0);
+	char *issuers = cert_pem_of(issuer->cert);
+	char *both = joined(by_issuer, by_root);
+
+	struct moat_crl_set *set = NULL;
+	assert_int_equal(moat_crl_set_load("crl.pem", both, strlen(both), test_ca->cert,
+					   "issuers.pem", issuers, strlen(issuers), &set, &err),
+			 0);
+	assert_int_equal(moat_crl_set_count(set), 2);
+	struct moat_crl_info info;
+	moat_crl_set_info(set, 0, &info);
+	assert_string_equal(info.issuer_cn, "plant-1 Issuing CA 7");
+	assert_int_equal(info.revoked, 1);
+	assert_false(info.by_root);
+	assert_int_equal(info.next_update, now + 86400);
+	moat_crl_set_info(set, 1, &info);
+	assert_true(info.by_root);
+	assert_int_equal(info.revoked, 0);
+	assert_int_equal(moat_crl_set_next_update(set), now + 86400);
+	assert_true(moat_crl_set_revoked(set, X509_get0_serialNumber(a.cert)));
+	assert_false(moat_crl_set_revoked(set, X509_get0_serialNumber(b.cert)));
+	moat_crl_set_free(set);
+	set = NULL;
+
+	/* the issuing CA's CRL without the issuing CA: refused */
+	assert_int_equal(moat_crl_set_load("crl.pem", both, strlen(both), test_ca->cert, NULL, NULL,
+					   0, &set, &err),
+			 MOAT_EVERIFY);
+	assert_non_null(strstr(err.msg, "CRL 1 is not signed"));
+	/* an issuing CA of another root: refused, its CRL too */
+	char *foreign_pem = cert_pem_of(foreign->cert);
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", foreign_pem, strlen(foreign_pem), &set,
+					   &err),
+			 MOAT_EVERIFY);
+	assert_non_null(
+		strstr(err.msg, "issuers.pem: certificate 1 is not a CA signed by the root"));
+	char *with_foreign = joined(by_root, by_foreign);
+	assert_int_equal(moat_crl_set_load("crl.pem", with_foreign, strlen(with_foreign),
+					   test_ca->cert, "issuers.pem", issuers, strlen(issuers),
+					   &set, &err),
+			 MOAT_EVERIFY);
+	assert_non_null(strstr(err.msg, "CRL 2 is not signed"));
+	/* a leaf in the issuers' file: not a CA */
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", b.cert_pem, b.cert_pem_len, &set, &err),
+			 MOAT_EVERIFY);
+	/* no CRL, garbage after one, garbage issuers */
+	assert_int_equal(moat_crl_set_load("crl.pem", "", 0, test_ca->cert, NULL, NULL, 0, &set,
+					   &err),
+			 MOAT_EINVAL);
+	char *trailing =
+		joined(by_root, "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+	assert_int_equal(moat_crl_set_load("crl.pem", trailing, strlen(trailing), test_ca->cert,
+					   NULL, NULL, 0, &set, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", "junk", 4, &set, &err),
+			 MOAT_EINVAL);
+	assert_null(set);
+
+	free(trailing);
+	free(with_foreign);
+	free(foreign_pem);
+	free(both);
+	free(issuers);
+	free(by_issuer);
+	free(by_root);
+	free(by_foreign);
+	moat_pki_issued_free(&a);
+	moat_pki_issued_free(&b);
+	moat_pki_ca_free(foreign);
+	moat_pki_ca_free(foreign_root);
+	moat_pki_ca_free(issuer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1344,6 +1661,9 @@ int main(void)
 		cmocka_unit_test(test_csr_accepts),
 		cmocka_unit_test(test_csr_refusals),
 		cmocka_unit_test(test_est_encodings),
+		cmocka_unit_test(test_two_tier),
+		cmocka_unit_test(test_issuer_files),
+		cmocka_unit_test(test_crl_set),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -130,8 +130,9 @@ struct mp_state {
 	mosquitto_plugin_id_t *pid;
 	char *policy_path;
 	char *crl_path;
-	char *events_path; /* NULL: events are only published */
-	char *ca_path;	   /* the CA the CRL must be signed by */
+	char *events_path;  /* NULL: events are only published */
+	char *ca_path;	    /* the root CA */
+	char *issuers_path; /* issuing CAs signed by the root; NULL or missing: none */
 	int events_fd;
 	struct moat_policy policy;
 	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
