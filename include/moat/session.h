@@ -20,6 +20,7 @@
 
 struct moat_session;
 struct moat_agent_update;
+struct moat_enroll_pool;
 
 /* Initialises libmosquitto once per process, before the first session; cleanup after the
  * last one is freed. */
@@ -28,10 +29,21 @@ void moat_session_lib_cleanup(void);
 
 /* Creates the session of one device configured by conf (copied): refuses a certificate the
  * broker would refuse (moat_agent_check_cert), opens the device's state (seq, queue) and
- * schedules the first connection attempt at now_mono_ms. The caller owns *out and frees it
+ * schedules the first connection attempt at now_mono_ms. With conf->enroll the session
+ * owns the device's identity instead (src/device/enroll_internal.h): it enrolls over EST
+ * first when there is none (the MQTT connection waits for it), renews it on the loop
+ * while connected, and reconnects with a renewed identity, keeping the old one until the
+ * broker has accepted the new. The caller owns *out and frees it
  * with moat_session_free. */
 MOAT_MUST_CHECK int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
 				     struct moat_session **out, struct moat_err *err);
+/* The simulator: the session's EST calls count in pool (see moat/enroll.h); no effect on a
+ * session that does not enroll. The pool MUST outlive the session. */
+void moat_session_set_enroll_pool(struct moat_session *s, struct moat_enroll_pool *pool);
+/* Makes the key and CSR of an enrollment to come now (before the simulator times them). */
+MOAT_MUST_CHECK int moat_session_enroll_prepare(struct moat_session *s, struct moat_err *err);
+/* true when the session has an identity to connect with (always, without [enroll]). */
+bool moat_session_enrolled(const struct moat_session *s);
 /* Stops the session's update client (if any), drops the connection without saying offline
  * and frees the session with its device. NULL is fine. */
 void moat_session_free(struct moat_session *s);

@@ -87,9 +87,11 @@ const char *cli_session_suffix(const char *tool);
 MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err);
 
 /* Writes the moat-agent bundle for identity id into out_dir (agent INI, certificate, key,
- * CA): `moat device export --format agent`. Implemented in export_agent.c. */
+ * CA): `moat device export --format agent`; for a device that enrolls itself, an enrolling
+ * configuration and the root CA only (*out_enrolling true). Implemented in
+ * export_agent.c. */
 MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,
-				     struct moat_err *err);
+				     bool *out_enrolling, struct moat_err *err);
 
 /* The PKCS#11 module's path for a key in a token: flag (--pkcs11-module) when given, else
  * moat.conf's [pki] pkcs11_module (d may be NULL), else NULL (then only a URI's

@@ -915,6 +915,7 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 		return st;
 	}
 	const char *format = c.o.format ? c.o.format : "pem";
+	bool enrolling = false;
 	int rc = 0;
 	if (c.ident.status != MOAT_ID_ACTIVE) {
 		rc = moat_err_set(&c.err, MOAT_ESTATE, "%s is %s: nothing valid to export", c.id,
@@ -924,13 +925,19 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 		rc = moat_fs_mkdirs(c.o.out, 0700, &c.err);
 	}
 	if (rc == 0 && strcmp(format, "agent") == 0) {
-		rc = cli_export_agent(c.d, c.id, c.o.out, &c.err);
+		rc = cli_export_agent(c.d, c.id, c.o.out, &enrolling, &c.err);
 	} else if (rc == 0) {
 		rc = export_files(c.d, c.id, format, c.o.out, c.o.password_file, &c.err);
 	}
 	st = one_end(&c, rc);
 	if (st == CLI_OK) {
 		printf("exported %s (%s) to %s\n", c.id, format, c.o.out);
+		if (enrolling) {
+			printf("%s enrolls itself: no key was exported; put its enrollment token in "
+			       "%s/enroll.token (or its claim certificate and key in claim.crt and "
+			       "claim.key)\n",
+			       c.id, c.o.out);
+		}
 	}
 	return st;
 }

@@ -488,6 +488,21 @@ static int may_enroll(struct moat_deploy *d, const struct moat_enroll_req *req,
 	return rc;
 }
 
+/* The lifetime of a certificate issued over EST: [pki] identity_days. Test builds only
+ * (-DMOAT_FAILPOINTS=ON) read MOAT_TEST_IDENTITY_SECONDS, so that an e2e test can watch
+ * devices renew in seconds; a production build never looks at the environment here. */
+static int64_t enrolled_lifetime(const struct moat_deploy *d)
+{
+#if defined(MOAT_FAILPOINTS)
+	const char *s = getenv("MOAT_TEST_IDENTITY_SECONDS");
+	int64_t v = 0;
+	if (s && moat_int_parse(s, 5, 86400, &v, NULL) == 0) {
+		return v;
+	}
+#endif
+	return d->conf.identity_days * 86400;
+}
+
 int moat_deploy_enroll_issue(struct moat_deploy *d, const struct moat_enroll_req *req,
 			     struct moat_enrolled *out, struct moat_err *err)
 {
@@ -517,7 +532,7 @@ int moat_deploy_enroll_issue(struct moat_deploy *d, const struct moat_enroll_req
 	    (rc = may_enroll(d, req, &ident, now, err)) != 0) {
 		goto out;
 	}
-	int64_t not_after = now + d->conf.identity_days * 86400;
+	int64_t not_after = now + enrolled_lifetime(d);
 	int64_t ca_end = moat_asn1_time_to_unix(X509_get0_notAfter(signer->cert));
 	if (ca_end > 0 && ca_end < not_after) {
 		not_after = ca_end; /* no certificate outlives its issuer */
