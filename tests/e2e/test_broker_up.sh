@@ -43,6 +43,7 @@ pass "telemetry reached the service"
 
 # A command reaches its device only.
 broker_sub_bg dev-a dev-a "$T/a.out" 'devices/dev-a/commands/+'
+a_sub=$BROKER_SUB_PID
 broker_sub_bg dev-b dev-b "$T/b.out" 'devices/dev-b/commands/+'
 # commands come from the operator: svc-1 keeps its one session (client id = CN)
 broker_pub op-1 op-1 devices/dev-a/commands/reboot '{"id":"c1","command":"reboot"}'
@@ -61,7 +62,10 @@ refused_now() { ! broker_pub dev-b dev-b devices/dev-b/telemetry revoked >/dev/n
 wait_for 15 refused_now || fail "revoked dev-b can still connect"
 echo "ok - refused: revoked certificate (new connection)"
 
-# The supervisor restarts a broker that dies; status reports the new one.
+# The supervisor restarts a broker that dies; status reports the new one. dev-a's subscriber
+# goes first: it would reconnect as dev-a and take over the session of the publish below.
+kill "$a_sub" 2>/dev/null || true
+wait "$a_sub" 2>/dev/null || true
 kill -9 "$mpid"
 new_broker() {
 	local p
