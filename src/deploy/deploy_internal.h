@@ -8,7 +8,9 @@
  *   provision.c  bulk provisioning, all or nothing                 (uses issuer.c, files.c)
  *   deploy.c     open (with crash recovery), close, unlock         (uses conf.c, files.c,
  *                                                                   lifecycle.c)
- *   init.c       moat init                                         (uses conf.c, files.c)
+ *   owner.c      moatd's account and what it owns                  (uses files.c)
+ *   init.c       moat init                                         (uses conf.c, files.c,
+ *                                                                   owner.c)
  */
 #ifndef MOAT_DEPLOY_INTERNAL_H
 #define MOAT_DEPLOY_INTERNAL_H
