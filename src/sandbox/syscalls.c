@@ -340,13 +340,28 @@ static const struct sandbox_arg_call agent_arg_calls[] = {
 	{"socket", SANDBOX_SOCKET_DOMAINS},
 };
 
-/* Sanitizer builds only (MOAT_SANITIZE: AddressSanitizer, UndefinedBehaviorSanitizer):
- * LeakSanitizer's exit check stops the threads from a helper task it clones and that
- * ptraces them; reports read /proc/self/maps and may run a symbolizer. None of this is in
- * a production build's filter. */
+/* Sanitizer builds only (MOAT_SANITIZE: AddressSanitizer, UndefinedBehaviorSanitizer).
+ * None of this is in a production build's filter. */
 static const char *const sanitizer_calls[] = {
-	"ptrace", "clone",    "wait4",	    "waitid",	  "sched_yield", "getppid",	     "kill",
-	"execve", "readlink", "readlinkat", "getdents64", "sigaltstack", "process_vm_readv", NULL,
+	/* LeakSanitizer's exit check: a helper task it clones (without CLONE_THREAD) lists the
+	 * threads (getdents) and ptraces each to read its registers and stack */
+	"clone",
+	"ptrace",
+	"process_vm_readv",
+	"wait4",
+	"waitid",
+	"sched_yield",
+	"getdents",
+	"getdents64",
+	"getppid",
+	"kill",
+	/* reports: /proc/self/maps and the executable's path, an alternate signal stack, a
+	 * symbolizer started when one is installed */
+	"readlink",
+	"readlinkat",
+	"sigaltstack",
+	"execve",
+	NULL,
 };
 
 static const struct sandbox_profile profiles[] = {

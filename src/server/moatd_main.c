@@ -74,11 +74,25 @@ static int drop_privileges(const struct moat_sandbox_user *su, const char *dir,
 	if (rc != 0) {
 		return rc;
 	}
-	if (su->do_switch && access(dir, R_OK | X_OK) != 0) {
+	if (!su->do_switch) {
+		return 0;
+	}
+	if (access(dir, R_OK | X_OK) != 0) {
 		return moat_err_errno(err, MOAT_EDENIED, errno,
 				      "user %s cannot reach the deployment %s (every directory "
 				      "above it must be searchable by it)",
 				      su->name, dir);
+	}
+	/* SQLite writes registry.db and creates its -wal and -shm beside it */
+	char reg[PATH_MAX];
+	if ((rc = moat_path_join(reg, sizeof(reg), err, "%s/registry.db", dir)) != 0) {
+		return rc;
+	}
+	if (access(dir, W_OK) != 0 || access(reg, R_OK | W_OK) != 0) {
+		return moat_err_errno(err, MOAT_EDENIED, errno,
+				      "user %s cannot write %s or its directory (moat up or moat "
+				      "broker config, run as root, gives moatd its files)",
+				      su->name, reg);
 	}
 	return 0;
 }
