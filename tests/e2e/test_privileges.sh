@@ -129,6 +129,27 @@ wait_grep 30 "event=connected" "$T/agent2.log" || fail "dev2 did not connect as 
 expect_locked "moat-agent with [agent] user = nobody" "$AGENT2" "$NOBODY"
 pass "moat-agent started as root with [agent] user = nobody runs as uid $NOBODY, locked"
 
+# ---- a developer's own account: no switch, still locked ----
+mkdir "$T/devel"
+chown nobody "$T/devel"
+AS_NOBODY=(setpriv --reuid nobody --regid nogroup --clear-groups --)
+DEV_PORT=$(free_port)
+"${AS_NOBODY[@]}" "$MOAT_BUILD/moat" init --dir "$T/devel/d" --name devel --broker-port "$(free_port)" \
+	--server-port "$DEV_PORT" >/dev/null || fail "moat init as nobody failed"
+[ "$(stat -c %U "$T/devel/d/registry.db")" = nobody ] || fail "a developer's registry changed hands"
+"${AS_NOBODY[@]}" "$MOAT_BUILD/moatd" --dir "$T/devel/d" --listen 127.0.0.1 --port "$DEV_PORT" --no-ingest \
+	2>"$T/devel-moatd.log" &
+DEVD=$!
+E2E_PIDS+=("$DEVD")
+wait_grep 30 "event=sandbox profile=moatd user=nobody uid=$NOBODY .*switched=\"no (not started as root)\"" "$T/devel-moatd.log" ||
+	fail "moatd run by nobody did not say it stays nobody: $(tail -3 "$T/devel-moatd.log")"
+expect_locked "moatd run by a developer's account" "$DEVD" "$NOBODY"
+kill -TERM "$DEVD"
+rc=0
+wait "$DEVD" || rc=$?
+[ $rc -eq 0 ] || fail "moatd run by nobody exited $rc on SIGTERM: $(tail -3 "$T/devel-moatd.log")"
+pass "moatd run by another account stays that account (and says so), with NoNewPrivs, no capability and its filter"
+
 # ---- a forbidden system call kills (failpoint builds) ----
 if grep -aq failpoint_forbidden_syscall "$MOAT_BUILD/moatd"; then
 	kill -USR2 "$MOATD"
