@@ -145,6 +145,10 @@ static const char *const moatd_calls[] = {
 	"eventfd2",
 	"pipe",
 	"pipe2",
+	/* timers a thread may wait on (a connection reaper's deadlines) */
+	"timerfd_create",
+	"timerfd_settime",
+	"timerfd_gettime",
 	/* process facts libraries ask for: limits (libmicrohttpd sizes its descriptors),
 	 * memory and CPU counts, the host name, thread names */
 	"prlimit64",
