@@ -6,7 +6,7 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all bootstrap build check check-normal check-asan check-fuzz run bench fuzz mutate clean format
+.PHONY: all bootstrap build check check-normal check-asan check-fuzz run bench fuzz fuzz-merge mutate clean format
 
 all: build
 
@@ -40,6 +40,17 @@ fuzz: bootstrap
 	  n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 $(FUZZ_BUILD)/corpus/$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+# Keeps what `make fuzz` found that adds coverage (tests/fuzz/README.md): libFuzzer's -merge=1
+# of $(FUZZ_BUILD)/corpus/<target> into the committed tests/fuzz/corpus/<target>, whose files
+# all stay; only inputs of at most 64 KiB.
+fuzz-merge:
+	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+	  n=$$(basename $$f); [ -d $(FUZZ_BUILD)/corpus/$$n ] || continue; \
+	  $$f -merge=1 -max_len=65536 tests/fuzz/corpus/$$n $(FUZZ_BUILD)/corpus/$$n \
+	    >$(FUZZ_BUILD)/merge-$$n.log 2>&1 || { tail -5 $(FUZZ_BUILD)/merge-$$n.log; exit 1; }; \
+	  echo "$$n: $$(ls tests/fuzz/corpus/$$n | wc -l) files"; \
 	done
 
 # Mutation testing of the security rules (scripts/mutate): slow, not part of `make check`.

@@ -26,6 +26,10 @@
 #define MOAT_AGENT_UPDATE_URL_MAX_LEN 512
 #define MOAT_AGENT_UPDATE_INTERVAL_DEFAULT_S (24 * 3600)
 #define MOAT_AGENT_SENSOR_COMMAND_MAX_LEN 511
+#define MOAT_AGENT_ENROLL_TOKEN_MAX_LEN 128
+#define MOAT_AGENT_RENEW_PERCENT_DEFAULT 67 /* two thirds of the certificate's lifetime */
+#define MOAT_AGENT_ENROLL_RETRY_MIN_DEFAULT_MS 30000
+#define MOAT_AGENT_ENROLL_RETRY_MAX_DEFAULT_MS 3600000
 
 enum moat_sensor_kind {
 	MOAT_SENSOR_SIMULATED = 0, /* the tutorial's temperature and humidity */
@@ -55,6 +59,16 @@ struct moat_sensor_conf {
  *            checks, 1h..30d, default 24h), updater (the moat-update program: a path, or a
  *            name looked up in PATH; default: moat-update next to the agent's executable,
  *            else in PATH). Without server the agent has no update client.
+ *   [enroll] the device makes its own key and gets its certificate over EST (RFC 7030)
+ *            from server (https://host[:port] of moatd), authenticated by token (or
+ *            token_file, a file holding it) or by claim_cert and claim_key (a factory
+ *            certificate); it renews by simplereenroll when renew_at (a percentage of the
+ *            lifetime, 1..99, default 67; counted from notBefore, or from when the
+ *            certificate arrived if that is later) has passed, retrying from retry_min to retry_max
+ *            (durations, "ms" allowed; default 30s and 1h). The identity lives in dir
+ *            (default state_dir/identity): [broker] ca is still required (the root CA,
+ *            pinned for EST too), cert and key must not be given: they are
+ *            dir/current/cert.pem and dir/current/key.pem.
  * Relative paths are relative to the directory of the file. Unknown sections and keys are
  * errors (a typo must not silently fall back to a default). */
 struct moat_agent_conf {
@@ -82,6 +96,15 @@ struct moat_agent_conf {
 	char update_state_dir[PATH_MAX];		    /* "" : $MOAT_BOOT_STATE */
 	char updater[PATH_MAX];				    /* "" : the default */
 	int64_t update_interval_s;
+
+	bool enroll;						/* an [enroll] section */
+	char enroll_url[MOAT_AGENT_UPDATE_URL_MAX_LEN + 1];	/* server */
+	char enroll_token[MOAT_AGENT_ENROLL_TOKEN_MAX_LEN + 1]; /* token ("" : none) */
+	char enroll_token_file[PATH_MAX];			/* token_file ("" : none) */
+	char claim_cert[PATH_MAX], claim_key[PATH_MAX];		/* "" : none */
+	char enroll_dir[PATH_MAX];
+	int renew_percent;
+	int64_t enroll_retry_min_ms, enroll_retry_max_ms;
 
 	/* not in the file: set by the simulator */
 	bool no_fsync; /* state and queue writes skip fsync (many devices on one disk) */

@@ -43,9 +43,10 @@
  *   log/mosquitto.log and log/security-events.jsonl created by moat, <user>:G 0640; log/
  *           stays root's (a directory the user could write would let it plant symlinks
  *           where root appends);
- *   pki/ root:G 0750 with ca.crt, server.crt, crl.pem root:G 0640 and server.key root:G
- *           0640; pki/ca.key and every pki/identities/<id>/key.pem stay 0600 root, so the
- *           broker's user can never read them.
+ *   pki/ root:G 0750 with ca.crt, server.crt, crl.pem, issuers.pem root:G 0640 and
+ *           server.key root:G 0640; pki/ca.key, pki/issuer.key and every
+ *           pki/identities/<id>/key.pem stay 0600 root, so the broker's user can never
+ *           read them.
  * The deployment directory and the plugin must be reachable by the user: a parent
  * directory the user cannot search is an error naming it (tests chmod their mktemp dir).
  * When moat does not run as root, Mosquitto runs as the same user and owns nothing extra.

@@ -2,7 +2,16 @@
  * files and its registry consistent.
  *
  * Layout: moat.conf, registry.db, pki/{ca.crt,ca.key,crl.pem,server.crt,server.key},
+ * pki/{issuer.crt,issuer.key,chain.pem,issuers.pem} (two-tier deployments),
  * pki/identities/<id>/{cert.pem,key.pem,ca.crt}, broker/, firmware/, log/, run/.
+ *
+ * Two tiers: pki/ca.crt is the root CA, the trust anchor of devices, broker and moatd; its
+ * key (pki/ca.key, encrypted with the passphrase) signs only issuing CAs and may go
+ * offline. The online issuing CA (pki/issuer.crt, CA:TRUE pathlen:0; pki/issuer.key,
+ * unencrypted PKCS#8, 0600, for the user moatd runs as) signs identities, the server
+ * certificate and the CRL. Every certificate file moat writes for a TLS peer (identity
+ * cert.pem, pki/server.crt) holds the leaf then the issuing CA. A single-tier deployment
+ * has no issuer files and signs everything with the root.
  *
  * Consistency: identities are written to pki/.staging/ first, then, inside one registry
  * transaction, renamed into pki/identities/ and the transaction committed. A crash between
@@ -32,13 +41,21 @@
 #define MOAT_HOST_MAX_LEN 253
 #define MOAT_BULK_MAX 1000000
 
+/* The files of the issuing CA, relative to the deployment directory. */
+#define MOAT_ISSUER_CERT_FILE "pki/issuer.crt"
+#define MOAT_ISSUER_KEY_FILE "pki/issuer.key"
+#define MOAT_CHAIN_FILE "pki/chain.pem"	    /* issuer.crt then ca.crt (EST cacerts) */
+#define MOAT_ISSUERS_FILE "pki/issuers.pem" /* every issuing CA whose CRL is in crl.pem */
+
 /* Defaults of moat.conf, written by moat init and assumed when a key is absent. */
 #define MOAT_BROKER_PORT_DEFAULT 8883
 #define MOAT_SERVER_PORT_DEFAULT 8443
 #define MOAT_CA_DAYS_DEFAULT 3650
 #define MOAT_IDENTITY_DAYS_DEFAULT 730
 #define MOAT_SERVER_DAYS_DEFAULT 825
+#define MOAT_ISSUER_DAYS_DEFAULT 1825 /* never beyond the root's notAfter */
 #define MOAT_CRL_DAYS_DEFAULT 30
+#define MOAT_CRL_VALIDITY_MIN_S 60
 
 /* The parsed core sections of moat.conf. Other modules read their own sections from cfg. */
 struct moat_deploy_conf {
@@ -52,6 +69,7 @@ struct moat_deploy_conf {
 	int64_t identity_days;
 	int64_t server_days;
 	int64_t crl_days;
+	int64_t crl_validity; /* seconds: [pki] crl_validity, else crl_days */
 };
 
 /* An open deployment: its directory, moat.conf, registry and CA. Opaque: read it through
@@ -71,7 +89,17 @@ struct moat_init_opts {
 	int broker_port; /* default 8883 */
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
-	int64_t ca_days; /* default 3650 */
+	int64_t ca_days;     /* default 3650 */
+	int64_t issuer_days; /* 0: 1825 cut to the root's validity; more than the root's:
+			      * refused */
+	bool single_tier;    /* no issuing CA: the root signs (how moat init worked before) */
+	/* The issuing CA's key in a PKCS#11 token (moat/pkcs11.h) instead of pki/issuer.key:
+	 * its URI, the module (NULL: the URI's module-path) and the PIN file (NULL:
+	 * $MOAT_PKCS11_PIN), all written to moat.conf's [pki] (the PIN file by its path only).
+	 * The key must already be in the token; it is certified, never read out. */
+	const char *issuer_pkcs11_uri;
+	const char *pkcs11_module;
+	const char *issuer_pin_file;
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -96,9 +124,49 @@ struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);
 /* How many identities the crash recovery of moat_deploy_open removed (0 for READ). */
 size_t moat_deploy_recovered(const struct moat_deploy *d);
 
-/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase"). */
+/* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase", or
+ * "pki/ca.key: not a valid encrypted key (truncated or corrupt)": moat_pki_key_decrypt). */
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,
 				       struct moat_err *err);
+
+/* The CA that signs identities, service certificates and CRLs: the online issuing CA
+ * when the deployment has one (no passphrase needed; its key is loaded on first use, and
+ * a key file readable by others is refused), else the root CA, which needs
+ * moat_deploy_unlock first (MOAT_EINVAL "...: needs the CA passphrase" otherwise).
+ * The pointer is owned by d. */
+MOAT_MUST_CHECK int moat_deploy_signer(struct moat_deploy *d, const struct moat_ca **out,
+				       struct moat_err *err);
+/* true when the deployment has an online issuing CA (pki/issuer.crt). */
+bool moat_deploy_has_issuer(const struct moat_deploy *d);
+
+/* Adds an online issuing CA to a single-tier deployment (opened for writing and unlocked:
+ * the root signs it). A root with pathlen 0 is re-certified first (same name and key,
+ * pathlen 1; pki/ca.crt rewritten). The certificates issued so far stay the root's: pki/crl.pem
+ * keeps a CRL signed by the root for them, valid until the last of them expires (the
+ * registry's "root_crl_until"). days: the issuing CA's validity, refused beyond the root's
+ * notAfter (0: 1825 days, cut to it). MOAT_EEXIST when there is an issuing CA already. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* moat_deploy_issuer_create for a key kept in a PKCS#11 token (moat/pkcs11.h): uri names
+ * it, module (NULL: moat.conf's [pki] pkcs11_module, else the URI's module-path) and
+ * pin_file (NULL: $MOAT_PKCS11_PIN) reach it. The key is certified, never read out; no
+ * pki/issuer.key is written; moat.conf's [pki] gets issuer_pkcs11_uri (and pkcs11_module,
+ * issuer_pin_file when given), and is put back when anything after fails. */
+MOAT_MUST_CHECK int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days,
+						    const char *uri, const char *module,
+						    const char *pin_file, struct moat_err *err);
+/* Replaces the issuing CA with a new one (next generation, its own name), signed by the
+ * unlocked root. Not yet for an issuing CA whose key is in a token (MOAT_ESTATE). Nothing is
+ * re-issued: the old one moves to pki/retired/ (key included) and stays in pki/issuers.pem, and its
+ * CRL is part of pki/crl.pem, re-signed with its key, until it expires (when no certificate it
+ * signed is valid any more). MOAT_ESTATE without an issuing CA. */
+MOAT_MUST_CHECK int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days,
+					      struct moat_err *err);
+/* *out: revoking (or renewing) id's certificate needs the root unlocked first: in a
+ * single-tier deployment, or when the certificate was signed by the root and the root's
+ * CRL must list it. false when the root is unlocked already. */
+MOAT_MUST_CHECK int moat_deploy_revoking_needs_root(struct moat_deploy *d, const char *id,
+						    bool *out, struct moat_err *err);
 
 /* "<dir>/<rel>" into buf; fails when it does not fit. */
 MOAT_MUST_CHECK int moat_deploy_path(const struct moat_deploy *d, char *buf, size_t size,
@@ -112,14 +180,18 @@ struct moat_provision_req {
 	const char *id;
 	enum moat_role role;
 	const char *device_type; /* devices: default "generic"; others: NULL */
-	int64_t days;		 /* 0: the configured default */
+	int64_t days;		 /* 0: the configured default, cut to the signer's notAfter; a given
+				  * number of days beyond it is refused ("--days N: ...") */
 	enum moat_key_type key_type;
+	struct moat_csr *csr; /* certify this CSR's key (moat_csr_parse): no key.pem; NULL:
+				 moat generates the key */
 };
 
 /* Progress: called after each identity is issued (done of total). May be NULL. */
 typedef void (*moat_progress_cb)(size_t done, size_t total, void *ctx);
 
-/* Issues and registers every request, all or nothing. Requires moat_deploy_unlock.
+/* Issues and registers every request, all or nothing. Signs with moat_deploy_signer (so a
+ * single-tier deployment needs moat_deploy_unlock).
  * A SIGINT/SIGTERM during the run (see moat_deploy_interrupted) aborts with MOAT_EINTR and
  * leaves nothing behind. */
 MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
@@ -130,11 +202,196 @@ MOAT_MUST_CHECK int moat_deploy_provision(struct moat_deploy *d,
 /* Revokes the identity's current certificate, marks it revoked and rewrites pki/crl.pem. */
 MOAT_MUST_CHECK int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason,
 				       struct moat_err *err);
-/* New key and certificate for id; the old certificate is revoked (superseded). */
+/* New key and certificate for id; the old certificate is revoked (superseded). A disabled
+ * identity is refused (MOAT_ESTATE), and so is one whose certificate was revoked for key
+ * or CA compromise (moat_deploy_compromised): renewing it would hand the compromised
+ * device's holder a working identity again. days as in struct moat_provision_req. */
 MOAT_MUST_CHECK int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days,
 				      struct moat_err *err);
-/* Regenerates and atomically writes pki/crl.pem from the registry. */
+/* moat_deploy_renew for an identity revoked for compromise too: the operator said so. The
+ * new certificate is always for a new key, never the compromised one. */
+MOAT_MUST_CHECK int moat_deploy_renew_forced(struct moat_deploy *d, const char *id, int64_t days,
+					     struct moat_err *err);
+/* RFC 5280 reason codes that mean the key can no longer be trusted. */
+#define MOAT_REASON_KEY_COMPROMISE 1
+#define MOAT_REASON_CA_COMPROMISE 2
+/* true when the identity's current certificate was revoked for key or CA compromise. */
+bool moat_deploy_compromised(const struct moat_identity *ident);
+/* Disables (refused by the broker plugin and moatd, its certificate stays valid and
+ * unrevoked) or enables again. Needs no CA key. MOAT_ESTATE when it is revoked, or already
+ * in the state asked for; MOAT_ENOENT when unknown. The caller syncs the broker
+ * (moat_broker_sync), which kicks a connected client that was disabled. */
+MOAT_MUST_CHECK int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disabled,
+					     struct moat_err *err);
+/* Deletes id: revokes its current certificate (with reason) unless it is revoked already,
+ * removes its registry rows (moat_registry_identity_delete: the revoked certificates stay in
+ * the CRL and the deletion is recorded), rewrites pki/crl.pem, then removes
+ * pki/identities/<id>/. Needs moat_deploy_signer. MOAT_ENOENT when unknown (deleting
+ * twice). The name can be added again later, as a new identity with a new key. */
+MOAT_MUST_CHECK int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason,
+				       struct moat_err *err);
+/* What moat_deploy_server_cert issued. */
+struct moat_server_cert {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_after;
+	size_t host_count; /* names and addresses it carries: [broker] hosts */
+	bool ip_added;	   /* an address was added: a broker without [broker] listen binds it
+			      on its next start */
+};
+/* Reissues pki/server.crt with a new key (pki/server.key, 0600), the certificate the broker
+ * and moatd present: every [broker] hosts entry of moat.conf plus add_hosts (each checked
+ * like moat.conf's hosts; MOAT_EEXIST when already there, MOAT_EINVAL past MOAT_HOSTS_MAX),
+ * valid for days (0: [pki] server_days). Added hosts are written to moat.conf's hosts line
+ * (the rest of the file kept as it is) and d reads the new moat.conf from then on. Signed
+ * by moat_deploy_signer; the file holds the leaf then the issuing CA. Nothing is written unless the
+ * certificate and the new moat.conf are ready; the files are then each replaced atomically
+ * (server_cert.c says what an interruption between them leaves). The broker and moatd load the new
+ * pair on SIGHUP (moat_broker_sync sends it). out may be NULL. */
+MOAT_MUST_CHECK int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
+					    size_t add_count, int64_t days,
+					    struct moat_server_cert *out, struct moat_err *err);
+
+/* Regenerates and atomically writes pki/crl.pem from the registry: one CRL per CA whose
+ * certificates may be in use (see moat_deploy_issuer_rotate), each valid for
+ * [pki] crl_validity. Needs moat_deploy_signer. */
 MOAT_MUST_CHECK int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err);
+
+/* ---- devices that enroll themselves over EST (src/deploy/enroll.c) ----
+ * `moat device add ID --enroll` registers a device without a certificate and prints a
+ * one-time token (16 random bytes as 32 hex digits; only its SHA-256 is stored); `--claim-cn
+ * CN` lets a claim certificate with that CN, issued by a claim CA the operator registered,
+ * stand for the token. moatd then issues the device's certificate from its CSR
+ * (moat_deploy_enroll_issue) and renews it on simplereenroll. These functions may be
+ * called on a deployment opened with MOAT_DEPLOY_READ (moatd): each change takes
+ * run/moat.lock for its own duration, waiting at most MOAT_ENROLL_LOCK_WAIT_MS. */
+
+#define MOAT_ENROLL_TOKEN_LEN 32
+#define MOAT_ENROLL_TOKEN_BUF_LEN (MOAT_ENROLL_TOKEN_LEN + 1)
+#define MOAT_ENROLL_TOKEN_TTL_DEFAULT (24 * 3600)
+#define MOAT_ENROLL_TOKEN_TTL_MAX (365 * 86400)
+#define MOAT_ENROLL_LOCK_WAIT_MS 2000
+
+struct moat_enroll_add_req {
+	const char *id;
+	const char *device_type; /* NULL: "generic" */
+	bool token;		 /* issue a one-time token */
+	int64_t token_ttl;	 /* seconds, 60 .. MOAT_ENROLL_TOKEN_TTL_MAX; 0: 24 h */
+	const char *claim_cn;	 /* NULL: no claim certificate */
+};
+
+/* Registers req->id as a device that will enroll itself: its identity row (no certificate,
+ * no files) and its enrollment, in one transaction. With req->token, token_out receives
+ * the token (shown once, never stored); else "". Needs MOAT_DEPLOY_WRITE, no passphrase.
+ * MOAT_EEXIST when the id exists or the claim CN names another device. */
+MOAT_MUST_CHECK int moat_deploy_enroll_add(struct moat_deploy *d,
+					   const struct moat_enroll_add_req *req,
+					   char token_out[MOAT_ENROLL_TOKEN_BUF_LEN],
+					   struct moat_err *err);
+
+/* Registers a claim CA (`moat ca claim add`): the first certificate of the PEM text pem,
+ * which must be a CA certificate (basicConstraints CA:TRUE) and not the deployment's own
+ * CA. sha256_out receives the hex SHA-256 of its DER, which names it. MOAT_EEXIST when it
+ * is registered already. Needs MOAT_DEPLOY_WRITE. */
+MOAT_MUST_CHECK int moat_deploy_claim_ca_add(struct moat_deploy *d, const char *pem, size_t len,
+					     char sha256_out[MOAT_SHA256_HEX_LEN + 1],
+					     struct moat_err *err);
+
+/* A claim CN: [A-Za-z0-9._:-]{1,64} (a factory serial number, typically). */
+MOAT_MUST_CHECK int moat_claim_cn_check(const char *cn, struct moat_err *err);
+
+enum moat_enroll_verdict {
+	MOAT_ENROLL_OK = 0,
+	MOAT_ENROLL_BAD_CREDENTIALS,	/* unknown id, no token, or not its token */
+	MOAT_ENROLL_TOKEN_USED,		/* its token, used before */
+	MOAT_ENROLL_TOKEN_EXPIRED,	/* its token, expired */
+	MOAT_ENROLL_UNKNOWN_CLAIM,	/* a verified claim certificate no device names */
+	MOAT_ENROLL_CLAIM_USED,		/* its device enrolled already */
+	MOAT_ENROLL_CLAIM_NOT_VERIFIED, /* not issued by a registered claim CA, expired, ... */
+};
+/* "ok", "bad_token", "token_used", "token_expired", "unknown_claim", "claim_used",
+ * "claim_not_verified". */
+const char *moat_enroll_verdict_name(enum moat_enroll_verdict v);
+
+/* Does token open id's enrollment at now? The SHA-256 of token is compared in constant
+ * time, and the same comparison runs for an unknown id; used and expired are only told to
+ * a caller holding the right token. Errors are registry failures only. */
+MOAT_MUST_CHECK int moat_deploy_enroll_token_check(struct moat_deploy *d, const char *id,
+						   const char *token, int64_t now,
+						   enum moat_enroll_verdict *out,
+						   struct moat_err *err);
+
+struct stack_st_X509;
+/* Does the claim certificate leaf (with the chain the peer sent in untrusted, may be NULL)
+ * verify at now against a registered claim CA, for the TLS client purpose, and does its
+ * CN name a device? id_out and claim_cn_out receive what was found ("" otherwise). Errors
+ * are registry failures only. */
+MOAT_MUST_CHECK int moat_deploy_claim_verify(struct moat_deploy *d, X509 *leaf,
+					     struct stack_st_X509 *untrusted, int64_t now,
+					     char id_out[MOAT_ID_BUF_LEN],
+					     char claim_cn_out[MOAT_CLAIM_CN_MAX_LEN + 1],
+					     enum moat_enroll_verdict *out, struct moat_err *err);
+
+enum moat_enroll_method {
+	MOAT_ENROLL_BY_TOKEN,
+	MOAT_ENROLL_BY_CLAIM,
+	MOAT_ENROLL_RENEW, /* simplereenroll: authenticated by the current certificate */
+};
+
+struct moat_enroll_req {
+	const char *id; /* authenticated by the caller (token, claim or certificate) */
+	enum moat_enroll_method method;
+	const struct moat_csr *csr;
+	const char *presented_serial; /* RENEW: the serial of the certificate presented */
+	int64_t grace_seconds;	      /* RENEW: the old certificate is revoked (superseded)
+					 this long after; 0: at once */
+};
+
+struct moat_enrolled {
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	char replaced_serial_hex[MOAT_SERIAL_HEX_LEN]; /* RENEW: the old certificate's */
+	int64_t not_after;
+	char *cert_pem; /* the leaf */
+	size_t cert_len;
+	char *chain_pem; /* the leaf, then the signing CA when it is not the root */
+	size_t chain_len;
+	int files_rc; /* writing the identity's files after the commit (0: written) */
+	struct moat_err files_err;
+};
+
+/* Issues id's certificate for the CSR's key with the signing CA (moat_deploy_signer):
+ * CN = id, OU = device, clientAuth, the configured lifetime cut at the signer's notAfter;
+ * nothing taken from the CSR but its key. Refused (MOAT_EDENIED) when the CSR names
+ * another identity, the identity is not an active device, its enrollment was used already
+ * (BY_TOKEN, BY_CLAIM: marked used here, once), or the presented certificate is not its
+ * current one (RENEW). The certificate is committed to the registry, then
+ * pki/identities/<id>/cert.pem (the chain) and ca.crt are written, key.pem removed; a
+ * failure writing them is reported in out->files_rc only (the registry holds the
+ * certificate). MOAT_ETIMEOUT when run/moat.lock stays busy. Free out with
+ * moat_enrolled_free. */
+MOAT_MUST_CHECK int moat_deploy_enroll_issue(struct moat_deploy *d,
+					     const struct moat_enroll_req *req,
+					     struct moat_enrolled *out, struct moat_err *err);
+void moat_enrolled_free(struct moat_enrolled *e);
+
+/* Revokes (superseded) every certificate whose re-enrollment grace period ended at or
+ * before now and re-signs pki/crl.pem; *out_count says how many. Nothing to do is 0 with
+ * no lock taken. */
+MOAT_MUST_CHECK int moat_deploy_enroll_supersede_due(struct moat_deploy *d, int64_t now,
+						     size_t *out_count, struct moat_err *err);
+/* How fresh pki/crl.pem is at now. */
+struct moat_crl_state {
+	size_t crls;	     /* CRLs in the file */
+	int64_t next_update; /* the earliest nextUpdate: when the first goes stale */
+	int64_t last_update; /* the lastUpdate of that CRL */
+	char issuer_cn[256]; /* the CN of its issuer */
+	bool stale;	     /* a nextUpdate has passed: verifiers refuse everyone it covers */
+	bool refresh_due;    /* half the validity of a CRL the signer (or a retired issuing
+			      * CA) re-signs has passed: moatd re-signs it now */
+};
+/* Reads and verifies every CRL of pki/crl.pem (moat_crl_set_load against the root and
+ * pki/issuers.pem); a file that does not verify is an error. */
+MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
+					  struct moat_crl_state *out, struct moat_err *err);
 
 /* ---- Ownership: moatd's account (src/deploy/owner.c) ----
  *

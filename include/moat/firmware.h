@@ -6,6 +6,8 @@
  * The keys directory (firmware/keys/ of a deployment) holds:
  *   <keyid>.key   the private key, PKCS#8 encrypted with AES-256-CBC under scrypt, 0600
  *   <keyid>.pub   its public key (PEM SubjectPublicKeyInfo), 0644
+ *   <keyid>.uri   instead of <keyid>.key for a key kept in a PKCS#11 token: the RFC 7512
+ *                 URI that names it (moat/pkcs11.h; no PIN in it), 0600
  *   trust.json    the trust file devices get (moat_fw_trust_parse format), 0644
  *   revoked/      keys taken out of trust.json by moat_fwkeys_revoke, kept for the record
  * Every file is written atomically; trust.json changes before key files move, so a crash
@@ -35,6 +37,19 @@ MOAT_MUST_CHECK int moat_fwkeys_generate(const char *keys_dir, enum moat_key_typ
 					 char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1],
 					 struct moat_err *err);
 
+/* Registers a key kept in a PKCS#11 token (key: loaded by moat_pkcs11_key_load; only its
+ * public half is read): writes <keyid>.uri (uri, one line) and <keyid>.pub and adds the key
+ * to trust.json (created with threshold 1 when absent). Refuses a key type firmware does
+ * not allow and a key already trusted (MOAT_EEXIST). On failure nothing new is left. */
+MOAT_MUST_CHECK int moat_fwkeys_add_token(const char *keys_dir, EVP_PKEY *key, const char *uri,
+					  char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1],
+					  struct moat_err *err);
+
+/* The URI recorded for a token key by moat_fwkeys_add_token (caller frees *out_uri);
+ * MOAT_ENOENT when keyid has no <keyid>.uri here. */
+MOAT_MUST_CHECK int moat_fwkeys_token_uri(const char *keys_dir, const char *keyid, char **out_uri,
+					  struct moat_err *err);
+
 /* A full key id from a unique prefix (at least MOAT_FW_KEYID_MIN_PREFIX hex digits) of a
  * key in trust.json. */
 MOAT_MUST_CHECK int moat_fwkeys_resolve(const char *keys_dir, const char *prefix,
@@ -56,8 +71,9 @@ MOAT_MUST_CHECK int moat_fwkeys_set_threshold(const char *keys_dir, int threshol
 					      struct moat_err *err);
 
 /* Takes keyid out of trust.json (the threshold drops to the keys left when it would exceed
- * them) and moves its files to revoked/. Refuses to remove the last trusted key: generate
- * its replacement first. *out_threshold (may be NULL) receives the new threshold. */
+ * them) and moves its files (.key or .uri, and .pub) to revoked/. Refuses to remove the last
+ * trusted key: generate its replacement first. *out_threshold (may be NULL) receives the new
+ * threshold. */
 MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
 				       struct moat_err *err);
 

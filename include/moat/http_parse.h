@@ -8,9 +8,12 @@
 #ifndef MOAT_HTTP_PARSE_H
 #define MOAT_HTTP_PARSE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "moat/err.h"
+#include "moat/identity.h"
 #include "moat/manifest.h"
 
 #define MOAT_HTTP_URL_MAX_LEN 256
@@ -29,7 +32,16 @@ enum moat_http_route {
 	MOAT_ROUTE_VERSION,  /* /api/firmware/version */
 	MOAT_ROUTE_DOWNLOAD, /* /api/firmware/download/<64 lower-case hex> */
 	MOAT_ROUTE_BAD,	     /* a path holding %00, an escape no route may decode (400) */
+	/* EST (RFC 7030) under /.well-known/est/ (no CA label segment) */
+	MOAT_ROUTE_EST_CACERTS,
+	MOAT_ROUTE_EST_SIMPLEENROLL,
+	MOAT_ROUTE_EST_SIMPLEREENROLL,
+	MOAT_ROUTE_EST_CSRATTRS,
 };
+#define MOAT_EST_PREFIX "/.well-known/est/"
+
+/* true for the MOAT_ROUTE_EST_* routes. */
+bool moat_http_route_is_est(enum moat_http_route r);
 
 /* Maps a request path (no query string; decoded by moat_http_unescape) to a route. Only the
  * exact paths above match: no "..", no "//", no trailing slash, no percent escapes, at most
@@ -49,5 +61,43 @@ enum moat_range_result {
  * [*out_start, *out_start + *out_len) always lies inside the image. */
 enum moat_range_result moat_http_range_parse(const char *value, uint64_t size, uint64_t *out_start,
 					     uint64_t *out_len);
+
+/* ---- EST requests (src/server/est_parse.c; fuzzed: tests/fuzz/fuzz_est.c) ---- */
+
+/* The largest request body moatd reads: a CSR of MOAT_CSR_MAX_BYTES in base64 with line
+ * breaks. */
+#define MOAT_EST_BODY_MAX 24576
+#define MOAT_EST_HEADER_MAX_LEN 512
+#define MOAT_EST_PASSWORD_MAX_LEN 128
+
+enum moat_basic_auth {
+	MOAT_BASIC_NONE = 0,  /* no Authorization header */
+	MOAT_BASIC_OK,	      /* user and password read */
+	MOAT_BASIC_MALFORMED, /* another scheme, bad base64, no ':', a NUL or control byte,
+				 a user that is not an identity name, too long */
+};
+
+/* Reads "Basic base64(user:password)" (the scheme case-insensitive, one space). user must
+ * be an identity name (it is the device id), password 1 to MOAT_EST_PASSWORD_MAX_LEN
+ * printable ASCII bytes. On anything but MOAT_BASIC_OK both outputs are "". */
+enum moat_basic_auth moat_est_basic_auth_parse(const char *value, char user[MOAT_ID_BUF_LEN],
+					       char password[MOAT_EST_PASSWORD_MAX_LEN + 1]);
+
+/* Is the Content-Type value application/pkcs10 (case-insensitive, parameters after ';'
+ * allowed)? NULL is not. */
+bool moat_est_content_type_ok(const char *value);
+/* Is the Content-Transfer-Encoding value absent (NULL) or "base64"? RFC 7030 bodies are
+ * base64; moatd reads nothing else. */
+bool moat_est_transfer_encoding_ok(const char *value);
+
+/* Decodes an EST body: base64 (RFC 4648, padded) with any CR, LF, space or tab between
+ * the characters ignored, into out (out_size bytes). MOAT_EINVAL for any other byte, a bad
+ * length or padding, or a result that does not fit. */
+MOAT_MUST_CHECK int moat_est_body_decode(const char *body, size_t len, unsigned char *out,
+					 size_t out_size, size_t *out_len);
+
+/* Base64 of der with LF after every 64 characters and at the end (RFC 7030 bodies), into
+ * a malloc'd NUL-terminated string (the caller frees it); NULL when out of memory. */
+char *moat_est_body_encode(const unsigned char *der, size_t len, size_t *out_len);
 
 #endif

@@ -230,4 +230,69 @@ MOAT_MUST_CHECK int moat_net_verify(const struct moat_net_policy *p,
 
 const char *moat_net_observed_name(enum moat_net_observed o);
 
+/* ---- the connection guard of the broker host (src/net/guard.c) ----
+ *
+ * What a source may hold on this host's broker and moatd ports before the daemons see who
+ * it is: a table of its own, "inet moat_guard_<broker port>" (so two deployments on one host
+ * and the operator's own rules never collide), with an input chain that, for new TCP
+ * connections to those ports and sources not exempt:
+ *   - refuses (TCP reset) one connection over broker_per_source / server_per_source open at
+ *     once from one IPv4 address or IPv6 /64 (`ct count` in a dynamic set);
+ *   - refuses new connections from one source over new_per_source per second (burst 2x);
+ *   - refuses connections to the broker port over [broker] max_connections in all (the
+ *     limit Mosquitto 2.0.11 itself does not hold: it counts disconnects twice);
+ * each refusal counted (named counters) and logged by the kernel, rate-limited
+ * ("moat-guard: reason=..."). `moat up` installs it and `moat down` removes it.
+ *
+ * [guard] keys (all optional):
+ *   enabled             auto (default: installed when moat up runs as root and nft exists),
+ *                       yes (moat up fails without it), no
+ *   broker_per_source   default MOAT_NET_GUARD_BROKER_PER_SOURCE
+ *   server_per_source   default MOAT_NET_GUARD_SERVER_PER_SOURCE
+ *   new_per_source      default MOAT_NET_GUARD_NEW_PER_SOURCE (per second)
+ *   exempt              addresses never limited (default "127.0.0.1, ::1": the host itself,
+ *                       its probes and local services); "none" for none
+ */
+#define MOAT_NET_GUARD_TABLE_PREFIX "moat_guard_"
+#define MOAT_NET_GUARD_BROKER_PER_SOURCE 256
+#define MOAT_NET_GUARD_SERVER_PER_SOURCE 64
+#define MOAT_NET_GUARD_NEW_PER_SOURCE 50
+#define MOAT_NET_GUARD_PER_SOURCE_MAX 1000000
+#define MOAT_NET_GUARD_EXEMPT_MAX 16
+#define MOAT_NET_GUARD_LOG_PREFIX "moat-guard: "
+
+enum moat_net_guard_mode {
+	MOAT_NET_GUARD_AUTO = 0,
+	MOAT_NET_GUARD_ON = 1,
+	MOAT_NET_GUARD_OFF = 2,
+};
+
+struct moat_net_guard {
+	enum moat_net_guard_mode mode;
+	uint16_t broker_port;
+	uint16_t server_port;
+	unsigned broker_per_source;
+	unsigned server_per_source;
+	unsigned new_per_source;
+	unsigned broker_max; /* 0: no global bound ([broker] max_connections -1) */
+	char exempt[MOAT_NET_GUARD_EXEMPT_MAX][46]; /* numeric IPv4 or IPv6 addresses */
+	size_t exempt_count;
+};
+
+/* Reads [guard], [broker] port and max_connections, and [server] port. Fails (MOAT_EINVAL,
+ * naming file, line and key) on an unknown [guard] key, a value out of range (per source:
+ * 1..MOAT_NET_GUARD_PER_SOURCE_MAX; new_per_source 1..MOAT_NET_RATE_MAX), an enabled value
+ * other than auto/yes/no, or an exempt entry that is not a numeric address. out is zeroed
+ * on failure. No I/O. */
+MOAT_MUST_CHECK int moat_net_guard_from_config(const struct moat_config *cfg,
+					       struct moat_net_guard *out, struct moat_err *err);
+/* The guard as `nft -f` input that replaces only its own table; *out_text malloc'd, owned by
+ * the caller. Pure. */
+MOAT_MUST_CHECK int moat_net_guard_render(const struct moat_net_guard *g, char **out_text,
+					  size_t *out_len, struct moat_err *err);
+/* Loads it with nft(8) in the caller's network namespace (MOAT_ENOENT: no nft). */
+MOAT_MUST_CHECK int moat_net_guard_apply(const struct moat_net_guard *g, struct moat_err *err);
+/* Deletes the guard table of broker_port, and nothing else; absent is no error. */
+MOAT_MUST_CHECK int moat_net_guard_remove(uint16_t broker_port, struct moat_err *err);
+
 #endif

@@ -94,16 +94,21 @@
  *   plugin_opt_crl_file /srv/fleet/pki/crl.pem
  *   plugin_opt_events_file /srv/fleet/log/security-events.jsonl
  *   plugin_opt_ca_file /srv/fleet/pki/ca.crt
- * policy_file, crl_file and ca_file (the CA the CRL must be signed by) are required (the
+ *   plugin_opt_issuers_file /srv/fleet/pki/issuers.pem
+ * policy_file, crl_file and ca_file (the root CA) are required (the
  * plugin refuses to start without them: a broker that silently enforced nothing would be
  * worse than none); events_file is
- * optional (events are then only published on moat/events/<kind>). */
+ * optional (events are then only published on moat/events/<kind>). issuers_file holds the
+ * issuing CAs (each must be signed by the root of ca_file); a missing file means none (a
+ * single-tier deployment). Every CRL in crl_file must be signed by the root or by one of
+ * these issuing CAs. */
 #define MOAT_POLICY_FILE_NAME "broker/policy"
 #define MOAT_PLUGIN_OPT_PREFIX "plugin_opt_"
 #define MOAT_PLUGIN_OPT_POLICY_FILE "policy_file"
 #define MOAT_PLUGIN_OPT_CRL_FILE "crl_file"
 #define MOAT_PLUGIN_OPT_EVENTS_FILE "events_file"
 #define MOAT_PLUGIN_OPT_CA_FILE "ca_file"
+#define MOAT_PLUGIN_OPT_ISSUERS_FILE "issuers_file"
 #define MOAT_PLUGIN_EVENTS_FILE_NAME "log/security-events.jsonl"
 
 /* Same values as the registry's enum moat_identity_status, so it converts by value. */

@@ -5,8 +5,10 @@
  *   identities(id, role, device_type, status, created_at)
  *   certificates(serial, identity, not_before, not_after, status, revoked_at, reason, pem)
  *   meta(key, value)                 crl_number and other counters
+ *   deleted_certificates, identity_deletions   what deleted identities leave (deletions.c)
  *   releases, release_devices        published firmware and the devices a list rollout names
  *   update_events, device_firmware   what devices reported of their updates, what they run
+ *   enrollments, claim_cas            devices that enroll themselves over EST (enroll.c)
  * A new table comes with a migration appended to schema.c and its functions here, in a
  * file of src/registry of its own; no caller ever sees an SQL handle or statement.
  *
@@ -47,6 +49,7 @@ struct moat_identity {
 	int64_t not_before;
 	int64_t not_after;
 	bool cert_revoked;
+	int revoked_reason; /* RFC 5280 reason code of that certificate when cert_revoked */
 };
 
 struct moat_cert_row {
@@ -78,6 +81,8 @@ MOAT_MUST_CHECK int moat_registry_cert_insert(struct moat_registry *reg, const c
 					      const char *identity, int64_t not_before,
 					      int64_t not_after, const char *pem,
 					      struct moat_err *err);
+/* Whether serial_hex was ever issued, by a registered or a deleted identity: callers draw
+ * new serials through it (cert_insert itself only knows the registered ones). */
 MOAT_MUST_CHECK int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex,
 						bool *out_exists, struct moat_err *err);
 /* MOAT_ENOENT when id is unknown. */
@@ -100,12 +105,40 @@ MOAT_MUST_CHECK int moat_registry_identity_foreach(struct moat_registry *reg, in
 MOAT_MUST_CHECK int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex,
 					      int reason, int64_t at, struct moat_err *err);
 typedef int (*moat_cert_cb)(const struct moat_cert_row *row, void *ctx);
-/* Every certificate (revoked_only: only revoked ones), ordered by serial. */
+/* Every certificate of the registered identities, ordered by serial; revoked_only: every
+ * revoked certificate, those of deleted identities included (what the CRL lists). */
 MOAT_MUST_CHECK int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only,
 					       moat_cert_cb cb, void *ctx, struct moat_err *err);
 /* The PEM of a certificate; caller frees. */
 MOAT_MUST_CHECK int moat_registry_cert_pem(struct moat_registry *reg, const char *serial_hex,
 					   char **out_pem, struct moat_err *err);
+
+/* ---- deleted identities (src/registry/deletions.c) ---- */
+
+/* What is kept of a deleted identity. */
+struct moat_deletion {
+	char id[MOAT_ID_BUF_LEN];
+	enum moat_role role;
+	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	int64_t created_at;
+	int64_t deleted_at;
+	char last_serial_hex[MOAT_SERIAL_HEX_LEN]; /* its newest certificate; "" when none */
+	int64_t certificates;			   /* how many it had, all revoked */
+	int64_t times;				   /* how often this name was deleted */
+};
+
+/* Deletes identity id: its certificates move to deleted_certificates (still listed by
+ * moat_registry_cert_foreach(revoked_only), still taken for moat_registry_serial_exists),
+ * its update events, running firmware and rollout-list entries and its row go, and the
+ * deletion is recorded (moat_registry_deletion_last). All or nothing, within the caller's
+ * transaction when one is open. MOAT_ENOENT when id is unknown; MOAT_ESTATE when one of its
+ * certificates is not revoked (revoke first). The name may be registered again afterwards,
+ * as a new identity. */
+MOAT_MUST_CHECK int moat_registry_identity_delete(struct moat_registry *reg, const char *id,
+						  int64_t at, struct moat_err *err);
+/* The newest deletion of id; MOAT_ENOENT when it was never deleted. */
+MOAT_MUST_CHECK int moat_registry_deletion_last(struct moat_registry *reg, const char *id,
+						struct moat_deletion *out, struct moat_err *err);
 
 /* Counters and small settings. get: MOAT_ENOENT when absent. */
 MOAT_MUST_CHECK int moat_registry_meta_get_int(struct moat_registry *reg, const char *key,
@@ -179,5 +212,68 @@ MOAT_MUST_CHECK int moat_registry_update_event_foreach(struct moat_registry *reg
 MOAT_MUST_CHECK int moat_registry_running_version(struct moat_registry *reg, const char *device_id,
 						  char out[MOAT_FW_VERSION_MAX_LEN + 1],
 						  struct moat_err *err);
+
+/* ---- enrollment over EST (src/registry/enroll.c) ---- */
+
+#define MOAT_CLAIM_CN_MAX_LEN 64
+#define MOAT_CLAIM_SUBJECT_MAX_LEN 256
+
+/* A device registered to enroll itself: by a one-time token (only its SHA-256 is kept),
+ * by a claim certificate whose CN is claim_cn, or both. */
+struct moat_enrollment {
+	char identity[MOAT_ID_BUF_LEN];
+	bool has_token;
+	char token_sha256_hex[MOAT_SHA256_HEX_LEN + 1];
+	char claim_cn[MOAT_CLAIM_CN_MAX_LEN + 1]; /* "" when none */
+	int64_t created_at;
+	int64_t expires_at; /* the token's expiry (0 without a token) */
+	bool used;	    /* it enrolled: neither token nor claim works again */
+	int64_t used_at;
+};
+
+/* MOAT_EEXIST when the identity already has one, or claim_cn names another device. The
+ * identity row must exist. */
+MOAT_MUST_CHECK int moat_registry_enrollment_insert(struct moat_registry *reg,
+						    const struct moat_enrollment *e,
+						    struct moat_err *err);
+/* MOAT_ENOENT when id (claim_cn) has no enrollment. */
+MOAT_MUST_CHECK int moat_registry_enrollment_get(struct moat_registry *reg, const char *id,
+						 struct moat_enrollment *out, struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_enrollment_by_claim(struct moat_registry *reg,
+						      const char *claim_cn,
+						      struct moat_enrollment *out,
+						      struct moat_err *err);
+/* Marks id's enrollment used at now, once: MOAT_ESTATE when it was used already (or there
+ * is none), whoever else writes the registry. */
+MOAT_MUST_CHECK int moat_registry_enrollment_use(struct moat_registry *reg, const char *id,
+						 int64_t now, struct moat_err *err);
+
+struct moat_claim_ca {
+	char sha256_hex[MOAT_SHA256_HEX_LEN + 1]; /* of the certificate's DER */
+	char subject[MOAT_CLAIM_SUBJECT_MAX_LEN + 1];
+	const char *pem; /* valid during the callback only */
+	int64_t added_at;
+};
+/* MOAT_EEXIST when that certificate is registered already. */
+MOAT_MUST_CHECK int moat_registry_claim_ca_insert(struct moat_registry *reg, const char *sha256_hex,
+						  const char *subject, const char *pem, int64_t now,
+						  struct moat_err *err);
+/* MOAT_ENOENT when none has that digest. */
+MOAT_MUST_CHECK int moat_registry_claim_ca_remove(struct moat_registry *reg, const char *sha256_hex,
+						  struct moat_err *err);
+typedef int (*moat_claim_ca_cb)(const struct moat_claim_ca *ca, void *ctx);
+/* Every claim CA by digest; a non-zero return from cb stops the walk and is returned. */
+MOAT_MUST_CHECK int moat_registry_claim_ca_foreach(struct moat_registry *reg, moat_claim_ca_cb cb,
+						   void *ctx, struct moat_err *err);
+
+/* The unrevoked certificate serial_hex is to be revoked (superseded) at `at`: a
+ * re-enrollment's grace period. MOAT_ENOENT when there is no such unrevoked certificate. */
+MOAT_MUST_CHECK int moat_registry_cert_supersede_at(struct moat_registry *reg,
+						    const char *serial_hex, int64_t at,
+						    struct moat_err *err);
+/* The unrevoked certificates whose supersede_at is at or before now (row.revoked false). */
+MOAT_MUST_CHECK int moat_registry_cert_supersede_due(struct moat_registry *reg, int64_t now,
+						     moat_cert_cb cb, void *ctx,
+						     struct moat_err *err);
 
 #endif

@@ -11,6 +11,13 @@
  *   GET /api/firmware/download/<sha256>     the image; Range: bytes=a-b|a-|-n (one range),
  *                                           206/416; never a byte past the release's size
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
+ * EST (RFC 7030, src/server/est.c; docs/MOATD.md has the status codes):
+ *   GET  /.well-known/est/cacerts          no client auth; certs-only PKCS#7 of the chain
+ *   GET  /.well-known/est/csrattrs         no client auth; the CSR attributes moat asks for
+ *   POST /.well-known/est/simpleenroll     HTTP Basic id:token, or a claim certificate
+ *   POST /.well-known/est/simplereenroll   the device's current certificate
+ * Only these four paths authenticate otherwise; every other path needs the client
+ * certificate as above.
  * Which release is offered: release.h; request parsing: http_parse.h; update events:
  * update_schema.h.
  *
@@ -23,6 +30,7 @@
 
 #include <stddef.h>
 
+#include "moat/config.h"
 #include "moat/err.h"
 
 /* The tutorial's firmware sends both headers: keep their names so it works unchanged. */
@@ -40,14 +48,67 @@ struct moat_httpd_opts {
 
 struct moat_httpd;
 
-/* Opens the deployment read-only, loads pki/server.{key,crt}, pki/ca.crt and pki/crl.pem,
- * and serves the API above on its own thread. Every request is authorized from the client
- * certificate: verified against the CA by GnuTLS, its serial not in pki/crl.pem (re-read
- * when the file changes; a CRL that fails to load or verify refuses everyone), its CN an
- * active device in the registry. One log line per request (moat_log). */
+/* What moatd lets connections hold ([server] of moat.conf; include/moat/connguard.h says
+ * how each is enforced). Both deadlines count from accept and no trickled byte resets them;
+ * idle_timeout is libmicrohttpd's inactivity timeout, which activity does reset. */
+struct moat_httpd_limits {
+	int64_t handshake_timeout_s;	    /* handshake_timeout: TLS handshake complete */
+	int64_t header_timeout_s;	    /* header_timeout: each request's headers in */
+	int64_t idle_timeout_s;		    /* idle_timeout: no byte either way */
+	int64_t max_connections;	    /* max_connections: open at once (also bounded by
+					       the open-file limit) */
+	int64_t unauthenticated_per_source; /* unauthenticated_per_source: per IPv4 address or
+					       IPv6 /64, before authenticating */
+	int64_t connections_per_device;	    /* connections_per_device: authenticated, per
+					       identity */
+};
+#define MOAT_HTTPD_HANDSHAKE_TIMEOUT_DEFAULT 10
+#define MOAT_HTTPD_HEADER_TIMEOUT_DEFAULT 20
+#define MOAT_HTTPD_IDLE_TIMEOUT_DEFAULT 60
+#define MOAT_HTTPD_MAX_CONNECTIONS_DEFAULT 1024
+#define MOAT_HTTPD_UNAUTH_PER_SOURCE_DEFAULT 16
+#define MOAT_HTTPD_PER_DEVICE_DEFAULT 4
+
+/* Reads the limits from [server] of cfg (absent keys: the defaults above) and refuses, with
+ * a message naming the file, line and key: an unknown [server] key, a value out of range
+ * (timeouts: handshake 1 s-5 min, header 1 s-10 min, idle 5 s-1 h; max_connections
+ * 16-65536; unauthenticated_per_source 1-65536; connections_per_device 1-1024), or a
+ * handshake_timeout above header_timeout. out is written only on success. */
+MOAT_MUST_CHECK int moat_httpd_limits_load(const struct moat_config *cfg,
+					   struct moat_httpd_limits *out, struct moat_err *err);
+
+/* Opens the deployment read-only, loads pki/server.{key,crt} (the certificate with its
+ * chain), pki/ca.crt (the root: the only trust anchor) and pki/crl.pem, and serves the API
+ * above on its own thread. Every request is authorized from the client certificate:
+ * verified against the root by GnuTLS (the client presents its issuing CA), its serial in
+ * none of pki/crl.pem's CRLs (re-read when the file changes, each verified against the root
+ * or an issuing CA of pki/issuers.pem; a CRL that fails to load or verify refuses
+ * everyone), its CN an active device in the registry. One log line per request (moat_log).
+ * Connections are held to the limits of moat_httpd_limits_load (a bad [server] value fails the
+ * start); every connection closed for a deadline or a limit is an event=connection_closed line
+ * (budgeted: connguard.h). */
 MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
 				     struct moat_err *err);
 void moat_httpd_stop(struct moat_httpd *h);
+
+/* ---- keeping the CRL fresh (src/server/crlkeep.c) ---- */
+
+#define MOAT_CRL_KEEP_INTERVAL_MAX_S 60
+
+struct moat_crl_keeper {
+	int64_t interval_s; /* how long to wait until the next check (set by moat_crl_keep) */
+	bool warned;	    /* the needs-the-passphrase warning was logged */
+};
+/* The check interval for a CRL validity: an eighth of it, at least 1 s, at most 60 s. */
+int64_t moat_crl_keep_interval(int64_t validity_s);
+/* One check of the deployment at dir: logs a stale CRL as a security event
+ * (event=security kind=crl_stale) and, once half of a CRL's validity has passed, re-signs
+ * pki/crl.pem with the issuing CA (no passphrase; moat_deploy_write_crl under the lock),
+ * logging event=crl_refreshed. It does not signal the broker (moatd's account cannot): the
+ * supervisor of `moat up` reloads Mosquitto when the file changes. A single-tier deployment cannot
+ * be refreshed without the passphrase: logged once (event=crl_refresh_needs_passphrase). Returns 0
+ * or the error it logged. moatd calls it at start and every k->interval_s. */
+int moat_crl_keep(const char *dir, struct moat_crl_keeper *k);
 
 /* ---- update-event ingest over MQTT (src/server/ingest.c) ---- */
 

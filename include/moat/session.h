@@ -20,6 +20,7 @@
 
 struct moat_session;
 struct moat_agent_update;
+struct moat_enroll_pool;
 
 /* Initialises libmosquitto once per process, before the first session; cleanup after the
  * last one is freed. */
@@ -28,10 +29,21 @@ void moat_session_lib_cleanup(void);
 
 /* Creates the session of one device configured by conf (copied): refuses a certificate the
  * broker would refuse (moat_agent_check_cert), opens the device's state (seq, queue) and
- * schedules the first connection attempt at now_mono_ms. The caller owns *out and frees it
+ * schedules the first connection attempt at now_mono_ms. With conf->enroll the session
+ * owns the device's identity instead (src/device/enroll_internal.h): it enrolls over EST
+ * first when there is none (the MQTT connection waits for it), renews it on the loop
+ * while connected, and reconnects with a renewed identity, keeping the old one until the
+ * broker has accepted the new. The caller owns *out and frees it
  * with moat_session_free. */
 MOAT_MUST_CHECK int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
 				     struct moat_session **out, struct moat_err *err);
+/* The simulator: the session's EST calls count in pool (see moat/enroll.h); no effect on a
+ * session that does not enroll. The pool MUST outlive the session. */
+void moat_session_set_enroll_pool(struct moat_session *s, struct moat_enroll_pool *pool);
+/* Makes the key and CSR of an enrollment to come now (before the simulator times them). */
+MOAT_MUST_CHECK int moat_session_enroll_prepare(struct moat_session *s, struct moat_err *err);
+/* true when the session has an identity to connect with (always, without [enroll]). */
+bool moat_session_enrolled(const struct moat_session *s);
 /* Stops the session's update client (if any), drops the connection without saying offline
  * and frees the session with its device. NULL is fine. */
 void moat_session_free(struct moat_session *s);
@@ -55,14 +67,18 @@ unsigned moat_session_failures(const struct moat_session *s);
 
 struct moat_loop_stats {
 	size_t sessions, up;
+	/* the most sessions up at once so far: counted at every change of state, so a moment
+	 * shorter than a tick is not missed */
+	size_t up_peak;
 	size_t published; /* devices with at least one acknowledged message */
 	uint64_t telemetry_sent, errors;
 };
 
 /* Runs the sessions until *stop becomes non-zero (set from a signal handler); then
  * publishes offline for every connected device, disconnects and persists the queues.
- * on_tick (may be NULL) is called about every 200 ms with the loop's statistics; it
- * returns false to stop. A device's reboot request makes the loop return with
+ * on_tick (may be NULL) is called about every 200 ms with the loop's statistics (it
+ * returns false to stop) and once more when every session is closed, with the final
+ * figures (its return value is then ignored). A device's reboot request makes the loop return with
  * *out_reboot = true (moat-agent then re-executes itself); with out_reboot NULL (the
  * simulator) the loop restarts that device's session instead. The sessions stay the
  * caller's. */

@@ -5,10 +5,12 @@
 #ifndef MOAT_SIM_H
 #define MOAT_SIM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "moat/agent_update.h"
+#include "moat/enroll.h"
 #include "moat/err.h"
 #include "moat/identity.h"
 #include "moat/session.h"
@@ -29,17 +31,31 @@ struct moat_sim_firmware {
 };
 #define MOAT_SIM_MAX_CHECKS_DEFAULT 4
 
+/* Devices that enroll themselves (moat sim --enroll): each device makes its key (ahead,
+ * in moat_sim_create, so enrollment is timed without it) and enrolls over EST with moatd
+ * as moat-agent does, its identity in state_root/ID/identity. tokens[i] is device i's
+ * one-time token, NULL for a device that enrolled in an earlier run (its identity is
+ * there). Calls are bounded and counted by pool (max: calls at once). With no_connect the
+ * devices enroll and never connect to the broker (the enrollment benchmark). */
+struct moat_sim_enroll {
+	const char *const *tokens;
+	struct moat_enroll_pool *pool;
+	bool no_connect;
+};
+
 /* Creates one session per id of deployment d, each configured exactly as
  * `moat device export --format agent` would configure moat-agent, with interval_ms and
  * its state (seq, queue) under state_root/ID without fsync. With fw (may be NULL) every
  * device also runs signed updates on virtual slots (above); pool is where the checks are
  * counted and must outlive the sessions. Raises RLIMIT_NOFILE to what count sessions need
- * (or fails saying so). The caller runs them with moat_loop_run (out_reboot NULL) and frees
+ * (or fails saying so). With enroll (may be NULL) the devices enroll themselves (above).
+ * The caller runs them with moat_loop_run (out_reboot NULL) and frees
  * them with moat_sim_free. */
 MOAT_MUST_CHECK int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN],
 				    size_t count, int64_t interval_ms, const char *state_root,
 				    const struct moat_sim_firmware *fw,
 				    struct moat_agent_update_pool *pool,
+				    const struct moat_sim_enroll *enroll,
 				    struct moat_session ***out_sessions, struct moat_err *err);
 /* Frees count sessions (NULL entries skipped) and the array. NULL is fine. */
 void moat_sim_free(struct moat_session **sessions, size_t count);

@@ -23,5 +23,6 @@ void moat_time_iso(int64_t t, char buf[MOAT_TIME_ISO_LEN]);
 
 int64_t moat_time_now(void);	 /* wall clock, seconds since the epoch */
 int64_t moat_time_mono_ms(void); /* monotonic clock, milliseconds */
+int64_t moat_time_wall_ms(void); /* wall clock, milliseconds since the epoch */
 
 #endif

@@ -105,12 +105,14 @@ int moat_broker_render_conf(const char *dir, const struct moat_broker_settings *
 			"%s%s %s/%s\n"
 			"%s%s %s/pki/crl.pem\n"
 			"%s%s %s/pki/ca.crt\n"
+			"%s%s %s/%s\n"
 			"%s%s %s/%s\n\n",
 			plugin_path, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_POLICY_FILE, dir,
 			MOAT_POLICY_FILE_NAME, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_CRL_FILE,
 			dir, MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_CA_FILE, dir,
 			MOAT_PLUGIN_OPT_PREFIX, MOAT_PLUGIN_OPT_EVENTS_FILE, dir,
-			MOAT_PLUGIN_EVENTS_FILE_NAME);
+			MOAT_PLUGIN_EVENTS_FILE_NAME, MOAT_PLUGIN_OPT_PREFIX,
+			MOAT_PLUGIN_OPT_ISSUERS_FILE, dir, MOAT_ISSUERS_FILE);
 	} else {
 		moat_buf_printf(&b,
 				"# No plugin: the ACL file decides, keyed by the certificate's CN.\n"

@@ -174,9 +174,17 @@ static int derived(struct moat_deploy *d, const struct owner *o, const char *unb
 	    (rc = write_file(d, MOAT_BROKER_ACL_FILE, acl_text, acl_len, err)) != 0) {
 		goto out;
 	}
-	/* Mosquitto re-reads the CRL on SIGHUP as its own user. */
-	if ((rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
-	    (rc = grant_read(path, o, err)) != 0) {
+	/* Mosquitto re-reads the CRL, its certificate and its key on SIGHUP as its own user
+	 * (moat cert server replaces the last two), and the issuing CAs' bundle. */
+	static const char *const reread[] = {"pki/crl.pem", "pki/server.crt", "pki/server.key"};
+	for (size_t i = 0; i < sizeof(reread) / sizeof(reread[0]); i++) {
+		if ((rc = moat_deploy_path(d, path, sizeof(path), reread[i], err)) != 0 ||
+		    (rc = grant_read(path, o, err)) != 0) {
+			goto out;
+		}
+	}
+	if ((rc = moat_deploy_path(d, path, sizeof(path), MOAT_ISSUERS_FILE, err)) != 0 ||
+	    (moat_fs_exists(path) && (rc = grant_read(path, o, err)) != 0)) {
 		goto out;
 	}
 out:

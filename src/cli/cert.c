@@ -1,6 +1,7 @@
 /* cert.c: `moat cert expiring` (every certificate, and the CRL, that expires within a window;
- * exit 1 when there is any, so cron and monitoring can use it) and `moat cert crl` (sign a
- * fresh CRL before the current one's nextUpdate). */
+ * exit 1 when there is any, so cron and monitoring can use it), `moat cert crl` (sign a
+ * fresh CRL before the current one's nextUpdate) and `moat cert server` (reissue the
+ * broker's and moatd's certificate, adding host names). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,8 +59,10 @@ static int check_file(struct expiring_ctx *c, struct moat_deploy *d, const char 
 static int check_identity(const struct moat_identity *id, void *ctx)
 {
 	struct expiring_ctx *c = ctx;
-	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked) {
-		return 0; /* a revoked certificate is not going to be renewed by expiry */
+	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked || !id->serial_hex[0]) {
+		/* a revoked certificate is not going to be renewed by expiry; a device that
+		 * has not enrolled yet has none */
+		return 0;
 	}
 	if (id->not_after <= c->limit) {
 		report(c, moat_role_name(id->role), id->id, id->serial_hex, id->not_after);
@@ -67,37 +70,22 @@ static int check_identity(const struct moat_identity *id, void *ctx)
 	return 0;
 }
 
+/* The CRL is listed when it is stale, or when half its validity has passed without a
+ * re-signing (moatd does it then; in a single-tier deployment, moat cert crl). */
 static int check_crl(struct expiring_ctx *c, struct moat_deploy *d, struct moat_err *err)
 {
-	char p[PATH_MAX];
-	char *text = NULL;
-	size_t len = 0;
-	int rc;
-	if ((rc = moat_deploy_path(d, p, sizeof(p), "pki/crl.pem", err)) != 0 ||
-	    (rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &text, &len, err)) != 0) {
+	struct moat_crl_state st;
+	int rc = moat_deploy_crl_state(d, c->now, &st, err);
+	if (rc != 0) {
 		return rc;
 	}
-	BIO *b = BIO_new_mem_buf(text, (int)len);
-	X509_CRL *crl = b ? PEM_read_bio_X509_CRL(b, NULL, NULL, NULL) : NULL;
-	if (!crl) {
-		rc = moat_err_ssl(err, MOAT_EINVAL, "%s: not a PEM CRL", p);
-	} else {
-		struct tm tm;
-		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
-		if (next && ASN1_TIME_to_tm(next, &tm)) {
-			int64_t t = (int64_t)timegm(&tm);
-			/* the CRL is re-signed routinely: flag it in its last week, not all month
-			 */
-			int64_t crl_limit = c->now + 7 * 86400;
-			if (t <= (c->limit < crl_limit ? c->limit : crl_limit)) {
-				report(c, "crl", "pki/crl.pem (renew: moat cert crl)", "", t);
-			}
-		}
+	if (st.stale || st.refresh_due) {
+		char name[320];
+		snprintf(name, sizeof(name), "pki/crl.pem of %s (%s)", st.issuer_cn,
+			 st.stale ? "STALE: devices are refused" : "overdue for re-signing");
+		report(c, "crl", name, "", st.next_update);
 	}
-	X509_CRL_free(crl);
-	BIO_free(b);
-	free(text);
-	return rc;
+	return 0;
 }
 
 static int parse_within(void *dst, const char *value, struct moat_err *err)
@@ -121,10 +109,11 @@ static int expiring(int argc, char **argv)
 	const struct moat_opts_spec spec = {
 		CLI_OPTS,
 		.usage = "usage: moat cert expiring [--within 30d] [--json]\n"
-			 "Lists the CA, server and identity certificates and the CRL that expire\n"
-			 "within the window (default 30 days; a bare number is days; the CRL\n"
-			 "only in its last 7 days). Exit status 1 when there is any, 0 when\n"
-			 "there is none.\n",
+			 "Lists the root CA, issuing CA, server and identity certificates and the\n"
+			 "CRL that expire within the window (default 30 days; a bare number is\n"
+			 "days). The CRL is listed when it is stale or past half its validity\n"
+			 "without a re-signing. Exit status 1 when there is any, 0 when there is\n"
+			 "none.\n",
 		.opts = opts, .no_operands = true};
 	int next;
 	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
@@ -142,6 +131,8 @@ static int expiring(int argc, char **argv)
 	}
 	int rc;
 	if ((rc = check_file(&ctx, d, "ca", "pki/ca.crt", &err)) != 0 ||
+	    (moat_deploy_has_issuer(d) &&
+	     (rc = check_file(&ctx, d, "issuer", MOAT_ISSUER_CERT_FILE, &err)) != 0) ||
 	    (rc = check_file(&ctx, d, "server", "pki/server.crt", &err)) != 0 ||
 	    (rc = check_crl(&ctx, d, &err)) != 0 ||
 	    (rc = moat_registry_identity_foreach(moat_deploy_registry(d), -1, check_identity, &ctx,
@@ -196,6 +187,69 @@ static int crl(int argc, char **argv)
 	return CLI_OK;
 }
 
+/* moat cert server renew [--days N] | moat cert server --add-host NAME... [--days N] */
+static int server(int argc, char **argv)
+{
+	static const char usage[] =
+		"usage: moat cert server renew [--days N]\n"
+		"       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n"
+		"Reissues pki/server.crt with a new key (pki/server.key), the certificate the\n"
+		"broker and moatd present, for every name and address of moat.conf's [broker]\n"
+		"hosts; --add-host adds names or addresses there first. Valid for [pki]\n"
+		"server_days (default 825) or --days N. A running broker (moat up) reloads it at\n"
+		"once, without dropping its clients, and moatd restarts its HTTPS listener with it.\n";
+	const char *hosts[MOAT_HOSTS_MAX];
+	struct moat_opt_list add = {.items = hosts, .max = MOAT_HOSTS_MAX};
+	int64_t days = 0;
+	const struct moat_opt opts[] = {
+		{.name = "add-host", .kind = MOAT_OPT_LIST, .dst = &add},
+		{.name = "days", .kind = MOAT_OPT_INT, .dst = &days, .min = 1, .max = 36500},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{0},
+	};
+	const struct moat_opts_spec spec = {CLI_OPTS, .usage = usage, .opts = opts};
+	struct moat_err err = {0};
+	int next;
+	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	bool renew = next == argc - 1 && strcmp(argv[next], "renew") == 0;
+	if (!(renew && add.count == 0) && !(next == argc && add.count > 0)) {
+		return moat_opts_usage_error(&spec);
+	}
+	struct moat_deploy *d = NULL;
+	struct moat_server_cert sc;
+	int rc;
+	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		return cli_fail(&err);
+	}
+	if ((rc = moat_deploy_server_cert(d, hosts, add.count, days, &sc, &err)) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	/* the broker re-reads its certificate on SIGHUP; moatd restarts its listener */
+	if ((rc = moat_broker_sync(d, &err)) != 0) {
+		moat_err_prefix(&err, "server certificate reissued, but telling the broker failed");
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	char na[MOAT_TIME_ISO_LEN];
+	moat_time_iso(sc.not_after, na);
+	const struct moat_deploy_conf *conf = moat_deploy_settings(d);
+	printf("server certificate %s valid until %s for", sc.serial_hex, na);
+	for (size_t i = 0; i < conf->broker_host_count; i++) {
+		printf("%s %s", i ? "," : "", conf->broker_hosts[i]);
+	}
+	printf("; a running broker and moatd reload it now\n");
+	if (sc.ip_added && !moat_config_get(moat_deploy_config(d), "broker", "listen")) {
+		printf("note: the broker listens on a new address only after a restart "
+		       "(moat down; moat up)\n");
+	}
+	moat_deploy_close(d);
+	return CLI_OK;
+}
+
 int cert_main(int argc, char **argv)
 {
 	if (argc >= 2 && strcmp(argv[1], "expiring") == 0) {
@@ -204,9 +258,15 @@ int cert_main(int argc, char **argv)
 	if (argc >= 2 && strcmp(argv[1], "crl") == 0) {
 		return crl(argc - 1, argv + 1);
 	}
+	if (argc >= 2 && strcmp(argv[1], "server") == 0) {
+		return server(argc - 1, argv + 1);
+	}
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n");
+		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n"
+		       "       moat cert server renew [--days N]\n"
+		       "       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n");
 		return CLI_OK;
 	}
-	return cli_usage_error("usage: moat cert expiring [--within 30d] [--json] | moat cert crl");
+	return cli_usage_error("usage: moat cert expiring [--within 30d] [--json] | moat cert crl "
+			       "| moat cert server renew|--add-host NAME");
 }

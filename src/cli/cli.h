@@ -12,6 +12,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <openssl/types.h>
+
 #include "moat/deploy.h"
 #include "moat/err.h"
 #include "moat/opts.h"
@@ -19,6 +21,8 @@
 /* Group entry points (one file each, listed in main.c's table). Declared here so every
  * group file sees its own prototype. */
 int init_main(int argc, char **argv);
+int ca_main(int argc, char **argv);
+int ca_claim_main(int argc, char **argv);
 int device_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);
@@ -66,9 +70,14 @@ int cli_group_help(int argc, char **argv, const char *usage, bool help_word);
 
 /* Locates and opens the deployment (mode MOAT_DEPLOY_READ or _WRITE). */
 MOAT_MUST_CHECK int cli_open(int mode, struct moat_deploy **out, struct moat_err *err);
-/* Opens for writing and unlocks the CA key with the passphrase from --passphrase-file,
- * $MOAT_CA_PASSPHRASE or a tty prompt. */
+/* Opens for writing, able to sign (moat_deploy_signer): with the online issuing CA when the
+ * deployment has one, else by unlocking the root as cli_open_root does. */
 MOAT_MUST_CHECK int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err);
+/* Unlocks the root of an open deployment with the passphrase (as cli_open_root). */
+MOAT_MUST_CHECK int cli_unlock_root(struct moat_deploy *d, struct moat_err *err);
+/* Opens for writing and unlocks the root CA key with the passphrase from
+ * --passphrase-file, $MOAT_CA_PASSPHRASE or a tty prompt. */
+MOAT_MUST_CHECK int cli_open_root(struct moat_deploy **out, struct moat_err *err);
 /* The client-id suffix of this run of tool ("cmd" -> "cmd-<pid>"): each run of `moat cmd`
  * and `moat watch` is its own broker session (identity.h). Valid until the next call. */
 const char *cli_session_suffix(const char *tool);
@@ -78,9 +87,23 @@ const char *cli_session_suffix(const char *tool);
 MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err);
 
 /* Writes the moat-agent bundle for identity id into out_dir (agent INI, certificate, key,
- * CA): `moat device export --format agent`. Implemented in export_agent.c. */
+ * CA): `moat device export --format agent`; for a device that enrolls itself, an enrolling
+ * configuration and the root CA only (*out_enrolling true). Implemented in
+ * export_agent.c. */
 MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,
-				     struct moat_err *err);
+				     bool *out_enrolling, struct moat_err *err);
+
+/* The PKCS#11 module's path for a key in a token: flag (--pkcs11-module) when given, else
+ * moat.conf's [pki] pkcs11_module (d may be NULL), else NULL (then only a URI's
+ * module-path can name it). Owned by flag or d. */
+const char *cli_pkcs11_module(const struct moat_deploy *d, const char *flag);
+/* Loads the private key uri names from its token (moat/pkcs11.h), the module found as
+ * cli_pkcs11_module says (a URI's own module-path wins over moat.conf, a flag that differs
+ * from it is refused), the PIN from pin_file, else $MOAT_PKCS11_PIN, else none. Caller
+ * frees *out_key (which signs in the token). */
+MOAT_MUST_CHECK int cli_token_key_load(const struct moat_deploy *d, const char *uri,
+				       const char *module_flag, const char *pin_file,
+				       EVP_PKEY **out_key, struct moat_err *err);
 
 /* Installs SIGINT/SIGTERM handlers that set moat_deploy_interrupted. */
 void cli_catch_interrupts(void);

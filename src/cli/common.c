@@ -91,24 +91,41 @@ int cli_open(int mode, struct moat_deploy **out, struct moat_err *err)
 	return rc;
 }
 
-int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
+int cli_unlock_root(struct moat_deploy *d, struct moat_err *err)
 {
 	char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
+	int rc = cli_passphrase(pass, sizeof(pass), false, err);
+	if (rc == 0) {
+		rc = moat_deploy_unlock(d, pass, err);
+	}
+	OPENSSL_cleanse(pass, sizeof(pass));
+	return rc;
+}
+
+/* Opens for writing; unlocks the root unless root_if_needed and an issuing CA signs. */
+static int open_signing(bool root_if_needed, struct moat_deploy **out, struct moat_err *err)
+{
 	struct moat_deploy *d = NULL;
 	int rc = cli_open(MOAT_DEPLOY_WRITE, &d, err);
 	if (rc != 0) {
 		return rc;
 	}
-	if ((rc = cli_passphrase(pass, sizeof(pass), false, err)) == 0) {
-		rc = moat_deploy_unlock(d, pass, err);
-	}
-	OPENSSL_cleanse(pass, sizeof(pass));
-	if (rc != 0) {
+	if (!(root_if_needed && moat_deploy_has_issuer(d)) && (rc = cli_unlock_root(d, err)) != 0) {
 		moat_deploy_close(d);
 		return rc;
 	}
-	*out = d;
+	*out = d; /* with an issuing CA it signs: no passphrase */
 	return 0;
+}
+
+int cli_open_unlocked(struct moat_deploy **out, struct moat_err *err)
+{
+	return open_signing(true, out, err);
+}
+
+int cli_open_root(struct moat_deploy **out, struct moat_err *err)
+{
+	return open_signing(false, out, err);
 }
 
 /* Reads a passphrase from the terminal without echo. */

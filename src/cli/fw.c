@@ -4,14 +4,18 @@
  *   moat fw keygen [--type ec-p256|ed25519|rsa-3072]
  *   moat fw trust [--threshold N]              show the trust list, or set its threshold
  *   moat fw key revoke KEYID                   take a key out of trust (rotation, compromise)
+ *   moat fw key add --pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]
+ *                                              trust a key kept in a PKCS#11 token
  *   moat fw sign IMAGE --type T --version V --security-version N [--expires 90d]
- *                [--key KEYID]... [--out FILE]
+ *                [--key KEYID]... [--key-uri URI]... [--out FILE]
  *   moat fw verify IMAGE ENVELOPE [--device-type T] [--floor N] [--current-version V]
  *                [--trust FILE] [--now T] [--last-issued-at T] [--boot]
  *
  * Key passphrase: $MOAT_FW_PASSPHRASE, else the CA passphrase rules (--passphrase-file,
- * $MOAT_CA_PASSPHRASE, a prompt). `fw verify` exits 0 on accept and 1 on refusal with the
- * verdict and reason on one line.
+ * $MOAT_CA_PASSPHRASE, a prompt). A key in a token signs there, never leaving it; its PIN
+ * comes from --pin-file or $MOAT_PKCS11_PIN, its module from --pkcs11-module, moat.conf's
+ * [pki] pkcs11_module or the URI's module-path. `fw verify` exits 0 on accept and 1 on refusal with
+ * the verdict and reason on one line.
  */
 #include <limits.h>
 #include <stdio.h>
@@ -26,6 +30,7 @@
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
+#include "moat/pkcs11.h"
 #include "moat/timeutil.h"
 
 #define FW_MAX_SIGN_KEYS MOAT_ENVELOPE_MAX_SIGS
@@ -37,8 +42,11 @@ static const char usage[] =
 	"  trust [--threshold N]                      show the trust list / set how many keys "
 	"must sign\n"
 	"  key revoke KEYID                           remove a key from the trust list\n"
+	"  key add --pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]\n"
+	"                                             trust a signing key kept in a PKCS#11 "
+	"token\n"
 	"  sign IMAGE --type DEVICE_TYPE --version V --security-version N\n"
-	"       [--expires 90d] [--key KEYID]... [--out FILE]\n"
+	"       [--expires 90d] [--key KEYID]... [--key-uri URI]... [--out FILE]\n"
 	"                                             signed envelope (stdout without --out)\n"
 	"  verify IMAGE ENVELOPE [--device-type T] [--floor N] [--current-version V]\n"
 	"       [--trust FILE] [--now T] [--last-issued-at T] [--boot]\n"
@@ -47,7 +55,10 @@ static const char usage[] =
 	"       (without --device-type the manifest's own type is used: mix-and-match is not\n"
 	"       checked; --trust defaults to the deployment's firmware/keys/trust.json)\n\n"
 	"Keys live in firmware/keys/ of the deployment, encrypted under $MOAT_FW_PASSPHRASE\n"
-	"(else --passphrase-file, $MOAT_CA_PASSPHRASE or a prompt).\n";
+	"(else --passphrase-file, $MOAT_CA_PASSPHRASE or a prompt), or in a PKCS#11 token\n"
+	"(RFC 7512 URI, e.g. pkcs11:token=moat;object=fw1;type=private; PIN from --pin-file\n"
+	"or $MOAT_PKCS11_PIN; module from --pkcs11-module, [pki] pkcs11_module in moat.conf\n"
+	"or module-path= in the URI, e.g. /usr/lib/softhsm/libsofthsm2.so for SoftHSM2).\n";
 
 /* The signing-key passphrase: $MOAT_FW_PASSPHRASE, else the CA passphrase rules. */
 static int key_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err)
@@ -74,6 +85,17 @@ static int keys_dir_of(const struct moat_deploy *d, char *buf, size_t size, stru
 	return moat_deploy_path(d, buf, size, MOAT_FW_KEYS_DIR, err);
 }
 
+/* Whether keyid's private half is here: in a file (<keyid>.key) or a token (<keyid>.uri). */
+static bool has_private(const char *dir, const char *keyid, bool *out_token)
+{
+	char path[PATH_MAX];
+	*out_token = moat_path_join(path, sizeof(path), NULL, "%s/%s.uri", dir, keyid) == 0 &&
+		     moat_fs_exists(path);
+	return *out_token ||
+	       (moat_path_join(path, sizeof(path), NULL, "%s/%s.key", dir, keyid) == 0 &&
+		moat_fs_exists(path));
+}
+
 /* Every option of every subcommand; only() refuses those a subcommand does not take. */
 struct fw_opts {
 	const char *type;
@@ -90,6 +112,11 @@ struct fw_opts {
 	const char *now;
 	const char *last_issued_at;
 	const char *threshold;
+	const char *pkcs11_uri;
+	const char *pkcs11_module;
+	const char *pin_file;
+	const char *key_uris[FW_MAX_SIGN_KEYS];
+	size_t key_uri_count;
 	bool boot;
 	int argc; /* positional arguments after the subcommand */
 	char **argv;
@@ -103,6 +130,17 @@ static int add_key(void *dst, const char *value, struct moat_err *err)
 				    FW_MAX_SIGN_KEYS);
 	}
 	o->keys[o->key_count++] = value;
+	return 0;
+}
+
+static int add_key_uri(void *dst, const char *value, struct moat_err *err)
+{
+	struct fw_opts *o = dst;
+	if (o->key_uri_count == FW_MAX_SIGN_KEYS) {
+		return moat_err_set(err, MOAT_EINVAL, "fw: at most %d --key-uri options",
+				    FW_MAX_SIGN_KEYS);
+	}
+	o->key_uris[o->key_uri_count++] = value;
 	return 0;
 }
 
@@ -123,6 +161,10 @@ static int parse_opts(int argc, char **argv, int first, struct fw_opts *o)
 		{.name = "now", .kind = MOAT_OPT_STRING, .dst = &o->now},
 		{.name = "last-issued-at", .kind = MOAT_OPT_STRING, .dst = &o->last_issued_at},
 		{.name = "threshold", .kind = MOAT_OPT_STRING, .dst = &o->threshold},
+		{.name = "pkcs11-uri", .kind = MOAT_OPT_STRING, .dst = &o->pkcs11_uri},
+		{.name = "pkcs11-module", .kind = MOAT_OPT_STRING, .dst = &o->pkcs11_module},
+		{.name = "pin-file", .kind = MOAT_OPT_STRING, .dst = &o->pin_file},
+		{.name = "key-uri", .kind = MOAT_OPT_FN, .dst = o, .fn = add_key_uri},
 		{.name = "boot", .kind = MOAT_OPT_FLAG, .dst = &o->boot},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
@@ -160,6 +202,10 @@ static int only(const char *cmd, const struct fw_opts *o, const char *allowed)
 		{"now", o->now != NULL},
 		{"last-issued-at", o->last_issued_at != NULL},
 		{"threshold", o->threshold != NULL},
+		{"pkcs11-uri", o->pkcs11_uri != NULL},
+		{"pkcs11-module", o->pkcs11_module != NULL},
+		{"pin-file", o->pin_file != NULL},
+		{"key-uri", o->key_uri_count > 0},
 		{"boot", o->boot},
 	};
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
@@ -261,20 +307,20 @@ static int cmd_trust(const struct fw_opts *o)
 	}
 	for (size_t i = 0; i < trust.count; i++) {
 		enum moat_key_type type = MOAT_KEY_EC_P256;
-		char kpath[PATH_MAX];
-		bool has_private = moat_path_join(kpath, sizeof(kpath), NULL, "%s/%s.key", dir,
-						  trust.keys[i].keyid) == 0 &&
-				   moat_fs_exists(kpath);
+		bool token = false;
+		bool private_here = has_private(dir, trust.keys[i].keyid, &token);
 		const char *tname = moat_fw_key_check(trust.keys[i].pkey, &type, NULL) == 0
 					    ? moat_key_type_name(type)
 					    : "?";
 		if (cli_globals.json) {
-			printf("%s{\"keyid\":\"%s\",\"type\":\"%s\",\"private_key\":%s}",
+			printf("%s{\"keyid\":\"%s\",\"type\":\"%s\",\"private_key\":%s,"
+			       "\"token\":%s}",
 			       i ? "," : "", trust.keys[i].keyid, tname,
-			       has_private ? "true" : "false");
+			       private_here ? "true" : "false", token ? "true" : "false");
 		} else {
 			printf("%s  %-8s %s\n", trust.keys[i].keyid, tname,
-			       has_private ? "" : "(public only)");
+			       token ? "(in a PKCS#11 token)"
+				     : (private_here ? "" : "(public only)"));
 		}
 	}
 	if (cli_globals.json) {
@@ -285,11 +331,11 @@ static int cmd_trust(const struct fw_opts *o)
 	return CLI_OK;
 }
 
-static int cmd_key(const struct fw_opts *o)
+static int cmd_key_revoke(const struct fw_opts *o)
 {
 	struct moat_err err = {0};
-	if (o->argc != 2 || strcmp(o->argv[0], "revoke") != 0) {
-		return cli_usage_error("fw key: usage: moat fw key revoke KEYID");
+	if (o->pkcs11_uri || o->pkcs11_module || o->pin_file) {
+		return cli_usage_error("fw key revoke: takes a KEYID only");
 	}
 	struct moat_deploy *d = NULL;
 	char dir[PATH_MAX];
@@ -317,32 +363,119 @@ static int cmd_key(const struct fw_opts *o)
 	return CLI_OK;
 }
 
-/* The ids of the keys to sign with into ids[]: those --key names (each once), or every
- * trusted key whose private half is in dir. */
+/* `fw key add --pkcs11-uri URI`: the key is loaded from its token (which proves it signs
+ * and that the PIN opens it) and only its public half is recorded, with the URI. */
+static int cmd_key_add(const struct fw_opts *o)
+{
+	struct moat_err err = {0};
+	if (!o->pkcs11_uri) {
+		return cli_usage_error("fw key add: --pkcs11-uri URI is required (moat fw keygen "
+				       "makes a key kept in a file)");
+	}
+	struct moat_pkcs11_uri parsed;
+	if (moat_pkcs11_uri_parse(o->pkcs11_uri, &parsed, &err) != 0) {
+		return cli_usage_error("fw key add: %s", err.msg);
+	}
+	struct moat_deploy *d = NULL;
+	char dir[PATH_MAX];
+	char keyid[MOAT_FW_KEYID_HEX_LEN + 1];
+	char *record = NULL;
+	EVP_PKEY *key = NULL;
+	enum moat_key_type type = MOAT_KEY_EC_P256;
+	struct moat_fw_trust trust;
+	memset(&trust, 0, sizeof(trust));
+	int rc = cli_open(MOAT_DEPLOY_WRITE, &d, &err);
+	if (rc == 0) {
+		rc = keys_dir_of(d, dir, sizeof(dir), &err);
+	}
+	if (rc == 0) {
+		rc = cli_token_key_load(d, o->pkcs11_uri, o->pkcs11_module, o->pin_file, &key,
+					&err);
+	}
+	if (rc == 0) {
+		rc = moat_fw_key_check(key, &type, &err);
+	}
+	/* A module named only on this command line goes into the recorded URI, so that
+	 * signing later finds it; one from moat.conf stays there. */
+	if (rc == 0 && o->pkcs11_module && !parsed.has_module_path) {
+		rc = moat_pkcs11_uri_with_module(o->pkcs11_uri, o->pkcs11_module, &record, &err);
+	}
+	if (rc == 0) {
+		rc = moat_fwkeys_add_token(dir, key, record ? record : o->pkcs11_uri, keyid, &err);
+	}
+	if (rc == 0) {
+		char tpath[PATH_MAX];
+		rc = moat_path_join(tpath, sizeof(tpath), &err, "%s/%s", dir, MOAT_FW_TRUST_FILE);
+		if (rc == 0) {
+			rc = moat_fwtrust_load(tpath, &trust, &err);
+		}
+	}
+	EVP_PKEY_free(key);
+	free(record);
+	moat_deploy_close(d);
+	if (rc != 0) {
+		return cli_fail(&err);
+	}
+	if (cli_globals.json) {
+		printf("{\"keyid\":\"%s\",\"type\":\"%s\",\"token\":true,\"trusted\":%zu,"
+		       "\"threshold\":%d}\n",
+		       keyid, moat_key_type_name(type), trust.count, trust.threshold);
+	} else {
+		printf("%s\n", keyid);
+		fprintf(stderr,
+			"moat: %s key %.16s in a PKCS#11 token added to %s (threshold %d of %zu)\n",
+			moat_key_type_name(type), keyid, MOAT_FW_KEYS_DIR "/" MOAT_FW_TRUST_FILE,
+			trust.threshold, trust.count);
+	}
+	moat_fw_trust_free(&trust);
+	return CLI_OK;
+}
+
+static int cmd_key(const struct fw_opts *o)
+{
+	if (o->argc == 2 && strcmp(o->argv[0], "revoke") == 0) {
+		return cmd_key_revoke(o);
+	}
+	if (o->argc == 1 && strcmp(o->argv[0], "add") == 0) {
+		return cmd_key_add(o);
+	}
+	return cli_usage_error("fw key: usage: moat fw key revoke KEYID | moat fw key add "
+			       "--pkcs11-uri URI");
+}
+
+static int check_unique(char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1], size_t n, const char *what,
+			struct moat_err *err)
+{
+	for (size_t j = 0; j < n; j++) {
+		if (strcmp(ids[j], ids[n]) == 0) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: key %.16s named twice", what,
+					    ids[n]);
+		}
+	}
+	return 0;
+}
+
+/* The ids of the keys to sign with into ids[]: those --key names (each once), or, without
+ * --key and --key-uri, every trusted key whose private half is here (file or token). */
 static int pick_keys(const struct fw_opts *o, const char *dir, const struct moat_fw_trust *trust,
 		     char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1], size_t *out_count,
 		     struct moat_err *err)
 {
 	size_t nkeys = 0;
 	int rc = 0;
-	if (o->key_count > 0) {
+	if (o->key_count > 0 || o->key_uri_count > 0) {
 		for (size_t i = 0; i < o->key_count && rc == 0; i++) {
 			rc = moat_fwkeys_resolve(dir, o->keys[i], ids[nkeys], err);
-			for (size_t j = 0; rc == 0 && j < nkeys; j++) {
-				if (strcmp(ids[j], ids[nkeys]) == 0) {
-					rc = moat_err_set(err, MOAT_EINVAL, "--key %s given twice",
-							  o->keys[i]);
-				}
+			if (rc == 0) {
+				rc = check_unique(ids, nkeys, o->keys[i], err);
 			}
 			nkeys++;
 		}
 	} else {
 		/* Every trusted key whose private half is here: enough for any threshold. */
 		for (size_t i = 0; i < trust->count && nkeys < FW_MAX_SIGN_KEYS; i++) {
-			char kpath[PATH_MAX];
-			if (moat_path_join(kpath, sizeof(kpath), NULL, "%s/%s.key", dir,
-					   trust->keys[i].keyid) == 0 &&
-			    moat_fs_exists(kpath)) {
+			bool token = false;
+			if (has_private(dir, trust->keys[i].keyid, &token)) {
 				memcpy(ids[nkeys++], trust->keys[i].keyid,
 				       MOAT_FW_KEYID_HEX_LEN + 1);
 			}
@@ -356,16 +489,89 @@ static int pick_keys(const struct fw_opts *o, const char *dir, const struct moat
 	return rc;
 }
 
-/* The private keys of ids[0..count) into keys[], unlocked with the key passphrase. */
-static int load_keys(const char *dir, char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1], size_t count,
-		     EVP_PKEY **keys, struct moat_err *err)
+/* A key from a token, which must be the trusted key expect (when not NULL) or, for a
+ * --key-uri, any key of the trust list; its id into out_id. */
+static int load_token_key(const struct moat_deploy *d, const struct fw_opts *o, const char *uri,
+			  const struct moat_fw_trust *trust, const char *expect, EVP_PKEY **out,
+			  char out_id[MOAT_FW_KEYID_HEX_LEN + 1], struct moat_err *err)
+{
+	int rc = cli_token_key_load(d, uri, o->pkcs11_module, o->pin_file, out, err);
+	if (rc == 0) {
+		rc = moat_fw_keyid(*out, out_id, err);
+	}
+	if (rc == 0 && expect && strcmp(out_id, expect) != 0) {
+		rc = moat_err_set(err, MOAT_EVERIFY,
+				  "%s: the token holds key %.16s, not the trusted %.16s it was "
+				  "registered as",
+				  uri, out_id, expect);
+	}
+	if (rc == 0 && !expect) {
+		bool trusted = false;
+		for (size_t i = 0; i < trust->count; i++) {
+			trusted = trusted || strcmp(trust->keys[i].keyid, out_id) == 0;
+		}
+		if (!trusted) {
+			rc = moat_err_set(err, MOAT_EDENIED,
+					  "%s: key %.16s is not in the trust list (moat fw key add "
+					  "--pkcs11-uri first)",
+					  uri, out_id);
+		}
+	}
+	if (rc != 0) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+/* The private keys of ids[0..count) into keys[] (files unlocked with the key passphrase,
+ * asked only when one is a file; token keys through their recorded URI), then those of
+ * --key-uri; *io_count grows by the latter. */
+static int load_keys(const struct moat_deploy *d, const struct fw_opts *o, const char *dir,
+		     const struct moat_fw_trust *trust, char (*ids)[MOAT_FW_KEYID_HEX_LEN + 1],
+		     size_t *io_count, EVP_PKEY **keys, struct moat_err *err)
 {
 	char pass[MOAT_PASSPHRASE_MAX_LEN + 2] = "";
-	int rc = key_passphrase(pass, sizeof(pass), false, err);
+	bool have_pass = false;
+	int rc = 0;
+	size_t count = *io_count;
 	for (size_t i = 0; rc == 0 && i < count; i++) {
-		rc = moat_fwkeys_load_private(dir, ids[i], pass, &keys[i], err);
+		bool token = false;
+		if (has_private(dir, ids[i], &token) && token) {
+			char *uri = NULL;
+			char id[MOAT_FW_KEYID_HEX_LEN + 1];
+			rc = moat_fwkeys_token_uri(dir, ids[i], &uri, err);
+			if (rc == 0) {
+				rc = load_token_key(d, o, uri, trust, ids[i], &keys[i], id, err);
+			}
+			free(uri);
+			continue;
+		}
+		if (!have_pass) {
+			rc = key_passphrase(pass, sizeof(pass), false, err);
+			have_pass = rc == 0;
+		}
+		if (rc == 0) {
+			rc = moat_fwkeys_load_private(dir, ids[i], pass, &keys[i], err);
+		}
 	}
 	OPENSSL_cleanse(pass, sizeof(pass));
+	for (size_t i = 0; rc == 0 && i < o->key_uri_count; i++) {
+		if (count == FW_MAX_SIGN_KEYS) {
+			return moat_err_set(err, MOAT_EINVAL, "at most %d signing keys",
+					    FW_MAX_SIGN_KEYS);
+		}
+		rc = load_token_key(d, o, o->key_uris[i], trust, NULL, &keys[count], ids[count],
+				    err);
+		if (rc == 0 && (rc = check_unique(ids, count, o->key_uris[i], err)) != 0) {
+			EVP_PKEY_free(keys[count]);
+			keys[count] = NULL;
+		}
+		if (rc == 0) {
+			count++;
+		}
+	}
+	*io_count = count;
 	return rc;
 }
 
@@ -417,13 +623,13 @@ static int cmd_sign(const struct fw_opts *o)
 	if ((rc = pick_keys(o, dir, &trust, ids, &nkeys, &err)) != 0) {
 		goto out;
 	}
+	if ((rc = load_keys(d, o, dir, &trust, ids, &nkeys, keys, &err)) != 0) {
+		goto out;
+	}
 	if (nkeys < (size_t)trust.threshold) {
 		/* Still signed, so keys held by different people can sign in turn later; said. */
 		fprintf(stderr, "moat: warning: %zu signature%s, the trust list requires %d\n",
 			nkeys, nkeys == 1 ? "" : "s", trust.threshold);
-	}
-	if ((rc = load_keys(dir, ids, nkeys, keys, &err)) != 0) {
-		goto out;
 	}
 	int64_t now = moat_time_now();
 	struct moat_fw_sign_req req = {
@@ -576,11 +782,13 @@ int fw_main(int argc, char **argv)
 		return st >= 0 ? st : cmd_trust(&o);
 	}
 	if (strcmp(cmd, "key") == 0) {
-		st = only(cmd, &o, " ");
+		st = only(cmd, &o, " pkcs11-uri pkcs11-module pin-file ");
 		return st >= 0 ? st : cmd_key(&o);
 	}
 	if (strcmp(cmd, "sign") == 0) {
-		st = only(cmd, &o, " type version security-version expires out key ");
+		st = only(cmd, &o,
+			  " type version security-version expires out key key-uri pkcs11-module "
+			  "pin-file ");
 		return st >= 0 ? st : cmd_sign(&o);
 	}
 	if (strcmp(cmd, "verify") == 0) {

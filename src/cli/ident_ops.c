@@ -28,12 +28,32 @@ struct ident_opts {
 	const char *format;
 	const char *password_file;
 	const char *role;
+	bool force;
+	const char *csr;
+	const char *claim_cn;
+	bool enroll;
+	int64_t token_ttl;
 	int64_t count;
 	int64_t days;
 	bool key_type_set;
 	enum moat_key_type key_type;
 	int next; /* argv index of the first operand */
 };
+
+static int parse_token_ttl(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t v = 0;
+	int rc = moat_duration_parse(value, 3600, &v, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (v < 60 || v > MOAT_ENROLL_TOKEN_TTL_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "1 minute to %d days",
+				    MOAT_ENROLL_TOKEN_TTL_MAX / 86400);
+	}
+	*(int64_t *)dst = v;
+	return 0;
+}
 
 static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 {
@@ -47,8 +67,8 @@ static int parse_key_type(void *dst, const char *value, struct moat_err *err)
 
 /* Parses the options of a subcommand taking those whose letter is in allowed (t: type,
  * p: prefix, c: count, d: days, k: key-type, r: reason, o: out, f: format, P: password-file,
- * R: role); any other is a usage error. Returns 0, -1 after --help (exit 0), or a usage
- * status. */
+ * R: role, F: force, s: csr, e: enroll, T: token-ttl, C: claim-cn); any other is a usage
+ * error. Returns 0, -1 after --help (exit 0), or a usage status. */
 static int parse_opts(int argc, char **argv, const char *allowed, struct ident_opts *o,
 		      const char *usage_line)
 {
@@ -72,6 +92,15 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct ident_o
 		{'f', {.name = "format", .kind = MOAT_OPT_STRING, .dst = &o->format}},
 		{'P', {.name = "password-file", .kind = MOAT_OPT_STRING, .dst = &o->password_file}},
 		{'R', {.name = "role", .kind = MOAT_OPT_STRING, .dst = &o->role}},
+		{'F', {.name = "force", .kind = MOAT_OPT_FLAG, .dst = &o->force}},
+		{'s', {.name = "csr", .kind = MOAT_OPT_STRING, .dst = &o->csr}},
+		{'e', {.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &o->enroll}},
+		{'T',
+		 {.name = "token-ttl",
+		  .kind = MOAT_OPT_FN,
+		  .dst = &o->token_ttl,
+		  .fn = parse_token_ttl}},
+		{'C', {.name = "claim-cn", .kind = MOAT_OPT_STRING, .dst = &o->claim_cn}},
 	};
 	enum { N_OPTS = sizeof(all) / sizeof(all[0]) };
 	struct moat_opt opts[N_OPTS + 2];
@@ -82,7 +111,8 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct ident_o
 		opts[i] = all[i].opt;
 		if (!strchr(allowed, all[i].code)) {
 			/* still known to getopt, so refused with the usage line alone */
-			opts[i].kind = MOAT_OPT_FN;
+			opts[i].kind = all[i].opt.kind == MOAT_OPT_FLAG ? MOAT_OPT_FN_FLAG
+									: MOAT_OPT_FN;
 			opts[i].fn = cli_opt_refuse;
 		}
 	}
@@ -118,6 +148,16 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 	}
 	rc = moat_registry_identity_get(moat_deploy_registry(d), id, out, err);
 	if (rc == MOAT_ENOENT) {
+		struct moat_deletion del;
+		if (moat_registry_deletion_last(moat_deploy_registry(d), id, &del, NULL) == 0) {
+			char at[MOAT_TIME_ISO_LEN];
+			moat_time_iso(del.deleted_at, at);
+			return moat_err_set(err, MOAT_ENOENT,
+					    "%s '%s' not found: deleted %s (certificate %s revoked, "
+					    "kept in the CRL)",
+					    scope->group, id, at,
+					    del.last_serial_hex[0] ? del.last_serial_hex : "-");
+		}
 		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
 	}
 	if (rc != 0) {
@@ -163,7 +203,17 @@ static int one_begin(const struct ident_scope *scope, int argc, char **argv, con
 	}
 	rc = unlocked ? cli_open_unlocked(&c->d, &c->err)
 		      : cli_open(MOAT_DEPLOY_READ, &c->d, &c->err);
-	if (rc == 0 && (rc = scoped_identity(scope, c->d, c->id, &c->ident, &c->err)) != 0) {
+	if (rc == 0 && (rc = scoped_identity(scope, c->d, c->id, &c->ident, &c->err)) == 0 &&
+	    unlocked) {
+		/* a certificate the root signed (before the issuing CA) is revoked in the
+		 * root's CRL: that takes the passphrase */
+		bool needs = false;
+		if ((rc = moat_deploy_revoking_needs_root(c->d, c->id, &needs, &c->err)) == 0 &&
+		    needs) {
+			rc = cli_unlock_root(c->d, &c->err);
+		}
+	}
+	if (rc != 0 && c->d) {
 		moat_deploy_close(c->d);
 		c->d = NULL;
 	}
@@ -219,19 +269,98 @@ static void on_progress(size_t done, size_t total, void *ctx)
 	fflush(stderr);
 }
 
+/* Reads and checks the CSR of path (PEM or DER): the one-line error names the file. */
+static int read_csr(const char *path, struct moat_csr **out, struct moat_err *err)
+{
+	char *data = NULL;
+	size_t len = 0;
+	int rc = moat_fs_read_all(path, MOAT_CSR_MAX_BYTES, &data, &len, err);
+	if (rc == 0) {
+		rc = moat_csr_parse((const unsigned char *)data, len, out, err);
+	}
+	free(data);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", path);
+	}
+	return rc;
+}
+
+/* `moat device add ID --enroll|--claim-cn CN`: a device that enrolls itself over EST. No
+ * passphrase: nothing is signed until it enrolls. */
+static int enroll_add(const struct ident_opts *o, const char *id)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	char token[MOAT_ENROLL_TOKEN_BUF_LEN] = "";
+	struct moat_enroll_add_req req = {
+		.id = id,
+		.device_type = o->type,
+		.token = o->enroll,
+		.token_ttl = o->token_ttl,
+		.claim_cn = o->claim_cn,
+	};
+	int64_t ttl = o->token_ttl ? o->token_ttl : MOAT_ENROLL_TOKEN_TTL_DEFAULT;
+	int64_t expires = moat_time_now() + ttl;
+	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0 ||
+	    moat_deploy_enroll_add(d, &req, token, &err) != 0) {
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
+	int rc = moat_broker_sync(d, &err);
+	moat_deploy_close(d);
+	if (rc != 0) {
+		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
+		OPENSSL_cleanse(token, sizeof(token));
+		return cli_fail(&err);
+	}
+	char exp_iso[MOAT_TIME_ISO_LEN];
+	moat_time_iso(expires, exp_iso);
+	if (cli_globals.json) {
+		printf("{\"id\":");
+		cli_json_string(stdout, id);
+		printf(",\"token\":");
+		if (token[0]) {
+			cli_json_string(stdout, token);
+			printf(",\"expires_at\":\"%s\"", exp_iso);
+		} else {
+			printf("null");
+		}
+		if (o->claim_cn) {
+			printf(",\"claim_cn\":");
+			cli_json_string(stdout, o->claim_cn);
+		}
+		printf("}\n");
+	} else {
+		printf("added device %s: it enrolls itself over EST (no key or certificate made here)\n",
+		       id);
+		if (token[0]) {
+			printf("enrollment token (shown once, single use, expires %s):\n%s\n",
+			       exp_iso, token);
+		}
+		if (o->claim_cn) {
+			printf("claim certificate CN: %s\n", o->claim_cn);
+		}
+	}
+	OPENSSL_cleanse(token, sizeof(token));
+	return CLI_OK;
+}
+
 int ident_add(const struct ident_scope *scope, int argc, char **argv)
 {
 	const char *usage_line =
 		scope->role == MOAT_ROLE_DEVICE
-			? "moat device add ID [--type T] [--days N] [--key-type K]\n"
+			? "moat device add ID [--type T] [--days N] [--key-type K | --csr FILE]\n"
+			  "       moat device add ID --enroll [--token-ttl D] [--claim-cn CN] [--type T]\n"
 			  "       moat device add --prefix P --count N [--type T] [--days N] [--key-type K]"
-			: "moat identity add NAME --role service|operator [--days N] [--key-type K]";
+			: "moat identity add NAME --role service|operator [--days N] "
+			  "[--key-type K | --csr FILE]";
+	struct moat_csr *csr = NULL;
 	struct ident_opts o;
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	struct moat_provision_req *reqs = NULL;
 	char(*names)[MOAT_ID_BUF_LEN] = NULL;
-	int rc = parse_opts(argc, argv, scope->role == MOAT_ROLE_DEVICE ? "tpcdk" : "dkR", &o,
+	int rc = parse_opts(argc, argv, scope->role == MOAT_ROLE_DEVICE ? "tpcdkseTC" : "dkRs", &o,
 			    usage_line);
 	if (rc != 0) {
 		return rc < 0 ? CLI_OK : rc;
@@ -270,7 +399,30 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	if (o.type && (rc = moat_device_type_check(o.type, &err)) != 0) {
 		return cli_usage_error("--type: %s", err.msg);
 	}
+	bool enrolls = o.enroll || o.claim_cn;
+	if (o.token_ttl && !o.enroll) {
+		return cli_usage_error("--token-ttl goes with --enroll");
+	}
+	if (enrolls && (o.prefix || o.days || o.key_type_set || o.csr)) {
+		return cli_usage_error("--enroll and --claim-cn take an ID and --type only: the "
+				       "device makes its key and asks over EST");
+	}
+	if (o.csr && (o.prefix || o.key_type_set)) {
+		return cli_usage_error("--csr certifies one key: not with --prefix/--count or "
+				       "--key-type");
+	}
+	if (enrolls) {
+		if (strlen(argv[o.next]) > MOAT_ID_MAX_LEN) {
+			return cli_usage_error("'%.64s...': longer than %d characters",
+					       argv[o.next], MOAT_ID_MAX_LEN);
+		}
+		return enroll_add(&o, argv[o.next]);
+	}
+	if (o.csr && read_csr(o.csr, &csr, &err) != 0) {
+		return cli_fail(&err);
+	}
 	if ((rc = cli_open_unlocked(&d, &err)) != 0) {
+		moat_csr_free(csr);
 		return cli_fail(&err);
 	}
 	reqs = calloc(count, sizeof(*reqs));
@@ -297,6 +449,7 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 			.device_type = role == MOAT_ROLE_DEVICE ? o.type : NULL,
 			.days = o.days,
 			.key_type = o.key_type_set ? o.key_type : moat_deploy_settings(d)->key_type,
+			.csr = csr,
 		};
 	}
 	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && count > 1,
@@ -311,7 +464,8 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 		goto fail;
 	}
 	if (count == 1) {
-		printf("added %s %s\n", moat_role_name(role), names[0]);
+		printf("added %s %s%s\n", moat_role_name(role), names[0],
+		       csr ? " (certificate for the CSR's key; no key.pem)" : "");
 	} else {
 		double secs = (double)(moat_time_mono_ms() - ps.started_ms) / 1000.0;
 		printf("added %zu devices %s … %s in %.2f s\n", count, names[0], names[count - 1],
@@ -319,11 +473,13 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 	}
 	free(reqs);
 	free(names);
+	moat_csr_free(csr);
 	moat_deploy_close(d);
 	return CLI_OK;
 fail:
 	free(reqs);
 	free(names);
+	moat_csr_free(csr);
 	moat_deploy_close(d);
 	return cli_fail(&err);
 }
@@ -358,6 +514,9 @@ static int list_one(const struct moat_identity *id, void *ctx)
 	} else {
 		char na[MOAT_TIME_ISO_LEN];
 		moat_time_iso(id->not_after, na);
+		if (!id->serial_hex[0]) {
+			snprintf(na, sizeof(na), "-"); /* enrolls itself; no certificate yet */
+		}
 		printf("%-32s %-9s %-20s %-9s %s\n", id->id, moat_role_name(id->role),
 		       id->device_type[0] ? id->device_type : "-",
 		       moat_identity_status_name(id->status), na);
@@ -528,13 +687,23 @@ int ident_unban(const struct ident_scope *scope, int argc, char **argv)
 int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
-	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N]", scope->group);
+	snprintf(usage_line, sizeof(usage_line), "moat %s renew ID [--days N] [--force]",
+		 scope->group);
 	struct one_ident c;
-	int st = one_begin(scope, argc, argv, "d", usage_line, true, NULL, NULL, &c);
+	int st = one_begin(scope, argc, argv, "dF", usage_line, true, NULL, NULL, &c);
 	if (st != MOAT_OPTS_CONTINUE) {
 		return st;
 	}
-	int rc = moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
+	bool compromised = moat_deploy_compromised(&c.ident);
+	int rc = c.o.force ? moat_deploy_renew_forced(c.d, c.id, c.o.days, &c.err)
+			   : moat_deploy_renew(c.d, c.id, c.o.days, &c.err);
+	if (rc == 0 && compromised) {
+		/* the operator asked for it with --force: say what it means for the device */
+		fprintf(stderr,
+			"moat: warning: %s was revoked for %s; --force renews it with a new key. "
+			"Re-provision the device (moat %s export): its old key stays revoked\n",
+			c.id, moat_pki_reason_name(c.ident.revoked_reason), scope->group);
+	}
 	if (rc == 0) {
 		rc = moat_registry_identity_get(moat_deploy_registry(c.d), c.id, &c.ident, &c.err);
 	}
@@ -543,6 +712,78 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 		moat_time_iso(c.ident.not_after, na);
 		printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", c.id,
 		       c.ident.serial_hex, na);
+	}
+	return one_end(&c, rc);
+}
+
+/* disable or enable: the registry's status, then the broker's policy (which kicks a
+ * disabled client that is connected). No CA key: nothing is signed. */
+static int set_disabled(const struct ident_scope *scope, int argc, char **argv, bool disabled)
+{
+	char usage_line[USAGE_LINE_MAX];
+	snprintf(usage_line, sizeof(usage_line), "moat %s %s ID", scope->group,
+		 disabled ? "disable" : "enable");
+	struct one_ident c;
+	int st = one_begin(scope, argc, argv, "", usage_line, false, NULL, NULL, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	/* one_begin opened for reading (no lock): the change needs the writer's lock */
+	moat_deploy_close(c.d);
+	int rc = cli_open(MOAT_DEPLOY_WRITE, &c.d, &c.err);
+	if (rc == 0) {
+		rc = moat_deploy_set_disabled(c.d, c.id, disabled, &c.err);
+	}
+	if (rc == 0 &&
+	    (rc = sync_after(&c, disabled ? "disabled, but updating the broker failed"
+					  : "enabled, but updating the broker failed")) == 0) {
+		printf(disabled ? "disabled %s: the broker and moatd refuse it; its certificate "
+				  "stays valid (moat %s enable %s)\n"
+				: "enabled %s: the broker and moatd accept its certificate again "
+				  "(moat %s disable %s)\n",
+		       c.id, scope->group, c.id);
+	}
+	return one_end(&c, rc);
+}
+
+int ident_disable(const struct ident_scope *scope, int argc, char **argv)
+{
+	return set_disabled(scope, argc, argv, true);
+}
+
+int ident_enable(const struct ident_scope *scope, int argc, char **argv)
+{
+	return set_disabled(scope, argc, argv, false);
+}
+
+/* --reason into the int at ctx, cessation-of-operation when absent. */
+static int delete_check(const struct ident_opts *o, void *ctx)
+{
+	*(int *)ctx = 5; /* cessationOfOperation */
+	return revoke_check(o, ctx);
+}
+
+int ident_delete(const struct ident_scope *scope, int argc, char **argv)
+{
+	char usage_line[USAGE_LINE_MAX];
+	snprintf(usage_line, sizeof(usage_line), "moat %s delete ID [--reason R]", scope->group);
+	struct one_ident c;
+	int reason = 0;
+	int st = one_begin(scope, argc, argv, "r", usage_line, true, delete_check, &reason, &c);
+	if (st != MOAT_OPTS_CONTINUE) {
+		return st;
+	}
+	int rc = moat_deploy_delete(c.d, c.id, reason, &c.err);
+	if (rc == 0 &&
+	    (rc = sync_after(&c, "deleted and CRL written, but updating the broker failed")) == 0 &&
+	    !c.ident.serial_hex[0]) {
+		printf("deleted %s: it had not enrolled (no certificate); its enrollment and registry "
+		       "rows are gone, the deletion is recorded\n",
+		       c.id);
+	} else if (rc == 0) {
+		printf("deleted %s: certificate %s revoked%s and kept in pki/crl.pem; its files and "
+		       "registry rows are gone, the deletion is recorded\n",
+		       c.id, c.ident.serial_hex, c.ident.cert_revoked ? " (already)" : "");
 	}
 	return one_end(&c, rc);
 }
@@ -674,6 +915,7 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 		return st;
 	}
 	const char *format = c.o.format ? c.o.format : "pem";
+	bool enrolling = false;
 	int rc = 0;
 	if (c.ident.status != MOAT_ID_ACTIVE) {
 		rc = moat_err_set(&c.err, MOAT_ESTATE, "%s is %s: nothing valid to export", c.id,
@@ -683,13 +925,19 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 		rc = moat_fs_mkdirs(c.o.out, 0700, &c.err);
 	}
 	if (rc == 0 && strcmp(format, "agent") == 0) {
-		rc = cli_export_agent(c.d, c.id, c.o.out, &c.err);
+		rc = cli_export_agent(c.d, c.id, c.o.out, &enrolling, &c.err);
 	} else if (rc == 0) {
 		rc = export_files(c.d, c.id, format, c.o.out, c.o.password_file, &c.err);
 	}
 	st = one_end(&c, rc);
 	if (st == CLI_OK) {
 		printf("exported %s (%s) to %s\n", c.id, format, c.o.out);
+		if (enrolling) {
+			printf("%s enrolls itself: no key was exported; put its enrollment token in "
+			       "%s/enroll.token (or its claim certificate and key in claim.crt and "
+			       "claim.key)\n",
+			       c.id, c.o.out);
+		}
 	}
 	return st;
 }
@@ -700,9 +948,10 @@ int ident_dispatch(const struct ident_scope *scope, int argc, char **argv, const
 		const char *name;
 		int (*fn)(const struct ident_scope *, int, char **);
 	} subs[] = {
-		{"add", ident_add},	  {"list", ident_list},	  {"show", ident_show},
-		{"revoke", ident_revoke}, {"renew", ident_renew}, {"export", ident_export},
-		{"unban", ident_unban},
+		{"add", ident_add},	  {"list", ident_list},	      {"show", ident_show},
+		{"revoke", ident_revoke}, {"renew", ident_renew},     {"export", ident_export},
+		{"unban", ident_unban},	  {"disable", ident_disable}, {"enable", ident_enable},
+		{"delete", ident_delete},
 	};
 	int st = cli_group_help(argc, argv, usage, true);
 	if (st != MOAT_OPTS_CONTINUE) {

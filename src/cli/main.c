@@ -17,6 +17,7 @@ static const struct group groups[] = {
 	{"device", device_main, "add, list, show, revoke, renew and export devices"},
 	{"identity", identity_main, "add service and operator identities"},
 	{"cert", cert_main, "certificates that expire soon"},
+	{"ca", ca_main, "the online issuing CA (create, rotate) and claim CAs for EST enrollment"},
 	{"broker", broker_main, "write the broker's mosquitto.conf, ACL and policy"},
 	{"up", up_main, "start the broker under a supervisor"},
 	{"down", down_main, "stop what moat up started"},

@@ -7,6 +7,10 @@
  * With --firmware IMAGE --envelope FILE (one pair per device type) every device runs
  * signed updates from moatd on virtual A/B slots, provisioned on first use with the
  * release of its type; SIGUSR1 makes every device check for an update now.
+ * With --enroll the devices make their own keys and enroll over EST through moatd, as
+ * moat-agent does: missing ones are registered as `moat device add ID --enroll` would (no
+ * passphrase), their tokens kept in memory; --enroll-only stops once every device is
+ * enrolled without connecting to the broker, and the summary gives enrollments/s.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -14,9 +18,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
 #include "moat/broker.h"
+#include "moat/deploy.h"
+#include "moat/est_client.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/registry.h"
 #include "moat/session.h"
 #include "moat/signals.h"
 #include "moat/sim.h"
@@ -47,6 +57,9 @@ struct view {
 	uint64_t last_sent;
 	size_t peak_up;
 	struct moat_loop_stats last;
+	struct moat_enroll_pool *enroll; /* NULL: devices do not enroll */
+	size_t to_enroll;		 /* devices without an identity at the start */
+	bool enroll_only;		 /* stop once they all enrolled */
 };
 
 static bool on_tick(const struct moat_loop_stats *st, void *ctx)
@@ -63,9 +76,7 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 		}
 	}
 	v->last = *st;
-	if (st->up > v->peak_up) {
-		v->peak_up = st->up;
-	}
+	v->peak_up = st->up_peak;
 	int64_t every = v->tty ? 1000 : 5000;
 	if (!v->json && now - v->last_print_ms >= every) {
 		double secs = (double)(now - v->last_print_ms) / 1000.0;
@@ -78,6 +89,9 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 		fflush(stdout);
 		v->last_print_ms = now;
 		v->last_sent = st->telemetry_sent;
+	}
+	if (v->enroll_only && v->enroll->enrolled >= v->to_enroll) {
+		return false;
 	}
 	return v->deadline_ms == 0 || now < v->deadline_ms;
 }
@@ -136,6 +150,57 @@ out:
 	return rc;
 }
 
+/* --enroll: registers the ids the registry lacks as devices that enroll themselves, each
+ * with a token kept in tokens[i] (in memory only); an existing one must have enrolled in
+ * an earlier run (its identity under state_root). *out_missing: how many will enroll. */
+static int enroll_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type,
+			  const char *state_root, char (*tokens)[MOAT_ENROLL_TOKEN_BUF_LEN],
+			  size_t *out_missing, struct moat_err *err)
+{
+	struct moat_deploy *d = NULL;
+	size_t missing = 0;
+	int rc;
+	*out_missing = 0;
+	if ((rc = cli_open(MOAT_DEPLOY_WRITE, &d, err)) != 0) {
+		return rc;
+	}
+	cli_catch_interrupts();
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		bool exists = false;
+		char cur[PATH_MAX];
+		if ((rc = moat_registry_identity_exists(moat_deploy_registry(d), ids[i], &exists,
+							err)) != 0) {
+			break;
+		}
+		if (exists) {
+			if ((rc = moat_path_join(cur, sizeof(cur), err, "%s/%s/identity/current",
+						 state_root, ids[i])) == 0 &&
+			    !moat_fs_exists(cur)) {
+				rc = moat_err_set(err, MOAT_ESTATE,
+						  "%s exists but has not enrolled in an earlier run "
+						  "(its token is gone): use another --prefix",
+						  ids[i]);
+			}
+			continue;
+		}
+		if (missing == 0) {
+			fprintf(stderr, "moat: registering simulated devices to enroll\n");
+		}
+		struct moat_enroll_add_req req = {.id = ids[i], .device_type = type, .token = true};
+		rc = moat_deploy_enroll_add(d, &req, tokens[i], err);
+		missing++;
+		if (moat_deploy_interrupted) {
+			rc = moat_err_set(err, MOAT_EINTR, "interrupted");
+		}
+	}
+	if (rc == 0 && missing > 0 && (rc = moat_broker_sync(d, err)) != 0) {
+		moat_err_prefix(err, "registered, but regenerating the broker policy failed");
+	}
+	moat_deploy_close(d);
+	*out_missing = missing;
+	return rc;
+}
+
 /* The devices are named (names[0..named-1]) or numbered (prefix-000001.. *n): checks the
  * names, or the longest numbered one; *n becomes the device count. CLI_OK or the usage
  * error's code. */
@@ -174,6 +239,8 @@ struct sim_run {
 	const char *type; /* for devices the registry lacks; NULL: the default */
 	int64_t interval_s, duration_s;
 	const struct moat_sim_firmware *fw; /* NULL: no updates */
+	bool enroll, enroll_only;
+	int64_t enroll_jobs;
 };
 
 /* The device ids of the run (names checked by check_devices, so they fit). */
@@ -202,6 +269,28 @@ static void print_summary(const struct view *v, struct moat_session **ss, size_t
 		published += ds->telemetry_sent > 0;
 	}
 	double secs = (double)(moat_time_mono_ms() - v->started_ms) / 1000.0;
+	const struct moat_enroll_pool *ep = v->enroll;
+	double esecs = ep && ep->last_ms > ep->first_ms
+			       ? (double)(ep->last_ms - ep->first_ms) / 1000.0
+			       : 0.0;
+	double erate = esecs > 0 ? (double)ep->enrolled / esecs : 0.0;
+	if (ep && v->json) {
+		printf("{\"devices\":%lld,\"enrolled\":%llu,\"enroll_failed\":%llu,"
+		       "\"renewed\":%llu,\"enroll_seconds\":%.3f,\"enrollments_per_s\":%.1f,"
+		       "\"connected_peak\":%zu,\"published\":%zu,\"messages\":%llu,"
+		       "\"errors\":%llu,\"seconds\":%.1f}\n",
+		       (long long)n, (unsigned long long)ep->enrolled,
+		       (unsigned long long)ep->failed, (unsigned long long)ep->renewed, esecs,
+		       erate, v->peak_up, published, (unsigned long long)sent,
+		       (unsigned long long)errors, secs);
+		return;
+	}
+	if (ep) {
+		printf("%ssim: %llu devices enrolled over EST in %.3f s (%.1f/s), %llu failed "
+		       "attempts, %llu renewed\n",
+		       v->tty ? "\r\033[K" : "", (unsigned long long)ep->enrolled, esecs, erate,
+		       (unsigned long long)ep->failed, (unsigned long long)ep->renewed);
+	}
 	if (v->json) {
 		printf("{\"devices\":%lld,\"connected_peak\":%zu,\"published\":%zu,"
 		       "\"messages\":%llu,\"errors\":%llu,\"seconds\":%.1f}\n",
@@ -223,27 +312,56 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 	char(*ids)[MOAT_ID_BUF_LEN] = calloc(r->count, sizeof(*ids));
 	struct moat_session **ss = NULL;
 	struct moat_deploy *d = NULL;
+	char(*tokens)[MOAT_ENROLL_TOKEN_BUF_LEN] = NULL;
+	const char **token_ptrs = NULL;
 	int rc = -1; /* -1: failed, err says why */
 	if (!ids) {
 		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
 		goto out;
 	}
 	fill_ids(r, ids);
-	if (provision_missing(ids, r->count, r->type, &err) != 0) {
+	char state_root[PATH_MAX];
+	struct moat_enroll_pool epool = {.max = (unsigned)r->enroll_jobs};
+	size_t to_enroll = 0;
+	if (r->enroll) {
+		if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
+		    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0) {
+			goto out;
+		}
+		moat_deploy_close(d);
+		d = NULL;
+		tokens = calloc(r->count, sizeof(*tokens));
+		token_ptrs = calloc(r->count, sizeof(*token_ptrs));
+		if (!tokens || !token_ptrs) {
+			moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+			goto out;
+		}
+		if (enroll_missing(ids, r->count, r->type, state_root, tokens, &to_enroll, &err) !=
+		    0) {
+			goto out;
+		}
+		for (size_t i = 0; i < r->count; i++) {
+			token_ptrs[i] = tokens[i][0] ? tokens[i] : NULL;
+		}
+	} else if (provision_missing(ids, r->count, r->type, &err) != 0) {
 		goto out;
 	}
+	const struct moat_sim_enroll en = {
+		.tokens = (const char *const *)token_ptrs,
+		.pool = &epool,
+		.no_connect = r->enroll_only,
+	};
 
 	/* before the devices are created (which takes a while for many): a SIGUSR1 meant
 	 * for them must not end the simulator */
 	moat_signals_catch(on_signal, SIGUSR1);
 
-	char state_root[PATH_MAX];
 	moat_log_init("moat-sim", MOAT_LOG_WARN, false);
 	moat_session_lib_init();
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
 	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
-	    moat_sim_create(d, ids, r->count, r->interval_s * 1000, state_root, r->fw, pool, &ss,
-			    &err) != 0) {
+	    moat_sim_create(d, ids, r->count, r->interval_s * 1000, state_root, r->fw, pool,
+			    r->enroll ? &en : NULL, &ss, &err) != 0) {
 		goto out;
 	}
 	moat_deploy_close(d);
@@ -255,6 +373,9 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 		.tty = isatty(STDOUT_FILENO),
 		.json = cli_globals.json,
 		.started_ms = moat_time_mono_ms(),
+		.enroll = r->enroll ? &epool : NULL,
+		.to_enroll = to_enroll,
+		.enroll_only = r->enroll_only,
 	};
 	if (r->duration_s > 0) {
 		v.deadline_ms = v.started_ms + r->duration_s * 1000;
@@ -270,7 +391,13 @@ out:
 	}
 	moat_sim_free(ss, ss ? r->count : 0);
 	moat_deploy_close(d);
+	if (tokens) {
+		OPENSSL_cleanse(tokens, r->count * sizeof(*tokens));
+	}
+	free(tokens);
+	free(token_ptrs);
 	free(ids);
+	moat_est_cleanup();
 	return rc;
 }
 
@@ -308,13 +435,15 @@ int sim_main(int argc, char **argv)
 {
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
 			    "[--duration D] [--type T] [--json]\n"
-			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]";
+			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]\n"
+			    "       [--enroll [--enroll-only] [--enroll-jobs 16]]";
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
 	const char *type = NULL;
 	struct moat_sim_firmware fw = {0};
 	struct moat_agent_update_pool pool = {0};
-	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT;
+	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT, enroll_jobs = 16;
+	bool enroll = false, enroll_only = false;
 	struct moat_opt_list images = {.items = fw.image, .max = MOAT_SIM_FIRMWARE_MAX};
 	struct moat_opt_list envelopes = {.items = fw.envelope, .max = MOAT_SIM_FIRMWARE_MAX};
 	const struct moat_opt opts[] = {
@@ -330,6 +459,13 @@ int sim_main(int argc, char **argv)
 		{.name = "firmware", .kind = MOAT_OPT_LIST, .dst = &images},
 		{.name = "envelope", .kind = MOAT_OPT_LIST, .dst = &envelopes},
 		{.name = "update-jobs", .kind = MOAT_OPT_INT, .dst = &jobs, .min = 1, .max = 64},
+		{.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &enroll},
+		{.name = "enroll-only", .kind = MOAT_OPT_FLAG, .dst = &enroll_only},
+		{.name = "enroll-jobs",
+		 .kind = MOAT_OPT_INT,
+		 .dst = &enroll_jobs,
+		 .min = 1,
+		 .max = 1024},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -361,6 +497,9 @@ int sim_main(int argc, char **argv)
 		.interval_s = interval_s,
 		.duration_s = duration_s,
 		.fw = fw.count ? &fw : NULL,
+		.enroll = enroll || enroll_only,
+		.enroll_only = enroll_only,
+		.enroll_jobs = enroll_jobs,
 	};
 	return run_sim(&run, &pool);
 }

@@ -7,18 +7,23 @@
 #include <string.h>
 
 #include "deploy_internal.h"
+#include "moat/pkcs11.h"
+#include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker", "server", "pki",     "network", "firmware",
-	"policy",     "plugin", "agent",  "monitor", "sim",	NULL,
+	"deployment", "broker", "server",  "pki", "network", "firmware", "policy",
+	"plugin",     "agent",	"monitor", "sim", "guard",   "est",	 NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
 		      struct moat_err *err)
 {
 	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {"key_type",    "ca_days",  "identity_days",
-					       "server_days", "crl_days", NULL};
+	static const char *const pki_keys[] = {"key_type",	  "ca_days",
+					       "identity_days",	  "server_days",
+					       "crl_days",	  "crl_validity",
+					       "pkcs11_module",	  "issuer_pkcs11_uri",
+					       "issuer_pin_file", NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
@@ -95,6 +100,35 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	    (rc = moat_config_get_int(cfg, "pki", "crl_days", MOAT_CRL_DAYS_DEFAULT, 1, 3650,
 				      &conf->crl_days, err)) != 0) {
 		return rc;
+	}
+	/* crl_validity (a duration; a bare number is days) wins over crl_days: minutes are
+	 * allowed, so a test can watch moatd refresh the CRL */
+	conf->crl_validity = conf->crl_days * 86400;
+	const char *cv = moat_config_get(cfg, "pki", "crl_validity");
+	if (cv) {
+		if ((rc = moat_duration_parse(cv, 86400, &conf->crl_validity, err)) != 0) {
+			moat_err_prefix(err, "%s: [pki] crl_validity", cfg->path);
+			return rc;
+		}
+		if (conf->crl_validity < MOAT_CRL_VALIDITY_MIN_S ||
+		    conf->crl_validity > 3650 * 86400LL) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [pki] crl_validity: %ds to 3650 days", cfg->path,
+					    MOAT_CRL_VALIDITY_MIN_S);
+		}
+	}
+	/* The issuing CA's key in a token: the URI must parse here, so a typo in moat.conf is
+	 * named when the deployment opens, not at the first signature. */
+	const char *uri = moat_config_get(cfg, "pki", "issuer_pkcs11_uri");
+	struct moat_pkcs11_uri parsed;
+	if (uri && (rc = moat_pkcs11_uri_parse(uri, &parsed, err)) != 0) {
+		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
+		return rc;
+	}
+	if (!uri && moat_config_get(cfg, "pki", "issuer_pin_file")) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: [pki] issuer_pin_file without issuer_pkcs11_uri",
+				    cfg->path);
 	}
 	return 0;
 }

@@ -150,6 +150,10 @@ int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out, struct
 	    (rc = moat_pki_ca_load(cert, NULL, NULL, &d->ca, err)) != 0) {
 		goto fail;
 	}
+	if ((rc = moat_deploy_path(d, cert, sizeof(cert), MOAT_ISSUER_CERT_FILE, err)) != 0) {
+		goto fail;
+	}
+	d->has_issuer = moat_fs_exists(cert);
 	if (mode == MOAT_DEPLOY_WRITE && (rc = recover(d, err)) != 0) {
 		moat_err_prefix(err, "recovering from an interrupted change");
 		goto fail;
@@ -169,6 +173,8 @@ void moat_deploy_close(struct moat_deploy *d)
 	moat_registry_close(d->reg);
 	moat_config_free(d->cfg);
 	moat_pki_ca_free(d->ca);
+	moat_pki_ca_free(d->issuer);
+	free(d->chain_pem);
 	if (d->lock_fd >= 0) {
 		close(d->lock_fd); /* releases the flock */
 	}
@@ -186,9 +192,14 @@ int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase, struct moa
 		return rc;
 	}
 	if ((rc = moat_pki_ca_load(cert, key, passphrase, &ca, err)) != 0) {
-		/* name the key relative to the deployment, as operators know it */
-		if (rc == MOAT_ECRYPTO && strstr(err ? err->msg : "", "wrong passphrase")) {
-			moat_err_set(err, MOAT_ECRYPTO, "pki/ca.key: wrong passphrase");
+		/* name the key relative to the deployment, as operators know it: "pki/ca.key:
+		 * wrong passphrase", "pki/ca.key: not a valid encrypted key (...)" */
+		size_t n = strlen(key);
+		if (rc == MOAT_ECRYPTO && err && strncmp(err->msg, key, n) == 0 &&
+		    strncmp(err->msg + n, ": ", 2) == 0) {
+			char what[sizeof(err->msg)];
+			snprintf(what, sizeof(what), "%s", err->msg + n + 2);
+			moat_err_set(err, MOAT_ECRYPTO, "pki/ca.key: %s", what);
 		}
 		return rc;
 	}

@@ -1,12 +1,15 @@
 /* files.c: paths inside the deployment directory and the files of one identity.
  *
- * An identity's directory holds cert.pem, key.pem (0600) and ca.crt. A renewal writes one
+ * An identity's directory holds cert.pem (the certificate, then the issuing CA's when the
+ * deployment has one), key.pem (0600) and ca.crt (the root). A renewal writes one
  * identity durably (each file atomically, fsync'd); bulk provisioning stages many without
  * a sync per file (O_EXCL files, ca.crt a hard link; the caller syncs the filesystem once).
  * The lowest file of src/deploy: it calls none of the others. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -59,41 +62,73 @@ static int write_new(const char *path, const void *data, size_t len, mode_t mode
 	return 0;
 }
 
-/* mkdir dir (0700), then key.pem (0600) and cert.pem with put; p receives the path of
- * ca.crt, which the caller writes. */
-static int write_key_cert(const char *dir, const struct moat_issued *issued,
+/* issued's certificate followed by chain (the issuing CA's certificate, or nothing), so a
+ * TLS peer that trusts only the root can build the path. Caller frees *out. */
+static int cert_with_chain(const struct moat_issued *issued, const char *chain, size_t chain_len,
+			   char **out, size_t *out_len, struct moat_err *err)
+{
+	size_t len = issued->cert_pem_len + chain_len;
+	char *buf = malloc(len + 1);
+	if (!buf) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	memcpy(buf, issued->cert_pem, issued->cert_pem_len);
+	if (chain_len) {
+		memcpy(buf + issued->cert_pem_len, chain, chain_len);
+	}
+	buf[len] = '\0';
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+/* mkdir dir (0700), then key.pem (0600, unless the key came in a CSR) and cert.pem (with
+ * the chain) with put; p receives
+ * the path of ca.crt, which the caller writes. */
+static int write_key_cert(const char *dir, const struct moat_issued *issued, const char *chain,
+			  size_t chain_len,
 			  int (*put)(const char *, const void *, size_t, mode_t, struct moat_err *),
 			  char p[PATH_MAX], struct moat_err *err)
 {
 	int rc;
+	char *cert = NULL;
+	size_t cert_len = 0;
 	if (mkdir(dir, 0700) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
-	if ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
-	    (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0 ||
-	    (rc = moat_path_join(p, PATH_MAX, err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = put(p, issued->cert_pem, issued->cert_pem_len, 0644, err)) != 0) {
+	if ((rc = cert_with_chain(issued, chain, chain_len, &cert, &cert_len, err)) != 0) {
 		return rc;
 	}
+	/* no key_pem: the key came in a CSR and never leaves its owner */
+	if ((issued->key_pem &&
+	     ((rc = moat_path_join(p, PATH_MAX, err, "%s/key.pem", dir)) != 0 ||
+	      (rc = put(p, issued->key_pem, issued->key_pem_len, 0600, err)) != 0)) ||
+	    (rc = moat_path_join(p, PATH_MAX, err, "%s/cert.pem", dir)) != 0 ||
+	    (rc = put(p, cert, cert_len, 0644, err)) != 0) {
+		free(cert);
+		return rc;
+	}
+	free(cert);
 	return moat_path_join(p, PATH_MAX, err, "%s/ca.crt", dir);
 }
 
 int deploy_write_identity_files(const char *dir, const struct moat_issued *issued,
-				const char *ca_pem, size_t ca_len, struct moat_err *err)
+				const char *chain, size_t chain_len, const char *ca_pem,
+				size_t ca_len, struct moat_err *err)
 {
 	char p[PATH_MAX];
-	int rc = write_key_cert(dir, issued, moat_fs_write_atomic, p, err);
+	int rc = write_key_cert(dir, issued, chain, chain_len, moat_fs_write_atomic, p, err);
 	if (rc != 0) {
 		return rc;
 	}
 	return moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err);
 }
 
-int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *ca_path,
-			  struct moat_err *err)
+int deploy_stage_identity(const char *dir, const struct moat_issued *issued, const char *chain,
+			  size_t chain_len, const char *ca_path, struct moat_err *err)
 {
 	char p[PATH_MAX];
-	int rc = write_key_cert(dir, issued, write_new, p, err);
+	int rc = write_key_cert(dir, issued, chain, chain_len, write_new, p, err);
 	if (rc != 0) {
 		return rc;
 	}

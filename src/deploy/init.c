@@ -1,7 +1,8 @@
-/* init.c: `moat init`: creates a deployment directory with its CA, server certificate, empty
- * CRL, registry and moat.conf. Everything is written into a fresh directory; on any failure
- * the whole directory (or, for a pre-existing empty directory, everything put in it) is
- * removed, so a failed init leaves nothing that looks like a deployment. */
+/* init.c: `moat init`: creates a deployment directory with its root CA, its online issuing
+ * CA (unless single-tier), server certificate, empty CRL, registry and moat.conf. Everything is
+ * written into a fresh directory; on any failure the whole directory (or, for a pre-existing empty
+ * directory, everything put in it) is removed, so a failed init leaves nothing that looks like a
+ * deployment. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -9,6 +10,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 #include "deploy_internal.h"
 #include "moat/fsutil.h"
@@ -137,6 +141,26 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 	if (n < 0 || (size_t)n >= sizeof(text)) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
 	}
+	/* Token settings: values are one line each (a URI has no newline once parsed; paths
+	 * are checked here). */
+	const char *const keys[] = {"pkcs11_module", "issuer_pkcs11_uri", "issuer_pin_file"};
+	const char *const values[] = {opts->pkcs11_module, opts->issuer_pkcs11_uri,
+				      opts->issuer_pin_file};
+	for (size_t i = 0; i < 3 && !opts->single_tier; i++) {
+		if (!values[i]) {
+			continue;
+		}
+		if (strpbrk(values[i], "\r\n") || !values[i][0]) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: empty or not one line",
+					    keys[i]);
+		}
+		int m = snprintf(text + n, sizeof(text) - (size_t)n, "%s = %s\n", keys[i],
+				 values[i]);
+		if (m < 0 || (size_t)m >= sizeof(text) - (size_t)n) {
+			return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
+		}
+		n += m;
+	}
 	return moat_fs_write_atomic(path, text, (size_t)n, 0644, err);
 }
 
@@ -165,6 +189,13 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	int rc;
 	char p[PATH_MAX];
 	struct moat_ca *ca = NULL;
+	struct moat_ca *issuer = NULL;
+	char *chain_pem = NULL; /* the issuing CA's certificate, after the server's */
+	size_t chain_len = 0;
+	char *issuer_key = NULL;
+	size_t issuer_key_len = 0;
+	char *server_pem = NULL;
+	size_t server_len = 0;
 	struct moat_issued server = {0};
 	struct moat_registry *reg = NULL;
 	char *cert_pem = NULL;
@@ -189,13 +220,52 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = write_conf(p, name, hosts, host_count, opts, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_ca_create(name, opts->key_type, opts->now, opts->ca_days, &ca, err)) !=
-		    0 ||
+	if ((rc = (opts->single_tier ? moat_pki_ca_create
+				     : moat_pki_root_create)(name, opts->key_type, opts->now,
+							     opts->ca_days, &ca, err)) != 0 ||
 	    (rc = moat_pki_ca_export(ca, passphrase, &cert_pem, &cert_len, &key_pem, &key_len,
 				     err)) != 0 ||
 	    (rc = put(dir, "pki/ca.key", key_pem, key_len, 0600, err)) != 0 ||
 	    (rc = put(dir, "pki/ca.crt", cert_pem, cert_len, 0644, err)) != 0) {
 		goto out;
+	}
+	const struct moat_ca *signer = ca;
+	if (!opts->single_tier) {
+		int64_t end = 0;
+		EVP_PKEY *token_key = NULL;
+		rc = deploy_not_after(ca, opts->now, opts->issuer_days, MOAT_ISSUER_DAYS_DEFAULT,
+				      "the issuing CA", &end, err);
+		if (rc == 0 && opts->issuer_pkcs11_uri) {
+			rc = deploy_token_key(opts->issuer_pkcs11_uri, opts->pkcs11_module,
+					      opts->issuer_pin_file, &token_key, err);
+			if (rc == 0) {
+				rc = moat_pki_issuer_certify(ca, 1, token_key, opts->now, end,
+							     &issuer, err);
+			}
+		} else if (rc == 0) {
+			rc = moat_pki_issuer_create(ca, 1, opts->key_type, opts->now, end, &issuer,
+						    err);
+		}
+		EVP_PKEY_free(token_key);
+		if (rc != 0 || (rc = deploy_issuer_write(dir, issuer, cert_pem, cert_len, NULL, 0,
+							 err)) != 0) {
+			goto out;
+		}
+		/* The certificate the server's follows; a token's key is never encoded. */
+		if (opts->issuer_pkcs11_uri) {
+			rc = moat_path_join(p, sizeof(p), err, "%s/%s", dir, MOAT_ISSUER_CERT_FILE);
+			if (rc == 0) {
+				rc = moat_fs_read_all(p, MOAT_FILE_MAX_BYTES, &chain_pem,
+						      &chain_len, err);
+			}
+		} else {
+			rc = moat_pki_issuer_export(issuer, &chain_pem, &chain_len, &issuer_key,
+						    &issuer_key_len, err);
+		}
+		if (rc != 0) {
+			goto out;
+		}
+		signer = issuer;
 	}
 
 	/* The server certificate names every configured host: DNS names and IP addresses. */
@@ -210,6 +280,11 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 			dns[ndns++] = hosts[i];
 		}
 	}
+	int64_t server_end = 0;
+	if ((rc = deploy_not_after(signer, opts->now, 0, MOAT_SERVER_DAYS_DEFAULT, "the server",
+				   &server_end, err)) != 0) {
+		goto out;
+	}
 	char server_cn[MOAT_HOST_MAX_LEN + 1];
 	snprintf(server_cn, sizeof(server_cn), "%s", ndns ? dns[0] : ips[0]);
 	struct moat_issue_req req = {
@@ -217,7 +292,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		.kind = MOAT_CERT_SERVER,
 		.key_type = opts->key_type,
 		.not_before = opts->now - 300, /* tolerate small clock skew on devices */
-		.not_after = opts->now + MOAT_SERVER_DAYS_DEFAULT * 86400LL,
+		.not_after = server_end,
 		.san_dns = dns,
 		.san_dns_count = ndns,
 		.san_ip = ips,
@@ -226,10 +301,21 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char serial_hex[MOAT_SERIAL_HEX_LEN];
 	if ((rc = moat_pki_random_serial(serial, serial_hex, err)) != 0 ||
-	    (rc = moat_pki_issue(ca, &req, serial, &server, err)) != 0 ||
-	    (rc = put(dir, "pki/server.key", server.key_pem, server.key_pem_len, 0600, err)) != 0 ||
-	    (rc = put(dir, "pki/server.crt", server.cert_pem, server.cert_pem_len, 0644, err)) !=
-		    0) {
+	    (rc = moat_pki_issue(signer, &req, serial, &server, err)) != 0) {
+		goto out;
+	}
+	server_len = server.cert_pem_len + chain_len;
+	server_pem = malloc(server_len + 1);
+	if (!server_pem) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(server_pem, server.cert_pem, server.cert_pem_len);
+	if (chain_len) {
+		memcpy(server_pem + server.cert_pem_len, chain_pem, chain_len);
+	}
+	if ((rc = put(dir, "pki/server.key", server.key_pem, server.key_pem_len, 0600, err)) != 0 ||
+	    (rc = put(dir, "pki/server.crt", server_pem, server_len, 0644, err)) != 0) {
 		goto out;
 	}
 
@@ -238,7 +324,7 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
 		goto out;
 	}
-	if ((rc = moat_pki_crl_build(ca, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
+	if ((rc = moat_pki_crl_build(signer, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
 				     &crl_len, err)) != 0 ||
 	    (rc = put(dir, "pki/crl.pem", crl_pem, crl_len, 0644, err)) != 0) {
 		goto out;
@@ -247,7 +333,14 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 out:
 	moat_registry_close(reg);
 	moat_pki_ca_free(ca);
+	moat_pki_ca_free(issuer);
 	moat_pki_issued_free(&server);
+	free(server_pem);
+	free(chain_pem);
+	if (issuer_key) {
+		OPENSSL_cleanse(issuer_key, issuer_key_len);
+		free(issuer_key);
+	}
 	free(cert_pem);
 	if (key_pem) {
 		memset(key_pem, 0, key_len);
@@ -320,6 +413,9 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	}
 	if (o.ca_days < 1 || o.ca_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "CA validity: 1 to 36500 days");
+	}
+	if (o.issuer_days < 0 || o.issuer_days > 36500) {
+		return moat_err_set(err, MOAT_EINVAL, "issuing CA validity: 1 to 36500 days");
 	}
 
 	bool exists = false;

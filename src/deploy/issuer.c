@@ -52,18 +52,25 @@ struct issuer_pool {
 static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 {
 	const struct moat_provision_req *r = &p->job.reqs[i];
-	int64_t days = r->days ? r->days : p->job.default_days;
+	int64_t not_after = 0;
+	moat_err_clear(&out->err);
+	out->rc = deploy_not_after(p->job.ca, p->job.now, r->days, p->job.default_days, r->id,
+				   &not_after, &out->err);
+	if (out->rc != 0) {
+		return;
+	}
 	struct moat_issue_req req = {
 		.cn = r->id,
 		.role = r->role,
 		.kind = MOAT_CERT_CLIENT,
 		.key_type = r->key_type,
 		.not_before = p->job.now - 300, /* tolerate small clock skew on devices */
-		.not_after = p->job.now + days * 86400,
+		.not_after = not_after,
+		.key = r->csr ? r->csr->key : NULL,
+		.key_public_only = r->csr != NULL,
 	};
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
-	moat_err_clear(&out->err);
 	out->rc = moat_pki_random_serial(serial, hex, &out->err);
 	if (out->rc == 0) {
 		out->rc = moat_pki_issue(p->job.ca, &req, serial, &out->issued, &out->err);
@@ -71,7 +78,8 @@ static void issue_one(struct issuer_pool *p, size_t i, struct issuer_slot *out)
 	char dir[PATH_MAX];
 	if (out->rc == 0 && (out->rc = moat_path_join(dir, sizeof(dir), &out->err, "%s/%s",
 						      p->job.staging, r->id)) == 0) {
-		out->rc = deploy_stage_identity(dir, &out->issued, p->job.ca_path, &out->err);
+		out->rc = deploy_stage_identity(dir, &out->issued, p->job.chain, p->job.chain_len,
+						p->job.ca_path, &out->err);
 	}
 	/* the key is on disk now (or the item failed): do not keep it in memory */
 	if (out->issued.key_pem) {

@@ -1,4 +1,4 @@
-/* lifecycle.c: revocation, renewal and the CRL.
+/* lifecycle.c: revocation, renewal, disabling, deletion and the CRL.
  *
  * Revocation writes the new CRL before committing the registry change: a crash in between
  * leaves a CRL that revokes one certificate too many (safe, and rewritten by the next CRL
@@ -51,11 +51,7 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 	size_t len = 0;
 	int64_t number = 0;
 	char path[PATH_MAX];
-	int rc;
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
-	}
-	rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
+	int rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
 	if (rc == MOAT_ENOMEM) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
@@ -66,8 +62,8 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 		goto out;
 	}
 	number++;
-	if ((rc = moat_pki_crl_build(d->ca, list.items, list.count, number, moat_time_now(),
-				     d->conf.crl_days, &pem, &len, err)) != 0 ||
+	if ((rc = deploy_crl_assemble(d, list.items, list.count, number, moat_time_now(), &pem,
+				      &len, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
 	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0 ||
 	    (rc = moat_registry_meta_set_int(d->reg, "crl_number", number, err)) != 0) {
@@ -79,15 +75,31 @@ out:
 	return rc;
 }
 
+/* A root-signed certificate must be listed in the root's CRL, which only the unlocked root
+ * can sign. */
+static int root_check(struct moat_deploy *d, const char *id, struct moat_err *err)
+{
+	bool needs = false;
+	int rc = moat_deploy_revoking_needs_root(d, id, &needs, err);
+	if (rc == 0 && needs) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "%s: its certificate was signed by the root CA: revoking it needs "
+				  "the CA passphrase",
+				  id);
+	}
+	return rc;
+}
+
 int moat_deploy_revoke(struct moat_deploy *d, const char *id, int reason, struct moat_err *err)
 {
 	struct moat_identity ident;
 	int rc;
+	const struct moat_ca *signer = NULL;
 	if ((rc = moat_identity_name_check(id, err)) != 0) {
 		return rc;
 	}
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 || (rc = root_check(d, id, err)) != 0) {
+		return rc;
 	}
 	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
 		return rc;
@@ -210,7 +222,14 @@ static int fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES]
 	return moat_err_set(err, MOAT_ECRYPTO, "random serials keep colliding: broken RNG?");
 }
 
-int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
+bool moat_deploy_compromised(const struct moat_identity *ident)
+{
+	return ident->cert_revoked && (ident->revoked_reason == MOAT_REASON_KEY_COMPROMISE ||
+				       ident->revoked_reason == MOAT_REASON_CA_COMPROMISE);
+}
+
+static int renew(struct moat_deploy *d, const char *id, int64_t days, bool force,
+		 struct moat_err *err)
 {
 	struct moat_identity ident;
 	struct moat_issued issued = {0};
@@ -222,12 +241,17 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 	bool staged = false;
 	int rc;
 	int64_t now = moat_time_now();
+	const struct moat_ca *signer = NULL;
+	const char *chain = NULL;
+	size_t chain_len = 0;
 
 	if ((rc = moat_identity_name_check(id, err)) != 0) {
 		return rc;
 	}
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0 ||
+	    (rc = root_check(d, id, err)) != 0) {
+		return rc;
 	}
 	if (days < 0 || days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "validity must be 1 to 36500 days");
@@ -239,6 +263,14 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 		return moat_err_set(err, MOAT_ESTATE, "%s: disabled; enable it before renewing",
 				    id);
 	}
+	/* A compromised key's holder could otherwise ask for its own reactivation: only an
+	 * operator who says so renews it, and always with a new key (moat_pki_issue makes one). */
+	if (moat_deploy_compromised(&ident) && !force) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "%s: revoked for %s; renewing it needs --force (it gets a new "
+				    "key: the device must be re-provisioned)",
+				    id, moat_pki_reason_name(ident.revoked_reason));
+	}
 	if ((rc = read_ca_pem(d, &ca_pem, &ca_len, err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
 	    (rc = moat_path_join(next, sizeof(next), err, "%s/.next", dir)) != 0) {
@@ -246,20 +278,26 @@ int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struc
 	}
 	uint8_t serial[MOAT_SERIAL_BYTES];
 	char hex[MOAT_SERIAL_HEX_LEN];
+	int64_t not_after = 0;
+	if ((rc = deploy_not_after(signer, now, days, d->conf.identity_days, id, &not_after,
+				   err)) != 0) {
+		goto out;
+	}
 	struct moat_issue_req req = {
 		.cn = id,
 		.role = ident.role,
 		.kind = MOAT_CERT_CLIENT,
 		.key_type = d->conf.key_type,
 		.not_before = now - 300,
-		.not_after = now + (days ? days : d->conf.identity_days) * 86400,
+		.not_after = not_after,
 	};
 	if ((rc = fresh_serial(d, serial, hex, err)) != 0 ||
-	    (rc = moat_pki_issue(d->ca, &req, serial, &issued, err)) != 0) {
+	    (rc = moat_pki_issue(signer, &req, serial, &issued, err)) != 0) {
 		goto out;
 	}
 	/* a leftover .next/ from a renewal that never committed was removed on open */
-	if ((rc = deploy_write_identity_files(next, &issued, ca_pem, ca_len, err)) != 0) {
+	if ((rc = deploy_write_identity_files(next, &issued, chain, chain_len, ca_pem, ca_len,
+					      err)) != 0) {
 		staged = moat_fs_exists(next);
 		goto out;
 	}
@@ -294,5 +332,79 @@ out:
 	}
 	moat_pki_issued_free(&issued);
 	free(ca_pem);
+	return rc;
+}
+
+int moat_deploy_renew(struct moat_deploy *d, const char *id, int64_t days, struct moat_err *err)
+{
+	return renew(d, id, days, false, err);
+}
+
+int moat_deploy_renew_forced(struct moat_deploy *d, const char *id, int64_t days,
+			     struct moat_err *err)
+{
+	return renew(d, id, days, true, err);
+}
+
+int moat_deploy_set_disabled(struct moat_deploy *d, const char *id, bool disabled,
+			     struct moat_err *err)
+{
+	struct moat_identity ident;
+	int rc;
+	if ((rc = moat_identity_name_check(id, err)) != 0 ||
+	    (rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0) {
+		return rc;
+	}
+	if (ident.status == MOAT_ID_REVOKED) {
+		return moat_err_set(
+			err, MOAT_ESTATE, "%s: revoked; %s", id,
+			disabled ? "it is refused already"
+				 : "enabling never revives a revoked identity (renew it)");
+	}
+	enum moat_identity_status want = disabled ? MOAT_ID_DISABLED : MOAT_ID_ACTIVE;
+	if (ident.status == want) {
+		return moat_err_set(err, MOAT_ESTATE, "%s: already %s", id,
+				    moat_identity_status_name(want));
+	}
+	return moat_registry_identity_set_status(d->reg, id, want, err);
+}
+
+int moat_deploy_delete(struct moat_deploy *d, const char *id, int reason, struct moat_err *err)
+{
+	struct moat_identity ident;
+	char dir[PATH_MAX];
+	int rc;
+	if ((rc = moat_identity_name_check(id, err)) != 0) {
+		return rc;
+	}
+	const struct moat_ca *signer = NULL; /* the CRL is re-signed: fail before any change */
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0) {
+		return rc;
+	}
+	if ((rc = moat_registry_identity_get(d->reg, id, &ident, err)) != 0 ||
+	    (rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0) {
+		return rc;
+	}
+	int64_t now = moat_time_now();
+	/* The CRL is written before the commit (as for revocation): a crash in between lists
+	 * one certificate too many, never one too few. The files go after the commit; a crash
+	 * before that leaves a directory without its row, which the next open removes. */
+	if ((rc = moat_registry_begin(d->reg, err)) != 0) {
+		return rc;
+	}
+	if ((!ident.cert_revoked && ident.serial_hex[0] &&
+	     (rc = moat_registry_cert_revoke(d->reg, ident.serial_hex, reason, now, err)) != 0) ||
+	    (rc = moat_registry_identity_delete(d->reg, id, now, err)) != 0 ||
+	    (rc = moat_deploy_write_crl(d, err)) != 0 ||
+	    (rc = moat_registry_commit(d->reg, err)) != 0) {
+		moat_registry_rollback(d->reg);
+		return rc;
+	}
+	if ((rc = moat_fs_remove_tree(dir, err)) != 0) {
+		moat_err_prefix(err,
+				"%s deleted and its certificate revoked, but its files stay "
+				"(the next moat command removes them)",
+				id);
+	}
 	return rc;
 }

@@ -6,6 +6,7 @@
  * user may write in the deployment directory and pki/, and a symbolic link it left under a
  * name root then chmods must not hand root's chmod to another file.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -125,6 +126,57 @@ static int set_owner(const char *dir, const char *rel, bool want_dir, uid_t uid,
 	return rc;
 }
 
+/* dir/rel and the regular files in it (one level) given to uid:gid, modes kept; absent:
+ * nothing. */
+static int own_tree(const char *dir, const char *rel, uid_t uid, gid_t gid, struct moat_err *err)
+{
+	char path[PATH_MAX];
+	int rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir, rel);
+	if (rc != 0) {
+		return rc;
+	}
+	DIR *dp = opendir(path);
+	if (!dp) {
+		return errno == ENOENT ? 0 : moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+	}
+	struct dirent *e;
+	while (rc == 0 && (e = readdir(dp)) != NULL) {
+		char sub[PATH_MAX];
+		if (e->d_name[0] == '.' || e->d_type != DT_REG) {
+			continue; /* a link or anything else is not moat's: left alone */
+		}
+		if ((rc = moat_path_join(sub, sizeof(sub), err, "%s/%s", rel, e->d_name)) == 0) {
+			rc = set_owner(dir, sub, false, uid, gid, 07777, 0, err);
+		}
+	}
+	closedir(dp);
+	if (rc == 0) {
+		rc = set_owner(dir, rel, true, uid, gid, 07777, 0, err);
+	}
+	return rc;
+}
+
+/* run/moat.lock root:gid 0660, created when absent: whoever changes the deployment takes
+ * its flock, moatd's account included. */
+static int own_lock(const char *dir, gid_t gid, struct moat_err *err)
+{
+	char path[PATH_MAX];
+	int rc = moat_path_join(path, sizeof(path), err, "%s/run", dir);
+	if (rc != 0 || (rc = moat_fs_mkdirs(path, 0755, err)) != 0 ||
+	    (rc = moat_path_join(path, sizeof(path), err, "%s/run/moat.lock", dir)) != 0) {
+		return rc;
+	}
+	int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+	}
+	if (fchown(fd, (uid_t)-1, gid) != 0 || fchmod(fd, 0660) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: chown", path);
+	}
+	close(fd);
+	return rc;
+}
+
 int moat_deploy_own(struct moat_deploy *d, enum moat_deploy_own_mode mode, struct moat_err *err)
 {
 	char user[MOAT_DEPLOY_USER_BUF_LEN];
@@ -193,6 +245,19 @@ int moat_deploy_own(struct moat_deploy *d, enum moat_deploy_own_mode mode, struc
 		}
 	}
 	if ((rc = set_owner(d->dir, "pki/crl.pem", false, u, g, 0644, 0, err)) != 0) {
+		return rc;
+	}
+	/* the TLS key moatd loads again when SIGHUP brings a new pair (moat cert server); the
+	 * group stays the broker's, which reads it too */
+	if ((rc = set_owner(d->dir, "pki/server.key", false, u, (gid_t)-1, 0640, 0, err)) != 0) {
+		return rc;
+	}
+	/* retired issuing CAs: moatd signs their CRLs and removes them once they expire */
+	if ((rc = own_tree(d->dir, "pki/retired", u, g, err)) != 0) {
+		return rc;
+	}
+	/* run/moat.lock: moatd takes it for its changes (an enrollment, the CRL refresh) */
+	if ((rc = own_lock(d->dir, g, err)) != 0) {
 		return rc;
 	}
 	/* Its MQTT identity: read, never written (renewals stay root's; the setgid directory

@@ -55,6 +55,9 @@ static int validate(struct moat_deploy *d, const struct moat_provision_req *reqs
 			moat_err_prefix(err, "%s: device type", r->id);
 			goto out;
 		}
+		if (r->csr && (rc = moat_csr_check_identity(r->csr, r->id, err)) != 0) {
+			goto out;
+		}
 		if (r->days < 0 || r->days > 36500) {
 			rc = moat_err_set(err, MOAT_EINVAL, "%s: validity must be 1 to 36500 days",
 					  r->id);
@@ -181,15 +184,27 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 	bool staged = false;
 	struct issuer_pool *pool = NULL;
 	int64_t now = moat_time_now();
+	const struct moat_ca *signer = NULL;
+	const char *chain = NULL;
+	size_t chain_len = 0;
 
-	if (!d->ca || !d->ca->key) {
-		return moat_err_set(err, MOAT_ESTATE, "CA key not unlocked");
+	if ((rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = deploy_signer_chain(d, &chain, &chain_len, err)) != 0) {
+		return rc;
 	}
 	if (d->lock_fd < 0) {
 		return moat_err_set(err, MOAT_ESTATE, "deployment not opened for writing");
 	}
 	if ((rc = validate(d, reqs, count, err)) != 0) {
 		return rc;
+	}
+	for (size_t i = 0; i < count; i++) {
+		int64_t not_after = 0;
+		if (reqs[i].days &&
+		    (rc = deploy_not_after(signer, now, reqs[i].days, d->conf.identity_days,
+					   reqs[i].id, &not_after, err)) != 0) {
+			return rc;
+		}
 	}
 	char rel[64];
 	snprintf(rel, sizeof(rel), "pki/.staging-%ld", (long)getpid());
@@ -211,13 +226,15 @@ int moat_deploy_provision(struct moat_deploy *d, const struct moat_provision_req
 		goto out;
 	}
 	struct issuer_job job = {
-		.ca = d->ca,
+		.ca = signer,
 		.reqs = reqs,
 		.count = count,
 		.now = now,
 		.default_days = d->conf.identity_days,
 		.staging = staging,
 		.ca_path = ca_path,
+		.chain = chain,
+		.chain_len = chain_len,
 	};
 	if ((rc = issuer_start(&job, &pool, err)) != 0) {
 		goto out;

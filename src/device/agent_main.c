@@ -5,16 +5,17 @@
  * command makes it re-execute itself (the same binary, the same arguments), or, under
  * moat-boot (MOAT_BOOT_STATE set), exit MOAT_BOOT_RESTART_EXIT so moat-boot starts the
  * image again (a staged release then starts on trial). With an [update] section it runs
- * the update client (update_client.c).
+ * the update client (update_client.c). With an [enroll] section the device makes its own
+ * key and enrolls over EST before it connects, and renews while it runs (enroll.c);
+ * --enroll does the first enrollment alone and exits.
  *
  * Privileges (sandbox.h): once its configuration is read, the agent switches to [agent]
- * user when started as root with one (else it stays who started it), so its queue and
- * state are that account's; once its session exists (certificate checked, state opened),
- * before it first connects, it drops every capability, sets no_new_privs and installs the
- * moat-agent seccomp profile. Its children
- * (moat-update, a sensor command, its own re-exec on reboot) inherit all of it: the
- * profile holds their system calls too (src/sandbox/syscalls.c), and a re-executed agent
- * keeps the filter it inherited.
+ * user when started as root with one (else it stays who started it), so its key, queue and
+ * state are that account's; once its session exists (enrolled, certificate checked, state
+ * opened), before it first connects, it drops every capability, sets no_new_privs and
+ * installs the moat-agent seccomp profile. Its children (moat-update, a sensor command,
+ * its own re-exec on reboot) inherit all of it: the profile holds their system calls too
+ * (src/sandbox/syscalls.c), and a re-executed agent keeps the filter it inherited.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,6 +26,8 @@
 
 #include "moat/agent_conf.h"
 #include "moat/agent_update.h"
+#include "moat/est_client.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opts.h"
 #include "moat/sandbox.h"
@@ -34,6 +37,7 @@
 #include "moat/update.h"
 
 #include "device_internal.h"
+#include "enroll_internal.h"
 
 static volatile int stop_flag;
 
@@ -75,6 +79,7 @@ static const char usage[] =
 	"usage: moat-agent [--config FILE] [--check]\n"
 	"  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
 	"  --check        validate the configuration and certificate, then exit\n"
+	"  --enroll       with [enroll]: enroll now unless an identity exists, then exit\n"
 	"  --version      print the version\n";
 
 /* Runs the device session of conf (with its update client) until a signal or a reboot
@@ -137,8 +142,9 @@ static int run_agent(const struct moat_agent_conf *conf, const struct moat_sandb
 int main(int argc, char **argv)
 {
 	const char *path = "/etc/moat/agent.conf";
-	bool check_only = false;
+	bool check_only = false, enroll_only = false;
 	const struct moat_opt opts[] = {
+		{.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &enroll_only},
 		{.name = "config", .kind = MOAT_OPT_STRING, .letter = 'c', .dst = &path},
 		{.name = "check", .kind = MOAT_OPT_FLAG, .dst = &check_only},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
@@ -167,8 +173,31 @@ int main(int argc, char **argv)
 
 	moat_signals_catch(on_signal, 0);
 
+	if (enroll_only) {
+		struct moat_enroll *e = NULL;
+		if (!conf.enroll) {
+			fprintf(stderr, "moat-agent: %s has no [enroll] section\n", path);
+			return 1;
+		}
+		int rc = moat_enroll_open(&conf, &e, &err);
+		if (rc == 0) {
+			rc = moat_enroll_now(e, &err);
+		}
+		moat_enroll_free(e);
+		moat_est_cleanup();
+		if (rc != 0) {
+			fprintf(stderr, "moat-agent: %s\n", err.msg);
+			return 1;
+		}
+		printf("moat-agent: %s: enrolled (%s)\n", conf.id, conf.cert_file);
+		return 0;
+	}
 	if (check_only) {
 		/* validate without touching the state directory */
+		if (conf.enroll && !moat_fs_exists(conf.cert_file)) {
+			printf("moat-agent: %s: configuration ok; not enrolled yet\n", path);
+			return 0;
+		}
 		if (moat_agent_check_cert(conf.cert_file, moat_time_now(), NULL, &err) != 0) {
 			fprintf(stderr, "moat-agent: %s\n", err.msg);
 			return 1;
@@ -193,6 +222,7 @@ int main(int argc, char **argv)
 #endif
 	bool reboot = false;
 	int rc = run_agent(&conf, &su, &reboot);
+	moat_est_cleanup();
 	if (reboot && getenv("MOAT_BOOT_STATE") != NULL) {
 		/* under moat-boot: it starts the image again, a staged release on trial */
 		return MOAT_BOOT_RESTART_EXIT;

@@ -31,6 +31,9 @@ void moat_agent_conf_defaults(struct moat_agent_conf *conf)
 	snprintf(conf->sensor.name, sizeof(conf->sensor.name), "%s", "temperature");
 	conf->sensor.scale = 1.0;
 	conf->update_interval_s = MOAT_AGENT_UPDATE_INTERVAL_DEFAULT_S;
+	conf->renew_percent = MOAT_AGENT_RENEW_PERCENT_DEFAULT;
+	conf->enroll_retry_min_ms = MOAT_AGENT_ENROLL_RETRY_MIN_DEFAULT_MS;
+	conf->enroll_retry_max_ms = MOAT_AGENT_ENROLL_RETRY_MAX_DEFAULT_MS;
 }
 
 /* "<n>ms" or a moat duration, into milliseconds within [min_ms, max_ms]. */
@@ -118,29 +121,39 @@ static bool host_ok(const char *h)
 	return true;
 }
 
-/* [update]: moatd's URL must be https with a host (the updater verifies the server
- * against the deployment CA and the URL's host name), no path, no trailing slash. */
-static int parse_update(const struct moat_config *cfg, const char *base_dir,
-			struct moat_agent_conf *c, struct moat_err *err)
+/* moatd's URL ([update] and [enroll] server) must be https with a host (the clients
+ * verify the server against the deployment CA and the URL's host name), no path, no
+ * trailing slash. */
+static int get_https_url(const struct moat_config *cfg, const char *section, char *out, size_t size,
+			 struct moat_err *err)
 {
-	int rc;
-	const char *s = moat_config_get(cfg, "update", "server");
+	const char *s = moat_config_get(cfg, section, "server");
 	if (s) {
 		const char *host = s + strlen("https://");
 		size_t n = strlen(s);
 		bool ok = strncmp(s, "https://", strlen("https://")) == 0 && host[0] != '\0' &&
-			  host[0] != ':' && strchr(host, '/') == NULL &&
-			  n <= MOAT_AGENT_UPDATE_URL_MAX_LEN;
+			  host[0] != ':' && strchr(host, '/') == NULL && n < size;
 		for (const char *p = s; ok && *p; p++) {
 			ok = *p > ' ' && *p < 0x7f && *p != '?' && *p != '#' && *p != '@';
 		}
 		if (!ok) {
-			return moat_err_set(
-				err, MOAT_EINVAL,
-				"%s: [update] server: '%.64s' is not https://host[:port]",
-				cfg->path, s);
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [%s] server: '%.64s' is not https://host[:port]",
+					    cfg->path, section, s);
 		}
-		snprintf(c->update_url, sizeof(c->update_url), "%s", s);
+		snprintf(out, size, "%s", s);
+	}
+	return 0;
+}
+
+/* [update]: server, updater, state_dir, interval. */
+static int parse_update(const struct moat_config *cfg, const char *base_dir,
+			struct moat_agent_conf *c, struct moat_err *err)
+{
+	int rc;
+	const char *s;
+	if ((rc = get_https_url(cfg, "update", c->update_url, sizeof(c->update_url), err)) != 0) {
+		return rc;
 	}
 	/* a bare name is looked up in PATH; a path with a slash is relative to the file */
 	s = moat_config_get(cfg, "update", "updater");
@@ -238,7 +251,7 @@ static int parse_agent(const struct moat_config *cfg, const char *base_dir,
 
 /* [broker]: host (required), port, ca, cert, key (all three required), keepalive and
  * the reconnect back-off. */
-static int parse_broker(const struct moat_config *cfg, const char *base_dir,
+static int parse_broker(const struct moat_config *cfg, const char *base_dir, bool enrolling,
 			struct moat_agent_conf *c, struct moat_err *err)
 {
 	int rc;
@@ -268,7 +281,16 @@ static int parse_broker(const struct moat_config *cfg, const char *base_dir,
 		    0) {
 		return rc;
 	}
-	if (!c->ca_file[0] || !c->cert_file[0] || !c->key_file[0]) {
+	if (enrolling && (c->cert_file[0] || c->key_file[0])) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: [broker] cert and key are not given with [enroll] (the "
+				    "identity is in [enroll] dir)",
+				    cfg->path);
+	}
+	if (enrolling && !c->ca_file[0]) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] needs ca", cfg->path);
+	}
+	if (!enrolling && (!c->ca_file[0] || !c->cert_file[0] || !c->key_file[0])) {
 		return moat_err_set(err, MOAT_EINVAL, "%s: [broker] needs ca, cert and key",
 				    cfg->path);
 	}
@@ -340,10 +362,119 @@ static int parse_sensor(const struct moat_config *cfg, const char *base_dir,
 	return 0;
 }
 
+/* [enroll]: server (required), a token, a token file or a claim certificate and key (one
+ * of them), dir, renew_at, retry_min, retry_max. The identity's files are in dir, so
+ * [broker] names no cert or key. */
+static int parse_enroll(const struct moat_config *cfg, const char *base_dir,
+			struct moat_agent_conf *c, struct moat_err *err)
+{
+	int rc;
+	const char *s;
+	if ((rc = get_https_url(cfg, "enroll", c->enroll_url, sizeof(c->enroll_url), err)) != 0) {
+		return rc;
+	}
+	if (!c->enroll_url[0]) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: [enroll] server is missing", cfg->path);
+	}
+	s = moat_config_get(cfg, "enroll", "token");
+	if (s) {
+		size_t n = strlen(s);
+		bool ok = n > 0 && n <= MOAT_AGENT_ENROLL_TOKEN_MAX_LEN;
+		for (size_t i = 0; ok && i < n; i++) {
+			ok = s[i] > ' ' && s[i] < 0x7f;
+		}
+		if (!ok) {
+			/* never echo a token, not even a malformed one */
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [enroll] token: 1 to %d printable characters "
+					    "without spaces expected",
+					    cfg->path, MOAT_AGENT_ENROLL_TOKEN_MAX_LEN);
+		}
+		snprintf(c->enroll_token, sizeof(c->enroll_token), "%s", s);
+	}
+	if ((rc = get_str(cfg, "enroll", "token_file", base_dir, c->enroll_token_file,
+			  sizeof(c->enroll_token_file), err)) != 0 ||
+	    (rc = get_str(cfg, "enroll", "claim_cert", base_dir, c->claim_cert,
+			  sizeof(c->claim_cert), err)) != 0 ||
+	    (rc = get_str(cfg, "enroll", "claim_key", base_dir, c->claim_key, sizeof(c->claim_key),
+			  err)) != 0 ||
+	    (rc = get_str(cfg, "enroll", "dir", base_dir, c->enroll_dir, sizeof(c->enroll_dir),
+			  err)) != 0) {
+		return rc;
+	}
+	int ways = (c->enroll_token[0] != 0) + (c->enroll_token_file[0] != 0) +
+		   (c->claim_cert[0] != 0 || c->claim_key[0] != 0);
+	if (ways != 1 || (c->claim_cert[0] != 0) != (c->claim_key[0] != 0)) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: [enroll] needs one of token, token_file, or claim_cert "
+				    "with claim_key",
+				    cfg->path);
+	}
+	s = moat_config_get(cfg, "enroll", "renew_at");
+	if (s) {
+		char num[8];
+		size_t n = strlen(s);
+		int64_t v = 0;
+		if (n > 0 && s[n - 1] == '%') {
+			n--;
+		}
+		if (n == 0 || n >= sizeof(num)) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [enroll] renew_at: '%.16s' is not a percentage "
+					    "1..99",
+					    cfg->path, s);
+		}
+		memcpy(num, s, n);
+		num[n] = '\0';
+		if (moat_int_parse(num, 1, 99, &v, err) != 0) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [enroll] renew_at: '%.16s' is not a percentage "
+					    "1..99",
+					    cfg->path, s);
+		}
+		c->renew_percent = (int)v;
+	}
+	if ((rc = get_ms(cfg, "enroll", "retry_min", 10, 86400000, &c->enroll_retry_min_ms, err)) !=
+		    0 ||
+	    (rc = get_ms(cfg, "enroll", "retry_max", 10, 86400000, &c->enroll_retry_max_ms, err)) !=
+		    0) {
+		return rc;
+	}
+	if (c->enroll_retry_max_ms < c->enroll_retry_min_ms) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: [enroll] retry_max is below retry_min",
+				    cfg->path);
+	}
+	if (!c->enroll_dir[0]) {
+		if (!c->state_dir[0]) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [enroll] needs dir, or [agent] state_dir",
+					    cfg->path);
+		}
+		if (moat_path_join(c->enroll_dir, sizeof(c->enroll_dir), err, "%s/identity",
+				   c->state_dir) != 0) {
+			moat_err_prefix(err, "%s: [enroll] dir", cfg->path);
+			return MOAT_EINVAL;
+		}
+	}
+	if (moat_path_join(c->cert_file, sizeof(c->cert_file), err, "%s/current/cert.pem",
+			   c->enroll_dir) != 0 ||
+	    moat_path_join(c->key_file, sizeof(c->key_file), err, "%s/current/key.pem",
+			   c->enroll_dir) != 0) {
+		moat_err_prefix(err, "%s: [enroll] dir", cfg->path);
+		return MOAT_EINVAL;
+	}
+	c->enroll = true;
+	return 0;
+}
+
 static int parse_cfg(const struct moat_config *cfg, const char *base_dir, struct moat_agent_conf *c,
 		     struct moat_err *err)
 {
-	static const char *const sections[] = {"agent", "broker", "sensor", "update", NULL};
+	static const char *const sections[] = {"agent",	 "broker", "sensor",
+					       "update", "enroll", NULL};
+	static const char *const enroll_keys[] = {"server",    "token", "token_file", "claim_cert",
+						  "claim_key", "dir",	"renew_at",   "retry_min",
+						  "retry_max", NULL};
 	static const char *const update_keys[] = {"server", "state_dir", "interval", "updater",
 						  NULL};
 	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
@@ -360,11 +491,17 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir, struct
 	    (rc = moat_config_check_keys(cfg, "agent", agent_keys, err)) != 0 ||
 	    (rc = moat_config_check_keys(cfg, "broker", broker_keys, err)) != 0 ||
 	    (rc = moat_config_check_keys(cfg, "sensor", sensor_keys, err)) != 0 ||
-	    (rc = moat_config_check_keys(cfg, "update", update_keys, err)) != 0) {
+	    (rc = moat_config_check_keys(cfg, "update", update_keys, err)) != 0 ||
+	    (rc = moat_config_check_keys(cfg, "enroll", enroll_keys, err)) != 0) {
 		return rc;
 	}
+	bool enrolling = false;
+	for (size_t i = 0; i < cfg->count; i++) {
+		enrolling = enrolling || strcmp(cfg->entries[i].section, "enroll") == 0;
+	}
 	if ((rc = parse_agent(cfg, base_dir, c, err)) != 0 ||
-	    (rc = parse_broker(cfg, base_dir, c, err)) != 0 ||
+	    (rc = parse_broker(cfg, base_dir, enrolling, c, err)) != 0 ||
+	    (enrolling && (rc = parse_enroll(cfg, base_dir, c, err)) != 0) ||
 	    (rc = parse_sensor(cfg, base_dir, c, err)) != 0 ||
 	    (rc = parse_update(cfg, base_dir, c, err)) != 0) {
 		return rc;
@@ -445,17 +582,20 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 			 "# moat-agent configuration for %s (moat device export --format agent)\n"
 			 "[agent]\nid = %s\ndevice_type = %s\ninterval = %lldms\n"
 			 "queue_max = %lld\nlog = %s\nlog_level = %s\n%s%s%s%s%s%s"
-			 "\n[broker]\nhost = %s\nport = %d\nca = %s\ncert = %s\nkey = %s\n"
+			 "\n[broker]\nhost = %s\nport = %d\nca = %s\n%s%s%s%s%s%s"
 			 "keepalive = %llds\nreconnect_min = %lldms\nreconnect_max = %lldms\n"
 			 "\n[sensor]\nsource = %s\nname = %s\nscale = %.17g\n",
 			 c->id, c->id, c->device_type, (long long)c->interval_ms,
 			 (long long)c->queue_max, c->use_syslog ? "syslog" : "stderr", levels[lvl],
 			 c->state_dir[0] ? "state_dir = " : "", c->state_dir,
 			 c->state_dir[0] ? "\n" : "", c->user[0] ? "user = " : "", c->user,
-			 c->user[0] ? "\n" : "", c->host, c->port, c->ca_file, c->cert_file,
-			 c->key_file, (long long)c->keepalive_s, (long long)c->reconnect_min_ms,
-			 (long long)c->reconnect_max_ms, sources[c->sensor.kind], c->sensor.name,
-			 c->sensor.scale);
+			 c->user[0] ? "\n" : "", c->host, c->port, c->ca_file,
+			 c->enroll ? "" : "cert = ", c->enroll ? "" : c->cert_file,
+			 c->enroll ? "" : "\n",
+			 c->enroll ? "" : "key = ", c->enroll ? "" : c->key_file,
+			 c->enroll ? "" : "\n", (long long)c->keepalive_s,
+			 (long long)c->reconnect_min_ms, (long long)c->reconnect_max_ms,
+			 sources[c->sensor.kind], c->sensor.name, c->sensor.scale);
 	if (n < 0 || (size_t)n >= size) {
 		free(buf);
 		return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");
@@ -485,6 +625,33 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");
 		}
 		len += (size_t)n;
+	}
+	if (c->enroll) {
+		n = snprintf(buf + len, size - len,
+			     "\n[enroll]\nserver = %s\nrenew_at = %d%%\nretry_min = %lldms\n"
+			     "retry_max = %lldms\n",
+			     c->enroll_url, c->renew_percent, (long long)c->enroll_retry_min_ms,
+			     (long long)c->enroll_retry_max_ms);
+		if (n < 0 || (size_t)n >= size - len) {
+			free(buf);
+			return moat_err_set(err, MOAT_EINVAL, "agent configuration too long");
+		}
+		len += (size_t)n;
+		const char *keys[] = {"token", "token_file", "claim_cert", "claim_key", "dir"};
+		const char *vals[] = {c->enroll_token, c->enroll_token_file, c->claim_cert,
+				      c->claim_key, c->enroll_dir};
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+			if (!vals[i][0]) {
+				continue;
+			}
+			n = snprintf(buf + len, size - len, "%s = %s\n", keys[i], vals[i]);
+			if (n < 0 || (size_t)n >= size - len) {
+				free(buf);
+				return moat_err_set(err, MOAT_EINVAL,
+						    "agent configuration too long");
+			}
+			len += (size_t)n;
+		}
 	}
 	/* the reader (inih as Debian builds it) refuses longer lines: never write one */
 	size_t start = 0;

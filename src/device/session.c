@@ -32,6 +32,7 @@
 #include "moat/timeutil.h"
 
 #include "device_internal.h"
+#include "enroll_internal.h"
 
 #define CONNECT_TIMEOUT_MS 30000
 #define CLOSE_TIMEOUT_MS 3000
@@ -63,9 +64,11 @@ struct moat_session {
 	int64_t connected_at_ms;
 	unsigned failures; /* consecutive, for the backoff */
 	uint64_t rng;
-	char last_error[256];	   /* the last TLS/connection error, for the log */
-	bool fail_pending;	   /* a callback saw the connection fail */
-	bool restart_after_close;  /* CLOSING because of a reboot command */
+	char last_error[256];	    /* the last TLS/connection error, for the log */
+	bool fail_pending;	    /* a callback saw the connection fail */
+	bool restart_after_close;   /* CLOSING because of a reboot command */
+	bool switching;		    /* CLOSING to reconnect with a renewed identity */
+	struct moat_enroll *enroll; /* owned; NULL when the identity is not enrolled here */
 	int offline_mid;	   /* CLOSING: the offline status, acknowledged before DISCONNECT */
 	int64_t ack_wait_until_ms; /* CLOSING: DISCONNECT goes out by then even without it */
 	bool disconnect_sent;	   /* CLOSING: DISCONNECT queued */
@@ -142,9 +145,16 @@ int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
 		.local_addr = io_local_addr,
 		.ctx = s,
 	};
-	/* refuse a certificate the broker would refuse, with a reason a field technician can act on
-	 */
-	if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after, err)) != 0) {
+	if (conf->enroll) {
+		/* the identity is enrolled and renewed here; none may exist yet */
+		if ((rc = moat_enroll_open(conf, &s->enroll, err)) != 0) {
+			goto out;
+		}
+		not_after = moat_enroll_not_after(s->enroll);
+	} else if ((rc = moat_agent_check_cert(conf->cert_file, moat_time_now(), &not_after,
+					       err)) != 0) {
+		/* refuse a certificate the broker would refuse, with a reason a field
+		 * technician can act on */
 		goto out;
 	}
 	if ((rc = moat_device_init(&s->dev, conf, &io, now_mono_ms, err)) != 0) {
@@ -157,6 +167,9 @@ int moat_session_new(const struct moat_agent_conf *conf, int64_t now_mono_ms,
 	*out = s;
 	s = NULL;
 out:
+	if (s) {
+		moat_enroll_free(s->enroll);
+	}
 	free(s);
 	return rc;
 }
@@ -173,7 +186,25 @@ void moat_session_free(struct moat_session *s)
 		s->mosq = NULL;
 	}
 	moat_device_free(&s->dev);
+	moat_enroll_free(s->enroll);
 	free(s);
+}
+
+void moat_session_set_enroll_pool(struct moat_session *s, struct moat_enroll_pool *pool)
+{
+	if (s->enroll) {
+		moat_enroll_set_pool(s->enroll, pool);
+	}
+}
+
+int moat_session_enroll_prepare(struct moat_session *s, struct moat_err *err)
+{
+	return s->enroll ? moat_enroll_prepare(s->enroll, err) : 0;
+}
+
+bool moat_session_enrolled(const struct moat_session *s)
+{
+	return !s->enroll || moat_enroll_ready(s->enroll);
 }
 
 void moat_session_set_update(struct moat_session *s, struct moat_agent_update *u)
@@ -256,6 +287,10 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 	}
 	s->state = MOAT_SESSION_UP;
 	s->connected_at_ms = moat_time_mono_ms();
+	if (s->enroll) {
+		moat_enroll_on_connected(s->enroll);
+		s->dev.cert_not_after = moat_enroll_not_after(s->enroll);
+	}
 	s->last_error[0] = '\0';
 	if (s->failures > 0) {
 		slog(s, MOAT_LOG_INFO, "event=reconnected attempts=%u", s->failures + 1);
@@ -362,6 +397,9 @@ static void session_fail(struct moat_session *s, int64_t now, const char *why)
 	}
 	s->state = MOAT_SESSION_IDLE;
 	s->failures++;
+	if (!was_up && s->enroll) {
+		moat_enroll_on_failed(s->enroll);
+	}
 	schedule_retry(s, now);
 	const char *reason = s->last_error[0] ? s->last_error : why;
 	/* one line per event; a long outage logs each attempt, spaced by the backoff */
@@ -392,7 +430,13 @@ static void attempt(struct moat_session *s, int64_t now)
 	mosquitto_publish_v5_callback_set(s->mosq, on_publish_v5);
 	mosquitto_message_callback_set(s->mosq, on_message);
 	mosquitto_log_callback_set(s->mosq, on_log);
-	if (moat_mqtt_tls_setup(s->mosq, c->ca_file, c->cert_file, c->key_file, &err) != 0) {
+	const char *cert = c->cert_file, *key = c->key_file;
+	if (s->enroll && moat_enroll_attempt(s->enroll, &cert, &key) != 0) {
+		set_error(s, "no enrolled identity");
+		session_fail(s, now, "no identity");
+		return;
+	}
+	if (moat_mqtt_tls_setup(s->mosq, c->ca_file, cert, key, &err) != 0) {
 		set_error(s, "%s", err.msg);
 		session_fail(s, now, "TLS setup");
 		return;
@@ -454,13 +498,34 @@ static void send_disconnect_when_acked(struct moat_session *s, int64_t now)
 	}
 }
 
+/* A renewed identity landed: DISCONNECT (no offline status: the device is not going
+ * away) and connect again at once with it. What was in flight stays queued and is sent
+ * again on the new connection. */
+static void begin_switch(struct moat_session *s, int64_t now)
+{
+	s->switching = true;
+	s->restart_after_close = false;
+	s->offline_mid = 0;
+	s->disconnect_sent = false;
+	s->state = MOAT_SESSION_CLOSING;
+	s->ack_wait_until_ms = now;
+	s->close_deadline_ms = now + CLOSE_TIMEOUT_MS;
+	send_disconnect_when_acked(s, now);
+}
+
 static void finish_close(struct moat_session *s, int64_t now)
 {
 	drop_mosq(s);
 	s->fail_pending = false;
 	moat_device_on_disconnect(&s->dev, true);
 	moat_device_persist(&s->dev);
-	if (s->restart_after_close) {
+	if (s->switching) {
+		s->switching = false;
+		s->state = MOAT_SESSION_IDLE;
+		s->failures = 0;
+		s->next_attempt_ms = now;
+		slog(s, MOAT_LOG_INFO, "event=reconnecting reason=renewed_identity");
+	} else if (s->restart_after_close) {
 		/* a simulated reboot: a fresh device uptime, the (virtual) boot stage, and a
 		 * new connection at once */
 		s->dev.reboot_requested = false;
@@ -480,10 +545,12 @@ static void finish_close(struct moat_session *s, int64_t now)
 	}
 }
 
-static void collect(struct moat_session **ss, size_t count, struct moat_loop_stats *st)
+static void collect(struct moat_session **ss, size_t count, size_t up_peak,
+		    struct moat_loop_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->sessions = count;
+	st->up_peak = up_peak;
 	for (size_t i = 0; i < count; i++) {
 		if (ss[i]->state == MOAT_SESSION_UP) {
 			st->up++;
@@ -516,9 +583,27 @@ struct pass {
 	size_t *owner;	/* pfd[k] is the socket of session owner[k] */
 	size_t n;	/* entries in pfd */
 	size_t started; /* connection attempts started in this pass */
+	size_t up;	/* sessions up now, kept by count_up after every step */
+	size_t up_peak; /* the most up at once since the loop started */
 	int64_t wait;	/* how long poll() may sleep */
 	bool stopping;	/* the loop is closing every session */
 };
+
+/* Keeps p->up and p->up_peak exact: called after every step of the loop that may change a
+ * session's state (begin_close, prepare_session, service_session: the callbacks that set
+ * UP run inside libmosquitto calls made by the last two). */
+static void count_up(struct pass *p, bool was_up, const struct moat_session *s)
+{
+	bool is_up = s->state == MOAT_SESSION_UP;
+	if (is_up && !was_up) {
+		p->up++;
+		if (p->up > p->up_peak) {
+			p->up_peak = p->up;
+		}
+	} else if (was_up && !is_up) {
+		p->up--;
+	}
+}
 
 /* Session i before poll(): starts a due connection attempt, ticks the device, acts on a
  * reboot request, times out a handshake, moves a close along, runs libmosquitto's timers
@@ -526,8 +611,18 @@ struct pass {
 static void prepare_session(struct moat_session *s, size_t i, int64_t now, struct pass *p,
 			    volatile int *stop, bool *out_reboot)
 {
+	if (s->enroll && !p->stopping) {
+		moat_enroll_tick(s->enroll, now, moat_time_wall_ms());
+		if (moat_enroll_take_switch(s->enroll)) {
+			if (s->state == MOAT_SESSION_UP) {
+				begin_switch(s, now);
+			} else if (s->state == MOAT_SESSION_IDLE) {
+				s->next_attempt_ms = now;
+			}
+		}
+	}
 	if (s->state == MOAT_SESSION_IDLE && !p->stopping && now >= s->next_attempt_ms &&
-	    p->started < ATTEMPTS_PER_PASS) {
+	    p->started < ATTEMPTS_PER_PASS && moat_session_enrolled(s)) {
 		p->started++;
 		attempt(s, now);
 	}
@@ -569,6 +664,16 @@ static void prepare_session(struct moat_session *s, size_t i, int64_t now, struc
 		}
 	}
 	settle_failure(s, now);
+	short eev = 0;
+	int efd = s->enroll && !p->stopping ? moat_enroll_fd(s->enroll, &eev) : -1;
+	if (efd >= 0) {
+		struct pollfd *e = &p->pfd[p->n];
+		e->fd = efd;
+		e->events = eev;
+		e->revents = 0;
+		p->owner[p->n] = SIZE_MAX; /* stepped on the next pass by moat_enroll_tick */
+		p->n++;
+	}
 	int fd = s->mosq ? mosquitto_socket(s->mosq) : -1;
 	if (fd >= 0) {
 		struct pollfd *e = &p->pfd[p->n];
@@ -648,8 +753,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		  moat_loop_tick_cb on_tick, void *ctx, bool *out_reboot, struct moat_err *err)
 {
 	struct pass p = {
-		.pfd = calloc(count ? count : 1, sizeof(*p.pfd)),
-		.owner = calloc(count ? count : 1, sizeof(*p.owner)),
+		/* a session's MQTT socket and its EST call's */
+		.pfd = calloc(count ? 2 * count : 1, sizeof(*p.pfd)),
+		.owner = calloc(count ? 2 * count : 1, sizeof(*p.owner)),
 	};
 	int64_t last_tick = 0;
 	int rc = 0;
@@ -666,7 +772,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		if (*stop && !p.stopping) {
 			p.stopping = true;
 			for (size_t i = 0; i < count; i++) {
+				bool was_up = ss[i]->state == MOAT_SESSION_UP;
 				begin_close(ss[i], now, false);
+				count_up(&p, was_up, ss[i]);
 			}
 		}
 		bool active = false;
@@ -678,7 +786,9 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 				continue;
 			}
 			active = true;
+			bool was_up = ss[i]->state == MOAT_SESSION_UP;
 			prepare_session(ss[i], i, now, &p, stop, out_reboot);
+			count_up(&p, was_up, ss[i]);
 		}
 		if (!active) {
 			break;
@@ -686,7 +796,7 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		if (on_tick && now - last_tick >= TICK_MS) {
 			struct moat_loop_stats st;
 			last_tick = now;
-			collect(ss, count, &st);
+			collect(ss, count, p.up_peak, &st);
 			if (!on_tick(&st, ctx)) {
 				*stop = 1;
 			}
@@ -704,13 +814,24 @@ int moat_loop_run(struct moat_session **ss, size_t count, volatile int *stop,
 		}
 		now = moat_time_mono_ms();
 		for (size_t k = 0; k < p.n && pr > 0; k++) {
+			if (p.owner[k] == SIZE_MAX) {
+				continue;
+			}
 			struct moat_session *s = ss[p.owner[k]];
 			if (p.pfd[k].revents && s->mosq) {
+				bool was_up = s->state == MOAT_SESSION_UP;
 				service_session(s, p.pfd[k].revents, now);
+				count_up(&p, was_up, s);
 			}
 		}
 	}
 	drop_all(ss, count);
+	if (on_tick) {
+		/* the final figures: the peak may have been reached after the last tick */
+		struct moat_loop_stats st;
+		collect(ss, count, p.up_peak, &st);
+		(void)on_tick(&st, ctx);
+	}
 	free(p.pfd);
 	free(p.owner);
 	return rc;

@@ -24,6 +24,7 @@
 #include "moat/pki.h"
 
 #define KEY_FILE_MAX_BYTES (64u * 1024u)
+#define URI_FILE_MAX_BYTES 4096u
 
 static int key_path(char *buf, size_t size, const char *keys_dir, const char *keyid,
 		    const char *ext, struct moat_err *err)
@@ -161,6 +162,112 @@ out:
 	free(priv);
 	free(pub);
 	return rc;
+}
+
+int moat_fwkeys_add_token(const char *keys_dir, EVP_PKEY *key, const char *uri,
+			  char out_keyid[MOAT_FW_KEYID_HEX_LEN + 1], struct moat_err *err)
+{
+	int rc;
+	enum moat_key_type type;
+	char *pub = NULL, *line = NULL;
+	size_t pub_len = 0, uri_len = uri ? strlen(uri) : 0;
+	char upath[4096], ppath[4096], kpath[4096], tpath[4096];
+	bool wrote_uri = false, wrote_pub = false;
+	struct moat_fw_trust trust;
+	memset(&trust, 0, sizeof(trust));
+	out_keyid[0] = '\0';
+	if (uri_len == 0 || uri_len + 2 > URI_FILE_MAX_BYTES || strpbrk(uri, "\r\n")) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "token key URI: empty, too long or not one line");
+	}
+	if ((rc = moat_fw_key_check(key, &type, err)) != 0 ||
+	    (rc = moat_fw_keyid(key, out_keyid, err)) != 0 ||
+	    (rc = moat_fs_mkdirs(keys_dir, 0700, err)) != 0 ||
+	    (rc = trust_path(tpath, sizeof(tpath), keys_dir, err)) != 0 ||
+	    (rc = key_path(upath, sizeof(upath), keys_dir, out_keyid, "uri", err)) != 0 ||
+	    (rc = key_path(ppath, sizeof(ppath), keys_dir, out_keyid, "pub", err)) != 0 ||
+	    (rc = key_path(kpath, sizeof(kpath), keys_dir, out_keyid, "key", err)) != 0) {
+		goto out;
+	}
+	rc = moat_fwtrust_load(tpath, &trust, err);
+	if (rc == MOAT_ENOENT) {
+		memset(&trust, 0, sizeof(trust));
+		rc = 0;
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	/* Refused before any file is written: the trust list decides what is already ours. */
+	if ((rc = moat_fw_trust_add(&trust, key, err)) != 0) {
+		if (rc == MOAT_EEXIST) {
+			rc = moat_err_set(err, MOAT_EEXIST, "firmware key %.16s is already trusted",
+					  out_keyid);
+		}
+		goto out;
+	}
+	if (moat_fs_exists(kpath) || moat_fs_exists(upath)) {
+		rc = moat_err_set(err, MOAT_EEXIST, "%s: a key file for %.16s is already here",
+				  keys_dir, out_keyid);
+		goto out;
+	}
+	if (!(line = malloc(uri_len + 2))) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	memcpy(line, uri, uri_len);
+	line[uri_len] = '\n';
+	line[uri_len + 1] = '\0';
+	if ((rc = public_pem(key, &pub, &pub_len, err)) != 0 ||
+	    (rc = moat_fs_write_atomic(upath, line, uri_len + 1, 0600, err)) != 0) {
+		goto out;
+	}
+	wrote_uri = true;
+	if ((rc = moat_fs_write_atomic(ppath, pub, pub_len, 0644, err)) != 0) {
+		goto out;
+	}
+	wrote_pub = true;
+	rc = moat_fwtrust_save(tpath, &trust, err);
+out:
+	if (rc != 0) {
+		if (wrote_uri) {
+			unlink(upath);
+		}
+		if (wrote_pub) {
+			unlink(ppath);
+		}
+		out_keyid[0] = '\0';
+	}
+	moat_fw_trust_free(&trust);
+	free(line);
+	free(pub);
+	return rc;
+}
+
+int moat_fwkeys_token_uri(const char *keys_dir, const char *keyid, char **out_uri,
+			  struct moat_err *err)
+{
+	char path[4096];
+	char *data = NULL;
+	size_t len = 0;
+	*out_uri = NULL;
+	int rc = key_path(path, sizeof(path), keys_dir, keyid, "uri", err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(path)) {
+		return moat_err_set(err, MOAT_ENOENT, "%s: no token key for %.16s here", path,
+				    keyid);
+	}
+	if ((rc = moat_fs_read_all(path, URI_FILE_MAX_BYTES, &data, &len, err)) != 0) {
+		return rc;
+	}
+	data[strcspn(data, "\r\n")] = '\0';
+	if (!data[0]) {
+		free(data);
+		return moat_err_set(err, MOAT_EINVAL, "%s: empty", path);
+	}
+	*out_uri = data;
+	return 0;
 }
 
 int moat_fwkeys_resolve(const char *keys_dir, const char *prefix,
@@ -326,6 +433,9 @@ int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_thresho
 	}
 	if (rc == 0) {
 		rc = move_revoked(keys_dir, keyid, "key", err);
+	}
+	if (rc == 0) {
+		rc = move_revoked(keys_dir, keyid, "uri", err);
 	}
 	if (rc == 0) {
 		rc = move_revoked(keys_dir, keyid, "pub", err);

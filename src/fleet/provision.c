@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/provision.h"
 #include "moat/registry.h"
 
@@ -46,6 +47,55 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 					    err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, id, "ca.crt", out->ca_file, sizeof(out->ca_file),
 					    err)) != 0) {
+		return rc;
+	}
+	return 0;
+}
+
+int moat_agent_enrolls(struct moat_deploy *d, const char *id, bool *out, struct moat_err *err)
+{
+	struct moat_enrollment e;
+	*out = false;
+	int rc = moat_registry_enrollment_get(moat_deploy_registry(d), id, &e, err);
+	if (rc == MOAT_ENOENT) {
+		return 0;
+	}
+	*out = rc == 0;
+	return rc;
+}
+
+int moat_agent_conf_enrolling(struct moat_deploy *d, const char *id, struct moat_agent_conf *out,
+			      struct moat_err *err)
+{
+	struct moat_enrollment e;
+	int rc;
+	if ((rc = moat_agent_conf_for(d, id, out, err)) != 0 ||
+	    (rc = moat_registry_enrollment_get(moat_deploy_registry(d), id, &e, err)) != 0) {
+		if (rc == MOAT_ENOENT) {
+			moat_err_set(err, MOAT_EINVAL,
+				     "%s was not added to enroll itself (--enroll)", id);
+			rc = MOAT_EINVAL;
+		}
+		moat_agent_conf_defaults(out);
+		return rc;
+	}
+	out->enroll = true;
+	snprintf(out->enroll_url, sizeof(out->enroll_url), "%s", out->update_url);
+	snprintf(out->state_dir, sizeof(out->state_dir), "state");
+	if (e.has_token) {
+		snprintf(out->enroll_token_file, sizeof(out->enroll_token_file), "enroll.token");
+	} else {
+		snprintf(out->claim_cert, sizeof(out->claim_cert), "claim.crt");
+		snprintf(out->claim_key, sizeof(out->claim_key), "claim.key");
+	}
+	if ((rc = moat_deploy_path(d, out->ca_file, sizeof(out->ca_file), "pki/ca.crt", err)) !=
+		    0 ||
+	    (rc = moat_path_join(out->enroll_dir, sizeof(out->enroll_dir), err, "%s/identity",
+				 out->state_dir)) != 0 ||
+	    (rc = moat_path_join(out->cert_file, sizeof(out->cert_file), err, "%s/current/cert.pem",
+				 out->enroll_dir)) != 0 ||
+	    (rc = moat_path_join(out->key_file, sizeof(out->key_file), err, "%s/current/key.pem",
+				 out->enroll_dir)) != 0) {
 		return rc;
 	}
 	return 0;

@@ -123,10 +123,31 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 	return moat_agent_update_virtual_boot(u, moat_session_device(s), err);
 }
 
+/* The identity of a device that enrolls lives in its state directory; the token (when it
+ * has not enrolled yet) is given inline. */
+static int enrolling_conf(struct moat_agent_conf *conf, const char *token, struct moat_err *err)
+{
+	int rc;
+	conf->enroll_token_file[0] = '\0';
+	conf->claim_cert[0] = conf->claim_key[0] = '\0';
+	snprintf(conf->enroll_token, sizeof(conf->enroll_token), "%s", token ? token : "");
+	conf->enroll_retry_min_ms = 1000;
+	conf->enroll_retry_max_ms = 30000;
+	if ((rc = moat_path_join(conf->enroll_dir, sizeof(conf->enroll_dir), err, "%s/identity",
+				 conf->state_dir)) != 0 ||
+	    (rc = moat_path_join(conf->cert_file, sizeof(conf->cert_file), err,
+				 "%s/current/cert.pem", conf->enroll_dir)) != 0 ||
+	    (rc = moat_path_join(conf->key_file, sizeof(conf->key_file), err, "%s/current/key.pem",
+				 conf->enroll_dir)) != 0) {
+		return rc;
+	}
+	return 0;
+}
+
 int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t count,
 		    int64_t interval_ms, const char *state_root, const struct moat_sim_firmware *fw,
-		    struct moat_agent_update_pool *pool, struct moat_session ***out,
-		    struct moat_err *err)
+		    struct moat_agent_update_pool *pool, const struct moat_sim_enroll *enroll,
+		    struct moat_session ***out, struct moat_err *err)
 {
 	struct moat_session **ss = NULL;
 	char trust[PATH_MAX];
@@ -157,7 +178,8 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 	int64_t now = moat_time_mono_ms();
 	for (; made < count; made++) {
 		struct moat_agent_conf conf;
-		if ((rc = moat_agent_conf_for(d, ids[made], &conf, err)) != 0) {
+		if ((rc = enroll ? moat_agent_conf_enrolling(d, ids[made], &conf, err)
+				 : moat_agent_conf_for(d, ids[made], &conf, err)) != 0) {
 			goto out;
 		}
 		conf.interval_ms = interval_ms;
@@ -180,9 +202,20 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		     (rc = moat_err_errno(err, MOAT_EIO, errno, "%s", saved)) != 0)) {
 			goto out;
 		}
+		if (enroll && (rc = enrolling_conf(&conf, enroll->tokens[made], err)) != 0) {
+			goto out;
+		}
 		if ((rc = moat_session_new(&conf, now, &ss[made], err)) != 0) {
 			moat_err_prefix(err, "%s", ids[made]);
 			goto out;
+		}
+		if (enroll) {
+			moat_session_set_enroll_pool(ss[made], enroll->pool);
+			if ((rc = moat_session_enroll_prepare(ss[made], err)) != 0) {
+				moat_err_prefix(err, "%s", ids[made]);
+				made++; /* freed with the others */
+				goto out;
+			}
 		}
 		if (fw &&
 		    (rc = attach_firmware(ss[made], &conf, trust, fw, types, pool, err)) != 0) {
@@ -193,7 +226,10 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 		/* spread first connections and telemetry over one interval */
 		int64_t offset = (int64_t)((made * (uint64_t)interval_ms) / (count ? count : 1));
 		/* at most 100 new TLS handshakes a second: a loaded broker keeps up */
-		moat_session_schedule(ss[made], now + (int64_t)made * 10, now + offset);
+		moat_session_schedule(ss[made],
+				      enroll && enroll->no_connect ? INT64_MAX / 4
+								   : now + (int64_t)made * 10,
+				      now + offset);
 	}
 	*out = ss;
 	ss = NULL;

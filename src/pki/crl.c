@@ -85,6 +85,14 @@ int moat_pki_crl_build(const struct moat_ca *ca, const struct moat_revoked_cert 
 		       size_t count, int64_t crl_number, int64_t now, int64_t days, char **out_pem,
 		       size_t *out_len, struct moat_err *err)
 {
+	return moat_pki_crl_build_until(ca, revoked, count, crl_number, now, now + days * 86400,
+					out_pem, out_len, err);
+}
+
+int moat_pki_crl_build_until(const struct moat_ca *ca, const struct moat_revoked_cert *revoked,
+			     size_t count, int64_t crl_number, int64_t now, int64_t next_update,
+			     char **out_pem, size_t *out_len, struct moat_err *err)
+{
 	int rc = MOAT_ECRYPTO;
 	ASN1_TIME *last = NULL;
 	ASN1_TIME *next = NULL;
@@ -99,7 +107,7 @@ int moat_pki_crl_build(const struct moat_ca *ca, const struct moat_revoked_cert 
 	if (!crl || !X509_CRL_set_version(crl, 1) ||
 	    !X509_CRL_set_issuer_name(crl, X509_get_subject_name(ca->cert)) ||
 	    !(last = ASN1_TIME_set(NULL, (time_t)(now - 60))) ||
-	    !(next = ASN1_TIME_set(NULL, (time_t)(now + days * 86400))) ||
+	    !(next = ASN1_TIME_set(NULL, (time_t)next_update)) ||
 	    !X509_CRL_set1_lastUpdate(crl, last) || !X509_CRL_set1_nextUpdate(crl, next)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "building the CRL");
 		goto out;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
 #include <openssl/x509.h>
@@ -26,11 +27,20 @@ int moat_pki_export_p12(const char *cert_pem, const char *key_pem, const char *c
 	PKCS12 *p12 = NULL;
 	unsigned char *der = NULL;
 
-	if ((b = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
+	if ((chain = sk_X509_new_null()) == NULL || (b = BIO_new_mem_buf(cert_pem, -1)) == NULL ||
 	    (cert = PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL)) == NULL) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: certificate", name);
 		goto out;
 	}
+	/* the issuing CA after the certificate (two-tier deployments) goes into the chain */
+	while ((ca = PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL)) != NULL) {
+		if (!sk_X509_push(chain, ca)) {
+			rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: chain", name);
+			goto out;
+		}
+		ca = NULL;
+	}
+	ERR_clear_error();
 	BIO_free(b);
 	if ((b = BIO_new_mem_buf(key_pem, -1)) == NULL ||
 	    (key = PEM_read_bio_PrivateKey(b, NULL, moat_pem_no_passphrase, NULL)) == NULL) {
@@ -40,7 +50,7 @@ int moat_pki_export_p12(const char *cert_pem, const char *key_pem, const char *c
 	BIO_free(b);
 	if ((b = BIO_new_mem_buf(ca_pem, -1)) == NULL ||
 	    (ca = PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL)) == NULL ||
-	    (chain = sk_X509_new_null()) == NULL || !sk_X509_push(chain, ca)) {
+	    !sk_X509_push(chain, ca)) {
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: CA certificate", name);
 		goto out;
 	}

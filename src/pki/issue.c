@@ -12,6 +12,7 @@
 #include <openssl/x509v3.h>
 
 #include "moat/codec.h"
+#include "moat/timeutil.h"
 #include "pki_internal.h"
 
 int moat_pki_random_serial(uint8_t serial[MOAT_SERIAL_BYTES], char hex_out[MOAT_SERIAL_HEX_LEN],
@@ -76,7 +77,7 @@ int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t co
 	return 0;
 }
 
-static int key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
+int pki_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err)
 {
 	if (moat_key_is_p256(key)) {
 		return pki_p256_key_pem(key, out_pem, out_len, err);
@@ -161,6 +162,17 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 		return moat_err_set(err, MOAT_EINVAL, "%s: validity ends before it starts",
 				    req->cn);
 	}
+	int64_t ca_end = moat_pki_ca_not_after(ca);
+	if (req->not_after > ca_end) {
+		char want[MOAT_TIME_ISO_LEN];
+		char end[MOAT_TIME_ISO_LEN];
+		moat_time_iso(req->not_after, want);
+		moat_time_iso(ca_end, end);
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: would be valid until %s, after its issuing CA (%s): no "
+				    "certificate outlives its issuer",
+				    req->cn, want, end);
+	}
 	if (req->key) {
 		if (!EVP_PKEY_up_ref(req->key)) {
 			return moat_err_ssl(err, MOAT_ECRYPTO, "key reference");
@@ -217,8 +229,10 @@ int moat_pki_issue(const struct moat_ca *ca, const struct moat_issue_req *req,
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "%s: signing", req->cn);
 		goto out;
 	}
+	/* a CSR's key is public only: there is no key.pem to write */
 	if ((rc = pki_cert_pem(cert, &out->cert_pem, &out->cert_pem_len, err)) != 0 ||
-	    (rc = key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0) {
+	    (!req->key_public_only &&
+	     (rc = pki_key_pem(key, &out->key_pem, &out->key_pem_len, err)) != 0)) {
 		goto out;
 	}
 	moat_hex_encode(serial, MOAT_SERIAL_BYTES, out->serial_hex);

@@ -5,6 +5,7 @@
  * OpenSSL's default scrypt memory limit, so `openssl pkey` opens these files too). Files
  * written before this copy existed have the same form and read the same way. */
 #include <limits.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/bio.h>
@@ -60,27 +61,54 @@ out:
 	return rc;
 }
 
+/* Any PEM private key block that is not the encrypted kind. */
+static bool plain_key_pem(const char *pem, size_t len)
+{
+	static const char *const plain[] = {"-----BEGIN PRIVATE KEY-----",
+					    "-----BEGIN EC PRIVATE KEY-----",
+					    "-----BEGIN RSA PRIVATE KEY-----"};
+	for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+		if (memmem(pem, len, plain[i], strlen(plain[i]))) {
+			return true;
+		}
+	}
+	return false;
+}
+
 int moat_pki_key_decrypt(const char *name, const char *pem, size_t len, const char *passphrase,
 			 EVP_PKEY **out_key, struct moat_err *err)
 {
 	*out_key = NULL;
+	bool encrypted = memmem(pem, len, encrypted_begin, sizeof(encrypted_begin) - 1) != NULL;
 	/* an unencrypted key would open with any passphrase: refuse it outright */
-	if (!memmem(pem, len, encrypted_begin, sizeof(encrypted_begin) - 1)) {
+	if (!encrypted && plain_key_pem(pem, len)) {
 		return moat_err_set(err, MOAT_ECRYPTO,
 				    "%s: not an encrypted PKCS#8 key; moat keeps private keys "
 				    "encrypted at rest",
 				    name);
 	}
-	BIO *bio = len <= (size_t)INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
-	/* With u set and no callback, OpenSSL takes u as the passphrase; it never prompts. */
-	EVP_PKEY *key = bio && passphrase
-				? PEM_read_bio_PrivateKey(bio, NULL, NULL, (void *)passphrase)
-				: NULL;
+	/* Three steps, so each failure says what it is: the PEM and the EncryptedPrivateKeyInfo
+	 * structure need no passphrase (a failure there is damage), the decryption does (its
+	 * failure is a wrong passphrase: CBC padding that does not check out), and what it
+	 * gives must be a private key (a damaged ciphertext usually decrypts to garbage). */
+	BIO *bio = encrypted && len <= (size_t)INT_MAX ? BIO_new_mem_buf(pem, (int)len) : NULL;
+	X509_SIG *sig = bio ? PEM_read_bio_PKCS8(bio, NULL, moat_pem_no_passphrase, NULL) : NULL;
 	BIO_free(bio);
-	ERR_clear_error();
-	if (!key) {
-		return moat_err_set(err, MOAT_ECRYPTO, "%s: wrong passphrase", name);
+	PKCS8_PRIV_KEY_INFO *p8 = NULL;
+	EVP_PKEY *key = NULL;
+	int rc = 0;
+	if (!sig) {
+		rc = moat_err_set(err, MOAT_ECRYPTO,
+				  "%s: not a valid encrypted key (truncated or corrupt)", name);
+	} else if (!passphrase || !(p8 = PKCS8_decrypt(sig, passphrase, (int)strlen(passphrase)))) {
+		rc = moat_err_set(err, MOAT_ECRYPTO, "%s: wrong passphrase", name);
+	} else if (!(key = EVP_PKCS82PKEY(p8))) {
+		rc = moat_err_set(err, MOAT_ECRYPTO,
+				  "%s: not a valid encrypted key (truncated or corrupt)", name);
 	}
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	X509_SIG_free(sig);
+	ERR_clear_error();
 	*out_key = key;
-	return 0;
+	return rc;
 }

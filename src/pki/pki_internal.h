@@ -2,7 +2,7 @@
  * Calls between the files of src/pki run one way:
  *   ca.c -> issue.c, keystore.c;  issue.c -> keys.c, p256.c;
  *   ca.c, issue.c, crl.c, p256.c, keystore.c -> encode.c (which calls none of them);
- *   export.c calls none of them. */
+ *   export.c and crlset.c call none of them. */
 #ifndef MOAT_PKI_INTERNAL_H
 #define MOAT_PKI_INTERNAL_H
 
@@ -22,6 +22,8 @@ int pki_cert_basics(X509 *cert, const uint8_t serial[MOAT_SERIAL_BYTES], X509_NA
 /* Adds extensions in order, in the context issuer → cert. */
 int pki_add_exts(X509 *issuer, X509 *cert, const struct pki_ext *exts, size_t count,
 		 struct moat_err *err);
+/* Unencrypted PKCS#8 PEM of key (issue.c); caller frees (and wipes) *out_pem. */
+int pki_key_pem(EVP_PKEY *key, char **out_pem, size_t *out_len, struct moat_err *err);
 /* MOAT_EINVAL unless key is of a type moat issues (P-256, RSA of 2048 bits or more). */
 int pki_key_check(EVP_PKEY *key, struct moat_err *err);
 

@@ -296,8 +296,11 @@ int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_he
 				struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "SELECT 1 FROM certificates WHERE serial = ?1", -1, &st,
-			       NULL) != SQLITE_OK) {
+	/* a deleted identity's serial is still in the CRL: never issue it again */
+	if (sqlite3_prepare_v2(reg->db,
+			       "SELECT 1 FROM certificates WHERE serial = ?1 UNION ALL "
+			       "SELECT 1 FROM deleted_certificates WHERE serial = ?1",
+			       -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail(reg, err, "serial lookup");
 	}
 	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
@@ -314,7 +317,7 @@ int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_he
  * newest. */
 #define IDENTITY_SELECT \
 	"SELECT i.id, i.role, i.device_type, i.status, i.created_at, c.serial, c.not_before,  \
-	 c.not_after, c.revoked_at FROM identities i LEFT JOIN certificates c ON c.serial = ( \
+	 c.not_after, c.revoked_at, c.reason FROM identities i LEFT JOIN certificates c ON c.serial = ( \
 	 SELECT serial FROM certificates WHERE identity = i.id                                \
 	 ORDER BY (revoked_at IS NULL) DESC, not_before DESC, rowid DESC LIMIT 1) "
 
@@ -334,6 +337,7 @@ static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
 	out->not_before = sqlite3_column_int64(st, 6);
 	out->not_after = sqlite3_column_int64(st, 7);
 	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
+	out->revoked_reason = out->cert_revoked ? sqlite3_column_int(st, 9) : 0;
 }
 
 int moat_registry_identity_get(struct moat_registry *reg, const char *id, struct moat_identity *out,
@@ -461,7 +465,9 @@ int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moa
 	sqlite3_stmt *st = NULL;
 	const char *sql =
 		revoked_only ? "SELECT serial, identity, not_before, not_after, revoked_at, reason "
-			       "FROM certificates WHERE revoked_at IS NOT NULL ORDER BY serial"
+			       "FROM certificates WHERE revoked_at IS NOT NULL UNION ALL "
+			       "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+			       "FROM deleted_certificates ORDER BY serial"
 			     : "SELECT serial, identity, not_before, not_after, revoked_at, reason "
 			       "FROM certificates ORDER BY serial";
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {

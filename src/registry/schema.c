@@ -59,6 +59,48 @@ const char *const moat_registry_migrations[] = {
 	"  version TEXT NOT NULL,"
 	"  reported_at INTEGER NOT NULL"
 	") WITHOUT ROWID;",
+	/* 3: deleted identities (registry.c, moat_registry_identity_delete): their
+	 * certificates, all revoked, stay listed in the CRL, and the deletion is recorded */
+	"CREATE TABLE deleted_certificates ("
+	"  serial TEXT PRIMARY KEY,"
+	"  identity TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL,"
+	"  not_after INTEGER NOT NULL,"
+	"  revoked_at INTEGER NOT NULL,"
+	"  reason INTEGER NOT NULL,"
+	"  pem TEXT NOT NULL,"
+	"  deleted_at INTEGER NOT NULL"
+	");"
+	"CREATE TABLE identity_deletions ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  id TEXT NOT NULL,"
+	"  role TEXT NOT NULL,"
+	"  device_type TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  deleted_at INTEGER NOT NULL,"
+	"  last_serial TEXT NOT NULL,"
+	"  certificates INTEGER NOT NULL"
+	");"
+	"CREATE INDEX identity_deletions_id ON identity_deletions(id, seq);",
+	/* 4: enrollment over EST (enroll.c): devices that enroll themselves (a token's hash
+	 * and expiry, or the CN of their claim certificate), the claim CAs, and a
+	 * certificate's revocation deferred until a re-enrollment's grace period ends */
+	"CREATE TABLE enrollments ("
+	"  identity TEXT PRIMARY KEY REFERENCES identities(id),"
+	"  token_sha256 TEXT,"
+	"  claim_cn TEXT UNIQUE,"
+	"  created_at INTEGER NOT NULL,"
+	"  expires_at INTEGER NOT NULL,"
+	"  used_at INTEGER,"
+	"  CHECK (token_sha256 IS NOT NULL OR claim_cn IS NOT NULL)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE claim_cas ("
+	"  sha256 TEXT PRIMARY KEY,"
+	"  subject TEXT NOT NULL,"
+	"  pem TEXT NOT NULL,"
+	"  added_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"ALTER TABLE certificates ADD COLUMN supersede_at INTEGER;",
 };
 
 const int moat_registry_migration_count =

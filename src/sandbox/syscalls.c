@@ -221,7 +221,8 @@ static const char *const agent_calls[] = {
 	"setitimer",
 	"getitimer",
 	/* files: configuration, certificates, the offline queue and state written atomically,
-	 * the A/B slots (flock) and boot state, sensor files */
+	 * the A/B slots (flock) and boot state, sensor files, the enrolled identity's
+	 * generations (current and next are symbolic links replaced by rename) */
 	"openat",
 	"open",
 	"close",
@@ -254,6 +255,8 @@ static const char *const agent_calls[] = {
 	"renameat2",
 	"link",
 	"linkat",
+	"symlink",
+	"symlinkat",
 	"unlink",
 	"unlinkat",
 	"mkdir",

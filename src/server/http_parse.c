@@ -64,6 +64,20 @@ enum moat_http_route moat_http_route_parse(const char *path, uint8_t out_sha256[
 	if (strcmp(path, VERSION_PATH) == 0) {
 		return MOAT_ROUTE_VERSION;
 	}
+	static const struct {
+		const char *path;
+		enum moat_http_route route;
+	} est[] = {
+		{MOAT_EST_PREFIX "cacerts", MOAT_ROUTE_EST_CACERTS},
+		{MOAT_EST_PREFIX "simpleenroll", MOAT_ROUTE_EST_SIMPLEENROLL},
+		{MOAT_EST_PREFIX "simplereenroll", MOAT_ROUTE_EST_SIMPLEREENROLL},
+		{MOAT_EST_PREFIX "csrattrs", MOAT_ROUTE_EST_CSRATTRS},
+	};
+	for (size_t i = 0; i < sizeof(est) / sizeof(est[0]); i++) {
+		if (strcmp(path, est[i].path) == 0) {
+			return est[i].route;
+		}
+	}
 	size_t plen = strlen(DOWNLOAD_PREFIX);
 	if (len != plen + MOAT_SHA256_HEX_LEN || strncmp(path, DOWNLOAD_PREFIX, plen) != 0) {
 		return MOAT_ROUTE_NOT_FOUND;
@@ -152,4 +166,10 @@ enum moat_range_result moat_http_range_parse(const char *value, uint64_t size, u
 	*out_start = first;
 	*out_len = last - first + 1;
 	return MOAT_RANGE_OK;
+}
+
+bool moat_http_route_is_est(enum moat_http_route r)
+{
+	return r == MOAT_ROUTE_EST_CACERTS || r == MOAT_ROUTE_EST_SIMPLEENROLL ||
+	       r == MOAT_ROUTE_EST_SIMPLEREENROLL || r == MOAT_ROUTE_EST_CSRATTRS;
 }

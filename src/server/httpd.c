@@ -1,9 +1,16 @@
 /* httpd.c: moatd's HTTPS side on libmicrohttpd + GnuTLS.
  *
- * MHD runs one internal polling thread; every callback below runs on it, so the registry
- * handle and the CRL cache need no locks. TLS asks every client for a certificate (MHD sets
- * GNUTLS_CERT_REQUEST when given a trust list); MHD cannot make it mandatory during the
- * handshake, so each request is authorized here before anything else happens: GnuTLS
+ * One thread of ours runs MHD's epoll loop (MHD_USE_EPOLL, no MHD thread) and, between
+ * two MHD_run calls, closes the connections the guard (connguard.h) says are past a
+ * deadline. Every callback below runs on that thread, so the registry handle, the CRL
+ * cache and the guard need no locks, and a connection the guard names is still open: MHD
+ * sends its close notification (which removes the entry) before it closes the socket, and
+ * both happen inside MHD_run, so shutdown(2) never reaches a reused descriptor. Closing is
+ * shutdown(2), never close(2): MHD sees the end of the stream on its next run and frees
+ * the connection itself. Deadlines count from accept and trickled bytes do not move them
+ * (MHD's own timeout is an inactivity timeout, reset by every byte). TLS asks every client for a
+ * certificate (MHD sets GNUTLS_CERT_REQUEST when given a trust list); MHD cannot make it mandatory
+ * during the handshake, so each request is authorized here before anything else happens: GnuTLS
  * verification against the deployment CA for the TLS client purpose, then the certificate
  * itself (client_cert.h: a leaf, clientAuth, one CN, the device role), then the serial
  * against pki/crl.pem, then the CN against the registry (an active device), then the
@@ -15,10 +22,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,19 +43,31 @@
 
 #include "moat/certinfo.h"
 #include "moat/client_cert.h"
+#include "moat/connguard.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
 #include "moat/log.h"
 #include "moat/release.h"
 #include "moat/server.h"
+#include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
 #include "server_internal.h"
 
-#define HTTPD_CONNECTION_LIMIT 512
-#define HTTPD_PER_IP_LIMIT 16
-#define HTTPD_TIMEOUT_SECONDS 60
 #define HTTPD_LOG_PATH_MAX_LEN 96
+/* Connections MHD may hold beyond the guard's max_connections: those already named for
+ * closing whose close MHD has not yet seen (it accepts at most 10 per run). */
+#define HTTPD_CLOSING_SLACK 64
+/* Descriptors kept for everything but client sockets (registry, log, CRL, MQTT, epoll). */
+#define HTTPD_FD_RESERVE 64
+
+/* One open connection: the guard's entry and what closing it needs. */
+struct conn_ctx {
+	struct conn_ctx *prev, *next;
+	struct moat_cg_conn *cg;
+	int fd;
+	gnutls_session_t tls;
+};
 
 struct moat_httpd {
 	struct MHD_Daemon *mhd;
@@ -52,10 +77,21 @@ struct moat_httpd {
 	char *ca_pem;
 	X509 *ca;
 	char crl_path[PATH_MAX];
-	X509_CRL *crl;	    /* NULL: not loaded or invalid; everyone is refused */
-	struct stat crl_st; /* of the file crl was loaded from */
+	struct moat_crl_set *crls; /* NULL: not loaded or invalid; everyone is refused */
+	bool crl_stale;		   /* a CRL of crls passed its nextUpdate: everyone is refused */
+	struct stat crl_st;	   /* of the file crl was loaded from */
 	bool crl_tried;
 	int port;
+	struct moat_httpd_limits lim;
+	struct moat_connguard *guard;
+	struct conn_ctx *conns; /* every open connection, for the handshake hook */
+	int ep;			/* our epoll: MHD's epoll descriptor and wake */
+	int wake;		/* eventfd: moat_httpd_stop */
+	atomic_bool stopping;
+	bool thread_started;
+	pthread_t thread;
+	int64_t summary_ms;   /* last events_suppressed check */
+	struct moat_est *est; /* EST under /.well-known/est/ (est.c) */
 };
 
 /* Per request, for the log line. */
@@ -69,6 +105,12 @@ struct req_ctx {
 	char note[96];				   /* why it was refused: a word */
 	char version[MOAT_FW_VERSION_MAX_LEN + 1]; /* of the release served */
 	char offset[24];			   /* where a download started */
+	bool close;				   /* answer with Connection: close */
+	enum moat_http_route route;
+	bool est;   /* an EST route: its own authentication (est.c) */
+	char *body; /* an EST POST's body, at most MOAT_EST_BODY_MAX bytes */
+	size_t body_len;
+	char serial[MOAT_SERIAL_HEX_LEN * 2]; /* of the client certificate authenticated */
 };
 
 /* MHD hands its own format strings in: the attribute lets clang check that path. */
@@ -89,17 +131,18 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
 }
 
-/* (Re)loads the CRL when the file changed. A CRL that cannot be read or does not verify
- * against the CA leaves crl NULL, which refuses every client: never fail open. */
+/* (Re)loads the CRLs when the file changed. A CRL that cannot be read or does not verify
+ * against the root or an issuing CA of pki/issuers.pem leaves crls NULL, which refuses
+ * every client: never fail open. */
 static void crl_refresh(struct moat_httpd *h)
 {
 	struct stat st;
 	if (stat(h->crl_path, &st) != 0) {
-		if (h->crl || !h->crl_tried) {
+		if (h->crls || !h->crl_tried) {
 			moat_log(MOAT_LOG_ERROR, "event=crl_missing path=%s", h->crl_path);
 		}
-		X509_CRL_free(h->crl);
-		h->crl = NULL;
+		moat_crl_set_free(h->crls);
+		h->crls = NULL;
 		h->crl_tried = true;
 		return;
 	}
@@ -110,35 +153,55 @@ static void crl_refresh(struct moat_httpd *h)
 	}
 	h->crl_tried = true;
 	h->crl_st = st;
-	X509_CRL_free(h->crl);
-	h->crl = NULL;
-	FILE *f = fopen(h->crl_path, "re");
-	if (!f) {
-		moat_log(MOAT_LOG_ERROR, "event=crl_unreadable path=%s errno=%d", h->crl_path,
-			 errno);
+	moat_crl_set_free(h->crls);
+	h->crls = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	char *issuers = NULL;
+	size_t issuers_len = 0;
+	char issuers_path[PATH_MAX];
+	struct moat_err err = {0};
+	int rc = moat_fs_read_all(h->crl_path, MOAT_FILE_MAX_BYTES, &text, &len, &err);
+	if (rc == 0 && (rc = moat_deploy_path(h->d, issuers_path, sizeof(issuers_path),
+					      MOAT_ISSUERS_FILE, &err)) == 0) {
+		rc = moat_fs_read_all(issuers_path, MOAT_FILE_MAX_BYTES, &issuers, &issuers_len,
+				      &err);
+		if (rc == MOAT_ENOENT) {
+			rc = 0; /* a single-tier deployment: the root signs the CRL */
+		}
+	}
+	if (rc == 0) {
+		rc = moat_crl_set_load(h->crl_path, text, len, h->ca, issuers_path, issuers,
+				       issuers_len, &h->crls, &err);
+	}
+	free(text);
+	free(issuers);
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=crl_invalid path=%s detail=%s", h->crl_path,
+			 err.msg);
 		return;
 	}
-	X509_CRL *crl = PEM_read_X509_CRL(f, NULL, NULL, NULL);
-	fclose(f);
-	if (!crl || X509_CRL_verify(crl, X509_get0_pubkey(h->ca)) != 1) {
-		moat_log(MOAT_LOG_ERROR, "event=crl_invalid path=%s", h->crl_path);
-		X509_CRL_free(crl);
-		return;
+	size_t revoked = 0;
+	for (size_t i = 0; i < moat_crl_set_count(h->crls); i++) {
+		struct moat_crl_info info;
+		moat_crl_set_info(h->crls, i, &info);
+		revoked += info.revoked;
 	}
-	h->crl = crl;
-	int n = sk_X509_REVOKED_num(X509_CRL_get_REVOKED(crl));
-	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s revoked=%d", h->crl_path, n < 0 ? 0 : n);
+	moat_log(MOAT_LOG_INFO, "event=crl_loaded path=%s crls=%zu revoked=%zu", h->crl_path,
+		 moat_crl_set_count(h->crls), revoked);
 }
 
-/* true when serial is listed in the current CRL, or when there is no valid CRL to ask. */
+/* true when serial is listed in the current CRLs, or when there is no valid CRL to ask. */
 static bool serial_revoked(struct moat_httpd *h, const ASN1_INTEGER *serial)
 {
 	crl_refresh(h);
-	if (!h->crl) {
+	if (!h->crls) {
 		return true;
 	}
-	X509_REVOKED *rev = NULL;
-	return X509_CRL_get0_by_serial(h->crl, &rev, serial) == 1;
+	/* past its nextUpdate a CRL no longer says what is revoked: refuse, as Mosquitto does
+	 * (moatd re-signs it well before: crlkeep.c) */
+	h->crl_stale = moat_crl_set_next_update(h->crls) <= moat_time_now();
+	return h->crl_stale || moat_crl_set_revoked(h->crls, serial);
 }
 
 /* The chain verified by GnuTLS against the deployment CA, for the TLS client purpose: NULL,
@@ -213,13 +276,19 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 		goto out;
 	}
 	snprintf(rc->id, sizeof(rc->id), "%s", cn);
+	struct moat_cert_info info;
+	if (moat_cert_info(cert, &info, NULL) == 0) {
+		snprintf(rc->serial, sizeof(rc->serial), "%s", info.serial_hex);
+	}
 	if (role != MOAT_ROLE_DEVICE) {
 		snprintf(rc->note, sizeof(rc->note), "not_a_device");
 		goto out;
 	}
 	if (serial_revoked(h, X509_get0_serialNumber(cert))) {
 		snprintf(rc->note, sizeof(rc->note),
-			 h->crl ? "certificate_revoked" : "no_valid_crl");
+			 !h->crls	? "no_valid_crl"
+			 : h->crl_stale ? "crl_stale"
+					: "certificate_revoked");
 		goto out;
 	}
 	struct moat_err err = {0};
@@ -263,6 +332,10 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, struct req_ctx *rc
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (rc->close) {
+		/* A refused caller keeps no connection to try again on. */
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+	}
 	rc->status = status;
 	enum MHD_Result r = MHD_queue_response(conn, status, resp);
 	MHD_destroy_response(resp);
@@ -435,12 +508,321 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	return res;
 }
 
+/* The TLS peer's certificates as OpenSSL objects: *leaf (NULL when none) and the rest in
+ * *chain; the caller frees both. */
+static void peer_certs(struct MHD_Connection *conn, X509 **leaf, STACK_OF(X509) * *chain,
+		       bool *deployment_cert)
+{
+	*leaf = NULL;
+	*chain = NULL;
+	*deployment_cert = false;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (!ci || !ci->tls_session) {
+		return;
+	}
+	gnutls_session_t s = (gnutls_session_t)ci->tls_session;
+	unsigned int n = 0;
+	const gnutls_datum_t *peers = gnutls_certificate_get_peers(s, &n);
+	if (!peers || n == 0) {
+		return;
+	}
+	*leaf = peer_cert(s);
+	*deployment_cert = *leaf && verify_chain(s) == NULL;
+	*chain = sk_X509_new_null();
+	for (unsigned int i = 1; *chain && i < n && i < 8; i++) {
+		if (peers[i].size > MOAT_CERT_FILE_MAX_BYTES) {
+			continue;
+		}
+		const unsigned char *p = peers[i].data;
+		X509 *c = d2i_X509(NULL, &p, (long)peers[i].size);
+		if (c && !sk_X509_push(*chain, c)) {
+			X509_free(c);
+		}
+	}
+}
+
+static enum MHD_Result send_est(struct MHD_Connection *conn, struct req_ctx *rc,
+				struct est_answer *a)
+{
+	if (a->status >= 400 || !a->body) {
+		snprintf(rc->note, sizeof(rc->note), "%s", a->note);
+		char text[MOAT_ERR_MSG_MAX + 2];
+		int n = snprintf(text, sizeof(text), "%s\n", a->text);
+		if (n < 0 || (size_t)n >= sizeof(text)) {
+			n = 0;
+		}
+		struct MHD_Response *resp =
+			MHD_create_response_from_buffer((size_t)n, text, MHD_RESPMEM_MUST_COPY);
+		if (!resp) {
+			return MHD_NO;
+		}
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/plain");
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+		if (a->www_authenticate) {
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+						"Basic realm=\"moat EST\"");
+		}
+		if (a->retry_after > 0) {
+			char ra[24];
+			snprintf(ra, sizeof(ra), "%lld", (long long)a->retry_after);
+			MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+		}
+		rc->status = a->status;
+		enum MHD_Result r = MHD_queue_response(conn, a->status, resp);
+		MHD_destroy_response(resp);
+		return r;
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(a->len, a->body, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		return MHD_NO;
+	}
+	a->body = NULL; /* MHD frees it */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, a->content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (a->b64) {
+		MHD_add_response_header(resp, "Content-Transfer-Encoding", "base64");
+	}
+	rc->status = a->status;
+	rc->bytes = a->len;
+	enum MHD_Result r = MHD_queue_response(conn, a->status, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+/* A refusal of an EST request before est.c sees it (method, size, type): a security event
+ * like est.c's own. */
+static enum MHD_Result est_refuse_early(struct MHD_Connection *conn, struct req_ctx *rc,
+					unsigned status, const char *note, const char *text)
+{
+	struct est_answer a;
+	memset(&a, 0, sizeof(a));
+	a.status = status;
+	snprintf(a.note, sizeof(a.note), "%s", note);
+	snprintf(a.text, sizeof(a.text), "%s", text);
+	moat_log(MOAT_LOG_WARN,
+		 "event=est_refused client=%s id=- path=%s status=%u reason=%s detail=\"%s\"",
+		 rc->client, rc->path, status, note, text);
+	return send_est(conn, rc, &a);
+}
+
+/* The first call for an EST request: method and body size are decided from the headers,
+ * before any body is read. */
+static enum MHD_Result est_begin(struct MHD_Connection *conn, struct req_ctx *rc,
+				 const char *method)
+{
+	bool post = rc->route == MOAT_ROUTE_EST_SIMPLEENROLL ||
+		    rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL;
+	const char *want = post ? MHD_HTTP_METHOD_POST : MHD_HTTP_METHOD_GET;
+	if (strcmp(method, want) != 0) {
+		return est_refuse_early(conn, rc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+					post ? "only POST" : "only GET");
+	}
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	bool chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+	if (!post) {
+		if (chunked || (cl && strcmp(cl, "0") != 0)) {
+			return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "unexpected_body",
+						"no request body expected");
+		}
+		return MHD_YES;
+	}
+	int64_t len = 0;
+	if (cl && moat_int_parse(cl, 0, INT64_MAX, &len, NULL) != 0) {
+		return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "bad_content_length",
+					"Content-Length: not a number");
+	}
+	if (len > MOAT_EST_BODY_MAX) {
+		return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+					"body: larger than the largest CSR");
+	}
+	rc->body = malloc(MOAT_EST_BODY_MAX);
+	return rc->body ? MHD_YES : MHD_NO;
+}
+
+/* The last call for an EST request: the whole body is there. */
+static enum MHD_Result est_finish(struct moat_httpd *h, struct MHD_Connection *conn,
+				  struct req_ctx *rc)
+{
+	struct est_request req = {
+		.route = rc->route,
+		.client = rc->client,
+		.path = rc->path,
+		.authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							     MHD_HTTP_HEADER_AUTHORIZATION),
+		.content_type = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+							    MHD_HTTP_HEADER_CONTENT_TYPE),
+		.transfer_encoding = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+								 "Content-Transfer-Encoding"),
+		.body = rc->body,
+		.body_len = rc->body_len,
+	};
+	X509 *leaf = NULL;
+	STACK_OF(X509) *chain = NULL;
+	peer_certs(conn, &leaf, &chain, &req.peer_is_deployment_cert);
+	req.peer_leaf = leaf;
+	req.peer_chain = chain;
+	struct moat_identity ident;
+	if (rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL) {
+		if (authenticate(h, conn, rc, &ident) == 0) {
+			req.cert_id = rc->id;
+			req.cert_serial = rc->serial;
+		} else {
+			req.cert_refusal = rc->note;
+		}
+	}
+	struct est_answer a;
+	memset(&a, 0, sizeof(a));
+	est_handle(h->est, &req, &a);
+	snprintf(rc->id, sizeof(rc->id), "%s", a.id[0] ? a.id : "-");
+	enum MHD_Result r = send_est(conn, rc, &a);
+	free(a.body);
+	X509_free(leaf);
+	sk_X509_pop_free(chain, X509_free);
+	return r;
+}
+
 /* MHD's unescape callback: moat_http_unescape, which keeps %00 as it is. */
 static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
 {
 	(void)cls;
 	(void)conn;
 	return moat_http_unescape(s);
+}
+
+static struct conn_ctx *conn_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* A security event about a connection, within the guard's budgets. */
+static void conn_event(struct moat_httpd *h, const char *event, enum moat_cg_reason why,
+		       const struct moat_cg_source *src, const char *id)
+{
+	uint64_t suppressed = 0;
+	if (!moat_connguard_event_allowed(h->guard, why, src, moat_time_mono_ms(), &suppressed)) {
+		return;
+	}
+	char sup[24];
+	snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+	moat_log(MOAT_LOG_WARN, "event=%s client=%s id=%s reason=%s suppressed=%s", event,
+		 src ? src->text : "?", id, moat_cg_reason_name(why), suppressed ? sup : NULL);
+}
+
+/* Closes a connection the guard named: shutdown(2) only; MHD closes the descriptor when
+ * it sees the end of the stream, after its close notification has removed the entry. */
+static void close_named(struct moat_httpd *h, struct moat_cg_conn *cg, enum moat_cg_reason why)
+{
+	struct conn_ctx *ctx = moat_cg_conn_user(cg);
+	if (ctx && ctx->fd >= 0) {
+		shutdown(ctx->fd, SHUT_RDWR);
+	}
+	if (why == MOAT_CG_IDLE) {
+		moat_log(MOAT_LOG_DEBUG, "event=connection_idle client=%s",
+			 moat_cg_conn_source(cg)->text);
+		return;
+	}
+	conn_event(h, "connection_closed", why, moat_cg_conn_source(cg), NULL);
+}
+
+/* MHD's accept policy: the guard admits the newcomer, maybe closing another first. */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct moat_httpd *h = cls;
+	struct moat_cg_source src;
+	struct moat_err err = {0};
+	if (moat_cg_source_from(addr, addrlen, &src, &err) != 0) {
+		return MHD_NO;
+	}
+	struct moat_cg_conn *victim = NULL;
+	enum moat_cg_reason why = MOAT_CG_OK;
+	if (!moat_connguard_admit(h->guard, &src, moat_time_mono_ms(), &victim, &why)) {
+		conn_event(h, "connection_refused", why, &src, NULL);
+		return MHD_NO;
+	}
+	if (victim) {
+		close_named(h, victim, why);
+	}
+	return MHD_YES;
+}
+
+/* GnuTLS, after the client's Finished: the handshake is done. MHD keeps its connection
+ * as the session's pointer (libmicrohttpd 0.9.75 daemon.c: gnutls_session_set_ptr, read back
+ * by its PSK adapter); the entry must also name this very session. */
+static int on_handshake_done(gnutls_session_t s, unsigned int htype, unsigned when,
+			     unsigned int incoming, const gnutls_datum_t *msg)
+{
+	(void)msg;
+	if (htype != GNUTLS_HANDSHAKE_FINISHED || when != GNUTLS_HOOK_POST || !incoming) {
+		return 0;
+	}
+	struct MHD_Connection *conn = gnutls_session_get_ptr(s);
+	struct conn_ctx *ctx = conn ? conn_of(conn) : NULL;
+	if (ctx && ctx->tls == s && ctx->cg) {
+		moat_connguard_tls_done(ctx->cg);
+	}
+	return 0;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct moat_httpd *h = cls;
+	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+		struct conn_ctx *ctx = *socket_context;
+		if (ctx) {
+			moat_connguard_remove(h->guard, ctx->cg);
+			if (ctx->prev) {
+				ctx->prev->next = ctx->next;
+			} else {
+				h->conns = ctx->next;
+			}
+			if (ctx->next) {
+				ctx->next->prev = ctx->prev;
+			}
+			free(ctx);
+			*socket_context = NULL;
+		}
+		return;
+	}
+	const union MHD_ConnectionInfo *fd_ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	const union MHD_ConnectionInfo *tls_ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	const union MHD_ConnectionInfo *addr_ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct moat_cg_source src;
+	struct moat_err err = {0};
+	struct conn_ctx *ctx = calloc(1, sizeof(*ctx));
+	if (!ctx || !fd_ci || !tls_ci || !tls_ci->tls_session || !addr_ci ||
+	    moat_cg_source_from(addr_ci->client_addr,
+				addr_ci->client_addr->sa_family == AF_INET6
+					? (socklen_t)sizeof(struct sockaddr_in6)
+					: (socklen_t)sizeof(struct sockaddr_in),
+				&src, &err) != 0 ||
+	    !(ctx->cg = moat_connguard_add(h->guard, &src, moat_time_mono_ms(), ctx))) {
+		/* No entry means no deadline: such a connection must not stay. */
+		if (fd_ci) {
+			shutdown(fd_ci->connect_fd, SHUT_RDWR);
+		}
+		free(ctx);
+		return;
+	}
+	ctx->fd = fd_ci->connect_fd;
+	ctx->tls = tls_ci->tls_session;
+	gnutls_handshake_set_hook_function(ctx->tls, GNUTLS_HANDSHAKE_FINISHED, GNUTLS_HOOK_POST,
+					   on_handshake_done);
+	ctx->next = h->conns;
+	if (h->conns) {
+		h->conns->prev = ctx;
+	}
+	h->conns = ctx;
+	*socket_context = ctx;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -477,7 +859,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 			}
 		}
 		*con_cls = rc;
-		/* Refuse a request body before it is read: no route takes one. */
+		struct conn_ctx *ctx = conn_of(conn);
+		if (ctx && ctx->cg) {
+			moat_connguard_request_start(ctx->cg);
+		}
+		rc->route = moat_http_route_parse(url, NULL);
+		rc->est = moat_http_route_is_est(rc->route);
+		if (rc->est) {
+			return est_begin(conn, rc, method);
+		}
+		/* Refuse a request body before it is read: no other route takes one. */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -492,8 +883,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		return MHD_YES;
 	}
+	if (rc->est && rc->status != 0 && *upload_data_size != 0) {
+		*upload_data_size = 0; /* answered already: the rest of the body is dropped */
+		return MHD_YES;
+	}
+	if (rc->est && *upload_data_size != 0) {
+		if (!rc->body || *upload_data_size > MOAT_EST_BODY_MAX - rc->body_len) {
+			*upload_data_size = 0;
+			return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE,
+						"body_too_large",
+						"body: larger than the largest CSR");
+		}
+		memcpy(rc->body + rc->body_len, upload_data, *upload_data_size);
+		rc->body_len += *upload_data_size;
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
 	if (*upload_data_size != 0) {
-		/* No route takes a body: refuse it instead of buffering it. */
+		/* No other route takes a body: refuse it instead of buffering it. */
 		*upload_data_size = 0;
 		snprintf(rc->note, sizeof(rc->note), "unexpected_body");
 		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "no request body expected");
@@ -501,13 +908,37 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rc->status != 0) {
 		return MHD_YES;
 	}
+	if (rc->est) {
+		return est_finish(h, conn, rc);
+	}
 	struct moat_identity ident;
+	struct conn_ctx *ctx = conn_of(conn);
 	unsigned denied = authenticate(h, conn, rc, &ident);
 	if (denied) {
-		/* a security event of its own, besides the request line */
-		moat_log(MOAT_LOG_WARN, "event=auth_refused client=%s id=%s reason=%s", rc->client,
-			 rc->id, rc->note);
+		/* a security event of its own, besides the request line (budgeted: a flood of
+		 * refused handshakes must not hide the other events) */
+		uint64_t suppressed = 0;
+		char sup[24];
+		if (moat_connguard_event_allowed(h->guard, MOAT_CG_AUTH_REFUSED,
+						 ctx && ctx->cg ? moat_cg_conn_source(ctx->cg)
+								: NULL,
+						 moat_time_mono_ms(), &suppressed)) {
+			snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+			moat_log(MOAT_LOG_WARN,
+				 "event=auth_refused client=%s id=%s reason=%s suppressed=%s",
+				 rc->client, rc->id, rc->note, suppressed ? sup : NULL);
+		}
+		rc->close = true;
 		return send_text(conn, rc, denied, rc->note);
+	}
+	if (ctx && ctx->cg &&
+	    moat_connguard_authenticated(h->guard, ctx->cg, ident.id) != MOAT_CG_OK) {
+		snprintf(rc->note, sizeof(rc->note), "device_limit");
+		conn_event(h, "connection_refused", MOAT_CG_DEVICE_LIMIT,
+			   moat_cg_conn_source(ctx->cg), ident.id);
+		rc->close = true;
+		return send_text(conn, rc, MHD_HTTP_TOO_MANY_REQUESTS,
+				 "too many connections for this device");
 	}
 	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0) {
 		snprintf(rc->note, sizeof(rc->note), "method_not_allowed");
@@ -533,7 +964,10 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
 	(void)cls;
-	(void)conn;
+	struct conn_ctx *ctx = conn_of(conn);
+	if (ctx && ctx->cg) {
+		moat_connguard_request_done(ctx->cg, moat_time_mono_ms());
+	}
 	struct req_ctx *rc = *con_cls;
 	if (!rc) {
 		return;
@@ -545,6 +979,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		 (unsigned long long)rc->bytes, rc->note[0] ? rc->note : NULL,
 		 rc->version[0] ? rc->version : NULL, rc->offset[0] ? rc->offset : NULL,
 		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no");
+	free(rc->body);
 	free(rc);
 	*con_cls = NULL;
 }
@@ -560,6 +995,154 @@ static int read_pem(const struct moat_deploy *d, const char *rel, char **out, st
 	return rc;
 }
 
+int moat_httpd_limits_load(const struct moat_config *cfg, struct moat_httpd_limits *out,
+			   struct moat_err *err)
+{
+	static const char *const keys[] = {
+		"port",
+		"listen",
+		"service_identity",
+		"handshake_timeout",
+		"header_timeout",
+		"idle_timeout",
+		"max_connections",
+		"unauthenticated_per_source",
+		"connections_per_device",
+		NULL,
+	};
+	struct moat_httpd_limits l;
+	int rc;
+	if ((rc = moat_config_check_keys(cfg, "server", keys, err)) != 0 ||
+	    (rc = moat_config_get_duration(cfg, "server", "handshake_timeout",
+					   MOAT_HTTPD_HANDSHAKE_TIMEOUT_DEFAULT, 1, 300,
+					   &l.handshake_timeout_s, err)) != 0 ||
+	    (rc = moat_config_get_duration(cfg, "server", "header_timeout",
+					   MOAT_HTTPD_HEADER_TIMEOUT_DEFAULT, 1, 600,
+					   &l.header_timeout_s, err)) != 0 ||
+	    (rc = moat_config_get_duration(cfg, "server", "idle_timeout",
+					   MOAT_HTTPD_IDLE_TIMEOUT_DEFAULT, 5, 3600,
+					   &l.idle_timeout_s, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "server", "max_connections",
+				      MOAT_HTTPD_MAX_CONNECTIONS_DEFAULT, 16, 65536,
+				      &l.max_connections, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "server", "unauthenticated_per_source",
+				      MOAT_HTTPD_UNAUTH_PER_SOURCE_DEFAULT, 1, 65536,
+				      &l.unauthenticated_per_source, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "server", "connections_per_device",
+				      MOAT_HTTPD_PER_DEVICE_DEFAULT, 1, 1024,
+				      &l.connections_per_device, err)) != 0) {
+		return rc;
+	}
+	if (l.handshake_timeout_s > l.header_timeout_s) {
+		const struct moat_config_entry *e =
+			moat_config_find(cfg, "server", "handshake_timeout");
+		if (!e) {
+			e = moat_config_find(cfg, "server", "header_timeout");
+		}
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s:%d: [server] handshake_timeout (%llds) is above "
+				    "header_timeout (%llds): both count from accept",
+				    cfg->path, e ? e->line : 0, (long long)l.handshake_timeout_s,
+				    (long long)l.header_timeout_s);
+	}
+	*out = l;
+	return 0;
+}
+
+/* Closes what is past a deadline and, once a second, writes what the budgets left out. */
+static void reap(struct moat_httpd *h)
+{
+	int64_t now = moat_time_mono_ms();
+	enum moat_cg_reason why = MOAT_CG_OK;
+	struct moat_cg_conn *cg;
+	while ((cg = moat_connguard_expired(h->guard, now, &why)) != NULL) {
+		close_named(h, cg, why);
+	}
+	if (now - h->summary_ms < 1000) {
+		return;
+	}
+	h->summary_ms = now;
+	for (int k = 1; k < MOAT_CG_REASON_COUNT; k++) {
+		uint64_t n = moat_connguard_suppressed(h->guard, (enum moat_cg_reason)k);
+		if (n) {
+			char count[24];
+			snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
+			moat_log(MOAT_LOG_WARN, "event=events_suppressed kind=%s count=%s",
+				 moat_cg_reason_name((enum moat_cg_reason)k), count);
+		}
+	}
+}
+
+/* The service's thread: waits on MHD's epoll descriptor, the next deadline or the wake
+ * descriptor, runs MHD, then closes what the guard says. */
+static void *serve(void *arg)
+{
+	struct moat_httpd *h = arg;
+	while (!atomic_load(&h->stopping)) {
+		reap(h);
+		int64_t wait = moat_connguard_next_due(h->guard, moat_time_mono_ms());
+		MHD_UNSIGNED_LONG_LONG mhd_wait = 0;
+		if (MHD_get_timeout(h->mhd, &mhd_wait) == MHD_YES &&
+		    (wait < 0 || (uint64_t)wait > mhd_wait)) {
+			wait = (int64_t)mhd_wait;
+		}
+		if (wait < 0 || wait > 1000) {
+			wait = 1000; /* the events_suppressed summary */
+		}
+		struct epoll_event ev[2];
+		int n = epoll_wait(h->ep, ev, 2, (int)wait);
+		for (int i = 0; i < n; i++) {
+			if (ev[i].data.fd == h->wake) {
+				uint64_t v;
+				ssize_t r = read(h->wake, &v, sizeof(v));
+				(void)r;
+			}
+		}
+		if (n < 0 && errno != EINTR) {
+			moat_log(MOAT_LOG_ERROR, "event=epoll_failed errno=%d", errno);
+			break;
+		}
+		MHD_run(h->mhd);
+	}
+	return NULL;
+}
+
+/* Client connections this process can hold: two descriptors each (the socket, and the
+ * image file of a download), less a reserve. */
+static unsigned fd_budget(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) {
+		return 65536;
+	}
+	if (rl.rlim_cur <= HTTPD_FD_RESERVE + 2 * (HTTPD_CLOSING_SLACK + 16)) {
+		return 16;
+	}
+	return (unsigned)((rl.rlim_cur - HTTPD_FD_RESERVE) / 2 - HTTPD_CLOSING_SLACK);
+}
+
+static int loop_start(struct moat_httpd *h, struct moat_err *err)
+{
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	h->ep = epoll_create1(EPOLL_CLOEXEC);
+	h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!di || h->ep < 0 || h->wake < 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "https: event loop");
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.fd = di->epoll_fd};
+	struct epoll_event wev = {.events = EPOLLIN, .data.fd = h->wake};
+	if (epoll_ctl(h->ep, EPOLL_CTL_ADD, di->epoll_fd, &ev) != 0 ||
+	    epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &wev) != 0) {
+		return moat_err_errno(err, MOAT_EIO, errno, "https: event loop");
+	}
+	int e = pthread_create(&h->thread, NULL, serve, h);
+	if (e != 0) {
+		return moat_err_errno(err, MOAT_EIO, e, "https: thread");
+	}
+	h->thread_started = true;
+	return 0;
+}
+
 int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
 		     struct moat_err *err)
 {
@@ -569,7 +1152,10 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	if (!h) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
+	h->ep = -1;
+	h->wake = -1;
 	if ((rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &h->d, err)) != 0 ||
+	    (rc = moat_httpd_limits_load(moat_deploy_config(h->d), &h->lim, err)) != 0 ||
 	    (rc = read_pem(h->d, "pki/server.key", &h->key_pem, err)) != 0 ||
 	    (rc = read_pem(h->d, "pki/server.crt", &h->cert_pem, err)) != 0 ||
 	    (rc = read_pem(h->d, "pki/ca.crt", &h->ca_pem, err)) != 0 ||
@@ -585,6 +1171,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 		goto out;
 	}
 	crl_refresh(h);
+	if ((rc = est_open(h->d, &h->est, err)) != 0) {
+		goto out;
+	}
 
 	const char *listen = opts->listen_addr;
 	if (!listen) {
@@ -597,7 +1186,24 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
-	unsigned flags = MHD_USE_TLS | MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	unsigned max = (unsigned)h->lim.max_connections;
+	unsigned budget = fd_budget();
+	if (max > budget) {
+		moat_log(MOAT_LOG_WARN, "event=limit_lowered max_connections=%u fd_budget=%u", max,
+			 budget);
+		max = budget;
+	}
+	const struct moat_connguard_limits gl = {
+		.handshake_ms = h->lim.handshake_timeout_s * 1000,
+		.header_ms = h->lim.header_timeout_s * 1000,
+		.max_connections = max,
+		.unauth_per_source = (unsigned)h->lim.unauthenticated_per_source,
+		.per_device = (unsigned)h->lim.connections_per_device,
+	};
+	if ((rc = moat_connguard_new(&gl, &h->guard, err)) != 0) {
+		goto out;
+	}
 	memset(&sin, 0, sizeof(sin));
 	memset(&sin6, 0, sizeof(sin6));
 	if (inet_pton(AF_INET, listen, &sin.sin_addr) == 1) {
@@ -614,14 +1220,14 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 				  "listen address %.64s: not a numeric IP address", listen);
 		goto out;
 	}
-	h->mhd = MHD_start_daemon(flags, (uint16_t)h->port, NULL, NULL, on_request, h,
+	h->mhd = MHD_start_daemon(flags, (uint16_t)h->port, on_accept, h, on_request, h,
 				  MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
 				  MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
 				  MHD_OPTION_HTTPS_MEM_TRUST, h->ca_pem,
 				  MHD_OPTION_HTTPS_PRIORITIES, MOAT_TLS_GNUTLS_PRIORITY,
-				  MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTPD_CONNECTION_LIMIT,
-				  MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)HTTPD_PER_IP_LIMIT,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTPD_TIMEOUT_SECONDS,
+				  MHD_OPTION_CONNECTION_LIMIT, max + HTTPD_CLOSING_SLACK,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->lim.idle_timeout_s,
+				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
 				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
 				  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
@@ -630,7 +1236,14 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 				  h->port);
 		goto out;
 	}
-	moat_log(MOAT_LOG_INFO, "event=listening addr=%s port=%d", listen, h->port);
+	if ((rc = loop_start(h, err)) != 0) {
+		goto out;
+	}
+	moat_log(MOAT_LOG_INFO,
+		 "event=listening addr=%s port=%d max_connections=%u handshake_timeout=%llds "
+		 "header_timeout=%llds unauthenticated_per_source=%u connections_per_device=%u",
+		 listen, h->port, max, (long long)h->lim.handshake_timeout_s,
+		 (long long)h->lim.header_timeout_s, gl.unauth_per_source, gl.per_device);
 	*out = h;
 	h = NULL;
 	rc = 0;
@@ -644,10 +1257,25 @@ void moat_httpd_stop(struct moat_httpd *h)
 	if (!h) {
 		return;
 	}
-	if (h->mhd) {
-		MHD_stop_daemon(h->mhd);
+	if (h->thread_started) {
+		atomic_store(&h->stopping, true);
+		uint64_t one = 1;
+		ssize_t w = write(h->wake, &one, sizeof(one));
+		(void)w;
+		pthread_join(h->thread, NULL);
 	}
-	X509_CRL_free(h->crl);
+	if (h->mhd) {
+		MHD_stop_daemon(h->mhd); /* closes every connection: their entries go too */
+	}
+	moat_connguard_free(h->guard);
+	if (h->ep >= 0) {
+		close(h->ep);
+	}
+	if (h->wake >= 0) {
+		close(h->wake);
+	}
+	est_close(h->est);
+	moat_crl_set_free(h->crls);
 	X509_free(h->ca);
 	if (h->key_pem) {
 		/* The server's private key: wipe before freeing. */

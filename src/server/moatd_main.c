@@ -7,19 +7,34 @@
  *
  * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events.
  *
+ * SIGHUP (moat up forwards the one every registry change sends): when pki/server.crt or
+ * pki/server.key was replaced (moat cert server), the HTTPS listener is restarted with the
+ * new pair; requests in flight are cut (a download resumes with Range). A pair that does
+ * not start is fatal (exit 1: moat up restarts moatd and reports it), never a fallback to
+ * a certificate the operator replaced.
+ *
+ * This thread also ends re-enrollment grace periods: once a second it revokes (superseded)
+ * the old certificates whose grace period is over (its own deployment handle, so it never
+ * shares the HTTPS thread's registry connection), and keeps the CRL fresh (moat_crl_keep).
+ *
  * Privileges (sandbox.h): started as root, moatd loads its TLS key and binds its listener
  * as root, then becomes [server] user (default moat, deploy.h "Ownership"), starts the
- * ingest as that user (it reconnects as that user for its whole life), and locks itself:
- * no capabilities, no_new_privs, the moatd seccomp profile on every thread. Started by
- * another user (a developer), it cannot switch and stays that user, locked the same way.
- * Whatever must happen before the lock (a PKCS#11 module's dlopen, more listeners, keys)
- * goes before moat_sandbox_lock below.
+ * ingest and opens its tick's deployment as that user (they reconnect and re-read as that
+ * user for their whole life, as the HTTPS listener does when SIGHUP brings a new key
+ * pair), and locks itself: no capabilities, no_new_privs, the moatd seccomp profile on
+ * every thread. Started by another user (a developer), it cannot switch and stays that
+ * user, locked the same way. Whatever must happen before the lock (a PKCS#11 module's
+ * dlopen, more listeners, keys only root may read) goes before moat_sandbox_lock below.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "moat/config.h"
@@ -97,6 +112,44 @@ static int drop_privileges(const struct moat_sandbox_user *su, const char *dir,
 	return 0;
 }
 
+/* The identity of pki/server.crt and pki/server.key (inode, size, mtime): both are
+ * replaced by rename, so a new pair always differs. */
+struct pair_stamp {
+	struct stat st[2];
+	bool ok;
+};
+
+static struct pair_stamp pair_stamp(const char *dir)
+{
+	static const char *const files[] = {"pki/server.crt", "pki/server.key"};
+	struct pair_stamp p;
+	memset(&p, 0, sizeof(p));
+	p.ok = true;
+	for (size_t i = 0; i < 2; i++) {
+		char path[PATH_MAX];
+		int n = snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+		p.ok &= n > 0 && (size_t)n < sizeof(path) && stat(path, &p.st[i]) == 0;
+	}
+	return p;
+}
+
+static bool pair_changed(const struct pair_stamp *a, const struct pair_stamp *b)
+{
+	if (!a->ok || !b->ok) {
+		return a->ok != b->ok;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		const struct stat *x = &a->st[i];
+		const struct stat *y = &b->st[i];
+		if (x->st_ino != y->st_ino || x->st_size != y->st_size ||
+		    x->st_mtim.tv_sec != y->st_mtim.tv_sec ||
+		    x->st_mtim.tv_nsec != y->st_mtim.tv_nsec) {
+			return true;
+		}
+	}
+	return false;
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir_flag = NULL;
@@ -169,13 +222,29 @@ int main(int argc, char **argv)
 		fprintf(stderr, "moatd: cannot block signals\n");
 		return 1;
 	}
+	/* Client connections are bounded by the open-file limit (moat_httpd_start lowers
+	 * [server] max_connections to fit): take the whole hard limit, as servers do. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
+	}
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
 	struct moat_sandbox_report sb;
+	struct pair_stamp served = pair_stamp(dir);
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
-	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0) ||
+	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
+		fprintf(stderr, "moatd: %s\n", err.msg);
+		moat_ingest_stop(ing);
+		moat_httpd_stop(h);
+		return 1;
+	}
+	struct moat_deploy *tick = NULL;
+	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
 	    moat_sandbox_lock(MOAT_SANDBOX_MOATD, &sb, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
+		moat_deploy_close(tick);
 		moat_ingest_stop(ing);
 		moat_httpd_stop(h);
 		return 1;
@@ -187,9 +256,29 @@ int main(int argc, char **argv)
 		 sb.profile, su.name, (unsigned)getuid(), (unsigned)getgid(),
 		 su.do_switch ? "yes" : "no (not started as root)", sb.syscalls,
 		 sb.sanitizer ? "yes" : "no");
+	int64_t tick_error_ms = 0;
+	struct moat_crl_keeper keeper = {.interval_s = 1};
+	int64_t next_keep = 0;
 	for (;;) {
-		int sig = 0;
-		if (sigwait(&set, &sig) != 0) {
+		if (moat_time_now() >= next_keep) {
+			(void)moat_crl_keep(dir, &keeper); /* it logs what went wrong */
+			next_keep = moat_time_now() + keeper.interval_s;
+		}
+		const struct timespec second = {.tv_sec = 1};
+		int sig = sigtimedwait(&set, NULL, &second);
+		if (sig < 0) {
+			size_t n = 0;
+			if (moat_deploy_enroll_supersede_due(tick, moat_time_now(), &n, &err) !=
+			    0) {
+				/* once a minute at most: the cause (no online CA) lasts */
+				if (moat_time_mono_ms() - tick_error_ms > 60000 || !tick_error_ms) {
+					moat_log(MOAT_LOG_ERROR,
+						 "event=supersede_failed msg=\"%s\"", err.msg);
+					tick_error_ms = moat_time_mono_ms();
+				}
+			} else if (n > 0) {
+				moat_log(MOAT_LOG_INFO, "event=superseded count=%zu", n);
+			}
 			continue;
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
@@ -204,9 +293,25 @@ int main(int argc, char **argv)
 			continue;
 		}
 #endif
-		/* SIGHUP: nothing to reload by hand (the CRL is re-read when it changes);
-		 * SIGPIPE: a client went away, MHD handles it. */
+		/* SIGHUP: the CRL and the registry are read when they change; the server's
+		 * certificate only here. SIGPIPE: a client went away, MHD handles it. */
+		struct pair_stamp now = pair_stamp(dir);
+		if (sig != SIGHUP || !pair_changed(&served, &now)) {
+			continue;
+		}
+		served = now;
+		moat_httpd_stop(h);
+		h = NULL;
+		if (moat_httpd_start(&opts, &h, &err) != 0) {
+			moat_log(MOAT_LOG_ERROR, "event=server_cert_reload_failed error=%s",
+				 err.msg);
+			moat_deploy_close(tick);
+			moat_ingest_stop(ing);
+			return 1;
+		}
+		moat_log(MOAT_LOG_INFO, "event=server_cert_reloaded");
 	}
+	moat_deploy_close(tick);
 	moat_ingest_stop(ing);
 	moat_httpd_stop(h);
 	return 0;

@@ -9,4 +9,62 @@
 #define MOAT_RELEASE_IMAGE_FILE "image.bin"
 #define MOAT_RELEASE_ENVELOPE_FILE "envelope.json"
 
+/* ---- EST (est.c), called by httpd.c on its one thread ---- */
+
+#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include "moat/deploy.h"
+#include "moat/http_parse.h"
+
+#define EST_ADDR_MAX INET6_ADDRSTRLEN
+
+/* What httpd.c read of an EST request. */
+struct est_request {
+	enum moat_http_route route;
+	const char *client; /* the peer's address */
+	const char *path;
+	const char *authorization; /* header values, NULL when absent */
+	const char *content_type;
+	const char *transfer_encoding;
+	const char *body; /* at most MOAT_EST_BODY_MAX bytes */
+	size_t body_len;
+	X509 *peer_leaf;	      /* the TLS client certificate, NULL when none */
+	STACK_OF(X509) * peer_chain;  /* what else the peer sent (may be NULL) */
+	bool peer_is_deployment_cert; /* peer_leaf verified against the deployment CA */
+	/* simplereenroll: the device its certificate authenticated (httpd's authenticate:
+	 * verified, unrevoked, an active device), else NULL and why in cert_refusal */
+	const char *cert_id;
+	const char *cert_serial;
+	const char *cert_refusal;
+};
+
+/* The answer: a body (malloc'd, base64 when b64) or, for a refusal, text. */
+struct est_answer {
+	unsigned status;
+	char note[64];		  /* the reason word, for the log */
+	char id[MOAT_ID_BUF_LEN]; /* who asked, when known */
+	char claim[MOAT_CLAIM_CN_MAX_LEN + 1];
+	const char *content_type;
+	char *body;
+	size_t len;
+	bool b64;	       /* Content-Transfer-Encoding: base64 */
+	bool www_authenticate; /* WWW-Authenticate: Basic */
+	int64_t retry_after;   /* seconds; 0: no Retry-After */
+	char text[MOAT_ERR_MSG_MAX];
+};
+
+struct moat_est;
+/* Reads [est] of moat.conf (reenroll_grace, token_failures, token_failure_refill). d is
+ * httpd's deployment, used on httpd's thread only. */
+int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err);
+void est_close(struct moat_est *e);
+/* Answers one EST request; refusals are logged as event=est_refused. The caller frees
+ * a->body. */
+void est_handle(struct moat_est *e, const struct est_request *req, struct est_answer *a);
+
 #endif

@@ -100,6 +100,13 @@ int64_t moat_time_now(void)
 	return (int64_t)ts.tv_sec;
 }
 
+int64_t moat_time_wall_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int64_t moat_time_mono_ms(void)
 {
 	struct timespec ts;

@@ -142,7 +142,37 @@ e2e_init() {
 	SERVER_PORT=$(free_port)
 	D="$T/d"
 	moat init --dir "$D" --name e2e --broker-port "$BROKER_PORT" --server-port "$SERVER_PORT" "$@" >/dev/null
+	# The host's packet filter is never a test's to change: `moat up` would install the
+	# connection guard there as root. test_guard.sh turns it on inside its own namespace.
+	printf '\n[guard]\nenabled = no\n' >>"$D/moat.conf"
 	export MOAT_DIR="$D"
+}
+
+# log_lines FILE: how many lines FILE has now (0 if none): a mark, so that a wait looks only
+# at what was written after it.
+log_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }
+
+# log_has_since FILE MARK grep-option...: grep (with the options and patterns given) over the
+# lines of FILE after line MARK (grep reads them all: no -q, whose early exit would make
+# tail fail under pipefail).
+log_has_since() {
+	local f=$1 mark=$2
+	shift 2
+	tail -n +"$((mark + 1))" "$f" | grep "$@" >/dev/null
+}
+
+# wait_subscribed LOG MARK CLIENT_ID FILTER...: waits until the broker's LOG (log_type
+# subscribe: "CLIENT_ID QOS FILTER" lines, written once the broker has added the
+# subscription) shows, after line MARK, every FILTER subscribed by CLIENT_ID; from then on
+# the broker delivers what matches. The positive signal that a subscriber is ready
+# (mosquitto_sub and moat watch print none).
+wait_subscribed() {
+	local log=$1 mark=$2 id=$3 f
+	shift 3
+	for f in "$@"; do
+		wait_for 10 log_has_since "$log" "$mark" -F -e " $id 0 $f" -e " $id 1 $f" -e " $id 2 $f" ||
+			fail "$id did not subscribe to $f: $(tail -3 "$log")"
+	done
 }
 
 # wait_for SECONDS CMD...: polls CMD every 0.1 s until it succeeds, for deadline SECONDS.

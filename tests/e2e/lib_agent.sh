@@ -21,6 +21,7 @@ agent_broker_start() {
 		echo "log_type error"
 		echo "log_type warning"
 		echo "log_type notice"
+		echo "log_type subscribe"
 		echo "max_queued_messages 100000"
 		echo "listener $BROKER_PORT 127.0.0.1"
 		echo "cafile $bd/ca.crt"
@@ -56,15 +57,32 @@ agent_client_args() {
 	echo "-h localhost -p $BROKER_PORT --cafile $dir/ca.crt --cert $dir/cert.pem --key $dir/key.pem -i $id"
 }
 
-# agent_sub NAME OUTFILE TOPIC...: a background subscriber printing "topic payload" lines.
+# agent_sub NAME OUTFILE TOPIC...: a background subscriber printing "topic payload" lines;
+# returns once the broker has its subscriptions (the broker makes NAME its client id).
 agent_sub() {
 	local id=$1 out=$2; shift 2
-	local topics=()
+	local topics=() mark
 	for t in "$@"; do topics+=(-t "$t"); done
+	mark=$(log_lines "$T/broker/mosquitto.log")
 	# shellcheck disable=SC2046
 	mosquitto_sub $(agent_client_args "$id") -q 1 -v "${topics[@]}" >"$out" 2>>"$out.err" &
 	E2E_PIDS+=($!)
 	SUB_PID=$!
+	agent_wait_subscribed "$mark" "$id" "$@"
+}
+
+# agent_wait_subscribed MARK CLIENT_ID FILTER...: wait_subscribed on the agent broker's log.
+agent_wait_subscribed() { wait_subscribed "$T/broker/mosquitto.log" "$@"; }
+
+# watch_wait_subscribed LOG MARK NAME PID: `moat watch --as NAME` (process PID), started when
+# LOG had MARK lines, has all its subscriptions in the broker that writes LOG (it subscribes
+# to command_responses last, in one SUBSCRIBE). Its client id is NAME:watch-PID under the
+# moat plugin, NAME alone under the agent broker (use_username_as_clientid).
+watch_wait_subscribed() {
+	local log=$1 mark=$2 name=$3 pid=$4
+	wait_for 10 log_has_since "$log" "$mark" -E \
+		" ($name|$name:watch-$pid) [0-2] devices/[^/ ]+/command_responses\$" ||
+		fail "moat watch as $name (pid $pid) did not subscribe: $(tail -3 "$log")"
 }
 
 # agent_pub NAME TOPIC PAYLOAD

@@ -43,9 +43,11 @@ au_setup() {
 # au_start: moat watch as watcher into $T/watch.json, then moat-boot running the agent
 # (log $T/boot.log, pid $BOOT); waits for its telemetry and its update check at start.
 au_start() {
+	local mark
+	mark=$(log_lines "$D/log/mosquitto.log")
 	moat watch --all --json --as watcher --timeout "$(deadline 300s)" >"$T/watch.json" 2>"$T/watch.err" &
 	E2E_PIDS+=($!)
-	sleep 1
+	watch_wait_subscribed "$D/log/mosquitto.log" "$mark" watcher $!
 	moat-boot --state "$BS" --trial-seconds 60 -- moat-agent --config "$CONF" >"$T/boot.log" 2>&1 &
 	BOOT=$!
 	E2E_PIDS+=("$BOOT")

@@ -31,10 +31,11 @@ wait "$AGENT" || true
 agent_set "$CONF" broker port "$port"
 
 moat_up_test
+mark=$(log_lines "$D/log/mosquitto.log")
 moat watch dev1 --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
-sleep 2
+watch_wait_subscribed "$D/log/mosquitto.log" "$mark" watcher "$WATCH"
 agent_start
 
 # wait until the replay has caught up: the newest seq the agent produced has arrived

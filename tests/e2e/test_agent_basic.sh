@@ -16,7 +16,6 @@ agent_broker_start
 expect_ok "agent --check" moat-agent --config "$CONF" --check
 
 agent_sub ops "$T/sub.txt" 'devices/dev1/#'
-sleep 0.5
 agent_start
 
 wait_grep 10 '^devices/dev1/status .*"online"' "$T/sub.txt" || fail "no online status: $(cat "$T/agent.log")"

@@ -26,10 +26,11 @@ PERSIST=("persistence true" "persistence_location $T/broker/persist/" "autosave_
 agent_broker_start "${PERSIST[@]}"
 
 # A persistent session (-c, QoS 1): the broker keeps what arrives while it reconnects.
+mark=$(log_lines "$T/broker/mosquitto.log")
 # shellcheck disable=SC2046
 mosquitto_sub $(agent_client_args ops) -c -q 1 -v -t devices/dev1/telemetry >"$T/sub.txt" 2>"$T/sub.err" &
 E2E_PIDS+=($!)
-sleep "$(deadline 1)"
+agent_wait_subscribed "$mark" ops devices/dev1/telemetry
 
 moat-agent --config "$CONF" 2>"$T/agent1.log" &
 AGENT=$!
@@ -64,12 +65,14 @@ wait_for 15 count_at_least $((n + 20)) telemetry "$T/sub.txt" || fail "delivery 
 kill -TERM "$AGENT"
 wait "$AGENT" || fail "agent exit status on SIGTERM"
 ! grep -q "Permission denied" "$T/broker/mosquitto.log" || fail "broker could not persist"
-sleep "$(deadline 1)"   # the last acknowledged messages reach the subscriber
 
 # run 1 used [start1, stop1), run 2 [start2, stop2): every number must have arrived.
 field() { sed -n "s/.*event=$2 .*next_seq=\([0-9]*\).*/\1/p" "$1" | head -1; }
 start1=$(field "$T/agent1.log" started); stop1=$(field "$T/agent1.log" stopped)
 start2=$(field "$T/agent2.log" started); stop2=$(field "$T/agent2.log" stopped)
+# The agent's last number reaches the subscriber (in order, after every earlier one) once
+# the broker has it; if it never does, the check below says what is missing.
+wait_for 10 grep -qE "\"seq\":$((stop2 - 1))[,}]" "$T/sub.txt" || true
 python3 - "$T/sub.txt" "$start1" "$stop1" "$start2" "$stop2" <<'PY' || fail "sequence check failed"
 import json, sys
 path, s1, e1, s2, e2 = sys.argv[1], *map(int, sys.argv[2:])

@@ -19,12 +19,13 @@ assert_contains "$errout" "moat identity add"
 moat identity add ops --role operator >/dev/null
 moat identity add watcher --role operator >/dev/null
 
+mark=$(log_lines "$T/broker/mosquitto.log")
 moat watch dev1 --json --as watcher --timeout "$(deadline 60s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
 moat watch --all --as watcher2 --count 1 --timeout 5s >/dev/null 2>"$T/w2.err" && fail "watch as an unknown identity succeeded"
 assert_contains "$(cat "$T/w2.err")" "watcher2"
-sleep 1
+watch_wait_subscribed "$T/broker/mosquitto.log" "$mark" watcher "$WATCH"
 
 agent_start
 wait_grep 10 'event=connected' "$T/agent.log" || fail "agent did not connect"

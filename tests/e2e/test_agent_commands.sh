@@ -11,7 +11,6 @@ agent_setup 60s ops pubber
 agent_broker_start
 
 agent_sub ops "$T/sub.txt" 'devices/dev1/command_responses' 'devices/dev1/diagnostics' 'devices/dev1/status'
-sleep 0.5
 agent_start
 wait_grep 10 '"online"' "$T/sub.txt" || fail "agent did not come online: $(cat "$T/agent.log")"
 

@@ -13,10 +13,11 @@ agent_setup 1s ops watcher
 # An ASan-built plugin loads into the uninstrumented broker only with the runtime preloaded.
 moat_up_test
 
+mark=$(log_lines "$D/log/mosquitto.log")
 moat watch --all --json --as watcher --timeout "$(deadline 120s)" >"$T/watch.json" 2>"$T/watch.err" &
 WATCH=$!
 E2E_PIDS+=("$WATCH")
-sleep 1
+watch_wait_subscribed "$D/log/mosquitto.log" "$mark" watcher "$WATCH"
 agent_start
 wait_grep 15 '"kind":"telemetry"' "$T/watch.json" || fail "no telemetry through the plugin: $(tail -3 "$T/agent.log")"
 pass "telemetry and status pass the plugin's policy"

@@ -72,9 +72,11 @@ expect_fail "moat identity unban of an unknown name" moat identity unban nobody
 
 # --- an operator under a stricter limit: the CLI says why it was refused -------------
 agent_set "$D/moat.conf" policy operator_flap_connects 2
+mark=$(log_lines "$D/log/mosquitto.log")
 moat identity add ops3 --role operator >/dev/null # writes the policy with the new limit
 wait_for 10 grep -q "operator connects=2" "$D/broker/policy" || fail "policy not rewritten"
-sleep 0.5 # the plugin re-reads the policy within 200 ms
+wait_for 10 log_has_since "$D/log/mosquitto.log" "$mark" -F "moat: policy reloaded" ||
+	fail "the plugin did not reload the policy: $(tail -3 "$D/log/mosquitto.log")"
 expect_ok "ops3 connect 1" moat cmd dev1 diagnostics --as ops3 --timeout 10s
 expect_ok "ops3 connect 2" moat cmd dev1 diagnostics --as ops3 --timeout 10s
 expect_fail "ops3 connect 3" moat cmd dev1 diagnostics --as ops3 --timeout 10s

@@ -26,16 +26,21 @@ agent_broker_stop
 : >"$T/broker/mosquitto.log"
 agent_broker_start
 
-# run_refused NAME CONF PATTERN: runs the agent for a while; it must log PATTERN and never
-# complete a connection.
+# run_refused NAME CONF PATTERN: runs the agent until it has been refused twice with
+# PATTERN; it must never complete a connection. The second refusal is the positive signal:
+# the agent retries only after its first attempt is over (had that attempt connected, the
+# agent would have logged it, and sent the CONNECT the broker logs, before retrying), and
+# the retry was refused as well.
 run_refused() {
 	local name=$1 conf=$2 pattern=$3
 	moat-agent --config "$conf" 2>"$T/$name.log" &
 	local p=$!
 	E2E_PIDS+=("$p")
-	wait_grep 10 "$pattern" "$T/$name.log" || fail "$name: no '$pattern' in: $(cat "$T/$name.log")"
-	sleep 1
+	wait_grep 10 "event=connect_failed .*attempt=2 .*$pattern" "$T/$name.log" ||
+		fail "$name: not refused twice with '$pattern': $(cat "$T/$name.log")"
 	kill -TERM $p; wait $p || true
+	grep -q "event=connect_failed .*attempt=1 .*$pattern" "$T/$name.log" ||
+		fail "$name: the first attempt was not refused with '$pattern': $(cat "$T/$name.log")"
 	! grep -q 'event=connected' "$T/$name.log" || fail "$name: the agent connected"
 	! connected || fail "$name: the broker accepted the agent"
 	echo "ok - refused: $name: $(grep -m1 "$pattern" "$T/$name.log" | sed 's/.*error=//')"

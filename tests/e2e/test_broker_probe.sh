@@ -34,11 +34,12 @@ assert_contains "$out" '"probe_identity":"svc-1"'
 
 # The positive signal: a device's connect, then one anonymous handshake, both recorded.
 broker_pub dev-a dev-a devices/dev-a/telemetry '{"device_id":"dev-a","n":1}'
-# stdin stays open a while, so the client does not hang up before the broker has refused
-# the handshake (a connection the client closes first leaves no event): s_client ends
-# when the broker closes it.
-sleep "$(deadline 3)" | timeout "$(deadline 10)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" \
-	-CAfile "$D/pki/ca.crt" >/dev/null 2>&1 || true
+# stdin stays open until the refusal is recorded, so the client does not hang up before
+# the broker has refused the handshake (a connection the client closes first leaves no
+# event): s_client ends when the broker closes it.
+{ wait_for 20 grep -q '"tls_handshake_failed"' "$EV" || true; } |
+	timeout "$(deadline 20)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" \
+		-CAfile "$D/pki/ca.crt" >/dev/null 2>&1 || true
 wait_for 20 grep -q '"tls_handshake_failed"' "$EV" ||
 	fail "the anonymous handshake was not recorded: $(tail -3 "$EV")"
 grep -q '"kind":"connected".*"dev-a"' "$EV" || fail "dev-a's connect not recorded: $(cat "$EV")"

@@ -14,14 +14,25 @@ plugin_sub_bg svc svc-1 "$T/svc.out" 'devices/+/telemetry'
 
 FLOOD=1000
 handshakes() { plugin_events auth_refused "" tls_handshake_failed | wc -l; }
-python3 - "$PLUGIN_PORT" "$FLOOD" <<'PY'
+# The connections are closed once the broker has accepted every one (its log says so for
+# each: "New connection from ...") and so waits for their TLS handshakes.
+python3 - "$PLUGIN_PORT" "$FLOOD" "$PB/log/mosquitto.log" "$(deadline 60)" <<'PY' ||
 import socket, sys, time
-port, n = int(sys.argv[1]), int(sys.argv[2])
+port, n, log, limit = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+def accepted():
+    with open(log, errors="replace") as f:
+        return sum(1 for line in f if "New connection from 127.0.0.1:" in line)
+before = accepted()
 conns = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(n)]
-time.sleep(1)  # the broker accepts them all and waits for their TLS handshakes
+end = time.monotonic() + limit
+while accepted() - before < n:
+    if time.monotonic() > end:
+        sys.exit(f"the broker accepted {accepted() - before} of {n} connections")
+    time.sleep(0.1)
 for s in conns:
     s.close()
 PY
+	fail "the flood's connections were not all accepted"
 # The probe right after the flood, and a legitimate publish.
 plugin_pub dev-b dev-b devices/dev-a/commands/reboot '{"command":"reboot"}' >/dev/null 2>&1 || true
 plugin_expect_event acl_denied dev-b not_granted

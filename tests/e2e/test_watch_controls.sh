@@ -45,22 +45,25 @@ fake_device() {
 	agent_pub dev1 devices/dev1/command_responses "$(resp "$id" 'owned\u009b2J\u202etxt')"
 	agent_pub dev1 devices/dev1/command_responses "$(resp "$id" "all good")"
 }
+mark=$(log_lines "$T/broker/mosquitto.log")
 fake_device &
 FAKE=$!
 E2E_PIDS+=("$FAKE")
-sleep 1 # the fake device's subscription is in place (mosquitto_sub has no ready signal)
+agent_wait_subscribed "$mark" dev1 'devices/dev1/commands/+'
 expect_ok "cmd answered with control characters, then validly" moat cmd dev1 diagnostics --as ops --timeout 15s
 [ "$out" = "dev1 diagnostics: completed: all good" ] || fail "cmd printed: $(printf '%q' "$out")"
 wait "$FAKE" || fail "the fake device did not answer"
 pass "moat cmd: the response with C1/bidi controls is refused, the valid one printed"
 
 # ---- moat watch: shown as (invalid), escaped ----
+mark=$(log_lines "$T/broker/mosquitto.log")
 moat watch dev1 --as watcher --count 4 --timeout "$(deadline 30s)" >"$T/watch.txt" 2>&1 &
 W1=$!
 moat --json watch dev1 --as ops --count 4 --timeout "$(deadline 30s)" >"$T/watch.json" 2>&1 &
 W2=$!
 E2E_PIDS+=("$W1" "$W2")
-sleep 1 # both subscribed (no ready signal)
+watch_wait_subscribed "$T/broker/mosquitto.log" "$mark" watcher "$W1"
+watch_wait_subscribed "$T/broker/mosquitto.log" "$mark" ops "$W2"
 agent_pub dev1 devices/dev1/command_responses "$(resp c1 "owned${CSI}2J${RLO}txt${ESC}[31m")"
 agent_pub dev1 devices/dev1/command_responses "$(resp c2 'owned\u009d0;title\u0007')"
 agent_pub dev1 devices/dev1/status "{\"device_id\":\"dev1\",\"online\":true,\"agent_version\":\"1.0${RLO}\",\"timestamp\":1}"

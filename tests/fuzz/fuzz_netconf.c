@@ -3,7 +3,11 @@
  * and a message; an accepted policy renders deterministically within the size bound, its
  * zones do not overlap, the services sit in the management zone, and the rule list
  * (moat_net_decide) agrees with the intent (moat_net_expect) on addresses of every subnet.
- * The input also supplies a few extra addresses and ports to decide on. */
+ * The input also supplies a few extra addresses and ports to decide on. The same config goes
+ * through moat_net_guard_from_config ([guard]): a refusal zeroes the guard and says why; an
+ * accepted guard has every bound at least 1, only numeric exempt addresses, and renders
+ * the same bytes twice. */
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +48,44 @@ static void check_agreement(const struct moat_net_policy *p, const uint8_t *data
 	}
 }
 
+static void check_guard(const struct moat_config *cfg)
+{
+	static struct moat_net_guard g;
+	static const struct moat_net_guard zero;
+	struct moat_err err;
+	moat_err_clear(&err);
+	memset(&g, 0x5a, sizeof(g));
+	if (moat_net_guard_from_config(cfg, &g, &err) != 0) {
+		if (err.msg[0] == '\0' || memcmp(&g, &zero, sizeof(g)) != 0) {
+			abort();
+		}
+		return;
+	}
+	if (g.broker_per_source < 1 || g.server_per_source < 1 || g.new_per_source < 1 ||
+	    g.broker_port == 0 || g.server_port == 0 ||
+	    g.exempt_count > MOAT_NET_GUARD_EXEMPT_MAX) {
+		abort();
+	}
+	for (size_t i = 0; i < g.exempt_count; i++) {
+		unsigned char a[16];
+		if (inet_pton(AF_INET, g.exempt[i], a) != 1 &&
+		    inet_pton(AF_INET6, g.exempt[i], a) != 1) {
+			abort();
+		}
+	}
+	char *x = NULL;
+	char *y = NULL;
+	size_t xl = 0;
+	size_t yl = 0;
+	if (moat_net_guard_render(&g, &x, &xl, &err) != 0 ||
+	    moat_net_guard_render(&g, &y, &yl, &err) != 0 || xl != yl || memcmp(x, y, xl) != 0 ||
+	    strlen(x) != xl) {
+		abort();
+	}
+	free(x);
+	free(y);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct moat_net_policy p;
@@ -54,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (moat_config_parse("fuzz.conf", (const char *)data, size, &cfg, &err) != 0) {
 		return 0;
 	}
+	check_guard(cfg);
 	memset(&p, 0x5a, sizeof(p));
 	if (moat_net_policy_from_config(cfg, &p, &err) != 0) {
 		if (err.msg[0] == '\0' || memcmp(&p, &zero, sizeof(p)) != 0) {

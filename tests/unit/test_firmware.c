@@ -166,6 +166,67 @@ static void test_damaged_trust_stops_keygen(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A key kept in a token is registered by its public half and its URI: the function reads
+ * nothing else of the key, so an ordinary key stands in for the token's here (the token
+ * itself is test_pkcs11's and test_pkcs11_fw's). */
+static void test_token_key_registered(void **state)
+{
+	struct ctx *c = *state;
+	struct moat_err e;
+	char id[MOAT_FW_KEYID_HEX_LEN + 1], id2[MOAT_FW_KEYID_HEX_LEN + 1];
+	char path[512];
+	const char *uri = "pkcs11:token=moat;object=fw1?module-path=/usr/lib/p11.so";
+	EVP_PKEY *key = tu_key_p256();
+	assert_int_equal(moat_fwkeys_add_token(c->keys, key, uri, id, &e), 0);
+	snprintf(path, sizeof(path), "%s/%s.uri", c->keys, id);
+	assert_int_equal(mode_of(path), 0600);
+	size_t len = 0;
+	char *text = tu_read_file(path, 4096, &len);
+	assert_int_equal(len, strlen(uri) + 1);
+	assert_memory_equal(text, uri, strlen(uri));
+	free(text);
+	snprintf(path, sizeof(path), "%s/%s.key", c->keys, id);
+	assert_false(moat_fs_exists(path));
+	char *back = NULL;
+	assert_int_equal(moat_fwkeys_token_uri(c->keys, id, &back, &e), 0);
+	assert_string_equal(back, uri);
+	free(back);
+	struct moat_fw_trust t;
+	assert_int_equal(moat_fwtrust_load(c->trust, &t, &e), 0);
+	assert_int_equal(t.count, 1);
+	assert_int_equal(t.threshold, 1);
+	assert_string_equal(t.keys[0].keyid, id);
+	moat_fw_trust_free(&t);
+
+	/* Refusals leave nothing behind: the same key again, a key type firmware does not
+	 * take, a URI that is not one line. */
+	size_t files = tu_dir_count(c->keys, NULL);
+	assert_int_equal(moat_fwkeys_add_token(c->keys, key, uri, id2, &e), MOAT_EEXIST);
+	assert_non_null(strstr(e.msg, "already trusted"));
+	assert_string_equal(id2, "");
+	EVP_PKEY *rsa = EVP_RSA_gen(2048);
+	assert_non_null(rsa);
+	assert_int_equal(moat_fwkeys_add_token(c->keys, rsa, uri, id2, &e), MOAT_EINVAL);
+	assert_non_null(strstr(e.msg, "RSA key of 2048 bits"));
+	EVP_PKEY_free(rsa);
+	EVP_PKEY *other = tu_key_p256();
+	assert_int_equal(moat_fwkeys_add_token(c->keys, other, "pkcs11:a\nb", id2, &e),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_fwkeys_add_token(c->keys, other, "", id2, &e), MOAT_EINVAL);
+	assert_int_equal(tu_dir_count(c->keys, NULL), files);
+	assert_int_equal(moat_fwkeys_token_uri(c->keys, "00", &back, &e), MOAT_ENOENT);
+	assert_null(back);
+
+	/* A second key, then the token key revoked: its URI goes with it. */
+	assert_int_equal(moat_fwkeys_add_token(c->keys, other, "pkcs11:object=fw2", id2, &e), 0);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, id, NULL, &e), 0);
+	snprintf(path, sizeof(path), "%s/revoked/%s.uri", c->keys, id);
+	assert_true(moat_fs_exists(path));
+	assert_int_equal(moat_fwkeys_token_uri(c->keys, id, &back, &e), MOAT_ENOENT);
+	EVP_PKEY_free(other);
+	EVP_PKEY_free(key);
+}
+
 static void test_sign_verify_rotate(void **state)
 {
 	struct ctx *c = *state;
@@ -247,6 +308,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keygen_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged_trust_stops_keygen, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sign_verify_rotate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_token_key_registered, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("firmware", tests, NULL, NULL);
 }

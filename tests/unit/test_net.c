@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "moat/config.h"
 #include "moat/net.h"
 
 static uint32_t A(const char *s)
@@ -442,6 +443,98 @@ static void test_verify_namespaces(void **state)
 	free(r);
 }
 
+static int guard_of(const char *text, struct moat_net_guard *g, struct moat_err *err)
+{
+	struct moat_config *cfg = NULL;
+	assert_int_equal(moat_config_parse("moat.conf", text, strlen(text), &cfg, err), 0);
+	int rc = moat_net_guard_from_config(cfg, g, err);
+	moat_config_free(cfg);
+	return rc;
+}
+
+static void test_guard_config(void **state)
+{
+	(void)state;
+	struct moat_net_guard g;
+	struct moat_err err = {0};
+	assert_int_equal(guard_of("[broker]\nport = 1883\n[server]\nport = 9443\n", &g, &err), 0);
+	assert_int_equal(g.mode, MOAT_NET_GUARD_AUTO);
+	assert_int_equal(g.broker_port, 1883);
+	assert_int_equal(g.server_port, 9443);
+	assert_int_equal(g.broker_per_source, MOAT_NET_GUARD_BROKER_PER_SOURCE);
+	assert_int_equal(g.server_per_source, MOAT_NET_GUARD_SERVER_PER_SOURCE);
+	assert_int_equal(g.new_per_source, MOAT_NET_GUARD_NEW_PER_SOURCE);
+	assert_int_equal(g.broker_max, 10000); /* [broker] max_connections' default */
+	assert_int_equal(g.exempt_count, 2);
+	assert_string_equal(g.exempt[0], "127.0.0.1");
+	assert_string_equal(g.exempt[1], "::1");
+	assert_int_equal(guard_of("[broker]\nmax_connections = -1\n[guard]\nenabled = no\nexempt "
+				  "= none\n",
+				  &g, &err),
+			 0);
+	assert_int_equal(g.mode, MOAT_NET_GUARD_OFF);
+	assert_int_equal(g.broker_max, 0);
+	assert_int_equal(g.exempt_count, 0);
+	static const struct {
+		const char *text;
+		const char *want;
+	} bad[] = {
+		{"[guard]\nenabled = maybe\n", "auto, yes or no"},
+		{"[guard]\nbroker_per_source = 0\n", "broker_per_source"},
+		{"[guard]\nserver_per_source = 1000001\n", "server_per_source"},
+		{"[guard]\nnew_per_source = 100001\n", "new_per_source"},
+		{"[guard]\nexempt = 10.0.0.1, host\n", "not an IP address"},
+		{"[guard]\nexempt = 10.0.0.1,\n", "exempt"},
+		{"[guard]\nexempt = 1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6,1.1.1.7,1.1.1.8,"
+		 "1.1.1.9,1.1.1.10,1.1.1.11,1.1.1.12,1.1.1.13,1.1.1.14,1.1.1.15,1.1.1.16,1.1.1.17\n",
+		 "more than 16"},
+		{"[guard]\nper_ip = 3\n", "per_ip"},
+		{"[broker]\nmax_connections = -2\n", "max_connections"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&g, 0x5a, sizeof(g));
+		if (guard_of(bad[i].text, &g, &err) == 0 || !strstr(err.msg, bad[i].want)) {
+			fail_msg("row %zu: accepted or wrong message: %s", i, err.msg);
+		}
+		assert_int_equal(g.broker_per_source, 0); /* zeroed */
+	}
+}
+
+static void test_guard_render(void **state)
+{
+	(void)state;
+	struct moat_net_guard g;
+	struct moat_err err = {0};
+	assert_int_equal(guard_of("[broker]\nport = 1883\nmax_connections = 500\n[server]\nport = "
+				  "9443\n[guard]\nbroker_per_source = 7\nserver_per_source = "
+				  "3\nnew_per_source = 9\nexempt = 10.9.9.9\n",
+				  &g, &err),
+			 0);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_net_guard_render(&g, &text, &len, &err), 0);
+	static const char *const want[] = {
+		"table inet moat_guard_1883\ndelete table inet moat_guard_1883\n",
+		"tcp dport 1883 ct count over 500 jump refuse_total_connections",
+		"ip saddr @exempt4 return",
+		"update @rate4 { ip saddr limit rate over 9/second burst 18 packets }",
+		"tcp dport 1883 add @broker4 { ip saddr ct count over 7 }",
+		"tcp dport 1883 add @broker6 { ip6 saddr & ffff:ffff:ffff:ffff:: ct count over 7 }",
+		"tcp dport 9443 add @server4 { ip saddr ct count over 3 }",
+		"reject with tcp reset",
+		"log prefix \"moat-guard: reason=source_connections \"",
+	};
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if (!strstr(text, want[i])) {
+			fail_msg("missing '%s' in:\n%s", want[i], text);
+		}
+	}
+	/* the total bound comes before the exemptions: the host counts toward capacity */
+	assert_true(strstr(text, "refuse_total_connections\n") < strstr(text, "@exempt4 return"));
+	assert_null(strstr(text, "exempt6")); /* no IPv6 exemption: no set, no rule */
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -452,6 +545,8 @@ int main(void)
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_decide_matches_expect),
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_guard_config),
+		cmocka_unit_test(test_guard_render),
 		cmocka_unit_test(test_verify_namespaces),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/pkcs12.h>
+#include <openssl/pkcs7.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -491,10 +492,35 @@ static void test_keystore(void **state)
 		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len, NULL, &back, &err),
 				 MOAT_ECRYPTO);
 		assert_string_equal(err.msg, "k.key: wrong passphrase");
-		/* cut short: the PEM no longer decodes */
+		/* cut short: the PEM no longer decodes; damage, not a wrong passphrase */
+		static const char corrupt[] =
+			"k.key: not a valid encrypted key (truncated or corrupt)";
 		assert_int_equal(moat_pki_key_decrypt("k.key", pem, len / 2, PASSPHRASE, &back,
 						      &err),
 				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_int_equal(ERR_peek_error(), 0);
+		/* cut inside the base64, the END line kept: the structure does not parse */
+		char *cut = strdup(pem);
+		assert_non_null(cut);
+		char *end = strstr(cut, "-----END");
+		assert_non_null(end);
+		size_t keep = (size_t)(strchr(cut, '\n') - cut) + 1 + 64 + 1; /* BEGIN, one line */
+		memmove(cut + keep, end, strlen(end) + 1);
+		assert_int_equal(moat_pki_key_decrypt("k.key", cut, strlen(cut), PASSPHRASE, &back,
+						      &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		free(cut);
+		static const char garbage[] = "\x7f\x45\x4c\x46 this is not a key\n";
+		assert_int_equal(moat_pki_key_decrypt("k.key", garbage, sizeof(garbage) - 1,
+						      PASSPHRASE, &back, &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_int_equal(moat_pki_key_decrypt("k.key", "", 0, PASSPHRASE, &back, &err),
+				 MOAT_ECRYPTO);
+		assert_string_equal(err.msg, corrupt);
+		assert_null(back);
 		assert_int_equal(ERR_peek_error(), 0);
 		free(pem);
 		EVP_PKEY_free(key);
@@ -1117,6 +1143,540 @@ static void test_export_c_header(void **state)
 	moat_pki_issued_free(&is);
 }
 
+/* moat_csr_parse's verdict on data: 0, or the error code (the message must name the CSR). */
+static int csr_verdict(const unsigned char *data, size_t len, char *msg, size_t msg_size)
+{
+	struct moat_csr *csr = NULL;
+	struct moat_err err = {0};
+	int rc = moat_csr_parse(data, len, &csr, &err);
+	if (rc == 0) {
+		assert_non_null(csr);
+		moat_csr_free(csr);
+	} else {
+		assert_null(csr);
+		assert_non_null(strstr(err.msg, "CSR"));
+	}
+	if (msg) {
+		snprintf(msg, msg_size, "%s", err.msg);
+	}
+	return rc;
+}
+
+static void test_csr_accepts(void **state)
+{
+	(void)state;
+	EVP_PKEY *key = tu_key_p256();
+	size_t len = 0;
+	unsigned char *der = tu_csr_der(key, key, "dev-1", "DNS:evil.example", &len);
+	/* DER */
+	struct moat_csr *csr = NULL;
+	struct moat_err err = {0};
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_true(csr->has_cn);
+	assert_string_equal(csr->cn, "dev-1");
+	assert_int_equal(EVP_PKEY_eq(csr->key, key), 1);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-1", &err), 0);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-2", &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "'dev-1', not 'dev-2'"));
+
+	/* issued from the CSR: moat's subject and extensions only, never the request's */
+	struct moat_issue_req req = {
+		.cn = "dev-1",
+		.role = MOAT_ROLE_DEVICE,
+		.kind = MOAT_CERT_CLIENT,
+		.not_before = now - 60,
+		.not_after = now + 86400,
+		.key = csr->key,
+		.key_public_only = true,
+	};
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issued is;
+	assert_int_equal(moat_pki_random_serial(serial, hex, &err), 0);
+	assert_int_equal(moat_pki_issue(test_ca, &req, serial, &is, &err), 0);
+	assert_null(is.key_pem); /* nothing to write: the key stays with its owner */
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(is.cert), key), 1);
+	char subject[256];
+	X509_NAME_oneline(X509_get_subject_name(is.cert), subject, sizeof(subject));
+	assert_null(strstr(subject, "evil"));
+	assert_non_null(strstr(subject, "OU=device"));
+	assert_int_equal(X509_check_ca(is.cert), 0);
+	assert_int_equal(X509_get_ext_by_NID(is.cert, NID_subject_alt_name, -1), -1);
+	assert_true(X509_get_extended_key_usage(is.cert) & XKU_SSL_CLIENT);
+	assert_false(X509_get_extended_key_usage(is.cert) & XKU_SSL_SERVER);
+	assert_int_equal(verify(test_ca->cert, is.cert, NULL, X509_PURPOSE_SSL_CLIENT), X509_V_OK);
+	assert_true(moat_csr_same_key(csr, is.cert));
+	moat_pki_issued_free(&is);
+	moat_csr_free(csr);
+
+	/* PEM, with white space around it */
+	X509_REQ *r = NULL;
+	const unsigned char *p = der;
+	r = d2i_X509_REQ(NULL, &p, (long)len);
+	assert_non_null(r);
+	BIO *b = BIO_new(BIO_s_mem());
+	BIO_puts(b, "\n  ");
+	assert_int_equal(PEM_write_bio_X509_REQ(b, r), 1);
+	char *pem = NULL;
+	long plen = BIO_get_mem_data(b, &pem);
+	assert_int_equal(csr_verdict((const unsigned char *)pem, (size_t)plen, NULL, 0), 0);
+	BIO_free(b);
+	X509_REQ_free(r);
+	free(der);
+
+	/* no CN at all: moat names it */
+	der = tu_csr_der(key, key, NULL, NULL, &len);
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_false(csr->has_cn);
+	assert_int_equal(moat_csr_check_identity(csr, "anything", &err), 0);
+	moat_csr_free(csr);
+	free(der);
+	/* a CN that is no identity name is another identity's */
+	der = tu_csr_der(key, key, "Dev One", NULL, &len);
+	assert_int_equal(moat_csr_parse(der, len, &csr, &err), 0);
+	assert_int_equal(moat_csr_check_identity(csr, "dev-1", &err), MOAT_EDENIED);
+	moat_csr_free(csr);
+	free(der);
+	/* RSA-2048 is a key moat issues for */
+	EVP_PKEY *rsa = EVP_RSA_gen(2048);
+	der = tu_csr_der(rsa, rsa, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, NULL, 0), 0);
+	free(der);
+	EVP_PKEY_free(rsa);
+	EVP_PKEY_free(key);
+}
+
+static void test_csr_refusals(void **state)
+{
+	(void)state;
+	char msg[MOAT_ERR_MSG_MAX];
+	EVP_PKEY *key = tu_key_p256();
+	EVP_PKEY *other = tu_key_p256();
+	size_t len = 0;
+	unsigned char *der = tu_csr_der(key, key, "dev-1", NULL, &len);
+
+	/* empty, oversized */
+	assert_int_equal(csr_verdict(der, 0, msg, sizeof(msg)), MOAT_EINVAL);
+	unsigned char *big = calloc(1, MOAT_CSR_MAX_BYTES + 1);
+	assert_non_null(big);
+	memcpy(big, der, len);
+	assert_int_equal(csr_verdict(big, MOAT_CSR_MAX_BYTES + 1, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "larger than"));
+	/* DER: cut short, trailing bytes, garbage */
+	assert_int_equal(csr_verdict(der, len - 1, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "not a DER"));
+	assert_int_equal(csr_verdict(big, len + 1, msg, sizeof(msg)), MOAT_EINVAL);
+	static const unsigned char junk[] = "\x30\x03\x02\x01\x00 not a request";
+	assert_int_equal(csr_verdict(junk, sizeof(junk) - 1, msg, sizeof(msg)), MOAT_EINVAL);
+	free(big);
+	/* PEM: bad base64, wrong label, unterminated */
+	static const char *const bad_pem[] = {
+		"-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n-----END CERTIFICATE REQUEST-----\n",
+		"-----BEGIN CERTIFICATE-----\nMAMCAQA=\n-----END CERTIFICATE-----\n",
+		"-----BEGIN CERTIFICATE REQUEST-----\nMAMCAQA=\n",
+	};
+	for (size_t i = 0; i < sizeof(bad_pem) / sizeof(bad_pem[0]); i++) {
+		assert_int_equal(csr_verdict((const unsigned char *)bad_pem[i], strlen(bad_pem[i]),
+					     msg, sizeof(msg)),
+				 MOAT_EINVAL);
+		assert_non_null(strstr(msg, "not a PEM"));
+	}
+	free(der);
+	/* proof of possession: signed by another key than the one it asks for */
+	der = tu_csr_der(key, other, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EVERIFY);
+	assert_non_null(strstr(msg, "proof of possession"));
+	free(der);
+	/* weak and foreign keys: RSA-1024, ed25519, P-384 */
+	EVP_PKEY *rsa1024 = EVP_RSA_gen(1024);
+	der = tu_csr_der(rsa1024, rsa1024, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "1024"));
+	free(der);
+	EVP_PKEY_free(rsa1024);
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	assert_non_null(ed);
+	der = tu_csr_der(ed, ed, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	assert_non_null(strstr(msg, "key refused"));
+	free(der);
+	EVP_PKEY_free(ed);
+	EVP_PKEY *p384 = EVP_EC_gen("P-384");
+	der = tu_csr_der(p384, p384, "dev-1", NULL, &len);
+	assert_int_equal(csr_verdict(der, len, msg, sizeof(msg)), MOAT_EINVAL);
+	free(der);
+	EVP_PKEY_free(p384);
+	EVP_PKEY_free(key);
+	EVP_PKEY_free(other);
+}
+
+static void test_est_encodings(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	unsigned char *der = NULL;
+	size_t len = 0;
+	/* certs-only PKCS#7: every certificate, in order, no signers, no content */
+	char pem[8192];
+	snprintf(pem, sizeof(pem), "%s%s", test_ca_pem, test_ca_pem);
+	assert_int_equal(moat_pki_p7_certs(pem, strlen(pem), &der, &len, &err), 0);
+	const unsigned char *p = der;
+	PKCS7 *p7 = d2i_PKCS7(NULL, &p, (long)len);
+	assert_non_null(p7);
+	assert_true(PKCS7_type_is_signed(p7));
+	assert_int_equal(sk_X509_num(p7->d.sign->cert), 2);
+	assert_int_equal(sk_PKCS7_SIGNER_INFO_num(p7->d.sign->signer_info), 0);
+	assert_null(p7->d.sign->contents->d.ptr);
+	assert_int_equal(X509_cmp(sk_X509_value(p7->d.sign->cert, 0), test_ca->cert), 0);
+	PKCS7_free(p7);
+	free(der);
+	assert_int_equal(moat_pki_p7_certs("no pem here", 11, &der, &len, &err), MOAT_EINVAL);
+	assert_null(der);
+	/* CSR attributes: a DER SEQUENCE naming ecdsa-with-SHA256 and prime256v1 */
+	assert_int_equal(moat_pki_csrattrs(&der, &len, &err), 0);
+	p = der;
+	ASN1_SEQUENCE_ANY *seq = d2i_ASN1_SEQUENCE_ANY(NULL, &p, (long)len);
+	assert_non_null(seq);
+	assert_int_equal(sk_ASN1_TYPE_num(seq), 2);
+	ASN1_TYPE *first = sk_ASN1_TYPE_value(seq, 0);
+	assert_int_equal(first->type, V_ASN1_OBJECT);
+	assert_int_equal(OBJ_obj2nid(first->value.object), NID_ecdsa_with_SHA256);
+	sk_ASN1_TYPE_pop_free(seq, ASN1_TYPE_free);
+	free(der);
+}
+
+/* ---- two tiers: root, issuing CA ---- */
+
+/* OpenSSL's verdict on leaf under root with the untrusted intermediate (NULL: none). */
+static int verify_chain(X509 *root, X509 *intermediate, X509 *leaf)
+{
+	X509_STORE *store = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *untrusted = sk_X509_new_null();
+	assert_true(store && ctx && untrusted);
+	assert_int_equal(X509_STORE_add_cert(store, root), 1);
+	if (intermediate) {
+		assert_true(sk_X509_push(untrusted, intermediate) > 0);
+	}
+	assert_int_equal(X509_STORE_CTX_init(ctx, store, leaf, untrusted), 1);
+	int ok = X509_verify_cert(ctx);
+	int e = X509_STORE_CTX_get_error(ctx);
+	X509_STORE_CTX_free(ctx);
+	X509_STORE_free(store);
+	sk_X509_free(untrusted);
+	ERR_clear_error();
+	return ok == 1 ? X509_V_OK : (e == X509_V_OK ? -1 : e);
+}
+
+static void test_two_tier(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *root = NULL;
+	struct moat_ca *issuer = NULL;
+	assert_int_equal(moat_pki_root_create("plant-2", MOAT_KEY_EC_P256, now, 365, &root, &err),
+			 0);
+	assert_int_equal(X509_get_pathlen(root->cert), 1);
+	assert_int_equal(moat_pki_ca_pathlen(root), 1);
+	assert_int_equal(moat_pki_issuer_create(root, 3, MOAT_KEY_EC_P256, now, now + 100 * 86400,
+						&issuer, &err),
+			 0);
+	X509 *ic = issuer->cert;
+	assert_string_equal(name_entry(ic, NID_commonName), "plant-2 Issuing CA 3");
+	assert_string_equal(name_entry(ic, NID_organizationName), "plant-2");
+	assert_int_equal(X509_check_ca(ic), 1);
+	assert_int_equal(X509_get_pathlen(ic), 0);
+	assert_true(X509_get_key_usage(ic) & KU_KEY_CERT_SIGN);
+	assert_true(X509_get_key_usage(ic) & KU_CRL_SIGN);
+	assert_int_equal(X509_check_issued(root->cert, ic), X509_V_OK);
+	assert_int_equal(X509_verify(ic, X509_get0_pubkey(root->cert)), 1);
+	assert_int_equal(verify_chain(root->cert, NULL, ic), X509_V_OK);
+	assert_int_equal(moat_pki_ca_not_after(issuer), now + 100 * 86400);
+
+	/* a leaf under the issuing CA verifies with the root as the only anchor, given the
+	 * intermediate; without it, not */
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	struct moat_issued leaf;
+	new_serial(serial, hex);
+	tu_pki_issue_client(issuer, "dev-2t", MOAT_ROLE_DEVICE, now - 60, now + 30 * 86400, serial,
+			    &leaf);
+	assert_int_equal(verify_chain(root->cert, ic, leaf.cert), X509_V_OK);
+	assert_int_not_equal(verify_chain(root->cert, NULL, leaf.cert), X509_V_OK);
+	assert_string_equal(name_entry(leaf.cert, NID_organizationName), "plant-2");
+
+	/* no certificate outlives its issuer: a day past the issuing CA's notAfter is refused */
+	struct moat_issued beyond;
+	struct moat_issue_req far = {.cn = "dev-far",
+				     .role = MOAT_ROLE_DEVICE,
+				     .kind = MOAT_CERT_CLIENT,
+				     .key_type = MOAT_KEY_EC_P256,
+				     .not_before = now - 60,
+				     .not_after = now + 101 * 86400};
+	new_serial(serial, hex);
+	assert_int_equal(moat_pki_issue(issuer, &far, serial, &beyond, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "after its issuing CA"));
+	far.not_after = now + 100 * 86400; /* exactly the issuer's end is allowed */
+	assert_int_equal(moat_pki_issue(issuer, &far, serial, &beyond, &err), 0);
+	moat_pki_issued_free(&beyond);
+
+	/* an issuing CA never outlives the root, and needs the root's key */
+	struct moat_ca *bad = NULL;
+	assert_int_equal(moat_pki_issuer_create(root, 4, MOAT_KEY_EC_P256, now, now + 400 * 86400,
+						&bad, &err),
+			 MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "after the root CA"));
+	assert_null(bad);
+	assert_int_equal(moat_pki_issuer_create(root, 4, MOAT_KEY_EC_P256, now, now - 10, &bad,
+						&err),
+			 MOAT_EINVAL);
+	struct moat_ca nokey = {.cert = root->cert, .key = NULL};
+	assert_int_equal(moat_pki_issuer_create(&nokey, 4, MOAT_KEY_EC_P256, now, now + 86400, &bad,
+						&err),
+			 MOAT_ESTATE);
+
+	/* a single-tier root (pathlen 0) cannot anchor an issuing CA's leaf... */
+	struct moat_ca *old_issuer = NULL;
+	struct moat_issued leaf_old;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&old_issuer, &err),
+			 0);
+	new_serial(serial, hex);
+	tu_pki_issue_client(old_issuer, "dev-up", MOAT_ROLE_DEVICE, now - 60, now + 3600, serial,
+			    &leaf_old);
+	assert_int_equal(verify_chain(test_ca->cert, old_issuer->cert, leaf_old.cert),
+			 X509_V_ERR_PATH_LENGTH_EXCEEDED);
+	/* ...until it is re-certified with pathlen 1: same name, key and validity, so what the
+	 * old certificate signed still verifies */
+	struct moat_ca *recert = NULL;
+	assert_int_equal(moat_pki_root_recertify(test_ca, &recert, &err), 0);
+	assert_int_equal(X509_get_pathlen(recert->cert), 1);
+	assert_int_equal(X509_NAME_cmp(X509_get_subject_name(recert->cert),
+				       X509_get_subject_name(test_ca->cert)),
+			 0);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(recert->cert),
+				     X509_get0_pubkey(test_ca->cert)),
+			 1);
+	assert_int_equal(moat_pki_ca_not_after(recert), moat_pki_ca_not_after(test_ca));
+	assert_int_equal(verify_chain(recert->cert, old_issuer->cert, leaf_old.cert), X509_V_OK);
+	struct moat_issued direct;
+	issue_new("dev-direct", MOAT_ROLE_DEVICE, serial, hex, &direct);
+	assert_int_equal(verify_chain(recert->cert, NULL, direct.cert), X509_V_OK);
+	assert_int_equal(moat_pki_root_recertify(&nokey, &bad, &err), MOAT_ESTATE);
+
+	moat_pki_issued_free(&direct);
+	moat_pki_issued_free(&leaf_old);
+	moat_pki_issued_free(&leaf);
+	moat_pki_ca_free(recert);
+	moat_pki_ca_free(old_issuer);
+	moat_pki_ca_free(issuer);
+	moat_pki_ca_free(root);
+}
+
+static void test_issuer_files(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *issuer = NULL;
+	struct moat_ca *loaded = NULL;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&issuer, &err),
+			 0);
+	char *cert = NULL;
+	char *key = NULL;
+	size_t cert_len = 0;
+	size_t key_len = 0;
+	assert_int_equal(moat_pki_issuer_export(issuer, &cert, &cert_len, &key, &key_len, &err), 0);
+	assert_non_null(strstr(key, "-----BEGIN PRIVATE KEY-----"));
+	char cp[512];
+	char kp[512];
+	tmp_path(cp, sizeof(cp), "issuer.crt");
+	tmp_path(kp, sizeof(kp), "issuer.key");
+	tu_write_file(cp, cert, cert_len, 0644);
+	tu_write_file(kp, key, key_len, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), 0);
+	assert_non_null(loaded->key);
+	assert_int_equal(EVP_PKEY_eq(loaded->key, issuer->key), 1);
+	moat_pki_ca_free(loaded);
+	loaded = NULL;
+	assert_int_equal(moat_pki_issuer_load(cp, NULL, &loaded, &err), 0);
+	assert_null(loaded->key);
+	moat_pki_ca_free(loaded);
+	loaded = NULL;
+
+	/* a key others may read is refused: it opens without a passphrase */
+	assert_int_equal(chmod(kp, 0640), 0);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_EDENIED);
+	assert_non_null(strstr(err.msg, "readable by others"));
+	assert_null(loaded);
+	/* another key, an encrypted key, no key */
+	struct moat_ca *other = NULL;
+	char *okey = NULL;
+	char *ocert = NULL;
+	size_t olen = 0;
+	size_t oclen = 0;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 2, MOAT_KEY_EC_P256, now, now + 86400,
+						&other, &err),
+			 0);
+	assert_int_equal(moat_pki_issuer_export(other, &ocert, &oclen, &okey, &olen, &err), 0);
+	tu_write_file(kp, okey, olen, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ECRYPTO);
+	assert_non_null(strstr(err.msg, "does not match"));
+	free(okey);
+	okey = NULL;
+	assert_int_equal(moat_pki_key_encrypt(issuer->key, PASSPHRASE, &okey, &olen, &err), 0);
+	tu_write_file(kp, okey, olen, 0600);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ECRYPTO);
+	assert_non_null(strstr(err.msg, "not an unencrypted PEM private key"));
+	assert_int_equal(unlink(kp), 0);
+	assert_int_equal(moat_pki_issuer_load(cp, kp, &loaded, &err), MOAT_ENOENT);
+	assert_null(loaded);
+
+	OPENSSL_cleanse(key, key_len);
+	free(key);
+	free(cert);
+	free(okey);
+	free(ocert);
+	moat_pki_ca_free(other);
+	moat_pki_ca_free(issuer);
+}
+
+static char *cert_pem_of(X509 *c)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	assert_non_null(b);
+	assert_int_equal(PEM_write_bio_X509(b, c), 1);
+	char *data = NULL;
+	long n = BIO_get_mem_data(b, &data);
+	char *out = malloc((size_t)n + 1);
+	assert_non_null(out);
+	memcpy(out, data, (size_t)n);
+	out[n] = '\0';
+	BIO_free(b);
+	return out;
+}
+
+static char *joined(const char *a, const char *b)
+{
+	size_t na = strlen(a);
+	size_t nb = strlen(b);
+	char *out = malloc(na + nb + 1);
+	assert_non_null(out);
+	memcpy(out, a, na);
+	memcpy(out + na, b, nb + 1);
+	return out;
+}
+
+static void test_crl_set(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	struct moat_ca *issuer = NULL;
+	struct moat_ca *foreign_root = NULL;
+	struct moat_ca *foreign = NULL;
+	assert_int_equal(moat_pki_issuer_create(test_ca, 7, MOAT_KEY_EC_P256, now, now + 86400,
+						&issuer, &err),
+			 0);
+	assert_int_equal(moat_pki_root_create("elsewhere", MOAT_KEY_EC_P256, now, 30, &foreign_root,
+					      &err),
+			 0);
+	assert_int_equal(moat_pki_issuer_create(foreign_root, 1, MOAT_KEY_EC_P256, now, now + 86400,
+						&foreign, &err),
+			 0);
+	struct moat_issued a;
+	struct moat_issued b;
+	uint8_t serial[MOAT_SERIAL_BYTES];
+	char hex[MOAT_SERIAL_HEX_LEN];
+	new_serial(serial, hex);
+	tu_pki_issue_client(issuer, "set-a", MOAT_ROLE_DEVICE, now - 60, now + 3600, serial, &a);
+	issue_new("set-b", MOAT_ROLE_DEVICE, serial, hex, &b);
+	struct moat_revoked_cert list[1];
+	memset(list, 0, sizeof(list));
+	snprintf(list[0].serial_hex, sizeof(list[0].serial_hex), "%s", a.serial_hex);
+	list[0].revoked_at = now - 5;
+	char *by_issuer = NULL;
+	char *by_root = NULL;
+	char *by_foreign = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_pki_crl_build(issuer, list, 1, 2, now, 1, &by_issuer, &len, &err), 0);
+	assert_int_equal(moat_pki_crl_build(test_ca, NULL, 0, 2, now, 30, &by_root, &len, &err), 0);
+	assert_int_equal(moat_pki_crl_build(foreign, NULL, 0, 2, now, 30, &by_foreign, &len, &err),
+			 0);
+	char *issuers = cert_pem_of(issuer->cert);
+	char *both = joined(by_issuer, by_root);
+
+	struct moat_crl_set *set = NULL;
+	assert_int_equal(moat_crl_set_load("crl.pem", both, strlen(both), test_ca->cert,
+					   "issuers.pem", issuers, strlen(issuers), &set, &err),
+			 0);
+	assert_int_equal(moat_crl_set_count(set), 2);
+	struct moat_crl_info info;
+	moat_crl_set_info(set, 0, &info);
+	assert_string_equal(info.issuer_cn, "plant-1 Issuing CA 7");
+	assert_int_equal(info.revoked, 1);
+	assert_false(info.by_root);
+	assert_int_equal(info.next_update, now + 86400);
+	moat_crl_set_info(set, 1, &info);
+	assert_true(info.by_root);
+	assert_int_equal(info.revoked, 0);
+	assert_int_equal(moat_crl_set_next_update(set), now + 86400);
+	assert_true(moat_crl_set_revoked(set, X509_get0_serialNumber(a.cert)));
+	assert_false(moat_crl_set_revoked(set, X509_get0_serialNumber(b.cert)));
+	moat_crl_set_free(set);
+	set = NULL;
+
+	/* the issuing CA's CRL without the issuing CA: refused */
+	assert_int_equal(moat_crl_set_load("crl.pem", both, strlen(both), test_ca->cert, NULL, NULL,
+					   0, &set, &err),
+			 MOAT_EVERIFY);
+	assert_non_null(strstr(err.msg, "CRL 1 is not signed"));
+	/* an issuing CA of another root: refused, its CRL too */
+	char *foreign_pem = cert_pem_of(foreign->cert);
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", foreign_pem, strlen(foreign_pem), &set,
+					   &err),
+			 MOAT_EVERIFY);
+	assert_non_null(
+		strstr(err.msg, "issuers.pem: certificate 1 is not a CA signed by the root"));
+	char *with_foreign = joined(by_root, by_foreign);
+	assert_int_equal(moat_crl_set_load("crl.pem", with_foreign, strlen(with_foreign),
+					   test_ca->cert, "issuers.pem", issuers, strlen(issuers),
+					   &set, &err),
+			 MOAT_EVERIFY);
+	assert_non_null(strstr(err.msg, "CRL 2 is not signed"));
+	/* a leaf in the issuers' file: not a CA */
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", b.cert_pem, b.cert_pem_len, &set, &err),
+			 MOAT_EVERIFY);
+	/* no CRL, garbage after one, garbage issuers */
+	assert_int_equal(moat_crl_set_load("crl.pem", "", 0, test_ca->cert, NULL, NULL, 0, &set,
+					   &err),
+			 MOAT_EINVAL);
+	char *trailing =
+		joined(by_root, "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n");
+	assert_int_equal(moat_crl_set_load("crl.pem", trailing, strlen(trailing), test_ca->cert,
+					   NULL, NULL, 0, &set, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_crl_set_load("crl.pem", by_root, strlen(by_root), test_ca->cert,
+					   "issuers.pem", "junk", 4, &set, &err),
+			 MOAT_EINVAL);
+	assert_null(set);
+
+	free(trailing);
+	free(with_foreign);
+	free(foreign_pem);
+	free(both);
+	free(issuers);
+	free(by_issuer);
+	free(by_root);
+	free(by_foreign);
+	moat_pki_issued_free(&a);
+	moat_pki_issued_free(&b);
+	moat_pki_ca_free(foreign);
+	moat_pki_ca_free(foreign_root);
+	moat_pki_ca_free(issuer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1138,6 +1698,12 @@ int main(void)
 		cmocka_unit_test(test_encrypted_pem_never_prompts),
 		cmocka_unit_test(test_export_p12),
 		cmocka_unit_test(test_export_c_header),
+		cmocka_unit_test(test_csr_accepts),
+		cmocka_unit_test(test_csr_refusals),
+		cmocka_unit_test(test_est_encodings),
+		cmocka_unit_test(test_two_tier),
+		cmocka_unit_test(test_issuer_files),
+		cmocka_unit_test(test_crl_set),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

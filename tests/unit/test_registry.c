@@ -914,6 +914,101 @@ static void test_release_insert_fails(void **state)
 	assert_non_null(strstr(err.msg, "registry: insert release: no such table"));
 }
 
+/* Deleting an identity: refused while a certificate is unrevoked or the id is unknown; then
+ * its rows (update events and rollout lists included) go, its revoked certificates stay
+ * in the revoked walk (the CRL) and keep their serials taken, the deletion is recorded,
+ * and the name can be registered again without inheriting anything. */
+static void test_identity_delete(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "dev-2", MOAT_ROLE_DEVICE);
+	add_cert(reg, "4aaa", "dev-1", 100);
+	add_cert(reg, "4bbb", "dev-1", 200);
+	add_cert(reg, "4ccc", "dev-2", 100);
+	struct moat_update_event ev = event("dev-1", MOAT_UPD_CHECKED, "1.0.0", 100);
+	record(reg, &ev);
+	struct moat_release r = tu_release("sensor", "2.0.0", 'a', -1);
+	char *devices[] = {"dev-1", "dev-2"};
+	assert_int_equal(moat_registry_release_insert(reg, &r, devices, 2, &err), 0);
+
+	struct moat_deletion del;
+	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_identity_delete(reg, "nobody", 300, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_cert_revoke(reg, "4aaa", 4, 250, &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 300, &err), MOAT_ESTATE);
+	assert_string_equal(err.msg,
+			    "dev-1: certificate 4bbb is not revoked; revoke it before deleting");
+	bool exists = false;
+	assert_int_equal(moat_registry_identity_exists(reg, "dev-1", &exists, &err), 0);
+	assert_true(exists);
+
+	assert_int_equal(moat_registry_cert_revoke(reg, "4bbb", 5, 300, &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 301, &err), 0);
+	assert_int_equal(moat_registry_identity_exists(reg, "dev-1", &exists, &err), 0);
+	assert_false(exists);
+	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 302, &err), MOAT_ENOENT);
+	/* the CRL's walk still lists both; the full walk shows registered identities only */
+	struct collected c = {0};
+	assert_int_equal(moat_registry_cert_foreach(reg, true, collect_cert, &c, &err), 0);
+	assert_int_equal(c.count, 2);
+	assert_string_equal(c.rows[0].serial_hex, "4aaa");
+	assert_int_equal(c.rows[0].reason, 4);
+	assert_string_equal(c.rows[1].serial_hex, "4bbb");
+	assert_int_equal(c.rows[1].reason, 5);
+	assert_int_equal(c.rows[1].revoked_at, 300);
+	memset(&c, 0, sizeof(c));
+	assert_int_equal(moat_registry_cert_foreach(reg, false, collect_cert, &c, &err), 0);
+	assert_int_equal(c.count, 1);
+	assert_string_equal(c.rows[0].serial_hex, "4ccc");
+	assert_int_equal(moat_registry_serial_exists(reg, "4bbb", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "dev-1", &exists, &err), 0);
+	assert_false(exists);
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "dev-2", &exists, &err), 0);
+	assert_true(exists);
+
+	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), 0);
+	assert_string_equal(del.id, "dev-1");
+	assert_int_equal(del.role, MOAT_ROLE_DEVICE);
+	assert_string_equal(del.device_type, "sensor");
+	assert_int_equal(del.created_at, 1000);
+	assert_int_equal(del.deleted_at, 301);
+	assert_string_equal(del.last_serial_hex, "4bbb");
+	assert_int_equal(del.certificates, 2);
+	assert_int_equal(del.times, 1);
+
+	/* the name again: a new identity with nothing of the old one */
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	struct moat_identity ident;
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_string_equal(ident.serial_hex, "");
+	struct event_walk w = {0};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "dev-1", 10, event_walk_cb, &w,
+							    &err),
+			 0);
+	assert_int_equal(w.n, 0);
+	add_cert(reg, "4ddd", "dev-1", 400);
+	assert_int_equal(moat_registry_cert_revoke(reg, "4ddd", 1, 500, &err), 0);
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_true(ident.cert_revoked);
+	assert_int_equal(ident.revoked_reason, 1);
+	/* deleted inside the caller's transaction, then rolled back: nothing happened */
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 600, &err), 0);
+	moat_registry_rollback(reg);
+	assert_int_equal(moat_registry_identity_exists(reg, "dev-1", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), 0);
+	assert_int_equal(del.times, 1);
+	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 700, &err), 0);
+	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), 0);
+	assert_int_equal(del.times, 2);
+	assert_int_equal(del.deleted_at, 700);
+	assert_string_equal(del.last_serial_hex, "4ddd");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -940,6 +1035,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_event_bad_stage, reg_setup,
 						reg_teardown),
 		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_identity_delete, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

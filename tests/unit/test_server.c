@@ -16,9 +16,15 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "moat/config.h"
+#include "moat/connguard.h"
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
 #include "moat/release.h"
+#include "moat/server.h"
 #include "moat/update_schema.h"
 #include "testutil.h"
 #include "testutil_registry.h"
@@ -449,14 +455,427 @@ static void test_store_events(void **state)
 	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), MOAT_ENOENT);
 }
 
+/* ---- the connection guard ---- */
+
+static struct moat_cg_source src4(const char *a)
+{
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	assert_int_equal(inet_pton(AF_INET, a, &sin.sin_addr), 1);
+	struct moat_cg_source s;
+	struct moat_err err = {0};
+	assert_int_equal(moat_cg_source_from((struct sockaddr *)&sin, sizeof(sin), &s, &err), 0);
+	return s;
+}
+
+static struct moat_connguard *guard(unsigned max, unsigned per_source, unsigned per_device)
+{
+	const struct moat_connguard_limits l = {.handshake_ms = 2000,
+						.header_ms = 5000,
+						.max_connections = max,
+						.unauth_per_source = per_source,
+						.per_device = per_device};
+	struct moat_connguard *g = NULL;
+	struct moat_err err = {0};
+	assert_int_equal(moat_connguard_new(&l, &g, &err), 0);
+	return g;
+}
+
+/* admit + add, as moatd does for each accepted connection */
+static struct moat_cg_conn *open_from(struct moat_connguard *g, const char *a, int64_t now,
+				      struct moat_cg_conn **victim, enum moat_cg_reason *why)
+{
+	struct moat_cg_source s = src4(a);
+	if (!moat_connguard_admit(g, &s, now, victim, why)) {
+		return NULL;
+	}
+	return moat_connguard_add(g, &s, now, NULL);
+}
+
+static void test_connguard_sources(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(6, 2, 4);
+	struct moat_cg_conn *v = NULL;
+	enum moat_cg_reason why;
+	struct moat_cg_conn *a1 = open_from(g, "10.0.0.1", 0, &v, &why);
+	assert_null(v);
+	struct moat_cg_conn *a2 = open_from(g, "10.0.0.1", 1, &v, &why);
+	assert_null(v);
+	/* a third from the same source closes its oldest, never refuses the newcomer */
+	struct moat_cg_conn *a3 = open_from(g, "10.0.0.1", 2, &v, &why);
+	assert_non_null(a3);
+	assert_ptr_equal(v, a1);
+	assert_int_equal(why, MOAT_CG_SOURCE_LIMIT);
+	assert_true(moat_cg_conn_closing(a1));
+	/* an authenticated connection of that source no longer counts against it */
+	moat_connguard_tls_done(a2);
+	assert_int_equal(moat_connguard_authenticated(g, a2, "dev1"), MOAT_CG_OK);
+	assert_non_null(open_from(g, "10.0.0.1", 3, &v, &why));
+	assert_null(v);
+	moat_connguard_remove(g, a1);
+	/* fill up: b holds 2 unauthenticated, c 1; 10.0.0.1 holds 2 (a3, a4) + a2 authed */
+	struct moat_cg_conn *b1 = open_from(g, "10.0.0.2", 4, &v, &why);
+	assert_null(v);
+	assert_non_null(open_from(g, "10.0.0.2", 5, &v, &why));
+	assert_null(v);
+	struct moat_cg_counts n;
+	moat_connguard_counts(g, &n);
+	assert_int_equal(n.live, 5);
+	assert_non_null(open_from(g, "10.0.0.3", 6, &v, &why));
+	assert_null(v);
+	/* full: the oldest of the heaviest sources (a3 of 10.0.0.1 ties b1 and is older) */
+	assert_non_null(open_from(g, "10.0.0.4", 7, &v, &why));
+	assert_ptr_equal(v, a3);
+	assert_int_equal(why, MOAT_CG_SERVER_FULL);
+	assert_non_null(open_from(g, "10.0.0.5", 8, &v, &why));
+	assert_ptr_equal(v, b1);
+	moat_connguard_free(g);
+}
+
+static void test_connguard_full_of_devices(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(2, 4, 4);
+	struct moat_cg_conn *v = NULL;
+	enum moat_cg_reason why;
+	struct moat_cg_conn *a = open_from(g, "10.0.0.1", 0, &v, &why);
+	struct moat_cg_conn *b = open_from(g, "10.0.0.2", 0, &v, &why);
+	assert_int_equal(moat_connguard_authenticated(g, a, "dev1"), MOAT_CG_OK);
+	assert_int_equal(moat_connguard_authenticated(g, b, "dev2"), MOAT_CG_OK);
+	/* authenticated connections are never closed to make room */
+	struct moat_cg_source s = src4("10.0.0.3");
+	assert_false(moat_connguard_admit(g, &s, 1, &v, &why));
+	assert_null(v);
+	assert_int_equal(why, MOAT_CG_SERVER_FULL);
+	moat_connguard_free(g);
+}
+
+static void test_connguard_deadlines(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(10, 10, 1);
+	struct moat_cg_conn *v = NULL;
+	enum moat_cg_reason why;
+	struct moat_cg_conn *hs = open_from(g, "10.0.0.1", 0, &v, &why);
+	struct moat_cg_conn *hd = open_from(g, "10.0.0.2", 0, &v, &why);
+	struct moat_cg_conn *dev = open_from(g, "10.0.0.3", 0, &v, &why);
+	moat_connguard_tls_done(hd);
+	moat_connguard_tls_done(dev);
+	assert_int_equal(moat_connguard_next_due(g, 0), 2000);
+	assert_null(moat_connguard_expired(g, 1999, &why));
+	/* trickled bytes are not a call here: nothing moves a deadline but the steps */
+	assert_ptr_equal(moat_connguard_expired(g, 2000, &why), hs);
+	assert_int_equal(why, MOAT_CG_HANDSHAKE_DEADLINE);
+	assert_null(moat_connguard_expired(g, 2000, &why));
+	moat_connguard_request_start(dev);
+	assert_int_equal(moat_connguard_authenticated(g, dev, "dev1"), MOAT_CG_OK);
+	assert_int_equal(moat_connguard_next_due(g, 2000), 3000);
+	assert_ptr_equal(moat_connguard_expired(g, 5000, &why), hd);
+	assert_int_equal(why, MOAT_CG_HEADER_DEADLINE);
+	/* in a request (its response running): no deadline; after it, header_ms again */
+	assert_null(moat_connguard_expired(g, 60000, &why));
+	assert_int_equal(moat_connguard_next_due(g, 60000), -1);
+	moat_connguard_request_done(dev, 60000);
+	assert_null(moat_connguard_expired(g, 64999, &why));
+	assert_ptr_equal(moat_connguard_expired(g, 65000, &why), dev);
+	assert_int_equal(why, MOAT_CG_IDLE);
+	moat_connguard_free(g);
+}
+
+static void test_connguard_per_device(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(10, 10, 2);
+	struct moat_cg_conn *v = NULL;
+	enum moat_cg_reason why;
+	struct moat_cg_conn *c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = open_from(g, "10.0.0.1", 0, &v, &why);
+	}
+	assert_int_equal(moat_connguard_authenticated(g, c[0], "dev1"), MOAT_CG_OK);
+	assert_int_equal(moat_connguard_authenticated(g, c[1], "dev1"), MOAT_CG_OK);
+	assert_int_equal(moat_connguard_authenticated(g, c[2], "dev1"), MOAT_CG_DEVICE_LIMIT);
+	assert_false(moat_cg_conn_authenticated(c[2]));
+	assert_int_equal(moat_connguard_authenticated(g, c[2], "dev2"), MOAT_CG_OK);
+	assert_int_equal(moat_connguard_authenticated(g, c[0], "dev1"), MOAT_CG_OK);
+	moat_connguard_remove(g, c[0]);
+	struct moat_cg_conn *d = open_from(g, "10.0.0.1", 0, &v, &why);
+	assert_int_equal(moat_connguard_authenticated(g, d, "dev1"), MOAT_CG_OK);
+	moat_connguard_free(g);
+}
+
+static void test_connguard_events(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(10, 10, 2);
+	struct moat_cg_source a = src4("10.0.0.1");
+	struct moat_cg_source b = src4("10.0.0.2");
+	uint64_t sup = 0;
+	for (int i = 0; i < MOAT_CG_EVENTS_PER_SOURCE; i++) {
+		assert_true(moat_connguard_event_allowed(g, MOAT_CG_HEADER_DEADLINE, &a, 0, &sup));
+	}
+	assert_false(moat_connguard_event_allowed(g, MOAT_CG_HEADER_DEADLINE, &a, 0, &sup));
+	/* another kind from the same source, and another source, are not suppressed */
+	assert_true(moat_connguard_event_allowed(g, MOAT_CG_SOURCE_LIMIT, &a, 0, &sup));
+	assert_true(moat_connguard_event_allowed(g, MOAT_CG_HEADER_DEADLINE, &b, 0, &sup));
+	/* the next one written for a and that kind says what was left out */
+	assert_true(moat_connguard_event_allowed(g, MOAT_CG_HEADER_DEADLINE, &a, 1000, &sup));
+	assert_int_equal(sup, 1);
+	assert_int_equal(moat_connguard_suppressed(g, MOAT_CG_HEADER_DEADLINE), 1);
+	assert_int_equal(moat_connguard_suppressed(g, MOAT_CG_HEADER_DEADLINE), 0);
+	/* a kind's budget holds across sources */
+	int written = 0;
+	for (int i = 0; i < 100; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "10.1.%d.%d", i / 200, i % 200 + 1);
+		struct moat_cg_source s = src4(addr);
+		written +=
+			moat_connguard_event_allowed(g, MOAT_CG_HANDSHAKE_DEADLINE, &s, 5000, &sup);
+	}
+	assert_int_equal(written, MOAT_CG_EVENTS_PER_KIND);
+	assert_int_equal(moat_connguard_suppressed(g, MOAT_CG_HANDSHAKE_DEADLINE),
+			 100 - MOAT_CG_EVENTS_PER_KIND);
+	assert_true(moat_connguard_event_allowed(g, MOAT_CG_AUTH_REFUSED, &a, 5000, &sup));
+	moat_connguard_free(g);
+}
+
+static void test_connguard_refusals(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	struct moat_connguard *g = NULL;
+	struct moat_connguard_limits l = {.handshake_ms = 3000,
+					  .header_ms = 2000,
+					  .max_connections = 1,
+					  .unauth_per_source = 1,
+					  .per_device = 1};
+	assert_int_equal(moat_connguard_new(&l, &g, &err), MOAT_EINVAL);
+	l.handshake_ms = 1000;
+	l.max_connections = 0;
+	assert_int_equal(moat_connguard_new(&l, &g, &err), MOAT_EINVAL);
+	assert_null(g);
+	struct sockaddr_un {
+		sa_family_t f;
+	} un = {.f = AF_UNIX};
+	struct moat_cg_source s;
+	assert_int_equal(moat_cg_source_from((struct sockaddr *)&un, sizeof(un), &s, &err),
+			 MOAT_EINVAL);
+	/* IPv6: one /64 is one source; IPv4-mapped counts as IPv4 */
+	struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
+	struct sockaddr_in6 b6 = {.sin6_family = AF_INET6};
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2::1", &a6.sin6_addr), 1);
+	assert_int_equal(inet_pton(AF_INET6, "2001:db8:1:2:ffff::9", &b6.sin6_addr), 1);
+	struct moat_cg_source sa, sb;
+	assert_int_equal(moat_cg_source_from((struct sockaddr *)&a6, sizeof(a6), &sa, &err), 0);
+	assert_int_equal(moat_cg_source_from((struct sockaddr *)&b6, sizeof(b6), &sb, &err), 0);
+	assert_int_equal(sa.key_len, 8);
+	assert_memory_equal(sa.key, sb.key, 8);
+	assert_int_equal(inet_pton(AF_INET6, "::ffff:10.0.0.1", &a6.sin6_addr), 1);
+	assert_int_equal(moat_cg_source_from((struct sockaddr *)&a6, sizeof(a6), &sa, &err), 0);
+	struct moat_cg_source s4 = src4("10.0.0.1");
+	assert_int_equal(sa.key_len, 4);
+	assert_memory_equal(sa.key, s4.key, 4);
+	assert_string_equal(sa.text, "10.0.0.1");
+}
+
+static void test_httpd_limits(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *line;
+		const char *want; /* NULL: accepted */
+	} rows[] = {
+		{"", NULL},
+		{"handshake_timeout = 5s\nheader_timeout = 5s", NULL},
+		{"handshake_timeout = 0", "out of range"},
+		{"handshake_timeout = 301", "out of range"},
+		{"header_timeout = 11m", "out of range"},
+		{"header_timeout = 5s", "above header_timeout"},
+		{"idle_timeout = 4s", "out of range"},
+		{"idle_timeout = x", "not a duration"},
+		{"max_connections = 15", "out of range"},
+		{"max_connections = 65537", "out of range"},
+		{"unauthenticated_per_source = 0", "out of range"},
+		{"connections_per_device = 1025", "out of range"},
+		{"connections_per_device = -1", "out of range"},
+		{"per_ip = 3", "unknown key"},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		char text[256];
+		snprintf(text, sizeof(text), "[server]\nport = 8443\n%s\n", rows[i].line);
+		struct moat_config *cfg = NULL;
+		struct moat_err err = {0};
+		assert_int_equal(moat_config_parse("moat.conf", text, strlen(text), &cfg, &err), 0);
+		struct moat_httpd_limits l = {0};
+		int rc = moat_httpd_limits_load(cfg, &l, &err);
+		if (!rows[i].want) {
+			assert_int_equal(rc, 0);
+			assert_true(l.handshake_timeout_s <= l.header_timeout_s);
+		} else {
+			if (rc == 0 || !strstr(err.msg, rows[i].want)) {
+				fail_msg("row %zu (%s): rc %d, '%s'", i, rows[i].line, rc, err.msg);
+			}
+			assert_int_equal(l.max_connections, 0); /* nothing written */
+		}
+		moat_config_free(cfg);
+	}
+	struct moat_config *cfg = NULL;
+	struct moat_err err = {0};
+	assert_int_equal(moat_config_parse("moat.conf", "", 0, &cfg, &err), 0);
+	struct moat_httpd_limits l;
+	assert_int_equal(moat_httpd_limits_load(cfg, &l, &err), 0);
+	assert_int_equal(l.handshake_timeout_s, MOAT_HTTPD_HANDSHAKE_TIMEOUT_DEFAULT);
+	assert_int_equal(l.header_timeout_s, MOAT_HTTPD_HEADER_TIMEOUT_DEFAULT);
+	assert_int_equal(l.max_connections, MOAT_HTTPD_MAX_CONNECTIONS_DEFAULT);
+	assert_int_equal(l.unauthenticated_per_source, MOAT_HTTPD_UNAUTH_PER_SOURCE_DEFAULT);
+	assert_int_equal(l.connections_per_device, MOAT_HTTPD_PER_DEVICE_DEFAULT);
+	moat_config_free(cfg);
+}
+
+static void test_est_routes(void **state)
+{
+	(void)state;
+	assert_int_equal(moat_http_route_parse("/.well-known/est/cacerts", NULL),
+			 MOAT_ROUTE_EST_CACERTS);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/simpleenroll", NULL),
+			 MOAT_ROUTE_EST_SIMPLEENROLL);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/simplereenroll", NULL),
+			 MOAT_ROUTE_EST_SIMPLEREENROLL);
+	assert_int_equal(moat_http_route_parse("/.well-known/est/csrattrs", NULL),
+			 MOAT_ROUTE_EST_CSRATTRS);
+	static const char *const not_est[] = {
+		"/.well-known/est/",	     "/.well-known/est/cacerts/",
+		"/.well-known/est//cacerts", "/.well-known/est/label/cacerts",
+		"/.well-known/est/CACERTS",  "/.well-known/est/serverkeygen",
+		"/.well-known/est/fullcmc",  "//.well-known/est/cacerts",
+	};
+	for (size_t i = 0; i < sizeof(not_est) / sizeof(not_est[0]); i++) {
+		enum moat_http_route r = moat_http_route_parse(not_est[i], NULL);
+		if (moat_http_route_is_est(r)) {
+			fail_msg("%s routed to EST", not_est[i]);
+		}
+	}
+	assert_false(moat_http_route_is_est(MOAT_ROUTE_VERSION));
+}
+
+static void test_est_basic_auth(void **state)
+{
+	(void)state;
+	char user[MOAT_ID_BUF_LEN];
+	char pass[MOAT_EST_PASSWORD_MAX_LEN + 1];
+	/* "dev-1:0123abcd" */
+	assert_int_equal(moat_est_basic_auth_parse("Basic ZGV2LTE6MDEyM2FiY2Q=", user, pass),
+			 MOAT_BASIC_OK);
+	assert_string_equal(user, "dev-1");
+	assert_string_equal(pass, "0123abcd");
+	assert_int_equal(moat_est_basic_auth_parse("basic ZGV2LTE6MDEyM2FiY2Q=", user, pass),
+			 MOAT_BASIC_OK);
+	assert_int_equal(moat_est_basic_auth_parse(NULL, user, pass), MOAT_BASIC_NONE);
+	static const char *const bad[] = {
+		"Bearer ZGV2LTE6MDEyM2FiY2Q=", /* another scheme */
+		"Basic",
+		"Basic ",
+		"Basic ZGV2LTE6MDEyM2FiY2Q",   /* unpadded */
+		"Basic  ZGV2LTE6MDEyM2FiY2Q=", /* two spaces */
+		"Basic ZGV2LTEwMTIzYWJjZA==",  /* "dev-10123abcd": no ':' */
+		"Basic OnRva2Vu",	       /* ":token": no user */
+		"Basic ZGV2LTE6",	       /* "dev-1:": no password */
+		"Basic RGV2LTE6dG9rZW4=",      /* "Dev-1:token": not an identity */
+		"Basic ZGV2LTE6dG8ga2Vu",      /* "dev-1:to ken": a space */
+		"Basic ZGV2AC0xOnRva2Vu",      /* "dev\0-1:token": a NUL in the user */
+		"Basic ZGV2LTE6dG9rAGVu",      /* "dev-1:tok\0en": a NUL in the password */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (moat_est_basic_auth_parse(bad[i], user, pass) != MOAT_BASIC_MALFORMED) {
+			fail_msg("'%s' accepted", bad[i]);
+		}
+		assert_string_equal(user, "");
+		assert_string_equal(pass, "");
+	}
+	char longv[MOAT_EST_HEADER_MAX_LEN + 16];
+	memset(longv, 'A', sizeof(longv) - 1);
+	longv[sizeof(longv) - 1] = '\0';
+	memcpy(longv, "Basic ", 6);
+	assert_int_equal(moat_est_basic_auth_parse(longv, user, pass), MOAT_BASIC_MALFORMED);
+}
+
+static void test_est_headers(void **state)
+{
+	(void)state;
+	assert_true(moat_est_content_type_ok("application/pkcs10"));
+	assert_true(moat_est_content_type_ok("Application/PKCS10"));
+	assert_true(moat_est_content_type_ok("application/pkcs10; charset=binary"));
+	assert_false(moat_est_content_type_ok(NULL));
+	assert_false(moat_est_content_type_ok("application/pkcs7-mime"));
+	assert_false(moat_est_content_type_ok("application/pkcs10x"));
+	assert_false(moat_est_content_type_ok("text/plain; application/pkcs10"));
+	assert_true(moat_est_transfer_encoding_ok(NULL));
+	assert_true(moat_est_transfer_encoding_ok("base64"));
+	assert_true(moat_est_transfer_encoding_ok("BASE64"));
+	assert_false(moat_est_transfer_encoding_ok("binary"));
+	assert_false(moat_est_transfer_encoding_ok("8bit"));
+}
+
+static void test_est_body(void **state)
+{
+	(void)state;
+	unsigned char der[300];
+	for (size_t i = 0; i < sizeof(der); i++) {
+		der[i] = (unsigned char)(i * 7);
+	}
+	size_t len = 0;
+	char *b64 = moat_est_body_encode(der, sizeof(der), &len);
+	assert_non_null(b64);
+	assert_int_equal(strlen(b64), len);
+	assert_null(strchr(b64, '\r'));
+	assert_int_equal(strcspn(b64, "\n"), 64);
+	free(b64);
+	b64 = moat_est_body_encode(der, sizeof(der), &len);
+	unsigned char out[400];
+	size_t n = 0;
+	assert_int_equal(moat_est_body_decode(b64, len, out, sizeof(out), &n), 0);
+	assert_int_equal(n, sizeof(der));
+	assert_memory_equal(out, der, sizeof(der));
+	/* too small a buffer, stray bytes, bad padding, nothing at all */
+	assert_int_equal(moat_est_body_decode(b64, len, out, 10, &n), MOAT_EINVAL);
+	free(b64);
+	static const char *const bad[] = {"AAAA*AAA", "AAA", "AA=A", "\r\n \t", "AAAA\0AAA"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		size_t blen = i == 4 ? 9 : strlen(bad[i]);
+		if (moat_est_body_decode(bad[i], blen, out, sizeof(out), &n) == 0) {
+			fail_msg("body %zu accepted", i);
+		}
+	}
+	assert_int_equal(moat_est_body_decode(" QU\r\nJD\n", 8, out, sizeof(out), &n), 0);
+	assert_int_equal(n, 3);
+	assert_memory_equal(out, "ABC", 3);
+	char *huge = malloc(MOAT_EST_BODY_MAX + 4);
+	assert_non_null(huge);
+	memset(huge, 'A', MOAT_EST_BODY_MAX + 4);
+	assert_int_equal(moat_est_body_decode(huge, MOAT_EST_BODY_MAX + 4, out, sizeof(out), &n),
+			 MOAT_EINVAL);
+	free(huge);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_route),
 		cmocka_unit_test(test_unescape),
 		cmocka_unit_test(test_range),
+		cmocka_unit_test(test_est_routes),
+		cmocka_unit_test(test_est_basic_auth),
+		cmocka_unit_test(test_est_headers),
+		cmocka_unit_test(test_est_body),
 		cmocka_unit_test(test_rollout_bucket),
 		cmocka_unit_test(test_update_event_parse),
+		cmocka_unit_test(test_connguard_sources),
+		cmocka_unit_test(test_connguard_full_of_devices),
+		cmocka_unit_test(test_connguard_deadlines),
+		cmocka_unit_test(test_connguard_per_device),
+		cmocka_unit_test(test_connguard_events),
+		cmocka_unit_test(test_connguard_refusals),
+		cmocka_unit_test(test_httpd_limits),
 		cmocka_unit_test_setup_teardown(test_store_releases, store_setup, store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_events, store_setup, store_teardown),
 	};

@@ -54,6 +54,7 @@ static void state_free(struct mp_state *st)
 	moat_plugin_budget_free(st);
 	mosquitto_free(st->policy_path);
 	mosquitto_free(st->ca_path);
+	mosquitto_free(st->issuers_path);
 	mosquitto_free(st->crl_path);
 	mosquitto_free(st->events_path);
 	mosquitto_free(st);
@@ -90,6 +91,8 @@ static int read_options(struct mp_state *st, const struct mosquitto_opt *opts, i
 			slot = &st->events_path;
 		} else if (strcmp(o->key, MOAT_PLUGIN_OPT_CA_FILE) == 0) {
 			slot = &st->ca_path;
+		} else if (strcmp(o->key, MOAT_PLUGIN_OPT_ISSUERS_FILE) == 0) {
+			slot = &st->issuers_path;
 		} else {
 			/* An option we do not know is most likely a typo of one we do, and
 			 * running without it could mean running without a protection. */

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
@@ -130,12 +131,15 @@ struct mp_state {
 	mosquitto_plugin_id_t *pid;
 	char *policy_path;
 	char *crl_path;
-	char *events_path; /* NULL: events are only published */
-	char *ca_path;	   /* the CA the CRL must be signed by */
+	char *events_path;  /* NULL: events are only published */
+	char *ca_path;	    /* the root CA */
+	char *issuers_path; /* issuing CAs signed by the root; NULL or missing: none */
 	int events_fd;
 	struct moat_policy policy;
 	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
 	size_t revoked_count;
+	time_t crl_next_update;	 /* the earliest nextUpdate of the CRLs in force */
+	bool crl_stale_reported; /* their going stale was reported (once per CRL file) */
 	struct mp_file_stamp policy_stamp;
 	struct mp_file_stamp crl_stamp;
 	int64_t next_check_ms;

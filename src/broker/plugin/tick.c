@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
@@ -150,6 +151,20 @@ static void reload(struct mp_state *st, bool force)
 			.kind = MP_EV_CRL_REJECTED,
 			.reason = rc == MOAT_EVERIFY ? "not_verified" : "unreadable",
 			.detail = err.msg,
+		};
+		moat_plugin_event(st, &ev);
+	}
+	/* The CRL in force going stale: Mosquitto now refuses every certificate it covers
+	 * (its own crlfile check), so the fleet is locked out until it is re-signed. */
+	if (st->crl_stamp.valid && !st->crl_stale_reported && time(NULL) >= st->crl_next_update) {
+		st->crl_stale_reported = true;
+		mosquitto_log_printf(MOSQ_LOG_ERR,
+				     "moat: the CRL in force passed its nextUpdate: devices are "
+				     "refused until it is re-signed");
+		struct mp_event ev = {
+			.kind = MP_EV_CRL_REJECTED,
+			.reason = "stale",
+			.detail = "the CRL in force passed its nextUpdate",
 		};
 		moat_plugin_event(st, &ev);
 	}
