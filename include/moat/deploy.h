@@ -408,6 +408,12 @@ MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
  *                        of registry.db)
  *   pki/issuer.key       U:G 0600 when present (the online issuing key moatd signs with)
  *   pki/crl.pem          U:G, mode kept (0644: the broker reads it as another user)
+ *   pki/server.key       owner U, group and mode kept (the broker's group reads it): moatd
+ *                        loads it again when SIGHUP brings a new pair
+ *   pki/retired/         U:G with the files in it: moatd signs retired issuing CAs' CRLs and
+ *                        removes those that expired
+ *   run/moat.lock        root:G 0660, created when absent: moatd takes the deployment's lock
+ *                        for an enrollment or a CRL refresh
  *   pki/identities/<[server] service_identity>/  group G, 02750, key.pem group G 0640:
  *                        moatd's MQTT identity, which it reads at every reconnect
  *   pki/ca.key, firmware/keys/, every other identity: unchanged (root's, 0600/0700).
