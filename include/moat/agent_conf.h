@@ -47,7 +47,10 @@ struct moat_sensor_conf {
 
 /* The agent's INI file (written by `moat device export ID --format agent`):
  *   [agent]  id, device_type, interval (duration 1s..1d, or 100ms..), state_dir, queue_max,
- *            log (stderr|syslog), log_level (debug|info|warn|error)
+ *            log (stderr|syslog), log_level (debug|info|warn|error), user (the account
+ *            moat-agent switches to when started as root; its files, the state
+ *            directory and moat-boot's slots must be that account's; without it, an agent
+ *            started as root stays uid 0 with every capability dropped)
  *   [broker] host, port, ca, cert, key, keepalive (duration), reconnect_min,
  *            reconnect_max (durations, ms precision with "ms" suffix allowed)
  *   [sensor] source (simulated|file|command), name, path, command, scale
@@ -76,6 +79,7 @@ struct moat_agent_conf {
 	int64_t queue_max;
 	bool use_syslog;
 	int log_level; /* enum moat_log_level */
+	char user[33]; /* "" : none (stay the starting user) */
 
 	char host[MOAT_AGENT_HOST_MAX_LEN + 1];
 	int port;

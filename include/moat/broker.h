@@ -138,9 +138,10 @@ MOAT_MUST_CHECK int moat_broker_write_all(struct moat_deploy *d,
 					  const struct moat_broker_settings *s,
 					  const char *plugin_path, struct moat_err *err);
 
-/* Loads the settings, finds the plugin unless force_acl_file or [broker] plugin = no, and
- * writes every file (moat_broker_write_all). out_plugin receives the plugin's path, or ""
- * in ACL-file mode; out_settings (may be NULL) the settings. */
+/* Loads the settings, finds the plugin unless force_acl_file or [broker] plugin = no,
+ * writes every file (moat_broker_write_all) and gives moatd's account its files
+ * (moat_deploy_own, creating the default account when absent). out_plugin receives the plugin's
+ * path, or "" in ACL-file mode; out_settings (may be NULL) the settings. */
 MOAT_MUST_CHECK int moat_broker_configure(struct moat_deploy *d, bool force_acl_file,
 					  struct moat_broker_settings *out_settings,
 					  char *out_plugin, size_t plugin_size,
@@ -157,7 +158,9 @@ MOAT_MUST_CHECK int moat_broker_unban(struct moat_deploy *d, const char *name,
 
 /* Keeps the broker in step with the registry after any change to identities (added,
  * revoked, renewed, disabled, enabled), for every writer of the registry: writes what
- * derives from it (moat_broker_write_derived) and tells a running broker to reload
+ * derives from it (moat_broker_write_derived), gives moatd's account back what a change
+ * rewrote as root (moat_deploy_own, when the account exists) and tells a running broker to
+ * reload
  * (SIGHUP to the supervisor; none running is not an error). */
 MOAT_MUST_CHECK int moat_broker_sync(struct moat_deploy *d, struct moat_err *err);
 

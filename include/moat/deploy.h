@@ -393,6 +393,61 @@ struct moat_crl_state {
 MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
 					  struct moat_crl_state *out, struct moat_err *err);
 
+/* ---- Ownership: moatd's account (src/deploy/owner.c) ----
+ *
+ * moatd runs as its own unprivileged account: [server] user of moat.conf, default
+ * MOAT_MOATD_USER_DEFAULT, created by `moat init` (or `moat up`) when moat runs as root and
+ * it does not exist. With moat run as root, after moat_deploy_own (user U, its primary
+ * group G):
+ *   <dir>/               group G, mode |= 01070 (usually 01775): U may create files (SQLite's
+ *   pki/                 -wal/-shm, a re-signed CRL, an enrolled identity) and, by the
+ *   pki/identities/      sticky bit, rename or remove only its own; others' bits are kept
+ *                        (the broker's user traverses <dir> and pki/); identities 01770
+ *   registry.db(-wal,-shm)  U:G 0600: moatd records update events (root, the CLI, keeps
+ *                        access; SQLite gives the -wal/-shm it creates as root to the owner
+ *                        of registry.db)
+ *   pki/issuer.key       U:G 0600 when present (the online issuing key moatd signs with)
+ *   pki/crl.pem          U:G, mode kept (0644: the broker reads it as another user)
+ *   pki/server.key       owner U, group and mode kept (the broker's group reads it): moatd
+ *                        loads it again when SIGHUP brings a new pair
+ *   pki/retired/         U:G with the files in it: moatd signs retired issuing CAs' CRLs and
+ *                        removes those that expired
+ *   run/moat.lock        root:G 0660, created when absent: moatd takes the deployment's lock
+ *                        for an enrollment or a CRL refresh
+ *   pki/identities/<[server] service_identity>/  group G, 02750, key.pem group G 0640:
+ *                        moatd's MQTT identity, which it reads at every reconnect
+ *   pki/ca.key, firmware/keys/, every other identity: unchanged (root's, 0600/0700).
+ * Not root (a developer's account): nothing changes and moatd runs as that account. */
+#define MOAT_MOATD_USER_DEFAULT "moat"
+#define MOAT_DEPLOY_USER_BUF_LEN 33
+
+/* [server] user of cfg (NULL: none), else MOAT_MOATD_USER_DEFAULT, into out. MOAT_EINVAL
+ * for a name outside [a-z0-9_.-] (not starting with '-'), longer than 32, or "root". */
+MOAT_MUST_CHECK int moat_deploy_moatd_user(const struct moat_config *cfg,
+					   char out[MOAT_DEPLOY_USER_BUF_LEN],
+					   struct moat_err *err);
+
+/* Creates the system account name (useradd --system --user-group, no home, nologin shell)
+ * unless it exists; retries while another process holds the password file's lock.
+ * *out_created says whether this call made it. Root only (MOAT_EDENIED). */
+MOAT_MUST_CHECK int moat_deploy_user_create(const char *name, bool *out_created,
+					    struct moat_err *err);
+
+enum moat_deploy_own_mode {
+	MOAT_DEPLOY_OWN_IF_USER, /* the account is missing: change nothing (identity
+				    management on a host where moatd does not run) */
+	MOAT_DEPLOY_OWN_STRICT,	 /* the account is missing: MOAT_ENOENT naming it */
+	MOAT_DEPLOY_OWN_CREATE,	 /* the default account is missing: create it; a configured
+				    one: as STRICT */
+};
+
+/* Run as root: applies the ownership above for moatd's account (every change through an
+ * O_NOFOLLOW descriptor; absent files are skipped). Not root: does nothing. Idempotent;
+ * called by moat init, moat up and after every change (moat_broker_sync), so a file root
+ * rewrote in between gets its owner back. */
+MOAT_MUST_CHECK int moat_deploy_own(struct moat_deploy *d, enum moat_deploy_own_mode mode,
+				    struct moat_err *err);
+
 /* Set by the CLI's signal handler; provisioning checks it between identities. */
 extern volatile int moat_deploy_interrupted;
 

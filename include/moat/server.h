@@ -103,10 +103,11 @@ struct moat_crl_keeper {
 int64_t moat_crl_keep_interval(int64_t validity_s);
 /* One check of the deployment at dir: logs a stale CRL as a security event
  * (event=security kind=crl_stale) and, once half of a CRL's validity has passed, re-signs
- * pki/crl.pem with the issuing CA (no passphrase; moat_deploy_write_crl under the lock) and
- * makes the broker reload it (event=crl_refreshed). A single-tier deployment cannot be
- * refreshed without the passphrase: logged once (event=crl_refresh_needs_passphrase).
- * Returns 0 or the error it logged. moatd calls it at start and every k->interval_s. */
+ * pki/crl.pem with the issuing CA (no passphrase; moat_deploy_write_crl under the lock),
+ * logging event=crl_refreshed. It does not signal the broker (moatd's account cannot): the
+ * supervisor of `moat up` reloads Mosquitto when the file changes. A single-tier deployment cannot
+ * be refreshed without the passphrase: logged once (event=crl_refresh_needs_passphrase). Returns 0
+ * or the error it logged. moatd calls it at start and every k->interval_s. */
 int moat_crl_keep(const char *dir, struct moat_crl_keeper *k);
 
 /* ---- update-event ingest over MQTT (src/server/ingest.c) ---- */

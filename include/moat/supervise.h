@@ -56,6 +56,7 @@ struct moat_sup {
 	sigset_t old_mask;
 	bool stopping;
 	int stop_timeout_ms;
+	unsigned reloads; /* SIGHUPs forwarded to the children so far */
 };
 
 enum { MOAT_SUP_RUNNING = 0, MOAT_SUP_STOPPED = 1 };

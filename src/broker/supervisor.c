@@ -5,7 +5,9 @@
  * needs, so the deployment can be closed before anything is forked. The supervisor takes
  * run/supervise.lock, writes run/supervise.pid, starts Mosquitto (and what the caller's
  * hook adds: moatd) under moat_sup, and probes the broker with a verified TLS handshake
- * until it answers, Mosquitto dies, the deadline passes or a stop is requested. Readiness
+ * until it answers, Mosquitto dies, the deadline passes or a stop is requested; once it is
+ * ready, it reloads Mosquitto when pki/crl.pem changes without a reload request (moatd
+ * re-signs the CRL as an account that cannot signal the supervisor). Readiness
  * or failure goes through a pipe to the `moat up` that forked it (moat_broker_sup_start),
  * which returns only then; with nobody waiting (moat_broker_sup_run, or after readiness)
  * the caller's hooks hear of it. Never prints: its log lines go through moat_log.
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "moat/broker_supervisor.h"
@@ -29,6 +32,61 @@
 #define SUP_START_GRACE_MS 5000	 /* beyond timeout_ms, for the supervisor to answer */
 #define SUP_EXIT_FAIL 1		 /* the detached supervisor's exit status on failure */
 #define SUP_LOG_LINE_MAX_LEN 300 /* Mosquitto's last log line quoted in an error */
+#define SUP_CRL_CHECK_MS 1000	 /* how often a ready broker's pki/crl.pem is looked at */
+
+/* What identifies one version of pki/crl.pem. */
+struct crl_stamp {
+	bool present;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
+
+static struct crl_stamp crl_stamp(const char *dir)
+{
+	struct crl_stamp c;
+	char path[PATH_MAX];
+	struct stat st;
+	memset(&c, 0, sizeof(c));
+	if (moat_path_join(path, sizeof(path), NULL, "%s/pki/crl.pem", dir) == 0 &&
+	    stat(path, &st) == 0) {
+		c.present = true;
+		c.dev = st.st_dev;
+		c.ino = st.st_ino;
+		c.size = st.st_size;
+		c.mtime = st.st_mtim;
+	}
+	return c;
+}
+
+static bool crl_changed(const struct crl_stamp *a, const struct crl_stamp *b)
+{
+	return a->present != b->present || a->dev != b->dev || a->ino != b->ino ||
+	       a->size != b->size || a->mtime.tv_sec != b->mtime.tv_sec ||
+	       a->mtime.tv_nsec != b->mtime.tv_nsec;
+}
+
+/* moatd re-signs pki/crl.pem as its own unprivileged account, which cannot signal this
+ * process; Mosquitto reads its crlfile only at start and on SIGHUP. So a CRL that changed
+ * without a reload request (moat_broker_sync sends one after the CLI's changes) gets one
+ * here. */
+static void crl_watch(const struct moat_broker_sup *u, struct moat_sup *s, struct crl_stamp *seen,
+		      unsigned *reloads_seen)
+{
+	struct crl_stamp now = crl_stamp(u->dir);
+	bool changed = crl_changed(seen, &now);
+	*seen = now;
+	if (s->reloads != *reloads_seen) {
+		*reloads_seen = s->reloads; /* reloaded already, with this CRL or a newer one */
+		return;
+	}
+	if (changed && s->children[0].pid > 0) {
+		moat_log(MOAT_LOG_INFO, "event=crl_changed action=reload pid=%d",
+			 (int)s->children[0].pid);
+		kill(s->children[0].pid, SIGHUP);
+	}
+}
 
 int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t timeout_ms,
 			    struct moat_broker_sup *out, struct moat_err *err)
@@ -98,8 +156,10 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 		moat_log(MOAT_LOG_WARN, "event=probe_without_identity hint=%s",
 			 "moat identity add NAME --role service gives the probe one");
 	}
+	struct crl_stamp crl = crl_stamp(u->dir);
+	unsigned reloads_seen = s->reloads;
 	for (;;) {
-		int r = moat_sup_poll(s, ready ? -1 : SUP_POLL_MS, err);
+		int r = moat_sup_poll(s, ready ? SUP_CRL_CHECK_MS : SUP_POLL_MS, err);
 		if (r < 0) {
 			return r;
 		}
@@ -109,6 +169,7 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 						    "stopped before the broker was ready");
 		}
 		if (ready) {
+			crl_watch(u, s, &crl, &reloads_seen);
 			continue;
 		}
 		if (s->children[0].deaths > 0) {

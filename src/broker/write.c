@@ -382,7 +382,8 @@ int moat_broker_configure(struct moat_deploy *d, bool force_acl_file,
 	if (s.plugin && (rc = moat_broker_plugin_find(out_plugin, plugin_size, err)) != 0) {
 		return rc;
 	}
-	if ((rc = moat_broker_write_all(d, &s, s.plugin ? out_plugin : NULL, err)) != 0) {
+	if ((rc = moat_broker_write_all(d, &s, s.plugin ? out_plugin : NULL, err)) != 0 ||
+	    (rc = moat_deploy_own(d, MOAT_DEPLOY_OWN_CREATE, err)) != 0) {
 		return rc;
 	}
 	if (out_settings) {

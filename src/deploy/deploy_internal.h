@@ -10,7 +10,8 @@
  *   provision.c  bulk provisioning, all or nothing                 (uses issuer.c, files.c)
  *   deploy.c     open (with crash recovery), close, unlock         (uses conf.c, files.c,
  *                                                                   lifecycle.c)
- *   init.c       moat init                              (uses conf.c, files.c, signer.c)
+ *   owner.c      moatd's account and what it owns                  (uses files.c)
+ *   init.c       moat init                     (uses conf.c, files.c, signer.c, owner.c)
  *   server_cert.c  reissuing the server certificate, adding hosts  (uses conf.c, files.c)
  */
 #ifndef MOAT_DEPLOY_INTERNAL_H

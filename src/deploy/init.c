@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -449,6 +450,15 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 		}
 	}
 	rc = populate(opts->dir, opts, name, hosts, host_count, passphrase, err);
+	if (rc == 0 && geteuid() == 0) {
+		/* moatd's account (created when absent) and what it may read and write */
+		struct moat_deploy *d = NULL;
+		rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &d, err);
+		if (rc == 0) {
+			rc = moat_deploy_own(d, MOAT_DEPLOY_OWN_CREATE, err);
+		}
+		moat_deploy_close(d);
+	}
 	if (rc != 0) {
 		if (exists) {
 			empty_dir(opts->dir);

@@ -8,6 +8,14 @@
  * the update client (update_client.c). With an [enroll] section the device makes its own
  * key and enrolls over EST before it connects, and renews while it runs (enroll.c);
  * --enroll does the first enrollment alone and exits.
+ *
+ * Privileges (sandbox.h): once its configuration is read, the agent switches to [agent]
+ * user when started as root with one (else it stays who started it), so its key, queue and
+ * state are that account's; once its session exists (enrolled, certificate checked, state
+ * opened), before it first connects, it drops every capability, sets no_new_privs and
+ * installs the moat-agent seccomp profile. Its children (moat-update, a sensor command,
+ * its own re-exec on reboot) inherit all of it: the profile holds their system calls too
+ * (src/sandbox/syscalls.c), and a re-executed agent keeps the filter it inherited.
  */
 #include <errno.h>
 #include <signal.h>
@@ -22,6 +30,7 @@
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/sandbox.h"
 #include "moat/session.h"
 #include "moat/signals.h"
 #include "moat/timeutil.h"
@@ -38,6 +47,34 @@ static void on_signal(int sig)
 	stop_flag = 1;
 }
 
+#if defined(MOAT_FAILPOINTS)
+/* Test builds: SIGUSR2 makes a system call outside the profile (tests/e2e/
+ * test_privileges.sh expects the agent killed by SIGSYS). */
+static void on_forbidden(int sig)
+{
+	(void)sig;
+	moat_sandbox_failpoint_forbidden();
+}
+#endif
+
+/* Locks the process once its session exists (certificate checked, state opened): see the
+ * top of this file. One log line says what is in force. */
+static int lock_down(const struct moat_sandbox_user *su, struct moat_err *err)
+{
+	struct moat_sandbox_report sb;
+	int rc = moat_sandbox_lock(MOAT_SANDBOX_AGENT, &sb, err);
+	if (rc != 0) {
+		return rc;
+	}
+	moat_log(MOAT_LOG_INFO,
+		 "event=sandbox profile=%s user=%s uid=%u switched=%s capabilities=none "
+		 "no_new_privs=yes seccomp=kill_process syscalls=%zu inherited=%s "
+		 "sanitizer_allowance=%s",
+		 sb.profile, su->name, (unsigned)getuid(), su->do_switch ? "yes" : "no",
+		 sb.syscalls, sb.inherited ? "yes" : "no", sb.sanitizer ? "yes" : "no");
+	return 0;
+}
+
 static const char usage[] =
 	"usage: moat-agent [--config FILE] [--check]\n"
 	"  --config FILE  the agent's INI file (default /etc/moat/agent.conf)\n"
@@ -47,7 +84,8 @@ static const char usage[] =
 
 /* Runs the device session of conf (with its update client) until a signal or a reboot
  * request (*out_reboot). 0, or 1 when it could not start or the loop failed. */
-static int run_agent(const struct moat_agent_conf *conf, bool *out_reboot)
+static int run_agent(const struct moat_agent_conf *conf, const struct moat_sandbox_user *su,
+		     bool *out_reboot)
 {
 	struct moat_err err;
 	moat_err_clear(&err);
@@ -71,6 +109,15 @@ static int run_agent(const struct moat_agent_conf *conf, bool *out_reboot)
 	}
 	if (upd) {
 		moat_session_set_update(s, upd); /* owned by the session from here on */
+	}
+	if (lock_down(su, &err) != 0) {
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		if (conf->use_syslog) {
+			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
+		}
+		moat_session_free(s);
+		moat_session_lib_cleanup();
+		return 1;
 	}
 	const struct moat_device *dev = moat_session_device(s);
 	moat_log(MOAT_LOG_INFO,
@@ -158,8 +205,23 @@ int main(int argc, char **argv)
 		printf("moat-agent: %s: configuration and certificate ok\n", path);
 		return 0;
 	}
+	/* the account first: everything the session creates (queue, state) is then its own */
+	struct moat_sandbox_user su;
+	if (moat_sandbox_user_lookup(conf.user, &su, &err) != 0 ||
+	    moat_sandbox_switch_user(&su, &err) != 0) {
+		fprintf(stderr, "moat-agent: %s\n", err.msg);
+		if (conf.use_syslog) {
+			moat_log(MOAT_LOG_ERROR, "event=refused error=\"%s\"", err.msg);
+		}
+		return 1;
+	}
+#if defined(MOAT_FAILPOINTS)
+	struct sigaction sa = {.sa_handler = on_forbidden};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGUSR2, &sa, NULL);
+#endif
 	bool reboot = false;
-	int rc = run_agent(&conf, &reboot);
+	int rc = run_agent(&conf, &su, &reboot);
 	moat_est_cleanup();
 	if (reboot && getenv("MOAT_BOOT_STATE") != NULL) {
 		/* under moat-boot: it starts the image again, a staged release on trial */

@@ -168,7 +168,8 @@ static int parse_update(const struct moat_config *cfg, const char *base_dir,
 	return 0;
 }
 
-/* [agent]: id (required), device_type, interval, queue_max, state_dir, log, log_level. */
+/* [agent]: id (required), device_type, interval, queue_max, state_dir, log, log_level,
+ * user. */
 static int parse_agent(const struct moat_config *cfg, const char *base_dir,
 		       struct moat_agent_conf *c, struct moat_err *err)
 {
@@ -228,6 +229,22 @@ static int parse_agent(const struct moat_config *cfg, const char *base_dir,
 					    cfg->path, s);
 		}
 		c->log_level = found;
+	}
+	s = moat_config_get(cfg, "agent", "user");
+	if (s) {
+		size_t len = strlen(s);
+		bool ok = len > 0 && len < sizeof(c->user) && s[0] != '-' && strcmp(s, "root") != 0;
+		for (size_t i = 0; ok && i < len; i++) {
+			ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+			     s[i] == '_' || s[i] == '-' || s[i] == '.';
+		}
+		if (!ok) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [agent] user: '%.40s' is not a user name other "
+					    "than root ([a-z0-9_.-], at most 32 characters)",
+					    cfg->path, s);
+		}
+		snprintf(c->user, sizeof(c->user), "%s", s);
 	}
 	return 0;
 }
@@ -462,7 +479,7 @@ static int parse_cfg(const struct moat_config *cfg, const char *base_dir, struct
 						  NULL};
 	static const char *const agent_keys[] = {"id",	      "device_type", "interval",
 						 "state_dir", "queue_max",   "log",
-						 "log_level", NULL};
+						 "log_level", "user",	     NULL};
 	static const char *const broker_keys[] = {"host",	   "port",	    "ca",
 						  "cert",	   "key",	    "keepalive",
 						  "reconnect_min", "reconnect_max", NULL};
@@ -564,14 +581,15 @@ int moat_agent_conf_format(const struct moat_agent_conf *c, char **out_text, siz
 	int n = snprintf(buf, size,
 			 "# moat-agent configuration for %s (moat device export --format agent)\n"
 			 "[agent]\nid = %s\ndevice_type = %s\ninterval = %lldms\n"
-			 "queue_max = %lld\nlog = %s\nlog_level = %s\n%s%s%s"
+			 "queue_max = %lld\nlog = %s\nlog_level = %s\n%s%s%s%s%s%s"
 			 "\n[broker]\nhost = %s\nport = %d\nca = %s\n%s%s%s%s%s%s"
 			 "keepalive = %llds\nreconnect_min = %lldms\nreconnect_max = %lldms\n"
 			 "\n[sensor]\nsource = %s\nname = %s\nscale = %.17g\n",
 			 c->id, c->id, c->device_type, (long long)c->interval_ms,
 			 (long long)c->queue_max, c->use_syslog ? "syslog" : "stderr", levels[lvl],
 			 c->state_dir[0] ? "state_dir = " : "", c->state_dir,
-			 c->state_dir[0] ? "\n" : "", c->host, c->port, c->ca_file,
+			 c->state_dir[0] ? "\n" : "", c->user[0] ? "user = " : "", c->user,
+			 c->user[0] ? "\n" : "", c->host, c->port, c->ca_file,
 			 c->enroll ? "" : "cert = ", c->enroll ? "" : c->cert_file,
 			 c->enroll ? "" : "\n",
 			 c->enroll ? "" : "key = ", c->enroll ? "" : c->key_file,

@@ -127,7 +127,10 @@ int moat_registry_open(const char *path, bool create, struct moat_registry **out
 		rc = moat_err_set(err, MOAT_ENOENT, "%s: no registry", path);
 		goto fail;
 	}
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
+	/* NOFOLLOW: moatd's account owns registry.db and may write in its directory; root
+	 * must never open a symbolic link it left there in the registry's place. */
+	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
+		    (create ? SQLITE_OPEN_CREATE : 0);
 	if (create) {
 		/* the registry holds certificates and later telemetry: owner only */
 		mode_t old = umask(077);

@@ -16,6 +16,15 @@
  * This thread also ends re-enrollment grace periods: once a second it revokes (superseded)
  * the old certificates whose grace period is over (its own deployment handle, so it never
  * shares the HTTPS thread's registry connection), and keeps the CRL fresh (moat_crl_keep).
+ *
+ * Privileges (sandbox.h): started as root, moatd loads its TLS key and binds its listener
+ * as root, then becomes [server] user (default moat, deploy.h "Ownership"), starts the
+ * ingest and opens its tick's deployment as that user (they reconnect and re-read as that
+ * user for their whole life, as the HTTPS listener does when SIGHUP brings a new key
+ * pair), and locks itself: no capabilities, no_new_privs, the moatd seccomp profile on
+ * every thread. Started by another user (a developer), it cannot switch and stays that
+ * user, locked the same way. Whatever must happen before the lock (a PKCS#11 module's
+ * dlopen, more listeners, keys only root may read) goes before moat_sandbox_lock below.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,9 +37,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "moat/config.h"
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/sandbox.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 
@@ -40,7 +52,65 @@ static const char usage[] =
 	"The update service: HTTPS with client certificates on [server] port of\n"
 	"moat.conf (default address 127.0.0.1, or [server] listen), and update events\n"
 	"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
-	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n";
+	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n"
+	"Started as root it runs as [server] user (default moat) once its key is loaded\n"
+	"and its port bound.\n";
+
+/* Who moatd runs as: [server] user of moat.conf when started as root (read before any
+ * privilege is given up, and before the deployment is opened: a missing moat.conf is
+ * reported by moat_httpd_start). */
+static int lookup_user(const char *dir, struct moat_sandbox_user *out, struct moat_err *err)
+{
+	char path[PATH_MAX];
+	char user[MOAT_DEPLOY_USER_BUF_LEN];
+	struct moat_config *cfg = NULL;
+	int rc = moat_path_join(path, sizeof(path), err, "%s/moat.conf", dir);
+	if (rc == 0 && moat_fs_exists(path)) {
+		rc = moat_config_load(path, &cfg, err);
+	}
+	if (rc == 0) {
+		rc = moat_deploy_moatd_user(cfg, user, err);
+	}
+	moat_config_free(cfg);
+	if (rc == 0 && (rc = moat_sandbox_user_lookup(user, out, err)) == MOAT_ENOENT) {
+		rc = moat_err_set(err, MOAT_ENOENT,
+				  "moatd's account '%s' ([server] user) does not exist; moat init "
+				  "or moat up run as root creates '%s'",
+				  user, MOAT_MOATD_USER_DEFAULT);
+	}
+	return rc;
+}
+
+/* From root (or the invoking user) to locked: see the top of this file. */
+static int drop_privileges(const struct moat_sandbox_user *su, const char *dir,
+			   struct moat_err *err)
+{
+	int rc = moat_sandbox_switch_user(su, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (!su->do_switch) {
+		return 0;
+	}
+	if (access(dir, R_OK | X_OK) != 0) {
+		return moat_err_errno(err, MOAT_EDENIED, errno,
+				      "user %s cannot reach the deployment %s (every directory "
+				      "above it must be searchable by it)",
+				      su->name, dir);
+	}
+	/* SQLite writes registry.db and creates its -wal and -shm beside it */
+	char reg[PATH_MAX];
+	if ((rc = moat_path_join(reg, sizeof(reg), err, "%s/registry.db", dir)) != 0) {
+		return rc;
+	}
+	if (access(dir, W_OK) != 0 || access(reg, R_OK | W_OK) != 0) {
+		return moat_err_errno(err, MOAT_EDENIED, errno,
+				      "user %s cannot write %s or its directory (moat up or moat "
+				      "broker config, run as root, gives moatd its files)",
+				      su->name, reg);
+	}
+	return 0;
+}
 
 /* The identity of pki/server.crt and pki/server.key (inode, size, mtime): both are
  * replaced by rename, so a new pair always differs. */
@@ -133,12 +203,21 @@ int main(int argc, char **argv)
 	}
 	moat_log_init("moatd", verbose ? MOAT_LOG_DEBUG : MOAT_LOG_INFO, false);
 
+	struct moat_sandbox_user su;
+	if (lookup_user(dir, &su, &err) != 0) {
+		fprintf(stderr, "moatd: %s\n", err.msg);
+		return 1;
+	}
+
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGPIPE);
+#if defined(MOAT_FAILPOINTS)
+	sigaddset(&set, SIGUSR2); /* test builds: make a forbidden system call */
+#endif
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0) {
 		fprintf(stderr, "moatd: cannot block signals\n");
 		return 1;
@@ -152,20 +231,31 @@ int main(int argc, char **argv)
 	}
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
+	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);
-	if (moat_httpd_start(&opts, &h, &err) != 0 ||
+	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
 	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
-		fprintf(stderr, "moatd: %s\n", err.msg);
-		moat_httpd_stop(h);
-		return 1;
-	}
-	struct moat_deploy *tick = NULL;
-	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
 		moat_ingest_stop(ing);
 		moat_httpd_stop(h);
 		return 1;
 	}
+	struct moat_deploy *tick = NULL;
+	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
+	    moat_sandbox_lock(MOAT_SANDBOX_MOATD, &sb, &err) != 0) {
+		fprintf(stderr, "moatd: %s\n", err.msg);
+		moat_deploy_close(tick);
+		moat_ingest_stop(ing);
+		moat_httpd_stop(h);
+		return 1;
+	}
+	/* the security log's record of what moatd runs with from here on */
+	moat_log(MOAT_LOG_INFO,
+		 "event=sandbox profile=%s user=%s uid=%u gid=%u switched=%s capabilities=none "
+		 "no_new_privs=yes seccomp=kill_process syscalls=%zu sanitizer_allowance=%s",
+		 sb.profile, su.name, (unsigned)getuid(), (unsigned)getgid(),
+		 su.do_switch ? "yes" : "no (not started as root)", sb.syscalls,
+		 sb.sanitizer ? "yes" : "no");
 	int64_t tick_error_ms = 0;
 	struct moat_crl_keeper keeper = {.interval_s = 1};
 	int64_t next_keep = 0;
@@ -195,6 +285,14 @@ int main(int argc, char **argv)
 			moat_log(MOAT_LOG_INFO, "event=stopping signal=%d", sig);
 			break;
 		}
+#if defined(MOAT_FAILPOINTS)
+		if (sig == SIGUSR2) {
+			moat_log(MOAT_LOG_WARN, "event=failpoint_forbidden_syscall");
+			moat_sandbox_failpoint_forbidden();
+			moat_log(MOAT_LOG_ERROR, "event=failpoint_forbidden_syscall_survived");
+			continue;
+		}
+#endif
 		/* SIGHUP: the CRL and the registry are read when they change; the server's
 		 * certificate only here. SIGPIPE: a client went away, MHD handles it. */
 		struct pair_stamp now = pair_stamp(dir);

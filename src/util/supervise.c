@@ -274,6 +274,7 @@ int moat_sup_poll(struct moat_sup *s, int timeout_ms, struct moat_err *err)
 	if (hup) {
 		moat_log(MOAT_LOG_INFO, "event=reload");
 		signal_all(s, SIGHUP);
+		s->reloads++;
 	}
 	now = moat_time_mono_ms();
 	for (size_t i = 0; i < s->count; i++) {

@@ -25,6 +25,9 @@ deadline() {
 }
 
 T=$(mktemp -d /tmp/moat-e2e.XXXXXX)
+# Daemons started as root switch to their own account (moatd to [server] user, Mosquitto
+# to [broker] user) and must still reach the deployment inside: searchable, not listable.
+chmod 0711 "$T"
 E2E_PIDS=()
 E2E_CLEANUP=()
 

@@ -1,6 +1,8 @@
 /* test_deploy.c: the deployment directory's consistency rules (include/moat/deploy.h):
  * provisioning is all or nothing, revocation and renewal keep the registry, the files and
- * the CRL in step, and opening for writing repairs what an interrupted change left. */
+ * the CRL in step, and opening for writing repairs what an interrupted change left; and its
+ * ownership for moatd's account (as root): what it owns, what stays root's, a link planted
+ * in its place is never followed, and every refusal of [server] user. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,8 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -732,6 +736,160 @@ static void test_days_within_issuer(void **state)
 	moat_deploy_close(d);
 }
 
+static void expect_owner(const char *dir, const char *rel, uid_t uid, gid_t gid, mode_t mode)
+{
+	char p[512];
+	struct stat st;
+	tu_path(p, sizeof(p), dir, rel);
+	assert_int_equal(lstat(p, &st), 0);
+	if (st.st_uid != uid || st.st_gid != gid || (st.st_mode & 07777) != mode) {
+		fail_msg("%s: %u:%u %04o, expected %u:%u %04o", rel, (unsigned)st.st_uid,
+			 (unsigned)st.st_gid, (unsigned)(st.st_mode & 07777), (unsigned)uid,
+			 (unsigned)gid, (unsigned)mode);
+	}
+}
+
+static void test_own_gives_moatd_its_files(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	if (geteuid() != 0) {
+		/* not root: nothing changes hands */
+		assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_STRICT, &err), 0);
+		skip();
+	}
+	struct passwd *pw = getpwnam(MOAT_MOATD_USER_DEFAULT);
+	assert_non_null(pw); /* moat_deploy_init created it */
+	uid_t u = pw->pw_uid;
+	gid_t g = pw->pw_gid;
+	struct moat_provision_req req = {.id = "backend-service", .role = MOAT_ROLE_SERVICE};
+	assert_int_equal(moat_deploy_provision(f->d, &req, 1, NULL, NULL, &err), 0);
+	char p[512];
+	tu_path(p, sizeof(p), f->dir, "pki/issuer.key");
+	tu_write_file(p, "not a key", 9, 0600);
+	assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_STRICT, &err), 0);
+	expect_owner(f->dir, "registry.db", u, g, 0600);
+	expect_owner(f->dir, "pki/issuer.key", u, g, 0600);
+	expect_owner(f->dir, "pki/crl.pem", u, g, 0644);
+	expect_owner(f->dir, ".", 0, g, 01775);
+	expect_owner(f->dir, "pki", 0, g, 01775);
+	expect_owner(f->dir, "pki/identities", 0, g, 01770);
+	expect_owner(f->dir, "pki/identities/backend-service", 0, g, 02750);
+	expect_owner(f->dir, "pki/identities/backend-service/key.pem", 0, g, 0640);
+	/* root's stay root's */
+	expect_owner(f->dir, "pki/ca.key", 0, 0, 0600);
+	expect_owner(f->dir, "moat.conf", 0, 0, 0644);
+	/* idempotent */
+	assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_STRICT, &err), 0);
+	expect_owner(f->dir, "registry.db", u, g, 0600);
+}
+
+static void test_own_never_follows_a_planted_link(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	if (geteuid() != 0) {
+		skip();
+	}
+	/* moatd's account may create names in pki/: a link where the issuing key would be
+	 * must not hand root's chown and chmod to its target */
+	char target[512];
+	char link_path[512];
+	tu_path(target, sizeof(target), f->root, "victim");
+	tu_write_file(target, "x", 1, 0644);
+	char aside[512];
+	tu_path(link_path, sizeof(link_path), f->dir, "pki/issuer.key");
+	tu_path(aside, sizeof(aside), f->root, "issuer.key.aside");
+	bool had_issuer = rename(link_path, aside) == 0; /* a two-tier deployment has one */
+	assert_int_equal(symlink(target, link_path), 0);
+	assert_int_not_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_STRICT, &err), 0);
+	assert_non_null(strstr(err.msg, "issuer.key"));
+	expect_owner(f->root, "victim", 0, 0, 0644);
+	assert_int_equal(unlink(link_path), 0);
+	if (had_issuer) {
+		assert_int_equal(rename(aside, link_path), 0);
+	}
+	/* the registry itself is never opened through a link */
+	moat_deploy_close(f->d);
+	f->d = NULL;
+	char reg[512];
+	char moved[512];
+	tu_path(reg, sizeof(reg), f->dir, "registry.db");
+	tu_path(moved, sizeof(moved), f->root, "registry-real.db");
+	assert_int_equal(rename(reg, moved), 0);
+	assert_int_equal(symlink(moved, reg), 0);
+	struct moat_deploy *d2 = NULL;
+	assert_int_not_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_READ, &d2, &err), 0);
+	assert_null(d2);
+	assert_int_equal(unlink(reg), 0);
+	assert_int_equal(rename(moved, reg), 0);
+}
+
+static void test_moatd_user_refusals(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	char user[MOAT_DEPLOY_USER_BUF_LEN];
+	assert_int_equal(moat_deploy_moatd_user(NULL, user, &err), 0);
+	assert_string_equal(user, MOAT_MOATD_USER_DEFAULT);
+	static const char *const bad[] = {
+		"root", "", "-moat", "Moat", "mo at", "mo/at", "a23456789012345678901234567890123"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[128];
+		int n = snprintf(text, sizeof(text), "[server]\nuser = %s\n", bad[i]);
+		struct moat_config *cfg = NULL;
+		if (moat_config_parse("moat.conf", text, (size_t)n, &cfg, &err) != 0) {
+			continue; /* refused by the INI reader already */
+		}
+		if (!moat_config_get(cfg, "server", "user")) {
+			moat_config_free(cfg);
+			continue; /* an empty value: the default */
+		}
+		if (moat_deploy_moatd_user(cfg, user, &err) != MOAT_EINVAL) {
+			fail_msg("[server] user '%s' accepted", bad[i]);
+		}
+		moat_config_free(cfg);
+	}
+	struct moat_config *cfg = NULL;
+	static const char good[] = "[server]\nuser = moat-svc_1.x\n";
+	assert_int_equal(moat_config_parse("moat.conf", good, sizeof(good) - 1, &cfg, &err), 0);
+	assert_int_equal(moat_deploy_moatd_user(cfg, user, &err), 0);
+	assert_string_equal(user, "moat-svc_1.x");
+	moat_config_free(cfg);
+}
+
+static void test_own_with_a_missing_account(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	if (geteuid() != 0) {
+		skip();
+	}
+	char p[512];
+	tu_path(p, sizeof(p), f->dir, "moat.conf");
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_fs_read_all(p, 1 << 20, &text, &len, &err), 0);
+	char *at = strstr(text, "[server]\n");
+	assert_non_null(at);
+	at += strlen("[server]\n");
+	char buf[8192];
+	int n = snprintf(buf, sizeof(buf), "%.*suser = no-such-moatd-user\n%s", (int)(at - text),
+			 text, at);
+	free(text);
+	assert_true(n > 0 && (size_t)n < sizeof(buf));
+	tu_write_file(p, buf, (size_t)n, 0644);
+	moat_deploy_close(f->d);
+	f->d = NULL;
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	/* a configured account is never created */
+	assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_CREATE, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "no-such-moatd-user"));
+	assert_null(getpwnam("no-such-moatd-user"));
+	assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_STRICT, &err), MOAT_ENOENT);
+	assert_int_equal(moat_deploy_own(f->d, MOAT_DEPLOY_OWN_IF_USER, &err), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -751,6 +909,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_provision_from_csr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_signer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_days_within_issuer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_gives_moatd_its_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_own_never_follows_a_planted_link, setup,
+						teardown),
+		cmocka_unit_test(test_moatd_user_refusals),
+		cmocka_unit_test_setup_teardown(test_own_with_a_missing_account, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
