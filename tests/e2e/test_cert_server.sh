@@ -34,7 +34,7 @@ pub_to() { # ADDRESS: a verified publish as dev-1 to the broker at ADDRESS
 # certificate for NAME; fails when it does not verify.
 s_client_name() {
 	timeout "$(deadline 20)" openssl s_client -connect "127.0.0.1:$1" -verify_hostname "$2" \
-		-CAfile "$D/pki/ca.crt" -cert "$I/cert.pem" -key "$I/key.pem" -verify_return_error \
+		-CAfile "$D/pki/ca.crt" -cert "$I/cert.pem" -cert_chain "$I/cert.pem" -key "$I/key.pem" -verify_return_error \
 		-brief </dev/null >"$T/s_client.out" 2>&1 || { grep -m1 -i error "$T/s_client.out" >&2; return 1; }
 }
 served_serial() { # PORT: the serial of the certificate served on 127.0.0.1:PORT
