@@ -83,6 +83,12 @@ struct moat_broker_sup;
 struct moat_broker_sup_hooks {
 	/* Adds further children (moatd) after Mosquitto, before anything starts. */
 	int (*add_children)(struct moat_sup *s, const char *dir, void *ctx, struct moat_err *err);
+	/* Once the broker is ready, polled until it returns 1 (the other children are ready
+	 * too: only then is the whole readiness reported), 0 (not yet: asked again until
+	 * timeout_ms) or a negative failure with err set (a child died while starting).
+	 * NULL: the broker's readiness is the whole. */
+	int (*children_ready)(const struct moat_broker_sup *u, const struct moat_sup *s, void *ctx,
+			      struct moat_err *err);
 	/* The broker is ready and no `moat up` waits to be told (moat_broker_sup_run). */
 	void (*ready)(const struct moat_broker_sup *u, pid_t mosquitto_pid, void *ctx);
 	/* The supervisor failed and no `moat up` waits to be told: in moat_broker_sup_run,
@@ -117,8 +123,9 @@ MOAT_MUST_CHECK int moat_broker_sup_prepare(struct moat_deploy *d, bool force_ac
 MOAT_MUST_CHECK int moat_broker_sup_run(const struct moat_broker_sup *u, struct moat_err *err);
 
 /* Forks a detached supervisor (new session, stdio on log/supervisor.log) and waits until
- * it reports the broker ready (0, *out_pid its pid) or failed (MOAT_EIO naming its reason,
- * Mosquitto's last log line and the supervisor's log). A supervisor that says nothing
+ * it reports the broker (and hooks.children_ready) ready (0, *out_pid its pid) or failed
+ * (MOAT_EIO naming its reason, Mosquitto's last log line unless another child failed,
+ * and the supervisor's log). A supervisor that says nothing
  * within timeout_ms + 5 s is sent SIGTERM. */
 MOAT_MUST_CHECK int moat_broker_sup_start(const struct moat_broker_sup *u, pid_t *out_pid,
 					  struct moat_err *err);

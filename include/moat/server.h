@@ -28,7 +28,9 @@
 #ifndef MOAT_SERVER_H
 #define MOAT_SERVER_H
 
+#include <limits.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "moat/config.h"
 #include "moat/err.h"
@@ -146,9 +148,40 @@ MOAT_MUST_CHECK int moat_server_moatd_path(char *buf, size_t size, struct moat_e
 
 struct moat_sup;
 /* Adds moatd for deployment dir to a supervisor (moat up): logging to MOAT_MOATD_LOG_FILE,
- * pid in MOAT_MOATD_PID_FILE. When no moatd executable is found it logs one line and adds
- * nothing (the broker runs alone); other failures are errors. */
+ * pid in MOAT_MOATD_PID_FILE. No moatd executable (moat_server_moatd_path) is an error
+ * (MOAT_ENOENT): moat up never runs the broker without it. */
 MOAT_MUST_CHECK int moat_server_sup_add(struct moat_sup *sup, const char *dir,
 					struct moat_err *err);
+
+/* ---- is moatd serving (src/server/status.c) ---- */
+
+#define MOAT_SERVER_ADDR_MAX_LEN 64
+
+struct moat_deploy;
+
+/* Where a readiness or status probe finds moatd, as copies (the deployment may be closed). */
+struct moat_server_endpoint {
+	char addr[MOAT_SERVER_ADDR_MAX_LEN]; /* [server] listen, its loopback when it is a
+						wildcard, else 127.0.0.1 */
+	int port;			     /* [server] port */
+	char cafile[PATH_MAX];		     /* pki/ca.crt */
+	char verify_name[256];		     /* the name pki/server.crt is checked against */
+};
+
+/* Fills out for the deployment in d; verify_name is the broker probe's (moatd presents the
+ * same pki/server.crt). MOAT_EINVAL for a [server] listen that is not an IP address. */
+MOAT_MUST_CHECK int moat_server_endpoint_get(const struct moat_deploy *d, const char *verify_name,
+					     struct moat_server_endpoint *out,
+					     struct moat_err *err);
+
+/* One TLS handshake with moatd, without a client certificate (moatd's EST paths take such
+ * connections), verifying its certificate: 0 when it accepts, else MOAT_EIO (no listener),
+ * MOAT_ETIMEOUT or MOAT_EVERIFY (not our server). */
+MOAT_MUST_CHECK int moat_server_probe(const struct moat_server_endpoint *e, int timeout_ms,
+				      struct moat_err *err);
+
+/* moatd as `moat up` runs it: the pid in MOAT_MOATD_PID_FILE of dir when that process is
+ * alive, else 0. Trust it only while the supervisor runs (broker_supervisor.h). */
+pid_t moat_server_pid(const char *dir);
 
 #endif

@@ -127,7 +127,8 @@ int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t 
 	return moat_path_join(out->bin, sizeof(out->bin), err, "%s", bin);
 }
 
-/* Tells the waiting `moat up`: "R" when ready, else "F" and the reason. */
+/* Tells the waiting `moat up`: "R" when ready, else "F" (or "C": a child other than the
+ * broker failed) and the reason. */
 static void notify(int *fd, char what, const char *msg)
 {
 	if (*fd >= 0) {
@@ -143,12 +144,58 @@ static void notify(int *fd, char what, const char *msg)
 	}
 }
 
-/* Supervises until a stop; probes the broker until it is ready. 0 after a stop that
- * followed readiness. */
+/* Probes the broker until it answers: 1 once it does, 0 not yet, negative when it never
+ * will (Mosquitto died, a server that is not ours, the deadline passed). */
+static int broker_ready(const struct moat_broker_sup *u, struct moat_sup *s, int64_t deadline,
+			struct moat_err *err)
+{
+	if (s->children[0].deaths > 0) {
+		return moat_err_set(err, MOAT_EIO,
+				    "mosquitto exited while starting (status %d); see %s/%s",
+				    s->children[0].last_status, u->dir, MOAT_BROKER_LOG_FILE);
+	}
+	struct moat_err perr = {0};
+	int prc = moat_broker_probe_endpoint(&u->probe, MOAT_BROKER_PROBE_TIMEOUT_MS, &perr);
+	if (prc == 0) {
+		moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d probe_as=%s",
+			 u->probe.addr, u->probe.port, (int)s->children[0].pid,
+			 u->probe.identity[0] ? u->probe.identity : NULL);
+		return 1;
+	}
+	if (perr.code == MOAT_EVERIFY || moat_time_mono_ms() > deadline) {
+		if (err) {
+			*err = perr;
+		}
+		moat_err_prefix(err, "the broker did not become ready");
+		return prc;
+	}
+	return 0;
+}
+
+/* The other children (hooks.children_ready): 1 ready, 0 not yet, negative failure. */
+static int others_ready(const struct moat_broker_sup *u, struct moat_sup *s, int64_t deadline,
+			bool *child_failed, struct moat_err *err)
+{
+	if (!u->hooks.children_ready) {
+		return 1;
+	}
+	int r = u->hooks.children_ready(u, s, u->hooks.ctx, err);
+	if (r == 0 && moat_time_mono_ms() > deadline) {
+		r = moat_err_set(err, MOAT_ETIMEOUT, "not ready within %lld s",
+				 (long long)(u->timeout_ms / 1000));
+	}
+	*child_failed = r < 0;
+	return r;
+}
+
+/* Supervises until a stop; probes the broker, then the other children, until they are
+ * ready. 0 after a stop that followed readiness. *child_failed: a child other than the
+ * broker kept it from being ready. */
 static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready_fd,
-		 struct moat_err *err)
+		 bool *child_failed, struct moat_err *err)
 {
 	bool ready = false;
+	bool broker_up = false;
 	int64_t deadline = moat_time_mono_ms() + u->timeout_ms;
 	if (!u->probe.identity[0]) {
 		/* the deployment has no service or operator identity to probe with: each probe
@@ -172,30 +219,21 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 			crl_watch(u, s, &crl, &reloads_seen);
 			continue;
 		}
-		if (s->children[0].deaths > 0) {
-			return moat_err_set(err, MOAT_EIO,
-					    "mosquitto exited while starting (status %d); see %s/%s",
-					    s->children[0].last_status, u->dir,
-					    MOAT_BROKER_LOG_FILE);
+		/* (a broker that dies while moatd starts fails the start too) */
+		r = broker_up && s->children[0].deaths == 0 ? 1 : broker_ready(u, s, deadline, err);
+		if (r < 0) {
+			return r;
 		}
-		struct moat_err perr = {0};
-		int prc =
-			moat_broker_probe_endpoint(&u->probe, MOAT_BROKER_PROBE_TIMEOUT_MS, &perr);
-		if (prc == 0) {
+		broker_up = r > 0;
+		if (broker_up && (r = others_ready(u, s, deadline, child_failed, err)) < 0) {
+			return r;
+		}
+		if (broker_up && r > 0) {
 			ready = true;
-			moat_log(MOAT_LOG_INFO, "event=ready address=%s port=%d pid=%d probe_as=%s",
-				 u->probe.addr, u->probe.port, (int)s->children[0].pid,
-				 u->probe.identity[0] ? u->probe.identity : NULL);
 			if (*ready_fd < 0 && u->hooks.ready) {
 				u->hooks.ready(u, s->children[0].pid, u->hooks.ctx);
 			}
 			notify(ready_fd, 'R', NULL);
-		} else if (perr.code == MOAT_EVERIFY || moat_time_mono_ms() > deadline) {
-			if (err) {
-				*err = perr;
-			}
-			moat_err_prefix(err, "the broker did not become ready");
-			return prc;
 		}
 	}
 }
@@ -212,6 +250,7 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	int rc;
 	bool locked = false;
 	bool sup_ok = false;
+	bool child_failed = false;
 
 	moat_log_init("moat-supervise", MOAT_LOG_INFO, false);
 	if ((rc = moat_path_join(path, sizeof(path), err, "%s/%s", u->dir,
@@ -247,7 +286,7 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	    (rc = moat_sup_start(&s, err)) != 0) {
 		goto out;
 	}
-	rc = watch(u, &s, &ready_fd, err);
+	rc = watch(u, &s, &ready_fd, &child_failed, err);
 out:
 	if (rc != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=failed error=\"%s\"", err ? err->msg : "");
@@ -255,7 +294,8 @@ out:
 			u->hooks.failed(err, u->hooks.ctx);
 		}
 	}
-	notify(&ready_fd, 'F', err ? err->msg : "");
+	/* 'C': another child failed, so Mosquitto's log is not where the reason is */
+	notify(&ready_fd, child_failed ? 'C' : 'F', err ? err->msg : "");
 	if (sup_ok) {
 		moat_sup_free(&s);
 	}
@@ -377,10 +417,12 @@ int moat_broker_sup_start(const struct moat_broker_sup *u, pid_t *out_pid, struc
 	char line[SUP_LOG_LINE_MAX_LEN];
 	char mlog[PATH_MAX];
 	line[0] = '\0';
-	if (moat_path_join(mlog, sizeof(mlog), NULL, "%s/%s", u->dir, MOAT_BROKER_LOG_FILE) == 0) {
+	if ((got == 0 || msg[0] != 'C') &&
+	    moat_path_join(mlog, sizeof(mlog), NULL, "%s/%s", u->dir, MOAT_BROKER_LOG_FILE) == 0) {
 		last_line(mlog, line, sizeof(line));
 	}
-	return moat_err_set(err, MOAT_EIO, "the broker did not start: %s%s%s (see %s)",
+	return moat_err_set(err, MOAT_EIO, "%s did not start: %s%s%s (see %s)",
+			    got > 0 && msg[0] == 'C' ? "the deployment" : "the broker",
 			    got > 1 ? msg + 1 : "no reason given", line[0] ? "; mosquitto: " : "",
 			    line, logpath);
 }

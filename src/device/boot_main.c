@@ -55,7 +55,18 @@ static const char usage_text[] =
 	"usage: moat-boot --state DIR [--trial-seconds N] -- PROGRAM [ARGS...]\n"
 	"       moat-boot --state DIR --confirm | --status | --verify\n"
 	"       moat-boot --state DIR --provision --device-type T --trust FILE "
-	"--image FILE --envelope FILE\n";
+	"--image FILE --envelope FILE\n"
+	"Verifies the A/B slot under DIR that starts next (signed envelope, device type,\n"
+	"security floor, image) and executes it from a sealed copy as PROGRAM with ARGS; a new\n"
+	"image runs on trial and is reverted unless it runs moat-boot --confirm in time.\n"
+	"  --state DIR        the slots' state directory\n"
+	"  --trial-seconds N  how long a new image has to confirm (default 120; 90s, 5m)\n"
+	"  --confirm          the running trial image works: keep it\n"
+	"  --status           print the slots' state\n"
+	"  --verify           verify the image that would start\n"
+	"  --provision        install the factory image (--image, --envelope signed for\n"
+	"                     --device-type, verified against the trust list --trust)\n"
+	"  --help             this text;  --version  the version\n";
 
 static int usage(void)
 {
@@ -63,7 +74,7 @@ static int usage(void)
 	return MOAT_OPTS_USAGE_EXIT;
 }
 
-/* --help, like any misuse, prints the usage on stderr (exit 2). */
+/* Misuse prints the usage on stderr (exit 2). */
 static int bad_usage(void *dst, const char *value, struct moat_err *err)
 {
 	(void)dst;
@@ -345,7 +356,8 @@ int main(int argc, char **argv)
 		{.name = "trust", .kind = MOAT_OPT_STRING, .dst = &trust},
 		{.name = "image", .kind = MOAT_OPT_STRING, .dst = &image},
 		{.name = "envelope", .kind = MOAT_OPT_STRING, .dst = &envelope},
-		{.name = "help", .kind = MOAT_OPT_FN_FLAG, .letter = 'h', .fn = bad_usage},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{.name = "version", .kind = MOAT_OPT_HELP, .text = "moat-boot " MOAT_VERSION "\n"},
 		{0},
 	};
 	const struct moat_opts_spec spec = {.prog = "moat-boot",

@@ -136,8 +136,22 @@ static int probe(const struct moat_update_conf *conf, struct moat_update_result 
 	return rc;
 }
 
-static const char usage[] = "usage: moat-update --state DIR --server https://HOST:PORT --ca CA "
-			    "--cert CERT --key KEY [--timeout S] [--now T] [--report [--probe]]\n";
+static const char usage[] =
+	"usage: moat-update --state DIR --server https://HOST:PORT --ca CA --cert CERT --key KEY\n"
+	"                   [--timeout S] [--now T] [--report [--probe]]\n"
+	"One update check: asks moatd at --server (mutual TLS with the device's certificate)\n"
+	"for the device's release, and stages a verified image in the A/B slots of --state\n"
+	"for moat-boot to start on trial. Exit 0 when up to date, staged or a trial is\n"
+	"pending, 1 when the update was refused or the check failed, 2 on bad usage.\n"
+	"  --state DIR       the slots' state directory (moat-boot --state)\n"
+	"  --server URL      moatd's https:// URL\n"
+	"  --ca CA           the deployment CA that moatd's certificate must chain to\n"
+	"  --cert CERT       the device's certificate;  --key KEY  its key\n"
+	"  --timeout S       bound on the whole check (a duration, 1s..1d)\n"
+	"  --now T           the device's clock for the decision (epoch seconds)\n"
+	"  --report          the agent's mode: report lines on stdout\n"
+	"  --probe           with --report: check only that this updater can serve the device\n"
+	"  --help            this text;  --version  the version\n";
 
 static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 {
@@ -175,6 +189,8 @@ int main(int argc, char **argv)
 		 .max = MOAT_FW_INT_MAX},
 		{.name = "report", .kind = MOAT_OPT_FLAG, .dst = &report},
 		{.name = "probe", .kind = MOAT_OPT_FLAG, .dst = &probe_only},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{.name = "version", .kind = MOAT_OPT_HELP, .text = "moat-update " MOAT_VERSION "\n"},
 		{0},
 	};
 	const struct moat_opts_spec spec = {.prog = "moat-update",

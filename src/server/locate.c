@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "moat/fsutil.h"
-#include "moat/log.h"
 #include "moat/server.h"
 #include "moat/supervise.h"
 
@@ -19,8 +18,8 @@ int moat_server_moatd_path(char *buf, size_t size, struct moat_err *err)
 	const char *env = getenv(MOAT_MOATD_ENV);
 	if (env && env[0]) {
 		if (access(env, X_OK) != 0) {
-			return moat_err_errno(err, MOAT_ENOENT, errno, "$%s=%s", MOAT_MOATD_ENV,
-					      env);
+			return moat_err_errno(err, MOAT_ENOENT, errno, "moatd not found: $%s=%s",
+					      MOAT_MOATD_ENV, env);
 		}
 		return moat_path_join(buf, size, err, "%s", env);
 	}
@@ -38,9 +37,12 @@ int moat_server_moatd_path(char *buf, size_t size, struct moat_err *err)
 	if (access(buf, X_OK) == 0) {
 		return 0;
 	}
+	int e = errno;
+	rc = moat_err_set(err, MOAT_ENOENT,
+			  "moatd not found: %s: %s (it is installed beside moat; $%s names another)",
+			  buf, strerror(e), MOAT_MOATD_ENV);
 	buf[0] = '\0';
-	return moat_err_set(err, MOAT_ENOENT, "moatd not found beside %s (set $%s)", self,
-			    MOAT_MOATD_ENV);
+	return rc;
 }
 
 int moat_server_sup_add(struct moat_sup *sup, const char *dir, struct moat_err *err)
@@ -48,11 +50,9 @@ int moat_server_sup_add(struct moat_sup *sup, const char *dir, struct moat_err *
 	char bin[PATH_MAX];
 	char log[PATH_MAX];
 	char pid[PATH_MAX];
-	struct moat_err lerr = {0};
 	int rc;
-	if (moat_server_moatd_path(bin, sizeof(bin), &lerr) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=moatd_not_started reason=\"%s\"", lerr.msg);
-		return 0;
+	if ((rc = moat_server_moatd_path(bin, sizeof(bin), err)) != 0) {
+		return rc;
 	}
 	if ((rc = moat_path_join(log, sizeof(log), err, "%s/%s", dir, MOAT_MOATD_LOG_FILE)) != 0 ||
 	    (rc = moat_path_join(pid, sizeof(pid), err, "%s/%s", dir, MOAT_MOATD_PID_FILE)) != 0) {

@@ -17,6 +17,10 @@
  * the old certificates whose grace period is over (its own deployment handle, so it never
  * shares the HTTPS thread's registry connection), and keeps the CRL fresh (moat_crl_keep).
  *
+ * Under systemd (Type=notify, packaging/systemd/moatd@.service) it says READY=1 once it
+ * listens, has dropped its privileges and is locked, RELOADING=1 and READY=1 around each
+ * SIGHUP, and STOPPING=1 when asked to stop (notify below).
+ *
  * Privileges (sandbox.h): started as root, moatd loads its TLS key and binds its listener
  * as root, then becomes [server] user (default moat, deploy.h "Ownership"), starts the
  * ingest and opens its tick's deployment as that user (they reconnect and re-read as that
@@ -34,6 +38,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -55,6 +60,18 @@ static const char usage[] =
 	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n"
 	"Started as root it runs as [server] user (default moat) once its key is loaded\n"
 	"and its port bound.\n";
+
+/* Tells the service manager ($NOTIFY_SOCKET, sd_notify(3)) where moatd stands: READY=1
+ * once it serves, RELOADING=1 ... READY=1 around a SIGHUP, STOPPING=1 on its way out.
+ * Without $NOTIFY_SOCKET (moat up, a shell) it does nothing; a failure is logged, never
+ * fatal (the service manager then times out the start, which says more). */
+static void notify(const char *state)
+{
+	int rc = sd_notify(0, state);
+	if (rc < 0) {
+		moat_log(MOAT_LOG_WARN, "event=sd_notify_failed error=\"%s\"", strerror(-rc));
+	}
+}
 
 /* Who moatd runs as: [server] user of moat.conf when started as root (read before any
  * privilege is given up, and before the deployment is opened: a missing moat.conf is
@@ -168,7 +185,8 @@ int main(int argc, char **argv)
 		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &iopts.as},
 		{.name = "no-ingest", .kind = MOAT_OPT_FLAG, .dst = &no_ingest},
 		{.name = "log", .kind = MOAT_OPT_STRING, .dst = &log_path},
-		{.name = "help", .kind = MOAT_OPT_HELP},
+		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
+		{.name = "version", .kind = MOAT_OPT_HELP, .text = "moatd " MOAT_VERSION "\n"},
 		{0},
 	};
 	const struct moat_opts_spec spec = {.prog = "moatd",
@@ -256,6 +274,7 @@ int main(int argc, char **argv)
 		 sb.profile, su.name, (unsigned)getuid(), (unsigned)getgid(),
 		 su.do_switch ? "yes" : "no (not started as root)", sb.syscalls,
 		 sb.sanitizer ? "yes" : "no");
+	notify("READY=1\nSTATUS=serving");
 	int64_t tick_error_ms = 0;
 	struct moat_crl_keeper keeper = {.interval_s = 1};
 	int64_t next_keep = 0;
@@ -283,6 +302,7 @@ int main(int argc, char **argv)
 		}
 		if (sig == SIGTERM || sig == SIGINT) {
 			moat_log(MOAT_LOG_INFO, "event=stopping signal=%d", sig);
+			notify("STOPPING=1");
 			break;
 		}
 #if defined(MOAT_FAILPOINTS)
@@ -295,8 +315,13 @@ int main(int argc, char **argv)
 #endif
 		/* SIGHUP: the CRL and the registry are read when they change; the server's
 		 * certificate only here. SIGPIPE: a client went away, MHD handles it. */
+		if (sig != SIGHUP) {
+			continue;
+		}
+		notify("RELOADING=1");
 		struct pair_stamp now = pair_stamp(dir);
-		if (sig != SIGHUP || !pair_changed(&served, &now)) {
+		if (!pair_changed(&served, &now)) {
+			notify("READY=1\nSTATUS=serving");
 			continue;
 		}
 		served = now;
@@ -310,6 +335,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		moat_log(MOAT_LOG_INFO, "event=server_cert_reloaded");
+		notify("READY=1\nSTATUS=serving (certificate reloaded)");
 	}
 	moat_deploy_close(tick);
 	moat_ingest_stop(ing);
