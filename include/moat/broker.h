@@ -122,7 +122,8 @@ MOAT_MUST_CHECK int moat_broker_render_conf(const char *dir, const struct moat_b
 MOAT_MUST_CHECK int moat_broker_render_acl(const struct moat_policy *p, char **out_text,
 					   size_t *out_len, struct moat_err *err);
 
-/* The plugin: $MOAT_BROKER_PLUGIN, else moat_broker.so next to the running executable.
+/* The plugin: $MOAT_BROKER_PLUGIN, else moat_broker.so next to the running executable,
+ * else (an installed moat) MOAT_PLUGIN_RELDIR/moat_broker.so from its directory.
  * MOAT_ENOENT ("... not found; build it or use --no-plugin") when it is not a file. */
 MOAT_MUST_CHECK int moat_broker_plugin_find(char *buf, size_t size, struct moat_err *err);
 

@@ -294,6 +294,19 @@ int moat_broker_plugin_find(char *buf, size_t size, struct moat_err *err)
 		    0) {
 			return rc;
 		}
+#if defined(MOAT_PLUGIN_RELDIR)
+		/* an installed moat: bin/moat and lib/moat/moat_broker.so, made absolute */
+		struct stat beside;
+		char installed[PATH_MAX];
+		char resolved[PATH_MAX];
+		if (stat(buf, &beside) != 0 &&
+		    moat_path_join(installed, sizeof(installed), NULL, "%s/%s/%s", exe,
+				   MOAT_PLUGIN_RELDIR, MOAT_BROKER_PLUGIN_FILE) == 0 &&
+		    realpath(installed, resolved) != NULL &&
+		    (rc = moat_path_join(buf, size, err, "%s", resolved)) != 0) {
+			return rc;
+		}
+#endif
 	}
 	struct stat st;
 	if (stat(buf, &st) != 0 || !S_ISREG(st.st_mode)) {
