@@ -6,7 +6,9 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: all bootstrap build check check-normal check-asan check-fuzz run bench fuzz fuzz-merge mutate clean format
+PREFIX ?= /usr/local
+
+.PHONY: all bootstrap build install check check-normal check-asan check-fuzz run bench fuzz fuzz-merge mutate clean format
 
 all: build
 
@@ -18,6 +20,11 @@ build: bootstrap
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
+# make install [PREFIX=/usr/local] [DESTDIR=...]: packaging/CMakeLists.txt says what goes where.
+install: build
+	@cmake -S . -B $(BUILD) -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix $(PREFIX)
+
 check: bootstrap
 	@scripts/check
 
@@ -27,8 +34,15 @@ check-normal: bootstrap
 check-asan: bootstrap
 	@scripts/check asan
 
-run: build
-	@scripts/demo
+# The demo's build is quiet: its log is shown only when it fails.
+run: bootstrap
+	@mkdir -p $(BUILD)
+	@echo "make run: building moat (log: $(BUILD)/make-run.log)"
+	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF && \
+	   cmake --build $(BUILD) -j $(JOBS); } >$(BUILD)/make-run.log 2>&1 || { \
+	  tail -n 40 $(BUILD)/make-run.log; \
+	  echo "make run: the build failed (above: the end of $(BUILD)/make-run.log)" >&2; exit 1; }
+	@MOAT_BUILD=$(abspath $(BUILD)) scripts/demo
 
 bench: build
 	@scripts/bench
