@@ -59,7 +59,9 @@ static const char usage[] =
 	"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
 	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n"
 	"Started as root it runs as [server] user (default moat) once its key is loaded\n"
-	"and its port bound.\n";
+	"and its port bound. SIGHUP reloads a replaced server certificate; SIGTERM stops\n"
+	"it. Under systemd (Type=notify) it reports READY=1 once it serves, RELOADING=1\n"
+	"around a reload and STOPPING=1 (sd_notify); moat up runs it beside the broker.\n";
 
 /* Tells the service manager ($NOTIFY_SOCKET, sd_notify(3)) where moatd stands: READY=1
  * once it serves, RELOADING=1 ... READY=1 around a SIGHUP, STOPPING=1 on its way out.
