@@ -177,7 +177,9 @@ static int list_dir(const char *abs, char ***out, size_t *out_n, struct moat_err
 		free(names);
 		return rc;
 	}
-	qsort(names, n, sizeof(*names), cmp_name);
+	if (n > 1) {
+		qsort(names, n, sizeof(*names), cmp_name);
+	}
 	*out = names;
 	*out_n = n;
 	return rc;
