@@ -561,12 +561,22 @@ static int stage_settle(const char *stage, struct moat_err *err)
 	return rc;
 }
 
-int moat_backup_restore(const char *path, const char *target, struct moat_backup_stats *out,
+int moat_backup_restore(const char *path, const char *target_arg, struct moat_backup_stats *out,
 			struct moat_err *err)
 {
 	bool exists = false;
-	char stage[PATH_MAX];
-	int rc = target_free(target, &exists, err);
+	char stage[PATH_MAX], target[PATH_MAX];
+	/* "dir/" names dir: the stage goes beside it, never inside */
+	int rc = moat_path_join(target, sizeof(target), err, "%s", target_arg);
+	for (size_t n = strlen(target); rc == 0 && n > 1 && target[n - 1] == '/'; n--) {
+		target[n - 1] = '\0';
+	}
+	if (rc == 0 && strcmp(target, "/") == 0) {
+		rc = moat_err_set(err, MOAT_EEXIST, "/: not a restore target");
+	}
+	if (rc == 0) {
+		rc = target_free(target, &exists, err);
+	}
 	if (rc != 0 ||
 	    (rc = moat_path_join(stage, sizeof(stage), err, "%s.restore-XXXXXX", target)) != 0) {
 		return rc;

@@ -281,8 +281,10 @@ static void test_round_trip(void **state)
 	assert_int_equal(tu_dir_count(target, NULL), 0);
 	assert_int_equal(tu_dir_count(f->root, "r.restore-"), 0);
 
-	/* restored into the empty directory: a deployment again, keys 0600 */
-	assert_int_equal(moat_backup_restore(archive, target, &st, &err), 0);
+	/* restored into the empty directory ("r/": beside it, not inside): a deployment
+	 * again, keys 0600 */
+	snprintf(p, sizeof(p), "%s/", target);
+	assert_int_equal(moat_backup_restore(archive, p, &st, &err), 0);
 	snprintf(p, sizeof(p), "%s/pki/ca.key", target);
 	assert_int_equal(stat(p, &sb), 0);
 	assert_int_equal(sb.st_mode & 0777, 0600);
