@@ -12,7 +12,7 @@
  * regular files and directories, keys as they are on disk (ca.key and firmware keys stay
  * encrypted; issuer.key and device keys are as unencrypted as on disk: the archive is
  * 0600 and must be kept like the deployment), minus run/, log/, sockets and the registry's
- * files, plus registry.db as a copy taken with SQLite's online backup API. Paths are
+ * files, plus registry.db as a copy taken by moat_registry_backup (online). Paths are
  * relative, made of components of [A-Za-z0-9._+@=-] other than "." and "..".
  *
  * Reading an archive is a parser of untrusted input: restore refuses (MOAT_EVERIFY, the

@@ -7,7 +7,7 @@
 static const char backup_usage[] =
 	"usage: moat backup FILE\n"
 	"Writes the deployment (moat.conf, pki/, firmware/, broker/ and a consistent copy of\n"
-	"registry.db taken with SQLite's online backup) to FILE, a gzip'd tar with a SHA-256\n"
+	"registry.db taken by the registry's online backup) to FILE, a gzip'd tar with a SHA-256\n"
 	"manifest, mode 0600. Safe while `moat up` runs; run/ and log/ stay out. Keys are as on\n"
 	"disk: the root and firmware keys encrypted, the issuing CA's and devices' keys not, so\n"
 	"keep FILE as safe as the deployment. FILE must be outside the deployment.\n";
