@@ -602,6 +602,9 @@ int moat_backup_restore(const char *path, const char *target_arg, struct moat_ba
 	}
 	if (rc == 0 && rename(stage, target) != 0) {
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", target);
+		if (exists && mkdir(target, 0700) != 0) {
+			/* best effort: the empty target was removed for the rename */
+		}
 	}
 	if (rc != 0) {
 		struct moat_err ignored = {0};
