@@ -16,6 +16,8 @@ broker_deploy
 moat identity add backend-service --role service >/dev/null
 moat device add dev-c >/dev/null
 expect_ok "revoke dev-b" moat device revoke dev-b
+expect_ok "firmware signing key" moat fw keygen
+moat fw trust --threshold 1 >/dev/null
 moat_up_test
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
 	fail "moatd not listening: $(tail -5 "$D/log/moatd.log")"
@@ -75,9 +77,19 @@ expect_fail "restore a truncated archive" moat restore "$T/cut.tgz" --dir "$T/r"
 expect_ok "down (first deployment)" moat down --timeout "$(deadline 20)"
 expect_ok "restore" moat restore "$T/backup.tgz" --dir "$T/r"
 R="$T/r"
-for k in pki/ca.key pki/issuer.key pki/identities/dev-a/key.pem; do
+fwkey=$(cd "$D" && ls firmware/keys/*.key)
+for k in pki/ca.key pki/issuer.key pki/identities/dev-a/key.pem $fwkey; do
 	[ "$(mode_of "$R/$k")" = 600 ] || fail "$k restored with mode $(mode_of "$R/$k")"
+	cmp -s "$D/$k" "$R/$k" || fail "$k differs after restore"
 done
+cmp -s "$D/firmware/keys/trust.json" "$R/firmware/keys/trust.json" || fail "trust.json differs"
+if [ "$(id -u)" -eq 0 ]; then
+	# the ownership model of a deployment run by root: moatd's account owns the registry
+	[ "$(stat -c %U "$R/registry.db")" = moat ] ||
+		fail "restored registry.db owned by $(stat -c %U "$R/registry.db"), not moatd's account"
+	[ "$(stat -c %U "$R/pki/ca.key")" = root ] || fail "restored pki/ca.key not root's"
+fi
+pass "restored: keys 0600 and as they were (CA and firmware keys still encrypted), owners per the model"
 expect_ok "device list (restored)" moat --dir "$R" --json device list
 devs=$out
 [ "$(jq -r '.[] | select(.id=="dev-b") | .status' <<<"$devs")" = revoked ] ||
