@@ -78,8 +78,8 @@ struct moat_agent_conf {
 	char state_dir[PATH_MAX];
 	int64_t queue_max;
 	bool use_syslog;
-	int log_level; /* enum moat_log_level */
-	char user[33]; /* "" : none (stay the starting user) */
+	int log_level;				  /* enum moat_log_level */
+	char user[MOAT_ACCOUNT_NAME_MAX_LEN + 1]; /* "" : none (stay the starting user) */
 
 	char host[MOAT_AGENT_HOST_MAX_LEN + 1];
 	int port;

@@ -419,10 +419,11 @@ MOAT_MUST_CHECK int moat_deploy_crl_state(struct moat_deploy *d, int64_t now,
  *   pki/ca.key, firmware/keys/, every other identity: unchanged (root's, 0600/0700).
  * Not root (a developer's account): nothing changes and moatd runs as that account. */
 #define MOAT_MOATD_USER_DEFAULT "moat"
-#define MOAT_DEPLOY_USER_BUF_LEN 33
+#define MOAT_DEPLOY_USER_BUF_LEN (MOAT_ACCOUNT_NAME_MAX_LEN + 1)
 
 /* [server] user of cfg (NULL: none), else MOAT_MOATD_USER_DEFAULT, into out. MOAT_EINVAL
- * for a name outside [a-z0-9_.-] (not starting with '-'), longer than 32, or "root". */
+ * for a name moat_account_name_check refuses (identity.h), the message naming [server]
+ * user. */
 MOAT_MUST_CHECK int moat_deploy_moatd_user(const struct moat_config *cfg,
 					   char out[MOAT_DEPLOY_USER_BUF_LEN],
 					   struct moat_err *err);

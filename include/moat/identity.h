@@ -36,6 +36,15 @@ MOAT_MUST_CHECK int moat_identity_name_check(const char *name, struct moat_err *
 /* Device types share the identity alphabet ("temperature_sensor" is valid). */
 MOAT_MUST_CHECK int moat_device_type_check(const char *type, struct moat_err *err);
 
+/* A local account a moat daemon switches to ([server] user, [agent] user). */
+#define MOAT_ACCOUNT_NAME_MAX_LEN 32
+/* 0 when name may be such an account: 1 to MOAT_ACCOUNT_NAME_MAX_LEN characters of
+ * [a-z0-9_.-], not starting with '-' (an option to useradd), not all digits (tools read it
+ * as a uid), not "." or "..", not "root" (the daemon would keep every privilege).
+ * MOAT_EINVAL otherwise, the message saying which rule (name quoted, control characters
+ * shown as '?'); the caller prefixes where the name came from. */
+MOAT_MUST_CHECK int moat_account_name_check(const char *name, struct moat_err *err);
+
 #define MOAT_CLIENT_SUFFIX_MAX_LEN 32
 #define MOAT_CLIENT_ID_MAX_LEN (MOAT_ID_MAX_LEN + 1 + MOAT_CLIENT_SUFFIX_MAX_LEN)
 #define MOAT_CLIENT_ID_BUF_LEN (MOAT_CLIENT_ID_MAX_LEN + 1)

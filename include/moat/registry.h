@@ -68,6 +68,13 @@ MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
 				       struct moat_registry **out_reg, struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
 
+/* Copies reg's database, as of one moment, into a new file dest_path (created 0600, must
+ * not exist; a standalone database, no -wal) with SQLite's online backup API, while other
+ * connections keep reading and writing. Waits at most about 10 s for a writer. On failure
+ * dest_path is removed. */
+MOAT_MUST_CHECK int moat_registry_backup(struct moat_registry *reg, const char *dest_path,
+					 struct moat_err *err);
+
 MOAT_MUST_CHECK int moat_registry_begin(struct moat_registry *reg, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_commit(struct moat_registry *reg, struct moat_err *err);
 void moat_registry_rollback(struct moat_registry *reg);

@@ -63,6 +63,44 @@ int moat_device_type_check(const char *type, struct moat_err *err)
 	return check("device type", type, MOAT_DEVICE_TYPE_MAX_LEN, err);
 }
 
+int moat_account_name_check(const char *name, struct moat_err *err)
+{
+	size_t len = strnlen(name, MOAT_ACCOUNT_NAME_MAX_LEN + 1);
+	bool digits = true;
+	char shown[48];
+	printable(shown, sizeof(shown), name);
+	if (len == 0 || len > MOAT_ACCOUNT_NAME_MAX_LEN) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%s': an account name has 1 to %d characters", shown,
+				    MOAT_ACCOUNT_NAME_MAX_LEN);
+	}
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
+		      c == '.')) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "'%s': not an account name (only [a-z0-9_.-])", shown);
+		}
+		digits = digits && c >= '0' && c <= '9';
+	}
+	if (name[0] == '-') {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': an account name cannot start with '-'",
+				    shown);
+	}
+	if (digits) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%s': an account name cannot be all digits (read as a uid)",
+				    shown);
+	}
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': not an account name", shown);
+	}
+	if (strcmp(name, "root") == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "'root': a daemon must not run as root");
+	}
+	return 0;
+}
+
 /* The suffix alphabet is the identity alphabet without the first-character rule. */
 static bool suffix_ok(const char *s)
 {

@@ -31,21 +31,10 @@ int moat_deploy_moatd_user(const struct moat_config *cfg, char out[MOAT_DEPLOY_U
 	if (!user) {
 		user = MOAT_MOATD_USER_DEFAULT;
 	}
-	size_t len = strlen(user);
-	bool ok = len > 0 && len < MOAT_DEPLOY_USER_BUF_LEN && user[0] != '-';
-	for (size_t i = 0; ok && i < len; i++) {
-		char c = user[i];
-		ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' ||
-		     c == '.';
-	}
-	if (!ok) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "[server] user '%.40s': not a user name ([a-z0-9_.-], at most "
-				    "32 characters)",
-				    user);
-	}
-	if (strcmp(user, "root") == 0) {
-		return moat_err_set(err, MOAT_EINVAL, "[server] user: moatd must not run as root");
+	int rc = moat_account_name_check(user, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "[server] user");
+		return rc;
 	}
 	snprintf(out, MOAT_DEPLOY_USER_BUF_LEN, "%s", user);
 	return 0;

@@ -12,6 +12,7 @@
 #include "moat/agent_conf.h"
 #include "moat/config.h"
 #include "moat/fsutil.h"
+#include "moat/identity.h"
 #include "moat/log.h"
 #include "moat/messages.h"
 #include "moat/timeutil.h"
@@ -232,17 +233,9 @@ static int parse_agent(const struct moat_config *cfg, const char *base_dir,
 	}
 	s = moat_config_get(cfg, "agent", "user");
 	if (s) {
-		size_t len = strlen(s);
-		bool ok = len > 0 && len < sizeof(c->user) && s[0] != '-' && strcmp(s, "root") != 0;
-		for (size_t i = 0; ok && i < len; i++) {
-			ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
-			     s[i] == '_' || s[i] == '-' || s[i] == '.';
-		}
-		if (!ok) {
-			return moat_err_set(err, MOAT_EINVAL,
-					    "%s: [agent] user: '%.40s' is not a user name other "
-					    "than root ([a-z0-9_.-], at most 32 characters)",
-					    cfg->path, s);
+		if ((rc = moat_account_name_check(s, err)) != 0) {
+			moat_err_prefix(err, "%s: [agent] user", cfg->path);
+			return rc;
 		}
 		snprintf(c->user, sizeof(c->user), "%s", s);
 	}

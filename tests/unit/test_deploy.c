@@ -833,7 +833,8 @@ static void test_moatd_user_refusals(void **state)
 	assert_int_equal(moat_deploy_moatd_user(NULL, user, &err), 0);
 	assert_string_equal(user, MOAT_MOATD_USER_DEFAULT);
 	static const char *const bad[] = {
-		"root", "", "-moat", "Moat", "mo at", "mo/at", "a23456789012345678901234567890123"};
+		"root", "",  "-moat", "Moat", "mo at", "mo/at", "a23456789012345678901234567890123",
+		"1000", ".", "..",    "mo$t"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char text[128];
 		int n = snprintf(text, sizeof(text), "[server]\nuser = %s\n", bad[i]);
@@ -848,6 +849,7 @@ static void test_moatd_user_refusals(void **state)
 		if (moat_deploy_moatd_user(cfg, user, &err) != MOAT_EINVAL) {
 			fail_msg("[server] user '%s' accepted", bad[i]);
 		}
+		assert_non_null(strstr(err.msg, "[server] user"));
 		moat_config_free(cfg);
 	}
 	struct moat_config *cfg = NULL;

@@ -92,6 +92,58 @@ static void test_device_type(void **state)
 	assert_int_equal(moat_device_type_check(t, &err), 0);
 }
 
+/* Every form the account rule refuses ([server] user, [agent] user), each with the reason
+ * it gives, and the forms it accepts. */
+static void test_account_names(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	static const struct {
+		const char *name;
+		const char *msg;
+	} bad[] = {
+		{"", "1 to 32"},
+		{"a23456789012345678901234567890123", "1 to 32"},
+		{"Moat", "only [a-z0-9_.-]"},
+		{"mo at", "only [a-z0-9_.-]"},
+		{"mo/at", "only [a-z0-9_.-]"},
+		{"mo\nat", "only [a-z0-9_.-]"},
+		{"m\xc3\xb6"
+		 "at",
+		 "only [a-z0-9_.-]"},
+		{"moat$", "only [a-z0-9_.-]"},
+		{"-moat", "cannot start with '-'"},
+		{"1000", "all digits"},
+		{"0", "all digits"},
+		{".", "not an account name"},
+		{"..", "not an account name"},
+		{"root", "must not run as root"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		moat_err_clear(&err);
+		if (moat_account_name_check(bad[i].name, &err) != MOAT_EINVAL) {
+			fail_msg("account name '%s' accepted", bad[i].name);
+		}
+		if (!strstr(err.msg, bad[i].msg)) {
+			fail_msg("account name '%s': '%s' does not say '%s'", bad[i].name, err.msg,
+				 bad[i].msg);
+		}
+		assert_null(strchr(err.msg, '\n'));
+	}
+	static const char *const ok[] = {"moat",
+					 "moat-svc_1.x",
+					 "_moat",
+					 "m",
+					 "1a",
+					 "...",
+					 "a2345678901234567890123456789012"};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		if (moat_account_name_check(ok[i], &err) != 0) {
+			fail_msg("account name '%s' refused: %s", ok[i], err.msg);
+		}
+	}
+}
+
 static void test_roles(void **state)
 {
 	(void)state;
@@ -316,10 +368,10 @@ static void test_client_id_build(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names_ok),	cmocka_unit_test(test_names_refused),
-		cmocka_unit_test(test_device_type),	cmocka_unit_test(test_roles),
-		cmocka_unit_test(test_client_cert),	cmocka_unit_test(test_client_ids),
-		cmocka_unit_test(test_client_id_build),
+		cmocka_unit_test(test_names_ok),    cmocka_unit_test(test_names_refused),
+		cmocka_unit_test(test_device_type), cmocka_unit_test(test_account_names),
+		cmocka_unit_test(test_roles),	    cmocka_unit_test(test_client_cert),
+		cmocka_unit_test(test_client_ids),  cmocka_unit_test(test_client_id_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

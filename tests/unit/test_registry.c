@@ -1009,6 +1009,41 @@ static void test_identity_delete(void **state)
 	assert_string_equal(del.last_serial_hex, "4ddd");
 }
 
+/* moat_registry_backup: a copy as of one moment while another connection holds an open
+ * write transaction (what it has not committed is not in the copy), a standalone file
+ * (0600, no -wal) that opens as a registry; an existing destination is refused. */
+static void test_online_backup(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "kept", MOAT_ROLE_DEVICE);
+	struct moat_registry *writer = NULL;
+	assert_int_equal(moat_registry_open(db_path, false, &writer, &err), 0);
+	assert_int_equal(moat_registry_begin(writer, &err), 0);
+	add_identity(writer, "uncommitted", MOAT_ROLE_DEVICE);
+	char copy[600];
+	snprintf(copy, sizeof(copy), "%s.copy", db_path);
+	assert_int_equal(moat_registry_backup(reg, copy, &err), 0);
+	moat_registry_rollback(writer);
+	moat_registry_close(writer);
+	struct stat st;
+	assert_int_equal(stat(copy, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	char wal[620];
+	snprintf(wal, sizeof(wal), "%s-wal", copy);
+	assert_false(moat_fs_exists(wal));
+	struct moat_registry *c = NULL;
+	assert_int_equal(moat_registry_open(copy, false, &c, &err), 0);
+	bool exists = false;
+	assert_int_equal(moat_registry_identity_exists(c, "kept", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_equal(moat_registry_identity_exists(c, "uncommitted", &exists, &err), 0);
+	assert_false(exists);
+	moat_registry_close(c);
+	assert_int_equal(moat_registry_backup(reg, copy, &err), MOAT_EIO);
+	assert_true(moat_fs_exists(copy)); /* an existing file is never replaced or removed */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1036,6 +1071,7 @@ int main(void)
 						reg_teardown),
 		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_delete, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_online_backup, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
