@@ -22,7 +22,13 @@
  *   device_zones             zones whose hosts are devices (default "iot"); zones that are
  *                            neither devices nor management are isolated like guest
  *   broker_address           IPv4 address of the broker, inside the management zone
- *   server_address           IPv4 address of the update server, inside the management zone
+ *   server_address           IPv4 address of the update server, inside the management zone;
+ *                            default: broker_address (moatd runs beside the broker, and the
+ *                            agents' update URL names the broker's host: see provision.c)
+ *   vlans                    802.1Q VLAN of each zone, "zone:id[@parent]" items (id 1..4094,
+ *                            parent an interface name; default the trunk key); default
+ *                            "management:10, iot:20, guest:30" (the tutorial's); "none": none
+ *   trunk                    parent interface of the VLANs that name none (default eth0)
  *   conn_rate                new connections per second allowed per device host (burst 2x)
  *   log_rate                 logged drops per second (burst 2x)
  * Ports come from [broker] port (default 8883) and [server] port (default 8443).
@@ -52,7 +58,10 @@
 #define MOAT_NET_DEFAULT_MANAGEMENT "10.77.1.0/24"
 #define MOAT_NET_DEFAULT_GUEST "10.77.20.0/24"
 #define MOAT_NET_DEFAULT_BROKER_ADDRESS "10.77.1.10"
-#define MOAT_NET_DEFAULT_SERVER_ADDRESS "10.77.1.11"
+#define MOAT_NET_DEFAULT_VLANS "management:10, iot:20, guest:30"
+#define MOAT_NET_DEFAULT_TRUNK "eth0"
+#define MOAT_NET_IFNAME_MAX_LEN 15 /* IFNAMSIZ - 1 */
+#define MOAT_NET_VLAN_ID_MAX 4094
 #define MOAT_NET_DEFAULT_BROKER_PORT 8883
 #define MOAT_NET_DEFAULT_SERVER_PORT 8443
 #define MOAT_NET_DEFAULT_CONN_RATE 20
@@ -73,6 +82,8 @@ enum moat_net_zone_kind {
 struct moat_net_zone {
 	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
 	enum moat_net_zone_kind kind;
+	uint16_t vlan;				  /* 802.1Q id; 0: not on a VLAN */
+	char parent[MOAT_NET_IFNAME_MAX_LEN + 1]; /* the VLAN's trunk interface */
 	struct moat_net_subnet subnets[MOAT_NET_SUBNETS_MAX];
 	size_t subnet_count;
 };
@@ -108,7 +119,10 @@ struct moat_net_rule {
 	struct moat_net_sel dst;
 	uint16_t tcp_dport; /* 0: any protocol, any port */
 	bool bridged;	    /* also enforced on bridged traffic (hosts on the same interface) */
-	char why[64];	    /* ASCII, rendered as a comment */
+	char iif_not[MOAT_NET_IFNAME_MAX_LEN + 1]; /* "": any; else only packets that did not
+						    * come in on this interface (the zone's VLAN
+						    * sub-interface: anti-spoofing) */
+	char why[64];				   /* ASCII, rendered as a comment */
 };
 
 struct moat_net_policy {
@@ -143,6 +157,15 @@ void moat_net_addr_format(uint32_t addr, char *buf, size_t size);
 MOAT_MUST_CHECK int moat_net_policy_from_config(const struct moat_config *cfg,
 						struct moat_net_policy *out, struct moat_err *err);
 
+/* The gateway's own address in subnet s of zone z: the first host address that is neither
+ * the broker's nor the server's (what `moat net plan --interfaces` assigns and what verify's
+ * router holds). 0 when the subnet has no such address. */
+uint32_t moat_net_gateway_addr(const struct moat_net_policy *p, size_t z, size_t s);
+
+/* Parses an interface name: 1..MOAT_NET_IFNAME_MAX_LEN characters of [A-Za-z0-9_.-], not
+ * "." or "..". */
+MOAT_MUST_CHECK int moat_net_parse_ifname(const char *text, struct moat_err *err);
+
 /* Index of the zone containing addr, or -1. */
 int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
 
@@ -164,6 +187,42 @@ MOAT_MUST_CHECK int moat_net_format_parse(const char *text, enum moat_net_format
  * the same policy always gives the same bytes. */
 MOAT_MUST_CHECK int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt,
 				    char **out_text, size_t *out_len, struct moat_err *err);
+
+/* ---- the gateway's VLAN sub-interfaces (src/net/ifaces.c) ----
+ * One 802.1Q sub-interface "<parent>.<id>" per zone with a VLAN and subnets, holding
+ * moat_net_gateway_addr of each subnet. */
+#define MOAT_NET_NETWORKD_PREFIX "20-moat-" /* every file moat writes or removes */
+#define MOAT_NET_FILES_MAX (3 * MOAT_NET_ZONES_MAX)
+
+struct moat_net_file {
+	char name[64]; /* "20-moat-eth0.20.netdev": a file name, no directory */
+	char *text;    /* malloc'd, NUL-terminated */
+	size_t len;
+};
+
+struct moat_net_files {
+	struct moat_net_file files[MOAT_NET_FILES_MAX];
+	size_t count;
+};
+
+/* systemd-networkd files: per trunk a .network that attaches its VLANs (and configures no
+ * address of its own), per VLAN a .netdev (Kind=vlan, Id) and a .network (Address= per
+ * subnet). Pure and deterministic; an empty list when no zone has a VLAN. Free with
+ * moat_net_files_free (also safe on a zeroed or failed out). */
+MOAT_MUST_CHECK int moat_net_render_networkd(const struct moat_net_policy *p,
+					     struct moat_net_files *out, struct moat_err *err);
+void moat_net_files_free(struct moat_net_files *f);
+/* The same as /etc/network/interfaces stanzas (ifupdown with the vlan package): auto,
+ * iface <parent>.<id> inet static, address, netmask, vlan-raw-device. Pure. */
+MOAT_MUST_CHECK int moat_net_render_ifupdown(const struct moat_net_policy *p, char **out_text,
+					     size_t *out_len, struct moat_err *err);
+/* Writes the networkd files into <root>/etc/systemd/network (root NULL or "/": the real
+ * one), each atomically (temp + rename), then removes the 20-moat-* files there that the
+ * policy no longer makes, and nothing else; out_dir gets the directory. Reloads nothing:
+ * the caller says to run `networkctl reload`. */
+MOAT_MUST_CHECK int moat_net_install_networkd(const struct moat_net_policy *p, const char *root,
+					      char *out_dir, size_t out_dir_size,
+					      struct moat_err *err);
 
 /* nft adapter. Each runs nft(8) from PATH in the caller's network namespace.
  * moat_net_apply loads the rendered ruleset with `nft -f -` in one transaction that replaces
@@ -202,6 +261,8 @@ struct moat_net_verify_report {
 	size_t probe_count;
 	size_t mismatches;
 	uint64_t logged_drops; /* the "drops" counter of inet moat after the probes */
+	bool tagged; /* zones with a VLAN were built on 802.1Q devices (false: this kernel has no
+		      * 802.1Q; they were plain bridges, tagging is not proven) */
 };
 
 /* Set by the caller's SIGINT/SIGTERM handler; moat_net_verify stops, removes everything it

@@ -10,8 +10,9 @@
 
 /* Keys of [network] that are not zone names; a zone may not take one of these names. */
 static const char *const fixed_keys[] = {
-	"extra_zones", "device_zones", "broker_address", "server_address", "conn_rate",
-	"log_rate",    NULL,
+	"extra_zones",	  "device_zones", "broker_address",
+	"server_address", "conn_rate",	  "log_rate",
+	"vlans",	  "trunk",	  NULL,
 };
 static const char *const std_zones[] = {"iot", "management", "guest"};
 static const char *const std_defaults[] = {MOAT_NET_DEFAULT_IOT, MOAT_NET_DEFAULT_MANAGEMENT,
@@ -430,11 +431,137 @@ static int read_service_addr(const struct moat_config *cfg, const struct moat_ne
 			    v ? v : def);
 }
 
+/* The update server defaults to the broker's address: moatd runs beside the broker and the
+ * agents' update URL names the broker's host (moat_agent_conf_for), so a separate default
+ * would firewall OTA off on the documented day-one layout. */
+static int read_server_addr(const struct moat_config *cfg, struct moat_net_policy *p,
+			    struct moat_err *err)
+{
+	char def[16];
+	moat_net_addr_format(p->broker_addr, def, sizeof(def));
+	return read_service_addr(cfg, p, "server_address", def, &p->server_addr, err);
+}
+
+int moat_net_parse_ifname(const char *text, struct moat_err *err)
+{
+	size_t n = strlen(text);
+	bool ok = n > 0 && n <= MOAT_NET_IFNAME_MAX_LEN && strcmp(text, ".") != 0 &&
+		  strcmp(text, "..") != 0;
+	for (size_t i = 0; i < n && ok; i++) {
+		char c = text[i];
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		     c == '_' || c == '.' || c == '-';
+	}
+	if (!ok) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%.64s': not an interface name (1 to %d of A-Z a-z 0-9 _ . -)",
+				    text, MOAT_NET_IFNAME_MAX_LEN);
+	}
+	return 0;
+}
+
+struct vlan_ctx {
+	struct moat_net_policy *p;
+	const char *trunk;
+};
+
+/* One "zone:id[@parent]" item of vlans. */
+static int add_vlan(void *ctx, const char *item, size_t i, size_t n, const char *loc,
+		    struct moat_err *err)
+{
+	struct vlan_ctx *c = ctx;
+	struct moat_net_policy *p = c->p;
+	(void)i;
+	(void)n;
+	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
+	const char *colon = strchr(item, ':');
+	size_t name_len = colon ? (size_t)(colon - item) : 0;
+	if (!colon || name_len == 0 || name_len >= sizeof(name)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%.64s': expected zone:id[@parent]", loc,
+				    item);
+	}
+	memcpy(name, item, name_len);
+	name[name_len] = '\0';
+	int z = find_zone(p, name);
+	if (z < 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: unknown zone '%s'", loc, name);
+	}
+	const char *d = colon + 1;
+	unsigned id = 0;
+	int digits = 0;
+	while (*d >= '0' && *d <= '9' && digits < 5) {
+		id = id * 10 + (unsigned)(*d - '0');
+		d++;
+		digits++;
+	}
+	if (digits == 0 || colon[1] == '0' || (*d != '\0' && *d != '@') || id < 1 ||
+	    id > MOAT_NET_VLAN_ID_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%.64s': VLAN id must be 1 to %d", loc,
+				    item, MOAT_NET_VLAN_ID_MAX);
+	}
+	const char *parent = *d == '@' ? d + 1 : c->trunk;
+	int rc = moat_net_parse_ifname(parent, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	/* The sub-interface is named "parent.id", which must fit an interface name too. */
+	if (strlen(parent) + 1 + (size_t)digits > MOAT_NET_IFNAME_MAX_LEN) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s.%u' is longer than %d characters",
+				    loc, parent, id, MOAT_NET_IFNAME_MAX_LEN);
+	}
+	if (p->zones[z].vlan) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: zone '%s' listed twice", loc, name);
+	}
+	for (size_t k = 0; k < p->zone_count; k++) {
+		if (p->zones[k].vlan == id && strcmp(p->zones[k].parent, parent) == 0) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: VLAN %u on %s is already zone %s's", loc, id,
+					    parent, p->zones[k].name);
+		}
+	}
+	p->zones[z].vlan = (uint16_t)id;
+	snprintf(p->zones[z].parent, sizeof(p->zones[z].parent), "%s", parent);
+	return 0;
+}
+
+static int read_vlans(const struct moat_config *cfg, struct moat_net_policy *p,
+		      struct moat_err *err)
+{
+	char loc[160];
+	struct vlan_ctx c = {.p = p, .trunk = moat_config_get(cfg, "network", "trunk")};
+	if (!c.trunk) {
+		c.trunk = MOAT_NET_DEFAULT_TRUNK;
+	} else if (moat_net_parse_ifname(c.trunk, err) != 0) {
+		where(cfg, "network", "trunk", loc, sizeof(loc));
+		moat_err_prefix(err, "%s", loc);
+		return MOAT_EINVAL;
+	}
+	where(cfg, "network", "vlans", loc, sizeof(loc));
+	const char *v = moat_config_get(cfg, "network", "vlans");
+	if (v && strcmp(v, "none") == 0) {
+		return 0;
+	}
+	return foreach_item(v ? v : MOAT_NET_DEFAULT_VLANS, loc, add_vlan, &c, err);
+}
+
+uint32_t moat_net_gateway_addr(const struct moat_net_policy *p, size_t z, size_t s)
+{
+	const struct moat_net_subnet *sn = &p->zones[z].subnets[s];
+	uint32_t bcast = sn->addr | ~prefix_mask(sn->prefix);
+	for (uint32_t a = sn->addr + 1; a < bcast; a++) {
+		if (a != p->broker_addr && a != p->server_addr) {
+			return a;
+		}
+	}
+	return 0;
+}
+
 static void add_rule(struct moat_net_policy *p, enum moat_net_action action,
 		     struct moat_net_sel src, struct moat_net_sel dst, uint16_t dport, bool bridged,
 		     const char *why)
 {
-	/* The rule count is bounded by construction: 8 + 2 per zone <= MOAT_NET_RULES_MAX. */
+	/* The rule count is bounded by construction: 8 + 3 per zone <= MOAT_NET_RULES_MAX. */
 	struct moat_net_rule *r = &p->rules[p->rule_count++];
 	r->action = action;
 	r->src = src;
@@ -458,6 +585,21 @@ static void build_rules(struct moat_net_policy *p)
 	add_rule(p, MOAT_NET_ACCEPT_ESTABLISHED, any, any, 0, false,
 		 "replies to allowed connections");
 	add_rule(p, MOAT_NET_DROP_INVALID, any, any, 0, false, "conntrack state invalid");
+	/* A zone on a VLAN is reachable only through its sub-interface: a frame sent untagged
+	 * on the trunk, or with another zone's tag, cannot pose as one of the zone's hosts. */
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		if (!zn->vlan || zn->subnet_count == 0) {
+			continue;
+		}
+		struct moat_net_sel zs = {.kind = MOAT_NET_SEL_ZONE, .zone = z};
+		char why[64];
+		snprintf(why, sizeof(why), "%s only from its VLAN", zn->name);
+		add_rule(p, MOAT_NET_DROP, zs, any, 0, false, why);
+		snprintf(p->rules[p->rule_count - 1].iif_not,
+			 sizeof(p->rules[p->rule_count - 1].iif_not), "%s.%u", zn->parent,
+			 (unsigned)zn->vlan);
+	}
 	/* Before the rate limit, so device-to-device attempts do not use up a host's budget. */
 	add_rule(p, MOAT_NET_DROP, devices, devices, 0, true, "devices never reach each other");
 	add_rule(p, MOAT_NET_LIMIT_NEW, devices, any, 0, false,
@@ -505,8 +647,7 @@ int moat_net_policy_from_config(const struct moat_config *cfg, struct moat_net_p
 	    (rc = read_device_zones(cfg, out, err)) != 0 ||
 	    (rc = read_service_addr(cfg, out, "broker_address", MOAT_NET_DEFAULT_BROKER_ADDRESS,
 				    &out->broker_addr, err)) != 0 ||
-	    (rc = read_service_addr(cfg, out, "server_address", MOAT_NET_DEFAULT_SERVER_ADDRESS,
-				    &out->server_addr, err)) != 0) {
+	    (rc = read_server_addr(cfg, out, err)) != 0 || (rc = read_vlans(cfg, out, err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_NET_DEFAULT_BROKER_PORT, 1, 65535,
@@ -561,8 +702,9 @@ bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst
 {
 	for (size_t i = 0; i < p->rule_count; i++) {
 		const struct moat_net_rule *r = &p->rules[i];
-		if (r->action != MOAT_NET_ACCEPT && r->action != MOAT_NET_DROP) {
-			continue; /* state and rate rules: outside what decide models */
+		if ((r->action != MOAT_NET_ACCEPT && r->action != MOAT_NET_DROP) || r->iif_not[0]) {
+			continue; /* state, rate and interface rules: outside what decide models
+				   * (its packets come in where their source address belongs) */
 		}
 		if (r->tcp_dport != 0 && r->tcp_dport != dport) {
 			continue;

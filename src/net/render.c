@@ -49,6 +49,9 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 			moat_buf_printf(b, "%s", s ? ", " : "");
 			put_subnet(b, &zn->subnets[s]);
 		}
+		if (zn->vlan) {
+			moat_buf_printf(b, " (VLAN %u on %s)", (unsigned)zn->vlan, zn->parent);
+		}
 		moat_buf_printf(b, "\n");
 	}
 	moat_buf_printf(b, "# broker %s tcp/%u, update server %s tcp/%u\n", broker,
@@ -133,6 +136,9 @@ static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
 	case MOAT_NET_DROP:
 		nft_sel(b, p, &r->src, "saddr");
 		nft_sel(b, p, &r->dst, "daddr");
+		if (r->iif_not[0]) {
+			moat_buf_printf(b, "iifname != \"%s\" ", r->iif_not);
+		}
 		if (r->tcp_dport) {
 			moat_buf_printf(b, "tcp dport %u ", (unsigned)r->tcp_dport);
 		}
@@ -322,6 +328,9 @@ static void ipt_rule(struct moat_buf *b, const struct moat_net_policy *p,
 			moat_buf_printf(b, "-A MOAT-FORWARD");
 			ipt_addr(b, "-s", &src[s]);
 			ipt_addr(b, "-d", &dst[d]);
+			if (r->iif_not[0]) {
+				moat_buf_printf(b, " ! -i %s", r->iif_not);
+			}
 			ipt_target(b, p, r);
 		}
 	}
@@ -336,12 +345,15 @@ static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
 		   "# Load with `iptables-restore --noflush`, which replaces only the MOAT-* "
 		   "chains, then hook\n# them in once: iptables -C FORWARD -j MOAT-FORWARD || "
 		   "iptables -I FORWARD 1 -j MOAT-FORWARD\n"
+		   "# The built-in chains and their policies are never named here: "
+		   "MOAT-FORWARD ends in its own\n# logged drop, so what it does not accept "
+		   "is dropped whatever FORWARD's policy is.\n"
 		   "# Hosts on one bridge are filtered only with br_netfilter "
 		   "(net.bridge.bridge-nf-call-iptables=1)\n# or bridge port isolation; the nft "
 		   "form covers them itself.\n");
 	put_summary(b, p);
-	moat_buf_printf(b, "*filter\n:FORWARD DROP [0:0]\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - "
-			   "[0:0]\n");
+	/* Only moat's own chains: a ":FORWARD DROP" line would set the host's policy. */
+	moat_buf_printf(b, "*filter\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - [0:0]\n");
 	for (size_t i = 0; i < p->rule_count; i++) {
 		if (p->rules[i].dst.kind == MOAT_NET_SEL_EXTERNAL) {
 			moat_buf_printf(b, ":MOAT-EXT-%zu - [0:0]\n", i);

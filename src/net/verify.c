@@ -36,7 +36,7 @@
 
 volatile int moat_net_interrupted;
 
-#define NS_MAX (2 * MOAT_NET_ZONES_MAX + 2)
+#define NS_MAX (2 * MOAT_NET_ZONES_MAX + 4)
 #define KIDS_MAX (2 * NS_MAX)
 #define NS_NAME_LEN 40
 #define PROBE_TIMEOUT_MS 1000
@@ -62,6 +62,8 @@ struct host {
 	uint32_t gw;
 	uint32_t extra_addr; /* 0 or a second address (the update server on the mgmt host) */
 	unsigned extra_prefix;
+	uint16_t tag; /* the 802.1Q tag the host sends with; 0: untagged */
+	bool rogue;   /* on zone's trunk port with the wrong tag or none: reaches nothing */
 };
 
 struct topo {
@@ -73,6 +75,8 @@ struct topo {
 	uint16_t ports[3];
 	size_t port_count;
 	uint16_t other_port;
+	char zone_if[MOAT_NET_ZONES_MAX][MOAT_NET_IFNAME_MAX_LEN + 1]; /* the router's */
+	bool vlan_ok; /* the kernel makes 802.1Q devices (CONFIG_VLAN_8021Q) */
 };
 
 static void teardown(void)
@@ -264,6 +268,56 @@ static bool next_free(const struct moat_net_policy *p, const struct moat_net_sub
 	return false;
 }
 
+/* Two hosts on the trunk port of the first device zone with a VLAN: one sends untagged
+ * with an address of that zone, one tags its frames with the management VLAN and uses a
+ * management address. Neither may reach anything. */
+static void plan_rogues(const struct moat_net_policy *p, struct topo *t)
+{
+	int mz = -1;
+	for (size_t z = 0; z < p->zone_count; z++) {
+		mz = p->zones[z].kind == MOAT_NET_ZONE_MANAGEMENT ? (int)z : mz;
+	}
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		if (zn->kind != MOAT_NET_ZONE_DEVICE || !zn->vlan || zn->subnet_count == 0) {
+			continue;
+		}
+		uint32_t last = t->gw[z][0];
+		for (size_t i = 0; i < t->host_count; i++) {
+			last = t->hosts[i].zone == (int)z && t->hosts[i].addr > last
+				       ? t->hosts[i].addr
+				       : last;
+		}
+		for (int k = 0; k < (t->vlan_ok ? 2 : 1); k++) {
+			const struct moat_net_zone *az = k == 0 ? zn : &p->zones[mz];
+			size_t azi = k == 0 ? z : (size_t)mz;
+			uint32_t a = k == 0 ? last : t->gw[azi][0];
+			if ((k == 1 && (mz < 0 || !az->vlan || az->vlan == zn->vlan ||
+					az->subnet_count == 0)) ||
+			    !next_free(p, &az->subnets[0], &a) || t->host_count + 2 > NS_MAX) {
+				continue;
+			}
+			struct host *h = &t->hosts[t->host_count];
+			if (k == 0) {
+				snprintf(h->label, sizeof(h->label), "%s-untagged", zn->name);
+			} else {
+				snprintf(h->label, sizeof(h->label), "%s-tag%u", zn->name,
+					 (unsigned)az->vlan);
+			}
+			h->zone = (int)z; /* the trunk port it hangs on */
+			h->addr = a;
+			h->prefix = az->subnets[0].prefix;
+			h->gw = t->gw[azi][0];
+			h->tag = k == 0 ? 0 : az->vlan;
+			h->rogue = true;
+			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)getpid(),
+				 t->host_count);
+			t->host_count++;
+		}
+		return;
+	}
+}
+
 static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
 {
 	pid_t me = getpid();
@@ -271,9 +325,17 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 	for (size_t z = 0; z < p->zone_count; z++) {
 		const struct moat_net_zone *zn = &p->zones[z];
 		uint32_t cursor0 = 0;
+		/* The router's interface of the zone carries the gateway's name for it, so the
+		 * ruleset's interface rules (iifname) mean the same here as on the gateway. */
+		if (zn->vlan) {
+			snprintf(t->zone_if[z], sizeof(t->zone_if[z]), "%s.%u", zn->parent,
+				 (unsigned)zn->vlan);
+		} else {
+			snprintf(t->zone_if[z], sizeof(t->zone_if[z]), "br%zu", z);
+		}
 		for (size_t s = 0; s < zn->subnet_count; s++) {
-			uint32_t c = 0;
-			if (!next_free(p, &zn->subnets[s], &c)) {
+			uint32_t c = moat_net_gateway_addr(p, z, s);
+			if (c == 0) {
 				return moat_err_set(err, MOAT_EINVAL,
 						    "net verify: a subnet of zone %s has no free "
 						    "address for the router",
@@ -303,6 +365,7 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 					h->extra_prefix = zn->subnets[s].prefix;
 				}
 			}
+			h->tag = t->vlan_ok ? zn->vlan : 0;
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 			continue;
@@ -330,10 +393,12 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 			h->addr = a;
 			h->prefix = zn->subnets[0].prefix;
 			h->gw = t->gw[z][0];
+			h->tag = t->vlan_ok ? zn->vlan : 0;
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 		}
 	}
+	plan_rogues(p, t);
 	/* The outside: the first documentation network that no zone uses. */
 	static const uint32_t candidates[] = {0xc0000200u, 0xc6336400u, 0xcb007100u, 0x64400000u};
 	t->outside_net = 0;
@@ -377,7 +442,41 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 	return 0;
 }
 
-static int build_host(const struct topo *t, const struct host *h, size_t idx, struct moat_err *err)
+/* Puts the router's end rif of h's link into h's zone: straight into the zone's bridge, or,
+ * for a zone on a VLAN, as a trunk whose sub-interface rif.<vlan> is the bridge's port, so
+ * only frames tagged with the zone's VLAN reach the zone. */
+static int attach_port(const struct moat_net_policy *p, const struct topo *t, const struct host *h,
+		       const char *rif, struct moat_err *err)
+{
+	uint16_t vlan = t->vlan_ok ? p->zones[h->zone].vlan : 0;
+	const char *br = t->zone_if[h->zone];
+	char port[24];
+	int rc;
+	snprintf(port, sizeof(port), "%s", rif);
+	if (h->rogue && !vlan) {
+		/* No 802.1Q here: the trunk is a router port outside every bridge, where
+		 * untagged frames arrive on a gateway's trunk too. */
+		const char *up[] = {"link", "set", rif, "up", NULL};
+		return ipcmd(t->router, up, err);
+	}
+	if (vlan) {
+		char id[8];
+		snprintf(port, sizeof(port), "%.12s.%u", rif, (unsigned)vlan);
+		snprintf(id, sizeof(id), "%u", (unsigned)vlan);
+		const char *up[] = {"link", "set", rif, "up", NULL};
+		const char *add[] = {"link", "add",  "link", rif, "name", port,
+				     "type", "vlan", "id",   id,  NULL};
+		if ((rc = ipcmd(t->router, up, err)) != 0 ||
+		    (rc = ipcmd(t->router, add, err)) != 0) {
+			return rc;
+		}
+	}
+	const char *master[] = {"link", "set", port, "master", br, "up", NULL};
+	return ipcmd(t->router, master, err);
+}
+
+static int build_host(const struct moat_net_policy *p, const struct topo *t, const struct host *h,
+		      size_t idx, struct moat_err *err)
 {
 	char rif[24];
 	char cidr[32];
@@ -390,10 +489,7 @@ static int build_host(const struct topo *t, const struct host *h, size_t idx, st
 		return rc;
 	}
 	if (h->zone >= 0) {
-		char br[24];
-		snprintf(br, sizeof(br), "br%d", h->zone);
-		const char *master[] = {"link", "set", rif, "master", br, "up", NULL};
-		if ((rc = ipcmd(t->router, master, err)) != 0) {
+		if ((rc = attach_port(p, t, h, rif, err)) != 0) {
 			return rc;
 		}
 	} else {
@@ -405,22 +501,35 @@ static int build_host(const struct topo *t, const struct host *h, size_t idx, st
 			return rc;
 		}
 	}
+	/* The host's own end: eth0, or its 802.1Q sub-interface eth0.<tag> over it. */
+	char hif[24] = "eth0";
+	const char *hup[] = {"link", "set", "eth0", "up", NULL};
+	if (h->tag) {
+		char id[8];
+		snprintf(hif, sizeof(hif), "eth0.%u", (unsigned)h->tag);
+		snprintf(id, sizeof(id), "%u", (unsigned)h->tag);
+		const char *vlan[] = {"link", "add",  "link", "eth0", "name", hif,
+				      "type", "vlan", "id",   id,     NULL};
+		if ((rc = ipcmd(h->ns, hup, err)) != 0 || (rc = ipcmd(h->ns, vlan, err)) != 0) {
+			return rc;
+		}
+	}
 	fmt_cidr(h->addr, h->prefix, cidr, sizeof(cidr));
-	const char *addr[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+	const char *addr[] = {"addr", "add", cidr, "dev", hif, NULL};
 	if ((rc = ipcmd(h->ns, addr, err)) != 0) {
 		return rc;
 	}
 	if (h->extra_addr) {
 		fmt_cidr(h->extra_addr, h->extra_prefix, cidr, sizeof(cidr));
-		const char *extra[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+		const char *extra[] = {"addr", "add", cidr, "dev", hif, NULL};
 		if ((rc = ipcmd(h->ns, extra, err)) != 0) {
 			return rc;
 		}
 	}
 	moat_net_addr_format(h->gw, gw, sizeof(gw));
 	const char *lo[] = {"link", "set", "lo", "up", NULL};
-	const char *up[] = {"link", "set", "eth0", "up", NULL};
-	const char *route[] = {"route", "add", "default", "via", gw, NULL};
+	const char *up[] = {"link", "set", hif, "up", NULL};
+	const char *route[] = {"route", "add", "default", "via", gw, "dev", hif, NULL};
 	if ((rc = ipcmd(h->ns, lo, err)) != 0 || (rc = ipcmd(h->ns, up, err)) != 0 ||
 	    (rc = ipcmd(h->ns, route, err)) != 0) {
 		return rc;
@@ -448,8 +557,7 @@ static int build_topology(const struct moat_net_policy *p, const struct topo *t,
 		if (p->zones[z].subnet_count == 0) {
 			continue;
 		}
-		char br[24];
-		snprintf(br, sizeof(br), "br%zu", z);
+		const char *br = t->zone_if[z];
 		const char *add[] = {"link", "add", br, "type", "bridge", NULL};
 		const char *up[] = {"link", "set", br, "up", NULL};
 		if ((rc = ipcmd(t->router, add, err)) != 0) {
@@ -475,7 +583,7 @@ static int build_topology(const struct moat_net_policy *p, const struct topo *t,
 		}
 	}
 	for (size_t i = 0; i < t->host_count; i++) {
-		if ((rc = build_host(t, &t->hosts[i], i, err)) != 0) {
+		if ((rc = build_host(p, t, &t->hosts[i], i, err)) != 0) {
 			return rc;
 		}
 	}
@@ -803,7 +911,7 @@ static void add_probe(struct moat_net_verify_report *r, const struct moat_net_po
 	pr->dst = dst;
 	pr->port = port;
 	pr->flood = flood;
-	pr->expect_open = moat_net_expect(p, from->addr, dst, port);
+	pr->expect_open = !from->rogue && moat_net_expect(p, from->addr, dst, port);
 	pr->observed = MOAT_NET_OBS_ERROR;
 }
 
@@ -814,7 +922,7 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 		const struct host *from = &t->hosts[s];
 		for (size_t d = 0; d < t->host_count; d++) {
 			const struct host *to = &t->hosts[d];
-			if (d == s || to->addr == p->broker_addr) {
+			if (d == s || to->addr == p->broker_addr || to->rogue) {
 				continue;
 			}
 			/* The port devices may use somewhere: proves it is not open elsewhere. */
@@ -963,6 +1071,30 @@ static uint64_t read_counter(const struct topo *t, const char *family)
 	return errno == 0 && end != s + 8 ? (uint64_t)v : 0;
 }
 
+/* Whether this kernel makes 802.1Q devices, tried on a veth pair in a namespace of its own. */
+static int probe_vlan(bool *out, struct moat_err *err)
+{
+	char ns[NS_NAME_LEN];
+	snprintf(ns, sizeof(ns), "moat-%d-p", (int)getpid());
+	*out = false;
+	int rc = ns_add(ns, err);
+	if (rc != 0) {
+		return rc;
+	}
+	const char *veth[] = {"link", "add", "t0", "type", "veth", "peer", "name", "t1", NULL};
+	const char *vlan[] = {"link", "add",  "link", "t0", "name", "t0.2",
+			      "type", "vlan", "id",   "2",  NULL};
+	struct moat_err ignored;
+	if ((rc = ipcmd(ns, veth, err)) == 0) {
+		*out = ipcmd(ns, vlan, &ignored) == 0;
+	}
+	const char *del[] = {"ip", "netns", "delete", ns, NULL};
+	if (net_run(del, NULL, NULL, 0, &ignored) == 0) {
+		live.ns_count--; /* it was the last one added */
+	}
+	return rc;
+}
+
 /* Root, ip(8), nft(8) and network namespaces: without them there is nothing to prove. */
 static int check_capabilities(struct moat_err *err)
 {
@@ -1004,7 +1136,17 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		live.atexit_set = true;
 	}
 	remove_stale();
-	if ((rc = plan_topology(p, &t, err)) != 0 || (rc = make_probes(p, &t, report, err)) != 0) {
+	rc = probe_vlan(&t.vlan_ok, err);
+	if (rc == MOAT_EIO && live.ns_count == 0) {
+		/* The very first `ip netns add` failed: this machine cannot do namespaces. */
+		if (err) {
+			err->code = MOAT_ESTATE;
+		}
+		rc = MOAT_ESTATE;
+	}
+	report->tagged = t.vlan_ok;
+	if (rc != 0 || (rc = plan_topology(p, &t, err)) != 0 ||
+	    (rc = make_probes(p, &t, report, err)) != 0) {
 		goto out;
 	}
 	rc = build_topology(p, &t, err);
