@@ -559,7 +559,11 @@ static void test_iptables_leaves_forward_policy(void **state)
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_net_render(p, MOAT_NET_FORMAT_IPTABLES, &text, &len, &err), 0);
-	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl) {
+			*nl = '\0';
+		}
 		if (line[0] == '#' || strcmp(line, "*filter") == 0 || strcmp(line, "COMMIT") == 0) {
 			continue;
 		}
