@@ -11,6 +11,7 @@
  * and the interface files (networkd, ifupdown) render the same bytes twice. */
 #include <arpa/inet.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -97,9 +98,11 @@ static void check_vlans(const struct moat_net_policy *p)
 		if (!zn->vlan) {
 			continue;
 		}
+		char sub[64];
+		int n = snprintf(sub, sizeof(sub), "%s.%u", zn->parent, (unsigned)zn->vlan);
 		if (zn->vlan > MOAT_NET_VLAN_ID_MAX ||
-		    moat_net_parse_ifname(zn->parent, &err) != 0 ||
-		    strlen(zn->parent) + 5 > MOAT_NET_IFNAME_MAX_LEN + 4) {
+		    moat_net_parse_ifname(zn->parent, &err) != 0 || n < 0 ||
+		    n > MOAT_NET_IFNAME_MAX_LEN) {
 			abort();
 		}
 		for (size_t k = 0; k < z; k++) {
