@@ -29,6 +29,15 @@
  *                            parent an interface name; default the trunk key); default
  *                            "management:10, iot:20, guest:30" (the tutorial's); "none": none
  *   trunk                    parent interface of the VLANs that name none (default eth0)
+ *   gateway_input            drop (default): the gateway's own input chain drops what is not
+ *                            allowed (loopback, replies, IPv6 neighbour discovery, everything
+ *                            from management, the services below); accept: no input chain
+ *   dns                      where every zone's hosts may send DNS (udp and tcp 53): "gateway"
+ *                            (default: the gateway itself), "none", or up to
+ *                            MOAT_NET_SERVERS_MAX IPv4 addresses outside the device zones
+ *   ntp                      the same for NTP (udp 123): devices need time to check
+ *                            certificates
+ *   dhcp                     gateway (default: udp 67 to the gateway allowed) or none
  *   conn_rate                new connections per second allowed per device host (burst 2x)
  *   log_rate                 logged drops per second (burst 2x)
  * Ports come from [broker] port (default 8883) and [server] port (default 8443).
@@ -46,7 +55,11 @@
 #define MOAT_NET_ZONES_MAX 16
 #define MOAT_NET_SUBNETS_MAX 16	      /* per zone */
 #define MOAT_NET_ZONE_NAME_MAX_LEN 15 /* [a-z][a-z0-9_]{0,14}: fits nft set and iptables names */
-#define MOAT_NET_RULES_MAX 64
+#define MOAT_NET_RULES_MAX 96
+#define MOAT_NET_SERVERS_MAX 4 /* dns and ntp addresses */
+#define MOAT_NET_DNS_PORT 53
+#define MOAT_NET_NTP_PORT 123
+#define MOAT_NET_DHCP_PORT 67
 #define MOAT_NET_PREFIX_MIN 8 /* zone subnets are /8 ... /30 */
 #define MOAT_NET_PREFIX_MAX 30
 #define MOAT_NET_RATE_MAX 100000 /* per second, for conn_rate and log_rate */
@@ -117,7 +130,9 @@ struct moat_net_rule {
 	enum moat_net_action action;
 	struct moat_net_sel src;
 	struct moat_net_sel dst;
-	uint16_t tcp_dport; /* 0: any protocol, any port */
+	uint16_t tcp_dport; /* with udp_dport 0: any protocol, any port */
+	uint16_t udp_dport; /* both set: tcp or udp to that port */
+	bool input;	    /* a rule of the gateway's own input chain (dst is the gateway) */
 	bool bridged;	    /* also enforced on bridged traffic (hosts on the same interface) */
 	char iif_not[MOAT_NET_IFNAME_MAX_LEN + 1]; /* "": any; else only packets that did not
 						    * come in on this interface (the zone's VLAN
@@ -134,6 +149,14 @@ struct moat_net_policy {
 	uint16_t server_port;
 	unsigned conn_rate;
 	unsigned log_rate;
+	bool input_filter; /* gateway_input = drop */
+	bool dns_gateway;  /* dns = gateway */
+	bool ntp_gateway;  /* ntp = gateway */
+	bool dhcp_gateway; /* dhcp = gateway */
+	uint32_t dns_addrs[MOAT_NET_SERVERS_MAX];
+	size_t dns_count;
+	uint32_t ntp_addrs[MOAT_NET_SERVERS_MAX];
+	size_t ntp_count;
 	struct moat_net_rule rules[MOAT_NET_RULES_MAX];
 	size_t rule_count;
 };
@@ -168,6 +191,25 @@ MOAT_MUST_CHECK int moat_net_parse_ifname(const char *text, struct moat_err *err
 
 /* Index of the zone containing addr, or -1. */
 int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
+
+/* A packet for moat_net_decide_pkt / moat_net_expect_pkt. */
+enum moat_net_proto {
+	MOAT_NET_PROTO_OTHER = 0, /* neither TCP nor UDP (dport ignored) */
+	MOAT_NET_PROTO_TCP = 6,
+	MOAT_NET_PROTO_UDP = 17,
+};
+struct moat_net_pkt {
+	uint32_t src;
+	uint32_t dst;
+	enum moat_net_proto proto;
+	uint16_t dport;
+	bool to_gateway; /* addressed to the gateway itself (input chain), not through it */
+};
+/* What the rule list does with a new flow (the input chain's rules when to_gateway, the
+ * forward chain's otherwise), ignoring rate limits, conntrack state and interfaces. */
+bool moat_net_decide_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k);
+/* The intent for the same flow, written independently of the rule list. */
+bool moat_net_expect_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k);
 
 /* What the rule list does with a new TCP connection (dport > 0) or other packet (dport 0)
  * from src to dst: true when accepted. Ignores rate limits and conntrack state. */
@@ -249,7 +291,9 @@ struct moat_net_probe {
 	uint32_t dst;
 	uint16_t port;
 	bool expect_open;
-	bool flood; /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	bool flood;	 /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	bool udp;	 /* a datagram and its echo instead of a TCP connection */
+	bool to_gateway; /* to the router itself (its input chain), not through it */
 	enum moat_net_observed observed;
 	bool ok; /* observed matches the expectation */
 };
@@ -276,8 +320,15 @@ extern volatile int moat_net_interrupted;
 
 /* Topology: a router namespace with one bridge per zone and up to two hosts per zone behind
  * it (the management host owns the broker and server addresses), plus an "outside" host on
- * an uplink. In the router, bridged frames are kept away from the inet hooks
- * (bridge-nf-call-iptables=0), so the bridge table is what separates hosts on one bridge.
+ * an uplink. A zone's bridge carries the gateway's name for the zone's interface ("eth0.20"
+ * for VLAN 20 on eth0), so the ruleset's interface rules mean the same as on the gateway.
+ * Where the kernel makes 802.1Q devices (report->tagged), the hosts of a zone with a VLAN
+ * send tagged frames on a veth trunk whose router-side sub-interface is the bridge port; on
+ * the first device zone's trunk a host sends untagged (and, with 802.1Q, another tagging with
+ * the management VLAN): neither may reach anything. The router itself listens too: probes to
+ * the gateway (TCP, and UDP for DNS, NTP and DHCP) prove its input chain. In the router, bridged
+ * frames are kept away from the inet hooks (bridge-nf-call-iptables=0), so the bridge table is what
+ * separates hosts on one bridge.
  *
  * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes

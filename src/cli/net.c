@@ -209,7 +209,7 @@ static void print_text(const struct moat_net_verify_report *r)
 		char a[16];
 		char dst[32];
 		moat_net_addr_format(pr->dst, a, sizeof(a));
-		snprintf(dst, sizeof(dst), "%s:%u", a, (unsigned)pr->port);
+		snprintf(dst, sizeof(dst), "%s:%u%s", a, (unsigned)pr->port, pr->udp ? "/udp" : "");
 		const char *expected = pr->flood ? "limited" : pr->expect_open ? "open" : "blocked";
 		printf("%-17s %-17s %-21s %-9s %-9s %s%s\n", pr->from, pr->to, dst, expected,
 		       moat_net_observed_name(pr->observed), pr->ok ? "ok" : "MISMATCH",
@@ -232,6 +232,8 @@ static void print_json(const struct moat_net_verify_report *r)
 		cli_json_string(stdout, pr->from);
 		printf(",\"to\":");
 		cli_json_string(stdout, pr->to);
+		printf(",\"protocol\":\"%s\",\"gateway\":%s", pr->udp ? "udp" : "tcp",
+		       pr->to_gateway ? "true" : "false");
 		printf(",\"src\":\"%s\",\"dst\":\"%s\",\"port\":%u,\"flood\":%s,\"expected\":\"%s\","
 		       "\"observed\":\"%s\",\"ok\":%s}",
 		       src, dst, (unsigned)pr->port, pr->flood ? "true" : "false",

@@ -2,7 +2,10 @@
  * namespaces named "moat-<pid>-*": a router holding the rendered ruleset, one bridge per zone
  * in the router with up to two hosts behind it (so two devices share a bridge and their
  * traffic is bridged, not routed), a management host that owns the broker and update-server
- * addresses, and an "outside" host behind an uplink. Every host listens on the probed ports;
+ * addresses, and an "outside" host behind an uplink; zones on a VLAN are built on 802.1Q
+ * sub-interfaces of veth trunks where the kernel has them, and rogue hosts on the IoT trunk
+ * send untagged or wrongly tagged frames. Every host and the router listen on the probed
+ * ports (TCP; UDP echo for DNS, NTP and DHCP);
  * probes are non-blocking connect() calls from forked children that joined the source
  * namespace with setns(2). The expectation of every probe comes from moat_net_expect, which
  * is written independently of the rule list, so a wrong rule shows up as a mismatch.
@@ -43,6 +46,7 @@ volatile int moat_net_interrupted;
 #define FLOOD_TIMEOUT_MS 500
 #define FLOOD_BURST_MAX (2 * MOAT_NET_FLOOD_RATE_MAX)
 #define NETNS_DIR "/run/netns"
+#define UDP_PORTS 3 /* DNS, NTP, DHCP on every host and the gateway */
 
 /* What exists right now; read by teardown, also from the atexit handler. */
 static struct {
@@ -72,7 +76,8 @@ struct topo {
 	size_t host_count;
 	uint32_t gw[MOAT_NET_ZONES_MAX][MOAT_NET_SUBNETS_MAX];
 	uint32_t outside_net;
-	uint16_t ports[3];
+	uint16_t ports[4]; /* tcp */
+	uint16_t udp_ports[3];
 	size_t port_count;
 	uint16_t other_port;
 	char zone_if[MOAT_NET_ZONES_MAX][MOAT_NET_IFNAME_MAX_LEN + 1]; /* the router's */
@@ -318,6 +323,8 @@ static void plan_rogues(const struct moat_net_policy *p, struct topo *t)
 	}
 }
 
+static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct moat_err *err);
+
 static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
 {
 	pid_t me = getpid();
@@ -399,6 +406,13 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 		}
 	}
 	plan_rogues(p, t);
+	return plan_outside(p, t, err);
+}
+
+/* The outside host behind an uplink, and the ports every host listens on. */
+static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
+{
+	pid_t me = getpid();
 	/* The outside: the first documentation network that no zone uses. */
 	static const uint32_t candidates[] = {0xc0000200u, 0xc6336400u, 0xcb007100u, 0x64400000u};
 	t->outside_net = 0;
@@ -435,10 +449,17 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 		t->ports[t->port_count++] = p->server_port;
 	}
 	t->other_port = 2222;
-	while (t->other_port == p->broker_port || t->other_port == p->server_port) {
+	while (t->other_port == p->broker_port || t->other_port == p->server_port ||
+	       t->other_port == MOAT_NET_DNS_PORT) {
 		t->other_port++;
 	}
 	t->ports[t->port_count++] = t->other_port;
+	if (p->broker_port != MOAT_NET_DNS_PORT && p->server_port != MOAT_NET_DNS_PORT) {
+		t->ports[t->port_count++] = MOAT_NET_DNS_PORT;
+	}
+	t->udp_ports[0] = MOAT_NET_DNS_PORT;
+	t->udp_ports[1] = MOAT_NET_NTP_PORT;
+	t->udp_ports[2] = MOAT_NET_DHCP_PORT;
 	return 0;
 }
 
@@ -619,20 +640,23 @@ static int listener_child(void *ctx)
 {
 	const struct listener_arg *a = ctx;
 	const struct topo *t = a->t;
-	struct pollfd fds[3];
+	struct pollfd fds[4 + 3];
+	size_t n = t->port_count + UDP_PORTS;
 	if (enter_ns(a->h->ns) != 0) {
 		(void)!write(STDOUT_FILENO, "E", 1);
 		return 2;
 	}
-	for (size_t i = 0; i < t->port_count; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	for (size_t i = 0; i < n; i++) {
+		bool udp = i >= t->port_count;
+		int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 		int one = 1;
 		struct sockaddr_in sa = {.sin_family = AF_INET,
-					 .sin_port = htons(t->ports[i]),
+					 .sin_port = htons(udp ? t->udp_ports[i - t->port_count]
+							       : t->ports[i]),
 					 .sin_addr.s_addr = htonl(INADDR_ANY)};
 		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    listen(fd, SOMAXCONN) != 0) {
+		    (!udp && listen(fd, SOMAXCONN) != 0)) {
 			(void)!write(STDOUT_FILENO, "E", 1);
 			return 3;
 		}
@@ -642,11 +666,22 @@ static int listener_child(void *ctx)
 	(void)!write(STDOUT_FILENO, "R", 1);
 	close(STDOUT_FILENO);
 	for (;;) {
-		if (poll(fds, t->port_count, -1) < 0 && errno != EINTR) {
+		if (poll(fds, n, -1) < 0 && errno != EINTR) {
 			return 4;
 		}
-		for (size_t i = 0; i < t->port_count; i++) {
-			if (fds[i].revents & POLLIN) {
+		for (size_t i = 0; i < n; i++) {
+			if ((fds[i].revents & POLLIN) && i >= t->port_count) {
+				/* udp: echo the datagram to its sender */
+				char buf[64];
+				struct sockaddr_in from;
+				socklen_t fl = sizeof(from);
+				ssize_t got = recvfrom(fds[i].fd, buf, sizeof(buf), 0,
+						       (struct sockaddr *)&from, &fl);
+				if (got > 0) {
+					(void)!sendto(fds[i].fd, buf, (size_t)got, 0,
+						      (struct sockaddr *)&from, fl);
+				}
+			} else if (fds[i].revents & POLLIN) {
 				int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
 				if (c >= 0) {
 					close(c);
@@ -699,8 +734,8 @@ static int64_t now_ms(void)
 
 /* In the child: starts count connections src -> dst:port at once and waits for them until
  * timeout_ms; out[i] gets the observation of each. */
-static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port, size_t count,
-			 int timeout_ms, uint8_t *out)
+static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port,
+			 const uint8_t *udp, size_t count, int timeout_ms, uint8_t *out)
 {
 	struct pollfd *fds = calloc(count, sizeof(*fds));
 	if (!fds) {
@@ -711,7 +746,10 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 	for (size_t i = 0; i < count; i++) {
 		fds[i].fd = -1;
 		out[i] = MOAT_NET_OBS_ERROR;
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		bool dgram = udp && udp[i];
+		int fd = socket(AF_INET,
+				(dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				0);
 		struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
 		struct sockaddr_in to = {.sin_family = AF_INET,
 					 .sin_port = htons(port[i]),
@@ -720,6 +758,18 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 			if (fd >= 0) {
 				close(fd);
 			}
+			continue;
+		}
+		if (dgram) {
+			/* udp: a datagram out, the echo back is the answer */
+			if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0 ||
+			    send(fd, "moat", 4, 0) != 4) {
+				close(fd);
+				continue;
+			}
+			fds[i].fd = fd;
+			fds[i].events = POLLIN;
+			pending++;
 			continue;
 		}
 		if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
@@ -751,7 +801,10 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 			}
 			int soerr = 0;
 			socklen_t len = sizeof(soerr);
-			if (getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+			if (fds[i].events == POLLIN) {
+				char echo[8];
+				soerr = recv(fds[i].fd, echo, sizeof(echo), 0) > 0 ? 0 : errno;
+			} else if (getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
 				soerr = errno;
 			}
 			out[i] = soerr == 0		 ? MOAT_NET_OBS_OPEN
@@ -819,12 +872,13 @@ static int start_child(const struct host *h, probe_fn fn, const void *arg, size_
 struct plain_arg {
 	uint32_t dst[MOAT_NET_PROBES_MAX];
 	uint16_t port[MOAT_NET_PROBES_MAX];
+	uint8_t udp[MOAT_NET_PROBES_MAX];
 };
 
 static void plain_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
 {
 	const struct plain_arg *a = arg;
-	connect_many(h->addr, a->dst, a->port, out_len, PROBE_TIMEOUT_MS, out);
+	connect_many(h->addr, a->dst, a->port, a->udp, out_len, PROBE_TIMEOUT_MS, out);
 }
 
 struct flood_arg {
@@ -845,7 +899,7 @@ static void flood_fn(const struct host *h, const void *arg, uint8_t *out, size_t
 		dst[i] = a->dst;
 		port[i] = a->port;
 	}
-	connect_many(h->addr, dst, port, n, FLOOD_TIMEOUT_MS, obs);
+	connect_many(h->addr, dst, port, NULL, n, FLOOD_TIMEOUT_MS, obs);
 	size_t open = 0;
 	size_t blocked = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -897,6 +951,46 @@ static int finish_child(pid_t pid, uint8_t *res, size_t len, struct moat_err *er
 	return rc;
 }
 
+static void add_probe_pkt(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+			  const struct host *from, const char *to, const struct moat_net_pkt *k)
+{
+	if (r->probe_count >= MOAT_NET_PROBES_MAX) {
+		return;
+	}
+	struct moat_net_probe *pr = &r->probes[r->probe_count++];
+	snprintf(pr->from, sizeof(pr->from), "%s", from->label);
+	snprintf(pr->to, sizeof(pr->to), "%s", to);
+	pr->src = k->src;
+	pr->dst = k->dst;
+	pr->port = k->dport;
+	pr->udp = k->proto == MOAT_NET_PROTO_UDP;
+	pr->to_gateway = k->to_gateway;
+	pr->expect_open = !from->rogue && moat_net_expect_pkt(p, k);
+	pr->observed = MOAT_NET_OBS_ERROR;
+}
+
+/* Probes of the gateway itself from h, at the gateway's address on h's side. */
+static void add_gateway_probes(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+			       const struct topo *t, const struct host *h)
+{
+	const struct {
+		enum moat_net_proto proto;
+		uint16_t port;
+	} svc[] = {{MOAT_NET_PROTO_TCP, t->other_port},
+		   {MOAT_NET_PROTO_TCP, MOAT_NET_DNS_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_DNS_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_NTP_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_DHCP_PORT}};
+	for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+		struct moat_net_pkt k = {.src = h->addr,
+					 .dst = h->gw,
+					 .proto = svc[i].proto,
+					 .dport = svc[i].port,
+					 .to_gateway = true};
+		add_probe_pkt(r, p, h, "gateway", &k);
+	}
+}
+
 static void add_probe(struct moat_net_verify_report *r, const struct moat_net_policy *p,
 		      const struct host *from, const char *to, uint32_t dst, uint16_t port,
 		      bool flood)
@@ -939,6 +1033,7 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 				add_probe(r, p, from, svc_label[k], svc[k], t->ports[i], false);
 			}
 		}
+		add_gateway_probes(r, p, t, from);
 	}
 	if (p->conn_rate * 2 <= FLOOD_BURST_MAX) {
 		for (size_t s = 0; s < t->host_count; s++) {
@@ -979,6 +1074,7 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 			    strcmp(t->hosts[h].label, pr->from) == 0) {
 				args[h].dst[counts[h]] = pr->dst;
 				args[h].port[counts[h]] = pr->port;
+				args[h].udp[counts[h]] = pr->udp;
 				idx[h][counts[h]++] = i;
 				break;
 			}
@@ -1164,6 +1260,14 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		if ((rc = start_listener(&t, &t.hosts[h], err)) != 0) {
 			goto out;
 		}
+	}
+	/* The gateway's own services: the same listeners in the router. */
+	static struct host gw;
+	memset(&gw, 0, sizeof(gw));
+	snprintf(gw.label, sizeof(gw.label), "gateway");
+	snprintf(gw.ns, sizeof(gw.ns), "%s", t.router);
+	if ((rc = start_listener(&t, &gw, err)) != 0) {
+		goto out;
 	}
 	if ((rc = run_phase(&t, report, true, err)) != 0 ||
 	    (rc = run_phase(&t, report, false, err)) != 0 ||

@@ -41,6 +41,17 @@ assert_contains "$(row iot-1 broker '10.77.1.10:2222 +blocked +blocked')" " ok"
 # where the kernel has 802.1Q, one tagging with the management VLAN reaches nothing either.
 assert_contains "$(row iot-untagged broker '10.77.1.10:8883 +blocked +blocked')" " ok"
 assert_contains "$(row iot-untagged iot-1 '[0-9.:]+ +blocked +blocked')" " ok"
+# The gateway itself: DNS, NTP and DHCP for every zone, anything else from management only.
+assert_contains "$(row iot-1 gateway '10.77.10.1:53/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:53 +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:123/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:67/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:2222 +blocked +blocked')" " ok"
+assert_contains "$(row guest-1 gateway '10.77.20.1:2222 +blocked +blocked')" " ok"
+assert_contains "$(row mgmt gateway '10.77.1.1:2222 +open +open')" " ok"
+assert_contains "$(row outside gateway '[0-9.]+:53/udp +blocked +blocked')" " ok"
+assert_contains "$(row outside gateway '[0-9.]+:2222 +blocked +blocked')" " ok"
+assert_contains "$(row iot-untagged gateway '10.77.10.1:53/udp +blocked +blocked')" " ok"
 if [ $KERNEL_TAGS = 1 ]; then
 	assert_contains "$(row iot-tag10 broker '10.77.1.10:8883 +blocked +blocked')" " ok"
 	assert_contains "$(row iot-tag10 mgmt '[0-9.:]+ +blocked +blocked')" " ok"
@@ -92,6 +103,7 @@ MOAT_DIR="$D1" run_verify
 assert_contains "$(row iot-1 broker "${hostport//./\\.} +open +open")" " ok"
 pass "day one: devices reach the update server they are given ($url)"
 
+cp "$D/moat.conf" "$T/moat.conf.default"
 # More zones, several subnets per zone, a second device zone and a zone with no subnets.
 net_custom_section 10.30.0.0/29 >>"$D/moat.conf"
 run_verify
@@ -123,6 +135,29 @@ assert_contains "$errout" "did not match the policy"
 assert_contains "$(row iot-1 iot-2 '[0-9.:]+ +blocked +open')" "MISMATCH"
 assert_contains "$(row cameras-1 iot-1 '[0-9.:]+ +blocked +blocked')" " ok"
 pass "a broken ruleset is caught: $errout"
+
+# An input chain that lost its NTP allowance on the way into nft: devices would get no time.
+cat >"$T/shim/nft" <<SHIM
+#!/bin/sh
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
+	sed '/NTP on the gateway/d' | "$REAL_NFT" -f -
+else
+	exec "$REAL_NFT" "\$@"
+fi
+SHIM
+cp "$T/moat.conf.default" "$D/moat.conf"
+PATH="$T/shim:$PATH" run_verify
+[ $rc -ne 0 ] || fail "verify passed a ruleset without NTP"
+assert_contains "$(row iot-1 gateway '10.77.10.1:123/udp +open +blocked')" "MISMATCH"
+assert_contains "$(row iot-1 gateway '10.77.10.1:53/udp +open +open')" " ok"
+pass "a missing NTP allowance is caught"
+
+# gateway_input = accept: no input chain, the gateway answers everyone.
+printf '\n[network]\ngateway_input = accept\n' >>"$D/moat.conf"
+run_verify
+[ $rc -eq 0 ] || fail "verify with gateway_input = accept: exit $rc: $errout"
+assert_contains "$(row outside gateway '[0-9.]+:2222 +open +open')" " ok"
+pass "gateway_input = accept leaves the gateway open"
 
 # Interrupted while the topology exists: everything is removed, the exit is non-zero.
 for sig in INT TERM; do

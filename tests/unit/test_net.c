@@ -207,6 +207,19 @@ static void test_rejections(void **state)
 		 "15.0.0.0/8,16.0.0.0/8,17.0.0.0/8,18.0.0.0/8\n",
 		 "more than 16 subnets"},
 		{"[network]\nextra_zones = a,b,c,d,e,f,g,h,i,j,k,l,m,n\n", "more than 16 zones"},
+		/* the gateway's input and its services */
+		{"[network]\ngateway_input = maybe\n", "moat.conf:2: [network] gateway_input: "
+						       "'maybe': expected drop or accept"},
+		{"[network]\ndhcp = yes\n", "[network] dhcp: 'yes': expected gateway or none"},
+		{"[network]\ndns = 10.77.10.5\n", "moat.conf:2: [network] dns: 10.77.10.5 is in "
+						  "device zone iot"},
+		{"[network]\nntp = pool.ntp.org\n", "[network] ntp: 'pool.ntp.org': not an IPv4 "
+						    "address"},
+		{"[network]\ndns = 1.1.1.1, 1.1.1.1\n", "1.1.1.1 listed twice"},
+		{"[network]\nntp = 1.0.0.1, 1.0.0.2, 1.0.0.3, 1.0.0.4, 1.0.0.5\n",
+		 "more than 4 servers"},
+		{"[network]\ndns = gateway, 1.1.1.1\n", "'gateway': not an IPv4 address"},
+		{"[network]\nextra_zones = dns\ndns = 10.9.0.0/16\n", "reserved key name"},
 		/* vlans and trunk */
 		{"[network]\nvlans = iot\n", "moat.conf:2: [network] vlans: 'iot': expected "
 					     "zone:id[@parent]"},
@@ -284,6 +297,13 @@ static size_t samples(const struct moat_net_policy *p, uint32_t *out, size_t max
 	for (size_t i = 0; i < 5 && n < max; i++) {
 		out[n++] = extra[i];
 	}
+	for (size_t i = 0; i < p->dns_count && n < max; i++) {
+		out[n++] = p->dns_addrs[i];
+	}
+	for (size_t i = 0; i < p->ntp_count && n < max; i++) {
+		out[n++] = p->ntp_addrs[i];
+	}
+	out[n < max ? n++ : n - 1] = 0; /* a DHCP client before it has an address */
 	return n;
 }
 
@@ -291,13 +311,26 @@ static size_t disagreements(const struct moat_net_policy *p)
 {
 	uint32_t addrs[256];
 	size_t n = samples(p, addrs, 256);
-	uint16_t ports[] = {0, p->broker_port, p->server_port, 22, 65535};
+	uint16_t ports[] = {0, p->broker_port, p->server_port, 22, 65535, 53, 123, 67};
+	const enum moat_net_proto protos[] = {MOAT_NET_PROTO_TCP, MOAT_NET_PROTO_UDP,
+					      MOAT_NET_PROTO_OTHER};
 	size_t bad = 0;
 	for (size_t s = 0; s < n; s++) {
 		for (size_t d = 0; d < n; d++) {
 			for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
 				bad += moat_net_decide(p, addrs[s], addrs[d], ports[k]) !=
 				       moat_net_expect(p, addrs[s], addrs[d], ports[k]);
+				for (size_t q = 0; q < 3; q++) {
+					/* through the gateway and to the gateway itself */
+					struct moat_net_pkt a = {addrs[s], addrs[d], protos[q],
+								 ports[k], false};
+					struct moat_net_pkt g = a;
+					g.to_gateway = true;
+					bad += moat_net_decide_pkt(p, &a) !=
+					       moat_net_expect_pkt(p, &a);
+					bad += moat_net_decide_pkt(p, &g) !=
+					       moat_net_expect_pkt(p, &g);
+				}
 			}
 		}
 	}
@@ -320,6 +353,33 @@ static void test_decide_matches_expect(void **state)
 	assert_int_equal(p->zones[4].kind, MOAT_NET_ZONE_ISOLATED);
 	assert_int_equal(p->zones[5].subnet_count, 0);
 	assert_int_equal(disagreements(p), 0);
+	/* Name and time servers elsewhere, no input chain: the same agreement. */
+	static const char *const variants[] = {
+		"[network]\ndns = 10.77.1.53, 8.8.8.8\nntp = 10.77.20.9\ndhcp = none\n",
+		"[network]\ngateway_input = accept\n",
+		"[network]\ndns = none\nntp = none\n",
+	};
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		struct moat_net_policy *q = calloc(1, sizeof(*q));
+		assert_non_null(q);
+		assert_int_equal(policy_from(variants[v], q, &err), 0);
+		assert_int_equal(disagreements(q), 0);
+		for (size_t i = 0; i < q->rule_count; i++) {
+			struct moat_net_rule saved = q->rules[i];
+			if ((saved.action != MOAT_NET_ACCEPT && saved.action != MOAT_NET_DROP) ||
+			    saved.iif_not[0]) {
+				continue;
+			}
+			q->rules[i].action = saved.action == MOAT_NET_ACCEPT ? MOAT_NET_DROP
+									     : MOAT_NET_ACCEPT;
+			if (disagreements(q) == 0) {
+				fail_msg("variant %zu: flipping rule %zu (%s) went unnoticed", v, i,
+					 saved.why);
+			}
+			q->rules[i] = saved;
+		}
+		free(q);
+	}
 
 	/* The rows of the issue, spelled out. */
 	uint32_t iot = A("10.10.3.4");
