@@ -80,7 +80,7 @@ struct topo {
 	uint16_t udp_ports[3];
 	size_t port_count;
 	uint16_t other_port;
-	char zone_if[MOAT_NET_ZONES_MAX][MOAT_NET_IFNAME_MAX_LEN + 1]; /* the router's */
+	char zone_if[MOAT_NET_ZONES_MAX][32]; /* the router's (at most 15 characters) */
 	bool vlan_ok; /* the kernel makes 802.1Q devices (CONFIG_VLAN_8021Q) */
 };
 
