@@ -189,8 +189,15 @@ static int apply_interfaces(const struct moat_net_policy *p, const char *root)
 	if (moat_net_install_networkd(p, root, dir, sizeof(dir), &err) != 0) {
 		return cli_fail(&err);
 	}
-	printf("installed the VLAN interfaces in %s; run `networkctl reload` to bring them up\n",
-	       dir);
+	if (cli_globals.json) {
+		printf("{\"directory\":");
+		cli_json_string(stdout, dir);
+		printf(",\"next\":\"networkctl reload\"}\n");
+	} else {
+		printf("installed the VLAN interfaces in %s; run `networkctl reload` to bring them "
+		       "up\n",
+		       dir);
+	}
 	return CLI_OK;
 }
 
@@ -355,8 +362,13 @@ int net_main(int argc, char **argv)
 		if (moat_net_remove(&err) != 0) {
 			return cli_fail(&err);
 		}
-		printf("removed the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
-		       MOAT_NET_TABLE);
+		if (cli_globals.json) {
+			printf("{\"removed\":[\"inet %s\",\"bridge %s\"]}\n", MOAT_NET_TABLE,
+			       MOAT_NET_TABLE);
+		} else {
+			printf("removed the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
+			       MOAT_NET_TABLE);
+		}
 		return CLI_OK;
 	}
 	enum moat_net_format fmt = MOAT_NET_FORMAT_NFT;
@@ -385,7 +397,10 @@ int net_main(int argc, char **argv)
 			status = cli_fail(&err);
 			goto out;
 		}
-		if (dry_run) {
+		if (cli_globals.json) {
+			printf("{\"%s\":[\"inet %s\",\"bridge %s\"]}\n",
+			       dry_run ? "checked" : "loaded", MOAT_NET_TABLE, MOAT_NET_TABLE);
+		} else if (dry_run) {
 			printf("the ruleset is valid (nft -c); nothing changed\n");
 		} else {
 			printf("loaded the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,

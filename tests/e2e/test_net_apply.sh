@@ -69,6 +69,16 @@ expect_ok "remove" in_ns moat net remove
 [ "$(tables)" = "table inet keepme " ] || fail "remove left or took tables: $(tables)"
 [ "$(in_ns nft list table inet keepme)" = "$KEEP" ] || fail "remove touched inet keepme"
 expect_ok "remove when absent" in_ns moat net remove
+expect_ok "apply --json" in_ns moat net apply --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["loaded"] == ["inet moat", "bridge moat"]' ||
+	fail "apply --json: $out"
+expect_ok "apply --dry-run --json" in_ns moat net apply --dry-run --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert "checked" in json.load(sys.stdin)' ||
+	fail "apply --dry-run --json: $out"
+expect_ok "remove --json" in_ns moat net remove --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["removed"] == ["inet moat", "bridge moat"]' ||
+	fail "remove --json: $out"
+[ "$(tables)" = "table inet keepme " ] || fail "remove --json left or took tables: $(tables)"
 
 # The iptables form loads with --noflush next to someone else's chain.
 if command -v iptables-restore >/dev/null; then
@@ -116,6 +126,9 @@ for n, t in want.items():
     assert oct(os.stat(os.path.join(root, n)).st_mode & 0o777) == "0o644", n
 ' "$R" || fail "installed files differ from the plan"
 [ -f "$R/etc/systemd/network/10-keep.network" ] || fail "apply --interfaces removed a foreign file"
+expect_ok "apply --interfaces --json" moat net apply --interfaces --root "$R" --json
+printf '%s' "$out" | python3 -c 'import json,sys; d = json.load(sys.stdin); assert d["directory"] == sys.argv[1] + "/etc/systemd/network", d' "$R" ||
+	fail "apply --interfaces --json: $out"
 [ ! -e "$R/etc/systemd/network/20-moat-eth0.99.netdev" ] || fail "a stale moat file stayed"
 ls -a "$R/etc/systemd/network" | grep -q '\.tmp\.' && fail "temporary files left behind"
 # A VLAN taken out of moat.conf takes its files along.
