@@ -22,7 +22,22 @@
  *   device_zones             zones whose hosts are devices (default "iot"); zones that are
  *                            neither devices nor management are isolated like guest
  *   broker_address           IPv4 address of the broker, inside the management zone
- *   server_address           IPv4 address of the update server, inside the management zone
+ *   server_address           IPv4 address of the update server, inside the management zone;
+ *                            default: broker_address (moatd runs beside the broker, and the
+ *                            agents' update URL names the broker's host: see provision.c)
+ *   vlans                    802.1Q VLAN of each zone, "zone:id[@parent]" items (id 1..4094,
+ *                            parent an interface name; default the trunk key); default
+ *                            "management:10, iot:20, guest:30" (the tutorial's); "none": none
+ *   trunk                    parent interface of the VLANs that name none (default eth0)
+ *   gateway_input            drop (default): the gateway's own input chain drops what is not
+ *                            allowed (loopback, replies, IPv6 neighbour discovery, everything
+ *                            from management, the services below); accept: no input chain
+ *   dns                      where every zone's hosts may send DNS (udp and tcp 53): "gateway"
+ *                            (default: the gateway itself), "none", or up to
+ *                            MOAT_NET_SERVERS_MAX IPv4 addresses outside the device zones
+ *   ntp                      the same for NTP (udp 123): devices need time to check
+ *                            certificates
+ *   dhcp                     gateway (default: udp 67 to the gateway allowed) or none
  *   conn_rate                new connections per second allowed per device host (burst 2x)
  *   log_rate                 logged drops per second (burst 2x)
  * Ports come from [broker] port (default 8883) and [server] port (default 8443).
@@ -40,7 +55,11 @@
 #define MOAT_NET_ZONES_MAX 16
 #define MOAT_NET_SUBNETS_MAX 16	      /* per zone */
 #define MOAT_NET_ZONE_NAME_MAX_LEN 15 /* [a-z][a-z0-9_]{0,14}: fits nft set and iptables names */
-#define MOAT_NET_RULES_MAX 64
+#define MOAT_NET_RULES_MAX 96
+#define MOAT_NET_SERVERS_MAX 4 /* dns and ntp addresses */
+#define MOAT_NET_DNS_PORT 53
+#define MOAT_NET_NTP_PORT 123
+#define MOAT_NET_DHCP_PORT 67
 #define MOAT_NET_PREFIX_MIN 8 /* zone subnets are /8 ... /30 */
 #define MOAT_NET_PREFIX_MAX 30
 #define MOAT_NET_RATE_MAX 100000 /* per second, for conn_rate and log_rate */
@@ -52,7 +71,10 @@
 #define MOAT_NET_DEFAULT_MANAGEMENT "10.77.1.0/24"
 #define MOAT_NET_DEFAULT_GUEST "10.77.20.0/24"
 #define MOAT_NET_DEFAULT_BROKER_ADDRESS "10.77.1.10"
-#define MOAT_NET_DEFAULT_SERVER_ADDRESS "10.77.1.11"
+#define MOAT_NET_DEFAULT_VLANS "management:10, iot:20, guest:30"
+#define MOAT_NET_DEFAULT_TRUNK "eth0"
+#define MOAT_NET_IFNAME_MAX_LEN 15 /* IFNAMSIZ - 1 */
+#define MOAT_NET_VLAN_ID_MAX 4094
 #define MOAT_NET_DEFAULT_BROKER_PORT 8883
 #define MOAT_NET_DEFAULT_SERVER_PORT 8443
 #define MOAT_NET_DEFAULT_CONN_RATE 20
@@ -73,6 +95,8 @@ enum moat_net_zone_kind {
 struct moat_net_zone {
 	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
 	enum moat_net_zone_kind kind;
+	uint16_t vlan;				  /* 802.1Q id; 0: not on a VLAN */
+	char parent[MOAT_NET_IFNAME_MAX_LEN + 1]; /* the VLAN's trunk interface */
 	struct moat_net_subnet subnets[MOAT_NET_SUBNETS_MAX];
 	size_t subnet_count;
 };
@@ -106,9 +130,14 @@ struct moat_net_rule {
 	enum moat_net_action action;
 	struct moat_net_sel src;
 	struct moat_net_sel dst;
-	uint16_t tcp_dport; /* 0: any protocol, any port */
+	uint16_t tcp_dport; /* with udp_dport 0: any protocol, any port */
+	uint16_t udp_dport; /* both set: tcp or udp to that port */
+	bool input;	    /* a rule of the gateway's own input chain (dst is the gateway) */
 	bool bridged;	    /* also enforced on bridged traffic (hosts on the same interface) */
-	char why[64];	    /* ASCII, rendered as a comment */
+	char iif_not[MOAT_NET_IFNAME_MAX_LEN + 1]; /* "": any; else only packets that did not
+						    * come in on this interface (the zone's VLAN
+						    * sub-interface: anti-spoofing) */
+	char why[64];				   /* ASCII, rendered as a comment */
 };
 
 struct moat_net_policy {
@@ -120,6 +149,14 @@ struct moat_net_policy {
 	uint16_t server_port;
 	unsigned conn_rate;
 	unsigned log_rate;
+	bool input_filter; /* gateway_input = drop */
+	bool dns_gateway;  /* dns = gateway */
+	bool ntp_gateway;  /* ntp = gateway */
+	bool dhcp_gateway; /* dhcp = gateway */
+	uint32_t dns_addrs[MOAT_NET_SERVERS_MAX];
+	size_t dns_count;
+	uint32_t ntp_addrs[MOAT_NET_SERVERS_MAX];
+	size_t ntp_count;
 	struct moat_net_rule rules[MOAT_NET_RULES_MAX];
 	size_t rule_count;
 };
@@ -143,8 +180,36 @@ void moat_net_addr_format(uint32_t addr, char *buf, size_t size);
 MOAT_MUST_CHECK int moat_net_policy_from_config(const struct moat_config *cfg,
 						struct moat_net_policy *out, struct moat_err *err);
 
+/* The gateway's own address in subnet s of zone z: the first host address that is neither
+ * the broker's nor the server's (what `moat net plan --interfaces` assigns and what verify's
+ * router holds). 0 when the subnet has no such address. */
+uint32_t moat_net_gateway_addr(const struct moat_net_policy *p, size_t z, size_t s);
+
+/* Parses an interface name: 1..MOAT_NET_IFNAME_MAX_LEN characters of [A-Za-z0-9_.-], not
+ * "." or "..". */
+MOAT_MUST_CHECK int moat_net_parse_ifname(const char *text, struct moat_err *err);
+
 /* Index of the zone containing addr, or -1. */
 int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
+
+/* A packet for moat_net_decide_pkt / moat_net_expect_pkt. */
+enum moat_net_proto {
+	MOAT_NET_PROTO_OTHER = 0, /* neither TCP nor UDP (dport ignored) */
+	MOAT_NET_PROTO_TCP = 6,
+	MOAT_NET_PROTO_UDP = 17,
+};
+struct moat_net_pkt {
+	uint32_t src;
+	uint32_t dst;
+	enum moat_net_proto proto;
+	uint16_t dport;
+	bool to_gateway; /* addressed to the gateway itself (input chain), not through it */
+};
+/* What the rule list does with a new flow (the input chain's rules when to_gateway, the
+ * forward chain's otherwise), ignoring rate limits, conntrack state and interfaces. */
+bool moat_net_decide_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k);
+/* The intent for the same flow, written independently of the rule list. */
+bool moat_net_expect_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k);
 
 /* What the rule list does with a new TCP connection (dport > 0) or other packet (dport 0)
  * from src to dst: true when accepted. Ignores rate limits and conntrack state. */
@@ -164,6 +229,42 @@ MOAT_MUST_CHECK int moat_net_format_parse(const char *text, enum moat_net_format
  * the same policy always gives the same bytes. */
 MOAT_MUST_CHECK int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt,
 				    char **out_text, size_t *out_len, struct moat_err *err);
+
+/* ---- the gateway's VLAN sub-interfaces (src/net/ifaces.c) ----
+ * One 802.1Q sub-interface "<parent>.<id>" per zone with a VLAN and subnets, holding
+ * moat_net_gateway_addr of each subnet. */
+#define MOAT_NET_NETWORKD_PREFIX "20-moat-" /* every file moat writes or removes */
+#define MOAT_NET_FILES_MAX (3 * MOAT_NET_ZONES_MAX)
+
+struct moat_net_file {
+	char name[64]; /* "20-moat-eth0.20.netdev": a file name, no directory */
+	char *text;    /* malloc'd, NUL-terminated */
+	size_t len;
+};
+
+struct moat_net_files {
+	struct moat_net_file files[MOAT_NET_FILES_MAX];
+	size_t count;
+};
+
+/* systemd-networkd files: per trunk a .network that attaches its VLANs (and configures no
+ * address of its own), per VLAN a .netdev (Kind=vlan, Id) and a .network (Address= per
+ * subnet). Pure and deterministic; an empty list when no zone has a VLAN. Free with
+ * moat_net_files_free (also safe on a zeroed or failed out). */
+MOAT_MUST_CHECK int moat_net_render_networkd(const struct moat_net_policy *p,
+					     struct moat_net_files *out, struct moat_err *err);
+void moat_net_files_free(struct moat_net_files *f);
+/* The same as /etc/network/interfaces stanzas (ifupdown with the vlan package): auto,
+ * iface <parent>.<id> inet static, address, netmask, vlan-raw-device. Pure. */
+MOAT_MUST_CHECK int moat_net_render_ifupdown(const struct moat_net_policy *p, char **out_text,
+					     size_t *out_len, struct moat_err *err);
+/* Writes the networkd files into <root>/etc/systemd/network (root NULL or "/": the real
+ * one), each atomically (temp + rename), then removes the 20-moat-* files there that the
+ * policy no longer makes, and nothing else; out_dir gets the directory. Reloads nothing:
+ * the caller says to run `networkctl reload`. */
+MOAT_MUST_CHECK int moat_net_install_networkd(const struct moat_net_policy *p, const char *root,
+					      char *out_dir, size_t out_dir_size,
+					      struct moat_err *err);
 
 /* nft adapter. Each runs nft(8) from PATH in the caller's network namespace.
  * moat_net_apply loads the rendered ruleset with `nft -f -` in one transaction that replaces
@@ -190,7 +291,9 @@ struct moat_net_probe {
 	uint32_t dst;
 	uint16_t port;
 	bool expect_open;
-	bool flood; /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	bool flood;	 /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
+	bool udp;	 /* a datagram and its echo instead of a TCP connection */
+	bool to_gateway; /* to the router itself (its input chain), not through it */
 	enum moat_net_observed observed;
 	bool ok; /* observed matches the expectation */
 };
@@ -202,6 +305,8 @@ struct moat_net_verify_report {
 	size_t probe_count;
 	size_t mismatches;
 	uint64_t logged_drops; /* the "drops" counter of inet moat after the probes */
+	bool tagged; /* zones with a VLAN were built on 802.1Q devices (false: this kernel has no
+		      * 802.1Q; they were plain bridges, tagging is not proven) */
 };
 
 /* Set by the caller's SIGINT/SIGTERM handler; moat_net_verify stops, removes everything it
@@ -215,8 +320,15 @@ extern volatile int moat_net_interrupted;
 
 /* Topology: a router namespace with one bridge per zone and up to two hosts per zone behind
  * it (the management host owns the broker and server addresses), plus an "outside" host on
- * an uplink. In the router, bridged frames are kept away from the inet hooks
- * (bridge-nf-call-iptables=0), so the bridge table is what separates hosts on one bridge.
+ * an uplink. A zone's bridge carries the gateway's name for the zone's interface ("eth0.20"
+ * for VLAN 20 on eth0), so the ruleset's interface rules mean the same as on the gateway.
+ * Where the kernel makes 802.1Q devices (report->tagged), the hosts of a zone with a VLAN
+ * send tagged frames on a veth trunk whose router-side sub-interface is the bridge port; on
+ * the first device zone's trunk a host sends untagged (and, with 802.1Q, another tagging with
+ * the management VLAN): neither may reach anything. The router itself listens too: probes to
+ * the gateway (TCP, and UDP for DNS, NTP and DHCP) prove its input chain. In the router, bridged
+ * frames are kept away from the inet hooks (bridge-nf-call-iptables=0), so the bridge table is what
+ * separates hosts on one bridge.
  *
  * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes

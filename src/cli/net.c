@@ -3,6 +3,7 @@
  * apply loads it (or only checks it with --dry-run), remove deletes moat's tables, verify
  * proves the policy in throwaway network namespaces and prints the probe matrix. --config
  * reads a moat.conf directly (a gateway holding only a copy of it) instead of a deployment. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,12 @@
 
 static const char usage[] =
 	"usage: moat net plan [--format nft|iptables]   print the ruleset\n"
+	"       moat net plan --interfaces [--format networkd|ifupdown]\n"
+	"                                               the gateway's VLAN sub-interfaces\n"
 	"       moat net apply [--dry-run]              load it here (nft -f; --dry-run: nft -c)\n"
+	"       moat net apply --interfaces [--root DIR]\n"
+	"                                               install the networkd files into\n"
+	"                                               DIR/etc/systemd/network (default /)\n"
 	"       moat net remove                         delete moat's nft tables, nothing else\n"
 	"       moat net verify                         prove it in throwaway network namespaces\n"
 	"options: --config FILE (a moat.conf instead of the deployment), --dir DIR, --json\n";
@@ -40,6 +46,161 @@ static int load_policy(const char *config_path, struct moat_net_policy *p, struc
 	return rc;
 }
 
+static const char *kind_name(enum moat_net_zone_kind k)
+{
+	return k == MOAT_NET_ZONE_MANAGEMENT ? "management"
+	       : k == MOAT_NET_ZONE_DEVICE   ? "devices"
+					     : "isolated";
+}
+
+static void json_addr(const char *key, uint32_t addr)
+{
+	char a[16];
+	moat_net_addr_format(addr, a, sizeof(a));
+	printf("\"%s\":\"%s\"", key, a);
+}
+
+/* The policy's summary as JSON members (no braces): zones, services, rates. */
+static void json_policy(const struct moat_net_policy *p)
+{
+	printf("\"zones\":[");
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		printf("%s{\"name\":\"%s\",\"kind\":\"%s\",\"subnets\":[", z ? "," : "", zn->name,
+		       kind_name(zn->kind));
+		for (size_t s = 0; s < zn->subnet_count; s++) {
+			char a[16];
+			moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));
+			printf("%s\"%s/%u\"", s ? "," : "", a, zn->subnets[s].prefix);
+		}
+		printf("]");
+		if (zn->vlan) {
+			printf(",\"vlan\":%u,\"parent\":", (unsigned)zn->vlan);
+			cli_json_string(stdout, zn->parent);
+		}
+		printf("}");
+	}
+	printf("],");
+	json_addr("broker_address", p->broker_addr);
+	printf(",\"broker_port\":%u,", (unsigned)p->broker_port);
+	json_addr("server_address", p->server_addr);
+	printf(",\"server_port\":%u,\"conn_rate\":%u,\"log_rate\":%u", (unsigned)p->server_port,
+	       p->conn_rate, p->log_rate);
+}
+
+static int write_out(const char *text, size_t len)
+{
+	if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
+		fprintf(stderr, "moat: net plan: cannot write to stdout\n");
+		return CLI_FAIL;
+	}
+	return CLI_OK;
+}
+
+static int plan_ruleset(const struct moat_net_policy *p, enum moat_net_format fmt,
+			const char *fmt_name)
+{
+	struct moat_err err = {0};
+	char *text = NULL;
+	size_t len = 0;
+	if (moat_net_render(p, fmt, &text, &len, &err) != 0) {
+		return cli_fail(&err);
+	}
+	int status = CLI_OK;
+	if (cli_globals.json) {
+		printf("{\"format\":\"%s\",", fmt_name);
+		json_policy(p);
+		printf(",\"ruleset\":");
+		cli_json_string(stdout, text);
+		printf("}\n");
+		status = write_out("", 0);
+	} else {
+		status = write_out(text, len);
+	}
+	free(text);
+	return status;
+}
+
+/* networkd files as "# file NAME" blocks (or JSON), or the ifupdown stanzas. */
+static int plan_interfaces(const struct moat_net_policy *p, const char *format)
+{
+	struct moat_err err = {0};
+	int status = CLI_OK;
+	if (format && strcmp(format, "ifupdown") == 0) {
+		char *text = NULL;
+		size_t len = 0;
+		if (moat_net_render_ifupdown(p, &text, &len, &err) != 0) {
+			return cli_fail(&err);
+		}
+		if (cli_globals.json) {
+			printf("{\"format\":\"ifupdown\",\"text\":");
+			cli_json_string(stdout, text);
+			printf("}\n");
+			status = write_out("", 0);
+		} else {
+			status = write_out(text, len);
+		}
+		free(text);
+		return status;
+	}
+	struct moat_net_files *f = calloc(1, sizeof(*f));
+	if (!f) {
+		fprintf(stderr, "moat: out of memory\n");
+		return CLI_FAIL;
+	}
+	if (moat_net_render_networkd(p, f, &err) != 0) {
+		free(f);
+		return cli_fail(&err);
+	}
+	if (cli_globals.json) {
+		printf("{\"format\":\"networkd\",\"directory\":\"/etc/systemd/network\","
+		       "\"files\":[");
+	}
+	for (size_t i = 0; i < f->count; i++) {
+		if (cli_globals.json) {
+			printf("%s{\"name\":", i ? "," : "");
+			cli_json_string(stdout, f->files[i].name);
+			printf(",\"text\":");
+			cli_json_string(stdout, f->files[i].text);
+			printf("}");
+		} else {
+			printf("%s# file /etc/systemd/network/%s\n", i ? "\n" : "",
+			       f->files[i].name);
+			status = write_out(f->files[i].text, f->files[i].len);
+		}
+	}
+	if (cli_globals.json) {
+		printf("]}\n");
+	} else if (f->count == 0) {
+		printf("# no zone has a VLAN ([network] vlans)\n");
+	}
+	if (status == CLI_OK) {
+		status = write_out("", 0);
+	}
+	moat_net_files_free(f);
+	free(f);
+	return status;
+}
+
+static int apply_interfaces(const struct moat_net_policy *p, const char *root)
+{
+	struct moat_err err = {0};
+	char dir[PATH_MAX];
+	if (moat_net_install_networkd(p, root, dir, sizeof(dir), &err) != 0) {
+		return cli_fail(&err);
+	}
+	if (cli_globals.json) {
+		printf("{\"directory\":");
+		cli_json_string(stdout, dir);
+		printf(",\"next\":\"networkctl reload\"}\n");
+	} else {
+		printf("installed the VLAN interfaces in %s; run `networkctl reload` to bring them "
+		       "up\n",
+		       dir);
+	}
+	return CLI_OK;
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -55,7 +216,7 @@ static void print_text(const struct moat_net_verify_report *r)
 		char a[16];
 		char dst[32];
 		moat_net_addr_format(pr->dst, a, sizeof(a));
-		snprintf(dst, sizeof(dst), "%s:%u", a, (unsigned)pr->port);
+		snprintf(dst, sizeof(dst), "%s:%u%s", a, (unsigned)pr->port, pr->udp ? "/udp" : "");
 		const char *expected = pr->flood ? "limited" : pr->expect_open ? "open" : "blocked";
 		printf("%-17s %-17s %-21s %-9s %-9s %s%s\n", pr->from, pr->to, dst, expected,
 		       moat_net_observed_name(pr->observed), pr->ok ? "ok" : "MISMATCH",
@@ -78,6 +239,8 @@ static void print_json(const struct moat_net_verify_report *r)
 		cli_json_string(stdout, pr->from);
 		printf(",\"to\":");
 		cli_json_string(stdout, pr->to);
+		printf(",\"protocol\":\"%s\",\"gateway\":%s", pr->udp ? "udp" : "tcp",
+		       pr->to_gateway ? "true" : "false");
 		printf(",\"src\":\"%s\",\"dst\":\"%s\",\"port\":%u,\"flood\":%s,\"expected\":\"%s\","
 		       "\"observed\":\"%s\",\"ok\":%s}",
 		       src, dst, (unsigned)pr->port, pr->flood ? "true" : "false",
@@ -86,8 +249,8 @@ static void print_json(const struct moat_net_verify_report *r)
 					 : "blocked",
 		       moat_net_observed_name(pr->observed), pr->ok ? "true" : "false");
 	}
-	printf("],\"mismatches\":%zu,\"logged_drops\":%llu}\n", r->mismatches,
-	       (unsigned long long)r->logged_drops);
+	printf("],\"mismatches\":%zu,\"logged_drops\":%llu,\"tagged\":%s}\n", r->mismatches,
+	       (unsigned long long)r->logged_drops, r->tagged ? "true" : "false");
 }
 
 static int do_verify(const struct moat_net_policy *p)
@@ -112,6 +275,11 @@ static int do_verify(const struct moat_net_policy *p)
 			print_json(r);
 		} else {
 			print_text(r);
+			if (!r->tagged) {
+				printf("note: this kernel makes no 802.1Q devices "
+				       "(CONFIG_VLAN_8021Q): zones were plain bridges, so tagging "
+				       "itself is not proven; untagged frames on a trunk are\n");
+			}
 			if (!flood) {
 				printf("note: no connection-flood row (needs a device host and "
 				       "conn_rate <= %d; conn_rate is %u)\n",
@@ -138,8 +306,12 @@ int net_main(int argc, char **argv)
 	const char *cmd = argv[1];
 	const char *format = NULL;
 	const char *config_path = NULL;
+	const char *root = NULL;
 	bool dry_run = false;
+	bool interfaces = false;
 	const struct moat_opt opts[] = {
+		{.name = "interfaces", .kind = MOAT_OPT_FLAG, .dst = &interfaces},
+		{.name = "root", .kind = MOAT_OPT_STRING, .dst = &root},
 		{.name = "format", .kind = MOAT_OPT_STRING, .dst = &format},
 		{.name = "dry-run", .kind = MOAT_OPT_FLAG, .dst = &dry_run},
 		{.name = "config", .kind = MOAT_OPT_STRING, .dst = &config_path},
@@ -168,18 +340,39 @@ int net_main(int argc, char **argv)
 	if (dry_run && !is_apply) {
 		return cli_usage_error("net %s: --dry-run is for apply", cmd);
 	}
+	if (interfaces && !is_plan && !is_apply) {
+		return cli_usage_error("net %s: --interfaces is for plan and apply", cmd);
+	}
+	if (root && !(is_apply && interfaces)) {
+		return cli_usage_error("net %s: --root is for apply --interfaces", cmd);
+	}
+	if (interfaces && dry_run) {
+		return cli_usage_error("net apply: --dry-run is for the ruleset; see the files "
+				       "with moat net plan --interfaces");
+	}
+	if (interfaces && format && strcmp(format, "networkd") != 0 &&
+	    strcmp(format, "ifupdown") != 0) {
+		return cli_usage_error("net plan: unknown interfaces format '%s' (networkd or "
+				       "ifupdown)",
+				       format);
+	}
 
 	struct moat_err err = {0};
 	if (strcmp(cmd, "remove") == 0) {
 		if (moat_net_remove(&err) != 0) {
 			return cli_fail(&err);
 		}
-		printf("removed the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
-		       MOAT_NET_TABLE);
+		if (cli_globals.json) {
+			printf("{\"removed\":[\"inet %s\",\"bridge %s\"]}\n", MOAT_NET_TABLE,
+			       MOAT_NET_TABLE);
+		} else {
+			printf("removed the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
+			       MOAT_NET_TABLE);
+		}
 		return CLI_OK;
 	}
 	enum moat_net_format fmt = MOAT_NET_FORMAT_NFT;
-	if (format && moat_net_format_parse(format, &fmt, &err) != 0) {
+	if (format && !interfaces && moat_net_format_parse(format, &fmt, &err) != 0) {
 		return cli_usage_error("net plan: %s", err.msg);
 	}
 	struct moat_net_policy *p = calloc(1, sizeof(*p));
@@ -192,25 +385,22 @@ int net_main(int argc, char **argv)
 		status = cli_fail(&err);
 		goto out;
 	}
-	if (is_plan) {
-		char *text = NULL;
-		size_t len = 0;
-		if (moat_net_render(p, fmt, &text, &len, &err) != 0) {
-			status = cli_fail(&err);
-			goto out;
-		}
-		if (fwrite(text, 1, len, stdout) != len || fflush(stdout) != 0) {
-			fprintf(stderr, "moat: net plan: cannot write the ruleset\n");
-			status = CLI_FAIL;
-		}
-		free(text);
+	if (is_plan && interfaces) {
+		status = plan_interfaces(p, format);
+	} else if (is_plan) {
+		status = plan_ruleset(p, fmt, format ? format : "nft");
+	} else if (is_apply && interfaces) {
+		status = apply_interfaces(p, root);
 	} else if (is_apply) {
 		int rc = dry_run ? moat_net_check(p, &err) : moat_net_apply(p, &err);
 		if (rc != 0) {
 			status = cli_fail(&err);
 			goto out;
 		}
-		if (dry_run) {
+		if (cli_globals.json) {
+			printf("{\"%s\":[\"inet %s\",\"bridge %s\"]}\n",
+			       dry_run ? "checked" : "loaded", MOAT_NET_TABLE, MOAT_NET_TABLE);
+		} else if (dry_run) {
 			printf("the ruleset is valid (nft -c); nothing changed\n");
 		} else {
 			printf("loaded the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,

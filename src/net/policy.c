@@ -10,8 +10,19 @@
 
 /* Keys of [network] that are not zone names; a zone may not take one of these names. */
 static const char *const fixed_keys[] = {
-	"extra_zones", "device_zones", "broker_address", "server_address", "conn_rate",
-	"log_rate",    NULL,
+	"extra_zones",
+	"device_zones",
+	"broker_address",
+	"server_address",
+	"conn_rate",
+	"log_rate",
+	"vlans",
+	"trunk",
+	"gateway_input",
+	"dns",
+	"ntp",
+	"dhcp",
+	NULL,
 };
 static const char *const std_zones[] = {"iot", "management", "guest"};
 static const char *const std_defaults[] = {MOAT_NET_DEFAULT_IOT, MOAT_NET_DEFAULT_MANAGEMENT,
@@ -430,11 +441,217 @@ static int read_service_addr(const struct moat_config *cfg, const struct moat_ne
 			    v ? v : def);
 }
 
+/* The update server defaults to the broker's address: moatd runs beside the broker and the
+ * agents' update URL names the broker's host (moat_agent_conf_for), so a separate default
+ * would firewall OTA off on the documented day-one layout. */
+static int read_server_addr(const struct moat_config *cfg, struct moat_net_policy *p,
+			    struct moat_err *err)
+{
+	char def[16];
+	moat_net_addr_format(p->broker_addr, def, sizeof(def));
+	return read_service_addr(cfg, p, "server_address", def, &p->server_addr, err);
+}
+
+int moat_net_parse_ifname(const char *text, struct moat_err *err)
+{
+	size_t n = strlen(text);
+	bool ok = n > 0 && n <= MOAT_NET_IFNAME_MAX_LEN && strcmp(text, ".") != 0 &&
+		  strcmp(text, "..") != 0;
+	for (size_t i = 0; i < n && ok; i++) {
+		char c = text[i];
+		ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		     c == '_' || c == '.' || c == '-';
+	}
+	if (!ok) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%.64s': not an interface name (1 to %d of A-Z a-z 0-9 _ . -)",
+				    text, MOAT_NET_IFNAME_MAX_LEN);
+	}
+	return 0;
+}
+
+struct vlan_ctx {
+	struct moat_net_policy *p;
+	const char *trunk;
+};
+
+/* One "zone:id[@parent]" item of vlans. */
+static int add_vlan(void *ctx, const char *item, size_t i, size_t n, const char *loc,
+		    struct moat_err *err)
+{
+	struct vlan_ctx *c = ctx;
+	struct moat_net_policy *p = c->p;
+	(void)i;
+	(void)n;
+	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
+	const char *colon = strchr(item, ':');
+	size_t name_len = colon ? (size_t)(colon - item) : 0;
+	if (!colon || name_len == 0 || name_len >= sizeof(name)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%.64s': expected zone:id[@parent]", loc,
+				    item);
+	}
+	memcpy(name, item, name_len);
+	name[name_len] = '\0';
+	int z = find_zone(p, name);
+	if (z < 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: unknown zone '%s'", loc, name);
+	}
+	const char *d = colon + 1;
+	unsigned id = 0;
+	int digits = 0;
+	while (*d >= '0' && *d <= '9' && digits < 5) {
+		id = id * 10 + (unsigned)(*d - '0');
+		d++;
+		digits++;
+	}
+	if (digits == 0 || colon[1] == '0' || (*d != '\0' && *d != '@') || id < 1 ||
+	    id > MOAT_NET_VLAN_ID_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%.64s': VLAN id must be 1 to %d", loc,
+				    item, MOAT_NET_VLAN_ID_MAX);
+	}
+	const char *parent = *d == '@' ? d + 1 : c->trunk;
+	int rc = moat_net_parse_ifname(parent, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	/* The sub-interface is named "parent.id", which must fit an interface name too. */
+	if (strlen(parent) + 1 + (size_t)digits > MOAT_NET_IFNAME_MAX_LEN) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s.%u' is longer than %d characters",
+				    loc, parent, id, MOAT_NET_IFNAME_MAX_LEN);
+	}
+	if (p->zones[z].vlan) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: zone '%s' listed twice", loc, name);
+	}
+	for (size_t k = 0; k < p->zone_count; k++) {
+		if (p->zones[k].vlan == id && strcmp(p->zones[k].parent, parent) == 0) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: VLAN %u on %s is already zone %s's", loc, id,
+					    parent, p->zones[k].name);
+		}
+	}
+	p->zones[z].vlan = (uint16_t)id;
+	snprintf(p->zones[z].parent, sizeof(p->zones[z].parent), "%s", parent);
+	return 0;
+}
+
+static int read_vlans(const struct moat_config *cfg, struct moat_net_policy *p,
+		      struct moat_err *err)
+{
+	char loc[160];
+	struct vlan_ctx c = {.p = p, .trunk = moat_config_get(cfg, "network", "trunk")};
+	if (!c.trunk) {
+		c.trunk = MOAT_NET_DEFAULT_TRUNK;
+	} else if (moat_net_parse_ifname(c.trunk, err) != 0) {
+		where(cfg, "network", "trunk", loc, sizeof(loc));
+		moat_err_prefix(err, "%s", loc);
+		return MOAT_EINVAL;
+	}
+	where(cfg, "network", "vlans", loc, sizeof(loc));
+	const char *v = moat_config_get(cfg, "network", "vlans");
+	if (v && strcmp(v, "none") == 0) {
+		return 0;
+	}
+	return foreach_item(v ? v : MOAT_NET_DEFAULT_VLANS, loc, add_vlan, &c, err);
+}
+
+struct servers_ctx {
+	struct moat_net_policy *p;
+	uint32_t *addrs;
+	size_t *count;
+};
+
+/* One address of dns or ntp: a server any zone's hosts may reach, never inside a device
+ * zone (devices never reach each other, so a server there would be out of reach). */
+static int add_server(void *ctx, const char *item, size_t i, size_t n, const char *loc,
+		      struct moat_err *err)
+{
+	struct servers_ctx *c = ctx;
+	(void)i;
+	if (n > MOAT_NET_SERVERS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: more than %d servers", loc,
+				    MOAT_NET_SERVERS_MAX);
+	}
+	uint32_t a = 0;
+	int rc = moat_net_parse_addr(item, &a, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	int z = moat_net_zone_of(c->p, a);
+	if (z >= 0 && c->p->zones[z].kind == MOAT_NET_ZONE_DEVICE) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: %s is in device zone %s", loc, item,
+				    c->p->zones[z].name);
+	}
+	for (size_t k = 0; k < *c->count; k++) {
+		if (c->addrs[k] == a) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: %s listed twice", loc, item);
+		}
+	}
+	c->addrs[(*c->count)++] = a;
+	return 0;
+}
+
+/* dns, ntp: "gateway" (the default), "none" or addresses. */
+static int read_servers(const struct moat_config *cfg, struct moat_net_policy *p, const char *key,
+			bool *gateway, uint32_t *addrs, size_t *count, struct moat_err *err)
+{
+	char loc[160];
+	where(cfg, "network", key, loc, sizeof(loc));
+	const char *v = moat_config_get(cfg, "network", key);
+	*gateway = !v || strcmp(v, "gateway") == 0;
+	if (*gateway || strcmp(v, "none") == 0) {
+		return 0;
+	}
+	struct servers_ctx c = {.p = p, .addrs = addrs, .count = count};
+	return foreach_item(v, loc, add_server, &c, err);
+}
+
+/* A key whose value is one of two words. */
+static int read_choice(const struct moat_config *cfg, const char *key, const char *yes,
+		       const char *no, bool *out, struct moat_err *err)
+{
+	const struct moat_config_entry *e = moat_config_find(cfg, "network", key);
+	*out = !e || strcmp(e->value, yes) == 0;
+	if (e && !*out && strcmp(e->value, no) != 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s:%d: [network] %s: '%.32s': expected %s or %s", cfg->path,
+				    e->line, key, e->value, yes, no);
+	}
+	return 0;
+}
+
+static int read_gateway(const struct moat_config *cfg, struct moat_net_policy *p,
+			struct moat_err *err)
+{
+	int rc;
+	if ((rc = read_choice(cfg, "gateway_input", "drop", "accept", &p->input_filter, err)) !=
+		    0 ||
+	    (rc = read_choice(cfg, "dhcp", "gateway", "none", &p->dhcp_gateway, err)) != 0 ||
+	    (rc = read_servers(cfg, p, "dns", &p->dns_gateway, p->dns_addrs, &p->dns_count, err)) !=
+		    0) {
+		return rc;
+	}
+	return read_servers(cfg, p, "ntp", &p->ntp_gateway, p->ntp_addrs, &p->ntp_count, err);
+}
+
+uint32_t moat_net_gateway_addr(const struct moat_net_policy *p, size_t z, size_t s)
+{
+	const struct moat_net_subnet *sn = &p->zones[z].subnets[s];
+	uint32_t bcast = sn->addr | ~prefix_mask(sn->prefix);
+	for (uint32_t a = sn->addr + 1; a < bcast; a++) {
+		if (a != p->broker_addr && a != p->server_addr) {
+			return a;
+		}
+	}
+	return 0;
+}
+
 static void add_rule(struct moat_net_policy *p, enum moat_net_action action,
 		     struct moat_net_sel src, struct moat_net_sel dst, uint16_t dport, bool bridged,
 		     const char *why)
 {
-	/* The rule count is bounded by construction: 8 + 2 per zone <= MOAT_NET_RULES_MAX. */
+	/* The rule count is bounded by construction: 8 + 3 per zone <= MOAT_NET_RULES_MAX. */
 	struct moat_net_rule *r = &p->rules[p->rule_count++];
 	r->action = action;
 	r->src = src;
@@ -442,6 +659,36 @@ static void add_rule(struct moat_net_policy *p, enum moat_net_action action,
 	r->tcp_dport = dport;
 	r->bridged = bridged;
 	snprintf(r->why, sizeof(r->why), "%s", why);
+}
+
+/* Appends a rule of the gateway's input chain, whose policy is drop (loopback, replies and
+ * IPv6 neighbour discovery are accepted by the renderers before these rules). */
+static void add_input(struct moat_net_policy *p, struct moat_net_sel src, uint16_t tcp,
+		      uint16_t udp, const char *why)
+{
+	const struct moat_net_sel any = {.kind = MOAT_NET_SEL_ANY};
+	add_rule(p, MOAT_NET_ACCEPT, src, any, tcp, false, why);
+	p->rules[p->rule_count - 1].udp_dport = udp;
+	p->rules[p->rule_count - 1].input = true;
+}
+
+static void build_input_rules(struct moat_net_policy *p)
+{
+	const struct moat_net_sel any = {.kind = MOAT_NET_SEL_ANY};
+	const struct moat_net_sel internal = {.kind = MOAT_NET_SEL_INTERNAL};
+	const struct moat_net_sel mgmt = {.kind = MOAT_NET_SEL_ZONE, .zone = ZONE_MGMT};
+	add_input(p, mgmt, 0, 0, "management reaches the gateway");
+	if (p->dns_gateway) {
+		add_input(p, internal, MOAT_NET_DNS_PORT, MOAT_NET_DNS_PORT, "DNS on the gateway");
+	}
+	if (p->ntp_gateway) {
+		add_input(p, internal, 0, MOAT_NET_NTP_PORT,
+			  "NTP on the gateway: devices need time");
+	}
+	if (p->dhcp_gateway) {
+		/* A client without an address yet sends from 0.0.0.0: any source. */
+		add_input(p, any, 0, MOAT_NET_DHCP_PORT, "DHCP on the gateway");
+	}
 }
 
 static void build_rules(struct moat_net_policy *p)
@@ -458,6 +705,21 @@ static void build_rules(struct moat_net_policy *p)
 	add_rule(p, MOAT_NET_ACCEPT_ESTABLISHED, any, any, 0, false,
 		 "replies to allowed connections");
 	add_rule(p, MOAT_NET_DROP_INVALID, any, any, 0, false, "conntrack state invalid");
+	/* A zone on a VLAN is reachable only through its sub-interface: a frame sent untagged
+	 * on the trunk, or with another zone's tag, cannot pose as one of the zone's hosts. */
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		if (!zn->vlan || zn->subnet_count == 0) {
+			continue;
+		}
+		struct moat_net_sel zs = {.kind = MOAT_NET_SEL_ZONE, .zone = z};
+		char why[64];
+		snprintf(why, sizeof(why), "%s only from its VLAN", zn->name);
+		add_rule(p, MOAT_NET_DROP, zs, any, 0, false, why);
+		snprintf(p->rules[p->rule_count - 1].iif_not,
+			 sizeof(p->rules[p->rule_count - 1].iif_not), "%s.%u", zn->parent,
+			 (unsigned)zn->vlan);
+	}
 	/* Before the rate limit, so device-to-device attempts do not use up a host's budget. */
 	add_rule(p, MOAT_NET_DROP, devices, devices, 0, true, "devices never reach each other");
 	add_rule(p, MOAT_NET_LIMIT_NEW, devices, any, 0, false,
@@ -466,6 +728,16 @@ static void build_rules(struct moat_net_policy *p)
 		 "devices reach the broker");
 	add_rule(p, MOAT_NET_ACCEPT, devices, server, p->server_port, false,
 		 "devices reach the update server");
+	for (size_t i = 0; i < p->dns_count; i++) {
+		struct moat_net_sel d = {.kind = MOAT_NET_SEL_ADDR, .addr = p->dns_addrs[i]};
+		add_rule(p, MOAT_NET_ACCEPT, internal, d, MOAT_NET_DNS_PORT, false, "DNS");
+		p->rules[p->rule_count - 1].udp_dport = MOAT_NET_DNS_PORT;
+	}
+	for (size_t i = 0; i < p->ntp_count; i++) {
+		struct moat_net_sel d = {.kind = MOAT_NET_SEL_ADDR, .addr = p->ntp_addrs[i]};
+		add_rule(p, MOAT_NET_ACCEPT, internal, d, 0, false, "NTP: devices need time");
+		p->rules[p->rule_count - 1].udp_dport = MOAT_NET_NTP_PORT;
+	}
 	add_rule(p, MOAT_NET_DROP, devices, any, 0, false, "devices reach nothing else");
 	add_rule(p, MOAT_NET_ACCEPT, mgmt, any, 0, false, "management reaches everything");
 	for (size_t z = 0; z < p->zone_count; z++) {
@@ -478,6 +750,9 @@ static void build_rules(struct moat_net_policy *p)
 		add_rule(p, MOAT_NET_DROP, zs, internal, 0, true, why);
 		snprintf(why, sizeof(why), "%s reaches only the outside", p->zones[z].name);
 		add_rule(p, MOAT_NET_ACCEPT, zs, external, 0, false, why);
+	}
+	if (p->input_filter) {
+		build_input_rules(p);
 	}
 }
 
@@ -505,8 +780,8 @@ int moat_net_policy_from_config(const struct moat_config *cfg, struct moat_net_p
 	    (rc = read_device_zones(cfg, out, err)) != 0 ||
 	    (rc = read_service_addr(cfg, out, "broker_address", MOAT_NET_DEFAULT_BROKER_ADDRESS,
 				    &out->broker_addr, err)) != 0 ||
-	    (rc = read_service_addr(cfg, out, "server_address", MOAT_NET_DEFAULT_SERVER_ADDRESS,
-				    &out->server_addr, err)) != 0) {
+	    (rc = read_server_addr(cfg, out, err)) != 0 || (rc = read_vlans(cfg, out, err)) != 0 ||
+	    (rc = read_gateway(cfg, out, err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_NET_DEFAULT_BROKER_PORT, 1, 65535,
@@ -557,41 +832,110 @@ static bool sel_match(const struct moat_net_policy *p, const struct moat_net_sel
 	return false;
 }
 
-bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport)
+static bool port_match(const struct moat_net_rule *r, const struct moat_net_pkt *k)
 {
+	if (r->tcp_dport == 0 && r->udp_dport == 0) {
+		return true;
+	}
+	return (k->proto == MOAT_NET_PROTO_TCP && r->tcp_dport && r->tcp_dport == k->dport) ||
+	       (k->proto == MOAT_NET_PROTO_UDP && r->udp_dport && r->udp_dport == k->dport);
+}
+
+bool moat_net_decide_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k)
+{
+	if (k->to_gateway && !p->input_filter) {
+		return true; /* no input chain */
+	}
 	for (size_t i = 0; i < p->rule_count; i++) {
 		const struct moat_net_rule *r = &p->rules[i];
-		if (r->action != MOAT_NET_ACCEPT && r->action != MOAT_NET_DROP) {
-			continue; /* state and rate rules: outside what decide models */
+		if ((r->action != MOAT_NET_ACCEPT && r->action != MOAT_NET_DROP) || r->iif_not[0] ||
+		    r->input != k->to_gateway) {
+			continue; /* state, rate and interface rules: outside what decide models
+				   * (its packets come in where their source address belongs) */
 		}
-		if (r->tcp_dport != 0 && r->tcp_dport != dport) {
-			continue;
-		}
-		if (sel_match(p, &r->src, src) && sel_match(p, &r->dst, dst)) {
+		if (port_match(r, k) && sel_match(p, &r->src, k->src) &&
+		    sel_match(p, &r->dst, k->dst)) {
 			return r->action == MOAT_NET_ACCEPT;
 		}
 	}
 	return false; /* the chain's policy */
 }
 
-/* The design in one place, deliberately not derived from the rule list. */
-bool moat_net_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport)
+bool moat_net_decide(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport)
 {
-	int sz = moat_net_zone_of(p, src);
-	int dz = moat_net_zone_of(p, dst);
+	struct moat_net_pkt k = {.src = src,
+				 .dst = dst,
+				 .proto = dport ? MOAT_NET_PROTO_TCP : MOAT_NET_PROTO_OTHER,
+				 .dport = dport};
+	return moat_net_decide_pkt(p, &k);
+}
+
+static bool in_list(const uint32_t *a, size_t n, uint32_t x)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (a[i] == x) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The gateway's own services, as [network] describes them. */
+static bool expect_gateway(const struct moat_net_policy *p, const struct moat_net_pkt *k, int sz)
+{
+	bool udp = k->proto == MOAT_NET_PROTO_UDP;
+	bool tcp = k->proto == MOAT_NET_PROTO_TCP;
+	if (!p->input_filter || (udp && k->dport == MOAT_NET_DHCP_PORT && p->dhcp_gateway)) {
+		return true;
+	}
+	if (sz < 0) {
+		return false;
+	}
+	if (p->zones[sz].kind == MOAT_NET_ZONE_MANAGEMENT) {
+		return true;
+	}
+	return (p->dns_gateway && (udp || tcp) && k->dport == MOAT_NET_DNS_PORT) ||
+	       (p->ntp_gateway && udp && k->dport == MOAT_NET_NTP_PORT);
+}
+
+/* The design in one place, deliberately not derived from the rule list. */
+bool moat_net_expect_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k)
+{
+	int sz = moat_net_zone_of(p, k->src);
+	int dz = moat_net_zone_of(p, k->dst);
+	if (k->to_gateway) {
+		return expect_gateway(p, k, sz);
+	}
 	if (sz < 0) {
 		return false; /* nothing from outside starts a connection inward or through */
+	}
+	bool udp = k->proto == MOAT_NET_PROTO_UDP;
+	bool tcp = k->proto == MOAT_NET_PROTO_TCP;
+	/* The name and time servers: from every zone (none sits in a device zone). */
+	if (((udp || tcp) && k->dport == MOAT_NET_DNS_PORT &&
+	     in_list(p->dns_addrs, p->dns_count, k->dst)) ||
+	    (udp && k->dport == MOAT_NET_NTP_PORT && in_list(p->ntp_addrs, p->ntp_count, k->dst))) {
+		return true;
 	}
 	switch (p->zones[sz].kind) {
 	case MOAT_NET_ZONE_MANAGEMENT:
 		return true;
 	case MOAT_NET_ZONE_DEVICE:
-		return dport != 0 && ((dst == p->broker_addr && dport == p->broker_port) ||
-				      (dst == p->server_addr && dport == p->server_port));
+		return tcp && ((k->dst == p->broker_addr && k->dport == p->broker_port) ||
+			       (k->dst == p->server_addr && k->dport == p->server_port));
 	case MOAT_NET_ZONE_ISOLATED:
 		return dz < 0;
 	}
 	return false;
+}
+
+bool moat_net_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst, uint16_t dport)
+{
+	struct moat_net_pkt k = {.src = src,
+				 .dst = dst,
+				 .proto = dport ? MOAT_NET_PROTO_TCP : MOAT_NET_PROTO_OTHER,
+				 .dport = dport};
+	return moat_net_expect_pkt(p, &k);
 }
 
 int moat_net_format_parse(const char *text, enum moat_net_format *out, struct moat_err *err)

@@ -32,6 +32,22 @@ static void put_subnet(struct moat_buf *b, const struct moat_net_subnet *s)
 	moat_buf_printf(b, "%s/%u", a, s->prefix);
 }
 
+static void put_servers(struct moat_buf *b, bool gateway, const uint32_t *a, size_t n)
+{
+	if (gateway) {
+		moat_buf_printf(b, "the gateway");
+		return;
+	}
+	if (n == 0) {
+		moat_buf_printf(b, "none");
+	}
+	for (size_t i = 0; i < n; i++) {
+		char s[16];
+		moat_net_addr_format(a[i], s, sizeof(s));
+		moat_buf_printf(b, "%s%s", i ? ", " : "", s);
+	}
+}
+
 static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 {
 	char broker[16];
@@ -49,6 +65,9 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 			moat_buf_printf(b, "%s", s ? ", " : "");
 			put_subnet(b, &zn->subnets[s]);
 		}
+		if (zn->vlan) {
+			moat_buf_printf(b, " (VLAN %u on %s)", (unsigned)zn->vlan, zn->parent);
+		}
 		moat_buf_printf(b, "\n");
 	}
 	moat_buf_printf(b, "# broker %s tcp/%u, update server %s tcp/%u\n", broker,
@@ -57,6 +76,12 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 			"# new connections per device host: %u/s (burst %u); logged drops: %u/s "
 			"(burst %u)\n",
 			p->conn_rate, p->conn_rate * 2, p->log_rate, p->log_rate * 2);
+	moat_buf_printf(b, "# the gateway's own input: %s; DNS: ",
+			p->input_filter ? "filtered (policy drop)" : "not filtered");
+	put_servers(b, p->dns_gateway, p->dns_addrs, p->dns_count);
+	moat_buf_printf(b, "; NTP: ");
+	put_servers(b, p->ntp_gateway, p->ntp_addrs, p->ntp_count);
+	moat_buf_printf(b, "; DHCP: %s\n", p->dhcp_gateway ? "the gateway" : "none");
 }
 
 /* ---- nftables ---- */
@@ -133,8 +158,16 @@ static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
 	case MOAT_NET_DROP:
 		nft_sel(b, p, &r->src, "saddr");
 		nft_sel(b, p, &r->dst, "daddr");
-		if (r->tcp_dport) {
+		if (r->iif_not[0]) {
+			moat_buf_printf(b, "iifname != \"%s\" ", r->iif_not);
+		}
+		if (r->tcp_dport && r->udp_dport) {
+			moat_buf_printf(b, "meta l4proto { tcp, udp } th dport %u ",
+					(unsigned)r->tcp_dport);
+		} else if (r->tcp_dport) {
 			moat_buf_printf(b, "tcp dport %u ", (unsigned)r->tcp_dport);
+		} else if (r->udp_dport) {
+			moat_buf_printf(b, "udp dport %u ", (unsigned)r->udp_dport);
 		}
 		moat_buf_printf(b, "%s", r->action == MOAT_NET_ACCEPT ? "accept" : "jump log_drop");
 		break;
@@ -183,9 +216,33 @@ static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 			"\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
 			"drop;\n");
 	for (size_t i = 0; i < p->rule_count; i++) {
-		nft_rule(b, p, &p->rules[i]);
+		if (!p->rules[i].input) {
+			nft_rule(b, p, &p->rules[i]);
+		}
 	}
-	moat_buf_printf(b, "\t\tjump log_drop comment \"policy: everything else\"\n\t}\n}\n\n");
+	moat_buf_printf(b, "\t\tjump log_drop comment \"policy: everything else\"\n\t}\n");
+	if (p->input_filter) {
+		/* The gateway itself: the tutorial's INPUT DROP with its allowances. IPv6
+		 * neighbour discovery keeps the uplink's and every zone's IPv6 working. */
+		moat_buf_printf(b,
+				"\n\tchain input {\n\t\ttype filter hook input priority "
+				"filter; policy drop;\n"
+				"\t\tiif \"lo\" accept comment \"the gateway itself\"\n"
+				"\t\tct state established,related accept comment \"replies to "
+				"the gateway's own connections\"\n"
+				"\t\tct state invalid jump log_drop comment \"conntrack state "
+				"invalid\"\n"
+				"\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, "
+				"nd-router-advert } accept comment \"IPv6 neighbour discovery\"\n");
+		for (size_t i = 0; i < p->rule_count; i++) {
+			/* the zones' anti-spoofing rules hold for the gateway too */
+			if (p->rules[i].input || p->rules[i].iif_not[0]) {
+				nft_rule(b, p, &p->rules[i]);
+			}
+		}
+		moat_buf_printf(b, "\t\tjump log_drop comment \"policy: everything else\"\n\t}\n");
+	}
+	moat_buf_printf(b, "}\n\n");
 
 	/* Hosts on one bridge talk without being routed, so the inet forward hook never sees
 	 * them: the rules marked bridged are repeated in the bridge family's forward hook. */
@@ -267,6 +324,8 @@ static void ipt_target(struct moat_buf *b, const struct moat_net_policy *p,
 	}
 	if (r->tcp_dport) {
 		moat_buf_printf(b, " -p tcp --dport %u", (unsigned)r->tcp_dport);
+	} else if (r->udp_dport) {
+		moat_buf_printf(b, " -p udp --dport %u", (unsigned)r->udp_dport);
 	}
 	moat_buf_printf(b, " -j %s\n", r->action == MOAT_NET_ACCEPT ? "ACCEPT" : "MOAT-LOG-DROP");
 }
@@ -294,6 +353,7 @@ static void ipt_rule(struct moat_buf *b, const struct moat_net_policy *p,
 			r->why);
 		return;
 	}
+	const char *chain_name = r->input ? "MOAT-INPUT" : "MOAT-FORWARD";
 	size_t ns = ipt_expand(p, &r->src, src, &sneg);
 	size_t nd = ipt_expand(p, &r->dst, dst, &dneg);
 	if (dneg) {
@@ -311,7 +371,7 @@ static void ipt_rule(struct moat_buf *b, const struct moat_net_policy *p,
 		moat_buf_printf(b, "-A %s", chain);
 		ipt_target(b, p, &inner);
 		for (size_t s = 0; s < ns; s++) {
-			moat_buf_printf(b, "-A MOAT-FORWARD");
+			moat_buf_printf(b, "-A %s", chain_name);
 			ipt_addr(b, "-s", &src[s]);
 			moat_buf_printf(b, " -j %s\n", chain);
 		}
@@ -319,13 +379,32 @@ static void ipt_rule(struct moat_buf *b, const struct moat_net_policy *p,
 	}
 	for (size_t s = 0; s < ns; s++) {
 		for (size_t d = 0; d < nd; d++) {
-			moat_buf_printf(b, "-A MOAT-FORWARD");
+			moat_buf_printf(b, "-A %s", chain_name);
 			ipt_addr(b, "-s", &src[s]);
 			ipt_addr(b, "-d", &dst[d]);
+			if (r->iif_not[0]) {
+				moat_buf_printf(b, " ! -i %s", r->iif_not);
+			}
 			ipt_target(b, p, r);
 		}
 	}
 	(void)sneg; /* build_rules never puts the outside in a source */
+}
+
+/* A rule for tcp and udp alike is two iptables rules. */
+static void ipt_rule_protos(struct moat_buf *b, const struct moat_net_policy *p,
+			    const struct moat_net_rule *r)
+{
+	if (r->tcp_dport && r->udp_dport) {
+		struct moat_net_rule one = *r;
+		one.udp_dport = 0;
+		ipt_rule(b, p, &one);
+		one.tcp_dport = 0;
+		one.udp_dport = r->udp_dport;
+		ipt_rule(b, p, &one);
+		return;
+	}
+	ipt_rule(b, p, r);
 }
 
 static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
@@ -336,12 +415,22 @@ static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
 		   "# Load with `iptables-restore --noflush`, which replaces only the MOAT-* "
 		   "chains, then hook\n# them in once: iptables -C FORWARD -j MOAT-FORWARD || "
 		   "iptables -I FORWARD 1 -j MOAT-FORWARD\n"
+		   "# The built-in chains and their policies are never named here: "
+		   "MOAT-FORWARD ends in its own\n# logged drop, so what it does not accept "
+		   "is dropped whatever FORWARD's policy is.\n"
 		   "# Hosts on one bridge are filtered only with br_netfilter "
 		   "(net.bridge.bridge-nf-call-iptables=1)\n# or bridge port isolation; the nft "
 		   "form covers them itself.\n");
+	if (p->input_filter) {
+		moat_buf_printf(b, "# The gateway's own input: iptables -C INPUT -j MOAT-INPUT || "
+				   "iptables -I INPUT 1 -j MOAT-INPUT\n");
+	}
 	put_summary(b, p);
-	moat_buf_printf(b, "*filter\n:FORWARD DROP [0:0]\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - "
-			   "[0:0]\n");
+	/* Only moat's own chains: a ":FORWARD DROP" line would set the host's policy. */
+	moat_buf_printf(b, "*filter\n:MOAT-FORWARD - [0:0]\n:MOAT-LOG-DROP - [0:0]\n");
+	if (p->input_filter) {
+		moat_buf_printf(b, ":MOAT-INPUT - [0:0]\n");
+	}
 	for (size_t i = 0; i < p->rule_count; i++) {
 		if (p->rules[i].dst.kind == MOAT_NET_SEL_EXTERNAL) {
 			moat_buf_printf(b, ":MOAT-EXT-%zu - [0:0]\n", i);
@@ -353,10 +442,29 @@ static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
 		"\"%s\"\n-A MOAT-LOG-DROP -j DROP\n",
 		p->log_rate, p->log_rate * 2, MOAT_NET_LOG_PREFIX);
 	for (size_t i = 0; i < p->rule_count; i++) {
-		ipt_rule(b, p, &p->rules[i]);
+		if (!p->rules[i].input) {
+			ipt_rule_protos(b, p, &p->rules[i]);
+		}
 	}
 	moat_buf_printf(b, "-A MOAT-FORWARD -m comment --comment \"policy: everything else\" -j "
-			   "MOAT-LOG-DROP\nCOMMIT\n");
+			   "MOAT-LOG-DROP\n");
+	if (p->input_filter) {
+		moat_buf_printf(b,
+				"-A MOAT-INPUT -i lo -j ACCEPT\n"
+				"-A MOAT-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j "
+				"ACCEPT\n"
+				"-A MOAT-INPUT -m conntrack --ctstate INVALID -j MOAT-LOG-DROP\n");
+		for (size_t i = 0; i < p->rule_count; i++) {
+			if (p->rules[i].input || p->rules[i].iif_not[0]) {
+				struct moat_net_rule in = p->rules[i];
+				in.input = true;
+				ipt_rule_protos(b, p, &in);
+			}
+		}
+		moat_buf_printf(b, "-A MOAT-INPUT -m comment --comment \"policy: everything "
+				   "else\" -j MOAT-LOG-DROP\n");
+	}
+	moat_buf_printf(b, "COMMIT\n");
 }
 
 int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt, char **out_text,

@@ -2,7 +2,10 @@
  * namespaces named "moat-<pid>-*": a router holding the rendered ruleset, one bridge per zone
  * in the router with up to two hosts behind it (so two devices share a bridge and their
  * traffic is bridged, not routed), a management host that owns the broker and update-server
- * addresses, and an "outside" host behind an uplink. Every host listens on the probed ports;
+ * addresses, and an "outside" host behind an uplink; zones on a VLAN are built on 802.1Q
+ * sub-interfaces of veth trunks where the kernel has them, and rogue hosts on the IoT trunk
+ * send untagged or wrongly tagged frames. Every host and the router listen on the probed
+ * ports (TCP; UDP echo for DNS, NTP and DHCP);
  * probes are non-blocking connect() calls from forked children that joined the source
  * namespace with setns(2). The expectation of every probe comes from moat_net_expect, which
  * is written independently of the rule list, so a wrong rule shows up as a mismatch.
@@ -36,13 +39,14 @@
 
 volatile int moat_net_interrupted;
 
-#define NS_MAX (2 * MOAT_NET_ZONES_MAX + 2)
+#define NS_MAX (2 * MOAT_NET_ZONES_MAX + 4)
 #define KIDS_MAX (2 * NS_MAX)
 #define NS_NAME_LEN 40
 #define PROBE_TIMEOUT_MS 1000
 #define FLOOD_TIMEOUT_MS 500
 #define FLOOD_BURST_MAX (2 * MOAT_NET_FLOOD_RATE_MAX)
 #define NETNS_DIR "/run/netns"
+#define UDP_PORTS 3 /* DNS, NTP, DHCP on every host and the gateway */
 
 /* What exists right now; read by teardown, also from the atexit handler. */
 static struct {
@@ -62,6 +66,8 @@ struct host {
 	uint32_t gw;
 	uint32_t extra_addr; /* 0 or a second address (the update server on the mgmt host) */
 	unsigned extra_prefix;
+	uint16_t tag; /* the 802.1Q tag the host sends with; 0: untagged */
+	bool rogue;   /* on zone's trunk port with the wrong tag or none: reaches nothing */
 };
 
 struct topo {
@@ -70,9 +76,12 @@ struct topo {
 	size_t host_count;
 	uint32_t gw[MOAT_NET_ZONES_MAX][MOAT_NET_SUBNETS_MAX];
 	uint32_t outside_net;
-	uint16_t ports[3];
+	uint16_t ports[4]; /* tcp */
+	uint16_t udp_ports[3];
 	size_t port_count;
 	uint16_t other_port;
+	char zone_if[MOAT_NET_ZONES_MAX][32]; /* the router's (at most 15 characters) */
+	bool vlan_ok; /* the kernel makes 802.1Q devices (CONFIG_VLAN_8021Q) */
 };
 
 static void teardown(void)
@@ -264,6 +273,58 @@ static bool next_free(const struct moat_net_policy *p, const struct moat_net_sub
 	return false;
 }
 
+/* Two hosts on the trunk port of the first device zone with a VLAN: one sends untagged
+ * with an address of that zone, one tags its frames with the management VLAN and uses a
+ * management address. Neither may reach anything. */
+static void plan_rogues(const struct moat_net_policy *p, struct topo *t)
+{
+	int mz = -1;
+	for (size_t z = 0; z < p->zone_count; z++) {
+		mz = p->zones[z].kind == MOAT_NET_ZONE_MANAGEMENT ? (int)z : mz;
+	}
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		if (zn->kind != MOAT_NET_ZONE_DEVICE || !zn->vlan || zn->subnet_count == 0) {
+			continue;
+		}
+		uint32_t last = t->gw[z][0];
+		for (size_t i = 0; i < t->host_count; i++) {
+			last = t->hosts[i].zone == (int)z && t->hosts[i].addr > last
+				       ? t->hosts[i].addr
+				       : last;
+		}
+		for (int k = 0; k < (t->vlan_ok ? 2 : 1); k++) {
+			const struct moat_net_zone *az = k == 0 ? zn : &p->zones[mz];
+			size_t azi = k == 0 ? z : (size_t)mz;
+			uint32_t a = k == 0 ? last : t->gw[azi][0];
+			if ((k == 1 && (mz < 0 || !az->vlan || az->vlan == zn->vlan ||
+					az->subnet_count == 0)) ||
+			    !next_free(p, &az->subnets[0], &a) || t->host_count + 2 > NS_MAX) {
+				continue;
+			}
+			struct host *h = &t->hosts[t->host_count];
+			if (k == 0) {
+				snprintf(h->label, sizeof(h->label), "%s-untagged", zn->name);
+			} else {
+				snprintf(h->label, sizeof(h->label), "%s-tag%u", zn->name,
+					 (unsigned)az->vlan);
+			}
+			h->zone = (int)z; /* the trunk port it hangs on */
+			h->addr = a;
+			h->prefix = az->subnets[0].prefix;
+			h->gw = t->gw[azi][0];
+			h->tag = k == 0 ? 0 : az->vlan;
+			h->rogue = true;
+			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)getpid(),
+				 t->host_count);
+			t->host_count++;
+		}
+		return;
+	}
+}
+
+static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct moat_err *err);
+
 static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
 {
 	pid_t me = getpid();
@@ -271,9 +332,17 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 	for (size_t z = 0; z < p->zone_count; z++) {
 		const struct moat_net_zone *zn = &p->zones[z];
 		uint32_t cursor0 = 0;
+		/* The router's interface of the zone carries the gateway's name for it, so the
+		 * ruleset's interface rules (iifname) mean the same here as on the gateway. */
+		if (zn->vlan) {
+			snprintf(t->zone_if[z], sizeof(t->zone_if[z]), "%s.%u", zn->parent,
+				 (unsigned)zn->vlan);
+		} else {
+			snprintf(t->zone_if[z], sizeof(t->zone_if[z]), "br%zu", z);
+		}
 		for (size_t s = 0; s < zn->subnet_count; s++) {
-			uint32_t c = 0;
-			if (!next_free(p, &zn->subnets[s], &c)) {
+			uint32_t c = moat_net_gateway_addr(p, z, s);
+			if (c == 0) {
 				return moat_err_set(err, MOAT_EINVAL,
 						    "net verify: a subnet of zone %s has no free "
 						    "address for the router",
@@ -303,6 +372,7 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 					h->extra_prefix = zn->subnets[s].prefix;
 				}
 			}
+			h->tag = t->vlan_ok ? zn->vlan : 0;
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 			continue;
@@ -330,10 +400,19 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 			h->addr = a;
 			h->prefix = zn->subnets[0].prefix;
 			h->gw = t->gw[z][0];
+			h->tag = t->vlan_ok ? zn->vlan : 0;
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 		}
 	}
+	plan_rogues(p, t);
+	return plan_outside(p, t, err);
+}
+
+/* The outside host behind an uplink, and the ports every host listens on. */
+static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
+{
+	pid_t me = getpid();
 	/* The outside: the first documentation network that no zone uses. */
 	static const uint32_t candidates[] = {0xc0000200u, 0xc6336400u, 0xcb007100u, 0x64400000u};
 	t->outside_net = 0;
@@ -370,14 +449,55 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 		t->ports[t->port_count++] = p->server_port;
 	}
 	t->other_port = 2222;
-	while (t->other_port == p->broker_port || t->other_port == p->server_port) {
+	while (t->other_port == p->broker_port || t->other_port == p->server_port ||
+	       t->other_port == MOAT_NET_DNS_PORT) {
 		t->other_port++;
 	}
 	t->ports[t->port_count++] = t->other_port;
+	if (p->broker_port != MOAT_NET_DNS_PORT && p->server_port != MOAT_NET_DNS_PORT) {
+		t->ports[t->port_count++] = MOAT_NET_DNS_PORT;
+	}
+	t->udp_ports[0] = MOAT_NET_DNS_PORT;
+	t->udp_ports[1] = MOAT_NET_NTP_PORT;
+	t->udp_ports[2] = MOAT_NET_DHCP_PORT;
 	return 0;
 }
 
-static int build_host(const struct topo *t, const struct host *h, size_t idx, struct moat_err *err)
+/* Puts the router's end rif of h's link into h's zone: straight into the zone's bridge, or,
+ * for a zone on a VLAN, as a trunk whose sub-interface rif.<vlan> is the bridge's port, so
+ * only frames tagged with the zone's VLAN reach the zone. */
+static int attach_port(const struct moat_net_policy *p, const struct topo *t, const struct host *h,
+		       const char *rif, struct moat_err *err)
+{
+	uint16_t vlan = t->vlan_ok ? p->zones[h->zone].vlan : 0;
+	const char *br = t->zone_if[h->zone];
+	char port[24];
+	int rc;
+	snprintf(port, sizeof(port), "%s", rif);
+	if (h->rogue && !vlan) {
+		/* No 802.1Q here: the trunk is a router port outside every bridge, where
+		 * untagged frames arrive on a gateway's trunk too. */
+		const char *up[] = {"link", "set", rif, "up", NULL};
+		return ipcmd(t->router, up, err);
+	}
+	if (vlan) {
+		char id[8];
+		snprintf(port, sizeof(port), "%.12s.%u", rif, (unsigned)vlan);
+		snprintf(id, sizeof(id), "%u", (unsigned)vlan);
+		const char *up[] = {"link", "set", rif, "up", NULL};
+		const char *add[] = {"link", "add",  "link", rif, "name", port,
+				     "type", "vlan", "id",   id,  NULL};
+		if ((rc = ipcmd(t->router, up, err)) != 0 ||
+		    (rc = ipcmd(t->router, add, err)) != 0) {
+			return rc;
+		}
+	}
+	const char *master[] = {"link", "set", port, "master", br, "up", NULL};
+	return ipcmd(t->router, master, err);
+}
+
+static int build_host(const struct moat_net_policy *p, const struct topo *t, const struct host *h,
+		      size_t idx, struct moat_err *err)
 {
 	char rif[24];
 	char cidr[32];
@@ -390,10 +510,7 @@ static int build_host(const struct topo *t, const struct host *h, size_t idx, st
 		return rc;
 	}
 	if (h->zone >= 0) {
-		char br[24];
-		snprintf(br, sizeof(br), "br%d", h->zone);
-		const char *master[] = {"link", "set", rif, "master", br, "up", NULL};
-		if ((rc = ipcmd(t->router, master, err)) != 0) {
+		if ((rc = attach_port(p, t, h, rif, err)) != 0) {
 			return rc;
 		}
 	} else {
@@ -405,22 +522,35 @@ static int build_host(const struct topo *t, const struct host *h, size_t idx, st
 			return rc;
 		}
 	}
+	/* The host's own end: eth0, or its 802.1Q sub-interface eth0.<tag> over it. */
+	char hif[24] = "eth0";
+	const char *hup[] = {"link", "set", "eth0", "up", NULL};
+	if (h->tag) {
+		char id[8];
+		snprintf(hif, sizeof(hif), "eth0.%u", (unsigned)h->tag);
+		snprintf(id, sizeof(id), "%u", (unsigned)h->tag);
+		const char *vlan[] = {"link", "add",  "link", "eth0", "name", hif,
+				      "type", "vlan", "id",   id,     NULL};
+		if ((rc = ipcmd(h->ns, hup, err)) != 0 || (rc = ipcmd(h->ns, vlan, err)) != 0) {
+			return rc;
+		}
+	}
 	fmt_cidr(h->addr, h->prefix, cidr, sizeof(cidr));
-	const char *addr[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+	const char *addr[] = {"addr", "add", cidr, "dev", hif, NULL};
 	if ((rc = ipcmd(h->ns, addr, err)) != 0) {
 		return rc;
 	}
 	if (h->extra_addr) {
 		fmt_cidr(h->extra_addr, h->extra_prefix, cidr, sizeof(cidr));
-		const char *extra[] = {"addr", "add", cidr, "dev", "eth0", NULL};
+		const char *extra[] = {"addr", "add", cidr, "dev", hif, NULL};
 		if ((rc = ipcmd(h->ns, extra, err)) != 0) {
 			return rc;
 		}
 	}
 	moat_net_addr_format(h->gw, gw, sizeof(gw));
 	const char *lo[] = {"link", "set", "lo", "up", NULL};
-	const char *up[] = {"link", "set", "eth0", "up", NULL};
-	const char *route[] = {"route", "add", "default", "via", gw, NULL};
+	const char *up[] = {"link", "set", hif, "up", NULL};
+	const char *route[] = {"route", "add", "default", "via", gw, "dev", hif, NULL};
 	if ((rc = ipcmd(h->ns, lo, err)) != 0 || (rc = ipcmd(h->ns, up, err)) != 0 ||
 	    (rc = ipcmd(h->ns, route, err)) != 0) {
 		return rc;
@@ -448,8 +578,7 @@ static int build_topology(const struct moat_net_policy *p, const struct topo *t,
 		if (p->zones[z].subnet_count == 0) {
 			continue;
 		}
-		char br[24];
-		snprintf(br, sizeof(br), "br%zu", z);
+		const char *br = t->zone_if[z];
 		const char *add[] = {"link", "add", br, "type", "bridge", NULL};
 		const char *up[] = {"link", "set", br, "up", NULL};
 		if ((rc = ipcmd(t->router, add, err)) != 0) {
@@ -475,7 +604,7 @@ static int build_topology(const struct moat_net_policy *p, const struct topo *t,
 		}
 	}
 	for (size_t i = 0; i < t->host_count; i++) {
-		if ((rc = build_host(t, &t->hosts[i], i, err)) != 0) {
+		if ((rc = build_host(p, t, &t->hosts[i], i, err)) != 0) {
 			return rc;
 		}
 	}
@@ -511,20 +640,23 @@ static int listener_child(void *ctx)
 {
 	const struct listener_arg *a = ctx;
 	const struct topo *t = a->t;
-	struct pollfd fds[3];
+	struct pollfd fds[4 + 3];
+	size_t n = t->port_count + UDP_PORTS;
 	if (enter_ns(a->h->ns) != 0) {
 		(void)!write(STDOUT_FILENO, "E", 1);
 		return 2;
 	}
-	for (size_t i = 0; i < t->port_count; i++) {
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	for (size_t i = 0; i < n; i++) {
+		bool udp = i >= t->port_count;
+		int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
 		int one = 1;
 		struct sockaddr_in sa = {.sin_family = AF_INET,
-					 .sin_port = htons(t->ports[i]),
+					 .sin_port = htons(udp ? t->udp_ports[i - t->port_count]
+							       : t->ports[i]),
 					 .sin_addr.s_addr = htonl(INADDR_ANY)};
 		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    listen(fd, SOMAXCONN) != 0) {
+		    (!udp && listen(fd, SOMAXCONN) != 0)) {
 			(void)!write(STDOUT_FILENO, "E", 1);
 			return 3;
 		}
@@ -534,11 +666,22 @@ static int listener_child(void *ctx)
 	(void)!write(STDOUT_FILENO, "R", 1);
 	close(STDOUT_FILENO);
 	for (;;) {
-		if (poll(fds, t->port_count, -1) < 0 && errno != EINTR) {
+		if (poll(fds, n, -1) < 0 && errno != EINTR) {
 			return 4;
 		}
-		for (size_t i = 0; i < t->port_count; i++) {
-			if (fds[i].revents & POLLIN) {
+		for (size_t i = 0; i < n; i++) {
+			if ((fds[i].revents & POLLIN) && i >= t->port_count) {
+				/* udp: echo the datagram to its sender */
+				char buf[64];
+				struct sockaddr_in from;
+				socklen_t fl = sizeof(from);
+				ssize_t got = recvfrom(fds[i].fd, buf, sizeof(buf), 0,
+						       (struct sockaddr *)&from, &fl);
+				if (got > 0) {
+					(void)!sendto(fds[i].fd, buf, (size_t)got, 0,
+						      (struct sockaddr *)&from, fl);
+				}
+			} else if (fds[i].revents & POLLIN) {
 				int c = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
 				if (c >= 0) {
 					close(c);
@@ -591,8 +734,8 @@ static int64_t now_ms(void)
 
 /* In the child: starts count connections src -> dst:port at once and waits for them until
  * timeout_ms; out[i] gets the observation of each. */
-static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port, size_t count,
-			 int timeout_ms, uint8_t *out)
+static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port,
+			 const uint8_t *udp, size_t count, int timeout_ms, uint8_t *out)
 {
 	struct pollfd *fds = calloc(count, sizeof(*fds));
 	if (!fds) {
@@ -603,7 +746,10 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 	for (size_t i = 0; i < count; i++) {
 		fds[i].fd = -1;
 		out[i] = MOAT_NET_OBS_ERROR;
-		int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		bool dgram = udp && udp[i];
+		int fd = socket(AF_INET,
+				(dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
+				0);
 		struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
 		struct sockaddr_in to = {.sin_family = AF_INET,
 					 .sin_port = htons(port[i]),
@@ -612,6 +758,18 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 			if (fd >= 0) {
 				close(fd);
 			}
+			continue;
+		}
+		if (dgram) {
+			/* udp: a datagram out, the echo back is the answer */
+			if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0 ||
+			    send(fd, "moat", 4, 0) != 4) {
+				close(fd);
+				continue;
+			}
+			fds[i].fd = fd;
+			fds[i].events = POLLIN;
+			pending++;
 			continue;
 		}
 		if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
@@ -643,7 +801,10 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 			}
 			int soerr = 0;
 			socklen_t len = sizeof(soerr);
-			if (getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
+			if (fds[i].events == POLLIN) {
+				char echo[8];
+				soerr = recv(fds[i].fd, echo, sizeof(echo), 0) > 0 ? 0 : errno;
+			} else if (getsockopt(fds[i].fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) {
 				soerr = errno;
 			}
 			out[i] = soerr == 0		 ? MOAT_NET_OBS_OPEN
@@ -711,12 +872,13 @@ static int start_child(const struct host *h, probe_fn fn, const void *arg, size_
 struct plain_arg {
 	uint32_t dst[MOAT_NET_PROBES_MAX];
 	uint16_t port[MOAT_NET_PROBES_MAX];
+	uint8_t udp[MOAT_NET_PROBES_MAX];
 };
 
 static void plain_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
 {
 	const struct plain_arg *a = arg;
-	connect_many(h->addr, a->dst, a->port, out_len, PROBE_TIMEOUT_MS, out);
+	connect_many(h->addr, a->dst, a->port, a->udp, out_len, PROBE_TIMEOUT_MS, out);
 }
 
 struct flood_arg {
@@ -737,7 +899,7 @@ static void flood_fn(const struct host *h, const void *arg, uint8_t *out, size_t
 		dst[i] = a->dst;
 		port[i] = a->port;
 	}
-	connect_many(h->addr, dst, port, n, FLOOD_TIMEOUT_MS, obs);
+	connect_many(h->addr, dst, port, NULL, n, FLOOD_TIMEOUT_MS, obs);
 	size_t open = 0;
 	size_t blocked = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -789,6 +951,46 @@ static int finish_child(pid_t pid, uint8_t *res, size_t len, struct moat_err *er
 	return rc;
 }
 
+static void add_probe_pkt(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+			  const struct host *from, const char *to, const struct moat_net_pkt *k)
+{
+	if (r->probe_count >= MOAT_NET_PROBES_MAX) {
+		return;
+	}
+	struct moat_net_probe *pr = &r->probes[r->probe_count++];
+	snprintf(pr->from, sizeof(pr->from), "%s", from->label);
+	snprintf(pr->to, sizeof(pr->to), "%s", to);
+	pr->src = k->src;
+	pr->dst = k->dst;
+	pr->port = k->dport;
+	pr->udp = k->proto == MOAT_NET_PROTO_UDP;
+	pr->to_gateway = k->to_gateway;
+	pr->expect_open = !from->rogue && moat_net_expect_pkt(p, k);
+	pr->observed = MOAT_NET_OBS_ERROR;
+}
+
+/* Probes of the gateway itself from h, at the gateway's address on h's side. */
+static void add_gateway_probes(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+			       const struct topo *t, const struct host *h)
+{
+	const struct {
+		enum moat_net_proto proto;
+		uint16_t port;
+	} svc[] = {{MOAT_NET_PROTO_TCP, t->other_port},
+		   {MOAT_NET_PROTO_TCP, MOAT_NET_DNS_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_DNS_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_NTP_PORT},
+		   {MOAT_NET_PROTO_UDP, MOAT_NET_DHCP_PORT}};
+	for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+		struct moat_net_pkt k = {.src = h->addr,
+					 .dst = h->gw,
+					 .proto = svc[i].proto,
+					 .dport = svc[i].port,
+					 .to_gateway = true};
+		add_probe_pkt(r, p, h, "gateway", &k);
+	}
+}
+
 static void add_probe(struct moat_net_verify_report *r, const struct moat_net_policy *p,
 		      const struct host *from, const char *to, uint32_t dst, uint16_t port,
 		      bool flood)
@@ -803,7 +1005,7 @@ static void add_probe(struct moat_net_verify_report *r, const struct moat_net_po
 	pr->dst = dst;
 	pr->port = port;
 	pr->flood = flood;
-	pr->expect_open = moat_net_expect(p, from->addr, dst, port);
+	pr->expect_open = !from->rogue && moat_net_expect(p, from->addr, dst, port);
 	pr->observed = MOAT_NET_OBS_ERROR;
 }
 
@@ -814,7 +1016,7 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 		const struct host *from = &t->hosts[s];
 		for (size_t d = 0; d < t->host_count; d++) {
 			const struct host *to = &t->hosts[d];
-			if (d == s || to->addr == p->broker_addr) {
+			if (d == s || to->addr == p->broker_addr || to->rogue) {
 				continue;
 			}
 			/* The port devices may use somewhere: proves it is not open elsewhere. */
@@ -831,6 +1033,7 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 				add_probe(r, p, from, svc_label[k], svc[k], t->ports[i], false);
 			}
 		}
+		add_gateway_probes(r, p, t, from);
 	}
 	if (p->conn_rate * 2 <= FLOOD_BURST_MAX) {
 		for (size_t s = 0; s < t->host_count; s++) {
@@ -871,6 +1074,7 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 			    strcmp(t->hosts[h].label, pr->from) == 0) {
 				args[h].dst[counts[h]] = pr->dst;
 				args[h].port[counts[h]] = pr->port;
+				args[h].udp[counts[h]] = pr->udp;
 				idx[h][counts[h]++] = i;
 				break;
 			}
@@ -963,6 +1167,30 @@ static uint64_t read_counter(const struct topo *t, const char *family)
 	return errno == 0 && end != s + 8 ? (uint64_t)v : 0;
 }
 
+/* Whether this kernel makes 802.1Q devices, tried on a veth pair in a namespace of its own. */
+static int probe_vlan(bool *out, struct moat_err *err)
+{
+	char ns[NS_NAME_LEN];
+	snprintf(ns, sizeof(ns), "moat-%d-p", (int)getpid());
+	*out = false;
+	int rc = ns_add(ns, err);
+	if (rc != 0) {
+		return rc;
+	}
+	const char *veth[] = {"link", "add", "t0", "type", "veth", "peer", "name", "t1", NULL};
+	const char *vlan[] = {"link", "add",  "link", "t0", "name", "t0.2",
+			      "type", "vlan", "id",   "2",  NULL};
+	struct moat_err ignored;
+	if ((rc = ipcmd(ns, veth, err)) == 0) {
+		*out = ipcmd(ns, vlan, &ignored) == 0;
+	}
+	const char *del[] = {"ip", "netns", "delete", ns, NULL};
+	if (net_run(del, NULL, NULL, 0, &ignored) == 0) {
+		live.ns_count--; /* it was the last one added */
+	}
+	return rc;
+}
+
 /* Root, ip(8), nft(8) and network namespaces: without them there is nothing to prove. */
 static int check_capabilities(struct moat_err *err)
 {
@@ -1004,7 +1232,17 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		live.atexit_set = true;
 	}
 	remove_stale();
-	if ((rc = plan_topology(p, &t, err)) != 0 || (rc = make_probes(p, &t, report, err)) != 0) {
+	rc = probe_vlan(&t.vlan_ok, err);
+	if (rc == MOAT_EIO && live.ns_count == 0) {
+		/* The very first `ip netns add` failed: this machine cannot do namespaces. */
+		if (err) {
+			err->code = MOAT_ESTATE;
+		}
+		rc = MOAT_ESTATE;
+	}
+	report->tagged = t.vlan_ok;
+	if (rc != 0 || (rc = plan_topology(p, &t, err)) != 0 ||
+	    (rc = make_probes(p, &t, report, err)) != 0) {
 		goto out;
 	}
 	rc = build_topology(p, &t, err);
@@ -1022,6 +1260,14 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		if ((rc = start_listener(&t, &t.hosts[h], err)) != 0) {
 			goto out;
 		}
+	}
+	/* The gateway's own services: the same listeners in the router. */
+	static struct host gw;
+	memset(&gw, 0, sizeof(gw));
+	snprintf(gw.label, sizeof(gw.label), "gateway");
+	snprintf(gw.ns, sizeof(gw.ns), "%s", t.router);
+	if ((rc = start_listener(&t, &gw, err)) != 0) {
+		goto out;
 	}
 	if ((rc = run_phase(&t, report, true, err)) != 0 ||
 	    (rc = run_phase(&t, report, false, err)) != 0 ||

@@ -61,6 +61,8 @@ printers = none
 device_zones = iot, cameras
 broker_address = 10.1.0.5
 server_address = 10.2.0.7
+dns = 10.1.0.53, 9.9.9.9
+ntp = 10.2.0.123
 conn_rate = 5
 log_rate = 3
 CONF

@@ -3,7 +3,9 @@
 # network namespace this test creates (never on the host). A table and an iptables chain
 # that belong to someone else must survive every step; dry-run must change nothing; a bad
 # [network] section and a missing nft must load nothing. Also loads the iptables form with
-# iptables-restore --noflush. Skipped (77) without root, namespaces or nftables.
+# iptables-restore --noflush and checks it leaves FORWARD's policy alone. `apply --interfaces
+# --root` installs the VLAN interface files and removes only moat's stale ones. Skipped (77)
+# without root, namespaces or nftables.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_net.sh"
 
@@ -67,6 +69,16 @@ expect_ok "remove" in_ns moat net remove
 [ "$(tables)" = "table inet keepme " ] || fail "remove left or took tables: $(tables)"
 [ "$(in_ns nft list table inet keepme)" = "$KEEP" ] || fail "remove touched inet keepme"
 expect_ok "remove when absent" in_ns moat net remove
+expect_ok "apply --json" in_ns moat net apply --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["loaded"] == ["inet moat", "bridge moat"]' ||
+	fail "apply --json: $out"
+expect_ok "apply --dry-run --json" in_ns moat net apply --dry-run --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert "checked" in json.load(sys.stdin)' ||
+	fail "apply --dry-run --json: $out"
+expect_ok "remove --json" in_ns moat net remove --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["removed"] == ["inet moat", "bridge moat"]' ||
+	fail "remove --json: $out"
+[ "$(tables)" = "table inet keepme " ] || fail "remove --json left or took tables: $(tables)"
 
 # The iptables form loads with --noflush next to someone else's chain.
 if command -v iptables-restore >/dev/null; then
@@ -77,6 +89,13 @@ if command -v iptables-restore >/dev/null; then
 	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore"
 	in_ns iptables -S MOAT-FORWARD | grep -q 'devices reach the broker' || fail "MOAT-FORWARD missing"
 	in_ns iptables -S KEEPME | grep -q 4242 || fail "iptables-restore flushed KEEPME"
+	# The host's FORWARD policy is not moat's to change: set it to ACCEPT and see it stay.
+	in_ns iptables -P FORWARD ACCEPT
+	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore (policy)"
+	[ "$(in_ns iptables -S FORWARD | head -1)" = "-P FORWARD ACCEPT" ] ||
+		fail "loading the iptables form changed FORWARD: $(in_ns iptables -S FORWARD | head -1)"
+	in_ns iptables -S | grep -v -- '-N \|-P \|-A MOAT-\|-A KEEPME' | grep . &&
+		fail "the iptables form added rules outside moat's chains"
 	# Loading twice replaces the MOAT chains instead of appending to them.
 	n1=$(in_ns iptables -S MOAT-FORWARD | wc -l)
 	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore again"
@@ -85,3 +104,48 @@ if command -v iptables-restore >/dev/null; then
 else
 	echo "note: iptables-restore not installed; iptables form not loaded"
 fi
+
+# The VLAN interfaces go into ROOT/etc/systemd/network, replacing moat's files and only them.
+R="$T/root"
+mkdir -p "$R/etc/systemd/network"
+printf '[Match]\nName=eth9\n' >"$R/etc/systemd/network/10-keep.network"
+printf 'stale\n' >"$R/etc/systemd/network/20-moat-eth0.99.netdev"
+expect_ok "apply --interfaces --root" moat net apply --interfaces --root "$R"
+assert_contains "$out" "$R/etc/systemd/network"
+assert_contains "$out" "networkctl reload"
+expect_ok "plan --interfaces --json" moat net plan --interfaces --json
+printf '%s' "$out" | python3 -c '
+import json, os, sys
+d = json.load(sys.stdin)
+root = sys.argv[1] + "/etc/systemd/network"
+want = {f["name"]: f["text"] for f in d["files"]}
+have = {n for n in os.listdir(root) if n.startswith("20-moat-")}
+assert have == set(want), (have, set(want))
+for n, t in want.items():
+    assert open(os.path.join(root, n)).read() == t, n
+    assert oct(os.stat(os.path.join(root, n)).st_mode & 0o777) == "0o644", n
+' "$R" || fail "installed files differ from the plan"
+[ -f "$R/etc/systemd/network/10-keep.network" ] || fail "apply --interfaces removed a foreign file"
+expect_ok "apply --interfaces --json" moat net apply --interfaces --root "$R" --json
+printf '%s' "$out" | python3 -c 'import json,sys; d = json.load(sys.stdin); assert d["directory"] == sys.argv[1] + "/etc/systemd/network", d' "$R" ||
+	fail "apply --interfaces --json: $out"
+[ ! -e "$R/etc/systemd/network/20-moat-eth0.99.netdev" ] || fail "a stale moat file stayed"
+ls -a "$R/etc/systemd/network" | grep -q '\.tmp\.' && fail "temporary files left behind"
+# A VLAN taken out of moat.conf takes its files along.
+printf 'vlans = iot:20\n' >>"$D/moat.conf"
+expect_ok "apply --interfaces with fewer VLANs" moat net apply --interfaces --root "$R"
+[ ! -e "$R/etc/systemd/network/20-moat-eth0.10.netdev" ] || fail "VLAN 10's files stayed"
+[ -e "$R/etc/systemd/network/20-moat-eth0.20.netdev" ] || fail "VLAN 20's files went"
+# A bad section writes nothing.
+before=$(cd "$R/etc/systemd/network" && cat ./*)
+printf 'trunk = not/an/if\n' >>"$D/moat.conf"
+expect_fail "apply --interfaces with a bad trunk" moat net apply --interfaces --root "$R"
+assert_contains "$errout" "not an interface name"
+[ "$(cd "$R/etc/systemd/network" && cat ./*)" = "$before" ] || fail "a refused apply wrote files"
+expect_fail "--root without --interfaces" moat net apply --root "$R"
+expect_fail "--interfaces with --dry-run" moat net apply --interfaces --dry-run
+expect_fail "--interfaces for verify" moat net verify --interfaces
+# An unwritable root: one clear line, non-zero.
+printf 'x' >"$T/afile"
+expect_fail "apply --interfaces under a file" moat net apply --interfaces --root "$T/afile"
+pass "apply --interfaces installs, replaces and removes only moat's files"

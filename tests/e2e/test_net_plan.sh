@@ -28,7 +28,47 @@ golden default.iptables moat net plan --format iptables
 expect_ok "plan --format nft is the default" moat net plan --format nft
 cmp -s <(echo "$out") <(moat net plan) || fail "--format nft differs from the default"
 
+# The gateway's VLAN sub-interfaces: systemd-networkd files and ifupdown stanzas. Nothing
+# checks networkd files offline (networkctl has no parse-only mode), so their exact bytes
+# are pinned here, and test_net_apply checks that apply installs exactly these.
+golden default.networkd moat net plan --interfaces
+golden default.interfaces moat net plan --interfaces --format ifupdown
+expect_ok "plan --interfaces --format networkd is the default" moat net plan --interfaces --format networkd
+cmp -s <(echo "$out") <(moat net plan --interfaces) || fail "--format networkd differs from the default"
+expect_fail "unknown interfaces format" moat net plan --interfaces --format nft
+assert_contains "$errout" "unknown interfaces format 'nft' (networkd or ifupdown)"
+
+# --json: the ruleset and the policy it came from, as one JSON document.
+expect_ok "plan --json" moat net plan --json
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["format"] == "nft", d["format"]
+assert d["ruleset"] == open(sys.argv[1]).read()
+z = {x["name"]: x for x in d["zones"]}
+assert z["iot"]["kind"] == "devices" and z["iot"]["vlan"] == 20 and z["iot"]["parent"] == "eth0"
+assert z["management"]["subnets"] == ["10.77.1.0/24"]
+assert d["broker_address"] == "10.77.1.10" and d["broker_port"] == 8883
+assert d["server_address"] == "10.77.1.10" and d["server_port"] == 8443
+' "$GOLDEN/default.nft" || fail "plan --json"
+expect_ok "plan --format iptables --json" moat net plan --format iptables --json
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["format"] == "iptables" and d["ruleset"] == open(sys.argv[1]).read()
+' "$GOLDEN/default.iptables" || fail "plan --format iptables --json"
+expect_ok "plan --interfaces --format ifupdown --json" moat net plan --interfaces --format ifupdown --json
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["format"] == "ifupdown" and d["text"] == open(sys.argv[1]).read()
+' "$GOLDEN/default.interfaces" || fail "plan --interfaces --format ifupdown --json"
+pass "plan --json"
+
 net_custom_section >>"$D/moat.conf"
+printf 'trunk = bond0\nvlans = management:10, iot:20, cameras:21@eth2, guest:30\n' >>"$D/moat.conf"
+golden custom.networkd moat net plan --interfaces
+golden custom.interfaces moat net plan --interfaces --format ifupdown
 golden custom.nft moat net plan
 golden custom.iptables moat net plan --format iptables
 # The same policy from a copy of moat.conf, as a gateway would hold it.
@@ -77,6 +117,26 @@ bad "server on the broadcast address" "is the broadcast address" \
 	$'[network]\nserver_address = 10.77.1.255'
 bad "conn_rate zero" "[network] conn_rate" $'[network]\nconn_rate = 0'
 bad "log_rate too high" "[network] log_rate" $'[network]\nlog_rate = 1000000'
+bad "gateway_input typo" "[network] gateway_input: 'dorp': expected drop or accept" $'[network]\ngateway_input = dorp'
+bad "dhcp value" "[network] dhcp: 'on': expected gateway or none" $'[network]\ndhcp = on'
+bad "dns server in a device zone" "[network] dns: 10.77.10.53 is in device zone iot" $'[network]\ndns = 10.77.10.53'
+bad "ntp by name" "[network] ntp: 'pool.ntp.org': not an IPv4 address" $'[network]\nntp = pool.ntp.org'
+bad "too many dns servers" "more than 4 servers" $'[network]\ndns = 1.1.1.1, 1.0.0.1, 8.8.8.8, 8.8.4.4, 9.9.9.9'
+bad "vlan item without id" "[network] vlans: 'iot': expected zone:id[@parent]" $'[network]\nvlans = iot'
+bad "vlan of an unknown zone" "[network] vlans: unknown zone 'cameras'" $'[network]\nvlans = cameras:21'
+bad "vlan id zero" "VLAN id must be 1 to 4094" $'[network]\nvlans = iot:0'
+bad "vlan id too high" "VLAN id must be 1 to 4094" $'[network]\nvlans = iot:4095'
+bad "vlan id twice on a trunk" "VLAN 20 on eth0 is already zone iot's" $'[network]\nvlans = iot:20, guest:20'
+bad "zone on two vlans" "zone 'iot' listed twice" $'[network]\nvlans = iot:20, iot:21'
+bad "bad parent" "'eth 1': not an interface name" $'[network]\nvlans = iot:20@eth 1'
+bad "sub-interface name too long" "'enp0s31f6xy.2000' is longer than 15 characters" $'[network]\nvlans = iot:2000@enp0s31f6xy'
+bad "bad trunk" "[network] trunk: 'a/b': not an interface name" $'[network]\ntrunk = a/b'
+# The same refusals from plan --interfaces.
+cp "$T/moat.conf.orig" "$D/moat.conf"
+printf '[network]\nvlans = iot:99999\n' >>"$D/moat.conf"
+expect_fail "plan --interfaces with a bad vlan" moat net plan --interfaces
+assert_contains "$errout" "VLAN id must be 1 to 4094"
+[ -z "$out" ] || fail "plan --interfaces printed files anyway"
 # Ports come from the deployment's [broker] and [server] sections.
 sed 's/^port = 8883$/port = 70000/' "$T/moat.conf.orig" >"$D/moat.conf"
 expect_fail "broker port out of range" moat net plan

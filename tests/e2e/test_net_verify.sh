@@ -27,13 +27,38 @@ run_verify() {
 
 run_verify
 [ $rc -eq 0 ] || fail "verify of the default policy: exit $rc: $errout"$'\n'"$out"
+KERNEL_TAGS=0
+printf '%s\n' "$out" | grep -q "no 802.1Q devices" || KERNEL_TAGS=1
 assert_contains "$out" ", 0 mismatches,"
 assert_not_contains "$out" "MISMATCH"
 row() { printf '%s\n' "$out" | grep -E "^$1 +$2 +$3 " | head -1; }
 assert_contains "$(row iot-1 iot-2 '10.77.10.3:8883 +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 broker '10.77.1.10:8883 +open +open')" " ok"
-assert_contains "$(row iot-1 server '10.77.1.11:8443 +open +open')" " ok"
-assert_contains "$(row iot-1 broker '10.77.1.10:8443 +blocked +blocked')" " ok"
+# moatd beside the broker (the day-one layout): the update server is the broker's address.
+assert_contains "$(row iot-1 broker '10.77.1.10:8443 +open +open')" " ok"
+assert_contains "$(row iot-1 broker '10.77.1.10:2222 +blocked +blocked')" " ok"
+# A host on the IoT trunk port sending untagged frames with an IoT address reaches nothing;
+# where the kernel has 802.1Q, one tagging with the management VLAN reaches nothing either.
+assert_contains "$(row iot-untagged broker '10.77.1.10:8883 +blocked +blocked')" " ok"
+assert_contains "$(row iot-untagged iot-1 '[0-9.:]+ +blocked +blocked')" " ok"
+# The gateway itself: DNS, NTP and DHCP for every zone, anything else from management only.
+assert_contains "$(row iot-1 gateway '10.77.10.1:53/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:53 +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:123/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:67/udp +open +open')" " ok"
+assert_contains "$(row iot-1 gateway '10.77.10.1:2222 +blocked +blocked')" " ok"
+assert_contains "$(row guest-1 gateway '10.77.20.1:2222 +blocked +blocked')" " ok"
+assert_contains "$(row mgmt gateway '10.77.1.1:2222 +open +open')" " ok"
+assert_contains "$(row outside gateway '[0-9.]+:53/udp +blocked +blocked')" " ok"
+assert_contains "$(row outside gateway '[0-9.]+:2222 +blocked +blocked')" " ok"
+assert_contains "$(row iot-untagged gateway '10.77.10.1:53/udp +blocked +blocked')" " ok"
+if [ $KERNEL_TAGS = 1 ]; then
+	assert_contains "$(row iot-tag10 broker '10.77.1.10:8883 +blocked +blocked')" " ok"
+	assert_contains "$(row iot-tag10 mgmt '[0-9.:]+ +blocked +blocked')" " ok"
+else
+	echo "note: this kernel has no 802.1Q (CONFIG_VLAN_8021Q): tagged rows not run"
+	assert_not_contains "$out" "iot-tag10"
+fi
 assert_contains "$(row iot-1 guest-1 '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 outside '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row guest-1 guest-2 '[0-9.:]+ +blocked +blocked')" " ok"
@@ -42,9 +67,9 @@ assert_contains "$(row guest-1 broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row mgmt iot-2 '[0-9.:]+ +open +open')" " ok"
 assert_contains "$(row outside broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 broker '10.77.1.10:8883 +limited +limited')" "(connection flood)"
-drops=$(printf '%s\n' "$out" | tail -1 | sed -n 's/.* \([0-9]*\) drops logged$/\1/p')
-[ -n "$drops" ] && [ "$drops" -gt 0 ] || fail "no logged drops counted: $(printf '%s\n' "$out" | tail -1)"
-pass "default policy holds ($(printf '%s\n' "$out" | tail -1))"
+drops=$(printf '%s\n' "$out" | grep ' drops logged$' | sed -n 's/.* \([0-9]*\) drops logged$/\1/p')
+[ -n "$drops" ] && [ "$drops" -gt 0 ] || fail "no logged drops counted: $(printf '%s\n' "$out" | grep ' drops logged$')"
+pass "default policy holds ($(printf '%s\n' "$out" | grep ' drops logged$'))"
 
 # JSON form of the same matrix.
 run_verify --json
@@ -57,8 +82,28 @@ assert len(r["probes"]) > 20
 assert all(p["ok"] for p in r["probes"])
 assert any(p["flood"] and p["observed"] == "limited" for p in r["probes"])
 ' || fail "verify --json output"
+printf '%s' "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+assert r["tagged"] == (sys.argv[1] == "1"), r["tagged"]
+' $KERNEL_TAGS || fail "verify --json: tagged"
 pass "verify --json"
 
+# The day-one layout of docs/OPERATIONS.md: the broker host given by address. Whatever an
+# exported agent is told to use for updates must be open from the IoT zone.
+D1="$T/day1"
+moat init --dir "$D1" --name day1 --broker-host 10.77.1.10 >/dev/null
+MOAT_DIR="$D1" moat device add sensor-1 >/dev/null
+MOAT_DIR="$D1" moat device export sensor-1 --format agent --out "$T/sensor-1" >/dev/null
+url=$(sed -n '/^\[update\]/,/^\[/s/^server = //p' "$T/sensor-1/agent.conf")
+[ -n "$url" ] || fail "no [update] server in the exported agent.conf"
+hostport=${url#https://}
+MOAT_DIR="$D1" run_verify
+[ $rc -eq 0 ] || fail "verify of the day-one layout: exit $rc: $errout"
+assert_contains "$(row iot-1 broker "${hostport//./\\.} +open +open")" " ok"
+pass "day one: devices reach the update server they are given ($url)"
+
+cp "$D/moat.conf" "$T/moat.conf.default"
 # More zones, several subnets per zone, a second device zone and a zone with no subnets.
 net_custom_section 10.30.0.0/29 >>"$D/moat.conf"
 run_verify
@@ -68,7 +113,7 @@ assert_contains "$(row cameras-1 cameras-2 '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row cameras-2 server '10.2.0.7:8443 +open +open')" " ok"
 assert_contains "$(row lab-1 guest-1 '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row lab-1 outside '[0-9.:]+ +open +open')" " ok"
-pass "custom policy holds ($(printf '%s\n' "$out" | tail -1))"
+pass "custom policy holds ($(printf '%s\n' "$out" | grep ' drops logged$'))"
 
 # A ruleset that lost its bridge rule on the way into nft: two devices on one bridge reach
 # each other, and verify must say so and fail. The shim edits only what verify feeds to nft.
@@ -85,10 +130,34 @@ SHIM
 chmod +x "$T/shim/nft"
 PATH="$T/shim:$PATH" run_verify
 [ $rc -ne 0 ] || fail "verify passed a broken ruleset"
+assert_contains "$(row iot-untagged broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$errout" "did not match the policy"
 assert_contains "$(row iot-1 iot-2 '[0-9.:]+ +blocked +open')" "MISMATCH"
 assert_contains "$(row cameras-1 iot-1 '[0-9.:]+ +blocked +blocked')" " ok"
 pass "a broken ruleset is caught: $errout"
+
+# An input chain that lost its NTP allowance on the way into nft: devices would get no time.
+cat >"$T/shim/nft" <<SHIM
+#!/bin/sh
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
+	sed '/NTP on the gateway/d' | "$REAL_NFT" -f -
+else
+	exec "$REAL_NFT" "\$@"
+fi
+SHIM
+cp "$T/moat.conf.default" "$D/moat.conf"
+PATH="$T/shim:$PATH" run_verify
+[ $rc -ne 0 ] || fail "verify passed a ruleset without NTP"
+assert_contains "$(row iot-1 gateway '10.77.10.1:123/udp +open +blocked')" "MISMATCH"
+assert_contains "$(row iot-1 gateway '10.77.10.1:53/udp +open +open')" " ok"
+pass "a missing NTP allowance is caught"
+
+# gateway_input = accept: no input chain, the gateway answers everyone.
+printf '\n[network]\ngateway_input = accept\n' >>"$D/moat.conf"
+run_verify
+[ $rc -eq 0 ] || fail "verify with gateway_input = accept: exit $rc: $errout"
+assert_contains "$(row outside gateway '[0-9.]+:2222 +open +open')" " ok"
+pass "gateway_input = accept leaves the gateway open"
 
 # Interrupted while the topology exists: everything is removed, the exit is non-zero.
 for sig in INT TERM; do

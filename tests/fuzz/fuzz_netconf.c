@@ -6,9 +6,12 @@
  * The input also supplies a few extra addresses and ports to decide on. The same config goes
  * through moat_net_guard_from_config ([guard]): a refusal zeroes the guard and says why; an
  * accepted guard has every bound at least 1, only numeric exempt addresses, and renders
- * the same bytes twice. */
+ * the same bytes twice. The VLANs of an accepted policy ([network] vlans, trunk) have ids in
+ * 1..4094, valid parent names, "parent.id" within an interface name, no (parent, id) twice,
+ * and the interface files (networkd, ifupdown) render the same bytes twice. */
 #include <arpa/inet.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,6 +89,57 @@ static void check_guard(const struct moat_config *cfg)
 	free(y);
 }
 
+static void check_vlans(const struct moat_net_policy *p)
+{
+	struct moat_err err;
+	moat_err_clear(&err);
+	for (size_t z = 0; z < p->zone_count; z++) {
+		const struct moat_net_zone *zn = &p->zones[z];
+		if (!zn->vlan) {
+			continue;
+		}
+		char sub[64];
+		int n = snprintf(sub, sizeof(sub), "%s.%u", zn->parent, (unsigned)zn->vlan);
+		if (zn->vlan > MOAT_NET_VLAN_ID_MAX ||
+		    moat_net_parse_ifname(zn->parent, &err) != 0 || n < 0 ||
+		    n > MOAT_NET_IFNAME_MAX_LEN) {
+			abort();
+		}
+		for (size_t k = 0; k < z; k++) {
+			if (p->zones[k].vlan == zn->vlan &&
+			    strcmp(p->zones[k].parent, zn->parent) == 0) {
+				abort();
+			}
+		}
+	}
+	static struct moat_net_files a;
+	static struct moat_net_files b;
+	if (moat_net_render_networkd(p, &a, &err) != 0 ||
+	    moat_net_render_networkd(p, &b, &err) != 0 || a.count != b.count) {
+		abort();
+	}
+	for (size_t i = 0; i < a.count; i++) {
+		if (strcmp(a.files[i].name, b.files[i].name) != 0 ||
+		    a.files[i].len != b.files[i].len ||
+		    memcmp(a.files[i].text, b.files[i].text, a.files[i].len) != 0 ||
+		    strchr(a.files[i].name, '/') != NULL) {
+			abort();
+		}
+	}
+	moat_net_files_free(&a);
+	moat_net_files_free(&b);
+	char *x = NULL;
+	char *y = NULL;
+	size_t xl = 0;
+	size_t yl = 0;
+	if (moat_net_render_ifupdown(p, &x, &xl, &err) != 0 ||
+	    moat_net_render_ifupdown(p, &y, &yl, &err) != 0 || xl != yl || memcmp(x, y, xl) != 0) {
+		abort();
+	}
+	free(x);
+	free(y);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct moat_net_policy p;
@@ -137,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(x);
 		free(y);
 	}
+	check_vlans(&p);
 	check_agreement(&p, data, size);
 	return 0;
 }

@@ -8,6 +8,7 @@
  * can create network namespaces, moat_net_verify runs the real topology, once with the
  * policy as built and once with the bridged device rule removed, which must be caught.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -131,7 +132,7 @@ static void test_defaults(void **state)
 	assert_string_equal(p->zones[2].name, "guest");
 	assert_int_equal(p->zones[2].kind, MOAT_NET_ZONE_ISOLATED);
 	assert_int_equal(p->broker_addr, A(MOAT_NET_DEFAULT_BROKER_ADDRESS));
-	assert_int_equal(p->server_addr, A(MOAT_NET_DEFAULT_SERVER_ADDRESS));
+	assert_int_equal(p->server_addr, A(MOAT_NET_DEFAULT_BROKER_ADDRESS));
 	assert_int_equal(p->broker_port, 8883);
 	assert_int_equal(p->server_port, 8443);
 	assert_int_equal(p->conn_rate, MOAT_NET_DEFAULT_CONN_RATE);
@@ -206,6 +207,43 @@ static void test_rejections(void **state)
 		 "15.0.0.0/8,16.0.0.0/8,17.0.0.0/8,18.0.0.0/8\n",
 		 "more than 16 subnets"},
 		{"[network]\nextra_zones = a,b,c,d,e,f,g,h,i,j,k,l,m,n\n", "more than 16 zones"},
+		/* the gateway's input and its services */
+		{"[network]\ngateway_input = maybe\n", "moat.conf:2: [network] gateway_input: "
+						       "'maybe': expected drop or accept"},
+		{"[network]\ndhcp = yes\n", "[network] dhcp: 'yes': expected gateway or none"},
+		{"[network]\ndns = 10.77.10.5\n", "moat.conf:2: [network] dns: 10.77.10.5 is in "
+						  "device zone iot"},
+		{"[network]\nntp = pool.ntp.org\n", "[network] ntp: 'pool.ntp.org': not an IPv4 "
+						    "address"},
+		{"[network]\ndns = 1.1.1.1, 1.1.1.1\n", "1.1.1.1 listed twice"},
+		{"[network]\nntp = 1.0.0.1, 1.0.0.2, 1.0.0.3, 1.0.0.4, 1.0.0.5\n",
+		 "more than 4 servers"},
+		{"[network]\ndns = gateway, 1.1.1.1\n", "'gateway': not an IPv4 address"},
+		{"[network]\nextra_zones = dns\ndns = 10.9.0.0/16\n", "reserved key name"},
+		/* vlans and trunk */
+		{"[network]\nvlans = iot\n", "moat.conf:2: [network] vlans: 'iot': expected "
+					     "zone:id[@parent]"},
+		{"[network]\nvlans = :20\n", "expected zone:id[@parent]"},
+		{"[network]\nvlans = a_very_long_zone_name:20\n", "expected zone:id[@parent]"},
+		{"[network]\nvlans = cameras:20\n", "[network] vlans: unknown zone 'cameras'"},
+		{"[network]\nvlans = iot:0\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:4095\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:020\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:20x\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:-5\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:123456\n", "VLAN id must be 1 to 4094"},
+		{"[network]\nvlans = iot:20@\n", "'': not an interface name"},
+		{"[network]\nvlans = iot:20@e/th0\n", "'e/th0': not an interface name"},
+		{"[network]\nvlans = iot:20@..\n", "not an interface name"},
+		{"[network]\nvlans = iot:20@abcdefghijklmnop\n", "not an interface name"},
+		{"[network]\nvlans = iot:2000@enp0s31f6xy\n",
+		 "'enp0s31f6xy.2000' is longer than 15"},
+		{"[network]\nvlans = iot:20, iot:21\n", "zone 'iot' listed twice"},
+		{"[network]\nvlans = iot:20, guest:20\n", "VLAN 20 on eth0 is already zone iot's"},
+		{"[network]\ntrunk = eth 0\n", "moat.conf:2: [network] trunk: 'eth 0': not an "
+					       "interface name"},
+		{"[network]\ntrunk = enp0s31f6xabc\n", "'enp0s31f6xabc.10' is longer than 15"},
 	};
 	struct moat_net_policy *p = calloc(1, sizeof(*p));
 	assert_non_null(p);
@@ -259,6 +297,13 @@ static size_t samples(const struct moat_net_policy *p, uint32_t *out, size_t max
 	for (size_t i = 0; i < 5 && n < max; i++) {
 		out[n++] = extra[i];
 	}
+	for (size_t i = 0; i < p->dns_count && n < max; i++) {
+		out[n++] = p->dns_addrs[i];
+	}
+	for (size_t i = 0; i < p->ntp_count && n < max; i++) {
+		out[n++] = p->ntp_addrs[i];
+	}
+	out[n < max ? n++ : n - 1] = 0; /* a DHCP client before it has an address */
 	return n;
 }
 
@@ -266,13 +311,26 @@ static size_t disagreements(const struct moat_net_policy *p)
 {
 	uint32_t addrs[256];
 	size_t n = samples(p, addrs, 256);
-	uint16_t ports[] = {0, p->broker_port, p->server_port, 22, 65535};
+	uint16_t ports[] = {0, p->broker_port, p->server_port, 22, 65535, 53, 123, 67};
+	const enum moat_net_proto protos[] = {MOAT_NET_PROTO_TCP, MOAT_NET_PROTO_UDP,
+					      MOAT_NET_PROTO_OTHER};
 	size_t bad = 0;
 	for (size_t s = 0; s < n; s++) {
 		for (size_t d = 0; d < n; d++) {
 			for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
 				bad += moat_net_decide(p, addrs[s], addrs[d], ports[k]) !=
 				       moat_net_expect(p, addrs[s], addrs[d], ports[k]);
+				for (size_t q = 0; q < 3; q++) {
+					/* through the gateway and to the gateway itself */
+					struct moat_net_pkt a = {addrs[s], addrs[d], protos[q],
+								 ports[k], false};
+					struct moat_net_pkt g = a;
+					g.to_gateway = true;
+					bad += moat_net_decide_pkt(p, &a) !=
+					       moat_net_expect_pkt(p, &a);
+					bad += moat_net_decide_pkt(p, &g) !=
+					       moat_net_expect_pkt(p, &g);
+				}
 			}
 		}
 	}
@@ -295,6 +353,33 @@ static void test_decide_matches_expect(void **state)
 	assert_int_equal(p->zones[4].kind, MOAT_NET_ZONE_ISOLATED);
 	assert_int_equal(p->zones[5].subnet_count, 0);
 	assert_int_equal(disagreements(p), 0);
+	/* Name and time servers elsewhere, no input chain: the same agreement. */
+	static const char *const variants[] = {
+		"[network]\ndns = 10.77.1.53, 8.8.8.8\nntp = 10.77.20.9\ndhcp = none\n",
+		"[network]\ngateway_input = accept\n",
+		"[network]\ndns = none\nntp = none\n",
+	};
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		struct moat_net_policy *q = calloc(1, sizeof(*q));
+		assert_non_null(q);
+		assert_int_equal(policy_from(variants[v], q, &err), 0);
+		assert_int_equal(disagreements(q), 0);
+		for (size_t i = 0; i < q->rule_count; i++) {
+			struct moat_net_rule saved = q->rules[i];
+			if ((saved.action != MOAT_NET_ACCEPT && saved.action != MOAT_NET_DROP) ||
+			    saved.iif_not[0]) {
+				continue;
+			}
+			q->rules[i].action = saved.action == MOAT_NET_ACCEPT ? MOAT_NET_DROP
+									     : MOAT_NET_ACCEPT;
+			if (disagreements(q) == 0) {
+				fail_msg("variant %zu: flipping rule %zu (%s) went unnoticed", v, i,
+					 saved.why);
+			}
+			q->rules[i] = saved;
+		}
+		free(q);
+	}
 
 	/* The rows of the issue, spelled out. */
 	uint32_t iot = A("10.10.3.4");
@@ -330,6 +415,10 @@ static void test_decide_matches_expect(void **state)
 		if (saved.src.kind == MOAT_NET_SEL_ZONE &&
 		    p->zones[saved.src.zone].subnet_count == 0) {
 			continue; /* a zone without subnets (printers): its rules match nothing */
+		}
+		if (saved.iif_not[0]) {
+			continue; /* interface rules: decide's packets arrive on their zone's
+				   * interface; verify proves these (untagged rows) */
 		}
 		p->rules[i].action = saved.action == MOAT_NET_ACCEPT ? MOAT_NET_DROP
 								     : MOAT_NET_ACCEPT;
@@ -432,7 +521,9 @@ static void test_verify_namespaces(void **state)
 	assert_true(r->mismatches >= 2);
 	for (size_t i = 0; i < r->probe_count; i++) {
 		const struct moat_net_probe *pr = &r->probes[i];
+		/* iot-1 and iot-2; not iot-untagged, which reaches nothing either way */
 		bool iot_pair = strncmp(pr->from, "iot-", 4) == 0 &&
+				isdigit((unsigned char)pr->from[4]) &&
 				strncmp(pr->to, "iot-", 4) == 0;
 		assert_true(pr->ok != iot_pair);
 		if (iot_pair) {
@@ -441,6 +532,161 @@ static void test_verify_namespaces(void **state)
 	}
 	free(p);
 	free(r);
+}
+
+static void test_vlans(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	/* The tutorial's layout by default: management 10, IoT 20, guest 30 on one trunk. */
+	assert_int_equal(policy_from("", p, &err), 0);
+	assert_int_equal(p->zones[0].vlan, 20);
+	assert_int_equal(p->zones[1].vlan, 10);
+	assert_int_equal(p->zones[2].vlan, 30);
+	assert_string_equal(p->zones[0].parent, "eth0");
+	/* Each zone only from its own sub-interface, in the forward rules. */
+	size_t iif_rules = 0;
+	for (size_t i = 0; i < p->rule_count; i++) {
+		if (p->rules[i].iif_not[0]) {
+			iif_rules++;
+			assert_int_equal(p->rules[i].action, MOAT_NET_DROP);
+			assert_int_equal(p->rules[i].src.kind, MOAT_NET_SEL_ZONE);
+		}
+	}
+	assert_int_equal(iif_rules, 3);
+	assert_int_equal(policy_from("[network]\ntrunk = bond0\nextra_zones = lab\n"
+				     "lab = 10.30.0.0/24\n"
+				     "vlans = iot:120, lab:7@eth2, management:4094\n",
+				     p, &err),
+			 0);
+	assert_int_equal(p->zones[0].vlan, 120);
+	assert_string_equal(p->zones[0].parent, "bond0");
+	assert_int_equal(p->zones[1].vlan, 4094);
+	assert_int_equal(p->zones[2].vlan, 0); /* guest: not listed, no VLAN */
+	assert_int_equal(p->zones[3].vlan, 7);
+	assert_string_equal(p->zones[3].parent, "eth2");
+	/* The same id on two trunks is two VLANs. */
+	assert_int_equal(policy_from("[network]\nvlans = iot:20, guest:20@eth1\n", p, &err), 0);
+	assert_int_equal(policy_from("[network]\nvlans = none\n", p, &err), 0);
+	for (size_t z = 0; z < p->zone_count; z++) {
+		assert_int_equal(p->zones[z].vlan, 0);
+	}
+	for (size_t i = 0; i < p->rule_count; i++) {
+		assert_int_equal(p->rules[i].iif_not[0], '\0');
+	}
+	free(p);
+}
+
+/* The day-one layout (docs/OPERATIONS.md: moat init --broker-host 10.77.1.10): agents get
+ * https://<broker host>:<server port> as their update URL (moatd runs beside the broker),
+ * so the default policy must let devices reach that address and port. */
+static void test_day_one_ota(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	assert_int_equal(policy_from("[broker]\nhosts = 10.77.1.10\nport = 8883\n[server]\n"
+				     "port = 8443\n",
+				     p, &err),
+			 0);
+	uint32_t dev = A("10.77.10.20");
+	assert_true(moat_net_decide(p, dev, A("10.77.1.10"), 8443));
+	assert_true(moat_net_expect(p, dev, A("10.77.1.10"), 8443));
+	assert_true(moat_net_decide(p, dev, A("10.77.1.10"), 8883));
+	/* A broker moved elsewhere takes the update server along unless it is set apart. */
+	assert_int_equal(policy_from("[network]\nbroker_address = 10.77.1.20\n", p, &err), 0);
+	assert_true(moat_net_decide(p, dev, A("10.77.1.20"), 8443));
+	assert_int_equal(policy_from("[network]\nbroker_address = 10.77.1.20\n"
+				     "server_address = 10.77.1.21\n",
+				     p, &err),
+			 0);
+	assert_false(moat_net_decide(p, dev, A("10.77.1.20"), 8443));
+	assert_true(moat_net_decide(p, dev, A("10.77.1.21"), 8443));
+	free(p);
+}
+
+/* iptables-restore input names moat's chains only: never a built-in chain or its policy. */
+static void test_iptables_leaves_forward_policy(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	assert_int_equal(policy_from(custom_conf, p, &err), 0);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_net_render(p, MOAT_NET_FORMAT_IPTABLES, &text, &len, &err), 0);
+	for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+		nl = strchr(line, '\n');
+		if (nl) {
+			*nl = '\0';
+		}
+		if (line[0] == '#' || strcmp(line, "*filter") == 0 || strcmp(line, "COMMIT") == 0) {
+			continue;
+		}
+		if (line[0] == ':') {
+			assert_true(strncmp(line, ":MOAT-", 6) == 0);
+			assert_non_null(strstr(line, " - [0:0]"));
+			continue;
+		}
+		if (strncmp(line, "-A MOAT-", 8) != 0) {
+			fail_msg("not a rule of a moat chain: %s", line);
+		}
+		assert_null(strstr(line, " -P "));
+	}
+	free(text);
+	free(p);
+}
+
+static void test_interfaces_render(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_net_files *f = calloc(1, sizeof(*f));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	assert_non_null(f);
+	/* The broker holds the first address of management: the gateway takes the next. */
+	assert_int_equal(policy_from("[network]\nbroker_address = 10.77.1.1\n"
+				     "iot = 10.77.10.0/24, 10.78.0.0/16\nvlans = iot:20, "
+				     "management:10@eth1\n",
+				     p, &err),
+			 0);
+	assert_int_equal(moat_net_gateway_addr(p, 1, 0), A("10.77.1.2"));
+	assert_int_equal(moat_net_render_networkd(p, f, &err), 0);
+	assert_int_equal(f->count, 6); /* two trunks, two files per VLAN */
+	assert_string_equal(f->files[0].name, "20-moat-eth0.network");
+	assert_non_null(strstr(f->files[0].text, "[Match]\nName=eth0\n\n[Network]\n"
+						 "VLAN=eth0.20\n"));
+	assert_null(strstr(f->files[0].text, "eth1"));
+	assert_string_equal(f->files[1].name, "20-moat-eth1.network");
+	assert_string_equal(f->files[2].name, "20-moat-eth0.20.netdev");
+	assert_non_null(strstr(f->files[2].text, "[NetDev]\nName=eth0.20\nKind=vlan\n\n"
+						 "[VLAN]\nId=20\n"));
+	assert_string_equal(f->files[3].name, "20-moat-eth0.20.network");
+	assert_non_null(strstr(f->files[3].text, "Address=10.77.10.1/24\nAddress=10.78.0.1/16\n"));
+	assert_non_null(strstr(f->files[5].text, "Name=eth1.10\n"));
+	assert_non_null(strstr(f->files[5].text, "Address=10.77.1.2/24\n"));
+	moat_net_files_free(f);
+	assert_int_equal(f->count, 0);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_net_render_ifupdown(p, &text, &len, &err), 0);
+	assert_non_null(strstr(text, "auto eth1.10\niface eth1.10 inet static\n\taddress "
+				     "10.77.1.2\n\tnetmask 255.255.255.0\n\tvlan-raw-device "
+				     "eth1\n"));
+	assert_non_null(strstr(text, "iface eth0.20 inet static\n\taddress 10.78.0.1\n\tnetmask "
+				     "255.255.0.0\n"));
+	free(text);
+	/* No VLANs: no files. */
+	assert_int_equal(policy_from("[network]\nvlans = none\n", p, &err), 0);
+	assert_int_equal(moat_net_render_networkd(p, f, &err), 0);
+	assert_int_equal(f->count, 0);
+	free(f);
+	free(p);
 }
 
 static int guard_of(const char *text, struct moat_net_guard *g, struct moat_err *err)
@@ -543,6 +789,10 @@ int main(void)
 		cmocka_unit_test(test_subnet_relations),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_rejections),
+		cmocka_unit_test(test_vlans),
+		cmocka_unit_test(test_day_one_ota),
+		cmocka_unit_test(test_iptables_leaves_forward_policy),
+		cmocka_unit_test(test_interfaces_render),
 		cmocka_unit_test(test_decide_matches_expect),
 		cmocka_unit_test(test_render),
 		cmocka_unit_test(test_guard_config),
