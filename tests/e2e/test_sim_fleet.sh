@@ -15,7 +15,7 @@ moat identity add ops2 --role operator >/dev/null
 agent_broker_start
 
 agent_sub ops "$T/sub.txt" 'devices/+/telemetry' 'devices/+/status'
-moat --json sim --devices "$N" --prefix fleet --interval 2s --duration 600s >"$T/sim.json" 2>"$T/sim.err" &
+moat --json sim --create --devices "$N" --prefix fleet --interval 2s --duration 600s >"$T/sim.json" 2>"$T/sim.err" &
 SIM=$!
 E2E_PIDS+=("$SIM")
 
