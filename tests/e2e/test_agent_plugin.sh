@@ -25,7 +25,7 @@ pass "telemetry and status pass the plugin's policy"
 expect_ok "cmd diagnostics through the plugin" moat cmd dev1 diagnostics --as ops
 assert_contains "$out" "completed"
 set +e
-moat cmd dev1 update_interval --arg interval=0 --as ops >/dev/null 2>&1; rc=$?
+moat cmd dev1 check_update --as ops >/dev/null 2>&1; rc=$?
 set -e
 [ $rc -eq 1 ] || fail "refused command: exit $rc"
 pass "commands and responses through the plugin"

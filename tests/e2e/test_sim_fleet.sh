@@ -26,7 +26,7 @@ all_published() {
 wait_for 300 all_published || fail "not all devices published: $(tail -3 "$T/sim.err")"
 
 # While the fleet runs: a command to one simulated device answers like moat-agent.
-expect_ok "moat cmd to a simulated device" moat cmd fleet-000007 update_interval --arg interval=3 --as ops2
+expect_ok "moat cmd to a simulated device" moat cmd fleet-000007 update_interval --arg interval=3s --as ops2 --wait
 assert_contains "$out" "completed"
 
 kill -TERM "$SIM"

@@ -82,7 +82,7 @@ pass "simulated devices start on verified virtual slots and check for updates at
 head -c 300000 /dev/urandom >"$T/fw-1.1.0"
 sign "$T/fw-1.1.0" 1.1.0 2 "$T/fw-1.1.0.json"
 expect_ok "publish 1.1.0" moat fw publish "$T/fw-1.1.0.json" "$T/fw-1.1.0" --rollout 100
-expect_ok "check_update to one simulated device" moat cmd sim-000001 check_update --as ops
+expect_ok "check_update to one simulated device" moat cmd sim-000001 check_update --as ops --wait
 assert_contains "$out" "accepted"
 for stage in downloading verified installed confirmed; do
 	wait_for 60 grep -q "event=update_event id=sim-000001 stage=$stage" "$D/log/moatd.log" ||
