@@ -390,7 +390,7 @@ int cmd_main(int argc, char **argv)
 	if (argc - next != 2) {
 		return moat_opts_usage_error(&spec);
 	}
-	static struct run r;
+	struct run r;
 	memset(&r, 0, sizeof(r));
 	r.id = argv[next];
 	r.name = argv[next + 1];

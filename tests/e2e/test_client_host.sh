@@ -14,7 +14,7 @@ grep -q '^host = 127.0.0.1$' "$D/moat.conf" || fail "moat init wrote no [client]
 san=$(openssl x509 -in "$D/pki/server.crt" -noout -ext subjectAltName)
 assert_contains "$san" "DNS:mqtt.devices.invalid"
 assert_contains "$san" "IP Address:127.0.0.1"
-expect_ok "cert server reissues" moat cert server
+expect_ok "cert server reissues" moat cert server renew
 assert_contains "$(openssl x509 -in "$D/pki/server.crt" -noout -ext subjectAltName)" "IP Address:127.0.0.1"
 pass "moat init: [client] host 127.0.0.1, named by the server certificate (and when reissued)"
 # devices are still given the broker host
