@@ -5,7 +5,8 @@
 # moat sim, watch and cmd connect with verification on; --host overrides it (and a name
 # that does not resolve fails, saying so). moat sim makes no identity for an unknown ID
 # without --create, marks what --create makes as simulated (device list, device show), and
-# exits 1 naming the reason when its devices cannot connect.
+# exits 1 naming the reason when its devices cannot connect; its progress shows on a
+# terminal only.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_agent.sh"
 
@@ -33,6 +34,8 @@ pass "moat sim without --create makes no identity"
 
 expect_ok "sim --create" moat sim --create sim-a sim-b --interval 1s --duration "$(deadline 4s)"
 assert_contains "$out" "2 devices, 2 connected at peak"
+# not on a terminal: the summary only, no progress lines
+[ "$(printf '%s\n' "$out" | wc -l)" -eq 1 ] || fail "sim printed progress off a terminal: $out"
 moat device list >"$T/list"
 grep -Eq '^sim-a .* simulated$' "$T/list" || fail "device list: $(cat "$T/list")"
 grep -Eq '^real1 .* simulated$' "$T/list" && fail "a real device listed as simulated: $(cat "$T/list")"
@@ -40,6 +43,11 @@ moat --json device show sim-a | jq -e '.identity.simulated == true' >/dev/null |
 moat --json device show real1 | jq -e '.identity.simulated == false' >/dev/null || fail "device show --json: real1 simulated"
 assert_contains "$(moat device show sim-a)" "simulated:"
 pass "sim --create makes simulated devices, connected through [client] host with verification"
+# on a terminal (script(1) gives it one): the live status line
+script -qec "moat sim sim-a --interval 1s --duration $(deadline 3s)" /dev/null >"$T/tty.out" 2>&1 ||
+	fail "sim on a terminal: $(cat "$T/tty.out")"
+grep -q 'connected 1/1' "$T/tty.out" || fail "no progress on a terminal: $(cat -v "$T/tty.out")"
+pass "sim shows progress on a terminal only"
 
 # watch and cmd through [client] host; --host that does not resolve fails saying so
 moat watch sim-a --as ops --count 1 --timeout "$(deadline 20s)" >"$T/w" 2>&1 &
