@@ -46,13 +46,14 @@ struct moat_sensor_conf {
 };
 
 /* The agent's INI file (written by `moat device export ID --format agent`):
- *   [agent]  id, device_type, interval (duration 1s..1d, or 100ms..), state_dir, queue_max,
+ *   [agent]  id, device_type, interval (telemetry period: 100ms..1d, with its unit: 500ms,
+ *            30s, 5m; a bare number is refused), state_dir, queue_max,
  *            log (stderr|syslog), log_level (debug|info|warn|error), user (the account
  *            moat-agent switches to when started as root; its files, the state
  *            directory and moat-boot's slots must be that account's; without it, an agent
  *            started as root stays uid 0 with every capability dropped)
  *   [broker] host, port, ca, cert, key, keepalive (duration), reconnect_min,
- *            reconnect_max (durations, ms precision with "ms" suffix allowed)
+ *            reconnect_max (durations with a unit, "ms" allowed; a bare number is refused)
  *   [sensor] source (simulated|file|command), name, path, command, scale
  *   [update] server (https://host:port of moatd), state_dir (the device state directory
  *            of moat-boot; default: $MOAT_BOOT_STATE), interval (duration between update
@@ -74,7 +75,7 @@ struct moat_sensor_conf {
 struct moat_agent_conf {
 	char id[MOAT_ID_BUF_LEN];
 	char device_type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
-	int64_t interval_ms; /* "interval": a duration, or "<n>ms" down to 100 ms */
+	int64_t interval_ms; /* "interval": a duration with its unit, down to 100ms */
 	char state_dir[PATH_MAX];
 	int64_t queue_max;
 	bool use_syslog;

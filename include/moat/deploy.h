@@ -62,6 +62,12 @@ struct moat_deploy_conf {
 	char name[MOAT_ID_BUF_LEN];
 	char broker_hosts[MOAT_HOSTS_MAX][MOAT_HOST_MAX_LEN + 1]; /* names and addresses */
 	size_t broker_host_count;
+	/* [client] host: how moat's own clients on the broker's machine (moat cmd, watch, sim,
+	 * moatd's ingest) reach the broker. Default when absent: the first loopback name or
+	 * address among the hosts, else their first IP address (where the broker listens by
+	 * default), else the first host. moat init writes it, and the server certificate
+	 * always names it (moat init and `moat cert server` add it to the SANs). */
+	char client_host[MOAT_HOST_MAX_LEN + 1];
 	int broker_port;
 	int server_port;
 	enum moat_key_type key_type;
@@ -86,6 +92,12 @@ struct moat_init_opts {
 	const char *name;		 /* default: basename of dir, made a valid name */
 	const char *const *broker_hosts; /* default: localhost, 127.0.0.1 */
 	size_t broker_host_count;
+	/* [client] host: how moat's own clients on the broker's machine (moat cmd, watch, sim,
+	 * moatd's ingest) reach the broker. Default when absent: the first loopback name or
+	 * address among the hosts, else their first IP address (where the broker listens by
+	 * default), else the first host. moat init writes it, and the server certificate
+	 * always names it (moat init and `moat cert server` add it to the SANs). */
+	char client_host[MOAT_HOST_MAX_LEN + 1];
 	int broker_port; /* default 8883 */
 	int server_port; /* default 8443 */
 	enum moat_key_type key_type;
@@ -185,6 +197,7 @@ struct moat_provision_req {
 	enum moat_key_type key_type;
 	struct moat_csr *csr; /* certify this CSR's key (moat_csr_parse): no key.pem; NULL:
 				 moat generates the key */
+	bool simulated;	      /* a device for `moat sim --create`: marked so in the registry */
 };
 
 /* Progress: called after each identity is issued (done of total). May be NULL. */
@@ -277,6 +290,7 @@ struct moat_enroll_add_req {
 	bool token;		 /* issue a one-time token */
 	int64_t token_ttl;	 /* seconds, 60 .. MOAT_ENROLL_TOKEN_TTL_MAX; 0: 24 h */
 	const char *claim_cn;	 /* NULL: no claim certificate */
+	bool simulated;		 /* a device for `moat sim --create --enroll` */
 };
 
 /* Registers req->id as a device that will enroll itself: its identity row (no certificate,

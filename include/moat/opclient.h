@@ -27,10 +27,13 @@ struct moat_opclient;
 
 /* Connects as identity `as`, or when NULL as the first operator identity of the
  * registry (then the first service identity), with client id "<identity>:<suffix>"
- * (suffix NULL or "": the identity alone). out_as (may be NULL) receives the name. */
+ * (suffix NULL or "": the identity alone), to host (NULL or "": moat.conf's [client]
+ * host, deploy.h), whose name the broker's certificate must carry. out_as (may be NULL)
+ * receives the name. */
 MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suffix,
-					  int64_t timeout_ms, struct moat_opclient **out,
-					  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
+					  const char *host, int64_t timeout_ms,
+					  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
+					  struct moat_err *err);
 /* The role of the identity c is connected as. */
 enum moat_role moat_opclient_role(const struct moat_opclient *c);
 /* Subscribes (QoS 1) and waits for the broker's acknowledgement. */

@@ -18,6 +18,12 @@ struct moat_deploy;
 MOAT_MUST_CHECK int moat_agent_conf_for(struct moat_deploy *d, const char *id,
 					struct moat_agent_conf *out, struct moat_err *err);
 
+/* Points conf (made by the functions here) at host instead: the broker's host and the
+ * update and enroll URLs (moatd listens beside the broker under the same certificate).
+ * For devices simulated on the broker's own machine (moat sim, [client] host). */
+MOAT_MUST_CHECK int moat_agent_conf_set_host(struct moat_deploy *d, const char *host,
+					     struct moat_agent_conf *conf, struct moat_err *err);
+
 /* true when device id was registered to enroll itself (`moat device add ID --enroll` or
  * --claim-cn): it has an enrollment row, and its key is never on the operator's side. */
 MOAT_MUST_CHECK int moat_agent_enrolls(struct moat_deploy *d, const char *id, bool *out,

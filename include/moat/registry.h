@@ -50,6 +50,7 @@ struct moat_identity {
 	int64_t not_after;
 	bool cert_revoked;
 	int revoked_reason; /* RFC 5280 reason code of that certificate when cert_revoked */
+	bool simulated;	    /* a device made by `moat sim --create` */
 };
 
 struct moat_cert_row {
@@ -83,6 +84,10 @@ void moat_registry_rollback(struct moat_registry *reg);
 MOAT_MUST_CHECK int moat_registry_identity_insert(struct moat_registry *reg, const char *id,
 						  enum moat_role role, const char *device_type,
 						  int64_t now, struct moat_err *err);
+/* Marks id as a simulated device (moat sim --create); callers do it in the transaction
+ * that inserts it. MOAT_ENOENT when there is no such identity. */
+MOAT_MUST_CHECK int moat_registry_identity_set_simulated(struct moat_registry *reg, const char *id,
+							 struct moat_err *err);
 /* MOAT_EEXIST when the serial exists (the caller draws another). */
 MOAT_MUST_CHECK int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 					      const char *identity, int64_t not_before,

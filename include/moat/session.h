@@ -64,6 +64,10 @@ void moat_session_schedule(struct moat_session *s, int64_t first_attempt_ms,
 const struct moat_device_stats *moat_session_device_stats(const struct moat_session *s);
 /* Consecutive failed connection attempts (0 once connected). */
 unsigned moat_session_failures(const struct moat_session *s);
+/* true once the session has been connected (CONNACK accepted) at least once. */
+bool moat_session_ever_up(const struct moat_session *s);
+/* Why the last connection attempt failed or was lost ("" when none has): owned by s. */
+const char *moat_session_failure(const struct moat_session *s);
 
 struct moat_loop_stats {
 	size_t sessions, up;

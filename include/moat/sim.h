@@ -44,7 +44,9 @@ struct moat_sim_enroll {
 };
 
 /* Creates one session per id of deployment d, each configured exactly as
- * `moat device export --format agent` would configure moat-agent, with interval_ms and
+ * `moat device export --format agent` would configure moat-agent but connecting to host
+ * (NULL: moat.conf's [client] host, as the simulator runs on the operator's side), with
+ * interval_ms and
  * its state (seq, queue) under state_root/ID without fsync. With fw (may be NULL) every
  * device also runs signed updates on virtual slots (above); pool is where the checks are
  * counted and must outlive the sessions. Raises RLIMIT_NOFILE to what count sessions need
@@ -52,8 +54,8 @@ struct moat_sim_enroll {
  * The caller runs them with moat_loop_run (out_reboot NULL) and frees
  * them with moat_sim_free. */
 MOAT_MUST_CHECK int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN],
-				    size_t count, int64_t interval_ms, const char *state_root,
-				    const struct moat_sim_firmware *fw,
+				    size_t count, const char *host, int64_t interval_ms,
+				    const char *state_root, const struct moat_sim_firmware *fw,
 				    struct moat_agent_update_pool *pool,
 				    const struct moat_sim_enroll *enroll,
 				    struct moat_session ***out_sessions, struct moat_err *err);

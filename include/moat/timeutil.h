@@ -13,6 +13,12 @@
 MOAT_MUST_CHECK int moat_duration_parse(const char *text, int64_t default_unit_seconds,
 					int64_t *out_seconds, struct moat_err *err);
 
+/* Parses "<n>ms" or "<n>[s|m|h|d|w]" into milliseconds: the unit is required, so a bare
+ * number (whose unit a reader can only guess: 5000 meant as milliseconds once silenced a
+ * device for 83 minutes) is refused with a message asking for one. Rejects what
+ * moat_duration_parse rejects, and overflow of the milliseconds. */
+MOAT_MUST_CHECK int moat_duration_ms_parse(const char *text, int64_t *out_ms, struct moat_err *err);
+
 /* Parses a decimal integer in [min, max] with full strtoll checks. */
 MOAT_MUST_CHECK int moat_int_parse(const char *text, int64_t min, int64_t max, int64_t *out_value,
 				   struct moat_err *err);

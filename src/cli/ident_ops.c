@@ -500,9 +500,9 @@ static void print_identity_json(const struct moat_identity *id)
 	printf(",\"role\":\"%s\",\"device_type\":", moat_role_name(id->role));
 	cli_json_string(stdout, id->device_type);
 	printf(",\"status\":\"%s\",\"serial\":\"%s\",\"not_before\":\"%s\",\"not_after\":\"%s\","
-	       "\"cert_revoked\":%s}",
+	       "\"cert_revoked\":%s,\"simulated\":%s}",
 	       moat_identity_status_name(id->status), id->serial_hex, nb, na,
-	       id->cert_revoked ? "true" : "false");
+	       id->cert_revoked ? "true" : "false", id->simulated ? "true" : "false");
 }
 
 static int list_one(const struct moat_identity *id, void *ctx)
@@ -517,9 +517,11 @@ static int list_one(const struct moat_identity *id, void *ctx)
 		if (!id->serial_hex[0]) {
 			snprintf(na, sizeof(na), "-"); /* enrolls itself; no certificate yet */
 		}
-		printf("%-32s %-9s %-20s %-9s %s\n", id->id, moat_role_name(id->role),
+		/* a simulated device (moat sim --create) says so at the end of its line */
+		printf("%-32s %-9s %-20s %-9s %s%s\n", id->id, moat_role_name(id->role),
 		       id->device_type[0] ? id->device_type : "-",
-		       moat_identity_status_name(id->status), na);
+		       moat_identity_status_name(id->status), na,
+		       id->simulated ? "  simulated" : "");
 	}
 	l->n++;
 	return 0;
@@ -623,6 +625,9 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 		       moat_role_name(c.ident.role));
 		if (c.ident.device_type[0]) {
 			printf("device type: %s\n", c.ident.device_type);
+		}
+		if (c.ident.simulated) {
+			printf("simulated:   yes (made by moat sim --create)\n");
 		}
 		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
 		       moat_identity_status_name(c.ident.status), created, dir);

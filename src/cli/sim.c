@@ -1,9 +1,14 @@
 /* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]` (or `moat sim
  * ID...` for named devices, such as the tutorial's three in `make run`): N simulated
- * devices in one process, each the same device code as moat-agent (src/device). Devices
- * P-000001... that the registry lacks are provisioned first (as `moat device add --prefix
- * P --count N` would, which needs the CA passphrase); existing ones are reused. On a
- * terminal a status line shows connected devices, messages/s and errors live.
+ * devices in one process, each the same device code as moat-agent (src/device), connecting
+ * to moat.conf's [client] host (or --host). Devices the registry has are reused; devices it
+ * lacks are an error (a typo must not make a real identity), unless --create: then they
+ * are provisioned first (as `moat device add --prefix P --count N` would, which needs the
+ * CA passphrase) and marked simulated in the registry. On a terminal a status line shows
+ * creation, then connected devices, messages/s and errors live; elsewhere only the
+ * summary is printed. Exit status 1 when devices could not connect: when every device
+ * has failed SIM_GIVE_UP_ATTEMPTS times without ever connecting the run stops at once,
+ * and at the end any device that tried and never connected is named with the reason.
  * With --firmware IMAGE --envelope FILE (one pair per device type) every device runs
  * signed updates from moatd on virtual A/B slots, provisioned on first use with the
  * release of its type; SIGUSR1 makes every device check for an update now.
@@ -33,6 +38,8 @@
 #include "moat/timeutil.h"
 
 #define SIM_DEVICES_MAX 100000
+/* Failed attempts of every device, none ever connected: the run gives up. */
+#define SIM_GIVE_UP_ATTEMPTS 3
 
 static volatile int sim_stop;
 static volatile sig_atomic_t sim_check_now;
@@ -60,7 +67,20 @@ struct view {
 	struct moat_enroll_pool *enroll; /* NULL: devices do not enroll */
 	size_t to_enroll;		 /* devices without an identity at the start */
 	bool enroll_only;		 /* stop once they all enrolled */
+	bool gave_up;			 /* no device could connect: stopped */
 };
+
+/* true when every device has failed SIM_GIVE_UP_ATTEMPTS times and none ever connected. */
+static bool none_can_connect(const struct view *v)
+{
+	for (size_t i = 0; i < v->count; i++) {
+		if (moat_session_ever_up(v->sessions[i]) ||
+		    moat_session_failures(v->sessions[i]) < SIM_GIVE_UP_ATTEMPTS) {
+			return false;
+		}
+	}
+	return v->count > 0;
+}
 
 static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 {
@@ -77,15 +97,15 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 	}
 	v->last = *st;
 	v->peak_up = st->up_peak;
-	int64_t every = v->tty ? 1000 : 5000;
-	if (!v->json && now - v->last_print_ms >= every) {
+	/* progress on a terminal only: a log or a pipe gets the summary */
+	if (v->tty && !v->json && now - v->last_print_ms >= 1000) {
 		double secs = (double)(now - v->last_print_ms) / 1000.0;
 		double rate = v->last_print_ms ? (double)(st->telemetry_sent - v->last_sent) / secs
 					       : 0.0;
-		printf("%sconnected %zu/%zu  published %zu  messages/s %.1f  total %llu  errors %llu%s",
-		       v->tty ? "\r\033[K" : "", st->up, st->sessions, st->published, rate,
-		       (unsigned long long)st->telemetry_sent, (unsigned long long)st->errors,
-		       v->tty ? "" : "\n");
+		printf("\r\033[Kconnected %zu/%zu  published %zu  messages/s %.1f  total %llu  "
+		       "errors %llu",
+		       st->up, st->sessions, st->published, rate,
+		       (unsigned long long)st->telemetry_sent, (unsigned long long)st->errors);
 		fflush(stdout);
 		v->last_print_ms = now;
 		v->last_sent = st->telemetry_sent;
@@ -93,25 +113,73 @@ static bool on_tick(const struct moat_loop_stats *st, void *ctx)
 	if (v->enroll_only && v->enroll->enrolled >= v->to_enroll) {
 		return false;
 	}
+	if (!v->enroll_only && st->up_peak == 0 && none_can_connect(v)) {
+		v->gave_up = true;
+		return false;
+	}
 	return v->deadline_ms == 0 || now < v->deadline_ms;
 }
 
-/* Which of ids the registry lacks; provisions them (all or none). */
-static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type,
+/* How many of ids the registry lacks (*out_missing); without create, any is an error
+ * naming the first, so a typo never makes an identity. */
+static int check_missing(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t n, bool create,
+			 size_t *out_missing, struct moat_err *err)
+{
+	size_t missing = 0;
+	const char *first = NULL;
+	for (size_t i = 0; i < n; i++) {
+		bool exists = false;
+		int rc = moat_registry_identity_exists(moat_deploy_registry(d), ids[i], &exists,
+						       err);
+		if (rc != 0) {
+			return rc;
+		}
+		if (!exists) {
+			first = first ? first : ids[i];
+			missing++;
+		}
+	}
+	*out_missing = missing;
+	if (missing > 0 && !create) {
+		return moat_err_set(err, MOAT_ENOENT,
+				    "no device %s in the registry%s; moat sim --create makes "
+				    "simulated devices (marked so in the registry)",
+				    first, missing > 1 ? " (nor some others)" : "");
+	}
+	return 0;
+}
+
+/* Bulk creation's progress, on a terminal only. */
+static void create_progress(size_t done, size_t total, void *ctx)
+{
+	(void)ctx;
+	if (done == total || done % 100 == 0) {
+		fprintf(stderr, "\r\033[Kmoat: creating simulated devices %zu/%zu", done, total);
+		if (done == total) {
+			fprintf(stderr, "\n");
+		}
+	}
+}
+
+/* Provisions the ids the registry lacks (all or none), marked simulated; only with
+ * create (check_missing). */
+static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type, bool create,
 			     struct moat_err *err)
 {
 	struct moat_deploy *d = NULL;
 	struct moat_provision_req *reqs = NULL;
 	size_t missing = 0;
 	int rc;
-	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, err)) != 0) {
-		return rc;
+	if ((rc = cli_open(MOAT_DEPLOY_READ, &d, err)) != 0 ||
+	    (rc = check_missing(d, ids, n, create, &missing, err)) != 0 || missing == 0) {
+		goto out;
 	}
-	reqs = calloc(n, sizeof(*reqs));
+	reqs = calloc(missing, sizeof(*reqs));
 	if (!reqs) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 		goto out;
 	}
+	missing = 0;
 	for (size_t i = 0; i < n; i++) {
 		bool exists = false;
 		if ((rc = moat_registry_identity_exists(moat_deploy_registry(d), ids[i], &exists,
@@ -124,25 +192,24 @@ static int provision_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char 
 				.role = MOAT_ROLE_DEVICE,
 				.device_type = type,
 				.key_type = moat_deploy_settings(d)->key_type,
+				.simulated = true,
 			};
 		}
 	}
 	moat_deploy_close(d);
 	d = NULL;
-	if (missing == 0) {
-		rc = 0;
-		goto out;
-	}
-	fprintf(stderr, "moat: provisioning %zu of %zu simulated devices\n", missing, n);
+	fprintf(stderr, "moat: creating %zu of %zu simulated devices\n", missing, n);
 	if ((rc = cli_open_unlocked(&d, err)) != 0) {
 		goto out;
 	}
 	cli_catch_interrupts();
-	if ((rc = moat_deploy_provision(d, reqs, missing, NULL, NULL, err)) != 0) {
+	if ((rc = moat_deploy_provision(d, reqs, missing,
+					isatty(STDERR_FILENO) ? create_progress : NULL, NULL,
+					err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_broker_sync(d, err)) != 0) {
-		moat_err_prefix(err, "provisioned, but regenerating the broker policy failed");
+		moat_err_prefix(err, "created, but regenerating the broker policy failed");
 	}
 out:
 	free(reqs);
@@ -153,7 +220,7 @@ out:
 /* --enroll: registers the ids the registry lacks as devices that enroll themselves, each
  * with a token kept in tokens[i] (in memory only); an existing one must have enrolled in
  * an earlier run (its identity under state_root). *out_missing: how many will enroll. */
-static int enroll_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type,
+static int enroll_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *type, bool create,
 			  const char *state_root, char (*tokens)[MOAT_ENROLL_TOKEN_BUF_LEN],
 			  size_t *out_missing, struct moat_err *err)
 {
@@ -161,9 +228,12 @@ static int enroll_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *ty
 	size_t missing = 0;
 	int rc;
 	*out_missing = 0;
-	if ((rc = cli_open(MOAT_DEPLOY_WRITE, &d, err)) != 0) {
+	if ((rc = cli_open(MOAT_DEPLOY_WRITE, &d, err)) != 0 ||
+	    (rc = check_missing(d, ids, n, create, &missing, err)) != 0) {
+		moat_deploy_close(d);
 		return rc;
 	}
+	missing = 0;
 	cli_catch_interrupts();
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		bool exists = false;
@@ -186,7 +256,10 @@ static int enroll_missing(char (*ids)[MOAT_ID_BUF_LEN], size_t n, const char *ty
 		if (missing == 0) {
 			fprintf(stderr, "moat: registering simulated devices to enroll\n");
 		}
-		struct moat_enroll_add_req req = {.id = ids[i], .device_type = type, .token = true};
+		struct moat_enroll_add_req req = {.id = ids[i],
+						  .device_type = type,
+						  .token = true,
+						  .simulated = true};
 		rc = moat_deploy_enroll_add(d, &req, tokens[i], err);
 		missing++;
 		if (moat_deploy_interrupted) {
@@ -241,7 +314,30 @@ struct sim_run {
 	const struct moat_sim_firmware *fw; /* NULL: no updates */
 	bool enroll, enroll_only;
 	int64_t enroll_jobs;
+	bool create;	  /* devices the registry lacks are created (simulated) */
+	const char *host; /* NULL: moat.conf's [client] host */
 };
+
+/* After the run: devices that tried and never connected fail it, naming the first and
+ * why. CLI_OK, or CLI_FAIL having said so. */
+static int connect_verdict(const struct view *v, char (*ids)[MOAT_ID_BUF_LEN])
+{
+	size_t never = 0, first = 0;
+	for (size_t i = 0; i < v->count; i++) {
+		const struct moat_session *s = v->sessions[i];
+		if (!moat_session_ever_up(s) && moat_session_failure(s)[0]) {
+			first = never == 0 ? i : first;
+			never++;
+		}
+	}
+	if (never == 0 || v->enroll_only) {
+		return CLI_OK;
+	}
+	fprintf(stderr, "moat: sim: %s%zu of %zu devices could not connect; %s: %s\n",
+		v->gave_up ? "stopped: " : "", never, v->count, ids[first],
+		moat_session_failure(v->sessions[first]));
+	return CLI_FAIL;
+}
 
 /* The device ids of the run (names checked by check_devices, so they fit). */
 static void fill_ids(const struct sim_run *r, char (*ids)[MOAT_ID_BUF_LEN])
@@ -336,14 +432,14 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 			moat_err_set(&err, MOAT_ENOMEM, "out of memory");
 			goto out;
 		}
-		if (enroll_missing(ids, r->count, r->type, state_root, tokens, &to_enroll, &err) !=
-		    0) {
+		if (enroll_missing(ids, r->count, r->type, r->create, state_root, tokens,
+				   &to_enroll, &err) != 0) {
 			goto out;
 		}
 		for (size_t i = 0; i < r->count; i++) {
 			token_ptrs[i] = tokens[i][0] ? tokens[i] : NULL;
 		}
-	} else if (provision_missing(ids, r->count, r->type, &err) != 0) {
+	} else if (provision_missing(ids, r->count, r->type, r->create, &err) != 0) {
 		goto out;
 	}
 	const struct moat_sim_enroll en = {
@@ -360,8 +456,8 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 	moat_session_lib_init();
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
 	    moat_deploy_path(d, state_root, sizeof(state_root), "run/sim", &err) != 0 ||
-	    moat_sim_create(d, ids, r->count, r->interval_s * 1000, state_root, r->fw, pool,
-			    r->enroll ? &en : NULL, &ss, &err) != 0) {
+	    moat_sim_create(d, ids, r->count, r->host, r->interval_s * 1000, state_root, r->fw,
+			    pool, r->enroll ? &en : NULL, &ss, &err) != 0) {
 		goto out;
 	}
 	moat_deploy_close(d);
@@ -384,7 +480,7 @@ static int run_sim(const struct sim_run *r, struct moat_agent_update_pool *pool)
 		goto out;
 	}
 	print_summary(&v, ss, r->count);
-	rc = CLI_OK;
+	rc = connect_verdict(&v, ids);
 out:
 	if (rc < 0) {
 		rc = cli_fail(&err);
@@ -433,8 +529,8 @@ static int parse_type(void *dst, const char *value, struct moat_err *err)
 
 int sim_main(int argc, char **argv)
 {
-	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--interval 10s] "
-			    "[--duration D] [--type T] [--json]\n"
+	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--create] "
+			    "[--interval 10s] [--duration D] [--type T] [--host H] [--json]\n"
 			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]\n"
 			    "       [--enroll [--enroll-only] [--enroll-jobs 16]]";
 	int64_t n = 0, interval_s = 10, duration_s = 0;
@@ -443,7 +539,8 @@ int sim_main(int argc, char **argv)
 	struct moat_sim_firmware fw = {0};
 	struct moat_agent_update_pool pool = {0};
 	int64_t jobs = MOAT_SIM_MAX_CHECKS_DEFAULT, enroll_jobs = 16;
-	bool enroll = false, enroll_only = false;
+	bool enroll = false, enroll_only = false, create = false;
+	const char *host = NULL;
 	struct moat_opt_list images = {.items = fw.image, .max = MOAT_SIM_FIRMWARE_MAX};
 	struct moat_opt_list envelopes = {.items = fw.envelope, .max = MOAT_SIM_FIRMWARE_MAX};
 	const struct moat_opt opts[] = {
@@ -460,6 +557,8 @@ int sim_main(int argc, char **argv)
 		{.name = "envelope", .kind = MOAT_OPT_LIST, .dst = &envelopes},
 		{.name = "update-jobs", .kind = MOAT_OPT_INT, .dst = &jobs, .min = 1, .max = 64},
 		{.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &enroll},
+		{.name = "create", .kind = MOAT_OPT_FLAG, .dst = &create},
+		{.name = "host", .kind = MOAT_OPT_STRING, .dst = &host},
 		{.name = "enroll-only", .kind = MOAT_OPT_FLAG, .dst = &enroll_only},
 		{.name = "enroll-jobs",
 		 .kind = MOAT_OPT_INT,
@@ -500,6 +599,8 @@ int sim_main(int argc, char **argv)
 		.enroll = enroll || enroll_only,
 		.enroll_only = enroll_only,
 		.enroll_jobs = enroll_jobs,
+		.create = create,
+		.host = host,
 	};
 	return run_sim(&run, &pool);
 }

@@ -1,10 +1,12 @@
-/* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--count N] [--timeout D]`: a
+/* watch.c: `moat watch [ID...|--all] [--json] [--as NAME] [--host H] [--count N] [--timeout D]`: a
  * live view of devices' telemetry, status, diagnostics (update events parsed) and command
  * responses, one line per message. Payloads come from devices and are untrusted: each is parsed
  * with its schema (src/core/messages.c) before anything of it is shown, and every text of
  * it is printed escaped (cli_print_text: no control, C1 or bidi character reaches the
  * terminal); --json prints {"topic","device","kind","valid","message"} where message is
  * the payload itself (on one line) only when it parsed, else the payload as a JSON string.
+ * Exit status: 0 after --count messages or an interrupt; 2 when --timeout ends the watch
+ * first (saying how many messages it saw); 1 on any other failure.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +22,7 @@
 #include "moat/update_schema.h"
 
 #define WATCH_IDS_MAX 64
+enum { WATCH_TIMEOUT = 2 };	 /* as moat cmd's: no answer in time */
 #define WATCH_SHOW_MAX_BYTES 300 /* of an invalid payload */
 
 static volatile int watch_stop;
@@ -162,17 +165,18 @@ static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 
 int watch_main(int argc, char **argv)
 {
-	const char *usage = "usage: moat watch [ID...|--all] [--json] [--as NAME] [--count N] "
-			    "[--timeout D]";
+	const char *usage = "usage: moat watch [ID...|--all] [--json] [--as NAME] [--host H] "
+			    "[--count N] [--timeout D]";
 	static const char *const kinds[] = {"telemetry", "status", "diagnostics",
 					    "command_responses"};
 	struct moat_err err = {0};
 	bool all = false;
-	const char *as = NULL;
+	const char *as = NULL, *host = NULL;
 	int64_t count = 0, timeout_s = 0;
 	const struct moat_opt opts[] = {
 		{.name = "all", .kind = MOAT_OPT_FLAG, .dst = &all},
 		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &as},
+		{.name = "host", .kind = MOAT_OPT_STRING, .dst = &host},
 		{.name = "count", .kind = MOAT_OPT_INT, .dst = &count, .min = 1, .max = INT64_MAX},
 		{.name = "timeout", .kind = MOAT_OPT_FN, .dst = &timeout_s, .fn = parse_timeout},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
@@ -185,7 +189,12 @@ int watch_main(int argc, char **argv)
 		return st;
 	}
 	size_t nids = (size_t)(argc - next);
-	if ((nids == 0) == !all) {
+	if (nids == 0 && !all) {
+		return cli_usage_error("watch: which devices? name them (moat watch ID...) or give "
+				       "--all (%s)",
+				       usage);
+	}
+	if (nids > 0 && all) {
 		return cli_usage_error("watch: name devices or give --all, not both (%s)", usage);
 	}
 	if (nids > WATCH_IDS_MAX) {
@@ -212,8 +221,8 @@ int watch_main(int argc, char **argv)
 		filters[i] = bufs[i];
 	}
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0 ||
-	    moat_opclient_connect(d, as, cli_session_suffix("watch"), 10000, &cl, NULL, &err) !=
-		    0 ||
+	    moat_opclient_connect(d, as, cli_session_suffix("watch"), host, 10000, &cl, NULL,
+				  &err) != 0 ||
 	    moat_opclient_subscribe(cl, filters, nf, 10000, &err) != 0) {
 		goto out;
 	}
@@ -232,8 +241,22 @@ int watch_main(int argc, char **argv)
 			}
 		}
 		int nrc = moat_opclient_next(cl, left, &watch_stop, &t, &p, &plen, &err);
-		if (nrc == MOAT_EINTR || nrc == MOAT_ETIMEOUT) {
+		if (nrc == MOAT_EINTR) {
 			break;
+		}
+		if (nrc == MOAT_ETIMEOUT) {
+			if (count) {
+				fprintf(stderr,
+					"moat: watch: --timeout %llds reached after %lld of %lld "
+					"messages\n",
+					(long long)timeout_s, (long long)seen, (long long)count);
+			} else {
+				fprintf(stderr,
+					"moat: watch: --timeout %llds reached (%lld messages)\n",
+					(long long)timeout_s, (long long)seen);
+			}
+			rc = WATCH_TIMEOUT;
+			goto out;
 		}
 		if (nrc != 0) {
 			goto out;

@@ -5,14 +5,15 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "deploy_internal.h"
 #include "moat/pkcs11.h"
 #include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker", "server",  "pki", "network", "firmware", "policy",
-	"plugin",     "agent",	"monitor", "sim", "guard",   "est",	 NULL,
+	"deployment", "broker",	 "server", "pki",   "network", "firmware", "policy", "plugin",
+	"agent",      "monitor", "sim",	   "guard", "est",     "client",   NULL,
 };
 
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
@@ -69,6 +70,26 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	}
 	conf->broker_host_count = count;
 	moat_config_list_free(items, count);
+	static const char *const client_keys[] = {"host", NULL};
+	const char *client = moat_config_get(cfg, "client", "host");
+	if ((rc = moat_config_check_keys(cfg, "client", client_keys, err)) != 0) {
+		return rc;
+	}
+	if (client) {
+		if ((rc = deploy_host_check(client, err)) != 0) {
+			moat_err_prefix(err, "%s: [client] host", cfg->path);
+			return rc;
+		}
+		snprintf(conf->client_host, sizeof(conf->client_host), "%s", client);
+	} else {
+		const char *list[MOAT_HOSTS_MAX];
+		for (size_t i = 0; i < count; i++) {
+			list[i] = conf->broker_hosts[i];
+		}
+		const char *pick = deploy_client_host_default(list, count);
+		snprintf(conf->client_host, sizeof(conf->client_host), "%s",
+			 pick ? pick : conf->broker_hosts[0]);
+	}
 
 	int64_t v = 0;
 	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_BROKER_PORT_DEFAULT, 1, 65535, &v,
@@ -131,6 +152,35 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 				    cfg->path);
 	}
 	return 0;
+}
+
+/* A name or address that always means this machine. */
+static bool host_is_loopback(const char *host)
+{
+	unsigned char a[16];
+	static const unsigned char v6_loopback[16] = {[15] = 1};
+	if (strcasecmp(host, "localhost") == 0) {
+		return true;
+	}
+	if (inet_pton(AF_INET, host, a) == 1) {
+		return a[0] == 127;
+	}
+	return inet_pton(AF_INET6, host, a) == 1 && memcmp(a, v6_loopback, 16) == 0;
+}
+
+const char *deploy_client_host_default(const char *const *hosts, size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		if (host_is_loopback(hosts[i])) {
+			return hosts[i];
+		}
+	}
+	for (size_t i = 0; i < count; i++) {
+		if (deploy_host_is_ip(hosts[i])) {
+			return hosts[i];
+		}
+	}
+	return NULL;
 }
 
 bool deploy_host_is_ip(const char *host)

@@ -44,6 +44,10 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		      struct moat_err *err);
 int deploy_host_check(const char *host, struct moat_err *err);
 bool deploy_host_is_ip(const char *host);
+/* The [client] host a deployment with these broker hosts gets when moat.conf names none:
+ * the first loopback name or address (localhost, 127.0.0.0/8, ::1), else the first IP
+ * address (the broker listens on those by default), else NULL. */
+const char *deploy_client_host_default(const char *const *hosts, size_t count);
 
 /* server_cert.c: text with line `line` (1-based) of moat.conf and its continuation lines
  * replaced by lines (no trailing newline; one is added). The caller frees *out. */

@@ -190,6 +190,8 @@ int moat_deploy_enroll_add(struct moat_deploy *d, const struct moat_enroll_add_r
 	}
 	if ((rc = moat_registry_identity_insert(reg, req->id, MOAT_ROLE_DEVICE, type, now, err)) !=
 		    0 ||
+	    (req->simulated &&
+	     (rc = moat_registry_identity_set_simulated(reg, req->id, err)) != 0) ||
 	    (rc = moat_registry_enrollment_insert(reg, &e, err)) != 0 ||
 	    (rc = moat_registry_commit(reg, err)) != 0) {
 		moat_registry_rollback(reg);

@@ -97,6 +97,14 @@ static void default_name(const char *dir, char out[MOAT_ID_BUF_LEN])
 	}
 }
 
+/* The [client] host moat init writes: deploy_client_host_default, else 127.0.0.1 (the
+ * broker then listens on every address, and the server certificate names it too). */
+static const char *init_client_host(const char *const *hosts, size_t count)
+{
+	const char *h = deploy_client_host_default(hosts, count);
+	return h ? h : "127.0.0.1";
+}
+
 static int write_conf(const char *path, const char *name, const char *const *hosts,
 		      size_t host_count, const struct moat_init_opts *opts, struct moat_err *err)
 {
@@ -126,6 +134,11 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 		"hosts = %s\n"
 		"port = %d\n"
 		"\n"
+		"[client]\n"
+		"# how moat cmd, watch, sim and moatd reach the broker from this machine (--host\n"
+		"# overrides it); a subjectAltName of pki/server.crt too\n"
+		"host = %s\n"
+		"\n"
 		"[server]\n"
 		"port = %d\n"
 		"\n"
@@ -135,7 +148,8 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 		"identity_days = %d\n"
 		"server_days = %d\n"
 		"crl_days = %d\n",
-		MOAT_CONF_FORMAT, name, host_list, opts->broker_port, opts->server_port,
+		MOAT_CONF_FORMAT, name, host_list, opts->broker_port,
+		init_client_host(hosts, host_count), opts->server_port,
 		moat_key_type_name(opts->key_type), (long long)opts->ca_days,
 		MOAT_IDENTITY_DAYS_DEFAULT, MOAT_SERVER_DAYS_DEFAULT, MOAT_CRL_DAYS_DEFAULT);
 	if (n < 0 || (size_t)n >= sizeof(text)) {
@@ -268,17 +282,24 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		signer = issuer;
 	}
 
-	/* The server certificate names every configured host: DNS names and IP addresses. */
-	const char *dns[MOAT_HOSTS_MAX];
-	const char *ips[MOAT_HOSTS_MAX];
+	/* The server certificate names every configured host (DNS names and IP addresses)
+	 * and the [client] host. */
+	const char *dns[MOAT_HOSTS_MAX + 1];
+	const char *ips[MOAT_HOSTS_MAX + 1];
 	size_t ndns = 0;
 	size_t nips = 0;
+	const char *client = init_client_host(hosts, host_count);
+	bool client_listed = false;
 	for (size_t i = 0; i < host_count; i++) {
 		if (deploy_host_is_ip(hosts[i])) {
 			ips[nips++] = hosts[i];
 		} else {
 			dns[ndns++] = hosts[i];
 		}
+		client_listed = client_listed || strcmp(hosts[i], client) == 0;
+	}
+	if (!client_listed) {
+		ips[nips++] = client; /* 127.0.0.1 */
 	}
 	int64_t server_end = 0;
 	if ((rc = deploy_not_after(signer, opts->now, 0, MOAT_SERVER_DAYS_DEFAULT, "the server",

@@ -121,6 +121,8 @@ static int insert_rows(struct moat_deploy *d, struct issuer_pool *pool,
 		/* the worker wrote staging/<id>/; the rows go in here, in order */
 		if ((rc = moat_registry_identity_insert(d->reg, r->id, r->role, type, now, err)) !=
 			    0 ||
+		    (r->simulated &&
+		     (rc = moat_registry_identity_set_simulated(d->reg, r->id, err)) != 0) ||
 		    (rc = moat_registry_cert_insert(d->reg, issued.serial_hex, r->id,
 						    issued.not_before, issued.not_after,
 						    issued.cert_pem, err)) != 0) {

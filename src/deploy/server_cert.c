@@ -1,7 +1,7 @@
 /* server_cert.c: reissuing pki/server.crt and pki/server.key (moat_deploy_server_cert), the
- * certificate the broker and moatd present, for the names of moat.conf's [broker] hosts,
- * and adding names there (the hosts line of moat.conf rewritten in place, comments and
- * everything else kept).
+ * certificate the broker and moatd present, for the names of moat.conf's [broker] hosts
+ * and its [client] host, and adding names there (the hosts line of moat.conf rewritten in place,
+ * comments and everything else kept).
  *
  * Order: the new key and certificate are issued in memory and moat.conf's new text is
  * parsed back before anything is written; then server.key, server.crt and moat.conf are each
@@ -179,8 +179,9 @@ int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 		}
 		snprintf(hosts[count++], sizeof(hosts[0]), "%s", add_hosts[i]);
 	}
-	const char *dns[MOAT_HOSTS_MAX];
-	const char *ips[MOAT_HOSTS_MAX];
+	/* every host, and the [client] host moat's own tools connect by */
+	const char *dns[MOAT_HOSTS_MAX + 1];
+	const char *ips[MOAT_HOSTS_MAX + 1];
 	size_t ndns = 0;
 	size_t nips = 0;
 	for (size_t i = 0; i < count; i++) {
@@ -190,9 +191,18 @@ int moat_deploy_server_cert(struct moat_deploy *d, const char *const *add_hosts,
 			dns[ndns++] = hosts[i];
 		}
 	}
+	const char *cn = ndns ? dns[0] : ips[0];
+	const char *client = d->conf.client_host;
+	if (client[0] && !host_listed(hosts, count, client)) {
+		if (deploy_host_is_ip(client)) {
+			ips[nips++] = client;
+		} else {
+			dns[ndns++] = client;
+		}
+	}
 	int64_t now = moat_time_now();
 	struct moat_issue_req req = {
-		.cn = ndns ? dns[0] : ips[0],
+		.cn = cn,
 		.kind = MOAT_CERT_SERVER,
 		.key_type = d->conf.key_type,
 		.not_before = now - 300, /* tolerate small clock skew on devices */

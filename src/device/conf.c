@@ -37,7 +37,8 @@ void moat_agent_conf_defaults(struct moat_agent_conf *conf)
 	conf->enroll_retry_max_ms = MOAT_AGENT_ENROLL_RETRY_MAX_DEFAULT_MS;
 }
 
-/* "<n>ms" or a moat duration, into milliseconds within [min_ms, max_ms]. */
+/* A duration with its unit ("500ms", "30s", "5m": moat_duration_ms_parse, which refuses a
+ * bare number) into milliseconds within [min_ms, max_ms]. */
 static int get_ms(const struct moat_config *cfg, const char *section, const char *key,
 		  int64_t min_ms, int64_t max_ms, int64_t *out, struct moat_err *err)
 {
@@ -45,28 +46,8 @@ static int get_ms(const struct moat_config *cfg, const char *section, const char
 	if (!e) {
 		return 0;
 	}
-	size_t n = strlen(e->value);
 	int64_t v = 0;
-	int rc;
-	if (n > 2 && strcmp(e->value + n - 2, "ms") == 0) {
-		char num[32];
-		if (n - 2 >= sizeof(num)) {
-			return moat_err_set(err, MOAT_EINVAL, "%s:%d: [%s] %s: too long", cfg->path,
-					    e->line, section, key);
-		}
-		memcpy(num, e->value, n - 2);
-		num[n - 2] = '\0';
-		rc = moat_int_parse(num, 0, max_ms, &v, err);
-	} else {
-		rc = moat_duration_parse(e->value, 1, &v, err);
-		if (rc == 0) {
-			if (v > max_ms / 1000) {
-				v = max_ms + 1;
-			} else {
-				v *= 1000;
-			}
-		}
-	}
+	int rc = moat_duration_ms_parse(e->value, &v, err);
 	if (rc != 0) {
 		moat_err_prefix(err, "%s:%d: [%s] %s", cfg->path, e->line, section, key);
 		return rc;

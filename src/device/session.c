@@ -65,6 +65,8 @@ struct moat_session {
 	unsigned failures; /* consecutive, for the backoff */
 	uint64_t rng;
 	char last_error[256];	    /* the last TLS/connection error, for the log */
+	char failure[256];	    /* why the last attempt failed, kept for the caller */
+	bool ever_up;		    /* connected at least once */
 	bool fail_pending;	    /* a callback saw the connection fail */
 	bool restart_after_close;   /* CLOSING because of a reboot command */
 	bool switching;		    /* CLOSING to reconnect with a renewed identity */
@@ -240,6 +242,16 @@ unsigned moat_session_failures(const struct moat_session *s)
 	return s->failures;
 }
 
+bool moat_session_ever_up(const struct moat_session *s)
+{
+	return s->ever_up;
+}
+
+const char *moat_session_failure(const struct moat_session *s)
+{
+	return s->failure;
+}
+
 static uint64_t rnd(struct moat_session *s)
 {
 	uint64_t x = s->rng;
@@ -286,6 +298,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc)
 		return;
 	}
 	s->state = MOAT_SESSION_UP;
+	s->ever_up = true;
 	s->connected_at_ms = moat_time_mono_ms();
 	if (s->enroll) {
 		moat_enroll_on_connected(s->enroll);
@@ -402,6 +415,7 @@ static void session_fail(struct moat_session *s, int64_t now, const char *why)
 	}
 	schedule_retry(s, now);
 	const char *reason = s->last_error[0] ? s->last_error : why;
+	snprintf(s->failure, sizeof(s->failure), "%s", reason);
 	/* one line per event; a long outage logs each attempt, spaced by the backoff */
 	slog(s, MOAT_LOG_WARN, "event=%s host=%s port=%d attempt=%u retry_in_ms=%lld error=\"%s\"",
 	     was_up ? "connection_lost" : "connect_failed", s->dev.conf.host, s->dev.conf.port,

@@ -304,7 +304,7 @@ out:
 }
 
 int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suffix,
-			  int64_t timeout_ms, struct moat_opclient **out,
+			  const char *host, int64_t timeout_ms, struct moat_opclient **out,
 			  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err)
 {
 	char name[MOAT_ID_BUF_LEN];
@@ -321,7 +321,10 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 	    (rc = moat_deploy_identity_path(d, name, "key.pem", key, sizeof(key), err)) != 0) {
 		return rc;
 	}
-	if (moat_deploy_settings(d)->broker_host_count == 0) {
+	if (!host || !host[0]) {
+		host = moat_deploy_settings(d)->client_host;
+	}
+	if (!host[0]) {
 		return moat_err_set(err, MOAT_EINVAL, "moat.conf: [broker] hosts is empty");
 	}
 	mosquitto_lib_init();
@@ -346,7 +349,6 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: TLS setup failed", name);
 		goto out;
 	}
-	const char *host = moat_deploy_settings(d)->broker_hosts[0];
 	rc = mosquitto_connect(c->mosq, host, moat_deploy_settings(d)->broker_port, 30);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		rc = moat_err_set(err, MOAT_EIO, "connecting to %s:%d as %s: %s", host,

@@ -31,15 +31,10 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 	if (ident.device_type[0]) {
 		snprintf(out->device_type, sizeof(out->device_type), "%s", ident.device_type);
 	}
-	snprintf(out->host, sizeof(out->host), "%s", moat_deploy_settings(d)->broker_hosts[0]);
 	out->port = moat_deploy_settings(d)->broker_port;
-	/* moatd listens beside the broker under the same certificate: the same host name */
-	const char *h = moat_deploy_settings(d)->broker_hosts[0];
-	int n = snprintf(out->update_url, sizeof(out->update_url),
-			 strchr(h, ':') ? "https://[%s]:%d" : "https://%s:%d", h,
-			 moat_deploy_settings(d)->server_port);
-	if (n < 0 || (size_t)n >= sizeof(out->update_url)) {
-		return moat_err_set(err, MOAT_EINVAL, "update server URL too long");
+	if ((rc = moat_agent_conf_set_host(d, moat_deploy_settings(d)->broker_hosts[0], out,
+					   err)) != 0) {
+		return rc;
 	}
 	if ((rc = moat_deploy_identity_path(d, id, "cert.pem", out->cert_file,
 					    sizeof(out->cert_file), err)) != 0 ||
@@ -48,6 +43,26 @@ int moat_agent_conf_for(struct moat_deploy *d, const char *id, struct moat_agent
 	    (rc = moat_deploy_identity_path(d, id, "ca.crt", out->ca_file, sizeof(out->ca_file),
 					    err)) != 0) {
 		return rc;
+	}
+	return 0;
+}
+
+int moat_agent_conf_set_host(struct moat_deploy *d, const char *h, struct moat_agent_conf *out,
+			     struct moat_err *err)
+{
+	if (strlen(h) >= sizeof(out->host)) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': host name too long", h);
+	}
+	snprintf(out->host, sizeof(out->host), "%s", h);
+	/* moatd listens beside the broker under the same certificate: the same host name */
+	int n = snprintf(out->update_url, sizeof(out->update_url),
+			 strchr(h, ':') ? "https://[%s]:%d" : "https://%s:%d", h,
+			 moat_deploy_settings(d)->server_port);
+	if (n < 0 || (size_t)n >= sizeof(out->update_url)) {
+		return moat_err_set(err, MOAT_EINVAL, "update server URL too long");
+	}
+	if (out->enroll) {
+		snprintf(out->enroll_url, sizeof(out->enroll_url), "%s", out->update_url);
 	}
 	return 0;
 }

@@ -145,9 +145,10 @@ static int enrolling_conf(struct moat_agent_conf *conf, const char *token, struc
 }
 
 int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t count,
-		    int64_t interval_ms, const char *state_root, const struct moat_sim_firmware *fw,
-		    struct moat_agent_update_pool *pool, const struct moat_sim_enroll *enroll,
-		    struct moat_session ***out, struct moat_err *err)
+		    const char *host, int64_t interval_ms, const char *state_root,
+		    const struct moat_sim_firmware *fw, struct moat_agent_update_pool *pool,
+		    const struct moat_sim_enroll *enroll, struct moat_session ***out,
+		    struct moat_err *err)
 {
 	struct moat_session **ss = NULL;
 	char trust[PATH_MAX];
@@ -179,7 +180,10 @@ int moat_sim_create(struct moat_deploy *d, char (*ids)[MOAT_ID_BUF_LEN], size_t 
 	for (; made < count; made++) {
 		struct moat_agent_conf conf;
 		if ((rc = enroll ? moat_agent_conf_enrolling(d, ids[made], &conf, err)
-				 : moat_agent_conf_for(d, ids[made], &conf, err)) != 0) {
+				 : moat_agent_conf_for(d, ids[made], &conf, err)) != 0 ||
+		    (rc = moat_agent_conf_set_host(
+			     d, host && host[0] ? host : moat_deploy_settings(d)->client_host,
+			     &conf, err)) != 0) {
 			goto out;
 		}
 		conf.interval_ms = interval_ms;

@@ -263,6 +263,26 @@ int moat_registry_identity_insert(struct moat_registry *reg, const char *id, enu
 	return rc;
 }
 
+int moat_registry_identity_set_simulated(struct moat_registry *reg, const char *id,
+					 struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db, "UPDATE identities SET simulated = 1 WHERE id = ?1", -1,
+			       &st, NULL) != SQLITE_OK) {
+		return reg_fail(reg, err, "mark simulated");
+	}
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s != SQLITE_DONE) {
+		rc = reg_fail(reg, err, "mark simulated");
+	} else if (sqlite3_changes(reg->db) != 1) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 			      const char *identity, int64_t not_before, int64_t not_after,
 			      const char *pem, struct moat_err *err)
@@ -317,7 +337,7 @@ int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_he
  * newest. */
 #define IDENTITY_SELECT \
 	"SELECT i.id, i.role, i.device_type, i.status, i.created_at, c.serial, c.not_before,  \
-	 c.not_after, c.revoked_at, c.reason FROM identities i LEFT JOIN certificates c ON c.serial = ( \
+	 c.not_after, c.revoked_at, c.reason, i.simulated FROM identities i LEFT JOIN certificates c ON c.serial = ( \
 	 SELECT serial FROM certificates WHERE identity = i.id                                \
 	 ORDER BY (revoked_at IS NULL) DESC, not_before DESC, rowid DESC LIMIT 1) "
 
@@ -338,6 +358,7 @@ static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
 	out->not_after = sqlite3_column_int64(st, 7);
 	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
 	out->revoked_reason = out->cert_revoked ? sqlite3_column_int(st, 9) : 0;
+	out->simulated = sqlite3_column_int(st, 10) != 0;
 }
 
 int moat_registry_identity_get(struct moat_registry *reg, const char *id, struct moat_identity *out,

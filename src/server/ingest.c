@@ -96,7 +96,8 @@ static void *run(void *arg)
 		/* A service shares the subscription: moatds of one deployment split the reports
 		 * between them instead of each recording every one. */
 		const char *filters[] = {MOAT_INGEST_TOPIC};
-		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX,
+		/* moat.conf's [client] host: the broker's name from its own machine */
+		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, NULL,
 					  INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0 &&
 		    moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
 			filters[0] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME "/" MOAT_INGEST_TOPIC;

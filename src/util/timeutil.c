@@ -83,6 +83,46 @@ int moat_duration_parse(const char *text, int64_t default_unit_seconds, int64_t 
 	return 0;
 }
 
+int moat_duration_ms_parse(const char *text, int64_t *out_ms, struct moat_err *err)
+{
+	size_t len = text ? strlen(text) : 0;
+	int64_t v = 0;
+	struct moat_err sub;
+	if (len == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "empty duration");
+	}
+	if (len > 24) {
+		return moat_err_set(err, MOAT_EINVAL, "'%.24s...': duration too long", text);
+	}
+	if (len > 2 && strcmp(text + len - 2, "ms") == 0) {
+		char num[32];
+		memcpy(num, text, len - 2);
+		num[len - 2] = '\0';
+		if (text[0] == '-' || moat_int_parse(num, 0, INT64_MAX, &v, &sub) != 0) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "'%s': not a duration (use e.g. 500ms, 30s, 5m, 1h)",
+					    text);
+		}
+		*out_ms = v;
+		return 0;
+	}
+	if (strchr("smhdw", text[len - 1]) == NULL) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%s': give a unit (e.g. 500ms, 30s, 5m, 1h): a bare number is "
+				    "ambiguous",
+				    text);
+	}
+	int rc = moat_duration_parse(text, 1, &v, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (v > INT64_MAX / 1000) {
+		return moat_err_set(err, MOAT_EINVAL, "'%s': duration too long", text);
+	}
+	*out_ms = v * 1000;
+	return 0;
+}
+
 void moat_time_iso(int64_t t, char buf[MOAT_TIME_ISO_LEN])
 {
 	time_t tt = (time_t)t;

@@ -25,7 +25,7 @@ pass "telemetry and status pass the plugin's policy"
 expect_ok "cmd diagnostics through the plugin" moat cmd dev1 diagnostics --as ops
 assert_contains "$out" "completed"
 set +e
-moat cmd dev1 update_interval --arg interval=0 --as ops >/dev/null 2>&1; rc=$?
+moat cmd dev1 check_update --as ops >/dev/null 2>&1; rc=$?
 set -e
 [ $rc -eq 1 ] || fail "refused command: exit $rc"
 pass "commands and responses through the plugin"
@@ -36,7 +36,7 @@ wait_grep 15 '"message":{"device_id":"dev1","status":"offline"}' "$T/watch.json"
 pass "last will on SIGKILL"
 
 # moat sim provisions new devices; the regenerated policy admits them.
-expect_ok "moat sim with new devices" moat sim --devices 20 --prefix psim --interval 1s --duration 8s
+expect_ok "moat sim with new devices" moat sim --create --devices 20 --prefix psim --interval 1s --duration 8s
 assert_contains "$out" "20 connected at peak, 20 published"
 pass "20 new simulated devices admitted by the plugin"
 kill -TERM "$WATCH"; wait "$WATCH" || true

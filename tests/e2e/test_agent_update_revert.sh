@@ -17,7 +17,7 @@ au_start
 make_image "$T/broken-1.1.0" 1.1.0 crash # a signed image that dies with SIGSEGV
 sign "$T/broken-1.1.0" 1.1.0 2 "$T/broken-1.1.0.json"
 expect_ok "publish broken 1.1.0" moat fw publish "$T/broken-1.1.0.json" "$T/broken-1.1.0" --devices dev1
-expect_ok "check_update accepted" moat cmd dev1 check_update --as ops
+expect_ok "check_update accepted" moat cmd dev1 check_update --as ops --wait
 wait_grep 60 "event=start slot=b version=1.1.0 trial=yes" "$T/boot.log" ||
 	fail "moat-boot did not start the trial: $(tail -5 "$T/boot.log")"
 wait_grep 60 "event=revert" "$T/boot.log" || fail "no revert: $(tail -5 "$T/boot.log")"
@@ -33,7 +33,7 @@ assert_contains "$out" "reverted"
 pass "a trial that crashed is reverted; 1.0.0 runs again and reports it"
 
 # The restarted agent must not stage the failed release again on its own.
-expect_ok "diagnostics from the reverted agent" moat cmd dev1 diagnostics --as ops
+expect_ok "diagnostics from the reverted agent" moat cmd dev1 diagnostics --as ops --wait
 # The restarted agent checks for an update at its start; once that check is logged, a
 # staging of the failed release would have happened.
 wait_for 60 eval "awk '/event=revert/ { n = 0 } /event=update_checked/ { n++ } END { exit n < 1 }' '$T/boot.log'" ||
@@ -43,13 +43,13 @@ wait_for 60 eval "awk '/event=revert/ { n = 0 } /event=update_checked/ { n++ } E
 	fail "the failed release was staged again at start"
 pass "no automatic retry of the reverted release at start"
 
-expect_ok "check_update after the revert" moat cmd dev1 check_update --as ops
+expect_ok "check_update after the revert" moat cmd dev1 check_update --as ops --wait
 wait_for 60 grep -q 'reverted on this device' "$T/watch.json" ||
 	fail "no outcome naming the reverted release: $(grep check_update "$T/watch.json" | tail -3)"
 grep 'reverted on this device' "$T/watch.json" | grep -q '"status":"completed"' ||
 	fail "the outcome is not 'completed': $(grep 'reverted on this device' "$T/watch.json")"
 # A command answered after the outcome: the agent did not restart into a trial.
-expect_ok "diagnostics after the outcome" moat cmd dev1 diagnostics --as ops
+expect_ok "diagnostics after the outcome" moat cmd dev1 diagnostics --as ops --wait
 [ "$(grep -c 'trial=yes' "$T/boot.log")" = 1 ] || fail "the reverted release was started again"
 pass "asked again, the device does not stage the release it reverted"
 
@@ -57,7 +57,7 @@ au_image 1.1.1
 after_issue "$T/broken-1.1.0.json" # issued in a later second than the reverted release
 sign "$T/agent-1.1.1" 1.1.1 2 "$T/agent-1.1.1.json"
 expect_ok "publish 1.1.1" moat fw publish "$T/agent-1.1.1.json" "$T/agent-1.1.1" --devices dev1
-expect_ok "check_update for 1.1.1" moat cmd dev1 check_update --as ops
+expect_ok "check_update for 1.1.1" moat cmd dev1 check_update --as ops --wait
 wait_grep 60 "event=confirmed slot=b version=1.1.1" "$T/boot.log" ||
 	fail "1.1.1 did not confirm: $(tail -8 "$T/boot.log")"
 expect_ok "boot status" moat-boot --state "$BS" --status
@@ -78,7 +78,7 @@ au_image 1.2.0
 after_issue "$T/agent-1.1.1.json"
 sign "$T/agent-1.2.0" 1.2.0 3 "$T/agent-1.2.0.json"
 expect_ok "publish 1.2.0" moat fw publish "$T/agent-1.2.0.json" "$T/agent-1.2.0" --devices dev1
-expect_ok "check_update for 1.2.0" moat cmd dev1 check_update --as ops
+expect_ok "check_update for 1.2.0" moat cmd dev1 check_update --as ops --wait
 wait_grep 60 "event=start slot=a version=1.2.0 trial=yes" "$T/boot.log" ||
 	fail "moat-boot did not start 1.2.0 on trial: $(tail -5 "$T/boot.log")"
 wait_grep 60 "event=health_check_failed" "$T/boot.log" ||

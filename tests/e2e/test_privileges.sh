@@ -103,7 +103,7 @@ pass "moat-agent started as root without [agent] user: uid 0 with no capability 
 au_image 1.1.0
 sign "$T/agent-1.1.0" 1.1.0 2 "$T/agent-1.1.0.json"
 expect_ok "publish 1.1.0 for dev1" moat fw publish "$T/agent-1.1.0.json" "$T/agent-1.1.0" --devices dev1
-expect_ok "check_update accepted" moat cmd dev1 check_update --as ops
+expect_ok "check_update accepted" moat cmd dev1 check_update --as ops --wait
 wait_grep 60 "event=confirmed slot=b version=1.1.0" "$T/boot.log" ||
 	fail "the update did not go through under the filters: $(tail -8 "$T/boot.log")"
 for stage in downloading verified installed confirmed; do au_wait_event $stage; done

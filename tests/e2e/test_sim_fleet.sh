@@ -15,7 +15,7 @@ moat identity add ops2 --role operator >/dev/null
 agent_broker_start
 
 agent_sub ops "$T/sub.txt" 'devices/+/telemetry' 'devices/+/status'
-moat --json sim --devices "$N" --prefix fleet --interval 2s --duration 600s >"$T/sim.json" 2>"$T/sim.err" &
+moat --json sim --create --devices "$N" --prefix fleet --interval 2s --duration 600s >"$T/sim.json" 2>"$T/sim.err" &
 SIM=$!
 E2E_PIDS+=("$SIM")
 
@@ -26,7 +26,7 @@ all_published() {
 wait_for 300 all_published || fail "not all devices published: $(tail -3 "$T/sim.err")"
 
 # While the fleet runs: a command to one simulated device answers like moat-agent.
-expect_ok "moat cmd to a simulated device" moat cmd fleet-000007 update_interval --arg interval=3 --as ops2
+expect_ok "moat cmd to a simulated device" moat cmd fleet-000007 update_interval --arg interval=3s --as ops2 --wait
 assert_contains "$out" "completed"
 
 kill -TERM "$SIM"

@@ -32,28 +32,28 @@ sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
 cp "$T/fw-1.0.0" "$T/fw-1.0.0.bad"
 printf 'X' | dd of="$T/fw-1.0.0.bad" bs=1 seek=1000 conv=notrunc status=none
 expect_fail "a factory image that does not match its envelope" \
-	moat sim --devices 1 --prefix bad --type "$TYPE" --firmware "$T/fw-1.0.0.bad" --envelope "$T/fw-1.0.0.json" --duration 5s
+	moat sim --create --devices 1 --prefix bad --type "$TYPE" --firmware "$T/fw-1.0.0.bad" --envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "bad-000001"
 assert_contains "$errout" "hash_mismatch"
-expect_fail "--firmware without --envelope" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0"
-expect_fail "a device type no --firmware is for" moat sim --devices 1 --prefix other --type other_type \
+expect_fail "--firmware without --envelope" moat sim --create --devices 1 --prefix sim --firmware "$T/fw-1.0.0"
+expect_fail "a device type no --firmware is for" moat sim --create --devices 1 --prefix other --type other_type \
 	--firmware "$T/fw-1.0.0" --envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "no --firmware for device type other_type"
 for jobs in 0 65 four; do
-	expect_fail "--update-jobs $jobs" moat sim --devices 1 --prefix sim --firmware "$T/fw-1.0.0" \
+	expect_fail "--update-jobs $jobs" moat sim --create --devices 1 --prefix sim --firmware "$T/fw-1.0.0" \
 		--envelope "$T/fw-1.0.0.json" --update-jobs "$jobs"
 	assert_contains "$errout" "--update-jobs"
 done
-expect_fail "an envelope that is not there" moat sim --devices 1 --prefix other --type other_type \
+expect_fail "an envelope that is not there" moat sim --create --devices 1 --prefix other --type other_type \
 	--firmware "$T/fw-1.0.0" --envelope "$T/missing.json" --duration 5s
 assert_contains "$errout" "missing.json"
 echo '{"payloadType":"x"' >"$T/garbage.json"
-expect_fail "an envelope that does not parse" moat sim --devices 1 --prefix other --type other_type \
+expect_fail "an envelope that does not parse" moat sim --create --devices 1 --prefix other --type other_type \
 	--firmware "$T/fw-1.0.0" --envelope "$T/garbage.json" --duration 5s
 assert_contains "$errout" "garbage.json"
 many=()
 for _ in $(seq 17); do many+=(--firmware "$T/fw-1.0.0" --envelope "$T/fw-1.0.0.json"); done
-expect_fail "17 firmware pairs" moat sim --devices 1 --prefix sim "${many[@]}"
+expect_fail "17 firmware pairs" moat sim --create --devices 1 --prefix sim "${many[@]}"
 assert_contains "$errout" "at most 16"
 ID1="$D/pki/identities/dev1"
 expect_fail "moat-update --probe without --report" moat-update --probe --state "$S" \
@@ -62,7 +62,7 @@ assert_contains "$errout" "usage"
 pass "moat sim refuses firmware it cannot verify or read, --firmware alone, a type without firmware, bad --update-jobs"
 
 sim_start() {
-	moat sim --devices 3 --prefix sim --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+	moat sim --create --devices 3 --prefix sim --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
 		--envelope "$T/fw-1.0.0.json" --update-jobs 2 >"$T/sim.out" 2>"$T/sim.err" &
 	SIM=$!
 	E2E_PIDS+=("$SIM")
@@ -82,7 +82,7 @@ pass "simulated devices start on verified virtual slots and check for updates at
 head -c 300000 /dev/urandom >"$T/fw-1.1.0"
 sign "$T/fw-1.1.0" 1.1.0 2 "$T/fw-1.1.0.json"
 expect_ok "publish 1.1.0" moat fw publish "$T/fw-1.1.0.json" "$T/fw-1.1.0" --rollout 100
-expect_ok "check_update to one simulated device" moat cmd sim-000001 check_update --as ops
+expect_ok "check_update to one simulated device" moat cmd sim-000001 check_update --as ops --wait
 assert_contains "$out" "accepted"
 for stage in downloading verified installed confirmed; do
 	wait_for 60 grep -q "event=update_event id=sim-000001 stage=$stage" "$D/log/moatd.log" ||
@@ -134,7 +134,7 @@ img="$(bs sim-000002)/slots/b/image"
 chmod u+w "$img"
 printf 'X' | dd of="$img" bs=1 seek=10 conv=notrunc status=none
 expect_fail "a simulator whose device has a modified active image" \
-	moat sim --devices 3 --prefix sim --type "$TYPE" --firmware "$T/fw-1.0.0" \
+	moat sim --create --devices 3 --prefix sim --type "$TYPE" --firmware "$T/fw-1.0.0" \
 	--envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "sim-000002: refusing to start"
 assert_contains "$errout" "hash_mismatch"

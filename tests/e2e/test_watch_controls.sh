@@ -45,6 +45,11 @@ fake_device() {
 	agent_pub dev1 devices/dev1/command_responses "$(resp "$id" 'owned\u009b2J\u202etxt')"
 	agent_pub dev1 devices/dev1/command_responses "$(resp "$id" "all good")"
 }
+# moat cmd sends only to a device that is online: the fake device's retained status says so
+# (cleared after, so the watches below see only what they are sent)
+# shellcheck disable=SC2046
+mosquitto_pub $(agent_client_args dev1) -t devices/dev1/status -r -q 1 \
+	-m '{"device_id":"dev1","status":"online","timestamp":1}'
 mark=$(log_lines "$T/broker/mosquitto.log")
 fake_device &
 FAKE=$!
@@ -53,6 +58,8 @@ agent_wait_subscribed "$mark" dev1 'devices/dev1/commands/+'
 expect_ok "cmd answered with control characters, then validly" moat cmd dev1 diagnostics --as ops --timeout 15s
 [ "$out" = "dev1 diagnostics: completed: all good" ] || fail "cmd printed: $(printf '%q' "$out")"
 wait "$FAKE" || fail "the fake device did not answer"
+# shellcheck disable=SC2046
+mosquitto_pub $(agent_client_args dev1) -t devices/dev1/status -r -q 1 -n
 pass "moat cmd: the response with C1/bidi controls is refused, the valid one printed"
 
 # ---- moat watch: shown as (invalid), escaped ----

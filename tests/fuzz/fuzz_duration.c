@@ -2,7 +2,7 @@
  * and duration moat reads from flags, moat.conf and the network. The first byte picks the
  * default unit and the integer range; the rest is the text. Results outside the asked
  * range, or a success on text with white space, signs other than a leading '-', or
- * garbage, abort. */
+ * garbage, abort; so does moat_duration_ms_parse accepting a number without its unit. */
 #include <ctype.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -51,6 +51,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (!isdigit((unsigned char)text[i])) {
 				abort();
 			}
+		}
+	}
+	/* the unit-required parser: a success has digits then one of ms s m h d w */
+	if (moat_duration_ms_parse(text, &v, &err) == 0) {
+		size_t digits = strspn(text, "0123456789");
+		const char *suffix = text + digits;
+		if (v < 0 || digits == 0 ||
+		    (strcmp(suffix, "ms") != 0 &&
+		     (strlen(suffix) != 1 || !strchr("smhdw", suffix[0])))) {
+			abort();
 		}
 	}
 	free(text);

@@ -127,6 +127,12 @@ static void test_conf_refused(void **state)
 		 "interval"},
 		{"[agent]\nid = d\ninterval = -1\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
 		 "interval"},
+		/* a bare number has no unit: 5000 meant as ms once silenced a device for 83 min */
+		{"[agent]\nid = d\ninterval = 5000\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
+		 "give a unit"},
+		{"[agent]\nid = d\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n"
+		 "reconnect_min = 500\n",
+		 "give a unit"},
 		{"[agent]\nid = d\nqueue_max = 0\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",
 		 "queue_max"},
 		{"[agent]\nid = d\nlog = file\n[broker]\nhost = h\nca = a\ncert = b\nkey = c\n",

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "../../src/deploy/deploy_internal.h"
 #include "moat/certinfo.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
@@ -860,6 +861,50 @@ static void test_moatd_user_refusals(void **state)
 	moat_config_free(cfg);
 }
 
+/* [client] host: given (checked like a broker host), or the default from the hosts:
+ * the first loopback, else the first IP address, else the first host. */
+static void test_client_host(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *conf;
+		const char *want; /* NULL: refused */
+	} cases[] = {
+		{"hosts = mqtt.example.com, 10.0.0.5, localhost", "localhost"},
+		{"hosts = mqtt.example.com, 10.0.0.5, ::1", "::1"},
+		{"hosts = mqtt.example.com, 127.0.0.2", "127.0.0.2"},
+		{"hosts = mqtt.example.com, 10.0.0.5", "10.0.0.5"},
+		{"hosts = mqtt.example.com, mqtt2.example.com", "mqtt.example.com"},
+		{"hosts = mqtt.example.com\n[client]\nhost = 127.0.0.1", "127.0.0.1"},
+		{"hosts = localhost\n[client]\nhost = ops.example.com", "ops.example.com"},
+		{"hosts = localhost\n[client]\nhost = bad_host", NULL},
+		{"hosts = localhost\n[client]\nhost = -bad", NULL},
+		{"hosts = localhost\n[client]\nname = x", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[512];
+		int n = snprintf(text, sizeof(text),
+				 "[deployment]\nformat = %s\nname = t\n[broker]\n%s\n",
+				 MOAT_CONF_FORMAT, cases[i].conf);
+		struct moat_config *cfg = NULL;
+		struct moat_deploy_conf conf;
+		struct moat_err err = {0};
+		assert_int_equal(moat_config_parse("moat.conf", text, (size_t)n, &cfg, &err), 0);
+		int rc = deploy_conf_parse(cfg, &conf, &err);
+		moat_config_free(cfg);
+		if (!cases[i].want) {
+			if (rc == 0) {
+				fail_msg("accepted: %s", cases[i].conf);
+			}
+			continue;
+		}
+		if (rc != 0) {
+			fail_msg("refused: %s: %s", cases[i].conf, err.msg);
+		}
+		assert_string_equal(conf.client_host, cases[i].want);
+	}
+}
+
 static void test_own_with_a_missing_account(void **state)
 {
 	struct fixture *f = *state;
@@ -915,6 +960,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_own_never_follows_a_planted_link, setup,
 						teardown),
 		cmocka_unit_test(test_moatd_user_refusals),
+		cmocka_unit_test(test_client_host),
 		cmocka_unit_test_setup_teardown(test_own_with_a_missing_account, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -258,6 +258,64 @@ static void test_duration_rejects(void **state)
 	assert_int_equal(v, 42);
 }
 
+/* Durations that must carry their unit (update_interval, the agent's intervals): every
+ * rejection path. */
+static void test_duration_ms(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		int64_t want;
+	} ok[] = {
+		{"500ms", 500},	 {"0ms", 0},	   {"30s", 30000},     {"5m", 300000},
+		{"1h", 3600000}, {"1d", 86400000}, {"2w", 1209600000},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct moat_err err;
+		int64_t v = -1;
+		if (moat_duration_ms_parse(ok[i].text, &v, &err) != 0) {
+			fail_msg("'%s' refused: %s", ok[i].text, err.msg);
+		}
+		assert_true(v == ok[i].want);
+	}
+	static const char *const bad[] = {
+		"",
+		"5000",
+		"0",
+		"ms",
+		"-5ms",
+		"+5ms",
+		" 5ms",
+		"5 ms",
+		"5msx",
+		"5mss",
+		"5MS",
+		"1.5s",
+		"-5s",
+		"5x",
+		"0x5ms",
+		"99999999999999999999ms",
+		"15250284452471w",
+		"9223372036854776s",
+		"1234567890123456789012345",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct moat_err err;
+		int64_t v = 42;
+		moat_err_clear(&err);
+		if (moat_duration_ms_parse(bad[i], &v, &err) != MOAT_EINVAL) {
+			fail_msg("'%s' accepted as %" PRId64, bad[i], v);
+		}
+		assert_int_equal(v, 42);
+		assert_true(err.msg[0] != '\0');
+	}
+	struct moat_err err;
+	int64_t v = 42;
+	assert_int_equal(moat_duration_ms_parse("5000", &v, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "unit"));
+	assert_int_equal(moat_duration_ms_parse(NULL, &v, &err), MOAT_EINVAL);
+}
+
 static void test_time(void **state)
 {
 	(void)state;
@@ -1416,6 +1474,7 @@ int main(void)
 		cmocka_unit_test(test_int_parse_rejects),
 		cmocka_unit_test(test_duration_ok),
 		cmocka_unit_test(test_duration_rejects),
+		cmocka_unit_test(test_duration_ms),
 		cmocka_unit_test(test_time),
 		cmocka_unit_test(test_write_atomic_mode),
 		cmocka_unit_test(test_write_atomic_rename_fails),
