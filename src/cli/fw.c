@@ -669,7 +669,16 @@ static int cmd_sign(const struct fw_opts *o)
 	} else if (rc == 0 && fwrite(json, 1, len, stdout) != len) {
 		rc = moat_err_set(&err, MOAT_EIO, "writing the envelope to stdout failed");
 	}
-	if (rc == 0 && o->out) {
+	if (rc == 0 && o->out && cli_globals.json) {
+		char sha[MOAT_SHA256_HEX_LEN + 1];
+		moat_hex_encode(m.sha256, sizeof(m.sha256), sha);
+		printf("{\"envelope\":");
+		cli_json_string(stdout, o->out);
+		printf(",\"device_type\":\"%s\",\"version\":\"%s\",\"security_version\":%lld,"
+		       "\"size\":%llu,\"sha256\":\"%s\",\"signatures\":%zu}\n",
+		       m.device_type, m.version, (long long)m.security_version,
+		       (unsigned long long)m.size, sha, nkeys);
+	} else if (rc == 0 && o->out) {
 		char sha[MOAT_SHA256_HEX_LEN + 1];
 		moat_hex_encode(m.sha256, sizeof(m.sha256), sha);
 		fprintf(stderr,
