@@ -107,6 +107,10 @@ struct moat_init_opts {
 MOAT_MUST_CHECK int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
 				     struct moat_err *err);
 
+/* Opens the deployment in dir. MOAT_DEPLOY_WRITE takes run/moat.lock and recovers from an
+ * interrupted change. MOAT_DEPLOY_READ takes no lock; when dir cannot be written (a
+ * read-only file system) the registry is opened read-only (moat_registry_open_readonly),
+ * so listing and checking commands still work there. */
 enum { MOAT_DEPLOY_READ = 0, MOAT_DEPLOY_WRITE = 1 };
 MOAT_MUST_CHECK int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out,
 				     struct moat_err *err);

@@ -134,4 +134,40 @@ script -qec "moat device export --all --out $T/all2" "$T/tty2.log" >/dev/null ||
 	fail "bulk export on a terminal failed: $(cat "$T/tty2.log")"
 grep -q "100% " "$T/tty2.log" || fail "no export progress on a terminal: $(cat "$T/tty2.log")"
 pass "progress on a terminal only"
+
+# ---- a deployment on a read-only file system can still be read ----
+# As root: a read-only bind mount in a mount namespace of its own (root ignores chmod). Else
+# a directory without write permission, which is what the open checks too.
+cat >"$T/ro.sh" <<EOF
+set -e
+export PATH="$PATH" MOAT_DIR="$D"
+touch "$D/.probe" 2>/dev/null && { echo "still writable"; exit 9; }
+moat device list >"$T/ro.list"
+moat --json device list >"$T/ro.json"
+moat device show dev1 >"$T/ro.show"
+moat cert expiring --within 1 >"$T/ro.expiring"
+moat net plan >"$T/ro.plan"
+moat status >"$T/ro.status" 2>&1 || true
+grep -q "not a moat registry" "$T/ro.status" && { cat "$T/ro.status"; exit 7; }
+moat device add never 2>"$T/ro.add" && { echo "a write succeeded"; exit 6; }
+ls -A "$D" >"$T/ro.ls"
+EOF
+if [ "$(id -u)" = 0 ]; then
+	unshare -m bash -c "mount --make-rprivate / && mount --bind '$D' '$D' &&
+		mount -o remount,ro,bind '$D' && bash '$T/ro.sh'" >"$T/ro.out" 2>&1 ||
+		fail "reading a read-only deployment: $(cat "$T/ro.out")"
+else
+	chmod a-w "$D"
+	bash "$T/ro.sh" >"$T/ro.out" 2>&1 || { chmod u+w "$D"; fail "read-only: $(cat "$T/ro.out")"; }
+	chmod u+w "$D"
+fi
+grep -q "^dev1 " "$T/ro.list" || fail "device list on a read-only deployment: $(cat "$T/ro.list")"
+is_json "read-only device list" "$(cat "$T/ro.json")"
+grep -q "^id: *dev1" "$T/ro.show" || fail "device show: $(cat "$T/ro.show")"
+grep -q "nothing expires within 1 day" "$T/ro.expiring" || fail "expiring: $(cat "$T/ro.expiring")"
+grep -q "table inet moat" "$T/ro.plan" || fail "net plan: $(head -5 "$T/ro.plan")"
+grep -q "Read-only file system\|Permission denied" "$T/ro.add" ||
+	fail "the refused write said: $(cat "$T/ro.add")"
+grep -q "registry.db-shm\|registry.db-wal" "$T/ro.ls" && fail "SQLite side files on the read-only mount"
+pass "device list, show, cert expiring, net plan and status read a read-only deployment"
 pass "cli edges"
