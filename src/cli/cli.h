@@ -37,6 +37,7 @@ int fw_main(int argc, char **argv);
 int sim_main(int argc, char **argv);
 int cmd_main(int argc, char **argv);
 int watch_main(int argc, char **argv);
+int config_main(int argc, char **argv);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
