@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -202,7 +203,8 @@ int cli_export_check(const struct cli_export *x, const char *out_dir, bool force
 		if (rc != 0) {
 			return rc;
 		}
-		if (access(p, F_OK) == 0 || errno != ENOENT) {
+		struct stat st;
+		if (lstat(p, &st) == 0) { /* a dangling symbolic link is in the way too */
 			return moat_err_set(err, MOAT_EEXIST,
 					    "%s exists: nothing written (--force overwrites)", p);
 		}
