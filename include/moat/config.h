@@ -64,6 +64,14 @@ MOAT_MUST_CHECK int moat_config_check_keys(const struct moat_config *cfg, const 
 MOAT_MUST_CHECK int moat_config_check_sections(const struct moat_config *cfg,
 					       const char *const *allowed, struct moat_err *err);
 
+/* An error message about cfg (msg), rewritten as "<path>:<line>: <message>" into out (size
+ * bytes, truncated to fit, always NUL-terminated), so that every mistake names its line:
+ * a message already in that form is kept; else a leading "<path>: " is dropped and the
+ * line is that of the entry the message names as "[section] key" (the longest such
+ * match), else of the first entry of a "[section]" it names; with none, "<path>: <message>".
+ * Returns the line, or 0 when none was found. */
+int moat_config_error_where(const struct moat_config *cfg, const char *msg, char *out, size_t size);
+
 /* Splits a comma-separated list value into trimmed items; caller frees with
  * moat_config_list_free. Empty items are an error. */
 MOAT_MUST_CHECK int moat_config_split_list(const char *value, char ***out_items, size_t *out_count,

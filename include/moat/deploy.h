@@ -78,6 +78,14 @@ struct moat_deploy_conf {
 	int64_t crl_validity; /* seconds: [pki] crl_validity, else crl_days */
 };
 
+/* Parses the core sections of cfg into out ([deployment], [broker] hosts and port, [server]
+ * port, [pki]) and refuses an unknown section, an unknown [deployment] or [pki] key, and a
+ * key in a section reserved for later ([firmware], [plugin], [agent], [monitor], [sim]);
+ * messages name file and, where the key is there, its line. What moat_deploy_open does
+ * first, for `moat config check`. */
+MOAT_MUST_CHECK int moat_deploy_conf_load(const struct moat_config *cfg,
+					  struct moat_deploy_conf *out, struct moat_err *err);
+
 /* An open deployment: its directory, moat.conf, registry and CA. Opaque: read it through
  * the accessors below. Everything they return is owned by d and valid until
  * moat_deploy_close(d). */
@@ -119,6 +127,10 @@ struct moat_init_opts {
 MOAT_MUST_CHECK int moat_deploy_init(const struct moat_init_opts *opts, const char *passphrase,
 				     struct moat_err *err);
 
+/* Opens the deployment in dir. MOAT_DEPLOY_WRITE takes run/moat.lock and recovers from an
+ * interrupted change. MOAT_DEPLOY_READ takes no lock; when dir cannot be written (a
+ * read-only file system) the registry is opened read-only (moat_registry_open_readonly),
+ * so listing and checking commands still work there. */
 enum { MOAT_DEPLOY_READ = 0, MOAT_DEPLOY_WRITE = 1 };
 MOAT_MUST_CHECK int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out,
 				     struct moat_err *err);

@@ -70,12 +70,13 @@ MOAT_MUST_CHECK int moat_fwtrust_save(const char *path, const struct moat_fw_tru
 MOAT_MUST_CHECK int moat_fwkeys_set_threshold(const char *keys_dir, int threshold,
 					      struct moat_err *err);
 
-/* Takes keyid out of trust.json (the threshold drops to the keys left when it would exceed
- * them) and moves its files (.key or .uri, and .pub) to revoked/. Refuses to remove the last
- * trusted key: generate its replacement first. *out_threshold (may be NULL) receives the new
- * threshold. */
-MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
-				       struct moat_err *err);
+/* Takes keyid out of trust.json and moves its files (.key or .uri, and .pub) to revoked/.
+ * new_threshold 0 keeps the threshold, and refuses (MOAT_EDENIED, nothing changed) when the
+ * keys left would be fewer than it: the threshold is never lowered silently; new_threshold
+ * 1..keys left sets it (MOAT_EINVAL beyond). Refuses to remove the last trusted key:
+ * generate its replacement first. *out_threshold (may be NULL) receives the new threshold. */
+MOAT_MUST_CHECK int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int new_threshold,
+				       int *out_threshold, struct moat_err *err);
 
 struct moat_fw_sign_req {
 	const char *image_path;

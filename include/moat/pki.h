@@ -264,9 +264,21 @@ MOAT_MUST_CHECK int moat_pki_export_p12(const char *cert_pem, const char *key_pe
 					const char *ca_pem, const char *name, const char *password,
 					unsigned char **out_der, size_t *out_len,
 					struct moat_err *err);
-/* A C header with DEVICE_ID, CA_CERT, DEVICE_CERT and DEVICE_KEY as string constants. */
+/* What a firmware needs besides its credentials: the broker it must connect to and the
+ * limits the broker enforces on a device. broker_host: a host name or address ([A-Za-z0-9.:-]
+ * only, so it is safe in a C string), NULL to leave it out. */
+struct moat_c_header_broker {
+	const char *host;
+	int port;	      /* 1..65535 */
+	unsigned max_payload; /* bytes per message the broker accepts from a device */
+	unsigned msgs_per_s;  /* 0: unlimited */
+};
+/* A C header with DEVICE_ID, CA_CERT, DEVICE_CERT and DEVICE_KEY as string constants, and,
+ * with broker, MOAT_BROKER_HOST, MOAT_BROKER_PORT, MOAT_MAX_PAYLOAD and a comment naming the
+ * rules a firmware must follow (client id = CN, its topics, device_id = sender, limits). */
 MOAT_MUST_CHECK int moat_pki_export_c_header(const char *id, const char *cert_pem,
 					     const char *key_pem, const char *ca_pem,
+					     const struct moat_c_header_broker *broker,
 					     char **out_text, size_t *out_len,
 					     struct moat_err *err);
 

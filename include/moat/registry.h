@@ -67,6 +67,13 @@ struct moat_cert_row {
  * must carry moat's application_id. Applies pending migrations. */
 MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
 				       struct moat_registry **out_reg, struct moat_err *err);
+/* Opens an existing registry for reading only, where its directory cannot be written (a
+ * read-only file system, a copy owned by another account): no WAL switch, no migration, no
+ * -shm file created (SQLite's immutable mode, unless a -wal file holds transactions, which
+ * are then read too). Refuses a schema other than this moat's (MOAT_ESTATE: it cannot be
+ * migrated here). Every write through it fails. */
+MOAT_MUST_CHECK int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
+						struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
 
 /* Copies reg's database, as of one moment, into a new file dest_path (created 0600, must

@@ -30,6 +30,7 @@
 
 #include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "moat/config.h"
@@ -78,6 +79,17 @@ struct moat_httpd_limits {
  * handshake_timeout above header_timeout. out is written only on success. */
 MOAT_MUST_CHECK int moat_httpd_limits_load(const struct moat_config *cfg,
 					   struct moat_httpd_limits *out, struct moat_err *err);
+
+/* [est] of moat.conf: EST enrollment's settings. */
+struct moat_est_settings {
+	int64_t reenroll_grace_s;	/* reenroll_grace: 0..30 days, default 1 h */
+	int64_t token_failures;		/* token_failures: 1..100000, default 10 */
+	int64_t token_failure_refill_s; /* token_failure_refill: 1 s..1 day, default 60 s */
+};
+/* Reads [est] (absent keys: the defaults above); an unknown key or a value out of range is
+ * refused naming file, line and key. */
+MOAT_MUST_CHECK int moat_est_settings_load(const struct moat_config *cfg,
+					   struct moat_est_settings *out, struct moat_err *err);
 
 /* Opens the deployment read-only, loads pki/server.{key,crt} (the certificate with its
  * chain), pki/ca.crt (the root: the only trust anchor) and pki/crl.pem, and serves the API

@@ -96,8 +96,14 @@ static int issuer_cmd(int argc, char **argv, bool rotate)
 	}
 	char until[MOAT_TIME_ISO_LEN];
 	moat_time_iso(moat_pki_ca_not_after(signer), until);
-	printf("%s: pki/issuer.crt, valid until %s; pki/crl.pem re-signed\n",
-	       rotate ? "issuing CA rotated" : "issuing CA created", until);
+	if (cli_globals.json) {
+		printf("{\"result\":\"%s\",\"certificate\":\"pki/issuer.crt\",\"not_after\":"
+		       "\"%s\"}\n",
+		       rotate ? "rotated" : "created", until);
+	} else {
+		printf("%s: pki/issuer.crt, valid until %s; pki/crl.pem re-signed\n",
+		       rotate ? "issuing CA rotated" : "issuing CA created", until);
+	}
 	moat_deploy_close(d);
 	return CLI_OK;
 }

@@ -59,7 +59,11 @@ static int claim_add(int argc, char **argv)
 	}
 	free(pem);
 	moat_deploy_close(d);
-	printf("added claim CA %s\n", sha);
+	if (cli_globals.json) {
+		printf("{\"result\":\"added\",\"sha256\":\"%s\"}\n", sha);
+	} else {
+		printf("added claim CA %s\n", sha);
+	}
 	return CLI_OK;
 }
 
@@ -123,7 +127,13 @@ static int claim_remove(int argc, char **argv)
 		return cli_fail(&err);
 	}
 	moat_deploy_close(d);
-	printf("removed claim CA %s\n", sha);
+	if (cli_globals.json) {
+		printf("{\"result\":\"removed\",\"sha256\":");
+		cli_json_string(stdout, sha);
+		printf("}\n");
+	} else {
+		printf("removed claim CA %s\n", sha);
+	}
 	return CLI_OK;
 }
 

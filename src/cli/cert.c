@@ -34,8 +34,11 @@ static void report(struct expiring_ctx *c, const char *kind, const char *name, c
 		       serial, na, (long long)days, not_after <= c->now ? "true" : "false");
 	} else if (not_after <= c->now) {
 		printf("%-8s %-32s %s  EXPIRED\n", kind, name, na);
+	} else if (days == 0) {
+		printf("%-8s %-32s %s  in less than a day\n", kind, name, na);
 	} else {
-		printf("%-8s %-32s %s  in %lld days\n", kind, name, na, (long long)days);
+		printf("%-8s %-32s %s  in %lld %s\n", kind, name, na, (long long)days,
+		       cli_plural(days, "day", "days"));
 	}
 	c->n++;
 }
@@ -146,7 +149,9 @@ static int expiring(int argc, char **argv)
 	if (ctx.json) {
 		printf("]\n");
 	} else if (ctx.n == 0) {
-		printf("nothing expires within %lld days\n", (long long)(within / 86400));
+		char words[64];
+		printf("nothing expires within %s\n",
+		       cli_duration_words(within, words, sizeof(words)));
 	}
 	moat_deploy_close(d);
 	return ctx.n ? CLI_FAIL : CLI_OK;
@@ -160,8 +165,10 @@ static int crl(int argc, char **argv)
 	};
 	static const struct moat_opts_spec spec = {
 		CLI_OPTS,
-		.usage = "usage: moat cert crl\nSigns a fresh pki/crl.pem (run it well before the "
-			 "current CRL's nextUpdate; moat cert expiring shows when).\n",
+		.usage =
+			"usage: moat cert crl [--json]\nSigns a fresh pki/crl.pem (run it well before "
+			"the current CRL's nextUpdate; moat cert expiring shows when).\n"
+			"--json: {crl, issuer, next_update}.\n",
 		.opts = opts, .no_operands = true};
 	struct moat_err err = {0};
 	int next;
@@ -182,8 +189,22 @@ static int crl(int argc, char **argv)
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
+	struct moat_crl_state cs;
+	if ((rc = moat_deploy_crl_state(d, moat_time_now(), &cs, &err)) != 0) {
+		moat_err_prefix(&err, "pki/crl.pem re-signed, but reading it back failed");
+		moat_deploy_close(d);
+		return cli_fail(&err);
+	}
 	moat_deploy_close(d);
-	printf("pki/crl.pem re-signed\n");
+	char next_update[MOAT_TIME_ISO_LEN];
+	moat_time_iso(cs.next_update, next_update);
+	if (cli_globals.json) {
+		printf("{\"crl\":\"pki/crl.pem\",\"issuer\":");
+		cli_json_string(stdout, cs.issuer_cn);
+		printf(",\"next_update\":\"%s\"}\n", next_update);
+	} else {
+		printf("pki/crl.pem re-signed by %s, next update %s\n", cs.issuer_cn, next_update);
+	}
 	return CLI_OK;
 }
 
@@ -191,8 +212,8 @@ static int crl(int argc, char **argv)
 static int server(int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: moat cert server renew [--days N]\n"
-		"       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n"
+		"usage: moat cert server renew [--days N] [--json]\n"
+		"       moat cert server --add-host NAME [--add-host NAME]... [--days N] [--json]\n"
 		"Reissues pki/server.crt with a new key (pki/server.key), the certificate the\n"
 		"broker and moatd present, for every name and address of moat.conf's [broker]\n"
 		"hosts; --add-host adds names or addresses there first. Valid for [pki]\n"
@@ -237,12 +258,23 @@ static int server(int argc, char **argv)
 	char na[MOAT_TIME_ISO_LEN];
 	moat_time_iso(sc.not_after, na);
 	const struct moat_deploy_conf *conf = moat_deploy_settings(d);
+	bool restart = sc.ip_added && !moat_config_get(moat_deploy_config(d), "broker", "listen");
+	if (cli_globals.json) {
+		printf("{\"serial\":\"%s\",\"not_after\":\"%s\",\"hosts\":[", sc.serial_hex, na);
+		for (size_t i = 0; i < conf->broker_host_count; i++) {
+			printf("%s", i ? "," : "");
+			cli_json_string(stdout, conf->broker_hosts[i]);
+		}
+		printf("],\"restart_needed\":%s}\n", restart ? "true" : "false");
+		moat_deploy_close(d);
+		return CLI_OK;
+	}
 	printf("server certificate %s valid until %s for", sc.serial_hex, na);
 	for (size_t i = 0; i < conf->broker_host_count; i++) {
 		printf("%s %s", i ? "," : "", conf->broker_hosts[i]);
 	}
 	printf("; a running broker and moatd reload it now\n");
-	if (sc.ip_added && !moat_config_get(moat_deploy_config(d), "broker", "listen")) {
+	if (restart) {
 		printf("note: the broker listens on a new address only after a restart "
 		       "(moat down; moat up)\n");
 	}
@@ -262,7 +294,7 @@ int cert_main(int argc, char **argv)
 		return server(argc - 1, argv + 1);
 	}
 	if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl\n"
+		printf("usage: moat cert expiring [--within 30d] [--json]\n       moat cert crl [--json]\n"
 		       "       moat cert server renew [--days N]\n"
 		       "       moat cert server --add-host NAME [--add-host NAME]... [--days N]\n");
 		return CLI_OK;

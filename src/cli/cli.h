@@ -10,7 +10,9 @@
 #define MOAT_CLI_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include <openssl/types.h>
 
@@ -37,6 +39,7 @@ int cmd_main(int argc, char **argv);
 int watch_main(int argc, char **argv);
 int backup_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
+int config_main(int argc, char **argv);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
@@ -88,12 +91,34 @@ const char *cli_session_suffix(const char *tool);
  * is a tty (confirm: ask twice). buf receives it NUL-terminated; wipe it after use. */
 MOAT_MUST_CHECK int cli_passphrase(char *buf, size_t size, bool confirm, struct moat_err *err);
 
-/* Writes the moat-agent bundle for identity id into out_dir (agent INI, certificate, key,
- * CA): `moat device export --format agent`; for a device that enrolls itself, an enrolling
- * configuration and the root CA only (*out_enrolling true). Implemented in
- * export_agent.c. */
-MOAT_MUST_CHECK int cli_export_agent(struct moat_deploy *d, const char *id, const char *out_dir,
-				     bool *out_enrolling, struct moat_err *err);
+/* An export (`moat device export`, export.c): the files of one identity in one format, held
+ * in memory until written. */
+#define CLI_EXPORT_MAX_FILES 6
+struct cli_export_file {
+	char name[MOAT_ID_BUF_LEN + 16]; /* inside the output directory */
+	char *data;
+	size_t len;
+	mode_t mode;
+};
+struct cli_export {
+	struct cli_export_file files[CLI_EXPORT_MAX_FILES];
+	size_t count;
+	bool enrolling; /* agent format for a device that enrolls itself: no key exported */
+};
+/* Builds every file of identity id in format (pem, p12 under password, c-header, agent)
+ * in out; nothing is written. Free out with cli_export_free (done here on failure). */
+MOAT_MUST_CHECK int cli_export_prepare(struct moat_deploy *d, const char *id, const char *format,
+				       const char *password, struct cli_export *out,
+				       struct moat_err *err);
+/* MOAT_EEXIST naming the first file of x already in out_dir, unless force; else 0. */
+MOAT_MUST_CHECK int cli_export_check(const struct cli_export *x, const char *out_dir, bool force,
+				     struct moat_err *err);
+/* Writes x into out_dir (created 0700 when missing) all or nothing: refused as
+ * cli_export_check says, then every file staged, fsynced, and renamed in once all are. */
+MOAT_MUST_CHECK int cli_export_write(const struct cli_export *x, const char *out_dir, bool force,
+				     struct moat_err *err);
+/* Wipes and frees the files of x. */
+void cli_export_free(struct cli_export *x);
 
 /* The PKCS#11 module's path for a key in a token: flag (--pkcs11-module) when given, else
  * moat.conf's [pki] pkcs11_module (d may be NULL), else NULL (then only a URI's
@@ -113,6 +138,13 @@ void cli_catch_interrupts(void);
 /* JSON string escaping for --json output: quotes, backslashes and every control code
  * point of text.h (C0, DEL, C1, bidi controls) as \uXXXX, invalid UTF-8 as \ufffd. */
 void cli_json_string(FILE *out, const char *s);
+
+/* one when n is 1, else many: "1 day", "2 days". */
+const char *cli_plural(long long n, const char *one, const char *many);
+
+/* A duration in words for messages, in the largest unit that divides it: "1 day",
+ * "36 hours", "90 minutes", "45 seconds". buf receives it; returns buf. */
+const char *cli_duration_words(int64_t seconds, char *buf, size_t size);
 
 /* What a device wrote, printed as text: len bytes of s through moat_text_escape (text.h),
  * so no control, C1, bidi control or invalid UTF-8 reaches the terminal raw. Every text

@@ -278,6 +278,32 @@ void cli_json_string(FILE *out, const char *s)
 	fputc('"', out);
 }
 
+const char *cli_plural(long long n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+const char *cli_duration_words(int64_t seconds, char *buf, size_t size)
+{
+	static const struct {
+		int64_t secs;
+		const char *one;
+		const char *many;
+	} units[] = {{86400, "day", "days"},
+		     {3600, "hour", "hours"},
+		     {60, "minute", "minutes"},
+		     {1, "second", "seconds"}};
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (seconds % units[i].secs == 0) {
+			long long n = (long long)(seconds / units[i].secs);
+			snprintf(buf, size, "%lld %s", n,
+				 cli_plural(n, units[i].one, units[i].many));
+			break;
+		}
+	}
+	return buf;
+}
+
 void cli_print_text(FILE *out, const char *s, size_t len)
 {
 	char buf[1024];

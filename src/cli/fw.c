@@ -3,7 +3,8 @@
  *
  *   moat fw keygen [--type ec-p256|ed25519|rsa-3072]
  *   moat fw trust [--threshold N]              show the trust list, or set its threshold
- *   moat fw key revoke KEYID                   take a key out of trust (rotation, compromise)
+ *   moat fw key revoke KEYID [--threshold N]   take a key out of trust (rotation, compromise);
+ *                                              the threshold is lowered only with --threshold
  *   moat fw key add --pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]
  *                                              trust a key kept in a PKCS#11 token
  *   moat fw sign IMAGE --type T --version V --security-version N [--expires 90d]
@@ -17,10 +18,13 @@
  * [pki] pkcs11_module or the URI's module-path. `fw verify` exits 0 on accept and 1 on refusal with
  * the verdict and reason on one line.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -41,7 +45,9 @@ static const char usage[] =
 	"  keygen [--type ec-p256|ed25519|rsa-3072]   new signing key, added to the trust list\n"
 	"  trust [--threshold N]                      show the trust list / set how many keys "
 	"must sign\n"
-	"  key revoke KEYID                           remove a key from the trust list\n"
+	"  key revoke KEYID [--threshold N]           remove a key from the trust list; refused\n"
+	"                                             when fewer keys than the threshold would\n"
+	"                                             be left, unless --threshold N lowers it\n"
 	"  key add --pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]\n"
 	"                                             trust a signing key kept in a PKCS#11 "
 	"token\n"
@@ -53,7 +59,15 @@ static const char usage[] =
 	"                                             what a device would decide: exit 0 "
 	"accept, 1 refuse\n"
 	"       (without --device-type the manifest's own type is used: mix-and-match is not\n"
-	"       checked; --trust defaults to the deployment's firmware/keys/trust.json)\n\n"
+	"       checked; --trust defaults to the deployment's firmware/keys/trust.json)\n"
+	"  publish ENVELOPE IMAGE [--rollout PERCENT | --devices ID,...]\n"
+	"                                             offer a verified release to devices "
+	"through\n"
+	"                                             moatd (default --rollout 100)\n"
+	"  list [--type DEVICE_TYPE] [--json]         published releases and their rollouts\n"
+	"  status [DEVICE] [--json]                   what each device runs, what moatd offers "
+	"it,\n"
+	"                                             its last update events\n\n"
 	"Keys live in firmware/keys/ of the deployment, encrypted under $MOAT_FW_PASSPHRASE\n"
 	"(else --passphrase-file, $MOAT_CA_PASSPHRASE or a prompt), or in a PKCS#11 token\n"
 	"(RFC 7512 URI, e.g. pkcs11:token=moat;object=fw1;type=private; PIN from --pin-file\n"
@@ -335,12 +349,17 @@ static int cmd_key_revoke(const struct fw_opts *o)
 {
 	struct moat_err err = {0};
 	if (o->pkcs11_uri || o->pkcs11_module || o->pin_file) {
-		return cli_usage_error("fw key revoke: takes a KEYID only");
+		return cli_usage_error("fw key revoke: takes a KEYID and --threshold N only");
 	}
 	struct moat_deploy *d = NULL;
 	char dir[PATH_MAX];
 	char keyid[MOAT_FW_KEYID_HEX_LEN + 1];
 	int threshold = 0;
+	int64_t wanted = 0;
+	if (o->threshold &&
+	    moat_int_parse(o->threshold, 1, MOAT_FW_TRUST_MAX_KEYS, &wanted, &err) != 0) {
+		return cli_usage_error("fw key revoke: --threshold: %s", err.msg);
+	}
 	int rc = cli_open(MOAT_DEPLOY_WRITE, &d, &err);
 	if (rc == 0) {
 		rc = keys_dir_of(d, dir, sizeof(dir), &err);
@@ -349,7 +368,7 @@ static int cmd_key_revoke(const struct fw_opts *o)
 		rc = moat_fwkeys_resolve(dir, o->argv[1], keyid, &err);
 	}
 	if (rc == 0) {
-		rc = moat_fwkeys_revoke(dir, keyid, &threshold, &err);
+		rc = moat_fwkeys_revoke(dir, keyid, (int)wanted, &threshold, &err);
 	}
 	moat_deploy_close(d);
 	if (rc != 0) {
@@ -437,6 +456,10 @@ static int cmd_key(const struct fw_opts *o)
 		return cmd_key_revoke(o);
 	}
 	if (o->argc == 1 && strcmp(o->argv[0], "add") == 0) {
+		if (o->threshold) {
+			return cli_usage_error("fw key add: --threshold belongs to key revoke and "
+					       "trust");
+		}
 		return cmd_key_add(o);
 	}
 	return cli_usage_error("fw key: usage: moat fw key revoke KEYID | moat fw key add "
@@ -646,7 +669,16 @@ static int cmd_sign(const struct fw_opts *o)
 	} else if (rc == 0 && fwrite(json, 1, len, stdout) != len) {
 		rc = moat_err_set(&err, MOAT_EIO, "writing the envelope to stdout failed");
 	}
-	if (rc == 0 && o->out) {
+	if (rc == 0 && o->out && cli_globals.json) {
+		char sha[MOAT_SHA256_HEX_LEN + 1];
+		moat_hex_encode(m.sha256, sizeof(m.sha256), sha);
+		printf("{\"envelope\":");
+		cli_json_string(stdout, o->out);
+		printf(",\"device_type\":\"%s\",\"version\":\"%s\",\"security_version\":%lld,"
+		       "\"size\":%llu,\"sha256\":\"%s\",\"signatures\":%zu}\n",
+		       m.device_type, m.version, (long long)m.security_version,
+		       (unsigned long long)m.size, sha, nkeys);
+	} else if (rc == 0 && o->out) {
 		char sha[MOAT_SHA256_HEX_LEN + 1];
 		moat_hex_encode(m.sha256, sizeof(m.sha256), sha);
 		fprintf(stderr,
@@ -686,6 +718,15 @@ static int cmd_verify(const struct fw_opts *o)
 	struct moat_err err = {0};
 	if (o->argc != 2) {
 		return cli_usage_error("fw verify: usage: moat fw verify IMAGE ENVELOPE");
+	}
+	/* A missing file is a mistake on the command line, not a verdict on the image. */
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		if (stat(o->argv[i], &st) != 0) {
+			moat_err_errno(&err, MOAT_ENOENT, errno, "fw verify: %s %s",
+				       i == 0 ? "image" : "envelope", o->argv[i]);
+			return cli_fail(&err);
+		}
 	}
 	struct moat_fw_policy policy = {
 		.purpose = o->boot ? MOAT_FW_FOR_BOOT : MOAT_FW_FOR_INSTALL,
@@ -782,7 +823,7 @@ int fw_main(int argc, char **argv)
 		return st >= 0 ? st : cmd_trust(&o);
 	}
 	if (strcmp(cmd, "key") == 0) {
-		st = only(cmd, &o, " pkcs11-uri pkcs11-module pin-file ");
+		st = only(cmd, &o, " pkcs11-uri pkcs11-module pin-file threshold ");
 		return st >= 0 ? st : cmd_key(&o);
 	}
 	if (strcmp(cmd, "sign") == 0) {
@@ -796,5 +837,8 @@ int fw_main(int argc, char **argv)
 			  " device-type floor current-version trust now last-issued-at boot ");
 		return st >= 0 ? st : cmd_verify(&o);
 	}
-	return cli_usage_error("fw: unknown command '%s' (keygen, trust, key, sign, verify)", cmd);
+	return cli_usage_error(
+		"fw: unknown command '%s' (keygen, trust, key, sign, verify, publish, "
+		"list, status)",
+		cmd);
 }

@@ -89,9 +89,9 @@ static int cmd_publish(int argc, char **argv, const char *rollout, const char *d
 		       r.device_type, r.version, r.sha256_hex, (unsigned long long)r.size,
 		       r.rollout_percent, r.device_type);
 	} else {
-		printf("published %s %s (sha256 %s, %llu bytes) to %zu listed devices\n",
-		       r.device_type, r.version, r.sha256_hex, (unsigned long long)r.size,
-		       r.device_count);
+		printf("published %s %s (sha256 %s, %llu bytes) to %zu listed %s\n", r.device_type,
+		       r.version, r.sha256_hex, (unsigned long long)r.size, r.device_count,
+		       cli_plural((long long)r.device_count, "device", "devices"));
 	}
 	st = CLI_OK;
 out:
@@ -113,7 +113,8 @@ static int list_cb(const struct moat_release *r, void *vctx)
 	if (r->rollout_percent >= 0) {
 		snprintf(rollout, sizeof(rollout), "%d%%", r->rollout_percent);
 	} else {
-		snprintf(rollout, sizeof(rollout), "%zu devices", r->device_count);
+		snprintf(rollout, sizeof(rollout), "%zu %s", r->device_count,
+			 cli_plural((long long)r->device_count, "device", "devices"));
 	}
 	if (cli_globals.json) {
 		printf("%s{\"device_type\":", c->n ? "," : "");

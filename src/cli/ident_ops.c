@@ -240,6 +240,15 @@ static int sync_after(struct one_ident *c, const char *done_prefix)
 	return rc;
 }
 
+/* The --json answer of a change on one identity: {"result": done, "id": id, ...}; extra
+ * (may be NULL) is more members, already JSON, from moat's own values. */
+static void result_json(const char *done, const char *id, const char *extra)
+{
+	printf("{\"result\":\"%s\",\"id\":", done);
+	cli_json_string(stdout, id);
+	printf("%s%s}\n", extra && *extra ? "," : "", extra ? extra : "");
+}
+
 struct progress_state {
 	bool tty;
 	int last_percent;
@@ -343,6 +352,28 @@ static int enroll_add(const struct ident_opts *o, const char *id)
 	}
 	OPENSSL_cleanse(token, sizeof(token));
 	return CLI_OK;
+}
+
+/* --json of an add: {"added": [{id, role, serial, not_after}, ...]}, read back from the
+ * registry. */
+static void add_json(struct moat_deploy *d, char (*names)[MOAT_ID_BUF_LEN], size_t count,
+		     enum moat_role role)
+{
+	printf("{\"role\":\"%s\",\"added\":[", moat_role_name(role));
+	for (size_t i = 0; i < count; i++) {
+		struct moat_identity ident;
+		char na[MOAT_TIME_ISO_LEN] = "";
+		if (moat_registry_identity_get(moat_deploy_registry(d), names[i], &ident, NULL) ==
+		    0) {
+			moat_time_iso(ident.not_after, na);
+		} else {
+			memset(&ident, 0, sizeof(ident));
+		}
+		printf("%s{\"id\":", i ? ",\n " : "");
+		cli_json_string(stdout, names[i]);
+		printf(",\"serial\":\"%s\",\"not_after\":\"%s\"}", ident.serial_hex, na);
+	}
+	printf("]}\n");
 }
 
 int ident_add(const struct ident_scope *scope, int argc, char **argv)
@@ -463,7 +494,9 @@ int ident_add(const struct ident_scope *scope, int argc, char **argv)
 		moat_err_prefix(&err, "added, but regenerating the broker policy failed");
 		goto fail;
 	}
-	if (count == 1) {
+	if (cli_globals.json) {
+		add_json(d, names, count, role);
+	} else if (count == 1) {
 		printf("added %s %s%s\n", moat_role_name(role), names[0],
 		       csr ? " (certificate for the CSR's key; no key.pem)" : "");
 	} else {
@@ -665,8 +698,15 @@ int ident_revoke(const struct ident_scope *scope, int argc, char **argv)
 	int rc = moat_deploy_revoke(c.d, c.id, reason, &c.err);
 	if (rc == 0 &&
 	    (rc = sync_after(&c, "revoked and CRL written, but updating the broker failed")) == 0) {
-		printf("revoked %s (certificate %s); pki/crl.pem updated\n", c.id,
-		       c.ident.serial_hex);
+		if (cli_globals.json) {
+			char extra[128];
+			snprintf(extra, sizeof(extra), "\"serial\":\"%s\",\"reason\":\"%s\"",
+				 c.ident.serial_hex, moat_pki_reason_name(reason));
+			result_json("revoked", c.id, extra);
+		} else {
+			printf("revoked %s (certificate %s); pki/crl.pem updated\n", c.id,
+			       c.ident.serial_hex);
+		}
 	}
 	return one_end(&c, rc);
 }
@@ -683,7 +723,9 @@ int ident_unban(const struct ident_scope *scope, int argc, char **argv)
 		return st;
 	}
 	int rc = moat_broker_unban(c.d, c.id, &c.err);
-	if (rc == 0) {
+	if (rc == 0 && cli_globals.json) {
+		result_json("unbanned", c.id, NULL);
+	} else if (rc == 0) {
 		printf("unbanned %s: a flapping ban that began before now is lifted\n", c.id);
 	}
 	return one_end(&c, rc);
@@ -715,8 +757,15 @@ int ident_renew(const struct ident_scope *scope, int argc, char **argv)
 	if (rc == 0 && (rc = sync_after(&c, "renewed, but updating the broker failed")) == 0) {
 		char na[MOAT_TIME_ISO_LEN];
 		moat_time_iso(c.ident.not_after, na);
-		printf("renewed %s: certificate %s valid until %s; the old one is revoked\n", c.id,
-		       c.ident.serial_hex, na);
+		if (cli_globals.json) {
+			char extra[160];
+			snprintf(extra, sizeof(extra), "\"serial\":\"%s\",\"not_after\":\"%s\"",
+				 c.ident.serial_hex, na);
+			result_json("renewed", c.id, extra);
+		} else {
+			printf("renewed %s: certificate %s valid until %s; the old one is revoked\n",
+			       c.id, c.ident.serial_hex, na);
+		}
 	}
 	return one_end(&c, rc);
 }
@@ -741,7 +790,10 @@ static int set_disabled(const struct ident_scope *scope, int argc, char **argv, 
 	}
 	if (rc == 0 &&
 	    (rc = sync_after(&c, disabled ? "disabled, but updating the broker failed"
-					  : "enabled, but updating the broker failed")) == 0) {
+					  : "enabled, but updating the broker failed")) == 0 &&
+	    cli_globals.json) {
+		result_json(disabled ? "disabled" : "enabled", c.id, NULL);
+	} else if (rc == 0) {
 		printf(disabled ? "disabled %s: the broker and moatd refuse it; its certificate "
 				  "stays valid (moat %s enable %s)\n"
 				: "enabled %s: the broker and moatd accept its certificate again "
@@ -779,9 +831,15 @@ int ident_delete(const struct ident_scope *scope, int argc, char **argv)
 		return st;
 	}
 	int rc = moat_deploy_delete(c.d, c.id, reason, &c.err);
-	if (rc == 0 &&
-	    (rc = sync_after(&c, "deleted and CRL written, but updating the broker failed")) == 0 &&
-	    !c.ident.serial_hex[0]) {
+	if (rc == 0) {
+		rc = sync_after(&c, "deleted and CRL written, but updating the broker failed");
+	}
+	if (rc == 0 && cli_globals.json) {
+		char extra[128];
+		snprintf(extra, sizeof(extra), "\"serial\":\"%s\",\"reason\":\"%s\"",
+			 c.ident.serial_hex, moat_pki_reason_name(reason));
+		result_json("deleted", c.id, extra);
+	} else if (rc == 0 && !c.ident.serial_hex[0]) {
 		printf("deleted %s: it had not enrolled (no certificate); its enrollment and registry "
 		       "rows are gone, the deletion is recorded\n",
 		       c.id);
@@ -793,7 +851,8 @@ int ident_delete(const struct ident_scope *scope, int argc, char **argv)
 	return one_end(&c, rc);
 }
 
-/* A password for a PKCS#12 file: --password-file, $MOAT_EXPORT_PASSWORD, or a prompt. */
+/* A password for a PKCS#12 file: --password-file, else $MOAT_EXPORT_PASSWORD; asked for
+ * before anything is opened or created. */
 static int export_password(const char *file, char *buf, size_t size, struct moat_err *err)
 {
 	const char *saved = cli_globals.passphrase_file;
@@ -814,112 +873,169 @@ static int export_password(const char *file, char *buf, size_t size, struct moat
 		memcpy(buf, env, strlen(env) + 1);
 		return 0;
 	}
-	return moat_err_set(
-		err, MOAT_EINVAL,
-		"p12 export needs a password: --password-file F or MOAT_EXPORT_PASSWORD");
+	return moat_err_set(err, MOAT_EINVAL,
+			    "--format p12 needs a password: --password-file F or "
+			    "MOAT_EXPORT_PASSWORD (nothing written)");
 }
 
-static int read_identity_file(struct moat_deploy *d, const char *id, const char *file, char **out,
-			      size_t *out_len, struct moat_err *err)
-{
-	char p[PATH_MAX];
-	int rc = moat_deploy_identity_path(d, id, file, p, sizeof(p), err);
-	if (rc == 0) {
-		rc = moat_fs_read_all(p, 1024 * 1024, out, out_len, err);
-	}
-	return rc;
-}
+/* What export checks before opening anything: --out, --format, and p12's password. */
+struct export_args {
+	char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
+	const char *format;
+};
 
-static int export_files(struct moat_deploy *d, const char *id, const char *format,
-			const char *out_dir, const char *password_file, struct moat_err *err)
-{
-	char *cert = NULL;
-	char *key = NULL;
-	char *ca = NULL;
-	size_t cert_len = 0;
-	size_t key_len = 0;
-	size_t ca_len = 0;
-	char p[PATH_MAX];
-	int rc;
-	if ((rc = read_identity_file(d, id, "cert.pem", &cert, &cert_len, err)) != 0 ||
-	    (rc = read_identity_file(d, id, "key.pem", &key, &key_len, err)) != 0 ||
-	    (rc = read_identity_file(d, id, "ca.crt", &ca, &ca_len, err)) != 0) {
-		goto out;
-	}
-	if (strcmp(format, "pem") == 0) {
-		if ((rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", out_dir)) != 0 ||
-		    (rc = moat_fs_write_atomic(p, cert, cert_len, 0644, err)) != 0 ||
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", out_dir)) != 0 ||
-		    (rc = moat_fs_write_atomic(p, key, key_len, 0600, err)) != 0 ||
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", out_dir)) != 0 ||
-		    (rc = moat_fs_write_atomic(p, ca, ca_len, 0644, err)) != 0) {
-			goto out;
-		}
-	} else if (strcmp(format, "p12") == 0) {
-		char pass[MOAT_PASSPHRASE_MAX_LEN + 2];
-		unsigned char *der = NULL;
-		size_t der_len = 0;
-		if ((rc = export_password(password_file, pass, sizeof(pass), err)) == 0 &&
-		    (rc = moat_pki_export_p12(cert, key, ca, id, pass, &der, &der_len, err)) == 0 &&
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/%s.p12", out_dir, id)) == 0) {
-			rc = moat_fs_write_atomic(p, der, der_len, 0600, err);
-		}
-		OPENSSL_cleanse(pass, sizeof(pass));
-		free(der);
-	} else if (strcmp(format, "c-header") == 0) {
-		char *text = NULL;
-		size_t len = 0;
-		if ((rc = moat_pki_export_c_header(id, cert, key, ca, &text, &len, err)) == 0 &&
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/moat_credentials.h", out_dir)) ==
-			    0) {
-			rc = moat_fs_write_atomic(p, text, len, 0600, err);
-		}
-		if (text) {
-			OPENSSL_cleanse(text, len);
-			free(text);
-		}
-	} else {
-		rc = moat_err_set(err, MOAT_EINVAL,
-				  "--format: '%s' is not pem, p12, c-header or agent", format);
-	}
-out:
-	free(cert);
-	if (key) {
-		OPENSSL_cleanse(key, key_len);
-		free(key);
-	}
-	free(ca);
-	return rc;
-}
-
-/* --out is required; --format is one of pem, p12, c-header, agent. */
 static int export_check(const struct ident_opts *o, void *ctx)
 {
-	(void)ctx;
-	const char *format = o->format ? o->format : "pem";
+	struct export_args *a = ctx;
+	struct moat_err err = {0};
+	a->format = o->format ? o->format : "pem";
 	if (!o->out) {
 		return cli_usage_error("export: --out DIR is required");
 	}
-	if (strcmp(format, "pem") != 0 && strcmp(format, "p12") != 0 &&
-	    strcmp(format, "c-header") != 0 && strcmp(format, "agent") != 0) {
-		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent", format);
+	if (strcmp(a->format, "pem") != 0 && strcmp(a->format, "p12") != 0 &&
+	    strcmp(a->format, "c-header") != 0 && strcmp(a->format, "agent") != 0) {
+		return cli_usage_error("--format: '%s' is not pem, p12, c-header or agent",
+				       a->format);
+	}
+	if (o->password_file && strcmp(a->format, "p12") != 0) {
+		return cli_usage_error("--password-file goes with --format p12");
+	}
+	if (strcmp(a->format, "p12") == 0 &&
+	    export_password(o->password_file, a->pass, sizeof(a->pass), &err) != 0) {
+		return cli_fail(&err);
 	}
 	return 0;
+}
+
+/* One identity exported into dir: prepared whole, then written all or nothing. */
+static int export_one(struct moat_deploy *d, const char *id, const struct export_args *a,
+		      const char *dir, bool force, bool *out_enrolling, struct moat_err *err)
+{
+	struct cli_export x;
+	int rc = cli_export_prepare(d, id, a->format, a->pass, &x, err);
+	if (rc == 0) {
+		rc = cli_export_write(&x, dir, force, err);
+		*out_enrolling = x.enrolling;
+		cli_export_free(&x);
+	}
+	return rc;
+}
+
+struct id_list {
+	char (*ids)[MOAT_ID_BUF_LEN];
+	size_t count;
+	size_t cap;
+	int role;
+};
+
+static int collect_active(const struct moat_identity *id, void *ctx)
+{
+	struct id_list *l = ctx;
+	if (id->status != MOAT_ID_ACTIVE || (l->role >= 0 && (int)id->role != l->role)) {
+		return 0;
+	}
+	if (l->count == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		void *p = realloc(l->ids, cap * sizeof(*l->ids));
+		if (!p) {
+			return MOAT_ENOMEM;
+		}
+		l->ids = p;
+		l->cap = cap;
+	}
+	snprintf(l->ids[l->count++], MOAT_ID_BUF_LEN, "%s", id->id);
+	return 0;
+}
+
+/* `export --all --out DIR`: every active identity of the scope into DIR/ID/. Every target
+ * is checked first, so a refusal writes nothing; progress on a terminal. */
+static int export_all(const struct ident_scope *scope, const struct ident_opts *o,
+		      const struct export_args *a)
+{
+	struct moat_err err = {0};
+	struct moat_deploy *d = NULL;
+	struct id_list l = {.role = scope->role};
+	char dir[PATH_MAX];
+	bool enrolling = false;
+	int rc = cli_open(MOAT_DEPLOY_READ, &d, &err);
+	if (rc == 0) {
+		rc = moat_registry_identity_foreach(moat_deploy_registry(d), scope->role,
+						    collect_active, &l, &err);
+		if (rc == MOAT_ENOMEM && !err.msg[0]) {
+			moat_err_set(&err, rc, "out of memory");
+		}
+	}
+	for (size_t i = 0; rc == 0 && i < l.count && !o->force; i++) {
+		struct cli_export x;
+		if ((rc = moat_path_join(dir, sizeof(dir), &err, "%s/%s", o->out, l.ids[i])) == 0 &&
+		    (rc = cli_export_prepare(d, l.ids[i], a->format, a->pass, &x, &err)) == 0) {
+			rc = cli_export_check(&x, dir, false, &err);
+			cli_export_free(&x);
+		}
+	}
+	struct progress_state ps = {.tty = isatty(STDERR_FILENO) && l.count > 1,
+				    .last_percent = -1,
+				    .started_ms = moat_time_mono_ms()};
+	for (size_t i = 0; rc == 0 && i < l.count; i++) {
+		if ((rc = moat_path_join(dir, sizeof(dir), &err, "%s/%s", o->out, l.ids[i])) == 0) {
+			rc = export_one(d, l.ids[i], a, dir, o->force, &enrolling, &err);
+		}
+		if (rc != 0) {
+			moat_err_prefix(&err, "%s (%zu of %zu exported)", l.ids[i], i, l.count);
+		} else {
+			on_progress(i + 1, l.count, &ps);
+		}
+	}
+	moat_deploy_close(d);
+	free(l.ids);
+	if (rc != 0) {
+		return cli_fail(&err);
+	}
+	if (cli_globals.json) {
+		printf("{\"result\":\"exported\",\"count\":%zu,\"format\":\"%s\",\"out\":", l.count,
+		       a->format);
+		cli_json_string(stdout, o->out);
+		printf("}\n");
+	} else {
+		bool dev = scope->role == MOAT_ROLE_DEVICE;
+		printf("exported %zu %s (%s) to %s/ID/\n", l.count,
+		       cli_plural((long long)l.count, dev ? "device" : "identity",
+				  dev ? "devices" : "identities"),
+		       a->format, o->out);
+	}
+	return CLI_OK;
 }
 
 int ident_export(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
 	snprintf(usage_line, sizeof(usage_line),
-		 "moat %s export ID --out DIR [--format pem|p12|c-header|agent] "
-		 "[--password-file F]",
+		 "moat %s export ID|--all --out DIR [--format pem|p12|c-header|agent] "
+		 "[--password-file F] [--force]",
 		 scope->group);
+	struct export_args a;
+	memset(&a, 0, sizeof(a));
+	if (argc >= 2 && strcmp(argv[1], "--all") == 0) {
+		struct ident_opts o;
+		int rc = parse_opts(argc - 1, argv + 1, "ofPF", &o, usage_line);
+		if (rc == 0 && o.next != argc - 1) {
+			rc = cli_usage_error("usage: %s", usage_line);
+		}
+		if (rc == 0) {
+			rc = export_check(&o, &a);
+		}
+		if (rc == 0) {
+			rc = export_all(scope, &o, &a);
+		}
+		OPENSSL_cleanse(a.pass, sizeof(a.pass));
+		return rc < 0 ? CLI_OK : rc;
+	}
 	struct one_ident c;
-	int st = one_begin(scope, argc, argv, "ofP", usage_line, false, export_check, NULL, &c);
+	int st = one_begin(scope, argc, argv, "ofPF", usage_line, false, export_check, &a, &c);
 	if (st != MOAT_OPTS_CONTINUE) {
+		OPENSSL_cleanse(a.pass, sizeof(a.pass));
 		return st;
 	}
-	const char *format = c.o.format ? c.o.format : "pem";
 	bool enrolling = false;
 	int rc = 0;
 	if (c.ident.status != MOAT_ID_ACTIVE) {
@@ -927,16 +1043,18 @@ int ident_export(const struct ident_scope *scope, int argc, char **argv)
 				  moat_identity_status_name(c.ident.status));
 	}
 	if (rc == 0) {
-		rc = moat_fs_mkdirs(c.o.out, 0700, &c.err);
+		rc = export_one(c.d, c.id, &a, c.o.out, c.o.force, &enrolling, &c.err);
 	}
-	if (rc == 0 && strcmp(format, "agent") == 0) {
-		rc = cli_export_agent(c.d, c.id, c.o.out, &enrolling, &c.err);
-	} else if (rc == 0) {
-		rc = export_files(c.d, c.id, format, c.o.out, c.o.password_file, &c.err);
-	}
+	OPENSSL_cleanse(a.pass, sizeof(a.pass));
 	st = one_end(&c, rc);
-	if (st == CLI_OK) {
-		printf("exported %s (%s) to %s\n", c.id, format, c.o.out);
+	if (st == CLI_OK && cli_globals.json) {
+		printf("{\"result\":\"exported\",\"id\":");
+		cli_json_string(stdout, c.id);
+		printf(",\"format\":\"%s\",\"out\":", a.format);
+		cli_json_string(stdout, c.o.out);
+		printf(",\"enrolls\":%s}\n", enrolling ? "true" : "false");
+	} else if (st == CLI_OK) {
+		printf("exported %s (%s) to %s\n", c.id, a.format, c.o.out);
 		if (enrolling) {
 			printf("%s enrolls itself: no key was exported; put its enrollment token in "
 			       "%s/enroll.token (or its claim certificate and key in claim.crt and "

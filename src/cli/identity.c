@@ -16,7 +16,10 @@ int identity_main(int argc, char **argv)
 		"  disable NAME | enable NAME        refused without revocation / accepted again\n"
 		"  delete NAME [--reason R]          revoke, remove files and rows; the CRL keeps it\n"
 		"  unban NAME\n"
-		"  export NAME --out DIR [--format pem|p12|c-header|agent] [--password-file F]\n\n"
+		"  export NAME --out DIR [--format pem|p12|c-header|agent] [--password-file F] [--force]\n"
+		"  export --all --out DIR [...]      every active identity, into DIR/NAME/\n\n"
+		"Export writes all its files or none, refuses to overwrite one without --force; p12\n"
+		"takes its password from --password-file F, else $MOAT_EXPORT_PASSWORD.\n\n"
 		"Services (the backend) read every device's messages and send commands; operators are\n"
 		"administrators (moat cmd). Same CA as devices, a different role in the certificate.\n";
 	return ident_dispatch(&scope, argc, argv, usage);

@@ -129,6 +129,12 @@ int init_main(int argc, char **argv)
 	if (rc != 0) {
 		return cli_fail(&err);
 	}
-	printf("created deployment %s\n", dir);
+	if (cli_globals.json) {
+		printf("{\"result\":\"created\",\"dir\":");
+		cli_json_string(stdout, dir);
+		printf("}\n");
+	} else {
+		printf("created deployment %s\n", dir);
+	}
 	return CLI_OK;
 }

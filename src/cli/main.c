@@ -18,6 +18,7 @@ static const struct group groups[] = {
 	{"identity", identity_main, "add service and operator identities"},
 	{"cert", cert_main, "certificates that expire soon"},
 	{"ca", ca_main, "the online issuing CA (create, rotate) and claim CAs for EST enrollment"},
+	{"config", config_main, "check moat.conf: every mistake named with its line"},
 	{"broker", broker_main, "write the broker's mosquitto.conf, ACL and policy"},
 	{"up", up_main, "start the broker under a supervisor"},
 	{"down", down_main, "stop what moat up started"},

@@ -16,9 +16,21 @@ static const char *const known_sections[] = {
 	"agent",      "monitor", "sim",	   "guard", "est",     "client",   NULL,
 };
 
+/* Sections moat.conf may hold that no module reads yet: a key there would be ignored
+ * silently, so it is refused. */
+static const char *const reserved_sections[] = {"firmware", "plugin", "agent",
+						"monitor",  "sim",    NULL};
+
+int moat_deploy_conf_load(const struct moat_config *cfg, struct moat_deploy_conf *out,
+			  struct moat_err *err)
+{
+	return deploy_conf_parse(cfg, out, err);
+}
+
 int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *conf,
 		      struct moat_err *err)
 {
+	static const char *const no_keys[] = {NULL};
 	static const char *const deployment_keys[] = {"format", "name", NULL};
 	static const char *const pki_keys[] = {"key_type",	  "ca_days",
 					       "identity_days",	  "server_days",
@@ -31,6 +43,11 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	    (rc = moat_config_check_keys(cfg, "deployment", deployment_keys, err)) != 0 ||
 	    (rc = moat_config_check_keys(cfg, "pki", pki_keys, err)) != 0) {
 		return rc;
+	}
+	for (size_t i = 0; reserved_sections[i]; i++) {
+		if ((rc = moat_config_check_keys(cfg, reserved_sections[i], no_keys, err)) != 0) {
+			return rc;
+		}
 	}
 	const char *format = moat_config_get(cfg, "deployment", "format");
 	if (!format || strcmp(format, MOAT_CONF_FORMAT) != 0) {

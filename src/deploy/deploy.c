@@ -141,8 +141,13 @@ int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out, struct
 			}
 		}
 	}
+	/* Reading a deployment whose directory cannot be written (a read-only file system,
+	 * a backup mounted for inspection): the registry is read as it is, without the WAL
+	 * switch and migrations a writable open does. */
+	bool readonly = mode == MOAT_DEPLOY_READ && access(d->dir, W_OK) != 0;
 	if ((rc = moat_deploy_path(d, path, sizeof(path), "registry.db", err)) != 0 ||
-	    (rc = moat_registry_open(path, false, &d->reg, err)) != 0) {
+	    (rc = readonly ? moat_registry_open_readonly(path, &d->reg, err)
+			   : moat_registry_open(path, false, &d->reg, err)) != 0) {
 		goto fail;
 	}
 	char cert[PATH_MAX];

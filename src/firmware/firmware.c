@@ -400,8 +400,37 @@ static int move_revoked(const char *keys_dir, const char *keyid, const char *ext
 	return 0;
 }
 
-int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_threshold,
-		       struct moat_err *err)
+/* The threshold after keyid leaves trust: never lowered unless the operator asked
+ * (new_threshold > 0), since fewer signatures is weaker trust (2-of-2 must not become 1-of-1
+ * silently). Returns 0 when trust can keep its threshold or new_threshold fits. */
+static int revoke_threshold(const struct moat_fw_trust *trust, const char *keyid, int new_threshold,
+			    struct moat_err *err)
+{
+	bool trusted = false;
+	for (size_t i = 0; i < trust->count; i++) {
+		trusted = trusted || strcmp(trust->keys[i].keyid, keyid) == 0;
+	}
+	if (!trusted) {
+		return 0; /* moat_fw_trust_remove says it is not trusted */
+	}
+	int left = (int)trust->count - 1;
+	if (new_threshold > left || new_threshold < 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "--threshold %d: %d key%s would be left trusted", new_threshold,
+				    left, left == 1 ? "" : "s");
+	}
+	if (new_threshold == 0 && trust->threshold > left) {
+		return moat_err_set(err, MOAT_EDENIED,
+				    "revoking key %.16s would leave %d key%s for a threshold of %d: "
+				    "add its replacement first (moat fw keygen), or lower the "
+				    "threshold explicitly with --threshold %d",
+				    keyid, left, left == 1 ? "" : "s", trust->threshold, left);
+	}
+	return 0;
+}
+
+int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int new_threshold,
+		       int *out_threshold, struct moat_err *err)
 {
 	char tpath[4096], rdir[4096];
 	struct moat_fw_trust trust;
@@ -422,8 +451,12 @@ int moat_fwkeys_revoke(const char *keys_dir, const char *keyid, int *out_thresho
 				  keyid);
 		goto out;
 	}
+	if ((rc = revoke_threshold(&trust, keyid, new_threshold, err)) != 0) {
+		goto out;
+	}
 	rc = moat_fw_trust_remove(&trust, keyid, err);
 	if (rc == 0) {
+		trust.threshold = new_threshold ? new_threshold : trust.threshold;
 		/* Trust first: once this is written, devices given the file no longer accept
 		 * the key, whatever happens to the key files next. */
 		rc = moat_fwtrust_save(tpath, &trust, err);

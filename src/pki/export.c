@@ -9,6 +9,7 @@
 #include <openssl/x509.h>
 
 #include "moat/buf.h"
+#include "moat/messages.h"
 #include "pki_internal.h"
 
 /* Three PEMs of a few KiB each: far more than any identity needs. */
@@ -104,9 +105,54 @@ static void sb_pem_constant(struct moat_buf *sb, const char *name, const char *p
 	moat_buf_append_str(sb, "\t;\n\n");
 }
 
+/* The broker's address and the firmware rules, as constants and a comment. */
+static int sb_broker(struct moat_buf *sb, const char *id, const struct moat_c_header_broker *b,
+		     struct moat_err *err)
+{
+	size_t n = strlen(b->host);
+	if (n == 0 || n > 253 ||
+	    strspn(b->host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			    "0123456789.:-") != n) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "broker host '%.64s': not a host name or address", b->host);
+	}
+	if (b->port < 1 || b->port > 65535) {
+		return moat_err_set(err, MOAT_EINVAL, "broker port %d: not 1..65535", b->port);
+	}
+	moat_buf_printf(
+		sb,
+		"/* The broker: MQTT 3.1.1 over TLS (1.2 or newer) on MOAT_BROKER_HOST:MOAT_BROKER_PORT.\n"
+		" * Verify the broker's certificate against CA_CERT and its host name against\n"
+		" * MOAT_BROKER_HOST (never skip either: no setInsecure()); present DEVICE_CERT with\n"
+		" * DEVICE_KEY. The rules the broker enforces on this device:\n"
+		" *  - client id = DEVICE_ID, the CN of DEVICE_CERT; any other id is refused.\n"
+		" *  - it publishes only devices/%s/telemetry, devices/%s/status (retained),\n"
+		" *    devices/%s/diagnostics and devices/%s/command_responses, and subscribes\n"
+		" *    only to devices/%s/commands/# ; anything else is refused or dropped.\n"
+		" *  - every message's \"device_id\" is DEVICE_ID, the sender: a message naming\n"
+		" *    another device is dropped.\n"
+		" *  - at most MOAT_MAX_PAYLOAD bytes per message%s;\n"
+		" *    services accept telemetry up to %u bytes, status %u, command responses\n"
+		" *    %u, diagnostics %u.\n"
+		" *  - timestamps are Unix time in milliseconds; a command response echoes the\n"
+		" *    command's \"id\". */\n"
+		"#define MOAT_BROKER_HOST \"%s\"\n#define MOAT_BROKER_PORT %d\n"
+		"#define MOAT_MAX_PAYLOAD %u\n",
+		id, id, id, id, id,
+		b->msgs_per_s ? ",\n *    at most MOAT_MAX_MSGS_PER_S messages a second" : "",
+		MOAT_MSG_TELEMETRY_MAX_BYTES, MOAT_MSG_STATUS_MAX_BYTES,
+		MOAT_MSG_RESPONSE_MAX_BYTES, MOAT_MSG_DIAGNOSTICS_MAX_BYTES, b->host, b->port,
+		b->max_payload);
+	if (b->msgs_per_s) {
+		moat_buf_printf(sb, "#define MOAT_MAX_MSGS_PER_S %u\n", b->msgs_per_s);
+	}
+	moat_buf_append_str(sb, "\n");
+	return 0;
+}
+
 int moat_pki_export_c_header(const char *id, const char *cert_pem, const char *key_pem,
-			     const char *ca_pem, char **out_text, size_t *out_len,
-			     struct moat_err *err)
+			     const char *ca_pem, const struct moat_c_header_broker *broker,
+			     char **out_text, size_t *out_len, struct moat_err *err)
 {
 	/* id lands in a C string and a comment: only identity names, which cannot end either */
 	int rc = moat_identity_name_check(id, err);
@@ -134,6 +180,10 @@ int moat_pki_export_c_header(const char *id, const char *cert_pem, const char *k
 		"#ifndef MOAT_DEVICE_CREDENTIALS_H\n#define MOAT_DEVICE_CREDENTIALS_H\n\n"
 		"static const char DEVICE_ID[] = \"%s\";\n\n",
 		id, id);
+	if (broker && (rc = sb_broker(&sb, id, broker, err)) != 0) {
+		moat_buf_free(&sb);
+		return rc;
+	}
 	sb_pem_constant(&sb, "CA_CERT", ca_pem);
 	sb_pem_constant(&sb, "DEVICE_CERT", cert_pem);
 	sb_pem_constant(&sb, "DEVICE_KEY", key_pem);

@@ -2,6 +2,8 @@
  * identities, certificates and meta (releases.c and update_events.c hold the other tables').
  * Every query is a prepared statement with bound parameters, prepared on each call. */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +160,87 @@ int moat_registry_open(const char *path, bool create, struct moat_registry **out
 		goto fail;
 	}
 	if ((rc = migrate(reg, version, err)) != 0) {
+		goto fail;
+	}
+	*out_reg = reg;
+	return 0;
+fail:
+	moat_registry_close(reg);
+	return rc;
+}
+
+/* "file:" URI of path with the characters a URI gives meaning to percent-encoded. */
+static int file_uri(const char *path, const char *query, char *buf, size_t size)
+{
+	size_t n = (size_t)snprintf(buf, size, "file:");
+	for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < size; p++) {
+		if (*p == '%' || *p == '?' || *p == '#' || *p <= ' ' || *p >= 0x7f) {
+			n += (size_t)snprintf(buf + n, size - n, "%%%02X", *p);
+		} else {
+			buf[n++] = (char)*p;
+		}
+	}
+	if (n + strlen(query) + 1 > size) {
+		return -1;
+	}
+	snprintf(buf + n, size - n, "%s", query);
+	return 0;
+}
+
+/* Whether path-wal holds transactions not yet in the database file. */
+static bool wal_pending(const char *path)
+{
+	char wal[PATH_MAX];
+	struct stat st;
+	return snprintf(wal, sizeof(wal), "%s-wal", path) < (int)sizeof(wal) &&
+	       stat(wal, &st) == 0 && st.st_size > 0;
+}
+
+int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
+				struct moat_err *err)
+{
+	int rc = MOAT_EDB;
+	char uri[PATH_MAX * 3 + 32];
+	struct moat_registry *reg = calloc(1, sizeof(*reg));
+	if (!reg || !(reg->path = strdup(path))) {
+		free(reg);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (!moat_fs_exists(path)) {
+		rc = moat_err_set(err, MOAT_ENOENT, "%s: no registry", path);
+		goto fail;
+	}
+	/* With no pending WAL, nothing can change a file on a read-only file system: immutable
+	 * reads it without the -shm file it could not create. With a WAL left by a writer that
+	 * stopped, SQLite reads the WAL's transactions too (it keeps the index in memory). */
+	bool pending = wal_pending(path);
+	if (file_uri(path, pending ? "?mode=ro" : "?mode=ro&immutable=1", uri, sizeof(uri)) != 0) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s: path too long", path);
+		goto fail;
+	}
+	rc = sqlite3_open_v2(uri, &reg->db,
+			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
+				     SQLITE_OPEN_NOFOLLOW,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = moat_err_set(err, MOAT_EDB, "%s: %s", path,
+				  reg->db ? sqlite3_errmsg(reg->db) : "cannot open");
+		goto fail;
+	}
+	sqlite3_busy_timeout(reg->db, 10000);
+	sqlite3_extended_result_codes(reg->db, 0);
+	int version = 0;
+	if ((rc = check_ours(reg, false, &version, err)) != 0) {
+		goto fail;
+	}
+	if (version != moat_registry_migration_count) {
+		rc = moat_err_set(err, MOAT_ESTATE,
+				  "%s: schema version %d, this moat reads %d, and the file is "
+				  "read-only: %s",
+				  path, version, moat_registry_migration_count,
+				  version > moat_registry_migration_count
+					  ? "upgrade moat"
+					  : "open it once where it is writable to migrate it");
 		goto fail;
 	}
 	*out_reg = reg;

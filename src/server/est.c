@@ -21,6 +21,7 @@
 #include "moat/http_parse.h"
 #include "moat/log.h"
 #include "moat/ratelimit.h"
+#include "moat/server.h"
 #include "moat/timeutil.h"
 #include "server_internal.h"
 
@@ -41,25 +42,35 @@ struct moat_est {
 	struct addr_slot slots[EST_ADDR_SLOTS];
 };
 
-int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err)
+int moat_est_settings_load(const struct moat_config *cfg, struct moat_est_settings *out,
+			   struct moat_err *err)
 {
 	static const char *const keys[] = {"reenroll_grace", "token_failures",
 					   "token_failure_refill", NULL};
-	const struct moat_config *cfg = moat_deploy_config(d);
-	int64_t burst = 0;
-	int64_t refill = 0;
-	int64_t grace = 0;
 	int rc;
-	*out = NULL;
 	if ((rc = moat_config_check_keys(cfg, "est", keys, err)) != 0 ||
 	    (rc = moat_config_get_duration(cfg, "est", "reenroll_grace", 3600, 0, 30 * 86400,
-					   &grace, err)) != 0 ||
-	    (rc = moat_config_get_int(cfg, "est", "token_failures", 10, 1, 100000, &burst, err)) !=
-		    0 ||
+					   &out->reenroll_grace_s, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "est", "token_failures", 10, 1, 100000,
+				      &out->token_failures, err)) != 0 ||
 	    (rc = moat_config_get_duration(cfg, "est", "token_failure_refill", 60, 1, 86400,
-					   &refill, err)) != 0) {
+					   &out->token_failure_refill_s, err)) != 0) {
 		return rc;
 	}
+	return 0;
+}
+
+int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err)
+{
+	struct moat_est_settings set;
+	int rc;
+	*out = NULL;
+	if ((rc = moat_est_settings_load(moat_deploy_config(d), &set, err)) != 0) {
+		return rc;
+	}
+	int64_t burst = set.token_failures;
+	int64_t refill = set.token_failure_refill_s;
+	int64_t grace = set.reenroll_grace_s;
 	struct moat_est *e = calloc(1, sizeof(*e));
 	if (!e) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");

@@ -1008,6 +1008,7 @@ int moat_httpd_limits_load(const struct moat_config *cfg, struct moat_httpd_limi
 		"max_connections",
 		"unauthenticated_per_source",
 		"connections_per_device",
+		"user", /* read by moat_deploy_moatd_user */
 		NULL,
 	};
 	struct moat_httpd_limits l;

@@ -374,6 +374,79 @@ int moat_config_split_list(const char *value, char ***out_items, size_t *out_cou
 	return 0;
 }
 
+/* The line when s begins with "<path>:<digits>:", else 0. */
+static int has_line(const char *s, const char *path)
+{
+	size_t n = strlen(path);
+	if (strncmp(s, path, n) != 0 || s[n] != ':' || s[n + 1] < '1' || s[n + 1] > '9') {
+		return 0;
+	}
+	int line = 0;
+	const char *p = s + n + 1;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (line > 100000000) {
+			return 0;
+		}
+		line = line * 10 + (*p - '0');
+	}
+	return *p == ':' ? line : 0;
+}
+
+/* The line of the entry msg names as "[section] key" (longest match), else of the first
+ * entry of a "[section]" it names; 0 for none. */
+static int named_line(const struct moat_config *cfg, const char *msg)
+{
+	int line = 0;
+	size_t best = 0;
+	char name[2 * MOAT_CONFIG_VALUE_MAX];
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct moat_config_entry *e = &cfg->entries[i];
+		int n = snprintf(name, sizeof(name), "[%s] %s", e->section, e->key);
+		if (n > 0 && (size_t)n < sizeof(name) && (size_t)n > best && strstr(msg, name)) {
+			const char *at = strstr(msg, name);
+			char next = at[n];
+			/* "[broker] host" must not match "[broker] hosts" */
+			if (!((next >= 'a' && next <= 'z') || (next >= '0' && next <= '9') ||
+			      next == '_')) {
+				best = (size_t)n;
+				line = e->line;
+			}
+		}
+	}
+	for (size_t i = 0; i < cfg->count && line == 0; i++) {
+		const struct moat_config_entry *e = &cfg->entries[i];
+		int n = snprintf(name, sizeof(name), "[%s]", e->section);
+		if (n > 0 && (size_t)n < sizeof(name) && strstr(msg, name)) {
+			line = e->line;
+		}
+	}
+	return line;
+}
+
+int moat_config_error_where(const struct moat_config *cfg, const char *msg, char *out, size_t size)
+{
+	const char *path = cfg->path ? cfg->path : "";
+	size_t n = strlen(path);
+	if (size == 0) {
+		return 0;
+	}
+	int known = has_line(msg, path);
+	if (known > 0) {
+		snprintf(out, size, "%s", msg);
+		return known;
+	}
+	if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') {
+		msg += n + 2;
+	}
+	int line = named_line(cfg, msg);
+	if (line > 0) {
+		snprintf(out, size, "%s:%d: %s", path, line, msg);
+	} else {
+		snprintf(out, size, "%s: %s", path, msg);
+	}
+	return line;
+}
+
 void moat_config_list_free(char **items, size_t count)
 {
 	if (!items) {

@@ -151,8 +151,32 @@ expect_refused size_mismatch $V "$T/env.json" "${POLICY[@]}"
 cp "$T/orig.bin" "$T/image.bin"
 expect_ok "original image accepted again" $V "$T/env.json" "${POLICY[@]}"
 
+# A missing file is said to be missing, not judged as an image.
+expect_fail "verify: missing image" $V.missing "$T/env.json" "${POLICY[@]}"
+assert_contains "$errout" "image $T/image.bin.missing: No such file"
+assert_not_contains "$errout" "size_mismatch"
+expect_fail "verify: missing envelope" $V "$T/nope.json" "${POLICY[@]}"
+assert_contains "$errout" "envelope $T/nope.json: No such file"
+
+# ---- help names every subcommand ----
+expect_ok "fw --help" moat fw --help
+for sub in keygen trust "key revoke" "key add" sign verify publish list status; do
+	assert_contains "$out" "  $sub "
+done
+
 # ---- rotation and revocation ----
-expect_ok "revoke A" moat fw key revoke "${A:0:16}"
+# 2-of-2 never silently becomes 1-of-1: revoking A is refused until the operator lowers the
+# threshold explicitly; nothing changes meanwhile.
+cp "$K/trust.json" "$T/trust.before"
+expect_fail "revoke A under threshold 2" moat fw key revoke "${A:0:16}"
+assert_contains "$errout" "would leave 1 key for a threshold of 2"
+assert_contains "$errout" "--threshold 1"
+[ "$(printf "%s\n" "$errout" | wc -l)" -eq 1 ] || fail "revoke refused: not one line: $errout"
+cmp -s "$K/trust.json" "$T/trust.before" || fail "a refused revoke changed trust.json"
+[ -e "$K/$A.key" ] || fail "a refused revoke moved A's key"
+expect_fail "revoke A with a threshold above the keys left" moat fw key revoke "${A:0:16}" \
+	--threshold 2
+expect_ok "revoke A, threshold lowered explicitly" moat fw key revoke "${A:0:16}" --threshold 1
 assert_contains "$out" "threshold now 1"
 [ -e "$K/revoked/$A.key" ] && [ ! -e "$K/$A.key" ] || fail "A's key not moved to revoked/"
 expect_refused unknown_key $V "$T/one.json" "${POLICY[@]}"

@@ -76,7 +76,7 @@ expect_ok "publish sensor 1.2.0 to 50%" moat fw publish "$T/s3.json" "$T/s3.bin"
 expect_ok "publish camera 1.0.0 to cam1" moat fw publish "$T/c1.json" "$T/c1.bin" --devices cam1
 expect_ok "fw list" moat fw list
 assert_contains "$out" "1.2.0"
-assert_contains "$out" "1 devices"
+assert_contains "$out" "1 device "
 
 # ---- moatd ----
 moatd_start

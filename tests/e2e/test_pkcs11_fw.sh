@@ -165,7 +165,7 @@ unset MOAT_PKCS11_PIN
 pass "token refusals are one clear line each"
 
 # ---- a token key revoked like any other ----
-expect_ok "revoke token key" moat fw key revoke "${A:0:12}"
+expect_ok "revoke token key" moat fw key revoke "${A:0:12}" --threshold 1
 [ -f "$K/revoked/$A.uri" ] && [ ! -e "$K/$A.uri" ] || fail "revoked key's uri not moved"
 expect_fail "signing with a revoked token key" env MOAT_PKCS11_PIN="$P11_PIN" "${SIGN[@]}" \
 	--key-uri "$URI" --pkcs11-module "$P11_MODULE"

@@ -62,6 +62,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			moat_config_list_free(items, count);
 		}
 	}
+	/* moat config check's rewriting of an error into "<path>:<line>: ...", over messages
+	 * naming what the file holds and the input itself */
+	char where[256];
+	char msg[sizeof(err.msg)];
+	size_t n = size < sizeof(msg) - 1 ? size : sizeof(msg) - 1;
+	memcpy(msg, data, n);
+	msg[n] = '\0';
+	const char *msgs[] = {err.msg, msg, "fuzz.conf: [broker] port: bad", "[x] y"};
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		int line = moat_config_error_where(cfg, msgs[i], where, sizeof(where));
+		if (line < 0 || strlen(where) >= sizeof(where) ||
+		    strncmp(where, "fuzz.conf:", 10) != 0) {
+			abort();
+		}
+	}
 	moat_config_free(cfg);
 	return 0;
 }

@@ -61,7 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		text[size] = '\0';
 		char *out = NULL;
 		size_t len = 0;
-		if (moat_pki_export_c_header("fuzz", text, text, text, &out, &len, &err) == 0) {
+		if (moat_pki_export_c_header("fuzz", text, text, text, NULL, &out, &len, &err) ==
+		    0) {
 			if (strlen(out) != len) {
 				abort();
 			}

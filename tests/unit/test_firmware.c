@@ -219,7 +219,7 @@ static void test_token_key_registered(void **state)
 
 	/* A second key, then the token key revoked: its URI goes with it. */
 	assert_int_equal(moat_fwkeys_add_token(c->keys, other, "pkcs11:object=fw2", id2, &e), 0);
-	assert_int_equal(moat_fwkeys_revoke(c->keys, id, NULL, &e), 0);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, id, 0, NULL, &e), 0);
 	snprintf(path, sizeof(path), "%s/revoked/%s.uri", c->keys, id);
 	assert_true(moat_fs_exists(path));
 	assert_int_equal(moat_fwkeys_token_uri(c->keys, id, &back, &e), MOAT_ENOENT);
@@ -261,9 +261,16 @@ static void test_sign_verify_rotate(void **state)
 	write_image(c->image, 300000, 1);
 	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
 
-	/* Rotation: revoke a; the threshold drops to the one key left. */
+	/* Rotation: revoking a would leave one key for a threshold of 2: refused, nothing
+	 * changed, unless the operator lowers the threshold explicitly (to what is left). */
 	int threshold = 0;
-	assert_int_equal(moat_fwkeys_revoke(c->keys, a, &threshold, &e), 0);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, 0, &threshold, &e), MOAT_EDENIED);
+	assert_non_null(strstr(e.msg, "threshold of 2"));
+	assert_non_null(strstr(e.msg, "--threshold 1"));
+	assert_int_equal(verify(c, one, len1, &d), MOAT_FW_THRESHOLD);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, 2, &threshold, &e), MOAT_EINVAL);
+	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, 1, &threshold, &e), 0);
 	assert_int_equal(threshold, 1);
 	char path[512];
 	snprintf(path, sizeof(path), "%s/revoked/%s.key", c->keys, a);
@@ -276,9 +283,9 @@ static void test_sign_verify_rotate(void **state)
 	/* Signed by a alone: now an unknown key. Signed by both: b's signature suffices. */
 	assert_int_equal(verify(c, one, len1, &d), MOAT_FW_UNKNOWN_KEY);
 	assert_int_equal(verify(c, two, len2, &d), MOAT_FW_ACCEPT);
-	assert_int_equal(moat_fwkeys_revoke(c->keys, a, NULL, &e), MOAT_ENOENT);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, a, 0, NULL, &e), MOAT_ENOENT);
 	/* The last key stays until its replacement exists. */
-	assert_int_equal(moat_fwkeys_revoke(c->keys, b, NULL, &e), MOAT_EDENIED);
+	assert_int_equal(moat_fwkeys_revoke(c->keys, b, 0, NULL, &e), MOAT_EDENIED);
 	free(one);
 	free(two);
 

@@ -1068,7 +1068,7 @@ static void test_export_c_header(void **state)
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, test_ca_pem,
-						  &text, &len, &err),
+						  NULL, &text, &len, &err),
 			 0);
 	assert_int_equal(strlen(text), len);
 	assert_non_null(strstr(text, "static const char DEVICE_ID[] = \"hdr-dev\";"));
@@ -1111,20 +1111,20 @@ static void test_export_c_header(void **state)
 	static const char *const bad_ids[] = {"a\"b", "x*/y", "Dev", "", "a\\b", "a\nb"};
 	for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
 		text = NULL;
-		if (moat_pki_export_c_header(bad_ids[i], is.cert_pem, is.key_pem, test_ca_pem,
+		if (moat_pki_export_c_header(bad_ids[i], is.cert_pem, is.key_pem, test_ca_pem, NULL,
 					     &text, &len, &err) != MOAT_EINVAL) {
 			free(text);
 			fail_msg("id '%s' accepted", bad_ids[i]);
 		}
 		assert_null(text);
 	}
-	assert_int_equal(moat_pki_export_c_header("hdr-dev", "a\"b", is.key_pem, test_ca_pem, &text,
-						  &len, &err),
-			 MOAT_EINVAL);
-	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, "a\\b", test_ca_pem,
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", "a\"b", is.key_pem, test_ca_pem, NULL,
 						  &text, &len, &err),
 			 MOAT_EINVAL);
-	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, "a\r\n",
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, "a\\b", test_ca_pem, NULL,
+						  &text, &len, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, "a\r\n", NULL,
 						  &text, &len, &err),
 			 MOAT_EINVAL);
 	assert_null(text);
@@ -1134,12 +1134,40 @@ static void test_export_c_header(void **state)
 	assert_non_null(huge);
 	memset(huge, 'A', huge_len);
 	huge[huge_len] = '\0';
-	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, huge, &text,
-						  &len, &err),
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, huge, NULL,
+						  &text, &len, &err),
 			 MOAT_EINVAL);
 	assert_null(text);
 	assert_non_null(strstr(err.msg, "hdr-dev: C header larger than"));
 	free(huge);
+
+	/* With the broker: its address and the firmware rules; a host that could end the C
+	 * string, or a port out of range, is refused. */
+	struct moat_c_header_broker b = {"broker.example", 8883, 8192, 10};
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, test_ca_pem,
+						  &b, &text, &len, &err),
+			 0);
+	assert_non_null(strstr(text, "#define MOAT_BROKER_HOST \"broker.example\"\n"));
+	assert_non_null(strstr(text, "#define MOAT_BROKER_PORT 8883\n"));
+	assert_non_null(strstr(text, "#define MOAT_MAX_PAYLOAD 8192\n"));
+	assert_non_null(strstr(text, "devices/hdr-dev/commands/#"));
+	assert_non_null(strstr(text, "client id = DEVICE_ID"));
+	free(text);
+	text = NULL;
+	const char *bad_hosts[] = {"a\"b", "a b", "", "x*/y", "h\\"};
+	for (size_t i = 0; i < sizeof(bad_hosts) / sizeof(bad_hosts[0]); i++) {
+		b.host = bad_hosts[i];
+		assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem,
+							  test_ca_pem, &b, &text, &len, &err),
+				 MOAT_EINVAL);
+		assert_null(text);
+	}
+	b.host = "10.0.0.1";
+	b.port = 0;
+	assert_int_equal(moat_pki_export_c_header("hdr-dev", is.cert_pem, is.key_pem, test_ca_pem,
+						  &b, &text, &len, &err),
+			 MOAT_EINVAL);
+	assert_null(text);
 	moat_pki_issued_free(&is);
 }
 

@@ -182,6 +182,47 @@ static void test_newer_schema_refused(void **state)
 	assert_non_null(strstr(err.msg, "newer than this moat"));
 }
 
+/* Read-only: what a writable open wrote is read back, no -wal or -shm file is created,
+ * every write fails, and a schema it cannot migrate (older or newer) or a foreign file is
+ * refused. A path with URI characters in it opens too. */
+static void test_open_readonly(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	char path[512];
+	char side[520];
+	tu_path(path, sizeof(path), tmp_root, "ro ?#%.db");
+	struct moat_registry *reg = NULL;
+	assert_int_equal(moat_registry_open_readonly(path, &reg, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_open(path, true, &reg, &err), 0);
+	add_identity(reg, "dev-ro", MOAT_ROLE_DEVICE);
+	moat_registry_close(reg);
+	reg = NULL;
+	assert_int_equal(moat_registry_open_readonly(path, &reg, &err), 0);
+	bool exists = false;
+	assert_int_equal(moat_registry_identity_exists(reg, "dev-ro", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_not_equal(moat_registry_identity_insert(reg, "dev-2", MOAT_ROLE_DEVICE, NULL, 1,
+							   &err),
+			     0);
+	snprintf(side, sizeof(side), "%s-shm", path);
+	assert_false(moat_fs_exists(side));
+	snprintf(side, sizeof(side), "%s-wal", path);
+	assert_false(moat_fs_exists(side));
+	moat_registry_close(reg);
+
+	raw_exec(path, "PRAGMA user_version = 1");
+	reg = NULL;
+	assert_int_equal(moat_registry_open_readonly(path, &reg, &err), MOAT_ESTATE);
+	assert_non_null(strstr(err.msg, "read-only"));
+	raw_exec(path, "PRAGMA user_version = 999");
+	assert_int_equal(moat_registry_open_readonly(path, &reg, &err), MOAT_ESTATE);
+	assert_non_null(strstr(err.msg, "upgrade moat"));
+	raw_exec(path, "PRAGMA application_id = 7");
+	assert_int_equal(moat_registry_open_readonly(path, &reg, &err), MOAT_EINVAL);
+	assert_null(reg);
+}
+
 static void test_identities(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -1050,6 +1091,7 @@ int main(void)
 		cmocka_unit_test(test_create_open),
 		cmocka_unit_test(test_foreign_sqlite_refused),
 		cmocka_unit_test(test_newer_schema_refused),
+		cmocka_unit_test(test_open_readonly),
 		cmocka_unit_test_setup_teardown(test_identities, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_certificates, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_revoke, reg_setup, reg_teardown),
