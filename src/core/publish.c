@@ -86,14 +86,23 @@ static const char *status_of(const struct moat_publish *m)
 
 const char *moat_publish_check(const struct moat_publish *m, uint32_t max_payload)
 {
+	struct moat_topic t;
+	int kind = MOAT_PUBLISH_NOT_MOAT_TOPIC;
+	if (m->topic && moat_topic_parse(m->topic, &t, NULL) == 0) {
+		kind = (int)t.kind;
+	}
+	return moat_publish_check_kind(m, kind, max_payload);
+}
+
+const char *moat_publish_check_kind(const struct moat_publish *m, int kind, uint32_t max_payload)
+{
 	if (m->len > max_payload) {
 		return "too_large";
 	}
-	struct moat_topic t;
-	if (!m->topic || moat_topic_parse(m->topic, &t, NULL) != 0) {
+	if (kind == MOAT_PUBLISH_NOT_MOAT_TOPIC) {
 		return NULL;
 	}
-	switch (t.kind) {
+	switch ((enum moat_topic_kind)kind) {
 	case MOAT_TOPIC_STATUS:
 		return status_of(m);
 	case MOAT_TOPIC_TELEMETRY:

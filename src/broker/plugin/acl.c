@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "moat/publish.h"
 #include "moat/topic.h"
 #include "plugin_internal.h"
 
@@ -36,47 +37,54 @@ static const char *access_name(int access)
 	}
 }
 
-/* Whether c holds a grant of this read or write under the policy in force. */
-static bool grant_known(const struct mp_state *st, const struct mp_conn *c, int access,
-			const char *topic, size_t len)
+/* c's grant of this read or write under the policy in force, or NULL. */
+static const struct mp_grant *grant_known(const struct mp_state *st, const struct mp_conn *c,
+					  int access, const char *topic, size_t len)
 {
 	if (!c || !c->authed || len > MP_GRANT_TOPIC_MAX) {
-		return false;
+		return NULL;
 	}
 	for (size_t i = 0; i < MP_GRANT_SLOTS; i++) {
 		const struct mp_grant *g = &c->grants[i];
 		if (g->gen == st->policy_gen && g->access == access && g->len == len &&
 		    memcmp(g->topic, topic, len) == 0) {
-			return true;
+			return g;
 		}
 	}
-	return false;
+	return NULL;
 }
 
-/* Remembers in c that moat_acl_decide granted this read or write (round robin). */
-static void grant_remember(const struct mp_state *st, struct mp_conn *c, int access,
-			   const char *topic, size_t len)
+/* Remembers in c that moat_acl_decide granted this read or write (round robin), with the
+ * topic's kind for the payload rule; the slot, or NULL when c keeps none. */
+static const struct mp_grant *grant_remember(const struct mp_state *st, struct mp_conn *c,
+					     int access, const char *topic, size_t len)
 {
 	if (!c || !c->authed || len > MP_GRANT_TOPIC_MAX) {
-		return;
+		return NULL;
 	}
 	struct mp_grant *g = &c->grants[c->grant_next++ % MP_GRANT_SLOTS];
+	struct moat_topic t;
 	g->gen = st->policy_gen;
 	g->access = (uint8_t)access;
 	g->len = (uint8_t)len;
+	g->kind = moat_topic_parse(topic, &t, NULL) == 0 ? (int8_t)t.kind
+							 : MOAT_PUBLISH_NOT_MOAT_TOPIC;
 	memcpy(g->topic, topic, len);
 	g->topic[len] = '\0';
+	return g;
 }
 
 /* The decision on a read, write or subscribe by the active identity pi, through c's grants
- * for reads and writes: true when granted, else *why says why not. */
+ * for reads and writes: true when granted (*out_grant: the grant c keeps for it, or NULL),
+ * else *why says why not. */
 static bool decide(struct mp_state *st, struct mp_conn *c, const struct moat_policy_identity *pi,
 		   const struct mosquitto_evt_acl_check *ed, enum moat_access access,
-		   enum moat_acl_reason *why)
+		   const struct mp_grant **out_grant, enum moat_acl_reason *why)
 {
 	bool cacheable = access != MOAT_ACCESS_SUBSCRIBE && ed->topic;
 	size_t len = cacheable ? strlen(ed->topic) : 0;
-	if (cacheable && grant_known(st, c, ed->access, ed->topic, len)) {
+	*out_grant = cacheable ? grant_known(st, c, ed->access, ed->topic, len) : NULL;
+	if (*out_grant) {
 		return true;
 	}
 	struct moat_acl_policy ap = {
@@ -86,7 +94,7 @@ static bool decide(struct mp_state *st, struct mp_conn *c, const struct moat_pol
 		return false;
 	}
 	if (cacheable) {
-		grant_remember(st, c, ed->access, ed->topic, len);
+		*out_grant = grant_remember(st, c, ed->access, ed->topic, len);
 	}
 	return true;
 }
@@ -154,9 +162,10 @@ int moat_plugin_acl_check(int event, void *event_data, void *userdata)
 	const char *reason = "not_authorised";
 	if (pi && access != 0) {
 		enum moat_acl_reason why = MOAT_ACL_BAD_INPUT;
-		if (decide(st, c, pi, ed, access, &why)) {
+		const struct mp_grant *g = NULL;
+		if (decide(st, c, pi, ed, access, &g, &why)) {
 			if (access == MOAT_ACCESS_WRITE) {
-				return moat_plugin_payload_check(st, ed, pi, c);
+				return moat_plugin_payload_check(st, ed, pi, c, g);
 			}
 			if (access == MOAT_ACCESS_SUBSCRIBE) {
 				return subscription_bounds(st, ed, pi, c);

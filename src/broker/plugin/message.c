@@ -68,7 +68,8 @@ static int drop(struct mp_state *st, const struct dropped *m, const char *identi
 }
 
 int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
-			      const struct moat_policy_identity *pi, const struct mp_conn *c)
+			      const struct moat_policy_identity *pi, const struct mp_conn *c,
+			      const struct mp_grant *g)
 {
 	const struct moat_policy_limits *l = &st->policy.limits[pi->role];
 	const struct moat_publish m = {
@@ -78,7 +79,8 @@ int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_ac
 		.len = ed->payloadlen,
 		.retain = ed->retain,
 	};
-	const char *why = moat_publish_check(&m, l->max_payload);
+	const char *why = g ? moat_publish_check_kind(&m, g->kind, l->max_payload)
+			    : moat_publish_check(&m, l->max_payload);
 	if (!why) {
 		return MOSQ_ERR_SUCCESS;
 	}

@@ -109,6 +109,7 @@ struct mp_grant {
 	uint64_t gen;	/* st->policy_gen when it was decided; 0: empty */
 	uint8_t access; /* MOSQ_ACL_READ or MOSQ_ACL_WRITE */
 	uint8_t len;
+	int8_t kind; /* the topic's enum moat_topic_kind, or MOAT_PUBLISH_NOT_MOAT_TOPIC */
 	char topic[MP_GRANT_TOPIC_MAX + 1];
 };
 
@@ -194,9 +195,11 @@ int moat_plugin_message(int event, void *event_data, void *userdata);
 /* The payload rule (include/moat/publish.h) for a write ACL_CHECK that the topic ACL
  * granted: publishes and last wills alike. MOSQ_ERR_SUCCESS, or MOSQ_ERR_ACL_DENIED after
  * a payload_rejected event. c is the client's connection entry (NULL: DISCONNECT has
- * already forgotten it, as for a will). */
+ * already forgotten it, as for a will); g the grant of this write when c holds one (its
+ * topic's kind is then not parsed again), else NULL. */
 int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
-			      const struct moat_policy_identity *pi, const struct mp_conn *c);
+			      const struct moat_policy_identity *pi, const struct mp_conn *c,
+			      const struct mp_grant *g);
 
 /* tick.c */
 int moat_plugin_tick(int event, void *event_data, void *userdata);
