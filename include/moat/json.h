@@ -102,7 +102,8 @@ struct moat_json_quick_field {
  * Undecided are every refusal and whatever this pass does not read itself: lim->flags other
  * than 0, keys with escapes, \u escapes of surrogates or of U+0000, a string value of
  * field->key with escapes, numbers over 32 characters, whitespace other than space, tab,
- * CR and LF, and objects of more than MOAT_JSON_QUICK_KEYS keys. So it never accepts what
+ * CR and LF, objects of more than MOAT_JSON_QUICK_KEYS keys, and more than 72 keys in the
+ * objects open at one time (nested). So it never accepts what
  * moat_json_parse refuses (tests/fuzz/fuzz_json_quick checks both agree). */
 #define MOAT_JSON_QUICK_KEYS 32
 bool moat_json_object_quick(const void *text, size_t len, const struct moat_json_limits *lim,

@@ -608,7 +608,7 @@ static int hex_value(unsigned char c)
 }
 
 /* A string from its opening quote; *out_escaped says whether it had an escape. Gives up on
- * what step 2 or cJSON would refuse and on \\u escapes of surrogates or of U+0000. */
+ * what step 2 or cJSON would refuse and on \u escapes of surrogates or of U+0000. */
 static bool quick_string(struct quick *q, bool *out_escaped)
 {
 	const unsigned char *p = q->p;
