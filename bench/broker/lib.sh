@@ -1,5 +1,7 @@
+# shellcheck shell=bash
 # bench/broker/lib.sh: the deployment bench/broker/run and bench/broker/profile share
 # (sourced, not run). The caller sets src and here and defines die before sourcing.
+# shellcheck disable=SC2154 # here and src are the caller's
 #
 # broker_setup DEVICES: builds $T/loadgen, makes a deployment in $D on a free $port with
 # DEVICES devices and the service bench-svc. Its [policy] turns the plugin's rate limits and
@@ -53,8 +55,9 @@ broker_up() {
 	"$moat" --dir "$D" up "${flag[@]}" "$@" >/dev/null
 }
 
+# broker_down [SECONDS]: stops it, waiting at most SECONDS (default 60).
 broker_down() {
-	"$moat" --dir "$D" down "$@" >/dev/null
+	"$moat" --dir "$D" down --timeout "${1:-60}" >/dev/null
 }
 
 # loadgen MODE ARGS...: the load generator against this deployment (see loadgen.c).
