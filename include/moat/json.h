@@ -86,6 +86,29 @@ MOAT_MUST_CHECK int moat_json_parse(const char *what, const void *text, size_t l
 				    const struct moat_json_limits *lim, cJSON **out_root,
 				    struct moat_json_fault *out_fault, struct moat_err *err);
 
+/* A top-level key moat_json_object_quick looks up in the same pass. */
+struct moat_json_quick_field {
+	const char *key;   /* in: the key, NUL-terminated; compared with the raw key bytes */
+	bool found;	   /* out: the object has it */
+	bool is_string;	   /* out: its value is a string, whose bytes between the quotes, */
+	const char *value; /* out: free of escapes (so raw and decoded are the same), */
+	size_t value_len;  /* out: are value[0..value_len) */
+};
+
+/* The common case of moat_json_parse, in one pass over the text, without a tree and without
+ * allocating: true only when moat_json_parse would accept text under lim (and then field,
+ * if not NULL, says what the object holds under field->key). false means undecided, not
+ * refused: the caller asks moat_json_parse, which accepts or refuses with its fault.
+ * Undecided are every refusal and whatever this pass does not read itself: lim->flags other
+ * than 0, keys with escapes, \u escapes of surrogates or of U+0000, a string value of
+ * field->key with escapes, numbers over 32 characters, whitespace other than space, tab,
+ * CR and LF, objects of more than MOAT_JSON_QUICK_KEYS keys, and more than 72 keys in the
+ * objects open at one time (nested). So it never accepts what
+ * moat_json_parse refuses (tests/fuzz/fuzz_json_quick checks both agree). */
+#define MOAT_JSON_QUICK_KEYS 32
+bool moat_json_object_quick(const void *text, size_t len, const struct moat_json_limits *lim,
+			    struct moat_json_quick_field *field);
+
 /* Whether len bytes at s are valid UTF-8 (shortest forms, no surrogates, at most
  * U+10FFFF) without C0 control characters or DEL; strict also refuses C1 controls
  * (U+0080..U+009F) and the bidi overrides and isolates (moat_text_display_ok, text.h):

@@ -41,4 +41,13 @@ struct moat_publish {
  * bytes. Never fails otherwise; m is only read. */
 const char *moat_publish_check(const struct moat_publish *m, uint32_t max_payload);
 
+/* What moat_topic_parse refused: a topic no payload rule applies to (moat_publish_check_kind). */
+#define MOAT_PUBLISH_NOT_MOAT_TOPIC (-1)
+
+/* moat_publish_check with m->topic already read: kind is the enum moat_topic_kind that
+ * moat_topic_parse gave for m->topic, or MOAT_PUBLISH_NOT_MOAT_TOPIC when it refused it or
+ * there is no topic. Same result as moat_publish_check, without parsing the topic again (the
+ * broker plugin keeps the kind with each topic it granted). */
+const char *moat_publish_check_kind(const struct moat_publish *m, int kind, uint32_t max_payload);
+
 #endif

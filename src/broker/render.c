@@ -92,7 +92,11 @@ int moat_broker_render_conf(const char *dir, const struct moat_broker_settings *
 			"message_size_limit %lld\n"
 			"max_inflight_messages %lld\n"
 			"max_queued_messages %lld\n"
-			"max_keepalive %lld\n\n",
+			"max_keepalive %lld\n"
+			"# Without it Nagle's algorithm holds a CONNACK or PUBACK that follows\n"
+			"# the broker's last TLS record until the client's delayed ACK: some\n"
+			"# 40 ms on every connect (docs/BENCHMARKS.md).\n"
+			"set_tcp_nodelay true\n\n",
 			(long long)s->message_size_limit, (long long)s->max_inflight_messages,
 			(long long)s->max_queued_messages, (long long)s->max_keepalive);
 	if (plugin_path) {

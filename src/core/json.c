@@ -13,6 +13,11 @@
  * Step 2 is cheap next to cJSON's allocation per node, and it bounds the depth before cJSON
  * recurses. The text is read in place: no copy, however large the limit.
  *
+ * moat_json_object_quick (at the end) is the common case of all four steps in one pass
+ * without a tree, for callers that only need to know the object is valid (the broker
+ * plugin's payload check, for every message): it accepts only what it is sure the reader
+ * accepts, and leaves everything else to the reader.
+ *
  * Pure: no I/O, no clock, no globals. cJSON and the duplicate check of large objects
  * allocate.
  */
@@ -557,4 +562,328 @@ int moat_json_str(const char *what, const char *field, const cJSON *item, size_t
 		*out_len = len;
 	}
 	return 0;
+}
+
+/* ---- the quick pass (moat_json_object_quick) ----
+ * A recursive descent over strict RFC 8259 JSON that gives up (false) on anything it does
+ * not decide itself; its recursion is bounded by the depth limit (at most
+ * MOAT_JSON_DEPTH_MAX + 1 levels). Keys of the open objects are kept as spans of the text
+ * (they have no escapes, so raw bytes are what cJSON would compare) on one fixed stack. */
+
+/* Numbers longer than this are left to the reader (cJSON reads at most 63 characters). */
+#define QUICK_NUMBER_MAX 32
+#define QUICK_STACK_KEYS ((MOAT_JSON_DEPTH_MAX + 1) * 8)
+
+struct quick_key {
+	uint32_t off;
+	uint32_t len;
+};
+
+struct quick {
+	const unsigned char *p;
+	size_t len;
+	size_t i;
+	unsigned depth;
+	unsigned max_open;
+	struct quick_key keys[QUICK_STACK_KEYS];
+	size_t nkeys;
+	struct moat_json_quick_field *field;
+};
+
+static void quick_ws(struct quick *q)
+{
+	while (q->i < q->len && (q->p[q->i] == ' ' || q->p[q->i] == '\t' || q->p[q->i] == '\n' ||
+				 q->p[q->i] == '\r')) {
+		q->i++;
+	}
+}
+
+static int hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9') {
+		return c - '0';
+	}
+	c = (unsigned char)(c | 0x20);
+	return (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
+}
+
+/* A string from its opening quote; *out_escaped says whether it had an escape. Gives up on
+ * what step 2 or cJSON would refuse and on \u escapes of surrogates or of U+0000. */
+static bool quick_string(struct quick *q, bool *out_escaped)
+{
+	const unsigned char *p = q->p;
+	size_t i = q->i + 1;
+	size_t end = q->len;
+
+	*out_escaped = false;
+	q->i = i;
+	while (q->i < q->len) {
+		/* the common case in registers: a run of plain printable ASCII */
+		for (i = q->i; i < end && !string_stop[p[i]]; i++) {
+		}
+		q->i = i;
+		if (i == end) {
+			break;
+		}
+		unsigned char c = p[i];
+		if (c == '"') {
+			q->i++;
+			return true;
+		}
+		if (c < 0x20 || q->i + 1 >= q->len) {
+			return false;
+		}
+		if (c >= 0x80) {
+			size_t n = moat_utf8_decode(q->p + q->i, q->len - q->i, NULL);
+			if (n == 0) {
+				return false;
+			}
+			q->i += n;
+			continue;
+		}
+		/* a backslash */
+		*out_escaped = true;
+		c = q->p[q->i + 1];
+		if (c == 'u') {
+			unsigned cp = 0;
+			if (q->len - q->i < 6) {
+				return false;
+			}
+			for (size_t k = 2; k < 6; k++) {
+				int h = hex_value(q->p[q->i + k]);
+				if (h < 0) {
+					return false;
+				}
+				cp = cp << 4 | (unsigned)h;
+			}
+			if (cp == 0 || (cp >= 0xD800 && cp <= 0xDFFF)) {
+				return false;
+			}
+			q->i += 6;
+		} else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
+			   c == 'r' || c == 't') {
+			q->i += 2;
+		} else {
+			return false;
+		}
+	}
+	return false;
+}
+
+/* -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? of at most QUICK_NUMBER_MAX characters. */
+static bool quick_number(struct quick *q)
+{
+	size_t start = q->i;
+	struct scan s = {.p = q->p, .len = q->len, .i = q->i};
+	bool ok;
+
+	if (s.p[s.i] == '-') {
+		s.i++;
+	}
+	if (s.i < s.len && s.p[s.i] == '0') {
+		s.i++;
+		ok = true;
+	} else {
+		ok = digits(&s);
+	}
+	if (ok && s.i < s.len && s.p[s.i] == '.') {
+		s.i++;
+		ok = digits(&s);
+	}
+	if (ok && s.i < s.len && (s.p[s.i] == 'e' || s.p[s.i] == 'E')) {
+		s.i++;
+		if (s.i < s.len && (s.p[s.i] == '+' || s.p[s.i] == '-')) {
+			s.i++;
+		}
+		ok = digits(&s);
+	}
+	q->i = s.i;
+	return ok && s.i - start <= QUICK_NUMBER_MAX;
+}
+
+static bool quick_literal(struct quick *q, const char *word, size_t n)
+{
+	if (q->len - q->i < n || memcmp(q->p + q->i, word, n) != 0) {
+		return false;
+	}
+	q->i += n;
+	return true;
+}
+
+static bool quick_value(struct quick *q, bool top);
+
+/* Records the key at off..off+len of the object whose keys start at base; false when it is
+ * there already (a duplicate: the reader's to refuse) or there is no room. */
+static bool quick_key_add(struct quick *q, size_t base, uint32_t off, uint32_t len)
+{
+	if (q->nkeys - base >= MOAT_JSON_QUICK_KEYS || q->nkeys >= QUICK_STACK_KEYS) {
+		return false;
+	}
+	for (size_t k = base; k < q->nkeys; k++) {
+		if (q->keys[k].len == len && memcmp(q->p + q->keys[k].off, q->p + off, len) == 0) {
+			return false;
+		}
+	}
+	q->keys[q->nkeys].off = off;
+	q->keys[q->nkeys].len = len;
+	q->nkeys++;
+	return true;
+}
+
+/* A member's value; at the top, the one of field->key is recorded. */
+static bool quick_member_value(struct quick *q, bool top, uint32_t koff, uint32_t klen)
+{
+	struct moat_json_quick_field *f = q->field;
+	if (!top || !f || strlen(f->key) != klen || memcmp(q->p + koff, f->key, klen) != 0) {
+		return quick_value(q, false);
+	}
+	f->found = true;
+	if (q->p[q->i] != '"') {
+		return quick_value(q, false);
+	}
+	size_t start = q->i + 1;
+	bool escaped;
+	if (!quick_string(q, &escaped) || escaped) {
+		return false;
+	}
+	f->is_string = true;
+	f->value = (const char *)q->p + start;
+	f->value_len = q->i - 1 - start;
+	return true;
+}
+
+static bool quick_object(struct quick *q, bool top)
+{
+	size_t base = q->nkeys;
+	q->i++;
+	quick_ws(q);
+	if (q->i < q->len && q->p[q->i] == '}') {
+		q->i++;
+		return true;
+	}
+	for (;;) {
+		bool escaped;
+		if (q->i >= q->len || q->p[q->i] != '"') {
+			return false;
+		}
+		uint32_t koff = (uint32_t)(q->i + 1);
+		if (!quick_string(q, &escaped) || escaped) {
+			return false;
+		}
+		uint32_t klen = (uint32_t)(q->i - 1 - koff);
+		if (!quick_key_add(q, base, koff, klen)) {
+			return false;
+		}
+		quick_ws(q);
+		if (q->i >= q->len || q->p[q->i] != ':') {
+			return false;
+		}
+		q->i++;
+		quick_ws(q);
+		if (q->i >= q->len || !quick_member_value(q, top, koff, klen)) {
+			return false;
+		}
+		quick_ws(q);
+		if (q->i >= q->len) {
+			return false;
+		}
+		if (q->p[q->i] == '}') {
+			q->i++;
+			q->nkeys = base;
+			return true;
+		}
+		if (q->p[q->i] != ',') {
+			return false;
+		}
+		q->i++;
+		quick_ws(q);
+	}
+}
+
+static bool quick_array(struct quick *q)
+{
+	q->i++;
+	quick_ws(q);
+	if (q->i < q->len && q->p[q->i] == ']') {
+		q->i++;
+		return true;
+	}
+	for (;;) {
+		if (q->i >= q->len || !quick_value(q, false)) {
+			return false;
+		}
+		quick_ws(q);
+		if (q->i >= q->len) {
+			return false;
+		}
+		if (q->p[q->i] == ']') {
+			q->i++;
+			return true;
+		}
+		if (q->p[q->i] != ',') {
+			return false;
+		}
+		q->i++;
+		quick_ws(q);
+	}
+}
+
+/* The value at q->i (q->i < q->len). */
+static bool quick_value(struct quick *q, bool top)
+{
+	unsigned char c = q->p[q->i];
+	bool escaped, ok;
+
+	if (c == '{' || c == '[') {
+		if (++q->depth > q->max_open) {
+			return false;
+		}
+		ok = c == '{' ? quick_object(q, top) : quick_array(q);
+		q->depth--;
+		return ok;
+	}
+	if (c == '"') {
+		return quick_string(q, &escaped);
+	}
+	if (c == '-' || is_digit(c)) {
+		return quick_number(q);
+	}
+	if (c == 't') {
+		return quick_literal(q, "true", 4);
+	}
+	if (c == 'f') {
+		return quick_literal(q, "false", 5);
+	}
+	return c == 'n' && quick_literal(q, "null", 4);
+}
+
+bool moat_json_object_quick(const void *text, size_t len, const struct moat_json_limits *lim,
+			    struct moat_json_quick_field *field)
+{
+	struct quick q;
+
+	if (field) {
+		field->found = false;
+		field->is_string = false;
+		field->value = NULL;
+		field->value_len = 0;
+	}
+	if (!text || len == 0 || len > lim->max_bytes || len > UINT32_MAX || lim->flags != 0) {
+		return false;
+	}
+	q.p = text;
+	q.len = len;
+	q.i = 0;
+	q.depth = 0;
+	q.max_open =
+		(lim->max_depth < MOAT_JSON_DEPTH_MAX ? lim->max_depth : MOAT_JSON_DEPTH_MAX) + 1;
+	q.nkeys = 0;
+	q.field = field;
+	/* Whitespace before the value: the reader skips it too. */
+	quick_ws(&q);
+	if (q.i >= q.len || q.p[q.i] != '{' || !quick_value(&q, true)) {
+		return false;
+	}
+	quick_ws(&q);
+	return q.i == q.len;
 }

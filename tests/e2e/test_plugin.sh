@@ -133,4 +133,34 @@ wait_for 10 eval "plugin_events acl_denied op-1 not_granted | grep -qF '\"detail
 	fail "dev-a received a command from an operator with operator_write_commands no: $(cat "$T/dev-a.out")"
 kill -0 "$DEV_A_PID" || fail "dev-a's subscriber died"
 pass "operator_write_commands no: the plugin refuses an operator's command"
+
+# --- a policy change applies to a session that is already connected ------------------
+# The plugin caches each connection's grants (acl.c); a reload must void them. One
+# operator session publishes a command while operator_write_commands is yes, then the same
+# session publishes again after the reload to no: the second is refused.
+policy_reload_to() { # $1: yes|no
+	local before
+	before=$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log" || true)
+	policy_with "$1"
+	wait_for 10 eval '[ "$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log")" -gt "$before" ]' ||
+		fail "the policy with operator_write_commands $1 was not reloaded"
+}
+policy_reload_to yes
+# A FIFO opened read-write does not block; the session reads its lines from it.
+mkfifo "$T/op.fifo"
+exec 7<>"$T/op.fifo"
+# Not through e2e_bg: a background command's stdin would be /dev/null, not the FIFO.
+# shellcheck disable=SC2046
+mosquitto_pub $(plugin_client_args op op-1) -V mqttv5 -t devices/dev-a/commands/live -l <&7 &
+E2E_PIDS+=($!)
+echo '{"command":"reboot","id":"c-live1"}' >&7
+wait_for 10 grep -qF '"id":"c-live1"' "$T/dev-a.out" ||
+	fail "dev-a did not receive the command of the live operator session"
+policy_reload_to no
+echo '{"command":"reboot","id":"c-live2"}' >&7
+wait_for 10 eval "plugin_events acl_denied op-1 not_granted | grep -qF '\"detail\":\"write devices/dev-a/commands/live\"'" ||
+	fail "the live operator session's command was not refused after the reload"
+assert_not_contains "$(cat "$T/dev-a.out")" 'c-live2'
+exec 7>&-
+pass "a reload voids the grants a connected session has cached"
 pass "plugin identity binding, ACL and events"

@@ -99,6 +99,7 @@ static void test_conf_plugin_mode(void **state)
 	assert_non_null(strstr(text, "\nmessage_size_limit 4096\n"));
 	assert_non_null(strstr(text, "\nmax_connections 100\n"));
 	assert_non_null(strstr(text, "\nmax_keepalive 300\n"));
+	assert_non_null(strstr(text, "\nset_tcp_nodelay true\n"));
 	assert_non_null(strstr(text, "\nuser mosquitto\n"));
 	free(text);
 }

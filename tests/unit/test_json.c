@@ -354,6 +354,88 @@ static void test_text_ok(void **state)
 	assert_false(moat_json_text_ok("\xff", 1, false));
 }
 
+/* The quick pass decides text (true) and the reader accepts it too. */
+static void quick_yes(const struct moat_json_limits *lim, const char *text)
+{
+	cJSON *root = NULL;
+	assert_true(moat_json_object_quick(text, strlen(text), lim, NULL));
+	assert_int_equal(moat_json_parse("t", text, strlen(text), lim, &root, NULL, NULL), 0);
+	cJSON_Delete(root);
+}
+
+/* The quick pass leaves text to the reader (false), whatever the reader then says. */
+static void quick_no(const struct moat_json_limits *lim, const char *text, size_t len)
+{
+	assert_false(moat_json_object_quick(text, len, lim, NULL));
+}
+#define QUICK_NO(lim, s) quick_no((lim), (s), sizeof(s) - 1)
+
+static void test_quick(void **state)
+{
+	(void)state;
+	const struct moat_json_limits lim = {.max_bytes = 4096, .max_depth = 8};
+	const struct moat_json_limits shallow = {.max_bytes = 4096, .max_depth = 1};
+	const struct moat_json_limits small = {.max_bytes = 8, .max_depth = 8};
+	const struct moat_json_limits ascii = {.max_bytes = 4096,
+					       .max_depth = 8,
+					       .flags = MOAT_JSON_ASCII};
+
+	quick_yes(&lim, "{}");
+	quick_yes(&lim,
+		  " {\"a\":[1,-0.5e+3,true,false,null,\"x\\n\\u00e9\xc3\xa9\"],\"o\":{}}\r\n");
+	quick_yes(&lim, "{\"a\":{\"a\":{\"a\":1}},\"b\":[{\"a\":1},{\"a\":2}]}");
+	quick_yes(&shallow, "{\"a\":{\"b\":1}}");
+	/* left to the reader: what it refuses ... */
+	quick_no(&lim, "", 0);
+	QUICK_NO(&small, "{\"ab\":12}");
+	QUICK_NO(&lim, "[1]");
+	QUICK_NO(&lim, "{\"a\":1,\"a\":2}");
+	QUICK_NO(&lim, "{\"a\":[{\"k\":1,\"k\":2}]}");
+	QUICK_NO(&lim, "{\"a\":\"x\\u0000\"}");
+	QUICK_NO(&lim, "{\"a\":\"\\uZZZZ\"}");
+	QUICK_NO(&lim, "{\"a\":\"\\x\"}");
+	QUICK_NO(&lim, "{\"a\":\"\x01\"}");
+	QUICK_NO(&lim, "{\"a\":\"\xc3\x28\"}");
+	QUICK_NO(&lim, "{\"a\":01}");
+	QUICK_NO(&lim, "{\"a\":1.}");
+	QUICK_NO(&lim, "{\"a\":tru}");
+	QUICK_NO(&lim, "{\"a\":1,}");
+	QUICK_NO(&lim, "{\"a\":1} x");
+	QUICK_NO(&lim, "{\"a\":1}\x00");
+	QUICK_NO(&lim, "\xef\xbb\xbf{}");
+	QUICK_NO(&lim, "{\"a\":\"abc");
+	QUICK_NO(&shallow, "{\"a\":{\"b\":{}}}");
+	/* ... and what the pass does not read itself, though the reader may accept it */
+	QUICK_NO(&ascii, "{}");
+	QUICK_NO(&lim, "{\"\\u0061\":1}");
+	QUICK_NO(&lim, "{\"a\":\"\\ud83d\\ude00\"}");
+	QUICK_NO(&lim, "{\"a\":123456789012345678901234567890123}");
+	QUICK_NO(&lim, "{\x01\"a\":1}");
+	char many[512] = "{";
+	for (int i = 0; i < MOAT_JSON_QUICK_KEYS + 1; i++) {
+		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"k%d\":1",
+			 i ? "," : "", i);
+	}
+	strcat(many, "}");
+	quick_no(&lim, many, strlen(many));
+
+	/* the field: found, a string without escapes, its bytes */
+	struct moat_json_quick_field f = {.key = "device_id"};
+	const char *t = "{\"x\":{\"device_id\":\"no\"},\"device_id\":\"dev-1\"}";
+	assert_true(moat_json_object_quick(t, strlen(t), &lim, &f));
+	assert_true(f.found && f.is_string);
+	assert_int_equal(f.value_len, 5);
+	assert_memory_equal(f.value, "dev-1", 5);
+	t = "{\"device_id\":7}";
+	assert_true(moat_json_object_quick(t, strlen(t), &lim, &f));
+	assert_true(f.found && !f.is_string);
+	t = "{\"x\":{\"device_id\":\"no\"}}";
+	assert_true(moat_json_object_quick(t, strlen(t), &lim, &f));
+	assert_false(f.found);
+	t = "{\"device_id\":\"dev-\\u0031\"}"; /* escaped: the reader compares */
+	assert_false(moat_json_object_quick(t, strlen(t), &lim, &f));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_duplicates),
 		cmocka_unit_test(test_members),
 		cmocka_unit_test(test_text_ok),
+		cmocka_unit_test(test_quick),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

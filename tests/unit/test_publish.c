@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "moat/publish.h"
+#include "moat/topic.h"
 
 #define CAP 256u
 
@@ -98,11 +99,45 @@ static void test_cap_on_every_topic(void **state)
 	assert_null(check("devices/dev-a/status", NULL, 0, true));
 }
 
+/* moat_publish_check_kind gives moat_publish_check's result for the kind of the topic, and
+ * follows the kind it is given (the plugin keeps the kind with the topic it granted). */
+static void test_kind(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		const struct row *r = &rows[i];
+		struct moat_topic t;
+		int kind = moat_topic_parse(r->topic, &t, NULL) == 0 ? (int)t.kind
+								     : MOAT_PUBLISH_NOT_MOAT_TOPIC;
+		const struct moat_publish m = {.sender = "dev-a",
+					       .topic = r->topic,
+					       .payload = r->payload,
+					       .len = strlen(r->payload),
+					       .retain = r->retain};
+		const char *a = moat_publish_check(&m, CAP);
+		const char *b = moat_publish_check_kind(&m, kind, CAP);
+		if ((a == NULL) != (b == NULL) || (a && strcmp(a, b) != 0)) {
+			fail_msg("row %zu (%s): %s against %s", i, r->topic, a ? a : "delivered",
+				 b ? b : "delivered");
+		}
+	}
+	const struct moat_publish bad = {.sender = "dev-a",
+					 .topic = "devices/dev-a/telemetry",
+					 .payload = "x",
+					 .len = 1};
+	assert_null(moat_publish_check_kind(&bad, MOAT_PUBLISH_NOT_MOAT_TOPIC, CAP));
+	assert_null(moat_publish_check_kind(&bad, MOAT_TOPIC_DIAGNOSTICS, CAP));
+	assert_string_equal(moat_publish_check_kind(&bad, MOAT_TOPIC_TELEMETRY, CAP), "not_json");
+	assert_string_equal(moat_publish_check_kind(&bad, MOAT_PUBLISH_NOT_MOAT_TOPIC, 0),
+			    "too_large");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_table),
 		cmocka_unit_test(test_cap_on_every_topic),
+		cmocka_unit_test(test_kind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,7 +4,8 @@
  * mosquitto_malloc so the broker's memory_limit covers them. Identity entries are only
  * made for names the policy lists (callers check), so their number is bounded by the
  * policy; connection entries live from BASIC_AUTH to DISCONNECT. Also the policy entry of
- * a connected client, which the ACL and payload checks both look up.
+ * a connected client, which the ACL and payload checks both look up, and its cache in the
+ * connection's entry.
  */
 #include <string.h>
 
@@ -136,4 +137,18 @@ const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *
 		return NULL;
 	}
 	return pi;
+}
+
+const struct moat_policy_identity *moat_plugin_conn_identity(struct mp_state *st, struct mp_conn *c,
+							     const struct mosquitto *client)
+{
+	if (!c || !c->authed) {
+		return moat_plugin_active_identity(st, client);
+	}
+	if (c->gen != st->policy_gen) {
+		c->pi = moat_plugin_active_identity(st, client);
+		c->ident = NULL;
+		c->gen = st->policy_gen;
+	}
+	return c->pi;
 }

@@ -68,7 +68,8 @@ static int drop(struct mp_state *st, const struct dropped *m, const char *identi
 }
 
 int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
-			      const struct moat_policy_identity *pi)
+			      const struct moat_policy_identity *pi, const struct mp_conn *c,
+			      const struct mp_grant *g)
 {
 	const struct moat_policy_limits *l = &st->policy.limits[pi->role];
 	const struct moat_publish m = {
@@ -78,12 +79,12 @@ int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_ac
 		.len = ed->payloadlen,
 		.retain = ed->retain,
 	};
-	const char *why = moat_publish_check(&m, l->max_payload);
+	const char *why = g ? moat_publish_check_kind(&m, g->kind, l->max_payload)
+			    : moat_publish_check(&m, l->max_payload);
 	if (!why) {
 		return MOSQ_ERR_SUCCESS;
 	}
 	/* DISCONNECT has already forgotten a client whose will is being sent. */
-	const struct mp_conn *c = moat_plugin_conn_find(st, ed->client);
 	const struct dropped d = {
 		.client = ed->client,
 		.topic = ed->topic,
@@ -111,13 +112,20 @@ int moat_plugin_message(int event, void *event_data, void *userdata)
 		.topic = ed->topic,
 		.payloadlen = ed->payloadlen,
 	};
-	const struct moat_policy_identity *pi = moat_plugin_active_identity(st, ed->client);
+	struct mp_conn *c = moat_plugin_conn_find(st, ed->client);
+	const struct moat_policy_identity *pi = moat_plugin_conn_identity(st, c, ed->client);
 	if (!pi) {
 		return drop(st, &d, mosquitto_client_username(ed->client), MP_EV_ACL_DENIED,
 			    "not_authorised", "identity is not active");
 	}
 	const struct moat_policy_limits *l = &st->policy.limits[pi->role];
-	struct mp_ident *id = moat_plugin_ident_get(st, pi->name);
+	/* Identity entries live as long as the plugin: c may keep one (conn_identity clears
+	 * it with the rest of its cache). */
+	struct mp_ident *id = c && c->authed && c->ident ? c->ident
+							 : moat_plugin_ident_get(st, pi->name);
+	if (c && c->authed) {
+		c->ident = id;
+	}
 	if (!id) {
 		return drop(st, &d, pi->name, MP_EV_RATE_LIMITED, "internal_error",
 			    "out of memory");

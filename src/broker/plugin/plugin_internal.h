@@ -62,6 +62,12 @@
 /* A CRL whose lastUpdate is further in the future than this is refused. */
 #define MP_CRL_CLOCK_SKEW_S 300
 
+/* Grants each connection remembers (acl.c): this many, for topics up to this long. Reads
+ * and writes of a client are mostly of the same few topics (a device's telemetry, status
+ * and commands); a miss is decided as if there were no cache. */
+#define MP_GRANT_SLOTS 4
+#define MP_GRANT_TOPIC_MAX 63
+
 #define MP_IDENT_BUCKETS 4096
 #define MP_CONN_BUCKETS 4096
 
@@ -98,6 +104,15 @@ struct mp_ident {
 	uint64_t suppressed[MP_EV_COUNT];
 };
 
+/* A read or write ACL_CHECK that moat_acl_decide granted (acl.c). */
+struct mp_grant {
+	uint64_t gen;	/* st->policy_gen when it was decided; 0: empty */
+	uint8_t access; /* MOSQ_ACL_READ or MOSQ_ACL_WRITE */
+	uint8_t len;
+	int8_t kind; /* the topic's enum moat_topic_kind, or MOAT_PUBLISH_NOT_MOAT_TOPIC */
+	char topic[MP_GRANT_TOPIC_MAX + 1];
+};
+
 struct mp_conn {
 	struct mp_conn *next; /* hash chain */
 	const struct mosquitto *client;
@@ -108,6 +123,14 @@ struct mp_conn {
 	 * SUBSCRIBE packet is always handled within one pass, so this bounds each packet. */
 	uint64_t subs_pass;
 	uint32_t subs_in_pass;
+	/* What the checks of every message look up, cached for an authed connection and
+	 * valid while gen is st->policy_gen (every policy load changes it, so a disabled
+	 * identity or a narrower rule applies at once); conn_add clears them. */
+	uint64_t gen;
+	const struct moat_policy_identity *pi; /* its active policy entry, or NULL */
+	struct mp_ident *ident;		       /* its rate state (message.c); NULL: not yet */
+	struct mp_grant grants[MP_GRANT_SLOTS];
+	uint32_t grant_next; /* the slot the next grant takes */
 };
 
 /* One address's event budget (budget.c). */
@@ -136,7 +159,8 @@ struct mp_state {
 	char *issuers_path; /* issuing CAs signed by the root; NULL or missing: none */
 	int events_fd;
 	struct moat_policy policy;
-	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
+	uint64_t policy_gen; /* how many times a policy was loaded: what caches are valid for */
+	char **revoked;	     /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
 	size_t revoked_count;
 	time_t crl_next_update;	 /* the earliest nextUpdate of the CRLs in force */
 	bool crl_stale_reported; /* their going stale was reported (once per CRL file) */
@@ -170,9 +194,12 @@ int moat_plugin_acl_check(int event, void *event_data, void *userdata);
 int moat_plugin_message(int event, void *event_data, void *userdata);
 /* The payload rule (include/moat/publish.h) for a write ACL_CHECK that the topic ACL
  * granted: publishes and last wills alike. MOSQ_ERR_SUCCESS, or MOSQ_ERR_ACL_DENIED after
- * a payload_rejected event. */
+ * a payload_rejected event. c is the client's connection entry (NULL: DISCONNECT has
+ * already forgotten it, as for a will); g the grant of this write when c holds one (its
+ * topic's kind is then not parsed again), else NULL. */
 int moat_plugin_payload_check(struct mp_state *st, const struct mosquitto_evt_acl_check *ed,
-			      const struct moat_policy_identity *pi);
+			      const struct moat_policy_identity *pi, const struct mp_conn *c,
+			      const struct mp_grant *g);
 
 /* tick.c */
 int moat_plugin_tick(int event, void *event_data, void *userdata);
@@ -210,6 +237,10 @@ void moat_plugin_tables_free(struct mp_state *st);
  * and its policy entry when the policy lists it as active; NULL otherwise. */
 const struct moat_policy_identity *moat_plugin_active_identity(struct mp_state *st,
 							       const struct mosquitto *client);
+/* moat_plugin_active_identity for the client of c (may be NULL), cached in c while the
+ * policy stays the same when c is an authed connection. */
+const struct moat_policy_identity *moat_plugin_conn_identity(struct mp_state *st, struct mp_conn *c,
+							     const struct mosquitto *client);
 
 /* events.c */
 struct mp_event {

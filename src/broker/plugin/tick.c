@@ -45,6 +45,7 @@ int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *er
 	}
 	moat_policy_free(&st->policy);
 	st->policy = fresh;
+	st->policy_gen++; /* what connections cached from the old one is void */
 	return 1;
 }
 
