@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/x509.h>
 
@@ -60,6 +61,10 @@ struct moat_est {
 	int64_t fail_refill_s;
 	pthread_mutex_t fail_mu; /* slots */
 	struct addr_slot slots[EST_ADDR_SLOTS];
+	pthread_mutex_t cacerts_mu; /* the cacerts answer, encoded once per file version */
+	struct stat cacerts_st;
+	char *cacerts_body; /* base64 PKCS#7 of cacerts_st's file; NULL: none yet */
+	size_t cacerts_len;
 	pthread_mutex_t q_mu; /* queue, leading and every pending's rc, err, done */
 	pthread_cond_t q_cv;
 	struct pending *head, *tail;
@@ -93,7 +98,8 @@ int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err)
 		free(e);
 		return moat_err_set(err, MOAT_ENOMEM, "EST: mutex");
 	}
-	if (pthread_mutex_init(&e->q_mu, NULL) != 0) {
+	if (pthread_mutex_init(&e->q_mu, NULL) != 0 ||
+	    pthread_mutex_init(&e->cacerts_mu, NULL) != 0) {
 		pthread_mutex_destroy(&e->fail_mu);
 		free(e);
 		return moat_err_set(err, MOAT_ENOMEM, "EST: mutex");
@@ -119,6 +125,8 @@ void est_close(struct moat_est *e)
 	}
 	pthread_cond_destroy(&e->q_cv);
 	pthread_mutex_destroy(&e->q_mu);
+	pthread_mutex_destroy(&e->cacerts_mu);
+	free(e->cacerts_body);
 	pthread_mutex_destroy(&e->fail_mu);
 	free(e);
 }
@@ -264,21 +272,62 @@ static void answer_p7(struct est_answer *a, const char *pem, size_t len)
 	a->b64 = true;
 }
 
-static void handle_cacerts(struct moat_deploy *d, struct est_answer *a)
+static bool same_file(const struct stat *x, const struct stat *y)
+{
+	return x->st_ino == y->st_ino && x->st_dev == y->st_dev && x->st_size == y->st_size &&
+	       x->st_mtim.tv_sec == y->st_mtim.tv_sec && x->st_mtim.tv_nsec == y->st_mtim.tv_nsec;
+}
+
+/* The CA certificates: encoded once, again only when the file changes (an issuer
+ * rotation rewrites it by rename, which changes its inode). */
+static void handle_cacerts(struct moat_est *e, struct moat_deploy *d, struct est_answer *a)
 {
 	char path[PATH_MAX];
 	char *pem = NULL;
 	size_t len = 0;
+	struct stat st;
 	struct moat_err err = {0};
 	const char *rel = moat_deploy_has_issuer(d) ? EST_CACERTS_FILE : "pki/ca.crt";
-	if (moat_deploy_path(d, path, sizeof(path), rel, &err) != 0 ||
-	    moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &pem, &len, &err) != 0) {
+	if (moat_deploy_path(d, path, sizeof(path), rel, &err) != 0 || stat(path, &st) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=est_error msg=\"%s: unreadable\"", rel);
+		refuse(a, 500, "chain_unreadable", "CA certificates unreadable");
+		return;
+	}
+	pthread_mutex_lock(&e->cacerts_mu);
+	if (e->cacerts_body && same_file(&st, &e->cacerts_st)) {
+		a->body = malloc(e->cacerts_len ? e->cacerts_len : 1);
+		if (a->body) {
+			memcpy(a->body, e->cacerts_body, e->cacerts_len);
+			a->len = e->cacerts_len;
+			a->status = 200;
+			a->content_type = "application/pkcs7-mime; smime-type=certs-only";
+			a->b64 = true;
+		}
+		pthread_mutex_unlock(&e->cacerts_mu);
+		if (!a->body) {
+			refuse(a, 500, "out_of_memory", "out of memory");
+		}
+		return;
+	}
+	pthread_mutex_unlock(&e->cacerts_mu);
+	if (moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &pem, &len, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=est_error msg=\"%s\"", err.msg);
 		refuse(a, 500, "chain_unreadable", "CA certificates unreadable");
 		return;
 	}
 	answer_p7(a, pem, len);
 	free(pem);
+	char *copy = a->status == 200 ? malloc(a->len ? a->len : 1) : NULL;
+	if (!copy) {
+		return; /* answered; only not kept */
+	}
+	memcpy(copy, a->body, a->len);
+	pthread_mutex_lock(&e->cacerts_mu);
+	free(e->cacerts_body);
+	e->cacerts_body = copy;
+	e->cacerts_len = a->len;
+	e->cacerts_st = st; /* of the file before it was read: a change meanwhile re-reads */
+	pthread_mutex_unlock(&e->cacerts_mu);
 }
 
 static void handle_csrattrs(struct est_answer *a)
@@ -500,7 +549,7 @@ void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_requ
 {
 	switch (req->route) {
 	case MOAT_ROUTE_EST_CACERTS:
-		handle_cacerts(d, a);
+		handle_cacerts(e, d, a);
 		break;
 	case MOAT_ROUTE_EST_CSRATTRS:
 		handle_csrattrs(a);
