@@ -21,7 +21,8 @@
  *     (moat_connguard_suppressed), so a flood of one kind or source hides no other.
  *
  * Contract: pure. No sockets, no clocks, no locks: the caller passes monotonic milliseconds
- * and closes what the guard names. One thread at a time. A connection the guard names for
+ * and closes what the guard names. One thread at a time (moatd's threads share one guard
+ * under a mutex: httpd.c). A connection the guard names for
  * closing (moat_connguard_admit's victim, moat_connguard_expired) is no longer counted
  * against any limit but stays in the table until moat_connguard_remove, so its handle stays
  * valid until the caller's close notification arrives.
@@ -88,8 +89,10 @@ MOAT_MUST_CHECK int moat_connguard_new(const struct moat_connguard_limits *limit
 void moat_connguard_free(struct moat_connguard *g);
 
 /* Before accepting a connection from src at now_ms. Returns false when it must be refused
- * (*why: MOAT_CG_SERVER_FULL, every connection authenticated). When true, *victim is NULL
- * or a connection to close first, for *why (MOAT_CG_SOURCE_LIMIT or MOAT_CG_SERVER_FULL);
+ * (*why: MOAT_CG_SERVER_FULL, every connection authenticated; MOAT_CG_SOURCE_LIMIT, every
+ * unauthenticated connection of the source is inside a request). When true, *victim is NULL
+ * or a connection to close first, for *why (MOAT_CG_SOURCE_LIMIT: the source's oldest
+ * unauthenticated connection between two requests; or MOAT_CG_SERVER_FULL);
  * the victim is already marked as closing. */
 bool moat_connguard_admit(struct moat_connguard *g, const struct moat_cg_source *src,
 			  int64_t now_ms, struct moat_cg_conn **victim, enum moat_cg_reason *why);

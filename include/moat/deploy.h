@@ -390,13 +390,24 @@ struct moat_enrolled {
  * another identity, the identity is not an active device, its enrollment was used already
  * (BY_TOKEN, BY_CLAIM: marked used here, once), or the presented certificate is not its
  * current one (RENEW). The certificate is committed to the registry, then
- * pki/identities/<id>/cert.pem (the chain) and ca.crt are written, key.pem removed; a
+ * pki/identities/<id>/cert.pem (the chain) and ca.crt are written (not synced: the registry is
+ * their source), key.pem removed; a
  * failure writing them is reported in out->files_rc only (the registry holds the
  * certificate). MOAT_ETIMEOUT when run/moat.lock stays busy. Free out with
  * moat_enrolled_free. */
 MOAT_MUST_CHECK int moat_deploy_enroll_issue(struct moat_deploy *d,
 					     const struct moat_enroll_req *req,
 					     struct moat_enrolled *out, struct moat_err *err);
+/* moat_deploy_enroll_issue for n requests at once (group commit): one run/moat.lock, one
+ * registry transaction and one sync for all of them, each request checked and recorded
+ * alone (a refusal of one leaves the others). rcs[i] is request i's result (0, or the
+ * error of moat_deploy_enroll_issue with its message in errs[i]); outs[i] is filled when
+ * rcs[i] is 0. Every certificate is durable in the registry before this returns. Returns
+ * 0, or the failure that failed every request (also in each rcs[i]). The files under
+ * pki/identities/ are not synced: the registry is their source. */
+int moat_deploy_enroll_issue_batch(struct moat_deploy *d, const struct moat_enroll_req *reqs,
+				   size_t n, struct moat_enrolled *outs, int *rcs,
+				   struct moat_err *errs);
 void moat_enrolled_free(struct moat_enrolled *e);
 
 /* Revokes (superseded) every certificate whose re-enrollment grace period ended at or

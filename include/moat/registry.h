@@ -86,6 +86,13 @@ MOAT_MUST_CHECK int moat_registry_backup(struct moat_registry *reg, const char *
 MOAT_MUST_CHECK int moat_registry_begin(struct moat_registry *reg, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_commit(struct moat_registry *reg, struct moat_err *err);
 void moat_registry_rollback(struct moat_registry *reg);
+/* Inside a transaction: marks a point that moat_registry_rollback_point undoes back to
+ * (the changes since, and nothing before) and moat_registry_release_point keeps; one
+ * point at a time. Lets one transaction hold several independent changes, each refused
+ * alone (moatd commits the enrollments that arrive together at once). */
+MOAT_MUST_CHECK int moat_registry_point(struct moat_registry *reg, struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_release_point(struct moat_registry *reg, struct moat_err *err);
+void moat_registry_rollback_point(struct moat_registry *reg);
 
 /* MOAT_EEXIST when id exists. */
 MOAT_MUST_CHECK int moat_registry_identity_insert(struct moat_registry *reg, const char *id,

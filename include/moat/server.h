@@ -64,6 +64,7 @@ struct moat_httpd_limits {
 					       IPv6 /64, before authenticating */
 	int64_t connections_per_device;	    /* connections_per_device: authenticated, per
 					       identity */
+	int64_t threads; /* threads: libmicrohttpd's thread pool (default: the CPUs online) */
 };
 #define MOAT_HTTPD_HANDSHAKE_TIMEOUT_DEFAULT 10
 #define MOAT_HTTPD_HEADER_TIMEOUT_DEFAULT 20
@@ -71,6 +72,7 @@ struct moat_httpd_limits {
 #define MOAT_HTTPD_MAX_CONNECTIONS_DEFAULT 1024
 #define MOAT_HTTPD_UNAUTH_PER_SOURCE_DEFAULT 16
 #define MOAT_HTTPD_PER_DEVICE_DEFAULT 4
+#define MOAT_HTTPD_THREADS_MAX 64
 
 /* Reads the limits from [server] of cfg (absent keys: the defaults above) and refuses, with
  * a message naming the file, line and key: an unknown [server] key, a value out of range
@@ -93,7 +95,8 @@ MOAT_MUST_CHECK int moat_est_settings_load(const struct moat_config *cfg,
 
 /* Opens the deployment read-only, loads pki/server.{key,crt} (the certificate with its
  * chain), pki/ca.crt (the root: the only trust anchor) and pki/crl.pem, and serves the API
- * above on its own thread. Every request is authorized from the client certificate:
+ * above on a pool of [server] threads threads (libmicrohttpd's), each request with a
+ * registry handle of its own. Every request is authorized from the client certificate:
  * verified against the root by GnuTLS (the client presents its issuing CA), its serial in
  * none of pki/crl.pem's CRLs (re-read when the file changes, each verified against the root
  * or an issuing CA of pki/issuers.pem; a CRL that fails to load or verify refuses

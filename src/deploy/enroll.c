@@ -428,37 +428,32 @@ static int fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES]
 }
 
 /* The identity's files after a committed enrollment: cert.pem (the chain) and ca.crt,
- * atomically; a key.pem moat made earlier is removed (the device holds its own key). */
+ * atomically (temporary and rename) but not synced: they are derived from the registry,
+ * which holds the certificate durably, and a crash leaves the old file or the new one,
+ * never half of one. A key.pem moat made earlier is removed (the device holds its own). */
 static int write_files(struct moat_deploy *d, const char *id, const char *chain, size_t len,
-		       struct moat_err *err)
+		       const char *ca_pem, size_t ca_len, struct moat_err *err)
 {
+	static const struct moat_fs_opts derived = {.no_fsync = true};
 	char dir[PATH_MAX];
 	char p[PATH_MAX];
-	char ca[PATH_MAX];
-	char *ca_pem = NULL;
-	size_t ca_len = 0;
 	int rc;
-	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0 ||
-	    (rc = moat_deploy_path(d, ca, sizeof(ca), "pki/ca.crt", err)) != 0 ||
-	    (rc = moat_fs_read_all(ca, MOAT_CERT_FILE_MAX_BYTES, &ca_pem, &ca_len, err)) != 0) {
+	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0) {
 		return rc;
 	}
 	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
-		goto out;
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
 	if ((rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, chain, len, 0644, err)) != 0 ||
+	    (rc = moat_fs_write_atomic_opts(p, chain, len, 0644, &derived, err)) != 0 ||
 	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic(p, ca_pem, ca_len, 0644, err)) != 0 ||
+	    (rc = moat_fs_write_atomic_opts(p, ca_pem, ca_len, 0644, &derived, err)) != 0 ||
 	    (rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0) {
-		goto out;
+		return rc;
 	}
 	if (unlink(p) != 0 && errno != ENOENT) {
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", p);
 	}
-out:
-	free(ca_pem);
 	return rc;
 }
 
@@ -505,34 +500,18 @@ static int64_t enrolled_lifetime(const struct moat_deploy *d)
 	return d->conf.identity_days * 86400;
 }
 
-int moat_deploy_enroll_issue(struct moat_deploy *d, const struct moat_enroll_req *req,
-			     struct moat_enrolled *out, struct moat_err *err)
+/* One request of a batch, inside the transaction: the checks, the certificate signed and
+ * recorded. *crl says the CRL must be re-signed before the commit. */
+static int issue_one(struct moat_deploy *d, const struct moat_ca *signer,
+		     const struct moat_enroll_req *req, int64_t now, struct moat_issued *issued,
+		     struct moat_identity *ident, bool *crl, struct moat_err *err)
 {
-	memset(out, 0, sizeof(*out));
-	int64_t now = moat_time_now();
-	struct moat_identity ident;
-	struct moat_issued issued = {0};
-	const struct moat_ca *signer = NULL;
-	bool locked = false;
-	bool in_tx = false;
 	int rc;
-	if ((rc = moat_identity_name_check(req->id, err)) != 0) {
+	if ((rc = moat_identity_name_check(req->id, err)) != 0 ||
+	    (rc = moat_csr_check_identity(req->csr, req->id, err)) != 0 ||
+	    (rc = moat_registry_identity_get(d->reg, req->id, ident, err)) != 0 ||
+	    (rc = may_enroll(d, req, ident, now, err)) != 0) {
 		return rc;
-	}
-	if ((rc = moat_csr_check_identity(req->csr, req->id, err)) != 0) {
-		return rc;
-	}
-	if ((rc = lock_for_change(d, MOAT_ENROLL_LOCK_WAIT_MS, &locked, err)) != 0 ||
-	    (rc = moat_deploy_signer(d, &signer, err)) != 0) {
-		goto out;
-	}
-	if ((rc = moat_registry_begin(d->reg, err)) != 0) {
-		goto out;
-	}
-	in_tx = true;
-	if ((rc = moat_registry_identity_get(d->reg, req->id, &ident, err)) != 0 ||
-	    (rc = may_enroll(d, req, &ident, now, err)) != 0) {
-		goto out;
 	}
 	int64_t not_after = now + enrolled_lifetime(d);
 	int64_t ca_end = moat_asn1_time_to_unix(X509_get0_notAfter(signer->cert));
@@ -551,50 +530,143 @@ int moat_deploy_enroll_issue(struct moat_deploy *d, const struct moat_enroll_req
 		.key_public_only = true,
 	};
 	if ((rc = fresh_serial(d, serial, hex, err)) != 0 ||
-	    (rc = moat_pki_issue(signer, &ireq, serial, &issued, err)) != 0 ||
-	    (rc = moat_registry_cert_insert(d->reg, issued.serial_hex, req->id, issued.not_before,
-					    issued.not_after, issued.cert_pem, err)) != 0) {
+	    (rc = moat_pki_issue(signer, &ireq, serial, issued, err)) != 0 ||
+	    (rc = moat_registry_cert_insert(d->reg, issued->serial_hex, req->id, issued->not_before,
+					    issued->not_after, issued->cert_pem, err)) != 0) {
+		return rc;
+	}
+	if (req->method != MOAT_ENROLL_RENEW) {
+		return 0;
+	}
+	if (req->grace_seconds > 0) {
+		return moat_registry_cert_supersede_at(d->reg, ident->serial_hex,
+						       now + req->grace_seconds, err);
+	}
+	rc = moat_registry_cert_revoke(d->reg, ident->serial_hex, REASON_SUPERSEDED, now, err);
+	*crl = *crl || rc == 0;
+	return rc;
+}
+
+/* After the commit: what the caller gets of one issued certificate, and its files. */
+static int issued_out(struct moat_deploy *d, const struct moat_ca *signer,
+		      const struct moat_enroll_req *req, const struct moat_identity *ident,
+		      struct moat_issued *issued, const char *ca_pem, size_t ca_len,
+		      struct moat_enrolled *out, struct moat_err *err)
+{
+	int rc = chain_pem(d, signer, issued->cert_pem, &out->chain_pem, &out->chain_len, err);
+	if (rc != 0) {
+		return rc;
+	}
+	/* committed: the registry holds the certificate whatever happens to the files */
+	out->files_rc = ca_pem ? write_files(d, req->id, out->chain_pem, out->chain_len, ca_pem,
+					     ca_len, &out->files_err)
+			       : moat_err_set(&out->files_err, MOAT_EIO, "pki/ca.crt unreadable");
+	out->cert_pem = issued->cert_pem;
+	out->cert_len = issued->cert_pem_len;
+	issued->cert_pem = NULL;
+	snprintf(out->serial_hex, sizeof(out->serial_hex), "%s", issued->serial_hex);
+	snprintf(out->replaced_serial_hex, sizeof(out->replaced_serial_hex), "%s",
+		 req->method == MOAT_ENROLL_RENEW ? ident->serial_hex : "");
+	out->not_after = issued->not_after;
+	return 0;
+}
+
+/* Every request's outcome: rc[i] and errs[i] (and outs[i] when 0); one transaction for
+ * all, each request inside a point of its own so that a refusal undoes only its changes.
+ * The function's own failure (lock, signer, transaction) fails every request with it. */
+static int issue_batch(struct moat_deploy *d, const struct moat_enroll_req *reqs, size_t n,
+		       struct moat_enrolled *outs, int *rcs, struct moat_err *errs,
+		       struct moat_issued *issued, struct moat_identity *idents,
+		       struct moat_err *err)
+{
+	int64_t now = moat_time_now();
+	const struct moat_ca *signer = NULL;
+	bool locked = false;
+	bool crl = false;
+	int rc;
+	if ((rc = lock_for_change(d, MOAT_ENROLL_LOCK_WAIT_MS, &locked, err)) != 0 ||
+	    (rc = moat_deploy_signer(d, &signer, err)) != 0 ||
+	    (rc = moat_registry_begin(d->reg, err)) != 0) {
 		goto out;
 	}
-	if (req->method == MOAT_ENROLL_RENEW) {
-		if (req->grace_seconds > 0) {
-			rc = moat_registry_cert_supersede_at(d->reg, ident.serial_hex,
-							     now + req->grace_seconds, err);
-		} else if ((rc = moat_registry_cert_revoke(d->reg, ident.serial_hex,
-							   REASON_SUPERSEDED, now, err)) == 0) {
-			rc = moat_deploy_write_crl(d, err);
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = moat_registry_point(d->reg, err)) != 0) {
+			goto out;
 		}
-		if (rc != 0) {
+		rcs[i] =
+			issue_one(d, signer, &reqs[i], now, &issued[i], &idents[i], &crl, &errs[i]);
+		if (rcs[i] != 0) {
+			moat_registry_rollback_point(d->reg);
+			moat_pki_issued_free(&issued[i]);
+		} else if ((rc = moat_registry_release_point(d->reg, err)) != 0) {
 			goto out;
 		}
 	}
-	if ((rc = moat_registry_commit(d->reg, err)) != 0) {
+	/* the commit is the batch's one sync: every token used and certificate recorded
+	 * here is durable before any answer leaves */
+	if ((crl && (rc = moat_deploy_write_crl(d, err)) != 0) ||
+	    (rc = moat_registry_commit(d->reg, err)) != 0) {
 		goto out;
 	}
-	in_tx = false;
-	if ((rc = chain_pem(d, signer, issued.cert_pem, &out->chain_pem, &out->chain_len, err)) !=
-	    0) {
-		goto out;
+	char ca[PATH_MAX];
+	char *ca_pem = NULL;
+	size_t ca_len = 0;
+	struct moat_err ignored;
+	if (moat_deploy_path(d, ca, sizeof(ca), "pki/ca.crt", &ignored) != 0 ||
+	    moat_fs_read_all(ca, MOAT_CERT_FILE_MAX_BYTES, &ca_pem, &ca_len, &ignored) != 0) {
+		ca_pem = NULL;
 	}
-	/* committed: the registry holds the certificate whatever happens to the files */
-	out->files_rc = write_files(d, req->id, out->chain_pem, out->chain_len, &out->files_err);
-	out->cert_pem = issued.cert_pem;
-	out->cert_len = issued.cert_pem_len;
-	issued.cert_pem = NULL;
-	snprintf(out->serial_hex, sizeof(out->serial_hex), "%s", issued.serial_hex);
-	snprintf(out->replaced_serial_hex, sizeof(out->replaced_serial_hex), "%s",
-		 req->method == MOAT_ENROLL_RENEW ? ident.serial_hex : "");
-	out->not_after = issued.not_after;
-	rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (rcs[i] == 0) {
+			rcs[i] = issued_out(d, signer, &reqs[i], &idents[i], &issued[i], ca_pem,
+					    ca_len, &outs[i], &errs[i]);
+		}
+	}
+	free(ca_pem);
 out:
-	if (in_tx) {
-		moat_registry_rollback(d->reg);
-	}
+	moat_registry_rollback(d->reg); /* a no-op once committed */
 	unlock_after_change(d, locked);
-	moat_pki_issued_free(&issued);
-	if (rc != 0) {
-		moat_enrolled_free(out);
+	return rc;
+}
+
+int moat_deploy_enroll_issue_batch(struct moat_deploy *d, const struct moat_enroll_req *reqs,
+				   size_t n, struct moat_enrolled *outs, int *rcs,
+				   struct moat_err *errs)
+{
+	struct moat_issued *issued = calloc(n ? n : 1, sizeof(*issued));
+	struct moat_identity *idents = calloc(n ? n : 1, sizeof(*idents));
+	struct moat_err err = {0};
+	int rc = issued && idents ? 0 : moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		memset(&outs[i], 0, sizeof(outs[i]));
+		rcs[i] = MOAT_EIO;
+		memset(&errs[i], 0, sizeof(errs[i]));
 	}
+	if (rc == 0) {
+		rc = issue_batch(d, reqs, n, outs, rcs, errs, issued, idents, &err);
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (rc != 0) {
+			rcs[i] = rc;
+			errs[i] = err;
+		}
+		if (issued) {
+			moat_pki_issued_free(&issued[i]);
+		}
+		if (rcs[i] != 0) {
+			moat_enrolled_free(&outs[i]);
+		}
+	}
+	free(issued);
+	free(idents);
+	return rc;
+}
+
+int moat_deploy_enroll_issue(struct moat_deploy *d, const struct moat_enroll_req *req,
+			     struct moat_enrolled *out, struct moat_err *err)
+{
+	int rc = 0;
+	(void)moat_deploy_enroll_issue_batch(d, req, 1, out, &rc, err);
 	return rc;
 }
 

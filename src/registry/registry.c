@@ -286,6 +286,25 @@ void moat_registry_rollback(struct moat_registry *reg)
 	}
 }
 
+int moat_registry_point(struct moat_registry *reg, struct moat_err *err)
+{
+	if (!reg->tx_depth) {
+		return moat_err_set(err, MOAT_ESTATE, "registry: a point needs a transaction");
+	}
+	return exec(reg, "SAVEPOINT moat_point", err);
+}
+
+int moat_registry_release_point(struct moat_registry *reg, struct moat_err *err)
+{
+	return exec(reg, "RELEASE moat_point", err);
+}
+
+void moat_registry_rollback_point(struct moat_registry *reg)
+{
+	/* ROLLBACK TO keeps the savepoint open: RELEASE ends it, keeping nothing after it */
+	sqlite3_exec(reg->db, "ROLLBACK TO moat_point; RELEASE moat_point", NULL, NULL, NULL);
+}
+
 const char *moat_identity_status_name(enum moat_identity_status st)
 {
 	switch (st) {

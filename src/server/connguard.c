@@ -227,6 +227,7 @@ bool moat_connguard_admit(struct moat_connguard *g, const struct moat_cg_source 
 	unsigned live = 0;
 	unsigned mine = 0;
 	struct moat_cg_conn *my_oldest = NULL;
+	struct moat_cg_conn *my_oldest_idle = NULL;
 	for (struct moat_cg_conn *c = g->head; c; c = c->next) {
 		if (c->closing) {
 			continue;
@@ -234,10 +235,21 @@ bool moat_connguard_admit(struct moat_connguard *g, const struct moat_cg_source 
 		live++;
 		if (!c->authenticated && same_source(&c->src, src)) {
 			my_oldest = my_oldest ? my_oldest : c;
+			if (!c->in_request && !my_oldest_idle) {
+				my_oldest_idle = c;
+			}
 			mine++;
 		}
 	}
 	if (mine >= g->lim.unauth_per_source) {
+		/* never one whose request is being answered (an enrollment committed, its
+		 * answer on the way: closing it loses the answer); when all are, the
+		 * newcomer waits its turn instead */
+		if (!my_oldest_idle) {
+			*why = MOAT_CG_SOURCE_LIMIT;
+			return false;
+		}
+		my_oldest = my_oldest_idle;
 		/* Its own oldest makes room: the newcomer may be a device behind the same
 		 * address as whoever holds the rest. */
 		my_oldest->closing = true;

@@ -9,10 +9,20 @@
  * Failed token attempts are counted per source address in a token bucket
  * ([est] token_failures attempts, one more every token_failure_refill): an address that
  * has used them up is answered 429 before its token is even looked at, so guessing tokens
- * is bounded whatever the token's strength. Successes cost nothing. */
+ * is bounded whatever the token's strength. Successes cost nothing.
+ *
+ * Threads: est_handle runs on any of httpd's threads at once, each with a registry
+ * handle of its own for reading (tokens, claims). The failure table has a mutex. Issuing
+ * is a group commit: a request joins a queue; the first thread to find no batch running
+ * leads one, taking everything queued (at most EST_BATCH_MAX), and issues it with the one
+ * deployment handle kept for writing (moat_deploy_enroll_issue_batch: one lock, one
+ * transaction, one sync), then wakes the others with their results; requests arriving
+ * meanwhile make the next batch. Every answer leaves after its batch's commit. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/x509.h>
 
@@ -27,6 +37,7 @@
 
 #define EST_ADDR_SLOTS 256
 #define EST_CACERTS_FILE "pki/chain.pem"
+#define EST_BATCH_MAX 64
 
 struct addr_slot {
 	char addr[EST_ADDR_MAX];
@@ -34,12 +45,31 @@ struct addr_slot {
 	int64_t last_ms;
 };
 
+/* One issue request waiting in the queue (on its thread's stack until done). */
+struct pending {
+	const struct moat_enroll_req *req;
+	struct moat_enrolled *out;
+	int rc;
+	struct moat_err err;
+	bool done;
+	struct pending *next;
+};
+
 struct moat_est {
-	struct moat_deploy *d;
+	struct moat_deploy *d; /* for writing: used by the batch leader only */
 	int64_t grace_s;
 	uint64_t fail_burst;
 	int64_t fail_refill_s;
+	pthread_mutex_t fail_mu; /* slots */
 	struct addr_slot slots[EST_ADDR_SLOTS];
+	pthread_mutex_t cacerts_mu; /* the cacerts answer, encoded once per file version */
+	struct stat cacerts_st;
+	char *cacerts_body; /* base64 PKCS#7 of cacerts_st's file; NULL: none yet */
+	size_t cacerts_len;
+	pthread_mutex_t q_mu; /* queue, leading and every pending's rc, err, done */
+	pthread_cond_t q_cv;
+	struct pending *head, *tail;
+	bool leading;
 };
 
 int moat_est_settings_load(const struct moat_config *cfg, struct moat_est_settings *out,
@@ -75,6 +105,22 @@ int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err)
 	if (!e) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
+	if (pthread_mutex_init(&e->fail_mu, NULL) != 0) {
+		free(e);
+		return moat_err_set(err, MOAT_ENOMEM, "EST: mutex");
+	}
+	if (pthread_mutex_init(&e->q_mu, NULL) != 0 ||
+	    pthread_mutex_init(&e->cacerts_mu, NULL) != 0) {
+		pthread_mutex_destroy(&e->fail_mu);
+		free(e);
+		return moat_err_set(err, MOAT_ENOMEM, "EST: mutex");
+	}
+	if (pthread_cond_init(&e->q_cv, NULL) != 0) {
+		pthread_mutex_destroy(&e->q_mu);
+		pthread_mutex_destroy(&e->fail_mu);
+		free(e);
+		return moat_err_set(err, MOAT_ENOMEM, "EST: condition");
+	}
 	e->d = d;
 	e->grace_s = grace;
 	e->fail_burst = (uint64_t)burst;
@@ -85,8 +131,79 @@ int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err)
 
 void est_close(struct moat_est *e)
 {
+	if (!e) {
+		return;
+	}
+	pthread_cond_destroy(&e->q_cv);
+	pthread_mutex_destroy(&e->q_mu);
+	pthread_mutex_destroy(&e->cacerts_mu);
+	free(e->cacerts_body);
+	pthread_mutex_destroy(&e->fail_mu);
 	free(e);
 }
+
+/* Leads one batch: takes what is queued (q_mu held on entry and on return, released while
+ * issuing), issues it, hands out the results. */
+static void lead_batch(struct moat_est *e)
+{
+	struct pending *batch[EST_BATCH_MAX];
+	size_t n = 0;
+	while (e->head && n < EST_BATCH_MAX) {
+		batch[n++] = e->head;
+		e->head = e->head->next;
+	}
+	if (!e->head) {
+		e->tail = NULL;
+	}
+	e->leading = true;
+	pthread_mutex_unlock(&e->q_mu);
+	struct moat_enroll_req reqs[EST_BATCH_MAX];
+	struct moat_enrolled outs[EST_BATCH_MAX];
+	struct moat_err errs[EST_BATCH_MAX];
+	int rcs[EST_BATCH_MAX];
+	for (size_t i = 0; i < n; i++) {
+		reqs[i] = *batch[i]->req;
+	}
+	(void)moat_deploy_enroll_issue_batch(e->d, reqs, n, outs, rcs, errs);
+	pthread_mutex_lock(&e->q_mu);
+	for (size_t i = 0; i < n; i++) {
+		*batch[i]->out = outs[i];
+		batch[i]->rc = rcs[i];
+		batch[i]->err = errs[i];
+		batch[i]->done = true;
+	}
+	e->leading = false;
+	pthread_cond_broadcast(&e->q_cv);
+}
+
+/* moat_deploy_enroll_issue through the queue: returns when req's batch is committed. */
+static int issue_queued(struct moat_est *e, const struct moat_enroll_req *req,
+			struct moat_enrolled *out, struct moat_err *err)
+{
+	struct pending p = {.req = req, .out = out};
+	pthread_mutex_lock(&e->q_mu);
+	if (e->tail) {
+		e->tail->next = &p;
+	} else {
+		e->head = &p;
+	}
+	e->tail = &p;
+	while (!p.done) {
+		if (!e->leading) {
+			lead_batch(e);
+		} else {
+			pthread_cond_wait(&e->q_cv, &e->q_mu);
+		}
+	}
+	pthread_mutex_unlock(&e->q_mu);
+	*err = p.err;
+	return p.rc;
+}
+
+/* Whether addr may try a token now (its failure bucket holds the cost of one more). */
+static bool failure_allowed(struct moat_est *e, const char *addr, int64_t now_ms);
+/* Charges one failed attempt to addr. */
+static void failure_charge(struct moat_est *e, const char *addr, int64_t now_ms);
 
 /* The failure bucket of addr: found, or a new one in the least recently used slot. Costs
  * are in seconds of refill: the bucket gains one per second and a failure costs
@@ -120,6 +237,22 @@ static struct moat_bucket *failures_of(struct moat_est *e, const char *addr, int
 	return &oldest->failures;
 }
 
+static bool failure_allowed(struct moat_est *e, const char *addr, int64_t now_ms)
+{
+	pthread_mutex_lock(&e->fail_mu);
+	bool ok = moat_bucket_tokens(failures_of(e, addr, now_ms), now_ms) >=
+		  (uint64_t)e->fail_refill_s;
+	pthread_mutex_unlock(&e->fail_mu);
+	return ok;
+}
+
+static void failure_charge(struct moat_est *e, const char *addr, int64_t now_ms)
+{
+	pthread_mutex_lock(&e->fail_mu);
+	moat_bucket_take(failures_of(e, addr, now_ms), (uint64_t)e->fail_refill_s, now_ms);
+	pthread_mutex_unlock(&e->fail_mu);
+}
+
 /* Fills a refusal: status, the reason word (logged), the one-line text the client reads. */
 static void refuse(struct est_answer *a, unsigned status, const char *note, const char *text)
 {
@@ -150,21 +283,62 @@ static void answer_p7(struct est_answer *a, const char *pem, size_t len)
 	a->b64 = true;
 }
 
-static void handle_cacerts(struct moat_est *e, struct est_answer *a)
+static bool same_file(const struct stat *x, const struct stat *y)
+{
+	return x->st_ino == y->st_ino && x->st_dev == y->st_dev && x->st_size == y->st_size &&
+	       x->st_mtim.tv_sec == y->st_mtim.tv_sec && x->st_mtim.tv_nsec == y->st_mtim.tv_nsec;
+}
+
+/* The CA certificates: encoded once, again only when the file changes (an issuer
+ * rotation rewrites it by rename, which changes its inode). */
+static void handle_cacerts(struct moat_est *e, struct moat_deploy *d, struct est_answer *a)
 {
 	char path[PATH_MAX];
 	char *pem = NULL;
 	size_t len = 0;
+	struct stat st;
 	struct moat_err err = {0};
-	const char *rel = moat_deploy_has_issuer(e->d) ? EST_CACERTS_FILE : "pki/ca.crt";
-	if (moat_deploy_path(e->d, path, sizeof(path), rel, &err) != 0 ||
-	    moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &pem, &len, &err) != 0) {
+	const char *rel = moat_deploy_has_issuer(d) ? EST_CACERTS_FILE : "pki/ca.crt";
+	if (moat_deploy_path(d, path, sizeof(path), rel, &err) != 0 || stat(path, &st) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=est_error msg=\"%s: unreadable\"", rel);
+		refuse(a, 500, "chain_unreadable", "CA certificates unreadable");
+		return;
+	}
+	pthread_mutex_lock(&e->cacerts_mu);
+	if (e->cacerts_body && same_file(&st, &e->cacerts_st)) {
+		a->body = malloc(e->cacerts_len ? e->cacerts_len : 1);
+		if (a->body) {
+			memcpy(a->body, e->cacerts_body, e->cacerts_len);
+			a->len = e->cacerts_len;
+			a->status = 200;
+			a->content_type = "application/pkcs7-mime; smime-type=certs-only";
+			a->b64 = true;
+		}
+		pthread_mutex_unlock(&e->cacerts_mu);
+		if (!a->body) {
+			refuse(a, 500, "out_of_memory", "out of memory");
+		}
+		return;
+	}
+	pthread_mutex_unlock(&e->cacerts_mu);
+	if (moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &pem, &len, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=est_error msg=\"%s\"", err.msg);
 		refuse(a, 500, "chain_unreadable", "CA certificates unreadable");
 		return;
 	}
 	answer_p7(a, pem, len);
 	free(pem);
+	char *copy = a->status == 200 ? malloc(a->len ? a->len : 1) : NULL;
+	if (!copy) {
+		return; /* answered; only not kept */
+	}
+	memcpy(copy, a->body, a->len);
+	pthread_mutex_lock(&e->cacerts_mu);
+	free(e->cacerts_body);
+	e->cacerts_body = copy;
+	e->cacerts_len = a->len;
+	e->cacerts_st = st; /* of the file before it was read: a change meanwhile re-reads */
+	pthread_mutex_unlock(&e->cacerts_mu);
 }
 
 static void handle_csrattrs(struct est_answer *a)
@@ -216,8 +390,9 @@ static struct moat_csr *read_csr(const struct est_request *req, struct est_answe
 
 /* Who is enrolling, from the token or the claim certificate: 0 with a->id set, or -1 with
  * the refusal in a. */
-static int authenticate_enroll(struct moat_est *e, const struct est_request *req,
-			       struct est_answer *a, enum moat_enroll_method *method)
+static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
+			       const struct est_request *req, struct est_answer *a,
+			       enum moat_enroll_method *method)
 {
 	struct moat_err err = {0};
 	int64_t now = moat_time_now();
@@ -225,9 +400,7 @@ static int authenticate_enroll(struct moat_est *e, const struct est_request *req
 	if (req->authorization) {
 		*method = MOAT_ENROLL_BY_TOKEN;
 		int64_t now_ms = moat_time_mono_ms();
-		struct moat_bucket *b = failures_of(e, req->client, now_ms);
-		uint64_t cost = (uint64_t)e->fail_refill_s;
-		if (moat_bucket_tokens(b, now_ms) < cost) {
+		if (!failure_allowed(e, req->client, now_ms)) {
 			refuse(a, 429, "too_many_failures",
 			       "too many failed enrollment attempts from this address; retry later");
 			a->retry_after = e->fail_refill_s;
@@ -238,14 +411,14 @@ static int authenticate_enroll(struct moat_est *e, const struct est_request *req
 		enum moat_basic_auth ba =
 			moat_est_basic_auth_parse(req->authorization, user, token);
 		if (ba != MOAT_BASIC_OK) {
-			moat_bucket_take(b, cost, now_ms);
+			failure_charge(e, req->client, now_ms);
 			refuse(a, 401, "malformed_credentials",
 			       "Authorization: Basic with device id and token expected");
 			a->www_authenticate = true;
 			return -1;
 		}
 		snprintf(a->id, sizeof(a->id), "%s", user);
-		int rc = moat_deploy_enroll_token_check(e->d, user, token, now, &v, &err);
+		int rc = moat_deploy_enroll_token_check(d, user, token, now, &v, &err);
 		explicit_bzero(token, sizeof(token));
 		if (rc != 0) {
 			moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
@@ -253,7 +426,7 @@ static int authenticate_enroll(struct moat_est *e, const struct est_request *req
 			return -1;
 		}
 		if (v != MOAT_ENROLL_OK) {
-			moat_bucket_take(b, cost, now_ms);
+			failure_charge(e, req->client, moat_time_mono_ms());
 			refuse(a, 401, moat_enroll_verdict_name(v),
 			       v == MOAT_ENROLL_TOKEN_USED	? "enrollment token already used"
 			       : v == MOAT_ENROLL_TOKEN_EXPIRED ? "enrollment token expired"
@@ -272,8 +445,8 @@ static int authenticate_enroll(struct moat_est *e, const struct est_request *req
 		}
 		char id[MOAT_ID_BUF_LEN];
 		char claim_cn[MOAT_CLAIM_CN_MAX_LEN + 1];
-		if (moat_deploy_claim_verify(e->d, req->peer_leaf, req->peer_chain, now, id,
-					     claim_cn, &v, &err) != 0) {
+		if (moat_deploy_claim_verify(d, req->peer_leaf, req->peer_chain, now, id, claim_cn,
+					     &v, &err) != 0) {
 			moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 			refuse(a, 500, "registry_error", "registry error");
 			return -1;
@@ -330,8 +503,8 @@ static void refuse_issue(struct est_answer *a, const struct moat_err *err)
 	}
 }
 
-static void handle_enroll(struct moat_est *e, const struct est_request *req, bool renew,
-			  struct est_answer *a)
+static void handle_enroll(struct moat_est *e, struct moat_deploy *d, const struct est_request *req,
+			  bool renew, struct est_answer *a)
 {
 	enum moat_enroll_method method = MOAT_ENROLL_RENEW;
 	if (renew) {
@@ -342,7 +515,7 @@ static void handle_enroll(struct moat_est *e, const struct est_request *req, boo
 			return;
 		}
 		snprintf(a->id, sizeof(a->id), "%s", req->cert_id);
-	} else if (authenticate_enroll(e, req, a, &method) != 0) {
+	} else if (authenticate_enroll(e, d, req, a, &method) != 0) {
 		return;
 	}
 	struct moat_csr *csr = read_csr(req, a);
@@ -363,7 +536,7 @@ static void handle_enroll(struct moat_est *e, const struct est_request *req, boo
 	};
 	struct moat_enrolled out;
 	struct moat_err err = {0};
-	int rc = moat_deploy_enroll_issue(e->d, &er, &out, &err);
+	int rc = issue_queued(e, &er, &out, &err);
 	moat_csr_free(csr);
 	if (rc != 0) {
 		refuse_issue(a, &err);
@@ -382,20 +555,21 @@ static void handle_enroll(struct moat_est *e, const struct est_request *req, boo
 	moat_enrolled_free(&out);
 }
 
-void est_handle(struct moat_est *e, const struct est_request *req, struct est_answer *a)
+void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_request *req,
+		struct est_answer *a)
 {
 	switch (req->route) {
 	case MOAT_ROUTE_EST_CACERTS:
-		handle_cacerts(e, a);
+		handle_cacerts(e, d, a);
 		break;
 	case MOAT_ROUTE_EST_CSRATTRS:
 		handle_csrattrs(a);
 		break;
 	case MOAT_ROUTE_EST_SIMPLEENROLL:
-		handle_enroll(e, req, false, a);
+		handle_enroll(e, d, req, false, a);
 		break;
 	case MOAT_ROUTE_EST_SIMPLEREENROLL:
-		handle_enroll(e, req, true, a);
+		handle_enroll(e, d, req, true, a);
 		break;
 	default:
 		refuse(a, 404, "no_route", "not found");

@@ -1,13 +1,16 @@
 /* httpd.c: moatd's HTTPS side on libmicrohttpd + GnuTLS.
  *
- * One thread of ours runs MHD's epoll loop (MHD_USE_EPOLL, no MHD thread) and, between
- * two MHD_run calls, closes the connections the guard (connguard.h) says are past a
- * deadline. Every callback below runs on that thread, so the registry handle, the CRL
- * cache and the guard need no locks, and a connection the guard names is still open: MHD
- * sends its close notification (which removes the entry) before it closes the socket, and
- * both happen inside MHD_run, so shutdown(2) never reaches a reused descriptor. Closing is
- * shutdown(2), never close(2): MHD sees the end of the stream on its next run and frees
- * the connection itself. Deadlines count from accept and trickled bytes do not move them
+ * libmicrohttpd runs a pool of [server] threads threads (MHD_OPTION_THREAD_POOL_SIZE, each
+ * its own epoll loop); every callback below may run on any of them at once. What they
+ * share is locked: the guard (connguard.h) and the list of connections by guard_mu, the
+ * CRL cache by crl_mu, the registry by handing each request a deployment handle of its own
+ * from a pool (SQLite in WAL mode: readers never wait for the writer), EST by est.c's own
+ * locks (its issuing is a group commit). One thread of ours, the reaper, closes the
+ * connections the guard says are past a deadline: it holds guard_mu while it calls
+ * shutdown(2), and MHD sends its close notification (which takes guard_mu to remove the
+ * entry) before it closes the socket, so shutdown(2) never reaches a reused descriptor.
+ * Closing is shutdown(2), never close(2): MHD sees the end of the stream and frees the
+ * connection itself. Deadlines count from accept and trickled bytes do not move them
  * (MHD's own timeout is an inactivity timeout, reset by every byte). TLS asks every client for a
  * certificate (MHD sets GNUTLS_CERT_REQUEST when given a trust list); MHD cannot make it mandatory
  * during the handshake, so each request is authorized here before anything else happens: GnuTLS
@@ -16,8 +19,7 @@
  * against pki/crl.pem, then the CN against the registry (an active device), then the
  * optional device-id header. Refusals are 403 with a one-line reason and an
  * event=auth_refused line; each request is logged once when it completes. URL escapes are
- * decoded by moat_http_unescape, which never turns %00 into the end of a string.
- */
+ * decoded by moat_http_unescape, which never turns %00 into the end of a string. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,6 +66,7 @@
 /* One open connection: the guard's entry and what closing it needs. */
 struct conn_ctx {
 	struct conn_ctx *prev, *next;
+	struct moat_httpd *h;
 	struct moat_cg_conn *cg;
 	int fd;
 	gnutls_session_t tls;
@@ -71,22 +74,30 @@ struct conn_ctx {
 
 struct moat_httpd {
 	struct MHD_Daemon *mhd;
-	struct moat_deploy *d;
+	struct moat_deploy *d; /* EST's, for issuing (est.c); startup's reads */
+	/* one handle per pool thread, lent for a request: pool_mu, pool_cv guard pool_used */
+	struct moat_deploy **pool;
+	bool *pool_used;
+	size_t pool_n;
+	pthread_mutex_t pool_mu;
+	pthread_cond_t pool_cv;
+	pthread_mutex_t guard_mu; /* guard and conns; recursive (close_named logs events) */
+	pthread_mutex_t crl_mu;	  /* crls, crl_st, crl_tried */
+	bool locks_made;
 	char *key_pem;
 	char *cert_pem;
 	char *ca_pem;
 	X509 *ca;
 	char crl_path[PATH_MAX];
 	struct moat_crl_set *crls; /* NULL: not loaded or invalid; everyone is refused */
-	bool crl_stale;		   /* a CRL of crls passed its nextUpdate: everyone is refused */
 	struct stat crl_st;	   /* of the file crl was loaded from */
 	bool crl_tried;
 	int port;
 	struct moat_httpd_limits lim;
 	struct moat_connguard *guard;
 	struct conn_ctx *conns; /* every open connection, for the handshake hook */
-	int ep;			/* our epoll: MHD's epoll descriptor and wake */
-	int wake;		/* eventfd: moat_httpd_stop */
+	int ep;			/* the reaper's epoll: wake */
+	int wake;		/* eventfd: moat_httpd_stop, a new connection's deadline */
 	atomic_bool stopping;
 	bool thread_started;
 	pthread_t thread;
@@ -191,17 +202,53 @@ static void crl_refresh(struct moat_httpd *h)
 		 moat_crl_set_count(h->crls), revoked);
 }
 
-/* true when serial is listed in the current CRLs, or when there is no valid CRL to ask. */
-static bool serial_revoked(struct moat_httpd *h, const ASN1_INTEGER *serial)
+/* NULL when serial is in none of the current CRLs, else the refusal's word: revoked, or
+ * no valid CRL to ask. */
+static const char *serial_refusal(struct moat_httpd *h, const ASN1_INTEGER *serial)
 {
+	const char *why = NULL;
+	pthread_mutex_lock(&h->crl_mu);
 	crl_refresh(h);
 	if (!h->crls) {
-		return true;
+		why = "no_valid_crl";
+	} else if (moat_crl_set_next_update(h->crls) <= moat_time_now()) {
+		/* past its nextUpdate a CRL no longer says what is revoked: refuse, as
+		 * Mosquitto does (moatd re-signs it well before: crlkeep.c) */
+		why = "crl_stale";
+	} else if (moat_crl_set_revoked(h->crls, serial)) {
+		why = "certificate_revoked";
 	}
-	/* past its nextUpdate a CRL no longer says what is revoked: refuse, as Mosquitto does
-	 * (moatd re-signs it well before: crlkeep.c) */
-	h->crl_stale = moat_crl_set_next_update(h->crls) <= moat_time_now();
-	return h->crl_stale || moat_crl_set_revoked(h->crls, serial);
+	pthread_mutex_unlock(&h->crl_mu);
+	return why;
+}
+
+/* A deployment handle of the pool for one request (waits while all are lent: never
+ * longer than a request, as there are as many handles as threads). */
+static struct moat_deploy *pool_get(struct moat_httpd *h)
+{
+	pthread_mutex_lock(&h->pool_mu);
+	for (;;) {
+		for (size_t i = 0; i < h->pool_n; i++) {
+			if (!h->pool_used[i]) {
+				h->pool_used[i] = true;
+				pthread_mutex_unlock(&h->pool_mu);
+				return h->pool[i];
+			}
+		}
+		pthread_cond_wait(&h->pool_cv, &h->pool_mu);
+	}
+}
+
+static void pool_put(struct moat_httpd *h, struct moat_deploy *d)
+{
+	pthread_mutex_lock(&h->pool_mu);
+	for (size_t i = 0; i < h->pool_n; i++) {
+		if (h->pool[i] == d) {
+			h->pool_used[i] = false;
+		}
+	}
+	pthread_cond_signal(&h->pool_cv);
+	pthread_mutex_unlock(&h->pool_mu);
 }
 
 /* The chain verified by GnuTLS against the deployment CA, for the TLS client purpose: NULL,
@@ -247,7 +294,8 @@ static X509 *peer_cert(gnutls_session_t s)
  * status with the reason in rc->note. The certificate must verify for the client purpose,
  * be a device's leaf certificate (client_cert.h: the rule the broker plugin applies too),
  * not be revoked, and name an active device of the registry. */
-static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, struct req_ctx *rc,
+static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
+			     struct MHD_Connection *conn, struct req_ctx *rc,
 			     struct moat_identity *ident)
 {
 	const union MHD_ConnectionInfo *ci =
@@ -284,15 +332,13 @@ static unsigned authenticate(struct moat_httpd *h, struct MHD_Connection *conn, 
 		snprintf(rc->note, sizeof(rc->note), "not_a_device");
 		goto out;
 	}
-	if (serial_revoked(h, X509_get0_serialNumber(cert))) {
-		snprintf(rc->note, sizeof(rc->note),
-			 !h->crls	? "no_valid_crl"
-			 : h->crl_stale ? "crl_stale"
-					: "certificate_revoked");
+	const char *revoked = serial_refusal(h, X509_get0_serialNumber(cert));
+	if (revoked) {
+		snprintf(rc->note, sizeof(rc->note), "%s", revoked);
 		goto out;
 	}
 	struct moat_err err = {0};
-	if (moat_registry_identity_get(moat_deploy_registry(h->d), cn, ident, &err) != 0) {
+	if (moat_registry_identity_get(moat_deploy_registry(d), cn, ident, &err) != 0) {
 		snprintf(rc->note, sizeof(rc->note), "unknown_identity");
 		goto out;
 	}
@@ -342,14 +388,14 @@ static enum MHD_Result send_text(struct MHD_Connection *conn, struct req_ctx *rc
 	return r;
 }
 
-static int release_path(struct moat_httpd *h, const struct moat_release *r, const char *file,
+static int release_path(struct moat_deploy *d, const struct moat_release *r, const char *file,
 			char *buf, size_t size, struct moat_err *err)
 {
-	return moat_path_join(buf, size, err, "%s/%s/%s/%s/%s", moat_deploy_dir(h->d),
+	return moat_path_join(buf, size, err, "%s/%s/%s/%s/%s", moat_deploy_dir(d),
 			      MOAT_RELEASES_DIR, r->device_type, r->version, file);
 }
 
-static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connection *conn,
+static enum MHD_Result handle_version(struct moat_deploy *d, struct MHD_Connection *conn,
 				      struct req_ctx *rc, const struct moat_identity *ident)
 {
 	struct moat_err err = {0};
@@ -365,15 +411,15 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 					 "current: not a semantic version");
 		}
 		snprintf(current, sizeof(current), "%s", q);
-	} else if (moat_registry_running_version(moat_deploy_registry(h->d), ident->id, current,
+	} else if (moat_registry_running_version(moat_deploy_registry(d), ident->id, current,
 						 &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}
 	struct moat_release r;
 	bool found = false;
-	if (moat_release_newest(moat_deploy_registry(h->d), ident->device_type, ident->id, &r,
-				&found, &err) != 0) {
+	if (moat_release_newest(moat_deploy_registry(d), ident->device_type, ident->id, &r, &found,
+				&err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "registry error");
 	}
@@ -395,7 +441,7 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 	char path[PATH_MAX];
 	char *json = NULL;
 	size_t len = 0;
-	if (release_path(h, &r, MOAT_RELEASE_ENVELOPE_FILE, path, sizeof(path), &err) != 0 ||
+	if (release_path(d, &r, MOAT_RELEASE_ENVELOPE_FILE, path, sizeof(path), &err) != 0 ||
 	    moat_fs_read_all(path, MOAT_ENVELOPE_MAX_BYTES, &json, &len, &err) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=release_unreadable msg=\"%s\"", err.msg);
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "release unreadable");
@@ -416,7 +462,7 @@ static enum MHD_Result handle_version(struct moat_httpd *h, struct MHD_Connectio
 	return res;
 }
 
-static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connection *conn,
+static enum MHD_Result handle_download(struct moat_deploy *d, struct MHD_Connection *conn,
 				       struct req_ctx *rc, const struct moat_identity *ident,
 				       const uint8_t sha256[MOAT_SHA256_BYTES])
 {
@@ -424,7 +470,7 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	char hex[MOAT_SHA256_HEX_LEN + 1];
 	moat_hex_encode(sha256, MOAT_SHA256_BYTES, hex);
 	struct moat_release r;
-	int g = moat_registry_release_get(moat_deploy_registry(h->d), hex, &r, &err);
+	int g = moat_registry_release_get(moat_deploy_registry(d), hex, &r, &err);
 	if (g == MOAT_ENOENT) {
 		snprintf(rc->note, sizeof(rc->note), "unknown_release");
 		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");
@@ -435,7 +481,7 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 	}
 	bool inc = false;
 	if (strcmp(r.device_type, ident->device_type) != 0 ||
-	    moat_release_includes(moat_deploy_registry(h->d), &r, ident->id, &inc, &err) != 0 ||
+	    moat_release_includes(moat_deploy_registry(d), &r, ident->id, &inc, &err) != 0 ||
 	    !inc) {
 		/* Same answer as an unknown digest: a device learns nothing about releases
 		 * that are not for it. */
@@ -443,7 +489,7 @@ static enum MHD_Result handle_download(struct moat_httpd *h, struct MHD_Connecti
 		return send_text(conn, rc, MHD_HTTP_NOT_FOUND, "no such release");
 	}
 	char path[PATH_MAX];
-	if (release_path(h, &r, MOAT_RELEASE_IMAGE_FILE, path, sizeof(path), &err) != 0) {
+	if (release_path(d, &r, MOAT_RELEASE_IMAGE_FILE, path, sizeof(path), &err) != 0) {
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "release unreadable");
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -644,8 +690,8 @@ static enum MHD_Result est_begin(struct MHD_Connection *conn, struct req_ctx *rc
 }
 
 /* The last call for an EST request: the whole body is there. */
-static enum MHD_Result est_finish(struct moat_httpd *h, struct MHD_Connection *conn,
-				  struct req_ctx *rc)
+static enum MHD_Result est_finish(struct moat_httpd *h, struct moat_deploy *d,
+				  struct MHD_Connection *conn, struct req_ctx *rc)
 {
 	struct est_request req = {
 		.route = rc->route,
@@ -667,7 +713,7 @@ static enum MHD_Result est_finish(struct moat_httpd *h, struct MHD_Connection *c
 	req.peer_chain = chain;
 	struct moat_identity ident;
 	if (rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL) {
-		if (authenticate(h, conn, rc, &ident) == 0) {
+		if (authenticate(h, d, conn, rc, &ident) == 0) {
 			req.cert_id = rc->id;
 			req.cert_serial = rc->serial;
 		} else {
@@ -676,7 +722,7 @@ static enum MHD_Result est_finish(struct moat_httpd *h, struct MHD_Connection *c
 	}
 	struct est_answer a;
 	memset(&a, 0, sizeof(a));
-	est_handle(h->est, &req, &a);
+	est_handle(h->est, d, &req, &a);
 	snprintf(rc->id, sizeof(rc->id), "%s", a.id[0] ? a.id : "-");
 	enum MHD_Result r = send_est(conn, rc, &a);
 	free(a.body);
@@ -705,7 +751,11 @@ static void conn_event(struct moat_httpd *h, const char *event, enum moat_cg_rea
 		       const struct moat_cg_source *src, const char *id)
 {
 	uint64_t suppressed = 0;
-	if (!moat_connguard_event_allowed(h->guard, why, src, moat_time_mono_ms(), &suppressed)) {
+	pthread_mutex_lock(&h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(h->guard, why, src, moat_time_mono_ms(), &suppressed);
+	pthread_mutex_unlock(&h->guard_mu);
+	if (!allowed) {
 		return;
 	}
 	char sup[24];
@@ -715,7 +765,8 @@ static void conn_event(struct moat_httpd *h, const char *event, enum moat_cg_rea
 }
 
 /* Closes a connection the guard named: shutdown(2) only; MHD closes the descriptor when
- * it sees the end of the stream, after its close notification has removed the entry. */
+ * it sees the end of the stream, after its close notification has removed the entry.
+ * guard_mu is held: the entry, and so the descriptor, cannot go meanwhile. */
 static void close_named(struct moat_httpd *h, struct moat_cg_conn *cg, enum moat_cg_reason why)
 {
 	struct conn_ctx *ctx = moat_cg_conn_user(cg);
@@ -741,12 +792,15 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
 	}
 	struct moat_cg_conn *victim = NULL;
 	enum moat_cg_reason why = MOAT_CG_OK;
-	if (!moat_connguard_admit(h->guard, &src, moat_time_mono_ms(), &victim, &why)) {
+	pthread_mutex_lock(&h->guard_mu);
+	bool admitted = moat_connguard_admit(h->guard, &src, moat_time_mono_ms(), &victim, &why);
+	if (admitted && victim) {
+		close_named(h, victim, why);
+	}
+	pthread_mutex_unlock(&h->guard_mu);
+	if (!admitted) {
 		conn_event(h, "connection_refused", why, &src, NULL);
 		return MHD_NO;
-	}
-	if (victim) {
-		close_named(h, victim, why);
 	}
 	return MHD_YES;
 }
@@ -763,8 +817,12 @@ static int on_handshake_done(gnutls_session_t s, unsigned int htype, unsigned wh
 	}
 	struct MHD_Connection *conn = gnutls_session_get_ptr(s);
 	struct conn_ctx *ctx = conn ? conn_of(conn) : NULL;
-	if (ctx && ctx->tls == s && ctx->cg) {
-		moat_connguard_tls_done(ctx->cg);
+	if (ctx && ctx->tls == s) {
+		pthread_mutex_lock(&ctx->h->guard_mu);
+		if (ctx->cg) {
+			moat_connguard_tls_done(ctx->cg);
+		}
+		pthread_mutex_unlock(&ctx->h->guard_mu);
 	}
 	return 0;
 }
@@ -776,6 +834,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
 		struct conn_ctx *ctx = *socket_context;
 		if (ctx) {
+			pthread_mutex_lock(&h->guard_mu);
 			moat_connguard_remove(h->guard, ctx->cg);
 			if (ctx->prev) {
 				ctx->prev->next = ctx->next;
@@ -785,6 +844,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 			if (ctx->next) {
 				ctx->next->prev = ctx->prev;
 			}
+			pthread_mutex_unlock(&h->guard_mu);
 			free(ctx);
 			*socket_context = NULL;
 		}
@@ -799,13 +859,29 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 	struct moat_cg_source src;
 	struct moat_err err = {0};
 	struct conn_ctx *ctx = calloc(1, sizeof(*ctx));
-	if (!ctx || !fd_ci || !tls_ci || !tls_ci->tls_session || !addr_ci ||
-	    moat_cg_source_from(addr_ci->client_addr,
-				addr_ci->client_addr->sa_family == AF_INET6
-					? (socklen_t)sizeof(struct sockaddr_in6)
-					: (socklen_t)sizeof(struct sockaddr_in),
-				&src, &err) != 0 ||
-	    !(ctx->cg = moat_connguard_add(h->guard, &src, moat_time_mono_ms(), ctx))) {
+	bool ok = ctx && fd_ci && tls_ci && tls_ci->tls_session && addr_ci &&
+		  moat_cg_source_from(addr_ci->client_addr,
+				      addr_ci->client_addr->sa_family == AF_INET6
+					      ? (socklen_t)sizeof(struct sockaddr_in6)
+					      : (socklen_t)sizeof(struct sockaddr_in),
+				      &src, &err) == 0;
+	if (ok) {
+		ctx->h = h;
+		ctx->fd = fd_ci->connect_fd;
+		ctx->tls = tls_ci->tls_session;
+		pthread_mutex_lock(&h->guard_mu);
+		ctx->cg = moat_connguard_add(h->guard, &src, moat_time_mono_ms(), ctx);
+		if (ctx->cg) {
+			ctx->next = h->conns;
+			if (h->conns) {
+				h->conns->prev = ctx;
+			}
+			h->conns = ctx;
+		}
+		pthread_mutex_unlock(&h->guard_mu);
+		ok = ctx->cg != NULL;
+	}
+	if (!ok) {
 		/* No entry means no deadline: such a connection must not stay. */
 		if (fd_ci) {
 			shutdown(fd_ci->connect_fd, SHUT_RDWR);
@@ -813,17 +889,18 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		free(ctx);
 		return;
 	}
-	ctx->fd = fd_ci->connect_fd;
-	ctx->tls = tls_ci->tls_session;
 	gnutls_handshake_set_hook_function(ctx->tls, GNUTLS_HANDSHAKE_FINISHED, GNUTLS_HOOK_POST,
 					   on_handshake_done);
-	ctx->next = h->conns;
-	if (h->conns) {
-		h->conns->prev = ctx;
-	}
-	h->conns = ctx;
 	*socket_context = ctx;
+	/* the reaper may be asleep past this connection's first deadline */
+	uint64_t one = 1;
+	ssize_t w = write(h->wake, &one, sizeof(one));
+	(void)w;
 }
+
+static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d,
+				     struct MHD_Connection *conn, struct req_ctx *rc,
+				     const char *url, const char *method);
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
@@ -860,8 +937,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		*con_cls = rc;
 		struct conn_ctx *ctx = conn_of(conn);
-		if (ctx && ctx->cg) {
-			moat_connguard_request_start(ctx->cg);
+		if (ctx) {
+			pthread_mutex_lock(&h->guard_mu);
+			if (ctx->cg) {
+				moat_connguard_request_start(ctx->cg);
+			}
+			pthread_mutex_unlock(&h->guard_mu);
 		}
 		rc->route = moat_http_route_parse(url, NULL);
 		rc->est = moat_http_route_is_est(rc->route);
@@ -908,21 +989,34 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rc->status != 0) {
 		return MHD_YES;
 	}
-	if (rc->est) {
-		return est_finish(h, conn, rc);
-	}
+	struct moat_deploy *d = pool_get(h);
+	enum MHD_Result res = rc->est ? est_finish(h, d, conn, rc)
+				      : serve_request(h, d, conn, rc, url, method);
+	pool_put(h, d);
+	return res;
+}
+
+/* A request of the update API, its headers in: authenticated, then answered. */
+static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d,
+				     struct MHD_Connection *conn, struct req_ctx *rc,
+				     const char *url, const char *method)
+{
 	struct moat_identity ident;
 	struct conn_ctx *ctx = conn_of(conn);
-	unsigned denied = authenticate(h, conn, rc, &ident);
+	unsigned denied = authenticate(h, d, conn, rc, &ident);
 	if (denied) {
 		/* a security event of its own, besides the request line (budgeted: a flood of
 		 * refused handshakes must not hide the other events) */
 		uint64_t suppressed = 0;
 		char sup[24];
-		if (moat_connguard_event_allowed(h->guard, MOAT_CG_AUTH_REFUSED,
-						 ctx && ctx->cg ? moat_cg_conn_source(ctx->cg)
-								: NULL,
-						 moat_time_mono_ms(), &suppressed)) {
+		pthread_mutex_lock(&h->guard_mu);
+		bool allowed = moat_connguard_event_allowed(h->guard, MOAT_CG_AUTH_REFUSED,
+							    ctx && ctx->cg
+								    ? moat_cg_conn_source(ctx->cg)
+								    : NULL,
+							    moat_time_mono_ms(), &suppressed);
+		pthread_mutex_unlock(&h->guard_mu);
+		if (allowed) {
 			snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
 			moat_log(MOAT_LOG_WARN,
 				 "event=auth_refused client=%s id=%s reason=%s suppressed=%s",
@@ -931,11 +1025,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rc->close = true;
 		return send_text(conn, rc, denied, rc->note);
 	}
+	bool over = false;
+	struct moat_cg_source src;
+	pthread_mutex_lock(&h->guard_mu);
 	if (ctx && ctx->cg &&
 	    moat_connguard_authenticated(h->guard, ctx->cg, ident.id) != MOAT_CG_OK) {
+		over = true;
+		src = *moat_cg_conn_source(ctx->cg);
+	}
+	pthread_mutex_unlock(&h->guard_mu);
+	if (over) {
 		snprintf(rc->note, sizeof(rc->note), "device_limit");
-		conn_event(h, "connection_refused", MOAT_CG_DEVICE_LIMIT,
-			   moat_cg_conn_source(ctx->cg), ident.id);
+		conn_event(h, "connection_refused", MOAT_CG_DEVICE_LIMIT, &src, ident.id);
 		rc->close = true;
 		return send_text(conn, rc, MHD_HTTP_TOO_MANY_REQUESTS,
 				 "too many connections for this device");
@@ -947,9 +1048,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	uint8_t sha[MOAT_SHA256_BYTES];
 	switch (moat_http_route_parse(url, sha)) {
 	case MOAT_ROUTE_VERSION:
-		return handle_version(h, conn, rc, &ident);
+		return handle_version(d, conn, rc, &ident);
 	case MOAT_ROUTE_DOWNLOAD:
-		return handle_download(h, conn, rc, &ident, sha);
+		return handle_download(d, conn, rc, &ident, sha);
 	case MOAT_ROUTE_BAD:
 		snprintf(rc->note, sizeof(rc->note), "bad_path");
 		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "path: %00 is not allowed");
@@ -963,10 +1064,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
+	struct moat_httpd *h = cls;
 	struct conn_ctx *ctx = conn_of(conn);
-	if (ctx && ctx->cg) {
-		moat_connguard_request_done(ctx->cg, moat_time_mono_ms());
+	if (ctx) {
+		pthread_mutex_lock(&h->guard_mu);
+		if (ctx->cg) {
+			moat_connguard_request_done(ctx->cg, moat_time_mono_ms());
+		}
+		pthread_mutex_unlock(&h->guard_mu);
 	}
 	struct req_ctx *rc = *con_cls;
 	if (!rc) {
@@ -1009,8 +1114,16 @@ int moat_httpd_limits_load(const struct moat_config *cfg, struct moat_httpd_limi
 		"unauthenticated_per_source",
 		"connections_per_device",
 		"user", /* read by moat_deploy_moatd_user */
+		"threads",
 		NULL,
 	};
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	if (cpus < 1) {
+		cpus = 1;
+	}
+	if (cpus > MOAT_HTTPD_THREADS_MAX) {
+		cpus = MOAT_HTTPD_THREADS_MAX;
+	}
 	struct moat_httpd_limits l;
 	int rc;
 	if ((rc = moat_config_check_keys(cfg, "server", keys, err)) != 0 ||
@@ -1031,7 +1144,9 @@ int moat_httpd_limits_load(const struct moat_config *cfg, struct moat_httpd_limi
 				      &l.unauthenticated_per_source, err)) != 0 ||
 	    (rc = moat_config_get_int(cfg, "server", "connections_per_device",
 				      MOAT_HTTPD_PER_DEVICE_DEFAULT, 1, 1024,
-				      &l.connections_per_device, err)) != 0) {
+				      &l.connections_per_device, err)) != 0 ||
+	    (rc = moat_config_get_int(cfg, "server", "threads", cpus, 1, MOAT_HTTPD_THREADS_MAX,
+				      &l.threads, err)) != 0) {
 		return rc;
 	}
 	if (l.handshake_timeout_s > l.header_timeout_s) {
@@ -1056,15 +1171,19 @@ static void reap(struct moat_httpd *h)
 	int64_t now = moat_time_mono_ms();
 	enum moat_cg_reason why = MOAT_CG_OK;
 	struct moat_cg_conn *cg;
+	pthread_mutex_lock(&h->guard_mu);
 	while ((cg = moat_connguard_expired(h->guard, now, &why)) != NULL) {
 		close_named(h, cg, why);
 	}
+	pthread_mutex_unlock(&h->guard_mu);
 	if (now - h->summary_ms < 1000) {
 		return;
 	}
 	h->summary_ms = now;
 	for (int k = 1; k < MOAT_CG_REASON_COUNT; k++) {
+		pthread_mutex_lock(&h->guard_mu);
 		uint64_t n = moat_connguard_suppressed(h->guard, (enum moat_cg_reason)k);
+		pthread_mutex_unlock(&h->guard_mu);
 		if (n) {
 			char count[24];
 			snprintf(count, sizeof(count), "%llu", (unsigned long long)n);
@@ -1074,19 +1193,16 @@ static void reap(struct moat_httpd *h)
 	}
 }
 
-/* The service's thread: waits on MHD's epoll descriptor, the next deadline or the wake
- * descriptor, runs MHD, then closes what the guard says. */
+/* The reaper: waits for the next deadline or the wake descriptor (a new connection, the
+ * stop), then closes what the guard says. MHD's own threads serve. */
 static void *serve(void *arg)
 {
 	struct moat_httpd *h = arg;
 	while (!atomic_load(&h->stopping)) {
 		reap(h);
+		pthread_mutex_lock(&h->guard_mu);
 		int64_t wait = moat_connguard_next_due(h->guard, moat_time_mono_ms());
-		MHD_UNSIGNED_LONG_LONG mhd_wait = 0;
-		if (MHD_get_timeout(h->mhd, &mhd_wait) == MHD_YES &&
-		    (wait < 0 || (uint64_t)wait > mhd_wait)) {
-			wait = (int64_t)mhd_wait;
-		}
+		pthread_mutex_unlock(&h->guard_mu);
 		if (wait < 0 || wait > 1000) {
 			wait = 1000; /* the events_suppressed summary */
 		}
@@ -1103,7 +1219,6 @@ static void *serve(void *arg)
 			moat_log(MOAT_LOG_ERROR, "event=epoll_failed errno=%d", errno);
 			break;
 		}
-		MHD_run(h->mhd);
 	}
 	return NULL;
 }
@@ -1122,18 +1237,47 @@ static unsigned fd_budget(void)
 	return (unsigned)((rl.rlim_cur - HTTPD_FD_RESERVE) / 2 - HTTPD_CLOSING_SLACK);
 }
 
-static int loop_start(struct moat_httpd *h, struct moat_err *err)
+/* What the threads share, before any starts: the locks, the reaper's wake descriptor, and
+ * one deployment handle per pool thread. */
+static int shared_start(struct moat_httpd *h, const char *dir, struct moat_err *err)
 {
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	pthread_mutexattr_t ma;
+	if (pthread_mutexattr_init(&ma) != 0 ||
+	    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE) != 0 ||
+	    pthread_mutex_init(&h->guard_mu, &ma) != 0) {
+		return moat_err_set(err, MOAT_ENOMEM, "https: mutex");
+	}
+	pthread_mutexattr_destroy(&ma);
+	if (pthread_mutex_init(&h->crl_mu, NULL) != 0 ||
+	    pthread_mutex_init(&h->pool_mu, NULL) != 0 ||
+	    pthread_cond_init(&h->pool_cv, NULL) != 0) {
+		return moat_err_set(err, MOAT_ENOMEM, "https: mutex");
+	}
+	h->locks_made = true;
 	h->ep = epoll_create1(EPOLL_CLOEXEC);
 	h->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (!di || h->ep < 0 || h->wake < 0) {
+	if (h->ep < 0 || h->wake < 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "https: event loop");
 	}
-	struct epoll_event ev = {.events = EPOLLIN, .data.fd = di->epoll_fd};
+	size_t n = (size_t)h->lim.threads;
+	h->pool = calloc(n, sizeof(*h->pool));
+	h->pool_used = calloc(n, sizeof(*h->pool_used));
+	if (!h->pool || !h->pool_used) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	for (; h->pool_n < n; h->pool_n++) {
+		int rc = moat_deploy_open(dir, MOAT_DEPLOY_READ, &h->pool[h->pool_n], err);
+		if (rc != 0) {
+			return rc;
+		}
+	}
+	return 0;
+}
+
+static int loop_start(struct moat_httpd *h, struct moat_err *err)
+{
 	struct epoll_event wev = {.events = EPOLLIN, .data.fd = h->wake};
-	if (epoll_ctl(h->ep, EPOLL_CTL_ADD, di->epoll_fd, &ev) != 0 ||
-	    epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &wev) != 0) {
+	if (epoll_ctl(h->ep, EPOLL_CTL_ADD, h->wake, &wev) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "https: event loop");
 	}
 	int e = pthread_create(&h->thread, NULL, serve, h);
@@ -1171,6 +1315,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 		rc = moat_err_ssl(err, MOAT_ECRYPTO, "pki/ca.crt: not a certificate");
 		goto out;
 	}
+	if ((rc = shared_start(h, opts->dir, err)) != 0) {
+		goto out;
+	}
 	crl_refresh(h);
 	if ((rc = est_open(h->d, &h->est, err)) != 0) {
 		goto out;
@@ -1187,7 +1334,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
-	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
 	unsigned max = (unsigned)h->lim.max_connections;
 	unsigned budget = fd_budget();
 	if (max > budget) {
@@ -1221,17 +1368,16 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 				  "listen address %.64s: not a numeric IP address", listen);
 		goto out;
 	}
-	h->mhd = MHD_start_daemon(flags, (uint16_t)h->port, on_accept, h, on_request, h,
-				  MHD_OPTION_SOCK_ADDR, sa, MHD_OPTION_HTTPS_MEM_KEY, h->key_pem,
-				  MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
-				  MHD_OPTION_HTTPS_MEM_TRUST, h->ca_pem,
-				  MHD_OPTION_HTTPS_PRIORITIES, MOAT_TLS_GNUTLS_PRIORITY,
-				  MHD_OPTION_CONNECTION_LIMIT, max + HTTPD_CLOSING_SLACK,
-				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->lim.idle_timeout_s,
-				  MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
-				  MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL,
-				  MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
-				  MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL, MHD_OPTION_END);
+	h->mhd = MHD_start_daemon(
+		flags, (uint16_t)h->port, on_accept, h, on_request, h, MHD_OPTION_SOCK_ADDR, sa,
+		MHD_OPTION_HTTPS_MEM_KEY, h->key_pem, MHD_OPTION_HTTPS_MEM_CERT, h->cert_pem,
+		MHD_OPTION_HTTPS_MEM_TRUST, h->ca_pem, MHD_OPTION_HTTPS_PRIORITIES,
+		MOAT_TLS_GNUTLS_PRIORITY, MHD_OPTION_CONNECTION_LIMIT, max + HTTPD_CLOSING_SLACK,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->lim.idle_timeout_s,
+		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
+		mhd_logger, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_THREAD_POOL_SIZE,
+		(unsigned)h->lim.threads, MHD_OPTION_END);
 	if (!h->mhd) {
 		rc = moat_err_set(err, MOAT_EIO, "https: cannot listen on %s port %d", listen,
 				  h->port);
@@ -1242,9 +1388,11 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	}
 	moat_log(MOAT_LOG_INFO,
 		 "event=listening addr=%s port=%d max_connections=%u handshake_timeout=%llds "
-		 "header_timeout=%llds unauthenticated_per_source=%u connections_per_device=%u",
+		 "header_timeout=%llds unauthenticated_per_source=%u connections_per_device=%u "
+		 "threads=%u",
 		 listen, h->port, max, (long long)h->lim.handshake_timeout_s,
-		 (long long)h->lim.header_timeout_s, gl.unauth_per_source, gl.per_device);
+		 (long long)h->lim.header_timeout_s, gl.unauth_per_source, gl.per_device,
+		 (unsigned)h->lim.threads);
 	*out = h;
 	h = NULL;
 	rc = 0;
@@ -1285,6 +1433,17 @@ void moat_httpd_stop(struct moat_httpd *h)
 	free(h->key_pem);
 	free(h->cert_pem);
 	free(h->ca_pem);
+	for (size_t i = 0; i < h->pool_n; i++) {
+		moat_deploy_close(h->pool[i]);
+	}
+	free(h->pool);
+	free(h->pool_used);
+	if (h->locks_made) {
+		pthread_mutex_destroy(&h->guard_mu);
+		pthread_mutex_destroy(&h->crl_mu);
+		pthread_mutex_destroy(&h->pool_mu);
+		pthread_cond_destroy(&h->pool_cv);
+	}
 	moat_deploy_close(h->d);
 	free(h);
 }

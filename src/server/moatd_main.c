@@ -5,7 +5,8 @@
  *   moatd [--dir DIR] [--listen ADDR] [--port N] [--as SERVICE_ID] [--no-ingest]
  *         [--log FILE] [--verbose]
  *
- * Two threads besides this one: MHD's (HTTPS) and the MQTT ingest of update events.
+ * Threads besides this one: libmicrohttpd's pool ([server] threads) and httpd's reaper (HTTPS),
+ * and the MQTT ingest of update events.
  *
  * SIGHUP (moat up forwards the one every registry change sends): when pki/server.crt or
  * pki/server.key was replaced (moat cert server), the HTTPS listener is restarted with the

@@ -9,7 +9,7 @@
 #define MOAT_RELEASE_IMAGE_FILE "image.bin"
 #define MOAT_RELEASE_ENVELOPE_FILE "envelope.json"
 
-/* ---- EST (est.c), called by httpd.c on its one thread ---- */
+/* ---- EST (est.c), called by httpd.c on any of its threads ---- */
 
 #include <arpa/inet.h>
 #include <stdbool.h>
@@ -60,11 +60,15 @@ struct est_answer {
 
 struct moat_est;
 /* Reads [est] of moat.conf (reenroll_grace, token_failures, token_failure_refill). d is
- * httpd's deployment, used on httpd's thread only. */
+ * the deployment handle EST issues certificates with: only the leader of a batch uses it,
+ * one at a time, so no other thread may use it while est is open. */
 int est_open(struct moat_deploy *d, struct moat_est **out, struct moat_err *err);
 void est_close(struct moat_est *e);
-/* Answers one EST request; refusals are logged as event=est_refused. The caller frees
- * a->body. */
-void est_handle(struct moat_est *e, const struct est_request *req, struct est_answer *a);
+/* Answers one EST request; refusals are logged as event=est_refused. d is the calling
+ * thread's own deployment handle (for reading: tokens, claims, the CA files); safe to call
+ * from several threads at once. Returns once the answer is final: an issued certificate
+ * is durable in the registry by then. The caller frees a->body. */
+void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_request *req,
+		struct est_answer *a);
 
 #endif

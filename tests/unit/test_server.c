@@ -604,6 +604,42 @@ static void test_connguard_per_device(void **state)
 	moat_connguard_free(g);
 }
 
+/* The source limit never closes a connection inside a request (an EST enrollment may be
+ * committed, its answer on the way): the oldest between requests goes, and when every one
+ * is inside a request the newcomer is refused. */
+static void test_connguard_source_in_request(void **state)
+{
+	(void)state;
+	struct moat_connguard *g = guard(16, 2, 4);
+	struct moat_cg_conn *v = NULL;
+	enum moat_cg_reason why;
+	struct moat_cg_conn *a1 = open_from(g, "10.0.0.1", 0, &v, &why);
+	struct moat_cg_conn *a2 = open_from(g, "10.0.0.1", 1, &v, &why);
+	assert_non_null(a1);
+	assert_non_null(a2);
+	moat_connguard_tls_done(a1);
+	moat_connguard_request_start(a1);
+	struct moat_cg_conn *a3 = open_from(g, "10.0.0.1", 2, &v, &why);
+	assert_non_null(a3);
+	assert_ptr_equal(v, a2); /* not a1, the oldest: it is answering a request */
+	assert_int_equal(why, MOAT_CG_SOURCE_LIMIT);
+	assert_false(moat_cg_conn_closing(a1));
+	moat_connguard_remove(g, a2);
+	moat_connguard_tls_done(a3);
+	moat_connguard_request_start(a3);
+	v = NULL;
+	assert_null(open_from(g, "10.0.0.1", 3, &v, &why));
+	assert_null(v);
+	assert_int_equal(why, MOAT_CG_SOURCE_LIMIT);
+	assert_false(moat_cg_conn_closing(a1));
+	assert_false(moat_cg_conn_closing(a3));
+	/* once a request is answered its connection may make room again */
+	moat_connguard_request_done(a1, 4);
+	assert_non_null(open_from(g, "10.0.0.1", 5, &v, &why));
+	assert_ptr_equal(v, a1);
+	moat_connguard_free(g);
+}
+
 static void test_connguard_events(void **state)
 {
 	(void)state;
@@ -870,6 +906,7 @@ int main(void)
 		cmocka_unit_test(test_rollout_bucket),
 		cmocka_unit_test(test_update_event_parse),
 		cmocka_unit_test(test_connguard_sources),
+		cmocka_unit_test(test_connguard_source_in_request),
 		cmocka_unit_test(test_connguard_full_of_devices),
 		cmocka_unit_test(test_connguard_deadlines),
 		cmocka_unit_test(test_connguard_per_device),
