@@ -47,6 +47,7 @@ watch_wait_subscribed "$D/log/mosquitto.log" "$mark" ops $!
 # claim_agent ID CLAIM_CERT CLAIM_KEY: ID's enrolling configuration (moat device export),
 # with CLAIM_CERT and CLAIM_KEY as the factory put them on the device; sets $CONF.
 claim_agent() {
+	rm -rf "${T:?}/$1" # a fresh device each time: exports never overwrite
 	expect_ok "export $1's enrolling configuration" moat device export "$1" --format agent --out "$T/$1"
 	CONF="$T/$1/agent.conf"
 	grep -q '^claim_cert' "$CONF" || fail "no claim_cert in $1's [enroll]: $(cat "$CONF")"
