@@ -796,6 +796,64 @@ static void test_verify_namespaces(void **state)
 			assert_int_equal(pr->observed, MOAT_NET_OBS_OPEN);
 		}
 	}
+
+	/* Dual stack: every probe has its IPv6 twin (but the IPv4 flood), all hold; without
+	 * the bridged device rule, iot-1 and iot-2 reach each other over both families. */
+	assert_int_equal(policy_from(dual_conf, p, &err), 0);
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(moat_net_verify(p, r, &err), 0);
+	size_t six = 0;
+	for (size_t i = 0; i < r->probe_count; i++) {
+		six += r->probes[i].v6;
+		if (!r->probes[i].ok) {
+			print_message("mismatch: %s -> %s:%u %s (%s)\n", r->probes[i].from,
+				      r->probes[i].to, r->probes[i].port,
+				      moat_net_observed_name(r->probes[i].observed),
+				      r->probes[i].v6 ? "IPv6" : "IPv4");
+		}
+	}
+	assert_int_equal(r->mismatches, 0);
+	/* every IPv6 probe is the twin of an IPv4 one; lab (no prefix) has none */
+	assert_true(six > 100);
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *a = &r->probes[i];
+		bool twin = !a->v6;
+		for (size_t j = 0; j < r->probe_count && !twin; j++) {
+			const struct moat_net_probe *b = &r->probes[j];
+			twin = !b->v6 && strcmp(a->from, b->from) == 0 &&
+			       strcmp(a->to, b->to) == 0 && a->port == b->port &&
+			       a->udp == b->udp && a->expect_open == b->expect_open;
+		}
+		assert_true(twin);
+		assert_false(a->v6 && strncmp(a->from, "lab-", 4) == 0);
+	}
+	for (size_t i = 0; i < p->rule_count; i++) {
+		if (p->rules[i].src.kind == MOAT_NET_SEL_DEVICES &&
+		    p->rules[i].dst.kind == MOAT_NET_SEL_DEVICES) {
+			p->rules[i].bridged = false;
+		}
+	}
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(moat_net_verify(p, r, &err), 0);
+	size_t pairs6 = 0;
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *pr = &r->probes[i];
+		/* two hosts of one device zone (iot, cameras) on its bridge */
+		bool pair = false;
+		for (size_t k = 0; k < 2; k++) {
+			const char *z = k == 0 ? "iot-" : "cameras-";
+			size_t n = strlen(z);
+			pair = pair ||
+			       (strncmp(pr->from, z, n) == 0 &&
+				isdigit((unsigned char)pr->from[n]) && strncmp(pr->to, z, n) == 0);
+		}
+		if (pr->ok == pair) {
+			fail_msg("%s -> %s (%s): %s", pr->from, pr->to, pr->v6 ? "IPv6" : "IPv4",
+				 moat_net_observed_name(pr->observed));
+		}
+		pairs6 += pair && pr->v6;
+	}
+	assert_int_equal(pairs6, 4);
 	free(p);
 	free(r);
 }
