@@ -213,7 +213,8 @@ void moat_net_addr_format(uint32_t addr, char *buf, size_t size);
 
 /* Reads the policy from cfg (which may lack [network]: then every default applies) and builds
  * its rule list. Fails with MOAT_EINVAL and a message naming the file, line, key and cause on:
- * an unknown key or zone, an invalid or overlapping subnet, a port or rate out of range, a
+ * an unknown key or zone, an invalid or overlapping subnet or IPv6 prefix, an IPv6 prefix in a
+ * zone without IPv4 subnet, a port or rate out of range, a
  * broker or server address outside the management zone or on its network/broadcast address.
  * out is fully written on success and zeroed on failure. Does no I/O. */
 MOAT_MUST_CHECK int moat_net_policy_from_config(const struct moat_config *cfg,
@@ -268,7 +269,9 @@ MOAT_MUST_CHECK int moat_net_format_parse(const char *text, enum moat_net_format
 					  struct moat_err *err);
 
 /* Renders the policy; *out_text is NUL-terminated, malloc'd and owned by the caller. Pure:
- * the same policy always gives the same bytes. */
+ * the same policy always gives the same bytes. The nft form renders each rule that names
+ * addresses for IPv4 and, when some zone has an IPv6 prefix, for IPv6; the iptables form is
+ * refused (MOAT_EINVAL) for such a policy, which it would leave open over IPv6. */
 MOAT_MUST_CHECK int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt,
 				    char **out_text, size_t *out_len, struct moat_err *err);
 
@@ -372,8 +375,11 @@ extern volatile int moat_net_interrupted;
  * the first device zone's trunk a host sends untagged (and, with 802.1Q, another tagging with
  * the management VLAN): neither may reach anything. The router itself listens too: probes to
  * the gateway (TCP, and UDP for DNS, NTP and DHCP) prove its input chain. In the router, bridged
- * frames are kept away from the inet hooks (bridge-nf-call-iptables=0), so the bridge table is what
- * separates hosts on one bridge.
+ * frames are kept away from the inet hooks (bridge-nf-call-iptables=0, and -ip6tables), so the
+ * bridge table is what separates hosts on one bridge. When zones have IPv6 prefixes, hosts,
+ * router and the outside host also get IPv6 addresses (moat_net_addr6_for; the outside in a
+ * free 2001:db8:ff00::/64-like documentation prefix, all nodad) and every probe but the flood
+ * is repeated over IPv6 (probe.v6).
  *
  * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes

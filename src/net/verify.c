@@ -14,7 +14,9 @@
  * the same teardown runs at the end of every path, on MOAT_EINTR when the caller's signal
  * handler sets moat_net_interrupted, and from an atexit handler. Children die with their
  * parent (PR_SET_PDEATHSIG), and a later run removes namespaces whose moat process is gone.
- * Addresses only ever exist inside these namespaces: links are created directly in them. */
+ * Addresses only ever exist inside these namespaces: links are created directly in them.
+ * Zones with IPv6 prefixes: every host, the router and the outside get IPv6 addresses too
+ * (nodad) and every probe but the flood runs again over IPv6. */
 #include "moat/net.h"
 
 #include <dirent.h>
