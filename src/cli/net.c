@@ -92,6 +92,13 @@ static void json_policy(const struct moat_net_policy *p)
 	json_addr("server_address", p->server_addr);
 	printf(",\"server_port\":%u,\"conn_rate\":%u,\"log_rate\":%u", (unsigned)p->server_port,
 	       p->conn_rate, p->log_rate);
+	if (p->services6) {
+		char a[48];
+		moat_net_addr6_format(p->broker_addr6, a, sizeof(a));
+		printf(",\"broker_address6\":\"%s\"", a);
+		moat_net_addr6_format(p->server_addr6, a, sizeof(a));
+		printf(",\"server_address6\":\"%s\"", a);
+	}
 }
 
 static int write_out(const char *text, size_t len)

@@ -82,6 +82,15 @@ net_dual_section >>"$D/moat.conf"
 golden dual.nft moat net plan
 golden dual.networkd moat net plan --interfaces
 golden dual.interfaces moat net plan --interfaces --format ifupdown
+expect_ok "plan --json of a dual-stack policy" moat net plan --json
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+z = {x["name"]: x for x in d["zones"]}
+assert z["guest"]["prefixes6"] == ["fd00:77:20::/64", "2001:db8:20::/56"], z["guest"]
+assert d["broker_address6"] == "fd00:77:1::a" and d["server_address6"] == "fd00:77:1::a", d
+assert d["ruleset"] == open(sys.argv[1]).read()
+' "$GOLDEN/dual.nft" || fail "plan --json of a dual-stack policy"
 expect_fail "iptables form of a dual-stack policy" moat net plan --format iptables
 assert_contains "$errout" "the iptables form covers IPv4 only"
 [ -z "$out" ] || fail "iptables form of a dual-stack policy printed a ruleset anyway"
