@@ -18,6 +18,14 @@
  *
  * [network] keys (all optional; defaults in MOAT_NET_DEFAULT_*):
  *   iot, management, guest   subnets of the three standard zones: comma lists of a.b.c.d/len
+ *                            and, optionally, IPv6 prefixes x:x::/len (/16 ... /64, host bits
+ *                            zero, e.g. "10.77.10.0/24, fd00:77:10::/64"); a zone with an IPv6
+ *                            prefix needs an IPv4 subnet too. No IPv6 prefix by default: then
+ *                            no zone host has a routed IPv6 address and the forward chain
+ *                            drops all routed IPv6. Every rule holds for both families; the
+ *                            IPv6 address of a host, the broker, the server and the gateway
+ *                            is its zone's first prefix with the IPv4 host part as the low
+ *                            32 bits (10.77.1.10 in 10.77.1.0/24 -> fd00:77:1::a)
  *   extra_zones              names of more zones; each then needs its own key with subnets
  *   device_zones             zones whose hosts are devices (default "iot"); zones that are
  *                            neither devices nor management are isolated like guest
@@ -86,6 +94,15 @@ struct moat_net_subnet {
 	unsigned prefix;
 };
 
+#define MOAT_NET_PREFIX6_MIN 16 /* zone IPv6 prefixes are /16 ... /64 (SLAAC needs /64) */
+#define MOAT_NET_PREFIX6_MAX 64
+
+/* An IPv6 network; addr in network byte order with the host bits zero. */
+struct moat_net_prefix6 {
+	uint8_t addr[16];
+	unsigned prefix;
+};
+
 enum moat_net_zone_kind {
 	MOAT_NET_ZONE_MANAGEMENT = 0, /* reaches everything */
 	MOAT_NET_ZONE_DEVICE = 1,     /* reaches the broker and update server ports only */
@@ -99,6 +116,8 @@ struct moat_net_zone {
 	char parent[MOAT_NET_IFNAME_MAX_LEN + 1]; /* the VLAN's trunk interface */
 	struct moat_net_subnet subnets[MOAT_NET_SUBNETS_MAX];
 	size_t subnet_count;
+	struct moat_net_prefix6 prefixes6[MOAT_NET_SUBNETS_MAX];
+	size_t prefix6_count;
 };
 
 /* What a rule's source or destination matches. */
@@ -115,6 +134,8 @@ struct moat_net_sel {
 	enum moat_net_sel_kind kind;
 	size_t zone;
 	uint32_t addr;
+	uint8_t addr6[16]; /* MOAT_NET_SEL_ADDR's IPv6 counterpart, when has6 */
+	bool has6;
 };
 
 enum moat_net_action {
@@ -145,6 +166,10 @@ struct moat_net_policy {
 	size_t zone_count; /* zones[0..2] are iot, management, guest; then extra_zones in order */
 	uint32_t broker_addr;
 	uint32_t server_addr;
+	bool has_v6;	/* some zone has an IPv6 prefix */
+	bool services6; /* the management zone has one: broker_addr6, server_addr6 set */
+	uint8_t broker_addr6[16];
+	uint8_t server_addr6[16];
 	uint16_t broker_port;
 	uint16_t server_port;
 	unsigned conn_rate;
@@ -169,12 +194,27 @@ MOAT_MUST_CHECK int moat_net_parse_subnet(const char *text, struct moat_net_subn
 					  struct moat_err *err);
 bool moat_net_subnet_contains(const struct moat_net_subnet *s, uint32_t addr);
 bool moat_net_subnets_overlap(const struct moat_net_subnet *a, const struct moat_net_subnet *b);
+/* Parses "x:x::/len" (inet_pton syntax, len in [MOAT_NET_PREFIX6_MIN, MOAT_NET_PREFIX6_MAX],
+ * no leading zero); refuses host bits (the message names the network). */
+MOAT_MUST_CHECK int moat_net_parse_prefix6(const char *text, struct moat_net_prefix6 *out,
+					   struct moat_err *err);
+bool moat_net_prefix6_contains(const struct moat_net_prefix6 *s, const uint8_t addr[16]);
+bool moat_net_prefixes6_overlap(const struct moat_net_prefix6 *a, const struct moat_net_prefix6 *b);
+/* The IPv6 counterpart of the zone address v4: the first IPv6 prefix of the zone whose
+ * subnet holds v4, with v4's host part as the low 32 bits. false when v4 is in no zone or
+ * the zone has no IPv6 prefix. */
+bool moat_net_addr6_for(const struct moat_net_policy *p, uint32_t v4, uint8_t out[16]);
+/* Index of the zone whose IPv6 prefixes contain addr, or -1. */
+int moat_net_zone_of6(const struct moat_net_policy *p, const uint8_t addr[16]);
+/* Compressed text form into buf (at least 46 bytes). */
+void moat_net_addr6_format(const uint8_t addr[16], char *buf, size_t size);
 /* "a.b.c.d" into buf (at least 16 bytes). */
 void moat_net_addr_format(uint32_t addr, char *buf, size_t size);
 
 /* Reads the policy from cfg (which may lack [network]: then every default applies) and builds
  * its rule list. Fails with MOAT_EINVAL and a message naming the file, line, key and cause on:
- * an unknown key or zone, an invalid or overlapping subnet, a port or rate out of range, a
+ * an unknown key or zone, an invalid or overlapping subnet or IPv6 prefix, an IPv6 prefix in a
+ * zone without IPv4 subnet, a port or rate out of range, a
  * broker or server address outside the management zone or on its network/broadcast address.
  * out is fully written on success and zeroed on failure. Does no I/O. */
 MOAT_MUST_CHECK int moat_net_policy_from_config(const struct moat_config *cfg,
@@ -201,6 +241,9 @@ enum moat_net_proto {
 struct moat_net_pkt {
 	uint32_t src;
 	uint32_t dst;
+	bool v6; /* src6/dst6 instead of src/dst */
+	uint8_t src6[16];
+	uint8_t dst6[16];
 	enum moat_net_proto proto;
 	uint16_t dport;
 	bool to_gateway; /* addressed to the gateway itself (input chain), not through it */
@@ -226,7 +269,9 @@ MOAT_MUST_CHECK int moat_net_format_parse(const char *text, enum moat_net_format
 					  struct moat_err *err);
 
 /* Renders the policy; *out_text is NUL-terminated, malloc'd and owned by the caller. Pure:
- * the same policy always gives the same bytes. */
+ * the same policy always gives the same bytes. The nft form renders each rule that names
+ * addresses for IPv4 and, when some zone has an IPv6 prefix, for IPv6; the iptables form is
+ * refused (MOAT_EINVAL) for such a policy, which it would leave open over IPv6. */
 MOAT_MUST_CHECK int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt,
 				    char **out_text, size_t *out_len, struct moat_err *err);
 
@@ -289,6 +334,9 @@ struct moat_net_probe {
 	char to[24];   /* host or service label, "broker" */
 	uint32_t src;
 	uint32_t dst;
+	bool v6; /* src6/dst6 instead of src/dst */
+	uint8_t src6[16];
+	uint8_t dst6[16];
 	uint16_t port;
 	bool expect_open;
 	bool flood;	 /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
@@ -327,8 +375,11 @@ extern volatile int moat_net_interrupted;
  * the first device zone's trunk a host sends untagged (and, with 802.1Q, another tagging with
  * the management VLAN): neither may reach anything. The router itself listens too: probes to
  * the gateway (TCP, and UDP for DNS, NTP and DHCP) prove its input chain. In the router, bridged
- * frames are kept away from the inet hooks (bridge-nf-call-iptables=0), so the bridge table is what
- * separates hosts on one bridge.
+ * frames are kept away from the inet hooks (bridge-nf-call-iptables=0, and -ip6tables), so the
+ * bridge table is what separates hosts on one bridge. When zones have IPv6 prefixes, hosts,
+ * router and the outside host also get IPv6 addresses (moat_net_addr6_for; the outside in a
+ * free 2001:db8:ff00::/64-like documentation prefix, all nodad) and every probe but the flood
+ * is repeated over IPv6 (probe.v6).
  *
  * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes

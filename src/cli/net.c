@@ -73,6 +73,12 @@ static void json_policy(const struct moat_net_policy *p)
 			moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));
 			printf("%s\"%s/%u\"", s ? "," : "", a, zn->subnets[s].prefix);
 		}
+		printf("],\"prefixes6\":[");
+		for (size_t s = 0; s < zn->prefix6_count; s++) {
+			char a[48];
+			moat_net_addr6_format(zn->prefixes6[s].addr, a, sizeof(a));
+			printf("%s\"%s/%u\"", s ? "," : "", a, zn->prefixes6[s].prefix);
+		}
 		printf("]");
 		if (zn->vlan) {
 			printf(",\"vlan\":%u,\"parent\":", (unsigned)zn->vlan);
@@ -86,6 +92,13 @@ static void json_policy(const struct moat_net_policy *p)
 	json_addr("server_address", p->server_addr);
 	printf(",\"server_port\":%u,\"conn_rate\":%u,\"log_rate\":%u", (unsigned)p->server_port,
 	       p->conn_rate, p->log_rate);
+	if (p->services6) {
+		char a[48];
+		moat_net_addr6_format(p->broker_addr6, a, sizeof(a));
+		printf(",\"broker_address6\":\"%s\"", a);
+		moat_net_addr6_format(p->server_addr6, a, sizeof(a));
+		printf(",\"server_address6\":\"%s\"", a);
+	}
 }
 
 static int write_out(const char *text, size_t len)
@@ -209,18 +222,25 @@ static void on_signal(int sig)
 
 static void print_text(const struct moat_net_verify_report *r)
 {
-	printf("%-17s %-17s %-21s %-9s %-9s %s\n", "FROM", "TO", "ADDRESS", "EXPECTED", "OBSERVED",
-	       "RESULT");
+	printf("%-17s %-17s %-4s %-27s %-9s %-9s %s\n", "FROM", "TO", "IP", "ADDRESS", "EXPECTED",
+	       "OBSERVED", "RESULT");
 	for (size_t i = 0; i < r->probe_count; i++) {
 		const struct moat_net_probe *pr = &r->probes[i];
-		char a[16];
-		char dst[32];
-		moat_net_addr_format(pr->dst, a, sizeof(a));
-		snprintf(dst, sizeof(dst), "%s:%u%s", a, (unsigned)pr->port, pr->udp ? "/udp" : "");
+		char a[48];
+		char dst[64];
+		if (pr->v6) {
+			moat_net_addr6_format(pr->dst6, a, sizeof(a));
+			snprintf(dst, sizeof(dst), "[%s]:%u%s", a, (unsigned)pr->port,
+				 pr->udp ? "/udp" : "");
+		} else {
+			moat_net_addr_format(pr->dst, a, sizeof(a));
+			snprintf(dst, sizeof(dst), "%s:%u%s", a, (unsigned)pr->port,
+				 pr->udp ? "/udp" : "");
+		}
 		const char *expected = pr->flood ? "limited" : pr->expect_open ? "open" : "blocked";
-		printf("%-17s %-17s %-21s %-9s %-9s %s%s\n", pr->from, pr->to, dst, expected,
-		       moat_net_observed_name(pr->observed), pr->ok ? "ok" : "MISMATCH",
-		       pr->flood ? " (connection flood)" : "");
+		printf("%-17s %-17s %-4s %-27s %-9s %-9s %s%s\n", pr->from, pr->to,
+		       pr->v6 ? "v6" : "v4", dst, expected, moat_net_observed_name(pr->observed),
+		       pr->ok ? "ok" : "MISMATCH", pr->flood ? " (connection flood)" : "");
 	}
 	printf("%zu probes, %zu mismatches, %llu drops logged\n", r->probe_count, r->mismatches,
 	       (unsigned long long)r->logged_drops);
@@ -231,15 +251,21 @@ static void print_json(const struct moat_net_verify_report *r)
 	printf("{\"probes\":[");
 	for (size_t i = 0; i < r->probe_count; i++) {
 		const struct moat_net_probe *pr = &r->probes[i];
-		char src[16];
-		char dst[16];
-		moat_net_addr_format(pr->src, src, sizeof(src));
-		moat_net_addr_format(pr->dst, dst, sizeof(dst));
+		char src[48];
+		char dst[48];
+		if (pr->v6) {
+			moat_net_addr6_format(pr->src6, src, sizeof(src));
+			moat_net_addr6_format(pr->dst6, dst, sizeof(dst));
+		} else {
+			moat_net_addr_format(pr->src, src, sizeof(src));
+			moat_net_addr_format(pr->dst, dst, sizeof(dst));
+		}
 		printf("%s{\"from\":", i ? "," : "");
 		cli_json_string(stdout, pr->from);
 		printf(",\"to\":");
 		cli_json_string(stdout, pr->to);
-		printf(",\"protocol\":\"%s\",\"gateway\":%s", pr->udp ? "udp" : "tcp",
+		printf(",\"family\":\"%s\",\"protocol\":\"%s\",\"gateway\":%s",
+		       pr->v6 ? "ipv6" : "ipv4", pr->udp ? "udp" : "tcp",
 		       pr->to_gateway ? "true" : "false");
 		printf(",\"src\":\"%s\",\"dst\":\"%s\",\"port\":%u,\"flood\":%s,\"expected\":\"%s\","
 		       "\"observed\":\"%s\",\"ok\":%s}",

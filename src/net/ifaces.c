@@ -57,6 +57,21 @@ static size_t trunks(const struct moat_net_policy *p, const char **out)
 	return n;
 }
 
+/* The gateway's address in IPv6 prefix s of zone z: the prefix with the host part of its
+ * first IPv4 address (what net verify's router holds); "addr/len" into buf. */
+static bool gateway6(const struct moat_net_policy *p, size_t z, size_t s, char *buf, size_t size)
+{
+	uint8_t a[16];
+	char t[48];
+	if (!moat_net_addr6_for(p, moat_net_gateway_addr(p, z, 0), a)) {
+		return false;
+	}
+	memcpy(a, p->zones[z].prefixes6[s].addr, 12); /* prefixes are at most /64 */
+	moat_net_addr6_format(a, t, sizeof(t));
+	snprintf(buf, size, "%s/%u", t, p->zones[z].prefixes6[s].prefix);
+	return true;
+}
+
 static void vlan_files(const struct moat_net_policy *p, size_t z, struct moat_net_files *f,
 		       int *failed)
 {
@@ -82,9 +97,27 @@ static void vlan_files(const struct moat_net_policy *p, size_t z, struct moat_ne
 	for (size_t s = 0; s < zn->subnet_count; s++) {
 		put_cidr(&b, "Address=", moat_net_gateway_addr(p, z, s), zn->subnets[s].prefix);
 	}
-	/* No IPv6 autoconfiguration or DHCP client on a gateway's zone interface. */
+	char a6[64];
+	for (size_t s = 0; s < zn->prefix6_count && gateway6(p, z, s, a6, sizeof(a6)); s++) {
+		moat_buf_printf(&b, "Address=%s\n", a6);
+	}
+	/* No IPv6 autoconfiguration or DHCP client on a gateway's zone interface; with IPv6
+	 * prefixes it is the zone's router: link-local (neighbour discovery) and router
+	 * advertisements of the zone's /64s. */
 	moat_buf_printf(&b,
-			"LinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\n");
+			"LinkLocalAddressing=%s\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\n",
+			zn->prefix6_count ? "ipv6" : "no");
+	if (zn->prefix6_count) {
+		moat_buf_printf(&b, "IPv6SendRA=yes\n");
+	}
+	for (size_t s = 0; s < zn->prefix6_count; s++) {
+		char t[48];
+		if (zn->prefixes6[s].prefix != 64) {
+			continue; /* SLAAC needs a /64; others are for static addresses */
+		}
+		moat_net_addr6_format(zn->prefixes6[s].addr, t, sizeof(t));
+		moat_buf_printf(&b, "\n[IPv6Prefix]\nPrefix=%s/64\n", t);
+	}
 	snprintf(name, sizeof(name), "%s%s.network", MOAT_NET_NETWORKD_PREFIX, ifname);
 	add_file(f, name, &b, failed);
 }
@@ -165,6 +198,14 @@ int moat_net_render_ifupdown(const struct moat_net_policy *p, char **out_text, s
 					"iface %s inet static\n\taddress %s\n\tnetmask %s\n"
 					"\tvlan-raw-device %s\n",
 					ifname, a, m, zn->parent);
+		}
+		char a6[64];
+		for (size_t s = 0; s < zn->prefix6_count && gateway6(p, z, s, a6, sizeof(a6));
+		     s++) {
+			moat_buf_printf(&b,
+					"iface %s inet6 static\n\taddress %s\n"
+					"\tvlan-raw-device %s\n",
+					ifname, a6, zn->parent);
 		}
 	}
 	if (moat_buf_take(&b, out_text, out_len) != 0) {

@@ -5,6 +5,7 @@
  * No I/O, no clocks, no globals: this file is fuzzed through tests/fuzz/fuzz_netconf.c. */
 #include "moat/net.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -152,6 +153,125 @@ void moat_net_addr_format(uint32_t addr, char *buf, size_t size)
 		 (unsigned)((addr >> 8) & 255), (unsigned)(addr & 255));
 }
 
+/* Whether the first bits of a and b agree. */
+static bool bits_equal(const uint8_t *a, const uint8_t *b, unsigned bits)
+{
+	size_t whole = bits / 8;
+	if (memcmp(a, b, whole) != 0) {
+		return false;
+	}
+	unsigned rest = bits % 8;
+	uint8_t mask = (uint8_t)(0xffu << (8 - rest));
+	return rest == 0 || ((a[whole] ^ b[whole]) & mask) == 0;
+}
+
+int moat_net_parse_prefix6(const char *text, struct moat_net_prefix6 *out, struct moat_err *err)
+{
+	const char *slash = strchr(text, '/');
+	char a[48];
+	size_t alen = slash ? (size_t)(slash - text) : 0;
+	struct in6_addr in6;
+	if (!slash || alen == 0 || alen >= sizeof(a) || strchr(text, '%')) {
+		return moat_err_set(err, MOAT_EINVAL, "'%.64s': not an IPv6 prefix (x:x::/len)",
+				    text);
+	}
+	memcpy(a, text, alen);
+	a[alen] = '\0';
+	const char *p = slash + 1;
+	unsigned len = 0;
+	int digits = 0;
+	while (*p >= '0' && *p <= '9' && digits < 4) {
+		len = len * 10 + (unsigned)(*p - '0');
+		p++;
+		digits++;
+	}
+	if (inet_pton(AF_INET6, a, &in6) != 1 || strchr(a, '.') || digits == 0 || *p != '\0' ||
+	    (digits > 1 && slash[1] == '0')) {
+		return moat_err_set(err, MOAT_EINVAL, "'%.64s': not an IPv6 prefix (x:x::/len)",
+				    text);
+	}
+	if (len < MOAT_NET_PREFIX6_MIN || len > MOAT_NET_PREFIX6_MAX) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%.64s': IPv6 prefix length must be between /%d and /%d", text,
+				    MOAT_NET_PREFIX6_MIN, MOAT_NET_PREFIX6_MAX);
+	}
+	uint8_t net[16] = {0};
+	memcpy(net, in6.s6_addr, len / 8);
+	if (len % 8) {
+		net[len / 8] = (uint8_t)(in6.s6_addr[len / 8] & (0xffu << (8 - len % 8)));
+	}
+	if (memcmp(net, in6.s6_addr, 16) != 0) {
+		char buf[48];
+		moat_net_addr6_format(net, buf, sizeof(buf));
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%.64s': host bits set (the network is %s/%u)", text, buf,
+				    len);
+	}
+	/* Link-local, multicast and the like are no zone's network. */
+	if (net[0] == 0xff || (net[0] == 0xfe && (net[1] & 0xc0) == 0x80) ||
+	    bits_equal(net, (const uint8_t[16]){0}, 16)) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "'%.64s': not a unicast network (use a ULA fd00::/8 or a "
+				    "global prefix)",
+				    text);
+	}
+	memcpy(out->addr, net, 16);
+	out->prefix = len;
+	return 0;
+}
+
+bool moat_net_prefix6_contains(const struct moat_net_prefix6 *s, const uint8_t addr[16])
+{
+	return bits_equal(s->addr, addr, s->prefix);
+}
+
+bool moat_net_prefixes6_overlap(const struct moat_net_prefix6 *a, const struct moat_net_prefix6 *b)
+{
+	return bits_equal(a->addr, b->addr, a->prefix < b->prefix ? a->prefix : b->prefix);
+}
+
+void moat_net_addr6_format(const uint8_t addr[16], char *buf, size_t size)
+{
+	char tmp[INET6_ADDRSTRLEN];
+	if (!inet_ntop(AF_INET6, addr, tmp, sizeof(tmp))) {
+		tmp[0] = '\0';
+	}
+	snprintf(buf, size, "%s", tmp);
+}
+
+int moat_net_zone_of6(const struct moat_net_policy *p, const uint8_t addr[16])
+{
+	for (size_t z = 0; z < p->zone_count; z++) {
+		for (size_t s = 0; s < p->zones[z].prefix6_count; s++) {
+			if (moat_net_prefix6_contains(&p->zones[z].prefixes6[s], addr)) {
+				return (int)z;
+			}
+		}
+	}
+	return -1;
+}
+
+bool moat_net_addr6_for(const struct moat_net_policy *p, uint32_t v4, uint8_t out[16])
+{
+	int z = moat_net_zone_of(p, v4);
+	if (z < 0 || p->zones[z].prefix6_count == 0) {
+		return false;
+	}
+	const struct moat_net_zone *zn = &p->zones[z];
+	uint32_t host = 0;
+	for (size_t s = 0; s < zn->subnet_count; s++) {
+		if (moat_net_subnet_contains(&zn->subnets[s], v4)) {
+			host = v4 & ~prefix_mask(zn->subnets[s].prefix);
+		}
+	}
+	memcpy(out, zn->prefixes6[0].addr, 16);
+	out[12] = (uint8_t)(host >> 24);
+	out[13] = (uint8_t)(host >> 16);
+	out[14] = (uint8_t)(host >> 8);
+	out[15] = (uint8_t)host;
+	return true;
+}
+
 int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr)
 {
 	for (size_t z = 0; z < p->zone_count; z++) {
@@ -297,17 +417,23 @@ static int add_subnet(void *ctx, const char *item, size_t i, size_t n, const cha
 		      struct moat_err *err)
 {
 	struct moat_net_zone *z = ctx;
+	(void)i;
 	if (n > MOAT_NET_SUBNETS_MAX) {
 		return moat_err_set(err, MOAT_EINVAL, "%s: more than %d subnets", loc,
 				    MOAT_NET_SUBNETS_MAX);
 	}
-	int rc = moat_net_parse_subnet(item, &z->subnets[i], err);
+	int rc;
+	if (strchr(item, ':')) {
+		rc = moat_net_parse_prefix6(item, &z->prefixes6[z->prefix6_count], err);
+		z->prefix6_count += rc == 0;
+	} else {
+		rc = moat_net_parse_subnet(item, &z->subnets[z->subnet_count], err);
+		z->subnet_count += rc == 0;
+	}
 	if (rc != 0) {
 		moat_err_prefix(err, "%s", loc);
-		return rc;
 	}
-	z->subnet_count = i + 1;
-	return 0;
+	return rc;
 }
 
 static int read_zone_subnets(const struct moat_config *cfg, struct moat_net_policy *p, size_t zi,
@@ -334,7 +460,50 @@ static int read_zone_subnets(const struct moat_config *cfg, struct moat_net_poli
 		}
 		return 0;
 	}
-	return foreach_item(v, loc, add_subnet, z, err);
+	int rc = foreach_item(v, loc, add_subnet, z, err);
+	if (rc == 0 && z->prefix6_count > 0 && z->subnet_count == 0) {
+		/* IPv6 addresses are derived from the IPv4 ones (moat_net_addr6_for). */
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: an IPv6 prefix needs an IPv4 subnet in the same zone",
+				    loc);
+	}
+	p->has_v6 = p->has_v6 || z->prefix6_count > 0;
+	return rc;
+}
+
+/* The IPv6 prefixes: no two overlap, within a zone or across zones. */
+static int check_overlaps6(const struct moat_config *cfg, const struct moat_net_policy *p,
+			   struct moat_err *err)
+{
+	for (size_t za = 0; za < p->zone_count; za++) {
+		const struct moat_net_zone *a = &p->zones[za];
+		for (size_t sa = 0; sa < a->prefix6_count; sa++) {
+			for (size_t zb = 0; zb <= za; zb++) {
+				const struct moat_net_zone *b = &p->zones[zb];
+				size_t limit = zb == za ? sa : b->prefix6_count;
+				for (size_t sb = 0; sb < limit; sb++) {
+					if (!moat_net_prefixes6_overlap(&a->prefixes6[sa],
+									&b->prefixes6[sb])) {
+						continue;
+					}
+					char loc[160];
+					char xa[48];
+					char ya[48];
+					where(cfg, "network", a->name, loc, sizeof(loc));
+					moat_net_addr6_format(a->prefixes6[sa].addr, xa,
+							      sizeof(xa));
+					moat_net_addr6_format(b->prefixes6[sb].addr, ya,
+							      sizeof(ya));
+					return moat_err_set(err, MOAT_EINVAL,
+							    "%s: prefix %s/%u overlaps %s/%u of "
+							    "zone %s",
+							    loc, xa, a->prefixes6[sa].prefix, ya,
+							    b->prefixes6[sb].prefix, b->name);
+				}
+			}
+		}
+	}
+	return 0;
 }
 
 /* Overlapping subnets would put one host in two zones; the first zone would win silently. */
@@ -651,7 +820,7 @@ static void add_rule(struct moat_net_policy *p, enum moat_net_action action,
 		     struct moat_net_sel src, struct moat_net_sel dst, uint16_t dport, bool bridged,
 		     const char *why)
 {
-	/* The rule count is bounded by construction: 8 + 3 per zone <= MOAT_NET_RULES_MAX. */
+	/* The rule count is bounded by construction: 20 + 3 per zone <= MOAT_NET_RULES_MAX. */
 	struct moat_net_rule *r = &p->rules[p->rule_count++];
 	r->action = action;
 	r->src = src;
@@ -697,9 +866,12 @@ static void build_rules(struct moat_net_policy *p)
 	const struct moat_net_sel devices = {.kind = MOAT_NET_SEL_DEVICES};
 	const struct moat_net_sel internal = {.kind = MOAT_NET_SEL_INTERNAL};
 	const struct moat_net_sel external = {.kind = MOAT_NET_SEL_EXTERNAL};
-	const struct moat_net_sel broker = {.kind = MOAT_NET_SEL_ADDR, .addr = p->broker_addr};
-	const struct moat_net_sel server = {.kind = MOAT_NET_SEL_ADDR, .addr = p->server_addr};
+	struct moat_net_sel broker = {.kind = MOAT_NET_SEL_ADDR, .addr = p->broker_addr};
+	struct moat_net_sel server = {.kind = MOAT_NET_SEL_ADDR, .addr = p->server_addr};
 	const struct moat_net_sel mgmt = {.kind = MOAT_NET_SEL_ZONE, .zone = ZONE_MGMT};
+	broker.has6 = server.has6 = p->services6;
+	memcpy(broker.addr6, p->broker_addr6, 16);
+	memcpy(server.addr6, p->server_addr6, 16);
 
 	p->rule_count = 0;
 	add_rule(p, MOAT_NET_ACCEPT_ESTABLISHED, any, any, 0, false,
@@ -777,6 +949,7 @@ int moat_net_policy_from_config(const struct moat_config *cfg, struct moat_net_p
 		}
 	}
 	if ((rc = check_overlaps(cfg, out, err)) != 0 ||
+	    (rc = check_overlaps6(cfg, out, err)) != 0 ||
 	    (rc = read_device_zones(cfg, out, err)) != 0 ||
 	    (rc = read_service_addr(cfg, out, "broker_address", MOAT_NET_DEFAULT_BROKER_ADDRESS,
 				    &out->broker_addr, err)) != 0 ||
@@ -804,6 +977,8 @@ int moat_net_policy_from_config(const struct moat_config *cfg, struct moat_net_p
 		goto out;
 	}
 	out->log_rate = (unsigned)v;
+	out->services6 = moat_net_addr6_for(out, out->broker_addr, out->broker_addr6) &&
+			 moat_net_addr6_for(out, out->server_addr, out->server_addr6);
 	build_rules(out);
 out:
 	if (rc != 0) {
@@ -812,9 +987,16 @@ out:
 	return rc;
 }
 
-static bool sel_match(const struct moat_net_policy *p, const struct moat_net_sel *s, uint32_t addr)
+/* Whether the packet's source (src true) or destination matches s. */
+static bool sel_match(const struct moat_net_policy *p, const struct moat_net_sel *s,
+		      const struct moat_net_pkt *k, bool src)
 {
-	int z = moat_net_zone_of(p, addr);
+	uint32_t addr = src ? k->src : k->dst;
+	const uint8_t *addr6 = src ? k->src6 : k->dst6;
+	int z = k->v6 ? moat_net_zone_of6(p, addr6) : moat_net_zone_of(p, addr);
+	if (s->kind == MOAT_NET_SEL_ADDR && k->v6) {
+		return s->has6 && memcmp(addr6, s->addr6, 16) == 0;
+	}
 	switch (s->kind) {
 	case MOAT_NET_SEL_ANY:
 		return true;
@@ -853,8 +1035,8 @@ bool moat_net_decide_pkt(const struct moat_net_policy *p, const struct moat_net_
 			continue; /* state, rate and interface rules: outside what decide models
 				   * (its packets come in where their source address belongs) */
 		}
-		if (port_match(r, k) && sel_match(p, &r->src, k->src) &&
-		    sel_match(p, &r->dst, k->dst)) {
+		if (port_match(r, k) && sel_match(p, &r->src, k, true) &&
+		    sel_match(p, &r->dst, k, false)) {
 			return r->action == MOAT_NET_ACCEPT;
 		}
 	}
@@ -901,8 +1083,14 @@ static bool expect_gateway(const struct moat_net_policy *p, const struct moat_ne
 /* The design in one place, deliberately not derived from the rule list. */
 bool moat_net_expect_pkt(const struct moat_net_policy *p, const struct moat_net_pkt *k)
 {
-	int sz = moat_net_zone_of(p, k->src);
-	int dz = moat_net_zone_of(p, k->dst);
+	/* IPv6 as IPv4: zones by their prefixes, the services at their IPv6 counterparts, the
+	 * dns and ntp lists (IPv4 addresses) never. */
+	int sz = k->v6 ? moat_net_zone_of6(p, k->src6) : moat_net_zone_of(p, k->src);
+	int dz = k->v6 ? moat_net_zone_of6(p, k->dst6) : moat_net_zone_of(p, k->dst);
+	bool to_broker = k->v6 ? p->services6 && memcmp(k->dst6, p->broker_addr6, 16) == 0
+			       : k->dst == p->broker_addr;
+	bool to_server = k->v6 ? p->services6 && memcmp(k->dst6, p->server_addr6, 16) == 0
+			       : k->dst == p->server_addr;
 	if (k->to_gateway) {
 		return expect_gateway(p, k, sz);
 	}
@@ -912,17 +1100,18 @@ bool moat_net_expect_pkt(const struct moat_net_policy *p, const struct moat_net_
 	bool udp = k->proto == MOAT_NET_PROTO_UDP;
 	bool tcp = k->proto == MOAT_NET_PROTO_TCP;
 	/* The name and time servers: from every zone (none sits in a device zone). */
-	if (((udp || tcp) && k->dport == MOAT_NET_DNS_PORT &&
-	     in_list(p->dns_addrs, p->dns_count, k->dst)) ||
-	    (udp && k->dport == MOAT_NET_NTP_PORT && in_list(p->ntp_addrs, p->ntp_count, k->dst))) {
+	if (!k->v6 && (((udp || tcp) && k->dport == MOAT_NET_DNS_PORT &&
+			in_list(p->dns_addrs, p->dns_count, k->dst)) ||
+		       (udp && k->dport == MOAT_NET_NTP_PORT &&
+			in_list(p->ntp_addrs, p->ntp_count, k->dst)))) {
 		return true;
 	}
 	switch (p->zones[sz].kind) {
 	case MOAT_NET_ZONE_MANAGEMENT:
 		return true;
 	case MOAT_NET_ZONE_DEVICE:
-		return tcp && ((k->dst == p->broker_addr && k->dport == p->broker_port) ||
-			       (k->dst == p->server_addr && k->dport == p->server_port));
+		return tcp && ((to_broker && k->dport == p->broker_port) ||
+			       (to_server && k->dport == p->server_port));
 	case MOAT_NET_ZONE_ISOLATED:
 		return dz < 0;
 	}

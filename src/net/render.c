@@ -32,6 +32,13 @@ static void put_subnet(struct moat_buf *b, const struct moat_net_subnet *s)
 	moat_buf_printf(b, "%s/%u", a, s->prefix);
 }
 
+static void put_prefix6(struct moat_buf *b, const struct moat_net_prefix6 *s)
+{
+	char a[48];
+	moat_net_addr6_format(s->addr, a, sizeof(a));
+	moat_buf_printf(b, "%s/%u", a, s->prefix);
+}
+
 static void put_servers(struct moat_buf *b, bool gateway, const uint32_t *a, size_t n)
 {
 	if (gateway) {
@@ -50,8 +57,8 @@ static void put_servers(struct moat_buf *b, bool gateway, const uint32_t *a, siz
 
 static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 {
-	char broker[16];
-	char server[16];
+	char broker[48];
+	char server[48];
 	moat_net_addr_format(p->broker_addr, broker, sizeof(broker));
 	moat_net_addr_format(p->server_addr, server, sizeof(server));
 	moat_buf_printf(b, "# zones:\n");
@@ -65,6 +72,10 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 			moat_buf_printf(b, "%s", s ? ", " : "");
 			put_subnet(b, &zn->subnets[s]);
 		}
+		for (size_t s = 0; s < zn->prefix6_count; s++) {
+			moat_buf_printf(b, ", ");
+			put_prefix6(b, &zn->prefixes6[s]);
+		}
 		if (zn->vlan) {
 			moat_buf_printf(b, " (VLAN %u on %s)", (unsigned)zn->vlan, zn->parent);
 		}
@@ -72,6 +83,11 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 	}
 	moat_buf_printf(b, "# broker %s tcp/%u, update server %s tcp/%u\n", broker,
 			(unsigned)p->broker_port, server, (unsigned)p->server_port);
+	if (p->services6) {
+		moat_net_addr6_format(p->broker_addr6, broker, sizeof(broker));
+		moat_net_addr6_format(p->server_addr6, server, sizeof(server));
+		moat_buf_printf(b, "# over IPv6: broker %s, update server %s\n", broker, server);
+	}
 	moat_buf_printf(b,
 			"# new connections per device host: %u/s (burst %u); logged drops: %u/s "
 			"(burst %u)\n",
@@ -87,9 +103,10 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 /* ---- nftables ---- */
 
 static void nft_set(struct moat_buf *b, const char *name, const struct moat_net_policy *p,
-		    int only_zone, int kind_filter)
+		    int only_zone, int kind_filter, bool v6)
 {
-	moat_buf_printf(b, "\tset %s {\n\t\ttype ipv4_addr\n\t\tflags interval\n", name);
+	moat_buf_printf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n", name,
+			v6 ? "ipv6_addr" : "ipv4_addr");
 	bool first = true;
 	for (size_t z = 0; z < p->zone_count; z++) {
 		if (only_zone >= 0 && (size_t)only_zone != z) {
@@ -98,45 +115,58 @@ static void nft_set(struct moat_buf *b, const char *name, const struct moat_net_
 		if (kind_filter >= 0 && (int)p->zones[z].kind != kind_filter) {
 			continue;
 		}
-		for (size_t s = 0; s < p->zones[z].subnet_count; s++) {
+		size_t n = v6 ? p->zones[z].prefix6_count : p->zones[z].subnet_count;
+		for (size_t s = 0; s < n; s++) {
 			moat_buf_printf(b, "%s", first ? "\t\telements = { " : ", ");
-			put_subnet(b, &p->zones[z].subnets[s]);
+			if (v6) {
+				put_prefix6(b, &p->zones[z].prefixes6[s]);
+			} else {
+				put_subnet(b, &p->zones[z].subnets[s]);
+			}
 			first = false;
 		}
 	}
 	moat_buf_printf(b, "%s\t}\n\n", first ? "" : " }\n");
 }
 
+/* A selector in one family: "ip saddr @zone_iot" or "ip6 saddr @zone6_iot". */
 static void nft_sel(struct moat_buf *b, const struct moat_net_policy *p,
-		    const struct moat_net_sel *s, const char *dir)
+		    const struct moat_net_sel *s, const char *dir, bool v6)
 {
-	char a[16];
+	char a[48];
+	const char *ip = v6 ? "ip6" : "ip";
+	const char *sfx = v6 ? "6" : "";
 	switch (s->kind) {
 	case MOAT_NET_SEL_ANY:
 		break;
 	case MOAT_NET_SEL_ZONE:
-		moat_buf_printf(b, "ip %s @zone_%s ", dir, p->zones[s->zone].name);
+		moat_buf_printf(b, "%s %s @zone%s_%s ", ip, dir, sfx, p->zones[s->zone].name);
 		break;
 	case MOAT_NET_SEL_DEVICES:
-		moat_buf_printf(b, "ip %s @device_zones ", dir);
+		moat_buf_printf(b, "%s %s @device_zones%s ", ip, dir, sfx);
 		break;
 	case MOAT_NET_SEL_INTERNAL:
-		moat_buf_printf(b, "ip %s @all_zones ", dir);
+		moat_buf_printf(b, "%s %s @all_zones%s ", ip, dir, sfx);
 		break;
 	case MOAT_NET_SEL_EXTERNAL:
-		/* meta nfproto ipv4: "ip daddr !=" alone would not match IPv6, which is right,
-		 * but say it so nobody reads it as "anything not internal". */
-		moat_buf_printf(b, "meta nfproto ipv4 ip %s != @all_zones ", dir);
+		/* meta nfproto: "ip daddr !=" alone would not match IPv6, which is right, but
+		 * say it so nobody reads it as "anything not internal". */
+		moat_buf_printf(b, "meta nfproto ipv%s %s %s != @all_zones%s ", v6 ? "6" : "4", ip,
+				dir, sfx);
 		break;
 	case MOAT_NET_SEL_ADDR:
-		moat_net_addr_format(s->addr, a, sizeof(a));
-		moat_buf_printf(b, "ip %s %s ", dir, a);
+		if (v6) {
+			moat_net_addr6_format(s->addr6, a, sizeof(a));
+		} else {
+			moat_net_addr_format(s->addr, a, sizeof(a));
+		}
+		moat_buf_printf(b, "%s %s %s ", ip, dir, a);
 		break;
 	}
 }
 
-static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
-		     const struct moat_net_rule *r)
+static void nft_rule_family(struct moat_buf *b, const struct moat_net_policy *p,
+			    const struct moat_net_rule *r, bool v6)
 {
 	moat_buf_printf(b, "\t\t");
 	switch (r->action) {
@@ -147,17 +177,17 @@ static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
 		moat_buf_printf(b, "ct state invalid jump log_drop");
 		break;
 	case MOAT_NET_LIMIT_NEW:
-		nft_sel(b, p, &r->src, "saddr");
-		nft_sel(b, p, &r->dst, "daddr");
+		nft_sel(b, p, &r->src, "saddr", v6);
+		nft_sel(b, p, &r->dst, "daddr", v6);
 		moat_buf_printf(b,
-				"ct state new update @newconn { ip saddr limit rate over %u/second "
-				"burst %u packets } jump log_drop",
-				p->conn_rate, p->conn_rate * 2);
+				"ct state new update @newconn%s { %s saddr limit rate over "
+				"%u/second burst %u packets } jump log_drop",
+				v6 ? "6" : "", v6 ? "ip6" : "ip", p->conn_rate, p->conn_rate * 2);
 		break;
 	case MOAT_NET_ACCEPT:
 	case MOAT_NET_DROP:
-		nft_sel(b, p, &r->src, "saddr");
-		nft_sel(b, p, &r->dst, "daddr");
+		nft_sel(b, p, &r->src, "saddr", v6);
+		nft_sel(b, p, &r->dst, "daddr", v6);
 		if (r->iif_not[0]) {
 			moat_buf_printf(b, "iifname != \"%s\" ", r->iif_not);
 		}
@@ -175,16 +205,47 @@ static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
 	moat_buf_printf(b, " comment \"%s\"\n", r->why);
 }
 
+static bool sel_has_addr(const struct moat_net_sel *s)
+{
+	return s->kind != MOAT_NET_SEL_ANY;
+}
+
+/* A rule in both families: the IPv4 line, then, when some zone has an IPv6 prefix and the
+ * rule names addresses, its IPv6 counterpart (none for an address that has no IPv6 form:
+ * the dns and ntp servers). Rules that name no address cover both families as they are. */
+static void nft_rule(struct moat_buf *b, const struct moat_net_policy *p,
+		     const struct moat_net_rule *r)
+{
+	nft_rule_family(b, p, r, false);
+	if (!p->has_v6 || (!sel_has_addr(&r->src) && !sel_has_addr(&r->dst))) {
+		return;
+	}
+	if ((r->src.kind == MOAT_NET_SEL_ADDR && !r->src.has6) ||
+	    (r->dst.kind == MOAT_NET_SEL_ADDR && !r->dst.has6)) {
+		return;
+	}
+	nft_rule_family(b, p, r, true);
+}
+
 static void nft_common(struct moat_buf *b, const struct moat_net_policy *p)
 {
 	moat_buf_printf(b, "\tcounter drops {\n\t}\n\n");
 	for (size_t z = 0; z < p->zone_count; z++) {
 		char name[32];
 		snprintf(name, sizeof(name), "zone_%s", p->zones[z].name);
-		nft_set(b, name, p, (int)z, -1);
+		nft_set(b, name, p, (int)z, -1, false);
 	}
-	nft_set(b, "device_zones", p, -1, MOAT_NET_ZONE_DEVICE);
-	nft_set(b, "all_zones", p, -1, -1);
+	nft_set(b, "device_zones", p, -1, MOAT_NET_ZONE_DEVICE, false);
+	nft_set(b, "all_zones", p, -1, -1, false);
+	if (p->has_v6) {
+		for (size_t z = 0; z < p->zone_count; z++) {
+			char name[32];
+			snprintf(name, sizeof(name), "zone6_%s", p->zones[z].name);
+			nft_set(b, name, p, (int)z, -1, true);
+		}
+		nft_set(b, "device_zones6", p, -1, MOAT_NET_ZONE_DEVICE, true);
+		nft_set(b, "all_zones6", p, -1, -1, true);
+	}
 	moat_buf_printf(b,
 			"\tchain log_drop {\n"
 			"\t\tcounter name \"drops\"\n"
@@ -212,6 +273,10 @@ static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 	nft_common(b, p);
 	moat_buf_printf(b, "\tset newconn {\n\t\ttype ipv4_addr\n\t\tsize 65536\n"
 			   "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n");
+	if (p->has_v6) {
+		moat_buf_printf(b, "\tset newconn6 {\n\t\ttype ipv6_addr\n\t\tsize 65536\n"
+				   "\t\tflags dynamic,timeout\n\t\ttimeout 1m\n\t}\n\n");
+	}
 	moat_buf_printf(b,
 			"\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
 			"drop;\n");
@@ -232,8 +297,9 @@ static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 				"the gateway's own connections\"\n"
 				"\t\tct state invalid jump log_drop comment \"conntrack state "
 				"invalid\"\n"
-				"\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, "
-				"nd-router-advert } accept comment \"IPv6 neighbour discovery\"\n");
+				"\t\ticmpv6 type { nd-router-solicit, nd-router-advert, "
+				"nd-neighbor-solicit, nd-neighbor-advert } accept comment \"IPv6 "
+				"neighbour discovery\"\n");
 		for (size_t i = 0; i < p->rule_count; i++) {
 			/* the zones' anti-spoofing rules hold for the gateway too */
 			if (p->rules[i].input || p->rules[i].iif_not[0]) {
@@ -245,7 +311,8 @@ static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 	moat_buf_printf(b, "}\n\n");
 
 	/* Hosts on one bridge talk without being routed, so the inet forward hook never sees
-	 * them: the rules marked bridged are repeated in the bridge family's forward hook. */
+	 * them: the rules marked bridged are repeated in the bridge family's forward hook, in
+	 * both families. */
 	moat_buf_printf(b, "table bridge %s {\n", MOAT_NET_TABLE);
 	nft_common(b, p);
 	moat_buf_printf(b,
@@ -472,6 +539,12 @@ int moat_net_render(const struct moat_net_policy *p, enum moat_net_format fmt, c
 {
 	struct moat_buf b;
 	moat_buf_init(&b, MOAT_NET_RENDER_MAX_BYTES);
+	if (fmt == MOAT_NET_FORMAT_IPTABLES && p->has_v6) {
+		/* An IPv4-only rendering of a dual-stack policy would leave IPv6 open. */
+		return moat_err_set(err, MOAT_EINVAL,
+				    "network policy: the iptables form covers IPv4 only and a zone "
+				    "has an IPv6 prefix; use the nft form");
+	}
 	if (fmt == MOAT_NET_FORMAT_IPTABLES) {
 		render_iptables(&b, p);
 	} else {

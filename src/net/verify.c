@@ -14,7 +14,9 @@
  * the same teardown runs at the end of every path, on MOAT_EINTR when the caller's signal
  * handler sets moat_net_interrupted, and from an atexit handler. Children die with their
  * parent (PR_SET_PDEATHSIG), and a later run removes namespaces whose moat process is gone.
- * Addresses only ever exist inside these namespaces: links are created directly in them. */
+ * Addresses only ever exist inside these namespaces: links are created directly in them.
+ * Zones with IPv6 prefixes: every host, the router and the outside get IPv6 addresses too
+ * (nodad) and every probe but the flood runs again over IPv6. */
 #include "moat/net.h"
 
 #include <dirent.h>
@@ -68,6 +70,12 @@ struct host {
 	unsigned extra_prefix;
 	uint16_t tag; /* the 802.1Q tag the host sends with; 0: untagged */
 	bool rogue;   /* on zone's trunk port with the wrong tag or none: reaches nothing */
+	bool has6;    /* its zone has an IPv6 prefix: the IPv6 counterparts of the above */
+	uint8_t addr6[16];
+	unsigned prefix6;
+	uint8_t gw6[16];
+	bool has_extra6;
+	uint8_t extra6[16];
 };
 
 struct topo {
@@ -81,6 +89,7 @@ struct topo {
 	size_t port_count;
 	uint16_t other_port;
 	char zone_if[MOAT_NET_ZONES_MAX][32]; /* the router's (at most 15 characters) */
+	uint8_t outside6[16];		      /* the uplink's IPv6 /64 (p->has_v6) */
 	bool vlan_ok; /* the kernel makes 802.1Q devices (CONFIG_VLAN_8021Q) */
 };
 
@@ -124,6 +133,27 @@ static void fmt_cidr(uint32_t addr, unsigned prefix, char *buf, size_t size)
 	char a[16];
 	moat_net_addr_format(addr, a, sizeof(a));
 	snprintf(buf, size, "%s/%u", a, prefix);
+}
+
+static void fmt_cidr6(const uint8_t addr[16], unsigned prefix, char *buf, size_t size)
+{
+	char a[48];
+	moat_net_addr6_format(addr, a, sizeof(a));
+	snprintf(buf, size, "%s/%u", a, prefix);
+}
+
+/* The IPv6 counterparts of a planned host's addresses (moat_net_addr6_for), if its zone
+ * has a prefix. */
+static void plan_host6(const struct moat_net_policy *p, struct host *h)
+{
+	int z = moat_net_zone_of(p, h->addr);
+	h->has6 = z >= 0 && moat_net_addr6_for(p, h->addr, h->addr6) &&
+		  moat_net_addr6_for(p, h->gw, h->gw6);
+	if (!h->has6) {
+		return;
+	}
+	h->prefix6 = p->zones[z].prefixes6[0].prefix;
+	h->has_extra6 = h->extra_addr && moat_net_addr6_for(p, h->extra_addr, h->extra6);
 }
 
 /* Removes namespaces of earlier runs whose process no longer exists. */
@@ -225,15 +255,26 @@ static int forwarding_child(void *ctx)
 		return 3;
 	}
 	close(fd);
+	fd = open("/proc/sys/net/ipv6/conf/all/forwarding", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) { /* absent: a kernel without IPv6, and no zone prefix gets this far */
+		if (write(fd, "1\n", 2) != 2) {
+			return 3;
+		}
+		close(fd);
+	}
 	/* Where br_netfilter is loaded, bridged frames also pass the inet hooks. Turned
 	 * off here, so what stops two devices on one bridge is provably the bridge
 	 * table, as on a gateway without br_netfilter. Absent files: nothing to do. */
-	fd = open("/proc/sys/net/bridge/bridge-nf-call-iptables", O_WRONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (write(fd, "0\n", 2) != 2) {
-			return 4;
+	static const char *const hooks[] = {"/proc/sys/net/bridge/bridge-nf-call-iptables",
+					    "/proc/sys/net/bridge/bridge-nf-call-ip6tables"};
+	for (size_t i = 0; i < 2; i++) {
+		fd = open(hooks[i], O_WRONLY | O_CLOEXEC);
+		if (fd >= 0) {
+			if (write(fd, "0\n", 2) != 2) {
+				return 4;
+			}
+			close(fd);
 		}
-		close(fd);
 	}
 	return 0;
 }
@@ -315,6 +356,7 @@ static void plan_rogues(const struct moat_net_policy *p, struct topo *t)
 			h->gw = t->gw[azi][0];
 			h->tag = k == 0 ? 0 : az->vlan;
 			h->rogue = true;
+			plan_host6(p, h);
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)getpid(),
 				 t->host_count);
 			t->host_count++;
@@ -373,6 +415,7 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 				}
 			}
 			h->tag = t->vlan_ok ? zn->vlan : 0;
+			plan_host6(p, h);
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 			continue;
@@ -401,12 +444,34 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 			h->prefix = zn->subnets[0].prefix;
 			h->gw = t->gw[z][0];
 			h->tag = t->vlan_ok ? zn->vlan : 0;
+			plan_host6(p, h);
 			snprintf(h->ns, sizeof(h->ns), "moat-%d-h%zu", (int)me, t->host_count);
 			t->host_count++;
 		}
 	}
 	plan_rogues(p, t);
 	return plan_outside(p, t, err);
+}
+
+/* The outside's IPv6 /64: the first documentation /64 that no zone uses. */
+static int plan_outside6(const struct moat_net_policy *p, struct topo *t)
+{
+	for (uint8_t c = 0; c < 4; c++) {
+		struct moat_net_prefix6 sn = {.addr = {0x20, 0x01, 0x0d, 0xb8, 0xff, c},
+					      .prefix = 64};
+		bool clash = false;
+		for (size_t z = 0; z < p->zone_count; z++) {
+			for (size_t s = 0; s < p->zones[z].prefix6_count; s++) {
+				clash = clash ||
+					moat_net_prefixes6_overlap(&sn, &p->zones[z].prefixes6[s]);
+			}
+		}
+		if (!clash) {
+			memcpy(t->outside6, sn.addr, 16);
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* The outside host behind an uplink, and the ports every host listens on. */
@@ -441,6 +506,17 @@ static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct 
 	h->prefix = 24;
 	h->gw = t->outside_net + 1;
 	snprintf(h->ns, sizeof(h->ns), "moat-%d-x", (int)me);
+	if (p->has_v6 && plan_outside6(p, t) == 0) {
+		h->has6 = true;
+		h->prefix6 = 64;
+		memcpy(h->addr6, t->outside6, 16);
+		memcpy(h->gw6, t->outside6, 16);
+		h->addr6[15] = 2;
+		h->gw6[15] = 1;
+	} else if (p->has_v6) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "net verify: no free IPv6 range for the outside host");
+	}
 	t->host_count++;
 
 	t->ports[0] = p->broker_port;
@@ -496,6 +572,30 @@ static int attach_port(const struct moat_net_policy *p, const struct topo *t, co
 	return ipcmd(t->router, master, err);
 }
 
+/* The host's IPv6 addresses (nodad: usable at once, no duplicate can exist here) and its
+ * default route through the gateway. */
+static int build_host6(const struct host *h, const char *hif, struct moat_err *err)
+{
+	char cidr[64];
+	char gw[48];
+	int rc;
+	fmt_cidr6(h->addr6, h->prefix6, cidr, sizeof(cidr));
+	const char *addr[] = {"addr", "add", cidr, "dev", hif, "nodad", NULL};
+	if ((rc = ipcmd(h->ns, addr, err)) != 0) {
+		return rc;
+	}
+	if (h->has_extra6) {
+		fmt_cidr6(h->extra6, h->prefix6, cidr, sizeof(cidr));
+		const char *extra[] = {"addr", "add", cidr, "dev", hif, "nodad", NULL};
+		if ((rc = ipcmd(h->ns, extra, err)) != 0) {
+			return rc;
+		}
+	}
+	moat_net_addr6_format(h->gw6, gw, sizeof(gw));
+	const char *route[] = {"-6", "route", "add", "default", "via", gw, "dev", hif, NULL};
+	return ipcmd(h->ns, route, err);
+}
+
 static int build_host(const struct moat_net_policy *p, const struct topo *t, const struct host *h,
 		      size_t idx, struct moat_err *err)
 {
@@ -520,6 +620,14 @@ static int build_host(const struct moat_net_policy *p, const struct topo *t, con
 		if ((rc = ipcmd(t->router, addr, err)) != 0 ||
 		    (rc = ipcmd(t->router, up, err)) != 0) {
 			return rc;
+		}
+		if (h->has6) {
+			char cidr6[64];
+			fmt_cidr6(h->gw6, 64, cidr6, sizeof(cidr6));
+			const char *addr6[] = {"addr", "add", cidr6, "dev", rif, "nodad", NULL};
+			if ((rc = ipcmd(t->router, addr6, err)) != 0) {
+				return rc;
+			}
 		}
 	}
 	/* The host's own end: eth0, or its 802.1Q sub-interface eth0.<tag> over it. */
@@ -555,7 +663,7 @@ static int build_host(const struct moat_net_policy *p, const struct topo *t, con
 	    (rc = ipcmd(h->ns, route, err)) != 0) {
 		return rc;
 	}
-	return 0;
+	return h->has6 ? build_host6(h, hif, err) : 0;
 }
 
 static int build_topology(const struct moat_net_policy *p, const struct topo *t,
@@ -602,6 +710,20 @@ static int build_topology(const struct moat_net_policy *p, const struct topo *t,
 				return rc;
 			}
 		}
+		/* The gateway's IPv6 address in each prefix: the host part of its first IPv4
+		 * address (moat_net_addr6_for), nodad. */
+		uint8_t gw6[16];
+		for (size_t s = 0;
+		     s < p->zones[z].prefix6_count && moat_net_addr6_for(p, t->gw[z][0], gw6);
+		     s++) {
+			char cidr[64];
+			memcpy(gw6, p->zones[z].prefixes6[s].addr, 12);
+			fmt_cidr6(gw6, p->zones[z].prefixes6[s].prefix, cidr, sizeof(cidr));
+			const char *addr[] = {"addr", "add", cidr, "dev", br, "nodad", NULL};
+			if ((rc = ipcmd(t->router, addr, err)) != 0) {
+				return rc;
+			}
+		}
 	}
 	for (size_t i = 0; i < t->host_count; i++) {
 		if ((rc = build_host(p, t, &t->hosts[i], i, err)) != 0) {
@@ -631,7 +753,41 @@ static int load_ruleset(const struct moat_net_policy *p, const struct topo *t, s
 struct listener_arg {
 	const struct topo *t;
 	const struct host *h;
+	bool v6; /* listen on IPv6 too (some zone has a prefix) */
 };
+
+/* A socket of family (AF_INET or AF_INET6, IPv6 only) bound to every address on port. */
+static int listen_socket(int family, bool udp, uint16_t port)
+{
+	int fd = socket(family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
+	int one = 1;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = htons(port);
+		a->sin6_addr = in6addr_any;
+		sl = sizeof(*a);
+	} else {
+		struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+		a->sin_family = AF_INET;
+		a->sin_port = htons(port);
+		a->sin_addr.s_addr = htonl(INADDR_ANY);
+		sl = sizeof(*a);
+	}
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(fd, (struct sockaddr *)&ss, sl) != 0 || (!udp && listen(fd, SOMAXCONN) != 0)) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		return -1;
+	}
+	return fd;
+}
 
 /* In the child: accepts and closes connections on every probed port in the namespace of
  * the host; writes one byte to its stdout (the ready pipe): 'R' once listening, 'E' when
@@ -640,28 +796,26 @@ static int listener_child(void *ctx)
 {
 	const struct listener_arg *a = ctx;
 	const struct topo *t = a->t;
-	struct pollfd fds[4 + 3];
-	size_t n = t->port_count + UDP_PORTS;
+	struct pollfd fds[2 * (4 + 3)];
+	bool is_udp[2 * (4 + 3)];
+	size_t per = t->port_count + UDP_PORTS;
+	size_t n = a->v6 ? 2 * per : per;
 	if (enter_ns(a->h->ns) != 0) {
 		(void)!write(STDOUT_FILENO, "E", 1);
 		return 2;
 	}
 	for (size_t i = 0; i < n; i++) {
-		bool udp = i >= t->port_count;
-		int fd = socket(AF_INET, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
-		int one = 1;
-		struct sockaddr_in sa = {.sin_family = AF_INET,
-					 .sin_port = htons(udp ? t->udp_ports[i - t->port_count]
-							       : t->ports[i]),
-					 .sin_addr.s_addr = htonl(INADDR_ANY)};
-		if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-		    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
-		    (!udp && listen(fd, SOMAXCONN) != 0)) {
+		size_t j = i % per;
+		bool udp = j >= t->port_count;
+		int fd = listen_socket(i < per ? AF_INET : AF_INET6, udp,
+				       udp ? t->udp_ports[j - t->port_count] : t->ports[j]);
+		if (fd < 0) {
 			(void)!write(STDOUT_FILENO, "E", 1);
 			return 3;
 		}
 		fds[i].fd = fd;
 		fds[i].events = POLLIN;
+		is_udp[i] = udp;
 	}
 	(void)!write(STDOUT_FILENO, "R", 1);
 	close(STDOUT_FILENO);
@@ -670,10 +824,10 @@ static int listener_child(void *ctx)
 			return 4;
 		}
 		for (size_t i = 0; i < n; i++) {
-			if ((fds[i].revents & POLLIN) && i >= t->port_count) {
+			if ((fds[i].revents & POLLIN) && is_udp[i]) {
 				/* udp: echo the datagram to its sender */
 				char buf[64];
-				struct sockaddr_in from;
+				struct sockaddr_storage from;
 				socklen_t fl = sizeof(from);
 				ssize_t got = recvfrom(fds[i].fd, buf, sizeof(buf), 0,
 						       (struct sockaddr *)&from, &fl);
@@ -693,9 +847,9 @@ static int listener_child(void *ctx)
 
 /* A child in h's namespace that accepts and closes connections on every probed port
  * (listener_child); returns once it listens. */
-static int start_listener(const struct topo *t, const struct host *h, struct moat_err *err)
+static int start_listener(const struct topo *t, const struct host *h, bool v6, struct moat_err *err)
 {
-	struct listener_arg a = {.t = t, .h = h};
+	struct listener_arg a = {.t = t, .h = h, .v6 = v6};
 	struct moat_spawn sp = {.child_fn = listener_child,
 				.child_ctx = &a,
 				.out = MOAT_SPAWN_PIPE,
@@ -732,10 +886,38 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* In the child: starts count connections src -> dst:port at once and waits for them until
- * timeout_ms; out[i] gets the observation of each. */
-static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port,
-			 const uint8_t *udp, size_t count, int timeout_ms, uint8_t *out)
+/* One probe's destination. */
+struct target {
+	bool v6;
+	bool udp;
+	uint16_t port;
+	uint32_t dst;
+	uint8_t dst6[16];
+};
+
+/* sa gets h's address (to NULL) or the target's, in the target's family; returns its size. */
+static socklen_t sockaddr_of(const struct host *h, const struct target *to,
+			     struct sockaddr_storage *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	if (to->v6) {
+		struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
+		a->sin6_family = AF_INET6;
+		a->sin6_port = h ? 0 : htons(to->port);
+		memcpy(a->sin6_addr.s6_addr, h ? h->addr6 : to->dst6, 16);
+		return sizeof(*a);
+	}
+	struct sockaddr_in *a = (struct sockaddr_in *)sa;
+	a->sin_family = AF_INET;
+	a->sin_port = h ? 0 : htons(to->port);
+	a->sin_addr.s_addr = htonl(h ? h->addr : to->dst);
+	return sizeof(*a);
+}
+
+/* In the child: starts count connections (or datagrams) from h to each target at once and
+ * waits for them until timeout_ms; out[i] gets the observation of each. */
+static void connect_many(const struct host *h, const struct target *tg, size_t count,
+			 int timeout_ms, uint8_t *out)
 {
 	struct pollfd *fds = calloc(count, sizeof(*fds));
 	if (!fds) {
@@ -746,15 +928,15 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 	for (size_t i = 0; i < count; i++) {
 		fds[i].fd = -1;
 		out[i] = MOAT_NET_OBS_ERROR;
-		bool dgram = udp && udp[i];
-		int fd = socket(AF_INET,
+		bool dgram = tg[i].udp;
+		int fd = socket(tg[i].v6 ? AF_INET6 : AF_INET,
 				(dgram ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
 				0);
-		struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
-		struct sockaddr_in to = {.sin_family = AF_INET,
-					 .sin_port = htons(port[i]),
-					 .sin_addr.s_addr = htonl(dst[i])};
-		if (fd < 0 || bind(fd, (struct sockaddr *)&me, sizeof(me)) != 0) {
+		struct sockaddr_storage me;
+		struct sockaddr_storage to;
+		socklen_t mel = sockaddr_of(h, &tg[i], &me);
+		socklen_t tol = sockaddr_of(NULL, &tg[i], &to);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&me, mel) != 0) {
 			if (fd >= 0) {
 				close(fd);
 			}
@@ -762,7 +944,7 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 		}
 		if (dgram) {
 			/* udp: a datagram out, the echo back is the answer */
-			if (connect(fd, (struct sockaddr *)&to, sizeof(to)) != 0 ||
+			if (connect(fd, (struct sockaddr *)&to, tol) != 0 ||
 			    send(fd, "moat", 4, 0) != 4) {
 				close(fd);
 				continue;
@@ -772,7 +954,7 @@ static void connect_many(uint32_t src, const uint32_t *dst, const uint16_t *port
 			pending++;
 			continue;
 		}
-		if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == 0) {
+		if (connect(fd, (struct sockaddr *)&to, tol) == 0) {
 			out[i] = MOAT_NET_OBS_OPEN;
 			close(fd);
 			continue;
@@ -870,15 +1052,13 @@ static int start_child(const struct host *h, probe_fn fn, const void *arg, size_
 }
 
 struct plain_arg {
-	uint32_t dst[MOAT_NET_PROBES_MAX];
-	uint16_t port[MOAT_NET_PROBES_MAX];
-	uint8_t udp[MOAT_NET_PROBES_MAX];
+	struct target tg[MOAT_NET_PROBES_MAX];
 };
 
 static void plain_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
 {
 	const struct plain_arg *a = arg;
-	connect_many(h->addr, a->dst, a->port, a->udp, out_len, PROBE_TIMEOUT_MS, out);
+	connect_many(h, a->tg, out_len, PROBE_TIMEOUT_MS, out);
 }
 
 struct flood_arg {
@@ -891,15 +1071,13 @@ struct flood_arg {
 static void flood_fn(const struct host *h, const void *arg, uint8_t *out, size_t out_len)
 {
 	const struct flood_arg *a = arg;
-	static uint32_t dst[4 * FLOOD_BURST_MAX + 32];
-	static uint16_t port[4 * FLOOD_BURST_MAX + 32];
+	static struct target tg[4 * FLOOD_BURST_MAX + 32];
 	static uint8_t obs[4 * FLOOD_BURST_MAX + 32];
 	size_t n = a->count;
 	for (size_t i = 0; i < n; i++) {
-		dst[i] = a->dst;
-		port[i] = a->port;
+		tg[i] = (struct target){.dst = a->dst, .port = a->port};
 	}
-	connect_many(h->addr, dst, port, NULL, n, FLOOD_TIMEOUT_MS, obs);
+	connect_many(h, tg, n, FLOOD_TIMEOUT_MS, obs);
 	size_t open = 0;
 	size_t blocked = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -962,6 +1140,9 @@ static void add_probe_pkt(struct moat_net_verify_report *r, const struct moat_ne
 	snprintf(pr->to, sizeof(pr->to), "%s", to);
 	pr->src = k->src;
 	pr->dst = k->dst;
+	pr->v6 = k->v6;
+	memcpy(pr->src6, k->src6, 16);
+	memcpy(pr->dst6, k->dst6, 16);
 	pr->port = k->dport;
 	pr->udp = k->proto == MOAT_NET_PROTO_UDP;
 	pr->to_gateway = k->to_gateway;
@@ -981,13 +1162,18 @@ static void add_gateway_probes(struct moat_net_verify_report *r, const struct mo
 		   {MOAT_NET_PROTO_UDP, MOAT_NET_DNS_PORT},
 		   {MOAT_NET_PROTO_UDP, MOAT_NET_NTP_PORT},
 		   {MOAT_NET_PROTO_UDP, MOAT_NET_DHCP_PORT}};
-	for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
-		struct moat_net_pkt k = {.src = h->addr,
-					 .dst = h->gw,
-					 .proto = svc[i].proto,
-					 .dport = svc[i].port,
-					 .to_gateway = true};
-		add_probe_pkt(r, p, h, "gateway", &k);
+	for (int v6 = 0; v6 <= (int)h->has6; v6++) {
+		for (size_t i = 0; i < sizeof(svc) / sizeof(svc[0]); i++) {
+			struct moat_net_pkt k = {.src = h->addr,
+						 .dst = h->gw,
+						 .v6 = v6,
+						 .proto = svc[i].proto,
+						 .dport = svc[i].port,
+						 .to_gateway = true};
+			memcpy(k.src6, h->addr6, 16);
+			memcpy(k.dst6, h->gw6, 16);
+			add_probe_pkt(r, p, h, "gateway", &k);
+		}
 	}
 }
 
@@ -1009,6 +1195,17 @@ static void add_probe(struct moat_net_verify_report *r, const struct moat_net_po
 	pr->observed = MOAT_NET_OBS_ERROR;
 }
 
+/* The IPv6 twin of a TCP probe from h to dst6 (both ends have IPv6 addresses). */
+static void add_probe6(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+		       const struct host *from, const char *to, const uint8_t dst6[16],
+		       uint16_t port)
+{
+	struct moat_net_pkt k = {.v6 = true, .proto = MOAT_NET_PROTO_TCP, .dport = port};
+	memcpy(k.src6, from->addr6, 16);
+	memcpy(k.dst6, dst6, 16);
+	add_probe_pkt(r, p, from, to, &k);
+}
+
 static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 		       struct moat_net_verify_report *r, struct moat_err *err)
 {
@@ -1021,6 +1218,9 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 			}
 			/* The port devices may use somewhere: proves it is not open elsewhere. */
 			add_probe(r, p, from, to->label, to->addr, p->broker_port, false);
+			if (from->has6 && to->has6) {
+				add_probe6(r, p, from, to->label, to->addr6, p->broker_port);
+			}
 		}
 		const uint32_t svc[2] = {p->broker_addr, p->server_addr};
 		const char *svc_label[2] = {"broker", "server"};
@@ -1031,6 +1231,10 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 			}
 			for (size_t i = 0; i < t->port_count; i++) {
 				add_probe(r, p, from, svc_label[k], svc[k], t->ports[i], false);
+			}
+			for (size_t i = 0; i < t->port_count && from->has6 && p->services6; i++) {
+				add_probe6(r, p, from, svc_label[k],
+					   k == 0 ? p->broker_addr6 : p->server_addr6, t->ports[i]);
 			}
 		}
 		add_gateway_probes(r, p, t, from);
@@ -1070,11 +1274,13 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 			continue;
 		}
 		for (size_t h = 0; h < t->host_count; h++) {
-			if (t->hosts[h].addr == pr->src &&
-			    strcmp(t->hosts[h].label, pr->from) == 0) {
-				args[h].dst[counts[h]] = pr->dst;
-				args[h].port[counts[h]] = pr->port;
-				args[h].udp[counts[h]] = pr->udp;
+			if (strcmp(t->hosts[h].label, pr->from) == 0) {
+				struct target *tg = &args[h].tg[counts[h]];
+				*tg = (struct target){.v6 = pr->v6,
+						      .udp = pr->udp,
+						      .port = pr->port,
+						      .dst = pr->dst};
+				memcpy(tg->dst6, pr->dst6, 16);
 				idx[h][counts[h]++] = i;
 				break;
 			}
@@ -1257,7 +1463,7 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		goto out;
 	}
 	for (size_t h = 0; h < t.host_count; h++) {
-		if ((rc = start_listener(&t, &t.hosts[h], err)) != 0) {
+		if ((rc = start_listener(&t, &t.hosts[h], p->has_v6, err)) != 0) {
 			goto out;
 		}
 	}
@@ -1266,7 +1472,7 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 	memset(&gw, 0, sizeof(gw));
 	snprintf(gw.label, sizeof(gw.label), "gateway");
 	snprintf(gw.ns, sizeof(gw.ns), "%s", t.router);
-	if ((rc = start_listener(&t, &gw, err)) != 0) {
+	if ((rc = start_listener(&t, &gw, p->has_v6, err)) != 0) {
 		goto out;
 	}
 	if ((rc = run_phase(&t, report, true, err)) != 0 ||

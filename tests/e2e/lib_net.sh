@@ -67,3 +67,15 @@ conn_rate = 5
 log_rate = 3
 CONF
 }
+
+# net_dual_section: prints a dual-stack [network] section (after an empty line): every standard
+# zone with an IPv6 prefix beside its IPv4 subnet, the guests with two.
+net_dual_section() {
+	cat <<CONF
+
+[network]
+iot = 10.77.10.0/24, fd00:77:10::/64
+management = 10.77.1.0/24, fd00:77:1::/64
+guest = 10.77.20.0/24, fd00:77:20::/64, 2001:db8:20::/56
+CONF
+}

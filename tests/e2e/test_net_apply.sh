@@ -51,6 +51,18 @@ expect_ok "apply a changed policy" in_ns moat net apply
 assert_contains "$(in_ns nft list table inet moat)" "ip daddr 10.77.1.20 tcp dport 8883 accept"
 assert_not_contains "$(in_ns nft list table inet moat)" "10.77.1.10"
 
+# A dual-stack policy loads with its IPv6 rules in both tables.
+cp "$D/moat.conf" "$T/moat.conf.v4"
+net_dual_section >>"$D/moat.conf"
+expect_ok "apply a dual-stack policy" in_ns moat net apply
+assert_contains "$(in_ns nft list table inet moat)" "ip6 daddr fd00:77:1::14 tcp dport 8883 accept" # 10.77.1.20
+assert_contains "$(in_ns nft list table inet moat)" "type ipv6_addr"
+assert_contains "$(in_ns nft list table bridge moat)" "ip6 saddr @device_zones6 ip6 daddr @device_zones6"
+pass "dual-stack policy applied"
+cp "$T/moat.conf.v4" "$D/moat.conf"
+expect_ok "apply the IPv4 policy again" in_ns moat net apply
+assert_not_contains "$(in_ns nft list ruleset)" "ip6 saddr"
+
 # A bad section loads nothing: the previous ruleset stays as it was.
 BEFORE=$(in_ns nft list ruleset)
 printf 'iot = 10.77.1.0/24\n' >>"$D/moat.conf"

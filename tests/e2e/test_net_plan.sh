@@ -76,6 +76,26 @@ cp "$D/moat.conf" "$T/gateway.conf"
 expect_ok "plan --config" moat net plan --config "$T/gateway.conf"
 cmp -s <(echo "$out") "$T/custom.nft" || fail "--config gave another ruleset"
 
+# A dual-stack policy: every zone rule in both families, the gateway's IPv6 addresses.
+cp "$T/moat.conf.orig" "$D/moat.conf"
+net_dual_section >>"$D/moat.conf"
+golden dual.nft moat net plan
+golden dual.networkd moat net plan --interfaces
+golden dual.interfaces moat net plan --interfaces --format ifupdown
+expect_ok "plan --json of a dual-stack policy" moat net plan --json
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+z = {x["name"]: x for x in d["zones"]}
+assert z["guest"]["prefixes6"] == ["fd00:77:20::/64", "2001:db8:20::/56"], z["guest"]
+assert d["broker_address6"] == "fd00:77:1::a" and d["server_address6"] == "fd00:77:1::a", d
+assert d["ruleset"] == open(sys.argv[1]).read()
+' "$GOLDEN/dual.nft" || fail "plan --json of a dual-stack policy"
+expect_fail "iptables form of a dual-stack policy" moat net plan --format iptables
+assert_contains "$errout" "the iptables form covers IPv4 only"
+[ -z "$out" ] || fail "iptables form of a dual-stack policy printed a ruleset anyway"
+cp "$T/moat.conf.orig" "$D/moat.conf"
+
 # Usage errors.
 expect_fail "unknown format" moat net plan --format pf
 assert_contains "$errout" "unknown format 'pf'"
@@ -115,6 +135,16 @@ bad "broker outside management" "[network] broker_address: 10.77.10.4 is not ins
 	$'[network]\nbroker_address = 10.77.10.4'
 bad "server on the broadcast address" "is the broadcast address" \
 	$'[network]\nserver_address = 10.77.1.255'
+bad "ipv6 host bits" "[network] iot: 'fd00:77:10::1/64': host bits set (the network is fd00:77:10::/64)" \
+	$'[network]\niot = 10.77.10.0/24, fd00:77:10::1/64'
+bad "ipv6 prefix too long" "IPv6 prefix length must be between /16 and /64" \
+	$'[network]\niot = 10.77.10.0/24, fd00:77:10::/96'
+bad "ipv6 garbage" "'fd00:77:10:::/64': not an IPv6 prefix" $'[network]\niot = 10.77.10.0/24, fd00:77:10:::/64'
+bad "ipv6 link-local" "not a unicast network" $'[network]\niot = 10.77.10.0/24, fe80::/64'
+bad "ipv6 overlap" "[network] guest: prefix fd00:77::/32 overlaps fd00:77:10::/64 of zone iot" \
+	$'[network]\niot = 10.77.10.0/24, fd00:77:10::/64\nguest = 10.77.20.0/24, fd00:77::/32'
+bad "ipv6 only zone" "an IPv6 prefix needs an IPv4 subnet in the same zone" \
+	$'[network]\nextra_zones = lab\nlab = fd00:9::/64'
 bad "conn_rate zero" "[network] conn_rate" $'[network]\nconn_rate = 0'
 bad "log_rate too high" "[network] log_rate" $'[network]\nlog_rate = 1000000'
 bad "gateway_input typo" "[network] gateway_input: 'dorp': expected drop or accept" $'[network]\ngateway_input = dorp'

@@ -31,7 +31,9 @@ KERNEL_TAGS=0
 printf '%s\n' "$out" | grep -q "no 802.1Q devices" || KERNEL_TAGS=1
 assert_contains "$out" ", 0 mismatches,"
 assert_not_contains "$out" "MISMATCH"
-row() { printf '%s\n' "$out" | grep -E "^$1 +$2 +$3 " | head -1; }
+# row FROM TO 'ADDRESS EXPECTED OBSERVED': the first matching IPv4 row; row6: IPv6.
+row() { printf '%s\n' "$out" | grep -E "^$1 +$2 +v4 +$3 " | head -1; }
+row6() { printf '%s\n' "$out" | grep -E "^$1 +$2 +v6 +$3 " | head -1; }
 assert_contains "$(row iot-1 iot-2 '10.77.10.3:8883 +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 broker '10.77.1.10:8883 +open +open')" " ok"
 # moatd beside the broker (the day-one layout): the update server is the broker's address.
@@ -67,6 +69,7 @@ assert_contains "$(row guest-1 broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row mgmt iot-2 '[0-9.:]+ +open +open')" " ok"
 assert_contains "$(row outside broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 broker '10.77.1.10:8883 +limited +limited')" "(connection flood)"
+assert_not_contains "$out" " v6 " # no zone has an IPv6 prefix by default
 drops=$(printf '%s\n' "$out" | grep ' drops logged$' | sed -n 's/.* \([0-9]*\) drops logged$/\1/p')
 [ -n "$drops" ] && [ "$drops" -gt 0 ] || fail "no logged drops counted: $(printf '%s\n' "$out" | grep ' drops logged$')"
 pass "default policy holds ($(printf '%s\n' "$out" | grep ' drops logged$'))"
@@ -81,6 +84,7 @@ assert r["mismatches"] == 0, r["mismatches"]
 assert len(r["probes"]) > 20
 assert all(p["ok"] for p in r["probes"])
 assert any(p["flood"] and p["observed"] == "limited" for p in r["probes"])
+assert all(p["family"] == "ipv4" for p in r["probes"])
 ' || fail "verify --json output"
 printf '%s' "$out" | python3 -c '
 import json, sys
@@ -114,6 +118,85 @@ assert_contains "$(row cameras-2 server '10.2.0.7:8443 +open +open')" " ok"
 assert_contains "$(row lab-1 guest-1 '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row lab-1 outside '[0-9.:]+ +open +open')" " ok"
 pass "custom policy holds ($(printf '%s\n' "$out" | grep ' drops logged$'))"
+
+# Dual stack: every pair probed over IPv6 as over IPv4, IoT <-> IoT on one bridge too.
+cp "$D/moat.conf" "$T/moat.conf.custom"
+cp "$T/moat.conf.default" "$D/moat.conf"
+net_dual_section >>"$D/moat.conf"
+run_verify
+[ $rc -eq 0 ] || fail "verify of the dual-stack policy: exit $rc: $errout"$'\n'"$out"
+assert_contains "$out" ", 0 mismatches,"
+v4rows=$(printf '%s\n' "$out" | grep -cE '^[^ ]+ +[^ ]+ +v4 ' || true)
+v6rows=$(printf '%s\n' "$out" | grep -cE '^[^ ]+ +[^ ]+ +v6 ' || true)
+# every row has its twin, but the connection flood (IPv4 only)
+[ "$v6rows" -eq $((v4rows - 1)) ] || fail "dual stack: $v4rows IPv4 rows but $v6rows IPv6 rows"
+assert_contains "$(row6 iot-1 iot-2 '\[fd00:77:10::3\]:8883 +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-1 broker '\[fd00:77:1::a\]:8883 +open +open')" " ok"
+assert_contains "$(row6 iot-1 broker '\[fd00:77:1::a\]:8443 +open +open')" " ok"
+assert_contains "$(row6 iot-1 broker '\[fd00:77:1::a\]:2222 +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-1 guest-1 '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-1 outside '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-1 gateway '\[fd00:77:10::1\]:53/udp +open +open')" " ok"
+assert_contains "$(row6 iot-1 gateway '\[fd00:77:10::1\]:123/udp +open +open')" " ok"
+assert_contains "$(row6 iot-1 gateway '\[fd00:77:10::1\]:2222 +blocked +blocked')" " ok"
+assert_contains "$(row6 guest-1 guest-2 '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 guest-1 outside '[][0-9a-f:]+ +open +open')" " ok"
+assert_contains "$(row6 guest-1 broker '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 mgmt iot-2 '[][0-9a-f:]+ +open +open')" " ok"
+assert_contains "$(row6 mgmt gateway '[][0-9a-f:]+:2222 +open +open')" " ok"
+assert_contains "$(row6 outside broker '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 outside gateway '[][0-9a-f:]+:2222 +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-untagged broker '[][0-9a-f:]+ +blocked +blocked')" " ok"
+pass "dual-stack policy holds over IPv6 ($v6rows rows)"
+
+run_verify --json
+[ $rc -eq 0 ] || fail "verify --json of the dual-stack policy: exit $rc: $errout"
+printf '%s' "$out" | python3 -c '
+import json, sys
+r = json.load(sys.stdin)
+six = [p for p in r["probes"] if p["family"] == "ipv6"]
+four = [p for p in r["probes"] if p["family"] == "ipv4"]
+assert r["mismatches"] == 0 and len(six) == len(four) - 1, (len(six), len(four))
+pair = [p for p in six if p["from"] == "iot-1" and p["to"] == "iot-2"]
+assert pair and pair[0]["dst"] == "fd00:77:10::3" and pair[0]["observed"] == "blocked", pair
+assert any(p["to"] == "broker" and p["dst"] == "fd00:77:1::a" and p["observed"] == "open" for p in six)
+' || fail "verify --json of the dual-stack policy"
+pass "verify --json shows the family"
+
+REAL_NFT=$(command -v nft)
+mkdir -p "$T/shim"
+# Without the IPv6 half of the bridged device rule, IoT <-> IoT over IPv6 is open, only there.
+cat >"$T/shim/nft" <<SHIM
+#!/bin/sh
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
+	sed '/ip6 saddr @device_zones6 ip6 daddr @device_zones6/d' | "$REAL_NFT" -f -
+else
+	exec "$REAL_NFT" "\$@"
+fi
+SHIM
+chmod +x "$T/shim/nft"
+PATH="$T/shim:$PATH" run_verify
+[ $rc -ne 0 ] || fail "verify passed a ruleset without the IPv6 device rule"
+assert_contains "$(row6 iot-1 iot-2 '[][0-9a-f:]+ +blocked +open')" "MISMATCH"
+assert_contains "$(row iot-1 iot-2 '[0-9.:]+ +blocked +blocked')" " ok"
+[ "$(printf '%s\n' "$out" | grep -c MISMATCH)" -eq 2 ] || fail "IPv6 device rule: other rows broke too"
+pass "a missing IPv6 rule is caught: $errout"
+# Without every IPv6 rule (an IPv4-only ruleset), the allowed IPv6 paths fail.
+cat >"$T/shim/nft" <<SHIM
+#!/bin/sh
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
+	sed '/ip6 saddr\\|ip6 daddr/d' | "$REAL_NFT" -f -
+else
+	exec "$REAL_NFT" "\$@"
+fi
+SHIM
+PATH="$T/shim:$PATH" run_verify
+[ $rc -ne 0 ] || fail "verify passed an IPv4-only ruleset of a dual-stack policy"
+assert_contains "$(row6 iot-1 broker '[][0-9a-f:]+:8883 +open +blocked')" "MISMATCH"
+assert_contains "$(row6 iot-1 iot-2 '[][0-9a-f:]+ +blocked +open')" "MISMATCH"
+assert_contains "$(row iot-1 broker '[0-9.]+:8883 +open +open')" " ok"
+pass "an IPv4-only ruleset is caught"
+cp "$T/moat.conf.custom" "$D/moat.conf"
 
 # A ruleset that lost its bridge rule on the way into nft: two devices on one bridge reach
 # each other, and verify must say so and fail. The shim edits only what verify feeds to nft.

@@ -8,7 +8,10 @@
  * accepted guard has every bound at least 1, only numeric exempt addresses, and renders
  * the same bytes twice. The VLANs of an accepted policy ([network] vlans, trunk) have ids in
  * 1..4094, valid parent names, "parent.id" within an interface name, no (parent, id) twice,
- * and the interface files (networkd, ifupdown) render the same bytes twice. */
+ * and the interface files (networkd, ifupdown) render the same bytes twice. IPv6 prefixes of
+ * the zones do not overlap, their lengths are within bounds with no host bits, the rule list
+ * agrees with the intent on IPv6 addresses of every prefix too, and the iptables form of a
+ * dual-stack policy is refused rather than rendered IPv4-only. */
 #include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -45,6 +48,76 @@ static void check_agreement(const struct moat_net_policy *p, const uint8_t *data
 				if (moat_net_decide(p, addrs[s], addrs[d], ports[k]) !=
 				    moat_net_expect(p, addrs[s], addrs[d], ports[k])) {
 					abort();
+				}
+			}
+		}
+	}
+}
+
+/* The same agreement over IPv6: hosts of every prefix, the services, addresses of no zone. */
+static void check_agreement6(const struct moat_net_policy *p, const uint8_t *data, size_t size)
+{
+	static uint8_t addrs[40][16];
+	size_t n = 0;
+	for (size_t z = 0; z < p->zone_count; z++) {
+		for (size_t s = 0; s < p->zones[z].prefix6_count && n + 2 <= 32; s++) {
+			const struct moat_net_prefix6 *pf = &p->zones[z].prefixes6[s];
+			if (pf->prefix < MOAT_NET_PREFIX6_MIN ||
+			    pf->prefix > MOAT_NET_PREFIX6_MAX ||
+			    !moat_net_prefix6_contains(pf, pf->addr)) {
+				abort();
+			}
+			memcpy(addrs[n], pf->addr, 16);
+			addrs[n++][15] = 1;
+			memcpy(addrs[n], pf->addr, 16);
+			memset(addrs[n] + 8, 0xff, 8);
+			n++;
+		}
+	}
+	if (p->services6) {
+		memcpy(addrs[n++], p->broker_addr6, 16);
+		memcpy(addrs[n++], p->server_addr6, 16);
+		if (moat_net_zone_of6(p, p->broker_addr6) != 1 ||
+		    moat_net_zone_of6(p, p->server_addr6) != 1) {
+			abort();
+		}
+	}
+	memset(addrs[n++], 0, 16);
+	if (size >= 16) {
+		memcpy(addrs[n++], data + size - 16, 16);
+	}
+	uint16_t ports[] = {0, p->broker_port, p->server_port, 53, 123};
+	for (size_t s = 0; s < n; s++) {
+		for (size_t d = 0; d < n; d++) {
+			for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+				for (int q = 0; q < 2; q++) {
+					struct moat_net_pkt a = {.v6 = true,
+								 .proto = q ? MOAT_NET_PROTO_UDP
+									    : MOAT_NET_PROTO_TCP,
+								 .dport = ports[k]};
+					memcpy(a.src6, addrs[s], 16);
+					memcpy(a.dst6, addrs[d], 16);
+					struct moat_net_pkt g = a;
+					g.to_gateway = true;
+					if (moat_net_decide_pkt(p, &a) !=
+						    moat_net_expect_pkt(p, &a) ||
+					    moat_net_decide_pkt(p, &g) !=
+						    moat_net_expect_pkt(p, &g)) {
+						abort();
+					}
+				}
+			}
+		}
+	}
+	for (size_t a = 0; a < p->zone_count; a++) {
+		for (size_t s = 0; s < p->zones[a].prefix6_count; s++) {
+			for (size_t b = 0; b < p->zone_count; b++) {
+				for (size_t t = 0; t < p->zones[b].prefix6_count; t++) {
+					if ((a != b || s != t) &&
+					    moat_net_prefixes6_overlap(&p->zones[a].prefixes6[s],
+								       &p->zones[b].prefixes6[t])) {
+						abort();
+					}
 				}
 			}
 		}
@@ -183,6 +256,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *y = NULL;
 		size_t xl = 0;
 		size_t yl = 0;
+		if (f == MOAT_NET_FORMAT_IPTABLES && p.has_v6) {
+			if (moat_net_render(&p, MOAT_NET_FORMAT_IPTABLES, &x, &xl, &err) !=
+				    MOAT_EINVAL ||
+			    x != NULL) {
+				abort();
+			}
+			continue;
+		}
 		if (moat_net_render(&p, (enum moat_net_format)f, &x, &xl, &err) != 0 ||
 		    moat_net_render(&p, (enum moat_net_format)f, &y, &yl, &err) != 0 || xl != yl ||
 		    memcmp(x, y, xl) != 0 || strlen(x) != xl || xl > MOAT_NET_RENDER_MAX_BYTES) {
@@ -193,5 +274,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	check_vlans(&p);
 	check_agreement(&p, data, size);
+	check_agreement6(&p, data, size);
 	return 0;
 }

@@ -8,6 +8,7 @@
  * can create network namespaces, moat_net_verify runs the real topology, once with the
  * policy as built and once with the bridged device rule removed, which must be caught.
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -198,6 +199,30 @@ static void test_rejections(void **state)
 		{"[broker]\nport = 70000\n", "moat.conf:2: [broker] port"},
 		{"[broker]\nport = 0\n", "[broker] port"},
 		{"[server]\nport = -1\n", "[server] port"},
+		/* IPv6 prefixes of a zone */
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::5/64\n",
+		 "moat.conf:2: [network] iot: 'fd00:77:10::5/64': host bits set (the network is "
+		 "fd00:77:10::/64)"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::/65\n", "between /16 and /64"},
+		{"[network]\niot = 10.77.10.0/24, fd00::/8\n", "between /16 and /64"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::/064\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::/\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10:::/64\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:zz::/64\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, ::ffff:10.0.0.0/96\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fe80::/64\n", "not a unicast network"},
+		{"[network]\niot = 10.77.10.0/24, ff02::/64\n", "not a unicast network"},
+		{"[network]\niot = 10.77.10.0/24, ::/64\n", "not a unicast network"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::%eth0/64\n", "not an IPv6 prefix"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77:10::/64, fd00:77:10::/60\n",
+		 "moat.conf:2: [network] iot: prefix fd00:77:10::/60 overlaps fd00:77:10::/64 of "
+		 "zone iot"},
+		{"[network]\niot = 10.77.10.0/24, fd00:77::/48\nguest = 10.77.20.0/24, "
+		 "fd00:77:0:20::/64\n",
+		 "overlaps fd00:77::/48 of zone iot"},
+		{"[network]\nextra_zones = lab\nlab = fd00:9::/64\n",
+		 "[network] lab: an IPv6 prefix needs an IPv4 subnet in the same zone"},
 		{"[network]\nconn_rate = 0\n", "[network] conn_rate"},
 		{"[network]\nlog_rate = 100001\n", "[network] log_rate"},
 		{"[network]\nconn_rate = many\n", "[network] conn_rate"},
@@ -322,8 +347,10 @@ static size_t disagreements(const struct moat_net_policy *p)
 				       moat_net_expect(p, addrs[s], addrs[d], ports[k]);
 				for (size_t q = 0; q < 3; q++) {
 					/* through the gateway and to the gateway itself */
-					struct moat_net_pkt a = {addrs[s], addrs[d], protos[q],
-								 ports[k], false};
+					struct moat_net_pkt a = {.src = addrs[s],
+								 .dst = addrs[d],
+								 .proto = protos[q],
+								 .dport = ports[k]};
 					struct moat_net_pkt g = a;
 					g.to_gateway = true;
 					bad += moat_net_decide_pkt(p, &a) !=
@@ -477,6 +504,245 @@ static void test_render(void **state)
 	free(p);
 }
 
+static const char dual_conf[] = "[network]\n"
+				"iot = 10.77.10.0/24, fd00:77:10::/64\n"
+				"management = 10.77.1.0/24, fd00:77:1::/64\n"
+				"guest = 10.77.20.0/24, fd00:77:20::/64, 2001:db8:20::/48\n"
+				"extra_zones = cameras, lab\n"
+				"cameras = 10.20.0.0/22, fd00:77:30::/64\n"
+				"lab = 10.30.0.0/24\n"
+				"device_zones = iot, cameras\n"
+				"server_address = 10.77.1.11\n"
+				"dns = 10.77.1.53\n";
+
+static void P6(const char *s, uint8_t out[16])
+{
+	assert_int_equal(inet_pton(AF_INET6, s, out), 1);
+}
+
+static void test_parse_prefix6(void **state)
+{
+	(void)state;
+	struct moat_net_prefix6 a;
+	struct moat_net_prefix6 b;
+	struct moat_err err = {0};
+	assert_int_equal(moat_net_parse_prefix6("fd00:77:10::/64", &a, &err), 0);
+	assert_int_equal(a.prefix, 64);
+	assert_int_equal(a.addr[0], 0xfd);
+	assert_int_equal(a.addr[5], 0x10);
+	assert_int_equal(moat_net_parse_prefix6("2001:db8::/32", &b, &err), 0);
+	assert_false(moat_net_prefixes6_overlap(&a, &b));
+	assert_int_equal(moat_net_parse_prefix6("fd00:77::/32", &b, &err), 0);
+	assert_true(moat_net_prefixes6_overlap(&a, &b));
+	assert_true(moat_net_prefixes6_overlap(&b, &a));
+	uint8_t x[16];
+	P6("fd00:77:10::9", x);
+	assert_true(moat_net_prefix6_contains(&a, x));
+	P6("fd00:77:11::9", x);
+	assert_false(moat_net_prefix6_contains(&a, x));
+	static const char *const bad[] = {"fd00::",
+					  "fd00::/",
+					  "/64",
+					  "fd00::/6a",
+					  "fd00::/64/1",
+					  "fd00::/0064",
+					  "10.0.0.0/8",
+					  "fd00::1/64",
+					  "fd00::/15",
+					  "fd00::/65",
+					  "fd00::/128",
+					  "fe80::/64",
+					  "ff00::/16",
+					  "::/16",
+					  "fd00::%lo/64",
+					  "fd00:: /64",
+					  "fd00::1.2.3.4/64",
+					  ""};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (moat_net_parse_prefix6(bad[i], &a, &err) != MOAT_EINVAL) {
+			fail_msg("'%s' accepted", bad[i]);
+		}
+	}
+}
+
+/* IPv6 samples: first, second and last host of every prefix (of the /64 at its start), the
+ * services, the gateway side and addresses of no zone. */
+static size_t samples6(const struct moat_net_policy *p, uint8_t (*out)[16], size_t max)
+{
+	size_t n = 0;
+	for (size_t z = 0; z < p->zone_count; z++) {
+		for (size_t s = 0; s < p->zones[z].prefix6_count && n + 3 <= max; s++) {
+			for (int k = 0; k < 3; k++) {
+				memcpy(out[n], p->zones[z].prefixes6[s].addr, 16);
+				out[n][15] = (uint8_t)(k == 2 ? 0xfe : k + 1);
+				out[n][8] = k == 2 ? 0xff : 0;
+				n++;
+			}
+		}
+	}
+	if (p->services6 && n + 2 <= max) {
+		memcpy(out[n++], p->broker_addr6, 16);
+		memcpy(out[n++], p->server_addr6, 16);
+	}
+	static const char *const outside[] = {"2001:4860:4860::8888", "fd00:1::1", "fe80::1", "::"};
+	for (size_t i = 0; i < 4 && n < max; i++) {
+		assert_int_equal(inet_pton(AF_INET6, outside[i], out[n++]), 1);
+	}
+	return n;
+}
+
+static size_t disagreements6(const struct moat_net_policy *p)
+{
+	static uint8_t addrs[128][16];
+	size_t n = samples6(p, addrs, 128);
+	uint16_t ports[] = {0, p->broker_port, p->server_port, 22, 53, 123, 67};
+	const enum moat_net_proto protos[] = {MOAT_NET_PROTO_TCP, MOAT_NET_PROTO_UDP,
+					      MOAT_NET_PROTO_OTHER};
+	size_t bad = 0;
+	for (size_t s = 0; s < n; s++) {
+		for (size_t d = 0; d < n; d++) {
+			for (size_t k = 0; k < sizeof(ports) / sizeof(ports[0]); k++) {
+				for (size_t q = 0; q < 3; q++) {
+					struct moat_net_pkt a = {.v6 = true,
+								 .proto = protos[q],
+								 .dport = ports[k]};
+					memcpy(a.src6, addrs[s], 16);
+					memcpy(a.dst6, addrs[d], 16);
+					struct moat_net_pkt g = a;
+					g.to_gateway = true;
+					bad += moat_net_decide_pkt(p, &a) !=
+					       moat_net_expect_pkt(p, &a);
+					bad += moat_net_decide_pkt(p, &g) !=
+					       moat_net_expect_pkt(p, &g);
+				}
+			}
+		}
+	}
+	return bad;
+}
+
+/* Number of lines of text that contain both a and b. */
+static size_t lines_with(const char *text, const char *a, const char *b)
+{
+	size_t n = 0;
+	for (const char *l = text; l && *l;) {
+		const char *e = strchr(l, '\n');
+		size_t len = e ? (size_t)(e - l) : strlen(l);
+		char line[512];
+		snprintf(line, sizeof(line), "%.*s", (int)(len < 511 ? len : 511), l);
+		n += strstr(line, a) && strstr(line, b);
+		l = e ? e + 1 : NULL;
+	}
+	return n;
+}
+
+static void test_ipv6(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	/* Off by default: no prefix, no IPv6 set, no ip6 rule. */
+	assert_int_equal(policy_from("", p, &err), 0);
+	assert_false(p->has_v6);
+	assert_false(p->services6);
+	char *text = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_net_render(p, MOAT_NET_FORMAT_NFT, &text, &len, &err), 0);
+	assert_null(strstr(text, "ip6 saddr"));
+	free(text);
+	if (policy_from(dual_conf, p, &err) != 0) {
+		fail_msg("%s", err.msg);
+	}
+	assert_true(p->has_v6);
+	assert_true(p->services6);
+	char a[48];
+	moat_net_addr6_format(p->broker_addr6, a, sizeof(a));
+	assert_string_equal(a, "fd00:77:1::a");
+	moat_net_addr6_format(p->server_addr6, a, sizeof(a));
+	assert_string_equal(a, "fd00:77:1::b");
+	assert_int_equal(p->zones[2].prefix6_count, 2);
+	assert_int_equal(disagreements6(p), 0);
+	assert_int_equal(disagreements(p), 0);
+
+	/* The rows of the design, over IPv6. */
+	struct moat_net_pkt k = {.v6 = true, .proto = MOAT_NET_PROTO_TCP, .dport = 8883};
+	P6("fd00:77:10::5", k.src6);
+	memcpy(k.dst6, p->broker_addr6, 16);
+	assert_true(moat_net_decide_pkt(p, &k));
+	P6("fd00:77:10::6", k.dst6);
+	assert_false(moat_net_decide_pkt(p, &k)); /* iot <-> iot */
+	P6("fd00:77:30::6", k.dst6);
+	assert_false(moat_net_decide_pkt(p, &k)); /* iot -> cameras */
+	P6("2001:4860::1", k.dst6);
+	assert_false(moat_net_decide_pkt(p, &k)); /* iot -> the internet */
+	P6("2001:db8:20:1::9", k.src6);
+	assert_true(moat_net_decide_pkt(p, &k)); /* guest -> the internet */
+	memcpy(k.dst6, p->broker_addr6, 16);
+	assert_false(moat_net_decide_pkt(p, &k)); /* guest -> broker */
+	k.dport = 53;
+	k.proto = MOAT_NET_PROTO_UDP;
+	P6("fd00:77:1::35", k.dst6);
+	assert_false(moat_net_decide_pkt(p, &k)); /* dns lists IPv4 servers only */
+
+	/* Teeth: flipping any one rule is caught by IPv6 packets alone, so every rule that
+	 * names addresses has its IPv6 meaning (the dns server's has none). */
+	for (size_t i = 0; i < p->rule_count; i++) {
+		struct moat_net_rule saved = p->rules[i];
+		if ((saved.action != MOAT_NET_ACCEPT && saved.action != MOAT_NET_DROP) ||
+		    saved.iif_not[0] ||
+		    (saved.src.kind == MOAT_NET_SEL_ZONE &&
+		     p->zones[saved.src.zone].prefix6_count == 0) ||
+		    (saved.dst.kind == MOAT_NET_SEL_ADDR && !saved.dst.has6)) {
+			continue;
+		}
+		p->rules[i].action = saved.action == MOAT_NET_ACCEPT ? MOAT_NET_DROP
+								     : MOAT_NET_ACCEPT;
+		if (disagreements6(p) == 0) {
+			fail_msg("flipping rule %zu (%s) went unnoticed over IPv6", i, saved.why);
+		}
+		p->rules[i] = saved;
+	}
+
+	/* The ruleset: every rule that names addresses has an ip6 line, in both tables. */
+	assert_int_equal(moat_net_render(p, MOAT_NET_FORMAT_NFT, &text, &len, &err), 0);
+	assert_non_null(strstr(text, "type ipv6_addr"));
+	assert_non_null(strstr(text, "elements = { fd00:77:20::/64, 2001:db8:20::/48 }"));
+	assert_non_null(strstr(text, "ip6 saddr @device_zones6 ip6 daddr fd00:77:1::a tcp dport "
+				     "8883 accept"));
+	assert_non_null(strstr(text, "ip6 saddr @device_zones6 ip6 daddr fd00:77:1::b tcp dport "
+				     "8443 accept"));
+	assert_non_null(strstr(text, "update @newconn6 { ip6 saddr limit rate over"));
+	assert_non_null(strstr(text, "meta nfproto ipv6 ip6 daddr != @all_zones6 accept"));
+	assert_non_null(strstr(text, "nd-router-solicit, nd-router-advert, nd-neighbor-solicit, "
+				     "nd-neighbor-advert }"));
+	for (size_t i = 0; i < p->rule_count; i++) {
+		const struct moat_net_rule *r = &p->rules[i];
+		char c[80];
+		snprintf(c, sizeof(c), "comment \"%s\"", r->why);
+		bool named = r->src.kind != MOAT_NET_SEL_ANY || r->dst.kind != MOAT_NET_SEL_ANY;
+		bool v4only = r->dst.kind == MOAT_NET_SEL_ADDR && !r->dst.has6;
+		if (named && !v4only) {
+			/* forward or input; and in the bridge table when bridged */
+			size_t want = (r->iif_not[0] ? 2 : 1) + (r->bridged ? 1 : 0);
+			if (lines_with(text, "ip6 ", c) != want ||
+			    lines_with(text, "ip ", c) != want) {
+				fail_msg("rule %zu (%s): %zu ip6 and %zu ip lines, want %zu", i,
+					 r->why, lines_with(text, "ip6 ", c),
+					 lines_with(text, "ip ", c), want);
+			}
+		} else if (named) {
+			assert_int_equal(lines_with(text, "ip6 ", c), 0);
+		}
+	}
+	free(text);
+	/* No IPv4-only rendering of a dual-stack policy. */
+	assert_int_equal(moat_net_render(p, MOAT_NET_FORMAT_IPTABLES, &text, &len, &err),
+			 MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "covers IPv4 only"));
+	free(p);
+}
+
 /* The real thing, where this machine allows it; otherwise skipped, never passed. */
 static void test_verify_namespaces(void **state)
 {
@@ -530,6 +796,64 @@ static void test_verify_namespaces(void **state)
 			assert_int_equal(pr->observed, MOAT_NET_OBS_OPEN);
 		}
 	}
+
+	/* Dual stack: every probe has its IPv6 twin (but the IPv4 flood), all hold; without
+	 * the bridged device rule, iot-1 and iot-2 reach each other over both families. */
+	assert_int_equal(policy_from(dual_conf, p, &err), 0);
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(moat_net_verify(p, r, &err), 0);
+	size_t six = 0;
+	for (size_t i = 0; i < r->probe_count; i++) {
+		six += r->probes[i].v6;
+		if (!r->probes[i].ok) {
+			print_message("mismatch: %s -> %s:%u %s (%s)\n", r->probes[i].from,
+				      r->probes[i].to, r->probes[i].port,
+				      moat_net_observed_name(r->probes[i].observed),
+				      r->probes[i].v6 ? "IPv6" : "IPv4");
+		}
+	}
+	assert_int_equal(r->mismatches, 0);
+	/* every IPv6 probe is the twin of an IPv4 one; lab (no prefix) has none */
+	assert_true(six > 100);
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *a = &r->probes[i];
+		bool twin = !a->v6;
+		for (size_t j = 0; j < r->probe_count && !twin; j++) {
+			const struct moat_net_probe *b = &r->probes[j];
+			twin = !b->v6 && strcmp(a->from, b->from) == 0 &&
+			       strcmp(a->to, b->to) == 0 && a->port == b->port &&
+			       a->udp == b->udp && a->expect_open == b->expect_open;
+		}
+		assert_true(twin);
+		assert_false(a->v6 && strncmp(a->from, "lab-", 4) == 0);
+	}
+	for (size_t i = 0; i < p->rule_count; i++) {
+		if (p->rules[i].src.kind == MOAT_NET_SEL_DEVICES &&
+		    p->rules[i].dst.kind == MOAT_NET_SEL_DEVICES) {
+			p->rules[i].bridged = false;
+		}
+	}
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(moat_net_verify(p, r, &err), 0);
+	size_t pairs6 = 0;
+	for (size_t i = 0; i < r->probe_count; i++) {
+		const struct moat_net_probe *pr = &r->probes[i];
+		/* two hosts of one device zone (iot, cameras) on its bridge */
+		bool pair = false;
+		for (size_t k = 0; k < 2; k++) {
+			const char *z = k == 0 ? "iot-" : "cameras-";
+			size_t n = strlen(z);
+			pair = pair ||
+			       (strncmp(pr->from, z, n) == 0 &&
+				isdigit((unsigned char)pr->from[n]) && strncmp(pr->to, z, n) == 0);
+		}
+		if (pr->ok == pair) {
+			fail_msg("%s -> %s (%s): %s", pr->from, pr->to, pr->v6 ? "IPv6" : "IPv4",
+				 moat_net_observed_name(pr->observed));
+		}
+		pairs6 += pair && pr->v6;
+	}
+	assert_int_equal(pairs6, 4);
 	free(p);
 	free(r);
 }
@@ -795,6 +1119,8 @@ int main(void)
 		cmocka_unit_test(test_interfaces_render),
 		cmocka_unit_test(test_decide_matches_expect),
 		cmocka_unit_test(test_render),
+		cmocka_unit_test(test_parse_prefix6),
+		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_guard_config),
 		cmocka_unit_test(test_guard_render),
 		cmocka_unit_test(test_verify_namespaces),
