@@ -472,7 +472,7 @@ static void test_quick(void **state)
 		snprintf(many + strlen(many), sizeof(many) - strlen(many), "%s\"k%d\":1",
 			 i ? "," : "", i);
 	}
-	strcat(many, "}");
+	snprintf(many + strlen(many), sizeof(many) - strlen(many), "}");
 	quick_no(&lim, many, strlen(many));
 
 	/* the field: found, a string without escapes, its bytes */
