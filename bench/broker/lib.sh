@@ -55,9 +55,9 @@ broker_up() {
 	"$moat" --dir "$D" up "${flag[@]}" "$@" >/dev/null
 }
 
-# broker_down [SECONDS]: stops it, waiting at most SECONDS (default 60).
+# broker_down [SECONDS]: stops it, waiting at most SECONDS (a number; default 60).
 broker_down() {
-	"$moat" --dir "$D" down --timeout "${1:-60}" >/dev/null
+	"$moat" --dir "$D" down --timeout "${1:-60}s" >/dev/null
 }
 
 # loadgen MODE ARGS...: the load generator against this deployment (see loadgen.c).

@@ -4,9 +4,11 @@
  *
  * cJSON accepts more than an interoperable reader should: duplicate keys (it keeps both and
  * returns the first, so one message could say two things to two parsers), a second document
- * after the first, "\u0000" (it cuts the string there), raw control characters and invalid
- * UTF-8 in strings, numbers like 01, 1. or -.5, a leading byte-order mark, and nesting up to
- * 1000 levels. moat_json_parse refuses all of these before or after cJSON builds the tree,
+ * after the first, "\u0000" and \u escapes without 4 hex digits ("\uZZZZ" reads as U+0000:
+ * both cut the string there), raw control characters and invalid UTF-8 in strings, any
+ * control byte as whitespace between tokens ({\x01"a":1}), numbers like 01, 1. or -.5, a
+ * leading byte-order mark, and nesting up to 1000 levels. moat_json_parse refuses all of
+ * these before or after cJSON builds the tree,
  * so a caller only ever sees a document every strict JSON parser reads the same way.
  *
  * Numbers are checked for their syntax (RFC 8259), not their range: 1e999 reads as inf and
@@ -58,11 +60,14 @@ enum moat_json_fault_kind {
 	MOAT_JSON_ESCAPE,      /* MOAT_JSON_NO_ESCAPES: a backslash */
 	MOAT_JSON_CONTROL,     /* MOAT_JSON_NO_CONTROLS: a control byte or DEL */
 	MOAT_JSON_ESCAPED_NUL, /* the escape \u0000 */
+	MOAT_JSON_BAD_ESCAPE,  /* an escape JSON has not: \u without 4 hex digits, a lone or
+				  misordered surrogate, an unknown letter (\x) */
 	MOAT_JSON_BAD_TEXT,    /* a control character or invalid UTF-8 inside a string */
 	MOAT_JSON_BAD_NUMBER,  /* a number outside RFC 8259's syntax (or MOAT_JSON_UINTS) */
 	MOAT_JSON_TOO_DEEP,    /* nested deeper than max_depth */
-	MOAT_JSON_SYNTAX,      /* not JSON (what cJSON refuses, and any byte >= 0x80 outside
-				  strings: a byte-order mark too) */
+	MOAT_JSON_SYNTAX,      /* not JSON (what cJSON refuses, and outside strings any byte
+				  >= 0x80, a byte-order mark too, or control byte other than
+				  space, tab, LF, CR: offset says where) */
 	MOAT_JSON_TRAILING,    /* something other than whitespace after the value */
 	MOAT_JSON_NOT_OBJECT,  /* a value other than an object */
 	MOAT_JSON_DUPLICATE,   /* a key twice in one object, at any depth */
@@ -71,7 +76,8 @@ enum moat_json_fault_kind {
 
 struct moat_json_fault {
 	enum moat_json_fault_kind kind;
-	size_t offset; /* where in the input (NOT_ASCII, ESCAPE, CONTROL, BAD_TEXT, BAD_NUMBER) */
+	size_t offset; /* where in the input (NOT_ASCII, ESCAPE, CONTROL, BAD_ESCAPE, BAD_TEXT,
+			  BAD_NUMBER; SYNTAX when a byte outside strings is at fault, else 0) */
 	char key[MOAT_JSON_KEY_KEEP_MAX + 1]; /* DUPLICATE: the key's first bytes, raw: a
 						 caller escapes it before showing it */
 };

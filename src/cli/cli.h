@@ -65,6 +65,12 @@ extern const struct moat_opt cli_common_opts[];
 /* MOAT_OPT_FN converter for --key-type into the enum moat_key_type at dst. */
 int cli_opt_key_type(void *dst, const char *value, struct moat_err *err);
 
+/* A duration option of whole seconds in [min_s, max_s] into *out_s. The unit is required
+ * (30s, 5m, 1h: moat_duration_ms_parse, like every duration moat reads), so a bare number
+ * is refused; every message starts with opt ("--interval: '2': give a unit ..."). */
+int cli_opt_seconds(const char *opt, const char *value, int64_t min_s, int64_t max_s,
+		    int64_t *out_s, struct moat_err *err);
+
 /* MOAT_OPT_FN converter for an option known but not taken here: plain bad usage. */
 int cli_opt_refuse(void *dst, const char *value, struct moat_err *err);
 

@@ -130,12 +130,7 @@ static int add_arg(void *dst, const char *value, struct moat_err *err)
 
 static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 {
-	int64_t *timeout_s = dst;
-	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1 ||
-	    *timeout_s > 3600) {
-		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s' is not 1s to 1h", value);
-	}
-	return 0;
+	return cli_opt_seconds("--timeout", value, 1, 3600, dst, err);
 }
 
 /* update_interval's interval: a duration with its unit, sent as whole seconds (what the

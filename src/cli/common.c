@@ -18,6 +18,7 @@
 #include "moat/fsutil.h"
 #include "moat/signals.h"
 #include "moat/text.h"
+#include "moat/timeutil.h"
 
 struct cli_globals cli_globals;
 
@@ -281,6 +282,25 @@ void cli_json_string(FILE *out, const char *s)
 const char *cli_plural(long long n, const char *one, const char *many)
 {
 	return n == 1 ? one : many;
+}
+
+int cli_opt_seconds(const char *opt, const char *value, int64_t min_s, int64_t max_s,
+		    int64_t *out_s, struct moat_err *err)
+{
+	int64_t ms = 0;
+	char lo[32], hi[32];
+
+	if (moat_duration_ms_parse(value, &ms, err) != 0) {
+		moat_err_prefix(err, "%s", opt);
+		return MOAT_EINVAL;
+	}
+	if (ms % 1000 != 0 || ms / 1000 < min_s || ms / 1000 > max_s) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%s' is not whole seconds from %s to %s",
+				    opt, value, cli_duration_words(min_s, lo, sizeof(lo)),
+				    cli_duration_words(max_s, hi, sizeof(hi)));
+	}
+	*out_s = ms / 1000;
+	return 0;
 }
 
 const char *cli_duration_words(int64_t seconds, char *buf, size_t size)

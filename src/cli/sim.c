@@ -1,4 +1,4 @@
-/* sim.c: `moat sim --devices N [--prefix P] [--interval S] [--duration S]` (or `moat sim
+/* sim.c: `moat sim --devices N [--prefix P] [--interval 10s] [--duration 5m]` (or `moat sim
  * ID...` for named devices, such as the tutorial's three in `make run`): N simulated
  * devices in one process, each the same device code as moat-agent (src/device), connecting
  * to moat.conf's [client] host (or --host). Devices the registry has are reused; devices it
@@ -499,22 +499,13 @@ out:
 
 static int parse_interval(void *dst, const char *value, struct moat_err *err)
 {
-	int64_t *interval_s = dst;
-	if (moat_duration_parse(value, 1, interval_s, err) != 0 ||
-	    *interval_s < MOAT_MSG_UPDATE_INTERVAL_MIN ||
-	    *interval_s > MOAT_MSG_UPDATE_INTERVAL_MAX) {
-		return moat_err_set(err, MOAT_EINVAL, "--interval: '%s' is not 1s to 1d", value);
-	}
-	return 0;
+	return cli_opt_seconds("--interval", value, MOAT_MSG_UPDATE_INTERVAL_MIN,
+			       MOAT_MSG_UPDATE_INTERVAL_MAX, dst, err);
 }
 
 static int parse_duration(void *dst, const char *value, struct moat_err *err)
 {
-	int64_t *duration_s = dst;
-	if (moat_duration_parse(value, 1, duration_s, err) != 0 || *duration_s < 1) {
-		return moat_err_set(err, MOAT_EINVAL, "--duration: '%s' is not a duration", value);
-	}
-	return 0;
+	return cli_opt_seconds("--duration", value, 1, INT32_MAX, dst, err);
 }
 
 static int parse_type(void *dst, const char *value, struct moat_err *err)

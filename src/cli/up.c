@@ -198,7 +198,7 @@ static void guard_remove(const struct moat_net_guard *g)
 }
 
 static const char up_usage[] =
-	"usage: moat up [--foreground] [--no-plugin] [--timeout SECONDS] [--json]\n"
+	"usage: moat up [--foreground] [--no-plugin] [--timeout 30s] [--json]\n"
 	"Regenerates the broker's files (as moat broker config) and starts Mosquitto and\n"
 	"moatd under a supervisor that restarts what dies; returns once both complete a TLS\n"
 	"handshake verified against the deployment CA, and fails when either does not (or\n"
@@ -206,17 +206,11 @@ static const char up_usage[] =
 	"$MOAT_MOSQUITTO overrides /usr/sbin/mosquitto, $MOAT_MOATD the moatd beside moat.\n"
 	"As root it first installs the connection guard of [guard] in moat.conf (nftables\n"
 	"table inet moat_guard_PORT). For a service manager, see the systemd units instead\n"
-	"(docs/OPERATIONS.md).\n";
+	"(docs/OPERATIONS.md). --timeout: 1s to 1h, with its unit (30s, 2m).\n";
 
 static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 {
-	int64_t *timeout_s = dst;
-	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1 ||
-	    *timeout_s > 3600) {
-		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s': expected 1..3600 seconds",
-				    value);
-	}
-	return 0;
+	return cli_opt_seconds("--timeout", value, 1, 3600, dst, err);
 }
 
 int up_main(int argc, char **argv)
@@ -311,9 +305,9 @@ static int simple_opts(int argc, char **argv, const char *usage, int64_t *timeou
 int down_main(int argc, char **argv)
 {
 	static const char usage[] =
-		"usage: moat down [--timeout SECONDS]\n"
-		"Stops the broker started by moat up, waits until it is gone, and removes the\n"
-		"connection guard moat up installed.\n";
+		"usage: moat down [--timeout 30s]\n"
+		"Stops the broker started by moat up, waits until it is gone (at most --timeout:\n"
+		"1s to 1h, with its unit), and removes the connection guard moat up installed.\n";
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	char dir[PATH_MAX];

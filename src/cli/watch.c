@@ -156,11 +156,7 @@ static void show(const char *topic, const char *payload, size_t len)
 
 static int parse_timeout(void *dst, const char *value, struct moat_err *err)
 {
-	int64_t *timeout_s = dst;
-	if (moat_duration_parse(value, 1, timeout_s, err) != 0 || *timeout_s < 1) {
-		return moat_err_set(err, MOAT_EINVAL, "--timeout: '%s' is not a duration", value);
-	}
-	return 0;
+	return cli_opt_seconds("--timeout", value, 1, INT32_MAX, dst, err);
 }
 
 int watch_main(int argc, char **argv)

@@ -3,9 +3,11 @@
  * moat_json_parse works in four steps, each refusing with its own fault kind:
  *   1. bytes: size, NUL bytes, and the caller's stricter byte rules (ASCII, no escapes, no
  *      control bytes);
- *   2. one pass over the text that follows strings and brackets: nesting depth, "\u0000",
- *      control characters and invalid UTF-8 inside strings, the RFC 8259 number syntax
- *      (and MOAT_JSON_UINTS), and non-ASCII bytes outside strings (no JSON token has any);
+ *   2. one pass over the text that follows strings and brackets: nesting depth, escapes
+ *      ("\u0000", \u without 4 hex digits, unpaired surrogates, unknown letters), control
+ *      characters and invalid UTF-8 inside strings, the RFC 8259 number syntax (and
+ *      MOAT_JSON_UINTS), and outside strings non-ASCII bytes (no JSON token has any) and
+ *      control bytes other than RFC 8259's whitespace (cJSON skips them all);
  *   3. cJSON's parse, bounded by len (cJSON_ParseWithLengthOpts never reads past it), then
  *      nothing but whitespace after the value, and an object at the top;
  *   4. duplicate keys in every object: pairwise for small objects, through a hash table for
@@ -44,6 +46,12 @@ struct scan {
 	bool uints; /* MOAT_JSON_UINTS */
 	struct moat_json_fault *f;
 };
+
+/* RFC 8259's whitespace: the only bytes allowed between tokens. */
+static bool json_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 static int fault_at(struct scan *s, enum moat_json_fault_kind kind, size_t offset)
 {
@@ -93,6 +101,70 @@ bool moat_json_text_ok(const char *s, size_t len, bool strict)
 	return true;
 }
 
+/* The 4 hex digits of a \u escape at at (the backslash); -1 when they are not 4 hex digits. */
+static long escape_u(const struct scan *s, size_t at)
+{
+	long cp = 0;
+
+	if (s->len - at < 6 || s->p[at + 1] != 'u') {
+		return -1;
+	}
+	for (size_t k = 2; k < 6; k++) {
+		unsigned char c = s->p[at + k];
+		unsigned char lc = (unsigned char)(c | 0x20);
+		if (c >= '0' && c <= '9') {
+			cp = cp << 4 | (c - '0');
+		} else if (lc >= 'a' && lc <= 'f') {
+			cp = cp << 4 | (lc - 'a' + 10);
+		} else {
+			return -1;
+		}
+	}
+	return cp;
+}
+
+/* The escape at s->i (a backslash, not the last byte), which is skipped. cJSON 1.7.15 reads
+ * a \u escape whose digits are not hex as U+0000 ("\uZZZZ", "\u12G4") and so cuts the
+ * string like \u0000 itself: "reboot\u0000x" would read as "reboot" to us and as
+ * something else elsewhere. So \u needs 4 hex digits and must not be U+0000, a high
+ * surrogate must be followed at once by a low one, and a low one must follow a high one. */
+static int scan_escape(struct scan *s)
+{
+	size_t at = s->i;
+	unsigned char e;
+	long cp, low;
+
+	if (at + 1 >= s->len) {
+		s->i = s->len; /* an unterminated string: cJSON's to refuse */
+		return 0;
+	}
+	e = s->p[at + 1];
+	if (e != 'u') {
+		if (e != '"' && e != '\\' && e != '/' && e != 'b' && e != 'f' && e != 'n' &&
+		    e != 'r' && e != 't') {
+			return fault_at(s, MOAT_JSON_BAD_ESCAPE, at);
+		}
+		s->i += 2;
+		return 0;
+	}
+	cp = escape_u(s, at);
+	if (cp == 0) {
+		return fault_at(s, MOAT_JSON_ESCAPED_NUL, at);
+	}
+	if (cp < 0 || (cp >= 0xDC00 && cp <= 0xDFFF)) {
+		return fault_at(s, MOAT_JSON_BAD_ESCAPE, at);
+	}
+	s->i += 6;
+	if (cp >= 0xD800 && cp <= 0xDBFF) {
+		low = s->i < s->len && s->p[s->i] == '\\' ? escape_u(s, s->i) : -1;
+		if (low < 0xDC00 || low > 0xDFFF) {
+			return fault_at(s, MOAT_JSON_BAD_ESCAPE, at);
+		}
+		s->i += 6;
+	}
+	return 0;
+}
+
 /* A string from its opening quote. An unterminated one is left to cJSON to refuse. */
 static int scan_string(struct scan *s)
 {
@@ -115,13 +187,10 @@ static int scan_string(struct scan *s)
 			return fault_at(s, MOAT_JSON_BAD_TEXT, s->i);
 		}
 		if (c == '\\') {
-			/* cJSON would decode \u0000 and cut the string there, so "reboot\u0000x"
-			 * would read as "reboot" to us and as something else elsewhere. */
-			if (s->i + 5 < s->len && s->p[s->i + 1] == 'u' &&
-			    memcmp(s->p + s->i + 2, "0000", 4) == 0) {
-				return fault_at(s, MOAT_JSON_ESCAPED_NUL, s->i);
+			int rc = scan_escape(s);
+			if (rc != 0) {
+				return rc;
 			}
-			s->i += 2; /* the escaped character cannot end the string */
 			continue;
 		}
 		if (c >= 0x80) {
@@ -224,6 +293,10 @@ static int scan_text(struct scan *s)
 			}
 			s->i++;
 		} else if (c >= 0x80) {
+			rc = fault_at(s, MOAT_JSON_SYNTAX, s->i);
+		} else if (c < 0x20 && !json_space(c)) {
+			/* cJSON skips every byte up to 0x20 as whitespace; RFC 8259 has only
+			 * these four, so {\x01"a":1} is no JSON to any other reader */
 			rc = fault_at(s, MOAT_JSON_SYNTAX, s->i);
 		} else {
 			s->i++; /* structure, literals, whitespace: cJSON's to judge */
@@ -391,6 +464,11 @@ static int explain(const char *what, const unsigned char *text, size_t len,
 	case MOAT_JSON_ESCAPED_NUL:
 		return moat_err_set(err, MOAT_EINVAL,
 				    "%s: message contains an escaped NUL (\\u0000)", what);
+	case MOAT_JSON_BAD_ESCAPE:
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: invalid escape at offset %zu (\\u needs 4 hex digits, "
+				    "surrogates a high and low pair)",
+				    what, f->offset);
 	case MOAT_JSON_BAD_TEXT:
 		return moat_err_set(err, MOAT_EINVAL,
 				    "%s: string at offset %zu is not printable text (control "
@@ -404,6 +482,14 @@ static int explain(const char *what, const unsigned char *text, size_t len,
 		return moat_err_set(err, MOAT_EINVAL, "%s: nested deeper than %u levels", what,
 				    lim->max_depth);
 	case MOAT_JSON_SYNTAX:
+		/* step 2's refusals name the byte; cJSON's have offset 0, whose byte step 2
+		 * would have refused were it one of these */
+		if (f->offset < len && (text[f->offset] >= 0x80 ||
+					(text[f->offset] < 0x20 && !json_space(text[f->offset])))) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: invalid JSON (byte 0x%02x at offset %zu)", what,
+					    text[f->offset], f->offset);
+		}
 		return moat_err_set(err, MOAT_EINVAL, "%s: invalid JSON", what);
 	case MOAT_JSON_TRAILING:
 		return moat_err_set(err, MOAT_EINVAL, "%s: data after the object", what);

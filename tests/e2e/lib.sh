@@ -17,8 +17,9 @@ ON | on | 1 | TRUE | true | YES | yes) E2E_SLOW=3 ;;
 *) E2E_SLOW=1 ;;
 esac
 
-# deadline SECONDS: SECONDS (a number, optionally with an s suffix, as moat's --timeout
-# takes it) times E2E_SLOW. Every wait, `timeout N` and --timeout of a test goes through it.
+# deadline SECONDS: SECONDS (a number, optionally with an s suffix, which moat's duration
+# options need: `--timeout "$(deadline 30s)"`) times E2E_SLOW. Every wait, `timeout N` and
+# --timeout of a test goes through it.
 deadline() {
 	local n=${1%s} unit=${1##*[0-9.]}
 	awk -v n="$n" -v k="$E2E_SLOW" -v u="$unit" 'BEGIN { printf "%g%s\n", n * k, u }'

@@ -117,9 +117,9 @@ plugin_mosquitto_env() {
 # moat_up_test [ARGS...]: `moat up ARGS` with what an ASan-built plugin needs in the
 # uninstrumented broker (plugin_mosquitto_env); `moat down` runs at cleanup. Sets $out.
 moat_up_test() {
-	on_exit "moat down --timeout $(deadline 20)"
+	on_exit "moat down --timeout $(deadline 20s)"
 	# shellcheck disable=SC2046 # the prefix is words without spaces
-	expect_ok "moat up" $(plugin_mosquitto_env) moat up --timeout "$(deadline 30)" "$@"
+	expect_ok "moat up" $(plugin_mosquitto_env) moat up --timeout "$(deadline 30s)" "$@"
 }
 
 # plugin_start: starts mosquitto with $PB/broker/mosquitto.conf and waits until the plugin
@@ -258,7 +258,7 @@ broker_deploy() {
 	moat device add dev-b >/dev/null
 	moat identity add svc-1 --role service >/dev/null
 	moat identity add op-1 --role operator >/dev/null
-	on_exit "moat --dir '$D' down --timeout $(deadline 20)"
+	on_exit "moat --dir '$D' down --timeout $(deadline 20s)"
 }
 
 # broker_args NAME [CLIENT_ID]: mosquitto_pub/sub TLS options for identity NAME.

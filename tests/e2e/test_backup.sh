@@ -74,7 +74,7 @@ head -c 2000 "$T/backup.tgz" >"$T/cut.tgz"
 expect_fail "restore a truncated archive" moat restore "$T/cut.tgz" --dir "$T/r"
 [ ! -e "$T/r" ] || fail "a refused restore left $T/r"
 
-expect_ok "down (first deployment)" moat down --timeout "$(deadline 20)"
+expect_ok "down (first deployment)" moat down --timeout "$(deadline 20s)"
 expect_ok "restore" moat restore "$T/backup.tgz" --dir "$T/r"
 R="$T/r"
 fwkey=$(cd "$D" && ls firmware/keys/*.key)
@@ -100,9 +100,9 @@ assert_not_contains "$devs" "dev-late"
 pass "the restored registry is the one at the backup (revocation kept, later device absent)"
 
 export MOAT_DIR="$R" D="$R"
-on_exit "moat --dir '$R' down --timeout $(deadline 20)"
+on_exit "moat --dir '$R' down --timeout $(deadline 20s)"
 # shellcheck disable=SC2046
-expect_ok "up (restored)" $(plugin_mosquitto_env) moat up --timeout "$(deadline 30)"
+expect_ok "up (restored)" $(plugin_mosquitto_env) moat up --timeout "$(deadline 30s)"
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$R/log/moatd.log" ||
 	fail "restored moatd not listening: $(tail -5 "$R/log/moatd.log")"
 expect_status 204 "restored moatd answers dev-a" dev-a "$(url /api/firmware/version)"

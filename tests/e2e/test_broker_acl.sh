@@ -19,7 +19,7 @@ export MOAT_BROKER_PLUGIN=/nonexistent/moat_broker.so
 
 expect_fail "up without a plugin" moat up
 assert_contains "$errout" "--no-plugin"
-expect_ok "up --no-plugin" moat up --no-plugin --timeout "$(deadline 30)"
+expect_ok "up --no-plugin" moat up --no-plugin --timeout "$(deadline 30s)"
 assert_contains "$out" "ACL file, no plugin"
 expect_ok "status" moat status --json
 assert_contains "$out" '"mode":"acl-file"'

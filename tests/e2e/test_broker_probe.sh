@@ -14,13 +14,13 @@ export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 e2e_init
 moat device add dev-a >/dev/null
 moat identity add svc-1 --role service >/dev/null
-on_exit "moat --dir '$D' down --timeout $(deadline 20)"
+on_exit "moat --dir '$D' down --timeout $(deadline 20s)"
 EV="$D/log/security-events.jsonl"
 
 # refusals: the auth_refused events of the security log, one per line
 refusals() { grep '"kind":"auth_refused"' "$EV" 2>/dev/null || true; }
 
-expect_ok "up" moat up --timeout "$(deadline 30)"
+expect_ok "up" moat up --timeout "$(deadline 30s)"
 grep -q 'event=ready .*probe_as=svc-1' "$D/log/supervisor.log" ||
 	fail "the readiness probe did not go as svc-1: $(grep event=ready "$D/log/supervisor.log")"
 for i in 1 2 3; do
@@ -49,10 +49,10 @@ pass "moat up and four moat status probes: no auth_refused event (one deliberate
 
 # Without a usable identity (the only service revoked), up still works and says why the
 # broker records a failed handshake per probe.
-expect_ok "down" moat down --timeout "$(deadline 20)"
+expect_ok "down" moat down --timeout "$(deadline 20s)"
 expect_ok "revoke svc-1" moat identity revoke svc-1
 : >"$D/log/supervisor.log"
-expect_ok "up without a probe identity" moat up --timeout "$(deadline 30)"
+expect_ok "up without a probe identity" moat up --timeout "$(deadline 30s)"
 grep -q 'event=probe_without_identity' "$D/log/supervisor.log" ||
 	fail "no probe_without_identity line: $(cat "$D/log/supervisor.log")"
 expect_ok "status without a probe identity" moat status
@@ -64,4 +64,4 @@ assert_contains "$out" '"probe_identity":null'
 more_refusals() { [ "$(refusals | grep -c tls_handshake_failed)" -ge 2 ]; }
 wait_for 20 more_refusals || fail "anonymous probes left no events: $(refusals)"
 pass "no usable identity: the probe goes anonymous and says so"
-expect_ok "down" moat down --timeout "$(deadline 20)"
+expect_ok "down" moat down --timeout "$(deadline 20s)"

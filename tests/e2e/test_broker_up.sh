@@ -15,7 +15,7 @@ broker_deploy
 status_rc() { set +e; moat status >"$T/status.out" 2>&1; echo $?; set -e; }
 [ "$(status_rc)" = 3 ] || fail "status before up: $(cat "$T/status.out")"
 assert_contains "$(cat "$T/status.out")" "not running"
-expect_ok "up" moat up --timeout "$(deadline 30)"
+expect_ok "up" moat up --timeout "$(deadline 30s)"
 assert_contains "$out" "broker up on 127.0.0.1:$BROKER_PORT (plugin"
 expect_fail "up twice" moat up
 assert_contains "$errout" "already running"

@@ -18,7 +18,7 @@ e2e_init
 sed -i 's/^\[broker\]$/[broker]\nlisten = 127.0.0.1, 127.0.0.2/' "$D/moat.conf"
 moat device add dev-1 >/dev/null
 moat identity add backend-service --role service >/dev/null
-on_exit "moat --dir '$D' down --timeout $(deadline 20)"
+on_exit "moat --dir '$D' down --timeout $(deadline 20s)"
 moat_up_test
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
 	fail "moatd not listening: $(tail -5 "$D/log/moatd.log")"
@@ -134,5 +134,5 @@ expect_ok "dev-1 publishes after the renewal" pub_to 127.0.0.2
 expect_ok "cert expiring names the server certificate" bash -c "moat cert expiring --within 6d; [ \$? = 1 ]"
 pass "moat cert server renew"
 
-expect_ok "moat down" moat down --timeout "$(deadline 20)"
+expect_ok "moat down" moat down --timeout "$(deadline 20s)"
 broker_check_logs

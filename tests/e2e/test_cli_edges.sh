@@ -170,4 +170,26 @@ grep -q "Read-only file system\|Permission denied" "$T/ro.add" ||
 	fail "the refused write said: $(cat "$T/ro.add")"
 grep -q "registry.db-shm\|registry.db-wal" "$T/ro.ls" && fail "SQLite side files on the read-only mount"
 pass "device list, show, cert expiring, net plan and status read a read-only deployment"
+# ---- every duration option needs its unit (moat_duration_ms_parse), as update_interval does:
+# a bare number is refused with a line naming the option, before anything runs ----
+for c in "sim dev1 --interval" "sim dev1 --duration" "cmd dev1 diagnostics --timeout" \
+	"watch dev1 --timeout" "up --timeout" "down --timeout"; do
+	opt=${c##* }
+	expect_fail "$c 2" moat $c 2
+	case $errout in
+	*"$opt: '2': give a unit (e.g. 500ms, 30s, 5m, 1h): a bare number is ambiguous"*) ;;
+	*) fail "$c 2 said: $errout" ;;
+	esac
+done
+expect_fail "sim --interval 1500ms" moat sim dev1 --interval 1500ms
+[[ $errout == *"--interval: '1500ms' is not whole seconds from 1 second to 1 day"* ]] ||
+	fail "sim --interval 1500ms said: $errout"
+expect_fail "sim --interval 2d" moat sim dev1 --interval 2d
+[[ $errout == *"--interval: '2d' is not whole seconds"* ]] || fail "sim --interval 2d: $errout"
+expect_fail "cmd --timeout 2h" moat cmd dev1 diagnostics --timeout 2h
+[[ $errout == *"--timeout: '2h' is not whole seconds from 1 second to 1 hour"* ]] ||
+	fail "cmd --timeout 2h said: $errout"
+expect_fail "down --timeout 0s" moat down --timeout 0s
+[[ $errout == *"--timeout: '0s' is not whole seconds"* ]] || fail "down --timeout 0s: $errout"
+pass "duration options: a bare number, a fraction of a second and out of range are refused"
 pass "cli edges"

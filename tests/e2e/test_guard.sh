@@ -28,7 +28,7 @@ moat identity add watcher --role service >/dev/null
 # One cleanup, in this order: moat down inside the namespace, then the namespace.
 NS="moat-e2e-$$-guard"
 ip netns add "$NS"
-on_exit "ip netns exec $NS moat --dir '$D' down --timeout $(deadline 20); ip netns delete $NS"
+on_exit "ip netns exec $NS moat --dir '$D' down --timeout $(deadline 20s); ip netns delete $NS"
 ip -n "$NS" link set lo up
 nsx() { ip netns exec "$NS" "$@"; }
 TABLE="moat_guard_$BROKER_PORT"
@@ -46,7 +46,7 @@ bad() {
 	local what=$1 line=$2 want=$3
 	case $line in enabled*) guard_conf "$line" ;; *) guard_conf "enabled = yes" "$line" ;; esac
 	# shellcheck disable=SC2046 # the prefix is words without spaces
-	run_captured nsx $(plugin_mosquitto_env) moat up --timeout "$(deadline 30)"
+	run_captured nsx $(plugin_mosquitto_env) moat up --timeout "$(deadline 30s)"
 	[ $run_rc -ne 0 ] || { nsx moat down >/dev/null 2>&1; fail "$what: moat up started"; }
 	[ "$(printf '%s\n' "$errout" | wc -l)" -eq 1 ] || fail "$what: not one line: $errout"
 	assert_contains "$errout" "$want"
@@ -64,7 +64,7 @@ bad "unknown key" "per_source = 3" "per_source"
 guard_conf "enabled = yes" "broker_per_source = 5" "server_per_source = 3" "new_per_source = 5"
 sed -i "s/^\[broker\]\$/[broker]\nmax_connections = 16/" "$D/moat.conf"
 # shellcheck disable=SC2046
-expect_ok "moat up in the namespace" nsx $(plugin_mosquitto_env) moat up --timeout "$(deadline 30)"
+expect_ok "moat up in the namespace" nsx $(plugin_mosquitto_env) moat up --timeout "$(deadline 30s)"
 assert_contains "$out" "guard: table inet $TABLE: per source 5 broker and 3 moatd connections, 5 new/s"
 nsx nft list table inet "$TABLE" >"$T/table" || fail "no guard table in the namespace"
 if nft list tables 2>/dev/null | grep -q "$TABLE"; then fail "the guard reached the host's tables"; fi
@@ -150,6 +150,6 @@ peer_wait "$T/tcp" done 30
 peer_wait "$T/tls" done 30
 
 # ---- down removes it ----
-expect_ok "moat down" nsx moat --dir "$D" down --timeout "$(deadline 20)"
+expect_ok "moat down" nsx moat --dir "$D" down --timeout "$(deadline 20s)"
 if nsx nft list tables | grep -q "$TABLE"; then fail "moat down left the guard table"; fi
 pass "moat down removed the guard table"

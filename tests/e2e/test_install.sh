@@ -91,12 +91,12 @@ run_captured "$B/moat" broker config
 [ "$run_rc" = 0 ] || fail "installed moat broker config: $errout"
 grep -q "^plugin $R$P/lib/moat/moat_broker.so$" "$D/broker/mosquitto.conf" ||
 	fail "mosquitto.conf does not load the installed plugin: $(grep '^plugin' "$D/broker/mosquitto.conf")"
-on_exit "'$B/moat' --dir '$D' down --timeout $(deadline 20)"
-expect_ok "installed moat up" "$B/moat" up --timeout "$(deadline 30)"
+on_exit "'$B/moat' --dir '$D' down --timeout $(deadline 20s)"
+expect_ok "installed moat up" "$B/moat" up --timeout "$(deadline 30s)"
 assert_contains "$out" "moatd up on 127.0.0.1:$SERVER_PORT"
 [ "$(readlink "/proc/$(cat "$D/run/moatd.pid")/exe")" = "$B/moatd" ] || fail "moatd is not the installed one"
 expect_ok "installed moat status" "$B/moat" status
-expect_ok "installed moat down" "$B/moat" down --timeout "$(deadline 20)"
+expect_ok "installed moat down" "$B/moat" down --timeout "$(deadline 20s)"
 pass "the installed moat runs the installed moatd and plugin"
 
 # logrotate with the installed file, pointed at this deployment.

@@ -217,7 +217,7 @@ expect_fail "the old dev-3 certificate stays refused" pub dev-3 "$T/dev-3-old"
 crl_lists "$serial3" || fail "adding dev-3 again dropped the old certificate from the CRL"
 pass "a deleted name comes back only as a new identity; the old certificate stays revoked"
 
-expect_ok "moat down" moat down --timeout "$(deadline 20)"
+expect_ok "moat down" moat down --timeout "$(deadline 20s)"
 broker_check_logs
 if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
 	fail "sanitizer report in log/moatd.log"

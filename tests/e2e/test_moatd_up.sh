@@ -13,7 +13,7 @@ export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 broker_deploy
 moat identity add backend-service --role service >/dev/null
 
-expect_ok "up" moat up --timeout "$(deadline 30)"
+expect_ok "up" moat up --timeout "$(deadline 30s)"
 wait_for 20 test -s "$D/run/moatd.pid" || fail "moatd not started: $(tail -5 "$D/log/supervisor.log")"
 dpid=$(cat "$D/run/moatd.pid")
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
@@ -44,7 +44,7 @@ wait_for 20 sh -c "[ \$(grep -c 'event=listening' '$D/log/moatd.log') -ge 2 ]" |
 expect_status 204 "moatd answers again after a restart" dev-a "$(url /api/firmware/version)"
 dpid=$(cat "$D/run/moatd.pid")
 
-expect_ok "down" moat down --timeout "$(deadline 20)"
+expect_ok "down" moat down --timeout "$(deadline 20s)"
 wait_for 20 sh -c "! kill -0 $dpid 2>/dev/null" || fail "moatd $dpid still running after moat down"
 [ ! -e "$D/run/moatd.pid" ] || fail "stale run/moatd.pid"
 pass "moat down stops moatd"

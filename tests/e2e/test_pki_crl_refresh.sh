@@ -32,9 +32,9 @@ sed -i 's/^crl_validity = 59s$/crl_validity = 60s/' "$S/moat.conf"
 expect_ok "single-tier cert crl (passphrase)" moat --dir "$S" cert crl
 S_NEXT=$(next_update "$S/pki/crl.pem")
 # its broker and moatd run while the CRL goes stale
-on_exit "moat --dir '$S' down --timeout $(deadline 20)"
+on_exit "moat --dir '$S' down --timeout $(deadline 20s)"
 # shellcheck disable=SC2046 # the prefix is words without spaces
-expect_ok "moat up (single tier)" $(plugin_mosquitto_env) moat --dir "$S" up --timeout "$(deadline 30)"
+expect_ok "moat up (single tier)" $(plugin_mosquitto_env) moat --dir "$S" up --timeout "$(deadline 30s)"
 
 # --- the two-tier deployment under moat up ------------------------------------------------
 e2e_init

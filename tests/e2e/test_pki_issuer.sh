@@ -103,7 +103,7 @@ end_root=$(date -d "$(openssl x509 -in "$D/pki/ca.crt" -noout -enddate | cut -d=
 pass "--days beyond the issuer is refused (identities, renewal, the issuing CA)"
 
 # --- a broker started afresh reads every CRL -----------------------------------------------
-expect_ok "down" moat down --timeout "$(deadline 20)"
+expect_ok "down" moat down --timeout "$(deadline 20s)"
 moat_up_test
 connects new-c "after restart"
 connects old-a "after restart"

@@ -43,10 +43,10 @@ pass "nothing running: exit 3, both reported"
 # moatd not found: moat up refuses before it starts anything.
 mkdir "$T/alone"
 cp "$MOAT_BUILD/moat" "$T/alone/moat"
-expect_fail "moat up without moatd beside it" env -u MOAT_MOATD "$T/alone/moat" up --timeout "$(deadline 30)"
+expect_fail "moat up without moatd beside it" env -u MOAT_MOATD "$T/alone/moat" up --timeout "$(deadline 30s)"
 [ "$(wc -l <<<"$errout")" = 1 ] || fail "more than one line: $errout"
 assert_contains "$errout" "moatd not found: $T/alone/moatd: No such file or directory"
-expect_fail "moat up with \$MOAT_MOATD naming nothing" env MOAT_MOATD="$T/none" moat up --timeout "$(deadline 30)"
+expect_fail "moat up with \$MOAT_MOATD naming nothing" env MOAT_MOATD="$T/none" moat up --timeout "$(deadline 30s)"
 [ "$(wc -l <<<"$errout")" = 1 ] || fail "more than one line: $errout"
 assert_contains "$errout" "moatd not found: \$MOAT_MOATD=$T/none"
 status_is 3
@@ -68,7 +68,7 @@ export MOAT_MOATD="$T/moatd-wrap"
 
 # moatd dying while moat up starts: moat up fails, names moatd's last word, stops the rest.
 touch "$T/moatd.off"
-expect_fail "moat up with a moatd that exits" moat up --timeout "$(deadline 30)"
+expect_fail "moat up with a moatd that exits" moat up --timeout "$(deadline 30s)"
 [ "$(wc -l <<<"$errout")" = 1 ] || fail "more than one line: $errout"
 assert_contains "$errout" "moatd exited 1 while starting: moatd-wrap: held down by the test"
 assert_not_contains "$errout" "mosquitto:"
@@ -77,7 +77,7 @@ nothing_left
 rm -f "$T/moatd.off"
 pass "moatd dying at start fails moat up"
 
-expect_ok "up" moat up --timeout "$(deadline 30)"
+expect_ok "up" moat up --timeout "$(deadline 30s)"
 assert_contains "$out" "moatd up on 127.0.0.1:$SERVER_PORT (pid "
 status_is 0
 assert_contains "$out" "moatd: running (pid $(cat "$D/run/moatd.pid")), accepting verified TLS connections on 127.0.0.1:$SERVER_PORT"
@@ -127,7 +127,7 @@ rm -f "$T/moatd.off"
 wait_for 60 moat status >/dev/null || fail "status not back to 0 once moatd is restarted"
 pass "moatd down: exit 1, named"
 
-expect_ok "down" moat down --timeout "$(deadline 20)"
+expect_ok "down" moat down --timeout "$(deadline 20s)"
 status_is 3
 nothing_left
 broker_check_logs

@@ -170,6 +170,62 @@ static void test_strings(void **state)
 	refused_len(&plain, "{\"a\":\"\xe2\x82", 8, MOAT_JSON_BAD_TEXT, "invalid UTF-8");
 }
 
+/* cJSON 1.7.15 reads a \u escape whose digits are not hex as U+0000 and cuts the string
+ * there, as it does for \u0000: "reboot\uZZZZx" read as "reboot". */
+static void test_escapes(void **state)
+{
+	(void)state;
+	static const struct refusal rows[] = {
+		{"{\"a\":\"reboot\\uZZZZx\"}", MOAT_JSON_BAD_ESCAPE,
+		 "invalid escape at offset 12 (\\u needs 4 hex digits"},
+		{"{\"a\":\"reboot\\u12G4x\"}", MOAT_JSON_BAD_ESCAPE, "offset 12"},
+		{"{\"a\":\"\\u00e\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\u-123\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\\uZZZZb\":1}", MOAT_JSON_BAD_ESCAPE, "offset 3"}, /* in a key */
+		{"{\"a\":\"\\U0041\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\u\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		/* surrogates: a high one then at once a low one, nothing else */
+		{"{\"a\":\"\\ud800\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\ud800x\\udc00\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\udbff\\ud800\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\ud800\\uZZZZ\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\ud800\\n\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"\\udc00\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		{"{\"a\":\"x\\udfff\\ud800\"}", MOAT_JSON_BAD_ESCAPE, "offset 7"},
+		{"{\"a\":\"\\ud800\\u0000\"}", MOAT_JSON_BAD_ESCAPE, "offset 6"},
+		/* U+0000 however it is spelt */
+		{"{\"a\":\"\\u0000\"}", MOAT_JSON_ESCAPED_NUL, "escaped NUL"},
+	};
+	refused_rows(&plain, ROWS(rows));
+	/* a \u cut by the end of the input, and a backslash as the last byte */
+	refused_len(&plain, "{\"a\":\"\\u00", 10, MOAT_JSON_BAD_ESCAPE, "offset 6");
+	refused_len(&plain, "{\"a\":\"\\", 7, MOAT_JSON_SYNTAX, "invalid JSON");
+	/* what is valid still reads as itself */
+	const char *valid = "{\"a\":\"\\uD83D\\uDE00\\u00E9\\/\\b\\f\\n\\r\\t\"}";
+	cJSON *root = accepted_len(&plain, valid, strlen(valid));
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(root, "a")->valuestring,
+			    "\xf0\x9f\x98\x80\xc3\xa9/\b\f\n\r\t");
+	cJSON_Delete(root);
+	accepted(&plain, "{\"a\":\"\\udbff\\udfff \\uffff \\u0001\"}");
+}
+
+/* cJSON skips every byte up to 0x20 between tokens; RFC 8259 allows space, tab, LF, CR. */
+static void test_whitespace(void **state)
+{
+	(void)state;
+	static const struct refusal rows[] = {
+		{"{\x01\"a\":1}", MOAT_JSON_SYNTAX, "invalid JSON (byte 0x01 at offset 1)"},
+		{"{\"a\":\0371}", MOAT_JSON_SYNTAX, "byte 0x1f at offset 5"},
+		{"{\"a\"\x0b:1}", MOAT_JSON_SYNTAX, "byte 0x0b at offset 4"},
+		{"\x0c{\"a\":1}", MOAT_JSON_SYNTAX, "byte 0x0c at offset 0"},
+		{"{\"a\":[1,\0102]}", MOAT_JSON_SYNTAX, "byte 0x08 at offset 8"},
+		{"{\"a\":1}\x0c", MOAT_JSON_SYNTAX, "byte 0x0c at offset 7"},
+		{"{\"a\":1\x1b}", MOAT_JSON_SYNTAX, "byte 0x1b at offset 6"},
+	};
+	refused_rows(&plain, ROWS(rows));
+	accepted(&plain, " \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n[ 1 ,\t2\n]\r} \t\r\n");
+}
+
 static void test_numbers(void **state)
 {
 	(void)state;
@@ -230,7 +286,7 @@ static void test_syntax_trailing_type(void **state)
 		{"{\"a\":1,}", MOAT_JSON_SYNTAX, "invalid JSON"},
 		{"{'a':1}", MOAT_JSON_SYNTAX, "invalid JSON"},
 		{"{\"a\":\"unterminated}", MOAT_JSON_SYNTAX, "invalid JSON"},
-		{"{\"a\":\"\\x\"}", MOAT_JSON_SYNTAX, "invalid JSON"},
+		{"{\"a\":\"\\x\"}", MOAT_JSON_BAD_ESCAPE, "invalid escape at offset 6"},
 		{"\xef\xbb\xbf{}", MOAT_JSON_SYNTAX, "invalid JSON"}, /* a BOM */
 
 		{"{} {}", MOAT_JSON_TRAILING, "data after the object"},
@@ -443,6 +499,8 @@ int main(void)
 		cmocka_unit_test(test_size),
 		cmocka_unit_test(test_bytes),
 		cmocka_unit_test(test_strings),
+		cmocka_unit_test(test_escapes),
+		cmocka_unit_test(test_whitespace),
 		cmocka_unit_test(test_numbers),
 		cmocka_unit_test(test_depth),
 		cmocka_unit_test(test_syntax_trailing_type),
