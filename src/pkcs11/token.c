@@ -50,24 +50,52 @@ struct token_session {
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int session_index = -1;
 
+/* Sessions alive on the modules of this process. A module is initialized once per process
+ * whatever the number of contexts loading it, and unloading a context finalizes it (and
+ * logs out every token) under every other: so a session freed while others remain keeps
+ * its context loaded, parked here, and the last one unloads them all. Keys of the old and
+ * the new issuing CA (rotation, a retired CA's CRL) live side by side that way. */
+#define PARKED_MAX 16
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned live_count;
+static PKCS11_CTX *parked[PARKED_MAX];
+static unsigned parked_count;
+
 static void session_free(struct token_session *s)
 {
 	if (!s) {
 		return;
 	}
+	pthread_mutex_lock(&live_lock);
+	bool last = !s->loaded || live_count <= 1;
+	if (s->loaded) {
+		live_count--;
+	}
 	/* A module keeps its login state for as long as it stays initialized (SoftHSM2 does),
-	 * and a later login in this process would then pass whatever the PIN: log out
-	 * explicitly rather than count on the unload to do it. */
-	if (s->logged_in) {
+	 * and a later login in this process would then pass whatever the PIN: the last session
+	 * logs out explicitly rather than count on the unload to do it. */
+	if (last && s->logged_in) {
 		PKCS11_logout(s->logged_in);
 		ERR_clear_error();
 	}
 	if (s->slots) {
 		PKCS11_release_all_slots(s->ctx, s->slots, s->nslots);
 	}
-	if (s->loaded) {
+	if (s->loaded && !last && parked_count < PARKED_MAX) {
+		parked[parked_count++] = s->ctx; /* unloaded with the last session */
+		s->ctx = NULL;
+	} else if (s->loaded) {
 		PKCS11_CTX_unload(s->ctx);
 	}
+	if (last) {
+		for (unsigned i = 0; i < parked_count; i++) {
+			PKCS11_CTX_unload(parked[i]);
+			PKCS11_CTX_free(parked[i]);
+		}
+		parked_count = 0;
+		ERR_clear_error();
+	}
+	pthread_mutex_unlock(&live_lock);
 	if (s->ctx) {
 		PKCS11_CTX_free(s->ctx);
 	}
@@ -430,6 +458,9 @@ int moat_pkcs11_key_load(const struct moat_pkcs11_key_req *req, EVP_PKEY **out_k
 		goto out;
 	}
 	s->loaded = true;
+	pthread_mutex_lock(&live_lock);
+	live_count++;
+	pthread_mutex_unlock(&live_lock);
 	if (PKCS11_enumerate_slots(s->ctx, &s->slots, &s->nslots) != 0) {
 		unsigned long ckr = last_ckr();
 		s->slots = NULL;

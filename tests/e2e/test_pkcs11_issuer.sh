@@ -181,6 +181,11 @@ openssl verify -CAfile "$D2/pki/ca.crt" -untrusted "$D2/pki/issuer.crt" \
 openssl verify -CAfile "$D2/pki/ca.crt" "$D2/pki/identities/old1/cert.pem" >/dev/null ||
 	fail "old1 (root-signed) no longer verifies"
 export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
-expect_fail "rotate a token issuing CA" moat ca issuer rotate
-assert_contains "$errout" "not supported yet"
+expect_ok "rotate a token issuing CA to a key file" moat ca issuer rotate
+[ -f "$D2/pki/issuer.key" ] || fail "rotation to a key file wrote no pki/issuer.key"
+grep -q "^issuer_pkcs11_uri" "$D2/moat.conf" && fail "moat.conf still names the token key"
+[ -f "$D2/pki/retired/issuer-1.pkcs11" ] || fail "the retired token key's URI is not recorded"
+unset MOAT_CA_PASSPHRASE
+expect_ok "revoke new1 (retired token CA) without the passphrase" moat device revoke new1
+export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
 pass "moat ca issuer create --pkcs11-uri: issuing CA in the token"
