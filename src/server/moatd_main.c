@@ -101,6 +101,27 @@ static int lookup_user(const char *dir, struct moat_sandbox_user *out, struct mo
 	return rc;
 }
 
+/* An issuing CA whose key is in a PKCS#11 token: moatd signs with it (enrollment, the
+ * CRL it keeps fresh) as its own account, so the key is loaded once here, after the switch
+ * and before the lock, and a token moatd cannot use stops it at start with the reason
+ * rather than at the first CRL refresh. Nothing is kept: each signing loads the key anew. */
+static int token_check(const char *dir, const struct moat_sandbox_user *su, struct moat_err *err)
+{
+	struct moat_deploy *d = NULL;
+	const struct moat_ca *signer = NULL;
+	int rc = moat_deploy_open(dir, MOAT_DEPLOY_READ, &d, err);
+	if (rc == 0 && moat_deploy_has_issuer(d) &&
+	    moat_config_get(moat_deploy_config(d), "pki", "issuer_pkcs11_uri") &&
+	    (rc = moat_deploy_signer(d, &signer, err)) != 0) {
+		moat_err_prefix(err,
+				"the issuing CA's key in its PKCS#11 token, as user %s (the token's "
+				"files and the PIN file must be that account's)",
+				su->name);
+	}
+	moat_deploy_close(d);
+	return rc;
+}
+
 /* From root (or the invoking user) to locked: see the top of this file. */
 static int drop_privileges(const struct moat_sandbox_user *su, const char *dir,
 			   struct moat_err *err)
@@ -262,7 +283,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct moat_deploy *tick = NULL;
-	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
+	if (token_check(dir, &su, &err) != 0 ||
+	    moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
 	    moat_sandbox_lock(MOAT_SANDBOX_MOATD, &sb, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
 		moat_deploy_close(tick);

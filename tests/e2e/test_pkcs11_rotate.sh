@@ -37,10 +37,19 @@ refreshed() {
 e2e_init --issuer-pkcs11-uri "pkcs11:token=moat;object=issuer1;type=private" \
 	--pkcs11-module "$P11_MODULE" --pin-file "$T/pin"
 sed -i "/^\\[pki\\]/a crl_validity = 60s" "$D/moat.conf"
-# moatd runs as its own account ([server] user): the token and the PIN file must be its
-[ "$(id -u)" = 0 ] && chown -R moat "$T/softhsm" "$T/pin"
 chmod o+x "$T"
 expect_ok "add dev-a" nopass moat device add dev-a
+if [ "$(id -u)" = 0 ]; then
+	# moatd runs as its own account ([server] user): a token it cannot use stops it at start
+	# shellcheck disable=SC2046 # the prefix is words without spaces
+	expect_fail "moat up with a token moatd cannot read" $(plugin_mosquitto_env) moat up \
+		--timeout "$(deadline 30)"
+	assert_contains "$errout$(cat "$D/log/moatd.log")" \
+		"the issuing CA's key in its PKCS#11 token, as user moat"
+	moat down --timeout "$(deadline 20)" >/dev/null 2>&1 || true
+	pass "moatd refuses to start with a token its account cannot use"
+	chown -R moat "$T/softhsm" "$T/pin"
+fi
 expect_ok "add dev-o" nopass moat device add dev-o
 expect_ok "add dev-r" nopass moat device add dev-r
 expect_ok "revoke dev-r" nopass moat device revoke dev-r
