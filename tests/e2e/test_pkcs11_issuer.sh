@@ -188,4 +188,14 @@ grep -q "^issuer_pkcs11_uri" "$D2/moat.conf" && fail "moat.conf still names the 
 unset MOAT_CA_PASSPHRASE
 expect_ok "revoke new1 (retired token CA) without the passphrase" moat device revoke new1
 export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
+cp "$D2/moat.conf" "$T/conf.before"
+expect_fail "rotate: PIN file named twice" moat ca issuer rotate \
+	--pkcs11-uri "pkcs11:token=moat;object=other" --pin-file "$T/pin"
+assert_contains "$errout" "issuer_pin_file already"
+cmp -s "$D2/moat.conf" "$T/conf.before" || fail "a refused rotation changed moat.conf"
+# the retired CA's key leaves the token: its CRL cannot be signed, and moat names the record
+p11 moat --delete-object --type privkey --label issuer2 >/dev/null 2>&1 || fail "deleting issuer2"
+expect_fail "CRL without the retired token key" env -u MOAT_CA_PASSPHRASE moat cert crl
+assert_contains "$errout" "pki/retired/issuer-1.pkcs11"
+assert_contains "$errout" "no private key object=issuer2"
 pass "moat ca issuer create --pkcs11-uri: issuing CA in the token"
