@@ -112,17 +112,17 @@ static int token_check_as(const char *dir, const struct moat_sandbox_user *su)
 	struct moat_deploy *d = NULL;
 	const struct moat_ca *signer = NULL;
 	struct moat_err err = {0};
-	int rc = 0;
+	/* as the account first: a registry opened as root would leave root's -wal and -shm */
+	int rc = moat_sandbox_switch_user(su, &err);
 	/* a deployment that does not open is moat_httpd_start's to report, as before */
-	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &d, &err) == 0 && moat_deploy_has_issuer(d) &&
-	    moat_config_get(moat_deploy_config(d), "pki", "issuer_pkcs11_uri")) {
-		if ((rc = moat_sandbox_switch_user(su, &err)) == 0 &&
-		    (rc = moat_deploy_signer(d, &signer, &err)) != 0) {
-			moat_err_prefix(&err,
-					"the issuing CA's key in its PKCS#11 token, as user %s (the "
-					"token's files and the PIN file must be that account's)",
-					su->name);
-		}
+	if (rc == 0 && moat_deploy_open(dir, MOAT_DEPLOY_READ, &d, &err) == 0 &&
+	    moat_deploy_has_issuer(d) &&
+	    moat_config_get(moat_deploy_config(d), "pki", "issuer_pkcs11_uri") &&
+	    (rc = moat_deploy_signer(d, &signer, &err)) != 0) {
+		moat_err_prefix(&err,
+				"the issuing CA's key in its PKCS#11 token, as user %s (the token's "
+				"files and the PIN file must be that account's)",
+				su->name);
 	}
 	if (rc != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
