@@ -179,13 +179,23 @@ MOAT_MUST_CHECK int moat_deploy_issuer_create(struct moat_deploy *d, int64_t day
 MOAT_MUST_CHECK int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days,
 						    const char *uri, const char *module,
 						    const char *pin_file, struct moat_err *err);
-/* Replaces the issuing CA with a new one (next generation, its own name), signed by the
- * unlocked root. Not yet for an issuing CA whose key is in a token (MOAT_ESTATE). Nothing is
- * re-issued: the old one moves to pki/retired/ (key included) and stays in pki/issuers.pem, and its
- * CRL is part of pki/crl.pem, re-signed with its key, until it expires (when no certificate it
- * signed is valid any more). MOAT_ESTATE without an issuing CA. */
+/* Replaces the issuing CA with a new one (next generation, its own name, a new key in
+ * pki/issuer.key), signed by the unlocked root. Nothing is re-issued: the old one moves to
+ * pki/retired/ and stays in pki/issuers.pem, and its CRL is part of pki/crl.pem, re-signed
+ * with its key, until it expires (when no certificate it signed is valid any more). A key
+ * file moves along (issuer-<gen>.key); a key in a token stays there and its URI, with its
+ * module, is recorded (issuer-<gen>.pkcs11; PIN: [pki] issuer_pin_file, which stays in
+ * moat.conf, else $MOAT_PKCS11_PIN), and moat.conf's issuer_pkcs11_uri is dropped.
+ * MOAT_ESTATE without an issuing CA. */
 MOAT_MUST_CHECK int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days,
 					      struct moat_err *err);
+/* moat_deploy_issuer_rotate to a new key kept in a token: uri names it (module and
+ * pin_file as for moat_deploy_issuer_create_token; each refused when moat.conf has one
+ * already); moat.conf's issuer_pkcs11_uri becomes uri (put back when anything after fails).
+ * Refused (MOAT_EEXIST) when uri names the current or a retired issuing CA's key. */
+MOAT_MUST_CHECK int moat_deploy_issuer_rotate_token(struct moat_deploy *d, int64_t days,
+						    const char *uri, const char *module,
+						    const char *pin_file, struct moat_err *err);
 /* *out: revoking (or renewing) id's certificate needs the root unlocked first: in a
  * single-tier deployment, or when the certificate was signed by the root and the root's
  * CRL must list it. false when the root is unlocked already. */

@@ -15,6 +15,7 @@ static const char usage_text[] =
 	"usage: moat ca issuer create [--days 1825]\n"
 	"                             [--pkcs11-uri URI [--pkcs11-module PATH] [--pin-file F]]\n"
 	"       moat ca issuer rotate [--days 1825]\n"
+	"                             [--pkcs11-uri URI [--pkcs11-module PATH] [--pin-file F]]\n"
 	"       moat ca claim add|list|remove ...   (claim CAs for EST enrollment)\n"
 	"create: adds an online issuing CA to a single-tier deployment (made before it, or\n"
 	"with moat init --single-tier): from then on it signs devices, services, operators,\n"
@@ -28,8 +29,10 @@ static const char usage_text[] =
 	"default is cut to it.\n"
 	"--pkcs11-uri: the issuing CA's key is one made in a PKCS#11 token (RFC 7512 URI):\n"
 	"certified there, never read out, no pki/issuer.key; moat.conf's [pki] records the URI,\n"
-	"the module and the PIN file (else $MOAT_PKCS11_PIN). Rotating such a CA is not\n"
-	"supported yet.\n";
+	"the module and the PIN file (else $MOAT_PKCS11_PIN). rotate --pkcs11-uri moves to a new\n"
+	"key object in a token; rotate without it to a new pki/issuer.key. A retired CA's key\n"
+	"that is in a token stays there (pki/retired/issuer-N.pkcs11 records its URI; PIN from\n"
+	"[pki] issuer_pin_file, else $MOAT_PKCS11_PIN) to keep signing its CRL.\n";
 
 static int issuer_cmd(int argc, char **argv, bool rotate)
 {
@@ -55,21 +58,18 @@ static int issuer_cmd(int argc, char **argv, bool rotate)
 		return cli_usage_error("ca issuer: --pkcs11-module and --pin-file go with "
 				       "--pkcs11-uri");
 	}
-	if (uri && rotate) {
-		return cli_usage_error("ca issuer rotate: a key in a PKCS#11 token is not "
-				       "supported yet");
-	}
 	struct moat_pkcs11_uri parsed;
 	if (uri && moat_pkcs11_uri_parse(uri, &parsed, &err) != 0) {
-		return cli_usage_error("ca issuer create: --pkcs11-uri: %s", err.msg);
+		return cli_usage_error("ca issuer %s: --pkcs11-uri: %s", argv[0], err.msg);
 	}
 	if (module && strchr(module, '/') && module[0] != '/') {
-		return cli_usage_error("ca issuer create: --pkcs11-module: give an absolute path");
+		return cli_usage_error("ca issuer %s: --pkcs11-module: give an absolute path",
+				       argv[0]);
 	}
 	char pin_abs[PATH_MAX];
 	if (pin_file) {
 		if (!realpath(pin_file, pin_abs)) {
-			return cli_usage_error("ca issuer create: --pin-file %s: %s", pin_file,
+			return cli_usage_error("ca issuer %s: --pin-file %s: %s", argv[0], pin_file,
 					       strerror(errno));
 		}
 		pin_file = pin_abs;
@@ -79,9 +79,13 @@ static int issuer_cmd(int argc, char **argv, bool rotate)
 	if ((rc = cli_open_root(&d, &err)) != 0) {
 		return cli_fail(&err);
 	}
-	rc = rotate ? moat_deploy_issuer_rotate(d, days, &err)
-	     : uri  ? moat_deploy_issuer_create_token(d, days, uri, module, pin_file, &err)
-		    : moat_deploy_issuer_create(d, days, &err);
+	if (rotate) {
+		rc = uri ? moat_deploy_issuer_rotate_token(d, days, uri, module, pin_file, &err)
+			 : moat_deploy_issuer_rotate(d, days, &err);
+	} else {
+		rc = uri ? moat_deploy_issuer_create_token(d, days, uri, module, pin_file, &err)
+			 : moat_deploy_issuer_create(d, days, &err);
+	}
 	if (rc == 0) {
 		rc = moat_broker_sync(d, &err);
 	}

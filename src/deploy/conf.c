@@ -163,11 +163,8 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
 		return rc;
 	}
-	if (!uri && moat_config_get(cfg, "pki", "issuer_pin_file")) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "%s: [pki] issuer_pin_file without issuer_pkcs11_uri",
-				    cfg->path);
-	}
+	/* issuer_pin_file may stay without issuer_pkcs11_uri: after rotating from a token to
+	 * a key file, it unlocks the retired issuing CA's key that stays in the token */
 	return 0;
 }
 

@@ -291,7 +291,47 @@ static void retired_free(struct retired *r)
 	r->count = 0;
 }
 
-/* The retired issuing CAs of pki/retired/ (issuer-<generation>.crt and .key), with their
+/* A retired issuing CA: its certificate crt, with its key when with_keys: the file key,
+ * else the token key whose URI (module-path included) the file ref records. */
+static int retired_ca_load(struct moat_deploy *d, const char *crt, const char *key, const char *ref,
+			   bool with_keys, struct moat_ca **out, struct moat_err *err)
+{
+	*out = NULL;
+	if (!with_keys || moat_fs_exists(key) || !moat_fs_exists(ref)) {
+		return moat_pki_issuer_load(crt, with_keys ? key : NULL, out, err);
+	}
+	struct moat_ca *ca = NULL;
+	char *uri = NULL;
+	size_t len = 0;
+	int rc = moat_pki_issuer_load(crt, NULL, &ca, err);
+	if (rc == 0 &&
+	    (rc = moat_fs_read_all(ref, MOAT_PKCS11_URI_MAX + 2, &uri, &len, err)) == 0) {
+		while (len > 0 && (uri[len - 1] == '\n' || uri[len - 1] == '\r')) {
+			uri[--len] = '\0';
+		}
+		const struct moat_config *cfg = moat_deploy_config(d);
+		rc = deploy_token_key(uri, moat_config_get(cfg, "pki", "pkcs11_module"),
+				      moat_config_get(cfg, "pki", "issuer_pin_file"), &ca->key,
+				      err);
+		if (rc != 0) {
+			moat_err_prefix(err, "%s", ref);
+		} else if (!X509_check_private_key(ca->cert, ca->key)) {
+			ERR_clear_error();
+			rc = moat_err_set(err, MOAT_EVERIFY,
+					  "%s: the key it names is not %s's: wrong object or token",
+					  ref, crt);
+		}
+	}
+	free(uri);
+	if (rc != 0) {
+		moat_pki_ca_free(ca);
+		return rc;
+	}
+	*out = ca;
+	return 0;
+}
+
+/* The retired issuing CAs of pki/retired/ (issuer-<generation>.crt and .key or .pkcs11), with their
  * keys when with_keys; those that have expired are removed (no certificate outlives its
  * issuer, so nothing they signed is in use any more). */
 static int retired_load(struct moat_deploy *d, bool with_keys, int64_t now, struct retired *out,
@@ -321,13 +361,19 @@ static int retired_load(struct moat_deploy *d, bool with_keys, int64_t now, stru
 					 e->d_name)) != 0) {
 			break;
 		}
+		char ref[PATH_MAX];
+		if ((rc = moat_path_join(ref, sizeof(ref), err, "%s/%.*s.pkcs11", dir, (int)(n - 4),
+					 e->d_name)) != 0) {
+			break;
+		}
 		struct moat_ca *ca = NULL;
-		if ((rc = moat_pki_issuer_load(crt, with_keys ? key : NULL, &ca, err)) != 0) {
+		if ((rc = retired_ca_load(d, crt, key, ref, with_keys, &ca, err)) != 0) {
 			break;
 		}
 		if (moat_pki_ca_not_after(ca) <= now) {
 			moat_pki_ca_free(ca);
-			if (unlink(key) != 0 && errno != ENOENT) {
+			if ((unlink(key) != 0 && errno != ENOENT) ||
+			    (unlink(ref) != 0 && errno != ENOENT)) {
 				rc = moat_err_errno(err, MOAT_EIO, errno, "%s", key);
 				break;
 			}
@@ -633,10 +679,23 @@ int moat_deploy_issuer_create(struct moat_deploy *d, int64_t days, struct moat_e
 	return issuer_create(d, days, NULL, err);
 }
 
-/* moat.conf with lines inserted after its "[pki]" line, written atomically; *out_old (caller
- * frees) is the text it had, to put back when what follows fails. */
-static int conf_add_pki(struct moat_deploy *d, const char *lines, char **out_old,
-			struct moat_err *err)
+/* Whether line (up to its end) sets [pki] issuer_pkcs11_uri. */
+static bool is_uri_line(const char *line)
+{
+	static const char key[] = "issuer_pkcs11_uri";
+	line += strspn(line, " \t");
+	if (strncmp(line, key, sizeof(key) - 1) != 0) {
+		return false;
+	}
+	line += sizeof(key) - 1;
+	return line[strspn(line, " \t")] == '=';
+}
+
+/* moat.conf with lines inserted after its "[pki]" line and, when drop_uri, its
+ * issuer_pkcs11_uri line removed, written atomically; *out_old (caller frees) is the text it
+ * had, to put back when what follows fails. */
+static int conf_edit_pki(struct moat_deploy *d, const char *lines, bool drop_uri, char **out_old,
+			 struct moat_err *err)
 {
 	char p[PATH_MAX];
 	char *old = NULL;
@@ -664,8 +723,18 @@ static int conf_add_pki(struct moat_deploy *d, const char *lines, char **out_old
 	}
 	memcpy(text, old, head);
 	memcpy(text + head, lines, add);
-	memcpy(text + head + add, old + head, len - head + 1);
-	rc = moat_fs_write_atomic(p, text, len + add, 0644, err);
+	size_t n = head + add;
+	for (const char *l = old + head; *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t l_len = nl ? (size_t)(nl - l) + 1 : strlen(l);
+		if (!(drop_uri && is_uri_line(l))) {
+			memcpy(text + n, l, l_len);
+			n += l_len;
+		}
+		l += l_len;
+	}
+	text[n] = '\0';
+	rc = moat_fs_write_atomic(p, text, n, 0644, err);
 	free(text);
 	if (rc != 0) {
 		free(old);
@@ -675,13 +744,56 @@ static int conf_add_pki(struct moat_deploy *d, const char *lines, char **out_old
 	return 0;
 }
 
+/* Puts moat.conf's text old back after a failure; says so in err when it cannot. */
+static void conf_restore(struct moat_deploy *d, const char *old, struct moat_err *err)
+{
+	char p[PATH_MAX];
+	struct moat_err ignored;
+	if (moat_deploy_path(d, p, sizeof(p), "moat.conf", &ignored) == 0 &&
+	    moat_fs_write_atomic(p, old, strlen(old), 0644, &ignored) != 0) {
+		moat_err_prefix(err, "moat.conf not restored (%s)", ignored.msg);
+	}
+}
+
+/* The [pki] lines naming a token key (uri) and, when given and moat.conf has none yet, its
+ * module and PIN file, into lines (size bytes); one already there is refused. */
+static int token_conf_lines(struct moat_deploy *d, const char *uri, const char *module,
+			    const char *pin_file, char *lines, size_t size, struct moat_err *err)
+{
+	const char *values[] = {uri, module, pin_file};
+	const char *names[] = {"issuer_pkcs11_uri", "pkcs11_module", "issuer_pin_file"};
+	const char *flags[] = {NULL, "--pkcs11-module", "--pin-file"};
+	size_t n = 0;
+	lines[0] = '\0';
+	for (size_t i = 0; i < 3; i++) {
+		if (!values[i]) {
+			continue;
+		}
+		if (!values[i][0] || strpbrk(values[i], "\r\n")) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: empty or not one line",
+					    names[i]);
+		}
+		if (i > 0 && moat_config_get(moat_deploy_config(d), "pki", names[i])) {
+			return moat_err_set(err, MOAT_EEXIST,
+					    "moat.conf has a [pki] %s already: drop %s or edit "
+					    "moat.conf",
+					    names[i], flags[i]);
+		}
+		int m = snprintf(lines + n, size - n, "%s = %s\n", names[i], values[i]);
+		if (m < 0 || (size_t)m >= size - n) {
+			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: too long", names[i]);
+		}
+		n += (size_t)m;
+	}
+	return 0;
+}
+
 int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days, const char *uri,
 				    const char *module, const char *pin_file, struct moat_err *err)
 {
 	char lines[3 * (MOAT_PKCS11_URI_MAX + 64)];
 	char *old_conf = NULL;
 	EVP_PKEY *key = NULL;
-	int n = 0;
 	int rc = need_root(d, err);
 	if (rc != 0) {
 		return rc;
@@ -696,27 +808,8 @@ int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days, const c
 				    "moat.conf names an issuing CA key in a token already ([pki] "
 				    "issuer_pkcs11_uri): remove it first");
 	}
-	const char *values[] = {uri, module, pin_file};
-	const char *names[] = {"issuer_pkcs11_uri", "pkcs11_module", "issuer_pin_file"};
-	for (size_t i = 0; i < 3; i++) {
-		if (!values[i]) {
-			continue;
-		}
-		if (!values[i][0] || strpbrk(values[i], "\r\n")) {
-			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: empty or not one line",
-					    names[i]);
-		}
-		if (i == 1 && moat_config_get(moat_deploy_config(d), "pki", "pkcs11_module")) {
-			return moat_err_set(err, MOAT_EEXIST,
-					    "moat.conf has a [pki] pkcs11_module already: drop "
-					    "--pkcs11-module or edit moat.conf");
-		}
-		int m = snprintf(lines + n, sizeof(lines) - (size_t)n, "%s = %s\n", names[i],
-				 values[i]);
-		if (m < 0 || (size_t)m >= sizeof(lines) - (size_t)n) {
-			return moat_err_set(err, MOAT_EINVAL, "[pki] %s: too long", names[i]);
-		}
-		n += m;
+	if ((rc = token_conf_lines(d, uri, module, pin_file, lines, sizeof(lines), err)) != 0) {
+		return rc;
 	}
 	const char *conf_module = moat_config_get(moat_deploy_config(d), "pki", "pkcs11_module");
 	if ((rc = deploy_token_key(uri, module ? module : conf_module, pin_file, &key, err)) != 0) {
@@ -724,14 +817,9 @@ int moat_deploy_issuer_create_token(struct moat_deploy *d, int64_t days, const c
 	}
 	/* moat.conf first, so the issuing CA is never there without the key's name; put back
 	 * when the rest fails */
-	if ((rc = conf_add_pki(d, lines, &old_conf, err)) == 0 &&
+	if ((rc = conf_edit_pki(d, lines, false, &old_conf, err)) == 0 &&
 	    (rc = issuer_create(d, days, key, err)) != 0) {
-		char p[PATH_MAX];
-		struct moat_err ignored;
-		if (moat_deploy_path(d, p, sizeof(p), "moat.conf", &ignored) == 0 &&
-		    moat_fs_write_atomic(p, old_conf, strlen(old_conf), 0644, &ignored) != 0) {
-			moat_err_prefix(err, "moat.conf not restored (%s)", ignored.msg);
-		}
+		conf_restore(d, old_conf, err);
 	}
 	free(old_conf);
 	EVP_PKEY_free(key);
@@ -786,7 +874,107 @@ static int issuer_create(struct moat_deploy *d, int64_t days, EVP_PKEY *key, str
 	return issuer_commit(d, gen + 1, latest > now ? latest : 0, err);
 }
 
-int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days, struct moat_err *err)
+/* What records the old issuing CA's key in pki/retired/ as issuer-<gen>.key (a key file)
+ * or issuer-<gen>.pkcs11 (the token key's URI with its module) into *out (caller wipes
+ * and frees), *out_ext the file's extension. */
+static int retired_key_text(struct moat_deploy *d, const struct moat_ca *old, char **out,
+			    size_t *out_len, const char **out_ext, struct moat_err *err)
+{
+	const char *uri = deploy_issuer_pkcs11_uri(d);
+	*out = NULL;
+	if (!moat_pkcs11_key_in_token(old->key)) {
+		char *cert = NULL;
+		size_t cert_len = 0;
+		*out_ext = "key";
+		int rc = moat_pki_issuer_export(old, &cert, &cert_len, out, out_len, err);
+		free(cert);
+		return rc;
+	}
+	*out_ext = "pkcs11";
+	struct moat_pkcs11_uri parsed;
+	const char *module = moat_config_get(moat_deploy_config(d), "pki", "pkcs11_module");
+	char *text = NULL;
+	int rc = moat_pkcs11_uri_parse(uri, &parsed, err);
+	if (rc != 0) {
+		return rc;
+	}
+	/* the module is recorded with the URI: moat.conf's may change with the next key */
+	if (!parsed.has_module_path && module) {
+		rc = moat_pkcs11_uri_with_module(uri, module, &text, err);
+	} else {
+		text = strdup(uri);
+		rc = text ? 0 : moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (rc != 0) {
+		return rc;
+	}
+	size_t len = strlen(text);
+	char *line = realloc(text, len + 2);
+	if (!line) {
+		free(text);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	line[len] = '\n';
+	line[len + 1] = '\0';
+	*out = line;
+	*out_len = len + 1;
+	return 0;
+}
+
+/* The old issuing CA of generation gen into pki/retired/, kept to re-sign its CRL while
+ * what it signed may be in use (until it expires). */
+static int retire(struct moat_deploy *d, const struct moat_ca *old, int64_t gen, int64_t now,
+		  struct moat_err *err)
+{
+	char *cert = NULL;
+	char *key = NULL;
+	size_t cert_len = 0;
+	size_t key_len = 0;
+	const char *ext = NULL;
+	char dir[PATH_MAX];
+	char p[PATH_MAX];
+	if (moat_pki_ca_not_after(old) <= now) {
+		return 0;
+	}
+	int rc = moat_deploy_path(d, dir, sizeof(dir), RETIRED_DIR, err);
+	if (rc == 0 && (rc = moat_fs_mkdirs(dir, 0700, err)) == 0 &&
+	    (rc = pem_of_cert(old->cert, &cert, &cert_len, err)) == 0 &&
+	    (rc = retired_key_text(d, old, &key, &key_len, &ext, err)) == 0 &&
+	    (rc = moat_path_join(p, sizeof(p), err, "%s/issuer-%lld.%s", dir, (long long)gen,
+				 ext)) == 0 &&
+	    (rc = moat_fs_write_atomic(p, key, key_len, 0600, err)) == 0 &&
+	    (rc = moat_path_join(p, sizeof(p), err, "%s/issuer-%lld.crt", dir, (long long)gen)) ==
+		    0) {
+		rc = moat_fs_write_atomic(p, cert, cert_len, 0644, err);
+	}
+	if (key) {
+		OPENSSL_cleanse(key, key_len);
+		free(key);
+	}
+	free(cert);
+	return rc;
+}
+
+/* Refuses a new key that is the current or a retired issuing CA's. */
+static int key_is_new(const struct moat_ca *old, const struct retired *ret, EVP_PKEY *key,
+		      struct moat_err *err)
+{
+	bool same = EVP_PKEY_eq(key, X509_get0_pubkey(old->cert)) == 1;
+	for (size_t i = 0; !same && i < ret->count; i++) {
+		same = EVP_PKEY_eq(key, X509_get0_pubkey(ret->ca[i]->cert)) == 1;
+	}
+	ERR_clear_error();
+	return same ? moat_err_set(err, MOAT_EEXIST,
+				   "--pkcs11-uri names the key of the current or a retired "
+				   "issuing CA: a new issuing CA needs a new key object")
+		    : 0;
+}
+
+/* Rotation to key (in a token, named by the [pki] lines) or, when NULL, to a new key
+ * file. moat.conf changes first (dropping the old token URI, adding lines) and is put back
+ * when the rest fails. */
+static int issuer_rotate(struct moat_deploy *d, int64_t days, EVP_PKEY *key, const char *lines,
+			 struct moat_err *err)
 {
 	int rc = need_root(d, err);
 	if (rc != 0) {
@@ -797,55 +985,65 @@ int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days, struct moat_e
 				    "the deployment has no issuing CA (moat ca issuer create adds "
 				    "one)");
 	}
-	if (deploy_issuer_pkcs11_uri(d)) {
-		/* the retired CA must keep signing its CRL, and its key cannot be copied to
-		 * pki/retired/: that needs the old key's URI kept, which moat does not do yet */
-		return moat_err_set(err, MOAT_ESTATE,
-				    "the issuing CA's key is in a PKCS#11 token: rotating it is not "
-				    "supported yet");
-	}
 	int64_t now = moat_time_now();
 	int64_t gen = 0;
 	const struct moat_ca *old = NULL;
-	char *cert = NULL;
-	char *key = NULL;
-	size_t cert_len = 0;
-	size_t key_len = 0;
-	char dir[PATH_MAX];
-	char p[PATH_MAX];
 	struct retired ret = {0};
+	char *old_conf = NULL;
+	bool from_token = deploy_issuer_pkcs11_uri(d) != NULL;
 	if ((rc = issuer_generation(d, &gen, err)) != 0 ||
-	    (rc = moat_deploy_signer(d, &old, err)) != 0) {
+	    (rc = moat_deploy_signer(d, &old, err)) != 0 ||
+	    (rc = retired_load(d, false, now, &ret, err)) != 0) {
 		return rc;
 	}
-	/* the old issuing CA is kept, key included, to re-sign its CRL while what it signed
-	 * may be in use (until it expires) */
-	if (moat_pki_ca_not_after(old) > now) {
-		if ((rc = moat_deploy_path(d, dir, sizeof(dir), RETIRED_DIR, err)) != 0 ||
-		    (rc = moat_fs_mkdirs(dir, 0700, err)) != 0 ||
-		    (rc = moat_pki_issuer_export(old, &cert, &cert_len, &key, &key_len, err)) !=
-			    0 ||
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/issuer-%lld.key", dir,
-					 (long long)gen)) != 0 ||
-		    (rc = moat_fs_write_atomic(p, key, key_len, 0600, err)) != 0 ||
-		    (rc = moat_path_join(p, sizeof(p), err, "%s/issuer-%lld.crt", dir,
-					 (long long)gen)) != 0 ||
-		    (rc = moat_fs_write_atomic(p, cert, cert_len, 0644, err)) != 0) {
-			goto out;
-		}
-	}
-	if ((rc = retired_load(d, false, now, &ret, err)) != 0 ||
-	    (rc = issuer_install(d, gen + 1, days, NULL, &ret, now, err)) != 0) {
+	if (key && (rc = key_is_new(old, &ret, key, err)) != 0) {
 		goto out;
 	}
-	rc = issuer_commit(d, gen + 1, 0, err);
-out:
 	retired_free(&ret);
-	if (key) {
-		OPENSSL_cleanse(key, key_len);
-		free(key);
+	if ((rc = retire(d, old, gen, now, err)) != 0 ||
+	    (rc = retired_load(d, false, now, &ret, err)) != 0) {
+		goto out;
 	}
-	free(cert);
+	if ((from_token || key) && (rc = conf_edit_pki(d, lines, true, &old_conf, err)) != 0) {
+		goto out;
+	}
+	if ((rc = issuer_install(d, gen + 1, days, key, &ret, now, err)) != 0 ||
+	    (rc = issuer_commit(d, gen + 1, 0, err)) != 0) {
+		if (old_conf) {
+			conf_restore(d, old_conf, err);
+		}
+	}
+out:
+	free(old_conf);
+	retired_free(&ret);
+	return rc;
+}
+
+int moat_deploy_issuer_rotate(struct moat_deploy *d, int64_t days, struct moat_err *err)
+{
+	return issuer_rotate(d, days, NULL, "", err);
+}
+
+int moat_deploy_issuer_rotate_token(struct moat_deploy *d, int64_t days, const char *uri,
+				    const char *module, const char *pin_file, struct moat_err *err)
+{
+	char lines[3 * (MOAT_PKCS11_URI_MAX + 64)];
+	EVP_PKEY *key = NULL;
+	const struct moat_config *cfg = moat_deploy_config(d);
+	int rc = need_root(d, err);
+	if (rc == 0) {
+		rc = token_conf_lines(d, uri, module, pin_file, lines, sizeof(lines), err);
+	}
+	if (rc == 0) {
+		rc = deploy_token_key(
+			uri, module ? module : moat_config_get(cfg, "pki", "pkcs11_module"),
+			pin_file ? pin_file : moat_config_get(cfg, "pki", "issuer_pin_file"), &key,
+			err);
+	}
+	if (rc == 0) {
+		rc = issuer_rotate(d, days, key, lines, err);
+	}
+	EVP_PKEY_free(key);
 	return rc;
 }
 

@@ -50,11 +50,20 @@ struct token_session {
 static pthread_once_t index_once = PTHREAD_ONCE_INIT;
 static int session_index = -1;
 
-static void session_free(struct token_session *s)
+/* Sessions alive on the modules of this process. A module is initialized once per process
+ * whatever the number of contexts loading it: releasing a context's slots closes every
+ * session on them (C_CloseAllSessions), logging out ends the token's login for all, and
+ * unloading finalizes the module under every other context. So a session freed while others
+ * remain is parked here whole, and the last one releases them all. Keys of the old and the
+ * new issuing CA (rotation, a retired CA's CRL) live side by side that way. */
+#define PARKED_MAX 16
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned live_count;
+static struct token_session *parked[PARKED_MAX];
+static unsigned parked_count;
+
+static void session_release(struct token_session *s)
 {
-	if (!s) {
-		return;
-	}
 	/* A module keeps its login state for as long as it stays initialized (SoftHSM2 does),
 	 * and a later login in this process would then pass whatever the PIN: log out
 	 * explicitly rather than count on the unload to do it. */
@@ -71,7 +80,34 @@ static void session_free(struct token_session *s)
 	if (s->ctx) {
 		PKCS11_CTX_free(s->ctx);
 	}
+	ERR_clear_error();
 	OPENSSL_free(s);
+}
+
+static void session_free(struct token_session *s)
+{
+	if (!s) {
+		return;
+	}
+	if (!s->loaded) {
+		session_release(s);
+		return;
+	}
+	pthread_mutex_lock(&live_lock);
+	live_count--;
+	if (live_count > 0 && parked_count < PARKED_MAX) {
+		parked[parked_count++] = s; /* released with the last session */
+		s = NULL;
+	} else if (live_count == 0) {
+		for (unsigned i = 0; i < parked_count; i++) {
+			session_release(parked[i]);
+		}
+		parked_count = 0;
+	}
+	pthread_mutex_unlock(&live_lock);
+	if (s) {
+		session_release(s);
+	}
 }
 
 /* ex_data free callback: runs for every EVP_PKEY freed, with ptr NULL for ours-less keys. */
@@ -430,6 +466,9 @@ int moat_pkcs11_key_load(const struct moat_pkcs11_key_req *req, EVP_PKEY **out_k
 		goto out;
 	}
 	s->loaded = true;
+	pthread_mutex_lock(&live_lock);
+	live_count++;
+	pthread_mutex_unlock(&live_lock);
 	if (PKCS11_enumerate_slots(s->ctx, &s->slots, &s->nslots) != 0) {
 		unsigned long ckr = last_ckr();
 		s->slots = NULL;

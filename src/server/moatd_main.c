@@ -39,6 +39,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,6 +100,55 @@ static int lookup_user(const char *dir, struct moat_sandbox_user *out, struct mo
 				  user, MOAT_MOATD_USER_DEFAULT);
 	}
 	return rc;
+}
+
+/* An issuing CA whose key is in a PKCS#11 token: moatd signs with it (enrollment, the
+ * CRL it keeps fresh) as its own account. A token that account cannot use stops moatd at
+ * start with the reason, before it listens (so `moat up` sees it fail), rather than at the
+ * first CRL refresh: the key is loaded once in a child that switches to the account, before
+ * any thread exists. Nothing is kept: each signing opens the token anew. */
+static int token_check_as(const char *dir, const struct moat_sandbox_user *su)
+{
+	struct moat_deploy *d = NULL;
+	const struct moat_ca *signer = NULL;
+	struct moat_err err = {0};
+	/* as the account first: a registry opened as root would leave root's -wal and -shm */
+	int rc = moat_sandbox_switch_user(su, &err);
+	/* a deployment that does not open is moat_httpd_start's to report, as before */
+	if (rc == 0 && moat_deploy_open(dir, MOAT_DEPLOY_READ, &d, &err) == 0 &&
+	    moat_deploy_has_issuer(d) &&
+	    moat_config_get(moat_deploy_config(d), "pki", "issuer_pkcs11_uri") &&
+	    (rc = moat_deploy_signer(d, &signer, &err)) != 0) {
+		moat_err_prefix(&err,
+				"the issuing CA's key in its PKCS#11 token, as user %s (the token's "
+				"files and the PIN file must be that account's)",
+				su->name);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "moatd: %s\n", err.msg);
+	}
+	moat_deploy_close(d);
+	return rc;
+}
+
+static int token_check(const char *dir, const struct moat_sandbox_user *su)
+{
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "moatd: fork: %s\n", strerror(errno));
+		return 1;
+	}
+	if (pid == 0) {
+		_exit(token_check_as(dir, su) == 0 ? 0 : 1);
+	}
+	int st = 0;
+	while (waitpid(pid, &st, 0) < 0) {
+		if (errno != EINTR) {
+			return 1;
+		}
+	}
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : 1;
 }
 
 /* From root (or the invoking user) to locked: see the top of this file. */
@@ -254,6 +304,9 @@ int main(int argc, char **argv)
 	struct moat_ingest *ing = NULL;
 	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);
+	if (token_check(dir, &su) != 0) {
+		return 1;
+	}
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
 	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
 		fprintf(stderr, "moatd: %s\n", err.msg);

@@ -181,6 +181,21 @@ openssl verify -CAfile "$D2/pki/ca.crt" -untrusted "$D2/pki/issuer.crt" \
 openssl verify -CAfile "$D2/pki/ca.crt" "$D2/pki/identities/old1/cert.pem" >/dev/null ||
 	fail "old1 (root-signed) no longer verifies"
 export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
-expect_fail "rotate a token issuing CA" moat ca issuer rotate
-assert_contains "$errout" "not supported yet"
+expect_ok "rotate a token issuing CA to a key file" moat ca issuer rotate
+[ -f "$D2/pki/issuer.key" ] || fail "rotation to a key file wrote no pki/issuer.key"
+grep -q "^issuer_pkcs11_uri" "$D2/moat.conf" && fail "moat.conf still names the token key"
+[ -f "$D2/pki/retired/issuer-1.pkcs11" ] || fail "the retired token key's URI is not recorded"
+unset MOAT_CA_PASSPHRASE
+expect_ok "revoke new1 (retired token CA) without the passphrase" moat device revoke new1
+export MOAT_CA_PASSPHRASE="e2e-test-passphrase"
+cp "$D2/moat.conf" "$T/conf.before"
+expect_fail "rotate: PIN file named twice" moat ca issuer rotate \
+	--pkcs11-uri "pkcs11:token=moat;object=other" --pin-file "$T/pin"
+assert_contains "$errout" "issuer_pin_file already"
+cmp -s "$D2/moat.conf" "$T/conf.before" || fail "a refused rotation changed moat.conf"
+# the retired CA's key leaves the token: its CRL cannot be signed, and moat names the record
+p11 moat --delete-object --type privkey --label issuer2 >/dev/null 2>&1 || fail "deleting issuer2"
+expect_fail "CRL without the retired token key" env -u MOAT_CA_PASSPHRASE moat cert crl
+assert_contains "$errout" "pki/retired/issuer-1.pkcs11"
+assert_contains "$errout" "no private key object=issuer2"
 pass "moat ca issuer create --pkcs11-uri: issuing CA in the token"
