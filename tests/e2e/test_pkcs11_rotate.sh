@@ -43,10 +43,10 @@ if [ "$(id -u)" = 0 ]; then
 	# moatd runs as its own account ([server] user): a token it cannot use stops it at start
 	# shellcheck disable=SC2046 # the prefix is words without spaces
 	expect_fail "moat up with a token moatd cannot read" $(plugin_mosquitto_env) moat up \
-		--timeout "$(deadline 30)"
+		--timeout "$(deadline 30s)"
 	assert_contains "$errout$(cat "$D/log/moatd.log")" \
 		"the issuing CA's key in its PKCS#11 token, as user moat"
-	moat down --timeout "$(deadline 20)" >/dev/null 2>&1 || true
+	moat down --timeout "$(deadline 20s)" >/dev/null 2>&1 || true
 	pass "moatd refuses to start with a token its account cannot use"
 	chown -R moat "$T/softhsm" "$T/pin"
 fi
