@@ -28,8 +28,10 @@
 #include "moat/log.h"
 #include "moat/timeutil.h"
 
-#define SUP_POLL_MS 250		 /* how often an unready broker is probed */
-#define SUP_START_GRACE_MS 5000	 /* beyond timeout_ms, for the supervisor to answer */
+#define SUP_POLL_MS 250 /* how often an unready broker is probed */
+/* beyond timeout_ms, for the supervisor to answer: a failure is reported only once every
+ * child has stopped, which may take MOAT_SUP_STOP_TIMEOUT_MS */
+#define SUP_START_GRACE_MS (5000 + MOAT_SUP_STOP_TIMEOUT_MS)
 #define SUP_EXIT_FAIL 1		 /* the detached supervisor's exit status on failure */
 #define SUP_LOG_LINE_MAX_LEN 300 /* Mosquitto's last log line quoted in an error */
 #define SUP_CRL_CHECK_MS 1000	 /* how often a ready broker's pki/crl.pem is looked at */
@@ -294,8 +296,6 @@ out:
 			u->hooks.failed(err, u->hooks.ctx);
 		}
 	}
-	/* 'C': another child failed, so Mosquitto's log is not where the reason is */
-	notify(&ready_fd, child_failed ? 'C' : 'F', err ? err->msg : "");
 	if (sup_ok) {
 		moat_sup_free(&s);
 	}
@@ -305,6 +305,10 @@ out:
 	if (lock_fd >= 0) {
 		close(lock_fd);
 	}
+	/* Only now, with every child stopped and the lock released, may a failed `moat up`
+	 * return: `moat status` right after it must find nothing running. 'C': another child
+	 * failed, so Mosquitto's log is not where the reason is. */
+	notify(&ready_fd, child_failed ? 'C' : 'F', err ? err->msg : "");
 	return rc;
 }
 

@@ -44,7 +44,11 @@ volatile int moat_net_interrupted;
 #define NS_MAX (2 * MOAT_NET_ZONES_MAX + 4)
 #define KIDS_MAX (2 * NS_MAX)
 #define NS_NAME_LEN 40
-#define PROBE_TIMEOUT_MS 1000
+/* Long enough for one lost first packet to be sent again (TCP's first SYN retransmission
+ * comes after 1 s; a UDP probe is resent every UDP_RESEND_MS): a SYN or datagram queued
+ * behind neighbour discovery and dropped must not read as a blocked path. */
+#define PROBE_TIMEOUT_MS 2500
+#define UDP_RESEND_MS 500
 #define FLOOD_TIMEOUT_MS 500
 #define FLOOD_BURST_MAX (2 * MOAT_NET_FLOOD_RATE_MAX)
 #define NETNS_DIR "/run/netns"
@@ -969,12 +973,24 @@ static void connect_many(const struct host *h, const struct target *tg, size_t c
 		pending++;
 	}
 	int64_t deadline = now_ms() + timeout_ms;
+	int64_t resend = now_ms() + UDP_RESEND_MS;
 	while (pending > 0) {
 		int64_t left = deadline - now_ms();
 		if (left <= 0) {
 			break;
 		}
-		if (poll(fds, count, (int)left) < 0 && errno != EINTR) {
+		if (now_ms() >= resend) {
+			/* udp has no retransmission of its own: a datagram lost to neighbour
+			 * discovery is sent again */
+			for (size_t i = 0; i < count; i++) {
+				if (fds[i].fd >= 0 && fds[i].events == POLLIN) {
+					(void)send(fds[i].fd, "moat", 4, 0);
+				}
+			}
+			resend = now_ms() + UDP_RESEND_MS;
+		}
+		int64_t wait = resend - now_ms() < left ? resend - now_ms() : left;
+		if (poll(fds, count, (int)(wait > 0 ? wait : 0)) < 0 && errno != EINTR) {
 			break;
 		}
 		for (size_t i = 0; i < count; i++) {
