@@ -123,7 +123,7 @@ static int sb_broker(struct moat_buf *sb, const char *id, const struct moat_c_he
 		sb,
 		"/* The broker: MQTT 3.1.1 over TLS (1.2 or newer) on MOAT_BROKER_HOST:MOAT_BROKER_PORT.\n"
 		" * Verify the broker's certificate against CA_CERT and its host name against\n"
-		" * MOAT_BROKER_HOST (never skip either: no setInsecure()); present DEVICE_CERT with\n"
+		" * MOAT_BROKER_HOST, always both; present DEVICE_CERT with\n"
 		" * DEVICE_KEY. The rules the broker enforces on this device:\n"
 		" *  - client id = DEVICE_ID, the CN of DEVICE_CERT; any other id is refused.\n"
 		" *  - it publishes only devices/%s/telemetry, devices/%s/status (retained),\n"
