@@ -74,6 +74,10 @@ head -c 2000 "$T/backup.tgz" >"$T/cut.tgz"
 expect_fail "restore a truncated archive" moat restore "$T/cut.tgz" --dir "$T/r"
 [ ! -e "$T/r" ] || fail "a refused restore left $T/r"
 
+# mosquitto_sub reconnects on its own: left running, the first subscriber would come back
+# to the restored broker as svc-1 and take the client id over from the second one.
+kill "$BROKER_SUB_PID"
+wait "$BROKER_SUB_PID" 2>/dev/null || true
 expect_ok "down (first deployment)" moat down --timeout "$(deadline 20s)"
 expect_ok "restore" moat restore "$T/backup.tgz" --dir "$T/r"
 R="$T/r"
