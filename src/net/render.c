@@ -99,8 +99,7 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 	put_servers(b, p->ntp_gateway, p->ntp_addrs, p->ntp_count);
 	moat_buf_printf(b, "; DHCP: %s\n", p->dhcp_gateway ? "the gateway" : "none");
 	if (p->port_count > 0) {
-		moat_buf_printf(b, "# bridge ports of one zone (`moat net apply` also sets each "
-				   "isolated):");
+		moat_buf_printf(b, "# bridge_ports (each faces one zone's hosts only):");
 		for (size_t i = 0; i < p->port_count; i++) {
 			moat_buf_printf(b, " %s:%s", p->zones[p->ports[i].zone].name,
 					p->ports[i].name);
