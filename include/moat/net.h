@@ -37,6 +37,13 @@
  *                            parent an interface name; default the trunk key); default
  *                            "management:10, iot:20, guest:30" (the tutorial's); "none": none
  *   trunk                    parent interface of the VLANs that name none (default eth0)
+ *   bridge_ports             ports of the gateway's own bridges that face the hosts of one
+ *                            device or isolated zone, "zone:ifname" items (default none):
+ *                            the bridge table drops every frame forwarded from or to one of
+ *                            them, whatever its addresses, MACs or ether type (hosts reach
+ *                            the gateway itself, which is the bridge, not a port), and
+ *                            `moat net apply` also sets each one isolated (bridge_slave
+ *                            isolated on); at most MOAT_NET_PORTS_MAX
  *   gateway_input            drop (default): the gateway's own input chain drops what is not
  *                            allowed (loopback, replies, IPv6 neighbour discovery, everything
  *                            from management, the services below); accept: no input chain
@@ -65,6 +72,7 @@
 #define MOAT_NET_ZONE_NAME_MAX_LEN 15 /* [a-z][a-z0-9_]{0,14}: fits nft set and iptables names */
 #define MOAT_NET_RULES_MAX 96
 #define MOAT_NET_SERVERS_MAX 4 /* dns and ntp addresses */
+#define MOAT_NET_PORTS_MAX 32  /* bridge_ports */
 #define MOAT_NET_DNS_PORT 53
 #define MOAT_NET_NTP_PORT 123
 #define MOAT_NET_DHCP_PORT 67
@@ -161,6 +169,12 @@ struct moat_net_rule {
 	char why[64];				   /* ASCII, rendered as a comment */
 };
 
+/* A port of a bridge of the gateway that faces hosts of zones[zone] only. */
+struct moat_net_port {
+	char name[MOAT_NET_IFNAME_MAX_LEN + 1];
+	size_t zone;
+};
+
 struct moat_net_policy {
 	struct moat_net_zone zones[MOAT_NET_ZONES_MAX];
 	size_t zone_count; /* zones[0..2] are iot, management, guest; then extra_zones in order */
@@ -184,6 +198,8 @@ struct moat_net_policy {
 	size_t ntp_count;
 	struct moat_net_rule rules[MOAT_NET_RULES_MAX];
 	size_t rule_count;
+	struct moat_net_port ports[MOAT_NET_PORTS_MAX]; /* bridge_ports, in config order */
+	size_t port_count;
 };
 
 /* Parses "a.b.c.d" (four decimal octets, no leading zeros, nothing else). */
@@ -319,6 +335,13 @@ MOAT_MUST_CHECK int moat_net_install_networkd(const struct moat_net_policy *p, c
 MOAT_MUST_CHECK int moat_net_apply(const struct moat_net_policy *p, struct moat_err *err);
 MOAT_MUST_CHECK int moat_net_check(const struct moat_net_policy *p, struct moat_err *err);
 MOAT_MUST_CHECK int moat_net_remove(struct moat_err *err);
+/* bridge_ports: moat_net_isolate_ports sets each port isolated with ip(8) (a port then
+ * exchanges frames only with the bridge itself and non-isolated ports); with check_only it
+ * only checks that each exists and is a bridge port. Fails naming the first port that is
+ * not. moat_net_apply does not call it; `moat net apply` runs both. `net remove` leaves
+ * isolation on (removing a barrier is the operator's explicit act). */
+MOAT_MUST_CHECK int moat_net_isolate_ports(const struct moat_net_policy *p, bool check_only,
+					   struct moat_err *err);
 
 /* One probe of moat_net_verify. */
 enum moat_net_observed {
@@ -342,6 +365,9 @@ struct moat_net_probe {
 	bool flood;	 /* burst of connections; expected result MOAT_NET_OBS_LIMITED */
 	bool udp;	 /* a datagram and its echo instead of a TCP connection */
 	bool to_gateway; /* to the router itself (its input chain), not through it */
+	bool peer;	 /* to a host of its own zone at an address of no zone (link-local or
+			  * one it gave itself): must be blocked whatever the model says */
+	bool link_local; /* src6/dst6 are fe80:: addresses on the host's zone interface */
 	enum moat_net_observed observed;
 	bool ok; /* observed matches the expectation */
 };
@@ -379,7 +405,12 @@ extern volatile int moat_net_interrupted;
  * bridge table is what separates hosts on one bridge. When zones have IPv6 prefixes, hosts,
  * router and the outside host also get IPv6 addresses (moat_net_addr6_for; the outside in a
  * free 2001:db8:ff00::/64-like documentation prefix, all nodad) and every probe but the flood
- * is repeated over IPv6 (probe.v6).
+ * is repeated over IPv6 (probe.v6). Every host of a device or isolated zone also holds a
+ * link-local address and an IPv4 and an IPv6 address of no zone; each probes the other host
+ * of its zone at all three (probe.peer), expected blocked whatever the model says of those
+ * addresses. The ruleset is loaded with the topology's own bridge ports (every host port of
+ * a non-management zone) in place of p's bridge_ports, and no port is set isolated: the nft
+ * port rules alone must keep them apart.
  *
  * Builds namespaces named "moat-<pid>-*" (first removing such namespaces left behind by
  * moat processes that no longer run), loads the ruleset into the router namespace, probes

@@ -92,6 +92,12 @@ static void json_policy(const struct moat_net_policy *p)
 	json_addr("server_address", p->server_addr);
 	printf(",\"server_port\":%u,\"conn_rate\":%u,\"log_rate\":%u", (unsigned)p->server_port,
 	       p->conn_rate, p->log_rate);
+	printf(",\"bridge_ports\":[");
+	for (size_t i = 0; i < p->port_count; i++) {
+		printf("%s{\"zone\":\"%s\",\"port\":\"%s\"}", i ? "," : "",
+		       p->zones[p->ports[i].zone].name, p->ports[i].name);
+	}
+	printf("]");
 	if (p->services6) {
 		char a[48];
 		moat_net_addr6_format(p->broker_addr6, a, sizeof(a));
@@ -240,7 +246,11 @@ static void print_text(const struct moat_net_verify_report *r)
 		const char *expected = pr->flood ? "limited" : pr->expect_open ? "open" : "blocked";
 		printf("%-17s %-17s %-4s %-27s %-9s %-9s %s%s\n", pr->from, pr->to,
 		       pr->v6 ? "v6" : "v4", dst, expected, moat_net_observed_name(pr->observed),
-		       pr->ok ? "ok" : "MISMATCH", pr->flood ? " (connection flood)" : "");
+		       pr->ok ? "ok" : "MISMATCH",
+		       pr->flood	? " (connection flood)"
+		       : pr->link_local ? " (link-local)"
+		       : pr->peer	? " (address of no zone)"
+					: "");
 	}
 	printf("%zu probes, %zu mismatches, %llu drops logged\n", r->probe_count, r->mismatches,
 	       (unsigned long long)r->logged_drops);
@@ -264,9 +274,9 @@ static void print_json(const struct moat_net_verify_report *r)
 		cli_json_string(stdout, pr->from);
 		printf(",\"to\":");
 		cli_json_string(stdout, pr->to);
-		printf(",\"family\":\"%s\",\"protocol\":\"%s\",\"gateway\":%s",
+		printf(",\"family\":\"%s\",\"protocol\":\"%s\",\"gateway\":%s,\"peer\":%s",
 		       pr->v6 ? "ipv6" : "ipv4", pr->udp ? "udp" : "tcp",
-		       pr->to_gateway ? "true" : "false");
+		       pr->to_gateway ? "true" : "false", pr->peer ? "true" : "false");
 		printf(",\"src\":\"%s\",\"dst\":\"%s\",\"port\":%u,\"flood\":%s,\"expected\":\"%s\","
 		       "\"observed\":\"%s\",\"ok\":%s}",
 		       src, dst, (unsigned)pr->port, pr->flood ? "true" : "false",
@@ -418,19 +428,36 @@ int net_main(int argc, char **argv)
 	} else if (is_apply && interfaces) {
 		status = apply_interfaces(p, root);
 	} else if (is_apply) {
-		int rc = dry_run ? moat_net_check(p, &err) : moat_net_apply(p, &err);
+		/* The ports first: a mistyped one fails before anything changes. */
+		int rc = moat_net_isolate_ports(p, true, &err);
+		if (rc == 0) {
+			rc = dry_run ? moat_net_check(p, &err) : moat_net_apply(p, &err);
+		}
+		if (rc == 0 && !dry_run) {
+			rc = moat_net_isolate_ports(p, false, &err);
+		}
 		if (rc != 0) {
 			status = cli_fail(&err);
 			goto out;
 		}
 		if (cli_globals.json) {
-			printf("{\"%s\":[\"inet %s\",\"bridge %s\"]}\n",
+			printf("{\"%s\":[\"inet %s\",\"bridge %s\"]",
 			       dry_run ? "checked" : "loaded", MOAT_NET_TABLE, MOAT_NET_TABLE);
+			for (size_t i = 0; i < p->port_count; i++) {
+				printf("%s\"%s\"", i ? "," : ",\"isolated_ports\":[",
+				       p->ports[i].name);
+			}
+			printf("%s}\n", p->port_count ? "]" : "");
 		} else if (dry_run) {
-			printf("the ruleset is valid (nft -c); nothing changed\n");
+			printf("the ruleset is valid (nft -c)%s; nothing changed\n",
+			       p->port_count ? " and every bridge port exists" : "");
 		} else {
 			printf("loaded the nft tables inet %s and bridge %s\n", MOAT_NET_TABLE,
 			       MOAT_NET_TABLE);
+			for (size_t i = 0; i < p->port_count; i++) {
+				printf("isolated bridge port %s (zone %s)\n", p->ports[i].name,
+				       p->zones[p->ports[i].zone].name);
+			}
 		}
 	} else {
 		status = do_verify(p);

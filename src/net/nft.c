@@ -6,6 +6,7 @@
 #include "moat/net.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -90,4 +91,31 @@ int moat_net_remove(struct moat_err *err)
 			   "delete table bridge " MOAT_NET_TABLE "\n";
 	const char *argv[] = {"nft", "-f", "-", NULL};
 	return net_run(argv, text, NULL, 0, err);
+}
+
+int moat_net_isolate_ports(const struct moat_net_policy *p, bool check_only, struct moat_err *err)
+{
+	for (size_t i = 0; i < p->port_count; i++) {
+		const char *name = p->ports[i].name;
+		/* A bridge port has a brport directory: anything else would take "isolated"
+		 * as an error, or mean the operator named the wrong interface. */
+		char path[64];
+		snprintf(path, sizeof(path), "/sys/class/net/%s/brport", name);
+		if (access(path, F_OK) != 0) {
+			return moat_err_set(err, MOAT_ESTATE,
+					    "bridge_ports: %s (zone %s) is not a bridge port here",
+					    name, p->zones[p->ports[i].zone].name);
+		}
+		if (check_only) {
+			continue;
+		}
+		const char *argv[] = {"ip",   "link",	      "set",	  "dev", name,
+				      "type", "bridge_slave", "isolated", "on",	 NULL};
+		int rc = net_run(argv, NULL, NULL, 0, err);
+		if (rc != 0) {
+			moat_err_prefix(err, "bridge_ports: isolating %s", name);
+			return rc;
+		}
+	}
+	return 0;
 }

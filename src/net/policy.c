@@ -11,19 +11,9 @@
 
 /* Keys of [network] that are not zone names; a zone may not take one of these names. */
 static const char *const fixed_keys[] = {
-	"extra_zones",
-	"device_zones",
-	"broker_address",
-	"server_address",
-	"conn_rate",
-	"log_rate",
-	"vlans",
-	"trunk",
-	"gateway_input",
-	"dns",
-	"ntp",
-	"dhcp",
-	NULL,
+	"extra_zones", "device_zones", "broker_address", "server_address", "conn_rate", "log_rate",
+	"vlans",       "trunk",	       "bridge_ports",	 "gateway_input",  "dns",	"ntp",
+	"dhcp",	       NULL,
 };
 static const char *const std_zones[] = {"iot", "management", "guest"};
 static const char *const std_defaults[] = {MOAT_NET_DEFAULT_IOT, MOAT_NET_DEFAULT_MANAGEMENT,
@@ -724,6 +714,65 @@ static int read_vlans(const struct moat_config *cfg, struct moat_net_policy *p,
 	return foreach_item(v ? v : MOAT_NET_DEFAULT_VLANS, loc, add_vlan, &c, err);
 }
 
+/* One "zone:ifname" item of bridge_ports: a port of a gateway bridge facing the hosts of a
+ * device or isolated zone (management reaches everything, so its ports are not closed). */
+static int add_port(void *ctx, const char *item, size_t i, size_t n, const char *loc,
+		    struct moat_err *err)
+{
+	struct moat_net_policy *p = ctx;
+	(void)i;
+	if (n > MOAT_NET_PORTS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: more than %d ports", loc,
+				    MOAT_NET_PORTS_MAX);
+	}
+	char name[MOAT_NET_ZONE_NAME_MAX_LEN + 1];
+	const char *colon = strchr(item, ':');
+	size_t name_len = colon ? (size_t)(colon - item) : 0;
+	if (!colon || name_len == 0 || name_len >= sizeof(name)) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: '%.64s': expected zone:ifname", loc,
+				    item);
+	}
+	memcpy(name, item, name_len);
+	name[name_len] = '\0';
+	int z = find_zone(p, name);
+	if (z < 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s: unknown zone '%s'", loc, name);
+	}
+	if (p->zones[z].kind == MOAT_NET_ZONE_MANAGEMENT) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: zone '%s' is management, which reaches everything: only "
+				    "device and isolated zones have their ports closed",
+				    loc, name);
+	}
+	int rc = moat_net_parse_ifname(colon + 1, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "%s", loc);
+		return rc;
+	}
+	for (size_t k = 0; k < p->port_count; k++) {
+		if (strcmp(p->ports[k].name, colon + 1) == 0) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: port %s listed twice", loc,
+					    colon + 1);
+		}
+	}
+	struct moat_net_port *port = &p->ports[p->port_count++];
+	snprintf(port->name, sizeof(port->name), "%s", colon + 1);
+	port->zone = (size_t)z;
+	return 0;
+}
+
+static int read_ports(const struct moat_config *cfg, struct moat_net_policy *p,
+		      struct moat_err *err)
+{
+	char loc[160];
+	const char *v = moat_config_get(cfg, "network", "bridge_ports");
+	if (!v || strcmp(v, "none") == 0) {
+		return 0;
+	}
+	where(cfg, "network", "bridge_ports", loc, sizeof(loc));
+	return foreach_item(v, loc, add_port, p, err);
+}
+
 struct servers_ctx {
 	struct moat_net_policy *p;
 	uint32_t *addrs;
@@ -954,7 +1003,7 @@ int moat_net_policy_from_config(const struct moat_config *cfg, struct moat_net_p
 	    (rc = read_service_addr(cfg, out, "broker_address", MOAT_NET_DEFAULT_BROKER_ADDRESS,
 				    &out->broker_addr, err)) != 0 ||
 	    (rc = read_server_addr(cfg, out, err)) != 0 || (rc = read_vlans(cfg, out, err)) != 0 ||
-	    (rc = read_gateway(cfg, out, err)) != 0) {
+	    (rc = read_ports(cfg, out, err)) != 0 || (rc = read_gateway(cfg, out, err)) != 0) {
 		goto out;
 	}
 	if ((rc = moat_config_get_int(cfg, "broker", "port", MOAT_NET_DEFAULT_BROKER_PORT, 1, 65535,

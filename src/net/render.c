@@ -98,6 +98,44 @@ static void put_summary(struct moat_buf *b, const struct moat_net_policy *p)
 	moat_buf_printf(b, "; NTP: ");
 	put_servers(b, p->ntp_gateway, p->ntp_addrs, p->ntp_count);
 	moat_buf_printf(b, "; DHCP: %s\n", p->dhcp_gateway ? "the gateway" : "none");
+	if (p->port_count > 0) {
+		moat_buf_printf(b, "# bridge_ports (each faces one zone's hosts only):");
+		for (size_t i = 0; i < p->port_count; i++) {
+			moat_buf_printf(b, " %s:%s", p->zones[p->ports[i].zone].name,
+					p->ports[i].name);
+		}
+		moat_buf_printf(b, "\n");
+	}
+}
+
+/* Hosts behind the bridge ports of one zone reach each other only through the bridge's
+ * forward hook; the gateway itself is the bridge (input and output hooks), so everything a
+ * port forwards is host to host. Matched on the ports the kernel saw the frame enter and
+ * leave by, never on a header: no address, MAC, ether type or tag a host picks escapes it. */
+static void nft_port_rules(struct moat_buf *b, const struct moat_net_policy *p)
+{
+	static const char *const dirs[] = {"iifname", "oifname"};
+	for (size_t z = 0; z < p->zone_count; z++) {
+		for (size_t d = 0; d < 2; d++) {
+			bool any = false;
+			for (size_t i = 0; i < p->port_count; i++) {
+				if (p->ports[i].zone != z) {
+					continue;
+				}
+				if (!any) {
+					moat_buf_printf(b, "\t\t%s { ", dirs[d]);
+				}
+				moat_buf_printf(b, "%s\"%s\"", any ? ", " : "", p->ports[i].name);
+				any = true;
+			}
+			if (any) {
+				moat_buf_printf(b,
+						" } jump log_drop comment \"%s: no frame between "
+						"its bridge ports\"\n",
+						p->zones[z].name);
+			}
+		}
+	}
 }
 
 /* ---- nftables ---- */
@@ -318,6 +356,7 @@ static void render_nft(struct moat_buf *b, const struct moat_net_policy *p)
 	moat_buf_printf(b,
 			"\tchain forward {\n\t\ttype filter hook forward priority filter; policy "
 			"accept;\n");
+	nft_port_rules(b, p);
 	for (size_t i = 0; i < p->rule_count; i++) {
 		if (p->rules[i].bridged) {
 			nft_rule(b, p, &p->rules[i]);
@@ -488,6 +527,16 @@ static void render_iptables(struct moat_buf *b, const struct moat_net_policy *p)
 		   "# Hosts on one bridge are filtered only with br_netfilter "
 		   "(net.bridge.bridge-nf-call-iptables=1)\n# or bridge port isolation; the nft "
 		   "form covers them itself.\n");
+	if (p->port_count > 0) {
+		/* iptables never sees bridged frames without br_netfilter (--physdev needs it
+		 * too): the bridge_ports are closed by isolation, which this file cannot carry. */
+		moat_buf_printf(b, "# Not in this file: the bridge_ports. Isolate each yourself "
+				   "(`moat net apply` does it only\n# with the nft form):\n");
+		for (size_t i = 0; i < p->port_count; i++) {
+			moat_buf_printf(b, "#   ip link set dev %s type bridge_slave isolated on\n",
+					p->ports[i].name);
+		}
+	}
 	if (p->input_filter) {
 		moat_buf_printf(b, "# The gateway's own input: iptables -C INPUT -j MOAT-INPUT || "
 				   "iptables -I INPUT 1 -j MOAT-INPUT\n");

@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -80,6 +81,11 @@ struct host {
 	uint8_t gw6[16];
 	bool has_extra6;
 	uint8_t extra6[16];
+	bool stray;	    /* has the addresses of no zone below (a non-management zone's host) */
+	uint8_t ll6[16];    /* a link-local address of its own */
+	uint32_t stray4;    /* an IPv4 address of no zone, on-link for every stray host */
+	uint8_t stray6[16]; /* the same in IPv6 */
+	char port[24];	    /* the router's bridge port of its link; "" outside any bridge */
 };
 
 struct topo {
@@ -94,6 +100,8 @@ struct topo {
 	uint16_t other_port;
 	char zone_if[MOAT_NET_ZONES_MAX][32]; /* the router's (at most 15 characters) */
 	uint8_t outside6[16];		      /* the uplink's IPv6 /64 (p->has_v6) */
+	uint32_t stray_net;		      /* a /24 of no zone and not the outside's */
+	uint8_t stray6_net[16];		      /* a /64 of no zone and not the outside's */
 	bool vlan_ok; /* the kernel makes 802.1Q devices (CONFIG_VLAN_8021Q) */
 };
 
@@ -371,6 +379,72 @@ static void plan_rogues(const struct moat_net_policy *p, struct topo *t)
 
 static int plan_outside(const struct moat_net_policy *p, struct topo *t, struct moat_err *err);
 
+/* Addresses the hosts of a device or isolated zone give themselves, in no zone: a link-local
+ * one and one in a range of no zone (IPv4 and IPv6), all on-link, so two hosts of one bridge
+ * can talk over them without the gateway, unless their bridge ports are closed. Also names
+ * each host's bridge port as attach_port makes it: these become the policy's bridge_ports. */
+static int plan_strays(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
+{
+	static const uint32_t nets[] = {0xc6124d00u, 0xc6134d00u, 0xac1f4d00u}; /* 198.18.77.0 */
+	t->stray_net = 0;
+	for (size_t c = 0; c < sizeof(nets) / sizeof(nets[0]) && !t->stray_net; c++) {
+		struct moat_net_subnet sn = {.addr = nets[c], .prefix = 24};
+		bool clash = nets[c] == t->outside_net;
+		for (size_t z = 0; z < p->zone_count; z++) {
+			for (size_t s = 0; s < p->zones[z].subnet_count; s++) {
+				clash = clash ||
+					moat_net_subnets_overlap(&sn, &p->zones[z].subnets[s]);
+			}
+		}
+		t->stray_net = clash ? 0 : nets[c];
+	}
+	bool found6 = false;
+	for (uint8_t c = 0; c < 4 && !found6; c++) {
+		struct moat_net_prefix6 sn = {.addr = {0xfd, 0xff, 0x00, 0x77, 0x00, c},
+					      .prefix = 64};
+		bool clash = false;
+		for (size_t z = 0; z < p->zone_count; z++) {
+			for (size_t s = 0; s < p->zones[z].prefix6_count; s++) {
+				clash = clash ||
+					moat_net_prefixes6_overlap(&sn, &p->zones[z].prefixes6[s]);
+			}
+		}
+		if (!clash) {
+			memcpy(t->stray6_net, sn.addr, 16);
+			found6 = true;
+		}
+	}
+	if (!t->stray_net || !found6) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "net verify: no free address range for the hosts' own "
+				    "addresses");
+	}
+	for (size_t i = 0; i < t->host_count; i++) {
+		struct host *h = &t->hosts[i];
+		if (h->zone < 0 || p->zones[h->zone].kind == MOAT_NET_ZONE_MANAGEMENT) {
+			continue;
+		}
+		uint16_t vlan = t->vlan_ok ? p->zones[h->zone].vlan : 0;
+		if (vlan) {
+			snprintf(h->port, sizeof(h->port), "v%u.%u", (unsigned)i, (unsigned)vlan);
+		} else if (!h->rogue) {
+			snprintf(h->port, sizeof(h->port), "v%u", (unsigned)i);
+		}
+		if (h->rogue) {
+			continue;
+		}
+		h->stray = true;
+		h->ll6[0] = 0xfe;
+		h->ll6[1] = 0x80;
+		h->ll6[13] = 0x77;
+		h->ll6[15] = (uint8_t)(i + 1);
+		h->stray4 = t->stray_net + (uint32_t)i + 1;
+		memcpy(h->stray6, t->stray6_net, 16);
+		h->stray6[15] = (uint8_t)(i + 1);
+	}
+	return 0;
+}
+
 static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct moat_err *err)
 {
 	pid_t me = getpid();
@@ -454,7 +528,8 @@ static int plan_topology(const struct moat_net_policy *p, struct topo *t, struct
 		}
 	}
 	plan_rogues(p, t);
-	return plan_outside(p, t, err);
+	int rc = plan_outside(p, t, err);
+	return rc != 0 ? rc : plan_strays(p, t, err);
 }
 
 /* The outside's IPv6 /64: the first documentation /64 that no zone uses. */
@@ -666,6 +741,21 @@ static int build_host(const struct moat_net_policy *p, const struct topo *t, con
 	if ((rc = ipcmd(h->ns, lo, err)) != 0 || (rc = ipcmd(h->ns, up, err)) != 0 ||
 	    (rc = ipcmd(h->ns, route, err)) != 0) {
 		return rc;
+	}
+	if (h->stray) {
+		char a4[32];
+		char ll[64];
+		char s6[64];
+		fmt_cidr(h->stray4, 24, a4, sizeof(a4));
+		fmt_cidr6(h->ll6, 64, ll, sizeof(ll));
+		fmt_cidr6(h->stray6, 64, s6, sizeof(s6));
+		const char *add4[] = {"addr", "add", a4, "dev", hif, NULL};
+		const char *addll[] = {"addr", "add", ll, "dev", hif, "nodad", NULL};
+		const char *add6[] = {"addr", "add", s6, "dev", hif, "nodad", NULL};
+		if ((rc = ipcmd(h->ns, add4, err)) != 0 || (rc = ipcmd(h->ns, addll, err)) != 0 ||
+		    (rc = ipcmd(h->ns, add6, err)) != 0) {
+			return rc;
+		}
 	}
 	return h->has6 ? build_host6(h, hif, err) : 0;
 }
@@ -897,6 +987,10 @@ struct target {
 	uint16_t port;
 	uint32_t dst;
 	uint8_t dst6[16];
+	bool own_src; /* bind to src/src6 below, not the host's zone address */
+	bool link_local;
+	uint32_t src;
+	uint8_t src6[16];
 };
 
 /* sa gets h's address (to NULL) or the target's, in the target's family; returns its size. */
@@ -908,13 +1002,13 @@ static socklen_t sockaddr_of(const struct host *h, const struct target *to,
 		struct sockaddr_in6 *a = (struct sockaddr_in6 *)sa;
 		a->sin6_family = AF_INET6;
 		a->sin6_port = h ? 0 : htons(to->port);
-		memcpy(a->sin6_addr.s6_addr, h ? h->addr6 : to->dst6, 16);
+		memcpy(a->sin6_addr.s6_addr, !h ? to->dst6 : to->own_src ? to->src6 : h->addr6, 16);
 		return sizeof(*a);
 	}
 	struct sockaddr_in *a = (struct sockaddr_in *)sa;
 	a->sin_family = AF_INET;
 	a->sin_port = h ? 0 : htons(to->port);
-	a->sin_addr.s_addr = htonl(h ? h->addr : to->dst);
+	a->sin_addr.s_addr = htonl(!h ? to->dst : to->own_src ? to->src : h->addr);
 	return sizeof(*a);
 }
 
@@ -940,6 +1034,16 @@ static void connect_many(const struct host *h, const struct target *tg, size_t c
 		struct sockaddr_storage to;
 		socklen_t mel = sockaddr_of(h, &tg[i], &me);
 		socklen_t tol = sockaddr_of(NULL, &tg[i], &to);
+		if (tg[i].link_local) {
+			/* both ends on the host's zone interface: eth0, or its VLAN */
+			char hif[24] = "eth0";
+			if (h->tag) {
+				snprintf(hif, sizeof(hif), "eth0.%u", (unsigned)h->tag);
+			}
+			unsigned scope = if_nametoindex(hif);
+			((struct sockaddr_in6 *)&me)->sin6_scope_id = scope;
+			((struct sockaddr_in6 *)&to)->sin6_scope_id = scope;
+		}
 		if (fd < 0 || bind(fd, (struct sockaddr *)&me, mel) != 0) {
 			if (fd >= 0) {
 				close(fd);
@@ -1222,6 +1326,31 @@ static void add_probe6(struct moat_net_verify_report *r, const struct moat_net_p
 	add_probe_pkt(r, p, from, to, &k);
 }
 
+/* From one host of a zone to another of the same zone at the addresses of no zone they
+ * gave themselves: link-local IPv6, IPv4 and IPv6 of no zone. The intent (hosts of a
+ * device or isolated zone never reach each other) holds whatever the addresses, so these
+ * are expected blocked without asking the model, which judges by address. */
+static void add_peer_probes(struct moat_net_verify_report *r, const struct moat_net_policy *p,
+			    const struct host *from, const struct host *to)
+{
+	for (int k = 0; k < 3 && r->probe_count < MOAT_NET_PROBES_MAX; k++) {
+		struct moat_net_probe *pr = &r->probes[r->probe_count++];
+		memset(pr, 0, sizeof(*pr));
+		snprintf(pr->from, sizeof(pr->from), "%s", from->label);
+		snprintf(pr->to, sizeof(pr->to), "%s", to->label);
+		pr->port = p->broker_port;
+		pr->peer = true;
+		pr->v6 = k != 1;
+		pr->link_local = k == 0;
+		pr->src = from->stray4;
+		pr->dst = to->stray4;
+		memcpy(pr->src6, k == 0 ? from->ll6 : from->stray6, 16);
+		memcpy(pr->dst6, k == 0 ? to->ll6 : to->stray6, 16);
+		pr->expect_open = false;
+		pr->observed = MOAT_NET_OBS_ERROR;
+	}
+}
+
 static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 		       struct moat_net_verify_report *r, struct moat_err *err)
 {
@@ -1254,6 +1383,14 @@ static int make_probes(const struct moat_net_policy *p, const struct topo *t,
 			}
 		}
 		add_gateway_probes(r, p, t, from);
+	}
+	for (size_t s = 0; s < t->host_count; s++) {
+		for (size_t d = 0; d < t->host_count; d++) {
+			if (d != s && t->hosts[s].stray && t->hosts[d].stray &&
+			    t->hosts[s].zone == t->hosts[d].zone) {
+				add_peer_probes(r, p, &t->hosts[s], &t->hosts[d]);
+			}
+		}
 	}
 	if (p->conn_rate * 2 <= FLOOD_BURST_MAX) {
 		for (size_t s = 0; s < t->host_count; s++) {
@@ -1295,8 +1432,12 @@ static int run_phase(const struct topo *t, struct moat_net_verify_report *r, boo
 				*tg = (struct target){.v6 = pr->v6,
 						      .udp = pr->udp,
 						      .port = pr->port,
-						      .dst = pr->dst};
+						      .dst = pr->dst,
+						      .own_src = pr->peer,
+						      .link_local = pr->link_local,
+						      .src = pr->src};
 				memcpy(tg->dst6, pr->dst6, 16);
+				memcpy(tg->src6, pr->src6, 16);
 				idx[h][counts[h]++] = i;
 				break;
 			}
@@ -1437,10 +1578,31 @@ static int check_capabilities(struct moat_err *err)
 	return 0;
 }
 
-int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_report *report,
+/* The policy as verify loads it: its bridge_ports are the ports of this topology (the
+ * gateway's own names mean nothing here), every non-management zone's host ports. */
+static bool use_topology_ports(struct moat_net_policy *vp, const struct topo *t)
+{
+	vp->port_count = 0;
+	for (size_t i = 0; i < t->host_count; i++) {
+		if (t->hosts[i].port[0] && vp->port_count == MOAT_NET_PORTS_MAX) {
+			return false;
+		}
+		if (t->hosts[i].port[0]) {
+			struct moat_net_port *port = &vp->ports[vp->port_count++];
+			snprintf(port->name, sizeof(port->name), "%s", t->hosts[i].port);
+			port->zone = (size_t)t->hosts[i].zone;
+		}
+	}
+	return true;
+}
+
+int moat_net_verify(const struct moat_net_policy *policy, struct moat_net_verify_report *report,
 		    struct moat_err *err)
 {
 	static struct topo t;
+	static struct moat_net_policy vp;
+	const struct moat_net_policy *p = &vp;
+	vp = *policy;
 	memset(&t, 0, sizeof(t));
 	memset(report, 0, sizeof(*report));
 	int rc = check_capabilities(err);
@@ -1467,6 +1629,10 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 	    (rc = make_probes(p, &t, report, err)) != 0) {
 		goto out;
 	}
+	if (!use_topology_ports(&vp, &t)) {
+		rc = moat_err_set(err, MOAT_EINVAL, "net verify: too many zones to probe");
+		goto out;
+	}
 	rc = build_topology(p, &t, err);
 	if (rc == MOAT_EIO && live.ns_count == 0) {
 		/* The very first `ip netns add` failed: this machine cannot do namespaces. */
@@ -1479,7 +1645,8 @@ int moat_net_verify(const struct moat_net_policy *p, struct moat_net_verify_repo
 		goto out;
 	}
 	for (size_t h = 0; h < t.host_count; h++) {
-		if ((rc = start_listener(&t, &t.hosts[h], p->has_v6, err)) != 0) {
+		/* IPv6 always: link-local needs no zone prefix */
+		if ((rc = start_listener(&t, &t.hosts[h], true, err)) != 0) {
 			goto out;
 		}
 	}

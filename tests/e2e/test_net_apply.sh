@@ -3,7 +3,8 @@
 # network namespace this test creates (never on the host). A table and an iptables chain
 # that belong to someone else must survive every step; dry-run must change nothing; a bad
 # [network] section and a missing nft must load nothing. Also loads the iptables form with
-# iptables-restore --noflush and checks it leaves FORWARD's policy alone. `apply --interfaces
+# iptables-restore --noflush and checks it leaves FORWARD's policy alone. bridge_ports are
+# checked before anything loads, closed in the bridge table as planned, and isolated. `apply --interfaces
 # --root` installs the VLAN interface files and removes only moat's stale ones. Skipped (77)
 # without root, namespaces or nftables.
 source "$(dirname "$0")/lib.sh"
@@ -91,6 +92,46 @@ expect_ok "remove --json" in_ns moat net remove --json
 printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["removed"] == ["inet moat", "bridge moat"]' ||
 	fail "remove --json: $out"
 [ "$(tables)" = "table inet keepme " ] || fail "remove --json left or took tables: $(tables)"
+
+# bridge_ports: every port checked before anything loads; then closed in the bridge table,
+# as `net plan` prints it, and isolated.
+in_ns ip link add brz type bridge
+in_ns ip link add p1 type veth peer name q1
+in_ns ip link add p2 type veth peer name q2
+in_ns ip link set p1 master brz
+in_ns ip link set p2 master brz
+cp "$D/moat.conf" "$T/moat.conf.noports"
+printf 'bridge_ports = iot:p1, iot:p2, guest:q1\n' >>"$D/moat.conf"
+BEFORE=$(in_ns nft list ruleset)
+expect_fail "apply with a port that is no bridge port" in_ns moat net apply
+assert_contains "$errout" "q1 (zone guest) is not a bridge port here"
+expect_fail "dry run with a port that is no bridge port" in_ns moat net apply --dry-run
+[ "$(in_ns nft list ruleset)" = "$BEFORE" ] || fail "a refused apply changed the ruleset"
+in_ns ip -d link show p1 | grep -q "isolated off" || fail "a refused apply isolated p1"
+cp "$T/moat.conf.noports" "$D/moat.conf"
+printf 'bridge_ports = iot:p1, iot:p2\n' >>"$D/moat.conf"
+expect_ok "apply --dry-run with bridge ports" in_ns moat net apply --dry-run
+assert_contains "$out" "every bridge port exists"
+in_ns ip -d link show p1 | grep -q "isolated off" || fail "dry run isolated p1"
+expect_ok "apply with bridge ports" in_ns moat net apply
+assert_contains "$out" "isolated bridge port p2 (zone iot)"
+for port in p1 p2; do
+	in_ns ip -d link show $port | grep -q "isolated on" || fail "$port not isolated"
+done
+in_ns ip -d link show q1 | grep -q "isolated" && fail "q1 is no bridge port, yet isolated"
+PLAN=$(moat net plan)
+for dir in iifname oifname; do
+	rule="$dir { \"p1\", \"p2\" } jump log_drop comment \"iot: no frame between its bridge ports\""
+	assert_contains "$PLAN" "$rule"
+	assert_contains "$(in_ns nft list table bridge moat)" "$rule"
+done
+assert_not_contains "$(in_ns nft list table inet moat)" "no frame between"
+expect_ok "apply --json with bridge ports" in_ns moat net apply --json
+printf '%s' "$out" | python3 -c 'import json,sys; assert json.load(sys.stdin)["isolated_ports"] == ["p1", "p2"]' ||
+	fail "apply --json: $out"
+cp "$T/moat.conf.noports" "$D/moat.conf"
+in_ns ip link del brz
+pass "bridge_ports checked first, closed by port as planned, and isolated"
 
 # The iptables form loads with --noflush next to someone else's chain.
 if command -v iptables-restore >/dev/null; then

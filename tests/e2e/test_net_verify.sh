@@ -3,7 +3,9 @@
 # throwaway namespaces: the default policy of a fresh deployment and a custom one with more
 # zones hold (exit 0, every row ok, drops logged); a ruleset broken on its way into nft is
 # caught (exit 1, MISMATCH rows); SIGINT and SIGTERM in the middle leave no namespace behind;
-# namespaces left by a killed run are removed by the next. Skipped (77) without root,
+# namespaces left by a killed run are removed by the next. Two hosts of one zone on one
+# bridge reach each other neither over link-local IPv6 nor over addresses of no zone they
+# give themselves, and a ruleset without the bridge-port rules is caught. Skipped (77) without root,
 # namespaces, bridges or the nftables bridge family.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_net.sh"
@@ -69,7 +71,16 @@ assert_contains "$(row guest-1 broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row mgmt iot-2 '[0-9.:]+ +open +open')" " ok"
 assert_contains "$(row outside broker '[0-9.:]+ +blocked +blocked')" " ok"
 assert_contains "$(row iot-1 broker '10.77.1.10:8883 +limited +limited')" "(connection flood)"
-assert_not_contains "$out" " v6 " # no zone has an IPv6 prefix by default
+# Hosts of one zone on one bridge, at addresses they chose themselves: closed by the bridge
+# ports, not by address. The same hosts still reach the broker and the gateway (above).
+for pair in "iot-1 iot-2" "iot-2 iot-1" "guest-1 guest-2"; do
+	set -- $pair
+	assert_contains "$(row6 $1 $2 '\[fe80::77:[0-9a-f]+\]:8883 +blocked +blocked')" "ok (link-local)"
+	assert_contains "$(row $1 $2 '198\.18\.77\.[0-9]+:8883 +blocked +blocked')" "ok (address of no zone)"
+	assert_contains "$(row6 $1 $2 '\[fdff:77::[0-9a-f]+\]:8883 +blocked +blocked')" "ok (address of no zone)"
+done
+# no zone has an IPv6 prefix by default: the only IPv6 rows are those of the hosts' own
+assert_not_contains "$(printf '%s\n' "$out" | grep ' v6 ' | grep -vE '\[(fe80::77|fdff:77::)')" " v6 "
 drops=$(printf '%s\n' "$out" | grep ' drops logged$' | sed -n 's/.* \([0-9]*\) drops logged$/\1/p')
 [ -n "$drops" ] && [ "$drops" -gt 0 ] || fail "no logged drops counted: $(printf '%s\n' "$out" | grep ' drops logged$')"
 pass "default policy holds ($(printf '%s\n' "$out" | grep ' drops logged$'))"
@@ -84,7 +95,8 @@ assert r["mismatches"] == 0, r["mismatches"]
 assert len(r["probes"]) > 20
 assert all(p["ok"] for p in r["probes"])
 assert any(p["flood"] and p["observed"] == "limited" for p in r["probes"])
-assert all(p["family"] == "ipv4" for p in r["probes"])
+assert all(p["family"] == "ipv4" for p in r["probes"] if not p["peer"])
+assert any(p["peer"] and p["family"] == "ipv6" and p["observed"] == "blocked" for p in r["probes"])
 ' || fail "verify --json output"
 printf '%s' "$out" | python3 -c '
 import json, sys
@@ -126,8 +138,9 @@ net_dual_section >>"$D/moat.conf"
 run_verify
 [ $rc -eq 0 ] || fail "verify of the dual-stack policy: exit $rc: $errout"$'\n'"$out"
 assert_contains "$out" ", 0 mismatches,"
-v4rows=$(printf '%s\n' "$out" | grep -cE '^[^ ]+ +[^ ]+ +v4 ' || true)
-v6rows=$(printf '%s\n' "$out" | grep -cE '^[^ ]+ +[^ ]+ +v6 ' || true)
+own='(link-local)|(address of no zone)'
+v4rows=$(printf '%s\n' "$out" | grep -E '^[^ ]+ +[^ ]+ +v4 ' | grep -cvE "$own" || true)
+v6rows=$(printf '%s\n' "$out" | grep -E '^[^ ]+ +[^ ]+ +v6 ' | grep -cvE "$own" || true)
 # every row has its twin, but the connection flood (IPv4 only)
 [ "$v6rows" -eq $((v4rows - 1)) ] || fail "dual stack: $v4rows IPv4 rows but $v6rows IPv6 rows"
 assert_contains "$(row6 iot-1 iot-2 '\[fd00:77:10::3\]:8883 +blocked +blocked')" " ok"
@@ -147,6 +160,8 @@ assert_contains "$(row6 mgmt gateway '[][0-9a-f:]+:2222 +open +open')" " ok"
 assert_contains "$(row6 outside broker '[][0-9a-f:]+ +blocked +blocked')" " ok"
 assert_contains "$(row6 outside gateway '[][0-9a-f:]+:2222 +blocked +blocked')" " ok"
 assert_contains "$(row6 iot-untagged broker '[][0-9a-f:]+ +blocked +blocked')" " ok"
+assert_contains "$(row6 iot-1 iot-2 '\[fe80::77:[0-9a-f]+\]:8883 +blocked +blocked')" "ok (link-local)"
+assert_contains "$(row6 iot-2 gateway '\[fd00:77:10::1\]:53/udp +open +open')" " ok"
 pass "dual-stack policy holds over IPv6 ($v6rows rows)"
 
 run_verify --json
@@ -154,8 +169,9 @@ run_verify --json
 printf '%s' "$out" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
-six = [p for p in r["probes"] if p["family"] == "ipv6"]
-four = [p for p in r["probes"] if p["family"] == "ipv4"]
+six = [p for p in r["probes"] if p["family"] == "ipv6" and not p["peer"]]
+four = [p for p in r["probes"] if p["family"] == "ipv4" and not p["peer"]]
+assert any(p["peer"] and p["dst"].startswith("fe80::") and p["observed"] == "blocked" for p in r["probes"])
 assert r["mismatches"] == 0 and len(six) == len(four) - 1, (len(six), len(four))
 pair = [p for p in six if p["from"] == "iot-1" and p["to"] == "iot-2"]
 assert pair and pair[0]["dst"] == "fd00:77:10::3" and pair[0]["observed"] == "blocked", pair
@@ -169,7 +185,8 @@ mkdir -p "$T/shim"
 cat >"$T/shim/nft" <<SHIM
 #!/bin/sh
 if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
-	sed '/ip6 saddr @device_zones6 ip6 daddr @device_zones6/d' | "$REAL_NFT" -f -
+	sed -e '/ip6 saddr @device_zones6 ip6 daddr @device_zones6/d' \
+		-e '/no frame between its bridge ports/d' | "$REAL_NFT" -f -
 else
 	exec "$REAL_NFT" "\$@"
 fi
@@ -179,13 +196,16 @@ PATH="$T/shim:$PATH" run_verify
 [ $rc -ne 0 ] || fail "verify passed a ruleset without the IPv6 device rule"
 assert_contains "$(row6 iot-1 iot-2 '[][0-9a-f:]+ +blocked +open')" "MISMATCH"
 assert_contains "$(row iot-1 iot-2 '[0-9.:]+ +blocked +blocked')" " ok"
-[ "$(printf '%s\n' "$out" | grep -c MISMATCH)" -eq 2 ] || fail "IPv6 device rule: other rows broke too"
+# (without the port rules, the rows at the hosts' own addresses are open too)
+[ "$(printf '%s\n' "$out" | grep MISMATCH | grep -cvE "$own")" -eq 2 ] ||
+	fail "IPv6 device rule: other rows broke too"
 pass "a missing IPv6 rule is caught: $errout"
 # Without every IPv6 rule (an IPv4-only ruleset), the allowed IPv6 paths fail.
 cat >"$T/shim/nft" <<SHIM
 #!/bin/sh
 if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
-	sed '/ip6 saddr\\|ip6 daddr/d' | "$REAL_NFT" -f -
+	sed -e '/ip6 saddr\\|ip6 daddr/d' -e '/no frame between its bridge ports/d' |
+		"$REAL_NFT" -f -
 else
 	exec "$REAL_NFT" "\$@"
 fi
@@ -205,7 +225,8 @@ mkdir -p "$T/shim"
 cat >"$T/shim/nft" <<SHIM
 #!/bin/sh
 if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
-	sed '/devices never reach each other/d' | "$REAL_NFT" -f -
+	sed -e '/devices never reach each other/d' -e '/no frame between its bridge ports/d' |
+		"$REAL_NFT" -f -
 else
 	exec "$REAL_NFT" "\$@"
 fi
@@ -218,6 +239,29 @@ assert_contains "$errout" "did not match the policy"
 assert_contains "$(row iot-1 iot-2 '[0-9.:]+ +blocked +open')" "MISMATCH"
 assert_contains "$(row cameras-1 iot-1 '[0-9.:]+ +blocked +blocked')" " ok"
 pass "a broken ruleset is caught: $errout"
+
+# A ruleset without the bridge-port rules: the address rules still keep IoT from IoT at zone
+# addresses, but at link-local or self-given addresses two hosts on one bridge reach each
+# other. verify must catch it.
+cp "$T/moat.conf.default" "$D/moat.conf"
+cat >"$T/shim/nft" <<SHIM
+#!/bin/sh
+if [ "\$1" = "-f" ] && [ "\$2" = "-" ]; then
+	sed '/no frame between its bridge ports/d' | "$REAL_NFT" -f -
+else
+	exec "$REAL_NFT" "\$@"
+fi
+SHIM
+PATH="$T/shim:$PATH" run_verify
+[ $rc -ne 0 ] || fail "verify passed a ruleset without the bridge-port rules"
+assert_contains "$(row6 iot-1 iot-2 '\[fe80::77:[0-9a-f]+\]:8883 +blocked +open')" "MISMATCH"
+assert_contains "$(row iot-1 iot-2 '198\.18\.77\.[0-9]+:8883 +blocked +open')" "MISMATCH"
+assert_contains "$(row6 iot-1 iot-2 '\[fdff:77::[0-9a-f]+\]:8883 +blocked +open')" "MISMATCH"
+assert_contains "$(row iot-1 iot-2 '10.77.10.3:8883 +blocked +blocked')" " ok"
+assert_contains "$(row iot-1 broker '10.77.1.10:8883 +open +open')" " ok"
+[ "$(printf '%s\n' "$out" | grep MISMATCH | grep -cvE "$own")" -eq 0 ] ||
+	fail "without the port rules, rows at zone addresses broke too"
+pass "a ruleset without the bridge-port rules is caught"
 
 # An input chain that lost its NTP allowance on the way into nft: devices would get no time.
 cat >"$T/shim/nft" <<SHIM

@@ -88,6 +88,10 @@ assert one("iot-1", "broker", 8883) == "open"
 assert one("iot-1", "broker", 8443) == "open"
 assert one("iot-1", "broker", 2222) == "blocked"
 assert one("iot-1", "iot-2", 8883) == "blocked"
+# on tagged ports too: IoT to IoT at link-local and self-given addresses, closed by port
+peers = [p for p in probes if p["peer"] and p["from"] == "iot-1" and p["to"] == "iot-2"]
+assert len(peers) == 3 and all(p["observed"] == "blocked" for p in peers), peers
+assert any(p["dst"].startswith("fe80:") for p in peers), peers
 assert one("guest-1", "broker", 8883) == "blocked"
 assert one("guest-1", "iot-1", 8883) == "blocked"
 assert any(p["from"] == "mgmt" and p["to"] == "iot-2" and p["observed"] == "open" for p in probes)
