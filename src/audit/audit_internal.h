@@ -1,0 +1,78 @@
+/* audit_internal.h: what the static checks of src/audit share (audit.h is the contract). */
+#ifndef MOAT_AUDIT_INTERNAL_H
+#define MOAT_AUDIT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/audit.h"
+#include "moat/deploy.h"
+#include "moat/registry.h"
+
+/* A check reports at most this many findings one by one; the rest become one "and N more"
+ * finding, so 10,000 devices with the same problem stay readable. */
+#define AUDIT_PER_CHECK_MAX 25
+#define AUDIT_CAPS_MAX 64
+
+struct audit_cap {
+	const struct moat_audit_check *check;
+	size_t shown, more;
+	enum moat_audit_severity worst_more;
+};
+
+struct audit_ctx {
+	struct moat_deploy *d;
+	const struct moat_audit_opts *o;
+	struct moat_audit_result *r;
+	const char *dir;
+	struct moat_err *err;
+	struct moat_identity *ids; /* every identity of the registry, by id */
+	size_t id_count;
+	struct audit_cap caps[AUDIT_CAPS_MAX];
+	size_t cap_count;
+};
+
+/* moat_audit_add through the per-check cap; MOAT_ENOMEM sets a->err. */
+MOAT_MUST_CHECK int audit_add(struct audit_ctx *a, const struct moat_audit_check *c,
+			      enum moat_audit_severity sev, const char *title, const char *evidence,
+			      const char *fix, const char *file, int line);
+/* moat_audit_ran with a->err set on failure. */
+MOAT_MUST_CHECK int audit_ran(struct audit_ctx *a, const struct moat_audit_check *c);
+/* moat_audit_cannot with a->err set on failure. */
+MOAT_MUST_CHECK int audit_cannot(struct audit_ctx *a, const struct moat_audit_check *c,
+				 const char *msg);
+/* The registry identity named id, or NULL. */
+const struct moat_identity *audit_identity(const struct audit_ctx *a, const char *id);
+/* "in N days" / "N days ago" for t relative to now, into buf. */
+const char *audit_when(int64_t t, int64_t now, char *buf, size_t size);
+
+/* The first line where two texts differ (1-based) and both lines (escaped, cut), or 0
+ * when they are equal. skip_prefix (may be NULL): lines starting with it are ignored on
+ * both sides. */
+int audit_first_diff(const char *want, size_t want_len, const char *have, size_t have_len,
+		     const char *skip_prefix, char *want_line, char *have_line, size_t line_size);
+
+int audit_pki(struct audit_ctx *a);
+int audit_broker(struct audit_ctx *a);
+int audit_firmware(struct audit_ctx *a);
+int audit_network(struct audit_ctx *a);
+int audit_monitoring(struct audit_ctx *a);
+
+/* The checks (defined in check_*.c, listed in audit.c). */
+extern const struct moat_audit_check audit_pki_root_expiry, audit_pki_issuer_expiry,
+	audit_pki_ca_key, audit_pki_key_files, audit_pki_cert_expiry, audit_pki_past_issuer,
+	audit_pki_crl, audit_pki_duplicate_key, audit_pki_weak_key, audit_pki_key_custody,
+	audit_pki_revoked_in_policy, audit_drift_crl;
+extern const struct moat_audit_check audit_drift_policy, audit_drift_acl, audit_drift_conf,
+	audit_broker_tls, audit_broker_client_cert, audit_broker_anonymous, audit_broker_listener,
+	audit_broker_limits, audit_broker_persistence, audit_broker_logging, audit_broker_plugin,
+	audit_broker_acl_grants, audit_drift_live_broker;
+extern const struct moat_audit_check audit_fw_threshold, audit_fw_revoked_key,
+	audit_fw_release_expiry, audit_fw_below_floor, audit_fw_not_offered, audit_fw_reverted,
+	audit_drift_releases;
+extern const struct moat_audit_check audit_net_policy, audit_net_live, audit_net_iot_mgmt,
+	audit_net_iot_iot;
+extern const struct moat_audit_check audit_mon_events, audit_mon_sinks, audit_mon_clock;
+
+#endif
