@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/types.h>
+
 #include "moat/audit.h"
 #include "moat/deploy.h"
 #include "moat/registry.h"
@@ -52,6 +54,10 @@ const char *audit_when(int64_t t, int64_t now, char *buf, size_t size);
  * both sides. */
 int audit_first_diff(const char *want, size_t want_len, const char *have, size_t have_len,
 		     const char *skip_prefix, char *want_line, char *have_line, size_t line_size);
+
+/* Whether key is weak (RSA below 2048 bits, EC off P-256, DSA and the like): true with a
+ * description in buf. Ed25519 and P-256 are not. */
+bool audit_weak_key(EVP_PKEY *key, char *buf, size_t size);
 
 int audit_pki(struct audit_ctx *a);
 int audit_broker(struct audit_ctx *a);

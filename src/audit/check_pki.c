@@ -235,8 +235,7 @@ static X509 *issuer_of(X509 *x, X509 *root, STACK_OF(X509) * issuers)
 	return NULL;
 }
 
-/* Whether key is weak: a description into buf when it is. */
-static bool weak_key(EVP_PKEY *key, char *buf, size_t size)
+bool audit_weak_key(EVP_PKEY *key, char *buf, size_t size)
 {
 	int id = EVP_PKEY_get_base_id(key);
 	if (id == EVP_PKEY_RSA) {
@@ -369,7 +368,7 @@ static int one_identity(struct audit_ctx *a, size_t idx, X509 *root, STACK_OF(X5
 	}
 	EVP_PKEY *key = X509_get0_pubkey(x);
 	char desc[96];
-	if (key && weak_key(key, desc, sizeof(desc))) {
+	if (key && audit_weak_key(key, desc, sizeof(desc))) {
 		snprintf(title, sizeof(title), "%s %s has a weak key: %s", moat_role_name(id->role),
 			 id->id, desc);
 		snprintf(fix, sizeof(fix), "%s %s --key-type ec-p256 (or --csr with a P-256 key)",
@@ -468,7 +467,7 @@ static int identities(struct audit_ctx *a)
 	    (server = read_cert_file(path)) != NULL) {
 		char desc[96], title[1024];
 		EVP_PKEY *key = X509_get0_pubkey(server);
-		if (key && weak_key(key, desc, sizeof(desc))) {
+		if (key && audit_weak_key(key, desc, sizeof(desc))) {
 			snprintf(title, sizeof(title), "the server certificate has a weak key: %s",
 				 desc);
 			rc = audit_add(a, &audit_pki_weak_key, MOAT_AUDIT_HIGH, title, desc,

@@ -7,6 +7,11 @@
 
 #include "moat/audit.h"
 
+static bool same_check(const struct moat_audit_check *a, const struct moat_audit_check *b)
+{
+	return a == b || strcmp(a->id, b->id) == 0;
+}
+
 static void json_str(FILE *out, const char *s)
 {
 	fputc('"', out);
@@ -191,7 +196,7 @@ static const char *sarif_level(enum moat_audit_severity s)
 static size_t check_index(const struct moat_audit_result *r, const struct moat_audit_check *c)
 {
 	for (size_t i = 0; i < r->check_count; i++) {
-		if (r->checks[i] == c || strcmp(r->checks[i]->id, c->id) == 0) {
+		if (same_check(r->checks[i], c)) {
 			return i;
 		}
 	}
@@ -279,7 +284,7 @@ int moat_audit_write_junit(FILE *out, const struct moat_audit_result *r, struct 
 	size_t failures = 0;
 	for (size_t c = 0; c < r->check_count; c++) {
 		for (size_t i = 0; i < r->count; i++) {
-			if (r->findings[i].check == r->checks[c] &&
+			if (same_check(r->findings[i].check, r->checks[c]) &&
 			    r->findings[i].severity > MOAT_AUDIT_INFO) {
 				failures++;
 				break;
@@ -298,7 +303,7 @@ int moat_audit_write_junit(FILE *out, const struct moat_audit_result *r, struct 
 		size_t n = 0;
 		for (size_t i = 0; i < r->count; i++) {
 			const struct moat_audit_finding *f = &r->findings[i];
-			if (f->check != chk) {
+			if (!same_check(f->check, chk)) {
 				continue;
 			}
 			n++;
@@ -320,7 +325,7 @@ int moat_audit_write_junit(FILE *out, const struct moat_audit_result *r, struct 
 		}
 		for (size_t i = 0; i < r->count && n; i++) {
 			const struct moat_audit_finding *f = &r->findings[i];
-			if (f->check != chk) {
+			if (!same_check(f->check, chk)) {
 				continue;
 			}
 			fprintf(out, "[%s] ", moat_audit_severity_name(f->severity));
