@@ -59,6 +59,41 @@ int audit_first_diff(const char *want, size_t want_len, const char *have, size_t
  * description in buf. Ed25519 and P-256 are not. */
 bool audit_weak_key(EVP_PKEY *key, char *buf, size_t size);
 
+/* ---- the readers of files as they are on disk (scan.c; fuzz_audit_scan) ---- */
+
+#define AUDIT_LISTENERS_MAX 32
+#define AUDIT_CONF_LIMITS 4
+extern const char *const audit_conf_limit_keys[AUDIT_CONF_LIMITS];
+
+struct audit_listener {
+	int line;
+	char name[96];
+	bool certfile, keyfile, require_cert, tls_version_set, max_connections;
+	char tls_version[32];
+	char ciphers[512];
+	int ciphers_line;
+};
+
+/* What a mosquitto.conf says, as far as the broker checks care. */
+struct audit_conf_view {
+	struct audit_listener l[AUDIT_LISTENERS_MAX];
+	size_t n;
+	int allow_anonymous; /* -1 absent, 0 false, 1 anything else */
+	int anon_line;
+	bool persistence, log_file, connection_messages_off, plugin, acl_file;
+	int port_line; /* a `port` line: Mosquitto's default listener, without TLS */
+	bool limit[AUDIT_CONF_LIMITS];
+};
+
+/* Reads len bytes of mosquitto.conf text into v (lines cut at 1023 bytes). */
+void audit_conf_scan(const char *text, size_t len, struct audit_conf_view *v);
+
+/* One acl.conf line (NUL-terminated): a `user` line sets user (user_size bytes); a topic or
+ * pattern line that grants too much returns why, else NULL. is_device(user, ctx) says
+ * whether that user is held to its own devices/<user>/ topics. */
+const char *audit_acl_judge(const char *line, char *user, size_t user_size,
+			    bool (*is_device)(const char *user, void *ctx), void *ctx);
+
 int audit_pki(struct audit_ctx *a);
 int audit_broker(struct audit_ctx *a);
 int audit_firmware(struct audit_ctx *a);

@@ -197,111 +197,6 @@ static int live(struct audit_ctx *a)
 
 /* ---- mosquitto.conf as it is on disk ---- */
 
-struct listener {
-	int line;
-	char name[96];
-	bool certfile, keyfile, require_cert, tls_version_set;
-	char tls_version[32];
-	char ciphers[512];
-	int ciphers_line;
-	bool max_connections;
-};
-
-#define LISTENERS_MAX 32
-
-struct conf_view {
-	struct listener l[LISTENERS_MAX];
-	size_t n;
-	int allow_anonymous; /* -1 absent, 0 false, 1 true */
-	int anon_line;
-	bool persistence, log_file, connection_messages_off, plugin, acl_file;
-	int port_line; /* a bare `port` line: Mosquitto's default listener, plaintext */
-	bool limit[4];
-};
-
-static const char *const limit_keys[4] = {"message_size_limit", "max_inflight_messages",
-					  "max_queued_messages", "max_keepalive"};
-
-static void parse_conf(const char *text, size_t len, struct conf_view *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->allow_anonymous = -1;
-	struct listener *cur = NULL;
-	size_t pos = 0;
-	int lineno = 0;
-	while (pos < len) {
-		const char *s = text + pos;
-		const char *nl = memchr(s, '\n', len - pos);
-		size_t n = nl ? (size_t)(nl - s) : len - pos;
-		pos += n + (nl ? 1 : 0);
-		lineno++;
-		char line[1024];
-		if (n >= sizeof(line)) {
-			n = sizeof(line) - 1;
-		}
-		memcpy(line, s, n);
-		line[n] = '\0';
-		char *save = NULL;
-		char *key = strtok_r(line, " \t\r", &save);
-		char *val = strtok_r(NULL, "\r", &save);
-		while (val && (*val == ' ' || *val == '\t')) {
-			val++;
-		}
-		if (!key || key[0] == '#') {
-			continue;
-		}
-		if (!val) {
-			val = (char *)"";
-		}
-		if (strcmp(key, "listener") == 0) {
-			if (v->n < LISTENERS_MAX) {
-				cur = &v->l[v->n++];
-				cur->line = lineno;
-				snprintf(cur->name, sizeof(cur->name), "listener %s", val);
-			}
-		} else if (strcmp(key, "port") == 0) {
-			v->port_line = lineno;
-		} else if (strcmp(key, "allow_anonymous") == 0) {
-			v->allow_anonymous = strcmp(val, "false") == 0 ? 0 : 1;
-			v->anon_line = lineno;
-		} else if (strcmp(key, "persistence") == 0) {
-			v->persistence = strcmp(val, "true") == 0;
-		} else if (strcmp(key, "log_dest") == 0) {
-			v->log_file = v->log_file || strncmp(val, "file ", 5) == 0 ||
-				      strcmp(val, "syslog") == 0;
-		} else if (strcmp(key, "connection_messages") == 0) {
-			v->connection_messages_off = strcmp(val, "false") == 0;
-		} else if (strcmp(key, "plugin") == 0 || strcmp(key, "auth_plugin") == 0) {
-			v->plugin = true;
-		} else if (strcmp(key, "acl_file") == 0) {
-			v->acl_file = true;
-		}
-		for (size_t i = 0; i < 4; i++) {
-			if (strcmp(key, limit_keys[i]) == 0 && strcmp(val, "0") != 0) {
-				v->limit[i] = true;
-			}
-		}
-		if (!cur) {
-			continue;
-		}
-		if (strcmp(key, "certfile") == 0) {
-			cur->certfile = true;
-		} else if (strcmp(key, "keyfile") == 0) {
-			cur->keyfile = true;
-		} else if (strcmp(key, "require_certificate") == 0) {
-			cur->require_cert = strcmp(val, "true") == 0;
-		} else if (strcmp(key, "tls_version") == 0) {
-			cur->tls_version_set = true;
-			snprintf(cur->tls_version, sizeof(cur->tls_version), "%s", val);
-		} else if (strcmp(key, "ciphers") == 0) {
-			snprintf(cur->ciphers, sizeof(cur->ciphers), "%s", val);
-			cur->ciphers_line = lineno;
-		} else if (strcmp(key, "max_connections") == 0) {
-			cur->max_connections = strcmp(val, "-1") != 0;
-		}
-	}
-}
-
 /* A cipher string that admits what must never be negotiated. */
 static const char *weak_cipher(const char *ciphers)
 {
@@ -348,12 +243,12 @@ static int conf_checks(struct audit_ctx *a, const char *mode)
 	if (absent) {
 		return 0; /* drift.mosquitto_conf names it */
 	}
-	struct conf_view *v = calloc(1, sizeof(*v));
+	struct audit_conf_view *v = calloc(1, sizeof(*v));
 	if (!v) {
 		free(text);
 		return moat_err_set(a->err, MOAT_ENOMEM, "audit: out of memory");
 	}
-	parse_conf(text, len, v);
+	audit_conf_scan(text, len, v);
 	free(text);
 	if (v->port_line) {
 		rc = audit_add(a, &audit_broker_listener, MOAT_AUDIT_CRITICAL,
@@ -366,7 +261,7 @@ static int conf_checks(struct audit_ctx *a, const char *mode)
 			       NULL, fix, rel, 0);
 	}
 	for (size_t i = 0; rc == 0 && i < v->n; i++) {
-		const struct listener *l = &v->l[i];
+		const struct audit_listener *l = &v->l[i];
 		if (!l->certfile || !l->keyfile) {
 			snprintf(title, sizeof(title), "%s has no TLS (certfile/keyfile)", l->name);
 			rc = audit_add(a, &audit_broker_listener, MOAT_AUDIT_CRITICAL, title,
@@ -414,9 +309,9 @@ static int conf_checks(struct audit_ctx *a, const char *mode)
 						       : "allow_anonymous is not set explicitly",
 			       NULL, fix, rel, v->anon_line);
 	}
-	for (size_t i = 0; rc == 0 && i < 4; i++) {
+	for (size_t i = 0; rc == 0 && i < AUDIT_CONF_LIMITS; i++) {
 		if (!v->limit[i]) {
-			snprintf(title, sizeof(title), "%s is not set", limit_keys[i]);
+			snprintf(title, sizeof(title), "%s is not set", audit_conf_limit_keys[i]);
 			rc = audit_add(a, &audit_broker_limits, MOAT_AUDIT_MEDIUM, title,
 				       "Mosquitto's default is unlimited or large", fix, rel, 0);
 		}
@@ -451,6 +346,13 @@ static int conf_checks(struct audit_ctx *a, const char *mode)
 
 /* ---- acl.conf as it is on disk ---- */
 
+/* Whether user may be held to its own topics: a device, or a name the registry lacks. */
+static bool acl_user_is_device(const char *user, void *ctx)
+{
+	const struct moat_identity *id = audit_identity(ctx, user);
+	return !id || id->role == MOAT_ROLE_DEVICE;
+}
+
 static int acl_checks(struct audit_ctx *a)
 {
 	const struct moat_audit_check *c = &audit_broker_acl_grants;
@@ -472,56 +374,17 @@ static int acl_checks(struct audit_ctx *a)
 		size_t n = nl ? (size_t)(nl - s) : len - pos;
 		pos += n + (nl ? 1 : 0);
 		lineno++;
-		char line[1024], shown[1024];
+		char line[1024];
 		if (n >= sizeof(line)) {
 			n = sizeof(line) - 1;
 		}
 		memcpy(line, s, n);
 		line[n] = '\0';
-		snprintf(shown, sizeof(shown), "%s", line);
-		char *save = NULL;
-		char *key = strtok_r(line, " \t\r", &save);
-		if (!key || key[0] == '#') {
-			continue;
-		}
-		if (strcmp(key, "user") == 0) {
-			char *u = strtok_r(NULL, " \t\r", &save);
-			snprintf(user, sizeof(user), "%s", u ? u : "");
-			continue;
-		}
-		bool pattern = strcmp(key, "pattern") == 0;
-		if (!pattern && strcmp(key, "topic") != 0) {
-			continue;
-		}
-		char *f1 = strtok_r(NULL, " \t\r", &save);
-		char *f2 = strtok_r(NULL, " \t\r", &save);
-		char *filter = f2 ? f2 : f1; /* "topic [read|write|readwrite|deny] filter" */
-		if (f1 && strcmp(f1, "deny") == 0) {
-			continue;
-		}
-		if (!filter) {
-			continue;
-		}
 		char title[1024];
-		const char *why = NULL;
-		if (filter[0] == '#' || strcmp(filter, "+/#") == 0 ||
-		    (filter[0] == '+' && strstr(filter, "/#"))) {
-			why = "grants '#' (every topic)";
-		} else if (pattern && !strstr(filter, "%u") && !strstr(filter, "%c")) {
-			why = "grants every identity the same topics, not its own";
-		} else if (!pattern && !user[0]) {
-			why = "grants every client (it is outside any user block)";
-		} else if (!pattern && strncmp(filter, "devices/", 8) == 0) {
-			const struct moat_identity *id = audit_identity(a, user);
-			size_t ul = strlen(user);
-			bool own = strncmp(filter + 8, user, ul) == 0 && filter[8 + ul] == '/';
-			if (!own && (!id || id->role == MOAT_ROLE_DEVICE)) {
-				why = "grants a device another identity's topics";
-			}
-		}
+		const char *why = audit_acl_judge(line, user, sizeof(user), acl_user_is_device, a);
 		if (why) {
 			snprintf(title, sizeof(title), "acl.conf line %d %s", lineno, why);
-			rc = audit_add(a, c, c->severity, title, shown, "moat broker config", rel,
+			rc = audit_add(a, c, c->severity, title, line, "moat broker config", rel,
 				       lineno);
 		}
 	}
