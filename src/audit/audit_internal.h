@@ -94,6 +94,19 @@ void audit_conf_scan(const char *text, size_t len, struct audit_conf_view *v);
 const char *audit_acl_judge(const char *line, char *user, size_t user_size,
 			    bool (*is_device)(const char *user, void *ctx), void *ctx);
 
+/* What the PKI checks read from a certificate, as pointers into its DER: the issuer Name
+ * and the SubjectPublicKeyInfo (whole TLVs), the key algorithm's OID (contents), its
+ * parameter (whole TLV, param_tag its tag; none: NULL) and the public key's BIT STRING
+ * (contents). Read without OpenSSL's X509 decoding, which in OpenSSL 3 builds the public
+ * key through the provider decoders: 80 % of an audit of 10,000 identities. */
+struct audit_cert_view {
+	const unsigned char *issuer, *spki, *alg_oid, *param, *key_bits;
+	size_t issuer_len, spki_len, alg_oid_len, param_len, key_bits_len;
+	unsigned char param_tag;
+};
+/* false when der (len bytes) is not a certificate's structure as far as these go. */
+bool audit_cert_scan(const unsigned char *der, size_t len, struct audit_cert_view *out);
+
 int audit_pki(struct audit_ctx *a);
 int audit_broker(struct audit_ctx *a);
 int audit_firmware(struct audit_ctx *a);

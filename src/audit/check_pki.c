@@ -76,14 +76,6 @@ static X509 *read_cert_file(const char *path)
 	return x;
 }
 
-static X509 *read_cert_mem(const char *pem)
-{
-	BIO *b = BIO_new_mem_buf(pem, -1);
-	X509 *x = b ? PEM_read_bio_X509(b, NULL, moat_pem_no_passphrase, NULL) : NULL;
-	BIO_free(b);
-	return x;
-}
-
 /* Every certificate of a PEM bundle (issuers.pem). */
 static STACK_OF(X509) * read_certs_file(const char *path)
 {
@@ -220,19 +212,74 @@ static int ca_keys(struct audit_ctx *a)
 	return 0;
 }
 
-/* The CA among cas that signed x, or NULL. */
-static X509 *issuer_of(X509 *x, X509 *root, STACK_OF(X509) * issuers)
+/* The CAs an identity's certificate may name as issuer: the root and every issuing CA of
+ * pki/issuers.pem, by the DER of their subject. */
+struct ca_entry {
+	unsigned char *subject;
+	int subject_len;
+	int64_t not_after;
+	char cn[256];
+};
+struct ca_list {
+	struct ca_entry e[64];
+	size_t n;
+};
+
+static void ca_list_add(struct ca_list *l, X509 *x)
 {
-	for (int i = 0; issuers && i < sk_X509_num(issuers); i++) {
-		X509 *c = sk_X509_value(issuers, i);
-		if (X509_check_issued(c, x) == X509_V_OK) {
-			return c;
+	if (!x || l->n >= sizeof(l->e) / sizeof(l->e[0])) {
+		return;
+	}
+	struct ca_entry *c = &l->e[l->n];
+	c->subject = NULL;
+	c->subject_len = i2d_X509_NAME(X509_get_subject_name(x), &c->subject);
+	if (c->subject_len <= 0) {
+		return;
+	}
+	c->not_after = moat_asn1_time_to_unix(X509_get0_notAfter(x));
+	struct moat_cert_info ci;
+	struct moat_err e;
+	snprintf(c->cn, sizeof(c->cn), "%s", moat_cert_info(x, &ci, &e) == 0 ? ci.cn : "");
+	l->n++;
+}
+
+static void ca_list_free(struct ca_list *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		OPENSSL_free(l->e[i].subject);
+	}
+	l->n = 0;
+}
+
+/* The CA whose subject is v's issuer (the longest-lived of several with that name). */
+static const struct ca_entry *issuer_of(const struct ca_list *l, const struct audit_cert_view *v)
+{
+	const struct ca_entry *best = NULL;
+	for (size_t i = 0; i < l->n; i++) {
+		const struct ca_entry *c = &l->e[i];
+		if ((size_t)c->subject_len == v->issuer_len &&
+		    memcmp(c->subject, v->issuer, v->issuer_len) == 0 &&
+		    (!best || c->not_after > best->not_after)) {
+			best = c;
 		}
 	}
-	if (root && X509_check_issued(root, x) == X509_V_OK) {
-		return root;
+	return best;
+}
+
+/* The DER of the first PEM block of pem, when it is a certificate (no X509 is built). */
+static bool pem_der(const char *pem, unsigned char **der, long *len)
+{
+	BIO *b = BIO_new_mem_buf(pem, -1);
+	char *name = NULL, *header = NULL;
+	bool ok = b && PEM_read_bio(b, &name, &header, der, len) == 1 &&
+		  strcmp(name, "CERTIFICATE") == 0;
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	BIO_free(b);
+	if (!ok) {
+		ERR_clear_error();
 	}
-	return NULL;
+	return ok;
 }
 
 bool audit_weak_key(EVP_PKEY *key, char *buf, size_t size)
@@ -273,16 +320,53 @@ static int cmp_keyhash(const void *x, const void *y)
 	return memcmp(((const struct keyhash *)x)->sha, ((const struct keyhash *)y)->sha, 32);
 }
 
-static bool spki_sha256(X509 *x, unsigned char out[32])
+/* The name of an OID given by its contents, into buf. */
+static const char *oid_name(const unsigned char *oid, size_t len, char *buf, size_t size)
 {
-	unsigned char *der = NULL;
-	int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
-	if (len <= 0) {
+	ASN1_OBJECT *o = ASN1_OBJECT_create(NID_undef, (unsigned char *)oid, (int)len, NULL, NULL);
+	if (!o || OBJ_obj2txt(buf, (int)size, o, 0) <= 0) {
+		snprintf(buf, size, "an unknown algorithm");
+	}
+	ASN1_OBJECT_free(o);
+	return buf;
+}
+
+/* Whether the key of a certificate is weak, from its SubjectPublicKeyInfo: the curve of an
+ * EC key is the algorithm's parameter, so only an RSA or unknown key is decoded. */
+static bool view_weak_key(const struct audit_cert_view *v, char *buf, size_t size)
+{
+	static const unsigned char ec[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+	static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
+					     0xce, 0x3d, 0x03, 0x01, 0x07};
+	static const unsigned char ed25519[] = {0x2b, 0x65, 0x70};
+	char name[80];
+	if (v->alg_oid_len == sizeof(ec) && memcmp(v->alg_oid, ec, sizeof(ec)) == 0) {
+		if (v->param_len == sizeof(p256) && memcmp(v->param, p256, sizeof(p256)) == 0) {
+			return false;
+		}
+		if (v->param && v->param_tag == 0x06 && v->param_len > 2) {
+			snprintf(buf, size, "EC on %s",
+				 oid_name(v->param + 2, v->param_len - 2, name, sizeof(name)));
+		} else {
+			snprintf(buf, size, "EC with explicit curve parameters");
+		}
+		return true;
+	}
+	if (v->alg_oid_len == sizeof(ed25519) &&
+	    memcmp(v->alg_oid, ed25519, sizeof(ed25519)) == 0) {
 		return false;
 	}
-	bool ok = EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL) == 1;
-	OPENSSL_free(der);
-	return ok;
+	const unsigned char *p = v->spki;
+	EVP_PKEY *key = d2i_PUBKEY(NULL, &p, (long)v->spki_len);
+	if (!key) {
+		ERR_clear_error();
+		snprintf(buf, size, "an unreadable %s key",
+			 oid_name(v->alg_oid, v->alg_oid_len, name, sizeof(name)));
+		return true;
+	}
+	bool weak = audit_weak_key(key, buf, size);
+	EVP_PKEY_free(key);
+	return weak;
 }
 
 static const char *renew_cmd(enum moat_role role)
@@ -291,8 +375,8 @@ static const char *renew_cmd(enum moat_role role)
 }
 
 /* One identity's current certificate: expiry, issuer, key strength, key file. */
-static int one_identity(struct audit_ctx *a, size_t idx, X509 *root, STACK_OF(X509) * issuers,
-			struct keyhash *hashes, size_t *hash_count)
+static int one_identity(struct audit_ctx *a, size_t idx, const struct ca_list *cas,
+			const EVP_MD *sha256, struct keyhash *hashes, size_t *hash_count)
 {
 	const struct moat_identity *id = &a->ids[idx];
 	char title[1024], ev[1024], fix[2 * PATH_MAX + 256], rel[PATH_MAX], when[64];
@@ -352,55 +436,49 @@ static int one_identity(struct audit_ctx *a, size_t idx, X509 *root, STACK_OF(X5
 			return rc;
 		}
 	}
-	/* the certificate itself */
+	/* the certificate itself, from the registry */
 	char *pem = NULL;
 	struct moat_err e;
 	if (moat_registry_cert_pem(moat_deploy_registry(a->d), id->serial_hex, &pem, &e) != 0) {
 		return audit_cannot(a, &audit_pki_weak_key, e.msg);
 	}
-	X509 *x = read_cert_mem(pem);
+	unsigned char *der = NULL;
+	long der_len = 0;
+	struct audit_cert_view v;
+	bool ok = pem_der(pem, &der, &der_len) && audit_cert_scan(der, (size_t)der_len, &v);
 	free(pem);
-	if (!x) {
-		ERR_clear_error();
+	if (!ok) {
+		OPENSSL_free(der);
 		snprintf(title, sizeof(title), "the registry's certificate of %s does not parse",
 			 id->id);
 		return audit_cannot(a, &audit_pki_weak_key, title);
 	}
-	EVP_PKEY *key = X509_get0_pubkey(x);
 	char desc[96];
-	if (key && audit_weak_key(key, desc, sizeof(desc))) {
+	if (view_weak_key(&v, desc, sizeof(desc))) {
 		snprintf(title, sizeof(title), "%s %s has a weak key: %s", moat_role_name(id->role),
 			 id->id, desc);
 		snprintf(fix, sizeof(fix), "%s %s --key-type ec-p256 (or --csr with a P-256 key)",
-			 id->role == MOAT_ROLE_DEVICE ? "moat device renew" : "moat identity renew",
-			 id->id);
+			 renew_cmd(id->role), id->id);
 		snprintf(ev, sizeof(ev), "serial %s: %s", id->serial_hex, desc);
 		rc = audit_add(a, &audit_pki_weak_key, MOAT_AUDIT_HIGH, title, ev, fix, rel, 0);
 	}
-	X509 *issuer = rc == 0 ? issuer_of(x, root, issuers) : NULL;
-	if (issuer) {
-		int64_t mine = moat_asn1_time_to_unix(X509_get0_notAfter(x));
-		int64_t theirs = moat_asn1_time_to_unix(X509_get0_notAfter(issuer));
-		if (mine > theirs) {
-			struct moat_cert_info ci;
-			if (moat_cert_info(issuer, &ci, &e) != 0) {
-				ci.cn[0] = '\0';
-			}
-			snprintf(title, sizeof(title),
-				 "the certificate of %s outlives its issuer %s by %lld days",
-				 id->id, ci.cn, (long long)((mine - theirs) / 86400));
-			snprintf(ev, sizeof(ev), "notAfter %lld > issuer notAfter %lld",
-				 (long long)mine, (long long)theirs);
-			snprintf(fix, sizeof(fix), "%s %s", renew_cmd(id->role), id->id);
-			rc = audit_add(a, &audit_pki_past_issuer, MOAT_AUDIT_MEDIUM, title, ev, fix,
-				       rel, 0);
-		}
+	const struct ca_entry *issuer = rc == 0 ? issuer_of(cas, &v) : NULL;
+	if (issuer && id->not_after > issuer->not_after) {
+		snprintf(title, sizeof(title),
+			 "the certificate of %s outlives its issuer %s by %lld days", id->id,
+			 issuer->cn, (long long)((id->not_after - issuer->not_after) / 86400));
+		snprintf(ev, sizeof(ev), "notAfter %lld > issuer notAfter %lld",
+			 (long long)id->not_after, (long long)issuer->not_after);
+		snprintf(fix, sizeof(fix), "%s %s", renew_cmd(id->role), id->id);
+		rc = audit_add(a, &audit_pki_past_issuer, MOAT_AUDIT_MEDIUM, title, ev, fix, rel,
+			       0);
 	}
-	if (rc == 0 && spki_sha256(x, hashes[*hash_count].sha)) {
+	if (rc == 0 && EVP_Digest(v.key_bits, v.key_bits_len, hashes[*hash_count].sha, NULL, sha256,
+				  NULL) == 1) {
 		hashes[*hash_count].ident = idx;
 		(*hash_count)++;
 	}
-	X509_free(x);
+	OPENSSL_free(der);
 	return rc;
 }
 
@@ -447,37 +525,52 @@ static int identities(struct audit_ctx *a)
 	if ((rc = deploy_path(a, path, sizeof(path), "pki/ca.crt")) != 0) {
 		return rc;
 	}
+	struct ca_list *cas = calloc(1, sizeof(*cas));
 	X509 *root = read_cert_file(path);
 	STACK_OF(X509) *issuers = NULL;
 	if ((rc = deploy_path(a, path, sizeof(path), MOAT_ISSUERS_FILE)) == 0) {
 		issuers = read_certs_file(path);
 	}
 	ERR_clear_error();
+	if (cas) {
+		ca_list_add(cas, root);
+		for (int i = 0; issuers && i < sk_X509_num(issuers); i++) {
+			ca_list_add(cas, sk_X509_value(issuers, i));
+		}
+	}
 	struct keyhash *hashes = malloc((a->id_count + 1) * sizeof(*hashes));
+	EVP_MD *sha256 = EVP_MD_fetch(NULL, "SHA256", NULL); /* once, not per certificate */
 	size_t n = 0;
-	if (!hashes) {
+	if (!hashes || !cas || !sha256) {
 		rc = moat_err_set(a->err, MOAT_ENOMEM, "audit: out of memory");
 	}
 	for (size_t i = 0; rc == 0 && i < a->id_count; i++) {
-		rc = one_identity(a, i, root, issuers, hashes, &n);
+		rc = one_identity(a, i, cas, sha256, hashes, &n);
 	}
 	/* the server certificate: expiry, strength, its key shared with nobody */
-	X509 *server = NULL;
+	char *server = NULL;
+	size_t server_len = 0;
+	struct moat_err e;
+	unsigned char *der = NULL;
+	long der_len = 0;
+	struct audit_cert_view v;
 	if (rc == 0 && (rc = deploy_path(a, path, sizeof(path), "pki/server.crt")) == 0 &&
-	    (server = read_cert_file(path)) != NULL) {
+	    moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &server, &server_len, &e) == 0 &&
+	    pem_der(server, &der, &der_len) && audit_cert_scan(der, (size_t)der_len, &v)) {
 		char desc[96], title[1024];
-		EVP_PKEY *key = X509_get0_pubkey(server);
-		if (key && audit_weak_key(key, desc, sizeof(desc))) {
+		if (view_weak_key(&v, desc, sizeof(desc))) {
 			snprintf(title, sizeof(title), "the server certificate has a weak key: %s",
 				 desc);
 			rc = audit_add(a, &audit_pki_weak_key, MOAT_AUDIT_HIGH, title, desc,
 				       "moat cert server renew", "pki/server.crt", 0);
 		}
-		if (rc == 0 && spki_sha256(server, hashes[n].sha)) {
+		if (rc == 0 && EVP_Digest(v.key_bits, v.key_bits_len, hashes[n].sha, NULL, sha256,
+					  NULL) == 1) {
 			hashes[n++].ident = SIZE_MAX;
 		}
-		X509_free(server);
 	}
+	OPENSSL_free(der);
+	free(server);
 	if (rc == 0) {
 		rc = ca_expiry(a, &audit_pki_cert_expiry, "pki/server.crt", "server",
 			       "moat cert server renew", false);
@@ -496,6 +589,11 @@ static int identities(struct audit_ctx *a)
 			       "pki/server.key", 0);
 	}
 	free(hashes);
+	EVP_MD_free(sha256);
+	if (cas) {
+		ca_list_free(cas);
+		free(cas);
+	}
 	X509_free(root);
 	sk_X509_pop_free(issuers, X509_free);
 	return rc;

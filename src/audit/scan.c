@@ -136,3 +136,112 @@ const char *audit_acl_judge(const char *line, char *user, size_t user_size,
 	}
 	return NULL;
 }
+
+/* One DER tag-length-value at *p (before end): its tag (low tag numbers only, as in every
+ * certificate), its contents, and *p moved past it. Definite lengths of up to 4 bytes. */
+static bool der_tlv(const unsigned char **p, const unsigned char *end, unsigned char *tag,
+		    const unsigned char **val, size_t *vlen)
+{
+	if (*p >= end || end - *p < 2) {
+		return false;
+	}
+	const unsigned char *q = *p;
+	*tag = q[0];
+	if ((*tag & 0x1f) == 0x1f) {
+		return false;
+	}
+	size_t l = q[1];
+	q += 2;
+	if (l & 0x80) {
+		size_t n = l & 0x7f;
+		if (n == 0 || n > 4 || (size_t)(end - q) < n) {
+			return false;
+		}
+		l = 0;
+		for (size_t i = 0; i < n; i++) {
+			l = (l << 8) | q[i];
+		}
+		q += n;
+	}
+	if ((size_t)(end - q) < l) {
+		return false;
+	}
+	*val = q;
+	*vlen = l;
+	*p = q + l;
+	return true;
+}
+
+bool audit_cert_scan(const unsigned char *der, size_t len, struct audit_cert_view *out)
+{
+	const unsigned char *p = der, *end = der + len, *v, *tbs_end;
+	unsigned char tag;
+	size_t vl;
+	memset(out, 0, sizeof(*out));
+	/* Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature } */
+	if (!der_tlv(&p, end, &tag, &v, &vl) || tag != 0x30) {
+		return false;
+	}
+	p = v;
+	end = v + vl;
+	if (!der_tlv(&p, end, &tag, &v, &vl) || tag != 0x30) {
+		return false;
+	}
+	p = v;
+	tbs_end = v + vl;
+	/* [0] version (optional), serialNumber, signature, issuer, validity, subject, SPKI */
+	if (!der_tlv(&p, tbs_end, &tag, &v, &vl)) {
+		return false;
+	}
+	if (tag == 0xa0 && !der_tlv(&p, tbs_end, &tag, &v, &vl)) {
+		return false;
+	}
+	if (tag != 0x02) {
+		return false;
+	}
+	const unsigned char *start = p;
+	if (!der_tlv(&p, tbs_end, &tag, &v, &vl) || tag != 0x30) { /* signature */
+		return false;
+	}
+	start = p;
+	if (!der_tlv(&p, tbs_end, &tag, &v, &vl) || tag != 0x30) { /* issuer */
+		return false;
+	}
+	out->issuer = start;
+	out->issuer_len = (size_t)(p - start);
+	if (!der_tlv(&p, tbs_end, &tag, &v, &vl) || tag != 0x30 || /* validity */
+	    !der_tlv(&p, tbs_end, &tag, &v, &vl) || tag != 0x30) { /* subject */
+		return false;
+	}
+	start = p;
+	if (!der_tlv(&p, tbs_end, &tag, &v, &vl) || tag != 0x30) { /* SPKI */
+		return false;
+	}
+	out->spki = start;
+	out->spki_len = (size_t)(p - start);
+	const unsigned char *s = v, *s_end = v + vl;
+	if (!der_tlv(&s, s_end, &tag, &v, &vl) || tag != 0x30) { /* AlgorithmIdentifier */
+		return false;
+	}
+	const unsigned char *a = v, *a_end = v + vl;
+	if (!der_tlv(&a, a_end, &tag, &v, &vl) || tag != 0x06) {
+		return false;
+	}
+	out->alg_oid = v;
+	out->alg_oid_len = vl;
+	if (a < a_end) {
+		start = a;
+		if (!der_tlv(&a, a_end, &tag, &v, &vl)) {
+			return false;
+		}
+		out->param = start; /* the whole TLV, for d2i_ASN1_OBJECT */
+		out->param_len = (size_t)(a - start);
+		out->param_tag = tag;
+	}
+	if (!der_tlv(&s, s_end, &tag, &v, &vl) || tag != 0x03 || vl < 1) { /* subjectPublicKey */
+		return false;
+	}
+	out->key_bits = v;
+	out->key_bits_len = vl;
+	return true;
+}

@@ -1,6 +1,8 @@
 /* fuzz_audit_scan.c: the audit's readers of files as they are on disk (src/audit/scan.c:
  * mosquitto.conf and acl.conf lines) and its line comparison (audit_first_diff), on any
- * bytes. Invariants: nothing is read past the input; the listeners counted stay within
+ * bytes, and the certificate reader of the PKI checks (audit_cert_scan) on the same
+ * bytes. Invariants: nothing is read past the input, every view of a certificate points
+ * inside it; the listeners counted stay within
  * their array, every line number within the input's lines; the first difference of a
  * text with itself is none, and with anything else is a line of one of them. */
 #include <stdbool.h>
@@ -54,6 +56,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		(void)audit_acl_judge(line, user, sizeof(user), any_device, NULL);
 		if (!memchr(user, '\0', sizeof(user))) {
+			abort();
+		}
+	}
+	/* the same bytes as a certificate's DER: every view points inside the input */
+	struct audit_cert_view cv;
+	if (audit_cert_scan(data, size, &cv)) {
+		const unsigned char *lo = data, *hi = data + size;
+		const unsigned char *ptrs[] = {cv.issuer, cv.spki, cv.alg_oid, cv.key_bits};
+		const size_t lens[] = {cv.issuer_len, cv.spki_len, cv.alg_oid_len, cv.key_bits_len};
+		for (size_t i = 0; i < 4; i++) {
+			if (!ptrs[i] || ptrs[i] < lo || ptrs[i] + lens[i] > hi) {
+				abort();
+			}
+		}
+		if (cv.param && (cv.param < lo || cv.param + cv.param_len > hi)) {
 			abort();
 		}
 	}
