@@ -106,6 +106,9 @@ struct audit_cert_view {
 };
 /* false when der (len bytes) is not a certificate's structure as far as these go. */
 bool audit_cert_scan(const unsigned char *der, size_t len, struct audit_cert_view *out);
+/* audit_weak_key for a scanned certificate: the curve of an EC key is the algorithm's
+ * parameter, so only an RSA or unknown key is decoded. */
+bool audit_cert_weak_key(const struct audit_cert_view *v, char *buf, size_t size);
 
 int audit_pki(struct audit_ctx *a);
 int audit_broker(struct audit_ctx *a);

@@ -280,7 +280,7 @@ static int devices(struct audit_ctx *a, const struct rel_ctx *c)
 				 (long long)mine->security_version, nr->version);
 			rc = audit_add(a, &audit_fw_below_floor, MOAT_AUDIT_HIGH, title, ev, fix,
 				       NULL, 0);
-		} else if (running[0] && (!mine || mine != nr)) {
+		} else if (running[0] && (!mine || strcmp(mine->version, nr->version) != 0)) {
 			snprintf(title, sizeof(title),
 				 "device %s runs %s %s, a release no longer offered (newest %s)",
 				 id->id, t->type, running, nr->version);

@@ -331,9 +331,7 @@ static const char *oid_name(const unsigned char *oid, size_t len, char *buf, siz
 	return buf;
 }
 
-/* Whether the key of a certificate is weak, from its SubjectPublicKeyInfo: the curve of an
- * EC key is the algorithm's parameter, so only an RSA or unknown key is decoded. */
-static bool view_weak_key(const struct audit_cert_view *v, char *buf, size_t size)
+bool audit_cert_weak_key(const struct audit_cert_view *v, char *buf, size_t size)
 {
 	static const unsigned char ec[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
 	static const unsigned char p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48,
@@ -454,7 +452,7 @@ static int one_identity(struct audit_ctx *a, size_t idx, const struct ca_list *c
 		return audit_cannot(a, &audit_pki_weak_key, title);
 	}
 	char desc[96];
-	if (view_weak_key(&v, desc, sizeof(desc))) {
+	if (audit_cert_weak_key(&v, desc, sizeof(desc))) {
 		snprintf(title, sizeof(title), "%s %s has a weak key: %s", moat_role_name(id->role),
 			 id->id, desc);
 		snprintf(fix, sizeof(fix), "%s %s --key-type ec-p256 (or --csr with a P-256 key)",
@@ -558,7 +556,7 @@ static int identities(struct audit_ctx *a)
 	    moat_fs_read_all(path, MOAT_CERT_FILE_MAX_BYTES, &server, &server_len, &e) == 0 &&
 	    pem_der(server, &der, &der_len) && audit_cert_scan(der, (size_t)der_len, &v)) {
 		char desc[96], title[1024];
-		if (view_weak_key(&v, desc, sizeof(desc))) {
+		if (audit_cert_weak_key(&v, desc, sizeof(desc))) {
 			snprintf(title, sizeof(title), "the server certificate has a weak key: %s",
 				 desc);
 			rc = audit_add(a, &audit_pki_weak_key, MOAT_AUDIT_HIGH, title, desc,

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "../../src/audit/audit_internal.h"
 #include "moat/audit.h"
@@ -29,6 +30,7 @@
 #include "moat/manifest.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
+#include "moat/update_schema.h"
 #include "testutil.h"
 
 #define PASS "unit-test-passphrase"
@@ -257,6 +259,66 @@ static void test_weak_key(void **state)
 	k = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
 	assert_false(audit_weak_key(k, desc, sizeof(desc)));
 	EVP_PKEY_free(k);
+}
+
+/* A self-signed certificate on key, as DER (caller frees with OPENSSL_free). */
+static int self_signed_der(EVP_PKEY *key, unsigned char **der)
+{
+	X509 *x = X509_new();
+	assert_non_null(x);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+	X509_NAME *n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0);
+	assert_int_equal(X509_set_issuer_name(x, n), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	assert_int_equal(X509_set_pubkey(x, key), 1);
+	int ed = EVP_PKEY_get_base_id(key) == EVP_PKEY_ED25519;
+	assert_true(X509_sign(x, key, ed ? NULL : EVP_sha256()) > 0);
+	*der = NULL;
+	int len = i2d_X509(x, der);
+	assert_true(len > 0);
+	X509_free(x);
+	return len;
+}
+
+static void test_cert_scan(void **state)
+{
+	(void)state;
+	struct {
+		EVP_PKEY *key;
+		bool weak;
+		const char *desc;
+	} cases[] = {
+		{EVP_RSA_gen(1024), true, "RSA 1024 bits"},
+		{EVP_EC_gen("secp384r1"), true, "EC on secp384r1"},
+		{tu_key_p256(), false, NULL},
+		{EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"), false, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_non_null(cases[i].key);
+		unsigned char *der = NULL;
+		int len = self_signed_der(cases[i].key, &der);
+		struct audit_cert_view v;
+		assert_true(audit_cert_scan(der, (size_t)len, &v));
+		/* the issuer is the subject (self-signed) and the key bits are the key's */
+		assert_true(v.issuer_len > 0 && v.key_bits_len > 1);
+		char desc[96] = "";
+		assert_int_equal(audit_cert_weak_key(&v, desc, sizeof(desc)), cases[i].weak);
+		if (cases[i].desc) {
+			assert_string_equal(desc, cases[i].desc);
+		}
+		/* cut anywhere, it is refused, never read past */
+		for (int cut = 0; cut < len; cut += 7) {
+			unsigned char *part = malloc((size_t)cut + 1);
+			memcpy(part, der, (size_t)cut);
+			assert_false(audit_cert_scan(part, (size_t)cut, &v));
+			free(part);
+		}
+		OPENSSL_free(der);
+		EVP_PKEY_free(cases[i].key);
+	}
 }
 
 /* ---- the checks, on a deployment ---- */
@@ -596,6 +658,87 @@ static void test_key_file_mode(void **state)
 	assert_non_null(strstr(finding(f, "pki.key_files")->fix, "chmod 600"));
 }
 
+/* A release of type generic in the registry, with image.bin holding image (NULL: none). */
+static void release(struct fixture *f, const char *version, int64_t sv, int64_t expires_at,
+		    const char *image)
+{
+	struct moat_err err = {0};
+	struct moat_release r = {.device_type = "generic",
+				 .security_version = sv,
+				 .size = 1,
+				 .issued_at = moat_time_now() - 60,
+				 .expires_at = expires_at,
+				 .published_at = moat_time_now(),
+				 .rollout_percent = 100};
+	snprintf(r.version, sizeof(r.version), "%s", version);
+	const char *data = image ? image : version;
+	unsigned char md[32];
+	assert_int_equal(EVP_Digest(data, strlen(data), md, NULL, EVP_sha256(), NULL), 1);
+	for (size_t i = 0; i < 32; i++) {
+		snprintf(r.sha256_hex + 2 * i, 3, "%02x", md[i]);
+	}
+	assert_int_equal(moat_registry_release_insert(moat_deploy_registry(f->d), &r, NULL, 0,
+						      &err),
+			 0);
+	char dir[700], p[800];
+	snprintf(dir, sizeof(dir), "%s/firmware/releases/generic/%s", f->dir, version);
+	assert_int_equal(moat_fs_mkdirs(dir, 0755, &err), 0);
+	snprintf(p, sizeof(p), "%s/envelope.json", dir);
+	tu_write_text(p, "{}\n");
+	if (image) {
+		snprintf(p, sizeof(p), "%s/image.bin", dir);
+		tu_write_file(p, version, strlen(version), 0644);
+	}
+}
+
+static void event(struct fixture *f, const char *device, enum moat_update_stage stage,
+		  const char *version, const char *running)
+{
+	struct moat_err err = {0};
+	struct moat_update_event ev = {.stage = stage, .at = moat_time_now()};
+	snprintf(ev.device, sizeof(ev.device), "%s", device);
+	snprintf(ev.version, sizeof(ev.version), "%s", version);
+	snprintf(ev.running, sizeof(ev.running), "%s", running);
+	if (stage == MOAT_UPD_REVERTED) {
+		snprintf(ev.reason, sizeof(ev.reason), "boot_failed");
+	}
+	assert_int_equal(moat_registry_update_event_record(moat_deploy_registry(f->d), &ev, &err),
+			 0);
+}
+
+static void test_firmware_releases(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = moat_time_now();
+	/* 1.0.0 (security version 1) far from expiry, its image as published */
+	release(f, "1.0.0", 1, now + 365 * 86400, "1.0.0");
+	event(f, "dev-1", MOAT_UPD_CONFIRMED, "1.0.0", "1.0.0");
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.releases", MOAT_AUDIT_INFO), 0);
+	assert_int_equal(found(f, "fw.release_expiry", MOAT_AUDIT_INFO), 0);
+	assert_int_equal(found(f, "fw.below_floor", MOAT_AUDIT_INFO), 0);
+	assert_int_equal(found(f, "fw.not_offered", MOAT_AUDIT_INFO), 0);
+	/* 1.1.0 raises the floor to 2 and expires in 10 days; its image.bin is another one
+	 * (and dev-2 runs a version never published, and reverted 1.1.0) */
+	release(f, "1.1.0", 2, now + 10 * 86400, "not the published image");
+	event(f, "dev-2", MOAT_UPD_CONFIRMED, "0.9.0", "0.9.0");
+	event(f, "dev-2", MOAT_UPD_REVERTED, "1.1.0", "0.9.0");
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "fw.release_expiry", MOAT_AUDIT_MEDIUM), 1);
+	assert_non_null(strstr(finding(f, "fw.release_expiry")->title, "1.1.0"));
+	assert_int_equal(found(f, "fw.below_floor", MOAT_AUDIT_HIGH), 1);
+	assert_non_null(strstr(finding(f, "fw.below_floor")->title, "dev-1"));
+	assert_int_equal(found(f, "fw.not_offered", MOAT_AUDIT_MEDIUM), 1);
+	assert_non_null(strstr(finding(f, "fw.not_offered")->title, "dev-2"));
+	assert_int_equal(found(f, "fw.reverted", MOAT_AUDIT_MEDIUM), 1);
+	assert_non_null(strstr(finding(f, "fw.reverted")->title, "dev-2 reverted"));
+	assert_int_equal(found(f, "drift.releases", MOAT_AUDIT_CRITICAL), 1);
+	assert_non_null(strstr(finding(f, "drift.releases")->title, "1.1.0"));
+	/* a window of 5 days: 1.1.0 does not expire within it */
+	audit(f, 5 * 86400);
+	assert_int_equal(found(f, "fw.release_expiry", MOAT_AUDIT_INFO), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -606,6 +749,7 @@ int main(void)
 		cmocka_unit_test(test_junit),
 		cmocka_unit_test(test_first_diff),
 		cmocka_unit_test(test_weak_key),
+		cmocka_unit_test(test_cert_scan),
 		cmocka_unit_test_setup_teardown(test_clean, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cap, setup, teardown),
@@ -616,6 +760,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fw_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_firmware_releases, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
