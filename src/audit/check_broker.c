@@ -156,14 +156,16 @@ out:
 	return rc;
 }
 
-/* The running broker read mosquitto.conf when it started: a later change is not live. */
+/* The running broker read mosquitto.conf when it started: a later change is not live. The
+ * supervisor writes run/mosquitto.pid as it starts Mosquitto (again after a restart), so a
+ * mosquitto.conf newer than that file is not the one the broker runs with. */
 static int live(struct audit_ctx *a)
 {
 	const struct moat_audit_check *c = &audit_drift_live_broker;
 	struct moat_broker_state st;
 	struct moat_err e;
-	char path[PATH_MAX], proc[64], ev[1024];
-	struct stat conf_st, proc_st;
+	char path[PATH_MAX], ev[1024];
+	struct stat conf_st;
 	int rc = audit_ran(a, c);
 	if (rc != 0 || !a->o->system) {
 		return rc;
@@ -174,19 +176,26 @@ static int live(struct audit_ctx *a)
 	if (!st.running || st.mosquitto_pid <= 0) {
 		return 0; /* nothing live to compare: monitoring names a broker that is down */
 	}
-	snprintf(proc, sizeof(proc), "/proc/%d", (int)st.mosquitto_pid);
 	if ((rc = moat_deploy_path(a->d, path, sizeof(path), MOAT_BROKER_CONF_FILE, a->err)) != 0) {
 		return rc;
 	}
-	if (stat(path, &conf_st) != 0 || stat(proc, &proc_st) != 0) {
-		return 0;
+	char pidpath[PATH_MAX];
+	struct stat pid_st;
+	if ((rc = moat_deploy_path(a->d, pidpath, sizeof(pidpath), MOAT_BROKER_PID_FILE, a->err)) !=
+	    0) {
+		return rc;
 	}
-	if (conf_st.st_mtime > proc_st.st_mtime) {
+	if (stat(path, &conf_st) != 0 || stat(pidpath, &pid_st) != 0) {
+		return audit_cannot(a, c, "cannot tell when the running broker started");
+	}
+	int64_t started = (int64_t)pid_st.st_mtime;
+	if (conf_st.st_mtim.tv_sec > pid_st.st_mtim.tv_sec ||
+	    (conf_st.st_mtim.tv_sec == pid_st.st_mtim.tv_sec &&
+	     conf_st.st_mtim.tv_nsec > pid_st.st_mtim.tv_nsec)) {
 		snprintf(ev, sizeof(ev),
 			 "mosquitto (pid %d) started at %lld, broker/mosquitto.conf changed at "
 			 "%lld",
-			 (int)st.mosquitto_pid, (long long)proc_st.st_mtime,
-			 (long long)conf_st.st_mtime);
+			 (int)st.mosquitto_pid, (long long)started, (long long)conf_st.st_mtime);
 		return audit_add(a, c, c->severity,
 				 "the running broker uses an older mosquitto.conf than the one on "
 				 "disk",
