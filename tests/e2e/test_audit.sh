@@ -214,6 +214,9 @@ expect_fail "--window without a unit" moat audit --window 30
 [ "$run_rc" = 2 ] || fail "--window 30: exit $run_rc"
 expect_fail "--fail-on nonsense" moat audit --fail-on severe
 [ "$run_rc" = 2 ] || fail "--fail-on severe: exit $run_rc"
+expect_fail "--sarif into a missing directory" moat audit --sarif "$T/missing/a.sarif"
+[ "$run_rc" = 2 ] || fail "--sarif missing dir: exit $run_rc"
+[ ! -e "$T/missing" ] || fail "--sarif made a directory"
 mkdir "$T/empty"
 expect_fail "audit of no deployment" moat --dir "$T/empty" audit
 [ "$run_rc" = 2 ] || fail "no deployment: exit $run_rc"
