@@ -30,6 +30,7 @@ static const struct group groups[] = {
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
+	{"audit", audit_main, "check the deployment: PKI, drift, broker, firmware, network"},
 };
 
 static void usage(FILE *out)
