@@ -102,8 +102,8 @@ const char *const moat_registry_migrations[] = {
 	") WITHOUT ROWID;"
 	"ALTER TABLE certificates ADD COLUMN supersede_at INTEGER;",
 	/* 5: devices made by `moat sim --create`, told apart from real ones (device list) */
-	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 "
-	"CHECK (simulated IN (0, 1));",
+	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 CHECK (simulated IN "
+	"(0, 1));",
 };
 
 const int moat_registry_migration_count =
