@@ -40,6 +40,9 @@ int watch_main(int argc, char **argv);
 int backup_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
 int config_main(int argc, char **argv);
+int audit_main(int argc, char **argv);
+int audit_live_main(int argc, char **argv);
+int doctor_main(int argc, char **argv);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
