@@ -128,6 +128,19 @@ static int ssl_wait(struct lp_conn *c, int ret, int64_t deadline)
 	return -1;
 }
 
+/* Verification stays OpenSSL's (ok is returned unchanged); this only keeps the server's
+ * leaf, so a failure can say which names it carries. */
+static int keep_leaf(int ok, X509_STORE_CTX *x)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct lp_conn *c = ssl ? SSL_get_app_data(ssl) : NULL;
+	X509 *cert = X509_STORE_CTX_get_current_cert(x);
+	if (c && !c->server_leaf && cert && X509_STORE_CTX_get_error_depth(x) == 0) {
+		c->server_leaf = X509_dup(cert);
+	}
+	return ok;
+}
+
 int lp_open(const struct lp_tls_opts *o, struct lp_conn *c)
 {
 	memset(c, 0, sizeof(*c));
@@ -149,7 +162,7 @@ int lp_open(const struct lp_tls_opts *o, struct lp_conn *c)
 		ssl_error(c, "TLS setup");
 		return -1;
 	}
-	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, keep_leaf);
 	if (o->legacy) {
 		SSL_CTX_set_security_level(c->ctx, 0);
 	}
@@ -176,6 +189,7 @@ int lp_open(const struct lp_tls_opts *o, struct lp_conn *c)
 	X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
 	unsigned char ipbuf[16];
 	bool is_ip = inet_pton(AF_INET, name, ipbuf) == 1 || inet_pton(AF_INET6, name, ipbuf) == 1;
+	SSL_set_app_data(c->ssl, c);
 	if ((is_ip ? X509_VERIFY_PARAM_set1_ip_asc(vp, name)
 		   : X509_VERIFY_PARAM_set1_host(vp, name, 0)) != 1 ||
 	    (!is_ip && SSL_set_tlsext_host_name(c->ssl, name) != 1) ||
@@ -214,6 +228,8 @@ int lp_open(const struct lp_tls_opts *o, struct lp_conn *c)
 
 void lp_close(struct lp_conn *c)
 {
+	X509_free(c->server_leaf);
+	c->server_leaf = NULL;
 	if (c->ssl) {
 		SSL_free(c->ssl);
 	}

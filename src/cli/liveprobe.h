@@ -52,6 +52,8 @@ struct lp_conn {
 	bool peer_closed;	  /* the peer ended the connection (EOF or close_notify) */
 	char error[LP_ERROR_LEN]; /* the last failure, as OpenSSL or the system says it */
 	char version[16];	  /* negotiated TLS version */
+	X509 *server_leaf; /* the server certificate as offered (verified or not), to explain a
+			     failure; NULL when none came */
 };
 
 /* Opens c (always: close it with lp_close). 0 when connected; -1 otherwise with c->stage
