@@ -30,6 +30,7 @@
 
 #include "cli.h"
 #include "liveprobe.h"
+#include "moat/audit.h"
 #include "moat/broker.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
@@ -57,7 +58,6 @@ static void sf(char *buf, size_t size, const char *fmt, ...)
 #define LIVE_CONSUMED_MAX 256
 
 enum live_verdict { LIVE_PASS = 0, LIVE_FAIL, LIVE_SKIP };
-static const char *const verdict_names[] = {"PASS", "FAIL", "SKIP"};
 
 struct live_outcome {
 	const char *id;
@@ -563,33 +563,10 @@ static void attacker_session(struct live *L)
 		}
 	}
 
-	/* Rate: a bounded burst of QoS 0 publishes, beyond the device's bucket when the
-	 * policy has one (an attacker does not ask: 60 messages when it has none). */
 	const struct moat_policy_limits *lim = &L->policy.limits[MOAT_ROLE_DEVICE];
-	if (!c.peer_closed) {
-		uint32_t n = lim->msgs_per_s > 0 ? lim->burst + lim->msgs_per_s * 2 + 10 : 60;
-		if (n > 400) {
-			n = 400;
-		}
-		static const char tele[] = "{\"temperature\":20.0}";
-		uint32_t sent = 0;
-		for (; sent < n && !c.peer_closed; sent++) {
-			if (lp_mqtt_publish(&c, 0, own, tele, sizeof(tele) - 1, 0, false) != 0) {
-				break;
-			}
-		}
-		char what[200], want_id[MOAT_ID_BUF_LEN + 16];
-		sf(what, sizeof(what), "%u messages at once", sent);
-		sf(want_id, sizeof(want_id), "\"identity\":\"%s\"", L->attacker);
-		const char *needles[] = {"\"kind\":\"rate_limited\"", want_id, NULL};
-		refused_then_event(L, &L->events, "limit.rate",
-				   "messages faster than the rate limit", what, needles);
-	}
-
-	/* Oversized: one byte over the device's max_payload, after the bucket refilled a bit. */
+	/* Oversized: one byte over the device's max_payload (before the rate probe empties the
+	 * bucket, so the size is what refuses it). */
 	if (!c.peer_closed && lim->max_payload > 0 && lim->max_payload < LP_PACKET_MAX - 512) {
-		struct timespec ts = {1, 200 * 1000 * 1000};
-		nanosleep(&ts, NULL);
 		size_t len = lim->max_payload + 1;
 		char *big = malloc(len);
 		int orc = -1;
@@ -615,6 +592,28 @@ static void attacker_session(struct live *L)
 					   needles);
 		}
 	}
+	/* Rate: a bounded burst of QoS 0 publishes, beyond the device's bucket when the
+	 * policy has one (an attacker does not ask: 60 messages when it has none). */
+	if (!c.peer_closed) {
+		uint32_t n = lim->msgs_per_s > 0 ? lim->burst + lim->msgs_per_s * 2 + 10 : 60;
+		if (n > 400) {
+			n = 400;
+		}
+		static const char tele[] = "{\"temperature\":20.0}";
+		uint32_t sent = 0;
+		for (; sent < n && !c.peer_closed; sent++) {
+			if (lp_mqtt_publish(&c, 0, own, tele, sizeof(tele) - 1, 0, false) != 0) {
+				break;
+			}
+		}
+		char what[200], want_id[MOAT_ID_BUF_LEN + 16];
+		sf(what, sizeof(what), "%u messages at once", sent);
+		sf(want_id, sizeof(want_id), "\"identity\":\"%s\"", L->attacker);
+		const char *needles[] = {"\"kind\":\"rate_limited\"", want_id, NULL};
+		refused_then_event(L, &L->events, "limit.rate",
+				   "messages faster than the rate limit", what, needles);
+	}
+
 	if (!c.peer_closed) {
 		lp_mqtt_disconnect(&c, 0);
 	}
@@ -1095,38 +1094,76 @@ static void run_probes(struct live *L)
 	       "policy from network namespaces");
 }
 
-static void print_text(const struct live *L, FILE *out)
+/* The checklist row and OWASP IoT item a probe serves, by its id's prefix. */
+static void probe_refs(const char *id, const char **checklist, const char **owasp)
 {
-	size_t n[3] = {0};
-	fprintf(out, "moat audit --live: run %s (identities audit-%s*)\n", L->run, L->run);
-	for (size_t i = 0; i < L->count; i++) {
-		const struct live_outcome *o = &L->out[i];
-		n[o->verdict]++;
-		fprintf(out, "%-4s %-30s %s\n", verdict_names[o->verdict], o->id, o->summary);
-		fprintf(out, "     ");
-		cli_print_text(out, o->evidence, strlen(o->evidence));
-		fprintf(out, "\n");
+	static const struct {
+		const char *prefix, *checklist, *owasp;
+	} refs[] = {
+		{"tls.", "TLS 1.2+ with AEAD suites only, no plaintext listener", MOAT_OWASP_I7},
+		{"cert.", "mutual TLS: foreign, expired and revoked certificates refused",
+		 MOAT_OWASP_I2},
+		{"identity.", "client id bound to the certificate (no session takeover)",
+		 MOAT_OWASP_I2},
+		{"read.", "least-privilege ACL: a device reads only its own commands",
+		 MOAT_OWASP_I3},
+		{"write.", "least-privilege ACL: a device writes only its own topics",
+		 MOAT_OWASP_I3},
+		{"payload.", "payload schema and size limits", MOAT_OWASP_I2},
+		{"limit.", "rate and subscription limits", MOAT_OWASP_I2},
+		{"moatd.", "update server: mutual TLS, one device per certificate, no traversal",
+		 MOAT_OWASP_I3},
+		{"update.", "signed updates: whole manifest signed, anti-rollback", MOAT_OWASP_I4},
+		{"net.", "network isolation", MOAT_OWASP_I2},
+	};
+	*checklist = "live audit";
+	*owasp = MOAT_OWASP_I2;
+	for (size_t i = 0; i < sizeof(refs) / sizeof(refs[0]); i++) {
+		if (strncmp(id, refs[i].prefix, strlen(refs[i].prefix)) == 0) {
+			*checklist = refs[i].checklist;
+			*owasp = refs[i].owasp;
+			return;
+		}
 	}
-	fprintf(out, "%zu probes: %zu passed, %zu failed, %zu skipped\n", L->count, n[0], n[1],
-		n[2]);
 }
 
-static void print_json(const struct live *L, FILE *out)
+/* One check per probe ("live.<id>"), severity high: a PASS ran clean, a FAIL is a finding
+ * with its evidence, a SKIP "could not check". The checks live as long as the process
+ * (the collector keeps pointers to them). */
+static int report(const struct live *L, struct moat_audit_result *r, struct moat_err *err)
 {
-	size_t n[3] = {0};
-	fprintf(out, "{\"run_id\":\"%s\",\"probes\":[", L->run);
+	static struct moat_audit_check checks[LIVE_MAX_PROBES];
+	static char ids[LIVE_MAX_PROBES][64];
 	for (size_t i = 0; i < L->count; i++) {
 		const struct live_outcome *o = &L->out[i];
-		n[o->verdict]++;
-		fprintf(out, "%s{\"id\":\"%s\",\"verdict\":\"%s\",\"summary\":", i ? "," : "",
-			o->id, verdict_names[o->verdict]);
-		cli_json_string(out, o->summary);
-		fprintf(out, ",\"evidence\":");
-		cli_json_string(out, o->evidence);
-		fprintf(out, "}");
+		sf(ids[i], sizeof(ids[i]), "live.%s", o->id);
+		struct moat_audit_check *c = &checks[i];
+		c->id = ids[i];
+		c->severity = MOAT_AUDIT_HIGH;
+		c->summary = o->summary;
+		probe_refs(o->id, &c->checklist, &c->owasp);
+		int rc = 0;
+		char title[200];
+		switch (o->verdict) {
+		case LIVE_PASS:
+			rc = moat_audit_ran(r, c);
+			break;
+		case LIVE_FAIL:
+			sf(title, sizeof(title), "not refused, or refused without a record: %s",
+			   o->summary);
+			rc = moat_audit_add(r, c, c->severity, title, o->evidence,
+					    "see docs/OPERATIONS.md \"Live audit\" for the probe",
+					    NULL, 0);
+			break;
+		case LIVE_SKIP:
+			rc = moat_audit_cannot(r, c, o->evidence);
+			break;
+		}
+		if (rc != 0) {
+			return moat_err_set(err, MOAT_ENOMEM, "audit: out of memory");
+		}
 	}
-	fprintf(out, "],\"summary\":{\"pass\":%zu,\"fail\":%zu,\"skip\":%zu,\"total\":%zu}}\n",
-		n[0], n[1], n[2], L->count);
+	return 0;
 }
 
 static int prepare(struct live *L, struct moat_err *err)
@@ -1160,34 +1197,30 @@ static int prepare(struct live *L, struct moat_err *err)
 	return 0;
 }
 
-int audit_live_main(int argc, char **argv)
+int audit_live_run(struct moat_audit_result *r, char run_id[9], struct moat_err *err)
 {
-	(void)argc;
-	(void)argv;
 	static struct live L;
 	memset(&L, 0, sizeof(L));
 	moat_policy_init(&L.policy);
-	struct moat_err err = {0};
 	uint8_t rnd[4];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-		fprintf(stderr, "moat: no random bytes for the run id\n");
-		return CLI_USAGE;
+		return moat_err_set(err, MOAT_ECRYPTO, "no random bytes for the run id");
 	}
 	sf(L.run, sizeof(L.run), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+	memcpy(run_id, L.run, sizeof(L.run));
 	sf(L.attacker, sizeof(L.attacker), "audit-%s", L.run);
 	sf(L.victim, sizeof(L.victim), "audit-%s-v", L.run);
 	sf(L.revoked, sizeof(L.revoked), "audit-%s-r", L.run);
-	if (prepare(&L, &err) != 0) {
+	int rc = prepare(&L, err);
+	if (rc != 0) {
 		moat_policy_free(&L.policy);
-		cli_fail(&err);
-		return CLI_USAGE;
+		return rc;
 	}
 	const char *tmpdir = getenv("TMPDIR");
 	sf(L.tmp, sizeof(L.tmp), "%s/moat-audit-XXXXXX", tmpdir ? tmpdir : "/tmp");
 	if (!mkdtemp(L.tmp)) {
-		fprintf(stderr, "moat: %s: %s\n", L.tmp, strerror(errno));
 		moat_policy_free(&L.policy);
-		return CLI_USAGE;
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", L.tmp);
 	}
 	sf(L.x_cert, sizeof(L.x_cert), "%s/expired.crt", L.tmp);
 	sf(L.x_key, sizeof(L.x_key), "%s/expired.key", L.tmp);
@@ -1200,37 +1233,24 @@ int audit_live_main(int argc, char **argv)
 	sf(L.r_cert, sizeof(L.r_cert), "%s/pki/identities/%s/cert.pem", L.dir, L.revoked);
 	sf(L.r_key, sizeof(L.r_key), "%s/pki/identities/%s/key.pem", L.dir, L.revoked);
 
-	int status = CLI_OK;
-	if (issue_identities(&L, &err) != 0 || load_policy(&L, &err) != 0) {
-		fprintf(stderr, "moat: audit run %s: cannot issue its identities: %s\n", L.run,
-			err.msg);
+	if ((rc = issue_identities(&L, err)) != 0 || (rc = load_policy(&L, err)) != 0) {
 		delete_identities(&L);
-		status = CLI_USAGE;
 	} else if (!wait_ready(&L)) {
-		fprintf(stderr,
-			"moat: audit run %s: the broker at %s:%d never accepted the audit's device "
-			"(is it running? moat status)\n",
+		rc = moat_err_set(
+			err, MOAT_ESTATE,
+			"audit run %s: the broker at %s:%d never accepted the audit's device "
+			"(is it running? moat status)",
 			L.run, L.broker.addr, L.broker.port);
 		delete_identities(&L);
-		status = CLI_USAGE;
 	} else {
 		run_probes(&L);
 		delete_identities(&L);
-		if (cli_globals.json) {
-			print_json(&L, stdout);
-		} else {
-			print_text(&L, stdout);
-		}
-		for (size_t i = 0; i < L.count; i++) {
-			if (L.out[i].verdict == LIVE_FAIL) {
-				status = CLI_FAIL;
-			}
-		}
+		rc = report(&L, r, err);
 	}
 	struct moat_err rerr = {0};
 	if (moat_fs_remove_tree(L.tmp, &rerr) != 0) {
 		fprintf(stderr, "moat: %s\n", rerr.msg);
 	}
 	moat_policy_free(&L.policy);
-	return status;
+	return rc;
 }

@@ -30,7 +30,8 @@ static const struct group groups[] = {
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
-	{"audit", audit_main, "probe the running deployment as an attacker would (--live)"},
+	{"audit", audit_main,
+	 "check the deployment: PKI, drift, broker, firmware, network; --live probes it"},
 	{"doctor", doctor_main, "why a device or a connection does not work, in words"},
 };
 

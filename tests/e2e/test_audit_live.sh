@@ -43,29 +43,31 @@ on_exit "touch '$T/stop'"
 broker_wait_line "$T/legit.out" '"temperature":1}'
 
 # ---- healthy: every probe passes ----
-run_captured moat --json audit --live
-[ "$run_rc" -eq 0 ] || fail "audit of a healthy deployment exited $run_rc: $errout $(printf '%s' "$out" | python3 -c 'import json,sys; d=json.load(sys.stdin); print([p for p in d["probes"] if p["verdict"]!="PASS"])' 2>&1)"
+run_captured moat --json audit --live --sarif "$T/live.sarif" --junit "$T/live.xml"
+[ "$run_rc" -eq 0 ] || fail "audit of a healthy deployment exited $run_rc: $errout $out"
 summary=$(printf '%s' "$out" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
-v = {p["verdict"] for p in d["probes"]}
-ids = {p["id"] for p in d["probes"]}
-assert d["summary"]["fail"] == 0, d["summary"]
+ids = set(d["checks"])
 for need in ("tls.plaintext", "tls.anonymous", "tls.version_1_0", "tls.version_1_1", "tls.cbc_suites",
              "cert.foreign", "cert.expired", "cert.revoked", "identity.takeover", "read.wildcard_hash",
              "read.sys", "read.shared", "write.other_command", "write.will_other", "payload.oversized",
              "limit.rate", "moatd.no_certificate", "moatd.other_device", "moatd.path_traversal",
              "moatd.oversized_request", "update.tampered", "update.downgraded"):
-    assert need in ids, need
-passed = [p for p in d["probes"] if p["verdict"] == "PASS"]
-assert len(passed) >= 30, len(passed)
-for p in d["probes"]:
-    if p["id"] in ("update.tampered", "update.downgraded"):
-        assert p["verdict"] == "PASS", p
-print(d["run_id"], len(passed))
-')
-run=${summary% *}
-pass "healthy deployment: ${summary#* } probes pass, exit 0 (run $run)"
+    assert "live." + need in ids, need
+bad = [f for f in d["findings"] if f["severity"] != "info"]
+assert not bad, bad
+skipped = {f["id"] for f in d["findings"]}
+assert skipped <= {"live.net.policy_from_namespace"}, skipped
+passed = len([i for i in ids if i.startswith("live.") and i not in skipped])
+assert passed >= 30, passed
+print(passed)
+') || fail "healthy audit: $out"
+run=$(printf '%s\n' "$errout" | sed -n 's/.*audit --live run \([0-9a-f]\{8\}\) .*/\1/p')
+[ -n "$run" ] || fail "no run id on stderr: $errout"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))["runs"][0]["tool"]' "$T/live.sarif" || fail "no SARIF"
+grep -q 'name="live.tls.plaintext"' "$T/live.xml" || fail "no JUnit test case per probe"
+pass "healthy deployment: $summary probes pass, exit 0, as JSON, SARIF and JUnit (run $run)"
 
 grep -q "\"audit_run\":\"$run\"" "$EV" || fail "run id $run not in the security events"
 grep "\"identity\":\"audit-$run" "$EV" | grep -v -q "\"audit_run\":\"$run\"" &&
@@ -82,11 +84,16 @@ pass "the throwaway identities are deleted"
 # ---- weakened: devices may publish without limit ----
 sed -i 's/^\[policy\]$/[policy]\ndevice_msgs_per_s = 0/' "$D/moat.conf"
 grep -q '^device_msgs_per_s = 0' "$D/moat.conf" || printf '\n[policy]\ndevice_msgs_per_s = 0\n' >>"$D/moat.conf"
-run_captured moat audit --live
+run_captured moat --json audit --live
 [ "$run_rc" -eq 1 ] || fail "audit of a weakened deployment exited $run_rc: $out $errout"
-line=$(printf '%s\n' "$out" | grep -A1 '^FAIL limit.rate') || fail "limit.rate did not fail: $out"
-assert_contains "$line" "60 messages at once"
-[ "$(printf '%s\n' "$out" | grep -c '^FAIL')" -eq 1 ] || fail "more than the weakened probe failed: $out"
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+bad = [f for f in d["findings"] if f["severity"] != "info"]
+assert [f["id"] for f in bad] == ["live.limit.rate"], bad
+assert "60 messages at once" in bad[0]["evidence"], bad[0]
+assert bad[0]["severity"] == "high", bad[0]
+' || fail "weakened: not exactly live.limit.rate failing with its evidence: $out"
 pass "weakened rate limit: limit.rate FAILs with its evidence, exit 1"
 
 # ---- the legitimate device was never disturbed ----

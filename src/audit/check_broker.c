@@ -1,0 +1,419 @@
+/* check_broker.c: the broker's files against what the registry and moat.conf derive (the
+ * renderers of src/broker, never a copy), the running broker against its files, and the
+ * settings of broker/mosquitto.conf and broker/acl.conf as they are on disk. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "audit_internal.h"
+#include "moat/broker.h"
+#include "moat/broker_supervisor.h"
+#include "moat/fsutil.h"
+#include "moat/policy.h"
+
+#define CHECKLIST_DRIFT "Drift: every file derived from the registry matches it"
+#define CHECKLIST_BROKER "Broker: TLS only, client certificates, least-privilege ACL"
+
+const struct moat_audit_check audit_drift_policy = {
+	"drift.policy", MOAT_AUDIT_CRITICAL,
+	"broker/policy is what the registry and moat.conf derive", CHECKLIST_DRIFT, MOAT_OWASP_I3};
+const struct moat_audit_check audit_drift_acl = {"drift.acl", MOAT_AUDIT_CRITICAL,
+						 "broker/acl.conf is what the registry derives",
+						 CHECKLIST_DRIFT, MOAT_OWASP_I3};
+const struct moat_audit_check audit_drift_conf = {"drift.mosquitto_conf", MOAT_AUDIT_HIGH,
+						  "broker/mosquitto.conf is what moat.conf derives",
+						  CHECKLIST_DRIFT, MOAT_OWASP_I9};
+const struct moat_audit_check audit_drift_live_broker = {
+	"drift.live_broker", MOAT_AUDIT_HIGH,
+	"the running broker was started from the mosquitto.conf on disk", CHECKLIST_DRIFT,
+	MOAT_OWASP_I9};
+const struct moat_audit_check audit_broker_tls = {
+	"broker.tls", MOAT_AUDIT_HIGH, "every listener offers TLS 1.2 or newer with strong suites",
+	CHECKLIST_BROKER, MOAT_OWASP_I7};
+const struct moat_audit_check audit_broker_client_cert = {
+	"broker.require_certificate", MOAT_AUDIT_CRITICAL,
+	"every listener requires a client certificate", CHECKLIST_BROKER, MOAT_OWASP_I1};
+const struct moat_audit_check audit_broker_anonymous = {"broker.anonymous", MOAT_AUDIT_CRITICAL,
+							"allow_anonymous false", CHECKLIST_BROKER,
+							MOAT_OWASP_I1};
+const struct moat_audit_check audit_broker_listener = {"broker.plaintext_listener",
+						       MOAT_AUDIT_CRITICAL,
+						       "no listener without TLS", CHECKLIST_BROKER,
+						       MOAT_OWASP_I2};
+const struct moat_audit_check audit_broker_limits = {
+	"broker.limits", MOAT_AUDIT_MEDIUM,
+	"message size, inflight, queue, keepalive and connection limits are set", CHECKLIST_BROKER,
+	MOAT_OWASP_I2};
+const struct moat_audit_check audit_broker_persistence = {"broker.persistence", MOAT_AUDIT_LOW,
+							  "persistence is on", CHECKLIST_BROKER,
+							  MOAT_OWASP_I9};
+const struct moat_audit_check audit_broker_logging = {
+	"broker.logging", MOAT_AUDIT_MEDIUM, "the broker logs to a file, connections included",
+	"Monitoring: security events recorded and watched", MOAT_OWASP_I9};
+const struct moat_audit_check audit_broker_plugin = {
+	"broker.plugin", MOAT_AUDIT_HIGH,
+	"moat_broker.so is loaded (client id bound to the certificate, disabled identities "
+	"refused)",
+	CHECKLIST_BROKER, MOAT_OWASP_I3};
+const struct moat_audit_check audit_broker_acl_grants = {
+	"broker.acl_grants", MOAT_AUDIT_CRITICAL,
+	"no ACL line grants '#' or another identity's topics", CHECKLIST_BROKER, MOAT_OWASP_I3};
+
+static int read_rel(struct audit_ctx *a, const char *rel, char **out, size_t *len, bool *absent)
+{
+	char path[PATH_MAX];
+	struct moat_err e;
+	int rc = moat_deploy_path(a->d, path, sizeof(path), rel, a->err);
+	*out = NULL;
+	*absent = false;
+	if (rc != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(path)) {
+		*absent = true;
+		return 0;
+	}
+	if (moat_fs_read_all(path, 256u * 1024 * 1024, out, len, &e) != 0) {
+		*absent = true;
+		*out = NULL;
+	}
+	return 0;
+}
+
+/* A derived file against what it should be. */
+static int compare(struct audit_ctx *a, const struct moat_audit_check *c, const char *rel,
+		   const char *want, size_t want_len, const char *skip, const char *fix)
+{
+	char *have = NULL;
+	size_t have_len = 0;
+	bool absent;
+	char title[512], ev[512], wl[200], hl[200];
+	int rc = read_rel(a, rel, &have, &have_len, &absent);
+	if (rc != 0) {
+		return rc;
+	}
+	if (absent) {
+		snprintf(title, sizeof(title), "%s is missing or unreadable", rel);
+		return audit_add(a, c, c->severity, title, NULL, fix, rel, 0);
+	}
+	int line = audit_first_diff(want, want_len, have, have_len, skip, wl, hl, sizeof(wl));
+	free(have);
+	if (line == 0) {
+		return 0;
+	}
+	snprintf(title, sizeof(title), "%s differs from what moat derives, from line %d", rel,
+		 line);
+	snprintf(ev, sizeof(ev), "line %d is \"%s\", expected \"%s\"", line, hl, wl);
+	return audit_add(a, c, c->severity, title, ev, fix, rel, line);
+}
+
+static int drift(struct audit_ctx *a, const struct moat_broker_settings *s, char *mode,
+		 size_t mode_size)
+{
+	struct moat_policy p;
+	char *policy = NULL, *acl = NULL, *conf = NULL;
+	size_t policy_len = 0, acl_len = 0, conf_len = 0;
+	int rc;
+	if ((rc = audit_ran(a, &audit_drift_policy)) != 0 ||
+	    (rc = audit_ran(a, &audit_drift_acl)) != 0 ||
+	    (rc = audit_ran(a, &audit_drift_conf)) != 0) {
+		return rc;
+	}
+	if ((rc = moat_broker_policy_build(a->d, &p, a->err)) != 0 ||
+	    (rc = moat_policy_render_alloc(&p, &policy, &policy_len, a->err)) != 0 ||
+	    (rc = moat_broker_render_acl(&p, &acl, &acl_len, a->err)) != 0) {
+		goto out;
+	}
+	/* an unban line lives until the next write from the registry (policy.h) */
+	if ((rc = compare(a, &audit_drift_policy, MOAT_POLICY_FILE_NAME, policy, policy_len,
+			  "unban ", "moat broker config")) != 0 ||
+	    (rc = compare(a, &audit_drift_acl, MOAT_BROKER_ACL_FILE, acl, acl_len, NULL,
+			  "moat broker config")) != 0) {
+		goto out;
+	}
+	moat_broker_conf_mode(a->dir, mode, mode_size);
+	char plugin[PATH_MAX] = "";
+	struct moat_err e;
+	if (strcmp(mode, "plugin") == 0 &&
+	    moat_broker_plugin_find(plugin, sizeof(plugin), &e) != 0) {
+		rc = audit_cannot(a, &audit_drift_conf, e.msg);
+		goto out;
+	}
+	if (moat_broker_render_conf(a->dir, s, plugin[0] ? plugin : NULL, &conf, &conf_len, &e) !=
+	    0) {
+		rc = audit_cannot(a, &audit_drift_conf, e.msg);
+		goto out;
+	}
+	rc = compare(a, &audit_drift_conf, MOAT_BROKER_CONF_FILE, conf, conf_len, NULL,
+		     "moat broker config (then moat down && moat up)");
+out:
+	moat_policy_free(&p);
+	free(policy);
+	free(acl);
+	free(conf);
+	return rc;
+}
+
+/* The running broker read mosquitto.conf when it started: a later change is not live. The
+ * supervisor writes run/mosquitto.pid as it starts Mosquitto (again after a restart), so a
+ * mosquitto.conf newer than that file is not the one the broker runs with. */
+static int live(struct audit_ctx *a)
+{
+	const struct moat_audit_check *c = &audit_drift_live_broker;
+	struct moat_broker_state st;
+	struct moat_err e;
+	char path[PATH_MAX], ev[1024];
+	struct stat conf_st;
+	int rc = audit_ran(a, c);
+	if (rc != 0 || !a->o->system) {
+		return rc;
+	}
+	if (moat_broker_state(a->dir, &st, &e) != 0) {
+		return audit_cannot(a, c, e.msg);
+	}
+	if (!st.running || st.mosquitto_pid <= 0) {
+		return 0; /* nothing live to compare: monitoring names a broker that is down */
+	}
+	if ((rc = moat_deploy_path(a->d, path, sizeof(path), MOAT_BROKER_CONF_FILE, a->err)) != 0) {
+		return rc;
+	}
+	char pidpath[PATH_MAX];
+	struct stat pid_st;
+	if ((rc = moat_deploy_path(a->d, pidpath, sizeof(pidpath), MOAT_BROKER_PID_FILE, a->err)) !=
+	    0) {
+		return rc;
+	}
+	if (stat(path, &conf_st) != 0 || stat(pidpath, &pid_st) != 0) {
+		return audit_cannot(a, c, "cannot tell when the running broker started");
+	}
+	int64_t started = (int64_t)pid_st.st_mtime;
+	if (conf_st.st_mtim.tv_sec > pid_st.st_mtim.tv_sec ||
+	    (conf_st.st_mtim.tv_sec == pid_st.st_mtim.tv_sec &&
+	     conf_st.st_mtim.tv_nsec > pid_st.st_mtim.tv_nsec)) {
+		snprintf(ev, sizeof(ev),
+			 "mosquitto (pid %d) started at %lld, broker/mosquitto.conf changed at "
+			 "%lld",
+			 (int)st.mosquitto_pid, (long long)started, (long long)conf_st.st_mtime);
+		return audit_add(a, c, c->severity,
+				 "the running broker uses an older mosquitto.conf than the one on "
+				 "disk",
+				 ev, "moat down && moat up", MOAT_BROKER_CONF_FILE, 0);
+	}
+	return 0;
+}
+
+/* ---- mosquitto.conf as it is on disk ---- */
+
+/* A cipher string that admits what must never be negotiated. */
+static const char *weak_cipher(const char *ciphers)
+{
+	static const char *const weak[] = {"RC4",   "DES",   "3DES", "NULL", "EXPORT", "MD5",
+					   "aNULL", "eNULL", "ALL",  "LOW",  "MEDIUM", "SSLv3",
+					   "PSK",   "SRP",   "CBC",  "SHA1"};
+	char copy[512];
+	snprintf(copy, sizeof(copy), "%s", ciphers);
+	char *save = NULL;
+	for (char *t = strtok_r(copy, ":, ", &save); t; t = strtok_r(NULL, ":, ", &save)) {
+		if (t[0] == '!' || t[0] == '-') {
+			continue;
+		}
+		for (size_t i = 0; i < sizeof(weak) / sizeof(weak[0]); i++) {
+			if (strstr(t, weak[i])) {
+				return weak[i];
+			}
+		}
+	}
+	return NULL;
+}
+
+static int conf_checks(struct audit_ctx *a, const char *mode)
+{
+	static const struct moat_audit_check *const all[] = {
+		&audit_broker_tls,	&audit_broker_client_cert, &audit_broker_anonymous,
+		&audit_broker_listener, &audit_broker_limits,	   &audit_broker_persistence,
+		&audit_broker_logging,	&audit_broker_plugin};
+	const char *rel = MOAT_BROKER_CONF_FILE;
+	const char *fix = "moat broker config (then moat down && moat up)";
+	char *text = NULL;
+	size_t len = 0;
+	bool absent;
+	char title[1024], ev[600];
+	int rc;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+		if ((rc = audit_ran(a, all[i])) != 0) {
+			return rc;
+		}
+	}
+	if ((rc = read_rel(a, rel, &text, &len, &absent)) != 0) {
+		return rc;
+	}
+	if (absent) {
+		return 0; /* drift.mosquitto_conf names it */
+	}
+	struct audit_conf_view *v = calloc(1, sizeof(*v));
+	if (!v) {
+		free(text);
+		return moat_err_set(a->err, MOAT_ENOMEM, "audit: out of memory");
+	}
+	audit_conf_scan(text, len, v);
+	free(text);
+	if (v->port_line) {
+		rc = audit_add(a, &audit_broker_listener, MOAT_AUDIT_CRITICAL,
+			       "a `port` line opens Mosquitto's default listener, without TLS",
+			       "port outside any listener block", fix, rel, v->port_line);
+	}
+	if (rc == 0 && v->n == 0) {
+		rc = audit_add(a, &audit_broker_listener, MOAT_AUDIT_CRITICAL,
+			       "no listener configured: Mosquitto opens a plaintext one on 1883",
+			       NULL, fix, rel, 0);
+	}
+	for (size_t i = 0; rc == 0 && i < v->n; i++) {
+		const struct audit_listener *l = &v->l[i];
+		if (!l->certfile || !l->keyfile) {
+			snprintf(title, sizeof(title), "%s has no TLS (certfile/keyfile)", l->name);
+			rc = audit_add(a, &audit_broker_listener, MOAT_AUDIT_CRITICAL, title,
+				       l->name, fix, rel, l->line);
+			continue;
+		}
+		if (!l->require_cert) {
+			snprintf(title, sizeof(title), "%s does not require a client certificate",
+				 l->name);
+			rc = audit_add(a, &audit_broker_client_cert, MOAT_AUDIT_CRITICAL, title,
+				       "require_certificate is not true", fix, rel, l->line);
+		}
+		if (rc == 0 && (!l->tls_version_set || (strcmp(l->tls_version, "tlsv1.2") != 0 &&
+							strcmp(l->tls_version, "tlsv1.3") != 0))) {
+			snprintf(title, sizeof(title), "%s accepts TLS versions below 1.2",
+				 l->name);
+			snprintf(ev, sizeof(ev), "tls_version %s",
+				 l->tls_version_set ? l->tls_version : "(not set)");
+			rc = audit_add(a, &audit_broker_tls, MOAT_AUDIT_HIGH, title, ev, fix, rel,
+				       l->line);
+		}
+		const char *w = l->ciphers[0] ? weak_cipher(l->ciphers) : NULL;
+		if (rc == 0 && w) {
+			snprintf(title, sizeof(title), "%s offers weak TLS 1.2 suites (%s)",
+				 l->name, w);
+			snprintf(ev, sizeof(ev), "ciphers %.500s", l->ciphers);
+			rc = audit_add(a, &audit_broker_tls, MOAT_AUDIT_HIGH, title, ev, fix, rel,
+				       l->ciphers_line);
+		} else if (rc == 0 && !l->ciphers[0]) {
+			snprintf(title, sizeof(title),
+				 "%s leaves the TLS 1.2 suites to OpenSSL's defaults", l->name);
+			rc = audit_add(a, &audit_broker_tls, MOAT_AUDIT_MEDIUM, title,
+				       "no ciphers line", fix, rel, l->line);
+		}
+		if (rc == 0 && !l->max_connections) {
+			snprintf(title, sizeof(title), "%s has no connection limit", l->name);
+			rc = audit_add(a, &audit_broker_limits, MOAT_AUDIT_MEDIUM, title,
+				       "max_connections absent or -1", fix, rel, l->line);
+		}
+	}
+	if (rc == 0 && v->allow_anonymous != 0) {
+		rc = audit_add(a, &audit_broker_anonymous,
+			       v->allow_anonymous == 1 ? MOAT_AUDIT_CRITICAL : MOAT_AUDIT_MEDIUM,
+			       v->allow_anonymous == 1 ? "allow_anonymous is not false"
+						       : "allow_anonymous is not set explicitly",
+			       NULL, fix, rel, v->anon_line);
+	}
+	for (size_t i = 0; rc == 0 && i < AUDIT_CONF_LIMITS; i++) {
+		if (!v->limit[i]) {
+			snprintf(title, sizeof(title), "%s is not set", audit_conf_limit_keys[i]);
+			rc = audit_add(a, &audit_broker_limits, MOAT_AUDIT_MEDIUM, title,
+				       "Mosquitto's default is unlimited or large", fix, rel, 0);
+		}
+	}
+	if (rc == 0 && !v->persistence) {
+		rc = audit_add(a, &audit_broker_persistence, MOAT_AUDIT_LOW,
+			       "persistence is off: queued messages are lost on restart", NULL, fix,
+			       rel, 0);
+	}
+	if (rc == 0 && (!v->log_file || v->connection_messages_off)) {
+		rc = audit_add(a, &audit_broker_logging, MOAT_AUDIT_MEDIUM,
+			       !v->log_file
+				       ? "the broker logs to no file or syslog"
+				       : "connection_messages is false: connects are not logged",
+			       NULL, fix, rel, 0);
+	}
+	if (rc == 0 && !v->plugin) {
+		rc = audit_add(
+			a, &audit_broker_plugin,
+			v->acl_file ? MOAT_AUDIT_HIGH : MOAT_AUDIT_CRITICAL,
+			v->acl_file
+				? "the moat plugin is not loaded (ACL-file mode): client ids are "
+				  "not bound to certificates, disabled identities get in"
+				: "neither the moat plugin nor an ACL file: every client may "
+				  "do anything",
+			mode[0] ? mode : NULL, "moat broker config (plugin mode is the default)",
+			rel, 0);
+	}
+	free(v);
+	return rc;
+}
+
+/* ---- acl.conf as it is on disk ---- */
+
+/* Whether user may be held to its own topics: a device, or a name the registry lacks. */
+static bool acl_user_is_device(const char *user, void *ctx)
+{
+	const struct moat_identity *id = audit_identity(ctx, user);
+	return !id || id->role == MOAT_ROLE_DEVICE;
+}
+
+static int acl_checks(struct audit_ctx *a)
+{
+	const struct moat_audit_check *c = &audit_broker_acl_grants;
+	const char *rel = MOAT_BROKER_ACL_FILE;
+	char *text = NULL;
+	size_t len = 0;
+	bool absent;
+	int rc;
+	if ((rc = audit_ran(a, c)) != 0 || (rc = read_rel(a, rel, &text, &len, &absent)) != 0 ||
+	    absent) {
+		return rc;
+	}
+	char user[MOAT_ID_BUF_LEN] = "";
+	size_t pos = 0;
+	int lineno = 0;
+	while (rc == 0 && pos < len) {
+		const char *s = text + pos;
+		const char *nl = memchr(s, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - s) : len - pos;
+		pos += n + (nl ? 1 : 0);
+		lineno++;
+		char line[1024];
+		if (n >= sizeof(line)) {
+			n = sizeof(line) - 1;
+		}
+		memcpy(line, s, n);
+		line[n] = '\0';
+		char title[1024];
+		const char *why = audit_acl_judge(line, user, sizeof(user), acl_user_is_device, a);
+		if (why) {
+			snprintf(title, sizeof(title), "acl.conf line %d %s", lineno, why);
+			rc = audit_add(a, c, c->severity, title, line, "moat broker config", rel,
+				       lineno);
+		}
+	}
+	free(text);
+	return rc;
+}
+
+int audit_broker(struct audit_ctx *a)
+{
+	struct moat_broker_settings s;
+	struct moat_err e;
+	char mode[32] = "";
+	int rc;
+	if (moat_broker_settings_load(moat_deploy_config(a->d), moat_deploy_settings(a->d), &s,
+				      &e) != 0) {
+		return moat_err_set(a->err, e.code, "%s", e.msg);
+	}
+	if ((rc = drift(a, &s, mode, sizeof(mode))) != 0 || (rc = live(a)) != 0 ||
+	    (rc = conf_checks(a, mode)) != 0) {
+		return rc;
+	}
+	return acl_checks(a);
+}

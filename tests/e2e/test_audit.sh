@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# test_audit.sh: `moat audit` on a running deployment (broker and moatd up): clean, it exits
+# 0 and writes a SARIF 2.1.0 and a JUnit report that parse; then each thing broken for real,
+# one at a time, is named by its check id, with the exit status --fail-on asks for, and put
+# back:
+#   the root CA key readable by others; acl.conf granting '#'; mosquitto.conf edited (drift,
+#   TLS 1.1, and the running broker no longer on the file on disk); a server certificate
+#   made by hand with openssl on an RSA-1024 key, then on a device's own key; the firmware
+#   trust threshold set to 1; a CRL signed with openssl whose nextUpdate is past; the broker
+#   policy of before a revocation put back.
+# Exit status 2: not a deployment, a duration without its unit.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+broker_require
+command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs it)"
+command -v xmllint >/dev/null || skip "xmllint not installed (scripts/bootstrap installs it)"
+export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+export MOAT_FW_PASSPHRASE="e2e-firmware-passphrase"
+broker_deploy
+moat fw keygen >/dev/null
+moat fw keygen >/dev/null
+moat fw trust --threshold 2 >/dev/null
+moat_up_test
+
+# audit_is RC [args]: moat audit --json exits RC; $out holds the document.
+audit_is() {
+	local want=$1
+	shift
+	run_captured moat --json audit "$@"
+	[ "$run_rc" = "$want" ] || fail "audit $*: exit $run_rc, expected $want: $out $errout"
+}
+# has ID SEVERITY: the last audit has a finding ID of SEVERITY.
+has() {
+	jq -e --arg id "$1" --arg s "$2" '[.findings[] | select(.id == $id and .severity == $s)] | length > 0' \
+		>/dev/null <<<"$out" || fail "no $2 finding $1 in: $(jq -c '[.findings[] | [.id, .severity, .title]]' <<<"$out")"
+}
+# none_at_least_high: the last audit has nothing high or critical.
+none_high() {
+	jq -e '.summary.critical == 0 and .summary.high == 0' >/dev/null <<<"$out" ||
+		fail "findings: $(jq -c '[.findings[] | select(.severity == "high" or .severity == "critical") | [.id, .title]]' <<<"$out")"
+}
+
+# ---- clean ----
+audit_is 0 --sarif "$T/audit.sarif" --junit "$T/audit.xml"
+none_high
+[ "$(jq '.checks | length' <<<"$out")" -ge 39 ] || fail "not every check ran: $out"
+# devices made by moat device add: their keys are here (medium), which --fail-on medium fails
+has pki.key_custody medium
+audit_is 1 --fail-on medium
+audit_is 0 --fail-on critical
+run_captured moat audit
+[ "$run_rc" = 0 ] || fail "text audit: exit $run_rc"
+assert_contains "$out" "checks run,"
+pass "a fresh deployment: exit 0, medium findings fail --fail-on medium only"
+
+python3 - "$T/audit.sarif" <<'PY' || fail "SARIF report invalid"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+# SARIF 2.1.0: the required properties of sarifLog, run, tool, toolComponent, result, message
+assert doc["version"] == "2.1.0", doc.get("version")
+assert doc["$schema"].endswith("sarif-2.1.0.json")
+for run in doc["runs"]:
+    driver = run["tool"]["driver"]
+    assert driver["name"] == "moat"
+    ids = [r["id"] for r in driver["rules"]]
+    assert len(ids) == len(set(ids)) and len(ids) >= 39, ids
+    for res in run["results"]:
+        assert res["message"]["text"], res
+        assert res["ruleId"] == ids[res["ruleIndex"]], res
+        assert res["level"] in ("none", "note", "warning", "error"), res
+        for loc in res.get("locations", []):
+            art = loc["physicalLocation"]["artifactLocation"]
+            assert art["uri"] and " " not in art["uri"], art
+            if "uriBaseId" in art:
+                assert art["uriBaseId"] in run["originalUriBaseIds"], art
+            assert loc["physicalLocation"].get("region", {"startLine": 1})["startLine"] >= 1
+PY
+xmllint --noout "$T/audit.xml" || fail "JUnit report is not well-formed XML"
+python3 - "$T/audit.xml" <<'PY' || fail "JUnit report invalid"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+assert root.tag == "testsuites"
+suite = root.find("testsuite")
+cases = suite.findall("testcase")
+assert int(suite.get("tests")) == len(cases) >= 39
+assert int(suite.get("failures")) == len([c for c in cases if c.find("failure") is not None])
+assert any(c.get("name") == "pki.key_custody" and c.find("failure") is not None for c in cases)
+PY
+pass "SARIF 2.1.0 and JUnit reports parse, with every check"
+
+# ---- the root CA key readable by others ----
+chmod 644 "$D/pki/ca.key"
+audit_is 1
+has pki.ca_key critical
+jq -e '.findings[] | select(.id == "pki.ca_key") | .fix | test("chmod 600")' >/dev/null <<<"$out" || fail "no chmod fix: $out"
+chmod 600 "$D/pki/ca.key"
+audit_is 0
+pass "pki.ca_key: a readable CA key is critical; fixed, clean again"
+
+# ---- acl.conf edited to grant everything ----
+cp -p "$D/broker/acl.conf" "$T/acl.keep"
+printf 'user dev-a\ntopic readwrite #\n' >>"$D/broker/acl.conf"
+audit_is 1
+has drift.acl critical
+has broker.acl_grants critical
+line=$(jq '.findings[] | select(.id == "broker.acl_grants") | .line' <<<"$out")
+[ "$(sed -n "${line}p" "$D/broker/acl.conf")" = "topic readwrite #" ] || fail "acl_grants names line $line"
+cp -p "$T/acl.keep" "$D/broker/acl.conf"
+audit_is 0
+pass "drift.acl and broker.acl_grants name the line that grants '#'"
+
+# ---- mosquitto.conf edited under the running broker ----
+cp -p "$D/broker/mosquitto.conf" "$T/conf.keep"
+sed -i 's/^tls_version .*/tls_version tlsv1.1/' "$D/broker/mosquitto.conf"
+audit_is 1
+has drift.mosquitto_conf high
+has broker.tls high
+has drift.live_broker high
+audit_is 0 --fail-on critical
+cp -p "$T/conf.keep" "$D/broker/mosquitto.conf"
+audit_is 0
+pass "mosquitto.conf: drift, TLS below 1.2, and the running broker not on it"
+
+# ---- hand-made server certificates, signed by the issuing CA with openssl ----
+cp -p "$D/pki/server.crt" "$T/server.crt.keep"
+test_ca_conf "$T/ca"
+openssl req -new -newkey rsa:1024 -nodes -keyout "$T/weak.key" -subj "/CN=localhost" -out "$T/weak.csr" 2>/dev/null
+openssl ca -batch -notext -config "$T/ca/ca.cnf" -extensions server -cert "$D/pki/issuer.crt" \
+	-keyfile "$D/pki/issuer.key" -days 30 -in "$T/weak.csr" -out "$T/weak.crt" >/dev/null 2>&1 ||
+	fail "openssl ca: weak server certificate"
+cp "$T/weak.crt" "$D/pki/server.crt"
+audit_is 1
+has pki.weak_key high
+jq -e '.findings[] | select(.id == "pki.weak_key") | .title | test("RSA 1024 bits")' >/dev/null <<<"$out" || fail "weak key: $out"
+openssl req -new -key "$D/pki/identities/dev-a/key.pem" -subj "/CN=localhost" -out "$T/dup.csr" 2>/dev/null
+openssl ca -batch -notext -config "$T/ca/ca.cnf" -extensions server -cert "$D/pki/issuer.crt" \
+	-keyfile "$D/pki/issuer.key" -days 30 -in "$T/dup.csr" -out "$T/dup.crt" >/dev/null 2>&1 ||
+	fail "openssl ca: server certificate on dev-a's key"
+cp "$T/dup.crt" "$D/pki/server.crt"
+audit_is 1
+has pki.duplicate_key high
+jq -e '.findings[] | select(.id == "pki.duplicate_key") | .title | test("dev-a and the server|the server and dev-a")' >/dev/null <<<"$out" || fail "duplicate: $out"
+cp -p "$T/server.crt.keep" "$D/pki/server.crt"
+audit_is 0
+pass "pki.weak_key (RSA-1024 by openssl) and pki.duplicate_key (a device's key on the server)"
+
+# ---- firmware trust threshold 1 ----
+moat fw trust --threshold 1 >/dev/null
+audit_is 1
+has fw.threshold high
+moat fw trust --threshold 2 >/dev/null
+audit_is 0
+pass "fw.threshold: one signature is not enough"
+
+# the rest changes the CRL and the policy, which moatd and the plugin keep fresh: stop them
+moat down --timeout "$(deadline 20s)" >/dev/null
+
+# ---- a CRL whose nextUpdate is past, signed with openssl by the issuing CA ----
+cp -p "$D/pki/crl.pem" "$T/crl.keep"
+test_ca_conf "$T/crlca" "crlnumber = $T/crlca/crlnumber"
+echo 1000 >"$T/crlca/crlnumber"
+openssl ca -batch -config "$T/crlca/ca.cnf" -gencrl -cert "$D/pki/issuer.crt" -keyfile "$D/pki/issuer.key" \
+	-crl_lastupdate 20200101000000Z -crl_nextupdate 20200201000000Z -out "$D/pki/crl.pem" 2>"$T/crl.err" ||
+	fail "openssl ca -gencrl: $(cat "$T/crl.err")"
+audit_is 1
+has pki.crl high
+jq -e '.findings[] | select(.id == "pki.crl") | .title | test("stale")' >/dev/null <<<"$out" || fail "crl: $out"
+cp -p "$T/crl.keep" "$D/pki/crl.pem"
+audit_is 0
+pass "pki.crl: a CRL past its nextUpdate"
+
+# ---- the policy of before a revocation ----
+cp -p "$D/broker/policy" "$T/policy.keep"
+moat device revoke dev-b >/dev/null
+audit_is 0
+cp "$T/policy.keep" "$D/broker/policy"
+audit_is 1
+has pki.revoked_in_policy critical
+has drift.policy critical
+moat broker config >/dev/null
+audit_is 0
+pass "a revoked device still active in broker/policy; moat broker config clears it"
+
+# ---- --window ----
+audit_is 0 --window 800d
+has pki.cert_expiry medium
+[ "$(jq '[.findings[] | select(.id == "pki.cert_expiry")] | length' <<<"$out")" = 3 ] || fail "800d: $out"
+audit_is 0 --window 0s
+[ "$(jq '[.findings[] | select(.id == "pki.cert_expiry")] | length' <<<"$out")" = 0 ] || fail "0s: $out"
+expect_fail "--window without a unit" moat audit --window 30
+[ "$run_rc" = 2 ] || fail "--window 30: exit $run_rc"
+expect_fail "--fail-on nonsense" moat audit --fail-on severe
+[ "$run_rc" = 2 ] || fail "--fail-on severe: exit $run_rc"
+mkdir "$T/empty"
+expect_fail "audit of no deployment" moat --dir "$T/empty" audit
+[ "$run_rc" = 2 ] || fail "no deployment: exit $run_rc"
+pass "--window finds the certificates expiring in it; exit 2 when the audit cannot run"
