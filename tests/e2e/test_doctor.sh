@@ -15,6 +15,7 @@ export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 broker_deploy
 moat device add dev-c >/dev/null
 moat device add dev-d >/dev/null
+moat identity add backend-service --role service >/dev/null
 export MOAT_FW_PASSPHRASE="fw-e2e-signing-passphrase"
 moat fw keygen >/dev/null 2>&1
 head -c 20000 /dev/urandom >"$T/fw.bin"
@@ -134,3 +135,12 @@ assert_contains "$out" "The verifier says:"
 doctor_expect 1 wrong_type "for another device type" --envelope "$T/fw.json" --image "$T/fw.bin" \
 	--device-type camera --floor 0
 pass "tampered, downgraded and mismatched envelopes explained by the device's verifier"
+
+# ---- an update the device refused, as it reports it (moatd ingests it) ----
+wait_for 30 grep -q "event=ingest_subscribed" "$D/log/moatd.log" || fail "moatd's ingest not subscribed"
+broker_pub dev-a dev-a devices/dev-a/diagnostics \
+	'{"event":"update","stage":"refused","version":"1.0.1","running":"1.0.0","reason":"bad_signature: signature by trusted key 0123 does not verify"}'
+wait_for 20 grep -q "event=update_event id=dev-a stage=refused" "$D/log/moatd.log" || fail "refusal not ingested"
+doctor_expect 1 update_refused "the device refused the update 1.0.1: bad_signature" dev-a
+assert_contains "$out" "last update report: refused of 1.0.1"
+pass "an update the device refused, with its reason, from moatd's records"
