@@ -29,7 +29,7 @@
 #include <openssl/ssl.h>
 
 #include "cli.h"
-#include "liveprobe.h"
+#include "moat/liveprobe.h"
 #include "moat/audit.h"
 #include "moat/broker.h"
 #include "moat/firmware.h"

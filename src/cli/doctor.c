@@ -28,7 +28,7 @@
 #include <openssl/x509v3.h>
 
 #include "cli.h"
-#include "liveprobe.h"
+#include "moat/liveprobe.h"
 #include "moat/broker.h"
 #include "moat/certinfo.h"
 #include "moat/firmware.h"

@@ -1,5 +1,5 @@
-/* liveprobe.c: see liveprobe.h. */
-#include "liveprobe.h"
+/* liveprobe.c: see moat/liveprobe.h. */
+#include "moat/liveprobe.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

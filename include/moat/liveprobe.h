@@ -1,5 +1,5 @@
 /* liveprobe.h: one connection as a device or an attacker makes it, for `moat audit --live`
- * and `moat doctor --connect` (src/cli/liveprobe.c): TCP, then TLS on OpenSSL with the
+ * and `moat doctor --connect` (src/audit/liveprobe.c): TCP, then TLS on OpenSSL with the
  * server's chain verified against a CA file and its name checked (always; a probe never
  * turns verification off), with whatever client certificate, protocol versions and suites
  * the probe wants to offer; then MQTT 5 packets written and read by hand, so a probe can
@@ -9,8 +9,8 @@
  * Everything is bounded: connect, handshake and every read have a deadline, packets read
  * are at most LP_PACKET_MAX bytes (larger ones end the connection as a protocol error).
  */
-#ifndef MOAT_CLI_LIVEPROBE_H
-#define MOAT_CLI_LIVEPROBE_H
+#ifndef MOAT_LIVEPROBE_H
+#define MOAT_LIVEPROBE_H
 
 #include <stdbool.h>
 #include <stddef.h>
