@@ -29,12 +29,12 @@
 #include <openssl/ssl.h>
 
 #include "cli.h"
-#include "moat/liveprobe.h"
 #include "moat/audit.h"
 #include "moat/broker.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/fwverify.h"
+#include "moat/liveprobe.h"
 #include "moat/manifest.h"
 #include "moat/pki.h"
 #include "moat/policy.h"

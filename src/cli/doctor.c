@@ -28,12 +28,12 @@
 #include <openssl/x509v3.h>
 
 #include "cli.h"
-#include "moat/liveprobe.h"
 #include "moat/broker.h"
 #include "moat/certinfo.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/fwverify.h"
+#include "moat/liveprobe.h"
 #include "moat/manifest.h"
 #include "moat/policy.h"
 #include "moat/registry.h"
