@@ -124,6 +124,17 @@ run_captured moat --json doctor --connect "127.0.0.1:$down_port" "${C[@]}"
 assert_contains "$out" '"code":"broker_unreachable"'
 pass "a broker that is down (text and JSON)"
 
+# A server that speaks only TLS 1.1 (openssl s_server with the deployment's certificate).
+old_port=$(free_port)
+openssl s_server -quiet -accept "$old_port" -cert "$D/pki/server.crt" -key "$D/pki/server.key" \
+	-tls1_1 -cipher 'DEFAULT:@SECLEVEL=0' >/dev/null 2>&1 </dev/null &
+E2E_PIDS+=($!)
+wait_for 10 python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$old_port" ||
+	fail "openssl s_server did not start"
+doctor_expect 1 version_or_cipher_mismatch "TLS version or cipher mismatch" \
+	--connect "127.0.0.1:$old_port" "${C[@]}"
+pass "a server that speaks only TLS 1.1: version mismatch"
+
 # ---- moat doctor --envelope ----
 E=(--image "$T/fw.bin" --device-type generic)
 doctor_expect 0 "" "accepted: version 1.0.0" --envelope "$T/fw.json" "${E[@]}" --floor 2
