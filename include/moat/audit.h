@@ -51,10 +51,12 @@ MOAT_MUST_CHECK int moat_audit_severity_parse(const char *what, const char *text
 #define MOAT_OWASP_I8 "I8 Lack of Device Management"
 #define MOAT_OWASP_I9 "I9 Insecure Default Settings"
 
-/* What a check is, declared once as a static const by the code that runs it. */
+/* What a check is, declared once as a static const by the code that runs it (a result
+ * keeps pointers to it: it must outlive the result). Ids are unique across all checks: the
+ * collector and the writers group by id, so live probes take ids of their own. */
 struct moat_audit_check {
-	const char *id;			   /* stable, "pki.ca_key_mode": SARIF rule id, JUnit
-					    * test name, docs/OPERATIONS.md "Auditing" table */
+	const char *id;			   /* stable, "pki.ca_key": SARIF rule id, JUnit test
+					    * name, docs/OPERATIONS.md "Auditing" table */
 	enum moat_audit_severity severity; /* of its findings unless moat_audit_add says */
 	const char *summary;		   /* what it checks, one line */
 	const char *checklist;		   /* the deployment checklist row it serves */
@@ -88,8 +90,9 @@ void moat_audit_result_free(struct moat_audit_result *r);
  * JUnit as a passed test case and in SARIF as a rule. moat_audit_add records it too. */
 MOAT_MUST_CHECK int moat_audit_ran(struct moat_audit_result *r, const struct moat_audit_check *c);
 
-/* Adds a finding of check c with severity sev (pass c->severity for its default). title
- * must be non-empty; evidence, fix and file may be NULL; line 0 for none. MOAT_ENOMEM. */
+/* Adds a finding of check c with severity sev (pass c->severity for its default): title the
+ * one-line finding; evidence, fix and file may be NULL; line 0 for none. Every string is
+ * copied (escaped as above). MOAT_ENOMEM. */
 MOAT_MUST_CHECK int moat_audit_add(struct moat_audit_result *r, const struct moat_audit_check *c,
 				   enum moat_audit_severity sev, const char *title,
 				   const char *evidence, const char *fix, const char *file,
@@ -116,8 +119,10 @@ MOAT_MUST_CHECK int moat_audit_write_json(FILE *out, const struct moat_audit_res
  * file; uri relative to base_uri_dir, the deployment directory, when given). */
 MOAT_MUST_CHECK int moat_audit_write_sarif(FILE *out, const struct moat_audit_result *r,
 					   const char *base_uri_dir, struct moat_err *err);
-/* JUnit XML: one testsuite "moat audit", one testcase per check that ran, a <failure>
- * per finding of it (type = severity). */
+/* JUnit XML: one testsuite "moat audit", one testcase per check that ran; a check with a
+ * finding above info fails: one <failure> (type = its worst severity, message = that
+ * finding's title) listing all its findings; one with info findings only passes, with them
+ * in <system-out>. */
 MOAT_MUST_CHECK int moat_audit_write_junit(FILE *out, const struct moat_audit_result *r,
 					   struct moat_err *err);
 
@@ -126,8 +131,8 @@ MOAT_MUST_CHECK int moat_audit_write_junit(FILE *out, const struct moat_audit_re
 struct moat_audit_opts {
 	int64_t now;
 	int64_t window_s; /* --window: certificates and releases expiring within it */
-	bool system;	  /* also compare with what is live: nft list ruleset, the running
-			   * broker, moatd (off in unit tests) */
+	bool system;	  /* also look at this host: the live nftables table, the running
+			   * broker's start against mosquitto.conf, the clock (adjtimex) */
 };
 
 /* Runs every static check of the deployment d (opened for reading) into r. Fails

@@ -170,6 +170,28 @@ cp -p "$T/crl.keep" "$D/pki/crl.pem"
 audit_is 0
 pass "pki.crl: a CRL past its nextUpdate"
 
+# ---- a weak identity signed with openssl and written into the registry behind moat's back
+# (moat itself refuses an RSA-1024 CSR) ----
+openssl req -new -newkey rsa:1024 -nodes -keyout "$T/weak1.key" -subj "/OU=device/CN=weak-1" -out "$T/weak1.csr" 2>/dev/null
+# a 16-byte serial like moat's own (the registry's serials are 32 hex digits)
+serial=4$(openssl rand -hex 15)a
+printf 'basicConstraints = critical,CA:FALSE\nextendedKeyUsage = clientAuth\n' >"$T/client.ext"
+openssl x509 -req -in "$T/weak1.csr" -CA "$D/pki/issuer.crt" -CAkey "$D/pki/issuer.key" \
+	-set_serial "0x$serial" -days 30 -extfile "$T/client.ext" -out "$T/weak1.crt" 2>"$T/weak1.err" ||
+	fail "openssl x509 -req: weak identity: $(cat "$T/weak1.err")"
+nb=$(date -d "$(openssl x509 -in "$T/weak1.crt" -noout -startdate | cut -d= -f2)" +%s)
+na=$(date -d "$(openssl x509 -in "$T/weak1.crt" -noout -enddate | cut -d= -f2)" +%s)
+sqlite3 "$D/registry.db" "INSERT INTO identities (id, role, device_type, created_at) VALUES ('weak-1', 'device', 'generic', $nb);
+	INSERT INTO certificates (serial, identity, not_before, not_after, pem) VALUES ('$serial', 'weak-1', $nb, $na, readfile('$T/weak1.crt'));"
+audit_is 1
+has pki.weak_key high
+jq -e '.findings[] | select(.id == "pki.weak_key") | .title | test("device weak-1 has a weak key: RSA 1024 bits")' >/dev/null <<<"$out" || fail "weak identity: $out"
+# and the broker's policy does not know it
+has drift.policy critical
+sqlite3 "$D/registry.db" "DELETE FROM certificates WHERE identity = 'weak-1'; DELETE FROM identities WHERE id = 'weak-1';"
+audit_is 0
+pass "pki.weak_key: an RSA-1024 identity made with openssl"
+
 # ---- the policy of before a revocation ----
 cp -p "$D/broker/policy" "$T/policy.keep"
 moat device revoke dev-b >/dev/null
@@ -192,6 +214,9 @@ expect_fail "--window without a unit" moat audit --window 30
 [ "$run_rc" = 2 ] || fail "--window 30: exit $run_rc"
 expect_fail "--fail-on nonsense" moat audit --fail-on severe
 [ "$run_rc" = 2 ] || fail "--fail-on severe: exit $run_rc"
+expect_fail "--sarif into a missing directory" moat audit --sarif "$T/missing/a.sarif"
+[ "$run_rc" = 2 ] || fail "--sarif missing dir: exit $run_rc"
+[ ! -e "$T/missing" ] || fail "--sarif made a directory"
 mkdir "$T/empty"
 expect_fail "audit of no deployment" moat --dir "$T/empty" audit
 [ "$run_rc" = 2 ] || fail "no deployment: exit $run_rc"
