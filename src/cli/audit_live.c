@@ -17,6 +17,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1201,6 +1202,10 @@ int audit_live_run(struct moat_audit_result *r, char run_id[9], struct moat_err 
 {
 	static struct live L;
 	memset(&L, 0, sizeof(L));
+	/* A broker that closes a probe's connection must end that probe, not the audit:
+	 * OpenSSL writes with write(2), which would raise SIGPIPE. */
+	signal(SIGPIPE, SIG_IGN);
+
 	moat_policy_init(&L.policy);
 	uint8_t rnd[4];
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {

@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -614,6 +615,8 @@ static int doctor_connect(const char *target, const char *cert, const char *key,
 {
 	struct doctor D = {.subject = target};
 	char host[256];
+	signal(SIGPIPE, SIG_IGN); /* a broker closing on us is an answer, not a crash */
+
 	int port = 8883;
 	sf(host, sizeof(host), "%s", target);
 	char *colon = strrchr(host, ':');
