@@ -1,6 +1,7 @@
 /* audit.c: `moat audit`: the static checks of the deployment (moat/audit.h), printed for
  * people, as JSON, and written as SARIF 2.1.0 and JUnit XML. Exit status: 0 no finding at
  * or above --fail-on, 1 some, 2 the audit itself could not run. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ int audit_main(int argc, char **argv)
 	struct moat_err err = {0};
 	struct audit_args args = {.window_s = 30 * 86400, .fail_on = MOAT_AUDIT_HIGH};
 	const char *sarif = NULL, *junit = NULL;
-	bool list = false, no_system = false;
+	bool list = false, no_system = false, live = false;
 	const struct moat_opt opts[] = {
 		{.name = "window", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_window},
 		{.name = "fail-on", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_fail_on},
@@ -107,6 +108,7 @@ int audit_main(int argc, char **argv)
 		{.name = "junit", .kind = MOAT_OPT_STRING, .dst = &junit},
 		{.name = "list", .kind = MOAT_OPT_FLAG, .dst = &list},
 		{.name = "no-system", .kind = MOAT_OPT_FLAG, .dst = &no_system},
+		{.name = "live", .kind = MOAT_OPT_FLAG, .dst = &live},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -115,6 +117,7 @@ int audit_main(int argc, char **argv)
 		.usage =
 			"usage: moat audit [--window 30d] [--fail-on high] [--sarif FILE] [--junit FILE]\n"
 			"                  [--no-system] [--json]\n"
+			"       moat audit --live [--fail-on high] [--sarif FILE] [--junit FILE] [--json]\n"
 			"       moat audit --list [--json]\n"
 			"Checks the deployment: the PKI (CA and certificate expiry, key files, the\n"
 			"CRL, weak or shared keys, device keys held here), drift of every file\n"
@@ -143,6 +146,39 @@ int audit_main(int argc, char **argv)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		cli_fail(&err);
 		return CLI_USAGE;
+	}
+	if (live) {
+		/* The live audit opens the deployment itself, for writing, only while it issues
+		 * and deletes its identities (the lock is never held during the probes). */
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s", moat_deploy_dir(d));
+		moat_deploy_close(d);
+		struct moat_audit_result lr;
+		moat_audit_result_init(&lr);
+		char run[9] = "";
+		int lrc = audit_live_run(&lr, run, &err);
+		if (lrc == 0) {
+			fprintf(stderr,
+				"moat: audit --live run %s (identities audit-%s*, deleted)\n", run,
+				run);
+		}
+		if (lrc == 0 && sarif) {
+			lrc = write_report(sarif, write_sarif, &lr, dir, &err);
+		}
+		if (lrc == 0 && junit) {
+			lrc = write_report(junit, write_junit, &lr, dir, &err);
+		}
+		if (lrc == 0) {
+			lrc = cli_globals.json ? moat_audit_write_json(stdout, &lr, &err)
+					       : moat_audit_write_text(stdout, &lr, &err);
+		}
+		int lstatus = moat_audit_count_at_least(&lr, args.fail_on) ? CLI_FAIL : CLI_OK;
+		moat_audit_result_free(&lr);
+		if (lrc != 0) {
+			cli_fail(&err);
+			return CLI_USAGE;
+		}
+		return lstatus;
 	}
 	struct moat_audit_opts o = {.now = moat_time_now(),
 				    .window_s = args.window_s,

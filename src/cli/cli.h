@@ -41,6 +41,14 @@ int backup_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
 int config_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
+int doctor_main(int argc, char **argv);
+
+struct moat_audit_result;
+/* `moat audit --live` (audit_live.c): probes the running deployment into r, one check per
+ * probe (a PASS ran clean, a FAIL is a finding, a SKIP "could not check"); *run_id gets the
+ * run's id (9 bytes). 0, or MOAT_E* when the audit could not run (err). */
+MOAT_MUST_CHECK int audit_live_run(struct moat_audit_result *r, char run_id[9],
+				   struct moat_err *err);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

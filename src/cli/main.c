@@ -30,7 +30,9 @@ static const struct group groups[] = {
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
-	{"audit", audit_main, "check the deployment: PKI, drift, broker, firmware, network"},
+	{"audit", audit_main,
+	 "check the deployment: PKI, drift, broker, firmware, network; --live probes it"},
+	{"doctor", doctor_main, "why a device or a connection does not work, in words"},
 };
 
 static void usage(FILE *out)

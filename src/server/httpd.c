@@ -129,7 +129,7 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap) MOAT_PRINTF(2, 0)
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
-	(void)cls;
+	struct moat_httpd *h = cls;
 	char buf[256];
 	int n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	if (n < 0) {
@@ -138,6 +138,23 @@ static void mhd_logger(void *cls, const char *fmt, va_list ap)
 	size_t len = strlen(buf);
 	if (len > 0 && buf[len - 1] == '\n') {
 		buf[len - 1] = '\0'; /* MHD's own line end; moat_log escapes the rest */
+	}
+	/* A request MHD refused before moatd saw it (headers too large, a malformed request
+	 * line): a refusal at the trust boundary, so a security event, budgeted as its own kind
+	 * (MHD names no peer here, so only the per-kind budget applies). */
+	if (h && h->guard && strstr(buf, "HTTP response code is 4")) {
+		uint64_t suppressed = 0;
+		pthread_mutex_lock(&h->guard_mu);
+		bool allowed = moat_connguard_event_allowed(h->guard, MOAT_CG_REQUEST_REFUSED, NULL,
+							    moat_time_mono_ms(), &suppressed);
+		pthread_mutex_unlock(&h->guard_mu);
+		if (allowed) {
+			char sup[24];
+			snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+			moat_log(MOAT_LOG_WARN, "event=request_refused msg=\"%s\" suppressed=%s",
+				 buf, suppressed ? sup : NULL);
+		}
+		return;
 	}
 	moat_log(MOAT_LOG_DEBUG, "event=mhd msg=\"%s\"", buf);
 }
@@ -1375,7 +1392,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 		MOAT_TLS_GNUTLS_PRIORITY, MHD_OPTION_CONNECTION_LIMIT, max + HTTPD_CLOSING_SLACK,
 		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)h->lim.idle_timeout_s,
 		MHD_OPTION_NOTIFY_CONNECTION, on_connection, h, MHD_OPTION_EXTERNAL_LOGGER,
-		mhd_logger, NULL, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+		mhd_logger, h, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, h, MHD_OPTION_THREAD_POOL_SIZE,
 		(unsigned)h->lim.threads, MHD_OPTION_END);
 	if (!h->mhd) {

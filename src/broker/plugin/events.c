@@ -12,6 +12,11 @@
  * kind and in total (budget.c) keep the events from becoming the flood they report without
  * letting one flood silence the others; the next event written for a source and kind says
  * how many were suppressed ("suppressed"), and events_suppressed sums them up.
+ *
+ * Events of the throwaway identities of `moat audit --live` (audit-<run>, audit-<run>-v,
+ * audit-<run>-r: a run id of 8 hex digits) also carry "audit_run":"<run>", so monitoring
+ * can tell the audit's probes from an attack. The identity is the certificate's CN, which
+ * only the deployment's CA issues: a client cannot claim the mark with its client id.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -78,6 +83,25 @@ static void write_line(struct mp_state *st, const char *json)
 	mosquitto_free(line);
 }
 
+/* The run id of an audit identity ("audit-" 8 lower-case hex digits, then nothing or
+ * "-" and more) into run (9 bytes); false for any other identity. */
+static bool audit_run_of(const char *identity, char run[9])
+{
+	static const char prefix[] = "audit-";
+	if (!identity || strncmp(identity, prefix, sizeof(prefix) - 1) != 0) {
+		return false;
+	}
+	const char *p = identity + sizeof(prefix) - 1;
+	for (int i = 0; i < 8; i++) {
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f'))) {
+			return false;
+		}
+		run[i] = p[i];
+	}
+	run[8] = '\0';
+	return p[8] == '\0' || p[8] == '-';
+}
+
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev)
 {
 	if ((unsigned)ev->kind >= MP_EV_COUNT) {
@@ -109,6 +133,10 @@ void moat_plugin_event(struct mp_state *st, const struct mp_event *ev)
 		  add_str(obj, "detail", ev->detail) &&
 		  cJSON_AddNumberToObject(obj, "count", (double)st->counts[ev->kind]) != NULL &&
 		  cJSON_AddNumberToObject(obj, "suppressed", (double)suppressed) != NULL;
+	char run[9];
+	if (ok && audit_run_of(ev->identity, run)) {
+		ok = cJSON_AddStringToObject(obj, "audit_run", run) != NULL;
+	}
 	if (!ok) {
 		goto out;
 	}

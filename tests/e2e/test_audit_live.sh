@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# test_audit_live.sh: `moat audit --live` against a real deployment (moat up: Mosquitto with
+# the plugin, moatd, a published release). On the healthy deployment every probe passes
+# (exit 0), the run id marks the audit's events, the throwaway identities are gone
+# afterwards, and a legitimate device keeps publishing all along. Then the deployment is
+# weakened for real (moat.conf lifts the devices' message rate limit) and the probe that
+# finds it FAILs with its evidence, exit 1.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+broker_require
+export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+broker_deploy
+moat identity add backend-service --role service >/dev/null
+export MOAT_FW_PASSPHRASE="fw-e2e-signing-passphrase"
+moat fw keygen >/dev/null 2>&1
+head -c 20000 /dev/urandom >"$T/fw.bin"
+moat fw sign "$T/fw.bin" --type generic --version 1.0.0 --security-version 2 --out "$T/fw.json" 2>/dev/null
+moat fw publish "$T/fw.json" "$T/fw.bin" >/dev/null
+moat_up_test
+wait_for 20 grep -q "event=listening" "$D/log/moatd.log" || fail "moatd not listening"
+EV="$D/log/security-events.jsonl"
+
+# A legitimate device publishing through both audits on one session (QoS 1, 5 messages a
+# second: within its rate limit), counted by a service that subscribes to it.
+broker_sub_bg svc-1 svc-1 "$T/legit.out" 'devices/dev-a/telemetry'
+mkfifo "$T/legit.fifo"
+exec 7<>"$T/legit.fifo" # a writer first, so the reader's open does not block
+# shellcheck disable=SC2046
+mosquitto_pub $(broker_args dev-a) -V mqttv5 -q 1 -t devices/dev-a/telemetry -l \
+	<"$T/legit.fifo" 2>"$T/legit.err" &
+LEGIT_PID=$!
+E2E_PIDS+=("$LEGIT_PID")
+(
+	for i in $(seq 1 300); do
+		[ -e "$T/stop" ] && break
+		echo "{\"temperature\":$i}" >&7
+		sleep 0.2
+	done
+) &
+E2E_PIDS+=($!)
+on_exit "touch '$T/stop'"
+broker_wait_line "$T/legit.out" '"temperature":1}'
+
+# ---- healthy: every probe passes ----
+run_captured moat --json audit --live --sarif "$T/live.sarif" --junit "$T/live.xml"
+[ "$run_rc" -eq 0 ] || fail "audit of a healthy deployment exited $run_rc: $errout $out"
+summary=$(printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+ids = set(d["checks"])
+for need in ("tls.plaintext", "tls.anonymous", "tls.version_1_0", "tls.version_1_1", "tls.cbc_suites",
+             "cert.foreign", "cert.expired", "cert.revoked", "identity.takeover", "read.wildcard_hash",
+             "read.sys", "read.shared", "write.other_command", "write.will_other", "payload.oversized",
+             "limit.rate", "moatd.no_certificate", "moatd.other_device", "moatd.path_traversal",
+             "moatd.oversized_request", "update.tampered", "update.downgraded"):
+    assert "live." + need in ids, need
+bad = [f for f in d["findings"] if f["severity"] != "info"]
+assert not bad, bad
+skipped = {f["id"] for f in d["findings"]}
+assert skipped <= {"live.net.policy_from_namespace"}, skipped
+passed = len([i for i in ids if i.startswith("live.") and i not in skipped])
+assert passed >= 30, passed
+print(passed)
+') || fail "healthy audit: $out"
+run=$(printf '%s\n' "$errout" | sed -n 's/.*audit --live run \([0-9a-f]\{8\}\) .*/\1/p')
+[ -n "$run" ] || fail "no run id on stderr: $errout"
+python3 -c 'import json,sys; json.load(open(sys.argv[1]))["runs"][0]["tool"]' "$T/live.sarif" || fail "no SARIF"
+grep -q 'name="live.tls.plaintext"' "$T/live.xml" || fail "no JUnit test case per probe"
+pass "healthy deployment: $summary probes pass, exit 0, as JSON, SARIF and JUnit (run $run)"
+
+grep -q "\"audit_run\":\"$run\"" "$EV" || fail "run id $run not in the security events"
+grep "\"identity\":\"audit-$run" "$EV" | grep -v -q "\"audit_run\":\"$run\"" &&
+	fail "an event of the audit's identities without its run id"
+grep -q '"kind":"acl_denied","identity":"audit-'"$run"'".*"detail":"subscribe #"' "$EV" ||
+	fail "the wildcard probe's event is not marked"
+pass "the audit's events carry \"audit_run\":\"$run\""
+
+expect_ok "device list" moat --json device list
+assert_not_contains "$out" "audit-$run"
+[ ! -e "$D/pki/identities/audit-$run" ] || fail "the audit's identity files were left behind"
+pass "the throwaway identities are deleted"
+
+# ---- weakened: devices may publish without limit ----
+sed -i 's/^\[policy\]$/[policy]\ndevice_msgs_per_s = 0/' "$D/moat.conf"
+grep -q '^device_msgs_per_s = 0' "$D/moat.conf" || printf '\n[policy]\ndevice_msgs_per_s = 0\n' >>"$D/moat.conf"
+run_captured moat --json audit --live
+[ "$run_rc" -eq 1 ] || fail "audit of a weakened deployment exited $run_rc: $out $errout"
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+bad = [f for f in d["findings"] if f["severity"] != "info"]
+assert [f["id"] for f in bad] == ["live.limit.rate"], bad
+assert "60 messages at once" in bad[0]["evidence"], bad[0]
+assert bad[0]["severity"] == "high", bad[0]
+' || fail "weakened: not exactly live.limit.rate failing with its evidence: $out"
+pass "weakened rate limit: limit.rate FAILs with its evidence, exit 1"
+
+# ---- the legitimate device was never disturbed ----
+kill -0 "$LEGIT_PID" 2>/dev/null || fail "the legitimate device's session ended during the audits: $(cat "$T/legit.err")"
+touch "$T/stop"
+n=$(grep -c 'devices/dev-a/telemetry' "$T/legit.out")
+[ "$n" -ge 20 ] || fail "only $n legitimate messages arrived during the audits"
+if grep '"identity":"dev-a"' "$EV" | grep -q -E '"kind":"(auth_refused|acl_denied|rate_limited|payload_rejected|flapping_banned)"'; then
+	fail "the legitimate device got a refusal during the audit: $(grep '"identity":"dev-a"' "$EV" | grep -v connected | head -3)"
+fi
+pass "the legitimate device kept publishing ($n messages), never refused"
