@@ -26,6 +26,8 @@ int init_main(int argc, char **argv);
 int ca_main(int argc, char **argv);
 int ca_claim_main(int argc, char **argv);
 int device_main(int argc, char **argv);
+int device_tag_main(int argc, char **argv);
+int group_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);
 int broker_main(int argc, char **argv);

@@ -15,6 +15,7 @@ struct group {
 static const struct group groups[] = {
 	{"init", init_main, "create a deployment directory and its certificate authority"},
 	{"device", device_main, "add, list, show, revoke, renew and export devices"},
+	{"group", group_main, "device tags' groups: named filters by type, tag, release, zone"},
 	{"identity", identity_main, "add service and operator identities"},
 	{"cert", cert_main, "certificates that expire soon"},
 	{"ca", ca_main, "the online issuing CA (create, rotate) and claim CAs for EST enrollment"},

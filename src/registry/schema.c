@@ -104,6 +104,57 @@ const char *const moat_registry_migrations[] = {
 	/* 5: devices made by `moat sim --create`, told apart from real ones (device list) */
 	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 "
 	"CHECK (simulated IN (0, 1));",
+	/* 6: groups, tags and phased rollouts (groups.c, rollouts.c): a device's tags, named
+	 * groups (a --where filter, stored as written and parsed where it is used), rollouts of
+	 * a release over a group in phases, each phase's start, every device a rollout took
+	 * and the phase it took it in, and the security events of devices moatd saw on
+	 * moat/events/# (a rollout halts on them) */
+	"CREATE TABLE device_tags ("
+	"  device TEXT NOT NULL REFERENCES identities(id),"
+	"  tag TEXT NOT NULL,"
+	"  PRIMARY KEY (device, tag)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE device_groups ("
+	"  name TEXT PRIMARY KEY,"
+	"  where_expr TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE TABLE rollouts ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  sha256 TEXT NOT NULL UNIQUE REFERENCES releases(sha256),"
+	"  group_name TEXT NOT NULL,"
+	"  soak_s INTEGER NOT NULL CHECK (soak_s >= 0),"
+	"  halt_failure_pct INTEGER NOT NULL CHECK (halt_failure_pct BETWEEN -1 AND 100),"
+	"  halt_on_events INTEGER NOT NULL CHECK (halt_on_events IN (0, 1)),"
+	"  rank_key TEXT NOT NULL,"
+	"  state TEXT NOT NULL CHECK (state IN ('running','paused','halted','aborted',"
+	"'completed')),"
+	"  phase INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL,"
+	"  cause TEXT NOT NULL DEFAULT ''"
+	");"
+	"CREATE TABLE rollout_phases ("
+	"  rollout INTEGER NOT NULL REFERENCES rollouts(id),"
+	"  phase INTEGER NOT NULL,"
+	"  percent INTEGER NOT NULL CHECK (percent BETWEEN 1 AND 100),"
+	"  started_at INTEGER,"
+	"  PRIMARY KEY (rollout, phase)"
+	") WITHOUT ROWID;"
+	"CREATE TABLE rollout_devices ("
+	"  rollout INTEGER NOT NULL REFERENCES rollouts(id),"
+	"  device TEXT NOT NULL REFERENCES identities(id),"
+	"  phase INTEGER NOT NULL,"
+	"  PRIMARY KEY (rollout, device)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX rollout_devices_device ON rollout_devices(device);"
+	"CREATE TABLE device_security_events ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  device TEXT NOT NULL REFERENCES identities(id),"
+	"  at INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL"
+	");"
+	"CREATE INDEX device_security_events_device ON device_security_events(device, at);",
 };
 
 const int moat_registry_migration_count =
