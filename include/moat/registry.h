@@ -12,6 +12,7 @@
  *   device_tags, device_groups        tags and named groups (groups.c)
  *   rollouts, rollout_phases, rollout_devices, device_security_events
  *                                     phased rollouts of a release over a group (rollouts.c)
+ *   jobs, job_results                 a command sent to many devices, per device (jobs.c)
  * A new table comes with a migration appended to schema.c and its functions here, in a
  * file of src/registry of its own; no caller ever sees an SQL handle or statement.
  *
@@ -431,5 +432,48 @@ MOAT_MUST_CHECK int moat_registry_rollout_devices(struct moat_registry *reg,
 MOAT_MUST_CHECK int moat_registry_security_event_record(struct moat_registry *reg,
 							const char *device, const char *kind,
 							int64_t at, struct moat_err *err);
+
+/* ---- jobs (src/registry/jobs.c) ---- */
+
+#include "moat/job.h"
+
+struct moat_job_row {
+	int64_t id;
+	char command[64];
+	char target[256];
+	char as[MOAT_ID_BUF_LEN];
+	int64_t created_at;
+	int64_t finished_at; /* 0 while it runs (or when its run was killed) */
+	size_t counts[MOAT_JOB_RESULT_COUNT];
+	size_t devices;
+};
+/* Records a job and every device as pending, in one transaction of its own. Sets j->id. */
+MOAT_MUST_CHECK int moat_registry_job_insert(struct moat_registry *reg, struct moat_job_row *j,
+					     char *const *devices, size_t count,
+					     struct moat_err *err);
+struct moat_job_result_row {
+	const char *device;
+	enum moat_job_result result;
+	const char *detail;
+	int64_t at;
+};
+/* Sets the results of count devices of job id, in one transaction of its own. */
+MOAT_MUST_CHECK int moat_registry_job_results_set(struct moat_registry *reg, int64_t id,
+						  const struct moat_job_result_row *rows,
+						  size_t count, struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_job_finish(struct moat_registry *reg, int64_t id, int64_t at,
+					     struct moat_err *err);
+/* MOAT_ENOENT when there is none. */
+MOAT_MUST_CHECK int moat_registry_job_get(struct moat_registry *reg, int64_t id,
+					  struct moat_job_row *out, struct moat_err *err);
+typedef int (*moat_job_cb)(const struct moat_job_row *j, void *ctx);
+/* The newest 100 jobs, oldest first. */
+MOAT_MUST_CHECK int moat_registry_job_foreach(struct moat_registry *reg, moat_job_cb cb, void *ctx,
+					      struct moat_err *err);
+typedef int (*moat_job_result_cb)(const struct moat_job_result_row *r, void *ctx);
+/* Every device of job id by device id. */
+MOAT_MUST_CHECK int moat_registry_job_results_foreach(struct moat_registry *reg, int64_t id,
+						      moat_job_result_cb cb, void *ctx,
+						      struct moat_err *err);
 
 #endif

@@ -28,6 +28,7 @@ static const struct group groups[] = {
 	{"fw", fw_main, "firmware signing keys, signed manifests, and what a device decides"},
 	{"sim", sim_main, "run N simulated devices (the moat-agent code) in one process"},
 	{"cmd", cmd_main, "send a command to a device and wait for its response"},
+	{"job", job_main, "one command to a group of devices: progress, results, summary"},
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},

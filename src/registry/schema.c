@@ -104,11 +104,12 @@ const char *const moat_registry_migrations[] = {
 	/* 5: devices made by `moat sim --create`, told apart from real ones (device list) */
 	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 "
 	"CHECK (simulated IN (0, 1));",
-	/* 6: groups, tags and phased rollouts (groups.c, rollouts.c): a device's tags, named
+	/* 6: groups, tags, phased rollouts and jobs (groups.c, rollouts.c, jobs.c): a device's
+	 * tags, named
 	 * groups (a --where filter, stored as written and parsed where it is used), rollouts of
 	 * a release over a group in phases, each phase's start, every device a rollout took
 	 * and the phase it took it in, and the security events of devices moatd saw on
-	 * moat/events/# (a rollout halts on them) */
+	 * moat/events/# (a rollout halts on them); jobs and their results per device */
 	"CREATE TABLE device_tags ("
 	"  device TEXT NOT NULL REFERENCES identities(id),"
 	"  tag TEXT NOT NULL,"
@@ -154,7 +155,26 @@ const char *const moat_registry_migrations[] = {
 	"  at INTEGER NOT NULL,"
 	"  kind TEXT NOT NULL"
 	");"
-	"CREATE INDEX device_security_events_device ON device_security_events(device, at);",
+	"CREATE INDEX device_security_events_device ON device_security_events(device, at);"
+	/* jobs (jobs.c): a command sent to many devices and each device's result */
+	"CREATE TABLE jobs ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  command TEXT NOT NULL,"
+	"  target TEXT NOT NULL,"
+	"  as_identity TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  finished_at INTEGER"
+	");"
+	"CREATE TABLE job_results ("
+	"  job INTEGER NOT NULL REFERENCES jobs(id),"
+	"  device TEXT NOT NULL REFERENCES identities(id),"
+	"  result TEXT NOT NULL CHECK (result IN ('pending','done','refused','unknown_command',"
+	"'timeout','offline')),"
+	"  detail TEXT NOT NULL DEFAULT '',"
+	"  at INTEGER NOT NULL,"
+	"  PRIMARY KEY (job, device)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX job_results_device ON job_results(device);",
 };
 
 const int moat_registry_migration_count =

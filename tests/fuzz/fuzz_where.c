@@ -1,13 +1,16 @@
-/* fuzz_where.c: the parsers of groups and rollouts (src/core/rollout.c): the --where filter
- * language, the --phases list and the broker's security events moatd reads for rollouts.
+/* fuzz_where.c: the parsers of groups, rollouts and jobs (src/core/rollout.c, job.c): the
+ * --where filter language, the --phases list, the broker's security events moatd reads for
+ * rollouts, and --rate.
  * The first byte picks the parser; the rest is the input. Besides crashes it checks
  * invariants: an accepted filter has 1..MOAT_WHERE_MAX_NODES nodes whose links point at
  * earlier nodes (so evaluation ends), and evaluates without fault; an accepted phase list
- * is strictly increasing and ends at 100; a security signal names a valid identity. */
+ * is strictly increasing and ends at 100; a security signal names a valid identity; an
+ * accepted rate gives an interval of 100 us to 60 s. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "moat/job.h"
 #include "moat/rollout.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -72,13 +75,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	memcpy(text, data + 1, size - 1);
 	text[size - 1] = '\0';
-	switch (data[0] % 3) {
+	switch (data[0] % 4) {
 	case 0:
 		check_where(text);
 		break;
 	case 1:
 		check_phases(text);
 		break;
+	case 3: {
+		int64_t us = 0;
+		struct moat_err err;
+		if (moat_job_rate_parse(text, &us, &err) == 0 && (us < 100 || us > 60000000)) {
+			abort();
+		}
+		break;
+	}
 	default: {
 		bool sig = false;
 		char kind[32], id[MOAT_ID_BUF_LEN];
