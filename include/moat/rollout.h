@@ -178,7 +178,8 @@ MOAT_MUST_CHECK int moat_security_signal_parse(const void *json, size_t len, boo
  * exceed halt_failure_pct percent of that phase's devices; security when halt_on_events and
  * a larger share of the devices on the new release raised security events than of those
  * not on it. Otherwise it advances (or, at the last phase, completes) once every device of
- * every phase so far confirmed and soak_s has passed since the phase started. */
+ * every phase so far is settled (confirmed, or reverted or refused within the threshold)
+ * and soak_s has passed since the phase started. */
 enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v, int64_t now);
 
 #endif

@@ -22,8 +22,9 @@ static const char usage[] =
 	"create: offer the published release ENVELOPE names to the active devices of group G\n"
 	"of its type, in phases: each phase takes a further share of the group (a stable,\n"
 	"spread choice: devices ranked by a keyed hash); moatd starts the next phase once\n"
-	"every device so far confirmed and the soak time passed. It halts by itself when\n"
-	"reverted + refused devices of a phase exceed --halt-on-failure, or (--halt-on-events)\n"
+	"every device so far confirmed (or failed within --halt-on-failure) and the soak time\n"
+	"passed. It halts by itself when reverted + refused devices of a phase exceed\n"
+	"--halt-on-failure (default 0%: any), or (--halt-on-events)\n"
 	"when devices on the new release raise security events (ACL denials, rate limiting,\n"
 	"auth refusals) more than those not on it. pause stops offering and advancing; resume\n"
 	"continues a paused or halted rollout (its phase's soak starts again); abort stops\n"
@@ -87,7 +88,7 @@ static int cmd_create(int nops, char **ops, const struct rollout_opts *o)
 	int pct[MOAT_ROLLOUT_PHASES_MAX];
 	int count = 0;
 	int64_t soak_s = 0;
-	int64_t halt = -1;
+	int64_t halt = 0; /* without --halt-on-failure: any revert or refusal halts */
 	if (nops != 1) {
 		return cli_usage_error("fw rollout create: ENVELOPE expected");
 	}

@@ -484,7 +484,7 @@ int moat_rollout_state_parse(const char *name, enum moat_rollout_state *out)
 
 enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v, int64_t now)
 {
-	bool all_confirmed = true;
+	bool all_settled = true;
 	for (int k = 0; k <= v->phase; k++) {
 		const struct moat_rollout_phase_counts *c = &v->phases[k];
 		size_t failed = c->by_state[MOAT_RD_REVERTED] + c->by_state[MOAT_RD_REFUSED];
@@ -492,7 +492,9 @@ enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v
 		    failed * 100 > (size_t)v->halt_failure_pct * c->devices) {
 			return MOAT_ROLLOUT_HALT_FAILURES;
 		}
-		all_confirmed = all_confirmed && c->by_state[MOAT_RD_CONFIRMED] == c->devices;
+		/* settled: confirmed, or failed within the threshold (a device that reverted a
+		 * release does not stage it again, so waiting for it would wait for ever) */
+		all_settled = all_settled && c->by_state[MOAT_RD_CONFIRMED] + failed == c->devices;
 	}
 	/* new_signalled / new_total > old_signalled / old_total, without division */
 	if (v->halt_on_events && v->new_signalled > 0 &&
@@ -500,7 +502,7 @@ enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v
 		    v->old_signalled * (v->new_total ? v->new_total : 1)) {
 		return MOAT_ROLLOUT_HALT_SECURITY;
 	}
-	if (!all_confirmed || now - v->phase_started_at < v->soak_s) {
+	if (!all_settled || now - v->phase_started_at < v->soak_s) {
 		return MOAT_ROLLOUT_WAIT;
 	}
 	return v->phase + 1 >= v->phase_count ? MOAT_ROLLOUT_COMPLETE : MOAT_ROLLOUT_ADVANCE;

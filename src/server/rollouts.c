@@ -242,20 +242,20 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	struct moat_rollout_phase_counts *pc = &p->phases[d->phase];
 	pc->devices++;
 	bool offered = d->phase <= p->row.phase && p->row.state != MOAT_ROLLOUT_ABORTED;
-	if (!offered && !d->stage && !d->running_new) {
-		return 0; /* not offered yet: counted in devices only */
-	}
 	int64_t offered_at = p->row.started_at[d->phase] ? p->row.started_at[d->phase]
 							 : p->row.created_at;
 	enum moat_rollout_dev_state s =
 		moat_rollout_dev_state(d->stage, d->running_new, offered_at, p->row.soak_s, c->now);
-	pc->by_state[s]++;
+	/* the group's devices not (yet) on the new release are the comparison */
 	if (d->running_new || s == MOAT_RD_INSTALLED) {
 		p->new_total++;
 		p->new_signalled += d->signalled;
 	} else {
 		p->old_total++;
 		p->old_signalled += d->signalled;
+	}
+	if (offered || d->stage || d->running_new) {
+		pc->by_state[s]++; /* a phase not started yet counts its devices only */
 	}
 	return 0;
 }

@@ -30,7 +30,7 @@ moat_up_test
 wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
 	fail "moatd ingest not subscribed: $(tail -5 "$D/log/moatd.log")"
 
-head -c 200000 /dev/urandom >"$T/fw-1.0.0"
+head -c 50000 /dev/urandom >"$T/fw-1.0.0"
 sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
 moat sim --create --devices 4 --prefix ro --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
 	--envelope "$T/fw-1.0.0.json" --update-jobs 4 >"$T/sim.out" 2>"$T/sim.err" &
@@ -76,7 +76,7 @@ assert_contains "$out" '"groups":["north","plant1"]'
 pass "tags, groups by --where (type, tag, zone), the filter's rejections, device show"
 
 # ---- a four-phase rollout completes; moatd restarts in the middle ----
-head -c 200000 /dev/urandom >"$T/fw-1.1.0"
+head -c 50000 /dev/urandom >"$T/fw-1.1.0"
 sign "$T/fw-1.1.0" 1.1.0 2 "$T/fw-1.1.0.json"
 expect_ok "publish 1.1.0 to nobody" moat fw publish "$T/fw-1.1.0.json" "$T/fw-1.1.0" --rollout 0
 expect_fail "--phases not ending at 100%" moat fw rollout create "$T/fw-1.1.0.json" --group plant1 \
@@ -100,7 +100,8 @@ rollout_state() { moat --json fw rollout status 1 | python3 -c 'import json,sys;
 end=$((SECONDS + $(deadline 60)))
 until [ "$(rollout_state)" = "completed 4" ]; do
 	[ $SECONDS -lt $end ] || fail "rollout did not complete: $(moat fw rollout status 1; tail -5 "$D/log/moatd.log")"
-	if [ $restarted = 0 ] && [ "$(rollout_state)" = "running 3" ]; then
+	state=$(rollout_state)
+	if [ $restarted = 0 ] && { [ "$state" = "running 2" ] || [ "$state" = "running 3" ]; }; then
 		kill -KILL "$dpid"
 		wait_for 30 sh -c "test -s '$D/run/moatd.pid' && [ \"\$(cat '$D/run/moatd.pid')\" != $dpid ]" ||
 			fail "moatd not restarted after it died"
@@ -109,7 +110,7 @@ until [ "$(rollout_state)" = "completed 4" ]; do
 	kill -USR1 "$SIM" # every device checks now: only those of a started phase are offered
 	sleep 0.3
 done
-[ $restarted = 1 ] || fail "the rollout never was in phase 3 when checked: no restart tested"
+[ $restarted = 1 ] || fail "the rollout never was in phase 2 or 3 when checked: no restart tested"
 expect_ok "rollout status" moat --json fw rollout status 1
 for k in 1 2 3 4; do
 	assert_contains "$out" "{\"phase\":$k,\"percent\":$((k * 25)),"

@@ -303,12 +303,19 @@ static void test_decide(void **state)
 	/* exactly the threshold (1 of 20 = 5%) does not halt, more does */
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 19;
 	ph[0].by_state[MOAT_RD_REVERTED] = 1;
-	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_WAIT);
+	assert_int_equal(moat_rollout_decide(&v, 1059), MOAT_ROLLOUT_WAIT);
+	/* a failure within the threshold is settled: it does not block the next phase */
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_ADVANCE);
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 18;
 	ph[0].by_state[MOAT_RD_REFUSED] = 1;
 	assert_int_equal(moat_rollout_decide(&v, 1000), MOAT_ROLLOUT_HALT_FAILURES);
-	v.halt_failure_pct = -1; /* no threshold: waits for the failed devices forever */
+	v.halt_failure_pct = -1; /* no threshold: failures never halt */
+	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_ADVANCE);
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 17;
+	ph[0].by_state[MOAT_RD_SILENT] = 1; /* a silent device blocks */
 	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_WAIT);
+	ph[0].by_state[MOAT_RD_SILENT] = 0;
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 18;
 	/* an earlier phase's failures count too */
 	v.halt_failure_pct = 0;
 	v.phase = 1;
