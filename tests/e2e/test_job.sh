@@ -76,6 +76,7 @@ assert r["plain-000001"] == "refused" and r["dev1"] == "offline" and r["off1"] =
 assert all(r["up-00000%d" % i] == "done" for i in (1, 2, 3)), r
 assert j["finished_at"] > 0 and j["devices"] == 6 and j["target"] == "group fleet"
 EOF
+grep -q -E 'Sanitizer|runtime error:' "$T/job.err" && fail "sanitizer report from moat job run: $(cat "$T/job.err")"
 connects_after=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
 [ $((connects_after - connects_before)) = 1 ] || fail "the job used $((connects_after - connects_before)) sessions"
 wait_for 30 sh -c "test -s '$D/run/moatd.pid' && [ \"\$(cat '$D/run/moatd.pid')\" != $dpid ]" ||
@@ -94,6 +95,7 @@ pass "moat job status shows the recorded job"
 rc=0
 out=$(moat job run frobnicate --devices up-000001,up-000002 --timeout 5s --as ops 2>&1) || rc=$?
 [ $rc = 1 ] || fail "unknown command: exit $rc: $out"
+assert_not_contains "$out" "Sanitizer"
 assert_contains "$out" "unknown_command 2"
 rc=0
 out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 100/s --timeout 5s --as ops 2>&1) || rc=$?
@@ -108,6 +110,7 @@ rc=0
 out=$(moat job run diagnostics --devices plain-000001 --timeout 1s --as ops 2>&1) || rc=$?
 kill -CONT "$SIM2"
 [ $rc = 2 ] || fail "timeout: exit $rc: $out"
+assert_not_contains "$out" "Sanitizer"
 assert_contains "$out" "timeout 1"
 [ -s "$D/log/security-events.jsonl" ] || fail "no security events file"
 grep -q "flapping_banned" "$D/log/security-events.jsonl" && fail "a job tripped the flapping limit"
@@ -116,3 +119,4 @@ pass "no answer in time is a timeout, exit 2"
 kill -TERM "$SIM1" "$SIM2"
 wait "$SIM1" || true
 wait "$SIM2" || true
+agent_sanitizer_clean "$T/sim1.err" "$T/sim2.err" "$D/log/moatd.log"

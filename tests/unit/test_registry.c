@@ -1135,8 +1135,11 @@ static void test_tags_groups(void **state)
 	assert_string_equal(got.where, "tag=plant1");
 	assert_int_equal(moat_registry_group_get(reg, "nosuch", &got, &err), MOAT_ENOENT);
 
-	struct moat_update_event ev = {.device = "s1", .at = 9, .stage = MOAT_UPD_CONFIRMED,
-				       .version = "1.1.0", .running = "1.1.0"};
+	struct moat_update_event ev = {.device = "s1",
+				       .at = 9,
+				       .stage = MOAT_UPD_CONFIRMED,
+				       .version = "1.1.0",
+				       .running = "1.1.0"};
 	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), 0);
 	assert_int_equal(moat_registry_device_rows(reg, "s1", rows_cb, NULL, &err), 0);
 	assert_int_equal(rows_seen, 1);
@@ -1160,8 +1163,11 @@ static void test_rollouts_jobs(void **state)
 	add_cert(reg, "0b", "d1", 500);
 	struct moat_release rel = tu_release("sensor", "1.1.0", 'a', 0);
 	assert_int_equal(moat_registry_release_insert(reg, &rel, NULL, 0, &err), 0);
-	struct moat_rollout_row r = {.soak_s = 1, .halt_failure_pct = 5, .phase_count = 2,
-				     .percent = {50, 100}, .created_at = 100};
+	struct moat_rollout_row r = {.soak_s = 1,
+				     .halt_failure_pct = 5,
+				     .phase_count = 2,
+				     .percent = {50, 100},
+				     .created_at = 100};
 	snprintf(r.sha256_hex, sizeof(r.sha256_hex), "%s", rel.sha256_hex);
 	snprintf(r.group, sizeof(r.group), "g");
 	snprintf(r.rank_key_hex, sizeof(r.rank_key_hex), "00");
@@ -1193,11 +1199,14 @@ static void test_rollouts_jobs(void **state)
 	assert_int_equal(moat_registry_rollout_get(reg, r.id, &got, &err), 0);
 	assert_int_equal(got.phase, 1);
 	assert_int_equal(got.started_at[1], 200);
-	assert_int_equal(moat_registry_security_event_record(reg, "d1", "acl_denied", 150, &err), 0);
+	assert_int_equal(moat_registry_security_event_record(reg, "d1", "acl_denied", 150, &err),
+			 0);
 	assert_int_equal(moat_registry_security_event_record(reg, "zz", "acl_denied", 150, &err),
 			 MOAT_ENOENT);
 
-	struct moat_job_row j = {.command = "reboot", .target = "devices d1,d2", .as = "op",
+	struct moat_job_row j = {.command = "reboot",
+				 .target = "devices d1,d2",
+				 .as = "op",
 				 .created_at = 300};
 	char *devs[] = {"d1", "d2"};
 	assert_int_equal(moat_registry_job_insert(reg, &j, devs, 2, &err), 0);
