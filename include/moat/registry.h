@@ -9,6 +9,10 @@
  *   releases, release_devices        published firmware and the devices a list rollout names
  *   update_events, device_firmware   what devices reported of their updates, what they run
  *   enrollments, claim_cas            devices that enroll themselves over EST (enroll.c)
+ *   device_tags, device_groups        tags and named groups (groups.c)
+ *   rollouts, rollout_phases, rollout_devices, device_security_events
+ *                                     phased rollouts of a release over a group (rollouts.c)
+ *   jobs, job_results                 a command sent to many devices, per device (jobs.c)
  * A new table comes with a migration appended to schema.c and its functions here, in a
  * file of src/registry of its own; no caller ever sees an SQL handle or statement.
  *
@@ -301,5 +305,175 @@ MOAT_MUST_CHECK int moat_registry_cert_supersede_at(struct moat_registry *reg,
 MOAT_MUST_CHECK int moat_registry_cert_supersede_due(struct moat_registry *reg, int64_t now,
 						     moat_cert_cb cb, void *ctx,
 						     struct moat_err *err);
+
+/* ---- tags and groups (src/registry/groups.c) ---- */
+
+#include "moat/rollout.h"
+
+/* Adds tag to device (already there: nothing changes). MOAT_ENOENT when the identity is
+ * unknown, MOAT_EINVAL past MOAT_TAGS_PER_DEVICE_MAX tags. Tags are checked by the caller
+ * (moat_tag_check). */
+MOAT_MUST_CHECK int moat_registry_tag_add(struct moat_registry *reg, const char *device,
+					  const char *tag, struct moat_err *err);
+/* MOAT_ENOENT when the device does not carry tag. */
+MOAT_MUST_CHECK int moat_registry_tag_remove(struct moat_registry *reg, const char *device,
+					     const char *tag, struct moat_err *err);
+
+struct moat_group {
+	char name[MOAT_ID_BUF_LEN];
+	char where[MOAT_WHERE_MAX_LEN + 1];
+	int64_t created_at;
+};
+/* MOAT_EEXIST when the name is taken. The filter is stored as given (checked by the
+ * caller with moat_where_parse). */
+MOAT_MUST_CHECK int moat_registry_group_insert(struct moat_registry *reg,
+					       const struct moat_group *g, struct moat_err *err);
+/* MOAT_ENOENT when there is no such group. */
+MOAT_MUST_CHECK int moat_registry_group_get(struct moat_registry *reg, const char *name,
+					    struct moat_group *out, struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_group_remove(struct moat_registry *reg, const char *name,
+					       struct moat_err *err);
+typedef int (*moat_group_cb)(const struct moat_group *g, void *ctx);
+MOAT_MUST_CHECK int moat_registry_group_foreach(struct moat_registry *reg, moat_group_cb cb,
+						void *ctx, struct moat_err *err);
+
+/* One active device as a group filter sees it. Pointers valid during the callback. */
+struct moat_device_row {
+	const char *id;
+	const char *type;
+	const char *release;	 /* the version it last reported running, "" when none */
+	int64_t cert_not_before; /* of its newest unrevoked certificate; -1 when none */
+	const char *const *tags;
+	size_t tag_count;
+};
+typedef int (*moat_device_row_cb)(const struct moat_device_row *row, void *ctx);
+/* Every active device ordered by id, or only `only` when non-NULL (whatever its status). */
+MOAT_MUST_CHECK int moat_registry_device_rows(struct moat_registry *reg, const char *only,
+					      moat_device_row_cb cb, void *ctx,
+					      struct moat_err *err);
+
+/* ---- phased rollouts (src/registry/rollouts.c) ---- */
+
+struct moat_rollout_row {
+	int64_t id;
+	char sha256_hex[MOAT_SHA256_HEX_LEN + 1];
+	char group[MOAT_ID_BUF_LEN];
+	int64_t soak_s;
+	int halt_failure_pct; /* -1: none */
+	bool halt_on_events;
+	char rank_key_hex[MOAT_ROLLOUT_KEY_BYTES * 2 + 1];
+	enum moat_rollout_state state;
+	int phase; /* the current phase, 0-based */
+	int phase_count;
+	int percent[MOAT_ROLLOUT_PHASES_MAX];
+	int64_t started_at[MOAT_ROLLOUT_PHASES_MAX]; /* 0: not started */
+	int64_t created_at, updated_at;
+	char cause[MOAT_ERR_MSG_MAX];
+	size_t device_count;
+};
+struct moat_rollout_member {
+	const char *device;
+	int phase;
+};
+/* Records a rollout in state running at phase 0 (started at created_at) with its phases
+ * and its devices, in one transaction of its own. Sets r->id. MOAT_EEXIST when the release
+ * has a rollout already; MOAT_ENOENT when the release is unknown. */
+MOAT_MUST_CHECK int moat_registry_rollout_insert(struct moat_registry *reg,
+						 struct moat_rollout_row *r,
+						 const struct moat_rollout_member *members,
+						 size_t count, struct moat_err *err);
+/* MOAT_ENOENT when there is none. */
+MOAT_MUST_CHECK int moat_registry_rollout_get(struct moat_registry *reg, int64_t id,
+					      struct moat_rollout_row *out, struct moat_err *err);
+/* The rollout of a release: *found false when it has none. */
+MOAT_MUST_CHECK int moat_registry_rollout_of_release(struct moat_registry *reg,
+						     const char *sha256_hex,
+						     struct moat_rollout_row *out, bool *found,
+						     struct moat_err *err);
+typedef int (*moat_rollout_cb)(const struct moat_rollout_row *r, void *ctx);
+/* Every rollout by id. */
+MOAT_MUST_CHECK int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb,
+						  void *ctx, struct moat_err *err);
+/* Moves rollout id from (from_state, from_phase) to (state, phase), with cause; the phase
+ * (re)starts at now when it changed or when a paused or halted rollout runs again. Only when the
+ * row still is in from_state at from_phase (MOAT_ESTATE otherwise): the CLI and moatd never
+ * overwrite each other. */
+MOAT_MUST_CHECK int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
+					       enum moat_rollout_state from_state, int from_phase,
+					       enum moat_rollout_state state, int phase,
+					       const char *cause, int64_t now,
+					       struct moat_err *err);
+/* The phase device has in rollout id: *found false when the rollout did not take it. */
+MOAT_MUST_CHECK int moat_registry_rollout_member(struct moat_registry *reg, int64_t id,
+						 const char *device, int *out_phase, bool *found,
+						 struct moat_err *err);
+
+/* A device of a rollout and what it reported of the release's version since its phase
+ * started. */
+struct moat_rollout_device {
+	const char *device;
+	int phase;
+	const char *stage; /* its newest update stage for the version since then, or NULL */
+	bool running_new;  /* it reports running the release's version */
+	bool signalled;	   /* a security event since its phase started (or, for a device of
+			      a phase not started, since the rollout began) */
+};
+typedef int (*moat_rollout_device_cb)(const struct moat_rollout_device *d, void *ctx);
+/* Every device of rollout r (as read by _get), by phase then id. */
+MOAT_MUST_CHECK int moat_registry_rollout_devices(struct moat_registry *reg,
+						  const struct moat_rollout_row *r,
+						  const char *version, moat_rollout_device_cb cb,
+						  void *ctx, struct moat_err *err);
+
+/* The security event kinds a rollout halts on (moat/events/<kind>). */
+#define MOAT_SECURITY_EVENTS_KEEP_PER_DEVICE 50
+/* Records that device raised a security event of kind at `at`; keeps the newest
+ * MOAT_SECURITY_EVENTS_KEEP_PER_DEVICE per device. MOAT_ENOENT when no such device. */
+MOAT_MUST_CHECK int moat_registry_security_event_record(struct moat_registry *reg,
+							const char *device, const char *kind,
+							int64_t at, struct moat_err *err);
+
+/* ---- jobs (src/registry/jobs.c) ---- */
+
+#include "moat/job.h"
+
+struct moat_job_row {
+	int64_t id;
+	char command[64];
+	char target[256];
+	char as[MOAT_ID_BUF_LEN];
+	int64_t created_at;
+	int64_t finished_at; /* 0 while it runs (or when its run was killed) */
+	size_t counts[MOAT_JOB_RESULT_COUNT];
+	size_t devices;
+};
+/* Records a job and every device as pending, in one transaction of its own. Sets j->id. */
+MOAT_MUST_CHECK int moat_registry_job_insert(struct moat_registry *reg, struct moat_job_row *j,
+					     char *const *devices, size_t count,
+					     struct moat_err *err);
+struct moat_job_result_row {
+	const char *device;
+	enum moat_job_result result;
+	const char *detail;
+	int64_t at;
+};
+/* Sets the results of count devices of job id, in one transaction of its own. */
+MOAT_MUST_CHECK int moat_registry_job_results_set(struct moat_registry *reg, int64_t id,
+						  const struct moat_job_result_row *rows,
+						  size_t count, struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_job_finish(struct moat_registry *reg, int64_t id, int64_t at,
+					     struct moat_err *err);
+/* MOAT_ENOENT when there is none. */
+MOAT_MUST_CHECK int moat_registry_job_get(struct moat_registry *reg, int64_t id,
+					  struct moat_job_row *out, struct moat_err *err);
+typedef int (*moat_job_cb)(const struct moat_job_row *j, void *ctx);
+/* The newest 100 jobs, oldest first. */
+MOAT_MUST_CHECK int moat_registry_job_foreach(struct moat_registry *reg, moat_job_cb cb, void *ctx,
+					      struct moat_err *err);
+typedef int (*moat_job_result_cb)(const struct moat_job_result_row *r, void *ctx);
+/* Every device of job id by device id. */
+MOAT_MUST_CHECK int moat_registry_job_results_foreach(struct moat_registry *reg, int64_t id,
+						      moat_job_result_cb cb, void *ctx,
+						      struct moat_err *err);
 
 #endif

@@ -22,6 +22,7 @@
 #include "moat/err.h"
 #include "moat/manifest.h"
 #include "moat/registry.h"
+#include "moat/rollout.h"
 
 #define MOAT_STATUS_EVENTS_PER_DEVICE 5 /* update events `moat fw status` shows per device */
 
@@ -58,5 +59,71 @@ struct moat_publish_req {
  * attempt). */
 MOAT_MUST_CHECK int moat_release_publish(struct moat_deploy *d, const struct moat_publish_req *req,
 					 struct moat_release *out, struct moat_err *err);
+
+/* ---- groups and phased rollouts (src/server/rollouts.c) ----
+ *
+ * A release with a rollout (moat fw rollout create) is offered by its rollout alone: to a
+ * device the rollout took in a phase up to the current one, while the rollout is running
+ * or completed; never while it is paused, halted or aborted (devices that installed it
+ * keep it and follow their own rules; nothing is downgraded). Its rollout_percent and
+ * device list no longer count. */
+
+/* Calls cb for every active device of group (of device_type when non-NULL) in id order.
+ * MOAT_ENOENT when there is no such group; the group's stored filter is parsed again. */
+MOAT_MUST_CHECK int moat_group_members(struct moat_registry *reg, const char *group,
+				       const char *device_type, int64_t now, moat_device_row_cb cb,
+				       void *ctx, struct moat_err *err);
+/* Every group device_id belongs to, as names separated by ", " into buf ("" for none). */
+MOAT_MUST_CHECK int moat_group_names_of(struct moat_registry *reg, const char *device_id,
+					int64_t now, char *buf, size_t size, struct moat_err *err);
+
+struct moat_rollout_req {
+	const char *sha256_hex; /* the release */
+	const char *group;
+	const int *percent;
+	int phase_count;
+	int64_t soak_s;
+	int halt_failure_pct; /* -1: none */
+	bool halt_on_events;
+	int64_t now;
+};
+/* Takes the group's active devices of the release's type, ranks them by a keyed hash with
+ * a fresh random key (moat_rollout_rank) and records which phase takes each: one row,
+ * running, phase 0 started now. MOAT_EINVAL when the group has no such device. */
+MOAT_MUST_CHECK int moat_rollout_create(struct moat_registry *reg,
+					const struct moat_rollout_req *req,
+					struct moat_rollout_row *out, struct moat_err *err);
+
+/* A rollout's progress: per phase, how many devices it added and where each stands. */
+struct moat_rollout_progress {
+	struct moat_rollout_row row;
+	struct moat_release release;
+	struct moat_rollout_phase_counts phases[MOAT_ROLLOUT_PHASES_MAX];
+	size_t new_signalled, new_total, old_signalled, old_total;
+};
+MOAT_MUST_CHECK int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
+					  struct moat_rollout_progress *out, struct moat_err *err);
+
+/* Operator actions: pause (running -> paused), resume (paused or halted -> running, the
+ * current phase's soak starting again), abort (anything but completed or aborted ->
+ * aborted). MOAT_ESTATE when the rollout is not in a state the action applies to. */
+enum moat_rollout_action { MOAT_ROLLOUT_PAUSE, MOAT_ROLLOUT_RESUME, MOAT_ROLLOUT_ABORT };
+MOAT_MUST_CHECK int moat_rollout_act(struct moat_registry *reg, int64_t id,
+				     enum moat_rollout_action action, int64_t now,
+				     struct moat_rollout_row *out, struct moat_err *err);
+
+/* What one tick did to one rollout (for moatd's log). */
+struct moat_rollout_change {
+	int64_t id;
+	enum moat_rollout_decision decision;
+	int phase; /* the phase it is in afterwards */
+	const char *cause;
+};
+typedef void (*moat_rollout_change_cb)(const struct moat_rollout_change *c, void *ctx);
+/* moatd's step, once a second: for each running rollout, decides (moat_rollout_decide)
+ * and moves it (advance, complete, halt with a cause). A move that lost a race with the
+ * operator is skipped. */
+MOAT_MUST_CHECK int moat_rollout_tick(struct moat_registry *reg, int64_t now,
+				      moat_rollout_change_cb cb, void *ctx, struct moat_err *err);
 
 #endif

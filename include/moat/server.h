@@ -131,6 +131,8 @@ int moat_crl_keep(const char *dir, struct moat_crl_keeper *k);
 
 #define MOAT_SERVER_DEFAULT_SERVICE_IDENTITY "backend-service"
 #define MOAT_INGEST_TOPIC "devices/+/diagnostics"
+/* the broker plugin's security events: recorded per device for rollouts (rollouts.c) */
+#define MOAT_INGEST_EVENTS_TOPIC "moat/events/#"
 
 struct moat_ingest_opts {
 	const char *dir; /* the deployment directory */
@@ -141,11 +143,13 @@ struct moat_ingest_opts {
 struct moat_ingest;
 
 /* Starts a thread that connects to the broker as the service identity (moat_opclient:
- * certificate, CA and host name verified), subscribes to MOAT_INGEST_TOPIC and records
- * every update event (moat_update_event_parse) for the device the topic names. The broker's
- * ACL lets a device write only its own diagnostics, so the topic's id is the publisher.
- * Reconnects with a back-off (1 s doubling to 30 s) when the broker is away; refused
- * payloads are logged (one line, never the payload) and dropped. */
+ * certificate, CA and host name verified), subscribes to MOAT_INGEST_TOPIC and
+ * MOAT_INGEST_EVENTS_TOPIC, records every device's security signal (ACL denial, rate
+ * limiting, refused authentication: moat_security_signal_parse) and every update event
+ * (moat_update_event_parse) for the device the topic names. The broker's ACL lets a device write
+ * only its own diagnostics, so the topic's id is the publisher. Reconnects with a back-off (1 s
+ * doubling to 30 s) when the broker is away; refused payloads are logged (one line, never the
+ * payload) and dropped. */
 MOAT_MUST_CHECK int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **out,
 				      struct moat_err *err);
 void moat_ingest_stop(struct moat_ingest *ing);

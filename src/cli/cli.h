@@ -26,6 +26,9 @@ int init_main(int argc, char **argv);
 int ca_main(int argc, char **argv);
 int ca_claim_main(int argc, char **argv);
 int device_main(int argc, char **argv);
+int device_tag_main(int argc, char **argv);
+int group_main(int argc, char **argv);
+int job_main(int argc, char **argv);
 int identity_main(int argc, char **argv);
 int cert_main(int argc, char **argv);
 int broker_main(int argc, char **argv);
@@ -79,6 +82,19 @@ int cli_opt_key_type(void *dst, const char *value, struct moat_err *err);
  * is refused; every message starts with opt ("--interval: '2': give a unit ..."). */
 int cli_opt_seconds(const char *opt, const char *value, int64_t min_s, int64_t max_s,
 		    int64_t *out_s, struct moat_err *err);
+
+/* A command's --arg key=value list (moat cmd, moat job run). */
+struct moat_msg_command;
+struct cli_arg_list {
+	const char *v[8 + 1]; /* MOAT_MSG_ARGS_MAX */
+	size_t n;
+};
+/* MOAT_OPT_FN converter for --arg into the struct cli_arg_list at dst. */
+int cli_command_add_arg(void *dst, const char *value, struct moat_err *err);
+/* The --arg list into cmd (its name set): update_interval's interval is a duration with its
+ * unit, sent as whole seconds, and required. */
+MOAT_MUST_CHECK int cli_command_args(struct moat_msg_command *cmd, const struct cli_arg_list *args,
+				     struct moat_err *err);
 
 /* MOAT_OPT_FN converter for an option known but not taken here: plain bad usage. */
 int cli_opt_refuse(void *dst, const char *value, struct moat_err *err);

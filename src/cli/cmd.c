@@ -113,14 +113,9 @@ static void print_response(const struct moat_msg_response *r, const char *raw, s
 	printf("\n");
 }
 
-struct arg_list {
-	const char *v[MOAT_MSG_ARGS_MAX + 1];
-	size_t n;
-};
-
-static int add_arg(void *dst, const char *value, struct moat_err *err)
+int cli_command_add_arg(void *dst, const char *value, struct moat_err *err)
 {
-	struct arg_list *a = dst;
+	struct cli_arg_list *a = dst;
 	if (a->n > MOAT_MSG_ARGS_MAX - 1) {
 		return moat_err_set(err, MOAT_EINVAL, "--arg: at most %d", MOAT_MSG_ARGS_MAX);
 	}
@@ -156,8 +151,8 @@ static int interval_arg(const char *kv, char *buf, size_t size, struct moat_err 
 
 /* The command's arguments into cmd; update_interval's interval is converted (above) and
  * required. */
-static int build_args(struct moat_msg_command *cmd, const struct arg_list *args,
-		      struct moat_err *err)
+int cli_command_args(struct moat_msg_command *cmd, const struct cli_arg_list *args,
+		     struct moat_err *err)
 {
 	bool is_interval = strcmp(cmd->name, "update_interval") == 0;
 	bool have_interval = false;
@@ -330,12 +325,12 @@ static int exchange(struct run *r, const char *payload, size_t len, bool wait, i
 }
 
 /* The command's payload and topics into r from the operands and --arg. */
-static int prepare(struct run *r, const struct arg_list *args, char *payload, size_t size,
+static int prepare(struct run *r, const struct cli_arg_list *args, char *payload, size_t size,
 		   size_t *len, struct moat_err *err)
 {
 	unsigned char rnd[8];
 	snprintf(r->cmd.name, sizeof(r->cmd.name), "%s", r->name);
-	if (build_args(&r->cmd, args, err) != 0) {
+	if (cli_command_args(&r->cmd, args, err) != 0) {
 		return MOAT_EINVAL;
 	}
 	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -358,12 +353,12 @@ static int prepare(struct run *r, const struct arg_list *args, char *payload, si
 int cmd_main(int argc, char **argv)
 {
 	struct moat_err err = {0};
-	struct arg_list args = {.n = 0};
+	struct cli_arg_list args = {.n = 0};
 	int64_t timeout_s = 10;
 	const char *as = NULL, *host = NULL;
 	bool wait = false;
 	const struct moat_opt opts[] = {
-		{.name = "arg", .kind = MOAT_OPT_FN, .dst = &args, .fn = add_arg},
+		{.name = "arg", .kind = MOAT_OPT_FN, .dst = &args, .fn = cli_command_add_arg},
 		{.name = "timeout", .kind = MOAT_OPT_FN, .dst = &timeout_s, .fn = parse_timeout},
 		{.name = "as", .kind = MOAT_OPT_STRING, .dst = &as},
 		{.name = "host", .kind = MOAT_OPT_STRING, .dst = &host},

@@ -1,4 +1,6 @@
 /* device.c: `moat device`: identities with the device role (ident_ops.c does the work). */
+#include <string.h>
+
 #include "cli.h"
 #include "ident_ops.h"
 
@@ -24,6 +26,7 @@ int device_main(int argc, char **argv)
 		"  delete ID [--reason R]                        revoke (default cessation-of-\n"
 		"                                                operation), remove files and rows;\n"
 		"                                                the CRL and a deletion record stay\n"
+		"  tag ID TAG...  /  untag ID TAG...             a device's tags (moat group --where)\n"
 		"  unban ID                                      lift a ban for flapping (reconnects)\n"
 		"  export ID --out DIR [--format pem|p12|c-header|agent] [--password-file F] [--force]\n"
 		"  export --all --out DIR [...]                  every active device, into DIR/ID/\n"
@@ -37,5 +40,8 @@ int device_main(int argc, char **argv)
 		"moat.conf ([pki] key_type, default ec-p256). Files: pki/identities/ID/.\n"
 		"A deleted ID may be added again: it is a new identity with a new key; the old\n"
 		"certificates stay revoked.\n";
+	if (argc > 1 && (strcmp(argv[1], "tag") == 0 || strcmp(argv[1], "untag") == 0)) {
+		return device_tag_main(argc - 1, argv + 1);
+	}
 	return ident_dispatch(&scope, argc, argv, usage);
 }

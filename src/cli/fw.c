@@ -65,6 +65,8 @@ static const char usage[] =
 	"through\n"
 	"                                             moatd (default --rollout 100)\n"
 	"  list [--type DEVICE_TYPE] [--json]         published releases and their rollouts\n"
+	"  rollout create|status|pause|resume|abort   phased rollouts over a group, advanced\n"
+	"                                             by moatd (moat fw rollout --help)\n"
 	"  status [DEVICE] [--json]                   what each device runs, what moatd offers "
 	"it,\n"
 	"                                             its last update events\n\n"
@@ -809,6 +811,9 @@ int fw_main(int argc, char **argv)
 	if (strcmp(cmd, "publish") == 0 || strcmp(cmd, "list") == 0 || strcmp(cmd, "status") == 0) {
 		return fw_release_main(argc - 1, argv + 1);
 	}
+	if (strcmp(cmd, "rollout") == 0) {
+		return fw_rollout_main(argc - 1, argv + 1);
+	}
 	struct fw_opts o;
 	st = parse_opts(argc, argv, 2, &o);
 	if (st >= 0) {
@@ -839,6 +844,6 @@ int fw_main(int argc, char **argv)
 	}
 	return cli_usage_error(
 		"fw: unknown command '%s' (keygen, trust, key, sign, verify, publish, "
-		"list, status)",
+		"list, status, rollout)",
 		cmd);
 }

@@ -4,5 +4,7 @@
 
 /* argv[0] is the subcommand ("publish", "list" or "status"). */
 int fw_release_main(int argc, char **argv);
+/* argv[0] is "rollout" (fw_rollout.c). */
+int fw_rollout_main(int argc, char **argv);
 
 #endif

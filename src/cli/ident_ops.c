@@ -14,6 +14,7 @@
 #include "ident_ops.h"
 #include "moat/broker.h"
 #include "moat/fsutil.h"
+#include "moat/release.h"
 #include "moat/timeutil.h"
 
 /* Room for the longest usage line ("moat identity revoke ID [--reason ...]", 100 bytes). */
@@ -630,6 +631,59 @@ static int show_cert(const struct moat_cert_row *row, void *ctx)
 	return 0;
 }
 
+struct tags_out {
+	char tags[(MOAT_TAG_MAX_LEN + 2) * MOAT_TAGS_PER_DEVICE_MAX + 1];
+};
+
+static int collect_tags(const struct moat_device_row *row, void *ctx)
+{
+	struct tags_out *t = ctx;
+	size_t off = 0;
+	for (size_t i = 0; i < row->tag_count; i++) {
+		int n = snprintf(t->tags + off, sizeof(t->tags) - off, "%s%s", i ? ", " : "",
+				 row->tags[i]);
+		if (n < 0 || (size_t)n >= sizeof(t->tags) - off) {
+			break;
+		}
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+/* ", "-separated names as a JSON array */
+static void print_name_list_json(const char *list)
+{
+	printf("[");
+	const char *p = list;
+	bool first = true;
+	while (*p) {
+		size_t n = strcspn(p, ",");
+		char name[MOAT_TAG_MAX_LEN + 1];
+		snprintf(name, sizeof(name), "%.*s", (int)n, p);
+		printf("%s", first ? "" : ",");
+		cli_json_string(stdout, name);
+		first = false;
+		p += n;
+		while (*p == ',' || *p == ' ') {
+			p++;
+		}
+	}
+	printf("]");
+}
+
+/* A device's tags and the groups it is in (device show). */
+static int device_membership(struct moat_deploy *d, const char *id, struct tags_out *t,
+			     char *groups, size_t size, struct moat_err *err)
+{
+	t->tags[0] = '\0';
+	int rc = moat_registry_device_rows(moat_deploy_registry(d), id, collect_tags, t, err);
+	if (rc == 0) {
+		rc = moat_group_names_of(moat_deploy_registry(d), id, moat_time_now(), groups, size,
+					 err);
+	}
+	return rc;
+}
+
 int ident_show(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
@@ -645,9 +699,21 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 		return one_end(&c, rc);
 	}
 	struct cert_hist h = {.id = c.id, .json = cli_globals.json};
+	struct tags_out tags = {0};
+	char groups[1024] = "";
+	if (c.ident.role == MOAT_ROLE_DEVICE &&
+	    (rc = device_membership(c.d, c.id, &tags, groups, sizeof(groups), &c.err)) != 0) {
+		return one_end(&c, rc);
+	}
 	if (h.json) {
 		printf("{\"identity\":");
 		print_identity_json(&c.ident);
+		if (c.ident.role == MOAT_ROLE_DEVICE) {
+			printf(",\"tags\":");
+			print_name_list_json(tags.tags);
+			printf(",\"groups\":");
+			print_name_list_json(groups);
+		}
 		printf(",\"files\":");
 		cli_json_string(stdout, dir);
 		printf(",\"certificates\":[");
@@ -661,6 +727,10 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 		}
 		if (c.ident.simulated) {
 			printf("simulated:   yes (made by moat sim --create)\n");
+		}
+		if (c.ident.role == MOAT_ROLE_DEVICE) {
+			printf("tags:        %s\ngroups:      %s\n", tags.tags[0] ? tags.tags : "-",
+			       groups[0] ? groups : "-");
 		}
 		printf("status:      %s\ncreated:     %s\nfiles:       %s\ncertificates:\n",
 		       moat_identity_status_name(c.ident.status), created, dir);

@@ -15,6 +15,7 @@ struct group {
 static const struct group groups[] = {
 	{"init", init_main, "create a deployment directory and its certificate authority"},
 	{"device", device_main, "add, list, show, revoke, renew and export devices"},
+	{"group", group_main, "device tags' groups: named filters by type, tag, release, zone"},
 	{"identity", identity_main, "add service and operator identities"},
 	{"cert", cert_main, "certificates that expire soon"},
 	{"ca", ca_main, "the online issuing CA (create, rotate) and claim CAs for EST enrollment"},
@@ -27,6 +28,7 @@ static const struct group groups[] = {
 	{"fw", fw_main, "firmware signing keys, signed manifests, and what a device decides"},
 	{"sim", sim_main, "run N simulated devices (the moat-agent code) in one process"},
 	{"cmd", cmd_main, "send a command to a device and wait for its response"},
+	{"job", job_main, "one command to a group of devices: progress, results, summary"},
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},

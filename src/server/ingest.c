@@ -15,6 +15,7 @@
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opclient.h"
+#include "moat/rollout.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
@@ -47,10 +48,40 @@ static void nap(struct moat_ingest *ing, int64_t ms)
 	}
 }
 
+/* A security event of the broker plugin (only the broker publishes on moat/events/): a
+ * device's ACL denial, rate limiting or refused authentication is recorded for the
+ * rollouts that halt on them (--halt-on-events). */
+static void handle_security_event(struct moat_deploy *d, const void *payload, size_t len)
+{
+	struct moat_err err = {0};
+	bool signal = false;
+	char kind[32];
+	char id[MOAT_ID_BUF_LEN];
+	if (moat_security_signal_parse(payload, len, &signal, kind, id, &err) != 0 || !signal) {
+		return;
+	}
+	struct moat_identity ident;
+	struct moat_registry *reg = moat_deploy_registry(d);
+	if (moat_registry_identity_get(reg, id, &ident, &err) != 0 ||
+	    ident.role != MOAT_ROLE_DEVICE) {
+		return;
+	}
+	if (moat_registry_security_event_record(reg, id, kind, moat_time_now(), &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=security_event_not_recorded id=%s error=\"%s\"", id,
+			 err.msg);
+		return;
+	}
+	moat_log(MOAT_LOG_DEBUG, "event=security_signal id=%s kind=%s", id, kind);
+}
+
 static void handle(struct moat_deploy *d, const char *topic, const void *payload, size_t len)
 {
 	struct moat_topic t;
 	struct moat_err err = {0};
+	if (moat_topic_parse(topic, &t, &err) == 0 && t.kind == MOAT_TOPIC_EVENT) {
+		handle_security_event(d, payload, len);
+		return;
+	}
 	if (moat_topic_parse(topic, &t, &err) != 0 || t.kind != MOAT_TOPIC_DIAGNOSTICS) {
 		return;
 	}
@@ -95,15 +126,17 @@ static void *run(void *arg)
 		}
 		/* A service shares the subscription: moatds of one deployment split the reports
 		 * between them instead of each recording every one. */
-		const char *filters[] = {MOAT_INGEST_TOPIC};
+		const char *filters[] = {MOAT_INGEST_TOPIC, MOAT_INGEST_EVENTS_TOPIC};
 		/* moat.conf's [client] host: the broker's name from its own machine */
 		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, NULL,
 					  INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0 &&
 		    moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
 			filters[0] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME "/" MOAT_INGEST_TOPIC;
+			filters[1] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME
+				"/" MOAT_INGEST_EVENTS_TOPIC;
 		}
 		if (!c ||
-		    moat_opclient_subscribe(c, filters, 1, INGEST_CONNECT_TIMEOUT_MS, &err) != 0) {
+		    moat_opclient_subscribe(c, filters, 2, INGEST_CONNECT_TIMEOUT_MS, &err) != 0) {
 			moat_log(MOAT_LOG_WARN,
 				 "event=ingest_disconnected as=%s error=\"%s\" retry_ms=%lld",
 				 ing->as, err.msg, (long long)backoff);

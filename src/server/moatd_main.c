@@ -49,9 +49,34 @@
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/release.h"
 #include "moat/sandbox.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
+
+/* What moatd's tick did to a rollout: one log line each; a halt names its cause. */
+static void rollout_changed(const struct moat_rollout_change *c, void *ctx)
+{
+	(void)ctx;
+	switch (c->decision) {
+	case MOAT_ROLLOUT_ADVANCE:
+		moat_log(MOAT_LOG_INFO, "event=rollout_advanced id=%lld phase=%d", (long long)c->id,
+			 c->phase + 1);
+		break;
+	case MOAT_ROLLOUT_COMPLETE:
+		moat_log(MOAT_LOG_INFO, "event=rollout_completed id=%lld", (long long)c->id);
+		break;
+	case MOAT_ROLLOUT_HALT_FAILURES:
+	case MOAT_ROLLOUT_HALT_SECURITY:
+		moat_log(MOAT_LOG_WARN, "event=rollout_halted id=%lld phase=%d reason=%s cause=%s",
+			 (long long)c->id, c->phase + 1,
+			 c->decision == MOAT_ROLLOUT_HALT_FAILURES ? "failures" : "security_events",
+			 c->cause);
+		break;
+	default:
+		break;
+	}
+}
 
 static const char usage[] =
 	"usage: moatd [--dir DIR] [--listen ADDR] [--port N] [--as SERVICE_ID]\n"
@@ -332,6 +357,7 @@ int main(int argc, char **argv)
 		 sb.sanitizer ? "yes" : "no");
 	notify("READY=1\nSTATUS=serving");
 	int64_t tick_error_ms = 0;
+	int64_t rollout_error_ms = 0;
 	struct moat_crl_keeper keeper = {.interval_s = 1};
 	int64_t next_keep = 0;
 	for (;;) {
@@ -343,6 +369,17 @@ int main(int argc, char **argv)
 		int sig = sigtimedwait(&set, NULL, &second);
 		if (sig < 0) {
 			size_t n = 0;
+			if (moat_rollout_tick(moat_deploy_registry(tick), moat_time_now(),
+					      rollout_changed, NULL, &err) != 0) {
+				/* once a minute at most, like the supersede failure below */
+				if (moat_time_mono_ms() - rollout_error_ms > 60000 ||
+				    !rollout_error_ms) {
+					moat_log(MOAT_LOG_ERROR,
+						 "event=rollout_tick_failed msg=\"%s\"", err.msg);
+					rollout_error_ms = moat_time_mono_ms();
+				}
+				err = (struct moat_err){0};
+			}
 			if (moat_deploy_enroll_supersede_due(tick, moat_time_now(), &n, &err) !=
 			    0) {
 				/* once a minute at most: the cause (no online CA) lasts */

@@ -35,6 +35,24 @@ int moat_release_includes(struct moat_registry *reg, const struct moat_release *
 			  const char *device_id, bool *out, struct moat_err *err)
 {
 	*out = false;
+	struct moat_rollout_row ro;
+	bool has_rollout = false;
+	int rc = moat_registry_rollout_of_release(reg, r->sha256_hex, &ro, &has_rollout, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (has_rollout) {
+		/* the rollout alone decides: offered only while running (or done), and only to
+		 * a device one of its started phases took */
+		if (ro.state != MOAT_ROLLOUT_RUNNING && ro.state != MOAT_ROLLOUT_COMPLETED) {
+			return 0;
+		}
+		int phase = -1;
+		bool member = false;
+		rc = moat_registry_rollout_member(reg, ro.id, device_id, &phase, &member, err);
+		*out = rc == 0 && member && phase <= ro.phase;
+		return rc;
+	}
 	if (r->rollout_percent >= 0) {
 		uint8_t digest[MOAT_SHA256_BYTES];
 		if (moat_hex_decode(r->sha256_hex, digest, sizeof(digest)) != 0) {

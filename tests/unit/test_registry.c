@@ -1085,6 +1085,154 @@ static void test_online_backup(void **state)
 	assert_true(moat_fs_exists(copy)); /* an existing file is never replaced or removed */
 }
 
+static int rows_seen;
+
+static int rows_cb(const struct moat_device_row *row, void *ctx)
+{
+	(void)ctx;
+	rows_seen++;
+	if (strcmp(row->id, "s1") == 0) {
+		assert_string_equal(row->type, "sensor");
+		assert_string_equal(row->release, "1.1.0");
+		assert_int_equal(row->cert_not_before, 500);
+		assert_int_equal(row->tag_count, 2);
+		assert_string_equal(row->tags[0], "plant1");
+		assert_string_equal(row->tags[1], "zone:north");
+	}
+	return 0;
+}
+
+/* Tags, groups and what a filter is evaluated against (groups.c). */
+static void test_tags_groups(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "s1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "s2", MOAT_ROLE_DEVICE);
+	add_identity(reg, "svc", MOAT_ROLE_SERVICE);
+	add_cert(reg, "0a", "s1", 500);
+	assert_int_equal(moat_registry_tag_add(reg, "s1", "plant1", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "s1", "plant1", &err), 0); /* again: same */
+	assert_int_equal(moat_registry_tag_add(reg, "s1", "zone:north", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "nosuch", "x", &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_tag_remove(reg, "s2", "plant1", &err), MOAT_ENOENT);
+	for (int i = 0; i < MOAT_TAGS_PER_DEVICE_MAX - 2; i++) {
+		char t[16];
+		snprintf(t, sizeof(t), "t%d", i);
+		assert_int_equal(moat_registry_tag_add(reg, "s2", t, &err), 0);
+	}
+	assert_int_equal(moat_registry_tag_add(reg, "s2", "x1", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "s2", "x2", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "s2", "x3", &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_tag_add(reg, "s2", "x2", &err), 0); /* has it */
+	assert_int_equal(moat_registry_tag_remove(reg, "s2", "x2", &err), 0);
+
+	struct moat_group g = {.name = "plant1", .where = "tag=plant1", .created_at = 7};
+	assert_int_equal(moat_registry_group_insert(reg, &g, &err), 0);
+	assert_int_equal(moat_registry_group_insert(reg, &g, &err), MOAT_EEXIST);
+	struct moat_group got;
+	assert_int_equal(moat_registry_group_get(reg, "plant1", &got, &err), 0);
+	assert_string_equal(got.where, "tag=plant1");
+	assert_int_equal(moat_registry_group_get(reg, "nosuch", &got, &err), MOAT_ENOENT);
+
+	struct moat_update_event ev = {.device = "s1",
+				       .at = 9,
+				       .stage = MOAT_UPD_CONFIRMED,
+				       .version = "1.1.0",
+				       .running = "1.1.0"};
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), 0);
+	assert_int_equal(moat_registry_device_rows(reg, "s1", rows_cb, NULL, &err), 0);
+	assert_int_equal(rows_seen, 1);
+	/* only active devices when listing all; never the service */
+	assert_int_equal(moat_registry_identity_set_status(reg, "s2", MOAT_ID_DISABLED, &err), 0);
+	rows_seen = 0;
+	assert_int_equal(moat_registry_device_rows(reg, NULL, rows_cb, NULL, &err), 0);
+	assert_int_equal(rows_seen, 1);
+	assert_int_equal(moat_registry_group_remove(reg, "plant1", &err), 0);
+	assert_int_equal(moat_registry_group_remove(reg, "plant1", &err), MOAT_ENOENT);
+}
+
+/* Rollouts: one per release, moves only from the state the caller saw, members, and a
+ * deleted device leaves no row behind (rollouts.c, jobs.c, deletions.c). */
+static void test_rollouts_jobs(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "d1", MOAT_ROLE_DEVICE);
+	add_identity(reg, "d2", MOAT_ROLE_DEVICE);
+	add_cert(reg, "0b", "d1", 500);
+	struct moat_release rel = tu_release("sensor", "1.1.0", 'a', 0);
+	assert_int_equal(moat_registry_release_insert(reg, &rel, NULL, 0, &err), 0);
+	struct moat_rollout_row r = {.soak_s = 1,
+				     .halt_failure_pct = 5,
+				     .phase_count = 2,
+				     .percent = {50, 100},
+				     .created_at = 100};
+	snprintf(r.sha256_hex, sizeof(r.sha256_hex), "%s", rel.sha256_hex);
+	snprintf(r.group, sizeof(r.group), "g");
+	snprintf(r.rank_key_hex, sizeof(r.rank_key_hex), "00");
+	struct moat_rollout_member m[] = {{"d1", 0}, {"d2", 1}};
+	assert_int_equal(moat_registry_rollout_insert(reg, &r, m, 2, &err), 0);
+	assert_int_equal(moat_registry_rollout_insert(reg, &r, m, 2, &err), MOAT_EEXIST);
+	struct moat_rollout_row bad = r;
+	memset(bad.sha256_hex, 'f', MOAT_SHA256_HEX_LEN);
+	assert_int_equal(moat_registry_rollout_insert(reg, &bad, m, 2, &err), MOAT_ENOENT);
+	struct moat_rollout_row got;
+	assert_int_equal(moat_registry_rollout_get(reg, r.id, &got, &err), 0);
+	assert_int_equal(got.state, MOAT_ROLLOUT_RUNNING);
+	assert_int_equal(got.phase_count, 2);
+	assert_int_equal(got.started_at[0], 100);
+	assert_int_equal(got.started_at[1], 0);
+	assert_int_equal(got.device_count, 2);
+	int phase = -1;
+	bool found = false;
+	assert_int_equal(moat_registry_rollout_member(reg, r.id, "d2", &phase, &found, &err), 0);
+	assert_true(found);
+	assert_int_equal(phase, 1);
+	assert_int_equal(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0,
+						    MOAT_ROLLOUT_RUNNING, 1, "", 200, &err),
+			 0);
+	/* a second move from the state already left is refused */
+	assert_int_equal(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0,
+						    MOAT_ROLLOUT_HALTED, 0, "x", 201, &err),
+			 MOAT_ESTATE);
+	assert_int_equal(moat_registry_rollout_get(reg, r.id, &got, &err), 0);
+	assert_int_equal(got.phase, 1);
+	assert_int_equal(got.started_at[1], 200);
+	assert_int_equal(moat_registry_security_event_record(reg, "d1", "acl_denied", 150, &err),
+			 0);
+	assert_int_equal(moat_registry_security_event_record(reg, "zz", "acl_denied", 150, &err),
+			 MOAT_ENOENT);
+
+	struct moat_job_row j = {.command = "reboot",
+				 .target = "devices d1,d2",
+				 .as = "op",
+				 .created_at = 300};
+	char *devs[] = {"d1", "d2"};
+	assert_int_equal(moat_registry_job_insert(reg, &j, devs, 2, &err), 0);
+	struct moat_job_result_row res[] = {{"d1", MOAT_JOB_DONE, "accepted", 301}};
+	assert_int_equal(moat_registry_job_results_set(reg, j.id, res, 1, &err), 0);
+	assert_int_equal(moat_registry_job_finish(reg, j.id, 302, &err), 0);
+	struct moat_job_row jg;
+	assert_int_equal(moat_registry_job_get(reg, j.id, &jg, &err), 0);
+	assert_int_equal(jg.devices, 2);
+	assert_int_equal(jg.counts[MOAT_JOB_DONE], 1);
+	assert_int_equal(jg.counts[MOAT_JOB_PENDING], 1);
+	assert_int_equal(jg.finished_at, 302);
+	char *twice[] = {"d1", "d1"};
+	struct moat_job_row j2 = j;
+	assert_int_equal(moat_registry_job_insert(reg, &j2, twice, 2, &err), MOAT_EINVAL);
+
+	/* deleting d1 removes its tags, rollout entry, security events and job results */
+	assert_int_equal(moat_registry_tag_add(reg, "d1", "x", &err), 0);
+	assert_int_equal(moat_registry_cert_revoke(reg, "0b", 5, 400, &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "d1", 401, &err), 0);
+	assert_int_equal(moat_registry_rollout_member(reg, r.id, "d1", &phase, &found, &err), 0);
+	assert_false(found);
+	assert_int_equal(moat_registry_job_get(reg, j.id, &jg, &err), 0);
+	assert_int_equal(jg.devices, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1114,6 +1262,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_delete, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_online_backup, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_tags_groups, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_rollouts_jobs, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

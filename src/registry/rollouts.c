@@ -1,0 +1,438 @@
+/* rollouts.c: the rollout tables of migration 6: rollouts (one per release at most: its
+ * group, rules, state and current phase), rollout_phases (each phase's percentage and when
+ * it started), rollout_devices (every device the rollout took at its creation and the phase
+ * that took it), and device_security_events (what moatd saw of each device on
+ * moat/events/#). Deciding anything is src/core/rollout.c's and src/server/rollouts.c's;
+ * this file stores and reads rows, with bound parameters only.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "registry_internal.h"
+
+#define ROLLOUT_COLS                                                                            \
+	"SELECT r.id, r.sha256, r.group_name, r.soak_s, r.halt_failure_pct, r.halt_on_events, " \
+	"r.rank_key, r.state, r.phase, r.created_at, r.updated_at, r.cause, "                   \
+	"(SELECT count(*) FROM rollout_devices d WHERE d.rollout = r.id) FROM rollouts r "
+
+static int read_phases(struct moat_registry *reg, struct moat_rollout_row *r, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db,
+			       "SELECT phase, percent, COALESCE(started_at, 0) FROM rollout_phases "
+			       "WHERE rollout = ?1 ORDER BY phase",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail_table(reg, err, "rollout phases");
+	}
+	sqlite3_bind_int64(st, 1, r->id);
+	int s;
+	r->phase_count = 0;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW && r->phase_count < MOAT_ROLLOUT_PHASES_MAX) {
+		r->percent[r->phase_count] = sqlite3_column_int(st, 1);
+		r->started_at[r->phase_count] = sqlite3_column_int64(st, 2);
+		r->phase_count++;
+	}
+	sqlite3_finalize(st);
+	if ((s != SQLITE_DONE && s != SQLITE_ROW) || r->phase_count == 0 ||
+	    r->phase >= r->phase_count) {
+		return moat_err_set(err, MOAT_EDB, "registry: rollout %lld: bad phases",
+				    (long long)r->id);
+	}
+	return 0;
+}
+
+static int row_to_rollout(sqlite3_stmt *st, struct moat_rollout_row *r, struct moat_err *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->id = sqlite3_column_int64(st, 0);
+	reg_column_text(st, 1, r->sha256_hex, sizeof(r->sha256_hex));
+	reg_column_text(st, 2, r->group, sizeof(r->group));
+	r->soak_s = sqlite3_column_int64(st, 3);
+	r->halt_failure_pct = sqlite3_column_int(st, 4);
+	r->halt_on_events = sqlite3_column_int(st, 5) != 0;
+	reg_column_text(st, 6, r->rank_key_hex, sizeof(r->rank_key_hex));
+	char state[16];
+	reg_column_text(st, 7, state, sizeof(state));
+	if (moat_rollout_state_parse(state, &r->state) != 0) {
+		return moat_err_set(err, MOAT_EDB, "registry: rollouts: bad state");
+	}
+	r->phase = sqlite3_column_int(st, 8);
+	r->created_at = sqlite3_column_int64(st, 9);
+	r->updated_at = sqlite3_column_int64(st, 10);
+	reg_column_text(st, 11, r->cause, sizeof(r->cause));
+	r->device_count = (size_t)sqlite3_column_int64(st, 12);
+	return 0;
+}
+
+static int exec_bound(struct moat_registry *reg, const char *sql, const char *what,
+		      struct moat_err *err, sqlite3_stmt **out)
+{
+	if (sqlite3_prepare_v2(reg->db, sql, -1, out, NULL) != SQLITE_OK) {
+		return reg_fail_table(reg, err, what);
+	}
+	return 0;
+}
+
+static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
+		       const struct moat_rollout_member *members, size_t count,
+		       struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = exec_bound(reg,
+			     "INSERT INTO rollouts(sha256, group_name, soak_s, halt_failure_pct, "
+			     "halt_on_events, rank_key, state, phase, created_at, updated_at) "
+			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 0, ?7, ?7)",
+			     "insert rollout", err, &st)) != 0) {
+		return rc;
+	}
+	sqlite3_bind_text(st, 1, r->sha256_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->group, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, r->soak_s);
+	sqlite3_bind_int(st, 4, r->halt_failure_pct);
+	sqlite3_bind_int(st, 5, r->halt_on_events ? 1 : 0);
+	sqlite3_bind_text(st, 6, r->rank_key_hex, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 7, r->created_at);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s == SQLITE_CONSTRAINT) {
+		/* the release is unknown (foreign key) or has its rollout (unique) */
+		struct moat_release rel;
+		struct moat_err e2 = {0};
+		if (moat_registry_release_get(reg, r->sha256_hex, &rel, &e2) != 0) {
+			return moat_err_set(err, MOAT_ENOENT, "release %.12s... is not published",
+					    r->sha256_hex);
+		}
+		return moat_err_set(err, MOAT_EEXIST, "release %s %s has a rollout already",
+				    rel.device_type, rel.version);
+	}
+	if (s != SQLITE_DONE) {
+		return reg_fail_table(reg, err, "insert rollout");
+	}
+	r->id = sqlite3_last_insert_rowid(reg->db);
+	if ((rc = exec_bound(reg,
+			     "INSERT INTO rollout_phases(rollout, phase, percent, started_at) "
+			     "VALUES (?1, ?2, ?3, ?4)",
+			     "insert rollout phase", err, &st)) != 0) {
+		return rc;
+	}
+	for (int k = 0; k < r->phase_count && rc == 0; k++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, r->id);
+		sqlite3_bind_int(st, 2, k);
+		sqlite3_bind_int(st, 3, r->percent[k]);
+		if (k == 0) {
+			sqlite3_bind_int64(st, 4, r->created_at);
+		} else {
+			sqlite3_bind_null(st, 4);
+		}
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = reg_fail_table(reg, err, "insert rollout phase");
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != 0) {
+		return rc;
+	}
+	if ((rc = exec_bound(
+		     reg, "INSERT INTO rollout_devices(rollout, device, phase) VALUES (?1, ?2, ?3)",
+		     "insert rollout device", err, &st)) != 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, r->id);
+		sqlite3_bind_text(st, 2, members[i].device, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, members[i].phase);
+		s = sqlite3_step(st);
+		if (s == SQLITE_CONSTRAINT) {
+			rc = moat_err_set(err, MOAT_EINVAL, "rollout: device %s twice or unknown",
+					  members[i].device);
+		} else if (s != SQLITE_DONE) {
+			rc = reg_fail_table(reg, err, "insert rollout device");
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_rollout_insert(struct moat_registry *reg, struct moat_rollout_row *r,
+				 const struct moat_rollout_member *members, size_t count,
+				 struct moat_err *err)
+{
+	int rc;
+	if (r->phase_count < 1 || r->phase_count > MOAT_ROLLOUT_PHASES_MAX) {
+		return moat_err_set(err, MOAT_EINVAL, "rollout: 1 to %d phases",
+				    MOAT_ROLLOUT_PHASES_MAX);
+	}
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = insert_rows(reg, r, members, count, err)) != 0) {
+		moat_registry_rollback(reg);
+		return rc;
+	}
+	return moat_registry_commit(reg, err);
+}
+
+static int get_where(struct moat_registry *reg, const char *where, int64_t id, const char *sha,
+		     struct moat_rollout_row *out, bool *found, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	char sql[512];
+	*found = false;
+	/* where is one of this file's two constant conditions, never outside text */
+	int n = snprintf(sql, sizeof(sql), "%s%s", ROLLOUT_COLS, where);
+	if (n < 0 || (size_t)n >= sizeof(sql)) {
+		return moat_err_set(err, MOAT_EDB, "registry: rollout query too long");
+	}
+	int rc = exec_bound(reg, sql, "rollout lookup", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	if (sha) {
+		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+	} else {
+		sqlite3_bind_int64(st, 1, id);
+	}
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		rc = row_to_rollout(st, out, err);
+		*found = rc == 0;
+	} else if (s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "rollout lookup");
+	}
+	sqlite3_finalize(st);
+	if (rc == 0 && *found) {
+		rc = read_phases(reg, out, err);
+	}
+	return rc;
+}
+
+int moat_registry_rollout_get(struct moat_registry *reg, int64_t id, struct moat_rollout_row *out,
+			      struct moat_err *err)
+{
+	bool found = false;
+	int rc = get_where(reg, "WHERE r.id = ?1", id, NULL, out, &found, err);
+	if (rc == 0 && !found) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no rollout %lld", (long long)id);
+	}
+	return rc;
+}
+
+int moat_registry_rollout_of_release(struct moat_registry *reg, const char *sha256_hex,
+				     struct moat_rollout_row *out, bool *found,
+				     struct moat_err *err)
+{
+	return get_where(reg, "WHERE r.sha256 = ?1", 0, sha256_hex, out, found, err);
+}
+
+int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb, void *ctx,
+				  struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t ids[256];
+	size_t n = 0;
+	int rc = exec_bound(reg, "SELECT id FROM rollouts ORDER BY id DESC LIMIT 256",
+			    "list rollouts", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		ids[n++] = sqlite3_column_int64(st, 0);
+	}
+	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		return reg_fail_table(reg, err, "list rollouts");
+	}
+	/* oldest first among the newest 256 */
+	for (size_t i = n; i-- > 0 && rc == 0;) {
+		struct moat_rollout_row r;
+		if ((rc = moat_registry_rollout_get(reg, ids[i], &r, err)) == 0) {
+			rc = cb(&r, ctx);
+		}
+	}
+	return rc;
+}
+
+int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
+			       enum moat_rollout_state from_state, int from_phase,
+			       enum moat_rollout_state state, int phase, const char *cause,
+			       int64_t now, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = exec_bound(reg,
+			     "UPDATE rollouts SET state = ?4, phase = ?5, cause = ?6, "
+			     "updated_at = ?7 WHERE id = ?1 AND state = ?2 AND phase = ?3",
+			     "update rollout", err, &st)) != 0) {
+		goto fail;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, moat_rollout_state_name(from_state), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, from_phase);
+	sqlite3_bind_text(st, 4, moat_rollout_state_name(state), -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 5, phase);
+	sqlite3_bind_text(st, 6, cause ? cause : "", -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 7, now);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "update rollout");
+		goto fail;
+	}
+	if (sqlite3_changes(reg->db) == 0) {
+		rc = moat_err_set(err, MOAT_ESTATE, "rollout %lld changed meanwhile",
+				  (long long)id);
+		goto fail;
+	}
+	/* a new phase, or a paused or halted one running again, (re)starts its soak */
+	if (phase != from_phase ||
+	    (from_state != MOAT_ROLLOUT_RUNNING && state == MOAT_ROLLOUT_RUNNING)) {
+		if ((rc = exec_bound(reg,
+				     "UPDATE rollout_phases SET started_at = ?3 WHERE rollout = ?1 "
+				     "AND phase = ?2",
+				     "update rollout phase", err, &st)) != 0) {
+			goto fail;
+		}
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_int(st, 2, phase);
+		sqlite3_bind_int64(st, 3, now);
+		s = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (s != SQLITE_DONE) {
+			rc = reg_fail_table(reg, err, "update rollout phase");
+			goto fail;
+		}
+	}
+	return moat_registry_commit(reg, err);
+fail:
+	moat_registry_rollback(reg);
+	return rc;
+}
+
+int moat_registry_rollout_member(struct moat_registry *reg, int64_t id, const char *device,
+				 int *out_phase, bool *found, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	*found = false;
+	*out_phase = -1;
+	int rc = exec_bound(reg,
+			    "SELECT phase FROM rollout_devices WHERE rollout = ?1 AND device = ?2",
+			    "rollout lookup", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		*found = true;
+		*out_phase = sqlite3_column_int(st, 0);
+	} else if (s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "rollout lookup");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_rollout_row *r,
+				  const char *version, moat_rollout_device_cb cb, void *ctx,
+				  struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = exec_bound(
+		reg,
+		"SELECT d.device, d.phase, "
+		"(SELECT e.stage FROM update_events e WHERE e.device = d.device AND "
+		"e.version = ?2 AND e.at >= COALESCE(p.started_at, r.created_at) "
+		"ORDER BY e.seq DESC LIMIT 1), "
+		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
+		"= ?2, "
+		"EXISTS (SELECT 1 FROM device_security_events s WHERE s.device = d.device AND "
+		"s.at >= COALESCE(p.started_at, r.created_at)) "
+		"FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
+		"LEFT JOIN rollout_phases p ON p.rollout = d.rollout AND p.phase = d.phase "
+		"WHERE d.rollout = ?1 ORDER BY d.phase, d.device",
+		"rollout devices", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	sqlite3_bind_int64(st, 1, r->id);
+	sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		char id[MOAT_ID_BUF_LEN];
+		char stage[32];
+		reg_column_text(st, 0, id, sizeof(id));
+		bool has_stage = sqlite3_column_type(st, 2) != SQLITE_NULL;
+		reg_column_text(st, 2, stage, sizeof(stage));
+		struct moat_rollout_device dev = {
+			.device = id,
+			.phase = sqlite3_column_int(st, 1),
+			.stage = has_stage ? stage : NULL,
+			.running_new = sqlite3_column_int(st, 3) != 0,
+			.signalled = sqlite3_column_int(st, 4) != 0,
+		};
+		if ((rc = cb(&dev, ctx)) != 0) {
+			break;
+		}
+	}
+	if (rc == 0 && s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "rollout devices");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_security_event_record(struct moat_registry *reg, const char *device,
+					const char *kind, int64_t at, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = exec_bound(reg,
+			     "INSERT INTO device_security_events(device, at, kind) "
+			     "VALUES (?1, ?2, ?3)",
+			     "record security event", err, &st)) != 0) {
+		goto fail;
+	}
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at);
+	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s == SQLITE_CONSTRAINT) {
+		rc = moat_err_set(err, MOAT_ENOENT, "security event: unknown device %s", device);
+		goto fail;
+	}
+	if (s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "record security event");
+		goto fail;
+	}
+	if ((rc = exec_bound(reg,
+			     "DELETE FROM device_security_events WHERE device = ?1 AND seq <= "
+			     "(SELECT seq FROM device_security_events WHERE device = ?1 "
+			     "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
+			     "prune security events", err, &st)) != 0) {
+		goto fail;
+	}
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, MOAT_SECURITY_EVENTS_KEEP_PER_DEVICE);
+	s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "prune security events");
+		goto fail;
+	}
+	return moat_registry_commit(reg, err);
+fail:
+	moat_registry_rollback(reg);
+	return rc;
+}

@@ -1,0 +1,412 @@
+/* rollouts.c: groups and phased rollouts as moat and moatd handle them (moat/release.h):
+ * a group's members (its stored filter parsed again and evaluated per device, never turned
+ * into SQL), creating a rollout (ranking the group by a keyed hash), its progress, the
+ * operator's pause, resume and abort, and moatd's tick that advances or halts it. The
+ * decisions are src/core/rollout.c's pure functions; the rows the registry's.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "moat/codec.h"
+#include "moat/release.h"
+
+struct members_ctx {
+	const struct moat_where *where;
+	const char *device_type;
+	int64_t now;
+	moat_device_row_cb cb;
+	void *ctx;
+};
+
+static void row_attrs(const struct moat_device_row *row, int64_t now, struct moat_device_attrs *a)
+{
+	a->id = row->id;
+	a->type = row->type;
+	a->release = row->release;
+	a->tags = row->tags;
+	a->tag_count = row->tag_count;
+	a->cert_age_s = row->cert_not_before < 0 ? -1 : now - row->cert_not_before;
+}
+
+static int members_cb(const struct moat_device_row *row, void *vctx)
+{
+	struct members_ctx *c = vctx;
+	struct moat_device_attrs a;
+	row_attrs(row, c->now, &a);
+	if (c->device_type && strcmp(row->type, c->device_type) != 0) {
+		return 0;
+	}
+	return moat_where_match(c->where, &a) ? c->cb(row, c->ctx) : 0;
+}
+
+int moat_group_members(struct moat_registry *reg, const char *group, const char *device_type,
+		       int64_t now, moat_device_row_cb cb, void *ctx, struct moat_err *err)
+{
+	struct moat_group g;
+	struct moat_where *w = malloc(sizeof(*w));
+	if (!w) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	int rc = moat_registry_group_get(reg, group, &g, err);
+	if (rc == 0 && (rc = moat_where_parse(g.where, w, err)) != 0) {
+		moat_err_prefix(err, "group %s", group);
+	}
+	if (rc == 0) {
+		struct members_ctx c = {w, device_type, now, cb, ctx};
+		rc = moat_registry_device_rows(reg, NULL, members_cb, &c, err);
+	}
+	free(w);
+	return rc;
+}
+
+struct names_ctx {
+	struct moat_registry *reg;
+	const char *device;
+	int64_t now;
+	char *buf;
+	size_t size;
+	size_t off;
+	struct moat_where where;
+	struct moat_err *err;
+};
+
+static int names_dev_cb(const struct moat_device_row *row, void *vctx)
+{
+	struct names_ctx *c = vctx;
+	struct moat_device_attrs a;
+	row_attrs(row, c->now, &a);
+	return moat_where_match(&c->where, &a) ? 1 : 0; /* 1: it is a member */
+}
+
+static int names_group_cb(const struct moat_group *g, void *vctx)
+{
+	struct names_ctx *c = vctx;
+	struct moat_err e = {0};
+	if (moat_where_parse(g->where, &c->where, &e) != 0) {
+		return 0; /* stored filters were checked when added */
+	}
+	int rc = moat_registry_device_rows(c->reg, c->device, names_dev_cb, c, c->err);
+	if (rc < 0) {
+		return rc;
+	}
+	if (rc == 1 && c->off < c->size) {
+		int n = snprintf(c->buf + c->off, c->size - c->off, "%s%s", c->off ? ", " : "",
+				 g->name);
+		if (n > 0) {
+			c->off += (size_t)n < c->size - c->off ? (size_t)n : c->size - c->off - 1;
+		}
+	}
+	return 0;
+}
+
+int moat_group_names_of(struct moat_registry *reg, const char *device_id, int64_t now, char *buf,
+			size_t size, struct moat_err *err)
+{
+	if (size == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "group names: no buffer");
+	}
+	buf[0] = '\0';
+	struct names_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	c->reg = reg;
+	c->device = device_id;
+	c->now = now;
+	c->buf = buf;
+	c->size = size;
+	c->err = err;
+	int rc = moat_registry_group_foreach(reg, names_group_cb, c, err);
+	free(c);
+	return rc;
+}
+
+/* ---- creating a rollout ---- */
+
+struct ranked {
+	uint64_t rank;
+	char id[MOAT_ID_BUF_LEN];
+};
+
+struct collect_ctx {
+	struct ranked *v;
+	size_t n, cap;
+	const uint8_t *key;
+};
+
+static int collect_cb(const struct moat_device_row *row, void *vctx)
+{
+	struct collect_ctx *c = vctx;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 64;
+		struct ranked *v = realloc(c->v, cap * sizeof(*v));
+		if (!v) {
+			return MOAT_ENOMEM;
+		}
+		c->v = v;
+		c->cap = cap;
+	}
+	c->v[c->n].rank = moat_rollout_rank(c->key, row->id);
+	snprintf(c->v[c->n].id, sizeof(c->v[c->n].id), "%s", row->id);
+	c->n++;
+	return 0;
+}
+
+static int rank_cmp(const void *a, const void *b)
+{
+	const struct ranked *x = a, *y = b;
+	if (x->rank != y->rank) {
+		return x->rank < y->rank ? -1 : 1;
+	}
+	return strcmp(x->id, y->id);
+}
+
+int moat_rollout_create(struct moat_registry *reg, const struct moat_rollout_req *req,
+			struct moat_rollout_row *out, struct moat_err *err)
+{
+	struct moat_release rel;
+	uint8_t key[MOAT_ROLLOUT_KEY_BYTES];
+	struct collect_ctx c = {0};
+	struct moat_rollout_member *members = NULL;
+	memset(out, 0, sizeof(*out));
+	int rc = moat_registry_release_get(reg, req->sha256_hex, &rel, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (req->phase_count < 1 || req->phase_count > MOAT_ROLLOUT_PHASES_MAX || req->soak_s < 0 ||
+	    req->halt_failure_pct < -1 || req->halt_failure_pct > 100) {
+		return moat_err_set(err, MOAT_EINVAL, "rollout: bad phases, soak or threshold");
+	}
+	if (RAND_bytes(key, sizeof(key)) != 1) {
+		return moat_err_set(err, MOAT_ECRYPTO, "rollout: no random key");
+	}
+	c.key = key;
+	rc = moat_group_members(reg, req->group, rel.device_type, req->now, collect_cb, &c, err);
+	if (rc == MOAT_ENOMEM) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (rc != 0) {
+		goto out;
+	}
+	if (c.n == 0) {
+		rc = moat_err_set(err, MOAT_EINVAL, "group %s has no active device of type %s",
+				  req->group, rel.device_type);
+		goto out;
+	}
+	qsort(c.v, c.n, sizeof(c.v[0]), rank_cmp);
+	members = calloc(c.n, sizeof(*members));
+	if (!members) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < c.n; i++) {
+		members[i].device = c.v[i].id;
+		members[i].phase = moat_rollout_phase_of(i, c.n, req->percent, req->phase_count);
+	}
+	snprintf(out->sha256_hex, sizeof(out->sha256_hex), "%s", rel.sha256_hex);
+	snprintf(out->group, sizeof(out->group), "%s", req->group);
+	out->soak_s = req->soak_s;
+	out->halt_failure_pct = req->halt_failure_pct;
+	out->halt_on_events = req->halt_on_events;
+	moat_hex_encode(key, sizeof(key), out->rank_key_hex);
+	out->phase_count = req->phase_count;
+	memcpy(out->percent, req->percent, sizeof(int) * (size_t)req->phase_count);
+	out->created_at = req->now;
+	if ((rc = moat_registry_rollout_insert(reg, out, members, c.n, err)) == 0) {
+		int64_t id = out->id;
+		rc = moat_registry_rollout_get(reg, id, out, err);
+	}
+out:
+	free(members);
+	free(c.v);
+	return rc;
+}
+
+/* ---- progress ---- */
+
+struct progress_ctx {
+	struct moat_rollout_progress *p;
+	int64_t now;
+};
+
+static int progress_cb(const struct moat_rollout_device *d, void *vctx)
+{
+	struct progress_ctx *c = vctx;
+	struct moat_rollout_progress *p = c->p;
+	if (d->phase < 0 || d->phase >= p->row.phase_count) {
+		return 0;
+	}
+	struct moat_rollout_phase_counts *pc = &p->phases[d->phase];
+	pc->devices++;
+	bool offered = d->phase <= p->row.phase && p->row.state != MOAT_ROLLOUT_ABORTED;
+	int64_t offered_at = p->row.started_at[d->phase] ? p->row.started_at[d->phase]
+							 : p->row.created_at;
+	enum moat_rollout_dev_state s =
+		moat_rollout_dev_state(d->stage, d->running_new, offered_at, p->row.soak_s, c->now);
+	/* the group's devices not (yet) on the new release are the comparison */
+	if (d->running_new || s == MOAT_RD_INSTALLED) {
+		p->new_total++;
+		p->new_signalled += d->signalled;
+	} else {
+		p->old_total++;
+		p->old_signalled += d->signalled;
+	}
+	if (offered || d->stage || d->running_new) {
+		pc->by_state[s]++; /* a phase not started yet counts its devices only */
+	}
+	return 0;
+}
+
+int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
+			  struct moat_rollout_progress *out, struct moat_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = moat_registry_rollout_get(reg, id, &out->row, err);
+	if (rc == 0) {
+		rc = moat_registry_release_get(reg, out->row.sha256_hex, &out->release, err);
+	}
+	if (rc == 0) {
+		struct progress_ctx c = {out, now};
+		rc = moat_registry_rollout_devices(reg, &out->row, out->release.version,
+						   progress_cb, &c, err);
+	}
+	return rc;
+}
+
+/* ---- the operator's actions and moatd's tick ---- */
+
+int moat_rollout_act(struct moat_registry *reg, int64_t id, enum moat_rollout_action action,
+		     int64_t now, struct moat_rollout_row *out, struct moat_err *err)
+{
+	int rc = moat_registry_rollout_get(reg, id, out, err);
+	if (rc != 0) {
+		return rc;
+	}
+	enum moat_rollout_state from = out->state;
+	enum moat_rollout_state to;
+	bool ok;
+	const char *cause = out->cause;
+	switch (action) {
+	case MOAT_ROLLOUT_PAUSE:
+		ok = from == MOAT_ROLLOUT_RUNNING;
+		to = MOAT_ROLLOUT_PAUSED;
+		cause = "paused by the operator";
+		break;
+	case MOAT_ROLLOUT_RESUME:
+		ok = from == MOAT_ROLLOUT_PAUSED || from == MOAT_ROLLOUT_HALTED;
+		to = MOAT_ROLLOUT_RUNNING;
+		cause = "";
+		break;
+	default:
+		ok = from != MOAT_ROLLOUT_COMPLETED && from != MOAT_ROLLOUT_ABORTED;
+		to = MOAT_ROLLOUT_ABORTED;
+		cause = "aborted by the operator";
+		break;
+	}
+	if (!ok) {
+		return moat_err_set(err, MOAT_ESTATE, "rollout %lld is %s", (long long)id,
+				    moat_rollout_state_name(from));
+	}
+	char cause_copy[MOAT_ERR_MSG_MAX];
+	snprintf(cause_copy, sizeof(cause_copy), "%s", cause);
+	/* resume restarts the current phase's soak (moat_registry_rollout_move) */
+	if ((rc = moat_registry_rollout_move(reg, id, from, out->phase, to, out->phase, cause_copy,
+					     now, err)) != 0) {
+		return rc;
+	}
+	return moat_registry_rollout_get(reg, id, out, err);
+}
+
+struct tick_ctx {
+	struct moat_registry *reg;
+	int64_t now;
+	moat_rollout_change_cb cb;
+	void *cb_ctx;
+	struct moat_err *err;
+};
+
+static int tick_one(const struct moat_rollout_row *r, void *vctx)
+{
+	struct tick_ctx *t = vctx;
+	if (r->state != MOAT_ROLLOUT_RUNNING) {
+		return 0;
+	}
+	struct moat_rollout_progress *p = malloc(sizeof(*p));
+	if (!p) {
+		return moat_err_set(t->err, MOAT_ENOMEM, "out of memory");
+	}
+	int rc = moat_rollout_progress(t->reg, r->id, t->now, p, t->err);
+	if (rc != 0) {
+		free(p);
+		return rc;
+	}
+	struct moat_rollout_view v = {
+		.phase = r->phase,
+		.phase_count = r->phase_count,
+		.phase_started_at = r->started_at[r->phase],
+		.soak_s = r->soak_s,
+		.halt_failure_pct = r->halt_failure_pct,
+		.halt_on_events = r->halt_on_events,
+		.phases = p->phases,
+		.new_signalled = p->new_signalled,
+		.new_total = p->new_total,
+		.old_signalled = p->old_signalled,
+		.old_total = p->old_total,
+	};
+	enum moat_rollout_decision dec = moat_rollout_decide(&v, t->now);
+	char cause[MOAT_ERR_MSG_MAX] = "";
+	enum moat_rollout_state to = MOAT_ROLLOUT_RUNNING;
+	int phase = r->phase;
+	switch (dec) {
+	case MOAT_ROLLOUT_WAIT:
+		free(p);
+		return 0;
+	case MOAT_ROLLOUT_ADVANCE:
+		phase++;
+		break;
+	case MOAT_ROLLOUT_COMPLETE:
+		to = MOAT_ROLLOUT_COMPLETED;
+		break;
+	case MOAT_ROLLOUT_HALT_FAILURES: {
+		size_t failed = 0, devices = 0;
+		for (int k = 0; k <= r->phase; k++) {
+			failed += p->phases[k].by_state[MOAT_RD_REVERTED] +
+				  p->phases[k].by_state[MOAT_RD_REFUSED];
+			devices += p->phases[k].devices;
+		}
+		snprintf(cause, sizeof(cause),
+			 "failures: %zu of %zu devices reverted or refused (threshold %d%%)",
+			 failed, devices, r->halt_failure_pct);
+		to = MOAT_ROLLOUT_HALTED;
+		break;
+	}
+	default:
+		snprintf(cause, sizeof(cause),
+			 "security events: %zu of %zu devices on %s, %zu of %zu on older releases",
+			 p->new_signalled, p->new_total, p->release.version, p->old_signalled,
+			 p->old_total);
+		to = MOAT_ROLLOUT_HALTED;
+		break;
+	}
+	free(p);
+	rc = moat_registry_rollout_move(t->reg, r->id, MOAT_ROLLOUT_RUNNING, r->phase, to, phase,
+					cause, t->now, t->err);
+	if (rc == MOAT_ESTATE) {
+		return 0; /* the operator acted meanwhile */
+	}
+	if (rc == 0 && t->cb) {
+		struct moat_rollout_change ch = {r->id, dec, phase, cause};
+		t->cb(&ch, t->cb_ctx);
+	}
+	return rc;
+}
+
+int moat_rollout_tick(struct moat_registry *reg, int64_t now, moat_rollout_change_cb cb, void *ctx,
+		      struct moat_err *err)
+{
+	struct tick_ctx t = {reg, now, cb, ctx, err};
+	return moat_registry_rollout_foreach(reg, tick_one, &t, err);
+}

@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# test_job.sh: `moat job run` over a group through the deployment's own services (`moat up`)
+# with `moat sim` devices: three update through moatd (check_update accepted), one has no
+# update client (check_update refused), two are registered but never connected (offline,
+# sent nothing). One operator session for the whole job (one CONNECT in the broker's log,
+# no flapping ban), results per device, a summary, --json, the exit status by outcome, the
+# record in `moat job status`; moatd killed in the middle of a job changes nothing of it;
+# an unknown command; bad --rate and --timeout; the operator's message limit caps the pace.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_moatd.sh"
+source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_update.sh"
+
+broker_require
+command -v moatd >/dev/null || fail "moatd not built"
+export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+upd_setup
+chmod 0755 "$T"
+moat identity add backend-service --role service >/dev/null
+moat identity add ops --role operator >/dev/null
+moat device add off1 --type "$TYPE" >/dev/null
+moat_up_test
+
+head -c 100000 /dev/urandom >"$T/fw-1.0.0"
+sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
+moat sim --create --devices 3 --prefix up --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" >"$T/sim1.out" 2>"$T/sim1.err" &
+SIM1=$!
+E2E_PIDS+=("$SIM1")
+moat sim --create --devices 1 --prefix plain --type "$TYPE" --interval 1s >"$T/sim2.out" 2>"$T/sim2.err" &
+SIM2=$!
+E2E_PIDS+=("$SIM2")
+# online: the device's retained status says so (what the job reads first)
+online() {
+	# shellcheck disable=SC2046
+	timeout 5 mosquitto_sub $(broker_args ops ops:probe) -V mqttv5 -t "devices/$1/status" -C 1 -W 2 2>/dev/null |
+		grep -q online
+}
+for id in up-000001 up-000002 up-000003 plain-000001; do
+	wait_for 60 online "$id" || fail "$id not online: $(tail -3 "$T/sim1.err" "$T/sim2.err")"
+done
+expect_ok "tag" moat device tag dev1 fleet
+for id in off1 up-000001 up-000002 up-000003 plain-000001; do moat device tag "$id" fleet >/dev/null; done
+expect_ok "group" moat group add fleet --where "tag=fleet"
+
+expect_fail "--rate without unit" moat job run diagnostics --group fleet --rate 50
+assert_contains "$errout" "--rate"
+expect_fail "--rate 0/s" moat job run diagnostics --group fleet --rate 0/s
+expect_fail "--timeout without unit" moat job run diagnostics --group fleet --timeout 30
+expect_fail "no target" moat job run diagnostics
+expect_fail "both targets" moat job run diagnostics --group fleet --devices dev1
+expect_fail "an unknown device" moat job run diagnostics --devices dev1,nosuch
+assert_contains "$errout" "nosuch"
+expect_fail "a service in --devices" moat job run diagnostics --devices ops
+assert_contains "$errout" "not an active device"
+expect_fail "an unknown group" moat job run diagnostics --group nosuch
+pass "job run refuses bad --rate, --timeout, targets and devices before sending anything"
+
+connects_before=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
+dpid=$(cat "$D/run/moatd.pid")
+# moatd killed while the job runs: the job does not depend on it
+(sleep 0.5; kill -KILL "$dpid") &
+E2E_PIDS+=($!)
+rc=0
+out=$(moat --json job run check_update --group fleet --rate 2/s --timeout 5s --as ops 2>"$T/job.err") || rc=$?
+[ $rc = 1 ] || fail "job exit status $rc, expected 1 (refused and offline devices): $out $(cat "$T/job.err")"
+python3 - "$out" <<'EOF' || fail "job results: $out"
+import json, sys
+j = json.loads(sys.argv[1])
+r = {x["device"]: x["result"] for x in j["results"]}
+assert j["summary"] == {"pending": 0, "done": 3, "refused": 1, "unknown_command": 0,
+                       "timeout": 0, "offline": 2}, j["summary"]
+assert r["plain-000001"] == "refused" and r["dev1"] == "offline" and r["off1"] == "offline", r
+assert all(r["up-00000%d" % i] == "done" for i in (1, 2, 3)), r
+assert j["finished_at"] > 0 and j["devices"] == 6 and j["target"] == "group fleet"
+EOF
+grep -q -E 'Sanitizer|runtime error:' "$T/job.err" && fail "sanitizer report from moat job run: $(cat "$T/job.err")"
+connects_after=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
+[ $((connects_after - connects_before)) = 1 ] || fail "the job used $((connects_after - connects_before)) sessions"
+wait_for 30 sh -c "test -s '$D/run/moatd.pid' && [ \"\$(cat '$D/run/moatd.pid')\" != $dpid ]" ||
+	fail "moatd was not killed and restarted during the job"
+pass "a job over a group: done, refused, offline per device, one session, exit 1, across a moatd restart"
+
+job=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["job"])' "$out")
+expect_ok "job status" moat job status "$job"
+assert_contains "$out" "done 3  refused 1  unknown_command 0  timeout 0  offline 2  pending 0"
+assert_contains "$out" "plain-000001"
+expect_ok "job status list" moat --json job status
+assert_contains "$out" "\"job\":$job,"
+expect_fail "an unknown job" moat job status 999
+pass "moat job status shows the recorded job"
+
+rc=0
+out=$(moat job run frobnicate --devices up-000001,up-000002 --timeout 5s --as ops 2>&1) || rc=$?
+[ $rc = 1 ] || fail "unknown command: exit $rc: $out"
+assert_not_contains "$out" "Sanitizer"
+assert_contains "$out" "unknown_command 2"
+rc=0
+out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 100/s --timeout 5s --as ops 2>&1) || rc=$?
+[ $rc = 0 ] || fail "diagnostics: exit $rc: $out"
+assert_contains "$out" "done 3"
+assert_contains "$out" "sent at 5/s"
+pass "unknown_command per device; every device done is exit 0; the operator's limit caps --rate"
+
+# a device that stops answering: timeout, exit 2
+kill -STOP "$SIM2"
+rc=0
+out=$(moat job run diagnostics --devices plain-000001 --timeout 1s --as ops 2>&1) || rc=$?
+kill -CONT "$SIM2"
+[ $rc = 2 ] || fail "timeout: exit $rc: $out"
+assert_not_contains "$out" "Sanitizer"
+assert_contains "$out" "timeout 1"
+[ -s "$D/log/security-events.jsonl" ] || fail "no security events file"
+grep -q "flapping_banned" "$D/log/security-events.jsonl" && fail "a job tripped the flapping limit"
+pass "no answer in time is a timeout, exit 2"
+
+kill -TERM "$SIM1" "$SIM2"
+wait "$SIM1" || true
+wait "$SIM2" || true
+agent_sanitizer_clean "$T/sim1.err" "$T/sim2.err" "$D/log/moatd.log"

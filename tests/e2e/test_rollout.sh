@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# test_rollout.sh: tags, groups and phased rollouts through the deployment's own services
+# (`moat up`: Mosquitto with the plugin, moatd with its ingest and its rollout tick).
+#   - tags and a group by --where; the filter's rejections; device show names both;
+#   - a four-phase rollout over four `moat sim` devices on virtual A/B slots completes,
+#     one device per phase, each phase only after the previous one confirmed; moatd is
+#     killed in the middle and the restarted one carries on;
+#   - pause, resume and abort in the middle of a phase change what moatd offers at once;
+#   - a rollout halts itself on injected reverts, and another on a security signal (an ACL
+#     denial of a device on the new release), naming the cause in its status and moatd's
+#     log.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_moatd.sh"
+source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_update.sh"
+
+broker_require
+command -v moatd >/dev/null || fail "moatd not built"
+command -v moat-update >/dev/null || fail "moat-update not built"
+export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+upd_setup
+chmod 0755 "$T"
+moat identity add backend-service --role service >/dev/null
+moat identity add ops --role operator >/dev/null
+moat device add dev2 --type "$TYPE" >/dev/null
+moat device add dev3 --type "$TYPE" >/dev/null
+moat_up_test
+wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
+	fail "moatd ingest not subscribed: $(tail -5 "$D/log/moatd.log")"
+
+head -c 50000 /dev/urandom >"$T/fw-1.0.0"
+sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
+moat sim --create --devices 4 --prefix ro --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --update-jobs 4 >"$T/sim.out" 2>"$T/sim.err" &
+SIM=$!
+E2E_PIDS+=("$SIM")
+
+# the devices exist once each checked for an update at its start
+for i in 1 2 3 4; do
+	wait_for 60 grep -q "event=update_event id=ro-00000$i stage=checked" "$D/log/moatd.log" ||
+		fail "ro-00000$i did not check at start: $(tail -3 "$T/sim.err")"
+done
+
+# ---- tags and groups ----
+for i in 1 2 3 4; do expect_ok "tag ro-00000$i" moat device tag "ro-00000$i" plant1; done
+expect_ok "tag a zone" moat device tag ro-000004 zone:north spare
+expect_ok "untag" moat device untag ro-000004 spare
+expect_fail "untag a tag it does not carry" moat device untag ro-000004 spare
+assert_contains "$errout" "has no tag 'spare'"
+expect_fail "a bad tag" moat device tag ro-000001 Plant
+assert_contains "$errout" "tag 'Plant'"
+expect_fail "tagging an unknown device" moat device tag nosuch plant1
+assert_contains "$errout" "nosuch"
+expect_fail "tagging a service" moat device tag ops plant1
+expect_ok "group add" moat group add plant1 --where "type=$TYPE and tag=plant1"
+expect_ok "group add by zone" moat group add north --where "zone=north"
+expect_ok "group add canary" moat group add canary --where "tag=canary"
+for bad in "type=" "type=x; DROP TABLE identities" "colour=red" "(tag=x" "tag=x tag=y" "cert_age=3d"; do
+	expect_fail "--where '$bad'" moat group add bad --where "$bad"
+	assert_contains "$errout" "--where"
+done
+expect_fail "a group name taken" moat group add plant1 --where "tag=x"
+assert_contains "$errout" "exists"
+expect_fail "group add without --where" moat group add nowhere
+expect_ok "group show" moat --json group show plant1
+assert_contains "$out" '"devices":["ro-000001","ro-000002","ro-000003","ro-000004"]'
+expect_ok "group show north" moat --json group show north
+assert_contains "$out" '"devices":["ro-000004"]'
+expect_ok "group list" moat --json group list
+assert_contains "$out" '"group":"canary"'
+expect_ok "device show" moat --json device show ro-000004
+assert_contains "$out" '"tags":["plant1","zone:north"]'
+assert_contains "$out" '"groups":["north","plant1"]'
+pass "tags, groups by --where (type, tag, zone), the filter's rejections, device show"
+
+# ---- a four-phase rollout completes; moatd restarts in the middle ----
+head -c 50000 /dev/urandom >"$T/fw-1.1.0"
+sign "$T/fw-1.1.0" 1.1.0 2 "$T/fw-1.1.0.json"
+expect_ok "publish 1.1.0 to nobody" moat fw publish "$T/fw-1.1.0.json" "$T/fw-1.1.0" --rollout 0
+expect_fail "--phases not ending at 100%" moat fw rollout create "$T/fw-1.1.0.json" --group plant1 \
+	--phases 25%,50% --soak 1s
+expect_fail "--soak without a unit" moat fw rollout create "$T/fw-1.1.0.json" --group plant1 \
+	--phases 100% --soak 1
+expect_fail "an unknown group" moat fw rollout create "$T/fw-1.1.0.json" --group nosuch --phases 100% --soak 1s
+assert_contains "$errout" "no group 'nosuch'"
+expect_fail "an empty group" moat fw rollout create "$T/fw-1.1.0.json" --group canary --phases 100% --soak 1s
+assert_contains "$errout" "no active device"
+expect_ok "rollout create" moat --json fw rollout create "$T/fw-1.1.0.json" --group plant1 \
+	--phases 25%,50%,75%,100% --soak 1s --halt-on-failure 50%
+assert_contains "$out" '"id":1,'
+assert_contains "$out" '"devices":4'
+expect_fail "a second rollout of the same release" moat fw rollout create "$T/fw-1.1.0.json" \
+	--group plant1 --phases 100% --soak 1s
+assert_contains "$errout" "has a rollout already"
+dpid=$(cat "$D/run/moatd.pid")
+restarted=0
+rollout_state() { moat --json fw rollout status 1 | python3 -c 'import json,sys; r=json.load(sys.stdin)["rollout"]; print(r["state"], r["phase"])'; }
+end=$((SECONDS + $(deadline 60)))
+until [ "$(rollout_state)" = "completed 4" ]; do
+	[ $SECONDS -lt $end ] || fail "rollout did not complete: $(moat fw rollout status 1; tail -5 "$D/log/moatd.log")"
+	state=$(rollout_state)
+	if [ $restarted = 0 ] && { [ "$state" = "running 2" ] || [ "$state" = "running 3" ]; }; then
+		kill -KILL "$dpid"
+		wait_for 30 sh -c "test -s '$D/run/moatd.pid' && [ \"\$(cat '$D/run/moatd.pid')\" != $dpid ]" ||
+			fail "moatd not restarted after it died"
+		restarted=1
+	fi
+	kill -USR1 "$SIM" # every device checks now: only those of a started phase are offered
+	sleep 0.3
+done
+[ $restarted = 1 ] || fail "the rollout never was in phase 2 or 3 when checked: no restart tested"
+expect_ok "rollout status" moat --json fw rollout status 1
+for k in 1 2 3 4; do
+	assert_contains "$out" "{\"phase\":$k,\"percent\":$((k * 25)),"
+done
+# every phase took one device and it confirmed
+[ "$(grep -o '"devices":1,"offered":0,"downloading":0,"installed":0,"confirmed":1' <<<"$out" | wc -l)" = 4 ] ||
+	fail "not one confirmed device per phase: $out"
+# phase 2 started only after phase 1's one device confirmed, and so on
+python3 - "$D/log/moatd.log" <<'EOF' || fail "a phase started before the previous one confirmed: $(grep -E 'rollout_|stage=confirmed' "$D/log/moatd.log")"
+import re, sys
+confirmed = 0
+for line in open(sys.argv[1]):
+    if "event=update_event" in line and "stage=confirmed" in line and "version=1.1.0" in line:
+        confirmed += 1
+    m = re.search(r"event=rollout_advanced id=1 phase=(\d)", line)
+    if m and confirmed != int(m.group(1)) - 1:
+        sys.exit(1)
+sys.exit(0 if confirmed == 4 else 1)
+EOF
+for i in 1 2 3 4; do
+	expect_ok "slots of ro-00000$i" moat-boot --state "$D/run/sim/ro-00000$i/boot" --status
+	assert_contains "$out" "slot_b=1.1.0"
+done
+expect_ok "rollout status text" moat fw rollout status 1
+assert_contains "$out" "completed, phase 4 of 4"
+pass "a four-phase rollout completes, one phase after another confirmed, across a moatd restart"
+
+# ---- pause, resume and abort in the middle of a phase; a halt on injected reverts ----
+head -c 1000 /dev/urandom >"$T/fw-1.2.0"
+sign "$T/fw-1.2.0" 1.2.0 3 "$T/fw-1.2.0.json"
+expect_ok "publish 1.2.0 to nobody" moat fw publish "$T/fw-1.2.0.json" "$T/fw-1.2.0" --rollout 0
+expect_ok "tag the canaries" moat device tag dev1 canary
+expect_ok "tag the canaries" moat device tag dev2 canary
+expect_status 204 "before its rollout nobody is offered 1.2.0" dev1 "$(url /api/firmware/version?current=1.1.0)"
+expect_ok "rollout 2" moat fw rollout create "$T/fw-1.2.0.json" --group canary --phases 100% --soak 1h \
+	--halt-on-failure 10%
+expect_status 200 "running: offered" dev1 "$(url /api/firmware/version?current=1.1.0)"
+expect_ok "pause" moat --json fw rollout pause 2
+assert_contains "$out" '"state":"paused"'
+expect_status 204 "paused: not offered" dev1 "$(url /api/firmware/version?current=1.1.0)"
+expect_fail "pause twice" moat fw rollout pause 2
+assert_contains "$errout" "is paused"
+expect_ok "resume" moat fw rollout resume 2
+assert_contains "$out" "running"
+expect_status 200 "resumed: offered again" dev2 "$(url /api/firmware/version?current=1.1.0)"
+broker_pub dev1 dev1 devices/dev1/diagnostics '{"event":"update","stage":"reverted","version":"1.2.0","running":"1.1.0","reason":"trial did not confirm"}'
+wait_for 20 grep -q "event=rollout_halted id=2 phase=1 reason=failures" "$D/log/moatd.log" ||
+	fail "no halt on a revert: $(moat fw rollout status 2; tail -3 "$D/log/moatd.log")"
+expect_ok "status halted" moat --json fw rollout status 2
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" '"cause":"failures: 1 of 2 devices reverted or refused (threshold 10%)"'
+assert_contains "$out" '"reverted":1'
+expect_status 204 "halted: not offered" dev2 "$(url /api/firmware/version?current=1.1.0)"
+expect_ok "abort" moat fw rollout abort 2
+assert_contains "$out" "aborted"
+expect_status 204 "aborted: not offered" dev2 "$(url /api/firmware/version?current=1.1.0)"
+expect_fail "resume an aborted rollout" moat fw rollout resume 2
+assert_contains "$errout" "is aborted"
+expect_fail "abort an unknown rollout" moat fw rollout abort 99
+assert_contains "$errout" "no rollout 99"
+pass "pause, resume, a halt by itself on injected reverts (cause named), abort"
+
+# ---- a halt on a security signal of a device on the new release ----
+head -c 1000 /dev/urandom >"$T/fw-1.3.0"
+sign "$T/fw-1.3.0" 1.3.0 4 "$T/fw-1.3.0.json"
+expect_ok "publish 1.3.0 to nobody" moat fw publish "$T/fw-1.3.0.json" "$T/fw-1.3.0" --rollout 0
+expect_ok "tag" moat device tag dev3 canary
+expect_ok "rollout 3" moat fw rollout create "$T/fw-1.3.0.json" --group canary --phases 100% --soak 1h \
+	--halt-on-events
+broker_pub dev2 dev2 devices/dev2/diagnostics '{"event":"update","stage":"confirmed","version":"1.3.0","running":"1.3.0"}'
+wait_for 20 grep -q "event=update_event id=dev2 stage=confirmed version=1.3.0" "$D/log/moatd.log" ||
+	fail "dev2's confirmation not recorded"
+expect_ok "still running" moat --json fw rollout status 3
+assert_contains "$out" '"state":"running"'
+# dev2, now on 1.3.0, writes where it may not: the plugin's acl_denied event halts it
+broker_pub dev2 dev2 devices/dev3/telemetry '{"temperature":1}' || true
+wait_for 20 grep -q "event=rollout_halted id=3 phase=1 reason=security_events" "$D/log/moatd.log" ||
+	fail "no halt on a security event: $(moat fw rollout status 3; grep -E 'security|rollout' "$D/log/moatd.log" | tail -3)"
+expect_ok "status" moat --json fw rollout status 3
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" "security events: 1 of 1 devices on 1.3.0"
+pass "a rollout halts itself when a device on the new release raises a security event"
+
+kill -TERM "$SIM"
+wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
+agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"
