@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 60
 
 PREFIX ?= /usr/local
 
-.PHONY: all bootstrap build install check check-normal check-asan check-fuzz run bench fuzz fuzz-merge mutate clean format
+.PHONY: all bootstrap build install check check-normal check-asan check-mcu check-fuzz run bench fuzz fuzz-merge mutate clean format
 
 all: build
 
@@ -33,6 +33,12 @@ check-normal: bootstrap
 
 check-asan: bootstrap
 	@scripts/check asan
+
+# moat-device on the MCU targets alone (tests/mcu under QEMU; part of make check too).
+check-mcu: bootstrap
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@ctest --test-dir $(BUILD) -L mcu --output-on-failure -j 2
 
 # The demo's build is quiet: its log is shown only when it fails.
 run: bootstrap

@@ -1,4 +1,5 @@
 /* mjson.c: strict JSON reading for moat-device over jsmn (mjson.h). */
+#define MJSON_IMPL
 #include "mjson.h"
 
 #include <stdarg.h>

@@ -7,8 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* jsmn's types everywhere; its functions, static and strict, in mjson.c alone (so a
+ * firmware that links its own jsmn gets no clash). */
+#ifdef MJSON_IMPL
 #define JSMN_STATIC
 #define JSMN_STRICT
+#else
+#define JSMN_HEADER
+#endif
 #include <jsmn.h>
 
 struct mjson {

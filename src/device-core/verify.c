@@ -404,6 +404,23 @@ enum mdev_fw_verdict mdev_fw_decide(const void *envelope_json, size_t len,
 	return verdict(out, MDEV_FW_ACCEPT);
 }
 
+int mdev_keyid(const void *spki, size_t len, uint8_t out[MDEV_SHA256_BYTES])
+{
+	union {
+		unsigned char bytes[MDEV_PORT_SHA256_STATE_BYTES];
+		uint64_t align_u64;
+		void *align_ptr;
+	} st;
+	if (mdev_port_sha256_start(st.bytes) != 0) {
+		return -1;
+	}
+	if (mdev_port_sha256_update(st.bytes, spki, len) != 0) {
+		mdev_port_sha256_abort(st.bytes);
+		return -1;
+	}
+	return mdev_port_sha256_finish(st.bytes, out);
+}
+
 /* ---- streaming ---- */
 
 int mdev_fw_stream_init(struct mdev_fw_stream *s, const struct mdev_manifest *m)

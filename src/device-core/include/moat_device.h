@@ -107,6 +107,9 @@ struct mdev_trusted_key {
 	size_t key_len;
 };
 
+/* The keyid of a DER SubjectPublicKeyInfo (its SHA-256, through the port). 0 or -1. */
+int mdev_keyid(const void *spki, size_t len, uint8_t out[MDEV_SHA256_BYTES]);
+
 struct mdev_trust {
 	const struct mdev_trusted_key *keys;
 	size_t count;  /* <= MDEV_FW_TRUST_MAX_KEYS; keyids distinct */
