@@ -152,7 +152,7 @@ int mj_fields(struct mjson *j, int obj, const char *const *names, const bool *re
 				return -1;
 			}
 		} else if (out[f] >= 0) {
-			mdev_msgf(j->msg, "%s: duplicate key \"%s\"", j->what, names[f]);
+			mdev_msgf(j->msg, "%s: duplicate field '%s'", j->what, names[f]);
 			return -1;
 		} else {
 			out[f] = v;

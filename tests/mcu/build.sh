@@ -32,31 +32,38 @@ common=(--specs=picolibc.specs --oslib=semihost "${flags[@]}" -Os -g -std=c99
 	-DMBEDTLS_CONFIG_FILE='"mbedtls_config.h"' -I"$src/tests/mcu" -I"$mbed/include"
 	-I"$src/src/device-core/include" -I"$out/jsmn")
 ldflags=("${mem[@]}" -Wl,--defsym=__stack_size=12K -Wl,--gc-sections)
-objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o, prints the objects
+built=()
+objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o; the objects in built[]
 	local name=$1 f o
 	shift
+	built=()
 	for f in "$@"; do
 		o="$out/obj/$name-$(basename "$f" .c).o"
-		if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$src/tests/mcu/mbedtls_config.h" -nt "$o" ]; then
+		if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$src/tests/mcu/mbedtls_config.h" -nt "$o" ] ||
+			[ "$src/bench/mcu/bench_common.h" -nt "$o" ]; then
 			$cc "${common[@]}" "${extra[@]}" -c "$f" -o "$o"
 		fi
-		echo "$o"
+		built+=("$o")
 	done
 }
 extra=(-Wno-unused-parameter)
-mapfile -t mbed_objs < <(objs mbedtls "$mbed"/library/{asn1parse,asn1write,base64,bignum,ecp,ecp_curves,ecdsa,sha256,platform,platform_util,memory_buffer_alloc,constant_time,md,oid,pk,pk_wrap,pkparse,rsa,rsa_internal}.c)
+objs mbedtls "$mbed"/library/{asn1parse,asn1write,base64,bignum,ecp,ecp_curves,ecdsa,sha256,platform,platform_util,memory_buffer_alloc,constant_time,md,oid,pk,pk_wrap,pkparse,rsa,rsa_internal}.c
+mbed_objs=("${built[@]}")
 ar=${cc##* }; ar=${ar%-gcc}-ar
 rm -f "$out/libmbedcrypto.a" "$out/libmdev.a"
 $ar rcs "$out/libmbedcrypto.a" "${mbed_objs[@]}"
 extra=(-Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wvla -Wundef)
-mapfile -t mdev_objs < <(objs mdev "$src"/src/device-core/{verify,semver,ab,msg,mjson,port_mbedtls}.c)
+objs mdev "$src"/src/device-core/{verify,semver,ab,msg,mjson,port_mbedtls}.c
+mdev_objs=("${built[@]}")
 $ar rcs "$out/libmdev.a" "${mdev_objs[@]}"
 extra=()
-mapfile -t test_objs < <(objs test "$src/tests/mcu/mcu_test.c")
+objs test "$src/tests/mcu/mcu_test.c"
+test_objs=("${built[@]}")
 $cc "${common[@]}" "${ldflags[@]}" -o "$out/mcu_test.elf" "${test_objs[@]}" "$out/libmdev.a" "$out/libmbedcrypto.a"
 for b in "$src"/bench/mcu/bench_*.c; do
 	[ -f "$b" ] || continue
 	n=$(basename "$b" .c)
-	mapfile -t bobjs < <(objs bench "$b")
+	objs bench "$b"
+	bobjs=("${built[@]}")
 	$cc "${common[@]}" "${ldflags[@]}" -o "$out/$n.elf" "${bobjs[@]}" "$out/libmdev.a" "$out/libmbedcrypto.a"
 done
