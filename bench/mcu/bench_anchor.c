@@ -40,7 +40,8 @@ static __attribute__((noinline)) void verify(long k, long s)
 	mbedtls_pk_init(&pk);
 	rc = mbedtls_pk_parse_public_key(&pk, key, (size_t)k);
 	if (rc == 0) {
-		rc = mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig, (size_t)s);
+		rc = mbedtls_pk_verify(&pk, MBEDTLS_MD_SHA256, digest, sizeof(digest), sig,
+				       (size_t)s);
 	}
 	mbedtls_pk_free(&pk);
 }

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# run.sh ARCH ELF: moat-device's MCU test under QEMU. Makes a deployment and firmware keys
-# with `moat`, signs an image with `moat fw sign`, derives the tampered envelopes and
-# images (one per refusal reason), writes cases.txt, and runs ELF (tests/mcu/mcu_test.c)
-# with semihosting in that directory. The result is the program's exit status; its last
-# line is "N passed, N failed".
+# run.sh ARCH ELF [CASES_DIR]: moat-device's MCU test under QEMU. Makes a deployment and
+# firmware keys with `moat`, signs an image with `moat fw sign`, derives the tampered
+# envelopes and images (one per refusal reason), writes cases.txt, and runs ELF
+# (tests/mcu/mcu_test.c) with semihosting in that directory. The result is the program's
+# exit status; its last line is "N passed, N failed".
+# run.sh --cases DIR makes the cases into DIR only (ctest's fixture, shared by both
+# targets); with CASES_DIR, run.sh uses them instead of making its own.
 set -euo pipefail
-arch=$1 elf=$2
+arch=$1 elf=$2 cases=${3:-}
 moat=${MOAT_BUILD:?MOAT_BUILD: the build directory}/moat
 case "$arch" in
+--cases) T=$elf; rm -rf "$T"; mkdir -p "$T" ;;
 cortex-m3) qemu=(qemu-system-arm -M lm3s6965evb) ;;
 rv32imc) qemu=(qemu-system-riscv32 -M virt -bios none) ;;
 *) echo "run.sh: unknown arch '$arch'" >&2; exit 2 ;;
 esac
-command -v "${qemu[0]}" >/dev/null || { echo "run.sh: ${qemu[0]} is not installed" >&2; exit 77; }
-[ -f "$elf" ] || { echo "run.sh: $elf was not built" >&2; exit 1; }
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+if [ "$arch" != --cases ]; then
+	command -v "${qemu[0]}" >/dev/null || { echo "run.sh: ${qemu[0]} is not installed" >&2; exit 77; }
+	[ -f "$elf" ] || { echo "run.sh: $elf was not built" >&2; exit 1; }
+	T=$(mktemp -d)
+	trap 'rm -rf "$T"' EXIT
+fi
+if [ -n "$cases" ]; then
+	[ -f "$cases/cases.txt" ] || { echo "run.sh: no cases in $cases" >&2; exit 1; }
+	cp "$cases"/*.json "$cases"/*.bin "$cases"/*.der "$cases/cases.txt" "$T/"
+else
 export MOAT_FW_PASSPHRASE="mcu-test-signing-passphrase" MOAT_CA_PASSPHRASE="mcu-test-ca-passphrase"
 mk_deploy() { # mk_deploy DIR: a deployment with one ec-p256 firmware key; prints its id
 	"$moat" init --dir "$1" --name mcu --broker-port 1 --server-port 2 >/dev/null
@@ -90,13 +99,13 @@ year2100=4102444800
 	echo "verify tampered_secver.json - bad_signature mcu_sensor 1.1.0 3 $now 0 install"
 	echo "verify no_sigs.json - unknown_key mcu_sensor 1.1.0 3 $now 0 install"
 	echo "verify envu.json - unknown_key mcu_sensor 1.1.0 3 $now 0 install"
-	echo "verify env2.json - expired mcu_sensor 1.1.0 3 $year2100 0 install"
-	echo "verify env2.json - rollback mcu_sensor 1.1.0 3 $now $later install"
-	echo "verify env2.json - wrong_type other_sensor 1.1.0 3 $now 0 install"
-	echo "verify env2.json - downgrade mcu_sensor 1.1.0 4 $now 0 install"
-	echo "verify env2.json - downgrade mcu_sensor 1.1.0 4 $now 0 boot"
-	echo "verify env2.json - not_newer mcu_sensor 1.2.0 3 $now 0 install"
-	echo "verify env2.json - not_newer mcu_sensor 2.0.0 3 $now 0 install"
+	echo "verify env1.json - expired mcu_sensor 1.1.0 3 $year2100 0 install"
+	echo "verify env1.json - rollback mcu_sensor 1.1.0 3 $now $later install"
+	echo "verify env1.json - wrong_type other_sensor 1.1.0 3 $now 0 install"
+	echo "verify env1.json - downgrade mcu_sensor 1.1.0 4 $now 0 install"
+	echo "verify env1.json - downgrade mcu_sensor 1.1.0 4 $now 0 boot"
+	echo "verify env1.json - not_newer mcu_sensor 1.2.0 3 $now 0 install"
+	echo "verify env1.json - not_newer mcu_sensor 2.0.0 3 $now 0 install"
 	echo "trust 2 $A.der $B.der"
 	echo "verify env2.json image.bin accept mcu_sensor 1.1.0 3 $now 0 install"
 	echo "verify env1.json - threshold mcu_sensor 1.1.0 3 $now 0 install"
@@ -105,7 +114,8 @@ year2100=4102444800
 	echo "verify env2.json - unknown_key mcu_sensor 1.1.0 3 $now 0 install"
 	echo "verify envu.json image.bin accept mcu_sensor 1.1.0 3 $now 0 install"
 } >"$T/cases.txt"
-
+[ "$arch" != --cases ] || exit 0
+fi
 cd "$T"
 timeout 60 "${qemu[@]}" -nographic -monitor none -serial none \
 	-semihosting-config enable=on,target=native -kernel "$elf" 2>&1 | tee "$T/out.txt"
