@@ -459,6 +459,17 @@ fail:
 	return -1;
 }
 
+/* A reason may quote untrusted bytes: what goes into a response is printable ASCII, with
+ * anything else shown as '?', and never over the detail's limit. */
+static void printable_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] != '\0' && i + 1 < size && i < MDEV_DETAIL_MAX_LEN; i++) {
+		dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+	}
+	dst[i] = '\0';
+}
+
 int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, size_t len,
 		      const struct mdev_cmd_handlers *h, int64_t now_ms, char *buf, size_t size,
 		      size_t *out_len)
@@ -481,7 +492,8 @@ int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, 
 		r.command = in_class(name, MDEV_CMD_NAME_MAX_LEN, true, false, "_") ? name
 										    : "invalid";
 		r.status = "bad_request";
-		r.detail = why;
+		printable_copy(res.detail, sizeof(res.detail), why);
+		r.detail = res.detail;
 		return mdev_msg_response(&r, buf, size, out_len) == 0 ? MDEV_CMD_UNKNOWN : -1;
 	}
 	r.command = cmd.name;
@@ -523,7 +535,8 @@ int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, 
 	}
 	kind = (int)cmd.kind;
 	r.status = res.status != NULL ? res.status : "failed";
-	r.detail = res.detail;
+	printable_copy(why, sizeof(why), res.detail);
+	r.detail = why;
 	r.interval = res.has_interval ? res.interval : 0;
 	return mdev_msg_response(&r, buf, size, out_len) == 0 ? kind : -1;
 }
