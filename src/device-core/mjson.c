@@ -24,6 +24,119 @@ static bool space(char c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+/* jsmn's strict mode still takes trailing or doubled commas, a string followed by ':' as a
+ * value, and any printable run as a primitive. So the text between tokens is checked here:
+ * only whitespace and exactly the separator JSON requires, and every primitive is true,
+ * false, null or a number by JSON's grammar. Nesting is bounded (MJ_MAX_DEPTH). */
+#define MJ_MAX_DEPTH 8
+
+static int ext_start(const jsmntok_t *t)
+{
+	return t->type == JSMN_STRING ? t->start - 1 : t->start;
+}
+
+static int ext_end(const jsmntok_t *t)
+{
+	return t->type == JSMN_STRING ? t->end + 1 : t->end;
+}
+
+/* [from, to) holds whitespace and, when sep is not 0, exactly one sep. */
+static bool gap_ok(const char *js, int from, int to, char sep)
+{
+	int seen = 0;
+	if (from < 0 || to < from) {
+		return false;
+	}
+	for (int i = from; i < to; i++) {
+		if (sep != 0 && js[i] == sep) {
+			seen++;
+		} else if (!space(js[i])) {
+			return false;
+		}
+	}
+	return seen == (sep != 0 ? 1 : 0);
+}
+
+static bool digits(const char *p, int n, int *i)
+{
+	int start = *i;
+	while (*i < n && p[*i] >= '0' && p[*i] <= '9') {
+		(*i)++;
+	}
+	return *i > start;
+}
+
+static bool primitive_ok(const char *p, int n)
+{
+	int i = 0;
+	if ((n == 4 && memcmp(p, "true", 4) == 0) || (n == 5 && memcmp(p, "false", 5) == 0) ||
+	    (n == 4 && memcmp(p, "null", 4) == 0)) {
+		return true;
+	}
+	if (i < n && p[i] == '-') {
+		i++;
+	}
+	if (i < n && p[i] == '0') {
+		i++;
+	} else if (!digits(p, n, &i)) {
+		return false;
+	}
+	if (i < n && p[i] == '.') {
+		i++;
+		if (!digits(p, n, &i)) {
+			return false;
+		}
+	}
+	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
+		i++;
+		if (i < n && (p[i] == '+' || p[i] == '-')) {
+			i++;
+		}
+		if (!digits(p, n, &i)) {
+			return false;
+		}
+	}
+	return i == n;
+}
+
+/* The token after the subtree at i when it is well-formed, else -1. */
+static int structure(const struct mjson *j, int i, int depth)
+{
+	const jsmntok_t *t = &j->tok[i];
+	if (t->type == JSMN_PRIMITIVE) {
+		return primitive_ok(j->js + t->start, t->end - t->start) ? i + 1 : -1;
+	}
+	if (t->type == JSMN_STRING) {
+		return t->size == 0 ? i + 1 : -1;
+	}
+	if ((t->type != JSMN_OBJECT && t->type != JSMN_ARRAY) || depth >= MJ_MAX_DEPTH) {
+		return -1;
+	}
+	bool object = t->type == JSMN_OBJECT;
+	int pos = t->start + 1;
+	int k = i + 1;
+	for (int m = 0; m < t->size; m++) {
+		if (k >= j->ntok || !gap_ok(j->js, pos, ext_start(&j->tok[k]), m == 0 ? 0 : ',')) {
+			return -1;
+		}
+		if (object) {
+			const jsmntok_t *key = &j->tok[k];
+			if (key->type != JSMN_STRING || key->size != 1 || k + 1 >= j->ntok ||
+			    !gap_ok(j->js, ext_end(key), ext_start(&j->tok[k + 1]), ':')) {
+				return -1;
+			}
+			k++;
+		}
+		int v = k;
+		k = structure(j, v, depth + 1);
+		if (k < 0) {
+			return -1;
+		}
+		pos = ext_end(&j->tok[v]);
+	}
+	return gap_ok(j->js, pos, t->end - 1, 0) ? k : -1;
+}
+
 int mj_parse(struct mjson *j, const char *what, const void *js, size_t len, size_t max,
 	     jsmntok_t *tok, int ntok, char *msg)
 {
@@ -88,8 +201,9 @@ int mj_parse(struct mjson *j, const char *what, const void *js, size_t len, size
 			return -1;
 		}
 	}
-	if (mj_next(j, 0) != n) {
-		mdev_msgf(msg, "%s: data after the object", what);
+	if (structure(j, 0, 0) != n) {
+		mdev_msgf(msg, "%s: invalid JSON (or nested deeper than %d levels)", what,
+			  MJ_MAX_DEPTH);
 		return -1;
 	}
 	return 0;

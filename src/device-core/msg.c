@@ -422,6 +422,18 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 				goto fail;
 			}
 		} else {
+			/* Argument names as moat's command builder writes them: [a-z0-9_]{1,32}. */
+			char key[33];
+			if (kl < 1 || kl > 32) {
+				mdev_msgf(msg, "command: an argument name is not 1..32 characters");
+				goto fail;
+			}
+			memcpy(key, ks, (size_t)kl);
+			key[kl] = '\0';
+			if (!in_class(key, 32, true, false, "_")) {
+				mdev_msgf(msg, "command: an argument name is not [a-z0-9_]{1,32}");
+				goto fail;
+			}
 			if (++args > MDEV_CMD_ARGS_MAX) {
 				mdev_msgf(msg, "command: more than %d arguments",
 					  MDEV_CMD_ARGS_MAX);

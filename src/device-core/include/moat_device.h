@@ -340,9 +340,11 @@ struct mdev_command {
 int mdev_topic_command_name(const char *self, const char *topic,
 			    char name[MDEV_CMD_NAME_MAX_LEN + 1]);
 
-/* Parses a command payload (moat_msg_command_parse's rules): "command" optional but equal
- * to name when given, "id" optional ([A-Za-z0-9._:-]{1,64}), at most 8 other arguments of
- * string, number or boolean type, no duplicate keys. 0, or -1 with the reason in msg. */
+/* Parses a command payload (moat_msg_command_parse's rules, stricter where noted):
+ * "command" optional but equal to name when given, "id" optional ([A-Za-z0-9._:-]{1,64}),
+ * at most 8 other arguments named [a-z0-9_]{1,32} (as moat's builder writes them) of
+ * string (printable ASCII, no escapes), number or boolean type, no duplicate keys. 0, or -1 with
+ * the reason in msg. */
 int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mdev_command *out,
 		   char *msg);
 
