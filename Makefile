@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 60
 
 PREFIX ?= /usr/local
 
-.PHONY: all bootstrap build install check check-normal check-asan check-fuzz run bench fuzz fuzz-merge mutate clean format
+.PHONY: all bootstrap build install check check-normal check-asan check-mcu check-fuzz run bench fuzz fuzz-merge mutate clean format
 
 all: build
 
@@ -17,7 +17,7 @@ bootstrap:
 
 build: bootstrap
 	@# Production binaries: no test failpoints, even in a directory `make check` configured.
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF >/dev/null
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF -DMOAT_MCU=OFF >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # make install [PREFIX=/usr/local] [DESTDIR=...]: packaging/CMakeLists.txt says what goes where.
@@ -34,11 +34,17 @@ check-normal: bootstrap
 check-asan: bootstrap
 	@scripts/check asan
 
+# moat-device on the MCU targets alone (tests/mcu under QEMU; part of make check too).
+check-mcu: bootstrap
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=ON -DMOAT_MCU=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+	@ctest --test-dir $(BUILD) -L mcu --output-on-failure -j 2
+
 # The demo's build is quiet: its log is shown only when it fails.
 run: bootstrap
 	@mkdir -p $(BUILD)
 	@echo "make run: building moat (log: $(BUILD)/make-run.log)"
-	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF && \
+	@{ cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FAILPOINTS=OFF -DMOAT_MCU=OFF && \
 	   cmake --build $(BUILD) -j $(JOBS); } >$(BUILD)/make-run.log 2>&1 || { \
 	  tail -n 40 $(BUILD)/make-run.log; \
 	  echo "make run: the build failed (above: the end of $(BUILD)/make-run.log)" >&2; exit 1; }

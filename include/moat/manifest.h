@@ -31,6 +31,7 @@
 #include "moat/err.h"
 #include "moat/identity.h"
 #include "moat/keys.h"
+#include "moat_device.h" /* moat-device: the rules moat_fw_decide applies */
 
 #define MOAT_SHA256_BYTES 32
 #define MOAT_SHA256_HEX_LEN 64
@@ -209,11 +210,7 @@ MOAT_MUST_CHECK int moat_semver_compare(const char *a, const char *b, int *out_c
 /* Hashes an image as it arrives and never accepts more than the manifest's size. Owned by
  * the caller: init, update..., final, free (free is always safe after init). */
 struct moat_fw_stream {
-	void *md; /* EVP_MD_CTX */
-	uint64_t expected_size;
-	uint64_t seen;
-	uint8_t expected_sha256[MOAT_SHA256_BYTES];
-	bool too_long; /* an update was refused: more data than the manifest's size */
+	struct mdev_fw_stream dev; /* moat-device's stream (moat_device.h) */
 };
 
 MOAT_MUST_CHECK int moat_fw_stream_init(struct moat_fw_stream *s, const struct moat_manifest *m,

@@ -15,6 +15,7 @@
 
 #include "fw_internal.h"
 #include "moat/manifest.h"
+#include "moat_device.h"
 
 #define PAE_MAX_BYTES (MOAT_MANIFEST_MAX_BYTES + MOAT_FW_PAYLOAD_TYPE_MAX_LEN + 64)
 #define B64_LEN(n) (4 * (((n) + 2) / 3))
@@ -436,99 +437,54 @@ static enum moat_fw_verdict verdict(struct moat_fw_decision *out, enum moat_fw_v
 	return v;
 }
 
-/* Counts valid signatures by distinct trusted keys. A trusted key whose signature fails is
- * tampering and refuses the envelope outright, whatever the other signatures say. */
-static enum moat_fw_verdict check_signatures(const struct moat_envelope *env,
-					     const struct moat_fw_trust *trust,
-					     struct moat_fw_decision *out)
+/* The decision is moat-device's (src/device-core, moat_device.h): the same code a
+ * microcontroller runs. Here it runs on the OpenSSL port, whose keys may be the trust set's
+ * EVP_PKEYs (key_len 0), so Ed25519 and RSA-PSS keys verify as before. */
+_Static_assert((int)MDEV_FW_VERDICT_COUNT == (int)MOAT_FW_VERDICT_COUNT &&
+		       (int)MDEV_FW_HASH_MISMATCH == (int)MOAT_FW_HASH_MISMATCH &&
+		       (int)MDEV_FW_MALFORMED == (int)MOAT_FW_MALFORMED,
+	       "moat_fw_verdict and mdev_fw_verdict are one list");
+_Static_assert(MDEV_ENVELOPE_MAX_SIGS == MOAT_ENVELOPE_MAX_SIGS &&
+		       MDEV_FW_SIG_MAX_BYTES == MOAT_FW_SIG_MAX_BYTES &&
+		       MDEV_MANIFEST_MAX_BYTES == MOAT_MANIFEST_MAX_BYTES &&
+		       MDEV_ENVELOPE_MAX_BYTES == MOAT_ENVELOPE_MAX_BYTES &&
+		       MDEV_FW_TRUST_MAX_KEYS == MOAT_FW_TRUST_MAX_KEYS &&
+		       MDEV_DEVICE_TYPE_MAX_LEN == MOAT_DEVICE_TYPE_MAX_LEN &&
+		       MDEV_FW_VERSION_MAX_LEN == MOAT_FW_VERSION_MAX_LEN,
+	       "moat-device's limits are moat's");
+
+static void policy_to_mdev(const struct moat_fw_policy *p, struct mdev_fw_policy *out)
 {
-	unsigned char pae[PAE_MAX_BYTES];
-	size_t pae_len = 0;
-	if (moat_dsse_pae(env->payload_type, env->payload, env->payload_len, pae, sizeof(pae),
-			  &pae_len, NULL) != 0) {
-		return verdict(out, MOAT_FW_MALFORMED, "envelope payload too long");
-	}
-	bool counted[MOAT_FW_TRUST_MAX_KEYS] = {false};
-	size_t valid = 0;
-	size_t trusted_sigs = 0;
-	size_t count = trust->count < MOAT_FW_TRUST_MAX_KEYS ? trust->count
-							     : MOAT_FW_TRUST_MAX_KEYS;
-	for (size_t i = 0; i < env->sig_count; i++) {
-		const struct moat_envelope_sig *sg = &env->sigs[i];
-		size_t k = 0;
-		while (k < count && strcmp(trust->keys[k].keyid, sg->keyid) != 0) {
-			k++;
-		}
-		if (k == count) {
-			continue; /* not ours: an unknown key proves nothing */
-		}
-		trusted_sigs++;
-		if (!fw_sig_verify(trust->keys[k].pkey, pae, pae_len, sg->sig, sg->sig_len)) {
-			return verdict(out, MOAT_FW_BAD_SIGNATURE,
-				       "signature by trusted key %.16s does not verify: the "
-				       "envelope was modified",
-				       sg->keyid);
-		}
-		if (!counted[k]) {
-			/* The same key signing twice still counts once toward the threshold. */
-			counted[k] = true;
-			valid++;
-		}
-	}
-	if (trusted_sigs == 0) {
-		return verdict(out, MOAT_FW_UNKNOWN_KEY,
-			       "no signature by a trusted key (%zu signature%s, none trusted)",
-			       env->sig_count, env->sig_count == 1 ? "" : "s");
-	}
-	if (trust->threshold < 1 || valid < (size_t)trust->threshold) {
-		return verdict(out, MOAT_FW_THRESHOLD,
-			       "%zu valid signature%s by distinct trusted keys, %d required", valid,
-			       valid == 1 ? "" : "s", trust->threshold);
-	}
-	return MOAT_FW_ACCEPT;
+	out->purpose = p->purpose == MOAT_FW_FOR_BOOT ? MDEV_FW_FOR_BOOT : MDEV_FW_FOR_INSTALL;
+	out->device_type = p->device_type;
+	out->current_version = p->current_version;
+	out->security_floor = p->security_floor;
+	out->now = p->now;
+	out->last_issued_at = p->last_issued_at;
 }
 
-static enum moat_fw_verdict check_policy(const struct moat_manifest *m,
-					 const struct moat_fw_policy *policy,
-					 struct moat_fw_decision *out)
+static void manifest_from_mdev(const struct mdev_manifest *m, struct moat_manifest *out)
 {
-	if (strcmp(m->device_type, policy->device_type) != 0) {
-		return verdict(out, MOAT_FW_WRONG_TYPE,
-			       "manifest is for device type '%s', this device is '%s'",
-			       m->device_type, policy->device_type);
-	}
-	if (m->security_version < policy->security_floor) {
-		return verdict(out, MOAT_FW_DOWNGRADE,
-			       "security_version %lld is below the device's floor %lld",
-			       (long long)m->security_version, (long long)policy->security_floor);
-	}
-	if (policy->purpose == MOAT_FW_FOR_BOOT) {
-		return MOAT_FW_ACCEPT;
-	}
-	if (m->issued_at < policy->last_issued_at) {
-		return verdict(out, MOAT_FW_ROLLBACK,
-			       "manifest issued at %lld is older than the last verified one "
-			       "(%lld): replayed",
-			       (long long)m->issued_at, (long long)policy->last_issued_at);
-	}
-	int64_t clock = policy->now > policy->last_issued_at ? policy->now : policy->last_issued_at;
-	if (m->expires_at <= clock) {
-		return verdict(out, MOAT_FW_EXPIRED, "manifest expired at %lld (device time %lld)",
-			       (long long)m->expires_at, (long long)clock);
-	}
-	if (policy->current_version) {
-		int cmp = 0;
-		struct moat_err e;
-		if (moat_semver_compare(m->version, policy->current_version, &cmp, &e) != 0) {
-			return verdict(out, MOAT_FW_NOT_NEWER, "running version: %s", e.msg);
-		}
-		if (cmp <= 0) {
-			return verdict(out, MOAT_FW_NOT_NEWER,
-				       "version %s is not newer than the running %s", m->version,
-				       policy->current_version);
-		}
-	}
-	return MOAT_FW_ACCEPT;
+	memset(out, 0, sizeof(*out));
+	memcpy(out->device_type, m->device_type, sizeof(out->device_type));
+	memcpy(out->version, m->version, sizeof(out->version));
+	out->security_version = m->security_version;
+	out->size = m->size;
+	memcpy(out->sha256, m->sha256, sizeof(out->sha256));
+	out->issued_at = m->issued_at;
+	out->expires_at = m->expires_at;
+}
+
+static void manifest_to_mdev(const struct moat_manifest *m, struct mdev_manifest *out)
+{
+	memset(out, 0, sizeof(*out));
+	memcpy(out->device_type, m->device_type, sizeof(out->device_type));
+	memcpy(out->version, m->version, sizeof(out->version));
+	out->security_version = m->security_version;
+	out->size = m->size;
+	memcpy(out->sha256, m->sha256, sizeof(out->sha256));
+	out->issued_at = m->issued_at;
+	out->expires_at = m->expires_at;
 }
 
 enum moat_fw_verdict moat_fw_decide(const void *envelope_json, size_t len,
@@ -537,12 +493,13 @@ enum moat_fw_verdict moat_fw_decide(const void *envelope_json, size_t len,
 				    struct moat_manifest *out_manifest,
 				    struct moat_fw_decision *out)
 {
-	struct moat_envelope env;
-	struct moat_manifest m;
-	struct moat_err e;
-	enum moat_fw_verdict v;
+	struct mdev_trusted_key keys[MOAT_FW_TRUST_MAX_KEYS];
+	struct mdev_trust mt = {.keys = keys, .count = 0, .threshold = 0};
+	struct mdev_fw_policy mp;
+	struct mdev_fw_decision md;
+	struct mdev_manifest mm;
+	struct mdev_fw_work *work = NULL;
 	memset(out, 0, sizeof(*out));
-	memset(&m, 0, sizeof(m));
 	if (out_manifest) {
 		memset(out_manifest, 0, sizeof(*out_manifest));
 	}
@@ -550,124 +507,88 @@ enum moat_fw_verdict moat_fw_decide(const void *envelope_json, size_t len,
 		return verdict(out, MOAT_FW_MALFORMED,
 			       "no trust list or device type to decide with");
 	}
-	if (moat_envelope_parse(envelope_json, len, &env, &e) != 0) {
-		return verdict(out, MOAT_FW_MALFORMED, "%s", e.msg);
+	work = malloc(sizeof(*work));
+	if (!work) {
+		return verdict(out, MOAT_FW_MALFORMED, "out of memory");
 	}
-	if (strcmp(env.payload_type, MOAT_FW_PAYLOAD_TYPE) != 0) {
-		return verdict(out, MOAT_FW_BAD_PAYLOAD_TYPE, "payload type '%s' is not %s",
-			       env.payload_type, MOAT_FW_PAYLOAD_TYPE);
+	mt.count = trust->count < MOAT_FW_TRUST_MAX_KEYS ? trust->count : MOAT_FW_TRUST_MAX_KEYS;
+	mt.threshold = trust->threshold;
+	for (size_t i = 0; i < mt.count; i++) {
+		if (moat_hex_decode(trust->keys[i].keyid, keys[i].keyid, sizeof(keys[i].keyid)) !=
+		    0) {
+			free(work);
+			return verdict(out, MOAT_FW_MALFORMED, "trust list: key %zu has no key id",
+				       i);
+		}
+		keys[i].key = trust->keys[i].pkey;
+		keys[i].key_len = 0;
 	}
-	v = check_signatures(&env, trust, out);
-	if (v != MOAT_FW_ACCEPT) {
-		return v;
+	policy_to_mdev(policy, &mp);
+	enum mdev_fw_verdict v = mdev_fw_decide(envelope_json, len, &mt, &mp, work, &mm, &md);
+	free(work);
+	if (v == MDEV_FW_ACCEPT && out_manifest) {
+		manifest_from_mdev(&mm, out_manifest);
 	}
-	/* Only now, with the payload authenticated, is it parsed. */
-	if (moat_manifest_parse(env.payload, env.payload_len, &m, &e) != 0) {
-		return verdict(out, MOAT_FW_MALFORMED, "%s", e.msg);
-	}
-	v = check_policy(&m, policy, out);
-	if (v != MOAT_FW_ACCEPT) {
-		return v;
-	}
-	if (out_manifest) {
-		*out_manifest = m;
-	}
-	return verdict(out, MOAT_FW_ACCEPT,
-		       "%s %s (security_version %lld): threshold of %d of %zu trusted keys met",
-		       m.device_type, m.version, (long long)m.security_version, trust->threshold,
-		       trust->count);
+	return verdict(out, (enum moat_fw_verdict)v, "%s", md.msg);
 }
 
-/* ---- streaming image verification ---- */
+/* ---- streaming image verification: moat-device's stream (the signed size a hard bound) */
 
 int moat_fw_stream_init(struct moat_fw_stream *s, const struct moat_manifest *m,
 			struct moat_err *err)
 {
+	struct mdev_manifest mm;
 	memset(s, 0, sizeof(*s));
 	if (m->size < 1 || m->size > MOAT_FW_IMAGE_MAX_BYTES) {
 		return moat_err_set(err, MOAT_EINVAL, "manifest size %llu is outside 1..%llu",
 				    (unsigned long long)m->size,
 				    (unsigned long long)MOAT_FW_IMAGE_MAX_BYTES);
 	}
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	if (!ctx || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-		EVP_MD_CTX_free(ctx);
+	manifest_to_mdev(m, &mm);
+	if (mdev_fw_stream_init(&s->dev, &mm) != 0) {
 		return moat_err_ssl(err, MOAT_ECRYPTO, "starting SHA-256");
 	}
-	s->md = ctx;
-	s->expected_size = m->size;
-	memcpy(s->expected_sha256, m->sha256, sizeof(s->expected_sha256));
 	return 0;
 }
 
 int moat_fw_stream_update(struct moat_fw_stream *s, const void *data, size_t len,
 			  struct moat_err *err)
 {
-	if (!s->md) {
+	if (!s->dev.started && !s->dev.too_long) {
 		return moat_err_set(err, MOAT_EINVAL, "image stream not started");
 	}
-	if (s->too_long || len > s->expected_size - s->seen) {
-		s->too_long = true;
-		return moat_err_set(err, MOAT_EVERIFY,
-				    "image is longer than the manifest's size of %llu bytes",
-				    (unsigned long long)s->expected_size);
-	}
-	if (len > 0 && EVP_DigestUpdate(s->md, data, len) != 1) {
+	if (mdev_fw_stream_update(&s->dev, data, len) != 0) {
+		if (s->dev.too_long) {
+			return moat_err_set(err, MOAT_EVERIFY,
+					    "image is longer than the manifest's size of %llu bytes",
+					    (unsigned long long)s->dev.expected_size);
+		}
 		return moat_err_ssl(err, MOAT_ECRYPTO, "hashing the image");
 	}
-	s->seen += len;
 	return 0;
 }
 
 int moat_fw_stream_final(struct moat_fw_stream *s, struct moat_err *err)
 {
-	if (!s->md) {
-		return moat_err_set(err, MOAT_EINVAL, "image stream not started");
+	struct mdev_fw_decision d;
+	enum mdev_fw_verdict v = mdev_fw_stream_decide(&s->dev, &d);
+	if (v == MDEV_FW_ACCEPT) {
+		return 0;
 	}
-	if (s->too_long) {
-		return moat_err_set(err, MOAT_EVERIFY,
-				    "image is longer than the manifest's size of %llu bytes",
-				    (unsigned long long)s->expected_size);
-	}
-	if (s->seen != s->expected_size) {
-		return moat_err_set(err, MOAT_EVERIFY,
-				    "image is %llu bytes, the manifest says %llu",
-				    (unsigned long long)s->seen,
-				    (unsigned long long)s->expected_size);
-	}
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	if (EVP_DigestFinal_ex(s->md, md, &mdlen) != 1 || mdlen != MOAT_SHA256_BYTES) {
-		return moat_err_ssl(err, MOAT_ECRYPTO, "finishing SHA-256");
-	}
-	/* The context is spent; a second final must not reuse it. */
-	EVP_MD_CTX_free(s->md);
-	s->md = NULL;
-	if (CRYPTO_memcmp(md, s->expected_sha256, MOAT_SHA256_BYTES) != 0) {
-		return moat_err_set(err, MOAT_EVERIFY, "image SHA-256 does not match the manifest");
-	}
-	return 0;
+	return moat_err_set(err, v == MDEV_FW_MALFORMED ? MOAT_EINVAL : MOAT_EVERIFY, "%s", d.msg);
 }
 
 void moat_fw_stream_free(struct moat_fw_stream *s)
 {
 	if (s) {
-		EVP_MD_CTX_free(s->md);
-		s->md = NULL;
+		mdev_fw_stream_abort(&s->dev);
 	}
 }
 
 enum moat_fw_verdict moat_fw_stream_decide(struct moat_fw_stream *s, struct moat_fw_decision *out)
 {
-	struct moat_err e;
+	struct mdev_fw_decision d;
 	memset(out, 0, sizeof(*out));
-	bool size_ok = !s->too_long && s->seen == s->expected_size;
-	if (moat_fw_stream_final(s, &e) == 0) {
-		return verdict(out, MOAT_FW_ACCEPT, "image matches the manifest (%llu bytes)",
-			       (unsigned long long)s->seen);
-	}
-	if (e.code != MOAT_EVERIFY) {
-		return verdict(out, MOAT_FW_MALFORMED, "%s", e.msg);
-	}
-	return verdict(out, size_ok ? MOAT_FW_HASH_MISMATCH : MOAT_FW_SIZE_MISMATCH, "%s", e.msg);
+	enum mdev_fw_verdict v = mdev_fw_stream_decide(&s->dev, &d);
+	return verdict(out, (enum moat_fw_verdict)v, "%s", d.msg);
 }

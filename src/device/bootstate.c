@@ -15,6 +15,7 @@
 
 #include "moat/identity.h"
 #include "moat/update.h"
+#include "moat_device.h"
 
 #define STATE_MAGIC_V1 "moat-boot-state 1"
 #define STATE_MAGIC "moat-boot-state 2"
@@ -215,71 +216,73 @@ int moat_boot_state_format(const struct moat_boot_state *st, char *buf, size_t s
 	return 0;
 }
 
+/* The transitions are moat-device's (src/device-core/ab.c): the same machine an MCU runs.
+ * moat_boot_state carries the device type besides; the rest maps field for field. */
+static struct mdev_ab_state to_ab(const struct moat_boot_state *st)
+{
+	struct mdev_ab_state ab = {
+		.active = st->active,
+		.trial = st->trial,
+		.attempts = st->attempts,
+		.deadline = st->deadline,
+		.floor = st->floor,
+		.last_issued_at = st->last_issued_at,
+		.reverted_issued_at = st->reverted_issued_at,
+	};
+	return ab;
+}
+
+static void from_ab(const struct mdev_ab_state *ab, struct moat_boot_state *st)
+{
+	st->active = ab->active;
+	st->trial = ab->trial;
+	st->attempts = ab->attempts;
+	st->deadline = ab->deadline;
+	st->floor = ab->floor;
+	st->last_issued_at = ab->last_issued_at;
+	st->reverted_issued_at = ab->reverted_issued_at;
+}
+
+_Static_assert(MOAT_BOOT_MAX_ATTEMPTS == MDEV_AB_MAX_ATTEMPTS, "one trial rule");
+
 int moat_boot_stage(struct moat_boot_state *st, char slot, const struct moat_manifest *m,
 		    struct moat_err *err)
 {
+	struct mdev_ab_state ab = to_ab(st);
 	if (st->trial != 0) {
 		return moat_err_set(err, MOAT_ESTATE, "slot %c is already on trial", st->trial);
 	}
-	if (!slot_ok(slot) || slot == st->active) {
+	if (mdev_ab_stage(&ab, slot, m->issued_at) != 0) {
 		return moat_err_set(err, MOAT_EINVAL, "cannot stage the active slot");
 	}
-	st->trial = slot;
-	st->attempts = 0;
-	st->deadline = 0;
-	if (m->issued_at > st->last_issued_at) {
-		st->last_issued_at = m->issued_at;
-	}
+	from_ab(&ab, st);
 	return 0;
 }
 
 enum moat_boot_pick moat_boot_select(struct moat_boot_state *st, int64_t now, int64_t trial_seconds)
 {
-	if (st->trial == 0) {
-		return MOAT_BOOT_START_ACTIVE;
-	}
-	/* A trial that already had its start, or whose deadline passed while nothing
-	 * supervised it (moat-boot itself was killed), never gets another. */
-	if (st->attempts >= MOAT_BOOT_MAX_ATTEMPTS || (st->deadline != 0 && now >= st->deadline)) {
-		moat_boot_revert(st);
-		return MOAT_BOOT_REVERTED;
-	}
-	st->attempts++;
-	if (trial_seconds < 1) {
-		trial_seconds = 1;
-	}
-	st->deadline = now > MOAT_FW_INT_MAX - trial_seconds ? MOAT_FW_INT_MAX
-							     : now + trial_seconds;
-	return MOAT_BOOT_START_TRIAL;
+	struct mdev_ab_state ab = to_ab(st);
+	enum mdev_ab_pick pick = mdev_ab_select(&ab, now, trial_seconds);
+	from_ab(&ab, st);
+	return pick == MDEV_AB_START_TRIAL ? MOAT_BOOT_START_TRIAL
+	       : pick == MDEV_AB_REVERTED  ? MOAT_BOOT_REVERTED
+					   : MOAT_BOOT_START_ACTIVE;
 }
 
 int moat_boot_confirm(struct moat_boot_state *st, const struct moat_manifest *m,
 		      struct moat_err *err)
 {
-	if (st->trial == 0) {
+	struct mdev_ab_state ab = to_ab(st);
+	if (mdev_ab_confirm(&ab, m->security_version) != 0) {
 		return moat_err_set(err, MOAT_ESTATE, "no slot is on trial");
 	}
-	st->active = st->trial;
-	st->trial = 0;
-	st->attempts = 0;
-	st->deadline = 0;
-	if (m->security_version > st->floor) {
-		st->floor = m->security_version;
-	}
+	from_ab(&ab, st);
 	return 0;
 }
 
 void moat_boot_revert(struct moat_boot_state *st)
 {
-	if (st->trial == 0) {
-		return;
-	}
-	/* moat_boot_stage raised last_issued_at to the trial's issued_at, so this is the
-	 * release that failed: the updater will not offer it to moat-boot again. */
-	if (st->last_issued_at > st->reverted_issued_at) {
-		st->reverted_issued_at = st->last_issued_at;
-	}
-	st->trial = 0;
-	st->attempts = 0;
-	st->deadline = 0;
+	struct mdev_ab_state ab = to_ab(st);
+	mdev_ab_revert(&ab);
+	from_ab(&ab, st);
 }

@@ -287,7 +287,7 @@ int moat_update_fetch_image(const struct moat_update_conf *conf, const struct mo
 		curl_easy_setopt(c, CURLOPT_RANGE, range);
 	}
 	cc = curl_easy_perform(c);
-	if (s->too_long) {
+	if (s->dev.too_long) {
 		rc = 0; /* the caller's moat_fw_stream_decide refuses it: size_mismatch */
 	} else if (x.bad_range) {
 		rc = moat_err_set(err, MOAT_EIO, "%s: the server answered another range", url);

@@ -161,7 +161,7 @@ enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *en
 	}
 	for (;;) {
 		/* Never more than one byte past the manifest's size: enough to see "too long". */
-		uint64_t left = m.size - s.seen + 1;
+		uint64_t left = m.size - s.dev.seen + 1;
 		size_t want = left < MOAT_FW_IO_BUF_BYTES ? (size_t)left : MOAT_FW_IO_BUF_BYTES;
 		ssize_t n = read_some(fd, buf, want);
 		if (n < 0) {
@@ -179,7 +179,7 @@ enum moat_fw_verdict moat_fw_verify_image(const char *image_path, const void *en
 	if (v == MOAT_FW_ACCEPT) {
 		/* Both halves of the reason: who signed, and that the image is the signed one. */
 		snprintf(out->msg, sizeof(out->msg), "%.300s; image matches (%llu bytes)", why,
-			 (unsigned long long)s.seen);
+			 (unsigned long long)s.dev.seen);
 		if (out_manifest) {
 			*out_manifest = m;
 		}

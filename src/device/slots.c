@@ -219,7 +219,7 @@ static int stream_copy(int fd, int mfd, struct moat_fw_stream *s, const char *na
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	for (;;) {
-		uint64_t left = s->expected_size - s->seen + 1;
+		uint64_t left = s->dev.expected_size - s->dev.seen + 1;
 		size_t want = left < VERIFY_BUF_BYTES ? (size_t)left : VERIFY_BUF_BYTES;
 		ssize_t n = read(fd, buf, want);
 

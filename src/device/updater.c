@@ -85,7 +85,7 @@ static int open_partial(const struct paths *p, bool resume, struct moat_fw_strea
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", p->img_part);
 		goto out;
 	}
-	if (resume && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size <= s->expected_size) {
+	if (resume && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size <= s->dev.expected_size) {
 		have = (uint64_t)sb.st_size;
 	}
 	buf = malloc(REHASH_BUF_BYTES);

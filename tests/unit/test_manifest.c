@@ -958,7 +958,7 @@ static void test_stream(void **state)
 	assert_int_equal(moat_fw_stream_init(&s, &m, &e), 0);
 	assert_int_equal(moat_fw_stream_update(&s, image, 999, &e), 0);
 	assert_int_equal(moat_fw_stream_update(&s, image, 2, &e), MOAT_EVERIFY);
-	assert_int_equal(s.seen, 999);
+	assert_int_equal(s.dev.seen, 999);
 	assert_int_equal(moat_fw_stream_update(&s, image, 1, &e), MOAT_EVERIFY);
 	assert_int_equal(moat_fw_stream_decide(&s, &d), MOAT_FW_SIZE_MISMATCH);
 	moat_fw_stream_free(&s);

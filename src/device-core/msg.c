@@ -1,0 +1,554 @@
+/* msg.c: the device's topics and messages (moat_device.h, part 3), in the JSON of
+ * include/moat/messages.h: builders into caller buffers that fail rather than truncate,
+ * and the command parser and dispatcher with moat-agent's answers.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "mjson.h"
+#include "moat_device.h"
+
+#define CMD_TOKENS (2 * (MDEV_CMD_ARGS_MAX + 2) + 1 + 8)
+
+/* ---- topics ---- */
+
+int mdev_topic_build(enum mdev_topic_kind kind, const char *id, char *buf, size_t size)
+{
+	static const char *const tails[] = {"telemetry", "status", "diagnostics",
+					    "command_responses", "commands/+"};
+	if ((unsigned)kind > MDEV_TOPIC_COMMANDS_FILTER || !mdev_name_ok(id, MDEV_ID_MAX_LEN)) {
+		return -1;
+	}
+	int n = snprintf(buf, size, "devices/%s/%s", id, tails[kind]);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int mdev_topic_command_name(const char *self, const char *topic,
+			    char name[MDEV_CMD_NAME_MAX_LEN + 1])
+{
+	size_t sl = strlen(self);
+	name[0] = '\0';
+	if (!mdev_name_ok(self, MDEV_ID_MAX_LEN) || strncmp(topic, "devices/", 8) != 0 ||
+	    strncmp(topic + 8, self, sl) != 0 || strncmp(topic + 8 + sl, "/commands/", 10) != 0) {
+		return -1;
+	}
+	const char *n = topic + 8 + sl + 10;
+	size_t len = strlen(n);
+	if (len == 0 || len > MDEV_CMD_NAME_MAX_LEN || strchr(n, '/') != NULL) {
+		return -1;
+	}
+	memcpy(name, n, len + 1);
+	return 0;
+}
+
+/* ---- the writer ---- */
+
+struct jw {
+	char *buf;
+	size_t size;
+	size_t len;
+	bool full;
+	bool first;
+};
+
+static void jw_raw(struct jw *w, const char *s, size_t n)
+{
+	if (w->full || w->size - w->len <= n) {
+		w->full = true;
+		return;
+	}
+	memcpy(w->buf + w->len, s, n);
+	w->len += n;
+	w->buf[w->len] = '\0';
+}
+
+static void jw_lit(struct jw *w, const char *s)
+{
+	jw_raw(w, s, strlen(s));
+}
+
+static void jw_str(struct jw *w, const char *s)
+{
+	jw_lit(w, "\"");
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\') {
+			jw_lit(w, *s == '"' ? "\\\"" : "\\\\");
+		} else {
+			jw_raw(w, s, 1);
+		}
+	}
+	jw_lit(w, "\"");
+}
+
+static void jw_key(struct jw *w, const char *key)
+{
+	if (!w->first) {
+		jw_lit(w, ",");
+	}
+	w->first = false;
+	jw_str(w, key);
+	jw_lit(w, ":");
+}
+
+static void jw_open(struct jw *w, const char *key)
+{
+	if (key != NULL) {
+		jw_key(w, key);
+	}
+	jw_lit(w, "{");
+	w->first = true;
+}
+
+static void jw_close(struct jw *w)
+{
+	jw_lit(w, "}");
+	w->first = false;
+}
+
+static void jw_text(struct jw *w, const char *key, const char *s)
+{
+	jw_key(w, key);
+	jw_str(w, s);
+}
+
+static void jw_int(struct jw *w, const char *key, int64_t v)
+{
+	char num[24];
+	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
+	jw_key(w, key);
+	jw_raw(w, num, (size_t)n);
+}
+
+/* Integral values as integers (as moat's writer), others with enough digits to round-trip. */
+static void jw_double(struct jw *w, const char *key, double v)
+{
+	char num[40];
+	int n;
+	if (v >= -9007199254740991.0 && v <= 9007199254740991.0 && v == (double)(long long)v) {
+		n = snprintf(num, sizeof(num), "%lld", (long long)v);
+	} else {
+		n = snprintf(num, sizeof(num), "%.17g", v);
+	}
+	jw_key(w, key);
+	jw_raw(w, num, (size_t)n);
+}
+
+static void jw_start(struct jw *w, char *buf, size_t size)
+{
+	w->buf = buf;
+	w->size = size;
+	w->len = 0;
+	w->full = size == 0;
+	w->first = true;
+	if (size > 0) {
+		buf[0] = '\0';
+	}
+}
+
+static int jw_finish(struct jw *w, size_t *out_len)
+{
+	if (w->full) {
+		if (w->size > 0) {
+			w->buf[0] = '\0';
+		}
+		*out_len = 0;
+		return -1;
+	}
+	*out_len = w->len;
+	return 0;
+}
+
+static bool counter_ok(int64_t v)
+{
+	return v >= 0 && v <= MDEV_INT_MAX;
+}
+
+/* [a-z] plus digits/upper/punct as asked, 1..max. */
+static bool in_class(const char *s, size_t max, bool digits, bool upper, const char *punct)
+{
+	size_t i = 0;
+	if (s == NULL) {
+		return false;
+	}
+	for (; s[i] != '\0'; i++) {
+		char c = s[i];
+		bool ok = (c >= 'a' && c <= 'z') || (digits && c >= '0' && c <= '9') ||
+			  (upper && c >= 'A' && c <= 'Z') ||
+			  (c != '\0' && strchr(punct, c) != NULL);
+		if (!ok || i >= max) {
+			return false;
+		}
+	}
+	return i > 0;
+}
+
+static bool printable(const char *s, size_t max)
+{
+	size_t i = 0;
+	for (; s[i] != '\0'; i++) {
+		if (i >= max || s[i] < 0x20 || s[i] > 0x7e) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* ---- builders ---- */
+
+int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(t->device_id, MDEV_ID_MAX_LEN) ||
+	    !mdev_name_ok(t->device_type, MDEV_DEVICE_TYPE_MAX_LEN) ||
+	    !counter_ok(t->timestamp_ms) || !counter_ok(t->free_heap) ||
+	    !counter_ok(t->uptime_ms) || !counter_ok(t->seq) || t->signal_strength < -1000 ||
+	    t->signal_strength > 1000 || t->reading_count < 1 || t->reading_count > 16) {
+		return -1;
+	}
+	for (size_t i = 0; i < t->reading_count; i++) {
+		double v = t->readings[i].value;
+		if (!in_class(t->readings[i].name, 32, true, false, "_") || v != v ||
+		    v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+			return -1;
+		}
+		for (size_t k = 0; k < i; k++) {
+			if (strcmp(t->readings[i].name, t->readings[k].name) == 0) {
+				return -1;
+			}
+		}
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", t->device_id);
+	jw_text(&w, "device_type", t->device_type);
+	jw_int(&w, "timestamp", t->timestamp_ms);
+	jw_open(&w, "telemetry");
+	for (size_t i = 0; i < t->reading_count; i++) {
+		jw_double(&w, t->readings[i].name, t->readings[i].value);
+	}
+	jw_close(&w);
+	jw_open(&w, "metadata");
+	jw_int(&w, "signal_strength", t->signal_strength);
+	jw_int(&w, "free_heap", t->free_heap);
+	jw_int(&w, "uptime_ms", t->uptime_ms);
+	jw_int(&w, "seq", t->seq);
+	jw_close(&w);
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
+			   const char *agent_version, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(device_id, MDEV_ID_MAX_LEN) || !counter_ok(timestamp_ms) ||
+	    (ip_address != NULL && !in_class(ip_address, 64, true, true, ".:")) ||
+	    (agent_version != NULL && !mdev_semver_valid(agent_version))) {
+		return -1;
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", device_id);
+	jw_text(&w, "status", "online");
+	jw_int(&w, "timestamp", timestamp_ms);
+	if (ip_address != NULL) {
+		jw_text(&w, "ip_address", ip_address);
+	}
+	if (agent_version != NULL) {
+		jw_text(&w, "agent_version", agent_version);
+	}
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(device_id, MDEV_ID_MAX_LEN)) {
+		return -1;
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", device_id);
+	jw_text(&w, "status", "offline");
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(r->device_id, MDEV_ID_MAX_LEN) ||
+	    !in_class(r->command, MDEV_CMD_NAME_MAX_LEN, true, false, "_") ||
+	    !in_class(r->status, 32, false, false, "_") || !counter_ok(r->timestamp_ms) ||
+	    (r->id != NULL && r->id[0] != '\0' &&
+	     !in_class(r->id, MDEV_CMD_ID_MAX_LEN, true, true, "._:-")) ||
+	    (r->detail != NULL && !printable(r->detail, MDEV_DETAIL_MAX_LEN)) || r->interval < 0 ||
+	    r->interval > MDEV_INTERVAL_MAX) {
+		return -1;
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", r->device_id);
+	jw_text(&w, "command", r->command);
+	jw_text(&w, "status", r->status);
+	jw_int(&w, "timestamp", r->timestamp_ms);
+	if (r->id != NULL && r->id[0] != '\0') {
+		jw_text(&w, "id", r->id);
+	}
+	if (r->detail != NULL && r->detail[0] != '\0') {
+		jw_text(&w, "detail", r->detail);
+	}
+	if (r->interval > 0) {
+		jw_int(&w, "interval", r->interval);
+	}
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN) || !counter_ok(d->timestamp_ms) ||
+	    !counter_ok(d->uptime_ms) || !counter_ok(d->free_heap) || !counter_ok(d->interval_s) ||
+	    !counter_ok(d->seq) || !counter_ok(d->queued) ||
+	    (d->firmware_version != NULL && !printable(d->firmware_version, 31))) {
+		return -1;
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", d->device_id);
+	jw_int(&w, "timestamp", d->timestamp_ms);
+	jw_int(&w, "uptime_ms", d->uptime_ms);
+	jw_int(&w, "system_uptime_s", d->uptime_ms / 1000);
+	jw_int(&w, "rss_kb", 0);
+	jw_int(&w, "free_heap", d->free_heap);
+	jw_key(&w, "load");
+	jw_lit(&w, "[0,0,0]");
+	if (d->firmware_version != NULL && d->firmware_version[0] != '\0') {
+		jw_text(&w, "agent_version", d->firmware_version);
+	}
+	jw_int(&w, "interval_s", d->interval_s);
+	jw_int(&w, "seq", d->seq);
+	jw_int(&w, "queued", d->queued);
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+/* ---- commands ---- */
+
+static enum mdev_cmd_kind kind_of(const char *name)
+{
+	static const char *const names[] = {"reboot", "update_interval", "diagnostics",
+					    "check_update"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(name, names[i]) == 0) {
+			return (enum mdev_cmd_kind)(i + 1);
+		}
+	}
+	return MDEV_CMD_UNKNOWN;
+}
+
+static bool key_eq(const struct mjson *j, int a, int b)
+{
+	int la = j->tok[a].end - j->tok[a].start;
+	int lb = j->tok[b].end - j->tok[b].start;
+	return la == lb &&
+	       memcmp(j->js + j->tok[a].start, j->js + j->tok[b].start, (size_t)la) == 0;
+}
+
+int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mdev_command *out,
+		   char *msg)
+{
+	jsmntok_t tok[CMD_TOKENS];
+	struct mjson j;
+	int keys[MDEV_CMD_ARGS_MAX + 2];
+	int nkeys = 0;
+	int args = 0;
+	memset(out, 0, sizeof(*out));
+	if (!in_class(name, MDEV_CMD_NAME_MAX_LEN, true, false, "_")) {
+		mdev_msgf(msg, "command: invalid command name in topic");
+		return -1;
+	}
+	if (mj_parse(&j, "command", payload, len, MDEV_CMD_MAX_BYTES, tok, CMD_TOKENS, msg) != 0) {
+		return -1;
+	}
+	memcpy(out->name, name, strlen(name) + 1);
+	int k = 1;
+	for (int m = 0; m < tok[0].size; m++) {
+		if (k + 1 >= j.ntok || tok[k].type != JSMN_STRING || tok[k].size != 1) {
+			mdev_msgf(msg, "command: invalid JSON");
+			goto fail;
+		}
+		int v = k + 1;
+		const char *s;
+		size_t n;
+		for (int p = 0; p < nkeys; p++) {
+			if (key_eq(&j, keys[p], k)) {
+				mdev_msgf(msg, "command: duplicate key");
+				goto fail;
+			}
+		}
+		if (nkeys == MDEV_CMD_ARGS_MAX + 2) {
+			mdev_msgf(msg, "command: more than %d arguments", MDEV_CMD_ARGS_MAX);
+			goto fail;
+		}
+		keys[nkeys++] = k;
+		int kl = tok[k].end - tok[k].start;
+		const char *ks = j.js + tok[k].start;
+		if (kl == 7 && memcmp(ks, "command", 7) == 0) {
+			if (mj_str(&j, v, "command", MDEV_CMD_NAME_MAX_LEN, &s, &n) != 0) {
+				goto fail;
+			}
+			if (n != strlen(name) || memcmp(s, name, n) != 0) {
+				mdev_msgf(msg,
+					  "command: \"%.*s\" in the payload but \"%s\" in the topic",
+					  (int)n, s, name);
+				goto fail;
+			}
+		} else if (kl == 2 && memcmp(ks, "id", 2) == 0) {
+			if (mj_str(&j, v, "id", MDEV_CMD_ID_MAX_LEN, &s, &n) != 0) {
+				goto fail;
+			}
+			memcpy(out->id, s, n);
+			out->id[n] = '\0';
+			if (!in_class(out->id, MDEV_CMD_ID_MAX_LEN, true, true, "._:-")) {
+				mdev_msgf(msg, "command: 'id' is not [A-Za-z0-9._:-]{1,64}");
+				goto fail;
+			}
+		} else {
+			/* Argument names as moat's command builder writes them: [a-z0-9_]{1,32}. */
+			char key[33];
+			if (kl < 1 || kl > 32) {
+				mdev_msgf(msg, "command: an argument name is not 1..32 characters");
+				goto fail;
+			}
+			memcpy(key, ks, (size_t)kl);
+			key[kl] = '\0';
+			if (!in_class(key, 32, true, false, "_")) {
+				mdev_msgf(msg, "command: an argument name is not [a-z0-9_]{1,32}");
+				goto fail;
+			}
+			if (++args > MDEV_CMD_ARGS_MAX) {
+				mdev_msgf(msg, "command: more than %d arguments",
+					  MDEV_CMD_ARGS_MAX);
+				goto fail;
+			}
+			if (tok[v].type == JSMN_STRING) {
+				if (mj_str(&j, v, "argument", 128, &s, &n) != 0 &&
+				    tok[v].end != tok[v].start) {
+					goto fail;
+				}
+			} else if (tok[v].type == JSMN_PRIMITIVE && !mj_is(&j, v, "null")) {
+				/* numbers and booleans; "interval" must be a whole number */
+			} else {
+				mdev_msgf(msg,
+					  "command: argument \"%.*s\" must be a string, number or "
+					  "boolean",
+					  kl > 32 ? 32 : kl, ks);
+				goto fail;
+			}
+			if (kl == 8 && memcmp(ks, "interval", 8) == 0 &&
+			    mj_int(&j, v, "interval", -MDEV_INT_MAX, MDEV_INT_MAX,
+				   &out->interval) == 0) {
+				out->has_interval = true;
+			}
+			if (msg != NULL) {
+				msg[0] = '\0';
+			}
+		}
+		k = mj_next(&j, v);
+	}
+	out->kind = kind_of(out->name);
+	return 0;
+fail:
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+/* A reason may quote untrusted bytes: what goes into a response is printable ASCII, with
+ * anything else shown as '?', and never over the detail's limit. */
+static void printable_copy(char *dst, size_t size, const char *src)
+{
+	size_t i = 0;
+	for (; src[i] != '\0' && i + 1 < size && i < MDEV_DETAIL_MAX_LEN; i++) {
+		dst[i] = src[i] >= 0x20 && src[i] < 0x7f ? src[i] : '?';
+	}
+	dst[i] = '\0';
+}
+
+int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, size_t len,
+		      const struct mdev_cmd_handlers *h, int64_t now_ms, char *buf, size_t size,
+		      size_t *out_len)
+{
+	char name[MDEV_CMD_NAME_MAX_LEN + 1];
+	struct mdev_command cmd;
+	struct mdev_cmd_result res;
+	struct mdev_response r;
+	char why[MDEV_MSG_MAX];
+	int kind;
+	*out_len = 0;
+	if (mdev_topic_command_name(self, topic, name) != 0) {
+		return -1; /* the broker's ACL keeps this from happening; never act on it */
+	}
+	memset(&res, 0, sizeof(res));
+	memset(&r, 0, sizeof(r));
+	r.device_id = self;
+	r.timestamp_ms = now_ms;
+	if (mdev_cmd_parse(name, payload, len, &cmd, why) != 0) {
+		r.command = in_class(name, MDEV_CMD_NAME_MAX_LEN, true, false, "_") ? name
+										    : "invalid";
+		r.status = "bad_request";
+		printable_copy(res.detail, sizeof(res.detail), why);
+		r.detail = res.detail;
+		return mdev_msg_response(&r, buf, size, out_len) == 0 ? MDEV_CMD_UNKNOWN : -1;
+	}
+	r.command = cmd.name;
+	r.id = cmd.id;
+	res.status = "refused";
+	switch (cmd.kind) {
+	case MDEV_CMD_REBOOT:
+		if (h->reboot != NULL) {
+			h->reboot(h->ctx, &res);
+		}
+		break;
+	case MDEV_CMD_UPDATE_INTERVAL:
+		if (!cmd.has_interval || cmd.interval < MDEV_INTERVAL_MIN ||
+		    cmd.interval > MDEV_INTERVAL_MAX) {
+			snprintf(res.detail, sizeof(res.detail),
+				 "command: \"interval\" must be a whole number %d..%d",
+				 MDEV_INTERVAL_MIN, MDEV_INTERVAL_MAX);
+		} else if (h->update_interval != NULL) {
+			h->update_interval(h->ctx, cmd.interval, &res);
+		}
+		break;
+	case MDEV_CMD_DIAGNOSTICS:
+		if (h->diagnostics != NULL) {
+			h->diagnostics(h->ctx, &res);
+		}
+		break;
+	case MDEV_CMD_CHECK_UPDATE:
+		if (h->check_update != NULL) {
+			h->check_update(h->ctx, &cmd, &res);
+		} else {
+			snprintf(res.detail, sizeof(res.detail),
+				 "no update client configured on this device");
+		}
+		break;
+	case MDEV_CMD_UNKNOWN:
+	default:
+		res.status = "unknown_command";
+		break;
+	}
+	kind = (int)cmd.kind;
+	r.status = res.status != NULL ? res.status : "failed";
+	printable_copy(why, sizeof(why), res.detail);
+	r.detail = why;
+	r.interval = res.has_interval ? res.interval : 0;
+	return mdev_msg_response(&r, buf, size, out_len) == 0 ? kind : -1;
+}
