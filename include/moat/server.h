@@ -146,6 +146,12 @@ struct moat_ingest_opts {
 	const char *dir; /* the deployment directory */
 	const char *as;	 /* service identity; NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY */
+	/* The broker plugin's events file (MOAT_PLUGIN_EVENTS_FILE_NAME) opened for reading
+	 * by the caller while it could (the broker's user owns it, 0640; moatd opens it
+	 * before it gives up root): ingest reads it back at start and closes it. Without
+	 * one, ingest opens it itself. */
+	bool has_events_fd;
+	int events_fd;
 };
 
 struct moat_ingest;

@@ -34,6 +34,7 @@ struct moat_ingest {
 	char run_id[17];
 	struct moat_monitor_settings set;
 	struct moat_net_policy *net; /* for the zone rule; NULL when zone_check is off */
+	int events_fd;		     /* the plugin's events file, read back at start; -1 */
 
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t cond;

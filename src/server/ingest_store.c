@@ -664,16 +664,22 @@ static void catch_up(struct writer *w)
 {
 	char path[PATH_MAX];
 	struct moat_err err = {0};
-	if (moat_deploy_path(w->d, path, sizeof(path), MOAT_PLUGIN_EVENTS_FILE_NAME, NULL) != 0) {
-		return;
-	}
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = w->ing->events_fd;
+	w->ing->events_fd = -1;
 	if (fd < 0) {
-		if (errno != ENOENT) {
-			moat_log(MOAT_LOG_WARN, "event=ingest_catchup_skipped file=%s error=\"%s\"",
-				 path, strerror(errno));
+		if (moat_deploy_path(w->d, path, sizeof(path), MOAT_PLUGIN_EVENTS_FILE_NAME,
+				     NULL) != 0) {
+			return;
 		}
-		return;
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			if (errno != ENOENT) {
+				moat_log(MOAT_LOG_WARN,
+					 "event=ingest_catchup_skipped file=%s error=\"%s\"", path,
+					 strerror(errno));
+			}
+			return;
+		}
 	}
 	struct stat sb;
 	char *buf = NULL;
