@@ -295,14 +295,14 @@ static int exec_changes(struct moat_registry *reg, const char *sql, int64_t a, i
 	return rc;
 }
 
-/* Folds the raw rows with rowid <= ?2 (all older than the cutoff) into aggregates of
+/* Folds the raw rows with at_ms <= ?2 (all older than the cutoff) into aggregates of
  * period ?1 seconds, merging with what is there. */
 static const char fold_sql[] =
 	"INSERT INTO telemetry_agg(device, metric, period_s, bucket_ms, n, min, max, sum) "
 	"SELECT t.device, j.key, ?1, (t.at_ms / (?1 * 1000)) * (?1 * 1000), count(*), "
 	"min(j.value), max(j.value), total(j.value) "
 	"FROM telemetry AS t, json_each(t.payload, '$.telemetry') AS j "
-	"WHERE t.rowid <= ?2 AND json_valid(t.payload) AND j.type IN ('integer', 'real') "
+	"WHERE t.at_ms <= ?2 AND json_valid(t.payload) AND j.type IN ('integer', 'real') "
 	"GROUP BY 1, 2, 4 "
 	"ON CONFLICT(device, metric, period_s, bucket_ms) DO UPDATE SET n = n + excluded.n, "
 	"min = min(min, excluded.min), max = max(max, excluded.max), sum = sum + excluded.sum";
@@ -317,13 +317,13 @@ int moat_registry_telemetry_compact(struct moat_registry *reg, int64_t now_ms,
 	if (own_tx && (rc = moat_registry_begin(reg, err)) != 0) {
 		return rc;
 	}
-	/* The newest rowid to fold: raw rows arrive in time order (moatd's clock), so the
-	 * rows before the cutoff are a prefix of the table; max_rows bounds it. */
-	int64_t last = 0;
+	/* The newest time to fold: that of the last of the oldest max_rows rows before the
+	 * cutoff (rows at that same time go too), found by the at_ms index. */
+	int64_t last = -1;
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(
 		    reg->db,
-		    "SELECT max(rowid) FROM (SELECT rowid FROM telemetry WHERE at_ms < ?1 "
+		    "SELECT max(at_ms) FROM (SELECT at_ms FROM telemetry WHERE at_ms < ?1 "
 		    "ORDER BY at_ms LIMIT ?2)",
 		    -1, &st, NULL) != SQLITE_OK) {
 		rc = reg_fail_table(reg, err, "compact telemetry");
@@ -331,14 +331,14 @@ int moat_registry_telemetry_compact(struct moat_registry *reg, int64_t now_ms,
 	}
 	sqlite3_bind_int64(st, 1, now_ms - r->raw_ms);
 	sqlite3_bind_int64(st, 2, max_rows > 0 ? max_rows : -1);
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
 		last = sqlite3_column_int64(st, 0);
 	}
 	sqlite3_finalize(st);
-	if (last > 0 &&
+	if (last >= 0 &&
 	    ((rc = exec_changes(reg, fold_sql, 60, last, NULL, "fold telemetry", err)) != 0 ||
 	     (rc = exec_changes(reg, fold_sql, 3600, last, NULL, "fold telemetry", err)) != 0 ||
-	     (rc = exec_changes(reg, "DELETE FROM telemetry WHERE rowid <= ?2", 0, last,
+	     (rc = exec_changes(reg, "DELETE FROM telemetry WHERE at_ms <= ?2", 0, last,
 				&out->raw_folded, "compact telemetry", err)) != 0)) {
 		goto fail;
 	}
