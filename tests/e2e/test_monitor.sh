@@ -233,3 +233,7 @@ pass "moatd killed and restarted: the broker's events of the gap recorded, once"
 
 kill -TERM "$SIM" 2>/dev/null || true
 wait "$SIM" || true
+moat down --timeout "$(deadline 20s)" >/dev/null
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
+	fail "sanitizer report in moatd.log"
+fi
