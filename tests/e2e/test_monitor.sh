@@ -184,6 +184,15 @@ kill -TERM "$FOLLOW"
 wait "$FOLLOW" || fail "moat events --follow did not stop cleanly on SIGTERM"
 pass "moat events --follow printed every anomaly as it was recorded"
 
+expect_ok "events --since" moat --json events --kind anomaly --since 1h
+[ "$(printf '%s\n' "$out" | grep -c .)" = 11 ] || fail "--since 1h: $out"
+expect_ok "events --limit" moat --json events --kind anomaly --limit 2
+[ "$(printf '%s\n' "$out" | grep -c .)" = 2 ] || fail "--limit 2: $out"
+expect_fail "events --since without a unit" moat events --since 10
+assert_contains "$errout" "--since"
+expect_fail "events: an operand" moat events extra
+pass "moat events: --since, --limit; a bare duration refused"
+
 # ---- moatd's own events: an EST request without credentials is refused and recorded
 code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/pki/ca.crt" -X POST \
 	-H 'Content-Type: application/pkcs10' --data x \
