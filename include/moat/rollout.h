@@ -163,16 +163,10 @@ enum moat_rollout_decision {
 	MOAT_ROLLOUT_HALT_FAILURES,
 	MOAT_ROLLOUT_HALT_SECURITY,
 };
-/* ---- security signals: the broker plugin's events on moat/events/<kind> ----
- * {"kind":"acl_denied","identity":"sensor-1",...} (src/broker/plugin/events.c). Only the
- * kinds that say a device misbehaves count: acl_denied, rate_limited, auth_refused. */
-#define MOAT_SECURITY_EVENT_MAX_BYTES 4096u
-/* Parses one event; *out_signal true when its kind is one of those and it names an
- * identity (copied into identity, a valid identity name). MOAT_EINVAL for anything that is
- * not such a JSON object (strict reader, bounded). */
-MOAT_MUST_CHECK int moat_security_signal_parse(const void *json, size_t len, bool *out_signal,
-					       char kind[32], char identity[MOAT_ID_BUF_LEN],
-					       struct moat_err *err);
+/* ---- security signals: the broker plugin's events (moat/events/<kind>) that moatd's ingest
+ * records in the registry's security_events. Only the kinds that say a device misbehaves
+ * count for --halt-on-events, as an SQL list (src/registry/rollouts.c). */
+#define MOAT_ROLLOUT_SIGNAL_KINDS_SQL "('acl_denied', 'rate_limited', 'auth_refused')"
 
 /* Pure. Halts come first: failures when, in any phase so far, reverted + refused devices
  * exceed halt_failure_pct percent of that phase's devices; security when halt_on_events and

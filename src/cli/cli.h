@@ -52,6 +52,8 @@ struct moat_audit_result;
  * run's id (9 bytes). 0, or MOAT_E* when the audit could not run (err). */
 MOAT_MUST_CHECK int audit_live_run(struct moat_audit_result *r, char run_id[9],
 				   struct moat_err *err);
+int events_main(int argc, char **argv);
+int fleet_main(int argc, char **argv);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

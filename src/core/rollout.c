@@ -8,10 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include <cjson/cJSON.h>
-
 #include "moat/identity.h"
-#include "moat/json.h"
 #include "moat/rollout.h"
 #include "moat/timeutil.h"
 
@@ -506,44 +503,4 @@ enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v
 		return MOAT_ROLLOUT_WAIT;
 	}
 	return v->phase + 1 >= v->phase_count ? MOAT_ROLLOUT_COMPLETE : MOAT_ROLLOUT_ADVANCE;
-}
-
-/* ---- security signals ---- */
-
-int moat_security_signal_parse(const void *json, size_t len, bool *out_signal, char kind[32],
-			       char identity[MOAT_ID_BUF_LEN], struct moat_err *err)
-{
-	static const char *const signals[] = {"acl_denied", "rate_limited", "auth_refused"};
-	const struct moat_json_limits lim = {
-		.max_bytes = MOAT_SECURITY_EVENT_MAX_BYTES,
-		.max_depth = 2,
-	};
-	cJSON *root = NULL;
-	struct moat_json_fault f;
-	*out_signal = false;
-	kind[0] = '\0';
-	identity[0] = '\0';
-	if (moat_json_parse("security event", json, len, &lim, &root, &f, err) != 0) {
-		return moat_err_set(err, MOAT_EINVAL, "security event: not a bounded JSON object");
-	}
-	int rc = 0;
-	const cJSON *k = cJSON_GetObjectItemCaseSensitive(root, "kind");
-	const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "identity");
-	if (!cJSON_IsObject(root) || !cJSON_IsString(k)) {
-		rc = moat_err_set(err, MOAT_EINVAL, "security event: no kind");
-		goto out;
-	}
-	for (size_t i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
-		if (strcmp(k->valuestring, signals[i]) == 0) {
-			snprintf(kind, 32, "%s", signals[i]);
-		}
-	}
-	/* an identity that is no valid name cannot be a registered device: not a signal */
-	if (kind[0] && cJSON_IsString(id) && moat_identity_name_check(id->valuestring, NULL) == 0) {
-		snprintf(identity, MOAT_ID_BUF_LEN, "%s", id->valuestring);
-		*out_signal = true;
-	}
-out:
-	cJSON_Delete(root);
-	return rc;
 }

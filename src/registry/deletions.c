@@ -56,8 +56,8 @@ static const struct {
 	{"DELETE FROM enrollments WHERE identity = ?1", "delete enrollment"},
 	{"DELETE FROM device_tags WHERE device = ?1", "delete tags"},
 	{"DELETE FROM rollout_devices WHERE device = ?1", "delete rollout entries"},
-	{"DELETE FROM device_security_events WHERE device = ?1", "delete security events"},
 	{"DELETE FROM job_results WHERE device = ?1", "delete job results"},
+	{"DELETE FROM device_state WHERE device = ?1", "delete its last state"},
 	{"DELETE FROM identities WHERE id = ?1", "delete identity"},
 };
 

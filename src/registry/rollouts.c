@@ -1,9 +1,9 @@
 /* rollouts.c: the rollout tables of migration 6: rollouts (one per release at most: its
  * group, rules, state and current phase), rollout_phases (each phase's percentage and when
  * it started), rollout_devices (every device the rollout took at its creation and the phase
- * that took it), and device_security_events (what moatd saw of each device on
- * moat/events/#). Deciding anything is src/core/rollout.c's and src/server/rollouts.c's;
- * this file stores and reads rows, with bound parameters only.
+ * that took it); a device's security signals are read from migration 7's security_events
+ * (moatd's ingest records the plugin's events there). Deciding anything is src/core/rollout.c's and
+ * src/server/rollouts.c's; this file stores and reads rows, with bound parameters only.
  */
 #include <stdio.h>
 #include <string.h>
@@ -353,8 +353,9 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		"ORDER BY e.seq DESC LIMIT 1), "
 		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
 		"= ?2, "
-		"EXISTS (SELECT 1 FROM device_security_events s WHERE s.device = d.device AND "
-		"s.at >= COALESCE(p.started_at, r.created_at)) "
+		"EXISTS (SELECT 1 FROM security_events s WHERE s.identity = d.device AND "
+		"s.kind IN " MOAT_ROLLOUT_SIGNAL_KINDS_SQL " AND "
+		"s.at_ms >= 1000 * COALESCE(p.started_at, r.created_at)) "
 		"FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
 		"LEFT JOIN rollout_phases p ON p.rollout = d.rollout AND p.phase = d.phase "
 		"WHERE d.rollout = ?1 ORDER BY d.phase, d.device",
@@ -386,53 +387,5 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		rc = reg_fail_table(reg, err, "rollout devices");
 	}
 	sqlite3_finalize(st);
-	return rc;
-}
-
-int moat_registry_security_event_record(struct moat_registry *reg, const char *device,
-					const char *kind, int64_t at, struct moat_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	int rc;
-	if ((rc = moat_registry_begin(reg, err)) != 0) {
-		return rc;
-	}
-	if ((rc = exec_bound(reg,
-			     "INSERT INTO device_security_events(device, at, kind) "
-			     "VALUES (?1, ?2, ?3)",
-			     "record security event", err, &st)) != 0) {
-		goto fail;
-	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, at);
-	sqlite3_bind_text(st, 3, kind, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s == SQLITE_CONSTRAINT) {
-		rc = moat_err_set(err, MOAT_ENOENT, "security event: unknown device %s", device);
-		goto fail;
-	}
-	if (s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "record security event");
-		goto fail;
-	}
-	if ((rc = exec_bound(reg,
-			     "DELETE FROM device_security_events WHERE device = ?1 AND seq <= "
-			     "(SELECT seq FROM device_security_events WHERE device = ?1 "
-			     "ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
-			     "prune security events", err, &st)) != 0) {
-		goto fail;
-	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, MOAT_SECURITY_EVENTS_KEEP_PER_DEVICE);
-	s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "prune security events");
-		goto fail;
-	}
-	return moat_registry_commit(reg, err);
-fail:
-	moat_registry_rollback(reg);
 	return rc;
 }

@@ -49,6 +49,7 @@
 #include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/opts.h"
+#include "moat/policy.h"
 #include "moat/release.h"
 #include "moat/sandbox.h"
 #include "moat/server.h"
@@ -331,6 +332,16 @@ int main(int argc, char **argv)
 	struct pair_stamp served = pair_stamp(dir);
 	if (token_check(dir, &su) != 0) {
 		return 1;
+	}
+	if (ingest) {
+		/* the broker's user owns the plugin's events file: open it while root may */
+		char events[PATH_MAX];
+		int n = snprintf(events, sizeof(events), "%s/%s", dir,
+				 MOAT_PLUGIN_EVENTS_FILE_NAME);
+		if (n > 0 && (size_t)n < sizeof(events)) {
+			iopts.events_fd = open(events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			iopts.has_events_fd = iopts.events_fd >= 0;
+		}
 	}
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
 	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {

@@ -346,37 +346,6 @@ static void test_decide(void **state)
 	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_COMPLETE);
 }
 
-static void test_security_signal(void **state)
-{
-	(void)state;
-	struct moat_err err = {0};
-	bool sig = false;
-	char kind[32], id[MOAT_ID_BUF_LEN];
-	const char *ev = "{\"time\":\"x\",\"kind\":\"acl_denied\",\"identity\":\"s-1\","
-			 "\"client_id\":\"s-1\",\"count\":1,\"suppressed\":0}";
-	assert_int_equal(moat_security_signal_parse(ev, strlen(ev), &sig, kind, id, &err), 0);
-	assert_true(sig);
-	assert_string_equal(kind, "acl_denied");
-	assert_string_equal(id, "s-1");
-	const char *other = "{\"kind\":\"connected\",\"identity\":\"s-1\"}";
-	assert_int_equal(moat_security_signal_parse(other, strlen(other), &sig, kind, id, &err), 0);
-	assert_false(sig);
-	const char *noid = "{\"kind\":\"auth_refused\",\"identity\":null}";
-	assert_int_equal(moat_security_signal_parse(noid, strlen(noid), &sig, kind, id, &err), 0);
-	assert_false(sig);
-	const char *badid = "{\"kind\":\"rate_limited\",\"identity\":\"A/B\"}";
-	assert_int_equal(moat_security_signal_parse(badid, strlen(badid), &sig, kind, id, &err), 0);
-	assert_false(sig);
-	const char *bad[] = {
-		"", "[]", "{\"kind\":1}", "{\"identity\":\"x\"}", "{\"kind\":\"a\"", "not json"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		assert_int_equal(moat_security_signal_parse(bad[i], strlen(bad[i]), &sig, kind, id,
-							    &err),
-				 MOAT_EINVAL);
-		assert_false(sig);
-	}
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -388,7 +357,6 @@ int main(void)
 		cmocka_unit_test(test_rank_stable_and_spread),
 		cmocka_unit_test(test_dev_state),
 		cmocka_unit_test(test_decide),
-		cmocka_unit_test(test_security_signal),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
