@@ -167,8 +167,6 @@ const char *const moat_registry_migrations[] = {
 	"  PRIMARY KEY (job, device)"
 	") WITHOUT ROWID;"
 	"CREATE INDEX job_results_device ON job_results(device);",
-	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 "
-	"CHECK (simulated IN (0, 1));",
 	/* 7: monitoring (monitor.c): what moatd's ingest saw of each device, the security
 	 * events (the broker plugin's, moatd's, anomalies; origin: a broker event read from
 	 * MQTT and from its file is recorded once), raw telemetry for its retention and the
