@@ -18,8 +18,7 @@ static const char *const known_sections[] = {
 
 /* Sections moat.conf may hold that no module reads yet: a key there would be ignored
  * silently, so it is refused. */
-static const char *const reserved_sections[] = {"firmware", "plugin", "agent",
-						"monitor",  "sim",    NULL};
+static const char *const reserved_sections[] = {"firmware", "plugin", "agent", "sim", NULL};
 
 int moat_deploy_conf_load(const struct moat_config *cfg, struct moat_deploy_conf *out,
 			  struct moat_err *err)

@@ -14,6 +14,7 @@
  * how many were suppressed ("suppressed"), and events_suppressed sums them up.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -54,6 +55,25 @@ static bool add_str(cJSON *obj, const char *key, const char *value)
 	char buf[MP_EVENT_FIELD_MAX_LEN * 2 + 1];
 	clean_copy(buf, sizeof(buf), value);
 	return cJSON_AddStringToObject(obj, key, buf) != NULL;
+}
+
+void moat_plugin_events_reopen(struct mp_state *st)
+{
+	if (!st->events_path) {
+		return;
+	}
+	int fd =
+		open(st->events_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0) {
+		/* keep writing to the file already open rather than lose events */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: %s: not reopened: %s", st->events_path,
+				     strerror(errno));
+		return;
+	}
+	if (st->events_fd >= 0) {
+		close(st->events_fd);
+	}
+	st->events_fd = fd;
 }
 
 static void write_line(struct mp_state *st, const char *json)
