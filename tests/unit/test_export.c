@@ -1,4 +1,4 @@
-/* test_monitor.c: pins the contracts of src/monitor (monitor_export.h): the URL parser and
+/* test_export.c: pins the contracts of src/monitor (monitor_export.h): the URL parser and
  * every rejection, the security-event reader and its refusals, the three SIEM framings
  * byte for byte (escaping included), the alert queue (deduplication, the bound, its file
  * and every way a file is refused), the webhook bodies, the HTTP status line, [monitor]'s
