@@ -9,10 +9,11 @@
  * verified (TLS 1.2+, the configured CA or the deployment's root, the URL's host name or
  * address); there is no switch that turns that off.
  *
- * Where events come from: moat_export_submit is the one entry point. moatd's exporter
- * thread subscribes to moat/events/# as the service identity and submits what the broker
- * plugin publishes; an in-process source (moatd's ingest of security events) may call
- * moat_export_submit directly: it is thread-safe and never blocks on the network.
+ * Where events come from: moat_export_submit is the one entry point. In moatd the
+ * exporter subscribes to the ingest's hook (monitor.h): every security event the ingest
+ * has recorded (the plugin's, moatd's own, anomalies) is exported. moatd started without
+ * its ingest (--no-ingest) has the exporter subscribe to moat/events/# itself instead.
+ * moat_export_submit is thread-safe and never blocks on the network.
  */
 #ifndef MOAT_MONITOR_EXPORT_H
 #define MOAT_MONITOR_EXPORT_H
@@ -196,8 +197,8 @@ struct moat_export;
 
 struct moat_export_opts {
 	const char *dir; /* the deployment directory */
-	bool subscribe;	 /* subscribe to moat/events/# when [monitor] names a sink (else
-			    events come only through moat_export_submit) */
+	bool subscribe;	 /* subscribe to moat/events/# itself when [monitor] names a sink
+			    (moatd without its ingest); else take the ingest's hook */
 	const char *as;	 /* as whom: NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY ("backend-service") */
 };

@@ -49,6 +49,8 @@ MOAT_MUST_CHECK int moat_opclient_next(struct moat_opclient *c, int64_t timeout_
 				       volatile int *stop, const char **out_topic,
 				       const void **out_payload, size_t *out_len,
 				       struct moat_err *err);
+/* Messages dropped (the oldest) because MOAT_OPCLIENT_QUEUE_MAX were waiting. */
+uint64_t moat_opclient_dropped(const struct moat_opclient *c);
 void moat_opclient_close(struct moat_opclient *c);
 
 #endif

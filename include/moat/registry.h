@@ -9,6 +9,9 @@
  *   releases, release_devices        published firmware and the devices a list rollout names
  *   update_events, device_firmware   what devices reported of their updates, what they run
  *   enrollments, claim_cas            devices that enroll themselves over EST (enroll.c)
+ *   device_state, security_events,   what moatd's ingest saw of each device, the security
+ *   telemetry, telemetry_agg         events, raw telemetry and its minute/hour aggregates
+ *                                    (monitor.c)
  * A new table comes with a migration appended to schema.c and its functions here, in a
  * file of src/registry of its own; no caller ever sees an SQL handle or statement.
  *
@@ -26,7 +29,9 @@
 #include "moat/err.h"
 #include "moat/identity.h"
 #include "moat/manifest.h"
+#include "moat/messages.h"
 #include "moat/pki.h"
+#include "moat/secevent.h"
 #include "moat/update_schema.h"
 
 struct moat_registry;
@@ -301,6 +306,126 @@ MOAT_MUST_CHECK int moat_registry_cert_supersede_at(struct moat_registry *reg,
 MOAT_MUST_CHECK int moat_registry_cert_supersede_due(struct moat_registry *reg, int64_t now,
 						     moat_cert_cb cb, void *ctx,
 						     struct moat_err *err);
+
+/* ---- monitoring (migration 6, src/registry/monitor.c) ---- */
+
+enum moat_conn_state {
+	MOAT_CONN_UNKNOWN = 0, /* never seen */
+	MOAT_CONN_ONLINE = 1,
+	MOAT_CONN_OFFLINE = 2,
+};
+const char *moat_conn_state_name(enum moat_conn_state s); /* unknown, online, offline */
+
+#define MOAT_AGENT_VERSION_MAX_LEN 31
+#define MOAT_CMD_WORD_MAX_LEN 32
+
+/* What moatd's ingest last saw of a device. Times are ms since the epoch, 0: never. */
+struct moat_device_state {
+	char device[MOAT_ID_BUF_LEN];
+	enum moat_conn_state state;
+	int64_t state_at_ms;
+	bool offline_by_will; /* the offline came from its last will (the broker saw it go) */
+	int64_t last_seen_ms; /* its last message of any kind */
+	char address[MOAT_EVENT_ADDR_MAX_LEN + 1]; /* its source address (the broker's connect
+						      events) */
+	char agent_version[MOAT_AGENT_VERSION_MAX_LEN + 1];
+	char running[MOAT_FW_VERSION_MAX_LEN + 1]; /* the release it reports running */
+	bool has_cert_days;
+	int64_t cert_days_left; /* from its diagnostics */
+	int64_t interval_s; /* its telemetry interval (diagnostics, update_interval); 0 unknown */
+	char last_command[MOAT_CMD_WORD_MAX_LEN + 1];
+	char last_command_status[MOAT_CMD_WORD_MAX_LEN + 1];
+	int64_t last_command_at_ms;
+};
+/* Writes the whole row (insert or replace). */
+MOAT_MUST_CHECK int moat_registry_device_state_put(struct moat_registry *reg,
+						   const struct moat_device_state *s,
+						   struct moat_err *err);
+/* MOAT_ENOENT when ingest never saw the device. */
+MOAT_MUST_CHECK int moat_registry_device_state_get(struct moat_registry *reg, const char *device,
+						   struct moat_device_state *out,
+						   struct moat_err *err);
+typedef int (*moat_device_state_cb)(const struct moat_device_state *s, void *ctx);
+/* Every row by device; a non-zero return from cb stops the walk and is returned. */
+MOAT_MUST_CHECK int moat_registry_device_state_foreach(struct moat_registry *reg,
+						       moat_device_state_cb cb, void *ctx,
+						       struct moat_err *err);
+
+/* Records ev and sets ev->seq. origin (NULL for none) names where an event came from so
+ * that it is recorded once however often it is read ("<run_id>/<kind>/<count>" of a broker
+ * event, read from MQTT and from its file): an origin already recorded leaves everything
+ * as it is and sets *out_new (may be NULL) false. */
+MOAT_MUST_CHECK int moat_registry_security_event_add(struct moat_registry *reg,
+						     struct moat_security_event *ev,
+						     const char *origin, bool *out_new,
+						     struct moat_err *err);
+struct moat_event_filter {
+	int64_t after_seq;    /* only seq > after_seq */
+	int64_t since_ms;     /* only time_ms >= since_ms (0: all) */
+	int64_t until_ms;     /* only time_ms < until_ms (0: no bound) */
+	const char *kind;     /* NULL: every kind */
+	const char *identity; /* NULL: every identity */
+	const char *rule;     /* NULL: every rule */
+	int min_severity;     /* only severity >= it (enum moat_severity) */
+	int64_t limit;	      /* the newest limit of them (0: all), still in seq order */
+};
+typedef int (*moat_security_event_cb)(const struct moat_security_event *ev, void *ctx);
+/* The events matching f in seq order; a non-zero return from cb stops the walk and is
+ * returned. */
+MOAT_MUST_CHECK int moat_registry_security_event_foreach(struct moat_registry *reg,
+							 const struct moat_event_filter *f,
+							 moat_security_event_cb cb, void *ctx,
+							 struct moat_err *err);
+/* How many events match f (limit ignored). */
+MOAT_MUST_CHECK int moat_registry_security_event_count(struct moat_registry *reg,
+						       const struct moat_event_filter *f,
+						       int64_t *out, struct moat_err *err);
+
+/* Keeps one telemetry message of device as received at at_ms (moatd's clock): payload is
+ * the device's JSON, already accepted by moat_msg_telemetry_parse. */
+MOAT_MUST_CHECK int moat_registry_telemetry_add(struct moat_registry *reg, const char *device,
+						int64_t at_ms, const void *payload, size_t len,
+						struct moat_err *err);
+struct moat_retention {
+	int64_t raw_ms;	   /* raw messages are kept this long */
+	int64_t minute_ms; /* minute aggregates */
+	int64_t hour_ms;   /* hour aggregates */
+	int64_t event_ms;  /* security events */
+};
+struct moat_compact_stats {
+	int64_t raw_folded;	 /* raw messages turned into aggregates and deleted */
+	int64_t minutes_dropped; /* minute aggregates past their retention */
+	int64_t hours_dropped;
+	int64_t events_dropped;
+};
+/* One pass of retention at now_ms, in one transaction: raw messages older than raw_ms
+ * are folded into per-(device, metric) minute and hour aggregates (count, min, max, sum:
+ * an aggregate that exists already is merged) and deleted; aggregates and events past
+ * their retention are deleted. At most max_rows raw messages per call (0: no bound), the
+ * oldest first, so a long backlog is worked off in bounded transactions. */
+MOAT_MUST_CHECK int moat_registry_telemetry_compact(struct moat_registry *reg, int64_t now_ms,
+						    const struct moat_retention *r,
+						    int64_t max_rows,
+						    struct moat_compact_stats *out,
+						    struct moat_err *err);
+struct moat_telemetry_agg {
+	char device[MOAT_ID_BUF_LEN];
+	char metric[MOAT_MSG_READING_NAME_MAX_LEN + 1];
+	int period_s;	   /* 60 or 3600 */
+	int64_t bucket_ms; /* the start of the minute or hour */
+	int64_t count;
+	double min, max, mean;
+};
+typedef int (*moat_telemetry_agg_cb)(const struct moat_telemetry_agg *a, void *ctx);
+/* The aggregates of device (NULL: all) with period_s (0: both), by device, metric,
+ * period, bucket. */
+MOAT_MUST_CHECK int moat_registry_telemetry_agg_foreach(struct moat_registry *reg,
+							const char *device, int period_s,
+							moat_telemetry_agg_cb cb, void *ctx,
+							struct moat_err *err);
+/* Raw messages kept, of device (NULL: all). */
+MOAT_MUST_CHECK int moat_registry_telemetry_count(struct moat_registry *reg, const char *device,
+						  int64_t *out, struct moat_err *err);
 
 /* ---- counts for moatd's /metrics (stats.c) ---- */
 

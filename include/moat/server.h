@@ -37,6 +37,7 @@
 
 #include "moat/config.h"
 #include "moat/err.h"
+#include "moat/secevent.h"
 
 /* The tutorial's firmware sends both headers: keep their names so it works unchanged. */
 #define MOAT_SERVER_DEVICE_HEADER "X-Device-ID"
@@ -134,27 +135,78 @@ int64_t moat_crl_keep_interval(int64_t validity_s);
  * or the error it logged. moatd calls it at start and every k->interval_s. */
 int moat_crl_keep(const char *dir, struct moat_crl_keeper *k);
 
-/* ---- update-event ingest over MQTT (src/server/ingest.c) ---- */
+/* ---- ingest over MQTT (src/server/ingest.c, ingest_store.c) ---- */
 
 #define MOAT_SERVER_DEFAULT_SERVICE_IDENTITY "backend-service"
 #define MOAT_INGEST_TOPIC "devices/+/diagnostics"
+/* Everything ingest subscribes to (as a service, each under $share/moatd/, so that the
+ * moatds of one deployment split the load). */
+#define MOAT_INGEST_TOPICS                                                    \
+	{                                                                     \
+		"devices/+/telemetry", "devices/+/status", MOAT_INGEST_TOPIC, \
+			"devices/+/command_responses", "moat/events/#"        \
+	}
+#define MOAT_INGEST_TOPIC_COUNT 5
+#define MOAT_INGEST_SHARE_GROUP "moatd"
 
 struct moat_ingest_opts {
 	const char *dir; /* the deployment directory */
 	const char *as;	 /* service identity; NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY */
+	/* The broker plugin's events file (MOAT_PLUGIN_EVENTS_FILE_NAME) opened for reading
+	 * by the caller while it could (the broker's user owns it, 0640; moatd opens it
+	 * before it gives up root): ingest reads it back at start and closes it. Without
+	 * one, ingest opens it itself. */
+	bool has_events_fd;
+	int events_fd;
 };
 
 struct moat_ingest;
 
-/* Starts a thread that connects to the broker as the service identity (moat_opclient:
- * certificate, CA and host name verified), subscribes to MOAT_INGEST_TOPIC and records
- * every update event (moat_update_event_parse) for the device the topic names. The broker's
- * ACL lets a device write only its own diagnostics, so the topic's id is the publisher.
- * Reconnects with a back-off (1 s doubling to 30 s) when the broker is away; refused
- * payloads are logged (one line, never the payload) and dropped. */
+/* Starts ingest: a reader thread that connects to the broker as the service identity
+ * (moat_opclient: certificate, CA and host name verified), subscribes to
+ * MOAT_INGEST_TOPICS and only queues what arrives (stamped with moatd's clock), and a
+ * writer thread that takes the queue in batches of [monitor] ingest_batch, one
+ * transaction each (registry.db is in WAL mode), and records:
+ *   - device state (registry.h, struct moat_device_state): online/offline from status and
+ *     the last will, last seen, source address (the broker's connected events), agent
+ *     version, running release (update events), certificate days left and interval
+ *     (diagnostics), last command result;
+ *   - update events, as before (moat_update_event_parse);
+ *   - every telemetry message (moat_msg_telemetry_parse; a refused one is a
+ *     payload_refused event), folded into minute and hour aggregates once past
+ *     [monitor] telemetry_retention (moat_registry_telemetry_compact, once a minute);
+ *   - the broker plugin's security events, also read from its events file at start so
+ *     that events published while moatd was away are recorded (once: their origin);
+ *   - moatd's own events and the anomalies of the rules of monitor.h.
+ * Every recorded event goes to moat_monitor_publish after its commit. The queue holds at
+ * most [monitor] ingest_queue messages: beyond, a message is dropped and counted, never
+ * silently: an ingest_behind event (severity high) says how many and how far behind, as
+ * does a lag (the oldest queued message's age) above ingest_lag_alert.
+ * The broker's ACL lets a device write only its own topics, so a topic's id is the
+ * publisher. Reconnects with a back-off (1 s doubling to 30 s) when the broker is away;
+ * refused payloads are logged (one line, never the payload). */
 MOAT_MUST_CHECK int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **out,
 				      struct moat_err *err);
+
+/* How ingest is keeping up (for logs and /metrics); counters since start. */
+struct moat_ingest_stats {
+	uint64_t received;  /* messages read from the broker */
+	uint64_t recorded;  /* messages whose batch committed */
+	uint64_t dropped;   /* lost to a full queue (ingest's or the MQTT client's) or a
+			       failed batch; each one is in an ingest_behind event */
+	uint64_t queued;    /* waiting now */
+	int64_t lag_ms;	    /* age of the oldest waiting message, 0 when none */
+	uint64_t events;    /* security events recorded */
+	uint64_t anomalies; /* of which anomalies */
+	uint64_t batches;   /* transactions committed */
+};
+void moat_ingest_stats(struct moat_ingest *ing, struct moat_ingest_stats *out);
+/* Records a security event of moatd's own (source "moatd", moatd's run id), from any
+ * thread: it is queued like a message and never blocks. */
+void moat_ingest_event(struct moat_ingest *ing, const struct moat_security_event *ev);
+/* moatd's run id: 16 hex digits, random per start. */
+const char *moat_ingest_run_id(const struct moat_ingest *ing);
 void moat_ingest_stop(struct moat_ingest *ing);
 
 /* ---- running moatd (src/server/locate.c) ---- */

@@ -40,6 +40,8 @@ int watch_main(int argc, char **argv);
 int backup_main(int argc, char **argv);
 int restore_main(int argc, char **argv);
 int config_main(int argc, char **argv);
+int events_main(int argc, char **argv);
+int fleet_main(int argc, char **argv);
 
 /* Exit statuses shared by all groups. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

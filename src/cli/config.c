@@ -11,6 +11,7 @@
 #include "moat/config.h"
 #include "moat/fsutil.h"
 #include "moat/monitor_export.h"
+#include "moat/monitor.h"
 #include "moat/net.h"
 #include "moat/policy.h"
 #include "moat/server.h"
@@ -73,6 +74,10 @@ static size_t check_all(const struct moat_config *cfg)
 	}
 	struct moat_net_guard g;
 	if (moat_net_guard_from_config(cfg, &g, &err) != 0) {
+		report(cfg, &err, &n);
+	}
+	struct moat_monitor_settings ms;
+	if (moat_monitor_settings_load(cfg, &ms, &err) != 0) {
 		report(cfg, &err, &n);
 	}
 	return n;

@@ -14,6 +14,8 @@
 #include "ident_ops.h"
 #include "moat/broker.h"
 #include "moat/fsutil.h"
+#include "moat/registry.h"
+#include "moat/secevent.h"
 #include "moat/timeutil.h"
 
 /* Room for the longest usage line ("moat identity revoke ID [--reason ...]", 100 bytes). */
@@ -630,6 +632,107 @@ static int show_cert(const struct moat_cert_row *row, void *ctx)
 	return 0;
 }
 
+#define SHOW_RECENT_EVENTS 10
+
+struct show_events {
+	bool json;
+	size_t n;
+};
+
+static int show_event(const struct moat_security_event *ev, void *ctx)
+{
+	struct show_events *se = ctx;
+	if (se->json) {
+		char buf[2048];
+		struct moat_err err = {0};
+		if (moat_security_event_json(ev, buf, sizeof(buf), &err) == 0) {
+			printf("%s%s", se->n ? "," : "", buf);
+		}
+	} else {
+		char when[MOAT_TIME_ISO_LEN];
+		moat_time_iso(ev->time_ms / 1000, when);
+		printf("  %s %-8s %s%s%s ", when, moat_severity_name(ev->severity), ev->kind,
+		       ev->rule[0] ? " rule=" : "", ev->rule);
+		cli_print_text(stdout, ev->evidence, strlen(ev->evidence));
+		printf("\n");
+	}
+	se->n++;
+	return 0;
+}
+
+/* What moatd's ingest recorded of a device: its state and its newest security events. */
+static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
+			   struct moat_err *err)
+{
+	struct moat_device_state s;
+	int rc = moat_registry_device_state_get(reg, id, &s, err);
+	if (rc == MOAT_ENOENT) {
+		memset(&s, 0, sizeof(s));
+	} else if (rc != 0) {
+		return rc;
+	}
+	char seen[MOAT_TIME_ISO_LEN] = "never";
+	if (s.last_seen_ms) {
+		moat_time_iso(s.last_seen_ms / 1000, seen);
+	}
+	if (json) {
+		printf(",\"state\":\"%s\",\"offline_by_will\":%s,\"last_seen\":\"%s\","
+		       "\"last_seen_ms\":%lld,\"address\":",
+		       moat_conn_state_name(s.state), s.offline_by_will ? "true" : "false", seen,
+		       (long long)s.last_seen_ms);
+		cli_json_string(stdout, s.address);
+		printf(",\"agent_version\":");
+		cli_json_string(stdout, s.agent_version);
+		printf(",\"running\":");
+		cli_json_string(stdout, s.running);
+		if (s.has_cert_days) {
+			printf(",\"cert_days_left\":%lld", (long long)s.cert_days_left);
+		} else {
+			printf(",\"cert_days_left\":null");
+		}
+		printf(",\"interval_s\":%lld,\"last_command\":", (long long)s.interval_s);
+		cli_json_string(stdout, s.last_command);
+		printf(",\"last_command_status\":");
+		cli_json_string(stdout, s.last_command_status);
+		printf(",\"events\":[");
+	} else {
+		printf("state:       %s%s\nlast seen:   %s\n", moat_conn_state_name(s.state),
+		       s.offline_by_will ? " (last will)" : "", seen);
+		if (s.address[0]) {
+			printf("address:     %s\n", s.address);
+		}
+		if (s.agent_version[0]) {
+			printf("agent:       ");
+			cli_print_text(stdout, s.agent_version, strlen(s.agent_version));
+			printf("\n");
+		}
+		printf("release:     ");
+		cli_print_text(stdout, s.running[0] ? s.running : "unknown",
+			       strlen(s.running[0] ? s.running : "unknown"));
+		printf("\n");
+		if (s.has_cert_days) {
+			printf("cert days:   %lld (its diagnostics)\n",
+			       (long long)s.cert_days_left);
+		}
+		if (s.interval_s) {
+			printf("interval:    %llds\n", (long long)s.interval_s);
+		}
+		if (s.last_command[0]) {
+			printf("last command: %s %s\n", s.last_command, s.last_command_status);
+		}
+		printf("recent events:\n");
+	}
+	struct moat_event_filter f = {.identity = id, .limit = SHOW_RECENT_EVENTS};
+	struct show_events se = {.json = json};
+	rc = moat_registry_security_event_foreach(reg, &f, show_event, &se, err);
+	if (json) {
+		printf("]");
+	} else if (se.n == 0) {
+		printf("  (none)\n");
+	}
+	return rc;
+}
+
 int ident_show(const struct ident_scope *scope, int argc, char **argv)
 {
 	char usage_line[USAGE_LINE_MAX];
@@ -667,7 +770,13 @@ int ident_show(const struct ident_scope *scope, int argc, char **argv)
 	}
 	rc = moat_registry_cert_foreach(moat_deploy_registry(c.d), false, show_cert, &h, &c.err);
 	if (h.json) {
-		printf("]}\n");
+		printf("]");
+	}
+	if (rc == 0 && c.ident.role == MOAT_ROLE_DEVICE) {
+		rc = show_monitoring(moat_deploy_registry(c.d), c.id, h.json, &c.err);
+	}
+	if (h.json) {
+		printf("}\n");
 	}
 	return one_end(&c, rc);
 }

@@ -28,6 +28,8 @@ static const struct group groups[] = {
 	{"sim", sim_main, "run N simulated devices (the moat-agent code) in one process"},
 	{"cmd", cmd_main, "send a command to a device and wait for its response"},
 	{"watch", watch_main, "live telemetry, status and command responses"},
+	{"events", events_main, "security events and anomalies moatd recorded (--follow)"},
+	{"fleet", fleet_main, "the fleet at a glance: states, types, releases, anomalies"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
 };

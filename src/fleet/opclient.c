@@ -50,6 +50,7 @@ struct moat_opclient {
 	bool pending_done;
 	struct msg *head, *tail;
 	size_t queued;
+	uint64_t dropped;    /* the oldest, dropped when the queue was full */
 	struct msg *current; /* returned by the last next() */
 	char log_error[256];
 };
@@ -124,6 +125,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
 		}
 		msg_free(old);
 		c->queued--;
+		c->dropped++;
 	}
 	struct msg *n = calloc(1, sizeof(*n));
 	if (!n) {
@@ -447,6 +449,11 @@ int moat_opclient_next(struct moat_opclient *c, int64_t timeout_ms, volatile int
 	*out_payload = c->current->payload;
 	*out_len = c->current->len;
 	return 0;
+}
+
+uint64_t moat_opclient_dropped(const struct moat_opclient *c)
+{
+	return c->dropped;
 }
 
 void moat_opclient_close(struct moat_opclient *c)

@@ -28,6 +28,7 @@
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/monitor.h"
 #include "moat/opclient.h"
 #include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
@@ -54,6 +55,7 @@ struct peer {
 struct moat_export {
 	pthread_t thread;
 	bool started;
+	bool hooked; /* subscribed to moatd's ingest (monitor.h) */
 	volatile int stop;
 	pthread_mutex_t mu;
 	struct moat_export_settings s;
@@ -509,6 +511,70 @@ void export_counters_get(struct moat_export *x, struct export_counters *out)
 	pthread_mutex_unlock(&x->mu);
 }
 
+/* ---- events from moatd's ingest (monitor.h's hook) ---- */
+
+/* The text of evidence between start and end (both literal), into dst; false when absent. */
+static bool between(const char *evidence, const char *start, const char *end, char *dst,
+		    size_t size)
+{
+	const char *a = strstr(evidence, start);
+	if (!a) {
+		return false;
+	}
+	a += strlen(start);
+	const char *b = end[0] ? strstr(a, end) : a + strlen(a);
+	if (!b) {
+		return false;
+	}
+	snprintf(dst, size, "%.*s", (int)(b - a), a);
+	return true;
+}
+
+/* src cut to size - 1 bytes */
+static void copy_cut(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+/* The one adapter from the ingest's record (secevent.h) to the export's: a plugin event's
+ * evidence (reason="..." client_id="..." detail="..." suppressed=N) back into its fields;
+ * anything else (moatd's own events, anomalies: rule) keeps its evidence as the detail. */
+void export_from_security_event(const struct moat_security_event *in, struct moat_sec_event *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->time_ms = in->time_ms;
+	copy_cut(out->kind, sizeof(out->kind), in->kind);
+	copy_cut(out->identity, sizeof(out->identity), in->identity);
+	copy_cut(out->address, sizeof(out->address), in->address);
+	out->count = 1;
+	char supp[24] = "";
+	if (strcmp(in->source, "broker") == 0 &&
+	    between(in->evidence, "reason=\"", "\" client_id=\"", out->reason,
+		    sizeof(out->reason)) &&
+	    between(in->evidence, "client_id=\"", "\" detail=\"", out->client_id,
+		    sizeof(out->client_id)) &&
+	    between(in->evidence, "detail=\"", "\" suppressed=", out->detail,
+		    sizeof(out->detail)) &&
+	    between(in->evidence, "\" suppressed=", "", supp, sizeof(supp))) {
+		out->suppressed = strtoull(supp, NULL, 10);
+		return;
+	}
+	copy_cut(out->reason, sizeof(out->reason), in->rule);
+	copy_cut(out->detail, sizeof(out->detail), in->evidence);
+}
+
+static void on_security_event(const struct moat_security_event *ev, void *ctx)
+{
+	struct moat_sec_event e;
+	export_from_security_event(ev, &e);
+	if (!moat_sec_event_kind_ok(e.kind)) {
+		return;
+	}
+	moat_export_submit(ctx, &e);
+}
+
 /* ---- the thread ---- */
 
 static void nap(struct moat_export *x, int64_t ms)
@@ -708,6 +774,10 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 		goto out;
 	}
 	x->started = true;
+	if (!x->as[0] && (rc = moat_monitor_subscribe(on_security_event, x, err)) != 0) {
+		goto out;
+	}
+	x->hooked = !x->as[0];
 	if (x->s.siem || x->s.webhook) {
 		moat_log(MOAT_LOG_INFO,
 			 "event=export_started siem=%s siem_format=%s webhook=%s alerts_queued=%zu",
@@ -730,6 +800,9 @@ void moat_export_stop(struct moat_export *x)
 {
 	if (!x) {
 		return;
+	}
+	if (x->hooked) {
+		moat_monitor_unsubscribe(on_security_event, x);
 	}
 	if (x->started) {
 		x->stop = 1;

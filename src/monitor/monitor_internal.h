@@ -22,4 +22,8 @@ struct export_counters {
 
 void export_counters_get(struct moat_export *x, struct export_counters *out);
 
+struct moat_security_event;
+/* The ingest's record (secevent.h) as the export's (export.c). */
+void export_from_security_event(const struct moat_security_event *in, struct moat_sec_event *out);
+
 #endif

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "moat/monitor.h"
 #include "moat/monitor_export.h"
 
 const char *const moat_export_config_keys[] = {
@@ -9,6 +10,31 @@ const char *const moat_export_config_keys[] = {
 	"webhook_url",	     "webhook_ca",	"webhook_queue_max", "webhook_retry_min",
 	"webhook_retry_max", "webhook_summary", "webhook_gather",    NULL,
 };
+
+static bool listed(const char *const *keys, const char *key)
+{
+	for (; *keys; keys++) {
+		if (strcmp(*keys, key) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+int moat_monitor_keys_check(const struct moat_config *cfg, struct moat_err *err)
+{
+	for (size_t i = 0; i < cfg->count; i++) {
+		const struct moat_config_entry *e = &cfg->entries[i];
+		if (strcmp(e->section, "monitor") == 0 &&
+		    !listed(moat_monitor_config_keys, e->key) &&
+		    !listed(moat_export_config_keys, e->key)) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s:%d: unknown key '%s' in [monitor]", cfg->path,
+					    e->line, e->key);
+		}
+	}
+	return 0;
+}
 
 static int url_key(const struct moat_config *cfg, const char *key, struct moat_export_url *out,
 		   struct moat_err *err)
@@ -43,7 +69,7 @@ int moat_export_settings_load(const struct moat_config *cfg, struct moat_export_
 	int rc;
 	memset(&s, 0, sizeof(s));
 	s.siem_format = MOAT_SIEM_RFC5424;
-	if ((rc = moat_config_check_keys(cfg, "monitor", moat_export_config_keys, err)) != 0) {
+	if ((rc = moat_monitor_keys_check(cfg, err)) != 0) {
 		return rc;
 	}
 	if (moat_config_get(cfg, "monitor", "siem_url")) {

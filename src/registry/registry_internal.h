@@ -15,7 +15,8 @@ extern const int moat_registry_migration_count;
 struct moat_registry {
 	sqlite3 *db;
 	char *path;
-	int tx_depth; /* >0 while the caller holds a transaction */
+	int tx_depth;			/* >0 while the caller holds a transaction */
+	sqlite3_stmt *telemetry_insert; /* ingest's hot path (monitor.c), prepared once */
 };
 
 /* "<path>: <what>: <SQLite's message>", MOAT_ENOSPC when the disk is full, else MOAT_EDB. */

@@ -104,6 +104,58 @@ const char *const moat_registry_migrations[] = {
 	/* 5: devices made by `moat sim --create`, told apart from real ones (device list) */
 	"ALTER TABLE identities ADD COLUMN simulated INTEGER NOT NULL DEFAULT 0 "
 	"CHECK (simulated IN (0, 1));",
+	/* 6: monitoring (monitor.c): what moatd's ingest saw of each device, the security
+	 * events (the broker plugin's, moatd's, anomalies; origin: a broker event read from
+	 * MQTT and from its file is recorded once), raw telemetry for its retention and the
+	 * minute and hour aggregates kept beyond it */
+	"CREATE TABLE device_state ("
+	"  device TEXT PRIMARY KEY,"
+	"  state INTEGER NOT NULL CHECK (state BETWEEN 0 AND 2),"
+	"  state_at_ms INTEGER NOT NULL,"
+	"  offline_by_will INTEGER NOT NULL CHECK (offline_by_will IN (0, 1)),"
+	"  last_seen_ms INTEGER NOT NULL,"
+	"  address TEXT NOT NULL,"
+	"  agent_version TEXT NOT NULL,"
+	"  running TEXT NOT NULL,"
+	"  cert_days_left INTEGER,"
+	"  interval_s INTEGER NOT NULL,"
+	"  last_command TEXT NOT NULL,"
+	"  last_command_status TEXT NOT NULL,"
+	"  last_command_at_ms INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	"CREATE TABLE security_events ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  at_ms INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  severity INTEGER NOT NULL CHECK (severity BETWEEN 0 AND 4),"
+	"  source TEXT NOT NULL,"
+	"  identity TEXT NOT NULL,"
+	"  address TEXT NOT NULL,"
+	"  rule TEXT NOT NULL,"
+	"  evidence TEXT NOT NULL,"
+	"  run_id TEXT NOT NULL,"
+	"  origin TEXT UNIQUE"
+	");"
+	"CREATE INDEX security_events_at ON security_events(at_ms);"
+	"CREATE INDEX security_events_identity ON security_events(identity, at_ms);"
+	"CREATE TABLE telemetry ("
+	"  device TEXT NOT NULL,"
+	"  at_ms INTEGER NOT NULL,"
+	"  payload TEXT NOT NULL"
+	");"
+	"CREATE INDEX telemetry_at ON telemetry(at_ms);"
+	"CREATE TABLE telemetry_agg ("
+	"  device TEXT NOT NULL,"
+	"  metric TEXT NOT NULL,"
+	"  period_s INTEGER NOT NULL CHECK (period_s IN (60, 3600)),"
+	"  bucket_ms INTEGER NOT NULL,"
+	"  n INTEGER NOT NULL,"
+	"  min REAL NOT NULL,"
+	"  max REAL NOT NULL,"
+	"  sum REAL NOT NULL,"
+	"  PRIMARY KEY (device, metric, period_s, bucket_ms)"
+	") WITHOUT ROWID;"
+	"CREATE INDEX telemetry_agg_bucket ON telemetry_agg(period_s, bucket_ms);",
 };
 
 const int moat_registry_migration_count =

@@ -81,16 +81,20 @@ int moat_registry_update_event_record(struct moat_registry *reg, const struct mo
 				      struct moat_err *err)
 {
 	int rc;
-	if ((rc = moat_registry_begin(reg, err)) != 0) {
+	/* inside the caller's transaction (moatd's ingest batches) or in its own */
+	bool own_tx = reg->tx_depth == 0;
+	if (own_tx && (rc = moat_registry_begin(reg, err)) != 0) {
 		return rc;
 	}
 	if ((rc = insert_event(reg, ev, err)) != 0 ||
 	    (rc = prune_events(reg, ev->device, err)) != 0 ||
 	    (ev->running[0] && (rc = set_running(reg, ev, err)) != 0)) {
-		moat_registry_rollback(reg);
+		if (own_tx) {
+			moat_registry_rollback(reg);
+		}
 		return rc;
 	}
-	return moat_registry_commit(reg, err);
+	return own_tx ? moat_registry_commit(reg, err) : 0;
 }
 
 int moat_registry_running_version(struct moat_registry *reg, const char *device_id,

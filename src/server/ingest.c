@@ -1,16 +1,20 @@
-/* ingest.c: moatd's MQTT side: a thread with its own deployment handle (so its own
- * registry connection; SQLite serializes it against the HTTPS thread and the CLI) that
- * listens to devices' diagnostics as the service identity and records update events.
+/* ingest.c: moatd's MQTT side, the reader: a thread that listens to the devices' topics
+ * and the broker's security events as the service identity and only queues what arrives,
+ * so the MQTT loop never waits for the disk; ingest_store.c's writer thread records it.
  * The session is moat_opclient's (src/fleet/opclient.c), the same verified TLS client
- * `moat watch` uses, with client id "<identity>:ingest" and, as a service, a shared
- * subscription; this file adds only reconnection and the event handling.
+ * `moat watch` uses, with client id "<identity>:ingest" and, as a service, shared
+ * subscriptions ($share/moatd/...), so several moatds split the load.
  */
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "ingest_internal.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
@@ -22,20 +26,10 @@
 
 #define INGEST_CONNECT_TIMEOUT_MS 5000
 #define INGEST_POLL_MS 500
-/* Client id "<identity>:ingest" (never `moat watch`'s or `moat cmd`'s session) and the
- * shared subscription's name. */
+/* Client id "<identity>:ingest" (never `moat watch`'s or `moat cmd`'s session). */
 #define INGEST_CLIENT_SUFFIX "ingest"
-#define INGEST_SHARE_NAME "moatd-ingest"
 #define INGEST_BACKOFF_MIN_MS 1000
 #define INGEST_BACKOFF_MAX_MS 30000
-
-struct moat_ingest {
-	pthread_t thread;
-	bool started;
-	volatile int stop;
-	char dir[PATH_MAX];
-	char as[MOAT_ID_BUF_LEN];
-};
 
 /* Sleeps ms in small steps so a stop request is seen quickly. */
 static void nap(struct moat_ingest *ing, int64_t ms)
@@ -47,34 +41,117 @@ static void nap(struct moat_ingest *ing, int64_t ms)
 	}
 }
 
-static void handle(struct moat_deploy *d, const char *topic, const void *payload, size_t len)
+bool ingest_push(struct moat_ingest *ing, struct ingest_item *it)
 {
-	struct moat_topic t;
-	struct moat_err err = {0};
-	if (moat_topic_parse(topic, &t, &err) != 0 || t.kind != MOAT_TOPIC_DIAGNOSTICS) {
+	bool ok;
+	pthread_mutex_lock(&ing->lock);
+	ing->received += it->topic ? 1 : 0;
+	ok = ing->queued < (uint64_t)ing->set.queue_max || !it->topic; /* moatd's own events
+									    always fit */
+	if (ok) {
+		if (ing->tail) {
+			ing->tail->next = it;
+		} else {
+			ing->head = it;
+		}
+		ing->tail = it;
+		ing->queued++;
+		pthread_cond_signal(&ing->cond);
+	} else {
+		ing->dropped++;
+	}
+	pthread_mutex_unlock(&ing->lock);
+	if (!ok) {
+		ingest_item_free(it);
+	}
+	return ok;
+}
+
+void ingest_item_free(struct ingest_item *it)
+{
+	if (it) {
+		free(it->ev);
+		free(it);
+	}
+}
+
+static void enqueue_message(struct moat_ingest *ing, const char *topic, const void *payload,
+			    size_t len)
+{
+	size_t tlen = strlen(topic);
+	struct ingest_item *it = malloc(sizeof(*it) + tlen + 1 + len + 1);
+	if (!it) {
+		pthread_mutex_lock(&ing->lock);
+		ing->received++;
+		ing->dropped++;
+		pthread_mutex_unlock(&ing->lock);
 		return;
 	}
-	struct moat_update_event ev;
-	memset(&ev, 0, sizeof(ev));
-	snprintf(ev.device, sizeof(ev.device), "%s", t.id);
-	ev.at = moat_time_now();
-	int rc = moat_update_event_parse(payload, len, &ev, &err);
-	if (rc == MOAT_ENOENT) {
-		return; /* diagnostics of another kind */
+	memset(it, 0, sizeof(*it));
+	char *t = (char *)(it + 1);
+	memcpy(t, topic, tlen + 1);
+	char *p = t + tlen + 1;
+	if (len) {
+		memcpy(p, payload, len);
 	}
-	if (rc != 0) {
-		moat_log(MOAT_LOG_WARN, "event=update_event_refused id=%s error=\"%s\"", t.id,
-			 err.msg);
+	p[len] = '\0';
+	it->topic = t;
+	it->payload = p;
+	it->len = len;
+	it->at_ms = moat_time_wall_ms();
+	it->mono_ms = moat_time_mono_ms();
+	(void)ingest_push(ing, it);
+}
+
+void moat_ingest_event(struct moat_ingest *ing, const struct moat_security_event *ev)
+{
+	if (!ing) {
 		return;
 	}
-	if (moat_registry_update_event_record(moat_deploy_registry(d), &ev, &err) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=update_event_not_recorded id=%s error=\"%s\"", t.id,
-			 err.msg);
+	struct ingest_item *it = calloc(1, sizeof(*it));
+	struct moat_security_event *copy = malloc(sizeof(*copy));
+	if (!it || !copy) {
+		free(it);
+		free(copy);
+		pthread_mutex_lock(&ing->lock);
+		ing->dropped++;
+		pthread_mutex_unlock(&ing->lock);
 		return;
 	}
-	moat_log(MOAT_LOG_INFO, "event=update_event id=%s stage=%s version=%s running=%s reason=%s",
-		 ev.device, moat_update_stage_name(ev.stage), ev.version[0] ? ev.version : "-",
-		 ev.running[0] ? ev.running : "-", ev.reason[0] ? ev.reason : NULL);
+	*copy = *ev;
+	copy->seq = 0;
+	snprintf(copy->source, sizeof(copy->source), "moatd");
+	snprintf(copy->run_id, sizeof(copy->run_id), "%s", ing->run_id);
+	if (copy->time_ms == 0) {
+		copy->time_ms = moat_time_wall_ms();
+	}
+	it->ev = copy;
+	it->at_ms = copy->time_ms;
+	it->mono_ms = moat_time_mono_ms();
+	(void)ingest_push(ing, it);
+}
+
+const char *moat_ingest_run_id(const struct moat_ingest *ing)
+{
+	return ing->run_id;
+}
+
+void moat_ingest_stats(struct moat_ingest *ing, struct moat_ingest_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!ing) {
+		return;
+	}
+	pthread_mutex_lock(&ing->lock);
+	out->received = ing->received;
+	out->recorded = ing->recorded;
+	out->dropped = ing->dropped;
+	out->queued = ing->queued;
+	out->lag_ms = ing->head ? moat_time_mono_ms() - ing->head->mono_ms : 0;
+	out->events = ing->events;
+	out->anomalies = ing->anomalies;
+	out->batches = ing->batches;
+	pthread_mutex_unlock(&ing->lock);
 }
 
 static void *run(void *arg)
@@ -82,6 +159,7 @@ static void *run(void *arg)
 	struct moat_ingest *ing = arg;
 	struct moat_deploy *d = NULL;
 	int64_t backoff = INGEST_BACKOFF_MIN_MS;
+	static const char *const topics[MOAT_INGEST_TOPIC_COUNT] = MOAT_INGEST_TOPICS;
 	while (!ing->stop) {
 		struct moat_err err = {0};
 		struct moat_opclient *c = NULL;
@@ -93,17 +171,24 @@ static void *run(void *arg)
 								      : backoff * 2;
 			continue;
 		}
-		/* A service shares the subscription: moatds of one deployment split the reports
-		 * between them instead of each recording every one. */
-		const char *filters[] = {MOAT_INGEST_TOPIC};
+		/* A service shares the subscriptions: moatds of one deployment split the
+		 * messages between them instead of each recording every one. */
+		char shared[MOAT_INGEST_TOPIC_COUNT][MOAT_TOPIC_BUF_LEN];
+		const char *filters[MOAT_INGEST_TOPIC_COUNT];
 		/* moat.conf's [client] host: the broker's name from its own machine */
-		if (moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, NULL,
-					  INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0 &&
-		    moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
-			filters[0] = MOAT_SHARE_PREFIX INGEST_SHARE_NAME "/" MOAT_INGEST_TOPIC;
+		bool ok = moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, NULL,
+						INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0;
+		for (size_t i = 0; i < MOAT_INGEST_TOPIC_COUNT; i++) {
+			filters[i] = topics[i];
+			if (ok && moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
+				snprintf(shared[i], sizeof(shared[i]),
+					 MOAT_SHARE_PREFIX MOAT_INGEST_SHARE_GROUP "/%s",
+					 topics[i]);
+				filters[i] = shared[i];
+			}
 		}
-		if (!c ||
-		    moat_opclient_subscribe(c, filters, 1, INGEST_CONNECT_TIMEOUT_MS, &err) != 0) {
+		if (!ok || moat_opclient_subscribe(c, filters, MOAT_INGEST_TOPIC_COUNT,
+						   INGEST_CONNECT_TIMEOUT_MS, &err) != 0) {
 			moat_log(MOAT_LOG_WARN,
 				 "event=ingest_disconnected as=%s error=\"%s\" retry_ms=%lld",
 				 ing->as, err.msg, (long long)backoff);
@@ -114,16 +199,26 @@ static void *run(void *arg)
 			continue;
 		}
 		moat_log(MOAT_LOG_INFO, "event=ingest_subscribed as=%s topic=%s", ing->as,
-			 MOAT_INGEST_TOPIC);
+			 filters[0]);
 		backoff = INGEST_BACKOFF_MIN_MS;
+		uint64_t client_dropped = 0;
 		for (;;) {
 			const char *topic = NULL;
 			const void *payload = NULL;
 			size_t len = 0;
 			int rc = moat_opclient_next(c, INGEST_POLL_MS, &ing->stop, &topic, &payload,
 						    &len, &err);
+			uint64_t n = moat_opclient_dropped(c);
+			if (n != client_dropped) {
+				/* the client's own queue overflowed: lost too, and said so */
+				pthread_mutex_lock(&ing->lock);
+				ing->received += n - client_dropped;
+				ing->dropped += n - client_dropped;
+				pthread_mutex_unlock(&ing->lock);
+				client_dropped = n;
+			}
 			if (rc == 0) {
-				handle(d, topic, payload, len);
+				enqueue_message(ing, topic, payload, len);
 			} else if (rc == MOAT_ETIMEOUT) {
 				continue;
 			} else {
@@ -154,13 +249,38 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 	if (!ing) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
+	pthread_mutex_init(&ing->lock, NULL);
+	pthread_cond_init(&ing->cond, NULL);
+	ing->events_fd = opts->has_events_fd ? opts->events_fd : -1;
+	unsigned char rnd[8];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		rc = moat_err_set(err, MOAT_EIO, "getrandom failed");
+		goto out;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		snprintf(&ing->run_id[2 * i], 3, "%02x", rnd[i]);
+	}
 	/* Open once here so a bad directory or configuration fails moatd's start. */
 	if ((rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &d, err)) != 0) {
 		goto out;
 	}
+	const struct moat_config *cfg = moat_deploy_config(d);
+	if ((rc = moat_monitor_settings_load(cfg, &ing->set, err)) != 0) {
+		goto out;
+	}
+	if (ing->set.zone_check) {
+		ing->net = calloc(1, sizeof(*ing->net));
+		if (!ing->net) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+			goto out;
+		}
+		if ((rc = moat_net_policy_from_config(cfg, ing->net, err)) != 0) {
+			goto out;
+		}
+	}
 	const char *as = opts->as;
 	if (!as) {
-		as = moat_config_get(moat_deploy_config(d), "server", "service_identity");
+		as = moat_config_get(cfg, "server", "service_identity");
 	}
 	if (!as) {
 		as = MOAT_SERVER_DEFAULT_SERVICE_IDENTITY;
@@ -173,17 +293,24 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 	if ((rc = moat_path_join(ing->dir, sizeof(ing->dir), err, "%s", moat_deploy_dir(d))) != 0) {
 		goto out;
 	}
-	if (pthread_create(&ing->thread, NULL, run, ing) != 0) {
+	if (pthread_create(&ing->writer, NULL, ingest_writer_run, ing) != 0) {
+		rc = moat_err_set(err, MOAT_EIO, "cannot start the ingest writer thread");
+		goto out;
+	}
+	ing->writer_started = true;
+	if (pthread_create(&ing->reader, NULL, run, ing) != 0) {
 		rc = moat_err_set(err, MOAT_EIO, "cannot start the ingest thread");
 		goto out;
 	}
-	ing->started = true;
+	ing->reader_started = true;
+	moat_log(MOAT_LOG_INFO, "event=ingest_started run_id=%s queue_max=%lld batch_max=%lld",
+		 ing->run_id, (long long)ing->set.queue_max, (long long)ing->set.batch_max);
 	*out = ing;
 	ing = NULL;
 	rc = 0;
 out:
 	moat_deploy_close(d);
-	free(ing);
+	moat_ingest_stop(ing);
 	return rc;
 }
 
@@ -192,9 +319,28 @@ void moat_ingest_stop(struct moat_ingest *ing)
 	if (!ing) {
 		return;
 	}
-	if (ing->started) {
+	/* the reader first, so the writer records everything it queued */
+	if (ing->reader_started) {
 		ing->stop = 1;
-		pthread_join(ing->thread, NULL);
+		pthread_join(ing->reader, NULL);
 	}
+	if (ing->writer_started) {
+		pthread_mutex_lock(&ing->lock);
+		ing->writer_stop = true;
+		pthread_cond_signal(&ing->cond);
+		pthread_mutex_unlock(&ing->lock);
+		pthread_join(ing->writer, NULL);
+	}
+	while (ing->head) {
+		struct ingest_item *it = ing->head;
+		ing->head = it->next;
+		ingest_item_free(it);
+	}
+	pthread_mutex_destroy(&ing->lock);
+	pthread_cond_destroy(&ing->cond);
+	if (ing->events_fd >= 0) {
+		close(ing->events_fd);
+	}
+	free(ing->net);
 	free(ing);
 }

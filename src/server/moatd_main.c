@@ -50,6 +50,7 @@
 #include "moat/log.h"
 #include "moat/monitor_export.h"
 #include "moat/opts.h"
+#include "moat/policy.h"
 #include "moat/sandbox.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
@@ -324,13 +325,24 @@ int main(int argc, char **argv)
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
 	struct moat_export *exporter = NULL;
-	/* the exporter subscribes to the plugin's events as the ingest's service identity,
-	 * when [monitor] names a sink (--no-ingest stops the update-event ingest only) */
-	struct moat_export_opts xopts = {.dir = dir, .subscribe = true, .as = iopts.as};
+	/* the exporter takes the ingest's recorded events (monitor.h's hook); without the
+	 * ingest it subscribes to the plugin's events itself, as the service identity, when
+	 * [monitor] names a sink */
+	struct moat_export_opts xopts = {.dir = dir, .subscribe = !ingest, .as = iopts.as};
 	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);
 	if (token_check(dir, &su) != 0) {
 		return 1;
+	}
+	if (ingest) {
+		/* the broker's user owns the plugin's events file: open it while root may */
+		char events[PATH_MAX];
+		int n = snprintf(events, sizeof(events), "%s/%s", dir,
+				 MOAT_PLUGIN_EVENTS_FILE_NAME);
+		if (n > 0 && (size_t)n < sizeof(events)) {
+			iopts.events_fd = open(events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			iopts.has_events_fd = iopts.events_fd >= 0;
+		}
 	}
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
 	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0) ||

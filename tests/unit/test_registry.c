@@ -1085,6 +1085,248 @@ static void test_online_backup(void **state)
 	assert_true(moat_fs_exists(copy)); /* an existing file is never replaced or removed */
 }
 
+/* ---- monitoring tables (migration 6) ---- */
+
+static void test_device_state(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_device_state s, got;
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), MOAT_ENOENT);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.device, sizeof(s.device), "d1");
+	s.state = MOAT_CONN_OFFLINE;
+	s.state_at_ms = 5;
+	s.offline_by_will = true;
+	s.last_seen_ms = 7;
+	snprintf(s.address, sizeof(s.address), "10.0.0.9");
+	snprintf(s.agent_version, sizeof(s.agent_version), "1.2");
+	snprintf(s.running, sizeof(s.running), "2.0.0");
+	s.interval_s = 30;
+	snprintf(s.last_command, sizeof(s.last_command), "reboot");
+	snprintf(s.last_command_status, sizeof(s.last_command_status), "accepted");
+	s.last_command_at_ms = 9;
+	assert_int_equal(moat_registry_device_state_put(reg, &s, &err), 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&s, &got, sizeof(s));
+	assert_false(got.has_cert_days);
+	s.has_cert_days = true;
+	s.cert_days_left = -3; /* expired: negative days are kept as they are */
+	s.state = MOAT_CONN_ONLINE;
+	assert_int_equal(moat_registry_device_state_put(reg, &s, &err), 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_true(got.has_cert_days);
+	assert_int_equal(got.cert_days_left, -3);
+	assert_string_equal(moat_conn_state_name(got.state), "online");
+	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
+}
+
+/* "<kind>:<identity>" of each event, comma-separated; seq must grow. */
+static int collect_event(const struct moat_security_event *ev, void *ctx)
+{
+	static int64_t last_seq;
+	char *out = ctx;
+	size_t n = strlen(out);
+	if (n == 0) {
+		last_seq = 0;
+	}
+	assert_true(ev->seq > last_seq);
+	last_seq = ev->seq;
+	snprintf(out + n, 512 - n, "%s%s:%s", n ? "," : "", ev->kind, ev->identity);
+	return 0;
+}
+
+static struct moat_security_event sec_event(const char *kind, const char *ident, int64_t t,
+					    enum moat_severity sev)
+{
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
+	snprintf(ev.identity, sizeof(ev.identity), "%s", ident);
+	snprintf(ev.source, sizeof(ev.source), "broker");
+	ev.time_ms = t;
+	ev.severity = sev;
+	return ev;
+}
+
+static void test_security_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	bool fresh = false;
+	struct moat_security_event ev = sec_event("auth_refused", "a", 1000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_true(fresh);
+	assert_int_equal(ev.seq, 1);
+	/* the same origin again (read from MQTT, then from the file): recorded once */
+	ev.seq = 0;
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_false(fresh);
+	assert_int_equal(ev.seq, 0);
+	/* no origin: always a new event */
+	struct moat_security_event b = sec_event("connected", "b", 2000, MOAT_SEV_INFO);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_true(fresh);
+	struct moat_security_event c = sec_event("anomaly", "a", 3000, MOAT_SEV_HIGH);
+	snprintf(c.rule, sizeof(c.rule), "rate");
+	assert_int_equal(moat_registry_security_event_add(reg, &c, NULL, NULL, &err), 0);
+
+	char out[512] = "";
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &all, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "auth_refused:a,connected:b,connected:b,anomaly:a");
+	out[0] = '\0';
+	struct moat_event_filter newest = {.limit = 2};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &newest, collect_event, out,
+							      &err),
+			 0);
+	assert_string_equal(out, "connected:b,anomaly:a"); /* the newest two, oldest first */
+	out[0] = '\0';
+	struct moat_event_filter f = {.identity = "a", .after_seq = 1};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &f, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "anomaly:a");
+	int64_t n = 0;
+	struct moat_event_filter window = {.since_ms = 1500, .until_ms = 3000};
+	assert_int_equal(moat_registry_security_event_count(reg, &window, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter sev = {.min_severity = MOAT_SEV_MEDIUM};
+	assert_int_equal(moat_registry_security_event_count(reg, &sev, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter rule = {.kind = "anomaly", .rule = "rate"};
+	assert_int_equal(moat_registry_security_event_count(reg, &rule, &n, &err), 0);
+	assert_int_equal(n, 1);
+	struct moat_event_filter other = {.rule = "silence"};
+	assert_int_equal(moat_registry_security_event_count(reg, &other, &n, &err), 0);
+	assert_int_equal(n, 0);
+}
+
+struct aggs {
+	struct moat_telemetry_agg a[16];
+	size_t n;
+};
+
+static int collect_agg(const struct moat_telemetry_agg *a, void *ctx)
+{
+	struct aggs *x = ctx;
+	if (x->n < 16) {
+		x->a[x->n++] = *a;
+	}
+	return 0;
+}
+
+static void add_telemetry(struct moat_registry *reg, const char *dev, int64_t at, double temp)
+{
+	char p[200];
+	struct moat_err err = {0};
+	int n = snprintf(p, sizeof(p),
+			 "{\"device_id\":\"%s\",\"device_type\":\"s\",\"timestamp\":1,"
+			 "\"telemetry\":{\"temp\":%g}}",
+			 dev, temp);
+	assert_int_equal(moat_registry_telemetry_add(reg, dev, at, p, (size_t)n, &err), 0);
+}
+
+/* Retention with explicit times: raw rows past telemetry_retention become minute and hour
+ * aggregates (merged with those already there), aggregates past theirs go. */
+static void test_telemetry_compact(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	const int64_t H = 3600000, M = 60000, DAY = 24 * H;
+	const int64_t t0 = 1000 * DAY; /* a whole hour */
+	struct moat_retention r = {.raw_ms = 7 * DAY,
+				   .minute_ms = 30 * DAY,
+				   .hour_ms = 400 * DAY,
+				   .event_ms = 400 * DAY};
+	/* minute 0: 10, 20; minute 1: 30; the next hour: 5; and one within retention */
+	add_telemetry(reg, "d1", t0 + 1000, 10);
+	add_telemetry(reg, "d1", t0 + 59000, 20);
+	add_telemetry(reg, "d1", t0 + M + 1, 30);
+	add_telemetry(reg, "d1", t0 + H + 5, 5);
+	add_telemetry(reg, "d1", t0 + 10 * DAY, 99);
+	struct moat_compact_stats cs;
+	int64_t now = t0 + 8 * DAY; /* the first four are past 7 days */
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 4);
+	int64_t left = 0;
+	assert_int_equal(moat_registry_telemetry_count(reg, "d1", &left, &err), 0);
+	assert_int_equal(left, 1);
+	struct aggs x = {0};
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 60, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 3);
+	assert_int_equal(x.a[0].bucket_ms, t0);
+	assert_int_equal(x.a[0].count, 2);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 20 && x.a[0].mean == 15);
+	assert_string_equal(x.a[0].metric, "temp");
+	assert_int_equal(x.a[1].bucket_ms, t0 + M);
+	assert_int_equal(x.a[2].bucket_ms, t0 + H);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.n, 2);
+	assert_int_equal(x.a[0].count, 3);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 30 && x.a[0].mean == 20);
+	assert_int_equal(x.a[1].count, 1);
+
+	/* a late raw row of an hour already folded merges into its aggregate */
+	add_telemetry(reg, "d1", t0 + 2 * M, 40);
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.a[0].count, 4);
+	assert_true(x.a[0].max == 40 && x.a[0].mean == 25);
+
+	/* 31 days on, minutes of t0 are gone and hours stay; 401 days on, hours go too */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 31 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1); /* the row of day 10 */
+	assert_int_equal(cs.minutes_dropped, 4);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 0, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 1 + 3); /* day 10: its minute and hour; t0's two hours */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 401 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.hours_dropped, 2);
+
+	/* max_rows bounds one pass: the oldest first */
+	for (int i = 0; i < 5; i++) {
+		add_telemetry(reg, "d2", t0 + i, i);
+	}
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 8 * DAY, &r, 2, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 2);
+	assert_int_equal(moat_registry_telemetry_count(reg, "d2", &left, &err), 0);
+	assert_int_equal(left, 3);
+}
+
+/* Events past event_retention are deleted by the same pass. */
+static void test_event_retention(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_security_event a = sec_event("acl_denied", "x", 1000, MOAT_SEV_MEDIUM);
+	struct moat_security_event b = sec_event("acl_denied", "x", 9000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &a, NULL, NULL, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, NULL, &err), 0);
+	struct moat_retention r = {.raw_ms = 1, .minute_ms = 1, .hour_ms = 1, .event_ms = 5000};
+	struct moat_compact_stats cs;
+	assert_int_equal(moat_registry_telemetry_compact(reg, 10000, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.events_dropped, 1);
+	int64_t n = 0;
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_count(reg, &all, &n, &err), 0);
+	assert_int_equal(n, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1114,6 +1356,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_identity_delete, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_online_backup, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_device_state, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,7 @@
  * appended as one line to the events file.
  *
  * {"time":"2026-11-25T18:00:00Z","time_ms":1795629600123,"kind":"auth_refused",
- *  "identity":"sensor-1",
+ *  "run_id":"0f1e2d3c4b5a6978","identity":"sensor-1",
  *  "client_id":"sensor-2","address":"127.0.0.1","reason":"client_id_mismatch",
  *  "detail":"...","count":3,"suppressed":0}
  *
@@ -123,6 +123,7 @@ void moat_plugin_event(struct mp_state *st, const struct mp_event *ev)
 	bool ok = cJSON_AddStringToObject(obj, "time", when) != NULL &&
 		  cJSON_AddNumberToObject(obj, "time_ms", time_ms) != NULL &&
 		  cJSON_AddStringToObject(obj, "kind", kind_names[ev->kind]) != NULL &&
+		  cJSON_AddStringToObject(obj, "run_id", st->run_id) != NULL &&
 		  add_str(obj, "identity", ev->identity) &&
 		  add_str(obj, "client_id", ev->client_id) &&
 		  add_str(obj, "address", ev->address) && add_str(obj, "reason", ev->reason) &&

@@ -10,7 +10,9 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "moat/timeutil.h"
@@ -132,6 +134,15 @@ MP_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 	}
 	st->pid = identifier;
 	st->events_fd = -1;
+	unsigned char rnd[8];
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: getrandom: %s", strerror(errno));
+		mosquitto_free(st);
+		return MOSQ_ERR_UNKNOWN;
+	}
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		snprintf(&st->run_id[2 * i], 3, "%02x", rnd[i]);
+	}
 	moat_policy_init(&st->policy);
 
 	if (read_options(st, options, option_count) < 0) {

@@ -152,6 +152,9 @@ struct mp_file_stamp {
 
 struct mp_state {
 	mosquitto_plugin_id_t *pid;
+	/* 16 hex digits, random per load: with an event's kind and count it names the event
+	 * once, so moatd records it once whether read from MQTT or from the events file */
+	char run_id[17];
 	char *policy_path;
 	char *crl_path;
 	char *events_path;  /* NULL: events are only published */

@@ -1,0 +1,145 @@
+/* monitor.h: security monitoring (src/monitor): the one record of a security event
+ * (struct moat_security_event, secevent.h), the hook every consumer of events subscribes to, the
+ [monitor] settings of moat.conf and the
+ * anomaly rules, as pure functions over explicit inputs (no clocks, files or sockets: the
+ * caller passes times and counts in).
+ *
+ * Events. Every security event moatd records (the broker plugin's, read from
+ * moat/events/# or its events file, moatd's own, and the anomalies the rules find) is one
+ * struct moat_security_event. moatd's ingest writes it to the registry (security_events)
+ * and, once the transaction holding it has committed, calls moat_monitor_publish with it:
+ * every hook subscribed with moat_monitor_subscribe then sees it, in the order recorded,
+ * on moatd's ingest writer thread. A hook must return quickly (queue and return: it runs
+ * while ingest waits) and must not call moat_monitor_subscribe/unsubscribe itself.
+
+ */
+#ifndef MOAT_MONITOR_H
+#define MOAT_MONITOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/config.h"
+#include "moat/err.h"
+#include "moat/identity.h"
+#include "moat/secevent.h"
+
+/* ---- the hook ---- */
+
+typedef void (*moat_security_event_hook)(const struct moat_security_event *ev, void *ctx);
+#define MOAT_MONITOR_HOOKS_MAX 8
+/* Adds fn(ctx) to the hooks (MOAT_ESTATE: already MOAT_MONITOR_HOOKS_MAX). Thread-safe. */
+MOAT_MUST_CHECK int moat_monitor_subscribe(moat_security_event_hook fn, void *ctx,
+					   struct moat_err *err);
+/* Removes fn(ctx); once it returns, fn is not running and will not be called again. */
+void moat_monitor_unsubscribe(moat_security_event_hook fn, void *ctx);
+/* Calls every hook with ev, in subscription order. moatd calls it for every event it has
+ * recorded (after the commit, so a hook never sees an event a crash could lose). */
+void moat_monitor_publish(const struct moat_security_event *ev);
+
+/* ---- [monitor] of moat.conf ---- */
+
+struct moat_monitor_settings {
+	int64_t telemetry_retention_ms; /* telemetry_retention: raw messages, default 7 d */
+	int64_t minute_retention_ms;	/* minute_retention: minute aggregates, 30 d */
+	int64_t hour_retention_ms;	/* hour_retention: hour aggregates, 400 d */
+	int64_t event_retention_ms;	/* event_retention: security events, 400 d */
+	int64_t queue_max;		/* ingest_queue: messages waiting for the writer */
+	int64_t batch_max;		/* ingest_batch: messages per transaction */
+	int64_t lag_alert_ms;		/* ingest_lag_alert: oldest queued message older */
+	double rate_factor;		/* rate_factor: k, messages above k x the interval's */
+	int64_t rate_window_ms;		/* rate_window */
+	double silence_factor;		/* silence_factor: m, silent beyond m x interval */
+	double payload_factor;		/* payload_factor: size beyond x or below 1/x of
+					   the type's mean */
+	int64_t payload_min_samples;	/* payload_min_samples: the mean needs as many */
+	int64_t auth_burst;		/* auth_burst: refusals per identity or address */
+	int64_t acl_burst;		/* acl_burst: ACL denials of one device */
+	int64_t burst_window_ms;	/* burst_window: both bursts count over it */
+	int64_t clone_switches;		/* clone_switches: address changes or takeovers */
+	int64_t clone_window_ms;	/* clone_window */
+	bool zone_check;		/* zone_check: device outside [network] device zones */
+	double event_jump_factor;	/* event_jump_factor: events after a rollout vs before */
+	int64_t event_jump_min;		/* event_jump_min: at least as many after */
+	int64_t event_jump_window_ms;	/* event_jump_window: before and after */
+	int64_t anomaly_open_ms;	/* anomaly_open: an anomaly counts as open, and its
+					   rule does not fire again for the same subject */
+};
+/* Reads [monitor] (absent keys: the defaults of docs/CONFIGURATION.md); an unknown key or
+ * a value out of range is refused naming file, line and key. zone_check defaults to on
+ * when moat.conf has a [network] section, else off. */
+MOAT_MUST_CHECK int moat_monitor_settings_load(const struct moat_config *cfg,
+					       struct moat_monitor_settings *out,
+					       struct moat_err *err);
+void moat_monitor_settings_default(struct moat_monitor_settings *out);
+/* The keys moat_monitor_settings_load reads (NULL-terminated). [monitor] is shared with the
+ * export (monitor_export.h, moat_export_config_keys): both loaders refuse a key that is in
+ * neither list (moat_monitor_keys_check). */
+extern const char *const moat_monitor_config_keys[];
+MOAT_MUST_CHECK int moat_monitor_keys_check(const struct moat_config *cfg, struct moat_err *err);
+
+/* ---- anomaly rules: pure, each true when it fires, evidence (may be NULL) says why ---- */
+
+#define MOAT_RULE_RATE "rate"			    /* messages above k x interval */
+#define MOAT_RULE_SILENCE "silence"		    /* silent beyond m x interval, no will */
+#define MOAT_RULE_PAYLOAD_SIZE "payload_size"	    /* far from the device type's usual */
+#define MOAT_RULE_AUTH_BURST "auth_burst"	    /* refusals of one identity */
+#define MOAT_RULE_AUTH_BURST_ADDR "auth_burst_addr" /* refusals from one address */
+#define MOAT_RULE_ACL_BURST "acl_burst"		    /* ACL denials of one device */
+#define MOAT_RULE_CLONE_ADDR "clone_addr"	    /* one identity, two addresses in turn */
+#define MOAT_RULE_CLONE_SESSION "clone_session"	    /* two sessions fighting for a client id */
+#define MOAT_RULE_ZONE "zone"			    /* connected from outside its zone */
+#define MOAT_RULE_RELEASE "release_unoffered"	    /* runs a release moatd never offered it */
+#define MOAT_RULE_EVENT_JUMP "event_jump"	    /* events jumped after a rollout reached it */
+
+/* count messages in window_ms of a device whose commanded interval is interval_s: more
+ * than rate_factor x the messages the interval allows (window/interval, plus one). */
+bool moat_rule_rate(const struct moat_monitor_settings *s, int64_t count, int64_t window_ms,
+		    int64_t interval_s, char *evidence, size_t size);
+/* Last message at last_ms, now now_ms; offline_by_will: the broker sent its will (a known
+ * way of going silent). Fires beyond silence_factor x interval. */
+bool moat_rule_silence(const struct moat_monitor_settings *s, int64_t last_ms, int64_t now_ms,
+		       int64_t interval_s, bool offline_by_will, char *evidence, size_t size);
+/* size bytes against the type's mean over samples messages. */
+bool moat_rule_payload_size(const struct moat_monitor_settings *s, size_t size, double mean,
+			    int64_t samples, char *evidence, size_t size_ev);
+/* count events in the current window against threshold (auth_burst, acl_burst...). */
+bool moat_rule_burst(int64_t count, int64_t threshold, const char *what, char *evidence,
+		     size_t size);
+/* A release change: prev running (""= first report), now running, offered: a release of
+ * that version targeting the device exists. Fires for a change to an unoffered version. */
+bool moat_rule_release(const char *prev, const char *now, bool offered, char *evidence,
+		       size_t size);
+struct moat_net_policy;
+/* A device connected from addr (IPv4 or IPv6 text): fires when no device zone of the
+ * policy ([network] device_zones) holds it. */
+bool moat_rule_zone(const struct moat_net_policy *p, const char *addr, char *evidence, size_t size);
+/* Security events of a device in the window before and after its release changed. */
+bool moat_rule_event_jump(const struct moat_monitor_settings *s, int64_t before, int64_t after,
+			  char *evidence, size_t size);
+
+/* A tumbling window counter: count of what happened since start_ms. */
+struct moat_window {
+	int64_t start_ms;
+	int64_t count;
+};
+/* Adds one at now_ms (a new window once window_ms passed) and returns the count. */
+int64_t moat_window_add(struct moat_window *w, int64_t now_ms, int64_t window_ms);
+
+/* Tracks one identity's connections for the clone rules. */
+struct moat_clone_track {
+	char last_addr[MOAT_EVENT_ADDR_MAX_LEN + 1];
+	char prev_addr[MOAT_EVENT_ADDR_MAX_LEN + 1];
+	int64_t sessions; /* connected minus disconnected seen */
+	struct moat_window switches;
+	struct moat_window takeovers;
+};
+/* A connection of the identity from addr at now_ms: CLONE_ADDR when it alternates between
+ * two addresses clone_switches times within clone_window (A,B,A,B...), CLONE_SESSION when
+ * it connects while a session is still open that often. Returns the rule id or NULL. */
+const char *moat_clone_connected(struct moat_clone_track *t, const struct moat_monitor_settings *s,
+				 const char *addr, int64_t now_ms, char *evidence, size_t size);
+void moat_clone_disconnected(struct moat_clone_track *t);
+
+#endif

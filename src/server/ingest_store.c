@@ -1,0 +1,899 @@
+/* ingest_store.c: ingest's writer thread. It takes the queue in batches, one registry
+ * transaction each, keeps what it knows of each device in memory (loaded from
+ * device_state on first sight, written back once per batch when changed), feeds the
+ * anomaly rules of monitor.h with counts and times, and publishes every event it recorded
+ * to the monitor hooks once its batch committed. Once a second it runs the rules that
+ * depend on time passing (silence, an event jump after a rollout) and says when ingest is
+ * behind; once a minute it applies retention (moat_registry_telemetry_compact).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ingest_internal.h"
+#include "moat/deploy.h"
+#include "moat/log.h"
+#include "moat/messages.h"
+#include "moat/policy.h"
+#include "moat/registry.h"
+#include "moat/release.h"
+#include "moat/timeutil.h"
+#include "moat/topic.h"
+#include "moat/update_schema.h"
+
+#define TICK_MS 1000
+#define COMPACT_EVERY_MS 60000
+#define COMPACT_MAX_ROWS 200000
+#define BEHIND_REPEAT_MS 10000
+/* How much of the end of the plugin's events file is read back at start. */
+#define CATCHUP_BYTES (8 * 1024 * 1024)
+/* Distinct source addresses tracked for auth_burst_addr before the table starts over. */
+#define ADDR_TRACK_MAX 50000
+#define TYPES_MAX 64
+
+enum rule_slot {
+	R_RATE,
+	R_SILENCE,
+	R_PAYLOAD,
+	R_AUTH,
+	R_ACL,
+	R_CLONE_ADDR,
+	R_CLONE_SESSION,
+	R_ZONE,
+	R_RELEASE,
+	R_EVENT_JUMP,
+	R_REFUSED, /* payload_refused events: one per anomaly_open per device */
+	R_COUNT
+};
+
+struct dev {
+	char key[MOAT_ID_BUF_LEN];
+	bool is_device; /* a device identity of the registry */
+	char type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	struct moat_device_state st;
+	bool dirty;
+	struct moat_window rate, auth, acl;
+	struct moat_clone_track clone;
+	int64_t open_until[R_COUNT];
+	int64_t rollout_at_ms; /* its release changed; 0: none being watched */
+	int64_t events_before;
+};
+
+struct addr {
+	char key[MOAT_EVENT_ADDR_MAX_LEN + 1];
+	struct moat_window auth;
+	int64_t open_until;
+};
+
+/* Open addressing over pointers to structs whose first member is the key. */
+struct map {
+	void **slots;
+	size_t cap, count;
+};
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++) {
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	}
+	return h;
+}
+
+static void *map_get(const struct map *m, const char *key)
+{
+	if (!m->cap) {
+		return NULL;
+	}
+	for (size_t i = hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+		if (!m->slots[i]) {
+			return NULL;
+		}
+		if (strcmp((const char *)m->slots[i], key) == 0) {
+			return m->slots[i];
+		}
+	}
+}
+
+static bool map_put(struct map *m, void *item)
+{
+	if ((m->count + 1) * 10 > m->cap * 7) {
+		size_t cap = m->cap ? m->cap * 2 : 1024;
+		void **slots = calloc(cap, sizeof(*slots));
+		if (!slots) {
+			return false;
+		}
+		for (size_t j = 0; j < m->cap; j++) {
+			if (m->slots[j]) {
+				size_t i = hash((const char *)m->slots[j]) & (cap - 1);
+				while (slots[i]) {
+					i = (i + 1) & (cap - 1);
+				}
+				slots[i] = m->slots[j];
+			}
+		}
+		free(m->slots);
+		m->slots = slots;
+		m->cap = cap;
+	}
+	size_t i = hash((const char *)item) & (m->cap - 1);
+	while (m->slots[i]) {
+		i = (i + 1) & (m->cap - 1);
+	}
+	m->slots[i] = item;
+	m->count++;
+	return true;
+}
+
+static void map_clear(struct map *m)
+{
+	for (size_t i = 0; i < m->cap; i++) {
+		free(m->slots[i]);
+	}
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+struct type_stat {
+	char type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
+	double mean;
+	int64_t samples;
+};
+
+struct writer {
+	struct moat_ingest *ing;
+	struct moat_deploy *d;
+	struct moat_registry *reg;
+	const struct moat_monitor_settings *set;
+	struct map devs, addrs;
+	struct type_stat types[TYPES_MAX];
+	size_t type_count;
+	/* recorded in the open batch, published once it commits */
+	struct moat_security_event *pending;
+	size_t pending_count, pending_cap;
+	uint64_t batch_anomalies;
+	uint64_t dropped_reported;
+	int64_t last_behind_ms; /* mono */
+};
+
+static int64_t now_wall(void)
+{
+	return moat_time_wall_ms();
+}
+
+/* ---- events ---- */
+
+static void record(struct writer *w, struct moat_security_event *ev, const char *origin)
+{
+	struct moat_err err = {0};
+	bool fresh = false;
+	if (moat_registry_security_event_add(w->reg, ev, origin, &fresh, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=security_event_not_recorded kind=%s error=\"%s\"",
+			 ev->kind, err.msg);
+		return;
+	}
+	if (!fresh) {
+		return;
+	}
+	if (w->pending_count == w->pending_cap) {
+		size_t cap = w->pending_cap ? w->pending_cap * 2 : 64;
+		struct moat_security_event *p = realloc(w->pending, cap * sizeof(*p));
+		if (!p) {
+			return; /* recorded all the same; only the hooks miss it */
+		}
+		w->pending = p;
+		w->pending_cap = cap;
+	}
+	w->pending[w->pending_count++] = *ev;
+	if (strcmp(ev->kind, MOAT_EVENT_KIND_ANOMALY) == 0) {
+		w->batch_anomalies++;
+		moat_log(MOAT_LOG_WARN,
+			 "event=security kind=anomaly rule=%s severity=%s identity=%s address=%s "
+			 "evidence=\"%s\"",
+			 ev->rule, moat_severity_name(ev->severity), ev->identity, ev->address,
+			 ev->evidence);
+	}
+}
+
+static void own_event(struct writer *w, int64_t at_ms, const char *kind, const char *rule,
+		      enum moat_severity sev, const char *identity, const char *address,
+		      const char *evidence)
+{
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.time_ms = at_ms;
+	snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
+	snprintf(ev.rule, sizeof(ev.rule), "%s", rule ? rule : "");
+	ev.severity = sev;
+	snprintf(ev.source, sizeof(ev.source), "moatd");
+	snprintf(ev.identity, sizeof(ev.identity), "%s", identity ? identity : "");
+	snprintf(ev.address, sizeof(ev.address), "%s", address ? address : "");
+	snprintf(ev.evidence, sizeof(ev.evidence), "%s", evidence ? evidence : "");
+	snprintf(ev.run_id, sizeof(ev.run_id), "%s", w->ing->run_id);
+	record(w, &ev, NULL);
+}
+
+/* Fires rule for a subject unless one of its anomalies is still open. */
+static void fire(struct writer *w, int64_t *open_until, int64_t now, const char *rule,
+		 enum moat_severity sev, const char *identity, const char *address,
+		 const char *evidence)
+{
+	if (*open_until > now) {
+		return;
+	}
+	*open_until = now + w->set->anomaly_open_ms;
+	own_event(w, now, MOAT_EVENT_KIND_ANOMALY, rule, sev, identity, address, evidence);
+}
+
+/* ---- devices ---- */
+
+static struct dev *dev_get(struct writer *w, const char *id)
+{
+	struct dev *dv = map_get(&w->devs, id);
+	if (dv) {
+		return dv;
+	}
+	dv = calloc(1, sizeof(*dv));
+	if (!dv) {
+		return NULL;
+	}
+	snprintf(dv->key, sizeof(dv->key), "%s", id);
+	struct moat_err err = {0};
+	struct moat_identity ident;
+	if (moat_registry_identity_get(w->reg, id, &ident, &err) == 0) {
+		dv->is_device = ident.role == MOAT_ROLE_DEVICE;
+		snprintf(dv->type, sizeof(dv->type), "%s", ident.device_type);
+	}
+	if (moat_registry_device_state_get(w->reg, id, &dv->st, &err) != 0) {
+		memset(&dv->st, 0, sizeof(dv->st));
+		snprintf(dv->st.device, sizeof(dv->st.device), "%s", id);
+	}
+	if (!map_put(&w->devs, dv)) {
+		free(dv);
+		return NULL;
+	}
+	return dv;
+}
+
+static struct addr *addr_get(struct writer *w, const char *a)
+{
+	struct addr *ad = map_get(&w->addrs, a);
+	if (ad) {
+		return ad;
+	}
+	if (w->addrs.count >= ADDR_TRACK_MAX) {
+		map_clear(&w->addrs); /* a spray of addresses: start over rather than grow */
+	}
+	ad = calloc(1, sizeof(*ad));
+	if (!ad) {
+		return NULL;
+	}
+	snprintf(ad->key, sizeof(ad->key), "%s", a);
+	if (!map_put(&w->addrs, ad)) {
+		free(ad);
+		return NULL;
+	}
+	return ad;
+}
+
+static struct type_stat *type_get(struct writer *w, const char *type)
+{
+	for (size_t i = 0; i < w->type_count; i++) {
+		if (strcmp(w->types[i].type, type) == 0) {
+			return &w->types[i];
+		}
+	}
+	if (w->type_count == TYPES_MAX) {
+		return NULL;
+	}
+	struct type_stat *t = &w->types[w->type_count++];
+	snprintf(t->type, sizeof(t->type), "%s", type);
+	return t;
+}
+
+/* ---- messages ---- */
+
+static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_item *it)
+{
+	struct moat_err err = {0};
+	struct moat_msg_telemetry t;
+	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	int64_t now = it->at_ms;
+	if (moat_msg_telemetry_parse(it->payload, it->len, &t, &err) != 0) {
+		if (dv->open_until[R_REFUSED] <= now) {
+			dv->open_until[R_REFUSED] = now + w->set->anomaly_open_ms;
+			/* the error may be long: it is cut, the log line has it whole */
+			snprintf(ev, sizeof(ev), "topic=telemetry bytes=%zu error=\"%.300s\"",
+				 it->len, err.msg);
+			own_event(w, now, MOAT_EVENT_KIND_PAYLOAD_REFUSED, NULL, MOAT_SEV_LOW,
+				  dv->key, dv->st.address, ev);
+		}
+		return;
+	}
+	if (moat_registry_telemetry_add(w->reg, dv->key, now, it->payload, it->len, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=telemetry_not_recorded id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	int64_t n = moat_window_add(&dv->rate, now, w->set->rate_window_ms);
+	if (moat_rule_rate(w->set, n, w->set->rate_window_ms, dv->st.interval_s, ev, sizeof(ev))) {
+		fire(w, &dv->open_until[R_RATE], now, MOAT_RULE_RATE, MOAT_SEV_HIGH, dv->key,
+		     dv->st.address, ev);
+	}
+	struct type_stat *ts = dv->type[0] ? type_get(w, dv->type) : NULL;
+	if (ts) {
+		if (moat_rule_payload_size(w->set, it->len, ts->mean, ts->samples, ev,
+					   sizeof(ev))) {
+			fire(w, &dv->open_until[R_PAYLOAD], now, MOAT_RULE_PAYLOAD_SIZE,
+			     MOAT_SEV_HIGH, dv->key, dv->st.address, ev);
+		} else {
+			/* the usual size: a running mean, the newest weighing at least 1/1000 */
+			int64_t k = ts->samples < 1000 ? ts->samples + 1 : 1000;
+			ts->mean += ((double)it->len - ts->mean) / (double)k;
+			ts->samples++;
+		}
+	}
+}
+
+struct offered {
+	struct moat_registry *reg;
+	const char *device, *version;
+	bool offered;
+};
+
+static int offered_cb(const struct moat_release *r, void *ctx)
+{
+	struct offered *o = ctx;
+	struct moat_err err = {0};
+	bool in = false;
+	if (strcmp(r->version, o->version) == 0 &&
+	    moat_release_includes(o->reg, r, o->device, &in, &err) == 0 && in) {
+		o->offered = true;
+		return 1;
+	}
+	return 0;
+}
+
+static void release_changed(struct writer *w, struct dev *dv, const char *prev, const char *now_v,
+			    int64_t now)
+{
+	if (!prev[0] || strcmp(prev, now_v) == 0) {
+		return;
+	}
+	/* offered: a published release of its type with that version whose rollout
+	 * includes it (what moatd's /api/firmware/version may have offered it) */
+	struct moat_err err = {0};
+	struct offered o = {.reg = w->reg, .device = dv->key, .version = now_v};
+	if (moat_registry_release_foreach(w->reg, dv->type, offered_cb, &o, &err) < 0) {
+		moat_log(MOAT_LOG_WARN, "event=release_check_failed id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	bool offered = o.offered;
+	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	if (moat_rule_release(prev, now_v, offered, ev, sizeof(ev))) {
+		fire(w, &dv->open_until[R_RELEASE], now, MOAT_RULE_RELEASE, MOAT_SEV_CRITICAL,
+		     dv->key, dv->st.address, ev);
+	}
+	/* watch its security events for a jump: count those of the window before */
+	struct moat_event_filter f = {.since_ms = now - w->set->event_jump_window_ms,
+				      .until_ms = now,
+				      .identity = dv->key,
+				      .min_severity = MOAT_SEV_LOW};
+	if (moat_registry_security_event_count(w->reg, &f, &dv->events_before, &err) == 0) {
+		dv->rollout_at_ms = now;
+	}
+}
+
+static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest_item *it)
+{
+	struct moat_err err = {0};
+	struct moat_update_event ue;
+	memset(&ue, 0, sizeof(ue));
+	snprintf(ue.device, sizeof(ue.device), "%s", dv->key);
+	ue.at = it->at_ms / 1000;
+	int rc = moat_update_event_parse(it->payload, it->len, &ue, &err);
+	if (rc == 0) {
+		if (moat_registry_update_event_record(w->reg, &ue, &err) != 0) {
+			moat_log(MOAT_LOG_WARN,
+				 "event=update_event_not_recorded id=%s error=\"%s\"", dv->key,
+				 err.msg);
+			return;
+		}
+		moat_log(MOAT_LOG_INFO,
+			 "event=update_event id=%s stage=%s version=%s running=%s reason=%s",
+			 ue.device, moat_update_stage_name(ue.stage),
+			 ue.version[0] ? ue.version : "-", ue.running[0] ? ue.running : "-",
+			 ue.reason[0] ? ue.reason : NULL);
+		if (ue.running[0]) {
+			char prev[sizeof(dv->st.running)];
+			snprintf(prev, sizeof(prev), "%s", dv->st.running);
+			snprintf(dv->st.running, sizeof(dv->st.running), "%s", ue.running);
+			dv->dirty = true;
+			release_changed(w, dv, prev, ue.running, it->at_ms);
+		}
+		return;
+	}
+	if (rc != MOAT_ENOENT) {
+		moat_log(MOAT_LOG_WARN, "event=update_event_refused id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	struct moat_diag_summary ds;
+	if (moat_diag_summary_parse(it->payload, it->len, &ds, &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=diagnostics_refused id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	if (ds.agent_version[0]) {
+		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s",
+			 ds.agent_version);
+	}
+	if (ds.has_cert_days) {
+		dv->st.has_cert_days = true;
+		dv->st.cert_days_left = ds.cert_days_left;
+	}
+	if (ds.interval_s > 0) {
+		dv->st.interval_s = ds.interval_s;
+	}
+	dv->dirty = true;
+}
+
+static void on_status(struct writer *w, struct dev *dv, const struct ingest_item *it)
+{
+	struct moat_err err = {0};
+	struct moat_msg_status s;
+	if (moat_msg_status_parse(it->payload, it->len, &s, &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=status_refused id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	(void)w;
+	dv->st.state = s.online ? MOAT_CONN_ONLINE : MOAT_CONN_OFFLINE;
+	dv->st.state_at_ms = it->at_ms;
+	/* the last will is fixed at connect time: it has no timestamp */
+	dv->st.offline_by_will = !s.online && !s.has_timestamp;
+	if (s.agent_version[0]) {
+		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s", s.agent_version);
+	}
+	dv->dirty = true;
+}
+
+static void on_response(struct writer *w, struct dev *dv, const struct ingest_item *it)
+{
+	struct moat_err err = {0};
+	struct moat_msg_response r;
+	(void)w;
+	if (moat_msg_response_parse(it->payload, it->len, &r, &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=response_refused id=%s error=\"%s\"", dv->key,
+			 err.msg);
+		return;
+	}
+	snprintf(dv->st.last_command, sizeof(dv->st.last_command), "%s", r.command);
+	snprintf(dv->st.last_command_status, sizeof(dv->st.last_command_status), "%s", r.status);
+	dv->st.last_command_at_ms = it->at_ms;
+	if (r.has_interval && r.interval > 0) {
+		dv->st.interval_s = r.interval;
+	}
+	dv->dirty = true;
+}
+
+/* A broker event: recorded, then fed to the rules (live events only: catch-up from the
+ * file records what moatd missed without judging it late). */
+static void on_broker_event(struct writer *w, const char *payload, size_t len, int64_t now,
+			    bool live)
+{
+	struct moat_err err = {0};
+	struct moat_security_event ev;
+	int64_t count = 0;
+	if (moat_monitor_plugin_event_parse(payload, len, &ev, &count, &err) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=broker_event_refused error=\"%s\"", err.msg);
+		return;
+	}
+	char origin[MOAT_EVENT_RUN_ID_MAX_LEN + MOAT_EVENT_KIND_MAX_LEN + 32];
+	snprintf(origin, sizeof(origin), "%s/%s/%lld", ev.run_id, ev.kind, (long long)count);
+	size_t before = w->pending_count;
+	record(w, &ev, ev.run_id[0] ? origin : NULL);
+	if (!live || w->pending_count == before) {
+		return; /* recorded before (read twice): judged then */
+	}
+	char evid[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	struct dev *dv = ev.identity[0] ? dev_get(w, ev.identity) : NULL;
+	if (strcmp(ev.kind, "auth_refused") == 0) {
+		if (dv && moat_rule_burst(moat_window_add(&dv->auth, now, w->set->burst_window_ms),
+					  w->set->auth_burst, "refusals", evid, sizeof(evid))) {
+			fire(w, &dv->open_until[R_AUTH], now, MOAT_RULE_AUTH_BURST, MOAT_SEV_HIGH,
+			     ev.identity, ev.address, evid);
+		}
+		struct addr *ad = ev.address[0] ? addr_get(w, ev.address) : NULL;
+		if (ad && moat_rule_burst(moat_window_add(&ad->auth, now, w->set->burst_window_ms),
+					  w->set->auth_burst, "refusals", evid, sizeof(evid))) {
+			fire(w, &ad->open_until, now, MOAT_RULE_AUTH_BURST_ADDR, MOAT_SEV_HIGH,
+			     ev.identity, ev.address, evid);
+		}
+	} else if (strcmp(ev.kind, "acl_denied") == 0 && dv && dv->is_device) {
+		if (moat_rule_burst(moat_window_add(&dv->acl, now, w->set->burst_window_ms),
+				    w->set->acl_burst, "denials", evid, sizeof(evid))) {
+			fire(w, &dv->open_until[R_ACL], now, MOAT_RULE_ACL_BURST, MOAT_SEV_HIGH,
+			     ev.identity, ev.address, evid);
+		}
+	} else if (strcmp(ev.kind, "connected") == 0 && dv && dv->is_device) {
+		snprintf(dv->st.address, sizeof(dv->st.address), "%s", ev.address);
+		dv->st.last_seen_ms = now;
+		dv->dirty = true;
+		const char *rule = moat_clone_connected(&dv->clone, w->set, ev.address, now, evid,
+							sizeof(evid));
+		if (rule) {
+			fire(w,
+			     &dv->open_until[strcmp(rule, MOAT_RULE_CLONE_ADDR) == 0
+						     ? R_CLONE_ADDR
+						     : R_CLONE_SESSION],
+			     now, rule, MOAT_SEV_CRITICAL, ev.identity, ev.address, evid);
+		}
+		if (w->ing->net && ev.address[0] &&
+		    moat_rule_zone(w->ing->net, ev.address, evid, sizeof(evid))) {
+			fire(w, &dv->open_until[R_ZONE], now, MOAT_RULE_ZONE, MOAT_SEV_HIGH,
+			     ev.identity, ev.address, evid);
+		}
+	} else if (strcmp(ev.kind, "disconnected") == 0 && dv && dv->is_device) {
+		moat_clone_disconnected(&dv->clone);
+	}
+}
+
+static void process(struct writer *w, const struct ingest_item *it)
+{
+	if (it->ev) {
+		struct moat_security_event ev = *it->ev;
+		record(w, &ev, NULL);
+		return;
+	}
+	struct moat_topic t;
+	struct moat_err err = {0};
+	if (moat_topic_parse(it->topic, &t, &err) != 0) {
+		return;
+	}
+	if (t.kind == MOAT_TOPIC_EVENT) {
+		on_broker_event(w, it->payload, it->len, it->at_ms, true);
+		return;
+	}
+	struct dev *dv = dev_get(w, t.id);
+	if (!dv) {
+		return;
+	}
+	dv->st.last_seen_ms = it->at_ms;
+	dv->dirty = true;
+	switch (t.kind) {
+	case MOAT_TOPIC_TELEMETRY:
+		on_telemetry(w, dv, it);
+		break;
+	case MOAT_TOPIC_STATUS:
+		on_status(w, dv, it);
+		break;
+	case MOAT_TOPIC_DIAGNOSTICS:
+		on_diagnostics(w, dv, it);
+		break;
+	case MOAT_TOPIC_COMMAND_RESPONSES:
+		on_response(w, dv, it);
+		break;
+	default:
+		break;
+	}
+}
+
+static void flush_states(struct writer *w)
+{
+	for (size_t i = 0; i < w->devs.cap; i++) {
+		struct dev *dv = w->devs.slots[i];
+		if (dv && dv->dirty && dv->is_device) {
+			struct moat_err err = {0};
+			if (moat_registry_device_state_put(w->reg, &dv->st, &err) != 0) {
+				moat_log(MOAT_LOG_ERROR,
+					 "event=device_state_not_recorded id=%s "
+					 "error=\"%s\"",
+					 dv->key, err.msg);
+			}
+		}
+		if (dv) {
+			dv->dirty = false;
+		}
+	}
+}
+
+/* ---- time-driven rules ---- */
+
+static void tick(struct writer *w, int64_t now)
+{
+	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	for (size_t i = 0; i < w->devs.cap; i++) {
+		struct dev *dv = w->devs.slots[i];
+		if (!dv || !dv->is_device) {
+			continue;
+		}
+		if (dv->st.state == MOAT_CONN_ONLINE &&
+		    moat_rule_silence(w->set, dv->st.last_seen_ms, now, dv->st.interval_s,
+				      dv->st.offline_by_will, ev, sizeof(ev))) {
+			fire(w, &dv->open_until[R_SILENCE], now, MOAT_RULE_SILENCE, MOAT_SEV_HIGH,
+			     dv->key, dv->st.address, ev);
+		}
+		if (dv->rollout_at_ms) {
+			struct moat_err err = {0};
+			struct moat_event_filter f = {.since_ms = dv->rollout_at_ms,
+						      .identity = dv->key,
+						      .min_severity = MOAT_SEV_LOW};
+			int64_t after = 0;
+			if (moat_registry_security_event_count(w->reg, &f, &after, &err) == 0 &&
+			    moat_rule_event_jump(w->set, dv->events_before, after, ev,
+						 sizeof(ev))) {
+				fire(w, &dv->open_until[R_EVENT_JUMP], now, MOAT_RULE_EVENT_JUMP,
+				     MOAT_SEV_HIGH, dv->key, dv->st.address, ev);
+				dv->rollout_at_ms = 0;
+			} else if (now - dv->rollout_at_ms > w->set->event_jump_window_ms) {
+				dv->rollout_at_ms = 0;
+			}
+		}
+	}
+	/* behind: messages lost, or the oldest waiting too long */
+	struct moat_ingest_stats s;
+	moat_ingest_stats(w->ing, &s);
+	int64_t mono = moat_time_mono_ms();
+	bool lost = s.dropped > w->dropped_reported;
+	bool lagging = s.lag_ms > w->set->lag_alert_ms &&
+		       (w->last_behind_ms == 0 || mono - w->last_behind_ms >= BEHIND_REPEAT_MS);
+	if (lost || lagging) {
+		snprintf(ev, sizeof(ev),
+			 "dropped=%llu dropped_total=%llu queued=%llu lag_ms=%lld queue_max=%lld",
+			 (unsigned long long)(s.dropped - w->dropped_reported),
+			 (unsigned long long)s.dropped, (unsigned long long)s.queued,
+			 (long long)s.lag_ms, (long long)w->set->queue_max);
+		own_event(w, now, MOAT_EVENT_KIND_INGEST_BEHIND, NULL,
+			  lost ? MOAT_SEV_HIGH : MOAT_SEV_MEDIUM, NULL, NULL, ev);
+		moat_log(MOAT_LOG_WARN, "event=ingest_behind %s", ev);
+		w->dropped_reported = s.dropped;
+		w->last_behind_ms = mono;
+	}
+}
+
+/* ---- catch-up: the plugin's events file ---- */
+
+static void catch_up(struct writer *w)
+{
+	char path[PATH_MAX];
+	struct moat_err err = {0};
+	int fd = w->ing->events_fd;
+	w->ing->events_fd = -1;
+	if (fd < 0) {
+		if (moat_deploy_path(w->d, path, sizeof(path), MOAT_PLUGIN_EVENTS_FILE_NAME,
+				     NULL) != 0) {
+			return;
+		}
+		fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0) {
+			if (errno != ENOENT) {
+				moat_log(MOAT_LOG_WARN,
+					 "event=ingest_catchup_skipped file=%s error=\"%s\"", path,
+					 strerror(errno));
+			}
+			return;
+		}
+	}
+	struct stat sb;
+	char *buf = NULL;
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+		close(fd);
+		return;
+	}
+	off_t start = sb.st_size > CATCHUP_BYTES ? sb.st_size - CATCHUP_BYTES : 0;
+	size_t size = (size_t)(sb.st_size - start);
+	buf = malloc(size + 1);
+	ssize_t got = buf ? pread(fd, buf, size, start) : -1;
+	close(fd);
+	if (got < 0) {
+		free(buf);
+		return;
+	}
+	buf[got] = '\0';
+	if (moat_registry_begin(w->reg, &err) != 0) {
+		free(buf);
+		return;
+	}
+	char *line = buf;
+	if (start > 0) { /* the first line may be cut */
+		char *nl = strchr(line, '\n');
+		line = nl ? nl + 1 : buf + got;
+	}
+	size_t n = 0;
+	while (line < buf + got) {
+		char *nl = memchr(line, '\n', (size_t)(buf + got - line));
+		if (!nl) {
+			break; /* the plugin is still writing it: MQTT brings it */
+		}
+		if (nl > line) {
+			on_broker_event(w, line, (size_t)(nl - line), 0, false);
+			n++;
+		}
+		line = nl + 1;
+	}
+	free(buf);
+	size_t fresh = w->pending_count;
+	if (moat_registry_commit(w->reg, &err) != 0) {
+		moat_registry_rollback(w->reg);
+		w->pending_count = 0;
+		moat_log(MOAT_LOG_ERROR, "event=ingest_catchup_failed error=\"%s\"", err.msg);
+		return;
+	}
+	for (size_t i = 0; i < w->pending_count; i++) {
+		moat_monitor_publish(&w->pending[i]);
+	}
+	w->pending_count = 0;
+	moat_log(MOAT_LOG_INFO, "event=ingest_catchup lines=%zu recorded=%zu", n, fresh);
+}
+
+/* ---- the thread ---- */
+
+static void compact(struct writer *w, int64_t now)
+{
+	struct moat_err err = {0};
+	struct moat_retention r = {.raw_ms = w->set->telemetry_retention_ms,
+				   .minute_ms = w->set->minute_retention_ms,
+				   .hour_ms = w->set->hour_retention_ms,
+				   .event_ms = w->set->event_retention_ms};
+	struct moat_compact_stats cs;
+	if (moat_registry_telemetry_compact(w->reg, now, &r, COMPACT_MAX_ROWS, &cs, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=retention_failed error=\"%s\"", err.msg);
+	} else if (cs.raw_folded || cs.minutes_dropped || cs.hours_dropped || cs.events_dropped) {
+		moat_log(MOAT_LOG_INFO,
+			 "event=retention folded=%lld minutes_dropped=%lld hours_dropped=%lld "
+			 "events_dropped=%lld",
+			 (long long)cs.raw_folded, (long long)cs.minutes_dropped,
+			 (long long)cs.hours_dropped, (long long)cs.events_dropped);
+	}
+}
+
+/* Takes up to max items off the queue, waiting up to wait_ms for the first. */
+static struct ingest_item *take(struct moat_ingest *ing, int64_t max, int64_t wait_ms, bool *stop,
+				size_t *out_n)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += wait_ms / 1000;
+	until.tv_nsec += (wait_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&ing->lock);
+	while (!ing->head && !ing->writer_stop) {
+		if (pthread_cond_timedwait(&ing->cond, &ing->lock, &until) != 0) {
+			break;
+		}
+	}
+	struct ingest_item *first = ing->head, *last = NULL;
+	size_t n = 0;
+	for (struct ingest_item *it = ing->head; it && (int64_t)n < max; it = it->next) {
+		last = it;
+		n++;
+	}
+	if (last) {
+		ing->head = last->next;
+		if (!ing->head) {
+			ing->tail = NULL;
+		}
+		last->next = NULL;
+		ing->queued -= n;
+	}
+	*stop = ing->writer_stop && !ing->head;
+	pthread_mutex_unlock(&ing->lock);
+	*out_n = n;
+	return first;
+}
+
+static void batch(struct writer *w, struct ingest_item *items, size_t n)
+{
+	struct moat_err err = {0};
+	bool ok = moat_registry_begin(w->reg, &err) == 0;
+	if (ok) {
+		for (struct ingest_item *it = items; it; it = it->next) {
+			process(w, it);
+		}
+		flush_states(w);
+		ok = moat_registry_commit(w->reg, &err) == 0;
+		if (!ok) {
+			moat_registry_rollback(w->reg);
+		}
+	}
+	pthread_mutex_lock(&w->ing->lock);
+	if (ok) {
+		w->ing->recorded += n;
+		w->ing->batches++;
+		w->ing->events += w->pending_count;
+		w->ing->anomalies += w->batch_anomalies;
+	} else {
+		w->ing->dropped += n; /* said by the next ingest_behind event */
+	}
+	pthread_mutex_unlock(&w->ing->lock);
+	if (!ok) {
+		moat_log(MOAT_LOG_ERROR, "event=ingest_batch_failed messages=%zu error=\"%s\"", n,
+			 err.msg);
+		w->pending_count = 0;
+	}
+	for (size_t i = 0; i < w->pending_count; i++) {
+		moat_monitor_publish(&w->pending[i]);
+	}
+	w->pending_count = 0;
+	w->batch_anomalies = 0;
+	while (items) {
+		struct ingest_item *next = items->next;
+		ingest_item_free(items);
+		items = next;
+	}
+}
+
+void *ingest_writer_run(void *arg)
+{
+	struct moat_ingest *ing = arg;
+	struct writer w = {.ing = ing, .set = &ing->set};
+	struct moat_err err = {0};
+	/* its own deployment handle, so its own registry connection (SQLite serializes it
+	 * against the HTTPS threads and the CLI) */
+	while (moat_deploy_open(ing->dir, MOAT_DEPLOY_READ, &w.d, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=ingest_error error=\"%s\"", err.msg);
+		struct timespec ts = {1, 0};
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&ing->lock);
+		bool stop = ing->writer_stop;
+		pthread_mutex_unlock(&ing->lock);
+		if (stop) {
+			return NULL;
+		}
+	}
+	w.reg = moat_deploy_registry(w.d);
+	catch_up(&w);
+	compact(&w, now_wall());
+	int64_t next_tick = moat_time_mono_ms() + TICK_MS;
+	int64_t next_compact = moat_time_mono_ms() + COMPACT_EVERY_MS;
+	for (;;) {
+		bool stop = false;
+		size_t n = 0;
+		struct ingest_item *items = take(ing, ing->set.batch_max, 200, &stop, &n);
+		if (items) {
+			batch(&w, items, n);
+		}
+		int64_t mono = moat_time_mono_ms();
+		if (mono >= next_tick) {
+			next_tick = mono + TICK_MS;
+			if (moat_registry_begin(w.reg, &err) == 0) {
+				tick(&w, now_wall());
+				if (moat_registry_commit(w.reg, &err) != 0) {
+					moat_registry_rollback(w.reg);
+					w.pending_count = 0;
+				}
+				pthread_mutex_lock(&ing->lock);
+				ing->events += w.pending_count;
+				ing->anomalies += w.batch_anomalies;
+				pthread_mutex_unlock(&ing->lock);
+				for (size_t i = 0; i < w.pending_count; i++) {
+					moat_monitor_publish(&w.pending[i]);
+				}
+				w.pending_count = 0;
+				w.batch_anomalies = 0;
+			}
+		}
+		if (mono >= next_compact) {
+			next_compact = mono + COMPACT_EVERY_MS;
+			compact(&w, now_wall());
+		}
+		if (stop) {
+			break;
+		}
+	}
+	map_clear(&w.devs);
+	map_clear(&w.addrs);
+	free(w.pending);
+	moat_deploy_close(w.d);
+	return NULL;
+}

@@ -1,0 +1,392 @@
+/* test_monitor.c: the anomaly rules of monitor.h as pure functions over explicit inputs
+ * (each at, just below and just above its threshold), the [monitor] settings and every
+ * refusal, the hook, and the security event record (secevent.h): JSON, the plugin's
+ * events read back and every refusal, a device's diagnostics read for monitoring. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "moat/monitor.h"
+#include "moat/net.h"
+#include "testutil.h"
+
+static struct moat_monitor_settings defaults(void)
+{
+	struct moat_monitor_settings s;
+	moat_monitor_settings_default(&s);
+	return s;
+}
+
+static void test_rate(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults(); /* k = 3 */
+	char ev[200] = "";
+	/* 60 s at a 10 s interval: 7 allowed, x3 = 21 */
+	assert_false(moat_rule_rate(&s, 21, 60000, 10, ev, sizeof(ev)));
+	assert_true(moat_rule_rate(&s, 22, 60000, 10, ev, sizeof(ev)));
+	assert_string_equal(ev, "messages=22 window_ms=60000 interval_s=10 limit=21");
+	/* no interval known: never */
+	assert_false(moat_rule_rate(&s, 100000, 60000, 0, NULL, 0));
+}
+
+static void test_silence(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults(); /* m = 3 */
+	char ev[200] = "";
+	assert_false(moat_rule_silence(&s, 1000, 1000 + 30000, 10, false, ev, sizeof(ev)));
+	assert_true(moat_rule_silence(&s, 1000, 1000 + 30001, 10, false, ev, sizeof(ev)));
+	assert_string_equal(ev, "silent_ms=30001 interval_s=10 limit_ms=30000 will=none");
+	/* its last will said it went: not silence */
+	assert_false(moat_rule_silence(&s, 1000, 1000 + 99999, 10, true, NULL, 0));
+	/* never seen, or no interval */
+	assert_false(moat_rule_silence(&s, 0, 99999, 10, false, NULL, 0));
+	assert_false(moat_rule_silence(&s, 1000, 99999, 0, false, NULL, 0));
+}
+
+static void test_payload_size(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults(); /* x4, 20 samples */
+	char ev[200] = "";
+	assert_false(moat_rule_payload_size(&s, 400, 100.0, 20, ev, sizeof(ev)));
+	assert_true(moat_rule_payload_size(&s, 401, 100.0, 20, ev, sizeof(ev)));
+	assert_string_equal(ev, "bytes=401 type_mean=100 samples=20 factor=4");
+	assert_false(moat_rule_payload_size(&s, 25, 100.0, 20, NULL, 0));
+	assert_true(moat_rule_payload_size(&s, 24, 100.0, 20, NULL, 0));
+	/* too few samples for a usual size */
+	assert_false(moat_rule_payload_size(&s, 100000, 100.0, 19, NULL, 0));
+}
+
+static void test_burst_and_window(void **state)
+{
+	(void)state;
+	struct moat_window w = {0};
+	char ev[100] = "";
+	assert_int_equal(moat_window_add(&w, 1000, 60000), 1);
+	assert_int_equal(moat_window_add(&w, 2000, 60000), 2);
+	assert_false(moat_rule_burst(2, 3, "refusals", ev, sizeof(ev)));
+	assert_int_equal(moat_window_add(&w, 60999, 60000), 3);
+	assert_true(moat_rule_burst(3, 3, "refusals", ev, sizeof(ev)));
+	assert_string_equal(ev, "refusals=3 threshold=3");
+	/* fires on reaching it, not again for the same burst */
+	assert_false(moat_rule_burst(4, 3, "refusals", NULL, 0));
+	/* a new window */
+	assert_int_equal(moat_window_add(&w, 61000, 60000), 1);
+	/* a clock that went back starts over */
+	assert_int_equal(moat_window_add(&w, 500, 60000), 1);
+}
+
+static void test_release(void **state)
+{
+	(void)state;
+	char ev[200] = "";
+	assert_false(moat_rule_release("", "1.0.0", false, ev, sizeof(ev))); /* first report */
+	assert_false(moat_rule_release("1.0.0", "1.0.0", false, NULL, 0));   /* no change */
+	assert_false(moat_rule_release("1.0.0", "2.0.0", true, NULL, 0));    /* offered */
+	assert_true(moat_rule_release("1.0.0", "6.6.6", false, ev, sizeof(ev)));
+	assert_string_equal(ev, "previous=\"1.0.0\" running=\"6.6.6\" offered=no");
+}
+
+static void test_event_jump(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults(); /* x4, at least 5 */
+	char ev[200] = "";
+	assert_false(moat_rule_event_jump(&s, 0, 4, ev, sizeof(ev)));
+	assert_true(moat_rule_event_jump(&s, 0, 5, ev, sizeof(ev)));
+	assert_string_equal(ev, "events_before=0 events_after=5 factor=4");
+	assert_false(moat_rule_event_jump(&s, 2, 7, NULL, 0));
+	assert_true(moat_rule_event_jump(&s, 2, 8, NULL, 0));
+}
+
+static void test_clone(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults(); /* 3 within 5 min */
+	struct moat_clone_track t;
+	memset(&t, 0, sizeof(t));
+	char ev[200] = "";
+	/* a device that moves once (new network) and reconnects cleanly: nothing */
+	const char *moves[] = {"10.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.2"};
+	for (size_t i = 0; i < 4; i++) {
+		assert_null(moat_clone_connected(&t, &s, moves[i], 1000 * (int64_t)i, NULL, 0));
+		moat_clone_disconnected(&t);
+	}
+	/* A, B, A, B, A, B: back to the previous address 3 times fires on the third */
+	memset(&t, 0, sizeof(t));
+	const char *alt[] = {"10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"};
+	for (size_t i = 0; i < 3; i++) {
+		assert_null(moat_clone_connected(&t, &s, alt[i], 1000 * (int64_t)i, NULL, 0));
+		moat_clone_disconnected(&t);
+	}
+	assert_null(moat_clone_connected(&t, &s, alt[3], 3000, NULL, 0)); /* 2nd switch back */
+	moat_clone_disconnected(&t);
+	assert_string_equal(moat_clone_connected(&t, &s, "10.0.0.1", 4000, ev, sizeof(ev)),
+			    MOAT_RULE_CLONE_ADDR);
+	assert_string_equal(ev, "switches=3 addresses=10.0.0.1,10.0.0.2 window_ms=300000");
+	/* two sessions: each connect while the other is open is a takeover */
+	memset(&t, 0, sizeof(t));
+	assert_null(moat_clone_connected(&t, &s, "10.0.0.1", 0, NULL, 0));
+	assert_null(moat_clone_connected(&t, &s, "10.0.0.1", 1, NULL, 0));
+	moat_clone_disconnected(&t);
+	assert_null(moat_clone_connected(&t, &s, "10.0.0.1", 2, NULL, 0));
+	moat_clone_disconnected(&t);
+	assert_string_equal(moat_clone_connected(&t, &s, "10.0.0.1", 3, ev, sizeof(ev)),
+			    MOAT_RULE_CLONE_SESSION);
+	assert_string_equal(ev, "takeovers=3 window_ms=300000 address=10.0.0.1");
+	/* more disconnects than connects seen (moatd started late): never below zero */
+	memset(&t, 0, sizeof(t));
+	moat_clone_disconnected(&t);
+	assert_int_equal(t.sessions, 0);
+}
+
+static void test_zone(void **state)
+{
+	(void)state;
+	struct moat_config *cfg = NULL;
+	struct moat_err err = {0};
+	static const char conf[] = "[network]\niot = 10.77.10.0/24, fd00:77:10::/64\n";
+	assert_int_equal(moat_config_parse("moat.conf", conf, sizeof(conf) - 1, &cfg, &err), 0);
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	assert_non_null(p);
+	assert_int_equal(moat_net_policy_from_config(cfg, p, &err), 0);
+	char ev[200] = "";
+	assert_false(moat_rule_zone(p, "10.77.10.5", ev, sizeof(ev)));
+	assert_false(moat_rule_zone(p, "::ffff:10.77.10.5", NULL, 0));
+	assert_false(moat_rule_zone(p, "fd00:77:10::9", NULL, 0));
+	assert_true(moat_rule_zone(p, "10.77.1.20", ev, sizeof(ev))); /* management */
+	assert_string_equal(ev, "address=10.77.1.20 zone=management");
+	assert_true(moat_rule_zone(p, "192.0.2.1", ev, sizeof(ev)));
+	assert_string_equal(ev, "address=192.0.2.1 zone=none");
+	assert_true(moat_rule_zone(p, "2001:db8::1", NULL, 0));
+	assert_false(moat_rule_zone(p, "not an address", NULL, 0));
+	free(p);
+	moat_config_free(cfg);
+}
+
+static int load(const char *text, struct moat_monitor_settings *s, struct moat_err *err)
+{
+	struct moat_config *cfg = NULL;
+	int rc = moat_config_parse("moat.conf", text, strlen(text), &cfg, err);
+	if (rc == 0) {
+		rc = moat_monitor_settings_load(cfg, s, err);
+	}
+	moat_config_free(cfg);
+	return rc;
+}
+
+static void test_settings(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s;
+	struct moat_err err = {0};
+	assert_int_equal(load("", &s, &err), 0);
+	assert_int_equal(s.telemetry_retention_ms, 7LL * 86400 * 1000);
+	assert_false(s.zone_check);
+	assert_int_equal(load("[network]\niot = 10.1.0.0/24\n", &s, &err), 0);
+	assert_true(s.zone_check); /* on with a [network] section */
+	assert_int_equal(load("[monitor]\ntelemetry_retention = 2d\nrate_factor = 2.5\n"
+			      "zone_check = no\nauth_burst = 7\n",
+			      &s, &err),
+			 0);
+	assert_int_equal(s.telemetry_retention_ms, 2LL * 86400 * 1000);
+	assert_true(s.rate_factor == 2.5);
+	assert_int_equal(s.auth_burst, 7);
+	static const struct {
+		const char *text, *msg;
+	} bad[] = {
+		{"[monitor]\nnope = 1\n", "nope"},
+		{"[monitor]\nrate_window = 10\n", "rate_window"}, /* no unit */
+		{"[monitor]\nrate_window = 0s\n", "out of range"},
+		{"[monitor]\nrate_factor = 0.5\n", "rate_factor"},
+		{"[monitor]\nrate_factor = 3x\n", "rate_factor"},
+		{"[monitor]\nauth_burst = 0\n", "auth_burst"},
+		{"[monitor]\nzone_check = maybe\n", "zone_check"},
+		{"[monitor]\ntelemetry_retention = 40d\n", "retentions must grow"},
+		{"[monitor]\nhour_retention = 20d\n", "retentions must grow"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(&err, 0, sizeof(err));
+		assert_int_equal(load(bad[i].text, &s, &err), MOAT_EINVAL);
+		if (!strstr(err.msg, bad[i].msg)) {
+			fail_msg("%s: '%s' lacks '%s'", bad[i].text, err.msg, bad[i].msg);
+		}
+	}
+}
+
+static int hook_calls;
+static char hook_last[MOAT_EVENT_KIND_MAX_LEN + 1];
+
+static void hook(const struct moat_security_event *ev, void *ctx)
+{
+	hook_calls += *(int *)ctx;
+	snprintf(hook_last, sizeof(hook_last), "%s", ev->kind);
+}
+
+static void test_hook(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	int one = 1, ten = 10;
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.kind, sizeof(ev.kind), "anomaly");
+	assert_int_equal(moat_monitor_subscribe(hook, &one, &err), 0);
+	assert_int_equal(moat_monitor_subscribe(hook, &ten, &err), 0);
+	moat_monitor_publish(&ev);
+	assert_int_equal(hook_calls, 11);
+	assert_string_equal(hook_last, "anomaly");
+	moat_monitor_unsubscribe(hook, &ten);
+	moat_monitor_publish(&ev);
+	assert_int_equal(hook_calls, 12);
+	for (int i = 1; i < MOAT_MONITOR_HOOKS_MAX; i++) {
+		assert_int_equal(moat_monitor_subscribe(hook, &ten, &err), 0);
+	}
+	assert_int_equal(moat_monitor_subscribe(hook, &ten, &err), MOAT_ESTATE);
+	for (int i = 1; i < MOAT_MONITOR_HOOKS_MAX; i++) {
+		moat_monitor_unsubscribe(hook, &ten);
+	}
+	moat_monitor_unsubscribe(hook, &one);
+	moat_monitor_publish(&ev);
+	assert_int_equal(hook_calls, 12);
+}
+
+static void test_plugin_event(void **state)
+{
+	(void)state;
+	struct moat_security_event ev;
+	struct moat_err err = {0};
+	int64_t count = 0;
+	static const char line[] =
+		"{\"time\":\"2026-11-25T18:00:00Z\",\"time_ms\":1795629600123,\"kind\":"
+		"\"auth_refused\",\"run_id\":\"0f1e2d3c4b5a6978\",\"identity\":\"sensor-1\","
+		"\"client_id\":\"sensor-2\",\"address\":\"127.0.0.1\",\"reason\":"
+		"\"client_id_mismatch\",\"detail\":\"x\",\"count\":3,\"suppressed\":0}";
+	assert_int_equal(moat_monitor_plugin_event_parse(line, sizeof(line) - 1, &ev, &count, &err),
+			 0);
+	assert_int_equal(count, 3);
+	assert_int_equal(ev.time_ms, 1795629600123LL);
+	assert_string_equal(ev.kind, "auth_refused");
+	assert_string_equal(ev.source, "broker");
+	assert_string_equal(ev.run_id, "0f1e2d3c4b5a6978");
+	assert_string_equal(ev.identity, "sensor-1");
+	assert_string_equal(ev.address, "127.0.0.1");
+	assert_int_equal(ev.severity, MOAT_SEV_MEDIUM);
+	assert_string_equal(ev.evidence, "reason=\"client_id_mismatch\" client_id=\"sensor-2\" "
+					 "detail=\"x\" suppressed=0");
+	char json[1024];
+	assert_int_equal(moat_security_event_json(&ev, json, sizeof(json), &err), 0);
+	assert_non_null(strstr(json, "\"severity\":\"medium\""));
+	assert_non_null(strstr(json, "\"time\":\"2026-11-25T18:00:00Z\""));
+	assert_int_equal(moat_security_event_json(&ev, json, 20, &err), MOAT_EINVAL);
+	/* identity null (a TLS failure): "" */
+	static const char tls[] = "{\"time_ms\":1,\"kind\":\"auth_refused\",\"identity\":null}";
+	assert_int_equal(moat_monitor_plugin_event_parse(tls, sizeof(tls) - 1, &ev, NULL, &err), 0);
+	assert_string_equal(ev.identity, "");
+	assert_int_equal(moat_monitor_plugin_severity("revoked_kicked"), MOAT_SEV_HIGH);
+	assert_int_equal(moat_monitor_plugin_severity("connected"), MOAT_SEV_INFO);
+	assert_int_equal(moat_monitor_plugin_severity("a_new_kind"), MOAT_SEV_MEDIUM);
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{\"time_ms\":1}",		    /* no kind */
+		"{\"kind\":\"x\"}",		    /* no time_ms */
+		"{\"kind\":\"\",\"time_ms\":1}",    /* empty kind */
+		"{\"kind\":3,\"time_ms\":1}",	    /* kind not a string */
+		"{\"kind\":\"x\",\"time_ms\":-1}",  /* negative */
+		"{\"kind\":\"x\",\"time_ms\":1.5}", /* not whole */
+		"{\"kind\":\"x\",\"time_ms\":1,\"count\":\"2\"}",
+		"{\"kind\":\"x\",\"time_ms\":1,\"address\":7}",
+		"{\"kind\":\"x\",\"time_ms\":1,\"kind\":\"y\"}", /* duplicate key */
+		"{\"kind\":\"x\",\"time_ms\":1}\n{}",		 /* two documents */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(moat_monitor_plugin_event_parse(bad[i], strlen(bad[i]), &ev, NULL,
+								 &err),
+				 MOAT_EINVAL);
+	}
+	char *big = malloc(MOAT_MONITOR_PLUGIN_EVENT_MAX_BYTES + 64);
+	assert_non_null(big);
+	int n = snprintf(big, MOAT_MONITOR_PLUGIN_EVENT_MAX_BYTES + 64,
+			 "{\"kind\":\"x\",\"time_ms\":1,\"detail\":\"%0*d\"}",
+			 MOAT_MONITOR_PLUGIN_EVENT_MAX_BYTES, 0);
+	assert_int_equal(moat_monitor_plugin_event_parse(big, (size_t)n, &ev, NULL, &err),
+			 MOAT_EINVAL);
+	free(big);
+	/* a control character outside printable ASCII in a string becomes '?' */
+	static const char ctl[] = "{\"kind\":\"x\",\"time_ms\":1,\"identity\":\"a\\u001bb\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(ctl, sizeof(ctl) - 1, &ev, NULL, &err), 0);
+	assert_string_equal(ev.identity, "a?b");
+}
+
+static void test_severity_names(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	enum moat_severity s;
+	for (int i = 0; i < MOAT_SEV_COUNT; i++) {
+		assert_int_equal(moat_severity_parse(moat_severity_name((enum moat_severity)i), &s,
+						     &err),
+				 0);
+		assert_int_equal(s, i);
+	}
+	assert_int_equal(moat_severity_parse("urgent", &s, &err), MOAT_EINVAL);
+	assert_int_equal(moat_severity_parse(NULL, &s, &err), MOAT_EINVAL);
+	assert_string_equal(moat_severity_name((enum moat_severity)99), "unknown");
+}
+
+static void test_diag_summary(void **state)
+{
+	(void)state;
+	struct moat_diag_summary d;
+	struct moat_err err = {0};
+	static const char ok[] = "{\"device_id\":\"d\",\"agent_version\":\"1.4.0\","
+				 "\"cert_days_left\":-2,\"interval_s\":30,\"load\":[1,2,3]}";
+	assert_int_equal(moat_diag_summary_parse(ok, sizeof(ok) - 1, &d, &err), 0);
+	assert_string_equal(d.agent_version, "1.4.0");
+	assert_true(d.has_cert_days);
+	assert_int_equal(d.cert_days_left, -2);
+	assert_int_equal(d.interval_s, 30);
+	static const char none[] = "{\"event\":\"diagnostics\"}";
+	assert_int_equal(moat_diag_summary_parse(none, sizeof(none) - 1, &d, &err), 0);
+	assert_false(d.has_cert_days);
+	assert_int_equal(d.interval_s, 0);
+	assert_string_equal(d.agent_version, "");
+	static const char *const bad[] = {
+		"not json",
+		"{\"interval_s\":0}",
+		"{\"interval_s\":86401}",
+		"{\"interval_s\":\"30\"}",
+		"{\"cert_days_left\":1.5}",
+		"{\"agent_version\":7}",
+		"{\"agent_version\":\"\"}",
+		"{\"agent_version\":\"0123456789012345678901234567890123\"}",
+		"{\"agent_version\":\"a\\u202eb\"}", /* a bidi override */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(moat_diag_summary_parse(bad[i], strlen(bad[i]), &d, &err),
+				 MOAT_EINVAL);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_rate),	     cmocka_unit_test(test_silence),
+		cmocka_unit_test(test_payload_size), cmocka_unit_test(test_burst_and_window),
+		cmocka_unit_test(test_release),	     cmocka_unit_test(test_event_jump),
+		cmocka_unit_test(test_clone),	     cmocka_unit_test(test_zone),
+		cmocka_unit_test(test_settings),     cmocka_unit_test(test_hook),
+		cmocka_unit_test(test_plugin_event), cmocka_unit_test(test_severity_names),
+		cmocka_unit_test(test_diag_summary),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
