@@ -336,6 +336,7 @@ struct moat_device_state {
 	char last_command[MOAT_CMD_WORD_MAX_LEN + 1];
 	char last_command_status[MOAT_CMD_WORD_MAX_LEN + 1];
 	int64_t last_command_at_ms;
+	int64_t telemetry_messages; /* telemetry messages recorded, ever */
 };
 /* Writes the whole row (insert or replace). */
 MOAT_MUST_CHECK int moat_registry_device_state_put(struct moat_registry *reg,

@@ -690,7 +690,8 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		} else {
 			printf(",\"cert_days_left\":null");
 		}
-		printf(",\"interval_s\":%lld,\"last_command\":", (long long)s.interval_s);
+		printf(",\"interval_s\":%lld,\"telemetry_messages\":%lld,\"last_command\":",
+		       (long long)s.interval_s, (long long)s.telemetry_messages);
 		cli_json_string(stdout, s.last_command);
 		printf(",\"last_command_status\":");
 		cli_json_string(stdout, s.last_command_status);
@@ -717,6 +718,7 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		if (s.interval_s) {
 			printf("interval:    %llds\n", (long long)s.interval_s);
 		}
+		printf("telemetry:   %lld messages recorded\n", (long long)s.telemetry_messages);
 		if (s.last_command[0]) {
 			printf("last command: %s %s\n", s.last_command, s.last_command_status);
 		}

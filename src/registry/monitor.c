@@ -23,13 +23,13 @@ int moat_registry_device_state_put(struct moat_registry *reg, const struct moat_
 				   struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(
-		    reg->db,
-		    "INSERT OR REPLACE INTO device_state(device, state, state_at_ms, "
-		    "offline_by_will, last_seen_ms, address, agent_version, running, "
-		    "cert_days_left, interval_s, last_command, last_command_status, "
-		    "last_command_at_ms) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-		    -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(reg->db,
+			       "INSERT OR REPLACE INTO device_state(device, state, state_at_ms, "
+			       "offline_by_will, last_seen_ms, address, agent_version, running, "
+			       "cert_days_left, interval_s, last_command, last_command_status, "
+			       "last_command_at_ms, telemetry_messages) VALUES "
+			       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+			       -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail_table(reg, err, "record device state");
 	}
 	sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
@@ -49,6 +49,7 @@ int moat_registry_device_state_put(struct moat_registry *reg, const struct moat_
 	sqlite3_bind_text(st, 11, s->last_command, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 12, s->last_command_status, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 13, s->last_command_at_ms);
+	sqlite3_bind_int64(st, 14, s->telemetry_messages);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0
 						 : reg_fail_table(reg, err, "record device state");
 	sqlite3_finalize(st);
@@ -58,7 +59,7 @@ int moat_registry_device_state_put(struct moat_registry *reg, const struct moat_
 #define STATE_COLUMNS                                                                         \
 	"device, state, state_at_ms, offline_by_will, last_seen_ms, address, agent_version, " \
 	"running, cert_days_left, interval_s, last_command, last_command_status, "            \
-	"last_command_at_ms"
+	"last_command_at_ms, telemetry_messages"
 
 static void state_row(sqlite3_stmt *st, struct moat_device_state *s)
 {
@@ -78,6 +79,7 @@ static void state_row(sqlite3_stmt *st, struct moat_device_state *s)
 	reg_column_text(st, 10, s->last_command, sizeof(s->last_command));
 	reg_column_text(st, 11, s->last_command_status, sizeof(s->last_command_status));
 	s->last_command_at_ms = sqlite3_column_int64(st, 12);
+	s->telemetry_messages = sqlite3_column_int64(st, 13);
 }
 
 int moat_registry_device_state_get(struct moat_registry *reg, const char *device,

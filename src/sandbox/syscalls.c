@@ -47,6 +47,9 @@ static const char *const moatd_calls[] = {
 	"sigaltstack",
 	"tgkill",
 	"getpid",
+	/* the kernel's resumption of a timed wait (ingest's writer waits on a condition with
+	 * a timeout) that SIGSTOP/SIGCONT interrupted: it resumes only a call allowed here */
+	"restart_syscall",
 	/* time: timeouts, back-offs, deadlines (usually the vDSO, which makes no call) */
 	"clock_gettime",
 	"clock_getres",

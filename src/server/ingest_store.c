@@ -159,6 +159,9 @@ struct writer {
 	uint64_t batch_anomalies;
 	uint64_t dropped_reported;
 	int64_t last_behind_ms; /* mono */
+#if defined(MOAT_FAILPOINTS)
+	int64_t delay_ms; /* MOAT_INGEST_WRITER_DELAY: test builds only */
+#endif
 };
 
 static int64_t now_wall(void)
@@ -320,6 +323,7 @@ static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_i
 			 err.msg);
 		return;
 	}
+	dv->st.telemetry_messages++;
 	int64_t n = moat_window_add(&dv->rate, now, w->set->rate_window_ms);
 	if (moat_rule_rate(w->set, n, w->set->rate_window_ms, dv->st.interval_s, ev, sizeof(ev))) {
 		fire(w, &dv->open_until[R_RATE], now, MOAT_RULE_RATE, MOAT_SEV_HIGH, dv->key,
@@ -795,6 +799,12 @@ static struct ingest_item *take(struct moat_ingest *ing, int64_t max, int64_t wa
 static void batch(struct writer *w, struct ingest_item *items, size_t n)
 {
 	struct moat_err err = {0};
+#if defined(MOAT_FAILPOINTS)
+	if (w->delay_ms > 0) {
+		struct timespec ts = {w->delay_ms / 1000, (w->delay_ms % 1000) * 1000000L};
+		nanosleep(&ts, NULL);
+	}
+#endif
 	bool ok = moat_registry_begin(w->reg, &err) == 0;
 	if (ok) {
 		for (struct ingest_item *it = items; it; it = it->next) {
@@ -852,6 +862,13 @@ void *ingest_writer_run(void *arg)
 		}
 	}
 	w.reg = moat_deploy_registry(w.d);
+#if defined(MOAT_FAILPOINTS)
+	const char *delay = getenv("MOAT_INGEST_WRITER_DELAY");
+	if (delay && moat_duration_ms_parse(delay, &w.delay_ms, &err) == 0) {
+		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_INGEST_WRITER_DELAY ms=%lld",
+			 (long long)w.delay_ms);
+	}
+#endif
 	catch_up(&w);
 	compact(&w, now_wall());
 	int64_t next_tick = moat_time_mono_ms() + TICK_MS;

@@ -1106,6 +1106,7 @@ static void test_device_state(void **state)
 	snprintf(s.last_command, sizeof(s.last_command), "reboot");
 	snprintf(s.last_command_status, sizeof(s.last_command_status), "accepted");
 	s.last_command_at_ms = 9;
+	s.telemetry_messages = 11;
 	assert_int_equal(moat_registry_device_state_put(reg, &s, &err), 0);
 	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
 	assert_memory_equal(&s, &got, sizeof(s));
