@@ -182,7 +182,7 @@ struct moat_export_settings {
 
 /* Every key of [monitor] this module reads (NULL-terminated): moat config check and the
  * deployment's section check accept these. */
-extern const char *const moat_export_config_keys[];
+extern const char *const *const moat_export_config_keys;
 
 /* Reads [monitor] (absent keys: defaults; no siem_url and no webhook_url: nothing is
  * exported). An unknown key, a bad URL, a webhook_url that is not https, a siem_url that

@@ -5,16 +5,18 @@
 #include "moat/monitor.h"
 #include "moat/monitor_export.h"
 
-const char *const moat_export_config_keys[] = {
+static const char *const keys[] = {
 	"siem_url",	     "siem_format",	"siem_ca",	     "siem_queue_max",
 	"webhook_url",	     "webhook_ca",	"webhook_queue_max", "webhook_retry_min",
 	"webhook_retry_max", "webhook_summary", "webhook_gather",    NULL,
 };
 
-static bool listed(const char *const *keys, const char *key)
+const char *const *const moat_export_config_keys = keys;
+
+static bool listed(const char *const *list, const char *key)
 {
-	for (; *keys; keys++) {
-		if (strcmp(*keys, key) == 0) {
+	for (; *list; list++) {
+		if (strcmp(*list, key) == 0) {
 			return true;
 		}
 	}
