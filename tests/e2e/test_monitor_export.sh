@@ -65,6 +65,9 @@ moatd_wait() {
 moatd_down() {
 	kill -TERM "$MOATD_PID"
 	wait "$MOATD_PID" || fail "moatd exited with $? on SIGTERM"
+	if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/moatd.log" "$T"/m2.log* 2>/dev/null; then
+		fail "sanitizer report in moatd's log"
+	fi
 }
 
 rsyslog_start "$RS_PORT" "$RS_OUT"

@@ -70,3 +70,4 @@ sensor_active() { q 'moat_devices{state="active",type="sensor"}' | grep -q '"val
 wait_for 30 sensor_active || fail "Prometheus has no sample: $(q 'up'); $(tail -5 "$P/log")"
 q 'up{job="moatd"}' | grep -q '"value":\[[0-9.]*,"1"\]' || fail "target not up: $(q up)"
 pass "Prometheus scrapes moatd over mutual TLS; its API returns moat_devices"
+moatd_stop
