@@ -443,6 +443,12 @@ enum moat_registry_stat {
 	MOAT_STAT_ROLLOUT_RUNNING,  /* a = device type, b = version: devices that report
 				       running it */
 	MOAT_STAT_UPDATE_EVENTS,    /* a = stage: update events recorded */
+	/* what moatd's ingest recorded (migration 6) */
+	MOAT_STAT_CONN_STATE,	      /* a = online, offline, unknown: devices ingest has seen */
+	MOAT_STAT_TELEMETRY_MESSAGES, /* telemetry messages recorded, all devices */
+	MOAT_STAT_LAST_MESSAGE,	      /* the newest message of any device, seconds since epoch */
+	MOAT_STAT_SECURITY_EVENTS,    /* a = kind, b = severity: security events kept */
+	MOAT_STAT_ANOMALIES,	      /* a = rule: anomalies kept */
 };
 typedef void (*moat_registry_stat_cb)(void *ctx, enum moat_registry_stat stat, const char *a,
 				      const char *b, double value);

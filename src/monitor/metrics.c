@@ -2,9 +2,8 @@
  * metric with HELP and TYPE once, samples of one metric together, label values escaped
  * (backslash, double quote, newline).
  *
- * Metrics fed by the ingest of device state and telemetry (messages and bytes in,
- * anomalies by rule, ingest lag) belong in ingest_metrics() below, read from the registry
- * tables that ingest writes.
+ * What moatd's ingest records (device connection state, telemetry messages, security
+ * events and anomalies kept) is read from its registry tables (moat_registry_stats).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -80,6 +79,21 @@ static const struct stat_meta stat_meta[] = {
 	[MOAT_STAT_UPDATE_EVENTS] = {"moat_update_events", "gauge",
 				     "Update events recorded in the registry, by stage.", "stage",
 				     NULL},
+	[MOAT_STAT_CONN_STATE] = {"moat_devices_connection", "gauge",
+				  "Devices moatd's ingest has seen, by connection state.", "state",
+				  NULL},
+	[MOAT_STAT_TELEMETRY_MESSAGES] = {"moat_telemetry_messages_total", "counter",
+					  "Telemetry messages recorded by moatd's ingest.", NULL,
+					  NULL},
+	[MOAT_STAT_LAST_MESSAGE] = {"moat_device_last_message_timestamp_seconds", "gauge",
+				    "When the newest message of any device was recorded.", NULL,
+				    NULL},
+	[MOAT_STAT_SECURITY_EVENTS] = {"moat_security_events_recorded", "gauge",
+				       "Security events kept in the registry (within "
+				       "event_retention), by kind and severity.",
+				       "kind", "severity"},
+	[MOAT_STAT_ANOMALIES] = {"moat_anomalies_recorded", "gauge",
+				 "Anomalies kept in the registry, by rule.", "rule", NULL},
 };
 #define STAT_COUNT (sizeof(stat_meta) / sizeof(stat_meta[0]))
 
@@ -110,24 +124,12 @@ static void on_stat(void *ctx, enum moat_registry_stat stat, const char *a, cons
 	}
 }
 
-/* Metrics of the ingest of device state, telemetry and anomalies go here once its tables
- * exist (moat_devices_messages_total, moat_ingest_bytes_total, moat_anomalies_total{rule},
- * moat_ingest_lag_seconds). */
-static int ingest_metrics(struct moat_registry *reg, struct moat_buf *b, struct moat_err *err)
-{
-	(void)reg;
-	(void)b;
-	(void)err;
-	return 0;
-}
-
 int moat_metrics_render(struct moat_registry *reg, struct moat_export *x, int64_t now,
 			struct moat_buf *b, struct moat_err *err)
 {
 	struct render_ctx r = {.b = b, .now = now};
 	int rc;
-	if ((rc = moat_registry_stats(reg, now, on_stat, &r, err)) != 0 ||
-	    (rc = ingest_metrics(reg, b, err)) != 0) {
+	if ((rc = moat_registry_stats(reg, now, on_stat, &r, err)) != 0) {
 		return rc;
 	}
 	/* every metric is present even with no rows, so a dashboard sees a 0, not a gap */

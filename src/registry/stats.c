@@ -1,5 +1,5 @@
 /* stats.c: grouped counts of the registry for moatd's /metrics: read-only queries, one
- * per count, over the tables of migrations 1-5. */
+ * per count, over the tables of migrations 1-6. */
 #include <stdio.h>
 #include <string.h>
 
@@ -44,6 +44,19 @@ static const struct stat_query queries[] = {
 	 "r.version) FROM releases r ORDER BY r.device_type, r.version"},
 	{MOAT_STAT_UPDATE_EVENTS, 1,
 	 "SELECT stage, COUNT(*) FROM update_events GROUP BY stage ORDER BY stage"},
+	{MOAT_STAT_CONN_STATE, 1,
+	 "SELECT CASE state WHEN 1 THEN 'online' WHEN 2 THEN 'offline' ELSE 'unknown' END AS s, "
+	 "COUNT(*) FROM device_state GROUP BY s ORDER BY s"},
+	{MOAT_STAT_TELEMETRY_MESSAGES, 0,
+	 "SELECT COALESCE(SUM(telemetry_messages), 0) FROM device_state"},
+	{MOAT_STAT_LAST_MESSAGE, 0, "SELECT MAX(last_seen_ms) / 1000.0 FROM device_state"},
+	{MOAT_STAT_SECURITY_EVENTS, 2,
+	 "SELECT kind, CASE severity WHEN 0 THEN 'info' WHEN 1 THEN 'low' WHEN 2 THEN 'medium' "
+	 "WHEN 3 THEN 'high' ELSE 'critical' END, COUNT(*) FROM security_events GROUP BY kind, "
+	 "severity ORDER BY kind, severity"},
+	{MOAT_STAT_ANOMALIES, 1,
+	 "SELECT rule, COUNT(*) FROM security_events WHERE kind = 'anomaly' GROUP BY rule "
+	 "ORDER BY rule"},
 };
 
 int moat_registry_stats(struct moat_registry *reg, int64_t now, moat_registry_stat_cb cb, void *ctx,
@@ -61,7 +74,9 @@ int moat_registry_stats(struct moat_registry *reg, int64_t now, moat_registry_st
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			char a[128] = "", b[128] = "";
 			int labels = queries[q].labels;
-			reg_column_text(st, 0, a, sizeof(a));
+			if (labels > 0) {
+				reg_column_text(st, 0, a, sizeof(a));
+			}
 			if (labels > 1) {
 				reg_column_text(st, 1, b, sizeof(b));
 			}

@@ -146,6 +146,21 @@ if [ "$n" -gt 1 ]; then
 fi
 pass "five identical alerts deduplicated, queued on disk across a restart, delivered once"
 
+# /metrics reads what the ingest recorded and what the export did
+code=$(ocurl op1 -o "$T/metrics.txt" -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics")
+[ "$code" = 200 ] || fail "/metrics: HTTP $code"
+grep -qE '^moat_security_events_recorded\{kind="acl_denied",severity="[a-z]+"\} [0-9]+$' "$T/metrics.txt" ||
+	fail "no recorded acl_denied events: $(grep security_events "$T/metrics.txt")"
+grep -qE '^moat_export_sent_total\{sink="webhook"\} [1-9]' "$T/metrics.txt" || fail "no webhook deliveries counted"
+if [ "$n" -gt 1 ]; then
+	grep -qE '^moat_anomalies_recorded\{rule="acl_burst"\} [1-9]' "$T/metrics.txt" ||
+		fail "anomaly not in /metrics"
+fi
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$T/metrics.txt" >/dev/null 2>&1 || fail "promtool refuses /metrics"
+fi
+pass "/metrics shows recorded events, anomalies and deliveries"
+
 # A corrupt queue file is set aside, never reused.
 moatd_down
 echo '{"version":1,"alerts":[{"kind":"BAD"}]}' >"$D/state/alerts.queue"
