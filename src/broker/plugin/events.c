@@ -74,6 +74,7 @@ void moat_plugin_events_reopen(struct mp_state *st)
 		close(st->events_fd);
 	}
 	st->events_fd = fd;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "moat: events file reopened: %s", st->events_path);
 }
 
 static void write_line(struct mp_state *st, const char *json)
