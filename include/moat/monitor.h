@@ -42,7 +42,7 @@ void moat_monitor_publish(const struct moat_security_event *ev);
 
 struct moat_monitor_settings {
 	int64_t telemetry_retention_ms; /* telemetry_retention: raw messages, default 7 d */
-	int64_t minute_retention_ms;	/* minute_retention: minute aggregates, 30 d */
+	int64_t minute_retention_ms;	/* minute_retention: minute aggregates, 14 d */
 	int64_t hour_retention_ms;	/* hour_retention: hour aggregates, 400 d */
 	int64_t event_retention_ms;	/* event_retention: security events, 400 d */
 	int64_t queue_max;		/* ingest_queue: messages waiting for the writer */

@@ -205,6 +205,12 @@ void moat_ingest_stats(struct moat_ingest *ing, struct moat_ingest_stats *out);
 /* Records a security event of moatd's own (source "moatd", moatd's run id), from any
  * thread: it is queued like a message and never blocks. */
 void moat_ingest_event(struct moat_ingest *ing, const struct moat_security_event *ev);
+/* A security event of moatd's own from any of its parts (the HTTPS service's refusals,
+ * the CRL keeper): recorded by the running ingest (moat_ingest_event, source "moatd"), or
+ * only logged by the caller when ingest is off. kind, identity, address and evidence may
+ * be NULL; they are cut to fit. Never blocks. */
+void moat_server_security_event(const char *kind, enum moat_severity sev, const char *identity,
+				const char *address, const char *evidence);
 /* moatd's run id: 16 hex digits, random per start. */
 const char *moat_ingest_run_id(const struct moat_ingest *ing);
 void moat_ingest_stop(struct moat_ingest *ing);

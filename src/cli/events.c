@@ -177,6 +177,7 @@ struct fleet {
 	int64_t by_state[3];
 	struct buckets types, releases;
 	int64_t expiring, expired;
+	int64_t telemetry; /* messages recorded, all devices */
 };
 
 static int fleet_device(const struct moat_identity *id, void *ctx)
@@ -193,6 +194,7 @@ static int fleet_device(const struct moat_identity *id, void *ctx)
 		memset(&s, 0, sizeof(s));
 	}
 	f->by_state[s.state]++;
+	f->telemetry += s.telemetry_messages;
 	bucket_add(&f->releases, s.running[0] ? s.running : "unknown");
 	if (id->serial_hex[0] && !id->cert_revoked) {
 		if (id->not_after <= f->now) {
@@ -241,8 +243,8 @@ int fleet_main(int argc, char **argv)
 			"usage: moat fleet [--json]\n"
 			"The fleet at a glance, from what moatd's ingest recorded: devices by state\n"
 			"(online, offline, never seen), by type and by running release, certificates\n"
-			"expired or expiring within 30 days, and the open anomalies (fired within\n"
-			"[monitor] anomaly_open, default 1h), listed.\n",
+			"expired or expiring within 30 days, telemetry messages recorded, and the\n"
+			"open anomalies (fired within [monitor] anomaly_open, default 1h), listed.\n",
 		.opts = opts, .no_operands = true};
 	int next;
 	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
@@ -289,8 +291,9 @@ int fleet_main(int argc, char **argv)
 		print_buckets_json("types", &f->types);
 		print_buckets_json("releases", &f->releases);
 		printf(",\"certificates\":{\"expired\":%lld,\"expiring_30d\":%lld},"
-		       "\"open_anomalies\":%lld}\n",
-		       (long long)f->expired, (long long)f->expiring, (long long)open_count);
+		       "\"open_anomalies\":%lld,\"telemetry_messages\":%lld}\n",
+		       (long long)f->expired, (long long)f->expiring, (long long)open_count,
+		       (long long)f->telemetry);
 	} else {
 		printf("devices:      %lld (online %lld, offline %lld, never seen %lld)\n",
 		       (long long)f->devices, (long long)f->by_state[MOAT_CONN_ONLINE],
@@ -300,6 +303,7 @@ int fleet_main(int argc, char **argv)
 		print_buckets("releases:    ", &f->releases);
 		printf("certificates: %lld expired, %lld expiring within %d days\n",
 		       (long long)f->expired, (long long)f->expiring, FLEET_EXPIRING_DAYS);
+		printf("telemetry:    %lld messages recorded\n", (long long)f->telemetry);
 		printf("anomalies:    %lld open\n", (long long)open_count);
 		if (open_count) {
 			af.limit = 20;

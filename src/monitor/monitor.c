@@ -65,7 +65,7 @@ void moat_monitor_settings_default(struct moat_monitor_settings *s)
 {
 	*s = (struct moat_monitor_settings){
 		.telemetry_retention_ms = 7 * DAY_MS,
-		.minute_retention_ms = 30 * DAY_MS,
+		.minute_retention_ms = 14 * DAY_MS,
 		.hour_retention_ms = 400 * DAY_MS,
 		.event_retention_ms = 400 * DAY_MS,
 		.queue_max = 200000,

@@ -77,6 +77,10 @@ int moat_crl_keep(const char *dir, struct moat_crl_keeper *k)
 		/* every device it covers is refused: say so on every check */
 		moat_log(MOAT_LOG_ERROR, "event=security kind=crl_stale issuer=%s next_update=%s",
 			 st.issuer_cn, next);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "issuer=\"%.120s\" next_update=%s",
+			 st.issuer_cn, next);
+		moat_server_security_event("crl_stale", MOAT_SEV_CRITICAL, NULL, NULL, evidence);
 	}
 	if (!st.refresh_due) {
 		k->warned = false;

@@ -581,5 +581,9 @@ void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_requ
 			 "detail=\"%s\"",
 			 req->client, a->id[0] ? a->id : "-", a->claim[0] ? a->claim : NULL,
 			 req->path, a->status, a->note, a->text);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "status=%u reason=%s", a->status, a->note);
+		moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, a->id[0] ? a->id : NULL,
+					   req->client, evidence);
 	}
 }

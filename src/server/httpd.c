@@ -692,6 +692,9 @@ static enum MHD_Result est_refuse_early(struct MHD_Connection *conn, struct req_
 	moat_log(MOAT_LOG_WARN,
 		 "event=est_refused client=%s id=- path=%s status=%u reason=%s detail=\"%s\"",
 		 rc->client, rc->path, status, note, text);
+	char evidence[200];
+	snprintf(evidence, sizeof(evidence), "status=%u reason=%s", status, note);
+	moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, NULL, rc->client, evidence);
 	return send_est(conn, rc, &a);
 }
 
@@ -804,6 +807,11 @@ static void conn_event(struct moat_httpd *h, const char *event, enum moat_cg_rea
 	snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
 	moat_log(MOAT_LOG_WARN, "event=%s client=%s id=%s reason=%s suppressed=%s", event,
 		 src ? src->text : "?", id, moat_cg_reason_name(why), suppressed ? sup : NULL);
+	char evidence[160];
+	snprintf(evidence, sizeof(evidence), "reason=%s suppressed=%llu", moat_cg_reason_name(why),
+		 (unsigned long long)suppressed);
+	moat_server_security_event(event, MOAT_SEV_LOW, strcmp(id, "-") != 0 ? id : NULL,
+				   src ? src->text : NULL, evidence);
 }
 
 /* Closes a connection the guard named: shutdown(2) only; MHD closes the descriptor when
@@ -1066,6 +1074,12 @@ static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d
 			moat_log(MOAT_LOG_WARN,
 				 "event=auth_refused client=%s id=%s reason=%s suppressed=%s",
 				 rc->client, rc->id, rc->note, suppressed ? sup : NULL);
+			char evidence[160];
+			snprintf(evidence, sizeof(evidence),
+				 "service=https reason=%s suppressed=%llu", rc->note,
+				 (unsigned long long)suppressed);
+			moat_server_security_event("auth_refused", MOAT_SEV_MEDIUM, rc->id,
+						   rc->client, evidence);
 		}
 		rc->close = true;
 		return send_text(conn, rc, denied, rc->note);

@@ -131,6 +131,27 @@ void moat_ingest_event(struct moat_ingest *ing, const struct moat_security_event
 	(void)ingest_push(ing, it);
 }
 
+/* The running ingest, for moat_server_security_event: one per moatd. */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct moat_ingest *running;
+
+void moat_server_security_event(const char *kind, enum moat_severity sev, const char *identity,
+				const char *address, const char *evidence)
+{
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.kind, sizeof(ev.kind), "%s", kind ? kind : "");
+	ev.severity = sev;
+	snprintf(ev.identity, sizeof(ev.identity), "%s", identity ? identity : "");
+	snprintf(ev.address, sizeof(ev.address), "%s", address ? address : "");
+	snprintf(ev.evidence, sizeof(ev.evidence), "%s", evidence ? evidence : "");
+	pthread_mutex_lock(&running_lock);
+	if (running) {
+		moat_ingest_event(running, &ev);
+	}
+	pthread_mutex_unlock(&running_lock);
+}
+
 const char *moat_ingest_run_id(const struct moat_ingest *ing)
 {
 	return ing->run_id;
@@ -303,6 +324,9 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 		goto out;
 	}
 	ing->reader_started = true;
+	pthread_mutex_lock(&running_lock);
+	running = ing;
+	pthread_mutex_unlock(&running_lock);
 	moat_log(MOAT_LOG_INFO, "event=ingest_started run_id=%s queue_max=%lld batch_max=%lld",
 		 ing->run_id, (long long)ing->set.queue_max, (long long)ing->set.batch_max);
 	*out = ing;
@@ -319,6 +343,11 @@ void moat_ingest_stop(struct moat_ingest *ing)
 	if (!ing) {
 		return;
 	}
+	pthread_mutex_lock(&running_lock);
+	if (running == ing) {
+		running = NULL;
+	}
+	pthread_mutex_unlock(&running_lock);
 	/* the reader first, so the writer records everything it queued */
 	if (ing->reader_started) {
 		ing->stop = 1;

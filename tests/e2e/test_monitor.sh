@@ -70,6 +70,11 @@ for i in 1 2 3; do
 		--timeout "$(deadline 20s)" >/dev/null || fail "good-00000$i did not answer"
 done
 
+# moat events --follow prints anomalies as they are recorded
+moat --json events --follow --kind anomaly >"$T/follow.out" 2>"$T/follow.err" &
+FOLLOW=$!
+E2E_PIDS+=("$FOLLOW")
+
 pub() { # DEVICE TOPIC-SUFFIX PAYLOAD [mosquitto_pub args]
 	local dev=$1 suffix=$2 payload=$3
 	shift 3
@@ -173,6 +178,30 @@ print(len(evs), "anomalies, each once")
 PY
 pass "each rule fired once, for the device that provoked it; none for the good devices"
 
+follow_all() { [ "$(wc -l <"$T/follow.out")" -ge 11 ]; }
+wait_for 10 follow_all || fail "moat events --follow printed: $(cat "$T/follow.out" "$T/follow.err")"
+kill -TERM "$FOLLOW"
+wait "$FOLLOW" || fail "moat events --follow did not stop cleanly on SIGTERM"
+pass "moat events --follow printed every anomaly as it was recorded"
+
+expect_ok "events --since" moat --json events --kind anomaly --since 1h
+[ "$(printf '%s\n' "$out" | grep -c .)" = 11 ] || fail "--since 1h: $out"
+expect_ok "events --limit" moat --json events --kind anomaly --limit 2
+[ "$(printf '%s\n' "$out" | grep -c .)" = 2 ] || fail "--limit 2: $out"
+expect_fail "events --since without a unit" moat events --since 10
+assert_contains "$errout" "--since"
+expect_fail "events: an operand" moat events extra
+pass "moat events: --since, --limit; a bare duration refused"
+
+# ---- moatd's own events: an EST request without credentials is refused and recorded
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/pki/ca.crt" -X POST \
+	-H 'Content-Type: application/pkcs10' --data x \
+	"https://localhost:$SERVER_PORT/.well-known/est/simpleenroll") || true
+[ "$code" -ge 400 ] || fail "EST without credentials: HTTP $code"
+est_recorded() { moat --json events --kind est_refused | jq -e 'select(.source == "moatd" and (.run_id | length) == 16)' >/dev/null; }
+wait_for 10 est_recorded || fail "moatd's own refusal not recorded: $(moat events --kind est_refused)"
+pass "moatd's own security events are recorded with its run id"
+
 # ---- device state
 expect_ok "device show" moat --json device show dev-rate
 echo "$out" | jq -e '.state == "unknown" and .agent_version == "1.2.3" and .cert_days_left == 42 and .interval_s == 10 and .address == "127.0.0.1" and (.last_seen_ms > 0) and (.events | map(.rule) | index("rate") != null)' >/dev/null ||
@@ -213,3 +242,7 @@ pass "moatd killed and restarted: the broker's events of the gap recorded, once"
 
 kill -TERM "$SIM" 2>/dev/null || true
 wait "$SIM" || true
+moat down --timeout "$(deadline 20s)" >/dev/null
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
+	fail "sanitizer report in moatd.log"
+fi

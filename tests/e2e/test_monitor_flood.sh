@@ -95,3 +95,7 @@ d=$(dropped_total)
 moat --json events --kind ingest_behind | jq -e 'select(.severity == "high" and .source == "moatd")' >/dev/null ||
 	fail "no high-severity ingest_behind event"
 pass "backpressure said: $d dropped and reported, $((3000 - d)) recorded, none lost silently"
+moat down --timeout "$(deadline 20s)" >/dev/null
+if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
+	fail "sanitizer report in moatd.log"
+fi

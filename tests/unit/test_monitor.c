@@ -211,7 +211,7 @@ static void test_settings(void **state)
 		{"[monitor]\nauth_burst = 0\n", "auth_burst"},
 		{"[monitor]\nzone_check = maybe\n", "zone_check"},
 		{"[monitor]\ntelemetry_retention = 40d\n", "retentions must grow"},
-		{"[monitor]\nhour_retention = 20d\n", "retentions must grow"},
+		{"[monitor]\nhour_retention = 10d\n", "retentions must grow"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		memset(&err, 0, sizeof(err));
