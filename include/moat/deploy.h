@@ -80,7 +80,7 @@ struct moat_deploy_conf {
 
 /* Parses the core sections of cfg into out ([deployment], [broker] hosts and port, [server]
  * port, [pki]) and refuses an unknown section, an unknown [deployment] or [pki] key, and a
- * key in a section reserved for later ([firmware], [plugin], [agent], [monitor], [sim]);
+ * key in a section reserved for later ([firmware], [plugin], [agent], [sim]);
  * messages name file and, where the key is there, its line. What moat_deploy_open does
  * first, for `moat config check`. */
 MOAT_MUST_CHECK int moat_deploy_conf_load(const struct moat_config *cfg,

@@ -37,7 +37,9 @@ enum moat_http_route {
 	MOAT_ROUTE_EST_SIMPLEENROLL,
 	MOAT_ROUTE_EST_SIMPLEREENROLL,
 	MOAT_ROUTE_EST_CSRATTRS,
+	MOAT_ROUTE_METRICS, /* /metrics: Prometheus text, operators only */
 };
+#define MOAT_METRICS_PATH "/metrics"
 #define MOAT_EST_PREFIX "/.well-known/est/"
 
 /* true for the MOAT_ROUTE_EST_* routes. */

@@ -73,6 +73,11 @@ MOAT_MUST_CHECK int moat_monitor_settings_load(const struct moat_config *cfg,
 					       struct moat_monitor_settings *out,
 					       struct moat_err *err);
 void moat_monitor_settings_default(struct moat_monitor_settings *out);
+/* The keys moat_monitor_settings_load reads (NULL-terminated). [monitor] is shared with the
+ * export (monitor_export.h, moat_export_config_keys): both loaders refuse a key that is in
+ * neither list (moat_monitor_keys_check). */
+extern const char *const *const moat_monitor_config_keys;
+MOAT_MUST_CHECK int moat_monitor_keys_check(const struct moat_config *cfg, struct moat_err *err);
 
 /* ---- anomaly rules: pure, each true when it fires, evidence (may be NULL) says why ---- */
 

@@ -594,4 +594,33 @@ MOAT_MUST_CHECK int moat_registry_telemetry_agg_foreach(struct moat_registry *re
 MOAT_MUST_CHECK int moat_registry_telemetry_count(struct moat_registry *reg, const char *device,
 						  int64_t *out, struct moat_err *err);
 
+/* ---- counts for moatd's /metrics (stats.c) ---- */
+
+enum moat_registry_stat {
+	MOAT_STAT_DEVICES,	    /* a = status, b = device type: identities of role device */
+	MOAT_STAT_IDENTITIES,	    /* a = role, b = status */
+	MOAT_STAT_CERT_NEXT_EXPIRY, /* a = role: the earliest not_after of an unrevoked
+				       certificate of an active identity, seconds since the epoch */
+	MOAT_STAT_CERTS_EXPIRING,   /* a = window ("7d", "30d"): unrevoked certificates of
+				       active identities expiring within it */
+	MOAT_STAT_ENROLLMENTS,	    /* a = state: enrolled, pending, expired */
+	MOAT_STAT_ROLLOUT_TARGETS,  /* a = device type, b = version: devices of the type
+				       (or on the release's list) the release is offered to */
+	MOAT_STAT_ROLLOUT_RUNNING,  /* a = device type, b = version: devices that report
+				       running it */
+	MOAT_STAT_UPDATE_EVENTS,    /* a = stage: update events recorded */
+	/* what moatd's ingest recorded (migration 6) */
+	MOAT_STAT_CONN_STATE,	      /* a = online, offline, unknown: devices ingest has seen */
+	MOAT_STAT_TELEMETRY_MESSAGES, /* telemetry messages recorded, all devices */
+	MOAT_STAT_LAST_MESSAGE,	      /* the newest message of any device, seconds since epoch */
+	MOAT_STAT_SECURITY_EVENTS,    /* a = kind, b = severity: security events kept */
+	MOAT_STAT_ANOMALIES,	      /* a = rule: anomalies kept */
+};
+typedef void (*moat_registry_stat_cb)(void *ctx, enum moat_registry_stat stat, const char *a,
+				      const char *b, double value);
+/* Calls cb once per row of every count above (now: seconds since the epoch), in the
+ * order of the enum; a and b are "" when the count has no such label. Read-only. */
+MOAT_MUST_CHECK int moat_registry_stats(struct moat_registry *reg, int64_t now,
+					moat_registry_stat_cb cb, void *ctx, struct moat_err *err);
+
 #endif

@@ -10,6 +10,8 @@
  *                                           device last reported running)
  *   GET /api/firmware/download/<sha256>     the image; Range: bytes=a-b|a-|-n (one range),
  *                                           206/416; never a byte past the release's size
+ *   GET /metrics                            Prometheus text (monitor_export.h); the caller
+ *                                           must be an active operator (others: 403)
  * A request header MOAT_SERVER_DEVICE_HEADER that differs from the CN is refused (403).
  * EST (RFC 7030, src/server/est.c; docs/MOATD.md has the status codes):
  *   GET  /.well-known/est/cacerts          no client auth; certs-only PKCS#7 of the chain
@@ -44,13 +46,16 @@
 /* ---- the HTTPS service (src/server/httpd.c) ---- */
 
 struct moat_httpd_opts {
-	const char *dir;	 /* the deployment directory */
-	const char *listen_addr; /* numeric IPv4 or IPv6 address; NULL: [server] listen, else
-				    127.0.0.1 */
-	int port;		 /* 0: [server] port of moat.conf */
+	const char *dir;	      /* the deployment directory */
+	const char *listen_addr;      /* numeric IPv4 or IPv6 address; NULL: [server] listen, else
+					 127.0.0.1 */
+	int port;		      /* 0: [server] port of moat.conf */
+	struct moat_export *exporter; /* counters for /metrics (may be NULL); outlives the
+					 service */
 };
 
 struct moat_httpd;
+struct moat_export;
 
 /* What moatd lets connections hold ([server] of moat.conf; include/moat/connguard.h says
  * how each is enforced). Both deadlines count from accept and no trickled byte resets them;
@@ -108,6 +113,8 @@ MOAT_MUST_CHECK int moat_est_settings_load(const struct moat_config *cfg,
 MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out,
 				     struct moat_err *err);
 void moat_httpd_stop(struct moat_httpd *h);
+/* The exporter whose counters /metrics shows from now on (NULL: none). */
+void moat_httpd_set_exporter(struct moat_httpd *h, struct moat_export *x);
 
 /* ---- keeping the CRL fresh (src/server/crlkeep.c) ---- */
 

@@ -56,7 +56,9 @@ struct moat_sup {
 	sigset_t old_mask;
 	bool stopping;
 	int stop_timeout_ms;
-	unsigned reloads; /* SIGHUPs forwarded to the children so far */
+	unsigned reloads;	 /* SIGHUPs forwarded to the children so far */
+	char log_path[PATH_MAX]; /* "" or the supervisor's own log file: stdout and stderr are
+				    opened on it again at each SIGHUP (log rotation) */
 };
 
 enum { MOAT_SUP_RUNNING = 0, MOAT_SUP_STOPPED = 1 };

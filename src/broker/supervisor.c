@@ -281,6 +281,11 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 		goto out;
 	}
 	sup_ok = true;
+	/* the detached supervisor's stdio is log/supervisor.log (detached_child) */
+	if (moat_path_join(s.log_path, sizeof(s.log_path), NULL, "%s/%s", u->dir,
+			   MOAT_BROKER_SUP_LOG_FILE) != 0) {
+		s.log_path[0] = '\0';
+	}
 	char *const args[] = {(char *)u->bin, "-c", (char *)u->conf, NULL};
 	if ((rc = moat_sup_add(&s, "mosquitto", args, mpid, err)) != 0 ||
 	    (u->hooks.add_children &&

@@ -11,6 +11,7 @@
 #include "moat/config.h"
 #include "moat/fsutil.h"
 #include "moat/monitor.h"
+#include "moat/monitor_export.h"
 #include "moat/net.h"
 #include "moat/policy.h"
 #include "moat/server.h"
@@ -65,6 +66,10 @@ static size_t check_all(const struct moat_config *cfg)
 	}
 	struct moat_net_policy np;
 	if (moat_net_policy_from_config(cfg, &np, &err) != 0) {
+		report(cfg, &err, &n);
+	}
+	struct moat_export_settings xs;
+	if (moat_export_settings_load(cfg, &xs, &err) != 0) {
 		report(cfg, &err, &n);
 	}
 	struct moat_net_guard g;

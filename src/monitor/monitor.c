@@ -131,32 +131,36 @@ static int get_factor(const struct moat_config *cfg, const char *key, double def
 	return 0;
 }
 
+/* the ingest's keys of [monitor] (the export's are in settings.c) */
+static const char *const keys[] = {"telemetry_retention",
+				   "minute_retention",
+				   "hour_retention",
+				   "event_retention",
+				   "ingest_queue",
+				   "ingest_batch",
+				   "ingest_lag_alert",
+				   "rate_factor",
+				   "rate_window",
+				   "silence_factor",
+				   "payload_factor",
+				   "payload_min_samples",
+				   "auth_burst",
+				   "acl_burst",
+				   "burst_window",
+				   "clone_switches",
+				   "clone_window",
+				   "zone_check",
+				   "event_jump_factor",
+				   "event_jump_min",
+				   "event_jump_window",
+				   "anomaly_open",
+				   NULL};
+
+const char *const *const moat_monitor_config_keys = keys;
+
 int moat_monitor_settings_load(const struct moat_config *cfg, struct moat_monitor_settings *out,
 			       struct moat_err *err)
 {
-	static const char *const keys[] = {"telemetry_retention",
-					   "minute_retention",
-					   "hour_retention",
-					   "event_retention",
-					   "ingest_queue",
-					   "ingest_batch",
-					   "ingest_lag_alert",
-					   "rate_factor",
-					   "rate_window",
-					   "silence_factor",
-					   "payload_factor",
-					   "payload_min_samples",
-					   "auth_burst",
-					   "acl_burst",
-					   "burst_window",
-					   "clone_switches",
-					   "clone_window",
-					   "zone_check",
-					   "event_jump_factor",
-					   "event_jump_min",
-					   "event_jump_window",
-					   "anomaly_open",
-					   NULL};
 	struct moat_monitor_settings s;
 	moat_monitor_settings_default(&s);
 	bool has_network = false;
@@ -167,7 +171,7 @@ int moat_monitor_settings_load(const struct moat_config *cfg, struct moat_monito
 	}
 	const int64_t min_ms = 1000, max_ms = 3650 * DAY_MS;
 	int rc;
-	if ((rc = moat_config_check_keys(cfg, "monitor", keys, err)) != 0 ||
+	if ((rc = moat_monitor_keys_check(cfg, err)) != 0 ||
 	    (rc = get_ms(cfg, "telemetry_retention", s.telemetry_retention_ms, 60000, max_ms,
 			 &s.telemetry_retention_ms, err)) != 0 ||
 	    (rc = get_ms(cfg, "minute_retention", s.minute_retention_ms, 60000, max_ms,

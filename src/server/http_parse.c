@@ -64,6 +64,9 @@ enum moat_http_route moat_http_route_parse(const char *path, uint8_t out_sha256[
 	if (strcmp(path, VERSION_PATH) == 0) {
 		return MOAT_ROUTE_VERSION;
 	}
+	if (strcmp(path, MOAT_METRICS_PATH) == 0) {
+		return MOAT_ROUTE_METRICS;
+	}
 	static const struct {
 		const char *path;
 		enum moat_http_route route;

@@ -43,6 +43,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "moat/buf.h"
 #include "moat/certinfo.h"
 #include "moat/client_cert.h"
 #include "moat/connguard.h"
@@ -50,6 +51,7 @@
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
 #include "moat/log.h"
+#include "moat/monitor_export.h"
 #include "moat/release.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
@@ -57,6 +59,8 @@
 #include "server_internal.h"
 
 #define HTTPD_LOG_PATH_MAX_LEN 96
+/* /metrics: far more than a registry of a million devices by state and type needs */
+#define METRICS_MAX_BYTES (4u * 1024u * 1024u)
 /* Connections MHD may hold beyond the guard's max_connections: those already named for
  * closing whose close MHD has not yet seen (it accepts at most 10 per run). */
 #define HTTPD_CLOSING_SLACK 64
@@ -101,8 +105,9 @@ struct moat_httpd {
 	atomic_bool stopping;
 	bool thread_started;
 	pthread_t thread;
-	int64_t summary_ms;   /* last events_suppressed check */
-	struct moat_est *est; /* EST under /.well-known/est/ (est.c) */
+	int64_t summary_ms;			/* last events_suppressed check */
+	struct moat_est *est;			/* EST under /.well-known/est/ (est.c) */
+	_Atomic(struct moat_export *) exporter; /* /metrics' counters, NULL when none */
 };
 
 /* Per request, for the log line. */
@@ -313,7 +318,7 @@ static X509 *peer_cert(gnutls_session_t s)
  * not be revoked, and name an active device of the registry. */
 static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
 			     struct MHD_Connection *conn, struct req_ctx *rc,
-			     struct moat_identity *ident)
+			     struct moat_identity *ident, enum moat_role want)
 {
 	const union MHD_ConnectionInfo *ci =
 		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
@@ -345,8 +350,9 @@ static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
 	if (moat_cert_info(cert, &info, NULL) == 0) {
 		snprintf(rc->serial, sizeof(rc->serial), "%s", info.serial_hex);
 	}
-	if (role != MOAT_ROLE_DEVICE) {
-		snprintf(rc->note, sizeof(rc->note), "not_a_device");
+	if (role != want) {
+		snprintf(rc->note, sizeof(rc->note), "%s",
+			 want == MOAT_ROLE_DEVICE ? "not_a_device" : "not_an_operator");
 		goto out;
 	}
 	const char *revoked = serial_refusal(h, X509_get0_serialNumber(cert));
@@ -359,8 +365,9 @@ static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
 		snprintf(rc->note, sizeof(rc->note), "unknown_identity");
 		goto out;
 	}
-	if (ident->role != MOAT_ROLE_DEVICE) {
-		snprintf(rc->note, sizeof(rc->note), "not_a_device");
+	if (ident->role != want) {
+		snprintf(rc->note, sizeof(rc->note), "%s",
+			 want == MOAT_ROLE_DEVICE ? "not_a_device" : "not_an_operator");
 		goto out;
 	}
 	if (ident->status != MOAT_ID_ACTIVE) {
@@ -477,6 +484,41 @@ static enum MHD_Result handle_version(struct moat_deploy *d, struct MHD_Connecti
 	enum MHD_Result res = MHD_queue_response(conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
 	return res;
+}
+
+/* GET /metrics for an authenticated operator: the registry's counts and the exporter's
+ * counters, rendered on each request (a scrape every few seconds costs a few indexed
+ * queries). */
+static enum MHD_Result handle_metrics(struct moat_httpd *h, struct moat_deploy *d,
+				      struct MHD_Connection *conn, struct req_ctx *rc)
+{
+	struct moat_buf b;
+	struct moat_err err = {0};
+	char *text = NULL;
+	size_t len = 0;
+	moat_buf_init(&b, METRICS_MAX_BYTES);
+	if (moat_metrics_render(moat_deploy_registry(d), atomic_load(&h->exporter), moat_time_now(),
+				&b, &err) != 0 ||
+	    moat_buf_take(&b, &text, &len) != 0) {
+		moat_buf_free(&b);
+		moat_log(MOAT_LOG_ERROR, "event=metrics_failed error=\"%s\"", err.msg);
+		snprintf(rc->note, sizeof(rc->note), "metrics_failed");
+		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics failed");
+	}
+	struct MHD_Response *resp =
+		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				"text/plain; version=0.0.4; charset=utf-8");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	rc->status = MHD_HTTP_OK;
+	snprintf(rc->note, sizeof(rc->note), "metrics");
+	enum MHD_Result r = MHD_queue_response(conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
 }
 
 static enum MHD_Result handle_download(struct moat_deploy *d, struct MHD_Connection *conn,
@@ -733,7 +775,7 @@ static enum MHD_Result est_finish(struct moat_httpd *h, struct moat_deploy *d,
 	req.peer_chain = chain;
 	struct moat_identity ident;
 	if (rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL) {
-		if (authenticate(h, d, conn, rc, &ident) == 0) {
+		if (authenticate(h, d, conn, rc, &ident, MOAT_ROLE_DEVICE) == 0) {
 			req.cert_id = rc->id;
 			req.cert_serial = rc->serial;
 		} else {
@@ -1028,7 +1070,10 @@ static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d
 {
 	struct moat_identity ident;
 	struct conn_ctx *ctx = conn_of(conn);
-	unsigned denied = authenticate(h, d, conn, rc, &ident);
+	enum moat_http_route route = moat_http_route_parse(url, NULL);
+	unsigned denied =
+		authenticate(h, d, conn, rc, &ident,
+			     route == MOAT_ROUTE_METRICS ? MOAT_ROLE_OPERATOR : MOAT_ROLE_DEVICE);
 	if (denied) {
 		/* a security event of its own, besides the request line (budgeted: a flood of
 		 * refused handshakes must not hide the other events) */
@@ -1082,6 +1127,8 @@ static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d
 		return handle_version(d, conn, rc, &ident);
 	case MOAT_ROUTE_DOWNLOAD:
 		return handle_download(d, conn, rc, &ident, sha);
+	case MOAT_ROUTE_METRICS:
+		return handle_metrics(h, d, conn, rc);
 	case MOAT_ROUTE_BAD:
 		snprintf(rc->note, sizeof(rc->note), "bad_path");
 		return send_text(conn, rc, MHD_HTTP_BAD_REQUEST, "path: %00 is not allowed");
@@ -1362,6 +1409,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 		listen = "127.0.0.1";
 	}
 	h->port = opts->port ? opts->port : moat_deploy_settings(h->d)->server_port;
+	atomic_store(&h->exporter, opts->exporter);
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
@@ -1430,6 +1478,13 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 out:
 	moat_httpd_stop(h);
 	return rc;
+}
+
+void moat_httpd_set_exporter(struct moat_httpd *h, struct moat_export *x)
+{
+	if (h) {
+		atomic_store(&h->exporter, x);
+	}
 }
 
 void moat_httpd_stop(struct moat_httpd *h)

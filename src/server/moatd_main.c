@@ -48,6 +48,7 @@
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/monitor_export.h"
 #include "moat/opts.h"
 #include "moat/policy.h"
 #include "moat/release.h"
@@ -85,9 +86,13 @@ static const char usage[] =
 	"The update service: HTTPS with client certificates on [server] port of\n"
 	"moat.conf (default address 127.0.0.1, or [server] listen), and update events\n"
 	"from devices over MQTT as SERVICE_ID ([server] service_identity, default\n"
-	"backend-service). DIR defaults to $MOAT_DIR, then the current directory.\n"
+	"backend-service); --no-ingest leaves those out. With a sink in [monitor] it\n"
+	"also exports the broker's security events (moat/events/#, as SERVICE_ID) to a\n"
+	"SIEM collector and webhooks; operators read /metrics. DIR defaults to\n"
+	"$MOAT_DIR, then the current directory.\n"
 	"Started as root it runs as [server] user (default moat) once its key is loaded\n"
-	"and its port bound. SIGHUP reloads a replaced server certificate; SIGTERM stops\n"
+	"and its port bound. SIGHUP reloads a replaced server certificate and reopens\n"
+	"the --log file; SIGTERM stops\n"
 	"it. Under systemd (Type=notify) it reports READY=1 once it serves, RELOADING=1\n"
 	"around a reload and STOPPING=1 (sd_notify); moat up runs it beside the broker.\n";
 
@@ -246,6 +251,22 @@ static bool pair_changed(const struct pair_stamp *a, const struct pair_stamp *b)
 	return false;
 }
 
+/* SIGHUP: the log file is opened again by name, so a rotated file (logrotate's rename,
+ * then SIGHUP) is let go and writing goes on in a new one. A failure keeps the old one. */
+static void reopen_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0 || dup2(fd, STDERR_FILENO) < 0) {
+		moat_log(MOAT_LOG_ERROR, "event=log_reopen_failed path=%s error=\"%s\"", path,
+			 strerror(errno));
+	} else {
+		moat_log(MOAT_LOG_INFO, "event=log_reopened");
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const char *dir_flag = NULL;
@@ -328,6 +349,11 @@ int main(int argc, char **argv)
 	}
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
+	struct moat_export *exporter = NULL;
+	/* the exporter takes the ingest's recorded events (monitor.h's hook); without the
+	 * ingest it subscribes to the plugin's events itself, as the service identity, when
+	 * [monitor] names a sink */
+	struct moat_export_opts xopts = {.dir = dir, .subscribe = !ingest, .as = iopts.as};
 	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);
 	if (token_check(dir, &su) != 0) {
@@ -344,17 +370,24 @@ int main(int argc, char **argv)
 		}
 	}
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
-	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
+	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0) ||
+	    moat_export_start(&xopts, &exporter, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
+		moat_export_stop(exporter);
 		moat_ingest_stop(ing);
 		moat_httpd_stop(h);
 		return 1;
 	}
+	/* started after the listener (which binds as root) and after the switch to moatd's
+	 * account (its queue file is that account's); /metrics reads it from now on */
+	opts.exporter = exporter;
+	moat_httpd_set_exporter(h, exporter);
 	struct moat_deploy *tick = NULL;
 	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
 	    moat_sandbox_lock(MOAT_SANDBOX_MOATD, &sb, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
 		moat_deploy_close(tick);
+		moat_export_stop(exporter);
 		moat_ingest_stop(ing);
 		moat_httpd_stop(h);
 		return 1;
@@ -423,6 +456,9 @@ int main(int argc, char **argv)
 			continue;
 		}
 		notify("RELOADING=1");
+		if (log_path) {
+			reopen_log(log_path);
+		}
 		struct pair_stamp now = pair_stamp(dir);
 		if (!pair_changed(&served, &now)) {
 			notify("READY=1\nSTATUS=serving");
@@ -435,6 +471,7 @@ int main(int argc, char **argv)
 			moat_log(MOAT_LOG_ERROR, "event=server_cert_reload_failed error=%s",
 				 err.msg);
 			moat_deploy_close(tick);
+			moat_export_stop(exporter);
 			moat_ingest_stop(ing);
 			return 1;
 		}
@@ -442,7 +479,8 @@ int main(int argc, char **argv)
 		notify("READY=1\nSTATUS=serving (certificate reloaded)");
 	}
 	moat_deploy_close(tick);
-	moat_ingest_stop(ing);
 	moat_httpd_stop(h);
+	moat_export_stop(exporter);
+	moat_ingest_stop(ing);
 	return 0;
 }

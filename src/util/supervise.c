@@ -8,6 +8,7 @@
 #include "moat/supervise.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -236,6 +237,23 @@ void moat_sup_stop(struct moat_sup *s)
 	}
 }
 
+/* stdout and stderr opened again by name, so a log renamed away by logrotate is let go;
+ * when that fails the old descriptors stay. */
+static void reopen_log(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0) {
+		moat_log(MOAT_LOG_ERROR, "event=log_reopen_failed path=%s error=\"%s\"", path,
+			 strerror(errno));
+		return;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	(void)dup2(fd, STDOUT_FILENO);
+	(void)dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
 int moat_sup_poll(struct moat_sup *s, int timeout_ms, struct moat_err *err)
 {
 	int64_t now = moat_time_mono_ms();
@@ -272,6 +290,9 @@ int moat_sup_poll(struct moat_sup *s, int timeout_ms, struct moat_err *err)
 		return MOAT_SUP_STOPPED;
 	}
 	if (hup) {
+		if (s->log_path[0]) {
+			reopen_log(s->log_path);
+		}
 		moat_log(MOAT_LOG_INFO, "event=reload");
 		signal_all(s, SIGHUP);
 		s->reloads++;

@@ -77,6 +77,14 @@ wait_for 30 new_broker || fail "the supervisor did not restart mosquitto"
 broker_pub dev-a dev-a devices/dev-a/telemetry '{"device_id":"dev-a","after":"restart"}'
 pass "the supervisor restarted the broker"
 
+# SIGHUP (logrotate after renaming): the supervisor writes to a new supervisor.log
+mv "$D/log/supervisor.log" "$D/log/supervisor.log.1"
+install -m 0640 /dev/null "$D/log/supervisor.log"
+kill -HUP "$spid"
+wait_for 10 grep -q "event=reload" "$D/log/supervisor.log" ||
+	fail "the supervisor did not reopen its log: $(tail -3 "$D/log/supervisor.log.1")"
+pass "SIGHUP: the supervisor reopens its log"
+
 expect_ok "down" moat down
 assert_contains "$out" "broker stopped"
 # (a zombie counts as gone: some sandboxes' pid 1 never reaps re-parented daemons)

@@ -39,7 +39,8 @@ b = [k for n, k in lists("src/broker/settings.c") if n == "keys"]
 assert len(b) == 2, "src/broker/settings.c: expected the [broker] and [policy] key lists"
 add("broker", b[0]); add("policy", b[1])
 for path, section in (("src/server/httpd.c", "server"), ("src/server/est.c", "est"),
-                      ("src/net/guard.c", "guard"), ("src/monitor/monitor.c", "monitor")):
+                      ("src/net/guard.c", "guard"), ("src/monitor/monitor.c", "monitor"),
+                      ("src/monitor/settings.c", "monitor")):
     k = [k for n, k in lists(path) if n == "keys"]
     assert len(k) == 1, f"{path}: expected one key list"
     add(section, k[0])

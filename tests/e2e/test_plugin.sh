@@ -118,6 +118,18 @@ plugin_expect_event auth_refused "" tls_handshake_failed
 jq -e 'has("time") and has("kind") and has("identity") and has("client_id") and has("address") and has("detail")' \
 	"$PB/log/events.jsonl" >/dev/null || fail "an event lacks a field"
 
+# --- SIGHUP reopens the events file: rotation by renaming loses nothing ---------------
+mv "$PB/log/events.jsonl" "$PB/log/events.jsonl.1"
+install -m 0640 -o "$(stat -c %u "$PB/log/events.jsonl.1")" /dev/null "$PB/log/events.jsonl"
+kill -HUP "$PLUGIN_BROKER_PID"
+wait_for 10 grep -q "moat: events file reopened" "$PB/log/mosquitto.log" ||
+	fail "the plugin did not reopen its events file on SIGHUP"
+expect_fail "a certificate from another CA, after the rotation" \
+	timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 -p "$PLUGIN_PORT" --cafile "$PB/pki/ca.crt" \
+	--cert "$T/other/cert.pem" --key "$T/other/key.pem" -i dev-a -t devices/dev-a/telemetry -m '{}'
+plugin_expect_event auth_refused "" tls_handshake_failed
+pass "SIGHUP: the plugin writes its events to the new file"
+
 # --- operator_write_commands no: the same operator command is refused ----------------
 # The policy is reloaded live; the reload line in the broker log is the signal it is in force.
 reloads=$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log" || true)

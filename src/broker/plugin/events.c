@@ -19,6 +19,7 @@
  * only the deployment's CA issues: a client cannot claim the mark with its client id.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -59,6 +60,26 @@ static bool add_str(cJSON *obj, const char *key, const char *value)
 	char buf[MP_EVENT_FIELD_MAX_LEN * 2 + 1];
 	clean_copy(buf, sizeof(buf), value);
 	return cJSON_AddStringToObject(obj, key, buf) != NULL;
+}
+
+void moat_plugin_events_reopen(struct mp_state *st)
+{
+	if (!st->events_path) {
+		return;
+	}
+	int fd =
+		open(st->events_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0640);
+	if (fd < 0) {
+		/* keep writing to the file already open rather than lose events */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: %s: not reopened: %s", st->events_path,
+				     strerror(errno));
+		return;
+	}
+	if (st->events_fd >= 0) {
+		close(st->events_fd);
+	}
+	st->events_fd = fd;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "moat: events file reopened: %s", st->events_path);
 }
 
 static void write_line(struct mp_state *st, const char *json)

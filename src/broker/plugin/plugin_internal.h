@@ -259,6 +259,9 @@ struct mp_event {
  * logged to the broker's log. */
 void moat_plugin_event(struct mp_state *st, const struct mp_event *ev);
 const char *moat_plugin_event_name(enum mp_event_kind kind);
+/* SIGHUP (Mosquitto's RELOAD): the events file opened again by name, so logrotate may
+ * rename it away; on failure the open one is kept. */
+void moat_plugin_events_reopen(struct mp_state *st);
 /* moat_plugin_event for something client did: client id and address are the client's. */
 void moat_plugin_client_event(struct mp_state *st, enum mp_event_kind kind,
 			      const struct mosquitto *client, const char *identity,

@@ -199,5 +199,6 @@ int moat_plugin_reload_event(int event, void *event_data, void *userdata)
 	/* Mosquitto runs BASIC_AUTH for every session next, before its next TICK. */
 	st->in_reload = true;
 	reload(st, true);
+	moat_plugin_events_reopen(st);
 	return MOSQ_ERR_SUCCESS;
 }

@@ -1,0 +1,229 @@
+/* monitor_export.h: moatd's export of security events (src/monitor/export*.c, alerts.c,
+ * metrics.c): to a SIEM collector as RFC 5424 syslog over TCP or TLS (RFC 5425), as JSON
+ * lines or as CEF; as HTTPS webhook alerts from a bounded queue persisted on disk; and the
+ * Prometheus text of moatd's /metrics.
+ *
+ * The pure parts (URL, event, framing, alert queue file, HTTP status line, metrics text)
+ * read only what they are given, are bounded and fuzzed (tests/fuzz/fuzz_export_*.c). The
+ * running exporter (struct moat_export) owns a thread; every network peer it talks to is
+ * verified (TLS 1.2+, the configured CA or the deployment's root, the URL's host name or
+ * address); there is no switch that turns that off.
+ *
+ * Where events come from: moat_export_submit is the one entry point. In moatd the
+ * exporter subscribes to the ingest's hook (monitor.h): every security event the ingest
+ * has recorded (the plugin's, moatd's own, anomalies) is exported. moatd started without
+ * its ingest (--no-ingest) has the exporter subscribe to moat/events/# itself instead.
+ * moat_export_submit is thread-safe and never blocks on the network.
+ */
+#ifndef MOAT_MONITOR_EXPORT_H
+#define MOAT_MONITOR_EXPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "moat/config.h"
+#include "moat/err.h"
+
+/* ---- a security event (the broker plugin's JSON, src/broker/plugin/events.c) ---- */
+
+#define MOAT_SEC_KIND_MAX_LEN 32
+#define MOAT_SEC_FIELD_MAX_LEN 256
+#define MOAT_SEC_EVENT_MAX_BYTES 4096
+
+struct moat_sec_event {
+	int64_t time_ms;			    /* when it happened, ms since the epoch */
+	char kind[MOAT_SEC_KIND_MAX_LEN + 1];	    /* [a-z0-9_]+ */
+	char identity[MOAT_SEC_FIELD_MAX_LEN + 1];  /* "" when absent; printable ASCII */
+	char client_id[MOAT_SEC_FIELD_MAX_LEN + 1]; /* likewise */
+	char address[MOAT_SEC_FIELD_MAX_LEN + 1];   /* likewise */
+	char reason[MOAT_SEC_FIELD_MAX_LEN + 1];    /* likewise */
+	char detail[MOAT_SEC_FIELD_MAX_LEN + 1];    /* likewise */
+	uint64_t count;				    /* the plugin's count (0 when absent) */
+	uint64_t suppressed;			    /* events of this kind not written before */
+};
+
+/* Reads one event (a JSON object, at most MOAT_SEC_EVENT_MAX_BYTES, moat_json_parse): "kind"
+ * and "time_ms" required; "identity", "client_id", "address", "reason", "detail" strings or
+ * null, cut to MOAT_SEC_FIELD_MAX_LEN, refused when they hold anything but printable ASCII;
+ * "count" and "suppressed" non-negative integers; other keys ignored. MOAT_EINVAL naming
+ * the field. */
+MOAT_MUST_CHECK int moat_sec_event_parse(const void *text, size_t len, struct moat_sec_event *out,
+					 struct moat_err *err);
+/* The event as one JSON object (no newline) into out; false when it does not fit. */
+bool moat_sec_event_json(const struct moat_sec_event *ev, char *out, size_t size, size_t *out_len);
+/* Is kind 1..MOAT_SEC_KIND_MAX_LEN of [a-z0-9_]? */
+bool moat_sec_event_kind_ok(const char *kind);
+/* Is the kind one an operator is alerted about (refusals, bans, kicks; not connected,
+ * disconnected)? */
+bool moat_sec_event_alerts(const char *kind);
+
+/* ---- where to send: [monitor] siem_url, webhook_url ---- */
+
+enum moat_export_scheme {
+	MOAT_EXPORT_TCP = 1, /* tcp://host:port   syslog without TLS (a collector on loopback) */
+	MOAT_EXPORT_TLS,     /* tls://host:port   syslog over TLS (RFC 5425) */
+	MOAT_EXPORT_HTTPS,   /* https://host[:port][/path]   webhooks (default port 443) */
+};
+
+#define MOAT_EXPORT_URL_MAX_LEN 512
+#define MOAT_EXPORT_HOST_MAX_LEN 253
+
+struct moat_export_url {
+	enum moat_export_scheme scheme;
+	char host[MOAT_EXPORT_HOST_MAX_LEN + 1]; /* a DNS name, or an address without brackets */
+	bool host_is_ip;
+	int port;
+	char path[MOAT_EXPORT_URL_MAX_LEN + 1]; /* https only: "/" when absent; else "" */
+};
+
+/* Parses a URL of the schemes above (lower case). Refused: another scheme, user info, a
+ * fragment, an empty or malformed host (names: letters, digits, '-', '.'; IPv6 in
+ * brackets), a port outside 1..65535 or missing for tcp/tls, a path or query on tcp/tls,
+ * bytes outside printable ASCII or spaces, more than MOAT_EXPORT_URL_MAX_LEN bytes. */
+MOAT_MUST_CHECK int moat_export_url_parse(const char *s, struct moat_export_url *out,
+					  struct moat_err *err);
+
+/* ---- SIEM framing ---- */
+
+enum moat_siem_format {
+	MOAT_SIEM_RFC5424 = 1, /* RFC 5424, structured data [moat@32473 ...], octet-counted */
+	MOAT_SIEM_JSON,	       /* the event's JSON, one per line (LF) */
+	MOAT_SIEM_CEF,	       /* ArcSight CEF:0 as the MSG of an RFC 5424 record, octet-counted */
+};
+/* "rfc5424", "json", "cef". */
+MOAT_MUST_CHECK int moat_siem_format_parse(const char *s, enum moat_siem_format *out,
+					   struct moat_err *err);
+const char *moat_siem_format_name(enum moat_siem_format f);
+
+/* The private enterprise number in structured data: the example number of RFC 5424 is
+ * 32473, used until moat has its own. */
+#define MOAT_SIEM_SD_ID "moat@32473"
+#define MOAT_SIEM_FRAME_MAX 8192
+
+/* One event as it goes on the wire: for RFC 5424 and CEF "<len> <record>" (RFC 5425
+ * octet counting), for JSON "<json>\n". host is the HOSTNAME field (NILVALUE "-" when NULL
+ * or empty). Returns the bytes written, 0 when it does not fit. */
+size_t moat_siem_frame(enum moat_siem_format f, const struct moat_sec_event *ev, const char *host,
+		       char *out, size_t size);
+
+/* ---- webhook alerts: a bounded queue, deduplicated, persisted ---- */
+
+#define MOAT_ALERT_QUEUE_FILE "state/alerts.queue"
+#define MOAT_ALERT_QUEUE_MAX 100000
+#define MOAT_ALERT_QUEUE_FILE_MAX_BYTES (64u * 1024u * 1024u)
+
+struct moat_alert {
+	char kind[MOAT_SEC_KIND_MAX_LEN + 1];
+	char identity[MOAT_SEC_FIELD_MAX_LEN + 1];
+	char reason[MOAT_SEC_FIELD_MAX_LEN + 1];
+	char address[MOAT_SEC_FIELD_MAX_LEN + 1];
+	int64_t first_ms, last_ms; /* first and last time this alert fired */
+	uint64_t count;		   /* how many times it fired (deduplicated into this entry) */
+	uint32_t attempts;	   /* deliveries tried */
+	int64_t next_ms;	   /* wall-clock ms of the next attempt */
+};
+
+struct moat_alert_queue {
+	struct moat_alert *items; /* oldest first */
+	size_t len, cap;
+	size_t max;	  /* bound: adding to a full queue drops the oldest */
+	uint64_t dropped; /* alerts dropped for the bound, reported in the next summary */
+};
+
+/* An empty queue of at most max (1..MOAT_ALERT_QUEUE_MAX) alerts. */
+void moat_alert_queue_init(struct moat_alert_queue *q, size_t max);
+void moat_alert_queue_free(struct moat_alert_queue *q);
+/* Adds ev as an alert due at now_ms. An alert with the same kind, identity and reason
+ * already queued counts it instead (deduplication); else a full queue drops its oldest.
+ * Returns true when a new entry was made. MOAT_ENOMEM is reported as false with nothing
+ * added. */
+bool moat_alert_queue_add(struct moat_alert_queue *q, const struct moat_sec_event *ev,
+			  int64_t now_ms);
+/* Removes entry i. */
+void moat_alert_queue_remove(struct moat_alert_queue *q, size_t i);
+/* The queue as its file's text (JSON, version 1): malloc'd, the caller frees it. */
+MOAT_MUST_CHECK int moat_alert_queue_encode(const struct moat_alert_queue *q, char **out,
+					    size_t *out_len, struct moat_err *err);
+/* Reads a queue file's text into q (initialised, empty): a strict reader; a file that
+ * is not what moat_alert_queue_encode writes is refused whole (MOAT_EINVAL) and q stays
+ * empty. Entries beyond q->max are dropped oldest first and counted in q->dropped. */
+MOAT_MUST_CHECK int moat_alert_queue_decode(const void *text, size_t len,
+					    struct moat_alert_queue *q, struct moat_err *err);
+/* The JSON body of one alert (for the webhook), or of a summary of n alerts when n > 1:
+ * {"summary":true,"alerts":n,"events":total,"dropped":d,"kinds":{...}}. */
+MOAT_MUST_CHECK int moat_alert_body(const struct moat_alert *a, size_t n, uint64_t dropped,
+				    const char *deployment, char **out, size_t *out_len,
+				    struct moat_err *err);
+
+/* The status code of an HTTP/1.x response's first line ("HTTP/1.1 204 No Content\r\n"):
+ * MOAT_EINVAL when len bytes at buf do not start with one. */
+MOAT_MUST_CHECK int moat_http_status_line_parse(const char *buf, size_t len, int *out_status);
+
+/* ---- configuration: [monitor] of moat.conf ---- */
+
+struct moat_export_settings {
+	bool siem;				 /* siem_url set */
+	struct moat_export_url siem_url;	 /* siem_url */
+	enum moat_siem_format siem_format;	 /* siem_format, default rfc5424 */
+	char siem_ca[MOAT_CONFIG_VALUE_MAX + 1]; /* siem_ca: "" = the deployment's pki/ca.crt */
+	int64_t siem_queue_max;			 /* siem_queue_max: 1..1000000, default 10000 */
+	bool webhook;				 /* webhook_url set */
+	struct moat_export_url webhook_url;	 /* webhook_url (https only) */
+	char webhook_ca[MOAT_CONFIG_VALUE_MAX + 1];
+	int64_t webhook_queue_max;	   /* 1..MOAT_ALERT_QUEUE_MAX, default 1000 */
+	int64_t webhook_retry_min_ms;	   /* webhook_retry_min: 1 s..1 h, default 1 s */
+	int64_t webhook_retry_max_ms;	   /* webhook_retry_max: >= min, ..1 day, default 5 min */
+	int64_t webhook_summary_threshold; /* webhook_summary: 2..10000, default 5: more alerts
+					      due at once than this go as one summary */
+	int64_t webhook_gather_ms;	   /* webhook_gather: 0..1 min, default 2 s: a new
+					      alert waits this long for others to join it */
+};
+
+/* Every key of [monitor] this module reads (NULL-terminated): moat config check and the
+ * deployment's section check accept these. */
+extern const char *const *const moat_export_config_keys;
+
+/* Reads [monitor] (absent keys: defaults; no siem_url and no webhook_url: nothing is
+ * exported). An unknown key, a bad URL, a webhook_url that is not https, a siem_url that
+ * is not tcp or tls, a value out of range: refused naming file, line and key. */
+MOAT_MUST_CHECK int moat_export_settings_load(const struct moat_config *cfg,
+					      struct moat_export_settings *out,
+					      struct moat_err *err);
+
+/* ---- the running exporter (src/monitor/export.c) ---- */
+
+struct moat_export;
+
+struct moat_export_opts {
+	const char *dir; /* the deployment directory */
+	bool subscribe;	 /* subscribe to moat/events/# itself when [monitor] names a sink
+			    (moatd without its ingest); else take the ingest's hook */
+	const char *as;	 /* as whom: NULL: [server] service_identity, else
+			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY ("backend-service") */
+};
+
+/* Reads [monitor]; starts the exporter thread (also when nothing is configured: the
+ * counters of /metrics still count). The alert queue is loaded from
+ * MOAT_ALERT_QUEUE_FILE (a file that does not read is renamed aside to
+ * "<file>.bad.<time>" and logged, never silently reused) and written atomically (0600)
+ * after every change. */
+MOAT_MUST_CHECK int moat_export_start(const struct moat_export_opts *opts, struct moat_export **out,
+				      struct moat_err *err);
+/* Queues one event for every sink. Thread-safe, never blocks on the network. */
+void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev);
+void moat_export_stop(struct moat_export *x);
+
+/* ---- metrics (src/monitor/metrics.c) ---- */
+
+struct moat_registry;
+struct moat_buf;
+
+/* Appends the Prometheus text exposition (version 0.0.4) of moatd's metrics to b: from
+ * the registry (devices by state and type, certificate expiry horizon, enrollments,
+ * rollouts, update events) and from x (security events by kind, exports, alert queue; x
+ * may be NULL). now is the wall clock in seconds. */
+MOAT_MUST_CHECK int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
+					int64_t now, struct moat_buf *b, struct moat_err *err);
+
+#endif

@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# test_monitor_export.sh: moatd exports security events to a real rsyslog (Debian's, with
+# rsyslog-gnutls) over TLS verified against the test's own CA, in each of the three formats,
+# every kind the broker plugin writes; and alerts go to a real HTTPS webhook receiver:
+# retried with back-off after 503s, many at once as one summary, a burst of one refusal
+# deduplicated into one alert with its count, and a queue that survives a moatd restart.
+# The events are published on moat/events/<kind> through a real Mosquitto (the plain test
+# broker, which lets a service write there; under `moat up` only the plugin may).
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_agent.sh"
+source "$(dirname "$0")/lib_moatd.sh"
+source "$(dirname "$0")/lib_monitor.sh"
+command -v curl >/dev/null || skip "curl not installed"
+command -v mosquitto_pub >/dev/null || skip "mosquitto_pub not installed"
+[ -x /usr/sbin/mosquitto ] || skip "mosquitto not installed"
+/usr/bin/python3 -c "import paho.mqtt.client" 2>/dev/null || skip "python3-paho-mqtt not installed"
+
+e2e_init
+moat device add dev1 --type sensor >/dev/null
+moat identity add backend-service --role service >/dev/null
+moat identity add op1 --role operator >/dev/null
+monitor_pki
+RS_PORT=$(free_port)
+WH_PORT=$(free_port)
+RS_OUT="$T/rsyslog.out"
+WH_OUT="$T/webhook.out"
+
+# ---- configuration: accepted, and bad values refused naming the key ----
+cp "$D/moat.conf" "$T/moat.conf.orig"
+printf '\n[monitor]\nsiem_url = udp://127.0.0.1:514\n' >>"$D/moat.conf"
+expect_fail "config check: udp" moat config check
+assert_contains "$errout" "[monitor] siem_url"
+cp "$T/moat.conf.orig" "$D/moat.conf"
+printf '\n[monitor]\nwebhook_url = http://127.0.0.1:1/x\n' >>"$D/moat.conf"
+expect_fail "config check: http webhook" moat config check
+assert_contains "$errout" "webhook_url"
+cp "$T/moat.conf.orig" "$D/moat.conf"
+printf '\n[monitor]\nsiem_url = tls://localhost:%s\nsiem_ca = %s\nsiem_format = rfc5424\nwebhook_url = https://127.0.0.1:%s/hook\nwebhook_ca = %s\nwebhook_retry_min = 1s\nwebhook_retry_max = 1s\nwebhook_summary = 3\nwebhook_gather = 1s\n' \
+	"$RS_PORT" "$X/ca.crt" "$WH_PORT" "$X/ca.crt" >>"$D/moat.conf"
+expect_ok "config check" moat config check
+pass "[monitor] accepted by moat config check, bad URLs refused"
+
+KINDS="auth_refused acl_denied rate_limited payload_rejected revoked_kicked flapping_banned connected disconnected subscription_limited crl_rejected events_suppressed"
+event() { # KIND IDENTITY REASON
+	printf '{"time":"2026-12-02T21:00:00Z","time_ms":%s000,"kind":"%s","identity":"%s","client_id":"%s","address":"127.0.0.1","reason":"%s","detail":"a \\"quoted\\" ]detail","count":1,"suppressed":0}' \
+		"$(date +%s)" "$1" "$2" "$2" "$3"
+}
+# moatd_up [--no-ingest]: the exporter takes the events moatd's ingest recorded (its hook);
+# with --no-ingest it subscribes to moat/events/# itself
+moatd_up() {
+	MOATD_MARK=$(log_lines "$T/moatd.log")
+	e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$SERVER_PORT" "$@" >>"$T/moatd.log" 2>&1
+	MOATD_PID=$!
+	if [ "${1:-}" = --no-ingest ]; then
+		moatd_wait "event=export_subscribed as=backend-service" || fail "moatd did not subscribe"
+	else
+		moatd_wait "event=ingest_subscribed as=backend-service" || fail "moatd did not subscribe"
+	fi
+}
+# moatd_wait PATTERN: PATTERN in what the moatd started last logged
+moatd_wait() {
+	wait_for 20 log_has_since "$T/moatd.log" "$MOATD_MARK" -e "$1" ||
+		{ echo "moatd log: $(tail -5 "$T/moatd.log")" >&2; return 1; }
+}
+moatd_down() {
+	kill -TERM "$MOATD_PID"
+	wait "$MOATD_PID" || fail "moatd exited with $? on SIGTERM"
+	if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$T/moatd.log" "$T"/m2.log* 2>/dev/null; then
+		fail "sanitizer report in moatd's log"
+	fi
+}
+
+rsyslog_start "$RS_PORT" "$RS_OUT"
+webhook_start "$WH_PORT" "$WH_OUT" 2
+agent_broker_start
+moatd_up
+
+# all at once (one MQTT session, QoS 1), so they fall within webhook_gather
+for k in $KINDS; do printf 'moat/events/%s %s\n' "$k" "$(event "$k" dev1 "r-$k")"; done >"$T/events.txt"
+timeout "$(deadline 20)" /usr/bin/python3 - "$BROKER_PORT" "$D/pki/ca.crt" "$D/pki/identities/op1" "$T/events.txt" <<'PY' ||
+import ssl, sys, paho.mqtt.client as mqtt
+port, ca, ident, path = sys.argv[1:5]
+c = mqtt.Client(client_id="op1")
+c.tls_set(ca_certs=ca, certfile=ident + "/cert.pem", keyfile=ident + "/key.pem",
+          tls_version=ssl.PROTOCOL_TLS_CLIENT)
+c.connect("localhost", int(port))
+c.loop_start()
+infos = [c.publish(t, p, qos=1) for t, p in (l.rstrip("\n").split(" ", 1) for l in open(path))]
+for i in infos:
+    i.wait_for_publish(10)
+    assert i.is_published()
+c.disconnect()
+c.loop_stop()
+PY
+	fail "publishing the events failed"
+for k in $KINDS; do
+	wait_for 15 grep -q "kind=\"$k\"" "$RS_OUT" || fail "rsyslog did not get $k: $(cat "$RS_OUT")"
+done
+# RFC 5424: <PRI>1 TIMESTAMP HOST APP PROCID MSGID [SD]; authpriv warning for refusals
+grep -E '^<84>1 [0-9T:.-]+Z [^ ]+ moat - acl_denied \[moat@32473 kind="acl_denied" identity="dev1" client_id="dev1" address="127.0.0.1" reason="r-acl_denied" detail="a \\"quoted\\" \\]detail" count="1" suppressed="0"\]' "$RS_OUT" >/dev/null ||
+	fail "RFC 5424 record not as expected: $(grep acl_denied "$RS_OUT")"
+grep -qE '^<86>1 .* moat - connected ' "$RS_OUT" || fail "connected is not informational"
+[ "$(wc -l <"$RS_OUT")" -eq 11 ] || fail "records: $(wc -l <"$RS_OUT"), expected 11"
+grep -q "event=siem_connected host=localhost port=$RS_PORT tls=yes" "$T/moatd.log" ||
+	fail "no TLS connection logged"
+pass "rsyslog got every kind over TLS as RFC 5424 with structured data"
+
+# Webhook: two 503s first, then 9 alerts (every kind but connected/disconnected) due at
+# once (more than webhook_summary = 3) go as one summary.
+wait_for 20 grep -q '^{.*"summary":true' "$WH_OUT" || fail "no summary delivered: $(cat "$WH_OUT")"
+[ "$(grep -c '^503 ' "$WH_OUT")" -eq 2 ] || fail "expected two refused attempts: $(cat "$WH_OUT")"
+grep -q 'event=webhook_failed' "$T/moatd.log" || fail "failures not logged"
+summary=$(grep '^{.*"summary":true' "$WH_OUT")
+assert_contains "$summary" '"alerts":9'
+assert_contains "$summary" '"acl_denied":1'
+assert_not_contains "$summary" '"connected"'
+pass "webhook: retried after 503 with back-off, then one summary of 9 alerts"
+
+# Dedup and persistence: the receiver is away; five identical refusals are one queued
+# alert with count 5, on disk; moatd restarts, loads it and delivers it once the
+# receiver is back.
+kill "$WEBHOOK_PID"
+wait "$WEBHOOK_PID" 2>/dev/null || true
+for i in 1 2 3 4 5; do agent_pub op1 moat/events/acl_denied "$(event acl_denied dev1 burst)"; done
+wait_for 15 grep -q '"reason":"burst".*"count":5' "$D/state/alerts.queue" ||
+	fail "queue file: $(cat "$D/state/alerts.queue" 2>&1)"
+[ "$(stat -c %a "$D/state/alerts.queue")" = 600 ] || fail "queue file not 0600"
+moatd_down
+# the burst is one entry; the ingest's acl_burst anomaly rule fired on it too (an alert)
+n=$(python3 -c 'import json,sys
+q = json.load(open(sys.argv[1]))
+b = [a for a in q["alerts"] if a["reason"] == "burst"]
+assert q["version"] == 1 and len(b) == 1 and b[0]["count"] == 5, q
+print(len(q["alerts"]))' "$D/state/alerts.queue") || fail "queue not as expected after stop"
+: >"$WH_OUT"
+webhook_start "$WH_PORT" "$WH_OUT"
+moatd_up
+moatd_wait "event=alert_queue_loaded alerts=$n" || fail "queue not loaded"
+wait_for 20 grep -q '"kind":"acl_denied".*"reason":"burst".*"count":5' "$WH_OUT" ||
+	fail "queued alert not delivered after restart: $(cat "$WH_OUT")"
+wait_for 10 test "$(wc -l <"$WH_OUT")" -ge 1
+[ "$(grep -c '"reason":"burst"' "$WH_OUT")" -eq 1 ] || fail "burst delivered more than once: $(cat "$WH_OUT")"
+if [ "$n" -gt 1 ]; then
+	wait_for 10 grep -q '"kind":"anomaly".*"reason":"acl_burst"' "$WH_OUT" ||
+		fail "the anomaly alert was not delivered: $(cat "$WH_OUT")"
+fi
+pass "five identical alerts deduplicated, queued on disk across a restart, delivered once"
+
+# /metrics reads what the ingest recorded and what the export did
+code=$(ocurl op1 -o "$T/metrics.txt" -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics")
+[ "$code" = 200 ] || fail "/metrics: HTTP $code"
+grep -qE '^moat_security_events_recorded\{kind="acl_denied",severity="[a-z]+"\} [0-9]+$' "$T/metrics.txt" ||
+	fail "no recorded acl_denied events: $(grep security_events "$T/metrics.txt")"
+grep -qE '^moat_export_sent_total\{sink="webhook"\} [1-9]' "$T/metrics.txt" || fail "no webhook deliveries counted"
+if [ "$n" -gt 1 ]; then
+	grep -qE '^moat_anomalies_recorded\{rule="acl_burst"\} [1-9]' "$T/metrics.txt" ||
+		fail "anomaly not in /metrics"
+fi
+if command -v promtool >/dev/null; then
+	promtool check metrics <"$T/metrics.txt" >/dev/null 2>&1 || fail "promtool refuses /metrics"
+fi
+pass "/metrics shows recorded events, anomalies and deliveries"
+
+# A corrupt queue file is set aside, never reused.
+moatd_down
+echo '{"version":1,"alerts":[{"kind":"BAD"}]}' >"$D/state/alerts.queue"
+moatd_up
+moatd_wait "event=alert_queue_refused" || fail "corrupt queue not refused"
+ls "$D/state/" | grep -q '^alerts.queue.bad.' || fail "corrupt queue not kept aside"
+pass "a corrupt queue file is refused and kept aside"
+
+# CEF and JSON lines to the same collector.
+for fmt in cef json; do
+	moatd_down
+	sed -i "s/^siem_format = .*/siem_format = $fmt/" "$D/moat.conf"
+	moatd_up --no-ingest
+	agent_pub op1 moat/events/crl_rejected "$(event crl_rejected dev1 "fmt-$fmt")"
+	wait_for 15 grep -q "fmt-$fmt" "$RS_OUT" || fail "$fmt record not received"
+done
+grep -qE '^<84>1 [^ ]+ [^ ]+ moat - crl_rejected - CEF:0\|moat\|moat\|[0-9.]+\|crl_rejected\|crl_rejected\|8\|rt=[0-9]+ suser=dev1 cs1Label=client_id cs1=dev1 src=127.0.0.1 reason=fmt-cef msg=a "quoted" \]detail cnt=1$' "$RS_OUT" ||
+	fail "CEF record: $(grep fmt-cef "$RS_OUT")"
+line=$(grep fmt-json "$RS_OUT")
+python3 -c 'import json,sys; e=json.loads(sys.argv[1]); assert e["kind"]=="crl_rejected" and e["reason"]=="fmt-json" and e["detail"]=="a \"quoted\" ]detail", e' "$line" ||
+	fail "JSON line: $line"
+pass "CEF and JSON lines received by rsyslog"
+
+# A collector whose certificate does not verify (the deployment's root instead of the
+# collector's CA) gets nothing, and moatd says why.
+moatd_down
+sed -i "s|^siem_ca = .*|siem_ca = $D/pki/ca.crt|" "$D/moat.conf"
+lines=$(wc -l <"$RS_OUT")
+moatd_up
+agent_pub op1 moat/events/acl_denied "$(event acl_denied dev1 unverified)"
+moatd_wait "event=siem_unreachable error=.*certificate refused" ||
+	fail "unverified collector not refused: $(tail -3 "$T/moatd.log")"
+[ "$(wc -l <"$RS_OUT")" -eq "$lines" ] || fail "an unverified collector got records"
+pass "a collector that does not verify gets nothing"
+
+# SIGHUP reopens moatd's --log file (rotation by rename).
+moatd_down
+e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$SERVER_PORT" --no-ingest --log "$T/m2.log"
+MOATD_PID=$!
+wait_grep 20 "event=export_subscribed" "$T/m2.log" || fail "moatd --log did not start"
+# rotation as logrotate's "create" does it: rename, then a new file for moatd's account
+mv "$T/m2.log" "$T/m2.log.1"
+install -m 0640 -o "$(stat -c %u "/proc/$MOATD_PID")" /dev/null "$T/m2.log"
+kill -HUP "$MOATD_PID"
+wait_for 10 grep -q "event=log_reopened" "$T/m2.log" || fail "log not reopened on SIGHUP"
+grep -q "event=log_reopened" "$T/m2.log.1" && fail "the line went to the rotated file"
+moatd_down
+pass "SIGHUP reopens moatd's log file"
