@@ -827,7 +827,7 @@ static void conn_event(struct moat_httpd *h, const char *event, enum moat_cg_rea
 	char evidence[160];
 	snprintf(evidence, sizeof(evidence), "reason=%s suppressed=%llu", moat_cg_reason_name(why),
 		 (unsigned long long)suppressed);
-	moat_server_security_event(event, MOAT_SEV_LOW, strcmp(id, "-") != 0 ? id : NULL,
+	moat_server_security_event(event, MOAT_SEV_LOW, id && strcmp(id, "-") != 0 ? id : NULL,
 				   src ? src->text : NULL, evidence);
 }
 
