@@ -4,12 +4,15 @@
 # tests/mcu/mbedtls_config.h), the library with its mbedTLS port, mcu_test.elf, and
 # bench/mcu's programs. picolibc with semihosting; the memory map of the QEMU board
 # (lm3s6965evb: 256 KB flash, 64 KB RAM; virt: the same sizes at its RAM base).
+# build.sh --link-flags ARCH: prints the flags it links ARCH's programs with (bench/mcu/run).
 set -euo pipefail
+link_flags_only=
+if [ "${1:-}" = --link-flags ]; then
+	link_flags_only=1
+	shift
+	set -- "$1" "" ""
+fi
 arch=$1 out=$2 src=$3
-mbed=${MOAT_MBEDTLS_SRC:-$src/.deps/mbedtls}
-[ -f "$mbed/include/mbedtls/ecdsa.h" ] || "$src/scripts/fetch-mbedtls"
-jsmn_inc=$(dirname "$(echo '#include <jsmn.h>' | cpp -H -o /dev/null 2>&1 | sed -n 's/^\. //p' | head -n1)")
-[ -f "$jsmn_inc/jsmn.h" ] || { echo "build.sh: jsmn.h (libjsmn-dev) not found" >&2; exit 1; }
 case "$arch" in
 cortex-m3)
 	cc=arm-none-eabi-gcc
@@ -18,11 +21,23 @@ cortex-m3)
 	     -Wl,--defsym=__ram=0x20000000 -Wl,--defsym=__ram_size=64K) ;;
 rv32imc)
 	cc=riscv64-unknown-elf-gcc
-	flags=(-march=rv32imc -mabi=ilp32 -mcmodel=medany)
+	# Smaller code, same checks (docs/BENCHMARKS.md): -msave-restore makes prologues and
+	# epilogues call libgcc's shared register save/restore routines; -malign-data=natural
+	# stops padding strings and tables to 4 bytes.
+	flags=(-march=rv32imc -mabi=ilp32 -mcmodel=medany -msave-restore -malign-data=natural)
 	mem=(-Wl,--defsym=__flash=0x80000000 -Wl,--defsym=__flash_size=256K
 	     -Wl,--defsym=__ram=0x80400000 -Wl,--defsym=__ram_size=64K) ;;
 *) echo "build.sh: unknown arch '$arch'" >&2; exit 2 ;;
 esac
+ldflags=("${mem[@]}" -Wl,--defsym=__stack_size=12K -Wl,--gc-sections)
+if [ -n "$link_flags_only" ]; then
+	echo --specs=picolibc.specs --oslib=semihost "${flags[@]}" -Os "${ldflags[@]}"
+	exit 0
+fi
+mbed=${MOAT_MBEDTLS_SRC:-$src/.deps/mbedtls}
+[ -f "$mbed/include/mbedtls/ecdsa.h" ] || "$src/scripts/fetch-mbedtls"
+jsmn_inc=$(dirname "$(echo '#include <jsmn.h>' | cpp -H -o /dev/null 2>&1 | sed -n 's/^\. //p' | head -n1)")
+[ -f "$jsmn_inc/jsmn.h" ] || { echo "build.sh: jsmn.h (libjsmn-dev) not found" >&2; exit 1; }
 command -v ccache >/dev/null && cc="ccache $cc"
 mkdir -p "$out/obj"
 # jsmn's one header goes into a directory of its own: never the host's whole /usr/include.
@@ -31,7 +46,6 @@ common=(--specs=picolibc.specs --oslib=semihost "${flags[@]}" -Os -g -std=c99
 	-ffunction-sections -fdata-sections -Wall -Wextra -Werror
 	-DMBEDTLS_CONFIG_FILE='"mbedtls_config.h"' -I"$src/tests/mcu" -I"$mbed/include"
 	-I"$src/src/device-core/include" -I"$out/jsmn")
-ldflags=("${mem[@]}" -Wl,--defsym=__stack_size=12K -Wl,--gc-sections)
 built=()
 objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o; the objects in built[]
 	local name=$1 f o
