@@ -364,6 +364,7 @@ struct moat_rollout_row {
 	char sha256_hex[MOAT_SHA256_HEX_LEN + 1];
 	char group[MOAT_ID_BUF_LEN];
 	int64_t soak_s;
+	int64_t silent_s;     /* > 0: a device that reported nothing this long is silent */
 	int halt_failure_pct; /* -1: none */
 	bool halt_on_events;
 	char rank_key_hex[MOAT_ROLLOUT_KEY_BYTES * 2 + 1];

@@ -83,6 +83,7 @@ struct moat_rollout_req {
 	const int *percent;
 	int phase_count;
 	int64_t soak_s;
+	int64_t silent_s;     /* > 0 */
 	int halt_failure_pct; /* -1: none */
 	bool halt_on_events;
 	int64_t now;

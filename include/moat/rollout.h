@@ -108,13 +108,13 @@ int moat_rollout_phase_of(size_t pos, size_t n, const int *pct, int count);
 /* Where a device of a rollout stands, from its update events for the release's version
  * since the rollout offered it the release. */
 enum moat_rollout_dev_state {
-	MOAT_RD_OFFERED,     /* offered, nothing reported yet (within the soak time) */
+	MOAT_RD_OFFERED,     /* offered, nothing reported yet (within silent_s) */
 	MOAT_RD_DOWNLOADING, /* checked or downloading */
 	MOAT_RD_INSTALLED,   /* verified or installed: on trial */
 	MOAT_RD_CONFIRMED,
 	MOAT_RD_REVERTED,
 	MOAT_RD_REFUSED,
-	MOAT_RD_SILENT, /* offered longer than the soak time ago and nothing reported */
+	MOAT_RD_SILENT, /* offered longer than silent_s ago and nothing reported: failed */
 	MOAT_RD_STATE_COUNT,
 };
 const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
@@ -122,7 +122,11 @@ const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
  * (NULL when none); running_new: it reports running the release's version (a confirmed
  * device that restarted reports only "checked"). */
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
-						   int64_t offered_at, int64_t soak_s, int64_t now);
+						   int64_t offered_at, int64_t silent_s,
+						   int64_t now);
+/* How long a device of a started phase may report nothing before it counts as silent
+ * (`moat fw rollout create --silent-after`, default 1h). */
+#define MOAT_ROLLOUT_SILENT_DEFAULT_S 3600
 
 enum moat_rollout_state {
 	MOAT_ROLLOUT_RUNNING,
@@ -169,10 +173,13 @@ enum moat_rollout_decision {
 #define MOAT_ROLLOUT_SIGNAL_KINDS_SQL "('acl_denied', 'rate_limited', 'auth_refused')"
 
 /* Pure. Halts come first: failures when, in any phase so far, reverted + refused devices
- * exceed halt_failure_pct percent of that phase's devices; security when halt_on_events and
+ * exceed halt_failure_pct percent of that phase's devices (a silent device counts as failed,
+ * as a timed-out one does in Mender or AWS IoT Jobs: a release that makes devices go quiet
+ * must stop the rollout); security when halt_on_events and
  * a larger share of the devices on the new release raised security events than of those
  * not on it. Otherwise it advances (or, at the last phase, completes) once every device of
- * every phase so far is settled (confirmed, or reverted or refused within the threshold)
+ * every phase so far is settled (confirmed, or reverted, refused or silent within the
+ * threshold)
  * and soak_s has passed since the phase started. */
 enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v, int64_t now);
 

@@ -102,15 +102,27 @@ out:
 
 struct list_ctx {
 	size_t n;
+	struct moat_registry *reg;
+	struct moat_err *err;
 };
 
 static int list_cb(const struct moat_release *r, void *vctx)
 {
 	struct list_ctx *c = vctx;
 	char when[MOAT_TIME_ISO_LEN];
-	char rollout[32];
+	char rollout[48];
+	struct moat_rollout_row ro;
+	bool phased = false;
+	/* a phased rollout alone decides who is offered: its percentage is stale */
+	int rc = moat_registry_rollout_of_release(c->reg, r->sha256_hex, &ro, &phased, c->err);
+	if (rc != 0) {
+		return rc;
+	}
 	moat_time_iso(r->published_at, when);
-	if (r->rollout_percent >= 0) {
+	if (phased) {
+		snprintf(rollout, sizeof(rollout), "#%lld %s %d/%d", (long long)ro.id,
+			 moat_rollout_state_name(ro.state), ro.phase + 1, ro.phase_count);
+	} else if (r->rollout_percent >= 0) {
 		snprintf(rollout, sizeof(rollout), "%d%%", r->rollout_percent);
 	} else {
 		snprintf(rollout, sizeof(rollout), "%zu %s", r->device_count,
@@ -122,11 +134,20 @@ static int list_cb(const struct moat_release *r, void *vctx)
 		printf(",\"version\":");
 		cli_json_string(stdout, r->version);
 		printf(",\"security_version\":%lld,\"size\":%llu,\"sha256\":\"%s\","
-		       "\"published_at\":%lld,\"rollout_percent\":%d,\"devices\":%zu}",
+		       "\"published_at\":%lld,\"rollout_percent\":%d,\"devices\":%zu",
 		       (long long)r->security_version, (unsigned long long)r->size, r->sha256_hex,
 		       (long long)r->published_at, r->rollout_percent, r->device_count);
+		if (phased) {
+			printf(",\"rollout\":{\"id\":%lld,\"state\":\"%s\",\"phase\":%d,"
+			       "\"phases\":%d}",
+			       (long long)ro.id, moat_rollout_state_name(ro.state), ro.phase + 1,
+			       ro.phase_count);
+		} else {
+			printf(",\"rollout\":null");
+		}
+		printf("}");
 	} else {
-		printf("%-16s %-14s %8lld %12llu %-12s %s %.16s\n", r->device_type, r->version,
+		printf("%-16s %-14s %8lld %12llu %-18s %s %.16s\n", r->device_type, r->version,
 		       (long long)r->security_version, (unsigned long long)r->size, rollout, when,
 		       r->sha256_hex);
 	}
@@ -148,11 +169,11 @@ static int cmd_list(int argc, const char *type)
 	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
-	struct list_ctx c = {0};
+	struct list_ctx c = {0, moat_deploy_registry(d), &err};
 	if (cli_globals.json) {
 		printf("[");
 	} else {
-		printf("%-16s %-14s %8s %12s %-12s %-20s %s\n", "TYPE", "VERSION", "SECURITY",
+		printf("%-16s %-14s %8s %12s %-18s %-20s %s\n", "TYPE", "VERSION", "SECURITY",
 		       "SIZE", "ROLLOUT", "PUBLISHED", "SHA256");
 	}
 	if (moat_registry_release_foreach(moat_deploy_registry(d), type, list_cb, &c, &err) != 0) {

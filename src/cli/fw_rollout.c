@@ -17,13 +17,16 @@
 static const char usage[] =
 	"usage: moat fw rollout create ENVELOPE --group G --phases 1%,10%,50%,100% --soak 1h\n"
 	"                              [--halt-on-failure 5%] [--halt-on-events]\n"
+	"                              [--silent-after 1h]\n"
 	"       moat fw rollout status [ID] [--json]\n"
 	"       moat fw rollout pause|resume|abort ID [--json]\n\n"
 	"create: offer the published release ENVELOPE names to the active devices of group G\n"
 	"of its type, in phases: each phase takes a further share of the group (a stable,\n"
 	"spread choice: devices ranked by a keyed hash); moatd starts the next phase once\n"
 	"every device so far confirmed (or failed within --halt-on-failure) and the soak time\n"
-	"passed. It halts by itself when reverted + refused devices of a phase exceed\n"
+	"passed. A device of a started phase that reported nothing for --silent-after\n"
+	"(default 1h) is silent: it counts as failed. It halts by itself when reverted +\n"
+	"refused + silent devices of a phase exceed\n"
 	"--halt-on-failure (default 0%: any), or (--halt-on-events)\n"
 	"when devices on the new release raise security events (ACL denials, rate limiting,\n"
 	"auth refusals) more than those not on it. pause stops offering and advancing; resume\n"
@@ -34,6 +37,7 @@ struct rollout_opts {
 	const char *group;
 	const char *phases;
 	const char *soak;
+	const char *silent_after;
 	const char *halt_failure;
 	bool halt_events;
 };
@@ -67,9 +71,11 @@ static void print_row_json(const struct moat_rollout_row *r)
 	printf("{\"id\":%lld,\"sha256\":\"%s\",\"group\":", (long long)r->id, r->sha256_hex);
 	cli_json_string(stdout, r->group);
 	printf(",\"state\":\"%s\",\"phase\":%d,\"phases\":\"%s\",\"soak_s\":%lld,"
-	       "\"halt_on_failure_percent\":%d,\"halt_on_events\":%s,\"devices\":%zu,\"cause\":",
+	       "\"silent_after_s\":%lld,\"halt_on_failure_percent\":%d,\"halt_on_events\":%s,"
+	       "\"devices\":%zu,\"cause\":",
 	       moat_rollout_state_name(r->state), r->phase + 1, phases, (long long)r->soak_s,
-	       r->halt_failure_pct, r->halt_on_events ? "true" : "false", r->device_count);
+	       (long long)r->silent_s, r->halt_failure_pct, r->halt_on_events ? "true" : "false",
+	       r->device_count);
 	cli_json_string(stdout, r->cause);
 	printf("}");
 }
@@ -88,6 +94,7 @@ static int cmd_create(int nops, char **ops, const struct rollout_opts *o)
 	int pct[MOAT_ROLLOUT_PHASES_MAX];
 	int count = 0;
 	int64_t soak_s = 0;
+	int64_t silent_s = MOAT_ROLLOUT_SILENT_DEFAULT_S;
 	int64_t halt = 0; /* without --halt-on-failure: any revert or refusal halts */
 	if (nops != 1) {
 		return cli_usage_error("fw rollout create: ENVELOPE expected");
@@ -98,7 +105,9 @@ static int cmd_create(int nops, char **ops, const struct rollout_opts *o)
 	}
 	if (moat_group_name_check(o->group, &err) != 0 ||
 	    moat_rollout_phases_parse(o->phases, pct, &count, &err) != 0 ||
-	    cli_opt_seconds("--soak", o->soak, 0, 366LL * 86400, &soak_s, &err) != 0) {
+	    cli_opt_seconds("--soak", o->soak, 0, 366LL * 86400, &soak_s, &err) != 0 ||
+	    (o->silent_after && cli_opt_seconds("--silent-after", o->silent_after, 1, 366LL * 86400,
+						&silent_s, &err) != 0)) {
 		return cli_usage_error("fw rollout create: %s", err.msg);
 	}
 	if (o->halt_failure) {
@@ -135,6 +144,7 @@ static int cmd_create(int nops, char **ops, const struct rollout_opts *o)
 			.percent = pct,
 			.phase_count = count,
 			.soak_s = soak_s,
+			.silent_s = silent_s,
 			.halt_failure_pct = (int)halt,
 			.halt_on_events = o->halt_events,
 			.now = moat_time_now(),
@@ -311,6 +321,7 @@ int fw_rollout_main(int argc, char **argv)
 		{.name = "group", .kind = MOAT_OPT_STRING, .dst = &o.group},
 		{.name = "phases", .kind = MOAT_OPT_STRING, .dst = &o.phases},
 		{.name = "soak", .kind = MOAT_OPT_STRING, .dst = &o.soak},
+		{.name = "silent-after", .kind = MOAT_OPT_STRING, .dst = &o.silent_after},
 		{.name = "halt-on-failure", .kind = MOAT_OPT_STRING, .dst = &o.halt_failure},
 		{.name = "halt-on-events", .kind = MOAT_OPT_FLAG, .dst = &o.halt_events},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
@@ -325,14 +336,17 @@ int fw_rollout_main(int argc, char **argv)
 	const char *cmd = argv[1];
 	int nops = argc - next;
 	char **ops = argv + next;
-	bool create_opts = o.group || o.phases || o.soak || o.halt_failure || o.halt_events;
+	bool create_opts = o.group || o.phases || o.soak || o.silent_after || o.halt_failure ||
+			   o.halt_events;
 	if (strcmp(cmd, "create") == 0) {
 		return cmd_create(nops, ops, &o);
 	}
 	if (create_opts) {
-		return cli_usage_error("fw rollout %s: --group, --phases, --soak and --halt-* are "
-				       "options of create",
-				       cmd);
+		return cli_usage_error(
+			"fw rollout %s: --group, --phases, --soak, --silent-after and "
+			"--halt-* are "
+			"options of create",
+			cmd);
 	}
 	if (strcmp(cmd, "status") == 0) {
 		return cmd_status(nops, ops);

@@ -433,7 +433,8 @@ const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s)
 }
 
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
-						   int64_t offered_at, int64_t soak_s, int64_t now)
+						   int64_t offered_at, int64_t silent_s,
+						   int64_t now)
 {
 	if (stage) {
 		if (strcmp(stage, "confirmed") == 0) {
@@ -456,7 +457,7 @@ enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool runni
 	if (running_new) {
 		return MOAT_RD_CONFIRMED;
 	}
-	return now - offered_at >= soak_s ? MOAT_RD_SILENT : MOAT_RD_OFFERED;
+	return now - offered_at >= silent_s ? MOAT_RD_SILENT : MOAT_RD_OFFERED;
 }
 
 static const char *const rollout_state_names[] = {
@@ -484,13 +485,17 @@ enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v
 	bool all_settled = true;
 	for (int k = 0; k <= v->phase; k++) {
 		const struct moat_rollout_phase_counts *c = &v->phases[k];
-		size_t failed = c->by_state[MOAT_RD_REVERTED] + c->by_state[MOAT_RD_REFUSED];
+		/* silent devices fail: otherwise a release that bricks its devices' network
+		 * would hold the rollout for ever instead of halting it */
+		size_t failed = c->by_state[MOAT_RD_REVERTED] + c->by_state[MOAT_RD_REFUSED] +
+				c->by_state[MOAT_RD_SILENT];
 		if (v->halt_failure_pct >= 0 && c->devices > 0 &&
 		    failed * 100 > (size_t)v->halt_failure_pct * c->devices) {
 			return MOAT_ROLLOUT_HALT_FAILURES;
 		}
 		/* settled: confirmed, or failed within the threshold (a device that reverted a
-		 * release does not stage it again, so waiting for it would wait for ever) */
+		 * release does not stage it again, and a silent one may never report: waiting for
+		 * them would wait for ever) */
 		all_settled = all_settled && c->by_state[MOAT_RD_CONFIRMED] + failed == c->devices;
 	}
 	/* new_signalled / new_total > old_signalled / old_total, without division */

@@ -13,7 +13,8 @@
 #define ROLLOUT_COLS                                                                            \
 	"SELECT r.id, r.sha256, r.group_name, r.soak_s, r.halt_failure_pct, r.halt_on_events, " \
 	"r.rank_key, r.state, r.phase, r.created_at, r.updated_at, r.cause, "                   \
-	"(SELECT count(*) FROM rollout_devices d WHERE d.rollout = r.id) FROM rollouts r "
+	"(SELECT count(*) FROM rollout_devices d WHERE d.rollout = r.id), r.silent_s "          \
+	"FROM rollouts r "
 
 static int read_phases(struct moat_registry *reg, struct moat_rollout_row *r, struct moat_err *err)
 {
@@ -61,6 +62,7 @@ static int row_to_rollout(sqlite3_stmt *st, struct moat_rollout_row *r, struct m
 	r->updated_at = sqlite3_column_int64(st, 10);
 	reg_column_text(st, 11, r->cause, sizeof(r->cause));
 	r->device_count = (size_t)sqlite3_column_int64(st, 12);
+	r->silent_s = sqlite3_column_int64(st, 13);
 	return 0;
 }
 
@@ -81,8 +83,8 @@ static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
 	int rc;
 	if ((rc = exec_bound(reg,
 			     "INSERT INTO rollouts(sha256, group_name, soak_s, halt_failure_pct, "
-			     "halt_on_events, rank_key, state, phase, created_at, updated_at) "
-			     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 0, ?7, ?7)",
+			     "halt_on_events, rank_key, state, phase, created_at, updated_at, "
+			     "silent_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 0, ?7, ?7, ?8)",
 			     "insert rollout", err, &st)) != 0) {
 		return rc;
 	}
@@ -93,6 +95,7 @@ static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
 	sqlite3_bind_int(st, 5, r->halt_on_events ? 1 : 0);
 	sqlite3_bind_text(st, 6, r->rank_key_hex, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, r->created_at);
+	sqlite3_bind_int64(st, 8, r->silent_s);
 	int s = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (s == SQLITE_CONSTRAINT) {

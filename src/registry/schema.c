@@ -220,6 +220,10 @@ const char *const moat_registry_migrations[] = {
 	"  PRIMARY KEY (device, metric, period_s, bucket_ms)"
 	") WITHOUT ROWID;"
 	"CREATE INDEX telemetry_agg_bucket ON telemetry_agg(period_s, bucket_ms);",
+	/* 8: a rollout's bound on a device's silence (rollouts.c, --silent-after): rollouts
+	 * made before it get the default, 1h */
+	"ALTER TABLE rollouts ADD COLUMN silent_s INTEGER NOT NULL DEFAULT 3600 "
+	"CHECK (silent_s > 0);",
 };
 
 const int moat_registry_migration_count =

@@ -53,6 +53,7 @@
 #include "moat/policy.h"
 #include "moat/release.h"
 #include "moat/sandbox.h"
+#include "moat/secevent.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 
@@ -69,12 +70,20 @@ static void rollout_changed(const struct moat_rollout_change *c, void *ctx)
 		moat_log(MOAT_LOG_INFO, "event=rollout_completed id=%lld", (long long)c->id);
 		break;
 	case MOAT_ROLLOUT_HALT_FAILURES:
-	case MOAT_ROLLOUT_HALT_SECURITY:
+	case MOAT_ROLLOUT_HALT_SECURITY: {
+		const char *reason = c->decision == MOAT_ROLLOUT_HALT_FAILURES ? "failures"
+									       : "security_events";
 		moat_log(MOAT_LOG_WARN, "event=rollout_halted id=%lld phase=%d reason=%s cause=%s",
-			 (long long)c->id, c->phase + 1,
-			 c->decision == MOAT_ROLLOUT_HALT_FAILURES ? "failures" : "security_events",
-			 c->cause);
+			 (long long)c->id, c->phase + 1, reason, c->cause);
+		/* a fleet-wide stop is a security event: the SIEM and webhooks hear of it */
+		char evidence[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+		snprintf(evidence, sizeof(evidence),
+			 "rollout=%lld phase=%d reason=%s cause=\"%.300s\"", (long long)c->id,
+			 c->phase + 1, reason, c->cause);
+		moat_server_security_event(MOAT_EVENT_KIND_ROLLOUT_HALTED, MOAT_SEV_HIGH, NULL,
+					   NULL, evidence);
 		break;
+	}
 	default:
 		break;
 	}

@@ -177,8 +177,9 @@ int moat_rollout_create(struct moat_registry *reg, const struct moat_rollout_req
 		return rc;
 	}
 	if (req->phase_count < 1 || req->phase_count > MOAT_ROLLOUT_PHASES_MAX || req->soak_s < 0 ||
-	    req->halt_failure_pct < -1 || req->halt_failure_pct > 100) {
-		return moat_err_set(err, MOAT_EINVAL, "rollout: bad phases, soak or threshold");
+	    req->silent_s <= 0 || req->halt_failure_pct < -1 || req->halt_failure_pct > 100) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "rollout: bad phases, soak, silence bound or threshold");
 	}
 	if (RAND_bytes(key, sizeof(key)) != 1) {
 		return moat_err_set(err, MOAT_ECRYPTO, "rollout: no random key");
@@ -209,6 +210,7 @@ int moat_rollout_create(struct moat_registry *reg, const struct moat_rollout_req
 	snprintf(out->sha256_hex, sizeof(out->sha256_hex), "%s", rel.sha256_hex);
 	snprintf(out->group, sizeof(out->group), "%s", req->group);
 	out->soak_s = req->soak_s;
+	out->silent_s = req->silent_s;
 	out->halt_failure_pct = req->halt_failure_pct;
 	out->halt_on_events = req->halt_on_events;
 	moat_hex_encode(key, sizeof(key), out->rank_key_hex);
@@ -244,8 +246,8 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	bool offered = d->phase <= p->row.phase && p->row.state != MOAT_ROLLOUT_ABORTED;
 	int64_t offered_at = p->row.started_at[d->phase] ? p->row.started_at[d->phase]
 							 : p->row.created_at;
-	enum moat_rollout_dev_state s =
-		moat_rollout_dev_state(d->stage, d->running_new, offered_at, p->row.soak_s, c->now);
+	enum moat_rollout_dev_state s = moat_rollout_dev_state(d->stage, d->running_new, offered_at,
+							       p->row.silent_s, c->now);
 	/* the group's devices not (yet) on the new release are the comparison */
 	if (d->running_new || s == MOAT_RD_INSTALLED) {
 		p->new_total++;
@@ -374,11 +376,12 @@ static int tick_one(const struct moat_rollout_row *r, void *vctx)
 		size_t failed = 0, devices = 0;
 		for (int k = 0; k <= r->phase; k++) {
 			failed += p->phases[k].by_state[MOAT_RD_REVERTED] +
-				  p->phases[k].by_state[MOAT_RD_REFUSED];
+				  p->phases[k].by_state[MOAT_RD_REFUSED] +
+				  p->phases[k].by_state[MOAT_RD_SILENT];
 			devices += p->phases[k].devices;
 		}
 		snprintf(cause, sizeof(cause),
-			 "failures: %zu of %zu devices reverted or refused (threshold %d%%)",
+			 "failures: %zu of %zu devices reverted, refused or silent (threshold %d%%)",
 			 failed, devices, r->halt_failure_pct);
 		to = MOAT_ROLLOUT_HALTED;
 		break;

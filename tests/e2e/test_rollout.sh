@@ -8,7 +8,10 @@
 #   - pause, resume and abort in the middle of a phase change what moatd offers at once;
 #   - a rollout halts itself on injected reverts, and another on a security signal (an ACL
 #     denial of a device on the new release), naming the cause in its status and moatd's
-#     log.
+#     log, and each halt is a security event (`moat events --kind rollout_halted`);
+#   - a device of a started phase that reports nothing for --silent-after is silent and
+#     counts as failed: it halts a rollout without a failure threshold;
+#   - fw list names a release's rollout (id, state, phase) instead of its stale percentage.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -136,6 +139,10 @@ for i in 1 2 3 4; do
 done
 expect_ok "rollout status text" moat fw rollout status 1
 assert_contains "$out" "completed, phase 4 of 4"
+expect_ok "fw list names the rollout" moat --json fw list
+assert_contains "$out" '"rollout":{"id":1,"state":"completed","phase":4,"phases":4}}'
+expect_ok "fw list text" moat fw list
+grep -q "1.1.0 .* #1 completed 4/4 " <<<"$out" || fail "fw list does not name rollout 1: $out"
 pass "a four-phase rollout completes, one phase after another confirmed, across a moatd restart"
 
 # ---- pause, resume and abort in the middle of a phase; a halt on injected reverts ----
@@ -161,8 +168,17 @@ wait_for 20 grep -q "event=rollout_halted id=2 phase=1 reason=failures" "$D/log/
 	fail "no halt on a revert: $(moat fw rollout status 2; tail -3 "$D/log/moatd.log")"
 expect_ok "status halted" moat --json fw rollout status 2
 assert_contains "$out" '"state":"halted"'
-assert_contains "$out" '"cause":"failures: 1 of 2 devices reverted or refused (threshold 10%)"'
+assert_contains "$out" '"cause":"failures: 1 of 2 devices reverted, refused or silent (threshold 10%)"'
 assert_contains "$out" '"reverted":1'
+assert_contains "$out" '"silent_after_s":3600,'
+halted_event() { moat --json events --kind rollout_halted | grep -F "rollout=$1 phase=1 reason=$2"; }
+wait_for 20 halted_event 2 failures >/dev/null || fail "no rollout_halted event: $(moat events)"
+out=$(halted_event 2 failures)
+assert_contains "$out" '"severity":"high"'
+assert_contains "$out" '"source":"moatd"'
+assert_contains "$out" 'cause=\"failures: 1 of 2 devices'
+expect_ok "fw list: halted" moat --json fw list
+assert_contains "$out" '"rollout":{"id":2,"state":"halted","phase":1,"phases":1}}'
 expect_status 204 "halted: not offered" dev2 "$(url /api/firmware/version?current=1.1.0)"
 expect_ok "abort" moat fw rollout abort 2
 assert_contains "$out" "aborted"
@@ -192,7 +208,29 @@ wait_for 20 grep -q "event=rollout_halted id=3 phase=1 reason=security_events" "
 expect_ok "status" moat --json fw rollout status 3
 assert_contains "$out" '"state":"halted"'
 assert_contains "$out" "security events: 1 of 1 devices on 1.3.0"
+wait_for 20 halted_event 3 security_events >/dev/null ||
+	fail "no rollout_halted event for rollout 3: $(moat events --kind rollout_halted)"
 pass "a rollout halts itself when a device on the new release raises a security event"
+
+# ---- silent devices: settled, but failed ----
+head -c 1000 /dev/urandom >"$T/fw-1.4.0"
+sign "$T/fw-1.4.0" 1.4.0 5 "$T/fw-1.4.0.json"
+expect_ok "publish 1.4.0 to nobody" moat fw publish "$T/fw-1.4.0.json" "$T/fw-1.4.0" --rollout 0
+expect_fail "--silent-after without a unit" moat fw rollout create "$T/fw-1.4.0.json" --group canary \
+	--phases 100% --soak 1s --silent-after 2
+assert_contains "$errout" "--silent-after"
+expect_fail "--silent-after outside create" moat fw rollout status 1 --silent-after 1s
+# dev1, dev2 and dev3 never report on 1.4.0: silent after 1s, failed with any threshold
+expect_ok "rollout 4" moat --json fw rollout create "$T/fw-1.4.0.json" --group canary --phases 100% \
+	--soak 1s --silent-after 1s --halt-on-failure 50%
+assert_contains "$out" '"silent_after_s":1,'
+wait_for 20 halted_event 4 failures >/dev/null ||
+	fail "silent devices did not halt rollout 4: $(moat fw rollout status 4)"
+expect_ok "status" moat --json fw rollout status 4
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" '"silent":3'
+assert_contains "$out" "failures: 3 of 3 devices reverted, refused or silent (threshold 50%)"
+pass "devices silent for --silent-after count as failed and halt a rollout (a security event)"
 
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"

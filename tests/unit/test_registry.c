@@ -1186,6 +1186,7 @@ static void test_rollouts_jobs(void **state)
 	struct moat_release rel = tu_release("sensor", "1.1.0", 'a', 0);
 	assert_int_equal(moat_registry_release_insert(reg, &rel, NULL, 0, &err), 0);
 	struct moat_rollout_row r = {.soak_s = 1,
+				     .silent_s = 3600,
 				     .halt_failure_pct = 5,
 				     .phase_count = 2,
 				     .percent = {50, 100},

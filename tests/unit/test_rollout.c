@@ -312,8 +312,11 @@ static void test_decide(void **state)
 	v.halt_failure_pct = -1; /* no threshold: failures never halt */
 	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_ADVANCE);
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 17;
-	ph[0].by_state[MOAT_RD_SILENT] = 1; /* a silent device blocks */
+	ph[0].by_state[MOAT_RD_OFFERED] = 1; /* one not heard of yet blocks */
 	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_WAIT);
+	ph[0].by_state[MOAT_RD_OFFERED] = 0;
+	ph[0].by_state[MOAT_RD_SILENT] = 1; /* a silent one is settled: it does not block */
+	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_ADVANCE);
 	ph[0].by_state[MOAT_RD_SILENT] = 0;
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 18;
 	/* an earlier phase's failures count too */
@@ -346,6 +349,51 @@ static void test_decide(void **state)
 	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_COMPLETE);
 }
 
+/* A silent device is settled (the phase does not wait for it for ever) but counts toward
+ * the failure threshold, like a timed-out device in Mender or AWS IoT Jobs. */
+static void test_silent(void **state)
+{
+	(void)state;
+	/* silent after silent_s, whatever the soak: bounded by its own duration */
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 3600, 3699), MOAT_RD_OFFERED);
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 3600, 3700), MOAT_RD_SILENT);
+	/* any report, or running it, and it is not silent */
+	assert_int_equal(moat_rollout_dev_state("checked", false, 100, 3600, 99999),
+			 MOAT_RD_DOWNLOADING);
+	assert_int_equal(moat_rollout_dev_state(NULL, true, 100, 3600, 99999), MOAT_RD_CONFIRMED);
+	struct moat_rollout_phase_counts ph[2];
+	memset(ph, 0, sizeof(ph));
+	struct moat_rollout_view v = {
+		.phase = 0,
+		.phase_count = 2,
+		.phase_started_at = 1000,
+		.soak_s = 60,
+		.halt_failure_pct = 10,
+		.phases = ph,
+	};
+	ph[0].devices = 10;
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 9;
+	ph[0].by_state[MOAT_RD_SILENT] = 1; /* 10%: within the threshold, settled */
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_ADVANCE);
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 8;
+	ph[0].by_state[MOAT_RD_SILENT] = 2; /* 20%: halts */
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_HALT_FAILURES);
+	ph[0].by_state[MOAT_RD_SILENT] = 1; /* silent + reverted add up */
+	ph[0].by_state[MOAT_RD_REVERTED] = 1;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_HALT_FAILURES);
+	v.halt_failure_pct = -1; /* no threshold: silent devices never halt, nor block */
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_ADVANCE);
+	v.phase = 1; /* the last phase completes with its silent devices */
+	ph[1].devices = 3;
+	ph[1].by_state[MOAT_RD_SILENT] = 3;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_COMPLETE);
+	v.halt_failure_pct = 0; /* the default: any silent device halts */
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 10;
+	ph[0].by_state[MOAT_RD_SILENT] = 0;
+	ph[0].by_state[MOAT_RD_REVERTED] = 0;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_HALT_FAILURES);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +405,7 @@ int main(void)
 		cmocka_unit_test(test_rank_stable_and_spread),
 		cmocka_unit_test(test_dev_state),
 		cmocka_unit_test(test_decide),
+		cmocka_unit_test(test_silent),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
