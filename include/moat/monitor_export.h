@@ -219,11 +219,25 @@ void moat_export_stop(struct moat_export *x);
 struct moat_registry;
 struct moat_buf;
 
+/* How moatd's ingest keeps up, for /metrics: the caller copies server.h's
+ * moat_ingest_stats here (monitor does not depend on server). Counters since start. */
+struct moat_metrics_ingest {
+	uint64_t received;	 /* messages read from the broker */
+	uint64_t recorded;	 /* messages whose batch committed */
+	uint64_t dropped;	 /* messages lost (full queue, failed batch) */
+	uint64_t bytes_received; /* their payload bytes */
+	uint64_t queued;	 /* waiting now */
+	int64_t lag_ms;		 /* age of the oldest waiting message, 0 when none */
+};
+
 /* Appends the Prometheus text exposition (version 0.0.4) of moatd's metrics to b: from
  * the registry (devices by state and type, certificate expiry horizon, enrollments,
- * rollouts, update events) and from x (security events by kind, exports, alert queue; x
- * may be NULL). now is the wall clock in seconds. */
+ * rollouts, update events), from x (security events by kind, exports, alert queue; x
+ * may be NULL) and from ingest (lag, queue, messages and bytes; NULL: moatd runs
+ * without its ingest, and these metrics are left out). now is the wall clock in
+ * seconds. */
 MOAT_MUST_CHECK int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
-					int64_t now, struct moat_buf *b, struct moat_err *err);
+					const struct moat_metrics_ingest *ingest, int64_t now,
+					struct moat_buf *b, struct moat_err *err);
 
 #endif

@@ -45,12 +45,16 @@
 
 /* ---- the HTTPS service (src/server/httpd.c) ---- */
 
+struct moat_ingest;
+
 struct moat_httpd_opts {
 	const char *dir;	      /* the deployment directory */
 	const char *listen_addr;      /* numeric IPv4 or IPv6 address; NULL: [server] listen, else
 					 127.0.0.1 */
 	int port;		      /* 0: [server] port of moat.conf */
 	struct moat_export *exporter; /* counters for /metrics (may be NULL); outlives the
+					 service */
+	struct moat_ingest *ingest;   /* stats for /metrics (may be NULL); outlives the
 					 service */
 };
 
@@ -115,6 +119,8 @@ MOAT_MUST_CHECK int moat_httpd_start(const struct moat_httpd_opts *opts, struct 
 void moat_httpd_stop(struct moat_httpd *h);
 /* The exporter whose counters /metrics shows from now on (NULL: none). */
 void moat_httpd_set_exporter(struct moat_httpd *h, struct moat_export *x);
+/* The ingest whose stats /metrics shows from now on (NULL: none). */
+void moat_httpd_set_ingest(struct moat_httpd *h, struct moat_ingest *ing);
 
 /* ---- keeping the CRL fresh (src/server/crlkeep.c) ---- */
 
@@ -191,15 +197,17 @@ MOAT_MUST_CHECK int moat_ingest_start(const struct moat_ingest_opts *opts, struc
 
 /* How ingest is keeping up (for logs and /metrics); counters since start. */
 struct moat_ingest_stats {
-	uint64_t received;  /* messages read from the broker */
-	uint64_t recorded;  /* messages whose batch committed */
-	uint64_t dropped;   /* lost to a full queue (ingest's or the MQTT client's) or a
-			       failed batch; each one is in an ingest_behind event */
-	uint64_t queued;    /* waiting now */
-	int64_t lag_ms;	    /* age of the oldest waiting message, 0 when none */
-	uint64_t events;    /* security events recorded */
-	uint64_t anomalies; /* of which anomalies */
-	uint64_t batches;   /* transactions committed */
+	uint64_t received;	 /* messages read from the broker */
+	uint64_t recorded;	 /* messages whose batch committed */
+	uint64_t dropped;	 /* lost to a full queue (ingest's or the MQTT client's) or a
+				    failed batch; each one is in an ingest_behind event */
+	uint64_t queued;	 /* waiting now */
+	int64_t lag_ms;		 /* age of the oldest waiting message, 0 when none */
+	uint64_t events;	 /* security events recorded */
+	uint64_t anomalies;	 /* of which anomalies */
+	uint64_t batches;	 /* transactions committed */
+	uint64_t bytes_received; /* payload bytes of the messages read from the broker (not
+				    of those the MQTT client's full queue lost) */
 };
 void moat_ingest_stats(struct moat_ingest *ing, struct moat_ingest_stats *out);
 /* Records a security event of moatd's own (source "moatd", moatd's run id), from any

@@ -3,7 +3,8 @@
  * (backslash, double quote, newline).
  *
  * What moatd's ingest records (device connection state, telemetry messages, security
- * events and anomalies kept) is read from its registry tables (moat_registry_stats).
+ * events and anomalies kept) is read from its registry tables (moat_registry_stats); how
+ * it keeps up (lag, queue, messages and bytes in) from the caller's copy of its counters.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -124,8 +125,36 @@ static void on_stat(void *ctx, enum moat_registry_stat stat, const char *a, cons
 	}
 }
 
-int moat_metrics_render(struct moat_registry *reg, struct moat_export *x, int64_t now,
-			struct moat_buf *b, struct moat_err *err)
+/* The ingest's own view: how far behind it is and how much it has taken in. */
+static void render_ingest(struct moat_buf *b, const struct moat_metrics_ingest *in)
+{
+	head(b, "moat_ingest_lag_seconds", "gauge",
+	     "Age of the oldest message waiting in moatd's ingest queue (0: none waiting).");
+	sample(b, "moat_ingest_lag_seconds", NULL, NULL, NULL, NULL, (double)in->lag_ms / 1000.0);
+	head(b, "moat_ingest_queue_length", "gauge", "Messages waiting in moatd's ingest queue.");
+	sample(b, "moat_ingest_queue_length", NULL, NULL, NULL, NULL, (double)in->queued);
+	head(b, "moat_ingest_messages_received_total", "counter",
+	     "Messages moatd's ingest read from the broker.");
+	sample(b, "moat_ingest_messages_received_total", NULL, NULL, NULL, NULL,
+	       (double)in->received);
+	head(b, "moat_ingest_messages_recorded_total", "counter",
+	     "Messages moatd's ingest recorded in the registry.");
+	sample(b, "moat_ingest_messages_recorded_total", NULL, NULL, NULL, NULL,
+	       (double)in->recorded);
+	head(b, "moat_ingest_messages_dropped_total", "counter",
+	     "Messages moatd's ingest lost (full queue or failed batch; each in an "
+	     "ingest_behind event).");
+	sample(b, "moat_ingest_messages_dropped_total", NULL, NULL, NULL, NULL,
+	       (double)in->dropped);
+	head(b, "moat_ingest_bytes_received_total", "counter",
+	     "Payload bytes of the messages moatd's ingest read from the broker.");
+	sample(b, "moat_ingest_bytes_received_total", NULL, NULL, NULL, NULL,
+	       (double)in->bytes_received);
+}
+
+int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
+			const struct moat_metrics_ingest *ingest, int64_t now, struct moat_buf *b,
+			struct moat_err *err)
 {
 	struct render_ctx r = {.b = b, .now = now};
 	int rc;
@@ -145,6 +174,9 @@ int moat_metrics_render(struct moat_registry *reg, struct moat_export *x, int64_
 	}
 	head(b, "moat_scrape_timestamp_seconds", "gauge", "moatd's clock at this scrape.");
 	sample(b, "moat_scrape_timestamp_seconds", NULL, NULL, NULL, NULL, (double)now);
+	if (ingest) {
+		render_ingest(b, ingest);
+	}
 	if (!x) {
 		return 0;
 	}

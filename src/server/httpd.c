@@ -108,6 +108,7 @@ struct moat_httpd {
 	int64_t summary_ms;			/* last events_suppressed check */
 	struct moat_est *est;			/* EST under /.well-known/est/ (est.c) */
 	_Atomic(struct moat_export *) exporter; /* /metrics' counters, NULL when none */
+	_Atomic(struct moat_ingest *) ingest;	/* /metrics' ingest stats, NULL when none */
 };
 
 /* Per request, for the log line. */
@@ -496,9 +497,21 @@ static enum MHD_Result handle_metrics(struct moat_httpd *h, struct moat_deploy *
 	struct moat_err err = {0};
 	char *text = NULL;
 	size_t len = 0;
+	struct moat_ingest *ing = atomic_load(&h->ingest);
+	struct moat_metrics_ingest in = {0};
+	if (ing) {
+		struct moat_ingest_stats s;
+		moat_ingest_stats(ing, &s);
+		in = (struct moat_metrics_ingest){.received = s.received,
+						  .recorded = s.recorded,
+						  .dropped = s.dropped,
+						  .bytes_received = s.bytes_received,
+						  .queued = s.queued,
+						  .lag_ms = s.lag_ms};
+	}
 	moat_buf_init(&b, METRICS_MAX_BYTES);
-	if (moat_metrics_render(moat_deploy_registry(d), atomic_load(&h->exporter), moat_time_now(),
-				&b, &err) != 0 ||
+	if (moat_metrics_render(moat_deploy_registry(d), atomic_load(&h->exporter),
+				ing ? &in : NULL, moat_time_now(), &b, &err) != 0 ||
 	    moat_buf_take(&b, &text, &len) != 0) {
 		moat_buf_free(&b);
 		moat_log(MOAT_LOG_ERROR, "event=metrics_failed error=\"%s\"", err.msg);
@@ -1410,6 +1423,7 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	}
 	h->port = opts->port ? opts->port : moat_deploy_settings(h->d)->server_port;
 	atomic_store(&h->exporter, opts->exporter);
+	atomic_store(&h->ingest, opts->ingest);
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
@@ -1484,6 +1498,13 @@ void moat_httpd_set_exporter(struct moat_httpd *h, struct moat_export *x)
 {
 	if (h) {
 		atomic_store(&h->exporter, x);
+	}
+}
+
+void moat_httpd_set_ingest(struct moat_httpd *h, struct moat_ingest *ing)
+{
+	if (h) {
+		atomic_store(&h->ingest, ing);
 	}
 }
 

@@ -46,6 +46,7 @@ bool ingest_push(struct moat_ingest *ing, struct ingest_item *it)
 	bool ok;
 	pthread_mutex_lock(&ing->lock);
 	ing->received += it->topic ? 1 : 0;
+	ing->bytes_received += it->topic ? it->len : 0;
 	ok = ing->queued < (uint64_t)ing->set.queue_max || !it->topic; /* moatd's own events
 									    always fit */
 	if (ok) {
@@ -83,6 +84,7 @@ static void enqueue_message(struct moat_ingest *ing, const char *topic, const vo
 	if (!it) {
 		pthread_mutex_lock(&ing->lock);
 		ing->received++;
+		ing->bytes_received += len;
 		ing->dropped++;
 		pthread_mutex_unlock(&ing->lock);
 		return;
@@ -165,6 +167,7 @@ void moat_ingest_stats(struct moat_ingest *ing, struct moat_ingest_stats *out)
 	}
 	pthread_mutex_lock(&ing->lock);
 	out->received = ing->received;
+	out->bytes_received = ing->bytes_received;
 	out->recorded = ing->recorded;
 	out->dropped = ing->dropped;
 	out->queued = ing->queued;

@@ -42,6 +42,7 @@ struct moat_ingest {
 	struct ingest_item *head, *tail;
 	uint64_t queued;
 	uint64_t received, recorded, dropped, events, anomalies, batches;
+	uint64_t bytes_received; /* payload bytes of the messages received */
 };
 
 /* Queues (never blocks the caller): false when the queue is full (counted as dropped). */

@@ -391,14 +391,16 @@ int main(int argc, char **argv)
 	 * account (its queue file is that account's); /metrics reads it from now on */
 	opts.exporter = exporter;
 	moat_httpd_set_exporter(h, exporter);
+	opts.ingest = ing;
+	moat_httpd_set_ingest(h, ing);
 	struct moat_deploy *tick = NULL;
 	if (moat_deploy_open(dir, MOAT_DEPLOY_READ, &tick, &err) != 0 ||
 	    moat_sandbox_lock(MOAT_SANDBOX_MOATD, &sb, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
 		moat_deploy_close(tick);
+		moat_httpd_stop(h); /* first: /metrics reads the exporter and the ingest */
 		moat_export_stop(exporter);
 		moat_ingest_stop(ing);
-		moat_httpd_stop(h);
 		return 1;
 	}
 	/* the security log's record of what moatd runs with from here on */

@@ -146,9 +146,24 @@ if [ "$n" -gt 1 ]; then
 fi
 pass "five identical alerts deduplicated, queued on disk across a restart, delivered once"
 
-# /metrics reads what the ingest recorded and what the export did
+# /metrics reads what the ingest recorded and what the export did, and how the ingest
+# keeps up: one telemetry message through this moatd's ingest, counted once recorded
+tele=$(printf '{"device_id":"dev1","device_type":"sensor","timestamp":%s,"telemetry":{"temperature":21.5}}' "$(date +%s%3N)")
+agent_pub dev1 devices/dev1/telemetry "$tele"
+ingest_recorded() {
+	ocurl op1 -o "$T/metrics.txt" -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics" >/dev/null &&
+		grep -qE '^moat_ingest_messages_recorded_total [1-9]' "$T/metrics.txt"
+}
+wait_for 10 ingest_recorded || fail "ingest recorded nothing: $(grep moat_ingest "$T/metrics.txt")"
 code=$(ocurl op1 -o "$T/metrics.txt" -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics")
 [ "$code" = 200 ] || fail "/metrics: HTTP $code"
+grep -qE '^moat_ingest_messages_received_total [1-9]' "$T/metrics.txt" || fail "no messages received counted"
+bytes=$(sed -n 's/^moat_ingest_bytes_received_total //p' "$T/metrics.txt")
+[ -n "$bytes" ] && [ "$bytes" -ge "${#tele}" ] ||
+	fail "bytes received $bytes, expected at least ${#tele}"
+grep -qE '^moat_ingest_messages_dropped_total 0$' "$T/metrics.txt" || fail "messages dropped: $(grep dropped "$T/metrics.txt")"
+grep -qE '^moat_ingest_queue_length [0-9]+$' "$T/metrics.txt" || fail "no ingest queue length"
+grep -qE '^moat_ingest_lag_seconds [0-9.e+-]+$' "$T/metrics.txt" || fail "no ingest lag"
 grep -qE '^moat_security_events_recorded\{kind="acl_denied",severity="[a-z]+"\} [0-9]+$' "$T/metrics.txt" ||
 	fail "no recorded acl_denied events: $(grep security_events "$T/metrics.txt")"
 grep -qE '^moat_export_sent_total\{sink="webhook"\} [1-9]' "$T/metrics.txt" || fail "no webhook deliveries counted"
@@ -159,7 +174,7 @@ fi
 if command -v promtool >/dev/null; then
 	promtool check metrics <"$T/metrics.txt" >/dev/null 2>&1 || fail "promtool refuses /metrics"
 fi
-pass "/metrics shows recorded events, anomalies and deliveries"
+pass "/metrics shows recorded events, anomalies, deliveries and the ingest's messages, bytes, queue and lag"
 
 # A corrupt queue file is set aside, never reused.
 moatd_down

@@ -30,6 +30,15 @@ grep -q '^moat_certificate_expiry_horizon_seconds [0-9]' "$T/metrics.txt" ||
 	fail "no certificate expiry horizon"
 grep -q '^moat_security_events_total' "$T/metrics.txt" || grep -q '^# TYPE moat_security_events_total counter' "$T/metrics.txt" ||
 	fail "no security events metric"
+# the ingest (running, its broker away here) reports how it keeps up; test_monitor_export
+# checks the values after traffic
+for m in moat_ingest_lag_seconds:gauge moat_ingest_queue_length:gauge \
+	moat_ingest_messages_received_total:counter moat_ingest_messages_recorded_total:counter \
+	moat_ingest_messages_dropped_total:counter moat_ingest_bytes_received_total:counter; do
+	grep -q "^# TYPE ${m%%:*} ${m#*:}$" "$T/metrics.txt" || fail "no TYPE ${m#*:} for ${m%%:*}"
+	grep -q "^# HELP ${m%%:*} ." "$T/metrics.txt" || fail "no HELP for ${m%%:*}"
+	grep -qE "^${m%%:*} [0-9]" "$T/metrics.txt" || fail "no sample of ${m%%:*}"
+done
 run_captured promtool check metrics <"$T/metrics.txt"
 [ "$run_rc" = 0 ] || fail "promtool check metrics: $out $errout"
 pass "an operator reads /metrics; promtool check metrics accepts it"

@@ -1,7 +1,8 @@
 /* fuzz_secevent.c: what moatd's ingest reads from the network for monitoring
  * (src/core/secevent.c): the broker plugin's security events (moat/events/<kind> payloads
  * and lines of its events file) and a device's diagnostics. Whatever parses must have a
- * non-empty printable kind and fields that fit; an event read must format as JSON. */
+ * non-empty printable kind and fields that fit; an event read must format as JSON.
+ * (The export's own reader of moat/events/#, src/monitor/event.c, is fuzz_export_event.) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -383,10 +383,47 @@ static void test_metrics(void **state)
 			 0);
 	struct moat_buf b;
 	moat_buf_init(&b, 1 << 20);
-	assert_int_equal(moat_metrics_render(reg, NULL, 1000, &b, &err), 0);
+	assert_int_equal(moat_metrics_render(reg, NULL, NULL, 1000, &b, &err), 0);
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
+	/* without an ingest, no ingest metrics */
+	assert_null(strstr(text, "moat_ingest_"));
+	free(text);
+
+	/* with one: its lag in seconds, queue, messages and bytes, each with HELP and TYPE */
+	const struct moat_metrics_ingest in = {.received = 7,
+					       .recorded = 5,
+					       .dropped = 1,
+					       .bytes_received = 123456789012ULL,
+					       .queued = 1,
+					       .lag_ms = 1500};
+	moat_buf_init(&b, 1 << 20);
+	assert_int_equal(moat_metrics_render(reg, NULL, &in, 1000, &b, &err), 0);
+	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
+	static const char *const ingest_lines[] = {
+		"# TYPE moat_ingest_lag_seconds gauge\nmoat_ingest_lag_seconds 1.5\n",
+		"# TYPE moat_ingest_queue_length gauge\nmoat_ingest_queue_length 1\n",
+		"# TYPE moat_ingest_messages_received_total counter\n"
+		"moat_ingest_messages_received_total 7\n",
+		"# TYPE moat_ingest_messages_recorded_total counter\n"
+		"moat_ingest_messages_recorded_total 5\n",
+		"# TYPE moat_ingest_messages_dropped_total counter\n"
+		"moat_ingest_messages_dropped_total 1\n",
+		"# TYPE moat_ingest_bytes_received_total counter\n"
+		"moat_ingest_bytes_received_total 123456789012\n",
+		"# HELP moat_ingest_lag_seconds ",
+		"# HELP moat_ingest_queue_length ",
+		"# HELP moat_ingest_messages_received_total ",
+		"# HELP moat_ingest_messages_recorded_total ",
+		"# HELP moat_ingest_messages_dropped_total ",
+		"# HELP moat_ingest_bytes_received_total ",
+	};
+	for (size_t i = 0; i < sizeof(ingest_lines) / sizeof(ingest_lines[0]); i++) {
+		if (!strstr(text, ingest_lines[i])) {
+			fail_msg("missing: %s\n%s", ingest_lines[i], text);
+		}
+	}
 	assert_non_null(strstr(text, "# TYPE moat_devices gauge\n"));
 	assert_non_null(strstr(text, "moat_devices{state=\"active\",type=\"sen\\\"sor\"} 2\n"));
 	assert_non_null(strstr(text, "moat_identities{role=\"operator\",state=\"active\"} 1\n"));

@@ -1,6 +1,8 @@
-/* fuzz_sec_event.c: libFuzzer harness for the security-event reader moatd runs on every
- * message of moat/events/# (moat_sec_event_parse, src/monitor/event.c), and the framing
- * of what it accepts for the SIEM (moat_siem_frame). Invariants: an accepted event has a
+/* fuzz_export_event.c: libFuzzer harness for the export's security-event reader, which
+ * moatd runs on every message of moat/events/# (moat_sec_event_parse,
+ * src/monitor/event.c), and the framing of what it accepts for the SIEM (moat_siem_frame).
+ * (fuzz_secevent.c is another parser: core's moat_monitor_plugin_event_parse, which
+ * ingest uses, and the diagnostics parser.) Invariants: an accepted event has a
  * valid kind and printable bounded fields; its JSON parses back the same; each framing
  * fits the frame bound, is one record (octet count matching, or one line) with no other
  * line break. */
