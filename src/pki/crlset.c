@@ -163,6 +163,23 @@ bool moat_crl_set_revoked(const struct moat_crl_set *set, const ASN1_INTEGER *se
 	return false;
 }
 
+int moat_crl_set_serial_foreach(const struct moat_crl_set *set, moat_crl_serial_cb cb, void *ctx)
+{
+	for (int i = 0; i < sk_X509_CRL_num(set->crls); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(set->crls, i);
+		X509 *signer = crl_signer(set, crl);
+		STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+		for (int j = 0; signer && revs && j < sk_X509_REVOKED_num(revs); j++) {
+			const X509_REVOKED *rev = sk_X509_REVOKED_value(revs, j);
+			int rc = cb(X509_REVOKED_get0_serialNumber(rev), (size_t)i, signer, ctx);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
 int64_t moat_crl_set_next_update(const struct moat_crl_set *set)
 {
 	int64_t first = INT64_MAX;

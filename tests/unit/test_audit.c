@@ -613,6 +613,77 @@ static void test_crl(void **state)
 	assert_non_null(strstr(finding(f, "pki.crl")->title, "does not verify"));
 }
 
+/* the findings of check id whose title holds needle */
+static size_t titled(const struct fixture *f, const char *id, const char *needle)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->r.count; i++) {
+		if (strcmp(f->r.findings[i].check->id, id) == 0 &&
+		    strstr(f->r.findings[i].title, needle)) {
+			n++;
+		}
+	}
+	return n;
+}
+
+/* drift.crl the other way: what pki/crl.pem lists must be revoked in the registry, in the
+ * CRL of the CA that issued it */
+static void test_crl_lists(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	const struct moat_ca *ca = NULL;
+	struct moat_identity id1;
+	char p[600], cert[600], key[600];
+	path_of(f, p, sizeof(p), "pki/crl.pem");
+	assert_int_equal(moat_deploy_signer(f->d, &ca, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "dev-1", &id1,
+						    &err),
+			 0);
+	int64_t now = moat_time_now();
+	/* the issuing CA's CRL lists dev-1's active certificate and a serial nobody holds */
+	struct moat_revoked_cert listed[2] = {{.revoked_at = now - 60}, {.revoked_at = now - 60}};
+	snprintf(listed[0].serial_hex, sizeof(listed[0].serial_hex), "%s", id1.serial_hex);
+	snprintf(listed[1].serial_hex, sizeof(listed[1].serial_hex), "%s",
+		 "7A5E0000000000000000000000000001");
+	char *pem = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_pki_crl_build_until(ca, listed, 2, 100, now - 60, now + 86400, &pem,
+						  &len, &err),
+			 0);
+	tu_write_file(p, pem, len, 0644);
+	free(pem);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 1);
+	assert_non_null(strstr(finding(f, "drift.crl")->title, "dev-1"));
+	assert_int_equal(titled(f, "drift.crl", "7A5E0000000000000000000000000001"), 1);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_CRITICAL), 1);
+	assert_int_equal(found(f, "pki.crl", MOAT_AUDIT_HIGH), 0);
+
+	/* dev-1 revoked, but listed only by the root's CRL: the root did not issue it */
+	assert_int_equal(moat_deploy_unlock(f->d, PASS, &err), 0);
+	assert_int_equal(moat_deploy_revoke(f->d, "dev-1", 0, &err), 0);
+	path_of(f, cert, sizeof(cert), "pki/ca.crt");
+	path_of(f, key, sizeof(key), "pki/ca.key");
+	struct moat_ca *root = NULL;
+	assert_int_equal(moat_pki_ca_load(cert, key, PASS, &root, &err), 0);
+	assert_int_equal(moat_pki_crl_build_until(root, listed, 1, 101, now - 60, now + 86400, &pem,
+						  &len, &err),
+			 0);
+	moat_pki_ca_free(root);
+	tu_write_file(p, pem, len, 0644);
+	free(pem);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "drift.crl", "which did not issue it"), 1);
+	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 0);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 1);
+
+	/* rebuilt from the registry: in agreement */
+	assert_int_equal(moat_deploy_write_crl(f->d, &err), 0);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+}
+
 static void test_fw_threshold(void **state)
 {
 	struct fixture *f = *state;
@@ -758,6 +829,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoked_in_policy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crl_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fw_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firmware_releases, setup, teardown),
