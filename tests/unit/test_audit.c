@@ -28,6 +28,7 @@
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
+#include "moat/monitor_export.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
 #include "moat/update_schema.h"
@@ -684,6 +685,72 @@ static void test_crl_lists(void **state)
 	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
 }
 
+/* writes state/alerts.queue holding one alert that fired at fired_ms */
+static void write_alert_queue(const struct fixture *f, int64_t fired_ms)
+{
+	struct moat_alert_queue q;
+	moat_alert_queue_init(&q, 10);
+	struct moat_sec_event ev = {.time_ms = fired_ms,
+				    .kind = "auth_refused",
+				    .identity = "dev-1",
+				    .reason = "bad_cert"};
+	assert_true(moat_alert_queue_add(&q, &ev, fired_ms));
+	q.items[0].attempts = 7;
+	char *text = NULL, p[600];
+	size_t len = 0;
+	struct moat_err err = {0};
+	assert_int_equal(moat_alert_queue_encode(&q, &text, &len, &err), 0);
+	moat_alert_queue_free(&q);
+	path_of(f, p, sizeof(p), "state");
+	mkdir(p, 0750); /* moatd makes it; absent when it never ran */
+	path_of(f, p, sizeof(p), MOAT_ALERT_QUEUE_FILE);
+	tu_write_file(p, text, len, 0640);
+	free(text);
+}
+
+static void test_sinks(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char p[600];
+	/* no [monitor] sink: info */
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_LOW), 0);
+	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "no event sink"));
+	/* a webhook whose queue holds an alert two hours old */
+	path_of(f, p, sizeof(p), "moat.conf");
+	size_t len = 0;
+	char *conf = tu_read_file(p, 1 << 20, &len);
+	size_t cap = len + 128;
+	char *more = malloc(cap);
+	assert_non_null(more);
+	snprintf(more, cap, "%s\n[monitor]\nwebhook_url = https://127.0.0.1:9/hook\n", conf);
+	free(conf);
+	tu_write_text(p, more);
+	free(more);
+	moat_deploy_close(f->d);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	int64_t now_ms = moat_time_now() * 1000;
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0); /* no queue yet */
+	write_alert_queue(f, now_ms - 60 * 1000);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0); /* one minute old */
+	write_alert_queue(f, now_ms - 2 * 3600 * 1000);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 1);
+	const struct moat_audit_finding *fi = finding(f, "monitor.sinks");
+	assert_non_null(strstr(fi->title, "1 alert(s) have not reached the webhook"));
+	assert_non_null(strstr(fi->evidence, "tried 7 time(s)"));
+	/* a queue file that does not parse */
+	path_of(f, p, sizeof(p), MOAT_ALERT_QUEUE_FILE);
+	tu_write_text(p, "{\"version\": 2}");
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 1);
+	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "does not parse"));
+}
+
 static void test_fw_threshold(void **state)
 {
 	struct fixture *f = *state;
@@ -830,6 +897,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_revoked_in_policy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fw_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firmware_releases, setup, teardown),
