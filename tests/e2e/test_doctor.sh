@@ -4,7 +4,7 @@
 # failed TLS handshake from its address (openssl s_client without a certificate) and refused
 # by moatd (its certificate on /metrics); a revoked and a disabled device, a device connecting with
 # the wrong client id, banned for flapping, topics denied; --connect with an expired and a
-# not-yet-valid certificate (openssl), an incomplete chain, a host name the server
+# not-yet-valid certificate (openssl), a DSA certificate TLS 1.3 cannot send, an incomplete chain, a host name the server
 # certificate does not carry, a revoked certificate, the wrong client id, an ACL denial, a
 # broker that is down; --envelope with a tampered and a downgraded envelope through the
 # device's verifier. --json and the exit statuses (0 healthy, 1 problem, 2 could not run).
@@ -119,6 +119,19 @@ test_ca_sign "$T/x" future "/OU=device/CN=dev-a" client -startdate 2099010100000
 doctor_expect 1 clock_not_synchronised "the clock is not synchronised" --connect \
 	"127.0.0.1:$BROKER_PORT" --cert "$T/x/future.crt" --key "$T/x/future.key"
 pass "expired and not-yet-valid certificates (openssl): expiry and clock named"
+
+# a DSA certificate of dev-a's name, signed by the issuing CA: TLS 1.3 has no DSA signature,
+# so the client sends no certificate at all and the broker asks for one
+openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 -out "$T/dsa.param" 2>/dev/null
+openssl req -newkey "param:$T/dsa.param" -nodes -keyout "$T/x/dsa.key" -subj "/OU=device/CN=dev-a" \
+	-out "$T/x/dsa.csr" 2>/dev/null
+openssl ca -batch -notext -config "$T/x/ca.cnf" -extensions client -cert "$D/pki/issuer.crt" \
+	-keyfile "$D/pki/issuer.key" -days 30 -in "$T/x/dsa.csr" -out "$T/x/dsa.leaf" >/dev/null 2>&1 ||
+	fail "openssl ca: DSA certificate"
+cat "$T/x/dsa.leaf" "$D/pki/issuer.crt" >"$T/x/dsa.crt"
+doctor_expect 1 no_client_certificate "requires a client certificate and none was sent" --connect \
+	"127.0.0.1:$BROKER_PORT" --cert "$T/x/dsa.crt" --key "$T/x/dsa.key"
+pass "a certificate TLS 1.3 cannot use (DSA): no client certificate sent, named"
 
 openssl x509 -in "$I/dev-a/cert.pem" -out "$T/leaf-only.pem"
 doctor_expect 1 chain_incomplete "chain is incomplete" --connect "127.0.0.1:$BROKER_PORT" \
