@@ -94,6 +94,58 @@ static int webhook_queue(struct audit_ctx *a)
 	return rc;
 }
 
+/* The SIEM's delivery as moatd last recorded it (state/siem.status): events waiting for
+ * the collector for over an hour are a finding. */
+static int siem_status(struct audit_ctx *a)
+{
+	const struct moat_audit_check *c = &audit_mon_sinks;
+	char path[PATH_MAX], title[1024], ev[1024], when[64], ok[64];
+	char *text = NULL;
+	size_t len = 0;
+	struct moat_err e;
+	int rc;
+	if ((rc = moat_deploy_path(a->d, path, sizeof(path), MOAT_SIEM_STATUS_FILE, a->err)) != 0) {
+		return rc;
+	}
+	if (!moat_fs_exists(path)) {
+		return audit_add(a, c, MOAT_AUDIT_LOW,
+				 "moatd has recorded no delivery to the SIEM yet",
+				 "no " MOAT_SIEM_STATUS_FILE ": moatd never ran with siem_url set",
+				 "moat up (moatd exports the events)", MOAT_SIEM_STATUS_FILE, 0);
+	}
+	if (moat_fs_read_all(path, MOAT_SIEM_STATUS_MAX_BYTES, &text, &len, &e) != 0) {
+		return audit_cannot(a, c, e.msg);
+	}
+	struct moat_siem_status st;
+	rc = moat_siem_status_decode(text, len, &st, &e);
+	free(text);
+	if (rc != 0) {
+		return audit_add(a, c, MOAT_AUDIT_MEDIUM,
+				 "moatd's record of the SIEM does not parse", e.msg,
+				 "moatd rewrites it; check that it runs (moat status)",
+				 MOAT_SIEM_STATUS_FILE, 0);
+	}
+	if (st.pending > 0 && a->o->now - st.oldest_pending > SINK_LATE_S) {
+		audit_when(st.oldest_pending, a->o->now, when, sizeof(when));
+		if (st.last_ok) {
+			audit_when(st.last_ok, a->o->now, ok, sizeof(ok));
+		} else {
+			snprintf(ok, sizeof(ok), "never");
+		}
+		snprintf(title, sizeof(title),
+			 "%llu event(s) have not reached the SIEM for over an hour; the oldest "
+			 "happened %s",
+			 (unsigned long long)st.pending, when);
+		snprintf(ev, sizeof(ev), "last delivery %s; last error: %s", ok,
+			 st.error[0] ? st.error : "none");
+		rc = audit_add(a, c, MOAT_AUDIT_MEDIUM, title, ev,
+			       "check [monitor] siem_url and the collector (moatd logs "
+			       "event=siem_unreachable)",
+			       MOAT_SIEM_STATUS_FILE, 0);
+	}
+	return rc;
+}
+
 /* monitor.sinks: where [monitor] sends the events and whether they arrive */
 static int sinks(struct audit_ctx *a)
 {
@@ -120,11 +172,7 @@ static int sinks(struct audit_ctx *a)
 		return rc;
 	}
 	if (s.siem) {
-		/* moatd keeps the SIEM's delivery in memory only (its /metrics counters) */
-		rc = audit_add(a, c, MOAT_AUDIT_INFO,
-			       "the SIEM's delivery is not recorded on disk: check "
-			       "moat_export_failures_total{sink=\"siem\"} in moatd's /metrics",
-			       s.siem_url.host, NULL, "moat.conf", 0);
+		rc = siem_status(a);
 	}
 	return rc;
 }

@@ -656,7 +656,7 @@ static void test_crl_lists(void **state)
 	free(pem);
 	audit(f, 30 * 86400);
 	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 1);
-	assert_non_null(strstr(finding(f, "drift.crl")->title, "dev-1"));
+	assert_int_equal(titled(f, "drift.crl", "of dev-1 is listed as revoked"), 1);
 	assert_int_equal(titled(f, "drift.crl", "7A5E0000000000000000000000000001"), 1);
 	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_CRITICAL), 1);
 	assert_int_equal(found(f, "pki.crl", MOAT_AUDIT_HIGH), 0);
@@ -708,6 +708,17 @@ static void write_alert_queue(const struct fixture *f, int64_t fired_ms)
 	free(text);
 }
 
+static void write_siem_status(const struct fixture *f, const struct moat_siem_status *st)
+{
+	char text[MOAT_SIEM_STATUS_MAX_BYTES], p[600];
+	int len = moat_siem_status_encode(st, text, sizeof(text));
+	assert_true(len > 0);
+	path_of(f, p, sizeof(p), "state");
+	mkdir(p, 0750);
+	path_of(f, p, sizeof(p), MOAT_SIEM_STATUS_FILE);
+	tu_write_file(p, text, (size_t)len, 0640);
+}
+
 static void test_sinks(void **state)
 {
 	struct fixture *f = *state;
@@ -725,15 +736,26 @@ static void test_sinks(void **state)
 	size_t cap = len + 128;
 	char *more = malloc(cap);
 	assert_non_null(more);
-	snprintf(more, cap, "%s\n[monitor]\nwebhook_url = https://127.0.0.1:9/hook\n", conf);
+	snprintf(more, cap,
+		 "%s\n[monitor]\nwebhook_url = https://127.0.0.1:9/hook\nsiem_url = "
+		 "tcp://127.0.0.1:9\n",
+		 conf);
 	free(conf);
 	tu_write_text(p, more);
 	free(more);
 	moat_deploy_close(f->d);
 	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
 	int64_t now_ms = moat_time_now() * 1000;
+	/* moatd never ran with the SIEM: low */
 	audit(f, 30 * 86400);
-	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0); /* no queue yet */
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_LOW), 1);
+	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "no delivery to the SIEM"));
+	/* delivered a minute ago, nothing waiting; no webhook queue yet */
+	struct moat_siem_status st = {.last_ok = now_ms / 1000 - 60};
+	write_siem_status(f, &st);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0);
 	write_alert_queue(f, now_ms - 60 * 1000);
 	audit(f, 30 * 86400);
 	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0); /* one minute old */
@@ -743,12 +765,26 @@ static void test_sinks(void **state)
 	const struct moat_audit_finding *fi = finding(f, "monitor.sinks");
 	assert_non_null(strstr(fi->title, "1 alert(s) have not reached the webhook"));
 	assert_non_null(strstr(fi->evidence, "tried 7 time(s)"));
+	/* the SIEM: two events waiting for two hours, behind a connection refused */
+	st = (struct moat_siem_status){.last_ok = now_ms / 1000 - 3 * 3600,
+				       .last_error = now_ms / 1000 - 5,
+				       .error = "connect to 127.0.0.1:9: Connection refused",
+				       .pending = 2,
+				       .oldest_pending = now_ms / 1000 - 2 * 3600};
+	write_siem_status(f, &st);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "monitor.sinks", "2 event(s) have not reached the SIEM"), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 2);
+	path_of(f, p, sizeof(p), MOAT_SIEM_STATUS_FILE);
+	tu_write_text(p, "{\"version\":1}");
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "monitor.sinks", "record of the SIEM does not parse"), 1);
 	/* a queue file that does not parse */
 	path_of(f, p, sizeof(p), MOAT_ALERT_QUEUE_FILE);
 	tu_write_text(p, "{\"version\": 2}");
 	audit(f, 30 * 86400);
-	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 1);
-	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "does not parse"));
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 2); /* and the SIEM's */
+	assert_int_equal(titled(f, "monitor.sinks", "alert queue does not parse"), 1);
 }
 
 static void test_fw_threshold(void **state)
