@@ -261,6 +261,12 @@ typedef int (*moat_crl_serial_cb)(const ASN1_INTEGER *serial, size_t crl_index, 
 				  void *ctx);
 MOAT_MUST_CHECK int moat_crl_set_serial_foreach(const struct moat_crl_set *set,
 						moat_crl_serial_cb cb, void *ctx);
+/* *listed: whether the certificate of cert_pem (its first) is listed by a CRL of the set
+ * signed by the CA that issued it (a verifier checks that CRL; moat lists every revoked
+ * serial in every CRL, so listed by another one alone does not count). */
+MOAT_MUST_CHECK int moat_crl_set_revoked_by_issuer(const struct moat_crl_set *set,
+						   const char *cert_pem, bool *listed,
+						   struct moat_err *err);
 /* The earliest nextUpdate of the set: when the first of its CRLs goes stale. */
 int64_t moat_crl_set_next_update(const struct moat_crl_set *set);
 void moat_crl_set_free(struct moat_crl_set *set);

@@ -620,6 +620,30 @@ static int revoked_cb(const struct moat_cert_row *row, void *ctx)
 	bool listed = moat_crl_set_revoked(c->set, ai);
 	ASN1_INTEGER_free(ai);
 	BN_free(bn);
+	char *pem = NULL;
+	struct moat_err e;
+	bool by_issuer = true;
+	/* a verifier checks the CRL of the certificate's own issuer */
+	if (listed &&
+	    moat_registry_cert_pem(moat_deploy_registry(c->a->d), row->serial_hex, &pem, &e) == 0) {
+		if (moat_crl_set_revoked_by_issuer(c->set, pem, &by_issuer, &e) != 0) {
+			by_issuer = true; /* an unreadable PEM is identities()' finding */
+		}
+		free(pem);
+	}
+	if (listed && !by_issuer) {
+		char title[1024];
+		snprintf(title, sizeof(title),
+			 "the revoked certificate %s of %s is listed only by CRLs of CAs that did "
+			 "not issue it",
+			 row->serial_hex, row->identity);
+		c->rc = audit_add(c->a, &audit_drift_crl, MOAT_AUDIT_CRITICAL, title,
+				  "a verifier checks the CRL of the certificate's own issuer: this "
+				  "revocation has no effect",
+				  "moat cert crl (rebuilds pki/crl.pem from the registry)",
+				  "pki/crl.pem", 0);
+		return c->rc != 0 ? 1 : 0;
+	}
 	if (!listed) {
 		char title[1024], ev[1024];
 		snprintf(title, sizeof(title),
@@ -729,29 +753,6 @@ static int listed_cb(const ASN1_INTEGER *serial, size_t crl_index, X509 *signer,
 		k->rc = audit_add(a, &audit_drift_crl, MOAT_AUDIT_CRITICAL, title, ev,
 				  "moat cert crl (rebuilds pki/crl.pem from the registry), or "
 				  "moat cert revoke if the revocation was meant",
-				  "pki/crl.pem", 0);
-		return k->rc != 0 ? 1 : 0;
-	}
-	/* a revocation counts only in the CRL of the CA that issued the certificate */
-	char *pem = NULL;
-	struct moat_err e;
-	bool issued = true;
-	if (moat_registry_cert_pem(moat_deploy_registry(a->d), c->serial_hex, &pem, &e) == 0) {
-		if (moat_pki_cert_issued_by(pem, signer, &issued, &e) != 0) {
-			issued = true; /* an unreadable PEM is identities()' finding */
-		}
-		free(pem);
-	}
-	if (!issued) {
-		snprintf(title, sizeof(title),
-			 "the revoked certificate %s of %s is listed by the CRL of %s, which did "
-			 "not issue it",
-			 c->serial_hex, c->identity, cn);
-		snprintf(ev, sizeof(ev),
-			 "a verifier checks the CRL of the certificate's own issuer: this "
-			 "revocation has no effect");
-		k->rc = audit_add(a, &audit_drift_crl, MOAT_AUDIT_CRITICAL, title, ev,
-				  "moat cert crl (rebuilds pki/crl.pem from the registry)",
 				  "pki/crl.pem", 0);
 		return k->rc != 0 ? 1 : 0;
 	}

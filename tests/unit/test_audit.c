@@ -673,16 +673,41 @@ static void test_crl_lists(void **state)
 			 0);
 	moat_pki_ca_free(root);
 	tu_write_file(p, pem, len, 0644);
-	free(pem);
 	audit(f, 30 * 86400);
-	assert_int_equal(titled(f, "drift.crl", "which did not issue it"), 1);
+	assert_int_equal(titled(f, "drift.crl", "listed only by CRLs of CAs that did not issue it"),
+			 1);
 	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 0);
 	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 1);
+	/* moat lists every revoked serial in every CRL: with its issuer's too, it counts */
+	char *own = NULL;
+	size_t own_len = 0;
+	assert_int_equal(moat_pki_crl_build_until(ca, listed, 1, 102, now - 60, now + 86400, &own,
+						  &own_len, &err),
+			 0);
+	char *both = malloc(len + own_len);
+	assert_non_null(both);
+	memcpy(both, own, own_len);
+	memcpy(both + own_len, pem, len);
+	tu_write_file(p, both, len + own_len, 0644);
+	free(both);
+	free(own);
+	free(pem);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
 
 	/* rebuilt from the registry: in agreement */
 	assert_int_equal(moat_deploy_write_crl(f->d, &err), 0);
 	audit(f, 30 * 86400);
 	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+	/* after a rotation, the retired issuing CA's CRL and the new one's both list dev-1 and
+	 * dev-2 (revoked under the new CA): no drift */
+	if (moat_deploy_issuer_rotate(f->d, 0, &err) != 0) {
+		fail_msg("%s", err.msg);
+	}
+	assert_int_equal(moat_deploy_revoke(f->d, "dev-2", 0, &err), 0);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+	assert_int_equal(found(f, "pki.crl", MOAT_AUDIT_INFO), 0);
 }
 
 /* writes state/alerts.queue holding one alert that fired at fired_ms */
