@@ -48,9 +48,9 @@ const struct moat_audit_check audit_pki_crl = {
 	CHECKLIST_PKI, MOAT_OWASP_I8};
 const struct moat_audit_check audit_drift_crl = {
 	"drift.crl", MOAT_AUDIT_CRITICAL,
-	"pki/crl.pem and the registry agree: every revoked (unexpired) certificate is listed, "
-	"every listed serial is a revoked certificate of the registry, each in the CRL of the "
-	"CA that issued it",
+	"pki/crl.pem and the registry agree: every revoked (unexpired) certificate is listed by "
+	"the CRL of the CA that issued it, and every listed serial is a revoked certificate of "
+	"the registry",
 	"Drift: every file derived from the registry matches it", MOAT_OWASP_I8};
 const struct moat_audit_check audit_pki_duplicate_key = {
 	"pki.duplicate_key", MOAT_AUDIT_HIGH, "no public key is certified for two identities",
