@@ -160,6 +160,29 @@ MOAT_MUST_CHECK int moat_alert_body(const struct moat_alert *a, size_t n, uint64
  * MOAT_EINVAL when len bytes at buf do not start with one. */
 MOAT_MUST_CHECK int moat_http_status_line_parse(const char *buf, size_t len, int *out_status);
 
+/* ---- the SIEM's delivery as moatd last recorded it (src/monitor/siemstatus.c) ----
+ * moatd rewrites the file atomically when it changes (at most every few seconds) and when
+ * the exporter stops; `moat audit` reads it (monitor.sinks). Times in seconds since the
+ * epoch, 0 = never. */
+
+#define MOAT_SIEM_STATUS_FILE "state/siem.status"
+#define MOAT_SIEM_STATUS_MAX_BYTES 4096
+
+struct moat_siem_status {
+	int64_t last_ok;	      /* the last event written to the collector */
+	int64_t last_error;	      /* the last failure to connect or write */
+	char error[MOAT_ERR_MSG_MAX]; /* its message (a moat_err), printable ASCII */
+	uint64_t pending;	      /* events waiting for the collector */
+	int64_t oldest_pending;	      /* when the oldest of them happened */
+};
+
+/* The file's text (one JSON object and a newline) into out; its length, or -1 when it does
+ * not fit. */
+int moat_siem_status_encode(const struct moat_siem_status *s, char *out, size_t size);
+/* A strict reader of that text: version 1, every field present and in range. */
+MOAT_MUST_CHECK int moat_siem_status_decode(const void *text, size_t len,
+					    struct moat_siem_status *out, struct moat_err *err);
+
 /* ---- configuration: [monitor] of moat.conf ---- */
 
 struct moat_export_settings {

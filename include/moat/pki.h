@@ -255,6 +255,18 @@ size_t moat_crl_set_count(const struct moat_crl_set *set);
 void moat_crl_set_info(const struct moat_crl_set *set, size_t i, struct moat_crl_info *out);
 /* true when serial is listed in any of the CRLs. */
 bool moat_crl_set_revoked(const struct moat_crl_set *set, const ASN1_INTEGER *serial);
+/* Calls cb for every serial listed by every CRL of the set, with the CA that signed that
+ * CRL and its index; a non-zero return from cb stops the walk and is returned. */
+typedef int (*moat_crl_serial_cb)(const ASN1_INTEGER *serial, size_t crl_index, X509 *signer,
+				  void *ctx);
+MOAT_MUST_CHECK int moat_crl_set_serial_foreach(const struct moat_crl_set *set,
+						moat_crl_serial_cb cb, void *ctx);
+/* *listed: whether the certificate of cert_pem (its first) is listed by a CRL of the set
+ * signed by the CA that issued it (a verifier checks that CRL; moat lists every revoked
+ * serial in every CRL, so listed by another one alone does not count). */
+MOAT_MUST_CHECK int moat_crl_set_revoked_by_issuer(const struct moat_crl_set *set,
+						   const char *cert_pem, bool *listed,
+						   struct moat_err *err);
 /* The earliest nextUpdate of the set: when the first of its CRLs goes stale. */
 int64_t moat_crl_set_next_update(const struct moat_crl_set *set);
 void moat_crl_set_free(struct moat_crl_set *set);

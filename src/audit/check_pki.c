@@ -48,7 +48,9 @@ const struct moat_audit_check audit_pki_crl = {
 	CHECKLIST_PKI, MOAT_OWASP_I8};
 const struct moat_audit_check audit_drift_crl = {
 	"drift.crl", MOAT_AUDIT_CRITICAL,
-	"every certificate the registry revoked (and not expired) is in pki/crl.pem",
+	"pki/crl.pem and the registry agree: every revoked (unexpired) certificate is listed by "
+	"the CRL of the CA that issued it, and every listed serial is a revoked certificate of "
+	"the registry",
 	"Drift: every file derived from the registry matches it", MOAT_OWASP_I8};
 const struct moat_audit_check audit_pki_duplicate_key = {
 	"pki.duplicate_key", MOAT_AUDIT_HIGH, "no public key is certified for two identities",
@@ -618,6 +620,30 @@ static int revoked_cb(const struct moat_cert_row *row, void *ctx)
 	bool listed = moat_crl_set_revoked(c->set, ai);
 	ASN1_INTEGER_free(ai);
 	BN_free(bn);
+	char *pem = NULL;
+	struct moat_err e;
+	bool by_issuer = true;
+	/* a verifier checks the CRL of the certificate's own issuer */
+	if (listed &&
+	    moat_registry_cert_pem(moat_deploy_registry(c->a->d), row->serial_hex, &pem, &e) == 0) {
+		if (moat_crl_set_revoked_by_issuer(c->set, pem, &by_issuer, &e) != 0) {
+			by_issuer = true; /* an unreadable PEM is identities()' finding */
+		}
+		free(pem);
+	}
+	if (listed && !by_issuer) {
+		char title[1024];
+		snprintf(title, sizeof(title),
+			 "the revoked certificate %s of %s is listed only by CRLs of CAs that did "
+			 "not issue it",
+			 row->serial_hex, row->identity);
+		c->rc = audit_add(c->a, &audit_drift_crl, MOAT_AUDIT_CRITICAL, title,
+				  "a verifier checks the CRL of the certificate's own issuer: this "
+				  "revocation has no effect",
+				  "moat cert crl (rebuilds pki/crl.pem from the registry)",
+				  "pki/crl.pem", 0);
+		return c->rc != 0 ? 1 : 0;
+	}
 	if (!listed) {
 		char title[1024], ev[1024];
 		snprintf(title, sizeof(title),
@@ -630,6 +656,132 @@ static int revoked_cb(const struct moat_cert_row *row, void *ctx)
 		return c->rc != 0 ? 1 : 0;
 	}
 	return 0;
+}
+
+/* A certificate of the registry, by serial, to look up what the CRLs list. */
+struct known_cert {
+	ASN1_INTEGER *serial;
+	char serial_hex[MOAT_SERIAL_HEX_LEN];
+	char identity[MOAT_ID_BUF_LEN];
+	bool revoked;
+};
+
+struct known_certs {
+	struct known_cert *v;
+	size_t n, cap;
+	struct audit_ctx *a;
+	int rc;
+};
+
+static void known_certs_free(struct known_certs *k)
+{
+	for (size_t i = 0; i < k->n; i++) {
+		ASN1_INTEGER_free(k->v[i].serial);
+	}
+	free(k->v);
+}
+
+static int known_add(const struct moat_cert_row *row, void *ctx)
+{
+	struct known_certs *k = ctx;
+	BIGNUM *bn = NULL;
+	ASN1_INTEGER *ai = NULL;
+	if (BN_hex2bn(&bn, row->serial_hex) == 0 || !(ai = BN_to_ASN1_INTEGER(bn, NULL))) {
+		BN_free(bn);
+		return 0; /* not a serial: nothing a CRL can list */
+	}
+	BN_free(bn);
+	if (k->n == k->cap) {
+		size_t cap = k->cap ? 2 * k->cap : 64;
+		struct known_cert *v = realloc(k->v, cap * sizeof(*v));
+		if (!v) {
+			ASN1_INTEGER_free(ai);
+			k->rc = moat_err_set(k->a->err, MOAT_ENOMEM, "audit: out of memory");
+			return 1;
+		}
+		k->v = v;
+		k->cap = cap;
+	}
+	struct known_cert *c = &k->v[k->n++];
+	c->serial = ai;
+	snprintf(c->serial_hex, sizeof(c->serial_hex), "%s", row->serial_hex);
+	snprintf(c->identity, sizeof(c->identity), "%s", row->identity);
+	c->revoked = row->revoked;
+	return 0;
+}
+
+static int known_cmp(const void *x, const void *y)
+{
+	return ASN1_INTEGER_cmp(((const struct known_cert *)x)->serial,
+				((const struct known_cert *)y)->serial);
+}
+
+static int listed_cb(const ASN1_INTEGER *serial, size_t crl_index, X509 *signer, void *ctx)
+{
+	(void)crl_index;
+	struct known_certs *k = ctx;
+	struct audit_ctx *a = k->a;
+	char title[1024], ev[1024], cn[256] = "", hex[MOAT_SERIAL_HEX_LEN] = "?";
+	X509_NAME_get_text_by_NID(X509_get_subject_name(signer), NID_commonName, cn,
+				  (int)sizeof(cn));
+	BIGNUM *bn = ASN1_INTEGER_to_BN(serial, NULL);
+	char *h = bn ? BN_bn2hex(bn) : NULL;
+	if (h) {
+		snprintf(hex, sizeof(hex), "%s", h);
+	}
+	OPENSSL_free(h);
+	BN_free(bn);
+	struct known_cert key = {.serial = (ASN1_INTEGER *)serial};
+	const struct known_cert *c = k->n ? bsearch(&key, k->v, k->n, sizeof(*k->v), known_cmp)
+					  : NULL;
+	if (!c) {
+		snprintf(title, sizeof(title),
+			 "the CRL of %s lists serial %s, which is not a certificate of the registry",
+			 cn, hex);
+		snprintf(ev, sizeof(ev), "listed in pki/crl.pem, unknown to the registry");
+		k->rc = audit_add(a, &audit_drift_crl, MOAT_AUDIT_HIGH, title, ev,
+				  "moat cert crl (rebuilds pki/crl.pem from the registry)",
+				  "pki/crl.pem", 0);
+		return k->rc != 0 ? 1 : 0;
+	}
+	if (!c->revoked) {
+		snprintf(title, sizeof(title),
+			 "the active certificate %s of %s is listed as revoked by the CRL of %s",
+			 c->serial_hex, c->identity, cn);
+		snprintf(ev, sizeof(ev), "the registry holds %s as active; pki/crl.pem revokes it",
+			 c->serial_hex);
+		k->rc = audit_add(a, &audit_drift_crl, MOAT_AUDIT_CRITICAL, title, ev,
+				  "moat cert crl (rebuilds pki/crl.pem from the registry), or "
+				  "moat cert revoke if the revocation was meant",
+				  "pki/crl.pem", 0);
+		return k->rc != 0 ? 1 : 0;
+	}
+	return 0;
+}
+
+/* The other direction of drift.crl: what the CRLs list must be revoked in the registry and
+ * be listed by its issuer's CRL. */
+static int listed_in_crl(struct audit_ctx *a, const struct moat_crl_set *set)
+{
+	struct known_certs k = {.a = a};
+	struct moat_err e;
+	struct moat_registry *reg = moat_deploy_registry(a->d);
+	int rc = 0;
+	/* every certificate of registered identities, then the revoked ones of deleted ones */
+	if (moat_registry_cert_foreach(reg, false, known_add, &k, &e) < 0 ||
+	    moat_registry_cert_foreach(reg, true, known_add, &k, &e) < 0) {
+		rc = k.rc != 0 ? k.rc : audit_cannot(a, &audit_drift_crl, e.msg);
+	} else if (k.rc != 0) {
+		rc = k.rc;
+	} else {
+		if (k.n) {
+			qsort(k.v, k.n, sizeof(*k.v), known_cmp);
+		}
+		int wrc = moat_crl_set_serial_foreach(set, listed_cb, &k);
+		rc = k.rc != 0 ? k.rc : wrc;
+	}
+	known_certs_free(&k);
+	return rc;
 }
 
 static int crl(struct audit_ctx *a)
@@ -693,6 +845,9 @@ static int crl(struct audit_ctx *a)
 			int wrc = moat_registry_cert_foreach(moat_deploy_registry(a->d), true,
 							     revoked_cb, &rcx, &e);
 			rc = rcx.rc != 0 ? rcx.rc : (wrc < 0 ? audit_cannot(a, c, e.msg) : 0);
+		}
+		if (rc == 0) {
+			rc = listed_in_crl(a, set);
 		}
 	}
 	moat_crl_set_free(set);

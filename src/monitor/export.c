@@ -45,6 +45,7 @@
 #define EXPORT_MQTT_BACKOFF_MAX_MS 30000
 #define EXPORT_BATCH 512 /* SIEM records per turn of the loop */
 #define EXPORT_RESPONSE_MAX 4096
+#define EXPORT_SIEM_STATUS_EVERY_MS 5000 /* state/siem.status rewritten at most this often */
 
 struct peer {
 	int fd;
@@ -66,6 +67,7 @@ struct moat_export {
 	char siem_ca[PATH_MAX];
 	char webhook_ca[PATH_MAX];
 	char queue_path[PATH_MAX];
+	char siem_status_path[PATH_MAX];
 	/* under mu */
 	struct moat_sec_event *ring;
 	size_t ring_cap, ring_head, ring_len;
@@ -75,6 +77,9 @@ struct moat_export {
 	/* the thread's own */
 	struct peer siem;
 	int64_t siem_next_ms, siem_backoff_ms;
+	struct moat_siem_status siem_status; /* as last written to siem_status_path */
+	bool siem_status_dirty;
+	int64_t siem_status_saved_ms;
 };
 
 /* ---- connections ---- */
@@ -268,6 +273,8 @@ static void siem_flush(struct moat_export *x)
 		x->c.siem_sent++;
 		pthread_mutex_unlock(&x->mu);
 		x->siem_backoff_ms = 0;
+		x->siem_status.last_ok = moat_time_now();
+		x->siem_status_dirty = true;
 		continue;
 failed:
 		peer_close(&x->siem);
@@ -282,6 +289,9 @@ failed:
 		pthread_mutex_unlock(&x->mu);
 		moat_log(MOAT_LOG_WARN, "event=siem_unreachable error=\"%s\" retry_ms=%lld",
 			 err.msg, (long long)x->siem_backoff_ms);
+		x->siem_status.last_error = moat_time_now();
+		snprintf(x->siem_status.error, sizeof(x->siem_status.error), "%s", err.msg);
+		x->siem_status_dirty = true;
 		return;
 	}
 }
@@ -586,11 +596,47 @@ static void nap(struct moat_export *x, int64_t ms)
 	}
 }
 
+/* Records the SIEM's delivery in state/siem.status for `moat audit`: when it changed, at
+ * most every EXPORT_SIEM_STATUS_EVERY_MS (force: now, as the exporter stops). */
+static void siem_status_persist(struct moat_export *x, bool force)
+{
+	if (!x->s.siem) {
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	uint64_t pending = x->ring_len;
+	int64_t oldest = x->ring_len ? x->ring[x->ring_head].time_ms / 1000 : 0;
+	pthread_mutex_unlock(&x->mu);
+	if (pending != x->siem_status.pending || oldest != x->siem_status.oldest_pending) {
+		x->siem_status.pending = pending;
+		x->siem_status.oldest_pending = oldest;
+		x->siem_status_dirty = true;
+	}
+	int64_t now = moat_time_mono_ms();
+	if (!x->siem_status_dirty ||
+	    (!force && x->siem_status_saved_ms &&
+	     now - x->siem_status_saved_ms < EXPORT_SIEM_STATUS_EVERY_MS)) {
+		return;
+	}
+	char text[MOAT_SIEM_STATUS_MAX_BYTES];
+	struct moat_err err = {0};
+	int len = moat_siem_status_encode(&x->siem_status, text, sizeof(text));
+	x->siem_status_saved_ms = now;
+	if (len < 0 ||
+	    moat_fs_write_atomic(x->siem_status_path, text, (size_t)len, 0640, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=siem_status_not_saved error=\"%s\"",
+			 len < 0 ? "too long" : err.msg);
+		return;
+	}
+	x->siem_status_dirty = false;
+}
+
 static void deliver(struct moat_export *x)
 {
 	siem_flush(x);
 	webhook_deliver(x);
 	alerts_persist(x);
+	siem_status_persist(x, false);
 }
 
 static void take_message(struct moat_export *x, const char *topic, const void *payload, size_t len)
@@ -675,6 +721,7 @@ static void *run(void *arg)
 	moat_opclient_close(c);
 	moat_deploy_close(d);
 	alerts_persist(x);
+	siem_status_persist(x, true);
 	return NULL;
 }
 
@@ -722,6 +769,8 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 	if ((rc = moat_path_join(x->dir, sizeof(x->dir), err, "%s", moat_deploy_dir(d))) != 0 ||
 	    (rc = moat_path_join(x->queue_path, sizeof(x->queue_path), err, "%s/%s", x->dir,
 				 MOAT_ALERT_QUEUE_FILE)) != 0 ||
+	    (rc = moat_path_join(x->siem_status_path, sizeof(x->siem_status_path), err, "%s/%s",
+				 x->dir, MOAT_SIEM_STATUS_FILE)) != 0 ||
 	    (rc = moat_path_join(x->siem_ca, sizeof(x->siem_ca), err, "%s",
 				 x->s.siem_ca[0] ? x->s.siem_ca : "")) != 0 ||
 	    (rc = moat_path_join(x->webhook_ca, sizeof(x->webhook_ca), err, "%s",

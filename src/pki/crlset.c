@@ -163,6 +163,48 @@ bool moat_crl_set_revoked(const struct moat_crl_set *set, const ASN1_INTEGER *se
 	return false;
 }
 
+int moat_crl_set_serial_foreach(const struct moat_crl_set *set, moat_crl_serial_cb cb, void *ctx)
+{
+	for (int i = 0; i < sk_X509_CRL_num(set->crls); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(set->crls, i);
+		X509 *signer = crl_signer(set, crl);
+		STACK_OF(X509_REVOKED) *revs = X509_CRL_get_REVOKED(crl);
+		for (int j = 0; signer && revs && j < sk_X509_REVOKED_num(revs); j++) {
+			const X509_REVOKED *rev = sk_X509_REVOKED_value(revs, j);
+			int rc = cb(X509_REVOKED_get0_serialNumber(rev), (size_t)i, signer, ctx);
+			if (rc != 0) {
+				return rc;
+			}
+		}
+	}
+	return 0;
+}
+
+int moat_crl_set_revoked_by_issuer(const struct moat_crl_set *set, const char *cert_pem,
+				   bool *listed, struct moat_err *err)
+{
+	*listed = false;
+	BIO *bio = BIO_new_mem_buf(cert_pem, -1);
+	X509 *cert = bio ? PEM_read_bio_X509(bio, NULL, moat_pem_no_passphrase, NULL) : NULL;
+	BIO_free(bio);
+	if (!cert) {
+		ERR_clear_error();
+		return moat_err_set(err, MOAT_EINVAL, "not a PEM certificate");
+	}
+	for (int i = 0; !*listed && i < sk_X509_CRL_num(set->crls); i++) {
+		X509_CRL *crl = sk_X509_CRL_value(set->crls, i);
+		X509 *signer = crl_signer(set, crl);
+		EVP_PKEY *key = signer ? X509_get0_pubkey(signer) : NULL;
+		X509_REVOKED *rev = NULL;
+		*listed = key && X509_check_issued(signer, cert) == X509_V_OK &&
+			  X509_verify(cert, key) == 1 &&
+			  X509_CRL_get0_by_serial(crl, &rev, X509_get0_serialNumber(cert)) == 1;
+	}
+	X509_free(cert);
+	ERR_clear_error();
+	return 0;
+}
+
 int64_t moat_crl_set_next_update(const struct moat_crl_set *set)
 {
 	int64_t first = INT64_MAX;

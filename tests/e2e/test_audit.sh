@@ -6,8 +6,8 @@
 #   the root CA key readable by others; acl.conf granting '#'; mosquitto.conf edited (drift,
 #   TLS 1.1, and the running broker no longer on the file on disk); a server certificate
 #   made by hand with openssl on an RSA-1024 key, then on a device's own key; the firmware
-#   trust threshold set to 1; a CRL signed with openssl whose nextUpdate is past; the broker
-#   policy of before a revocation put back.
+#   trust threshold set to 1; a CRL signed with openssl whose nextUpdate is past, then one
+#   that revokes an active device; the broker policy of before a revocation put back.
 # Exit status 2: not a deployment, a duration without its unit.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
@@ -169,6 +169,25 @@ jq -e '.findings[] | select(.id == "pki.crl") | .title | test("stale")' >/dev/nu
 cp -p "$T/crl.keep" "$D/pki/crl.pem"
 audit_is 0
 pass "pki.crl: a CRL past its nextUpdate"
+
+# ---- a CRL made with openssl ca -gencrl that revokes the active dev-a ----
+serial_a=$(openssl x509 -in "$D/pki/identities/dev-a/cert.pem" -noout -serial | cut -d= -f2)
+[ -n "$serial_a" ] || fail "no serial for dev-a"
+test_ca_conf "$T/crlca2" "crlnumber = $T/crlca2/crlnumber"
+echo 2000 >"$T/crlca2/crlnumber"
+printf 'R\t301231000000Z\t%s\t%s\tunknown\t/CN=dev-a\n' "$(date -u +%y%m%d%H%M%SZ)" "$serial_a" \
+	>"$T/crlca2/index.txt"
+openssl ca -batch -config "$T/crlca2/ca.cnf" -gencrl -crldays 2 -cert "$D/pki/issuer.crt" \
+	-keyfile "$D/pki/issuer.key" -out "$D/pki/crl.pem" 2>"$T/crl2.err" ||
+	fail "openssl ca -gencrl: $(cat "$T/crl2.err")"
+audit_is 1
+has drift.crl critical
+jq -e --arg s "$serial_a" '.findings[] | select(.id == "drift.crl") | .title |
+	test("the active certificate " + $s + " of dev-a is listed as revoked"; "i")' >/dev/null <<<"$out" ||
+	fail "drift.crl: $(jq -c '[.findings[] | select(.id == "drift.crl")]' <<<"$out")"
+cp -p "$T/crl.keep" "$D/pki/crl.pem"
+audit_is 0
+pass "drift.crl: a CRL from openssl ca revoking an active device"
 
 # ---- a weak identity signed with openssl and written into the registry behind moat's back
 # (moat itself refuses an RSA-1024 CSR) ----

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # test_doctor.sh: `moat doctor` explains real failures in words, each produced for real on a
-# running deployment (moat up): a revoked and a disabled device, a device connecting with
+# running deployment (moat up): a device rate-limited (mosquitto_pub -l over the burst), a
+# failed TLS handshake from its address (openssl s_client without a certificate) and refused
+# by moatd (its certificate on /metrics); a revoked and a disabled device, a device connecting with
 # the wrong client id, banned for flapping, topics denied; --connect with an expired and a
-# not-yet-valid certificate (openssl), an incomplete chain, a host name the server
+# not-yet-valid certificate (openssl), a DSA certificate TLS 1.3 cannot send, an incomplete chain, a host name the server
 # certificate does not carry, a revoked certificate, the wrong client id, an ACL denial, a
 # broker that is down; --envelope with a tampered and a downgraded envelope through the
 # device's verifier. --json and the exit statuses (0 healthy, 1 problem, 2 could not run).
@@ -41,6 +43,32 @@ assert_contains "$out" "last seen by the broker"
 doctor_expect 0 "" "MQTT session accepted as dev-a" --connect "127.0.0.1:$BROKER_PORT" \
 	--cert "$I/dev-a/cert.pem" --key "$I/dev-a/key.pem"
 pass "a healthy device and its connection: no problem, exit 0"
+
+# ---- dev-a rate-limited, a failed handshake from its address, refused by moatd ----
+# 60 messages in one session, over the device burst of 20 ([policy] device_burst)
+# shellcheck disable=SC2046
+seq 1 60 | sed 's/.*/{"n":&}/' | timeout "$(deadline 20)" mosquitto_pub $(broker_args dev-a dev-a) -V mqttv5 -q 0 \
+	-t devices/dev-a/telemetry -l || fail "mosquitto_pub -l"
+wait_for 10 grep -q '"kind":"rate_limited".*"identity":"dev-a"' "$D/log/security-events.jsonl" ||
+	fail "no rate_limited event for dev-a"
+# after dev-a's last connection, a handshake from 127.0.0.1 without a client certificate
+n_tls=$(grep -c '"tls_handshake_failed"' "$D/log/security-events.jsonl" || true)
+timeout "$(deadline 10)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" -CAfile "$D/pki/ca.crt" \
+	</dev/null >/dev/null 2>&1 || true
+wait_for 10 test "$(grep -c '"tls_handshake_failed"' "$D/log/security-events.jsonl")" -gt "$n_tls" ||
+	fail "the failed handshake was not recorded"
+# dev-a's certificate on moatd's /metrics, which is for operators only
+code=$(curl -s --cacert "$D/pki/ca.crt" --cert "$I/dev-a/cert.pem" --key "$I/dev-a/key.pem" \
+	-o /dev/null -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics") || true
+[ "$code" = 403 ] || [ "$code" = 401 ] || fail "moatd answered dev-a's /metrics with $code"
+wait_for 10 grep -q 'event=auth_refused .* id=dev-a ' "$D/log/moatd.log" || fail "moatd logged no refusal of dev-a"
+doctor_expect 1 rate_limited "messages over its role's limits were dropped" dev-a
+assert_contains "$out" "[tls_failure]"
+assert_contains "$out" "the last TLS handshake failure from its address 127.0.0.1"
+assert_contains "$out" "[moatd_refused]"
+assert_contains "$out" "moatd refused it: "
+assert_contains "$out" "id=dev-a"
+pass "rate-limited, a failed TLS handshake from its address, refused by moatd: each named"
 
 # ---- moat doctor DEVICE ----
 moat device revoke dev-b >/dev/null
@@ -91,6 +119,19 @@ test_ca_sign "$T/x" future "/OU=device/CN=dev-a" client -startdate 2099010100000
 doctor_expect 1 clock_not_synchronised "the clock is not synchronised" --connect \
 	"127.0.0.1:$BROKER_PORT" --cert "$T/x/future.crt" --key "$T/x/future.key"
 pass "expired and not-yet-valid certificates (openssl): expiry and clock named"
+
+# a DSA certificate of dev-a's name, signed by the issuing CA: TLS 1.3 has no DSA signature,
+# so the client sends no certificate at all and the broker asks for one
+openssl genpkey -genparam -algorithm DSA -pkeyopt dsa_paramgen_bits:2048 -out "$T/dsa.param" 2>/dev/null
+openssl req -newkey "param:$T/dsa.param" -nodes -keyout "$T/x/dsa.key" -subj "/OU=device/CN=dev-a" \
+	-out "$T/x/dsa.csr" 2>/dev/null
+openssl ca -batch -notext -config "$T/x/ca.cnf" -extensions client -cert "$D/pki/issuer.crt" \
+	-keyfile "$D/pki/issuer.key" -days 30 -in "$T/x/dsa.csr" -out "$T/x/dsa.leaf" >/dev/null 2>&1 ||
+	fail "openssl ca: DSA certificate"
+cat "$T/x/dsa.leaf" "$D/pki/issuer.crt" >"$T/x/dsa.crt"
+doctor_expect 1 no_client_certificate "requires a client certificate and none was sent" --connect \
+	"127.0.0.1:$BROKER_PORT" --cert "$T/x/dsa.crt" --key "$T/x/dsa.key"
+pass "a certificate TLS 1.3 cannot use (DSA): no client certificate sent, named"
 
 openssl x509 -in "$I/dev-a/cert.pem" -out "$T/leaf-only.pem"
 doctor_expect 1 chain_incomplete "chain is incomplete" --connect "127.0.0.1:$BROKER_PORT" \

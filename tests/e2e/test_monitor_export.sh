@@ -12,6 +12,7 @@ source "$(dirname "$0")/lib_moatd.sh"
 source "$(dirname "$0")/lib_monitor.sh"
 command -v curl >/dev/null || skip "curl not installed"
 command -v mosquitto_pub >/dev/null || skip "mosquitto_pub not installed"
+command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs it)"
 [ -x /usr/sbin/mosquitto ] || skip "mosquitto not installed"
 /usr/bin/python3 -c "import paho.mqtt.client" 2>/dev/null || skip "python3-paho-mqtt not installed"
 
@@ -103,6 +104,9 @@ grep -qE '^<86>1 .* moat - connected ' "$RS_OUT" || fail "connected is not infor
 [ "$(wc -l <"$RS_OUT")" -eq 11 ] || fail "records: $(wc -l <"$RS_OUT"), expected 11"
 grep -q "event=siem_connected host=localhost port=$RS_PORT tls=yes" "$T/moatd.log" ||
 	fail "no TLS connection logged"
+# moatd's record of it for moat audit: delivered, nothing waiting
+wait_for 10 jq -e '.version == 1 and .last_ok > 0 and .pending == 0' "$D/state/siem.status" ||
+	fail "state/siem.status: $(cat "$D/state/siem.status" 2>&1)"
 pass "rsyslog got every kind over TLS as RFC 5424 with structured data"
 
 # Webhook: two 503s first, then 9 alerts (every kind but connected/disconnected) due at
@@ -209,6 +213,10 @@ agent_pub op1 moat/events/acl_denied "$(event acl_denied dev1 unverified)"
 moatd_wait "event=siem_unreachable error=.*certificate refused" ||
 	fail "unverified collector not refused: $(tail -3 "$T/moatd.log")"
 [ "$(wc -l <"$RS_OUT")" -eq "$lines" ] || fail "an unverified collector got records"
+# recorded: the event waits, and why (rewritten at most every 5 s)
+wait_for 10 jq -e '.pending >= 1 and .oldest_pending > 0 and .last_error >= .last_ok and
+	(.error | test("certificate refused"))' "$D/state/siem.status" ||
+	fail "state/siem.status: $(cat "$D/state/siem.status" 2>&1)"
 pass "a collector that does not verify gets nothing"
 
 # SIGHUP reopens moatd's --log file (rotation by rename).

@@ -28,6 +28,7 @@
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
+#include "moat/monitor_export.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
 #include "moat/update_schema.h"
@@ -613,6 +614,204 @@ static void test_crl(void **state)
 	assert_non_null(strstr(finding(f, "pki.crl")->title, "does not verify"));
 }
 
+/* the findings of check id whose title holds needle */
+static size_t titled(const struct fixture *f, const char *id, const char *needle)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < f->r.count; i++) {
+		if (strcmp(f->r.findings[i].check->id, id) == 0 &&
+		    strstr(f->r.findings[i].title, needle)) {
+			n++;
+		}
+	}
+	return n;
+}
+
+/* drift.crl the other way: what pki/crl.pem lists must be revoked in the registry, in the
+ * CRL of the CA that issued it */
+static void test_crl_lists(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	const struct moat_ca *ca = NULL;
+	struct moat_identity id1;
+	char p[600], cert[600], key[600];
+	path_of(f, p, sizeof(p), "pki/crl.pem");
+	assert_int_equal(moat_deploy_signer(f->d, &ca, &err), 0);
+	assert_int_equal(moat_registry_identity_get(moat_deploy_registry(f->d), "dev-1", &id1,
+						    &err),
+			 0);
+	int64_t now = moat_time_now();
+	/* the issuing CA's CRL lists dev-1's active certificate and a serial nobody holds */
+	struct moat_revoked_cert listed[2] = {{.revoked_at = now - 60}, {.revoked_at = now - 60}};
+	snprintf(listed[0].serial_hex, sizeof(listed[0].serial_hex), "%s", id1.serial_hex);
+	snprintf(listed[1].serial_hex, sizeof(listed[1].serial_hex), "%s",
+		 "7A5E0000000000000000000000000001");
+	char *pem = NULL;
+	size_t len = 0;
+	assert_int_equal(moat_pki_crl_build_until(ca, listed, 2, 100, now - 60, now + 86400, &pem,
+						  &len, &err),
+			 0);
+	tu_write_file(p, pem, len, 0644);
+	free(pem);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 1);
+	assert_int_equal(titled(f, "drift.crl", "of dev-1 is listed as revoked"), 1);
+	assert_int_equal(titled(f, "drift.crl", "7A5E0000000000000000000000000001"), 1);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_CRITICAL), 1);
+	assert_int_equal(found(f, "pki.crl", MOAT_AUDIT_HIGH), 0);
+
+	/* dev-1 revoked, but listed only by the root's CRL: the root did not issue it */
+	assert_int_equal(moat_deploy_unlock(f->d, PASS, &err), 0);
+	assert_int_equal(moat_deploy_revoke(f->d, "dev-1", 0, &err), 0);
+	path_of(f, cert, sizeof(cert), "pki/ca.crt");
+	path_of(f, key, sizeof(key), "pki/ca.key");
+	struct moat_ca *root = NULL;
+	assert_int_equal(moat_pki_ca_load(cert, key, PASS, &root, &err), 0);
+	assert_int_equal(moat_pki_crl_build_until(root, listed, 1, 101, now - 60, now + 86400, &pem,
+						  &len, &err),
+			 0);
+	moat_pki_ca_free(root);
+	tu_write_file(p, pem, len, 0644);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "drift.crl", "listed only by CRLs of CAs that did not issue it"),
+			 1);
+	assert_int_equal(titled(f, "drift.crl", "the active certificate"), 0);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 1);
+	/* moat lists every revoked serial in every CRL: with its issuer's too, it counts */
+	char *own = NULL;
+	size_t own_len = 0;
+	assert_int_equal(moat_pki_crl_build_until(ca, listed, 1, 102, now - 60, now + 86400, &own,
+						  &own_len, &err),
+			 0);
+	char *both = malloc(len + own_len);
+	assert_non_null(both);
+	memcpy(both, own, own_len);
+	memcpy(both + own_len, pem, len);
+	tu_write_file(p, both, len + own_len, 0644);
+	free(both);
+	free(own);
+	free(pem);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+
+	/* rebuilt from the registry: in agreement */
+	assert_int_equal(moat_deploy_write_crl(f->d, &err), 0);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+	/* after a rotation, the retired issuing CA's CRL and the new one's both list dev-1 and
+	 * dev-2 (revoked under the new CA): no drift */
+	if (moat_deploy_issuer_rotate(f->d, 0, &err) != 0) {
+		fail_msg("%s", err.msg);
+	}
+	assert_int_equal(moat_deploy_revoke(f->d, "dev-2", 0, &err), 0);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "drift.crl", MOAT_AUDIT_INFO), 0);
+	assert_int_equal(found(f, "pki.crl", MOAT_AUDIT_INFO), 0);
+}
+
+/* writes state/alerts.queue holding one alert that fired at fired_ms */
+static void write_alert_queue(const struct fixture *f, int64_t fired_ms)
+{
+	struct moat_alert_queue q;
+	moat_alert_queue_init(&q, 10);
+	struct moat_sec_event ev = {.time_ms = fired_ms,
+				    .kind = "auth_refused",
+				    .identity = "dev-1",
+				    .reason = "bad_cert"};
+	assert_true(moat_alert_queue_add(&q, &ev, fired_ms));
+	q.items[0].attempts = 7;
+	char *text = NULL, p[600];
+	size_t len = 0;
+	struct moat_err err = {0};
+	assert_int_equal(moat_alert_queue_encode(&q, &text, &len, &err), 0);
+	moat_alert_queue_free(&q);
+	path_of(f, p, sizeof(p), "state");
+	mkdir(p, 0750); /* moatd makes it; absent when it never ran */
+	path_of(f, p, sizeof(p), MOAT_ALERT_QUEUE_FILE);
+	tu_write_file(p, text, len, 0640);
+	free(text);
+}
+
+static void write_siem_status(const struct fixture *f, const struct moat_siem_status *st)
+{
+	char text[MOAT_SIEM_STATUS_MAX_BYTES], p[600];
+	int len = moat_siem_status_encode(st, text, sizeof(text));
+	assert_true(len > 0);
+	path_of(f, p, sizeof(p), "state");
+	mkdir(p, 0750);
+	path_of(f, p, sizeof(p), MOAT_SIEM_STATUS_FILE);
+	tu_write_file(p, text, (size_t)len, 0640);
+}
+
+static void test_sinks(void **state)
+{
+	struct fixture *f = *state;
+	struct moat_err err = {0};
+	char p[600];
+	/* no [monitor] sink: info */
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_LOW), 0);
+	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "no event sink"));
+	/* a webhook whose queue holds an alert two hours old */
+	path_of(f, p, sizeof(p), "moat.conf");
+	size_t len = 0;
+	char *conf = tu_read_file(p, 1 << 20, &len);
+	size_t cap = len + 128;
+	char *more = malloc(cap);
+	assert_non_null(more);
+	snprintf(more, cap,
+		 "%s\n[monitor]\nwebhook_url = https://127.0.0.1:9/hook\nsiem_url = "
+		 "tcp://127.0.0.1:9\n",
+		 conf);
+	free(conf);
+	tu_write_text(p, more);
+	free(more);
+	moat_deploy_close(f->d);
+	assert_int_equal(moat_deploy_open(f->dir, MOAT_DEPLOY_WRITE, &f->d, &err), 0);
+	int64_t now_ms = moat_time_now() * 1000;
+	/* moatd never ran with the SIEM: low */
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_LOW), 1);
+	assert_non_null(strstr(finding(f, "monitor.sinks")->title, "no delivery to the SIEM"));
+	/* delivered a minute ago, nothing waiting; no webhook queue yet */
+	struct moat_siem_status st = {.last_ok = now_ms / 1000 - 60};
+	write_siem_status(f, &st);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0);
+	write_alert_queue(f, now_ms - 60 * 1000);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_INFO), 0); /* one minute old */
+	write_alert_queue(f, now_ms - 2 * 3600 * 1000);
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 1);
+	const struct moat_audit_finding *fi = finding(f, "monitor.sinks");
+	assert_non_null(strstr(fi->title, "1 alert(s) have not reached the webhook"));
+	assert_non_null(strstr(fi->evidence, "tried 7 time(s)"));
+	/* the SIEM: two events waiting for two hours, behind a connection refused */
+	st = (struct moat_siem_status){.last_ok = now_ms / 1000 - 3 * 3600,
+				       .last_error = now_ms / 1000 - 5,
+				       .error = "connect to 127.0.0.1:9: Connection refused",
+				       .pending = 2,
+				       .oldest_pending = now_ms / 1000 - 2 * 3600};
+	write_siem_status(f, &st);
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "monitor.sinks", "2 event(s) have not reached the SIEM"), 1);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 2);
+	path_of(f, p, sizeof(p), MOAT_SIEM_STATUS_FILE);
+	tu_write_text(p, "{\"version\":1}");
+	audit(f, 30 * 86400);
+	assert_int_equal(titled(f, "monitor.sinks", "record of the SIEM does not parse"), 1);
+	/* a queue file that does not parse */
+	path_of(f, p, sizeof(p), MOAT_ALERT_QUEUE_FILE);
+	tu_write_text(p, "{\"version\": 2}");
+	audit(f, 30 * 86400);
+	assert_int_equal(found(f, "monitor.sinks", MOAT_AUDIT_MEDIUM), 2); /* and the SIEM's */
+	assert_int_equal(titled(f, "monitor.sinks", "alert queue does not parse"), 1);
+}
+
 static void test_fw_threshold(void **state)
 {
 	struct fixture *f = *state;
@@ -758,6 +957,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_conf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revoked_in_policy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_crl_lists, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fw_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firmware_releases, setup, teardown),

@@ -290,6 +290,49 @@ static void test_alert_queue_rejects(void **state)
 	moat_alert_queue_free(&q);
 }
 
+/* state/siem.status: what moatd writes reads back; every malformed field is refused */
+static void test_siem_status(void **state)
+{
+	(void)state;
+	struct moat_siem_status s = {.last_ok = 1796249924,
+				     .last_error = 1796249925,
+				     .error = "write to \"the\" collector \\ failed",
+				     .pending = 3,
+				     .oldest_pending = 1796249000},
+				back;
+	struct moat_err err = {0};
+	char text[MOAT_SIEM_STATUS_MAX_BYTES];
+	int len = moat_siem_status_encode(&s, text, sizeof(text));
+	assert_true(len > 0);
+	assert_int_equal(moat_siem_status_decode(text, (size_t)len, &back, &err), 0);
+	assert_memory_equal(&s, &back, sizeof(s));
+	assert_int_equal(moat_siem_status_encode(&s, text, 40), -1);
+#define S(body) "{\"version\":1," body "}"
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{\"version\":2,\"last_ok\":0,\"last_error\":0,\"error\":\"\",\"pending\":0,"
+		"\"oldest_pending\":0}",
+		S("\"last_error\":0,\"error\":\"\",\"pending\":0,\"oldest_pending\":0"),
+		S("\"last_ok\":-1,\"last_error\":0,\"error\":\"\",\"pending\":0,\"oldest_pending\":0"),
+		S("\"last_ok\":1.5,\"last_error\":0,\"error\":\"\",\"pending\":0,\"oldest_pending\":0"),
+		S("\"last_ok\":1e300,\"last_error\":0,\"error\":\"\",\"pending\":0,"
+		  "\"oldest_pending\":0"),
+		S("\"last_ok\":0,\"last_error\":0,\"error\":7,\"pending\":0,\"oldest_pending\":0"),
+		S("\"last_ok\":0,\"last_error\":0,\"error\":\"\\n\",\"pending\":0,"
+		  "\"oldest_pending\":0"),
+		S("\"last_ok\":0,\"last_error\":0,\"error\":\"\",\"pending\":\"1\","
+		  "\"oldest_pending\":0"),
+		S("\"last_ok\":0,\"last_error\":0,\"error\":\"\",\"pending\":0}trailing"),
+	};
+#undef S
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (moat_siem_status_decode(bad[i], strlen(bad[i]), &back, &err) == 0) {
+			fail_msg("accepted: %s", bad[i]);
+		}
+	}
+}
+
 static void test_status_line(void **state)
 {
 	(void)state;
@@ -446,6 +489,7 @@ int main(void)
 		cmocka_unit_test(test_frames),
 		cmocka_unit_test(test_alert_queue),
 		cmocka_unit_test(test_alert_queue_rejects),
+		cmocka_unit_test(test_siem_status),
 		cmocka_unit_test(test_status_line),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_metrics),
