@@ -19,7 +19,9 @@ dpid=$(cat "$D/run/moatd.pid")
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
 	fail "moatd not listening: $(tail -5 "$D/log/moatd.log")"
 expect_status 204 "moatd under moat up: no release yet" dev-a "$(url /api/firmware/version)"
-grep -q "id=dev-a method=GET path=/api/firmware/version status=204" "$D/log/moatd.log" ||
+# The access line is written when MHD completes the request, which may be after curl has the
+# response: wait for it.
+wait_for 10 grep -q "id=dev-a method=GET path=/api/firmware/version status=204" "$D/log/moatd.log" ||
 	fail "request not in log/moatd.log"
 
 wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
