@@ -9,7 +9,7 @@
 qemu_need() {
 	command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86 not installed (scripts/bootstrap)"
 	command -v cpio >/dev/null || skip "cpio not installed (scripts/bootstrap)"
-	dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+	dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | qgrep 'ok installed' ||
 		skip "busybox-static not installed (scripts/bootstrap)"
 	QEMU_KERNEL=""
 	local k v

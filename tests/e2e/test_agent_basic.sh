@@ -70,7 +70,7 @@ moat-agent --config "$CONF" 2>"$T/agent2.log" &
 AGENT=$!
 E2E_PIDS+=("$AGENT")
 after() { tail -n +$((mark + 1)) "$T/sub.txt"; }
-telemetry_after() { after | grep -q '^devices/dev1/telemetry '; }
+telemetry_after() { after | qgrep '^devices/dev1/telemetry '; }
 wait_for 10 telemetry_after || fail "no telemetry after restart"
 first_seq=$(after | grep '^devices/dev1/telemetry ' | head -1 | python3 -c 'import sys,json; print(json.loads(sys.stdin.read().split(" ",1)[1])["metadata"]["seq"])')
 [ "$first_seq" -gt "$last_seq" ] || fail "seq went back: $first_seq after $last_seq"
@@ -81,7 +81,7 @@ kill -TERM "$AGENT"
 rc=0
 wait "$AGENT" || rc=$?
 [ $rc -eq 0 ] || fail "agent exit $rc on SIGTERM"
-offline_after() { after | grep -q '^devices/dev1/status .*"offline".*"timestamp"'; }
+offline_after() { after | qgrep '^devices/dev1/status .*"offline".*"timestamp"'; }
 wait_for 5 offline_after || fail "no offline status on SIGTERM"
 grep -q 'event=stopped' "$T/agent2.log" || fail "no stopped event in the log"
 pass "SIGTERM publishes offline and exits 0"

@@ -124,7 +124,7 @@ pass "answers after reboot, keeping the interval update_interval set"
 echo "soon" >"$T/dev1/state/interval"
 send reboot '{"command":"reboot","id":"r2"}' r2
 wait_for 10 count_at_least 3 'event=started' "$T/agent.log" || fail "agent did not restart"
-grep 'event=started' "$T/agent.log" | tail -1 | grep -q 'interval_ms=60000' ||
+grep 'event=started' "$T/agent.log" | tail -1 | qgrep 'interval_ms=60000' ||
 	fail "a bad state/interval was not ignored: $(grep 'event=started' "$T/agent.log" | tail -1)"
 grep -q 'event=state_ignored.*interval' "$T/agent.log" || fail "no warning about state/interval"
 alive

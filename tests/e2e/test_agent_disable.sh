@@ -68,7 +68,7 @@ wait_for 10 grep -q "event=auth_refused client=127.0.0.1 id=dev1 reason=identity
 pass "disabled: moatd refuses the device's update check (403 identity_disabled)"
 serial=$(openssl x509 -in "$T/dev1/cert.pem" -noout -serial | cut -d= -f2 | tr '[:upper:]' '[:lower:]')
 openssl crl -in "$D/pki/crl.pem" -noout -text | tr '[:upper:]' '[:lower:]' |
-	grep -q "serial number: $serial" && fail "disable revoked the certificate"
+	qgrep "serial number: $serial" && fail "disable revoked the certificate"
 
 n_conn=$(plugin_events connected dev1 | wc -l)
 n=$(telemetry_count)

@@ -39,7 +39,7 @@ for w in w1 w2; do
 done
 kill -0 "$W1" && kill -0 "$W2" || fail "a watch was kicked"
 # (moatd may have tried before the broker listened: only what follows the subscription)
-sed -n '/event=ingest_subscribed/,$p' "$D/log/moatd.log" | grep -q "event=ingest_disconnected" &&
+sed -n '/event=ingest_subscribed/,$p' "$D/log/moatd.log" | qgrep "event=ingest_disconnected" &&
 	fail "moatd's ingest was kicked"
 [ "$(grep -c event=ingest_subscribed "$D/log/moatd.log")" -eq 1 ] || fail "ingest resubscribed"
 grep -q '"client_id":"backend-service:watch-' "$EVENTS" || fail "no watch-<pid> session"

@@ -35,7 +35,7 @@ expect_ok "check_update is accepted at once" moat cmd dev1 check_update --as ops
 assert_contains "$out" "accepted"
 wait_for 60 grep -q 'staged in slot b' "$T/watch.json" ||
 	fail "no outcome response: $(grep check_update "$T/watch.json" | tail -3) $(tail -5 "$T/boot.log")"
-grep 'staged in slot b' "$T/watch.json" | grep -q '"status":"accepted"' ||
+grep 'staged in slot b' "$T/watch.json" | qgrep '"status":"accepted"' ||
 	fail "the outcome is not 'accepted': $(grep 'staged in slot b' "$T/watch.json")"
 pass "the outcome follows as a second response: staged"
 wait_grep 60 "event=start slot=b version=1.1.0 trial=yes" "$T/boot.log" ||

@@ -22,7 +22,7 @@ wait_grep 60 "event=start slot=b version=1.1.0 trial=yes" "$T/boot.log" ||
 	fail "moat-boot did not start the trial: $(tail -5 "$T/boot.log")"
 wait_grep 60 "event=revert" "$T/boot.log" || fail "no revert: $(tail -5 "$T/boot.log")"
 au_wait_event reverted
-grep "event=update stage=reverted" "$T/boot.log" | grep -q "version=1.1.0 running=1.0.0" ||
+grep "event=update stage=reverted" "$T/boot.log" | qgrep "version=1.1.0 running=1.0.0" ||
 	fail "reverted event: $(grep 'stage=reverted' "$T/boot.log")"
 expect_ok "boot status" moat-boot --state "$BS" --status
 assert_contains "$out" "active=a"
@@ -46,7 +46,7 @@ pass "no automatic retry of the reverted release at start"
 expect_ok "check_update after the revert" moat cmd dev1 check_update --as ops --wait
 wait_for 60 grep -q 'reverted on this device' "$T/watch.json" ||
 	fail "no outcome naming the reverted release: $(grep check_update "$T/watch.json" | tail -3)"
-grep 'reverted on this device' "$T/watch.json" | grep -q '"status":"completed"' ||
+grep 'reverted on this device' "$T/watch.json" | qgrep '"status":"completed"' ||
 	fail "the outcome is not 'completed': $(grep 'reverted on this device' "$T/watch.json")"
 # A command answered after the outcome: the agent did not restart into a trial.
 expect_ok "diagnostics after the outcome" moat cmd dev1 diagnostics --as ops --wait

@@ -70,7 +70,7 @@ grep -q 'name="live.tls.plaintext"' "$T/live.xml" || fail "no JUnit test case pe
 pass "healthy deployment: $summary probes pass, exit 0, as JSON, SARIF and JUnit (run $run)"
 
 grep -q "\"audit_run\":\"$run\"" "$EV" || fail "run id $run not in the security events"
-grep "\"identity\":\"audit-$run" "$EV" | grep -v -q "\"audit_run\":\"$run\"" &&
+grep "\"identity\":\"audit-$run" "$EV" | qgrep -v "\"audit_run\":\"$run\"" &&
 	fail "an event of the audit's identities without its run id"
 grep -q '"kind":"acl_denied",.*"identity":"audit-'"$run"'".*"detail":"subscribe #"' "$EV" ||
 	fail "the wildcard probe's event is not marked"
@@ -101,7 +101,7 @@ kill -0 "$LEGIT_PID" 2>/dev/null || fail "the legitimate device's session ended 
 touch "$T/stop"
 n=$(grep -c 'devices/dev-a/telemetry' "$T/legit.out")
 [ "$n" -ge 20 ] || fail "only $n legitimate messages arrived during the audits"
-if grep '"identity":"dev-a"' "$EV" | grep -q -E '"kind":"(auth_refused|acl_denied|rate_limited|payload_rejected|flapping_banned)"'; then
+if grep '"identity":"dev-a"' "$EV" | qgrep -E '"kind":"(auth_refused|acl_denied|rate_limited|payload_rejected|flapping_banned)"'; then
 	fail "the legitimate device got a refusal during the audit: $(grep '"identity":"dev-a"' "$EV" | grep -v connected | head -3)"
 fi
 pass "the legitimate device kept publishing ($n messages), never refused"

@@ -70,7 +70,7 @@ kill -9 "$mpid"
 new_broker() {
 	local p
 	p=$(cat "$D/run/mosquitto.pid" 2>/dev/null) && [ -n "$p" ] && [ "$p" != "$mpid" ] &&
-		moat status --json | grep -qF '"accepting_tls":true'
+		moat status --json | qgrep -F '"accepting_tls":true'
 }
 wait_for 30 new_broker || fail "the supervisor did not restart mosquitto"
 [ "$(cat "$D/run/supervise.pid")" = "$spid" ] || fail "supervisor changed"

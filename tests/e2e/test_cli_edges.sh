@@ -78,7 +78,7 @@ expect_ok "export --force" moat device export dev1 --out "$T/pem" --force
 [ "$(cat "$T/pem/cert.pem" "$T/pem/key.pem" "$T/pem/ca.crt" | sha256sum)" != "$sum_before" ] ||
 	fail "--force did not write the renewed credentials"
 [ "$(mode_of "$T/pem/key.pem")" = 600 ] || fail "key.pem mode after --force"
-ls -A "$T/pem" | grep -q moat-export && fail "staging files left: $(ls -A "$T/pem")"
+ls -A "$T/pem" | qgrep moat-export && fail "staging files left: $(ls -A "$T/pem")"
 
 # p12 without a password: refused before anything is created
 expect_fail "p12 without a password" env -u MOAT_EXPORT_PASSWORD \

@@ -29,7 +29,7 @@ agent_broker_start
 expect_fail "sim of an unknown device" moat sim typo-dev --duration 2s
 assert_contains "$errout" "no device typo-dev"
 assert_contains "$errout" "--create"
-moat device list | grep -q typo-dev && fail "sim made an identity without --create"
+moat device list | qgrep typo-dev && fail "sim made an identity without --create"
 pass "moat sim without --create makes no identity"
 
 expect_ok "sim --create" moat sim --create sim-a sim-b --interval 1s --duration "$(deadline 4s)"

@@ -102,7 +102,7 @@ ident=$T/dev7/state/identity
 [ "$(mode_of "$ident/current/key.pem")" = 600 ] || fail "key.pem mode $(mode_of "$ident/current/key.pem")"
 openssl verify -CAfile "$D/pki/ca.crt" -untrusted "$ident/current/cert.pem" "$ident/current/cert.pem" >/dev/null ||
 	fail "the enrolled certificate does not verify against the root"
-openssl x509 -in "$ident/current/cert.pem" -noout -subject | grep -q "CN = dev7" ||
+openssl x509 -in "$ident/current/cert.pem" -noout -subject | qgrep "CN = dev7" ||
 	fail "not dev7's certificate: $(openssl x509 -in "$ident/current/cert.pem" -noout -subject)"
 [ ! -e "$D/pki/identities/dev7/key.pem" ] || fail "a key for dev7 exists on the operator's side"
 wait_grep 20 '"device_id":"dev7"' "$T/watch.json" ||

@@ -97,7 +97,7 @@ assert_not_contains "$out$errout" "$TOKEN"
 cur=$A/state/identity/current
 [ -L "$cur" ] || fail "no current identity link"
 [ "$(mode_of "$cur/key.pem")" = 600 ] || fail "key.pem is $(mode_of "$cur/key.pem"), not 600"
-openssl pkey -in "$cur/key.pem" -noout -text | grep -q 'NIST CURVE: P-256' || fail "key not P-256"
+openssl pkey -in "$cur/key.pem" -noout -text | qgrep 'NIST CURVE: P-256' || fail "key not P-256"
 # the certificate is for the key made on the device, chains to the root through the chain
 # in the file, and the key never left: the request carried only the CSR
 [ "$(openssl x509 -in "$cur/cert.pem" -noout -pubkey)" = "$(openssl pkey -in "$cur/key.pem" -pubout)" ] ||
@@ -135,7 +135,7 @@ refused() { # MODE REASON
 	# the log lines (the refusal is an event), then the one-line error
 	last=$(echo "$errout" | tail -n 1)
 	case "$last" in "moat-agent: "*"$2"*) ;; *) fail "answer '$1': last line: $last" ;; esac
-	echo "$errout" | grep -q 'level=error .*event=enroll_refused' || fail "answer '$1': no event"
+	echo "$errout" | qgrep 'level=error .*event=enroll_refused' || fail "answer '$1': no event"
 	[ ! -e "$A/state/identity/current" ] || fail "answer '$1' left an identity"
 	[ -z "$(find "$A/state/identity" -name key.pem)" ] || fail "answer '$1' left a key behind"
 }

@@ -89,7 +89,7 @@ openssl x509 -in "$T/cacerts.pem" -noout -fingerprint >"$T/fp2"
 cmp -s "$T/fp1" "$T/fp2" || fail "cacerts: the issuing CA is not first"
 pass "cacerts is the chain (issuing CA, then root) as a certs-only PKCS#7"
 est 200 "csrattrs" "$EST/csrattrs"
-base64 -d <"$T/body" | openssl asn1parse -inform DER | grep -q prime256v1 || fail "csrattrs"
+base64 -d <"$T/body" | openssl asn1parse -inform DER | qgrep prime256v1 || fail "csrattrs"
 
 # ---- enrollment with the token ----
 csr dev1 "/CN=dev1/O=evil" -addext "basicConstraints=critical,CA:TRUE" \
@@ -115,7 +115,7 @@ pass "subject set by moat, requested extensions ignored"
 [ -e "$D/pki/identities/dev1/key.pem" ] && fail "a key.pem was written for dev1"
 [ "$(grep -c 'BEGIN CERTIFICATE' "$D/pki/identities/dev1/cert.pem")" -eq 2 ] ||
 	fail "cert.pem is not the leaf and the issuing CA"
-moat device show dev1 | grep -q "$(openssl x509 -in "$T/dev1.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')" ||
+moat device show dev1 | qgrep "$(openssl x509 -in "$T/dev1.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')" ||
 	fail "the registry does not hold the enrolled certificate"
 grep -q "event=est_enrolled.*id=dev1" "$LOG" || fail "no est_enrolled event"
 pass "registered like any identity: registry row, cert.pem (chain), no key.pem"
@@ -241,7 +241,7 @@ refused 403 unknown_claim "a claim certificate no device names" $(claim "$M/clai
 est 200 "simpleenroll with the claim certificate" $(claim "$M/claim7") "${P10[@]}" \
 	--data-binary @"$T/dev7.b64" "$EST/simpleenroll"
 certs_of_body "$T/dev7.crt"
-openssl x509 -in "$T/dev7.crt" -noout -subject | grep -q "CN = dev7" || fail "claim: not dev7's certificate"
+openssl x509 -in "$T/dev7.crt" -noout -subject | qgrep "CN = dev7" || fail "claim: not dev7's certificate"
 # shellcheck disable=SC2046
 refused 403 claim_used "the claim certificate again" $(claim "$M/claim7") "${P10[@]}" \
 	--data-binary @"$T/dev7.b64" "$EST/simpleenroll"
@@ -286,7 +286,7 @@ wait_for 30 grep -q "event=superseded count=1" "$LOG" || fail "old certificate n
 est 403 "the superseded certificate on the update API" "${DEV1[@]}" \
 	"https://localhost:$SERVER_PORT/api/firmware/version"
 assert_contains "$(cat "$T/body")" "certificate_revoked"
-moat device show dev1 | grep -q "revoked" || fail "registry: old certificate not revoked"
+moat device show dev1 | qgrep "revoked" || fail "registry: old certificate not revoked"
 pass "the old certificate is revoked (superseded) when the grace period ends"
 if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$LOG"; then
 	fail "sanitizer report in moatd.log"

@@ -17,8 +17,8 @@ done
 [ "$(mode_of "$D/pki/server.key")" = 600 ] || [ "$(mode_of "$D/pki/server.key")" = 640 ] ||
 	fail "server.key mode $(mode_of "$D/pki/server.key")"
 grep -q "ENCRYPTED PRIVATE KEY" "$D/pki/ca.key" || fail "ca.key is not encrypted PKCS#8"
-openssl asn1parse -in "$D/pki/ca.key" | grep -q -i "scrypt\|id-scrypt" || fail "ca.key: no scrypt KDF"
-openssl asn1parse -in "$D/pki/ca.key" | grep -q "aes-256" || fail "ca.key: not AES-256"
+openssl asn1parse -in "$D/pki/ca.key" | qgrep -i "scrypt\|id-scrypt" || fail "ca.key: no scrypt KDF"
+openssl asn1parse -in "$D/pki/ca.key" | qgrep "aes-256" || fail "ca.key: not AES-256"
 openssl pkey -in "$D/pki/ca.key" -passin "pass:$PASS" -noout || fail "ca.key does not open with the passphrase"
 if openssl pkey -in "$D/pki/ca.key" -passin pass:wrong-passphrase -noout 2>/dev/null; then
 	fail "ca.key opens with a wrong passphrase"
@@ -31,7 +31,7 @@ san=$(openssl x509 -in "$D/pki/server.crt" -noout -ext subjectAltName)
 for n in DNS:localhost "IP Address:127.0.0.1" "IP Address:0:0:0:0:0:0:0:1" DNS:broker.example.test; do
 	assert_contains "$san" "$n"
 done
-openssl x509 -in "$D/pki/server.crt" -noout -ext extendedKeyUsage | grep -q "Server Authentication" ||
+openssl x509 -in "$D/pki/server.crt" -noout -ext extendedKeyUsage | qgrep "Server Authentication" ||
 	fail "server.crt: no serverAuth"
 ca_text=$(openssl x509 -in "$D/pki/ca.crt" -noout -text)
 assert_contains "$ca_text" "CA:TRUE"
@@ -39,7 +39,7 @@ assert_contains "$ca_text" "Certificate Sign, CRL Sign"
 ca_end=$(date -d "$(openssl x509 -in "$D/pki/ca.crt" -noout -enddate | cut -d= -f2)" +%s)
 [ $((ca_end - $(date +%s))) -gt $((3649 * 86400)) ] || fail "CA validity under 10 years"
 assert_contains "$ca_text" "pathlen:1"
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | grep -q "verify OK" || fail "empty CRL does not verify"
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | qgrep "verify OK" || fail "empty CRL does not verify"
 # the online issuing CA: signed by the root, pathlen 0, its key unencrypted and 0600
 for f in pki/issuer.crt pki/issuer.key pki/chain.pem pki/issuers.pem; do
 	[ -f "$D/$f" ] || fail "init did not write $f"
@@ -75,7 +75,7 @@ printf '%s\n' "$PASS" >"$T/pass" && chmod 644 "$T/pass"
 expect_fail "world-readable passphrase file" env -u MOAT_CA_PASSPHRASE moat --passphrase-file "$T/pass" init --dir "$T/pf"
 chmod 600 "$T/pass"
 expect_ok "init with a passphrase file" env -u MOAT_CA_PASSPHRASE moat --passphrase-file "$T/pass" init --dir "$T/pf" --key-type rsa-2048 --single-tier
-openssl x509 -in "$T/pf/pki/ca.crt" -noout -text | grep -q "rsaEncryption" || fail "rsa-2048 CA is not RSA"
+openssl x509 -in "$T/pf/pki/ca.crt" -noout -text | qgrep "rsaEncryption" || fail "rsa-2048 CA is not RSA"
 # --single-tier: the layout moat init made before the issuing CA (the root signs, pathlen 0)
 [ ! -e "$T/pf/pki/issuer.key" ] && [ ! -e "$T/pf/pki/issuer.crt" ] || fail "--single-tier made an issuing CA"
 assert_contains "$(openssl x509 -in "$T/pf/pki/ca.crt" -noout -text)" "pathlen:0"
@@ -108,8 +108,8 @@ openssl pkey -in "$I/key.pem" -check -noout >/dev/null || fail "device key inval
 subj=$(openssl x509 -in "$I/cert.pem" -noout -subject -nameopt RFC2253)
 assert_contains "$subj" "CN=esp32-sensor-001"
 assert_contains "$subj" "OU=device"
-openssl x509 -in "$I/cert.pem" -noout -ext extendedKeyUsage | grep -q "Client Authentication" || fail "no clientAuth"
-openssl x509 -in "$I/cert.pem" -noout -text | grep -q "prime256v1" || fail "default key is not P-256"
+openssl x509 -in "$I/cert.pem" -noout -ext extendedKeyUsage | qgrep "Client Authentication" || fail "no clientAuth"
+openssl x509 -in "$I/cert.pem" -noout -text | qgrep "prime256v1" || fail "default key is not P-256"
 serial=$(openssl x509 -in "$I/cert.pem" -noout -serial | cut -d= -f2)
 [ ${#serial} -ge 16 ] || fail "serial $serial shorter than 64 bits"
 svc_subj=$(openssl x509 -in "$D/pki/identities/admin/cert.pem" -noout -subject -nameopt RFC2253)
@@ -121,7 +121,7 @@ dev_end=$(date -d "$(openssl x509 -in "$I/cert.pem" -noout -enddate | cut -d= -f
 pass "identities: files, modes, CN, OU role, EKU, key type, serial, validity"
 
 expect_ok "device add rsa-3072" moat device add rsa-dev --key-type rsa-3072
-openssl x509 -in "$D/pki/identities/rsa-dev/cert.pem" -noout -text | grep -q "3072 bit" || fail "rsa-3072 not honoured"
+openssl x509 -in "$D/pki/identities/rsa-dev/cert.pem" -noout -text | qgrep "3072 bit" || fail "rsa-3072 not honoured"
 expect_fail "device add rsa-1024" moat device add weak-dev --key-type rsa-1024
 for bad in 'Upper' 'a/b' 'a+b' 'a#b' 'a b' '' '.dot' '-dash' "$(printf 'x%.0s' {1..65})"; do
 	expect_fail "invalid identity name '$bad'" moat device add "$bad"
@@ -165,7 +165,7 @@ pass "list and show"
 # --- revoke, renew ----------------------------------------------------------------------
 old_serial=$(openssl x509 -in "$I/cert.pem" -noout -serial | cut -d= -f2)
 expect_ok "device revoke" moat device revoke esp32-sensor-001 --reason key-compromise
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | grep -q "verify OK" || fail "CRL does not verify"
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | qgrep "verify OK" || fail "CRL does not verify"
 crl=$(openssl crl -in "$D/pki/crl.pem" -noout -text)
 assert_contains "$crl" "$old_serial"
 assert_contains "$crl" "Key Compromise"
@@ -234,7 +234,7 @@ crl_no() { openssl crl -in "$D/pki/crl.pem" -noout -crlnumber | cut -d= -f2; }
 before=$(crl_no)
 expect_ok "cert crl" moat cert crl
 [ "$((16#$(crl_no)))" -eq "$((16#$before + 1))" ] || fail "cert crl: CRL number $before -> $(crl_no)"
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | grep -q "verify OK" || fail "re-signed CRL does not verify"
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | qgrep "verify OK" || fail "re-signed CRL does not verify"
 assert_contains "$(openssl crl -in "$D/pki/crl.pem" -noout -text)" "$old_serial"
 expect_fail "cert crl with an argument" moat cert crl now
 # the issuing CA signs: no passphrase is asked for (none given, no terminal)

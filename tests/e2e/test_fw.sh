@@ -23,7 +23,7 @@ grep -q "BEGIN ENCRYPTED PRIVATE KEY" "$K/$A.key" || fail "key not encrypted at 
 # Interoperable PKCS#8 (scrypt + AES-256-CBC): OpenSSL opens it with the passphrase only.
 openssl pkey -in "$K/$A.key" -passin env:MOAT_FW_PASSPHRASE -noout || fail "openssl cannot open the key"
 openssl pkey -in "$K/$B.key" -passin pass:wrong-passphrase -noout 2>/dev/null && fail "opened with a wrong passphrase"
-openssl asn1parse -in "$K/$A.key" | grep -q scrypt || fail "key not under scrypt"
+openssl asn1parse -in "$K/$A.key" | qgrep scrypt || fail "key not under scrypt"
 # The key id is the SHA-256 of the SubjectPublicKeyInfo.
 kid=$(openssl pkey -pubin -in "$K/$A.pub" -outform DER | sha256sum | cut -d' ' -f1)
 [ "$kid" = "$A" ] || fail "key id $A is not sha256(SPKI) $kid"

@@ -50,7 +50,7 @@ bad() {
 	[ $run_rc -ne 0 ] || { nsx moat down >/dev/null 2>&1; fail "$what: moat up started"; }
 	[ "$(printf '%s\n' "$errout" | wc -l)" -eq 1 ] || fail "$what: not one line: $errout"
 	assert_contains "$errout" "$want"
-	nsx nft list tables | grep -q "$TABLE" && fail "$what: the table was installed"
+	nsx nft list tables | qgrep "$TABLE" && fail "$what: the table was installed"
 	echo "ok - refused: $what: $errout"
 }
 bad "broker_per_source 0" "broker_per_source = 0" "broker_per_source"
@@ -67,9 +67,9 @@ sed -i "s/^\[broker\]\$/[broker]\nmax_connections = 16/" "$D/moat.conf"
 expect_ok "moat up in the namespace" nsx $(plugin_mosquitto_env) moat up --timeout "$(deadline 30s)"
 assert_contains "$out" "guard: table inet $TABLE: per source 5 broker and 3 moatd connections, 5 new/s"
 nsx nft list table inet "$TABLE" >"$T/table" || fail "no guard table in the namespace"
-if nft list tables 2>/dev/null | grep -q "$TABLE"; then fail "the guard reached the host's tables"; fi
+if nft list tables 2>/dev/null | qgrep "$TABLE"; then fail "the guard reached the host's tables"; fi
 pass "the guard is installed in the namespace's tables only"
-listening() { nsx ss -Htln "( sport = :$1 )" | grep -q .; }
+listening() { nsx ss -Htln "( sport = :$1 )" | qgrep .; }
 wait_for 20 listening "$SERVER_PORT" || fail "moatd is not listening in the namespace"
 
 counter() { nsx nft list counter inet "$TABLE" "$1" | sed -n 's/.*packets \([0-9]*\).*/\1/p'; }
@@ -151,5 +151,5 @@ peer_wait "$T/tls" done 30
 
 # ---- down removes it ----
 expect_ok "moat down" nsx moat --dir "$D" down --timeout "$(deadline 20s)"
-if nsx nft list tables | grep -q "$TABLE"; then fail "moat down left the guard table"; fi
+if nsx nft list tables | qgrep "$TABLE"; then fail "moat down left the guard table"; fi
 pass "moat down removed the guard table"

@@ -36,7 +36,7 @@ E2E_PIDS+=("$SIM2")
 online() {
 	# shellcheck disable=SC2046
 	timeout 5 mosquitto_sub $(broker_args ops ops:probe) -V mqttv5 -t "devices/$1/status" -C 1 -W 2 2>/dev/null |
-		grep -q online
+		qgrep online
 }
 for id in up-000001 up-000002 up-000003 plain-000001; do
 	wait_for 60 online "$id" || fail "$id not online: $(tail -3 "$T/sim1.err" "$T/sim2.err")"

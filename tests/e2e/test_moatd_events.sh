@@ -52,8 +52,8 @@ pass "update events recorded, bad ones refused with one line each"
 
 expect_ok "fw status" moat fw status
 printf '%s\n' "$out"
-echo "$out" | grep -Eq '^dev1 +sensor +2\.0\.0 +current' || fail "dev1 does not show running 2.0.0"
-echo "$out" | grep -Eq '^dev2 +sensor +1\.0\.0 +2\.0\.0' || fail "dev2 does not show running 1.0.0"
+echo "$out" | qgrep -E '^dev1 +sensor +2\.0\.0 +current' || fail "dev1 does not show running 2.0.0"
+echo "$out" | qgrep -E '^dev2 +sensor +1\.0\.0 +2\.0\.0' || fail "dev2 does not show running 1.0.0"
 assert_contains "$out" "confirmed"
 assert_contains "$out" "reason=bad_signature"
 assert_contains "$out" "reason=no_broker"

@@ -48,7 +48,7 @@ forge server "/OU=device/CN=dev1" "$LEAF\nextendedKeyUsage=serverAuth"
 forge twocn "/OU=device/CN=dev1/CN=dev-b" "$LEAF\nextendedKeyUsage=clientAuth"
 forge noeku "/OU=device/CN=dev1" "$LEAF"
 forge svc "/OU=service/CN=dev1" "$LEAF\nextendedKeyUsage=clientAuth"
-openssl x509 -in "$T/twocn.crt" -noout -subject | grep -q 'CN = dev1, CN = dev-b' ||
+openssl x509 -in "$T/twocn.crt" -noout -subject | qgrep 'CN = dev1, CN = dev-b' ||
 	fail "the two-CN certificate does not carry two CNs: $(openssl x509 -in "$T/twocn.crt" -noout -subject)"
 
 moatd_start

@@ -150,7 +150,7 @@ E2E_PIDS+=("$!")
 FIGHT2=$!
 
 anomaly() { # RULE IDENTITY: the anomaly was recorded
-	moat --json events --kind anomaly --rule "$1" --device "$2" | grep -q .
+	moat --json events --kind anomaly --rule "$1" --device "$2" | qgrep .
 }
 for want in "rate dev-rate" "silence dev-silent" "payload_size dev-size" "auth_burst dev-auth" \
 	"auth_burst_addr dev-auth" "acl_burst dev-acl" "clone_addr dev-addr" "zone dev-zone" \
@@ -231,7 +231,7 @@ wait_for 10 gone || fail "moatd did not die"
 for i in 1 2; do
 	broker_pub dev-auth "while-away-$i" devices/dev-auth/telemetry x >/dev/null 2>&1 || true
 done
-away() { moat --json events --kind auth_refused | grep -q "while-away-$1"; }
+away() { moat --json events --kind auth_refused | qgrep "while-away-$1"; }
 wait_for 40 away 1 && wait_for 10 away 2 ||
 	fail "events published while moatd was away were lost: $(moat events --kind auth_refused)"
 [ "$(moat --json events --kind auth_refused | grep -c while-away-1)" = 1 ] ||

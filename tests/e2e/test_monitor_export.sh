@@ -185,7 +185,7 @@ moatd_down
 echo '{"version":1,"alerts":[{"kind":"BAD"}]}' >"$D/state/alerts.queue"
 moatd_up
 moatd_wait "event=alert_queue_refused" || fail "corrupt queue not refused"
-ls "$D/state/" | grep -q '^alerts.queue.bad.' || fail "corrupt queue not kept aside"
+ls "$D/state/" | qgrep '^alerts.queue.bad.' || fail "corrupt queue not kept aside"
 pass "a corrupt queue file is refused and kept aside"
 
 # CEF and JSON lines to the same collector.

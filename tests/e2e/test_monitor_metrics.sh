@@ -28,7 +28,7 @@ grep -q '^moat_devices{state="disabled",type="camera"} 1$' "$T/metrics.txt" ||
 	fail "disabled camera not counted"
 grep -q '^moat_certificate_expiry_horizon_seconds [0-9]' "$T/metrics.txt" ||
 	fail "no certificate expiry horizon"
-grep -q '^moat_security_events_total' "$T/metrics.txt" || grep -q '^# TYPE moat_security_events_total counter' "$T/metrics.txt" ||
+grep -q '^moat_security_events_total' "$T/metrics.txt" || qgrep '^# TYPE moat_security_events_total counter' "$T/metrics.txt" ||
 	fail "no security events metric"
 # the ingest (running, its broker away here) reports how it keeps up; test_monitor_export
 # checks the values after traffic
@@ -75,8 +75,8 @@ EOF2
 e2e_bg prometheus --config.file="$P/prometheus.yml" --storage.tsdb.path="$P/data" \
 	--web.listen-address="127.0.0.1:$PPORT" --log.level=warn >"$P/log" 2>&1
 q() { curl -sS --max-time 2 "http://127.0.0.1:$PPORT/api/v1/query" --data-urlencode "query=$1"; }
-sensor_active() { q 'moat_devices{state="active",type="sensor"}' | grep -q '"value":\[[0-9.]*,"2"\]'; }
+sensor_active() { q 'moat_devices{state="active",type="sensor"}' | qgrep '"value":\[[0-9.]*,"2"\]'; }
 wait_for 30 sensor_active || fail "Prometheus has no sample: $(q 'up'); $(tail -5 "$P/log")"
-q 'up{job="moatd"}' | grep -q '"value":\[[0-9.]*,"1"\]' || fail "target not up: $(q up)"
+q 'up{job="moatd"}' | qgrep '"value":\[[0-9.]*,"1"\]' || fail "target not up: $(q up)"
 pass "Prometheus scrapes moatd over mutual TLS; its API returns moat_devices"
 moatd_stop

@@ -107,18 +107,18 @@ expect_fail "apply with a port that is no bridge port" in_ns moat net apply
 assert_contains "$errout" "q1 (zone guest) is not a bridge port here"
 expect_fail "dry run with a port that is no bridge port" in_ns moat net apply --dry-run
 [ "$(in_ns nft list ruleset)" = "$BEFORE" ] || fail "a refused apply changed the ruleset"
-in_ns ip -d link show p1 | grep -q "isolated off" || fail "a refused apply isolated p1"
+in_ns ip -d link show p1 | qgrep "isolated off" || fail "a refused apply isolated p1"
 cp "$T/moat.conf.noports" "$D/moat.conf"
 printf 'bridge_ports = iot:p1, iot:p2\n' >>"$D/moat.conf"
 expect_ok "apply --dry-run with bridge ports" in_ns moat net apply --dry-run
 assert_contains "$out" "every bridge port exists"
-in_ns ip -d link show p1 | grep -q "isolated off" || fail "dry run isolated p1"
+in_ns ip -d link show p1 | qgrep "isolated off" || fail "dry run isolated p1"
 expect_ok "apply with bridge ports" in_ns moat net apply
 assert_contains "$out" "isolated bridge port p2 (zone iot)"
 for port in p1 p2; do
-	in_ns ip -d link show $port | grep -q "isolated on" || fail "$port not isolated"
+	in_ns ip -d link show $port | qgrep "isolated on" || fail "$port not isolated"
 done
-in_ns ip -d link show q1 | grep -q "isolated" && fail "q1 is no bridge port, yet isolated"
+in_ns ip -d link show q1 | qgrep "isolated" && fail "q1 is no bridge port, yet isolated"
 PLAN=$(moat net plan)
 for dir in iifname oifname; do
 	rule="$dir { \"p1\", \"p2\" } jump log_drop comment \"iot: no frame between its bridge ports\""
@@ -140,8 +140,8 @@ if command -v iptables-restore >/dev/null; then
 	expect_ok "plan iptables" moat net plan --format iptables
 	printf '%s\n' "$out" | in_ns iptables-restore --test --noflush || fail "iptables-restore --test"
 	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore"
-	in_ns iptables -S MOAT-FORWARD | grep -q 'devices reach the broker' || fail "MOAT-FORWARD missing"
-	in_ns iptables -S KEEPME | grep -q 4242 || fail "iptables-restore flushed KEEPME"
+	in_ns iptables -S MOAT-FORWARD | qgrep 'devices reach the broker' || fail "MOAT-FORWARD missing"
+	in_ns iptables -S KEEPME | qgrep 4242 || fail "iptables-restore flushed KEEPME"
 	# The host's FORWARD policy is not moat's to change: set it to ACCEPT and see it stay.
 	in_ns iptables -P FORWARD ACCEPT
 	printf '%s\n' "$out" | in_ns iptables-restore --noflush || fail "iptables-restore (policy)"
@@ -183,7 +183,7 @@ expect_ok "apply --interfaces --json" moat net apply --interfaces --root "$R" --
 printf '%s' "$out" | python3 -c 'import json,sys; d = json.load(sys.stdin); assert d["directory"] == sys.argv[1] + "/etc/systemd/network", d' "$R" ||
 	fail "apply --interfaces --json: $out"
 [ ! -e "$R/etc/systemd/network/20-moat-eth0.99.netdev" ] || fail "a stale moat file stayed"
-ls -a "$R/etc/systemd/network" | grep -q '\.tmp\.' && fail "temporary files left behind"
+ls -a "$R/etc/systemd/network" | qgrep '\.tmp\.' && fail "temporary files left behind"
 # A VLAN taken out of moat.conf takes its files along.
 printf 'vlans = iot:20\n' >>"$D/moat.conf"
 expect_ok "apply --interfaces with fewer VLANs" moat net apply --interfaces --root "$R"

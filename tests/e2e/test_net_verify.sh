@@ -30,7 +30,7 @@ run_verify() {
 run_verify
 [ $rc -eq 0 ] || fail "verify of the default policy: exit $rc: $errout"$'\n'"$out"
 KERNEL_TAGS=0
-printf '%s\n' "$out" | grep -q "no 802.1Q devices" || KERNEL_TAGS=1
+printf '%s\n' "$out" | qgrep "no 802.1Q devices" || KERNEL_TAGS=1
 assert_contains "$out" ", 0 mismatches,"
 assert_not_contains "$out" "MISMATCH"
 # row FROM TO 'ADDRESS EXPECTED OBSERVED': the first matching IPv4 row; row6: IPv6.
@@ -290,7 +290,7 @@ pass "gateway_input = accept leaves the gateway open"
 for sig in INT TERM; do
 	moat net verify >"$T/int.out" 2>"$T/int.err" &
 	pid=$!
-	wait_for 60 sh -c "ip netns list | grep -q '^moat-$pid-x'" ||
+	wait_for 60 sh -c "ip netns list | grep '^moat-$pid-x' >/dev/null" ||
 		fail "SIG$sig: the topology never appeared"
 	kill -$sig $pid
 	set +e

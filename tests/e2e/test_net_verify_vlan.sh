@@ -54,7 +54,7 @@ elapsed=$(($(date +%s) - start))
 tr -d '\r' <"$T/result" >"$T/result.txt" 2>/dev/null || :
 grep -q '^moat-json-end$' "$T/result.txt" ||
 	fail "the guest gave no result in ${elapsed}s; console: $(tail -30 "$T/qemu-console.log" 2>/dev/null) $(cat "$T/qemu.out")"
-sed -n 's/^moat-kernel //p' "$T/result.txt" | grep -q . || fail "no guest kernel line"
+sed -n 's/^moat-kernel //p' "$T/result.txt" | qgrep . || fail "no guest kernel line"
 rc=$(sed -n 's/^moat-rc //p' "$T/result.txt")
 errout=$(sed -n '/^moat-err-begin$/,/^moat-err-end$/p' "$T/result.txt" | sed '1d;$d')
 sed -n '/^moat-json-begin$/,/^moat-json-end$/p' "$T/result.txt" | sed '1d;$d' >"$T/verify.json"

@@ -104,7 +104,7 @@ expect_fail "revoked dev1 refused by openssl with the CRL" openssl verify -crl_c
 	-CAfile "$D/pki/ca.crt" -untrusted "$D/pki/issuer.crt" -CRLfile "$D/pki/crl.pem" "$C"
 assert_contains "$out$errout" "certificate revoked"
 expect_ok "moat cert crl re-signs in the token" moat cert crl
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/issuer.crt" -noout 2>&1 | grep -q "verify OK" ||
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/issuer.crt" -noout 2>&1 | qgrep "verify OK" ||
 	fail "re-signed CRL does not verify"
 openssl verify -crl_check -CAfile "$D/pki/ca.crt" -untrusted "$D/pki/issuer.crt" \
 	-CRLfile "$D/pki/crl.pem" "$D/pki/identities/bulk-000001/cert.pem" >/dev/null ||

@@ -62,7 +62,7 @@ refused dev-r "token issuer"
 # --- moatd re-signs the CRL through the token, without the passphrase ---------------------
 refreshed "$FIRST_NEXT"
 grep -q "event=crl_refreshed" "$D/log/moatd.log" || fail "no crl_refreshed in moatd's log"
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | grep -q "verify OK" ||
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | qgrep "verify OK" ||
 	fail "the re-signed CRL does not verify"
 wait_for 90 sh -c "[ \$(date +%s) -gt $((FIRST_NEXT + 1)) ]"
 connects dev-a "after the first CRL's nextUpdate"

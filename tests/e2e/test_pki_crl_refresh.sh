@@ -57,7 +57,7 @@ assert_not_contains "$out" "STALE"
 wait_for 90 sh -c "[ \$(date -d \"\$(openssl crl -in '$D/pki/crl.pem' -noout -nextupdate | cut -d= -f2)\" +%s) -gt $FIRST_NEXT ]" ||
 	fail "moatd did not re-sign the CRL: $(grep crl "$D/log/moatd.log" | tail -3)"
 grep -q "event=crl_refreshed" "$D/log/moatd.log" || fail "no crl_refreshed in moatd's log"
-openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | grep -q "verify OK" ||
+openssl crl -in "$D/pki/crl.pem" -CAfile "$D/pki/chain.pem" -noout 2>&1 | qgrep "verify OK" ||
 	fail "the re-signed CRL does not verify"
 assert_contains "$(openssl crl -in "$D/pki/crl.pem" -noout -text)" \
 	"$(moat --json device show dev-r | python3 -c 'import json,sys; print(json.load(sys.stdin)["serial"].upper())')"

@@ -99,7 +99,7 @@ for kind in auth_refused acl_denied connected; do
 	wait_for 10 grep -q "^moat/events/$kind {" "$T/svc.out" ||
 		fail "the service did not receive a moat/events/$kind message"
 done
-grep '^moat/events/auth_refused ' "$T/svc.out" | grep -q '"reason":"client_id_mismatch"' ||
+grep '^moat/events/auth_refused ' "$T/svc.out" | qgrep '"reason":"client_id_mismatch"' ||
 	fail "moat/events/auth_refused lacks the client_id_mismatch refusal"
 pass "security events published on moat/events/<kind>"
 
@@ -137,7 +137,7 @@ policy_with no
 wait_for 10 eval '[ "$(grep -c "moat: policy reloaded" "$PB/log/mosquitto.log")" -gt "$reloads" ]' ||
 	fail "the policy with operator_write_commands no was not reloaded"
 plugin_pub op op-1 devices/dev-a/commands/reboot '{"command":"reboot","id":"c-no"}' >/dev/null 2>&1 || true
-wait_for 10 eval "plugin_events acl_denied op-1 not_granted | grep -qF '\"detail\":\"write devices/dev-a/commands/reboot\"'" ||
+wait_for 10 eval "plugin_events acl_denied op-1 not_granted | qgrep -F '\"detail\":\"write devices/dev-a/commands/reboot\"'" ||
 	fail "the operator's command was not refused with operator_write_commands no"
 # The refusal event is written when the broker handles the publish, so by now it would
 # have been delivered.
@@ -170,7 +170,7 @@ wait_for 10 grep -qF '"id":"c-live1"' "$T/dev-a.out" ||
 	fail "dev-a did not receive the command of the live operator session"
 policy_reload_to no
 echo '{"command":"reboot","id":"c-live2"}' >&7
-wait_for 10 eval "plugin_events acl_denied op-1 not_granted | grep -qF '\"detail\":\"write devices/dev-a/commands/live\"'" ||
+wait_for 10 eval "plugin_events acl_denied op-1 not_granted | qgrep -F '\"detail\":\"write devices/dev-a/commands/live\"'" ||
 	fail "the live operator session's command was not refused after the reload"
 assert_not_contains "$(cat "$T/dev-a.out")" 'c-live2'
 exec 7>&-

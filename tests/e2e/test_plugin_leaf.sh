@@ -36,8 +36,8 @@ leaf service_ou /OU=service/CN=dev-c client
 leaf no_ou /CN=dev-c client
 leaf two_ou /OU=device/OU=device/CN=dev-c client
 leaf two_cn /OU=device/CN=dev-c/CN=dev-c client
-openssl x509 -in "$PB/pki/isca.crt" -noout -text | grep -q 'CA:TRUE' || fail "isca is not CA:TRUE"
-openssl x509 -in "$PB/pki/two_ou.crt" -noout -subject | grep -q 'OU = device, OU = device' ||
+openssl x509 -in "$PB/pki/isca.crt" -noout -text | qgrep 'CA:TRUE' || fail "isca is not CA:TRUE"
+openssl x509 -in "$PB/pki/two_ou.crt" -noout -subject | qgrep 'OU = device, OU = device' ||
 	fail "two_ou does not have two OUs: $(openssl x509 -in "$PB/pki/two_ou.crt" -noout -subject)"
 plugin_policy "moat-policy 1
 flapping connects=0 window_s=60 ban_s=60

@@ -107,7 +107,7 @@ expect_fail "dev-f's 4th connect" plugin_pub dev-f dev-f devices/dev-f/telemetry
 plugin_expect_event flapping_banned dev-f flapping
 expect_fail "dev-f while banned" plugin_pub dev-f dev-f devices/dev-f/telemetry '{"device_id":"dev-f"}'
 plugin_expect_event auth_refused dev-f banned
-plugin_events auth_refused dev-f banned | grep -q 'connecting too often until 20' ||
+plugin_events auth_refused dev-f banned | qgrep 'connecting too often until 20' ||
 	fail "the ban's refusal does not say until when: $(plugin_events auth_refused dev-f banned)"
 plugin_policy "${POLICY_HEAD}unban dev-f $(date +%s)
 end identities=4

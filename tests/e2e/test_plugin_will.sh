@@ -43,7 +43,7 @@ refused_will() {
 	will_then_die "$@"
 	wait_for 10 plugin_more_events payload_rejected dev-a "$reason" "$before" ||
 		fail "no payload_rejected $reason event for dev-a's will on $1"
-	plugin_events payload_rejected dev-a "$reason" | tail -1 | grep -qF '"detail":"last will: ' ||
+	plugin_events payload_rejected dev-a "$reason" | tail -1 | qgrep -F '"detail":"last will: ' ||
 		fail "the $reason event does not say it was a last will"
 	pass "dev-a's will on $1 refused: $reason"
 }
