@@ -14,6 +14,7 @@ source "$(dirname "$0")/lib_broker.sh"
 broker_require
 command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs it)"
 command -v xmllint >/dev/null || skip "xmllint not installed (scripts/bootstrap installs it)"
+python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema not installed (scripts/bootstrap installs it)"
 export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 [ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
 export MOAT_FW_PASSPHRASE="e2e-firmware-passphrase"
@@ -76,6 +77,9 @@ for run in doc["runs"]:
                 assert art["uriBaseId"] in run["originalUriBaseIds"], art
             assert loc["physicalLocation"].get("region", {"startLine": 1})["startLine"] >= 1
 PY
+# ... and valid against the SARIF 2.1.0 schema itself (tests/schema, OASIS), with findings
+# that have a file and a line, so locations and regions are checked too
+python3 "$MOAT_SRC/tests/e2e/sarif_validate.py" "$T/audit.sarif" || fail "SARIF report violates the SARIF 2.1.0 schema"
 xmllint --noout "$T/audit.xml" || fail "JUnit report is not well-formed XML"
 python3 - "$T/audit.xml" <<'PY' || fail "JUnit report invalid"
 import sys, xml.etree.ElementTree as ET
@@ -87,7 +91,7 @@ assert int(suite.get("tests")) == len(cases) >= 39
 assert int(suite.get("failures")) == len([c for c in cases if c.find("failure") is not None])
 assert any(c.get("name") == "pki.key_custody" and c.find("failure") is not None for c in cases)
 PY
-pass "SARIF 2.1.0 and JUnit reports parse, with every check"
+pass "SARIF 2.1.0 (valid against the OASIS schema) and JUnit reports parse, with every check"
 
 # ---- the root CA key readable by others ----
 chmod 644 "$D/pki/ca.key"

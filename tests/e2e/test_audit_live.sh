@@ -66,6 +66,7 @@ print(passed)
 run=$(printf '%s\n' "$errout" | sed -n 's/.*audit --live run \([0-9a-f]\{8\}\) .*/\1/p')
 [ -n "$run" ] || fail "no run id on stderr: $errout"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))["runs"][0]["tool"]' "$T/live.sarif" || fail "no SARIF"
+python3 "$MOAT_SRC/tests/e2e/sarif_validate.py" "$T/live.sarif" || fail "live SARIF violates the SARIF 2.1.0 schema"
 grep -q 'name="live.tls.plaintext"' "$T/live.xml" || fail "no JUnit test case per probe"
 pass "healthy deployment: $summary probes pass, exit 0, as JSON, SARIF and JUnit (run $run)"
 
