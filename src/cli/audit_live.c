@@ -927,10 +927,24 @@ static int issue_identities(struct live *L, struct moat_err *err)
 	if (rc != 0) {
 		return rc;
 	}
+	/* One day, the shortest lifetime there is: their serials stay in the CRL until they
+	 * expire (docs/OPERATIONS.md "Live audit"), so no longer than that. */
 	const struct moat_provision_req reqs[3] = {
-		{.id = L->attacker, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
-		{.id = L->victim, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
-		{.id = L->revoked, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
+		{.id = L->attacker,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
+		{.id = L->victim,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
+		{.id = L->revoked,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
 	};
 	if ((rc = moat_deploy_provision(d, reqs, 3, NULL, NULL, err)) == 0 &&
 	    (rc = moat_deploy_revoke(d, L->revoked, 4 /* superseded */, err)) == 0 &&
