@@ -220,6 +220,9 @@ struct moat_provision_req {
 	struct moat_csr *csr; /* certify this CSR's key (moat_csr_parse): no key.pem; NULL:
 				 moat generates the key */
 	bool simulated;	      /* a device for `moat sim --create`: marked so in the registry */
+	bool audit; /* one of `moat audit --live`'s throwaway identities: only these may have
+		     * a name with MOAT_AUDIT_ID_PREFIX (identity.h), which everything else refuses
+		     */
 };
 
 /* Progress: called after each identity is issued (done of total). May be NULL. */

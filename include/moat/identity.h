@@ -33,6 +33,17 @@ enum moat_role {
 bool moat_identity_name_ok(const char *name);
 /* Like moat_identity_name_ok, with a message saying what is wrong with name. */
 MOAT_MUST_CHECK int moat_identity_name_check(const char *name, struct moat_err *err);
+/* Names that start with MOAT_AUDIT_ID_PREFIX belong to `moat audit --live`: its throwaway
+ * identities audit-<run>[-v|-r]. The broker plugin marks their events with the run id, so
+ * monitoring can tell an audit from an attack; an ordinary identity with such a name could
+ * pass its own attacks off as an audit. Only the audit may create them (struct
+ * moat_provision_req.audit); everything else refuses them (moat_identity_new_name_check). */
+#define MOAT_AUDIT_ID_PREFIX "audit-"
+/* true when name starts with MOAT_AUDIT_ID_PREFIX. */
+bool moat_identity_reserved(const char *name);
+/* moat_identity_name_check, and MOAT_EINVAL for a reserved name: the one-line refusal of a
+ * new identity's name. */
+MOAT_MUST_CHECK int moat_identity_new_name_check(const char *name, struct moat_err *err);
 /* Device types share the identity alphabet ("temperature_sensor" is valid). */
 MOAT_MUST_CHECK int moat_device_type_check(const char *type, struct moat_err *err);
 

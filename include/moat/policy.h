@@ -110,6 +110,10 @@
 #define MOAT_PLUGIN_OPT_CA_FILE "ca_file"
 #define MOAT_PLUGIN_OPT_ISSUERS_FILE "issuers_file"
 #define MOAT_PLUGIN_EVENTS_FILE_NAME "log/security-events.jsonl"
+/* The plugin logs the SHA-256 of the policy file's bytes it loaded ("moat: plugin ready: ..."
+ * and "moat: policy reloaded: ..." end with this tag and 64 hex digits), so `moat audit`
+ * compares the policy the running broker enforces with the file on disk. */
+#define MOAT_PLUGIN_POLICY_SHA256_TAG "policy sha256 "
 
 /* Same values as the registry's enum moat_identity_status, so it converts by value. */
 enum moat_policy_status {

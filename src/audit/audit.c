@@ -23,6 +23,7 @@ const struct moat_audit_check *const moat_audit_static_checks[] = {
 	&audit_drift_acl,
 	&audit_drift_conf,
 	&audit_drift_live_broker,
+	&audit_drift_live_policy,
 	&audit_broker_tls,
 	&audit_broker_client_cert,
 	&audit_broker_anonymous,

@@ -124,7 +124,7 @@ extern const struct moat_audit_check audit_pki_root_expiry, audit_pki_issuer_exp
 extern const struct moat_audit_check audit_drift_policy, audit_drift_acl, audit_drift_conf,
 	audit_broker_tls, audit_broker_client_cert, audit_broker_anonymous, audit_broker_listener,
 	audit_broker_limits, audit_broker_persistence, audit_broker_logging, audit_broker_plugin,
-	audit_broker_acl_grants, audit_drift_live_broker;
+	audit_broker_acl_grants, audit_drift_live_broker, audit_drift_live_policy;
 extern const struct moat_audit_check audit_fw_threshold, audit_fw_revoked_key,
 	audit_fw_release_expiry, audit_fw_below_floor, audit_fw_not_offered, audit_fw_reverted,
 	audit_drift_releases;

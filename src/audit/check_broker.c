@@ -1,16 +1,21 @@
 /* check_broker.c: the broker's files against what the registry and moat.conf derive (the
  * renderers of src/broker, never a copy), the running broker against its files, and the
  * settings of broker/mosquitto.conf and broker/acl.conf as they are on disk. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include <openssl/evp.h>
+
 #include "audit_internal.h"
 #include "moat/broker.h"
 #include "moat/broker_supervisor.h"
+#include "moat/codec.h"
 #include "moat/fsutil.h"
+#include "moat/manifest.h"
 #include "moat/policy.h"
 
 #define CHECKLIST_DRIFT "Drift: every file derived from the registry matches it"
@@ -29,6 +34,11 @@ const struct moat_audit_check audit_drift_live_broker = {
 	"drift.live_broker", MOAT_AUDIT_HIGH,
 	"the running broker was started from the mosquitto.conf on disk", CHECKLIST_DRIFT,
 	MOAT_OWASP_I9};
+const struct moat_audit_check audit_drift_live_policy = {
+	"drift.live_policy", MOAT_AUDIT_HIGH,
+	"the running broker's plugin enforces the broker/policy on disk (the SHA-256 it logged "
+	"when it loaded it)",
+	CHECKLIST_DRIFT, MOAT_OWASP_I3};
 const struct moat_audit_check audit_broker_tls = {
 	"broker.tls", MOAT_AUDIT_HIGH, "every listener offers TLS 1.2 or newer with strong suites",
 	CHECKLIST_BROKER, MOAT_OWASP_I7};
@@ -202,6 +212,113 @@ static int live(struct audit_ctx *a)
 				 ev, "moat down && moat up", MOAT_BROKER_CONF_FILE, 0);
 	}
 	return 0;
+}
+
+#define LIVE_POLICY_LOG_TAIL (1u << 20) /* the plugin's last load is near the log's end */
+#define LIVE_POLICY_GRACE_S 2		/* the plugin looks for a new policy every 200 ms */
+
+/* The digest the running plugin logged last ("plugin ready" at its start, "policy
+ * reloaded" after), from the end of log/mosquitto.log: 0 and hex (65 bytes) filled, 1 when
+ * there is none, <0 when the log cannot be read. */
+static int logged_policy_digest(const char *path, char *hex, struct moat_err *err)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+	}
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && st.st_size > (off_t)LIVE_POLICY_LOG_TAIL) {
+		(void)fseeko(f, st.st_size - (off_t)LIVE_POLICY_LOG_TAIL, SEEK_SET);
+	}
+	char buf[4096];
+	int found = 1;
+	while (fgets(buf, sizeof(buf), f)) {
+		if (!strstr(buf, "moat: plugin ready: ") &&
+		    !strstr(buf, "moat: policy reloaded: ")) {
+			continue;
+		}
+		const char *t = strstr(buf, MOAT_PLUGIN_POLICY_SHA256_TAG);
+		if (!t) {
+			continue;
+		}
+		t += strlen(MOAT_PLUGIN_POLICY_SHA256_TAG);
+		size_t n = strspn(t, "0123456789abcdef");
+		if (n == MOAT_SHA256_BYTES * 2) {
+			memcpy(hex, t, n);
+			hex[n] = '\0';
+			found = 0;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+/* The policy the running plugin enforces, as it reported it, against broker/policy (which
+ * drift.policy compares with the registry): a broker that failed to reload, or never saw the
+ * change, still enforces an older decision. */
+static int live_policy(struct audit_ctx *a, const char *mode)
+{
+	const struct moat_audit_check *c = &audit_drift_live_policy;
+	struct moat_broker_state st;
+	struct moat_err e;
+	char path[PATH_MAX], logpath[PATH_MAX], running[MOAT_SHA256_BYTES * 2 + 1] = "";
+	char ondisk[MOAT_SHA256_BYTES * 2 + 1], ev[1024];
+	int rc = audit_ran(a, c);
+	if (rc != 0 || !a->o->system || strcmp(mode, "plugin") != 0) {
+		return rc;
+	}
+	if (moat_broker_state(a->dir, &st, &e) != 0) {
+		return audit_cannot(a, c, e.msg);
+	}
+	if (!st.running || st.mosquitto_pid <= 0) {
+		return 0; /* no running broker: nothing enforced to compare */
+	}
+	if ((rc = moat_deploy_path(a->d, path, sizeof(path), MOAT_POLICY_FILE_NAME, a->err)) != 0 ||
+	    (rc = moat_deploy_path(a->d, logpath, sizeof(logpath), MOAT_BROKER_LOG_FILE, a->err)) !=
+		    0) {
+		return rc;
+	}
+	int got = logged_policy_digest(logpath, running, &e);
+	if (got < 0) {
+		return audit_cannot(a, c, e.msg);
+	}
+	if (got > 0) {
+		return audit_cannot(a, c,
+				    "the running broker has not logged the digest of its policy in "
+				    "log/mosquitto.log (a plugin older than this moat, or the log "
+				    "rotated since it last loaded one)");
+	}
+	char *text = NULL;
+	size_t len = 0;
+	uint8_t md[MOAT_SHA256_BYTES];
+	unsigned int mdlen = 0;
+	struct stat pst;
+	if (moat_fs_read_all(path, MOAT_POLICY_MAX_BYTES, &text, &len, &e) != 0) {
+		return audit_cannot(a, c, e.msg);
+	}
+	int ok = EVP_Digest(text, len, md, &mdlen, EVP_sha256(), NULL);
+	free(text);
+	if (ok != 1 || mdlen != sizeof(md)) {
+		return audit_cannot(a, c, "cannot digest broker/policy");
+	}
+	moat_hex_encode(md, sizeof(md), ondisk);
+	if (strcmp(ondisk, running) == 0) {
+		return 0;
+	}
+	if (stat(path, &pst) == 0 && a->o->now - (int64_t)pst.st_mtime < LIVE_POLICY_GRACE_S) {
+		return 0; /* written a moment ago: the plugin is about to load it */
+	}
+	snprintf(ev, sizeof(ev),
+		 "mosquitto (pid %d) last logged " MOAT_PLUGIN_POLICY_SHA256_TAG
+		 "%s; broker/policy on disk has sha256 %s",
+		 (int)st.mosquitto_pid, running, ondisk);
+	return audit_add(a, c, c->severity,
+			 "the running broker enforces another policy than broker/policy: it did "
+			 "not load the current one",
+			 ev,
+			 "look for \"moat: ... (keeping the previous policy)\" in "
+			 "log/mosquitto.log; moat broker config, or moat down && moat up",
+			 MOAT_POLICY_FILE_NAME, 0);
 }
 
 /* ---- mosquitto.conf as it is on disk ---- */
@@ -412,7 +529,7 @@ int audit_broker(struct audit_ctx *a)
 		return moat_err_set(a->err, e.code, "%s", e.msg);
 	}
 	if ((rc = drift(a, &s, mode, sizeof(mode))) != 0 || (rc = live(a)) != 0 ||
-	    (rc = conf_checks(a, mode)) != 0) {
+	    (rc = live_policy(a, mode)) != 0 || (rc = conf_checks(a, mode)) != 0) {
 		return rc;
 	}
 	return acl_checks(a);

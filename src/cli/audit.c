@@ -99,8 +99,8 @@ int audit_main(int argc, char **argv)
 {
 	struct moat_err err = {0};
 	struct audit_args args = {.window_s = 30 * 86400, .fail_on = MOAT_AUDIT_HIGH};
-	const char *sarif = NULL, *junit = NULL;
-	bool list = false, no_system = false, live = false;
+	const char *sarif = NULL, *junit = NULL, *netns = NULL;
+	bool list = false, no_system = false, live = false, net_only = false;
 	const struct moat_opt opts[] = {
 		{.name = "window", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_window},
 		{.name = "fail-on", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_fail_on},
@@ -109,6 +109,8 @@ int audit_main(int argc, char **argv)
 		{.name = "list", .kind = MOAT_OPT_FLAG, .dst = &list},
 		{.name = "no-system", .kind = MOAT_OPT_FLAG, .dst = &no_system},
 		{.name = "live", .kind = MOAT_OPT_FLAG, .dst = &live},
+		{.name = "netns", .kind = MOAT_OPT_STRING, .dst = &netns},
+		{.name = "net-only", .kind = MOAT_OPT_FLAG, .dst = &net_only},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -117,7 +119,8 @@ int audit_main(int argc, char **argv)
 		.usage =
 			"usage: moat audit [--window 30d] [--fail-on high] [--sarif FILE] [--junit FILE]\n"
 			"                  [--no-system] [--json]\n"
-			"       moat audit --live [--fail-on high] [--sarif FILE] [--junit FILE] [--json]\n"
+			"       moat audit --live [--netns NAME [--net-only]] [--fail-on high]\n"
+			"                  [--sarif FILE] [--junit FILE] [--json]\n"
 			"       moat audit --list [--json]\n"
 			"Checks the deployment: the PKI (CA and certificate expiry, key files, the\n"
 			"CRL, weak or shared keys, device keys held here), drift of every file\n"
@@ -130,13 +133,20 @@ int audit_main(int argc, char **argv)
 			"--fail-on: the lowest severity that makes the exit status 1 (info, low,\n"
 			"medium, high, critical). --sarif/--junit also write SARIF 2.1.0 / JUnit XML.\n"
 			"--no-system: only the deployment's files, not this host (nft, the running\n"
-			"broker, the clock). Exit status 0 clean, 1 findings at or above --fail-on,\n"
+			"broker, the clock). --netns NAME (with --live): the network namespace of this\n"
+			"host, with an address in a device zone, that [network] is probed from;\n"
+			"--net-only: those probes alone, no throwaway identity issued.\n"
+			"Exit status 0 clean, 1 findings at or above --fail-on,\n"
 			"2 the audit could not run.\n",
 		.opts = opts, .no_operands = true};
 	int next;
 	int st = moat_opts_parse(&spec, argc, argv, 1, &next);
 	if (st != MOAT_OPTS_CONTINUE) {
 		return st;
+	}
+	if ((netns || net_only) && !live) {
+		fprintf(stderr, "moat: audit: --netns and --net-only go with --live\n");
+		return CLI_USAGE;
 	}
 	if (list) {
 		list_checks();
@@ -156,8 +166,13 @@ int audit_main(int argc, char **argv)
 		struct moat_audit_result lr;
 		moat_audit_result_init(&lr);
 		char run[9] = "";
-		int lrc = audit_live_run(&lr, run, &err);
-		if (lrc == 0) {
+		int lrc = audit_live_run(&lr, run,
+					 &(struct audit_live_opts){.netns = netns,
+								   .net_only = net_only},
+					 &err);
+		if (lrc == 0 && net_only) {
+			fprintf(stderr, "moat: audit --live run %s (network probes only)\n", run);
+		} else if (lrc == 0) {
 			fprintf(stderr,
 				"moat: audit --live run %s (identities audit-%s*, deleted)\n", run,
 				run);

@@ -15,14 +15,21 @@
  * log/moatd.log); a refusal nobody recorded is a FAIL, so is anything accepted. Each
  * verdict carries its evidence: the broker's answer and the event line.
  */
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -37,6 +44,7 @@
 #include "moat/fwverify.h"
 #include "moat/liveprobe.h"
 #include "moat/manifest.h"
+#include "moat/net.h"
 #include "moat/pki.h"
 #include "moat/policy.h"
 #include "moat/server.h"
@@ -85,6 +93,10 @@ struct live {
 	struct moat_server_endpoint moatd;
 	bool moatd_ok;
 	struct moat_policy policy;
+	const char *netns; /* --netns: a namespace of this host in a device zone, or NULL */
+	bool net_zones;	   /* moat.conf has a [network] section with keys */
+	struct moat_net_policy *net; /* its policy, when net_zones and it parses */
+	char net_error[MOAT_ERR_MSG_MAX];
 	struct live_log events, moatd_log, broker_log;
 	char a_cert[PATH_MAX], a_key[PATH_MAX], v_cert[PATH_MAX], v_key[PATH_MAX];
 	char r_cert[PATH_MAX], r_key[PATH_MAX];
@@ -927,10 +939,24 @@ static int issue_identities(struct live *L, struct moat_err *err)
 	if (rc != 0) {
 		return rc;
 	}
+	/* One day, the shortest lifetime there is: their serials stay in the CRL until they
+	 * expire (docs/OPERATIONS.md "Live audit"), so no longer than that. */
 	const struct moat_provision_req reqs[3] = {
-		{.id = L->attacker, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
-		{.id = L->victim, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
-		{.id = L->revoked, .role = MOAT_ROLE_DEVICE, .key_type = MOAT_KEY_EC_P256},
+		{.id = L->attacker,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
+		{.id = L->victim,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
+		{.id = L->revoked,
+		 .role = MOAT_ROLE_DEVICE,
+		 .key_type = MOAT_KEY_EC_P256,
+		 .days = 1,
+		 .audit = true},
 	};
 	if ((rc = moat_deploy_provision(d, reqs, 3, NULL, NULL, err)) == 0 &&
 	    (rc = moat_deploy_revoke(d, L->revoked, 4 /* superseded */, err)) == 0 &&
@@ -1004,6 +1030,292 @@ static bool wait_ready(struct live *L)
 		nanosleep(&ts, NULL);
 	}
 	return false;
+}
+
+/* ---- the network policy, from a namespace in a device zone ---- */
+
+#define NET_WAIT_MS 1500 /* a dropped SYN: silence this long, while the broker answered */
+#define NET_TARGETS_MAX 8
+
+enum net_reach {
+	NET_CONNECTED = 0, /* a listener accepted */
+	NET_REFUSED,	   /* a reset: the packet reached the host, nothing listened */
+	NET_SILENT,	   /* no answer in NET_WAIT_MS: dropped on the way */
+	NET_UNREACHABLE,   /* an ICMP unreachable from a router */
+	NET_NO_SOCKET,	   /* the probe itself failed */
+};
+
+static const char *const net_reach_words[] = {"connected",
+					      "refused by the host (the packet got through)",
+					      "no answer in 1.5 s (dropped)", "unreachable (ICMP)",
+					      "socket error"};
+
+struct net_target {
+	const char *id, *summary;
+	uint32_t addr; /* host order */
+	uint16_t port;
+	bool to_gateway; /* the gateway's own address: its input chain decides */
+	bool want_open;
+};
+
+/* What the child, inside the namespace, reports: the address it connected from and one
+ * reach per target. */
+struct net_answer {
+	int err; /* errno of entering the namespace; 0 when it did */
+	uint32_t src;
+	uint8_t reach[NET_TARGETS_MAX];
+};
+
+/* In the child: every target connected to at once, non-blocking, each given NET_WAIT_MS. */
+static void net_connect_all(const struct net_target *t, size_t n, struct net_answer *a)
+{
+	int fds[NET_TARGETS_MAX];
+	struct pollfd pf[NET_TARGETS_MAX];
+	for (size_t i = 0; i < n; i++) {
+		a->reach[i] = NET_NO_SOCKET;
+		fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_in sa = {.sin_family = AF_INET,
+					 .sin_port = htons(t[i].port),
+					 .sin_addr.s_addr = htonl(t[i].addr)};
+		if (fds[i] >= 0 && connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0 &&
+		    errno != EINPROGRESS) {
+			a->reach[i] = errno == ECONNREFUSED ? NET_REFUSED : NET_UNREACHABLE;
+			close(fds[i]);
+			fds[i] = -1;
+		}
+		if (fds[i] >= 0 && a->src == 0) {
+			struct sockaddr_in me;
+			socklen_t ml = sizeof(me);
+			if (getsockname(fds[i], (struct sockaddr *)&me, &ml) == 0) {
+				a->src = ntohl(me.sin_addr.s_addr);
+			}
+		}
+	}
+	int64_t deadline = moat_time_mono_ms() + NET_WAIT_MS;
+	for (;;) {
+		size_t waiting = 0;
+		for (size_t i = 0; i < n; i++) {
+			pf[i] = (struct pollfd){.fd = fds[i], .events = POLLOUT};
+			waiting += fds[i] >= 0;
+		}
+		int64_t left = deadline - moat_time_mono_ms();
+		if (waiting == 0 || left <= 0) {
+			break;
+		}
+		if (poll(pf, n, (int)left) < 0 && errno != EINTR) {
+			break;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (fds[i] < 0 || !(pf[i].revents & (POLLOUT | POLLERR | POLLHUP))) {
+				continue;
+			}
+			int soerr = 0;
+			socklen_t sl = sizeof(soerr);
+			if (getsockopt(fds[i], SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0) {
+				soerr = errno;
+			}
+			a->reach[i] = soerr == 0	      ? NET_CONNECTED
+				      : soerr == ECONNREFUSED ? NET_REFUSED
+							      : NET_UNREACHABLE;
+			close(fds[i]);
+			fds[i] = -1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (fds[i] >= 0) {
+			a->reach[i] = NET_SILENT;
+			close(fds[i]);
+		}
+	}
+}
+
+/* Runs the connections from inside /run/netns/<ns>, in a child (setns changes the calling
+ * thread's namespace for good). 0, or -1 with why. */
+static int net_probe_from(const char *ns, const struct net_target *t, size_t n,
+			  struct net_answer *a, char *why, size_t why_len)
+{
+	char path[PATH_MAX];
+	sf(path, sizeof(path), "/run/netns/%s", ns);
+	int pfd[2];
+	if (strchr(ns, '/') || pipe2(pfd, O_CLOEXEC) != 0) {
+		sf(why, why_len, "%s: not a namespace name, or no pipe", ns);
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		sf(why, why_len, "fork: %s", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		struct net_answer ca = {0};
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
+			ca.err = errno ? errno : EINVAL;
+		} else {
+			net_connect_all(t, n, &ca);
+		}
+		ssize_t w = write(pfd[1], &ca, sizeof(ca));
+		_exit(w == (ssize_t)sizeof(ca) ? 0 : 1);
+	}
+	close(pfd[1]);
+	ssize_t got = 0;
+	while ((got = read(pfd[0], a, sizeof(*a))) < 0 && errno == EINTR) {
+	}
+	close(pfd[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (got != (ssize_t)sizeof(*a)) {
+		sf(why, why_len, "the probe in namespace %s ended without an answer", ns);
+		return -1;
+	}
+	if (a->err != 0) {
+		sf(why, why_len, "cannot enter network namespace %s (%s): %s", ns, path,
+		   strerror(a->err));
+		return -1;
+	}
+	return 0;
+}
+
+/* The targets for a probe from zone z: the broker's and the update server's ports (open),
+ * the broker host's other services, and the gateway's own addresses in the management zone
+ * and in z (closed), each with its expectation from moat_net_expect_pkt. */
+static size_t net_targets(const struct live *L, uint32_t src, struct net_target *t)
+{
+	const struct moat_net_policy *p = L->net;
+	size_t n = 0;
+	t[n++] = (struct net_target){"net.zone_to_broker",
+				     "the broker's port from a device zone",
+				     p->broker_addr,
+				     p->broker_port,
+				     false,
+				     false};
+	if (L->moatd_ok) {
+		t[n++] = (struct net_target){"net.zone_to_update_server",
+					     "the update server's port from a device zone",
+					     p->server_addr,
+					     p->server_port,
+					     false,
+					     false};
+	}
+	t[n++] = (struct net_target){"net.zone_to_broker_ssh",
+				     "SSH on the broker's host from a device zone",
+				     p->broker_addr,
+				     22,
+				     false,
+				     false};
+	t[n++] =
+		(struct net_target){"net.zone_to_broker_plain_mqtt",
+				    "plaintext MQTT (1883) on the broker's host from a device zone",
+				    p->broker_addr,
+				    1883,
+				    false,
+				    false};
+	uint32_t gw_mgmt = moat_net_gateway_addr(p, 1, 0);
+	if (gw_mgmt) {
+		t[n++] = (struct net_target){"net.zone_to_management",
+					     "the gateway's management address from a device zone",
+					     gw_mgmt,
+					     22,
+					     true,
+					     false};
+	}
+	int z = moat_net_zone_of(p, src);
+	uint32_t gw_own = z >= 0 ? moat_net_gateway_addr(p, (size_t)z, 0) : 0;
+	if (gw_own) {
+		t[n++] = (struct net_target){"net.zone_to_gateway",
+					     "the gateway's SSH from its own device zone",
+					     gw_own,
+					     22,
+					     true,
+					     false};
+	}
+	return n;
+}
+
+static void net_probes(struct live *L)
+{
+	static const char *const id = "net.policy_from_namespace";
+	static const char *const sum = "the network policy seen from a namespace in a device zone";
+	if (!L->net_zones) {
+		record(L, id, sum, LIVE_SKIP,
+		       "no [network] zone configured in moat.conf: there is no network policy to "
+		       "probe");
+		return;
+	}
+	if (!L->net) {
+		record(L, id, sum, LIVE_FAIL, "the [network] section of moat.conf is refused: %s",
+		       L->net_error);
+		return;
+	}
+	if (!L->netns) {
+		record(L, id, sum, LIVE_FAIL,
+		       "moat.conf has [network] zones, but no probe came from one: run moat audit "
+		       "--live --netns NAME, NAME a network namespace of this host with an address "
+		       "in a device zone (docs/OPERATIONS.md \"Live audit\")");
+		return;
+	}
+	/* A first pass learns the namespace's address (the source the policy sees), the
+	 * second probes what that address may and may not reach. */
+	struct net_target t[NET_TARGETS_MAX];
+	struct net_answer a = {0};
+	char why[256], src_text[16];
+	size_t n = net_targets(L, 0, t);
+	if (net_probe_from(L->netns, t, 1, &a, why, sizeof(why)) != 0) {
+		record(L, id, sum, LIVE_FAIL, "%s", why);
+		return;
+	}
+	uint32_t src = a.src;
+	moat_net_addr_format(src, src_text, sizeof(src_text));
+	int z = moat_net_zone_of(L->net, src);
+	if (z < 0 || L->net->zones[z].kind != MOAT_NET_ZONE_DEVICE) {
+		record(L, id, sum, LIVE_FAIL,
+		       "namespace %s connects from %s, which is in no device zone of [network]",
+		       L->netns, src ? src_text : "no address");
+		return;
+	}
+	n = net_targets(L, src, t);
+	for (size_t i = 0; i < n; i++) {
+		struct moat_net_pkt k = {.src = src,
+					 .dst = t[i].addr,
+					 .proto = MOAT_NET_PROTO_TCP,
+					 .dport = t[i].port,
+					 .to_gateway = t[i].to_gateway};
+		t[i].want_open = moat_net_expect_pkt(L->net, &k);
+	}
+	memset(&a, 0, sizeof(a));
+	if (net_probe_from(L->netns, t, n, &a, why, sizeof(why)) != 0) {
+		record(L, id, sum, LIVE_FAIL, "%s", why);
+		return;
+	}
+	bool broker_answered = a.reach[0] == NET_CONNECTED;
+	for (size_t i = 0; i < n; i++) {
+		char dst[16];
+		moat_net_addr_format(t[i].addr, dst, sizeof(dst));
+		enum net_reach r = a.reach[i] < NET_NO_SOCKET ? a.reach[i] : NET_NO_SOCKET;
+		const char *words = net_reach_words[r];
+		if (t[i].want_open) {
+			bool ok = r == NET_CONNECTED;
+			record(L, t[i].id, t[i].summary, ok ? LIVE_PASS : LIVE_FAIL,
+			       "%s:%u from %s (namespace %s, zone %s), which the policy allows: %s",
+			       dst, t[i].port, src_text, L->netns, L->net->zones[z].name, words);
+		} else if (r == NET_CONNECTED || r == NET_REFUSED) {
+			record(L, t[i].id, t[i].summary, LIVE_FAIL,
+			       "%s:%u reached from %s (namespace %s, zone %s), which the policy "
+			       "forbids: %s",
+			       dst, t[i].port, src_text, L->netns, L->net->zones[z].name, words);
+		} else if (!broker_answered) {
+			record(L, t[i].id, t[i].summary, LIVE_SKIP,
+			       "%s:%u: %s, but the broker did not answer from %s either: silence "
+			       "proves nothing",
+			       dst, t[i].port, words, L->netns);
+		} else {
+			record(L, t[i].id, t[i].summary, r == NET_NO_SOCKET ? LIVE_FAIL : LIVE_PASS,
+			       "%s:%u from %s: %s", dst, t[i].port, src_text, words);
+		}
+	}
 }
 
 /* ---- the run ---- */
@@ -1089,10 +1401,7 @@ static void run_probes(struct live *L)
 	moatd_probe(L, "moatd.oversized_request", "a request with 60 KB of headers", L->a_cert,
 		    L->a_key, "/api/firmware/version", NULL, 60000, big);
 	firmware_probes(L);
-	record(L, "net.policy_from_namespace", "the network policy seen from a namespace",
-	       LIVE_SKIP,
-	       "not probed by moat audit --live: run `moat net verify`, which proves the applied "
-	       "policy from network namespaces");
+	net_probes(L);
 }
 
 /* The checklist row and OWASP IoT item a probe serves, by its id's prefix. */
@@ -1167,6 +1476,26 @@ static int report(const struct live *L, struct moat_audit_result *r, struct moat
 	return 0;
 }
 
+/* Whether moat.conf declares zones ([network] with a key), and their policy. */
+static void net_load(struct live *L, const struct moat_config *cfg)
+{
+	for (size_t i = 0; i < cfg->count && !L->net_zones; i++) {
+		L->net_zones = strcmp(cfg->entries[i].section, "network") == 0;
+	}
+	if (!L->net_zones) {
+		return;
+	}
+	struct moat_err e = {0};
+	L->net = malloc(sizeof(*L->net));
+	if (!L->net) {
+		sf(L->net_error, sizeof(L->net_error), "out of memory");
+	} else if (moat_net_policy_from_config(cfg, L->net, &e) != 0) {
+		sf(L->net_error, sizeof(L->net_error), "%s", e.msg);
+		free(L->net);
+		L->net = NULL;
+	}
+}
+
 static int prepare(struct live *L, struct moat_err *err)
 {
 	struct moat_deploy *d = NULL;
@@ -1181,6 +1510,9 @@ static int prepare(struct live *L, struct moat_err *err)
 	    (rc = moat_broker_endpoint_get(d, &bs, &L->broker, err)) == 0) {
 		L->moatd_ok = moat_server_endpoint_get(d, L->broker.verify_name, &L->moatd, err) ==
 			      0;
+	}
+	if (rc == 0) {
+		net_load(L, moat_deploy_config(d));
 	}
 	moat_deploy_close(d);
 	if (rc != 0) {
@@ -1198,10 +1530,12 @@ static int prepare(struct live *L, struct moat_err *err)
 	return 0;
 }
 
-int audit_live_run(struct moat_audit_result *r, char run_id[9], struct moat_err *err)
+int audit_live_run(struct moat_audit_result *r, char run_id[9], const struct audit_live_opts *opts,
+		   struct moat_err *err)
 {
 	static struct live L;
 	memset(&L, 0, sizeof(L));
+	L.netns = opts->netns;
 	/* A broker that closes a probe's connection must end that probe, not the audit:
 	 * OpenSSL writes with write(2), which would raise SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
@@ -1217,14 +1551,20 @@ int audit_live_run(struct moat_audit_result *r, char run_id[9], struct moat_err 
 	sf(L.victim, sizeof(L.victim), "audit-%s-v", L.run);
 	sf(L.revoked, sizeof(L.revoked), "audit-%s-r", L.run);
 	int rc = prepare(&L, err);
-	if (rc != 0) {
+	if (rc == 0 && opts->net_only) {
+		net_probes(&L); /* no identity issued, nothing to remove */
+		rc = report(&L, r, err);
+	}
+	if (rc != 0 || opts->net_only) {
 		moat_policy_free(&L.policy);
+		free(L.net);
 		return rc;
 	}
 	const char *tmpdir = getenv("TMPDIR");
 	sf(L.tmp, sizeof(L.tmp), "%s/moat-audit-XXXXXX", tmpdir ? tmpdir : "/tmp");
 	if (!mkdtemp(L.tmp)) {
 		moat_policy_free(&L.policy);
+		free(L.net);
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", L.tmp);
 	}
 	sf(L.x_cert, sizeof(L.x_cert), "%s/expired.crt", L.tmp);
@@ -1257,5 +1597,6 @@ int audit_live_run(struct moat_audit_result *r, char run_id[9], struct moat_err 
 		fprintf(stderr, "moat: %s\n", rerr.msg);
 	}
 	moat_policy_free(&L.policy);
+	free(L.net);
 	return rc;
 }

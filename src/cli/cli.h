@@ -47,11 +47,16 @@ int audit_main(int argc, char **argv);
 int doctor_main(int argc, char **argv);
 
 struct moat_audit_result;
+struct audit_live_opts {
+	const char *netns; /* --netns: a network namespace of this host with an address in a
+			    * device zone, from which the [network] policy is probed; or NULL */
+	bool net_only;	   /* --net-only: the network probes alone (no identity is issued) */
+};
 /* `moat audit --live` (audit_live.c): probes the running deployment into r, one check per
  * probe (a PASS ran clean, a FAIL is a finding, a SKIP "could not check"); *run_id gets the
  * run's id (9 bytes). 0, or MOAT_E* when the audit could not run (err). */
 MOAT_MUST_CHECK int audit_live_run(struct moat_audit_result *r, char run_id[9],
-				   struct moat_err *err);
+				   const struct audit_live_opts *opts, struct moat_err *err);
 int events_main(int argc, char **argv);
 int fleet_main(int argc, char **argv);
 

@@ -157,9 +157,12 @@ static int scoped_identity(const struct ident_scope *scope, struct moat_deploy *
 			moat_time_iso(del.deleted_at, at);
 			return moat_err_set(err, MOAT_ENOENT,
 					    "%s '%s' not found: deleted %s (certificate %s revoked, "
-					    "kept in the CRL)",
+					    "kept in the CRL%s)",
 					    scope->group, id, at,
-					    del.last_serial_hex[0] ? del.last_serial_hex : "-");
+					    del.last_serial_hex[0] ? del.last_serial_hex : "-",
+					    moat_identity_reserved(id)
+						    ? "; a throwaway identity of moat audit --live"
+						    : "");
 		}
 		return moat_err_set(err, MOAT_ENOENT, "%s '%s' not found", scope->group, id);
 	}

@@ -58,6 +58,23 @@ int moat_identity_name_check(const char *name, struct moat_err *err)
 	return check("identity name", name, MOAT_ID_MAX_LEN, err);
 }
 
+bool moat_identity_reserved(const char *name)
+{
+	return name && strncmp(name, MOAT_AUDIT_ID_PREFIX, strlen(MOAT_AUDIT_ID_PREFIX)) == 0;
+}
+
+int moat_identity_new_name_check(const char *name, struct moat_err *err)
+{
+	int rc = moat_identity_name_check(name, err);
+	if (rc == 0 && moat_identity_reserved(name)) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "identity name '%s': the prefix '" MOAT_AUDIT_ID_PREFIX
+				  "' is reserved for moat audit --live's throwaway identities",
+				  name);
+	}
+	return rc;
+}
+
 int moat_device_type_check(const char *type, struct moat_err *err)
 {
 	return check("device type", type, MOAT_DEVICE_TYPE_MAX_LEN, err);

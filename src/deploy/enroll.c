@@ -143,7 +143,7 @@ int moat_deploy_enroll_add(struct moat_deploy *d, const struct moat_enroll_add_r
 	if (d->lock_fd < 0) {
 		return moat_err_set(err, MOAT_ESTATE, "deployment not opened for writing");
 	}
-	if ((rc = moat_identity_name_check(req->id, err)) != 0) {
+	if ((rc = moat_identity_new_name_check(req->id, err)) != 0) {
 		return rc;
 	}
 	const char *type = req->device_type ? req->device_type : "generic";

@@ -42,7 +42,15 @@ static int validate(struct moat_deploy *d, const struct moat_provision_req *reqs
 	}
 	for (size_t i = 0; i < count; i++) {
 		const struct moat_provision_req *r = &reqs[i];
-		if ((rc = moat_identity_name_check(r->id, err)) != 0) {
+		if ((rc = r->audit ? moat_identity_name_check(r->id, err)
+				   : moat_identity_new_name_check(r->id, err)) != 0) {
+			goto out;
+		}
+		if (r->audit && !moat_identity_reserved(r->id)) {
+			rc = moat_err_set(err, MOAT_EINVAL,
+					  "%s: an audit identity is named " MOAT_AUDIT_ID_PREFIX
+					  "...",
+					  r->id);
 			goto out;
 		}
 		if (r->role != MOAT_ROLE_DEVICE && r->role != MOAT_ROLE_SERVICE &&

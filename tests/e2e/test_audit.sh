@@ -7,13 +7,16 @@
 #   TLS 1.1, and the running broker no longer on the file on disk); a server certificate
 #   made by hand with openssl on an RSA-1024 key, then on a device's own key; the firmware
 #   trust threshold set to 1; a CRL signed with openssl whose nextUpdate is past, then one
-#   that revokes an active device; the broker policy of before a revocation put back.
+#   that revokes an active device; the broker policy of before a revocation put back; a
+#   broker that has not loaded the current policy (drift.live_policy, from the digest it
+#   logs), hung by SIGSTOP.
 # Exit status 2: not a deployment, a duration without its unit.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 broker_require
 command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs it)"
 command -v xmllint >/dev/null || skip "xmllint not installed (scripts/bootstrap installs it)"
+python3 -c 'import jsonschema' 2>/dev/null || skip "python3-jsonschema not installed (scripts/bootstrap installs it)"
 export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 [ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
 export MOAT_FW_PASSPHRASE="e2e-firmware-passphrase"
@@ -76,6 +79,9 @@ for run in doc["runs"]:
                 assert art["uriBaseId"] in run["originalUriBaseIds"], art
             assert loc["physicalLocation"].get("region", {"startLine": 1})["startLine"] >= 1
 PY
+# ... and valid against the SARIF 2.1.0 schema itself (tests/schema, OASIS), with findings
+# that have a file and a line, so locations and regions are checked too
+python3 "$MOAT_SRC/tests/e2e/sarif_validate.py" "$T/audit.sarif" || fail "SARIF report violates the SARIF 2.1.0 schema"
 xmllint --noout "$T/audit.xml" || fail "JUnit report is not well-formed XML"
 python3 - "$T/audit.xml" <<'PY' || fail "JUnit report invalid"
 import sys, xml.etree.ElementTree as ET
@@ -87,7 +93,7 @@ assert int(suite.get("tests")) == len(cases) >= 39
 assert int(suite.get("failures")) == len([c for c in cases if c.find("failure") is not None])
 assert any(c.get("name") == "pki.key_custody" and c.find("failure") is not None for c in cases)
 PY
-pass "SARIF 2.1.0 and JUnit reports parse, with every check"
+pass "SARIF 2.1.0 (valid against the OASIS schema) and JUnit reports parse, with every check"
 
 # ---- the root CA key readable by others ----
 chmod 644 "$D/pki/ca.key"
@@ -152,6 +158,32 @@ has fw.threshold high
 moat fw trust --threshold 2 >/dev/null
 audit_is 0
 pass "fw.threshold: one signature is not enough"
+
+# ---- the running broker's policy, as it reported it, against broker/policy ----
+jq -e '.checks | index("drift.live_policy")' >/dev/null <<<"$out" || fail "drift.live_policy did not run"
+grep -qE 'moat: (plugin ready|policy reloaded): .*policy sha256 [0-9a-f]{64}$' "$D/log/mosquitto.log" ||
+	fail "the plugin logged no policy digest: $(grep 'moat: ' "$D/log/mosquitto.log" | tail -3)"
+# The broker hangs (SIGSTOP) before it reloads: the device added next is in the policy file,
+# not in the policy the running broker enforces.
+broker_pid=$(cat "$D/run/mosquitto.pid")
+kill -0 "$broker_pid" || fail "no running broker (run/mosquitto.pid: $broker_pid)"
+kill -STOP "$broker_pid"
+on_exit "kill -CONT $broker_pid"
+moat device add dev-late >/dev/null
+touch -d '-10 seconds' "$D/broker/policy" # past the audit's grace for a reload under way
+audit_is 1
+has drift.live_policy high
+jq -e '[.findings[] | select(.id == "drift.policy")] | length == 0' >/dev/null <<<"$out" ||
+	fail "drift.policy flagged a file that matches the registry: $out"
+jq -e '.findings[] | select(.id == "drift.live_policy") | .evidence | test("last logged policy sha256 [0-9a-f]{64}; broker/policy on disk has sha256 [0-9a-f]{64}")' \
+	>/dev/null <<<"$out" || fail "drift.live_policy evidence: $out"
+mark=$(log_lines "$D/log/mosquitto.log")
+kill -CONT "$broker_pid"
+wait_for 10 log_has_since "$D/log/mosquitto.log" "$mark" -F "moat: policy reloaded" ||
+	fail "the broker did not reload: $(tail -3 "$D/log/mosquitto.log")"
+moat device delete dev-late >/dev/null
+audit_is 0
+pass "drift.live_policy: a broker that could not load the current policy is named; reloaded, clean"
 
 # the rest changes the CRL and the policy, which moatd and the plugin keep fresh: stop them
 moat down --timeout "$(deadline 20s)" >/dev/null

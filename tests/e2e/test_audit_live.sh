@@ -59,6 +59,10 @@ bad = [f for f in d["findings"] if f["severity"] != "info"]
 assert not bad, bad
 skipped = {f["id"] for f in d["findings"]}
 assert skipped <= {"live.net.policy_from_namespace"}, skipped
+# this deployment has no [network] section: the one SKIP says so (test_audit_live_net.sh
+# probes a deployment that has one)
+net = [f for f in d["findings"] if f["id"] == "live.net.policy_from_namespace"]
+assert len(net) == 1 and "no [network] zone configured" in net[0]["title"], net
 passed = len([i for i in ids if i.startswith("live.") and i not in skipped])
 assert passed >= 30, passed
 print(passed)
@@ -66,6 +70,7 @@ print(passed)
 run=$(printf '%s\n' "$errout" | sed -n 's/.*audit --live run \([0-9a-f]\{8\}\) .*/\1/p')
 [ -n "$run" ] || fail "no run id on stderr: $errout"
 python3 -c 'import json,sys; json.load(open(sys.argv[1]))["runs"][0]["tool"]' "$T/live.sarif" || fail "no SARIF"
+python3 "$MOAT_SRC/tests/e2e/sarif_validate.py" "$T/live.sarif" || fail "live SARIF violates the SARIF 2.1.0 schema"
 grep -q 'name="live.tls.plaintext"' "$T/live.xml" || fail "no JUnit test case per probe"
 pass "healthy deployment: $summary probes pass, exit 0, as JSON, SARIF and JUnit (run $run)"
 
@@ -80,6 +85,30 @@ expect_ok "device list" moat --json device list
 assert_not_contains "$out" "audit-$run"
 [ ! -e "$D/pki/identities/audit-$run" ] || fail "the audit's identity files were left behind"
 pass "the throwaway identities are deleted"
+
+# What stays of them: their three certificates, revoked and kept in the CRL (a certificate
+# whose key existed must never turn valid again before it expires), issued for one day only,
+# and marked as the audit's wherever the deletion is quoted.
+for sfx in "" -v -r; do
+	expect_fail "show the deleted audit-$run$sfx" moat device show "audit-$run$sfx"
+	assert_contains "$errout" "kept in the CRL; a throwaway identity of moat audit --live)"
+done
+now=$(date +%s)
+kept=$(sqlite3 "$D/registry.db" "SELECT count(*) FROM deleted_certificates WHERE identity LIKE 'audit-$run%' AND not_after <= $now + 86400 + 300 AND not_before >= $now - 3600")
+[ "$kept" = 3 ] || fail "expected 3 one-day audit certificates in deleted_certificates, got $kept: $(sqlite3 "$D/registry.db" "SELECT identity, not_before, not_after FROM deleted_certificates WHERE identity LIKE 'audit-%'")"
+# the registry keeps nothing else of them but the deletion records (their events are in log/)
+left=$(sqlite3 "$D/registry.db" .dump | grep "audit-$run" | grep -v -E '^INSERT INTO (deleted_certificates|identity_deletions|security_events) ' || true)
+[ -z "$left" ] || fail "the registry kept more of the audit's identities: $(printf '%s' "$left" | cut -c1-300 | head -5)"
+# only the audit may use the prefix: every other way to create an identity refuses it
+for cmd in "device add audit-$run" "device add audit-mine --enroll" "identity add audit-svc --role service"; do
+	# shellcheck disable=SC2086
+	expect_fail "moat $cmd" moat $cmd
+	assert_contains "$errout" "the prefix 'audit-' is reserved for moat audit --live's throwaway identities"
+	[ "$(printf '%s\n' "$errout" | wc -l)" = 1 ] || fail "moat $cmd: more than one line: $errout"
+done
+expect_ok "device list" moat --json device list
+assert_not_contains "$out" '"audit-'
+pass "the audit's certificates: one day, revoked in the CRL, marked; the audit- prefix is reserved"
 
 # ---- weakened: devices may publish without limit ----
 sed -i 's/^\[policy\]$/[policy]\ndevice_msgs_per_s = 0/' "$D/moat.conf"

@@ -136,6 +136,45 @@ q = json.load(open(sys.argv[1]))
 b = [a for a in q["alerts"] if a["reason"] == "burst"]
 assert q["version"] == 1 and len(b) == 1 and b[0]["count"] == 5, q
 print(len(q["alerts"]))' "$D/state/alerts.queue") || fail "queue not as expected after stop"
+
+# moat audit's monitor.sinks reads this queue: alerts moatd could not deliver for over an
+# hour are a medium finding; fresh ones, and ones 59 minutes old, are not. The queue is the
+# one moatd wrote, its times moved back (the injected clock: the file's own timestamps).
+cp "$D/state/alerts.queue" "$T/alerts.queue.real"
+# age_queue MINUTES: every alert of the real queue first fired MINUTES ago
+age_queue() {
+	python3 - "$T/alerts.queue.real" "$D/state/alerts.queue" "$1" <<'PY'
+import json, sys, time
+q = json.load(open(sys.argv[1]))
+then = int((time.time() - int(sys.argv[3]) * 60) * 1000)
+for a in q["alerts"]:
+    a["last_ms"] = then + (a["last_ms"] - a["first_ms"])
+    a["first_ms"] = then
+json.dump(q, open(sys.argv[2], "w"))
+PY
+}
+# webhook_finding: $wf := the audit's monitor.sinks findings about the webhook, or "" (not
+# in a command substitution: a failing audit must fail the test)
+webhook_finding() {
+	run_captured moat --json audit --no-system
+	[ "$run_rc" = 0 ] || [ "$run_rc" = 1 ] || fail "moat audit exited $run_rc: $errout"
+	jq -e '.checks | index("monitor.sinks")' >/dev/null <<<"$out" || fail "monitor.sinks did not run: $out"
+	wf=$(jq -r '[.findings[] | select(.id == "monitor.sinks" and (.title | test("webhook")))] |
+		map(.severity + ": " + .title + " | " + .evidence) | join("\n")' <<<"$out")
+}
+webhook_finding
+[ -z "$wf" ] || fail "fresh alerts reported as late: $wf"
+age_queue 59
+webhook_finding
+[ -z "$wf" ] || fail "59-minute-old alerts reported as late: $wf"
+age_queue 61
+webhook_finding
+assert_contains "$wf" "medium: $n alert(s) have not reached the webhook for over an hour"
+assert_contains "$wf" "pending in state/alerts.queue"
+cp "$T/alerts.queue.real" "$D/state/alerts.queue"
+webhook_finding
+[ -z "$wf" ] || fail "the real queue reported as late: $wf"
+pass "moat audit: alerts undelivered for over an hour are a finding (61 min), not at 59 min"
 : >"$WH_OUT"
 webhook_start "$WH_PORT" "$WH_OUT"
 moatd_up

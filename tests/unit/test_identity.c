@@ -73,6 +73,26 @@ static void test_names_refused(void **state)
 	assert_null(strchr(err.msg, '\n'));
 }
 
+/* audit-... belongs to moat audit --live: valid names, refused for anything new. */
+static void test_reserved_names(void **state)
+{
+	(void)state;
+	struct moat_err err;
+	assert_true(moat_identity_reserved("audit-0a1b2c3d"));
+	assert_true(moat_identity_reserved("audit-x-v"));
+	assert_false(moat_identity_reserved("audit"));
+	assert_false(moat_identity_reserved("auditor-1"));
+	assert_false(moat_identity_reserved("my-audit-1"));
+	assert_false(moat_identity_reserved(NULL));
+	assert_int_equal(moat_identity_name_check("audit-0a1b2c3d", &err), 0);
+	assert_int_equal(moat_identity_new_name_check("audit-0a1b2c3d", &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "identity name 'audit-0a1b2c3d': the prefix 'audit-' is "
+				     "reserved for moat audit --live's throwaway identities");
+	assert_int_equal(moat_identity_new_name_check("auditor-1", &err), 0);
+	assert_int_equal(moat_identity_new_name_check("Audit-1", &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "is invalid"));
+}
+
 static void test_device_type(void **state)
 {
 	(void)state;
@@ -368,10 +388,11 @@ static void test_client_id_build(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names_ok),    cmocka_unit_test(test_names_refused),
-		cmocka_unit_test(test_device_type), cmocka_unit_test(test_account_names),
-		cmocka_unit_test(test_roles),	    cmocka_unit_test(test_client_cert),
-		cmocka_unit_test(test_client_ids),  cmocka_unit_test(test_client_id_build),
+		cmocka_unit_test(test_names_ok),	cmocka_unit_test(test_names_refused),
+		cmocka_unit_test(test_reserved_names),	cmocka_unit_test(test_device_type),
+		cmocka_unit_test(test_account_names),	cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_client_cert),	cmocka_unit_test(test_client_ids),
+		cmocka_unit_test(test_client_id_build),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

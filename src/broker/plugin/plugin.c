@@ -176,10 +176,12 @@ MP_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **us
 		}
 	}
 	st->next_check_ms = moat_time_mono_ms() + MP_RELOAD_CHECK_MS;
-	mosquitto_log_printf(MOSQ_LOG_NOTICE,
-			     "moat: plugin ready: %zu identities, %zu revoked serials, events %s",
-			     st->policy.identity_count, st->revoked_count,
-			     st->events_path ? st->events_path : "published only");
+	mosquitto_log_printf(
+		MOSQ_LOG_NOTICE,
+		"moat: plugin ready: %zu identities, %zu revoked serials, events %s, " MOAT_PLUGIN_POLICY_SHA256_TAG
+		"%s",
+		st->policy.identity_count, st->revoked_count,
+		st->events_path ? st->events_path : "published only", st->policy_sha256);
 	*userdata = st;
 	st = NULL;
 	rc = MOSQ_ERR_SUCCESS;

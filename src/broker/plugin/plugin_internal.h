@@ -24,6 +24,7 @@
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
 
+#include "moat/manifest.h"
 #include "moat/policy.h"
 #include "moat/ratelimit.h"
 
@@ -163,7 +164,10 @@ struct mp_state {
 	int events_fd;
 	struct moat_policy policy;
 	uint64_t policy_gen; /* how many times a policy was loaded: what caches are valid for */
-	char **revoked;	     /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
+	/* SHA-256 (hex) of the policy file's bytes in force, logged with every load so `moat
+	 * audit` can tell the policy the broker enforces from the file on disk */
+	char policy_sha256[MOAT_SHA256_BYTES * 2 + 1];
+	char **revoked; /* sorted (strcmp) uppercase hex serials, mosquitto_malloc'd */
 	size_t revoked_count;
 	time_t crl_next_update;	 /* the earliest nextUpdate of the CRLs in force */
 	bool crl_stale_reported; /* their going stale was reported (once per CRL file) */

@@ -19,6 +19,9 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
+#include "moat/codec.h"
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "plugin_internal.h"
@@ -36,13 +39,20 @@ int moat_plugin_load_policy(struct mp_state *st, bool force, struct moat_err *er
 		return rc;
 	}
 	struct moat_policy fresh;
+	uint8_t md[MOAT_SHA256_BYTES];
+	unsigned int mdlen = 0;
 	rc = moat_policy_parse(data, len, &fresh, err);
+	if (rc == 0 &&
+	    (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != sizeof(md))) {
+		rc = moat_err_set(err, MOAT_ECRYPTO, "cannot digest the policy");
+	}
 	free(data);
 	if (rc < 0) {
 		moat_policy_free(&fresh);
 		moat_err_prefix(err, "%s", st->policy_path);
 		return rc;
 	}
+	moat_hex_encode(md, sizeof(md), st->policy_sha256);
 	moat_policy_free(&st->policy);
 	st->policy = fresh;
 	st->policy_gen++; /* what connections cached from the old one is void */
@@ -134,8 +144,11 @@ static void reload(struct mp_state *st, bool force)
 	int rc = moat_plugin_load_policy(st, force, &err);
 	if (rc > 0) {
 		changed = true;
-		mosquitto_log_printf(MOSQ_LOG_NOTICE, "moat: policy reloaded: %zu identities",
-				     st->policy.identity_count);
+		mosquitto_log_printf(
+			MOSQ_LOG_NOTICE,
+			"moat: policy reloaded: %zu identities, " MOAT_PLUGIN_POLICY_SHA256_TAG
+			"%s",
+			st->policy.identity_count, st->policy_sha256);
 	} else if (rc < 0 && (rc != MOAT_ENOENT || was_valid)) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "moat: %s (keeping the previous policy)",
 				     err.msg);
