@@ -28,8 +28,19 @@ static void messages_match_core(void)
 	char buf[1024];
 	size_t len = 0;
 	struct mdev_reading rd[2] = {{"temperature", 21.25}, {"count", 7}};
-	struct mdev_telemetry mt = {"dev-1", "temp_sensor", 1700000000000LL, rd, 2, -61, 2048, 99,
-				    12};
+	struct mdev_telemetry mt = {.device_id = "dev-1",
+				    .device_type = "temp_sensor",
+				    .timestamp_ms = 1700000000000LL,
+				    .readings = rd,
+				    .reading_count = 2,
+				    .has_signal_strength = true,
+				    .has_free_heap = true,
+				    .has_uptime_ms = true,
+				    .has_seq = true,
+				    .signal_strength = -61,
+				    .free_heap = 2048,
+				    .uptime_ms = 99,
+				    .seq = 12};
 	if (mdev_msg_telemetry(&mt, buf, sizeof(buf), &len) != 0 ||
 	    moat_msg_telemetry_parse(buf, len, &t, &err) != 0 ||
 	    strcmp(t.device_id, "dev-1") != 0 || strcmp(t.device_type, "temp_sensor") != 0 ||

@@ -336,8 +336,19 @@ static void test_messages(void)
 	static char buf[512];
 	size_t len = 0;
 	struct mdev_reading rd[2] = {{"temperature", 21.5}, {"humidity", 40}};
-	struct mdev_telemetry t = {"mcu-1", "mcu_sensor", 1700000000000LL, rd, 2, -60, 20000, 1234,
-				   7};
+	struct mdev_telemetry t = {.device_id = "mcu-1",
+				   .device_type = "mcu_sensor",
+				   .timestamp_ms = 1700000000000LL,
+				   .readings = rd,
+				   .reading_count = 2,
+				   .has_signal_strength = true,
+				   .has_free_heap = true,
+				   .has_uptime_ms = true,
+				   .has_seq = true,
+				   .signal_strength = -60,
+				   .free_heap = 20000,
+				   .uptime_ms = 1234,
+				   .seq = 7};
 	check(mdev_topic_build(MDEV_TOPIC_TELEMETRY, "mcu-1", buf, sizeof(buf)) == 0 &&
 		      strcmp(buf, "devices/mcu-1/telemetry") == 0,
 	      "topic: telemetry", buf);
