@@ -2,6 +2,7 @@
  * include/moat/messages.h: builders into caller buffers that fail rather than truncate,
  * and the command parser and dispatcher with moat-agent's answers.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,14 @@ static void jw_text(struct jw *w, const char *key, const char *s)
 {
 	jw_key(w, key);
 	jw_str(w, s);
+}
+
+/* A text member that is left out when NULL or "". */
+static void jw_opt_text(struct jw *w, const char *key, const char *s)
+{
+	if (s != NULL && s[0] != '\0') {
+		jw_text(w, key, s);
+	}
 }
 
 static void jw_int(struct jw *w, const char *key, int64_t v)
@@ -279,19 +288,46 @@ bool mdev_text_ok(const char *s, size_t len)
 
 /* ---- builders ---- */
 
+/* Telemetry's metadata, in the order written: whether it is present, and its value. */
+#define META(key, field)                                           \
+	{                                                          \
+		key, offsetof(struct mdev_telemetry, has_##field), \
+			offsetof(struct mdev_telemetry, field)     \
+	}
+static const struct {
+	const char *key;
+	unsigned short has;
+	unsigned short value;
+} meta_fields[] = {
+	META("signal_strength", signal_strength), /* -1000..1000; the others are counters */
+	META("free_heap", free_heap),
+	META("uptime_ms", uptime_ms),
+	META("seq", seq),
+};
+
 int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, size_t *out_len)
 {
 	struct jw w;
+	const char *base = (const char *)t;
+	bool any = false;
 	jw_start(&w, buf, size);
 	*out_len = 0;
 	if (!mdev_name_ok(t->device_id, MDEV_ID_MAX_LEN) ||
 	    !mdev_name_ok(t->device_type, MDEV_DEVICE_TYPE_MAX_LEN) ||
-	    !counter_ok(t->timestamp_ms) || (t->has_free_heap && !counter_ok(t->free_heap)) ||
-	    (t->has_uptime_ms && !counter_ok(t->uptime_ms)) ||
-	    (t->has_seq && !counter_ok(t->seq)) ||
-	    (t->has_signal_strength && (t->signal_strength < -1000 || t->signal_strength > 1000)) ||
-	    t->reading_count > 16 || (t->reading_count > 0 && t->readings == NULL)) {
+	    !counter_ok(t->timestamp_ms) || t->reading_count > 16 ||
+	    (t->reading_count > 0 && t->readings == NULL)) {
 		return -1;
+	}
+	for (size_t i = 0; i < sizeof(meta_fields) / sizeof(meta_fields[0]); i++) {
+		int64_t v;
+		memcpy(&v, base + meta_fields[i].value, sizeof(v));
+		if (!*(const bool *)(base + meta_fields[i].has)) {
+			continue;
+		}
+		any = true;
+		if (i == 0 ? v < -1000 || v > 1000 : !counter_ok(v)) {
+			return -1;
+		}
 	}
 	for (size_t i = 0; i < t->reading_count; i++) {
 		if (!in_class(t->readings[i].name, 32, true, false, "_") ||
@@ -313,19 +349,14 @@ int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, s
 		jw_double(&w, t->readings[i].name, t->readings[i].value);
 	}
 	jw_close(&w);
-	if (t->has_signal_strength || t->has_free_heap || t->has_uptime_ms || t->has_seq) {
+	if (any) {
 		jw_open(&w, "metadata");
-		if (t->has_signal_strength) {
-			jw_int(&w, "signal_strength", t->signal_strength);
-		}
-		if (t->has_free_heap) {
-			jw_int(&w, "free_heap", t->free_heap);
-		}
-		if (t->has_uptime_ms) {
-			jw_int(&w, "uptime_ms", t->uptime_ms);
-		}
-		if (t->has_seq) {
-			jw_int(&w, "seq", t->seq);
+		for (size_t i = 0; i < sizeof(meta_fields) / sizeof(meta_fields[0]); i++) {
+			int64_t v;
+			memcpy(&v, base + meta_fields[i].value, sizeof(v));
+			if (*(const bool *)(base + meta_fields[i].has)) {
+				jw_int(&w, meta_fields[i].key, v);
+			}
 		}
 		jw_close(&w);
 	}
@@ -359,12 +390,8 @@ int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t 
 	if (s->has_timestamp) {
 		jw_int(&w, "timestamp", s->timestamp_ms);
 	}
-	if (given(s->ip_address)) {
-		jw_text(&w, "ip_address", s->ip_address);
-	}
-	if (given(s->agent_version)) {
-		jw_text(&w, "agent_version", s->agent_version);
-	}
+	jw_opt_text(&w, "ip_address", s->ip_address);
+	jw_opt_text(&w, "agent_version", s->agent_version);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
 }
@@ -400,12 +427,8 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	jw_text(&w, "command", r->command);
 	jw_text(&w, "status", r->status);
 	jw_int(&w, "timestamp", r->timestamp_ms);
-	if (given(r->id)) {
-		jw_text(&w, "id", r->id);
-	}
-	if (given(r->detail)) {
-		jw_text(&w, "detail", r->detail);
-	}
+	jw_opt_text(&w, "id", r->id);
+	jw_opt_text(&w, "detail", r->detail);
 	if (r->interval > 0) {
 		jw_int(&w, "interval", r->interval);
 	}
@@ -413,65 +436,97 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	return jw_finish(&w, out_len);
 }
 
+/* Diagnostics' members after device_id, in the order written: one table for the checks
+ * and the writing (smaller on an MCU than a call per field). */
+enum { F_COUNTER, F_DAYS, F_LOAD, F_IP, F_TEXT };
+#define DIAG(key, kind, max, field)                                      \
+	{                                                                \
+		key, kind, max, offsetof(struct mdev_diagnostics, field) \
+	}
+static const struct {
+	const char *key;
+	unsigned char kind;
+	unsigned char max; /* F_TEXT: bytes */
+	unsigned short off;
+} diag_fields[] = {
+	DIAG("timestamp", F_COUNTER, 0, timestamp_ms),
+	DIAG("uptime_ms", F_COUNTER, 0, uptime_ms),
+	DIAG("system_uptime_s", F_COUNTER, 0, system_uptime_s),
+	DIAG("rss_kb", F_COUNTER, 0, rss_kb),
+	DIAG("free_heap", F_COUNTER, 0, free_heap),
+	DIAG("load", F_LOAD, 0, load),
+	DIAG("ip_address", F_IP, 0, ip_address),
+	DIAG("mac_address", F_TEXT, 23, mac_address),
+	DIAG("kernel", F_TEXT, 127, kernel),
+	DIAG("agent_version", F_TEXT, 31, firmware_version),
+	DIAG("cert_not_after", F_TEXT, 31, cert_not_after),
+	DIAG("cert_days_left", F_DAYS, 0, cert_days_left), /* only with cert_not_after */
+	DIAG("interval_s", F_COUNTER, 0, interval_s),
+	DIAG("seq", F_COUNTER, 0, seq),
+	DIAG("queued", F_COUNTER, 0, queued),
+};
+
 int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len)
 {
 	struct jw w;
-	const int64_t counters[] = {d->timestamp_ms, d->uptime_ms, d->system_uptime_s,
-				    d->rss_kb,	     d->free_heap, d->interval_s,
-				    d->seq,	     d->queued};
+	const char *base = (const char *)d;
 	jw_start(&w, buf, size);
 	*out_len = 0;
-	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN) || d->cert_days_left < -MDEV_INT_MAX ||
-	    d->cert_days_left > MDEV_INT_MAX || !ip_syntax_ok(d->ip_address) ||
-	    !opt_text_ok(d->mac_address, 23) || !opt_text_ok(d->kernel, 127) ||
-	    !opt_text_ok(d->firmware_version, 31) || !opt_text_ok(d->cert_not_after, 31)) {
+	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN)) {
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
-		if (!counter_ok(counters[i])) {
-			return -1;
+	/* pass 0 checks every field, pass 1 writes */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			jw_open(&w, NULL);
+			jw_text(&w, "device_id", d->device_id);
+		}
+		for (size_t i = 0; i < sizeof(diag_fields) / sizeof(diag_fields[0]); i++) {
+			const char *key = diag_fields[i].key;
+			const void *p = base + diag_fields[i].off;
+			int64_t v = 0;
+			const char *text = NULL;
+			bool ok = true;
+			switch (diag_fields[i].kind) {
+			case F_COUNTER:
+			case F_DAYS:
+				memcpy(&v, p, sizeof(v));
+				ok = diag_fields[i].kind == F_COUNTER
+					     ? counter_ok(v)
+					     : v >= -MDEV_INT_MAX && v <= MDEV_INT_MAX;
+				if (pass == 1 && (diag_fields[i].kind == F_COUNTER ||
+						  given(d->cert_not_after))) {
+					jw_int(&w, key, v);
+				}
+				break;
+			case F_LOAD:
+				for (int k = 0; k < 3; k++) {
+					ok = ok && finite(d->load[k]) && d->load[k] >= 0;
+				}
+				if (pass == 1) {
+					jw_key(&w, key);
+					for (int k = 0; k < 3; k++) {
+						jw_lit(&w, k == 0 ? "[" : ",");
+						jw_number(&w, d->load[k]);
+					}
+					jw_lit(&w, "]");
+				}
+				break;
+			default: /* F_IP, F_TEXT */
+				memcpy(&text, p, sizeof(text));
+				ok = diag_fields[i].kind == F_IP
+					     ? ip_syntax_ok(text)
+					     : opt_text_ok(text, diag_fields[i].max);
+				if (pass == 1) {
+					jw_opt_text(&w, key, text);
+				}
+				break;
+			}
+			if (!ok) {
+				return -1;
+			}
 		}
 	}
-	for (int i = 0; i < 3; i++) {
-		if (!finite(d->load[i]) || d->load[i] < 0) {
-			return -1;
-		}
-	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", d->device_id);
-	jw_int(&w, "timestamp", d->timestamp_ms);
-	jw_int(&w, "uptime_ms", d->uptime_ms);
-	jw_int(&w, "system_uptime_s", d->system_uptime_s);
-	jw_int(&w, "rss_kb", d->rss_kb);
-	jw_int(&w, "free_heap", d->free_heap);
-	jw_key(&w, "load");
-	jw_lit(&w, "[");
-	for (int i = 0; i < 3; i++) {
-		if (i > 0) {
-			jw_lit(&w, ",");
-		}
-		jw_number(&w, d->load[i]);
-	}
-	jw_lit(&w, "]");
-	if (given(d->ip_address)) {
-		jw_text(&w, "ip_address", d->ip_address);
-	}
-	if (given(d->mac_address)) {
-		jw_text(&w, "mac_address", d->mac_address);
-	}
-	if (given(d->kernel)) {
-		jw_text(&w, "kernel", d->kernel);
-	}
-	if (given(d->firmware_version)) {
-		jw_text(&w, "agent_version", d->firmware_version);
-	}
-	if (given(d->cert_not_after)) {
-		jw_text(&w, "cert_not_after", d->cert_not_after);
-		jw_int(&w, "cert_days_left", d->cert_days_left);
-	}
-	jw_int(&w, "interval_s", d->interval_s);
-	jw_int(&w, "seq", d->seq);
-	jw_int(&w, "queued", d->queued);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
 }
@@ -517,15 +572,9 @@ int mdev_msg_update_event(const struct mdev_update_event *ev, char *buf, size_t 
 	jw_open(&w, NULL);
 	jw_text(&w, "event", "update");
 	jw_text(&w, "stage", stage_names[ev->stage]);
-	if (given(ev->version)) {
-		jw_text(&w, "version", ev->version);
-	}
-	if (given(ev->running)) {
-		jw_text(&w, "running", ev->running);
-	}
-	if (given(ev->reason)) {
-		jw_text(&w, "reason", ev->reason);
-	}
+	jw_opt_text(&w, "version", ev->version);
+	jw_opt_text(&w, "running", ev->running);
+	jw_opt_text(&w, "reason", ev->reason);
 	jw_int(&w, "timestamp", ev->timestamp);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
