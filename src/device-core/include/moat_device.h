@@ -14,8 +14,11 @@
  *      security floor, pure, over a few bytes of persistent storage written power-fail
  *      safe (two copies with a sequence number and CRC; a torn write leaves the other).
  *   3. The message scheme (mdev_topic_*, mdev_msg_*): the device's own topics, telemetry,
- *      status (and last will), command responses, and a command parser and dispatcher
- *      with correlation ids, in the JSON of include/moat/messages.h.
+ *      status (and last will), command responses, diagnostics, update events, and a
+ *      command parser and dispatcher with correlation ids, in the JSON of
+ *      include/moat/messages.h and update_schema.h. These builders are moat-agent's too:
+ *      src/core's moat_msg_*_build and moat_update_event_format wrap them, so a Linux
+ *      device and an MCU publish the same bytes.
  *
  * Time: a device may not know the time (no RTC, no network time yet). Pass
  * MDEV_TIME_UNKNOWN as now: expiry is then judged against the newest issued_at the device
