@@ -6,9 +6,11 @@
  * are checked against their alphabet, and free text must be valid UTF-8 without control
  * characters, since it ends up in logs.
  *
- * Building: a small writer appends to the caller's buffer and fails, never truncates.
- * Integral numbers are written as integers; others with the shortest of %.15g/%.17g that
- * reads back exactly, so build -> parse round-trips.
+ * Building: the device's messages (telemetry, status, responses, diagnostics) are built
+ * by moat-device (src/device-core), the library a microcontroller links too; the
+ * command, which operators send, by a small writer here. Both append to the caller's
+ * buffer and fail, never truncate. Integral numbers are written as integers; others with
+ * the shortest of %.15g/%.17g that reads back exactly, so build -> parse round-trips.
  *
  * Pure: no I/O, no clock, no globals. cJSON allocates while parsing; nothing else does.
  */
@@ -21,6 +23,7 @@
 #include <string.h>
 
 #include "moat/json.h"
+#include "moat_device.h"
 
 #define INT_EXACT_MAX 9007199254740991.0 /* 2^53 - 1 */
 #define SIGNAL_STRENGTH_ABS_MAX 1000
@@ -225,15 +228,6 @@ static void jw_key(struct jw *w, const char *key)
 	jw_lit(w, ":");
 }
 
-static void jw_int(struct jw *w, const char *key, int64_t v)
-{
-	char num[32];
-	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-
-	jw_key(w, key);
-	jw_raw(w, num, (size_t)n);
-}
-
 /* v must be finite (callers check). */
 static void jw_double(struct jw *w, double v)
 {
@@ -255,12 +249,6 @@ static void jw_double(struct jw *w, double v)
 		}
 	}
 	jw_raw(w, num, (size_t)n);
-}
-
-static void jw_num(struct jw *w, const char *key, double v)
-{
-	jw_key(w, key);
-	jw_double(w, v);
 }
 
 static void jw_text(struct jw *w, const char *key, const char *s)
@@ -304,6 +292,14 @@ static int jw_start(struct jw *w, char *buf, size_t size, size_t *out_len, const
 	w->full = false;
 	w->first = true;
 	return 0;
+}
+
+/* A caller's buffer for a builder: out_len 0 and buf "" before anything else. */
+static int jw_check_buf(char *buf, size_t size, size_t *out_len, const char *what,
+			struct moat_err *err)
+{
+	struct jw w;
+	return jw_start(&w, buf, size, out_len, what, err);
 }
 
 /* ---- parsing helpers ---- */
@@ -882,78 +878,64 @@ int moat_msg_telemetry_parse(const void *payload, size_t len, struct moat_msg_te
 			     telemetry_fill, NULL, out, sizeof(*out), err);
 }
 
-static bool in_range(int64_t v, int64_t min, int64_t max)
+/* The builders are moat-device's (src/device-core, moat_device.h): the bytes moat-agent
+ * and moat sim publish are the ones a microcontroller linking the library publishes. These
+ * wrappers map moat's structs onto the library's, keep the size limits of messages.h, and
+ * add what only a host can check (addresses by inet_pton). */
+static int built(int rc, const char *what, size_t max_bytes, char *buf, size_t size,
+		 size_t *out_len, struct moat_err *err)
 {
-	return v >= min && v <= max;
+	if (rc == 0 && *out_len <= max_bytes) {
+		return 0;
+	}
+	buf[0] = '\0';
+	*out_len = 0;
+	return moat_err_set(err, MOAT_EINVAL,
+			    "%s: a field is invalid or the message does not fit (buffer %zu bytes, "
+			    "limit %zu)",
+			    what, size, max_bytes);
 }
 
 int moat_msg_telemetry_build(const struct moat_msg_telemetry *t, char *buf, size_t size,
 			     size_t *out_len, struct moat_err *err)
 {
-	struct jw w;
-	int rc = jw_start(&w, buf, size, out_len, "telemetry", err);
+	struct mdev_reading rd[MOAT_MSG_READINGS_MAX];
+	size_t len = 0;
+	int rc = jw_check_buf(buf, size, out_len, "telemetry", err);
 
 	if (rc != 0) {
 		return rc;
 	}
-	if (!t || !moat_identity_name_ok(t->device_id) ||
-	    moat_device_type_check(t->device_type, NULL) != 0) {
-		return moat_err_set(err, MOAT_EINVAL, "telemetry: invalid device id or type");
-	}
-	if (!in_range(t->timestamp_ms, 0, MOAT_MSG_SEQ_MAX) ||
-	    (t->has_signal_strength &&
-	     !in_range(t->signal_strength, -SIGNAL_STRENGTH_ABS_MAX, SIGNAL_STRENGTH_ABS_MAX)) ||
-	    (t->has_free_heap && !in_range(t->free_heap, 0, MOAT_MSG_SEQ_MAX)) ||
-	    (t->has_uptime_ms && !in_range(t->uptime_ms, 0, MOAT_MSG_SEQ_MAX)) ||
-	    (t->has_seq && !in_range(t->seq, 0, MOAT_MSG_SEQ_MAX))) {
-		return moat_err_set(err, MOAT_EINVAL, "telemetry: a number is out of range");
-	}
-	if (t->reading_count > MOAT_MSG_READINGS_MAX) {
-		return moat_err_set(err, MOAT_EINVAL, "telemetry: more than %d readings",
+	if (!t || t->reading_count > MOAT_MSG_READINGS_MAX) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "telemetry: no message or more than %d readings",
 				    MOAT_MSG_READINGS_MAX);
 	}
 	for (size_t i = 0; i < t->reading_count; i++) {
-		if (!moat_msg_reading_name_ok(t->readings[i].name) ||
-		    !isfinite(t->readings[i].value)) {
-			return moat_err_set(err, MOAT_EINVAL,
-					    "telemetry: reading %zu has an invalid name or value",
-					    i);
-		}
-		for (size_t j = 0; j < i; j++) {
-			if (strcmp(t->readings[i].name, t->readings[j].name) == 0) {
-				return moat_err_set(err, MOAT_EINVAL,
-						    "telemetry: reading \"%s\" given twice",
-						    t->readings[i].name);
-			}
-		}
+		rd[i].name = t->readings[i].name;
+		rd[i].value = t->readings[i].value;
 	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", t->device_id);
-	jw_text(&w, "device_type", t->device_type);
-	jw_int(&w, "timestamp", t->timestamp_ms);
-	jw_open(&w, "telemetry");
-	for (size_t i = 0; i < t->reading_count; i++) {
-		jw_num(&w, t->readings[i].name, t->readings[i].value);
+	const struct mdev_telemetry mt = {
+		.device_id = t->device_id,
+		.device_type = t->device_type,
+		.timestamp_ms = t->timestamp_ms,
+		.readings = rd,
+		.reading_count = t->reading_count,
+		.has_signal_strength = t->has_signal_strength,
+		.has_free_heap = t->has_free_heap,
+		.has_uptime_ms = t->has_uptime_ms,
+		.has_seq = t->has_seq,
+		.signal_strength = t->signal_strength,
+		.free_heap = t->free_heap,
+		.uptime_ms = t->uptime_ms,
+		.seq = t->seq,
+	};
+	rc = mdev_msg_telemetry(&mt, buf, size, &len);
+	rc = built(rc, "telemetry", MOAT_MSG_TELEMETRY_MAX_BYTES, buf, size, &len, err);
+	if (out_len) {
+		*out_len = len;
 	}
-	jw_close(&w);
-	if (t->has_signal_strength || t->has_free_heap || t->has_uptime_ms || t->has_seq) {
-		jw_open(&w, "metadata");
-		if (t->has_signal_strength) {
-			jw_int(&w, "signal_strength", t->signal_strength);
-		}
-		if (t->has_free_heap) {
-			jw_int(&w, "free_heap", t->free_heap);
-		}
-		if (t->has_uptime_ms) {
-			jw_int(&w, "uptime_ms", t->uptime_ms);
-		}
-		if (t->has_seq) {
-			jw_int(&w, "seq", t->seq);
-		}
-		jw_close(&w);
-	}
-	jw_close(&w);
-	return jw_finish(&w, "telemetry", MOAT_MSG_TELEMETRY_MAX_BYTES, out_len, err);
+	return rc;
 }
 
 /* ---- status ---- */
@@ -1004,36 +986,30 @@ int moat_msg_status_parse(const void *payload, size_t len, struct moat_msg_statu
 int moat_msg_status_build(const struct moat_msg_status *s, char *buf, size_t size, size_t *out_len,
 			  struct moat_err *err)
 {
-	struct jw w;
-	int rc = jw_start(&w, buf, size, out_len, "status", err);
+	size_t len = 0;
+	int rc = jw_check_buf(buf, size, out_len, "status", err);
 
 	if (rc != 0) {
 		return rc;
 	}
-	if (!s || !moat_identity_name_ok(s->device_id)) {
-		return moat_err_set(err, MOAT_EINVAL, "status: invalid device id");
-	}
-	if ((s->has_timestamp && !in_range(s->timestamp_ms, 0, MOAT_MSG_SEQ_MAX)) ||
-	    (s->ip_address[0] && !ip_ok(s->ip_address)) ||
-	    (s->agent_version[0] &&
-	     !version_check(s->agent_version, sizeof(s->agent_version) - 1))) {
+	if (!s || (s->ip_address[0] && !ip_ok(s->ip_address))) {
 		return moat_err_set(err, MOAT_EINVAL,
-				    "status: invalid timestamp, ip_address or agent_version");
+				    "status: no message or an invalid ip_address");
 	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", s->device_id);
-	jw_text(&w, "status", s->online ? "online" : "offline");
-	if (s->has_timestamp) {
-		jw_int(&w, "timestamp", s->timestamp_ms);
+	const struct mdev_status ms = {
+		.device_id = s->device_id,
+		.online = s->online,
+		.has_timestamp = s->has_timestamp,
+		.timestamp_ms = s->timestamp_ms,
+		.ip_address = s->ip_address,
+		.agent_version = s->agent_version,
+	};
+	rc = mdev_msg_status(&ms, buf, size, &len);
+	rc = built(rc, "status", MOAT_MSG_STATUS_MAX_BYTES, buf, size, &len, err);
+	if (out_len) {
+		*out_len = len;
 	}
-	if (s->ip_address[0]) {
-		jw_text(&w, "ip_address", s->ip_address);
-	}
-	if (s->agent_version[0]) {
-		jw_text(&w, "agent_version", s->agent_version);
-	}
-	jw_close(&w);
-	return jw_finish(&w, "status", MOAT_MSG_STATUS_MAX_BYTES, out_len, err);
+	return rc;
 }
 
 /* ---- command responses ---- */
@@ -1094,41 +1070,32 @@ int moat_msg_response_parse(const void *payload, size_t len, struct moat_msg_res
 int moat_msg_response_build(const struct moat_msg_response *r, char *buf, size_t size,
 			    size_t *out_len, struct moat_err *err)
 {
-	struct jw w;
-	int rc = jw_start(&w, buf, size, out_len, "response", err);
+	size_t len = 0;
+	int rc = jw_check_buf(buf, size, out_len, "response", err);
 
 	if (rc != 0) {
 		return rc;
 	}
-	if (!r || !moat_identity_name_ok(r->device_id) || !moat_msg_command_name_ok(r->command) ||
-	    !status_word_ok(r->status)) {
+	/* the library writes "interval" when it is positive: has_interval with 0 is invalid */
+	if (!r || (r->has_interval && r->interval < MOAT_MSG_UPDATE_INTERVAL_MIN)) {
 		return moat_err_set(err, MOAT_EINVAL,
-				    "response: invalid device id, command or status");
+				    "response: no message or an invalid interval");
 	}
-	if (!in_range(r->timestamp_ms, 0, MOAT_MSG_SEQ_MAX) ||
-	    (r->id[0] && !moat_msg_command_id_ok(r->id)) ||
-	    !text_ok(r->detail, MOAT_MSG_DETAIL_MAX_LEN, true) ||
-	    (r->has_interval &&
-	     !in_range(r->interval, MOAT_MSG_UPDATE_INTERVAL_MIN, MOAT_MSG_UPDATE_INTERVAL_MAX))) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "response: invalid timestamp, id, detail or interval");
+	const struct mdev_response mr = {
+		.device_id = r->device_id,
+		.command = r->command,
+		.status = r->status,
+		.timestamp_ms = r->timestamp_ms,
+		.id = r->id,
+		.detail = r->detail,
+		.interval = r->has_interval ? r->interval : 0,
+	};
+	rc = mdev_msg_response(&mr, buf, size, &len);
+	rc = built(rc, "response", MOAT_MSG_RESPONSE_MAX_BYTES, buf, size, &len, err);
+	if (out_len) {
+		*out_len = len;
 	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", r->device_id);
-	jw_text(&w, "command", r->command);
-	jw_text(&w, "status", r->status);
-	jw_int(&w, "timestamp", r->timestamp_ms);
-	if (r->id[0]) {
-		jw_text(&w, "id", r->id);
-	}
-	if (r->detail[0]) {
-		jw_text(&w, "detail", r->detail);
-	}
-	if (r->has_interval) {
-		jw_int(&w, "interval", r->interval);
-	}
-	jw_close(&w);
-	return jw_finish(&w, "response", MOAT_MSG_RESPONSE_MAX_BYTES, out_len, err);
+	return rc;
 }
 
 /* ---- diagnostics ---- */
@@ -1136,75 +1103,38 @@ int moat_msg_response_build(const struct moat_msg_response *r, char *buf, size_t
 int moat_msg_diagnostics_build(const struct moat_msg_diagnostics *d, char *buf, size_t size,
 			       size_t *out_len, struct moat_err *err)
 {
-	struct jw w;
-	int rc = jw_start(&w, buf, size, out_len, "diagnostics", err);
+	size_t len = 0;
+	int rc = jw_check_buf(buf, size, out_len, "diagnostics", err);
 
 	if (rc != 0) {
 		return rc;
 	}
-	if (!d || !moat_identity_name_ok(d->device_id)) {
-		return moat_err_set(err, MOAT_EINVAL, "diagnostics: invalid device id");
-	}
-	const int64_t ints[] = {d->timestamp_ms, d->uptime_ms, d->system_uptime_s,
-				d->rss_kb,	 d->free_heap, d->interval_s,
-				d->seq,		 d->queued};
-	for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
-		if (!in_range(ints[i], 0, MOAT_MSG_SEQ_MAX)) {
-			return moat_err_set(err, MOAT_EINVAL,
-					    "diagnostics: a counter is negative or above 2^53");
-		}
-	}
-	if (!in_range(d->cert_days_left, -MOAT_MSG_SEQ_MAX, MOAT_MSG_SEQ_MAX)) {
-		return moat_err_set(err, MOAT_EINVAL, "diagnostics: cert_days_left out of range");
-	}
-	for (int i = 0; i < 3; i++) {
-		if (!isfinite(d->load[i]) || d->load[i] < 0) {
-			return moat_err_set(err, MOAT_EINVAL, "diagnostics: invalid load average");
-		}
-	}
-	if ((d->ip_address[0] && !ip_ok(d->ip_address)) ||
-	    !text_ok(d->mac_address, sizeof(d->mac_address) - 1, true) ||
-	    !text_ok(d->kernel, sizeof(d->kernel) - 1, true) ||
-	    !text_ok(d->agent_version, sizeof(d->agent_version) - 1, true) ||
-	    !text_ok(d->cert_not_after, sizeof(d->cert_not_after) - 1, true)) {
+	if (!d || (d->ip_address[0] && !ip_ok(d->ip_address))) {
 		return moat_err_set(err, MOAT_EINVAL,
-				    "diagnostics: a text field is not printable UTF-8");
+				    "diagnostics: no message or an invalid ip_address");
 	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", d->device_id);
-	jw_int(&w, "timestamp", d->timestamp_ms);
-	jw_int(&w, "uptime_ms", d->uptime_ms);
-	jw_int(&w, "system_uptime_s", d->system_uptime_s);
-	jw_int(&w, "rss_kb", d->rss_kb);
-	jw_int(&w, "free_heap", d->free_heap);
-	jw_key(&w, "load");
-	jw_lit(&w, "[");
-	for (int i = 0; i < 3; i++) {
-		if (i > 0) {
-			jw_lit(&w, ",");
-		}
-		jw_double(&w, d->load[i]);
+	const struct mdev_diagnostics md = {
+		.device_id = d->device_id,
+		.timestamp_ms = d->timestamp_ms,
+		.uptime_ms = d->uptime_ms,
+		.system_uptime_s = d->system_uptime_s,
+		.rss_kb = d->rss_kb,
+		.free_heap = d->free_heap,
+		.load = {d->load[0], d->load[1], d->load[2]},
+		.ip_address = d->ip_address,
+		.mac_address = d->mac_address,
+		.kernel = d->kernel,
+		.firmware_version = d->agent_version,
+		.cert_not_after = d->cert_not_after,
+		.cert_days_left = d->cert_days_left,
+		.interval_s = d->interval_s,
+		.seq = d->seq,
+		.queued = d->queued,
+	};
+	rc = mdev_msg_diagnostics(&md, buf, size, &len);
+	rc = built(rc, "diagnostics", MOAT_MSG_DIAGNOSTICS_MAX_BYTES, buf, size, &len, err);
+	if (out_len) {
+		*out_len = len;
 	}
-	jw_lit(&w, "]");
-	if (d->ip_address[0]) {
-		jw_text(&w, "ip_address", d->ip_address);
-	}
-	if (d->mac_address[0]) {
-		jw_text(&w, "mac_address", d->mac_address);
-	}
-	if (d->kernel[0]) {
-		jw_text(&w, "kernel", d->kernel);
-	}
-	if (d->agent_version[0]) {
-		jw_text(&w, "agent_version", d->agent_version);
-	}
-	if (d->cert_not_after[0]) {
-		jw_text(&w, "cert_not_after", d->cert_not_after);
-		jw_int(&w, "cert_days_left", d->cert_days_left);
-	}
-	jw_int(&w, "interval_s", d->interval_s);
-	jw_int(&w, "seq", d->seq);
-	jw_int(&w, "queued", d->queued);
-	jw_close(&w);
-	return jw_finish(&w, "diagnostics", MOAT_MSG_DIAGNOSTICS_MAX_BYTES, out_len, err);
+	return rc;
 }

@@ -4,7 +4,7 @@
  * decides on "event" before judging the other fields, since the diagnostics topic carries
  * other kinds of message too (those are MOAT_ENOENT, not errors).
  *
- * Pure: no I/O, no clock (the caller passes the timestamp). cJSON allocates.
+ * Pure: no I/O, no clock (the caller passes the timestamp). cJSON allocates (parsing).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,28 +12,29 @@
 
 #include "moat/json.h"
 #include "moat/update_schema.h"
-
-static const char *const stage_names[MOAT_UPDATE_STAGE_COUNT] = {
-	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
-};
+#include "moat_device.h"
 
 /* The fields of an update event, in the order the writer puts them. */
 enum { EV_EVENT, EV_STAGE, EV_VERSION, EV_RUNNING, EV_REASON, EV_TIMESTAMP, EV_COUNT };
 static const char *const ev_fields[EV_COUNT] = {"event",   "stage",  "version",
 						"running", "reason", "timestamp"};
 
+/* The stages and their names are moat-device's: the same words from an MCU. */
+_Static_assert(MOAT_UPD_CHECKED == (int)MDEV_UPD_CHECKED &&
+		       MOAT_UPD_REFUSED == (int)MDEV_UPD_REFUSED &&
+		       MOAT_UPD_CONFIRMED == (int)MDEV_UPD_CONFIRMED &&
+		       MOAT_UPD_REVERTED == (int)MDEV_UPD_REVERTED,
+	       "one list of stages");
+
 const char *moat_update_stage_name(enum moat_update_stage st)
 {
-	if ((unsigned)st >= MOAT_UPDATE_STAGE_COUNT) {
-		return "unknown";
-	}
-	return stage_names[st];
+	return mdev_update_stage_name((enum mdev_update_stage)st);
 }
 
 int moat_update_stage_parse(const char *text, enum moat_update_stage *out, struct moat_err *err)
 {
 	for (int i = 0; text && i < MOAT_UPDATE_STAGE_COUNT; i++) {
-		if (strcmp(text, stage_names[i]) == 0) {
+		if (strcmp(text, mdev_update_stage_name((enum mdev_update_stage)i)) == 0) {
 			*out = (enum moat_update_stage)i;
 			return 0;
 		}
@@ -45,48 +46,34 @@ int moat_update_stage_parse(const char *text, enum moat_update_stage *out, struc
 
 /* ---- writing ---- */
 
-static bool add_text(cJSON *o, const char *key, const char *value)
-{
-	return value[0] == '\0' || cJSON_AddStringToObject(o, key, value) != NULL;
-}
+/* The writer is moat-device's (src/device-core): a microcontroller publishes the same
+ * bytes. It refuses what the parser below would refuse (versions that are not semantic
+ * versions, a reason that is not printable ASCII). */
+_Static_assert(MOAT_UPDATE_STAGE_COUNT == MDEV_UPD_STAGE_COUNT, "one list of stages");
+_Static_assert(MOAT_UPDATE_REASON_MAX_LEN == MDEV_UPD_REASON_MAX_LEN, "one reason limit");
 
 int moat_update_event_format(const struct moat_update_event *ev, int64_t timestamp, char *buf,
 			     size_t size, size_t *out_len, struct moat_err *err)
 {
-	cJSON *o = NULL;
-	char *text = NULL;
-	int rc = MOAT_ENOMEM;
-
 	*out_len = 0;
 	if ((unsigned)ev->stage >= MOAT_UPDATE_STAGE_COUNT) {
 		return moat_err_set(err, MOAT_EINVAL, "update event: unknown stage %d",
 				    (int)ev->stage);
 	}
-	/* cJSON writes it as moat-agent always has: a number that is an int prints as one. */
-	o = cJSON_CreateObject();
-	if (!o || !cJSON_AddStringToObject(o, ev_fields[EV_EVENT], "update") ||
-	    !cJSON_AddStringToObject(o, ev_fields[EV_STAGE], stage_names[ev->stage]) ||
-	    !add_text(o, ev_fields[EV_VERSION], ev->version) ||
-	    !add_text(o, ev_fields[EV_RUNNING], ev->running) ||
-	    !add_text(o, ev_fields[EV_REASON], ev->reason) ||
-	    !cJSON_AddNumberToObject(o, ev_fields[EV_TIMESTAMP], (double)timestamp) ||
-	    !(text = cJSON_PrintUnformatted(o))) {
-		rc = moat_err_set(err, MOAT_ENOMEM, "update event: out of memory");
-		goto out;
+	const struct mdev_update_event me = {
+		.stage = (enum mdev_update_stage)ev->stage,
+		.version = ev->version,
+		.running = ev->running,
+		.reason = ev->reason,
+		.timestamp = timestamp,
+	};
+	if (mdev_msg_update_event(&me, buf, size, out_len) != 0) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "update event: a version is not a semantic version, the reason "
+				    "is not printable ASCII, or %zu bytes are too few",
+				    size);
 	}
-	size_t len = strlen(text);
-	if (len >= size) {
-		rc = moat_err_set(err, MOAT_EINVAL, "update event: %zu bytes do not fit %zu", len,
-				  size);
-		goto out;
-	}
-	memcpy(buf, text, len + 1);
-	*out_len = len;
-	rc = 0;
-out:
-	cJSON_free(text);
-	cJSON_Delete(o);
-	return rc;
+	return 0;
 }
 
 /* ---- parsing ---- */

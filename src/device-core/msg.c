@@ -2,7 +2,9 @@
  * include/moat/messages.h: builders into caller buffers that fail rather than truncate,
  * and the command parser and dispatcher with moat-agent's answers.
  */
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mjson.h"
@@ -111,6 +113,14 @@ static void jw_text(struct jw *w, const char *key, const char *s)
 	jw_str(w, s);
 }
 
+/* A text member that is left out when NULL or "". */
+static void jw_opt_text(struct jw *w, const char *key, const char *s)
+{
+	if (s != NULL && s[0] != '\0') {
+		jw_text(w, key, s);
+	}
+}
+
 static void jw_int(struct jw *w, const char *key, int64_t v)
 {
 	char num[24];
@@ -119,18 +129,33 @@ static void jw_int(struct jw *w, const char *key, int64_t v)
 	jw_raw(w, num, (size_t)n);
 }
 
-/* Integral values as integers (as moat's writer), others with enough digits to round-trip. */
-static void jw_double(struct jw *w, const char *key, double v)
+/* Integral values as integers; others with the shorter of %.15g and %.17g that reads
+ * back exactly (moat-agent's numbers, byte for byte). v is finite (callers check). */
+static void jw_number(struct jw *w, double v)
 {
 	char num[40];
 	int n;
 	if (v >= -9007199254740991.0 && v <= 9007199254740991.0 && v == (double)(long long)v) {
 		n = snprintf(num, sizeof(num), "%lld", (long long)v);
 	} else {
-		n = snprintf(num, sizeof(num), "%.17g", v);
+		n = snprintf(num, sizeof(num), "%.15g", v);
+		if (strtod(num, NULL) != v) {
+			n = snprintf(num, sizeof(num), "%.17g", v);
+		}
 	}
-	jw_key(w, key);
+	/* a program that set a locale may get a decimal comma from printf; JSON wants '.' */
+	for (int i = 0; i < n; i++) {
+		if (num[i] == ',') {
+			num[i] = '.';
+		}
+	}
 	jw_raw(w, num, (size_t)n);
+}
+
+static void jw_double(struct jw *w, const char *key, double v)
+{
+	jw_key(w, key);
+	jw_number(w, v);
 }
 
 static void jw_start(struct jw *w, char *buf, size_t size)
@@ -182,35 +207,131 @@ static bool in_class(const char *s, size_t max, bool digits, bool upper, const c
 	return i > 0;
 }
 
-static bool printable(const char *s, size_t max)
+/* NULL or "" (left out), or 1..max bytes of mdev_text_ok text. */
+static bool opt_text_ok(const char *s, size_t max)
 {
-	size_t i = 0;
-	for (; s[i] != '\0'; i++) {
-		if (i >= max || s[i] < 0x20 || s[i] > 0x7e) {
+	size_t n = 0;
+	if (s == NULL) {
+		return true;
+	}
+	while (n <= max && s[n] != '\0') {
+		n++;
+	}
+	return n <= max && mdev_text_ok(s, n);
+}
+
+static bool given(const char *s)
+{
+	return s != NULL && s[0] != '\0';
+}
+
+static bool finite(double v)
+{
+	return v == v && v <= 1.7976931348623157e308 && v >= -1.7976931348623157e308;
+}
+
+/* ---- text ---- */
+
+/* One UTF-8 sequence at p (avail bytes): its length and code point, or 0 when it is not
+ * well formed (overlong, surrogate, above U+10FFFF, truncated). */
+static size_t utf8_decode(const unsigned char *p, size_t avail, uint32_t *out_cp)
+{
+	unsigned c = p[0];
+	uint32_t cp;
+	size_t n;
+	if (c < 0x80) {
+		n = 1;
+		cp = c;
+	} else if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		cp = c & 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		cp = c & 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		cp = c & 0x07;
+	} else {
+		return 0;
+	}
+	if (n > avail) {
+		return 0;
+	}
+	for (size_t k = 1; k < n; k++) {
+		if ((p[k] & 0xc0) != 0x80) {
+			return 0;
+		}
+		cp = (cp << 6) | (p[k] & 0x3f);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff)) {
+		return 0;
+	}
+	*out_cp = cp;
+	return n;
+}
+
+bool mdev_text_ok(const char *s, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	for (size_t i = 0; i < len;) {
+		uint32_t cp = 0;
+		size_t n = utf8_decode(p + i, len - i, &cp);
+		if (n == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) ||
+		    (cp >= 0x202a && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069)) {
 			return false;
 		}
+		i += n;
 	}
 	return true;
 }
 
 /* ---- builders ---- */
 
+/* Telemetry's metadata, in the order written: whether it is present, and its value. */
+#define META(key, field)                                           \
+	{                                                          \
+		key, offsetof(struct mdev_telemetry, has_##field), \
+			offsetof(struct mdev_telemetry, field)     \
+	}
+static const struct {
+	const char *key;
+	unsigned short has;
+	unsigned short value;
+} meta_fields[] = {
+	META("signal_strength", signal_strength), /* -1000..1000; the others are counters */
+	META("free_heap", free_heap),
+	META("uptime_ms", uptime_ms),
+	META("seq", seq),
+};
+
 int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, size_t *out_len)
 {
 	struct jw w;
+	const char *base = (const char *)t;
+	bool any = false;
 	jw_start(&w, buf, size);
 	*out_len = 0;
 	if (!mdev_name_ok(t->device_id, MDEV_ID_MAX_LEN) ||
 	    !mdev_name_ok(t->device_type, MDEV_DEVICE_TYPE_MAX_LEN) ||
-	    !counter_ok(t->timestamp_ms) || !counter_ok(t->free_heap) ||
-	    !counter_ok(t->uptime_ms) || !counter_ok(t->seq) || t->signal_strength < -1000 ||
-	    t->signal_strength > 1000 || t->reading_count < 1 || t->reading_count > 16) {
+	    !counter_ok(t->timestamp_ms) || t->reading_count > 16 ||
+	    (t->reading_count > 0 && t->readings == NULL)) {
 		return -1;
 	}
+	for (size_t i = 0; i < sizeof(meta_fields) / sizeof(meta_fields[0]); i++) {
+		int64_t v;
+		memcpy(&v, base + meta_fields[i].value, sizeof(v));
+		if (!*(const bool *)(base + meta_fields[i].has)) {
+			continue;
+		}
+		any = true;
+		if (i == 0 ? v < -1000 || v > 1000 : !counter_ok(v)) {
+			return -1;
+		}
+	}
 	for (size_t i = 0; i < t->reading_count; i++) {
-		double v = t->readings[i].value;
-		if (!in_class(t->readings[i].name, 32, true, false, "_") || v != v ||
-		    v > 1.7976931348623157e308 || v < -1.7976931348623157e308) {
+		if (!in_class(t->readings[i].name, 32, true, false, "_") ||
+		    !finite(t->readings[i].value)) {
 			return -1;
 		}
 		for (size_t k = 0; k < i; k++) {
@@ -228,12 +349,49 @@ int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, s
 		jw_double(&w, t->readings[i].name, t->readings[i].value);
 	}
 	jw_close(&w);
-	jw_open(&w, "metadata");
-	jw_int(&w, "signal_strength", t->signal_strength);
-	jw_int(&w, "free_heap", t->free_heap);
-	jw_int(&w, "uptime_ms", t->uptime_ms);
-	jw_int(&w, "seq", t->seq);
+	if (any) {
+		jw_open(&w, "metadata");
+		for (size_t i = 0; i < sizeof(meta_fields) / sizeof(meta_fields[0]); i++) {
+			int64_t v;
+			memcpy(&v, base + meta_fields[i].value, sizeof(v));
+			if (*(const bool *)(base + meta_fields[i].has)) {
+				jw_int(&w, meta_fields[i].key, v);
+			}
+		}
+		jw_close(&w);
+	}
 	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+static bool ip_syntax_ok(const char *s)
+{
+	return !given(s) || in_class(s, 64, true, true, ".:");
+}
+
+static bool version_word_ok(const char *s)
+{
+	return !given(s) || in_class(s, 31, true, true, "._+~-");
+}
+
+int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(s->device_id, MDEV_ID_MAX_LEN) ||
+	    (s->has_timestamp && !counter_ok(s->timestamp_ms)) || !ip_syntax_ok(s->ip_address) ||
+	    !version_word_ok(s->agent_version)) {
+		return -1;
+	}
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", s->device_id);
+	jw_text(&w, "status", s->online ? "online" : "offline");
+	if (s->has_timestamp) {
+		jw_int(&w, "timestamp", s->timestamp_ms);
+	}
+	jw_opt_text(&w, "ip_address", s->ip_address);
+	jw_opt_text(&w, "agent_version", s->agent_version);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
 }
@@ -241,41 +399,14 @@ int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, s
 int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
 			   const char *agent_version, char *buf, size_t size, size_t *out_len)
 {
-	struct jw w;
-	jw_start(&w, buf, size);
-	*out_len = 0;
-	if (!mdev_name_ok(device_id, MDEV_ID_MAX_LEN) || !counter_ok(timestamp_ms) ||
-	    (ip_address != NULL && !in_class(ip_address, 64, true, true, ".:")) ||
-	    (agent_version != NULL && !mdev_semver_valid(agent_version))) {
-		return -1;
-	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", device_id);
-	jw_text(&w, "status", "online");
-	jw_int(&w, "timestamp", timestamp_ms);
-	if (ip_address != NULL) {
-		jw_text(&w, "ip_address", ip_address);
-	}
-	if (agent_version != NULL) {
-		jw_text(&w, "agent_version", agent_version);
-	}
-	jw_close(&w);
-	return jw_finish(&w, out_len);
+	struct mdev_status s = {device_id, true, true, timestamp_ms, ip_address, agent_version};
+	return mdev_msg_status(&s, buf, size, out_len);
 }
 
 int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len)
 {
-	struct jw w;
-	jw_start(&w, buf, size);
-	*out_len = 0;
-	if (!mdev_name_ok(device_id, MDEV_ID_MAX_LEN)) {
-		return -1;
-	}
-	jw_open(&w, NULL);
-	jw_text(&w, "device_id", device_id);
-	jw_text(&w, "status", "offline");
-	jw_close(&w);
-	return jw_finish(&w, out_len);
+	struct mdev_status s = {device_id, false, false, 0, NULL, NULL};
+	return mdev_msg_status(&s, buf, size, out_len);
 }
 
 int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len)
@@ -286,9 +417,8 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	if (!mdev_name_ok(r->device_id, MDEV_ID_MAX_LEN) ||
 	    !in_class(r->command, MDEV_CMD_NAME_MAX_LEN, true, false, "_") ||
 	    !in_class(r->status, 32, false, false, "_") || !counter_ok(r->timestamp_ms) ||
-	    (r->id != NULL && r->id[0] != '\0' &&
-	     !in_class(r->id, MDEV_CMD_ID_MAX_LEN, true, true, "._:-")) ||
-	    (r->detail != NULL && !printable(r->detail, MDEV_DETAIL_MAX_LEN)) || r->interval < 0 ||
+	    (given(r->id) && !in_class(r->id, MDEV_CMD_ID_MAX_LEN, true, true, "._:-")) ||
+	    !opt_text_ok(r->detail, MDEV_DETAIL_MAX_LEN) || r->interval < 0 ||
 	    r->interval > MDEV_INTERVAL_MAX) {
 		return -1;
 	}
@@ -297,12 +427,8 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	jw_text(&w, "command", r->command);
 	jw_text(&w, "status", r->status);
 	jw_int(&w, "timestamp", r->timestamp_ms);
-	if (r->id != NULL && r->id[0] != '\0') {
-		jw_text(&w, "id", r->id);
-	}
-	if (r->detail != NULL && r->detail[0] != '\0') {
-		jw_text(&w, "detail", r->detail);
-	}
+	jw_opt_text(&w, "id", r->id);
+	jw_opt_text(&w, "detail", r->detail);
 	if (r->interval > 0) {
 		jw_int(&w, "interval", r->interval);
 	}
@@ -310,32 +436,146 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	return jw_finish(&w, out_len);
 }
 
+/* Diagnostics' members after device_id, in the order written: one table for the checks
+ * and the writing (smaller on an MCU than a call per field). */
+enum { F_COUNTER, F_DAYS, F_LOAD, F_IP, F_TEXT };
+#define DIAG(key, kind, max, field)                                      \
+	{                                                                \
+		key, kind, max, offsetof(struct mdev_diagnostics, field) \
+	}
+static const struct {
+	const char *key;
+	unsigned char kind;
+	unsigned char max; /* F_TEXT: bytes */
+	unsigned short off;
+} diag_fields[] = {
+	DIAG("timestamp", F_COUNTER, 0, timestamp_ms),
+	DIAG("uptime_ms", F_COUNTER, 0, uptime_ms),
+	DIAG("system_uptime_s", F_COUNTER, 0, system_uptime_s),
+	DIAG("rss_kb", F_COUNTER, 0, rss_kb),
+	DIAG("free_heap", F_COUNTER, 0, free_heap),
+	DIAG("load", F_LOAD, 0, load),
+	DIAG("ip_address", F_IP, 0, ip_address),
+	DIAG("mac_address", F_TEXT, 23, mac_address),
+	DIAG("kernel", F_TEXT, 127, kernel),
+	DIAG("agent_version", F_TEXT, 31, firmware_version),
+	DIAG("cert_not_after", F_TEXT, 31, cert_not_after),
+	DIAG("cert_days_left", F_DAYS, 0, cert_days_left), /* only with cert_not_after */
+	DIAG("interval_s", F_COUNTER, 0, interval_s),
+	DIAG("seq", F_COUNTER, 0, seq),
+	DIAG("queued", F_COUNTER, 0, queued),
+};
+
 int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len)
+{
+	struct jw w;
+	const char *base = (const char *)d;
+	jw_start(&w, buf, size);
+	*out_len = 0;
+	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN)) {
+		return -1;
+	}
+	/* pass 0 checks every field, pass 1 writes */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			jw_open(&w, NULL);
+			jw_text(&w, "device_id", d->device_id);
+		}
+		for (size_t i = 0; i < sizeof(diag_fields) / sizeof(diag_fields[0]); i++) {
+			const char *key = diag_fields[i].key;
+			const void *p = base + diag_fields[i].off;
+			int64_t v = 0;
+			const char *text = NULL;
+			bool ok = true;
+			switch (diag_fields[i].kind) {
+			case F_COUNTER:
+			case F_DAYS:
+				memcpy(&v, p, sizeof(v));
+				ok = diag_fields[i].kind == F_COUNTER
+					     ? counter_ok(v)
+					     : v >= -MDEV_INT_MAX && v <= MDEV_INT_MAX;
+				if (pass == 1 && (diag_fields[i].kind == F_COUNTER ||
+						  given(d->cert_not_after))) {
+					jw_int(&w, key, v);
+				}
+				break;
+			case F_LOAD:
+				for (int k = 0; k < 3; k++) {
+					ok = ok && finite(d->load[k]) && d->load[k] >= 0;
+				}
+				if (pass == 1) {
+					jw_key(&w, key);
+					for (int k = 0; k < 3; k++) {
+						jw_lit(&w, k == 0 ? "[" : ",");
+						jw_number(&w, d->load[k]);
+					}
+					jw_lit(&w, "]");
+				}
+				break;
+			default: /* F_IP, F_TEXT */
+				memcpy(&text, p, sizeof(text));
+				ok = diag_fields[i].kind == F_IP
+					     ? ip_syntax_ok(text)
+					     : opt_text_ok(text, diag_fields[i].max);
+				if (pass == 1) {
+					jw_opt_text(&w, key, text);
+				}
+				break;
+			}
+			if (!ok) {
+				return -1;
+			}
+		}
+	}
+	jw_close(&w);
+	return jw_finish(&w, out_len);
+}
+
+static const char *const stage_names[MDEV_UPD_STAGE_COUNT] = {
+	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
+};
+
+const char *mdev_update_stage_name(enum mdev_update_stage st)
+{
+	return (unsigned)st < MDEV_UPD_STAGE_COUNT ? stage_names[st] : "unknown";
+}
+
+static bool opt_semver_ok(const char *v)
+{
+	return !given(v) || mdev_semver_valid(v);
+}
+
+static bool opt_ascii_ok(const char *s, size_t max)
+{
+	size_t i = 0;
+	for (; s != NULL && s[i] != '\0'; i++) {
+		if (i >= max || s[i] < 0x20 || s[i] > 0x7e) {
+			return false;
+		}
+	}
+	return true;
+}
+
+int mdev_msg_update_event(const struct mdev_update_event *ev, char *buf, size_t size,
+			  size_t *out_len)
 {
 	struct jw w;
 	jw_start(&w, buf, size);
 	*out_len = 0;
-	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN) || !counter_ok(d->timestamp_ms) ||
-	    !counter_ok(d->uptime_ms) || !counter_ok(d->free_heap) || !counter_ok(d->interval_s) ||
-	    !counter_ok(d->seq) || !counter_ok(d->queued) ||
-	    (d->firmware_version != NULL && !printable(d->firmware_version, 31))) {
+	/* What moatd's parser (moat_update_event_parse) accepts, and nothing it would refuse:
+	 * semantic versions, a printable ASCII reason. */
+	if ((unsigned)ev->stage >= MDEV_UPD_STAGE_COUNT || !opt_semver_ok(ev->version) ||
+	    !opt_semver_ok(ev->running) || !opt_ascii_ok(ev->reason, MDEV_UPD_REASON_MAX_LEN) ||
+	    !counter_ok(ev->timestamp)) {
 		return -1;
 	}
 	jw_open(&w, NULL);
-	jw_text(&w, "device_id", d->device_id);
-	jw_int(&w, "timestamp", d->timestamp_ms);
-	jw_int(&w, "uptime_ms", d->uptime_ms);
-	jw_int(&w, "system_uptime_s", d->uptime_ms / 1000);
-	jw_int(&w, "rss_kb", 0);
-	jw_int(&w, "free_heap", d->free_heap);
-	jw_key(&w, "load");
-	jw_lit(&w, "[0,0,0]");
-	if (d->firmware_version != NULL && d->firmware_version[0] != '\0') {
-		jw_text(&w, "agent_version", d->firmware_version);
-	}
-	jw_int(&w, "interval_s", d->interval_s);
-	jw_int(&w, "seq", d->seq);
-	jw_int(&w, "queued", d->queued);
+	jw_text(&w, "event", "update");
+	jw_text(&w, "stage", stage_names[ev->stage]);
+	jw_opt_text(&w, "version", ev->version);
+	jw_opt_text(&w, "running", ev->running);
+	jw_opt_text(&w, "reason", ev->reason);
+	jw_int(&w, "timestamp", ev->timestamp);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
 }

@@ -1,10 +1,10 @@
 /* port_mbedtls.c: moat-device's crypto port on mbedTLS, written against the 3.x API that
  * ESP-IDF 5 ships; mbedtls_compat.h maps it onto 2.28 (Debian 12's libmbedtls-dev and the
- * `apt-get source mbedtls` the MCU builds use). SHA-256 state lives in the caller's
- * storage; keys are DER SubjectPublicKeyInfo of ECDSA P-256, read with the ASN.1 module
- * (no pk module). mbedTLS's bignums allocate through mbedtls_calloc: on an MCU configure
- * MBEDTLS_MEMORY_BUFFER_ALLOC_C with a static arena (the MCU tests do), so the heap stays
- * unused.
+ * `apt-get source mbedtls` the MCU builds use); tests/mcu builds it against 3.6 too.
+ * SHA-256 state lives in the caller's storage; keys are DER SubjectPublicKeyInfo of ECDSA P-256,
+ * read with the ASN.1 module (no pk module). mbedTLS's bignums allocate through mbedtls_calloc: on
+ * an MCU configure MBEDTLS_MEMORY_BUFFER_ALLOC_C with a static arena (the MCU tests do), so the
+ * heap stays unused.
  */
 #include <string.h>
 

@@ -59,30 +59,33 @@ static int parse_uint(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
+static struct mdev_ab_state to_ab(const struct moat_boot_state *st);
+
+/* The invariants are moat-device's (mdev_ab_check: slots, ranges, trial fields): a state
+ * an MCU's record would refuse is refused here too. The device type is this file's own. */
 static int check(const struct moat_boot_state *st, struct moat_err *err)
 {
 	struct moat_err tmp;
+	struct mdev_ab_state ab = to_ab(st);
 
 	if (moat_device_type_check(st->device_type, &tmp) != 0) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: device_type: %s", tmp.msg);
 	}
+	if (mdev_ab_check(&ab) == 0) {
+		return 0;
+	}
+	/* which rule, for the message */
 	if (!slot_ok(st->active)) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: active: not a or b");
 	}
 	if (st->trial != 0 && (!slot_ok(st->trial) || st->trial == st->active)) {
 		return moat_err_set(err, MOAT_EINVAL, "boot state: trial: not the inactive slot");
 	}
-	if (st->attempts < 0 || st->attempts > MOAT_FW_INT_MAX || st->deadline < 0 ||
-	    st->deadline > MOAT_FW_INT_MAX || st->floor < 0 || st->floor > MOAT_FW_INT_MAX ||
-	    st->last_issued_at < 0 || st->last_issued_at > MOAT_FW_INT_MAX ||
-	    st->reverted_issued_at < 0 || st->reverted_issued_at > MOAT_FW_INT_MAX) {
-		return moat_err_set(err, MOAT_EINVAL, "boot state: integer out of range");
-	}
 	if (st->trial == 0 && (st->attempts != 0 || st->deadline != 0)) {
 		return moat_err_set(err, MOAT_EINVAL,
 				    "boot state: attempts/deadline without trial");
 	}
-	return 0;
+	return moat_err_set(err, MOAT_EINVAL, "boot state: integer out of range");
 }
 
 int moat_boot_state_parse(const void *text, size_t len, struct moat_boot_state *out,

@@ -257,6 +257,9 @@ static void send_event(struct moat_device *dev, struct moat_agent_update *u,
 	if (moat_update_event_format(&ev, moat_time_now(), text, sizeof(text), &len, &err) != 0 ||
 	    moat_topic_build(MOAT_TOPIC_DIAGNOSTICS, dev->conf.id, NULL, topic, sizeof(topic),
 			     &err) != 0) {
+		/* nothing moatd would refuse is sent: say what was not */
+		moat_log(MOAT_LOG_WARN, "id=%s event=update_event_error stage=%s error=\"%s\"",
+			 dev->conf.id, moat_update_stage_name(stage), err.msg);
 		return;
 	}
 	const char *name = moat_update_stage_name(stage);

@@ -1,13 +1,15 @@
 /* fuzz_mdev_command.c: moat-device's command parser and dispatcher (src/device-core) on
  * untrusted payloads. What it parses, src/core's parser accepts with the same name and
  * correlation id; every response it builds is one src/core's reader accepts. Once per
- * run, the device's other messages (telemetry, status, last will) are read back by
+ * run, the device's other messages (telemetry, status, last will, a response with UTF-8
+ * detail, an update event) are read back by
  * src/core's readers, field for field: the MCU speaks moat's JSON. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "moat/messages.h"
+#include "moat/update_schema.h"
 #include "moat_device.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -28,8 +30,19 @@ static void messages_match_core(void)
 	char buf[1024];
 	size_t len = 0;
 	struct mdev_reading rd[2] = {{"temperature", 21.25}, {"count", 7}};
-	struct mdev_telemetry mt = {"dev-1", "temp_sensor", 1700000000000LL, rd, 2, -61, 2048, 99,
-				    12};
+	struct mdev_telemetry mt = {.device_id = "dev-1",
+				    .device_type = "temp_sensor",
+				    .timestamp_ms = 1700000000000LL,
+				    .readings = rd,
+				    .reading_count = 2,
+				    .has_signal_strength = true,
+				    .has_free_heap = true,
+				    .has_uptime_ms = true,
+				    .has_seq = true,
+				    .signal_strength = -61,
+				    .free_heap = 2048,
+				    .uptime_ms = 99,
+				    .seq = 12};
 	if (mdev_msg_telemetry(&mt, buf, sizeof(buf), &len) != 0 ||
 	    moat_msg_telemetry_parse(buf, len, &t, &err) != 0 ||
 	    strcmp(t.device_id, "dev-1") != 0 || strcmp(t.device_type, "temp_sensor") != 0 ||
@@ -45,6 +58,24 @@ static void messages_match_core(void)
 	}
 	if (mdev_msg_status_will("dev-1", buf, sizeof(buf), &len) != 0 ||
 	    moat_msg_status_parse(buf, len, &st, &err) != 0 || st.online || st.has_timestamp) {
+		abort();
+	}
+	static struct moat_msg_response rs;
+	const struct mdev_response mr = {"dev-1", "reboot", "accepted",
+					 5,	  "c-1",    "caf\xc3\xa9 \xe2\x9c\x93",
+					 0};
+	if (mdev_msg_response(&mr, buf, sizeof(buf), &len) != 0 ||
+	    moat_msg_response_parse(buf, len, &rs, &err) != 0 ||
+	    strcmp(rs.detail, mr.detail) != 0 || strcmp(rs.id, "c-1") != 0 || rs.has_interval) {
+		abort();
+	}
+	static struct moat_update_event ev;
+	const struct mdev_update_event me = {MDEV_UPD_REVERTED, "1.3.0", "1.2.0",
+					     "trial did not confirm", 1700000000};
+	if (mdev_msg_update_event(&me, buf, sizeof(buf), &len) != 0 ||
+	    moat_update_event_parse(buf, len, &ev, &err) != 0 || ev.stage != MOAT_UPD_REVERTED ||
+	    strcmp(ev.version, "1.3.0") != 0 || strcmp(ev.running, "1.2.0") != 0 ||
+	    strcmp(ev.reason, me.reason) != 0) {
 		abort();
 	}
 }

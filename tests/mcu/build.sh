@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # build.sh ARCH OUT SRC: cross-builds moat-device's MCU programs for ARCH (cortex-m3 or
 # rv32imc) into OUT: mbedTLS (Debian's source, fetched by scripts/fetch-mbedtls, with
-# tests/mcu/mbedtls_config.h), the library with its mbedTLS port, mcu_test.elf, and
+# tests/mcu/mbedtls_config.h; 2.28, or 3.x with MOAT_MBEDTLS_V3=1), the library with its mbedTLS port, mcu_test.elf, and
 # bench/mcu's programs. picolibc with semihosting; the memory map of the QEMU board
 # (lm3s6965evb: 256 KB flash, 64 KB RAM; virt: the same sizes at its RAM base).
 # build.sh --link-flags ARCH: prints the flags it links ARCH's programs with (bench/mcu/run).
@@ -34,8 +34,13 @@ if [ -n "$link_flags_only" ]; then
 	echo --specs=picolibc.specs --oslib=semihost "${flags[@]}" -Os "${ldflags[@]}"
 	exit 0
 fi
-mbed=${MOAT_MBEDTLS_SRC:-$src/.deps/mbedtls}
-[ -f "$mbed/include/mbedtls/ecdsa.h" ] || "$src/scripts/fetch-mbedtls"
+if [ -n "${MOAT_MBEDTLS_V3:-}" ]; then # mbedTLS 3.x, ESP-IDF 5's series (mcu/cortex-m3-mbedtls3)
+	mbed=${MOAT_MBEDTLS3_SRC:-$src/.deps/mbedtls3}
+	[ -f "$mbed/include/mbedtls/build_info.h" ] || "$src/scripts/fetch-mbedtls" --v3
+else
+	mbed=${MOAT_MBEDTLS_SRC:-$src/.deps/mbedtls}
+	[ -f "$mbed/include/mbedtls/ecdsa.h" ] || "$src/scripts/fetch-mbedtls"
+fi
 jsmn_inc=$(dirname "$(echo '#include <jsmn.h>' | cpp -H -o /dev/null 2>&1 | sed -n 's/^\. //p' | head -n1)")
 [ -f "$jsmn_inc/jsmn.h" ] || { echo "build.sh: jsmn.h (libjsmn-dev) not found" >&2; exit 1; }
 command -v ccache >/dev/null && cc="ccache $cc"
@@ -44,7 +49,7 @@ mkdir -p "$out/obj"
 mkdir -p "$out/jsmn" && cp "$jsmn_inc/jsmn.h" "$out/jsmn/jsmn.h"
 common=(--specs=picolibc.specs --oslib=semihost "${flags[@]}" -Os -g -std=c99
 	-ffunction-sections -fdata-sections -Wall -Wextra -Werror
-	-DMBEDTLS_CONFIG_FILE='"mbedtls_config.h"' -I"$src/tests/mcu" -I"$mbed/include"
+	-DMBEDTLS_CONFIG_FILE='<mbedtls_config.h>' -I"$src/tests/mcu" -I"$mbed/include"
 	-I"$src/src/device-core/include" -I"$out/jsmn")
 built=()
 objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o; the objects in built[]
@@ -61,7 +66,16 @@ objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o; the objects in bu
 	done
 }
 extra=(-Wno-unused-parameter)
-objs mbedtls "$mbed"/library/{asn1parse,asn1write,base64,bignum,ecp,ecp_curves,ecdsa,sha256,platform,platform_util,memory_buffer_alloc,constant_time,md,oid,pk,pk_wrap,pkparse,rsa,rsa_internal}.c
+mbed_files=(asn1parse asn1write base64 bignum ecp ecp_curves ecdsa sha256 platform platform_util
+	memory_buffer_alloc constant_time md oid pk pk_wrap pkparse rsa)
+if [ -f "$mbed/library/bignum_core.c" ]; then # mbedTLS 3.x (ESP-IDF 5's): the same modules, split
+	mbed_files+=(bignum_core ecp_curves_new pk_ecc rsa_alt_helpers)
+else
+	mbed_files+=(rsa_internal)
+fi
+mbed_paths=()
+for f in "${mbed_files[@]}"; do mbed_paths+=("$mbed/library/$f.c"); done
+objs mbedtls "${mbed_paths[@]}"
 mbed_objs=("${built[@]}")
 ar=${cc##* }; ar=${ar%-gcc}-ar
 rm -f "$out/libmbedcrypto.a" "$out/libmdev.a"

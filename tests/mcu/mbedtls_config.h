@@ -3,7 +3,10 @@
  * bignums allocated from a static arena (MEMORY_BUFFER_ALLOC) rather than a heap. RSA,
  * PK parsing, OID and MD are here only for bench/mcu's anchor (mbedtls_pk_verify with an
  * RSA-2048 PKCS#1 v1.5 key); the linker drops them from builds that do not call them.
- * Written for mbedTLS 2.28 (Debian 12's source); 3.x names are the same for these. */
+ * The same file for mbedTLS 2.28 (Debian 12's source) and 3.6 (ESP-IDF 5's series; built
+ * by tests/mcu/build.sh when MOAT_MBEDTLS_SRC names its tree): these names did not change.
+ * It is included as <mbedtls_config.h>: 3.x has a file of that name next to build_info.h,
+ * which a quoted include would find first. */
 #ifndef MOAT_MCU_MBEDTLS_CONFIG_H
 #define MOAT_MCU_MBEDTLS_CONFIG_H
 
@@ -37,6 +40,10 @@
 #define MBEDTLS_RSA_C
 #define MBEDTLS_PKCS1_V15
 
+/* 2.28 leaves the check to a custom configuration; 3.x's build_info.h runs it itself, after
+ * its own adjustments (including it here would check too early). */
+#if !defined(MBEDTLS_VERSION_MAJOR) || MBEDTLS_VERSION_MAJOR < 3
 #include "mbedtls/check_config.h"
+#endif
 
 #endif

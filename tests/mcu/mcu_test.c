@@ -336,8 +336,19 @@ static void test_messages(void)
 	static char buf[512];
 	size_t len = 0;
 	struct mdev_reading rd[2] = {{"temperature", 21.5}, {"humidity", 40}};
-	struct mdev_telemetry t = {"mcu-1", "mcu_sensor", 1700000000000LL, rd, 2, -60, 20000, 1234,
-				   7};
+	struct mdev_telemetry t = {.device_id = "mcu-1",
+				   .device_type = "mcu_sensor",
+				   .timestamp_ms = 1700000000000LL,
+				   .readings = rd,
+				   .reading_count = 2,
+				   .has_signal_strength = true,
+				   .has_free_heap = true,
+				   .has_uptime_ms = true,
+				   .has_seq = true,
+				   .signal_strength = -60,
+				   .free_heap = 20000,
+				   .uptime_ms = 1234,
+				   .seq = 7};
 	check(mdev_topic_build(MDEV_TOPIC_TELEMETRY, "mcu-1", buf, sizeof(buf)) == 0 &&
 		      strcmp(buf, "devices/mcu-1/telemetry") == 0,
 	      "topic: telemetry", buf);
@@ -357,6 +368,34 @@ static void test_messages(void)
 	check(mdev_msg_status_will("mcu-1", buf, sizeof(buf), &len) == 0 &&
 		      strcmp(buf, "{\"device_id\":\"mcu-1\",\"status\":\"offline\"}") == 0,
 	      "last will JSON", buf);
+	t.has_signal_strength = t.has_free_heap = t.has_uptime_ms = false;
+	t.reading_count = 1;
+	check(mdev_msg_telemetry(&t, buf, sizeof(buf), &len) == 0 &&
+		      strcmp(buf, "{\"device_id\":\"mcu-1\",\"device_type\":\"mcu_sensor\","
+				  "\"timestamp\":1700000000000,\"telemetry\":{\"temperature\":"
+				  "21.5},\"metadata\":{\"seq\":7}}") == 0,
+	      "telemetry: metadata only as present", buf);
+	struct mdev_update_event ev = {MDEV_UPD_REFUSED, "1.3.0", "1.2.0", "expired", 1700000000};
+	check(mdev_msg_update_event(&ev, buf, sizeof(buf), &len) == 0 &&
+		      strcmp(buf, "{\"event\":\"update\",\"stage\":\"refused\",\"version\":"
+				  "\"1.3.0\",\"running\":\"1.2.0\",\"reason\":\"expired\","
+				  "\"timestamp\":1700000000}") == 0,
+	      "update event JSON", buf);
+	ev.version = "v1.3";
+	check(mdev_msg_update_event(&ev, buf, sizeof(buf), &len) != 0 && len == 0,
+	      "update event: a version that is not semver is refused", NULL);
+	struct mdev_response r = {"mcu-1", "reboot", "accepted",
+				  5,	   "c-1",    "red\xc3\xa9marrage \xe2\x9c\x93",
+				  0};
+	check(mdev_msg_response(&r, buf, sizeof(buf), &len) == 0,
+	      "response: a UTF-8 detail is kept", buf);
+	static const char *const bad_detail[] = {"\xc3", "\xe2\x80\xae", "\xc2\x85", "\xed\xa0\x80",
+						 "a\tb"};
+	for (size_t i = 0; i < sizeof(bad_detail) / sizeof(bad_detail[0]); i++) {
+		r.detail = bad_detail[i];
+		check(mdev_msg_response(&r, buf, sizeof(buf), &len) != 0 && len == 0,
+		      "response: a detail that is not display text is refused", bad_detail[i]);
+	}
 	static const char cmd[] =
 		"{\"command\":\"update_interval\",\"id\":\"c-42\",\"interval\":30}";
 	int k = mdev_cmd_dispatch("mcu-1", "devices/mcu-1/commands/update_interval", cmd,

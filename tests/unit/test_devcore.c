@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include "moat/text.h"
 #include "moat_device.h"
 
 #define NOW 1800000000LL
@@ -429,7 +430,14 @@ static void test_messages(void **state)
 			 0);
 	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"status\":\"online\",\"timestamp\":5,"
 				 "\"ip_address\":\"10.0.0.2\",\"agent_version\":\"1.2.0\"}");
-	struct mdev_diagnostics d = {"dev-1", 5, 4000, 100, "1.2.0", 30, 9, 0};
+	struct mdev_diagnostics d = {.device_id = "dev-1",
+				     .timestamp_ms = 5,
+				     .uptime_ms = 4000,
+				     .system_uptime_s = 4,
+				     .free_heap = 100,
+				     .firmware_version = "1.2.0",
+				     .interval_s = 30,
+				     .seq = 9};
 	assert_int_equal(mdev_msg_diagnostics(&d, buf, sizeof(buf), &len), 0);
 	assert_non_null(strstr(buf, "\"system_uptime_s\":4,"));
 	struct mdev_response r = {"dev-1", "reboot", "accepted", 5, "", "say \"hi\"", 0};
@@ -482,12 +490,54 @@ static void test_messages(void **state)
 	assert_int_equal(len, 0);
 }
 
+/* mdev_text_ok is moat's display rule (moat_text_display_ok, src/util): every sequence of
+ * one to three bytes, and four-byte sequences around every boundary, decide the same. */
+static void test_text_ok_is_moats(void **state)
+{
+	(void)state;
+	unsigned char b[4];
+	for (unsigned i = 0; i < 0x1000000u; i++) {
+		b[0] = (unsigned char)(i >> 16);
+		b[1] = (unsigned char)(i >> 8);
+		b[2] = (unsigned char)i;
+		for (size_t n = 1; n <= 3; n++) {
+			unsigned rest = n == 1 ? 0xffffu : n == 2 ? 0xffu : 0u;
+			if ((i & rest) != 0) {
+				continue; /* shorter prefixes once each */
+			}
+			if (mdev_text_ok((const char *)b, n) !=
+			    moat_text_display_ok((const char *)b, n)) {
+				fail_msg("differ on %zu bytes %02x %02x %02x", n, b[0], b[1], b[2]);
+			}
+		}
+	}
+	static const unsigned char lead[] = {0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xf8};
+	static const unsigned char cont[] = {0x7f, 0x80, 0x8f, 0x90, 0xbf, 0xc0};
+	for (size_t a = 0; a < sizeof(lead); a++) {
+		for (size_t x = 0; x < sizeof(cont); x++) {
+			for (size_t y = 0; y < sizeof(cont); y++) {
+				for (size_t z = 0; z < sizeof(cont); z++) {
+					b[0] = lead[a];
+					b[1] = cont[x];
+					b[2] = cont[y];
+					b[3] = cont[z];
+					assert_int_equal(mdev_text_ok((const char *)b, 4),
+							 moat_text_display_ok((const char *)b, 4));
+				}
+			}
+		}
+	}
+	assert_true(mdev_text_ok("", 0));
+	assert_true(mdev_text_ok("caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
+	assert_false(mdev_text_ok("\xe2\x81\xa6", 3)); /* U+2066, an isolate */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_verify),	 cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_stream),	 cmocka_unit_test(test_ab),
-		cmocka_unit_test(test_messages),
+		cmocka_unit_test(test_messages), cmocka_unit_test(test_text_ok_is_moats),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

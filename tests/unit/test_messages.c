@@ -966,6 +966,152 @@ static void test_diagnostics_build(void **state)
 			 MOAT_EINVAL);
 }
 
+/* The device's messages are built by moat-device (src/device-core). What moat-agent sent
+ * before the library built them, byte for byte (recorded from moat's own builders before
+ * the move): metadata present field by field (absent is not 0), numbers in their shortest
+ * exact form, UTF-8 text kept and invalid or control text refused, the update event as
+ * the agent has always published it. */
+static void test_device_messages_unchanged(void **state)
+{
+	(void)state;
+	char buf[2048];
+	size_t len = 0;
+	struct moat_err err;
+	struct moat_msg_telemetry t;
+	static const char *const names[] = {"temperature", "humidity", "pressure", "tiny",
+					    "neg",	   "third",    "big"};
+	const double values[] = {21.5, 0.1, 1013.25, 1e-7, -3, 1.0 / 3, 1e300};
+
+	memset(&t, 0, sizeof(t));
+	SET(t.device_id, "dev-1");
+	SET(t.device_type, "temp_sensor");
+	t.timestamp_ms = 1764729600123LL;
+	for (size_t i = 0; i < 7; i++) {
+		SET(t.readings[i].name, names[i]);
+		t.readings[i].value = values[i];
+	}
+	t.reading_count = 7;
+	t.has_free_heap = t.has_uptime_ms = t.has_seq = true;
+	t.free_heap = 123456;
+	t.uptime_ms = 5000;
+	t.seq = 42;
+	assert_int_equal(moat_msg_telemetry_build(&t, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(
+		buf,
+		"{\"device_id\":\"dev-1\",\"device_type\":\"temp_sensor\",\"timestamp\":"
+		"1764729600123,\"telemetry\":{\"temperature\":21.5,\"humidity\":0.1,"
+		"\"pressure\":1013.25,\"tiny\":1e-07,\"neg\":-3,\"third\":0.33333333333333331,"
+		"\"big\":1e+300},\"metadata\":{\"free_heap\":123456,\"uptime_ms\":5000,\"seq\":"
+		"42}}");
+	assert_int_equal(len, strlen(buf));
+	t.reading_count = 0;
+	t.has_free_heap = t.has_uptime_ms = t.has_seq = false;
+	assert_int_equal(moat_msg_telemetry_build(&t, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"device_type\":\"temp_sensor\","
+				 "\"timestamp\":1764729600123,\"telemetry\":{}}");
+	t.has_signal_strength = true; /* a signal of 0 is written, not left out */
+	assert_int_equal(moat_msg_telemetry_build(&t, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"device_type\":\"temp_sensor\","
+				 "\"timestamp\":1764729600123,\"telemetry\":{},\"metadata\":{"
+				 "\"signal_strength\":0}}");
+
+	struct moat_msg_status s;
+	memset(&s, 0, sizeof(s));
+	SET(s.device_id, "dev-1");
+	s.online = s.has_timestamp = true;
+	s.timestamp_ms = 1764729600123LL;
+	SET(s.ip_address, "10.0.0.2");
+	SET(s.agent_version, "0.9.0~rc1");
+	assert_int_equal(moat_msg_status_build(&s, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"status\":\"online\",\"timestamp\":"
+				 "1764729600123,\"ip_address\":\"10.0.0.2\",\"agent_version\":"
+				 "\"0.9.0~rc1\"}");
+	s.online = false; /* moat-agent's clean shutdown: offline with its timestamp */
+	SET(s.ip_address, "::1");
+	assert_int_equal(moat_msg_status_build(&s, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"status\":\"offline\",\"timestamp\":"
+				 "1764729600123,\"ip_address\":\"::1\",\"agent_version\":"
+				 "\"0.9.0~rc1\"}");
+	SET(s.ip_address, "10.0.0.256"); /* the host checks addresses by inet_pton */
+	assert_int_equal(moat_msg_status_build(&s, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
+	assert_string_equal(buf, "");
+	memset(&s, 0, sizeof(s));
+	SET(s.device_id, "dev-1");
+	assert_int_equal(moat_msg_status_build(&s, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"status\":\"offline\"}");
+
+	struct moat_msg_response r;
+	memset(&r, 0, sizeof(r));
+	SET(r.device_id, "dev-1");
+	SET(r.command, "update_interval");
+	SET(r.status, "completed");
+	r.timestamp_ms = 1764729600123LL;
+	SET(r.id, "c-1:x");
+	SET(r.detail, "temp\xc3\xa9rature 21 \xc2\xb0"
+		      "C \xe2\x80\x94 \"ok\" \\ \xf0\x9f\x98\x80");
+	r.has_interval = true;
+	r.interval = 30;
+	assert_int_equal(moat_msg_response_build(&r, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf,
+			    "{\"device_id\":\"dev-1\",\"command\":\"update_interval\","
+			    "\"status\":\"completed\",\"timestamp\":1764729600123,\"id\":"
+			    "\"c-1:x\",\"detail\":\"temp\xc3\xa9rature 21 \xc2\xb0"
+			    "C \xe2\x80\x94 \\\"ok\\\" \\\\ \xf0\x9f\x98\x80\",\"interval\":30}");
+	/* a bidi override, a truncated sequence, a C1 control, an overlong '/', a surrogate */
+	static const char *const bad_detail[] = {"bad \xe2\x80\xae bidi", "bad \xc3 utf8",
+						 "c1 \xc2\x85",		  "over \xc0\xaf",
+						 "sur \xed\xa0\x80",	  "tab\there"};
+	for (size_t i = 0; i < sizeof(bad_detail) / sizeof(bad_detail[0]); i++) {
+		SET(r.detail, bad_detail[i]);
+		assert_int_equal(moat_msg_response_build(&r, buf, sizeof(buf), &len, &err),
+				 MOAT_EINVAL);
+		assert_string_equal(buf, "");
+		assert_int_equal(len, 0);
+	}
+	r.detail[0] = '\0';
+	r.interval = 0; /* has_interval with no interval */
+	assert_int_equal(moat_msg_response_build(&r, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
+
+	struct moat_msg_diagnostics d;
+	memset(&d, 0, sizeof(d));
+	SET(d.device_id, "dev-1");
+	d.timestamp_ms = 1764729600123LL;
+	d.uptime_ms = 61000;
+	d.system_uptime_s = 86400;
+	d.rss_kb = 5120;
+	d.free_heap = 1048576;
+	d.load[0] = 0.15;
+	d.load[1] = 1.5;
+	SET(d.ip_address, "fe80::1");
+	SET(d.mac_address, "02:00:00:aa:bb:cc");
+	SET(d.kernel, "Linux 6.1.0-13-amd64");
+	SET(d.agent_version, "0.9.0");
+	SET(d.cert_not_after, "2027-01-01T00:00:00Z");
+	d.cert_days_left = -3;
+	d.interval_s = 30;
+	d.seq = 7;
+	d.queued = 2;
+	assert_int_equal(moat_msg_diagnostics_build(&d, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(
+		buf,
+		"{\"device_id\":\"dev-1\",\"timestamp\":1764729600123,\"uptime_ms\":61000,"
+		"\"system_uptime_s\":86400,\"rss_kb\":5120,\"free_heap\":1048576,\"load\":[0.15,"
+		"1.5,0],\"ip_address\":\"fe80::1\",\"mac_address\":\"02:00:00:aa:bb:cc\","
+		"\"kernel\":\"Linux 6.1.0-13-amd64\",\"agent_version\":\"0.9.0\","
+		"\"cert_not_after\":\"2027-01-01T00:00:00Z\",\"cert_days_left\":-3,"
+		"\"interval_s\":30,\"seq\":7,\"queued\":2}");
+	d.cert_not_after[0] = d.ip_address[0] = d.mac_address[0] = d.kernel[0] = '\0';
+	d.agent_version[0] = '\0';
+	d.load[0] = 1.0 / 3;
+	assert_int_equal(moat_msg_diagnostics_build(&d, buf, sizeof(buf), &len, &err), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"timestamp\":1764729600123,"
+				 "\"uptime_ms\":61000,\"system_uptime_s\":86400,\"rss_kb\":5120,"
+				 "\"free_heap\":1048576,\"load\":[0.33333333333333331,1.5,0],"
+				 "\"interval_s\":30,\"seq\":7,\"queued\":2}");
+	SET(d.kernel, "Linux \xe2\x80\xae");
+	assert_int_equal(moat_msg_diagnostics_build(&d, buf, sizeof(buf), &len, &err), MOAT_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -980,6 +1126,7 @@ int main(void)
 		cmocka_unit_test(test_status),
 		cmocka_unit_test(test_response),
 		cmocka_unit_test(test_diagnostics_build),
+		cmocka_unit_test(test_device_messages_unchanged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

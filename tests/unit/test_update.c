@@ -22,6 +22,7 @@
 #include "moat/fsutil.h"
 #include "moat/timeutil.h"
 #include "moat/update.h"
+#include "moat/update_schema.h"
 #include "testutil.h"
 #include "testutil_fw.h"
 
@@ -1093,6 +1094,69 @@ static void test_report_parse_rejections(void **state)
 	assert_string_equal(r.res.msg, "\\u0000 is text here");
 }
 
+/* The update event moat-agent publishes is built by moat-device (the bytes below are what
+ * the agent published before the move), and nothing is built that moatd's parser would
+ * refuse. */
+static void test_update_event_format(void **state)
+{
+	(void)state;
+	char buf[MOAT_UPDATE_EVENT_MAX_BYTES];
+	size_t len = 0;
+	struct moat_err err;
+	struct moat_update_event ev, back;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.stage = MOAT_UPD_REFUSED;
+	snprintf(ev.version, sizeof(ev.version), "1.2.0");
+	snprintf(ev.running, sizeof(ev.running), "1.1.0");
+	snprintf(ev.reason, sizeof(ev.reason), "bad_signature \"x\" \\");
+	assert_int_equal(moat_update_event_format(&ev, 1764729600, buf, sizeof(buf), &len, &err),
+			 0);
+	assert_string_equal(buf,
+			    "{\"event\":\"update\",\"stage\":\"refused\",\"version\":\"1.2.0\","
+			    "\"running\":\"1.1.0\",\"reason\":\"bad_signature \\\"x\\\" "
+			    "\\\\\",\"timestamp\":1764729600}");
+	assert_int_equal(len, strlen(buf));
+	memset(&back, 0, sizeof(back));
+	assert_int_equal(moat_update_event_parse(buf, len, &back, &err), 0);
+	assert_int_equal(back.stage, MOAT_UPD_REFUSED);
+	assert_string_equal(back.reason, ev.reason);
+	memset(&ev, 0, sizeof(ev));
+	ev.stage = MOAT_UPD_CHECKED;
+	assert_int_equal(moat_update_event_format(&ev, 1764729600, buf, sizeof(buf), &len, &err),
+			 0);
+	assert_string_equal(buf, "{\"event\":\"update\",\"stage\":\"checked\",\"timestamp\":"
+				 "1764729600}");
+	ev.stage = MOAT_UPD_CONFIRMED;
+	snprintf(ev.version, sizeof(ev.version), "2.0.0-rc.1+b5");
+	assert_int_equal(moat_update_event_format(&ev, 1764729600123LL, buf, sizeof(buf), &len,
+						  &err),
+			 0);
+	assert_string_equal(buf, "{\"event\":\"update\",\"stage\":\"confirmed\",\"version\":"
+				 "\"2.0.0-rc.1+b5\",\"timestamp\":1764729600123}");
+	/* refused: what the parser refuses, a stage out of range, a buffer too small */
+	snprintf(ev.version, sizeof(ev.version), "v1");
+	assert_int_equal(moat_update_event_format(&ev, 1, buf, sizeof(buf), &len, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(len, 0);
+	snprintf(ev.version, sizeof(ev.version), "1.0.0");
+	snprintf(ev.reason, sizeof(ev.reason), "caf\xc3\xa9");
+	assert_int_equal(moat_update_event_format(&ev, 1, buf, sizeof(buf), &len, &err),
+			 MOAT_EINVAL);
+	ev.reason[0] = '\0';
+	assert_int_equal(moat_update_event_format(&ev, -1, buf, sizeof(buf), &len, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_update_event_format(&ev, 1, buf, 20, &len, &err), MOAT_EINVAL);
+	ev.stage = (enum moat_update_stage)MOAT_UPDATE_STAGE_COUNT;
+	assert_int_equal(moat_update_event_format(&ev, 1, buf, sizeof(buf), &len, &err),
+			 MOAT_EINVAL);
+	assert_string_equal(moat_update_stage_name(MOAT_UPD_REVERTED), "reverted");
+	enum moat_update_stage st;
+	assert_int_equal(moat_update_stage_parse("downloading", &st, &err), 0);
+	assert_int_equal(st, MOAT_UPD_DOWNLOADING);
+	assert_int_equal(moat_update_stage_parse("done", &st, &err), MOAT_EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1107,6 +1171,7 @@ int main(void)
 		cmocka_unit_test(test_report_roundtrip),
 		cmocka_unit_test(test_report_format_rejections),
 		cmocka_unit_test(test_report_parse_rejections),
+		cmocka_unit_test(test_update_event_format),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

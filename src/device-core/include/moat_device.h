@@ -14,8 +14,11 @@
  *      security floor, pure, over a few bytes of persistent storage written power-fail
  *      safe (two copies with a sequence number and CRC; a torn write leaves the other).
  *   3. The message scheme (mdev_topic_*, mdev_msg_*): the device's own topics, telemetry,
- *      status (and last will), command responses, and a command parser and dispatcher
- *      with correlation ids, in the JSON of include/moat/messages.h.
+ *      status (and last will), command responses, diagnostics, update events, and a
+ *      command parser and dispatcher with correlation ids, in the JSON of
+ *      include/moat/messages.h and update_schema.h. These builders are moat-agent's too:
+ *      src/core's moat_msg_*_build and moat_update_event_format wrap them, so a Linux
+ *      device and an MCU publish the same bytes.
  *
  * Time: a device may not know the time (no RTC, no network time yet). Pass
  * MDEV_TIME_UNKNOWN as now: expiry is then judged against the newest issued_at the device
@@ -261,18 +264,29 @@ enum mdev_topic_kind {
 /* devices/{id}/...; 0, or -1 when id is invalid or buf too small. */
 int mdev_topic_build(enum mdev_topic_kind kind, const char *id, char *buf, size_t size);
 
+/* Text a device writes for people to read (a response's detail, diagnostics' free text):
+ * len bytes of well-formed UTF-8 without a control character (C0, DEL, C1) or a bidi
+ * override or isolate: the rule moat's parsers apply to these fields
+ * (moat_text_display_ok in src/util, which tests/unit/test_devcore.c checks it against). */
+bool mdev_text_ok(const char *s, size_t len);
+
 struct mdev_reading {
 	const char *name; /* [a-z0-9_]{1,32} */
 	double value;	  /* finite */
 };
 
+/* Numbers are written as moat-agent always has: an integral value as an integer, any
+ * other with the shorter of %.15g and %.17g that reads back exactly. */
 struct mdev_telemetry {
 	const char *device_id;
 	const char *device_type;
 	int64_t timestamp_ms;
 	const struct mdev_reading *readings;
-	size_t reading_count; /* 1..16 */
-	int64_t signal_strength;
+	size_t reading_count; /* 0..16, names distinct */
+	/* "metadata": a field is written only when its flag is set (absent is not 0: moatd
+	 * tells "no signal reading" from a signal of 0), the object only when one is. */
+	bool has_signal_strength, has_free_heap, has_uptime_ms, has_seq;
+	int64_t signal_strength; /* -1000..1000 */
 	int64_t free_heap;
 	int64_t uptime_ms;
 	int64_t seq;
@@ -281,10 +295,20 @@ struct mdev_telemetry {
 /* Builders: NUL-terminated JSON in buf, *out_len without the NUL; -1 when a field is
  * invalid or buf is too small (never truncated). */
 int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, size_t *out_len);
-/* online: {"device_id","status":"online","timestamp","ip_address","agent_version"}. */
+
+/* {"device_id","status":"online"|"offline","timestamp","ip_address","agent_version"}. */
+struct mdev_status {
+	const char *device_id;
+	bool online;
+	bool has_timestamp; /* false for the last will, which is fixed at connect time */
+	int64_t timestamp_ms;
+	const char *ip_address;	   /* NULL or "": left out; else [0-9A-Za-z.:]{1,64} */
+	const char *agent_version; /* NULL or "": left out; else [A-Za-z0-9._+~-]{1,31} */
+};
+int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t *out_len);
+/* Shorthands: online with a timestamp; the last will {"device_id","status":"offline"}. */
 int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
 			   const char *agent_version, char *buf, size_t size, size_t *out_len);
-/* The last will: {"device_id","status":"offline"}. */
 int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len);
 
 struct mdev_response {
@@ -292,24 +316,59 @@ struct mdev_response {
 	const char *command;
 	const char *status; /* [a-z_]{1,32}: accepted, completed, refused, ... */
 	int64_t timestamp_ms;
-	const char *id;	    /* the command's correlation id, or "" */
-	const char *detail; /* NULL or printable ASCII, at most 200 */
-	int64_t interval;   /* > 0: included */
+	const char *id;	    /* the command's correlation id, or NULL or "" */
+	const char *detail; /* NULL, "" or mdev_text_ok text of at most 200 bytes */
+	int64_t interval;   /* 1..86400: included; 0: left out */
 };
 int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len);
 
-/* Diagnostics in moat's schema, with what an MCU knows (load, rss_kb are 0). */
+/* Diagnostics in moat's schema. An MCU leaves what it does not know at 0 or NULL (rss_kb,
+ * load and system_uptime_s are still written, as 0; NULL or "" text is left out). */
 struct mdev_diagnostics {
 	const char *device_id;
 	int64_t timestamp_ms;
-	int64_t uptime_ms;
+	int64_t uptime_ms; /* the firmware's (moat-agent's own) */
+	int64_t system_uptime_s;
+	int64_t rss_kb;
 	int64_t free_heap;
-	const char *firmware_version; /* sent as agent_version; NULL: none */
+	double load[3];		      /* finite, >= 0 */
+	const char *ip_address;	      /* [0-9A-Za-z.:]{1,64} */
+	const char *mac_address;      /* text (mdev_text_ok), at most 23 bytes */
+	const char *kernel;	      /* text, at most 127 bytes */
+	const char *firmware_version; /* sent as agent_version; text, at most 31 bytes */
+	const char *cert_not_after;   /* text, at most 31 bytes; written with cert_days_left */
+	int64_t cert_days_left;
 	int64_t interval_s;
 	int64_t seq;
 	int64_t queued;
 };
 int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len);
+
+/* An update event on devices/{id}/diagnostics, what moatd records and rollouts count:
+ * {"event":"update","stage":S,"version":V,"running":R,"reason":W,"timestamp":T}. */
+enum mdev_update_stage {
+	MDEV_UPD_CHECKED = 0,
+	MDEV_UPD_DOWNLOADING,
+	MDEV_UPD_VERIFIED,
+	MDEV_UPD_INSTALLED,
+	MDEV_UPD_CONFIRMED,
+	MDEV_UPD_REVERTED,
+	MDEV_UPD_REFUSED,
+};
+#define MDEV_UPD_STAGE_COUNT 7
+#define MDEV_UPD_REASON_MAX_LEN 200
+/* "checked", "downloading", ...; "unknown" out of range. */
+const char *mdev_update_stage_name(enum mdev_update_stage st);
+
+struct mdev_update_event {
+	enum mdev_update_stage stage;
+	const char *version; /* the release concerned: NULL, "" (left out) or a semver */
+	const char *running; /* what runs now: NULL, "" or a semver */
+	const char *reason;  /* refused, reverted: why; NULL, "" or printable ASCII <= 200 */
+	int64_t timestamp;   /* the device's clock, seconds; 0..2^53-1 */
+};
+int mdev_msg_update_event(const struct mdev_update_event *ev, char *buf, size_t size,
+			  size_t *out_len);
 
 #define MDEV_CMD_MAX_BYTES 1024
 #define MDEV_CMD_NAME_MAX_LEN 32
