@@ -164,9 +164,14 @@ struct writer {
 #endif
 };
 
+/* MOAT_INGEST_CLOCK_OFFSET (test builds only): the writer's clock (time-driven rules and
+ * retention) runs this far ahead of the wall clock, so a test sees retention act on what
+ * it recorded without waiting days. */
+static int64_t clock_offset_ms;
+
 static int64_t now_wall(void)
 {
-	return moat_time_wall_ms();
+	return moat_time_wall_ms() + clock_offset_ms;
 }
 
 /* ---- events ---- */
@@ -867,6 +872,11 @@ void *ingest_writer_run(void *arg)
 	if (delay && moat_duration_ms_parse(delay, &w.delay_ms, &err) == 0) {
 		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_INGEST_WRITER_DELAY ms=%lld",
 			 (long long)w.delay_ms);
+	}
+	const char *offset = getenv("MOAT_INGEST_CLOCK_OFFSET");
+	if (offset && moat_duration_ms_parse(offset, &clock_offset_ms, &err) == 0) {
+		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_INGEST_CLOCK_OFFSET ms=%lld",
+			 (long long)clock_offset_ms);
 	}
 #endif
 	catch_up(&w);
