@@ -1,9 +1,9 @@
 /* monitor_export.h: moatd's export of security events (src/monitor/export*.c, alerts.c,
  * metrics.c): to a SIEM collector as RFC 5424 syslog over TCP or TLS (RFC 5425), as JSON
- * lines or as CEF; as HTTPS webhook alerts from a bounded queue persisted on disk; and the
- * Prometheus text of moatd's /metrics.
+ * lines or as CEF, from a bounded queue persisted on disk; as HTTPS webhook alerts from
+ * another bounded queue persisted on disk; and the Prometheus text of moatd's /metrics.
  *
- * The pure parts (URL, event, framing, alert queue file, HTTP status line, metrics text)
+ * The pure parts (URL, event, framing, the queue files, HTTP status line, metrics text)
  * read only what they are given, are bounded and fuzzed (tests/fuzz/fuzz_export_*.c). The
  * running exporter (struct moat_export) owns a thread; every network peer it talks to is
  * verified (TLS 1.2+, the configured CA or the deployment's root, the URL's host name or
@@ -182,6 +182,32 @@ int moat_siem_status_encode(const struct moat_siem_status *s, char *out, size_t 
 /* A strict reader of that text: version 1, every field present and in range. */
 MOAT_MUST_CHECK int moat_siem_status_decode(const void *text, size_t len,
 					    struct moat_siem_status *out, struct moat_err *err);
+
+/* ---- the SIEM's queue on disk (src/monitor/siemqueue.c) ----
+ * The events waiting for the collector, so a moatd restart while it is away loses none:
+ * moatd rewrites the file atomically (0600) at most every second while the queue changes
+ * (not while it is empty on disk and in memory) and when the exporter stops, and reads it
+ * back at start (a file that does not read is renamed aside to "<file>.bad.<time>" and
+ * logged). Text: {"version":1,"events":N} and a newline, then N lines, each one event
+ * (moat_sec_event_json), oldest first. */
+
+#define MOAT_SIEM_QUEUE_FILE "state/siem.queue"
+#define MOAT_SIEM_QUEUE_FILE_MAX_BYTES (256u * 1024u * 1024u)
+
+/* The n events of ring (cap slots, the oldest at head) as that text: malloc'd, the caller
+ * frees it. Only the newest that fit in MOAT_SIEM_QUEUE_FILE_MAX_BYTES are written; how
+ * many older ones were left out goes to out_dropped. */
+MOAT_MUST_CHECK int moat_siem_queue_encode(const struct moat_sec_event *ring, size_t cap,
+					   size_t head, size_t n, char **out, size_t *out_len,
+					   size_t *out_dropped, struct moat_err *err);
+/* A strict reader of that text into out (room for max events): the newest max events,
+ * oldest first, in *out_n; the older ones left out counted in *out_dropped. A header that
+ * is not version 1 with its count, a line that is not an event (moat_sec_event_parse),
+ * a missing line end, more or fewer events than the header says: refused whole
+ * (MOAT_EINVAL, *out_n 0). */
+MOAT_MUST_CHECK int moat_siem_queue_decode(const void *text, size_t len, struct moat_sec_event *out,
+					   size_t max, size_t *out_n, uint64_t *out_dropped,
+					   struct moat_err *err);
 
 /* ---- configuration: [monitor] of moat.conf ---- */
 

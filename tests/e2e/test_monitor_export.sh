@@ -3,7 +3,8 @@
 # rsyslog-gnutls) over TLS verified against the test's own CA, in each of the three formats,
 # every kind the broker plugin writes; and alerts go to a real HTTPS webhook receiver:
 # retried with back-off after 503s, many at once as one summary, a burst of one refusal
-# deduplicated into one alert with its count, and a queue that survives a moatd restart.
+# deduplicated into one alert with its count, and a queue that survives a moatd restart;
+# the SIEM's queue survives a moatd restart while rsyslog is down.
 # The events are published on moat/events/<kind> through a real Mosquitto (the plain test
 # broker, which lets a service write there; under `moat up` only the plugin may).
 source "$(dirname "$0")/lib.sh"
@@ -187,6 +188,36 @@ moatd_up
 moatd_wait "event=alert_queue_refused" || fail "corrupt queue not refused"
 ls "$D/state/" | grep -q '^alerts.queue.bad.' || fail "corrupt queue not kept aside"
 pass "a corrupt queue file is refused and kept aside"
+
+# The SIEM's queue survives a restart: with rsyslog stopped, three events wait on disk
+# (state/siem.queue, 0600); moatd restarts and loads them; rsyslog starts and gets each once.
+kill "$RSYSLOG_PID"
+wait "$RSYSLOG_PID" 2>/dev/null || true
+for i in 1 2 3; do agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 "away-$i")"; done
+queued() { [ "$(grep -c '"reason":"away-' "$D/state/siem.queue" 2>/dev/null)" = "$1" ]; }
+wait_for 15 queued 3 || fail "state/siem.queue: $(cat "$D/state/siem.queue" 2>&1)"
+[ "$(stat -c %a "$D/state/siem.queue")" = 600 ] || fail "siem queue not 0600"
+moatd_down
+moatd_up
+moatd_wait "event=siem_queue_loaded events=[1-9]" || fail "siem queue not loaded"
+rsyslog_start "$RS_PORT" "$RS_OUT"
+wait_for 20 grep -q "reason=\"away-3\"" "$RS_OUT" ||
+	fail "queued events not delivered after the restart: $(cat "$RS_OUT")"
+# a later event arrives after them: nothing more of the queue is coming
+agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 marker)"
+wait_for 15 grep -q 'reason="marker"' "$RS_OUT" || fail "marker not delivered"
+for i in 1 2 3; do
+	[ "$(grep -c "reason=\"away-$i\"" "$RS_OUT")" = 1 ] || fail "away-$i not delivered once: $(cat "$RS_OUT")"
+done
+wait_for 10 queued 0 || fail "delivered events still in state/siem.queue"
+pass "rsyslog stopped, moatd restarted, rsyslog started: the queued events arrive once"
+# A corrupt SIEM queue is set aside, never reused.
+moatd_down
+printf '{"version":1,"events":1}\n{"kind":"BAD"}\n' >"$D/state/siem.queue"
+moatd_up
+moatd_wait "event=siem_queue_refused" || fail "corrupt siem queue not refused"
+ls "$D/state/" | grep -q '^siem.queue.bad.' || fail "corrupt siem queue not kept aside"
+pass "a corrupt SIEM queue file is refused and kept aside"
 
 # CEF and JSON lines to the same collector.
 for fmt in cef json; do
