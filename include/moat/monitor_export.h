@@ -41,16 +41,20 @@ struct moat_sec_event {
 	char detail[MOAT_SEC_FIELD_MAX_LEN + 1];    /* likewise */
 	uint64_t count;				    /* the plugin's count (0 when absent) */
 	uint64_t suppressed;			    /* events of this kind not written before */
+	uint64_t repeats; /* the exporter's deduplication ([monitor] dedup_window): this record
+			     stands for that many identical events not sent one by one, and
+			     is the last of them; 0: it stands for itself only */
 };
 
 /* Reads one event (a JSON object, at most MOAT_SEC_EVENT_MAX_BYTES, moat_json_parse): "kind"
  * and "time_ms" required; "identity", "client_id", "address", "reason", "detail" strings or
  * null, cut to MOAT_SEC_FIELD_MAX_LEN, refused when they hold anything but printable ASCII;
- * "count" and "suppressed" non-negative integers; other keys ignored. MOAT_EINVAL naming
- * the field. */
+ * "count", "suppressed" and "repeats" non-negative integers; other keys ignored.
+ * MOAT_EINVAL naming the field. */
 MOAT_MUST_CHECK int moat_sec_event_parse(const void *text, size_t len, struct moat_sec_event *out,
 					 struct moat_err *err);
-/* The event as one JSON object (no newline) into out; false when it does not fit. */
+/* The event as one JSON object (no newline) into out ("repeats" only when not 0); false
+ * when it does not fit. */
 bool moat_sec_event_json(const struct moat_sec_event *ev, char *out, size_t size, size_t *out_len);
 /* Is kind 1..MOAT_SEC_KIND_MAX_LEN of [a-z0-9_]? */
 bool moat_sec_event_kind_ok(const char *kind);
@@ -102,8 +106,9 @@ const char *moat_siem_format_name(enum moat_siem_format f);
 #define MOAT_SIEM_FRAME_MAX 8192
 
 /* One event as it goes on the wire: for RFC 5424 and CEF "<len> <record>" (RFC 5425
- * octet counting), for JSON "<json>\n". host is the HOSTNAME field (NILVALUE "-" when NULL
- * or empty). Returns the bytes written, 0 when it does not fit. */
+ * octet counting), for JSON "<json>\n"; its repeats (when not 0) as the structured data's
+ * repeats="N", CEF's cn1Label=repeats cn1=N, JSON's "repeats". host is the HOSTNAME field
+ * (NILVALUE "-" when NULL or empty). Returns the bytes written, 0 when it does not fit. */
 size_t moat_siem_frame(enum moat_siem_format f, const struct moat_sec_event *ev, const char *host,
 		       char *out, size_t size);
 
@@ -227,6 +232,11 @@ struct moat_export_settings {
 					      due at once than this go as one summary */
 	int64_t webhook_gather_ms;	   /* webhook_gather: 0..1 min, default 2 s: a new
 					      alert waits this long for others to join it */
+	int64_t dedup_window_ms;	   /* dedup_window: 0 (off)..1 h, default 60 s: an
+					      event identical to one sent less than this ago
+					      (kind, identity, client id, address, reason,
+					      detail) is not sent; at the window's end the
+					      last of them goes with its count of repeats */
 };
 
 /* Every key of [monitor] this module reads (NULL-terminated): moat config check and the

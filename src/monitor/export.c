@@ -47,11 +47,19 @@
 #define EXPORT_RESPONSE_MAX 4096
 #define EXPORT_SIEM_STATUS_EVERY_MS 5000 /* state/siem.status rewritten at most this often */
 #define EXPORT_SIEM_QUEUE_EVERY_MS 1000	 /* state/siem.queue likewise, while it changes */
+#define EXPORT_DEDUP_MAX 1024		 /* distinct events in their dedup_window at once */
 
 struct peer {
 	int fd;
 	SSL_CTX *ctx;
 	SSL *ssl;
+};
+
+/* One event sent less than dedup_window ago, and its identical repeats since. */
+struct dedup {
+	struct moat_sec_event last; /* the newest of them */
+	int64_t until_ms;	    /* monotonic: the window's end */
+	uint64_t repeats;	    /* folded, not sent yet */
 };
 
 struct moat_export {
@@ -77,6 +85,8 @@ struct moat_export {
 	bool alerts_dirty;
 	bool siem_queue_dirty;	       /* the ring changed since siem_queue_path was written */
 	bool siem_queue_empty_on_disk; /* what siem_queue_path holds is no event */
+	struct dedup *dedup;	       /* EXPORT_DEDUP_MAX when dedup_window is set */
+	size_t dedup_len;
 	struct export_counters c;
 	/* the thread's own */
 	struct peer siem;
@@ -468,29 +478,18 @@ static void webhook_deliver(struct moat_export *x)
 
 /* ---- events in ---- */
 
-void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
+static int64_t wall_ms(void)
 {
-	if (!x) {
-		return;
-	}
-	int64_t now = ev->time_ms;
 	struct timespec ts;
-	if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
-		now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+		return (int64_t)moat_time_now() * 1000;
 	}
-	pthread_mutex_lock(&x->mu);
-	size_t k = 0;
-	while (k < x->c.kinds && strcmp(x->c.kind[k], ev->kind) != 0) {
-		k++;
-	}
-	if (k == x->c.kinds && k < EXPORT_KINDS_MAX) {
-		snprintf(x->c.kind[k], sizeof(x->c.kind[k]), "%s", ev->kind);
-		x->c.kinds++;
-	}
-	if (k < x->c.kinds) {
-		x->c.events[k]++;
-	}
-	x->c.last_event_ms = ev->time_ms;
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Queues ev for the sinks (x->mu held). */
+static void emit_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t now)
+{
 	if (x->s.siem) {
 		if (x->ring_len == x->ring_cap) {
 			x->ring_head = (x->ring_head + 1) % x->ring_cap; /* drop the oldest */
@@ -512,9 +511,111 @@ void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
 				due = a->next_ms;
 			}
 		}
-		(void)moat_alert_queue_add(&x->alerts, ev, due);
+		struct moat_sec_event a = *ev;
+		if (ev->repeats) {
+			a.count = ev->repeats; /* the alert counts the repeats it had not said */
+		}
+		(void)moat_alert_queue_add(&x->alerts, &a, due);
 		x->c.webhook_dropped += x->alerts.dropped - before;
 		x->alerts_dirty = true;
+	}
+}
+
+static bool identical(const struct moat_sec_event *a, const struct moat_sec_event *b)
+{
+	return strcmp(a->kind, b->kind) == 0 && strcmp(a->identity, b->identity) == 0 &&
+	       strcmp(a->client_id, b->client_id) == 0 && strcmp(a->address, b->address) == 0 &&
+	       strcmp(a->reason, b->reason) == 0 && strcmp(a->detail, b->detail) == 0;
+}
+
+/* The last repeat of d, with its count, as one record (x->mu held); a new window opens. */
+static void dedup_say_locked(struct moat_export *x, struct dedup *d, int64_t mono, int64_t now)
+{
+	d->last.repeats = d->repeats;
+	emit_locked(x, &d->last, now);
+	d->last.repeats = 0;
+	d->repeats = 0;
+	d->until_ms = mono + x->s.dedup_window_ms;
+}
+
+/* Whether ev is a repeat within its window (then folded, x->mu held); else it is
+ * tracked for the window it opens, when there is room. */
+static bool dedup_fold_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t mono,
+			      int64_t now)
+{
+	if (!x->dedup) {
+		return false;
+	}
+	for (size_t i = 0; i < x->dedup_len; i++) {
+		struct dedup *d = &x->dedup[i];
+		if (!identical(&d->last, ev)) {
+			continue;
+		}
+		if (mono < d->until_ms) {
+			d->last = *ev;
+			d->repeats++;
+			x->c.deduplicated++;
+			return true;
+		}
+		if (d->repeats) {
+			dedup_say_locked(x, d, mono, now);
+		}
+		d->last = *ev;
+		d->until_ms = mono + x->s.dedup_window_ms;
+		return false;
+	}
+	if (x->dedup_len < EXPORT_DEDUP_MAX) { /* else sent, untracked */
+		struct dedup *d = &x->dedup[x->dedup_len++];
+		memset(d, 0, sizeof(*d));
+		d->last = *ev;
+		d->until_ms = mono + x->s.dedup_window_ms;
+	}
+	return false;
+}
+
+/* Windows that ended: their repeats said, untouched ones forgotten. */
+static void dedup_expire(struct moat_export *x)
+{
+	if (!x->dedup) {
+		return;
+	}
+	int64_t mono = moat_time_mono_ms(), now = wall_ms();
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < x->dedup_len;) {
+		struct dedup *d = &x->dedup[i];
+		if (mono < d->until_ms) {
+			i++;
+		} else if (d->repeats) {
+			dedup_say_locked(x, d, mono, now);
+			i++;
+		} else {
+			*d = x->dedup[--x->dedup_len];
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+}
+
+void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
+{
+	if (!x) {
+		return;
+	}
+	int64_t now = wall_ms(), mono = moat_time_mono_ms();
+	pthread_mutex_lock(&x->mu);
+	size_t k = 0;
+	while (k < x->c.kinds && strcmp(x->c.kind[k], ev->kind) != 0) {
+		k++;
+	}
+	if (k == x->c.kinds && k < EXPORT_KINDS_MAX) {
+		snprintf(x->c.kind[k], sizeof(x->c.kind[k]), "%s", ev->kind);
+		x->c.kinds++;
+	}
+	if (k < x->c.kinds) {
+		x->c.events[k]++;
+	}
+	x->c.last_event_ms = ev->time_ms;
+	if ((x->s.siem || x->s.webhook) && !dedup_fold_locked(x, ev, mono, now)) {
+		emit_locked(x, ev, now);
 	}
 	pthread_mutex_unlock(&x->mu);
 }
@@ -682,6 +783,7 @@ static void siem_queue_persist(struct moat_export *x, bool force)
 
 static void deliver(struct moat_export *x)
 {
+	dedup_expire(x);
 	siem_flush(x);
 	siem_queue_persist(x, false);
 	webhook_deliver(x);
@@ -770,6 +872,14 @@ static void *run(void *arg)
 	}
 	moat_opclient_close(c);
 	moat_deploy_close(d);
+	/* the repeats still folded are said before the queues are kept */
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < x->dedup_len; i++) {
+		if (x->dedup[i].repeats) {
+			dedup_say_locked(x, &x->dedup[i], moat_time_mono_ms(), wall_ms());
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
 	alerts_persist(x);
 	siem_queue_persist(x, true);
 	siem_status_persist(x, true);
@@ -898,6 +1008,13 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 		goto out;
 	}
 	moat_alert_queue_init(&x->alerts, (size_t)x->s.webhook_queue_max);
+	if (x->s.dedup_window_ms > 0 && (x->s.siem || x->s.webhook)) {
+		x->dedup = calloc(EXPORT_DEDUP_MAX, sizeof(*x->dedup));
+		if (!x->dedup) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
 	if (x->s.siem) {
 		char state[PATH_MAX];
 		if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", x->dir)) != 0 ||
@@ -954,6 +1071,7 @@ void moat_export_stop(struct moat_export *x)
 		pthread_join(x->thread, NULL);
 	}
 	peer_close(&x->siem);
+	free(x->dedup);
 	free(x->ring);
 	moat_alert_queue_free(&x->alerts);
 	pthread_mutex_destroy(&x->mu);

@@ -98,6 +98,16 @@ static void test_event_parse(void **state)
 	assert_int_equal(moat_sec_event_parse(json, len, &back, &err), 0);
 	assert_memory_equal(&ev, &back, sizeof(ev));
 	assert_false(moat_sec_event_json(&ev, json, 40, &len));
+	assert_null(strstr(json, "repeats")); /* only when there are some */
+	/* a record that stands for repeats says so, and reads back */
+	ev.repeats = 4;
+	assert_true(moat_sec_event_json(&ev, json, sizeof(json), &len));
+	assert_non_null(strstr(json, ",\"suppressed\":1,\"repeats\":4}"));
+	assert_int_equal(moat_sec_event_parse(json, len, &back, &err), 0);
+	assert_memory_equal(&ev, &back, sizeof(ev));
+	static const char bad_repeats[] = "{\"time_ms\":1,\"kind\":\"k\",\"repeats\":-1}";
+	assert_int_equal(moat_sec_event_parse(bad_repeats, strlen(bad_repeats), &back, &err),
+			 MOAT_EINVAL);
 	assert_true(moat_sec_event_alerts("acl_denied"));
 	assert_false(moat_sec_event_alerts("connected"));
 	assert_false(moat_sec_event_alerts("disconnected"));
@@ -172,6 +182,14 @@ static void test_frames(void **state)
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_RFC5424, &ev, "h", out, 64), 0);
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_JSON, &ev, "h", out, 64), 0);
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_CEF, &ev, "h", out, 0), 0);
+	/* repeats (the exporter's deduplication) in each format */
+	ev.repeats = 7;
+	assert_true(moat_siem_frame(MOAT_SIEM_RFC5424, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, "count=\"2\" suppressed=\"1\" repeats=\"7\"] security"));
+	assert_true(moat_siem_frame(MOAT_SIEM_CEF, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, " cnt=2 cn1Label=repeats cn1=7"));
+	assert_true(moat_siem_frame(MOAT_SIEM_JSON, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, "\"repeats\":7}\n"));
 
 	enum moat_siem_format f;
 	struct moat_err err = {0};
@@ -456,6 +474,11 @@ static void test_settings(void **state)
 	assert_int_equal(s.webhook_retry_min_ms, 1000);
 	assert_int_equal(s.webhook_retry_max_ms, 300000);
 	assert_int_equal(s.webhook_gather_ms, 2000);
+	assert_int_equal(s.dedup_window_ms, 60000);
+	assert_int_equal(settings("[monitor]\ndedup_window = 0s\n", &s, &err), 0);
+	assert_int_equal(s.dedup_window_ms, 0);
+	assert_int_equal(settings("[monitor]\ndedup_window = 5m\n", &s, &err), 0);
+	assert_int_equal(s.dedup_window_ms, 300000);
 	assert_int_equal(settings("[monitor]\nsiem_url = tls://c:6514\nsiem_format = json\n"
 				  "webhook_url = https://h/x\nwebhook_retry_max = 10m\n"
 				  "webhook_ca = /etc/ca.pem\n",
@@ -478,6 +501,8 @@ static void test_settings(void **state)
 		"[monitor]\nwebhook_retry_min = 10m\nwebhook_retry_max = 1m\n",
 		"[monitor]\nwebhook_summary = 1\n",
 		"[monitor]\nwebhook_gather = 2m\n",
+		"[monitor]\ndedup_window = 2h\n",
+		"[monitor]\ndedup_window = 60\n",
 		"[monitor]\nunknown = 1\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
