@@ -684,20 +684,23 @@ static void tick(struct writer *w, int64_t now)
 static void blog_line(struct writer *w, int64_t now, const char *line, size_t len)
 {
 	struct moat_broker_log_line l;
-	struct moat_tls_refusal r;
+	struct moat_tls_refusal r[2];
 	struct moat_err err = {0};
 	bool ok = moat_broker_log_line_parse(line, len, &l, &err) == 0;
 	if (!ok) {
 		w->blog_refused++;
 	}
-	if (!moat_tls_refusal_feed(&w->blog_track, ok ? &l : NULL, &r)) {
-		return;
+	size_t n = moat_tls_refusal_feed(&w->blog_track, ok ? &l : NULL, r);
+	for (size_t i = 0; i < n; i++) {
+		char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+		snprintf(ev, sizeof(ev), "reason=%s openssl=\"%s\"", r[i].reason, r[i].openssl);
+		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
+			  r[i].address, ev);
+		moat_log(MOAT_LOG_WARN,
+			 "event=security kind=tls_refused address=%s %s refused_lines=%llu",
+			 r[i].address[0] ? r[i].address : NULL, ev,
+			 (unsigned long long)w->blog_refused);
 	}
-	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
-	snprintf(ev, sizeof(ev), "reason=%s openssl=\"%s\"", r.reason, r.openssl);
-	own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL, r.address, ev);
-	moat_log(MOAT_LOG_WARN, "event=security kind=tls_refused address=%s %s refused_lines=%llu",
-		 r.address[0] ? r.address : NULL, ev, (unsigned long long)w->blog_refused);
 }
 
 /* Opens the broker's log by name; at_end: from its end (what came before moatd started

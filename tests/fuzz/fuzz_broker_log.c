@@ -20,7 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		size_t len = (size_t)((nl ? nl : end) - p);
 		struct moat_broker_log_line l;
-		struct moat_tls_refusal r;
+		struct moat_tls_refusal r[2];
 		struct moat_err err;
 		int rc = moat_broker_log_line_parse(p, len, &l, &err);
 		if (rc != 0 && l.kind != MOAT_BLOG_OTHER) {
@@ -31,10 +31,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			}
 		}
-		if (moat_tls_refusal_feed(&t, rc == 0 ? &l : NULL, &r)) {
-			if (!r.reason || strlen(r.openssl) >= sizeof(r.openssl) ||
-			    strlen(r.address) >= sizeof(r.address) ||
-			    strcmp(r.reason, moat_tls_refusal_reason(r.openssl)) != 0) {
+		size_t n = moat_tls_refusal_feed(&t, rc == 0 ? &l : NULL, r);
+		if (n > 2) {
+			abort();
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (!r[i].reason || strlen(r[i].openssl) >= sizeof(r[i].openssl) ||
+			    strlen(r[i].address) >= sizeof(r[i].address) ||
+			    strcmp(r[i].reason, moat_tls_refusal_reason(r[i].openssl)) != 0) {
 				abort();
 			}
 		}

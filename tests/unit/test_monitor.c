@@ -428,6 +428,14 @@ static void test_broker_log_lines(void **state)
 		TS "OpenSSL Error[0]: error:0A0000C7:SSL routines::bad\x01",
 		TS "moat: event {\"kind\":\"auth_refused\"}", /* no time_ms */
 		TS "moat: event not json",
+		TS "Client connection from  failed: error:0A00010B:SSL routines::x.", /* no address
+										       */
+		TS "Client connection from 127.0.0.1x failed: error:0A00010B:SSL routines::x.",
+		TS "Client connection from 127.0.0.1 failed: 0A00010B:SSL routines::x.",
+		TS "Client connection from 127.0.0.1 failed: error:0A00010B:SSL routines::.",
+		TS "Client connection from "
+		   "1111111111111111111111111111111111111111111111111111111111111111111 failed: "
+		   "error:0A00010B:SSL routines::x.", /* address too long */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (parse_line(bad[i], &l) == 0) {
@@ -458,7 +466,8 @@ static void test_tls_refusal_track(void **state)
 {
 	(void)state;
 	struct moat_tls_refusal_track t = {0};
-	struct moat_tls_refusal r;
+	struct moat_tls_refusal rr[2];
+	struct moat_tls_refusal *r = rr;
 	struct moat_broker_log_line err1, err2, gone, ev, other, ev_other;
 	assert_int_equal(
 		parse_line(TS "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify "
@@ -478,37 +487,60 @@ static void test_tls_refusal_track(void **state)
 			   &ev_other),
 		0);
 	/* the whole run: one refusal, the first error's reason, the plugin's address */
-	assert_false(moat_tls_refusal_feed(&t, &other, &r));
-	assert_false(moat_tls_refusal_feed(&t, &err1, &r));
-	assert_false(moat_tls_refusal_feed(&t, &err2, &r));
-	assert_false(moat_tls_refusal_feed(&t, &gone, &r));
-	assert_true(moat_tls_refusal_feed(&t, &ev, &r));
-	assert_string_equal(r.reason, "certificate_not_verified");
-	assert_string_equal(r.openssl, "certificate verify failed");
-	assert_string_equal(r.address, "127.0.0.1");
+	assert_false(moat_tls_refusal_feed(&t, &other, rr));
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &err2, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &ev, rr));
+	assert_string_equal(r->reason, "certificate_not_verified");
+	assert_string_equal(r->openssl, "certificate verify failed");
+	assert_string_equal(r->address, "127.0.0.1");
 	/* the plugin's event alone (a health check closing early is not one): nothing */
-	assert_false(moat_tls_refusal_feed(&t, &ev, &r));
+	assert_false(moat_tls_refusal_feed(&t, &ev, rr));
 	/* an error not followed by an unknown client's disconnection: nothing */
-	assert_false(moat_tls_refusal_feed(&t, &err1, &r));
-	assert_false(moat_tls_refusal_feed(&t, &other, &r));
-	assert_false(moat_tls_refusal_feed(&t, &gone, &r));
-	assert_false(moat_tls_refusal_feed(&t, &ev, &r));
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &other, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_false(moat_tls_refusal_feed(&t, &ev, rr));
 	/* no plugin event after it (its budget): a refusal without address, and the next
 	 * line may start another run */
-	assert_false(moat_tls_refusal_feed(&t, &err1, &r));
-	assert_false(moat_tls_refusal_feed(&t, &gone, &r));
-	assert_true(moat_tls_refusal_feed(&t, &err2, &r));
-	assert_string_equal(r.address, "");
-	assert_string_equal(r.reason, "certificate_not_verified");
-	assert_false(moat_tls_refusal_feed(&t, &gone, &r));
-	assert_true(moat_tls_refusal_feed(&t, &ev_other, &r));
-	assert_string_equal(r.openssl, "tlsv1 alert unknown ca");
-	assert_string_equal(r.address, "");
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &err2, rr));
+	assert_string_equal(r->address, "");
+	assert_string_equal(r->reason, "certificate_not_verified");
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &ev_other, rr));
+	assert_string_equal(r->openssl, "tlsv1 alert unknown ca");
+	assert_string_equal(r->address, "");
+	/* a failed accept is a refusal by itself, with its address; after a run cut short,
+	 * both come out */
+	struct moat_broker_log_line acc;
+	assert_int_equal(parse_line(TS "Client connection from ::1 failed: error:0A00010B:SSL "
+				       "routines::wrong version number.",
+				    &acc),
+			 0);
+	assert_int_equal(acc.kind, MOAT_BLOG_ACCEPT_FAILED);
+	assert_string_equal(acc.address, "::1");
+	assert_string_equal(acc.tls_reason, "wrong version number");
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 1);
+	assert_string_equal(rr[0].reason, "not_tls");
+	assert_string_equal(rr[0].address, "::1");
+	assert_int_equal(moat_tls_refusal_feed(&t, &err1, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &gone, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 2);
+	assert_string_equal(rr[0].reason, "certificate_not_verified");
+	assert_string_equal(rr[0].address, "");
+	assert_string_equal(rr[1].address, "::1");
+	/* after an error not followed by a disconnection, the accept still counts */
+	assert_int_equal(moat_tls_refusal_feed(&t, &err1, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 1);
+	assert_string_equal(rr[0].address, "::1");
 	/* a refused line ends a run too */
-	assert_false(moat_tls_refusal_feed(&t, &err1, &r));
-	assert_false(moat_tls_refusal_feed(&t, &gone, &r));
-	assert_true(moat_tls_refusal_feed(&t, NULL, &r));
-	assert_false(moat_tls_refusal_feed(&t, NULL, &r));
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, NULL, rr));
+	assert_false(moat_tls_refusal_feed(&t, NULL, rr));
 }
 #undef TS
 #undef PLUGIN_TLS
