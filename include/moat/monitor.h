@@ -142,4 +142,76 @@ const char *moat_clone_connected(struct moat_clone_track *t, const struct moat_m
 				 const char *addr, int64_t now_ms, char *evidence, size_t size);
 void moat_clone_disconnected(struct moat_clone_track *t);
 
+/* ---- TLS refusals from the broker's log (src/monitor/brokerlog.c) ----
+ * A client refused in the TLS handshake never reaches the plugin's hooks with a reason:
+ * the plugin only sees a connection close before CONNECT without a verified certificate
+ * (its auth_refused event, reason tls_handshake_failed, with the source address).
+ * Mosquitto 2.0 logs why, in log/mosquitto.log (log_dest file, log_timestamp_format
+ * %Y-%m-%dT%H:%M:%S, both set by moat), in one run of lines written together:
+ *   2026-12-03T02:06:37: OpenSSL Error[0]: error:0A0000C7:SSL routines::peer did not return a
+ * certificate 2026-12-03T02:06:37: Client <unknown> disconnected: Protocol error.
+ *   2026-12-03T02:06:37: moat: event {"kind":"auth_refused",...,"address":"127.0.0.1",
+ *                        "reason":"tls_handshake_failed",...}
+ * or, when the handshake already fails as Mosquitto accepts the connection (the client's
+ * first bytes were there: no plugin event at all), in one line:
+ *   2026-12-03T02:36:37: Client connection from 127.0.0.1 failed: error:0A00010B:SSL
+ * routines::wrong version number. moatd's ingest follows the log and turns each such run into a
+ * tls_refused event with the address and the reason. Mosquitto 2.0.11 logs "certificate verify
+ * failed" alike for an untrusted, a revoked and an expired certificate, so those share one reason.
+ */
+
+#define MOAT_EVENT_KIND_TLS_REFUSED "tls_refused"
+#define MOAT_BROKER_LOG_LINE_MAX 8192 /* longer lines are refused */
+#define MOAT_TLS_REASON_MAX_LEN 200
+
+enum moat_broker_log_kind {
+	MOAT_BLOG_OTHER = 0,	 /* a line of no interest here */
+	MOAT_BLOG_TLS_ERROR,	 /* "OpenSSL Error[n]: error:<code>:<lib>:<func>:<reason>" */
+	MOAT_BLOG_UNKNOWN_GONE,	 /* "Client <unknown> disconnected: ..." (closed before CONNECT) */
+	MOAT_BLOG_PLUGIN_EVENT,	 /* "moat: event {...}" (the plugin's event, also in its log) */
+	MOAT_BLOG_ACCEPT_FAILED, /* "Client connection from <address> failed: error:...:<reason>."
+				  */
+};
+
+struct moat_broker_log_line {
+	enum moat_broker_log_kind kind;
+	char tls_reason[MOAT_TLS_REASON_MAX_LEN + 1]; /* TLS_ERROR, ACCEPT_FAILED: OpenSSL's
+							 reason text */
+	char address[MOAT_EVENT_ADDR_MAX_LEN + 1];    /* ACCEPT_FAILED */
+	struct moat_security_event ev;		      /* PLUGIN_EVENT */
+};
+
+/* Reads one line of the broker's log (no newline). Refused (MOAT_EINVAL, one line): more
+ * than MOAT_BROKER_LOG_LINE_MAX bytes, no "YYYY-MM-DDTHH:MM:SS: " timestamp, an OpenSSL
+ * error line or a failed accept without its "error:" fields or with a reason that is empty
+ * or not printable ASCII, a failed accept whose address is not an IPv4 or IPv6 address
+ * (hex digits, '.', ':'; at most MOAT_EVENT_ADDR_MAX_LEN), a plugin event whose JSON
+ * moat_monitor_plugin_event_parse refuses. Any other line is MOAT_BLOG_OTHER, whatever it holds. */
+MOAT_MUST_CHECK int moat_broker_log_line_parse(const char *line, size_t len,
+					       struct moat_broker_log_line *out,
+					       struct moat_err *err);
+
+/* One refused handshake. */
+struct moat_tls_refusal {
+	const char *reason; /* no_certificate, certificate_not_verified, not_tls, tls_policy,
+			       handshake_failed */
+	char openssl[MOAT_TLS_REASON_MAX_LEN + 1]; /* what Mosquitto logged */
+	char address[MOAT_EVENT_ADDR_MAX_LEN + 1]; /* "" when the plugin's event was not
+						      written (its budget) */
+};
+/* The reason class of OpenSSL's reason text. */
+const char *moat_tls_refusal_reason(const char *openssl);
+
+/* Matches the run of lines above across reads. */
+struct moat_tls_refusal_track {
+	int state;
+	char openssl[MOAT_TLS_REASON_MAX_LEN + 1];
+};
+/* Feeds one line (a refused line: pass NULL). Returns how many refusals it completed
+ * (0..2), in out[0] then out[1]: a run cut short after "Client <unknown> disconnected"
+ * (no plugin event follows) is still one, without its address; a failed accept is one by
+ * itself. */
+size_t moat_tls_refusal_feed(struct moat_tls_refusal_track *t, const struct moat_broker_log_line *l,
+			     struct moat_tls_refusal out[2]);
+
 #endif

@@ -1,9 +1,9 @@
 /* monitor_export.h: moatd's export of security events (src/monitor/export*.c, alerts.c,
  * metrics.c): to a SIEM collector as RFC 5424 syslog over TCP or TLS (RFC 5425), as JSON
- * lines or as CEF; as HTTPS webhook alerts from a bounded queue persisted on disk; and the
- * Prometheus text of moatd's /metrics.
+ * lines or as CEF, from a bounded queue persisted on disk; as HTTPS webhook alerts from
+ * another bounded queue persisted on disk; and the Prometheus text of moatd's /metrics.
  *
- * The pure parts (URL, event, framing, alert queue file, HTTP status line, metrics text)
+ * The pure parts (URL, event, framing, the queue files, HTTP status line, metrics text)
  * read only what they are given, are bounded and fuzzed (tests/fuzz/fuzz_export_*.c). The
  * running exporter (struct moat_export) owns a thread; every network peer it talks to is
  * verified (TLS 1.2+, the configured CA or the deployment's root, the URL's host name or
@@ -41,16 +41,20 @@ struct moat_sec_event {
 	char detail[MOAT_SEC_FIELD_MAX_LEN + 1];    /* likewise */
 	uint64_t count;				    /* the plugin's count (0 when absent) */
 	uint64_t suppressed;			    /* events of this kind not written before */
+	uint64_t repeats; /* the exporter's deduplication ([monitor] dedup_window): this record
+			     stands for that many identical events not sent one by one, and
+			     is the last of them; 0: it stands for itself only */
 };
 
 /* Reads one event (a JSON object, at most MOAT_SEC_EVENT_MAX_BYTES, moat_json_parse): "kind"
  * and "time_ms" required; "identity", "client_id", "address", "reason", "detail" strings or
  * null, cut to MOAT_SEC_FIELD_MAX_LEN, refused when they hold anything but printable ASCII;
- * "count" and "suppressed" non-negative integers; other keys ignored. MOAT_EINVAL naming
- * the field. */
+ * "count", "suppressed" and "repeats" non-negative integers; other keys ignored.
+ * MOAT_EINVAL naming the field. */
 MOAT_MUST_CHECK int moat_sec_event_parse(const void *text, size_t len, struct moat_sec_event *out,
 					 struct moat_err *err);
-/* The event as one JSON object (no newline) into out; false when it does not fit. */
+/* The event as one JSON object (no newline) into out ("repeats" only when not 0); false
+ * when it does not fit. */
 bool moat_sec_event_json(const struct moat_sec_event *ev, char *out, size_t size, size_t *out_len);
 /* Is kind 1..MOAT_SEC_KIND_MAX_LEN of [a-z0-9_]? */
 bool moat_sec_event_kind_ok(const char *kind);
@@ -102,8 +106,9 @@ const char *moat_siem_format_name(enum moat_siem_format f);
 #define MOAT_SIEM_FRAME_MAX 8192
 
 /* One event as it goes on the wire: for RFC 5424 and CEF "<len> <record>" (RFC 5425
- * octet counting), for JSON "<json>\n". host is the HOSTNAME field (NILVALUE "-" when NULL
- * or empty). Returns the bytes written, 0 when it does not fit. */
+ * octet counting), for JSON "<json>\n"; its repeats (when not 0) as the structured data's
+ * repeats="N", CEF's cn1Label=repeats cn1=N, JSON's "repeats". host is the HOSTNAME field
+ * (NILVALUE "-" when NULL or empty). Returns the bytes written, 0 when it does not fit. */
 size_t moat_siem_frame(enum moat_siem_format f, const struct moat_sec_event *ev, const char *host,
 		       char *out, size_t size);
 
@@ -183,6 +188,32 @@ int moat_siem_status_encode(const struct moat_siem_status *s, char *out, size_t 
 MOAT_MUST_CHECK int moat_siem_status_decode(const void *text, size_t len,
 					    struct moat_siem_status *out, struct moat_err *err);
 
+/* ---- the SIEM's queue on disk (src/monitor/siemqueue.c) ----
+ * The events waiting for the collector, so a moatd restart while it is away loses none:
+ * moatd rewrites the file atomically (0600) at most every second while the queue changes
+ * (not while it is empty on disk and in memory) and when the exporter stops, and reads it
+ * back at start (a file that does not read is renamed aside to "<file>.bad.<time>" and
+ * logged). Text: {"version":1,"events":N} and a newline, then N lines, each one event
+ * (moat_sec_event_json), oldest first. */
+
+#define MOAT_SIEM_QUEUE_FILE "state/siem.queue"
+#define MOAT_SIEM_QUEUE_FILE_MAX_BYTES (256u * 1024u * 1024u)
+
+/* The n events of ring (cap slots, the oldest at head) as that text: malloc'd, the caller
+ * frees it. Only the newest that fit in MOAT_SIEM_QUEUE_FILE_MAX_BYTES are written; how
+ * many older ones were left out goes to out_dropped. */
+MOAT_MUST_CHECK int moat_siem_queue_encode(const struct moat_sec_event *ring, size_t cap,
+					   size_t head, size_t n, char **out, size_t *out_len,
+					   size_t *out_dropped, struct moat_err *err);
+/* A strict reader of that text into out (room for max events): the newest max events,
+ * oldest first, in *out_n; the older ones left out counted in *out_dropped. A header that
+ * is not version 1 with its count, a line that is not an event (moat_sec_event_parse),
+ * a missing line end, more or fewer events than the header says: refused whole
+ * (MOAT_EINVAL, *out_n 0). */
+MOAT_MUST_CHECK int moat_siem_queue_decode(const void *text, size_t len, struct moat_sec_event *out,
+					   size_t max, size_t *out_n, uint64_t *out_dropped,
+					   struct moat_err *err);
+
 /* ---- configuration: [monitor] of moat.conf ---- */
 
 struct moat_export_settings {
@@ -201,6 +232,11 @@ struct moat_export_settings {
 					      due at once than this go as one summary */
 	int64_t webhook_gather_ms;	   /* webhook_gather: 0..1 min, default 2 s: a new
 					      alert waits this long for others to join it */
+	int64_t dedup_window_ms;	   /* dedup_window: 0 (off)..1 h, default 60 s: an
+					      event identical to one sent less than this ago
+					      (kind, identity, client id, address, reason,
+					      detail) is not sent; at the window's end the
+					      last of them goes with its count of repeats */
 };
 
 /* Every key of [monitor] this module reads (NULL-terminated): moat config check and the

@@ -165,6 +165,11 @@ struct moat_ingest_opts {
 	 * one, ingest opens it itself. */
 	bool has_events_fd;
 	int events_fd;
+	/* The broker's log (MOAT_BROKER_LOG_FILE, the broker's user's, 0640), likewise:
+	 * ingest follows it from its end for TLS refusals (monitor.h) and reopens it by name
+	 * when it is rotated. Without one, ingest opens it itself. */
+	bool has_broker_log_fd;
+	int broker_log_fd;
 };
 
 struct moat_ingest;

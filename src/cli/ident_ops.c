@@ -717,6 +717,13 @@ static int show_event(const struct moat_security_event *ev, void *ctx)
 	return 0;
 }
 
+static int count_agg(const struct moat_telemetry_agg *a, void *ctx)
+{
+	int64_t *n = ctx;
+	n[a->period_s == 60 ? 0 : 1]++;
+	return 0;
+}
+
 /* What moatd's ingest recorded of a device: its state and its newest security events. */
 static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 			   struct moat_err *err)
@@ -726,6 +733,12 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 	if (rc == MOAT_ENOENT) {
 		memset(&s, 0, sizeof(s));
 	} else if (rc != 0) {
+		return rc;
+	}
+	/* what retention has left: raw messages, minute and hour aggregate rows */
+	int64_t raw = 0, agg[2] = {0, 0};
+	if ((rc = moat_registry_telemetry_count(reg, id, &raw, err)) != 0 ||
+	    (rc = moat_registry_telemetry_agg_foreach(reg, id, 0, count_agg, agg, err)) != 0) {
 		return rc;
 	}
 	char seen[MOAT_TIME_ISO_LEN] = "never";
@@ -747,8 +760,11 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		} else {
 			printf(",\"cert_days_left\":null");
 		}
-		printf(",\"interval_s\":%lld,\"telemetry_messages\":%lld,\"last_command\":",
-		       (long long)s.interval_s, (long long)s.telemetry_messages);
+		printf(",\"interval_s\":%lld,\"telemetry_messages\":%lld,"
+		       "\"telemetry_kept\":{\"raw\":%lld,\"minute\":%lld,\"hour\":%lld},"
+		       "\"last_command\":",
+		       (long long)s.interval_s, (long long)s.telemetry_messages, (long long)raw,
+		       (long long)agg[0], (long long)agg[1]);
 		cli_json_string(stdout, s.last_command);
 		printf(",\"last_command_status\":");
 		cli_json_string(stdout, s.last_command_status);
@@ -775,7 +791,10 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		if (s.interval_s) {
 			printf("interval:    %llds\n", (long long)s.interval_s);
 		}
-		printf("telemetry:   %lld messages recorded\n", (long long)s.telemetry_messages);
+		printf("telemetry:   %lld messages recorded; kept: %lld raw, %lld minute and %lld "
+		       "hour aggregates\n",
+		       (long long)s.telemetry_messages, (long long)raw, (long long)agg[0],
+		       (long long)agg[1]);
 		if (s.last_command[0]) {
 			printf("last command: %s %s\n", s.last_command, s.last_command_status);
 		}

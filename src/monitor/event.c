@@ -100,6 +100,7 @@ int moat_sec_event_parse(const void *text, size_t len, struct moat_sec_event *ou
 	    (rc = take_uint(root, "count", false, 9007199254740991ull, &ev.count, err)) != 0 ||
 	    (rc = take_uint(root, "suppressed", false, 9007199254740991ull, &ev.suppressed, err)) !=
 		    0 ||
+	    (rc = take_uint(root, "repeats", false, 9007199254740991ull, &ev.repeats, err)) != 0 ||
 	    (rc = take_str(root, "identity", ev.identity, sizeof(ev.identity), err)) != 0 ||
 	    (rc = take_str(root, "client_id", ev.client_id, sizeof(ev.client_id), err)) != 0 ||
 	    (rc = take_str(root, "address", ev.address, sizeof(ev.address), err)) != 0 ||
@@ -156,8 +157,14 @@ bool moat_sec_event_json(const struct moat_sec_event *ev, char *out, size_t size
 		}
 		out[at++] = '"';
 	}
-	n = snprintf(out + at, size - at, ",\"count\":%" PRIu64 ",\"suppressed\":%" PRIu64 "}",
+	n = snprintf(out + at, size - at, ",\"count\":%" PRIu64 ",\"suppressed\":%" PRIu64,
 		     ev->count, ev->suppressed);
+	if (n < 0 || (size_t)n >= size - at) {
+		return false;
+	}
+	at += (size_t)n;
+	n = ev->repeats ? snprintf(out + at, size - at, ",\"repeats\":%" PRIu64 "}", ev->repeats)
+			: snprintf(out + at, size - at, "}");
 	if (n < 0 || (size_t)n >= size - at) {
 		return false;
 	}

@@ -1,11 +1,11 @@
 /* export.c: moatd's exporter thread. Events come in through moat_export_submit (the
  * thread's own MQTT session on moat/events/# as the service identity, or an in-process
- * source); each is counted, queued for the SIEM collector (a bounded ring: when the
- * collector is away the oldest are dropped and counted) and, if it is an alert kind, added
- * to the webhook's deduplicated queue, which is written to MOAT_ALERT_QUEUE_FILE after
- * every change. The thread delivers both with back-off. Peers are verified with OpenSSL:
- * the configured CA (siem_ca, webhook_ca) or the deployment's root, and the URL's host
- * name or address; TLS 1.2 or newer with the suites of tlspolicy.h.
+ * source); each is counted, queued for the SIEM collector (a bounded ring, kept on disk
+ * in MOAT_SIEM_QUEUE_FILE: when the collector is away the oldest are dropped and counted) and, if
+ * it is an alert kind, added to the webhook's deduplicated queue, which is written to
+ * MOAT_ALERT_QUEUE_FILE after every change. The thread delivers both with back-off. Peers are
+ * verified with OpenSSL: the configured CA (siem_ca, webhook_ca) or the deployment's root, and the
+ * URL's host name or address; TLS 1.2 or newer with the suites of tlspolicy.h.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,11 +46,20 @@
 #define EXPORT_BATCH 512 /* SIEM records per turn of the loop */
 #define EXPORT_RESPONSE_MAX 4096
 #define EXPORT_SIEM_STATUS_EVERY_MS 5000 /* state/siem.status rewritten at most this often */
+#define EXPORT_SIEM_QUEUE_EVERY_MS 1000	 /* state/siem.queue likewise, while it changes */
+#define EXPORT_DEDUP_MAX 1024		 /* distinct events in their dedup_window at once */
 
 struct peer {
 	int fd;
 	SSL_CTX *ctx;
 	SSL *ssl;
+};
+
+/* One event sent less than dedup_window ago, and its identical repeats since. */
+struct dedup {
+	struct moat_sec_event last; /* the newest of them */
+	int64_t until_ms;	    /* monotonic: the window's end */
+	uint64_t repeats;	    /* folded, not sent yet */
 };
 
 struct moat_export {
@@ -68,11 +77,16 @@ struct moat_export {
 	char webhook_ca[PATH_MAX];
 	char queue_path[PATH_MAX];
 	char siem_status_path[PATH_MAX];
+	char siem_queue_path[PATH_MAX];
 	/* under mu */
 	struct moat_sec_event *ring;
 	size_t ring_cap, ring_head, ring_len;
 	struct moat_alert_queue alerts;
 	bool alerts_dirty;
+	bool siem_queue_dirty;	       /* the ring changed since siem_queue_path was written */
+	bool siem_queue_empty_on_disk; /* what siem_queue_path holds is no event */
+	struct dedup *dedup;	       /* EXPORT_DEDUP_MAX when dedup_window is set */
+	size_t dedup_len;
 	struct export_counters c;
 	/* the thread's own */
 	struct peer siem;
@@ -80,6 +94,7 @@ struct moat_export {
 	struct moat_siem_status siem_status; /* as last written to siem_status_path */
 	bool siem_status_dirty;
 	int64_t siem_status_saved_ms;
+	int64_t siem_queue_saved_ms;
 };
 
 /* ---- connections ---- */
@@ -271,6 +286,7 @@ static void siem_flush(struct moat_export *x)
 		x->ring_head = (x->ring_head + 1) % x->ring_cap;
 		x->ring_len--;
 		x->c.siem_sent++;
+		x->siem_queue_dirty = true;
 		pthread_mutex_unlock(&x->mu);
 		x->siem_backoff_ms = 0;
 		x->siem_status.last_ok = moat_time_now();
@@ -462,16 +478,129 @@ static void webhook_deliver(struct moat_export *x)
 
 /* ---- events in ---- */
 
+static int64_t wall_ms(void)
+{
+	struct timespec ts;
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
+		return (int64_t)moat_time_now() * 1000;
+	}
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Queues ev for the sinks (x->mu held). */
+static void emit_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t now)
+{
+	if (x->s.siem) {
+		if (x->ring_len == x->ring_cap) {
+			x->ring_head = (x->ring_head + 1) % x->ring_cap; /* drop the oldest */
+			x->ring_len--;
+			x->c.siem_dropped++;
+		}
+		x->ring[(x->ring_head + x->ring_len) % x->ring_cap] = *ev;
+		x->ring_len++;
+		x->siem_queue_dirty = true;
+	}
+	if (x->s.webhook && moat_sec_event_alerts(ev->kind)) {
+		uint64_t before = x->alerts.dropped;
+		/* a new alert joins the batch already gathering, if any, so a burst goes out
+		 * together (as one summary when it is large) */
+		int64_t due = now + x->s.webhook_gather_ms;
+		for (size_t i = 0; i < x->alerts.len; i++) {
+			const struct moat_alert *a = &x->alerts.items[i];
+			if (a->attempts == 0 && a->next_ms > now && a->next_ms < due) {
+				due = a->next_ms;
+			}
+		}
+		struct moat_sec_event a = *ev;
+		if (ev->repeats) {
+			a.count = ev->repeats; /* the alert counts the repeats it had not said */
+		}
+		(void)moat_alert_queue_add(&x->alerts, &a, due);
+		x->c.webhook_dropped += x->alerts.dropped - before;
+		x->alerts_dirty = true;
+	}
+}
+
+static bool identical(const struct moat_sec_event *a, const struct moat_sec_event *b)
+{
+	return strcmp(a->kind, b->kind) == 0 && strcmp(a->identity, b->identity) == 0 &&
+	       strcmp(a->client_id, b->client_id) == 0 && strcmp(a->address, b->address) == 0 &&
+	       strcmp(a->reason, b->reason) == 0 && strcmp(a->detail, b->detail) == 0;
+}
+
+/* The last repeat of d, with its count, as one record (x->mu held); a new window opens. */
+static void dedup_say_locked(struct moat_export *x, struct dedup *d, int64_t mono, int64_t now)
+{
+	d->last.repeats = d->repeats;
+	emit_locked(x, &d->last, now);
+	d->last.repeats = 0;
+	d->repeats = 0;
+	d->until_ms = mono + x->s.dedup_window_ms;
+}
+
+/* Whether ev is a repeat within its window (then folded, x->mu held); else it is
+ * tracked for the window it opens, when there is room. */
+static bool dedup_fold_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t mono,
+			      int64_t now)
+{
+	if (!x->dedup) {
+		return false;
+	}
+	for (size_t i = 0; i < x->dedup_len; i++) {
+		struct dedup *d = &x->dedup[i];
+		if (!identical(&d->last, ev)) {
+			continue;
+		}
+		if (mono < d->until_ms) {
+			d->last = *ev;
+			d->repeats++;
+			x->c.deduplicated++;
+			return true;
+		}
+		if (d->repeats) {
+			dedup_say_locked(x, d, mono, now);
+		}
+		d->last = *ev;
+		d->until_ms = mono + x->s.dedup_window_ms;
+		return false;
+	}
+	if (x->dedup_len < EXPORT_DEDUP_MAX) { /* else sent, untracked */
+		struct dedup *d = &x->dedup[x->dedup_len++];
+		memset(d, 0, sizeof(*d));
+		d->last = *ev;
+		d->until_ms = mono + x->s.dedup_window_ms;
+	}
+	return false;
+}
+
+/* Windows that ended: their repeats said, untouched ones forgotten. */
+static void dedup_expire(struct moat_export *x)
+{
+	if (!x->dedup) {
+		return;
+	}
+	int64_t mono = moat_time_mono_ms(), now = wall_ms();
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < x->dedup_len;) {
+		struct dedup *d = &x->dedup[i];
+		if (mono < d->until_ms) {
+			i++;
+		} else if (d->repeats) {
+			dedup_say_locked(x, d, mono, now);
+			i++;
+		} else {
+			*d = x->dedup[--x->dedup_len];
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
+}
+
 void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
 {
 	if (!x) {
 		return;
 	}
-	int64_t now = ev->time_ms;
-	struct timespec ts;
-	if (clock_gettime(CLOCK_REALTIME, &ts) == 0) {
-		now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-	}
+	int64_t now = wall_ms(), mono = moat_time_mono_ms();
 	pthread_mutex_lock(&x->mu);
 	size_t k = 0;
 	while (k < x->c.kinds && strcmp(x->c.kind[k], ev->kind) != 0) {
@@ -485,29 +614,8 @@ void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
 		x->c.events[k]++;
 	}
 	x->c.last_event_ms = ev->time_ms;
-	if (x->s.siem) {
-		if (x->ring_len == x->ring_cap) {
-			x->ring_head = (x->ring_head + 1) % x->ring_cap; /* drop the oldest */
-			x->ring_len--;
-			x->c.siem_dropped++;
-		}
-		x->ring[(x->ring_head + x->ring_len) % x->ring_cap] = *ev;
-		x->ring_len++;
-	}
-	if (x->s.webhook && moat_sec_event_alerts(ev->kind)) {
-		uint64_t before = x->alerts.dropped;
-		/* a new alert joins the batch already gathering, if any, so a burst goes out
-		 * together (as one summary when it is large) */
-		int64_t due = now + x->s.webhook_gather_ms;
-		for (size_t i = 0; i < x->alerts.len; i++) {
-			const struct moat_alert *a = &x->alerts.items[i];
-			if (a->attempts == 0 && a->next_ms > now && a->next_ms < due) {
-				due = a->next_ms;
-			}
-		}
-		(void)moat_alert_queue_add(&x->alerts, ev, due);
-		x->c.webhook_dropped += x->alerts.dropped - before;
-		x->alerts_dirty = true;
+	if ((x->s.siem || x->s.webhook) && !dedup_fold_locked(x, ev, mono, now)) {
+		emit_locked(x, ev, now);
 	}
 	pthread_mutex_unlock(&x->mu);
 }
@@ -631,9 +739,53 @@ static void siem_status_persist(struct moat_export *x, bool force)
 	x->siem_status_dirty = false;
 }
 
+/* Writes the SIEM's queue to state/siem.queue when it changed: at most every
+ * EXPORT_SIEM_QUEUE_EVERY_MS (force: now, as the exporter stops), never while it is empty
+ * both in memory and on disk (a collector that keeps up costs no write). */
+static void siem_queue_persist(struct moat_export *x, bool force)
+{
+	if (!x->s.siem) {
+		return;
+	}
+	int64_t now = moat_time_mono_ms();
+	char *text = NULL;
+	size_t len = 0, left_out = 0, n = 0;
+	struct moat_err err = {0};
+	pthread_mutex_lock(&x->mu);
+	if (!x->siem_queue_dirty || (x->ring_len == 0 && x->siem_queue_empty_on_disk)) {
+		x->siem_queue_dirty = false;
+		pthread_mutex_unlock(&x->mu);
+		return;
+	}
+	if (!force && now - x->siem_queue_saved_ms < EXPORT_SIEM_QUEUE_EVERY_MS) {
+		pthread_mutex_unlock(&x->mu);
+		return;
+	}
+	n = x->ring_len;
+	int rc = moat_siem_queue_encode(x->ring, x->ring_cap, x->ring_head, x->ring_len, &text,
+					&len, &left_out, &err);
+	x->siem_queue_dirty = false;
+	pthread_mutex_unlock(&x->mu);
+	x->siem_queue_saved_ms = now;
+	if (rc != 0 || moat_fs_write_atomic(x->siem_queue_path, text, len, 0600, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=siem_queue_not_saved error=\"%s\"", err.msg);
+		pthread_mutex_lock(&x->mu);
+		x->siem_queue_dirty = true; /* try again on a later turn */
+		pthread_mutex_unlock(&x->mu);
+	} else {
+		x->siem_queue_empty_on_disk = n == 0;
+		if (left_out) {
+			moat_log(MOAT_LOG_WARN, "event=siem_queue_cut left_out=%zu", left_out);
+		}
+	}
+	free(text);
+}
+
 static void deliver(struct moat_export *x)
 {
+	dedup_expire(x);
 	siem_flush(x);
+	siem_queue_persist(x, false);
 	webhook_deliver(x);
 	alerts_persist(x);
 	siem_status_persist(x, false);
@@ -720,7 +872,16 @@ static void *run(void *arg)
 	}
 	moat_opclient_close(c);
 	moat_deploy_close(d);
+	/* the repeats still folded are said before the queues are kept */
+	pthread_mutex_lock(&x->mu);
+	for (size_t i = 0; i < x->dedup_len; i++) {
+		if (x->dedup[i].repeats) {
+			dedup_say_locked(x, &x->dedup[i], moat_time_mono_ms(), wall_ms());
+		}
+	}
+	pthread_mutex_unlock(&x->mu);
 	alerts_persist(x);
+	siem_queue_persist(x, true);
 	siem_status_persist(x, true);
 	return NULL;
 }
@@ -749,6 +910,41 @@ static void load_queue(struct moat_export *x)
 		 r == 0 ? aside : NULL);
 }
 
+/* The SIEM's queue as the last moatd left it (x->ring is empty and allocated). */
+static void load_siem_queue(struct moat_export *x)
+{
+	char *text = NULL;
+	size_t len = 0, n = 0;
+	uint64_t left_out = 0;
+	struct moat_err err = {0};
+	if (!moat_fs_exists(x->siem_queue_path)) {
+		x->siem_queue_empty_on_disk = true;
+		return;
+	}
+	if (moat_fs_read_all(x->siem_queue_path, MOAT_SIEM_QUEUE_FILE_MAX_BYTES, &text, &len,
+			     &err) == 0 &&
+	    moat_siem_queue_decode(text, len, x->ring, x->ring_cap, &n, &left_out, &err) == 0) {
+		free(text);
+		x->ring_head = 0;
+		x->ring_len = n;
+		x->c.siem_dropped += left_out;
+		x->siem_queue_empty_on_disk = n == 0 && left_out == 0;
+		x->siem_queue_dirty = left_out > 0; /* rewrite it without what siem_queue_max cut */
+		moat_log(MOAT_LOG_INFO, "event=siem_queue_loaded events=%zu dropped=%llu", n,
+			 (unsigned long long)left_out);
+		return;
+	}
+	free(text);
+	/* never reuse nor silently lose a file that does not read: keep it aside */
+	char aside[PATH_MAX + 32];
+	snprintf(aside, sizeof(aside), "%s.bad.%lld", x->siem_queue_path,
+		 (long long)moat_time_now());
+	int r = rename(x->siem_queue_path, aside);
+	x->siem_queue_empty_on_disk = r == 0;
+	moat_log(MOAT_LOG_ERROR, "event=siem_queue_refused error=\"%s\" moved_to=%s", err.msg,
+		 r == 0 ? aside : NULL);
+}
+
 int moat_export_start(const struct moat_export_opts *opts, struct moat_export **out,
 		      struct moat_err *err)
 {
@@ -771,6 +967,8 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 				 MOAT_ALERT_QUEUE_FILE)) != 0 ||
 	    (rc = moat_path_join(x->siem_status_path, sizeof(x->siem_status_path), err, "%s/%s",
 				 x->dir, MOAT_SIEM_STATUS_FILE)) != 0 ||
+	    (rc = moat_path_join(x->siem_queue_path, sizeof(x->siem_queue_path), err, "%s/%s",
+				 x->dir, MOAT_SIEM_QUEUE_FILE)) != 0 ||
 	    (rc = moat_path_join(x->siem_ca, sizeof(x->siem_ca), err, "%s",
 				 x->s.siem_ca[0] ? x->s.siem_ca : "")) != 0 ||
 	    (rc = moat_path_join(x->webhook_ca, sizeof(x->webhook_ca), err, "%s",
@@ -810,6 +1008,21 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 		goto out;
 	}
 	moat_alert_queue_init(&x->alerts, (size_t)x->s.webhook_queue_max);
+	if (x->s.dedup_window_ms > 0 && (x->s.siem || x->s.webhook)) {
+		x->dedup = calloc(EXPORT_DEDUP_MAX, sizeof(*x->dedup));
+		if (!x->dedup) {
+			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (x->s.siem) {
+		char state[PATH_MAX];
+		if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", x->dir)) != 0 ||
+		    (rc = moat_fs_mkdirs(state, 0700, err)) != 0) {
+			goto out;
+		}
+		load_siem_queue(x);
+	}
 	if (x->s.webhook) {
 		char state[PATH_MAX];
 		if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", x->dir)) != 0 ||
@@ -858,6 +1071,7 @@ void moat_export_stop(struct moat_export *x)
 		pthread_join(x->thread, NULL);
 	}
 	peer_close(&x->siem);
+	free(x->dedup);
 	free(x->ring);
 	moat_alert_queue_free(&x->alerts);
 	pthread_mutex_destroy(&x->mu);

@@ -182,8 +182,12 @@ size_t moat_siem_frame(enum moat_siem_format f, const struct moat_sec_event *ev,
 		sd_param(&w, "address", ev->address);
 		sd_param(&w, "reason", ev->reason);
 		sd_param(&w, "detail", ev->detail);
-		putf(&w, " count=\"%" PRIu64 "\" suppressed=\"%" PRIu64 "\"]", ev->count,
+		putf(&w, " count=\"%" PRIu64 "\" suppressed=\"%" PRIu64 "\"", ev->count,
 		     ev->suppressed);
+		if (ev->repeats) {
+			putf(&w, " repeats=\"%" PRIu64 "\"", ev->repeats);
+		}
+		puts_(&w, "]");
 		/* MSG: a short human text, plain ASCII (no BOM) */
 		putf(&w, " security event %s", ev->kind);
 		if (ev->identity[0]) {
@@ -206,6 +210,9 @@ size_t moat_siem_frame(enum moat_siem_format f, const struct moat_sec_event *ev,
 		cef_ext(&w, "reason", ev->reason);
 		cef_ext(&w, "msg", ev->detail);
 		putf(&w, " cnt=%" PRIu64, ev->count ? ev->count : 1);
+		if (ev->repeats) {
+			putf(&w, " cn1Label=repeats cn1=%" PRIu64, ev->repeats);
+		}
 	}
 	if (w.full) {
 		return 0;

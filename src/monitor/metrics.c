@@ -212,5 +212,8 @@ int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
 	     "Webhook deliveries that summarised many alerts at once.");
 	sample(b, "moat_webhook_summaries_total", NULL, NULL, NULL, NULL,
 	       (double)c.webhook_summaries);
+	head(b, "moat_export_deduplicated_total", "counter",
+	     "Identical events within dedup_window folded into a later record's repeats.");
+	sample(b, "moat_export_deduplicated_total", NULL, NULL, NULL, NULL, (double)c.deduplicated);
 	return 0;
 }

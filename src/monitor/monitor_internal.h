@@ -16,6 +16,7 @@ struct export_counters {
 	uint64_t events[EXPORT_KINDS_MAX];
 	uint64_t siem_sent, siem_dropped, siem_failures;
 	uint64_t webhook_sent, webhook_summaries, webhook_failures, webhook_dropped;
+	uint64_t deduplicated; /* events folded into a later record by dedup_window */
 	size_t siem_queue, alert_queue;
 	int64_t last_event_ms; /* wall clock of the newest event, 0: none yet */
 };

@@ -4,11 +4,22 @@
 
 #include "moat/monitor.h"
 #include "moat/monitor_export.h"
+#include "moat/timeutil.h"
 
 static const char *const keys[] = {
-	"siem_url",	     "siem_format",	"siem_ca",	     "siem_queue_max",
-	"webhook_url",	     "webhook_ca",	"webhook_queue_max", "webhook_retry_min",
-	"webhook_retry_max", "webhook_summary", "webhook_gather",    NULL,
+	"siem_url",
+	"siem_format",
+	"siem_ca",
+	"siem_queue_max",
+	"webhook_url",
+	"webhook_ca",
+	"webhook_queue_max",
+	"webhook_retry_min",
+	"webhook_retry_max",
+	"webhook_summary",
+	"webhook_gather",
+	"dedup_window",
+	NULL,
 };
 
 const char *const *const moat_export_config_keys = keys;
@@ -64,6 +75,27 @@ static int path_key(const struct moat_config *cfg, const char *key, char *dst, s
 	return 0;
 }
 
+/* dedup_window: a duration with its unit (moat_duration_ms_parse), 0 (off) to 1 h. */
+static int dedup_window(const struct moat_config *cfg, int64_t *out, struct moat_err *err)
+{
+	const char *v = moat_config_get(cfg, "monitor", "dedup_window");
+	*out = 60000;
+	if (!v) {
+		return 0;
+	}
+	int64_t ms = 0;
+	int rc = moat_duration_ms_parse(v, &ms, err);
+	if (rc == 0 && (ms < 0 || ms > 3600000)) {
+		rc = moat_err_set(err, MOAT_EINVAL, "'%s': from 0s to 1h", v);
+	}
+	if (rc != 0) {
+		moat_err_prefix(err, "%s: [monitor] dedup_window", cfg->path);
+		return rc;
+	}
+	*out = ms;
+	return 0;
+}
+
 int moat_export_settings_load(const struct moat_config *cfg, struct moat_export_settings *out,
 			      struct moat_err *err)
 {
@@ -114,7 +146,8 @@ int moat_export_settings_load(const struct moat_config *cfg, struct moat_export_
 	    (rc = moat_config_get_int(cfg, "monitor", "webhook_summary", 5, 2, 10000,
 				      &s.webhook_summary_threshold, err)) != 0 ||
 	    (rc = moat_config_get_duration(cfg, "monitor", "webhook_gather", 2, 0, 60,
-					   &s.webhook_gather_ms, err)) != 0) {
+					   &s.webhook_gather_ms, err)) != 0 ||
+	    (rc = dedup_window(cfg, &s.dedup_window_ms, err)) != 0) {
 		return rc;
 	}
 	if (s.webhook_retry_max_ms < s.webhook_retry_min_ms) {

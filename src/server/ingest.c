@@ -276,6 +276,7 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 	pthread_mutex_init(&ing->lock, NULL);
 	pthread_cond_init(&ing->cond, NULL);
 	ing->events_fd = opts->has_events_fd ? opts->events_fd : -1;
+	ing->broker_log_fd = opts->has_broker_log_fd ? opts->broker_log_fd : -1;
 	unsigned char rnd[8];
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) {
 		rc = moat_err_set(err, MOAT_EIO, "getrandom failed");
@@ -372,6 +373,9 @@ void moat_ingest_stop(struct moat_ingest *ing)
 	pthread_cond_destroy(&ing->cond);
 	if (ing->events_fd >= 0) {
 		close(ing->events_fd);
+	}
+	if (ing->broker_log_fd >= 0) {
+		close(ing->broker_log_fd);
 	}
 	free(ing->net);
 	free(ing);

@@ -35,6 +35,7 @@ struct moat_ingest {
 	struct moat_monitor_settings set;
 	struct moat_net_policy *net; /* for the zone rule; NULL when zone_check is off */
 	int events_fd;		     /* the plugin's events file, read back at start; -1 */
+	int broker_log_fd;	     /* the broker's log, followed by the writer; -1 */
 
 	pthread_mutex_t lock; /* everything below */
 	pthread_cond_t cond;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ingest_internal.h"
+#include "moat/broker.h"
 #include "moat/deploy.h"
 #include "moat/log.h"
 #include "moat/messages.h"
@@ -32,6 +33,8 @@
 #define BEHIND_REPEAT_MS 10000
 /* How much of the end of the plugin's events file is read back at start. */
 #define CATCHUP_BYTES (8 * 1024 * 1024)
+/* The broker's log read per tick at most (the rest on the next). */
+#define BROKER_LOG_READ_MAX (1024 * 1024)
 /* Distinct source addresses tracked for auth_burst_addr before the table starts over. */
 #define ADDR_TRACK_MAX 50000
 #define TYPES_MAX 64
@@ -159,14 +162,28 @@ struct writer {
 	uint64_t batch_anomalies;
 	uint64_t dropped_reported;
 	int64_t last_behind_ms; /* mono */
+	/* the broker's log, followed for TLS refusals */
+	int blog_fd;
+	off_t blog_off;
+	char blog_line[MOAT_BROKER_LOG_LINE_MAX + 1]; /* the line being read */
+	size_t blog_len;
+	bool blog_skip;	       /* in a line too long: skipped up to its end */
+	bool blog_unreadable;  /* said once */
+	uint64_t blog_refused; /* lines refused, said in the next tls_refused's log line */
+	struct moat_tls_refusal_track blog_track;
 #if defined(MOAT_FAILPOINTS)
 	int64_t delay_ms; /* MOAT_INGEST_WRITER_DELAY: test builds only */
 #endif
 };
 
+/* MOAT_INGEST_CLOCK_OFFSET (test builds only): the writer's clock (time-driven rules and
+ * retention) runs this far ahead of the wall clock, so a test sees retention act on what
+ * it recorded without waiting days. */
+static int64_t clock_offset_ms;
+
 static int64_t now_wall(void)
 {
-	return moat_time_wall_ms();
+	return moat_time_wall_ms() + clock_offset_ms;
 }
 
 /* ---- events ---- */
@@ -662,6 +679,118 @@ static void tick(struct writer *w, int64_t now)
 	}
 }
 
+/* ---- TLS refusals: the broker's log (monitor.h) ---- */
+
+static void blog_line(struct writer *w, int64_t now, const char *line, size_t len)
+{
+	struct moat_broker_log_line l;
+	struct moat_tls_refusal r[2];
+	struct moat_err err = {0};
+	bool ok = moat_broker_log_line_parse(line, len, &l, &err) == 0;
+	if (!ok) {
+		w->blog_refused++;
+	}
+	size_t n = moat_tls_refusal_feed(&w->blog_track, ok ? &l : NULL, r);
+	for (size_t i = 0; i < n; i++) {
+		char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+		snprintf(ev, sizeof(ev), "reason=%s openssl=\"%s\"", r[i].reason, r[i].openssl);
+		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
+			  r[i].address, ev);
+		moat_log(MOAT_LOG_WARN,
+			 "event=security kind=tls_refused address=%s %s refused_lines=%llu",
+			 r[i].address[0] ? r[i].address : NULL, ev,
+			 (unsigned long long)w->blog_refused);
+	}
+}
+
+/* Opens the broker's log by name; at_end: from its end (what came before moatd started
+ * is not judged late: the plugin's events of it are read back by catch_up). */
+static void blog_open(struct writer *w, bool at_end)
+{
+	char path[PATH_MAX];
+	if (moat_deploy_path(w->d, path, sizeof(path), MOAT_BROKER_LOG_FILE, NULL) != 0) {
+		return;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	struct stat sb;
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		if (fd >= 0) {
+			close(fd);
+		}
+		if (!w->blog_unreadable && errno != ENOENT) {
+			moat_log(MOAT_LOG_WARN,
+				 "event=broker_log_unreadable file=%s error=\"%s\" "
+				 "(TLS refusals come only as the plugin's auth_refused)",
+				 path, strerror(errno));
+			w->blog_unreadable = true;
+		}
+		return;
+	}
+	w->blog_fd = fd;
+	w->blog_off = at_end ? sb.st_size : 0;
+	w->blog_len = 0;
+	w->blog_skip = false;
+}
+
+/* Reads what the broker logged since the last call, line by line. */
+static void blog_follow(struct writer *w, int64_t now)
+{
+	if (w->blog_fd < 0) {
+		blog_open(w, false); /* it did not exist at start: all of it is new */
+		if (w->blog_fd < 0) {
+			return;
+		}
+	}
+	struct stat fsb, psb;
+	char path[PATH_MAX];
+	bool rotated = false;
+	if (fstat(w->blog_fd, &fsb) == 0) {
+		if (fsb.st_size < w->blog_off) { /* truncated in place */
+			w->blog_off = 0;
+			w->blog_len = 0;
+		}
+		rotated = moat_deploy_path(w->d, path, sizeof(path), MOAT_BROKER_LOG_FILE, NULL) ==
+				  0 &&
+			  stat(path, &psb) == 0 &&
+			  (psb.st_ino != fsb.st_ino || psb.st_dev != fsb.st_dev);
+	}
+	char buf[65536];
+	size_t total = 0;
+	while (total < BROKER_LOG_READ_MAX) {
+		ssize_t got = pread(w->blog_fd, buf, sizeof(buf), w->blog_off);
+		if (got <= 0) {
+			break;
+		}
+		w->blog_off += got;
+		total += (size_t)got;
+		for (ssize_t i = 0; i < got; i++) {
+			if (buf[i] == '\n') {
+				if (!w->blog_skip) {
+					blog_line(w, now, w->blog_line, w->blog_len);
+				}
+				w->blog_len = 0;
+				w->blog_skip = false;
+			} else if (w->blog_len < MOAT_BROKER_LOG_LINE_MAX) {
+				w->blog_line[w->blog_len++] = buf[i];
+			} else if (!w->blog_skip) {
+				w->blog_skip = true; /* too long: refused, read to its end */
+				blog_line(w, now, w->blog_line, MOAT_BROKER_LOG_LINE_MAX + 1);
+			}
+		}
+	}
+	if (rotated && total < BROKER_LOG_READ_MAX) {
+		/* the old file read to its end: on to the new one, from its start */
+		int old = w->blog_fd;
+		w->blog_fd = -1;
+		blog_open(w, false);
+		if (w->blog_fd < 0) {
+			w->blog_fd = old; /* not readable by name: keep what we have */
+		} else {
+			close(old);
+		}
+	}
+}
+
 /* ---- catch-up: the plugin's events file ---- */
 
 static void catch_up(struct writer *w)
@@ -846,7 +975,7 @@ static void batch(struct writer *w, struct ingest_item *items, size_t n)
 void *ingest_writer_run(void *arg)
 {
 	struct moat_ingest *ing = arg;
-	struct writer w = {.ing = ing, .set = &ing->set};
+	struct writer w = {.ing = ing, .set = &ing->set, .blog_fd = -1};
 	struct moat_err err = {0};
 	/* its own deployment handle, so its own registry connection (SQLite serializes it
 	 * against the HTTPS threads and the CLI) */
@@ -868,8 +997,21 @@ void *ingest_writer_run(void *arg)
 		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_INGEST_WRITER_DELAY ms=%lld",
 			 (long long)w.delay_ms);
 	}
+	const char *offset = getenv("MOAT_INGEST_CLOCK_OFFSET");
+	if (offset && moat_duration_ms_parse(offset, &clock_offset_ms, &err) == 0) {
+		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_INGEST_CLOCK_OFFSET ms=%lld",
+			 (long long)clock_offset_ms);
+	}
 #endif
 	catch_up(&w);
+	w.blog_fd = ing->broker_log_fd;
+	ing->broker_log_fd = -1;
+	if (w.blog_fd >= 0) {
+		struct stat sb;
+		w.blog_off = fstat(w.blog_fd, &sb) == 0 ? sb.st_size : 0;
+	} else {
+		blog_open(&w, true);
+	}
 	compact(&w, now_wall());
 	int64_t next_tick = moat_time_mono_ms() + TICK_MS;
 	int64_t next_compact = moat_time_mono_ms() + COMPACT_EVERY_MS;
@@ -885,6 +1027,7 @@ void *ingest_writer_run(void *arg)
 			next_tick = mono + TICK_MS;
 			if (moat_registry_begin(w.reg, &err) == 0) {
 				tick(&w, now_wall());
+				blog_follow(&w, moat_time_wall_ms());
 				if (moat_registry_commit(w.reg, &err) != 0) {
 					moat_registry_rollback(w.reg);
 					w.pending_count = 0;
@@ -907,6 +1050,9 @@ void *ingest_writer_run(void *arg)
 		if (stop) {
 			break;
 		}
+	}
+	if (w.blog_fd >= 0) {
+		close(w.blog_fd);
 	}
 	map_clear(&w.devs);
 	map_clear(&w.addrs);

@@ -44,6 +44,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "moat/broker.h"
 #include "moat/config.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
@@ -376,6 +377,12 @@ int main(int argc, char **argv)
 		if (n > 0 && (size_t)n < sizeof(events)) {
 			iopts.events_fd = open(events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 			iopts.has_events_fd = iopts.events_fd >= 0;
+		}
+		/* and the broker's log, which ingest follows for TLS refusals */
+		n = snprintf(events, sizeof(events), "%s/%s", dir, MOAT_BROKER_LOG_FILE);
+		if (n > 0 && (size_t)n < sizeof(events)) {
+			iopts.broker_log_fd = open(events, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+			iopts.has_broker_log_fd = iopts.broker_log_fd >= 0;
 		}
 	}
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||

@@ -3,7 +3,9 @@
 # rsyslog-gnutls) over TLS verified against the test's own CA, in each of the three formats,
 # every kind the broker plugin writes; and alerts go to a real HTTPS webhook receiver:
 # retried with back-off after 503s, many at once as one summary, a burst of one refusal
-# deduplicated into one alert with its count, and a queue that survives a moatd restart.
+# deduplicated into one alert with its count, and a queue that survives a moatd restart;
+# the SIEM's queue survives a moatd restart while rsyslog is down; [monitor] dedup_window
+# folds identical events into one record with their count of repeats.
 # The events are published on moat/events/<kind> through a real Mosquitto (the plain test
 # broker, which lets a service write there; under `moat up` only the plugin may).
 source "$(dirname "$0")/lib.sh"
@@ -36,7 +38,7 @@ printf '\n[monitor]\nwebhook_url = http://127.0.0.1:1/x\n' >>"$D/moat.conf"
 expect_fail "config check: http webhook" moat config check
 assert_contains "$errout" "webhook_url"
 cp "$T/moat.conf.orig" "$D/moat.conf"
-printf '\n[monitor]\nsiem_url = tls://localhost:%s\nsiem_ca = %s\nsiem_format = rfc5424\nwebhook_url = https://127.0.0.1:%s/hook\nwebhook_ca = %s\nwebhook_retry_min = 1s\nwebhook_retry_max = 1s\nwebhook_summary = 3\nwebhook_gather = 1s\n' \
+printf '\n[monitor]\nsiem_url = tls://localhost:%s\nsiem_ca = %s\nsiem_format = rfc5424\nwebhook_url = https://127.0.0.1:%s/hook\nwebhook_ca = %s\nwebhook_retry_min = 1s\nwebhook_retry_max = 1s\nwebhook_summary = 3\nwebhook_gather = 1s\ndedup_window = 0s\n' \
 	"$RS_PORT" "$X/ca.crt" "$WH_PORT" "$X/ca.crt" >>"$D/moat.conf"
 expect_ok "config check" moat config check
 pass "[monitor] accepted by moat config check, bad URLs refused"
@@ -226,6 +228,75 @@ moatd_up
 moatd_wait "event=alert_queue_refused" || fail "corrupt queue not refused"
 ls "$D/state/" | qgrep '^alerts.queue.bad.' || fail "corrupt queue not kept aside"
 pass "a corrupt queue file is refused and kept aside"
+
+# The SIEM's queue survives a restart: with rsyslog stopped, three events wait on disk
+# (state/siem.queue, 0600); moatd restarts and loads them; rsyslog starts and gets each once.
+kill "$RSYSLOG_PID"
+wait "$RSYSLOG_PID" 2>/dev/null || true
+for i in 1 2 3; do agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 "away-$i")"; done
+queued() { [ "$(grep -c '"reason":"away-' "$D/state/siem.queue" 2>/dev/null)" = "$1" ]; }
+wait_for 15 queued 3 || fail "state/siem.queue: $(cat "$D/state/siem.queue" 2>&1)"
+[ "$(stat -c %a "$D/state/siem.queue")" = 600 ] || fail "siem queue not 0600"
+moatd_down
+moatd_up
+moatd_wait "event=siem_queue_loaded events=[1-9]" || fail "siem queue not loaded"
+rsyslog_start "$RS_PORT" "$RS_OUT"
+wait_for 20 grep -q "reason=\"away-3\"" "$RS_OUT" ||
+	fail "queued events not delivered after the restart: $(cat "$RS_OUT")"
+# a later event arrives after them: nothing more of the queue is coming
+agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 marker)"
+wait_for 15 grep -q 'reason="marker"' "$RS_OUT" || fail "marker not delivered"
+for i in 1 2 3; do
+	[ "$(grep -c "reason=\"away-$i\"" "$RS_OUT")" = 1 ] || fail "away-$i not delivered once: $(cat "$RS_OUT")"
+done
+wait_for 10 queued 0 || fail "delivered events still in state/siem.queue"
+pass "rsyslog stopped, moatd restarted, rsyslog started: the queued events arrive once"
+# A corrupt SIEM queue is set aside, never reused.
+moatd_down
+printf '{"version":1,"events":1}\n{"kind":"BAD"}\n' >"$D/state/siem.queue"
+moatd_up
+moatd_wait "event=siem_queue_refused" || fail "corrupt siem queue not refused"
+ls "$D/state/" | grep -q '^siem.queue.bad.' || fail "corrupt siem queue not kept aside"
+pass "a corrupt SIEM queue file is refused and kept aside"
+
+# Deduplication: with dedup_window = 2s, five identical events in a burst are not five
+# records: the first goes at once, the repeats at the window's end as one record (the last
+# of them) with their count (repeats="N"); the events the records stand for are exactly
+# five, for the SIEM and in the webhook's alert counts.
+moatd_down
+sed -i "s/^dedup_window = .*/dedup_window = 2s/" "$D/moat.conf"
+expect_ok "config check: dedup_window" moat config check
+moatd_up
+for i in 1 2 3 4 5; do event acl_denied dev1 dedup-1; echo; done >"$T/dedup.lines"
+# shellcheck disable=SC2046
+mosquitto_pub $(agent_client_args op1) -q 1 -t moat/events/acl_denied -l <"$T/dedup.lines" ||
+	fail "publishing the burst failed"
+siem_total() { # events of reason dedup-1 rsyslog heard of: a record with repeats="N" says N
+	grep 'reason="dedup-1"' "$RS_OUT" | awk '{ if (match($0, / repeats="[0-9]+"/))
+		n += substr($0, RSTART + 10, RLENGTH - 11); else n++ } END { print n + 0 }'
+}
+five() { [ "$(siem_total)" = 5 ]; }
+wait_for 20 five || fail "records + repeats: $(siem_total), expected 5: $(grep dedup-1 "$RS_OUT")"
+records=$(grep -c 'reason="dedup-1"' "$RS_OUT")
+[ "$records" -lt 5 ] || fail "nothing was deduplicated: $records records"
+grep -qE 'reason="dedup-1" .*count="1" suppressed="0" repeats="[1-4]"\]' "$RS_OUT" ||
+	fail "no record says its repeats: $(grep dedup-1 "$RS_OUT")"
+wh_total() {
+	python3 -c 'import json,sys
+n = 0
+for l in open(sys.argv[1]):
+    if l.startswith("{"):
+        a = json.loads(l)
+        if a.get("reason") == "dedup-1":
+            n += a["count"]
+print(n)' "$WH_OUT"
+}
+wh_five() { [ "$(wh_total)" = 5 ]; }
+wait_for 20 wh_five || fail "webhook alert counts: $(wh_total), expected 5: $(grep dedup-1 "$WH_OUT")"
+code=$(ocurl op1 -o "$T/metrics.txt" -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics")
+[ "$code" = 200 ] && grep -qE '^moat_export_deduplicated_total [1-4]$' "$T/metrics.txt" ||
+	fail "deduplicated events not in /metrics: $(grep dedup "$T/metrics.txt")"
+pass "dedup_window: 5 identical events sent as $records records with their repeats (SIEM and webhook)"
 
 # CEF and JSON lines to the same collector.
 for fmt in cef json; do

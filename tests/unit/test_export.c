@@ -98,6 +98,16 @@ static void test_event_parse(void **state)
 	assert_int_equal(moat_sec_event_parse(json, len, &back, &err), 0);
 	assert_memory_equal(&ev, &back, sizeof(ev));
 	assert_false(moat_sec_event_json(&ev, json, 40, &len));
+	assert_null(strstr(json, "repeats")); /* only when there are some */
+	/* a record that stands for repeats says so, and reads back */
+	ev.repeats = 4;
+	assert_true(moat_sec_event_json(&ev, json, sizeof(json), &len));
+	assert_non_null(strstr(json, ",\"suppressed\":1,\"repeats\":4}"));
+	assert_int_equal(moat_sec_event_parse(json, len, &back, &err), 0);
+	assert_memory_equal(&ev, &back, sizeof(ev));
+	static const char bad_repeats[] = "{\"time_ms\":1,\"kind\":\"k\",\"repeats\":-1}";
+	assert_int_equal(moat_sec_event_parse(bad_repeats, strlen(bad_repeats), &back, &err),
+			 MOAT_EINVAL);
 	assert_true(moat_sec_event_alerts("acl_denied"));
 	assert_false(moat_sec_event_alerts("connected"));
 	assert_false(moat_sec_event_alerts("disconnected"));
@@ -172,6 +182,14 @@ static void test_frames(void **state)
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_RFC5424, &ev, "h", out, 64), 0);
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_JSON, &ev, "h", out, 64), 0);
 	assert_int_equal(moat_siem_frame(MOAT_SIEM_CEF, &ev, "h", out, 0), 0);
+	/* repeats (the exporter's deduplication) in each format */
+	ev.repeats = 7;
+	assert_true(moat_siem_frame(MOAT_SIEM_RFC5424, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, "count=\"2\" suppressed=\"1\" repeats=\"7\"] security"));
+	assert_true(moat_siem_frame(MOAT_SIEM_CEF, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, " cnt=2 cn1Label=repeats cn1=7"));
+	assert_true(moat_siem_frame(MOAT_SIEM_JSON, &ev, "h", out, sizeof(out)) > 0);
+	assert_non_null(strstr(out, "\"repeats\":7}\n"));
 
 	enum moat_siem_format f;
 	struct moat_err err = {0};
@@ -333,6 +351,87 @@ static void test_siem_status(void **state)
 	}
 }
 
+/* state/siem.queue: a ring (wrapped) written and read back the same, oldest first; a
+ * smaller bound keeps the newest; every malformed file refused whole */
+static void test_siem_queue(void **state)
+{
+	(void)state;
+	struct moat_sec_event ring[3];
+	memset(ring, 0, sizeof(ring));
+	for (int i = 0; i < 3; i++) {
+		ring[i].time_ms = 1796249924000 + i;
+		snprintf(ring[i].kind, sizeof(ring[i].kind), "acl_denied");
+		snprintf(ring[i].identity, sizeof(ring[i].identity), "dev%d", i);
+		snprintf(ring[i].detail, sizeof(ring[i].detail), "a \"quoted\" \\ detail %d", i);
+		ring[i].count = 1;
+		ring[i].suppressed = (uint64_t)i;
+	}
+	char *text = NULL;
+	size_t len = 0, left_out = 9, n = 0;
+	uint64_t dropped = 9;
+	struct moat_err err = {0};
+	/* head 2: the events in order are ring[2], ring[0] */
+	assert_int_equal(moat_siem_queue_encode(ring, 3, 2, 2, &text, &len, &left_out, &err), 0);
+	assert_int_equal(left_out, 0);
+	assert_true(strncmp(text, "{\"version\":1,\"events\":2}\n", 25) == 0);
+	struct moat_sec_event back[3];
+	assert_int_equal(moat_siem_queue_decode(text, len, back, 3, &n, &dropped, &err), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(dropped, 0);
+	assert_memory_equal(&back[0], &ring[2], sizeof(ring[2]));
+	assert_memory_equal(&back[1], &ring[0], sizeof(ring[0]));
+	/* a bound of one keeps the newest, counts the other */
+	assert_int_equal(moat_siem_queue_decode(text, len, back, 1, &n, &dropped, &err), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(dropped, 1);
+	assert_memory_equal(&back[0], &ring[0], sizeof(ring[0]));
+	free(text);
+	/* empty */
+	assert_int_equal(moat_siem_queue_encode(ring, 3, 0, 0, &text, &len, &left_out, &err), 0);
+	assert_string_equal(text, "{\"version\":1,\"events\":0}\n");
+	assert_int_equal(moat_siem_queue_decode(text, len, back, 3, &n, &dropped, &err), 0);
+	assert_int_equal(n, 0);
+	free(text);
+	assert_int_equal(moat_siem_queue_encode(ring, 3, 0, 4, &text, &len, &left_out, &err),
+			 MOAT_EINVAL);
+
+#define EV "{\"time_ms\":1,\"kind\":\"acl_denied\"}\n"
+	static const char *const bad[] = {
+		"",
+		"{\"version\":1,\"events\":0}",		  /* no line end */
+		"{\"version\":2,\"events\":0}\n",	  /* version */
+		"{\"events\":0}\n",			  /* no version */
+		"{\"version\":1}\n",			  /* no count */
+		"{\"version\":1,\"events\":-1}\n",	  /* negative */
+		"{\"version\":1,\"events\":1.5}\n",	  /* not whole */
+		"{\"version\":1,\"events\":\"1\"}\n",	  /* not a number */
+		"{\"version\":1,\"events\":0,\"x\":1}\n", /* another key */
+		"[1]\n",				  /* not an object */
+		"{\"version\":1,\"events\":1}\n",	  /* fewer events */
+		"{\"version\":1,\"events\":0}\n" EV,	  /* more events */
+		"{\"version\":1,\"events\":1}\n{\"time_ms\":1,\"kind\":\"acl_denied\"}", /* cut */
+		"{\"version\":1,\"events\":1}\n{\"time_ms\":1,\"kind\":\"BAD\"}\n",
+		"{\"version\":1,\"events\":1}\n{\"kind\":\"acl_denied\"}\n", /* no time */
+		"{\"version\":1,\"events\":1}\n\n",			     /* empty line */
+		"{\"version\":1,\"events\":2}\n" EV
+		"{\"time_ms\":1,\"kind\":\"k\",\"detail\":\"\\u0001\"}\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(back, 0x55, sizeof(back));
+		n = 7;
+		if (moat_siem_queue_decode(bad[i], strlen(bad[i]), back, 3, &n, &dropped, &err) ==
+		    0) {
+			fail_msg("accepted: %s", bad[i]);
+		}
+		assert_int_equal(n, 0);
+	}
+	const char *good = "{\"version\":1,\"events\":2}\n" EV EV;
+	assert_int_equal(moat_siem_queue_decode(good, strlen(good), back, 3, &n, &dropped, &err),
+			 0);
+	assert_int_equal(n, 2);
+#undef EV
+}
+
 static void test_status_line(void **state)
 {
 	(void)state;
@@ -375,6 +474,11 @@ static void test_settings(void **state)
 	assert_int_equal(s.webhook_retry_min_ms, 1000);
 	assert_int_equal(s.webhook_retry_max_ms, 300000);
 	assert_int_equal(s.webhook_gather_ms, 2000);
+	assert_int_equal(s.dedup_window_ms, 60000);
+	assert_int_equal(settings("[monitor]\ndedup_window = 0s\n", &s, &err), 0);
+	assert_int_equal(s.dedup_window_ms, 0);
+	assert_int_equal(settings("[monitor]\ndedup_window = 5m\n", &s, &err), 0);
+	assert_int_equal(s.dedup_window_ms, 300000);
 	assert_int_equal(settings("[monitor]\nsiem_url = tls://c:6514\nsiem_format = json\n"
 				  "webhook_url = https://h/x\nwebhook_retry_max = 10m\n"
 				  "webhook_ca = /etc/ca.pem\n",
@@ -397,6 +501,8 @@ static void test_settings(void **state)
 		"[monitor]\nwebhook_retry_min = 10m\nwebhook_retry_max = 1m\n",
 		"[monitor]\nwebhook_summary = 1\n",
 		"[monitor]\nwebhook_gather = 2m\n",
+		"[monitor]\ndedup_window = 2h\n",
+		"[monitor]\ndedup_window = 60\n",
 		"[monitor]\nunknown = 1\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -490,6 +596,7 @@ int main(void)
 		cmocka_unit_test(test_alert_queue),
 		cmocka_unit_test(test_alert_queue_rejects),
 		cmocka_unit_test(test_siem_status),
+		cmocka_unit_test(test_siem_queue),
 		cmocka_unit_test(test_status_line),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_metrics),

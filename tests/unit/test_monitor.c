@@ -377,16 +377,192 @@ static void test_diag_summary(void **state)
 	}
 }
 
+/* The broker's log: each kind of line read; every malformed one refused. */
+#define TS "2026-12-03T02:06:37: "
+#define PLUGIN_TLS                                                                             \
+	TS "moat: event {\"time\":\"2026-12-03T02:06:37Z\",\"time_ms\":1796263597496,"         \
+	   "\"kind\":\"auth_refused\",\"run_id\":\"0b21e210d9d613fc\",\"identity\":null,"      \
+	   "\"client_id\":null,\"address\":\"127.0.0.1\",\"reason\":\"tls_handshake_failed\"," \
+	   "\"detail\":\"x\",\"count\":1,\"suppressed\":0}"
+
+static int parse_line(const char *line, struct moat_broker_log_line *l)
+{
+	struct moat_err err = {0};
+	return moat_broker_log_line_parse(line, strlen(line), l, &err);
+}
+
+static void test_broker_log_lines(void **state)
+{
+	(void)state;
+	struct moat_broker_log_line l;
+	assert_int_equal(
+		parse_line(TS
+			   "OpenSSL Error[0]: error:0A0000C7:SSL routines::peer did not return a "
+			   "certificate",
+			   &l),
+		0);
+	assert_int_equal(l.kind, MOAT_BLOG_TLS_ERROR);
+	assert_string_equal(l.tls_reason, "peer did not return a certificate");
+	assert_int_equal(parse_line(TS "Client <unknown> disconnected: Protocol error.", &l), 0);
+	assert_int_equal(l.kind, MOAT_BLOG_UNKNOWN_GONE);
+	assert_int_equal(parse_line(PLUGIN_TLS, &l), 0);
+	assert_int_equal(l.kind, MOAT_BLOG_PLUGIN_EVENT);
+	assert_string_equal(l.ev.kind, "auth_refused");
+	assert_string_equal(l.ev.address, "127.0.0.1");
+	assert_int_equal(parse_line(TS "New connection from 127.0.0.1:49102 on port 35651.", &l),
+			 0);
+	assert_int_equal(l.kind, MOAT_BLOG_OTHER);
+	assert_int_equal(parse_line(TS "Client \x01\xff odd", &l), 0); /* of no interest */
+	assert_int_equal(l.kind, MOAT_BLOG_OTHER);
+
+	static const char *const bad[] = {
+		"",
+		"OpenSSL Error[0]: error:0A0000C7:SSL routines::x", /* no timestamp */
+		"2026-12-03 02:06:37: Client <unknown> disconnected.",
+		"2026-12-03T02:06:3x: Client <unknown> disconnected.",
+		TS "OpenSSL Error[]: error:0A0000C7:SSL routines::x",
+		TS "OpenSSL Error[0] error:0A0000C7:SSL routines::x",
+		TS "OpenSSL Error[0]: 0A0000C7:SSL routines::x",
+		TS "OpenSSL Error[0]: error:0A0000C7:SSL routines:x", /* three colons */
+		TS "OpenSSL Error[0]: error:0A0000C7:SSL routines::", /* empty reason */
+		TS "OpenSSL Error[0]: error:0A0000C7:SSL routines::bad\x01",
+		TS "moat: event {\"kind\":\"auth_refused\"}", /* no time_ms */
+		TS "moat: event not json",
+		TS "Client connection from  failed: error:0A00010B:SSL routines::x.", /* no address
+										       */
+		TS "Client connection from 127.0.0.1x failed: error:0A00010B:SSL routines::x.",
+		TS "Client connection from 127.0.0.1 failed: 0A00010B:SSL routines::x.",
+		TS "Client connection from 127.0.0.1 failed: error:0A00010B:SSL routines::.",
+		TS "Client connection from "
+		   "1111111111111111111111111111111111111111111111111111111111111111111 failed: "
+		   "error:0A00010B:SSL routines::x.", /* address too long */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (parse_line(bad[i], &l) == 0) {
+			fail_msg("accepted: %s", bad[i]);
+		}
+		assert_int_equal(l.kind, MOAT_BLOG_OTHER);
+	}
+	/* a line longer than the bound */
+	char *long_line = malloc(MOAT_BROKER_LOG_LINE_MAX + 2);
+	assert_non_null(long_line);
+	memset(long_line, 'a', MOAT_BROKER_LOG_LINE_MAX + 1);
+	memcpy(long_line, TS, strlen(TS));
+	long_line[MOAT_BROKER_LOG_LINE_MAX + 1] = '\0';
+	assert_int_equal(parse_line(long_line, &l), MOAT_EINVAL);
+	free(long_line);
+
+	assert_string_equal(moat_tls_refusal_reason("peer did not return a certificate"),
+			    "no_certificate");
+	assert_string_equal(moat_tls_refusal_reason("certificate verify failed"),
+			    "certificate_not_verified");
+	assert_string_equal(moat_tls_refusal_reason("wrong version number"), "not_tls");
+	assert_string_equal(moat_tls_refusal_reason("no shared cipher"), "tls_policy");
+	assert_string_equal(moat_tls_refusal_reason("something else"), "handshake_failed");
+}
+
+/* The run of lines of one refused handshake, across interleaved lines. */
+static void test_tls_refusal_track(void **state)
+{
+	(void)state;
+	struct moat_tls_refusal_track t = {0};
+	struct moat_tls_refusal rr[2];
+	struct moat_tls_refusal *r = rr;
+	struct moat_broker_log_line err1, err2, gone, ev, other, ev_other;
+	assert_int_equal(
+		parse_line(TS "OpenSSL Error[0]: error:0A000086:SSL routines::certificate verify "
+			      "failed",
+			   &err1),
+		0);
+	assert_int_equal(parse_line(TS "OpenSSL Error[1]: error:0A000418:SSL routines::tlsv1 "
+				       "alert unknown ca",
+				    &err2),
+			 0);
+	assert_int_equal(parse_line(TS "Client <unknown> disconnected: Protocol error.", &gone), 0);
+	assert_int_equal(parse_line(PLUGIN_TLS, &ev), 0);
+	assert_int_equal(parse_line(TS "New connection from 127.0.0.1:1 on port 2.", &other), 0);
+	assert_int_equal(
+		parse_line(TS
+			   "moat: event {\"time_ms\":1,\"kind\":\"connected\",\"address\":\"::1\"}",
+			   &ev_other),
+		0);
+	/* the whole run: one refusal, the first error's reason, the plugin's address */
+	assert_false(moat_tls_refusal_feed(&t, &other, rr));
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &err2, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &ev, rr));
+	assert_string_equal(r->reason, "certificate_not_verified");
+	assert_string_equal(r->openssl, "certificate verify failed");
+	assert_string_equal(r->address, "127.0.0.1");
+	/* the plugin's event alone (a health check closing early is not one): nothing */
+	assert_false(moat_tls_refusal_feed(&t, &ev, rr));
+	/* an error not followed by an unknown client's disconnection: nothing */
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &other, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_false(moat_tls_refusal_feed(&t, &ev, rr));
+	/* no plugin event after it (its budget): a refusal without address, and the next
+	 * line may start another run */
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &err2, rr));
+	assert_string_equal(r->address, "");
+	assert_string_equal(r->reason, "certificate_not_verified");
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, &ev_other, rr));
+	assert_string_equal(r->openssl, "tlsv1 alert unknown ca");
+	assert_string_equal(r->address, "");
+	/* a failed accept is a refusal by itself, with its address; after a run cut short,
+	 * both come out */
+	struct moat_broker_log_line acc;
+	assert_int_equal(parse_line(TS "Client connection from ::1 failed: error:0A00010B:SSL "
+				       "routines::wrong version number.",
+				    &acc),
+			 0);
+	assert_int_equal(acc.kind, MOAT_BLOG_ACCEPT_FAILED);
+	assert_string_equal(acc.address, "::1");
+	assert_string_equal(acc.tls_reason, "wrong version number");
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 1);
+	assert_string_equal(rr[0].reason, "not_tls");
+	assert_string_equal(rr[0].address, "::1");
+	assert_int_equal(moat_tls_refusal_feed(&t, &err1, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &gone, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 2);
+	assert_string_equal(rr[0].reason, "certificate_not_verified");
+	assert_string_equal(rr[0].address, "");
+	assert_string_equal(rr[1].address, "::1");
+	/* after an error not followed by a disconnection, the accept still counts */
+	assert_int_equal(moat_tls_refusal_feed(&t, &err1, rr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&t, &acc, rr), 1);
+	assert_string_equal(rr[0].address, "::1");
+	/* a refused line ends a run too */
+	assert_false(moat_tls_refusal_feed(&t, &err1, rr));
+	assert_false(moat_tls_refusal_feed(&t, &gone, rr));
+	assert_true(moat_tls_refusal_feed(&t, NULL, rr));
+	assert_false(moat_tls_refusal_feed(&t, NULL, rr));
+}
+#undef TS
+#undef PLUGIN_TLS
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rate),	     cmocka_unit_test(test_silence),
-		cmocka_unit_test(test_payload_size), cmocka_unit_test(test_burst_and_window),
-		cmocka_unit_test(test_release),	     cmocka_unit_test(test_event_jump),
-		cmocka_unit_test(test_clone),	     cmocka_unit_test(test_zone),
-		cmocka_unit_test(test_settings),     cmocka_unit_test(test_hook),
-		cmocka_unit_test(test_plugin_event), cmocka_unit_test(test_severity_names),
+		cmocka_unit_test(test_rate),
+		cmocka_unit_test(test_silence),
+		cmocka_unit_test(test_payload_size),
+		cmocka_unit_test(test_burst_and_window),
+		cmocka_unit_test(test_release),
+		cmocka_unit_test(test_event_jump),
+		cmocka_unit_test(test_clone),
+		cmocka_unit_test(test_zone),
+		cmocka_unit_test(test_settings),
+		cmocka_unit_test(test_hook),
+		cmocka_unit_test(test_plugin_event),
+		cmocka_unit_test(test_severity_names),
 		cmocka_unit_test(test_diag_summary),
+		cmocka_unit_test(test_broker_log_lines),
+		cmocka_unit_test(test_tls_refusal_track),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
