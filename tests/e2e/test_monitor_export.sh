@@ -256,7 +256,7 @@ moatd_down
 printf '{"version":1,"events":1}\n{"kind":"BAD"}\n' >"$D/state/siem.queue"
 moatd_up
 moatd_wait "event=siem_queue_refused" || fail "corrupt siem queue not refused"
-ls "$D/state/" | grep -q '^siem.queue.bad.' || fail "corrupt siem queue not kept aside"
+ls "$D/state/" | qgrep '^siem.queue.bad.' || fail "corrupt siem queue not kept aside"
 pass "a corrupt SIEM queue file is refused and kept aside"
 
 # Deduplication: with dedup_window = 2s, five identical events in a burst are not five
