@@ -395,7 +395,7 @@ int moat_rollout_act(struct moat_registry *reg, int64_t id, enum moat_rollout_ac
 				    moat_rollout_state_name(from));
 	}
 	/* what halted it would halt it again at once: the operator accepts it explicitly */
-	if (from == MOAT_ROLLOUT_HALTED && !accept_failures) {
+	if (action == MOAT_ROLLOUT_RESUME && from == MOAT_ROLLOUT_HALTED && !accept_failures) {
 		return moat_err_set(
 			err, MOAT_ESTATE,
 			"rollout %lld halted (%s): resume --accept-failures accepts the "
