@@ -611,16 +611,22 @@ static int tick_one(const struct moat_rollout_row *r, void *vctx)
 		to = MOAT_ROLLOUT_COMPLETED;
 		break;
 	case MOAT_ROLLOUT_HALT_FAILURES: {
-		size_t failed = 0, devices = 0;
+		size_t failed = 0, devices = 0, accepted = 0;
 		for (int k = 0; k <= r->phase; k++) {
 			failed += p->phases[k].by_state[MOAT_RD_REVERTED] +
 				  p->phases[k].by_state[MOAT_RD_REFUSED] +
 				  p->phases[k].by_state[MOAT_RD_SILENT];
 			devices += p->phases[k].devices;
+			accepted += p->phases[k].accepted;
+		}
+		char acc[64] = "";
+		if (accepted > 0) {
+			snprintf(acc, sizeof(acc), ", %zu of them accepted before", accepted);
 		}
 		snprintf(cause, sizeof(cause),
-			 "failures: %zu of %zu devices reverted, refused or silent (threshold %d%%)",
-			 failed, devices, r->halt_failure_pct);
+			 "failures: %zu of %zu devices reverted, refused or silent%s (threshold "
+			 "%d%%)",
+			 failed, devices, acc, r->halt_failure_pct);
 		to = MOAT_ROLLOUT_HALTED;
 		break;
 	}

@@ -191,6 +191,9 @@ expect_fail "resume a halted rollout without --accept-failures" moat fw rollout 
 assert_contains "$errout" "rollout 2 halted (failures: 1 of 2"
 assert_contains "$errout" "resume --accept-failures"
 expect_fail "--accept-failures outside resume" moat fw rollout pause 2 --accept-failures
+expect_fail "--accept-failures with create" moat fw rollout create "$T/fw-1.2.0.json" --group canary \
+	--phases 100% --soak 1s --accept-failures
+assert_contains "$errout" "--accept-failures is an option of resume"
 # dev4 joins the group while the rollout is halted: taken at its first tick once running
 expect_ok "tag dev4" moat device tag dev4 canary
 expect_ok "resume --accept-failures" moat --json fw rollout resume 2 --accept-failures
@@ -205,6 +208,8 @@ assert_contains "$out" '"reverted":1,"refused":0,"silent":0,"accepted":1}'
 broker_pub dev2 dev2 devices/dev2/diagnostics '{"event":"update","stage":"reverted","version":"1.2.0","running":"1.1.0","reason":"trial did not confirm"}'
 wait_for 20 sh -c "[ \$(grep -c 'event=rollout_halted id=2 phase=1 reason=failures' '$D/log/moatd.log') = 2 ]" ||
 	fail "a new failure after the resume did not halt rollout 2: $(moat fw rollout status 2)"
+expect_ok "status halted again" moat --json fw rollout status 2
+assert_contains "$out" "failures: 2 of 3 devices reverted, refused or silent, 1 of them accepted before (threshold 10%)"
 expect_ok "resume --accept-failures again" moat fw rollout resume 2 --accept-failures
 # dev4 confirms: the accepted failures settle the phase, the rollout completes
 broker_pub dev4 dev4 devices/dev4/diagnostics '{"event":"update","stage":"confirmed","version":"1.2.0","running":"1.2.0"}'
