@@ -62,10 +62,13 @@ pass "job run refuses bad --rate, --timeout, targets and devices before sending 
 connects_before=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
 dpid=$(cat "$D/run/moatd.pid")
 # moatd killed while the job runs: the job does not depend on it
-(sleep 0.5; kill -KILL "$dpid") &
+(sleep 0.5; kill -KILL "$dpid" && date +%s%N >"$T/killed_at") &
 E2E_PIDS+=($!)
 rc=0
 out=$(moat --json job run check_update --group fleet --rate 2/s --timeout 5s --as ops 2>"$T/job.err") || rc=$?
+job_end=$(date +%s%N)
+[ -s "$T/killed_at" ] && [ "$(cat "$T/killed_at")" -lt "$job_end" ] ||
+	fail "moatd was not killed while the job ran"
 [ $rc = 1 ] || fail "job exit status $rc, expected 1 (refused and offline devices): $out $(cat "$T/job.err")"
 python3 - "$out" <<'EOF' || fail "job results: $out"
 import json, sys
