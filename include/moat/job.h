@@ -4,8 +4,10 @@
  * means, the --rate option, and the exit status of a run. The run itself
  * (src/fleet/job.c): one operator (or service) MQTT session through moat_opclient; the
  * devices' retained statuses read first (an offline device is "offline" and is sent
- * nothing); commands published at the rate asked, capped at the broker's message limit for
- * the identity's role ([policy] limits, so the broker never drops one); responses matched
+ * nothing); commands published at the rate asked, which must not be above what the broker
+ * takes from the identity for devices (an operator: [policy] job_rate, its job bucket,
+ * include/moat/policy.h "Jobs"; a service: its role's msgs_per_s), so the broker never
+ * drops one and the operator's own rate limit is never tripped; responses matched
  * by the id each command carries (or, from firmware that sends none, by device and
  * command); every result recorded in the registry as it comes (jobs, job_results), so
  * `moat job status` shows a job while it runs and after. One session for the whole job:
@@ -60,9 +62,10 @@ struct moat_job_req {
 	const char *host;   /* broker host; NULL: moat.conf [client] host */
 	int64_t interval_us;
 	int64_t timeout_ms; /* per device, from its command's publish */
-	/* the broker's messages per second for each role ([policy] limits; 0: unlimited):
-	 * the pace is capped at the acting identity's */
-	uint32_t role_msgs_per_s[MOAT_ROLE_COUNT];
+	/* the commands a second the broker takes from each role for devices (operator:
+	 * [policy] job_rate; service: service_msgs_per_s; 0: no bound): a rate above the
+	 * acting identity's is refused before anything is sent or recorded */
+	uint32_t role_ceiling_per_s[MOAT_ROLE_COUNT];
 	volatile int *stop;
 };
 
@@ -70,12 +73,13 @@ struct moat_job_progress {
 	int64_t job_id;
 	size_t total, sent;
 	size_t counts[MOAT_JOB_RESULT_COUNT];
-	int64_t interval_us; /* the pace used (after the role's cap) */
-	bool capped;	     /* the pace asked was above the role's limit */
+	int64_t interval_us; /* the pace used */
 };
 typedef void (*moat_job_progress_cb)(const struct moat_job_progress *p, bool final, void *ctx);
 
-/* Records the job, runs it, records each result; progress is called at most every 200 ms
+/* Refuses (MOAT_EINVAL, one line naming the ceiling and its setting) a rate above the
+ * acting identity's ceiling before connecting; then records the job, runs it, records each
+ * result; progress is called at most every 200 ms
  * and once at the end (final). d must be open for writing. Returns 0 once every device has
  * a result (or MOAT_EINTR when *stop ended it early; what was answered is recorded). */
 MOAT_MUST_CHECK int moat_job_run(struct moat_deploy *d, const struct moat_job_req *req,

@@ -34,6 +34,11 @@ MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as,
 					  const char *host, int64_t timeout_ms,
 					  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
 					  struct moat_err *err);
+/* The identity moat_opclient_connect would act as for `as` (NULL: the first operator,
+ * then the first service), into out, and its role. */
+MOAT_MUST_CHECK int moat_opclient_identity(struct moat_deploy *d, const char *as,
+					   char out[MOAT_ID_BUF_LEN], enum moat_role *out_role,
+					   struct moat_err *err);
 /* The role of the identity c is connected as. */
 enum moat_role moat_opclient_role(const struct moat_opclient *c);
 /* Subscribes (QoS 1) and waits for the broker's acknowledgement. */

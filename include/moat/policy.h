@@ -21,6 +21,8 @@
  *   flapping operator connects=0 window_s=60 ban_s=60  one role, at most once each
  *                                                    ("flapping device" is the line above);
  *                                                    optional
+ *   jobs msgs_per_s=50                               commands an operator sends to
+ *                                                    devices; optional, at most once
  *   identity sensor-001 device active                name role status; names strictly
  *   identity sensor-002 device disabled              ascending (strcmp), so no duplicates
  *   unban sensor-001 1795629600                      lift a flapping ban that began at or
@@ -48,6 +50,18 @@
  * line without a role is the devices'; the service and operator lines are rendered only
  * when they differ from the defaults (operators and services are not devices: every
  * `moat cmd` is a connect, and a service's workers reconnect together).
+ * Jobs: a command an operator publishes to the command topic of a device the policy lists
+ * as active does not take from the operator's own buckets (limits operator, 5 messages a
+ * second by default: a person's pace) but from two others, so one session may reach a
+ * whole fleet (`moat job run --rate 50/s`) and still no single device faster than before:
+ *   the operator's job bucket: msgs_per_s of the jobs line (1..MOAT_POLICY_JOB_RATE_MAX,
+ *     default 50), holding one second's worth, and as many times
+ *     MOAT_POLICY_JOB_BYTES_PER_MSG bytes a second;
+ *   the target device's command bucket: the operator role's limits (msgs_per_s, bytes_per_s,
+ *     burst), shared by every operator sending to that device.
+ * Commands to names the policy does not list as active devices, and everything else an
+ * operator publishes, take from its own buckets as before. Rendered only when it differs
+ * from the default.
  * Unban: `moat device unban` / `moat identity unban` write the policy with such a line; the
  * plugin, reloading it, lifts the identity's ban if it began at or before that time (so a
  * line read again later never lifts a newer ban). The next policy written from the
@@ -86,6 +100,11 @@
 #define MOAT_POLICY_FLAP_BAN_MIN_S 1u
 #define MOAT_POLICY_FLAP_BAN_MAX_S 604800u
 #define MOAT_POLICY_MAX_UNBANS 64u
+/* Jobs: commands a second an operator may send across devices ([policy] job_rate). */
+#define MOAT_POLICY_JOB_RATE_MAX 10000u
+#define MOAT_POLICY_JOB_RATE_DEFAULT 50u
+/* The job bucket's bytes a second per message: a command (messages.h) is at most 1 KiB. */
+#define MOAT_POLICY_JOB_BYTES_PER_MSG 1024u
 
 /* Deployment-relative path of the file, and the plugin's options. In mosquitto.conf each
  * option is written as "plugin_opt_<name> <value>", e.g.
@@ -160,6 +179,7 @@ struct moat_policy {
 	struct moat_policy_limits limits[MOAT_ROLE_COUNT];     /* indexed by enum moat_role */
 	struct moat_policy_subs subs[MOAT_ROLE_COUNT];	       /* indexed by enum moat_role */
 	struct moat_policy_flapping flapping[MOAT_ROLE_COUNT]; /* indexed by enum moat_role */
+	uint32_t job_msgs_per_s; /* an operator's commands to devices a second (jobs line) */
 	struct moat_policy_unban unbans[MOAT_POLICY_MAX_UNBANS];
 	size_t unban_count;
 	struct moat_policy_identity *identities;
@@ -173,7 +193,8 @@ struct moat_policy {
  * 1000, max_payload 1048576; operator 5 msgs/s, 65536 B/s, burst 10, max_payload 65536;
  * subscriptions per client/per packet: device 32/16, service 1024/256, operator 256/64;
  * flapping: device 10 connects in 60 s bans for 300 s, service 30 connects in 10 s bans
- * for 10 s, operator off (connects=0, window 60 s, ban 60 s); no unbans. */
+ * for 10 s, operator off (connects=0, window 60 s, ban 60 s); jobs 50 commands a second;
+ * no unbans. */
 void moat_policy_init(struct moat_policy *p);
 
 /* Releases the identities and re-initialises p to the defaults. NULL is fine. */

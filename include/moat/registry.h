@@ -374,6 +374,8 @@ struct moat_rollout_row {
 	int percent[MOAT_ROLLOUT_PHASES_MAX];
 	int64_t started_at[MOAT_ROLLOUT_PHASES_MAX]; /* 0: not started */
 	int64_t created_at, updated_at;
+	int64_t resumed_at;  /* last paused or halted -> running; 0: never */
+	int64_t accepted_at; /* security signals before it are accepted; 0: none */
 	char cause[MOAT_ERR_MSG_MAX];
 	size_t device_count;
 };
@@ -400,29 +402,50 @@ typedef int (*moat_rollout_cb)(const struct moat_rollout_row *r, void *ctx);
 /* Every rollout by id. */
 MOAT_MUST_CHECK int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb,
 						  void *ctx, struct moat_err *err);
-/* Moves rollout id from (from_state, from_phase) to (state, phase), with cause; the phase
- * (re)starts at now when it changed or when a paused or halted rollout runs again. Only when the
- * row still is in from_state at from_phase (MOAT_ESTATE otherwise): the CLI and moatd never
- * overwrite each other. */
+/* Moves rollout id from (from_state, from_phase) to (state, phase), with cause; a new phase
+ * starts at now; a paused or halted rollout that runs again records now as resumed_at (the
+ * soak and silence clocks restart there; what devices reported since their phase started
+ * still counts). Only when the row still is in from_state at from_phase (MOAT_ESTATE
+ * otherwise): the CLI and moatd never overwrite each other. */
 MOAT_MUST_CHECK int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
 					       enum moat_rollout_state from_state, int from_phase,
 					       enum moat_rollout_state state, int phase,
 					       const char *cause, int64_t now,
 					       struct moat_err *err);
+/* moat_registry_rollout_move to running, and in the same transaction the operator's
+ * acceptance of what failed so far: the failures of the `count` devices named (marked
+ * accepted) and security signals before now (accepted_at = now). */
+MOAT_MUST_CHECK int moat_registry_rollout_resume_accepting(struct moat_registry *reg, int64_t id,
+							   enum moat_rollout_state from_state,
+							   int phase, const char *const *failed,
+							   size_t count, int64_t now,
+							   struct moat_err *err);
+/* Takes devices that joined the rollout's group after its creation, each in the phase given,
+ * joined at now; a device the rollout has already is left as it is. */
+MOAT_MUST_CHECK int moat_registry_rollout_join(struct moat_registry *reg, int64_t id,
+					       const struct moat_rollout_member *members,
+					       size_t count, int64_t now, struct moat_err *err);
+/* Every device of rollout id with its phase (no update state: cheap), by device. */
+MOAT_MUST_CHECK int moat_registry_rollout_members(struct moat_registry *reg, int64_t id,
+						  int (*cb)(const char *device, int phase,
+							    void *ctx),
+						  void *ctx, struct moat_err *err);
 /* The phase device has in rollout id: *found false when the rollout did not take it. */
 MOAT_MUST_CHECK int moat_registry_rollout_member(struct moat_registry *reg, int64_t id,
 						 const char *device, int *out_phase, bool *found,
 						 struct moat_err *err);
 
-/* A device of a rollout and what it reported of the release's version since its phase
- * started. */
+/* A device of a rollout and what it reported of the release's version since it was
+ * offered it: since its phase started, or since it joined when that is later. */
 struct moat_rollout_device {
 	const char *device;
 	int phase;
 	const char *stage; /* its newest update stage for the version since then, or NULL */
 	bool running_new;  /* it reports running the release's version */
-	bool signalled;	   /* a security event since its phase started (or, for a device of
-			      a phase not started, since the rollout began) */
+	bool signalled;	   /* a security event since then (or, for a device of a phase not
+			      started, since the rollout began), and since accepted_at */
+	bool accepted;	   /* the operator accepted its failure at a resume */
+	int64_t joined_at; /* when it joined the group after the creation; 0: at creation */
 };
 typedef int (*moat_rollout_device_cb)(const struct moat_rollout_device *d, void *ctx);
 /* Every device of rollout r (as read by _get), by phase then id. */

@@ -106,24 +106,41 @@ MOAT_MUST_CHECK int moat_rollout_progress(struct moat_registry *reg, int64_t id,
 					  struct moat_rollout_progress *out, struct moat_err *err);
 
 /* Operator actions: pause (running -> paused), resume (paused or halted -> running, the
- * current phase's soak starting again), abort (anything but completed or aborted ->
- * aborted). MOAT_ESTATE when the rollout is not in a state the action applies to. */
+ * soak and the silence bound of unreported devices starting again), abort (anything but
+ * completed or aborted -> aborted). MOAT_ESTATE when the rollout is not in a state the
+ * action applies to. A halted rollout resumes only with accept_failures (else MOAT_ESTATE
+ * naming its cause and the option): what halted it would halt it again at once, so the
+ * operator accepts it explicitly. accept_failures (resume only, else MOAT_EINVAL) marks
+ * every device failed now (reverted, refused, silent) as accepted and sets accepted_at to
+ * now: from then on only new failures count toward --halt-on-failure (the percentage is
+ * still of each phase's devices) and only security events from now on count for
+ * --halt-on-events. */
 enum moat_rollout_action { MOAT_ROLLOUT_PAUSE, MOAT_ROLLOUT_RESUME, MOAT_ROLLOUT_ABORT };
 MOAT_MUST_CHECK int moat_rollout_act(struct moat_registry *reg, int64_t id,
-				     enum moat_rollout_action action, int64_t now,
-				     struct moat_rollout_row *out, struct moat_err *err);
+				     enum moat_rollout_action action, bool accept_failures,
+				     int64_t now, struct moat_rollout_row *out,
+				     struct moat_err *err);
 
 /* What one tick did to one rollout (for moatd's log). */
 struct moat_rollout_change {
 	int64_t id;
-	enum moat_rollout_decision decision;
-	int phase; /* the phase it is in afterwards */
+	enum moat_rollout_decision decision; /* WAIT: only devices joined */
+	int phase;			     /* the phase it is in afterwards */
 	const char *cause;
+	size_t joined; /* devices of the group it took at this tick */
 };
 typedef void (*moat_rollout_change_cb)(const struct moat_rollout_change *c, void *ctx);
-/* moatd's step, once a second: for each running rollout, decides (moat_rollout_decide)
- * and moves it (advance, complete, halt with a cause). A move that lost a race with the
- * operator is skipped. */
+/* moatd's step, once a second: for each running rollout, takes the devices that joined
+ * its group since (the group is a filter evaluated again: a device tagged later, or
+ * provisioned later, is a member), each in the phase its rank falls in among the devices
+ * the rollout has (that of the next one by rank; the last phase when none ranks after it),
+ * so phases stay prefixes of one spread order and no device taken ever changes phase; a
+ * device that joins a phase already started is offered the release at once and the phase
+ * waits for it like for the others. A device that leaves the group stays in the rollout.
+ * Then it decides (moat_rollout_decide) and moves it (advance, complete, halt with a
+ * cause). A move that lost a race with the operator is skipped. Paused, halted, completed
+ * and aborted rollouts take nobody (a paused or halted one does at its first tick after
+ * resuming). */
 MOAT_MUST_CHECK int moat_rollout_tick(struct moat_registry *reg, int64_t now,
 				      moat_rollout_change_cb cb, void *ctx, struct moat_err *err);
 

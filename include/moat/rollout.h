@@ -142,6 +142,9 @@ MOAT_MUST_CHECK int moat_rollout_state_parse(const char *name, enum moat_rollout
 struct moat_rollout_phase_counts {
 	size_t devices;
 	size_t by_state[MOAT_RD_STATE_COUNT];
+	/* of the reverted, refused and silent ones, those whose failure the operator accepted
+	 * (`moat fw rollout resume --accept-failures`): settled, but not counted again */
+	size_t accepted;
 };
 
 /* What the rollout's tick sees: the current phase (0-based), when it started, its rules,
@@ -173,7 +176,9 @@ enum moat_rollout_decision {
 #define MOAT_ROLLOUT_SIGNAL_KINDS_SQL "('acl_denied', 'rate_limited', 'auth_refused')"
 
 /* Pure. Halts come first: failures when, in any phase so far, reverted + refused devices
- * exceed halt_failure_pct percent of that phase's devices (a silent device counts as failed,
+ * not accepted exceed halt_failure_pct percent of that phase's devices (a failure the
+ * operator accepted when resuming a halted rollout does not count again: only new ones
+ * can halt it) (a silent device counts as failed,
  * as a timed-out one does in Mender or AWS IoT Jobs: a release that makes devices go quiet
  * must stop the rollout); security when halt_on_events and
  * a larger share of the devices on the new release raised security events than of those

@@ -161,6 +161,33 @@ static int get_dur_u32(const struct moat_config *cfg, const char *key, uint32_t 
 	return rc;
 }
 
+/* [policy] job_rate: "N/s", 1..MOAT_POLICY_JOB_RATE_MAX commands a second (the unit is
+ * required, as for --rate). */
+static int get_job_rate(const struct moat_config *cfg, uint32_t *inout, struct moat_err *err)
+{
+	const char *v = moat_config_get(cfg, "policy", "job_rate");
+	if (!v) {
+		return 0;
+	}
+	char num[16];
+	size_t len = strlen(v);
+	int64_t rate = 0;
+	if (len < 3 || len - 2 >= sizeof(num) || strcmp(v + len - 2, "/s") != 0 || v[0] < '1' ||
+	    v[0] > '9') {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "[policy] job_rate: '%.32s': commands a second expected (50/s)",
+				    v);
+	}
+	memcpy(num, v, len - 2);
+	num[len - 2] = '\0';
+	if (moat_int_parse(num, 1, MOAT_POLICY_JOB_RATE_MAX, &rate, err) != 0) {
+		return moat_err_set(err, MOAT_EINVAL, "[policy] job_rate: from 1/s to %u/s",
+				    MOAT_POLICY_JOB_RATE_MAX);
+	}
+	*inout = (uint32_t)rate;
+	return 0;
+}
+
 int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy *p,
 			      struct moat_err *err)
 {
@@ -187,6 +214,7 @@ int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy 
 		"operator_flap_connects",
 		"operator_flap_window",
 		"operator_flap_ban",
+		"job_rate",
 		NULL,
 	};
 	int rc;
@@ -237,6 +265,9 @@ int moat_broker_policy_limits(const struct moat_config *cfg, struct moat_policy 
 				      MOAT_POLICY_FLAP_BAN_MAX_S, &f->ban_s, err)) != 0) {
 			return rc;
 		}
+	}
+	if ((rc = get_job_rate(cfg, &p->job_msgs_per_s, err)) != 0) {
+		return rc;
 	}
 	return moat_policy_validate(p, err);
 }

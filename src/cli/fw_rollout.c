@@ -19,7 +19,8 @@ static const char usage[] =
 	"                              [--halt-on-failure 5%] [--halt-on-events]\n"
 	"                              [--silent-after 1h]\n"
 	"       moat fw rollout status [ID] [--json]\n"
-	"       moat fw rollout pause|resume|abort ID [--json]\n\n"
+	"       moat fw rollout pause|abort ID [--json]\n"
+	"       moat fw rollout resume ID [--accept-failures] [--json]\n\n"
 	"create: offer the published release ENVELOPE names to the active devices of group G\n"
 	"of its type, in phases: each phase takes a further share of the group (a stable,\n"
 	"spread choice: devices ranked by a keyed hash); moatd starts the next phase once\n"
@@ -29,8 +30,11 @@ static const char usage[] =
 	"refused + silent devices of a phase exceed\n"
 	"--halt-on-failure (default 0%: any), or (--halt-on-events)\n"
 	"when devices on the new release raise security events (ACL denials, rate limiting,\n"
-	"auth refusals) more than those not on it. pause stops offering and advancing; resume\n"
-	"continues a paused or halted rollout (its phase's soak starts again); abort stops\n"
+	"auth refusals) more than those not on it. A device that joins the group later is\n"
+	"taken by the running rollout in the phase its rank falls in. pause stops offering\n"
+	"and advancing; resume continues a paused rollout (its phase's soak starts again);\n"
+	"a halted one only with --accept-failures, which accepts the failures and security\n"
+	"events so far: from then on only new ones count toward the halt. abort stops\n"
 	"offering for good: devices on trial revert by their own rules, nothing is downgraded.\n";
 
 struct rollout_opts {
@@ -40,6 +44,7 @@ struct rollout_opts {
 	const char *silent_after;
 	const char *halt_failure;
 	bool halt_events;
+	bool accept_failures;
 };
 
 static int release_of_envelope(const char *path, char sha_hex[MOAT_SHA256_HEX_LEN + 1],
@@ -72,10 +77,10 @@ static void print_row_json(const struct moat_rollout_row *r)
 	cli_json_string(stdout, r->group);
 	printf(",\"state\":\"%s\",\"phase\":%d,\"phases\":\"%s\",\"soak_s\":%lld,"
 	       "\"silent_after_s\":%lld,\"halt_on_failure_percent\":%d,\"halt_on_events\":%s,"
-	       "\"devices\":%zu,\"cause\":",
+	       "\"devices\":%zu,\"resumed_at\":%lld,\"accepted_at\":%lld,\"cause\":",
 	       moat_rollout_state_name(r->state), r->phase + 1, phases, (long long)r->soak_s,
 	       (long long)r->silent_s, r->halt_failure_pct, r->halt_on_events ? "true" : "false",
-	       r->device_count);
+	       r->device_count, (long long)r->resumed_at, (long long)r->accepted_at);
 	cli_json_string(stdout, r->cause);
 	printf("}");
 }
@@ -188,7 +193,7 @@ static void print_progress(const struct moat_rollout_progress *p, bool first)
 				       moat_rollout_dev_state_name((enum moat_rollout_dev_state)s),
 				       c->by_state[s]);
 			}
-			printf("}");
+			printf(",\"accepted\":%zu}", c->accepted);
 		}
 		printf("]}");
 		return;
@@ -198,14 +203,14 @@ static void print_progress(const struct moat_rollout_progress *p, bool first)
 	       moat_rollout_state_name(r->state), r->phase + 1, r->phase_count,
 	       r->cause[0] ? ": " : "", r->cause);
 	printf("  phase  share  devices  offered  downloading  installed  confirmed  reverted  "
-	       "refused  silent\n");
+	       "refused  silent  accepted\n");
 	for (int k = 0; k < r->phase_count; k++) {
 		const struct moat_rollout_phase_counts *c = &p->phases[k];
-		printf("  %5d  %4d%%  %7zu  %7zu  %11zu  %9zu  %9zu  %8zu  %7zu  %6zu%s\n", k + 1,
-		       r->percent[k], c->devices, c->by_state[MOAT_RD_OFFERED],
+		printf("  %5d  %4d%%  %7zu  %7zu  %11zu  %9zu  %9zu  %8zu  %7zu  %6zu  %8zu%s\n",
+		       k + 1, r->percent[k], c->devices, c->by_state[MOAT_RD_OFFERED],
 		       c->by_state[MOAT_RD_DOWNLOADING], c->by_state[MOAT_RD_INSTALLED],
 		       c->by_state[MOAT_RD_CONFIRMED], c->by_state[MOAT_RD_REVERTED],
-		       c->by_state[MOAT_RD_REFUSED], c->by_state[MOAT_RD_SILENT],
+		       c->by_state[MOAT_RD_REFUSED], c->by_state[MOAT_RD_SILENT], c->accepted,
 		       k == r->phase ? "  <- current" : "");
 	}
 }
@@ -282,7 +287,8 @@ static int cmd_status(int nops, char **ops)
 	return rc != 0 ? cli_fail(&err) : CLI_OK;
 }
 
-static int cmd_act(const char *what, enum moat_rollout_action action, int nops, char **ops)
+static int cmd_act(const char *what, enum moat_rollout_action action, bool accept, int nops,
+		   char **ops)
 {
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
@@ -293,7 +299,8 @@ static int cmd_act(const char *what, enum moat_rollout_action action, int nops, 
 	}
 	struct moat_rollout_row r;
 	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0 ||
-	    moat_rollout_act(moat_deploy_registry(d), id, action, moat_time_now(), &r, &err) != 0) {
+	    moat_rollout_act(moat_deploy_registry(d), id, action, accept, moat_time_now(), &r,
+			     &err) != 0) {
 		moat_deploy_close(d);
 		return cli_fail(&err);
 	}
@@ -324,6 +331,7 @@ int fw_rollout_main(int argc, char **argv)
 		{.name = "silent-after", .kind = MOAT_OPT_STRING, .dst = &o.silent_after},
 		{.name = "halt-on-failure", .kind = MOAT_OPT_STRING, .dst = &o.halt_failure},
 		{.name = "halt-on-events", .kind = MOAT_OPT_FLAG, .dst = &o.halt_events},
+		{.name = "accept-failures", .kind = MOAT_OPT_FLAG, .dst = &o.accept_failures},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -338,6 +346,10 @@ int fw_rollout_main(int argc, char **argv)
 	char **ops = argv + next;
 	bool create_opts = o.group || o.phases || o.soak || o.silent_after || o.halt_failure ||
 			   o.halt_events;
+	if (o.accept_failures && strcmp(cmd, "resume") != 0) {
+		return cli_usage_error("fw rollout %s: --accept-failures is an option of resume",
+				       cmd);
+	}
 	if (strcmp(cmd, "create") == 0) {
 		return cmd_create(nops, ops, &o);
 	}
@@ -352,13 +364,13 @@ int fw_rollout_main(int argc, char **argv)
 		return cmd_status(nops, ops);
 	}
 	if (strcmp(cmd, "pause") == 0) {
-		return cmd_act(cmd, MOAT_ROLLOUT_PAUSE, nops, ops);
+		return cmd_act(cmd, MOAT_ROLLOUT_PAUSE, false, nops, ops);
 	}
 	if (strcmp(cmd, "resume") == 0) {
-		return cmd_act(cmd, MOAT_ROLLOUT_RESUME, nops, ops);
+		return cmd_act(cmd, MOAT_ROLLOUT_RESUME, o.accept_failures, nops, ops);
 	}
 	if (strcmp(cmd, "abort") == 0) {
-		return cmd_act(cmd, MOAT_ROLLOUT_ABORT, nops, ops);
+		return cmd_act(cmd, MOAT_ROLLOUT_ABORT, false, nops, ops);
 	}
 	return cli_usage_error("fw rollout: unknown command '%s' (create, status, pause, resume, "
 			       "abort)",

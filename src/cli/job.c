@@ -30,9 +30,9 @@ static const char usage[] =
 	"diagnostics, check_update, or any [a-z0-9_]{1,32}) to every active device of group G,\n"
 	"or to the devices listed, over one MQTT session as an operator (default: the first)\n"
 	"or service identity. A device whose retained status is not online is \"offline\" and\n"
-	"is sent nothing. --rate N/s or N/m paces the commands (capped at the broker's message\n"
-	"limit for the identity's role, [policy] limits); --timeout (1s to 1h) is how long each\n"
-	"device has to answer. Results per device: done, refused, unknown_command, timeout,\n"
+	"is sent nothing. --rate N/s or N/m paces the commands (default 50/s); a rate above\n"
+	"what the broker takes for devices ([policy] job_rate for operators, service_msgs_per_s\n"
+	"for services) is refused. --timeout (1s to 1h) is how long each device has to answer. Results per device: done, refused, unknown_command, timeout,\n"
 	"offline; recorded in the registry as they come (moat job status).\n"
 	"Exit status: 0 every device done; 1 one refused, did not know the command or was\n"
 	"offline; 2 one timed out (or the run was interrupted).\n";
@@ -267,9 +267,8 @@ static int cmd_run(int nops, char **ops, const struct cli_arg_list *args, const 
 		.timeout_ms = timeout_s * 1000,
 		.stop = &job_stop,
 	};
-	for (int k = 0; k < MOAT_ROLE_COUNT; k++) {
-		req.role_msgs_per_s[k] = pol.limits[k].msgs_per_s;
-	}
+	req.role_ceiling_per_s[MOAT_ROLE_OPERATOR] = pol.job_msgs_per_s;
+	req.role_ceiling_per_s[MOAT_ROLE_SERVICE] = pol.limits[MOAT_ROLE_SERVICE].msgs_per_s;
 	moat_signals_catch(on_signal, 0);
 	struct moat_job_progress prog;
 	rc = moat_job_run(d, &req, progress_cb, NULL, &prog, &err);
@@ -277,12 +276,6 @@ static int cmd_run(int nops, char **ops, const struct cli_arg_list *args, const 
 	if (rc != 0 && prog.job_id == 0) {
 		st = cli_fail(&err);
 	} else {
-		if (prog.capped) {
-			fprintf(stderr,
-				"moat: --rate above the broker's limit for this identity's role "
-				"([policy] limits): sent at %lld/s\n",
-				(long long)(1000000 / prog.interval_us));
-		}
 		if (rc != 0) {
 			fprintf(stderr, "moat: job %lld stopped: %s\n", (long long)prog.job_id,
 				err.msg);

@@ -47,6 +47,7 @@ void moat_policy_init(struct moat_policy *p)
 		(struct moat_policy_flapping){.connects = 30, .window_s = 10, .ban_s = 10};
 	p->flapping[MOAT_ROLE_OPERATOR] =
 		(struct moat_policy_flapping){.connects = 0, .window_s = 60, .ban_s = 60};
+	p->job_msgs_per_s = MOAT_POLICY_JOB_RATE_DEFAULT;
 }
 
 void moat_policy_free(struct moat_policy *p)
@@ -268,6 +269,11 @@ int moat_policy_validate(const struct moat_policy *p, struct moat_err *err)
 			return rc;
 		}
 	}
+	if ((rc = check_range("msgs_per_s", p->job_msgs_per_s, 1, MOAT_POLICY_JOB_RATE_MAX, err)) !=
+	    0) {
+		moat_err_prefix(err, "policy: jobs");
+		return rc;
+	}
 	if (p->unban_count > MOAT_POLICY_MAX_UNBANS) {
 		return moat_err_set(err, MOAT_EINVAL, "policy: more than %u unbans",
 				    MOAT_POLICY_MAX_UNBANS);
@@ -366,6 +372,9 @@ static void render_all(const struct moat_policy *p, struct writer *w)
 			    moat_role_name((enum moat_role)r), f->connects, f->window_s, f->ban_s);
 		}
 	}
+	if (p->job_msgs_per_s != defaults.job_msgs_per_s) {
+		put(w, "jobs msgs_per_s=%u\n", p->job_msgs_per_s);
+	}
 	for (size_t i = 0; i < p->identity_count; i++) {
 		const struct moat_policy_identity *id = &p->identities[i];
 		put(w, "identity %s %s %s\n", id->name, moat_role_name(id->role),
@@ -439,6 +448,7 @@ struct parse_state {
 	bool seen_limits[MOAT_ROLE_COUNT];
 	bool seen_subs[MOAT_ROLE_COUNT];
 	bool seen_flapping[MOAT_ROLE_COUNT];
+	bool seen_jobs;
 	bool seen_end;
 };
 
@@ -629,6 +639,29 @@ static int parse_flapping(struct parse_state *st, char **f, int n, struct moat_e
 	return 0;
 }
 
+static int parse_jobs(struct parse_state *st, char **f, int n, struct moat_err *err)
+{
+	static const char *const keys[1] = {"msgs_per_s"};
+	uint32_t rate = 0;
+	if (n != 2) {
+		return moat_err_set(err, MOAT_EINVAL, "jobs needs msgs_per_s=");
+	}
+	if (st->seen_jobs) {
+		return moat_err_set(err, MOAT_EINVAL, "jobs given twice");
+	}
+	int rc = parse_u32_fields(f + 1, 1, "jobs", keys, 1, &rate, err);
+	if (rc == 0) {
+		rc = check_range("msgs_per_s", rate, 1, MOAT_POLICY_JOB_RATE_MAX, err);
+	}
+	if (rc < 0) {
+		moat_err_prefix(err, "jobs");
+		return rc;
+	}
+	st->p->job_msgs_per_s = rate;
+	st->seen_jobs = true;
+	return 0;
+}
+
 static int parse_unban(struct parse_state *st, char **f, int n, struct moat_err *err)
 {
 	uint32_t before = 0;
@@ -717,6 +750,9 @@ static int parse_line(struct parse_state *st, char *line, struct moat_err *err)
 	}
 	if (strcmp(f[0], "flapping") == 0) {
 		return parse_flapping(st, f, n, err);
+	}
+	if (strcmp(f[0], "jobs") == 0) {
+		return parse_jobs(st, f, n, err);
 	}
 	if (strcmp(f[0], "unban") == 0) {
 		return parse_unban(st, f, n, err);

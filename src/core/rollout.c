@@ -489,8 +489,10 @@ enum moat_rollout_decision moat_rollout_decide(const struct moat_rollout_view *v
 		 * would hold the rollout for ever instead of halting it */
 		size_t failed = c->by_state[MOAT_RD_REVERTED] + c->by_state[MOAT_RD_REFUSED] +
 				c->by_state[MOAT_RD_SILENT];
+		/* accepted failures are the operator's: only those since count */
+		size_t counted = failed - (c->accepted < failed ? c->accepted : failed);
 		if (v->halt_failure_pct >= 0 && c->devices > 0 &&
-		    failed * 100 > (size_t)v->halt_failure_pct * c->devices) {
+		    counted * 100 > (size_t)v->halt_failure_pct * c->devices) {
 			return MOAT_ROLLOUT_HALT_FAILURES;
 		}
 		/* settled: confirmed, or failed within the threshold (a device that reverted a

@@ -279,19 +279,28 @@ int moat_job_run(struct moat_deploy *d, const struct moat_job_req *req,
 			goto out;
 		}
 	}
+	enum moat_role role;
+	if ((rc = moat_opclient_identity(d, req->as, as, &role, err)) != 0) {
+		goto out;
+	}
+	/* above the ceiling the broker would drop commands (rate_limited): refuse now */
+	uint32_t cap = req->role_ceiling_per_s[role];
+	if (cap > 0 && req->interval_us * (int64_t)cap < 1000000) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "job: --rate is above the %u/s the broker takes from %s %s for "
+				  "devices ([policy] %s)",
+				  cap, moat_role_name(role), as,
+				  role == MOAT_ROLE_OPERATOR ? "job_rate" : "service_msgs_per_s");
+		goto out;
+	}
 	snprintf(suffix, sizeof(suffix), "job-%ld", (long)getpid());
-	if ((rc = moat_opclient_connect(d, req->as, suffix, req->host, JOB_CONNECT_TIMEOUT_MS,
-					&r.cl, as, err)) != 0) {
+	if ((rc = moat_opclient_connect(d, as, suffix, req->host, JOB_CONNECT_TIMEOUT_MS, &r.cl,
+					NULL, err)) != 0) {
 		goto out;
 	}
 	r.prog.total = req->count;
 	r.prog.counts[MOAT_JOB_PENDING] = req->count;
 	r.prog.interval_us = req->interval_us;
-	uint32_t cap = req->role_msgs_per_s[moat_opclient_role(r.cl)];
-	if (cap > 0 && req->interval_us < 1000000 / (int64_t)cap) {
-		r.prog.interval_us = 1000000 / (int64_t)cap;
-		r.prog.capped = true;
-	}
 	struct moat_job_row row = {.created_at = moat_time_now()};
 	snprintf(row.command, sizeof(row.command), "%s", req->cmd->name);
 	snprintf(row.target, sizeof(row.target), "%s", req->target ? req->target : "");

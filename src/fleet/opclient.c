@@ -187,8 +187,8 @@ static int pick_cb(const struct moat_identity *ident, void *ctx)
 	return 0;
 }
 
-static int choose(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LEN],
-		  enum moat_role *out_role, struct moat_err *err)
+int moat_opclient_identity(struct moat_deploy *d, const char *as, char out[MOAT_ID_BUF_LEN],
+			   enum moat_role *out_role, struct moat_err *err)
 {
 	int rc;
 	if (as) {
@@ -316,7 +316,7 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 	enum moat_role role = MOAT_ROLE_OPERATOR;
 	int rc;
 	*out = NULL;
-	if ((rc = choose(d, as, name, &role, err)) != 0 ||
+	if ((rc = moat_opclient_identity(d, as, name, &role, err)) != 0 ||
 	    (rc = moat_client_id_build(name, suffix, client_id, sizeof(client_id), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "ca.crt", ca, sizeof(ca), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "cert.pem", cert, sizeof(cert), err)) != 0 ||

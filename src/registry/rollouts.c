@@ -1,9 +1,10 @@
 /* rollouts.c: the rollout tables of migration 6: rollouts (one per release at most: its
  * group, rules, state and current phase), rollout_phases (each phase's percentage and when
- * it started), rollout_devices (every device the rollout took at its creation and the phase
- * that took it); a device's security signals are read from migration 7's security_events
- * (moatd's ingest records the plugin's events there). Deciding anything is src/core/rollout.c's and
- * src/server/rollouts.c's; this file stores and reads rows, with bound parameters only.
+ * it started), rollout_devices (every device the rollout took, at its creation or when it
+ * joined the group later (migration 9), and the phase that took it); a device's security signals
+ * are read from migration 7's security_events (moatd's ingest records the plugin's events there).
+ * Deciding anything is src/core/rollout.c's and src/server/rollouts.c's; this file stores and reads
+ * rows, with bound parameters only.
  */
 #include <stdio.h>
 #include <string.h>
@@ -13,8 +14,8 @@
 #define ROLLOUT_COLS                                                                            \
 	"SELECT r.id, r.sha256, r.group_name, r.soak_s, r.halt_failure_pct, r.halt_on_events, " \
 	"r.rank_key, r.state, r.phase, r.created_at, r.updated_at, r.cause, "                   \
-	"(SELECT count(*) FROM rollout_devices d WHERE d.rollout = r.id), r.silent_s "          \
-	"FROM rollouts r "
+	"(SELECT count(*) FROM rollout_devices d WHERE d.rollout = r.id), r.silent_s, "         \
+	"r.resumed_at, r.accepted_at FROM rollouts r "
 
 static int read_phases(struct moat_registry *reg, struct moat_rollout_row *r, struct moat_err *err)
 {
@@ -63,6 +64,8 @@ static int row_to_rollout(sqlite3_stmt *st, struct moat_rollout_row *r, struct m
 	reg_column_text(st, 11, r->cause, sizeof(r->cause));
 	r->device_count = (size_t)sqlite3_column_int64(st, 12);
 	r->silent_s = sqlite3_column_int64(st, 13);
+	r->resumed_at = sqlite3_column_int64(st, 14);
+	r->accepted_at = sqlite3_column_int64(st, 15);
 	return 0;
 }
 
@@ -259,21 +262,20 @@ int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb,
 	return rc;
 }
 
-int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
-			       enum moat_rollout_state from_state, int from_phase,
-			       enum moat_rollout_state state, int phase, const char *cause,
-			       int64_t now, struct moat_err *err)
+/* The move of moat_registry_rollout_move inside the caller's transaction. */
+static int move_rows(struct moat_registry *reg, int64_t id, enum moat_rollout_state from_state,
+		     int from_phase, enum moat_rollout_state state, int phase, const char *cause,
+		     int64_t now, struct moat_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc;
-	if ((rc = moat_registry_begin(reg, err)) != 0) {
-		return rc;
-	}
+	bool runs_again = from_state != MOAT_ROLLOUT_RUNNING && state == MOAT_ROLLOUT_RUNNING;
 	if ((rc = exec_bound(reg,
 			     "UPDATE rollouts SET state = ?4, phase = ?5, cause = ?6, "
-			     "updated_at = ?7 WHERE id = ?1 AND state = ?2 AND phase = ?3",
+			     "updated_at = ?7, resumed_at = CASE WHEN ?8 THEN ?7 ELSE resumed_at "
+			     "END WHERE id = ?1 AND state = ?2 AND phase = ?3",
 			     "update rollout", err, &st)) != 0) {
-		goto fail;
+		return rc;
 	}
 	sqlite3_bind_int64(st, 1, id);
 	sqlite3_bind_text(st, 2, moat_rollout_state_name(from_state), -1, SQLITE_STATIC);
@@ -282,25 +284,23 @@ int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
 	sqlite3_bind_int(st, 5, phase);
 	sqlite3_bind_text(st, 6, cause ? cause : "", -1, SQLITE_TRANSIENT);
 	sqlite3_bind_int64(st, 7, now);
+	sqlite3_bind_int(st, 8, runs_again ? 1 : 0);
 	int s = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "update rollout");
-		goto fail;
+		return reg_fail_table(reg, err, "update rollout");
 	}
 	if (sqlite3_changes(reg->db) == 0) {
-		rc = moat_err_set(err, MOAT_ESTATE, "rollout %lld changed meanwhile",
-				  (long long)id);
-		goto fail;
+		return moat_err_set(err, MOAT_ESTATE, "rollout %lld changed meanwhile",
+				    (long long)id);
 	}
-	/* a new phase, or a paused or halted one running again, (re)starts its soak */
-	if (phase != from_phase ||
-	    (from_state != MOAT_ROLLOUT_RUNNING && state == MOAT_ROLLOUT_RUNNING)) {
+	/* a new phase starts now: its devices are offered from now on */
+	if (phase != from_phase) {
 		if ((rc = exec_bound(reg,
 				     "UPDATE rollout_phases SET started_at = ?3 WHERE rollout = ?1 "
 				     "AND phase = ?2",
 				     "update rollout phase", err, &st)) != 0) {
-			goto fail;
+			return rc;
 		}
 		sqlite3_bind_int64(st, 1, id);
 		sqlite3_bind_int(st, 2, phase);
@@ -308,13 +308,142 @@ int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
 		s = sqlite3_step(st);
 		sqlite3_finalize(st);
 		if (s != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "update rollout phase");
-			goto fail;
+			return reg_fail_table(reg, err, "update rollout phase");
 		}
 	}
+	return 0;
+}
+
+int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
+			       enum moat_rollout_state from_state, int from_phase,
+			       enum moat_rollout_state state, int phase, const char *cause,
+			       int64_t now, struct moat_err *err)
+{
+	int rc;
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = move_rows(reg, id, from_state, from_phase, state, phase, cause, now, err)) != 0) {
+		moat_registry_rollback(reg);
+		return rc;
+	}
 	return moat_registry_commit(reg, err);
-fail:
-	moat_registry_rollback(reg);
+}
+
+static int accept_rows(struct moat_registry *reg, int64_t id, const char *const *failed,
+		       size_t count, int64_t now, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = exec_bound(reg, "UPDATE rollouts SET accepted_at = ?2 WHERE id = ?1",
+			    "accept rollout failures", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (s != SQLITE_DONE) {
+		return reg_fail_table(reg, err, "accept rollout failures");
+	}
+	if ((rc = exec_bound(reg,
+			     "UPDATE rollout_devices SET accepted = 1 WHERE rollout = ?1 AND "
+			     "device = ?2",
+			     "accept rollout failures", err, &st)) != 0) {
+		return rc;
+	}
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, failed[i], -1, SQLITE_STATIC);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = reg_fail_table(reg, err, "accept rollout failures");
+		}
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_rollout_resume_accepting(struct moat_registry *reg, int64_t id,
+					   enum moat_rollout_state from_state, int phase,
+					   const char *const *failed, size_t count, int64_t now,
+					   struct moat_err *err)
+{
+	int rc;
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = move_rows(reg, id, from_state, phase, MOAT_ROLLOUT_RUNNING, phase, "", now,
+			    err)) != 0 ||
+	    (rc = accept_rows(reg, id, failed, count, now, err)) != 0) {
+		moat_registry_rollback(reg);
+		return rc;
+	}
+	return moat_registry_commit(reg, err);
+}
+
+int moat_registry_rollout_join(struct moat_registry *reg, int64_t id,
+			       const struct moat_rollout_member *members, size_t count, int64_t now,
+			       struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+	if (count == 0) {
+		return 0;
+	}
+	if ((rc = moat_registry_begin(reg, err)) != 0) {
+		return rc;
+	}
+	if ((rc = exec_bound(reg,
+			     "INSERT OR IGNORE INTO rollout_devices(rollout, device, phase, "
+			     "joined_at) VALUES (?1, ?2, ?3, ?4)",
+			     "rollout join", err, &st)) != 0) {
+		moat_registry_rollback(reg);
+		return rc;
+	}
+	for (size_t i = 0; i < count && rc == 0; i++) {
+		sqlite3_reset(st);
+		sqlite3_bind_int64(st, 1, id);
+		sqlite3_bind_text(st, 2, members[i].device, -1, SQLITE_STATIC);
+		sqlite3_bind_int(st, 3, members[i].phase);
+		sqlite3_bind_int64(st, 4, now);
+		if (sqlite3_step(st) != SQLITE_DONE) {
+			rc = reg_fail_table(reg, err, "rollout join");
+		}
+	}
+	sqlite3_finalize(st);
+	if (rc != 0) {
+		moat_registry_rollback(reg);
+		return rc;
+	}
+	return moat_registry_commit(reg, err);
+}
+
+int moat_registry_rollout_members(struct moat_registry *reg, int64_t id,
+				  int (*cb)(const char *device, int phase, void *ctx), void *ctx,
+				  struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = exec_bound(reg,
+			    "SELECT device, phase FROM rollout_devices WHERE rollout = ?1 "
+			    "ORDER BY device",
+			    "rollout members", err, &st);
+	if (rc != 0) {
+		return rc;
+	}
+	sqlite3_bind_int64(st, 1, id);
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		char dev[MOAT_ID_BUF_LEN];
+		reg_column_text(st, 0, dev, sizeof(dev));
+		if ((rc = cb(dev, sqlite3_column_int(st, 1), ctx)) != 0) {
+			break;
+		}
+	}
+	if (rc == 0 && s != SQLITE_DONE) {
+		rc = reg_fail_table(reg, err, "rollout members");
+	}
+	sqlite3_finalize(st);
 	return rc;
 }
 
@@ -350,15 +479,19 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 	sqlite3_stmt *st = NULL;
 	int rc = exec_bound(
 		reg,
+		/* offered since its phase started, or since it joined when later; signals
+		 * count from then and from the last acceptance */
 		"SELECT d.device, d.phase, "
 		"(SELECT e.stage FROM update_events e WHERE e.device = d.device AND "
-		"e.version = ?2 AND e.at >= COALESCE(p.started_at, r.created_at) "
-		"ORDER BY e.seq DESC LIMIT 1), "
+		"e.version = ?2 AND e.at >= MAX(COALESCE(p.started_at, r.created_at), "
+		"COALESCE(d.joined_at, 0)) ORDER BY e.seq DESC LIMIT 1), "
 		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
 		"= ?2, "
 		"EXISTS (SELECT 1 FROM security_events s WHERE s.identity = d.device AND "
 		"s.kind IN " MOAT_ROLLOUT_SIGNAL_KINDS_SQL " AND "
-		"s.at_ms >= 1000 * COALESCE(p.started_at, r.created_at)) "
+		"s.at_ms >= 1000 * MAX(COALESCE(p.started_at, r.created_at), "
+		"COALESCE(d.joined_at, 0), r.accepted_at)), "
+		"d.accepted, COALESCE(d.joined_at, 0) "
 		"FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
 		"LEFT JOIN rollout_phases p ON p.rollout = d.rollout AND p.phase = d.phase "
 		"WHERE d.rollout = ?1 ORDER BY d.phase, d.device",
@@ -381,6 +514,8 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 			.stage = has_stage ? stage : NULL,
 			.running_new = sqlite3_column_int(st, 3) != 0,
 			.signalled = sqlite3_column_int(st, 4) != 0,
+			.accepted = sqlite3_column_int(st, 5) != 0,
+			.joined_at = sqlite3_column_int64(st, 6),
 		};
 		if ((rc = cb(&dev, ctx)) != 0) {
 			break;

@@ -224,6 +224,14 @@ const char *const moat_registry_migrations[] = {
 	 * made before it get the default, 1h */
 	"ALTER TABLE rollouts ADD COLUMN silent_s INTEGER NOT NULL DEFAULT 3600 "
 	"CHECK (silent_s > 0);",
+	/* 9: resuming after a halt and groups that grow (rollouts.c): when a rollout last ran
+	 * again (its soak and silence clocks restart there, not its phase's start), since when
+	 * security signals count (resume --accept-failures moves it), each device's failure
+	 * the operator accepted, and when a device that joined the group later was taken */
+	"ALTER TABLE rollouts ADD COLUMN resumed_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE rollouts ADD COLUMN accepted_at INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE rollout_devices ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE rollout_devices ADD COLUMN joined_at INTEGER;",
 };
 
 const int moat_registry_migration_count =

@@ -86,6 +86,10 @@ static void rollout_changed(const struct moat_rollout_change *c, void *ctx)
 		break;
 	}
 	default:
+		if (c->joined > 0) {
+			moat_log(MOAT_LOG_INFO, "event=rollout_joined id=%lld phase=%d devices=%zu",
+				 (long long)c->id, c->phase + 1, c->joined);
+		}
 		break;
 	}
 }

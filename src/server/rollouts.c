@@ -232,7 +232,15 @@ out:
 struct progress_ctx {
 	struct moat_rollout_progress *p;
 	int64_t now;
+	/* when set, called with every device that failed (resume --accept-failures) */
+	int (*failed)(const char *device, void *ctx);
+	void *failed_ctx;
 };
+
+static bool moat_rollout_dev_failed(enum moat_rollout_dev_state s)
+{
+	return s == MOAT_RD_REVERTED || s == MOAT_RD_REFUSED || s == MOAT_RD_SILENT;
+}
 
 static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 {
@@ -246,8 +254,14 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	bool offered = d->phase <= p->row.phase && p->row.state != MOAT_ROLLOUT_ABORTED;
 	int64_t offered_at = p->row.started_at[d->phase] ? p->row.started_at[d->phase]
 							 : p->row.created_at;
-	enum moat_rollout_dev_state s = moat_rollout_dev_state(d->stage, d->running_new, offered_at,
-							       p->row.silent_s, c->now);
+	/* silence counts from its offer (its phase's start, or its joining), and again from
+	 * the last resume: nothing was offered while the rollout was paused or halted */
+	int64_t silent_from = offered_at;
+	silent_from = d->joined_at > silent_from ? d->joined_at : silent_from;
+	silent_from = p->row.resumed_at > silent_from ? p->row.resumed_at : silent_from;
+	enum moat_rollout_dev_state s = moat_rollout_dev_state(d->stage, d->running_new,
+							       silent_from, p->row.silent_s,
+							       c->now);
 	/* the group's devices not (yet) on the new release are the comparison */
 	if (d->running_new || s == MOAT_RD_INSTALLED) {
 		p->new_total++;
@@ -258,12 +272,19 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	}
 	if (offered || d->stage || d->running_new) {
 		pc->by_state[s]++; /* a phase not started yet counts its devices only */
+		if (d->accepted && moat_rollout_dev_failed(s)) {
+			pc->accepted++;
+		}
+	}
+	if (c->failed && (offered || d->stage || d->running_new) && moat_rollout_dev_failed(s)) {
+		return c->failed(d->device, c->failed_ctx);
 	}
 	return 0;
 }
 
-int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
-			  struct moat_rollout_progress *out, struct moat_err *err)
+static int progress_with(struct moat_registry *reg, int64_t id, int64_t now,
+			 struct moat_rollout_progress *out, struct progress_ctx *c,
+			 struct moat_err *err)
 {
 	memset(out, 0, sizeof(*out));
 	int rc = moat_registry_rollout_get(reg, id, &out->row, err);
@@ -271,17 +292,75 @@ int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
 		rc = moat_registry_release_get(reg, out->row.sha256_hex, &out->release, err);
 	}
 	if (rc == 0) {
-		struct progress_ctx c = {out, now};
+		c->p = out;
+		c->now = now;
 		rc = moat_registry_rollout_devices(reg, &out->row, out->release.version,
-						   progress_cb, &c, err);
+						   progress_cb, c, err);
 	}
 	return rc;
 }
 
+int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
+			  struct moat_rollout_progress *out, struct moat_err *err)
+{
+	struct progress_ctx c = {0};
+	return progress_with(reg, id, now, out, &c, err);
+}
+
 /* ---- the operator's actions and moatd's tick ---- */
 
+struct failed_list {
+	char **v;
+	size_t n, cap;
+};
+
+static int failed_push(const char *device, void *vctx)
+{
+	struct failed_list *l = vctx;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char **v = realloc(l->v, cap * sizeof(*v));
+		if (!v) {
+			return MOAT_ENOMEM;
+		}
+		l->v = v;
+		l->cap = cap;
+	}
+	if (!(l->v[l->n] = strdup(device))) {
+		return MOAT_ENOMEM;
+	}
+	l->n++;
+	return 0;
+}
+
+/* resume --accept-failures: the devices failed now are accepted with the move. */
+static int resume_accepting(struct moat_registry *reg, const struct moat_rollout_row *r,
+			    int64_t now, struct moat_err *err)
+{
+	struct failed_list l = {0};
+	struct progress_ctx c = {.failed = failed_push, .failed_ctx = &l};
+	struct moat_rollout_progress *p = malloc(sizeof(*p));
+	int rc = p ? progress_with(reg, r->id, now, p, &c, err)
+		   : moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	if (rc == MOAT_ENOMEM) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	if (rc == 0) {
+		rc = moat_registry_rollout_resume_accepting(reg, r->id, r->state, r->phase,
+							    (const char *const *)l.v, l.n, now,
+							    err);
+	}
+	for (size_t i = 0; i < l.n; i++) {
+		free(l.v[i]);
+	}
+	free(l.v);
+	free(p);
+	return rc;
+}
+
 int moat_rollout_act(struct moat_registry *reg, int64_t id, enum moat_rollout_action action,
-		     int64_t now, struct moat_rollout_row *out, struct moat_err *err)
+		     bool accept_failures, int64_t now, struct moat_rollout_row *out,
+		     struct moat_err *err)
 {
 	int rc = moat_registry_rollout_get(reg, id, out, err);
 	if (rc != 0) {
@@ -291,6 +370,9 @@ int moat_rollout_act(struct moat_registry *reg, int64_t id, enum moat_rollout_ac
 	enum moat_rollout_state to;
 	bool ok;
 	const char *cause = out->cause;
+	if (accept_failures && action != MOAT_ROLLOUT_RESUME) {
+		return moat_err_set(err, MOAT_EINVAL, "--accept-failures is an option of resume");
+	}
 	switch (action) {
 	case MOAT_ROLLOUT_PAUSE:
 		ok = from == MOAT_ROLLOUT_RUNNING;
@@ -312,11 +394,24 @@ int moat_rollout_act(struct moat_registry *reg, int64_t id, enum moat_rollout_ac
 		return moat_err_set(err, MOAT_ESTATE, "rollout %lld is %s", (long long)id,
 				    moat_rollout_state_name(from));
 	}
-	char cause_copy[MOAT_ERR_MSG_MAX];
-	snprintf(cause_copy, sizeof(cause_copy), "%s", cause);
-	/* resume restarts the current phase's soak (moat_registry_rollout_move) */
-	if ((rc = moat_registry_rollout_move(reg, id, from, out->phase, to, out->phase, cause_copy,
-					     now, err)) != 0) {
+	/* what halted it would halt it again at once: the operator accepts it explicitly */
+	if (action == MOAT_ROLLOUT_RESUME && from == MOAT_ROLLOUT_HALTED && !accept_failures) {
+		return moat_err_set(
+			err, MOAT_ESTATE,
+			"rollout %lld halted (%s): resume --accept-failures accepts the "
+			"failures and security events so far, then only new ones halt it",
+			(long long)id, out->cause);
+	}
+	if (accept_failures) {
+		rc = resume_accepting(reg, out, now, err);
+	} else {
+		char cause_copy[MOAT_ERR_MSG_MAX];
+		snprintf(cause_copy, sizeof(cause_copy), "%s", cause);
+		/* resume restarts the soak and silence clocks (moat_registry_rollout_move) */
+		rc = moat_registry_rollout_move(reg, id, from, out->phase, to, out->phase,
+						cause_copy, now, err);
+	}
+	if (rc != 0) {
 		return rc;
 	}
 	return moat_registry_rollout_get(reg, id, out, err);
@@ -330,25 +425,168 @@ struct tick_ctx {
 	struct moat_err *err;
 };
 
+/* ---- devices that join the group of a running rollout ---- */
+
+struct taken {
+	struct ranked r; /* first: rank_cmp compares it */
+	int phase;
+};
+
+struct join_ctx {
+	const uint8_t *key;
+	struct taken *taken; /* the rollout's devices, by id as read, then by rank */
+	size_t n_taken, cap_taken;
+	struct ranked *fresh; /* group members it does not have */
+	size_t n_fresh, cap_fresh;
+};
+
+static int grow(void **v, size_t elem, size_t n, size_t *cap)
+{
+	if (n < *cap) {
+		return 0;
+	}
+	size_t c = *cap ? *cap * 2 : 64;
+	void *nv = realloc(*v, c * elem);
+	if (!nv) {
+		return MOAT_ENOMEM;
+	}
+	*v = nv;
+	*cap = c;
+	return 0;
+}
+
+static int join_taken_cb(const char *device, int phase, void *vctx)
+{
+	struct join_ctx *j = vctx;
+	if (grow((void **)&j->taken, sizeof(*j->taken), j->n_taken, &j->cap_taken) != 0) {
+		return MOAT_ENOMEM;
+	}
+	struct taken *t = &j->taken[j->n_taken++];
+	t->r.rank = moat_rollout_rank(j->key, device);
+	snprintf(t->r.id, sizeof(t->r.id), "%s", device);
+	t->phase = phase;
+	return 0;
+}
+
+static int taken_by_id(const void *a, const void *b)
+{
+	return strcmp(((const struct taken *)a)->r.id, ((const struct taken *)b)->r.id);
+}
+
+static int join_member_cb(const struct moat_device_row *row, void *vctx)
+{
+	struct join_ctx *j = vctx;
+	struct taken key;
+	snprintf(key.r.id, sizeof(key.r.id), "%s", row->id);
+	if (bsearch(&key, j->taken, j->n_taken, sizeof(key), taken_by_id)) {
+		return 0;
+	}
+	if (grow((void **)&j->fresh, sizeof(*j->fresh), j->n_fresh, &j->cap_fresh) != 0) {
+		return MOAT_ENOMEM;
+	}
+	j->fresh[j->n_fresh].rank = moat_rollout_rank(j->key, row->id);
+	snprintf(j->fresh[j->n_fresh].id, sizeof(j->fresh[0].id), "%s", row->id);
+	j->n_fresh++;
+	return 0;
+}
+
+/* The phase of a device that joins: that of the first device the rollout has that ranks
+ * after it (taken sorted by rank; the last phase when none does). Phases stay prefixes of
+ * one rank order, so the pick stays spread, and no device already taken moves. */
+static int join_phase(const struct join_ctx *j, const struct ranked *fresh, int phase_count)
+{
+	size_t lo = 0, hi = j->n_taken;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (rank_cmp(&j->taken[mid].r, fresh) < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return lo < j->n_taken ? j->taken[lo].phase : phase_count - 1;
+}
+
+/* Takes the active devices of r's group (of the release's type) that it does not have. */
+static int join_new_members(struct tick_ctx *t, const struct moat_rollout_row *r,
+			    size_t *out_joined)
+{
+	uint8_t key[MOAT_ROLLOUT_KEY_BYTES];
+	struct moat_release rel;
+	struct join_ctx j = {.key = key};
+	struct moat_rollout_member *members = NULL;
+	*out_joined = 0;
+	if (moat_hex_decode(r->rank_key_hex, key, sizeof(key)) != 0) {
+		return moat_err_set(t->err, MOAT_EDB, "rollout %lld: bad rank key",
+				    (long long)r->id);
+	}
+	int rc = moat_registry_release_get(t->reg, r->sha256_hex, &rel, t->err);
+	if (rc == 0) {
+		/* read by device id: join_member_cb looks them up */
+		rc = moat_registry_rollout_members(t->reg, r->id, join_taken_cb, &j, t->err);
+	}
+	if (rc == 0) {
+		rc = moat_group_members(t->reg, r->group, rel.device_type, t->now, join_member_cb,
+					&j, t->err);
+		if (rc == MOAT_ENOENT) {
+			rc = 0; /* the group was removed: nobody joins */
+			j.n_fresh = 0;
+		}
+	}
+	if (rc == 0 && j.n_fresh > 0 && !(members = calloc(j.n_fresh, sizeof(*members)))) {
+		rc = MOAT_ENOMEM;
+	}
+	if (rc == 0 && j.n_fresh > 0) {
+		qsort(j.taken, j.n_taken, sizeof(*j.taken), rank_cmp);
+		for (size_t i = 0; i < j.n_fresh; i++) {
+			members[i].device = j.fresh[i].id;
+			members[i].phase = join_phase(&j, &j.fresh[i], r->phase_count);
+		}
+		rc = moat_registry_rollout_join(t->reg, r->id, members, j.n_fresh, t->now, t->err);
+		if (rc == 0) {
+			*out_joined = j.n_fresh;
+		}
+	}
+	if (rc == MOAT_ENOMEM) {
+		rc = moat_err_set(t->err, MOAT_ENOMEM, "out of memory");
+	}
+	free(members);
+	free(j.taken);
+	free(j.fresh);
+	return rc;
+}
+
 static int tick_one(const struct moat_rollout_row *r, void *vctx)
 {
 	struct tick_ctx *t = vctx;
 	if (r->state != MOAT_ROLLOUT_RUNNING) {
 		return 0;
 	}
+	size_t joined = 0;
+	int rc = join_new_members(t, r, &joined);
+	if (rc != 0) {
+		return rc;
+	}
+	if (joined > 0 && t->cb) {
+		struct moat_rollout_change ch = {r->id, MOAT_ROLLOUT_WAIT, r->phase, "", joined};
+		t->cb(&ch, t->cb_ctx);
+	}
 	struct moat_rollout_progress *p = malloc(sizeof(*p));
 	if (!p) {
 		return moat_err_set(t->err, MOAT_ENOMEM, "out of memory");
 	}
-	int rc = moat_rollout_progress(t->reg, r->id, t->now, p, t->err);
+	rc = moat_rollout_progress(t->reg, r->id, t->now, p, t->err);
 	if (rc != 0) {
 		free(p);
 		return rc;
 	}
+	/* the soak restarts when a paused or halted rollout runs again */
+	int64_t soak_from = r->started_at[r->phase];
+	soak_from = r->resumed_at > soak_from ? r->resumed_at : soak_from;
 	struct moat_rollout_view v = {
 		.phase = r->phase,
 		.phase_count = r->phase_count,
-		.phase_started_at = r->started_at[r->phase],
+		.phase_started_at = soak_from,
 		.soak_s = r->soak_s,
 		.halt_failure_pct = r->halt_failure_pct,
 		.halt_on_events = r->halt_on_events,
@@ -373,16 +611,22 @@ static int tick_one(const struct moat_rollout_row *r, void *vctx)
 		to = MOAT_ROLLOUT_COMPLETED;
 		break;
 	case MOAT_ROLLOUT_HALT_FAILURES: {
-		size_t failed = 0, devices = 0;
+		size_t failed = 0, devices = 0, accepted = 0;
 		for (int k = 0; k <= r->phase; k++) {
 			failed += p->phases[k].by_state[MOAT_RD_REVERTED] +
 				  p->phases[k].by_state[MOAT_RD_REFUSED] +
 				  p->phases[k].by_state[MOAT_RD_SILENT];
 			devices += p->phases[k].devices;
+			accepted += p->phases[k].accepted;
+		}
+		char acc[64] = "";
+		if (accepted > 0) {
+			snprintf(acc, sizeof(acc), ", %zu of them accepted before", accepted);
 		}
 		snprintf(cause, sizeof(cause),
-			 "failures: %zu of %zu devices reverted, refused or silent (threshold %d%%)",
-			 failed, devices, r->halt_failure_pct);
+			 "failures: %zu of %zu devices reverted, refused or silent%s (threshold "
+			 "%d%%)",
+			 failed, devices, acc, r->halt_failure_pct);
 		to = MOAT_ROLLOUT_HALTED;
 		break;
 	}
@@ -401,7 +645,7 @@ static int tick_one(const struct moat_rollout_row *r, void *vctx)
 		return 0; /* the operator acted meanwhile */
 	}
 	if (rc == 0 && t->cb) {
-		struct moat_rollout_change ch = {r->id, dec, phase, cause};
+		struct moat_rollout_change ch = {r->id, dec, phase, cause, 0};
 		t->cb(&ch, t->cb_ctx);
 	}
 	return rc;

@@ -5,7 +5,8 @@
 # sent nothing). One operator session for the whole job (one CONNECT in the broker's log,
 # no flapping ban), results per device, a summary, --json, the exit status by outcome, the
 # record in `moat job status`; moatd killed in the middle of a job changes nothing of it;
-# an unknown command; bad --rate and --timeout; the operator's message limit caps the pace.
+# an unknown command; bad --rate and --timeout; the job budget ([policy] job_rate): 50/s over
+# 100 devices with no refusal, a rate above it refused up front, one device's own bound kept.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -61,10 +62,13 @@ pass "job run refuses bad --rate, --timeout, targets and devices before sending 
 connects_before=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
 dpid=$(cat "$D/run/moatd.pid")
 # moatd killed while the job runs: the job does not depend on it
-(sleep 0.5; kill -KILL "$dpid") &
+(sleep 0.5; kill -KILL "$dpid" && date +%s%N >"$T/killed_at") &
 E2E_PIDS+=($!)
 rc=0
 out=$(moat --json job run check_update --group fleet --rate 2/s --timeout 5s --as ops 2>"$T/job.err") || rc=$?
+job_end=$(date +%s%N)
+[ -s "$T/killed_at" ] && [ "$(cat "$T/killed_at")" -lt "$job_end" ] ||
+	fail "moatd was not killed while the job ran"
 [ $rc = 1 ] || fail "job exit status $rc, expected 1 (refused and offline devices): $out $(cat "$T/job.err")"
 python3 - "$out" <<'EOF' || fail "job results: $out"
 import json, sys
@@ -98,11 +102,10 @@ out=$(moat job run frobnicate --devices up-000001,up-000002 --timeout 5s --as op
 assert_not_contains "$out" "Sanitizer"
 assert_contains "$out" "unknown_command 2"
 rc=0
-out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 100/s --timeout 5s --as ops 2>&1) || rc=$?
+out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 50/s --timeout 5s --as ops 2>&1) || rc=$?
 [ $rc = 0 ] || fail "diagnostics: exit $rc: $out"
 assert_contains "$out" "done 3"
-assert_contains "$out" "sent at 5/s"
-pass "unknown_command per device; every device done is exit 0; the operator's limit caps --rate"
+pass "unknown_command per device; every device done is exit 0"
 
 # a device that stops answering: timeout, exit 2
 kill -STOP "$SIM2"
@@ -116,7 +119,58 @@ assert_contains "$out" "timeout 1"
 grep -q "flapping_banned" "$D/log/security-events.jsonl" && fail "a job tripped the flapping limit"
 pass "no answer in time is a timeout, exit 2"
 
-kill -TERM "$SIM1" "$SIM2"
+# ---- the job budget ([policy] job_rate): 50/s over 100 devices, far above the operator's
+# own 5 messages a second, with no refusal; a rate above it refused before anything is sent;
+# one device still takes no more commands a second from an operator than before ----
+moat sim --create --devices 100 --prefix many --type "$TYPE" --interval 1m >"$T/sim3.out" 2>"$T/sim3.err" &
+SIM3=$!
+E2E_PIDS+=("$SIM3")
+many_online() {
+	local n
+	# shellcheck disable=SC2046
+	n=$(timeout 5 mosquitto_sub $(broker_args ops ops:probe) -V mqttv5 -t 'devices/+/status' -W 2 -v 2>/dev/null |
+		grep -o '^devices/many-[0-9]*/status .*"online"' | cut -d' ' -f1 | sort -u | wc -l)
+	[ "$n" -ge 100 ]
+}
+wait_for 60 many_online || fail "100 simulated devices not online: $(tail -3 "$T/sim3.err")"
+many=$(seq -f 'many-%06g' 1 100 | paste -sd,)
+events="$D/log/security-events.jsonl"
+limited_before=$(grep -c '"rate_limited"' "$events" || true)
+jobs_before=$(moat --json job status | grep -o '"job":' | wc -l)
+connects_before=$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)
+expect_fail "--rate above [policy] job_rate" moat job run diagnostics --devices "$many" --rate 51/s --as ops
+[ "$(printf '%s\n' "$errout" | wc -l)" = 1 ] || fail "not a one-line error: $errout"
+assert_contains "$errout" "above the 50/s the broker takes from operator ops for devices ([policy] job_rate)"
+[ "$(moat --json job status | grep -o '"job":' | wc -l)" = "$jobs_before" ] || fail "a refused job was recorded"
+[ "$(grep -c "New client connected.* as ops:job-" "$D/log/mosquitto.log" || true)" = "$connects_before" ] ||
+	fail "a refused job connected to the broker"
+start=$SECONDS
+rc=0
+out=$(moat --json job run diagnostics --devices "$many" --rate 50/s --timeout 10s --as ops 2>"$T/job3.err") || rc=$?
+[ $rc = 0 ] || fail "job at 50/s over 100 devices: exit $rc: $(cat "$T/job3.err") $out"
+python3 - "$out" <<'EOF2' || fail "job at 50/s: $out"
+import json, sys
+j = json.loads(sys.argv[1])
+assert j["summary"]["done"] == 100 and j["devices"] == 100, j["summary"]
+assert len(j["results"]) == 100 and all(r["result"] == "done" for r in j["results"])
+EOF2
+[ $((SECONDS - start)) -ge 1 ] || fail "100 commands at 50/s took under a second: not paced"
+[ "$(grep -c '"rate_limited"' "$events" || true)" = "$limited_before" ] ||
+	fail "the job was rate limited: $(grep '"rate_limited"' "$events" | tail -2)"
+pass "a job at 50/s over 100 devices: done for each, no rate refusal; 51/s refused up front"
+
+# one session sending 15 commands to one device at once: the device's command bucket (the
+# operator's limits, burst 10) refuses some, as the operator's own bucket did before jobs
+seq 1 15 | sed 's/.*/{"id":"burst-&","command":"diagnostics"}/' >"$T/burst.txt"
+# shellcheck disable=SC2046
+timeout 20 mosquitto_pub $(broker_args ops ops:burst) -V mqttv5 -q 1 -t devices/many-000001/commands/diagnostics \
+	-l <"$T/burst.txt" >/dev/null 2>&1 || true
+wait_for 10 grep -q '"reason":"device_commands"' "$events" ||
+	fail "15 commands at once to one device were not limited: $(tail -2 "$events")"
+pass "one device still receives at most the operator's limit of commands a second"
+
+kill -TERM "$SIM1" "$SIM2" "$SIM3"
 wait "$SIM1" || true
 wait "$SIM2" || true
-agent_sanitizer_clean "$T/sim1.err" "$T/sim2.err" "$D/log/moatd.log"
+wait "$SIM3" || true
+agent_sanitizer_clean "$T/sim1.err" "$T/sim2.err" "$T/sim3.err" "$D/log/moatd.log"

@@ -6,6 +6,9 @@
 #     one device per phase, each phase only after the previous one confirmed; moatd is
 #     killed in the middle and the restarted one carries on;
 #   - pause, resume and abort in the middle of a phase change what moatd offers at once;
+#   - a halted rollout resumes only with --accept-failures, which accepts the failures so
+#     far: a new failure halts it again; a device tagged into the group after the rollout's
+#     creation is taken by it, offered the release, and counted;
 #   - a rollout halts itself on injected reverts, and another on a security signal (an ACL
 #     denial of a device on the new release), naming the cause in its status and moatd's
 #     log, and each halt is a security event (`moat events --kind rollout_halted`);
@@ -29,6 +32,7 @@ moat identity add backend-service --role service >/dev/null
 moat identity add ops --role operator >/dev/null
 moat device add dev2 --type "$TYPE" >/dev/null
 moat device add dev3 --type "$TYPE" >/dev/null
+moat device add dev4 --type "$TYPE" >/dev/null
 moat_up_test
 wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
 	fail "moatd ingest not subscribed: $(tail -5 "$D/log/moatd.log")"
@@ -152,7 +156,7 @@ expect_ok "publish 1.2.0 to nobody" moat fw publish "$T/fw-1.2.0.json" "$T/fw-1.
 expect_ok "tag the canaries" moat device tag dev1 canary
 expect_ok "tag the canaries" moat device tag dev2 canary
 expect_status 204 "before its rollout nobody is offered 1.2.0" dev1 "$(url /api/firmware/version?current=1.1.0)"
-expect_ok "rollout 2" moat fw rollout create "$T/fw-1.2.0.json" --group canary --phases 100% --soak 1h \
+expect_ok "rollout 2" moat fw rollout create "$T/fw-1.2.0.json" --group canary --phases 100% --soak 1s \
 	--halt-on-failure 10%
 expect_status 200 "running: offered" dev1 "$(url /api/firmware/version?current=1.1.0)"
 expect_ok "pause" moat --json fw rollout pause 2
@@ -180,14 +184,45 @@ assert_contains "$out" 'cause=\"failures: 1 of 2 devices'
 expect_ok "fw list: halted" moat --json fw list
 assert_contains "$out" '"rollout":{"id":2,"state":"halted","phase":1,"phases":1}}'
 expect_status 204 "halted: not offered" dev2 "$(url /api/firmware/version?current=1.1.0)"
-expect_ok "abort" moat fw rollout abort 2
-assert_contains "$out" "aborted"
-expect_status 204 "aborted: not offered" dev2 "$(url /api/firmware/version?current=1.1.0)"
-expect_fail "resume an aborted rollout" moat fw rollout resume 2
-assert_contains "$errout" "is aborted"
-expect_fail "abort an unknown rollout" moat fw rollout abort 99
-assert_contains "$errout" "no rollout 99"
-pass "pause, resume, a halt by itself on injected reverts (cause named), abort"
+pass "pause, resume, a halt by itself on injected reverts (cause named)"
+
+# ---- resuming a halted rollout accepts what halted it; a device that joins the group ----
+expect_fail "resume a halted rollout without --accept-failures" moat fw rollout resume 2
+assert_contains "$errout" "rollout 2 halted (failures: 1 of 2"
+assert_contains "$errout" "resume --accept-failures"
+expect_fail "--accept-failures outside resume" moat fw rollout pause 2 --accept-failures
+expect_fail "--accept-failures with create" moat fw rollout create "$T/fw-1.2.0.json" --group canary \
+	--phases 100% --soak 1s --accept-failures
+assert_contains "$errout" "--accept-failures is an option of resume"
+# dev4 joins the group while the rollout is halted: taken at its first tick once running
+expect_ok "tag dev4" moat device tag dev4 canary
+expect_ok "resume --accept-failures" moat --json fw rollout resume 2 --accept-failures
+assert_contains "$out" '"state":"running"'
+wait_for 20 grep -q "event=rollout_joined id=2 phase=1 devices=1" "$D/log/moatd.log" ||
+	fail "dev4 did not join rollout 2: $(moat fw rollout status 2; tail -3 "$D/log/moatd.log")"
+expect_status 200 "dev4, joined after the creation, is offered" dev4 "$(url /api/firmware/version?current=1.1.0)"
+expect_ok "status after resume" moat --json fw rollout status 2
+assert_contains "$out" '"devices":3,'
+assert_contains "$out" '"reverted":1,"refused":0,"silent":0,"accepted":1}'
+# a new failure after the resume counts: dev2 reverts (1 new of 3 > 10%), halted again
+broker_pub dev2 dev2 devices/dev2/diagnostics '{"event":"update","stage":"reverted","version":"1.2.0","running":"1.1.0","reason":"trial did not confirm"}'
+wait_for 20 sh -c "[ \$(grep -c 'event=rollout_halted id=2 phase=1 reason=failures' '$D/log/moatd.log') = 2 ]" ||
+	fail "a new failure after the resume did not halt rollout 2: $(moat fw rollout status 2)"
+expect_ok "status halted again" moat --json fw rollout status 2
+assert_contains "$out" "failures: 2 of 3 devices reverted, refused or silent, 1 of them accepted before (threshold 10%)"
+expect_ok "resume --accept-failures again" moat fw rollout resume 2 --accept-failures
+# dev4 confirms: the accepted failures settle the phase, the rollout completes
+broker_pub dev4 dev4 devices/dev4/diagnostics '{"event":"update","stage":"confirmed","version":"1.2.0","running":"1.2.0"}'
+wait_for 20 grep -q "event=rollout_completed id=2" "$D/log/moatd.log" ||
+	fail "rollout 2 did not complete with its failures accepted: $(moat fw rollout status 2)"
+expect_ok "status completed" moat --json fw rollout status 2
+assert_contains "$out" '"state":"completed"'
+assert_contains "$out" '"devices":3,"offered":0,"downloading":0,"installed":0,"confirmed":1,"reverted":2,"refused":0,"silent":0,"accepted":2}'
+expect_ok "status text" moat fw rollout status 2
+assert_contains "$out" "accepted"
+expect_fail "resume a completed rollout" moat fw rollout resume 2 --accept-failures
+assert_contains "$errout" "is completed"
+pass "a halted rollout resumes only with --accept-failures; only new failures halt it again; a device that joined the group is taken and offered"
 
 # ---- a halt on a security signal of a device on the new release ----
 head -c 1000 /dev/urandom >"$T/fw-1.3.0"
@@ -211,6 +246,14 @@ assert_contains "$out" "security events: 1 of 1 devices on 1.3.0"
 wait_for 20 halted_event 3 security_events >/dev/null ||
 	fail "no rollout_halted event for rollout 3: $(moat events --kind rollout_halted)"
 pass "a rollout halts itself when a device on the new release raises a security event"
+expect_ok "abort" moat fw rollout abort 3
+assert_contains "$out" "aborted"
+expect_status 204 "aborted: not offered" dev3 "$(url /api/firmware/version?current=1.2.0)"
+expect_fail "resume an aborted rollout" moat fw rollout resume 3 --accept-failures
+assert_contains "$errout" "is aborted"
+expect_fail "abort an unknown rollout" moat fw rollout abort 99
+assert_contains "$errout" "no rollout 99"
+pass "abort"
 
 # ---- silent devices: settled, but failed ----
 head -c 1000 /dev/urandom >"$T/fw-1.4.0"
@@ -220,7 +263,7 @@ expect_fail "--silent-after without a unit" moat fw rollout create "$T/fw-1.4.0.
 	--phases 100% --soak 1s --silent-after 2
 assert_contains "$errout" "--silent-after"
 expect_fail "--silent-after outside create" moat fw rollout status 1 --silent-after 1s
-# dev1, dev2 and dev3 never report on 1.4.0: silent after 1s, failed with any threshold
+# dev1, dev2, dev3 and dev4 never report on 1.4.0: silent after 1s, failed with any threshold
 expect_ok "rollout 4" moat --json fw rollout create "$T/fw-1.4.0.json" --group canary --phases 100% \
 	--soak 1s --silent-after 1s --halt-on-failure 50%
 assert_contains "$out" '"silent_after_s":1,'
@@ -228,8 +271,8 @@ wait_for 20 halted_event 4 failures >/dev/null ||
 	fail "silent devices did not halt rollout 4: $(moat fw rollout status 4)"
 expect_ok "status" moat --json fw rollout status 4
 assert_contains "$out" '"state":"halted"'
-assert_contains "$out" '"silent":3'
-assert_contains "$out" "failures: 3 of 3 devices reverted, refused or silent (threshold 50%)"
+assert_contains "$out" '"silent":4'
+assert_contains "$out" "failures: 4 of 4 devices reverted, refused or silent (threshold 50%)"
 pass "devices silent for --silent-after count as failed and halt a rollout (a security event)"
 
 kill -TERM "$SIM"

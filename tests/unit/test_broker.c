@@ -398,8 +398,10 @@ static void test_policy_limits(void **state)
 	struct moat_config *cfg = conf_of("[policy]\noperator_write_commands = no\n"
 					  "device_msgs_per_s = 5\ndevice_max_payload = 1024\n"
 					  "flap_window = 2m\nflap_ban = 1h\n"
-					  "service_flap_connects = 20\noperator_flap_ban = 30s\n");
+					  "service_flap_connects = 20\noperator_flap_ban = 30s\n"
+					  "job_rate = 120/s\n");
 	assert_int_equal(moat_broker_policy_limits(cfg, &p, &err), 0);
+	assert_int_equal(p.job_msgs_per_s, 120);
 	assert_false(p.operator_write_commands);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].msgs_per_s, 5);
 	assert_int_equal(p.limits[MOAT_ROLE_DEVICE].max_payload, 1024);
@@ -412,18 +414,37 @@ static void test_policy_limits(void **state)
 	moat_config_free(cfg);
 
 	static const char *const bad[] = {
-		"[policy]\ndevice_burst = 0\n",		  "[policy]\ndevice_max_payload = 0\n",
-		"[policy]\nservice_msgs_per_s = -1\n",	  "[policy]\nflap_window = 0\n",
-		"[policy]\nflap_ban = 9999w\n",		  "[policy]\nrobot_msgs_per_s = 1\n",
-		"[policy]\nservice_flap_connects = 32\n", "[policy]\noperator_flap_window = 0\n",
-		"[policy]\noperator_flap_ban = 9999w\n",  "[policy]\ndevice_flap_ban = 1h\n",
+		"[policy]\ndevice_burst = 0\n",
+		"[policy]\ndevice_max_payload = 0\n",
+		"[policy]\nservice_msgs_per_s = -1\n",
+		"[policy]\nflap_window = 0\n",
+		"[policy]\nflap_ban = 9999w\n",
+		"[policy]\nrobot_msgs_per_s = 1\n",
+		"[policy]\nservice_flap_connects = 32\n",
+		"[policy]\noperator_flap_window = 0\n",
+		"[policy]\noperator_flap_ban = 9999w\n",
+		"[policy]\ndevice_flap_ban = 1h\n",
+		"[policy]\njob_rate = 50\n",
+		"[policy]\njob_rate = 0/s\n",
+		"[policy]\njob_rate = 600/m\n",
+		"[policy]\njob_rate = 10001/s\n",
+		"[policy]\njob_rate = 050/s\n",
+		"[policy]\njob_rate = /s\n",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		moat_policy_init(&p);
 		cfg = conf_of(bad[i]);
 		assert_int_equal(moat_broker_policy_limits(cfg, &p, &err), MOAT_EINVAL);
+		if (strstr(bad[i], "job_rate")) {
+			assert_non_null(strstr(err.msg, "[policy] job_rate"));
+		}
 		moat_config_free(cfg);
 	}
+	moat_policy_init(&p);
+	cfg = conf_of("[policy]\ndevice_msgs_per_s = 5\n");
+	assert_int_equal(moat_broker_policy_limits(cfg, &p, &err), 0);
+	assert_int_equal(p.job_msgs_per_s, MOAT_POLICY_JOB_RATE_DEFAULT);
+	moat_config_free(cfg);
 }
 
 static void test_reachable(void **state)

@@ -126,6 +126,13 @@ static const struct bad_row bad[] = {
 	{HEAD "flapping service connects=3 window_s=60\n" END0, "policy:2: flapping needs"},
 	{HEAD "flapping service connects=3 window_s=60 ban_s=0\n" END0,
 	 "policy:2: ban_s=0 is out of range"},
+	/* jobs */
+	{HEAD "jobs\n" END0, "policy:2: jobs needs msgs_per_s="},
+	{HEAD "jobs msgs_per_s=0\n" END0, "policy:2: jobs: msgs_per_s=0 is out of range"},
+	{HEAD "jobs msgs_per_s=10001\n" END0, "policy:2: jobs: msgs_per_s=10001 is out of range"},
+	{HEAD "jobs burst=5\n" END0, "policy:2: jobs: unknown jobs key 'burst'"},
+	{HEAD "jobs msgs_per_s=5 msgs_per_s=6\n" END0, "policy:2: jobs needs msgs_per_s="},
+	{HEAD "jobs msgs_per_s=5\njobs msgs_per_s=6\n" END0, "policy:3: jobs given twice"},
 	/* unban */
 	{HEAD "unban dev-1\n" END0, "policy:2: unban needs a name and a Unix time"},
 	{HEAD "unban Dev 100\n" END0, "policy:2: identity name 'Dev' is invalid"},
@@ -261,6 +268,7 @@ static void test_minimal_is_defaults(void **state)
 	assert_true(p.operator_write_commands);
 	assert_memory_equal(p.limits, def.limits, sizeof(def.limits));
 	assert_memory_equal(&p.flapping, &def.flapping, sizeof(def.flapping));
+	assert_int_equal(p.job_msgs_per_s, MOAT_POLICY_JOB_RATE_DEFAULT);
 	assert_int_equal(p.identity_count, 0);
 	assert_int_equal(moat_policy_validate(&def, &err), 0);
 	moat_policy_free(&p);
@@ -392,12 +400,19 @@ static void test_round_trip(void **state)
 	assert_non_null(strstr(text, "\nflapping connects=0 window_s=10 ban_s=20\n"));
 	assert_non_null(strstr(text, "\nflapping operator connects=5 window_s=30 ban_s=40\n"));
 	assert_null(strstr(text, "flapping service"));
+	/* the jobs line only when it is not the default */
+	assert_null(strstr(text, "jobs "));
+	free(text);
+	p.job_msgs_per_s = 200;
+	assert_int_equal(moat_policy_render_alloc(&p, &text, &len, &err), 0);
+	assert_non_null(strstr(text, "\njobs msgs_per_s=200\nidentity "));
 	assert_non_null(strstr(text, "\nunban dev-1 1795629600\nend identities=3\n"));
 	assert_int_equal(moat_policy_parse(text, len, &back, &err), 0);
 	assert_int_equal(back.operator_write_commands, p.operator_write_commands);
 	assert_memory_equal(back.limits, p.limits, sizeof(p.limits));
 	assert_memory_equal(&back.flapping, &p.flapping, sizeof(p.flapping));
 	assert_memory_equal(back.subs, p.subs, sizeof(p.subs));
+	assert_int_equal(back.job_msgs_per_s, 200);
 	assert_int_equal(back.unban_count, 1);
 	assert_memory_equal(back.unbans, p.unbans, sizeof(p.unbans[0]));
 	assert_int_equal(back.identity_count, p.identity_count);
@@ -438,6 +453,10 @@ static void test_render_validates(void **state)
 	p.flapping[MOAT_ROLE_DEVICE].connects = MOAT_POLICY_FLAP_CONNECTS_MAX + 1;
 	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);
 	assert_non_null(strstr(err.msg, "flapping: connects="));
+	moat_policy_init(&p);
+	p.job_msgs_per_s = 0;
+	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "policy: jobs: msgs_per_s=0 is out of range"));
 	moat_policy_init(&p);
 	p.flapping[MOAT_ROLE_SERVICE].ban_s = 0;
 	assert_int_equal(moat_policy_validate(&p, &err), MOAT_EINVAL);

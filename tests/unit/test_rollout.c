@@ -309,6 +309,20 @@ static void test_decide(void **state)
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 18;
 	ph[0].by_state[MOAT_RD_REFUSED] = 1;
 	assert_int_equal(moat_rollout_decide(&v, 1000), MOAT_ROLLOUT_HALT_FAILURES);
+	/* resumed with both failures accepted: settled, not counted again; one new failure
+	 * (1 of 20 = 5%) is within the threshold, a second one halts again */
+	ph[0].accepted = 2;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_ADVANCE);
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 17;
+	ph[0].by_state[MOAT_RD_SILENT] = 1;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_ADVANCE);
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 16;
+	ph[0].by_state[MOAT_RD_REVERTED] = 2;
+	assert_int_equal(moat_rollout_decide(&v, 1060), MOAT_ROLLOUT_HALT_FAILURES);
+	ph[0].accepted = 0;
+	ph[0].by_state[MOAT_RD_CONFIRMED] = 18;
+	ph[0].by_state[MOAT_RD_REVERTED] = 1;
+	ph[0].by_state[MOAT_RD_SILENT] = 0;
 	v.halt_failure_pct = -1; /* no threshold: failures never halt */
 	assert_int_equal(moat_rollout_decide(&v, 5000), MOAT_ROLLOUT_ADVANCE);
 	ph[0].by_state[MOAT_RD_CONFIRMED] = 17;

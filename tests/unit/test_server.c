@@ -19,11 +19,13 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include "moat/codec.h"
 #include "moat/config.h"
 #include "moat/connguard.h"
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
 #include "moat/release.h"
+#include "moat/secevent.h"
 #include "moat/server.h"
 #include "moat/update_schema.h"
 #include "testutil.h"
@@ -465,6 +467,244 @@ static struct moat_cg_source src4(const char *a)
 	struct moat_err err = {0};
 	assert_int_equal(moat_cg_source_from((struct sockaddr *)&sin, sizeof(sin), &s, &err), 0);
 	return s;
+}
+
+/* ---- a running rollout takes the devices that join its group ---- */
+
+struct join_seen {
+	size_t joined;
+	int calls;
+};
+
+static void join_change_cb(const struct moat_rollout_change *c, void *ctx)
+{
+	struct join_seen *j = ctx;
+	j->joined += c->joined;
+	j->calls++;
+}
+
+struct member_list {
+	char id[64][MOAT_ID_BUF_LEN];
+	int phase[64];
+	size_t n;
+};
+
+static int member_list_cb(const char *device, int phase, void *ctx)
+{
+	struct member_list *m = ctx;
+	assert_true(m->n < 64);
+	snprintf(m->id[m->n], sizeof(m->id[0]), "%s", device);
+	m->phase[m->n++] = phase;
+	return 0;
+}
+
+static int phase_in(const struct member_list *m, const char *id)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		if (strcmp(m->id[i], id) == 0) {
+			return m->phase[i];
+		}
+	}
+	return -1;
+}
+
+static void test_store_rollout_join(void **state)
+{
+	struct store *s = *state;
+	struct moat_err err = {0};
+	struct moat_group g = {.name = "all", .where = "type=sensor", .created_at = 1};
+	assert_int_equal(moat_registry_group_insert(s->reg, &g, &err), 0);
+	struct moat_release rel = tu_release("sensor", "2.0.0", 'e', 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &rel, NULL, 0, &err), 0);
+	static const int pct[] = {25, 50, 75, 100};
+	struct moat_rollout_req req = {.sha256_hex = rel.sha256_hex,
+				       .group = "all",
+				       .percent = pct,
+				       .phase_count = 4,
+				       .soak_s = 3600,
+				       .silent_s = 3600,
+				       .halt_failure_pct = -1,
+				       .now = 1000};
+	struct moat_rollout_row row;
+	assert_int_equal(moat_rollout_create(s->reg, &req, &row, &err), 0);
+	assert_int_equal(row.device_count, 6);
+	struct member_list before = {.n = 0}, after = {.n = 0};
+	assert_int_equal(moat_registry_rollout_members(s->reg, row.id, member_list_cb, &before,
+						       &err),
+			 0);
+	/* 30 sensors and a camera join after the creation */
+	for (int i = 0; i < 31; i++) {
+		char id[16];
+		snprintf(id, sizeof(id), i < 30 ? "b%02d" : "cam%02d", i);
+		assert_int_equal(moat_registry_identity_insert(s->reg, id, MOAT_ROLE_DEVICE,
+							       i < 30 ? "sensor" : "camera", 1,
+							       &err),
+				 0);
+	}
+	/* paused: nobody joins */
+	struct moat_rollout_row r2;
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_PAUSE, false, 1001, &r2,
+					  &err),
+			 0);
+	struct join_seen seen = {0, 0};
+	assert_int_equal(moat_rollout_tick(s->reg, 1002, join_change_cb, &seen, &err), 0);
+	assert_int_equal(seen.joined, 0);
+	/* --accept-failures belongs to resume; a paused one resumes without it */
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_ABORT, true, 1003, &r2,
+					  &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_RESUME, false, 1003, &r2,
+					  &err),
+			 0);
+	assert_int_equal(r2.resumed_at, 1003);
+	assert_int_equal(r2.started_at[0], 1000); /* a resume does not move the phase's start */
+	assert_int_equal(moat_rollout_tick(s->reg, 1004, join_change_cb, &seen, &err), 0);
+	assert_int_equal(seen.joined, 30); /* the sensors, not the camera */
+	assert_int_equal(moat_registry_rollout_members(s->reg, row.id, member_list_cb, &after,
+						       &err),
+			 0);
+	assert_int_equal(after.n, 36);
+	/* nobody taken before moved */
+	for (size_t i = 0; i < before.n; i++) {
+		assert_int_equal(phase_in(&after, before.id[i]), before.phase[i]);
+	}
+	/* in the rollout's rank order the phases never go down: still prefixes of one order,
+	 * and each newcomer has the phase of the next device by rank that was there before */
+	uint8_t key[MOAT_ROLLOUT_KEY_BYTES];
+	assert_int_equal(moat_hex_decode(row.rank_key_hex, key, sizeof(key)), 0);
+	for (size_t i = 0; i < after.n; i++) {
+		uint64_t ri = moat_rollout_rank(key, after.id[i]);
+		for (size_t k = 0; k < after.n; k++) {
+			uint64_t rk = moat_rollout_rank(key, after.id[k]);
+			if (ri < rk) {
+				assert_true(after.phase[i] <= after.phase[k]);
+			}
+		}
+		if (phase_in(&before, after.id[i]) >= 0) {
+			continue;
+		}
+		int want = 3;
+		uint64_t best = UINT64_MAX;
+		for (size_t k = 0; k < before.n; k++) {
+			uint64_t rk = moat_rollout_rank(key, before.id[k]);
+			if (rk > ri && rk <= best) {
+				best = rk;
+				want = before.phase[k];
+			}
+		}
+		assert_int_equal(after.phase[i], want);
+	}
+	/* taken once: the next tick takes nobody */
+	seen.joined = 0;
+	assert_int_equal(moat_rollout_tick(s->reg, 1005, join_change_cb, &seen, &err), 0);
+	assert_int_equal(seen.joined, 0);
+	struct moat_rollout_progress *p = malloc(sizeof(*p));
+	assert_non_null(p);
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 1005, p, &err), 0);
+	size_t total = 0;
+	for (int k = 0; k < 4; k++) {
+		total += p->phases[k].devices;
+	}
+	assert_int_equal(total, 36);
+	free(p);
+}
+
+/* ---- resuming a halted rollout accepts what halted it; new failures still count ---- */
+
+static void upd(struct store *s, const char *dev, enum moat_update_stage stage, const char *running,
+		int64_t at)
+{
+	struct moat_err err = {0};
+	struct moat_update_event ev = {.stage = stage, .at = at};
+	snprintf(ev.device, sizeof(ev.device), "%s", dev);
+	snprintf(ev.version, sizeof(ev.version), "2.0.0");
+	snprintf(ev.running, sizeof(ev.running), "%s", running);
+	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
+}
+
+static void acl_denied(struct store *s, const char *dev, int64_t at_ms)
+{
+	struct moat_err err = {0};
+	struct moat_security_event ev = {.time_ms = at_ms, .severity = MOAT_SEV_MEDIUM};
+	snprintf(ev.kind, sizeof(ev.kind), "acl_denied");
+	snprintf(ev.source, sizeof(ev.source), "broker");
+	snprintf(ev.identity, sizeof(ev.identity), "%s", dev);
+	snprintf(ev.run_id, sizeof(ev.run_id), "0123456789abcdef");
+	assert_int_equal(moat_registry_security_event_add(s->reg, &ev, NULL, NULL, &err), 0);
+}
+
+static enum moat_rollout_state state_after_tick(struct store *s, int64_t id, int64_t now,
+						struct moat_rollout_row *r)
+{
+	struct moat_err err = {0};
+	assert_int_equal(moat_rollout_tick(s->reg, now, NULL, NULL, &err), 0);
+	assert_int_equal(moat_registry_rollout_get(s->reg, id, r, &err), 0);
+	return r->state;
+}
+
+static void test_store_rollout_accept(void **state)
+{
+	struct store *s = *state;
+	struct moat_err err = {0};
+	struct moat_group g = {.name = "all", .where = "type=sensor", .created_at = 1};
+	assert_int_equal(moat_registry_group_insert(s->reg, &g, &err), 0);
+	struct moat_release rel = tu_release("sensor", "2.0.0", 'f', 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &rel, NULL, 0, &err), 0);
+	static const int pct[] = {100};
+	struct moat_rollout_req req = {.sha256_hex = rel.sha256_hex,
+				       .group = "all",
+				       .percent = pct,
+				       .phase_count = 1,
+				       .soak_s = 3600,
+				       .silent_s = 3600,
+				       .halt_failure_pct = 20, /* 1 of 6 fits, 2 do not */
+				       .halt_on_events = true,
+				       .now = 1000};
+	struct moat_rollout_row row, r;
+	assert_int_equal(moat_rollout_create(s->reg, &req, &row, &err), 0);
+	upd(s, "a1", MOAT_UPD_REVERTED, "1.0.0", 1001);
+	upd(s, "a2", MOAT_UPD_REFUSED, "", 1001);
+	assert_int_equal(state_after_tick(s, row.id, 1002, &r), MOAT_ROLLOUT_HALTED);
+	assert_non_null(strstr(r.cause, "failures: 2 of 6 devices"));
+	/* plain resume is refused: the same failures would halt it again */
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_RESUME, false, 1003, &r,
+					  &err),
+			 MOAT_ESTATE);
+	assert_non_null(strstr(err.msg, "--accept-failures"));
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_RESUME, true, 1003, &r,
+					  &err),
+			 0);
+	assert_int_equal(r.accepted_at, 1003);
+	assert_int_equal(state_after_tick(s, row.id, 1004, &r), MOAT_ROLLOUT_RUNNING);
+	struct moat_rollout_progress *p = malloc(sizeof(*p));
+	assert_non_null(p);
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 1004, p, &err), 0);
+	assert_int_equal(p->phases[0].accepted, 2);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_REVERTED], 1);
+	/* one new failure is within 20% of 6: still running; a second one halts again */
+	upd(s, "a3", MOAT_UPD_REVERTED, "1.0.0", 1005);
+	assert_int_equal(state_after_tick(s, row.id, 1006, &r), MOAT_ROLLOUT_RUNNING);
+	upd(s, "a4", MOAT_UPD_REVERTED, "1.0.0", 1007);
+	assert_int_equal(state_after_tick(s, row.id, 1008, &r), MOAT_ROLLOUT_HALTED);
+	assert_non_null(strstr(r.cause, "4 of 6 devices reverted, refused or silent, 2 of them "
+					"accepted before (threshold 20%)"));
+	/* security: a5 on the new release is denied; accepted, then a new denial halts again */
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_RESUME, true, 1009, &r,
+					  &err),
+			 0);
+	upd(s, "a5", MOAT_UPD_CONFIRMED, "2.0.0", 1010);
+	acl_denied(s, "a5", 1011000);
+	assert_int_equal(state_after_tick(s, row.id, 1012, &r), MOAT_ROLLOUT_HALTED);
+	assert_non_null(strstr(r.cause, "security events: 1 of 1 devices on 2.0.0"));
+	assert_int_equal(moat_rollout_act(s->reg, row.id, MOAT_ROLLOUT_RESUME, true, 1013, &r,
+					  &err),
+			 0);
+	assert_int_equal(state_after_tick(s, row.id, 1014, &r), MOAT_ROLLOUT_RUNNING);
+	acl_denied(s, "a5", 1015000);
+	assert_int_equal(state_after_tick(s, row.id, 1016, &r), MOAT_ROLLOUT_HALTED);
+	/* a resume never moves the phase's start: the reports since it still count */
+	assert_int_equal(r.started_at[0], 1000);
+	free(p);
 }
 
 static struct moat_connguard *guard(unsigned max, unsigned per_source, unsigned per_device)
@@ -915,6 +1155,10 @@ int main(void)
 		cmocka_unit_test(test_httpd_limits),
 		cmocka_unit_test_setup_teardown(test_store_releases, store_setup, store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_events, store_setup, store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_rollout_join, store_setup,
+						store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_rollout_accept, store_setup,
+						store_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -87,14 +87,23 @@ enum mp_event_kind {
 };
 #define MP_EV_COUNT 11
 
-struct mp_ident {
-	struct mp_ident *next; /* hash chain */
-	char name[MOAT_ID_BUF_LEN];
-	/* Rate buckets, set up from `limits`; set up again when the policy changes them. */
-	bool buckets_ready;
+/* A message bucket and a byte bucket, set up from `limits`; set up again when the policy
+ * changes them. */
+struct mp_rate {
+	bool ready;
 	struct moat_policy_limits limits;
 	struct moat_bucket msgs;
 	struct moat_bucket bytes;
+};
+
+struct mp_ident {
+	struct mp_ident *next; /* hash chain */
+	char name[MOAT_ID_BUF_LEN];
+	/* Rate buckets (message.c): what it publishes itself; for an operator, the commands
+	 * it sends to devices (policy.h "Jobs"); for a device, the commands it receives. */
+	struct mp_rate own;
+	struct mp_rate jobs;
+	struct mp_rate commands_in;
 	/* Flap detector, likewise from `flapping`. */
 	bool flap_ready;
 	struct moat_policy_flapping flapping;
