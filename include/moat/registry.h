@@ -679,8 +679,8 @@ struct moat_dash_device {
 	int64_t cert_not_after; /* of its newest unrevoked certificate; 0: none */
 };
 typedef int (*moat_dash_device_cb)(const struct moat_dash_device *d, void *ctx);
-/* The devices matching f ordered by id, one page (offset, limit) of them, and how many
- * match in all (*out_total, may be NULL). */
+/* The devices matching f ordered by id, one page (offset, limit) of them (cb NULL: none),
+ * and how many match in all (*out_total, may be NULL). */
 MOAT_MUST_CHECK int moat_registry_dash_devices(struct moat_registry *reg,
 					       const struct moat_dash_device_filter *f,
 					       moat_dash_device_cb cb, void *ctx,

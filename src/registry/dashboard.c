@@ -258,6 +258,9 @@ int moat_registry_dash_devices(struct moat_registry *reg, const struct moat_dash
 		*out_total = sqlite3_column_int64(st, 0);
 		sqlite3_finalize(st);
 	}
+	if (!cb) {
+		return 0; /* the count alone */
+	}
 	if (sqlite3_prepare_v2(reg->db,
 			       "SELECT i.id, i.device_type, i.status, COALESCE(f.version, ''),"
 			       " COALESCE(s.state, 0), COALESCE(s.last_seen_ms, 0),"
