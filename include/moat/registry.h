@@ -669,6 +669,9 @@ struct moat_dash_device_filter {
 	const char *conn;    /* online, offline or unknown (what ingest saw) */
 	const char *release; /* the version it reports running */
 	const char *tag;
+	/* only_json: a JSON array of identity names the device must be among (a group's
+	 * members, found in C), NULL: any */
+	const char *only_json;
 	int64_t offset, limit; /* limit 0: no bound */
 };
 /* One device row; pointers valid during the callback. */

@@ -214,7 +214,8 @@ int moat_registry_dash_session_end(struct moat_registry *reg, const char *token_
 	" AND (?1 IS NULL OR instr(i.id, ?1) > 0) AND (?2 IS NULL OR i.device_type = ?2)"  \
 	" AND (?3 IS NULL OR i.status = ?3) AND (?4 IS NULL OR COALESCE(s.state, 0) = ?4)" \
 	" AND (?5 IS NULL OR f.version = ?5) AND (?6 IS NULL OR EXISTS (SELECT 1 FROM"     \
-	" device_tags t WHERE t.device = i.id AND t.tag = ?6))"
+	" device_tags t WHERE t.device = i.id AND t.tag = ?6))"                            \
+	" AND (?9 IS NULL OR i.id IN (SELECT value FROM json_each(?9)))"
 
 static void bind_opt(sqlite3_stmt *st, int col, const char *v)
 {
@@ -237,6 +238,9 @@ static void bind_filter(sqlite3_stmt *st, const struct moat_dash_device_filter *
 	}
 	bind_opt(st, 5, f->release);
 	bind_opt(st, 6, f->tag);
+	if (f->only_json) {
+		sqlite3_bind_text(st, 9, f->only_json, -1, SQLITE_STATIC);
+	}
 }
 
 int moat_registry_dash_devices(struct moat_registry *reg, const struct moat_dash_device_filter *f,

@@ -42,7 +42,7 @@
 #define DASH_PLOT_POINTS_MAX 2000
 #define DASH_PLOT_METRICS_MAX 6
 #define DASH_HOURS 24
-#define DASH_EXPIRING_DAYS 30
+#define DASH_LIVE_REFRESH_S 5
 
 #define DASH_CSP                                                                     \
 	"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " \
@@ -66,6 +66,7 @@ struct dash_ctx {
 	char op[MOAT_ID_BUF_LEN];
 	bool via_cert;
 	char csrf[65];
+	int refresh_s; /* > 0: the page reloads itself (a meta refresh: no script) */
 	struct moat_buf b;
 };
 
@@ -219,7 +220,11 @@ static enum MHD_Result send_raw(struct dash_ctx *c, unsigned status, const char 
 static void page_head(struct dash_ctx *c, const char *title)
 {
 	out(c, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-	       "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>");
+	       "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">");
+	if (c->refresh_s > 0) {
+		outf(c, "<meta http-equiv=\"refresh\" content=\"%d\">", c->refresh_s);
+	}
+	out(c, "<title>");
 	esc(c, title);
 	out(c, " - moat</title><link rel=\"stylesheet\" href=\"/dashboard/static/style.css\">"
 	       "</head><body>");
@@ -602,12 +607,12 @@ static void filter_input(struct dash_ctx *c, const char *name, const char *label
 	out(c, "\"></label>");
 }
 
-static void page_link(struct dash_ctx *c, const struct moat_dash_device_filter *f, int64_t page,
-		      const char *text, const char *id)
+static void page_link(struct dash_ctx *c, const struct moat_dash_device_filter *f,
+		      const char *group, int64_t page, const char *text, const char *id)
 {
 	outf(c, "<a id=\"%s\" href=\"/dashboard/devices?page=%lld", id, (long long)page);
-	const char *names[] = {"q", "type", "status", "conn", "release", "tag"};
-	const char *vals[] = {f->search, f->type, f->status, f->conn, f->release, f->tag};
+	const char *names[] = {"q", "type", "status", "conn", "release", "tag", "group"};
+	const char *vals[] = {f->search, f->type, f->status, f->conn, f->release, f->tag, group};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (vals[i]) {
 			outf(c, "&amp;%s=", names[i]);
@@ -615,6 +620,14 @@ static void page_link(struct dash_ctx *c, const struct moat_dash_device_filter *
 		}
 	}
 	outf(c, "\">%s</a>", text);
+}
+
+/* A group's members as a JSON array of names (identity names need no escaping). */
+static int member_json(const struct moat_device_row *row, void *ctx)
+{
+	struct moat_buf *b = ctx;
+	return moat_buf_printf(b, "%s\"%s\"", b->len > 1 ? "," : "", row->id) == 0 ? 0
+										   : MOAT_ENOMEM;
 }
 
 static enum MHD_Result page_devices(struct dash_ctx *c)
@@ -634,6 +647,26 @@ static enum MHD_Result page_devices(struct dash_ctx *c)
 		page = 1;
 	}
 	f.offset = (page - 1) * DASH_PAGE_SIZE;
+	const char *group = arg(c, "group");
+	struct moat_buf members;
+	moat_buf_init(&members, DASH_PAGE_MAX_BYTES);
+	char *members_json = NULL;
+	size_t members_len = 0;
+	struct moat_err gerr = {0};
+	bool group_bad = false;
+	if (group) {
+		(void)moat_buf_append_str(&members, "[");
+		group_bad = moat_group_members(c->reg, group, NULL, moat_time_now(), member_json,
+					       &members, &gerr) != 0;
+		(void)moat_buf_append_str(&members, "]");
+		if (!group_bad && moat_buf_take(&members, &members_json, &members_len) == 0) {
+			f.only_json = members_json;
+		} else {
+			group_bad = true;
+			f.only_json = "[]";
+		}
+	}
+	moat_buf_free(&members);
 	page_head(c, "Devices");
 	out(c, "<form class=\"filters\" method=\"get\" action=\"/dashboard/devices\">");
 	filter_input(c, "q", "search", f.search);
@@ -642,13 +675,21 @@ static enum MHD_Result page_devices(struct dash_ctx *c)
 	filter_input(c, "conn", "state (online, offline, unknown)", f.conn);
 	filter_input(c, "release", "release", f.release);
 	filter_input(c, "tag", "tag", f.tag);
+	filter_input(c, "group", "group", group);
 	out(c, "<button type=\"submit\">Filter</button></form>");
+	if (group_bad) {
+		out(c, "<p class=\"bad\" id=\"group-error\">");
+		esc(c, gerr.msg[0] ? gerr.msg : "no such group");
+		out(c, "</p>");
+	}
 	int64_t total = 0;
 	struct moat_err err = {0};
 	size_t mark = c->b.len;
 	outf(c, "<table id=\"devices\"><tr><th>device</th><th>type</th><th>status</th>"
 		"<th>state</th><th>release</th><th>last seen</th><th>certificate until</th></tr>");
-	if (moat_registry_dash_devices(c->reg, &f, device_row, c, &total, &err) != 0) {
+	int listed = moat_registry_dash_devices(c->reg, &f, device_row, c, &total, &err);
+	free(members_json);
+	if (listed != 0) {
 		c->b.len = mark;
 		moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		out(c, "<p class=\"bad\">The registry failed.</p>");
@@ -660,10 +701,10 @@ static enum MHD_Result page_devices(struct dash_ctx *c)
 	     "<span id=\"page\">%lld</span> of %lld",
 	     (long long)total, (long long)page, (long long)(pages ? pages : 1));
 	if (page > 1) {
-		page_link(c, &f, page - 1, "previous", "prev");
+		page_link(c, &f, group, page - 1, "previous", "prev");
 	}
 	if (page < pages) {
-		page_link(c, &f, page + 1, "next", "next");
+		page_link(c, &f, group, page + 1, "next", "next");
 	}
 	out(c, "</div>");
 	note(c, "devices");
@@ -984,12 +1025,21 @@ static enum MHD_Result page_events(struct dash_ctx *c)
 		min = MOAT_SEV_INFO;
 		sev = NULL;
 	}
+	bool live = arg(c, "live") != NULL;
+	c->refresh_s = live ? DASH_LIVE_REFRESH_S : 0;
 	page_head(c, "Security events");
 	out(c, "<form class=\"filters\" method=\"get\" action=\"/dashboard/events\">");
 	filter_input(c, "kind", "kind", kind);
 	filter_input(c, "device", "device", device);
 	filter_input(c, "severity", "at least (info, low, medium, high, critical)", sev);
-	out(c, "<button type=\"submit\">Filter</button></form>");
+	outf(c,
+	     "<label>live<input type=\"checkbox\" name=\"live\" value=\"1\"%s></label>"
+	     "<button type=\"submit\">Filter</button></form>",
+	     live ? " checked" : "");
+	if (live) {
+		outf(c, "<p id=\"live\">Live: this page reloads every %d s.</p>",
+		     DASH_LIVE_REFRESH_S);
+	}
 	struct moat_event_filter f = {.kind = kind,
 				      .identity = device,
 				      .min_severity = (int)min,

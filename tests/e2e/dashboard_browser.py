@@ -189,6 +189,10 @@ def main():
         tagged = b.js("[...document.querySelectorAll('#devices tr td:first-child')]"
                       ".map(e => e.textContent)")
         check(tagged == expect["tagged"], "tag filter: %r" % tagged)
+        b.goto(base + "/devices?group=" + expect["group"])
+        grouped = b.js("[...document.querySelectorAll('#devices tr td:first-child')]"
+                       ".map(e => e.textContent)")
+        check(grouped == expect["grouped"], "group filter: %r" % grouped)
         if shots:
             b.goto(base + "/devices")
             for w, h, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
@@ -226,6 +230,18 @@ def main():
         if shots:
             for w, h, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
                 b.screenshot(os.path.join(shots, "firmware-%s.png" % tag), w, h)
+        # Pause and resume the rollout through the UI, each confirmed
+        if expect.get("rollout"):
+            sel = "#rollout-%d" % expect["rollout"]
+            check(b.text(sel + " .state") == "running", "rollout: %r" % b.text(sel))
+            b.click(sel + " #do-pause")
+            b.click("#confirm")
+            check("paused" in (b.text("#result") or ""), "pause: %r" % b.text("#result"))
+            b.goto(base + "/firmware")
+            check(b.text(sel + " .state") == "paused", "after pause: %r" % b.text(sel))
+            b.click(sel + " #do-resume")
+            b.click("#confirm")
+            check("running" in (b.text("#result") or ""), "resume: %r" % b.text("#result"))
         # Revoke through the UI: the button, then the confirmation page
         if expect.get("revoke"):
             b.goto(base + "/device/" + expect["revoke"])

@@ -31,6 +31,8 @@ moat fw keygen >/dev/null 2>&1
 head -c 4096 /dev/urandom >"$T/a.bin"
 moat fw sign "$T/a.bin" --type sensor --version 2.0.0 --security-version 1 --out "$T/a.json" 2>/dev/null
 moat fw publish "$T/a.json" "$T/a.bin" >/dev/null
+moat group add lamps --where 'type=sensor and not tag=lab' >/dev/null
+moat fw rollout create "$T/a.json" --group lamps --phases 50%,100% --soak 1h >/dev/null
 printf '\n[policy]\nflap_connects = 0\n' >>"$D/moat.conf"
 moat_up_test
 wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
@@ -158,7 +160,8 @@ cat >"$T/expect.json" <<EOF2
 {"operator": "op-1", "active": 5, "devices": 5, "device_ids": $ids,
  "search": "lamp", "search_total": 2, "tag": "lab", "tagged": ["dev-c", "lamp-1"],
  "telemetry_device": "dev-a", "points": 5, "serial": "$serial",
- "event_kind": "dashboard_refused", "versions": ["2.0.0"], "revoke": "dev-b"}
+ "group": "lamps", "grouped": ["dev-a", "dev-b", "lamp-2"],
+ "event_kind": "dashboard_refused", "versions": ["2.0.0"], "rollout": 1, "revoke": "dev-b"}
 EOF2
 wait_for 20 eval '[ "$(moat --json fleet | jq -r .telemetry_messages)" -ge 5 ] 2>/dev/null' || true
 link=$(moat --json dashboard | jq -r .url)
@@ -173,3 +176,8 @@ moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator
 	fail "revoke not recorded: $(moat events --kind dashboard_action)"
 got=$(broker_pub dev-b dev-b devices/dev-b/telemetry x 2>&1) && fail "revoked dev-b still publishes"
 pass "revoked in the browser: dev-b is kicked by the broker and refused on reconnecting"
+[ "$(moat fw rollout status 1 --json | jq -r '[.. | .state? | strings] | first')" = running ] ||
+	fail "rollout after pause and resume: $(moat fw rollout status 1)"
+moat events --kind dashboard_action --json | jq -r .evidence | grep -q "action=pause rollout-1 outcome=done" ||
+	fail "pause not recorded: $(moat events --kind dashboard_action)"
+pass "a rollout paused and resumed in the browser (confirmed, recorded)"

@@ -202,6 +202,14 @@ static void test_devices(void **state)
 	f = (struct moat_dash_device_filter){.status = "disabled"};
 	assert_int_equal(moat_registry_dash_devices(s->reg, &f, NULL, NULL, &total, &err), 0);
 	assert_int_equal(total, 1);
+	memset(&seen, 0, sizeof(seen));
+	f = (struct moat_dash_device_filter){.only_json = "[\"node-004\",\"lamp-003\",\"nobody\"]"};
+	assert_int_equal(moat_registry_dash_devices(s->reg, &f, seen_cb, &seen, &total, &err), 0);
+	assert_int_equal(total, 2);
+	assert_string_equal(seen.first, "lamp-003");
+	f.only_json = "[]";
+	assert_int_equal(moat_registry_dash_devices(s->reg, &f, NULL, NULL, &total, &err), 0);
+	assert_int_equal(total, 0);
 	f = (struct moat_dash_device_filter){.conn = "unknown", .release = "1.0.0"};
 	assert_int_equal(moat_registry_dash_devices(s->reg, &f, NULL, NULL, &total, &err), 0);
 	assert_int_equal(total, 0);
