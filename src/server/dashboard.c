@@ -85,7 +85,9 @@ static const char dash_css[] =
 	"input,select,button{font:inherit;padding:.2em .4em}button.danger{background:#b00020;"
 	"color:#fff;border:0;padding:.3em .8em}svg{background:#fff;border:1px solid #dde1e6;"
 	"max-width:100%;height:auto}.pager{display:flex;gap:1em}"
-	"@media (max-width:600px){table{font-size:12px}th,td{padding:.2em}}\n";
+	"td{overflow-wrap:anywhere}"
+	"@media (max-width:600px){table{font-size:12px;display:block;overflow-x:auto}"
+	"th,td{padding:.2em}main{padding:.5em}header{gap:.6em}}\n";
 
 int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 {

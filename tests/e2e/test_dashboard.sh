@@ -166,7 +166,8 @@ EOF2
 wait_for 20 eval '[ "$(moat --json fleet | jq -r .telemetry_messages)" -ge 5 ] 2>/dev/null' || true
 link=$(moat --json dashboard | jq -r .url)
 start=$(date +%s%3N)
-"$PY" "$(dirname "$0")/dashboard_browser.py" chromium "$BH" "$link" "$T/expect.json" >"$T/seen.json" ||
+# DASH_SHOTS=DIR (scripts/dashboard-screenshots): also a PNG of every page at two widths
+"$PY" "$(dirname "$0")/dashboard_browser.py" chromium "$BH" "$link" "$T/expect.json" ${DASH_SHOTS:+"$DASH_SHOTS"} >"$T/seen.json" ||
 	fail "in the browser: $(cat "$T/seen.json") $(tail -5 "$BH/chromium.log")"
 echo "browser: $(cat "$T/seen.json") ($(( $(date +%s%3N) - start )) ms)"
 pass "Chromium: signed in with the link; Fleet, Devices (filters), Device (plot), Security events, Firmware match the registry"

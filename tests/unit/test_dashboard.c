@@ -105,7 +105,7 @@ static int setup(void **state)
 	if (moat_registry_open(s->path, true, &s->reg, &err) != 0) {
 		return -1;
 	}
-	char id[16];
+	char id[32];
 	for (int i = 0; i < 120; i++) {
 		snprintf(id, sizeof(id), "%s-%03d", i % 3 ? "node" : "lamp", i);
 		if (moat_registry_identity_insert(s->reg, id, MOAT_ROLE_DEVICE,
