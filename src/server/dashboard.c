@@ -39,7 +39,8 @@
 #define DASH_PAGE_MAX_BYTES (2u * 1024u * 1024u)
 #define DASH_PAGE_SIZE 50
 #define DASH_EVENTS_MAX 200
-#define DASH_PLOT_POINTS_MAX 2000
+#define DASH_PLOT_COLS 670	/* one column per pixel of a plot */
+#define DASH_PLOT_RAW_MAX 50000 /* raw messages read for one plot, the newest */
 #define DASH_PLOT_METRICS_MAX 6
 #define DASH_HOURS 24
 #define DASH_LIVE_REFRESH_S 5
@@ -715,22 +716,24 @@ static enum MHD_Result page_devices(struct dash_ctx *c)
 
 /* ---- Device ---- */
 
+/* A metric over the window, averaged into one column per horizontal pixel of the plot, so
+ * a week of one message a minute is drawn whole and in bounded memory. */
 struct series {
 	char name[MOAT_MSG_READING_NAME_MAX_LEN + 1];
-	size_t n;
-	int64_t t[DASH_PLOT_POINTS_MAX];
-	double v[DASH_PLOT_POINTS_MAX];
+	int64_t samples;
+	double sum[DASH_PLOT_COLS];
+	int64_t n[DASH_PLOT_COLS];
 };
 
 struct plot {
 	struct series *s[DASH_PLOT_METRICS_MAX];
 	size_t count;
-	int64_t since_ms;
+	int64_t since_ms, until_ms;
 };
 
 static void plot_add(struct plot *p, const char *name, int64_t t, double v)
 {
-	if (!isfinite(v)) {
+	if (!isfinite(v) || t < p->since_ms || t > p->until_ms) {
 		return;
 	}
 	size_t i = 0;
@@ -748,19 +751,19 @@ static void plot_add(struct plot *p, const char *name, int64_t t, double v)
 		p->count++;
 	}
 	struct series *s = p->s[i];
-	if (s->n < DASH_PLOT_POINTS_MAX) {
-		s->t[s->n] = t;
-		s->v[s->n] = v;
-		s->n++;
+	int64_t span = p->until_ms - p->since_ms;
+	int64_t col = span > 0 ? (t - p->since_ms) * DASH_PLOT_COLS / span : 0;
+	if (col >= DASH_PLOT_COLS) {
+		col = DASH_PLOT_COLS - 1;
 	}
+	s->sum[col] += v;
+	s->n[col]++;
+	s->samples++;
 }
 
 static int plot_agg(const struct moat_telemetry_agg *a, void *ctx)
 {
-	struct plot *p = ctx;
-	if (a->bucket_ms >= p->since_ms) {
-		plot_add(p, a->metric, a->bucket_ms, a->mean);
-	}
+	plot_add(ctx, a->metric, a->bucket_ms, a->mean);
 	return 0;
 }
 
@@ -784,29 +787,35 @@ static int plot_raw(int64_t at_ms, const char *payload, size_t len, void *ctx)
 	return 0;
 }
 
-static void plot_render(struct dash_ctx *c, struct series *s, int64_t since, int64_t until)
+static void plot_render(struct dash_ctx *c, const struct series *s)
 {
-	double lo = s->v[0], hi = s->v[0];
-	for (size_t i = 1; i < s->n; i++) {
-		lo = s->v[i] < lo ? s->v[i] : lo;
-		hi = s->v[i] > hi ? s->v[i] : hi;
+	double lo = 0, hi = 0;
+	bool any = false;
+	for (int i = 0; i < DASH_PLOT_COLS; i++) {
+		if (s->n[i] == 0) {
+			continue;
+		}
+		double m = s->sum[i] / (double)s->n[i];
+		lo = !any || m < lo ? m : lo;
+		hi = !any || m > hi ? m : hi;
+		any = true;
 	}
 	double span = hi > lo ? hi - lo : 1.0;
 	out(c, "<h3>");
 	esc(c, s->name);
-	outf(c, " <small>(%zu points, %.6g to %.6g)</small></h3>", s->n, lo, hi);
+	outf(c, " <small>(%lld values, %.6g to %.6g)</small></h3>", (long long)s->samples, lo, hi);
 	out(c, "<svg class=\"plot\" data-metric=\"");
 	esc(c, s->name);
 	outf(c,
-	     "\" data-points=\"%zu\" viewBox=\"0 0 720 160\" width=\"720\" height=\"160\" "
+	     "\" data-points=\"%lld\" viewBox=\"0 0 720 160\" width=\"720\" height=\"160\" "
 	     "role=\"img\"><polyline fill=\"none\" stroke=\"#14365d\" stroke-width=\"1.5\" "
 	     "points=\"",
-	     s->n);
-	double w = (double)(until - since);
-	for (size_t i = 0; i < s->n; i++) {
-		double x = 40 + 670.0 * (double)(s->t[i] - since) / (w > 0 ? w : 1);
-		double y = 145 - 130.0 * (s->v[i] - lo) / span;
-		outf(c, "%.1f,%.1f ", x, y);
+	     (long long)s->samples);
+	for (int i = 0; i < DASH_PLOT_COLS; i++) {
+		if (s->n[i] > 0) {
+			double y = 145 - 130.0 * (s->sum[i] / (double)s->n[i] - lo) / span;
+			outf(c, "%d,%.1f ", 40 + i, y);
+		}
 	}
 	outf(c,
 	     "\"/><text x=\"2\" y=\"14\" font-size=\"10\">%.4g</text>"
@@ -984,7 +993,7 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 	}
 	out(c, "</p>");
 	int64_t now = moat_time_wall_ms();
-	struct plot p = {.since_ms = now - win};
+	struct plot p = {.since_ms = now - win, .until_ms = now};
 	/* aggregates for what retention folded already, then the raw messages kept */
 	checked(c,
 		moat_registry_telemetry_agg_foreach(c->reg, id,
@@ -992,14 +1001,14 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 						    &p, &err),
 		&err);
 	checked(c,
-		moat_registry_telemetry_foreach(c->reg, id, now - win, DASH_PLOT_POINTS_MAX,
-						plot_raw, &p, &err),
+		moat_registry_telemetry_foreach(c->reg, id, now - win, DASH_PLOT_RAW_MAX, plot_raw,
+						&p, &err),
 		&err);
 	if (p.count == 0) {
 		out(c, "<p id=\"no-telemetry\">No telemetry in this window.</p>");
 	}
 	for (size_t i = 0; i < p.count; i++) {
-		plot_render(c, p.s[i], now - win, now);
+		plot_render(c, p.s[i]);
 		free(p.s[i]);
 	}
 	out(c, "<h2>Security events</h2><table id=\"events\"><tr><th>time</th><th>kind</th>"
