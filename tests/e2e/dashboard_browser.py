@@ -3,6 +3,7 @@
 for tests/e2e/test_dashboard.sh (and scripts/dashboard-screenshots).
 
 usage: dashboard_browser.py CHROMIUM HOME SIGNIN_URL EXPECT_JSON [SHOTS_DIR]
+       dashboard_browser.py --bench CHROMIUM HOME SIGNIN_URL PATHS_JSON ROUNDS
 
 HOME must hold an NSS database ($HOME/.pki/nssdb) that trusts the deployment's root CA:
 the browser verifies moatd's certificate like any other site (no switch turns that off).
@@ -144,7 +145,34 @@ def check(cond, what):
         raise SystemExit("FAIL: " + what)
 
 
+def bench(chromium, home, signin, paths, rounds):
+    """bench/dashboard: signs in, then loads each path `rounds` times; prints per path the
+    times from navigation start to the load event (ms), as the browser measured them."""
+    base = signin.split("/dashboard/")[0]
+    b = Browser(chromium, home)
+    out = {}
+    try:
+        b.goto(signin)
+        for path in paths:
+            times = []
+            for _ in range(rounds):
+                b.goto(base + path)
+                t = b.js("(() => { const n = performance.getEntriesByType('navigation')[0];"
+                         " return [n.responseStart - n.requestStart,"
+                         " n.loadEventStart - n.startTime, document.title]; })()")
+                check(t[2] != "Sign in - moat", "not signed in at " + path)
+                times.append({"ttfb_ms": round(t[0], 1), "load_ms": round(t[1], 1)})
+            out[path] = times
+    finally:
+        b.close()
+    print(json.dumps(out))
+
+
 def main():
+    if sys.argv[1] == "--bench":
+        chromium, home, signin, paths, rounds = sys.argv[2:7]
+        bench(chromium, home, signin, json.loads(paths), int(rounds))
+        return
     chromium, home, signin, expect_path = sys.argv[1:5]
     shots = sys.argv[5] if len(sys.argv) > 5 else None
     expect = json.load(open(expect_path))
