@@ -688,6 +688,9 @@ MOAT_MUST_CHECK int moat_registry_dash_devices(struct moat_registry *reg,
 					       const struct moat_dash_device_filter *f,
 					       moat_dash_device_cb cb, void *ctx,
 					       int64_t *out_total, struct moat_err *err);
+/* The certificates of one identity (registered, not deleted), oldest first. */
+MOAT_MUST_CHECK int moat_registry_cert_foreach_of(struct moat_registry *reg, const char *identity,
+						  moat_cert_cb cb, void *ctx, struct moat_err *err);
 /* The tags of device, by name. */
 typedef int (*moat_tag_cb)(const char *tag, void *ctx);
 MOAT_MUST_CHECK int moat_registry_tag_foreach(struct moat_registry *reg, const char *device,

@@ -274,12 +274,19 @@ static enum MHD_Result refuse(struct dash_ctx *c, unsigned status, const char *r
 			      const char *text)
 {
 	note(c, reason);
-	moat_log(MOAT_LOG_WARN, "event=dashboard_refused client=%s operator=%s reason=%s",
-		 c->rq->client, c->op[0] ? c->op : "-", reason);
-	char evidence[160];
-	snprintf(evidence, sizeof(evidence), "reason=%s path=%.64s", reason, c->rq->url);
-	moat_server_security_event("dashboard_refused", MOAT_SEV_MEDIUM, c->op[0] ? c->op : NULL,
-				   c->rq->client, evidence);
+	uint64_t suppressed = 0;
+	if (!c->rq->event_allowed || c->rq->event_allowed(c->rq->event_ctx, &suppressed)) {
+		char sup[24];
+		snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+		moat_log(MOAT_LOG_WARN,
+			 "event=dashboard_refused client=%s operator=%s reason=%s suppressed=%s",
+			 c->rq->client, c->op[0] ? c->op : "-", reason, suppressed ? sup : NULL);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "reason=%s path=%.64s suppressed=%llu", reason,
+			 c->rq->url, (unsigned long long)suppressed);
+		moat_server_security_event("dashboard_refused", MOAT_SEV_MEDIUM,
+					   c->op[0] ? c->op : NULL, c->rq->client, evidence);
+	}
 	char keep_op[MOAT_ID_BUF_LEN];
 	snprintf(keep_op, sizeof(keep_op), "%s", c->op);
 	c->op[0] = '\0'; /* no navigation on a refusal page */
@@ -979,7 +986,7 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 	out(c, "</div><h2>Certificates</h2><table id=\"certs\"><tr><th>serial</th><th>from</th>"
 	       "<th>until</th><th>revoked</th></tr>");
 	struct cert_rows cr = {.c = c, .id = id};
-	checked(c, moat_registry_cert_foreach(c->reg, false, cert_row, &cr, &err), &err);
+	checked(c, moat_registry_cert_foreach_of(c->reg, id, cert_row, &cr, &err), &err);
 	out(c, "</table><h2>Telemetry</h2><p>");
 	const char *wins[] = {"1h", "24h", "7d"};
 	for (size_t i = 0; i < 3; i++) {

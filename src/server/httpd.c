@@ -1023,6 +1023,25 @@ static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
 			     struct MHD_Connection *conn, struct req_ctx *rc,
 			     struct moat_identity *ident, enum moat_role want);
 
+struct dash_budget {
+	struct moat_httpd *h;
+	struct MHD_Connection *conn;
+};
+
+/* dash_request's event_allowed: the guard's budget for refusals (as auth_refused's). */
+static bool dash_event_allowed(void *vctx, uint64_t *suppressed)
+{
+	struct dash_budget *b = vctx;
+	struct conn_ctx *ctx = conn_of(b->conn);
+	pthread_mutex_lock(&b->h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(b->h->guard, MOAT_CG_AUTH_REFUSED,
+					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
+					     moat_time_mono_ms(), suppressed);
+	pthread_mutex_unlock(&b->h->guard_mu);
+	return allowed;
+}
+
 /* The last call for a dashboard request: an operator's certificate, when the client sent
  * one that authenticates, else dashboard.c's own sign-in. */
 static enum MHD_Result dash_finish(struct moat_httpd *h, struct moat_deploy *d,
@@ -1030,6 +1049,7 @@ static enum MHD_Result dash_finish(struct moat_httpd *h, struct moat_deploy *d,
 				   const char *method)
 {
 	struct req_ctx probe = {0};
+	struct dash_budget budget = {h, conn};
 	struct moat_identity ident;
 	bool operator_cert = false;
 	const union MHD_ConnectionInfo *ci =
@@ -1047,6 +1067,8 @@ static enum MHD_Result dash_finish(struct moat_httpd *h, struct moat_deploy *d,
 		.cert_operator = operator_cert ? ident.id : NULL,
 		.body = rc->body,
 		.body_len = rc->body_len,
+		.event_allowed = dash_event_allowed,
+		.event_ctx = &budget,
 	};
 	char op[MOAT_ID_BUF_LEN];
 	enum MHD_Result r =

@@ -84,6 +84,11 @@ struct dash_request {
 				      (mutual TLS), else NULL */
 	const char *body;	   /* a POST's form, at most MOAT_DASH_BODY_MAX bytes */
 	size_t body_len;
+	/* May a refusal be recorded as a security event now? (the connection guard's budget
+	 * for refusals, per source and per kind: a flood of refused requests cannot flood the
+	 * registry); *suppressed: how many were not since the last one that was */
+	bool (*event_allowed)(void *ctx, uint64_t *suppressed);
+	void *event_ctx;
 };
 struct moat_dash;
 /* dir: the deployment (revocations open it for writing, as the CRL keeper does). */

@@ -49,7 +49,15 @@ SUB_B=$BROKER_SUB_PID
 recorded() { [ "$(moat events --kind "$1" --json | wc -l)" -ge "$2" ]; }
 
 base="https://localhost:$SERVER_PORT/dashboard"
-hdrs() { curl -sS --cacert "$D/pki/ca.crt" -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@"; }
+# Each request from an address of its own (127.0.0.N): refusals are security events within
+# the connection guard's budget per source (3 a second), and this test wants every one.
+# (the counter is a file: hdrs runs in command substitutions)
+echo 10 >"$T/src"
+hdrs() {
+	local src=$(($(cat "$T/src") + 1))
+	echo "$src" >"$T/src"
+	curl -sS --interface "127.0.0.$src" --cacert "$D/pki/ca.crt" -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@"
+}
 
 # ---- refusals without a browser ----
 got=$(hdrs "$base/devices")
@@ -148,6 +156,15 @@ done
 moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=session action=disable outcome=done" ||
 	fail "the disable action was not recorded with the operator: $(moat events --kind dashboard_action)"
 pass "every refusal and action is a security event (the operator named)"
+
+# a flood of refused requests from one source: budgeted, not one event each
+flood=()
+for _ in $(seq 1 30); do flood+=(-o /dev/null "$base/"); done
+curl -sS --interface 127.0.0.250 --cacert "$D/pki/ca.crt" "${flood[@]}"
+wait_for 10 grep -q "event=request client=127.0.0.250 .*status=401" "$D/log/moatd.log" || fail "no flood"
+n=$(grep -c "event=dashboard_refused client=127.0.0.250 " "$D/log/moatd.log" || true)
+[ "$n" -ge 1 ] && [ "$n" -lt 30 ] || fail "30 refusals from one source gave $n events"
+pass "30 refused requests from one source: $n events (the guard's budget per source)"
 
 # ---- the browser ----
 BH="$T/browser"
