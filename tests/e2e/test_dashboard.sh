@@ -199,3 +199,10 @@ pass "revoked in the browser: dev-b is kicked by the broker and refused on recon
 moat events --kind dashboard_action --json | jq -r .evidence | grep -q "action=pause rollout-1 outcome=done" ||
 	fail "pause not recorded: $(moat events --kind dashboard_action)"
 pass "a rollout paused and resumed in the browser (confirmed, recorded)"
+
+expect_ok "moat down" moat down --timeout "$(deadline 20s)"
+if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
+	fail "sanitizer report in moatd.log: $(grep -E -A5 'Sanitizer|runtime error:' "$D/log/moatd.log" | head -20)"
+fi
+broker_check_logs
+pass "moatd and the broker stopped with no sanitizer report"
