@@ -42,13 +42,14 @@ int main(int argc, char **argv)
 			int64_t at = now - (n - i) * step;
 			double day = (double)(at % 86400000) / 86400000.0;
 			char msg[320];
-			int len = snprintf(msg, sizeof(msg),
-					   "{\"device_id\":\"%s\",\"device_type\":\"%s\",\"timestamp\":%lld,"
-					   "\"telemetry\":{\"temperature\":%.2f,\"humidity\":%.1f},"
-					   "\"metadata\":{\"signal_strength\":%d,\"free_heap\":%d}}",
-					   argv[d], argv[4], (long long)at, 20 + 4 * sin(6.2832 * day),
-					   45 + 10 * cos(6.2832 * day), -60 - (int)(i % 7),
-					   180000 - (int)(i % 500));
+			int len = snprintf(
+				msg, sizeof(msg),
+				"{\"device_id\":\"%s\",\"device_type\":\"%s\",\"timestamp\":%lld,"
+				"\"telemetry\":{\"temperature\":%.2f,\"humidity\":%.1f},"
+				"\"metadata\":{\"signal_strength\":%d,\"free_heap\":%d}}",
+				argv[d], argv[4], (long long)at, 20 + 4 * sin(6.2832 * day),
+				45 + 10 * cos(6.2832 * day), -60 - (int)(i % 7),
+				180000 - (int)(i % 500));
 			rc = moat_registry_telemetry_add(reg, argv[d], at, msg, (size_t)len, &err);
 			total++;
 		}
