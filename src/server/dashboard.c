@@ -29,11 +29,13 @@
 #include "moat/deploy.h"
 #include "moat/log.h"
 #include "moat/messages.h"
+#include "moat/opclient.h"
 #include "moat/pki.h"
 #include "moat/registry.h"
 #include "moat/release.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
+#include "moat/topic.h"
 #include "server_internal.h"
 
 #define DASH_PAGE_MAX_BYTES (2u * 1024u * 1024u)
@@ -44,6 +46,7 @@
 #define DASH_PLOT_METRICS_MAX 6
 #define DASH_HOURS 24
 #define DASH_LIVE_REFRESH_S 5
+#define DASH_MQTT_TIMEOUT_MS 5000 /* connecting to the broker, then its PUBACK */
 
 #define DASH_CSP                                                                     \
 	"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " \
@@ -983,6 +986,19 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 	if (ident.status != MOAT_ID_REVOKED) {
 		action_form(c, target, "revoke", "Revoke", true);
 	}
+	if (ident.status == MOAT_ID_ACTIVE) {
+		out(c, "<form method=\"post\" action=\"");
+		esc(c, target);
+		outf(c,
+		     "\"><input type=\"hidden\" name=\"csrf\" value=\"%s\"><input type=\"hidden\" "
+		     "name=\"action\" value=\"command\"><label>command<select name=\"command\">"
+		     "<option>diagnostics</option><option>check_update</option>"
+		     "<option>update_interval</option><option>reboot</option></select></label>"
+		     "<label>interval (update_interval)<input name=\"interval\" value=\"30s\" "
+		     "size=\"6\"></label><button type=\"submit\" id=\"do-command\">Send"
+		     "</button></form>",
+		     c->csrf);
+	}
 	out(c, "</div><h2>Certificates</h2><table id=\"certs\"><tr><th>serial</th><th>from</th>"
 	       "<th>until</th><th>revoked</th></tr>");
 	struct cert_rows cr = {.c = c, .id = id};
@@ -1197,7 +1213,8 @@ static void action_event(struct dash_ctx *c, const char *subject, const char *ac
 
 /* The confirmation page: the same form again with confirm=yes. */
 static enum MHD_Result confirm_page(struct dash_ctx *c, const char *target, const char *what,
-				    const char *action, const char *reason)
+				    const char *action, const char *reason, const char *command,
+				    const char *interval)
 {
 	page_head(c, "Confirm");
 	out(c, "<p id=\"confirm-text\">");
@@ -1209,10 +1226,14 @@ static enum MHD_Result confirm_page(struct dash_ctx *c, const char *target, cons
 	     "name=\"action\" value=\"%s\"><input type=\"hidden\" name=\"confirm\" "
 	     "value=\"yes\">",
 	     c->csrf, action);
-	if (reason) {
-		out(c, "<input type=\"hidden\" name=\"reason\" value=\"");
-		esc(c, reason);
-		out(c, "\">");
+	const char *names[] = {"reason", "command", "interval"};
+	const char *vals[] = {reason, command, interval};
+	for (size_t i = 0; i < 3; i++) {
+		if (vals[i]) {
+			outf(c, "<input type=\"hidden\" name=\"%s\" value=\"", names[i]);
+			esc(c, vals[i]);
+			out(c, "\">");
+		}
 	}
 	out(c, "<button class=\"danger\" type=\"submit\" id=\"confirm\">Confirm</button> "
 	       "<a href=\"/dashboard\">Cancel</a></form>");
@@ -1232,6 +1253,97 @@ static enum MHD_Result done_page(struct dash_ctx *c, unsigned status, const char
 	return page_send(c, status);
 }
 
+/* Sends a command to an active device over moatd's own MQTT session as its service
+ * identity (the one ingest uses; the operator is named in the event), QoS 1, waiting for
+ * the broker's PUBACK. The device's answer arrives on its command_responses topic, which
+ * ingest records: the device page shows it as the last command. */
+static enum MHD_Result device_command(struct dash_ctx *c, const char *id,
+				      const struct moat_identity *ident, bool confirmed,
+				      const char *back)
+{
+	char name_buf[MOAT_MSG_CMD_NAME_MAX_LEN + 1], interval_buf[32];
+	const char *name = field(c, "command", name_buf, sizeof(name_buf));
+	const char *interval = field(c, "interval", interval_buf, sizeof(interval_buf));
+	struct moat_msg_command cmd;
+	memset(&cmd, 0, sizeof(cmd));
+	struct moat_err err = {0};
+	if (!name || !moat_msg_command_name_ok(name) ||
+	    moat_msg_command_kind(name) == MOAT_CMD_UNKNOWN) {
+		note(c, "bad_command");
+		return done_page(c, MHD_HTTP_BAD_REQUEST,
+				 "Commands: diagnostics, check_update, update_interval, reboot.",
+				 back);
+	}
+	memcpy(cmd.name, name, strlen(name) + 1); /* fits: name_buf is as large */
+	cmd.kind = moat_msg_command_kind(name);
+	if (cmd.kind == MOAT_CMD_UPDATE_INTERVAL) {
+		int64_t ms = 0;
+		char kv[40];
+		if (!interval || moat_duration_ms_parse(interval, &ms, &err) != 0 ||
+		    ms % 1000 != 0 || ms < 1000 || ms > 86400000LL) {
+			note(c, "bad_interval");
+			return done_page(
+				c, MHD_HTTP_BAD_REQUEST,
+				"update_interval: an interval of whole seconds with its unit, "
+				"1s to 1d (30s, 5m).",
+				back);
+		}
+		snprintf(kv, sizeof(kv), "interval=%lld", (long long)(ms / 1000));
+		if (moat_msg_command_add_arg(&cmd, kv, &err) != 0) {
+			return done_page(c, MHD_HTTP_BAD_REQUEST, err.msg, back);
+		}
+	} else {
+		interval = NULL;
+	}
+	if (ident->status != MOAT_ID_ACTIVE) {
+		note(c, "device_not_active");
+		return done_page(c, MHD_HTTP_CONFLICT, "Only an active device takes commands.",
+				 back);
+	}
+	char target[MOAT_ID_BUF_LEN + 40];
+	snprintf(target, sizeof(target), "/dashboard/device/%s/action", id);
+	if (!confirmed) {
+		char what[160];
+		snprintf(what, sizeof(what), "Send %s%s%s to device %s?", name, interval ? " " : "",
+			 interval ? interval : "", id);
+		return confirm_page(c, target, what, "command", NULL, name, interval);
+	}
+	uint8_t rnd[6];
+	if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		return done_page(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "No random bytes.", back);
+	}
+	snprintf(cmd.id, sizeof(cmd.id), "dash-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+		 rnd[3], rnd[4], rnd[5]);
+	char payload[1024], topic[MOAT_TOPIC_MAX_LEN + 1], suffix[32];
+	size_t len = 0;
+	snprintf(suffix, sizeof(suffix), "dashboard-%02x%02x", rnd[0], rnd[1]);
+	const char *as = moat_config_get(moat_deploy_config(c->d), "server", "service_identity");
+	struct moat_opclient *mq = NULL;
+	int rc = moat_msg_command_build(&cmd, payload, sizeof(payload), &len, &err);
+	if (rc == 0) {
+		rc = moat_topic_build(MOAT_TOPIC_COMMAND, id, name, topic, sizeof(topic), &err);
+	}
+	if (rc == 0) {
+		rc = moat_opclient_connect(c->d, as ? as : MOAT_SERVER_DEFAULT_SERVICE_IDENTITY,
+					   suffix, NULL, DASH_MQTT_TIMEOUT_MS, &mq, NULL, &err);
+	}
+	if (rc == 0) {
+		rc = moat_opclient_publish(mq, topic, payload, len, DASH_MQTT_TIMEOUT_MS, &err);
+		moat_opclient_close(mq);
+	}
+	char detail[200];
+	snprintf(detail, sizeof(detail), "command=%s id=%s", name, cmd.id);
+	action_event(c, id, "command", detail, rc == 0 ? "sent" : "failed");
+	note(c, rc == 0 ? "command" : "action_failed");
+	if (rc != 0) {
+		return done_page(c, MHD_HTTP_BAD_GATEWAY, err.msg, back);
+	}
+	char text[160];
+	snprintf(text, sizeof(text), "%s: %s sent (id %s); its answer shows as the last command.",
+		 id, name, cmd.id);
+	return done_page(c, MHD_HTTP_OK, text, back);
+}
+
 static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 {
 	char action[32], reason_buf[40], confirm[8];
@@ -1249,6 +1361,9 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 		return done_page(c, MHD_HTTP_NOT_FOUND, "No such device.", "/dashboard/devices");
 	}
 	int reason_code = 0;
+	if (act && strcmp(act, "command") == 0) {
+		return device_command(c, id, &ident, conf && strcmp(conf, "yes") == 0, back);
+	}
 	if (!act || (strcmp(act, "disable") != 0 && strcmp(act, "enable") != 0 &&
 		     strcmp(act, "revoke") != 0)) {
 		note(c, "bad_action");
@@ -1270,7 +1385,8 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 			 id, reason ? " for " : "", reason ? reason : "");
 		return confirm_page(c, target, what, act,
 				    strcmp(act, "revoke") == 0 ? (reason ? reason : "unspecified")
-							       : NULL);
+							       : NULL,
+				    NULL, NULL);
 	}
 	/* changes go through a deployment opened for writing, under run/moat.lock */
 	struct moat_deploy *w = NULL;
@@ -1317,7 +1433,7 @@ static enum MHD_Result rollout_action(struct dash_ctx *c, int64_t id)
 		char what[80];
 		snprintf(what, sizeof(what), "%s rollout %lld?",
 			 strcmp(act, "pause") == 0 ? "Pause" : "Resume", (long long)id);
-		return confirm_page(c, target, what, act, NULL);
+		return confirm_page(c, target, what, act, NULL, NULL, NULL);
 	}
 	struct moat_rollout_row row;
 	struct moat_err err = {0};

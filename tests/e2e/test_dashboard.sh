@@ -146,6 +146,21 @@ got=$(hdrs --cert "$dv/cert.pem" --key "$dv/key.pem" "$base/")
 [ "$got" = 401 ] || fail "a device certificate opened the dashboard: HTTP $got"
 pass "an operator's certificate signs in (mutual TLS); a device's does not"
 
+# a command, sent by an operator signed in by certificate (its CSRF token from the page)
+broker_sub_bg lamp-2 lamp-2 "$T/sub-lamp" devices/lamp-2/commands/#
+opc=(--cert "$op/cert.pem" --key "$op/key.pem")
+hdrs "${opc[@]}" "$base/device/lamp-2" >/dev/null
+ocsrf=$(grep -o 'name="csrf" value="[0-9a-f]*"' "$T/body" | head -1 | sed 's/.*value="//; s/"//')
+got=$(hdrs "${opc[@]}" --data "csrf=$ocsrf&action=command&command=update_interval&interval=45" "$base/device/lamp-2/action")
+[ "$got" = 400 ] || fail "an interval without its unit: HTTP $got"
+got=$(hdrs "${opc[@]}" --data "csrf=$ocsrf&action=command&command=selfdestruct" "$base/device/lamp-2/action")
+[ "$got" = 400 ] || fail "an unknown command: HTTP $got"
+got=$(hdrs "${opc[@]}" --data "csrf=$ocsrf&action=command&command=update_interval&interval=45s&confirm=yes" "$base/device/lamp-2/action")
+[ "$got" = 200 ] || fail "command: HTTP $got $(cat "$T/body")"
+broker_wait_line "$T/sub-lamp" 'devices/lamp-2/commands/update_interval {"command":"update_interval","id":"dash-'
+grep -q '"interval":45' "$T/sub-lamp" || fail "command payload: $(cat "$T/sub-lamp")"
+pass "a command from the dashboard reaches the device (update_interval 45s); bad ones refused"
+
 wait_for 20 recorded dashboard_refused 9 ||
 	fail "refusals not recorded as security events: $(moat events --kind dashboard_refused)"
 moat events --kind dashboard_refused --json | jq -r '.evidence' | sort | uniq -c
@@ -155,6 +170,8 @@ for why in no_session unknown_session bad_cookie link_used bad_csrf link_expired
 done
 moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=session action=disable outcome=done" ||
 	fail "the disable action was not recorded with the operator: $(moat events --kind dashboard_action)"
+moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=certificate action=command command=update_interval id=dash-[0-9a-f]* outcome=sent" ||
+	fail "the command was not recorded with the operator: $(moat events --kind dashboard_action)"
 pass "every refusal and action is a security event (the operator named)"
 
 # a flood of refused requests from one source: budgeted, not one event each
