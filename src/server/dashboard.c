@@ -1338,7 +1338,7 @@ static enum MHD_Result device_command(struct dash_ctx *c, const char *id,
 	if (rc != 0) {
 		return done_page(c, MHD_HTTP_BAD_GATEWAY, err.msg, back);
 	}
-	char text[160];
+	char text[320];
 	snprintf(text, sizeof(text), "%s: %s sent (id %s); its answer shows as the last command.",
 		 id, name, cmd.id);
 	return done_page(c, MHD_HTTP_OK, text, back);
