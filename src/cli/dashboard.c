@@ -76,7 +76,7 @@ int dashboard_main(int argc, char **argv)
 	}
 	struct moat_deploy *d = NULL;
 	struct moat_err err = {0};
-	if (cli_open(MOAT_DEPLOY_READ, &d, &err) != 0) {
+	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0) {
 		return cli_fail(&err);
 	}
 	struct moat_registry *reg = moat_deploy_registry(d);
@@ -97,6 +97,10 @@ int dashboard_main(int argc, char **argv)
 		rc = moat_dash_link_create(reg, o.operator_id, o.host ? o.host : conf->client_host,
 					   o.port ? (int)o.port : conf->server_port, o.link_s,
 					   o.session_s, url, &err);
+	}
+	/* run as root: a registry file SQLite just made (its -wal) goes back to moatd's account */
+	if (rc == 0) {
+		rc = moat_deploy_own(d, MOAT_DEPLOY_OWN_IF_USER, &err);
 	}
 	moat_deploy_close(d);
 	if (rc != 0) {
