@@ -992,10 +992,41 @@ static bool is_dashboard(const char *url)
 	return url && strncmp(url, MOAT_DASH_PREFIX, n) == 0 && (url[n] == '\0' || url[n] == '/');
 }
 
+/* A dashboard request refused before it is read (method and body size): a security event
+ * like dashboard.c's own refusals, within the guard's budget. */
+static enum MHD_Result dash_refuse_early(struct moat_httpd *h, struct MHD_Connection *conn,
+					 struct req_ctx *rc, unsigned status, const char *note,
+					 const char *text)
+{
+	snprintf(rc->note, sizeof(rc->note), "%s", note);
+	struct conn_ctx *ctx = conn_of(conn);
+	uint64_t suppressed = 0;
+	pthread_mutex_lock(&h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(h->guard, MOAT_CG_AUTH_REFUSED,
+					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
+					     moat_time_mono_ms(), &suppressed);
+	pthread_mutex_unlock(&h->guard_mu);
+	if (allowed) {
+		char sup[24];
+		snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+		moat_log(MOAT_LOG_WARN,
+			 "event=dashboard_refused client=%s operator=- reason=%s suppressed=%s",
+			 rc->client, note, suppressed ? sup : NULL);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "reason=%s path=%.64s suppressed=%llu", note,
+			 rc->path, (unsigned long long)suppressed);
+		moat_server_security_event("dashboard_refused", MOAT_SEV_MEDIUM, NULL, rc->client,
+					   evidence);
+	}
+	rc->close = true;
+	return send_text(conn, rc, status, text);
+}
+
 /* The first call for a dashboard request: GET without a body, or POST with a form of at
  * most MOAT_DASH_BODY_MAX bytes, decided from the headers before any body is read. */
-static enum MHD_Result dash_begin(struct MHD_Connection *conn, struct req_ctx *rc,
-				  const char *method)
+static enum MHD_Result dash_begin(struct moat_httpd *h, struct MHD_Connection *conn,
+				  struct req_ctx *rc, const char *method)
 {
 	const char *cl =
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -1003,17 +1034,15 @@ static enum MHD_Result dash_begin(struct MHD_Connection *conn, struct req_ctx *r
 						   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
 		if (chunked || (cl && strcmp(cl, "0") != 0)) {
-			snprintf(rc->note, sizeof(rc->note), "unexpected_body");
-			return send_text(conn, rc, MHD_HTTP_BAD_REQUEST,
-					 "no request body expected");
+			return dash_refuse_early(h, conn, rc, MHD_HTTP_BAD_REQUEST,
+						 "unexpected_body", "no request body expected");
 		}
 		return MHD_YES;
 	}
 	int64_t len = 0;
 	if (chunked || !cl || moat_int_parse(cl, 0, MOAT_DASH_BODY_MAX, &len, NULL) != 0) {
-		snprintf(rc->note, sizeof(rc->note), "body_too_large");
-		return send_text(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE,
-				 "a form of known length up to 4 KiB");
+		return dash_refuse_early(h, conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+					 "a form of known length up to 4 KiB");
 	}
 	rc->body = malloc(MOAT_DASH_BODY_MAX);
 	return rc->body ? MHD_YES : MHD_NO;
@@ -1126,7 +1155,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		}
 		rc->dash = is_dashboard(url);
 		if (rc->dash) {
-			return dash_begin(conn, rc, method);
+			return dash_begin(h, conn, rc, method);
 		}
 		/* Refuse a request body before it is read: no other route takes one. */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,

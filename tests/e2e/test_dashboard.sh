@@ -74,6 +74,11 @@ got=$(hdrs -H "Cookie: moat_session=$(printf '%064d' 0)" "$base/")
 got=$(hdrs -H "Cookie: moat_session=1; moat_session=2" "$base/")
 [ "$got" = 401 ] || fail "malformed cookie: HTTP $got"
 pass "a forged session token and a malformed cookie are refused"
+got=$(hdrs --data "csrf=$(head -c 5000 /dev/zero | tr '\0' a)" "$base/signout")
+[ "$got" = 413 ] || fail "a 5000-byte form: HTTP $got"
+got=$(hdrs -X GET --data "a=1" "$base/")
+[ "$got" = 400 ] || fail "a GET with a body: HTTP $got"
+pass "a form over 4 KiB (413) and a GET with a body (400) are refused before they are read"
 
 expect_fail "dashboard: unknown operator" moat dashboard --operator nobody
 expect_fail "dashboard: a device is no operator" moat dashboard --operator dev-a
@@ -161,10 +166,10 @@ broker_wait_line "$T/sub-lamp" 'devices/lamp-2/commands/update_interval {"comman
 grep -q '"interval":45' "$T/sub-lamp" || fail "command payload: $(cat "$T/sub-lamp")"
 pass "a command from the dashboard reaches the device (update_interval 45s); bad ones refused"
 
-wait_for 20 recorded dashboard_refused 9 ||
+wait_for 20 recorded dashboard_refused 11 ||
 	fail "refusals not recorded as security events: $(moat events --kind dashboard_refused)"
 moat events --kind dashboard_refused --json | jq -r '.evidence' | sort | uniq -c
-for why in no_session unknown_session bad_cookie link_used bad_csrf link_expired session_expired; do
+for why in no_session unknown_session bad_cookie link_used bad_csrf link_expired session_expired body_too_large unexpected_body; do
 	moat events --kind dashboard_refused --json | jq -r .evidence | grep -q "reason=$why " ||
 		fail "refusal $why not recorded"
 done
