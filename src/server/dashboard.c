@@ -20,10 +20,13 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <openssl/x509.h>
 
 #include "moat/buf.h"
+#include "moat/certinfo.h"
 #include "moat/codec.h"
 #include "moat/dashboard.h"
 #include "moat/deploy.h"
@@ -925,6 +928,87 @@ static void action_form(struct dash_ctx *c, const char *target, const char *acti
 	outf(c, "<button type=\"submit\" id=\"do-%s\">%s</button></form>", action, label);
 }
 
+/* Appends the certificates of the deployment file rel (PEM, several) to cas. */
+static void load_cas(struct dash_ctx *c, const char *rel, STACK_OF(X509) * cas)
+{
+	char path[PATH_MAX];
+	struct moat_err err = {0};
+	if (moat_deploy_path(c->d, path, sizeof(path), rel, &err) != 0) {
+		return;
+	}
+	BIO *bio = BIO_new_file(path, "r");
+	X509 *x = NULL;
+	for (int i = 0; bio && i < 16 &&
+			(x = PEM_read_bio_X509(bio, NULL, moat_pem_no_passphrase, NULL)) != NULL;
+	     i++) {
+		if (!sk_X509_push(cas, x)) {
+			X509_free(x);
+		}
+	}
+	BIO_free(bio);
+}
+
+static void chain_row(struct dash_ctx *c, X509 *x)
+{
+	char subj[256], iss[256];
+	X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	X509_NAME_oneline(X509_get_issuer_name(x), iss, sizeof(iss));
+	out(c, "<tr><td>");
+	esc(c, subj);
+	out(c, "</td><td>");
+	esc(c, iss);
+	out(c, "</td></tr>");
+}
+
+/* The chain of the device's current certificate: the leaf the registry holds, then each
+ * issuer found by name among the deployment's issuing CAs and root (subject and issuer of
+ * each; what a verifier builds, not a verification). */
+static void cert_chain(struct dash_ctx *c, const char *serial)
+{
+	char *pem = NULL;
+	struct moat_err err = {0};
+	if (!serial[0] || moat_registry_cert_pem(c->reg, serial, &pem, &err) != 0) {
+		return;
+	}
+	BIO *bio = BIO_new_mem_buf(pem, -1);
+	X509 *leaf = bio ? PEM_read_bio_X509(bio, NULL, moat_pem_no_passphrase, NULL) : NULL;
+	BIO_free(bio);
+	free(pem);
+	if (!leaf) {
+		return;
+	}
+	STACK_OF(X509) *cas = sk_X509_new_null();
+	if (cas) {
+		load_cas(c, MOAT_ISSUERS_FILE, cas);
+		load_cas(c, "pki/ca.crt", cas);
+	}
+	out(c, "<h2>Certificate chain</h2><table id=\"chain\"><tr><th>subject</th><th>issuer</th>"
+	       "</tr>");
+	chain_row(c, leaf);
+	X509 *cur = leaf;
+	for (int depth = 0; cas && depth < 3; depth++) {
+		if (X509_NAME_cmp(X509_get_subject_name(cur), X509_get_issuer_name(cur)) == 0) {
+			break; /* the root */
+		}
+		X509 *next = NULL;
+		for (int i = 0; i < sk_X509_num(cas) && !next; i++) {
+			X509 *ca = sk_X509_value(cas, i);
+			if (X509_NAME_cmp(X509_get_subject_name(ca), X509_get_issuer_name(cur)) ==
+			    0) {
+				next = ca;
+			}
+		}
+		if (!next) {
+			break;
+		}
+		chain_row(c, next);
+		cur = next;
+	}
+	out(c, "</table>");
+	X509_free(leaf);
+	sk_X509_pop_free(cas, X509_free);
+}
+
 static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 {
 	struct moat_identity ident;
@@ -999,7 +1083,9 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 		     "</button></form>",
 		     c->csrf);
 	}
-	out(c, "</div><h2>Certificates</h2><table id=\"certs\"><tr><th>serial</th><th>from</th>"
+	out(c, "</div>");
+	cert_chain(c, ident.serial_hex);
+	out(c, "<h2>Certificates</h2><table id=\"certs\"><tr><th>serial</th><th>from</th>"
 	       "<th>until</th><th>revoked</th></tr>");
 	struct cert_rows cr = {.c = c, .id = id};
 	checked(c, moat_registry_cert_foreach_of(c->reg, id, cert_row, &cr, &err), &err);

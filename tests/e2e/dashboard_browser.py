@@ -236,6 +236,11 @@ def main():
         check([m for m, n in plots if m == "temperature" and n >= expect["points"]],
               "telemetry plot: %r" % plots)
         check(b.text("#serial") == expect["serial"], "certificate serial: %r" % b.text("#serial"))
+        chain = b.js("[...document.querySelectorAll('#chain tr td:first-child')]"
+                     ".map(e => e.textContent)")
+        check(len(chain) == 3 and "CN=" + dev in chain[0] and "Issuing CA" in chain[1]
+              and "Issuing CA" not in chain[2],
+              "certificate chain: %r" % chain)
         if shots:
             for w, h, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
                 b.screenshot(os.path.join(shots, "device-%s.png" % tag), w, h)
