@@ -647,4 +647,83 @@ typedef void (*moat_registry_stat_cb)(void *ctx, enum moat_registry_stat stat, c
 MOAT_MUST_CHECK int moat_registry_stats(struct moat_registry *reg, int64_t now,
 					moat_registry_stat_cb cb, void *ctx, struct moat_err *err);
 
+/* ---- the dashboard (migration 9, src/registry/dashboard.c) ----
+ * Sign-in links and browser sessions are kept only as the SHA-256 (hex) of their token, so a
+ * copy of the registry signs nobody in. Times are ms since the epoch. */
+
+enum moat_dash_token {
+	MOAT_DASH_TOKEN_OK = 0,
+	MOAT_DASH_TOKEN_UNKNOWN, /* no such token */
+	MOAT_DASH_TOKEN_USED,	 /* a link used already (links are single-use) */
+	MOAT_DASH_TOKEN_EXPIRED,
+};
+const char *moat_dash_token_name(enum moat_dash_token t); /* ok, unknown, used, expired */
+
+/* Records a sign-in link for operator, valid until expires_ms, that opens a session of
+ * session_ms. Links and sessions expired more than a day ago are pruned. */
+MOAT_MUST_CHECK int moat_registry_dash_link_add(struct moat_registry *reg, const char *token_sha256,
+						const char *operator_id, int64_t now_ms,
+						int64_t expires_ms, int64_t session_ms,
+						struct moat_err *err);
+/* Spends a link: only an unused, unexpired one changes (whoever else holds the registry),
+ * and *out says which; on MOAT_DASH_TOKEN_OK operator_id and *session_ms are set. */
+MOAT_MUST_CHECK int moat_registry_dash_link_use(struct moat_registry *reg, const char *token_sha256,
+						int64_t now_ms, char operator_id[MOAT_ID_BUF_LEN],
+						int64_t *session_ms, enum moat_dash_token *out,
+						struct moat_err *err);
+MOAT_MUST_CHECK int moat_registry_dash_session_add(struct moat_registry *reg,
+						   const char *token_sha256,
+						   const char *operator_id, int64_t now_ms,
+						   int64_t expires_ms, struct moat_err *err);
+/* The session's operator when it is known and unexpired (*out: ok, unknown or expired). */
+MOAT_MUST_CHECK int moat_registry_dash_session_get(struct moat_registry *reg,
+						   const char *token_sha256, int64_t now_ms,
+						   char operator_id[MOAT_ID_BUF_LEN],
+						   enum moat_dash_token *out, struct moat_err *err);
+/* Ends a session (sign out); an unknown one is no error. */
+MOAT_MUST_CHECK int moat_registry_dash_session_end(struct moat_registry *reg,
+						   const char *token_sha256, struct moat_err *err);
+
+/* The device table: every filter NULL or "" matches all. */
+struct moat_dash_device_filter {
+	const char *search;  /* a substring of the id */
+	const char *type;    /* device type */
+	const char *status;  /* active, disabled or revoked */
+	const char *conn;    /* online, offline or unknown (what ingest saw) */
+	const char *release; /* the version it reports running */
+	const char *tag;
+	/* only_json: a JSON array of identity names the device must be among (a group's
+	 * members, found in C), NULL: any */
+	const char *only_json;
+	int64_t offset, limit; /* limit 0: no bound */
+};
+/* One device row; pointers valid during the callback. */
+struct moat_dash_device {
+	const char *id, *type, *status, *release;
+	enum moat_conn_state conn;
+	int64_t last_seen_ms;	/* 0: never */
+	int64_t cert_not_after; /* of its newest unrevoked certificate; 0: none */
+};
+typedef int (*moat_dash_device_cb)(const struct moat_dash_device *d, void *ctx);
+/* The devices matching f ordered by id, one page (offset, limit) of them (cb NULL: none),
+ * and how many match in all (*out_total, may be NULL). */
+MOAT_MUST_CHECK int moat_registry_dash_devices(struct moat_registry *reg,
+					       const struct moat_dash_device_filter *f,
+					       moat_dash_device_cb cb, void *ctx,
+					       int64_t *out_total, struct moat_err *err);
+/* The certificates of one identity (registered, not deleted), oldest first. */
+MOAT_MUST_CHECK int moat_registry_cert_foreach_of(struct moat_registry *reg, const char *identity,
+						  moat_cert_cb cb, void *ctx, struct moat_err *err);
+/* The tags of device, by name. */
+typedef int (*moat_tag_cb)(const char *tag, void *ctx);
+MOAT_MUST_CHECK int moat_registry_tag_foreach(struct moat_registry *reg, const char *device,
+					      moat_tag_cb cb, void *ctx, struct moat_err *err);
+/* Raw telemetry messages of device received at or after since_ms, oldest first, at most
+ * limit of them (the newest, 0: all). */
+typedef int (*moat_telemetry_raw_cb)(int64_t at_ms, const char *payload, size_t len, void *ctx);
+MOAT_MUST_CHECK int moat_registry_telemetry_foreach(struct moat_registry *reg, const char *device,
+						    int64_t since_ms, int64_t limit,
+						    moat_telemetry_raw_cb cb, void *ctx,
+						    struct moat_err *err);
+
 #endif

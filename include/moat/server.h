@@ -18,8 +18,11 @@
  *   GET  /.well-known/est/csrattrs         no client auth; the CSR attributes moat asks for
  *   POST /.well-known/est/simpleenroll     HTTP Basic id:token, or a claim certificate
  *   POST /.well-known/est/simplereenroll   the device's current certificate
- * Only these four paths authenticate otherwise; every other path needs the client
- * certificate as above.
+ * The dashboard (moat/dashboard.h, docs/DASHBOARD.md) under /dashboard: an operator's
+ * certificate or a session cookie from a one-time link (`moat dashboard`), GET pages and
+ * CSRF-protected POST actions.
+ * Only these four paths and /dashboard authenticate otherwise; every other path needs the
+ * client certificate as above.
  * Which release is offered: release.h; request parsing: http_parse.h; update events:
  * update_schema.h.
  *

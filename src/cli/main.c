@@ -32,6 +32,7 @@ static const struct group groups[] = {
 	{"watch", watch_main, "live telemetry, status and command responses"},
 	{"events", events_main, "security events and anomalies moatd recorded (--follow)"},
 	{"fleet", fleet_main, "the fleet at a glance: states, types, releases, anomalies"},
+	{"dashboard", dashboard_main, "a one-time sign-in link to the web dashboard"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
 	{"audit", audit_main,

@@ -232,6 +232,25 @@ const char *const moat_registry_migrations[] = {
 	"ALTER TABLE rollouts ADD COLUMN accepted_at INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE rollout_devices ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE rollout_devices ADD COLUMN joined_at INTEGER;",
+	/* 10: the dashboard's sign-in (dashboard.c): one-time links printed by `moat dashboard`
+	 * and the browser sessions they open, each kept only as the SHA-256 of its token; the
+	 * device page's index on telemetry */
+	"CREATE TABLE dashboard_links ("
+	"  token_sha256 TEXT PRIMARY KEY,"
+	"  operator TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  expires_ms INTEGER NOT NULL,"
+	"  session_ms INTEGER NOT NULL CHECK (session_ms > 0),"
+	"  used_ms INTEGER"
+	") WITHOUT ROWID;"
+	"CREATE TABLE dashboard_sessions ("
+	"  token_sha256 TEXT PRIMARY KEY,"
+	"  operator TEXT NOT NULL,"
+	"  created_ms INTEGER NOT NULL,"
+	"  expires_ms INTEGER NOT NULL"
+	") WITHOUT ROWID;"
+	/* a device page's telemetry plot reads one device's recent messages */
+	"CREATE INDEX telemetry_device ON telemetry(device, at_ms);",
 };
 
 const int moat_registry_migration_count =

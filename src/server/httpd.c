@@ -47,6 +47,7 @@
 #include "moat/certinfo.h"
 #include "moat/client_cert.h"
 #include "moat/connguard.h"
+#include "moat/dashboard.h"
 #include "moat/deploy.h"
 #include "moat/fsutil.h"
 #include "moat/http_parse.h"
@@ -107,6 +108,7 @@ struct moat_httpd {
 	pthread_t thread;
 	int64_t summary_ms;			/* last events_suppressed check */
 	struct moat_est *est;			/* EST under /.well-known/est/ (est.c) */
+	struct moat_dash *dash;			/* the dashboard under /dashboard */
 	_Atomic(struct moat_export *) exporter; /* /metrics' counters, NULL when none */
 	_Atomic(struct moat_ingest *) ingest;	/* /metrics' ingest stats, NULL when none */
 };
@@ -125,6 +127,7 @@ struct req_ctx {
 	bool close;				   /* answer with Connection: close */
 	enum moat_http_route route;
 	bool est;   /* an EST route: its own authentication (est.c) */
+	bool dash;  /* under /dashboard: its own authentication (dashboard.c) */
 	char *body; /* an EST POST's body, at most MOAT_EST_BODY_MAX bytes */
 	size_t body_len;
 	char serial[MOAT_SERIAL_HEX_LEN * 2]; /* of the client certificate authenticated */
@@ -982,6 +985,127 @@ static enum MHD_Result serve_request(struct moat_httpd *h, struct moat_deploy *d
 				     struct MHD_Connection *conn, struct req_ctx *rc,
 				     const char *url, const char *method);
 
+/* "/dashboard" and everything under "/dashboard/". */
+static bool is_dashboard(const char *url)
+{
+	size_t n = strlen(MOAT_DASH_PREFIX);
+	return url && strncmp(url, MOAT_DASH_PREFIX, n) == 0 && (url[n] == '\0' || url[n] == '/');
+}
+
+/* A dashboard request refused before it is read (method and body size): a security event
+ * like dashboard.c's own refusals, within the guard's budget. */
+static enum MHD_Result dash_refuse_early(struct moat_httpd *h, struct MHD_Connection *conn,
+					 struct req_ctx *rc, unsigned status, const char *note,
+					 const char *text)
+{
+	snprintf(rc->note, sizeof(rc->note), "%s", note);
+	struct conn_ctx *ctx = conn_of(conn);
+	uint64_t suppressed = 0;
+	pthread_mutex_lock(&h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(h->guard, MOAT_CG_AUTH_REFUSED,
+					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
+					     moat_time_mono_ms(), &suppressed);
+	pthread_mutex_unlock(&h->guard_mu);
+	if (allowed) {
+		char sup[24];
+		snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+		moat_log(MOAT_LOG_WARN,
+			 "event=dashboard_refused client=%s operator=- reason=%s suppressed=%s",
+			 rc->client, note, suppressed ? sup : NULL);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "reason=%s path=%.64s suppressed=%llu", note,
+			 rc->path, (unsigned long long)suppressed);
+		moat_server_security_event("dashboard_refused", MOAT_SEV_MEDIUM, NULL, rc->client,
+					   evidence);
+	}
+	rc->close = true;
+	return send_text(conn, rc, status, text);
+}
+
+/* The first call for a dashboard request: GET without a body, or POST with a form of at
+ * most MOAT_DASH_BODY_MAX bytes, decided from the headers before any body is read. */
+static enum MHD_Result dash_begin(struct moat_httpd *h, struct MHD_Connection *conn,
+				  struct req_ctx *rc, const char *method)
+{
+	const char *cl =
+		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+	bool chunked = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+						   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
+	if (strcmp(method, MHD_HTTP_METHOD_POST) != 0) {
+		if (chunked || (cl && strcmp(cl, "0") != 0)) {
+			return dash_refuse_early(h, conn, rc, MHD_HTTP_BAD_REQUEST,
+						 "unexpected_body", "no request body expected");
+		}
+		return MHD_YES;
+	}
+	int64_t len = 0;
+	if (chunked || !cl || moat_int_parse(cl, 0, MOAT_DASH_BODY_MAX, &len, NULL) != 0) {
+		return dash_refuse_early(h, conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+					 "a form of known length up to 4 KiB");
+	}
+	rc->body = malloc(MOAT_DASH_BODY_MAX);
+	return rc->body ? MHD_YES : MHD_NO;
+}
+
+static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
+			     struct MHD_Connection *conn, struct req_ctx *rc,
+			     struct moat_identity *ident, enum moat_role want);
+
+struct dash_budget {
+	struct moat_httpd *h;
+	struct MHD_Connection *conn;
+};
+
+/* dash_request's event_allowed: the guard's budget for refusals (as auth_refused's). */
+static bool dash_event_allowed(void *vctx, uint64_t *suppressed)
+{
+	struct dash_budget *b = vctx;
+	struct conn_ctx *ctx = conn_of(b->conn);
+	pthread_mutex_lock(&b->h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(b->h->guard, MOAT_CG_AUTH_REFUSED,
+					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
+					     moat_time_mono_ms(), suppressed);
+	pthread_mutex_unlock(&b->h->guard_mu);
+	return allowed;
+}
+
+/* The last call for a dashboard request: an operator's certificate, when the client sent
+ * one that authenticates, else dashboard.c's own sign-in. */
+static enum MHD_Result dash_finish(struct moat_httpd *h, struct moat_deploy *d,
+				   struct MHD_Connection *conn, struct req_ctx *rc, const char *url,
+				   const char *method)
+{
+	struct req_ctx probe = {0};
+	struct dash_budget budget = {h, conn};
+	struct moat_identity ident;
+	bool operator_cert = false;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	unsigned int npeers = 0;
+	if (ci && ci->tls_session &&
+	    gnutls_certificate_get_peers((gnutls_session_t)ci->tls_session, &npeers) &&
+	    npeers > 0) {
+		operator_cert = authenticate(h, d, conn, &probe, &ident, MOAT_ROLE_OPERATOR) == 0;
+	}
+	struct dash_request rq = {
+		.url = url,
+		.method = method,
+		.client = rc->client,
+		.cert_operator = operator_cert ? ident.id : NULL,
+		.body = rc->body,
+		.body_len = rc->body_len,
+		.event_allowed = dash_event_allowed,
+		.event_ctx = &budget,
+	};
+	char op[MOAT_ID_BUF_LEN];
+	enum MHD_Result r =
+		dash_serve(h->dash, d, conn, &rq, &rc->status, rc->note, sizeof(rc->note), op);
+	snprintf(rc->id, sizeof(rc->id), "%s", op);
+	return r;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
 				  const char *method, const char *version, const char *upload_data,
 				  size_t *upload_data_size, void **con_cls)
@@ -1029,6 +1153,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		if (rc->est) {
 			return est_begin(conn, rc, method);
 		}
+		rc->dash = is_dashboard(url);
+		if (rc->dash) {
+			return dash_begin(h, conn, rc, method);
+		}
 		/* Refuse a request body before it is read: no other route takes one. */
 		const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
 							     MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -1042,6 +1170,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 						 : MHD_HTTP_METHOD_NOT_ALLOWED,
 					 "no request body expected");
 		}
+		return MHD_YES;
+	}
+	if (rc->dash && *upload_data_size != 0) {
+		if (rc->status == 0 &&
+		    (!rc->body || *upload_data_size > MOAT_DASH_BODY_MAX - rc->body_len)) {
+			snprintf(rc->note, sizeof(rc->note), "body_too_large");
+			*upload_data_size = 0;
+			return send_text(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "form too large");
+		}
+		if (rc->status == 0) {
+			memcpy(rc->body + rc->body_len, upload_data, *upload_data_size);
+			rc->body_len += *upload_data_size;
+		}
+		*upload_data_size = 0;
 		return MHD_YES;
 	}
 	if (rc->est && rc->status != 0 && *upload_data_size != 0) {
@@ -1070,8 +1212,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return MHD_YES;
 	}
 	struct moat_deploy *d = pool_get(h);
-	enum MHD_Result res = rc->est ? est_finish(h, d, conn, rc)
-				      : serve_request(h, d, conn, rc, url, method);
+	enum MHD_Result res = rc->est	 ? est_finish(h, d, conn, rc)
+			      : rc->dash ? dash_finish(h, d, conn, rc, url, method)
+					 : serve_request(h, d, conn, rc, url, method);
 	pool_put(h, d);
 	return res;
 }
@@ -1413,6 +1556,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	if ((rc = est_open(h->d, &h->est, err)) != 0) {
 		goto out;
 	}
+	if ((rc = dash_open(opts->dir, &h->dash, err)) != 0) {
+		goto out;
+	}
 
 	const char *listen = opts->listen_addr;
 	if (!listen) {
@@ -1531,6 +1677,7 @@ void moat_httpd_stop(struct moat_httpd *h)
 		close(h->wake);
 	}
 	est_close(h->est);
+	dash_close(h->dash);
 	moat_crl_set_free(h->crls);
 	X509_free(h->ca);
 	if (h->key_pem) {

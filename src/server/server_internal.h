@@ -71,4 +71,33 @@ void est_close(struct moat_est *e);
 void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_request *req,
 		struct est_answer *a);
 
+/* ---- the dashboard (dashboard.c), called by httpd.c on any of its threads ---- */
+
+#include <microhttpd.h>
+
+/* What httpd.c read of a request under /dashboard. */
+struct dash_request {
+	const char *url; /* the path, decoded by moat_http_unescape */
+	const char *method;
+	const char *client;	   /* the peer's address */
+	const char *cert_operator; /* the active operator the client certificate authenticated
+				      (mutual TLS), else NULL */
+	const char *body;	   /* a POST's form, at most MOAT_DASH_BODY_MAX bytes */
+	size_t body_len;
+	/* May a refusal be recorded as a security event now? (the connection guard's budget
+	 * for refusals, per source and per kind: a flood of refused requests cannot flood the
+	 * registry); *suppressed: how many were not since the last one that was */
+	bool (*event_allowed)(void *ctx, uint64_t *suppressed);
+	void *event_ctx;
+};
+struct moat_dash;
+/* dir: the deployment (revocations open it for writing, as the CRL keeper does). */
+int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err);
+void dash_close(struct moat_dash *dash);
+/* Answers one dashboard request with d, the calling thread's deployment handle; *status
+ * and note (a word, for the request's log line) say how, op (MOAT_ID_BUF_LEN) who. */
+enum MHD_Result dash_serve(struct moat_dash *dash, struct moat_deploy *d,
+			   struct MHD_Connection *conn, const struct dash_request *rq,
+			   unsigned *status, char *note, size_t note_size, char *op);
+
 #endif
