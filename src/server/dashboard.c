@@ -1526,6 +1526,7 @@ static enum MHD_Result rollout_action(struct dash_ctx *c, int64_t id)
 	int rc = moat_rollout_act(c->reg, id,
 				  strcmp(act, "pause") == 0 ? MOAT_ROLLOUT_PAUSE
 							    : MOAT_ROLLOUT_RESUME,
+				  false /* a halted rollout's failures are accepted from the CLI */,
 				  moat_time_now(), &row, &err);
 	action_event(c, NULL, act, subject, rc == 0 ? "done" : "failed");
 	note(c, rc == 0 ? act : "action_failed");

@@ -170,12 +170,12 @@ wait_for 20 recorded dashboard_refused 11 ||
 	fail "refusals not recorded as security events: $(moat events --kind dashboard_refused)"
 moat events --kind dashboard_refused --json | jq -r '.evidence' | sort | uniq -c
 for why in no_session unknown_session bad_cookie link_used bad_csrf link_expired session_expired body_too_large unexpected_body; do
-	moat events --kind dashboard_refused --json | jq -r .evidence | grep -q "reason=$why " ||
+	moat events --kind dashboard_refused --json | jq -r .evidence | qgrep "reason=$why " ||
 		fail "refusal $why not recorded"
 done
-moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=session action=disable outcome=done" ||
+moat events --kind dashboard_action --json | jq -r .evidence | qgrep "operator=op-1 via=session action=disable outcome=done" ||
 	fail "the disable action was not recorded with the operator: $(moat events --kind dashboard_action)"
-moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=certificate action=command command=update_interval id=dash-[0-9a-f]* outcome=sent" ||
+moat events --kind dashboard_action --json | jq -r .evidence | qgrep "operator=op-1 via=certificate action=command command=update_interval id=dash-[0-9a-f]* outcome=sent" ||
 	fail "the command was not recorded with the operator: $(moat events --kind dashboard_action)"
 pass "every refusal and action is a security event (the operator named)"
 
@@ -212,13 +212,13 @@ echo "browser: $(cat "$T/seen.json") ($(( $(date +%s%3N) - start )) ms)"
 pass "Chromium: signed in with the link; Fleet, Devices (filters), Device (plot), Security events, Firmware match the registry"
 [ "$(moat --json device show dev-b | jq -r .identity.status)" = revoked ] || fail "dev-b not revoked in the registry"
 plugin_client_closed "$SUB_B" "$T/sub-b.err" dev-b
-moat events --kind dashboard_action --json | jq -r .evidence | grep -q "operator=op-1 via=session action=revoke reason=keyCompromise outcome=done\|operator=op-1 via=session action=revoke reason=key-compromise outcome=done" ||
+moat events --kind dashboard_action --json | jq -r .evidence | qgrep "operator=op-1 via=session action=revoke reason=keyCompromise outcome=done\|operator=op-1 via=session action=revoke reason=key-compromise outcome=done" ||
 	fail "revoke not recorded: $(moat events --kind dashboard_action)"
 got=$(broker_pub dev-b dev-b devices/dev-b/telemetry x 2>&1) && fail "revoked dev-b still publishes"
 pass "revoked in the browser: dev-b is kicked by the broker and refused on reconnecting"
 [ "$(moat fw rollout status 1 --json | jq -r '[.. | .state? | strings] | first')" = running ] ||
 	fail "rollout after pause and resume: $(moat fw rollout status 1)"
-moat events --kind dashboard_action --json | jq -r .evidence | grep -q "action=pause rollout-1 outcome=done" ||
+moat events --kind dashboard_action --json | jq -r .evidence | qgrep "action=pause rollout-1 outcome=done" ||
 	fail "pause not recorded: $(moat events --kind dashboard_action)"
 pass "a rollout paused and resumed in the browser (confirmed, recorded)"
 
