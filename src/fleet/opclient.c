@@ -9,6 +9,7 @@
  * in the plugin's security event for this client id, which the deployment's events file
  * holds when the CLI runs where the broker runs: a refusal quotes it.
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,6 +323,18 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 	    (rc = moat_deploy_identity_path(d, name, "cert.pem", cert, sizeof(cert), err)) != 0 ||
 	    (rc = moat_deploy_identity_path(d, name, "key.pem", key, sizeof(key), err)) != 0) {
 		return rc;
+	}
+	/* libmosquitto says only that TLS setup failed: name the file and why first (a
+	 * service identity never created is the usual cause, e.g. moatd's ingest) */
+	const char *const files[] = {cert, key};
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (access(files[i], R_OK) != 0) {
+			int e = errno;
+			return moat_err_set(err, e == ENOENT ? MOAT_ENOENT : MOAT_EIO,
+					    "%s: %s: %s%s", name, files[i], strerror(e),
+					    e == ENOENT ? " (moat identity add creates an identity)"
+							: "");
+		}
 	}
 	if (!host || !host[0]) {
 		host = moat_deploy_settings(d)->client_host;

@@ -2,7 +2,9 @@
 # test_moatd_up.sh: `moat up` runs moatd beside the broker under one supervisor: moatd
 # answers on [server] port with the deployment's PKI, logs to log/moatd.log, ingests
 # update events through the broker as backend-service, is restarted when it dies, and
-# `moat down` stops it with everything else.
+# `moat down` stops it with everything else. The deployment is made under umask 077, as on
+# a hardened host: moatd (its own account) must still read what it needs.
+umask 077
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
