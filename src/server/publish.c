@@ -59,6 +59,11 @@ static int copy_verified(const char *src, const char *dst, const struct moat_man
 		goto out;
 	}
 	tmp_made = true;
+	/* moatd (its own account) serves it: the mode exact whatever root's umask is */
+	if (fchmod(outfd, 0644) != 0) {
+		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: chmod", tmp);
+		goto out;
+	}
 	for (;;) {
 		ssize_t n = read(in, buf, COPY_BUF_BYTES);
 		if (n < 0 && errno == EINTR) {

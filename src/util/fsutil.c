@@ -217,7 +217,14 @@ int moat_fs_mkdirs(const char *path, mode_t mode, struct moat_err *err)
 		if (*p == '/' || *p == '\0') {
 			char saved = *p;
 			*p = '\0';
-			if (mkdir(buf, mode) != 0 && errno != EEXIST) {
+			if (mkdir(buf, mode) == 0) {
+				/* as moat_fs_write_atomic: umask may have narrowed mode (077
+				 * would hide a release from moatd's account); make it exact */
+				if (chmod(buf, mode) != 0) {
+					return moat_err_errno(err, MOAT_EIO, errno, "%s: chmod",
+							      buf);
+				}
+			} else if (errno != EEXIST) {
 				return moat_err_errno(err, MOAT_EIO, errno, "%s", buf);
 			}
 			*p = saved;

@@ -4,7 +4,9 @@
 # starts it on trial and it confirms; the next check finds nothing newer; a release that
 # crashes on trial is reverted and not staged again while moatd still offers it, a later
 # one is; moat-update --report prints its progress and outcome as JSON lines (what
-# moat-agent reads); a revoked device is refused by moatd and keeps its version.
+# moat-agent reads); a revoked device is refused by moatd and keeps its version. All under
+# umask 077, as on a hardened host: moatd (its own account) must still read the releases.
+umask 077
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fw.sh"
 source "$(dirname "$0")/lib_update.sh"
