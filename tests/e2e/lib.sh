@@ -37,6 +37,12 @@ e2e_cleanup() {
 	for c in "${E2E_CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
 	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
 	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	# A deployment still up (a test that started one itself and ended, or skipped, before
+	# its own `moat down`): stopped here, or its broker and moatd outlive the test.
+	local s
+	while IFS= read -r s; do
+		moat --dir "${s%/run/supervise.pid}" down --timeout 20s >/dev/null 2>&1 || true
+	done < <(find "$T" -maxdepth 4 -path '*/run/supervise.pid' 2>/dev/null)
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		echo "--- test failed (rc=$rc); files kept in $T" >&2
 	else
