@@ -27,6 +27,10 @@
  * its length. */
 size_t moat_http_unescape(char *s);
 
+/* The value of one hex digit of a %HH escape (either case), or -1 (also the dashboard's
+ * form decoder). */
+int moat_http_hex_value(char c);
+
 enum moat_http_route {
 	MOAT_ROUTE_NOT_FOUND = 0,
 	MOAT_ROUTE_VERSION,  /* /api/firmware/version */

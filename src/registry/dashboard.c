@@ -361,31 +361,11 @@ int moat_registry_cert_foreach_of(struct moat_registry *reg, const char *identit
 {
 	sqlite3_stmt *st = NULL;
 	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT serial, not_before, not_after, revoked_at, reason FROM "
-			       "certificates WHERE identity = ?1 ORDER BY not_before, serial",
+			       "SELECT serial, identity, not_before, not_after, revoked_at, reason "
+			       "FROM certificates WHERE identity = ?1 ORDER BY not_before, serial",
 			       -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail(reg, err, "certificate list");
 	}
 	sqlite3_bind_text(st, 1, identity, -1, SQLITE_STATIC);
-	int rc = 0;
-	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		struct moat_cert_row row;
-		memset(&row, 0, sizeof(row));
-		reg_column_text(st, 0, row.serial_hex, sizeof(row.serial_hex));
-		snprintf(row.identity, sizeof(row.identity), "%s", identity);
-		row.not_before = sqlite3_column_int64(st, 1);
-		row.not_after = sqlite3_column_int64(st, 2);
-		row.revoked = sqlite3_column_type(st, 3) != SQLITE_NULL;
-		row.revoked_at = sqlite3_column_int64(st, 3);
-		row.reason = sqlite3_column_int(st, 4);
-		if ((rc = cb(&row, ctx)) != 0) {
-			break;
-		}
-	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "certificate list");
-	}
-	sqlite3_finalize(st);
-	return rc;
+	return reg_cert_rows(reg, st, cb, ctx, err);
 }

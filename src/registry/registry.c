@@ -597,6 +597,12 @@ int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moa
 	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail(reg, err, "certificate list");
 	}
+	return reg_cert_rows(reg, st, cb, ctx, err);
+}
+
+int reg_cert_rows(struct moat_registry *reg, sqlite3_stmt *st, moat_cert_cb cb, void *ctx,
+		  struct moat_err *err)
+{
 	int rc = 0;
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "moat/dashboard.h"
+#include "moat/http_parse.h"
 
 bool moat_dash_token_ok(const char *s)
 {
@@ -81,20 +82,6 @@ int moat_dash_cookie_get(const char *header, const char *name, char *out, size_t
 	return found ? 0 : MOAT_ENOENT;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9') {
-		return c - '0';
-	}
-	if (c >= 'a' && c <= 'f') {
-		return c - 'a' + 10;
-	}
-	if (c >= 'A' && c <= 'F') {
-		return c - 'A' + 10;
-	}
-	return -1;
-}
-
 /* Decodes [s, s + len) into out (size bytes); -1 when malformed or too long. */
 static int form_decode(const char *s, size_t len, char *out, size_t size)
 {
@@ -107,8 +94,8 @@ static int form_decode(const char *s, size_t len, char *out, size_t size)
 			if (i + 2 >= len) {
 				return -1;
 			}
-			int hi = hexval(s[i + 1]);
-			int lo = hexval(s[i + 2]);
+			int hi = moat_http_hex_value(s[i + 1]);
+			int lo = moat_http_hex_value(s[i + 2]);
 			if (hi < 0 || lo < 0) {
 				return -1;
 			}

@@ -16,7 +16,7 @@ static bool is_lower_hex(char c)
 	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
 }
 
-static int hex_value(char c)
+int moat_http_hex_value(char c)
 {
 	if (c >= '0' && c <= '9') {
 		return c - '0';
@@ -36,8 +36,8 @@ size_t moat_http_unescape(char *s)
 	size_t w = 0;
 
 	while (s[r]) {
-		int hi = s[r] == '%' ? hex_value(s[r + 1]) : -1;
-		int lo = hi >= 0 ? hex_value(s[r + 2]) : -1;
+		int hi = s[r] == '%' ? moat_http_hex_value(s[r + 1]) : -1;
+		int lo = hi >= 0 ? moat_http_hex_value(s[r + 2]) : -1;
 		if (lo < 0 || (hi == 0 && lo == 0)) {
 			s[w++] = s[r++]; /* not an escape, or %00: kept as it is */
 			continue;
