@@ -55,7 +55,13 @@ static int write_new(const char *path, const void *data, size_t len, mode_t mode
 		close(fd);
 		return moat_err_errno(err, MOAT_EIO, e, "%s", path);
 	}
-	/* no fchmod: the umask can only narrow mode, and key.pem is created 0600 */
+	/* exact mode whatever the umask: under 077 cert.pem would be root's alone, and moatd
+	 * (its own account) could not read its service identity's certificate */
+	if (fchmod(fd, mode) != 0) {
+		int e = errno;
+		close(fd);
+		return moat_err_errno(err, MOAT_EIO, e, "%s: chmod", path);
+	}
 	if (close(fd) != 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
 	}

@@ -211,9 +211,8 @@ int moat_deploy_own(struct moat_deploy *d, enum moat_deploy_own_mode mode, struc
 	if ((rc = moat_path_join(svc, sizeof(svc), err, "pki/identities/%s", as)) != 0) {
 		return rc;
 	}
-	char svc_key[PATH_MAX], svc_cert[PATH_MAX];
-	if ((rc = moat_path_join(svc_key, sizeof(svc_key), err, "%s/key.pem", svc)) != 0 ||
-	    (rc = moat_path_join(svc_cert, sizeof(svc_cert), err, "%s/cert.pem", svc)) != 0) {
+	char svc_key[PATH_MAX];
+	if ((rc = moat_path_join(svc_key, sizeof(svc_key), err, "%s/key.pem", svc)) != 0) {
 		return rc;
 	}
 	/* Directories: moatd's group may add entries (SQLite's -wal and -shm, a re-signed CRL,
@@ -252,11 +251,9 @@ int moat_deploy_own(struct moat_deploy *d, enum moat_deploy_own_mode mode, struc
 	}
 	/* Its MQTT identity: read, never written (renewals stay root's; the setgid directory
 	 * gives a renewed key the group, this runs again after each change and puts back
-	 * the group's read bit). The certificate too: written under root's umask (077 on a
-	 * hardened host) it would be root's alone, and the ingest could not connect. */
+	 * the group's read bit). */
 	if ((rc = set_owner(d->dir, svc, true, keep_uid, g, 0700, 02050, err)) != 0 ||
-	    (rc = set_owner(d->dir, svc_key, false, keep_uid, g, 0600, 0040, err)) != 0 ||
-	    (rc = set_owner(d->dir, svc_cert, false, keep_uid, g, 0644, 0040, err)) != 0) {
+	    (rc = set_owner(d->dir, svc_key, false, keep_uid, g, 0600, 0040, err)) != 0) {
 		return rc;
 	}
 	return 0;
