@@ -501,6 +501,7 @@ static void test_settings(void **state)
 		"[monitor]\nwebhook_retry_min = 10m\nwebhook_retry_max = 1m\n",
 		"[monitor]\nwebhook_summary = 1\n",
 		"[monitor]\nwebhook_gather = 2m\n",
+		"[monitor]\nwebhook_gather = 2\n", /* a duration needs its unit */
 		"[monitor]\ndedup_window = 2h\n",
 		"[monitor]\ndedup_window = 60\n",
 		"[monitor]\nunknown = 1\n",
