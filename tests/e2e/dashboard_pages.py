@@ -246,6 +246,23 @@ class Pages:
         check(b.text("#status") == status_after, "device page after %s: %r"
               % (action, b.text("#status")))
 
+    def revoke_cancelled(self, dev):
+        """Revoke is not undone: only its Cancel is taken here (test_dashboard confirms one)."""
+        b = self.b
+        n = len(action_events())
+        b.goto(self.base + "/device/" + dev)
+        b.js("document.querySelector('select[name=reason]').value = 'superseded'")
+        b.click("#do-revoke")
+        check(b.text("#confirm-text") == "Revoke device %s for superseded?" % dev,
+              "confirm page: %r" % b.text("#confirm-text"))
+        b.click("#confirm + a")
+        check(b.js("location.pathname") == "/dashboard", "cancel went to %r"
+              % b.js("location.href"))
+        show = moat("device", "show", dev)
+        check(show["identity"]["status"] == "active" and not show["identity"]["cert_revoked"],
+              "revoked although cancelled: %r" % show["identity"])
+        check(len(action_events()) == n, "a cancelled revoke was recorded")
+
     def rollout_action(self, action, state_after):
         b = self.b
         rid = self.x["rollout"]
@@ -320,6 +337,8 @@ def main():
         for step in (p.fleet, p.firmware, p.device_plots):
             step()
         p.device_action(x["toggle_device"], "disable", "disabled", "disabled")
+        p.fleet()  # the disabled card and the by-type rows follow the registry
+        p.revoke_cancelled(x["keep_device"])
         p.filters()
         p.device_action(x["toggle_device"], "enable", "active", "enabled")
         p.rollout_action("pause", "paused")

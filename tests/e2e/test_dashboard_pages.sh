@@ -15,7 +15,9 @@
 # of the devices table and the events page. Actions by clicking, each first cancelled on its
 # confirmation page (nothing changes) and then confirmed: disable and enable (the registry
 # changes, an event names the operator), pause and resume the rollout (events), and a
-# diagnostics command to the simulated device, whose answer the registry and the page show.
+# diagnostics command to the simulated device, whose answer the registry and the page show;
+# a revoke is only cancelled (test_dashboard.sh confirms one). Fleet is read again after the
+# disable.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_dashboard.sh"
@@ -75,7 +77,8 @@ types=$(moat --json device list | jq -c 'map(select(.role == "device") | {(.id):
 run_json=$(for d in "${!running[@]}"; do echo "{\"$d\": \"${running[$d]}\"}"; done | jq -cs add)
 cat >"$T/expect.json" <<EOF2
 {"operator": "op-1", "rollout": 1, "telemetry_device": "s-1",
- "points": {"1h": 5, "24h": 143}, "toggle_device": "l-2", "command_device": "gw-1",
+ "points": {"1h": 5, "24h": 143}, "toggle_device": "l-2", "keep_device": "l-3",
+ "command_device": "gw-1",
  "event_device": "l-2", "types": $types, "running": $run_json,
  "releases": [["lamp", "1.1.0"], ["sensor", "2.0.0"], ["sensor", "2.1.0"]],
  "filter_release": "2.1.0",
