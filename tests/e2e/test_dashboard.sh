@@ -12,11 +12,9 @@
 # CSP, frame and sniffing rules.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_dashboard.sh"
 PY=/usr/bin/python3
-command -v chromium >/dev/null || skip "chromium not installed (scripts/bootstrap installs it)"
-command -v certutil >/dev/null || skip "certutil not installed (libnss3-tools)"
-"$PY" -c 'import websocket' 2>/dev/null || skip "python3-websocket not installed"
-command -v jq >/dev/null || skip "jq not installed"
+dash_require
 broker_require
 
 e2e_init
@@ -190,9 +188,7 @@ pass "30 refused requests from one source: $n events (the guard's budget per sou
 
 # ---- the browser ----
 BH="$T/browser"
-mkdir -p "$BH/.pki/nssdb"
-certutil -N -d "sql:$BH/.pki/nssdb" --empty-password
-certutil -A -d "sql:$BH/.pki/nssdb" -n moat-e2e-root -t "C,," -i "$D/pki/ca.crt"
+dash_browser_home "$BH"
 ids=$(moat --json device list | jq -c '[.[] | select(.role == "device") | .id] | sort')
 serial=$(moat --json device show dev-a | jq -r .identity.serial)
 cat >"$T/expect.json" <<EOF2
