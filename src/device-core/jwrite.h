@@ -206,4 +206,8 @@ static inline bool ip_syntax_ok(const char *s)
 	return !given(s) || in_class(s, 64, true, true, ".:");
 }
 
+/* "checked", "downloading", ...: update events' stages (msg.c), named for moat's own
+ * parsers by mdev_update_stage_name (msg_linux.c). */
+extern const char *const mdev_stage_names[MDEV_UPD_STAGE_COUNT];
+
 #endif

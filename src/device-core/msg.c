@@ -205,19 +205,6 @@ int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t 
 	return jw_finish(&w, out_len);
 }
 
-int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
-			   const char *agent_version, char *buf, size_t size, size_t *out_len)
-{
-	struct mdev_status s = {device_id, true, true, timestamp_ms, ip_address, agent_version};
-	return mdev_msg_status(&s, buf, size, out_len);
-}
-
-int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len)
-{
-	struct mdev_status s = {device_id, false, false, 0, NULL, NULL};
-	return mdev_msg_status(&s, buf, size, out_len);
-}
-
 int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len)
 {
 	struct jw w;
@@ -301,14 +288,9 @@ int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t siz
 	return jw_finish(&w, out_len);
 }
 
-static const char *const stage_names[MDEV_UPD_STAGE_COUNT] = {
+const char *const mdev_stage_names[MDEV_UPD_STAGE_COUNT] = {
 	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
 };
-
-const char *mdev_update_stage_name(enum mdev_update_stage st)
-{
-	return (unsigned)st < MDEV_UPD_STAGE_COUNT ? stage_names[st] : "unknown";
-}
 
 static bool opt_semver_ok(const char *v)
 {
@@ -341,7 +323,7 @@ int mdev_msg_update_event(const struct mdev_update_event *ev, char *buf, size_t 
 	}
 	jw_open(&w, NULL);
 	jw_text(&w, "event", "update");
-	jw_text(&w, "stage", stage_names[ev->stage]);
+	jw_text(&w, "stage", mdev_stage_names[ev->stage]);
 	jw_opt_text(&w, "version", ev->version);
 	jw_opt_text(&w, "running", ev->running);
 	jw_opt_text(&w, "reason", ev->reason);
@@ -405,8 +387,7 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 			}
 		}
 		if (nkeys == MDEV_CMD_ARGS_MAX + 2) {
-			mdev_msgf(msg, "command: more than %d arguments", MDEV_CMD_ARGS_MAX);
-			goto fail;
+			goto too_many;
 		}
 		keys[nkeys++] = k;
 		int kl = tok[k].end - tok[k].start;
@@ -433,19 +414,17 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 			}
 		} else {
 			/* Argument names as moat's command builder writes them: [a-z0-9_]{1,32}. */
-			char key[33] = "";
-			if (kl <= 32) {
-				memcpy(key, ks, (size_t)kl);
-				key[kl] = '\0';
+			bool key_ok = kl >= 1 && kl <= 32;
+			for (int c = 0; key_ok && c < kl; c++) {
+				key_ok = (ks[c] >= 'a' && ks[c] <= 'z') ||
+					 (ks[c] >= '0' && ks[c] <= '9') || ks[c] == '_';
 			}
-			if (kl > 32 || !in_class(key, 32, true, false, "_")) {
+			if (!key_ok) {
 				mdev_msgf(msg, "command: an argument name is not [a-z0-9_]{1,32}");
 				goto fail;
 			}
 			if (++args > MDEV_CMD_ARGS_MAX) {
-				mdev_msgf(msg, "command: more than %d arguments",
-					  MDEV_CMD_ARGS_MAX);
-				goto fail;
+				goto too_many;
 			}
 			if (tok[v].type == JSMN_STRING) {
 				/* printable UTF-8 (moat's rule for argument text), raw: an
@@ -453,10 +432,11 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 				s = j.js + tok[v].start;
 				n = (size_t)(tok[v].end - tok[v].start);
 				if (n > 128 || memchr(s, '\\', n) != NULL || !mdev_text_ok(s, n)) {
-					mdev_msgf(msg,
-						  "command: argument \"%.*s\": not printable UTF-8 "
-						  "<= 128 bytes, no escapes",
-						  kl, ks);
+					mdev_msgf(
+						msg,
+						"command: argument \"%.*s\": not UTF-8 text <= 128 "
+						"bytes, no escapes",
+						kl, ks);
 					goto fail;
 				}
 			} else if (tok[v].type == JSMN_PRIMITIVE && !mj_is(&j, v, "null")) {
@@ -481,6 +461,8 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 	}
 	out->kind = kind_of(out->name);
 	return 0;
+too_many:
+	mdev_msgf(msg, "command: more than %d arguments", MDEV_CMD_ARGS_MAX);
 fail:
 	memset(out, 0, sizeof(*out));
 	return -1;
@@ -536,7 +518,7 @@ int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, 
 		if (!cmd.has_interval || cmd.interval < MDEV_INTERVAL_MIN ||
 		    cmd.interval > MDEV_INTERVAL_MAX) {
 			snprintf(res.detail, sizeof(res.detail),
-				 "command: \"interval\" must be a whole number %d..%d",
+				 "command: \"interval\" must be an integer %d..%d",
 				 MDEV_INTERVAL_MIN, MDEV_INTERVAL_MAX);
 		} else if (h->update_interval != NULL) {
 			h->update_interval(h->ctx, cmd.interval, &res);

@@ -1,8 +1,8 @@
 /* msg_linux.c: what only a Linux device sends (moat_device.h, "host builds only"):
  * diagnostics with the Linux fields (system uptime, RSS, load, kernel, the client
- * certificate's expiry). Compiled into the host libraries (moat-agent's messages), never
- * into an MCU firmware (tests/mcu/build.sh, the ESP-IDF component), whose diagnostics are
- * msg.c's mdev_msg_diagnostics.
+ * certificate's expiry), and the update stages' names that moat's parsers read back. Compiled into
+ * the host libraries (moat-agent's messages), never into an MCU firmware (tests/mcu/build.sh, the
+ * ESP-IDF component), whose diagnostics are msg.c's mdev_msg_diagnostics.
  */
 #include <stddef.h>
 #include <string.h>
@@ -104,4 +104,9 @@ int mdev_msg_diagnostics_linux(const struct mdev_diagnostics *d, char *buf, size
 	}
 	jw_close(&w);
 	return jw_finish(&w, out_len);
+}
+
+const char *mdev_update_stage_name(enum mdev_update_stage st)
+{
+	return (unsigned)st < MDEV_UPD_STAGE_COUNT ? mdev_stage_names[st] : "unknown";
 }

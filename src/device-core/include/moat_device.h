@@ -306,10 +306,21 @@ struct mdev_status {
 	const char *agent_version; /* NULL or "": left out; else [A-Za-z0-9._+~-]{1,31} */
 };
 int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t *out_len);
-/* Shorthands: online with a timestamp; the last will {"device_id","status":"offline"}. */
-int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
-			   const char *agent_version, char *buf, size_t size, size_t *out_len);
-int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len);
+/* Shorthands: online with a timestamp; the last will {"device_id","status":"offline"}.
+ * Inline: a firmware pays for them only where it calls them. */
+static inline int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms,
+					 const char *ip_address, const char *agent_version,
+					 char *buf, size_t size, size_t *out_len)
+{
+	struct mdev_status s = {device_id, true, true, timestamp_ms, ip_address, agent_version};
+	return mdev_msg_status(&s, buf, size, out_len);
+}
+static inline int mdev_msg_status_will(const char *device_id, char *buf, size_t size,
+				       size_t *out_len)
+{
+	struct mdev_status s = {device_id, false, false, 0, NULL, NULL};
+	return mdev_msg_status(&s, buf, size, out_len);
+}
 
 struct mdev_response {
 	const char *device_id;
@@ -363,7 +374,8 @@ enum mdev_update_stage {
 };
 #define MDEV_UPD_STAGE_COUNT 7
 #define MDEV_UPD_REASON_MAX_LEN 200
-/* "checked", "downloading", ...; "unknown" out of range. */
+/* "checked", "downloading", ...; "unknown" out of range. Host builds only (msg_linux.c):
+ * what moat's own parsers of update events compare against. */
 const char *mdev_update_stage_name(enum mdev_update_stage st);
 
 struct mdev_update_event {
