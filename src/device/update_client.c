@@ -682,7 +682,7 @@ static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 	try_start(dev, u, now_mono_ms);
 }
 
-static void update_hook(struct moat_device *dev, const struct moat_msg_command *cmd,
+static void update_hook(struct moat_device *dev, const struct mdev_command *cmd,
 			struct moat_msg_response *resp, void *ctx)
 {
 	struct moat_agent_update *u = ctx;
