@@ -54,7 +54,7 @@ static void sf(char *buf, size_t size, const char *fmt, ...)
 }
 
 #define DOC_MAX 48
-#define DOC_TEXT 640
+#define DOC_TEXT 1024
 
 struct doc_line {
 	const char *code; /* NULL: a fact, not a problem */
@@ -66,6 +66,9 @@ struct doctor {
 	struct doc_line lines[DOC_MAX];
 	size_t count;
 	size_t problems;
+	/* --json: an extra member, "name":value (value already JSON), after the facts */
+	const char *extra_name;
+	const char *extra_json;
 };
 
 static void say(struct doctor *D, const char *code, const char *fmt, ...) MOAT_PRINTF(3, 4);
@@ -112,7 +115,11 @@ static int finish(const struct doctor *D)
 			cli_json_string(stdout, D->lines[i].text);
 			first = false;
 		}
-		printf("]}\n");
+		printf("]");
+		if (D->extra_name) {
+			printf(",\"%s\":%s", D->extra_name, D->extra_json);
+		}
+		printf("}\n");
 	} else {
 		printf("%s: %s\n", D->subject, D->problems ? "problems found" : "no problem found");
 		for (size_t i = 0; i < D->count; i++) {
@@ -311,6 +318,25 @@ static int on_update(const struct moat_update_event *ev, void *ctx)
 	return 0;
 }
 
+/* The device's last diagnostics report (moatd keeps it), as a fact and in --json. */
+static void last_diagnostics(struct doctor *D, struct moat_registry *reg, const char *id,
+			     struct cli_diag *o)
+{
+	struct moat_err err = {0};
+	D->extra_name = "last_diagnostics";
+	D->extra_json = "null";
+	if (cli_last_diagnostics(reg, id, o, &err) != 0) {
+		say(D, NULL, "last diagnostics unreadable: %s", err.msg);
+	} else if (!o->found) {
+		say(D, NULL,
+		    "no diagnostics report received from it (moat cmd %s diagnostics asks for one)",
+		    id);
+	} else {
+		D->extra_json = o->json;
+		say(D, NULL, "last diagnostics received at %s: %s", o->received, o->text);
+	}
+}
+
 static int doctor_device(const char *id)
 {
 	struct doctor D = {.subject = id};
@@ -464,6 +490,8 @@ static int doctor_device(const char *id)
 	} else if (u.n == 0) {
 		say(&D, NULL, "no update reports (diagnostics) recorded by moatd");
 	}
+	struct cli_diag diag;
+	last_diagnostics(&D, moat_deploy_registry(d), id, &diag);
 	moat_deploy_close(d);
 	return finish(&D);
 }
