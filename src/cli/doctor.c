@@ -873,8 +873,8 @@ static void envelope_facts(struct doctor *D, const char *json, size_t len,
 		    env->sig_count, tl->count, trust_path);
 	} else if (v == MOAT_FW_THRESHOLD) {
 		say(D, NULL,
-		    "signed by %zu trusted key(s), and the trust list requires %d: sign it with "
-		    "more keys (moat fw sign --key KEYID --key KEYID)",
+		    "it carries signatures by %zu trusted key(s) and the trust list requires %d: "
+		    "sign it with more keys (moat fw sign --key KEYID --key KEYID)",
 		    trusted, tl->threshold);
 	}
 	free(env);

@@ -75,7 +75,7 @@ doctor_expect 1 threshold "fewer valid signatures by trusted keys than the trust
 	--envelope "$T/one.json" "${E[@]}"
 assert_contains "$out" "1 valid signature by distinct trusted keys, 2 required"
 assert_contains "$out" "signed by key ${k1:0:16}: in the trust list"
-assert_contains "$out" "signed by 1 trusted key(s), and the trust list requires 2"
+assert_contains "$out" "it carries signatures by 1 trusted key(s) and the trust list requires 2"
 pass "an envelope below the trust list's threshold: 1 signature of 2 required, the key named"
 
 moat fw key revoke "$k2" --threshold 1 >/dev/null 2>&1
