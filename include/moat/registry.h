@@ -542,6 +542,20 @@ MOAT_MUST_CHECK int moat_registry_device_state_foreach(struct moat_registry *reg
 						       moat_device_state_cb cb, void *ctx,
 						       struct moat_err *err);
 
+/* Keeps device's last diagnostics report, received at at_ms (moatd's clock), replacing the
+ * one before: payload is the device's JSON, already accepted by moat_diag_summary_parse
+ * (secevent.h), at most MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES. */
+#define MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES 2048
+MOAT_MUST_CHECK int moat_registry_diagnostics_put(struct moat_registry *reg, const char *device,
+						  int64_t at_ms, const void *payload, size_t len,
+						  struct moat_err *err);
+/* The last report of device into buf (NUL-terminated; *out_len its length) and when moatd
+ * received it. MOAT_ENOENT when the device never sent one; MOAT_EINVAL when it does not fit
+ * in size bytes. */
+MOAT_MUST_CHECK int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device,
+						  int64_t *out_at_ms, char *buf, size_t size,
+						  size_t *out_len, struct moat_err *err);
+
 /* Records ev and sets ev->seq. origin (NULL for none) names where an event came from so
  * that it is recorded once however often it is read ("<run_id>/<kind>/<count>" of a broker
  * event, read from MQTT and from its file): an origin already recorded leaves everything

@@ -58,6 +58,7 @@ static const struct {
 	{"DELETE FROM rollout_devices WHERE device = ?1", "delete rollout entries"},
 	{"DELETE FROM job_results WHERE device = ?1", "delete job results"},
 	{"DELETE FROM device_state WHERE device = ?1", "delete its last state"},
+	{"DELETE FROM device_diagnostics WHERE device = ?1", "delete its last diagnostics"},
 	{"DELETE FROM identities WHERE id = ?1", "delete identity"},
 };
 

@@ -36,6 +36,7 @@
 #include "moat/pki.h"
 #include "moat/registry.h"
 #include "moat/release.h"
+#include "moat/secevent.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
@@ -1009,6 +1010,46 @@ static void cert_chain(struct dash_ctx *c, const char *serial)
 	sk_X509_pop_free(cas, X509_free);
 }
 
+static void diag_row(const char *name, const char *value, bool number, void *ctx)
+{
+	struct dash_ctx *c = ctx;
+	(void)number;
+	out(c, "<tr><th>");
+	esc(c, name);
+	out(c, "</th><td>");
+	esc(c, value);
+	out(c, "</td></tr>");
+}
+
+/* "Last diagnostics": the device's last report as moatd keeps it (registry.h), every field
+ * checked again by the one reader (secevent.h) before it is shown. */
+static void last_diagnostics(struct dash_ctx *c, const char *id)
+{
+	char report[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at_ms = 0;
+	struct moat_err err = {0};
+	struct moat_diag_summary ds;
+	out(c, "<h2>Last diagnostics</h2>");
+	int rc = moat_registry_diagnostics_get(c->reg, id, &at_ms, report, sizeof(report), &len,
+					       &err);
+	if (rc == MOAT_ENOENT) {
+		out(c, "<p id=\"no-diagnostics\">No diagnostics report received.</p>");
+		return;
+	}
+	if (rc != 0 || moat_diag_summary_parse(report, len, &ds, &err) != 0) {
+		out(c, "<p class=\"bad\">unreadable: ");
+		esc(c, err.msg);
+		out(c, "</p>");
+		return;
+	}
+	out(c, "<table id=\"diagnostics\"><tr><th>received</th><td id=\"diag-received\">");
+	when(c, at_ms);
+	out(c, "</td></tr>");
+	moat_diag_summary_foreach(&ds, diag_row, c);
+	out(c, "</table>");
+}
+
 static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 {
 	struct moat_identity ident;
@@ -1055,7 +1096,9 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 	esc(c, ident.serial_hex);
 	out(c, "</td></tr><tr><th>valid until</th><td>");
 	when(c, ident.not_after * 1000);
-	out(c, "</td></tr></table><h2>Tags</h2><ul id=\"tags\">");
+	out(c, "</td></tr></table>");
+	last_diagnostics(c, id);
+	out(c, "<h2>Tags</h2><ul id=\"tags\">");
 	if (moat_registry_tag_foreach(c->reg, id, tag_item, c, &err) != 0) {
 		out(c, "<li class=\"bad\">unreadable</li>");
 	}

@@ -451,6 +451,12 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 			 err.msg);
 		return;
 	}
+	/* kept whole for moat doctor, moat device show and the dashboard's device page */
+	if (moat_registry_diagnostics_put(w->reg, dv->key, it->at_ms, it->payload, it->len, &err) !=
+	    0) {
+		moat_log(MOAT_LOG_WARN, "event=diagnostics_not_recorded id=%s error=\"%s\"",
+			 dv->key, err.msg);
+	}
 	if (ds.agent_version[0]) {
 		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s",
 			 ds.agent_version);

@@ -12,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "moat/messages.h"
 #include "moat/monitor.h"
 #include "moat/net.h"
 #include "testutil.h"
@@ -343,6 +344,14 @@ static void test_severity_names(void **state)
 	assert_string_equal(moat_severity_name((enum moat_severity)99), "unknown");
 }
 
+/* "name=value " for each field, "#" after a number. */
+static void list_field(const char *name, const char *value, bool number, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 1024 - n, "%s=%s%s ", name, value, number ? "#" : "");
+}
+
 static void test_diag_summary(void **state)
 {
 	(void)state;
@@ -355,6 +364,49 @@ static void test_diag_summary(void **state)
 	assert_true(d.has_cert_days);
 	assert_int_equal(d.cert_days_left, -2);
 	assert_int_equal(d.interval_s, 30);
+	assert_true(d.has_load && d.load[0] == 1);
+	assert_int_equal(d.seq, -1);
+	/* everything moat_msg_diagnostics_build writes, read back and listed */
+	struct moat_msg_diagnostics full = {.device_id = "dev-1",
+					    .timestamp_ms = 1796263597496,
+					    .uptime_ms = 5000,
+					    .system_uptime_s = 77,
+					    .rss_kb = 1234,
+					    .free_heap = 99,
+					    .load = {0.5, 1, 2.25},
+					    .ip_address = "192.0.2.7",
+					    .mac_address = "02:00:00:00:00:01",
+					    .kernel = "Linux 6.1.0",
+					    .agent_version = "1.4.0",
+					    .cert_not_after = "2027-12-03T00:00:00Z",
+					    .cert_days_left = 365,
+					    .interval_s = 30,
+					    .seq = 8,
+					    .queued = 2};
+	char buf[MOAT_MSG_DIAGNOSTICS_MAX_BYTES];
+	size_t len = 0;
+	assert_int_equal(moat_msg_diagnostics_build(&full, buf, sizeof(buf), &len, &err), 0);
+	assert_int_equal(moat_diag_summary_parse(buf, len, &d, &err), 0);
+	assert_int_equal(d.timestamp_ms, 1796263597496);
+	assert_int_equal(d.uptime_ms, 5000);
+	assert_int_equal(d.system_uptime_s, 77);
+	assert_int_equal(d.rss_kb, 1234);
+	assert_int_equal(d.free_heap, 99);
+	assert_true(d.has_load && d.load[2] == 2.25);
+	assert_string_equal(d.ip_address, "192.0.2.7");
+	assert_string_equal(d.mac_address, "02:00:00:00:00:01");
+	assert_string_equal(d.kernel, "Linux 6.1.0");
+	assert_string_equal(d.cert_not_after, "2027-12-03T00:00:00Z");
+	assert_int_equal(d.seq, 8);
+	assert_int_equal(d.queued, 2);
+	char listed[1024] = "";
+	moat_diag_summary_foreach(&d, list_field, listed);
+	assert_string_equal(listed,
+			    "agent_version=1.4.0 uptime_ms=5000# system_uptime_s=77# rss_kb=1234# "
+			    "free_heap=99# load_1m=0.50# load_5m=1.00# load_15m=2.25# "
+			    "ip_address=192.0.2.7 mac_address=02:00:00:00:00:01 kernel=Linux 6.1.0 "
+			    "cert_not_after=2027-12-03T00:00:00Z cert_days_left=365# interval_s=30# "
+			    "seq=8# queued=2# ");
 	static const char none[] = "{\"event\":\"diagnostics\"}";
 	assert_int_equal(moat_diag_summary_parse(none, sizeof(none) - 1, &d, &err), 0);
 	assert_false(d.has_cert_days);
@@ -370,6 +422,20 @@ static void test_diag_summary(void **state)
 		"{\"agent_version\":\"\"}",
 		"{\"agent_version\":\"0123456789012345678901234567890123\"}",
 		"{\"agent_version\":\"a\\u202eb\"}", /* a bidi override */
+		"{\"seq\":-1}",
+		"{\"rss_kb\":1.5}",
+		"{\"uptime_ms\":\"5\"}",
+		"{\"timestamp\":18014398509481984}",
+		"{\"load\":[1,2]}",
+		"{\"load\":[1,2,-3]}",
+		"{\"load\":[1,2,\"3\"]}",
+		"{\"load\":1}",
+		"{\"ip_address\":\"not an address\"}",
+		"{\"ip_address\":7}",
+		"{\"mac_address\":\"012345678901234567890123\"}",
+		"{\"kernel\":\"a\\u0007b\"}", /* a control character */
+		"{\"cert_not_after\":\"\"}",
+		"{\"kernel\":{\"x\":1}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(moat_diag_summary_parse(bad[i], strlen(bad[i]), &d, &err),

@@ -974,6 +974,10 @@ static void test_identity_delete(void **state)
 	char *devices[] = {"dev-1", "dev-2"};
 	assert_int_equal(moat_registry_release_insert(reg, &r, devices, 2, &err), 0);
 
+	static const char diag[] = "{\"device_id\":\"dev-1\",\"seq\":1}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "dev-1", 90, diag, sizeof(diag) - 1,
+						       &err),
+			 0);
 	struct moat_deletion del;
 	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), MOAT_ENOENT);
 	assert_int_equal(moat_registry_identity_delete(reg, "nobody", 300, &err), MOAT_ENOENT);
@@ -990,6 +994,12 @@ static void test_identity_delete(void **state)
 	assert_int_equal(moat_registry_identity_exists(reg, "dev-1", &exists, &err), 0);
 	assert_false(exists);
 	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 302, &err), MOAT_ENOENT);
+	char buf[64];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "dev-1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT); /* its last diagnostics went with it */
 	/* the CRL's walk still lists both; the full walk shows registered identities only */
 	struct collected c = {0};
 	assert_int_equal(moat_registry_cert_foreach(reg, true, collect_cert, &c, &err), 0);
@@ -1303,6 +1313,50 @@ static void test_device_state(void **state)
 	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
 }
 
+/* The last diagnostics report of a device: none, one, the next replacing it; too small a
+ * buffer and too large a report refused. */
+static void test_diagnostics(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	char buf[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+	static const char first[] = "{\"device_id\":\"d1\",\"seq\":1}";
+	static const char second[] = "{\"device_id\":\"d1\",\"seq\":2,\"kernel\":\"6.1\"}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 1000, first, sizeof(first) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 1000);
+	assert_string_equal(buf, first);
+	assert_int_equal(len, sizeof(first) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 2000, second, sizeof(second) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 2000);
+	assert_string_equal(buf, second);
+	char small[8];
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, small, sizeof(small), &len,
+						       &err),
+			 MOAT_EINVAL);
+	static char big[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d2", 1, big, sizeof(big) - 1, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d2", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+}
+
 /* "<kind>:<identity>" of each event, comma-separated; seq must grow. */
 static int collect_event(const struct moat_security_event *ev, void *ctx)
 {
@@ -1528,6 +1582,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tags_groups, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_rollouts_jobs, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_device_state, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_diagnostics, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
