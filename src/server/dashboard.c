@@ -25,6 +25,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "moat/broker_supervisor.h"
 #include "moat/buf.h"
 #include "moat/certinfo.h"
 #include "moat/codec.h"
@@ -1430,6 +1431,22 @@ static enum MHD_Result device_command(struct dash_ctx *c, const char *id,
 	return done_page(c, MHD_HTTP_OK, text, back);
 }
 
+/* After a change the broker's policy must follow: moatd may not write the broker's files,
+ * so it asks the supervisor of `moat up` to sync them from the registry
+ * (moat_broker_sync_request, broker_supervisor.h). False when the request was not written. */
+static bool tell_broker(struct dash_ctx *c, const char *act)
+{
+	struct moat_err err = {0};
+	char why[48];
+	snprintf(why, sizeof(why), "dashboard_%s", act);
+	if (moat_broker_sync_request(c->dash->dir, why, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=broker_sync_request_failed action=%s error=\"%s\"",
+			 act, err.msg);
+		return false;
+	}
+	return true;
+}
+
 static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 {
 	char action[32], reason_buf[40], confirm[8];
@@ -1485,6 +1502,7 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 		}
 		moat_deploy_close(w);
 	}
+	bool broker_told = rc == 0 && tell_broker(c, act);
 	char detail[64];
 	snprintf(detail, sizeof(detail), "reason=%s",
 		 strcmp(act, "revoke") == 0 ? moat_pki_reason_name(reason_code) : "-");
@@ -1494,12 +1512,15 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 	if (rc != 0) {
 		return done_page(c, MHD_HTTP_CONFLICT, err.msg, back);
 	}
-	char text[160];
-	snprintf(text, sizeof(text), "%s: %s.", id,
+	char text[MOAT_ID_BUF_LEN + 256];
+	snprintf(text, sizeof(text), "%s: %s.%s", id,
 		 strcmp(act, "revoke") == 0
 			 ? "revoked; the CRL is rewritten and the broker drops its connection"
-		 : strcmp(act, "disable") == 0 ? "disabled"
-					       : "enabled");
+		 : strcmp(act, "disable") == 0 ? "disabled; the broker drops its connection"
+					       : "enabled; the broker lets it connect again",
+		 broker_told ? ""
+			     : " The broker could not be asked to follow (see moatd's log); "
+			       "moat device disable or enable on the command line does.");
 	return done_page(c, MHD_HTTP_OK, text, back);
 }
 
