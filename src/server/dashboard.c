@@ -33,6 +33,8 @@
 #include "moat/deploy.h"
 #include "moat/log.h"
 #include "moat/messages.h"
+#include "moat/monitor.h"
+#include "moat/net.h"
 #include "moat/opclient.h"
 #include "moat/pki.h"
 #include "moat/registry.h"
@@ -168,17 +170,22 @@ static void esc(struct dash_ctx *c, const char *s)
 }
 
 /* s percent-encoded for a URL's path segment or query value. */
-static void url_esc(struct dash_ctx *c, const char *s)
+static void buf_url_esc(struct moat_buf *b, const char *s)
 {
 	for (; s && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-			(void)moat_buf_append(&c->b, s, 1);
+			(void)moat_buf_append(b, s, 1);
 		} else {
-			outf(c, "%%%02X", ch);
+			(void)moat_buf_printf(b, "%%%02X", ch);
 		}
 	}
+}
+
+static void url_esc(struct dash_ctx *c, const char *s)
+{
+	buf_url_esc(&c->b, s);
 }
 
 static void when(struct dash_ctx *c, int64_t ms)
@@ -553,6 +560,246 @@ static void events_plot(struct dash_ctx *c)
 	     (long long)max);
 }
 
+/* forward: defined beside the events table's rows */
+static int anomaly_row(const struct moat_security_event *ev, void *ctx);
+
+/* ---- Fleet: certificates expiring, open anomalies, the network zones ---- */
+
+#define DASH_EXPIRING_SHOWN 100 /* rows of the expiring list; the count says how many more */
+#define DASH_ANOMALIES_SHOWN 100
+#define DASH_ZONE_DEVICES_SHOWN 20 /* device links per zone; the count is of all */
+
+struct expiring_item {
+	char id[MOAT_ID_BUF_LEN];
+	enum moat_role role;
+	int64_t not_after;
+};
+
+struct expiring_ctx {
+	int64_t limit;
+	struct expiring_item *items; /* the DASH_EXPIRING_SHOWN soonest, unordered */
+	size_t n;
+	int64_t total;
+};
+
+/* As `moat cert expiring`: an active identity's current, unrevoked certificate. */
+static int expiring_collect(const struct moat_identity *id, void *ctx)
+{
+	struct expiring_ctx *e = ctx;
+	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked || !id->serial_hex[0] ||
+	    id->not_after > e->limit) {
+		return 0;
+	}
+	e->total++;
+	size_t slot = e->n;
+	if (e->n == DASH_EXPIRING_SHOWN) {
+		/* full: replace the latest if this one expires sooner */
+		slot = 0;
+		for (size_t i = 1; i < e->n; i++) {
+			if (e->items[i].not_after > e->items[slot].not_after) {
+				slot = i;
+			}
+		}
+		if (e->items[slot].not_after <= id->not_after) {
+			return 0;
+		}
+	} else {
+		e->n++;
+	}
+	snprintf(e->items[slot].id, sizeof(e->items[slot].id), "%s", id->id);
+	e->items[slot].role = id->role;
+	e->items[slot].not_after = id->not_after;
+	return 0;
+}
+
+static int expiring_cmp(const void *a, const void *b)
+{
+	const struct expiring_item *x = a, *y = b;
+	if (x->not_after != y->not_after) {
+		return x->not_after < y->not_after ? -1 : 1;
+	}
+	return strcmp(x->id, y->id);
+}
+
+static void device_link(struct dash_ctx *c, const char *id)
+{
+	out(c, "<a href=\"/dashboard/device/");
+	url_esc(c, id);
+	out(c, "\">");
+	esc(c, id);
+	out(c, "</a>");
+}
+
+/* Identities whose certificate expires within [pki] expiry_warning, soonest first. */
+static void expiring_list(struct dash_ctx *c)
+{
+	int64_t now = moat_time_now();
+	int64_t window = moat_deploy_settings(c->d)->expiry_warning;
+	struct expiring_ctx e = {.limit = now + window};
+	e.items = calloc(DASH_EXPIRING_SHOWN, sizeof(*e.items));
+	struct moat_err err = {0};
+	int rc = e.items ? moat_registry_identity_foreach(c->reg, -1, expiring_collect, &e, &err)
+			 : moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+	qsort(e.items, e.n, sizeof(*e.items), expiring_cmp);
+	outf(c,
+	     "<h2>Certificates expiring within %lld days (<span id=\"expiring-total\">%lld</span>)"
+	     "</h2><table id=\"expiring\"><tr><th>identity</th><th>role</th><th>expires</th>"
+	     "<th>days left</th></tr>",
+	     (long long)(window / 86400), (long long)e.total);
+	for (size_t i = 0; i < e.n; i++) {
+		const struct expiring_item *it = &e.items[i];
+		out(c, "<tr><td>");
+		if (it->role == MOAT_ROLE_DEVICE) {
+			device_link(c, it->id);
+		} else {
+			esc(c, it->id);
+		}
+		outf(c, "</td><td>%s</td><td>", moat_role_name(it->role));
+		when(c, it->not_after * 1000);
+		if (it->not_after <= now) {
+			out(c, "</td><td class=\"bad\">expired</td></tr>");
+		} else {
+			outf(c, "</td><td class=\"days\">%lld</td></tr>",
+			     (long long)((it->not_after - now) / 86400));
+		}
+	}
+	out(c, "</table>");
+	if (e.total > (int64_t)e.n) {
+		outf(c, "<p>and %lld more (<code>moat cert expiring</code>).</p>",
+		     (long long)(e.total - (int64_t)e.n));
+	}
+	checked(c, rc, &err);
+	free(e.items);
+}
+
+/* Anomalies still open: recorded within [monitor] anomaly_open, newest last. */
+static void anomalies_list(struct dash_ctx *c)
+{
+	struct moat_monitor_settings ms;
+	struct moat_err err = {0};
+	if (moat_monitor_settings_load(moat_deploy_config(c->d), &ms, &err) != 0) {
+		moat_monitor_settings_default(&ms);
+	}
+	struct moat_event_filter f = {.kind = MOAT_EVENT_KIND_ANOMALY,
+				      .since_ms = moat_time_wall_ms() - ms.anomaly_open_ms,
+				      .limit = DASH_ANOMALIES_SHOWN};
+	int64_t n = 0;
+	if (moat_registry_security_event_count(c->reg, &f, &n, &err) != 0) {
+		n = 0;
+	}
+	outf(c,
+	     "<h2>Open anomalies (<span id=\"anomalies-open\">%lld</span>, the last %lld min)"
+	     "</h2><table id=\"open-anomalies\"><tr><th>time</th><th>rule</th><th>severity</th>"
+	     "<th>device</th><th>address</th><th>evidence</th></tr>",
+	     (long long)n, (long long)(ms.anomaly_open_ms / 60000));
+	checked(c, moat_registry_security_event_foreach(c->reg, &f, anomaly_row, c, &err), &err);
+	out(c, "</table>");
+}
+
+static bool network_configured(const struct moat_config *cfg)
+{
+	for (size_t i = 0; i < cfg->count; i++) {
+		if (strcmp(cfg->entries[i].section, "network") == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+struct zone_count {
+	const struct moat_net_policy *net;
+	int64_t devices[MOAT_NET_ZONES_MAX + 1]; /* the last: in no zone */
+	struct moat_buf links[MOAT_NET_ZONES_MAX + 1];
+};
+
+static int zone_device(const struct moat_device_state *st, void *ctx)
+{
+	struct zone_count *z = ctx;
+	int i = st->address[0] ? moat_net_zone_of_text(z->net, st->address)
+			       : MOAT_NET_NOT_AN_ADDRESS;
+	if (i == MOAT_NET_NOT_AN_ADDRESS) {
+		return 0;
+	}
+	size_t slot = i < 0 ? z->net->zone_count : (size_t)i;
+	if (z->devices[slot]++ < DASH_ZONE_DEVICES_SHOWN) {
+		(void)moat_buf_append_str(&z->links[slot], " <a href=\"/dashboard/device/");
+		buf_url_esc(&z->links[slot], st->device);
+		(void)moat_buf_append_str(&z->links[slot], "\">");
+		buf_esc(&z->links[slot], st->device);
+		(void)moat_buf_append_str(&z->links[slot], "</a>");
+	}
+	return 0;
+}
+
+/* The zones of [network], their subnets, and which zone each device's last address (what
+ * ingest saw) falls in; devices is how many the registry has (the rest: no address seen).
+ * Shown only when moat.conf has a [network] section. */
+static void zone_map(struct dash_ctx *c, int64_t devices)
+{
+	const struct moat_config *cfg = moat_deploy_config(c->d);
+	if (!network_configured(cfg)) {
+		return;
+	}
+	struct moat_err err = {0};
+	struct moat_net_policy *net = calloc(1, sizeof(*net));
+	struct zone_count *z = calloc(1, sizeof(*z));
+	if (!net || !z || moat_net_policy_from_config(cfg, net, &err) != 0) {
+		out(c, "<p class=\"bad\">[network] of moat.conf does not parse: "
+		       "<code>moat config check</code>.</p>");
+		free(net);
+		free(z);
+		return;
+	}
+	z->net = net;
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		moat_buf_init(&z->links[i], 64 * 1024);
+	}
+	int rc = moat_registry_device_state_foreach(c->reg, zone_device, z, &err);
+	static const char *const kinds[] = {"management", "devices", "isolated"};
+	out(c, "<h2>Network zones</h2><table id=\"zones\"><tr><th>zone</th><th>kind</th>"
+	       "<th>subnets</th><th>devices</th><th>last seen there</th></tr>");
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		if (i == net->zone_count) {
+			out(c, "<tr id=\"zone-none\"><td>(in no zone)</td><td></td><td></td>");
+		} else {
+			const struct moat_net_zone *zn = &net->zones[i];
+			if (zn->subnet_count == 0 && zn->prefix6_count == 0) {
+				continue; /* a zone set to none */
+			}
+			out(c, "<tr id=\"zone-");
+			esc(c, zn->name);
+			out(c, "\"><td>");
+			esc(c, zn->name);
+			outf(c, "</td><td>%s</td><td>", kinds[zn->kind]);
+			for (size_t s = 0; s < zn->subnet_count; s++) {
+				char a[16];
+				moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));
+				outf(c, "%s%s/%u", s ? ", " : "", a, zn->subnets[s].prefix);
+			}
+			for (size_t s = 0; s < zn->prefix6_count; s++) {
+				char a[64];
+				moat_net_addr6_format(zn->prefixes6[s].addr, a, sizeof(a));
+				outf(c, ", %s/%u", a, zn->prefixes6[s].prefix);
+			}
+			out(c, "</td>");
+		}
+		outf(c, "<td class=\"count\">%lld</td><td>", (long long)z->devices[i]);
+		devices -= z->devices[i];
+		append_buf(c, &z->links[i]);
+		out(c, "</td></tr>");
+	}
+	outf(c,
+	     "</table><p><span id=\"zone-unknown\">%lld</span> devices with no address seen "
+	     "yet.</p>",
+	     (long long)(devices > 0 ? devices : 0));
+	checked(c, rc, &err);
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		moat_buf_free(&z->links[i]);
+	}
+	free(net);
+	free(z);
+}
+
 static enum MHD_Result page_fleet(struct dash_ctx *c)
 {
 	struct fleet_counts f = {0};
@@ -579,6 +826,9 @@ static enum MHD_Result page_fleet(struct dash_ctx *c)
 	       "<th>running</th><th>devices</th></tr>");
 	append_buf(c, &f.releases);
 	out(c, "</table>");
+	expiring_list(c);
+	anomalies_list(c);
+	zone_map(c, f.devices[0] + f.devices[1] + f.devices[2]);
 	events_plot(c);
 	moat_buf_free(&f.types);
 	moat_buf_free(&f.releases);
@@ -877,6 +1127,28 @@ static int event_row(const struct moat_security_event *ev, void *ctx)
 		out(c, "\">");
 		esc(c, ev->identity);
 		out(c, "</a>");
+	}
+	out(c, "</td><td>");
+	esc(c, ev->address);
+	out(c, "</td><td>");
+	esc(c, ev->evidence);
+	out(c, "</td></tr>");
+	return 0;
+}
+
+/* An open anomaly: its rule instead of its kind. */
+static int anomaly_row(const struct moat_security_event *ev, void *ctx)
+{
+	struct dash_ctx *c = ctx;
+	out(c, "<tr><td>");
+	when(c, ev->time_ms);
+	out(c, "</td><td class=\"rule\">");
+	esc(c, ev->rule);
+	out(c, "</td><td>");
+	esc(c, moat_severity_name(ev->severity));
+	out(c, "</td><td>");
+	if (ev->identity[0]) {
+		device_link(c, ev->identity);
 	}
 	out(c, "</td><td>");
 	esc(c, ev->address);

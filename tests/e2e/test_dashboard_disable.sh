@@ -19,9 +19,21 @@ chmod 0755 "$T"
 for d in dev-a dev-b; do moat device add "$d" --type sensor >/dev/null; done
 moat identity add backend-service --role service >/dev/null
 moat identity add op-1 --role operator >/dev/null
-# reconnects in this test are deliberate: no flapping ban
-printf '\n[policy]\nflap_connects = 0\n' >>"$D/moat.conf"
+# certificates expiring: dev-c within [pki] expiry_warning (14d), dev-d after it
+moat device add dev-c --type sensor --days 10 >/dev/null
+moat device add dev-d --type sensor --days 20 >/dev/null
+# reconnects in this test are deliberate: no flapping ban. The devices connect from
+# 127.0.0.1: the iot zone holds it. Two ACL denials open an acl_burst anomaly.
+printf '\n[policy]\nflap_connects = 0\n[pki]\nexpiry_warning = 14d\n[monitor]\nacl_burst = 2\n[network]\niot = 127.0.0.0/24\nguest = 10.77.20.0/24\n' >>"$D/moat.conf"
+expect_ok "config check: the dashboard's keys" moat config check
+cp "$D/moat.conf" "$T/good.conf"
+sed -i 's/^expiry_warning = 14d$/expiry_warning = 14/' "$D/moat.conf"
+expect_fail "config check: expiry_warning without its unit" moat config check
+assert_contains "$errout" "[pki] expiry_warning"
+cp "$T/good.conf" "$D/moat.conf"
 moat_up_test
+wait_for 30 grep -q "event=ingest_subscribed" "$D/log/moatd.log" ||
+	fail "moatd did not subscribe: $(tail -3 "$D/log/moatd.log")"
 base="https://localhost:$SERVER_PORT/dashboard"
 web() { curl -sS --cacert "$D/pki/ca.crt" -o "$T/body" -w '%{http_code}' "$@"; }
 
@@ -103,6 +115,44 @@ moat events --kind dashboard_action --json | jq -r .evidence | qgrep "operator=o
 moat events --kind dashboard_action --json | jq -r .evidence | qgrep "operator=op-1 via=session action=enable outcome=done" ||
 	fail "enable not recorded: $(moat events --kind dashboard_action)"
 pass "both actions are security events naming the operator"
+
+# ---- the Fleet page: certificates expiring, open anomalies, the zone map ----
+# dev-b publishes twice on dev-a's topic: two ACL denials, an acl_burst anomaly
+for i in 1 2; do broker_pub dev-b dev-b devices/dev-a/telemetry x >/dev/null 2>&1 || true; done
+wait_for 15 eval '[ "$(moat events --kind anomaly --json | jq -r .rule | grep -c acl_burst)" -ge 1 ]' ||
+	fail "no acl_burst anomaly: $(moat events --kind anomaly)"
+# ingest has seen dev-a and dev-b connect (their address)
+seen_addr() { moat --json device show "$1" | jq -e '[.. | objects | .address? | strings | select(. != "")] | length > 0' >/dev/null; }
+wait_for 15 seen_addr dev-b || fail "ingest never saw dev-b's address: $(moat --json device show dev-b)"
+got=$(web -H "Cookie: $cookie" "$base/")
+[ "$got" = 200 ] || fail "fleet page: HTTP $got"
+# the expiring list is moat cert expiring's identities within 14 days, soonest first
+want=$(moat --json cert expiring --within 14d | jq -r '.[] | select(.kind != "crl" and .kind != "root" and .kind != "issuer" and .kind != "server") | .name' | sort | tr '\n' ' ' || true)
+# table ID: that table of the page, one row a line
+table() { grep -o "<table id=\"$1\">.*" "$T/body" | sed 's#</table>.*##; s#<tr>#\n<tr>#g'; }
+listed=$(table expiring | sed -n 's#^<tr><td>\(.*\)#\1#p' | sed 's#</td>.*##; s#<[^>]*>##g' | sort | tr '\n' ' ')
+[ "$listed" = "$want" ] || fail "expiring list: '$listed', the registry: '$want'"
+assert_contains "$want" "dev-c"
+assert_not_contains "$listed" "dev-d"
+grep -q '<span id="expiring-total">1</span>' "$T/body" || fail "expiring total: $(grep -o 'expiring-total">[0-9]*' "$T/body")"
+grep -q 'href="/dashboard/device/dev-c">dev-c</a></td><td>device</td><td>[^<]*</td><td class="days">9</td>' "$T/body" ||
+	fail "dev-c's row (9 days left, linking to its page): $(table expiring)"
+pass "Fleet: certificates expiring within [pki] expiry_warning (14d) as the registry says: dev-c, 9 days left; dev-d (20 days) not"
+n=$(moat events --kind anomaly --json | jq -s 'length')
+grep -q "<span id=\"anomalies-open\">$n</span>" "$T/body" || fail "open anomalies: want $n: $(grep -o 'anomalies-open">[0-9]*' "$T/body")"
+table open-anomalies | qgrep '<td class="rule">acl_burst</td><td>[a-z]*</td><td><a href="/dashboard/device/dev-b">dev-b</a>' ||
+	fail "the acl_burst anomaly of dev-b is not listed: $(table open-anomalies)"
+pass "Fleet: open anomalies ($n) as recorded, dev-b's acl_burst linking to its page"
+iot=$(sed -n 's/.*<tr id="zone-iot">\(.*\)/\1/p' "$T/body" | sed 's/<\/tr>.*//')
+assert_contains "$iot" "127.0.0.0/24"
+assert_contains "$iot" '<td class="count">2</td>'
+assert_contains "$iot" 'href="/dashboard/device/dev-a">dev-a</a>'
+assert_contains "$iot" 'href="/dashboard/device/dev-b">dev-b</a>'
+guest=$(sed -n 's/.*<tr id="zone-guest">\(.*\)/\1/p' "$T/body" | sed 's/<\/tr>.*//')
+assert_contains "$guest" '10.77.20.0/24</td><td class="count">0</td>'
+grep -q '<span id="zone-unknown">2</span> devices with no address' "$T/body" ||
+	fail "devices with no address: $(grep -o 'zone-unknown">[0-9]*' "$T/body")"
+pass "Fleet: the network zones of [network] with their subnets; dev-a and dev-b last seen in iot, 2 devices never seen"
 
 expect_ok "moat down" moat down --timeout "$(deadline 20s)"
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
