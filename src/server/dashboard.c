@@ -31,6 +31,7 @@
 #include "moat/codec.h"
 #include "moat/dashboard.h"
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/messages.h"
 #include "moat/monitor.h"
@@ -56,11 +57,12 @@
 
 #define DASH_CSP                                                                     \
 	"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " \
-	"frame-ancestors 'none'; base-uri 'none'"
+	"frame-ancestors 'none'; base-uri 'none'; script-src 'self'; connect-src 'self'"
 
 struct moat_dash {
 	char dir[PATH_MAX];
-	uint8_t csrf_key[32]; /* certificate users' CSRF tokens: per moatd start */
+	struct dash_streams *streams; /* the live security events (dash_stream.c) */
+	uint8_t csrf_key[32];	      /* certificate users' CSRF tokens: per moatd start */
 };
 
 /* One request as this file sees it. */
@@ -74,6 +76,7 @@ struct dash_ctx {
 	char *note;
 	size_t note_size;
 	char op[MOAT_ID_BUF_LEN];
+	char session_hash[MOAT_DASH_TOKEN_HEX_LEN + 1]; /* "" for a certificate */
 	bool via_cert;
 	char csrf[65];
 	int refresh_s; /* > 0: the page reloads itself (a meta refresh: no script) */
@@ -99,6 +102,51 @@ static const char dash_css[] =
 	"@media (max-width:600px){table{font-size:12px;display:block;overflow-x:auto}"
 	"th,td{padding:.2em}main{padding:.5em}header{gap:.6em}}\n";
 
+/* The events page's one script: appends the events the stream sends (no innerHTML: text
+ * only, links built as elements). Without script the page still works (live=1 reloads). */
+static const char dash_events_js[] =
+	"\"use strict\";\n"
+	"(function () {\n"
+	"  var table = document.getElementById(\"events\");\n"
+	"  if (!table || !window.EventSource) { return; }\n"
+	"  var body = table.tBodies.length ? table.tBodies[0] : table;\n"
+	"  var status = document.getElementById(\"stream-status\");\n"
+	"  var q = new URLSearchParams();\n"
+	"  [\"kind\", \"device\", \"severity\"].forEach(function (k) {\n"
+	"    var v = table.getAttribute(\"data-\" + k);\n"
+	"    if (v) { q.set(k, v); }\n"
+	"  });\n"
+	"  q.set(\"after\", table.getAttribute(\"data-after\") || \"0\");\n"
+	"  var es = new EventSource(\"/dashboard/events/stream?\" + q.toString());\n"
+	"  function say(t) { if (status) { status.textContent = t; } }\n"
+	"  es.addEventListener(\"open\", function () { say(\"Live: new events appear below.\"); });\n"
+	"  es.addEventListener(\"error\", function () { say(\"Live: reconnecting...\"); });\n"
+	"  es.addEventListener(\"ended\", function () {\n"
+	"    es.close(); say(\"Live: the session ended; sign in again.\");\n"
+	"  });\n"
+	"  es.addEventListener(\"security\", function (m) {\n"
+	"    var ev = JSON.parse(m.data);\n"
+	"    var tr = document.createElement(\"tr\");\n"
+	"    tr.className = \"live\";\n"
+	"    tr.setAttribute(\"data-seq\", String(ev.seq));\n"
+	"    function cell(t) {\n"
+	"      var td = document.createElement(\"td\"); td.textContent = t || \"\";\n"
+	"      tr.appendChild(td); return td;\n"
+	"    }\n"
+	"    cell(ev.time); cell(ev.kind); cell(ev.severity);\n"
+	"    var who = cell(\"\");\n"
+	"    if (ev.identity) {\n"
+	"      var a = document.createElement(\"a\");\n"
+	"      a.href = \"/dashboard/device/\" + encodeURIComponent(ev.identity);\n"
+	"      a.textContent = ev.identity; who.appendChild(a);\n"
+	"    }\n"
+	"    cell(ev.address); cell(ev.evidence);\n"
+	"    body.appendChild(tr);\n"
+	"    var n = document.getElementById(\"matching\");\n"
+	"    if (n) { n.textContent = String(Number(n.textContent) + 1); }\n"
+	"  });\n"
+	"})();\n";
+
 int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 {
 	struct moat_dash *dash = calloc(1, sizeof(*dash));
@@ -110,6 +158,11 @@ int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 		free(dash);
 		return moat_err_set(err, MOAT_ECRYPTO, "dashboard: no random bytes");
 	}
+	int rc = dash_streams_open(&dash->streams, err);
+	if (rc != 0) {
+		free(dash);
+		return rc;
+	}
 	*out = dash;
 	return 0;
 }
@@ -117,6 +170,7 @@ int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 void dash_close(struct moat_dash *dash)
 {
 	if (dash) {
+		dash_streams_close(dash->streams);
 		OPENSSL_cleanse(dash->csrf_key, sizeof(dash->csrf_key));
 		free(dash);
 	}
@@ -387,6 +441,7 @@ static enum auth_result authenticate(struct dash_ctx *c, const char **reason)
 		return AUTH_REFUSED;
 	}
 	csrf_of_session(token, c->csrf);
+	snprintf(c->session_hash, sizeof(c->session_hash), "%s", hash);
 	OPENSSL_cleanse(token, sizeof(token));
 	return AUTH_OK;
 }
@@ -1407,6 +1462,114 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 
 /* ---- Security events ---- */
 
+/* ---- Security events, live: the table carries what the stream needs (events.js) ---- */
+
+struct newest {
+	struct dash_ctx *c;
+	int64_t seq;
+};
+
+static int event_row_newest(const struct moat_security_event *ev, void *ctx)
+{
+	struct newest *n = ctx;
+	n->seq = ev->seq > n->seq ? ev->seq : n->seq;
+	return event_row(ev, n->c);
+}
+
+static int seq_only(const struct moat_security_event *ev, void *ctx)
+{
+	struct newest *n = ctx;
+	n->seq = ev->seq > n->seq ? ev->seq : n->seq;
+	return 0;
+}
+
+static void data_attr(struct dash_ctx *c, const char *name, const char *value)
+{
+	if (value) {
+		outf(c, " data-%s=\"", name);
+		esc(c, value);
+		out(c, "\"");
+	}
+}
+
+/* The events table; with script, events.js appends what arrives after its newest row
+ * (data-after) over /dashboard/events/stream with the same filters. */
+static void events_table(struct dash_ctx *c, const struct moat_event_filter *f, const char *kind,
+			 const char *device, const char *sev)
+{
+	struct moat_buf rows;
+	struct moat_buf keep = c->b;
+	struct newest n = {.c = c};
+	struct moat_err err = {0};
+	/* rows first (into their own buffer), so the table's tag can carry the newest seq */
+	moat_buf_init(&rows, DASH_PAGE_MAX_BYTES);
+	c->b = rows;
+	int rc = moat_registry_security_event_foreach(c->reg, f, event_row_newest, &n, &err);
+	rows = c->b;
+	c->b = keep;
+	outf(c, "<p id=\"stream-status\"></p><table id=\"events\" data-after=\"%lld\"",
+	     (long long)n.seq);
+	data_attr(c, "kind", kind);
+	data_attr(c, "device", device);
+	data_attr(c, "severity", sev);
+	out(c, "><tr><th>time</th><th>kind</th><th>severity</th>"
+	       "<th>identity</th><th>address</th><th>evidence</th></tr>");
+	append_buf(c, &rows);
+	moat_buf_free(&rows);
+	out(c, "</table>");
+	checked(c, rc, &err);
+	out(c, "<script src=\"/dashboard/static/events.js\"></script>");
+}
+
+/* GET /dashboard/events/stream: the filters of the page, after= its newest event (a
+ * reconnecting EventSource's Last-Event-ID wins). */
+static enum MHD_Result events_stream(struct dash_ctx *c)
+{
+	const char *sev = arg(c, "severity");
+	enum moat_severity min = MOAT_SEV_INFO;
+	struct moat_err err = {0};
+	if (sev && moat_severity_parse(sev, &min, &err) != 0) {
+		min = MOAT_SEV_INFO;
+	}
+	int64_t after = 0;
+	const char *last = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	const char *a = last && last[0] ? last : arg(c, "after");
+	if (!a || moat_int_parse(a, 0, INT64_MAX, &after, NULL) != 0) {
+		/* no position given: from now on, not the whole history */
+		struct moat_event_filter newest = {.limit = 1};
+		struct newest n = {.c = NULL};
+		if (moat_registry_security_event_foreach(c->reg, &newest, seq_only, &n, &err) !=
+		    0) {
+			n.seq = 0;
+		}
+		after = n.seq;
+	}
+	char reg[PATH_MAX];
+	if (moat_path_join(reg, sizeof(reg), &err, "%s/registry.db", c->dash->dir) != 0) {
+		reg[0] = '\0'; /* the stream's open fails: 503 */
+	}
+	struct dash_stream_req rq = {.session_hash = c->via_cert ? "" : c->session_hash,
+				     .op = c->op,
+				     .kind = arg(c, "kind"),
+				     .device = arg(c, "device"),
+				     .min_severity = (int)min,
+				     .after_seq = after,
+				     .headers = add_security_headers};
+	unsigned status = 0;
+	if (dash_stream_serve(c->dash->streams, c->conn, reg, &rq, &status) == MHD_YES) {
+		*c->status = status;
+		note(c, "events_stream");
+		return MHD_YES;
+	}
+	if (status == MHD_HTTP_TOO_MANY_REQUESTS) {
+		return refuse(c, status, "stream_limit", "Too many live event streams open.");
+	}
+	note(c, "stream_failed");
+	static const char sorry[] = "the event stream is not available\n";
+	return send_raw(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", sorry,
+			sizeof(sorry) - 1, NULL, NULL);
+}
+
 static enum MHD_Result page_events(struct dash_ctx *c)
 {
 	const char *kind = arg(c, "kind");
@@ -1445,10 +1608,7 @@ static enum MHD_Result page_events(struct dash_ctx *c)
 	     "<p><span id=\"matching\">%lld</span> matching events; the newest %d are shown, "
 	     "oldest first.</p>",
 	     (long long)n, DASH_EVENTS_MAX);
-	out(c, "<table id=\"events\"><tr><th>time</th><th>kind</th><th>severity</th>"
-	       "<th>identity</th><th>address</th><th>evidence</th></tr>");
-	checked(c, moat_registry_security_event_foreach(c->reg, &f, event_row, c, &err), &err);
-	out(c, "</table>");
+	events_table(c, &f, kind, device, sev);
 	note(c, "events");
 	return page_send(c, MHD_HTTP_OK);
 }
@@ -1875,6 +2035,11 @@ static enum MHD_Result route(struct dash_ctx *c)
 		return send_raw(c, MHD_HTTP_OK, "text/css; charset=utf-8", dash_css,
 				sizeof(dash_css) - 1, NULL, NULL);
 	}
+	if (strcmp(rest, "/static/events.js") == 0 && get) {
+		note(c, "js");
+		return send_raw(c, MHD_HTTP_OK, "text/javascript; charset=utf-8", dash_events_js,
+				sizeof(dash_events_js) - 1, NULL, NULL);
+	}
 	if (strcmp(rest, "/signin") == 0 && get) {
 		return signin(c);
 	}
@@ -1950,6 +2115,9 @@ static enum MHD_Result route(struct dash_ctx *c)
 	}
 	if (strcmp(rest, "/events") == 0) {
 		return page_events(c);
+	}
+	if (strcmp(rest, "/events/stream") == 0) {
+		return events_stream(c);
 	}
 	if (strcmp(rest, "/firmware") == 0) {
 		return page_firmware(c);

@@ -1,17 +1,27 @@
 #!/usr/bin/env bash
-# test_dashboard_disable.sh: Disable and Enable on the dashboard reach the broker at once.
-# moatd runs as an account that may not write the broker's files, so it asks the supervisor
-# of `moat up` to sync them (state/broker-sync.request, broker_supervisor.h). Through
-# `moat up` (broker with the plugin, moatd): a device connected with mosquitto_sub is
-# disabled with the dashboard's own forms (session from `moat dashboard`, CSRF token from
-# the device page, the confirmation step) and its client sees the connection closed within
-# a bounded wait, while another device's session stays up; it is refused on reconnecting;
-# enabled again, it connects and receives a message. A request written while the
-# deployment's lock is held waits for the lock, then syncs.
+# test_dashboard_live.sh: what the dashboard does live, beyond tests/e2e/test_dashboard.sh.
+# Through `moat up` (broker with the plugin, moatd) and one deployment:
+# - Disable and Enable reach the broker at once. moatd runs as an account that may not write
+#   the broker's files, so it asks the supervisor of `moat up` to sync them
+#   (state/broker-sync.request, broker_supervisor.h). A device connected with mosquitto_sub
+#   is disabled with the dashboard's own forms (session from `moat dashboard`, CSRF token
+#   from the device page, the confirmation step): its client sees the connection closed
+#   within a bounded wait, another device's session stays up, it is refused on
+#   reconnecting; enabled again, it connects and receives a message. A request written
+#   while the deployment's lock is held waits for the lock, then syncs.
+# - The Fleet page's certificates expiring ([pki] expiry_warning), open anomalies and the
+#   zone map of [network], against the registry.
+# - The Security events page is live (server-sent events): in headless Chromium
+#   (dashboard_events_live.py) a refusal by the broker appears as a row linking to its
+#   device without a reload; with curl: no stream without a session, at most 2 streams a
+#   session (429), and a stream ends when its session expires.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 command -v jq >/dev/null || skip "jq not installed"
 command -v flock >/dev/null || skip "flock not installed"
+command -v chromium >/dev/null || skip "chromium not installed (scripts/bootstrap installs it)"
+command -v certutil >/dev/null || skip "certutil not installed (libnss3-tools)"
+/usr/bin/python3 -c 'import websocket' 2>/dev/null || skip "python3-websocket not installed"
 broker_require
 
 e2e_init
@@ -86,7 +96,8 @@ took=$(($(date +%s%3N) - start))
 broker_sub_bg dev-a dev-a "$T/sub-a2" devices/dev-a/commands/#
 broker_pub backend-service backend-service devices/dev-a/commands/diagnostics '{"command":"diagnostics","id":"t-2"}' ||
 	fail "the service cannot publish to dev-a"
-broker_wait_line "$T/sub-a2" 'devices/dev-a/commands/diagnostics {"command":"diagnostics","id":"t-2"}'
+wait_for 10 grep -qF 'devices/dev-a/commands/diagnostics {"command":"diagnostics","id":"t-2"}' "$T/sub-a2" ||
+	fail "the command never arrived at dev-a: $(cat "$T/sub-a2" "$T/sub-a2.err"); broker: $(grep -i 'dev-a' "$D/log/mosquitto.log" | tail -8); supervisor: $(tail -4 "$D/log/supervisor.log")"
 pass "Enable on the dashboard: dev-a connects again (within $took ms) and receives a command"
 
 # while a `moat` command holds the deployment's lock, the request waits, then syncs
@@ -153,6 +164,44 @@ assert_contains "$guest" '10.77.20.0/24</td><td class="count">0</td>'
 grep -q '<span id="zone-unknown">2</span> devices with no address' "$T/body" ||
 	fail "devices with no address: $(grep -o 'zone-unknown">[0-9]*' "$T/body")"
 pass "Fleet: the network zones of [network] with their subnets; dev-a and dev-b last seen in iot, 2 devices never seen"
+
+# ---- the Security events page, live ----
+got=$(web "$base/events/stream")
+[ "$got" = 401 ] || fail "a stream without a session: HTTP $got"
+# two streams of one session are allowed, a third is not (each says hello at once)
+for i in 1 2; do
+	e2e_bg curl -sS -N --cacert "$D/pki/ca.crt" -H "Cookie: $cookie" -D "$T/stream$i.h" -o "$T/stream$i" "$base/events/stream?kind=nothing"
+	eval "STREAM$i=\$!"
+	wait_for 10 grep -q "^: heartbeat" "$T/stream$i" || fail "stream $i did not open: $(cat "$T/stream$i")"
+done
+got=$(web -H "Cookie: $cookie" "$base/events/stream")
+[ "$got" = 429 ] || fail "a third stream of one session: HTTP $got"
+grep -qi "^content-type: text/event-stream" "$T/stream1.h" || fail "not text/event-stream: $(cat "$T/stream1.h")"
+kill "$STREAM1" "$STREAM2" 2>/dev/null || true
+pass "event streams: none without a session (401), text/event-stream, at most 2 per session (the third: 429)"
+# a stream ends (an 'ended' event, then the end of the response) once its session expired
+short=$(moat --json dashboard --session-ttl 4s | jq -r .url)
+curl -sS --cacert "$D/pki/ca.crt" -o /dev/null -D "$T/h-short" "$short"
+scookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \(moat_session=[0-9a-f]*\);.*/\1/p' "$T/h-short")
+e2e_bg curl -sS -N --cacert "$D/pki/ca.crt" -H "Cookie: $scookie" -o "$T/stream-short" "$base/events/stream"
+SHORT=$!
+wait_for 10 grep -q "^: heartbeat" "$T/stream-short" || fail "the short session's stream did not open: $(cat "$T/stream-short")"
+wait_for 10 eval '! kill -0 $SHORT 2>/dev/null' || fail "the stream outlived its session: $(cat "$T/stream-short")"
+grep -q "^event: ended" "$T/stream-short" || fail "no ended event: $(cat "$T/stream-short")"
+pass "an event stream ends when its session expires"
+moat events --kind dashboard_refused --json | jq -r .evidence | qgrep "reason=stream_limit " ||
+	fail "the stream limit's refusal is no security event"
+BH="$T/browser"
+mkdir -p "$BH/.pki/nssdb"
+certutil -N -d "sql:$BH/.pki/nssdb" --empty-password
+certutil -A -d "sql:$BH/.pki/nssdb" -n moat-e2e-root -t "C,," -i "$D/pki/ca.crt"
+link=$(moat --json dashboard | jq -r .url)
+# dev-b publishes on dev-a's topic with its own certificate: the broker refuses it
+trigger="$(declare -f broker_pub broker_args deadline); D='$D' BROKER_PORT=$BROKER_PORT; broker_pub dev-b dev-b devices/dev-a/telemetry intruder"
+/usr/bin/python3 "$(dirname "$0")/dashboard_events_live.py" chromium "$BH" "$link" dev-b acl_denied "$trigger" >"$T/live.json" ||
+	fail "in the browser: $(cat "$T/live.json") $(tail -5 "$BH/chromium.log")"
+echo "browser: $(cat "$T/live.json")"
+pass "Chromium: dev-b's acl_denied appeared on the Security events page without a reload, linking to dev-b's page"
 
 expect_ok "moat down" moat down --timeout "$(deadline 20s)"
 if grep -qE 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
