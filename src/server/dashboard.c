@@ -1,8 +1,9 @@
 /* dashboard.c: the fleet dashboard under /dashboard (moat/dashboard.h, docs/DASHBOARD.md).
  *
  * Every page is rendered here as plain HTML with server-rendered SVG plots and one
- * stylesheet: no script at all, so the Content-Security-Policy allows none ('self' for the
- * stylesheet and nothing else). Who asks is decided before anything else: an active
+ * stylesheet; the one script, events.js, only makes the events page live (dash_stream.c)
+ * and every page works without it, so the Content-Security-Policy allows 'self' for the
+ * stylesheet, that script and its stream, and nothing else. Who asks is decided before anything else: an active
  * operator's client certificate (httpd.c verified it), else the session cookie, whose token
  * the registry knows only hashed. A sign-in link is spent by one conditional update, so it
  * opens one session at most. Actions are POSTs with the session's CSRF token, asked for
