@@ -295,11 +295,24 @@ enum MHD_Result dash_stream_serve(struct dash_streams *s, struct MHD_Connection 
 		*status = MHD_HTTP_SERVICE_UNAVAILABLE;
 		return MHD_NO;
 	}
+	/* counted again under the lock: two requests may have passed the first count */
 	pthread_mutex_lock(&s->mu);
-	st->next = s->list;
-	s->list = st;
-	s->count++;
+	mine = 0;
+	for (const struct dash_stream *o = s->list; o; o = o->next) {
+		mine += strcmp(o->key, key) == 0;
+	}
+	full = mine >= DASH_STREAMS_PER_SESSION || s->count >= DASH_STREAMS_MAX;
+	if (!full) {
+		st->next = s->list;
+		s->list = st;
+		s->count++;
+	}
 	pthread_mutex_unlock(&s->mu);
+	if (full) {
+		MHD_destroy_response(resp); /* stream_free runs: not in the list, nothing removed */
+		*status = MHD_HTTP_TOO_MANY_REQUESTS;
+		return MHD_NO;
+	}
 	rq->headers(resp);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
 	*status = MHD_HTTP_OK;
