@@ -36,6 +36,7 @@ def main():
         check(seen["status"] == "Live: new events appear below.",
               "the stream did not open: %r" % seen["status"])
         b.js("window.moatMarker = 'not reloaded'")
+        seen["after_seq"] = int(b.js("document.getElementById('events').getAttribute('data-after')"))
         subprocess.run(trigger, shell=True, check=False, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sel = "#events tr.live a[href='/dashboard/device/%s']" % device
@@ -49,6 +50,12 @@ def main():
         seen["kind"] = b.js("document.querySelector(%s).closest('tr').children[1].textContent"
                             % json.dumps(sel))
         check(seen["kind"] == kind, "the live row's kind: %r" % seen["kind"])
+        # the page's filter applies to the stream: no row of another kind was appended
+        # (the shell test checks that events of other kinds were recorded meanwhile)
+        kinds = b.js("Array.from(document.querySelectorAll('#events tr.live'))"
+                     ".map(function (r) { return r.children[1].textContent; })")
+        seen["live_kinds"] = sorted(set(kinds))
+        check(seen["live_kinds"] == [kind], "live rows of other kinds: %r" % kinds)
         seen["marker"] = b.js("window.moatMarker || null")
         check(seen["marker"] == "not reloaded", "the page was reloaded")
         seen["rows_before"] = rows_before

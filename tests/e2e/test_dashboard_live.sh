@@ -205,6 +205,9 @@ trigger="$(declare -f broker_pub broker_args deadline); D='$D' BROKER_PORT=$BROK
 /usr/bin/python3 "$(dirname "$0")/dashboard_events_live.py" chromium "$BH" "$link" dev-b acl_denied "$trigger" >"$T/live.json" ||
 	fail "in the browser: $(cat "$T/live.json") $(tail -5 "$BH/chromium.log")"
 echo "browser: $(cat "$T/live.json")"
+# events of other kinds were recorded while the page watched: the filter kept them out
+n_other=$(moat events --json | jq -s --argjson after "$(jq -r .after_seq "$T/live.json")" '[.[] | select(.seq > $after and .kind != "acl_denied")] | length')
+[ "$n_other" -ge 1 ] || fail "no event of another kind was recorded while the page watched: the filter check proves nothing"
 pass "Chromium: dev-b's acl_denied appeared on the Security events page without a reload, linking to dev-b's page"
 
 expect_ok "moat down" moat down --timeout "$(deadline 20s)"
