@@ -3,14 +3,15 @@
  * Every page is rendered here as plain HTML with server-rendered SVG plots and one
  * stylesheet; the one script, events.js, only makes the events page live (dash_stream.c)
  * and every page works without it, so the Content-Security-Policy allows 'self' for the
- * stylesheet, that script and its stream, and nothing else. Who asks is decided before anything else: an active
- * operator's client certificate (httpd.c verified it), else the session cookie, whose token
- * the registry knows only hashed. A sign-in link is spent by one conditional update, so it
- * opens one session at most. Actions are POSTs with the session's CSRF token, asked for
- * confirmation first (a page with the same form and confirm=yes), and each is a security
- * event naming the operator. The CSRF token of a session is the SHA-256 of "csrf:" and its
- * token (nothing to store; a forged one needs the cookie); for a certificate it is an
- * HMAC of the operator's name under a key random per moatd start.
+ * stylesheet, that script and its stream, and nothing else. Who asks is decided before
+ * anything else: an active operator's client certificate (httpd.c verified it), else the
+ * session cookie, whose token the registry knows only hashed. A sign-in link is spent by
+ * one conditional update, so it opens one session at most. Actions are POSTs with the
+ * session's CSRF token, asked for confirmation first (a page with the same form and
+ * confirm=yes), and each is a security event naming the operator. The CSRF token of a
+ * session is the SHA-256 of "csrf:" and its token (nothing to store; a forged one needs
+ * the cookie); for a certificate it is an HMAC of the operator's name under a key random
+ * per moatd start.
  */
 #include <limits.h>
 #include <math.h>
