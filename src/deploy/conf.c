@@ -31,11 +31,17 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 {
 	static const char *const no_keys[] = {NULL};
 	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {"key_type",	  "ca_days",
-					       "identity_days",	  "server_days",
-					       "crl_days",	  "crl_validity",
-					       "pkcs11_module",	  "issuer_pkcs11_uri",
-					       "issuer_pin_file", NULL};
+	static const char *const pki_keys[] = {"key_type",
+					       "ca_days",
+					       "identity_days",
+					       "server_days",
+					       "crl_days",
+					       "crl_validity",
+					       "pkcs11_module",
+					       "issuer_pkcs11_uri",
+					       "issuer_pin_file",
+					       "expiry_warning",
+					       NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
@@ -153,6 +159,21 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 					    "%s: [pki] crl_validity: %ds to 3650 days", cfg->path,
 					    MOAT_CRL_VALIDITY_MIN_S);
 		}
+	}
+	/* expiry_warning: a duration with its unit (moat_duration_ms_parse), 1 s..365 days */
+	conf->expiry_warning = MOAT_EXPIRY_WARNING_DEFAULT_S;
+	const char *ew = moat_config_get(cfg, "pki", "expiry_warning");
+	if (ew) {
+		int64_t ms = 0;
+		if ((rc = moat_duration_ms_parse(ew, &ms, err)) != 0) {
+			moat_err_prefix(err, "%s: [pki] expiry_warning", cfg->path);
+			return rc;
+		}
+		if (ms < 1000 || ms > MOAT_EXPIRY_WARNING_MAX_S * 1000) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [pki] expiry_warning: 1s to 365 days", cfg->path);
+		}
+		conf->expiry_warning = ms / 1000;
 	}
 	/* The issuing CA's key in a token: the URI must parse here, so a typo in moat.conf is
 	 * named when the deployment opens, not at the first signature. */

@@ -1573,7 +1573,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
-	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	/* suspend and resume: the dashboard's event streams wait without busy-waiting */
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	unsigned max = (unsigned)h->lim.max_connections;
 	unsigned budget = fd_budget();
 	if (max > budget) {

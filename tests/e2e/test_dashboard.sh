@@ -144,6 +144,7 @@ pass "an expired link (403) and an expired session (401) are refused"
 op="$D/pki/identities/op-1"
 got=$(hdrs --cert "$op/cert.pem" --key "$op/key.pem" "$base/")
 [ "$got" = 200 ] && grep -q '<span id="operator">op-1</span>' "$T/body" || fail "operator certificate: HTTP $got"
+grep -q 'id="zones"' "$T/body" && fail "a zone map without [network] in moat.conf"
 dv="$D/pki/identities/dev-a"
 got=$(hdrs --cert "$dv/cert.pem" --key "$dv/key.pem" "$base/")
 [ "$got" = 401 ] || fail "a device certificate opened the dashboard: HTTP $got"
