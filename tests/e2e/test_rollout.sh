@@ -9,9 +9,10 @@
 #   - a halted rollout resumes only with --accept-failures, which accepts the failures so
 #     far: a new failure halts it again; a device tagged into the group after the rollout's
 #     creation is taken by it, offered the release, and counted;
-#   - a rollout halts itself on injected reverts, and another on a security signal (an ACL
-#     denial of a device on the new release), naming the cause in its status and moatd's
-#     log, and each halt is a security event (`moat events --kind rollout_halted`);
+#   - a rollout halts itself on injected reverts, another on a security signal (an ACL
+#     denial of a device on the new release), another on an anomaly (event_jump: a device's
+#     malformed payloads jump once the release reached it), naming the cause in its status
+#     and moatd's log, and each halt is a security event (`moat events --kind rollout_halted`);
 #   - a device of a started phase that reports nothing for --silent-after is silent and
 #     counts as failed: it halts a rollout without a failure threshold;
 #   - fw list names a release's rollout (id, state, phase) instead of its stale percentage.
@@ -274,6 +275,33 @@ assert_contains "$out" '"state":"halted"'
 assert_contains "$out" '"silent":4'
 assert_contains "$out" "failures: 4 of 4 devices reverted, refused or silent (threshold 50%)"
 pass "devices silent for --silent-after count as failed and halt a rollout (a security event)"
+
+# ---- a halt on an anomaly: dev2's security events jump once the release reached it ----
+head -c 1000 /dev/urandom >"$T/fw-1.5.0"
+sign "$T/fw-1.5.0" 1.5.0 6 "$T/fw-1.5.0.json"
+expect_ok "publish 1.5.0 to nobody" moat fw publish "$T/fw-1.5.0.json" "$T/fw-1.5.0" --rollout 0
+expect_ok "rollout 5" moat fw rollout create "$T/fw-1.5.0.json" --group canary --phases 100% --soak 1h \
+	--halt-on-events
+broker_pub dev2 dev2 devices/dev2/diagnostics '{"event":"update","stage":"confirmed","version":"1.5.0","running":"1.5.0"}'
+wait_for 20 grep -q "event=update_event id=dev2 stage=confirmed version=1.5.0" "$D/log/moatd.log" ||
+	fail "dev2's confirmation of 1.5.0 not recorded"
+# malformed telemetry: payload_rejected is no signal by itself, but nine of them right after
+# the release reached dev2 are an event_jump anomaly, and that halts the rollout
+for _ in 1 2 3 4 5 6 7 8 9; do echo "not json"; done >"$T/garbage"
+# shellcheck disable=SC2046
+timeout "$(deadline 20)" mosquitto_pub $(broker_args dev2 dev2) -V mqttv5 -q 1 \
+	-t devices/dev2/telemetry -l <"$T/garbage" || true
+wait_for 20 grep -q "event=rollout_halted id=5 phase=1 reason=security_events" "$D/log/moatd.log" ||
+	fail "no halt on an anomaly: $(moat fw rollout status 5; moat events --device dev2 | tail -5)"
+expect_ok "the anomaly fired" moat --json events --kind anomaly --device dev2
+assert_contains "$out" '"rule":"event_jump"'
+expect_ok "status" moat --json fw rollout status 5
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" "security events: 1 of 1 devices on 1.5.0 (dev2: anomaly event_jump)"
+wait_for 20 halted_event 5 security_events >/dev/null ||
+	fail "no rollout_halted event for rollout 5: $(moat events --kind rollout_halted)"
+assert_contains "$(halted_event 5 security_events)" "dev2: anomaly event_jump"
+pass "an anomaly of a device on the new release (event_jump) halts the rollout, rollout_halted names it"
 
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
