@@ -303,6 +303,102 @@ wait_for 20 halted_event 5 security_events >/dev/null ||
 assert_contains "$(halted_event 5 security_events)" "dev2: anomaly event_jump"
 pass "an anomaly of a device on the new release (event_jump) halts the rollout, rollout_halted names it"
 
+# ---- /metrics: rollouts from the rollout tables, enrollments; promtool accepts it ----
+command -v promtool >/dev/null || fail "promtool not installed (scripts/bootstrap installs prometheus)"
+expect_ok "a pending enrollment" moat device add enr1 --type other --enroll
+metrics() {
+	curl -sS --cacert "$D/pki/ca.crt" --cert "$D/pki/identities/ops/cert.pem" \
+		--key "$D/pki/identities/ops/key.pem" -o "$T/metrics.txt" -w '%{http_code}' \
+		"$(url /metrics)"
+}
+[ "$(metrics)" = 200 ] || fail "/metrics as an operator: $(head -c 200 "$T/metrics.txt")"
+run_captured promtool check metrics <"$T/metrics.txt"
+[ "$run_rc" = 0 ] || fail "promtool check metrics: $out $errout"
+python3 - "$T/metrics.txt" <<'EOF2' || fail "rollout and enrollment metrics: $(grep -E 'rollout|enrollments' "$T/metrics.txt")"
+import re, sys
+m = {}
+for line in open(sys.argv[1]):
+    if not line.startswith("#"):
+        k, v = line.rsplit(" ", 1)
+        m[k] = float(v)
+def need(k, v):
+    assert m.get(k) == v, (k, m.get(k), v)
+# rollouts 1 and 2 completed, 3 aborted, 4 and 5 halted
+for state, n in (("running", 0), ("paused", 0), ("halted", 2), ("aborted", 1), ("completed", 2)):
+    need('moat_rollouts{state="%s"}' % state, n)
+# rollout 5: halted in its one phase; dev2 confirmed, dev1 and dev3 offered, nothing waits
+need('moat_rollout_state{rollout="5",state="halted"}', 1)
+need('moat_rollout_phase{rollout="5",version="1.5.0"}', 1)
+need('moat_rollout_phases{rollout="5"}', 1)
+need('moat_rollout_devices{rollout="5",status="confirmed"}', 1)
+need('moat_rollout_devices{rollout="5",status="waiting"}', 0)
+total = sum(v for k, v in m.items() if k.startswith('moat_rollout_devices{rollout="5"'))
+need('moat_rollout_devices{rollout="5",status="reverted"}', 0)
+assert total == 4, total  # the canary group: dev1, dev2, dev3, dev4
+# rollout 4: its four devices silent
+need('moat_rollout_devices{rollout="4",status="silent"}', 4)
+# finished rollouts only count by state
+assert not any(k.startswith('moat_rollout_state{rollout="1"') for k in m), "rollout 1 has series"
+# 1.5.0's targets: the devices of its started phase (the rollout tables, not rollout_percent)
+assert any(k.startswith('moat_rollout_target_devices{') and k.endswith('version="1.5.0"}') and v == 4
+           for k, v in m.items()), [k for k in m if "target" in k]
+need('moat_enrollments{state="pending"}', 1)
+EOF2
+pass "/metrics: rollouts by state, each unfinished one's phase, state and devices; enrollments; promtool check metrics"
+
+# ---- status of every rollout (no ID); abort --json ----
+expect_ok "status without an ID" moat --json fw rollout status
+python3 - "$out" <<'EOF2' || fail "status of every rollout: $out"
+import json, sys
+rs = json.loads(sys.argv[1])
+got = [(r["rollout"]["id"], r["rollout"]["state"]) for r in rs]
+assert got == [(1, "completed"), (2, "completed"), (3, "aborted"), (4, "halted"), (5, "halted")], got
+assert all(len(r["progress"]) == r["rollout"]["phases"].count("%") for r in rs), rs
+EOF2
+expect_ok "status text without an ID" moat fw rollout status
+for i in 1 2 3 4 5; do assert_contains "$out" "rollout $i: "; done
+expect_ok "abort --json" moat --json fw rollout abort 5
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert (r["id"], r["state"], r["phase"]) == (5, "aborted", 1), r' "$out" ||
+	fail "abort --json: $out"
+pass "fw rollout status without an ID lists every rollout (text and --json); abort --json"
+
+# ---- abort in the middle of a running phase: the phase's devices keep what they installed,
+# no device of a later phase is offered anything ----
+head -c 1000 /dev/urandom >"$T/fw-1.6.0"
+sign "$T/fw-1.6.0" 1.6.0 7 "$T/fw-1.6.0.json"
+expect_ok "publish 1.6.0 to nobody" moat fw publish "$T/fw-1.6.0.json" "$T/fw-1.6.0" --rollout 0
+expect_ok "rollout 6" moat fw rollout create "$T/fw-1.6.0.json" --group plant1 --phases 50%,100% \
+	--soak 1h --halt-on-failure 50%
+confirmed_160() { grep -c "event=update_event id=ro-[0-9]* stage=confirmed version=1.6.0" "$D/log/moatd.log" || true; }
+end=$((SECONDS + $(deadline 60)))
+until [ "$(confirmed_160)" = 2 ]; do
+	[ $SECONDS -lt $end ] || fail "phase 1 of rollout 6 did not confirm: $(moat fw rollout status 6)"
+	kill -USR1 "$SIM"
+	sleep 0.3
+done
+expect_ok "mid-phase" moat --json fw rollout status 6
+assert_contains "$out" '"state":"running","phase":1,'
+expect_ok "abort mid-phase" moat --json fw rollout abort 6
+assert_contains "$out" '"state":"aborted"'
+# every device checks again after the abort: the phase-2 ones get nothing
+checks_before=$(grep -c "event=update_event id=ro-[0-9]* stage=checked" "$D/log/moatd.log" || true)
+end=$((SECONDS + $(deadline 60)))
+until [ "$(grep -c "event=update_event id=ro-[0-9]* stage=checked" "$D/log/moatd.log" || true)" -ge $((checks_before + 4)) ]; do
+	[ $SECONDS -lt $end ] || fail "the devices did not check after the abort"
+	kill -USR1 "$SIM"
+	sleep 0.5
+done
+on_160=0
+for i in 1 2 3 4; do
+	out=$(moat-boot --state "$D/run/sim/ro-00000$i/boot" --status)
+	grep -q "=1.6.0" <<<"$out" && on_160=$((on_160 + 1))
+done
+[ "$on_160" = 2 ] || fail "$on_160 devices hold 1.6.0 after the abort, expected phase 1's 2"
+[ "$(confirmed_160)" = 2 ] || fail "a device of phase 2 installed 1.6.0 after the abort"
+expect_ok "status after the abort" moat --json fw rollout status 6
+assert_contains "$out" '"state":"aborted"'
+pass "abort mid-phase: phase 1 keeps 1.6.0 (nothing downgraded), phase 2 is offered nothing"
+
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
 agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"
