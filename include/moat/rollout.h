@@ -118,9 +118,10 @@ enum moat_rollout_dev_state {
 	MOAT_RD_STATE_COUNT,
 };
 const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
-/* stage: the update stage name of its newest event for the version since it was offered
- * (NULL when none); running_new: it reports running the release's version (a confirmed
- * device that restarted reports only "checked"). */
+/* stage: the update stage name of its newest event for the version since it was offered,
+ * other than "checked" when there is one (a device that reverted checks again at its next
+ * start and reports "checked": it stays reverted) (NULL when none); running_new: it reports running
+ * the release's version (a confirmed device that restarted reports only "checked"). */
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
 						   int64_t offered_at, int64_t silent_s,
 						   int64_t now);

@@ -482,9 +482,12 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		/* offered since its phase started, or since it joined when later; signals
 		 * count from then and from the last acceptance */
 		"SELECT d.device, d.phase, "
+		/* its newest stage other than "checked" (a device that reverted, or confirmed,
+		 * checks again at its next start and reports "checked" for the same version:
+		 * that must not undo its outcome), else "checked" */
 		"(SELECT e.stage FROM update_events e WHERE e.device = d.device AND "
 		"e.version = ?2 AND e.at >= MAX(COALESCE(p.started_at, r.created_at), "
-		"COALESCE(d.joined_at, 0)) ORDER BY e.seq DESC LIMIT 1), "
+		"COALESCE(d.joined_at, 0)) ORDER BY e.stage = 'checked', e.seq DESC LIMIT 1), "
 		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
 		"= ?2, "
 		/* its newest signal, an anomaly with its rule */

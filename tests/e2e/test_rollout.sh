@@ -15,7 +15,11 @@
 #     and moatd's log, and each halt is a security event (`moat events --kind rollout_halted`);
 #   - a device of a started phase that reports nothing for --silent-after is silent and
 #     counts as failed: it halts a rollout without a failure threshold;
-#   - fw list names a release's rollout (id, state, phase) instead of its stale percentage.
+#   - fw list names a release's rollout (id, state, phase) instead of its stale percentage;
+#   - /metrics: rollouts by state and each unfinished one's progress, enrollments (promtool);
+#   - status without an ID, abort --json, abort in the middle of a phase (no new offers);
+#   - simulated devices whose trial really crashes (moat sim --fail-trial) revert by the
+#     boot's rule and halt a rollout.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -399,6 +403,49 @@ expect_ok "status after the abort" moat --json fw rollout status 6
 assert_contains "$out" '"state":"aborted"'
 pass "abort mid-phase: phase 1 keeps 1.6.0 (nothing downgraded), phase 2 is offered nothing"
 
+# ---- simulated devices that really revert: a release whose trial crashes (moat sim
+# --fail-trial) halts the rollout through the devices' own A/B path, no forged report ----
+expect_fail "--fail-trial without --firmware" moat sim --devices 1 --prefix bad --fail-trial 1.7.0
+expect_fail "--fail-trial not a version" moat sim --devices 1 --prefix bad --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --fail-trial 1.7
+head -c 1000 /dev/urandom >"$T/fw-1.7.0"
+sign "$T/fw-1.7.0" 1.7.0 8 "$T/fw-1.7.0.json"
+expect_ok "publish 1.7.0 to nobody" moat fw publish "$T/fw-1.7.0.json" "$T/fw-1.7.0" --rollout 0
+moat sim --create --devices 2 --prefix bad --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --fail-trial 1.7.0 >"$T/badsim.out" 2>"$T/badsim.err" &
+BADSIM=$!
+E2E_PIDS+=("$BADSIM")
+for i in 1 2; do
+	wait_for 60 grep -q "event=update_event id=bad-00000$i stage=checked" "$D/log/moatd.log" ||
+		fail "bad-00000$i did not check at start: $(tail -3 "$T/badsim.err")"
+	moat device tag "bad-00000$i" bad >/dev/null
+done
+expect_ok "group bad" moat group add bad --where "tag=bad"
+expect_ok "rollout 7" moat fw rollout create "$T/fw-1.7.0.json" --group bad --phases 100% --soak 1s \
+	--halt-on-failure 10%
+kill -USR1 "$BADSIM"
+wait_for 30 grep -q "event=rollout_halted id=7 phase=1 reason=failures" "$D/log/moatd.log" ||
+	fail "the crashing trials did not halt rollout 7: $(moat fw rollout status 7; tail -5 "$T/badsim.err")"
+for i in 1 2; do
+	# the device staged it, crashed on the trial, and its boot reverted it
+	grep -q "id=bad-00000$i event=trial_crashed version=1.7.0" "$T/badsim.err" ||
+		fail "bad-00000$i: no crashed trial: $(grep "bad-00000$i" "$T/badsim.err" | tail -3)"
+	qgrep "event=update_event id=bad-00000$i stage=installed version=1.7.0" "$D/log/moatd.log" ||
+		fail "bad-00000$i never installed 1.7.0"
+	out=$(moat-boot --state "$D/run/sim/bad-00000$i/boot" --status)
+	assert_contains "$out" "trial=-"
+	grep -q "active=a" <<<"$out" || fail "bad-00000$i does not run its first slot again: $out"
+done
+wait_for 20 sh -c "grep -c 'event=update_event id=bad-[0-9]* stage=reverted version=1.7.0' '$D/log/moatd.log' | qgrep -x 2" ||
+	fail "not both reverts reported: $(grep 'stage=reverted' "$D/log/moatd.log")"
+expect_ok "status" moat --json fw rollout status 7
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" '"reverted":'
+assert_contains "$out" "failures: "
+pass "simulated devices whose trial crashes revert by their own boot rule and halt the rollout"
+kill -TERM "$BADSIM"
+wait "$BADSIM" || fail "the second moat sim did not stop cleanly: $(tail -3 "$T/badsim.err")"
+
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
-agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"
+agent_sanitizer_clean "$T/sim.err" "$T/badsim.err" "$D/log/moatd.log"

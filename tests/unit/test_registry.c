@@ -1175,6 +1175,15 @@ static int collect_signalled(const struct moat_rollout_device *d, void *ctx)
 	return 0;
 }
 
+/* "<device>:<stage>" ("-": none) of each device of a rollout, comma-separated */
+static int collect_stages(const struct moat_rollout_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->stage ? d->stage : "-");
+	return 0;
+}
+
 /* Rollouts: one per release, moves only from the state the caller saw, members, and a
  * deleted device leaves no row behind (rollouts.c, jobs.c, deletions.c). */
 static void test_rollouts_jobs(void **state)
@@ -1249,6 +1258,30 @@ static void test_rollouts_jobs(void **state)
 						       signalled, &err),
 			 0);
 	assert_string_equal(signalled, "d1:rate_limited,d2:anomaly event_jump");
+	/* d1 reverted 1.1.0 and checked again at its next start (the updater does not stage a
+	 * reverted release again): it stays reverted; d2 only checked */
+	struct moat_update_event ue = {.device = "d1",
+				       .stage = MOAT_UPD_REVERTED,
+				       .version = "1.1.0",
+				       .running = "1.0.0",
+				       .reason = "trial did not confirm",
+				       .at = 210};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d1",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 211};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d2",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 212};
+	record(reg, &ue);
+	char stages[128] = "";
+	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_stages, stages,
+						       &err),
+			 0);
+	assert_string_equal(stages, "d1:reverted,d2:checked");
 
 	struct moat_job_row j = {.command = "reboot",
 				 .target = "devices d1,d2",
