@@ -436,7 +436,7 @@ for i in 1 2; do
 	assert_contains "$out" "trial=-"
 	grep -q "active=a" <<<"$out" || fail "bad-00000$i does not run its first slot again: $out"
 done
-wait_for 20 sh -c "grep -c 'event=update_event id=bad-[0-9]* stage=reverted version=1.7.0' '$D/log/moatd.log' | qgrep -x 2" ||
+wait_for 20 sh -c "[ \$(grep -c 'event=update_event id=bad-[0-9]* stage=reverted version=1.7.0' '$D/log/moatd.log') = 2 ]" ||
 	fail "not both reverts reported: $(grep 'stage=reverted' "$D/log/moatd.log")"
 expect_ok "status" moat --json fw rollout status 7
 assert_contains "$out" '"state":"halted"'

@@ -65,6 +65,26 @@ static void test_payload_size(void **state)
 	assert_false(moat_rule_payload_size(&s, 100000, 100.0, 19, NULL, 0));
 }
 
+/* acl_burst's default (docs/CONFIGURATION.md): four denials within the window, what one
+ * reconnection of an outdated but legitimate device may produce, are no anomaly; five are */
+static void test_acl_burst_default(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults();
+	assert_int_equal(s.acl_burst, 5);
+	assert_int_equal(s.burst_window_ms, 60000);
+	struct moat_window w;
+	memset(&w, 0, sizeof(w));
+	bool fired = false;
+	for (int i = 0; i < 4; i++) {
+		fired |= moat_rule_burst(moat_window_add(&w, 1000 + i, s.burst_window_ms),
+					 s.acl_burst, "denials", NULL, 0);
+	}
+	assert_false(fired);
+	assert_true(moat_rule_burst(moat_window_add(&w, 1004, s.burst_window_ms), s.acl_burst,
+				    "denials", NULL, 0));
+}
+
 static void test_burst_and_window(void **state)
 {
 	(void)state;
@@ -616,6 +636,7 @@ int main(void)
 		cmocka_unit_test(test_silence),
 		cmocka_unit_test(test_payload_size),
 		cmocka_unit_test(test_burst_and_window),
+		cmocka_unit_test(test_acl_burst_default),
 		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_event_jump),
 		cmocka_unit_test(test_clone),
