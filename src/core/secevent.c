@@ -179,16 +179,17 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 	} else {
 		snprintf(out->source, sizeof(out->source), "broker");
 		out->severity = moat_monitor_plugin_severity(out->kind);
-		/* quoted values: they may hold spaces */
-		/* the audit's run first: a long detail must not cut it off */
-		char audit[32] = "";
+		/* quoted values: they may hold spaces. The detail is cut to 180 characters (the
+		 * events file keeps it whole), so the audit's run and the rest always fit. */
+		char audit[20] = ""; /* "audit_run=", 8 hex digits and a space */
 		if (audit_run[0]) {
 			snprintf(audit, sizeof(audit), "audit_run=%s ", audit_run);
 		}
-		int w = snprintf(out->evidence, sizeof(out->evidence),
-				 "%sreason=\"%s\" client_id=\"%s\" detail=\"%s\" suppressed=%lld",
-				 audit, reason, client, detail, (long long)suppressed);
-		(void)w; /* a long detail is cut: the events file keeps it whole */
+		int w = snprintf(
+			out->evidence, sizeof(out->evidence),
+			"%sreason=\"%s\" client_id=\"%s\" detail=\"%.180s\" suppressed=%lld", audit,
+			reason, client, detail, (long long)suppressed);
+		(void)w; /* fits: 19 + 46 + 63 + 64 + 180 + 20 < MOAT_EVENT_EVIDENCE_MAX_LEN */
 		if (out_count) {
 			*out_count = n;
 		}
