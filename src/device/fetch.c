@@ -97,18 +97,6 @@ static int easy_get(const struct moat_update_conf *conf, struct moat_update_http
 	return 0;
 }
 
-/* One transfer on the check's handle; counts the connection it had to open, if any. */
-static CURLcode perform(struct moat_update_http *h, CURL *c)
-{
-	long opened = 0;
-	CURLcode cc = curl_easy_perform(c);
-
-	if (curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK) {
-		h->connections += opened;
-	}
-	return cc;
-}
-
 /* The message for a failed transfer, naming the URL and libcurl's reason. */
 static int transfer_error(CURL *c, CURLcode cc, const char *url, const char *detail,
 			  struct moat_err *err)
@@ -180,7 +168,7 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, struct moat_
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
 	curl_easy_setopt(c, CURLOPT_RANGE, NULL);
-	cc = perform(h, c);
+	cc = curl_easy_perform(c);
 	if (b.rc == MOAT_EINVAL) {
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: envelope larger than %u bytes", url,
 				  MOAT_ENVELOPE_MAX_BYTES);
@@ -322,7 +310,7 @@ int moat_update_fetch_image(const struct moat_update_conf *conf, struct moat_upd
 	} else {
 		curl_easy_setopt(c, CURLOPT_RANGE, NULL);
 	}
-	cc = perform(h, c);
+	cc = curl_easy_perform(c);
 	if (s->dev.too_long) {
 		rc = 0; /* the caller's moat_fw_stream_decide refuses it: size_mismatch */
 	} else if (x.bad_range) {

@@ -14,10 +14,9 @@
 /* The HTTPS client of one update check: one libcurl easy handle, made at the first request
  * and kept, so the envelope and then the image go over one keep-alive TLS connection (libcurl
  * keeps the connection in the handle between transfers; it opens another only when moatd
- * closed it). connections counts the TLS connections opened so far. */
+ * closed it): moatd's access log shows both requests under one conn= number. */
 struct moat_update_http {
 	void *curl; /* CURL *; NULL before the first request */
-	long connections;
 };
 /* Frees the handle and its connection; h stays valid (empty) for another check. */
 void moat_update_http_close(struct moat_update_http *h);
