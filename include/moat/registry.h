@@ -440,12 +440,14 @@ MOAT_MUST_CHECK int moat_registry_rollout_member(struct moat_registry *reg, int6
 struct moat_rollout_device {
 	const char *device;
 	int phase;
-	const char *stage; /* its newest update stage for the version since then, or NULL */
-	bool running_new;  /* it reports running the release's version */
-	bool signalled;	   /* a security event since then (or, for a device of a phase not
-			      started, since the rollout began), and since accepted_at */
-	bool accepted;	   /* the operator accepted its failure at a resume */
-	int64_t joined_at; /* when it joined the group after the creation; 0: at creation */
+	const char *stage;  /* its newest update stage for the version since then, or NULL */
+	bool running_new;   /* it reports running the release's version */
+	bool signalled;	    /* a security event since then (or, for a device of a phase not
+			       started, since the rollout began), and since accepted_at */
+	const char *signal; /* signalled: its newest such event, "acl_denied" or "anomaly
+			       <rule>" (an anomaly names its rule); else NULL */
+	bool accepted;	    /* the operator accepted its failure at a resume */
+	int64_t joined_at;  /* when it joined the group after the creation; 0: at creation */
 };
 typedef int (*moat_rollout_device_cb)(const struct moat_rollout_device *d, void *ctx);
 /* Every device of rollout r (as read by _get), by phase then id. */

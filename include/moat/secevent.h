@@ -67,9 +67,12 @@ MOAT_MUST_CHECK int moat_security_event_json(const struct moat_security_event *e
 
 /* Reads one event of the broker plugin (a line of its events file or a moat/events/<kind>
  * payload: src/broker/plugin/events.c) into out, source "broker", severity from its kind
- * (moat_monitor_plugin_severity), evidence from reason, detail, client_id and suppressed.
+ * (moat_monitor_plugin_severity), evidence from reason, detail, client_id and suppressed,
+ * led by "audit_run=<run>" for an event of `moat audit --live`'s own identities (the
+ * plugin's "audit_run" key), so monitoring tells the audit's probes from an attack.
  * Refuses (MOAT_EINVAL, one line) anything but one strict JSON object of at most 4 KiB
- * with string kind and numeric time_ms. */
+ * with string kind and numeric time_ms, and an "audit_run" that is not 8 lower-case hex
+ * digits or not the run the event's identity names ("audit-<run>" or "audit-<run>-..."). */
 #define MOAT_MONITOR_PLUGIN_EVENT_MAX_BYTES 4096
 MOAT_MUST_CHECK int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 						    struct moat_security_event *out,

@@ -106,6 +106,36 @@ static int opt_str(const cJSON *root, const char *key, char *dst, size_t size, s
 	return 0;
 }
 
+/* The audit's run id an event carries ("audit_run": 8 lower-case hex digits) into run (""
+ * when absent). It must be the run its identity names ("audit-<run>" or "audit-<run>-..."):
+ * the plugin derives it from the authenticated identity, so any other value is not the
+ * plugin's and the event is refused. */
+static int audit_run_get(const cJSON *root, const char *identity, char run[9], struct moat_err *err)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "audit_run");
+	run[0] = '\0';
+	if (!it) {
+		return 0;
+	}
+	const char *v = cJSON_IsString(it) ? it->valuestring : NULL;
+	size_t n = v ? strlen(v) : 0;
+	bool hex = n == 8;
+	for (size_t i = 0; hex && i < n; i++) {
+		hex = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
+	}
+	if (!hex) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "broker event: 'audit_run' is not 8 lower-case hex digits");
+	}
+	if (strncmp(identity, "audit-", 6) != 0 || strncmp(identity + 6, v, 8) != 0 ||
+	    (identity[14] != '\0' && identity[14] != '-')) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "broker event: 'audit_run' is not the run its identity names");
+	}
+	memcpy(run, v, 9);
+	return 0;
+}
+
 int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 				    struct moat_security_event *out, int64_t *out_count,
 				    struct moat_err *err)
@@ -119,7 +149,7 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		return rc;
 	}
 	memset(out, 0, sizeof(*out));
-	char reason[64], detail[200], client[MOAT_ID_BUF_LEN];
+	char reason[64], detail[200], client[MOAT_ID_BUF_LEN], audit_run[9];
 	const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "time_ms");
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
 	const cJSON *supp = cJSON_GetObjectItemCaseSensitive(root, "suppressed");
@@ -142,18 +172,25 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		   (rc = opt_str(root, "run_id", out->run_id, sizeof(out->run_id), err)) != 0 ||
 		   (rc = opt_str(root, "reason", reason, sizeof(reason), err)) != 0 ||
 		   (rc = opt_str(root, "detail", detail, sizeof(detail), err)) != 0 ||
-		   (rc = opt_str(root, "client_id", client, sizeof(client), err)) != 0) {
+		   (rc = opt_str(root, "client_id", client, sizeof(client), err)) != 0 ||
+		   (rc = audit_run_get(root, out->identity, audit_run, err)) != 0) {
 		/* rc set */
 	} else if (!out->kind[0]) {
 		rc = moat_err_set(err, MOAT_EINVAL, "broker event: empty 'kind'");
 	} else {
 		snprintf(out->source, sizeof(out->source), "broker");
 		out->severity = moat_monitor_plugin_severity(out->kind);
-		/* quoted values: they may hold spaces */
-		int w = snprintf(out->evidence, sizeof(out->evidence),
-				 "reason=\"%s\" client_id=\"%s\" detail=\"%s\" suppressed=%lld",
-				 reason, client, detail, (long long)suppressed);
-		(void)w; /* a long detail is cut: the events file keeps it whole */
+		/* quoted values: they may hold spaces. The detail is cut to 180 characters (the
+		 * events file keeps it whole), so the audit's run and the rest always fit. */
+		char audit[20] = ""; /* "audit_run=", 8 hex digits and a space */
+		if (audit_run[0]) {
+			snprintf(audit, sizeof(audit), "audit_run=%s ", audit_run);
+		}
+		int w = snprintf(
+			out->evidence, sizeof(out->evidence),
+			"%sreason=\"%s\" client_id=\"%s\" detail=\"%.180s\" suppressed=%lld", audit,
+			reason, client, detail, (long long)suppressed);
+		(void)w; /* fits: 19 + 46 + 63 + 64 + 180 + 20 < MOAT_EVENT_EVIDENCE_MAX_LEN */
 		if (out_count) {
 			*out_count = n;
 		}

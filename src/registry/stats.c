@@ -32,12 +32,16 @@ static const struct stat_query queries[] = {
 	 "SELECT CASE WHEN used_at IS NOT NULL THEN 'enrolled' WHEN expires_at < ?1 THEN "
 	 "'expired' ELSE 'pending' END AS state, COUNT(*) FROM enrollments GROUP BY state "
 	 "ORDER BY state"},
+	/* a release with a phased rollout is for the devices of its started phases (none once
+	 * aborted); one without, for its publish's --devices or --rollout share */
 	{MOAT_STAT_ROLLOUT_TARGETS, 2,
-	 "SELECT r.device_type, r.version, CASE WHEN r.rollout_percent < 0 THEN (SELECT "
+	 "SELECT r.device_type, r.version, CASE WHEN o.id IS NOT NULL THEN (CASE WHEN "
+	 "o.state = 'aborted' THEN 0 ELSE (SELECT COUNT(*) FROM rollout_devices d WHERE "
+	 "d.rollout = o.id AND d.phase <= o.phase) END) WHEN r.rollout_percent < 0 THEN (SELECT "
 	 "COUNT(*) FROM release_devices d WHERE d.sha256 = r.sha256) ELSE (SELECT COUNT(*) "
 	 "FROM identities i WHERE i.role = 'device' AND i.status = 'active' AND "
 	 "i.device_type = r.device_type) * r.rollout_percent / 100 END FROM releases r "
-	 "ORDER BY r.device_type, r.version"},
+	 "LEFT JOIN rollouts o ON o.sha256 = r.sha256 ORDER BY r.device_type, r.version"},
 	{MOAT_STAT_ROLLOUT_RUNNING, 2,
 	 "SELECT r.device_type, r.version, (SELECT COUNT(*) FROM device_firmware f JOIN "
 	 "identities i ON i.id = f.device WHERE i.device_type = r.device_type AND f.version = "

@@ -79,7 +79,12 @@ grep "\"identity\":\"audit-$run" "$EV" | qgrep -v "\"audit_run\":\"$run\"" &&
 	fail "an event of the audit's identities without its run id"
 grep -q '"kind":"acl_denied",.*"identity":"audit-'"$run"'".*"detail":"subscribe #"' "$EV" ||
 	fail "the wildcard probe's event is not marked"
-pass "the audit's events carry \"audit_run\":\"$run\""
+# moatd's ingest records them with the run (at the head of their evidence), none without it
+audit_recorded() { moat --json events --kind acl_denied | grep -F "\"evidence\":\"audit_run=$run reason=" >/dev/null; }
+wait_for 20 audit_recorded || fail "the ingest did not record the audit's run: $(moat --json events --kind acl_denied | tail -3)"
+unmarked=$(sqlite3 "$D/registry.db" "SELECT count(*) FROM security_events WHERE source = 'broker' AND identity LIKE 'audit-$run%' AND evidence NOT LIKE 'audit_run=$run %'")
+[ "$unmarked" = 0 ] || fail "$unmarked recorded events of the audit's identities without its run"
+pass "the audit's events carry \"audit_run\":\"$run\", and moatd's ingest records it"
 
 expect_ok "device list" moat --json device list
 assert_not_contains "$out" "audit-$run"

@@ -66,6 +66,26 @@ static void test_payload_size(void **state)
 	assert_false(moat_rule_payload_size(&s, 100000, 100.0, 19, NULL, 0));
 }
 
+/* acl_burst's default (docs/CONFIGURATION.md): four denials within the window, what one
+ * reconnection of an outdated but legitimate device may produce, are no anomaly; five are */
+static void test_acl_burst_default(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults();
+	assert_int_equal(s.acl_burst, 5);
+	assert_int_equal(s.burst_window_ms, 60000);
+	struct moat_window w;
+	memset(&w, 0, sizeof(w));
+	bool fired = false;
+	for (int i = 0; i < 4; i++) {
+		fired |= moat_rule_burst(moat_window_add(&w, 1000 + i, s.burst_window_ms),
+					 s.acl_burst, "denials", NULL, 0);
+	}
+	assert_false(fired);
+	assert_true(moat_rule_burst(moat_window_add(&w, 1004, s.burst_window_ms), s.acl_burst,
+				    "denials", NULL, 0));
+}
+
 static void test_burst_and_window(void **state)
 {
 	(void)state;
@@ -326,6 +346,70 @@ static void test_plugin_event(void **state)
 	static const char ctl[] = "{\"kind\":\"x\",\"time_ms\":1,\"identity\":\"a\\u001bb\"}";
 	assert_int_equal(moat_monitor_plugin_event_parse(ctl, sizeof(ctl) - 1, &ev, NULL, &err), 0);
 	assert_string_equal(ev.identity, "a?b");
+}
+
+/* The plugin's events about `moat audit --live`'s identities carry the audit's run. */
+static void test_plugin_event_audit_run(void **state)
+{
+	(void)state;
+	struct moat_security_event ev;
+	struct moat_err err = {0};
+	static const char line[] =
+		"{\"time_ms\":1795629600123,\"kind\":\"acl_denied\",\"run_id\":\"0f1e2d3c\","
+		"\"identity\":\"audit-0a1b2c3d-r\",\"reason\":\"publish\",\"detail\":\"x\","
+		"\"count\":1,\"suppressed\":0,\"audit_run\":\"0a1b2c3d\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(line, sizeof(line) - 1, &ev, NULL, &err),
+			 0);
+	assert_string_equal(ev.run_id, "0f1e2d3c");
+	assert_string_equal(ev.identity, "audit-0a1b2c3d-r");
+	assert_string_equal(ev.evidence, "audit_run=0a1b2c3d reason=\"publish\" client_id=\"\" "
+					 "detail=\"x\" suppressed=0");
+	static const char plain[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":"
+				    "\"audit-0a1b2c3d\",\"audit_run\":\"0a1b2c3d\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(plain, sizeof(plain) - 1, &ev, NULL, &err),
+			 0);
+	assert_non_null(strstr(ev.evidence, "audit_run=0a1b2c3d "));
+	/* a long detail does not cut the run off */
+	char longer[1024];
+	int n = snprintf(longer, sizeof(longer),
+			 "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":\"audit-0a1b2c3d\","
+			 "\"audit_run\":\"0a1b2c3d\",\"detail\":\"%0*d\"}",
+			 600, 0);
+	assert_int_equal(moat_monitor_plugin_event_parse(longer, (size_t)n, &ev, NULL, &err), 0);
+	assert_int_equal(strncmp(ev.evidence, "audit_run=0a1b2c3d ", 19), 0);
+	static const struct {
+		const char *json, *msg;
+	} bad[] = {
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\",\"audit_run\":7}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0A1B2C3D\"}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0a1b2c3\"}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0a1b2c3de\"}",
+		 "8 lower-case hex"},
+		/* another identity's events cannot pass for the audit's */
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"sensor-1\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-ffffffff\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3dx\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(moat_monitor_plugin_event_parse(bad[i].json, strlen(bad[i].json),
+								 &ev, NULL, &err),
+				 MOAT_EINVAL);
+		assert_non_null(strstr(err.msg, bad[i].msg));
+	}
 }
 
 static void test_severity_names(void **state)
@@ -618,6 +702,7 @@ int main(void)
 		cmocka_unit_test(test_silence),
 		cmocka_unit_test(test_payload_size),
 		cmocka_unit_test(test_burst_and_window),
+		cmocka_unit_test(test_acl_burst_default),
 		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_event_jump),
 		cmocka_unit_test(test_clone),
@@ -625,6 +710,7 @@ int main(void)
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_hook),
 		cmocka_unit_test(test_plugin_event),
+		cmocka_unit_test(test_plugin_event_audit_run),
 		cmocka_unit_test(test_severity_names),
 		cmocka_unit_test(test_diag_summary),
 		cmocka_unit_test(test_broker_log_lines),

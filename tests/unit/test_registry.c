@@ -1175,12 +1175,22 @@ static struct moat_security_event sec_event(const char *kind, const char *ident,
 	return ev;
 }
 
-/* "<device>:<signalled>" of each device of a rollout, comma-separated */
+/* "<device>:<signal>" ("-": none) of each device of a rollout, comma-separated */
 static int collect_signalled(const struct moat_rollout_device *d, void *ctx)
 {
 	char *out = ctx;
 	size_t n = strlen(out);
-	snprintf(out + n, 128 - n, "%s%s:%d", n ? "," : "", d->device, d->signalled ? 1 : 0);
+	assert_true(d->signalled == (d->signal != NULL));
+	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->signal ? d->signal : "-");
+	return 0;
+}
+
+/* "<device>:<stage>" ("-": none) of each device of a rollout, comma-separated */
+static int collect_stages(const struct moat_rollout_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->stage ? d->stage : "-");
 	return 0;
 }
 
@@ -1245,7 +1255,43 @@ static void test_rollouts_jobs(void **state)
 	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
 						       signalled, &err),
 			 0);
-	assert_string_equal(signalled, "d1:1,d2:0");
+	assert_string_equal(signalled, "d1:acl_denied,d2:-");
+	/* an anomaly of d2 in its phase is a signal too, named by its rule; the newest signal
+	 * is the one named */
+	struct moat_security_event jump = sec_event("anomaly", "d2", 250000, MOAT_SEV_HIGH);
+	snprintf(jump.rule, sizeof(jump.rule), "event_jump");
+	assert_int_equal(moat_registry_security_event_add(reg, &jump, NULL, NULL, &err), 0);
+	struct moat_security_event rate = sec_event("rate_limited", "d1", 260000, MOAT_SEV_LOW);
+	assert_int_equal(moat_registry_security_event_add(reg, &rate, NULL, NULL, &err), 0);
+	signalled[0] = '\0';
+	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
+						       signalled, &err),
+			 0);
+	assert_string_equal(signalled, "d1:rate_limited,d2:anomaly event_jump");
+	/* d1 reverted 1.1.0 and checked again at its next start (the updater does not stage a
+	 * reverted release again): it stays reverted; d2 only checked */
+	struct moat_update_event ue = {.device = "d1",
+				       .stage = MOAT_UPD_REVERTED,
+				       .version = "1.1.0",
+				       .running = "1.0.0",
+				       .reason = "trial did not confirm",
+				       .at = 210};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d1",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 211};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d2",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 212};
+	record(reg, &ue);
+	char stages[128] = "";
+	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_stages, stages,
+						       &err),
+			 0);
+	assert_string_equal(stages, "d1:reverted,d2:checked");
 
 	struct moat_job_row j = {.command = "reboot",
 				 .target = "devices d1,d2",
