@@ -306,7 +306,7 @@ void rdb_disconnect(struct rdb *c)
 
 static int pg_stmt_init(struct rdb_stmt *st, const char *pg_sql, bool translate)
 {
-	size_t size = strlen(pg_sql) * 2 + 64;
+	size_t size = strlen(pg_sql) * 4 + 64; /* a bare ? becomes up to $999 */
 	if (!(st->sql = malloc(size))) {
 		return -1;
 	}
