@@ -9,11 +9,11 @@
  * Statements. rdb_prepare takes SQLite-dialect SQL with ?N (or bare ?) placeholders;
  * rdb_bind_* bind text, int64, blob or NULL (on SQLite text and blobs are not copied:
  * they must live until the statement's last step); rdb_step returns RDB_ROW, RDB_DONE or
- * a negative RDB_E* code; rdb_column_* read the current row (NULL reads as 0 / ""), valid
- * until the next step or finalize; rdb_reset makes the statement ready to bind and step
- * again; rdb_changes is the number of rows the last step changed. On PostgreSQL a statement
- * runs at its first step (PQexecParams, text results, typed parameters: text, int8, bytea)
- * and its rows are read from the result.
+ * a negative RDB_E* code; rdb_column_* read the current row (NULL reads as 0, as NULL
+ * from rdb_column_text, as "" from rdb_column_copy), valid until the next step or
+ * finalize; rdb_reset makes the statement ready to bind and step again; rdb_changes is the number
+ * of rows the last step changed. On PostgreSQL a statement runs at its first step (PQexecParams,
+ * text results, typed parameters: text, int8, bytea) and its rows are read from the result.
  *
  * Dialect: one text, translated once at prepare for PostgreSQL (rdb_translate, db_dialect.c;
  * SQLite gets the text unchanged). The written SQL keeps to what both accept, and the
@@ -45,16 +45,20 @@
  * that must be all or nothing inside or outside the caller's transaction: on PostgreSQL,
  * where a savepoint needs a transaction, outside one it opens and ends its own.
  *
- * Errors. A failed step returns RDB_E_UNIQUE (unique or primary key), RDB_E_CONSTRAINT
- * (CHECK, NOT NULL, foreign key), RDB_E_FULL (disk full) or RDB_E_ERROR; RDB_E_PRIMARYKEY
- * is told apart from RDB_E_UNIQUE where a caller needs it (SQLite's extended code;
- * PostgreSQL's constraint name "<table>_pkey"). rdb_errmsg is the backend's message of the
+ * Errors. A failed step returns RDB_E_PRIMARYKEY or RDB_E_UNIQUE (a duplicate:
+ * rdb_is_duplicate; told apart by SQLite's extended code, by PostgreSQL's constraint name
+ * "<table>_pkey"), RDB_E_CONSTRAINT (CHECK, NOT NULL, foreign key), RDB_E_FULL (disk full)
+ * or RDB_E_ERROR. rdb_errmsg is the backend's message of the
  * last failure, as SQLite words it on SQLite.
  *
  * Known gaps (later sessions): certificates have no ordered id, so "newest on a tie of
  * not_before" uses rowid on SQLite and ctid on PostgreSQL (insertion order only until a row
  * is updated): a migration adding a sequence column closes it. Online backup (backup.c) is
  * SQLite's page copy; a PostgreSQL registry is backed up with pg_dump, not by moat.
+ * rdb_begin on PostgreSQL is READ COMMITTED, where SQLite's BEGIN IMMEDIATE serializes
+ * writers: before several processes share a PostgreSQL registry, the read-then-write
+ * transactions (serial numbers, the CRL number, enrollment use is already one UPDATE) need
+ * SERIALIZABLE with retry or row locks. Not needed while one process holds it.
  */
 #ifndef MOAT_REGISTRY_DB_H
 #define MOAT_REGISTRY_DB_H
