@@ -83,6 +83,13 @@ MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
  * migrated here). Every write through it fails. */
 MOAT_MUST_CHECK int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
 						struct moat_err *err);
+/* The URL of a registry on PostgreSQL (moat.conf's [registry] url):
+ * postgresql://[user@]host[:port]/dbname[?params]. MOAT_EINVAL saying what is wrong: a
+ * malformed URL, a password in it (it belongs in the account's ~/.pgpass or PGPASSFILE,
+ * not in moat.conf), or a moat built without libpq. Checked only: the registry on
+ * PostgreSQL is not complete yet (src/registry/db.h), so moat_deploy_open refuses a
+ * deployment that sets it rather than silently using registry.db. */
+MOAT_MUST_CHECK int moat_registry_url_check(const char *url, struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
 
 /* Copies reg's database, as of one moment, into a new file dest_path (created 0600, must

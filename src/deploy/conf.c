@@ -9,11 +9,12 @@
 
 #include "deploy_internal.h"
 #include "moat/pkcs11.h"
+#include "moat/registry.h"
 #include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker",	 "server", "pki",   "network", "firmware", "policy", "plugin",
-	"agent",      "monitor", "sim",	   "guard", "est",     "client",   NULL,
+	"deployment", "broker",	 "server", "pki",   "network", "firmware", "policy",   "plugin",
+	"agent",      "monitor", "sim",	   "guard", "est",     "client",   "registry", NULL,
 };
 
 /* Sections moat.conf may hold that no module reads yet: a key there would be ignored
@@ -181,6 +182,17 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 	struct moat_pkcs11_uri parsed;
 	if (uri && (rc = moat_pkcs11_uri_parse(uri, &parsed, err)) != 0) {
 		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
+		return rc;
+	}
+	/* [registry] url: a registry on PostgreSQL (checked here, refused by moat_deploy_open
+	 * while that registry is not complete) */
+	static const char *const registry_keys[] = {"url", NULL};
+	if ((rc = moat_config_check_keys(cfg, "registry", registry_keys, err)) != 0) {
+		return rc;
+	}
+	const char *url = moat_config_get(cfg, "registry", "url");
+	if (url && (rc = moat_registry_url_check(url, err)) != 0) {
+		moat_err_prefix(err, "%s: [registry] url", cfg->path);
 		return rc;
 	}
 	/* issuer_pin_file may stay without issuer_pkcs11_uri: after rotating from a token to

@@ -67,31 +67,31 @@ int moat_registry_stats(struct moat_registry *reg, int64_t now, moat_registry_st
 			struct moat_err *err)
 {
 	for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(reg->db, queries[q].sql, -1, &st, NULL) != SQLITE_OK) {
-			return reg_fail_table(reg, err, "stats");
+		struct rdb_stmt *st = NULL;
+		if (rdb_prepare(reg_db(reg), queries[q].sql, &st) != 0) {
+			return reg_db_fail_table(reg, err, "stats");
 		}
-		if (sqlite3_bind_parameter_count(st) > 0) {
-			sqlite3_bind_int64(st, 1, now);
+		if (rdb_param_count(st) > 0) {
+			rdb_bind_int64(st, 1, now);
 		}
 		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		while ((rc = rdb_step(st)) == RDB_ROW) {
 			char a[128] = "", b[128] = "";
 			int labels = queries[q].labels;
 			if (labels > 0) {
-				reg_column_text(st, 0, a, sizeof(a));
+				rdb_column_copy(st, 0, a, sizeof(a));
 			}
 			if (labels > 1) {
-				reg_column_text(st, 1, b, sizeof(b));
+				rdb_column_copy(st, 1, b, sizeof(b));
 			}
-			if (sqlite3_column_type(st, labels) == SQLITE_NULL) {
+			if (rdb_column_is_null(st, labels)) {
 				continue; /* MIN over no rows */
 			}
-			cb(ctx, queries[q].stat, a, b, sqlite3_column_double(st, labels));
+			cb(ctx, queries[q].stat, a, b, rdb_column_double(st, labels));
 		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE) {
-			return reg_fail_table(reg, err, "stats");
+		rdb_finalize(st);
+		if (rc != RDB_DONE) {
+			return reg_db_fail_table(reg, err, "stats");
 		}
 	}
 	return 0;
