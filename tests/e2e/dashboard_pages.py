@@ -337,11 +337,13 @@ def main():
         check(b.text("#operator") == x["operator"], "not signed in: %r" % b.js("location.href"))
         for step in (p.fleet, p.firmware, p.device_plots):
             step()
-        p.device_action(x["toggle_device"], "disable", "disabled", "disabled")
+        p.device_action(x["toggle_device"], "disable", "disabled",
+                        "disabled; the broker drops its connection")
         p.fleet()  # the disabled card and the by-type rows follow the registry
         p.revoke_cancelled(x["keep_device"])
         p.filters()
-        p.device_action(x["toggle_device"], "enable", "active", "enabled")
+        p.device_action(x["toggle_device"], "enable", "active",
+                        "enabled; the broker lets it connect again")
         p.rollout_action("pause", "paused")
         p.rollout_action("resume", "running")
         p.command()

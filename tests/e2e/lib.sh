@@ -35,8 +35,7 @@ E2E_CLEANUP=()
 e2e_cleanup() {
 	local rc=$?
 	for c in "${E2E_CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
-	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-	for p in "${E2E_PIDS[@]:-}"; do [ -n "$p" ] && wait "$p" 2>/dev/null || true; done
+	[ -z "${E2E_PIDS[*]:-}" ] || stop_pids "${E2E_PIDS[@]}"
 	# A deployment still up (a test that started one itself and ended, or skipped, before
 	# its own `moat down`): stopped here, or its broker and moatd outlive the test.
 	local s
@@ -51,6 +50,24 @@ e2e_cleanup() {
 	exit $rc
 }
 trap e2e_cleanup EXIT
+
+# stop_pids PID...: SIGTERM to each background child, then waits for it, but at most 10 s
+# in all: what is still there is killed (SIGKILL) and named on stderr. A bare `kill; wait`
+# can hang a test until ctest's timeout: mosquitto_sub once ignored SIGTERM for ten minutes
+# on a loaded machine (its handler disconnects from inside the signal).
+stop_pids() {
+	local p end=$((SECONDS + 10))
+	for p in "$@"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+	for p in "$@"; do
+		[ -n "$p" ] || continue
+		while kill -0 "$p" 2>/dev/null && [ $SECONDS -lt $end ]; do sleep 0.1; done
+		if kill -0 "$p" 2>/dev/null; then
+			echo "note: pid $p ($(ps -o comm= -p "$p" 2>/dev/null)) outlived SIGTERM by 10 s: killed" >&2
+			kill -9 "$p" 2>/dev/null || true
+		fi
+		wait "$p" 2>/dev/null || true
+	done
+}
 
 # Runs "$@" in the background and remembers its pid for cleanup.
 e2e_bg() { "$@" & E2E_PIDS+=($!); }

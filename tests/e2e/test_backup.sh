@@ -76,8 +76,7 @@ expect_fail "restore a truncated archive" moat restore "$T/cut.tgz" --dir "$T/r"
 
 # mosquitto_sub reconnects on its own: left running, the first subscriber would come back
 # to the restored broker as svc-1 and take the client id over from the second one.
-kill "$BROKER_SUB_PID"
-wait "$BROKER_SUB_PID" 2>/dev/null || true
+stop_pids "$BROKER_SUB_PID"
 expect_ok "down (first deployment)" moat down --timeout "$(deadline 20s)"
 expect_ok "restore" moat restore "$T/backup.tgz" --dir "$T/r"
 R="$T/r"

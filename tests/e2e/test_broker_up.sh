@@ -64,8 +64,7 @@ echo "ok - refused: revoked certificate (new connection)"
 
 # The supervisor restarts a broker that dies; status reports the new one. dev-a's subscriber
 # goes first: it would reconnect as dev-a and take over the session of the publish below.
-kill "$a_sub" 2>/dev/null || true
-wait "$a_sub" 2>/dev/null || true
+stop_pids "$a_sub"
 kill -9 "$mpid"
 new_broker() {
 	local p

@@ -212,7 +212,7 @@ t0_ms=$(date +%s%3N)
 moat cmd dev-e diagnostics --wait --as op-1 --timeout "$(deadline 15s)" >"$T/cmd-e" 2>&1 ||
 	fail "moat cmd dev-e diagnostics: $(cat "$T/cmd-e"); agent: $(tail -3 "$T/agent-e.log")"
 assert_contains "$(cat "$T/cmd-e")" "dev-e diagnostics: completed"
-has_diagnostics() { moat doctor dev-e 2>/dev/null | grep -q "last diagnostics received at"; }
+has_diagnostics() { moat doctor dev-e 2>/dev/null | qgrep "last diagnostics received at"; }
 wait_for 20 has_diagnostics || fail "moatd kept no diagnostics of dev-e: $(moat doctor dev-e)"
 doctor_expect 0 "" "last diagnostics received at 20" dev-e
 assert_contains "$out" "agent_version $(moat-agent --version | awk '{print $NF}')"
