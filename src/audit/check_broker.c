@@ -352,6 +352,19 @@ static const char *weak_cipher(const char *ciphers)
 				return weak[i];
 			}
 		}
+		/* OpenSSL's suite names say neither "CBC" nor "SHA1": ECDHE-RSA-AES128-SHA is
+		 * CBC with a SHA-1 MAC, AES128-GCM-SHA256 has no forward secrecy. A suite
+		 * name (it has a '-'; keywords like HIGH do not) must be AEAD over ECDHE or
+		 * DHE. */
+		if (!strchr(t, '-') || strncmp(t, "TLS_", 4) == 0) {
+			continue;
+		}
+		if (!strstr(t, "GCM") && !strstr(t, "CHACHA20") && !strstr(t, "CCM")) {
+			return "CBC";
+		}
+		if (strncmp(t, "ECDHE-", 6) != 0 && strncmp(t, "DHE-", 4) != 0) {
+			return "no forward secrecy";
+		}
 	}
 	return NULL;
 }
