@@ -63,7 +63,7 @@ static void sf(char *buf, size_t size, const char *fmt, ...)
 
 #define LIVE_MAX_PROBES 64
 #define LIVE_EVIDENCE_LEN 640
-#define LIVE_EVENT_WAIT_MS 3000
+#define LIVE_EVENT_WAIT_MS 3000 /* unless --event-wait says */
 #define LIVE_CONSUMED_MAX 256
 
 enum live_verdict { LIVE_PASS = 0, LIVE_FAIL, LIVE_SKIP };
@@ -92,6 +92,7 @@ struct live {
 	struct moat_broker_endpoint broker;
 	struct moat_server_endpoint moatd;
 	bool moatd_ok;
+	int event_wait_ms;
 	struct moat_policy policy;
 	const char *netns; /* --netns: a namespace of this host in a device zone, or NULL */
 	bool net_zones;	   /* moat.conf has a [network] section with keys */
@@ -193,7 +194,7 @@ static void refused_then_event(struct live *L, struct live_log *g, const char *i
 			       const char *summary, const char *what, const char *const *needles)
 {
 	char line[1024];
-	if (log_find(g, LIVE_EVENT_WAIT_MS, line, sizeof(line), needles)) {
+	if (log_find(g, L->event_wait_ms, line, sizeof(line), needles)) {
 		record(L, id, summary, LIVE_PASS, "%s; event: %s", what, line);
 	} else {
 		record(L, id, summary, LIVE_FAIL, "%s, but no security event was recorded in %s",
@@ -256,7 +257,7 @@ static void tls_refusal_event(struct live *L, const char *id, const char *summar
 	sf(from, sizeof(from), "Client connection from %s failed:", L->broker.addr);
 	const char *broker[] = {from, NULL};
 	char line[1024];
-	int64_t deadline = moat_time_mono_ms() + LIVE_EVENT_WAIT_MS;
+	int64_t deadline = moat_time_mono_ms() + L->event_wait_ms;
 	do {
 		if (log_find(&L->events, 0, line, sizeof(line), plugin)) {
 			record(L, id, summary, LIVE_PASS, "%s; event: %s", what, line);
@@ -1536,6 +1537,7 @@ int audit_live_run(struct moat_audit_result *r, char run_id[9], const struct aud
 	static struct live L;
 	memset(&L, 0, sizeof(L));
 	L.netns = opts->netns;
+	L.event_wait_ms = opts->event_wait_ms > 0 ? (int)opts->event_wait_ms : LIVE_EVENT_WAIT_MS;
 	/* A broker that closes a probe's connection must end that probe, not the audit:
 	 * OpenSSL writes with write(2), which would raise SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
