@@ -16,8 +16,10 @@
 #include <unistd.h>
 
 #include "ingest_internal.h"
+#include "moat/auditrun.h"
 #include "moat/broker.h"
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/messages.h"
 #include "moat/policy.h"
@@ -171,6 +173,10 @@ struct writer {
 	bool blog_unreadable;  /* said once */
 	uint64_t blog_refused; /* lines refused, said in the next tls_refused's log line */
 	struct moat_tls_refusal_track blog_track;
+	/* run/audit-runs: the live audit's declared runs, read again when it changes */
+	struct moat_audit_runs audit_runs;
+	struct timespec audit_runs_mtime;
+	off_t audit_runs_size;
 #if defined(MOAT_FAILPOINTS)
 	int64_t delay_ms; /* MOAT_INGEST_WRITER_DELAY: test builds only */
 #endif
@@ -184,6 +190,52 @@ static int64_t clock_offset_ms;
 static int64_t now_wall(void)
 {
 	return moat_time_wall_ms() + clock_offset_ms;
+}
+
+/* ---- the live audit's runs (auditrun.h) ---- */
+
+/* The run of `moat audit --live` that declared a refused handshake from address at t_ms
+ * (wall clock), or NULL: a refusal of an audit's TLS probe names no identity, so its address and
+ * time are all that tell it from an attack. */
+static const char *audit_run_of(struct writer *w, const char *address, int64_t t_ms)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (!address || !address[0] ||
+	    moat_deploy_path(w->d, path, sizeof(path), MOAT_AUDIT_RUNS_FILE, NULL) != 0 ||
+	    stat(path, &st) != 0) {
+		return NULL;
+	}
+	if (st.st_mtim.tv_sec != w->audit_runs_mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != w->audit_runs_mtime.tv_nsec || st.st_size != w->audit_runs_size) {
+		char *text = NULL;
+		size_t len = 0;
+		struct moat_err err = {0};
+		w->audit_runs_mtime = st.st_mtim;
+		w->audit_runs_size = st.st_size;
+		if (moat_fs_read_all(path, MOAT_AUDIT_RUNS_MAX_BYTES + 1, &text, &len, &err) != 0 ||
+		    moat_audit_runs_parse(text, len, &w->audit_runs, &err) != 0) {
+			memset(&w->audit_runs, 0, sizeof(w->audit_runs));
+			moat_log(MOAT_LOG_WARN,
+				 "event=audit_runs_refused error=\"%s\" (no refusal is marked as an "
+				 "audit's until it is fixed)",
+				 err.msg);
+		}
+		free(text);
+	}
+	const struct moat_audit_run *r = moat_audit_runs_match(&w->audit_runs, address, t_ms);
+	return r ? r->run : NULL;
+}
+
+/* Adds " audit_run=<run>" to the evidence of a refused handshake a declared run made. */
+static void mark_audit_run(struct writer *w, const char *address, int64_t t_ms, char *evidence,
+			   size_t size)
+{
+	const char *run = audit_run_of(w, address, t_ms);
+	size_t n = strlen(evidence);
+	if (run && n < size) {
+		snprintf(evidence + n, size - n, " audit_run=%s", run);
+	}
 }
 
 /* ---- events ---- */
@@ -516,6 +568,10 @@ static void on_broker_event(struct writer *w, const char *payload, size_t len, i
 		moat_log(MOAT_LOG_WARN, "event=broker_event_refused error=\"%s\"", err.msg);
 		return;
 	}
+	if (strcmp(ev.kind, "auth_refused") == 0 &&
+	    strstr(ev.evidence, "reason=\"tls_handshake_failed\"")) {
+		mark_audit_run(w, ev.address, ev.time_ms, ev.evidence, sizeof(ev.evidence));
+	}
 	char origin[MOAT_EVENT_RUN_ID_MAX_LEN + MOAT_EVENT_KIND_MAX_LEN + 32];
 	snprintf(origin, sizeof(origin), "%s/%s/%lld", ev.run_id, ev.kind, (long long)count);
 	size_t before = w->pending_count;
@@ -694,6 +750,12 @@ static void blog_line(struct writer *w, int64_t now, const char *line, size_t le
 	for (size_t i = 0; i < n; i++) {
 		char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
 		snprintf(ev, sizeof(ev), "reason=%s openssl=\"%s\"", r[i].reason, r[i].openssl);
+		/* when Mosquitto logged it, to the second (its last millisecond: a run declared
+		 * within that second covers it); unknown: now, moatd follows the log as it
+		 * grows */
+		mark_audit_run(w, r[i].address,
+			       r[i].time_s >= 0 ? r[i].time_s * 1000 + 999 : moat_time_wall_ms(),
+			       ev, sizeof(ev));
 		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
 			  r[i].address, ev);
 		moat_log(MOAT_LOG_WARN,
