@@ -105,6 +105,18 @@ static int opt_str(const cJSON *root, const char *key, char *dst, size_t size, s
 	return 0;
 }
 
+/* A run id of `moat audit --live`: 8 lower-case hex digits (auditrun.h). */
+static bool audit_run_ok(const char *s)
+{
+	size_t n = strlen(s);
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return false;
+		}
+	}
+	return n == 8;
+}
+
 int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 				    struct moat_security_event *out, int64_t *out_count,
 				    struct moat_err *err)
@@ -118,7 +130,7 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		return rc;
 	}
 	memset(out, 0, sizeof(*out));
-	char reason[64], detail[200], client[MOAT_ID_BUF_LEN];
+	char reason[64], detail[200], client[MOAT_ID_BUF_LEN], audit_run[16];
 	const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "time_ms");
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
 	const cJSON *supp = cJSON_GetObjectItemCaseSensitive(root, "suppressed");
@@ -141,8 +153,12 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		   (rc = opt_str(root, "run_id", out->run_id, sizeof(out->run_id), err)) != 0 ||
 		   (rc = opt_str(root, "reason", reason, sizeof(reason), err)) != 0 ||
 		   (rc = opt_str(root, "detail", detail, sizeof(detail), err)) != 0 ||
-		   (rc = opt_str(root, "client_id", client, sizeof(client), err)) != 0) {
+		   (rc = opt_str(root, "client_id", client, sizeof(client), err)) != 0 ||
+		   (rc = opt_str(root, "audit_run", audit_run, sizeof(audit_run), err)) != 0) {
 		/* rc set */
+	} else if (audit_run[0] && !audit_run_ok(audit_run)) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "broker event: 'audit_run' is not 8 lower-case hex digits");
 	} else if (!out->kind[0]) {
 		rc = moat_err_set(err, MOAT_EINVAL, "broker event: empty 'kind'");
 	} else {
@@ -153,6 +169,12 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 				 "reason=\"%s\" client_id=\"%s\" detail=\"%s\" suppressed=%lld",
 				 reason, client, detail, (long long)suppressed);
 		(void)w; /* a long detail is cut: the events file keeps it whole */
+		/* the live audit's identities: monitoring tells the audit from an attack */
+		size_t used = strlen(out->evidence);
+		if (audit_run[0] && used + 20 < sizeof(out->evidence)) {
+			snprintf(out->evidence + used, sizeof(out->evidence) - used,
+				 " audit_run=%s", audit_run);
+		}
 		if (out_count) {
 			*out_count = n;
 		}

@@ -233,7 +233,7 @@ static void mark_audit_run(struct writer *w, const char *address, int64_t t_ms, 
 {
 	const char *run = audit_run_of(w, address, t_ms);
 	size_t n = strlen(evidence);
-	if (run && n < size) {
+	if (run && n < size && !strstr(evidence, " audit_run=")) {
 		snprintf(evidence + n, size - n, " audit_run=%s", run);
 	}
 }

@@ -95,6 +95,10 @@ moat events --json --kind tls_refused | grep "audit_run=$run" | qgrep 'reason=tl
 	fail "an old TLS version's refusal is not marked: $(moat events --json --kind tls_refused)"
 moat events --json --kind auth_refused | grep 'tls_handshake_failed' | qgrep "audit_run=$run" ||
 	fail "the plugin's tls_handshake_failed events are not marked: $(moat events --json --kind auth_refused)"
+# and the events of its identities that moatd recorded carry the run too (the plugin's
+# "audit_run" field, in the evidence)
+moat events --json --kind acl_denied | grep "\"identity\":\"audit-$run\"" | qgrep "audit_run=$run" ||
+	fail "moatd's acl_denied events of audit-$run lack the run: $(moat events --json --kind acl_denied | tail -2)"
 until_ms=$(sed -n "s/^run=$run .* until_ms=\([0-9]*\)$/\1/p" "$D/run/audit-runs")
 # an identical handshake (TLS without a client certificate, as tls.anonymous) after the
 # run's window and its grace (2 s after its end): an attack until shown otherwise

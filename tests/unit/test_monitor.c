@@ -288,6 +288,18 @@ static void test_plugin_event(void **state)
 	assert_non_null(strstr(json, "\"severity\":\"medium\""));
 	assert_non_null(strstr(json, "\"time\":\"2026-11-25T18:00:00Z\""));
 	assert_int_equal(moat_security_event_json(&ev, json, 20, &err), MOAT_EINVAL);
+	/* an event of the live audit's identities: its run in the evidence; a run id that is
+	 * not one is refused */
+	static const char audit[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":"
+				    "\"audit-0a1b2c3d\",\"audit_run\":\"0a1b2c3d\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(audit, sizeof(audit) - 1, &ev, NULL, &err),
+			 0);
+	assert_non_null(strstr(ev.evidence, " audit_run=0a1b2c3d"));
+	static const char audit_bad[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"audit_run\":"
+					"\"0a1b2c3d x=1\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(audit_bad, sizeof(audit_bad) - 1, &ev,
+							 NULL, &err),
+			 MOAT_EINVAL);
 	/* identity null (a TLS failure): "" */
 	static const char tls[] = "{\"time_ms\":1,\"kind\":\"auth_refused\",\"identity\":null}";
 	assert_int_equal(moat_monitor_plugin_event_parse(tls, sizeof(tls) - 1, &ev, NULL, &err), 0);
