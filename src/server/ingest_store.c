@@ -238,6 +238,29 @@ static void mark_audit_run(struct writer *w, const char *address, int64_t t_ms, 
 	}
 }
 
+/* moatd's own refusal of a request (auth_refused): one of the live audit's identities
+ * names its run; a request without a certificate, or with one of another CA, names none
+ * ("-"), so the run that declared its address and time does. */
+static void mark_audit_refusal(struct writer *w, struct moat_security_event *ev)
+{
+	static const char prefix[] = "audit-";
+	const char *id = ev->identity;
+	size_t n = strlen(ev->evidence);
+	if (strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
+	    strspn(id + sizeof(prefix) - 1, "0123456789abcdef") >= MOAT_AUDIT_RUN_ID_LEN &&
+	    (id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '\0' ||
+	     id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '-')) {
+		if (n < sizeof(ev->evidence)) {
+			snprintf(ev->evidence + n, sizeof(ev->evidence) - n, " audit_run=%.8s",
+				 id + sizeof(prefix) - 1);
+		}
+		return;
+	}
+	if (!id[0] || strcmp(id, "-") == 0) {
+		mark_audit_run(w, ev->address, ev->time_ms, ev->evidence, sizeof(ev->evidence));
+	}
+}
+
 /* ---- events ---- */
 
 static void record(struct writer *w, struct moat_security_event *ev, const char *origin)
@@ -626,6 +649,9 @@ static void process(struct writer *w, const struct ingest_item *it)
 {
 	if (it->ev) {
 		struct moat_security_event ev = *it->ev;
+		if (strcmp(ev.kind, "auth_refused") == 0) {
+			mark_audit_refusal(w, &ev);
+		}
 		record(w, &ev, NULL);
 		return;
 	}

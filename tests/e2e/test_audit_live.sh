@@ -99,6 +99,12 @@ moat events --json --kind auth_refused | grep 'tls_handshake_failed' | qgrep "au
 # "audit_run" field, in the evidence)
 moat events --json --kind acl_denied | grep "\"identity\":\"audit-$run\"" | qgrep "audit_run=$run" ||
 	fail "moatd's acl_denied events of audit-$run lack the run: $(moat events --json --kind acl_denied | tail -2)"
+# moatd's own refusals: without a certificate (declared address and time), and of the run's
+# revoked identity (by its name)
+moat events --json --kind auth_refused | grep 'service=https' | grep '"identity":"-"' | qgrep "audit_run=$run" ||
+	fail "moatd's refusal of moatd.no_certificate is not marked: $(moat events --json --kind auth_refused | grep service=https | tail -3)"
+moat events --json --kind auth_refused | grep 'service=https' | grep "\"identity\":\"audit-$run-r\"" | qgrep "audit_run=$run" ||
+	fail "moatd's refusal of audit-$run-r is not marked: $(moat events --json --kind auth_refused | grep service=https | tail -3)"
 until_ms=$(sed -n "s/^run=$run .* until_ms=\([0-9]*\)$/\1/p" "$D/run/audit-runs")
 # an identical handshake (TLS without a client certificate, as tls.anonymous) after the
 # run's window and its grace (2 s after its end): an attack until shown otherwise
