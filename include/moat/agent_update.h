@@ -44,5 +44,12 @@ void moat_agent_update_set_pool(struct moat_agent_update *u, struct moat_agent_u
  * dev is the device u is attached to. MOAT_EVERIFY when no slot verifies. */
 MOAT_MUST_CHECK int moat_agent_update_virtual_boot(struct moat_agent_update *u,
 						   struct moat_device *dev, struct moat_err *err);
+/* The simulator's bad release (moat sim --fail-trial): a trial of version (virtual slots
+ * only) never confirms; the device restarts instead, as an image that crashes on start
+ * does, and its next virtual boot reverts the trial (moat_boot_prepare: one start per
+ * trial), which the device then reports as reverted. NULL or "": none. MOAT_EINVAL when
+ * version is not a semantic version. */
+MOAT_MUST_CHECK int moat_agent_update_set_fail_trial(struct moat_agent_update *u,
+						     const char *version, struct moat_err *err);
 
 #endif

@@ -19,6 +19,18 @@
  *   mosquitto.pid   The broker child's pid, written at each start and removed when the
  *                   child is reaped (moat_sup). Not Mosquitto's own pid_file: Mosquitto
  *                   would write it as the unprivileged user it switches to.
+ *
+ * Sync requests, from a writer of the registry that may not write the broker's files nor
+ * signal the supervisor (moatd, as its own account: the dashboard's disable and enable):
+ *   state/broker-sync.request  Replaced (atomically) by moat_broker_sync_request. The
+ *                   supervisor of a ready broker looks at it every second; when it changed,
+ *                   it runs moat_broker_sync itself (the policy, acl.conf and the CRL's
+ *                   owner re-derived from the registry, then a reload), so the plugin kicks
+ *                   a client that lost its right within about two seconds. The supervisor
+ *                   never reads the file's content: a request can only make it re-derive
+ *                   what the registry already says, never say what the policy is. While
+ *                   run/moat.lock is held (a `moat` command that will sync itself), the
+ *                   request waits for the next look. Requests closer than a second are one.
  */
 #ifndef MOAT_BROKER_SUPERVISOR_H
 #define MOAT_BROKER_SUPERVISOR_H
@@ -59,6 +71,16 @@ MOAT_MUST_CHECK int moat_broker_state(const char *dir, struct moat_broker_state 
  * *out_sent is false when none runs (not an error). */
 MOAT_MUST_CHECK int moat_broker_signal(const char *dir, int sig, bool *out_sent,
 				       struct moat_err *err);
+
+#define MOAT_BROKER_SYNC_REQUEST_FILE "state/broker-sync.request"
+
+/* Asks the supervisor of `moat up`, if one runs, to sync the broker with the registry (see
+ * above): writes state/broker-sync.request (creating state/ 0700 when absent) with why (a
+ * word for the supervisor's log is not read: it names the requester for a person looking
+ * at the file). Works whether or not a supervisor runs: the next one starts from the
+ * registry anyway. MOAT_EIO when the file cannot be written. */
+MOAT_MUST_CHECK int moat_broker_sync_request(const char *dir, const char *why,
+					     struct moat_err *err);
 
 /* Stops a running supervisor (SIGTERM) and waits until its lock is released and its
  * process is gone, at most timeout_ms (MOAT_ETIMEOUT naming the supervisor's pid).

@@ -52,7 +52,8 @@ MOAT_MUST_CHECK int moat_config_get_int(const struct moat_config *cfg, const cha
 MOAT_MUST_CHECK int moat_config_get_bool(const struct moat_config *cfg, const char *section,
 					 const char *key, bool def, bool *out,
 					 struct moat_err *err);
-/* Duration via moat_duration_parse; absent → def. */
+/* Duration via moat_duration_parse, in seconds; absent → def. A bare number other than 0 is
+ * refused: the unit is required, as on the command line. */
 MOAT_MUST_CHECK int moat_config_get_duration(const struct moat_config *cfg, const char *section,
 					     const char *key, int64_t def, int64_t min, int64_t max,
 					     int64_t *out, struct moat_err *err);

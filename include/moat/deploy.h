@@ -75,8 +75,12 @@ struct moat_deploy_conf {
 	int64_t identity_days;
 	int64_t server_days;
 	int64_t crl_days;
-	int64_t crl_validity; /* seconds: [pki] crl_validity, else crl_days */
+	int64_t crl_validity;	/* seconds: [pki] crl_validity, else crl_days */
+	int64_t expiry_warning; /* seconds: [pki] expiry_warning (the dashboard's window of
+				   certificates expiring), default MOAT_EXPIRY_WARNING_DEFAULT_S */
 };
+#define MOAT_EXPIRY_WARNING_DEFAULT_S (30 * 86400LL)
+#define MOAT_EXPIRY_WARNING_MAX_S (365 * 86400LL)
 
 /* Parses the core sections of cfg into out ([deployment], [broker] hosts and port, [server]
  * port, [pki]) and refuses an unknown section, an unknown [deployment] or [pki] key, and a

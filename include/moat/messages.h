@@ -145,11 +145,13 @@ bool moat_msg_command_id_ok(const char *id);
 /* A telemetry reading's name: [a-z0-9_]{1,MOAT_MSG_READING_NAME_MAX_LEN}. */
 bool moat_msg_reading_name_ok(const char *name);
 
-/* Parses a command. topic_name is the last topic level (devices/ID/commands/NAME), or NULL:
- * when the payload has no "command" the topic's name is used (and must be valid); when
- * both are present they must agree. Refuses: empty, oversized, NUL bytes, invalid JSON, not
- * an object, duplicate keys, a missing/invalid command or id, more than MOAT_MSG_ARGS_MAX
- * other keys, an argument that is not a string, number or boolean, or is too long. */
+/* Parses a command (the reference for `moat cmd`'s builder and the tests; a device, moat-agent
+ * included, parses with moat-device's mdev_cmd_parse, which refuses an escape in an argument
+ * where this one decodes it). topic_name is the last topic level (devices/ID/commands/NAME), or
+ * NULL: when the payload has no "command" the topic's name is used (and must be valid); when both
+ * are present they must agree. Refuses: empty, oversized, NUL bytes, invalid JSON, not an object,
+ * duplicate keys, a missing/invalid command or id, more than MOAT_MSG_ARGS_MAX other keys, an
+ * argument that is not a string, number or boolean, or is too long. */
 MOAT_MUST_CHECK int moat_msg_command_parse(const char *topic_name, const void *payload, size_t len,
 					   struct moat_msg_command *out, struct moat_err *err);
 /* The argument named key, or NULL. */

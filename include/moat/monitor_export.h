@@ -24,6 +24,8 @@
 
 #include "moat/config.h"
 #include "moat/err.h"
+#include "moat/manifest.h"
+#include "moat/rollout.h"
 
 /* ---- a security event (the broker plugin's JSON, src/broker/plugin/events.c) ---- */
 
@@ -289,14 +291,38 @@ struct moat_metrics_ingest {
 	int64_t lag_ms;		 /* age of the oldest waiting message, 0 when none */
 };
 
+/* The phased rollouts, for /metrics: moatd computes their progress as `moat fw rollout
+ * status` does (src/server/rollouts.c) and passes it here. Every rollout counts in
+ * by_state; only those not finished (running, paused, halted: at most
+ * MOAT_METRICS_ROLLOUTS_MAX of them, the newest) have series of their own, so finished
+ * ones do not pile up in Prometheus. */
+#define MOAT_METRICS_ROLLOUTS_MAX 64
+#define MOAT_METRICS_ROLLOUT_STATES (MOAT_ROLLOUT_COMPLETED + 1)
+struct moat_metrics_rollout {
+	int64_t id;
+	char version[MOAT_FW_VERSION_MAX_LEN + 1];
+	enum moat_rollout_state state;
+	int phase; /* the current one, 1-based as `moat fw rollout status` shows it */
+	int phase_count;
+	size_t waiting;			      /* devices of phases not started yet */
+	size_t by_state[MOAT_RD_STATE_COUNT]; /* devices of started phases, by state */
+};
+struct moat_metrics_rollouts {
+	size_t by_state[MOAT_METRICS_ROLLOUT_STATES]; /* every rollout, by state */
+	struct moat_metrics_rollout active[MOAT_METRICS_ROLLOUTS_MAX];
+	size_t active_count;
+};
+
 /* Appends the Prometheus text exposition (version 0.0.4) of moatd's metrics to b: from
  * the registry (devices by state and type, certificate expiry horizon, enrollments,
- * rollouts, update events), from x (security events by kind, exports, alert queue; x
- * may be NULL) and from ingest (lag, queue, messages and bytes; NULL: moatd runs
- * without its ingest, and these metrics are left out). now is the wall clock in
- * seconds. */
+ * releases' targets, update events), from rollouts (phased rollouts: by state, and each
+ * unfinished one's phase, state and devices by progress; NULL: left out), from x (security
+ * events by kind, exports, alert queue; x may be NULL) and from ingest (lag, queue,
+ * messages and bytes; NULL: moatd runs without its ingest, and these metrics are left
+ * out). now is the wall clock in seconds. */
 MOAT_MUST_CHECK int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
-					const struct moat_metrics_ingest *ingest, int64_t now,
+					const struct moat_metrics_ingest *ingest,
+					const struct moat_metrics_rollouts *rollouts, int64_t now,
 					struct moat_buf *b, struct moat_err *err);
 
 #endif

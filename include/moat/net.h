@@ -247,6 +247,10 @@ MOAT_MUST_CHECK int moat_net_parse_ifname(const char *text, struct moat_err *err
 
 /* Index of the zone containing addr, or -1. */
 int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr);
+/* The zone of an address as text (IPv4, IPv6, or IPv4-mapped IPv6: judged as its IPv4):
+ * its index, -1 when it is in no zone, MOAT_NET_NOT_AN_ADDRESS when text is neither. */
+#define MOAT_NET_NOT_AN_ADDRESS (-2)
+int moat_net_zone_of_text(const struct moat_net_policy *p, const char *text);
 
 /* A packet for moat_net_decide_pkt / moat_net_expect_pkt. */
 enum moat_net_proto {

@@ -83,6 +83,13 @@ MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
  * migrated here). Every write through it fails. */
 MOAT_MUST_CHECK int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
 						struct moat_err *err);
+/* The URL of a registry on PostgreSQL (moat.conf's [registry] url):
+ * postgresql://[user@]host[:port]/dbname[?params]. MOAT_EINVAL saying what is wrong: a
+ * malformed URL, a password in it (it belongs in the account's ~/.pgpass or PGPASSFILE,
+ * not in moat.conf), or a moat built without libpq. Checked only: the registry on
+ * PostgreSQL is not complete yet (src/registry/db.h), so moat_deploy_open refuses a
+ * deployment that sets it rather than silently using registry.db. */
+MOAT_MUST_CHECK int moat_registry_url_check(const char *url, struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
 
 /* Copies reg's database, as of one moment, into a new file dest_path (created 0600, must
@@ -440,12 +447,14 @@ MOAT_MUST_CHECK int moat_registry_rollout_member(struct moat_registry *reg, int6
 struct moat_rollout_device {
 	const char *device;
 	int phase;
-	const char *stage; /* its newest update stage for the version since then, or NULL */
-	bool running_new;  /* it reports running the release's version */
-	bool signalled;	   /* a security event since then (or, for a device of a phase not
-			      started, since the rollout began), and since accepted_at */
-	bool accepted;	   /* the operator accepted its failure at a resume */
-	int64_t joined_at; /* when it joined the group after the creation; 0: at creation */
+	const char *stage;  /* its newest update stage for the version since then, or NULL */
+	bool running_new;   /* it reports running the release's version */
+	bool signalled;	    /* a security event since then (or, for a device of a phase not
+			       started, since the rollout began), and since accepted_at */
+	const char *signal; /* signalled: its newest such event, "acl_denied" or "anomaly
+			       <rule>" (an anomaly names its rule); else NULL */
+	bool accepted;	    /* the operator accepted its failure at a resume */
+	int64_t joined_at;  /* when it joined the group after the creation; 0: at creation */
 };
 typedef int (*moat_rollout_device_cb)(const struct moat_rollout_device *d, void *ctx);
 /* Every device of rollout r (as read by _get), by phase then id. */
@@ -541,6 +550,20 @@ typedef int (*moat_device_state_cb)(const struct moat_device_state *s, void *ctx
 MOAT_MUST_CHECK int moat_registry_device_state_foreach(struct moat_registry *reg,
 						       moat_device_state_cb cb, void *ctx,
 						       struct moat_err *err);
+
+/* Keeps device's last diagnostics report, received at at_ms (moatd's clock), replacing the
+ * one before: payload is the device's JSON, already accepted by moat_diag_summary_parse
+ * (secevent.h), at most MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES. */
+#define MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES 2048
+MOAT_MUST_CHECK int moat_registry_diagnostics_put(struct moat_registry *reg, const char *device,
+						  int64_t at_ms, const void *payload, size_t len,
+						  struct moat_err *err);
+/* The last report of device into buf (NUL-terminated; *out_len its length) and when moatd
+ * received it. MOAT_ENOENT when the device never sent one; MOAT_EINVAL when it does not fit
+ * in size bytes. */
+MOAT_MUST_CHECK int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device,
+						  int64_t *out_at_ms, char *buf, size_t size,
+						  size_t *out_len, struct moat_err *err);
 
 /* Records ev and sets ev->seq. origin (NULL for none) names where an event came from so
  * that it is recorded once however often it is read ("<run_id>/<kind>/<count>" of a broker

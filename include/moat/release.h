@@ -101,9 +101,19 @@ struct moat_rollout_progress {
 	struct moat_release release;
 	struct moat_rollout_phase_counts phases[MOAT_ROLLOUT_PHASES_MAX];
 	size_t new_signalled, new_total, old_signalled, old_total;
+	/* the first device on the new release with a signal and the signal: "dev-7: anomaly
+	 * event_jump" ("" when none), for the halt's cause */
+	char new_signal[MOAT_ID_BUF_LEN + MOAT_EVENT_KIND_MAX_LEN + MOAT_EVENT_RULE_MAX_LEN + 8];
 };
 MOAT_MUST_CHECK int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
 					  struct moat_rollout_progress *out, struct moat_err *err);
+
+/* Every rollout for moatd's /metrics (monitor_export.h): how many in each state, and the
+ * progress of each unfinished one (moat_rollout_progress; the newest
+ * MOAT_METRICS_ROLLOUTS_MAX). */
+struct moat_metrics_rollouts;
+MOAT_MUST_CHECK int moat_rollout_metrics(struct moat_registry *reg, int64_t now,
+					 struct moat_metrics_rollouts *out, struct moat_err *err);
 
 /* Operator actions: pause (running -> paused), resume (paused or halted -> running, the
  * soak and the silence bound of unreported devices starting again), abort (anything but

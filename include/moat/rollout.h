@@ -118,9 +118,10 @@ enum moat_rollout_dev_state {
 	MOAT_RD_STATE_COUNT,
 };
 const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
-/* stage: the update stage name of its newest event for the version since it was offered
- * (NULL when none); running_new: it reports running the release's version (a confirmed
- * device that restarted reports only "checked"). */
+/* stage: the update stage name of its newest event for the version since it was offered,
+ * other than "checked" when there is one (a device that reverted checks again at its next
+ * start and reports "checked": it stays reverted) (NULL when none); running_new: it reports running
+ * the release's version (a confirmed device that restarted reports only "checked"). */
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
 						   int64_t offered_at, int64_t silent_s,
 						   int64_t now);
@@ -170,10 +171,14 @@ enum moat_rollout_decision {
 	MOAT_ROLLOUT_HALT_FAILURES,
 	MOAT_ROLLOUT_HALT_SECURITY,
 };
-/* ---- security signals: the broker plugin's events (moat/events/<kind>) that moatd's ingest
- * records in the registry's security_events. Only the kinds that say a device misbehaves
- * count for --halt-on-events, as an SQL list (src/registry/rollouts.c). */
-#define MOAT_ROLLOUT_SIGNAL_KINDS_SQL "('acl_denied', 'rate_limited', 'auth_refused')"
+/* ---- security signals: the security events moatd's ingest records in the registry's
+ * security_events that say a device misbehaves: the broker plugin's (moat/events/<kind>) and
+ * the anomalies moatd's monitoring rules fire about the device (kind "anomaly", any rule:
+ * event_jump, the jump of a device's security events after a rollout reached it, is the one
+ * made for this; message_rate, silence, payload_size, cloned_key... of a device on the new
+ * release count as much). They count for --halt-on-events, as an SQL list
+ * (src/registry/rollouts.c). */
+#define MOAT_ROLLOUT_SIGNAL_KINDS_SQL "('acl_denied', 'rate_limited', 'auth_refused', 'anomaly')"
 
 /* Pure. Halts come first: failures when, in any phase so far, reverted + refused devices
  * not accepted exceed halt_failure_pct percent of that phase's devices (a failure the

@@ -67,26 +67,46 @@ MOAT_MUST_CHECK int moat_security_event_json(const struct moat_security_event *e
 
 /* Reads one event of the broker plugin (a line of its events file or a moat/events/<kind>
  * payload: src/broker/plugin/events.c) into out, source "broker", severity from its kind
- * (moat_monitor_plugin_severity), evidence from reason, detail, client_id and suppressed.
+ * (moat_monitor_plugin_severity), evidence from reason, detail, client_id and suppressed,
+ * led by "audit_run=<run>" for an event of `moat audit --live`'s own identities (the
+ * plugin's "audit_run" key), so monitoring tells the audit's probes from an attack.
  * Refuses (MOAT_EINVAL, one line) anything but one strict JSON object of at most 4 KiB
- * with string kind and numeric time_ms. */
+ * with string kind and numeric time_ms, and an "audit_run" that is not 8 lower-case hex
+ * digits or not the run the event's identity names ("audit-<run>" or "audit-<run>-..."). */
 #define MOAT_MONITOR_PLUGIN_EVENT_MAX_BYTES 4096
 MOAT_MUST_CHECK int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 						    struct moat_security_event *out,
 						    int64_t *out_count, struct moat_err *err);
 enum moat_severity moat_monitor_plugin_severity(const char *kind);
 
-/* What monitoring reads of a device's diagnostics (messages.h, moat_msg_diagnostics_build):
- * agent_version, cert_days_left, interval_s; absent fields leave has_* false / "". Refuses
- * (MOAT_EINVAL) anything but one strict JSON object of at most
- * MOAT_MSG_DIAGNOSTICS_MAX_BYTES whose known fields have their types and ranges. */
+/* What moatd keeps of a device's diagnostics (messages.h, moat_msg_diagnostics_build): every
+ * field the agent and moat-device send, checked; absent fields leave has_* false, counters
+ * -1 and text "". Refuses (MOAT_EINVAL) anything but one strict JSON object of at most
+ * MOAT_MSG_DIAGNOSTICS_MAX_BYTES whose known fields have their types and ranges (counters
+ * whole numbers in [0, 2^53], load three finite numbers >= 0, ip_address an IPv4 or IPv6
+ * address, the other text printable and within its length). Unknown fields are ignored. */
+#define MOAT_DIAG_COUNTER_MAX (INT64_C(1) << 53)
 struct moat_diag_summary {
 	char agent_version[32];
 	bool has_cert_days;
 	int64_t cert_days_left;
 	int64_t interval_s; /* 0: absent */
+	/* -1: absent */
+	int64_t timestamp_ms, uptime_ms, system_uptime_s, rss_kb, free_heap, seq, queued;
+	bool has_load;
+	double load[3];
+	char ip_address[65];
+	char mac_address[24];
+	char kernel[128];
+	char cert_not_after[32];
 };
 MOAT_MUST_CHECK int moat_diag_summary_parse(const void *payload, size_t len,
 					    struct moat_diag_summary *out, struct moat_err *err);
+
+/* Each field d holds, in the report's order, as its name (the report's key; load as load_1m,
+ * load_5m, load_15m) and its value as text; number: the value is a JSON number (else a
+ * string to quote). What moat doctor, moat device show and the dashboard show. */
+typedef void (*moat_diag_field_cb)(const char *name, const char *value, bool number, void *ctx);
+void moat_diag_summary_foreach(const struct moat_diag_summary *d, moat_diag_field_cb cb, void *ctx);
 
 #endif

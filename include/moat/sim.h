@@ -28,6 +28,9 @@ struct moat_sim_firmware {
 	const char *envelope[MOAT_SIM_FIRMWARE_MAX];
 	size_t count;
 	unsigned max_checks;
+	/* a release whose trial crashes on every device (moat_agent_update_set_fail_trial);
+	 * NULL: none */
+	const char *fail_trial;
 };
 #define MOAT_SIM_MAX_CHECKS_DEFAULT 4
 

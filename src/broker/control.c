@@ -106,6 +106,30 @@ int moat_broker_signal(const char *dir, int sig, bool *out_sent, struct moat_err
 	return 0;
 }
 
+int moat_broker_sync_request(const char *dir, const char *why, struct moat_err *err)
+{
+	char state[PATH_MAX];
+	char path[PATH_MAX];
+	char text[160];
+	char at[MOAT_TIME_ISO_LEN];
+	int rc;
+
+	moat_time_iso(moat_time_now(), at);
+	int n = snprintf(text, sizeof(text), "requested_by=%s at=%s\n", why, at);
+	if (n < 0 || (size_t)n >= sizeof(text)) {
+		return moat_err_set(err, MOAT_EINVAL, "sync request: reason too long");
+	}
+	if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", dir)) != 0 ||
+	    (rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir,
+				 MOAT_BROKER_SYNC_REQUEST_FILE)) != 0 ||
+	    (rc = moat_fs_mkdirs(state, 0700, err)) != 0 ||
+	    (rc = moat_fs_write_atomic(path, text, (size_t)n, 0600, err)) != 0) {
+		moat_err_prefix(err, "asking the broker's supervisor to sync");
+		return rc;
+	}
+	return 0;
+}
+
 /* True when pid no longer runs (a zombie that nobody reaped yet counts as gone). */
 static bool process_gone(pid_t pid)
 {

@@ -7,7 +7,9 @@
  * hook adds: moatd) under moat_sup, and probes the broker with a verified TLS handshake
  * until it answers, Mosquitto dies, the deadline passes or a stop is requested; once it is
  * ready, it reloads Mosquitto when pki/crl.pem changes without a reload request (moatd
- * re-signs the CRL as an account that cannot signal the supervisor). Readiness
+ * re-signs the CRL as an account that cannot signal the supervisor), and runs
+ * moat_broker_sync when state/broker-sync.request changes (moatd disabled or enabled a
+ * device: the policy must follow the registry now, and moatd may not write it). Readiness
  * or failure goes through a pipe to the `moat up` that forked it (moat_broker_sup_start),
  * which returns only then; with nobody waiting (moat_broker_sup_run, or after readiness)
  * the caller's hooks hear of it. Never prints: its log lines go through moat_log.
@@ -36,7 +38,7 @@
 #define SUP_LOG_LINE_MAX_LEN 300 /* Mosquitto's last log line quoted in an error */
 #define SUP_CRL_CHECK_MS 1000	 /* how often a ready broker's pki/crl.pem is looked at */
 
-/* What identifies one version of pki/crl.pem. */
+/* What identifies one version of a file (pki/crl.pem, the sync request). */
 struct crl_stamp {
 	bool present;
 	dev_t dev;
@@ -45,14 +47,15 @@ struct crl_stamp {
 	struct timespec mtime;
 };
 
-static struct crl_stamp crl_stamp(const char *dir)
+static struct crl_stamp file_stamp(const char *dir, const char *rel)
 {
 	struct crl_stamp c;
 	char path[PATH_MAX];
 	struct stat st;
 	memset(&c, 0, sizeof(c));
-	if (moat_path_join(path, sizeof(path), NULL, "%s/pki/crl.pem", dir) == 0 &&
-	    stat(path, &st) == 0) {
+	/* lstat: the request lives in moatd's directory; a link there is looked at, not followed */
+	if (moat_path_join(path, sizeof(path), NULL, "%s/%s", dir, rel) == 0 &&
+	    lstat(path, &st) == 0) {
 		c.present = true;
 		c.dev = st.st_dev;
 		c.ino = st.st_ino;
@@ -60,6 +63,11 @@ static struct crl_stamp crl_stamp(const char *dir)
 		c.mtime = st.st_mtim;
 	}
 	return c;
+}
+
+static struct crl_stamp crl_stamp(const char *dir)
+{
+	return file_stamp(dir, "pki/crl.pem");
 }
 
 static bool crl_changed(const struct crl_stamp *a, const struct crl_stamp *b)
@@ -88,6 +96,63 @@ static void crl_watch(const struct moat_broker_sup *u, struct moat_sup *s, struc
 			 (int)s->children[0].pid);
 		kill(s->children[0].pid, SIGHUP);
 	}
+}
+
+/* Whether run/moat.lock is free right now (a probe: taken and released at once). The
+ * supervisor must never wait on it: its loop restarts the children. A `moat` command that
+ * holds it syncs the broker itself when it is done; the request is looked at again later. */
+static bool deploy_lock_free(const char *dir)
+{
+	char path[PATH_MAX];
+	if (moat_path_join(path, sizeof(path), NULL, "%s/run/moat.lock", dir) != 0) {
+		return false;
+	}
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		return errno == ENOENT; /* moat_deploy_open creates it */
+	}
+	bool free_now = flock(fd, LOCK_EX | LOCK_NB) == 0;
+	close(fd); /* releases the probe's lock */
+	return free_now;
+}
+
+/* state/broker-sync.request changed (moatd disabled or enabled a device): re-derive the
+ * broker's files from the registry and reload, as the CLI does after its changes. Only the
+ * file's stamp is looked at, never its content. *pending stays set while the deployment's
+ * lock is busy. */
+static void sync_watch(const struct moat_broker_sup *u, struct crl_stamp *seen, bool *pending,
+		       bool *deferred)
+{
+	struct crl_stamp now = file_stamp(u->dir, MOAT_BROKER_SYNC_REQUEST_FILE);
+	if (crl_changed(seen, &now)) {
+		*pending = *pending || now.present;
+	}
+	*seen = now;
+	if (!*pending) {
+		return;
+	}
+	if (!deploy_lock_free(u->dir)) {
+		if (!*deferred) { /* once per wait, not every second */
+			moat_log(MOAT_LOG_INFO,
+				 "event=sync_request action=deferred reason=deployment_locked");
+			*deferred = true;
+		}
+		return;
+	}
+	*pending = false;
+	*deferred = false;
+	struct moat_deploy *d = NULL;
+	struct moat_err err = {0};
+	int rc = moat_deploy_open(u->dir, MOAT_DEPLOY_WRITE, &d, &err);
+	if (rc == 0) {
+		rc = moat_broker_sync(d, &err);
+		moat_deploy_close(d);
+	}
+	if (rc != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=sync_request_failed error=\"%s\"", err.msg);
+		return;
+	}
+	moat_log(MOAT_LOG_INFO, "event=sync_request action=synced");
 }
 
 int moat_broker_sup_prepare(struct moat_deploy *d, bool force_acl_file, int64_t timeout_ms,
@@ -206,6 +271,10 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 			 "moat identity add NAME --role service gives the probe one");
 	}
 	struct crl_stamp crl = crl_stamp(u->dir);
+	/* a request older than this supervisor is answered already: the start synced */
+	struct crl_stamp sync_req = file_stamp(u->dir, MOAT_BROKER_SYNC_REQUEST_FILE);
+	bool sync_pending = false;
+	bool sync_deferred = false;
 	unsigned reloads_seen = s->reloads;
 	for (;;) {
 		int r = moat_sup_poll(s, ready ? SUP_CRL_CHECK_MS : SUP_POLL_MS, err);
@@ -218,6 +287,7 @@ static int watch(const struct moat_broker_sup *u, struct moat_sup *s, int *ready
 						    "stopped before the broker was ready");
 		}
 		if (ready) {
+			sync_watch(u, &sync_req, &sync_pending, &sync_deferred);
 			crl_watch(u, s, &crl, &reloads_seen);
 			continue;
 		}

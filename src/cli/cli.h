@@ -20,6 +20,8 @@
 #include "moat/err.h"
 #include "moat/opts.h"
 
+struct moat_registry;
+
 /* Group entry points (one file each, listed in main.c's table). Declared here so every
  * group file sees its own prototype. */
 int init_main(int argc, char **argv);
@@ -178,6 +180,20 @@ void cli_catch_interrupts(void);
 /* JSON string escaping for --json output: quotes, backslashes and every control code
  * point of text.h (C0, DEL, C1, bidi controls) as \uXXXX, invalid UTF-8 as \ufffd. */
 void cli_json_string(FILE *out, const char *s);
+
+/* A device's last diagnostics report as moatd keeps it (registry.h): found false when it
+ * never sent one; received its time (ISO 8601), text its fields for people ("name value,
+ * ..."), json {"received":...,"received_ms":...,"fields":{...}}. Non-zero: unreadable. */
+struct cli_diag {
+	bool found;
+	char received[32];
+	char text[1024];
+	size_t text_used;
+	char json[4096];
+	size_t json_used;
+};
+MOAT_MUST_CHECK int cli_last_diagnostics(struct moat_registry *reg, const char *id,
+					 struct cli_diag *out, struct moat_err *err);
 
 /* one when n is 1, else many: "1 day", "2 days". */
 const char *cli_plural(long long n, const char *one, const char *many);

@@ -16,6 +16,8 @@
 
 #include "cli.h"
 #include "moat/fsutil.h"
+#include "moat/registry.h"
+#include "moat/secevent.h"
 #include "moat/signals.h"
 #include "moat/text.h"
 #include "moat/timeutil.h"
@@ -357,4 +359,64 @@ const char *cli_session_suffix(const char *tool)
 		buf[0] = '\0'; /* cannot happen for moat's short tool names */
 	}
 	return buf;
+}
+
+static void diag_append(char *buf, size_t size, size_t *used, const char *s)
+{
+	size_t n = strlen(s);
+	if (*used + n + 1 <= size) {
+		memcpy(buf + *used, s, n + 1);
+		*used += n;
+	}
+}
+
+static void diag_field(const char *name, const char *value, bool number, void *ctx)
+{
+	struct cli_diag *o = ctx;
+	char piece[320];
+	snprintf(piece, sizeof(piece), "%s%s %.200s", o->text_used ? ", " : "", name, value);
+	diag_append(o->text, sizeof(o->text), &o->text_used, piece);
+	/* text values are quoted by the one JSON string writer */
+	char *quoted = NULL;
+	size_t qlen = 0;
+	FILE *m = number ? NULL : open_memstream(&quoted, &qlen);
+	if (m) {
+		cli_json_string(m, value);
+		fclose(m);
+	}
+	snprintf(piece, sizeof(piece), "%s\"%s\":%.280s",
+		 o->json[o->json_used - 1] == '{' ? "" : ",", name,
+		 number ? value : (quoted ? quoted : "null"));
+	free(quoted);
+	diag_append(o->json, sizeof(o->json), &o->json_used, piece);
+}
+
+int cli_last_diagnostics(struct moat_registry *reg, const char *id, struct cli_diag *out,
+			 struct moat_err *err)
+{
+	char report[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at_ms = 0;
+	struct moat_diag_summary ds;
+	memset(out, 0, sizeof(*out));
+	snprintf(out->json, sizeof(out->json), "null");
+	int rc = moat_registry_diagnostics_get(reg, id, &at_ms, report, sizeof(report), &len, err);
+	if (rc == MOAT_ENOENT) {
+		return 0;
+	}
+	if (rc != 0 || (rc = moat_diag_summary_parse(report, len, &ds, err)) != 0) {
+		return rc;
+	}
+	out->found = true;
+	moat_time_iso(at_ms / 1000, out->received);
+	snprintf(out->json, sizeof(out->json),
+		 "{\"received\":\"%s\",\"received_ms\":%lld,\"fields\":{", out->received,
+		 (long long)at_ms);
+	out->json_used = strlen(out->json);
+	moat_diag_summary_foreach(&ds, diag_field, out);
+	diag_append(out->json, sizeof(out->json), &out->json_used, "}}");
+	if (!out->text_used) {
+		snprintf(out->text, sizeof(out->text), "no fields");
+	}
+	return 0;
 }

@@ -54,7 +54,7 @@ static void sf(char *buf, size_t size, const char *fmt, ...)
 }
 
 #define DOC_MAX 48
-#define DOC_TEXT 640
+#define DOC_TEXT 1024
 
 struct doc_line {
 	const char *code; /* NULL: a fact, not a problem */
@@ -66,6 +66,9 @@ struct doctor {
 	struct doc_line lines[DOC_MAX];
 	size_t count;
 	size_t problems;
+	/* --json: an extra member, "name":value (value already JSON), after the facts */
+	const char *extra_name;
+	const char *extra_json;
 };
 
 static void say(struct doctor *D, const char *code, const char *fmt, ...) MOAT_PRINTF(3, 4);
@@ -112,7 +115,11 @@ static int finish(const struct doctor *D)
 			cli_json_string(stdout, D->lines[i].text);
 			first = false;
 		}
-		printf("]}\n");
+		printf("]");
+		if (D->extra_name) {
+			printf(",\"%s\":%s", D->extra_name, D->extra_json);
+		}
+		printf("}\n");
 	} else {
 		printf("%s: %s\n", D->subject, D->problems ? "problems found" : "no problem found");
 		for (size_t i = 0; i < D->count; i++) {
@@ -311,6 +318,25 @@ static int on_update(const struct moat_update_event *ev, void *ctx)
 	return 0;
 }
 
+/* The device's last diagnostics report (moatd keeps it), as a fact and in --json. */
+static void last_diagnostics(struct doctor *D, struct moat_registry *reg, const char *id,
+			     struct cli_diag *o)
+{
+	struct moat_err err = {0};
+	D->extra_name = "last_diagnostics";
+	D->extra_json = "null";
+	if (cli_last_diagnostics(reg, id, o, &err) != 0) {
+		say(D, NULL, "last diagnostics unreadable: %s", err.msg);
+	} else if (!o->found) {
+		say(D, NULL,
+		    "no diagnostics report received from it (moat cmd %s diagnostics asks for one)",
+		    id);
+	} else {
+		D->extra_json = o->json;
+		say(D, NULL, "last diagnostics received at %s: %s", o->received, o->text);
+	}
+}
+
 static int doctor_device(const char *id)
 {
 	struct doctor D = {.subject = id};
@@ -351,9 +377,10 @@ static int doctor_device(const char *id)
 	}
 	if (ident.not_after <= now) {
 		say(&D, "expired",
-		    "its certificate expired at %s: moat device renew %s, then install the new "
-		    "certificate on the device",
-		    when(ident.not_after, t1), id);
+		    "its certificate expired at %s (this host's clock says %s; a clock that is "
+		    "ahead makes a valid certificate look expired): moat device renew %s, then "
+		    "install the new certificate on the device",
+		    when(ident.not_after, t1), when(now, t2), id);
 	} else if (ident.not_before > now) {
 		say(&D, "not_yet_valid",
 		    "its certificate is not valid before %s: this host's clock (%s) is behind, or "
@@ -464,6 +491,8 @@ static int doctor_device(const char *id)
 	} else if (u.n == 0) {
 		say(&D, NULL, "no update reports (diagnostics) recorded by moatd");
 	}
+	struct cli_diag diag;
+	last_diagnostics(&D, moat_deploy_registry(d), id, &diag);
 	moat_deploy_close(d);
 	return finish(&D);
 }
@@ -798,6 +827,59 @@ static const char *verdict_words(enum moat_fw_verdict v)
 	}
 }
 
+/* What the envelope says of itself, unverified, for the words of a refusal: which keys
+ * signed it (and whether the trust list holds each), when its manifest was issued and
+ * when it expires against this host's clock. */
+static void envelope_facts(struct doctor *D, const char *json, size_t len,
+			   const struct moat_fw_trust *tl, const char *trust_path,
+			   enum moat_fw_verdict v, int64_t now)
+{
+	struct moat_envelope *env = calloc(1, sizeof(*env));
+	struct moat_manifest m;
+	struct moat_err err = {0};
+	if (!env || moat_envelope_parse(json, len, env, &err) != 0) {
+		free(env);
+		return;
+	}
+	char t1[MOAT_TIME_ISO_LEN], t2[MOAT_TIME_ISO_LEN];
+	if (moat_manifest_parse(env->payload, env->payload_len, &m, &err) == 0) {
+		say(D, NULL,
+		    "its manifest (as it claims, unverified): version %s, security version %lld, "
+		    "device type %s, issued %s, expires %s",
+		    m.version, (long long)m.security_version, m.device_type, when(m.issued_at, t1),
+		    when(m.expires_at, t2));
+		if (v == MOAT_FW_EXPIRED) {
+			say(D, NULL,
+			    "it expired at %s and this host's clock says %s: a device whose clock is "
+			    "correct refuses it too; sign the release again (moat fw sign "
+			    "--expires)",
+			    when(m.expires_at, t1), when(now, t2));
+		}
+	}
+	size_t trusted = 0;
+	for (size_t i = 0; i < env->sig_count; i++) {
+		bool known = false;
+		for (size_t k = 0; k < tl->count && !known; k++) {
+			known = strcmp(tl->keys[k].keyid, env->sigs[i].keyid) == 0;
+		}
+		trusted += known;
+		say(D, NULL, "signed by key %.16s: %s", env->sigs[i].keyid,
+		    known ? "in the trust list" : "NOT in the trust list");
+	}
+	if (v == MOAT_FW_UNKNOWN_KEY) {
+		say(D, NULL,
+		    "none of its %zu signing key(s) is among the %zu key(s) of %s: it was signed "
+		    "with another deployment's key or one since revoked (moat fw trust lists them)",
+		    env->sig_count, tl->count, trust_path);
+	} else if (v == MOAT_FW_THRESHOLD) {
+		say(D, NULL,
+		    "it carries signatures by %zu trusted key(s) and the trust list requires %d: "
+		    "sign it with more keys (moat fw sign --key KEYID --key KEYID)",
+		    trusted, tl->threshold);
+	}
+	free(env);
+}
+
 static int doctor_envelope(const char *env, const char *image, const char *type, int64_t floor,
 			   const char *running, const char *trust)
 {
@@ -842,6 +924,9 @@ static int doctor_envelope(const char *env, const char *image, const char *type,
 		say(&D, moat_fw_verdict_name(v),
 		    "the update would be refused: %s. The verifier says: %s", verdict_words(v),
 		    dec.msg);
+	}
+	if (v != MOAT_FW_ACCEPT) {
+		envelope_facts(&D, json, len, &tl, trust_path, v, pol.now);
 	}
 	free(json);
 	moat_fw_trust_free(&tl);

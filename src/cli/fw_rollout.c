@@ -30,7 +30,7 @@ static const char usage[] =
 	"refused + silent devices of a phase exceed\n"
 	"--halt-on-failure (default 0%: any), or (--halt-on-events)\n"
 	"when devices on the new release raise security events (ACL denials, rate limiting,\n"
-	"auth refusals) more than those not on it. A device that joins the group later is\n"
+	"auth refusals, anomalies such as event_jump) more than those not on it. A device that joins the group later is\n"
 	"taken by the running rollout in the phase its rank falls in. pause stops offering\n"
 	"and advancing; resume continues a paused rollout (its phase's soak starts again);\n"
 	"a halted one only with --accept-failures, which accepts the failures and security\n"

@@ -737,7 +737,9 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 	}
 	/* what retention has left: raw messages, minute and hour aggregate rows */
 	int64_t raw = 0, agg[2] = {0, 0};
-	if ((rc = moat_registry_telemetry_count(reg, id, &raw, err)) != 0 ||
+	struct cli_diag diag;
+	if ((rc = cli_last_diagnostics(reg, id, &diag, err)) != 0 ||
+	    (rc = moat_registry_telemetry_count(reg, id, &raw, err)) != 0 ||
 	    (rc = moat_registry_telemetry_agg_foreach(reg, id, 0, count_agg, agg, err)) != 0) {
 		return rc;
 	}
@@ -768,7 +770,7 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		cli_json_string(stdout, s.last_command);
 		printf(",\"last_command_status\":");
 		cli_json_string(stdout, s.last_command_status);
-		printf(",\"events\":[");
+		printf(",\"last_diagnostics\":%s,\"events\":[", diag.json);
 	} else {
 		printf("state:       %s%s\nlast seen:   %s\n", moat_conn_state_name(s.state),
 		       s.offline_by_will ? " (last will)" : "", seen);
@@ -797,6 +799,13 @@ static int show_monitoring(struct moat_registry *reg, const char *id, bool json,
 		       (long long)agg[1]);
 		if (s.last_command[0]) {
 			printf("last command: %s %s\n", s.last_command, s.last_command_status);
+		}
+		if (diag.found) {
+			printf("diagnostics: received at %s: ", diag.received);
+			cli_print_text(stdout, diag.text, strlen(diag.text));
+			printf("\n");
+		} else {
+			printf("diagnostics: none received\n");
 		}
 		printf("recent events:\n");
 	}

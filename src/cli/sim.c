@@ -11,7 +11,9 @@
  * and at the end any device that tried and never connected is named with the reason.
  * With --firmware IMAGE --envelope FILE (one pair per device type) every device runs
  * signed updates from moatd on virtual A/B slots, provisioned on first use with the
- * release of its type; SIGUSR1 makes every device check for an update now.
+ * release of its type; SIGUSR1 makes every device check for an update now. --fail-trial V
+ * simulates a bad release: a trial of version V crashes on every device, which restarts
+ * and reverts it by the boot's own rule (to try --halt-on-failure for real).
  * With --enroll the devices make their own keys and enroll over EST through moatd, as
  * moat-agent does: missing ones are registered as `moat device add ID --enroll` would (no
  * passphrase), their tokens kept in memory; --enroll-only stops once every device is
@@ -31,6 +33,7 @@
 #include "moat/est_client.h"
 #include "moat/fsutil.h"
 #include "moat/log.h"
+#include "moat/manifest.h"
 #include "moat/registry.h"
 #include "moat/session.h"
 #include "moat/signals.h"
@@ -522,7 +525,8 @@ int sim_main(int argc, char **argv)
 {
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--create] "
 			    "[--interval 10s] [--duration D] [--type T] [--host H] [--json]\n"
-			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4]\n"
+			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4] "
+			    "[--fail-trial VERSION]\n"
 			    "       [--enroll [--enroll-only] [--enroll-jobs 16]]";
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
@@ -547,6 +551,7 @@ int sim_main(int argc, char **argv)
 		{.name = "firmware", .kind = MOAT_OPT_LIST, .dst = &images},
 		{.name = "envelope", .kind = MOAT_OPT_LIST, .dst = &envelopes},
 		{.name = "update-jobs", .kind = MOAT_OPT_INT, .dst = &jobs, .min = 1, .max = 64},
+		{.name = "fail-trial", .kind = MOAT_OPT_STRING, .dst = &fw.fail_trial},
 		{.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &enroll},
 		{.name = "create", .kind = MOAT_OPT_FLAG, .dst = &create},
 		{.name = "host", .kind = MOAT_OPT_STRING, .dst = &host},
@@ -573,6 +578,15 @@ int sim_main(int argc, char **argv)
 	}
 	fw.count = n_images;
 	fw.max_checks = (unsigned)jobs;
+	if (fw.fail_trial) {
+		struct moat_err err = {0};
+		if (n_images == 0) {
+			return cli_usage_error("--fail-trial goes with --firmware and --envelope");
+		}
+		if (moat_semver_check(fw.fail_trial, &err) != 0) {
+			return cli_usage_error("--fail-trial: %s", err.msg);
+		}
+	}
 	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
 	size_t named = (size_t)(argc - next);
 	int rc = check_devices(argv + next, named, prefix, usage, &n);

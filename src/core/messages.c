@@ -1131,7 +1131,7 @@ int moat_msg_diagnostics_build(const struct moat_msg_diagnostics *d, char *buf, 
 		.seq = d->seq,
 		.queued = d->queued,
 	};
-	rc = mdev_msg_diagnostics(&md, buf, size, &len);
+	rc = mdev_msg_diagnostics_linux(&md, buf, size, &len);
 	rc = built(rc, "diagnostics", MOAT_MSG_DIAGNOSTICS_MAX_BYTES, buf, size, &len, err);
 	if (out_len) {
 		*out_len = len;

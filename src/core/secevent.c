@@ -1,5 +1,6 @@
 /* secevent.c: the security event record: severity names, its JSON form, and the broker
  * plugin's events (src/broker/plugin/events.c) read back, strictly (moat_json_parse). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -105,16 +106,34 @@ static int opt_str(const cJSON *root, const char *key, char *dst, size_t size, s
 	return 0;
 }
 
-/* A run id of `moat audit --live`: 8 lower-case hex digits (auditrun.h). */
-static bool audit_run_ok(const char *s)
+/* The audit's run id an event carries ("audit_run": 8 lower-case hex digits) into run (""
+ * when absent). It must be the run its identity names ("audit-<run>" or "audit-<run>-..."):
+ * the plugin derives it from the authenticated identity, so any other value is not the
+ * plugin's and the event is refused. */
+static int audit_run_get(const cJSON *root, const char *identity, char run[9], struct moat_err *err)
 {
-	size_t n = strlen(s);
-	for (size_t i = 0; i < n; i++) {
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) {
-			return false;
-		}
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "audit_run");
+	run[0] = '\0';
+	if (!it) {
+		return 0;
 	}
-	return n == 8;
+	const char *v = cJSON_IsString(it) ? it->valuestring : NULL;
+	size_t n = v ? strlen(v) : 0;
+	bool hex = n == 8;
+	for (size_t i = 0; hex && i < n; i++) {
+		hex = (v[i] >= '0' && v[i] <= '9') || (v[i] >= 'a' && v[i] <= 'f');
+	}
+	if (!hex) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "broker event: 'audit_run' is not 8 lower-case hex digits");
+	}
+	if (strncmp(identity, "audit-", 6) != 0 || strncmp(identity + 6, v, 8) != 0 ||
+	    (identity[14] != '\0' && identity[14] != '-')) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "broker event: 'audit_run' is not the run its identity names");
+	}
+	memcpy(run, v, 9);
+	return 0;
 }
 
 int moat_monitor_plugin_event_parse(const void *payload, size_t len,
@@ -130,7 +149,7 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		return rc;
 	}
 	memset(out, 0, sizeof(*out));
-	char reason[64], detail[200], client[MOAT_ID_BUF_LEN], audit_run[16];
+	char reason[64], detail[200], client[MOAT_ID_BUF_LEN], audit_run[9];
 	const cJSON *tm = cJSON_GetObjectItemCaseSensitive(root, "time_ms");
 	const cJSON *count = cJSON_GetObjectItemCaseSensitive(root, "count");
 	const cJSON *supp = cJSON_GetObjectItemCaseSensitive(root, "suppressed");
@@ -154,33 +173,78 @@ int moat_monitor_plugin_event_parse(const void *payload, size_t len,
 		   (rc = opt_str(root, "reason", reason, sizeof(reason), err)) != 0 ||
 		   (rc = opt_str(root, "detail", detail, sizeof(detail), err)) != 0 ||
 		   (rc = opt_str(root, "client_id", client, sizeof(client), err)) != 0 ||
-		   (rc = opt_str(root, "audit_run", audit_run, sizeof(audit_run), err)) != 0) {
+		   (rc = audit_run_get(root, out->identity, audit_run, err)) != 0) {
 		/* rc set */
-	} else if (audit_run[0] && !audit_run_ok(audit_run)) {
-		rc = moat_err_set(err, MOAT_EINVAL,
-				  "broker event: 'audit_run' is not 8 lower-case hex digits");
 	} else if (!out->kind[0]) {
 		rc = moat_err_set(err, MOAT_EINVAL, "broker event: empty 'kind'");
 	} else {
 		snprintf(out->source, sizeof(out->source), "broker");
 		out->severity = moat_monitor_plugin_severity(out->kind);
-		/* quoted values: they may hold spaces */
-		int w = snprintf(out->evidence, sizeof(out->evidence),
-				 "reason=\"%s\" client_id=\"%s\" detail=\"%s\" suppressed=%lld",
-				 reason, client, detail, (long long)suppressed);
-		(void)w; /* a long detail is cut: the events file keeps it whole */
-		/* the live audit's identities: monitoring tells the audit from an attack */
-		size_t used = strlen(out->evidence);
-		if (audit_run[0] && used + 20 < sizeof(out->evidence)) {
-			snprintf(out->evidence + used, sizeof(out->evidence) - used,
-				 " audit_run=%s", audit_run);
+		/* quoted values: they may hold spaces. The detail is cut to 180 characters (the
+		 * events file keeps it whole), so the audit's run and the rest always fit. */
+		char audit[20] = ""; /* "audit_run=", 8 hex digits and a space */
+		if (audit_run[0]) {
+			snprintf(audit, sizeof(audit), "audit_run=%s ", audit_run);
 		}
+		int w = snprintf(
+			out->evidence, sizeof(out->evidence),
+			"%sreason=\"%s\" client_id=\"%s\" detail=\"%.180s\" suppressed=%lld", audit,
+			reason, client, detail, (long long)suppressed);
+		(void)w; /* fits: 19 + 46 + 63 + 64 + 180 + 20 < MOAT_EVENT_EVIDENCE_MAX_LEN */
 		if (out_count) {
 			*out_count = n;
 		}
 	}
 	cJSON_Delete(root);
 	return rc;
+}
+
+/* An IPv4 or IPv6 address, as moat_msg_diagnostics_build writes it. */
+static bool ip_syntax(const char *s)
+{
+	unsigned char addr[16];
+	return inet_pton(AF_INET, s, addr) == 1 || inet_pton(AF_INET6, s, addr) == 1;
+}
+
+/* A text field of diagnostics: printable (no control or bidi character), 1..size-1 bytes. */
+static int diag_text(const cJSON *root, const char *key, char *out, size_t size,
+		     struct moat_err *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+	const char *text = NULL;
+	size_t len = 0;
+	if (!v) {
+		return 0;
+	}
+	if (moat_json_str("diagnostics", key, v, size - 1, &text, &len, err) != 0 ||
+	    !moat_json_text_ok(text, len, true)) {
+		return moat_err_set(err, MOAT_EINVAL, "diagnostics: invalid '%s'", key);
+	}
+	memcpy(out, text, len);
+	out[len] = '\0';
+	return 0;
+}
+
+static int diag_load(const cJSON *root, struct moat_diag_summary *out, struct moat_err *err)
+{
+	const cJSON *load = cJSON_GetObjectItemCaseSensitive(root, "load");
+	if (!load) {
+		return 0;
+	}
+	if (!cJSON_IsArray(load) || cJSON_GetArraySize(load) != 3) {
+		return moat_err_set(err, MOAT_EINVAL, "diagnostics: 'load' is not 3 numbers");
+	}
+	for (int k = 0; k < 3; k++) {
+		const cJSON *n = cJSON_GetArrayItem(load, k);
+		/* the reader accepts JSON numbers only, so a number is finite */
+		if (!cJSON_IsNumber(n) || !(n->valuedouble >= 0 && n->valuedouble <= 1e9)) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "diagnostics: 'load' is not 3 numbers >= 0");
+		}
+		out->load[k] = n->valuedouble;
+	}
+	out->has_load = true;
+	return 0;
 }
 
 int moat_diag_summary_parse(const void *payload, size_t len, struct moat_diag_summary *out,
@@ -190,19 +254,42 @@ int moat_diag_summary_parse(const void *payload, size_t len, struct moat_diag_su
 					     .max_depth = 1,
 					     .flags = 0};
 	cJSON *root = NULL;
+	memset(out, 0, sizeof(*out));
 	int rc = moat_json_parse("diagnostics", payload, len, &lim, &root, NULL, err);
 	if (rc != 0) {
 		return rc;
 	}
-	memset(out, 0, sizeof(*out));
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "agent_version");
 	const cJSON *days = cJSON_GetObjectItemCaseSensitive(root, "cert_days_left");
 	const cJSON *iv = cJSON_GetObjectItemCaseSensitive(root, "interval_s");
 	const char *text = NULL;
 	size_t text_len = 0;
-	if (v && (moat_json_str("diagnostics", "agent_version", v, sizeof(out->agent_version) - 1,
-				&text, &text_len, err) != 0 ||
-		  !moat_json_text_ok(text, text_len, true))) {
+	const struct {
+		const char *key;
+		int64_t *dst;
+	} counters[] = {
+		{"timestamp", &out->timestamp_ms},
+		{"uptime_ms", &out->uptime_ms},
+		{"system_uptime_s", &out->system_uptime_s},
+		{"rss_kb", &out->rss_kb},
+		{"free_heap", &out->free_heap},
+		{"seq", &out->seq},
+		{"queued", &out->queued},
+	};
+	for (size_t i = 0; rc == 0 && i < sizeof(counters) / sizeof(counters[0]); i++) {
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(root, counters[i].key);
+		*counters[i].dst = -1;
+		if (c && moat_json_int("diagnostics", counters[i].key, c, 0, MOAT_DIAG_COUNTER_MAX,
+				       counters[i].dst, err) != 0) {
+			rc = MOAT_EINVAL;
+		}
+	}
+	if (rc != 0) {
+		/* refused below */
+	} else if (v &&
+		   (moat_json_str("diagnostics", "agent_version", v, sizeof(out->agent_version) - 1,
+				  &text, &text_len, err) != 0 ||
+		    !moat_json_text_ok(text, text_len, true))) {
 		rc = moat_err_set(err, MOAT_EINVAL, "diagnostics: invalid 'agent_version'");
 	} else if (days && moat_json_int("diagnostics", "cert_days_left", days, -100000, 100000,
 					 &out->cert_days_left, err) != 0) {
@@ -211,6 +298,17 @@ int moat_diag_summary_parse(const void *payload, size_t len, struct moat_diag_su
 		   moat_json_int("diagnostics", "interval_s", iv, MOAT_MSG_UPDATE_INTERVAL_MIN,
 				 MOAT_MSG_UPDATE_INTERVAL_MAX, &out->interval_s, err) != 0) {
 		rc = MOAT_EINVAL;
+	} else if (diag_load(root, out, err) != 0 ||
+		   diag_text(root, "ip_address", out->ip_address, sizeof(out->ip_address), err) !=
+			   0 ||
+		   diag_text(root, "mac_address", out->mac_address, sizeof(out->mac_address),
+			     err) != 0 ||
+		   diag_text(root, "kernel", out->kernel, sizeof(out->kernel), err) != 0 ||
+		   diag_text(root, "cert_not_after", out->cert_not_after,
+			     sizeof(out->cert_not_after), err) != 0) {
+		rc = MOAT_EINVAL;
+	} else if (out->ip_address[0] && !ip_syntax(out->ip_address)) {
+		rc = moat_err_set(err, MOAT_EINVAL, "diagnostics: 'ip_address' is not an address");
 	} else {
 		if (text) {
 			memcpy(out->agent_version, text, text_len);
@@ -219,5 +317,66 @@ int moat_diag_summary_parse(const void *payload, size_t len, struct moat_diag_su
 		out->has_cert_days = days != NULL;
 	}
 	cJSON_Delete(root);
+	if (rc != 0) {
+		memset(out, 0, sizeof(*out));
+	}
 	return rc;
+}
+
+void moat_diag_summary_foreach(const struct moat_diag_summary *d, moat_diag_field_cb cb, void *ctx)
+{
+	char v[48];
+	const struct {
+		const char *name;
+		int64_t value;
+	} counters[] = {
+		{"uptime_ms", d->uptime_ms},
+		{"system_uptime_s", d->system_uptime_s},
+		{"rss_kb", d->rss_kb},
+		{"free_heap", d->free_heap},
+	};
+	if (d->agent_version[0]) {
+		cb("agent_version", d->agent_version, false, ctx);
+	}
+	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+		if (counters[i].value >= 0) {
+			snprintf(v, sizeof(v), "%lld", (long long)counters[i].value);
+			cb(counters[i].name, v, true, ctx);
+		}
+	}
+	if (d->has_load) {
+		static const char *const names[] = {"load_1m", "load_5m", "load_15m"};
+		for (int k = 0; k < 3; k++) {
+			snprintf(v, sizeof(v), "%.2f", d->load[k]);
+			cb(names[k], v, true, ctx);
+		}
+	}
+	if (d->ip_address[0]) {
+		cb("ip_address", d->ip_address, false, ctx);
+	}
+	if (d->mac_address[0]) {
+		cb("mac_address", d->mac_address, false, ctx);
+	}
+	if (d->kernel[0]) {
+		cb("kernel", d->kernel, false, ctx);
+	}
+	if (d->cert_not_after[0]) {
+		cb("cert_not_after", d->cert_not_after, false, ctx);
+	}
+	if (d->has_cert_days) {
+		snprintf(v, sizeof(v), "%lld", (long long)d->cert_days_left);
+		cb("cert_days_left", v, true, ctx);
+	}
+	if (d->interval_s > 0) {
+		snprintf(v, sizeof(v), "%lld", (long long)d->interval_s);
+		cb("interval_s", v, true, ctx);
+	}
+	if (d->seq >= 0) {
+		snprintf(v, sizeof(v), "%lld", (long long)d->seq);
+		cb("seq", v, true, ctx);
+	}
+	if (d->queued >= 0) {
+		snprintf(v, sizeof(v), "%lld", (long long)d->queued);
+		cb("queued", v, true, ctx);
+	}
 }

@@ -9,11 +9,12 @@
 
 #include "deploy_internal.h"
 #include "moat/pkcs11.h"
+#include "moat/registry.h"
 #include "moat/timeutil.h"
 
 static const char *const known_sections[] = {
-	"deployment", "broker",	 "server", "pki",   "network", "firmware", "policy", "plugin",
-	"agent",      "monitor", "sim",	   "guard", "est",     "client",   NULL,
+	"deployment", "broker",	 "server", "pki",   "network", "firmware", "policy",   "plugin",
+	"agent",      "monitor", "sim",	   "guard", "est",     "client",   "registry", NULL,
 };
 
 /* Sections moat.conf may hold that no module reads yet: a key there would be ignored
@@ -31,11 +32,17 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 {
 	static const char *const no_keys[] = {NULL};
 	static const char *const deployment_keys[] = {"format", "name", NULL};
-	static const char *const pki_keys[] = {"key_type",	  "ca_days",
-					       "identity_days",	  "server_days",
-					       "crl_days",	  "crl_validity",
-					       "pkcs11_module",	  "issuer_pkcs11_uri",
-					       "issuer_pin_file", NULL};
+	static const char *const pki_keys[] = {"key_type",
+					       "ca_days",
+					       "identity_days",
+					       "server_days",
+					       "crl_days",
+					       "crl_validity",
+					       "pkcs11_module",
+					       "issuer_pkcs11_uri",
+					       "issuer_pin_file",
+					       "expiry_warning",
+					       NULL};
 	int rc;
 	memset(conf, 0, sizeof(*conf));
 	if ((rc = moat_config_check_sections(cfg, known_sections, err)) != 0 ||
@@ -154,12 +161,38 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 					    MOAT_CRL_VALIDITY_MIN_S);
 		}
 	}
+	/* expiry_warning: a duration with its unit (moat_duration_ms_parse), 1 s..365 days */
+	conf->expiry_warning = MOAT_EXPIRY_WARNING_DEFAULT_S;
+	const char *ew = moat_config_get(cfg, "pki", "expiry_warning");
+	if (ew) {
+		int64_t ms = 0;
+		if ((rc = moat_duration_ms_parse(ew, &ms, err)) != 0) {
+			moat_err_prefix(err, "%s: [pki] expiry_warning", cfg->path);
+			return rc;
+		}
+		if (ms < 1000 || ms > MOAT_EXPIRY_WARNING_MAX_S * 1000) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "%s: [pki] expiry_warning: 1s to 365 days", cfg->path);
+		}
+		conf->expiry_warning = ms / 1000;
+	}
 	/* The issuing CA's key in a token: the URI must parse here, so a typo in moat.conf is
 	 * named when the deployment opens, not at the first signature. */
 	const char *uri = moat_config_get(cfg, "pki", "issuer_pkcs11_uri");
 	struct moat_pkcs11_uri parsed;
 	if (uri && (rc = moat_pkcs11_uri_parse(uri, &parsed, err)) != 0) {
 		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
+		return rc;
+	}
+	/* [registry] url: a registry on PostgreSQL (checked here, refused by moat_deploy_open
+	 * while that registry is not complete) */
+	static const char *const registry_keys[] = {"url", NULL};
+	if ((rc = moat_config_check_keys(cfg, "registry", registry_keys, err)) != 0) {
+		return rc;
+	}
+	const char *url = moat_config_get(cfg, "registry", "url");
+	if (url && (rc = moat_registry_url_check(url, err)) != 0) {
+		moat_err_prefix(err, "%s: [registry] url", cfg->path);
 		return rc;
 	}
 	/* issuer_pin_file may stay without issuer_pkcs11_uri: after rotating from a token to

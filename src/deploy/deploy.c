@@ -145,6 +145,15 @@ int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out, struct
 	 * a backup mounted for inspection): the registry is read as it is, without the WAL
 	 * switch and migrations a writable open does. */
 	bool readonly = mode == MOAT_DEPLOY_READ && access(d->dir, W_OK) != 0;
+	/* a registry on PostgreSQL: only part of the registry runs on it yet (issue 18), and a
+	 * deployment that names one must never fall back to registry.db unseen */
+	if (moat_config_get(d->cfg, "registry", "url")) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "%s: [registry] url: a registry on PostgreSQL is not supported by "
+				  "this moat yet: remove the key to use registry.db",
+				  d->cfg->path);
+		goto fail;
+	}
 	if ((rc = moat_deploy_path(d, path, sizeof(path), "registry.db", err)) != 0 ||
 	    (rc = readonly ? moat_registry_open_readonly(path, &d->reg, err)
 			   : moat_registry_open(path, false, &d->reg, err)) != 0) {

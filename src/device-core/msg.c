@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwrite.h"
 #include "mjson.h"
 #include "moat_device.h"
 
@@ -41,193 +42,6 @@ int mdev_topic_command_name(const char *self, const char *topic,
 	}
 	memcpy(name, n, len + 1);
 	return 0;
-}
-
-/* ---- the writer ---- */
-
-struct jw {
-	char *buf;
-	size_t size;
-	size_t len;
-	bool full;
-	bool first;
-};
-
-static void jw_raw(struct jw *w, const char *s, size_t n)
-{
-	if (w->full || w->size - w->len <= n) {
-		w->full = true;
-		return;
-	}
-	memcpy(w->buf + w->len, s, n);
-	w->len += n;
-	w->buf[w->len] = '\0';
-}
-
-static void jw_lit(struct jw *w, const char *s)
-{
-	jw_raw(w, s, strlen(s));
-}
-
-static void jw_str(struct jw *w, const char *s)
-{
-	jw_lit(w, "\"");
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\') {
-			jw_lit(w, *s == '"' ? "\\\"" : "\\\\");
-		} else {
-			jw_raw(w, s, 1);
-		}
-	}
-	jw_lit(w, "\"");
-}
-
-static void jw_key(struct jw *w, const char *key)
-{
-	if (!w->first) {
-		jw_lit(w, ",");
-	}
-	w->first = false;
-	jw_str(w, key);
-	jw_lit(w, ":");
-}
-
-static void jw_open(struct jw *w, const char *key)
-{
-	if (key != NULL) {
-		jw_key(w, key);
-	}
-	jw_lit(w, "{");
-	w->first = true;
-}
-
-static void jw_close(struct jw *w)
-{
-	jw_lit(w, "}");
-	w->first = false;
-}
-
-static void jw_text(struct jw *w, const char *key, const char *s)
-{
-	jw_key(w, key);
-	jw_str(w, s);
-}
-
-/* A text member that is left out when NULL or "". */
-static void jw_opt_text(struct jw *w, const char *key, const char *s)
-{
-	if (s != NULL && s[0] != '\0') {
-		jw_text(w, key, s);
-	}
-}
-
-static void jw_int(struct jw *w, const char *key, int64_t v)
-{
-	char num[24];
-	int n = snprintf(num, sizeof(num), "%lld", (long long)v);
-	jw_key(w, key);
-	jw_raw(w, num, (size_t)n);
-}
-
-/* Integral values as integers; others with the shorter of %.15g and %.17g that reads
- * back exactly (moat-agent's numbers, byte for byte). v is finite (callers check). */
-static void jw_number(struct jw *w, double v)
-{
-	char num[40];
-	int n;
-	if (v >= -9007199254740991.0 && v <= 9007199254740991.0 && v == (double)(long long)v) {
-		n = snprintf(num, sizeof(num), "%lld", (long long)v);
-	} else {
-		n = snprintf(num, sizeof(num), "%.15g", v);
-		if (strtod(num, NULL) != v) {
-			n = snprintf(num, sizeof(num), "%.17g", v);
-		}
-	}
-	/* a program that set a locale may get a decimal comma from printf; JSON wants '.' */
-	for (int i = 0; i < n; i++) {
-		if (num[i] == ',') {
-			num[i] = '.';
-		}
-	}
-	jw_raw(w, num, (size_t)n);
-}
-
-static void jw_double(struct jw *w, const char *key, double v)
-{
-	jw_key(w, key);
-	jw_number(w, v);
-}
-
-static void jw_start(struct jw *w, char *buf, size_t size)
-{
-	w->buf = buf;
-	w->size = size;
-	w->len = 0;
-	w->full = size == 0;
-	w->first = true;
-	if (size > 0) {
-		buf[0] = '\0';
-	}
-}
-
-static int jw_finish(struct jw *w, size_t *out_len)
-{
-	if (w->full) {
-		if (w->size > 0) {
-			w->buf[0] = '\0';
-		}
-		*out_len = 0;
-		return -1;
-	}
-	*out_len = w->len;
-	return 0;
-}
-
-static bool counter_ok(int64_t v)
-{
-	return v >= 0 && v <= MDEV_INT_MAX;
-}
-
-/* [a-z] plus digits/upper/punct as asked, 1..max. */
-static bool in_class(const char *s, size_t max, bool digits, bool upper, const char *punct)
-{
-	size_t i = 0;
-	if (s == NULL) {
-		return false;
-	}
-	for (; s[i] != '\0'; i++) {
-		char c = s[i];
-		bool ok = (c >= 'a' && c <= 'z') || (digits && c >= '0' && c <= '9') ||
-			  (upper && c >= 'A' && c <= 'Z') ||
-			  (c != '\0' && strchr(punct, c) != NULL);
-		if (!ok || i >= max) {
-			return false;
-		}
-	}
-	return i > 0;
-}
-
-/* NULL or "" (left out), or 1..max bytes of mdev_text_ok text. */
-static bool opt_text_ok(const char *s, size_t max)
-{
-	size_t n = 0;
-	if (s == NULL) {
-		return true;
-	}
-	while (n <= max && s[n] != '\0') {
-		n++;
-	}
-	return n <= max && mdev_text_ok(s, n);
-}
-
-static bool given(const char *s)
-{
-	return s != NULL && s[0] != '\0';
-}
-
-static bool finite(double v)
-{
-	return v == v && v <= 1.7976931348623157e308 && v >= -1.7976931348623157e308;
 }
 
 /* ---- text ---- */
@@ -364,11 +178,6 @@ int mdev_msg_telemetry(const struct mdev_telemetry *t, char *buf, size_t size, s
 	return jw_finish(&w, out_len);
 }
 
-static bool ip_syntax_ok(const char *s)
-{
-	return !given(s) || in_class(s, 64, true, true, ".:");
-}
-
 static bool version_word_ok(const char *s)
 {
 	return !given(s) || in_class(s, 31, true, true, "._+~-");
@@ -394,19 +203,6 @@ int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t 
 	jw_opt_text(&w, "agent_version", s->agent_version);
 	jw_close(&w);
 	return jw_finish(&w, out_len);
-}
-
-int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
-			   const char *agent_version, char *buf, size_t size, size_t *out_len)
-{
-	struct mdev_status s = {device_id, true, true, timestamp_ms, ip_address, agent_version};
-	return mdev_msg_status(&s, buf, size, out_len);
-}
-
-int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len)
-{
-	struct mdev_status s = {device_id, false, false, 0, NULL, NULL};
-	return mdev_msg_status(&s, buf, size, out_len);
 }
 
 int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len)
@@ -436,34 +232,27 @@ int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, siz
 	return jw_finish(&w, out_len);
 }
 
-/* Diagnostics' members after device_id, in the order written: one table for the checks
- * and the writing (smaller on an MCU than a call per field). */
-enum { F_COUNTER, F_DAYS, F_LOAD, F_IP, F_TEXT };
-#define DIAG(key, kind, max, field)                                      \
-	{                                                                \
-		key, kind, max, offsetof(struct mdev_diagnostics, field) \
+/* Diagnostics of a device without Linux: the fields an MCU has, in the order and form
+ * of moat-agent's (mdev_msg_diagnostics_linux, host builds, adds the Linux fields). One
+ * table for the checks and the writing: smaller on an MCU than a call per field. */
+#define MCU_DIAG(key, max, field)                                  \
+	{                                                          \
+		key, max, offsetof(struct mdev_diagnostics, field) \
 	}
 static const struct {
 	const char *key;
-	unsigned char kind;
-	unsigned char max; /* F_TEXT: bytes */
-	unsigned short off;
-} diag_fields[] = {
-	DIAG("timestamp", F_COUNTER, 0, timestamp_ms),
-	DIAG("uptime_ms", F_COUNTER, 0, uptime_ms),
-	DIAG("system_uptime_s", F_COUNTER, 0, system_uptime_s),
-	DIAG("rss_kb", F_COUNTER, 0, rss_kb),
-	DIAG("free_heap", F_COUNTER, 0, free_heap),
-	DIAG("load", F_LOAD, 0, load),
-	DIAG("ip_address", F_IP, 0, ip_address),
-	DIAG("mac_address", F_TEXT, 23, mac_address),
-	DIAG("kernel", F_TEXT, 127, kernel),
-	DIAG("agent_version", F_TEXT, 31, firmware_version),
-	DIAG("cert_not_after", F_TEXT, 31, cert_not_after),
-	DIAG("cert_days_left", F_DAYS, 0, cert_days_left), /* only with cert_not_after */
-	DIAG("interval_s", F_COUNTER, 0, interval_s),
-	DIAG("seq", F_COUNTER, 0, seq),
-	DIAG("queued", F_COUNTER, 0, queued),
+	unsigned char max; /* text: its bytes; 0: a counter */
+	unsigned char off;
+} mcu_diag[] = {
+	MCU_DIAG("timestamp", 0, timestamp_ms),
+	MCU_DIAG("uptime_ms", 0, uptime_ms),
+	MCU_DIAG("free_heap", 0, free_heap),
+	MCU_DIAG("ip_address", 64, ip_address),
+	MCU_DIAG("mac_address", 23, mac_address),
+	MCU_DIAG("agent_version", 31, firmware_version),
+	MCU_DIAG("interval_s", 0, interval_s),
+	MCU_DIAG("seq", 0, seq),
+	MCU_DIAG("queued", 0, queued),
 };
 
 int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len)
@@ -472,73 +261,36 @@ int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t siz
 	const char *base = (const char *)d;
 	jw_start(&w, buf, size);
 	*out_len = 0;
-	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN)) {
+	if (!mdev_name_ok(d->device_id, MDEV_ID_MAX_LEN) || !ip_syntax_ok(d->ip_address)) {
 		return -1;
 	}
-	/* pass 0 checks every field, pass 1 writes */
-	for (int pass = 0; pass < 2; pass++) {
-		if (pass == 1) {
-			jw_open(&w, NULL);
-			jw_text(&w, "device_id", d->device_id);
-		}
-		for (size_t i = 0; i < sizeof(diag_fields) / sizeof(diag_fields[0]); i++) {
-			const char *key = diag_fields[i].key;
-			const void *p = base + diag_fields[i].off;
-			int64_t v = 0;
-			const char *text = NULL;
-			bool ok = true;
-			switch (diag_fields[i].kind) {
-			case F_COUNTER:
-			case F_DAYS:
-				memcpy(&v, p, sizeof(v));
-				ok = diag_fields[i].kind == F_COUNTER
-					     ? counter_ok(v)
-					     : v >= -MDEV_INT_MAX && v <= MDEV_INT_MAX;
-				if (pass == 1 && (diag_fields[i].kind == F_COUNTER ||
-						  given(d->cert_not_after))) {
-					jw_int(&w, key, v);
-				}
-				break;
-			case F_LOAD:
-				for (int k = 0; k < 3; k++) {
-					ok = ok && finite(d->load[k]) && d->load[k] >= 0;
-				}
-				if (pass == 1) {
-					jw_key(&w, key);
-					for (int k = 0; k < 3; k++) {
-						jw_lit(&w, k == 0 ? "[" : ",");
-						jw_number(&w, d->load[k]);
-					}
-					jw_lit(&w, "]");
-				}
-				break;
-			default: /* F_IP, F_TEXT */
-				memcpy(&text, p, sizeof(text));
-				ok = diag_fields[i].kind == F_IP
-					     ? ip_syntax_ok(text)
-					     : opt_text_ok(text, diag_fields[i].max);
-				if (pass == 1) {
-					jw_opt_text(&w, key, text);
-				}
-				break;
-			}
-			if (!ok) {
+	jw_open(&w, NULL);
+	jw_text(&w, "device_id", d->device_id);
+	for (size_t i = 0; i < sizeof(mcu_diag) / sizeof(mcu_diag[0]); i++) {
+		const void *p = base + mcu_diag[i].off;
+		if (mcu_diag[i].max == 0) {
+			int64_t v;
+			memcpy(&v, p, sizeof(v));
+			if (!counter_ok(v)) {
 				return -1;
 			}
+			jw_int(&w, mcu_diag[i].key, v);
+		} else {
+			const char *text;
+			memcpy(&text, p, sizeof(text));
+			if (!opt_text_ok(text, mcu_diag[i].max)) {
+				return -1; /* an address's syntax was checked above */
+			}
+			jw_opt_text(&w, mcu_diag[i].key, text);
 		}
 	}
 	jw_close(&w);
 	return jw_finish(&w, out_len);
 }
 
-static const char *const stage_names[MDEV_UPD_STAGE_COUNT] = {
+const char *const mdev_stage_names[MDEV_UPD_STAGE_COUNT] = {
 	"checked", "downloading", "verified", "installed", "confirmed", "reverted", "refused",
 };
-
-const char *mdev_update_stage_name(enum mdev_update_stage st)
-{
-	return (unsigned)st < MDEV_UPD_STAGE_COUNT ? stage_names[st] : "unknown";
-}
 
 static bool opt_semver_ok(const char *v)
 {
@@ -571,7 +323,7 @@ int mdev_msg_update_event(const struct mdev_update_event *ev, char *buf, size_t 
 	}
 	jw_open(&w, NULL);
 	jw_text(&w, "event", "update");
-	jw_text(&w, "stage", stage_names[ev->stage]);
+	jw_text(&w, "stage", mdev_stage_names[ev->stage]);
 	jw_opt_text(&w, "version", ev->version);
 	jw_opt_text(&w, "running", ev->running);
 	jw_opt_text(&w, "reason", ev->reason);
@@ -635,8 +387,7 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 			}
 		}
 		if (nkeys == MDEV_CMD_ARGS_MAX + 2) {
-			mdev_msgf(msg, "command: more than %d arguments", MDEV_CMD_ARGS_MAX);
-			goto fail;
+			goto too_many;
 		}
 		keys[nkeys++] = k;
 		int kl = tok[k].end - tok[k].start;
@@ -663,25 +414,29 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 			}
 		} else {
 			/* Argument names as moat's command builder writes them: [a-z0-9_]{1,32}. */
-			char key[33];
-			if (kl < 1 || kl > 32) {
-				mdev_msgf(msg, "command: an argument name is not 1..32 characters");
-				goto fail;
+			bool key_ok = kl >= 1 && kl <= 32;
+			for (int c = 0; key_ok && c < kl; c++) {
+				key_ok = (ks[c] >= 'a' && ks[c] <= 'z') ||
+					 (ks[c] >= '0' && ks[c] <= '9') || ks[c] == '_';
 			}
-			memcpy(key, ks, (size_t)kl);
-			key[kl] = '\0';
-			if (!in_class(key, 32, true, false, "_")) {
+			if (!key_ok) {
 				mdev_msgf(msg, "command: an argument name is not [a-z0-9_]{1,32}");
 				goto fail;
 			}
 			if (++args > MDEV_CMD_ARGS_MAX) {
-				mdev_msgf(msg, "command: more than %d arguments",
-					  MDEV_CMD_ARGS_MAX);
-				goto fail;
+				goto too_many;
 			}
 			if (tok[v].type == JSMN_STRING) {
-				if (mj_str(&j, v, "argument", 128, &s, &n) != 0 &&
-				    tok[v].end != tok[v].start) {
+				/* printable UTF-8 (moat's rule for argument text), raw: an
+				 * escape is refused rather than decoded */
+				s = j.js + tok[v].start;
+				n = (size_t)(tok[v].end - tok[v].start);
+				if (n > 128 || memchr(s, '\\', n) != NULL || !mdev_text_ok(s, n)) {
+					mdev_msgf(
+						msg,
+						"command: argument \"%.*s\": not UTF-8 text <= 128 "
+						"bytes, no escapes",
+						kl, ks);
 					goto fail;
 				}
 			} else if (tok[v].type == JSMN_PRIMITIVE && !mj_is(&j, v, "null")) {
@@ -693,10 +448,10 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 					  kl > 32 ? 32 : kl, ks);
 				goto fail;
 			}
-			if (kl == 8 && memcmp(ks, "interval", 8) == 0 &&
-			    mj_int(&j, v, "interval", -MDEV_INT_MAX, MDEV_INT_MAX,
-				   &out->interval) == 0) {
-				out->has_interval = true;
+			if (kl == 8 && memcmp(ks, "interval", 8) == 0) {
+				out->interval_given = true;
+				out->has_interval = mj_int(&j, v, "interval", -MDEV_INT_MAX,
+							   MDEV_INT_MAX, &out->interval) == 0;
 			}
 			if (msg != NULL) {
 				msg[0] = '\0';
@@ -706,6 +461,8 @@ int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mde
 	}
 	out->kind = kind_of(out->name);
 	return 0;
+too_many:
+	mdev_msgf(msg, "command: more than %d arguments", MDEV_CMD_ARGS_MAX);
 fail:
 	memset(out, 0, sizeof(*out));
 	return -1;
@@ -761,7 +518,7 @@ int mdev_cmd_dispatch(const char *self, const char *topic, const void *payload, 
 		if (!cmd.has_interval || cmd.interval < MDEV_INTERVAL_MIN ||
 		    cmd.interval > MDEV_INTERVAL_MAX) {
 			snprintf(res.detail, sizeof(res.detail),
-				 "command: \"interval\" must be a whole number %d..%d",
+				 "command: \"interval\" must be an integer %d..%d",
 				 MDEV_INTERVAL_MIN, MDEV_INTERVAL_MAX);
 		} else if (h->update_interval != NULL) {
 			h->update_interval(h->ctx, cmd.interval, &res);

@@ -521,13 +521,34 @@ static void do_diagnostics(struct moat_device *dev, struct moat_msg_response *r)
 		 (long long)d.queued);
 }
 
+/* update_interval's argument: true (and the reason in r's detail, moat-agent's words)
+ * when it is missing, not an integer, or out of range. */
+static bool interval_refused(const struct mdev_command *cmd, struct moat_msg_response *r)
+{
+	if (!cmd->interval_given) {
+		set_detail(r, "command: missing argument \"interval\"");
+	} else if (!cmd->has_interval) {
+		set_detail(r, "command: argument \"interval\" is not an integer");
+	} else if (cmd->interval < MOAT_MSG_UPDATE_INTERVAL_MIN ||
+		   cmd->interval > MOAT_MSG_UPDATE_INTERVAL_MAX) {
+		snprintf(r->detail, sizeof(r->detail),
+			 "command: argument \"interval\" = %lld is not in [%d, %d]",
+			 (long long)cmd->interval, MOAT_MSG_UPDATE_INTERVAL_MIN,
+			 MOAT_MSG_UPDATE_INTERVAL_MAX);
+	} else {
+		return false;
+	}
+	return true;
+}
+
 void moat_device_on_message(struct moat_device *dev, const char *topic, const void *payload,
 			    size_t len)
 {
 	struct moat_topic tp;
-	struct moat_msg_command cmd;
+	struct mdev_command cmd;
 	struct moat_msg_response r;
 	struct moat_err err;
+	char why[MDEV_MSG_MAX];
 	memset(&r, 0, sizeof(r));
 	dev->stats.commands++;
 	if (moat_topic_parse(topic, &tp, &err) != 0 || tp.kind != MOAT_TOPIC_COMMAND ||
@@ -537,29 +558,27 @@ void moat_device_on_message(struct moat_device *dev, const char *topic, const vo
 		dlog(dev, MOAT_LOG_WARN, "event=unexpected_message bytes=%zu", len);
 		return;
 	}
-	if (moat_msg_command_parse(tp.name, payload, len, &cmd, &err) != 0) {
+	/* moat-device's parser: the one an MCU runs (moat_device.h) */
+	if (mdev_cmd_parse(tp.name, payload, len, &cmd, why) != 0) {
 		copy_cut(r.command, sizeof(r.command),
 			 moat_msg_command_name_ok(tp.name) ? tp.name : "invalid");
 		snprintf(r.status, sizeof(r.status), "bad_request");
-		set_detail(&r, err.msg);
+		set_detail(&r, why);
 		respond(dev, &r);
 		return;
 	}
 	snprintf(r.command, sizeof(r.command), "%s", cmd.name);
 	snprintf(r.id, sizeof(r.id), "%s", cmd.id);
 	switch (cmd.kind) {
-	case MOAT_CMD_REBOOT:
+	case MDEV_CMD_REBOOT:
 		snprintf(r.status, sizeof(r.status), "accepted");
 		set_detail(&r, "restarting");
 		dev->reboot_requested = true;
 		break;
-	case MOAT_CMD_UPDATE_INTERVAL: {
-		int64_t v = 0;
-		int rc = moat_msg_command_int_arg(&cmd, "interval", MOAT_MSG_UPDATE_INTERVAL_MIN,
-						  MOAT_MSG_UPDATE_INTERVAL_MAX, &v, &err);
-		if (rc != 0) {
+	case MDEV_CMD_UPDATE_INTERVAL: {
+		int64_t v = cmd.interval;
+		if (interval_refused(&cmd, &r)) {
 			snprintf(r.status, sizeof(r.status), "refused");
-			set_detail(&r, err.msg);
 		} else if (save_interval(dev, v, &err) != 0) {
 			/* kept as it was: a restart must not bring back another interval */
 			snprintf(r.status, sizeof(r.status), "failed");
@@ -574,10 +593,10 @@ void moat_device_on_message(struct moat_device *dev, const char *topic, const vo
 		r.interval = dev->interval_ms / 1000;
 		break;
 	}
-	case MOAT_CMD_DIAGNOSTICS:
+	case MDEV_CMD_DIAGNOSTICS:
 		do_diagnostics(dev, &r);
 		break;
-	case MOAT_CMD_CHECK_UPDATE:
+	case MDEV_CMD_CHECK_UPDATE:
 		if (dev->update_hook) {
 			dev->update_hook(dev, &cmd, &r, dev->update_ctx);
 		} else {
@@ -585,7 +604,7 @@ void moat_device_on_message(struct moat_device *dev, const char *topic, const vo
 			set_detail(&r, "no update client configured on this device");
 		}
 		break;
-	case MOAT_CMD_UNKNOWN:
+	case MDEV_CMD_UNKNOWN:
 	default:
 		snprintf(r.status, sizeof(r.status), "unknown_command");
 		break;

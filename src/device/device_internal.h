@@ -16,6 +16,7 @@
 #include "moat/device.h"
 #include "moat/err.h"
 #include "moat/messages.h"
+#include "moat_device.h"
 
 #include "queue_internal.h"
 #include "sensors_internal.h"
@@ -42,7 +43,7 @@ struct moat_device_io {
 };
 
 /* The update hook: handles check_update and fills resp. */
-typedef void (*moat_device_update_hook)(struct moat_device *dev, const struct moat_msg_command *cmd,
+typedef void (*moat_device_update_hook)(struct moat_device *dev, const struct mdev_command *cmd,
 					struct moat_msg_response *resp, void *ctx);
 /* Called on every tick with update_ctx: finishes a background update check (answers the
  * command, reports events) and starts the periodic ones. */

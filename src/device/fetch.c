@@ -2,6 +2,9 @@
  * deployment CA only (no system CA bundle or directory), by host name, under moat's TLS
  * policy (tlspolicy.h), and the device presents its own certificate; no switch turns any of
  * it off.
+ * One easy handle serves a whole check (struct moat_update_http): the envelope and the image
+ * share its keep-alive connection. Every request sets each option that differs between the
+ * two (URL, callbacks, range), so nothing of one leaks into the next.
  * Responses are bounded: an envelope by MOAT_ENVELOPE_MAX_BYTES, an image by its signed
  * manifest's size (the write callback aborts the transfer at the first byte past it).
  */
@@ -28,7 +31,16 @@
 _Static_assert(MOAT_TLS_MIN_VERSION_OPENSSL == 0x0303, "CURL_SSLVERSION below is not the policy's");
 #define CURL_MIN_VERSION CURL_SSLVERSION_TLSv1_2
 
-static int easy_new(const struct moat_update_conf *conf, const char *url, CURL **out,
+void moat_update_http_close(struct moat_update_http *h)
+{
+	if (h->curl != NULL) {
+		curl_easy_cleanup(h->curl);
+		h->curl = NULL;
+	}
+}
+
+/* The check's handle, made with every fixed option at its first request. */
+static int easy_get(const struct moat_update_conf *conf, struct moat_update_http *h, CURL **out,
 		    struct moat_err *err)
 {
 	static bool inited;
@@ -36,7 +48,10 @@ static int easy_new(const struct moat_update_conf *conf, const char *url, CURL *
 	CURLcode cc = CURLE_OK;
 	long timeout = conf->timeout_seconds > 0 ? conf->timeout_seconds : 300L;
 
-	*out = NULL;
+	*out = h->curl;
+	if (*out != NULL) {
+		return 0;
+	}
 	if (!inited) {
 		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 			return moat_err_set(err, MOAT_EIO, "libcurl: initialisation failed");
@@ -54,7 +69,6 @@ static int easy_new(const struct moat_update_conf *conf, const char *url, CURL *
 			cc = curl_easy_setopt(c, opt, val); \
 		}                                           \
 	} while (0)
-	SET(CURLOPT_URL, url);
 	SET(CURLOPT_PROTOCOLS_STR, "https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
 	SET(CURLOPT_NOSIGNAL, 1L);
@@ -78,6 +92,7 @@ static int easy_new(const struct moat_update_conf *conf, const char *url, CURL *
 		curl_easy_cleanup(c);
 		return moat_err_set(err, MOAT_EIO, "libcurl: %s", curl_easy_strerror(cc));
 	}
+	h->curl = c;
 	*out = c;
 	return 0;
 }
@@ -109,9 +124,9 @@ static size_t mem_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	return moat_buf_append(b, ptr, n) == 0 ? n : 0;
 }
 
-int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *current_version,
-			       char **out_json, size_t *out_len, long *out_status,
-			       struct moat_err *err)
+int moat_update_fetch_envelope(const struct moat_update_conf *conf, struct moat_update_http *h,
+			       const char *current_version, char **out_json, size_t *out_len,
+			       long *out_status, struct moat_err *err)
 {
 	char url[MOAT_UPDATE_URL_MAX_LEN + 128];
 	char errbuf[CURL_ERROR_SIZE] = "";
@@ -127,7 +142,7 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 	*out_len = 0;
 	*out_status = 0;
 	moat_buf_init(&b, MOAT_ENVELOPE_MAX_BYTES + 1);
-	rc = easy_new(conf, "https://invalid.invalid/", &c, err);
+	rc = easy_get(conf, h, &c, err);
 	if (rc != 0) {
 		goto out;
 	}
@@ -150,6 +165,9 @@ int moat_update_fetch_envelope(const struct moat_update_conf *conf, const char *
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, mem_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(c, CURLOPT_RANGE, NULL);
 	cc = curl_easy_perform(c);
 	if (b.rc == MOAT_EINVAL) {
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: envelope larger than %u bytes", url,
@@ -179,7 +197,9 @@ out:
 	curl_free(esc);
 	moat_buf_free(&b);
 	if (c != NULL) {
-		curl_easy_cleanup(c);
+		/* the buffers of this request go away: the handle must not point at them */
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
 	}
 	return rc;
 }
@@ -254,8 +274,9 @@ static size_t img_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	return x->io_errno == 0 ? n : 0;
 }
 
-int moat_update_fetch_image(const struct moat_update_conf *conf, const struct moat_manifest *m,
-			    int fd, uint64_t offset, struct moat_fw_stream *s, struct moat_err *err)
+int moat_update_fetch_image(const struct moat_update_conf *conf, struct moat_update_http *h,
+			    const struct moat_manifest *m, int fd, uint64_t offset,
+			    struct moat_fw_stream *s, struct moat_err *err)
 {
 	char url[MOAT_UPDATE_URL_MAX_LEN + 128];
 	char hex[MOAT_SHA256_HEX_LEN + 1];
@@ -272,11 +293,12 @@ int moat_update_fetch_image(const struct moat_update_conf *conf, const struct mo
 	if (n < 0 || (size_t)n >= sizeof(url)) {
 		return moat_err_set(err, MOAT_EINVAL, "server URL too long");
 	}
-	rc = easy_new(conf, url, &c, err);
+	rc = easy_get(conf, h, &c, err);
 	if (rc != 0) {
 		return rc;
 	}
 	x.c = c;
+	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, img_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &x);
@@ -285,6 +307,8 @@ int moat_update_fetch_image(const struct moat_update_conf *conf, const struct mo
 	if (offset > 0) {
 		snprintf(range, sizeof(range), "%" PRIu64 "-", offset);
 		curl_easy_setopt(c, CURLOPT_RANGE, range);
+	} else {
+		curl_easy_setopt(c, CURLOPT_RANGE, NULL);
 	}
 	cc = curl_easy_perform(c);
 	if (s->dev.too_long) {
@@ -298,6 +322,11 @@ int moat_update_fetch_image(const struct moat_update_conf *conf, const struct mo
 	} else {
 		rc = 0;
 	}
-	curl_easy_cleanup(c);
+	/* x, errbuf and range live on this stack frame: the handle keeps none of them */
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, NULL);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, NULL);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, NULL);
+	curl_easy_setopt(c, CURLOPT_RANGE, NULL);
 	return rc;
 }

@@ -79,7 +79,8 @@ struct moat_agent_update {
 	bool for_command; /* answer cmd_name/cmd_id when it ends */
 	char cmd_name[MOAT_MSG_CMD_NAME_MAX_LEN + 1];
 	char cmd_id[MOAT_MSG_CMD_ID_MAX_LEN + 1];
-	char running[MOAT_FW_VERSION_MAX_LEN + 1]; /* the version of the slot running now */
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];    /* the version of the slot running now */
+	char fail_trial[MOAT_FW_VERSION_MAX_LEN + 1]; /* the simulator's bad release; "" */
 };
 
 /* moat-update next to this executable when there is one (an installed tree keeps them
@@ -191,6 +192,20 @@ out:
 void moat_agent_update_set_pool(struct moat_agent_update *u, struct moat_agent_update_pool *pool)
 {
 	u->pool = pool;
+}
+
+int moat_agent_update_set_fail_trial(struct moat_agent_update *u, const char *version,
+				     struct moat_err *err)
+{
+	int rc;
+	u->fail_trial[0] = '\0';
+	if (!version || !version[0]) {
+		return 0;
+	}
+	if ((rc = moat_semver_check(version, err)) != 0) {
+		return rc;
+	}
+	return copy_str(u->fail_trial, sizeof(u->fail_trial), version, "--fail-trial", err);
 }
 
 static void release_pool(struct moat_agent_update *u)
@@ -587,6 +602,16 @@ static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, i
 		dev->reboot_requested = true;
 		return;
 	}
+	if (u->virtual_slots && u->fail_trial[0]) {
+		read_running(u);
+		if (strcmp(u->running, u->fail_trial) == 0) {
+			/* the simulated bad release: it crashes before it could confirm */
+			moat_log(MOAT_LOG_WARN, "id=%s event=trial_crashed version=%s",
+				 dev->conf.id, u->running);
+			dev->reboot_requested = true;
+			return;
+		}
+	}
 	if (!u->virtual_slots && !u->probe_passed) {
 		if (spawn_check(u, true, &err) != 0) {
 			moat_log(MOAT_LOG_ERROR, "id=%s event=health_check_failed error=\"%s\"",
@@ -682,7 +707,7 @@ static void update_poll(struct moat_device *dev, void *ctx, int64_t now_mono_ms)
 	try_start(dev, u, now_mono_ms);
 }
 
-static void update_hook(struct moat_device *dev, const struct moat_msg_command *cmd,
+static void update_hook(struct moat_device *dev, const struct mdev_command *cmd,
 			struct moat_msg_response *resp, void *ctx)
 {
 	struct moat_agent_update *u = ctx;

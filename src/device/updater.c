@@ -167,10 +167,11 @@ static int commit(const char *dir, const struct paths *p, struct moat_boot_state
  * floor and issued_at, device type, trust). 0 with *out_offered when m is to be downloaded;
  * 0 with out's outcome (up to date, refused, reverted here before) otherwise. *env (the
  * caller frees it) holds the envelope; trust is filled for the caller to free. */
-static int check_offer(const struct moat_update_conf *conf, const struct moat_boot_state *st,
-		       struct moat_fw_trust *trust, struct moat_manifest *running, char **env,
-		       size_t *env_len, struct moat_manifest *m, bool *out_offered,
-		       struct moat_update_result *out, struct moat_err *err)
+static int check_offer(const struct moat_update_conf *conf, struct moat_update_http *http,
+		       const struct moat_boot_state *st, struct moat_fw_trust *trust,
+		       struct moat_manifest *running, char **env, size_t *env_len,
+		       struct moat_manifest *m, bool *out_offered, struct moat_update_result *out,
+		       struct moat_err *err)
 {
 	const char *dir = conf->state_dir;
 	struct moat_fw_decision d;
@@ -184,7 +185,8 @@ static int check_offer(const struct moat_update_conf *conf, const struct moat_bo
 		rc = moat_slots_verify(dir, st, st->active, NULL, running, err);
 	}
 	if (rc == 0) {
-		rc = moat_update_fetch_envelope(conf, running->version, env, env_len, &status, err);
+		rc = moat_update_fetch_envelope(conf, http, running->version, env, env_len, &status,
+						err);
 	}
 	if (rc != 0) {
 		return rc;
@@ -224,10 +226,10 @@ static int check_offer(const struct moat_update_conf *conf, const struct moat_bo
 
 /* Downloads m's image (envelope env) into the inactive slot while hashing it, resuming a
  * partial download of the same envelope, verifies it and stages the slot as the trial. */
-static int fetch_and_stage(const struct moat_update_conf *conf, struct moat_boot_state *st,
-			   const struct moat_manifest *m, const char *env, size_t env_len,
-			   const char *running_version, struct moat_update_result *out,
-			   struct moat_err *err)
+static int fetch_and_stage(const struct moat_update_conf *conf, struct moat_update_http *http,
+			   struct moat_boot_state *st, const struct moat_manifest *m,
+			   const char *env, size_t env_len, const char *running_version,
+			   struct moat_update_result *out, struct moat_err *err)
 {
 	const char *dir = conf->state_dir;
 	struct moat_fw_decision d;
@@ -265,7 +267,7 @@ static int fetch_and_stage(const struct moat_update_conf *conf, struct moat_boot
 		if (conf->on_download != NULL) {
 			conf->on_download(conf->on_download_ctx, m, offset);
 		}
-		rc = moat_update_fetch_image(conf, m, fd, offset, &s, err);
+		rc = moat_update_fetch_image(conf, http, m, fd, offset, &s, err);
 		if (rc != 0) {
 			/* Interrupted: the partial file stays for the next check to resume. */
 			goto out;
@@ -311,6 +313,7 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 	char *env = NULL;
 	size_t env_len = 0;
 	bool offered = false;
+	struct moat_update_http http = {0};
 	int lock = -1;
 	int rc;
 
@@ -329,11 +332,14 @@ int moat_update_check(const struct moat_update_conf *conf, struct moat_update_re
 			 st.trial);
 		goto out;
 	}
-	rc = check_offer(conf, &st, &trust, &running, &env, &env_len, &m, &offered, out, err);
+	/* the envelope and the image over one keep-alive TLS connection */
+	rc = check_offer(conf, &http, &st, &trust, &running, &env, &env_len, &m, &offered, out,
+			 err);
 	if (rc == 0 && offered) {
-		rc = fetch_and_stage(conf, &st, &m, env, env_len, running.version, out, err);
+		rc = fetch_and_stage(conf, &http, &st, &m, env, env_len, running.version, out, err);
 	}
 out:
+	moat_update_http_close(&http);
 	moat_fw_trust_free(&trust);
 	free(env);
 	moat_slots_unlock(lock);

@@ -74,7 +74,10 @@ static const struct stat_meta stat_meta[] = {
 				   "EST enrollments by state (enrolled, pending, expired).",
 				   "state", NULL},
 	[MOAT_STAT_ROLLOUT_TARGETS] = {"moat_rollout_target_devices", "gauge",
-				       "Devices a release is offered to.", "type", "version"},
+				       "Devices a release is for: its phased rollout's devices in "
+				       "started phases (0 once aborted), else its publish's share or "
+				       "list.",
+				       "type", "version"},
 	[MOAT_STAT_ROLLOUT_RUNNING] = {"moat_rollout_running_devices", "gauge",
 				       "Devices that report running a release.", "type", "version"},
 	[MOAT_STAT_UPDATE_EVENTS] = {"moat_update_events", "gauge",
@@ -152,9 +155,59 @@ static void render_ingest(struct moat_buf *b, const struct moat_metrics_ingest *
 	       (double)in->bytes_received);
 }
 
+/* The phased rollouts: how many in each state, and where each unfinished one stands. */
+static void render_rollouts(struct moat_buf *b, const struct moat_metrics_rollouts *ro)
+{
+	char id[24];
+	head(b, "moat_rollouts", "gauge", "Phased rollouts by state.");
+	for (int s = 0; s < MOAT_METRICS_ROLLOUT_STATES; s++) {
+		sample(b, "moat_rollouts", "state", moat_rollout_state_name(s), NULL, NULL,
+		       (double)ro->by_state[s]);
+	}
+	if (ro->active_count == 0) {
+		return;
+	}
+	head(b, "moat_rollout_phase", "gauge",
+	     "The current phase (1-based) of each rollout running, paused or halted.");
+	for (size_t i = 0; i < ro->active_count; i++) {
+		const struct moat_metrics_rollout *r = &ro->active[i];
+		snprintf(id, sizeof(id), "%lld", (long long)r->id);
+		sample(b, "moat_rollout_phase", "rollout", id, "version", r->version,
+		       (double)r->phase);
+	}
+	head(b, "moat_rollout_phases", "gauge", "The number of phases of each such rollout.");
+	for (size_t i = 0; i < ro->active_count; i++) {
+		snprintf(id, sizeof(id), "%lld", (long long)ro->active[i].id);
+		sample(b, "moat_rollout_phases", "rollout", id, NULL, NULL,
+		       (double)ro->active[i].phase_count);
+	}
+	head(b, "moat_rollout_state", "gauge",
+	     "1 for the state each such rollout is in (running, paused, halted).");
+	for (size_t i = 0; i < ro->active_count; i++) {
+		snprintf(id, sizeof(id), "%lld", (long long)ro->active[i].id);
+		sample(b, "moat_rollout_state", "rollout", id, "state",
+		       moat_rollout_state_name(ro->active[i].state), 1);
+	}
+	head(b, "moat_rollout_devices", "gauge",
+	     "Devices of each such rollout by progress: those of started phases as `moat fw "
+	     "rollout status` counts them (offered, downloading, installed, confirmed, reverted, "
+	     "refused, silent), the others waiting.");
+	for (size_t i = 0; i < ro->active_count; i++) {
+		const struct moat_metrics_rollout *r = &ro->active[i];
+		snprintf(id, sizeof(id), "%lld", (long long)r->id);
+		for (int s = 0; s < MOAT_RD_STATE_COUNT; s++) {
+			sample(b, "moat_rollout_devices", "rollout", id, "status",
+			       moat_rollout_dev_state_name(s), (double)r->by_state[s]);
+		}
+		sample(b, "moat_rollout_devices", "rollout", id, "status", "waiting",
+		       (double)r->waiting);
+	}
+}
+
 int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
-			const struct moat_metrics_ingest *ingest, int64_t now, struct moat_buf *b,
-			struct moat_err *err)
+			const struct moat_metrics_ingest *ingest,
+			const struct moat_metrics_rollouts *rollouts, int64_t now,
+			struct moat_buf *b, struct moat_err *err)
 {
 	struct render_ctx r = {.b = b, .now = now};
 	int rc;
@@ -176,6 +229,9 @@ int moat_metrics_render(struct moat_registry *reg, struct moat_export *x,
 	sample(b, "moat_scrape_timestamp_seconds", NULL, NULL, NULL, NULL, (double)now);
 	if (ingest) {
 		render_ingest(b, ingest);
+	}
+	if (rollouts) {
+		render_rollouts(b, rollouts);
 	}
 	if (!x) {
 		return 0;

@@ -77,7 +77,7 @@ void moat_monitor_settings_default(struct moat_monitor_settings *s)
 		.payload_factor = 4.0,
 		.payload_min_samples = 20,
 		.auth_burst = 10,
-		.acl_burst = 5,
+		.acl_burst = 5, /* docs/CONFIGURATION.md says why: above one reconnection's worth */
 		.burst_window_ms = 60000,
 		.clone_switches = 3,
 		.clone_window_ms = 300000,

@@ -105,20 +105,8 @@ bool moat_rule_event_jump(const struct moat_monitor_settings *s, int64_t before,
 
 bool moat_rule_zone(const struct moat_net_policy *p, const char *addr, char *evidence, size_t size)
 {
-	struct in_addr v4;
-	struct in6_addr v6;
-	int z = -1;
-	if (inet_pton(AF_INET, addr, &v4) == 1) {
-		z = moat_net_zone_of(p, ntohl(v4.s_addr));
-	} else if (inet_pton(AF_INET6, addr, &v6) == 1) {
-		if (IN6_IS_ADDR_V4MAPPED(&v6)) {
-			uint32_t a;
-			memcpy(&a, &v6.s6_addr[12], 4);
-			z = moat_net_zone_of(p, ntohl(a));
-		} else {
-			z = moat_net_zone_of6(p, v6.s6_addr);
-		}
-	} else {
+	int z = moat_net_zone_of_text(p, addr);
+	if (z == MOAT_NET_NOT_AN_ADDRESS) {
 		return false; /* no address to judge */
 	}
 	if (z >= 0 && p->zones[z].kind == MOAT_NET_ZONE_DEVICE) {

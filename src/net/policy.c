@@ -274,6 +274,24 @@ int moat_net_zone_of(const struct moat_net_policy *p, uint32_t addr)
 	return -1;
 }
 
+int moat_net_zone_of_text(const struct moat_net_policy *p, const char *text)
+{
+	struct in_addr v4;
+	struct in6_addr v6;
+	if (inet_pton(AF_INET, text, &v4) == 1) {
+		return moat_net_zone_of(p, ntohl(v4.s_addr));
+	}
+	if (inet_pton(AF_INET6, text, &v6) != 1) {
+		return MOAT_NET_NOT_AN_ADDRESS;
+	}
+	if (IN6_IS_ADDR_V4MAPPED(&v6)) {
+		uint32_t a;
+		memcpy(&a, &v6.s6_addr[12], 4);
+		return moat_net_zone_of(p, ntohl(a));
+	}
+	return moat_net_zone_of6(p, v6.s6_addr);
+}
+
 /* "moat.conf:12: [network] iot" for a key that is present, "moat.conf: [network] iot
  * (default)" for one that is not: every message says where the value came from. */
 static void where(const struct moat_config *cfg, const char *section, const char *key, char *buf,

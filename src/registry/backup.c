@@ -1,5 +1,6 @@
 /* backup.c: a consistent copy of an open registry while others use it (SQLite's online
- * backup API), for `moat backup`. */
+ * backup API), for `moat backup`. SQLite's alone: the page copy has no statement-layer
+ * equivalent, so this file stays on sqlite3_* and refuses a PostgreSQL registry. */
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -14,6 +15,13 @@
 
 int moat_registry_backup(struct moat_registry *reg, const char *dest_path, struct moat_err *err)
 {
+	/* a page copy is SQLite's alone: a PostgreSQL registry has its own tools (db.h) */
+	if (reg_db(reg)->backend != RDB_SQLITE) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "%s: a PostgreSQL registry is backed up with pg_dump, not by "
+				    "moat backup",
+				    reg->path);
+	}
 	/* created here, 0600, exclusively: the copy holds what the registry holds */
 	int fd = open(dest_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {

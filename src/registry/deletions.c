@@ -11,24 +11,17 @@
 static int run_id(struct moat_registry *reg, const char *sql, const char *id, int64_t at,
 		  const char *what, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, what);
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), sql, &st) != 0) {
+		return reg_db_fail(reg, err, what);
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	if (sqlite3_bind_parameter_count(st) >= 2) {
-		sqlite3_bind_int64(st, 2, at);
+	rdb_bind_text(st, 1, id);
+	if (rdb_param_count(st) >= 2) {
+		rdb_bind_int64(st, 2, at);
 	}
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail(reg, err, what);
-	sqlite3_finalize(st);
+	int rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail(reg, err, what);
+	rdb_finalize(st);
 	return rc;
-}
-
-static int savepoint(struct moat_registry *reg, const char *sql, struct moat_err *err)
-{
-	return sqlite3_exec(reg->db, sql, NULL, NULL, NULL) == SQLITE_OK
-		       ? 0
-		       : reg_fail(reg, err, "identity delete");
 }
 
 /* The statements of a deletion, in order; ?1 is the identity, ?2 the time. */
@@ -58,6 +51,7 @@ static const struct {
 	{"DELETE FROM rollout_devices WHERE device = ?1", "delete rollout entries"},
 	{"DELETE FROM job_results WHERE device = ?1", "delete job results"},
 	{"DELETE FROM device_state WHERE device = ?1", "delete its last state"},
+	{"DELETE FROM device_diagnostics WHERE device = ?1", "delete its last diagnostics"},
 	{"DELETE FROM identities WHERE id = ?1", "delete identity"},
 };
 
@@ -74,77 +68,77 @@ int moat_registry_identity_delete(struct moat_registry *reg, const char *id, int
 	}
 	/* every certificate must be revoked first: a deleted identity's certificate that the
 	 * CRL did not list would stay valid with nobody to answer for it */
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT serial FROM certificates WHERE identity = ?1 AND "
-			       "revoked_at IS NULL LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "identity delete");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT serial FROM certificates WHERE identity = ?1 AND "
+			"revoked_at IS NULL LIMIT 1",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "identity delete");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, id);
+	int s = rdb_step(st);
 	char serial[MOAT_SERIAL_HEX_LEN] = "";
-	if (s == SQLITE_ROW) {
-		reg_column_text(st, 0, serial, sizeof(serial));
+	if (s == RDB_ROW) {
+		rdb_column_copy(st, 0, serial, sizeof(serial));
 	}
-	sqlite3_finalize(st);
-	if (s == SQLITE_ROW) {
+	rdb_finalize(st);
+	if (s == RDB_ROW) {
 		return moat_err_set(err, MOAT_ESTATE,
 				    "%s: certificate %s is not revoked; revoke it before deleting",
 				    id, serial);
 	}
-	if (s != SQLITE_DONE) {
-		return reg_fail(reg, err, "identity delete");
+	if (s != RDB_DONE) {
+		return reg_db_fail(reg, err, "identity delete");
 	}
 	/* a savepoint: all or nothing, inside the caller's transaction or on its own */
-	if ((rc = savepoint(reg, "SAVEPOINT identity_delete", err)) != 0) {
-		return rc;
+	if (rdb_savepoint(reg_db(reg), "identity_delete") != 0) {
+		return reg_db_fail(reg, err, "identity delete");
 	}
 	for (size_t i = 0; i < sizeof(delete_steps) / sizeof(delete_steps[0]); i++) {
 		if ((rc = run_id(reg, delete_steps[i].sql, id, at, delete_steps[i].what, err)) !=
 		    0) {
-			sqlite3_exec(reg->db,
-				     "ROLLBACK TO identity_delete; RELEASE identity_delete", NULL,
-				     NULL, NULL);
+			rdb_rollback_to(reg_db(reg), "identity_delete");
 			return rc;
 		}
 	}
-	return savepoint(reg, "RELEASE identity_delete", err);
+	return rdb_release(reg_db(reg), "identity_delete") == 0
+		       ? 0
+		       : reg_db_fail(reg, err, "identity delete");
 }
 
 int moat_registry_deletion_last(struct moat_registry *reg, const char *id,
 				struct moat_deletion *out, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT id, role, device_type, created_at, deleted_at, last_serial, "
-			       "certificates, (SELECT COUNT(*) FROM identity_deletions WHERE id = "
-			       "?1) FROM identity_deletions WHERE id = ?1 ORDER BY seq DESC LIMIT 1",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "deletion lookup");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT id, role, device_type, created_at, deleted_at, last_serial, "
+			"certificates, (SELECT COUNT(*) FROM identity_deletions WHERE id = "
+			"?1) FROM identity_deletions WHERE id = ?1 ORDER BY seq DESC LIMIT 1",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "deletion lookup");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, id);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
+	if (s == RDB_ROW) {
 		memset(out, 0, sizeof(*out));
-		reg_column_text(st, 0, out->id, sizeof(out->id));
+		rdb_column_copy(st, 0, out->id, sizeof(out->id));
 		enum moat_role role = MOAT_ROLE_DEVICE;
-		if (moat_role_parse((const char *)sqlite3_column_text(st, 1), &role, NULL) != 0) {
+		if (moat_role_parse(rdb_column_text(st, 1), &role, NULL) != 0) {
 			role = MOAT_ROLE_DEVICE;
 		}
 		out->role = role;
-		reg_column_text(st, 2, out->device_type, sizeof(out->device_type));
-		out->created_at = sqlite3_column_int64(st, 3);
-		out->deleted_at = sqlite3_column_int64(st, 4);
-		reg_column_text(st, 5, out->last_serial_hex, sizeof(out->last_serial_hex));
-		out->certificates = sqlite3_column_int64(st, 6);
-		out->times = sqlite3_column_int64(st, 7);
-	} else if (s == SQLITE_DONE) {
+		rdb_column_copy(st, 2, out->device_type, sizeof(out->device_type));
+		out->created_at = rdb_column_int64(st, 3);
+		out->deleted_at = rdb_column_int64(st, 4);
+		rdb_column_copy(st, 5, out->last_serial_hex, sizeof(out->last_serial_hex));
+		out->certificates = rdb_column_int64(st, 6);
+		out->times = rdb_column_int64(st, 7);
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "'%s' was never deleted", id);
 	} else {
-		rc = reg_fail(reg, err, "deletion lookup");
+		rc = reg_db_fail(reg, err, "deletion lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }

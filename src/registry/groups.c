@@ -9,19 +9,23 @@
 
 #include "registry_internal.h"
 
-static int step_done(struct moat_registry *reg, sqlite3_stmt *st, const char *what,
-		     struct moat_err *err)
+/* Steps st to its end and finalizes it; *changes (when asked) is the rows it changed. */
+static int step_done(struct moat_registry *reg, struct rdb_stmt *st, const char *what,
+		     int64_t *changes, struct moat_err *err)
 {
-	int s = sqlite3_step(st);
-	int rc = s == SQLITE_DONE ? 0 : reg_fail_table(reg, err, what);
-	sqlite3_finalize(st);
+	int s = rdb_step(st);
+	int rc = s == RDB_DONE ? 0 : reg_db_fail_table(reg, err, what);
+	if (changes) {
+		*changes = rdb_changes(st);
+	}
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_tag_add(struct moat_registry *reg, const char *device, const char *tag,
 			  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	bool exists = false;
 	int rc = moat_registry_identity_exists(reg, device, &exists, err);
 	if (rc != 0) {
@@ -30,47 +34,48 @@ int moat_registry_tag_add(struct moat_registry *reg, const char *device, const c
 	if (!exists) {
 		return moat_err_set(err, MOAT_ENOENT, "no device '%s'", device);
 	}
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT OR IGNORE INTO device_tags(device, tag) SELECT ?1, ?2 "
-			       "WHERE (SELECT count(*) FROM device_tags WHERE device = ?1 "
-			       "AND tag != ?2) < ?3",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "add tag");
+	if (rdb_prepare(reg_db(reg),
+			"INSERT OR IGNORE INTO device_tags(device, tag) SELECT ?1, ?2 "
+			"WHERE (SELECT count(*) FROM device_tags WHERE device = ?1 "
+			"AND tag != ?2) < ?3",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "add tag");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, tag, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, MOAT_TAGS_PER_DEVICE_MAX);
-	if ((rc = step_done(reg, st, "add tag", err)) != 0) {
+	rdb_bind_text(st, 1, device);
+	rdb_bind_text(st, 2, tag);
+	rdb_bind_int64(st, 3, MOAT_TAGS_PER_DEVICE_MAX);
+	if ((rc = step_done(reg, st, "add tag", NULL, err)) != 0) {
 		return rc;
 	}
 	/* neither inserted nor already there: the device has its maximum of tags */
-	if (sqlite3_prepare_v2(reg->db, "SELECT 1 FROM device_tags WHERE device = ?1 AND tag = ?2",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "add tag");
+	if (rdb_prepare(reg_db(reg), "SELECT 1 FROM device_tags WHERE device = ?1 AND tag = ?2",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "add tag");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, tag, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s == SQLITE_DONE) {
+	rdb_bind_text(st, 1, device);
+	rdb_bind_text(st, 2, tag);
+	int s = rdb_step(st);
+	rdb_finalize(st);
+	if (s == RDB_DONE) {
 		return moat_err_set(err, MOAT_EINVAL, "device '%s' has %d tags already", device,
 				    MOAT_TAGS_PER_DEVICE_MAX);
 	}
-	return s == SQLITE_ROW ? 0 : reg_fail_table(reg, err, "add tag");
+	return s == RDB_ROW ? 0 : reg_db_fail_table(reg, err, "add tag");
 }
 
 int moat_registry_tag_remove(struct moat_registry *reg, const char *device, const char *tag,
 			     struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "DELETE FROM device_tags WHERE device = ?1 AND tag = ?2",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "remove tag");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "DELETE FROM device_tags WHERE device = ?1 AND tag = ?2",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "remove tag");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, tag, -1, SQLITE_STATIC);
-	int rc = step_done(reg, st, "remove tag", err);
-	if (rc == 0 && sqlite3_changes(reg->db) == 0) {
+	rdb_bind_text(st, 1, device);
+	rdb_bind_text(st, 2, tag);
+	int64_t changes = 0;
+	int rc = step_done(reg, st, "remove tag", &changes, err);
+	if (rc == 0 && changes == 0) {
 		rc = moat_err_set(err, MOAT_ENOENT, "device '%s' has no tag '%s'", device, tag);
 	}
 	return rc;
@@ -79,67 +84,67 @@ int moat_registry_tag_remove(struct moat_registry *reg, const char *device, cons
 int moat_registry_group_insert(struct moat_registry *reg, const struct moat_group *g,
 			       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT INTO device_groups(name, where_expr, created_at) "
-			       "VALUES (?1, ?2, ?3)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "add group");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"INSERT INTO device_groups(name, where_expr, created_at) "
+			"VALUES (?1, ?2, ?3)",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "add group");
 	}
-	sqlite3_bind_text(st, 1, g->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, g->where, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, g->created_at);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s == SQLITE_CONSTRAINT) {
+	rdb_bind_text(st, 1, g->name);
+	rdb_bind_text(st, 2, g->where);
+	rdb_bind_int64(st, 3, g->created_at);
+	int s = rdb_step(st);
+	rdb_finalize(st);
+	if (rdb_is_constraint(s)) {
 		return moat_err_set(err, MOAT_EEXIST, "group '%s' exists", g->name);
 	}
-	return s == SQLITE_DONE ? 0 : reg_fail_table(reg, err, "add group");
+	return s == RDB_DONE ? 0 : reg_db_fail_table(reg, err, "add group");
 }
 
-static void row_to_group(sqlite3_stmt *st, struct moat_group *g)
+static void row_to_group(struct rdb_stmt *st, struct moat_group *g)
 {
 	memset(g, 0, sizeof(*g));
-	reg_column_text(st, 0, g->name, sizeof(g->name));
-	reg_column_text(st, 1, g->where, sizeof(g->where));
-	g->created_at = sqlite3_column_int64(st, 2);
+	rdb_column_copy(st, 0, g->name, sizeof(g->name));
+	rdb_column_copy(st, 1, g->where, sizeof(g->where));
+	g->created_at = rdb_column_int64(st, 2);
 }
 
 int moat_registry_group_get(struct moat_registry *reg, const char *name, struct moat_group *out,
 			    struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	memset(out, 0, sizeof(*out));
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT name, where_expr, created_at FROM device_groups "
-			       "WHERE name = ?1",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "group lookup");
+	if (rdb_prepare(reg_db(reg),
+			"SELECT name, where_expr, created_at FROM device_groups "
+			"WHERE name = ?1",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "group lookup");
 	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, name);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
+	if (s == RDB_ROW) {
 		row_to_group(st, out);
-	} else if (s == SQLITE_DONE) {
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no group '%s'", name);
 	} else {
-		rc = reg_fail_table(reg, err, "group lookup");
+		rc = reg_db_fail_table(reg, err, "group lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_group_remove(struct moat_registry *reg, const char *name, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "DELETE FROM device_groups WHERE name = ?1", -1, &st,
-			       NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "remove group");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "DELETE FROM device_groups WHERE name = ?1", &st) != 0) {
+		return reg_db_fail_table(reg, err, "remove group");
 	}
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	int rc = step_done(reg, st, "remove group", err);
-	if (rc == 0 && sqlite3_changes(reg->db) == 0) {
+	rdb_bind_text(st, 1, name);
+	int64_t changes = 0;
+	int rc = step_done(reg, st, "remove group", &changes, err);
+	if (rc == 0 && changes == 0) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no group '%s'", name);
 	}
 	return rc;
@@ -148,35 +153,35 @@ int moat_registry_group_remove(struct moat_registry *reg, const char *name, stru
 int moat_registry_group_foreach(struct moat_registry *reg, moat_group_cb cb, void *ctx,
 				struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(
-		    reg->db, "SELECT name, where_expr, created_at FROM device_groups ORDER BY name",
-		    -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "list groups");
+	if (rdb_prepare(reg_db(reg),
+			"SELECT name, where_expr, created_at FROM device_groups ORDER BY name",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "list groups");
 	}
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_group g;
 		row_to_group(st, &g);
 		if ((rc = cb(&g, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "list groups");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "list groups");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_device_rows(struct moat_registry *reg, const char *only, moat_device_row_cb cb,
 			      void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(
-		    reg->db,
+	if (rdb_prepare(
+		    reg_db(reg),
 		    "SELECT i.id, i.device_type, COALESCE(f.version, ''), "
 		    "COALESCE((SELECT max(c.not_before) FROM certificates c "
 		    "WHERE c.identity = i.id AND c.revoked_at IS NULL), -1), "
@@ -184,24 +189,24 @@ int moat_registry_device_rows(struct moat_registry *reg, const char *only, moat_
 		    "(SELECT tag FROM device_tags WHERE device = i.id ORDER BY tag) t), '') "
 		    "FROM identities i LEFT JOIN device_firmware f ON f.device = i.id "
 		    "WHERE i.role = 'device' AND "
-		    "((?1 IS NULL AND i.status = 'active') OR i.id = ?1) ORDER BY i.id",
-		    -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "list devices");
+		    "((CAST(?1 AS TEXT) IS NULL AND i.status = 'active') OR i.id = ?1) ORDER BY i.id",
+		    &st) != 0) {
+		return reg_db_fail_table(reg, err, "list devices");
 	}
 	if (only) {
-		sqlite3_bind_text(st, 1, only, -1, SQLITE_STATIC);
+		rdb_bind_text(st, 1, only);
 	}
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		char id[MOAT_ID_BUF_LEN], type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
 		char release[MOAT_FW_VERSION_MAX_LEN + 1];
 		char tagbuf[(MOAT_TAG_MAX_LEN + 1) * MOAT_TAGS_PER_DEVICE_MAX + 1];
 		const char *tags[MOAT_TAGS_PER_DEVICE_MAX];
 		size_t ntags = 0;
-		reg_column_text(st, 0, id, sizeof(id));
-		reg_column_text(st, 1, type, sizeof(type));
-		reg_column_text(st, 2, release, sizeof(release));
-		reg_column_text(st, 4, tagbuf, sizeof(tagbuf));
+		rdb_column_copy(st, 0, id, sizeof(id));
+		rdb_column_copy(st, 1, type, sizeof(type));
+		rdb_column_copy(st, 2, release, sizeof(release));
+		rdb_column_copy(st, 4, tagbuf, sizeof(tagbuf));
 		char *save = NULL;
 		for (char *t = strtok_r(tagbuf, ",", &save); t && ntags < MOAT_TAGS_PER_DEVICE_MAX;
 		     t = strtok_r(NULL, ",", &save)) {
@@ -211,7 +216,7 @@ int moat_registry_device_rows(struct moat_registry *reg, const char *only, moat_
 			.id = id,
 			.type = type,
 			.release = release,
-			.cert_not_before = sqlite3_column_int64(st, 3),
+			.cert_not_before = rdb_column_int64(st, 3),
 			.tags = tags,
 			.tag_count = ntags,
 		};
@@ -219,9 +224,9 @@ int moat_registry_device_rows(struct moat_registry *reg, const char *only, moat_
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "list devices");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "list devices");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }

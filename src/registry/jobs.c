@@ -8,11 +8,11 @@
 
 #include "registry_internal.h"
 
-static int prepare(struct moat_registry *reg, const char *sql, const char *what, sqlite3_stmt **st,
-		   struct moat_err *err)
+static int prepare(struct moat_registry *reg, const char *sql, const char *what,
+		   struct rdb_stmt **st, struct moat_err *err)
 {
-	if (sqlite3_prepare_v2(reg->db, sql, -1, st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, what);
+	if (rdb_prepare(reg_db(reg), sql, st) != 0) {
+		return reg_db_fail_table(reg, err, what);
 	}
 	return 0;
 }
@@ -20,24 +20,26 @@ static int prepare(struct moat_registry *reg, const char *sql, const char *what,
 static int insert_rows(struct moat_registry *reg, struct moat_job_row *j, char *const *devices,
 		       size_t count, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = prepare(reg,
 			 "INSERT INTO jobs(command, target, as_identity, created_at) "
-			 "VALUES (?1, ?2, ?3, ?4)",
+			 "VALUES (?1, ?2, ?3, ?4) RETURNING id",
 			 "insert job", &st, err);
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_text(st, 1, j->command, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, j->target, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, j->as, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, j->created_at);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE) {
-		return reg_fail_table(reg, err, "insert job");
+	rdb_bind_text(st, 1, j->command);
+	rdb_bind_text(st, 2, j->target);
+	rdb_bind_text(st, 3, j->as);
+	rdb_bind_int64(st, 4, j->created_at);
+	int s = rdb_step(st);
+	if (s == RDB_ROW) {
+		j->id = rdb_column_int64(st, 0);
 	}
-	j->id = sqlite3_last_insert_rowid(reg->db);
+	rdb_finalize(st);
+	if (s != RDB_ROW) {
+		return reg_db_fail_table(reg, err, "insert job");
+	}
 	if ((rc = prepare(reg,
 			  "INSERT INTO job_results(job, device, result, at) "
 			  "VALUES (?1, ?2, 'pending', ?3)",
@@ -45,19 +47,19 @@ static int insert_rows(struct moat_registry *reg, struct moat_job_row *j, char *
 		return rc;
 	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, j->id);
-		sqlite3_bind_text(st, 2, devices[i], -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, j->created_at);
-		s = sqlite3_step(st);
-		if (s == SQLITE_CONSTRAINT) {
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, j->id);
+		rdb_bind_text(st, 2, devices[i]);
+		rdb_bind_int64(st, 3, j->created_at);
+		s = rdb_step(st);
+		if (rdb_is_constraint(s)) {
 			rc = moat_err_set(err, MOAT_EINVAL, "job: device %s twice or unknown",
 					  devices[i]);
-		} else if (s != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "insert job device");
+		} else if (s != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "insert job device");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -79,7 +81,7 @@ int moat_registry_job_results_set(struct moat_registry *reg, int64_t id,
 				  const struct moat_job_result_row *rows, size_t count,
 				  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = moat_registry_begin(reg, err);
 	if (rc != 0) {
 		return rc;
@@ -92,17 +94,17 @@ int moat_registry_job_results_set(struct moat_registry *reg, int64_t id,
 		return rc;
 	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, rows[i].device, -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 3, moat_job_result_name(rows[i].result), -1, SQLITE_STATIC);
-		sqlite3_bind_text(st, 4, rows[i].detail ? rows[i].detail : "", -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 5, rows[i].at);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "record job result");
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, id);
+		rdb_bind_text(st, 2, rows[i].device);
+		rdb_bind_text(st, 3, moat_job_result_name(rows[i].result));
+		rdb_bind_text(st, 4, rows[i].detail ? rows[i].detail : "");
+		rdb_bind_int64(st, 5, rows[i].at);
+		if (rdb_step(st) != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "record job result");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (rc != 0) {
 		moat_registry_rollback(reg);
 		return rc;
@@ -113,23 +115,23 @@ int moat_registry_job_results_set(struct moat_registry *reg, int64_t id,
 int moat_registry_job_finish(struct moat_registry *reg, int64_t id, int64_t at,
 			     struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = prepare(reg, "UPDATE jobs SET finished_at = ?2 WHERE id = ?1", "finish job", &st,
 			 err);
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, at);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail_table(reg, err, "finish job");
-	sqlite3_finalize(st);
+	rdb_bind_int64(st, 1, id);
+	rdb_bind_int64(st, 2, at);
+	rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail_table(reg, err, "finish job");
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_job_get(struct moat_registry *reg, int64_t id, struct moat_job_row *out,
 			  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	memset(out, 0, sizeof(*out));
 	int rc = prepare(reg,
 			 "SELECT id, command, target, as_identity, created_at, "
@@ -138,21 +140,21 @@ int moat_registry_job_get(struct moat_registry *reg, int64_t id, struct moat_job
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
-		out->id = sqlite3_column_int64(st, 0);
-		reg_column_text(st, 1, out->command, sizeof(out->command));
-		reg_column_text(st, 2, out->target, sizeof(out->target));
-		reg_column_text(st, 3, out->as, sizeof(out->as));
-		out->created_at = sqlite3_column_int64(st, 4);
-		out->finished_at = sqlite3_column_int64(st, 5);
-	} else if (s == SQLITE_DONE) {
+	rdb_bind_int64(st, 1, id);
+	int s = rdb_step(st);
+	if (s == RDB_ROW) {
+		out->id = rdb_column_int64(st, 0);
+		rdb_column_copy(st, 1, out->command, sizeof(out->command));
+		rdb_column_copy(st, 2, out->target, sizeof(out->target));
+		rdb_column_copy(st, 3, out->as, sizeof(out->as));
+		out->created_at = rdb_column_int64(st, 4);
+		out->finished_at = rdb_column_int64(st, 5);
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no job %lld", (long long)id);
 	} else {
-		rc = reg_fail_table(reg, err, "job lookup");
+		rc = reg_db_fail_table(reg, err, "job lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (rc != 0) {
 		return rc;
 	}
@@ -161,24 +163,24 @@ int moat_registry_job_get(struct moat_registry *reg, int64_t id, struct moat_job
 			  "job lookup", &st, err)) != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	rdb_bind_int64(st, 1, id);
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		char name[32];
 		enum moat_job_result r;
-		reg_column_text(st, 0, name, sizeof(name));
+		rdb_column_copy(st, 0, name, sizeof(name));
 		if (moat_job_result_parse(name, &r) == 0) {
-			out->counts[r] = (size_t)sqlite3_column_int64(st, 1);
+			out->counts[r] = (size_t)rdb_column_int64(st, 1);
 			out->devices += out->counts[r];
 		}
 	}
-	sqlite3_finalize(st);
-	return s == SQLITE_DONE ? 0 : reg_fail_table(reg, err, "job lookup");
+	rdb_finalize(st);
+	return s == RDB_DONE ? 0 : reg_db_fail_table(reg, err, "job lookup");
 }
 
 int moat_registry_job_foreach(struct moat_registry *reg, moat_job_cb cb, void *ctx,
 			      struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int64_t ids[100];
 	size_t n = 0;
 	int rc = prepare(reg, "SELECT id FROM jobs ORDER BY id DESC LIMIT 100", "list jobs", &st,
@@ -187,12 +189,12 @@ int moat_registry_job_foreach(struct moat_registry *reg, moat_job_cb cb, void *c
 		return rc;
 	}
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW && n < 100) {
-		ids[n++] = sqlite3_column_int64(st, 0);
+	while ((s = rdb_step(st)) == RDB_ROW && n < 100) {
+		ids[n++] = rdb_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE && s != SQLITE_ROW) {
-		return reg_fail_table(reg, err, "list jobs");
+	rdb_finalize(st);
+	if (s != RDB_DONE && s != RDB_ROW) {
+		return reg_db_fail_table(reg, err, "list jobs");
 	}
 	for (size_t i = n; i-- > 0 && rc == 0;) {
 		struct moat_job_row j;
@@ -206,7 +208,7 @@ int moat_registry_job_foreach(struct moat_registry *reg, moat_job_cb cb, void *c
 int moat_registry_job_results_foreach(struct moat_registry *reg, int64_t id, moat_job_result_cb cb,
 				      void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = prepare(reg,
 			 "SELECT device, result, detail, at FROM job_results WHERE job = ?1 "
 			 "ORDER BY device",
@@ -214,16 +216,16 @@ int moat_registry_job_results_foreach(struct moat_registry *reg, int64_t id, moa
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
+	rdb_bind_int64(st, 1, id);
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		char device[MOAT_ID_BUF_LEN], name[32], detail[MOAT_ERR_MSG_MAX];
-		reg_column_text(st, 0, device, sizeof(device));
-		reg_column_text(st, 1, name, sizeof(name));
-		reg_column_text(st, 2, detail, sizeof(detail));
+		rdb_column_copy(st, 0, device, sizeof(device));
+		rdb_column_copy(st, 1, name, sizeof(name));
+		rdb_column_copy(st, 2, detail, sizeof(detail));
 		struct moat_job_result_row r = {.device = device,
 						.detail = detail,
-						.at = sqlite3_column_int64(st, 3)};
+						.at = rdb_column_int64(st, 3)};
 		if (moat_job_result_parse(name, &r.result) != 0) {
 			rc = moat_err_set(err, MOAT_EDB, "registry: job_results: bad result");
 			break;
@@ -232,9 +234,9 @@ int moat_registry_job_results_foreach(struct moat_registry *reg, int64_t id, moa
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "job results");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "job results");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }

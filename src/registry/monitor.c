@@ -1,9 +1,9 @@
 /* monitor.c: the monitoring tables of migration 7: device_state, security_events,
- * telemetry and telemetry_agg. Telemetry is kept raw for its retention, then folded into
- * minute and hour aggregates (count, min, max, sum per device and metric) by SQL over the
- * stored JSON (json_each of its "telemetry" object), so a year of a fleet costs rows per
- * hour, not per message. The insert of a telemetry message is the hot path of ingest: its
- * statement is prepared once per handle. */
+ * telemetry and telemetry_agg (and migration 11's device_diagnostics). Telemetry is kept raw for
+ * its retention, then folded into minute and hour aggregates (count, min, max, sum per device and
+ * metric) by SQL over the stored JSON (json_each of its "telemetry" object), so a year of a fleet
+ * costs rows per hour, not per message. The insert of a telemetry message is the hot path of
+ * ingest: its statement is prepared once per handle. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +52,65 @@ int moat_registry_device_state_put(struct moat_registry *reg, const struct moat_
 	sqlite3_bind_int64(st, 14, s->telemetry_messages);
 	int rc = sqlite3_step(st) == SQLITE_DONE ? 0
 						 : reg_fail_table(reg, err, "record device state");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* ---- device_diagnostics ---- */
+
+int moat_registry_diagnostics_put(struct moat_registry *reg, const char *device, int64_t at_ms,
+				  const void *payload, size_t len, struct moat_err *err)
+{
+	if (len > MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES) {
+		return moat_err_set(err, MOAT_EINVAL, "diagnostics of %s: %zu bytes, over %d",
+				    device, len, MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES);
+	}
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db,
+			       "INSERT OR REPLACE INTO device_diagnostics(device, at_ms, report) "
+			       "VALUES (?1, ?2, ?3)",
+			       -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail_table(reg, err, "record diagnostics");
+	}
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, at_ms);
+	sqlite3_bind_text(st, 3, payload, (int)len, SQLITE_STATIC);
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0
+						 : reg_fail_table(reg, err, "record diagnostics");
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device, int64_t *out_at_ms,
+				  char *buf, size_t size, size_t *out_len, struct moat_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(reg->db,
+			       "SELECT at_ms, report FROM device_diagnostics WHERE device = ?1", -1,
+			       &st, NULL) != SQLITE_OK) {
+		return reg_fail_table(reg, err, "diagnostics");
+	}
+	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
+	int s = sqlite3_step(st);
+	int rc = 0;
+	if (s == SQLITE_ROW) {
+		const unsigned char *text = sqlite3_column_text(st, 1);
+		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+		if (!text || n + 1 > size) {
+			rc = moat_err_set(err, MOAT_EINVAL,
+					  "diagnostics of %s: %zu bytes, over %zu", device, n,
+					  size ? size - 1 : 0);
+		} else {
+			memcpy(buf, text, n);
+			buf[n] = '\0';
+			*out_len = n;
+			*out_at_ms = sqlite3_column_int64(st, 0);
+		}
+	} else if (s == SQLITE_DONE) {
+		rc = moat_err_set(err, MOAT_ENOENT, "%s: no diagnostics report received", device);
+	} else {
+		rc = reg_fail_table(reg, err, "diagnostics");
+	}
 	sqlite3_finalize(st);
 	return rc;
 }

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include "db.h"
 #include "moat/registry.h"
 
 /* "moat" in ASCII: PRAGMA application_id of every registry.db */
@@ -17,7 +18,29 @@ struct moat_registry {
 	char *path;
 	int tx_depth;			/* >0 while the caller holds a transaction */
 	sqlite3_stmt *telemetry_insert; /* ingest's hot path (monitor.c), prepared once */
+	struct rdb conn;		/* the statement layer (db.h): the files converted to it */
 };
+
+/* The registry's connection in the statement layer; a SQLite registry's is attached to
+ * reg->db at first use. */
+static inline struct rdb *reg_db(struct moat_registry *reg)
+{
+	if (reg->conn.backend == RDB_NONE) {
+		rdb_attach_sqlite(&reg->conn, reg->db);
+	}
+	return &reg->conn;
+}
+
+/* reg_fail and reg_fail_table for the files on the statement layer: the same messages,
+ * from either backend. */
+int reg_db_fail(struct moat_registry *reg, struct moat_err *err, const char *what);
+int reg_db_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what);
+/* Runs sql (no parameters, no rows): "<path>: <message>" on failure, as registry.c's. */
+int reg_db_exec(struct moat_registry *reg, const char *sql, struct moat_err *err);
+/* A registry on PostgreSQL (open_pg.c): connects to url, creates or migrates the schema
+ * (schema.c's migrations through rdb_translate_schema). Only the files converted to the
+ * statement layer work on it yet (db.h). */
+int reg_open_postgres(const char *url, struct moat_registry **out_reg, struct moat_err *err);
 
 /* "<path>: <what>: <SQLite's message>", MOAT_ENOSPC when the disk is full, else MOAT_EDB. */
 int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what);

@@ -482,15 +482,20 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		/* offered since its phase started, or since it joined when later; signals
 		 * count from then and from the last acceptance */
 		"SELECT d.device, d.phase, "
+		/* its newest stage other than "checked" (a device that reverted, or confirmed,
+		 * checks again at its next start and reports "checked" for the same version:
+		 * that must not undo its outcome), else "checked" */
 		"(SELECT e.stage FROM update_events e WHERE e.device = d.device AND "
 		"e.version = ?2 AND e.at >= MAX(COALESCE(p.started_at, r.created_at), "
-		"COALESCE(d.joined_at, 0)) ORDER BY e.seq DESC LIMIT 1), "
+		"COALESCE(d.joined_at, 0)) ORDER BY e.stage = 'checked', e.seq DESC LIMIT 1), "
 		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
 		"= ?2, "
-		"EXISTS (SELECT 1 FROM security_events s WHERE s.identity = d.device AND "
+		/* its newest signal, an anomaly with its rule */
+		"(SELECT CASE WHEN s.kind = 'anomaly' THEN 'anomaly ' || s.rule ELSE s.kind END "
+		"FROM security_events s WHERE s.identity = d.device AND "
 		"s.kind IN " MOAT_ROLLOUT_SIGNAL_KINDS_SQL " AND "
 		"s.at_ms >= 1000 * MAX(COALESCE(p.started_at, r.created_at), "
-		"COALESCE(d.joined_at, 0), r.accepted_at)), "
+		"COALESCE(d.joined_at, 0), r.accepted_at) ORDER BY s.seq DESC LIMIT 1), "
 		"d.accepted, COALESCE(d.joined_at, 0) "
 		"FROM rollout_devices d JOIN rollouts r ON r.id = d.rollout "
 		"LEFT JOIN rollout_phases p ON p.rollout = d.rollout AND p.phase = d.phase "
@@ -505,7 +510,10 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		char id[MOAT_ID_BUF_LEN];
 		char stage[32];
+		char signal[MOAT_EVENT_KIND_MAX_LEN + MOAT_EVENT_RULE_MAX_LEN + 2];
 		reg_column_text(st, 0, id, sizeof(id));
+		bool signalled = sqlite3_column_type(st, 4) != SQLITE_NULL;
+		reg_column_text(st, 4, signal, sizeof(signal));
 		bool has_stage = sqlite3_column_type(st, 2) != SQLITE_NULL;
 		reg_column_text(st, 2, stage, sizeof(stage));
 		struct moat_rollout_device dev = {
@@ -513,7 +521,8 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 			.phase = sqlite3_column_int(st, 1),
 			.stage = has_stage ? stage : NULL,
 			.running_new = sqlite3_column_int(st, 3) != 0,
-			.signalled = sqlite3_column_int(st, 4) != 0,
+			.signalled = signalled,
+			.signal = signalled ? signal : NULL,
 			.accepted = sqlite3_column_int(st, 5) != 0,
 			.joined_at = sqlite3_column_int64(st, 6),
 		};

@@ -251,6 +251,13 @@ const char *const moat_registry_migrations[] = {
 	") WITHOUT ROWID;"
 	/* a device page's telemetry plot reads one device's recent messages */
 	"CREATE INDEX telemetry_device ON telemetry(device, at_ms);",
+	/* 11: each device's last diagnostics report (monitor.c), for moat doctor, moat device
+	 * show and the dashboard's device page: the report as moatd accepted it and when */
+	"CREATE TABLE device_diagnostics ("
+	"  device TEXT PRIMARY KEY,"
+	"  at_ms INTEGER NOT NULL,"
+	"  report TEXT NOT NULL"
+	") WITHOUT ROWID;",
 };
 
 const int moat_registry_migration_count =

@@ -32,12 +32,16 @@ static const struct stat_query queries[] = {
 	 "SELECT CASE WHEN used_at IS NOT NULL THEN 'enrolled' WHEN expires_at < ?1 THEN "
 	 "'expired' ELSE 'pending' END AS state, COUNT(*) FROM enrollments GROUP BY state "
 	 "ORDER BY state"},
+	/* a release with a phased rollout is for the devices of its started phases (none once
+	 * aborted); one without, for its publish's --devices or --rollout share */
 	{MOAT_STAT_ROLLOUT_TARGETS, 2,
-	 "SELECT r.device_type, r.version, CASE WHEN r.rollout_percent < 0 THEN (SELECT "
+	 "SELECT r.device_type, r.version, CASE WHEN o.id IS NOT NULL THEN (CASE WHEN "
+	 "o.state = 'aborted' THEN 0 ELSE (SELECT COUNT(*) FROM rollout_devices d WHERE "
+	 "d.rollout = o.id AND d.phase <= o.phase) END) WHEN r.rollout_percent < 0 THEN (SELECT "
 	 "COUNT(*) FROM release_devices d WHERE d.sha256 = r.sha256) ELSE (SELECT COUNT(*) "
 	 "FROM identities i WHERE i.role = 'device' AND i.status = 'active' AND "
 	 "i.device_type = r.device_type) * r.rollout_percent / 100 END FROM releases r "
-	 "ORDER BY r.device_type, r.version"},
+	 "LEFT JOIN rollouts o ON o.sha256 = r.sha256 ORDER BY r.device_type, r.version"},
 	{MOAT_STAT_ROLLOUT_RUNNING, 2,
 	 "SELECT r.device_type, r.version, (SELECT COUNT(*) FROM device_firmware f JOIN "
 	 "identities i ON i.id = f.device WHERE i.device_type = r.device_type AND f.version = "
@@ -63,31 +67,31 @@ int moat_registry_stats(struct moat_registry *reg, int64_t now, moat_registry_st
 			struct moat_err *err)
 {
 	for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
-		sqlite3_stmt *st = NULL;
-		if (sqlite3_prepare_v2(reg->db, queries[q].sql, -1, &st, NULL) != SQLITE_OK) {
-			return reg_fail_table(reg, err, "stats");
+		struct rdb_stmt *st = NULL;
+		if (rdb_prepare(reg_db(reg), queries[q].sql, &st) != 0) {
+			return reg_db_fail_table(reg, err, "stats");
 		}
-		if (sqlite3_bind_parameter_count(st) > 0) {
-			sqlite3_bind_int64(st, 1, now);
+		if (rdb_param_count(st) > 0) {
+			rdb_bind_int64(st, 1, now);
 		}
 		int rc;
-		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		while ((rc = rdb_step(st)) == RDB_ROW) {
 			char a[128] = "", b[128] = "";
 			int labels = queries[q].labels;
 			if (labels > 0) {
-				reg_column_text(st, 0, a, sizeof(a));
+				rdb_column_copy(st, 0, a, sizeof(a));
 			}
 			if (labels > 1) {
-				reg_column_text(st, 1, b, sizeof(b));
+				rdb_column_copy(st, 1, b, sizeof(b));
 			}
-			if (sqlite3_column_type(st, labels) == SQLITE_NULL) {
+			if (rdb_column_is_null(st, labels)) {
 				continue; /* MIN over no rows */
 			}
-			cb(ctx, queries[q].stat, a, b, sqlite3_column_double(st, labels));
+			cb(ctx, queries[q].stat, a, b, rdb_column_double(st, labels));
 		}
-		sqlite3_finalize(st);
-		if (rc != SQLITE_DONE) {
-			return reg_fail_table(reg, err, "stats");
+		rdb_finalize(st);
+		if (rc != RDB_DONE) {
+			return reg_db_fail_table(reg, err, "stats");
 		}
 	}
 	return 0;

@@ -1,15 +1,17 @@
 /* dashboard.c: the fleet dashboard under /dashboard (moat/dashboard.h, docs/DASHBOARD.md).
  *
  * Every page is rendered here as plain HTML with server-rendered SVG plots and one
- * stylesheet: no script at all, so the Content-Security-Policy allows none ('self' for the
- * stylesheet and nothing else). Who asks is decided before anything else: an active
- * operator's client certificate (httpd.c verified it), else the session cookie, whose token
- * the registry knows only hashed. A sign-in link is spent by one conditional update, so it
- * opens one session at most. Actions are POSTs with the session's CSRF token, asked for
- * confirmation first (a page with the same form and confirm=yes), and each is a security
- * event naming the operator. The CSRF token of a session is the SHA-256 of "csrf:" and its
- * token (nothing to store; a forged one needs the cookie); for a certificate it is an
- * HMAC of the operator's name under a key random per moatd start.
+ * stylesheet; the one script, events.js, only makes the events page live (dash_stream.c)
+ * and every page works without it, so the Content-Security-Policy allows 'self' for the
+ * stylesheet, that script and its stream, and nothing else. Who asks is decided before
+ * anything else: an active operator's client certificate (httpd.c verified it), else the
+ * session cookie, whose token the registry knows only hashed. A sign-in link is spent by
+ * one conditional update, so it opens one session at most. Actions are POSTs with the
+ * session's CSRF token, asked for confirmation first (a page with the same form and
+ * confirm=yes), and each is a security event naming the operator. The CSRF token of a
+ * session is the SHA-256 of "csrf:" and its token (nothing to store; a forged one needs
+ * the cookie); for a certificate it is an HMAC of the operator's name under a key random
+ * per moatd start.
  */
 #include <limits.h>
 #include <math.h>
@@ -25,17 +27,22 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "moat/broker_supervisor.h"
 #include "moat/buf.h"
 #include "moat/certinfo.h"
 #include "moat/codec.h"
 #include "moat/dashboard.h"
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/messages.h"
+#include "moat/monitor.h"
+#include "moat/net.h"
 #include "moat/opclient.h"
 #include "moat/pki.h"
 #include "moat/registry.h"
 #include "moat/release.h"
+#include "moat/secevent.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 #include "moat/topic.h"
@@ -53,11 +60,12 @@
 
 #define DASH_CSP                                                                     \
 	"default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; " \
-	"frame-ancestors 'none'; base-uri 'none'"
+	"frame-ancestors 'none'; base-uri 'none'; script-src 'self'; connect-src 'self'"
 
 struct moat_dash {
 	char dir[PATH_MAX];
-	uint8_t csrf_key[32]; /* certificate users' CSRF tokens: per moatd start */
+	struct dash_streams *streams; /* the live security events (dash_stream.c) */
+	uint8_t csrf_key[32];	      /* certificate users' CSRF tokens: per moatd start */
 };
 
 /* One request as this file sees it. */
@@ -71,6 +79,7 @@ struct dash_ctx {
 	char *note;
 	size_t note_size;
 	char op[MOAT_ID_BUF_LEN];
+	char session_hash[MOAT_DASH_TOKEN_HEX_LEN + 1]; /* "" for a certificate */
 	bool via_cert;
 	char csrf[65];
 	int refresh_s; /* > 0: the page reloads itself (a meta refresh: no script) */
@@ -96,6 +105,51 @@ static const char dash_css[] =
 	"@media (max-width:600px){table{font-size:12px;display:block;overflow-x:auto}"
 	"th,td{padding:.2em}main{padding:.5em}header{gap:.6em}}\n";
 
+/* The events page's one script: appends the events the stream sends (no innerHTML: text
+ * only, links built as elements). Without script the page still works (live=1 reloads). */
+static const char dash_events_js[] =
+	"\"use strict\";\n"
+	"(function () {\n"
+	"  var table = document.getElementById(\"events\");\n"
+	"  if (!table || !window.EventSource) { return; }\n"
+	"  var body = table.tBodies.length ? table.tBodies[0] : table;\n"
+	"  var status = document.getElementById(\"stream-status\");\n"
+	"  var q = new URLSearchParams();\n"
+	"  [\"kind\", \"device\", \"severity\"].forEach(function (k) {\n"
+	"    var v = table.getAttribute(\"data-\" + k);\n"
+	"    if (v) { q.set(k, v); }\n"
+	"  });\n"
+	"  q.set(\"after\", table.getAttribute(\"data-after\") || \"0\");\n"
+	"  var es = new EventSource(\"/dashboard/events/stream?\" + q.toString());\n"
+	"  function say(t) { if (status) { status.textContent = t; } }\n"
+	"  es.addEventListener(\"open\", function () { say(\"Live: new events appear below.\"); });\n"
+	"  es.addEventListener(\"error\", function () { say(\"Live: reconnecting...\"); });\n"
+	"  es.addEventListener(\"ended\", function () {\n"
+	"    es.close(); say(\"Live: the session ended; sign in again.\");\n"
+	"  });\n"
+	"  es.addEventListener(\"security\", function (m) {\n"
+	"    var ev = JSON.parse(m.data);\n"
+	"    var tr = document.createElement(\"tr\");\n"
+	"    tr.className = \"live\";\n"
+	"    tr.setAttribute(\"data-seq\", String(ev.seq));\n"
+	"    function cell(t) {\n"
+	"      var td = document.createElement(\"td\"); td.textContent = t || \"\";\n"
+	"      tr.appendChild(td); return td;\n"
+	"    }\n"
+	"    cell(ev.time); cell(ev.kind); cell(ev.severity);\n"
+	"    var who = cell(\"\");\n"
+	"    if (ev.identity) {\n"
+	"      var a = document.createElement(\"a\");\n"
+	"      a.href = \"/dashboard/device/\" + encodeURIComponent(ev.identity);\n"
+	"      a.textContent = ev.identity; who.appendChild(a);\n"
+	"    }\n"
+	"    cell(ev.address); cell(ev.evidence);\n"
+	"    body.appendChild(tr);\n"
+	"    var n = document.getElementById(\"matching\");\n"
+	"    if (n) { n.textContent = String(Number(n.textContent) + 1); }\n"
+	"  });\n"
+	"})();\n";
+
 int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 {
 	struct moat_dash *dash = calloc(1, sizeof(*dash));
@@ -107,6 +161,11 @@ int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 		free(dash);
 		return moat_err_set(err, MOAT_ECRYPTO, "dashboard: no random bytes");
 	}
+	int rc = dash_streams_open(&dash->streams, err);
+	if (rc != 0) {
+		free(dash);
+		return rc;
+	}
 	*out = dash;
 	return 0;
 }
@@ -114,6 +173,7 @@ int dash_open(const char *dir, struct moat_dash **out, struct moat_err *err)
 void dash_close(struct moat_dash *dash)
 {
 	if (dash) {
+		dash_streams_close(dash->streams);
 		OPENSSL_cleanse(dash->csrf_key, sizeof(dash->csrf_key));
 		free(dash);
 	}
@@ -167,17 +227,22 @@ static void esc(struct dash_ctx *c, const char *s)
 }
 
 /* s percent-encoded for a URL's path segment or query value. */
-static void url_esc(struct dash_ctx *c, const char *s)
+static void buf_url_esc(struct moat_buf *b, const char *s)
 {
 	for (; s && *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
 		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_' || ch == '~') {
-			(void)moat_buf_append(&c->b, s, 1);
+			(void)moat_buf_append(b, s, 1);
 		} else {
-			outf(c, "%%%02X", ch);
+			(void)moat_buf_printf(b, "%%%02X", ch);
 		}
 	}
+}
+
+static void url_esc(struct dash_ctx *c, const char *s)
+{
+	buf_url_esc(&c->b, s);
 }
 
 static void when(struct dash_ctx *c, int64_t ms)
@@ -379,6 +444,7 @@ static enum auth_result authenticate(struct dash_ctx *c, const char **reason)
 		return AUTH_REFUSED;
 	}
 	csrf_of_session(token, c->csrf);
+	snprintf(c->session_hash, sizeof(c->session_hash), "%s", hash);
 	OPENSSL_cleanse(token, sizeof(token));
 	return AUTH_OK;
 }
@@ -552,6 +618,246 @@ static void events_plot(struct dash_ctx *c)
 	     (long long)max);
 }
 
+/* forward: defined beside the events table's rows */
+static int anomaly_row(const struct moat_security_event *ev, void *ctx);
+
+/* ---- Fleet: certificates expiring, open anomalies, the network zones ---- */
+
+#define DASH_EXPIRING_SHOWN 100 /* rows of the expiring list; the count says how many more */
+#define DASH_ANOMALIES_SHOWN 100
+#define DASH_ZONE_DEVICES_SHOWN 20 /* device links per zone; the count is of all */
+
+struct expiring_item {
+	char id[MOAT_ID_BUF_LEN];
+	enum moat_role role;
+	int64_t not_after;
+};
+
+struct expiring_ctx {
+	int64_t limit;
+	struct expiring_item *items; /* the DASH_EXPIRING_SHOWN soonest, unordered */
+	size_t n;
+	int64_t total;
+};
+
+/* As `moat cert expiring`: an active identity's current, unrevoked certificate. */
+static int expiring_collect(const struct moat_identity *id, void *ctx)
+{
+	struct expiring_ctx *e = ctx;
+	if (id->status != MOAT_ID_ACTIVE || id->cert_revoked || !id->serial_hex[0] ||
+	    id->not_after > e->limit) {
+		return 0;
+	}
+	e->total++;
+	size_t slot = e->n;
+	if (e->n == DASH_EXPIRING_SHOWN) {
+		/* full: replace the latest if this one expires sooner */
+		slot = 0;
+		for (size_t i = 1; i < e->n; i++) {
+			if (e->items[i].not_after > e->items[slot].not_after) {
+				slot = i;
+			}
+		}
+		if (e->items[slot].not_after <= id->not_after) {
+			return 0;
+		}
+	} else {
+		e->n++;
+	}
+	snprintf(e->items[slot].id, sizeof(e->items[slot].id), "%s", id->id);
+	e->items[slot].role = id->role;
+	e->items[slot].not_after = id->not_after;
+	return 0;
+}
+
+static int expiring_cmp(const void *a, const void *b)
+{
+	const struct expiring_item *x = a, *y = b;
+	if (x->not_after != y->not_after) {
+		return x->not_after < y->not_after ? -1 : 1;
+	}
+	return strcmp(x->id, y->id);
+}
+
+static void device_link(struct dash_ctx *c, const char *id)
+{
+	out(c, "<a href=\"/dashboard/device/");
+	url_esc(c, id);
+	out(c, "\">");
+	esc(c, id);
+	out(c, "</a>");
+}
+
+/* Identities whose certificate expires within [pki] expiry_warning, soonest first. */
+static void expiring_list(struct dash_ctx *c)
+{
+	int64_t now = moat_time_now();
+	int64_t window = moat_deploy_settings(c->d)->expiry_warning;
+	struct expiring_ctx e = {.limit = now + window};
+	e.items = calloc(DASH_EXPIRING_SHOWN, sizeof(*e.items));
+	struct moat_err err = {0};
+	int rc = e.items ? moat_registry_identity_foreach(c->reg, -1, expiring_collect, &e, &err)
+			 : moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+	qsort(e.items, e.n, sizeof(*e.items), expiring_cmp);
+	outf(c,
+	     "<h2>Certificates expiring within %lld days (<span id=\"expiring-total\">%lld</span>)"
+	     "</h2><table id=\"expiring\"><tr><th>identity</th><th>role</th><th>expires</th>"
+	     "<th>days left</th></tr>",
+	     (long long)(window / 86400), (long long)e.total);
+	for (size_t i = 0; i < e.n; i++) {
+		const struct expiring_item *it = &e.items[i];
+		out(c, "<tr><td>");
+		if (it->role == MOAT_ROLE_DEVICE) {
+			device_link(c, it->id);
+		} else {
+			esc(c, it->id);
+		}
+		outf(c, "</td><td>%s</td><td>", moat_role_name(it->role));
+		when(c, it->not_after * 1000);
+		if (it->not_after <= now) {
+			out(c, "</td><td class=\"bad\">expired</td></tr>");
+		} else {
+			outf(c, "</td><td class=\"days\">%lld</td></tr>",
+			     (long long)((it->not_after - now) / 86400));
+		}
+	}
+	out(c, "</table>");
+	if (e.total > (int64_t)e.n) {
+		outf(c, "<p>and %lld more (<code>moat cert expiring</code>).</p>",
+		     (long long)(e.total - (int64_t)e.n));
+	}
+	checked(c, rc, &err);
+	free(e.items);
+}
+
+/* Anomalies still open: recorded within [monitor] anomaly_open, newest last. */
+static void anomalies_list(struct dash_ctx *c)
+{
+	struct moat_monitor_settings ms;
+	struct moat_err err = {0};
+	if (moat_monitor_settings_load(moat_deploy_config(c->d), &ms, &err) != 0) {
+		moat_monitor_settings_default(&ms);
+	}
+	struct moat_event_filter f = {.kind = MOAT_EVENT_KIND_ANOMALY,
+				      .since_ms = moat_time_wall_ms() - ms.anomaly_open_ms,
+				      .limit = DASH_ANOMALIES_SHOWN};
+	int64_t n = 0;
+	if (moat_registry_security_event_count(c->reg, &f, &n, &err) != 0) {
+		n = 0;
+	}
+	outf(c,
+	     "<h2>Open anomalies (<span id=\"anomalies-open\">%lld</span>, the last %lld min)"
+	     "</h2><table id=\"open-anomalies\"><tr><th>time</th><th>rule</th><th>severity</th>"
+	     "<th>device</th><th>address</th><th>evidence</th></tr>",
+	     (long long)n, (long long)(ms.anomaly_open_ms / 60000));
+	checked(c, moat_registry_security_event_foreach(c->reg, &f, anomaly_row, c, &err), &err);
+	out(c, "</table>");
+}
+
+static bool network_configured(const struct moat_config *cfg)
+{
+	for (size_t i = 0; i < cfg->count; i++) {
+		if (strcmp(cfg->entries[i].section, "network") == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+struct zone_count {
+	const struct moat_net_policy *net;
+	int64_t devices[MOAT_NET_ZONES_MAX + 1]; /* the last: in no zone */
+	struct moat_buf links[MOAT_NET_ZONES_MAX + 1];
+};
+
+static int zone_device(const struct moat_device_state *st, void *ctx)
+{
+	struct zone_count *z = ctx;
+	int i = st->address[0] ? moat_net_zone_of_text(z->net, st->address)
+			       : MOAT_NET_NOT_AN_ADDRESS;
+	if (i == MOAT_NET_NOT_AN_ADDRESS) {
+		return 0;
+	}
+	size_t slot = i < 0 ? z->net->zone_count : (size_t)i;
+	if (z->devices[slot]++ < DASH_ZONE_DEVICES_SHOWN) {
+		(void)moat_buf_append_str(&z->links[slot], " <a href=\"/dashboard/device/");
+		buf_url_esc(&z->links[slot], st->device);
+		(void)moat_buf_append_str(&z->links[slot], "\">");
+		buf_esc(&z->links[slot], st->device);
+		(void)moat_buf_append_str(&z->links[slot], "</a>");
+	}
+	return 0;
+}
+
+/* The zones of [network], their subnets, and which zone each device's last address (what
+ * ingest saw) falls in; devices is how many the registry has (the rest: no address seen).
+ * Shown only when moat.conf has a [network] section. */
+static void zone_map(struct dash_ctx *c, int64_t devices)
+{
+	const struct moat_config *cfg = moat_deploy_config(c->d);
+	if (!network_configured(cfg)) {
+		return;
+	}
+	struct moat_err err = {0};
+	struct moat_net_policy *net = calloc(1, sizeof(*net));
+	struct zone_count *z = calloc(1, sizeof(*z));
+	if (!net || !z || moat_net_policy_from_config(cfg, net, &err) != 0) {
+		out(c, "<p class=\"bad\">[network] of moat.conf does not parse: "
+		       "<code>moat config check</code>.</p>");
+		free(net);
+		free(z);
+		return;
+	}
+	z->net = net;
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		moat_buf_init(&z->links[i], 64 * 1024);
+	}
+	int rc = moat_registry_device_state_foreach(c->reg, zone_device, z, &err);
+	static const char *const kinds[] = {"management", "devices", "isolated"};
+	out(c, "<h2>Network zones</h2><table id=\"zones\"><tr><th>zone</th><th>kind</th>"
+	       "<th>subnets</th><th>devices</th><th>last seen there</th></tr>");
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		if (i == net->zone_count) {
+			out(c, "<tr id=\"zone-none\"><td>(in no zone)</td><td></td><td></td>");
+		} else {
+			const struct moat_net_zone *zn = &net->zones[i];
+			if (zn->subnet_count == 0 && zn->prefix6_count == 0) {
+				continue; /* a zone set to none */
+			}
+			out(c, "<tr id=\"zone-");
+			esc(c, zn->name);
+			out(c, "\"><td>");
+			esc(c, zn->name);
+			outf(c, "</td><td>%s</td><td>", kinds[zn->kind]);
+			for (size_t s = 0; s < zn->subnet_count; s++) {
+				char a[16];
+				moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));
+				outf(c, "%s%s/%u", s ? ", " : "", a, zn->subnets[s].prefix);
+			}
+			for (size_t s = 0; s < zn->prefix6_count; s++) {
+				char a[64];
+				moat_net_addr6_format(zn->prefixes6[s].addr, a, sizeof(a));
+				outf(c, ", %s/%u", a, zn->prefixes6[s].prefix);
+			}
+			out(c, "</td>");
+		}
+		outf(c, "<td class=\"count\">%lld</td><td>", (long long)z->devices[i]);
+		devices -= z->devices[i];
+		append_buf(c, &z->links[i]);
+		out(c, "</td></tr>");
+	}
+	outf(c,
+	     "</table><p><span id=\"zone-unknown\">%lld</span> devices with no address seen "
+	     "yet.</p>",
+	     (long long)(devices > 0 ? devices : 0));
+	checked(c, rc, &err);
+	for (size_t i = 0; i <= net->zone_count; i++) {
+		moat_buf_free(&z->links[i]);
+	}
+	free(net);
+	free(z);
+}
+
 static enum MHD_Result page_fleet(struct dash_ctx *c)
 {
 	struct fleet_counts f = {0};
@@ -578,6 +884,9 @@ static enum MHD_Result page_fleet(struct dash_ctx *c)
 	       "<th>running</th><th>devices</th></tr>");
 	append_buf(c, &f.releases);
 	out(c, "</table>");
+	expiring_list(c);
+	anomalies_list(c);
+	zone_map(c, f.devices[0] + f.devices[1] + f.devices[2]);
 	events_plot(c);
 	moat_buf_free(&f.types);
 	moat_buf_free(&f.releases);
@@ -885,6 +1194,28 @@ static int event_row(const struct moat_security_event *ev, void *ctx)
 	return 0;
 }
 
+/* An open anomaly: its rule instead of its kind. */
+static int anomaly_row(const struct moat_security_event *ev, void *ctx)
+{
+	struct dash_ctx *c = ctx;
+	out(c, "<tr><td>");
+	when(c, ev->time_ms);
+	out(c, "</td><td class=\"rule\">");
+	esc(c, ev->rule);
+	out(c, "</td><td>");
+	esc(c, moat_severity_name(ev->severity));
+	out(c, "</td><td>");
+	if (ev->identity[0]) {
+		device_link(c, ev->identity);
+	}
+	out(c, "</td><td>");
+	esc(c, ev->address);
+	out(c, "</td><td>");
+	esc(c, ev->evidence);
+	out(c, "</td></tr>");
+	return 0;
+}
+
 static int update_row(const struct moat_update_event *ev, void *ctx)
 {
 	struct dash_ctx *c = ctx;
@@ -1009,6 +1340,46 @@ static void cert_chain(struct dash_ctx *c, const char *serial)
 	sk_X509_pop_free(cas, X509_free);
 }
 
+static void diag_row(const char *name, const char *value, bool number, void *ctx)
+{
+	struct dash_ctx *c = ctx;
+	(void)number;
+	out(c, "<tr><th>");
+	esc(c, name);
+	out(c, "</th><td>");
+	esc(c, value);
+	out(c, "</td></tr>");
+}
+
+/* "Last diagnostics": the device's last report as moatd keeps it (registry.h), every field
+ * checked again by the one reader (secevent.h) before it is shown. */
+static void last_diagnostics(struct dash_ctx *c, const char *id)
+{
+	char report[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at_ms = 0;
+	struct moat_err err = {0};
+	struct moat_diag_summary ds;
+	out(c, "<h2>Last diagnostics</h2>");
+	int rc = moat_registry_diagnostics_get(c->reg, id, &at_ms, report, sizeof(report), &len,
+					       &err);
+	if (rc == MOAT_ENOENT) {
+		out(c, "<p id=\"no-diagnostics\">No diagnostics report received.</p>");
+		return;
+	}
+	if (rc != 0 || moat_diag_summary_parse(report, len, &ds, &err) != 0) {
+		out(c, "<p class=\"bad\">unreadable: ");
+		esc(c, err.msg);
+		out(c, "</p>");
+		return;
+	}
+	out(c, "<table id=\"diagnostics\"><tr><th>received</th><td id=\"diag-received\">");
+	when(c, at_ms);
+	out(c, "</td></tr>");
+	moat_diag_summary_foreach(&ds, diag_row, c);
+	out(c, "</table>");
+}
+
 static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 {
 	struct moat_identity ident;
@@ -1055,7 +1426,9 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 	esc(c, ident.serial_hex);
 	out(c, "</td></tr><tr><th>valid until</th><td>");
 	when(c, ident.not_after * 1000);
-	out(c, "</td></tr></table><h2>Tags</h2><ul id=\"tags\">");
+	out(c, "</td></tr></table>");
+	last_diagnostics(c, id);
+	out(c, "<h2>Tags</h2><ul id=\"tags\">");
 	if (moat_registry_tag_foreach(c->reg, id, tag_item, c, &err) != 0) {
 		out(c, "<li class=\"bad\">unreadable</li>");
 	}
@@ -1134,6 +1507,114 @@ static enum MHD_Result page_device(struct dash_ctx *c, const char *id)
 
 /* ---- Security events ---- */
 
+/* ---- Security events, live: the table carries what the stream needs (events.js) ---- */
+
+struct newest {
+	struct dash_ctx *c;
+	int64_t seq;
+};
+
+static int event_row_newest(const struct moat_security_event *ev, void *ctx)
+{
+	struct newest *n = ctx;
+	n->seq = ev->seq > n->seq ? ev->seq : n->seq;
+	return event_row(ev, n->c);
+}
+
+static int seq_only(const struct moat_security_event *ev, void *ctx)
+{
+	struct newest *n = ctx;
+	n->seq = ev->seq > n->seq ? ev->seq : n->seq;
+	return 0;
+}
+
+static void data_attr(struct dash_ctx *c, const char *name, const char *value)
+{
+	if (value) {
+		outf(c, " data-%s=\"", name);
+		esc(c, value);
+		out(c, "\"");
+	}
+}
+
+/* The events table; with script, events.js appends what arrives after its newest row
+ * (data-after) over /dashboard/events/stream with the same filters. */
+static void events_table(struct dash_ctx *c, const struct moat_event_filter *f, const char *kind,
+			 const char *device, const char *sev)
+{
+	struct moat_buf rows;
+	struct moat_buf keep = c->b;
+	struct newest n = {.c = c};
+	struct moat_err err = {0};
+	/* rows first (into their own buffer), so the table's tag can carry the newest seq */
+	moat_buf_init(&rows, DASH_PAGE_MAX_BYTES);
+	c->b = rows;
+	int rc = moat_registry_security_event_foreach(c->reg, f, event_row_newest, &n, &err);
+	rows = c->b;
+	c->b = keep;
+	outf(c, "<p id=\"stream-status\"></p><table id=\"events\" data-after=\"%lld\"",
+	     (long long)n.seq);
+	data_attr(c, "kind", kind);
+	data_attr(c, "device", device);
+	data_attr(c, "severity", sev);
+	out(c, "><tr><th>time</th><th>kind</th><th>severity</th>"
+	       "<th>identity</th><th>address</th><th>evidence</th></tr>");
+	append_buf(c, &rows);
+	moat_buf_free(&rows);
+	out(c, "</table>");
+	checked(c, rc, &err);
+	out(c, "<script src=\"/dashboard/static/events.js\"></script>");
+}
+
+/* GET /dashboard/events/stream: the filters of the page, after= its newest event (a
+ * reconnecting EventSource's Last-Event-ID wins). */
+static enum MHD_Result events_stream(struct dash_ctx *c)
+{
+	const char *sev = arg(c, "severity");
+	enum moat_severity min = MOAT_SEV_INFO;
+	struct moat_err err = {0};
+	if (sev && moat_severity_parse(sev, &min, &err) != 0) {
+		min = MOAT_SEV_INFO;
+	}
+	int64_t after = 0;
+	const char *last = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Last-Event-ID");
+	const char *a = last && last[0] ? last : arg(c, "after");
+	if (!a || moat_int_parse(a, 0, INT64_MAX, &after, NULL) != 0) {
+		/* no position given: from now on, not the whole history */
+		struct moat_event_filter newest = {.limit = 1};
+		struct newest n = {.c = NULL};
+		if (moat_registry_security_event_foreach(c->reg, &newest, seq_only, &n, &err) !=
+		    0) {
+			n.seq = 0;
+		}
+		after = n.seq;
+	}
+	char reg[PATH_MAX];
+	if (moat_path_join(reg, sizeof(reg), &err, "%s/registry.db", c->dash->dir) != 0) {
+		reg[0] = '\0'; /* the stream's open fails: 503 */
+	}
+	struct dash_stream_req rq = {.session_hash = c->via_cert ? "" : c->session_hash,
+				     .op = c->op,
+				     .kind = arg(c, "kind"),
+				     .device = arg(c, "device"),
+				     .min_severity = (int)min,
+				     .after_seq = after,
+				     .headers = add_security_headers};
+	unsigned status = 0;
+	if (dash_stream_serve(c->dash->streams, c->conn, reg, &rq, &status) == MHD_YES) {
+		*c->status = status;
+		note(c, "events_stream");
+		return MHD_YES;
+	}
+	if (status == MHD_HTTP_TOO_MANY_REQUESTS) {
+		return refuse(c, status, "stream_limit", "Too many live event streams open.");
+	}
+	note(c, "stream_failed");
+	static const char sorry[] = "the event stream is not available\n";
+	return send_raw(c, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", sorry,
+			sizeof(sorry) - 1, NULL, NULL);
+}
+
 static enum MHD_Result page_events(struct dash_ctx *c)
 {
 	const char *kind = arg(c, "kind");
@@ -1172,10 +1653,7 @@ static enum MHD_Result page_events(struct dash_ctx *c)
 	     "<p><span id=\"matching\">%lld</span> matching events; the newest %d are shown, "
 	     "oldest first.</p>",
 	     (long long)n, DASH_EVENTS_MAX);
-	out(c, "<table id=\"events\"><tr><th>time</th><th>kind</th><th>severity</th>"
-	       "<th>identity</th><th>address</th><th>evidence</th></tr>");
-	checked(c, moat_registry_security_event_foreach(c->reg, &f, event_row, c, &err), &err);
-	out(c, "</table>");
+	events_table(c, &f, kind, device, sev);
 	note(c, "events");
 	return page_send(c, MHD_HTTP_OK);
 }
@@ -1430,6 +1908,22 @@ static enum MHD_Result device_command(struct dash_ctx *c, const char *id,
 	return done_page(c, MHD_HTTP_OK, text, back);
 }
 
+/* After a change the broker's policy must follow: moatd may not write the broker's files,
+ * so it asks the supervisor of `moat up` to sync them from the registry
+ * (moat_broker_sync_request, broker_supervisor.h). False when the request was not written. */
+static bool tell_broker(struct dash_ctx *c, const char *act)
+{
+	struct moat_err err = {0};
+	char why[48];
+	snprintf(why, sizeof(why), "dashboard_%s", act);
+	if (moat_broker_sync_request(c->dash->dir, why, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=broker_sync_request_failed action=%s error=\"%s\"",
+			 act, err.msg);
+		return false;
+	}
+	return true;
+}
+
 static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 {
 	char action[32], reason_buf[40], confirm[8];
@@ -1485,6 +1979,7 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 		}
 		moat_deploy_close(w);
 	}
+	bool broker_told = rc == 0 && tell_broker(c, act);
 	char detail[64];
 	snprintf(detail, sizeof(detail), "reason=%s",
 		 strcmp(act, "revoke") == 0 ? moat_pki_reason_name(reason_code) : "-");
@@ -1494,12 +1989,15 @@ static enum MHD_Result device_action(struct dash_ctx *c, const char *id)
 	if (rc != 0) {
 		return done_page(c, MHD_HTTP_CONFLICT, err.msg, back);
 	}
-	char text[160];
-	snprintf(text, sizeof(text), "%s: %s.", id,
+	char text[MOAT_ID_BUF_LEN + 256];
+	snprintf(text, sizeof(text), "%s: %s.%s", id,
 		 strcmp(act, "revoke") == 0
 			 ? "revoked; the CRL is rewritten and the broker drops its connection"
-		 : strcmp(act, "disable") == 0 ? "disabled"
-					       : "enabled");
+		 : strcmp(act, "disable") == 0 ? "disabled; the broker drops its connection"
+					       : "enabled; the broker lets it connect again",
+		 broker_told ? ""
+			     : " The broker could not be asked to follow (see moatd's log); "
+			       "moat device disable or enable on the command line does.");
 	return done_page(c, MHD_HTTP_OK, text, back);
 }
 
@@ -1582,6 +2080,11 @@ static enum MHD_Result route(struct dash_ctx *c)
 		return send_raw(c, MHD_HTTP_OK, "text/css; charset=utf-8", dash_css,
 				sizeof(dash_css) - 1, NULL, NULL);
 	}
+	if (strcmp(rest, "/static/events.js") == 0 && get) {
+		note(c, "js");
+		return send_raw(c, MHD_HTTP_OK, "text/javascript; charset=utf-8", dash_events_js,
+				sizeof(dash_events_js) - 1, NULL, NULL);
+	}
 	if (strcmp(rest, "/signin") == 0 && get) {
 		return signin(c);
 	}
@@ -1657,6 +2160,9 @@ static enum MHD_Result route(struct dash_ctx *c)
 	}
 	if (strcmp(rest, "/events") == 0) {
 		return page_events(c);
+	}
+	if (strcmp(rest, "/events/stream") == 0) {
+		return events_stream(c);
 	}
 	if (strcmp(rest, "/firmware") == 0) {
 		return page_firmware(c);

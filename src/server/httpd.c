@@ -75,6 +75,7 @@ struct conn_ctx {
 	struct moat_cg_conn *cg;
 	int fd;
 	gnutls_session_t tls;
+	uint64_t serial; /* the access log's conn=: requests on one connection share it */
 };
 
 struct moat_httpd {
@@ -104,6 +105,7 @@ struct moat_httpd {
 	int ep;			/* the reaper's epoll: wake */
 	int wake;		/* eventfd: moat_httpd_stop, a new connection's deadline */
 	atomic_bool stopping;
+	atomic_uint_fast64_t conn_serial; /* the last connection's conn_ctx.serial */
 	bool thread_started;
 	pthread_t thread;
 	int64_t summary_ms;			/* last events_suppressed check */
@@ -512,15 +514,23 @@ static enum MHD_Result handle_metrics(struct moat_httpd *h, struct moat_deploy *
 						  .queued = s.queued,
 						  .lag_ms = s.lag_ms};
 	}
+	int64_t now = moat_time_now();
+	struct moat_metrics_rollouts *ro = malloc(sizeof(*ro)); /* too large for the stack */
 	moat_buf_init(&b, METRICS_MAX_BYTES);
-	if (moat_metrics_render(moat_deploy_registry(d), atomic_load(&h->exporter),
-				ing ? &in : NULL, moat_time_now(), &b, &err) != 0 ||
+	if (!ro) {
+		(void)moat_err_set(&err, MOAT_ENOMEM, "out of memory");
+	}
+	if (!ro || moat_rollout_metrics(moat_deploy_registry(d), now, ro, &err) != 0 ||
+	    moat_metrics_render(moat_deploy_registry(d), atomic_load(&h->exporter),
+				ing ? &in : NULL, ro, now, &b, &err) != 0 ||
 	    moat_buf_take(&b, &text, &len) != 0) {
+		free(ro);
 		moat_buf_free(&b);
 		moat_log(MOAT_LOG_ERROR, "event=metrics_failed error=\"%s\"", err.msg);
 		snprintf(rc->note, sizeof(rc->note), "metrics_failed");
 		return send_text(conn, rc, MHD_HTTP_INTERNAL_SERVER_ERROR, "metrics failed");
 	}
+	free(ro);
 	struct MHD_Response *resp =
 		MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
@@ -952,6 +962,7 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
 		ctx->h = h;
 		ctx->fd = fd_ci->connect_fd;
 		ctx->tls = tls_ci->tls_session;
+		ctx->serial = atomic_fetch_add(&h->conn_serial, 1) + 1;
 		pthread_mutex_lock(&h->guard_mu);
 		ctx->cg = moat_connguard_add(h->guard, &src, moat_time_mono_ms(), ctx);
 		if (ctx->cg) {
@@ -1300,7 +1311,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct moat_httpd *h = cls;
 	struct conn_ctx *ctx = conn_of(conn);
+	uint64_t serial = 0;
 	if (ctx) {
+		serial = ctx->serial;
 		pthread_mutex_lock(&h->guard_mu);
 		if (ctx->cg) {
 			moat_connguard_request_done(ctx->cg, moat_time_mono_ms());
@@ -1313,11 +1326,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	}
 	moat_log(rc->status >= 400 ? MOAT_LOG_WARN : MOAT_LOG_INFO,
 		 "event=request client=%s id=%s method=%s path=%s status=%u bytes=%llu detail=%s "
-		 "version=%s offset=%s completed=%s",
+		 "version=%s offset=%s completed=%s conn=%llu",
 		 rc->client, rc->id, rc->method, rc->path, rc->status,
 		 (unsigned long long)rc->bytes, rc->note[0] ? rc->note : NULL,
 		 rc->version[0] ? rc->version : NULL, rc->offset[0] ? rc->offset : NULL,
-		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no");
+		 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? NULL : "no",
+		 (unsigned long long)serial);
 	free(rc->body);
 	free(rc);
 	*con_cls = NULL;
@@ -1573,7 +1587,9 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
-	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+	/* suspend and resume: the dashboard's event streams wait without busy-waiting */
+	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+			 MHD_ALLOW_SUSPEND_RESUME;
 	unsigned max = (unsigned)h->lim.max_connections;
 	unsigned budget = fd_budget();
 	if (max > budget) {

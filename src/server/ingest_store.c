@@ -227,14 +227,35 @@ static const char *audit_run_of(struct writer *w, const char *address, int64_t t
 	return r ? r->run : NULL;
 }
 
-/* Adds " audit_run=<run>" to the evidence of a refused handshake a declared run made. */
+/* "audit_run=<run> " (run: 8 hex digits) put before the evidence (size bytes); its end is
+ * cut when it no longer fits. */
+static void prefix_run(char *evidence, size_t size, const char *run)
+{
+	char head[32];
+	int hn = snprintf(head, sizeof(head), "audit_run=%.8s ", run);
+	size_t n = strlen(evidence);
+	if (hn <= 0 || (size_t)hn >= size) {
+		return;
+	}
+	if (n + (size_t)hn >= size) {
+		n = size - 1 - (size_t)hn;
+	}
+	memmove(evidence + hn, evidence, n);
+	memcpy(evidence, head, (size_t)hn);
+	evidence[(size_t)hn + n] = '\0';
+}
+
+/* Puts "audit_run=<run> " at the head of the evidence of a refused handshake a declared
+ * run made (where the ingest puts the run of the audit's identities' events). */
 static void mark_audit_run(struct writer *w, const char *address, int64_t t_ms, char *evidence,
 			   size_t size)
 {
+	if (strncmp(evidence, "audit_run=", 10) == 0) {
+		return; /* marked by the plugin: one of the run's identities */
+	}
 	const char *run = audit_run_of(w, address, t_ms);
-	size_t n = strlen(evidence);
-	if (run && n < size && !strstr(evidence, " audit_run=")) {
-		snprintf(evidence + n, size - n, " audit_run=%s", run);
+	if (run) {
+		prefix_run(evidence, size, run);
 	}
 }
 
@@ -245,14 +266,12 @@ static void mark_audit_refusal(struct writer *w, struct moat_security_event *ev)
 {
 	static const char prefix[] = "audit-";
 	const char *id = ev->identity;
-	size_t n = strlen(ev->evidence);
 	if (strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
 	    strspn(id + sizeof(prefix) - 1, "0123456789abcdef") >= MOAT_AUDIT_RUN_ID_LEN &&
 	    (id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '\0' ||
 	     id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '-')) {
-		if (n < sizeof(ev->evidence)) {
-			snprintf(ev->evidence + n, sizeof(ev->evidence) - n, " audit_run=%.8s",
-				 id + sizeof(prefix) - 1);
+		if (strncmp(ev->evidence, "audit_run=", 10) != 0) {
+			prefix_run(ev->evidence, sizeof(ev->evidence), id + sizeof(prefix) - 1);
 		}
 		return;
 	}
@@ -525,6 +544,12 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 		moat_log(MOAT_LOG_WARN, "event=diagnostics_refused id=%s error=\"%s\"", dv->key,
 			 err.msg);
 		return;
+	}
+	/* kept whole for moat doctor, moat device show and the dashboard's device page */
+	if (moat_registry_diagnostics_put(w->reg, dv->key, it->at_ms, it->payload, it->len, &err) !=
+	    0) {
+		moat_log(MOAT_LOG_WARN, "event=diagnostics_not_recorded id=%s error=\"%s\"",
+			 dv->key, err.msg);
 	}
 	if (ds.agent_version[0]) {
 		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s",

@@ -11,6 +11,7 @@
 #include <openssl/rand.h>
 
 #include "moat/codec.h"
+#include "moat/monitor_export.h"
 #include "moat/release.h"
 
 struct members_ctx {
@@ -266,6 +267,10 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	if (d->running_new || s == MOAT_RD_INSTALLED) {
 		p->new_total++;
 		p->new_signalled += d->signalled;
+		if (d->signalled && d->signal && !p->new_signal[0]) {
+			snprintf(p->new_signal, sizeof(p->new_signal), "%s: %s", d->device,
+				 d->signal);
+		}
 	} else {
 		p->old_total++;
 		p->old_signalled += d->signalled;
@@ -305,6 +310,66 @@ int moat_rollout_progress(struct moat_registry *reg, int64_t id, int64_t now,
 {
 	struct progress_ctx c = {0};
 	return progress_with(reg, id, now, out, &c, err);
+}
+
+struct metrics_ctx {
+	struct moat_registry *reg;
+	int64_t now;
+	struct moat_metrics_rollouts *out;
+	struct moat_rollout_progress *p; /* scratch: one rollout at a time */
+	struct moat_err *err;
+};
+
+static int metrics_one(const struct moat_rollout_row *r, void *vctx)
+{
+	struct metrics_ctx *c = vctx;
+	struct moat_metrics_rollouts *o = c->out;
+	if ((unsigned)r->state < MOAT_METRICS_ROLLOUT_STATES) {
+		o->by_state[r->state]++;
+	}
+	if (r->state != MOAT_ROLLOUT_RUNNING && r->state != MOAT_ROLLOUT_PAUSED &&
+	    r->state != MOAT_ROLLOUT_HALTED) {
+		return 0;
+	}
+	int rc = moat_rollout_progress(c->reg, r->id, c->now, c->p, c->err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (o->active_count == MOAT_METRICS_ROLLOUTS_MAX) {
+		/* by id, so the oldest goes */
+		memmove(&o->active[0], &o->active[1], (o->active_count - 1) * sizeof(o->active[0]));
+		o->active_count--;
+	}
+	struct moat_metrics_rollout *m = &o->active[o->active_count++];
+	memset(m, 0, sizeof(*m));
+	m->id = r->id;
+	snprintf(m->version, sizeof(m->version), "%s", c->p->release.version);
+	m->state = c->p->row.state;
+	m->phase = c->p->row.phase + 1;
+	m->phase_count = c->p->row.phase_count;
+	size_t devices = 0, counted = 0;
+	for (int k = 0; k < c->p->row.phase_count; k++) {
+		devices += c->p->phases[k].devices;
+		for (int s = 0; s < MOAT_RD_STATE_COUNT; s++) {
+			m->by_state[s] += c->p->phases[k].by_state[s];
+			counted += c->p->phases[k].by_state[s];
+		}
+	}
+	m->waiting = devices > counted ? devices - counted : 0;
+	return 0;
+}
+
+int moat_rollout_metrics(struct moat_registry *reg, int64_t now, struct moat_metrics_rollouts *out,
+			 struct moat_err *err)
+{
+	memset(out, 0, sizeof(*out));
+	struct metrics_ctx c = {reg, now, out, malloc(sizeof(struct moat_rollout_progress)), err};
+	if (!c.p) {
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	int rc = moat_registry_rollout_foreach(reg, metrics_one, &c, err);
+	free(c.p);
+	return rc;
 }
 
 /* ---- the operator's actions and moatd's tick ---- */
@@ -632,9 +697,10 @@ static int tick_one(const struct moat_rollout_row *r, void *vctx)
 	}
 	default:
 		snprintf(cause, sizeof(cause),
-			 "security events: %zu of %zu devices on %s, %zu of %zu on older releases",
-			 p->new_signalled, p->new_total, p->release.version, p->old_signalled,
-			 p->old_total);
+			 "security events: %zu of %zu devices on %s (%s), %zu of %zu on older "
+			 "releases",
+			 p->new_signalled, p->new_total, p->release.version, p->new_signal,
+			 p->old_signalled, p->old_total);
 		to = MOAT_ROLLOUT_HALTED;
 		break;
 	}

@@ -100,4 +100,26 @@ enum MHD_Result dash_serve(struct moat_dash *dash, struct moat_deploy *d,
 			   struct MHD_Connection *conn, const struct dash_request *rq,
 			   unsigned *status, char *note, size_t note_size, char *op);
 
+/* ---- the live security events (dash_stream.c): server-sent events ---- */
+struct dash_streams;
+/* Starts the ticker thread that resumes suspended streams (before the sandbox). */
+int dash_streams_open(struct dash_streams **out, struct moat_err *err);
+/* Stops the ticker; call after MHD_stop_daemon (which ended every stream). */
+void dash_streams_close(struct dash_streams *s);
+struct dash_stream_req {
+	const char *session_hash; /* the session's token SHA-256, "" for a certificate */
+	const char *op;		  /* the operator */
+	const char *kind;	  /* filters: NULL or "" match all */
+	const char *device;
+	int min_severity;
+	int64_t after_seq; /* the newest event the page shows, or Last-Event-ID */
+	void (*headers)(struct MHD_Response *resp); /* the dashboard's security headers */
+};
+/* Queues the stream for an authenticated operator: MHD_YES and *status 200, or MHD_NO
+ * with *status 429 (DASH_STREAMS_PER_SESSION or DASH_STREAMS_MAX reached) or 503 (the
+ * registry could not be opened), for the caller to answer. */
+enum MHD_Result dash_stream_serve(struct dash_streams *s, struct MHD_Connection *conn,
+				  const char *registry_path, const struct dash_stream_req *rq,
+				  unsigned *status);
+
 #endif

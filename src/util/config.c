@@ -256,7 +256,17 @@ int moat_config_get_duration(const struct moat_config *cfg, const char *section,
 		return 0;
 	}
 	int64_t v = 0;
-	int rc = moat_duration_parse(e->value, 1, &v, err);
+	int rc = 0;
+	/* A bare number's unit can only be guessed by the reader (see moat_duration_ms_parse);
+	 * 0 is the one number that means the same in every unit. */
+	if (e->value[0] && strspn(e->value, "0123456789") == strlen(e->value) &&
+	    strspn(e->value, "0") != strlen(e->value)) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "'%s': a duration needs a unit (s, m, h, d, w), e.g. %ss",
+				  e->value, e->value);
+	} else {
+		rc = moat_duration_parse(e->value, 1, &v, err);
+	}
 	if (rc == 0 && (v < min || v > max)) {
 		rc = moat_err_set(err, MOAT_EINVAL, "'%s': out of range", e->value);
 	}

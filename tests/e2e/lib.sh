@@ -160,6 +160,16 @@ e2e_init() {
 # although the line was there (seen under load). qgrep reads everything, prints nothing.
 qgrep() { grep "$@" >/dev/null; }
 
+# flip_byte FILE OFFSET: inverts every bit of the byte at OFFSET in place, so the file is
+# certainly changed (writing a fixed byte leaves a random image unchanged 1 time in 256).
+flip_byte() {
+	python3 -c 'import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(int(sys.argv[2])); b = f.read(1)
+    if len(b) != 1: sys.exit("flip_byte: offset past the end of " + sys.argv[1])
+    f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xFF]))' "$1" "$2"
+}
+
 # log_lines FILE: how many lines FILE has now (0 if none): a mark, so that a wait looks only
 # at what was written after it.
 log_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }

@@ -41,11 +41,31 @@ EOF2
 	wait_for 10 agent_port_open "$port" || fail "rsyslogd did not listen: $(cat "$rs/stdout")"
 }
 
-# webhook_start PORT OUT [FAIL_FIRST]: webhook_receiver.py with the test's certificate.
+# rsyslog_start_plain PORT OUT: the same rsyslogd with one plain TCP listener (imtcp, no
+# TLS) on 127.0.0.1:PORT, for siem_url = tcp://.
+rsyslog_start_plain() {
+	local port=$1 out=$2 rs="$T/rsyslog-plain"
+	[ -x /usr/sbin/rsyslogd ] || skip "rsyslog not installed (scripts/bootstrap installs it)"
+	mkdir -p "$rs"
+	: >"$out"
+	cat >"$rs/rsyslog.conf" <<EOF2
+global(workDirectory="$rs" maxMessageSize="16k")
+module(load="imtcp")
+input(type="imtcp" port="$port" address="127.0.0.1")
+template(name="raw" type="string" string="%rawmsg%\n")
+*.* action(type="omfile" file="$out" template="raw" flushOnTXEnd="on" asyncWriting="off")
+EOF2
+	e2e_bg /usr/sbin/rsyslogd -n -f "$rs/rsyslog.conf" -i "$rs/rsyslogd.pid" >"$rs/stdout" 2>&1
+	RSYSLOG_PID=$!
+	wait_for 10 agent_port_open "$port" || fail "rsyslogd did not listen: $(cat "$rs/stdout")"
+}
+
+# webhook_start PORT OUT [FAIL_FIRST [CERT KEY]]: webhook_receiver.py with the test's
+# certificate (or CERT and KEY).
 webhook_start() {
 	: >>"$2"
-	e2e_bg python3 "$MOAT_SRC/tests/e2e/webhook_receiver.py" "$1" "$X/srv.crt" "$X/srv.key" \
-		"$2" "${3:-0}"
+	e2e_bg python3 "$MOAT_SRC/tests/e2e/webhook_receiver.py" "$1" "${4:-$X/srv.crt}" \
+		"${5:-$X/srv.key}" "$2" "${3:-0}"
 	WEBHOOK_PID=$!
 	wait_for 10 agent_port_open "$1" || fail "webhook receiver did not listen"
 }

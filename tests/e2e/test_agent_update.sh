@@ -61,7 +61,7 @@ expect_ok "publish 1.2.0 for dev1" moat fw publish "$T/agent-1.2.0.json" "$T/age
 stored=$(find "$D/firmware/releases" -path '*1.2.0*' -name image.bin | head -1)
 [ -f "$stored" ] || fail "release store layout: no image.bin for 1.2.0 under $D/firmware/releases"
 chmod u+w "$stored"
-printf 'X' | dd of="$stored" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$stored" 100
 starts=$(grep -c "event=start " "$T/boot.log")
 expect_ok "check_update accepted" moat cmd dev1 check_update --as ops --wait
 wait_for 60 grep -q '"status":"refused".*hash_mismatch\|hash_mismatch.*"status":"refused"' "$T/watch.json" ||

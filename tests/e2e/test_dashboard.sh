@@ -12,11 +12,9 @@
 # CSP, frame and sniffing rules.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
+source "$(dirname "$0")/lib_dashboard.sh"
 PY=/usr/bin/python3
-command -v chromium >/dev/null || skip "chromium not installed (scripts/bootstrap installs it)"
-command -v certutil >/dev/null || skip "certutil not installed (libnss3-tools)"
-"$PY" -c 'import websocket' 2>/dev/null || skip "python3-websocket not installed"
-command -v jq >/dev/null || skip "jq not installed"
+dash_require
 broker_require
 
 e2e_init
@@ -146,6 +144,7 @@ pass "an expired link (403) and an expired session (401) are refused"
 op="$D/pki/identities/op-1"
 got=$(hdrs --cert "$op/cert.pem" --key "$op/key.pem" "$base/")
 [ "$got" = 200 ] && grep -q '<span id="operator">op-1</span>' "$T/body" || fail "operator certificate: HTTP $got"
+grep -q 'id="zones"' "$T/body" && fail "a zone map without [network] in moat.conf"
 dv="$D/pki/identities/dev-a"
 got=$(hdrs --cert "$dv/cert.pem" --key "$dv/key.pem" "$base/")
 [ "$got" = 401 ] || fail "a device certificate opened the dashboard: HTTP $got"
@@ -190,9 +189,7 @@ pass "30 refused requests from one source: $n events (the guard's budget per sou
 
 # ---- the browser ----
 BH="$T/browser"
-mkdir -p "$BH/.pki/nssdb"
-certutil -N -d "sql:$BH/.pki/nssdb" --empty-password
-certutil -A -d "sql:$BH/.pki/nssdb" -n moat-e2e-root -t "C,," -i "$D/pki/ca.crt"
+dash_browser_home "$BH"
 ids=$(moat --json device list | jq -c '[.[] | select(.role == "device") | .id] | sort')
 serial=$(moat --json device show dev-a | jq -r .identity.serial)
 cat >"$T/expect.json" <<EOF2

@@ -7,7 +7,9 @@
 # not-yet-valid certificate (openssl), a DSA certificate TLS 1.3 cannot send, an incomplete chain, a host name the server
 # certificate does not carry, a revoked certificate, the wrong client id, an ACL denial, a
 # broker that is down; --envelope with a tampered and a downgraded envelope through the
-# device's verifier. --json and the exit statuses (0 healthy, 1 problem, 2 could not run).
+# device's verifier. The last diagnostics of a real moat-agent (moat cmd ID diagnostics) in
+# moat doctor, moat device show and the dashboard's device page, and a device that never
+# sent any. --json and the exit statuses (0 healthy, 1 problem, 2 could not run).
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_fw.sh"
@@ -17,6 +19,7 @@ export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 broker_deploy
 moat device add dev-c >/dev/null
 moat device add dev-d >/dev/null
+moat device add dev-e >/dev/null
 moat identity add backend-service --role service >/dev/null
 export MOAT_FW_PASSPHRASE="fw-e2e-signing-passphrase"
 moat fw keygen >/dev/null 2>&1
@@ -196,3 +199,60 @@ wait_for 20 grep -q "event=update_event id=dev-a stage=refused" "$D/log/moatd.lo
 doctor_expect 1 update_refused "the device refused the update 1.0.1: bad_signature" dev-a
 assert_contains "$out" "last update report: refused of 1.0.1"
 pass "an update the device refused, with its reason, from moatd's records"
+
+# ---- last diagnostics: a real moat-agent answers `moat cmd dev-e diagnostics` ----
+doctor_expect 0 "" "no diagnostics report received from it (moat cmd dev-e diagnostics asks for one)" dev-e
+run_captured moat --json doctor dev-e
+assert_contains "$out" '"last_diagnostics":null'
+moat device export dev-e --format agent --out "$T/dev-e" >/dev/null
+moat-agent --config "$T/dev-e/agent.conf" 2>"$T/agent-e.log" &
+AGENT_E=$!
+E2E_PIDS+=("$AGENT_E")
+t0_ms=$(date +%s%3N)
+moat cmd dev-e diagnostics --wait --as op-1 --timeout "$(deadline 15s)" >"$T/cmd-e" 2>&1 ||
+	fail "moat cmd dev-e diagnostics: $(cat "$T/cmd-e"); agent: $(tail -3 "$T/agent-e.log")"
+assert_contains "$(cat "$T/cmd-e")" "dev-e diagnostics: completed"
+has_diagnostics() { moat doctor dev-e 2>/dev/null | grep -q "last diagnostics received at"; }
+wait_for 20 has_diagnostics || fail "moatd kept no diagnostics of dev-e: $(moat doctor dev-e)"
+doctor_expect 0 "" "last diagnostics received at 20" dev-e
+assert_contains "$out" "agent_version $(moat-agent --version | awk '{print $NF}')"
+assert_contains "$out" "kernel $(uname -s) $(uname -r) $(uname -m)"
+run_captured moat --json doctor dev-e
+printf '%s' "$out" | python3 -c '
+import json, sys, time
+d = json.load(sys.stdin)
+diag = d["last_diagnostics"]
+f = diag["fields"]
+t0 = int(sys.argv[1])
+assert t0 <= diag["received_ms"] <= time.time() * 1000 + 1000, (t0, diag)
+assert diag["received"].startswith(time.strftime("%Y-", time.gmtime())), diag
+assert f["uptime_ms"] >= 0 and f["rss_kb"] > 0 and f["seq"] >= 0 and f["queued"] >= 0, f
+assert f["interval_s"] >= 1 and "load_1m" in f and f["system_uptime_s"] > 0, f
+' "$t0_ms" || fail "--json last_diagnostics: $out"
+run_captured moat device show dev-e
+assert_contains "$out" "diagnostics: received at 20"
+assert_contains "$out" "rss_kb "
+run_captured moat --json device show dev-e
+printf '%s' "$out" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["last_diagnostics"]["fields"]["rss_kb"] > 0, d
+' || fail "device show --json: $out"
+run_captured moat device show dev-c
+assert_contains "$out" "diagnostics: none received"
+kill -TERM "$AGENT_E"
+wait "$AGENT_E" || fail "moat-agent did not stop cleanly: $(tail -3 "$T/agent-e.log")"
+pass "a real agent's diagnostics (moat cmd): moat doctor and moat device show give its values and time; never sent: said so"
+
+# the dashboard's device page: "Last diagnostics", and none for a device that never sent one
+link=$(moat --json dashboard --operator op-1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+curl -sS --cacert "$D/pki/ca.crt" -o /dev/null -D "$T/dash-h" "$link" || fail "sign-in link"
+cookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \(moat_session=[0-9a-f]*\);.*/\1/p' "$T/dash-h")
+[ -n "$cookie" ] || fail "no session cookie: $(cat "$T/dash-h")"
+base="https://localhost:$SERVER_PORT/dashboard"
+curl -sS --cacert "$D/pki/ca.crt" -H "Cookie: $cookie" -o "$T/page-e" "$base/device/dev-e" || fail "device page"
+assert_contains "$(cat "$T/page-e")" "<h2>Last diagnostics</h2><table id=\"diagnostics\"><tr><th>received</th><td id=\"diag-received\">20"
+assert_contains "$(cat "$T/page-e")" "<tr><th>kernel</th><td>$(uname -s) $(uname -r) $(uname -m)</td></tr>"
+curl -sS --cacert "$D/pki/ca.crt" -H "Cookie: $cookie" -o "$T/page-c" "$base/device/dev-c" || fail "device page"
+assert_contains "$(cat "$T/page-c")" '<p id="no-diagnostics">No diagnostics report received.</p>'
+pass "the dashboard's device page: Last diagnostics, or none received"

@@ -141,8 +141,7 @@ assert_contains "$errout" "larger than"
 
 # The image: changed, short, long.
 cp "$T/image.bin" "$T/orig.bin"
-printf '\x00' | dd of="$T/image.bin" bs=1 seek=4096 conv=notrunc status=none
-cmp -s "$T/image.bin" "$T/orig.bin" && printf '\x01' | dd of="$T/image.bin" bs=1 seek=4096 conv=notrunc status=none
+flip_byte "$T/image.bin" 4096
 expect_refused hash_mismatch $V "$T/env.json" "${POLICY[@]}"
 head -c 1048575 "$T/orig.bin" > "$T/image.bin"
 expect_refused size_mismatch $V "$T/env.json" "${POLICY[@]}"

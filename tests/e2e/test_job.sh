@@ -107,6 +107,25 @@ out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 50
 assert_contains "$out" "done 3"
 pass "unknown_command per device; every device done is exit 0"
 
+# --arg reaches each device: update_interval with interval=3s
+expect_fail "update_interval without --arg" moat job run update_interval --devices up-000001 --as ops
+assert_contains "$errout" "interval"
+expect_fail "--arg interval without a unit" moat job run update_interval --arg interval=3 \
+	--devices up-000001 --as ops
+assert_contains "$errout" "interval"
+expect_fail "--arg without '='" moat job run update_interval --arg interval --devices up-000001 --as ops
+rc=0
+out=$(moat --json job run update_interval --arg interval=3s --devices up-000001,up-000002 --timeout 5s \
+	--as ops 2>"$T/job.err") || rc=$?
+[ $rc = 0 ] || fail "update_interval --arg interval=3s: exit $rc: $out $(cat "$T/job.err")"
+python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["summary"]["done"] == 2, j' "$out" ||
+	fail "update_interval results: $out"
+for id in up-000001 up-000002; do
+	[ "$(cat "$D/run/sim/$id/interval")" = 3 ] || fail "$id did not take interval=3s: $(cat "$D/run/sim/$id/interval" 2>&1)"
+done
+[ ! -e "$D/run/sim/up-000003/interval" ] || fail "up-000003, not in --devices, changed its interval"
+pass "job run --arg: each device gets the argument (update_interval interval=3s applied); a missing or unitless --arg refused up front"
+
 # a device that stops answering: timeout, exit 2
 kill -STOP "$SIM2"
 rc=0

@@ -9,12 +9,17 @@
 #   - a halted rollout resumes only with --accept-failures, which accepts the failures so
 #     far: a new failure halts it again; a device tagged into the group after the rollout's
 #     creation is taken by it, offered the release, and counted;
-#   - a rollout halts itself on injected reverts, and another on a security signal (an ACL
-#     denial of a device on the new release), naming the cause in its status and moatd's
-#     log, and each halt is a security event (`moat events --kind rollout_halted`);
+#   - a rollout halts itself on injected reverts, another on a security signal (an ACL
+#     denial of a device on the new release), another on an anomaly (event_jump: a device's
+#     malformed payloads jump once the release reached it), naming the cause in its status
+#     and moatd's log, and each halt is a security event (`moat events --kind rollout_halted`);
 #   - a device of a started phase that reports nothing for --silent-after is silent and
 #     counts as failed: it halts a rollout without a failure threshold;
-#   - fw list names a release's rollout (id, state, phase) instead of its stale percentage.
+#   - fw list names a release's rollout (id, state, phase) instead of its stale percentage;
+#   - /metrics: rollouts by state and each unfinished one's progress, enrollments (promtool);
+#   - status without an ID, abort --json, abort in the middle of a phase (no new offers);
+#   - simulated devices whose trial really crashes (moat sim --fail-trial) revert by the
+#     boot's rule and halt a rollout.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -275,6 +280,172 @@ assert_contains "$out" '"silent":4'
 assert_contains "$out" "failures: 4 of 4 devices reverted, refused or silent (threshold 50%)"
 pass "devices silent for --silent-after count as failed and halt a rollout (a security event)"
 
+# ---- a halt on an anomaly: dev2's security events jump once the release reached it ----
+head -c 1000 /dev/urandom >"$T/fw-1.5.0"
+sign "$T/fw-1.5.0" 1.5.0 6 "$T/fw-1.5.0.json"
+expect_ok "publish 1.5.0 to nobody" moat fw publish "$T/fw-1.5.0.json" "$T/fw-1.5.0" --rollout 0
+expect_ok "rollout 5" moat fw rollout create "$T/fw-1.5.0.json" --group canary --phases 100% --soak 1h \
+	--halt-on-events
+broker_pub dev2 dev2 devices/dev2/diagnostics '{"event":"update","stage":"confirmed","version":"1.5.0","running":"1.5.0"}'
+wait_for 20 grep -q "event=update_event id=dev2 stage=confirmed version=1.5.0" "$D/log/moatd.log" ||
+	fail "dev2's confirmation of 1.5.0 not recorded"
+# malformed telemetry: payload_rejected is no signal by itself, but nine of them right after
+# the release reached dev2 are an event_jump anomaly, and that halts the rollout
+for _ in 1 2 3 4 5 6 7 8 9; do echo "not json"; done >"$T/garbage"
+# shellcheck disable=SC2046
+timeout "$(deadline 20)" mosquitto_pub $(broker_args dev2 dev2) -V mqttv5 -q 1 \
+	-t devices/dev2/telemetry -l <"$T/garbage" || true
+wait_for 20 grep -q "event=rollout_halted id=5 phase=1 reason=security_events" "$D/log/moatd.log" ||
+	fail "no halt on an anomaly: $(moat fw rollout status 5; moat events --device dev2 | tail -5)"
+expect_ok "the anomaly fired" moat --json events --kind anomaly --device dev2
+assert_contains "$out" '"rule":"event_jump"'
+expect_ok "status" moat --json fw rollout status 5
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" "security events: 1 of 1 devices on 1.5.0 (dev2: anomaly event_jump)"
+wait_for 20 halted_event 5 security_events >/dev/null ||
+	fail "no rollout_halted event for rollout 5: $(moat events --kind rollout_halted)"
+assert_contains "$(halted_event 5 security_events)" "dev2: anomaly event_jump"
+pass "an anomaly of a device on the new release (event_jump) halts the rollout, rollout_halted names it"
+
+# ---- /metrics: rollouts from the rollout tables, enrollments; promtool accepts it ----
+command -v promtool >/dev/null || fail "promtool not installed (scripts/bootstrap installs prometheus)"
+expect_ok "a pending enrollment" moat device add enr1 --type other --enroll
+metrics() {
+	curl -sS --cacert "$D/pki/ca.crt" --cert "$D/pki/identities/ops/cert.pem" \
+		--key "$D/pki/identities/ops/key.pem" -o "$T/metrics.txt" -w '%{http_code}' \
+		"$(url /metrics)"
+}
+[ "$(metrics)" = 200 ] || fail "/metrics as an operator: $(head -c 200 "$T/metrics.txt")"
+run_captured promtool check metrics <"$T/metrics.txt"
+[ "$run_rc" = 0 ] || fail "promtool check metrics: $out $errout"
+python3 - "$T/metrics.txt" <<'EOF2' || fail "rollout and enrollment metrics: $(grep -E 'rollout|enrollments' "$T/metrics.txt")"
+import re, sys
+m = {}
+for line in open(sys.argv[1]):
+    if not line.startswith("#"):
+        k, v = line.rsplit(" ", 1)
+        m[k] = float(v)
+def need(k, v):
+    assert m.get(k) == v, (k, m.get(k), v)
+# rollouts 1 and 2 completed, 3 aborted, 4 and 5 halted
+for state, n in (("running", 0), ("paused", 0), ("halted", 2), ("aborted", 1), ("completed", 2)):
+    need('moat_rollouts{state="%s"}' % state, n)
+# rollout 5: halted in its one phase; dev2 confirmed, dev1 and dev3 offered, nothing waits
+need('moat_rollout_state{rollout="5",state="halted"}', 1)
+need('moat_rollout_phase{rollout="5",version="1.5.0"}', 1)
+need('moat_rollout_phases{rollout="5"}', 1)
+need('moat_rollout_devices{rollout="5",status="confirmed"}', 1)
+need('moat_rollout_devices{rollout="5",status="waiting"}', 0)
+total = sum(v for k, v in m.items() if k.startswith('moat_rollout_devices{rollout="5"'))
+need('moat_rollout_devices{rollout="5",status="reverted"}', 0)
+assert total == 4, total  # the canary group: dev1, dev2, dev3, dev4
+# rollout 4: its four devices silent
+need('moat_rollout_devices{rollout="4",status="silent"}', 4)
+# finished rollouts only count by state
+assert not any(k.startswith('moat_rollout_state{rollout="1"') for k in m), "rollout 1 has series"
+# 1.5.0's targets: the devices of its started phase (the rollout tables, not rollout_percent)
+assert any(k.startswith('moat_rollout_target_devices{') and k.endswith('version="1.5.0"}') and v == 4
+           for k, v in m.items()), [k for k in m if "target" in k]
+need('moat_enrollments{state="pending"}', 1)
+EOF2
+pass "/metrics: rollouts by state, each unfinished one's phase, state and devices; enrollments; promtool check metrics"
+
+# ---- status of every rollout (no ID); abort --json ----
+expect_ok "status without an ID" moat --json fw rollout status
+python3 - "$out" <<'EOF2' || fail "status of every rollout: $out"
+import json, sys
+rs = json.loads(sys.argv[1])
+got = [(r["rollout"]["id"], r["rollout"]["state"]) for r in rs]
+assert got == [(1, "completed"), (2, "completed"), (3, "aborted"), (4, "halted"), (5, "halted")], got
+assert all(len(r["progress"]) == r["rollout"]["phases"].count("%") for r in rs), rs
+EOF2
+expect_ok "status text without an ID" moat fw rollout status
+for i in 1 2 3 4 5; do assert_contains "$out" "rollout $i: "; done
+expect_ok "abort --json" moat --json fw rollout abort 5
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert (r["id"], r["state"], r["phase"]) == (5, "aborted", 1), r' "$out" ||
+	fail "abort --json: $out"
+pass "fw rollout status without an ID lists every rollout (text and --json); abort --json"
+
+# ---- abort in the middle of a running phase: the phase's devices keep what they installed,
+# no device of a later phase is offered anything ----
+head -c 1000 /dev/urandom >"$T/fw-1.6.0"
+sign "$T/fw-1.6.0" 1.6.0 7 "$T/fw-1.6.0.json"
+expect_ok "publish 1.6.0 to nobody" moat fw publish "$T/fw-1.6.0.json" "$T/fw-1.6.0" --rollout 0
+expect_ok "rollout 6" moat fw rollout create "$T/fw-1.6.0.json" --group plant1 --phases 50%,100% \
+	--soak 1h --halt-on-failure 50%
+confirmed_160() { grep -c "event=update_event id=ro-[0-9]* stage=confirmed version=1.6.0" "$D/log/moatd.log" || true; }
+end=$((SECONDS + $(deadline 60)))
+until [ "$(confirmed_160)" = 2 ]; do
+	[ $SECONDS -lt $end ] || fail "phase 1 of rollout 6 did not confirm: $(moat fw rollout status 6)"
+	kill -USR1 "$SIM"
+	sleep 0.3
+done
+expect_ok "mid-phase" moat --json fw rollout status 6
+assert_contains "$out" '"state":"running","phase":1,'
+expect_ok "abort mid-phase" moat --json fw rollout abort 6
+assert_contains "$out" '"state":"aborted"'
+# every device checks again after the abort: the phase-2 ones get nothing
+checks_before=$(grep -c "event=update_event id=ro-[0-9]* stage=checked" "$D/log/moatd.log" || true)
+end=$((SECONDS + $(deadline 60)))
+until [ "$(grep -c "event=update_event id=ro-[0-9]* stage=checked" "$D/log/moatd.log" || true)" -ge $((checks_before + 4)) ]; do
+	[ $SECONDS -lt $end ] || fail "the devices did not check after the abort"
+	kill -USR1 "$SIM"
+	sleep 0.5
+done
+on_160=0
+for i in 1 2 3 4; do
+	out=$(moat-boot --state "$D/run/sim/ro-00000$i/boot" --status)
+	grep -q "=1.6.0" <<<"$out" && on_160=$((on_160 + 1))
+done
+[ "$on_160" = 2 ] || fail "$on_160 devices hold 1.6.0 after the abort, expected phase 1's 2"
+[ "$(confirmed_160)" = 2 ] || fail "a device of phase 2 installed 1.6.0 after the abort"
+expect_ok "status after the abort" moat --json fw rollout status 6
+assert_contains "$out" '"state":"aborted"'
+pass "abort mid-phase: phase 1 keeps 1.6.0 (nothing downgraded), phase 2 is offered nothing"
+
+# ---- simulated devices that really revert: a release whose trial crashes (moat sim
+# --fail-trial) halts the rollout through the devices' own A/B path, no forged report ----
+expect_fail "--fail-trial without --firmware" moat sim --devices 1 --prefix bad --fail-trial 1.7.0
+expect_fail "--fail-trial not a version" moat sim --devices 1 --prefix bad --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --fail-trial 1.7
+head -c 1000 /dev/urandom >"$T/fw-1.7.0"
+sign "$T/fw-1.7.0" 1.7.0 8 "$T/fw-1.7.0.json"
+expect_ok "publish 1.7.0 to nobody" moat fw publish "$T/fw-1.7.0.json" "$T/fw-1.7.0" --rollout 0
+moat sim --create --devices 2 --prefix bad --type "$TYPE" --interval 1s --firmware "$T/fw-1.0.0" \
+	--envelope "$T/fw-1.0.0.json" --fail-trial 1.7.0 >"$T/badsim.out" 2>"$T/badsim.err" &
+BADSIM=$!
+E2E_PIDS+=("$BADSIM")
+for i in 1 2; do
+	wait_for 60 grep -q "event=update_event id=bad-00000$i stage=checked" "$D/log/moatd.log" ||
+		fail "bad-00000$i did not check at start: $(tail -3 "$T/badsim.err")"
+	moat device tag "bad-00000$i" bad >/dev/null
+done
+expect_ok "group bad" moat group add bad --where "tag=bad"
+expect_ok "rollout 7" moat fw rollout create "$T/fw-1.7.0.json" --group bad --phases 100% --soak 1s \
+	--halt-on-failure 10%
+kill -USR1 "$BADSIM"
+wait_for 30 grep -q "event=rollout_halted id=7 phase=1 reason=failures" "$D/log/moatd.log" ||
+	fail "the crashing trials did not halt rollout 7: $(moat fw rollout status 7; tail -5 "$T/badsim.err")"
+for i in 1 2; do
+	# the device staged it, crashed on the trial, and its boot reverted it
+	grep -q "id=bad-00000$i event=trial_crashed version=1.7.0" "$T/badsim.err" ||
+		fail "bad-00000$i: no crashed trial: $(grep "bad-00000$i" "$T/badsim.err" | tail -3)"
+	qgrep "event=update_event id=bad-00000$i stage=installed version=1.7.0" "$D/log/moatd.log" ||
+		fail "bad-00000$i never installed 1.7.0"
+	out=$(moat-boot --state "$D/run/sim/bad-00000$i/boot" --status)
+	assert_contains "$out" "trial=-"
+	grep -q "active=a" <<<"$out" || fail "bad-00000$i does not run its first slot again: $out"
+done
+wait_for 20 sh -c "[ \$(grep -c 'event=update_event id=bad-[0-9]* stage=reverted version=1.7.0' '$D/log/moatd.log') = 2 ]" ||
+	fail "not both reverts reported: $(grep 'stage=reverted' "$D/log/moatd.log")"
+expect_ok "status" moat --json fw rollout status 7
+assert_contains "$out" '"state":"halted"'
+assert_contains "$out" '"reverted":'
+assert_contains "$out" "failures: "
+pass "simulated devices whose trial crashes revert by their own boot rule and halt the rollout"
+kill -TERM "$BADSIM"
+wait "$BADSIM" || fail "the second moat sim did not stop cleanly: $(tail -3 "$T/badsim.err")"
+
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
-agent_sanitizer_clean "$T/sim.err" "$D/log/moatd.log"
+agent_sanitizer_clean "$T/sim.err" "$T/badsim.err" "$D/log/moatd.log"

@@ -30,7 +30,7 @@ wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.l
 head -c 300000 /dev/urandom >"$T/fw-1.0.0"
 sign "$T/fw-1.0.0" 1.0.0 1 "$T/fw-1.0.0.json"
 cp "$T/fw-1.0.0" "$T/fw-1.0.0.bad"
-printf 'X' | dd of="$T/fw-1.0.0.bad" bs=1 seek=1000 conv=notrunc status=none
+flip_byte "$T/fw-1.0.0.bad" 1000
 expect_fail "a factory image that does not match its envelope" \
 	moat sim --create --devices 1 --prefix bad --type "$TYPE" --firmware "$T/fw-1.0.0.bad" --envelope "$T/fw-1.0.0.json" --duration 5s
 assert_contains "$errout" "bad-000001"
@@ -113,7 +113,7 @@ expect_ok "publish 1.2.0" moat fw publish "$T/fw-1.2.0.json" "$T/fw-1.2.0" --rol
 stored=$(find "$D/firmware/releases" -path '*1.2.0*' -name image.bin | head -1)
 [ -f "$stored" ] || fail "release store layout: no image.bin for 1.2.0 under $D/firmware/releases"
 chmod u+w "$stored"
-printf 'X' | dd of="$stored" bs=1 seek=100 conv=notrunc status=none
+flip_byte "$stored" 100
 kill -USR1 "$SIM"
 for i in 1 2 3; do
 	wait_for 60 grep -q "event=update_event id=sim-00000$i stage=refused" "$D/log/moatd.log" ||
@@ -132,7 +132,7 @@ wait "$SIM" || fail "moat sim did not stop cleanly: $(tail -3 "$T/sim.err")"
 # secure boot of a virtual slot: the active image of sim-000002 changed on disk
 img="$(bs sim-000002)/slots/b/image"
 chmod u+w "$img"
-printf 'X' | dd of="$img" bs=1 seek=10 conv=notrunc status=none
+flip_byte "$img" 10
 expect_fail "a simulator whose device has a modified active image" \
 	moat sim --create --devices 3 --prefix sim --type "$TYPE" --firmware "$T/fw-1.0.0" \
 	--envelope "$T/fw-1.0.0.json" --duration 5s

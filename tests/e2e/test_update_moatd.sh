@@ -27,6 +27,21 @@ update_report
 assert_contains "$(printf '%s\n' "$out" | head -n 1)" '"stage":"downloading","version":"1.1.0","offset":0,"size":'
 [ "$(report_field slot)" = b ] && [ "$(report_field version)" = 1.1.0 ] || fail "report: $out"
 [ -z "$errout" ] || fail "--report wrote to stderr: $errout"
+# one TLS connection for the check: the envelope and the image share moatd's conn= number
+conns_of_check() {
+	python3 - "$T/moatd.log" <<'PY'
+import re, sys
+lines = [l for l in open(sys.argv[1]) if "event=request " in l and " id=dev1 " in l]
+env = [l for l in lines if "path=/api/firmware/version" in l]
+img = [l for l in lines if "path=/api/firmware/download/" in l]
+conn = lambda l: re.search(r" conn=(\d+)", l).group(1)
+print(conn(env[-1]), conn(img[-1]) if img else "none", len(set(conn(l) for l in lines)))
+PY
+}
+read -r env_conn img_conn n_conns <<<"$(conns_of_check)"
+[ "$env_conn" = "$img_conn" ] && [ "$env_conn" != 0 ] ||
+	fail "envelope and image not over one connection: $(grep 'event=request ' "$T/moatd.log")"
+[ "$n_conns" = 1 ] || fail "the check opened $n_conns connections: $(grep 'event=request ' "$T/moatd.log")"
 : > "$RUNLOG"
 expect_ok "boot the trial" boot_once
 assert_contains "$(cat "$RUNLOG")" "1.1.0 slot=b trial=1"
@@ -35,7 +50,10 @@ expect_ok "nothing newer now" update
 assert_contains "$out" "up_to_date"
 update_report
 [ $rc -eq 0 ] && [ "$report" = "up_to_date 0" ] || fail "report when up to date: $rc $out"
-pass "moatd release rolled out to dev1: staged, booted on trial, confirmed"
+read -r env_conn2 _ n_conns <<<"$(conns_of_check)"
+[ "$env_conn2" != "$env_conn" ] && [ "$n_conns" = 3 ] ||
+	fail "each check is not its own connection: $(grep 'event=request ' "$T/moatd.log")"
+pass "moatd release rolled out to dev1: staged (envelope and image over one TLS connection), booted on trial, confirmed"
 
 # A release that crashes on trial: reverted by moat-boot; moatd keeps offering it, the
 # device does not stage it again; a release issued later is staged.

@@ -9,6 +9,16 @@
 
 #include "moat/secevent.h"
 
+/* every listed field has a name and a value that is not cut */
+static void count_field(const char *name, const char *value, bool number, void *ctx)
+{
+	(void)number;
+	if (!name[0] || strnlen(value, 200) == 200) {
+		abort();
+	}
+	(*(size_t *)ctx)++;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void printable(const char *s, size_t size)
@@ -46,9 +56,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct moat_diag_summary d;
 	if (moat_diag_summary_parse(data, size, &d, &err) == 0) {
 		if (strnlen(d.agent_version, sizeof(d.agent_version)) == sizeof(d.agent_version) ||
-		    d.interval_s < 0 || d.interval_s > 86400) {
+		    d.interval_s < 0 || d.interval_s > 86400 || d.seq < -1 || d.rss_kb < -1 ||
+		    strnlen(d.kernel, sizeof(d.kernel)) == sizeof(d.kernel) ||
+		    (d.has_load && !(d.load[0] >= 0 && d.load[1] >= 0 && d.load[2] >= 0))) {
 			abort();
 		}
+		size_t fields = 0;
+		moat_diag_summary_foreach(&d, count_field, &fields);
 	}
 	return 0;
 }

@@ -59,7 +59,8 @@ objs() { # objs NAME FILE...: compiles into $out/obj/NAME-*.o; the objects in bu
 	for f in "$@"; do
 		o="$out/obj/$name-$(basename "$f" .c).o"
 		if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ "$src/tests/mcu/mbedtls_config.h" -nt "$o" ] ||
-			[ "$src/bench/mcu/bench_common.h" -nt "$o" ]; then
+			[ "$src/bench/mcu/bench_common.h" -nt "$o" ] ||
+			[ "$src/src/device-core/include/moat_device.h" -nt "$o" ]; then
 			$cc "${common[@]}" "${extra[@]}" -c "$f" -o "$o"
 		fi
 		built+=("$o")

@@ -368,6 +368,35 @@ static void test_messages(void)
 	check(mdev_msg_status_will("mcu-1", buf, sizeof(buf), &len) == 0 &&
 		      strcmp(buf, "{\"device_id\":\"mcu-1\",\"status\":\"offline\"}") == 0,
 	      "last will JSON", buf);
+	struct mdev_diagnostics dg = {.device_id = "mcu-1",
+				      .timestamp_ms = 1700000000000LL,
+				      .uptime_ms = 1234,
+				      .free_heap = 20000,
+				      .ip_address = "10.0.0.7",
+				      .mac_address = "24:6f:28:aa:bb:cc",
+				      .firmware_version = "1.2.0",
+				      .interval_s = 30,
+				      .seq = 7};
+	check(mdev_msg_diagnostics(&dg, buf, sizeof(buf), &len) == 0 &&
+		      strcmp(buf, "{\"device_id\":\"mcu-1\",\"timestamp\":1700000000000,"
+				  "\"uptime_ms\":1234,\"free_heap\":20000,\"ip_address\":"
+				  "\"10.0.0.7\",\"mac_address\":\"24:6f:28:aa:bb:cc\","
+				  "\"agent_version\":\"1.2.0\",\"interval_s\":30,\"seq\":7,"
+				  "\"queued\":0}") == 0,
+	      "diagnostics JSON (the MCU's fields)", buf);
+	check(mdev_msg_diagnostics(&dg, buf, 60, &len) != 0 && len == 0,
+	      "diagnostics: a small buffer is refused, not truncated", NULL);
+	dg.firmware_version = "1.2\n";
+	check(mdev_msg_diagnostics(&dg, buf, sizeof(buf), &len) != 0,
+	      "diagnostics: a control character in text is refused", NULL);
+	dg.firmware_version = "1.2.0";
+	dg.ip_address = "10.0.0.7/24";
+	check(mdev_msg_diagnostics(&dg, buf, sizeof(buf), &len) != 0,
+	      "diagnostics: an address that is not one is refused", NULL);
+	dg.ip_address = NULL;
+	dg.queued = -1;
+	check(mdev_msg_diagnostics(&dg, buf, sizeof(buf), &len) != 0,
+	      "diagnostics: a negative counter is refused", NULL);
 	t.has_signal_strength = t.has_free_heap = t.has_uptime_ms = false;
 	t.reading_count = 1;
 	check(mdev_msg_telemetry(&t, buf, sizeof(buf), &len) == 0 &&

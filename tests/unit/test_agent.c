@@ -676,6 +676,151 @@ static void test_device_commands(void **state)
 #undef RESP
 }
 
+/* moat-agent parses commands with moat-device's mdev_cmd_parse (the MCU's parser): every
+ * rejection answers bad_request with the parser's reason, on the topic's command name,
+ * and never acts; moat's own command parser (what moat-agent used before) refuses each of
+ * them too, except where noted, so no command that moat-agent answered before is refused
+ * now unless it carried an escape in an argument. */
+static void test_device_command_rejections(void **state)
+{
+	static struct fake f;
+	struct moat_device dev;
+	struct moat_agent_conf c;
+	struct moat_err err;
+	struct moat_msg_response r;
+	struct moat_msg_command core;
+	struct mdev_command cmd;
+	char why[MDEV_MSG_MAX];
+	static char big[MDEV_CMD_MAX_BYTES + 64];
+	(void)state;
+	dev_conf(&c, "dev-rejections");
+	c.state_dir[0] = '\0';
+	dev_start(&dev, &c, &f);
+	assert_int_equal(moat_device_on_connect(&dev, 0, &err), 0);
+	int n = snprintf(big, 64, "{\"command\":\"diagnostics\",\"pad\":\"");
+	memset(big + n, 'a', MDEV_CMD_MAX_BYTES);
+	snprintf(big + n + MDEV_CMD_MAX_BYTES, 8, "\"}");
+	static const struct {
+		const char *name, *payload, *reason;
+		bool core_accepted; /* what moat-agent's former parser said */
+	} cases[] = {
+		{"diagnostics", "", "command: empty message", false},
+		{"diagnostics", big, "command: larger than 1024 bytes", false},
+		{"diagnostics", "{\"a\":\"\x01\"}", "command: control character at byte 6", false},
+		{"diagnostics", "{", "command: invalid JSON", false},
+		{"diagnostics", "{\"a\":tru}", "command: invalid JSON", false},
+		{"diagnostics", "null", "command: invalid JSON", false},
+		{"diagnostics", "[1,2,3]", "command: not a JSON object", false},
+		{"diagnostics", "{\"id\":\"x\"} trailing", "command: invalid JSON", false},
+		{"diagnostics", "{\"id\":\"x\"} {}", "command: data after the object", false},
+		{"diagnostics", "{\"a\":1,\"a\":2}", "command: duplicate key", false},
+		{"diagnostics",
+		 "{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1}",
+		 "command: more than 8 arguments", false},
+		{"diagnostics", "{\"command\":5}", "command: 'command' is not a string", false},
+		{"diagnostics", "{\"command\":\"\"}", "command: 'command' is empty", false},
+		{"reboot", "{\"command\":\"diagnostics\"}",
+		 "command: \"diagnostics\" in the payload but \"reboot\" in the topic", false},
+		{"diagnostics", "{\"id\":7}", "command: 'id' is not a string", false},
+		{"diagnostics", "{\"id\":\"x y\"}", "command: 'id' is not [A-Za-z0-9._:-]{1,64}",
+		 false},
+		{"diagnostics", "{\"id\":\"a\\\"b\"}", "command: 'id' has an escape or a character",
+		 false},
+		{"diagnostics", "{\"id\":\"a/b\"}", "command: 'id' is not [A-Za-z0-9._:-]{1,64}",
+		 false},
+		{"diagnostics",
+		 "{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+		 "command: 'id' is longer than 64 bytes", false},
+		{"diagnostics", "{\"Bad\":1}", "command: an argument name is not [a-z0-9_]{1,32}",
+		 false},
+		{"diagnostics", "{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":1}",
+		 "command: an argument name is not [a-z0-9_]{1,32}", false},
+		{"diagnostics", "{\"o\":{\"n\":1}}",
+		 "command: argument \"o\" must be a string, number or boolean", false},
+		{"diagnostics", "{\"o\":[1]}",
+		 "command: argument \"o\" must be a string, number or boolean", false},
+		{"diagnostics", "{\"o\":null}",
+		 "command: argument \"o\" must be a string, number or boolean", false},
+		{"diagnostics", "{\"s\":\"\xff\"}",
+		 "command: argument \"s\": not UTF-8 text <= 128 bytes, no escapes", false},
+		{"diagnostics", "{\"s\":\"\xe2\x80\xae\"}", /* a bidi override */
+		 "command: argument \"s\": not UTF-8 text <= 128 bytes, no escapes", false},
+		{"diagnostics",
+		 "{\"s\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+		 "command: argument \"s\": not UTF-8 text <= 128 bytes, no escapes", false},
+		/* the one difference: an escape is refused, where moat's parser decoded it */
+		{"diagnostics", "{\"s\":\"a\\\"b\"}",
+		 "command: argument \"s\": not UTF-8 text <= 128 bytes, no escapes", true},
+		{"bad-name", "{}", "command: invalid command name in topic", false},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len = strlen(cases[i].payload);
+		assert_int_equal(mdev_cmd_parse(cases[i].name, cases[i].payload, len, &cmd, why),
+				 -1);
+		if (strncmp(why, cases[i].reason, strlen(cases[i].reason)) != 0) {
+			fail_msg("case %zu: \"%s\", expected \"%s\"", i, why, cases[i].reason);
+		}
+		assert_int_equal(moat_msg_command_parse(cases[i].name, cases[i].payload, len, &core,
+							&err) == 0,
+				 cases[i].core_accepted);
+		size_t before = f.n;
+		command(&dev, cases[i].name, cases[i].payload);
+		assert_int_equal(f.n, before + 1);
+		const struct pub *p = last_on(&f, "/command_responses");
+		assert_non_null(p);
+		assert_int_equal(moat_msg_response_parse(p->payload, p->len, &r, &err), 0);
+		assert_string_equal(r.status, "bad_request");
+		assert_string_equal(r.detail, why);
+		assert_string_equal(r.command, strcmp(cases[i].name, "bad-name") == 0
+						       ? "invalid"
+						       : cases[i].name);
+	}
+	assert_false(dev.reboot_requested);
+
+	/* accepted by both parsers, answered as before: UTF-8 text, numbers, booleans, an
+	 * empty string; update_interval's refusals in moat-agent's words */
+	static const struct {
+		const char *name, *payload, *status, *detail;
+	} ok[] = {
+		{"diagnostics",
+		 "{\"id\":\"k1\",\"note\":\"caf\xc3\xa9\",\"n\":-1.5e3,\"b\":false,\"e\":\"\"}",
+		 "completed", NULL},
+		{"update_interval", "{\"id\":\"k2\"}", "refused",
+		 "command: missing argument \"interval\""},
+		{"update_interval", "{\"id\":\"k3\",\"interval\":\"5\"}", "refused",
+		 "command: argument \"interval\" is not an integer"},
+		{"update_interval", "{\"id\":\"k4\",\"interval\":2.5}", "refused",
+		 "command: argument \"interval\" is not an integer"},
+		{"update_interval", "{\"id\":\"k5\",\"interval\":99999999999999999}", "refused",
+		 "command: argument \"interval\" is not an integer"},
+		{"update_interval", "{\"id\":\"k6\",\"interval\":86401}", "refused",
+		 "command: argument \"interval\" = 86401 is not in [1, 86400]"},
+		{"update_interval", "{\"id\":\"k7\",\"interval\":-3}", "refused",
+		 "command: argument \"interval\" = -3 is not in [1, 86400]"},
+		{"update_interval", "{\"id\":\"k8\",\"interval\":7,\"why\":\"ok\"}", "completed",
+		 NULL},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		size_t len = strlen(ok[i].payload);
+		assert_int_equal(moat_msg_command_parse(ok[i].name, ok[i].payload, len, &core,
+							&err),
+				 0);
+		assert_int_equal(mdev_cmd_parse(ok[i].name, ok[i].payload, len, &cmd, why), 0);
+		command(&dev, ok[i].name, ok[i].payload);
+		const struct pub *p = last_on(&f, "/command_responses");
+		assert_non_null(p);
+		assert_int_equal(moat_msg_response_parse(p->payload, p->len, &r, &err), 0);
+		assert_string_equal(r.status, ok[i].status);
+		assert_string_equal(r.id, core.id);
+		if (ok[i].detail != NULL) {
+			assert_string_equal(r.detail, ok[i].detail);
+		}
+	}
+	assert_int_equal(dev.interval_ms, 7000);
+	moat_device_free(&dev);
+}
+
 static void test_check_cert(void **state)
 {
 	struct moat_ca *ca = NULL;
@@ -715,6 +860,7 @@ int main(void)
 		cmocka_unit_test(test_device_delivery),
 		cmocka_unit_test(test_device_refusal_window),
 		cmocka_unit_test(test_device_commands),
+		cmocka_unit_test(test_device_command_rejections),
 		cmocka_unit_test(test_check_cert),
 	};
 	moat_log_init("test_agent", MOAT_LOG_ERROR, false);

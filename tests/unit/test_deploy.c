@@ -905,6 +905,51 @@ static void test_client_host(void **state)
 	}
 }
 
+/* [pki] expiry_warning: the dashboard's window of certificates expiring. */
+static void test_expiry_warning(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *value; /* NULL: the key is absent */
+		int64_t want_s;	   /* 0: refused */
+	} cases[] = {
+		{NULL, MOAT_EXPIRY_WARNING_DEFAULT_S},
+		{"14d", 14 * 86400},
+		{"1s", 1},
+		{"365d", 365 * 86400},
+		{"14", 0},    /* a bare number: the unit is required */
+		{"500ms", 0}, /* under a second */
+		{"366d", 0},
+		{"soon", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char text[512];
+		int n = snprintf(text, sizeof(text),
+				 "[deployment]\nformat = %s\nname = t\n[broker]\nhosts = localhost\n"
+				 "[pki]\n%s%s\n",
+				 MOAT_CONF_FORMAT, cases[i].value ? "expiry_warning = " : "",
+				 cases[i].value ? cases[i].value : "");
+		struct moat_config *cfg = NULL;
+		struct moat_deploy_conf conf;
+		struct moat_err err = {0};
+		assert_int_equal(moat_config_parse("moat.conf", text, (size_t)n, &cfg, &err), 0);
+		int rc = deploy_conf_parse(cfg, &conf, &err);
+		moat_config_free(cfg);
+		if (cases[i].want_s == 0) {
+			if (rc == 0) {
+				fail_msg("accepted: %s", cases[i].value);
+			}
+			assert_non_null(strstr(err.msg, "[pki] expiry_warning"));
+			continue;
+		}
+		if (rc != 0) {
+			fail_msg("refused: %s: %s", cases[i].value ? cases[i].value : "(absent)",
+				 err.msg);
+		}
+		assert_int_equal(conf.expiry_warning, cases[i].want_s);
+	}
+}
+
 static void test_own_with_a_missing_account(void **state)
 {
 	struct fixture *f = *state;
@@ -961,6 +1006,7 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_moatd_user_refusals),
 		cmocka_unit_test(test_client_host),
+		cmocka_unit_test(test_expiry_warning),
 		cmocka_unit_test_setup_teardown(test_own_with_a_missing_account, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -438,7 +438,23 @@ static void test_messages(void **state)
 				     .firmware_version = "1.2.0",
 				     .interval_s = 30,
 				     .seq = 9};
+	/* an MCU's diagnostics: its own fields only; the Linux builder adds the rest */
 	assert_int_equal(mdev_msg_diagnostics(&d, buf, sizeof(buf), &len), 0);
+	assert_string_equal(buf, "{\"device_id\":\"dev-1\",\"timestamp\":5,\"uptime_ms\":4000,"
+				 "\"free_heap\":100,\"agent_version\":\"1.2.0\",\"interval_s\":30,"
+				 "\"seq\":9,\"queued\":0}");
+	assert_int_equal(len, strlen(buf));
+	assert_int_equal(mdev_msg_diagnostics(&d, buf, len, &len), -1);
+	d.mac_address = "tab\there";
+	assert_int_equal(mdev_msg_diagnostics(&d, buf, sizeof(buf), &len), -1);
+	d.mac_address = NULL;
+	d.seq = -1;
+	assert_int_equal(mdev_msg_diagnostics(&d, buf, sizeof(buf), &len), -1);
+	d.seq = 9;
+	d.ip_address = "10.0.0.2/8";
+	assert_int_equal(mdev_msg_diagnostics(&d, buf, sizeof(buf), &len), -1);
+	d.ip_address = NULL;
+	assert_int_equal(mdev_msg_diagnostics_linux(&d, buf, sizeof(buf), &len), 0);
 	assert_non_null(strstr(buf, "\"system_uptime_s\":4,"));
 	struct mdev_response r = {"dev-1", "reboot", "accepted", 5, "", "say \"hi\"", 0};
 	assert_int_equal(mdev_msg_response(&r, buf, sizeof(buf), &len), 0);

@@ -501,6 +501,7 @@ static void test_settings(void **state)
 		"[monitor]\nwebhook_retry_min = 10m\nwebhook_retry_max = 1m\n",
 		"[monitor]\nwebhook_summary = 1\n",
 		"[monitor]\nwebhook_gather = 2m\n",
+		"[monitor]\nwebhook_gather = 2\n", /* a duration needs its unit */
 		"[monitor]\ndedup_window = 2h\n",
 		"[monitor]\ndedup_window = 60\n",
 		"[monitor]\nunknown = 1\n",
@@ -532,13 +533,66 @@ static void test_metrics(void **state)
 			 0);
 	struct moat_buf b;
 	moat_buf_init(&b, 1 << 20);
-	assert_int_equal(moat_metrics_render(reg, NULL, NULL, 1000, &b, &err), 0);
+	assert_int_equal(moat_metrics_render(reg, NULL, NULL, NULL, 1000, &b, &err), 0);
 	char *text = NULL;
 	size_t len = 0;
 	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
 	/* without an ingest, no ingest metrics */
 	assert_null(strstr(text, "moat_ingest_"));
+	assert_null(strstr(text, "moat_rollout"));
 	free(text);
+
+	/* phased rollouts: by state, and each unfinished one's phase, state and devices */
+	struct moat_metrics_rollouts *ro = calloc(1, sizeof(*ro));
+	assert_non_null(ro);
+	ro->by_state[MOAT_ROLLOUT_COMPLETED] = 3;
+	ro->by_state[MOAT_ROLLOUT_HALTED] = 1;
+	ro->active_count = 1;
+	ro->active[0] = (struct moat_metrics_rollout){.id = 7,
+						      .version = "1.2.0",
+						      .state = MOAT_ROLLOUT_HALTED,
+						      .phase = 2,
+						      .phase_count = 4,
+						      .waiting = 5};
+	ro->active[0].by_state[MOAT_RD_CONFIRMED] = 2;
+	ro->active[0].by_state[MOAT_RD_REVERTED] = 1;
+	moat_buf_init(&b, 1 << 20);
+	assert_int_equal(moat_metrics_render(reg, NULL, NULL, ro, 1000, &b, &err), 0);
+	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
+	static const char *const rollout_lines[] = {
+		"# TYPE moat_rollouts gauge\nmoat_rollouts{state=\"running\"} 0\n"
+		"moat_rollouts{state=\"paused\"} 0\nmoat_rollouts{state=\"halted\"} 1\n"
+		"moat_rollouts{state=\"aborted\"} 0\nmoat_rollouts{state=\"completed\"} 3\n",
+		"# TYPE moat_rollout_phase gauge\nmoat_rollout_phase{rollout=\"7\",version=\"1.2.0\"} "
+		"2\n",
+		"# TYPE moat_rollout_phases gauge\nmoat_rollout_phases{rollout=\"7\"} 4\n",
+		"# TYPE moat_rollout_state gauge\nmoat_rollout_state{rollout=\"7\",state=\"halted\"} "
+		"1\n",
+		"# TYPE moat_rollout_devices gauge\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"offered\"} 0\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"downloading\"} 0\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"installed\"} 0\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"confirmed\"} 2\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"reverted\"} 1\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"refused\"} 0\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"silent\"} 0\n"
+		"moat_rollout_devices{rollout=\"7\",status=\"waiting\"} 5\n",
+	};
+	for (size_t i = 0; i < sizeof(rollout_lines) / sizeof(rollout_lines[0]); i++) {
+		if (!strstr(text, rollout_lines[i])) {
+			fail_msg("missing: %s\n%s", rollout_lines[i], text);
+		}
+	}
+	free(text);
+	/* finished ones only count by state */
+	ro->active_count = 0;
+	moat_buf_init(&b, 1 << 20);
+	assert_int_equal(moat_metrics_render(reg, NULL, NULL, ro, 1000, &b, &err), 0);
+	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
+	assert_non_null(strstr(text, "moat_rollouts{state=\"completed\"} 3\n"));
+	assert_null(strstr(text, "moat_rollout_phase"));
+	free(text);
+	free(ro);
 
 	/* with one: its lag in seconds, queue, messages and bytes, each with HELP and TYPE */
 	const struct moat_metrics_ingest in = {.received = 7,
@@ -548,7 +602,7 @@ static void test_metrics(void **state)
 					       .queued = 1,
 					       .lag_ms = 1500};
 	moat_buf_init(&b, 1 << 20);
-	assert_int_equal(moat_metrics_render(reg, NULL, &in, 1000, &b, &err), 0);
+	assert_int_equal(moat_metrics_render(reg, NULL, &in, NULL, 1000, &b, &err), 0);
 	assert_int_equal(moat_buf_take(&b, &text, &len), 0);
 	static const char *const ingest_lines[] = {
 		"# TYPE moat_ingest_lag_seconds gauge\nmoat_ingest_lag_seconds 1.5\n",

@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "moat/messages.h"
 #include "moat/monitor.h"
 #include "moat/net.h"
 #include "testutil.h"
@@ -64,6 +65,26 @@ static void test_payload_size(void **state)
 	assert_true(moat_rule_payload_size(&s, 24, 100.0, 20, NULL, 0));
 	/* too few samples for a usual size */
 	assert_false(moat_rule_payload_size(&s, 100000, 100.0, 19, NULL, 0));
+}
+
+/* acl_burst's default (docs/CONFIGURATION.md): four denials within the window, what one
+ * reconnection of an outdated but legitimate device may produce, are no anomaly; five are */
+static void test_acl_burst_default(void **state)
+{
+	(void)state;
+	struct moat_monitor_settings s = defaults();
+	assert_int_equal(s.acl_burst, 5);
+	assert_int_equal(s.burst_window_ms, 60000);
+	struct moat_window w;
+	memset(&w, 0, sizeof(w));
+	bool fired = false;
+	for (int i = 0; i < 4; i++) {
+		fired |= moat_rule_burst(moat_window_add(&w, 1000 + i, s.burst_window_ms),
+					 s.acl_burst, "denials", NULL, 0);
+	}
+	assert_false(fired);
+	assert_true(moat_rule_burst(moat_window_add(&w, 1004, s.burst_window_ms), s.acl_burst,
+				    "denials", NULL, 0));
 }
 
 static void test_burst_and_window(void **state)
@@ -288,18 +309,6 @@ static void test_plugin_event(void **state)
 	assert_non_null(strstr(json, "\"severity\":\"medium\""));
 	assert_non_null(strstr(json, "\"time\":\"2026-11-25T18:00:00Z\""));
 	assert_int_equal(moat_security_event_json(&ev, json, 20, &err), MOAT_EINVAL);
-	/* an event of the live audit's identities: its run in the evidence; a run id that is
-	 * not one is refused */
-	static const char audit[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":"
-				    "\"audit-0a1b2c3d\",\"audit_run\":\"0a1b2c3d\"}";
-	assert_int_equal(moat_monitor_plugin_event_parse(audit, sizeof(audit) - 1, &ev, NULL, &err),
-			 0);
-	assert_non_null(strstr(ev.evidence, " audit_run=0a1b2c3d"));
-	static const char audit_bad[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"audit_run\":"
-					"\"0a1b2c3d x=1\"}";
-	assert_int_equal(moat_monitor_plugin_event_parse(audit_bad, sizeof(audit_bad) - 1, &ev,
-							 NULL, &err),
-			 MOAT_EINVAL);
 	/* identity null (a TLS failure): "" */
 	static const char tls[] = "{\"time_ms\":1,\"kind\":\"auth_refused\",\"identity\":null}";
 	assert_int_equal(moat_monitor_plugin_event_parse(tls, sizeof(tls) - 1, &ev, NULL, &err), 0);
@@ -340,6 +349,70 @@ static void test_plugin_event(void **state)
 	assert_string_equal(ev.identity, "a?b");
 }
 
+/* The plugin's events about `moat audit --live`'s identities carry the audit's run. */
+static void test_plugin_event_audit_run(void **state)
+{
+	(void)state;
+	struct moat_security_event ev;
+	struct moat_err err = {0};
+	static const char line[] =
+		"{\"time_ms\":1795629600123,\"kind\":\"acl_denied\",\"run_id\":\"0f1e2d3c\","
+		"\"identity\":\"audit-0a1b2c3d-r\",\"reason\":\"publish\",\"detail\":\"x\","
+		"\"count\":1,\"suppressed\":0,\"audit_run\":\"0a1b2c3d\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(line, sizeof(line) - 1, &ev, NULL, &err),
+			 0);
+	assert_string_equal(ev.run_id, "0f1e2d3c");
+	assert_string_equal(ev.identity, "audit-0a1b2c3d-r");
+	assert_string_equal(ev.evidence, "audit_run=0a1b2c3d reason=\"publish\" client_id=\"\" "
+					 "detail=\"x\" suppressed=0");
+	static const char plain[] = "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":"
+				    "\"audit-0a1b2c3d\",\"audit_run\":\"0a1b2c3d\"}";
+	assert_int_equal(moat_monitor_plugin_event_parse(plain, sizeof(plain) - 1, &ev, NULL, &err),
+			 0);
+	assert_non_null(strstr(ev.evidence, "audit_run=0a1b2c3d "));
+	/* a long detail does not cut the run off */
+	char longer[1024];
+	int n = snprintf(longer, sizeof(longer),
+			 "{\"time_ms\":1,\"kind\":\"acl_denied\",\"identity\":\"audit-0a1b2c3d\","
+			 "\"audit_run\":\"0a1b2c3d\",\"detail\":\"%0*d\"}",
+			 600, 0);
+	assert_int_equal(moat_monitor_plugin_event_parse(longer, (size_t)n, &ev, NULL, &err), 0);
+	assert_int_equal(strncmp(ev.evidence, "audit_run=0a1b2c3d ", 19), 0);
+	static const struct {
+		const char *json, *msg;
+	} bad[] = {
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\",\"audit_run\":7}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0A1B2C3D\"}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0a1b2c3\"}",
+		 "8 lower-case hex"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3d\","
+		 "\"audit_run\":\"0a1b2c3de\"}",
+		 "8 lower-case hex"},
+		/* another identity's events cannot pass for the audit's */
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"sensor-1\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-ffffffff\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"identity\":\"audit-0a1b2c3dx\","
+		 "\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+		{"{\"time_ms\":1,\"kind\":\"x\",\"audit_run\":\"0a1b2c3d\"}",
+		 "not the run its identity names"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(moat_monitor_plugin_event_parse(bad[i].json, strlen(bad[i].json),
+								 &ev, NULL, &err),
+				 MOAT_EINVAL);
+		assert_non_null(strstr(err.msg, bad[i].msg));
+	}
+}
+
 static void test_severity_names(void **state)
 {
 	(void)state;
@@ -356,6 +429,14 @@ static void test_severity_names(void **state)
 	assert_string_equal(moat_severity_name((enum moat_severity)99), "unknown");
 }
 
+/* "name=value " for each field, "#" after a number. */
+static void list_field(const char *name, const char *value, bool number, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 1024 - n, "%s=%s%s ", name, value, number ? "#" : "");
+}
+
 static void test_diag_summary(void **state)
 {
 	(void)state;
@@ -368,6 +449,49 @@ static void test_diag_summary(void **state)
 	assert_true(d.has_cert_days);
 	assert_int_equal(d.cert_days_left, -2);
 	assert_int_equal(d.interval_s, 30);
+	assert_true(d.has_load && d.load[0] == 1);
+	assert_int_equal(d.seq, -1);
+	/* everything moat_msg_diagnostics_build writes, read back and listed */
+	struct moat_msg_diagnostics full = {.device_id = "dev-1",
+					    .timestamp_ms = 1796263597496,
+					    .uptime_ms = 5000,
+					    .system_uptime_s = 77,
+					    .rss_kb = 1234,
+					    .free_heap = 99,
+					    .load = {0.5, 1, 2.25},
+					    .ip_address = "192.0.2.7",
+					    .mac_address = "02:00:00:00:00:01",
+					    .kernel = "Linux 6.1.0",
+					    .agent_version = "1.4.0",
+					    .cert_not_after = "2027-12-03T00:00:00Z",
+					    .cert_days_left = 365,
+					    .interval_s = 30,
+					    .seq = 8,
+					    .queued = 2};
+	char buf[MOAT_MSG_DIAGNOSTICS_MAX_BYTES];
+	size_t len = 0;
+	assert_int_equal(moat_msg_diagnostics_build(&full, buf, sizeof(buf), &len, &err), 0);
+	assert_int_equal(moat_diag_summary_parse(buf, len, &d, &err), 0);
+	assert_int_equal(d.timestamp_ms, 1796263597496);
+	assert_int_equal(d.uptime_ms, 5000);
+	assert_int_equal(d.system_uptime_s, 77);
+	assert_int_equal(d.rss_kb, 1234);
+	assert_int_equal(d.free_heap, 99);
+	assert_true(d.has_load && d.load[2] == 2.25);
+	assert_string_equal(d.ip_address, "192.0.2.7");
+	assert_string_equal(d.mac_address, "02:00:00:00:00:01");
+	assert_string_equal(d.kernel, "Linux 6.1.0");
+	assert_string_equal(d.cert_not_after, "2027-12-03T00:00:00Z");
+	assert_int_equal(d.seq, 8);
+	assert_int_equal(d.queued, 2);
+	char listed[1024] = "";
+	moat_diag_summary_foreach(&d, list_field, listed);
+	assert_string_equal(listed,
+			    "agent_version=1.4.0 uptime_ms=5000# system_uptime_s=77# rss_kb=1234# "
+			    "free_heap=99# load_1m=0.50# load_5m=1.00# load_15m=2.25# "
+			    "ip_address=192.0.2.7 mac_address=02:00:00:00:00:01 kernel=Linux 6.1.0 "
+			    "cert_not_after=2027-12-03T00:00:00Z cert_days_left=365# interval_s=30# "
+			    "seq=8# queued=2# ");
 	static const char none[] = "{\"event\":\"diagnostics\"}";
 	assert_int_equal(moat_diag_summary_parse(none, sizeof(none) - 1, &d, &err), 0);
 	assert_false(d.has_cert_days);
@@ -383,6 +507,20 @@ static void test_diag_summary(void **state)
 		"{\"agent_version\":\"\"}",
 		"{\"agent_version\":\"0123456789012345678901234567890123\"}",
 		"{\"agent_version\":\"a\\u202eb\"}", /* a bidi override */
+		"{\"seq\":-1}",
+		"{\"rss_kb\":1.5}",
+		"{\"uptime_ms\":\"5\"}",
+		"{\"timestamp\":18014398509481984}",
+		"{\"load\":[1,2]}",
+		"{\"load\":[1,2,-3]}",
+		"{\"load\":[1,2,\"3\"]}",
+		"{\"load\":1}",
+		"{\"ip_address\":\"not an address\"}",
+		"{\"ip_address\":7}",
+		"{\"mac_address\":\"012345678901234567890123\"}",
+		"{\"kernel\":\"a\\u0007b\"}", /* a control character */
+		"{\"cert_not_after\":\"\"}",
+		"{\"kernel\":{\"x\":1}}",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(moat_diag_summary_parse(bad[i], strlen(bad[i]), &d, &err),
@@ -587,6 +725,7 @@ int main(void)
 		cmocka_unit_test(test_silence),
 		cmocka_unit_test(test_payload_size),
 		cmocka_unit_test(test_burst_and_window),
+		cmocka_unit_test(test_acl_burst_default),
 		cmocka_unit_test(test_release),
 		cmocka_unit_test(test_event_jump),
 		cmocka_unit_test(test_clone),
@@ -594,6 +733,7 @@ int main(void)
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_hook),
 		cmocka_unit_test(test_plugin_event),
+		cmocka_unit_test(test_plugin_event_audit_run),
 		cmocka_unit_test(test_severity_names),
 		cmocka_unit_test(test_diag_summary),
 		cmocka_unit_test(test_broker_log_lines),

@@ -117,6 +117,28 @@ static int policy_from(const char *text, struct moat_net_policy *p, struct moat_
 	return rc;
 }
 
+/* The zone of an address as text: what the dashboard's zone map and the zone rule judge. */
+static void test_zone_of_text(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_err err = {0};
+	assert_non_null(p);
+	assert_int_equal(policy_from("[network]\niot = 10.77.10.0/24, fd00:77:10::/64\n", p, &err),
+			 0);
+	assert_int_equal(moat_net_zone_of_text(p, "10.77.10.5"), 0);
+	assert_int_equal(moat_net_zone_of_text(p, "::ffff:10.77.10.5"), 0); /* v4-mapped */
+	assert_int_equal(moat_net_zone_of_text(p, "fd00:77:10::1"), 0);
+	assert_int_equal(moat_net_zone_of_text(p, "10.77.1.10"), 1);   /* management */
+	assert_int_equal(moat_net_zone_of_text(p, "10.77.20.9"), 2);   /* guest */
+	assert_int_equal(moat_net_zone_of_text(p, "192.0.2.1"), -1);   /* in no zone */
+	assert_int_equal(moat_net_zone_of_text(p, "2001:db8::1"), -1); /* in no zone */
+	assert_int_equal(moat_net_zone_of_text(p, ""), MOAT_NET_NOT_AN_ADDRESS);
+	assert_int_equal(moat_net_zone_of_text(p, "10.77.10.5:1883"), MOAT_NET_NOT_AN_ADDRESS);
+	assert_int_equal(moat_net_zone_of_text(p, "dev-a"), MOAT_NET_NOT_AN_ADDRESS);
+	free(p);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -1181,6 +1203,7 @@ int main(void)
 		cmocka_unit_test(test_parse_subnet),
 		cmocka_unit_test(test_subnet_relations),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_zone_of_text),
 		cmocka_unit_test(test_rejections),
 		cmocka_unit_test(test_vlans),
 		cmocka_unit_test(test_day_one_ota),

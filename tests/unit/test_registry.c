@@ -974,6 +974,10 @@ static void test_identity_delete(void **state)
 	char *devices[] = {"dev-1", "dev-2"};
 	assert_int_equal(moat_registry_release_insert(reg, &r, devices, 2, &err), 0);
 
+	static const char diag[] = "{\"device_id\":\"dev-1\",\"seq\":1}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "dev-1", 90, diag, sizeof(diag) - 1,
+						       &err),
+			 0);
 	struct moat_deletion del;
 	assert_int_equal(moat_registry_deletion_last(reg, "dev-1", &del, &err), MOAT_ENOENT);
 	assert_int_equal(moat_registry_identity_delete(reg, "nobody", 300, &err), MOAT_ENOENT);
@@ -990,6 +994,12 @@ static void test_identity_delete(void **state)
 	assert_int_equal(moat_registry_identity_exists(reg, "dev-1", &exists, &err), 0);
 	assert_false(exists);
 	assert_int_equal(moat_registry_identity_delete(reg, "dev-1", 302, &err), MOAT_ENOENT);
+	char buf[64];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "dev-1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT); /* its last diagnostics went with it */
 	/* the CRL's walk still lists both; the full walk shows registered identities only */
 	struct collected c = {0};
 	assert_int_equal(moat_registry_cert_foreach(reg, true, collect_cert, &c, &err), 0);
@@ -1165,12 +1175,22 @@ static struct moat_security_event sec_event(const char *kind, const char *ident,
 	return ev;
 }
 
-/* "<device>:<signalled>" of each device of a rollout, comma-separated */
+/* "<device>:<signal>" ("-": none) of each device of a rollout, comma-separated */
 static int collect_signalled(const struct moat_rollout_device *d, void *ctx)
 {
 	char *out = ctx;
 	size_t n = strlen(out);
-	snprintf(out + n, 128 - n, "%s%s:%d", n ? "," : "", d->device, d->signalled ? 1 : 0);
+	assert_true(d->signalled == (d->signal != NULL));
+	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->signal ? d->signal : "-");
+	return 0;
+}
+
+/* "<device>:<stage>" ("-": none) of each device of a rollout, comma-separated */
+static int collect_stages(const struct moat_rollout_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->stage ? d->stage : "-");
 	return 0;
 }
 
@@ -1235,7 +1255,43 @@ static void test_rollouts_jobs(void **state)
 	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
 						       signalled, &err),
 			 0);
-	assert_string_equal(signalled, "d1:1,d2:0");
+	assert_string_equal(signalled, "d1:acl_denied,d2:-");
+	/* an anomaly of d2 in its phase is a signal too, named by its rule; the newest signal
+	 * is the one named */
+	struct moat_security_event jump = sec_event("anomaly", "d2", 250000, MOAT_SEV_HIGH);
+	snprintf(jump.rule, sizeof(jump.rule), "event_jump");
+	assert_int_equal(moat_registry_security_event_add(reg, &jump, NULL, NULL, &err), 0);
+	struct moat_security_event rate = sec_event("rate_limited", "d1", 260000, MOAT_SEV_LOW);
+	assert_int_equal(moat_registry_security_event_add(reg, &rate, NULL, NULL, &err), 0);
+	signalled[0] = '\0';
+	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
+						       signalled, &err),
+			 0);
+	assert_string_equal(signalled, "d1:rate_limited,d2:anomaly event_jump");
+	/* d1 reverted 1.1.0 and checked again at its next start (the updater does not stage a
+	 * reverted release again): it stays reverted; d2 only checked */
+	struct moat_update_event ue = {.device = "d1",
+				       .stage = MOAT_UPD_REVERTED,
+				       .version = "1.1.0",
+				       .running = "1.0.0",
+				       .reason = "trial did not confirm",
+				       .at = 210};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d1",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 211};
+	record(reg, &ue);
+	ue = (struct moat_update_event){.device = "d2",
+					.stage = MOAT_UPD_CHECKED,
+					.version = "1.1.0",
+					.at = 212};
+	record(reg, &ue);
+	char stages[128] = "";
+	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_stages, stages,
+						       &err),
+			 0);
+	assert_string_equal(stages, "d1:reverted,d2:checked");
 
 	struct moat_job_row j = {.command = "reboot",
 				 .target = "devices d1,d2",
@@ -1301,6 +1357,50 @@ static void test_device_state(void **state)
 	assert_int_equal(got.cert_days_left, -3);
 	assert_string_equal(moat_conn_state_name(got.state), "online");
 	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
+}
+
+/* The last diagnostics report of a device: none, one, the next replacing it; too small a
+ * buffer and too large a report refused. */
+static void test_diagnostics(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	char buf[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+	static const char first[] = "{\"device_id\":\"d1\",\"seq\":1}";
+	static const char second[] = "{\"device_id\":\"d1\",\"seq\":2,\"kernel\":\"6.1\"}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 1000, first, sizeof(first) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 1000);
+	assert_string_equal(buf, first);
+	assert_int_equal(len, sizeof(first) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 2000, second, sizeof(second) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 2000);
+	assert_string_equal(buf, second);
+	char small[8];
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, small, sizeof(small), &len,
+						       &err),
+			 MOAT_EINVAL);
+	static char big[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d2", 1, big, sizeof(big) - 1, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d2", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
 }
 
 /* "<kind>:<identity>" of each event, comma-separated; seq must grow. */
@@ -1528,6 +1628,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tags_groups, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_rollouts_jobs, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_device_state, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_diagnostics, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),

@@ -306,10 +306,21 @@ struct mdev_status {
 	const char *agent_version; /* NULL or "": left out; else [A-Za-z0-9._+~-]{1,31} */
 };
 int mdev_msg_status(const struct mdev_status *s, char *buf, size_t size, size_t *out_len);
-/* Shorthands: online with a timestamp; the last will {"device_id","status":"offline"}. */
-int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms, const char *ip_address,
-			   const char *agent_version, char *buf, size_t size, size_t *out_len);
-int mdev_msg_status_will(const char *device_id, char *buf, size_t size, size_t *out_len);
+/* Shorthands: online with a timestamp; the last will {"device_id","status":"offline"}.
+ * Inline: a firmware pays for them only where it calls them. */
+static inline int mdev_msg_status_online(const char *device_id, int64_t timestamp_ms,
+					 const char *ip_address, const char *agent_version,
+					 char *buf, size_t size, size_t *out_len)
+{
+	struct mdev_status s = {device_id, true, true, timestamp_ms, ip_address, agent_version};
+	return mdev_msg_status(&s, buf, size, out_len);
+}
+static inline int mdev_msg_status_will(const char *device_id, char *buf, size_t size,
+				       size_t *out_len)
+{
+	struct mdev_status s = {device_id, false, false, 0, NULL, NULL};
+	return mdev_msg_status(&s, buf, size, out_len);
+}
 
 struct mdev_response {
 	const char *device_id;
@@ -322,8 +333,12 @@ struct mdev_response {
 };
 int mdev_msg_response(const struct mdev_response *r, char *buf, size_t size, size_t *out_len);
 
-/* Diagnostics in moat's schema. An MCU leaves what it does not know at 0 or NULL (rss_kb,
- * load and system_uptime_s are still written, as 0; NULL or "" text is left out). */
+/* Diagnostics in moat's schema. mdev_msg_diagnostics writes what an MCU has: device_id,
+ * timestamp, uptime_ms, free_heap, ip_address, mac_address, agent_version (from
+ * firmware_version), interval_s, seq, queued (NULL or "" text left out; the other fields
+ * are ignored). Host builds only (msg_linux.c, not compiled for MCU targets):
+ * mdev_msg_diagnostics_linux adds system_uptime_s, rss_kb, load, kernel and the
+ * certificate's expiry, in moat-agent's order. */
 struct mdev_diagnostics {
 	const char *device_id;
 	int64_t timestamp_ms;
@@ -343,6 +358,8 @@ struct mdev_diagnostics {
 	int64_t queued;
 };
 int mdev_msg_diagnostics(const struct mdev_diagnostics *d, char *buf, size_t size, size_t *out_len);
+int mdev_msg_diagnostics_linux(const struct mdev_diagnostics *d, char *buf, size_t size,
+			       size_t *out_len);
 
 /* An update event on devices/{id}/diagnostics, what moatd records and rollouts count:
  * {"event":"update","stage":S,"version":V,"running":R,"reason":W,"timestamp":T}. */
@@ -357,7 +374,8 @@ enum mdev_update_stage {
 };
 #define MDEV_UPD_STAGE_COUNT 7
 #define MDEV_UPD_REASON_MAX_LEN 200
-/* "checked", "downloading", ...; "unknown" out of range. */
+/* "checked", "downloading", ...; "unknown" out of range. Host builds only (msg_linux.c):
+ * what moat's own parsers of update events compare against. */
 const char *mdev_update_stage_name(enum mdev_update_stage st);
 
 struct mdev_update_event {
@@ -390,6 +408,7 @@ struct mdev_command {
 	enum mdev_cmd_kind kind;
 	char name[MDEV_CMD_NAME_MAX_LEN + 1];
 	char id[MDEV_CMD_ID_MAX_LEN + 1]; /* correlation id; "" when none was given */
+	bool interval_given;		  /* "interval" present, whatever its type */
 	bool has_interval;		  /* "interval" given as an integer */
 	int64_t interval;
 };
@@ -402,8 +421,9 @@ int mdev_topic_command_name(const char *self, const char *topic,
 /* Parses a command payload (moat_msg_command_parse's rules, stricter where noted):
  * "command" optional but equal to name when given, "id" optional ([A-Za-z0-9._:-]{1,64}),
  * at most 8 other arguments named [a-z0-9_]{1,32} (as moat's builder writes them) of
- * string (printable ASCII, no escapes), number or boolean type, no duplicate keys. 0, or -1 with
- * the reason in msg. */
+ * string (printable UTF-8, mdev_text_ok, of at most 128 bytes; an escape is refused, not
+ * decoded), number or boolean type, no duplicate keys. 0, or -1 with the reason in msg.
+ * moat-agent parses its commands with it too (src/device/device.c). */
 int mdev_cmd_parse(const char *name, const void *payload, size_t len, struct mdev_command *out,
 		   char *msg);
 

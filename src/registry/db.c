@@ -1,0 +1,673 @@
+/* db.c: the statement layer of db.h. SQLite: each call is the sqlite3_* call the registry's
+ * files made before. PostgreSQL (MOAT_HAVE_LIBPQ): a statement is its translated text and
+ * its parameters until the first step runs it with PQexecParams; rows are read from the
+ * result in text form. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+
+#ifdef MOAT_HAVE_LIBPQ
+#include <libpq-fe.h>
+#define OID_BYTEA 17
+#define OID_INT8 20
+#define OID_TEXT 25
+#endif
+
+struct rdb_stmt {
+	struct rdb *c;
+	sqlite3_stmt *lite;
+	/* PostgreSQL */
+	char *sql;
+	int nparams;
+	char **values;
+	int *lengths;
+	int *formats;
+	unsigned int *types;
+	struct pg_result *res;
+	int row, rows;
+	int64_t changes;
+	unsigned char *blob; /* the last column_blob's bytes, freed at the next step */
+};
+
+/* ---- SQLite ---- */
+
+static int lite_code(sqlite3 *db, int rc)
+{
+	switch (rc) {
+	case SQLITE_ROW:
+		return RDB_ROW;
+	case SQLITE_DONE:
+	case SQLITE_OK:
+		return RDB_DONE;
+	case SQLITE_FULL:
+		return RDB_E_FULL;
+	case SQLITE_CONSTRAINT:
+		switch (sqlite3_extended_errcode(db)) {
+		case SQLITE_CONSTRAINT_PRIMARYKEY:
+			return RDB_E_PRIMARYKEY;
+		case SQLITE_CONSTRAINT_UNIQUE:
+			return RDB_E_UNIQUE;
+		default:
+			return RDB_E_CONSTRAINT;
+		}
+	default:
+		return RDB_E_ERROR;
+	}
+}
+
+void rdb_attach_sqlite(struct rdb *c, sqlite3 *db)
+{
+	memset(c, 0, sizeof(*c));
+	c->backend = RDB_SQLITE;
+	c->lite = db;
+}
+
+/* ---- URLs ---- */
+
+int rdb_url_check(const char *url, const char **why)
+{
+	const char *p;
+	*why = NULL;
+	if (strncmp(url, "postgresql://", 13) == 0) {
+		p = url + 13;
+	} else if (strncmp(url, "postgres://", 11) == 0) {
+		p = url + 11;
+	} else {
+		*why = "must start with postgresql://";
+		return -1;
+	}
+	if (strlen(url) > 1024) {
+		*why = "longer than 1024 characters";
+		return -1;
+	}
+	for (const char *s = url; *s; s++) {
+		if ((unsigned char)*s <= ' ' || *s == 0x7f) {
+			*why = "holds a space or a control character";
+			return -1;
+		}
+	}
+	const char *slash = strchr(p, '/');
+	if (!slash) {
+		*why = "names no database (postgresql://host[:port]/dbname)";
+		return -1;
+	}
+	const char *at = memchr(p, '@', (size_t)(slash - p));
+	const char *host = at ? at + 1 : p;
+	if (at && at == p) {
+		*why = "has an empty user name";
+		return -1;
+	}
+	const char *host_end = slash;
+	const char *colon = NULL;
+	if (*host == '[') { /* [IPv6] */
+		const char *rb = memchr(host, ']', (size_t)(slash - host));
+		if (!rb || rb == host + 1) {
+			*why = "has a malformed [IPv6] host";
+			return -1;
+		}
+		if (rb + 1 < slash) {
+			if (rb[1] != ':') {
+				*why = "has text after the [IPv6] host";
+				return -1;
+			}
+			colon = rb + 1;
+		}
+	} else {
+		colon = memchr(host, ':', (size_t)(slash - host));
+		if (colon) {
+			host_end = colon;
+		}
+	}
+	if (host_end == host) {
+		*why = "names no host";
+		return -1;
+	}
+	if (colon) {
+		long port = 0;
+		const char *d = colon + 1;
+		if (d == slash) {
+			*why = "has an empty port";
+			return -1;
+		}
+		for (; d < slash; d++) {
+			if (!isdigit((unsigned char)*d) || port > 65535) {
+				*why = "has a port that is not 1-65535";
+				return -1;
+			}
+			port = port * 10 + (*d - '0');
+		}
+		if (port < 1 || port > 65535) {
+			*why = "has a port that is not 1-65535";
+			return -1;
+		}
+	}
+	const char *db = slash + 1;
+	if (*db == '\0' || *db == '?') {
+		*why = "names no database (postgresql://host[:port]/dbname)";
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- PostgreSQL ---- */
+
+#ifdef MOAT_HAVE_LIBPQ
+#define PG(c) ((PGconn *)(c)->pg)
+
+bool rdb_pg_available(void)
+{
+	return true;
+}
+
+static void pg_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg; /* NOTICEs ("relation exists, skipping"...) are not errors: not printed */
+}
+
+static void pg_msg(struct rdb *c, const char *msg)
+{
+	snprintf(c->errmsg, sizeof(c->errmsg), "%s", msg ? msg : "unknown error");
+	size_t n = strlen(c->errmsg);
+	while (n > 0 && (c->errmsg[n - 1] == '\n' || c->errmsg[n - 1] == ' ')) {
+		c->errmsg[--n] = '\0'; /* libpq's messages end with a newline */
+	}
+}
+
+int rdb_connect_pg(struct rdb *c, const char *url)
+{
+	memset(c, 0, sizeof(*c));
+	c->backend = RDB_POSTGRES;
+	const char *why = NULL;
+	if (rdb_url_check(url, &why) != 0) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "registry URL %s", why);
+		return -1;
+	}
+	PGconn *conn = PQconnectdb(url);
+	if (!conn) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "out of memory");
+		return -1;
+	}
+	if (PQstatus(conn) != CONNECTION_OK) {
+		pg_msg(c, PQerrorMessage(conn));
+		PQfinish(conn);
+		return -1;
+	}
+	PQsetNoticeProcessor(conn, pg_notice, NULL);
+	c->pg = (struct pg_conn *)conn;
+	return 0;
+}
+
+/* The RDB_E* code of a failed result: SQLSTATE class 23 is a constraint, 53100 a full
+ * disk; a primary key is told from another unique constraint by its name. */
+static int pg_code(struct rdb *c, PGresult *res)
+{
+	const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	pg_msg(c, res ? PQresultErrorMessage(res) : PQerrorMessage(PG(c)));
+	int code = RDB_E_ERROR;
+	if (state && strcmp(state, "23505") == 0) {
+		const char *name = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+		size_t n = name ? strlen(name) : 0;
+		code = (n > 5 && strcmp(name + n - 5, "_pkey") == 0) ? RDB_E_PRIMARYKEY
+								     : RDB_E_UNIQUE;
+	} else if (state && strncmp(state, "23", 2) == 0) {
+		code = RDB_E_CONSTRAINT;
+	} else if (state && strcmp(state, "53100") == 0) {
+		code = RDB_E_FULL;
+	}
+	c->errcode = code;
+	return code;
+}
+
+static int pg_exec(struct rdb *c, const char *sql)
+{
+	PGresult *res = PQexec(PG(c), sql);
+	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	int rc = (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) ? RDB_DONE : pg_code(c, res);
+	PQclear(res);
+	return rc;
+}
+
+static void pg_clear(struct rdb_stmt *st)
+{
+	PQclear((PGresult *)st->res);
+	st->res = NULL;
+	st->row = st->rows = 0;
+	PQfreemem(st->blob);
+	st->blob = NULL;
+}
+
+static int pg_step(struct rdb_stmt *st)
+{
+	struct rdb *c = st->c;
+	PQfreemem(st->blob);
+	st->blob = NULL;
+	if (st->res) {
+		return ++st->row < st->rows ? RDB_ROW : RDB_DONE;
+	}
+	PGresult *res = PQexecParams(PG(c), st->sql, st->nparams, st->types,
+				     (const char *const *)st->values, st->lengths, st->formats, 0);
+	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK) {
+		int rc = pg_code(c, res);
+		PQclear(res);
+		return rc;
+	}
+	st->res = (struct pg_result *)res;
+	st->rows = PQntuples(res);
+	st->row = 0;
+	const char *n = PQcmdTuples(res);
+	st->changes = (n && *n) ? strtoll(n, NULL, 10) : 0;
+	return st->rows > 0 ? RDB_ROW : RDB_DONE;
+}
+
+static const char *pg_value(struct rdb_stmt *st, int col)
+{
+	PGresult *res = (PGresult *)st->res;
+	if (!res || st->row >= st->rows || col < 0 || col >= PQnfields(res) ||
+	    PQgetisnull(res, st->row, col)) {
+		return NULL;
+	}
+	return PQgetvalue(res, st->row, col);
+}
+
+#else
+bool rdb_pg_available(void)
+{
+	return false;
+}
+
+int rdb_connect_pg(struct rdb *c, const char *url)
+{
+	(void)url;
+	memset(c, 0, sizeof(*c));
+	snprintf(c->errmsg, sizeof(c->errmsg),
+		 "this moat was built without PostgreSQL support (libpq): use a SQLite "
+		 "registry, or rebuild with libpq-dev installed");
+	return -1;
+}
+#endif
+
+void rdb_disconnect(struct rdb *c)
+{
+#ifdef MOAT_HAVE_LIBPQ
+	if (c->backend == RDB_POSTGRES && c->pg) {
+		PQfinish(PG(c));
+	}
+#endif
+	c->pg = NULL;
+}
+
+/* ---- statements ---- */
+
+static int pg_stmt_init(struct rdb_stmt *st, const char *pg_sql, bool translate)
+{
+	size_t size = strlen(pg_sql) * 4 + 64; /* a bare ? becomes up to $999 */
+	if (!(st->sql = malloc(size))) {
+		return -1;
+	}
+	int n = 0;
+	if (translate) {
+		if (rdb_translate(pg_sql, st->sql, size, &n) != 0) {
+			return -1;
+		}
+	} else {
+		snprintf(st->sql, size, "%s", pg_sql);
+		/* the highest $N of a text written for PostgreSQL */
+		for (const char *p = st->sql; (p = strchr(p, '$')) != NULL; p++) {
+			int v = (int)strtol(p + 1, NULL, 10);
+			n = v > n ? v : n;
+		}
+	}
+	st->nparams = n;
+	if (n > 0) {
+		st->values = calloc((size_t)n, sizeof(*st->values));
+		st->lengths = calloc((size_t)n, sizeof(*st->lengths));
+		st->formats = calloc((size_t)n, sizeof(*st->formats));
+		st->types = calloc((size_t)n, sizeof(*st->types));
+		if (!st->values || !st->lengths || !st->formats || !st->types) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int rdb_prepare2(struct rdb *c, const char *sqlite_sql, const char *pg_sql, struct rdb_stmt **out)
+{
+	*out = NULL;
+	struct rdb_stmt *st = calloc(1, sizeof(*st));
+	if (!st) {
+		return RDB_E_ERROR;
+	}
+	st->c = c;
+	if (c->backend == RDB_SQLITE) {
+		if (sqlite3_prepare_v2(c->lite, sqlite_sql, -1, &st->lite, NULL) != SQLITE_OK) {
+			free(st);
+			return RDB_E_ERROR;
+		}
+		*out = st;
+		return 0;
+	}
+	if (c->backend != RDB_POSTGRES ||
+	    pg_stmt_init(st, pg_sql ? pg_sql : sqlite_sql, pg_sql == NULL) != 0) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "cannot prepare: %.200s", sqlite_sql);
+		c->errcode = RDB_E_ERROR;
+		rdb_finalize(st);
+		return RDB_E_ERROR;
+	}
+	*out = st;
+	return 0;
+}
+
+int rdb_prepare(struct rdb *c, const char *sql, struct rdb_stmt **out)
+{
+	return rdb_prepare2(c, sql, NULL, out);
+}
+
+static void pg_set(struct rdb_stmt *st, int idx, char *value, int len, int format,
+		   unsigned int type)
+{
+	if (idx < 1 || idx > st->nparams) {
+		free(value);
+		return; /* as sqlite3_bind_*: an index out of range binds nothing */
+	}
+	free(st->values[idx - 1]);
+	st->values[idx - 1] = value;
+	st->lengths[idx - 1] = len;
+	st->formats[idx - 1] = format;
+	st->types[idx - 1] = type;
+}
+
+void rdb_bind_text(struct rdb_stmt *st, int idx, const char *v)
+{
+	if (st->lite) {
+		sqlite3_bind_text(st->lite, idx, v, -1, SQLITE_STATIC);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	char *copy = v ? strdup(v) : NULL;
+	pg_set(st, idx, copy, 0, 0, v ? OID_TEXT : 0);
+#endif
+}
+
+void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
+{
+	if (st->lite) {
+		sqlite3_bind_int64(st->lite, idx, v);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	char num[24];
+	snprintf(num, sizeof(num), "%lld", (long long)v);
+	pg_set(st, idx, strdup(num), 0, 0, OID_INT8);
+#endif
+}
+
+void rdb_bind_blob(struct rdb_stmt *st, int idx, const void *v, size_t n)
+{
+	if (st->lite) {
+		sqlite3_bind_blob64(st->lite, idx, v, n, SQLITE_STATIC);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	char *copy = malloc(n ? n : 1);
+	if (copy && n) {
+		memcpy(copy, v, n);
+	}
+	pg_set(st, idx, copy, (int)n, 1, OID_BYTEA);
+#endif
+}
+
+void rdb_bind_null(struct rdb_stmt *st, int idx)
+{
+	if (st->lite) {
+		sqlite3_bind_null(st->lite, idx);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	pg_set(st, idx, NULL, 0, 0, 0);
+#endif
+}
+
+int rdb_param_count(struct rdb_stmt *st)
+{
+	return st->lite ? sqlite3_bind_parameter_count(st->lite) : st->nparams;
+}
+
+int rdb_step(struct rdb_stmt *st)
+{
+	if (st->lite) {
+		return lite_code(st->c->lite, sqlite3_step(st->lite));
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	return pg_step(st);
+#else
+	return RDB_E_ERROR;
+#endif
+}
+
+void rdb_reset(struct rdb_stmt *st)
+{
+	if (st->lite) {
+		sqlite3_reset(st->lite);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	pg_clear(st); /* the bound values stay, as SQLite's do */
+#endif
+}
+
+void rdb_finalize(struct rdb_stmt *st)
+{
+	if (!st) {
+		return;
+	}
+	if (st->lite) {
+		sqlite3_finalize(st->lite);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	pg_clear(st);
+#endif
+	for (int i = 0; st->values && i < st->nparams; i++) {
+		free(st->values[i]);
+	}
+	free(st->values);
+	free(st->lengths);
+	free(st->formats);
+	free(st->types);
+	free(st->sql);
+	free(st);
+}
+
+int64_t rdb_changes(struct rdb_stmt *st)
+{
+	return st->lite ? sqlite3_changes(st->c->lite) : st->changes;
+}
+
+bool rdb_column_is_null(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return sqlite3_column_type(st->lite, col) == SQLITE_NULL;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	return pg_value(st, col) == NULL;
+#else
+	return true;
+#endif
+}
+
+int64_t rdb_column_int64(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return sqlite3_column_int64(st->lite, col);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	const char *v = pg_value(st, col);
+	if (!v) {
+		return 0;
+	}
+	if (v[0] == 't' && v[1] == '\0') { /* a boolean, as SQLite's 1 */
+		return 1;
+	}
+	return strtoll(v, NULL, 10);
+#else
+	return 0;
+#endif
+}
+
+double rdb_column_double(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return sqlite3_column_double(st->lite, col);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	const char *v = pg_value(st, col);
+	return v ? strtod(v, NULL) : 0.0;
+#else
+	return 0.0;
+#endif
+}
+
+const char *rdb_column_text(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return (const char *)sqlite3_column_text(st->lite, col);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	return pg_value(st, col);
+#else
+	return NULL;
+#endif
+}
+
+void rdb_column_copy(struct rdb_stmt *st, int col, char *buf, size_t size)
+{
+	const char *t = rdb_column_text(st, col);
+	snprintf(buf, size, "%s", t ? t : "");
+}
+
+const void *rdb_column_blob(struct rdb_stmt *st, int col, size_t *n)
+{
+	if (st->lite) {
+		*n = (size_t)sqlite3_column_bytes(st->lite, col);
+		return sqlite3_column_blob(st->lite, col);
+	}
+	*n = 0;
+#ifdef MOAT_HAVE_LIBPQ
+	const char *v = pg_value(st, col);
+	if (!v) {
+		return NULL;
+	}
+	PQfreemem(st->blob);
+	st->blob = PQunescapeBytea((const unsigned char *)v, n);
+	return st->blob;
+#else
+	return NULL;
+#endif
+}
+
+/* ---- transactions ---- */
+
+int rdb_exec(struct rdb *c, const char *sql)
+{
+	if (c->backend == RDB_SQLITE) {
+		return lite_code(c->lite, sqlite3_exec(c->lite, sql, NULL, NULL, NULL));
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	return pg_exec(c, sql);
+#else
+	return RDB_E_ERROR;
+#endif
+}
+
+int rdb_begin(struct rdb *c)
+{
+	if (c->backend == RDB_SQLITE) {
+		return rdb_exec(c, "BEGIN IMMEDIATE");
+	}
+	int rc = rdb_exec(c, "BEGIN");
+	c->pg_in_tx = rc == 0;
+	return rc;
+}
+
+int rdb_commit(struct rdb *c)
+{
+	int rc = rdb_exec(c, "COMMIT");
+	if (c->backend == RDB_POSTGRES) {
+		c->pg_in_tx = false; /* a failed COMMIT ends the transaction too */
+	}
+	return rc;
+}
+
+void rdb_rollback(struct rdb *c)
+{
+	rdb_exec(c, "ROLLBACK");
+	c->pg_in_tx = false;
+}
+
+/* Names are the caller's constants, never outside text. On PostgreSQL a savepoint needs a
+ * transaction: outside one, the outermost savepoint opens its own and its release or
+ * rollback ends it. */
+int rdb_savepoint(struct rdb *c, const char *name)
+{
+	char sql[96];
+	if (c->backend == RDB_POSTGRES) {
+		if (c->pg_savepoints > 0) {
+			c->pg_savepoints++;
+		} else if (!c->pg_in_tx) {
+			int rc = rdb_exec(c, "BEGIN");
+			if (rc != 0) {
+				return rc;
+			}
+			c->pg_savepoints = 1;
+		}
+	}
+	snprintf(sql, sizeof(sql), "SAVEPOINT %s", name);
+	return rdb_exec(c, sql);
+}
+
+/* The end of a savepoint on PostgreSQL: the last one of a transaction it opened ends it. */
+static int pg_savepoint_end(struct rdb *c, bool keep)
+{
+	if (c->backend != RDB_POSTGRES || c->pg_savepoints == 0 || --c->pg_savepoints > 0) {
+		return 0;
+	}
+	return rdb_exec(c, keep ? "COMMIT" : "ROLLBACK");
+}
+
+int rdb_release(struct rdb *c, const char *name)
+{
+	char sql[96];
+	snprintf(sql, sizeof(sql), "RELEASE %s", name);
+	int rc = rdb_exec(c, sql);
+	int end = pg_savepoint_end(c, rc == 0);
+	return rc != 0 ? rc : end;
+}
+
+void rdb_rollback_to(struct rdb *c, const char *name)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "ROLLBACK TO %s; RELEASE %s", name, name);
+	rdb_exec(c, sql);
+	pg_savepoint_end(c, false);
+}
+
+int rdb_errcode(struct rdb *c)
+{
+	if (c->backend == RDB_SQLITE) {
+		return lite_code(c->lite, sqlite3_errcode(c->lite));
+	}
+	return c->errcode;
+}
+
+const char *rdb_errmsg(struct rdb *c)
+{
+	if (c->backend == RDB_SQLITE) {
+		return sqlite3_errmsg(c->lite);
+	}
+	return c->errmsg[0] ? c->errmsg : "unknown error";
+}

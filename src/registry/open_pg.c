@@ -1,0 +1,193 @@
+/* open_pg.c: a registry on PostgreSQL (db.h). Connects, then creates or migrates the
+ * schema from the one description, schema.c's migrations, each through
+ * rdb_translate_schema, in one transaction under an advisory lock, so two processes opening
+ * the same database migrate it once. The version lives in moat_schema (PostgreSQL has no
+ * user_version). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry_internal.h"
+
+#define MIGRATION_SQL_MAX (64 * 1024)
+
+/* "postgresql://host[:port]/dbname" of url: no user, password or parameters, so it can name
+ * the registry in messages and logs. */
+static char *url_for_messages(const char *url)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	const char *slash = strchr(p, '/');
+	const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+	if (at) {
+		p = at + 1;
+	}
+	size_t n = strcspn(p, "?");
+	size_t size = n + sizeof("postgresql://");
+	char *out = malloc(size);
+	if (out) {
+		snprintf(out, size, "postgresql://%.*s", (int)n, p);
+	}
+	return out;
+}
+
+static int pg_fail(struct moat_registry *reg, struct moat_err *err, const char *what)
+{
+	return moat_err_set(err, MOAT_EDB, "%s: %s: %s", reg->path, what, rdb_errmsg(&reg->conn));
+}
+
+/* The applied version, 0 for an empty database; refuses one that holds other tables. */
+static int schema_version(struct moat_registry *reg, int *out, struct moat_err *err)
+{
+	struct rdb_stmt *st = NULL;
+	*out = 0;
+	if (rdb_prepare(&reg->conn, "SELECT version, application_id FROM moat_schema", &st) != 0) {
+		return pg_fail(reg, err, "schema version");
+	}
+	int s = rdb_step(st);
+	int rc = 0;
+	if (s == RDB_ROW) {
+		*out = (int)rdb_column_int64(st, 0);
+		if (rdb_column_int64(st, 1) != MOAT_REGISTRY_APP_ID) {
+			rc = moat_err_set(err, MOAT_EINVAL, "%s: not a moat registry", reg->path);
+		}
+	} else if (s != RDB_DONE) {
+		rc = pg_fail(reg, err, "schema version");
+	}
+	rdb_finalize(st);
+	if (rc != 0 || *out > 0) {
+		return rc;
+	}
+	/* no version: only an empty database becomes a registry */
+	if (rdb_prepare(&reg->conn,
+			"SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+			"current_schema() AND tablename <> 'moat_schema'",
+			&st) != 0) {
+		return pg_fail(reg, err, "schema version");
+	}
+	s = rdb_step(st);
+	if (s != RDB_ROW) {
+		rc = pg_fail(reg, err, "schema version");
+	} else if (rdb_column_int64(st, 0) != 0) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "%s: not a moat registry (the database holds other tables)",
+				  reg->path);
+	}
+	rdb_finalize(st);
+	return rc;
+}
+
+static int migrate(struct moat_registry *reg, struct moat_err *err)
+{
+	struct rdb *c = &reg->conn;
+	int version = 0;
+	int rc;
+	if (rdb_begin(c) != 0 ||
+	    /* one migrator at a time: "moat" in ASCII, as SQLite's application_id */
+	    rdb_exec(c, "SELECT pg_advisory_xact_lock(1836019060)") != 0 ||
+	    rdb_exec(c, "CREATE TABLE IF NOT EXISTS moat_schema (version BIGINT NOT NULL, "
+			"application_id BIGINT NOT NULL)") != 0) {
+		rc = pg_fail(reg, err, "migrate");
+		goto fail;
+	}
+	if ((rc = schema_version(reg, &version, err)) != 0) {
+		goto fail;
+	}
+	if (version > moat_registry_migration_count) {
+		rc = moat_err_set(err, MOAT_ESTATE,
+				  "%s: schema version %d is newer than this moat (%d): upgrade moat",
+				  reg->path, version, moat_registry_migration_count);
+		goto fail;
+	}
+	char *sql = malloc(MIGRATION_SQL_MAX);
+	if (!sql) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto fail;
+	}
+	for (int i = version; i < moat_registry_migration_count; i++) {
+		if (rdb_translate_schema(moat_registry_migrations[i], sql, MIGRATION_SQL_MAX) !=
+		    0) {
+			rc = moat_err_set(err, MOAT_EDB, "%s: migration %d: cannot translate",
+					  reg->path, i + 1);
+			break;
+		}
+		if (rdb_exec(c, sql) != 0) {
+			rc = pg_fail(reg, err, "migrate");
+			moat_err_prefix(err, "migration %d", i + 1);
+			break;
+		}
+	}
+	free(sql);
+	if (rc != 0) {
+		goto fail;
+	}
+	char up[160];
+	snprintf(up, sizeof(up),
+		 "DELETE FROM moat_schema; INSERT INTO moat_schema(version, application_id) "
+		 "VALUES (%d, %d)",
+		 moat_registry_migration_count, MOAT_REGISTRY_APP_ID);
+	if (rdb_exec(c, up) != 0 || rdb_commit(c) != 0) {
+		rc = pg_fail(reg, err, "migrate");
+		goto fail;
+	}
+	return 0;
+fail:
+	rdb_rollback(c);
+	return rc;
+}
+
+int reg_open_postgres(const char *url, struct moat_registry **out_reg, struct moat_err *err)
+{
+	const char *why = NULL;
+	if (rdb_url_check(url, &why) != 0) {
+		return moat_err_set(err, MOAT_EINVAL, "registry URL %s", why);
+	}
+	struct moat_registry *reg = calloc(1, sizeof(*reg));
+	if (!reg || !(reg->path = url_for_messages(url))) {
+		free(reg);
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	}
+	int rc;
+	if (rdb_connect_pg(&reg->conn, url) != 0) {
+		rc = moat_err_set(err, MOAT_EDB, "%s: %s", reg->path, rdb_errmsg(&reg->conn));
+		goto fail;
+	}
+	if ((rc = migrate(reg, err)) != 0) {
+		goto fail;
+	}
+	*out_reg = reg;
+	return 0;
+fail:
+	moat_registry_close(reg);
+	return rc;
+}
+
+int moat_registry_url_check(const char *url, struct moat_err *err)
+{
+	const char *why = NULL;
+	if (rdb_url_check(url, &why) != 0) {
+		return moat_err_set(err, MOAT_EINVAL, "%s", why);
+	}
+	const char *p = strstr(url, "://") + 3;
+	const char *slash = strchr(p, '/');
+	const char *at = memchr(p, '@', (size_t)(slash - p));
+	if (at && memchr(p, ':', (size_t)(at - p))) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "holds a password: put it in ~/.pgpass (or PGPASSFILE) of the "
+				    "account moat runs as, not in moat.conf");
+	}
+	if (strstr(url, "password=")) {
+		return moat_err_set(
+			err, MOAT_EINVAL,
+			"holds a password parameter: put it in ~/.pgpass (or PGPASSFILE) "
+			"of the account moat runs as, not in moat.conf");
+	}
+	if (!rdb_pg_available()) {
+		return moat_err_set(
+			err, MOAT_EINVAL,
+			"this moat was built without PostgreSQL support (libpq): use the "
+			"SQLite registry (remove the key), or rebuild with libpq-dev "
+			"installed");
+	}
+	return 0;
+}

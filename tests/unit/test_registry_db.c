@@ -1,0 +1,698 @@
+/* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
+ * converted to it (deletions.c, enroll.c, groups.c, jobs.c, stats.c), the same tests on
+ * either backend: SQLite (a registry.db in a temporary directory) by default, PostgreSQL
+ * when MOAT_TEST_PG_URL names a database this test may empty (tests/e2e/test_registry_pg.sh
+ * starts a real PostgreSQL 15 and runs it so). Pinned: the dialect translation, registry
+ * URLs, every refusal of the converted functions (duplicates told apart by primary key and
+ * unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
+ * certificates), ids from RETURNING, the orders of the walks, and that a failed job insert
+ * or a rolled-back savepoint leaves nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "db.h"
+#include "moat/registry.h"
+#include "registry_internal.h"
+#include "testutil.h"
+
+static char tmp_root[TU_TMPDIR_MAX];
+static const char *pg_url; /* MOAT_TEST_PG_URL: the tests run on PostgreSQL */
+
+static int setup(void **state)
+{
+	(void)state;
+	pg_url = getenv("MOAT_TEST_PG_URL");
+	if (pg_url && !*pg_url) {
+		pg_url = NULL;
+	}
+	return tu_tmpdir_make(tmp_root, sizeof(tmp_root), "registry-db");
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	return tu_tmpdir_remove(tmp_root);
+}
+
+/* Empties the PostgreSQL database: each test starts from a schema made by the migrations. */
+static int pg_empty(void)
+{
+	struct rdb c;
+	if (rdb_connect_pg(&c, pg_url) != 0) {
+		fprintf(stderr, "%s\n", c.errmsg);
+		return -1;
+	}
+	int rc = rdb_exec(&c, "DROP SCHEMA public CASCADE; CREATE SCHEMA public");
+	if (rc != 0) {
+		fprintf(stderr, "%s\n", rdb_errmsg(&c));
+	}
+	rdb_disconnect(&c);
+	return rc;
+}
+
+static int reg_setup(void **state)
+{
+	static int n;
+	struct moat_err err;
+	struct moat_registry *reg = NULL;
+	int rc;
+	if (pg_url) {
+		if (pg_empty() != 0) {
+			return -1;
+		}
+		rc = reg_open_postgres(pg_url, &reg, &err);
+	} else {
+		char path[600];
+		snprintf(path, sizeof(path), "%s/registry-%d.db", tmp_root, n++);
+		rc = moat_registry_open(path, true, &reg, &err);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return -1;
+	}
+	*state = reg;
+	return 0;
+}
+
+static int reg_teardown(void **state)
+{
+	moat_registry_close(*state);
+	return 0;
+}
+
+/* Rows the converted files read but do not write (registry.c's tables, not converted
+ * yet), written through the layer so the same fixture serves both backends. */
+static void raw(struct moat_registry *reg, const char *sql, const char *a, const char *b, int64_t x)
+{
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), sql, &st) != 0) {
+		fail_msg("prepare %s: %s", sql, rdb_errmsg(reg_db(reg)));
+	}
+	int n = rdb_param_count(st);
+	if (n >= 1) {
+		rdb_bind_text(st, 1, a);
+	}
+	if (n >= 2) {
+		rdb_bind_text(st, 2, b);
+	}
+	if (n >= 3) {
+		rdb_bind_int64(st, 3, x);
+	}
+	int s = rdb_step(st);
+	if (s != RDB_DONE) {
+		fail_msg("%s: %d %s", sql, s, rdb_errmsg(reg_db(reg)));
+	}
+	rdb_finalize(st);
+}
+
+static void add_device(struct moat_registry *reg, const char *id)
+{
+	raw(reg,
+	    "INSERT INTO identities(id, role, device_type, created_at) VALUES (?1, 'device', ?2, ?3)",
+	    id, "sensor", 1000);
+}
+
+/* A certificate of id, revoked (reason 1 at 2000) when revoked. */
+static void add_cert(struct moat_registry *reg, const char *serial, const char *id, int64_t nb,
+		     bool revoked)
+{
+	raw(reg,
+	    revoked ? "INSERT INTO certificates(serial, identity, not_before, not_after, pem, "
+		      "revoked_at, reason) VALUES (?1, ?2, ?3, ?3 + 3600, 'PEM', 2000, 1)"
+		    : "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
+		      "VALUES (?1, ?2, ?3, ?3 + 3600, 'PEM')",
+	    serial, id, nb);
+}
+
+/* expr must succeed; else its message fails the test. */
+#define OK(expr)                                            \
+	do {                                                \
+		if ((expr) != 0) {                          \
+			fail_msg("%s: %s", #expr, err.msg); \
+		}                                           \
+	} while (0)
+
+static int64_t count(struct moat_registry *reg, const char *sql)
+{
+	struct rdb_stmt *st = NULL;
+	assert_int_equal(rdb_prepare(reg_db(reg), sql, &st), 0);
+	assert_int_equal(rdb_step(st), RDB_ROW);
+	int64_t n = rdb_column_int64(st, 0);
+	rdb_finalize(st);
+	return n;
+}
+
+/* ---- the layer on its own ---- */
+
+static void expect_translation(const char *in, const char *want)
+{
+	char out[512];
+	int params = -1;
+	assert_int_equal(rdb_translate(in, out, sizeof(out), &params), 0);
+	assert_string_equal(out, want);
+}
+
+static void test_translate(void **state)
+{
+	(void)state;
+	char out[512];
+	int params = 0;
+	expect_translation("SELECT a FROM t WHERE a = ?1 AND b = ?12",
+			   "SELECT a FROM t WHERE a = $1 AND b = $12");
+	assert_int_equal(rdb_translate("SELECT ?3, ?1", out, sizeof(out), &params), 0);
+	assert_int_equal(params, 3);
+	expect_translation("SELECT ?, ?", "SELECT $1, $2");
+	/* quoted text is never rewritten */
+	expect_translation("SELECT '?1 rowid', \"group_concat\" FROM t WHERE x = 'it''s ?'",
+			   "SELECT '?1 rowid', \"group_concat\" FROM t WHERE x = 'it''s ?'");
+	expect_translation("INSERT OR IGNORE INTO t(a) SELECT ?1 WHERE 1",
+			   "INSERT INTO t(a) SELECT $1 WHERE 1 ON CONFLICT DO NOTHING");
+	expect_translation("insert  or\n ignore into t VALUES (1); SELECT 1",
+			   "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING; SELECT 1");
+	expect_translation("SELECT group_concat(t.tag, ',') FROM x ORDER BY rowid DESC",
+			   "SELECT string_agg(t.tag, ',') FROM x ORDER BY ctid DESC");
+	/* whole words only */
+	expect_translation("SELECT my_rowid, rowids FROM t", "SELECT my_rowid, rowids FROM t");
+	/* schema types only in schema text */
+	expect_translation("CREATE TABLE t (a INTEGER)", "CREATE TABLE t (a INTEGER)");
+	assert_int_equal(
+		rdb_translate_schema("CREATE TABLE t (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+				     " n INTEGER NOT NULL, r REAL, b BLOB, integers TEXT"
+				     ") WITHOUT ROWID;",
+				     out, sizeof(out)),
+		0);
+	assert_string_equal(out, "CREATE TABLE t (seq BIGINT GENERATED BY DEFAULT AS IDENTITY "
+				 "PRIMARY KEY, n BIGINT NOT NULL, r DOUBLE PRECISION, b BYTEA, "
+				 "integers TEXT);");
+	/* refusals: a buffer too small, placeholders out of range */
+	assert_int_equal(rdb_translate("SELECT 1", out, 5, &params), -1);
+	assert_int_equal(rdb_translate("SELECT ?1000", out, sizeof(out), &params), -1);
+	assert_int_equal(rdb_translate("SELECT ?0", out, sizeof(out), &params), -1);
+	assert_int_equal(rdb_translate("x", out, 0, &params), -1);
+	/* every migration translates */
+	char *big = malloc(64 * 1024);
+	assert_non_null(big);
+	for (int i = 0; i < moat_registry_migration_count; i++) {
+		assert_int_equal(rdb_translate_schema(moat_registry_migrations[i], big, 64 * 1024),
+				 0);
+		assert_null(strstr(big, "AUTOINCREMENT"));
+		assert_null(strstr(big, "WITHOUT ROWID"));
+	}
+	free(big);
+}
+
+static void test_url_check(void **state)
+{
+	(void)state;
+	const char *why = NULL;
+	const char *good[] = {
+		"postgresql://127.0.0.1:5432/moat",
+		"postgres://moat:secret@localhost/moat?sslmode=verify-full",
+		"postgresql://[::1]:6543/reg",
+		"postgresql://u@h/d",
+	};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		assert_int_equal(rdb_url_check(good[i], &why), 0);
+	}
+	struct {
+		const char *url;
+		const char *why;
+	} bad[] = {
+		{"mysql://h/d", "must start with postgresql://"},
+		{"postgresql://h", "names no database"},
+		{"postgresql://h/", "names no database"},
+		{"postgresql://h/?x=1", "names no database"},
+		{"postgresql:///d", "names no host"},
+		{"postgresql://u@/d", "names no host"},
+		{"postgresql://@h/d", "empty user name"},
+		{"postgresql://h:0/d", "port"},
+		{"postgresql://h:65536/d", "port"},
+		{"postgresql://h:12a/d", "port"},
+		{"postgresql://h:/d", "empty port"},
+		{"postgresql://[::1/d", "IPv6"},
+		{"postgresql://[::1]x/d", "after the [IPv6]"},
+		{"postgresql://h/d b", "space"},
+		{"postgresql://h/d\n", "control"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why = NULL;
+		assert_int_equal(rdb_url_check(bad[i].url, &why), -1);
+		assert_non_null(why);
+		if (!strstr(why, bad[i].why)) {
+			fail_msg("%s: '%s' lacks '%s'", bad[i].url, why, bad[i].why);
+		}
+	}
+	char longer[1100];
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	memcpy(longer, "postgresql://h/", 15);
+	assert_int_equal(rdb_url_check(longer, &why), -1);
+}
+
+/* A registry on a URL whose server is not there: one clear line, nothing opened. */
+static void test_pg_unreachable(void **state)
+{
+	(void)state;
+	struct moat_registry *reg = NULL;
+	struct moat_err err;
+	int rc = reg_open_postgres("postgresql://moat:pw@127.0.0.1:1/moat?connect_timeout=5", &reg,
+				   &err);
+	assert_int_equal(rc, MOAT_EDB);
+	assert_null(reg);
+	/* named without its user and password */
+	assert_non_null(strstr(err.msg, "postgresql://127.0.0.1:1/moat: "));
+	assert_null(strstr(err.msg, "pw"));
+	if (!rdb_pg_available()) {
+		assert_non_null(strstr(err.msg, "built without PostgreSQL support"));
+	}
+	assert_int_equal(reg_open_postgres("postgresql://h", &reg, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg,
+			    "registry URL names no database (postgresql://host[:port]/dbname)");
+}
+
+/* ---- the converted files, on the backend under test ---- */
+
+static void test_backend(void **state)
+{
+	struct moat_registry *reg = *state;
+	assert_int_equal(reg_db(reg)->backend, pg_url ? RDB_POSTGRES : RDB_SQLITE);
+	/* the migrations' rows are there: meta's counter */
+	assert_int_equal(count(reg, "SELECT count(*) FROM meta WHERE key = 'crl_number'"), 1);
+}
+
+static int group_names(const struct moat_group *g, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%s=%s", n ? "," : "", g->name, g->where);
+	return 0;
+}
+
+static void test_groups(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	struct moat_group g = {.name = "west", .where = "tag=west", .created_at = 5};
+	assert_int_equal(moat_registry_group_insert(reg, &g, &err), 0);
+	assert_int_equal(moat_registry_group_insert(reg, &g, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg, "group 'west' exists");
+	struct moat_group a = {.name = "alpha", .where = "type=sensor", .created_at = 6};
+	assert_int_equal(moat_registry_group_insert(reg, &a, &err), 0);
+	struct moat_group out;
+	assert_int_equal(moat_registry_group_get(reg, "west", &out, &err), 0);
+	assert_string_equal(out.where, "tag=west");
+	assert_int_equal(out.created_at, 5);
+	assert_int_equal(moat_registry_group_get(reg, "none", &out, &err), MOAT_ENOENT);
+	char names[256] = "";
+	assert_int_equal(moat_registry_group_foreach(reg, group_names, names, &err), 0);
+	assert_string_equal(names, "alpha=type=sensor,west=tag=west");
+	assert_int_equal(moat_registry_group_remove(reg, "west", &err), 0);
+	assert_int_equal(moat_registry_group_remove(reg, "west", &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no group 'west'");
+}
+
+static int device_rows(const struct moat_device_row *row, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	n += (size_t)snprintf(buf + n, 512 - n, "%s%s:%s:%s:%lld:", n ? ";" : "", row->id,
+			      row->type, row->release, (long long)row->cert_not_before);
+	for (size_t i = 0; i < row->tag_count; i++) {
+		n += (size_t)snprintf(buf + n, 512 - n, "%s%s", i ? "," : "", row->tags[i]);
+	}
+	return 0;
+}
+
+static void test_tags(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	add_cert(reg, "01", "d1", 100, false);
+	add_cert(reg, "02", "d1", 300, true);
+	raw(reg, "INSERT INTO device_firmware(device, version, reported_at) VALUES (?1, ?2, ?3)",
+	    "d2", "1.2.0", 7);
+	assert_int_equal(moat_registry_tag_add(reg, "d1", "west", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "d1", "east", &err), 0);
+	assert_int_equal(moat_registry_tag_add(reg, "d1", "east", &err), 0); /* already: nothing */
+	assert_int_equal(moat_registry_tag_add(reg, "nobody", "x", &err), MOAT_ENOENT);
+	for (int i = 0; i < MOAT_TAGS_PER_DEVICE_MAX; i++) {
+		char tag[16];
+		snprintf(tag, sizeof(tag), "t%02d", i);
+		assert_int_equal(moat_registry_tag_add(reg, "d2", tag, &err), 0);
+	}
+	assert_int_equal(moat_registry_tag_add(reg, "d2", "more", &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "tags already"));
+	assert_int_equal(count(reg, "SELECT count(*) FROM device_tags WHERE device = 'd2'"),
+			 MOAT_TAGS_PER_DEVICE_MAX);
+	char rows[512] = "";
+	assert_int_equal(moat_registry_device_rows(reg, "d1", device_rows, rows, &err), 0);
+	/* the newest unrevoked certificate; tags sorted */
+	assert_string_equal(rows, "d1:sensor::100:east,west");
+	rows[0] = '\0';
+	assert_int_equal(moat_registry_tag_remove(reg, "d2", "t00", &err), 0);
+	assert_int_equal(moat_registry_tag_remove(reg, "d2", "t00", &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "device 'd2' has no tag 't00'");
+	raw(reg, "UPDATE identities SET status = 'disabled' WHERE id = ?1", "d1", NULL, 0);
+	OK(moat_registry_device_rows(reg, NULL, device_rows, rows, &err));
+	assert_non_null(strstr(rows, "d2:sensor:1.2.0:-1:t01,t02"));
+	assert_null(strstr(rows, "d1:")); /* not active: only when asked for by name */
+}
+
+static int job_results(const struct moat_job_result_row *r, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%s=%s/%s@%lld", n ? "," : "", r->device,
+		 moat_job_result_name(r->result), r->detail, (long long)r->at);
+	return 0;
+}
+
+static int job_ids(const struct moat_job_row *j, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%lld:%zu", n ? "," : "", (long long)j->id, j->devices);
+	return 0;
+}
+
+static void test_jobs(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	char *devs[] = {"d2", "d1"};
+	struct moat_job_row j = {.command = "reboot",
+				 .target = "group:all",
+				 .as = "op",
+				 .created_at = 10};
+	assert_int_equal(moat_registry_job_insert(reg, &j, devs, 2, &err), 0);
+	assert_true(j.id > 0);
+	struct moat_job_row k = j;
+	assert_int_equal(moat_registry_job_insert(reg, &k, devs, 1, &err), 0);
+	assert_true(k.id > j.id); /* RETURNING: the new row's id on either backend */
+	/* a device twice, or unknown: nothing of that job is kept */
+	char *twice[] = {"d1", "d1"};
+	struct moat_job_row bad = j;
+	assert_int_equal(moat_registry_job_insert(reg, &bad, twice, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "job: device d1 twice or unknown");
+	char *unknown[] = {"ghost"};
+	assert_int_equal(moat_registry_job_insert(reg, &bad, unknown, 1, &err), MOAT_EINVAL);
+	assert_int_equal(count(reg, "SELECT count(*) FROM jobs"), 2);
+	assert_int_equal(count(reg, "SELECT count(*) FROM job_results"), 3);
+	struct moat_job_result_row res[] = {
+		{.device = "d1", .result = MOAT_JOB_DONE, .detail = "ok", .at = 20},
+		{.device = "d2", .result = MOAT_JOB_TIMEOUT, .detail = NULL, .at = 21},
+	};
+	assert_int_equal(moat_registry_job_results_set(reg, j.id, res, 2, &err), 0);
+	assert_int_equal(moat_registry_job_finish(reg, j.id, 30, &err), 0);
+	struct moat_job_row got;
+	assert_int_equal(moat_registry_job_get(reg, j.id, &got, &err), 0);
+	assert_string_equal(got.command, "reboot");
+	assert_string_equal(got.target, "group:all");
+	assert_int_equal(got.finished_at, 30);
+	assert_int_equal(got.devices, 2);
+	assert_int_equal(got.counts[MOAT_JOB_DONE], 1);
+	assert_int_equal(got.counts[MOAT_JOB_TIMEOUT], 1);
+	assert_int_equal(moat_registry_job_get(reg, k.id, &got, &err), 0);
+	assert_int_equal(got.finished_at, 0);
+	assert_int_equal(got.counts[MOAT_JOB_PENDING], 1);
+	assert_int_equal(moat_registry_job_get(reg, k.id + 100, &got, &err), MOAT_ENOENT);
+	char buf[256] = "";
+	assert_int_equal(moat_registry_job_results_foreach(reg, j.id, job_results, buf, &err), 0);
+	assert_string_equal(buf, "d1=done/ok@20,d2=timeout/@21");
+	buf[0] = '\0';
+	assert_int_equal(moat_registry_job_foreach(reg, job_ids, buf, &err), 0);
+	char want[64];
+	snprintf(want, sizeof(want), "%lld:2,%lld:1", (long long)j.id, (long long)k.id);
+	assert_string_equal(buf, want);
+}
+
+static int claim_cas(const struct moat_claim_ca *ca, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%.4s:%s:%s:%lld", n ? "," : "", ca->sha256_hex, ca->subject,
+		 ca->pem, (long long)ca->added_at);
+	return 0;
+}
+
+static int cert_serials(const struct moat_cert_row *row, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%s/%s", n ? "," : "", row->serial_hex, row->identity);
+	return 0;
+}
+
+static void test_enroll(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	struct moat_enrollment e = {.identity = "d1",
+				    .has_token = true,
+				    .created_at = 1,
+				    .expires_at = 99};
+	memset(e.token_sha256_hex, 'a', MOAT_SHA256_HEX_LEN);
+	snprintf(e.claim_cn, sizeof(e.claim_cn), "claim-1");
+	assert_int_equal(moat_registry_enrollment_insert(reg, &e, &err), 0);
+	/* the primary key and the unique claim CN are told apart on either backend */
+	struct moat_enrollment again = e;
+	snprintf(again.claim_cn, sizeof(again.claim_cn), "claim-2");
+	assert_int_equal(moat_registry_enrollment_insert(reg, &again, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg, "'d1' already has an enrollment");
+	struct moat_enrollment f = e;
+	snprintf(f.identity, sizeof(f.identity), "d2");
+	assert_int_equal(moat_registry_enrollment_insert(reg, &f, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg, "claim CN 'claim-1' already names a device");
+	/* neither token nor claim: the CHECK refuses it */
+	f.has_token = false;
+	f.claim_cn[0] = '\0';
+	assert_int_equal(moat_registry_enrollment_insert(reg, &f, &err), MOAT_EDB);
+	struct moat_enrollment got;
+	assert_int_equal(moat_registry_enrollment_get(reg, "d1", &got, &err), 0);
+	assert_true(got.has_token);
+	assert_string_equal(got.token_sha256_hex, e.token_sha256_hex);
+	assert_false(got.used);
+	assert_int_equal(got.expires_at, 99);
+	assert_int_equal(moat_registry_enrollment_by_claim(reg, "claim-1", &got, &err), 0);
+	assert_string_equal(got.identity, "d1");
+	assert_int_equal(moat_registry_enrollment_get(reg, "d2", &got, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_enrollment_use(reg, "d1", 50, &err), 0);
+	assert_int_equal(moat_registry_enrollment_use(reg, "d1", 51, &err), MOAT_ESTATE);
+	assert_int_equal(moat_registry_enrollment_get(reg, "d1", &got, &err), 0);
+	assert_true(got.used);
+	assert_int_equal(got.used_at, 50);
+
+	char sha[MOAT_SHA256_HEX_LEN + 1];
+	memset(sha, 'b', MOAT_SHA256_HEX_LEN);
+	sha[MOAT_SHA256_HEX_LEN] = '\0';
+	assert_int_equal(moat_registry_claim_ca_insert(reg, sha, "CN=Maker", "PEM-B", 7, &err), 0);
+	assert_int_equal(moat_registry_claim_ca_insert(reg, sha, "CN=Maker", "PEM-B", 8, &err),
+			 MOAT_EEXIST);
+	sha[0] = 'a';
+	assert_int_equal(moat_registry_claim_ca_insert(reg, sha, "CN=Other", "PEM-A", 9, &err), 0);
+	char buf[256] = "";
+	assert_int_equal(moat_registry_claim_ca_foreach(reg, claim_cas, buf, &err), 0);
+	assert_string_equal(buf, "abbb:CN=Other:PEM-A:9,bbbb:CN=Maker:PEM-B:7");
+	assert_int_equal(moat_registry_claim_ca_remove(reg, sha, &err), 0);
+	assert_int_equal(moat_registry_claim_ca_remove(reg, sha, &err), MOAT_ENOENT);
+
+	add_cert(reg, "0a", "d1", 100, false);
+	add_cert(reg, "0b", "d2", 100, false);
+	add_cert(reg, "0c", "d2", 100, true);
+	assert_int_equal(moat_registry_cert_supersede_at(reg, "0b", 500, &err), 0);
+	assert_int_equal(moat_registry_cert_supersede_at(reg, "0a", 400, &err), 0);
+	assert_int_equal(moat_registry_cert_supersede_at(reg, "0c", 400, &err), MOAT_ENOENT);
+	assert_int_equal(moat_registry_cert_supersede_at(reg, "ff", 400, &err), MOAT_ENOENT);
+	buf[0] = '\0';
+	assert_int_equal(moat_registry_cert_supersede_due(reg, 399, cert_serials, buf, &err), 0);
+	assert_string_equal(buf, "");
+	assert_int_equal(moat_registry_cert_supersede_due(reg, 500, cert_serials, buf, &err), 0);
+	assert_string_equal(buf, "0a/d1,0b/d2");
+}
+
+static void test_delete(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_cert(reg, "10", "d1", 100, true);
+	add_cert(reg, "11", "d1", 200, false);
+	assert_int_equal(moat_registry_tag_add(reg, "d1", "west", &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "d1", 3000, &err), MOAT_ESTATE);
+	assert_string_equal(err.msg,
+			    "d1: certificate 11 is not revoked; revoke it before deleting");
+	assert_int_equal(moat_registry_identity_delete(reg, "ghost", 3000, &err), MOAT_ENOENT);
+	raw(reg, "UPDATE certificates SET revoked_at = 2500, reason = 4 WHERE serial = ?1", "11",
+	    NULL, 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "d1", 3000, &err), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM certificates"), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM device_tags"), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM deleted_certificates"), 2);
+	struct moat_deletion d;
+	assert_int_equal(moat_registry_deletion_last(reg, "d1", &d, &err), 0);
+	assert_string_equal(d.last_serial_hex, "11");
+	assert_int_equal(d.certificates, 2);
+	assert_int_equal(d.deleted_at, 3000);
+	assert_int_equal(d.created_at, 1000);
+	assert_int_equal(d.role, MOAT_ROLE_DEVICE);
+	assert_string_equal(d.device_type, "sensor");
+	assert_int_equal(d.times, 1);
+	/* the name again, deleted again: counted */
+	add_device(reg, "d1");
+	assert_int_equal(moat_registry_identity_delete(reg, "d1", 4000, &err), 0);
+	assert_int_equal(moat_registry_deletion_last(reg, "d1", &d, &err), 0);
+	assert_int_equal(d.times, 2);
+	assert_string_equal(d.last_serial_hex, "");
+	assert_int_equal(moat_registry_deletion_last(reg, "d9", &d, &err), MOAT_ENOENT);
+	/* inside the caller's transaction, rolled back with it */
+	add_device(reg, "d2");
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	assert_int_equal(moat_registry_identity_delete(reg, "d2", 5000, &err), 0);
+	moat_registry_rollback(reg);
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities WHERE id = 'd2'"), 1);
+}
+
+/* A savepoint outside a transaction (PostgreSQL opens one for it) and inside one. */
+static void test_savepoints(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	struct rdb *c = reg_db(reg);
+	assert_int_equal(rdb_savepoint(c, "sp"), 0);
+	add_device(reg, "gone");
+	rdb_rollback_to(c, "sp");
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 0);
+	assert_int_equal(rdb_savepoint(c, "sp"), 0);
+	add_device(reg, "kept");
+	assert_int_equal(rdb_release(c, "sp"), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 1);
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	assert_int_equal(rdb_savepoint(c, "sp"), 0);
+	add_device(reg, "inner");
+	assert_int_equal(rdb_release(c, "sp"), 0);
+	moat_registry_rollback(reg);
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 1);
+	/* a failed statement: its code and the backend's message */
+	struct rdb_stmt *st = NULL;
+	assert_int_equal(
+		rdb_prepare(c,
+			    "INSERT INTO identities(id, role, created_at) VALUES (?1, 'nope', 1)",
+			    &st),
+		0);
+	rdb_bind_text(st, 1, "x");
+	assert_int_equal(rdb_step(st), RDB_E_CONSTRAINT);
+	assert_true(strlen(rdb_errmsg(c)) > 0);
+	rdb_finalize(st);
+	assert_int_equal(
+		rdb_prepare(c,
+			    "INSERT INTO identities(id, role, created_at) VALUES (?1, 'device', 1)",
+			    &st),
+		0);
+	rdb_bind_text(st, 1, "kept");
+	assert_int_equal(rdb_step(st), RDB_E_PRIMARYKEY);
+	rdb_finalize(st);
+	/* blobs and NULLs round-trip */
+	assert_int_equal(rdb_prepare(c, "SELECT ?1, ?2, ?3", &st), 0);
+	rdb_bind_blob(st, 1, "a\0b", 3);
+	rdb_bind_null(st, 2);
+	rdb_bind_int64(st, 3, -9000000000LL);
+	assert_int_equal(rdb_step(st), RDB_ROW);
+	size_t n = 0;
+	const unsigned char *b = rdb_column_blob(st, 0, &n);
+	assert_int_equal(n, 3);
+	assert_memory_equal(b, "a\0b", 3);
+	assert_true(rdb_column_is_null(st, 1));
+	assert_null(rdb_column_text(st, 1));
+	assert_int_equal(rdb_column_int64(st, 2), -9000000000LL);
+	assert_int_equal(rdb_step(st), RDB_DONE);
+	rdb_finalize(st);
+}
+
+struct stats_seen {
+	double devices_active;
+	double enrollments_pending;
+	double certs_7d;
+	bool saw_expiry;
+};
+
+static void stat_cb(void *ctx, enum moat_registry_stat stat, const char *a, const char *b, double v)
+{
+	struct stats_seen *s = ctx;
+	if (stat == MOAT_STAT_DEVICES && strcmp(a, "active") == 0 && strcmp(b, "sensor") == 0) {
+		s->devices_active = v;
+	} else if (stat == MOAT_STAT_ENROLLMENTS && strcmp(a, "pending") == 0) {
+		s->enrollments_pending = v;
+	} else if (stat == MOAT_STAT_CERTS_EXPIRING && strcmp(a, "7d") == 0) {
+		s->certs_7d = v;
+	} else if (stat == MOAT_STAT_CERT_NEXT_EXPIRY) {
+		s->saw_expiry = true;
+	}
+}
+
+static void test_stats(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	add_cert(reg, "01", "d1", 100, false);
+	struct moat_enrollment e = {.identity = "d2", .created_at = 1, .expires_at = 10000};
+	snprintf(e.claim_cn, sizeof(e.claim_cn), "c2");
+	assert_int_equal(moat_registry_enrollment_insert(reg, &e, &err), 0);
+	struct stats_seen s = {0};
+	assert_int_equal(moat_registry_stats(reg, 200, stat_cb, &s, &err), 0);
+	assert_true(s.devices_active == 2.0);
+	assert_true(s.enrollments_pending == 1.0);
+	assert_true(s.certs_7d == 1.0);
+	assert_true(s.saw_expiry);
+}
+
+static void test_backup_backend(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	char copy[600];
+	snprintf(copy, sizeof(copy), "%s/copy-%d.db", tmp_root, getpid());
+	int rc = moat_registry_backup(reg, copy, &err);
+	if (pg_url) {
+		assert_int_equal(rc, MOAT_EINVAL);
+		assert_non_null(strstr(err.msg, "pg_dump"));
+	} else {
+		assert_int_equal(rc, 0);
+		unlink(copy);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_translate),
+		cmocka_unit_test(test_url_check),
+		cmocka_unit_test(test_pg_unreachable),
+		cmocka_unit_test_setup_teardown(test_backend, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_groups, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_tags, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_jobs, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_enroll, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_delete, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_savepoints, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_stats, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
