@@ -48,6 +48,10 @@
 #define MOAT_BROKER_SUP_PID_FILE "run/supervise.pid"
 #define MOAT_BROKER_SUP_LOCK_FILE "run/supervise.lock"
 #define MOAT_BROKER_PID_FILE "run/mosquitto.pid"
+/* broker/mosquitto.conf as it was when the supervisor last started Mosquitto: what the
+ * running broker loaded (moat_sup_record_at_start), against which `moat audit` compares
+ * the file on disk by content. */
+#define MOAT_BROKER_CONF_STARTED_FILE "run/mosquitto.conf.started"
 #define MOAT_BROKER_SUP_LOG_FILE "log/supervisor.log" /* the detached supervisor's stdio */
 #define MOAT_BROKER_PROBE_TIMEOUT_MS 1000	      /* one readiness or status handshake */
 

@@ -175,6 +175,8 @@ enum moat_broker_log_kind {
 
 struct moat_broker_log_line {
 	enum moat_broker_log_kind kind;
+	int64_t time_s; /* its timestamp, Mosquitto's local time (mktime), seconds since the
+			   epoch; -1 when mktime cannot say */
 	char tls_reason[MOAT_TLS_REASON_MAX_LEN + 1]; /* TLS_ERROR, ACCEPT_FAILED: OpenSSL's
 							 reason text */
 	char address[MOAT_EVENT_ADDR_MAX_LEN + 1];    /* ACCEPT_FAILED */
@@ -198,6 +200,7 @@ struct moat_tls_refusal {
 	char openssl[MOAT_TLS_REASON_MAX_LEN + 1]; /* what Mosquitto logged */
 	char address[MOAT_EVENT_ADDR_MAX_LEN + 1]; /* "" when the plugin's event was not
 						      written (its budget) */
+	int64_t time_s; /* when: the timestamp of the run's first line (-1: unknown) */
 };
 /* The reason class of OpenSSL's reason text. */
 const char *moat_tls_refusal_reason(const char *openssl);
@@ -205,6 +208,7 @@ const char *moat_tls_refusal_reason(const char *openssl);
 /* Matches the run of lines above across reads. */
 struct moat_tls_refusal_track {
 	int state;
+	int64_t time_s; /* of the open run's first line */
 	char openssl[MOAT_TLS_REASON_MAX_LEN + 1];
 };
 /* Feeds one line (a refused line: pass NULL). Returns how many refusals it completed

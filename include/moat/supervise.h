@@ -47,6 +47,9 @@ struct moat_sup_child {
 	int64_t started_ms;		   /* monotonic */
 	int64_t restart_at_ms;		   /* when to start it again (pid == 0) */
 	int64_t backoff_ms;
+	char record_from[PATH_MAX]; /* "" or a file the child reads as it starts ... */
+	char record_to[PATH_MAX];   /* ... copied here just before every start, so what the
+				       running child started with can be read back */
 };
 
 struct moat_sup {
@@ -67,6 +70,13 @@ MOAT_MUST_CHECK int moat_sup_init(struct moat_sup *s, struct moat_err *err);
 /* Adds a child (argv NULL-terminated, copied; pidfile may be NULL). Not started yet. */
 MOAT_MUST_CHECK int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv,
 				 const char *pidfile, struct moat_err *err);
+/* Before every start of the child named name, copies the file from to the file to
+ * (atomically, 0644): the configuration the running child read, whatever happens to the
+ * original later (`moat audit`: drift.live_broker). A copy that fails is logged and the
+ * previous record removed, so no stale record outlives a start. MOAT_EINVAL: no such
+ * child or a path too long. */
+MOAT_MUST_CHECK int moat_sup_record_at_start(struct moat_sup *s, const char *name, const char *from,
+					     const char *to, struct moat_err *err);
 /* Starts every child that is not running. */
 MOAT_MUST_CHECK int moat_sup_start(struct moat_sup *s, struct moat_err *err);
 /* Handles signals, deaths and due restarts for up to timeout_ms (-1: until something

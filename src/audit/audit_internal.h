@@ -110,6 +110,16 @@ bool audit_cert_scan(const unsigned char *der, size_t len, struct audit_cert_vie
  * parameter, so only an RSA or unknown key is decoded. */
 bool audit_cert_weak_key(const struct audit_cert_view *v, char *buf, size_t size);
 
+/* monitor.clock's judgement of what adjtimex(2) returned (state) and filled (tx): true,
+ * with the evidence in ev, when the clock is not synchronised. */
+struct timex;
+bool audit_clock_unsynced(int state, const struct timex *tx, char *ev, size_t size);
+
+/* net.iot_to_management and net.iot_to_iot on the policy p, whatever built it: a device
+ * zone's first host towards a management host and its neighbour on the usual ports. */
+struct moat_net_policy;
+MOAT_MUST_CHECK int audit_net_isolation(struct audit_ctx *a, const struct moat_net_policy *p);
+
 int audit_pki(struct audit_ctx *a);
 int audit_broker(struct audit_ctx *a);
 int audit_firmware(struct audit_ctx *a);

@@ -32,8 +32,8 @@ const struct moat_audit_check audit_drift_conf = {"drift.mosquitto_conf", MOAT_A
 						  CHECKLIST_DRIFT, MOAT_OWASP_I9};
 const struct moat_audit_check audit_drift_live_broker = {
 	"drift.live_broker", MOAT_AUDIT_HIGH,
-	"the running broker was started from the mosquitto.conf on disk", CHECKLIST_DRIFT,
-	MOAT_OWASP_I9};
+	"the running broker was started from the mosquitto.conf on disk (by content: run/mosquitto.conf.started, the copy the supervisor makes as it starts Mosquitto)",
+	CHECKLIST_DRIFT, MOAT_OWASP_I9};
 const struct moat_audit_check audit_drift_live_policy = {
 	"drift.live_policy", MOAT_AUDIT_HIGH,
 	"the running broker's plugin enforces the broker/policy on disk (the SHA-256 it logged "
@@ -166,16 +166,16 @@ out:
 	return rc;
 }
 
-/* The running broker read mosquitto.conf when it started: a later change is not live. The
- * supervisor writes run/mosquitto.pid as it starts Mosquitto (again after a restart), so a
- * mosquitto.conf newer than that file is not the one the broker runs with. */
+/* The running broker read mosquitto.conf when it started: a later change is not live.
+ * The supervisor copies the file to run/mosquitto.conf.started just before every start of
+ * Mosquitto (moat_sup_record_at_start), so the file on disk is compared by content with
+ * what the running broker loaded, whatever its mtime says. */
 static int live(struct audit_ctx *a)
 {
 	const struct moat_audit_check *c = &audit_drift_live_broker;
 	struct moat_broker_state st;
 	struct moat_err e;
-	char path[PATH_MAX], ev[1024];
-	struct stat conf_st;
+	char ev[1024], title[256], wl[200], hl[200];
 	int rc = audit_ran(a, c);
 	if (rc != 0 || !a->o->system) {
 		return rc;
@@ -186,32 +186,43 @@ static int live(struct audit_ctx *a)
 	if (!st.running || st.mosquitto_pid <= 0) {
 		return 0; /* nothing live to compare: monitoring names a broker that is down */
 	}
-	if ((rc = moat_deploy_path(a->d, path, sizeof(path), MOAT_BROKER_CONF_FILE, a->err)) != 0) {
+	char *loaded = NULL, *ondisk = NULL;
+	size_t loaded_len = 0, ondisk_len = 0;
+	bool loaded_absent, ondisk_absent;
+	if ((rc = read_rel(a, MOAT_BROKER_CONF_STARTED_FILE, &loaded, &loaded_len,
+			   &loaded_absent)) != 0 ||
+	    (rc = read_rel(a, MOAT_BROKER_CONF_FILE, &ondisk, &ondisk_len, &ondisk_absent)) != 0) {
+		free(loaded);
 		return rc;
 	}
-	char pidpath[PATH_MAX];
-	struct stat pid_st;
-	if ((rc = moat_deploy_path(a->d, pidpath, sizeof(pidpath), MOAT_BROKER_PID_FILE, a->err)) !=
-	    0) {
-		return rc;
+	if (loaded_absent) {
+		free(ondisk);
+		return audit_cannot(a, c,
+				    MOAT_BROKER_CONF_STARTED_FILE
+				    " is missing: the broker was started by an older moat (moat "
+				    "down && moat up records what it loads)");
 	}
-	if (stat(path, &conf_st) != 0 || stat(pidpath, &pid_st) != 0) {
-		return audit_cannot(a, c, "cannot tell when the running broker started");
+	if (ondisk_absent) {
+		free(loaded);
+		return 0; /* drift.mosquitto_conf names it */
 	}
-	int64_t started = (int64_t)pid_st.st_mtime;
-	if (conf_st.st_mtim.tv_sec > pid_st.st_mtim.tv_sec ||
-	    (conf_st.st_mtim.tv_sec == pid_st.st_mtim.tv_sec &&
-	     conf_st.st_mtim.tv_nsec > pid_st.st_mtim.tv_nsec)) {
-		snprintf(ev, sizeof(ev),
-			 "mosquitto (pid %d) started at %lld, broker/mosquitto.conf changed at "
-			 "%lld",
-			 (int)st.mosquitto_pid, (long long)started, (long long)conf_st.st_mtime);
-		return audit_add(a, c, c->severity,
-				 "the running broker uses an older mosquitto.conf than the one on "
-				 "disk",
-				 ev, "moat down && moat up", MOAT_BROKER_CONF_FILE, 0);
+	int line =
+		audit_first_diff(loaded, loaded_len, ondisk, ondisk_len, NULL, wl, hl, sizeof(wl));
+	free(loaded);
+	free(ondisk);
+	if (line == 0) {
+		return 0;
 	}
-	return 0;
+	snprintf(title, sizeof(title),
+		 "the running broker started with another mosquitto.conf than the one on disk, "
+		 "from line %d",
+		 line);
+	snprintf(ev, sizeof(ev),
+		 "mosquitto (pid %d) loaded line %d \"%s\" (" MOAT_BROKER_CONF_STARTED_FILE
+		 "); broker/mosquitto.conf has \"%s\"",
+		 (int)st.mosquitto_pid, line, wl, hl);
+	return audit_add(a, c, c->severity, title, ev, "moat down && moat up",
+			 MOAT_BROKER_CONF_FILE, line);
 }
 
 #define LIVE_POLICY_LOG_TAIL (1u << 20) /* the plugin's last load is near the log's end */
@@ -340,6 +351,19 @@ static const char *weak_cipher(const char *ciphers)
 			if (strstr(t, weak[i])) {
 				return weak[i];
 			}
+		}
+		/* OpenSSL's suite names say neither "CBC" nor "SHA1": ECDHE-RSA-AES128-SHA is
+		 * CBC with a SHA-1 MAC, AES128-GCM-SHA256 has no forward secrecy. A suite
+		 * name (it has a '-'; keywords like HIGH do not) must be AEAD over ECDHE or
+		 * DHE. */
+		if (!strchr(t, '-') || strncmp(t, "TLS_", 4) == 0) {
+			continue;
+		}
+		if (!strstr(t, "GCM") && !strstr(t, "CHACHA20") && !strstr(t, "CCM")) {
+			return "CBC";
+		}
+		if (strncmp(t, "ECDHE-", 6) != 0 && strncmp(t, "DHE-", 4) != 0) {
+			return "no forward secrecy";
 		}
 	}
 	return NULL;

@@ -214,13 +214,23 @@ int audit_monitoring(struct audit_ctx *a)
 	if (state == -1) {
 		return audit_cannot(a, &audit_mon_clock, "adjtimex failed");
 	}
-	if (state == TIME_ERROR || (tx.status & STA_UNSYNC)) {
-		snprintf(ev, sizeof(ev),
-			 "adjtimex: state %d, status 0x%x (STA_UNSYNC), maxerror %ld us", state,
-			 (unsigned)tx.status, (long)tx.maxerror);
+	if (audit_clock_unsynced(state, &tx, ev, sizeof(ev))) {
 		rc = audit_add(a, &audit_mon_clock, MOAT_AUDIT_MEDIUM,
 			       "the system clock is not synchronised", ev,
 			       "timedatectl set-ntp true (systemd-timesyncd or chrony)", NULL, 0);
 	}
 	return rc;
+}
+
+bool audit_clock_unsynced(int state, const struct timex *tx, char *ev, size_t size)
+{
+	/* the kernel keeps STA_UNSYNC set until an NTP daemon says it is in sync, and
+	 * TIME_ERROR while it is; maxerror grows by 500 us a second without one */
+	if (state != TIME_ERROR && !(tx->status & STA_UNSYNC)) {
+		return false;
+	}
+	snprintf(ev, size, "adjtimex: state %d%s, status 0x%x%s, maxerror %ld us", state,
+		 state == TIME_ERROR ? " (TIME_ERROR)" : "", (unsigned)tx->status,
+		 (tx->status & STA_UNSYNC) ? " (STA_UNSYNC)" : "", (long)tx->maxerror);
+	return true;
 }

@@ -42,7 +42,7 @@ static uint32_t host_in(const struct moat_net_policy *p, const struct moat_net_s
 	return s->addr + 1;
 }
 
-static int isolation(struct audit_ctx *a, const struct moat_net_policy *p)
+int audit_net_isolation(struct audit_ctx *a, const struct moat_net_policy *p)
 {
 	static const uint16_t ports[] = {0, 22, 80, 443, 1883, 5432};
 	char title[1024], ev[1024], src[16], dst[16];
@@ -194,7 +194,7 @@ int audit_network(struct audit_ctx *a)
 			       "moat config check", "moat.conf", 0);
 		goto out;
 	}
-	if ((rc = isolation(a, p)) == 0 && a->o->system) {
+	if ((rc = audit_net_isolation(a, p)) == 0 && a->o->system) {
 		rc = live(a, text, len);
 	}
 out:

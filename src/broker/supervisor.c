@@ -318,6 +318,7 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	char path[PATH_MAX];
 	char pidpath[PATH_MAX];
 	char mpid[PATH_MAX];
+	char started_conf[PATH_MAX];
 	int lock_fd = -1;
 	int rc;
 	bool locked = false;
@@ -330,7 +331,9 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	    (rc = moat_path_join(pidpath, sizeof(pidpath), err, "%s/%s", u->dir,
 				 MOAT_BROKER_SUP_PID_FILE)) != 0 ||
 	    (rc = moat_path_join(mpid, sizeof(mpid), err, "%s/%s", u->dir, MOAT_BROKER_PID_FILE)) !=
-		    0) {
+		    0 ||
+	    (rc = moat_path_join(started_conf, sizeof(started_conf), err, "%s/%s", u->dir,
+				 MOAT_BROKER_CONF_STARTED_FILE)) != 0) {
 		goto out;
 	}
 	lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -358,6 +361,7 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	}
 	char *const args[] = {(char *)u->bin, "-c", (char *)u->conf, NULL};
 	if ((rc = moat_sup_add(&s, "mosquitto", args, mpid, err)) != 0 ||
+	    (rc = moat_sup_record_at_start(&s, "mosquitto", u->conf, started_conf, err)) != 0 ||
 	    (u->hooks.add_children &&
 	     (rc = u->hooks.add_children(&s, u->dir, u->hooks.ctx, err)) != 0) ||
 	    (rc = moat_sup_start(&s, err)) != 0) {

@@ -24,6 +24,25 @@ static int opt_window(void *dst, const char *value, struct moat_err *err)
 	return cli_opt_seconds("--window", value, 0, AUDIT_WINDOW_MAX_S, &a->window_s, err);
 }
 
+/* How long a live probe waits for the security event of a refusal: the plugin writes it at
+ * once, a loaded host or a slow disk may need longer; a deployment known to record nothing
+ * (a broker without the plugin) need not be waited for. */
+#define AUDIT_EVENT_WAIT_MAX_MS (60 * 1000)
+static int opt_event_wait(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t *ms = dst;
+	int rc = moat_duration_ms_parse(value, ms, err);
+	if (rc != 0) {
+		moat_err_prefix(err, "--event-wait");
+		return rc;
+	}
+	if (*ms < 1 || *ms > AUDIT_EVENT_WAIT_MAX_MS) {
+		return moat_err_set(err, MOAT_EINVAL, "--event-wait: %s is not within 1ms..60s",
+				    value);
+	}
+	return 0;
+}
+
 static int opt_fail_on(void *dst, const char *value, struct moat_err *err)
 {
 	struct audit_args *a = dst;
@@ -101,6 +120,7 @@ int audit_main(int argc, char **argv)
 	struct audit_args args = {.window_s = 30 * 86400, .fail_on = MOAT_AUDIT_HIGH};
 	const char *sarif = NULL, *junit = NULL, *netns = NULL;
 	bool list = false, no_system = false, live = false, net_only = false;
+	int64_t event_wait_ms = 0;
 	const struct moat_opt opts[] = {
 		{.name = "window", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_window},
 		{.name = "fail-on", .kind = MOAT_OPT_FN, .dst = &args, .fn = opt_fail_on},
@@ -111,6 +131,10 @@ int audit_main(int argc, char **argv)
 		{.name = "live", .kind = MOAT_OPT_FLAG, .dst = &live},
 		{.name = "netns", .kind = MOAT_OPT_STRING, .dst = &netns},
 		{.name = "net-only", .kind = MOAT_OPT_FLAG, .dst = &net_only},
+		{.name = "event-wait",
+		 .kind = MOAT_OPT_FN,
+		 .dst = &event_wait_ms,
+		 .fn = opt_event_wait},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -120,7 +144,7 @@ int audit_main(int argc, char **argv)
 			"usage: moat audit [--window 30d] [--fail-on high] [--sarif FILE] [--junit FILE]\n"
 			"                  [--no-system] [--json]\n"
 			"       moat audit --live [--netns NAME [--net-only]] [--fail-on high]\n"
-			"                  [--sarif FILE] [--junit FILE] [--json]\n"
+			"                  [--event-wait 3s] [--sarif FILE] [--junit FILE] [--json]\n"
 			"       moat audit --list [--json]\n"
 			"Checks the deployment: the PKI (CA and certificate expiry, key files, the\n"
 			"CRL, weak or shared keys, device keys held here), drift of every file\n"
@@ -136,6 +160,8 @@ int audit_main(int argc, char **argv)
 			"broker, the clock). --netns NAME (with --live): the network namespace of this\n"
 			"host, with an address in a device zone, that [network] is probed from;\n"
 			"--net-only: those probes alone, no throwaway identity issued.\n"
+			"--event-wait (with --live): how long a refused probe waits for its security\n"
+			"event before it FAILs as a refusal nobody recorded (default 3s).\n"
 			"Exit status 0 clean, 1 findings at or above --fail-on,\n"
 			"2 the audit could not run.\n",
 		.opts = opts, .no_operands = true};
@@ -144,8 +170,9 @@ int audit_main(int argc, char **argv)
 	if (st != MOAT_OPTS_CONTINUE) {
 		return st;
 	}
-	if ((netns || net_only) && !live) {
-		fprintf(stderr, "moat: audit: --netns and --net-only go with --live\n");
+	if ((netns || net_only || event_wait_ms) && !live) {
+		fprintf(stderr,
+			"moat: audit: --netns, --net-only and --event-wait go with --live\n");
 		return CLI_USAGE;
 	}
 	if (list) {
@@ -168,7 +195,8 @@ int audit_main(int argc, char **argv)
 		char run[9] = "";
 		int lrc = audit_live_run(&lr, run,
 					 &(struct audit_live_opts){.netns = netns,
-								   .net_only = net_only},
+								   .net_only = net_only,
+								   .event_wait_ms = event_wait_ms},
 					 &err);
 		if (lrc == 0 && net_only) {
 			fprintf(stderr, "moat: audit --live run %s (network probes only)\n", run);

@@ -19,6 +19,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -38,6 +39,7 @@
 
 #include "cli.h"
 #include "moat/audit.h"
+#include "moat/auditrun.h"
 #include "moat/broker.h"
 #include "moat/firmware.h"
 #include "moat/fsutil.h"
@@ -63,7 +65,7 @@ static void sf(char *buf, size_t size, const char *fmt, ...)
 
 #define LIVE_MAX_PROBES 64
 #define LIVE_EVIDENCE_LEN 640
-#define LIVE_EVENT_WAIT_MS 3000
+#define LIVE_EVENT_WAIT_MS 3000 /* unless --event-wait says */
 #define LIVE_CONSUMED_MAX 256
 
 enum live_verdict { LIVE_PASS = 0, LIVE_FAIL, LIVE_SKIP };
@@ -92,6 +94,7 @@ struct live {
 	struct moat_broker_endpoint broker;
 	struct moat_server_endpoint moatd;
 	bool moatd_ok;
+	int event_wait_ms;
 	struct moat_policy policy;
 	const char *netns; /* --netns: a namespace of this host in a device zone, or NULL */
 	bool net_zones;	   /* moat.conf has a [network] section with keys */
@@ -193,7 +196,7 @@ static void refused_then_event(struct live *L, struct live_log *g, const char *i
 			       const char *summary, const char *what, const char *const *needles)
 {
 	char line[1024];
-	if (log_find(g, LIVE_EVENT_WAIT_MS, line, sizeof(line), needles)) {
+	if (log_find(g, L->event_wait_ms, line, sizeof(line), needles)) {
 		record(L, id, summary, LIVE_PASS, "%s; event: %s", what, line);
 	} else {
 		record(L, id, summary, LIVE_FAIL, "%s, but no security event was recorded in %s",
@@ -256,7 +259,7 @@ static void tls_refusal_event(struct live *L, const char *id, const char *summar
 	sf(from, sizeof(from), "Client connection from %s failed:", L->broker.addr);
 	const char *broker[] = {from, NULL};
 	char line[1024];
-	int64_t deadline = moat_time_mono_ms() + LIVE_EVENT_WAIT_MS;
+	int64_t deadline = moat_time_mono_ms() + L->event_wait_ms;
 	do {
 		if (log_find(&L->events, 0, line, sizeof(line), plugin)) {
 			record(L, id, summary, LIVE_PASS, "%s; event: %s", what, line);
@@ -1530,12 +1533,84 @@ static int prepare(struct live *L, struct moat_err *err)
 	return 0;
 }
 
+/* ---- the run declared to monitoring (auditrun.h) ---- */
+
+/* The longest a run is declared for before it ends; its end rewrites the window. */
+#define LIVE_RUN_DECLARED_MS (10 * 60 * 1000)
+
+/* The source address this host uses towards the broker (a UDP socket connected to it:
+ * the kernel's choice, no packet sent), into out. */
+static bool source_address(const struct live *L, char *out, size_t size)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *res = NULL;
+	char port[16];
+	sf(port, sizeof(port), "%d", L->broker.port);
+	if (getaddrinfo(L->broker.addr, port, &hints, &res) != 0 || !res) {
+		return false;
+	}
+	bool ok = false;
+	int fd = socket(res->ai_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	if (fd >= 0 && connect(fd, res->ai_addr, res->ai_addrlen) == 0 &&
+	    getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+		const void *a = ss.ss_family == AF_INET6
+					? (const void *)&((struct sockaddr_in6 *)&ss)->sin6_addr
+					: (const void *)&((struct sockaddr_in *)&ss)->sin_addr;
+		ok = inet_ntop(ss.ss_family, a, out, (socklen_t)size) != NULL;
+		/* an IPv4-mapped address is logged by Mosquitto as the IPv4 one */
+		if (ok && strncmp(out, "::ffff:", 7) == 0 && strchr(out + 7, '.')) {
+			memmove(out, out + 7, strlen(out + 7) + 1);
+		}
+	}
+	if (fd >= 0) {
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+/* Declares the run in run/audit-runs for [from_ms, until_ms], so moatd marks the refused
+ * handshakes of its TLS probes with audit_run=<run>. A declaration that cannot be written
+ * is said on stderr: the probes still run, their TLS events just carry no run id. */
+static void declare_run(struct live *L, int64_t from_ms, int64_t until_ms)
+{
+	struct moat_audit_run run = {.from_ms = from_ms, .until_ms = until_ms};
+	struct moat_audit_runs runs;
+	struct moat_err e = {0};
+	char path[PATH_MAX], text[MOAT_AUDIT_RUNS_MAX_BYTES + 1];
+	char *old = NULL;
+	size_t old_len = 0;
+	sf(run.run, sizeof(run.run), "%s", L->run);
+	sf(path, sizeof(path), "%s/%s", L->dir, MOAT_AUDIT_RUNS_FILE);
+	if (!source_address(L, run.address, sizeof(run.address))) {
+		fprintf(stderr,
+			"moat: audit run %s not declared in %s: no source address towards %s; its "
+			"TLS probes' events carry no run id\n",
+			L->run, MOAT_AUDIT_RUNS_FILE, L->broker.addr);
+		return;
+	}
+	/* a file that does not parse is replaced: the runs it named are over or lost */
+	if (!moat_fs_exists(path) ||
+	    moat_fs_read_all(path, MOAT_AUDIT_RUNS_MAX_BYTES + 1, &old, &old_len, &e) != 0 ||
+	    moat_audit_runs_parse(old, old_len, &runs, &e) != 0) {
+		memset(&runs, 0, sizeof(runs));
+	}
+	free(old);
+	if (moat_audit_runs_put(&runs, &run, &e) != 0 ||
+	    moat_fs_write_atomic(path, text, moat_audit_runs_format(&runs, text, sizeof(text)),
+				 0644, &e) != 0) {
+		fprintf(stderr, "moat: audit run %s not declared: %s\n", L->run, e.msg);
+	}
+}
+
 int audit_live_run(struct moat_audit_result *r, char run_id[9], const struct audit_live_opts *opts,
 		   struct moat_err *err)
 {
 	static struct live L;
 	memset(&L, 0, sizeof(L));
 	L.netns = opts->netns;
+	L.event_wait_ms = opts->event_wait_ms > 0 ? (int)opts->event_wait_ms : LIVE_EVENT_WAIT_MS;
 	/* A broker that closes a probe's connection must end that probe, not the audit:
 	 * OpenSSL writes with write(2), which would raise SIGPIPE. */
 	signal(SIGPIPE, SIG_IGN);
@@ -1588,7 +1663,10 @@ int audit_live_run(struct moat_audit_result *r, char run_id[9], const struct aud
 			L.run, L.broker.addr, L.broker.port);
 		delete_identities(&L);
 	} else {
+		int64_t from = moat_time_wall_ms();
+		declare_run(&L, from, from + LIVE_RUN_DECLARED_MS);
 		run_probes(&L);
+		declare_run(&L, from, moat_time_wall_ms());
 		delete_identities(&L);
 		rc = report(&L, r, err);
 	}

@@ -51,9 +51,10 @@ int dashboard_main(int argc, char **argv);
 
 struct moat_audit_result;
 struct audit_live_opts {
-	const char *netns; /* --netns: a network namespace of this host with an address in a
-			    * device zone, from which the [network] policy is probed; or NULL */
-	bool net_only;	   /* --net-only: the network probes alone (no identity is issued) */
+	const char *netns;     /* --netns: a network namespace of this host with an address in a
+				* device zone, from which the [network] policy is probed; or NULL */
+	bool net_only;	       /* --net-only: the network probes alone (no identity is issued) */
+	int64_t event_wait_ms; /* --event-wait: for a refusal's security event; 0: 3 s */
 };
 /* `moat audit --live` (audit_live.c): probes the running deployment into r, one check per
  * probe (a PASS ran clean, a FAIL is a finding, a SKIP "could not check"); *run_id gets the

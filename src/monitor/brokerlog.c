@@ -3,6 +3,7 @@
  * caller reads the file. */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "moat/monitor.h"
 
@@ -22,6 +23,28 @@ static bool timestamp_ok(const char *s)
 		}
 	}
 	return true;
+}
+
+/* The timestamp (its shape checked) as seconds since the epoch: Mosquitto writes it with
+ * strftime on localtime, so mktime reads it back; -1 when it cannot. */
+static int64_t line_time(const char *s)
+{
+	int v[6] = {0};
+	static const int at[6] = {0, 5, 8, 11, 14, 17}, width[6] = {4, 2, 2, 2, 2, 2};
+	for (int i = 0; i < 6; i++) {
+		for (int k = 0; k < width[i]; k++) {
+			v[i] = v[i] * 10 + (s[at[i] + k] - '0');
+		}
+	}
+	struct tm tm = {.tm_year = v[0] - 1900,
+			.tm_mon = v[1] - 1,
+			.tm_mday = v[2],
+			.tm_hour = v[3],
+			.tm_min = v[4],
+			.tm_sec = v[5],
+			.tm_isdst = -1};
+	time_t t = mktime(&tm);
+	return t == (time_t)-1 ? -1 : (int64_t)t;
 }
 
 static bool starts(const char *s, size_t len, const char *prefix)
@@ -118,6 +141,7 @@ int moat_broker_log_line_parse(const char *line, size_t len, struct moat_broker_
 	const char *s = line + TS_LEN;
 	size_t n = len - TS_LEN;
 	int rc = 0;
+	out->time_s = line_time(line);
 	if (starts(s, n, TLS_ERROR_PREFIX)) {
 		out->kind = MOAT_BLOG_TLS_ERROR;
 		rc = tls_error(s, n, out->tls_reason, sizeof(out->tls_reason), err);
@@ -164,9 +188,11 @@ const char *moat_tls_refusal_reason(const char *openssl)
 
 enum { T_IDLE, T_ERROR, T_GONE };
 
-static void refusal(struct moat_tls_refusal *out, const char *openssl, const char *address)
+static void refusal(struct moat_tls_refusal *out, const char *openssl, const char *address,
+		    int64_t time_s)
 {
 	memset(out, 0, sizeof(*out));
+	out->time_s = time_s;
 	snprintf(out->openssl, sizeof(out->openssl), "%s", openssl);
 	out->reason = moat_tls_refusal_reason(out->openssl);
 	snprintf(out->address, sizeof(out->address), "%s", address);
@@ -175,7 +201,7 @@ static void refusal(struct moat_tls_refusal *out, const char *openssl, const cha
 static void complete(struct moat_tls_refusal_track *t, struct moat_tls_refusal *out,
 		     const char *address)
 {
-	refusal(out, t->openssl, address);
+	refusal(out, t->openssl, address, t->time_s);
 	t->state = T_IDLE;
 	t->openssl[0] = '\0';
 }
@@ -186,9 +212,10 @@ static size_t idle(struct moat_tls_refusal_track *t, const struct moat_broker_lo
 {
 	if (l && l->kind == MOAT_BLOG_TLS_ERROR) {
 		t->state = T_ERROR;
+		t->time_s = l->time_s;
 		snprintf(t->openssl, sizeof(t->openssl), "%s", l->tls_reason);
 	} else if (l && l->kind == MOAT_BLOG_ACCEPT_FAILED) {
-		refusal(out, l->tls_reason, l->address);
+		refusal(out, l->tls_reason, l->address, l->time_s);
 		return 1;
 	}
 	return 0;

@@ -16,8 +16,10 @@
 #include <unistd.h>
 
 #include "ingest_internal.h"
+#include "moat/auditrun.h"
 #include "moat/broker.h"
 #include "moat/deploy.h"
+#include "moat/fsutil.h"
 #include "moat/log.h"
 #include "moat/messages.h"
 #include "moat/policy.h"
@@ -171,6 +173,10 @@ struct writer {
 	bool blog_unreadable;  /* said once */
 	uint64_t blog_refused; /* lines refused, said in the next tls_refused's log line */
 	struct moat_tls_refusal_track blog_track;
+	/* run/audit-runs: the live audit's declared runs, read again when it changes */
+	struct moat_audit_runs audit_runs;
+	struct timespec audit_runs_mtime;
+	off_t audit_runs_size;
 #if defined(MOAT_FAILPOINTS)
 	int64_t delay_ms; /* MOAT_INGEST_WRITER_DELAY: test builds only */
 #endif
@@ -184,6 +190,94 @@ static int64_t clock_offset_ms;
 static int64_t now_wall(void)
 {
 	return moat_time_wall_ms() + clock_offset_ms;
+}
+
+/* ---- the live audit's runs (auditrun.h) ---- */
+
+/* The run of `moat audit --live` that declared a refused handshake from address at t_ms
+ * (wall clock), or NULL: a refusal of an audit's TLS probe names no identity, so its address and
+ * time are all that tell it from an attack. */
+static const char *audit_run_of(struct writer *w, const char *address, int64_t t_ms)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (!address || !address[0] ||
+	    moat_deploy_path(w->d, path, sizeof(path), MOAT_AUDIT_RUNS_FILE, NULL) != 0 ||
+	    stat(path, &st) != 0) {
+		return NULL;
+	}
+	if (st.st_mtim.tv_sec != w->audit_runs_mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != w->audit_runs_mtime.tv_nsec || st.st_size != w->audit_runs_size) {
+		char *text = NULL;
+		size_t len = 0;
+		struct moat_err err = {0};
+		w->audit_runs_mtime = st.st_mtim;
+		w->audit_runs_size = st.st_size;
+		if (moat_fs_read_all(path, MOAT_AUDIT_RUNS_MAX_BYTES + 1, &text, &len, &err) != 0 ||
+		    moat_audit_runs_parse(text, len, &w->audit_runs, &err) != 0) {
+			memset(&w->audit_runs, 0, sizeof(w->audit_runs));
+			moat_log(MOAT_LOG_WARN,
+				 "event=audit_runs_refused error=\"%s\" (no refusal is marked as an "
+				 "audit's until it is fixed)",
+				 err.msg);
+		}
+		free(text);
+	}
+	const struct moat_audit_run *r = moat_audit_runs_match(&w->audit_runs, address, t_ms);
+	return r ? r->run : NULL;
+}
+
+/* "audit_run=<run> " (run: 8 hex digits) put before the evidence (size bytes); its end is
+ * cut when it no longer fits. */
+static void prefix_run(char *evidence, size_t size, const char *run)
+{
+	char head[32];
+	int hn = snprintf(head, sizeof(head), "audit_run=%.8s ", run);
+	size_t n = strlen(evidence);
+	if (hn <= 0 || (size_t)hn >= size) {
+		return;
+	}
+	if (n + (size_t)hn >= size) {
+		n = size - 1 - (size_t)hn;
+	}
+	memmove(evidence + hn, evidence, n);
+	memcpy(evidence, head, (size_t)hn);
+	evidence[(size_t)hn + n] = '\0';
+}
+
+/* Puts "audit_run=<run> " at the head of the evidence of a refused handshake a declared
+ * run made (where the ingest puts the run of the audit's identities' events). */
+static void mark_audit_run(struct writer *w, const char *address, int64_t t_ms, char *evidence,
+			   size_t size)
+{
+	if (strncmp(evidence, "audit_run=", 10) == 0) {
+		return; /* marked by the plugin: one of the run's identities */
+	}
+	const char *run = audit_run_of(w, address, t_ms);
+	if (run) {
+		prefix_run(evidence, size, run);
+	}
+}
+
+/* moatd's own refusal of a request (auth_refused): one of the live audit's identities
+ * names its run; a request without a certificate, or with one of another CA, names none
+ * ("-"), so the run that declared its address and time does. */
+static void mark_audit_refusal(struct writer *w, struct moat_security_event *ev)
+{
+	static const char prefix[] = "audit-";
+	const char *id = ev->identity;
+	if (strncmp(id, prefix, sizeof(prefix) - 1) == 0 &&
+	    strspn(id + sizeof(prefix) - 1, "0123456789abcdef") >= MOAT_AUDIT_RUN_ID_LEN &&
+	    (id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '\0' ||
+	     id[sizeof(prefix) - 1 + MOAT_AUDIT_RUN_ID_LEN] == '-')) {
+		if (strncmp(ev->evidence, "audit_run=", 10) != 0) {
+			prefix_run(ev->evidence, sizeof(ev->evidence), id + sizeof(prefix) - 1);
+		}
+		return;
+	}
+	if (!id[0] || strcmp(id, "-") == 0) {
+		mark_audit_run(w, ev->address, ev->time_ms, ev->evidence, sizeof(ev->evidence));
+	}
 }
 
 /* ---- events ---- */
@@ -522,6 +616,10 @@ static void on_broker_event(struct writer *w, const char *payload, size_t len, i
 		moat_log(MOAT_LOG_WARN, "event=broker_event_refused error=\"%s\"", err.msg);
 		return;
 	}
+	if (strcmp(ev.kind, "auth_refused") == 0 &&
+	    strstr(ev.evidence, "reason=\"tls_handshake_failed\"")) {
+		mark_audit_run(w, ev.address, ev.time_ms, ev.evidence, sizeof(ev.evidence));
+	}
 	char origin[MOAT_EVENT_RUN_ID_MAX_LEN + MOAT_EVENT_KIND_MAX_LEN + 32];
 	snprintf(origin, sizeof(origin), "%s/%s/%lld", ev.run_id, ev.kind, (long long)count);
 	size_t before = w->pending_count;
@@ -576,6 +674,9 @@ static void process(struct writer *w, const struct ingest_item *it)
 {
 	if (it->ev) {
 		struct moat_security_event ev = *it->ev;
+		if (strcmp(ev.kind, "auth_refused") == 0) {
+			mark_audit_refusal(w, &ev);
+		}
 		record(w, &ev, NULL);
 		return;
 	}
@@ -700,6 +801,12 @@ static void blog_line(struct writer *w, int64_t now, const char *line, size_t le
 	for (size_t i = 0; i < n; i++) {
 		char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
 		snprintf(ev, sizeof(ev), "reason=%s openssl=\"%s\"", r[i].reason, r[i].openssl);
+		/* when Mosquitto logged it, to the second (its last millisecond: a run declared
+		 * within that second covers it); unknown: now, moatd follows the log as it
+		 * grows */
+		mark_audit_run(w, r[i].address,
+			       r[i].time_s >= 0 ? r[i].time_s * 1000 + 999 : moat_time_wall_ms(),
+			       ev, sizeof(ev));
 		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
 			  r[i].address, ev);
 		moat_log(MOAT_LOG_WARN,

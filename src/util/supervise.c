@@ -87,8 +87,43 @@ int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const 
 	return 0;
 }
 
+int moat_sup_record_at_start(struct moat_sup *s, const char *name, const char *from, const char *to,
+			     struct moat_err *err)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		struct moat_sup_child *c = &s->children[i];
+		if (strcmp(c->name, name) != 0) {
+			continue;
+		}
+		if (strlen(from) >= sizeof(c->record_from) || strlen(to) >= sizeof(c->record_to)) {
+			return moat_err_set(err, MOAT_EINVAL, "%s: record path too long", name);
+		}
+		memcpy(c->record_from, from, strlen(from) + 1);
+		memcpy(c->record_to, to, strlen(to) + 1);
+		return 0;
+	}
+	return moat_err_set(err, MOAT_EINVAL, "no child named %s", name);
+}
+
+/* The copy of moat_sup_record_at_start, made just before the child starts. */
+static void record_start(const struct moat_sup_child *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct moat_err e;
+	if (moat_fs_read_all(c->record_from, 16u * 1024 * 1024, &text, &len, &e) != 0 ||
+	    moat_fs_write_atomic(c->record_to, text, len, 0644, &e) != 0) {
+		moat_log(MOAT_LOG_WARN, "event=record_failed name=%s error=\"%s\"", c->name, e.msg);
+		unlink(c->record_to);
+	}
+	free(text);
+}
+
 static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat_err *err)
 {
+	if (c->record_from[0]) {
+		record_start(c);
+	}
 	/* The child starts with the caller's original signal mask. A program that cannot be
 	 * run dies like any other child (exit 127) and is restarted after the back-off. */
 	struct moat_spawn sp = {.argv = c->argv,

@@ -4,7 +4,8 @@
 # one at a time, is named by its check id, with the exit status --fail-on asks for, and put
 # back:
 #   the root CA key readable by others; acl.conf granting '#'; mosquitto.conf edited (drift,
-#   TLS 1.1, and the running broker no longer on the file on disk); a server certificate
+#   TLS 1.1, and the running broker no longer on the file on disk, by content: the mtime
+#   put back with touch -r); a server certificate
 #   made by hand with openssl on an RSA-1024 key, then on a device's own key; the firmware
 #   trust threshold set to 1; a CRL signed with openssl whose nextUpdate is past, then one
 #   that revokes an active device; the broker policy of before a revocation put back; a
@@ -124,9 +125,35 @@ has drift.mosquitto_conf high
 has broker.tls high
 has drift.live_broker high
 audit_is 0 --fail-on critical
+jq -e '.findings[] | select(.id == "drift.live_broker") | .evidence |
+	test("loaded line [0-9]+ \"tls_version tlsv1.2\" \\(run/mosquitto.conf.started\\); broker/mosquitto.conf has \"tls_version tlsv1.1\"")' \
+	>/dev/null <<<"$out" || fail "drift.live_broker evidence: $(jq -c '[.findings[] | select(.id == "drift.live_broker")]' <<<"$out")"
 cp -p "$T/conf.keep" "$D/broker/mosquitto.conf"
 audit_is 0
 pass "mosquitto.conf: drift, TLS below 1.2, and the running broker not on it"
+
+# ---- the running broker's mosquitto.conf by content, not by mtime ----
+# The same edit with the file's mtime put back (touch -r): an older mtime than the broker's
+# start hides nothing; the content put back, with a new mtime, is clean.
+touch -d '-1 hour' "$T/conf.keep"
+cp -p "$T/conf.keep" "$T/conf.old"
+sed -i 's/^tls_version .*/tls_version tlsv1.1/' "$D/broker/mosquitto.conf"
+touch -r "$T/conf.old" "$D/broker/mosquitto.conf"
+[ "$D/broker/mosquitto.conf" -ot "$D/run/mosquitto.pid" ] || fail "mtime not older than the broker's start"
+audit_is 1
+has drift.live_broker high
+cp "$T/conf.keep" "$D/broker/mosquitto.conf" # content back, mtime now
+touch "$D/broker/mosquitto.conf"
+audit_is 0
+jq -e '[.findings[] | select(.id == "drift.live_broker")] | length == 0' >/dev/null <<<"$out" ||
+	fail "drift.live_broker on a new mtime with the loaded content: $out"
+sed -i 's/^tls_version .*/tls_version tlsv1.1/' "$D/broker/mosquitto.conf"
+touch -r "$T/conf.old" "$D/broker/mosquitto.conf"
+audit_is 1
+has drift.live_broker high
+cp -p "$T/conf.keep" "$D/broker/mosquitto.conf"
+audit_is 0
+pass "drift.live_broker: what the running broker loaded against the file, by content (mtime put back with touch -r)"
 
 # ---- hand-made server certificates, signed by the issuing CA with openssl ----
 cp -p "$D/pki/server.crt" "$T/server.crt.keep"

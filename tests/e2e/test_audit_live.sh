@@ -8,6 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 broker_require
+command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs it)"
 export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 [ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
 broker_deploy
@@ -85,6 +86,43 @@ wait_for 20 audit_recorded || fail "the ingest did not record the audit's run: $
 unmarked=$(sqlite3 "$D/registry.db" "SELECT count(*) FROM security_events WHERE source = 'broker' AND identity LIKE 'audit-$run%' AND evidence NOT LIKE 'audit_run=$run %'")
 [ "$unmarked" = 0 ] || fail "$unmarked recorded events of the audit's identities without its run"
 pass "the audit's events carry \"audit_run\":\"$run\", and moatd's ingest records it"
+
+# The TLS-level probes name no identity: the run was declared in run/audit-runs (run id,
+# source address, window), and moatd marks the refused handshakes it records from there
+# with audit_run=<run>; the same handshake failure after the run carries no run id.
+grep -qE "^run=$run address=127\.0\.0\.1 from_ms=[0-9]+ until_ms=[0-9]+$" "$D/run/audit-runs" ||
+	fail "run $run not declared: $(cat "$D/run/audit-runs" 2>&1)"
+tls_marked() { [ "$(moat events --json --kind tls_refused | grep -c "audit_run=$run" || true)" -ge 4 ]; }
+wait_for 10 tls_marked || fail "tls_refused events of run $run: $(moat events --json --kind tls_refused)"
+moat events --json --kind tls_refused | grep "\"evidence\":\"audit_run=$run reason=" | qgrep 'reason=no_certificate' ||
+	fail "tls.anonymous's refusal is not marked: $(moat events --json --kind tls_refused)"
+moat events --json --kind tls_refused | grep "audit_run=$run" | qgrep 'reason=tls_policy' ||
+	fail "an old TLS version's refusal is not marked: $(moat events --json --kind tls_refused)"
+moat events --json --kind auth_refused | grep 'tls_handshake_failed' | qgrep "audit_run=$run" ||
+	fail "the plugin's tls_handshake_failed events are not marked: $(moat events --json --kind auth_refused)"
+# moatd's own refusals: without a certificate (declared address and time), and of the run's
+# revoked identity (by its name)
+moat events --json --kind auth_refused | grep 'service=https' | grep '"identity":"-"' | qgrep "audit_run=$run" ||
+	fail "moatd's refusal of moatd.no_certificate is not marked: $(moat events --json --kind auth_refused | grep service=https | tail -3)"
+moat events --json --kind auth_refused | grep 'service=https' | grep "\"identity\":\"audit-$run-r\"" | qgrep "audit_run=$run" ||
+	fail "moatd's refusal of audit-$run-r is not marked: $(moat events --json --kind auth_refused | grep service=https | tail -3)"
+until_ms=$(sed -n "s/^run=$run .* until_ms=\([0-9]*\)$/\1/p" "$D/run/audit-runs")
+# an identical handshake (TLS without a client certificate, as tls.anonymous) after the
+# run's window and its grace (2 s after its end): an attack until shown otherwise
+while [ "$(($(date +%s%3N) - until_ms))" -le 3000 ]; do sleep 0.2; done
+no_cert_count() { moat events --json --kind tls_refused | grep -c 'reason=no_certificate' || true; }
+before=$(no_cert_count)
+timeout "$(deadline 10)" mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$D/pki/ca.crt" -i intruder \
+	-t x -m x >/dev/null 2>&1 && fail "a client without a certificate was accepted"
+more_no_cert() { [ "$(no_cert_count)" -gt "$before" ]; }
+wait_for 10 more_no_cert || fail "the intruder's refusal was not recorded: $(moat events --json --kind tls_refused | tail -3)"
+moat events --json --kind tls_refused | grep 'reason=no_certificate' | tail -1 | qgrep -v 'audit_run=' ||
+	fail "a refusal outside the audit's window is marked as the audit's: $(moat events --json --kind tls_refused | tail -1)"
+last_plugin() { moat events --json --kind auth_refused | grep 'tls_handshake_failed' | tail -1; }
+plugin_after() { [ "$(last_plugin | jq '.time_ms')" -gt "$((until_ms + 2000))" ]; }
+wait_for 10 plugin_after || fail "the plugin's event of the intruder was not recorded: $(last_plugin)"
+last_plugin | qgrep -v 'audit_run=' || fail "the plugin's event of the intruder is marked: $(last_plugin)"
+pass "the TLS probes' refusals carry audit_run=$run (declared in run/audit-runs); the same refusal after the run does not"
 
 expect_ok "device list" moat --json device list
 assert_not_contains "$out" "audit-$run"

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/timex.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -29,6 +30,7 @@
 #include "moat/fsutil.h"
 #include "moat/manifest.h"
 #include "moat/monitor_export.h"
+#include "moat/net.h"
 #include "moat/pki.h"
 #include "moat/timeutil.h"
 #include "moat/update_schema.h"
@@ -812,6 +814,74 @@ static void test_sinks(void **state)
 	assert_int_equal(titled(f, "monitor.sinks", "alert queue does not parse"), 1);
 }
 
+/* monitor.clock: what adjtimex says, judged without touching this host's clock. */
+static void test_clock(void **state)
+{
+	(void)state;
+	char ev[256];
+	struct timex tx = {.status = 0, .maxerror = 1000};
+	assert_false(audit_clock_unsynced(TIME_OK, &tx, ev, sizeof(ev)));
+	tx.status = STA_PLL;
+	assert_false(audit_clock_unsynced(TIME_OK, &tx, ev, sizeof(ev)));
+	tx.status = STA_UNSYNC;
+	tx.maxerror = 16000000;
+	assert_true(audit_clock_unsynced(TIME_OK, &tx, ev, sizeof(ev)));
+	assert_string_equal(ev,
+			    "adjtimex: state 0, status 0x40 (STA_UNSYNC), maxerror 16000000 us");
+	tx.status = 0;
+	tx.maxerror = 5;
+	assert_true(audit_clock_unsynced(TIME_ERROR, &tx, ev, sizeof(ev)));
+	assert_string_equal(ev, "adjtimex: state 5 (TIME_ERROR), status 0x0, maxerror 5 us");
+}
+
+/* net.iot_to_management and net.iot_to_iot on a policy whose rule list was changed by hand
+ * (moat's renderer never writes such a rule: these checks guard against one that would). */
+static void test_net_isolation(void **state)
+{
+	(void)state;
+	struct moat_net_policy *p = calloc(1, sizeof(*p));
+	struct moat_config *cfg = NULL;
+	struct moat_err err = {0};
+	static const char text[] = "[network]\nbroker_address = 10.77.1.10\n";
+	assert_non_null(p);
+	assert_int_equal(moat_config_parse("moat.conf", text, strlen(text), &cfg, &err), 0);
+	assert_int_equal(moat_net_policy_from_config(cfg, p, &err), 0);
+	moat_config_free(cfg);
+	struct moat_audit_result r;
+	moat_audit_result_init(&r);
+	struct audit_ctx *a = calloc(1, sizeof(*a));
+	assert_non_null(a);
+	a->r = &r;
+	a->err = &err;
+	assert_int_equal(audit_net_isolation(a, p), 0);
+	assert_int_equal(r.count, 0); /* moat's own policy keeps devices apart */
+
+	/* devices may reach anything on port 22, ahead of every drop */
+	assert_true(p->rule_count < MOAT_NET_RULES_MAX);
+	memmove(&p->rules[1], &p->rules[0], p->rule_count * sizeof(p->rules[0]));
+	p->rule_count++;
+	p->rules[0] = (struct moat_net_rule){.action = MOAT_NET_ACCEPT,
+					     .src = {.kind = MOAT_NET_SEL_DEVICES},
+					     .dst = {.kind = MOAT_NET_SEL_ANY},
+					     .tcp_dport = 22};
+	memset(a, 0, sizeof(*a));
+	a->r = &r;
+	a->err = &err;
+	assert_int_equal(audit_net_isolation(a, p), 0);
+	assert_int_equal(r.count, 2);
+	assert_string_equal(r.findings[0].check->id, "net.iot_to_management");
+	assert_int_equal(r.findings[0].severity, MOAT_AUDIT_CRITICAL);
+	assert_string_equal(r.findings[0].title,
+			    "zone iot may reach management host 10.77.1.2 (port 22)");
+	assert_string_equal(r.findings[0].evidence, "10.77.10.2 -> 10.77.1.2:22 accepted");
+	assert_string_equal(r.findings[1].check->id, "net.iot_to_iot");
+	assert_string_equal(r.findings[1].title, "devices of zone iot may reach each other");
+	assert_string_equal(r.findings[1].evidence, "10.77.10.2 <-> 10.77.10.3:22 accepted");
+	moat_audit_result_free(&r);
+	free(a);
+	free(p);
+}
+
 static void test_fw_threshold(void **state)
 {
 	struct fixture *f = *state;
@@ -960,6 +1030,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_crl_lists, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sinks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fw_threshold, setup, teardown),
+		cmocka_unit_test(test_clock),
+		cmocka_unit_test(test_net_isolation),
 		cmocka_unit_test_setup_teardown(test_key_file_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_firmware_releases, setup, teardown),
 	};

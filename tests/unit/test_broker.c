@@ -516,7 +516,25 @@ static void test_supervisor(void **state)
 	assert_int_equal(moat_sup_add(&s, "sleeper", argv, pidfile, &err), 0);
 	char *const bad_argv[] = {NULL};
 	assert_int_equal(moat_sup_add(&s, "bad", bad_argv, NULL, &err), MOAT_EINVAL);
+	/* what the child reads as it starts, recorded before each start */
+	char conf[] = "/tmp/moat-test-sup-conf.XXXXXX";
+	fd = mkstemp(conf);
+	assert_true(fd >= 0);
+	close(fd);
+	char record[sizeof(conf) + 16];
+	snprintf(record, sizeof(record), "%s.started", conf);
+	tu_write_text(conf, "first\n");
+	assert_int_equal(moat_sup_record_at_start(&s, "nobody", conf, record, &err), MOAT_EINVAL);
+	assert_int_equal(moat_sup_record_at_start(&s, "sleeper", conf, record, &err), 0);
 	assert_int_equal(moat_sup_start(&s, &err), 0);
+	size_t rlen = 0;
+	char *text = tu_read_file(record, 1024, &rlen);
+	assert_string_equal(text, "first\n");
+	free(text);
+	tu_write_text(conf, "second\n"); /* not live until the next start */
+	text = tu_read_file(record, 1024, &rlen);
+	assert_string_equal(text, "first\n");
+	free(text);
 	pid_t first = s.children[0].pid;
 	assert_true(first > 0);
 	assert_true(kill(first, 0) == 0);
@@ -528,6 +546,11 @@ static void test_supervisor(void **state)
 	assert_int_equal(s.children[0].deaths, 1);
 	pid_t second = s.children[0].pid;
 	assert_true(second > 0 && second != first);
+	text = tu_read_file(record, 1024, &rlen); /* the restart read the file again */
+	assert_string_equal(text, "second\n");
+	free(text);
+	unlink(conf);
+	unlink(record);
 	assert_int_equal(raise(SIGTERM), 0); /* blocked: arrives through the signalfd */
 	int r = MOAT_SUP_RUNNING;
 	for (int i = 0; i < 50 && r == MOAT_SUP_RUNNING; i++) {

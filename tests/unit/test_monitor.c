@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -553,6 +554,28 @@ static void test_broker_log_lines(void **state)
 		0);
 	assert_int_equal(l.kind, MOAT_BLOG_TLS_ERROR);
 	assert_string_equal(l.tls_reason, "peer did not return a certificate");
+	/* its time, as Mosquitto wrote it in local time (here UTC): the plugin's event of the
+	 * same second says 1796263597496 ms; a run of the audit is matched by it (auditrun.h) */
+	setenv("TZ", "UTC", 1);
+	tzset();
+	assert_int_equal(parse_line(TS "Client <unknown> disconnected: Protocol error.", &l), 0);
+	assert_int_equal(l.time_s, INT64_C(1796263597));
+	struct moat_tls_refusal_track tt;
+	struct moat_tls_refusal tr[2];
+	memset(&tt, 0, sizeof(tt));
+	struct moat_broker_log_line run[3];
+	assert_int_equal(parse_line("2026-12-03T02:06:36: OpenSSL Error[0]: error:0A0000C7:SSL "
+				    "routines::peer did not return a certificate",
+				    &run[0]),
+			 0);
+	assert_int_equal(parse_line(TS "Client <unknown> disconnected: Protocol error.", &run[1]),
+			 0);
+	assert_int_equal(parse_line(PLUGIN_TLS, &run[2]), 0);
+	assert_int_equal(moat_tls_refusal_feed(&tt, &run[0], tr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&tt, &run[1], tr), 0);
+	assert_int_equal(moat_tls_refusal_feed(&tt, &run[2], tr), 1);
+	assert_int_equal(tr[0].time_s, INT64_C(1796263596)); /* the run's first line */
+	assert_string_equal(tr[0].address, "127.0.0.1");
 	assert_int_equal(parse_line(TS "Client <unknown> disconnected: Protocol error.", &l), 0);
 	assert_int_equal(l.kind, MOAT_BLOG_UNKNOWN_GONE);
 	assert_int_equal(parse_line(PLUGIN_TLS, &l), 0);
