@@ -187,6 +187,11 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(int(sys.argv[2])); f.write(bytes([b[0] ^ 0xFF]))' "$1" "$2"
 }
 
+# count_gt FILE PATTERN N: whether more than N lines of FILE match PATTERN (grep -E). For
+# wait_for, which runs it on every try: `wait_for 10 test "$(grep -c ...)" -gt N` would
+# count once, before the first try, and wait in vain.
+count_gt() { [ "$(grep -cE -- "$2" "$1" 2>/dev/null || true)" -gt "$3" ] 2>/dev/null; }
+
 # log_lines FILE: how many lines FILE has now (0 if none): a mark, so that a wait looks only
 # at what was written after it.
 log_lines() { if [ -f "$1" ]; then wc -l <"$1"; else echo 0; fi; }

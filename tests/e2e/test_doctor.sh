@@ -58,7 +58,7 @@ wait_for 10 grep -q '"kind":"rate_limited".*"identity":"dev-a"' "$D/log/security
 n_tls=$(grep -c '"tls_handshake_failed"' "$D/log/security-events.jsonl" || true)
 timeout "$(deadline 10)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" -CAfile "$D/pki/ca.crt" \
 	</dev/null >/dev/null 2>&1 || true
-wait_for 10 test "$(grep -c '"tls_handshake_failed"' "$D/log/security-events.jsonl")" -gt "$n_tls" ||
+wait_for 10 count_gt "$D/log/security-events.jsonl" '"tls_handshake_failed"' "$n_tls" ||
 	fail "the failed handshake was not recorded"
 # dev-a's certificate on moatd's /metrics, which is for operators only
 code=$(curl -s --cacert "$D/pki/ca.crt" --cert "$I/dev-a/cert.pem" --key "$I/dev-a/key.pem" \

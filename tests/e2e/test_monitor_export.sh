@@ -183,7 +183,6 @@ moatd_up
 moatd_wait "event=alert_queue_loaded alerts=$n" || fail "queue not loaded"
 wait_for 20 grep -q '"kind":"acl_denied".*"reason":"burst".*"count":5' "$WH_OUT" ||
 	fail "queued alert not delivered after restart: $(cat "$WH_OUT")"
-wait_for 10 test "$(wc -l <"$WH_OUT")" -ge 1
 [ "$(grep -c '"reason":"burst"' "$WH_OUT")" -eq 1 ] || fail "burst delivered more than once: $(cat "$WH_OUT")"
 if [ "$n" -gt 1 ]; then
 	wait_for 10 grep -q '"kind":"anomaly".*"reason":"acl_burst"' "$WH_OUT" ||
