@@ -102,6 +102,17 @@ static const char dash_css[] =
 	"color:#fff;border:0;padding:.3em .8em}svg{background:#fff;border:1px solid #dde1e6;"
 	"max-width:100%;height:auto}.pager{display:flex;gap:1em}"
 	"td{overflow-wrap:anywhere}"
+	/* the zone map (an inline SVG: classes only, the CSP allows no style attribute) */
+	".zbox{fill:#fff;stroke:#14365d;stroke-width:1.5}.zout{fill:#f6f7f9;stroke:#6a737d;"
+	"stroke-dasharray:4 3}.zmap text{font:12px system-ui,sans-serif;fill:#1b1f24}"
+	".zmap text.zname{font-weight:700}.zmap text.ztitle{font-weight:700;font-size:13px}"
+	".flow{fill:none;stroke-width:1.8}.flow.allow{stroke:#1a7f37}"
+	".flow.block{stroke:#b00020;stroke-dasharray:6 4}.flow.except{stroke:#b26b00;"
+	"stroke-dasharray:6 4}.head.allow{fill:#1a7f37}.head.block{fill:#b00020}"
+	".head.except{fill:#b26b00}.zmap text.xmark{fill:#b00020;font-weight:700;font-size:15px}"
+	".zmap text.xmark.except{fill:#b26b00}.zmap text.peers-block{fill:#b00020}"
+	".zmap text.peers-allow{fill:#1a7f37}ul.flows{columns:2 22em;margin:.3em 0 1em}"
+	"li.block{color:#b00020}li.except{color:#8a5300}li.allow{color:#1a7f37}"
 	"@media (max-width:600px){table{font-size:12px;display:block;overflow-x:auto}"
 	"th,td{padding:.2em}main{padding:.5em}header{gap:.6em}}\n";
 
@@ -789,6 +800,349 @@ static int zone_device(const struct moat_device_state *st, void *ctx)
 	return 0;
 }
 
+/* The zone map: an inline SVG (no script, no style attribute: classes of dash_css) of the
+ * zones of [network] and the outside as boxes, and between each two of them the flows the
+ * policy allows and blocks, judged by moat_net_expect_pkt (the policy's intent, which the
+ * rule list is tested to agree with) for a sample host of each. */
+#define ZMAP_W 760
+#define ZMAP_BOX_W 220
+#define ZMAP_BOX_H 84
+#define ZMAP_NODES_MAX (MOAT_NET_ZONES_MAX + 1)
+#define ZMAP_OUTSIDE "_outside" /* the outside's id token: no zone name starts with '_' */
+
+enum zflow { ZFLOW_ALLOW = 0, ZFLOW_EXCEPT = 1, ZFLOW_BLOCK = 2 };
+static const char *const zflow_class[] = {"allow", "except", "block"};
+static const char *const zone_kinds[] = {"management", "devices", "isolated"};
+
+struct zmap {
+	const struct moat_net_policy *net;
+	size_t n;		       /* the zones with subnets, then the outside */
+	int zone[ZMAP_NODES_MAX];      /* index in net->zones; -1: the outside */
+	uint32_t host[ZMAP_NODES_MAX]; /* a sample address: neither the broker nor the server */
+	uint32_t peer[ZMAP_NODES_MAX]; /* a second one (0: none): the zone's hosts to each other */
+	int64_t devices[ZMAP_NODES_MAX]; /* last seen there */
+	double x[ZMAP_NODES_MAX];	 /* box centres */
+	double y[ZMAP_NODES_MAX];
+};
+
+static void zmap_hosts(struct zmap *m, size_t i, const struct moat_net_subnet *s)
+{
+	uint32_t last = s->addr + (uint32_t)((1ull << (32 - s->prefix)) - 2);
+	m->host[i] = s->addr + 1;
+	m->peer[i] = 0;
+	bool have = false;
+	for (uint32_t h = s->addr + 1; h <= last && h - s->addr <= 16; h++) {
+		if (h == m->net->broker_addr || h == m->net->server_addr) {
+			continue;
+		}
+		if (!have) {
+			m->host[i] = h;
+			have = true;
+		} else {
+			m->peer[i] = h;
+			break;
+		}
+	}
+}
+
+static bool zmap_expect(const struct moat_net_policy *p, uint32_t src, uint32_t dst,
+			enum moat_net_proto proto, uint16_t dport)
+{
+	struct moat_net_pkt k = {.src = src, .dst = dst, .proto = proto, .dport = dport};
+	return moat_net_expect_pkt(p, &k);
+}
+
+static bool zmap_in(const struct zmap *m, size_t node, uint32_t addr)
+{
+	return moat_net_zone_of(m->net, addr) == m->zone[node];
+}
+
+/* What node s may open to node d: everything, only the services named into *except, or
+ * nothing. */
+static enum zflow zmap_flow(const struct zmap *m, size_t s, size_t d, struct moat_buf *except)
+{
+	const struct moat_net_policy *p = m->net;
+	uint32_t src = m->host[s];
+	if (zmap_expect(p, src, s == d ? m->peer[d] : m->host[d], MOAT_NET_PROTO_OTHER, 0)) {
+		return ZFLOW_ALLOW;
+	}
+	if (s == d) {
+		return ZFLOW_BLOCK;
+	}
+	char a[16];
+	size_t before = except->len;
+	if (zmap_in(m, d, p->broker_addr) &&
+	    zmap_expect(p, src, p->broker_addr, MOAT_NET_PROTO_TCP, p->broker_port)) {
+		moat_net_addr_format(p->broker_addr, a, sizeof(a));
+		(void)moat_buf_printf(except, "%sTCP %u to the broker %s",
+				      except->len > before ? ", " : "", (unsigned)p->broker_port,
+				      a);
+	}
+	if (zmap_in(m, d, p->server_addr) &&
+	    zmap_expect(p, src, p->server_addr, MOAT_NET_PROTO_TCP, p->server_port)) {
+		moat_net_addr_format(p->server_addr, a, sizeof(a));
+		(void)moat_buf_printf(except, "%sTCP %u to the update server %s",
+				      except->len > before ? ", " : "", (unsigned)p->server_port,
+				      a);
+	}
+	for (size_t i = 0; i < p->dns_count; i++) {
+		if (zmap_in(m, d, p->dns_addrs[i]) &&
+		    zmap_expect(p, src, p->dns_addrs[i], MOAT_NET_PROTO_UDP, MOAT_NET_DNS_PORT)) {
+			moat_net_addr_format(p->dns_addrs[i], a, sizeof(a));
+			(void)moat_buf_printf(except, "%sDNS to %s",
+					      except->len > before ? ", " : "", a);
+		}
+	}
+	for (size_t i = 0; i < p->ntp_count; i++) {
+		if (zmap_in(m, d, p->ntp_addrs[i]) &&
+		    zmap_expect(p, src, p->ntp_addrs[i], MOAT_NET_PROTO_UDP, MOAT_NET_NTP_PORT)) {
+			moat_net_addr_format(p->ntp_addrs[i], a, sizeof(a));
+			(void)moat_buf_printf(except, "%sNTP to %s",
+					      except->len > before ? ", " : "", a);
+		}
+	}
+	return except->len > before ? ZFLOW_EXCEPT : ZFLOW_BLOCK;
+}
+
+static const char *zmap_name(const struct zmap *m, size_t i)
+{
+	return m->zone[i] < 0 ? "outside" : m->net->zones[m->zone[i]].name;
+}
+
+static const char *zmap_id(const struct zmap *m, size_t i)
+{
+	return m->zone[i] < 0 ? ZMAP_OUTSIDE : m->net->zones[m->zone[i]].name;
+}
+
+/* "s → d: allowed" and the like, escaped, into the page. */
+static void zmap_flow_text(struct dash_ctx *c, const struct zmap *m, size_t s, size_t d,
+			   enum zflow f, const struct moat_buf *except)
+{
+	esc(c, zmap_name(m, s));
+	out(c, " &#8594; ");
+	esc(c, zmap_name(m, d));
+	if (s == d) {
+		out(c, " (its hosts to each other)");
+	}
+	out(c, f == ZFLOW_ALLOW ? ": allowed" : ": blocked");
+	if (f == ZFLOW_EXCEPT) {
+		out(c, ", except ");
+		buf_esc(&c->b, except->data ? except->data : "");
+	}
+}
+
+static void zmap_box(struct dash_ctx *c, const struct zmap *m, size_t i)
+{
+	double left = m->x[i] - ZMAP_BOX_W / 2.0, top = m->y[i] - ZMAP_BOX_H / 2.0;
+	const struct moat_net_zone *zn = m->zone[i] < 0 ? NULL : &m->net->zones[m->zone[i]];
+	char subnet[40] = "no zone: the uplink";
+	size_t more = 0;
+	if (zn) {
+		char a[16];
+		moat_net_addr_format(zn->subnets[0].addr, a, sizeof(a));
+		(void)snprintf(subnet, sizeof(subnet), "%s/%u", a, zn->subnets[0].prefix);
+		more = zn->subnet_count - 1 + zn->prefix6_count;
+	}
+	out(c, "<g class=\"zone\" id=\"map-zone-");
+	esc(c, zmap_id(m, i));
+	out(c, "\"><title>");
+	esc(c, zmap_name(m, i));
+	if (zn) {
+		outf(c, " (%s zone): ", zone_kinds[zn->kind]);
+		for (size_t s = 0; s < zn->subnet_count; s++) {
+			char a[16];
+			moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));
+			outf(c, "%s%s/%u", s ? ", " : "", a, zn->subnets[s].prefix);
+		}
+		for (size_t s = 0; s < zn->prefix6_count; s++) {
+			char a[64];
+			moat_net_addr6_format(zn->prefixes6[s].addr, a, sizeof(a));
+			outf(c, ", %s/%u", a, zn->prefixes6[s].prefix);
+		}
+	} else {
+		out(c, ": every address in no zone (the uplink, the internet)");
+	}
+	outf(c, "; %lld device%s last seen there</title>", (long long)m->devices[i],
+	     m->devices[i] == 1 ? "" : "s");
+	outf(c, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%d\" rx=\"5\"/>",
+	     zn ? "zbox" : "zbox zout", left, top, ZMAP_BOX_W, ZMAP_BOX_H);
+	outf(c, "<text class=\"zname\" x=\"%.1f\" y=\"%.1f\">", left + 10, top + 19);
+	esc(c, zmap_name(m, i));
+	if (zn && strcmp(zn->name, zone_kinds[zn->kind]) != 0) {
+		outf(c, " (%s)", zone_kinds[zn->kind]);
+	}
+	outf(c, "</text><text class=\"zsubnet\" x=\"%.1f\" y=\"%.1f\">", left + 10, top + 37);
+	esc(c, subnet);
+	if (more) {
+		outf(c, " +%zu more", more);
+	}
+	outf(c, "</text><text class=\"zcount\" x=\"%.1f\" y=\"%.1f\">%lld device%s</text>",
+	     left + 10, top + 55, (long long)m->devices[i], m->devices[i] == 1 ? "" : "s");
+	if (zn && m->peer[i]) {
+		struct moat_buf none;
+		moat_buf_init(&none, 16);
+		bool peers = zmap_flow(m, i, i, &none) == ZFLOW_ALLOW;
+		moat_buf_free(&none);
+		outf(c, "<text class=\"%s\" x=\"%.1f\" y=\"%.1f\">%s</text>",
+		     peers ? "peers-allow" : "peers-block", left + 10, top + 73,
+		     peers ? "hosts reach each other" : "hosts isolated from each other");
+	}
+	out(c, "</g>");
+}
+
+/* The arrow from s to d, beside the one from d to s; blocked ones dashed and crossed. */
+static void zmap_arrow(struct dash_ctx *c, const struct zmap *m, size_t s, size_t d, enum zflow f,
+		       const struct moat_buf *except)
+{
+	double dx = m->x[d] - m->x[s], dy = m->y[d] - m->y[s];
+	double len = sqrt(dx * dx + dy * dy);
+	if (len < 1) {
+		return;
+	}
+	double ux = dx / len, uy = dy / len;
+	double hw = ZMAP_BOX_W / 2.0 + 4, hh = ZMAP_BOX_H / 2.0 + 4;
+	double t = fabs(ux) * hh > fabs(uy) * hw ? hw / fabs(ux) : hh / fabs(uy);
+	if (len < 2 * t + 20) {
+		return; /* boxes too close to draw between: the list below still says it */
+	}
+	double ox = -uy * 6, oy = ux * 6; /* the two directions side by side */
+	double x1 = m->x[s] + ux * t + ox, y1 = m->y[s] + uy * t + oy;
+	double x2 = m->x[d] - ux * t + ox, y2 = m->y[d] - uy * t + oy;
+	out(c, "<g class=\"flowg\" id=\"map-flow-");
+	esc(c, zmap_id(m, s));
+	out(c, "-");
+	esc(c, zmap_id(m, d));
+	outf(c, "\" data-flow=\"%s\"><title>", zflow_class[f]);
+	zmap_flow_text(c, m, s, d, f, except);
+	outf(c,
+	     "</title><line class=\"flow %s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+	     "marker-end=\"url(#zhead-%s)\"/>",
+	     zflow_class[f], x1, y1, x2, y2, zflow_class[f]);
+	if (f != ZFLOW_ALLOW) {
+		/* the cross nearer the destination: the two directions' crosses apart */
+		outf(c,
+		     "<text class=\"xmark %s\" x=\"%.1f\" y=\"%.1f\" "
+		     "text-anchor=\"middle\">&#215;</text>",
+		     zflow_class[f], x1 + (x2 - x1) * 0.65 + ox, y1 + (y2 - y1) * 0.65 + oy + 5);
+	}
+	out(c, "</g>");
+}
+
+static void zmap_legend_item(struct dash_ctx *c, double x, double y, enum zflow f, const char *text)
+{
+	outf(c,
+	     "<line class=\"flow %s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+	     "marker-end=\"url(#zhead-%s)\"/>",
+	     zflow_class[f], x, y, x + 44, y, zflow_class[f]);
+	if (f != ZFLOW_ALLOW) {
+		outf(c,
+		     "<text class=\"xmark %s\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">&#215;</text>",
+		     zflow_class[f], x + 22, y + 5);
+	}
+	outf(c, "<text x=\"%.1f\" y=\"%.1f\">%s</text>", x + 52, y + 4, text);
+}
+
+static void zone_svg(struct dash_ctx *c, struct zmap *m)
+{
+	const size_t n = m->n;
+	double rx = ZMAP_W / 2.0 - ZMAP_BOX_W / 2.0 - 20;
+	double ry = 130 + (n > 4 ? 28.0 * (double)(n - 4) : 0);
+	double cx = ZMAP_W / 2.0, cy = ry + ZMAP_BOX_H / 2.0 + 34;
+	for (size_t i = 0; i < n; i++) {
+		double a = -M_PI / 2 + 2 * M_PI * (double)i / (double)n;
+		m->x[i] = cx + rx * cos(a);
+		m->y[i] = cy + ry * sin(a);
+	}
+	int h = (int)(2 * cy) + 30;
+	outf(c,
+	     "<svg id=\"zone-map\" class=\"zmap\" xmlns=\"http://www.w3.org/2000/svg\" "
+	     "viewBox=\"0 0 %d %d\" width=\"%d\" height=\"%d\" role=\"img\" "
+	     "aria-labelledby=\"zone-map-title\"><title id=\"zone-map-title\">Network zones of "
+	     "[network] and the connections the policy allows and blocks between them</title>",
+	     ZMAP_W, h, ZMAP_W, h);
+	out(c, "<defs>");
+	for (size_t f = 0; f < 3; f++) {
+		outf(c,
+		     "<marker id=\"zhead-%s\" viewBox=\"0 0 10 10\" refX=\"10\" refY=\"5\" "
+		     "markerWidth=\"9\" markerHeight=\"9\" markerUnits=\"userSpaceOnUse\" "
+		     "orient=\"auto\"><path class=\"head %s\" d=\"M0,0L10,5L0,10z\"/></marker>",
+		     zflow_class[f], zflow_class[f]);
+	}
+	out(c, "</defs><text class=\"ztitle\" x=\"12\" y=\"20\">Who may open connections to "
+	       "whom (replies always pass)</text>");
+	struct moat_buf except;
+	moat_buf_init(&except, 4096);
+	for (size_t s = 0; s < n; s++) {
+		for (size_t d = 0; d < n; d++) {
+			if (s != d) {
+				except.len = 0;
+				enum zflow f = zmap_flow(m, s, d, &except);
+				zmap_arrow(c, m, s, d, f, &except);
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		zmap_box(c, m, i);
+	}
+	double ly = 2 * cy + 8;
+	zmap_legend_item(c, 12, ly, ZFLOW_ALLOW, "allowed");
+	zmap_legend_item(c, 150, ly, ZFLOW_EXCEPT, "blocked except named services");
+	zmap_legend_item(c, 470, ly, ZFLOW_BLOCK, "blocked");
+	out(c, "</svg><ul id=\"zone-flows\" class=\"flows\">");
+	for (size_t s = 0; s < n; s++) {
+		for (size_t d = 0; d < n; d++) {
+			if (s == d && (m->zone[s] < 0 || !m->peer[s])) {
+				continue;
+			}
+			except.len = 0;
+			enum zflow f = zmap_flow(m, s, d, &except);
+			outf(c, "<li class=\"%s\" id=\"flow-", zflow_class[f]);
+			esc(c, zmap_id(m, s));
+			out(c, "-");
+			esc(c, zmap_id(m, d));
+			out(c, "\">");
+			zmap_flow_text(c, m, s, d, f, &except);
+			out(c, "</li>");
+		}
+	}
+	out(c, "</ul>");
+	moat_buf_free(&except);
+}
+
+/* The map's nodes: management first (at the top), the other zones with subnets, then the
+ * outside at a sample address of no zone. */
+static void zmap_nodes(struct zmap *m, const struct zone_count *z)
+{
+	static const uint32_t outside[] = {0xC0000201u /* 192.0.2.1 */,
+					   0xC6336401u /* 198.51.100.1 */,
+					   0xCB007101u /* 203.0.113.1 */, 0x01010101u};
+	const struct moat_net_policy *net = m->net;
+	m->n = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		for (size_t i = 0; i < net->zone_count; i++) {
+			const struct moat_net_zone *zn = &net->zones[i];
+			bool mgmt = zn->kind == MOAT_NET_ZONE_MANAGEMENT;
+			if (zn->subnet_count == 0 || mgmt != (pass == 0)) {
+				continue;
+			}
+			m->zone[m->n] = (int)i;
+			m->devices[m->n] = z->devices[i];
+			zmap_hosts(m, m->n, &zn->subnets[0]);
+			m->n++;
+		}
+	}
+	for (size_t i = 0; i < sizeof(outside) / sizeof(outside[0]); i++) {
+		if (moat_net_zone_of(net, outside[i]) < 0) {
+			m->zone[m->n] = -1;
+			m->host[m->n] = outside[i];
+			m->peer[m->n] = 0;
+			m->devices[m->n] = z->devices[net->zone_count];
+			m->n++;
+			break;
+		}
+	}
+}
+
 /* The zones of [network], their subnets, and which zone each device's last address (what
  * ingest saw) falls in; devices is how many the registry has (the rest: no address seen).
  * Shown only when moat.conf has a [network] section. */
@@ -813,8 +1167,11 @@ static void zone_map(struct dash_ctx *c, int64_t devices)
 		moat_buf_init(&z->links[i], 64 * 1024);
 	}
 	int rc = moat_registry_device_state_foreach(c->reg, zone_device, z, &err);
-	static const char *const kinds[] = {"management", "devices", "isolated"};
-	out(c, "<h2>Network zones</h2><table id=\"zones\"><tr><th>zone</th><th>kind</th>"
+	out(c, "<h2>Network zones</h2>");
+	struct zmap map = {.net = net};
+	zmap_nodes(&map, z);
+	zone_svg(c, &map);
+	out(c, "<table id=\"zones\"><tr><th>zone</th><th>kind</th>"
 	       "<th>subnets</th><th>devices</th><th>last seen there</th></tr>");
 	for (size_t i = 0; i <= net->zone_count; i++) {
 		if (i == net->zone_count) {
@@ -828,7 +1185,7 @@ static void zone_map(struct dash_ctx *c, int64_t devices)
 			esc(c, zn->name);
 			out(c, "\"><td>");
 			esc(c, zn->name);
-			outf(c, "</td><td>%s</td><td>", kinds[zn->kind]);
+			outf(c, "</td><td>%s</td><td>", zone_kinds[zn->kind]);
 			for (size_t s = 0; s < zn->subnet_count; s++) {
 				char a[16];
 				moat_net_addr_format(zn->subnets[s].addr, a, sizeof(a));

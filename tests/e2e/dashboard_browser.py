@@ -118,12 +118,20 @@ class Browser:
     def click(self, selector):
         self.load(lambda: self.js("document.querySelector(%s).click()" % json.dumps(selector)))
 
-    def screenshot(self, path, width, height):
+    def screenshot(self, path, width, height, full=0):
+        """The viewport; full=N: the page from its top, at most N viewports high."""
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
                   deviceScaleFactor=1, mobile=width < 600)
+        if full:
+            page = self.js("document.documentElement.scrollHeight")
+            height = min(max(int(page), height), full * height)
+            self.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
+                      deviceScaleFactor=1, mobile=width < 600)
         import base64
         data = self.call("Page.captureScreenshot", format="png",
                          captureBeyondViewport=False)["data"]
+        if full:
+            self.call("Emulation.clearDeviceMetricsOverride")
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))
 
@@ -200,7 +208,7 @@ def main():
         seen["fleet_by_type"] = b.text("#by-type")
         if shots:
             for w, h, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
-                b.screenshot(os.path.join(shots, "fleet-%s.png" % tag), w, h)
+                b.screenshot(os.path.join(shots, "fleet-%s.png" % tag), w, h, full=3)
         # Devices: every device, then a filter, then a tag
         seen["devices_ms"] = b.goto(base + "/devices")
         seen["devices_total"] = int(b.text("#total"))
@@ -243,7 +251,7 @@ def main():
               "certificate chain: %r" % chain)
         if shots:
             for w, h, tag in ((1280, 900, "desktop"), (390, 844, "phone")):
-                b.screenshot(os.path.join(shots, "device-%s.png" % tag), w, h)
+                b.screenshot(os.path.join(shots, "device-%s.png" % tag), w, h, full=2)
         # Security events, filtered by kind
         b.goto(base + "/events?kind=" + expect["event_kind"])
         seen["events_matching"] = int(b.text("#matching"))

@@ -20,7 +20,12 @@ broker_require
 e2e_init
 chmod 0755 "$T"
 export MOAT_FW_PASSPHRASE="fw-e2e-signing-passphrase"
-for d in dev-a dev-b dev-c lamp-1 lamp-2; do moat device add "$d" --type sensor >/dev/null; done
+# DASH_SHOTS (scripts/dashboard-screenshots) also wants a certificate expiring soon (lamp-2)
+for d in dev-a dev-b dev-c lamp-1 lamp-2; do
+	days=()
+	[ -n "${DASH_SHOTS:-}" ] && [ "$d" = lamp-2 ] && days=(--days 10)
+	moat device add "$d" --type sensor "${days[@]}" >/dev/null
+done
 moat device tag lamp-1 lab >/dev/null
 moat device tag dev-c lab >/dev/null
 moat identity add backend-service --role service >/dev/null
@@ -32,9 +37,20 @@ moat fw publish "$T/a.json" "$T/a.bin" >/dev/null
 moat group add lamps --where 'type=sensor and not tag=lab' >/dev/null
 moat fw rollout create "$T/a.json" --group lamps --phases 50%,100% --soak 1h >/dev/null
 printf '\n[policy]\nflap_connects = 0\n' >>"$D/moat.conf"
+# ... an anomaly and the network zones (the devices connect from 127.0.0.1: in iot)
+[ -n "${DASH_SHOTS:-}" ] &&
+	printf '[monitor]\nacl_burst = 2\n[network]\niot = 127.0.0.0/24\nguest = 10.77.20.0/24\n' >>"$D/moat.conf"
 moat_up_test
 wait_for 30 grep -q "event=ingest_subscribed as=backend-service" "$D/log/moatd.log" ||
 	fail "moatd did not subscribe: $(tail -3 "$D/log/moatd.log")"
+if [ -n "${DASH_SHOTS:-}" ]; then
+	# ... and dev-a's last diagnostics; dev-c publishes twice on dev-a's topic: an acl_burst
+	broker_pub dev-a dev-a devices/dev-a/diagnostics \
+		"{\"agent_version\":\"1.4.2\",\"timestamp\":$(date +%s%3N),\"uptime_ms\":86400000,\"system_uptime_s\":172800,\"rss_kb\":5120,\"free_heap\":41943040,\"load\":[0.12,0.08,0.05],\"ip_address\":\"127.0.0.1\",\"kernel\":\"6.1.0-moat\",\"cert_days_left\":364}"
+	for i in 1 2; do broker_pub dev-c dev-c devices/dev-a/telemetry x >/dev/null 2>&1 || true; done
+	wait_for 15 eval '[ "$(moat events --kind anomaly --json | jq -r .rule | grep -c acl_burst)" -ge 1 ]' ||
+		fail "no acl_burst anomaly for the screenshots: $(moat events --kind anomaly)"
+fi
 
 # stored telemetry for dev-a's plot
 for i in 1 2 3 4 5; do
@@ -144,7 +160,10 @@ pass "an expired link (403) and an expired session (401) are refused"
 op="$D/pki/identities/op-1"
 got=$(hdrs --cert "$op/cert.pem" --key "$op/key.pem" "$base/")
 [ "$got" = 200 ] && grep -q '<span id="operator">op-1</span>' "$T/body" || fail "operator certificate: HTTP $got"
-grep -q 'id="zones"' "$T/body" && fail "a zone map without [network] in moat.conf"
+if [ -z "${DASH_SHOTS:-}" ]; then
+	grep -q 'id="zones"' "$T/body" && fail "a zone table without [network] in moat.conf"
+	grep -q '<svg id="zone-map"' "$T/body" && fail "a zone map (SVG) without [network] in moat.conf"
+fi
 dv="$D/pki/identities/dev-a"
 got=$(hdrs --cert "$dv/cert.pem" --key "$dv/key.pem" "$base/")
 [ "$got" = 401 ] || fail "a device certificate opened the dashboard: HTTP $got"

@@ -172,6 +172,31 @@ assert_contains "$guest" '10.77.20.0/24</td><td class="count">0</td>'
 grep -q '<span id="zone-unknown">2</span> devices with no address' "$T/body" ||
 	fail "devices with no address: $(grep -o 'zone-unknown">[0-9]*' "$T/body")"
 pass "Fleet: the network zones of [network] with their subnets; dev-a and dev-b last seen in iot, 2 devices never seen"
+# the zone map: an inline SVG, a box per zone (its subnet, its device count) and the outside,
+# an arrow per direction between them as the policy decides (management defaults 10.77.1.0/24)
+svg=$(grep -o '<svg id="zone-map".*' "$T/body" | sed 's#</svg>.*#</svg>#')
+[ -n "$svg" ] || fail "no zone map on the Fleet page"
+# mapg ID: the map's element with that id, up to the end of its group
+mapg() { printf '%s\n' "$svg" | grep -o "id=\"$1\".*" | sed 's#</g>.*##'; }
+assert_contains "$(mapg map-zone-iot)" '>127.0.0.0/24</text>'
+assert_contains "$(mapg map-zone-iot)" '>2 devices</text>'
+assert_contains "$(mapg map-zone-iot)" '>hosts isolated from each other</text>'
+assert_contains "$(mapg map-zone-guest)" '>10.77.20.0/24</text>'
+assert_contains "$(mapg map-zone-guest)" '>0 devices</text>'
+assert_contains "$(mapg map-zone-management)" '>10.77.1.0/24</text>'
+assert_contains "$(mapg map-zone-_outside)" '>0 devices</text>'
+assert_contains "$(mapg map-flow-management-iot)" 'data-flow="allow"'
+mapg map-flow-iot-management | qgrep 'data-flow="except"><title>iot &#8594; management: blocked, except TCP [0-9]* to the broker 10.77.1.10, TCP [0-9]* to the update server 10.77.1.10</title><line class="flow except" [^>]*marker-end="url(#zhead-except)"/><text class="xmark except"' ||
+	fail "iot -> management is not drawn blocked (but for the broker): $(mapg map-flow-iot-management)"
+for f in iot-guest iot-_outside guest-management guest-iot _outside-iot _outside-management; do
+	assert_contains "$(mapg "map-flow-$f")" 'data-flow="block"'
+done
+assert_contains "$(mapg map-flow-guest-_outside)" 'data-flow="allow"'
+assert_contains "$(mapg map-flow-management-_outside)" 'data-flow="allow"'
+grep -q '<li class="block" id="flow-iot-iot">iot &#8594; iot (its hosts to each other): blocked</li>' "$T/body" ||
+	fail "the flow list does not say iot's hosts are isolated: $(grep -o '<ul id="zone-flows".*' "$T/body" | sed 's#</ul>.*##')"
+assert_not_contains "$svg" ' style='
+pass "Fleet: the zone map draws each zone with its subnet and device count, management -> iot allowed, iot -> management blocked but for the broker, guest -> outside only"
 
 # ---- the Security events page, live ----
 got=$(web "$base/events/stream")
