@@ -1203,10 +1203,11 @@ static void zone_map(struct dash_ctx *c, int64_t devices)
 		append_buf(c, &z->links[i]);
 		out(c, "</td></tr>");
 	}
+	long long unseen = devices > 0 ? devices : 0;
 	outf(c,
-	     "</table><p><span id=\"zone-unknown\">%lld</span> devices with no address seen "
+	     "</table><p><span id=\"zone-unknown\">%lld</span> device%s with no address seen "
 	     "yet.</p>",
-	     (long long)(devices > 0 ? devices : 0));
+	     unseen, unseen == 1 ? "" : "s");
 	checked(c, rc, &err);
 	for (size_t i = 0; i <= net->zone_count; i++) {
 		moat_buf_free(&z->links[i]);
