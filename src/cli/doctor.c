@@ -36,6 +36,7 @@
 #include "moat/fwverify.h"
 #include "moat/liveprobe.h"
 #include "moat/manifest.h"
+#include "moat/monitor.h"
 #include "moat/policy.h"
 #include "moat/registry.h"
 #include "moat/server.h"
@@ -185,6 +186,38 @@ struct ev_summary {
 	char any_tls_time[40], any_tls_address[64];
 	bool have_connected;
 };
+
+/* moatd's tls_refused events (read from Mosquitto's log: a handshake that fails while the
+ * broker accepts the connection never reaches the plugin, so log/security-events.jsonl may
+ * have none): the newest of any client, and the newest from the device's last address
+ * since it was last seen, join what scan_events found when newer. */
+static int on_tls_refused(const struct moat_security_event *ev, void *ctx)
+{
+	struct ev_summary *s = ctx;
+	char t[MOAT_TIME_ISO_LEN];
+	moat_time_iso(ev->time_ms / 1000, t);
+	if (strcmp(t, s->any_tls_time) > 0) {
+		sf(s->any_tls_time, sizeof(s->any_tls_time), "%s", t);
+		sf(s->any_tls_address, sizeof(s->any_tls_address), "%s", ev->address);
+	}
+	/* from its address, and not before it was last seen (a failure it has since
+	 * connected after is no longer why it does not work) */
+	if (s->last_address[0] && strcmp(ev->address, s->last_address) == 0 &&
+	    strcmp(t, s->last_seen) >= 0 && strcmp(t, s->tls_time) > 0) {
+		sf(s->tls_time, sizeof(s->tls_time), "%s", t);
+		sf(s->tls_address, sizeof(s->tls_address), "%s", ev->address);
+	}
+	return 0;
+}
+
+static void scan_tls_refused(struct moat_registry *reg, struct ev_summary *s)
+{
+	struct moat_event_filter f = {.kind = MOAT_EVENT_KIND_TLS_REFUSED, .limit = 1000};
+	struct moat_err err = {0};
+	if (moat_registry_security_event_foreach(reg, &f, on_tls_refused, s, &err) != 0) {
+		/* the registry unreadable leaves what the events file said */
+	}
+}
 
 static void scan_events(const char *path, const char *id, struct ev_summary *s)
 {
@@ -405,6 +438,7 @@ static int doctor_device(const char *id)
 	sf(evpath, sizeof(evpath), "%s/%s", moat_deploy_dir(d), MOAT_PLUGIN_EVENTS_FILE_NAME);
 	sf(mdpath, sizeof(mdpath), "%s/%s", moat_deploy_dir(d), MOAT_MOATD_LOG_FILE);
 	scan_events(evpath, id, &s);
+	scan_tls_refused(moat_deploy_registry(d), &s);
 	if (s.last_seen[0]) {
 		say(&D, NULL, "last seen by the broker: %s at %s%s%s", s.last_seen_kind,
 		    s.last_seen, s.last_address[0] ? " from " : "", s.last_address);

@@ -284,12 +284,16 @@ broker_sub_bg() {
 	local args=() t
 	for t in "$@"; do args+=(-t "$t"); done
 	: >"$out"
+	# only the log after this mark: a line of an earlier subscriber with the same client id
+	# and filter must not pass for this one (a publish right after would find nobody there)
+	local mark
+	mark=$(log_lines "$D/log/mosquitto.log")
 	# shellcheck disable=SC2046
 	e2e_bg stdbuf -oL mosquitto_sub $(broker_args "$name" "$id") -V mqttv5 -q 1 -v \
 		"${args[@]}" >"$out" 2>"$out.err"
 	BROKER_SUB_PID=$!
 	local last=${*: -1}
-	wait_for 15 grep -qF -- " $id 1 $last" "$D/log/mosquitto.log" ||
+	wait_for 15 log_has_since "$D/log/mosquitto.log" "$mark" -F -- " $id 1 $last" ||
 		fail "subscriber $id did not subscribe to $last: $(cat "$out.err")"
 }
 

@@ -55,11 +55,18 @@ seq 1 60 | sed 's/.*/{"n":&}/' | timeout "$(deadline 20)" mosquitto_pub $(broker
 wait_for 10 grep -q '"kind":"rate_limited".*"identity":"dev-a"' "$D/log/security-events.jsonl" ||
 	fail "no rate_limited event for dev-a"
 # after dev-a's last connection, a handshake from 127.0.0.1 without a client certificate
+# A handshake that fails while Mosquitto accepts the connection (its data all there already,
+# as on a loaded machine) never reaches the plugin: only moatd's reader of the broker's log
+# records it (tls_refused). Either record is the refusal's security event; doctor reads both.
 n_tls=$(grep -c '"tls_handshake_failed"' "$D/log/security-events.jsonl" || true)
+n_refused=$(grep -c 'kind=tls_refused address=127.0.0.1 ' "$D/log/moatd.log" || true)
 timeout "$(deadline 10)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" -CAfile "$D/pki/ca.crt" \
 	</dev/null >/dev/null 2>&1 || true
-wait_for 10 count_gt "$D/log/security-events.jsonl" '"tls_handshake_failed"' "$n_tls" ||
-	fail "the failed handshake was not recorded"
+tls_recorded() {
+	count_gt "$D/log/security-events.jsonl" '"tls_handshake_failed"' "$n_tls" ||
+		count_gt "$D/log/moatd.log" 'kind=tls_refused address=127\.0\.0\.1 ' "$n_refused"
+}
+wait_for 10 tls_recorded || fail "the failed handshake was not recorded"
 # dev-a's certificate on moatd's /metrics, which is for operators only
 code=$(curl -s --cacert "$D/pki/ca.crt" --cert "$I/dev-a/cert.pem" --key "$I/dev-a/key.pem" \
 	-o /dev/null -w '%{http_code}' "https://localhost:$SERVER_PORT/metrics") || true
@@ -212,7 +219,12 @@ t0_ms=$(date +%s%3N)
 moat cmd dev-e diagnostics --wait --as op-1 --timeout "$(deadline 15s)" >"$T/cmd-e" 2>&1 ||
 	fail "moat cmd dev-e diagnostics: $(cat "$T/cmd-e"); agent: $(tail -3 "$T/agent-e.log")"
 assert_contains "$(cat "$T/cmd-e")" "dev-e diagnostics: completed"
-has_diagnostics() { moat doctor dev-e 2>/dev/null | qgrep "last diagnostics received at"; }
+# (doctor's exit status says whether it found problems: only its words matter here)
+has_diagnostics() {
+	local o
+	o=$(moat doctor dev-e 2>/dev/null) || true
+	qgrep "last diagnostics received at" <<<"$o"
+}
 wait_for 20 has_diagnostics || fail "moatd kept no diagnostics of dev-e: $(moat doctor dev-e)"
 doctor_expect 0 "" "last diagnostics received at 20" dev-e
 assert_contains "$out" "agent_version $(moat-agent --version | awk '{print $NF}')"
