@@ -78,8 +78,29 @@ skip() { echo "SKIP: $*" >&2; exit 77; }
 pass() { echo "ok - $*"; }
 
 # A TCP port on 127.0.0.1 that is free right now.
+# Chosen at random below the kernel's ephemeral range (ip_local_port_range): a port from
+# that range (bind to port 0) can be handed to any test's outgoing connection before the
+# daemon binds it, and moatd once failed so in CI ("cannot listen"). Falls back to port 0
+# when the range leaves no room below it.
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+	python3 -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randint(10000, lo - 1) if lo > 11000 else 0
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+        port = s.getsockname()[1]
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("free_port: no free port below the ephemeral range")
+'
 }
 
 # run_captured cmd...: runs the command whatever its exit status; sets $out (stdout),
