@@ -1538,11 +1538,7 @@ static int event_row(const struct moat_security_event *ev, void *ctx)
 	esc(c, moat_severity_name(ev->severity));
 	out(c, "</td><td>");
 	if (ev->identity[0]) {
-		out(c, "<a href=\"/dashboard/device/");
-		url_esc(c, ev->identity);
-		out(c, "\">");
-		esc(c, ev->identity);
-		out(c, "</a>");
+		device_link(c, ev->identity);
 	}
 	out(c, "</td><td>");
 	esc(c, ev->address);
