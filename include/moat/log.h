@@ -37,5 +37,8 @@ void moat_vlog(enum moat_log_level level, const char *id, const char *fmt, va_li
 /* The fields of a line as moat_log writes them (after "<time> level=.. prog=.. "), into
  * out of size >= 1 bytes, always NUL-terminated. Returns the bytes written. */
 size_t moat_log_vformat(char *out, size_t size, const char *fmt, va_list ap) MOAT_PRINTF(3, 0);
+/* Writes a line whose fields moat_log_vformat made earlier (a line said only once what it
+ * reports is committed). */
+void moat_log_formatted(enum moat_log_level level, const char *fields);
 
 #endif

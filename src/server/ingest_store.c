@@ -2,12 +2,14 @@
  * transaction each, keeps what it knows of each device in memory (loaded from
  * device_state on first sight, written back once per batch when changed), feeds the
  * anomaly rules of monitor.h with counts and times, and publishes every event it recorded
- * to the monitor hooks once its batch committed. Once a second it runs the rules that
+ * to the monitor hooks, and logs what it recorded, once its batch committed (a test or an
+ * operator who sees the line finds the row). Once a second it runs the rules that
  * depend on time passing (silence, an event jump after a rollout) and says when ingest is
  * behind; once a minute it applies retention (moat_registry_telemetry_compact).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +163,10 @@ struct writer {
 	/* recorded in the open batch, published once it commits */
 	struct moat_security_event *pending;
 	size_t pending_count, pending_cap;
+	/* log lines saying what the open batch recorded, said once it commits (never for a
+	 * batch rolled back): each a level byte, the line's fields and a NUL */
+	char *said;
+	size_t said_len, said_cap;
 	uint64_t batch_anomalies;
 	uint64_t dropped_reported;
 	int64_t last_behind_ms; /* mono */
@@ -282,6 +288,56 @@ static void mark_audit_refusal(struct writer *w, struct moat_security_event *ev)
 
 /* ---- events ---- */
 
+static void say_recorded(struct writer *w, enum moat_log_level level, const char *fmt, ...)
+	MOAT_PRINTF(3, 4);
+static void say_recorded(struct writer *w, enum moat_log_level level, const char *fmt, ...)
+{
+	char line[MOAT_LOG_LINE_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	size_t n = moat_log_vformat(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (w->said_cap - w->said_len < n + 2) {
+		size_t cap = w->said_cap ? w->said_cap : 4096;
+		while (cap - w->said_len < n + 2) {
+			cap *= 2;
+		}
+		char *p = realloc(w->said, cap);
+		if (!p) {
+			moat_log_formatted(level, line); /* said before its commit, not never */
+			return;
+		}
+		w->said = p;
+		w->said_cap = cap;
+	}
+	w->said[w->said_len++] = (char)level;
+	memcpy(w->said + w->said_len, line, n + 1);
+	w->said_len += n + 1;
+}
+
+/* After the open transaction ended (committed or not): counts what it recorded, says its
+ * log lines and publishes its events to the monitor hooks, only if it committed. */
+static void settle(struct writer *w, bool committed)
+{
+	pthread_mutex_lock(&w->ing->lock);
+	if (committed) {
+		w->ing->events += w->pending_count;
+		w->ing->anomalies += w->batch_anomalies;
+	}
+	pthread_mutex_unlock(&w->ing->lock);
+	for (size_t off = 0; committed && off < w->said_len;) {
+		const char *line = w->said + off + 1;
+		moat_log_formatted((enum moat_log_level)w->said[off], line);
+		off += strlen(line) + 2;
+	}
+	for (size_t i = 0; committed && i < w->pending_count; i++) {
+		moat_monitor_publish(&w->pending[i]);
+	}
+	w->said_len = 0;
+	w->pending_count = 0;
+	w->batch_anomalies = 0;
+}
+
 static void record(struct writer *w, struct moat_security_event *ev, const char *origin)
 {
 	struct moat_err err = {0};
@@ -306,11 +362,12 @@ static void record(struct writer *w, struct moat_security_event *ev, const char 
 	w->pending[w->pending_count++] = *ev;
 	if (strcmp(ev->kind, MOAT_EVENT_KIND_ANOMALY) == 0) {
 		w->batch_anomalies++;
-		moat_log(MOAT_LOG_WARN,
-			 "event=security kind=anomaly rule=%s severity=%s identity=%s address=%s "
-			 "evidence=\"%s\"",
-			 ev->rule, moat_severity_name(ev->severity), ev->identity, ev->address,
-			 ev->evidence);
+		say_recorded(
+			w, MOAT_LOG_WARN,
+			"event=security kind=anomaly rule=%s severity=%s identity=%s address=%s "
+			"evidence=\"%s\"",
+			ev->rule, moat_severity_name(ev->severity), ev->identity, ev->address,
+			ev->evidence);
 	}
 }
 
@@ -520,11 +577,11 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 				 err.msg);
 			return;
 		}
-		moat_log(MOAT_LOG_INFO,
-			 "event=update_event id=%s stage=%s version=%s running=%s reason=%s",
-			 ue.device, moat_update_stage_name(ue.stage),
-			 ue.version[0] ? ue.version : "-", ue.running[0] ? ue.running : "-",
-			 ue.reason[0] ? ue.reason : NULL);
+		say_recorded(w, MOAT_LOG_INFO,
+			     "event=update_event id=%s stage=%s version=%s running=%s reason=%s",
+			     ue.device, moat_update_stage_name(ue.stage),
+			     ue.version[0] ? ue.version : "-", ue.running[0] ? ue.running : "-",
+			     ue.reason[0] ? ue.reason : NULL);
 		if (ue.running[0]) {
 			char prev[sizeof(dv->st.running)];
 			snprintf(prev, sizeof(prev), "%s", dv->st.running);
@@ -809,10 +866,10 @@ static void blog_line(struct writer *w, int64_t now, const char *line, size_t le
 			       ev, sizeof(ev));
 		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
 			  r[i].address, ev);
-		moat_log(MOAT_LOG_WARN,
-			 "event=security kind=tls_refused address=%s %s refused_lines=%llu",
-			 r[i].address[0] ? r[i].address : NULL, ev,
-			 (unsigned long long)w->blog_refused);
+		say_recorded(w, MOAT_LOG_WARN,
+			     "event=security kind=tls_refused address=%s %s refused_lines=%llu",
+			     r[i].address[0] ? r[i].address : NULL, ev,
+			     (unsigned long long)w->blog_refused);
 	}
 }
 
@@ -968,14 +1025,11 @@ static void catch_up(struct writer *w)
 	size_t fresh = w->pending_count;
 	if (moat_registry_commit(w->reg, &err) != 0) {
 		moat_registry_rollback(w->reg);
-		w->pending_count = 0;
+		settle(w, false);
 		moat_log(MOAT_LOG_ERROR, "event=ingest_catchup_failed error=\"%s\"", err.msg);
 		return;
 	}
-	for (size_t i = 0; i < w->pending_count; i++) {
-		moat_monitor_publish(&w->pending[i]);
-	}
-	w->pending_count = 0;
+	settle(w, true);
 	moat_log(MOAT_LOG_INFO, "event=ingest_catchup lines=%zu recorded=%zu", n, fresh);
 }
 
@@ -1062,8 +1116,6 @@ static void batch(struct writer *w, struct ingest_item *items, size_t n)
 	if (ok) {
 		w->ing->recorded += n;
 		w->ing->batches++;
-		w->ing->events += w->pending_count;
-		w->ing->anomalies += w->batch_anomalies;
 	} else {
 		w->ing->dropped += n; /* said by the next ingest_behind event */
 	}
@@ -1071,13 +1123,8 @@ static void batch(struct writer *w, struct ingest_item *items, size_t n)
 	if (!ok) {
 		moat_log(MOAT_LOG_ERROR, "event=ingest_batch_failed messages=%zu error=\"%s\"", n,
 			 err.msg);
-		w->pending_count = 0;
 	}
-	for (size_t i = 0; i < w->pending_count; i++) {
-		moat_monitor_publish(&w->pending[i]);
-	}
-	w->pending_count = 0;
-	w->batch_anomalies = 0;
+	settle(w, ok);
 	while (items) {
 		struct ingest_item *next = items->next;
 		ingest_item_free(items);
@@ -1141,19 +1188,11 @@ void *ingest_writer_run(void *arg)
 			if (moat_registry_begin(w.reg, &err) == 0) {
 				tick(&w, now_wall());
 				blog_follow(&w, moat_time_wall_ms());
-				if (moat_registry_commit(w.reg, &err) != 0) {
+				bool committed = moat_registry_commit(w.reg, &err) == 0;
+				if (!committed) {
 					moat_registry_rollback(w.reg);
-					w.pending_count = 0;
 				}
-				pthread_mutex_lock(&ing->lock);
-				ing->events += w.pending_count;
-				ing->anomalies += w.batch_anomalies;
-				pthread_mutex_unlock(&ing->lock);
-				for (size_t i = 0; i < w.pending_count; i++) {
-					moat_monitor_publish(&w.pending[i]);
-				}
-				w.pending_count = 0;
-				w.batch_anomalies = 0;
+				settle(&w, committed);
 			}
 		}
 		if (mono >= next_compact) {
@@ -1170,6 +1209,7 @@ void *ingest_writer_run(void *arg)
 	map_clear(&w.devs);
 	map_clear(&w.addrs);
 	free(w.pending);
+	free(w.said);
 	moat_deploy_close(w.d);
 	return NULL;
 }

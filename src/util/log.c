@@ -343,6 +343,13 @@ void moat_vlog(enum moat_log_level level, const char *id, const char *fmt, va_li
 	emit(level, buf);
 }
 
+void moat_log_formatted(enum moat_log_level level, const char *fields)
+{
+	if (level >= log_min) {
+		emit(level, fields);
+	}
+}
+
 void moat_log(enum moat_log_level level, const char *fmt, ...)
 {
 	va_list ap;

@@ -941,6 +941,18 @@ static char *capture_stderr(void (*fn)(void))
 	return data;
 }
 
+/* moat_log_vformat with arguments, for the tests below. */
+static const char *logf_(char *out, size_t size, const char *fmt, ...) MOAT_PRINTF(3, 4);
+static const char *logf_(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	size_t n = moat_log_vformat(out, size, fmt, ap);
+	va_end(ap);
+	assert_int_equal(n, strlen(out));
+	return out;
+}
+
 static void log_some(void)
 {
 	moat_log_init("moat-test", MOAT_LOG_INFO, false);
@@ -949,6 +961,11 @@ static void log_some(void)
 	moat_log(MOAT_LOG_ERROR, "event=failed");
 	/* a value from the network must not forge a second log line */
 	moat_log(MOAT_LOG_WARN, "event=refused id=%s", "evil\n2026-01-01T00:00:00Z level=info x");
+	/* a line made earlier is written as made (not quoted again), under the same threshold */
+	char made[MOAT_LOG_LINE_MAX];
+	moat_log_formatted(MOAT_LOG_DEBUG, "event=hidden_too");
+	moat_log_formatted(MOAT_LOG_INFO,
+			   logf_(made, sizeof(made), "event=later reason=%s", "a b=c"));
 }
 
 static void test_log(void **state)
@@ -966,24 +983,14 @@ static void test_log(void **state)
 	for (const char *p = out; *p; p++) {
 		lines += *p == '\n';
 	}
-	assert_int_equal(lines, 3);
+	assert_int_equal(lines, 4);
+	assert_null(strstr(out, "hidden_too"));
+	assert_non_null(strstr(out, " level=info prog=moat-test event=later reason=\"a b=c\"\n"));
 	/* the whole value stays one quoted field, its newline escaped */
 	assert_non_null(strstr(out, " level=warn prog=moat-test event=refused "
 				    "id=\"evil\\n2026-01-01T00:00:00Z level=info x\"\n"));
 	free(out);
 	moat_log_init("moat", MOAT_LOG_INFO, false);
-}
-
-/* moat_log_vformat with arguments, for the tests below. */
-static const char *logf_(char *out, size_t size, const char *fmt, ...) MOAT_PRINTF(3, 4);
-static const char *logf_(char *out, size_t size, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	size_t n = moat_log_vformat(out, size, fmt, ap);
-	va_end(ap);
-	assert_int_equal(n, strlen(out));
-	return out;
 }
 
 /* Every value is one field: plain ones bare, others quoted and escaped; a value can never
