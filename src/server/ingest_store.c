@@ -168,6 +168,7 @@ struct writer {
 	char *said;
 	size_t said_len, said_cap;
 	uint64_t batch_anomalies;
+	int64_t events_refused_until; /* broker events refused: one event per anomaly_open */
 	uint64_t dropped_reported;
 	int64_t last_behind_ms; /* mono */
 	/* the broker's log, followed for TLS refusals */
@@ -469,6 +470,26 @@ static struct type_stat *type_get(struct writer *w, const char *type)
 
 /* ---- messages ---- */
 
+/* A message moatd's schema refused (the broker's payload rule had let it through): always
+ * logged whole, and a payload_refused security event (the error cut to fit) at most once per
+ * anomaly_open per device, so one device's flood neither fills the events table nor hides
+ * another's. dv NULL: a broker event, counted against the writer's own window. */
+static void refused(struct writer *w, struct dev *dv, const char *topic, int64_t now, size_t len,
+		    const char *error)
+{
+	moat_log(MOAT_LOG_WARN, "event=payload_refused id=%s topic=%s bytes=%zu error=\"%s\"",
+		 dv ? dv->key : NULL, topic, len, error);
+	int64_t *open_until = dv ? &dv->open_until[R_REFUSED] : &w->events_refused_until;
+	if (*open_until > now) {
+		return;
+	}
+	*open_until = now + w->set->anomaly_open_ms;
+	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	snprintf(ev, sizeof(ev), "topic=%s bytes=%zu error=\"%.300s\"", topic, len, error);
+	own_event(w, now, MOAT_EVENT_KIND_PAYLOAD_REFUSED, NULL, MOAT_SEV_LOW, dv ? dv->key : NULL,
+		  dv ? dv->st.address : NULL, ev);
+}
+
 static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_item *it)
 {
 	struct moat_err err = {0};
@@ -476,14 +497,7 @@ static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_i
 	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
 	int64_t now = it->at_ms;
 	if (moat_msg_telemetry_parse(it->payload, it->len, &t, &err) != 0) {
-		if (dv->open_until[R_REFUSED] <= now) {
-			dv->open_until[R_REFUSED] = now + w->set->anomaly_open_ms;
-			/* the error may be long: it is cut, the log line has it whole */
-			snprintf(ev, sizeof(ev), "topic=telemetry bytes=%zu error=\"%.300s\"",
-				 it->len, err.msg);
-			own_event(w, now, MOAT_EVENT_KIND_PAYLOAD_REFUSED, NULL, MOAT_SEV_LOW,
-				  dv->key, dv->st.address, ev);
-		}
+		refused(w, dv, "telemetry", it->at_ms, it->len, err.msg);
 		return;
 	}
 	if (moat_registry_telemetry_add(w->reg, dv->key, now, it->payload, it->len, &err) != 0) {
@@ -592,14 +606,12 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 		return;
 	}
 	if (rc != MOAT_ENOENT) {
-		moat_log(MOAT_LOG_WARN, "event=update_event_refused id=%s error=\"%s\"", dv->key,
-			 err.msg);
+		refused(w, dv, "diagnostics", it->at_ms, it->len, err.msg); /* an update report */
 		return;
 	}
 	struct moat_diag_summary ds;
 	if (moat_diag_summary_parse(it->payload, it->len, &ds, &err) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=diagnostics_refused id=%s error=\"%s\"", dv->key,
-			 err.msg);
+		refused(w, dv, "diagnostics", it->at_ms, it->len, err.msg);
 		return;
 	}
 	/* kept whole for moat doctor, moat device show and the dashboard's device page */
@@ -626,12 +638,13 @@ static void on_status(struct writer *w, struct dev *dv, const struct ingest_item
 {
 	struct moat_err err = {0};
 	struct moat_msg_status s;
+	if (it->len == 0) {
+		return; /* the device cleared its retained status: nothing to record */
+	}
 	if (moat_msg_status_parse(it->payload, it->len, &s, &err) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=status_refused id=%s error=\"%s\"", dv->key,
-			 err.msg);
+		refused(w, dv, "status", it->at_ms, it->len, err.msg);
 		return;
 	}
-	(void)w;
 	dv->st.state = s.online ? MOAT_CONN_ONLINE : MOAT_CONN_OFFLINE;
 	dv->st.state_at_ms = it->at_ms;
 	/* the last will is fixed at connect time: it has no timestamp */
@@ -646,10 +659,8 @@ static void on_response(struct writer *w, struct dev *dv, const struct ingest_it
 {
 	struct moat_err err = {0};
 	struct moat_msg_response r;
-	(void)w;
 	if (moat_msg_response_parse(it->payload, it->len, &r, &err) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=response_refused id=%s error=\"%s\"", dv->key,
-			 err.msg);
+		refused(w, dv, "command_responses", it->at_ms, it->len, err.msg);
 		return;
 	}
 	snprintf(dv->st.last_command, sizeof(dv->st.last_command), "%s", r.command);
@@ -670,7 +681,8 @@ static void on_broker_event(struct writer *w, const char *payload, size_t len, i
 	struct moat_security_event ev;
 	int64_t count = 0;
 	if (moat_monitor_plugin_event_parse(payload, len, &ev, &count, &err) != 0) {
-		moat_log(MOAT_LOG_WARN, "event=broker_event_refused error=\"%s\"", err.msg);
+		refused(w, NULL, live ? "moat/events" : MOAT_PLUGIN_EVENTS_FILE_NAME,
+			live ? now : now_wall(), len, err.msg);
 		return;
 	}
 	if (strcmp(ev.kind, "auth_refused") == 0 &&

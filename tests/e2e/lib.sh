@@ -198,6 +198,13 @@ e2e_init() {
 # although the line was there (seen under load). qgrep reads everything, prints nothing.
 qgrep() { grep "$@" >/dev/null; }
 
+# jq_any [JQ-ARGS...] FILTER: true when at least one JSON value on stdin passes FILTER
+# (`jq -e 'select(..)'` is true on an empty input: no good for "was it recorded?").
+jq_any() {
+	local filter=${*: -1}
+	jq -ne "${@:1:$#-1}" "any(inputs; $filter)" >/dev/null
+}
+
 # flip_byte FILE OFFSET: inverts every bit of the byte at OFFSET in place, so the file is
 # certainly changed (writing a fixed byte leaves a random image unchanged 1 time in 256).
 flip_byte() {

@@ -6,6 +6,8 @@
 # payload size, auth refusals per identity and per address, ACL denials, a cloned key
 # (two addresses in turn; two sessions fighting for one client id), a connection from
 # outside the device zone, a release moatd never offered, an event jump after a rollout.
+# Messages the broker lets through but moatd's schemas refuse are payload_refused events,
+# one per device however many it sends.
 # Device state (online, last seen, address, release, certificate days, last command) shows
 # in `moat device show` and `moat fleet`. A moatd killed and restarted by the supervisor
 # loses no broker event: what was published while it was away is read from the events file.
@@ -18,7 +20,8 @@ command -v jq >/dev/null || skip "jq not installed"
 e2e_init
 chmod 0755 "$T"
 export MOAT_FW_PASSPHRASE="fw-e2e-signing-passphrase"
-for d in dev-rate dev-silent dev-size dev-auth dev-acl dev-addr dev-zone dev-rel dev-jump; do
+for d in dev-rate dev-silent dev-size dev-auth dev-acl dev-addr dev-zone dev-rel dev-jump \
+	dev-badt dev-badr dev-badd dev-badu; do
 	moat device add "$d" --type sensor >/dev/null
 done
 moat identity add backend-service --role service >/dev/null
@@ -198,9 +201,45 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/pki/ca.crt" -X POST \
 	-H 'Content-Type: application/pkcs10' --data x \
 	"https://localhost:$SERVER_PORT/.well-known/est/simpleenroll") || true
 [ "$code" -ge 400 ] || fail "EST without credentials: HTTP $code"
-est_recorded() { moat --json events --kind est_refused | jq -e 'select(.source == "moatd" and (.run_id | length) == 16)' >/dev/null; }
+est_recorded() { moat --json events --kind est_refused | jq_any '.source == "moatd" and (.run_id | length) == 16'; }
 wait_for 10 est_recorded || fail "moatd's own refusal not recorded: $(moat events --kind est_refused)"
 pass "moatd's own security events are recorded with its run id"
+
+# ---- messages the broker's payload rule lets through (a JSON object with the sender's
+# device_id; diagnostics unchecked) but moatd's schemas refuse: a payload_refused event per
+# device, however many it sends; the log has every one
+pub dev-badt telemetry '{"device_id":"dev-badt","device_type":"sensor","timestamp":1}'
+pub dev-badt telemetry '{"device_id":"dev-badt","device_type":"sensor","timestamp":2}'
+pub dev-badr command_responses '{"device_id":"dev-badr"}'
+pub dev-badd diagnostics '{"device_id":"dev-badd","interval_s":"ten"}'
+pub dev-badu diagnostics '{"event":"update","stage":"exploded","running":"1.0.0"}'
+# a device clearing its own retained status is not refused (its status after that shows
+# moatd got that far)
+# shellcheck disable=SC2046
+timeout "$(deadline 20)" mosquitto_pub $(broker_args dev-badr dev-badr) -V mqttv5 -q 1 \
+	-t devices/dev-badr/status -r -n
+pub dev-badr status "{\"device_id\":\"dev-badr\",\"status\":\"online\",\"timestamp\":$(now_ms)}"
+badr_online() { moat --json device show dev-badr | jq -e '.state == "online"' >/dev/null; }
+refused_event() { # DEVICE TOPIC
+	moat --json events --kind payload_refused --device "$1" |
+		jq_any --arg t "topic=$2 " '.source == "moatd" and .severity == "low" and (.evidence | startswith($t))'
+}
+for want in "dev-badt telemetry" "dev-badr command_responses" "dev-badd diagnostics" \
+	"dev-badu diagnostics"; do
+	# shellcheck disable=SC2086
+	wait_for 20 refused_event $want || fail "no payload_refused $want: $(moat events --kind payload_refused)"
+done
+refused_logged() { [ "$(grep -c 'event=payload_refused id=dev-badt topic=telemetry' "$D/log/moatd.log")" = 2 ]; }
+wait_for 10 refused_logged || fail "the second refusal is not in moatd.log: $(grep payload_refused "$D/log/moatd.log")"
+[ "$(moat --json events --kind payload_refused --device dev-badt | grep -c .)" = 1 ] ||
+	fail "two refusals in the window made more than one event: $(moat events --kind payload_refused)"
+qgrep -F 'missing \"telemetry\""' "$D/log/moatd.log" ||
+	fail "the refusal's reason is not logged: $(grep payload_refused "$D/log/moatd.log")"
+wait_for 20 badr_online || fail "dev-badr's status after the clear: $(moat device show dev-badr)"
+if grep -q 'payload_refused id=dev-badr topic=status' "$D/log/moatd.log"; then
+	fail "a cleared retained status was refused"
+fi
+pass "payload refused by moatd's schemas: one security event per device and window, each logged"
 
 # ---- device state
 expect_ok "device show" moat --json device show dev-rate
@@ -216,7 +255,7 @@ pass "device state: online, last seen, address, agent version, release, cert day
 
 # ---- moat fleet
 expect_ok "fleet" moat --json fleet
-echo "$out" | jq -e '.devices == 13 and .state.online >= 3 and .types.sensor == 13 and .releases["6.6.6"] == 1 and .releases["2.0.0"] == 1 and .open_anomalies >= 11' >/dev/null ||
+echo "$out" | jq -e '.devices == 17 and .state.online >= 3 and .types.sensor == 17 and .releases["6.6.6"] == 1 and .releases["2.0.0"] == 1 and .open_anomalies >= 11' >/dev/null ||
 	fail "fleet: $out"
 expect_ok "fleet text" moat fleet
 assert_contains "$out" "anomalies:    "
@@ -231,6 +270,9 @@ wait_for 10 gone || fail "moatd did not die"
 for i in 1 2; do
 	broker_pub dev-auth "while-away-$i" devices/dev-auth/telemetry x >/dev/null 2>&1 || true
 done
+# and a line in the plugin's events file that is no event (the file is the broker's: a
+# refusal there is a security event too)
+printf '{"kind":"forged",\n' >>"$D/log/security-events.jsonl"
 away() { moat --json events --kind auth_refused | qgrep "while-away-$1"; }
 wait_for 40 away 1 && wait_for 10 away 2 ||
 	fail "events published while moatd was away were lost: $(moat events --kind auth_refused)"
@@ -238,7 +280,12 @@ wait_for 40 away 1 && wait_for 10 away 2 ||
 	fail "an event read twice was recorded twice"
 grep -Eq "event=ingest_catchup lines=[0-9]+ recorded=[1-9]" "$D/log/moatd.log" ||
 	fail "the restarted moatd read nothing back: $(grep ingest_catchup "$D/log/moatd.log")"
-pass "moatd killed and restarted: the broker's events of the gap recorded, once"
+forged_refused() {
+	moat --json events --kind payload_refused |
+		jq_any '.identity == "" and (.evidence | startswith("topic=log/security-events.jsonl "))'
+}
+wait_for 10 forged_refused || fail "a bad line in the events file: $(moat events --kind payload_refused)"
+pass "moatd killed and restarted: the broker's events of the gap recorded, once; a bad line refused"
 
 kill -TERM "$SIM" 2>/dev/null || true
 wait "$SIM" || true
