@@ -26,6 +26,7 @@
 #include "moat/err.h"
 #include "moat/manifest.h"
 #include "moat/rollout.h"
+#include "moat/secevent.h"
 
 /* ---- a security event (the broker plugin's JSON, src/broker/plugin/events.c) ---- */
 
@@ -256,12 +257,22 @@ MOAT_MUST_CHECK int moat_export_settings_load(const struct moat_config *cfg,
 
 struct moat_export;
 
+/* Records a security event of moatd's own (server.h's moat_server_security_event: monitor
+ * may not use server). */
+typedef void (*moat_export_security_event_fn)(const char *kind, enum moat_severity sev,
+					      const char *identity, const char *address,
+					      const char *evidence);
+
 struct moat_export_opts {
 	const char *dir; /* the deployment directory */
 	bool subscribe;	 /* subscribe to moat/events/# itself when [monitor] names a sink
 			    (moatd without its ingest); else take the ingest's hook */
 	const char *as;	 /* as whom: NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY ("backend-service") */
+	/* NULL, or where a sink whose certificate or name moatd refused is said
+	 * (MOAT_EVENT_KIND_PEER_REFUSED, high; address: the sink's host; once until the sink
+	 * is accepted again) */
+	moat_export_security_event_fn security_event;
 };
 
 /* Reads [monitor]; starts the exporter thread (also when nothing is configured: the

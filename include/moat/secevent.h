@@ -40,8 +40,10 @@ MOAT_MUST_CHECK int moat_severity_parse(const char *name, enum moat_severity *ou
  * disconnected, subscription_limited, crl_rejected, events_suppressed). */
 #define MOAT_EVENT_KIND_ANOMALY "anomaly"		  /* a rule fired; rule names which */
 #define MOAT_EVENT_KIND_INGEST_BEHIND "ingest_behind"	  /* ingest dropped or lags: how far */
-#define MOAT_EVENT_KIND_PAYLOAD_REFUSED "payload_refused" /* a device's message moatd refused */
+#define MOAT_EVENT_KIND_PAYLOAD_REFUSED "payload_refused" /* a message moatd's schemas refused */
 #define MOAT_EVENT_KIND_ROLLOUT_HALTED "rollout_halted"	  /* moatd stopped a rollout: why */
+/* a SIEM collector's or webhook's certificate or name that moatd refused */
+#define MOAT_EVENT_KIND_PEER_REFUSED "peer_refused"
 
 /* One security event. Strings are NUL-terminated; "" means not applicable. */
 struct moat_security_event {

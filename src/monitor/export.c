@@ -95,6 +95,10 @@ struct moat_export {
 	bool siem_status_dirty;
 	int64_t siem_status_saved_ms;
 	int64_t siem_queue_saved_ms;
+	/* opts->security_event; whether a refusal of the SIEM's / the webhook's certificate
+	 * was said since it was last accepted (one event per episode, not per retry) */
+	moat_export_security_event_fn security_event;
+	bool siem_refusal_said, webhook_refusal_said;
 };
 
 /* ---- connections ---- */
@@ -249,6 +253,27 @@ static ssize_t peer_read(struct peer *p, void *buf, size_t len)
 	return read(p->fd, buf, len);
 }
 
+/* After a connection to a sink: a certificate (or name) the sink presented and moatd refused
+ * is a security event (someone may stand between moatd and its collector), said once until
+ * the sink is accepted again. */
+static void peer_verdict(struct moat_export *x, const char *sink, const struct moat_export_url *u,
+			 int rc, const struct moat_err *err, bool *said)
+{
+	if (rc == 0) {
+		*said = false;
+		return;
+	}
+	if (err->code != MOAT_EVERIFY || *said) {
+		return;
+	}
+	*said = true;
+	char ev[MOAT_EVENT_EVIDENCE_MAX_LEN + 1];
+	snprintf(ev, sizeof(ev), "sink=%s port=%d error=\"%.300s\"", sink, u->port, err->msg);
+	if (x->security_event) {
+		x->security_event(MOAT_EVENT_KIND_PEER_REFUSED, MOAT_SEV_HIGH, NULL, u->host, ev);
+	}
+}
+
 /* ---- the SIEM ---- */
 
 static void siem_flush(struct moat_export *x)
@@ -269,7 +294,9 @@ static void siem_flush(struct moat_export *x)
 		}
 		struct moat_err err = {0};
 		if (x->siem.fd < 0) {
-			if (peer_open(&x->siem, &x->s.siem_url, x->siem_ca, &err) != 0) {
+			int orc = peer_open(&x->siem, &x->s.siem_url, x->siem_ca, &err);
+			peer_verdict(x, "siem", &x->s.siem_url, orc, &err, &x->siem_refusal_said);
+			if (orc != 0) {
 				goto failed;
 			}
 			moat_log(MOAT_LOG_INFO, "event=siem_connected host=%s port=%d tls=%s",
@@ -320,6 +347,7 @@ static int webhook_post(struct moat_export *x, const char *body, size_t len, int
 {
 	struct peer p = {.fd = -1};
 	int rc = peer_open(&p, &x->s.webhook_url, x->webhook_ca, err);
+	peer_verdict(x, "webhook", &x->s.webhook_url, rc, err, &x->webhook_refusal_said);
 	if (rc != 0) {
 		return rc;
 	}
@@ -957,6 +985,7 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 	}
 	pthread_mutex_init(&x->mu, NULL);
 	x->siem.fd = -1;
+	x->security_event = opts->security_event;
 	if ((rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &d, err)) != 0 ||
 	    (rc = moat_export_settings_load(moat_deploy_config(d), &x->s, err)) != 0) {
 		goto out;

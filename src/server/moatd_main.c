@@ -367,7 +367,10 @@ int main(int argc, char **argv)
 	/* the exporter takes the ingest's recorded events (monitor.h's hook); without the
 	 * ingest it subscribes to the plugin's events itself, as the service identity, when
 	 * [monitor] names a sink */
-	struct moat_export_opts xopts = {.dir = dir, .subscribe = !ingest, .as = iopts.as};
+	struct moat_export_opts xopts = {.dir = dir,
+					 .subscribe = !ingest,
+					 .as = iopts.as,
+					 .security_event = moat_server_security_event};
 	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);
 	if (token_check(dir, &su) != 0) {

@@ -326,7 +326,12 @@ moatd_wait "event=siem_unreachable error=.*certificate refused" ||
 wait_for 10 jq -e '.pending >= 1 and .oldest_pending > 0 and .last_error >= .last_ok and
 	(.error | test("certificate refused"))' "$D/state/siem.status" ||
 	fail "state/siem.status: $(cat "$D/state/siem.status" 2>&1)"
-pass "a collector that does not verify gets nothing"
+siem_refused() {
+	moat --json events --kind peer_refused |
+		jq_any '.severity == "high" and (.evidence | startswith("sink=siem ")) and (.evidence | test("certificate refused"))'
+}
+wait_for 10 siem_refused || fail "no peer_refused event for the collector: $(moat events --kind peer_refused)"
+pass "a collector that does not verify gets nothing; a peer_refused event says so"
 
 # SIGHUP reopens moatd's --log file (rotation by rename).
 moatd_down

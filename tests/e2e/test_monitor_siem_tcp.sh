@@ -4,8 +4,8 @@
 # broker plugin's events and of moatd's own (an anomaly its ingest rules fired, a refusal of
 # its HTTPS service). And alerts to a webhook whose server presents a certificate from
 # another CA, then an expired one, are refused: nothing reaches the receiver, each attempt is
-# logged (event=webhook_failed naming the verification), counted in /metrics and the alert
-# stays queued on disk.
+# logged (event=webhook_failed naming the verification), counted in /metrics, one
+# peer_refused security event for the episode, and the alert stays queued on disk.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_agent.sh"
 source "$(dirname "$0")/lib_moatd.sh"
@@ -70,7 +70,16 @@ failures=$(metric 'moat_export_failures_total{sink="webhook"}')
 [ "${failures%.*}" -ge 2 ] || fail "webhook failures not counted: $failures"
 [ "$(metric 'moat_export_sent_total{sink="webhook"}')" = 0 ] || fail "a webhook delivery counted as sent"
 grep -q '"kind":"anomaly"' "$D/state/alerts.queue" || fail "the alert is not kept queued: $(cat "$D/state/alerts.queue" 2>&1)"
-pass "a webhook server with a certificate from another CA is refused: logged, counted, nothing sent, alert kept"
+# and it is a security event (high), once for the episode however many attempts failed,
+# exported like any other
+peer_events() { moat --json events --kind peer_refused; }
+peer_refused_once() {
+	[ "$(peer_events | grep -c .)" = 1 ] &&
+		peer_events | jq_any '.source == "moatd" and .severity == "high" and .address == "localhost" and (.evidence | startswith("sink=webhook port='"$WH_PORT"' ")) and (.evidence | test("certificate refused"))'
+}
+wait_for 20 peer_refused_once || fail "peer_refused events: $(peer_events)"
+wait_for 20 grep -q ' moat - peer_refused ' "$RS_OUT" || fail "rsyslog got no peer_refused: $(tail -3 "$RS_OUT")"
+pass "a webhook server with a certificate from another CA is refused: logged, counted, nothing sent, alert kept, one peer_refused event"
 
 # an expired certificate from the right CA: refused as well
 kill "$WEBHOOK_PID"
@@ -85,5 +94,7 @@ kill "$WEBHOOK_PID"
 wait "$WEBHOOK_PID" 2>/dev/null || true
 webhook_start "$WH_PORT" "$WH_OUT"
 wait_for 20 grep -q '"kind":"anomaly"\|acl_burst' "$WH_OUT" || fail "the queued alert was not delivered: $(cat "$WH_OUT")"
+[ "$(peer_events | grep -c .)" = 1 ] || fail "one refusal episode made more than one event: $(peer_events)"
+wait_for 20 grep -q '"kind":"peer_refused"' "$WH_OUT" || fail "the peer_refused alert was not delivered once the webhook verified: $(cat "$WH_OUT")"
 pass "an expired webhook certificate is refused too; the receiver with a valid one then gets the queued alerts"
 moatd_stop
