@@ -269,6 +269,8 @@ struct moat_export_opts {
 			    (moatd without its ingest); else take the ingest's hook */
 	const char *as;	 /* as whom: NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY ("backend-service") */
+	int port; /* moatd's HTTPS port (0: [server] port): its own session when it subscribes
+		     is "<as>:export-<host>-<port>" (moat_opclient_instance_suffix) */
 	/* NULL, or where a sink whose certificate or name moatd refused is said
 	 * (MOAT_EVENT_KIND_PEER_REFUSED, high; address: the sink's host; once until the sink
 	 * is accepted again) */

@@ -25,6 +25,15 @@
 struct moat_deploy;
 struct moat_opclient;
 
+/* The client id suffix of one daemon's session among several of its kind on one broker
+ * (several moatds splitting the devices' messages through shared subscriptions):
+ * "<what>-<host>-<port>", host this machine's name up to its first dot, lowercased, other
+ * characters than [a-z0-9] made '-', cut so the suffix fits MOAT_CLIENT_SUFFIX_MAX_LEN;
+ * "<what>-<port>" when the name is unknown. Stable across restarts, different for two
+ * daemons on one machine (their ports) and on machines of different names. what:
+ * [a-z]{1,8}; port 1..65535; buf of MOAT_CLIENT_SUFFIX_MAX_LEN + 1 bytes or more. */
+void moat_opclient_instance_suffix(const char *what, int port, char *buf, size_t size);
+
 /* Connects as identity `as`, or when NULL as the first operator identity of the
  * registry (then the first service identity), with client id "<identity>:<suffix>"
  * (suffix NULL or "": the identity alone), to host (NULL or "": moat.conf's [client]

@@ -537,10 +537,25 @@ struct moat_device_state {
 	int64_t last_command_at_ms;
 	int64_t telemetry_messages; /* telemetry messages recorded, ever */
 };
-/* Writes the whole row (insert or replace). */
-MOAT_MUST_CHECK int moat_registry_device_state_put(struct moat_registry *reg,
-						   const struct moat_device_state *s,
-						   struct moat_err *err);
+/* The fields a writer changed (moat_registry_device_state_merge's changed). */
+enum {
+	MOAT_DEVICE_STATE_ADDRESS = 1u << 0,
+	MOAT_DEVICE_STATE_AGENT_VERSION = 1u << 1,
+	MOAT_DEVICE_STATE_RUNNING = 1u << 2,
+	MOAT_DEVICE_STATE_CERT_DAYS = 1u << 3, /* has_cert_days and cert_days_left */
+	MOAT_DEVICE_STATE_INTERVAL = 1u << 4,
+};
+/* Merges what one writer saw of a device (moatd's ingest; several moatds split the
+ * broker's messages between them, each with its own copy of the row) into its row, and
+ * reads the merged row back into *s. A row that does not exist is written as s has it,
+ * telemetry_messages = telemetry_added. Otherwise: state and offline_by_will as of the
+ * newer state_at_ms, last_command and its status as of the newer last_command_at_ms
+ * (s's on a tie), last_seen_ms the later, the fields named in changed as s has them
+ * and the others as the row has them, and telemetry_added added to telemetry_messages
+ * (s->telemetry_messages is not read). */
+MOAT_MUST_CHECK int moat_registry_device_state_merge(struct moat_registry *reg,
+						     struct moat_device_state *s, unsigned changed,
+						     int64_t telemetry_added, struct moat_err *err);
 /* MOAT_ENOENT when ingest never saw the device. */
 MOAT_MUST_CHECK int moat_registry_device_state_get(struct moat_registry *reg, const char *device,
 						   struct moat_device_state *out,

@@ -162,6 +162,10 @@ struct moat_ingest_opts {
 	const char *dir; /* the deployment directory */
 	const char *as;	 /* service identity; NULL: [server] service_identity, else
 			    MOAT_SERVER_DEFAULT_SERVICE_IDENTITY */
+	/* moatd's HTTPS port (0: [server] port): it names this moatd's MQTT session, client
+	 * id "<as>:ingest-<host>-<port>" (moat_opclient_instance_suffix), so several moatds
+	 * on one broker split the messages instead of taking each other's session */
+	int port;
 	/* The broker plugin's events file (MOAT_PLUGIN_EVENTS_FILE_NAME) opened for reading
 	 * by the caller while it could (the broker's user owns it, 0640; moatd opens it
 	 * before it gives up root): ingest reads it back at start and closes it. Without

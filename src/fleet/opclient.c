@@ -306,6 +306,30 @@ out:
 	}
 }
 
+void moat_opclient_instance_suffix(const char *what, int port, char *buf, size_t size)
+{
+	char host[256];
+	if (gethostname(host, sizeof(host)) != 0) {
+		host[0] = '\0';
+	}
+	host[sizeof(host) - 1] = '\0';
+	char digits[8];
+	int nd = snprintf(digits, sizeof(digits), "%d", port);
+	/* what, '-', host, '-', port */
+	int room = MOAT_CLIENT_SUFFIX_MAX_LEN - (int)strlen(what) - 2 - nd;
+	size_t n = 0;
+	for (; host[n] && host[n] != '.' && (int)n < room; n++) {
+		char c = host[n];
+		c = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+		host[n] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '-';
+	}
+	if (n == 0) {
+		snprintf(buf, size, "%s-%s", what, digits);
+		return;
+	}
+	snprintf(buf, size, "%s-%.*s-%s", what, (int)n, host, digits);
+}
+
 int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suffix,
 			  const char *host, int64_t timeout_ms, struct moat_opclient **out,
 			  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err)

@@ -36,7 +36,7 @@
 #include "monitor_internal.h"
 
 #define EXPORT_TOPIC "moat/events/#"
-#define EXPORT_CLIENT_SUFFIX "export"
+#define EXPORT_CLIENT_WHAT "export" /* "<as>:export-<host>-<port>" */
 #define EXPORT_SHARE_NAME "moatd-export"
 #define EXPORT_POLL_MS 200
 #define EXPORT_IO_TIMEOUT_MS 5000
@@ -71,6 +71,7 @@ struct moat_export {
 	struct moat_export_settings s;
 	char dir[PATH_MAX];
 	char as[MOAT_ID_BUF_LEN];
+	char client_suffix[MOAT_CLIENT_SUFFIX_MAX_LEN + 1];
 	char deployment[MOAT_ID_BUF_LEN];
 	char host[256];
 	char siem_ca[PATH_MAX];
@@ -843,7 +844,7 @@ static void *run(void *arg)
 			const char *filters[] = {EXPORT_TOPIC};
 			if (!d && moat_deploy_open(x->dir, MOAT_DEPLOY_READ, &d, &err) != 0) {
 				d = NULL;
-			} else if (moat_opclient_connect(d, x->as, EXPORT_CLIENT_SUFFIX, NULL,
+			} else if (moat_opclient_connect(d, x->as, x->client_suffix, NULL,
 							 EXPORT_IO_TIMEOUT_MS, &c, NULL,
 							 &err) == 0) {
 				if (moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
@@ -1026,6 +1027,10 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 			goto out;
 		}
 		snprintf(x->as, sizeof(x->as), "%s", as);
+		moat_opclient_instance_suffix(EXPORT_CLIENT_WHAT,
+					      opts->port > 0 ? opts->port
+							     : moat_deploy_settings(d)->server_port,
+					      x->client_suffix, sizeof(x->client_suffix));
 	}
 	if (gethostname(x->host, sizeof(x->host) - 1) != 0) {
 		x->host[0] = '\0';

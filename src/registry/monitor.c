@@ -19,43 +19,6 @@ const char *moat_conn_state_name(enum moat_conn_state s)
 
 /* ---- device_state ---- */
 
-int moat_registry_device_state_put(struct moat_registry *reg, const struct moat_device_state *s,
-				   struct moat_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT OR REPLACE INTO device_state(device, state, state_at_ms, "
-			       "offline_by_will, last_seen_ms, address, agent_version, running, "
-			       "cert_days_left, interval_s, last_command, last_command_status, "
-			       "last_command_at_ms, telemetry_messages) VALUES "
-			       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "record device state");
-	}
-	sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)s->state);
-	sqlite3_bind_int64(st, 3, s->state_at_ms);
-	sqlite3_bind_int(st, 4, s->offline_by_will ? 1 : 0);
-	sqlite3_bind_int64(st, 5, s->last_seen_ms);
-	sqlite3_bind_text(st, 6, s->address, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, s->agent_version, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, s->running, -1, SQLITE_STATIC);
-	if (s->has_cert_days) {
-		sqlite3_bind_int64(st, 9, s->cert_days_left);
-	} else {
-		sqlite3_bind_null(st, 9);
-	}
-	sqlite3_bind_int64(st, 10, s->interval_s);
-	sqlite3_bind_text(st, 11, s->last_command, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 12, s->last_command_status, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 13, s->last_command_at_ms);
-	sqlite3_bind_int64(st, 14, s->telemetry_messages);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0
-						 : reg_fail_table(reg, err, "record device state");
-	sqlite3_finalize(st);
-	return rc;
-}
-
 /* ---- device_diagnostics ---- */
 
 int moat_registry_diagnostics_put(struct moat_registry *reg, const char *device, int64_t at_ms,
@@ -139,6 +102,77 @@ static void state_row(sqlite3_stmt *st, struct moat_device_state *s)
 	reg_column_text(st, 11, s->last_command_status, sizeof(s->last_command_status));
 	s->last_command_at_ms = sqlite3_column_int64(st, 12);
 	s->telemetry_messages = sqlite3_column_int64(st, 13);
+}
+
+/* One writer's view merged into the row (registry.h): each SET reads the row as it was. */
+#define MERGE_NEWER(col, at)                                                         \
+	col " = CASE WHEN excluded." at " >= device_state." at " THEN excluded." col \
+	    " ELSE device_state." col " END"
+#define MERGE_CHANGED(col, bit) \
+	col " = CASE WHEN (?15 & " #bit ") != 0 THEN excluded." col " ELSE device_state." col " END"
+
+int moat_registry_device_state_merge(struct moat_registry *reg, struct moat_device_state *s,
+				     unsigned changed, int64_t telemetry_added,
+				     struct moat_err *err)
+{
+	_Static_assert(MOAT_DEVICE_STATE_ADDRESS == 1 && MOAT_DEVICE_STATE_AGENT_VERSION == 2 &&
+			       MOAT_DEVICE_STATE_RUNNING == 4 && MOAT_DEVICE_STATE_CERT_DAYS == 8 &&
+			       MOAT_DEVICE_STATE_INTERVAL == 16,
+		       "the bits of the statement below");
+	sqlite3_stmt *st = NULL;
+	if (sqlite3_prepare_v2(
+		    reg->db,
+		    "INSERT INTO device_state(" STATE_COLUMNS ") VALUES "
+		    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14) "
+		    "ON CONFLICT(device) DO UPDATE SET " MERGE_NEWER("state", "state_at_ms") ", " MERGE_NEWER(
+			    "offline_by_will",
+			    "state_at_ms") ", "
+					   "state_at_ms = MAX(excluded.state_at_ms, device_state.state_at_ms), "
+					   "last_seen_ms = MAX(excluded.last_seen_ms, device_state.last_seen_ms), " MERGE_CHANGED("address", 1) ", " MERGE_CHANGED("agent_version", 2) ", " MERGE_CHANGED(
+						   "running",
+						   4) ", " MERGE_CHANGED("cert_days_left",
+									 8) ", " MERGE_CHANGED("interval_s",
+											       16) ", " MERGE_NEWER("last_command",
+														    "last_command_at_ms") ", " MERGE_NEWER("last_command_status",
+																			   "last_command_at_ms") ", "
+																						 "last_command_at_ms = MAX(excluded.last_command_at_ms, "
+																						 "device_state.last_command_at_ms), "
+																						 "telemetry_messages = device_state.telemetry_messages + "
+																						 "excluded.telemetry_messages "
+																						 "RETURNING " STATE_COLUMNS,
+		    -1, &st, NULL) != SQLITE_OK) {
+		return reg_fail_table(reg, err, "record device state");
+	}
+	sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 2, (int)s->state);
+	sqlite3_bind_int64(st, 3, s->state_at_ms);
+	sqlite3_bind_int(st, 4, s->offline_by_will ? 1 : 0);
+	sqlite3_bind_int64(st, 5, s->last_seen_ms);
+	sqlite3_bind_text(st, 6, s->address, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, s->agent_version, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 8, s->running, -1, SQLITE_STATIC);
+	if (s->has_cert_days) {
+		sqlite3_bind_int64(st, 9, s->cert_days_left);
+	} else {
+		sqlite3_bind_null(st, 9);
+	}
+	sqlite3_bind_int64(st, 10, s->interval_s);
+	sqlite3_bind_text(st, 11, s->last_command, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 12, s->last_command_status, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 13, s->last_command_at_ms);
+	sqlite3_bind_int64(st, 14, telemetry_added);
+	sqlite3_bind_int(st, 15, (int)changed);
+	int rc = 0;
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		state_row(st, s);
+		rc = sqlite3_step(st) == SQLITE_DONE
+			     ? 0
+			     : reg_fail_table(reg, err, "record device state");
+	} else {
+		rc = reg_fail_table(reg, err, "record device state");
+	}
+	sqlite3_finalize(st);
+	return rc;
 }
 
 int moat_registry_device_state_get(struct moat_registry *reg, const char *device,

@@ -2,8 +2,9 @@
  * and the broker's security events as the service identity and only queues what arrives,
  * so the MQTT loop never waits for the disk; ingest_store.c's writer thread records it.
  * The session is moat_opclient's (src/fleet/opclient.c), the same verified TLS client
- * `moat watch` uses, with client id "<identity>:ingest" and, as a service, shared
- * subscriptions ($share/moatd/...), so several moatds split the load.
+ * `moat watch` uses, with client id "<identity>:ingest-<host>-<port>" (one per moatd) and,
+ * as a service, shared subscriptions ($share/moatd/...), so several moatds split the
+ * load.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -26,8 +27,9 @@
 
 #define INGEST_CONNECT_TIMEOUT_MS 5000
 #define INGEST_POLL_MS 500
-/* Client id "<identity>:ingest" (never `moat watch`'s or `moat cmd`'s session). */
-#define INGEST_CLIENT_SUFFIX "ingest"
+/* Client id "<identity>:ingest-<host>-<port>" (moat_opclient_instance_suffix: never
+ * `moat watch`'s or `moat cmd`'s session, nor another moatd's). */
+#define INGEST_CLIENT_WHAT "ingest"
 #define INGEST_BACKOFF_MIN_MS 1000
 #define INGEST_BACKOFF_MAX_MS 30000
 
@@ -200,7 +202,7 @@ static void *run(void *arg)
 		char shared[MOAT_INGEST_TOPIC_COUNT][MOAT_TOPIC_BUF_LEN];
 		const char *filters[MOAT_INGEST_TOPIC_COUNT];
 		/* moat.conf's [client] host: the broker's name from its own machine */
-		bool ok = moat_opclient_connect(d, ing->as, INGEST_CLIENT_SUFFIX, NULL,
+		bool ok = moat_opclient_connect(d, ing->as, ing->client_suffix, NULL,
 						INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0;
 		for (size_t i = 0; i < MOAT_INGEST_TOPIC_COUNT; i++) {
 			filters[i] = topics[i];
@@ -315,6 +317,10 @@ int moat_ingest_start(const struct moat_ingest_opts *opts, struct moat_ingest **
 		goto out;
 	}
 	snprintf(ing->as, sizeof(ing->as), "%s", as);
+	moat_opclient_instance_suffix(INGEST_CLIENT_WHAT,
+				      opts->port > 0 ? opts->port
+						     : moat_deploy_settings(d)->server_port,
+				      ing->client_suffix, sizeof(ing->client_suffix));
 	if ((rc = moat_path_join(ing->dir, sizeof(ing->dir), err, "%s", moat_deploy_dir(d))) != 0) {
 		goto out;
 	}

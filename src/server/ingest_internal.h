@@ -31,6 +31,7 @@ struct moat_ingest {
 	volatile int stop; /* the reader's */
 	char dir[PATH_MAX];
 	char as[MOAT_ID_BUF_LEN];
+	char client_suffix[MOAT_CLIENT_SUFFIX_MAX_LEN + 1];
 	char run_id[17];
 	struct moat_monitor_settings set;
 	struct moat_net_policy *net; /* for the zone rule; NULL when zone_check is off */

@@ -62,8 +62,10 @@ struct dev {
 	char key[MOAT_ID_BUF_LEN];
 	bool is_device; /* a device identity of the registry */
 	char type[MOAT_DEVICE_TYPE_MAX_LEN + 1];
-	struct moat_device_state st;
+	struct moat_device_state st; /* as merged at the last flush, and this batch's changes */
 	bool dirty;
+	unsigned changed;	 /* MOAT_DEVICE_STATE_* this batch set (registry.h) */
+	int64_t telemetry_added; /* telemetry messages recorded this batch */
 	struct moat_window rate, auth, acl;
 	struct moat_clone_track clone;
 	int64_t open_until[R_COUNT];
@@ -505,7 +507,7 @@ static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_i
 			 err.msg);
 		return;
 	}
-	dv->st.telemetry_messages++;
+	dv->telemetry_added++;
 	int64_t n = moat_window_add(&dv->rate, now, w->set->rate_window_ms);
 	if (moat_rule_rate(w->set, n, w->set->rate_window_ms, dv->st.interval_s, ev, sizeof(ev))) {
 		fire(w, &dv->open_until[R_RATE], now, MOAT_RULE_RATE, MOAT_SEV_HIGH, dv->key,
@@ -600,6 +602,7 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 			char prev[sizeof(dv->st.running)];
 			snprintf(prev, sizeof(prev), "%s", dv->st.running);
 			snprintf(dv->st.running, sizeof(dv->st.running), "%s", ue.running);
+			dv->changed |= MOAT_DEVICE_STATE_RUNNING;
 			dv->dirty = true;
 			release_changed(w, dv, prev, ue.running, it->at_ms);
 		}
@@ -623,13 +626,16 @@ static void on_diagnostics(struct writer *w, struct dev *dv, const struct ingest
 	if (ds.agent_version[0]) {
 		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s",
 			 ds.agent_version);
+		dv->changed |= MOAT_DEVICE_STATE_AGENT_VERSION;
 	}
 	if (ds.has_cert_days) {
 		dv->st.has_cert_days = true;
 		dv->st.cert_days_left = ds.cert_days_left;
+		dv->changed |= MOAT_DEVICE_STATE_CERT_DAYS;
 	}
 	if (ds.interval_s > 0) {
 		dv->st.interval_s = ds.interval_s;
+		dv->changed |= MOAT_DEVICE_STATE_INTERVAL;
 	}
 	dv->dirty = true;
 }
@@ -651,6 +657,7 @@ static void on_status(struct writer *w, struct dev *dv, const struct ingest_item
 	dv->st.offline_by_will = !s.online && !s.has_timestamp;
 	if (s.agent_version[0]) {
 		snprintf(dv->st.agent_version, sizeof(dv->st.agent_version), "%s", s.agent_version);
+		dv->changed |= MOAT_DEVICE_STATE_AGENT_VERSION;
 	}
 	dv->dirty = true;
 }
@@ -668,6 +675,7 @@ static void on_response(struct writer *w, struct dev *dv, const struct ingest_it
 	dv->st.last_command_at_ms = it->at_ms;
 	if (r.has_interval && r.interval > 0) {
 		dv->st.interval_s = r.interval;
+		dv->changed |= MOAT_DEVICE_STATE_INTERVAL;
 	}
 	dv->dirty = true;
 }
@@ -718,6 +726,7 @@ static void on_broker_event(struct writer *w, const char *payload, size_t len, i
 		}
 	} else if (strcmp(ev.kind, "connected") == 0 && dv && dv->is_device) {
 		snprintf(dv->st.address, sizeof(dv->st.address), "%s", ev.address);
+		dv->changed |= MOAT_DEVICE_STATE_ADDRESS;
 		dv->st.last_seen_ms = now;
 		dv->dirty = true;
 		const char *rule = moat_clone_connected(&dv->clone, w->set, ev.address, now, evid,
@@ -788,7 +797,9 @@ static void flush_states(struct writer *w)
 		struct dev *dv = w->devs.slots[i];
 		if (dv && dv->dirty && dv->is_device) {
 			struct moat_err err = {0};
-			if (moat_registry_device_state_put(w->reg, &dv->st, &err) != 0) {
+			/* merged with what other moatds recorded, read back */
+			if (moat_registry_device_state_merge(w->reg, &dv->st, dv->changed,
+							     dv->telemetry_added, &err) != 0) {
 				moat_log(MOAT_LOG_ERROR,
 					 "event=device_state_not_recorded id=%s "
 					 "error=\"%s\"",
@@ -797,6 +808,8 @@ static void flush_states(struct writer *w)
 		}
 		if (dv) {
 			dv->dirty = false;
+			dv->changed = 0;
+			dv->telemetry_added = 0;
 		}
 	}
 }

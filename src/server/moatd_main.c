@@ -322,6 +322,7 @@ int main(int argc, char **argv)
 	}
 	opts.dir = dir;
 	iopts.dir = dir;
+	iopts.port = opts.port;
 	if (log_path) {
 		/* Append log lines to a file (moat up passes log/moatd.log); stderr keeps them
 		 * one line per event. */
@@ -370,6 +371,7 @@ int main(int argc, char **argv)
 	struct moat_export_opts xopts = {.dir = dir,
 					 .subscribe = !ingest,
 					 .as = iopts.as,
+					 .port = opts.port,
 					 .security_event = moat_server_security_event};
 	struct moat_sandbox_report sb;
 	struct pair_stamp served = pair_stamp(dir);

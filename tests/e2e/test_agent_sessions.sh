@@ -43,7 +43,7 @@ sed -n '/event=ingest_subscribed/,$p' "$D/log/moatd.log" | qgrep "event=ingest_d
 	fail "moatd's ingest was kicked"
 [ "$(grep -c event=ingest_subscribed "$D/log/moatd.log")" -eq 1 ] || fail "ingest resubscribed"
 grep -q '"client_id":"backend-service:watch-' "$EVENTS" || fail "no watch-<pid> session"
-grep -q '"client_id":"backend-service:ingest"' "$EVENTS" || fail "no :ingest session"
+grep -q "\"client_id\":\"backend-service:ingest-[a-z0-9-]*-$SERVER_PORT\"" "$EVENTS" || fail "no :ingest-<host>-<port> session"
 [ -z "$(jq -c 'select(.kind=="disconnected" and .identity=="backend-service" and (.client_id|test("watch|ingest")))' "$EVENTS")" ] ||
 	fail "a session of backend-service was disconnected"
 pass "two watches, a cmd and moatd's ingest as one service, none kicked"

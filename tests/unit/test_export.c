@@ -10,12 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "moat/buf.h"
 #include "moat/config.h"
+#include "moat/identity.h"
 #include "moat/monitor_export.h"
+#include "moat/opclient.h"
 #include "moat/registry.h"
 #include "testutil.h"
 
@@ -639,6 +642,46 @@ static void test_metrics(void **state)
 	assert_int_equal(tu_tmpdir_remove(dir), 0);
 }
 
+/* The session suffix of one moatd among several: what, this host's name (first label,
+ * lowercased, [a-z0-9-]), the port; a valid client id suffix at the longest port. */
+static void test_instance_suffix(void **state)
+{
+	(void)state;
+	char host[256] = "";
+	assert_int_equal(gethostname(host, sizeof(host)), 0);
+	char want_host[256];
+	size_t n = 0;
+	for (; host[n] && host[n] != '.'; n++) {
+		char c = host[n];
+		c = c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+		want_host[n] = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ? c : '-';
+	}
+	want_host[n] = '\0';
+	const struct {
+		const char *what;
+		int port;
+	} cases[] = {{"ingest", 1}, {"export", 65535}, {"ingest", 8443}};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char suffix[MOAT_CLIENT_SUFFIX_MAX_LEN + 1];
+		moat_opclient_instance_suffix(cases[i].what, cases[i].port, suffix, sizeof(suffix));
+		char want[128];
+		int room = MOAT_CLIENT_SUFFIX_MAX_LEN - (int)strlen(cases[i].what) - 2 -
+			   snprintf(NULL, 0, "%d", cases[i].port);
+		if (want_host[0]) {
+			snprintf(want, sizeof(want), "%s-%.*s-%d", cases[i].what, room, want_host,
+				 cases[i].port);
+		} else {
+			snprintf(want, sizeof(want), "%s-%d", cases[i].what, cases[i].port);
+		}
+		assert_string_equal(suffix, want);
+		assert_true(strlen(suffix) <= MOAT_CLIENT_SUFFIX_MAX_LEN);
+		char id[MOAT_CLIENT_ID_MAX_LEN + 1];
+		snprintf(id, sizeof(id), "backend-service:%s", suffix);
+		assert_int_equal(moat_client_id_check(MOAT_ROLE_SERVICE, "backend-service", id),
+				 MOAT_CLIENT_ID_OK);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -654,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_status_line),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_metrics),
+		cmocka_unit_test(test_instance_suffix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1343,19 +1343,85 @@ static void test_device_state(void **state)
 	snprintf(s.last_command, sizeof(s.last_command), "reboot");
 	snprintf(s.last_command_status, sizeof(s.last_command_status), "accepted");
 	s.last_command_at_ms = 9;
-	s.telemetry_messages = 11;
-	assert_int_equal(moat_registry_device_state_put(reg, &s, &err), 0);
+	struct moat_device_state first = s;
+	first.telemetry_messages = 11;
+	/* a new row: written as it is, the telemetry count the one added */
+	assert_int_equal(moat_registry_device_state_merge(reg, &s, 0, 11, &err), 0);
+	assert_memory_equal(&s, &first, sizeof(s));
 	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
-	assert_memory_equal(&s, &got, sizeof(s));
+	assert_memory_equal(&first, &got, sizeof(s));
 	assert_false(got.has_cert_days);
-	s.has_cert_days = true;
-	s.cert_days_left = -3; /* expired: negative days are kept as they are */
-	s.state = MOAT_CONN_ONLINE;
-	assert_int_equal(moat_registry_device_state_put(reg, &s, &err), 0);
+
+	/* A second writer (another moatd) with a stale copy: an older state, an older
+	 * command, another address and agent version it did not change, and a cert days
+	 * reading it did change. Its telemetry adds up; nothing older replaces newer. */
+	struct moat_device_state b;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.device, sizeof(b.device), "d1");
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 4;
+	b.last_seen_ms = 20;
+	snprintf(b.address, sizeof(b.address), "10.9.9.9");
+	snprintf(b.agent_version, sizeof(b.agent_version), "0.1");
+	b.has_cert_days = true;
+	b.cert_days_left = -3; /* expired: negative days are kept as they are */
+	snprintf(b.last_command, sizeof(b.last_command), "ping");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 8;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b, MOAT_DEVICE_STATE_CERT_DAYS, 5,
+							  &err),
+			 0);
 	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b)); /* what was read back is the row */
+	assert_string_equal(moat_conn_state_name(got.state), "offline");
+	assert_true(got.offline_by_will);
+	assert_int_equal(got.state_at_ms, 5);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.0.0.9");
+	assert_string_equal(got.agent_version, "1.2");
+	assert_string_equal(got.running, "2.0.0");
 	assert_true(got.has_cert_days);
 	assert_int_equal(got.cert_days_left, -3);
+	assert_int_equal(got.interval_s, 30);
+	assert_string_equal(got.last_command, "reboot");
+	assert_string_equal(got.last_command_status, "accepted");
+	assert_int_equal(got.last_command_at_ms, 9);
+	assert_int_equal(got.telemetry_messages, 16);
+
+	/* newer state and command, changed address, version, release and interval, and no
+	 * cert days any more: each taken */
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 30;
+	b.offline_by_will = false;
+	b.last_seen_ms = 10; /* older than the row's: the row's stays */
+	snprintf(b.address, sizeof(b.address), "10.1.1.1");
+	snprintf(b.agent_version, sizeof(b.agent_version), "1.3");
+	snprintf(b.running, sizeof(b.running), "2.1.0");
+	b.has_cert_days = false;
+	b.interval_s = 60;
+	snprintf(b.last_command, sizeof(b.last_command), "diagnostics");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 31;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b,
+							  MOAT_DEVICE_STATE_ADDRESS |
+								  MOAT_DEVICE_STATE_AGENT_VERSION |
+								  MOAT_DEVICE_STATE_RUNNING |
+								  MOAT_DEVICE_STATE_CERT_DAYS |
+								  MOAT_DEVICE_STATE_INTERVAL,
+							  0, &err),
+			 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b));
 	assert_string_equal(moat_conn_state_name(got.state), "online");
+	assert_false(got.offline_by_will);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.1.1.1");
+	assert_string_equal(got.agent_version, "1.3");
+	assert_string_equal(got.running, "2.1.0");
+	assert_false(got.has_cert_days);
+	assert_int_equal(got.interval_s, 60);
+	assert_string_equal(got.last_command, "diagnostics");
+	assert_int_equal(got.telemetry_messages, 16);
 	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
 }
 
