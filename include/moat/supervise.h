@@ -62,6 +62,10 @@ struct moat_sup {
 	unsigned reloads;	 /* SIGHUPs forwarded to the children so far */
 	char log_path[PATH_MAX]; /* "" or the supervisor's own log file: stdout and stderr are
 				    opened on it again at each SIGHUP (log rotation) */
+	/* NULL, or called at each SIGHUP before it is forwarded (files the children reopen
+	 * by name made ready) */
+	void (*before_reload)(void *ctx);
+	void *reload_ctx;
 };
 
 enum { MOAT_SUP_RUNNING = 0, MOAT_SUP_STOPPED = 1 };

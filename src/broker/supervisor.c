@@ -98,6 +98,61 @@ static void crl_watch(const struct moat_broker_sup *u, struct moat_sup *s, struc
 	}
 }
 
+/* The broker's log files as the supervisor found them at start, owner and group. */
+struct broker_logs {
+	char path[2][PATH_MAX];
+	bool known[2];
+	uid_t uid[2];
+	gid_t gid[2];
+};
+
+static void broker_logs_stat(const char *dir, struct broker_logs *l)
+{
+	const char *rel[2] = {MOAT_BROKER_LOG_FILE, MOAT_PLUGIN_EVENTS_FILE_NAME};
+	memset(l, 0, sizeof(*l));
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		l->known[i] = moat_path_join(l->path[i], sizeof(l->path[i]), NULL, "%s/%s", dir,
+					     rel[i]) == 0 &&
+			      lstat(l->path[i], &st) == 0 && S_ISREG(st.st_mode);
+		if (l->known[i]) {
+			l->uid[i] = st.st_uid;
+			l->gid[i] = st.st_gid;
+		}
+	}
+}
+
+/* At SIGHUP, before Mosquitto reopens its log and the plugin its events file by name: a
+ * file renamed away by log rotation is created again, 0640, owned as it was, for log/ is
+ * root's and the broker's user cannot create it (Mosquitto would log to stderr, and moatd
+ * would stop seeing TLS refusals). */
+static void broker_logs_recreate(void *ctx)
+{
+	const struct broker_logs *l = ctx;
+	for (int i = 0; i < 2; i++) {
+		if (!l->known[i]) {
+			continue;
+		}
+		int fd = open(l->path[i],
+			      O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC | O_NOFOLLOW,
+			      0640);
+		if (fd < 0) {
+			if (errno != EEXIST) {
+				moat_log(MOAT_LOG_WARN,
+					 "event=log_not_created file=%s error=\"%s\"", l->path[i],
+					 strerror(errno));
+			}
+			continue;
+		}
+		if (geteuid() == 0 && fchown(fd, l->uid[i], l->gid[i]) != 0) {
+			moat_log(MOAT_LOG_WARN, "event=log_not_owned file=%s error=\"%s\"",
+				 l->path[i], strerror(errno));
+		}
+		close(fd);
+		moat_log(MOAT_LOG_INFO, "event=log_created file=%s", l->path[i]);
+	}
+}
+
 /* Whether run/moat.lock is free right now (a probe: taken and released at once). The
  * supervisor must never wait on it: its loop restarts the children. A `moat` command that
  * holds it syncs the broker itself when it is done; the request is looked at again later. */
@@ -354,6 +409,10 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 		goto out;
 	}
 	sup_ok = true;
+	struct broker_logs logs;
+	broker_logs_stat(u->dir, &logs);
+	s.before_reload = broker_logs_recreate;
+	s.reload_ctx = &logs;
 	/* the detached supervisor's stdio is log/supervisor.log (detached_child) */
 	if (moat_path_join(s.log_path, sizeof(s.log_path), NULL, "%s/%s", u->dir,
 			   MOAT_BROKER_SUP_LOG_FILE) != 0) {

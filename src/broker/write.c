@@ -95,16 +95,18 @@ static int grant_read(const char *path, const struct owner *o, struct moat_err *
 }
 
 /* A log file the broker appends to, created by us so it exists before the broker drops
- * its privileges and can be reopened after. log/ itself stays root's: a directory the
- * broker's user could write would let it plant a symlink where root later appends. */
-static int own_log(const char *path, const struct owner *o, struct moat_err *err)
+ * its privileges and can be reopened after; its group is moatd's account's when it exists
+ * (moatd follows the broker's log, and reopens it by name when it is rotated). log/ itself stays
+ * root's: a directory the broker's user could write would let it plant a symlink where root later
+ * appends. */
+static int own_log(const char *path, const struct owner *o, gid_t group, struct moat_err *err)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd < 0) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
 	}
 	int rc = 0;
-	if (o->apply && fchown(fd, o->uid, o->gid) != 0) {
+	if (o->apply && fchown(fd, o->uid, group) != 0) {
 		rc = moat_err_errno(err, MOAT_EIO, errno, "%s: chown", path);
 	}
 	close(fd);
@@ -230,6 +232,13 @@ int moat_broker_write_all(struct moat_deploy *d, const struct moat_broker_settin
 	if ((rc = owner_get(s, true, &o, err)) != 0) {
 		return rc;
 	}
+	gid_t log_group = o.gid;
+	char moatd_user[MOAT_DEPLOY_USER_BUF_LEN];
+	struct passwd *mpw = NULL;
+	if (o.apply && moat_deploy_moatd_user(moat_deploy_config(d), moatd_user, NULL) == 0 &&
+	    (mpw = getpwnam(moatd_user)) != NULL) {
+		log_group = mpw->pw_gid;
+	}
 	if (o.apply) {
 		/* Fail here, naming the directory, rather than with a broker that cannot read
 		 * its certificate. */
@@ -258,10 +267,10 @@ int moat_broker_write_all(struct moat_deploy *d, const struct moat_broker_settin
 	    (rc = moat_deploy_path(d, path, sizeof(path), "log", err)) != 0 ||
 	    (rc = moat_fs_mkdirs(path, 0755, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), MOAT_BROKER_LOG_FILE, err)) != 0 ||
-	    (rc = own_log(path, &o, err)) != 0 ||
+	    (rc = own_log(path, &o, log_group, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), MOAT_PLUGIN_EVENTS_FILE_NAME, err)) !=
 		    0 ||
-	    (rc = own_log(path, &o, err)) != 0) {
+	    (rc = own_log(path, &o, log_group, err)) != 0) {
 		goto out;
 	}
 	rc = write_file(d, MOAT_BROKER_CONF_FILE, conf_text, conf_len, err);

@@ -329,6 +329,9 @@ int moat_sup_poll(struct moat_sup *s, int timeout_ms, struct moat_err *err)
 			reopen_log(s->log_path);
 		}
 		moat_log(MOAT_LOG_INFO, "event=reload");
+		if (s->before_reload) {
+			s->before_reload(s->reload_ctx);
+		}
 		signal_all(s, SIGHUP);
 		s->reloads++;
 	}

@@ -4,7 +4,8 @@
 # `moat up` (real Mosquitto with the plugin, real moatd following log/mosquitto.log):
 # no client certificate (no_certificate); a certificate from another CA, a revoked one and
 # an expired one (certificate_not_verified: Mosquitto 2.0 logs these alike); plain MQTT on
-# the TLS port (not_tls). A device with its own certificate makes none.
+# the TLS port (not_tls). A device with its own certificate makes none. After a log
+# rotation by renaming and SIGHUP, refusals are still recorded.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
 broker_require
@@ -73,6 +74,29 @@ timeout "$(deadline 10)" mosquitto_pub $(broker_args dev-a) -q 1 -t devices/dev-
 refused "no client certificate, again" no_certificate --cafile "$D/pki/ca.crt"
 [ "$(n_refusals)" -eq $((before + 1)) ] || fail "a good connection made a tls_refused event"
 pass "a device with its own certificate makes no tls_refused event"
+
+# rotation by renaming, then SIGHUP to moat up's supervisor (what a logrotate without
+# copytruncate does): the supervisor creates both files again, owned as before (log/ is
+# root's: the broker's user could not), Mosquitto and the plugin reopen them, and moatd
+# follows the new broker log (its account's group reads it): refusals still recorded
+own() { stat -c '%U:%G %a' "$1"; }
+log_owner=$(own "$D/log/mosquitto.log")
+events_owner=$(own "$D/log/security-events.jsonl")
+case "$log_owner" in mosquitto:moat\ 640) ;; *) fail "log/mosquitto.log is $log_owner (want mosquitto:moat 640: moatd reads it by name)" ;; esac
+mv "$D/log/mosquitto.log" "$D/log/mosquitto.log.1"
+mv "$D/log/security-events.jsonl" "$D/log/security-events.jsonl.1"
+kill -HUP "$(cat "$D/run/supervise.pid")"
+wait_for 10 grep -q "event=log_created file=$D/log/security-events.jsonl" "$D/log/supervisor.log" ||
+	fail "the supervisor did not create the logs again: $(tail -3 "$D/log/supervisor.log")"
+wait_for 10 grep -q "events file reopened" "$D/log/mosquitto.log.1" ||
+	fail "the plugin did not reopen its events file: $(tail -3 "$D/log/mosquitto.log.1")"
+[ "$(own "$D/log/mosquitto.log")" = "$log_owner" ] || fail "new log/mosquitto.log: $(own "$D/log/mosquitto.log")"
+[ "$(own "$D/log/security-events.jsonl")" = "$events_owner" ] || fail "new events file: $(own "$D/log/security-events.jsonl" 2>&1)"
+refused "no client certificate, after the logs were rotated" no_certificate --cafile "$D/pki/ca.crt"
+grep -q "OpenSSL Error" "$D/log/mosquitto.log" || fail "Mosquitto did not log the refusal into the new log/mosquitto.log"
+wait_for 10 grep -q '"kind":"auth_refused"' "$D/log/security-events.jsonl" ||
+	fail "the plugin did not write into the new events file"
+pass "logs rotated by renaming: created again by the supervisor, followed by moatd"
 moat down --timeout "$(deadline 20s)" >/dev/null
 if grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$D/log/moatd.log"; then
 	fail "sanitizer report in moatd.log"
