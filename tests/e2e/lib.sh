@@ -32,6 +32,7 @@ chmod 0711 "$T"
 E2E_PIDS=()
 E2E_CLEANUP=()
 
+E2E_PORTS=/tmp/moat-e2e-ports # free_port's reservations, shared by every test
 e2e_cleanup() {
 	local rc=$?
 	for c in "${E2E_CLEANUP[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
@@ -42,6 +43,8 @@ e2e_cleanup() {
 	while IFS= read -r s; do
 		moat --dir "${s%/run/supervise.pid}" down --timeout 20s >/dev/null 2>&1 || true
 	done < <(find "$T" -maxdepth 4 -path '*/run/supervise.pid' 2>/dev/null)
+	# this test's port reservations (free_port)
+	grep -lx "$$" "$E2E_PORTS"/* 2>/dev/null | xargs -r rm -f
 	if [ $rc -ne 0 ] && [ $rc -ne 77 ]; then
 		echo "--- test failed (rc=$rc); files kept in $T" >&2
 	else
@@ -77,22 +80,54 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 skip() { echo "SKIP: $*" >&2; exit 77; }
 pass() { echo "ok - $*"; }
 
-# A TCP port on 127.0.0.1 that is free right now.
+# A TCP port on 127.0.0.1 that is free right now, and reserved for this test.
 # Chosen at random below the kernel's ephemeral range (ip_local_port_range): a port from
 # that range (bind to port 0) can be handed to any test's outgoing connection before the
-# daemon binds it, and moatd once failed so in CI ("cannot listen"). Falls back to port 0
-# when the range leaves no room below it.
+# daemon binds it, and moatd once failed so in CI ("cannot listen"). Reserved in
+# $E2E_PORTS (a file per port naming the test's pid, made with O_EXCL; a dead test's
+# reservation is taken over): a test that restarts its daemon leaves the port free for a
+# moment, and another test running beside it once took it then (test_monitor_export:
+# "cannot listen" after a restart). Falls back to port 0 when the range leaves no room.
 free_port() {
-	python3 -c '
-import random, socket
+	mkdir -p -m 1777 "$E2E_PORTS"
+	python3 - "$E2E_PORTS" "$$" <<'PY'
+import os, random, socket, sys
+d, me = sys.argv[1], sys.argv[2]
 lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+
+def reserve(p):
+    f = os.path.join(d, str(p))
+    for _ in range(2):
+        try:
+            fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            try:
+                owner = int(open(f).read().strip() or "0")
+            except (OSError, ValueError):
+                return False
+            if owner > 0 and os.path.exists(f"/proc/{owner}"):
+                return False
+            try:
+                os.unlink(f)  # a test that is gone: taken over (one O_EXCL wins)
+            except FileNotFoundError:
+                pass
+            continue
+        os.write(fd, me.encode())
+        os.close(fd)
+        return True
+    return False
+
 for _ in range(200):
     p = random.randint(10000, lo - 1) if lo > 11000 else 0
+    if p and not reserve(p):
+        continue
     s = socket.socket()
     try:
         s.bind(("127.0.0.1", p))
         port = s.getsockname()[1]
     except OSError:
+        if p:
+            os.unlink(os.path.join(d, str(p)))
         continue
     finally:
         s.close()
@@ -100,7 +135,7 @@ for _ in range(200):
     break
 else:
     raise SystemExit("free_port: no free port below the ephemeral range")
-'
+PY
 }
 
 # run_captured cmd...: runs the command whatever its exit status; sets $out (stdout),

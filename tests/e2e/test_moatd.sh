@@ -181,7 +181,7 @@ expect_status 403 "a service identity is not a device" backend-service "$(url /a
 expect_status 200 "dev2 before revocation" dev2 "$(url /api/firmware/version)"
 moat device revoke dev2 >/dev/null 2>&1
 expect_status 403 "revoked device" dev2 "$(url /api/firmware/version)"
-grep -q "id=dev2 .*status=403 .*detail=certificate_revoked" "$T/moatd.log" ||
+wait_for 10 grep -q "id=dev2 .*status=403 .*detail=certificate_revoked" "$T/moatd.log" ||
 	fail "revocation not logged as such"
 expect_status 200 "dev1 still served after the CRL changed" dev1 "$(url /api/firmware/version)"
 

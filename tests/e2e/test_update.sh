@@ -159,7 +159,7 @@ OLD_SRV_PORT=$SRV_PORT
 SRV_PORT=$SERVER_PORT
 expect_fail "revoked device checks moatd for an update" update
 assert_contains "$errout" "403"
-grep -q "id=dev1 .*path=/api/firmware/version.* status=403 .*detail=certificate_revoked" "$T/moatd.log" ||
+wait_for 10 grep -q "id=dev1 .*path=/api/firmware/version.* status=403 .*detail=certificate_revoked" "$T/moatd.log" ||
 	fail "moatd did not refuse dev1 as revoked: $(grep 'event=request' "$T/moatd.log" | tail -n 3)"
 assert_unchanged "revoked, moatd"
 kill "$MOATD_PID" 2>/dev/null || true
