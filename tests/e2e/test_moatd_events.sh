@@ -35,7 +35,7 @@ agent_pub dev1 devices/dev1/diagnostics '{"event":"update","stage":"verified","v
 agent_pub dev1 devices/dev1/diagnostics '{"event":"update","stage":"installed","version":"2.0.0"}'
 agent_pub dev1 devices/dev1/diagnostics '{"event":"update","stage":"confirmed","version":"2.0.0","running":"2.0.0"}'
 agent_pub dev2 devices/dev2/diagnostics '{"event":"update","stage":"refused","version":"2.0.0","running":"1.0.0","reason":"bad_signature"}'
-# Not update events: ignored silently, or refused with a log line.
+# Not update events: a diagnostics report (kept), or refused with a log line each.
 agent_pub dev2 devices/dev2/diagnostics '{"event":"diagnostics","free_heap":1000}'
 agent_pub dev2 devices/dev2/diagnostics '{"event":"update","stage":"exploded"}'
 agent_pub dev2 devices/dev2/diagnostics 'not json'
@@ -45,8 +45,8 @@ wait_grep 20 "event=update_event id=dev2 stage=reverted" "$T/moatd.log" ||
 	fail "events not recorded: $(grep update_event "$T/moatd.log" | tail -5)"
 grep -q "event=update_event id=dev1 stage=confirmed version=2.0.0 running=2.0.0" "$T/moatd.log" ||
 	fail "confirmed event not logged"
-[ "$(grep -c 'event=update_event_refused id=dev2' "$T/moatd.log")" = 2 ] ||
-	fail "refused events not logged once each: $(grep update_event_refused "$T/moatd.log")"
+[ "$(grep -c 'event=payload_refused id=dev2 topic=diagnostics' "$T/moatd.log")" = 2 ] ||
+	fail "refused events not logged once each: $(grep payload_refused "$T/moatd.log")"
 assert_not_contains "$(cat "$T/moatd.log")" "exploded"
 pass "update events recorded, bad ones refused with one line each"
 
