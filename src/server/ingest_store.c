@@ -479,8 +479,14 @@ static struct type_stat *type_get(struct writer *w, const char *type)
 static void refused(struct writer *w, struct dev *dv, const char *topic, int64_t now, size_t len,
 		    const char *error)
 {
-	moat_log(MOAT_LOG_WARN, "event=payload_refused id=%s topic=%s bytes=%zu error=\"%s\"",
-		 dv ? dv->key : NULL, topic, len, error);
+	if (dv) {
+		moat_log(MOAT_LOG_WARN,
+			 "event=payload_refused id=%s topic=%s bytes=%zu error=\"%s\"", dv->key,
+			 topic, len, error);
+	} else {
+		moat_log(MOAT_LOG_WARN, "event=payload_refused topic=%s bytes=%zu error=\"%s\"",
+			 topic, len, error);
+	}
 	int64_t *open_until = dv ? &dv->open_until[R_REFUSED] : &w->events_refused_until;
 	if (*open_until > now) {
 		return;
