@@ -104,12 +104,36 @@ static void state_row(sqlite3_stmt *st, struct moat_device_state *s)
 	s->telemetry_messages = sqlite3_column_int64(st, 13);
 }
 
-/* One writer's view merged into the row (registry.h): each SET reads the row as it was. */
-#define MERGE_NEWER(col, at)                                                         \
-	col " = CASE WHEN excluded." at " >= device_state." at " THEN excluded." col \
-	    " ELSE device_state." col " END"
-#define MERGE_CHANGED(col, bit) \
-	col " = CASE WHEN (?15 & " #bit ") != 0 THEN excluded." col " ELSE device_state." col " END"
+/* One writer's view merged into the row (registry.h). Every SET reads the row as it was;
+ * ?15 is the writer's MOAT_DEVICE_STATE_* bits, ?14 the telemetry messages it added. */
+/* clang-format off */
+static const char state_merge_sql[] =
+	"INSERT INTO device_state(" STATE_COLUMNS ") "
+	"VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+	"ON CONFLICT(device) DO UPDATE SET "
+	"state = CASE WHEN excluded.state_at_ms >= device_state.state_at_ms "
+		"THEN excluded.state ELSE device_state.state END, "
+	"offline_by_will = CASE WHEN excluded.state_at_ms >= device_state.state_at_ms "
+		"THEN excluded.offline_by_will ELSE device_state.offline_by_will END, "
+	"state_at_ms = MAX(excluded.state_at_ms, device_state.state_at_ms), "
+	"last_seen_ms = MAX(excluded.last_seen_ms, device_state.last_seen_ms), "
+	"address = CASE WHEN (?15 & 1) != 0 THEN excluded.address ELSE device_state.address END, "
+	"agent_version = CASE WHEN (?15 & 2) != 0 "
+		"THEN excluded.agent_version ELSE device_state.agent_version END, "
+	"running = CASE WHEN (?15 & 4) != 0 THEN excluded.running ELSE device_state.running END, "
+	"cert_days_left = CASE WHEN (?15 & 8) != 0 "
+		"THEN excluded.cert_days_left ELSE device_state.cert_days_left END, "
+	"interval_s = CASE WHEN (?15 & 16) != 0 "
+		"THEN excluded.interval_s ELSE device_state.interval_s END, "
+	"last_command = CASE WHEN excluded.last_command_at_ms >= device_state.last_command_at_ms "
+		"THEN excluded.last_command ELSE device_state.last_command END, "
+	"last_command_status = CASE WHEN excluded.last_command_at_ms >= "
+		"device_state.last_command_at_ms "
+		"THEN excluded.last_command_status ELSE device_state.last_command_status END, "
+	"last_command_at_ms = MAX(excluded.last_command_at_ms, device_state.last_command_at_ms), "
+	"telemetry_messages = device_state.telemetry_messages + excluded.telemetry_messages "
+	"RETURNING " STATE_COLUMNS;
+/* clang-format on */
 
 int moat_registry_device_state_merge(struct moat_registry *reg, struct moat_device_state *s,
 				     unsigned changed, int64_t telemetry_added,
@@ -118,29 +142,9 @@ int moat_registry_device_state_merge(struct moat_registry *reg, struct moat_devi
 	_Static_assert(MOAT_DEVICE_STATE_ADDRESS == 1 && MOAT_DEVICE_STATE_AGENT_VERSION == 2 &&
 			       MOAT_DEVICE_STATE_RUNNING == 4 && MOAT_DEVICE_STATE_CERT_DAYS == 8 &&
 			       MOAT_DEVICE_STATE_INTERVAL == 16,
-		       "the bits of the statement below");
+		       "the bits state_merge_sql tests");
 	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(
-		    reg->db,
-		    "INSERT INTO device_state(" STATE_COLUMNS ") VALUES "
-		    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14) "
-		    "ON CONFLICT(device) DO UPDATE SET " MERGE_NEWER("state", "state_at_ms") ", " MERGE_NEWER(
-			    "offline_by_will",
-			    "state_at_ms") ", "
-					   "state_at_ms = MAX(excluded.state_at_ms, device_state.state_at_ms), "
-					   "last_seen_ms = MAX(excluded.last_seen_ms, device_state.last_seen_ms), " MERGE_CHANGED("address", 1) ", " MERGE_CHANGED("agent_version", 2) ", " MERGE_CHANGED(
-						   "running",
-						   4) ", " MERGE_CHANGED("cert_days_left",
-									 8) ", " MERGE_CHANGED("interval_s",
-											       16) ", " MERGE_NEWER("last_command",
-														    "last_command_at_ms") ", " MERGE_NEWER("last_command_status",
-																			   "last_command_at_ms") ", "
-																						 "last_command_at_ms = MAX(excluded.last_command_at_ms, "
-																						 "device_state.last_command_at_ms), "
-																						 "telemetry_messages = device_state.telemetry_messages + "
-																						 "excluded.telemetry_messages "
-																						 "RETURNING " STATE_COLUMNS,
-		    -1, &st, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(reg->db, state_merge_sql, -1, &st, NULL) != SQLITE_OK) {
 		return reg_fail_table(reg, err, "record device state");
 	}
 	sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
