@@ -19,6 +19,7 @@
 #include "moat/agent_conf.h"
 #include "moat/device.h"
 #include "moat/err.h"
+#include "moat/update.h" /* MOAT_BOOT_TRIAL_SECONDS_DEFAULT */
 
 struct moat_agent_update;
 
@@ -51,5 +52,15 @@ MOAT_MUST_CHECK int moat_agent_update_virtual_boot(struct moat_agent_update *u,
  * version is not a semantic version. */
 MOAT_MUST_CHECK int moat_agent_update_set_fail_trial(struct moat_agent_update *u,
 						     const char *version, struct moat_err *err);
+
+/* The simulator's slow health check (moat sim --trial-hold): a device booted on trial
+ * (virtual slots only) stays on trial, unconfirmed, for hold_ms after its virtual boot
+ * before its health check decides (confirm, or the crash of --fail-trial), so an operator
+ * can act while it is on trial. The boot state is the slots' own throughout: the trial's
+ * deadline still holds, hence at most MOAT_AGENT_TRIAL_HOLD_MAX_MS (half the default
+ * deadline). 0: decide at once. MOAT_EINVAL outside 0..MOAT_AGENT_TRIAL_HOLD_MAX_MS. */
+#define MOAT_AGENT_TRIAL_HOLD_MAX_MS (MOAT_BOOT_TRIAL_SECONDS_DEFAULT / 2 * 1000)
+MOAT_MUST_CHECK int moat_agent_update_set_trial_hold(struct moat_agent_update *u, int64_t hold_ms,
+						     struct moat_err *err);
 
 #endif

@@ -31,6 +31,9 @@ struct moat_sim_firmware {
 	/* a release whose trial crashes on every device (moat_agent_update_set_fail_trial);
 	 * NULL: none */
 	const char *fail_trial;
+	/* how long a device booted on trial stays on it before its health check decides
+	 * (moat_agent_update_set_trial_hold); 0: at once */
+	int64_t trial_hold_ms;
 };
 #define MOAT_SIM_MAX_CHECKS_DEFAULT 4
 

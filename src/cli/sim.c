@@ -13,7 +13,10 @@
  * signed updates from moatd on virtual A/B slots, provisioned on first use with the
  * release of its type; SIGUSR1 makes every device check for an update now. --fail-trial V
  * simulates a bad release: a trial of version V crashes on every device, which restarts
- * and reverts it by the boot's own rule (to try --halt-on-failure for real).
+ * and reverts it by the boot's own rule (to try --halt-on-failure for real). --trial-hold D
+ * keeps every device that boots a trial on it, unconfirmed, for D before its health check
+ * decides (confirms, or crashes with --fail-trial): a rollout can be paused or aborted while
+ * devices are on trial.
  * With --enroll the devices make their own keys and enroll over EST through moatd, as
  * moat-agent does: missing ones are registered as `moat device add ID --enroll` would (no
  * passphrase), their tokens kept in memory; --enroll-only stops once every device is
@@ -511,6 +514,24 @@ static int parse_duration(void *dst, const char *value, struct moat_err *err)
 	return cli_opt_seconds("--duration", value, 1, INT32_MAX, dst, err);
 }
 
+static int parse_trial_hold(void *dst, const char *value, struct moat_err *err)
+{
+	int64_t ms = 0;
+	if (moat_duration_ms_parse(value, &ms, err) != 0) {
+		moat_err_prefix(err, "--trial-hold");
+		return MOAT_EINVAL;
+	}
+	if (ms < 1 || ms > MOAT_AGENT_TRIAL_HOLD_MAX_MS) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "--trial-hold: '%s' is not from 1ms to %ds (a trial's "
+				    "deadline is %ds)",
+				    value, MOAT_AGENT_TRIAL_HOLD_MAX_MS / 1000,
+				    MOAT_BOOT_TRIAL_SECONDS_DEFAULT);
+	}
+	*(int64_t *)dst = ms;
+	return 0;
+}
+
 static int parse_type(void *dst, const char *value, struct moat_err *err)
 {
 	if (moat_device_type_check(value, err) != 0) {
@@ -526,7 +547,7 @@ int sim_main(int argc, char **argv)
 	const char *usage = "usage: moat sim --devices N [--prefix P] | ID... ; [--create] "
 			    "[--interval 10s] [--duration D] [--type T] [--host H] [--json]\n"
 			    "       [--firmware IMAGE --envelope FILE]... [--update-jobs 4] "
-			    "[--fail-trial VERSION]\n"
+			    "[--fail-trial VERSION] [--trial-hold 5s]\n"
 			    "       [--enroll [--enroll-only] [--enroll-jobs 16]]";
 	int64_t n = 0, interval_s = 10, duration_s = 0;
 	const char *prefix = "sim";
@@ -552,6 +573,10 @@ int sim_main(int argc, char **argv)
 		{.name = "envelope", .kind = MOAT_OPT_LIST, .dst = &envelopes},
 		{.name = "update-jobs", .kind = MOAT_OPT_INT, .dst = &jobs, .min = 1, .max = 64},
 		{.name = "fail-trial", .kind = MOAT_OPT_STRING, .dst = &fw.fail_trial},
+		{.name = "trial-hold",
+		 .kind = MOAT_OPT_FN,
+		 .dst = &fw.trial_hold_ms,
+		 .fn = parse_trial_hold},
 		{.name = "enroll", .kind = MOAT_OPT_FLAG, .dst = &enroll},
 		{.name = "create", .kind = MOAT_OPT_FLAG, .dst = &create},
 		{.name = "host", .kind = MOAT_OPT_STRING, .dst = &host},
@@ -586,6 +611,9 @@ int sim_main(int argc, char **argv)
 		if (moat_semver_check(fw.fail_trial, &err) != 0) {
 			return cli_usage_error("--fail-trial: %s", err.msg);
 		}
+	}
+	if (fw.trial_hold_ms > 0 && n_images == 0) {
+		return cli_usage_error("--trial-hold goes with --firmware and --envelope");
 	}
 	/* Devices are either named (moat sim ID...) or numbered (--devices N: P-000001...). */
 	size_t named = (size_t)(argc - next);

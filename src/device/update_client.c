@@ -65,6 +65,8 @@ struct moat_agent_update {
 	char boot_slot;		 /* 'a', 'b', or 0 when unknown */
 	bool on_trial;		 /* not confirmed yet */
 	int64_t trial_deadline;	 /* wall clock; virtual slots only (moat-boot keeps its own) */
+	int64_t trial_hold_ms;	 /* the simulator's health check waits this long; 0: none */
+	int64_t trial_decide_ms; /* monotonic: when the held trial's health check decides */
 	bool probe_passed;	 /* the updater answered its probe since the start */
 	int64_t next_confirm_ms; /* monotonic: the next confirm attempt */
 	/* the running child: a check, or the probe */
@@ -206,6 +208,20 @@ int moat_agent_update_set_fail_trial(struct moat_agent_update *u, const char *ve
 		return rc;
 	}
 	return copy_str(u->fail_trial, sizeof(u->fail_trial), version, "--fail-trial", err);
+}
+
+int moat_agent_update_set_trial_hold(struct moat_agent_update *u, int64_t hold_ms,
+				     struct moat_err *err)
+{
+	if (hold_ms < 0 || hold_ms > MOAT_AGENT_TRIAL_HOLD_MAX_MS) {
+		return moat_err_set(err, MOAT_EINVAL,
+				    "--trial-hold: %lld ms is outside 0 to %d ms (the trial's "
+				    "deadline is %d s)",
+				    (long long)hold_ms, MOAT_AGENT_TRIAL_HOLD_MAX_MS,
+				    MOAT_BOOT_TRIAL_SECONDS_DEFAULT);
+	}
+	u->trial_hold_ms = hold_ms;
+	return 0;
 }
 
 static void release_pool(struct moat_agent_update *u)
@@ -602,6 +618,12 @@ static void confirm_step(struct moat_device *dev, struct moat_agent_update *u, i
 		dev->reboot_requested = true;
 		return;
 	}
+	if (u->virtual_slots && now < u->trial_decide_ms) {
+		/* the simulator's held trial: still on trial, booted and unconfirmed (the
+		 * slots' own state), its health check has not decided yet */
+		u->next_confirm_ms = u->trial_decide_ms;
+		return;
+	}
 	if (u->virtual_slots && u->fail_trial[0]) {
 		read_running(u);
 		if (strcmp(u->running, u->fail_trial) == 0) {
@@ -762,12 +784,19 @@ static int boot_virtual(struct moat_device *dev, struct moat_agent_update *u, st
 	u->boot_slot = slot;
 	u->on_trial = trial;
 	u->trial_deadline = 0;
+	u->trial_decide_ms = 0;
 	if (trial) {
 		struct moat_boot_state st;
 		if ((rc = moat_slots_load(u->state_dir, &st, err)) != 0) {
 			return rc;
 		}
 		u->trial_deadline = st.deadline;
+		if (u->trial_hold_ms > 0) {
+			u->trial_decide_ms = moat_time_mono_ms() + u->trial_hold_ms;
+			/* a simulated fault, as trial_crashed: said at the simulator's level */
+			moat_log(MOAT_LOG_WARN, "id=%s event=trial_held slot=%c hold_ms=%lld",
+				 dev->conf.id, slot, (long long)u->trial_hold_ms);
+		}
 	}
 	return 0;
 }

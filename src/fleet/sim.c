@@ -120,7 +120,8 @@ static int attach_firmware(struct moat_session *s, const struct moat_agent_conf 
 	}
 	moat_agent_update_set_pool(u, pool);
 	moat_session_set_update(s, u);
-	if ((rc = moat_agent_update_set_fail_trial(u, fw->fail_trial, err)) != 0) {
+	if ((rc = moat_agent_update_set_fail_trial(u, fw->fail_trial, err)) != 0 ||
+	    (rc = moat_agent_update_set_trial_hold(u, fw->trial_hold_ms, err)) != 0) {
 		return rc;
 	}
 	return moat_agent_update_virtual_boot(u, moat_session_device(s), err);
