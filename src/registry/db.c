@@ -589,6 +589,14 @@ int rdb_begin(struct rdb *c)
 	if (c->backend == RDB_SQLITE) {
 		return rdb_exec(c, "BEGIN IMMEDIATE");
 	}
+	/* PostgreSQL only warns at a BEGIN inside a transaction and carries on in the outer one:
+	 * refused as SQLite refuses it, so a caller's transaction is never silently joined */
+	if (c->pg_in_tx || c->pg_savepoints > 0) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+			 "cannot start a transaction within a transaction");
+		c->errcode = RDB_E_ERROR;
+		return RDB_E_ERROR;
+	}
 	int rc = rdb_exec(c, "BEGIN");
 	c->pg_in_tx = rc == 0;
 	return rc;

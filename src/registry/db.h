@@ -41,9 +41,13 @@
  * SQLite's alone and are only ever issued by the SQLite backend (open, backup).
  *
  * Transactions. rdb_begin (SQLite BEGIN IMMEDIATE: the write lock up front; PostgreSQL
- * BEGIN), rdb_commit, rdb_rollback; rdb_savepoint/rdb_release/rdb_rollback_to for a unit
+ * BEGIN; inside a transaction refused on both, as SQLite refuses it), rdb_commit,
+ * rdb_rollback; rdb_savepoint/rdb_release/rdb_rollback_to for a unit
  * that must be all or nothing inside or outside the caller's transaction: on PostgreSQL,
- * where a savepoint needs a transaction, outside one it opens and ends its own.
+ * where a savepoint needs a transaction, outside one it opens and ends its own. A failed
+ * statement on PostgreSQL aborts the whole transaction (SQLite undoes that statement
+ * alone), so a write that may be refused inside a caller's transaction, and the caller
+ * goes on, runs in a savepoint (update_events.c's record inside moatd's ingest batches).
  *
  * Errors. A failed step returns RDB_E_PRIMARYKEY or RDB_E_UNIQUE (a duplicate:
  * rdb_is_duplicate; told apart by SQLite's extended code, by PostgreSQL's constraint name
@@ -59,6 +63,14 @@
  * writers: before several processes share a PostgreSQL registry, the read-then-write
  * transactions (serial numbers, the CRL number, enrollment use is already one UPDATE) need
  * SERIALIZABLE with retry or row locks. Not needed while one process holds it.
+ * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
+ * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
+ * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
+ * orders; nothing checks it at open yet.
+ *
+ * Converted: deletions.c, enroll.c, groups.c, jobs.c, releases.c, stats.c, update_events.c,
+ * registry.c's transactions and identity_exists. Still raw sqlite3_*: monitor.c,
+ * rollouts.c, dashboard.c, the rest of registry.c; backup.c stays SQLite's by design.
  */
 #ifndef MOAT_REGISTRY_DB_H
 #define MOAT_REGISTRY_DB_H

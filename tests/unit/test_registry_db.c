@@ -1,12 +1,17 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (deletions.c, enroll.c, groups.c, jobs.c, stats.c), the same tests on
+ * converted to it (deletions.c, enroll.c, groups.c, jobs.c, releases.c, stats.c,
+ * update_events.c), the same tests on
  * either backend: SQLite (a registry.db in a temporary directory) by default, PostgreSQL
  * when MOAT_TEST_PG_URL names a database this test may empty (tests/e2e/test_registry_pg.sh
  * starts a real PostgreSQL 15 and runs it so). Pinned: the dialect translation, registry
  * URLs, every refusal of the converted functions (duplicates told apart by primary key and
  * unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
- * certificates), ids from RETURNING, the orders of the walks, and that a failed job insert
- * or a rolled-back savepoint leaves nothing. */
+ * certificates, releases published twice or listing unknown devices, events of unknown
+ * devices, stages the schema does not know, missing tables), ids from RETURNING, the
+ * orders of the walks, that a failed job insert, release or update event or a rolled-back
+ * savepoint leaves nothing, and that a refused release or update event inside the caller's
+ * transaction leaves that transaction usable (PostgreSQL aborts a transaction at its first
+ * failed statement). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +27,7 @@
 #include "moat/registry.h"
 #include "registry_internal.h"
 #include "testutil.h"
+#include "testutil_registry.h"
 
 static char tmp_root[TU_TMPDIR_MAX];
 static const char *pg_url; /* MOAT_TEST_PG_URL: the tests run on PostgreSQL */
@@ -662,6 +668,381 @@ static void test_stats(void **state)
 	assert_true(s.saw_expiry);
 }
 
+/* Runs the SQLite or the PostgreSQL text of a fixture that only one dialect can say
+ * (triggers, dropped constraints). */
+static void exec2(struct moat_registry *reg, const char *lite_sql, const char *pg_sql)
+{
+	if (rdb_exec(reg_db(reg), pg_url ? pg_sql : lite_sql) != 0) {
+		fail_msg("%s: %s", pg_url ? pg_sql : lite_sql, rdb_errmsg(reg_db(reg)));
+	}
+}
+
+/* err.msg is "registry: <what>: " and the backend's words for a missing table. */
+static void expect_no_table(const struct moat_err *err, const char *what)
+{
+	char want[128];
+	snprintf(want, sizeof(want), "registry: %s: ", what);
+	if (strncmp(err->msg, want, strlen(want)) != 0 ||
+	    !strstr(err->msg, pg_url ? "does not exist" : "no such table")) {
+		fail_msg("'%s' is not '%s<no such table>'", err->msg, want);
+	}
+}
+
+static struct moat_release release(const char *type, const char *version, char fill, int pct,
+				   int64_t published_at)
+{
+	struct moat_release r = tu_release(type, version, fill, pct);
+	r.security_version = 7;
+	r.size = 4096;
+	r.issued_at = 10;
+	r.expires_at = 20;
+	r.published_at = published_at;
+	return r;
+}
+
+static int release_names(const struct moat_release *r, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%s/%s:%zu", n ? "," : "", r->device_type, r->version,
+		 r->device_count);
+	return strstr(buf, "stop") ? 42 : 0;
+}
+
+static void test_releases(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	struct moat_release r = release("sensor", "1.2.3", 'a', 40, 30);
+	r.size = (uint64_t)INT64_MAX;
+	OK(moat_registry_release_insert(reg, &r, NULL, 0, &err));
+	struct moat_release got;
+	OK(moat_registry_release_get(reg, r.sha256_hex, &got, &err));
+	assert_string_equal(got.sha256_hex, r.sha256_hex);
+	assert_string_equal(got.device_type, "sensor");
+	assert_string_equal(got.version, "1.2.3");
+	assert_int_equal(got.security_version, 7);
+	assert_true(got.size == (uint64_t)INT64_MAX);
+	assert_int_equal(got.issued_at, 10);
+	assert_int_equal(got.expires_at, 20);
+	assert_int_equal(got.published_at, 30);
+	assert_int_equal(got.rollout_percent, 40);
+	assert_int_equal(got.device_count, 0);
+	char *both[] = {"d1", "d2"};
+	struct moat_release listed_r = release("sensor", "1.3.0", 'b', -1, 31);
+	OK(moat_registry_release_insert(reg, &listed_r, both, 2, &err));
+	OK(moat_registry_release_get(reg, listed_r.sha256_hex, &got, &err));
+	assert_int_equal(got.rollout_percent, -1);
+	assert_int_equal(got.device_count, 2);
+	char missing[MOAT_SHA256_HEX_LEN + 1];
+	memset(missing, 'f', MOAT_SHA256_HEX_LEN);
+	missing[MOAT_SHA256_HEX_LEN] = '\0';
+	assert_int_equal(moat_registry_release_get(reg, missing, &got, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "no release with sha256 ffff"));
+	assert_int_equal(got.version[0], '\0');
+
+	/* the same image (primary key) or the same type and version (unique): refused alike */
+	struct moat_release dup = release("camera", "9.0.0", 'a', 100, 3);
+	assert_int_equal(moat_registry_release_insert(reg, &dup, NULL, 0, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg,
+			    "release camera 9.0.0 (sha256 aaaaaaaaaaaa...) already published");
+	dup = release("sensor", "1.2.3", 'c', 100, 3);
+	assert_int_equal(moat_registry_release_insert(reg, &dup, NULL, 0, &err), MOAT_EEXIST);
+	/* a device listed twice or unknown: the whole release is refused, nothing kept */
+	char *twice[] = {"d1", "d1"};
+	struct moat_release bad = release("sensor", "3.0.0", 'd', -1, 4);
+	assert_int_equal(moat_registry_release_insert(reg, &bad, twice, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "--devices: d1 listed twice or not registered");
+	char *ghost[] = {"d1", "ghost"};
+	assert_int_equal(moat_registry_release_insert(reg, &bad, ghost, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "--devices: ghost listed twice or not registered");
+	assert_int_equal(moat_registry_release_get(reg, bad.sha256_hex, &got, &err), MOAT_ENOENT);
+	assert_int_equal(count(reg, "SELECT count(*) FROM release_devices"), 2);
+	bool listed = true;
+	OK(moat_registry_release_lists(reg, bad.sha256_hex, "d1", &listed, &err));
+	assert_false(listed);
+	OK(moat_registry_release_lists(reg, listed_r.sha256_hex, "d2", &listed, &err));
+	assert_true(listed);
+	OK(moat_registry_release_lists(reg, r.sha256_hex, "d1", &listed, &err));
+	assert_false(listed); /* a percentage rollout has no list */
+
+	/* inside the caller's transaction: refused (it is its own transaction), and the
+	 * caller's transaction goes on: a later statement of it works and is committed */
+	OK(moat_registry_begin(reg, &err));
+	add_device(reg, "d3");
+	struct moat_release inner = release("sensor", "4.0.0", 'e', 100, 5);
+	assert_int_equal(moat_registry_release_insert(reg, &inner, NULL, 0, &err), MOAT_EDB);
+	add_device(reg, "d4");
+	OK(moat_registry_commit(reg, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 4);
+	assert_int_equal(moat_registry_release_get(reg, inner.sha256_hex, &got, &err), MOAT_ENOENT);
+
+	/* by type (byte order, as SQLite's BINARY: "Zeta" first), then publication; NULL:
+	 * every type */
+	struct moat_release more[] = {release("sensor", "10.0.0", 'g', 5, 70),
+				      release("camera", "1.0.0", 'h', 0, 60),
+				      release("sensor", "0.9.0", 'i', 100, 10),
+				      release("Zeta", "1.0.0", 'j', 100, 90)};
+	for (size_t i = 0; i < 4; i++) {
+		OK(moat_registry_release_insert(reg, &more[i], NULL, 0, &err));
+	}
+	char names[256] = "";
+	OK(moat_registry_release_foreach(reg, NULL, release_names, names, &err));
+	assert_string_equal(
+		names, "Zeta/1.0.0:0,camera/1.0.0:0,sensor/0.9.0:0,sensor/1.2.3:0,sensor/1.3.0:2,"
+		       "sensor/10.0.0:0");
+	names[0] = '\0';
+	OK(moat_registry_release_foreach(reg, "camera", release_names, names, &err));
+	assert_string_equal(names, "camera/1.0.0:0");
+	names[0] = '\0';
+	OK(moat_registry_release_foreach(reg, "drone", release_names, names, &err));
+	assert_string_equal(names, "");
+	/* a callback's non-zero return stops the walk and is returned */
+	snprintf(names, sizeof(names), "stop");
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_names, names, &err), 42);
+	assert_string_equal(names, "stop,Zeta/1.0.0:0");
+}
+
+static struct moat_update_event event(const char *device, enum moat_update_stage stage,
+				      const char *running, int64_t at)
+{
+	struct moat_update_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.device, sizeof(ev.device), "%s", device);
+	ev.stage = stage;
+	snprintf(ev.version, sizeof(ev.version), "2.0.0");
+	snprintf(ev.running, sizeof(ev.running), "%s", running);
+	snprintf(ev.reason, sizeof(ev.reason), "%s", stage == MOAT_UPD_REFUSED ? "rollback" : "");
+	ev.at = at;
+	return ev;
+}
+
+struct event_walk {
+	struct moat_update_event first;
+	size_t n;
+	size_t stop_after;
+	int64_t ats[4]; /* the times of the first four */
+};
+
+static int event_walk_cb(const struct moat_update_event *ev, void *ctx)
+{
+	struct event_walk *w = ctx;
+	if (w->n == 0) {
+		w->first = *ev;
+	}
+	if (w->n < 4) {
+		w->ats[w->n] = ev->at;
+	}
+	w->n++;
+	return (w->stop_after && w->n == w->stop_after) ? 7 : 0;
+}
+
+static struct event_walk events_of(struct moat_registry *reg, const char *device, int limit)
+{
+	struct moat_err err;
+	struct event_walk w = {0};
+	OK(moat_registry_update_event_foreach(reg, device, limit, event_walk_cb, &w, &err));
+	return w;
+}
+
+static void record(struct moat_registry *reg, const char *device, enum moat_update_stage stage,
+		   const char *running, int64_t at)
+{
+	struct moat_err err;
+	struct moat_update_event ev = event(device, stage, running, at);
+	OK(moat_registry_update_event_record(reg, &ev, &err));
+}
+
+static void test_update_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	char running[MOAT_FW_VERSION_MAX_LEN + 1] = "stale";
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "");
+	record(reg, "d1", MOAT_UPD_CHECKED, "1.0.0", 100);
+	record(reg, "d1", MOAT_UPD_REFUSED, "", 101);
+	/* an event without "running" leaves the running version as it was */
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "1.0.0");
+	record(reg, "d1", MOAT_UPD_CONFIRMED, "1.1.0", 102); /* the upsert's update */
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "1.1.0");
+	assert_int_equal(count(reg, "SELECT reported_at FROM device_firmware"), 102);
+	OK(moat_registry_running_version(reg, "d2", running, &err));
+	assert_string_equal(running, "");
+
+	/* newest first, every field back; the limit; a callback's stop */
+	struct event_walk w = events_of(reg, "d1", 10);
+	assert_int_equal(w.n, 3);
+	assert_int_equal(w.ats[1], 101);
+	w = events_of(reg, "d1", 2);
+	assert_int_equal(w.n, 2);
+	assert_int_equal(w.first.at, 102);
+	assert_int_equal(w.ats[1], 101);
+	struct event_walk stop = {.stop_after = 1};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &stop,
+							    &err),
+			 7);
+	assert_int_equal(stop.n, 1);
+	assert_int_equal(events_of(reg, "d2", 10).n, 0);
+	record(reg, "d1", MOAT_UPD_REFUSED, "", 103);
+	w = events_of(reg, "d1", 1);
+	assert_string_equal(w.first.device, "d1");
+	assert_int_equal(w.first.stage, MOAT_UPD_REFUSED);
+	assert_string_equal(w.first.version, "2.0.0");
+	assert_string_equal(w.first.running, "");
+	assert_string_equal(w.first.reason, "rollback");
+
+	/* an unknown device: refused, nothing recorded */
+	struct moat_update_event ev = event("ghost", MOAT_UPD_CONFIRMED, "2.0.0", 104);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "update event: unknown device ghost");
+	assert_int_equal(count(reg, "SELECT count(*) FROM update_events"), 4);
+	assert_int_equal(count(reg, "SELECT count(*) FROM device_firmware"), 1);
+
+	/* pruned to the newest MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE of each device */
+	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 3; i++) {
+		record(reg, "d2", MOAT_UPD_DOWNLOADING, "", 200 + i);
+	}
+	w = events_of(reg, "d2", 1000);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_equal(w.first.at, 200 + MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 2);
+	assert_int_equal(count(reg, "SELECT MIN(at) FROM update_events WHERE device = 'd2'"), 203);
+	assert_int_equal(events_of(reg, "d1", 1000).n, 4);
+
+	/* inside the caller's transaction (moatd's ingest batches): a refused event leaves
+	 * the transaction usable, the events around it are committed with it */
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_CHECKED, "", 300);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_ENOENT);
+	record(reg, "d1", MOAT_UPD_VERIFIED, "", 301);
+	OK(moat_registry_commit(reg, &err));
+	w = events_of(reg, "d1", 2);
+	assert_int_equal(w.ats[0], 301);
+	assert_int_equal(w.ats[1], 300);
+	/* and rolled back with it */
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_INSTALLED, "", 302);
+	moat_registry_rollback(reg);
+	assert_int_equal(events_of(reg, "d1", 1).first.at, 301);
+}
+
+/* A stage the registry does not know (a damaged or hand-edited registry) is an error, not
+ * a silently wrong stage. */
+static void test_update_event_bad_stage(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	exec2(reg, "PRAGMA ignore_check_constraints = ON",
+	      "ALTER TABLE update_events DROP CONSTRAINT update_events_stage_check");
+	raw(reg, "INSERT INTO update_events(device, at, stage) VALUES (?1, 1, ?2)", "d1",
+	    "exploded", 0);
+	struct event_walk w = {0};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &w, &err),
+			 MOAT_EDB);
+	assert_string_equal(err.msg, "registry: update_events: bad stage");
+	assert_int_equal(w.n, 0);
+}
+
+/* Recording is all or nothing: when the running version or the pruning fails, the event is
+ * not kept either, on its own or inside the caller's transaction. */
+static void test_update_event_atomic(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	exec2(reg,
+	      "CREATE TRIGGER no_firmware BEFORE INSERT ON device_firmware "
+	      "BEGIN SELECT RAISE(ABORT, 'firmware refused'); END",
+	      "CREATE FUNCTION refuse_firmware() RETURNS trigger LANGUAGE plpgsql AS "
+	      "$$BEGIN RAISE EXCEPTION 'firmware refused'; END$$; "
+	      "CREATE TRIGGER no_firmware BEFORE INSERT ON device_firmware "
+	      "FOR EACH ROW EXECUTE FUNCTION refuse_firmware()");
+	struct moat_update_event ev = event("d1", MOAT_UPD_CONFIRMED, "2.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: record running version: "));
+	assert_non_null(strstr(err.msg, "firmware refused"));
+	assert_int_equal(events_of(reg, "d1", 1000).n, 0);
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_CHECKED, "", 2);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	record(reg, "d1", MOAT_UPD_VERIFIED, "", 3);
+	OK(moat_registry_commit(reg, &err));
+	struct event_walk w = events_of(reg, "d1", 1000);
+	assert_int_equal(w.n, 2);
+	assert_int_equal(w.ats[0], 3);
+	assert_int_equal(w.ats[1], 2);
+
+	exec2(reg,
+	      "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
+	      "BEGIN SELECT RAISE(ABORT, 'prune refused'); END",
+	      "CREATE FUNCTION refuse_prune() RETURNS trigger LANGUAGE plpgsql AS "
+	      "$$BEGIN RAISE EXCEPTION 'prune refused'; END$$; "
+	      "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
+	      "FOR EACH ROW EXECUTE FUNCTION refuse_prune()");
+	for (int i = 2; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE; i++) {
+		record(reg, "d1", MOAT_UPD_CHECKED, "", 10 + i);
+	}
+	ev = event("d1", MOAT_UPD_VERIFIED, "", 999);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: prune update events: "));
+	assert_non_null(strstr(err.msg, "prune refused"));
+	w = events_of(reg, "d1", 1000);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_not_equal(w.first.at, 999);
+}
+
+/* A registry whose release and event tables are gone (a damaged one): every call says which
+ * operation failed and why, as "registry: <what>: <cause>", and a failed release insert
+ * leaves no release row. */
+static void test_release_tables_missing(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	OK(reg_db_exec(reg,
+		       "DROP TABLE release_devices; DROP TABLE update_events; "
+		       "DROP TABLE device_firmware",
+		       &err));
+	char *one[] = {"d1"};
+	struct moat_release r = release("sensor", "1.0.0", 'a', -1, 1);
+	assert_int_equal(moat_registry_release_insert(reg, &r, one, 1, &err), MOAT_EDB);
+	expect_no_table(&err, "insert release device");
+	struct moat_release got;
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), MOAT_EDB);
+	expect_no_table(&err, "release lookup");
+	char names[256] = "";
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_names, names, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "list releases");
+	bool listed = true;
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "d1", &listed, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "rollout lookup");
+	assert_false(listed);
+	struct moat_update_event ev = event("d1", MOAT_UPD_CHECKED, "1.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	expect_no_table(&err, "record update event");
+	struct event_walk w = {0};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &w, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "list update events");
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];
+	assert_int_equal(moat_registry_running_version(reg, "d1", running, &err), MOAT_EDB);
+	expect_no_table(&err, "running version");
+	/* the release row of the failed insert was rolled back with it */
+	assert_int_equal(count(reg, "SELECT count(*) FROM releases"), 0);
+	exec2(reg, "DROP TABLE releases", "DROP TABLE releases CASCADE"); /* rollouts' key */
+	assert_int_equal(moat_registry_release_insert(reg, &r, one, 1, &err), MOAT_EDB);
+	expect_no_table(&err, "insert release");
+}
+
 static void test_backup_backend(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -692,6 +1073,13 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_savepoints, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_releases, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_bad_stage, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_tables_missing, reg_setup,
+						reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
