@@ -394,6 +394,18 @@ void rdb_bind_text(struct rdb_stmt *st, int idx, const char *v)
 #endif
 }
 
+void rdb_bind_text_n(struct rdb_stmt *st, int idx, const char *v, size_t n)
+{
+	if (st->lite) {
+		sqlite3_bind_text64(st->lite, idx, v, n, SQLITE_STATIC, SQLITE_UTF8);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	char *copy = v ? strndup(v, n) : NULL;
+	pg_set(st, idx, copy, 0, 0, v ? OID_TEXT : 0);
+#endif
+}
+
 void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
 {
 	if (st->lite) {
@@ -541,6 +553,22 @@ const char *rdb_column_text(struct rdb_stmt *st, int col)
 	return pg_value(st, col);
 #else
 	return NULL;
+#endif
+}
+
+size_t rdb_column_bytes(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return (size_t)sqlite3_column_bytes(st->lite, col);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	PGresult *res = (PGresult *)st->res;
+	if (!pg_value(st, col)) {
+		return 0;
+	}
+	return (size_t)PQgetlength(res, st->row, col);
+#else
+	return 0;
 #endif
 }
 

@@ -185,6 +185,17 @@ static void test_translate(void **state)
 			   "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING; SELECT 1");
 	expect_translation("SELECT group_concat(t.tag, ',') FROM x ORDER BY rowid DESC",
 			   "SELECT string_agg(t.tag, ',') FROM x ORDER BY ctid DESC");
+	/* SQLite's scalar MAX/MIN (two or more arguments) are GREATEST/LEAST; the one-argument
+	 * aggregates, columns named max or min and quoted commas are left alone */
+	expect_translation("UPDATE t SET max = MAX(excluded.max, t.max), n = min( t.n , ?1)",
+			   "UPDATE t SET max = GREATEST(excluded.max, t.max), n = LEAST( t.n , $1)");
+	expect_translation("SELECT max(a), MIN(DISTINCT b), max (c, d, e), min(f(g, h))",
+			   "SELECT max(a), MIN(DISTINCT b), GREATEST (c, d, e), min(f(g, h))");
+	expect_translation("SELECT min(',', 'it''s,'), max(',') FROM t",
+			   "SELECT LEAST(',', 'it''s,'), max(',') FROM t");
+	expect_translation("SELECT Max((1), min(2, 3)), maxim(1, 2), t.max, max",
+			   "SELECT GREATEST((1), LEAST(2, 3)), maxim(1, 2), t.max, max");
+	expect_translation("SELECT max(a, (b", "SELECT max(a, (b"); /* unclosed: as it is */
 	/* whole words only */
 	expect_translation("SELECT my_rowid, rowids FROM t", "SELECT my_rowid, rowids FROM t");
 	/* schema types only in schema text */
@@ -1043,6 +1054,359 @@ static void test_release_tables_missing(void **state)
 	expect_no_table(&err, "insert release");
 }
 
+/* ---- monitoring tables (monitor.c, migrations 7 and 11) ---- */
+
+static struct moat_security_event sec_event(const char *kind, const char *ident, int64_t t,
+					    enum moat_severity sev)
+{
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
+	snprintf(ev.identity, sizeof(ev.identity), "%s", ident);
+	snprintf(ev.source, sizeof(ev.source), "broker");
+	ev.time_ms = t;
+	ev.severity = sev;
+	return ev;
+}
+
+static void test_device_state(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_device_state s, got;
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), MOAT_ENOENT);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.device, sizeof(s.device), "d1");
+	s.state = MOAT_CONN_OFFLINE;
+	s.state_at_ms = 5;
+	s.offline_by_will = true;
+	s.last_seen_ms = 7;
+	snprintf(s.address, sizeof(s.address), "10.0.0.9");
+	snprintf(s.agent_version, sizeof(s.agent_version), "1.2");
+	snprintf(s.running, sizeof(s.running), "2.0.0");
+	s.interval_s = 30;
+	snprintf(s.last_command, sizeof(s.last_command), "reboot");
+	snprintf(s.last_command_status, sizeof(s.last_command_status), "accepted");
+	s.last_command_at_ms = 9;
+	struct moat_device_state first = s;
+	first.telemetry_messages = 11;
+	/* a new row: written as it is, the telemetry count the one added */
+	assert_int_equal(moat_registry_device_state_merge(reg, &s, 0, 11, &err), 0);
+	assert_memory_equal(&s, &first, sizeof(s));
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&first, &got, sizeof(s));
+	assert_false(got.has_cert_days);
+
+	/* A second writer (another moatd) with a stale copy: an older state, an older
+	 * command, another address and agent version it did not change, and a cert days
+	 * reading it did change. Its telemetry adds up; nothing older replaces newer. */
+	struct moat_device_state b;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.device, sizeof(b.device), "d1");
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 4;
+	b.last_seen_ms = 20;
+	snprintf(b.address, sizeof(b.address), "10.9.9.9");
+	snprintf(b.agent_version, sizeof(b.agent_version), "0.1");
+	b.has_cert_days = true;
+	b.cert_days_left = -3; /* expired: negative days are kept as they are */
+	snprintf(b.last_command, sizeof(b.last_command), "ping");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 8;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b, MOAT_DEVICE_STATE_CERT_DAYS, 5,
+							  &err),
+			 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b)); /* what was read back is the row */
+	assert_string_equal(moat_conn_state_name(got.state), "offline");
+	assert_true(got.offline_by_will);
+	assert_int_equal(got.state_at_ms, 5);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.0.0.9");
+	assert_string_equal(got.agent_version, "1.2");
+	assert_string_equal(got.running, "2.0.0");
+	assert_true(got.has_cert_days);
+	assert_int_equal(got.cert_days_left, -3);
+	assert_int_equal(got.interval_s, 30);
+	assert_string_equal(got.last_command, "reboot");
+	assert_string_equal(got.last_command_status, "accepted");
+	assert_int_equal(got.last_command_at_ms, 9);
+	assert_int_equal(got.telemetry_messages, 16);
+
+	/* newer state and command, changed address, version, release and interval, and no
+	 * cert days any more: each taken */
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 30;
+	b.offline_by_will = false;
+	b.last_seen_ms = 10; /* older than the row's: the row's stays */
+	snprintf(b.address, sizeof(b.address), "10.1.1.1");
+	snprintf(b.agent_version, sizeof(b.agent_version), "1.3");
+	snprintf(b.running, sizeof(b.running), "2.1.0");
+	b.has_cert_days = false;
+	b.interval_s = 60;
+	snprintf(b.last_command, sizeof(b.last_command), "diagnostics");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 31;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b,
+							  MOAT_DEVICE_STATE_ADDRESS |
+								  MOAT_DEVICE_STATE_AGENT_VERSION |
+								  MOAT_DEVICE_STATE_RUNNING |
+								  MOAT_DEVICE_STATE_CERT_DAYS |
+								  MOAT_DEVICE_STATE_INTERVAL,
+							  0, &err),
+			 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b));
+	assert_string_equal(moat_conn_state_name(got.state), "online");
+	assert_false(got.offline_by_will);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.1.1.1");
+	assert_string_equal(got.agent_version, "1.3");
+	assert_string_equal(got.running, "2.1.0");
+	assert_false(got.has_cert_days);
+	assert_int_equal(got.interval_s, 60);
+	assert_string_equal(got.last_command, "diagnostics");
+	assert_int_equal(got.telemetry_messages, 16);
+	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
+}
+
+/* The last diagnostics report of a device: none, one, the next replacing it; too small a
+ * buffer and too large a report refused. */
+static void test_diagnostics(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	char buf[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+	static const char first[] = "{\"device_id\":\"d1\",\"seq\":1}";
+	static const char second[] = "{\"device_id\":\"d1\",\"seq\":2,\"kernel\":\"6.1\"}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 1000, first, sizeof(first) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 1000);
+	assert_string_equal(buf, first);
+	assert_int_equal(len, sizeof(first) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 2000, second, sizeof(second) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 2000);
+	assert_string_equal(buf, second);
+	char small[8];
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, small, sizeof(small), &len,
+						       &err),
+			 MOAT_EINVAL);
+	static char big[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d2", 1, big, sizeof(big) - 1, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d2", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+}
+
+/* "<kind>:<identity>" of each event, comma-separated; seq must grow. */
+static int collect_event(const struct moat_security_event *ev, void *ctx)
+{
+	static int64_t last_seq;
+	char *out = ctx;
+	size_t n = strlen(out);
+	if (n == 0) {
+		last_seq = 0;
+	}
+	assert_true(ev->seq > last_seq);
+	last_seq = ev->seq;
+	snprintf(out + n, 512 - n, "%s%s:%s", n ? "," : "", ev->kind, ev->identity);
+	return 0;
+}
+
+static void test_security_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	bool fresh = false;
+	struct moat_security_event ev = sec_event("auth_refused", "a", 1000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_true(fresh);
+	assert_int_equal(ev.seq, 1);
+	/* the same origin again (read from MQTT, then from the file): recorded once */
+	ev.seq = 0;
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_false(fresh);
+	assert_int_equal(ev.seq, 0);
+	/* no origin: always a new event */
+	struct moat_security_event b = sec_event("connected", "b", 2000, MOAT_SEV_INFO);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_true(fresh);
+	struct moat_security_event c = sec_event("anomaly", "a", 3000, MOAT_SEV_HIGH);
+	snprintf(c.rule, sizeof(c.rule), "rate");
+	assert_int_equal(moat_registry_security_event_add(reg, &c, NULL, NULL, &err), 0);
+
+	char out[512] = "";
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &all, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "auth_refused:a,connected:b,connected:b,anomaly:a");
+	out[0] = '\0';
+	struct moat_event_filter newest = {.limit = 2};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &newest, collect_event, out,
+							      &err),
+			 0);
+	assert_string_equal(out, "connected:b,anomaly:a"); /* the newest two, oldest first */
+	out[0] = '\0';
+	struct moat_event_filter f = {.identity = "a", .after_seq = 1};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &f, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "anomaly:a");
+	int64_t n = 0;
+	struct moat_event_filter window = {.since_ms = 1500, .until_ms = 3000};
+	assert_int_equal(moat_registry_security_event_count(reg, &window, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter sev = {.min_severity = MOAT_SEV_MEDIUM};
+	assert_int_equal(moat_registry_security_event_count(reg, &sev, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter rule = {.kind = "anomaly", .rule = "rate"};
+	assert_int_equal(moat_registry_security_event_count(reg, &rule, &n, &err), 0);
+	assert_int_equal(n, 1);
+	struct moat_event_filter other = {.rule = "silence"};
+	assert_int_equal(moat_registry_security_event_count(reg, &other, &n, &err), 0);
+	assert_int_equal(n, 0);
+}
+
+struct aggs {
+	struct moat_telemetry_agg a[16];
+	size_t n;
+};
+
+static int collect_agg(const struct moat_telemetry_agg *a, void *ctx)
+{
+	struct aggs *x = ctx;
+	if (x->n < 16) {
+		x->a[x->n++] = *a;
+	}
+	return 0;
+}
+
+static void add_telemetry(struct moat_registry *reg, const char *dev, int64_t at, double temp)
+{
+	char p[200];
+	struct moat_err err = {0};
+	int n = snprintf(p, sizeof(p),
+			 "{\"device_id\":\"%s\",\"device_type\":\"s\",\"timestamp\":1,"
+			 "\"telemetry\":{\"temp\":%g}}",
+			 dev, temp);
+	assert_int_equal(moat_registry_telemetry_add(reg, dev, at, p, (size_t)n, &err), 0);
+}
+
+/* Retention with explicit times: raw rows past telemetry_retention become minute and hour
+ * aggregates (merged with those already there), aggregates past theirs go. */
+static void test_telemetry_compact(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	const int64_t H = 3600000, M = 60000, DAY = 24 * H;
+	const int64_t t0 = 1000 * DAY; /* a whole hour */
+	struct moat_retention r = {.raw_ms = 7 * DAY,
+				   .minute_ms = 30 * DAY,
+				   .hour_ms = 400 * DAY,
+				   .event_ms = 400 * DAY};
+	/* minute 0: 10, 20; minute 1: 30; the next hour: 5; and one within retention */
+	add_telemetry(reg, "d1", t0 + 1000, 10);
+	add_telemetry(reg, "d1", t0 + 59000, 20);
+	add_telemetry(reg, "d1", t0 + M + 1, 30);
+	add_telemetry(reg, "d1", t0 + H + 5, 5);
+	add_telemetry(reg, "d1", t0 + 10 * DAY, 99);
+	struct moat_compact_stats cs;
+	int64_t now = t0 + 8 * DAY; /* the first four are past 7 days */
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 4);
+	int64_t left = 0;
+	assert_int_equal(moat_registry_telemetry_count(reg, "d1", &left, &err), 0);
+	assert_int_equal(left, 1);
+	struct aggs x = {0};
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 60, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 3);
+	assert_int_equal(x.a[0].bucket_ms, t0);
+	assert_int_equal(x.a[0].count, 2);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 20 && x.a[0].mean == 15);
+	assert_string_equal(x.a[0].metric, "temp");
+	assert_int_equal(x.a[1].bucket_ms, t0 + M);
+	assert_int_equal(x.a[2].bucket_ms, t0 + H);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.n, 2);
+	assert_int_equal(x.a[0].count, 3);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 30 && x.a[0].mean == 20);
+	assert_int_equal(x.a[1].count, 1);
+
+	/* a late raw row of an hour already folded merges into its aggregate */
+	add_telemetry(reg, "d1", t0 + 2 * M, 40);
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.a[0].count, 4);
+	assert_true(x.a[0].max == 40 && x.a[0].mean == 25);
+
+	/* 31 days on, minutes of t0 are gone and hours stay; 401 days on, hours go too */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 31 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1); /* the row of day 10 */
+	assert_int_equal(cs.minutes_dropped, 4);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 0, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 1 + 3); /* day 10: its minute and hour; t0's two hours */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 401 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.hours_dropped, 2);
+
+	/* max_rows bounds one pass: the oldest first */
+	for (int i = 0; i < 5; i++) {
+		add_telemetry(reg, "d2", t0 + i, i);
+	}
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 8 * DAY, &r, 2, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 2);
+	assert_int_equal(moat_registry_telemetry_count(reg, "d2", &left, &err), 0);
+	assert_int_equal(left, 3);
+}
+
+/* Events past event_retention are deleted by the same pass. */
+static void test_event_retention(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_security_event a = sec_event("acl_denied", "x", 1000, MOAT_SEV_MEDIUM);
+	struct moat_security_event b = sec_event("acl_denied", "x", 9000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &a, NULL, NULL, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, NULL, &err), 0);
+	struct moat_retention r = {.raw_ms = 1, .minute_ms = 1, .hour_ms = 1, .event_ms = 5000};
+	struct moat_compact_stats cs;
+	assert_int_equal(moat_registry_telemetry_compact(reg, 10000, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.events_dropped, 1);
+	int64_t n = 0;
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_count(reg, &all, &n, &err), 0);
+	assert_int_equal(n, 1);
+}
+
 static void test_backup_backend(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -1080,6 +1444,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_release_tables_missing, reg_setup,
 						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_device_state, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_diagnostics, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
