@@ -75,7 +75,10 @@
  * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
  * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
  * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
- * orders; nothing checks it at open yet.
+ * orders; nothing checks it at open yet. moatd's ingest batches (one transaction) also call
+ * monitor.c's writes, which are not in savepoints: none is expected to fail (JSON the reader
+ * accepted, upserts, ON CONFLICT DO NOTHING), but one that did would abort the whole batch
+ * on PostgreSQL where SQLite loses that statement alone.
  *
  * Converted: deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
  * update_events.c, registry.c's transactions and identity_exists. Still raw sqlite3_*:

@@ -3,7 +3,8 @@
  * SQLite files without touching them, duplicate identities and serials, revocation rules,
  * the order of the walks, meta counters, that a rolled-back transaction leaves nothing, and
  * the release and update-event tables: every refusal of each, their orders, pruning, and
- * that a write of several rows that fails part-way leaves none of them. */
+ * that a write of several rows that fails part-way leaves none of them. The monitoring
+ * tables' tests are test_registry_db.c's (they run on PostgreSQL too). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>

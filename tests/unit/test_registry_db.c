@@ -1,17 +1,18 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (deletions.c, enroll.c, groups.c, jobs.c, releases.c, stats.c,
- * update_events.c), the same tests on
- * either backend: SQLite (a registry.db in a temporary directory) by default, PostgreSQL
- * when MOAT_TEST_PG_URL names a database this test may empty (tests/e2e/test_registry_pg.sh
- * starts a real PostgreSQL 15 and runs it so). Pinned: the dialect translation, registry
- * URLs, every refusal of the converted functions (duplicates told apart by primary key and
- * unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
+ * converted to it (deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
+ * update_events.c), the same tests on either backend: SQLite (a registry.db in a temporary
+ * directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test may empty
+ * (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the dialect
+ * translation, registry URLs, every refusal of the converted functions (duplicates told apart by
+ * primary key and unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
  * certificates, releases published twice or listing unknown devices, events of unknown
  * devices, stages the schema does not know, missing tables), ids from RETURNING, the
  * orders of the walks, that a failed job insert, release or update event or a rolled-back
  * savepoint leaves nothing, and that a refused release or update event inside the caller's
  * transaction leaves that transaction usable (PostgreSQL aborts a transaction at its first
- * failed statement). */
+ * failed statement); the monitoring tables: device state merged by several writers (the
+ * scalar MAX), diagnostics, security events recorded once per origin and filtered,
+ * telemetry folded into minute and hour aggregates and retention. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
