@@ -394,6 +394,18 @@ void rdb_bind_text(struct rdb_stmt *st, int idx, const char *v)
 #endif
 }
 
+void rdb_bind_text_n(struct rdb_stmt *st, int idx, const char *v, size_t n)
+{
+	if (st->lite) {
+		sqlite3_bind_text64(st->lite, idx, v, n, SQLITE_STATIC, SQLITE_UTF8);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	char *copy = v ? strndup(v, n) : NULL;
+	pg_set(st, idx, copy, 0, 0, v ? OID_TEXT : 0);
+#endif
+}
+
 void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
 {
 	if (st->lite) {
@@ -544,6 +556,22 @@ const char *rdb_column_text(struct rdb_stmt *st, int col)
 #endif
 }
 
+size_t rdb_column_bytes(struct rdb_stmt *st, int col)
+{
+	if (st->lite) {
+		return (size_t)sqlite3_column_bytes(st->lite, col);
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	PGresult *res = (PGresult *)st->res;
+	if (!pg_value(st, col)) {
+		return 0;
+	}
+	return (size_t)PQgetlength(res, st->row, col);
+#else
+	return 0;
+#endif
+}
+
 void rdb_column_copy(struct rdb_stmt *st, int col, char *buf, size_t size)
 {
 	const char *t = rdb_column_text(st, col);
@@ -588,6 +616,14 @@ int rdb_begin(struct rdb *c)
 {
 	if (c->backend == RDB_SQLITE) {
 		return rdb_exec(c, "BEGIN IMMEDIATE");
+	}
+	/* PostgreSQL only warns at a BEGIN inside a transaction and carries on in the outer one:
+	 * refused as SQLite refuses it, so a caller's transaction is never silently joined */
+	if (c->pg_in_tx || c->pg_savepoints > 0) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+			 "cannot start a transaction within a transaction");
+		c->errcode = RDB_E_ERROR;
+		return RDB_E_ERROR;
 	}
 	int rc = rdb_exec(c, "BEGIN");
 	c->pg_in_tx = rc == 0;

@@ -88,6 +88,58 @@ static void copy_quoted(struct out *o, const char **p)
 	*p = s;
 }
 
+/* The commas at the top level of the parenthesized list that starts at p ('('), quoted
+ * text skipped; -1 when its parentheses do not close. */
+static int top_level_commas(const char *p)
+{
+	int depth = 0, commas = 0;
+	for (; *p; p++) {
+		if (*p == '\'' || *p == '"') {
+			char q = *p++;
+			while (*p && !(*p == q && p[1] != q)) {
+				p += (*p == q) ? 2 : 1; /* a doubled quote stays inside */
+			}
+			if (!*p) {
+				return -1;
+			}
+		} else if (*p == '(') {
+			depth++;
+		} else if (*p == ')') {
+			if (--depth == 0) {
+				return commas;
+			}
+		} else if (*p == ',' && depth == 1) {
+			commas++;
+		}
+	}
+	return -1;
+}
+
+/* SQLite's scalar MAX(a, b, ...) / MIN(a, b, ...): PostgreSQL's GREATEST / LEAST. With one
+ * argument they are the aggregates both share, left as they are. (SQLite's scalar forms
+ * are NULL when an argument is; PostgreSQL's skip NULLs: used on NOT NULL columns only.) */
+static const char *scalar_min_max(const char *p, const char **end)
+{
+	static const struct {
+		const char *sqlite, *pg;
+	} fns[] = {{"max", "GREATEST"}, {"min", "LEAST"}};
+	for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) {
+		const char *e = NULL;
+		if (!match_words(p, fns[i].sqlite, &e)) {
+			continue;
+		}
+		const char *paren = e;
+		while (isspace((unsigned char)*paren)) {
+			paren++;
+		}
+		if (*paren == '(' && top_level_commas(paren) > 0) {
+			*end = e;
+			return fns[i].pg;
+		}
+	}
+	return NULL;
+}
+
 struct rule {
 	const char *from;
 	const char *to;
@@ -176,6 +228,12 @@ static int translate(const char *sql, char *buf, size_t size, bool schema, int *
 			}
 			if (match_words(p, "rowid", &end)) {
 				puts_(&o, "ctid");
+				p = end;
+				continue;
+			}
+			const char *fn = schema ? NULL : scalar_min_max(p, &end);
+			if (fn) {
+				puts_(&o, fn);
 				p = end;
 				continue;
 			}

@@ -3,7 +3,8 @@
  * its retention, then folded into minute and hour aggregates (count, min, max, sum per device and
  * metric) by SQL over the stored JSON (json_each of its "telemetry" object), so a year of a fleet
  * costs rows per hour, not per message. The insert of a telemetry message is the hot path of
- * ingest: its statement is prepared once per handle. */
+ * ingest: its statement is prepared once per handle. On the statement layer (db.h): one
+ * SQL text for SQLite and PostgreSQL, except the fold (fold_pg_sql: JSON functions differ). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,37 +29,37 @@ int moat_registry_diagnostics_put(struct moat_registry *reg, const char *device,
 		return moat_err_set(err, MOAT_EINVAL, "diagnostics of %s: %zu bytes, over %d",
 				    device, len, MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES);
 	}
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT OR REPLACE INTO device_diagnostics(device, at_ms, report) "
-			       "VALUES (?1, ?2, ?3)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "record diagnostics");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"INSERT INTO device_diagnostics(device, at_ms, report) VALUES (?1, ?2, ?3) "
+			"ON CONFLICT(device) DO UPDATE SET at_ms = excluded.at_ms, "
+			"report = excluded.report",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "record diagnostics");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, at_ms);
-	sqlite3_bind_text(st, 3, payload, (int)len, SQLITE_STATIC);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0
-						 : reg_fail_table(reg, err, "record diagnostics");
-	sqlite3_finalize(st);
+	rdb_bind_text(st, 1, device);
+	rdb_bind_int64(st, 2, at_ms);
+	rdb_bind_text_n(st, 3, payload, len);
+	int rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail_table(reg, err, "record diagnostics");
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device, int64_t *out_at_ms,
 				  char *buf, size_t size, size_t *out_len, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT at_ms, report FROM device_diagnostics WHERE device = ?1", -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "diagnostics");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT at_ms, report FROM device_diagnostics WHERE device = ?1",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "diagnostics");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, device);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
-		const unsigned char *text = sqlite3_column_text(st, 1);
-		size_t n = (size_t)sqlite3_column_bytes(st, 1);
+	if (s == RDB_ROW) {
+		const char *text = rdb_column_text(st, 1);
+		size_t n = rdb_column_bytes(st, 1);
 		if (!text || n + 1 > size) {
 			rc = moat_err_set(err, MOAT_EINVAL,
 					  "diagnostics of %s: %zu bytes, over %zu", device, n,
@@ -67,14 +68,14 @@ int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device,
 			memcpy(buf, text, n);
 			buf[n] = '\0';
 			*out_len = n;
-			*out_at_ms = sqlite3_column_int64(st, 0);
+			*out_at_ms = rdb_column_int64(st, 0);
 		}
-	} else if (s == SQLITE_DONE) {
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "%s: no diagnostics report received", device);
 	} else {
-		rc = reg_fail_table(reg, err, "diagnostics");
+		rc = reg_db_fail_table(reg, err, "diagnostics");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -83,25 +84,25 @@ int moat_registry_diagnostics_get(struct moat_registry *reg, const char *device,
 	"running, cert_days_left, interval_s, last_command, last_command_status, "            \
 	"last_command_at_ms, telemetry_messages"
 
-static void state_row(sqlite3_stmt *st, struct moat_device_state *s)
+static void state_row(struct rdb_stmt *st, struct moat_device_state *s)
 {
 	memset(s, 0, sizeof(*s));
-	reg_column_text(st, 0, s->device, sizeof(s->device));
-	int state = sqlite3_column_int(st, 1);
+	rdb_column_copy(st, 0, s->device, sizeof(s->device));
+	int state = (int)rdb_column_int64(st, 1);
 	s->state = state >= 0 && state <= 2 ? (enum moat_conn_state)state : MOAT_CONN_UNKNOWN;
-	s->state_at_ms = sqlite3_column_int64(st, 2);
-	s->offline_by_will = sqlite3_column_int(st, 3) != 0;
-	s->last_seen_ms = sqlite3_column_int64(st, 4);
-	reg_column_text(st, 5, s->address, sizeof(s->address));
-	reg_column_text(st, 6, s->agent_version, sizeof(s->agent_version));
-	reg_column_text(st, 7, s->running, sizeof(s->running));
-	s->has_cert_days = sqlite3_column_type(st, 8) != SQLITE_NULL;
-	s->cert_days_left = sqlite3_column_int64(st, 8);
-	s->interval_s = sqlite3_column_int64(st, 9);
-	reg_column_text(st, 10, s->last_command, sizeof(s->last_command));
-	reg_column_text(st, 11, s->last_command_status, sizeof(s->last_command_status));
-	s->last_command_at_ms = sqlite3_column_int64(st, 12);
-	s->telemetry_messages = sqlite3_column_int64(st, 13);
+	s->state_at_ms = rdb_column_int64(st, 2);
+	s->offline_by_will = (int)rdb_column_int64(st, 3) != 0;
+	s->last_seen_ms = rdb_column_int64(st, 4);
+	rdb_column_copy(st, 5, s->address, sizeof(s->address));
+	rdb_column_copy(st, 6, s->agent_version, sizeof(s->agent_version));
+	rdb_column_copy(st, 7, s->running, sizeof(s->running));
+	s->has_cert_days = !rdb_column_is_null(st, 8);
+	s->cert_days_left = rdb_column_int64(st, 8);
+	s->interval_s = rdb_column_int64(st, 9);
+	rdb_column_copy(st, 10, s->last_command, sizeof(s->last_command));
+	rdb_column_copy(st, 11, s->last_command_status, sizeof(s->last_command_status));
+	s->last_command_at_ms = rdb_column_int64(st, 12);
+	s->telemetry_messages = rdb_column_int64(st, 13);
 }
 
 /* One writer's view merged into the row (registry.h). Every SET reads the row as it was;
@@ -143,86 +144,83 @@ int moat_registry_device_state_merge(struct moat_registry *reg, struct moat_devi
 			       MOAT_DEVICE_STATE_RUNNING == 4 && MOAT_DEVICE_STATE_CERT_DAYS == 8 &&
 			       MOAT_DEVICE_STATE_INTERVAL == 16,
 		       "the bits state_merge_sql tests");
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, state_merge_sql, -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "record device state");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), state_merge_sql, &st) != 0) {
+		return reg_db_fail_table(reg, err, "record device state");
 	}
-	sqlite3_bind_text(st, 1, s->device, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 2, (int)s->state);
-	sqlite3_bind_int64(st, 3, s->state_at_ms);
-	sqlite3_bind_int(st, 4, s->offline_by_will ? 1 : 0);
-	sqlite3_bind_int64(st, 5, s->last_seen_ms);
-	sqlite3_bind_text(st, 6, s->address, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, s->agent_version, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, s->running, -1, SQLITE_STATIC);
+	rdb_bind_text(st, 1, s->device);
+	rdb_bind_int64(st, 2, (int)s->state);
+	rdb_bind_int64(st, 3, s->state_at_ms);
+	rdb_bind_int64(st, 4, s->offline_by_will ? 1 : 0);
+	rdb_bind_int64(st, 5, s->last_seen_ms);
+	rdb_bind_text(st, 6, s->address);
+	rdb_bind_text(st, 7, s->agent_version);
+	rdb_bind_text(st, 8, s->running);
 	if (s->has_cert_days) {
-		sqlite3_bind_int64(st, 9, s->cert_days_left);
+		rdb_bind_int64(st, 9, s->cert_days_left);
 	} else {
-		sqlite3_bind_null(st, 9);
+		rdb_bind_null(st, 9);
 	}
-	sqlite3_bind_int64(st, 10, s->interval_s);
-	sqlite3_bind_text(st, 11, s->last_command, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 12, s->last_command_status, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 13, s->last_command_at_ms);
-	sqlite3_bind_int64(st, 14, telemetry_added);
-	sqlite3_bind_int(st, 15, (int)changed);
+	rdb_bind_int64(st, 10, s->interval_s);
+	rdb_bind_text(st, 11, s->last_command);
+	rdb_bind_text(st, 12, s->last_command_status);
+	rdb_bind_int64(st, 13, s->last_command_at_ms);
+	rdb_bind_int64(st, 14, telemetry_added);
+	rdb_bind_int64(st, 15, (int)changed);
 	int rc = 0;
-	if (sqlite3_step(st) == SQLITE_ROW) {
+	if (rdb_step(st) == RDB_ROW) {
 		state_row(st, s);
-		rc = sqlite3_step(st) == SQLITE_DONE
-			     ? 0
-			     : reg_fail_table(reg, err, "record device state");
+		rc = rdb_step(st) == RDB_DONE ? 0
+					      : reg_db_fail_table(reg, err, "record device state");
 	} else {
-		rc = reg_fail_table(reg, err, "record device state");
+		rc = reg_db_fail_table(reg, err, "record device state");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_device_state_get(struct moat_registry *reg, const char *device,
 				   struct moat_device_state *out, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT " STATE_COLUMNS " FROM device_state WHERE device = ?1", -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "device state");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "SELECT " STATE_COLUMNS " FROM device_state WHERE device = ?1",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "device state");
 	}
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, device);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
+	if (s == RDB_ROW) {
 		state_row(st, out);
-	} else if (s == SQLITE_DONE) {
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "%s: never seen by moatd's ingest", device);
 	} else {
-		rc = reg_fail_table(reg, err, "device state");
+		rc = reg_db_fail_table(reg, err, "device state");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_device_state_foreach(struct moat_registry *reg, moat_device_state_cb cb,
 				       void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT " STATE_COLUMNS " FROM device_state ORDER BY device", -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "device states");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "SELECT " STATE_COLUMNS " FROM device_state ORDER BY device",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "device states");
 	}
 	int rc = 0, s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_device_state row;
 		state_row(st, &row);
 		if ((rc = cb(&row, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "device states");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "device states");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -231,126 +229,121 @@ int moat_registry_device_state_foreach(struct moat_registry *reg, moat_device_st
 int moat_registry_security_event_add(struct moat_registry *reg, struct moat_security_event *ev,
 				     const char *origin, bool *out_new, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	if (out_new) {
 		*out_new = false;
 	}
-	if (sqlite3_prepare_v2(
-		    reg->db,
+	if (rdb_prepare(
+		    reg_db(reg),
 		    "INSERT INTO security_events(at_ms, kind, severity, source, identity, "
 		    "address, rule, evidence, run_id, origin) VALUES "
-		    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) ON CONFLICT(origin) DO NOTHING",
-		    -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "record security event");
+		    "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) ON CONFLICT(origin) DO NOTHING RETURNING seq",
+		    &st) != 0) {
+		return reg_db_fail_table(reg, err, "record security event");
 	}
-	sqlite3_bind_int64(st, 1, ev->time_ms);
-	sqlite3_bind_text(st, 2, ev->kind, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, (int)ev->severity);
-	sqlite3_bind_text(st, 4, ev->source, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, ev->identity, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, ev->address, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, ev->rule, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 8, ev->evidence, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 9, ev->run_id, -1, SQLITE_STATIC);
-	if (origin) {
-		sqlite3_bind_text(st, 10, origin, -1, SQLITE_STATIC);
-	} else {
-		sqlite3_bind_null(st, 10);
-	}
+	rdb_bind_int64(st, 1, ev->time_ms);
+	rdb_bind_text(st, 2, ev->kind);
+	rdb_bind_int64(st, 3, (int)ev->severity);
+	rdb_bind_text(st, 4, ev->source);
+	rdb_bind_text(st, 5, ev->identity);
+	rdb_bind_text(st, 6, ev->address);
+	rdb_bind_text(st, 7, ev->rule);
+	rdb_bind_text(st, 8, ev->evidence);
+	rdb_bind_text(st, 9, ev->run_id);
+	rdb_bind_text(st, 10, origin); /* NULL: none, never a clash */
 	int rc = 0;
-	if (sqlite3_step(st) != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "record security event");
-	} else if (sqlite3_changes(reg->db) == 1) {
-		ev->seq = sqlite3_last_insert_rowid(reg->db);
+	int s = rdb_step(st);
+	if (s == RDB_ROW) { /* inserted: its seq; a clash on origin returns no row */
+		ev->seq = rdb_column_int64(st, 0);
 		if (out_new) {
 			*out_new = true;
 		}
+		s = rdb_step(st);
 	}
-	sqlite3_finalize(st);
+	if (s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "record security event");
+	}
+	rdb_finalize(st);
 	return rc;
 }
 
-/* The WHERE clause of f; parameters ?1..?6 and ?8 bound by bind_filter (?7: the limit). */
-#define FILTER_WHERE                                                                            \
-	" WHERE seq > ?1 AND at_ms >= ?2 AND (?3 = 0 OR at_ms < ?3) AND (?4 IS NULL OR kind = " \
-	"?4) AND (?5 IS NULL OR identity = ?5) AND (?6 IS NULL OR rule = ?6) AND severity >= ?8"
+/* The WHERE clause of f; parameters ?1..?6 and ?8, bound by bind_filter with ?7, the limit
+ * (bound, typed, even where unused: PostgreSQL refuses a parameter it cannot type). */
+#define FILTER_WHERE                                                                           \
+	" WHERE seq > ?1 AND at_ms >= ?2 AND (?3 = 0 OR at_ms < ?3) AND (CAST(?4 AS TEXT) IS " \
+	"NULL OR kind = ?4) AND (CAST(?5 AS TEXT) IS NULL OR identity = ?5) AND (CAST(?6 AS "  \
+	"TEXT) IS NULL OR rule = ?6) AND severity >= ?8"
 
-static void bind_filter(sqlite3_stmt *st, const struct moat_event_filter *f)
+static void bind_filter(struct rdb_stmt *st, const struct moat_event_filter *f)
 {
-	sqlite3_bind_int64(st, 1, f->after_seq);
-	sqlite3_bind_int64(st, 2, f->since_ms);
-	sqlite3_bind_int64(st, 3, f->until_ms);
-	if (f->kind) {
-		sqlite3_bind_text(st, 4, f->kind, -1, SQLITE_STATIC);
-	}
-	if (f->identity) {
-		sqlite3_bind_text(st, 5, f->identity, -1, SQLITE_STATIC);
-	}
-	if (f->rule) {
-		sqlite3_bind_text(st, 6, f->rule, -1, SQLITE_STATIC);
-	}
-	sqlite3_bind_int(st, 8, f->min_severity);
+	rdb_bind_int64(st, 1, f->after_seq);
+	rdb_bind_int64(st, 2, f->since_ms);
+	rdb_bind_int64(st, 3, f->until_ms);
+	rdb_bind_text(st, 4, f->kind); /* NULL: any */
+	rdb_bind_text(st, 5, f->identity);
+	rdb_bind_text(st, 6, f->rule);
+	rdb_bind_int64(st, 7, f->limit > 0 ? f->limit : INT64_MAX); /* PostgreSQL: no LIMIT -1 */
+	rdb_bind_int64(st, 8, f->min_severity);
 }
 
 int moat_registry_security_event_foreach(struct moat_registry *reg,
 					 const struct moat_event_filter *f,
 					 moat_security_event_cb cb, void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	/* the newest limit, returned oldest first */
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT * FROM (SELECT seq, at_ms, kind, severity, source, identity, "
-			       "address, rule, evidence, run_id FROM security_events" FILTER_WHERE
-			       " ORDER BY seq DESC LIMIT ?7) ORDER BY seq",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "security events");
+	if (rdb_prepare(reg_db(reg),
+			"SELECT * FROM (SELECT seq, at_ms, kind, severity, source, identity, "
+			"address, rule, evidence, run_id FROM security_events" FILTER_WHERE
+			" ORDER BY seq DESC LIMIT ?7) AS e ORDER BY seq",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "security events");
 	}
 	bind_filter(st, f);
-	sqlite3_bind_int64(st, 7, f->limit > 0 ? f->limit : -1);
 	int rc = 0, s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_security_event ev;
 		memset(&ev, 0, sizeof(ev));
-		ev.seq = sqlite3_column_int64(st, 0);
-		ev.time_ms = sqlite3_column_int64(st, 1);
-		reg_column_text(st, 2, ev.kind, sizeof(ev.kind));
-		int sev = sqlite3_column_int(st, 3);
+		ev.seq = rdb_column_int64(st, 0);
+		ev.time_ms = rdb_column_int64(st, 1);
+		rdb_column_copy(st, 2, ev.kind, sizeof(ev.kind));
+		int sev = (int)rdb_column_int64(st, 3);
 		ev.severity = sev >= 0 && sev < MOAT_SEV_COUNT ? (enum moat_severity)sev
 							       : MOAT_SEV_MEDIUM;
-		reg_column_text(st, 4, ev.source, sizeof(ev.source));
-		reg_column_text(st, 5, ev.identity, sizeof(ev.identity));
-		reg_column_text(st, 6, ev.address, sizeof(ev.address));
-		reg_column_text(st, 7, ev.rule, sizeof(ev.rule));
-		reg_column_text(st, 8, ev.evidence, sizeof(ev.evidence));
-		reg_column_text(st, 9, ev.run_id, sizeof(ev.run_id));
+		rdb_column_copy(st, 4, ev.source, sizeof(ev.source));
+		rdb_column_copy(st, 5, ev.identity, sizeof(ev.identity));
+		rdb_column_copy(st, 6, ev.address, sizeof(ev.address));
+		rdb_column_copy(st, 7, ev.rule, sizeof(ev.rule));
+		rdb_column_copy(st, 8, ev.evidence, sizeof(ev.evidence));
+		rdb_column_copy(st, 9, ev.run_id, sizeof(ev.run_id));
 		if ((rc = cb(&ev, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "security events");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "security events");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_security_event_count(struct moat_registry *reg, const struct moat_event_filter *f,
 				       int64_t *out, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	*out = 0;
-	if (sqlite3_prepare_v2(reg->db, "SELECT count(*) FROM security_events" FILTER_WHERE, -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "count security events");
+	if (rdb_prepare(reg_db(reg), "SELECT count(*) FROM security_events" FILTER_WHERE, &st) !=
+	    0) {
+		return reg_db_fail_table(reg, err, "count security events");
 	}
 	bind_filter(st, f);
 	int rc = 0;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
+	if (rdb_step(st) == RDB_ROW) {
+		*out = rdb_column_int64(st, 0);
 	} else {
-		rc = reg_fail_table(reg, err, "count security events");
+		rc = reg_db_fail_table(reg, err, "count security events");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -360,37 +353,36 @@ int moat_registry_telemetry_add(struct moat_registry *reg, const char *device, i
 				const void *payload, size_t len, struct moat_err *err)
 {
 	if (!reg->telemetry_insert &&
-	    sqlite3_prepare_v3(reg->db,
-			       "INSERT INTO telemetry(device, at_ms, payload) VALUES "
-			       "(?1, ?2, ?3)",
-			       -1, SQLITE_PREPARE_PERSISTENT, &reg->telemetry_insert,
-			       NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "record telemetry");
+	    rdb_prepare(reg_db(reg),
+			"INSERT INTO telemetry(device, at_ms, payload) VALUES (?1, ?2, ?3)",
+			&reg->telemetry_insert) != 0) {
+		return reg_db_fail_table(reg, err, "record telemetry");
 	}
-	sqlite3_stmt *st = reg->telemetry_insert;
-	sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, at_ms);
-	sqlite3_bind_text(st, 3, payload, (int)len, SQLITE_STATIC);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail_table(reg, err, "record telemetry");
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	struct rdb_stmt *st = reg->telemetry_insert;
+	rdb_bind_text(st, 1, device);
+	rdb_bind_int64(st, 2, at_ms);
+	rdb_bind_text_n(st, 3, payload, len);
+	int rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail_table(reg, err, "record telemetry");
+	rdb_reset(st);
 	return rc;
 }
 
-static int exec_changes(struct moat_registry *reg, const char *sql, int64_t a, int64_t b,
-			int64_t *changes, const char *what, struct moat_err *err)
+/* Runs sql (pg_sql on PostgreSQL when the dialects differ, else NULL) with ?1 = a, ?2 = b;
+ * the rows it changed in *changes. */
+static int exec_changes(struct moat_registry *reg, const char *sql, const char *pg_sql, int64_t a,
+			int64_t b, int64_t *changes, const char *what, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, what);
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare2(reg_db(reg), sql, pg_sql, &st) != 0) {
+		return reg_db_fail_table(reg, err, what);
 	}
-	sqlite3_bind_int64(st, 1, a);
-	sqlite3_bind_int64(st, 2, b);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail_table(reg, err, what);
+	rdb_bind_int64(st, 1, a);
+	rdb_bind_int64(st, 2, b);
+	int rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail_table(reg, err, what);
 	if (rc == 0 && changes) {
-		*changes = sqlite3_changes(reg->db);
+		*changes = rdb_changes(st);
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -406,6 +398,27 @@ static const char fold_sql[] =
 	"ON CONFLICT(device, metric, period_s, bucket_ms) DO UPDATE SET n = n + excluded.n, "
 	"min = min(min, excluded.min), max = max(max, excluded.max), sum = sum + excluded.sum";
 
+/* fold_sql on PostgreSQL: SQLite's JSON functions (json_each over a path, json_valid, the
+ * value's SQL type) have no common spelling, so this text is PostgreSQL's own (rdb_prepare2).
+ * The same rows: the numbers of the payload's "telemetry" object (PostgreSQL's JSON numbers
+ * are one type, so "integer or real" is "number"). Ingest stores only telemetry
+ * moat_msg_telemetry_parse accepted (valid JSON, "telemetry" an object), so no json_valid is
+ * needed; a row written by hand with invalid JSON would fail the fold here where SQLite
+ * skips it, and a non-object "telemetry" folds nothing here where SQLite's json_each would
+ * walk an array. The existing row is named in DO UPDATE. */
+static const char fold_pg_sql[] =
+	"INSERT INTO telemetry_agg(device, metric, period_s, bucket_ms, n, min, max, sum) "
+	"SELECT t.device, j.key, $1, (t.at_ms / ($1 * 1000)) * ($1 * 1000), count(*), "
+	"min((j.value #>> '{}')::float8), max((j.value #>> '{}')::float8), "
+	"sum((j.value #>> '{}')::float8) "
+	"FROM telemetry AS t, jsonb_each(CASE WHEN jsonb_typeof(t.payload::jsonb -> 'telemetry') "
+	"= 'object' THEN t.payload::jsonb -> 'telemetry' ELSE '{}'::jsonb END) AS j "
+	"WHERE t.at_ms <= $2 AND jsonb_typeof(j.value) = 'number' "
+	"GROUP BY 1, 2, 4 "
+	"ON CONFLICT(device, metric, period_s, bucket_ms) DO UPDATE SET "
+	"n = telemetry_agg.n + excluded.n, min = LEAST(telemetry_agg.min, excluded.min), "
+	"max = GREATEST(telemetry_agg.max, excluded.max), sum = telemetry_agg.sum + excluded.sum";
+
 int moat_registry_telemetry_compact(struct moat_registry *reg, int64_t now_ms,
 				    const struct moat_retention *r, int64_t max_rows,
 				    struct moat_compact_stats *out, struct moat_err *err)
@@ -419,37 +432,38 @@ int moat_registry_telemetry_compact(struct moat_registry *reg, int64_t now_ms,
 	/* The newest time to fold: that of the last of the oldest max_rows rows before the
 	 * cutoff (rows at that same time go too), found by the at_ms index. */
 	int64_t last = -1;
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(
-		    reg->db,
-		    "SELECT max(at_ms) FROM (SELECT at_ms FROM telemetry WHERE at_ms < ?1 "
-		    "ORDER BY at_ms LIMIT ?2)",
-		    -1, &st, NULL) != SQLITE_OK) {
-		rc = reg_fail_table(reg, err, "compact telemetry");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT max(at_ms) FROM (SELECT at_ms FROM telemetry WHERE at_ms < ?1 "
+			"ORDER BY at_ms LIMIT ?2) AS oldest",
+			&st) != 0) {
+		rc = reg_db_fail_table(reg, err, "compact telemetry");
 		goto fail;
 	}
-	sqlite3_bind_int64(st, 1, now_ms - r->raw_ms);
-	sqlite3_bind_int64(st, 2, max_rows > 0 ? max_rows : -1);
-	if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		last = sqlite3_column_int64(st, 0);
+	rdb_bind_int64(st, 1, now_ms - r->raw_ms);
+	rdb_bind_int64(st, 2, max_rows > 0 ? max_rows : INT64_MAX); /* PostgreSQL: no LIMIT -1 */
+	if (rdb_step(st) == RDB_ROW && !rdb_column_is_null(st, 0)) {
+		last = rdb_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (last >= 0 &&
-	    ((rc = exec_changes(reg, fold_sql, 60, last, NULL, "fold telemetry", err)) != 0 ||
-	     (rc = exec_changes(reg, fold_sql, 3600, last, NULL, "fold telemetry", err)) != 0 ||
-	     (rc = exec_changes(reg, "DELETE FROM telemetry WHERE at_ms <= ?2", 0, last,
+	    ((rc = exec_changes(reg, fold_sql, fold_pg_sql, 60, last, NULL, "fold telemetry",
+				err)) != 0 ||
+	     (rc = exec_changes(reg, fold_sql, fold_pg_sql, 3600, last, NULL, "fold telemetry",
+				err)) != 0 ||
+	     (rc = exec_changes(reg, "DELETE FROM telemetry WHERE at_ms <= ?2", NULL, 0, last,
 				&out->raw_folded, "compact telemetry", err)) != 0)) {
 		goto fail;
 	}
 	if ((rc = exec_changes(reg,
 			       "DELETE FROM telemetry_agg WHERE period_s = ?1 AND bucket_ms < ?2",
-			       60, now_ms - r->minute_ms, &out->minutes_dropped,
+			       NULL, 60, now_ms - r->minute_ms, &out->minutes_dropped,
 			       "compact telemetry", err)) != 0 ||
 	    (rc = exec_changes(reg,
 			       "DELETE FROM telemetry_agg WHERE period_s = ?1 AND bucket_ms < ?2",
-			       3600, now_ms - r->hour_ms, &out->hours_dropped, "compact telemetry",
-			       err)) != 0 ||
-	    (rc = exec_changes(reg, "DELETE FROM security_events WHERE at_ms < ?2", 0,
+			       NULL, 3600, now_ms - r->hour_ms, &out->hours_dropped,
+			       "compact telemetry", err)) != 0 ||
+	    (rc = exec_changes(reg, "DELETE FROM security_events WHERE at_ms < ?2", NULL, 0,
 			       now_ms - r->event_ms, &out->events_dropped,
 			       "compact security events", err)) != 0) {
 		goto fail;
@@ -465,61 +479,57 @@ fail:
 int moat_registry_telemetry_agg_foreach(struct moat_registry *reg, const char *device, int period_s,
 					moat_telemetry_agg_cb cb, void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(
-		    reg->db,
-		    "SELECT device, metric, period_s, bucket_ms, n, min, max, sum "
-		    "FROM telemetry_agg WHERE (?1 IS NULL OR device = ?1) AND "
-		    "(?2 = 0 OR period_s = ?2) ORDER BY device, metric, period_s, bucket_ms",
-		    -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "telemetry aggregates");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT device, metric, period_s, bucket_ms, n, min, max, sum "
+			"FROM telemetry_agg WHERE (CAST(?1 AS TEXT) IS NULL OR device = ?1) AND "
+			"(?2 = 0 OR period_s = ?2) ORDER BY device, metric, period_s, bucket_ms",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "telemetry aggregates");
 	}
-	if (device) {
-		sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	}
-	sqlite3_bind_int(st, 2, period_s);
+	rdb_bind_text(st, 1, device); /* NULL: every device */
+	rdb_bind_int64(st, 2, period_s);
 	int rc = 0, s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_telemetry_agg a;
 		memset(&a, 0, sizeof(a));
-		reg_column_text(st, 0, a.device, sizeof(a.device));
-		reg_column_text(st, 1, a.metric, sizeof(a.metric));
-		a.period_s = sqlite3_column_int(st, 2);
-		a.bucket_ms = sqlite3_column_int64(st, 3);
-		a.count = sqlite3_column_int64(st, 4);
-		a.min = sqlite3_column_double(st, 5);
-		a.max = sqlite3_column_double(st, 6);
-		a.mean = a.count > 0 ? sqlite3_column_double(st, 7) / (double)a.count : 0;
+		rdb_column_copy(st, 0, a.device, sizeof(a.device));
+		rdb_column_copy(st, 1, a.metric, sizeof(a.metric));
+		a.period_s = (int)rdb_column_int64(st, 2);
+		a.bucket_ms = rdb_column_int64(st, 3);
+		a.count = rdb_column_int64(st, 4);
+		a.min = rdb_column_double(st, 5);
+		a.max = rdb_column_double(st, 6);
+		a.mean = a.count > 0 ? rdb_column_double(st, 7) / (double)a.count : 0;
 		if ((rc = cb(&a, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "telemetry aggregates");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "telemetry aggregates");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_telemetry_count(struct moat_registry *reg, const char *device, int64_t *out,
 				  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	*out = 0;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT count(*) FROM telemetry WHERE ?1 IS NULL OR device = ?1", -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "count telemetry");
+	if (rdb_prepare(
+		    reg_db(reg),
+		    "SELECT count(*) FROM telemetry WHERE CAST(?1 AS TEXT) IS NULL OR device = ?1",
+		    &st) != 0) {
+		return reg_db_fail_table(reg, err, "count telemetry");
 	}
-	if (device) {
-		sqlite3_bind_text(st, 1, device, -1, SQLITE_STATIC);
-	}
+	rdb_bind_text(st, 1, device); /* NULL: every device */
 	int rc = 0;
-	if (sqlite3_step(st) == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
+	if (rdb_step(st) == RDB_ROW) {
+		*out = rdb_column_int64(st, 0);
 	} else {
-		rc = reg_fail_table(reg, err, "count telemetry");
+		rc = reg_db_fail_table(reg, err, "count telemetry");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }

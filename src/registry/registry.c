@@ -255,7 +255,7 @@ void moat_registry_close(struct moat_registry *reg)
 	if (!reg) {
 		return;
 	}
-	sqlite3_finalize(reg->telemetry_insert);
+	rdb_finalize(reg->telemetry_insert);
 	rdb_disconnect(&reg->conn);
 	sqlite3_close(reg->db);
 	free(reg->path);

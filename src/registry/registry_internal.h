@@ -16,9 +16,9 @@ extern const int moat_registry_migration_count;
 struct moat_registry {
 	sqlite3 *db;
 	char *path;
-	int tx_depth;			/* >0 while the caller holds a transaction */
-	sqlite3_stmt *telemetry_insert; /* ingest's hot path (monitor.c), prepared once */
-	struct rdb conn;		/* the statement layer (db.h): the files converted to it */
+	int tx_depth;			   /* >0 while the caller holds a transaction */
+	struct rdb_stmt *telemetry_insert; /* ingest's hot path (monitor.c), prepared once */
+	struct rdb conn; /* the statement layer (db.h): the files converted to it */
 };
 
 /* The registry's connection in the statement layer; a SQLite registry's is attached to

@@ -3,7 +3,8 @@
  * check. The first byte picks the parser; the rest is the input. Besides crashes it checks
  * invariants: a translation fits its buffer and is NUL-terminated, a buffer too small is
  * refused rather than overrun, a statement without '?' has no parameters and one with
- * parameters names 1..999; an accepted URL starts with postgresql:// or postgres:// and a
+ * parameters names 1..999, no rewrite adds or drops a parenthesis, GREATEST/LEAST come only
+ * from a MAX/MIN (or were there); an accepted URL starts with postgresql:// or postgres:// and a
  * refused one says why. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,31 @@
 #include "db.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static size_t count_char(const char *s, char c)
+{
+	size_t n = 0;
+	for (; *s; s++) {
+		n += *s == c;
+	}
+	return n;
+}
+
+/* Whether word occurs in s, ASCII case ignored. */
+static bool has_word(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+	for (; *s; s++) {
+		size_t i = 0;
+		while (i < n && s[i] && (s[i] | 0x20) == word[i]) {
+			i++;
+		}
+		if (i == n) {
+			return true;
+		}
+	}
+	return false;
+}
 
 static void check_translate(const char *text, size_t len, bool schema)
 {
@@ -32,6 +58,15 @@ static void check_translate(const char *text, size_t len, bool schema)
 			abort();
 		}
 		if (!schema && !strchr(text, '?') && params != 0) {
+			abort();
+		}
+		if (count_char(out, '(') != count_char(text, '(') ||
+		    count_char(out, ')') != count_char(text, ')')) {
+			abort();
+		}
+		if ((strstr(out, "GREATEST") && !has_word(text, "max") &&
+		     !has_word(text, "greatest")) ||
+		    (strstr(out, "LEAST") && !has_word(text, "min") && !has_word(text, "least"))) {
 			abort();
 		}
 	}

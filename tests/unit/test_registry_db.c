@@ -1,12 +1,18 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (deletions.c, enroll.c, groups.c, jobs.c, stats.c), the same tests on
- * either backend: SQLite (a registry.db in a temporary directory) by default, PostgreSQL
- * when MOAT_TEST_PG_URL names a database this test may empty (tests/e2e/test_registry_pg.sh
- * starts a real PostgreSQL 15 and runs it so). Pinned: the dialect translation, registry
- * URLs, every refusal of the converted functions (duplicates told apart by primary key and
- * unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
- * certificates), ids from RETURNING, the orders of the walks, and that a failed job insert
- * or a rolled-back savepoint leaves nothing. */
+ * converted to it (deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
+ * update_events.c), the same tests on either backend: SQLite (a registry.db in a temporary
+ * directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test may empty
+ * (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the dialect
+ * translation, registry URLs, every refusal of the converted functions (duplicates told apart by
+ * primary key and unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
+ * certificates, releases published twice or listing unknown devices, events of unknown
+ * devices, stages the schema does not know, missing tables), ids from RETURNING, the
+ * orders of the walks, that a failed job insert, release or update event or a rolled-back
+ * savepoint leaves nothing, and that a refused release or update event inside the caller's
+ * transaction leaves that transaction usable (PostgreSQL aborts a transaction at its first
+ * failed statement); the monitoring tables: device state merged by several writers (the
+ * scalar MAX), diagnostics, security events recorded once per origin and filtered,
+ * telemetry folded into minute and hour aggregates and retention. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +28,7 @@
 #include "moat/registry.h"
 #include "registry_internal.h"
 #include "testutil.h"
+#include "testutil_registry.h"
 
 static char tmp_root[TU_TMPDIR_MAX];
 static const char *pg_url; /* MOAT_TEST_PG_URL: the tests run on PostgreSQL */
@@ -179,6 +186,17 @@ static void test_translate(void **state)
 			   "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING; SELECT 1");
 	expect_translation("SELECT group_concat(t.tag, ',') FROM x ORDER BY rowid DESC",
 			   "SELECT string_agg(t.tag, ',') FROM x ORDER BY ctid DESC");
+	/* SQLite's scalar MAX/MIN (two or more arguments) are GREATEST/LEAST; the one-argument
+	 * aggregates, columns named max or min and quoted commas are left alone */
+	expect_translation("UPDATE t SET max = MAX(excluded.max, t.max), n = min( t.n , ?1)",
+			   "UPDATE t SET max = GREATEST(excluded.max, t.max), n = LEAST( t.n , $1)");
+	expect_translation("SELECT max(a), MIN(DISTINCT b), max (c, d, e), min(f(g, h))",
+			   "SELECT max(a), MIN(DISTINCT b), GREATEST (c, d, e), min(f(g, h))");
+	expect_translation("SELECT min(',', 'it''s,'), max(',') FROM t",
+			   "SELECT LEAST(',', 'it''s,'), max(',') FROM t");
+	expect_translation("SELECT Max((1), min(2, 3)), maxim(1, 2), t.max, max",
+			   "SELECT GREATEST((1), LEAST(2, 3)), maxim(1, 2), t.max, max");
+	expect_translation("SELECT max(a, (b", "SELECT max(a, (b"); /* unclosed: as it is */
 	/* whole words only */
 	expect_translation("SELECT my_rowid, rowids FROM t", "SELECT my_rowid, rowids FROM t");
 	/* schema types only in schema text */
@@ -662,6 +680,734 @@ static void test_stats(void **state)
 	assert_true(s.saw_expiry);
 }
 
+/* Runs the SQLite or the PostgreSQL text of a fixture that only one dialect can say
+ * (triggers, dropped constraints). */
+static void exec2(struct moat_registry *reg, const char *lite_sql, const char *pg_sql)
+{
+	if (rdb_exec(reg_db(reg), pg_url ? pg_sql : lite_sql) != 0) {
+		fail_msg("%s: %s", pg_url ? pg_sql : lite_sql, rdb_errmsg(reg_db(reg)));
+	}
+}
+
+/* err.msg is "registry: <what>: " and the backend's words for a missing table. */
+static void expect_no_table(const struct moat_err *err, const char *what)
+{
+	char want[128];
+	snprintf(want, sizeof(want), "registry: %s: ", what);
+	if (strncmp(err->msg, want, strlen(want)) != 0 ||
+	    !strstr(err->msg, pg_url ? "does not exist" : "no such table")) {
+		fail_msg("'%s' is not '%s<no such table>'", err->msg, want);
+	}
+}
+
+static struct moat_release release(const char *type, const char *version, char fill, int pct,
+				   int64_t published_at)
+{
+	struct moat_release r = tu_release(type, version, fill, pct);
+	r.security_version = 7;
+	r.size = 4096;
+	r.issued_at = 10;
+	r.expires_at = 20;
+	r.published_at = published_at;
+	return r;
+}
+
+static int release_names(const struct moat_release *r, void *ctx)
+{
+	char *buf = ctx;
+	size_t n = strlen(buf);
+	snprintf(buf + n, 256 - n, "%s%s/%s:%zu", n ? "," : "", r->device_type, r->version,
+		 r->device_count);
+	return strstr(buf, "stop") ? 42 : 0;
+}
+
+static void test_releases(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	struct moat_release r = release("sensor", "1.2.3", 'a', 40, 30);
+	r.size = (uint64_t)INT64_MAX;
+	OK(moat_registry_release_insert(reg, &r, NULL, 0, &err));
+	struct moat_release got;
+	OK(moat_registry_release_get(reg, r.sha256_hex, &got, &err));
+	assert_string_equal(got.sha256_hex, r.sha256_hex);
+	assert_string_equal(got.device_type, "sensor");
+	assert_string_equal(got.version, "1.2.3");
+	assert_int_equal(got.security_version, 7);
+	assert_true(got.size == (uint64_t)INT64_MAX);
+	assert_int_equal(got.issued_at, 10);
+	assert_int_equal(got.expires_at, 20);
+	assert_int_equal(got.published_at, 30);
+	assert_int_equal(got.rollout_percent, 40);
+	assert_int_equal(got.device_count, 0);
+	char *both[] = {"d1", "d2"};
+	struct moat_release listed_r = release("sensor", "1.3.0", 'b', -1, 31);
+	OK(moat_registry_release_insert(reg, &listed_r, both, 2, &err));
+	OK(moat_registry_release_get(reg, listed_r.sha256_hex, &got, &err));
+	assert_int_equal(got.rollout_percent, -1);
+	assert_int_equal(got.device_count, 2);
+	char missing[MOAT_SHA256_HEX_LEN + 1];
+	memset(missing, 'f', MOAT_SHA256_HEX_LEN);
+	missing[MOAT_SHA256_HEX_LEN] = '\0';
+	assert_int_equal(moat_registry_release_get(reg, missing, &got, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "no release with sha256 ffff"));
+	assert_int_equal(got.version[0], '\0');
+
+	/* the same image (primary key) or the same type and version (unique): refused alike */
+	struct moat_release dup = release("camera", "9.0.0", 'a', 100, 3);
+	assert_int_equal(moat_registry_release_insert(reg, &dup, NULL, 0, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg,
+			    "release camera 9.0.0 (sha256 aaaaaaaaaaaa...) already published");
+	dup = release("sensor", "1.2.3", 'c', 100, 3);
+	assert_int_equal(moat_registry_release_insert(reg, &dup, NULL, 0, &err), MOAT_EEXIST);
+	/* a device listed twice or unknown: the whole release is refused, nothing kept */
+	char *twice[] = {"d1", "d1"};
+	struct moat_release bad = release("sensor", "3.0.0", 'd', -1, 4);
+	assert_int_equal(moat_registry_release_insert(reg, &bad, twice, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "--devices: d1 listed twice or not registered");
+	char *ghost[] = {"d1", "ghost"};
+	assert_int_equal(moat_registry_release_insert(reg, &bad, ghost, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "--devices: ghost listed twice or not registered");
+	assert_int_equal(moat_registry_release_get(reg, bad.sha256_hex, &got, &err), MOAT_ENOENT);
+	assert_int_equal(count(reg, "SELECT count(*) FROM release_devices"), 2);
+	bool listed = true;
+	OK(moat_registry_release_lists(reg, bad.sha256_hex, "d1", &listed, &err));
+	assert_false(listed);
+	OK(moat_registry_release_lists(reg, listed_r.sha256_hex, "d2", &listed, &err));
+	assert_true(listed);
+	OK(moat_registry_release_lists(reg, r.sha256_hex, "d1", &listed, &err));
+	assert_false(listed); /* a percentage rollout has no list */
+
+	/* inside the caller's transaction: refused (it is its own transaction), and the
+	 * caller's transaction goes on: a later statement of it works and is committed */
+	OK(moat_registry_begin(reg, &err));
+	add_device(reg, "d3");
+	struct moat_release inner = release("sensor", "4.0.0", 'e', 100, 5);
+	assert_int_equal(moat_registry_release_insert(reg, &inner, NULL, 0, &err), MOAT_EDB);
+	add_device(reg, "d4");
+	OK(moat_registry_commit(reg, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM identities"), 4);
+	assert_int_equal(moat_registry_release_get(reg, inner.sha256_hex, &got, &err), MOAT_ENOENT);
+
+	/* by type (byte order, as SQLite's BINARY: "Zeta" first), then publication; NULL:
+	 * every type */
+	struct moat_release more[] = {release("sensor", "10.0.0", 'g', 5, 70),
+				      release("camera", "1.0.0", 'h', 0, 60),
+				      release("sensor", "0.9.0", 'i', 100, 10),
+				      release("Zeta", "1.0.0", 'j', 100, 90)};
+	for (size_t i = 0; i < 4; i++) {
+		OK(moat_registry_release_insert(reg, &more[i], NULL, 0, &err));
+	}
+	char names[256] = "";
+	OK(moat_registry_release_foreach(reg, NULL, release_names, names, &err));
+	assert_string_equal(
+		names, "Zeta/1.0.0:0,camera/1.0.0:0,sensor/0.9.0:0,sensor/1.2.3:0,sensor/1.3.0:2,"
+		       "sensor/10.0.0:0");
+	names[0] = '\0';
+	OK(moat_registry_release_foreach(reg, "camera", release_names, names, &err));
+	assert_string_equal(names, "camera/1.0.0:0");
+	names[0] = '\0';
+	OK(moat_registry_release_foreach(reg, "drone", release_names, names, &err));
+	assert_string_equal(names, "");
+	/* a callback's non-zero return stops the walk and is returned */
+	snprintf(names, sizeof(names), "stop");
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_names, names, &err), 42);
+	assert_string_equal(names, "stop,Zeta/1.0.0:0");
+}
+
+static struct moat_update_event event(const char *device, enum moat_update_stage stage,
+				      const char *running, int64_t at)
+{
+	struct moat_update_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.device, sizeof(ev.device), "%s", device);
+	ev.stage = stage;
+	snprintf(ev.version, sizeof(ev.version), "2.0.0");
+	snprintf(ev.running, sizeof(ev.running), "%s", running);
+	snprintf(ev.reason, sizeof(ev.reason), "%s", stage == MOAT_UPD_REFUSED ? "rollback" : "");
+	ev.at = at;
+	return ev;
+}
+
+struct event_walk {
+	struct moat_update_event first;
+	size_t n;
+	size_t stop_after;
+	int64_t ats[4]; /* the times of the first four */
+};
+
+static int event_walk_cb(const struct moat_update_event *ev, void *ctx)
+{
+	struct event_walk *w = ctx;
+	if (w->n == 0) {
+		w->first = *ev;
+	}
+	if (w->n < 4) {
+		w->ats[w->n] = ev->at;
+	}
+	w->n++;
+	return (w->stop_after && w->n == w->stop_after) ? 7 : 0;
+}
+
+static struct event_walk events_of(struct moat_registry *reg, const char *device, int limit)
+{
+	struct moat_err err;
+	struct event_walk w = {0};
+	OK(moat_registry_update_event_foreach(reg, device, limit, event_walk_cb, &w, &err));
+	return w;
+}
+
+static void record(struct moat_registry *reg, const char *device, enum moat_update_stage stage,
+		   const char *running, int64_t at)
+{
+	struct moat_err err;
+	struct moat_update_event ev = event(device, stage, running, at);
+	OK(moat_registry_update_event_record(reg, &ev, &err));
+}
+
+static void test_update_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	char running[MOAT_FW_VERSION_MAX_LEN + 1] = "stale";
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "");
+	record(reg, "d1", MOAT_UPD_CHECKED, "1.0.0", 100);
+	record(reg, "d1", MOAT_UPD_REFUSED, "", 101);
+	/* an event without "running" leaves the running version as it was */
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "1.0.0");
+	record(reg, "d1", MOAT_UPD_CONFIRMED, "1.1.0", 102); /* the upsert's update */
+	OK(moat_registry_running_version(reg, "d1", running, &err));
+	assert_string_equal(running, "1.1.0");
+	assert_int_equal(count(reg, "SELECT reported_at FROM device_firmware"), 102);
+	OK(moat_registry_running_version(reg, "d2", running, &err));
+	assert_string_equal(running, "");
+
+	/* newest first, every field back; the limit; a callback's stop */
+	struct event_walk w = events_of(reg, "d1", 10);
+	assert_int_equal(w.n, 3);
+	assert_int_equal(w.ats[1], 101);
+	w = events_of(reg, "d1", 2);
+	assert_int_equal(w.n, 2);
+	assert_int_equal(w.first.at, 102);
+	assert_int_equal(w.ats[1], 101);
+	struct event_walk stop = {.stop_after = 1};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &stop,
+							    &err),
+			 7);
+	assert_int_equal(stop.n, 1);
+	assert_int_equal(events_of(reg, "d2", 10).n, 0);
+	record(reg, "d1", MOAT_UPD_REFUSED, "", 103);
+	w = events_of(reg, "d1", 1);
+	assert_string_equal(w.first.device, "d1");
+	assert_int_equal(w.first.stage, MOAT_UPD_REFUSED);
+	assert_string_equal(w.first.version, "2.0.0");
+	assert_string_equal(w.first.running, "");
+	assert_string_equal(w.first.reason, "rollback");
+
+	/* an unknown device: refused, nothing recorded */
+	struct moat_update_event ev = event("ghost", MOAT_UPD_CONFIRMED, "2.0.0", 104);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "update event: unknown device ghost");
+	assert_int_equal(count(reg, "SELECT count(*) FROM update_events"), 4);
+	assert_int_equal(count(reg, "SELECT count(*) FROM device_firmware"), 1);
+
+	/* pruned to the newest MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE of each device */
+	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 3; i++) {
+		record(reg, "d2", MOAT_UPD_DOWNLOADING, "", 200 + i);
+	}
+	w = events_of(reg, "d2", 1000);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_equal(w.first.at, 200 + MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 2);
+	assert_int_equal(count(reg, "SELECT MIN(at) FROM update_events WHERE device = 'd2'"), 203);
+	assert_int_equal(events_of(reg, "d1", 1000).n, 4);
+
+	/* inside the caller's transaction (moatd's ingest batches): a refused event leaves
+	 * the transaction usable, the events around it are committed with it */
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_CHECKED, "", 300);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_ENOENT);
+	record(reg, "d1", MOAT_UPD_VERIFIED, "", 301);
+	OK(moat_registry_commit(reg, &err));
+	w = events_of(reg, "d1", 2);
+	assert_int_equal(w.ats[0], 301);
+	assert_int_equal(w.ats[1], 300);
+	/* and rolled back with it */
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_INSTALLED, "", 302);
+	moat_registry_rollback(reg);
+	assert_int_equal(events_of(reg, "d1", 1).first.at, 301);
+}
+
+/* A stage the registry does not know (a damaged or hand-edited registry) is an error, not
+ * a silently wrong stage. */
+static void test_update_event_bad_stage(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	exec2(reg, "PRAGMA ignore_check_constraints = ON",
+	      "ALTER TABLE update_events DROP CONSTRAINT update_events_stage_check");
+	raw(reg, "INSERT INTO update_events(device, at, stage) VALUES (?1, 1, ?2)", "d1",
+	    "exploded", 0);
+	struct event_walk w = {0};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &w, &err),
+			 MOAT_EDB);
+	assert_string_equal(err.msg, "registry: update_events: bad stage");
+	assert_int_equal(w.n, 0);
+}
+
+/* Recording is all or nothing: when the running version or the pruning fails, the event is
+ * not kept either, on its own or inside the caller's transaction. */
+static void test_update_event_atomic(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	exec2(reg,
+	      "CREATE TRIGGER no_firmware BEFORE INSERT ON device_firmware "
+	      "BEGIN SELECT RAISE(ABORT, 'firmware refused'); END",
+	      "CREATE FUNCTION refuse_firmware() RETURNS trigger LANGUAGE plpgsql AS "
+	      "$$BEGIN RAISE EXCEPTION 'firmware refused'; END$$; "
+	      "CREATE TRIGGER no_firmware BEFORE INSERT ON device_firmware "
+	      "FOR EACH ROW EXECUTE FUNCTION refuse_firmware()");
+	struct moat_update_event ev = event("d1", MOAT_UPD_CONFIRMED, "2.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: record running version: "));
+	assert_non_null(strstr(err.msg, "firmware refused"));
+	assert_int_equal(events_of(reg, "d1", 1000).n, 0);
+	OK(moat_registry_begin(reg, &err));
+	record(reg, "d1", MOAT_UPD_CHECKED, "", 2);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	record(reg, "d1", MOAT_UPD_VERIFIED, "", 3);
+	OK(moat_registry_commit(reg, &err));
+	struct event_walk w = events_of(reg, "d1", 1000);
+	assert_int_equal(w.n, 2);
+	assert_int_equal(w.ats[0], 3);
+	assert_int_equal(w.ats[1], 2);
+
+	exec2(reg,
+	      "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
+	      "BEGIN SELECT RAISE(ABORT, 'prune refused'); END",
+	      "CREATE FUNCTION refuse_prune() RETURNS trigger LANGUAGE plpgsql AS "
+	      "$$BEGIN RAISE EXCEPTION 'prune refused'; END$$; "
+	      "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
+	      "FOR EACH ROW EXECUTE FUNCTION refuse_prune()");
+	for (int i = 2; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE; i++) {
+		record(reg, "d1", MOAT_UPD_CHECKED, "", 10 + i);
+	}
+	ev = event("d1", MOAT_UPD_VERIFIED, "", 999);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	assert_non_null(strstr(err.msg, "registry: prune update events: "));
+	assert_non_null(strstr(err.msg, "prune refused"));
+	w = events_of(reg, "d1", 1000);
+	assert_int_equal(w.n, MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE);
+	assert_int_not_equal(w.first.at, 999);
+}
+
+/* A registry whose release and event tables are gone (a damaged one): every call says which
+ * operation failed and why, as "registry: <what>: <cause>", and a failed release insert
+ * leaves no release row. */
+static void test_release_tables_missing(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_device(reg, "d1");
+	OK(reg_db_exec(reg,
+		       "DROP TABLE release_devices; DROP TABLE update_events; "
+		       "DROP TABLE device_firmware",
+		       &err));
+	char *one[] = {"d1"};
+	struct moat_release r = release("sensor", "1.0.0", 'a', -1, 1);
+	assert_int_equal(moat_registry_release_insert(reg, &r, one, 1, &err), MOAT_EDB);
+	expect_no_table(&err, "insert release device");
+	struct moat_release got;
+	assert_int_equal(moat_registry_release_get(reg, r.sha256_hex, &got, &err), MOAT_EDB);
+	expect_no_table(&err, "release lookup");
+	char names[256] = "";
+	assert_int_equal(moat_registry_release_foreach(reg, NULL, release_names, names, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "list releases");
+	bool listed = true;
+	assert_int_equal(moat_registry_release_lists(reg, r.sha256_hex, "d1", &listed, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "rollout lookup");
+	assert_false(listed);
+	struct moat_update_event ev = event("d1", MOAT_UPD_CHECKED, "1.0.0", 1);
+	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);
+	expect_no_table(&err, "record update event");
+	struct event_walk w = {0};
+	assert_int_equal(moat_registry_update_event_foreach(reg, "d1", 10, event_walk_cb, &w, &err),
+			 MOAT_EDB);
+	expect_no_table(&err, "list update events");
+	char running[MOAT_FW_VERSION_MAX_LEN + 1];
+	assert_int_equal(moat_registry_running_version(reg, "d1", running, &err), MOAT_EDB);
+	expect_no_table(&err, "running version");
+	/* the release row of the failed insert was rolled back with it */
+	assert_int_equal(count(reg, "SELECT count(*) FROM releases"), 0);
+	exec2(reg, "DROP TABLE releases", "DROP TABLE releases CASCADE"); /* rollouts' key */
+	assert_int_equal(moat_registry_release_insert(reg, &r, one, 1, &err), MOAT_EDB);
+	expect_no_table(&err, "insert release");
+}
+
+/* ---- monitoring tables (monitor.c, migrations 7 and 11) ---- */
+
+static struct moat_security_event sec_event(const char *kind, const char *ident, int64_t t,
+					    enum moat_severity sev)
+{
+	struct moat_security_event ev;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
+	snprintf(ev.identity, sizeof(ev.identity), "%s", ident);
+	snprintf(ev.source, sizeof(ev.source), "broker");
+	ev.time_ms = t;
+	ev.severity = sev;
+	return ev;
+}
+
+static void test_device_state(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_device_state s, got;
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), MOAT_ENOENT);
+	memset(&s, 0, sizeof(s));
+	snprintf(s.device, sizeof(s.device), "d1");
+	s.state = MOAT_CONN_OFFLINE;
+	s.state_at_ms = 5;
+	s.offline_by_will = true;
+	s.last_seen_ms = 7;
+	snprintf(s.address, sizeof(s.address), "10.0.0.9");
+	snprintf(s.agent_version, sizeof(s.agent_version), "1.2");
+	snprintf(s.running, sizeof(s.running), "2.0.0");
+	s.interval_s = 30;
+	snprintf(s.last_command, sizeof(s.last_command), "reboot");
+	snprintf(s.last_command_status, sizeof(s.last_command_status), "accepted");
+	s.last_command_at_ms = 9;
+	struct moat_device_state first = s;
+	first.telemetry_messages = 11;
+	/* a new row: written as it is, the telemetry count the one added */
+	assert_int_equal(moat_registry_device_state_merge(reg, &s, 0, 11, &err), 0);
+	assert_memory_equal(&s, &first, sizeof(s));
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&first, &got, sizeof(s));
+	assert_false(got.has_cert_days);
+
+	/* A second writer (another moatd) with a stale copy: an older state, an older
+	 * command, another address and agent version it did not change, and a cert days
+	 * reading it did change. Its telemetry adds up; nothing older replaces newer. */
+	struct moat_device_state b;
+	memset(&b, 0, sizeof(b));
+	snprintf(b.device, sizeof(b.device), "d1");
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 4;
+	b.last_seen_ms = 20;
+	snprintf(b.address, sizeof(b.address), "10.9.9.9");
+	snprintf(b.agent_version, sizeof(b.agent_version), "0.1");
+	b.has_cert_days = true;
+	b.cert_days_left = -3; /* expired: negative days are kept as they are */
+	snprintf(b.last_command, sizeof(b.last_command), "ping");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 8;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b, MOAT_DEVICE_STATE_CERT_DAYS, 5,
+							  &err),
+			 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b)); /* what was read back is the row */
+	assert_string_equal(moat_conn_state_name(got.state), "offline");
+	assert_true(got.offline_by_will);
+	assert_int_equal(got.state_at_ms, 5);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.0.0.9");
+	assert_string_equal(got.agent_version, "1.2");
+	assert_string_equal(got.running, "2.0.0");
+	assert_true(got.has_cert_days);
+	assert_int_equal(got.cert_days_left, -3);
+	assert_int_equal(got.interval_s, 30);
+	assert_string_equal(got.last_command, "reboot");
+	assert_string_equal(got.last_command_status, "accepted");
+	assert_int_equal(got.last_command_at_ms, 9);
+	assert_int_equal(got.telemetry_messages, 16);
+
+	/* newer state and command, changed address, version, release and interval, and no
+	 * cert days any more: each taken */
+	b.state = MOAT_CONN_ONLINE;
+	b.state_at_ms = 30;
+	b.offline_by_will = false;
+	b.last_seen_ms = 10; /* older than the row's: the row's stays */
+	snprintf(b.address, sizeof(b.address), "10.1.1.1");
+	snprintf(b.agent_version, sizeof(b.agent_version), "1.3");
+	snprintf(b.running, sizeof(b.running), "2.1.0");
+	b.has_cert_days = false;
+	b.interval_s = 60;
+	snprintf(b.last_command, sizeof(b.last_command), "diagnostics");
+	snprintf(b.last_command_status, sizeof(b.last_command_status), "completed");
+	b.last_command_at_ms = 31;
+	assert_int_equal(moat_registry_device_state_merge(reg, &b,
+							  MOAT_DEVICE_STATE_ADDRESS |
+								  MOAT_DEVICE_STATE_AGENT_VERSION |
+								  MOAT_DEVICE_STATE_RUNNING |
+								  MOAT_DEVICE_STATE_CERT_DAYS |
+								  MOAT_DEVICE_STATE_INTERVAL,
+							  0, &err),
+			 0);
+	assert_int_equal(moat_registry_device_state_get(reg, "d1", &got, &err), 0);
+	assert_memory_equal(&b, &got, sizeof(b));
+	assert_string_equal(moat_conn_state_name(got.state), "online");
+	assert_false(got.offline_by_will);
+	assert_int_equal(got.last_seen_ms, 20);
+	assert_string_equal(got.address, "10.1.1.1");
+	assert_string_equal(got.agent_version, "1.3");
+	assert_string_equal(got.running, "2.1.0");
+	assert_false(got.has_cert_days);
+	assert_int_equal(got.interval_s, 60);
+	assert_string_equal(got.last_command, "diagnostics");
+	assert_int_equal(got.telemetry_messages, 16);
+	assert_string_equal(moat_conn_state_name((enum moat_conn_state)9), "unknown");
+}
+
+/* The last diagnostics report of a device: none, one, the next replacing it; too small a
+ * buffer and too large a report refused. */
+static void test_diagnostics(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	char buf[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 1];
+	size_t len = 0;
+	int64_t at = 0;
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+	static const char first[] = "{\"device_id\":\"d1\",\"seq\":1}";
+	static const char second[] = "{\"device_id\":\"d1\",\"seq\":2,\"kernel\":\"6.1\"}";
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 1000, first, sizeof(first) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 1000);
+	assert_string_equal(buf, first);
+	assert_int_equal(len, sizeof(first) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d1", 2000, second, sizeof(second) - 1,
+						       &err),
+			 0);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, buf, sizeof(buf), &len,
+						       &err),
+			 0);
+	assert_int_equal(at, 2000);
+	assert_string_equal(buf, second);
+	char small[8];
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d1", &at, small, sizeof(small), &len,
+						       &err),
+			 MOAT_EINVAL);
+	static char big[MOAT_REGISTRY_DIAGNOSTICS_MAX_BYTES + 2];
+	memset(big, 'x', sizeof(big) - 1);
+	assert_int_equal(moat_registry_diagnostics_put(reg, "d2", 1, big, sizeof(big) - 1, &err),
+			 MOAT_EINVAL);
+	assert_int_equal(moat_registry_diagnostics_get(reg, "d2", &at, buf, sizeof(buf), &len,
+						       &err),
+			 MOAT_ENOENT);
+}
+
+/* "<kind>:<identity>" of each event, comma-separated; seq must grow. */
+static int collect_event(const struct moat_security_event *ev, void *ctx)
+{
+	static int64_t last_seq;
+	char *out = ctx;
+	size_t n = strlen(out);
+	if (n == 0) {
+		last_seq = 0;
+	}
+	assert_true(ev->seq > last_seq);
+	last_seq = ev->seq;
+	snprintf(out + n, 512 - n, "%s%s:%s", n ? "," : "", ev->kind, ev->identity);
+	return 0;
+}
+
+static void test_security_events(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	bool fresh = false;
+	struct moat_security_event ev = sec_event("auth_refused", "a", 1000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_true(fresh);
+	assert_int_equal(ev.seq, 1);
+	/* the same origin again (read from MQTT, then from the file): recorded once */
+	ev.seq = 0;
+	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
+							  &err),
+			 0);
+	assert_false(fresh);
+	assert_int_equal(ev.seq, 0);
+	/* no origin: always a new event */
+	struct moat_security_event b = sec_event("connected", "b", 2000, MOAT_SEV_INFO);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, &fresh, &err), 0);
+	assert_true(fresh);
+	struct moat_security_event c = sec_event("anomaly", "a", 3000, MOAT_SEV_HIGH);
+	snprintf(c.rule, sizeof(c.rule), "rate");
+	assert_int_equal(moat_registry_security_event_add(reg, &c, NULL, NULL, &err), 0);
+
+	char out[512] = "";
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &all, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "auth_refused:a,connected:b,connected:b,anomaly:a");
+	out[0] = '\0';
+	struct moat_event_filter newest = {.limit = 2};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &newest, collect_event, out,
+							      &err),
+			 0);
+	assert_string_equal(out, "connected:b,anomaly:a"); /* the newest two, oldest first */
+	out[0] = '\0';
+	struct moat_event_filter f = {.identity = "a", .after_seq = 1};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &f, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "anomaly:a");
+	int64_t n = 0;
+	struct moat_event_filter window = {.since_ms = 1500, .until_ms = 3000};
+	assert_int_equal(moat_registry_security_event_count(reg, &window, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter sev = {.min_severity = MOAT_SEV_MEDIUM};
+	assert_int_equal(moat_registry_security_event_count(reg, &sev, &n, &err), 0);
+	assert_int_equal(n, 2);
+	struct moat_event_filter rule = {.kind = "anomaly", .rule = "rate"};
+	assert_int_equal(moat_registry_security_event_count(reg, &rule, &n, &err), 0);
+	assert_int_equal(n, 1);
+	struct moat_event_filter other = {.rule = "silence"};
+	assert_int_equal(moat_registry_security_event_count(reg, &other, &n, &err), 0);
+	assert_int_equal(n, 0);
+}
+
+struct aggs {
+	struct moat_telemetry_agg a[16];
+	size_t n;
+};
+
+static int collect_agg(const struct moat_telemetry_agg *a, void *ctx)
+{
+	struct aggs *x = ctx;
+	if (x->n < 16) {
+		x->a[x->n++] = *a;
+	}
+	return 0;
+}
+
+static void add_telemetry(struct moat_registry *reg, const char *dev, int64_t at, double temp)
+{
+	char p[200];
+	struct moat_err err = {0};
+	int n = snprintf(p, sizeof(p),
+			 "{\"device_id\":\"%s\",\"device_type\":\"s\",\"timestamp\":1,"
+			 "\"telemetry\":{\"temp\":%g}}",
+			 dev, temp);
+	assert_int_equal(moat_registry_telemetry_add(reg, dev, at, p, (size_t)n, &err), 0);
+}
+
+/* Retention with explicit times: raw rows past telemetry_retention become minute and hour
+ * aggregates (merged with those already there), aggregates past theirs go. */
+static void test_telemetry_compact(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	const int64_t H = 3600000, M = 60000, DAY = 24 * H;
+	const int64_t t0 = 1000 * DAY; /* a whole hour */
+	struct moat_retention r = {.raw_ms = 7 * DAY,
+				   .minute_ms = 30 * DAY,
+				   .hour_ms = 400 * DAY,
+				   .event_ms = 400 * DAY};
+	/* minute 0: 10, 20; minute 1: 30; the next hour: 5; and one within retention */
+	add_telemetry(reg, "d1", t0 + 1000, 10);
+	add_telemetry(reg, "d1", t0 + 59000, 20);
+	add_telemetry(reg, "d1", t0 + M + 1, 30);
+	add_telemetry(reg, "d1", t0 + H + 5, 5);
+	add_telemetry(reg, "d1", t0 + 10 * DAY, 99);
+	struct moat_compact_stats cs;
+	int64_t now = t0 + 8 * DAY; /* the first four are past 7 days */
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 4);
+	int64_t left = 0;
+	assert_int_equal(moat_registry_telemetry_count(reg, "d1", &left, &err), 0);
+	assert_int_equal(left, 1);
+	struct aggs x = {0};
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 60, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 3);
+	assert_int_equal(x.a[0].bucket_ms, t0);
+	assert_int_equal(x.a[0].count, 2);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 20 && x.a[0].mean == 15);
+	assert_string_equal(x.a[0].metric, "temp");
+	assert_int_equal(x.a[1].bucket_ms, t0 + M);
+	assert_int_equal(x.a[2].bucket_ms, t0 + H);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.n, 2);
+	assert_int_equal(x.a[0].count, 3);
+	assert_true(x.a[0].min == 10 && x.a[0].max == 30 && x.a[0].mean == 20);
+	assert_int_equal(x.a[1].count, 1);
+
+	/* a late raw row of an hour already folded merges into its aggregate */
+	add_telemetry(reg, "d1", t0 + 2 * M, 40);
+	assert_int_equal(moat_registry_telemetry_compact(reg, now, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 3600, collect_agg, &x,
+							     &err),
+			 0);
+	assert_int_equal(x.a[0].count, 4);
+	assert_true(x.a[0].max == 40 && x.a[0].mean == 25);
+
+	/* 31 days on, minutes of t0 are gone and hours stay; 401 days on, hours go too */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 31 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 1); /* the row of day 10 */
+	assert_int_equal(cs.minutes_dropped, 4);
+	x.n = 0;
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d1", 0, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 1 + 3); /* day 10: its minute and hour; t0's two hours */
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 401 * DAY, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.hours_dropped, 2);
+
+	/* max_rows bounds one pass: the oldest first */
+	for (int i = 0; i < 5; i++) {
+		add_telemetry(reg, "d2", t0 + i, i);
+	}
+	assert_int_equal(moat_registry_telemetry_compact(reg, t0 + 8 * DAY, &r, 2, &cs, &err), 0);
+	assert_int_equal(cs.raw_folded, 2);
+	assert_int_equal(moat_registry_telemetry_count(reg, "d2", &left, &err), 0);
+	assert_int_equal(left, 3);
+}
+
+/* Events past event_retention are deleted by the same pass. */
+static void test_event_retention(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	struct moat_security_event a = sec_event("acl_denied", "x", 1000, MOAT_SEV_MEDIUM);
+	struct moat_security_event b = sec_event("acl_denied", "x", 9000, MOAT_SEV_MEDIUM);
+	assert_int_equal(moat_registry_security_event_add(reg, &a, NULL, NULL, &err), 0);
+	assert_int_equal(moat_registry_security_event_add(reg, &b, NULL, NULL, &err), 0);
+	struct moat_retention r = {.raw_ms = 1, .minute_ms = 1, .hour_ms = 1, .event_ms = 5000};
+	struct moat_compact_stats cs;
+	assert_int_equal(moat_registry_telemetry_compact(reg, 10000, &r, 0, &cs, &err), 0);
+	assert_int_equal(cs.events_dropped, 1);
+	int64_t n = 0;
+	struct moat_event_filter all = {0};
+	assert_int_equal(moat_registry_security_event_count(reg, &all, &n, &err), 0);
+	assert_int_equal(n, 1);
+}
+
 static void test_backup_backend(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -692,6 +1438,18 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_delete, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_savepoints, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_stats, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_releases, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_bad_stage, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_update_event_atomic, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_release_tables_missing, reg_setup,
+						reg_teardown),
+		cmocka_unit_test_setup_teardown(test_device_state, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_diagnostics, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
