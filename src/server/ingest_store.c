@@ -895,8 +895,12 @@ static void blog_line(struct writer *w, int64_t now, const char *line, size_t le
 		mark_audit_run(w, r[i].address,
 			       r[i].time_s >= 0 ? r[i].time_s * 1000 + 999 : moat_time_wall_ms(),
 			       ev, sizeof(ev));
-		own_event(w, now, MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL,
-			  r[i].address, ev);
+		/* recorded at the second Mosquitto logged it, not when moatd read it: a
+		 * refusal read late must not look newer than the device's next connection
+		 * (moat doctor blamed a device that had connected since, once, in a loop) */
+		own_event(w, r[i].time_s >= 0 ? r[i].time_s * 1000 : now,
+			  MOAT_EVENT_KIND_TLS_REFUSED, NULL, MOAT_SEV_MEDIUM, NULL, r[i].address,
+			  ev);
 		say_recorded(w, MOAT_LOG_WARN,
 			     "event=security kind=tls_refused address=%s %s refused_lines=%llu",
 			     r[i].address[0] ? r[i].address : NULL, ev,
