@@ -34,6 +34,20 @@ sign() {
 		--out "$out" "$@" >/dev/null 2>&1 || fail "signing $ver failed"
 }
 
+# upd_plugin_setup: upd_setup for a test that runs `moat up` (the moat plugin, moatd) and
+# simulated devices: the binaries checked, $MOAT_BROKER_PLUGIN set, $T reachable by the
+# broker's user, and moatd's service identity added.
+upd_plugin_setup() {
+	broker_require
+	command -v moatd >/dev/null || fail "moatd not built"
+	command -v moat-update >/dev/null || fail "moat-update not built"
+	export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
+	[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
+	upd_setup
+	chmod 0755 "$T"
+	moat identity add backend-service --role service >/dev/null
+}
+
 # upd_setup: deployment $D, keys (threshold 2 of 2), device dev1, image v1.0.0 (sv 1) provisioned into $S.
 upd_setup() {
 	e2e_init

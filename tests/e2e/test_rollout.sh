@@ -26,14 +26,7 @@ source "$(dirname "$0")/lib_moatd.sh"
 source "$(dirname "$0")/lib_agent.sh"
 source "$(dirname "$0")/lib_update.sh"
 
-broker_require
-command -v moatd >/dev/null || fail "moatd not built"
-command -v moat-update >/dev/null || fail "moat-update not built"
-export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
-[ -f "$MOAT_BROKER_PLUGIN" ] || fail "plugin not built: $MOAT_BROKER_PLUGIN"
-upd_setup
-chmod 0755 "$T"
-moat identity add backend-service --role service >/dev/null
+upd_plugin_setup
 moat identity add ops --role operator >/dev/null
 moat device add dev2 --type "$TYPE" >/dev/null
 moat device add dev3 --type "$TYPE" >/dev/null
