@@ -37,13 +37,21 @@ broker_pub dev-a dev-a devices/dev-a/telemetry '{"device_id":"dev-a","n":1}'
 # stdin stays open until the refusal is recorded, so the client does not hang up before
 # the broker has refused the handshake (a connection the client closes first leaves no
 # event): s_client ends when the broker closes it.
-{ wait_for 20 grep -q '"tls_handshake_failed"' "$EV" || true; } |
+# A handshake that already fails while Mosquitto accepts the connection (all its data there,
+# as on a loaded machine) never reaches the plugin: then Mosquitto's own log line
+# ("Client connection from ... failed") is the signal, and the plugin records nothing.
+refused_seen() {
+	grep -q '"tls_handshake_failed"' "$EV" ||
+		grep -q "Client connection from 127.0.0.1 failed" "$D/log/mosquitto.log"
+}
+{ wait_for 20 refused_seen || true; } |
 	timeout "$(deadline 20)" openssl s_client -connect "127.0.0.1:$BROKER_PORT" \
 		-CAfile "$D/pki/ca.crt" >/dev/null 2>&1 || true
-wait_for 20 grep -q '"tls_handshake_failed"' "$EV" ||
+wait_for 20 refused_seen ||
 	fail "the anonymous handshake was not recorded: $(tail -3 "$EV")"
 grep -q '"kind":"connected".*"dev-a"' "$EV" || fail "dev-a's connect not recorded: $(cat "$EV")"
-[ "$(refusals | wc -l)" = 1 ] ||
+anonymous=$(grep -c '"tls_handshake_failed"' "$EV" || true)
+[ "$(refusals | wc -l)" = "$anonymous" ] ||
 	fail "probes left refusals in the security log: $(refusals)"
 pass "moat up and four moat status probes: no auth_refused event (one deliberate anonymous handshake: one event)"
 
