@@ -33,7 +33,9 @@
  * A parameter PostgreSQL cannot type from its use alone (only `?1 IS NULL`) is written
  * CAST(?1 AS TEXT), which both read alike; the layer sends text, int8 and bytea typed, and
  * every ?N up to the highest is bound, even one a text does not use (an unbound, unused
- * parameter has no type: PostgreSQL refuses the statement). "No limit" is INT64_MAX, never
+ * parameter has no type: PostgreSQL refuses the statement). An integer parameter used as a
+ * condition is compared (CASE WHEN ?8 = 1: PostgreSQL's WHEN takes only a boolean; a
+ * comparison read as a column comes back 1 or 0 on both). "No limit" is INT64_MAX, never
  * SQLite's LIMIT -1, which PostgreSQL refuses; a subquery in FROM has an alias (PostgreSQL
  * 15 wants one).
  * What the translator cannot express is written once per dialect at the call
@@ -80,9 +82,9 @@
  * accepted, upserts, ON CONFLICT DO NOTHING), but one that did would abort the whole batch
  * on PostgreSQL where SQLite loses that statement alone.
  *
- * Converted: deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
- * update_events.c, registry.c's transactions and identity_exists. Still raw sqlite3_*:
- * rollouts.c, dashboard.c, the rest of registry.c; backup.c stays SQLite's by design.
+ * Converted: deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, rollouts.c,
+ * stats.c, update_events.c, registry.c's transactions and identity_exists. Still raw
+ * sqlite3_*: dashboard.c, the rest of registry.c; backup.c stays SQLite's by design.
  */
 #ifndef MOAT_REGISTRY_DB_H
 #define MOAT_REGISTRY_DB_H
