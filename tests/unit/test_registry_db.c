@@ -1,11 +1,11 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, rollouts.c,
- * stats.c, update_events.c), the same tests on either backend: SQLite (a registry.db in a temporary
- * directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test may empty
- * (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the dialect
- * translation, registry URLs, every refusal of the converted functions (duplicates told apart by
- * primary key and unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
- * certificates, releases published twice or listing unknown devices, events of unknown
+ * converted to it (dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c,
+ * rollouts.c, stats.c, update_events.c), the same tests on either backend: SQLite (a registry.db in
+ * a temporary directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test
+ * may empty (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the
+ * dialect translation, registry URLs, every refusal of the converted functions (duplicates told
+ * apart by primary key and unique constraint, unknown rows, used enrollments, full tag sets,
+ * unrevoked certificates, releases published twice or listing unknown devices, events of unknown
  * devices, stages the schema does not know, missing tables), ids from RETURNING, the
  * orders of the walks, that a failed job insert, release or update event or a rolled-back
  * savepoint leaves nothing, and that a refused release or update event inside the caller's
@@ -14,7 +14,9 @@
  * scalar MAX), diagnostics, security events recorded once per origin and filtered,
  * telemetry folded into minute and hour aggregates and retention; rollouts: one per release,
  * moves only from the state the caller saw, joins, acceptance, and what each device's stage,
- * firmware and signals read since its phase started. */
+ * firmware and signals read since its phase started; the dashboard: links spent once, sessions,
+ * pruning, the device table's filters and pages, tags, raw telemetry, one identity's
+ * certificates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -199,6 +201,12 @@ static void test_translate(void **state)
 	expect_translation("SELECT Max((1), min(2, 3)), maxim(1, 2), t.max, max",
 			   "SELECT GREATEST((1), LEAST(2, 3)), maxim(1, 2), t.max, max");
 	expect_translation("SELECT max(a, (b", "SELECT max(a, (b"); /* unclosed: as it is */
+	/* instr called is strpos (same arguments, same result); a column or quoted text named
+	 * instr, and longer words, are left alone */
+	expect_translation("SELECT 1 WHERE instr(i.id, ?1) > 0 AND INSTR (a, 'instr(') = 0",
+			   "SELECT 1 WHERE strpos(i.id, $1) > 0 AND strpos (a, 'instr(') = 0");
+	expect_translation("SELECT instr, t.instr, instrs(a), \"instr\"(b) FROM t",
+			   "SELECT instr, t.instr, instrs(a), \"instr\"(b) FROM t");
 	/* whole words only */
 	expect_translation("SELECT my_rowid, rowids FROM t", "SELECT my_rowid, rowids FROM t");
 	/* schema types only in schema text */
@@ -1654,6 +1662,233 @@ static void test_rollouts(void **state)
 	assert_int_equal(jg.devices, 1);
 }
 
+/* ---- the dashboard (dashboard.c, migration 9) ---- */
+
+/* "<id>/<type>/<status>/<release>/<conn>/<last_seen>/<cert_not_after>" of each row */
+static int collect_dash(const struct moat_dash_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 512 - n, "%s%s/%s/%s/%s/%d/%lld/%lld", n ? "," : "", d->id, d->type,
+		 d->status, d->release, (int)d->conn, (long long)d->last_seen_ms,
+		 (long long)d->cert_not_after);
+	return 0;
+}
+
+/* The ids of the devices f matches and their number: "<total>:<id>,<id>..." */
+static const char *dash_ids(struct moat_registry *reg, struct moat_dash_device_filter f, char *buf,
+			    size_t size)
+{
+	struct moat_err err;
+	char rows[512] = "";
+	int64_t total = -1;
+	OK(moat_registry_dash_devices(reg, &f, collect_dash, rows, &total, &err));
+	int n = snprintf(buf, size, "%lld:", (long long)total);
+	/* the ids alone: each row up to its first '/' */
+	for (const char *p = rows; *p && (size_t)n + 1 < size;) {
+		const char *slash = strchr(p, '/');
+		const char *comma = strchr(p, ',');
+		n += snprintf(buf + n, size - (size_t)n, "%s%.*s", buf[n - 1] == ':' ? "" : ",",
+			      (int)(slash - p), p);
+		p = comma ? comma + 1 : p + strlen(p);
+	}
+	return buf;
+}
+
+static int collect_tags(const char *tag, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s%s", n ? "," : "", tag);
+	return 0;
+}
+
+/* "<at_ms>=<temp payload length>" of each raw telemetry row */
+static int collect_raw(int64_t at_ms, const char *payload, size_t len, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	assert_int_equal(strlen(payload), len);
+	const char *t = strstr(payload, "\"temp\":");
+	assert_non_null(t);
+	snprintf(out + n, 256 - n, "%s%lld=%.*s", n ? "," : "", (long long)at_ms,
+		 (int)strcspn(t + 7, "}"), t + 7);
+	return 0;
+}
+
+/* Sign-in links spent once (whoever else tries gets used, expired or unknown), sessions,
+ * pruning a day after expiry; the paged device table and each of its filters (a substring
+ * of the id, type, status, connection, release, tag, a group's members as a JSON array),
+ * tags, raw telemetry (the newest, oldest first), one identity's certificates. */
+static void test_dashboard(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	char op[MOAT_ID_BUF_LEN];
+	int64_t session_ms = 0;
+	enum moat_dash_token tok;
+	const char *t1 = "1111111111111111111111111111111111111111111111111111111111111111";
+	const char *t2 = "2222222222222222222222222222222222222222222222222222222222222222";
+	OK(moat_registry_dash_link_add(reg, t1, "alice", 1000, 5000, 60000, &err));
+	OK(moat_registry_dash_link_add(reg, t2, "bob", 1000, 2000, 60000, &err));
+	assert_int_not_equal(moat_registry_dash_link_add(reg, t1, "eve", 1000, 5000, 60000, &err),
+			     0); /* a token once */
+	OK(moat_registry_dash_link_use(reg, t1, 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_OK);
+	assert_string_equal(op, "alice");
+	assert_int_equal(session_ms, 60000);
+	OK(moat_registry_dash_link_use(reg, t1, 3001, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_USED);
+	assert_string_equal(op, "");
+	OK(moat_registry_dash_link_use(reg, t2, 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_EXPIRED);
+	OK(moat_registry_dash_link_use(reg, "ff", 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	OK(moat_registry_dash_session_add(reg, t1, "alice", 3000, 63000, &err));
+	OK(moat_registry_dash_session_get(reg, t1, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_OK);
+	assert_string_equal(op, "alice");
+	OK(moat_registry_dash_session_get(reg, t1, 63000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_EXPIRED);
+	OK(moat_registry_dash_session_get(reg, t2, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	OK(moat_registry_dash_session_end(reg, t1, &err));
+	OK(moat_registry_dash_session_end(reg, t1, &err)); /* unknown: no error */
+	OK(moat_registry_dash_session_get(reg, t1, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	/* a day after their expiry, links and sessions go at the next add */
+	OK(moat_registry_dash_session_add(reg, t2, "bob", 3000, 4000, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_links"), 2);
+	OK(moat_registry_dash_link_add(reg, t1 + 1, "carol", 4000 + 24LL * 3600 * 1000 + 1,
+				       4000 + 24LL * 3600 * 1000 + 100, 60000, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_links"), 2); /* t1 stays */
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_sessions"), 0);
+
+	/* the device table: sensor-1 online, running 2.0.0, tagged west, a certificate;
+	 * sensor-2 offline; cam-3 disabled, of another type; the service is never listed */
+	add_device(reg, "sensor-1");
+	add_device(reg, "sensor-2");
+	raw(reg,
+	    "INSERT INTO identities(id, role, device_type, created_at, status) VALUES (?1, "
+	    "'device', ?2, ?3, 'disabled')",
+	    "cam-3", "camera", 1000);
+	raw(reg,
+	    "INSERT INTO identities(id, role, device_type, created_at) VALUES (?1, 'service', "
+	    "?2, ?3)",
+	    "moatd", "", 1000);
+	add_cert(reg, "0a", "sensor-1", 100, false);
+	add_cert(reg, "0b", "sensor-1", 900, true); /* revoked: not its newest */
+	OK(moat_registry_tag_add(reg, "sensor-1", "west", &err));
+	OK(moat_registry_tag_add(reg, "sensor-1", "floor2", &err));
+	struct moat_update_event ue = event("sensor-1", MOAT_UPD_CONFIRMED, "2.0.0", 50);
+	OK(moat_registry_update_event_record(reg, &ue, &err));
+	struct moat_device_state ds;
+	memset(&ds, 0, sizeof(ds));
+	snprintf(ds.device, sizeof(ds.device), "sensor-1");
+	ds.state = MOAT_CONN_ONLINE;
+	ds.state_at_ms = 70;
+	ds.last_seen_ms = 77;
+	OK(moat_registry_device_state_merge(reg, &ds, 0, 0, &err));
+	snprintf(ds.device, sizeof(ds.device), "sensor-2");
+	ds.state = MOAT_CONN_OFFLINE;
+	ds.last_seen_ms = 66;
+	OK(moat_registry_device_state_merge(reg, &ds, 0, 0, &err));
+
+	char rows[512] = "";
+	int64_t total = -1;
+	struct moat_dash_device_filter all = {0};
+	OK(moat_registry_dash_devices(reg, &all, collect_dash, rows, &total, &err));
+	assert_int_equal(total, 3);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "cam-3/camera/disabled//%d/0/0,sensor-1/sensor/active/2.0.0/%d/77/3700,"
+		 "sensor-2/sensor/active//%d/66/0",
+		 MOAT_CONN_UNKNOWN, MOAT_CONN_ONLINE, MOAT_CONN_OFFLINE);
+	assert_string_equal(rows, want);
+	char buf[256];
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = "sor-"}, buf,
+				     sizeof(buf)),
+			    "2:sensor-1,sensor-2");
+	/* a substring, case and all (SQLite's instr, PostgreSQL's strpos) */
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = "SOR"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = ""}, buf,
+				     sizeof(buf)),
+			    "3:cam-3,sensor-1,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.type = "camera"}, buf,
+				     sizeof(buf)),
+			    "1:cam-3");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.status = "active"}, buf,
+				     sizeof(buf)),
+			    "2:sensor-1,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "online"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "unknown"}, buf,
+				     sizeof(buf)),
+			    "1:cam-3");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "bogus"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.release = "2.0.0"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.tag = "west"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg,
+				     (struct moat_dash_device_filter){
+					     .only_json = "[\"sensor-2\",\"cam-3\"]"},
+				     buf, sizeof(buf)),
+			    "2:cam-3,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.only_json = "[]"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg,
+				     (struct moat_dash_device_filter){.status = "active",
+								      .only_json = "[\"sensor-2\","
+										   "\"cam-3\"]"},
+				     buf, sizeof(buf)),
+			    "1:sensor-2");
+	/* pages: the total is all that match */
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.limit = 1, .offset = 1},
+				     buf, sizeof(buf)),
+			    "3:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.offset = 2}, buf,
+				     sizeof(buf)),
+			    "3:sensor-2");
+	total = -1;
+	OK(moat_registry_dash_devices(reg, &all, NULL, NULL, &total, &err)); /* the count alone */
+	assert_int_equal(total, 3);
+
+	char tags[128] = "";
+	OK(moat_registry_tag_foreach(reg, "sensor-1", collect_tags, tags, &err));
+	assert_string_equal(tags, "floor2,west");
+
+	/* raw telemetry: since a time, the newest limit rows, oldest first */
+	add_telemetry(reg, "sensor-1", 10, 1);
+	add_telemetry(reg, "sensor-1", 30, 3);
+	add_telemetry(reg, "sensor-1", 20, 2);
+	add_telemetry(reg, "sensor-2", 25, 9);
+	char tele[256] = "";
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 0, 0, collect_raw, tele, &err));
+	assert_string_equal(tele, "10=1,20=2,30=3");
+	tele[0] = '\0';
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 0, 2, collect_raw, tele, &err));
+	assert_string_equal(tele, "20=2,30=3");
+	tele[0] = '\0';
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 15, 0, collect_raw, tele, &err));
+	assert_string_equal(tele, "20=2,30=3");
+
+	char serials[256] = "";
+	OK(moat_registry_cert_foreach_of(reg, "sensor-1", cert_serials, serials, &err));
+	assert_string_equal(serials, "0a/sensor-1,0b/sensor-1");
+	serials[0] = '\0';
+	OK(moat_registry_cert_foreach_of(reg, "sensor-2", cert_serials, serials, &err));
+	assert_string_equal(serials, "");
+}
+
 static void test_event_retention(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -1715,6 +1950,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_rollouts, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_dashboard, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
