@@ -22,6 +22,8 @@
  *   INSERT OR IGNORE INTO ...   -> INSERT INTO ... ON CONFLICT DO NOTHING
  *   group_concat(x, sep)        -> string_agg(x, sep)
  *   rowid                       -> ctid (only tie-breaks; see "Known gaps")
+ *   instr(a, b)                 -> strpos(a, b) (called: a '(' follows; same arguments,
+ *                               same result: 1-based position, 0 when absent)
  *   MAX(a, b, ...) / MIN(a, b, ...)  -> GREATEST / LEAST (SQLite's scalar forms; with one
  *                               argument the aggregate both share, unchanged; on NOT NULL
  *                               columns only: GREATEST and LEAST skip a NULL, SQLite's
@@ -33,15 +35,18 @@
  * A parameter PostgreSQL cannot type from its use alone (only `?1 IS NULL`) is written
  * CAST(?1 AS TEXT), which both read alike; the layer sends text, int8 and bytea typed, and
  * every ?N up to the highest is bound, even one a text does not use (an unbound, unused
- * parameter has no type: PostgreSQL refuses the statement). "No limit" is INT64_MAX, never
+ * parameter has no type: PostgreSQL refuses the statement). An integer parameter used as a
+ * condition is compared (CASE WHEN ?8 = 1: PostgreSQL's WHEN takes only a boolean; a
+ * comparison read as a column comes back 1 or 0 on both). "No limit" is INT64_MAX, never
  * SQLite's LIMIT -1, which PostgreSQL refuses; a subquery in FROM has an alias (PostgreSQL
  * 15 wants one).
  * What the translator cannot express is written once per dialect at the call
- * (rdb_prepare2), never hidden: today only monitor.c's telemetry fold, whose JSON functions
- * (json_each over a path, json_valid) have no common spelling. Time is always
- * an integer the caller passes (seconds or ms since the epoch): no strftime/now() in SQL,
- * so no time function needs translating. New rows' ids come back with RETURNING (SQLite
- * 3.35+ and PostgreSQL both), never last_insert_rowid.
+ * (rdb_prepare2), never hidden: today monitor.c's telemetry fold, whose JSON functions
+ * (json_each over a path, json_valid) have no common spelling, and dashboard.c's device
+ * table, whose group filter reads a JSON array (json_each, jsonb_array_elements_text). Time is
+ * always an integer the caller passes (seconds or ms since the epoch): no strftime/now() in SQL, so
+ * no time function needs translating. New rows' ids come back with RETURNING (SQLite 3.35+ and
+ * PostgreSQL both), never last_insert_rowid.
  *
  * Schema. The migrations of schema.c are the one description: SQLite runs them as written,
  * PostgreSQL runs rdb_translate_schema of the same text. SQLite keeps the version in PRAGMA
@@ -66,7 +71,10 @@
  *
  * Known gaps (later sessions): certificates have no ordered id, so "newest on a tie of
  * not_before" uses rowid on SQLite and ctid on PostgreSQL (insertion order only until a row
- * is updated): a migration adding a sequence column closes it. Online backup (backup.c) is
+ * is updated): a migration adding a sequence column closes it. Raw telemetry has none
+ * either: rows of one device in the same millisecond are read (dashboard.c) in rowid order
+ * on SQLite, ctid on PostgreSQL, which after the compaction's deletes may reuse freed space
+ * out of insertion order (the same migration would close it). Online backup (backup.c) is
  * SQLite's page copy; a PostgreSQL registry is backed up with pg_dump, not by moat.
  * rdb_begin on PostgreSQL is READ COMMITTED, where SQLite's BEGIN IMMEDIATE serializes
  * writers: before several processes share a PostgreSQL registry, the read-then-write
@@ -80,9 +88,10 @@
  * accepted, upserts, ON CONFLICT DO NOTHING), but one that did would abort the whole batch
  * on PostgreSQL where SQLite loses that statement alone.
  *
- * Converted: deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
- * update_events.c, registry.c's transactions and identity_exists. Still raw sqlite3_*:
- * rollouts.c, dashboard.c, the rest of registry.c; backup.c stays SQLite's by design.
+ * Converted: dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c,
+ * rollouts.c, stats.c, update_events.c, registry.c's transactions, identity_exists,
+ * cert_foreach and the certificate rows' reader (reg_cert_rows). Still raw sqlite3_*: the
+ * rest of registry.c; backup.c stays SQLite's by design.
  */
 #ifndef MOAT_REGISTRY_DB_H
 #define MOAT_REGISTRY_DB_H

@@ -118,6 +118,26 @@ static int top_level_commas(const char *p)
 /* SQLite's scalar MAX(a, b, ...) / MIN(a, b, ...): PostgreSQL's GREATEST / LEAST. With one
  * argument they are the aggregates both share, left as they are. (SQLite's scalar forms
  * are NULL when an argument is; PostgreSQL's skip NULLs: used on NOT NULL columns only.) */
+/* SQLite's instr(haystack, needle) called (a '(' follows): PostgreSQL's strpos, the same
+ * arguments in the same order and the same result (1-based position, 0 when absent, NULL
+ * from NULL). A column named instr is left alone. */
+static bool instr_call(const char *p, const char **end)
+{
+	const char *e = NULL;
+	if (!match_words(p, "instr", &e)) {
+		return false;
+	}
+	const char *paren = e;
+	while (isspace((unsigned char)*paren)) {
+		paren++;
+	}
+	if (*paren != '(') {
+		return false;
+	}
+	*end = e;
+	return true;
+}
+
 static const char *scalar_min_max(const char *p, const char **end)
 {
 	static const struct {
@@ -228,6 +248,11 @@ static int translate(const char *sql, char *buf, size_t size, bool schema, int *
 			}
 			if (match_words(p, "rowid", &end)) {
 				puts_(&o, "ctid");
+				p = end;
+				continue;
+			}
+			if (!schema && instr_call(p, &end)) {
+				puts_(&o, "strpos");
 				p = end;
 				continue;
 			}

@@ -596,7 +596,7 @@ int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex,
 int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moat_cert_cb cb,
 			       void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	const char *sql =
 		revoked_only ? "SELECT serial, identity, not_before, not_after, revoked_at, reason "
 			       "FROM certificates WHERE revoked_at IS NOT NULL UNION ALL "
@@ -604,35 +604,35 @@ int moat_registry_cert_foreach(struct moat_registry *reg, bool revoked_only, moa
 			       "FROM deleted_certificates ORDER BY serial"
 			     : "SELECT serial, identity, not_before, not_after, revoked_at, reason "
 			       "FROM certificates ORDER BY serial";
-	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "certificate list");
+	if (rdb_prepare(reg_db(reg), sql, &st) != 0) {
+		return reg_db_fail(reg, err, "certificate list");
 	}
 	return reg_cert_rows(reg, st, cb, ctx, err);
 }
 
-int reg_cert_rows(struct moat_registry *reg, sqlite3_stmt *st, moat_cert_cb cb, void *ctx,
+int reg_cert_rows(struct moat_registry *reg, struct rdb_stmt *st, moat_cert_cb cb, void *ctx,
 		  struct moat_err *err)
 {
 	int rc = 0;
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_cert_row row;
 		memset(&row, 0, sizeof(row));
-		reg_column_text(st, 0, row.serial_hex, sizeof(row.serial_hex));
-		reg_column_text(st, 1, row.identity, sizeof(row.identity));
-		row.not_before = sqlite3_column_int64(st, 2);
-		row.not_after = sqlite3_column_int64(st, 3);
-		row.revoked = sqlite3_column_type(st, 4) != SQLITE_NULL;
-		row.revoked_at = sqlite3_column_int64(st, 4);
-		row.reason = sqlite3_column_int(st, 5);
+		rdb_column_copy(st, 0, row.serial_hex, sizeof(row.serial_hex));
+		rdb_column_copy(st, 1, row.identity, sizeof(row.identity));
+		row.not_before = rdb_column_int64(st, 2);
+		row.not_after = rdb_column_int64(st, 3);
+		row.revoked = !rdb_column_is_null(st, 4);
+		row.revoked_at = rdb_column_int64(st, 4);
+		row.reason = (int)rdb_column_int64(st, 5);
 		if ((rc = cb(&row, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "certificate list");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "certificate list");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 

@@ -53,7 +53,7 @@ void reg_column_text(sqlite3_stmt *st, int col, char *buf, size_t size);
 /* Steps st (columns: serial, identity, not_before, not_after, revoked_at, reason) and
  * hands each row to cb until it returns non-zero; finalizes st. The one reader of
  * certificate rows (moat_registry_cert_foreach and _foreach_of). */
-int reg_cert_rows(struct moat_registry *reg, sqlite3_stmt *st, moat_cert_cb cb, void *ctx,
+int reg_cert_rows(struct moat_registry *reg, struct rdb_stmt *st, moat_cert_cb cb, void *ctx,
 		  struct moat_err *err);
 
 #endif

@@ -4,7 +4,8 @@
  * joined the group later (migration 9), and the phase that took it); a device's security signals
  * are read from migration 7's security_events (moatd's ingest records the plugin's events there).
  * Deciding anything is src/core/rollout.c's and src/server/rollouts.c's; this file stores and reads
- * rows, with bound parameters only.
+ * rows, with bound parameters only. On the statement layer (db.h): the same SQL on SQLite and
+ * PostgreSQL.
  */
 #include <stdio.h>
 #include <string.h>
@@ -19,103 +20,115 @@
 
 static int read_phases(struct moat_registry *reg, struct moat_rollout_row *r, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT phase, percent, COALESCE(started_at, 0) FROM rollout_phases "
-			       "WHERE rollout = ?1 ORDER BY phase",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, "rollout phases");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"SELECT phase, percent, COALESCE(started_at, 0) FROM rollout_phases "
+			"WHERE rollout = ?1 ORDER BY phase",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "rollout phases");
 	}
-	sqlite3_bind_int64(st, 1, r->id);
+	rdb_bind_int64(st, 1, r->id);
 	int s;
 	r->phase_count = 0;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW && r->phase_count < MOAT_ROLLOUT_PHASES_MAX) {
-		r->percent[r->phase_count] = sqlite3_column_int(st, 1);
-		r->started_at[r->phase_count] = sqlite3_column_int64(st, 2);
+	while ((s = rdb_step(st)) == RDB_ROW && r->phase_count < MOAT_ROLLOUT_PHASES_MAX) {
+		r->percent[r->phase_count] = (int)rdb_column_int64(st, 1);
+		r->started_at[r->phase_count] = rdb_column_int64(st, 2);
 		r->phase_count++;
 	}
-	sqlite3_finalize(st);
-	if ((s != SQLITE_DONE && s != SQLITE_ROW) || r->phase_count == 0 ||
-	    r->phase >= r->phase_count) {
+	rdb_finalize(st);
+	if ((s != RDB_DONE && s != RDB_ROW) || r->phase_count == 0 || r->phase >= r->phase_count) {
 		return moat_err_set(err, MOAT_EDB, "registry: rollout %lld: bad phases",
 				    (long long)r->id);
 	}
 	return 0;
 }
 
-static int row_to_rollout(sqlite3_stmt *st, struct moat_rollout_row *r, struct moat_err *err)
+static int row_to_rollout(struct rdb_stmt *st, struct moat_rollout_row *r, struct moat_err *err)
 {
 	memset(r, 0, sizeof(*r));
-	r->id = sqlite3_column_int64(st, 0);
-	reg_column_text(st, 1, r->sha256_hex, sizeof(r->sha256_hex));
-	reg_column_text(st, 2, r->group, sizeof(r->group));
-	r->soak_s = sqlite3_column_int64(st, 3);
-	r->halt_failure_pct = sqlite3_column_int(st, 4);
-	r->halt_on_events = sqlite3_column_int(st, 5) != 0;
-	reg_column_text(st, 6, r->rank_key_hex, sizeof(r->rank_key_hex));
+	r->id = rdb_column_int64(st, 0);
+	rdb_column_copy(st, 1, r->sha256_hex, sizeof(r->sha256_hex));
+	rdb_column_copy(st, 2, r->group, sizeof(r->group));
+	r->soak_s = rdb_column_int64(st, 3);
+	r->halt_failure_pct = (int)rdb_column_int64(st, 4);
+	r->halt_on_events = rdb_column_int64(st, 5) != 0;
+	rdb_column_copy(st, 6, r->rank_key_hex, sizeof(r->rank_key_hex));
 	char state[16];
-	reg_column_text(st, 7, state, sizeof(state));
+	rdb_column_copy(st, 7, state, sizeof(state));
 	if (moat_rollout_state_parse(state, &r->state) != 0) {
 		return moat_err_set(err, MOAT_EDB, "registry: rollouts: bad state");
 	}
-	r->phase = sqlite3_column_int(st, 8);
-	r->created_at = sqlite3_column_int64(st, 9);
-	r->updated_at = sqlite3_column_int64(st, 10);
-	reg_column_text(st, 11, r->cause, sizeof(r->cause));
-	r->device_count = (size_t)sqlite3_column_int64(st, 12);
-	r->silent_s = sqlite3_column_int64(st, 13);
-	r->resumed_at = sqlite3_column_int64(st, 14);
-	r->accepted_at = sqlite3_column_int64(st, 15);
+	r->phase = (int)rdb_column_int64(st, 8);
+	r->created_at = rdb_column_int64(st, 9);
+	r->updated_at = rdb_column_int64(st, 10);
+	rdb_column_copy(st, 11, r->cause, sizeof(r->cause));
+	r->device_count = (size_t)rdb_column_int64(st, 12);
+	r->silent_s = rdb_column_int64(st, 13);
+	r->resumed_at = rdb_column_int64(st, 14);
+	r->accepted_at = rdb_column_int64(st, 15);
 	return 0;
 }
 
 static int exec_bound(struct moat_registry *reg, const char *sql, const char *what,
-		      struct moat_err *err, sqlite3_stmt **out)
+		      struct moat_err *err, struct rdb_stmt **out)
 {
-	if (sqlite3_prepare_v2(reg->db, sql, -1, out, NULL) != SQLITE_OK) {
-		return reg_fail_table(reg, err, what);
+	if (rdb_prepare(reg_db(reg), sql, out) != 0) {
+		return reg_db_fail_table(reg, err, what);
 	}
 	return 0;
 }
 
+/* Why the rollout row was refused (a constraint): read after the rollback, since on
+ * PostgreSQL the failed insert aborted the transaction. */
+static int insert_refused(struct moat_registry *reg, const struct moat_rollout_row *r,
+			  struct moat_err *err)
+{
+	/* the release is unknown (foreign key) or has its rollout (unique) */
+	struct moat_release rel;
+	struct moat_err e2 = {0};
+	if (moat_registry_release_get(reg, r->sha256_hex, &rel, &e2) != 0) {
+		return moat_err_set(err, MOAT_ENOENT, "release %.12s... is not published",
+				    r->sha256_hex);
+	}
+	return moat_err_set(err, MOAT_EEXIST, "release %s %s has a rollout already",
+			    rel.device_type, rel.version);
+}
+
+/* *refused: the rollout row broke a constraint (insert_refused says which). */
 static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
-		       const struct moat_rollout_member *members, size_t count,
+		       const struct moat_rollout_member *members, size_t count, bool *refused,
 		       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc;
 	if ((rc = exec_bound(reg,
 			     "INSERT INTO rollouts(sha256, group_name, soak_s, halt_failure_pct, "
 			     "halt_on_events, rank_key, state, phase, created_at, updated_at, "
-			     "silent_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 0, ?7, ?7, ?8)",
+			     "silent_s) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running', 0, ?7, ?7, ?8) "
+			     "RETURNING id",
 			     "insert rollout", err, &st)) != 0) {
 		return rc;
 	}
-	sqlite3_bind_text(st, 1, r->sha256_hex, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, r->group, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, r->soak_s);
-	sqlite3_bind_int(st, 4, r->halt_failure_pct);
-	sqlite3_bind_int(st, 5, r->halt_on_events ? 1 : 0);
-	sqlite3_bind_text(st, 6, r->rank_key_hex, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, r->created_at);
-	sqlite3_bind_int64(st, 8, r->silent_s);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s == SQLITE_CONSTRAINT) {
-		/* the release is unknown (foreign key) or has its rollout (unique) */
-		struct moat_release rel;
-		struct moat_err e2 = {0};
-		if (moat_registry_release_get(reg, r->sha256_hex, &rel, &e2) != 0) {
-			return moat_err_set(err, MOAT_ENOENT, "release %.12s... is not published",
-					    r->sha256_hex);
-		}
-		return moat_err_set(err, MOAT_EEXIST, "release %s %s has a rollout already",
-				    rel.device_type, rel.version);
+	rdb_bind_text(st, 1, r->sha256_hex);
+	rdb_bind_text(st, 2, r->group);
+	rdb_bind_int64(st, 3, r->soak_s);
+	rdb_bind_int64(st, 4, r->halt_failure_pct);
+	rdb_bind_int64(st, 5, r->halt_on_events ? 1 : 0);
+	rdb_bind_text(st, 6, r->rank_key_hex);
+	rdb_bind_int64(st, 7, r->created_at);
+	rdb_bind_int64(st, 8, r->silent_s);
+	int s = rdb_step(st);
+	if (s == RDB_ROW) {
+		r->id = rdb_column_int64(st, 0);
 	}
-	if (s != SQLITE_DONE) {
-		return reg_fail_table(reg, err, "insert rollout");
+	rdb_finalize(st);
+	if (rdb_is_constraint(s)) {
+		*refused = true;
+		return MOAT_EEXIST;
 	}
-	r->id = sqlite3_last_insert_rowid(reg->db);
+	if (s != RDB_ROW) {
+		return reg_db_fail_table(reg, err, "insert rollout");
+	}
 	if ((rc = exec_bound(reg,
 			     "INSERT INTO rollout_phases(rollout, phase, percent, started_at) "
 			     "VALUES (?1, ?2, ?3, ?4)",
@@ -123,20 +136,20 @@ static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
 		return rc;
 	}
 	for (int k = 0; k < r->phase_count && rc == 0; k++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, r->id);
-		sqlite3_bind_int(st, 2, k);
-		sqlite3_bind_int(st, 3, r->percent[k]);
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, r->id);
+		rdb_bind_int64(st, 2, k);
+		rdb_bind_int64(st, 3, r->percent[k]);
 		if (k == 0) {
-			sqlite3_bind_int64(st, 4, r->created_at);
+			rdb_bind_int64(st, 4, r->created_at);
 		} else {
-			sqlite3_bind_null(st, 4);
+			rdb_bind_null(st, 4);
 		}
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "insert rollout phase");
+		if (rdb_step(st) != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "insert rollout phase");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (rc != 0) {
 		return rc;
 	}
@@ -146,19 +159,19 @@ static int insert_rows(struct moat_registry *reg, struct moat_rollout_row *r,
 		return rc;
 	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, r->id);
-		sqlite3_bind_text(st, 2, members[i].device, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, members[i].phase);
-		s = sqlite3_step(st);
-		if (s == SQLITE_CONSTRAINT) {
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, r->id);
+		rdb_bind_text(st, 2, members[i].device);
+		rdb_bind_int64(st, 3, members[i].phase);
+		s = rdb_step(st);
+		if (rdb_is_constraint(s)) {
 			rc = moat_err_set(err, MOAT_EINVAL, "rollout: device %s twice or unknown",
 					  members[i].device);
-		} else if (s != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "insert rollout device");
+		} else if (s != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "insert rollout device");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -174,9 +187,10 @@ int moat_registry_rollout_insert(struct moat_registry *reg, struct moat_rollout_
 	if ((rc = moat_registry_begin(reg, err)) != 0) {
 		return rc;
 	}
-	if ((rc = insert_rows(reg, r, members, count, err)) != 0) {
+	bool refused = false;
+	if ((rc = insert_rows(reg, r, members, count, &refused, err)) != 0) {
 		moat_registry_rollback(reg);
-		return rc;
+		return refused ? insert_refused(reg, r, err) : rc;
 	}
 	return moat_registry_commit(reg, err);
 }
@@ -184,7 +198,7 @@ int moat_registry_rollout_insert(struct moat_registry *reg, struct moat_rollout_
 static int get_where(struct moat_registry *reg, const char *where, int64_t id, const char *sha,
 		     struct moat_rollout_row *out, bool *found, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	char sql[512];
 	*found = false;
 	/* where is one of this file's two constant conditions, never outside text */
@@ -197,18 +211,18 @@ static int get_where(struct moat_registry *reg, const char *where, int64_t id, c
 		return rc;
 	}
 	if (sha) {
-		sqlite3_bind_text(st, 1, sha, -1, SQLITE_STATIC);
+		rdb_bind_text(st, 1, sha);
 	} else {
-		sqlite3_bind_int64(st, 1, id);
+		rdb_bind_int64(st, 1, id);
 	}
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
+	int s = rdb_step(st);
+	if (s == RDB_ROW) {
 		rc = row_to_rollout(st, out, err);
 		*found = rc == 0;
-	} else if (s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "rollout lookup");
+	} else if (s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "rollout lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (rc == 0 && *found) {
 		rc = read_phases(reg, out, err);
 	}
@@ -236,7 +250,7 @@ int moat_registry_rollout_of_release(struct moat_registry *reg, const char *sha2
 int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb, void *ctx,
 				  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int64_t ids[256];
 	size_t n = 0;
 	int rc = exec_bound(reg, "SELECT id FROM rollouts ORDER BY id DESC LIMIT 256",
@@ -245,12 +259,12 @@ int moat_registry_rollout_foreach(struct moat_registry *reg, moat_rollout_cb cb,
 		return rc;
 	}
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		ids[n++] = sqlite3_column_int64(st, 0);
+	while ((s = rdb_step(st)) == RDB_ROW) {
+		ids[n++] = rdb_column_int64(st, 0);
 	}
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE) {
-		return reg_fail_table(reg, err, "list rollouts");
+	rdb_finalize(st);
+	if (s != RDB_DONE) {
+		return reg_db_fail_table(reg, err, "list rollouts");
 	}
 	/* oldest first among the newest 256 */
 	for (size_t i = n; i-- > 0 && rc == 0;) {
@@ -267,30 +281,32 @@ static int move_rows(struct moat_registry *reg, int64_t id, enum moat_rollout_st
 		     int from_phase, enum moat_rollout_state state, int phase, const char *cause,
 		     int64_t now, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc;
 	bool runs_again = from_state != MOAT_ROLLOUT_RUNNING && state == MOAT_ROLLOUT_RUNNING;
-	if ((rc = exec_bound(reg,
-			     "UPDATE rollouts SET state = ?4, phase = ?5, cause = ?6, "
-			     "updated_at = ?7, resumed_at = CASE WHEN ?8 THEN ?7 ELSE resumed_at "
-			     "END WHERE id = ?1 AND state = ?2 AND phase = ?3",
-			     "update rollout", err, &st)) != 0) {
+	if ((rc = exec_bound(
+		     reg,
+		     "UPDATE rollouts SET state = ?4, phase = ?5, cause = ?6, "
+		     "updated_at = ?7, resumed_at = CASE WHEN ?8 = 1 THEN ?7 ELSE resumed_at "
+		     "END WHERE id = ?1 AND state = ?2 AND phase = ?3",
+		     "update rollout", err, &st)) != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, moat_rollout_state_name(from_state), -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, from_phase);
-	sqlite3_bind_text(st, 4, moat_rollout_state_name(state), -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 5, phase);
-	sqlite3_bind_text(st, 6, cause ? cause : "", -1, SQLITE_TRANSIENT);
-	sqlite3_bind_int64(st, 7, now);
-	sqlite3_bind_int(st, 8, runs_again ? 1 : 0);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE) {
-		return reg_fail_table(reg, err, "update rollout");
+	rdb_bind_int64(st, 1, id);
+	rdb_bind_text(st, 2, moat_rollout_state_name(from_state));
+	rdb_bind_int64(st, 3, from_phase);
+	rdb_bind_text(st, 4, moat_rollout_state_name(state));
+	rdb_bind_int64(st, 5, phase);
+	rdb_bind_text(st, 6, cause ? cause : "");
+	rdb_bind_int64(st, 7, now);
+	rdb_bind_int64(st, 8, runs_again ? 1 : 0);
+	int s = rdb_step(st);
+	int64_t changed = s == RDB_DONE ? rdb_changes(st) : 0;
+	rdb_finalize(st);
+	if (s != RDB_DONE) {
+		return reg_db_fail_table(reg, err, "update rollout");
 	}
-	if (sqlite3_changes(reg->db) == 0) {
+	if (changed == 0) {
 		return moat_err_set(err, MOAT_ESTATE, "rollout %lld changed meanwhile",
 				    (long long)id);
 	}
@@ -302,13 +318,13 @@ static int move_rows(struct moat_registry *reg, int64_t id, enum moat_rollout_st
 				     "update rollout phase", err, &st)) != 0) {
 			return rc;
 		}
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_int(st, 2, phase);
-		sqlite3_bind_int64(st, 3, now);
-		s = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (s != SQLITE_DONE) {
-			return reg_fail_table(reg, err, "update rollout phase");
+		rdb_bind_int64(st, 1, id);
+		rdb_bind_int64(st, 2, phase);
+		rdb_bind_int64(st, 3, now);
+		s = rdb_step(st);
+		rdb_finalize(st);
+		if (s != RDB_DONE) {
+			return reg_db_fail_table(reg, err, "update rollout phase");
 		}
 	}
 	return 0;
@@ -333,18 +349,18 @@ int moat_registry_rollout_move(struct moat_registry *reg, int64_t id,
 static int accept_rows(struct moat_registry *reg, int64_t id, const char *const *failed,
 		       size_t count, int64_t now, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = exec_bound(reg, "UPDATE rollouts SET accepted_at = ?2 WHERE id = ?1",
 			    "accept rollout failures", err, &st);
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_int64(st, 2, now);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s != SQLITE_DONE) {
-		return reg_fail_table(reg, err, "accept rollout failures");
+	rdb_bind_int64(st, 1, id);
+	rdb_bind_int64(st, 2, now);
+	int s = rdb_step(st);
+	rdb_finalize(st);
+	if (s != RDB_DONE) {
+		return reg_db_fail_table(reg, err, "accept rollout failures");
 	}
 	if ((rc = exec_bound(reg,
 			     "UPDATE rollout_devices SET accepted = 1 WHERE rollout = ?1 AND "
@@ -353,14 +369,14 @@ static int accept_rows(struct moat_registry *reg, int64_t id, const char *const 
 		return rc;
 	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, failed[i], -1, SQLITE_STATIC);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "accept rollout failures");
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, id);
+		rdb_bind_text(st, 2, failed[i]);
+		if (rdb_step(st) != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "accept rollout failures");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -386,7 +402,7 @@ int moat_registry_rollout_join(struct moat_registry *reg, int64_t id,
 			       const struct moat_rollout_member *members, size_t count, int64_t now,
 			       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc;
 	if (count == 0) {
 		return 0;
@@ -402,16 +418,16 @@ int moat_registry_rollout_join(struct moat_registry *reg, int64_t id,
 		return rc;
 	}
 	for (size_t i = 0; i < count && rc == 0; i++) {
-		sqlite3_reset(st);
-		sqlite3_bind_int64(st, 1, id);
-		sqlite3_bind_text(st, 2, members[i].device, -1, SQLITE_STATIC);
-		sqlite3_bind_int(st, 3, members[i].phase);
-		sqlite3_bind_int64(st, 4, now);
-		if (sqlite3_step(st) != SQLITE_DONE) {
-			rc = reg_fail_table(reg, err, "rollout join");
+		rdb_reset(st);
+		rdb_bind_int64(st, 1, id);
+		rdb_bind_text(st, 2, members[i].device);
+		rdb_bind_int64(st, 3, members[i].phase);
+		rdb_bind_int64(st, 4, now);
+		if (rdb_step(st) != RDB_DONE) {
+			rc = reg_db_fail_table(reg, err, "rollout join");
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	if (rc != 0) {
 		moat_registry_rollback(reg);
 		return rc;
@@ -423,7 +439,7 @@ int moat_registry_rollout_members(struct moat_registry *reg, int64_t id,
 				  int (*cb)(const char *device, int phase, void *ctx), void *ctx,
 				  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = exec_bound(reg,
 			    "SELECT device, phase FROM rollout_devices WHERE rollout = ?1 "
 			    "ORDER BY device",
@@ -431,26 +447,26 @@ int moat_registry_rollout_members(struct moat_registry *reg, int64_t id,
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
+	rdb_bind_int64(st, 1, id);
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		char dev[MOAT_ID_BUF_LEN];
-		reg_column_text(st, 0, dev, sizeof(dev));
-		if ((rc = cb(dev, sqlite3_column_int(st, 1), ctx)) != 0) {
+		rdb_column_copy(st, 0, dev, sizeof(dev));
+		if ((rc = cb(dev, (int)rdb_column_int64(st, 1), ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "rollout members");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "rollout members");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_rollout_member(struct moat_registry *reg, int64_t id, const char *device,
 				 int *out_phase, bool *found, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	*found = false;
 	*out_phase = -1;
 	int rc = exec_bound(reg,
@@ -459,16 +475,16 @@ int moat_registry_rollout_member(struct moat_registry *reg, int64_t id, const ch
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, id);
-	sqlite3_bind_text(st, 2, device, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW) {
+	rdb_bind_int64(st, 1, id);
+	rdb_bind_text(st, 2, device);
+	int s = rdb_step(st);
+	if (s == RDB_ROW) {
 		*found = true;
-		*out_phase = sqlite3_column_int(st, 0);
-	} else if (s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "rollout lookup");
+		*out_phase = (int)rdb_column_int64(st, 0);
+	} else if (s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "rollout lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -476,7 +492,7 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 				  const char *version, moat_rollout_device_cb cb, void *ctx,
 				  struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = exec_bound(
 		reg,
 		/* offered since its phase started, or since it joined when later; signals
@@ -504,35 +520,35 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 	if (rc != 0) {
 		return rc;
 	}
-	sqlite3_bind_int64(st, 1, r->id);
-	sqlite3_bind_text(st, 2, version, -1, SQLITE_STATIC);
+	rdb_bind_int64(st, 1, r->id);
+	rdb_bind_text(st, 2, version);
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		char id[MOAT_ID_BUF_LEN];
 		char stage[32];
 		char signal[MOAT_EVENT_KIND_MAX_LEN + MOAT_EVENT_RULE_MAX_LEN + 2];
-		reg_column_text(st, 0, id, sizeof(id));
-		bool signalled = sqlite3_column_type(st, 4) != SQLITE_NULL;
-		reg_column_text(st, 4, signal, sizeof(signal));
-		bool has_stage = sqlite3_column_type(st, 2) != SQLITE_NULL;
-		reg_column_text(st, 2, stage, sizeof(stage));
+		rdb_column_copy(st, 0, id, sizeof(id));
+		bool signalled = !rdb_column_is_null(st, 4);
+		rdb_column_copy(st, 4, signal, sizeof(signal));
+		bool has_stage = !rdb_column_is_null(st, 2);
+		rdb_column_copy(st, 2, stage, sizeof(stage));
 		struct moat_rollout_device dev = {
 			.device = id,
-			.phase = sqlite3_column_int(st, 1),
+			.phase = (int)rdb_column_int64(st, 1),
 			.stage = has_stage ? stage : NULL,
-			.running_new = sqlite3_column_int(st, 3) != 0,
+			.running_new = rdb_column_int64(st, 3) != 0,
 			.signalled = signalled,
 			.signal = signalled ? signal : NULL,
-			.accepted = sqlite3_column_int(st, 5) != 0,
-			.joined_at = sqlite3_column_int64(st, 6),
+			.accepted = rdb_column_int64(st, 5) != 0,
+			.joined_at = rdb_column_int64(st, 6),
 		};
 		if ((rc = cb(&dev, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail_table(reg, err, "rollout devices");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "rollout devices");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }

@@ -55,14 +55,15 @@ pass "PostgreSQL 15 up on 127.0.0.1:$port as ${as[*]:-$(id -un)}"
 export MOAT_TEST_PG_URL="postgresql://moat@127.0.0.1:$port/moat?connect_timeout=10"
 run_captured "$unit"
 [ "$run_rc" -eq 0 ] || fail "test_registry_db on PostgreSQL: $out $errout"
-assert_contains "$out $errout" "[  PASSED  ] 22 test(s)."
+assert_contains "$out $errout" "[  PASSED  ] 24 test(s)."
 pass "test_registry_db: every test on PostgreSQL"
 
 # the schema the migrations made is the one description's: a table of each migration
 tables=$(psql -w -At -h 127.0.0.1 -p "$port" -U moat -d moat -c \
 	"SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
 for t in identities certificates meta releases update_events deleted_certificates enrollments \
-	device_tags jobs job_results security_events telemetry_agg dashboard_links moat_schema; do
+	device_tags jobs job_results rollouts rollout_phases rollout_devices security_events \
+	telemetry_agg dashboard_links dashboard_sessions moat_schema; do
 	case ",$tables," in *",$t,"*) ;; *) fail "no table $t in PostgreSQL: $tables" ;; esac
 done
 v=$(psql -w -At -h 127.0.0.1 -p "$port" -U moat -d moat -c "SELECT version FROM moat_schema")

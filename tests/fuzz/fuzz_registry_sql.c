@@ -4,8 +4,8 @@
  * invariants: a translation fits its buffer and is NUL-terminated, a buffer too small is
  * refused rather than overrun, a statement without '?' has no parameters and one with
  * parameters names 1..999, no rewrite adds or drops a parenthesis, GREATEST/LEAST come only
- * from a MAX/MIN (or were there); an accepted URL starts with postgresql:// or postgres:// and a
- * refused one says why. */
+ * from a MAX/MIN (or were there), strpos only from an instr (or was there); an accepted URL starts
+ * with postgresql:// or postgres:// and a refused one says why. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +68,13 @@ static void check_translate(const char *text, size_t len, bool schema)
 		     !has_word(text, "greatest")) ||
 		    (strstr(out, "LEAST") && !has_word(text, "min") && !has_word(text, "least"))) {
 			abort();
+		}
+		if (has_word(out, "strpos") && !has_word(text, "instr") &&
+		    !has_word(text, "strpos")) {
+			abort();
+		}
+		if (schema && has_word(out, "strpos") && !has_word(text, "strpos")) {
+			abort(); /* schema text is never rewritten so */
 		}
 	}
 	/* the same text into a buffer that may be too small: refused or complete, never over */

@@ -4,7 +4,7 @@
  * the order of the walks, meta counters, that a rolled-back transaction leaves nothing, and
  * the release and update-event tables: every refusal of each, their orders, pruning, and
  * that a write of several rows that fails part-way leaves none of them. The monitoring
- * tables' tests are test_registry_db.c's (they run on PostgreSQL too). */
+ * and rollout tables' tests are test_registry_db.c's (they run on PostgreSQL too). */
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -1163,166 +1163,6 @@ static void test_tags_groups(void **state)
 	assert_int_equal(moat_registry_group_remove(reg, "plant1", &err), MOAT_ENOENT);
 }
 
-static struct moat_security_event sec_event(const char *kind, const char *ident, int64_t t,
-					    enum moat_severity sev)
-{
-	struct moat_security_event ev;
-	memset(&ev, 0, sizeof(ev));
-	snprintf(ev.kind, sizeof(ev.kind), "%s", kind);
-	snprintf(ev.identity, sizeof(ev.identity), "%s", ident);
-	snprintf(ev.source, sizeof(ev.source), "broker");
-	ev.time_ms = t;
-	ev.severity = sev;
-	return ev;
-}
-
-/* "<device>:<signal>" ("-": none) of each device of a rollout, comma-separated */
-static int collect_signalled(const struct moat_rollout_device *d, void *ctx)
-{
-	char *out = ctx;
-	size_t n = strlen(out);
-	assert_true(d->signalled == (d->signal != NULL));
-	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->signal ? d->signal : "-");
-	return 0;
-}
-
-/* "<device>:<stage>" ("-": none) of each device of a rollout, comma-separated */
-static int collect_stages(const struct moat_rollout_device *d, void *ctx)
-{
-	char *out = ctx;
-	size_t n = strlen(out);
-	snprintf(out + n, 128 - n, "%s%s:%s", n ? "," : "", d->device, d->stage ? d->stage : "-");
-	return 0;
-}
-
-/* Rollouts: one per release, moves only from the state the caller saw, members, and a
- * deleted device leaves no row behind (rollouts.c, jobs.c, deletions.c). */
-static void test_rollouts_jobs(void **state)
-{
-	struct moat_registry *reg = *state;
-	struct moat_err err;
-	add_identity(reg, "d1", MOAT_ROLE_DEVICE);
-	add_identity(reg, "d2", MOAT_ROLE_DEVICE);
-	add_cert(reg, "0b", "d1", 500);
-	struct moat_release rel = tu_release("sensor", "1.1.0", 'a', 0);
-	assert_int_equal(moat_registry_release_insert(reg, &rel, NULL, 0, &err), 0);
-	struct moat_rollout_row r = {.soak_s = 1,
-				     .silent_s = 3600,
-				     .halt_failure_pct = 5,
-				     .phase_count = 2,
-				     .percent = {50, 100},
-				     .created_at = 100};
-	snprintf(r.sha256_hex, sizeof(r.sha256_hex), "%s", rel.sha256_hex);
-	snprintf(r.group, sizeof(r.group), "g");
-	snprintf(r.rank_key_hex, sizeof(r.rank_key_hex), "00");
-	struct moat_rollout_member m[] = {{"d1", 0}, {"d2", 1}};
-	assert_int_equal(moat_registry_rollout_insert(reg, &r, m, 2, &err), 0);
-	assert_int_equal(moat_registry_rollout_insert(reg, &r, m, 2, &err), MOAT_EEXIST);
-	struct moat_rollout_row bad = r;
-	memset(bad.sha256_hex, 'f', MOAT_SHA256_HEX_LEN);
-	assert_int_equal(moat_registry_rollout_insert(reg, &bad, m, 2, &err), MOAT_ENOENT);
-	struct moat_rollout_row got;
-	assert_int_equal(moat_registry_rollout_get(reg, r.id, &got, &err), 0);
-	assert_int_equal(got.state, MOAT_ROLLOUT_RUNNING);
-	assert_int_equal(got.phase_count, 2);
-	assert_int_equal(got.started_at[0], 100);
-	assert_int_equal(got.started_at[1], 0);
-	assert_int_equal(got.device_count, 2);
-	int phase = -1;
-	bool found = false;
-	assert_int_equal(moat_registry_rollout_member(reg, r.id, "d2", &phase, &found, &err), 0);
-	assert_true(found);
-	assert_int_equal(phase, 1);
-	assert_int_equal(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0,
-						    MOAT_ROLLOUT_RUNNING, 1, "", 200, &err),
-			 0);
-	/* a second move from the state already left is refused */
-	assert_int_equal(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0,
-						    MOAT_ROLLOUT_HALTED, 0, "x", 201, &err),
-			 MOAT_ESTATE);
-	assert_int_equal(moat_registry_rollout_get(reg, r.id, &got, &err), 0);
-	assert_int_equal(got.phase, 1);
-	assert_int_equal(got.started_at[1], 200);
-	/* a security signal of d1 (moatd's ingest records the plugin's events) since phase 0 began;
-	 * an event of another kind is none */
-	struct moat_security_event sig = sec_event("acl_denied", "d1", 150000, MOAT_SEV_MEDIUM);
-	assert_int_equal(moat_registry_security_event_add(reg, &sig, NULL, NULL, &err), 0);
-	struct moat_security_event other = sec_event("connected", "d2", 150000, MOAT_SEV_INFO);
-	assert_int_equal(moat_registry_security_event_add(reg, &other, NULL, NULL, &err), 0);
-	/* d2's denial came before its phase (1) started at 200 s: no signal of the release */
-	struct moat_security_event early = sec_event("acl_denied", "d2", 150000, MOAT_SEV_MEDIUM);
-	assert_int_equal(moat_registry_security_event_add(reg, &early, NULL, NULL, &err), 0);
-	char signalled[128] = "";
-	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
-						       signalled, &err),
-			 0);
-	assert_string_equal(signalled, "d1:acl_denied,d2:-");
-	/* an anomaly of d2 in its phase is a signal too, named by its rule; the newest signal
-	 * is the one named */
-	struct moat_security_event jump = sec_event("anomaly", "d2", 250000, MOAT_SEV_HIGH);
-	snprintf(jump.rule, sizeof(jump.rule), "event_jump");
-	assert_int_equal(moat_registry_security_event_add(reg, &jump, NULL, NULL, &err), 0);
-	struct moat_security_event rate = sec_event("rate_limited", "d1", 260000, MOAT_SEV_LOW);
-	assert_int_equal(moat_registry_security_event_add(reg, &rate, NULL, NULL, &err), 0);
-	signalled[0] = '\0';
-	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_signalled,
-						       signalled, &err),
-			 0);
-	assert_string_equal(signalled, "d1:rate_limited,d2:anomaly event_jump");
-	/* d1 reverted 1.1.0 and checked again at its next start (the updater does not stage a
-	 * reverted release again): it stays reverted; d2 only checked */
-	struct moat_update_event ue = {.device = "d1",
-				       .stage = MOAT_UPD_REVERTED,
-				       .version = "1.1.0",
-				       .running = "1.0.0",
-				       .reason = "trial did not confirm",
-				       .at = 210};
-	record(reg, &ue);
-	ue = (struct moat_update_event){.device = "d1",
-					.stage = MOAT_UPD_CHECKED,
-					.version = "1.1.0",
-					.at = 211};
-	record(reg, &ue);
-	ue = (struct moat_update_event){.device = "d2",
-					.stage = MOAT_UPD_CHECKED,
-					.version = "1.1.0",
-					.at = 212};
-	record(reg, &ue);
-	char stages[128] = "";
-	assert_int_equal(moat_registry_rollout_devices(reg, &got, "1.1.0", collect_stages, stages,
-						       &err),
-			 0);
-	assert_string_equal(stages, "d1:reverted,d2:checked");
-
-	struct moat_job_row j = {.command = "reboot",
-				 .target = "devices d1,d2",
-				 .as = "op",
-				 .created_at = 300};
-	char *devs[] = {"d1", "d2"};
-	assert_int_equal(moat_registry_job_insert(reg, &j, devs, 2, &err), 0);
-	struct moat_job_result_row res[] = {{"d1", MOAT_JOB_DONE, "accepted", 301}};
-	assert_int_equal(moat_registry_job_results_set(reg, j.id, res, 1, &err), 0);
-	assert_int_equal(moat_registry_job_finish(reg, j.id, 302, &err), 0);
-	struct moat_job_row jg;
-	assert_int_equal(moat_registry_job_get(reg, j.id, &jg, &err), 0);
-	assert_int_equal(jg.devices, 2);
-	assert_int_equal(jg.counts[MOAT_JOB_DONE], 1);
-	assert_int_equal(jg.counts[MOAT_JOB_PENDING], 1);
-	assert_int_equal(jg.finished_at, 302);
-	char *twice[] = {"d1", "d1"};
-	struct moat_job_row j2 = j;
-	assert_int_equal(moat_registry_job_insert(reg, &j2, twice, 2, &err), MOAT_EINVAL);
-
-	/* deleting d1 removes its tags, rollout entry, security events and job results */
-	assert_int_equal(moat_registry_tag_add(reg, "d1", "x", &err), 0);
-	assert_int_equal(moat_registry_cert_revoke(reg, "0b", 5, 400, &err), 0);
-	assert_int_equal(moat_registry_identity_delete(reg, "d1", 401, &err), 0);
-	assert_int_equal(moat_registry_rollout_member(reg, r.id, "d1", &phase, &found, &err), 0);
-	assert_false(found);
-	assert_int_equal(moat_registry_job_get(reg, j.id, &jg, &err), 0);
-	assert_int_equal(jg.devices, 1);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1353,7 +1193,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_identity_delete, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_online_backup, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_tags_groups, reg_setup, reg_teardown),
-		cmocka_unit_test_setup_teardown(test_rollouts_jobs, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,18 +1,22 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, stats.c,
- * update_events.c), the same tests on either backend: SQLite (a registry.db in a temporary
- * directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test may empty
- * (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the dialect
- * translation, registry URLs, every refusal of the converted functions (duplicates told apart by
- * primary key and unique constraint, unknown rows, used enrollments, full tag sets, unrevoked
- * certificates, releases published twice or listing unknown devices, events of unknown
+ * converted to it (dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c,
+ * rollouts.c, stats.c, update_events.c), the same tests on either backend: SQLite (a registry.db in
+ * a temporary directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test
+ * may empty (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the
+ * dialect translation, registry URLs, every refusal of the converted functions (duplicates told
+ * apart by primary key and unique constraint, unknown rows, used enrollments, full tag sets,
+ * unrevoked certificates, releases published twice or listing unknown devices, events of unknown
  * devices, stages the schema does not know, missing tables), ids from RETURNING, the
  * orders of the walks, that a failed job insert, release or update event or a rolled-back
  * savepoint leaves nothing, and that a refused release or update event inside the caller's
  * transaction leaves that transaction usable (PostgreSQL aborts a transaction at its first
  * failed statement); the monitoring tables: device state merged by several writers (the
  * scalar MAX), diagnostics, security events recorded once per origin and filtered,
- * telemetry folded into minute and hour aggregates and retention. */
+ * telemetry folded into minute and hour aggregates and retention; rollouts: one per release,
+ * moves only from the state the caller saw, joins, acceptance, and what each device's stage,
+ * firmware and signals read since its phase started; the dashboard: links spent once, sessions,
+ * pruning, the device table's filters and pages, tags, raw telemetry, one identity's
+ * certificates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -197,6 +201,12 @@ static void test_translate(void **state)
 	expect_translation("SELECT Max((1), min(2, 3)), maxim(1, 2), t.max, max",
 			   "SELECT GREATEST((1), LEAST(2, 3)), maxim(1, 2), t.max, max");
 	expect_translation("SELECT max(a, (b", "SELECT max(a, (b"); /* unclosed: as it is */
+	/* instr called is strpos (same arguments, same result); a column or quoted text named
+	 * instr, and longer words, are left alone */
+	expect_translation("SELECT 1 WHERE instr(i.id, ?1) > 0 AND INSTR (a, 'instr(') = 0",
+			   "SELECT 1 WHERE strpos(i.id, $1) > 0 AND strpos (a, 'instr(') = 0");
+	expect_translation("SELECT instr, t.instr, instrs(a), \"instr\"(b) FROM t",
+			   "SELECT instr, t.instr, instrs(a), \"instr\"(b) FROM t");
 	/* whole words only */
 	expect_translation("SELECT my_rowid, rowids FROM t", "SELECT my_rowid, rowids FROM t");
 	/* schema types only in schema text */
@@ -1390,6 +1400,495 @@ static void test_telemetry_compact(void **state)
 }
 
 /* Events past event_retention are deleted by the same pass. */
+/* ---- rollouts (rollouts.c, migrations 6 and 9) ---- */
+
+/* "<device>:<phase>:<signal>:<stage>:<running_new><accepted>@<joined_at>" of each device of
+ * a rollout, comma-separated ("-": none) */
+static int collect_rollout_devices(const struct moat_rollout_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	assert_true(d->signalled == (d->signal != NULL));
+	snprintf(out + n, 256 - n, "%s%s:%d:%s:%s:%d%d@%lld", n ? "," : "", d->device, d->phase,
+		 d->signal ? d->signal : "-", d->stage ? d->stage : "-", d->running_new,
+		 d->accepted, (long long)d->joined_at);
+	return 0;
+}
+
+static char *rollout_devices(struct moat_registry *reg, const struct moat_rollout_row *r, char *buf)
+{
+	struct moat_err err;
+	buf[0] = '\0';
+	OK(moat_registry_rollout_devices(reg, r, "1.1.0", collect_rollout_devices, buf, &err));
+	return buf;
+}
+
+/* "<device>/<phase>" of each member; stops (returning 9) at "stop" */
+static int collect_members(const char *device, int phase, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%s/%d", n ? "," : "", device, phase);
+	return strcmp(device, "d2") == 0 && strstr(out, "stop") ? 9 : 0;
+}
+
+/* ids of the rollouts walked, comma-separated */
+static int collect_rollouts(const struct moat_rollout_row *r, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 256 - n, "%s%lld", n ? "," : "", (long long)r->id);
+	return 0;
+}
+
+static void update_event(struct moat_registry *reg, const char *device,
+			 enum moat_update_stage stage, int64_t at)
+{
+	struct moat_err err;
+	/* confirmed: it runs the new version (device_firmware follows the report) */
+	struct moat_update_event ev =
+		event(device, stage, stage == MOAT_UPD_CONFIRMED ? "1.1.0" : "1.0.0", at);
+	snprintf(ev.version, sizeof(ev.version), "1.1.0");
+	OK(moat_registry_update_event_record(reg, &ev, &err));
+}
+
+/* One rollout per release (RETURNING its id), refusals that leave nothing, moves only from
+ * the state the caller saw, each phase's start, members, and what rollout_devices reads for
+ * the decisions: each device's newest stage (a later "checked" does not undo an outcome),
+ * running firmware, newest signal since its phase started (an anomaly by its rule), joins,
+ * acceptance at a resume; a deleted device leaves no member behind. */
+static void test_rollouts(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	char buf[256];
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	add_device(reg, "d3");
+	struct moat_release rel = release("sensor", "1.1.0", 'a', 0, 50);
+	OK(moat_registry_release_insert(reg, &rel, NULL, 0, &err));
+	struct moat_rollout_row r = {.soak_s = 1,
+				     .silent_s = 3600,
+				     .halt_failure_pct = 5,
+				     .halt_on_events = true,
+				     .phase_count = 2,
+				     .percent = {50, 100},
+				     .created_at = 100};
+	snprintf(r.sha256_hex, sizeof(r.sha256_hex), "%s", rel.sha256_hex);
+	snprintf(r.group, sizeof(r.group), "g");
+	snprintf(r.rank_key_hex, sizeof(r.rank_key_hex), "00");
+	/* a device twice, or unknown: nothing of the rollout is kept */
+	struct moat_rollout_member twice[] = {{"d1", 0}, {"d1", 1}};
+	assert_int_equal(moat_registry_rollout_insert(reg, &r, twice, 2, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "rollout: device d1 twice or unknown");
+	struct moat_rollout_member ghost[] = {{"ghost", 0}};
+	assert_int_equal(moat_registry_rollout_insert(reg, &r, ghost, 1, &err), MOAT_EINVAL);
+	assert_int_equal(count(reg, "SELECT count(*) FROM rollouts"), 0);
+	assert_int_equal(count(reg, "SELECT count(*) FROM rollout_phases"), 0);
+	struct moat_rollout_row bad = r;
+	bad.phase_count = 0;
+	assert_int_equal(moat_registry_rollout_insert(reg, &bad, NULL, 0, &err), MOAT_EINVAL);
+
+	struct moat_rollout_member m[] = {{"d1", 0}, {"d2", 1}};
+	OK(moat_registry_rollout_insert(reg, &r, m, 2, &err));
+	assert_true(r.id > 0);
+	/* a release's second rollout, and a rollout of an unknown release: the refusal is read
+	 * after the rollback (PostgreSQL aborted the transaction at the failed insert) */
+	struct moat_rollout_row again = r;
+	assert_int_equal(moat_registry_rollout_insert(reg, &again, m, 2, &err), MOAT_EEXIST);
+	assert_string_equal(err.msg, "release sensor 1.1.0 has a rollout already");
+	bad = r;
+	memset(bad.sha256_hex, 'f', MOAT_SHA256_HEX_LEN);
+	assert_int_equal(moat_registry_rollout_insert(reg, &bad, m, 2, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "release ffffffffffff... is not published");
+	assert_int_equal(count(reg, "SELECT count(*) FROM rollouts"), 1);
+
+	struct moat_rollout_row got;
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_string_equal(got.sha256_hex, rel.sha256_hex);
+	assert_string_equal(got.group, "g");
+	assert_string_equal(got.rank_key_hex, "00");
+	assert_int_equal(got.state, MOAT_ROLLOUT_RUNNING);
+	assert_int_equal(got.soak_s, 1);
+	assert_int_equal(got.silent_s, 3600);
+	assert_int_equal(got.halt_failure_pct, 5);
+	assert_true(got.halt_on_events);
+	assert_int_equal(got.phase, 0);
+	assert_int_equal(got.phase_count, 2);
+	assert_int_equal(got.percent[0], 50);
+	assert_int_equal(got.percent[1], 100);
+	assert_int_equal(got.started_at[0], 100);
+	assert_int_equal(got.started_at[1], 0);
+	assert_int_equal(got.created_at, 100);
+	assert_int_equal(got.updated_at, 100);
+	assert_int_equal(got.device_count, 2);
+	assert_int_equal(moat_registry_rollout_get(reg, r.id + 100, &got, &err), MOAT_ENOENT);
+	bool found = false;
+	OK(moat_registry_rollout_of_release(reg, rel.sha256_hex, &got, &found, &err));
+	assert_true(found);
+	assert_int_equal(got.id, r.id);
+	OK(moat_registry_rollout_of_release(reg, bad.sha256_hex, &got, &found, &err));
+	assert_false(found);
+	int phase = -1;
+	OK(moat_registry_rollout_member(reg, r.id, "d2", &phase, &found, &err));
+	assert_true(found);
+	assert_int_equal(phase, 1);
+	OK(moat_registry_rollout_member(reg, r.id, "d3", &phase, &found, &err));
+	assert_false(found);
+	assert_int_equal(phase, -1);
+
+	/* phase 1 starts at 200; a second move from the state already left is refused */
+	OK(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0, MOAT_ROLLOUT_RUNNING, 1,
+				      "", 200, &err));
+	assert_int_equal(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 0,
+						    MOAT_ROLLOUT_HALTED, 0, "x", 201, &err),
+			 MOAT_ESTATE);
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.phase, 1);
+	assert_int_equal(got.started_at[1], 200);
+	assert_int_equal(got.updated_at, 200);
+	assert_int_equal(got.resumed_at, 0); /* it never stopped running */
+
+	/* signals: d1's denial since phase 0 began; another kind is none; d2's denial came
+	 * before its phase (1) started at 200 s */
+	struct moat_security_event ev = sec_event("acl_denied", "d1", 150000, MOAT_SEV_MEDIUM);
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+	ev = sec_event("connected", "d2", 250000, MOAT_SEV_INFO);
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+	ev = sec_event("acl_denied", "d2", 150000, MOAT_SEV_MEDIUM);
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+	assert_string_equal(rollout_devices(reg, &got, buf),
+			    "d1:0:acl_denied:-:00@0,d2:1:-:-:00@0");
+	/* an anomaly is named by its rule; the newest signal is the one named */
+	ev = sec_event("anomaly", "d2", 250000, MOAT_SEV_HIGH);
+	snprintf(ev.rule, sizeof(ev.rule), "event_jump");
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+	ev = sec_event("rate_limited", "d1", 260000, MOAT_SEV_LOW);
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+	assert_string_equal(rollout_devices(reg, &got, buf),
+			    "d1:0:rate_limited:-:00@0,d2:1:anomaly event_jump:-:00@0");
+
+	/* stages: d1 reverted and checked again at its next start (it stays reverted); d2
+	 * installed, then confirmed and runs 1.1.0; an event before d2's phase is not read */
+	update_event(reg, "d1", MOAT_UPD_REVERTED, 210);
+	update_event(reg, "d1", MOAT_UPD_CHECKED, 211);
+	update_event(reg, "d2", MOAT_UPD_DOWNLOADING, 199);
+	update_event(reg, "d2", MOAT_UPD_CHECKED, 212);
+	assert_string_equal(rollout_devices(reg, &got, buf),
+			    "d1:0:rate_limited:reverted:00@0,d2:1:anomaly event_jump:checked:00@0");
+	update_event(reg, "d2", MOAT_UPD_CONFIRMED, 213);
+	assert_string_equal(
+		rollout_devices(reg, &got, buf),
+		"d1:0:rate_limited:reverted:00@0,d2:1:anomaly event_jump:confirmed:10@0");
+
+	/* halted, then resumed accepting d1's failure: d1's signals count from the acceptance
+	 * on, resumed_at is the resume's time */
+	OK(moat_registry_rollout_move(reg, r.id, MOAT_ROLLOUT_RUNNING, 1, MOAT_ROLLOUT_HALTED, 1,
+				      "d1 reverted", 300, &err));
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.state, MOAT_ROLLOUT_HALTED);
+	assert_string_equal(got.cause, "d1 reverted");
+	assert_int_equal(got.started_at[1], 200); /* the same phase: its start stays */
+	const char *failed[] = {"d1"};
+	assert_int_equal(moat_registry_rollout_resume_accepting(reg, r.id, MOAT_ROLLOUT_RUNNING, 1,
+								failed, 1, 310, &err),
+			 MOAT_ESTATE); /* not from the state it is in */
+	OK(moat_registry_rollout_resume_accepting(reg, r.id, MOAT_ROLLOUT_HALTED, 1, failed, 1, 310,
+						  &err));
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.state, MOAT_ROLLOUT_RUNNING);
+	assert_string_equal(got.cause, "");
+	assert_int_equal(got.resumed_at, 310);
+	assert_int_equal(got.accepted_at, 310);
+	assert_string_equal(rollout_devices(reg, &got, buf),
+			    "d1:0:-:reverted:01@0,d2:1:-:confirmed:10@0");
+	ev = sec_event("auth_refused", "d1", 320000, MOAT_SEV_MEDIUM);
+	OK(moat_registry_security_event_add(reg, &ev, NULL, NULL, &err));
+
+	/* d3 joins the group later (a member already there is left as it is); its stage and
+	 * signals count from its join */
+	update_event(reg, "d3", MOAT_UPD_REFUSED, 330);
+	struct moat_rollout_member join[] = {{"d3", 1}, {"d2", 0}};
+	OK(moat_registry_rollout_join(reg, r.id, join, 2, 400, &err));
+	OK(moat_registry_rollout_join(reg, r.id, join, 0, 401, &err));
+	update_event(reg, "d3", MOAT_UPD_DOWNLOADING, 410);
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.device_count, 3);
+	assert_string_equal(rollout_devices(reg, &got, buf),
+			    "d1:0:auth_refused:reverted:01@0,d2:1:-:confirmed:10@0,"
+			    "d3:1:-:downloading:00@400");
+	struct moat_rollout_member unknown[] = {{"ghost", 1}};
+	assert_int_equal(moat_registry_rollout_join(reg, r.id, unknown, 1, 402, &err), MOAT_EDB);
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.device_count, 3);
+
+	/* members by id, the walk stopped by its callback */
+	buf[0] = '\0';
+	OK(moat_registry_rollout_members(reg, r.id, collect_members, buf, &err));
+	assert_string_equal(buf, "d1/0,d2/1,d3/1");
+	snprintf(buf, sizeof(buf), "stop");
+	assert_int_equal(moat_registry_rollout_members(reg, r.id, collect_members, buf, &err), 9);
+	assert_string_equal(buf, "stop,d1/0,d2/1");
+
+	/* every rollout, oldest first */
+	struct moat_release rel2 = release("sensor", "1.2.0", 'b', 0, 60);
+	OK(moat_registry_release_insert(reg, &rel2, NULL, 0, &err));
+	struct moat_rollout_row r2 = r;
+	snprintf(r2.sha256_hex, sizeof(r2.sha256_hex), "%s", rel2.sha256_hex);
+	r2.phase_count = 1;
+	OK(moat_registry_rollout_insert(reg, &r2, NULL, 0, &err));
+	assert_true(r2.id > r.id);
+	buf[0] = '\0';
+	OK(moat_registry_rollout_foreach(reg, collect_rollouts, buf, &err));
+	char want[64];
+	snprintf(want, sizeof(want), "%lld,%lld", (long long)r.id, (long long)r2.id);
+	assert_string_equal(buf, want);
+
+	/* deleting d1 (its certificate revoked) removes its membership and its job results */
+	struct moat_job_row j = {.command = "reboot",
+				 .target = "devices d1,d2",
+				 .as = "op",
+				 .created_at = 500};
+	char *devs[] = {"d1", "d2"};
+	OK(moat_registry_job_insert(reg, &j, devs, 2, &err));
+	add_cert(reg, "0b", "d1", 500, true);
+	OK(moat_registry_identity_delete(reg, "d1", 501, &err));
+	OK(moat_registry_rollout_member(reg, r.id, "d1", &phase, &found, &err));
+	assert_false(found);
+	OK(moat_registry_rollout_get(reg, r.id, &got, &err));
+	assert_int_equal(got.device_count, 2);
+	struct moat_job_row jg;
+	OK(moat_registry_job_get(reg, j.id, &jg, &err));
+	assert_int_equal(jg.devices, 1);
+}
+
+/* ---- the dashboard (dashboard.c, migration 9) ---- */
+
+/* "<id>/<type>/<status>/<release>/<conn>/<last_seen>/<cert_not_after>" of each row */
+static int collect_dash(const struct moat_dash_device *d, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 512 - n, "%s%s/%s/%s/%s/%d/%lld/%lld", n ? "," : "", d->id, d->type,
+		 d->status, d->release, (int)d->conn, (long long)d->last_seen_ms,
+		 (long long)d->cert_not_after);
+	return 0;
+}
+
+/* The ids of the devices f matches and their number: "<total>:<id>,<id>..." */
+static const char *dash_ids(struct moat_registry *reg, struct moat_dash_device_filter f, char *buf,
+			    size_t size)
+{
+	struct moat_err err;
+	char rows[512] = "";
+	int64_t total = -1;
+	OK(moat_registry_dash_devices(reg, &f, collect_dash, rows, &total, &err));
+	int n = snprintf(buf, size, "%lld:", (long long)total);
+	/* the ids alone: each row up to its first '/' */
+	for (const char *p = rows; *p && (size_t)n + 1 < size;) {
+		const char *slash = strchr(p, '/');
+		const char *comma = strchr(p, ',');
+		n += snprintf(buf + n, size - (size_t)n, "%s%.*s", buf[n - 1] == ':' ? "" : ",",
+			      (int)(slash - p), p);
+		p = comma ? comma + 1 : p + strlen(p);
+	}
+	return buf;
+}
+
+static int collect_tags(const char *tag, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	snprintf(out + n, 128 - n, "%s%s", n ? "," : "", tag);
+	return 0;
+}
+
+/* "<at_ms>=<temp payload length>" of each raw telemetry row */
+static int collect_raw(int64_t at_ms, const char *payload, size_t len, void *ctx)
+{
+	char *out = ctx;
+	size_t n = strlen(out);
+	assert_int_equal(strlen(payload), len);
+	const char *t = strstr(payload, "\"temp\":");
+	assert_non_null(t);
+	snprintf(out + n, 256 - n, "%s%lld=%.*s", n ? "," : "", (long long)at_ms,
+		 (int)strcspn(t + 7, "}"), t + 7);
+	return 0;
+}
+
+/* Sign-in links spent once (whoever else tries gets used, expired or unknown), sessions,
+ * pruning a day after expiry; the paged device table and each of its filters (a substring
+ * of the id, type, status, connection, release, tag, a group's members as a JSON array),
+ * tags, raw telemetry (the newest, oldest first), one identity's certificates. */
+static void test_dashboard(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	char op[MOAT_ID_BUF_LEN];
+	int64_t session_ms = 0;
+	enum moat_dash_token tok;
+	const char *t1 = "1111111111111111111111111111111111111111111111111111111111111111";
+	const char *t2 = "2222222222222222222222222222222222222222222222222222222222222222";
+	OK(moat_registry_dash_link_add(reg, t1, "alice", 1000, 5000, 60000, &err));
+	OK(moat_registry_dash_link_add(reg, t2, "bob", 1000, 2000, 60000, &err));
+	assert_int_not_equal(moat_registry_dash_link_add(reg, t1, "eve", 1000, 5000, 60000, &err),
+			     0); /* a token once */
+	OK(moat_registry_dash_link_use(reg, t1, 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_OK);
+	assert_string_equal(op, "alice");
+	assert_int_equal(session_ms, 60000);
+	OK(moat_registry_dash_link_use(reg, t1, 3001, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_USED);
+	assert_string_equal(op, "");
+	OK(moat_registry_dash_link_use(reg, t2, 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_EXPIRED);
+	OK(moat_registry_dash_link_use(reg, "ff", 3000, op, &session_ms, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	OK(moat_registry_dash_session_add(reg, t1, "alice", 3000, 63000, &err));
+	OK(moat_registry_dash_session_get(reg, t1, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_OK);
+	assert_string_equal(op, "alice");
+	OK(moat_registry_dash_session_get(reg, t1, 63000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_EXPIRED);
+	OK(moat_registry_dash_session_get(reg, t2, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	OK(moat_registry_dash_session_end(reg, t1, &err));
+	OK(moat_registry_dash_session_end(reg, t1, &err)); /* unknown: no error */
+	OK(moat_registry_dash_session_get(reg, t1, 4000, op, &tok, &err));
+	assert_int_equal(tok, MOAT_DASH_TOKEN_UNKNOWN);
+	/* a day after their expiry, links and sessions go at the next add */
+	OK(moat_registry_dash_session_add(reg, t2, "bob", 3000, 4000, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_links"), 2);
+	OK(moat_registry_dash_link_add(reg, t1 + 1, "carol", 4000 + 24LL * 3600 * 1000 + 1,
+				       4000 + 24LL * 3600 * 1000 + 100, 60000, &err));
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_links"), 2); /* t1 stays */
+	assert_int_equal(count(reg, "SELECT count(*) FROM dashboard_sessions"), 0);
+
+	/* the device table: sensor-1 online, running 2.0.0, tagged west, a certificate;
+	 * sensor-2 offline; cam-3 disabled, of another type; the service is never listed */
+	add_device(reg, "sensor-1");
+	add_device(reg, "sensor-2");
+	raw(reg,
+	    "INSERT INTO identities(id, role, device_type, created_at, status) VALUES (?1, "
+	    "'device', ?2, ?3, 'disabled')",
+	    "cam-3", "camera", 1000);
+	raw(reg,
+	    "INSERT INTO identities(id, role, device_type, created_at) VALUES (?1, 'service', "
+	    "?2, ?3)",
+	    "moatd", "", 1000);
+	add_cert(reg, "0a", "sensor-1", 100, false);
+	add_cert(reg, "0b", "sensor-1", 900, true); /* revoked: not its newest */
+	OK(moat_registry_tag_add(reg, "sensor-1", "west", &err));
+	OK(moat_registry_tag_add(reg, "sensor-1", "floor2", &err));
+	struct moat_update_event ue = event("sensor-1", MOAT_UPD_CONFIRMED, "2.0.0", 50);
+	OK(moat_registry_update_event_record(reg, &ue, &err));
+	struct moat_device_state ds;
+	memset(&ds, 0, sizeof(ds));
+	snprintf(ds.device, sizeof(ds.device), "sensor-1");
+	ds.state = MOAT_CONN_ONLINE;
+	ds.state_at_ms = 70;
+	ds.last_seen_ms = 77;
+	OK(moat_registry_device_state_merge(reg, &ds, 0, 0, &err));
+	snprintf(ds.device, sizeof(ds.device), "sensor-2");
+	ds.state = MOAT_CONN_OFFLINE;
+	ds.last_seen_ms = 66;
+	OK(moat_registry_device_state_merge(reg, &ds, 0, 0, &err));
+
+	char rows[512] = "";
+	int64_t total = -1;
+	struct moat_dash_device_filter all = {0};
+	OK(moat_registry_dash_devices(reg, &all, collect_dash, rows, &total, &err));
+	assert_int_equal(total, 3);
+	char want[512];
+	snprintf(want, sizeof(want),
+		 "cam-3/camera/disabled//%d/0/0,sensor-1/sensor/active/2.0.0/%d/77/3700,"
+		 "sensor-2/sensor/active//%d/66/0",
+		 MOAT_CONN_UNKNOWN, MOAT_CONN_ONLINE, MOAT_CONN_OFFLINE);
+	assert_string_equal(rows, want);
+	char buf[256];
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = "sor-"}, buf,
+				     sizeof(buf)),
+			    "2:sensor-1,sensor-2");
+	/* a substring, case and all (SQLite's instr, PostgreSQL's strpos) */
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = "SOR"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.search = ""}, buf,
+				     sizeof(buf)),
+			    "3:cam-3,sensor-1,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.type = "camera"}, buf,
+				     sizeof(buf)),
+			    "1:cam-3");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.status = "active"}, buf,
+				     sizeof(buf)),
+			    "2:sensor-1,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "online"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "unknown"}, buf,
+				     sizeof(buf)),
+			    "1:cam-3");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.conn = "bogus"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.release = "2.0.0"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.tag = "west"}, buf,
+				     sizeof(buf)),
+			    "1:sensor-1");
+	assert_string_equal(dash_ids(reg,
+				     (struct moat_dash_device_filter){
+					     .only_json = "[\"sensor-2\",\"cam-3\"]"},
+				     buf, sizeof(buf)),
+			    "2:cam-3,sensor-2");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.only_json = "[]"}, buf,
+				     sizeof(buf)),
+			    "0:");
+	assert_string_equal(dash_ids(reg,
+				     (struct moat_dash_device_filter){.status = "active",
+								      .only_json = "[\"sensor-2\","
+										   "\"cam-3\"]"},
+				     buf, sizeof(buf)),
+			    "1:sensor-2");
+	/* pages: the total is all that match */
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.limit = 1, .offset = 1},
+				     buf, sizeof(buf)),
+			    "3:sensor-1");
+	assert_string_equal(dash_ids(reg, (struct moat_dash_device_filter){.offset = 2}, buf,
+				     sizeof(buf)),
+			    "3:sensor-2");
+	total = -1;
+	OK(moat_registry_dash_devices(reg, &all, NULL, NULL, &total, &err)); /* the count alone */
+	assert_int_equal(total, 3);
+
+	char tags[128] = "";
+	OK(moat_registry_tag_foreach(reg, "sensor-1", collect_tags, tags, &err));
+	assert_string_equal(tags, "floor2,west");
+
+	/* raw telemetry: since a time, the newest limit rows, oldest first */
+	add_telemetry(reg, "sensor-1", 10, 1);
+	add_telemetry(reg, "sensor-1", 30, 3);
+	add_telemetry(reg, "sensor-1", 20, 2);
+	add_telemetry(reg, "sensor-2", 25, 9);
+	char tele[256] = "";
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 0, 0, collect_raw, tele, &err));
+	assert_string_equal(tele, "10=1,20=2,30=3");
+	tele[0] = '\0';
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 0, 2, collect_raw, tele, &err));
+	assert_string_equal(tele, "20=2,30=3");
+	tele[0] = '\0';
+	OK(moat_registry_telemetry_foreach(reg, "sensor-1", 15, 0, collect_raw, tele, &err));
+	assert_string_equal(tele, "20=2,30=3");
+
+	char serials[256] = "";
+	OK(moat_registry_cert_foreach_of(reg, "sensor-1", cert_serials, serials, &err));
+	assert_string_equal(serials, "0a/sensor-1,0b/sensor-1");
+	serials[0] = '\0';
+	OK(moat_registry_cert_foreach_of(reg, "sensor-2", cert_serials, serials, &err));
+	assert_string_equal(serials, "");
+}
+
 static void test_event_retention(void **state)
 {
 	struct moat_registry *reg = *state;
@@ -1450,6 +1949,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_rollouts, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_dashboard, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
