@@ -2,7 +2,9 @@
  *
  * httpd.c reads the request (headers, a bounded body, the TLS peer) and hands it here;
  * this file decides and builds the answer, and logs every refusal as a security event
- * (event=est_refused) and every certificate issued (event=est_enrolled). Certificates are
+ * (event=est_refused; the event names a device only once it proved who it is, so nobody can
+ * pin events on a device by writing its id in Authorization) and every certificate issued
+ * (event=est_enrolled). Certificates are
  * issued by the deployment module (moat_deploy_enroll_issue), which checks the identity
  * rules inside its registry transaction; CSRs and PKCS#7 are OpenSSL's (pki.h).
  *
@@ -434,6 +436,7 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 			a->www_authenticate = true;
 			return -1;
 		}
+		a->id_proven = true;
 		return 0;
 	}
 	if (req->peer_leaf) {
@@ -462,6 +465,7 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 				       : "claim certificate not verified");
 			return -1;
 		}
+		a->id_proven = true;
 		return 0;
 	}
 	refuse(a, 401, "no_credentials",
@@ -515,6 +519,7 @@ static void handle_enroll(struct moat_est *e, struct moat_deploy *d, const struc
 			return;
 		}
 		snprintf(a->id, sizeof(a->id), "%s", req->cert_id);
+		a->id_proven = true;
 	} else if (authenticate_enroll(e, d, req, a, &method) != 0) {
 		return;
 	}
@@ -577,13 +582,18 @@ void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_requ
 	if (a->status >= 400) {
 		/* a security event of its own, besides the request line */
 		moat_log(MOAT_LOG_WARN,
-			 "event=est_refused client=%s id=%s claim=%s path=%s status=%u reason=%s "
-			 "detail=\"%s\"",
+			 "event=est_refused client=%s id=%s claim=%s proven=%s path=%s status=%u "
+			 "reason=%s detail=\"%s\"",
 			 req->client, a->id[0] ? a->id : "-", a->claim[0] ? a->claim : NULL,
-			 req->path, a->status, a->note, a->text);
+			 a->id_proven ? "yes" : "no", req->path, a->status, a->note, a->text);
+		/* the event names a device only when it proved who it is (est_answer.id_proven);
+		 * a claimed id stays in the evidence */
+		bool named = a->id_proven && a->id[0];
 		char evidence[200];
-		snprintf(evidence, sizeof(evidence), "status=%u reason=%s", a->status, a->note);
-		moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, a->id[0] ? a->id : NULL,
+		snprintf(evidence, sizeof(evidence), "status=%u reason=%s%s%s", a->status, a->note,
+			 !named && a->id[0] && strcmp(a->id, "-") != 0 ? " claimed_id=" : "",
+			 !named && a->id[0] && strcmp(a->id, "-") != 0 ? a->id : "");
+		moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, named ? a->id : NULL,
 					   req->client, evidence);
 	}
 }

@@ -48,6 +48,11 @@ struct est_answer {
 	unsigned status;
 	char note[64];		  /* the reason word, for the log */
 	char id[MOAT_ID_BUF_LEN]; /* who asked, when known */
+	/* id was proven (a token accepted, a claim certificate verified, the device's own
+	 * certificate): only then does a refusal's security event name it. An unproven id is
+	 * whatever the client wrote in Authorization, so naming it would let anyone give a
+	 * device security events (and halt a rollout on its signals). */
+	bool id_proven;
 	char claim[MOAT_CLAIM_CN_MAX_LEN + 1];
 	const char *content_type;
 	char *body;

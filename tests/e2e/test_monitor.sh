@@ -205,6 +205,38 @@ est_recorded() { moat --json events --kind est_refused | jq_any '.source == "moa
 wait_for 10 est_recorded || fail "moatd's own refusal not recorded: $(moat events --kind est_refused)"
 pass "moatd's own security events are recorded with its run id"
 
+# ---- an EST refusal names a device only once the request proved it is that device: a wrong
+# token written for dev-size pins nothing on dev-size (its id stays in the evidence), while
+# dev-zone's own certificate renewing with its current key is refused as dev-zone
+for i in 1 2 3 4 5 6; do
+	code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/pki/ca.crt" -X POST \
+		-u "dev-size:not-the-token-$i" -H 'Content-Type: application/pkcs10' --data x \
+		"https://localhost:$SERVER_PORT/.well-known/est/simpleenroll") || true
+	[ "$code" = 401 ] || fail "EST with a wrong token: HTTP $code"
+done
+zd="$D/pki/identities/dev-zone"
+openssl req -new -key "$zd/key.pem" -subj /CN=dev-zone -outform DER 2>/dev/null |
+	base64 >"$T/zone.b64" || fail "openssl req with dev-zone's key"
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/pki/ca.crt" --cert "$zd/cert.pem" \
+	--key "$zd/key.pem" -X POST -H 'Content-Type: application/pkcs10' \
+	-H 'Content-Transfer-Encoding: base64' --data-binary @"$T/zone.b64" \
+	"https://localhost:$SERVER_PORT/.well-known/est/simplereenroll") || true
+[ "$code" = 400 ] || fail "simplereenroll with the current key: HTTP $code"
+claimed_recorded() {
+	[ "$(moat --json events --kind est_refused |
+		jq -c 'select(.identity == "" and (.evidence | test("reason=bad_token claimed_id=dev-size$")))' |
+		grep -c .)" = 6 ]
+}
+wait_for 10 claimed_recorded || fail "the claimed id's refusals: $(moat events --kind est_refused)"
+proven_recorded() {
+	moat --json events --kind est_refused |
+		jq_any '.identity == "dev-zone" and (.evidence | startswith("status=400 reason=same_key"))'
+}
+wait_for 10 proven_recorded || fail "dev-zone's own refusal: $(moat events --kind est_refused)"
+[ -z "$(moat --json events --device dev-size --kind est_refused)" ] ||
+	fail "a wrong token named dev-size: $(moat events --device dev-size)"
+pass "EST refusals: a claimed id is evidence only (6 for dev-size, none on it); a proven one names its device"
+
 # ---- messages the broker's payload rule lets through (a JSON object with the sender's
 # device_id; diagnostics unchecked) but moatd's schemas refuse: a payload_refused event per
 # device, however many it sends; the log has every one
