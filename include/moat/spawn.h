@@ -73,6 +73,9 @@ struct moat_spawn {
 	/* "NAME=value" entries set in the child's environment (NULL-terminated, may be
 	 * NULL); the strings MUST stay valid until moat_spawn_start returns */
 	char *const *env;
+	/* names removed from the child's environment before env is applied (NULL-terminated,
+	 * may be NULL): what the caller holds but this child must not (secrets) */
+	const char *const *unset;
 	enum moat_spawn_io in, out, err;
 	const sigset_t *sigmask; /* the child's signal mask (NULL: the parent's) */
 	unsigned flags;

@@ -47,9 +47,10 @@ struct moat_sup_child {
 	int64_t started_ms;		   /* monotonic */
 	int64_t restart_at_ms;		   /* when to start it again (pid == 0) */
 	int64_t backoff_ms;
-	char record_from[PATH_MAX]; /* "" or a file the child reads as it starts ... */
-	char record_to[PATH_MAX];   /* ... copied here just before every start, so what the
-				       running child started with can be read back */
+	char record_from[PATH_MAX];   /* "" or a file the child reads as it starts ... */
+	char record_to[PATH_MAX];     /* ... copied here just before every start, so what the
+					 running child started with can be read back */
+	const char *const *unset_env; /* NULL or names removed from its environment */
 };
 
 struct moat_sup {
@@ -79,6 +80,11 @@ MOAT_MUST_CHECK int moat_sup_add(struct moat_sup *s, const char *name, char *con
  * original later (`moat audit`: drift.live_broker). A copy that fails is logged and the
  * previous record removed, so no stale record outlives a start. MOAT_EINVAL: no such
  * child or a path too long. */
+/* The child named name starts without the environment variables names (NULL-terminated;
+ * the array must outlive the supervisor): secrets the supervisor's caller holds for another
+ * child. MOAT_EINVAL: no such child. */
+MOAT_MUST_CHECK int moat_sup_unset_env(struct moat_sup *s, const char *name,
+				       const char *const *names, struct moat_err *err);
 MOAT_MUST_CHECK int moat_sup_record_at_start(struct moat_sup *s, const char *name, const char *from,
 					     const char *to, struct moat_err *err);
 /* Starts every child that is not running. */

@@ -38,6 +38,12 @@
 #define SUP_LOG_LINE_MAX_LEN 300 /* Mosquitto's last log line quoted in an error */
 #define SUP_CRL_CHECK_MS 1000	 /* how often a ready broker's pki/crl.pem is looked at */
 
+/* Secrets an operator may have in the environment of `moat up` (the CA key's passphrase, the
+ * PKCS#11 PIN moatd may sign with, the firmware key's passphrase, the PKCS#12 export password):
+ * Mosquitto, the network-facing third-party process, starts without them. */
+static const char *const broker_secret_env[] = {"MOAT_CA_PASSPHRASE", "MOAT_PKCS11_PIN",
+						"MOAT_FW_PASSPHRASE", "MOAT_EXPORT_PASSWORD", NULL};
+
 /* What identifies one version of a file (pki/crl.pem, the sync request). */
 struct crl_stamp {
 	bool present;
@@ -420,6 +426,7 @@ static int supervise(const struct moat_broker_sup *u, int ready_fd, struct moat_
 	}
 	char *const args[] = {(char *)u->bin, "-c", (char *)u->conf, NULL};
 	if ((rc = moat_sup_add(&s, "mosquitto", args, mpid, err)) != 0 ||
+	    (rc = moat_sup_unset_env(&s, "mosquitto", broker_secret_env, err)) != 0 ||
 	    (rc = moat_sup_record_at_start(&s, "mosquitto", u->conf, started_conf, err)) != 0 ||
 	    (u->hooks.add_children &&
 	     (rc = u->hooks.add_children(&s, u->dir, u->hooks.ctx, err)) != 0) ||

@@ -132,6 +132,11 @@ static void child_main(const struct moat_spawn *sp, const struct stream st[3], i
 	if (sp->flags & MOAT_SPAWN_CLOSE_FDS) {
 		child_cloexec_all();
 	}
+	for (size_t i = 0; sp->unset && sp->unset[i]; i++) {
+		if (unsetenv(sp->unset[i]) != 0) {
+			goto fail;
+		}
+	}
 	for (size_t i = 0; sp->env && sp->env[i]; i++) {
 		if (putenv(sp->env[i]) != 0) {
 			goto fail;

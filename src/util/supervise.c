@@ -87,6 +87,18 @@ int moat_sup_add(struct moat_sup *s, const char *name, char *const *argv, const 
 	return 0;
 }
 
+int moat_sup_unset_env(struct moat_sup *s, const char *name, const char *const *names,
+		       struct moat_err *err)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (strcmp(s->children[i].name, name) == 0) {
+			s->children[i].unset_env = names;
+			return 0;
+		}
+	}
+	return moat_err_set(err, MOAT_EINVAL, "no child named %s", name);
+}
+
 int moat_sup_record_at_start(struct moat_sup *s, const char *name, const char *from, const char *to,
 			     struct moat_err *err)
 {
@@ -128,6 +140,7 @@ static int start_child(struct moat_sup *s, struct moat_sup_child *c, struct moat
 	 * run dies like any other child (exit 127) and is restarted after the back-off. */
 	struct moat_spawn sp = {.argv = c->argv,
 				.sigmask = &s->old_mask,
+				.unset = c->unset_env,
 				.flags = MOAT_SPAWN_EXEC_FAILURE_EXITS};
 	struct moat_spawn_child child;
 	int rc = moat_spawn_start(&sp, &child, err);

@@ -15,9 +15,19 @@ export MOAT_BROKER_PLUGIN="$MOAT_BUILD/moat_broker.so"
 broker_deploy
 moat identity add backend-service --role service >/dev/null
 
+# secrets in the operator's environment: moatd may need the PIN, Mosquitto gets none of them
+export MOAT_PKCS11_PIN=e2e-pin-unused MOAT_FW_PASSPHRASE=e2e-passphrase-unused
 expect_ok "up" moat up --timeout "$(deadline 30s)"
+unset MOAT_PKCS11_PIN MOAT_FW_PASSPHRASE
 wait_for 20 test -s "$D/run/moatd.pid" || fail "moatd not started: $(tail -5 "$D/log/supervisor.log")"
 dpid=$(cat "$D/run/moatd.pid")
+mpid=$(cat "$D/run/mosquitto.pid") || fail "no run/mosquitto.pid"
+tr '\0' '\n' <"/proc/$mpid/environ" >"$T/mosquitto.env" || fail "cannot read Mosquitto's environment"
+tr '\0' '\n' <"/proc/$dpid/environ" >"$T/moatd.env" || fail "cannot read moatd's environment"
+grep -qx "MOAT_PKCS11_PIN=e2e-pin-unused" "$T/moatd.env" || fail "moatd lost MOAT_PKCS11_PIN"
+qgrep -E "^(MOAT_PKCS11_PIN|MOAT_FW_PASSPHRASE)=" "$T/mosquitto.env" &&
+	fail "Mosquitto started with a secret: $(grep -E '^MOAT_' "$T/mosquitto.env")"
+pass "Mosquitto starts without the operator's secrets; moatd keeps the PIN"
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
 	fail "moatd not listening: $(tail -5 "$D/log/moatd.log")"
 expect_status 204 "moatd under moat up: no release yet" dev-a "$(url /api/firmware/version)"
