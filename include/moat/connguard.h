@@ -63,11 +63,13 @@ enum moat_cg_reason {
 	MOAT_CG_IDLE = 7,		/* authenticated, no next request by header_ms: no event */
 	MOAT_CG_REQUEST_REFUSED = 8,	/* a request libmicrohttpd refused itself (headers too
 					   large, malformed): event only */
-	MOAT_CG_REASON_COUNT = 9,
+	MOAT_CG_EST_REFUSED = 9,	/* an EST request refused before it proved who sent it
+					   (est.c): event only */
+	MOAT_CG_REASON_COUNT = 10,
 };
 
 /* The word logged for r: "handshake_deadline", "header_deadline", "source_limit",
- * "server_full", "device_limit", "auth_refused", "idle", "request_refused". */
+ * "server_full", "device_limit", "auth_refused", "idle", "request_refused", "est_refused". */
 const char *moat_cg_reason_name(enum moat_cg_reason r);
 
 /* Where a connection comes from: the key limits count by, and the address as text. */

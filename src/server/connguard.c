@@ -74,6 +74,8 @@ const char *moat_cg_reason_name(enum moat_cg_reason r)
 		return "idle";
 	case MOAT_CG_REQUEST_REFUSED:
 		return "request_refused";
+	case MOAT_CG_EST_REFUSED:
+		return "est_refused";
 	case MOAT_CG_REASON_COUNT:
 		break;
 	}

@@ -427,6 +427,9 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 			refuse(a, 500, "registry_error", "registry error");
 			return -1;
 		}
+		/* only a caller holding the right token hears it was used or expired */
+		a->id_proven = v == MOAT_ENROLL_OK || v == MOAT_ENROLL_TOKEN_USED ||
+			       v == MOAT_ENROLL_TOKEN_EXPIRED;
 		if (v != MOAT_ENROLL_OK) {
 			failure_charge(e, req->client, moat_time_mono_ms());
 			refuse(a, 401, moat_enroll_verdict_name(v),
@@ -436,7 +439,6 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 			a->www_authenticate = true;
 			return -1;
 		}
-		a->id_proven = true;
 		return 0;
 	}
 	if (req->peer_leaf) {
@@ -456,6 +458,8 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 		}
 		snprintf(a->id, sizeof(a->id), "%s", id[0] ? id : "-");
 		snprintf(a->claim, sizeof(a->claim), "%s", claim_cn);
+		/* a used claim verified too: its holder is that device's claim */
+		a->id_proven = id[0] && (v == MOAT_ENROLL_OK || v == MOAT_ENROLL_CLAIM_USED);
 		if (v != MOAT_ENROLL_OK) {
 			refuse(a, 403, moat_enroll_verdict_name(v),
 			       v == MOAT_ENROLL_CLAIM_USED ? "the claimed device enrolled already"
@@ -465,7 +469,6 @@ static int authenticate_enroll(struct moat_est *e, struct moat_deploy *d,
 				       : "claim certificate not verified");
 			return -1;
 		}
-		a->id_proven = true;
 		return 0;
 	}
 	refuse(a, 401, "no_credentials",
@@ -580,19 +583,30 @@ void est_handle(struct moat_est *e, struct moat_deploy *d, const struct est_requ
 		refuse(a, 404, "no_route", "not found");
 	}
 	if (a->status >= 400) {
-		/* a security event of its own, besides the request line */
+		/* a security event of its own, besides the request line; one that proves no
+		 * identity costs the sender nothing, so it is within the budget per source and
+		 * kind (a flood of them must not bury other events) */
+		uint64_t suppressed = 0;
+		if (!a->id_proven && req->event_allowed &&
+		    !req->event_allowed(req->event_ctx, &suppressed)) {
+			return;
+		}
+		char sup[24];
+		snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
 		moat_log(MOAT_LOG_WARN,
 			 "event=est_refused client=%s id=%s claim=%s proven=%s path=%s status=%u "
-			 "reason=%s detail=\"%s\"",
+			 "reason=%s detail=\"%s\" suppressed=%s",
 			 req->client, a->id[0] ? a->id : "-", a->claim[0] ? a->claim : NULL,
-			 a->id_proven ? "yes" : "no", req->path, a->status, a->note, a->text);
+			 a->id_proven ? "yes" : "no", req->path, a->status, a->note, a->text,
+			 suppressed ? sup : NULL);
 		/* the event names a device only when it proved who it is (est_answer.id_proven);
 		 * a claimed id stays in the evidence */
 		bool named = a->id_proven && a->id[0];
 		char evidence[200];
-		snprintf(evidence, sizeof(evidence), "status=%u reason=%s%s%s", a->status, a->note,
-			 !named && a->id[0] && strcmp(a->id, "-") != 0 ? " claimed_id=" : "",
-			 !named && a->id[0] && strcmp(a->id, "-") != 0 ? a->id : "");
+		bool claimed = !named && a->id[0] && strcmp(a->id, "-") != 0;
+		snprintf(evidence, sizeof(evidence), "status=%u reason=%s%s%s%s%s", a->status,
+			 a->note, claimed ? " claimed_id=" : "", claimed ? a->id : "",
+			 suppressed ? " suppressed=" : "", suppressed ? sup : "");
 		moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, named ? a->id : NULL,
 					   req->client, evidence);
 	}

@@ -722,36 +722,68 @@ static enum MHD_Result send_est(struct MHD_Connection *conn, struct req_ctx *rc,
 	return r;
 }
 
+static struct conn_ctx *conn_of(struct MHD_Connection *conn);
+
+struct est_budget {
+	struct moat_httpd *h;
+	struct MHD_Connection *conn;
+};
+
+/* est_request's event_allowed: the guard's budget for EST refusals that prove no identity,
+ * per source and per kind (est_refused: a flood of them takes no other kind's budget). */
+static bool est_event_allowed(void *vctx, uint64_t *suppressed)
+{
+	struct est_budget *b = vctx;
+	struct conn_ctx *ctx = conn_of(b->conn);
+	pthread_mutex_lock(&b->h->guard_mu);
+	bool allowed =
+		moat_connguard_event_allowed(b->h->guard, MOAT_CG_EST_REFUSED,
+					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
+					     moat_time_mono_ms(), suppressed);
+	pthread_mutex_unlock(&b->h->guard_mu);
+	return allowed;
+}
+
 /* A refusal of an EST request before est.c sees it (method, size, type): a security event
- * like est.c's own. */
-static enum MHD_Result est_refuse_early(struct MHD_Connection *conn, struct req_ctx *rc,
-					unsigned status, const char *note, const char *text)
+ * like est.c's own, within the same budget (nothing is proven yet). */
+static enum MHD_Result est_refuse_early(struct moat_httpd *h, struct MHD_Connection *conn,
+					struct req_ctx *rc, unsigned status, const char *note,
+					const char *text)
 {
 	struct est_answer a;
 	memset(&a, 0, sizeof(a));
 	a.status = status;
 	snprintf(a.note, sizeof(a.note), "%s", note);
 	snprintf(a.text, sizeof(a.text), "%s", text);
-	moat_log(MOAT_LOG_WARN,
-		 "event=est_refused client=%s id=- path=%s status=%u reason=%s detail=\"%s\"",
-		 rc->client, rc->path, status, note, text);
-	char evidence[200];
-	snprintf(evidence, sizeof(evidence), "status=%u reason=%s", status, note);
-	moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, NULL, rc->client, evidence);
+	struct est_budget budget = {h, conn};
+	uint64_t suppressed = 0;
+	if (est_event_allowed(&budget, &suppressed)) {
+		char sup[24];
+		snprintf(sup, sizeof(sup), "%llu", (unsigned long long)suppressed);
+		moat_log(MOAT_LOG_WARN,
+			 "event=est_refused client=%s id=- proven=no path=%s status=%u reason=%s "
+			 "detail=\"%s\" suppressed=%s",
+			 rc->client, rc->path, status, note, text, suppressed ? sup : NULL);
+		char evidence[200];
+		snprintf(evidence, sizeof(evidence), "status=%u reason=%s%s%s", status, note,
+			 suppressed ? " suppressed=" : "", suppressed ? sup : "");
+		moat_server_security_event("est_refused", MOAT_SEV_MEDIUM, NULL, rc->client,
+					   evidence);
+	}
 	return send_est(conn, rc, &a);
 }
 
 /* The first call for an EST request: method and body size are decided from the headers,
  * before any body is read. */
-static enum MHD_Result est_begin(struct MHD_Connection *conn, struct req_ctx *rc,
-				 const char *method)
+static enum MHD_Result est_begin(struct moat_httpd *h, struct MHD_Connection *conn,
+				 struct req_ctx *rc, const char *method)
 {
 	bool post = rc->route == MOAT_ROUTE_EST_SIMPLEENROLL ||
 		    rc->route == MOAT_ROUTE_EST_SIMPLEREENROLL;
 	const char *want = post ? MHD_HTTP_METHOD_POST : MHD_HTTP_METHOD_GET;
 	if (strcmp(method, want) != 0) {
-		return est_refuse_early(conn, rc, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
-					post ? "only POST" : "only GET");
+		return est_refuse_early(h, conn, rc, MHD_HTTP_METHOD_NOT_ALLOWED,
+					"method_not_allowed", post ? "only POST" : "only GET");
 	}
 	const char *cl =
 		MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -759,18 +791,18 @@ static enum MHD_Result est_begin(struct MHD_Connection *conn, struct req_ctx *rc
 						   MHD_HTTP_HEADER_TRANSFER_ENCODING) != NULL;
 	if (!post) {
 		if (chunked || (cl && strcmp(cl, "0") != 0)) {
-			return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "unexpected_body",
-						"no request body expected");
+			return est_refuse_early(h, conn, rc, MHD_HTTP_BAD_REQUEST,
+						"unexpected_body", "no request body expected");
 		}
 		return MHD_YES;
 	}
 	int64_t len = 0;
 	if (cl && moat_int_parse(cl, 0, INT64_MAX, &len, NULL) != 0) {
-		return est_refuse_early(conn, rc, MHD_HTTP_BAD_REQUEST, "bad_content_length",
+		return est_refuse_early(h, conn, rc, MHD_HTTP_BAD_REQUEST, "bad_content_length",
 					"Content-Length: not a number");
 	}
 	if (len > MOAT_EST_BODY_MAX) {
-		return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+		return est_refuse_early(h, conn, rc, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
 					"body: larger than the largest CSR");
 	}
 	rc->body = malloc(MOAT_EST_BODY_MAX);
@@ -793,7 +825,10 @@ static enum MHD_Result est_finish(struct moat_httpd *h, struct moat_deploy *d,
 								 "Content-Transfer-Encoding"),
 		.body = rc->body,
 		.body_len = rc->body_len,
+		.event_allowed = est_event_allowed,
 	};
+	struct est_budget budget = {h, conn};
+	req.event_ctx = &budget;
 	X509 *leaf = NULL;
 	STACK_OF(X509) *chain = NULL;
 	peer_certs(conn, &leaf, &chain, &req.peer_is_deployment_cert);
@@ -1162,7 +1197,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		rc->route = moat_http_route_parse(url, NULL);
 		rc->est = moat_http_route_is_est(rc->route);
 		if (rc->est) {
-			return est_begin(conn, rc, method);
+			return est_begin(h, conn, rc, method);
 		}
 		rc->dash = is_dashboard(url);
 		if (rc->dash) {
@@ -1204,7 +1239,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (rc->est && *upload_data_size != 0) {
 		if (!rc->body || *upload_data_size > MOAT_EST_BODY_MAX - rc->body_len) {
 			*upload_data_size = 0;
-			return est_refuse_early(conn, rc, MHD_HTTP_CONTENT_TOO_LARGE,
+			return est_refuse_early(h, conn, rc, MHD_HTTP_CONTENT_TOO_LARGE,
 						"body_too_large",
 						"body: larger than the largest CSR");
 		}

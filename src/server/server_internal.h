@@ -41,6 +41,11 @@ struct est_request {
 	const char *cert_id;
 	const char *cert_serial;
 	const char *cert_refusal;
+	/* The budget of refusals that name no proven identity (httpd.c: the connection guard's,
+	 * per source and per kind): false leaves the refusal out of the log and the events,
+	 * counted in *suppressed of the next one let through. NULL: no budget. */
+	bool (*event_allowed)(void *ctx, uint64_t *suppressed);
+	void *event_ctx;
 };
 
 /* The answer: a body (malloc'd, base64 when b64) or, for a refusal, text. */
@@ -48,9 +53,10 @@ struct est_answer {
 	unsigned status;
 	char note[64];		  /* the reason word, for the log */
 	char id[MOAT_ID_BUF_LEN]; /* who asked, when known */
-	/* id was proven (a token accepted, a claim certificate verified, the device's own
-	 * certificate): only then does a refusal's security event name it. An unproven id is
-	 * whatever the client wrote in Authorization, so naming it would let anyone give a
+	/* id was proven (the right token, even a used or expired one; a claim certificate that
+	 * verifies; the device's own certificate): only then does a refusal's security event
+	 * name it, and only then is it outside the budget of anonymous refusals. An unproven id
+	 * is whatever the client wrote in Authorization, so naming it would let anyone give a
 	 * device security events (and halt a rollout on its signals). */
 	bool id_proven;
 	char claim[MOAT_CLAIM_CN_MAX_LEN + 1];

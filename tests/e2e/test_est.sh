@@ -56,11 +56,20 @@ est() {
 	echo "ok - $what: HTTP $got"
 }
 # refused STATUS REASON WHAT curl-args...: est, and the est_refused event naming REASON.
+# moatd logs at most 3 anonymous EST refusals a second from one source (the rest are counted
+# in events_suppressed): refusals here are spaced at least 0.35 s apart, so each is logged.
+LAST_REFUSAL_NS=0
+pace_refusal() {
+	local wait_ns=$((LAST_REFUSAL_NS + 350000000 - $(date +%s%N)))
+	[ "$wait_ns" -le 0 ] || sleep "0.$(printf '%09d' "$wait_ns")"
+	LAST_REFUSAL_NS=$(date +%s%N)
+}
 refused() {
 	local want=$1 reason=$2 what=$3
 	shift 3
 	local before
 	before=$(grep -c "event=est_refused.*reason=$reason" "$LOG" || true)
+	pace_refusal
 	est "$want" "$what" "$@"
 	[ "$(grep -c "event=est_refused.*reason=$reason" "$LOG" || true)" -gt "$before" ] ||
 		fail "$what: no est_refused event with reason=$reason: $(tail -3 "$LOG")"
@@ -204,6 +213,7 @@ for i in 1 2 3 4 5 6 7 8 9; do
 	[ "$code" = 401 ] || fail "wrong token $i from 127.0.0.2: HTTP $code"
 done
 [ "$got429" = 7 ] || fail "no 429 after 6 failures (got429=$got429)"
+sleep 1 # those seven anonymous refusals spent this source's logging budget for the second
 refused 429 too_many_failures "the right token from the limited address" --interface 127.0.0.2 \
 	-u "dev9:$TOK9" "${P10[@]}" --data-binary @"$T/dev9.b64" "$EST/simpleenroll"
 grep -qi '^Retry-After: ' "$T/headers" || fail "429 without Retry-After"
@@ -288,6 +298,36 @@ est 403 "the superseded certificate on the update API" "${DEV1[@]}" \
 assert_contains "$(cat "$T/body")" "certificate_revoked"
 moat device show dev1 | qgrep "revoked" || fail "registry: old certificate not revoked"
 pass "the old certificate is revoked (superseded) when the grace period ends"
+# ---- a flood of anonymous refusals: 40 requests without credentials on one connection. moatd
+# logs and records at most 3 a second from that source; the rest are counted
+# (events_suppressed kind=est_refused), none is lost from the count. Meanwhile another
+# source's anonymous refusal and a proven one (the right token, used) are logged: the flood
+# buries neither.
+anon_lines() { grep -c "event=est_refused client=127.0.0.1 id=- proven=no path=/.well-known/est/simpleenroll status=401 reason=no_credentials" "$LOG" || true; }
+suppressed_sum() { sed -n 's/.*event=events_suppressed kind=est_refused count=\([0-9]*\).*/\1/p' "$LOG" | awk '{ s += $1 } END { print s + 0 }'; }
+sleep 1 # a fresh second for this source's budget
+a0=$(anon_lines) s0=$(suppressed_sum)
+urls=()
+for _ in $(seq 1 40); do urls+=("$EST/simpleenroll"); done
+codes=$(curl -sS --cacert "$D/pki/ca.crt" -X POST "${P10[@]}" --data x -o /dev/null \
+	-w '%{http_code}\n' "${urls[@]}") || true
+[ "$(grep -c '^401$' <<<"$codes")" = 40 ] || fail "the flood: not 40 answers 401: $(sort <<<"$codes" | uniq -c)"
+LAST_REFUSAL_NS=0
+refused 401 no_credentials "another source's anonymous refusal during the flood" \
+	--interface 127.0.0.3 "${P10[@]}" --data x "$EST/simpleenroll"
+grep -q "event=est_refused client=127.0.0.3 .*reason=no_credentials" "$LOG" ||
+	fail "the other source's refusal is not logged as 127.0.0.3"
+refused 401 token_used "a proven refusal during the flood" -u "dev1:$TOK1" "${P10[@]}" \
+	--data-binary @"$T/dev1.b64" "$EST/simpleenroll"
+grep -q "event=est_refused client=127.0.0.1 id=dev1 proven=yes .*reason=token_used" "$LOG" ||
+	fail "the used token's refusal is not logged as proven"
+all_counted() { [ $(($(anon_lines) - a0 + $(suppressed_sum) - s0)) -eq 40 ]; }
+wait_for 10 all_counted ||
+	fail "logged $(($(anon_lines) - a0)) + suppressed $(($(suppressed_sum) - s0)) of the flood's 40"
+logged=$(($(anon_lines) - a0))
+{ [ "$logged" -ge 1 ] && [ "$logged" -le 9 ]; } || fail "the flood: $logged of 40 logged, the budget is 3 a second"
+pass "a flood of 40 anonymous refusals: $logged logged, $((40 - logged)) counted as suppressed; other sources and proven refusals still logged"
+
 if grep -q -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$LOG"; then
 	fail "sanitizer report in moatd.log"
 fi
