@@ -3,8 +3,9 @@
  * httpd.c reads the request (headers, a bounded body, the TLS peer) and hands it here;
  * this file decides and builds the answer, and logs every refusal as a security event
  * (event=est_refused; the event names a device only once it proved who it is, so nobody can
- * pin events on a device by writing its id in Authorization) and every certificate issued
- * (event=est_enrolled). Certificates are
+ * pin events on a device by writing its id in Authorization, and refusals that prove nobody
+ * are within httpd.c's budget per source, counted when left out) and every certificate
+ * issued (event=est_enrolled). Certificates are
  * issued by the deployment module (moat_deploy_enroll_issue), which checks the identity
  * rules inside its registry transaction; CSRs and PKCS#7 are OpenSSL's (pki.h).
  *
