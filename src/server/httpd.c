@@ -724,24 +724,30 @@ static enum MHD_Result send_est(struct MHD_Connection *conn, struct req_ctx *rc,
 
 static struct conn_ctx *conn_of(struct MHD_Connection *conn);
 
-struct est_budget {
+/* The connection a refusal's event is budgeted against (est.c and dashboard.c call back). */
+struct conn_budget {
 	struct moat_httpd *h;
 	struct MHD_Connection *conn;
 };
 
-/* est_request's event_allowed: the guard's budget for EST refusals that prove no identity,
- * per source and per kind (est_refused: a flood of them takes no other kind's budget). */
-static bool est_event_allowed(void *vctx, uint64_t *suppressed)
+/* The guard's budget for one refusal of kind from b's connection (per source and kind). */
+static bool budget_allowed(struct conn_budget *b, enum moat_cg_reason kind, uint64_t *suppressed)
 {
-	struct est_budget *b = vctx;
 	struct conn_ctx *ctx = conn_of(b->conn);
 	pthread_mutex_lock(&b->h->guard_mu);
 	bool allowed =
-		moat_connguard_event_allowed(b->h->guard, MOAT_CG_EST_REFUSED,
+		moat_connguard_event_allowed(b->h->guard, kind,
 					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
 					     moat_time_mono_ms(), suppressed);
 	pthread_mutex_unlock(&b->h->guard_mu);
 	return allowed;
+}
+
+/* est_request's event_allowed: EST refusals that prove no identity have a kind of their
+ * own (est_refused), so a flood of them takes no other kind's budget. */
+static bool est_event_allowed(void *vctx, uint64_t *suppressed)
+{
+	return budget_allowed(vctx, MOAT_CG_EST_REFUSED, suppressed);
 }
 
 /* A refusal of an EST request before est.c sees it (method, size, type): a security event
@@ -755,7 +761,7 @@ static enum MHD_Result est_refuse_early(struct moat_httpd *h, struct MHD_Connect
 	a.status = status;
 	snprintf(a.note, sizeof(a.note), "%s", note);
 	snprintf(a.text, sizeof(a.text), "%s", text);
-	struct est_budget budget = {h, conn};
+	struct conn_budget budget = {h, conn};
 	uint64_t suppressed = 0;
 	if (est_event_allowed(&budget, &suppressed)) {
 		char sup[24];
@@ -827,7 +833,7 @@ static enum MHD_Result est_finish(struct moat_httpd *h, struct moat_deploy *d,
 		.body_len = rc->body_len,
 		.event_allowed = est_event_allowed,
 	};
-	struct est_budget budget = {h, conn};
+	struct conn_budget budget = {h, conn};
 	req.event_ctx = &budget;
 	X509 *leaf = NULL;
 	STACK_OF(X509) *chain = NULL;
@@ -1098,23 +1104,10 @@ static unsigned authenticate(struct moat_httpd *h, struct moat_deploy *d,
 			     struct MHD_Connection *conn, struct req_ctx *rc,
 			     struct moat_identity *ident, enum moat_role want);
 
-struct dash_budget {
-	struct moat_httpd *h;
-	struct MHD_Connection *conn;
-};
-
 /* dash_request's event_allowed: the guard's budget for refusals (as auth_refused's). */
 static bool dash_event_allowed(void *vctx, uint64_t *suppressed)
 {
-	struct dash_budget *b = vctx;
-	struct conn_ctx *ctx = conn_of(b->conn);
-	pthread_mutex_lock(&b->h->guard_mu);
-	bool allowed =
-		moat_connguard_event_allowed(b->h->guard, MOAT_CG_AUTH_REFUSED,
-					     ctx && ctx->cg ? moat_cg_conn_source(ctx->cg) : NULL,
-					     moat_time_mono_ms(), suppressed);
-	pthread_mutex_unlock(&b->h->guard_mu);
-	return allowed;
+	return budget_allowed(vctx, MOAT_CG_AUTH_REFUSED, suppressed);
 }
 
 /* The last call for a dashboard request: an operator's certificate, when the client sent
@@ -1124,7 +1117,7 @@ static enum MHD_Result dash_finish(struct moat_httpd *h, struct moat_deploy *d,
 				   const char *method)
 {
 	struct req_ctx probe = {0};
-	struct dash_budget budget = {h, conn};
+	struct conn_budget budget = {h, conn};
 	struct moat_identity ident;
 	bool operator_cert = false;
 	const union MHD_ConnectionInfo *ci =
