@@ -9,11 +9,20 @@
  * verified (TLS 1.2+, the configured CA or the deployment's root, the URL's host name or
  * address); there is no switch that turns that off.
  *
- * Where events come from: moat_export_submit is the one entry point. In moatd the
- * exporter subscribes to the ingest's hook (monitor.h): every security event the ingest
- * has recorded (the plugin's, moatd's own, anomalies) is exported. moatd started without
- * its ingest (--no-ingest) has the exporter subscribe to moat/events/# itself instead.
- * moat_export_submit is thread-safe and never blocks on the network.
+ * Where events come from: in moatd with its ingest and a sink configured, the exporter's
+ * thread follows the registry's security_events by seq from a cursor on disk
+ * (MOAT_EXPORT_CURSOR_FILE, written only after the queue files that cover it), woken by
+ * the ingest's hook (monitor.h): every event recorded (the plugin's, moatd's own,
+ * anomalies, by any moatd of the deployment) is exported, and a crash loses none. One moatd of a deployment
+ * directory does so at a time (MOAT_EXPORT_LOCK_FILE). With no sink, the hook only counts
+ * events for /metrics. moatd started without its ingest (--no-ingest) has the exporter
+ * subscribe to moat/events/# itself instead (moat_export_submit: its queue file is then
+ * the only record, rewritten at most every second). moat_export_submit is thread-safe and
+ * never blocks on the network.
+ *
+ * Known limit: following by seq relies on seq being given in commit order, which holds for
+ * SQLite (one writer at a time); on PostgreSQL a transaction that commits after a later
+ * seq's could be passed over (issue #18's concurrent writers).
  */
 #ifndef MOAT_MONITOR_EXPORT_H
 #define MOAT_MONITOR_EXPORT_H
@@ -216,6 +225,28 @@ MOAT_MUST_CHECK int moat_siem_queue_encode(const struct moat_sec_event *ring, si
 MOAT_MUST_CHECK int moat_siem_queue_decode(const void *text, size_t len, struct moat_sec_event *out,
 					   size_t max, size_t *out_n, uint64_t *out_dropped,
 					   struct moat_err *err);
+
+/* ---- the exporter's place in the registry (src/monitor/siemqueue.c) ----
+ * moatd's exporter follows the registry's security_events by seq (export.c). The cursor
+ * file holds a seq such that every event up to it is delivered or waits in the queue files
+ * above; it is written (atomically, 0600) only after them, so a moatd killed outright
+ * starts again from it and loses no event: it may send again what it delivered after the
+ * cursor was last written (at-least-once). Text: {"version":1,"seq":N} and a newline. */
+
+#define MOAT_EXPORT_CURSOR_FILE "state/export.cursor"
+#define MOAT_EXPORT_CURSOR_MAX_BYTES 128
+/* One moatd of a deployment directory exports at a time: the one holding an exclusive
+ * flock on this file; the others stand by and take over when it goes. */
+#define MOAT_EXPORT_LOCK_FILE "state/export.lock"
+
+/* The file's text for seq (0..2^53-1) into out; its length, or -1 when it does not fit or
+ * seq is out of range. */
+int moat_export_cursor_encode(int64_t seq, char *out, size_t size);
+/* A strict reader of that text: one JSON object of exactly "version" 1 and "seq", an
+ * integer 0..2^53-1, at most MOAT_EXPORT_CURSOR_MAX_BYTES. MOAT_EINVAL (*out_seq 0)
+ * otherwise. */
+MOAT_MUST_CHECK int moat_export_cursor_decode(const void *text, size_t len, int64_t *out_seq,
+					      struct moat_err *err);
 
 /* ---- configuration: [monitor] of moat.conf ---- */
 

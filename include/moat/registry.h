@@ -597,6 +597,8 @@ struct moat_event_filter {
 	const char *rule;     /* NULL: every rule */
 	int min_severity;     /* only severity >= it (enum moat_severity) */
 	int64_t limit;	      /* the newest limit of them (0: all), still in seq order */
+	bool oldest;	      /* limit takes the oldest instead: the first limit after
+				 after_seq (a reader following the table by seq) */
 };
 typedef int (*moat_security_event_cb)(const struct moat_security_event *ev, void *ctx);
 /* The events matching f in seq order; a non-zero return from cb stops the walk and is
@@ -605,6 +607,10 @@ MOAT_MUST_CHECK int moat_registry_security_event_foreach(struct moat_registry *r
 							 const struct moat_event_filter *f,
 							 moat_security_event_cb cb, void *ctx,
 							 struct moat_err *err);
+/* The highest seq recorded so far (0 for none). seq only grows (it is never reused, not
+ * even after every row is deleted), so a reader that remembers it misses nothing newer. */
+MOAT_MUST_CHECK int moat_registry_security_event_last_seq(struct moat_registry *reg, int64_t *out,
+							  struct moat_err *err);
 /* How many events match f (limit ignored). */
 MOAT_MUST_CHECK int moat_registry_security_event_count(struct moat_registry *reg,
 						       const struct moat_event_filter *f,

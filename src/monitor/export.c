@@ -1,21 +1,32 @@
-/* export.c: moatd's exporter thread. Events come in through moat_export_submit (the
- * thread's own MQTT session on moat/events/# as the service identity, or an in-process
- * source); each is counted, queued for the SIEM collector (a bounded ring, kept on disk
- * in MOAT_SIEM_QUEUE_FILE: when the collector is away the oldest are dropped and counted) and, if
- * it is an alert kind, added to the webhook's deduplicated queue, which is written to
- * MOAT_ALERT_QUEUE_FILE after every change. The thread delivers both with back-off. Peers are
- * verified with OpenSSL: the configured CA (siem_ca, webhook_ca) or the deployment's root, and the
- * URL's host name or address; TLS 1.2 or newer with the suites of tlspolicy.h.
+/* export.c: moatd's exporter thread. In moatd with its ingest the thread follows the
+ * registry's security_events by seq (the ingest's hook only wakes it), from a cursor kept
+ * in MOAT_EXPORT_CURSOR_FILE, so no event recorded is lost to a crash; one moatd of a
+ * deployment directory does so at a time (MOAT_EXPORT_LOCK_FILE), the others stand by.
+ * Without the ingest, events come in through moat_export_submit (the thread's own MQTT
+ * session on moat/events/# as the service identity). Either way each is counted, queued
+ * for the SIEM collector (a bounded ring, kept on disk in MOAT_SIEM_QUEUE_FILE: when the
+ * collector is away the oldest are dropped and counted) and, if it is an alert kind, added
+ * to the webhook's deduplicated queue, which is written to MOAT_ALERT_QUEUE_FILE after
+ * every change. The thread delivers both with back-off. Peers are verified with OpenSSL:
+ * the configured CA (siem_ca, webhook_ca) or the deployment's root, and the URL's host
+ * name or address; TLS 1.2 or newer with the suites of tlspolicy.h.
+ *
+ * The cursor is written only after the queue files that hold what it covers: each queue's
+ * persist notes the highest seq it covers (covered_locked: every event submitted, less
+ * those folded by dedup and not said yet), and the cursor is the lower of the two.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <netdb.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -30,6 +41,7 @@
 #include "moat/log.h"
 #include "moat/monitor.h"
 #include "moat/opclient.h"
+#include "moat/registry.h"
 #include "moat/timeutil.h"
 #include "moat/tlspolicy.h"
 #include "moat/topic.h"
@@ -48,6 +60,10 @@
 #define EXPORT_SIEM_STATUS_EVERY_MS 5000 /* state/siem.status rewritten at most this often */
 #define EXPORT_SIEM_QUEUE_EVERY_MS 1000	 /* state/siem.queue likewise, while it changes */
 #define EXPORT_DEDUP_MAX 1024		 /* distinct events in their dedup_window at once */
+#define EXPORT_FOLLOW_TURN 4096		 /* registry events read per turn of the loop */
+#define EXPORT_CURSOR_EVERY_MS 1000	 /* state/export.cursor at most this often */
+#define EXPORT_LEAD_RETRY_MS 2000	 /* a standing-by moatd tries the lock this often */
+#define EXPORT_READ_ERROR_EVERY_MS 60000 /* a failing registry read logged this often */
 
 struct peer {
 	int fd;
@@ -60,6 +76,7 @@ struct dedup {
 	struct moat_sec_event last; /* the newest of them */
 	int64_t until_ms;	    /* monotonic: the window's end */
 	uint64_t repeats;	    /* folded, not sent yet */
+	int64_t first_unsaid_seq;   /* the registry seq of the first of them (0: none) */
 };
 
 struct moat_export {
@@ -79,6 +96,11 @@ struct moat_export {
 	char queue_path[PATH_MAX];
 	char siem_status_path[PATH_MAX];
 	char siem_queue_path[PATH_MAX];
+	char cursor_path[PATH_MAX];
+	char lock_path[PATH_MAX];
+	bool follow;	   /* follows the registry (moatd with its ingest), else submit */
+	int64_t start_seq; /* the registry's last seq at start: a first cursor */
+	atomic_int wake;   /* the ingest's hook: an event was recorded */
 	/* under mu */
 	struct moat_sec_event *ring;
 	size_t ring_cap, ring_head, ring_len;
@@ -89,6 +111,8 @@ struct moat_export {
 	struct dedup *dedup;	       /* EXPORT_DEDUP_MAX when dedup_window is set */
 	size_t dedup_len;
 	struct export_counters c;
+	int64_t submitted_seq;		      /* the highest registry seq submitted */
+	int64_t siem_covered, alerts_covered; /* what each queue file covers (the header) */
 	/* the thread's own */
 	struct peer siem;
 	int64_t siem_next_ms, siem_backoff_ms;
@@ -96,11 +120,42 @@ struct moat_export {
 	bool siem_status_dirty;
 	int64_t siem_status_saved_ms;
 	int64_t siem_queue_saved_ms;
+	int64_t siem_queue_every_ms; /* EXPORT_SIEM_QUEUE_EVERY_MS; test builds may hold it */
 	/* opts->security_event; whether a refusal of the SIEM's / the webhook's certificate
 	 * was said since it was last accepted (one event per episode, not per retry) */
 	moat_export_security_event_fn security_event;
 	bool siem_refusal_said, webhook_refusal_said;
+	/* following the registry */
+	int lock_fd;		 /* MOAT_EXPORT_LOCK_FILE held: this moatd exports; -1: not */
+	int64_t lead_next_ms;	 /* when a standing-by exporter tries the lock again */
+	bool standby_said;	 /* event=export_standby logged */
+	struct moat_deploy *reg; /* the thread's registry connection */
+	int64_t cursor;		 /* the highest seq read from the registry */
+	int64_t cursor_saved;	 /* as in cursor_path */
+	int64_t cursor_saved_ms; /* when (monotonic) */
+	int64_t read_error_ms;	 /* a failing read last logged (monotonic) */
 };
+
+/* Whether this exporter may touch the files of state/: always without the registry, else
+ * only while it holds the lock (another moatd of the directory may be exporting). */
+static bool owns_state(const struct moat_export *x)
+{
+	return !x->follow || x->lock_fd >= 0;
+}
+
+/* The highest seq whose events, and every one before, are in the queues or delivered
+ * (x->mu held): what was submitted, less the repeats dedup folded and has not said yet. */
+static int64_t covered_locked(const struct moat_export *x)
+{
+	int64_t c = x->submitted_seq;
+	for (size_t i = 0; x->dedup && i < x->dedup_len; i++) {
+		const struct dedup *d = &x->dedup[i];
+		if (d->repeats && d->first_unsaid_seq > 0 && d->first_unsaid_seq - 1 < c) {
+			c = d->first_unsaid_seq - 1;
+		}
+	}
+	return c;
+}
 
 /* ---- connections ---- */
 
@@ -391,10 +446,17 @@ static void alerts_persist(struct moat_export *x)
 	char *text = NULL;
 	size_t len = 0;
 	struct moat_err err = {0};
+	if (!owns_state(x)) {
+		return;
+	}
 	pthread_mutex_lock(&x->mu);
 	bool dirty = x->alerts_dirty;
+	int64_t covered = covered_locked(x);
 	int rc = dirty ? moat_alert_queue_encode(&x->alerts, &text, &len, &err) : 0;
 	x->alerts_dirty = false;
+	if (!dirty) {
+		x->alerts_covered = covered;
+	}
 	pthread_mutex_unlock(&x->mu);
 	if (!dirty) {
 		return;
@@ -403,6 +465,10 @@ static void alerts_persist(struct moat_export *x)
 		moat_log(MOAT_LOG_ERROR, "event=alert_queue_not_saved error=\"%s\"", err.msg);
 		pthread_mutex_lock(&x->mu);
 		x->alerts_dirty = true; /* try again on the next turn */
+		pthread_mutex_unlock(&x->mu);
+	} else {
+		pthread_mutex_lock(&x->mu);
+		x->alerts_covered = covered;
 		pthread_mutex_unlock(&x->mu);
 	}
 	free(text);
@@ -564,13 +630,14 @@ static void dedup_say_locked(struct moat_export *x, struct dedup *d, int64_t mon
 	emit_locked(x, &d->last, now);
 	d->last.repeats = 0;
 	d->repeats = 0;
+	d->first_unsaid_seq = 0;
 	d->until_ms = mono + x->s.dedup_window_ms;
 }
 
-/* Whether ev is a repeat within its window (then folded, x->mu held); else it is
- * tracked for the window it opens, when there is room. */
-static bool dedup_fold_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t mono,
-			      int64_t now)
+/* Whether ev (registry seq, 0 when it has none) is a repeat within its window (then
+ * folded, x->mu held); else it is tracked for the window it opens, when there is room. */
+static bool dedup_fold_locked(struct moat_export *x, const struct moat_sec_event *ev, int64_t seq,
+			      int64_t mono, int64_t now)
 {
 	if (!x->dedup) {
 		return false;
@@ -582,7 +649,9 @@ static bool dedup_fold_locked(struct moat_export *x, const struct moat_sec_event
 		}
 		if (mono < d->until_ms) {
 			d->last = *ev;
-			d->repeats++;
+			if (d->repeats++ == 0) {
+				d->first_unsaid_seq = seq;
+			}
 			x->c.deduplicated++;
 			return true;
 		}
@@ -624,13 +693,14 @@ static void dedup_expire(struct moat_export *x)
 	pthread_mutex_unlock(&x->mu);
 }
 
-void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
+/* Counts ev and queues it for the sinks; seq: its registry seq (0: none). */
+static void submit(struct moat_export *x, const struct moat_sec_event *ev, int64_t seq)
 {
-	if (!x) {
-		return;
-	}
 	int64_t now = wall_ms(), mono = moat_time_mono_ms();
 	pthread_mutex_lock(&x->mu);
+	if (seq > x->submitted_seq) {
+		x->submitted_seq = seq;
+	}
 	size_t k = 0;
 	while (k < x->c.kinds && strcmp(x->c.kind[k], ev->kind) != 0) {
 		k++;
@@ -643,10 +713,17 @@ void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
 		x->c.events[k]++;
 	}
 	x->c.last_event_ms = ev->time_ms;
-	if ((x->s.siem || x->s.webhook) && !dedup_fold_locked(x, ev, mono, now)) {
+	if ((x->s.siem || x->s.webhook) && !dedup_fold_locked(x, ev, seq, mono, now)) {
 		emit_locked(x, ev, now);
 	}
 	pthread_mutex_unlock(&x->mu);
+}
+
+void moat_export_submit(struct moat_export *x, const struct moat_sec_event *ev)
+{
+	if (x) {
+		submit(x, ev, 0);
+	}
 }
 
 void export_counters_get(struct moat_export *x, struct export_counters *out)
@@ -712,14 +789,21 @@ void export_from_security_event(const struct moat_security_event *in, struct moa
 	copy_cut(out->detail, sizeof(out->detail), in->evidence);
 }
 
+/* The ingest's hook: an event was recorded and committed; the thread reads it from the
+ * registry (so the hook never waits, and a crash loses nothing the registry has). */
 static void on_security_event(const struct moat_security_event *ev, void *ctx)
 {
-	struct moat_sec_event e;
-	export_from_security_event(ev, &e);
-	if (!moat_sec_event_kind_ok(e.kind)) {
+	struct moat_export *x = ctx;
+	if (x->follow) {
+		atomic_store(&x->wake, 1);
 		return;
 	}
-	moat_export_submit(ctx, &e);
+	/* no sink: only /metrics' counters */
+	struct moat_sec_event e;
+	export_from_security_event(ev, &e);
+	if (moat_sec_event_kind_ok(e.kind)) {
+		submit(x, &e, 0);
+	}
 }
 
 /* ---- the thread ---- */
@@ -727,7 +811,7 @@ static void on_security_event(const struct moat_security_event *ev, void *ctx)
 static void nap(struct moat_export *x, int64_t ms)
 {
 	int64_t end = moat_time_mono_ms() + ms;
-	while (!x->stop && moat_time_mono_ms() < end) {
+	while (!x->stop && !atomic_exchange(&x->wake, 0) && moat_time_mono_ms() < end) {
 		struct timespec ts = {0, 50 * 1000 * 1000};
 		nanosleep(&ts, NULL);
 	}
@@ -737,7 +821,7 @@ static void nap(struct moat_export *x, int64_t ms)
  * most every EXPORT_SIEM_STATUS_EVERY_MS (force: now, as the exporter stops). */
 static void siem_status_persist(struct moat_export *x, bool force)
 {
-	if (!x->s.siem) {
+	if (!x->s.siem || !owns_state(x)) {
 		return;
 	}
 	pthread_mutex_lock(&x->mu);
@@ -773,7 +857,7 @@ static void siem_status_persist(struct moat_export *x, bool force)
  * both in memory and on disk (a collector that keeps up costs no write). */
 static void siem_queue_persist(struct moat_export *x, bool force)
 {
-	if (!x->s.siem) {
+	if (!x->s.siem || !owns_state(x)) {
 		return;
 	}
 	int64_t now = moat_time_mono_ms();
@@ -781,12 +865,15 @@ static void siem_queue_persist(struct moat_export *x, bool force)
 	size_t len = 0, left_out = 0, n = 0;
 	struct moat_err err = {0};
 	pthread_mutex_lock(&x->mu);
+	int64_t covered = covered_locked(x);
 	if (!x->siem_queue_dirty || (x->ring_len == 0 && x->siem_queue_empty_on_disk)) {
+		/* the file already holds what the ring holds */
 		x->siem_queue_dirty = false;
+		x->siem_covered = covered;
 		pthread_mutex_unlock(&x->mu);
 		return;
 	}
-	if (!force && now - x->siem_queue_saved_ms < EXPORT_SIEM_QUEUE_EVERY_MS) {
+	if (!force && now - x->siem_queue_saved_ms < x->siem_queue_every_ms) {
 		pthread_mutex_unlock(&x->mu);
 		return;
 	}
@@ -802,6 +889,9 @@ static void siem_queue_persist(struct moat_export *x, bool force)
 		x->siem_queue_dirty = true; /* try again on a later turn */
 		pthread_mutex_unlock(&x->mu);
 	} else {
+		pthread_mutex_lock(&x->mu);
+		x->siem_covered = covered;
+		pthread_mutex_unlock(&x->mu);
 		x->siem_queue_empty_on_disk = n == 0;
 		if (left_out) {
 			moat_log(MOAT_LOG_WARN, "event=siem_queue_cut left_out=%zu", left_out);
@@ -832,12 +922,180 @@ static void take_message(struct moat_export *x, const char *topic, const void *p
 	moat_export_submit(x, &ev);
 }
 
+/* ---- following the registry ---- */
+
+static void load_queue(struct moat_export *x);
+static void load_siem_queue(struct moat_export *x);
+
+/* Writes the cursor when the queue files cover more than it says: at most every
+ * EXPORT_CURSOR_EVERY_MS (force: now, as the exporter stops). */
+static void cursor_persist(struct moat_export *x, bool force)
+{
+	if (!x->follow || x->lock_fd < 0) {
+		return;
+	}
+	pthread_mutex_lock(&x->mu);
+	int64_t safe = x->submitted_seq;
+	if (x->s.siem && x->siem_covered < safe) {
+		safe = x->siem_covered;
+	}
+	if (x->s.webhook && x->alerts_covered < safe) {
+		safe = x->alerts_covered;
+	}
+	pthread_mutex_unlock(&x->mu);
+	int64_t now = moat_time_mono_ms();
+	if (safe <= x->cursor_saved ||
+	    (!force && now - x->cursor_saved_ms < EXPORT_CURSOR_EVERY_MS)) {
+		return;
+	}
+	char text[MOAT_EXPORT_CURSOR_MAX_BYTES];
+	struct moat_err err = {0};
+	int len = moat_export_cursor_encode(safe, text, sizeof(text));
+	x->cursor_saved_ms = now;
+	if (len < 0 || moat_fs_write_atomic(x->cursor_path, text, (size_t)len, 0600, &err) != 0) {
+		moat_log(MOAT_LOG_ERROR, "event=export_cursor_not_saved error=\"%s\"",
+			 len < 0 ? "out of range" : err.msg);
+		return;
+	}
+	x->cursor_saved = safe;
+}
+
+/* Where the last exporter stopped: the cursor file's seq, else (a first start with these
+ * sinks, or a file that does not read, moved aside) the registry's last seq when moatd
+ * started; never beyond the registry's last seq (a registry restored from an older copy
+ * numbers its new events from there). */
+static int64_t cursor_load(struct moat_export *x)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int64_t seq = x->start_seq, last = 0;
+	struct moat_err err = {0};
+	if (!moat_fs_exists(x->cursor_path)) {
+		moat_log(MOAT_LOG_INFO, "event=export_cursor_new seq=%" PRId64, seq);
+	} else if (moat_fs_read_all(x->cursor_path, MOAT_EXPORT_CURSOR_MAX_BYTES, &text, &len,
+				    &err) != 0 ||
+		   moat_export_cursor_decode(text, len, &seq, &err) != 0) {
+		char aside[PATH_MAX + 32];
+		snprintf(aside, sizeof(aside), "%s.bad.%lld", x->cursor_path,
+			 (long long)moat_time_now());
+		int r = rename(x->cursor_path, aside);
+		moat_log(MOAT_LOG_ERROR,
+			 "event=export_cursor_refused error=\"%s\" moved_to=%s seq=%" PRId64,
+			 err.msg, r == 0 ? aside : NULL, x->start_seq);
+		seq = x->start_seq;
+	}
+	free(text);
+	err = (struct moat_err){0};
+	if (moat_registry_security_event_last_seq(moat_deploy_registry(x->reg), &last, &err) == 0 &&
+	    seq > last) {
+		moat_log(MOAT_LOG_WARN, "event=export_cursor_reset from=%" PRId64 " to=%" PRId64,
+			 seq, last);
+		seq = last;
+	}
+	return seq;
+}
+
+/* Takes the export lock, or says once that another moatd of this directory holds it; on
+ * taking it, loads what the last exporter left: its queues and its cursor. */
+static bool take_lead(struct moat_export *x)
+{
+	if (x->lock_fd >= 0) {
+		return true;
+	}
+	int64_t now = moat_time_mono_ms();
+	if (now < x->lead_next_ms) {
+		return false;
+	}
+	x->lead_next_ms = now + EXPORT_LEAD_RETRY_MS;
+	struct moat_err err = {0};
+	if (!x->reg && moat_deploy_open(x->dir, MOAT_DEPLOY_READ, &x->reg, &err) != 0) {
+		x->reg = NULL;
+		moat_log(MOAT_LOG_WARN, "event=export_registry_unavailable error=\"%s\"", err.msg);
+		return false;
+	}
+	int fd = open(x->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		if (fd >= 0) {
+			close(fd);
+		}
+		if (!x->standby_said) {
+			moat_log(MOAT_LOG_INFO, "event=export_standby reason=\"%s\"",
+				 e == EWOULDBLOCK ? "another moatd of this deployment exports"
+						  : strerror(e));
+			x->standby_said = true;
+		}
+		return false;
+	}
+	x->lock_fd = fd;
+	if (x->s.siem) {
+		load_siem_queue(x);
+	}
+	if (x->s.webhook) {
+		load_queue(x);
+	}
+	x->cursor = cursor_load(x);
+	pthread_mutex_lock(&x->mu);
+	x->submitted_seq = x->siem_covered = x->alerts_covered = x->cursor;
+	pthread_mutex_unlock(&x->mu);
+	x->cursor_saved = -1; /* written now, so a crash from here starts from it */
+	x->cursor_saved_ms = 0;
+	cursor_persist(x, true);
+	moat_log(MOAT_LOG_INFO, "event=export_leading seq=%" PRId64 " took_over=%s", x->cursor,
+		 x->standby_said ? "yes" : "no");
+	return true;
+}
+
+static int on_recorded(const struct moat_security_event *ev, void *ctx)
+{
+	struct moat_export *x = ctx;
+	struct moat_sec_event e;
+	export_from_security_event(ev, &e);
+	if (moat_sec_event_kind_ok(e.kind)) {
+		submit(x, &e, ev->seq);
+	} else {
+		pthread_mutex_lock(&x->mu); /* covered all the same: nothing to send */
+		x->submitted_seq = ev->seq;
+		pthread_mutex_unlock(&x->mu);
+	}
+	x->cursor = ev->seq;
+	return 0;
+}
+
+/* Reads what the registry recorded after the cursor, up to EXPORT_FOLLOW_TURN events;
+ * true when there may be more. */
+static bool follow_registry(struct moat_export *x)
+{
+	if (!x->follow || !take_lead(x)) {
+		return false;
+	}
+	int64_t before = x->cursor;
+	struct moat_event_filter f = {.after_seq = x->cursor,
+				      .limit = EXPORT_FOLLOW_TURN,
+				      .oldest = true};
+	struct moat_err err = {0};
+	if (moat_registry_security_event_foreach(moat_deploy_registry(x->reg), &f, on_recorded, x,
+						 &err) != 0) {
+		int64_t now = moat_time_mono_ms();
+		if (!x->read_error_ms || now - x->read_error_ms >= EXPORT_READ_ERROR_EVERY_MS) {
+			moat_log(MOAT_LOG_ERROR,
+				 "event=export_read_failed after_seq=%" PRId64 " error=\"%s\"",
+				 x->cursor, err.msg);
+			x->read_error_ms = now;
+		}
+		return false;
+	}
+	return x->cursor - before >= EXPORT_FOLLOW_TURN;
+}
+
 static void *run(void *arg)
 {
 	struct moat_export *x = arg;
 	struct moat_deploy *d = NULL;
 	struct moat_opclient *c = NULL;
 	int64_t backoff = 1000, next_connect = 0;
+	bool more = false; /* the registry holds more than one turn read */
+	x->siem_queue_saved_ms = moat_time_mono_ms(); /* the first write a period from now */
 	while (!x->stop) {
 		struct moat_err err = {0};
 		if (x->as[0] && !c && moat_time_mono_ms() >= next_connect) {
@@ -895,9 +1153,13 @@ static void *run(void *arg)
 				break;
 			}
 		} else {
-			nap(x, EXPORT_POLL_MS);
+			if (!more) {
+				nap(x, EXPORT_POLL_MS); /* the ingest's hook cuts it short */
+			}
+			more = follow_registry(x);
 		}
 		deliver(x);
+		cursor_persist(x, false);
 	}
 	moat_opclient_close(c);
 	moat_deploy_close(d);
@@ -912,6 +1174,7 @@ static void *run(void *arg)
 	alerts_persist(x);
 	siem_queue_persist(x, true);
 	siem_status_persist(x, true);
+	cursor_persist(x, true);
 	return NULL;
 }
 
@@ -923,11 +1186,17 @@ static void load_queue(struct moat_export *x)
 	if (!moat_fs_exists(x->queue_path)) {
 		return;
 	}
-	if (moat_fs_read_all(x->queue_path, MOAT_ALERT_QUEUE_FILE_MAX_BYTES, &text, &len, &err) ==
-		    0 &&
-	    moat_alert_queue_decode(text, len, &x->alerts, &err) == 0) {
+	int rc =
+		moat_fs_read_all(x->queue_path, MOAT_ALERT_QUEUE_FILE_MAX_BYTES, &text, &len, &err);
+	pthread_mutex_lock(&x->mu); /* /metrics may be reading the counters */
+	if (rc == 0) {
+		rc = moat_alert_queue_decode(text, len, &x->alerts, &err);
+	}
+	size_t loaded = x->alerts.len;
+	pthread_mutex_unlock(&x->mu);
+	if (rc == 0) {
 		free(text);
-		moat_log(MOAT_LOG_INFO, "event=alert_queue_loaded alerts=%zu", x->alerts.len);
+		moat_log(MOAT_LOG_INFO, "event=alert_queue_loaded alerts=%zu", loaded);
 		return;
 	}
 	free(text);
@@ -950,15 +1219,20 @@ static void load_siem_queue(struct moat_export *x)
 		x->siem_queue_empty_on_disk = true;
 		return;
 	}
-	if (moat_fs_read_all(x->siem_queue_path, MOAT_SIEM_QUEUE_FILE_MAX_BYTES, &text, &len,
-			     &err) == 0 &&
-	    moat_siem_queue_decode(text, len, x->ring, x->ring_cap, &n, &left_out, &err) == 0) {
-		free(text);
+	int rc = moat_fs_read_all(x->siem_queue_path, MOAT_SIEM_QUEUE_FILE_MAX_BYTES, &text, &len,
+				  &err);
+	pthread_mutex_lock(&x->mu); /* /metrics may be reading the counters */
+	if (rc == 0 && (rc = moat_siem_queue_decode(text, len, x->ring, x->ring_cap, &n, &left_out,
+						    &err)) == 0) {
 		x->ring_head = 0;
 		x->ring_len = n;
 		x->c.siem_dropped += left_out;
 		x->siem_queue_empty_on_disk = n == 0 && left_out == 0;
 		x->siem_queue_dirty = left_out > 0; /* rewrite it without what siem_queue_max cut */
+	}
+	pthread_mutex_unlock(&x->mu);
+	if (rc == 0) {
+		free(text);
 		moat_log(MOAT_LOG_INFO, "event=siem_queue_loaded events=%zu dropped=%llu", n,
 			 (unsigned long long)left_out);
 		return;
@@ -986,6 +1260,18 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 	}
 	pthread_mutex_init(&x->mu, NULL);
 	x->siem.fd = -1;
+	x->lock_fd = -1;
+	x->siem_queue_every_ms = EXPORT_SIEM_QUEUE_EVERY_MS;
+#if defined(MOAT_FAILPOINTS)
+	/* test builds: the SIEM's queue file rewritten this rarely, so a test can kill moatd
+	 * with events queued that the file does not hold */
+	const char *every = getenv("MOAT_EXPORT_SIEM_QUEUE_EVERY");
+	struct moat_err every_err = {0};
+	if (every && moat_duration_ms_parse(every, &x->siem_queue_every_ms, &every_err) == 0) {
+		moat_log(MOAT_LOG_WARN, "event=failpoint name=MOAT_EXPORT_SIEM_QUEUE_EVERY ms=%lld",
+			 (long long)x->siem_queue_every_ms);
+	}
+#endif
 	x->security_event = opts->security_event;
 	if ((rc = moat_deploy_open(opts->dir, MOAT_DEPLOY_READ, &d, err)) != 0 ||
 	    (rc = moat_export_settings_load(moat_deploy_config(d), &x->s, err)) != 0) {
@@ -999,6 +1285,10 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 				 x->dir, MOAT_SIEM_STATUS_FILE)) != 0 ||
 	    (rc = moat_path_join(x->siem_queue_path, sizeof(x->siem_queue_path), err, "%s/%s",
 				 x->dir, MOAT_SIEM_QUEUE_FILE)) != 0 ||
+	    (rc = moat_path_join(x->cursor_path, sizeof(x->cursor_path), err, "%s/%s", x->dir,
+				 MOAT_EXPORT_CURSOR_FILE)) != 0 ||
+	    (rc = moat_path_join(x->lock_path, sizeof(x->lock_path), err, "%s/%s", x->dir,
+				 MOAT_EXPORT_LOCK_FILE)) != 0 ||
 	    (rc = moat_path_join(x->siem_ca, sizeof(x->siem_ca), err, "%s",
 				 x->s.siem_ca[0] ? x->s.siem_ca : "")) != 0 ||
 	    (rc = moat_path_join(x->webhook_ca, sizeof(x->webhook_ca), err, "%s",
@@ -1049,20 +1339,29 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 			goto out;
 		}
 	}
-	if (x->s.siem) {
+	/* with the ingest and a sink, the thread follows the registry from a cursor (and
+	 * loads the queues once it holds the export lock); with no sink a cursor left by an
+	 * earlier configuration is forgotten, so a sink configured later starts from then */
+	x->follow = !opts->subscribe && (x->s.siem || x->s.webhook);
+	if (!opts->subscribe && !x->follow && unlink(x->cursor_path) != 0 && errno != ENOENT) {
+		moat_log(MOAT_LOG_WARN, "event=export_cursor_not_removed error=\"%s\"",
+			 strerror(errno));
+	}
+	if (x->s.siem || x->s.webhook) {
 		char state[PATH_MAX];
 		if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", x->dir)) != 0 ||
 		    (rc = moat_fs_mkdirs(state, 0700, err)) != 0) {
 			goto out;
 		}
+	}
+	if (x->follow && (rc = moat_registry_security_event_last_seq(moat_deploy_registry(d),
+								     &x->start_seq, err)) != 0) {
+		goto out;
+	}
+	if (x->s.siem && !x->follow) {
 		load_siem_queue(x);
 	}
-	if (x->s.webhook) {
-		char state[PATH_MAX];
-		if ((rc = moat_path_join(state, sizeof(state), err, "%s/state", x->dir)) != 0 ||
-		    (rc = moat_fs_mkdirs(state, 0700, err)) != 0) {
-			goto out;
-		}
+	if (x->s.webhook && !x->follow) {
 		load_queue(x);
 	}
 	if (pthread_create(&x->thread, NULL, run, x) != 0) {
@@ -1105,6 +1404,10 @@ void moat_export_stop(struct moat_export *x)
 		pthread_join(x->thread, NULL);
 	}
 	peer_close(&x->siem);
+	if (x->lock_fd >= 0) {
+		close(x->lock_fd); /* a standing-by moatd takes over */
+	}
+	moat_deploy_close(x->reg);
 	free(x->dedup);
 	free(x->ring);
 	moat_alert_queue_free(&x->alerts);

@@ -1,5 +1,6 @@
 /* siemqueue.c: the SIEM's queue on disk (state/siem.queue): the events waiting for the
- * collector, so a moatd restart while it is away loses none. One header line, then one
+ * collector, so a moatd restart while it is away loses none; and the exporter's cursor
+ * (state/export.cursor), its place in the registry's security events. One header line, then one
  * event per line (moat_sec_event_json), oldest first:
  *   {"version":1,"events":2}
  *   {"time_ms":...,"kind":"acl_denied",...}
@@ -148,5 +149,46 @@ int moat_siem_queue_decode(const void *text, size_t len, struct moat_sec_event *
 	return 0;
 fail:
 	memset(out, 0, n * sizeof(*out));
+	return rc;
+}
+
+/* ---- the cursor ---- */
+
+#define CURSOR_SEQ_MAX 9007199254740991.0 /* 2^53 - 1: a double holds it exactly */
+
+int moat_export_cursor_encode(int64_t seq, char *out, size_t size)
+{
+	if (seq < 0 || (double)seq > CURSOR_SEQ_MAX) {
+		return -1;
+	}
+	int n = snprintf(out, size, "{\"version\":1,\"seq\":%lld}\n", (long long)seq);
+	return n > 0 && (size_t)n < size ? n : -1;
+}
+
+int moat_export_cursor_decode(const void *text, size_t len, int64_t *out_seq, struct moat_err *err)
+{
+	static const struct moat_json_limits lim = {.max_bytes = MOAT_EXPORT_CURSOR_MAX_BYTES,
+						    .max_depth = 1,
+						    .flags = 0};
+	cJSON *root = NULL;
+	*out_seq = 0;
+	int rc = moat_json_parse("export cursor", text, len, &lim, &root, NULL, err);
+	if (rc != 0) {
+		return rc;
+	}
+	const cJSON *ver = cJSON_GetObjectItemCaseSensitive(root, "version");
+	const cJSON *seq = cJSON_GetObjectItemCaseSensitive(root, "seq");
+	if (!cJSON_IsObject(root) || !cJSON_IsNumber(ver) || ver->valuedouble != 1) {
+		rc = moat_err_set(err, MOAT_EINVAL, "export cursor: version is not 1");
+	} else if (!cJSON_IsNumber(seq) || !isfinite(seq->valuedouble) || seq->valuedouble < 0 ||
+		   seq->valuedouble > CURSOR_SEQ_MAX ||
+		   seq->valuedouble != floor(seq->valuedouble)) {
+		rc = moat_err_set(err, MOAT_EINVAL, "export cursor: seq missing or bad");
+	} else if (cJSON_GetArraySize(root) != 2) {
+		rc = moat_err_set(err, MOAT_EINVAL, "export cursor: unknown keys");
+	} else {
+		*out_seq = (int64_t)seq->valuedouble;
+	}
+	cJSON_Delete(root);
 	return rc;
 }

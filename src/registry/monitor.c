@@ -291,11 +291,17 @@ int moat_registry_security_event_foreach(struct moat_registry *reg,
 					 moat_security_event_cb cb, void *ctx, struct moat_err *err)
 {
 	struct rdb_stmt *st = NULL;
-	/* the newest limit, returned oldest first */
+	/* the newest limit, returned oldest first; or the oldest limit (a range scan of the
+	 * primary key from after_seq that stops at the limit) */
 	if (rdb_prepare(reg_db(reg),
-			"SELECT * FROM (SELECT seq, at_ms, kind, severity, source, identity, "
-			"address, rule, evidence, run_id FROM security_events" FILTER_WHERE
-			" ORDER BY seq DESC LIMIT ?7) AS e ORDER BY seq",
+			f->oldest
+				? "SELECT seq, at_ms, kind, severity, source, identity, "
+				  "address, rule, evidence, run_id FROM security_events" FILTER_WHERE
+				  " ORDER BY seq LIMIT ?7"
+				: "SELECT * FROM (SELECT seq, at_ms, kind, severity, source, "
+				  "identity, address, rule, evidence, run_id FROM "
+				  "security_events" FILTER_WHERE
+				  " ORDER BY seq DESC LIMIT ?7) AS e ORDER BY seq",
 			&st) != 0) {
 		return reg_db_fail_table(reg, err, "security events");
 	}
@@ -322,6 +328,25 @@ int moat_registry_security_event_foreach(struct moat_registry *reg,
 	}
 	if (rc == 0 && s != RDB_DONE) {
 		rc = reg_db_fail_table(reg, err, "security events");
+	}
+	rdb_finalize(st);
+	return rc;
+}
+
+int moat_registry_security_event_last_seq(struct moat_registry *reg, int64_t *out,
+					  struct moat_err *err)
+{
+	struct rdb_stmt *st = NULL;
+	*out = 0;
+	if (rdb_prepare(reg_db(reg), "SELECT COALESCE(MAX(seq), 0) FROM security_events", &st) !=
+	    0) {
+		return reg_db_fail_table(reg, err, "last security event");
+	}
+	int rc = 0;
+	if (rdb_step(st) == RDB_ROW) {
+		*out = rdb_column_int64(st, 0);
+	} else {
+		rc = reg_db_fail_table(reg, err, "last security event");
 	}
 	rdb_finalize(st);
 	return rc;

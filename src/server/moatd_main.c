@@ -394,9 +394,11 @@ int main(int argc, char **argv)
 			iopts.has_broker_log_fd = iopts.broker_log_fd >= 0;
 		}
 	}
+	/* the exporter before the ingest: on its first start it exports from the registry's
+	 * last event as it starts, so none the ingest records is missed */
 	if (moat_httpd_start(&opts, &h, &err) != 0 || drop_privileges(&su, dir, &err) != 0 ||
-	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0) ||
-	    moat_export_start(&xopts, &exporter, &err) != 0) {
+	    moat_export_start(&xopts, &exporter, &err) != 0 ||
+	    (ingest && moat_ingest_start(&iopts, &ing, &err) != 0)) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
 		moat_export_stop(exporter);
 		moat_ingest_stop(ing);

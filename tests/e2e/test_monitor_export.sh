@@ -258,6 +258,63 @@ moatd_wait "event=siem_queue_refused" || fail "corrupt siem queue not refused"
 ls "$D/state/" | qgrep '^siem.queue.bad.' || fail "corrupt siem queue not kept aside"
 pass "a corrupt SIEM queue file is refused and kept aside"
 
+# A moatd killed outright loses no event: the exporter follows the registry from its cursor
+# (state/export.cursor), written only after the queue files that cover it. With rsyslog
+# stopped and the SIEM's queue file held unwritten (a test-build failpoint: as if the kill
+# came before its next rewrite), three events are recorded and moatd gets SIGKILL; the next
+# moatd reads them again from the registry and rsyslog gets each once.
+moatd_down
+MOAT_EXPORT_SIEM_QUEUE_EVERY=1h moatd_up
+moatd_wait "event=export_leading seq=[0-9]* took_over=no" || fail "the exporter did not lead"
+kill "$RSYSLOG_PID"
+wait "$RSYSLOG_PID" 2>/dev/null || true
+for i in 1 2 3; do agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 "killed-$i")"; done
+recorded() { [ "$(moat --json events --kind auth_refused | grep -c 'killed-')" = 3 ]; }
+wait_for 15 recorded || fail "the events were not recorded: $(moat --json events --kind auth_refused)"
+# the exporter has them queued (it tried the collector with one of them), none on disk
+wait_for 15 log_has_since "$T/moatd.log" "$MOATD_MARK" -e "event=siem_unreachable" ||
+	fail "the exporter did not try the collector"
+grep -q 'killed-' "$D/state/siem.queue" 2>/dev/null && fail "the queue file holds them: the test proves nothing"
+[ "$(stat -c %a "$D/state/export.cursor")" = 600 ] || fail "export.cursor not 0600"
+kill -KILL "$MOATD_PID"
+wait "$MOATD_PID" 2>/dev/null || true
+moatd_up
+moatd_wait "event=export_leading seq=[0-9]* took_over=no" || fail "the exporter did not lead"
+rsyslog_start "$RS_PORT" "$RS_OUT"
+for i in 1 2 3; do
+	wait_for 20 grep -q "reason=\"killed-$i\"" "$RS_OUT" ||
+		fail "killed-$i lost with the SIGKILL: $(tail -5 "$RS_OUT")"
+done
+agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 after-kill)"
+wait_for 15 grep -q 'reason="after-kill"' "$RS_OUT" || fail "after-kill not delivered"
+for i in 1 2 3; do
+	[ "$(grep -c "reason=\"killed-$i\"" "$RS_OUT")" = 1 ] || fail "killed-$i not delivered once"
+done
+pass "moatd killed with events queued and not on disk: the next moatd sends each from the registry, once"
+
+# One moatd of a directory exports at a time: a second moatd of the deployment stands by
+# (state/export.lock), and takes over, from the cursor, when the first is killed.
+# the first moatd's cursor past after-kill (written within a second of its delivery)
+seq=$(moat --json events --kind auth_refused | jq -r 'select(.evidence | contains("after-kill")) | .seq')
+cursor_past() { [ "$(jq -r .seq "$D/state/export.cursor")" -ge "$seq" ]; }
+wait_for 10 cursor_past || fail "cursor $(cat "$D/state/export.cursor") not past seq $seq"
+P2=$(free_port)
+e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$P2" >>"$T/m2.log.standby" 2>&1
+M2_PID=$!
+wait_for 20 grep -q "event=export_standby" "$T/m2.log.standby" || fail "the second moatd did not stand by: $(tail -3 "$T/m2.log.standby")"
+wait_for 20 grep -q "event=ingest_subscribed" "$T/m2.log.standby" || fail "the second moatd's ingest did not subscribe"
+kill -KILL "$MOATD_PID"
+wait "$MOATD_PID" 2>/dev/null || true
+wait_for 15 grep -q "event=export_leading seq=[0-9]* took_over=yes" "$T/m2.log.standby" ||
+	fail "the second moatd did not take over: $(tail -3 "$T/m2.log.standby")"
+agent_pub op1 moat/events/auth_refused "$(event auth_refused dev1 took-over)"
+wait_for 15 grep -q 'reason="took-over"' "$RS_OUT" || fail "the second moatd did not export"
+[ "$(grep -c 'reason="after-kill"' "$RS_OUT")" = 1 ] || fail "after-kill sent again by the second moatd"
+kill -TERM "$M2_PID"
+wait "$M2_PID" || fail "the second moatd exited with $? on SIGTERM"
+moatd_up
+pass "a second moatd stands by, takes over the export when the first is killed, resends nothing delivered"
+
 # Deduplication: with dedup_window = 2s, five identical events in a burst are not five
 # records: the first goes at once, the repeats at the window's end as one record (the last
 # of them) with their count (repeats="N"); the events the records stand for are exactly

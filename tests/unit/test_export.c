@@ -354,6 +354,54 @@ static void test_siem_status(void **state)
 	}
 }
 
+/* state/export.cursor: written and read back the same; every malformed file refused, with
+ * the seq left 0 */
+static void test_export_cursor(void **state)
+{
+	(void)state;
+	struct moat_err err = {0};
+	char text[MOAT_EXPORT_CURSOR_MAX_BYTES];
+	int64_t seq = -1;
+	static const int64_t good[] = {0, 1, 4242, 9007199254740991LL};
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		int len = moat_export_cursor_encode(good[i], text, sizeof(text));
+		assert_true(len > 0);
+		assert_int_equal(moat_export_cursor_decode(text, (size_t)len, &seq, &err), 0);
+		assert_int_equal(seq, good[i]);
+	}
+	assert_string_equal(text, "{\"version\":1,\"seq\":9007199254740991}\n");
+	assert_int_equal(moat_export_cursor_encode(-1, text, sizeof(text)), -1);
+	assert_int_equal(moat_export_cursor_encode(9007199254740992LL, text, sizeof(text)), -1);
+	assert_int_equal(moat_export_cursor_encode(1, text, 10), -1);
+	static const char *const bad[] = {
+		"",
+		"[]",
+		"{}",
+		"7",
+		"{\"version\":2,\"seq\":1}",
+		"{\"seq\":1}",
+		"{\"version\":1}",
+		"{\"version\":1,\"seq\":-1}",
+		"{\"version\":1,\"seq\":1.5}",
+		"{\"version\":1,\"seq\":\"1\"}",
+		"{\"version\":1,\"seq\":9007199254740992}",
+		"{\"version\":1,\"seq\":1e300}",
+		"{\"version\":1,\"seq\":1,\"more\":2}",
+		"{\"version\":1,\"seq\":1}trailing",
+		"{\"version\":1,\"seq\":1,\"padding\":\""
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		seq = -1;
+		if (moat_export_cursor_decode(bad[i], strlen(bad[i]), &seq, &err) == 0) {
+			fail_msg("accepted: %s", bad[i]);
+		}
+		assert_int_equal(seq, 0);
+		assert_int_equal(err.code, MOAT_EINVAL);
+	}
+}
+
 /* state/siem.queue: a ring (wrapped) written and read back the same, oldest first; a
  * smaller bound keeps the newest; every malformed file refused whole */
 static void test_siem_queue(void **state)
@@ -694,6 +742,7 @@ int main(void)
 		cmocka_unit_test(test_alert_queue_rejects),
 		cmocka_unit_test(test_siem_status),
 		cmocka_unit_test(test_siem_queue),
+		cmocka_unit_test(test_export_cursor),
 		cmocka_unit_test(test_status_line),
 		cmocka_unit_test(test_settings),
 		cmocka_unit_test(test_metrics),

@@ -1245,6 +1245,9 @@ static void test_security_events(void **state)
 	struct moat_registry *reg = *state;
 	struct moat_err err = {0};
 	bool fresh = false;
+	int64_t last = -1;
+	assert_int_equal(moat_registry_security_event_last_seq(reg, &last, &err), 0);
+	assert_int_equal(last, 0); /* none yet */
 	struct moat_security_event ev = sec_event("auth_refused", "a", 1000, MOAT_SEV_MEDIUM);
 	assert_int_equal(moat_registry_security_event_add(reg, &ev, "r1/auth_refused/1", &fresh,
 							  &err),
@@ -1279,6 +1282,14 @@ static void test_security_events(void **state)
 			 0);
 	assert_string_equal(out, "connected:b,anomaly:a"); /* the newest two, oldest first */
 	out[0] = '\0';
+	/* a reader following the table: the first two after seq 1 */
+	struct moat_event_filter next = {.after_seq = 1, .limit = 2, .oldest = true};
+	assert_int_equal(moat_registry_security_event_foreach(reg, &next, collect_event, out, &err),
+			 0);
+	assert_string_equal(out, "connected:b,connected:b");
+	out[0] = '\0';
+	assert_int_equal(moat_registry_security_event_last_seq(reg, &last, &err), 0);
+	assert_int_equal(last, c.seq);
 	struct moat_event_filter f = {.identity = "a", .after_seq = 1};
 	assert_int_equal(moat_registry_security_event_foreach(reg, &f, collect_event, out, &err),
 			 0);
