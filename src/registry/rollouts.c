@@ -83,15 +83,26 @@ static int exec_bound(struct moat_registry *reg, const char *sql, const char *wh
 static int insert_refused(struct moat_registry *reg, const struct moat_rollout_row *r,
 			  struct moat_err *err)
 {
-	/* the release is unknown (foreign key) or has its rollout (unique) */
+	/* the release is unknown (foreign key), has its rollout (unique), or a value is out
+	 * of the table's range (a check: the callers validate first, so a bug) */
 	struct moat_release rel;
+	struct moat_rollout_row other;
+	bool found = false;
 	struct moat_err e2 = {0};
 	if (moat_registry_release_get(reg, r->sha256_hex, &rel, &e2) != 0) {
 		return moat_err_set(err, MOAT_ENOENT, "release %.12s... is not published",
 				    r->sha256_hex);
 	}
-	return moat_err_set(err, MOAT_EEXIST, "release %s %s has a rollout already",
-			    rel.device_type, rel.version);
+	if (moat_registry_rollout_of_release(reg, r->sha256_hex, &other, &found, &e2) != 0 ||
+	    found) {
+		return moat_err_set(err, MOAT_EEXIST, "release %s %s has a rollout already",
+				    rel.device_type, rel.version);
+	}
+	return moat_err_set(err, MOAT_EINVAL,
+			    "rollout of %s %s refused by the registry: soak %llds, halt at %d%%, "
+			    "or a phase's percent out of range",
+			    rel.device_type, rel.version, (long long)r->soak_s,
+			    r->halt_failure_pct);
 }
 
 /* *refused: the rollout row broke a constraint (insert_refused says which). */

@@ -1927,13 +1927,23 @@ static enum MHD_Result events_stream(struct dash_ctx *c)
 	const char *sev = arg(c, "severity");
 	enum moat_severity min = MOAT_SEV_INFO;
 	struct moat_err err = {0};
-	if (sev && moat_severity_parse(sev, &min, &err) != 0) {
-		min = MOAT_SEV_INFO;
-	}
 	int64_t after = 0;
 	const char *last = MHD_lookup_connection_value(c->conn, MHD_HEADER_KIND, "Last-Event-ID");
 	const char *a = last && last[0] ? last : arg(c, "after");
-	if (!a || moat_int_parse(a, 0, INT64_MAX, &after, NULL) != 0) {
+	/* a position or filter that does not read is said, not taken for another one */
+	const char *bad = NULL;
+	if (sev && moat_severity_parse(sev, &min, &err) != 0) {
+		bad = "severity is not info, low, medium, high or critical\n";
+	} else if (a && a[0] && moat_int_parse(a, 0, INT64_MAX, &after, NULL) != 0) {
+		bad = last && last[0] ? "Last-Event-ID is not an event number\n"
+				      : "after is not an event number\n";
+	}
+	if (bad) {
+		note(c, "bad_stream_request");
+		return send_raw(c, MHD_HTTP_BAD_REQUEST, "text/plain; charset=utf-8", bad,
+				strlen(bad), NULL, NULL);
+	}
+	if (!a || !a[0]) {
 		/* no position given: from now on, not the whole history */
 		struct moat_event_filter newest = {.limit = 1};
 		struct newest n = {.c = NULL};

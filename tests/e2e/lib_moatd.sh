@@ -13,8 +13,9 @@ moatd_start() {
 # verifying moatd against the deployment CA. Prints the HTTP status on stdout.
 dcurl() {
 	local id=$1; shift
-	curl -sS --cacert "$D/pki/ca.crt" --cert "$D/pki/identities/$id/cert.pem" \
-		--key "$D/pki/identities/$id/key.pem" -o "$T/body" -w '%{http_code}' "$@"
+	curl -sS --max-time "$(deadline 60)" --cacert "$D/pki/ca.crt" \
+		--cert "$D/pki/identities/$id/cert.pem" --key "$D/pki/identities/$id/key.pem" \
+		-o "$T/body" -w '%{http_code}' "$@"
 }
 
 # url PATH: the moatd URL of PATH.

@@ -73,6 +73,6 @@ webhook_start() {
 # ocurl ID ARGS...: curl as operator (or any identity) ID to moatd, verified.
 ocurl() {
 	local id=$1; shift
-	curl -sS --cacert "$D/pki/ca.crt" --cert "$D/pki/identities/$id/cert.pem" \
-		--key "$D/pki/identities/$id/key.pem" "$@"
+	curl -sS --max-time "$(deadline 60)" --cacert "$D/pki/ca.crt" \
+		--cert "$D/pki/identities/$id/cert.pem" --key "$D/pki/identities/$id/key.pem" "$@"
 }

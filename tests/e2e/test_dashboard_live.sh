@@ -208,6 +208,15 @@ for i in 1 2; do
 done
 got=$(web -H "Cookie: $cookie" "$base/events/stream")
 [ "$got" = 429 ] || fail "a third stream of one session: HTTP $got"
+# a position or filter that does not read is refused (400), never taken for "from now"
+for q in "after=12x" "after=-1" "severity=loud"; do
+	got=$(web -H "Cookie: $cookie" "$base/events/stream?$q")
+	[ "$got" = 400 ] || fail "stream with $q: HTTP $got, expected 400"
+done
+assert_contains "$(cat "$T/body")" "severity is not info"
+got=$(web -H "Cookie: $cookie" -H "Last-Event-ID: abc" "$base/events/stream")
+[ "$got" = 400 ] || fail "stream with Last-Event-ID abc: HTTP $got, expected 400"
+assert_contains "$(cat "$T/body")" "Last-Event-ID is not an event number"
 grep -qi "^content-type: text/event-stream" "$T/stream1.h" || fail "not text/event-stream: $(cat "$T/stream1.h")"
 kill "$STREAM1" "$STREAM2" 2>/dev/null || true
 pass "event streams: none without a session (401), text/event-stream, at most 2 per session (the third: 429)"

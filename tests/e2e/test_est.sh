@@ -51,7 +51,8 @@ LOG="$D/log/moatd.log"
 est() {
 	local want=$1 what=$2 got
 	shift 2
-	got=$(curl -sS --cacert "$D/pki/ca.crt" -o "$T/body" -D "$T/headers" -w '%{http_code}' "$@") || true
+	got=$(curl -sS --max-time "$(deadline 30)" --cacert "$D/pki/ca.crt" -o "$T/body" \
+		-D "$T/headers" -w '%{http_code}' "$@") || true
 	[ "$got" = "$want" ] || fail "$what: HTTP $got, expected $want ($(head -c 300 "$T/body"))"
 	echo "ok - $what: HTTP $got"
 }
@@ -206,7 +207,8 @@ est 200 "dev4 enrolls after the refusals" -u "dev4:$TOK4" "${P10[@]}" \
 csr dev9 "/CN=dev9"
 got429=""
 for i in 1 2 3 4 5 6 7 8 9; do
-	code=$(curl -sS --interface 127.0.0.2 --cacert "$D/pki/ca.crt" -o /dev/null -w '%{http_code}' \
+	code=$(curl -sS --max-time "$(deadline 30)" --interface 127.0.0.2 --cacert "$D/pki/ca.crt" \
+		-o /dev/null -w '%{http_code}' \
 		-u "dev9:0000000000000000000000000000000$i" "${P10[@]}" --data-binary @"$T/dev9.b64" \
 		"$EST/simpleenroll") || true
 	if [ "$code" = 429 ]; then got429=$i; break; fi
@@ -309,7 +311,7 @@ sleep 1 # a fresh second for this source's budget
 a0=$(anon_lines) s0=$(suppressed_sum)
 urls=()
 for _ in $(seq 1 40); do urls+=("$EST/simpleenroll"); done
-codes=$(curl -sS --cacert "$D/pki/ca.crt" -X POST "${P10[@]}" --data x -o /dev/null \
+codes=$(curl -sS --max-time "$(deadline 60)" --cacert "$D/pki/ca.crt" -X POST "${P10[@]}" --data x -o /dev/null \
 	-w '%{http_code}\n' "${urls[@]}") || true
 [ "$(grep -c '^401$' <<<"$codes")" = 40 ] || fail "the flood: not 40 answers 401: $(sort <<<"$codes" | uniq -c)"
 LAST_REFUSAL_NS=0

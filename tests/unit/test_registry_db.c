@@ -1499,6 +1499,13 @@ static void test_rollouts(void **state)
 	struct moat_rollout_row bad = r;
 	bad.phase_count = 0;
 	assert_int_equal(moat_registry_rollout_insert(reg, &bad, NULL, 0, &err), MOAT_EINVAL);
+	/* a value the table's checks refuse is said as such, not as "has a rollout already" */
+	bad = r;
+	bad.soak_s = -1;
+	assert_int_equal(moat_registry_rollout_insert(reg, &bad, NULL, 0, &err), MOAT_EINVAL);
+	assert_string_equal(err.msg, "rollout of sensor 1.1.0 refused by the registry: soak -1s, "
+				     "halt at 5%, or a phase's percent out of range");
+	assert_int_equal(count(reg, "SELECT count(*) FROM rollouts"), 0);
 
 	struct moat_rollout_member m[] = {{"d1", 0}, {"d2", 1}};
 	OK(moat_registry_rollout_insert(reg, &r, m, 2, &err));
