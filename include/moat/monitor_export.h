@@ -12,13 +12,14 @@
  * Where events come from: in moatd with its ingest and a sink configured, the exporter's
  * thread follows the registry's security_events by seq from a cursor on disk
  * (MOAT_EXPORT_CURSOR_FILE, written only after the queue files that cover it), woken by
- * the ingest's hook (monitor.h): every event recorded (the plugin's, moatd's own,
- * anomalies, by any moatd of the deployment) is exported, and a crash loses none. One moatd of a deployment
- * directory does so at a time (MOAT_EXPORT_LOCK_FILE). With no sink, the hook only counts
- * events for /metrics. moatd started without its ingest (--no-ingest) has the exporter
- * subscribe to moat/events/# itself instead (moat_export_submit: its queue file is then
- * the only record, rewritten at most every second). moat_export_submit is thread-safe and
- * never blocks on the network.
+ * the ingest's hook (monitor.h): every event any moatd of the deployment recorded (the
+ * plugin's, moatd's own, anomalies) is exported, and a crash loses none of them. With no
+ * sink, the hook only counts events for /metrics. moatd started without its ingest
+ * (--no-ingest) has the exporter subscribe to moat/events/# itself instead
+ * (moat_export_submit: its queue file is then the only record, rewritten at most every
+ * second). Either way one moatd of a deployment directory exports at a time, the holder of
+ * MOAT_EXPORT_LOCK_FILE; the others stand by (and do not subscribe). moat_export_submit is
+ * thread-safe and never blocks on the network.
  *
  * Known limit: following by seq relies on seq being given in commit order, which holds for
  * SQLite (one writer at a time); on PostgreSQL a transaction that commits after a later

@@ -607,8 +607,9 @@ MOAT_MUST_CHECK int moat_registry_security_event_foreach(struct moat_registry *r
 							 const struct moat_event_filter *f,
 							 moat_security_event_cb cb, void *ctx,
 							 struct moat_err *err);
-/* The highest seq recorded so far (0 for none). seq only grows (it is never reused, not
- * even after every row is deleted), so a reader that remembers it misses nothing newer. */
+/* The highest seq of the events kept (0 for none). seq only grows (it is never reused, not
+ * even after every row is deleted), so a reader that remembers the seq it read last misses
+ * nothing newer; after retention deleted every row this is 0, not the last seq given. */
 MOAT_MUST_CHECK int moat_registry_security_event_last_seq(struct moat_registry *reg, int64_t *out,
 							  struct moat_err *err);
 /* How many events match f (limit ignored). */

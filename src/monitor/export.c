@@ -136,11 +136,11 @@ struct moat_export {
 	int64_t read_error_ms;	 /* a failing read last logged (monotonic) */
 };
 
-/* Whether this exporter may touch the files of state/: always without the registry, else
- * only while it holds the lock (another moatd of the directory may be exporting). */
+/* Whether this exporter may touch the files of state/: only while it holds the export
+ * lock (another moatd of the directory may be exporting). */
 static bool owns_state(const struct moat_export *x)
 {
-	return !x->follow || x->lock_fd >= 0;
+	return x->lock_fd >= 0;
 }
 
 /* The highest seq whose events, and every one before, are in the queues or delivered
@@ -889,9 +889,11 @@ static void siem_queue_persist(struct moat_export *x, bool force)
 		x->siem_queue_dirty = true; /* try again on a later turn */
 		pthread_mutex_unlock(&x->mu);
 	} else {
-		pthread_mutex_lock(&x->mu);
-		x->siem_covered = covered;
-		pthread_mutex_unlock(&x->mu);
+		if (!left_out) { /* else the oldest are in memory only: the cursor stays */
+			pthread_mutex_lock(&x->mu);
+			x->siem_covered = covered;
+			pthread_mutex_unlock(&x->mu);
+		}
 		x->siem_queue_empty_on_disk = n == 0;
 		if (left_out) {
 			moat_log(MOAT_LOG_WARN, "event=siem_queue_cut left_out=%zu", left_out);
@@ -931,7 +933,7 @@ static void load_siem_queue(struct moat_export *x);
  * EXPORT_CURSOR_EVERY_MS (force: now, as the exporter stops). */
 static void cursor_persist(struct moat_export *x, bool force)
 {
-	if (!x->follow || x->lock_fd < 0) {
+	if (!x->follow || !owns_state(x)) {
 		return;
 	}
 	pthread_mutex_lock(&x->mu);
@@ -962,8 +964,9 @@ static void cursor_persist(struct moat_export *x, bool force)
 
 /* Where the last exporter stopped: the cursor file's seq, else (a first start with these
  * sinks, or a file that does not read, moved aside) the registry's last seq when moatd
- * started; never beyond the registry's last seq (a registry restored from an older copy
- * numbers its new events from there). */
+ * started; never beyond the registry's newest event (a registry restored from an older
+ * copy numbers its new events from there; after retention emptied the table the reset to
+ * 0 passes over nothing either). */
 static int64_t cursor_load(struct moat_export *x)
 {
 	char *text = NULL;
@@ -988,29 +991,49 @@ static int64_t cursor_load(struct moat_export *x)
 	err = (struct moat_err){0};
 	if (moat_registry_security_event_last_seq(moat_deploy_registry(x->reg), &last, &err) == 0 &&
 	    seq > last) {
-		moat_log(MOAT_LOG_WARN, "event=export_cursor_reset from=%" PRId64 " to=%" PRId64,
+		moat_log(MOAT_LOG_WARN,
+			 "event=export_cursor_reset from=%" PRId64 " to=%" PRId64
+			 " reason=\"beyond the registry's newest event\"",
 			 seq, last);
 		seq = last;
 	}
 	return seq;
 }
 
-/* Takes the export lock, or says once that another moatd of this directory holds it; on
- * taking it, loads what the last exporter left: its queues and its cursor. */
+/* The thread's registry connection, (re)opened when needed; a failure logged once a
+ * minute. */
+static bool registry_ready(struct moat_export *x)
+{
+	if (x->reg) {
+		return true;
+	}
+	struct moat_err err = {0};
+	if (moat_deploy_open(x->dir, MOAT_DEPLOY_READ, &x->reg, &err) == 0) {
+		return true;
+	}
+	x->reg = NULL;
+	int64_t now = moat_time_mono_ms();
+	if (!x->read_error_ms || now - x->read_error_ms >= EXPORT_READ_ERROR_EVERY_MS) {
+		moat_log(MOAT_LOG_ERROR, "event=export_registry_unavailable error=\"%s\"", err.msg);
+		x->read_error_ms = now;
+	}
+	return false;
+}
+
+/* Takes the export lock (when a sink is configured), or says once that another moatd of
+ * this directory holds it; on taking it, loads what the last exporter left: its queues
+ * and, following the registry, its cursor. */
 static bool take_lead(struct moat_export *x)
 {
 	if (x->lock_fd >= 0) {
 		return true;
 	}
 	int64_t now = moat_time_mono_ms();
-	if (now < x->lead_next_ms) {
+	if (!(x->s.siem || x->s.webhook) || now < x->lead_next_ms) {
 		return false;
 	}
 	x->lead_next_ms = now + EXPORT_LEAD_RETRY_MS;
-	struct moat_err err = {0};
-	if (!x->reg && moat_deploy_open(x->dir, MOAT_DEPLOY_READ, &x->reg, &err) != 0) {
-		x->reg = NULL;
-		moat_log(MOAT_LOG_WARN, "event=export_registry_unavailable error=\"%s\"", err.msg);
+	if (x->follow && !registry_ready(x)) {
 		return false;
 	}
 	int fd = open(x->lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -1033,6 +1056,11 @@ static bool take_lead(struct moat_export *x)
 	}
 	if (x->s.webhook) {
 		load_queue(x);
+	}
+	if (!x->follow) {
+		moat_log(MOAT_LOG_INFO, "event=export_leading took_over=%s",
+			 x->standby_said ? "yes" : "no");
+		return true;
 	}
 	x->cursor = cursor_load(x);
 	pthread_mutex_lock(&x->mu);
@@ -1062,17 +1090,28 @@ static int on_recorded(const struct moat_security_event *ev, void *ctx)
 	return 0;
 }
 
-/* Reads what the registry recorded after the cursor, up to EXPORT_FOLLOW_TURN events;
- * true when there may be more. */
+/* Reads what the registry recorded after the cursor, up to EXPORT_FOLLOW_TURN events and,
+ * while the collector takes what it is sent, no more than the SIEM's ring has room for
+ * (the registry holds the rest: a burst is not cut to the ring's size while the collector
+ * is there; while it is away the ring keeps the newest, the oldest dropped and counted, so
+ * the webhook's alerts still go). True when there may be more. */
 static bool follow_registry(struct moat_export *x)
 {
-	if (!x->follow || !take_lead(x)) {
+	if (!x->follow || !take_lead(x) || !registry_ready(x)) {
 		return false;
 	}
+	int64_t limit = EXPORT_FOLLOW_TURN;
+	if (x->s.siem && x->siem_backoff_ms == 0) {
+		pthread_mutex_lock(&x->mu);
+		int64_t room = (int64_t)(x->ring_cap - x->ring_len);
+		pthread_mutex_unlock(&x->mu);
+		if (room == 0) {
+			return true; /* the turn's delivery makes room */
+		}
+		limit = room < limit ? room : limit;
+	}
 	int64_t before = x->cursor;
-	struct moat_event_filter f = {.after_seq = x->cursor,
-				      .limit = EXPORT_FOLLOW_TURN,
-				      .oldest = true};
+	struct moat_event_filter f = {.after_seq = x->cursor, .limit = limit, .oldest = true};
 	struct moat_err err = {0};
 	if (moat_registry_security_event_foreach(moat_deploy_registry(x->reg), &f, on_recorded, x,
 						 &err) != 0) {
@@ -1083,9 +1122,11 @@ static bool follow_registry(struct moat_export *x)
 				 x->cursor, err.msg);
 			x->read_error_ms = now;
 		}
+		moat_deploy_close(x->reg); /* opened again on a later turn */
+		x->reg = NULL;
 		return false;
 	}
-	return x->cursor - before >= EXPORT_FOLLOW_TURN;
+	return x->cursor - before >= limit;
 }
 
 static void *run(void *arg)
@@ -1098,7 +1139,7 @@ static void *run(void *arg)
 	x->siem_queue_saved_ms = moat_time_mono_ms(); /* the first write a period from now */
 	while (!x->stop) {
 		struct moat_err err = {0};
-		if (x->as[0] && !c && moat_time_mono_ms() >= next_connect) {
+		if (x->as[0] && !c && moat_time_mono_ms() >= next_connect && take_lead(x)) {
 			const char *filters[] = {EXPORT_TOPIC};
 			if (!d && moat_deploy_open(x->dir, MOAT_DEPLOY_READ, &d, &err) != 0) {
 				d = NULL;
@@ -1248,6 +1289,22 @@ static void load_siem_queue(struct moat_export *x)
 		 r == 0 ? aside : NULL);
 }
 
+/* No sink any more: the cursor of an earlier configuration is removed, so a sink
+ * configured later starts from then; only under the export lock (a moatd of this
+ * directory that still has a sink may be exporting from it). */
+static void forget_cursor(struct moat_export *x)
+{
+	int fd = open(x->lock_path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0) {
+		return; /* no lock file: no exporter ever ran here */
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0 && unlink(x->cursor_path) != 0 && errno != ENOENT) {
+		moat_log(MOAT_LOG_WARN, "event=export_cursor_not_removed error=\"%s\"",
+			 strerror(errno));
+	}
+	close(fd);
+}
+
 int moat_export_start(const struct moat_export_opts *opts, struct moat_export **out,
 		      struct moat_err *err)
 {
@@ -1343,9 +1400,8 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 	 * loads the queues once it holds the export lock); with no sink a cursor left by an
 	 * earlier configuration is forgotten, so a sink configured later starts from then */
 	x->follow = !opts->subscribe && (x->s.siem || x->s.webhook);
-	if (!opts->subscribe && !x->follow && unlink(x->cursor_path) != 0 && errno != ENOENT) {
-		moat_log(MOAT_LOG_WARN, "event=export_cursor_not_removed error=\"%s\"",
-			 strerror(errno));
+	if (!opts->subscribe && !x->follow) {
+		forget_cursor(x);
 	}
 	if (x->s.siem || x->s.webhook) {
 		char state[PATH_MAX];
@@ -1358,12 +1414,6 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 								     &x->start_seq, err)) != 0) {
 		goto out;
 	}
-	if (x->s.siem && !x->follow) {
-		load_siem_queue(x);
-	}
-	if (x->s.webhook && !x->follow) {
-		load_queue(x);
-	}
 	if (pthread_create(&x->thread, NULL, run, x) != 0) {
 		rc = moat_err_set(err, MOAT_EIO, "cannot start the export thread");
 		goto out;
@@ -1374,11 +1424,10 @@ int moat_export_start(const struct moat_export_opts *opts, struct moat_export **
 	}
 	x->hooked = !x->as[0];
 	if (x->s.siem || x->s.webhook) {
-		moat_log(MOAT_LOG_INFO,
-			 "event=export_started siem=%s siem_format=%s webhook=%s alerts_queued=%zu",
+		moat_log(MOAT_LOG_INFO, "event=export_started siem=%s siem_format=%s webhook=%s",
 			 x->s.siem ? x->s.siem_url.host : "none",
 			 moat_siem_format_name(x->s.siem_format),
-			 x->s.webhook ? x->s.webhook_url.host : "none", x->alerts.len);
+			 x->s.webhook ? x->s.webhook_url.host : "none");
 	}
 	*out = x;
 	x = NULL;

@@ -365,9 +365,9 @@ int main(int argc, char **argv)
 	struct moat_httpd *h = NULL;
 	struct moat_ingest *ing = NULL;
 	struct moat_export *exporter = NULL;
-	/* the exporter takes the ingest's recorded events (monitor.h's hook); without the
-	 * ingest it subscribes to the plugin's events itself, as the service identity, when
-	 * [monitor] names a sink */
+	/* the exporter follows the events the ingest records in the registry (woken by
+	 * monitor.h's hook); without the ingest it subscribes to the plugin's events itself,
+	 * as the service identity, when [monitor] names a sink */
 	struct moat_export_opts xopts = {.dir = dir,
 					 .subscribe = !ingest,
 					 .as = iopts.as,

@@ -13,7 +13,6 @@ page), and prints one JSON object: what it saw. Exit 1 with a message on any mis
 """
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,21 +21,13 @@ import urllib.request
 import websocket  # python3-websocket
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Browser:
     def __init__(self, chromium, home, width=1280, height=900):
-        self.port = free_port()
+        self.port = None
         self.profile = os.path.join(home, "profile")
         env = dict(os.environ, HOME=home)
         args = [chromium, "--headless=new", "--remote-debugging-address=127.0.0.1",
-                "--remote-debugging-port=%d" % self.port, "--user-data-dir=" + self.profile,
+                "--remote-debugging-port=0", "--user-data-dir=" + self.profile,
                 "--no-first-run", "--no-default-browser-check", "--disable-gpu",
                 "--disable-extensions", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--mute-audio",
@@ -47,8 +38,17 @@ class Browser:
                                      stderr=open(os.path.join(home, "chromium.log"), "w"))
         deadline = time.time() + 30
         pages = None
+        # port 0: Chromium binds a free port itself and names it in DevToolsActivePort,
+        # so no other test can take the port between a choice and the bind
+        active = os.path.join(self.profile, "DevToolsActivePort")
         while time.time() < deadline:
             try:
+                if self.port is None:
+                    with open(active) as f:
+                        first = f.readline().strip()
+                    if not first.isdigit():
+                        raise OSError("DevToolsActivePort not written yet")
+                    self.port = int(first)
                 with urllib.request.urlopen("http://127.0.0.1:%d/json/list" % self.port,
                                             timeout=2) as r:
                     pages = [p for p in json.load(r) if p.get("type") == "page"]
