@@ -632,6 +632,13 @@ int rdb_begin(struct rdb *c)
 
 int rdb_commit(struct rdb *c)
 {
+	/* PostgreSQL only warns at a COMMIT outside a transaction: refused as SQLite refuses
+	 * it, so a caller that lost its transaction hears of it */
+	if (c->backend == RDB_POSTGRES && !c->pg_in_tx) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "cannot commit - no transaction is active");
+		c->errcode = RDB_E_ERROR;
+		return RDB_E_ERROR;
+	}
 	int rc = rdb_exec(c, "COMMIT");
 	if (c->backend == RDB_POSTGRES) {
 		c->pg_in_tx = false; /* a failed COMMIT ends the transaction too */

@@ -55,7 +55,7 @@ pass "PostgreSQL 15 up on 127.0.0.1:$port as ${as[*]:-$(id -un)}"
 export MOAT_TEST_PG_URL="postgresql://moat@127.0.0.1:$port/moat?connect_timeout=10"
 run_captured "$unit"
 [ "$run_rc" -eq 0 ] || fail "test_registry_db on PostgreSQL: $out $errout"
-assert_contains "$out $errout" "[  PASSED  ] 24 test(s)."
+assert_contains "$out $errout" "[  PASSED  ] 34 test(s)."
 pass "test_registry_db: every test on PostgreSQL"
 
 # the schema the migrations made is the one description's: a table of each migration
