@@ -176,6 +176,13 @@ static void pg_msg(struct rdb *c, const char *msg)
 	while (n > 0 && (c->errmsg[n - 1] == '\n' || c->errmsg[n - 1] == ' ')) {
 		c->errmsg[--n] = '\0'; /* libpq's messages end with a newline */
 	}
+	/* and may hold several lines ("connection ... failed: ...\n\tIs the server running"):
+	 * one line, as every error moat prints */
+	for (char *p = c->errmsg; *p; p++) {
+		if (*p == '\n' || *p == '\t' || *p == '\r') {
+			*p = ' ';
+		}
+	}
 }
 
 int rdb_connect_pg(struct rdb *c, const char *url)
