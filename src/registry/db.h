@@ -79,9 +79,12 @@
  * out of insertion order (the same migration would close it). Online backup (backup.c) is
  * SQLite's page copy; a PostgreSQL registry is backed up with pg_dump, not by moat.
  * rdb_begin on PostgreSQL is READ COMMITTED, where SQLite's BEGIN IMMEDIATE serializes
- * writers: before several processes share a PostgreSQL registry, the read-then-write
- * transactions (serial numbers, the CRL number, enrollment use is already one UPDATE) need
- * SERIALIZABLE with retry or row locks. Not needed while one process holds it.
+ * writers. A deployment on PostgreSQL has several connections at once (moat, moatd's
+ * threads and ingest): their changes to the deployment (issuance, revocation, the CRL
+ * number, enrollment) are serialized by run/moat.lock as on SQLite, and serials are random
+ * under a primary key, but a read-then-write transaction outside that lock would need
+ * SERIALIZABLE with retry or row locks (the rollout moves are single conditional UPDATEs;
+ * nothing checks that no such transaction exists).
  * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
  * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
  * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
