@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_registry_pg_deploy: a whole deployment on a PostgreSQL registry (moat.conf's
 # [registry] url) on a real PostgreSQL 15 (lib_pg.sh): `moat init --registry-url` writes the
-# key and makes the schema there, and no registry.db ever appears; devices are added, `moat
+# key and makes the schema there (a second init on that database is refused), and no
+# registry.db ever appears; devices are added, `moat
 # up` runs the broker and moatd (as its own account when run as root, reading the database's
 # password from its PGPASSFILE), three simulated devices connect and publish, moatd's ingest
 # records their state and telemetry in PostgreSQL (`moat fleet --json` counts them); one
@@ -31,7 +32,12 @@ expect_ok "config check" moat config check
 [ "$(pg_sql moat "SELECT version FROM moat_schema")" -ge 11 ] || fail "no schema in PostgreSQL"
 [ "$(pg_sql moat "SELECT value FROM meta WHERE key = 'crl_number'")" = 1 ] ||
 	fail "init's CRL number is not in PostgreSQL"
-pass "moat init --registry-url: the schema in PostgreSQL, the key in moat.conf"
+# a second deployment on the same database: refused, nothing made
+run_captured moat init --dir "$T/d2" --registry-url "$url"
+[ "$run_rc" -ne 0 ] || fail "a second init took a database that holds a registry"
+assert_contains "$errout" "already holds a moat registry"
+[ ! -e "$T/d2" ] || fail "the refused init left $T/d2"
+pass "moat init --registry-url: the schema in PostgreSQL, the key in moat.conf; a second refused"
 
 moat identity add backend-service --role service >/dev/null
 moat_up_test
