@@ -46,7 +46,8 @@ struct moat_backup_stats {
  * written to a temporary file beside it, fsynced, renamed over path, mode 0600. A file that
  * changes while it is read (hashed, then archived) fails the backup (MOAT_ESTATE); a
  * symbolic link in the deployment is refused (moat writes none). On failure nothing is left
- * at path or beside it. out may be NULL. */
+ * at path or beside it. out may be NULL. A deployment whose registry is on PostgreSQL
+ * ([registry] url) is refused (MOAT_EINVAL, naming pg_dump) before anything is written. */
 MOAT_MUST_CHECK int moat_backup_write(struct moat_deploy *d, const char *path,
 				      struct moat_backup_stats *out, struct moat_err *err);
 

@@ -124,6 +124,10 @@ struct moat_init_opts {
 	const char *issuer_pkcs11_uri;
 	const char *pkcs11_module;
 	const char *issuer_pin_file;
+	/* A registry on PostgreSQL (moat/registry.h: moat_registry_url_check) instead of
+	 * registry.db: made there (the database must hold no tables) and written to moat.conf's
+	 * [registry] url. */
+	const char *registry_url;
 	int64_t now;
 };
 /* Creates the deployment. Refuses an existing deployment or a non-empty directory that
@@ -146,6 +150,14 @@ const char *moat_deploy_dir(const struct moat_deploy *d);
 const struct moat_config *moat_deploy_config(const struct moat_deploy *d);
 /* The parsed core sections of moat.conf. */
 const struct moat_deploy_conf *moat_deploy_settings(const struct moat_deploy *d);
+/* Where the deployment's registry is, for moat_registry_open: moat.conf's [registry] url
+ * (a registry on PostgreSQL) when cfg sets it, else "<dir>/registry.db". cfg may be NULL
+ * (no moat.conf loaded: the file). */
+MOAT_MUST_CHECK int moat_deploy_registry_location(const char *dir, const struct moat_config *cfg,
+						  char *buf, size_t size, struct moat_err *err);
+/* Whether the deployment's registry is on PostgreSQL ([registry] url): no registry.db, and
+ * what copies or owns that file (moat backup, ownership) has nothing of it. */
+bool moat_deploy_registry_is_url(const struct moat_deploy *d);
 /* The registry connection. Callers MUST NOT close it; in a deployment opened with
  * MOAT_DEPLOY_READ they MUST NOT change it either. */
 struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);

@@ -1,7 +1,10 @@
-/* registry.h: the SQLite registry, the deployment's source of truth, and the only code that
- * speaks SQL: every table is read and written through the functions below.
+/* registry.h: the registry, the deployment's source of truth, and the only code that speaks
+ * SQL: every table is read and written through the functions below. It lives in a SQLite
+ * file (registry.db, the default) or in a PostgreSQL database (moat.conf's [registry] url);
+ * the functions behave alike on both (src/registry/db.h says where the engines differ).
  *
- * Tables (see src/registry/schema.c, migrations applied on open, PRAGMA user_version):
+ * Tables (see src/registry/schema.c, migrations applied on open; the version in PRAGMA
+ * user_version, on PostgreSQL in a table moat_schema):
  *   identities(id, role, device_type, status, created_at)
  *   certificates(serial, identity, not_before, not_after, status, revoked_at, reason, pem)
  *   meta(key, value)                 crl_number and other counters
@@ -21,7 +24,7 @@
  *
  * Contract: every function runs inside the caller's transaction when one is open
  * (moat_registry_begin), otherwise in its own. The registry never touches files other than
- * registry.db. Strings copied into out structs are NUL-terminated and bounded.
+ * registry.db (none on PostgreSQL). Strings copied into out structs are NUL-terminated and bounded.
  */
 #ifndef MOAT_REGISTRY_H
 #define MOAT_REGISTRY_H
@@ -72,23 +75,28 @@ struct moat_cert_row {
 	int reason;
 };
 
-/* create: make a new registry (the file must not exist); else open an existing one, which
- * must carry moat's application_id. Applies pending migrations. */
-MOAT_MUST_CHECK int moat_registry_open(const char *path, bool create,
+/* Whether location is a registry URL (postgresql:// or postgres://) rather than a file. */
+bool moat_registry_is_url(const char *location);
+/* location: the path of a SQLite file, or a postgresql:// URL (moat_registry_url_check'd by
+ * the caller: moat.conf's [registry] url). create: make a new registry (the file must not
+ * exist; the database must hold no registry and no other table: MOAT_EEXIST, MOAT_EINVAL);
+ * else open an existing one, which must carry moat's application_id (an empty database is
+ * MOAT_ENOENT, as a missing file). Applies pending migrations. */
+MOAT_MUST_CHECK int moat_registry_open(const char *location, bool create,
 				       struct moat_registry **out_reg, struct moat_err *err);
 /* Opens an existing registry for reading only, where its directory cannot be written (a
  * read-only file system, a copy owned by another account): no WAL switch, no migration, no
  * -shm file created (SQLite's immutable mode, unless a -wal file holds transactions, which
  * are then read too). Refuses a schema other than this moat's (MOAT_ESTATE: it cannot be
- * migrated here). Every write through it fails. */
-MOAT_MUST_CHECK int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
+ * migrated here). Every write through it fails. On PostgreSQL: a connection whose every
+ * transaction is read-only (default_transaction_read_only). */
+MOAT_MUST_CHECK int moat_registry_open_readonly(const char *location,
+						struct moat_registry **out_reg,
 						struct moat_err *err);
 /* The URL of a registry on PostgreSQL (moat.conf's [registry] url):
  * postgresql://[user@]host[:port]/dbname[?params]. MOAT_EINVAL saying what is wrong: a
  * malformed URL, a password in it (it belongs in the account's ~/.pgpass or PGPASSFILE,
- * not in moat.conf), or a moat built without libpq. Checked only: the registry on
- * PostgreSQL is not complete yet (src/registry/db.h), so moat_deploy_open refuses a
- * deployment that sets it rather than silently using registry.db. */
+ * not in moat.conf), or a moat built without libpq. */
 MOAT_MUST_CHECK int moat_registry_url_check(const char *url, struct moat_err *err);
 void moat_registry_close(struct moat_registry *reg);
 

@@ -358,6 +358,14 @@ static int finish(const char *tmp, const char *path, int fd, struct moat_err *er
 int moat_backup_write(struct moat_deploy *d, const char *path, struct moat_backup_stats *out,
 		      struct moat_err *err)
 {
+	/* before anything is made: the archive holds registry.db, and a registry on
+	 * PostgreSQL has none (its own tool copies it consistently) */
+	if (moat_deploy_registry_is_url(d)) {
+		return moat_err_set(
+			err, MOAT_EINVAL,
+			"the registry is on PostgreSQL ([registry] url): back it up with "
+			"pg_dump; moat backup copies only a registry.db");
+	}
 	struct writer *w = calloc(1, sizeof(*w));
 	if (!w) {
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");

@@ -10,7 +10,8 @@ static const char backup_usage[] =
 	"registry.db taken by the registry's online backup) to FILE, a gzip'd tar with a SHA-256\n"
 	"manifest, mode 0600. Safe while `moat up` runs; run/ and log/ stay out. Keys are as on\n"
 	"disk: the root and firmware keys encrypted, the issuing CA's and devices' keys not, so\n"
-	"keep FILE as safe as the deployment. FILE must be outside the deployment.\n";
+	"keep FILE as safe as the deployment. FILE must be outside the deployment. A registry on\n"
+	"PostgreSQL ([registry] url) is refused: back that database up with pg_dump.\n";
 
 static const char restore_usage[] =
 	"usage: moat restore FILE [--dir TARGET] [--check]\n"

@@ -16,7 +16,8 @@ static const char usage[] =
 	"                 [--broker-port 8883] [--server-port 8443]\n"
 	"                 [--key-type ec-p256|rsa-2048|rsa-3072|rsa-4096] [--ca-days 3650]\n"
 	"                 [--issuer-days 1825] [--single-tier]\n"
-	"                 [--issuer-pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]]\n\n"
+	"                 [--issuer-pkcs11-uri URI [--pkcs11-module PATH] [--pin-file FILE]]\n"
+	"                 [--registry-url postgresql://[USER@]HOST[:PORT]/DB[?PARAMS]]\n\n"
 	"Creates the deployment directory (default: $MOAT_DIR, else the current directory):\n"
 	"moat.conf, registry.db, a root CA whose key is encrypted with the CA passphrase\n"
 	"(--passphrase-file, MOAT_CA_PASSPHRASE or a prompt), an online issuing CA signed by it\n"
@@ -30,7 +31,10 @@ static const char usage[] =
 	"pki/issuer.key is written; moat.conf's [pki] records the URI, the module\n"
 	"(--pkcs11-module, e.g. /usr/lib/softhsm/libsofthsm2.so, or module-path= in the URI)\n"
 	"and the PIN file (--pin-file, mode 0600; else $MOAT_PKCS11_PIN whenever moat or moatd\n"
-	"signs). Refuses an existing deployment or a non-empty directory.\n";
+	"signs). --registry-url keeps the registry in that PostgreSQL database (it must hold no\n"
+	"tables; its password in ~/.pgpass or PGPASSFILE, never in the URL) instead of\n"
+	"registry.db, and records the URL in moat.conf's [registry] url. Refuses an existing\n"
+	"deployment or a non-empty directory.\n";
 
 int init_main(int argc, char **argv)
 {
@@ -71,6 +75,7 @@ int init_main(int argc, char **argv)
 		{.name = "issuer-pkcs11-uri", .kind = MOAT_OPT_STRING, .dst = &io.issuer_pkcs11_uri},
 		{.name = "pkcs11-module", .kind = MOAT_OPT_STRING, .dst = &io.pkcs11_module},
 		{.name = "pin-file", .kind = MOAT_OPT_STRING, .dst = &io.issuer_pin_file},
+		{.name = "registry-url", .kind = MOAT_OPT_STRING, .dst = &io.registry_url},
 		{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
 		{0},
 	};
@@ -98,6 +103,9 @@ int init_main(int argc, char **argv)
 	if (io.issuer_pkcs11_uri &&
 	    moat_pkcs11_uri_parse(io.issuer_pkcs11_uri, &parsed, &err) != 0) {
 		return cli_usage_error("init: --issuer-pkcs11-uri: %s", err.msg);
+	}
+	if (io.registry_url && moat_registry_url_check(io.registry_url, &err) != 0) {
+		return cli_usage_error("init: --registry-url: %s", err.msg);
 	}
 	/* moat.conf keeps paths that hold from any working directory */
 	char pin_abs[PATH_MAX];

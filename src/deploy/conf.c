@@ -184,8 +184,7 @@ int deploy_conf_parse(const struct moat_config *cfg, struct moat_deploy_conf *co
 		moat_err_prefix(err, "%s: [pki] issuer_pkcs11_uri", cfg->path);
 		return rc;
 	}
-	/* [registry] url: a registry on PostgreSQL (checked here, refused by moat_deploy_open
-	 * while that registry is not complete) */
+	/* [registry] url: a registry on PostgreSQL, which moat_deploy_open then opens */
 	static const char *const registry_keys[] = {"url", NULL};
 	if ((rc = moat_config_check_keys(cfg, "registry", registry_keys, err)) != 0) {
 		return rc;

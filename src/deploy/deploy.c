@@ -145,16 +145,9 @@ int moat_deploy_open(const char *dir, int mode, struct moat_deploy **out, struct
 	 * a backup mounted for inspection): the registry is read as it is, without the WAL
 	 * switch and migrations a writable open does. */
 	bool readonly = mode == MOAT_DEPLOY_READ && access(d->dir, W_OK) != 0;
-	/* a registry on PostgreSQL: only part of the registry runs on it yet (issue 18), and a
-	 * deployment that names one must never fall back to registry.db unseen */
-	if (moat_config_get(d->cfg, "registry", "url")) {
-		rc = moat_err_set(err, MOAT_EINVAL,
-				  "%s: [registry] url: a registry on PostgreSQL is not supported by "
-				  "this moat yet: remove the key to use registry.db",
-				  d->cfg->path);
-		goto fail;
-	}
-	if ((rc = moat_deploy_path(d, path, sizeof(path), "registry.db", err)) != 0 ||
+	/* registry.db, or the PostgreSQL database [registry] url names (checked by
+	 * deploy_conf_parse above): never the file when the key is there */
+	if ((rc = moat_deploy_registry_location(d->dir, d->cfg, path, sizeof(path), err)) != 0 ||
 	    (rc = readonly ? moat_registry_open_readonly(path, &d->reg, err)
 			   : moat_registry_open(path, false, &d->reg, err)) != 0) {
 		goto fail;
@@ -235,6 +228,25 @@ const struct moat_config *moat_deploy_config(const struct moat_deploy *d)
 const struct moat_deploy_conf *moat_deploy_settings(const struct moat_deploy *d)
 {
 	return &d->conf;
+}
+
+int moat_deploy_registry_location(const char *dir, const struct moat_config *cfg, char *buf,
+				  size_t size, struct moat_err *err)
+{
+	const char *url = cfg ? moat_config_get(cfg, "registry", "url") : NULL;
+	if (url) {
+		int n = snprintf(buf, size, "%s", url);
+		if (n < 0 || (size_t)n >= size) {
+			return moat_err_set(err, MOAT_EINVAL, "[registry] url: too long");
+		}
+		return 0;
+	}
+	return moat_path_join(buf, size, err, "%s/registry.db", dir);
+}
+
+bool moat_deploy_registry_is_url(const struct moat_deploy *d)
+{
+	return moat_config_get(d->cfg, "registry", "url") != NULL;
 }
 
 struct moat_registry *moat_deploy_registry(const struct moat_deploy *d)

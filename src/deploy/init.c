@@ -175,6 +175,17 @@ static int write_conf(const char *path, const char *name, const char *const *hos
 		}
 		n += m;
 	}
+	if (opts->registry_url) {
+		/* checked by moat_deploy_init: one line, no password */
+		int m = snprintf(text + n, sizeof(text) - (size_t)n,
+				 "\n[registry]\n# the registry on PostgreSQL (its password in "
+				 "~/.pgpass or PGPASSFILE)\nurl = %s\n",
+				 opts->registry_url);
+		if (m < 0 || (size_t)m >= sizeof(text) - (size_t)n) {
+			return moat_err_set(err, MOAT_EINVAL, "moat.conf: too long");
+		}
+		n += m;
+	}
 	return moat_fs_write_atomic(path, text, (size_t)n, 0644, err);
 }
 
@@ -340,14 +351,20 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		goto out;
 	}
 
-	if ((rc = moat_path_join(p, sizeof(p), err, "%s/registry.db", dir)) != 0 ||
-	    (rc = moat_registry_open(p, true, &reg, err)) != 0 ||
-	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
-		goto out;
-	}
 	if ((rc = moat_pki_crl_build(signer, NULL, 0, 1, opts->now, MOAT_CRL_DAYS_DEFAULT, &crl_pem,
 				     &crl_len, err)) != 0 ||
 	    (rc = put(dir, "pki/crl.pem", crl_pem, crl_len, 0644, err)) != 0) {
+		goto out;
+	}
+	/* the registry last: a database on PostgreSQL outlives a failed init's directory, so
+	 * nothing that may still fail comes after it is made */
+	if (opts->registry_url) {
+		snprintf(p, sizeof(p), "%s", opts->registry_url);
+	} else if ((rc = moat_path_join(p, sizeof(p), err, "%s/registry.db", dir)) != 0) {
+		goto out;
+	}
+	if ((rc = moat_registry_open(p, true, &reg, err)) != 0 ||
+	    (rc = moat_registry_meta_set_int(reg, "crl_number", 1, err)) != 0) {
 		goto out;
 	}
 	rc = moat_fs_sync_dir(dir, err);
@@ -437,6 +454,10 @@ int moat_deploy_init(const struct moat_init_opts *given, const char *passphrase,
 	}
 	if (o.issuer_days < 0 || o.issuer_days > 36500) {
 		return moat_err_set(err, MOAT_EINVAL, "issuing CA validity: 1 to 36500 days");
+	}
+	if (o.registry_url && (rc = moat_registry_url_check(o.registry_url, err)) != 0) {
+		moat_err_prefix(err, "--registry-url");
+		return rc;
 	}
 
 	bool exists = false;

@@ -176,6 +176,13 @@ static void pg_msg(struct rdb *c, const char *msg)
 	while (n > 0 && (c->errmsg[n - 1] == '\n' || c->errmsg[n - 1] == ' ')) {
 		c->errmsg[--n] = '\0'; /* libpq's messages end with a newline */
 	}
+	/* and may hold several lines ("connection ... failed: ...\n\tIs the server running"):
+	 * one line, as every error moat prints */
+	for (char *p = c->errmsg; *p; p++) {
+		if (*p == '\n' || *p == '\t' || *p == '\r') {
+			*p = ' ';
+		}
+	}
 }
 
 int rdb_connect_pg(struct rdb *c, const char *url)
@@ -632,6 +639,13 @@ int rdb_begin(struct rdb *c)
 
 int rdb_commit(struct rdb *c)
 {
+	/* PostgreSQL only warns at a COMMIT outside a transaction: refused as SQLite refuses
+	 * it, so a caller that lost its transaction hears of it */
+	if (c->backend == RDB_POSTGRES && !c->pg_in_tx) {
+		snprintf(c->errmsg, sizeof(c->errmsg), "cannot commit - no transaction is active");
+		c->errcode = RDB_E_ERROR;
+		return RDB_E_ERROR;
+	}
 	int rc = rdb_exec(c, "COMMIT");
 	if (c->backend == RDB_POSTGRES) {
 		c->pg_in_tx = false; /* a failed COMMIT ends the transaction too */

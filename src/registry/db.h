@@ -55,13 +55,15 @@
  * SQLite's alone and are only ever issued by the SQLite backend (open, backup).
  *
  * Transactions. rdb_begin (SQLite BEGIN IMMEDIATE: the write lock up front; PostgreSQL
- * BEGIN; inside a transaction refused on both, as SQLite refuses it), rdb_commit,
- * rdb_rollback; rdb_savepoint/rdb_release/rdb_rollback_to for a unit
- * that must be all or nothing inside or outside the caller's transaction: on PostgreSQL,
- * where a savepoint needs a transaction, outside one it opens and ends its own. A failed
- * statement on PostgreSQL aborts the whole transaction (SQLite undoes that statement
- * alone), so a write that may be refused inside a caller's transaction, and the caller
- * goes on, runs in a savepoint (update_events.c's record inside moatd's ingest batches).
+ * BEGIN; inside a transaction refused on both, as SQLite refuses it), rdb_commit (outside a
+ * transaction refused on both: PostgreSQL would only warn), rdb_rollback;
+ * rdb_savepoint/rdb_release/rdb_rollback_to for a unit that must be all or nothing inside or
+ * outside the caller's transaction: on PostgreSQL, where a savepoint needs a transaction, outside
+ * one it opens and ends its own. A failed statement on PostgreSQL aborts the whole transaction
+ * (SQLite undoes that statement alone), so a write that may be refused inside a caller's
+ * transaction, and the caller goes on, runs in a savepoint (update_events.c's record inside moatd's
+ * ingest batches; registry.c's identity and certificate inserts, whose duplicate the caller answers
+ * by drawing another serial: a savepoint on PostgreSQL only, where the engines differ).
  *
  * Errors. A failed step returns RDB_E_PRIMARYKEY or RDB_E_UNIQUE (a duplicate:
  * rdb_is_duplicate; told apart by SQLite's extended code, by PostgreSQL's constraint name
@@ -77,9 +79,12 @@
  * out of insertion order (the same migration would close it). Online backup (backup.c) is
  * SQLite's page copy; a PostgreSQL registry is backed up with pg_dump, not by moat.
  * rdb_begin on PostgreSQL is READ COMMITTED, where SQLite's BEGIN IMMEDIATE serializes
- * writers: before several processes share a PostgreSQL registry, the read-then-write
- * transactions (serial numbers, the CRL number, enrollment use is already one UPDATE) need
- * SERIALIZABLE with retry or row locks. Not needed while one process holds it.
+ * writers. A deployment on PostgreSQL has several connections at once (moat, moatd's
+ * threads and ingest): their changes to the deployment (issuance, revocation, the CRL
+ * number, enrollment) are serialized by run/moat.lock as on SQLite, and serials are random
+ * under a primary key, but a read-then-write transaction outside that lock would need
+ * SERIALIZABLE with retry or row locks (the rollout moves are single conditional UPDATEs;
+ * nothing checks that no such transaction exists).
  * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
  * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
  * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
@@ -88,10 +93,16 @@
  * accepted, upserts, ON CONFLICT DO NOTHING), but one that did would abort the whole batch
  * on PostgreSQL where SQLite loses that statement alone.
  *
- * Converted: dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c,
- * rollouts.c, stats.c, update_events.c, registry.c's transactions, identity_exists,
- * cert_foreach and the certificate rows' reader (reg_cert_rows). Still raw sqlite3_*: the
- * rest of registry.c; backup.c stays SQLite's by design.
+ * Opening. moat_registry_open and _open_readonly take a location: a postgresql:// URL opens
+ * PostgreSQL (open_pg.c), anything else is a SQLite file (open_sqlite.c). A deployment's
+ * location is moat.conf's [registry] url, else its registry.db (moat_deploy_registry_location).
+ *
+ * Converted: every statement of src/registry: registry.c (identities, certificates, meta,
+ * transactions, points), dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c,
+ * releases.c, rollouts.c, stats.c, update_events.c, and open_sqlite.c's PRAGMAs and
+ * migrations. Still raw sqlite3_*, by design: opening a SQLite file (open_sqlite.c:
+ * sqlite3_open_v2, its busy timeout) and backup.c's page copy (refuses a PostgreSQL
+ * registry: pg_dump backs it up).
  */
 #ifndef MOAT_REGISTRY_DB_H
 #define MOAT_REGISTRY_DB_H

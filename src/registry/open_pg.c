@@ -36,27 +36,44 @@ static int pg_fail(struct moat_registry *reg, struct moat_err *err, const char *
 	return moat_err_set(err, MOAT_EDB, "%s: %s: %s", reg->path, what, rdb_errmsg(&reg->conn));
 }
 
-/* The applied version, 0 for an empty database; refuses one that holds other tables. */
+/* The applied version, 0 for a database without a registry; refuses one that holds other
+ * tables. Reads only: moat_schema may not exist yet. */
 static int schema_version(struct moat_registry *reg, int *out, struct moat_err *err)
 {
 	struct rdb_stmt *st = NULL;
 	*out = 0;
-	if (rdb_prepare(&reg->conn, "SELECT version, application_id FROM moat_schema", &st) != 0) {
+	if (rdb_prepare(&reg->conn,
+			"SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = "
+			"current_schema() AND tablename = 'moat_schema'",
+			&st) != 0) {
 		return pg_fail(reg, err, "schema version");
 	}
 	int s = rdb_step(st);
-	int rc = 0;
-	if (s == RDB_ROW) {
-		*out = (int)rdb_column_int64(st, 0);
-		if (rdb_column_int64(st, 1) != MOAT_REGISTRY_APP_ID) {
-			rc = moat_err_set(err, MOAT_EINVAL, "%s: not a moat registry", reg->path);
-		}
-	} else if (s != RDB_DONE) {
-		rc = pg_fail(reg, err, "schema version");
-	}
+	bool has_table = s == RDB_ROW && rdb_column_int64(st, 0) > 0;
 	rdb_finalize(st);
-	if (rc != 0 || *out > 0) {
-		return rc;
+	if (s != RDB_ROW) {
+		return pg_fail(reg, err, "schema version");
+	}
+	int rc = 0;
+	if (has_table) {
+		if (rdb_prepare(&reg->conn, "SELECT version, application_id FROM moat_schema",
+				&st) != 0) {
+			return pg_fail(reg, err, "schema version");
+		}
+		s = rdb_step(st);
+		if (s == RDB_ROW) {
+			*out = (int)rdb_column_int64(st, 0);
+			if (rdb_column_int64(st, 1) != MOAT_REGISTRY_APP_ID) {
+				rc = moat_err_set(err, MOAT_EINVAL, "%s: not a moat registry",
+						  reg->path);
+			}
+		} else if (s != RDB_DONE) {
+			rc = pg_fail(reg, err, "schema version");
+		}
+		rdb_finalize(st);
+		if (rc != 0 || *out > 0) {
+			return rc;
+		}
 	}
 	/* no version: only an empty database becomes a registry */
 	if (rdb_prepare(&reg->conn,
@@ -77,26 +94,57 @@ static int schema_version(struct moat_registry *reg, int *out, struct moat_err *
 	return rc;
 }
 
-static int migrate(struct moat_registry *reg, struct moat_err *err)
+/* What mode wants of the version found: 0, or the refusal. */
+static int version_check(struct moat_registry *reg, enum reg_pg_mode mode, int version,
+			 struct moat_err *err)
+{
+	if (version > moat_registry_migration_count) {
+		return moat_err_set(
+			err, MOAT_ESTATE,
+			"%s: schema version %d is newer than this moat (%d): upgrade moat",
+			reg->path, version, moat_registry_migration_count);
+	}
+	if (mode == REG_PG_CREATE && version > 0) {
+		return moat_err_set(err, MOAT_EEXIST, "%s: already holds a moat registry",
+				    reg->path);
+	}
+	if (mode != REG_PG_CREATE && version == 0) {
+		return moat_err_set(err, MOAT_ENOENT,
+				    "%s: no registry (the database is empty: moat init "
+				    "--registry-url makes one)",
+				    reg->path);
+	}
+	if (mode == REG_PG_READONLY && version != moat_registry_migration_count) {
+		return moat_err_set(err, MOAT_ESTATE,
+				    "%s: schema version %d, this moat reads %d, and the registry "
+				    "is opened read-only: open it once writable to migrate it",
+				    reg->path, version, moat_registry_migration_count);
+	}
+	return 0;
+}
+
+static int migrate(struct moat_registry *reg, enum reg_pg_mode mode, struct moat_err *err)
 {
 	struct rdb *c = &reg->conn;
 	int version = 0;
 	int rc;
 	if (rdb_begin(c) != 0 ||
 	    /* one migrator at a time: "moat" in ASCII, as SQLite's application_id */
-	    rdb_exec(c, "SELECT pg_advisory_xact_lock(1836019060)") != 0 ||
-	    rdb_exec(c, "CREATE TABLE IF NOT EXISTS moat_schema (version BIGINT NOT NULL, "
-			"application_id BIGINT NOT NULL)") != 0) {
+	    rdb_exec(c, "SELECT pg_advisory_xact_lock(1836019060)") != 0) {
 		rc = pg_fail(reg, err, "migrate");
 		goto fail;
 	}
-	if ((rc = schema_version(reg, &version, err)) != 0) {
+	if ((rc = schema_version(reg, &version, err)) != 0 ||
+	    (rc = version_check(reg, mode, version, err)) != 0) {
 		goto fail;
 	}
-	if (version > moat_registry_migration_count) {
-		rc = moat_err_set(err, MOAT_ESTATE,
-				  "%s: schema version %d is newer than this moat (%d): upgrade moat",
-				  reg->path, version, moat_registry_migration_count);
+	if (version == moat_registry_migration_count) {
+		rdb_rollback(c); /* nothing to do: the lock goes with the transaction */
+		return 0;
+	}
+	if (rdb_exec(c, "CREATE TABLE IF NOT EXISTS moat_schema (version BIGINT NOT NULL, "
+			"application_id BIGINT NOT NULL)") != 0) {
+		rc = pg_fail(reg, err, "migrate");
 		goto fail;
 	}
 	char *sql = malloc(MIGRATION_SQL_MAX);
@@ -136,7 +184,23 @@ fail:
 	return rc;
 }
 
-int reg_open_postgres(const char *url, struct moat_registry **out_reg, struct moat_err *err)
+/* Read-only: every transaction of the session refuses writes; the version must be this
+ * moat's (nothing migrates through a read-only open). */
+static int open_readonly(struct moat_registry *reg, struct moat_err *err)
+{
+	int version = 0;
+	int rc;
+	if (rdb_exec(&reg->conn, "SET default_transaction_read_only = on") != 0) {
+		return pg_fail(reg, err, "read-only");
+	}
+	if ((rc = schema_version(reg, &version, err)) != 0) {
+		return rc;
+	}
+	return version_check(reg, REG_PG_READONLY, version, err);
+}
+
+int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_registry **out_reg,
+		      struct moat_err *err)
 {
 	const char *why = NULL;
 	if (rdb_url_check(url, &why) != 0) {
@@ -152,7 +216,8 @@ int reg_open_postgres(const char *url, struct moat_registry **out_reg, struct mo
 		rc = moat_err_set(err, MOAT_EDB, "%s: %s", reg->path, rdb_errmsg(&reg->conn));
 		goto fail;
 	}
-	if ((rc = migrate(reg, err)) != 0) {
+	rc = mode == REG_PG_READONLY ? open_readonly(reg, err) : migrate(reg, mode, err);
+	if (rc != 0) {
 		goto fail;
 	}
 	*out_reg = reg;

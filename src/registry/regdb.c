@@ -1,5 +1,5 @@
-/* regdb.c: the registry's error messages over the statement layer (db.h): the words
- * registry.c's reg_fail and reg_fail_table use, so a converted file fails as it did. */
+/* regdb.c: the registry's error messages over the statement layer (db.h): the words the
+ * files used on raw SQLite, so a converted file fails as it did. */
 #include <stdio.h>
 
 #include "registry_internal.h"

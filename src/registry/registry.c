@@ -1,253 +1,40 @@
-/* registry.c: opening the SQLite registry, migrations, transactions, and the queries on
- * identities, certificates and meta (releases.c and update_events.c hold the other tables').
- * Every query is a prepared statement with bound parameters, prepared on each call. */
-#include <errno.h>
-#include <limits.h>
+/* registry.c: which backend a registry's location opens (a SQLite file: open_sqlite.c; a
+ * postgresql:// URL: open_pg.c), transactions, and the queries on identities, certificates
+ * and meta (the other files hold the other tables'). Every query is a prepared statement of
+ * the statement layer (db.h) with bound parameters, prepared on each call: one text of SQL
+ * for both backends. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "moat/fsutil.h"
 #include "registry_internal.h"
 
-int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what)
+/* A postgresql:// (or postgres://) URL names a registry on PostgreSQL; anything else is
+ * the path of a SQLite file. */
+bool moat_registry_is_url(const char *location)
 {
-	int code = sqlite3_errcode(reg->db);
-	int rc = (code == SQLITE_FULL) ? MOAT_ENOSPC : MOAT_EDB;
-	return moat_err_set(err, rc, "%s: %s: %s", reg->path, what, sqlite3_errmsg(reg->db));
+	return strncmp(location, "postgresql://", 13) == 0 ||
+	       strncmp(location, "postgres://", 11) == 0;
 }
 
-int reg_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what)
-{
-	return moat_err_set(err, MOAT_EDB, "registry: %s: %s", what, sqlite3_errmsg(reg->db));
-}
-
-void reg_column_text(sqlite3_stmt *st, int col, char *buf, size_t size)
-{
-	const unsigned char *t = sqlite3_column_text(st, col);
-	snprintf(buf, size, "%s", t ? (const char *)t : "");
-}
-
-static int exec(struct moat_registry *reg, const char *sql, struct moat_err *err)
-{
-	char *msg = NULL;
-	if (sqlite3_exec(reg->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-		int rc = moat_err_set(err,
-				      sqlite3_errcode(reg->db) == SQLITE_FULL ? MOAT_ENOSPC
-									      : MOAT_EDB,
-				      "%s: %s", reg->path, msg ? msg : "error");
-		sqlite3_free(msg);
-		return rc;
-	}
-	return 0;
-}
-
-static int pragma_int(struct moat_registry *reg, const char *sql, int *out, struct moat_err *err)
-{
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, sql, -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, sql);
-	}
-	int rc = sqlite3_step(st);
-	if (rc != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return moat_err_set(err, MOAT_EDB, "%s: not a moat registry (%s)", reg->path,
-				    sqlite3_errmsg(reg->db));
-	}
-	*out = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
-	return 0;
-}
-
-/* Reads the header only: a file that is not ours is refused before anything (the switch
- * to WAL included) writes to it. */
-static int check_ours(struct moat_registry *reg, bool create, int *out_version,
-		      struct moat_err *err)
-{
-	int app_id = 0;
-	int rc;
-	if ((rc = pragma_int(reg, "PRAGMA application_id", &app_id, err)) != 0 ||
-	    (rc = pragma_int(reg, "PRAGMA user_version", out_version, err)) != 0) {
-		return rc;
-	}
-	if (!create && app_id != MOAT_REGISTRY_APP_ID) {
-		return moat_err_set(err, MOAT_EINVAL, "%s: not a moat registry", reg->path);
-	}
-	return 0;
-}
-
-static int migrate(struct moat_registry *reg, int version, struct moat_err *err)
-{
-	int rc;
-	if (version > moat_registry_migration_count) {
-		return moat_err_set(
-			err, MOAT_ESTATE,
-			"%s: schema version %d is newer than this moat (%d): upgrade moat",
-			reg->path, version, moat_registry_migration_count);
-	}
-	if (version == moat_registry_migration_count) {
-		return 0;
-	}
-	if ((rc = exec(reg, "BEGIN IMMEDIATE", err)) != 0) {
-		return rc;
-	}
-	for (int i = version; i < moat_registry_migration_count; i++) {
-		if ((rc = exec(reg, moat_registry_migrations[i], err)) != 0) {
-			moat_err_prefix(err, "migration %d", i + 1);
-			goto fail;
-		}
-	}
-	char sql[96];
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d; PRAGMA application_id = %d",
-		 moat_registry_migration_count, MOAT_REGISTRY_APP_ID);
-	if ((rc = exec(reg, sql, err)) != 0 || (rc = exec(reg, "COMMIT", err)) != 0) {
-		goto fail;
-	}
-	return 0;
-fail:
-	sqlite3_exec(reg->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
-}
-
-int moat_registry_open(const char *path, bool create, struct moat_registry **out_reg,
+int moat_registry_open(const char *location, bool create, struct moat_registry **out_reg,
 		       struct moat_err *err)
 {
-	int rc = MOAT_EDB;
-	struct moat_registry *reg = calloc(1, sizeof(*reg));
-	if (!reg || !(reg->path = strdup(path))) {
-		free(reg);
-		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	if (moat_registry_is_url(location)) {
+		return reg_open_postgres(location, create ? REG_PG_CREATE : REG_PG_OPEN, out_reg,
+					 err);
 	}
-	if (create && moat_fs_exists(path)) {
-		rc = moat_err_set(err, MOAT_EEXIST, "%s: already exists", path);
-		goto fail;
-	}
-	if (!create && !moat_fs_exists(path)) {
-		rc = moat_err_set(err, MOAT_ENOENT, "%s: no registry", path);
-		goto fail;
-	}
-	/* NOFOLLOW: moatd's account owns registry.db and may write in its directory; root
-	 * must never open a symbolic link it left there in the registry's place. */
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW |
-		    (create ? SQLITE_OPEN_CREATE : 0);
-	if (create) {
-		/* the registry holds certificates and later telemetry: owner only */
-		mode_t old = umask(077);
-		rc = sqlite3_open_v2(path, &reg->db, flags, NULL);
-		umask(old);
-	} else {
-		rc = sqlite3_open_v2(path, &reg->db, flags, NULL);
-	}
-	if (rc != SQLITE_OK) {
-		rc = moat_err_set(err, MOAT_EDB, "%s: %s", path,
-				  reg->db ? sqlite3_errmsg(reg->db) : "cannot open");
-		goto fail;
-	}
-	sqlite3_busy_timeout(reg->db, 10000);
-	sqlite3_extended_result_codes(reg->db, 0);
-	int version = 0;
-	if ((rc = check_ours(reg, create, &version, err)) != 0) {
-		goto fail;
-	}
-	if ((rc = exec(reg,
-		       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-		       "PRAGMA foreign_keys=ON",
-		       err)) != 0) {
-		moat_err_prefix(err, "not a moat registry");
-		goto fail;
-	}
-	if ((rc = migrate(reg, version, err)) != 0) {
-		goto fail;
-	}
-	*out_reg = reg;
-	return 0;
-fail:
-	moat_registry_close(reg);
-	return rc;
+	return reg_open_sqlite(location, create, out_reg, err);
 }
 
-/* "file:" URI of path with the characters a URI gives meaning to percent-encoded. */
-static int file_uri(const char *path, const char *query, char *buf, size_t size)
-{
-	size_t n = (size_t)snprintf(buf, size, "file:");
-	for (const unsigned char *p = (const unsigned char *)path; *p && n + 4 < size; p++) {
-		if (*p == '%' || *p == '?' || *p == '#' || *p <= ' ' || *p >= 0x7f) {
-			n += (size_t)snprintf(buf + n, size - n, "%%%02X", *p);
-		} else {
-			buf[n++] = (char)*p;
-		}
-	}
-	if (n + strlen(query) + 1 > size) {
-		return -1;
-	}
-	snprintf(buf + n, size - n, "%s", query);
-	return 0;
-}
-
-/* Whether path-wal holds transactions not yet in the database file. */
-static bool wal_pending(const char *path)
-{
-	char wal[PATH_MAX];
-	struct stat st;
-	return snprintf(wal, sizeof(wal), "%s-wal", path) < (int)sizeof(wal) &&
-	       stat(wal, &st) == 0 && st.st_size > 0;
-}
-
-int moat_registry_open_readonly(const char *path, struct moat_registry **out_reg,
+int moat_registry_open_readonly(const char *location, struct moat_registry **out_reg,
 				struct moat_err *err)
 {
-	int rc = MOAT_EDB;
-	char uri[PATH_MAX * 3 + 32];
-	struct moat_registry *reg = calloc(1, sizeof(*reg));
-	if (!reg || !(reg->path = strdup(path))) {
-		free(reg);
-		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
+	if (moat_registry_is_url(location)) {
+		return reg_open_postgres(location, REG_PG_READONLY, out_reg, err);
 	}
-	if (!moat_fs_exists(path)) {
-		rc = moat_err_set(err, MOAT_ENOENT, "%s: no registry", path);
-		goto fail;
-	}
-	/* With no pending WAL, nothing can change a file on a read-only file system: immutable
-	 * reads it without the -shm file it could not create. With a WAL left by a writer that
-	 * stopped, SQLite reads the WAL's transactions too (it keeps the index in memory). */
-	bool pending = wal_pending(path);
-	if (file_uri(path, pending ? "?mode=ro" : "?mode=ro&immutable=1", uri, sizeof(uri)) != 0) {
-		rc = moat_err_set(err, MOAT_EINVAL, "%s: path too long", path);
-		goto fail;
-	}
-	rc = sqlite3_open_v2(uri, &reg->db,
-			     SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX |
-				     SQLITE_OPEN_NOFOLLOW,
-			     NULL);
-	if (rc != SQLITE_OK) {
-		rc = moat_err_set(err, MOAT_EDB, "%s: %s", path,
-				  reg->db ? sqlite3_errmsg(reg->db) : "cannot open");
-		goto fail;
-	}
-	sqlite3_busy_timeout(reg->db, 10000);
-	sqlite3_extended_result_codes(reg->db, 0);
-	int version = 0;
-	if ((rc = check_ours(reg, false, &version, err)) != 0) {
-		goto fail;
-	}
-	if (version != moat_registry_migration_count) {
-		rc = moat_err_set(err, MOAT_ESTATE,
-				  "%s: schema version %d, this moat reads %d, and the file is "
-				  "read-only: %s",
-				  path, version, moat_registry_migration_count,
-				  version > moat_registry_migration_count
-					  ? "upgrade moat"
-					  : "open it once where it is writable to migrate it");
-		goto fail;
-	}
-	*out_reg = reg;
-	return 0;
-fail:
-	moat_registry_close(reg);
-	return rc;
+	return reg_open_sqlite_readonly(location, out_reg, err);
 }
 
 void moat_registry_close(struct moat_registry *reg)
@@ -302,18 +89,24 @@ int moat_registry_point(struct moat_registry *reg, struct moat_err *err)
 	if (!reg->tx_depth) {
 		return moat_err_set(err, MOAT_ESTATE, "registry: a point needs a transaction");
 	}
-	return exec(reg, "SAVEPOINT moat_point", err);
+	if (rdb_savepoint(reg_db(reg), "moat_point") != 0) {
+		return tx_fail(reg, err);
+	}
+	return 0;
 }
 
 int moat_registry_release_point(struct moat_registry *reg, struct moat_err *err)
 {
-	return exec(reg, "RELEASE moat_point", err);
+	if (rdb_release(reg_db(reg), "moat_point") != 0) {
+		return tx_fail(reg, err);
+	}
+	return 0;
 }
 
 void moat_registry_rollback_point(struct moat_registry *reg)
 {
 	/* ROLLBACK TO keeps the savepoint open: RELEASE ends it, keeping nothing after it */
-	sqlite3_exec(reg->db, "ROLLBACK TO moat_point; RELEASE moat_point", NULL, NULL, NULL);
+	rdb_rollback_to(reg_db(reg), "moat_point");
 }
 
 const char *moat_identity_status_name(enum moat_identity_status st)
@@ -340,59 +133,74 @@ static enum moat_identity_status status_parse(const char *s)
 	return MOAT_ID_ACTIVE;
 }
 
-/* Only a primary-key clash is "already exists": a failed CHECK or foreign key (a bad role,
- * an unknown identity) must not send the caller drawing new serials forever. */
-static bool is_duplicate(struct moat_registry *reg, int step_rc)
+/* Steps a write that may be refused (a duplicate) while the caller goes on: provisioning
+ * draws another serial, a test inserts again. On PostgreSQL a failed statement aborts the
+ * whole transaction, where SQLite undoes that statement alone: inside a transaction it runs
+ * there in a savepoint, so a refusal leaves the caller's transaction as SQLite leaves it. */
+static int step_refusable(struct moat_registry *reg, struct rdb_stmt *st)
 {
-	if (step_rc != SQLITE_CONSTRAINT) {
-		return false;
+	struct rdb *c = reg_db(reg);
+	bool guard = c->backend == RDB_POSTGRES && (c->pg_in_tx || c->pg_savepoints > 0);
+	int rc;
+	if (guard && (rc = rdb_savepoint(c, "moat_write")) != 0) {
+		return rc;
 	}
-	int ext = sqlite3_extended_errcode(reg->db);
-	return ext == SQLITE_CONSTRAINT_PRIMARYKEY || ext == SQLITE_CONSTRAINT_UNIQUE;
+	int s = rdb_step(st);
+	if (!guard) {
+		return s;
+	}
+	if (s == RDB_ROW || s == RDB_DONE) {
+		return (rc = rdb_release(c, "moat_write")) == 0 ? s : rc;
+	}
+	/* the step's code and message outlive a rollback that succeeds (db.c) */
+	rdb_rollback_to(c, "moat_write");
+	return s;
 }
 
 int moat_registry_identity_insert(struct moat_registry *reg, const char *id, enum moat_role role,
 				  const char *device_type, int64_t now, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT INTO identities(id, role, device_type, created_at) "
-			       "VALUES (?1, ?2, ?3, ?4)",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "insert identity");
+	if (rdb_prepare(reg_db(reg),
+			"INSERT INTO identities(id, role, device_type, created_at) "
+			"VALUES (?1, ?2, ?3, ?4)",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "insert identity");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, moat_role_name(role), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, device_type ? device_type : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, now);
-	int s = sqlite3_step(st);
-	if (is_duplicate(reg, s)) {
+	rdb_bind_text(st, 1, id);
+	rdb_bind_text(st, 2, moat_role_name(role));
+	rdb_bind_text(st, 3, device_type ? device_type : "");
+	rdb_bind_int64(st, 4, now);
+	/* only a primary-key clash is "already exists": a failed CHECK (a bad role) must not
+	 * read as a duplicate */
+	int s = step_refusable(reg, st);
+	if (rdb_is_duplicate(s)) {
 		rc = moat_err_set(err, MOAT_EEXIST, "identity '%s' already exists", id);
-	} else if (s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "insert identity");
+	} else if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "insert identity");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_identity_set_simulated(struct moat_registry *reg, const char *id,
 					 struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "UPDATE identities SET simulated = 1 WHERE id = ?1", -1,
-			       &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "mark simulated");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "UPDATE identities SET simulated = 1 WHERE id = ?1", &st) !=
+	    0) {
+		return reg_db_fail(reg, err, "mark simulated");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, id);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "mark simulated");
-	} else if (sqlite3_changes(reg->db) != 1) {
+	if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "mark simulated");
+	} else if (rdb_changes(st) != 1) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -400,103 +208,102 @@ int moat_registry_cert_insert(struct moat_registry *reg, const char *serial_hex,
 			      const char *identity, int64_t not_before, int64_t not_after,
 			      const char *pem, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(
-		    reg->db,
-		    "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
-		    "VALUES (?1, ?2, ?3, ?4, ?5)",
-		    -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "insert certificate");
+	if (rdb_prepare(reg_db(reg),
+			"INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
+			"VALUES (?1, ?2, ?3, ?4, ?5)",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "insert certificate");
 	}
-	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, identity, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, not_before);
-	sqlite3_bind_int64(st, 4, not_after);
-	sqlite3_bind_text(st, 5, pem, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	if (is_duplicate(reg, s)) {
+	rdb_bind_text(st, 1, serial_hex);
+	rdb_bind_text(st, 2, identity);
+	rdb_bind_int64(st, 3, not_before);
+	rdb_bind_int64(st, 4, not_after);
+	rdb_bind_text(st, 5, pem);
+	/* a failed foreign key (an unknown identity) is not a duplicate: the caller would
+	 * draw new serials forever */
+	int s = step_refusable(reg, st);
+	if (rdb_is_duplicate(s)) {
 		rc = moat_err_set(err, MOAT_EEXIST, "certificate serial %s already exists",
 				  serial_hex);
-	} else if (s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "insert certificate");
+	} else if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "insert certificate");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_serial_exists(struct moat_registry *reg, const char *serial_hex, bool *out_exists,
 				struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
+	struct rdb_stmt *st = NULL;
 	/* a deleted identity's serial is still in the CRL: never issue it again */
-	if (sqlite3_prepare_v2(reg->db,
-			       "SELECT 1 FROM certificates WHERE serial = ?1 UNION ALL "
-			       "SELECT 1 FROM deleted_certificates WHERE serial = ?1",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "serial lookup");
+	if (rdb_prepare(reg_db(reg),
+			"SELECT 1 FROM certificates WHERE serial = ?1 UNION ALL "
+			"SELECT 1 FROM deleted_certificates WHERE serial = ?1",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "serial lookup");
 	}
-	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (s != SQLITE_ROW && s != SQLITE_DONE) {
-		return reg_fail(reg, err, "serial lookup");
+	rdb_bind_text(st, 1, serial_hex);
+	int s = rdb_step(st);
+	rdb_finalize(st);
+	if (s != RDB_ROW && s != RDB_DONE) {
+		return reg_db_fail(reg, err, "serial lookup");
 	}
-	*out_exists = s == SQLITE_ROW;
+	*out_exists = s == RDB_ROW;
 	return 0;
 }
 
 /* The identity joined with its current certificate: the newest unrevoked one, else the
- * newest. */
+ * newest (rowid, ctid on PostgreSQL, breaks a tie of not_before: db.h, "Known gaps"). */
 #define IDENTITY_SELECT \
 	"SELECT i.id, i.role, i.device_type, i.status, i.created_at, c.serial, c.not_before,  \
 	 c.not_after, c.revoked_at, c.reason, i.simulated FROM identities i LEFT JOIN certificates c ON c.serial = ( \
 	 SELECT serial FROM certificates WHERE identity = i.id                                \
 	 ORDER BY (revoked_at IS NULL) DESC, not_before DESC, rowid DESC LIMIT 1) "
 
-static void row_identity(sqlite3_stmt *st, struct moat_identity *out)
+static void row_identity(struct rdb_stmt *st, struct moat_identity *out)
 {
 	memset(out, 0, sizeof(*out));
-	reg_column_text(st, 0, out->id, sizeof(out->id));
+	rdb_column_copy(st, 0, out->id, sizeof(out->id));
 	enum moat_role role = MOAT_ROLE_DEVICE;
-	if (moat_role_parse((const char *)sqlite3_column_text(st, 1), &role, NULL) != 0) {
+	if (moat_role_parse(rdb_column_text(st, 1), &role, NULL) != 0) {
 		role = MOAT_ROLE_DEVICE;
 	}
 	out->role = role;
-	reg_column_text(st, 2, out->device_type, sizeof(out->device_type));
-	out->status = status_parse((const char *)sqlite3_column_text(st, 3));
-	out->created_at = sqlite3_column_int64(st, 4);
-	reg_column_text(st, 5, out->serial_hex, sizeof(out->serial_hex));
-	out->not_before = sqlite3_column_int64(st, 6);
-	out->not_after = sqlite3_column_int64(st, 7);
-	out->cert_revoked = sqlite3_column_type(st, 8) != SQLITE_NULL;
-	out->revoked_reason = out->cert_revoked ? sqlite3_column_int(st, 9) : 0;
-	out->simulated = sqlite3_column_int(st, 10) != 0;
+	rdb_column_copy(st, 2, out->device_type, sizeof(out->device_type));
+	out->status = status_parse(rdb_column_text(st, 3));
+	out->created_at = rdb_column_int64(st, 4);
+	rdb_column_copy(st, 5, out->serial_hex, sizeof(out->serial_hex));
+	out->not_before = rdb_column_int64(st, 6);
+	out->not_after = rdb_column_int64(st, 7);
+	out->cert_revoked = !rdb_column_is_null(st, 8);
+	out->revoked_reason = out->cert_revoked ? (int)rdb_column_int64(st, 9) : 0;
+	out->simulated = rdb_column_int64(st, 10) != 0;
 }
 
 int moat_registry_identity_get(struct moat_registry *reg, const char *id, struct moat_identity *out,
 			       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, IDENTITY_SELECT "WHERE i.id = ?1", -1, &st, NULL) !=
-	    SQLITE_OK) {
-		return reg_fail(reg, err, "identity lookup");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), IDENTITY_SELECT "WHERE i.id = ?1", &st) != 0) {
+		return reg_db_fail(reg, err, "identity lookup");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, id);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
+	if (s == RDB_ROW) {
 		row_identity(st, out);
-	} else if (s == SQLITE_DONE) {
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
 	} else {
-		rc = reg_fail(reg, err, "identity lookup");
+		rc = reg_db_fail(reg, err, "identity lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
-/* On the statement layer (db.h): deletions.c and groups.c, converted, call it. */
 int moat_registry_identity_exists(struct moat_registry *reg, const char *id, bool *out_exists,
 				  struct moat_err *err)
 {
@@ -517,69 +324,67 @@ int moat_registry_identity_exists(struct moat_registry *reg, const char *id, boo
 int moat_registry_identity_set_status(struct moat_registry *reg, const char *id,
 				      enum moat_identity_status status, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "UPDATE identities SET status = ?2 WHERE id = ?1", -1, &st,
-			       NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "identity status");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "UPDATE identities SET status = ?2 WHERE id = ?1", &st) != 0) {
+		return reg_db_fail(reg, err, "identity status");
 	}
-	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, moat_identity_status_name(status), -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, id);
+	rdb_bind_text(st, 2, moat_identity_status_name(status));
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "identity status");
-	} else if (sqlite3_changes(reg->db) == 0) {
+	if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "identity status");
+	} else if (rdb_changes(st) == 0) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no identity '%s'", id);
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_identity_foreach(struct moat_registry *reg, int role, moat_identity_cb cb,
 				   void *ctx, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, IDENTITY_SELECT "WHERE ?1 < 0 OR i.role = ?2 ORDER BY i.id",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "identity list");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), IDENTITY_SELECT "WHERE ?1 < 0 OR i.role = ?2 ORDER BY i.id",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "identity list");
 	}
-	sqlite3_bind_int(st, 1, role);
-	sqlite3_bind_text(st, 2, role >= 0 ? moat_role_name((enum moat_role)role) : "", -1,
-			  SQLITE_STATIC);
+	rdb_bind_int64(st, 1, role);
+	rdb_bind_text(st, 2, role >= 0 ? moat_role_name((enum moat_role)role) : "");
 	int rc = 0;
 	int s;
-	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+	while ((s = rdb_step(st)) == RDB_ROW) {
 		struct moat_identity ident;
 		row_identity(st, &ident);
 		if ((rc = cb(&ident, ctx)) != 0) {
 			break;
 		}
 	}
-	if (rc == 0 && s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "identity list");
+	if (rc == 0 && s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "identity list");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex, int reason,
 			      int64_t at, struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "UPDATE certificates SET revoked_at = ?2, reason = ?3 "
-			       "WHERE serial = ?1 AND revoked_at IS NULL",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "revoke");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"UPDATE certificates SET revoked_at = ?2, reason = ?3 "
+			"WHERE serial = ?1 AND revoked_at IS NULL",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "revoke");
 	}
-	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, at);
-	sqlite3_bind_int(st, 3, reason);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, serial_hex);
+	rdb_bind_int64(st, 2, at);
+	rdb_bind_int64(st, 3, reason);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s != SQLITE_DONE) {
-		rc = reg_fail(reg, err, "revoke");
-	} else if (sqlite3_changes(reg->db) == 0) {
+	if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "revoke");
+	} else if (rdb_changes(st) == 0) {
 		bool exists = false;
 		rc = moat_registry_serial_exists(reg, serial_hex, &exists, err);
 		if (rc == 0) {
@@ -589,7 +394,7 @@ int moat_registry_cert_revoke(struct moat_registry *reg, const char *serial_hex,
 						   serial_hex);
 		}
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
@@ -639,64 +444,62 @@ int reg_cert_rows(struct moat_registry *reg, struct rdb_stmt *st, moat_cert_cb c
 int moat_registry_cert_pem(struct moat_registry *reg, const char *serial_hex, char **out_pem,
 			   struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "SELECT pem FROM certificates WHERE serial = ?1", -1, &st,
-			       NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "certificate lookup");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "SELECT pem FROM certificates WHERE serial = ?1", &st) != 0) {
+		return reg_db_fail(reg, err, "certificate lookup");
 	}
-	sqlite3_bind_text(st, 1, serial_hex, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, serial_hex);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
-		const unsigned char *pem = sqlite3_column_text(st, 0);
-		*out_pem = strdup(pem ? (const char *)pem : "");
+	if (s == RDB_ROW) {
+		const char *pem = rdb_column_text(st, 0);
+		*out_pem = strdup(pem ? pem : "");
 		if (!*out_pem) {
 			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 		}
-	} else if (s == SQLITE_DONE) {
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no certificate %s", serial_hex);
 	} else {
-		rc = reg_fail(reg, err, "certificate lookup");
+		rc = reg_db_fail(reg, err, "certificate lookup");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_meta_get_int(struct moat_registry *reg, const char *key, int64_t *out,
 			       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db, "SELECT value FROM meta WHERE key = ?1", -1, &st, NULL) !=
-	    SQLITE_OK) {
-		return reg_fail(reg, err, "meta");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg), "SELECT value FROM meta WHERE key = ?1", &st) != 0) {
+		return reg_db_fail(reg, err, "meta");
 	}
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	int s = sqlite3_step(st);
+	rdb_bind_text(st, 1, key);
+	int s = rdb_step(st);
 	int rc = 0;
-	if (s == SQLITE_ROW) {
-		*out = sqlite3_column_int64(st, 0);
-	} else if (s == SQLITE_DONE) {
+	if (s == RDB_ROW) {
+		*out = rdb_column_int64(st, 0);
+	} else if (s == RDB_DONE) {
 		rc = moat_err_set(err, MOAT_ENOENT, "no setting '%s'", key);
 	} else {
-		rc = reg_fail(reg, err, "meta");
+		rc = reg_db_fail(reg, err, "meta");
 	}
-	sqlite3_finalize(st);
+	rdb_finalize(st);
 	return rc;
 }
 
 int moat_registry_meta_set_int(struct moat_registry *reg, const char *key, int64_t value,
 			       struct moat_err *err)
 {
-	sqlite3_stmt *st = NULL;
-	if (sqlite3_prepare_v2(reg->db,
-			       "INSERT INTO meta(key, value) VALUES (?1, ?2) "
-			       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-			       -1, &st, NULL) != SQLITE_OK) {
-		return reg_fail(reg, err, "meta");
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"INSERT INTO meta(key, value) VALUES (?1, ?2) "
+			"ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "meta");
 	}
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, value);
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : reg_fail(reg, err, "meta");
-	sqlite3_finalize(st);
+	rdb_bind_text(st, 1, key);
+	rdb_bind_int64(st, 2, value);
+	int rc = rdb_step(st) == RDB_DONE ? 0 : reg_db_fail(reg, err, "meta");
+	rdb_finalize(st);
 	return rc;
 }

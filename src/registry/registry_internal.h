@@ -31,25 +31,29 @@ static inline struct rdb *reg_db(struct moat_registry *reg)
 	return &reg->conn;
 }
 
-/* reg_fail and reg_fail_table for the files on the statement layer: the same messages,
- * from either backend. */
+/* "<path>: <what>: <message>" (MOAT_ENOSPC when the disk is full, else MOAT_EDB) and
+ * "registry: <what>: <message>" (MOAT_EDB: how failures of the release and update event
+ * tables read; moatd logs them, tests match them), from either backend. */
 int reg_db_fail(struct moat_registry *reg, struct moat_err *err, const char *what);
 int reg_db_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what);
 /* Runs sql (no parameters, no rows): "<path>: <message>" on failure, as registry.c's. */
 int reg_db_exec(struct moat_registry *reg, const char *sql, struct moat_err *err);
-/* A registry on PostgreSQL (open_pg.c): connects to url, creates or migrates the schema
- * (schema.c's migrations through rdb_translate_schema). Only the files converted to the
- * statement layer work on it yet (db.h). */
-int reg_open_postgres(const char *url, struct moat_registry **out_reg, struct moat_err *err);
+/* How a registry on PostgreSQL is opened: CREATE wants a database without a registry (an
+ * empty one, or one holding nothing but an unversioned moat_schema) and makes the schema;
+ * OPEN wants a registry there and applies pending migrations; READONLY wants this moat's
+ * schema version and makes every transaction of the connection read-only. */
+enum reg_pg_mode { REG_PG_CREATE, REG_PG_OPEN, REG_PG_READONLY };
+/* A registry on PostgreSQL (open_pg.c): connects to url, then as mode says (schema.c's
+ * migrations through rdb_translate_schema). */
+int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_registry **out_reg,
+		      struct moat_err *err);
+/* A registry in a SQLite file (open_sqlite.c): moat_registry_open and _open_readonly of a
+ * path. */
+int reg_open_sqlite(const char *path, bool create, struct moat_registry **out_reg,
+		    struct moat_err *err);
+int reg_open_sqlite_readonly(const char *path, struct moat_registry **out_reg,
+			     struct moat_err *err);
 
-/* "<path>: <what>: <SQLite's message>", MOAT_ENOSPC when the disk is full, else MOAT_EDB. */
-int reg_fail(struct moat_registry *reg, struct moat_err *err, const char *what);
-/* "registry: <what>: <SQLite's message>", MOAT_EDB: how failures of the release and update
- * event tables read (moatd logs them, tests match them). */
-int reg_fail_table(struct moat_registry *reg, struct moat_err *err, const char *what);
-/* Copies column col of the current row of st into buf (size bytes), "" for NULL,
- * truncated to fit. */
-void reg_column_text(sqlite3_stmt *st, int col, char *buf, size_t size);
 /* Steps st (columns: serial, identity, not_before, not_after, revoked_at, reason) and
  * hands each row to cb until it returns non-zero; finalizes st. The one reader of
  * certificate rows (moat_registry_cert_foreach and _foreach_of). */

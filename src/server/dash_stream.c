@@ -245,7 +245,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 }
 
 enum MHD_Result dash_stream_serve(struct dash_streams *s, struct MHD_Connection *conn,
-				  const char *registry_path, const struct dash_stream_req *rq,
+				  const char *registry_location, const struct dash_stream_req *rq,
 				  unsigned *status)
 {
 	char key[sizeof(((struct dash_stream *)0)->key)];
@@ -265,7 +265,7 @@ enum MHD_Result dash_stream_serve(struct dash_streams *s, struct MHD_Connection 
 	struct dash_stream *st = calloc(1, sizeof(*st));
 	char *out = malloc(DASH_STREAM_BUF);
 	struct moat_err err = {0};
-	if (!st || !out || moat_registry_open(registry_path, false, &st->reg, &err) != 0) {
+	if (!st || !out || moat_registry_open(registry_location, false, &st->reg, &err) != 0) {
 		if (st && !st->reg && err.msg[0]) {
 			moat_log(MOAT_LOG_ERROR, "event=registry_error msg=\"%s\"", err.msg);
 		}

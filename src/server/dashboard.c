@@ -1953,8 +1953,10 @@ static enum MHD_Result events_stream(struct dash_ctx *c)
 		}
 		after = n.seq;
 	}
+	/* the stream's own connection to the registry: its file or its PostgreSQL URL */
 	char reg[PATH_MAX];
-	if (moat_path_join(reg, sizeof(reg), &err, "%s/registry.db", c->dash->dir) != 0) {
+	if (moat_deploy_registry_location(c->dash->dir, moat_deploy_config(c->d), reg, sizeof(reg),
+					  &err) != 0) {
 		reg[0] = '\0'; /* the stream's open fails: 503 */
 	}
 	struct dash_stream_req rq = {.session_hash = c->via_cert ? "" : c->session_hash,

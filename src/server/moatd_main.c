@@ -213,12 +213,24 @@ static int drop_privileges(const struct moat_sandbox_user *su, const char *dir,
 				      "above it must be searchable by it)",
 				      su->name, dir);
 	}
-	/* SQLite writes registry.db and creates its -wal and -shm beside it */
+	/* SQLite writes registry.db and creates its -wal and -shm beside it; a registry on
+	 * PostgreSQL ([registry] url) has no file: moatd writes only the directory then */
 	char reg[PATH_MAX];
-	if ((rc = moat_path_join(reg, sizeof(reg), err, "%s/registry.db", dir)) != 0) {
+	char conf[PATH_MAX];
+	struct moat_config *cfg = NULL;
+	if ((rc = moat_path_join(conf, sizeof(conf), err, "%s/moat.conf", dir)) != 0 ||
+	    (rc = moat_config_load(conf, &cfg, err)) != 0) {
 		return rc;
 	}
-	if (access(dir, W_OK) != 0 || access(reg, R_OK | W_OK) != 0) {
+	rc = moat_deploy_registry_location(dir, cfg, reg, sizeof(reg), err);
+	moat_config_free(cfg);
+	if (rc != 0) {
+		return rc;
+	}
+	if (moat_registry_is_url(reg)) {
+		reg[0] = '\0';
+	}
+	if (access(dir, W_OK) != 0 || (reg[0] && access(reg, R_OK | W_OK) != 0)) {
 		return moat_err_errno(err, MOAT_EDENIED, errno,
 				      "user %s cannot write %s or its directory (moat up or moat "
 				      "broker config, run as root, gives moatd its files)",

@@ -130,7 +130,7 @@ struct dash_stream_req {
  * with *status 429 (DASH_STREAMS_PER_SESSION or DASH_STREAMS_MAX reached) or 503 (the
  * registry could not be opened), for the caller to answer. */
 enum MHD_Result dash_stream_serve(struct dash_streams *s, struct MHD_Connection *conn,
-				  const char *registry_path, const struct dash_stream_req *rq,
+				  const char *registry_location, const struct dash_stream_req *rq,
 				  unsigned *status);
 
 #endif

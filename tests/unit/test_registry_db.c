@@ -1,22 +1,26 @@
 /* test_registry_db.c: the registry's statement layer (src/registry/db.h) and the files
- * converted to it (dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c,
- * rollouts.c, stats.c, update_events.c), the same tests on either backend: SQLite (a registry.db in
+ * on it (registry.c: identities, certificates, meta, transactions and points, opening by location;
+ * dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c, releases.c, rollouts.c,
+ * stats.c, update_events.c), the same tests on either backend: SQLite (a registry.db in
  * a temporary directory) by default, PostgreSQL when MOAT_TEST_PG_URL names a database this test
  * may empty (tests/e2e/test_registry_pg.sh starts a real PostgreSQL 15 and runs it so). Pinned: the
- * dialect translation, registry URLs, every refusal of the converted functions (duplicates told
- * apart by primary key and unique constraint, unknown rows, used enrollments, full tag sets,
- * unrevoked certificates, releases published twice or listing unknown devices, events of unknown
- * devices, stages the schema does not know, missing tables), ids from RETURNING, the
- * orders of the walks, that a failed job insert, release or update event or a rolled-back
- * savepoint leaves nothing, and that a refused release or update event inside the caller's
- * transaction leaves that transaction usable (PostgreSQL aborts a transaction at its first
- * failed statement); the monitoring tables: device state merged by several writers (the
- * scalar MAX), diagnostics, security events recorded once per origin and filtered,
- * telemetry folded into minute and hour aggregates and retention; rollouts: one per release,
- * moves only from the state the caller saw, joins, acceptance, and what each device's stage,
- * firmware and signals read since its phase started; the dashboard: links spent once, sessions,
- * pruning, the device table's filters and pages, tags, raw telemetry, one identity's
- * certificates. */
+ * dialect translation, what each open wants of the location (create, open, read-only; an empty
+ * database or one with other tables), duplicate identities and serials refused inside a
+ * transaction that goes on, the current certificate, revocation, the walks' orders, meta, that a
+ * rolled-back transaction or point leaves nothing and a closed connection's open one is lost,
+ * registry URLs, every refusal of the converted functions (duplicates told apart by primary key and
+ * unique constraint, unknown rows, used enrollments, full tag sets, unrevoked certificates,
+ * releases published twice or listing unknown devices, events of unknown devices, stages the schema
+ * does not know, missing tables), ids from RETURNING, the orders of the walks, that a failed job
+ * insert, release or update event or a rolled-back savepoint leaves nothing, and that a refused
+ * release or update event inside the caller's transaction leaves that transaction usable
+ * (PostgreSQL aborts a transaction at its first failed statement); the monitoring tables: device
+ * state merged by several writers (the scalar MAX), diagnostics, security events recorded once per
+ * origin and filtered, telemetry folded into minute and hour aggregates and retention; rollouts:
+ * one per release, moves only from the state the caller saw, joins, acceptance, and what each
+ * device's stage, firmware and signals read since its phase started; the dashboard: links spent
+ * once, sessions, pruning, the device table's filters and pages, tags, raw telemetry, one
+ * identity's certificates. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,7 +39,8 @@
 #include "testutil_registry.h"
 
 static char tmp_root[TU_TMPDIR_MAX];
-static const char *pg_url; /* MOAT_TEST_PG_URL: the tests run on PostgreSQL */
+static const char *pg_url;     /* MOAT_TEST_PG_URL: the tests run on PostgreSQL */
+static char reg_location[600]; /* the registry under test: its file, or pg_url */
 
 static int setup(void **state)
 {
@@ -79,12 +84,12 @@ static int reg_setup(void **state)
 		if (pg_empty() != 0) {
 			return -1;
 		}
-		rc = reg_open_postgres(pg_url, &reg, &err);
+		snprintf(reg_location, sizeof(reg_location), "%s", pg_url);
 	} else {
-		char path[600];
-		snprintf(path, sizeof(path), "%s/registry-%d.db", tmp_root, n++);
-		rc = moat_registry_open(path, true, &reg, &err);
+		snprintf(reg_location, sizeof(reg_location), "%s/registry-%d.db", tmp_root, n++);
 	}
+	/* a URL goes to PostgreSQL, a path to SQLite: moat_registry_open decides */
+	rc = moat_registry_open(reg_location, true, &reg, &err);
 	if (rc != 0) {
 		fprintf(stderr, "%s\n", err.msg);
 		return -1;
@@ -99,8 +104,8 @@ static int reg_teardown(void **state)
 	return 0;
 }
 
-/* Rows the converted files read but do not write (registry.c's tables, not converted
- * yet), written through the layer so the same fixture serves both backends. */
+/* Rows written past the registry's API (a certificate already revoked, in one statement),
+ * through the layer so the same fixture serves both backends. */
 static void raw(struct moat_registry *reg, const char *sql, const char *a, const char *b, int64_t x)
 {
 	struct rdb_stmt *st = NULL;
@@ -291,8 +296,9 @@ static void test_pg_unreachable(void **state)
 	(void)state;
 	struct moat_registry *reg = NULL;
 	struct moat_err err;
-	int rc = reg_open_postgres("postgresql://moat:pw@127.0.0.1:1/moat?connect_timeout=5", &reg,
-				   &err);
+	/* moat_registry_open sends a URL to PostgreSQL, never to a file of that name */
+	int rc = moat_registry_open("postgresql://moat:pw@127.0.0.1:1/moat?connect_timeout=5",
+				    false, &reg, &err);
 	assert_int_equal(rc, MOAT_EDB);
 	assert_null(reg);
 	/* named without its user and password */
@@ -301,9 +307,424 @@ static void test_pg_unreachable(void **state)
 	if (!rdb_pg_available()) {
 		assert_non_null(strstr(err.msg, "built without PostgreSQL support"));
 	}
-	assert_int_equal(reg_open_postgres("postgresql://h", &reg, &err), MOAT_EINVAL);
+	assert_int_equal(moat_registry_open("postgresql://h", true, &reg, &err), MOAT_EINVAL);
+	assert_int_not_equal(access("postgresql:", F_OK), 0);
 	assert_string_equal(err.msg,
 			    "registry URL names no database (postgresql://host[:port]/dbname)");
+}
+
+/* ---- registry.c: identities, certificates, meta, transactions ---- */
+
+static void add_identity(struct moat_registry *reg, const char *id, enum moat_role role)
+{
+	struct moat_err err;
+	if (moat_registry_identity_insert(reg, id, role, "sensor", 1000, &err) != 0) {
+		fail_msg("%s: %s", id, err.msg);
+	}
+}
+
+static void insert_cert(struct moat_registry *reg, const char *serial, const char *id, int64_t nb)
+{
+	struct moat_err err;
+	if (moat_registry_cert_insert(reg, serial, id, nb, nb + 3600, "PEM", &err) != 0) {
+		fail_msg("%s: %s", serial, err.msg);
+	}
+}
+
+/* Closes the registry in *state and opens it again (a new connection, as a new process
+ * would): what was committed is there, nothing else. */
+static struct moat_registry *reopen(void **state)
+{
+	struct moat_err err;
+	struct moat_registry *reg = NULL;
+	moat_registry_close(*state);
+	*state = NULL;
+	if (moat_registry_open(reg_location, false, &reg, &err) != 0) {
+		fail_msg("reopen: %s", err.msg);
+	}
+	*state = reg;
+	return reg;
+}
+
+static void test_identities(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	assert_int_equal(moat_registry_identity_insert(reg, "dev-1", MOAT_ROLE_SERVICE, NULL, 5,
+						       &err),
+			 MOAT_EEXIST);
+	assert_string_equal(err.msg, "identity 'dev-1' already exists");
+	assert_int_equal(moat_registry_identity_insert(reg, "svc", MOAT_ROLE_SERVICE, NULL, 7,
+						       &err),
+			 0);
+	/* a role outside the enum is refused, and not reported as a duplicate */
+	moat_err_clear(&err);
+	int rc = moat_registry_identity_insert(reg, "odd", (enum moat_role)7, NULL, 7, &err);
+	assert_int_not_equal(rc, 0);
+	assert_int_not_equal(rc, MOAT_EEXIST);
+
+	struct moat_identity ident;
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_string_equal(ident.id, "dev-1");
+	assert_int_equal(ident.role, MOAT_ROLE_DEVICE);
+	assert_string_equal(ident.device_type, "sensor");
+	assert_int_equal(ident.status, MOAT_ID_ACTIVE);
+	assert_int_equal(ident.created_at, 1000);
+	assert_string_equal(ident.serial_hex, ""); /* no certificate yet */
+	assert_false(ident.cert_revoked);
+	assert_int_equal(moat_registry_identity_get(reg, "svc", &ident, &err), 0);
+	assert_int_equal(ident.role, MOAT_ROLE_SERVICE);
+	assert_string_equal(ident.device_type, "");
+
+	assert_int_equal(moat_registry_identity_get(reg, "nobody", &ident, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no identity 'nobody'");
+	/* moat sim --create marks its devices */
+	assert_false(ident.simulated);
+	OK(moat_registry_identity_set_simulated(reg, "svc", &err));
+	assert_int_equal(moat_registry_identity_get(reg, "svc", &ident, &err), 0);
+	assert_true(ident.simulated);
+	assert_int_equal(moat_registry_identity_set_simulated(reg, "nobody", &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no identity 'nobody'");
+	bool exists = true;
+	assert_int_equal(moat_registry_identity_exists(reg, "nobody", &exists, &err), 0);
+	assert_false(exists);
+
+	assert_int_equal(moat_registry_identity_set_status(reg, "dev-1", MOAT_ID_DISABLED, &err),
+			 0);
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_int_equal(ident.status, MOAT_ID_DISABLED);
+	assert_int_equal(moat_registry_identity_set_status(reg, "nobody", MOAT_ID_REVOKED, &err),
+			 MOAT_ENOENT);
+	assert_string_equal(moat_identity_status_name(MOAT_ID_ACTIVE), "active");
+	assert_string_equal(moat_identity_status_name(MOAT_ID_REVOKED), "revoked");
+	assert_string_equal(moat_identity_status_name(MOAT_ID_DISABLED), "disabled");
+	assert_string_equal(moat_identity_status_name((enum moat_identity_status)9), "unknown");
+}
+
+static void test_certificates(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	insert_cert(reg, "4aaa", "dev-1", 100);
+	assert_int_equal(moat_registry_cert_insert(reg, "4aaa", "dev-1", 1, 2, "PEM2", &err),
+			 MOAT_EEXIST);
+	assert_string_equal(err.msg, "certificate serial 4aaa already exists");
+	/* a certificate for an identity that does not exist is refused, and not as a
+	 * duplicate serial (the caller would draw serials forever) */
+	moat_err_clear(&err);
+	int rc = moat_registry_cert_insert(reg, "4bbb", "ghost", 1, 2, "PEM", &err);
+	assert_int_not_equal(rc, 0);
+	assert_int_not_equal(rc, MOAT_EEXIST);
+	bool exists = true;
+	assert_int_equal(moat_registry_serial_exists(reg, "4bbb", &exists, &err), 0);
+	assert_false(exists);
+	assert_int_equal(moat_registry_serial_exists(reg, "4aaa", &exists, &err), 0);
+	assert_true(exists);
+
+	char *pem = NULL;
+	assert_int_equal(moat_registry_cert_pem(reg, "4aaa", &pem, &err), 0);
+	assert_string_equal(pem, "PEM");
+	free(pem);
+	pem = NULL;
+	assert_int_equal(moat_registry_cert_pem(reg, "4fff", &pem, &err), MOAT_ENOENT);
+	assert_null(pem);
+
+	/* the current certificate: the newest unrevoked one */
+	insert_cert(reg, "4ccc", "dev-1", 200);
+	struct moat_identity ident;
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_string_equal(ident.serial_hex, "4ccc");
+	assert_int_equal(ident.not_before, 200);
+	assert_int_equal(ident.not_after, 3800);
+	assert_false(ident.cert_revoked);
+	assert_int_equal(moat_registry_cert_revoke(reg, "4ccc", 1, 300, &err), 0);
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_string_equal(ident.serial_hex, "4aaa");
+	assert_false(ident.cert_revoked);
+	/* all revoked: the newest, flagged */
+	assert_int_equal(moat_registry_cert_revoke(reg, "4aaa", 0, 301, &err), 0);
+	assert_int_equal(moat_registry_identity_get(reg, "dev-1", &ident, &err), 0);
+	assert_string_equal(ident.serial_hex, "4ccc");
+	assert_true(ident.cert_revoked);
+}
+
+static void test_revoke(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	insert_cert(reg, "4aaa", "dev-1", 100);
+	assert_int_equal(moat_registry_cert_revoke(reg, "4aaa", 1, 500, &err), 0);
+	assert_int_equal(moat_registry_cert_revoke(reg, "4aaa", 4, 600, &err), MOAT_ESTATE);
+	assert_string_equal(err.msg, "certificate 4aaa is already revoked");
+	assert_int_equal(moat_registry_cert_revoke(reg, "4bbb", 1, 500, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no certificate 4bbb");
+}
+
+struct collected {
+	char names[16][MOAT_ID_BUF_LEN];
+	struct moat_cert_row rows[16];
+	int count;
+	int stop_at; /* return 99 from the callback when count reaches this */
+};
+
+static int collect_ident(const struct moat_identity *ident, void *ctx)
+{
+	struct collected *c = ctx;
+	snprintf(c->names[c->count], sizeof(c->names[0]), "%s", ident->id);
+	c->count++;
+	return c->count == c->stop_at ? 99 : 0;
+}
+
+static int collect_cert(const struct moat_cert_row *row, void *ctx)
+{
+	struct collected *c = ctx;
+	c->rows[c->count] = *row;
+	c->count++;
+	return c->count == c->stop_at ? 99 : 0;
+}
+
+static void test_foreach(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	/* inserted out of order */
+	add_identity(reg, "zeta", MOAT_ROLE_DEVICE);
+	add_identity(reg, "alpha", MOAT_ROLE_DEVICE);
+	add_identity(reg, "ops", MOAT_ROLE_OPERATOR);
+	add_identity(reg, "mid-1", MOAT_ROLE_SERVICE);
+	add_identity(reg, "beta", MOAT_ROLE_DEVICE);
+
+	struct collected c = {.stop_at = -1};
+	assert_int_equal(moat_registry_identity_foreach(reg, -1, collect_ident, &c, &err), 0);
+	assert_int_equal(c.count, 5);
+	static const char *const all[] = {"alpha", "beta", "mid-1", "ops", "zeta"};
+	for (int i = 0; i < 5; i++) {
+		assert_string_equal(c.names[i], all[i]);
+	}
+	memset(&c, 0, sizeof(c));
+	c.stop_at = -1;
+	assert_int_equal(moat_registry_identity_foreach(reg, MOAT_ROLE_DEVICE, collect_ident, &c,
+							&err),
+			 0);
+	assert_int_equal(c.count, 3);
+	assert_string_equal(c.names[0], "alpha");
+	assert_string_equal(c.names[2], "zeta");
+	memset(&c, 0, sizeof(c));
+	c.stop_at = -1;
+	assert_int_equal(moat_registry_identity_foreach(reg, MOAT_ROLE_OPERATOR, collect_ident, &c,
+							&err),
+			 0);
+	assert_int_equal(c.count, 1);
+	assert_string_equal(c.names[0], "ops");
+	/* a non-zero callback result stops the walk and comes back */
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 2;
+	assert_int_equal(moat_registry_identity_foreach(reg, -1, collect_ident, &c, &err), 99);
+	assert_int_equal(c.count, 2);
+
+	insert_cert(reg, "7f00", "zeta", 1);
+	insert_cert(reg, "4100", "alpha", 2);
+	insert_cert(reg, "5500", "beta", 3);
+	assert_int_equal(moat_registry_cert_revoke(reg, "5500", 9, 77, &err), 0);
+	memset(&c, 0, sizeof(c));
+	c.stop_at = -1;
+	assert_int_equal(moat_registry_cert_foreach(reg, false, collect_cert, &c, &err), 0);
+	assert_int_equal(c.count, 3);
+	assert_string_equal(c.rows[0].serial_hex, "4100");
+	assert_string_equal(c.rows[0].identity, "alpha");
+	assert_false(c.rows[0].revoked);
+	assert_string_equal(c.rows[1].serial_hex, "5500");
+	assert_true(c.rows[1].revoked);
+	assert_int_equal(c.rows[1].revoked_at, 77);
+	assert_int_equal(c.rows[1].reason, 9);
+	assert_string_equal(c.rows[2].serial_hex, "7f00");
+	assert_int_equal(c.rows[2].not_before, 1);
+	assert_int_equal(c.rows[2].not_after, 3601);
+	memset(&c, 0, sizeof(c));
+	c.stop_at = -1;
+	assert_int_equal(moat_registry_cert_foreach(reg, true, collect_cert, &c, &err), 0);
+	assert_int_equal(c.count, 1);
+	assert_string_equal(c.rows[0].serial_hex, "5500");
+	memset(&c, 0, sizeof(c));
+	c.stop_at = 1;
+	assert_int_equal(moat_registry_cert_foreach(reg, false, collect_cert, &c, &err), 99);
+	assert_int_equal(c.count, 1);
+}
+
+static void test_meta(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	int64_t v = -1;
+	assert_int_equal(moat_registry_meta_get_int(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 0);
+	v = 5;
+	assert_int_equal(moat_registry_meta_get_int(reg, "nothing", &v, &err), MOAT_ENOENT);
+	assert_int_equal(v, 5);
+	assert_string_equal(err.msg, "no setting 'nothing'");
+	assert_int_equal(moat_registry_meta_set_int(reg, "crl_number", 41, &err), 0);
+	assert_int_equal(moat_registry_meta_set_int(reg, "crl_number", 42, &err), 0);
+	assert_int_equal(moat_registry_meta_set_int(reg, "big", INT64_MAX, &err), 0);
+	assert_int_equal(moat_registry_meta_get_int(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(moat_registry_meta_get_int(reg, "big", &v, &err), 0);
+	assert_true(v == INT64_MAX);
+}
+
+static void test_transactions(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	/* rollback: nothing of the transaction remains */
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	add_identity(reg, "temp", MOAT_ROLE_DEVICE);
+	insert_cert(reg, "4abc", "temp", 1);
+	assert_int_equal(moat_registry_meta_set_int(reg, "crl_number", 9, &err), 0);
+	/* a second begin inside the transaction is refused */
+	assert_int_not_equal(moat_registry_begin(reg, &err), 0);
+	moat_registry_rollback(reg);
+	bool exists = true;
+	assert_int_equal(moat_registry_identity_exists(reg, "temp", &exists, &err), 0);
+	assert_false(exists);
+	assert_int_equal(moat_registry_serial_exists(reg, "4abc", &exists, &err), 0);
+	assert_false(exists);
+	int64_t v = -1;
+	assert_int_equal(moat_registry_meta_get_int(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 0);
+	/* a failed statement inside a transaction does not end it */
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	add_identity(reg, "kept", MOAT_ROLE_DEVICE);
+	assert_int_equal(moat_registry_identity_insert(reg, "kept", MOAT_ROLE_DEVICE, NULL, 1,
+						       &err),
+			 MOAT_EEXIST);
+	add_identity(reg, "kept-2", MOAT_ROLE_DEVICE);
+	assert_int_equal(moat_registry_commit(reg, &err), 0);
+	/* rollback without a transaction is harmless */
+	moat_registry_rollback(reg);
+	/* commit without a transaction is an error */
+	assert_int_not_equal(moat_registry_commit(reg, &err), 0);
+	reg = reopen(state);
+	assert_int_equal(moat_registry_identity_exists(reg, "kept", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_equal(moat_registry_identity_exists(reg, "kept-2", &exists, &err), 0);
+	assert_true(exists);
+	assert_int_equal(moat_registry_identity_exists(reg, "temp", &exists, &err), 0);
+	assert_false(exists);
+}
+
+/* Closing with a transaction open loses it (the process died before commit). */
+static void test_close_uncommitted(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	add_identity(reg, "uncommitted", MOAT_ROLE_DEVICE);
+	reg = reopen(state);
+	bool exists = true;
+	assert_int_equal(moat_registry_identity_exists(reg, "uncommitted", &exists, &err), 0);
+	assert_false(exists);
+}
+
+/* Two connections: a writer's open transaction is invisible to a reader until commit. */
+static void test_isolation(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	struct moat_registry *other = NULL;
+	assert_int_equal(moat_registry_open(reg_location, false, &other, &err), 0);
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	add_identity(reg, "pending", MOAT_ROLE_DEVICE);
+	bool exists = true;
+	assert_int_equal(moat_registry_identity_exists(other, "pending", &exists, &err), 0);
+	assert_false(exists);
+	assert_int_equal(moat_registry_commit(reg, &err), 0);
+	assert_int_equal(moat_registry_identity_exists(other, "pending", &exists, &err), 0);
+	assert_true(exists);
+	moat_registry_close(other);
+}
+
+/* Points inside a transaction: rolled back alone, or kept; a refused write inside one (a
+ * duplicate: on PostgreSQL in its own savepoint) leaves the point and the transaction
+ * usable. */
+static void test_points(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	assert_int_equal(moat_registry_point(reg, &err), MOAT_ESTATE);
+	OK(moat_registry_begin(reg, &err));
+	add_identity(reg, "kept", MOAT_ROLE_DEVICE);
+	OK(moat_registry_point(reg, &err));
+	add_identity(reg, "undone", MOAT_ROLE_DEVICE);
+	moat_registry_rollback_point(reg);
+	OK(moat_registry_point(reg, &err));
+	assert_int_equal(moat_registry_identity_insert(reg, "kept", MOAT_ROLE_DEVICE, NULL, 1,
+						       &err),
+			 MOAT_EEXIST);
+	add_identity(reg, "second", MOAT_ROLE_DEVICE);
+	OK(moat_registry_release_point(reg, &err));
+	OK(moat_registry_commit(reg, &err));
+	reg = reopen(state);
+	bool exists = false;
+	static const struct {
+		const char *id;
+		bool want;
+	} rows[] = {{"kept", true}, {"undone", false}, {"second", true}};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		OK(moat_registry_identity_exists(reg, rows[i].id, &exists, &err));
+		if (exists != rows[i].want) {
+			fail_msg("%s: exists %d", rows[i].id, exists);
+		}
+	}
+}
+
+/* What each way of opening wants of the location: a second create is refused, a
+ * read-only open reads and refuses every write; on PostgreSQL an empty database is no
+ * registry and one holding other tables is never made one. */
+static void test_open_modes(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err;
+	add_identity(reg, "dev-1", MOAT_ROLE_DEVICE);
+	struct moat_registry *other = NULL;
+	assert_int_equal(moat_registry_open(reg_location, true, &other, &err), MOAT_EEXIST);
+	assert_null(other);
+
+	struct moat_registry *ro = NULL;
+	OK(moat_registry_open_readonly(reg_location, &ro, &err));
+	bool exists = false;
+	OK(moat_registry_identity_exists(ro, "dev-1", &exists, &err));
+	assert_true(exists);
+	moat_err_clear(&err);
+	int rc = moat_registry_identity_insert(ro, "dev-2", MOAT_ROLE_DEVICE, NULL, 1, &err);
+	assert_int_not_equal(rc, 0);
+	assert_int_not_equal(rc, MOAT_EEXIST);
+	assert_int_not_equal(moat_registry_meta_set_int(ro, "crl_number", 5, &err), 0);
+	moat_registry_close(ro);
+	OK(moat_registry_identity_exists(reg, "dev-2", &exists, &err));
+	assert_false(exists);
+	if (!pg_url) {
+		return;
+	}
+	moat_registry_close(reg);
+	*state = NULL;
+	assert_int_equal(pg_empty(), 0);
+	assert_int_equal(moat_registry_open(pg_url, false, &other, &err), MOAT_ENOENT);
+	assert_non_null(strstr(err.msg, "no registry"));
+	assert_int_equal(moat_registry_open_readonly(pg_url, &other, &err), MOAT_ENOENT);
+	assert_null(other);
+	/* the refused opens left nothing behind: a create still finds the database empty */
+	struct rdb c;
+	assert_int_equal(rdb_connect_pg(&c, pg_url), 0);
+	assert_int_equal(rdb_exec(&c, "CREATE TABLE theirs (x BIGINT)"), 0);
+	rdb_disconnect(&c);
+	assert_int_equal(moat_registry_open(pg_url, true, &other, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "holds other tables"));
+	assert_int_equal(pg_empty(), 0);
+	OK(moat_registry_open(pg_url, true, &other, &err));
+	*state = other;
 }
 
 /* ---- the converted files, on the backend under test ---- */
@@ -1948,6 +2369,16 @@ int main(void)
 		cmocka_unit_test(test_url_check),
 		cmocka_unit_test(test_pg_unreachable),
 		cmocka_unit_test_setup_teardown(test_backend, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_identities, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_certificates, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_revoke, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_foreach, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_meta, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_transactions, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_points, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_close_uncommitted, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_isolation, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_open_modes, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_groups, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_tags, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_jobs, reg_setup, reg_teardown),
