@@ -279,6 +279,21 @@ static bool pair_changed(const struct pair_stamp *a, const struct pair_stamp *b)
 
 /* SIGHUP: the log file is opened again by name, so a rotated file (logrotate's rename,
  * then SIGHUP) is let go and writing goes on in a new one. A failure keeps the old one. */
+/* The --log file, opened as root, becomes moatd's account's (still 0640) when it is root's
+ * regular file: SIGHUP reopens it after the switch (moat up's log/moatd.log; logrotate's
+ * `create` gives the new file the same owner). A file someone else owns is left as it is. */
+static int give_log(const struct moat_sandbox_user *su)
+{
+	struct stat st;
+	if (fstat(STDERR_FILENO, &st) != 0) {
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_uid != 0) {
+		return 0;
+	}
+	return fchown(STDERR_FILENO, su->uid, su->gid);
+}
+
 static void reopen_log(const char *path)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0640);
@@ -351,6 +366,10 @@ int main(int argc, char **argv)
 	struct moat_sandbox_user su;
 	if (lookup_user(dir, &su, &err) != 0) {
 		fprintf(stderr, "moatd: %s\n", err.msg);
+		return 1;
+	}
+	if (log_path && su.do_switch && give_log(&su) != 0) {
+		fprintf(stderr, "moatd: %s: %s\n", log_path, strerror(errno));
 		return 1;
 	}
 

@@ -30,6 +30,18 @@ qgrep -E "^(MOAT_PKCS11_PIN|MOAT_FW_PASSPHRASE)=" "$T/mosquitto.env" &&
 pass "Mosquitto starts without the operator's secrets; moatd keeps the PIN"
 wait_for 20 grep -q "event=listening addr=127.0.0.1 port=$SERVER_PORT" "$D/log/moatd.log" ||
 	fail "moatd not listening: $(tail -5 "$D/log/moatd.log")"
+# moatd's log is its account's, so SIGHUP (the supervisor's, after a CRL or policy change;
+# logrotate's) reopens it after moatd gave up root
+user=$(awk '/^Uid:/ { print $2 }' "/proc/$dpid/status")
+case "$(stat -c %u:%a "$D/log/moatd.log")" in
+"$user:640" | "$user:600") ;; # 0640, less what this test's umask 077 takes
+*) fail "log/moatd.log is $(stat -c %U:%a "$D/log/moatd.log"), not moatd's (uid $user) 0640" ;;
+esac
+kill -HUP "$dpid"
+wait_for 10 grep -q "event=log_reopened" "$D/log/moatd.log" ||
+	fail "SIGHUP did not reopen the log: $(tail -3 "$D/log/moatd.log")"
+qgrep "event=log_reopen_failed" "$D/log/moatd.log" && fail "$(grep log_reopen_failed "$D/log/moatd.log")"
+pass "log/moatd.log is moatd's account's: SIGHUP reopens it"
 expect_status 204 "moatd under moat up: no release yet" dev-a "$(url /api/firmware/version)"
 # The access line is written when MHD completes the request, which may be after curl has the
 # response: wait for it.
