@@ -68,6 +68,134 @@ void rdb_attach_sqlite(struct rdb *c, sqlite3 *db)
 
 /* ---- URLs ---- */
 
+/* The query parameters a registry URL may carry: TLS and connection tuning. Not host=,
+ * hostaddr=, port=, dbname=, user=, service= (they would send the connection elsewhere
+ * than the URL's text names, in every message too), nor password=. */
+static const char *const url_params[] = {
+	"sslmode",
+	"sslrootcert",
+	"sslcert",
+	"sslkey",
+	"sslcrl",
+	"sslcrldir",
+	"sslsni",
+	"ssl_min_protocol_version",
+	"channel_binding",
+	"connect_timeout",
+	"application_name",
+	"target_session_attrs",
+	"keepalives",
+	"keepalives_idle",
+	"keepalives_interval",
+	"keepalives_count",
+	"tcp_user_timeout",
+	NULL,
+};
+
+static int hex_digit(char c)
+{
+	return c >= '0' && c <= '9'   ? c - '0'
+	       : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	       : c >= 'A' && c <= 'F' ? c - 'A' + 10
+				      : -1;
+}
+
+/* n bytes at s percent-decoded into out (as libpq decodes them); false when malformed, when
+ * they decode to a NUL, or when they do not fit. */
+static bool url_decode(const char *s, size_t n, char *out, size_t size)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c == '%') {
+			if (i + 2 >= n) {
+				return false;
+			}
+			int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
+			if (hi < 0 || lo < 0) {
+				return false;
+			}
+			c = (char)(hi * 16 + lo);
+			i += 2;
+		}
+		if (c == '\0' || j + 1 >= size) {
+			return false;
+		}
+		out[j++] = c;
+	}
+	out[j] = '\0';
+	return true;
+}
+
+/* Whether the host text (between // or @ and the port or /) is this machine: localhost,
+ * 127.0.0.0/8, [::1], or a Unix socket's directory (percent-encoded, starting with /). */
+static bool url_host_local(const char *host, size_t n)
+{
+	char h[256];
+	if (!url_decode(host, n, h, sizeof(h))) {
+		return false;
+	}
+	if (h[0] == '[') {
+		char *rb = strchr(h, ']');
+		if (rb) {
+			rb[1] = '\0'; /* the port after it is not the host */
+		}
+	}
+	if (strcmp(h, "localhost") == 0 || strcmp(h, "[::1]") == 0 || h[0] == '/') {
+		return true;
+	}
+	if (strncmp(h, "127.", 4) != 0) {
+		return false;
+	}
+	for (const char *p = h; *p; p++) {
+		if (!isdigit((unsigned char)*p) && *p != '.') {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The query (after '?'): every parameter one of url_params, names and values decoded as
+ * libpq decodes them; *verified: sslmode is verify-full or verify-ca. */
+static int url_query_check(const char *q, bool *verified, const char **why)
+{
+	*verified = false;
+	while (*q) {
+		size_t n = strcspn(q, "&");
+		const char *eq = memchr(q, '=', n);
+		char name[64], value[1100]; /* a URL holds at most 1024 characters */
+		if (!eq || eq == q || !url_decode(q, (size_t)(eq - q), name, sizeof(name)) ||
+		    !url_decode(eq + 1, n - (size_t)(eq + 1 - q), value, sizeof(value))) {
+			*why = "has a malformed query parameter";
+			return -1;
+		}
+		if (strcmp(name, "password") == 0) {
+			*why = "holds a password parameter: put it in ~/.pgpass (or PGPASSFILE) of "
+			       "the account moat runs as, not in moat.conf";
+			return -1;
+		}
+		bool known = false;
+		for (size_t i = 0; url_params[i]; i++) {
+			known = known || strcmp(name, url_params[i]) == 0;
+		}
+		if (!known) {
+			*why = "has a query parameter moat does not accept (only ssl*, "
+			       "channel_binding, connect_timeout, application_name, "
+			       "target_session_attrs, keepalives*, tcp_user_timeout)";
+			return -1;
+		}
+		if (strcmp(name, "sslmode") == 0) {
+			*verified = strcmp(value, "verify-full") == 0 ||
+				    strcmp(value, "verify-ca") == 0;
+		}
+		q += n;
+		if (*q == '&') {
+			q++;
+		}
+	}
+	return 0;
+}
+
 int rdb_url_check(const char *url, const char **why)
 {
 	const char *p;
@@ -148,6 +276,17 @@ int rdb_url_check(const char *url, const char **why)
 	const char *db = slash + 1;
 	if (*db == '\0' || *db == '?') {
 		*why = "names no database (postgresql://host[:port]/dbname)";
+		return -1;
+	}
+	const char *query = strchr(db, '?');
+	bool verified = false;
+	if (query && url_query_check(query + 1, &verified, why) != 0) {
+		return -1;
+	}
+	if (!verified && !url_host_local(host, (size_t)(host_end - host))) {
+		*why = "names a host other than this machine without sslmode=verify-full (or "
+		       "verify-ca): the registry never goes over a connection whose server is "
+		       "not verified";
 		return -1;
 	}
 	return 0;
@@ -301,6 +440,12 @@ int rdb_connect_pg(struct rdb *c, const char *url)
 
 void rdb_disconnect(struct rdb *c)
 {
+	for (int i = 0; i < c->cache_n; i++) {
+		sqlite3_finalize(c->cache[i]->lite);
+		free(c->cache[i]->sql);
+		free(c->cache[i]);
+	}
+	c->cache_n = 0;
 #ifdef MOAT_HAVE_LIBPQ
 	if (c->backend == RDB_POSTGRES && c->pg) {
 		PQfinish(PG(c));
@@ -343,6 +488,57 @@ static int pg_stmt_init(struct rdb_stmt *st, const char *pg_sql, bool translate)
 	return 0;
 }
 
+/* SQLite: the newest idle statement of this text from the cache, else a new one (its text
+ * kept, so rdb_finalize can cache it). */
+static int lite_prepare(struct rdb *c, const char *sql, struct rdb_stmt **out)
+{
+	for (int i = c->cache_n - 1; i >= 0; i--) {
+		struct rdb_stmt *st = c->cache[i];
+		if (strcmp(st->sql, sql) == 0) {
+			memmove(&c->cache[i], &c->cache[i + 1],
+				(size_t)(c->cache_n - i - 1) * sizeof(c->cache[0]));
+			c->cache_n--;
+			*out = st;
+			return 0;
+		}
+	}
+	struct rdb_stmt *st = calloc(1, sizeof(*st));
+	if (!st) {
+		return RDB_E_ERROR;
+	}
+	st->c = c;
+	st->sql = strdup(sql); /* NULL (out of memory): the statement is simply not cached */
+	if (sqlite3_prepare_v2(c->lite, sql, -1, &st->lite, NULL) != SQLITE_OK) {
+		free(st->sql);
+		free(st);
+		return RDB_E_ERROR;
+	}
+	*out = st;
+	return 0;
+}
+
+/* SQLite: keeps st compiled for the next rdb_prepare of its text (the oldest idle one
+ * finalized when the cache is full); false when it cannot be kept. */
+static bool lite_keep(struct rdb_stmt *st)
+{
+	struct rdb *c = st->c;
+	if (!st->sql || c->backend != RDB_SQLITE) {
+		return false;
+	}
+	sqlite3_reset(st->lite); /* ends its read, whatever its last step said */
+	sqlite3_clear_bindings(st->lite);
+	if (c->cache_n == RDB_STMT_CACHE_MAX) {
+		struct rdb_stmt *old = c->cache[0];
+		memmove(&c->cache[0], &c->cache[1], (size_t)(c->cache_n - 1) * sizeof(c->cache[0]));
+		c->cache_n--;
+		sqlite3_finalize(old->lite);
+		free(old->sql);
+		free(old);
+	}
+	c->cache[c->cache_n++] = st;
+	return true;
+}
+
 int rdb_prepare2(struct rdb *c, const char *sqlite_sql, const char *pg_sql, struct rdb_stmt **out)
 {
 	*out = NULL;
@@ -352,12 +548,8 @@ int rdb_prepare2(struct rdb *c, const char *sqlite_sql, const char *pg_sql, stru
 	}
 	st->c = c;
 	if (c->backend == RDB_SQLITE) {
-		if (sqlite3_prepare_v2(c->lite, sqlite_sql, -1, &st->lite, NULL) != SQLITE_OK) {
-			free(st);
-			return RDB_E_ERROR;
-		}
-		*out = st;
-		return 0;
+		free(st);
+		return lite_prepare(c, sqlite_sql, out);
 	}
 	if (c->backend != RDB_POSTGRES ||
 	    pg_stmt_init(st, pg_sql ? pg_sql : sqlite_sql, pg_sql == NULL) != 0) {
@@ -483,6 +675,9 @@ void rdb_reset(struct rdb_stmt *st)
 void rdb_finalize(struct rdb_stmt *st)
 {
 	if (!st) {
+		return;
+	}
+	if (st->lite && lite_keep(st)) {
 		return;
 	}
 	if (st->lite) {
@@ -646,11 +841,27 @@ int rdb_commit(struct rdb *c)
 		c->errcode = RDB_E_ERROR;
 		return RDB_E_ERROR;
 	}
-	int rc = rdb_exec(c, "COMMIT");
-	if (c->backend == RDB_POSTGRES) {
-		c->pg_in_tx = false; /* a failed COMMIT ends the transaction too */
+	if (c->backend != RDB_POSTGRES) {
+		return rdb_exec(c, "COMMIT");
 	}
+	c->pg_in_tx = false; /* a failed COMMIT ends the transaction too */
+#ifdef MOAT_HAVE_LIBPQ
+	/* a transaction in which a statement failed is aborted: PostgreSQL answers its COMMIT
+	 * with the tag ROLLBACK and no error, which must not pass for a commit */
+	PGresult *res = PQexec(PG(c), "COMMIT");
+	ExecStatusType s = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+	int rc = s == PGRES_COMMAND_OK ? RDB_DONE : pg_code(c, res);
+	if (rc == RDB_DONE && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+		snprintf(c->errmsg, sizeof(c->errmsg),
+			 "the transaction was rolled back: a statement in it had failed");
+		c->errcode = RDB_E_ERROR;
+		rc = RDB_E_ERROR;
+	}
+	PQclear(res);
 	return rc;
+#else
+	return RDB_E_ERROR;
+#endif
 }
 
 void rdb_rollback(struct rdb *c)

@@ -127,10 +127,17 @@ enum {
 
 struct pg_conn;
 
+/* SQLite statements kept compiled per connection: rdb_finalize returns a statement here
+ * (reset, bindings cleared) and rdb_prepare of the same text takes it back, so a hot path
+ * (the ingest's few statements per message) does not parse and plan its SQL each time. */
+#define RDB_STMT_CACHE_MAX 48
+
 /* One connection. For SQLite it borrows the sqlite3 handle registry.c opened. */
 struct rdb {
 	enum rdb_backend backend;
 	sqlite3 *lite;
+	struct rdb_stmt *cache[RDB_STMT_CACHE_MAX]; /* SQLite: idle statements, oldest first */
+	int cache_n;
 	struct pg_conn *pg; /* PGconn, opaque here so only db_pg.c includes libpq */
 	int pg_savepoints;  /* savepoints rdb_savepoint opened outside a transaction */
 	bool pg_in_tx;
@@ -145,7 +152,9 @@ void rdb_attach_sqlite(struct rdb *c, sqlite3 *db);
 /* PostgreSQL: connect to a postgresql:// URL (rdb_url_check first). 0, or -1 with
  * c->errmsg set; MOAT_HAVE_LIBPQ off: always -1, saying so. */
 int rdb_connect_pg(struct rdb *c, const char *url);
-/* Closes what rdb_connect_pg opened; a borrowed SQLite handle stays open. */
+/* Closes what rdb_connect_pg opened, and finalizes the SQLite statements kept compiled
+ * (before the borrowed SQLite handle is closed: sqlite3_close refuses a handle with
+ * statements left); a borrowed SQLite handle stays open. */
 void rdb_disconnect(struct rdb *c);
 /* Whether this build can open a PostgreSQL registry. */
 bool rdb_pg_available(void);

@@ -229,23 +229,21 @@ fail:
 
 int moat_registry_url_check(const char *url, struct moat_err *err)
 {
-	const char *why = NULL;
+	/* a password first, whatever else is wrong: it must not stay in moat.conf */
+	const char *p = strstr(url, "://");
+	if (p) {
+		p += 3;
+		const char *slash = strchr(p, '/');
+		const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
+		if (at && memchr(p, ':', (size_t)(at - p))) {
+			return moat_err_set(err, MOAT_EINVAL,
+					    "holds a password: put it in ~/.pgpass (or PGPASSFILE) "
+					    "of the account moat runs as, not in moat.conf");
+		}
+	}
+	const char *why = NULL; /* password= parameters too, however encoded */
 	if (rdb_url_check(url, &why) != 0) {
 		return moat_err_set(err, MOAT_EINVAL, "%s", why);
-	}
-	const char *p = strstr(url, "://") + 3;
-	const char *slash = strchr(p, '/');
-	const char *at = memchr(p, '@', (size_t)(slash - p));
-	if (at && memchr(p, ':', (size_t)(at - p))) {
-		return moat_err_set(err, MOAT_EINVAL,
-				    "holds a password: put it in ~/.pgpass (or PGPASSFILE) of the "
-				    "account moat runs as, not in moat.conf");
-	}
-	if (strstr(url, "password=")) {
-		return moat_err_set(
-			err, MOAT_EINVAL,
-			"holds a password parameter: put it in ~/.pgpass (or PGPASSFILE) "
-			"of the account moat runs as, not in moat.conf");
 	}
 	if (!rdb_pg_available()) {
 		return moat_err_set(

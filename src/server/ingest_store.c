@@ -1089,7 +1089,13 @@ static void compact(struct writer *w, int64_t now)
 	}
 }
 
-/* Takes up to max items off the queue, waiting up to wait_ms for the first. */
+/* A batch that is not full waits this long for more messages: each batch is one commit,
+ * and each commit a sync of the WAL, so a trickle of one message at a time would cost a
+ * sync per message (the messages are already acknowledged to the broker either way). */
+#define INGEST_LINGER_MS 50
+
+/* Takes up to max items off the queue, waiting up to wait_ms for the first and then
+ * INGEST_LINGER_MS for the batch to fill. */
 static struct ingest_item *take(struct moat_ingest *ing, int64_t max, int64_t wait_ms, bool *stop,
 				size_t *out_n)
 {
@@ -1106,6 +1112,13 @@ static struct ingest_item *take(struct moat_ingest *ing, int64_t max, int64_t wa
 		if (pthread_cond_timedwait(&ing->cond, &ing->lock, &until) != 0) {
 			break;
 		}
+	}
+	if (ing->head && !ing->writer_stop && ing->queued < (uint64_t)max) {
+		/* a sleep, not a wait on the condition: each push signals it */
+		pthread_mutex_unlock(&ing->lock);
+		struct timespec linger = {0, INGEST_LINGER_MS * 1000000L};
+		nanosleep(&linger, NULL);
+		pthread_mutex_lock(&ing->lock);
 	}
 	struct ingest_item *first = ing->head, *last = NULL;
 	size_t n = 0;

@@ -250,7 +250,11 @@ static void test_url_check(void **state)
 		"postgresql://127.0.0.1:5432/moat",
 		"postgres://moat:secret@localhost/moat?sslmode=verify-full",
 		"postgresql://[::1]:6543/reg",
-		"postgresql://u@h/d",
+		"postgresql://u@h/d?sslmode=verify-full",
+		"postgresql://u@db.example/d?sslmode=verify-ca&connect_timeout=5",
+		"postgresql://127.0.0.2/d?application_name=moat",
+		"postgresql://%2Fvar%2Frun%2Fpostgresql/moat",
+		"postgresql://h/d?ssl%6dode=verify-full", /* libpq decodes names too */
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		assert_int_equal(rdb_url_check(good[i], &why), 0);
@@ -274,6 +278,24 @@ static void test_url_check(void **state)
 		{"postgresql://[::1]x/d", "after the [IPv6]"},
 		{"postgresql://h/d b", "space"},
 		{"postgresql://h/d\n", "control"},
+		/* a remote server is always verified */
+		{"postgresql://db.example/d", "without sslmode=verify-full"},
+		{"postgresql://db.example/d?sslmode=require", "without sslmode=verify-full"},
+		{"postgresql://db.example/d?sslmode=prefer", "without sslmode=verify-full"},
+		{"postgresql://127.0.0.1.evil/d", "without sslmode=verify-full"},
+		{"postgresql://127.0.0.1,db.example/d", "without sslmode=verify-full"},
+		{"postgresql://[::2]/d", "without sslmode=verify-full"},
+		/* parameters that would send it elsewhere, or hold a password, even encoded */
+		{"postgresql://localhost/d?password=x", "password parameter"},
+		{"postgresql://localhost/d?pass%77ord=x", "password parameter"},
+		{"postgresql://localhost/d?hostaddr=10.9.9.9", "does not accept"},
+		{"postgresql://localhost/d?host=db.example", "does not accept"},
+		{"postgresql://localhost/d?sslmode=verify-full&dbname=other", "does not accept"},
+		{"postgresql://localhost/d?service=x", "does not accept"},
+		{"postgresql://localhost/d?sslmode", "malformed"},
+		{"postgresql://localhost/d?=x", "malformed"},
+		{"postgresql://localhost/d?sslmode=%zz", "malformed"},
+		{"postgresql://localhost/d?sslmode=verify-full%00", "malformed"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		why = NULL;
@@ -613,6 +635,19 @@ static void test_transactions(void **state)
 	assert_true(exists);
 	assert_int_equal(moat_registry_identity_exists(reg, "temp", &exists, &err), 0);
 	assert_false(exists);
+	/* a statement that fails outright: SQLite undoes that statement only; PostgreSQL
+	 * aborts the transaction, and its COMMIT (answered "ROLLBACK", no error) must fail */
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	add_identity(reg, "after-failure", MOAT_ROLE_DEVICE);
+	assert_int_not_equal(rdb_exec(reg_db(reg), "SELECT * FROM no_such_table"), 0);
+	if (pg_url) {
+		assert_int_not_equal(moat_registry_commit(reg, &err), 0);
+		assert_non_null(strstr(err.msg, "rolled back"));
+	} else {
+		assert_int_equal(moat_registry_commit(reg, &err), 0);
+	}
+	assert_int_equal(moat_registry_identity_exists(reg, "after-failure", &exists, &err), 0);
+	assert_true(exists == !pg_url);
 }
 
 /* Closing with a transaction open loses it (the process died before commit). */
