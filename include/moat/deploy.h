@@ -395,6 +395,7 @@ struct moat_enrolled {
 	int64_t not_after;
 	char *cert_pem; /* the leaf */
 	size_t cert_len;
+	X509 *cert;	 /* the leaf, decoded already (EST's answer is built from it) */
 	char *chain_pem; /* the leaf, then the signing CA when it is not the root */
 	size_t chain_len;
 	int files_rc; /* writing the identity's files after the commit (0: written) */

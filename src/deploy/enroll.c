@@ -569,6 +569,8 @@ static int issued_out(struct moat_deploy *d, const struct moat_ca *signer,
 	out->cert_pem = issued->cert_pem;
 	out->cert_len = issued->cert_pem_len;
 	issued->cert_pem = NULL;
+	out->cert = issued->cert;
+	issued->cert = NULL;
 	snprintf(out->serial_hex, sizeof(out->serial_hex), "%s", issued->serial_hex);
 	snprintf(out->replaced_serial_hex, sizeof(out->replaced_serial_hex), "%s",
 		 req->method == MOAT_ENROLL_RENEW ? ident->serial_hex : "");
@@ -673,8 +675,10 @@ void moat_enrolled_free(struct moat_enrolled *e)
 	}
 	free(e->chain_pem);
 	free(e->cert_pem);
+	X509_free(e->cert);
 	e->chain_pem = NULL;
 	e->cert_pem = NULL;
+	e->cert = NULL;
 }
 
 struct due_list {
