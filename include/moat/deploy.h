@@ -407,6 +407,7 @@ struct moat_enrolled {
 	int64_t not_after;
 	char *cert_pem; /* the leaf */
 	size_t cert_len;
+	X509 *cert;	 /* the leaf, decoded already (EST's answer is built from it) */
 	char *chain_pem; /* the leaf, then the signing CA when it is not the root */
 	size_t chain_len;
 	int files_rc; /* writing the identity's files after the commit (0: written) */
@@ -419,10 +420,10 @@ struct moat_enrolled {
  * another identity, the identity is not an active device, its enrollment was used already
  * (BY_TOKEN, BY_CLAIM: marked used here, once), or the presented certificate is not its
  * current one (RENEW). The certificate is committed to the registry, then
- * pki/identities/<id>/cert.pem (the chain) and ca.crt are written (not synced: the registry is
- * their source), key.pem removed; a
- * failure writing them is reported in out->files_rc only (the registry holds the
- * certificate). MOAT_ETIMEOUT when run/moat.lock stays busy. Free out with
+ * pki/identities/<id>/cert.pem (the chain) is written (not synced: the registry is its
+ * source), a key.pem or ca.crt left there earlier removed (no ca.crt: nothing reads one for
+ * an identity without a key); a failure writing it is reported in out->files_rc only (the
+ * registry holds the certificate). MOAT_ETIMEOUT when run/moat.lock stays busy. Free out with
  * moat_enrolled_free. */
 MOAT_MUST_CHECK int moat_deploy_enroll_issue(struct moat_deploy *d,
 					     const struct moat_enroll_req *req,

@@ -182,6 +182,11 @@ void moat_csr_free(struct moat_csr *csr);
  * Caller frees *out_der. */
 MOAT_MUST_CHECK int moat_pki_p7_certs(const char *pem, size_t len, unsigned char **out_der,
 				      size_t *out_len, struct moat_err *err);
+/* The same PKCS#7 of the n certificates already in memory (in order; at least one; each
+ * only referenced): no PEM text is decoded, so OpenSSL's decoders never look up a
+ * provider for a certificate's key (what an EST answer cost most). */
+MOAT_MUST_CHECK int moat_pki_p7_of(X509 *const *certs, size_t n, unsigned char **out_der,
+				   size_t *out_len, struct moat_err *err);
 /* DER of the CSR attributes moat asks for (RFC 7030 §4.5.2): ecdsa-with-SHA256 and an
  * id-ecPublicKey attribute naming prime256v1. Caller frees *out_der. */
 MOAT_MUST_CHECK int moat_pki_csrattrs(unsigned char **out_der, size_t *out_len,

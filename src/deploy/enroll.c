@@ -5,9 +5,11 @@
  *
  * moatd holds the deployment open for reading; each change here takes run/moat.lock for
  * its own duration (never longer), so it is serialized with every moat command. The
- * registry is the truth: it is committed first, then the identity's files are written
- * (cert.pem, the chain; ca.crt), each atomically; no key.pem is ever written here, and a
- * re-enrollment removes the one moat may have made before (the device now holds its own).
+ * registry is the truth: it is committed first, then the identity's one file is written
+ * (cert.pem, the chain, atomically). Nothing else: no key.pem (the device holds its own; a
+ * re-enrollment removes the one moat may have made before) and no ca.crt, which only a
+ * key-holding identity's export reads (pki/ca.crt is the same root); each file created
+ * costs an inode, the most expensive part of an enrollment on ext4 (docs/BENCHMARKS.md).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -427,34 +429,40 @@ static int fresh_serial(struct moat_deploy *d, uint8_t serial[MOAT_SERIAL_BYTES]
 	return moat_err_set(err, MOAT_ECRYPTO, "random serials keep colliding: broken RNG?");
 }
 
-/* The identity's files after a committed enrollment: cert.pem (the chain) and ca.crt,
- * atomically (temporary and rename) but not synced: they are derived from the registry,
- * which holds the certificate durably, and a crash leaves the old file or the new one,
- * never half of one. A key.pem moat made earlier is removed (the device holds its own). */
+/* The identity's file after a committed enrollment: cert.pem (the chain), atomically
+ * (temporary and rename) but not synced: it is derived from the registry, which holds the
+ * certificate durably, and a crash leaves the old file or the new one, never half of one.
+ * A key.pem moat made earlier is removed (the device holds its own), and a ca.crt of an
+ * earlier moat (one more file per enrollment, that nothing reads for an identity without
+ * a key: pki/ca.crt is the same root). */
 static int write_files(struct moat_deploy *d, const char *id, const char *chain, size_t len,
-		       const char *ca_pem, size_t ca_len, struct moat_err *err)
+		       struct moat_err *err)
 {
 	static const struct moat_fs_opts derived = {.no_fsync = true};
+	static const char *const stale[] = {"key.pem", "ca.crt"};
 	char dir[PATH_MAX];
 	char p[PATH_MAX];
 	int rc;
 	if ((rc = moat_deploy_identity_path(d, id, NULL, dir, sizeof(dir), err)) != 0) {
 		return rc;
 	}
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+	bool fresh = mkdir(dir, 0700) == 0;
+	if (!fresh && errno != EEXIST) {
 		return moat_err_errno(err, MOAT_EIO, errno, "%s", dir);
 	}
 	if ((rc = moat_path_join(p, sizeof(p), err, "%s/cert.pem", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic_opts(p, chain, len, 0644, &derived, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/ca.crt", dir)) != 0 ||
-	    (rc = moat_fs_write_atomic_opts(p, ca_pem, ca_len, 0644, &derived, err)) != 0 ||
-	    (rc = moat_path_join(p, sizeof(p), err, "%s/key.pem", dir)) != 0) {
+	    (rc = moat_fs_write_atomic_opts(p, chain, len, 0644, &derived, err)) != 0) {
 		return rc;
 	}
-	if (unlink(p) != 0 && errno != ENOENT) {
-		rc = moat_err_errno(err, MOAT_EIO, errno, "%s", p);
+	for (size_t i = 0; !fresh && i < sizeof(stale) / sizeof(stale[0]); i++) {
+		if ((rc = moat_path_join(p, sizeof(p), err, "%s/%s", dir, stale[i])) != 0) {
+			return rc;
+		}
+		if (unlink(p) != 0 && errno != ENOENT) {
+			return moat_err_errno(err, MOAT_EIO, errno, "%s", p);
+		}
 	}
-	return rc;
+	return 0;
 }
 
 /* Checks, inside the transaction, that id may receive a certificate by method. */
@@ -550,20 +558,19 @@ static int issue_one(struct moat_deploy *d, const struct moat_ca *signer,
 /* After the commit: what the caller gets of one issued certificate, and its files. */
 static int issued_out(struct moat_deploy *d, const struct moat_ca *signer,
 		      const struct moat_enroll_req *req, const struct moat_identity *ident,
-		      struct moat_issued *issued, const char *ca_pem, size_t ca_len,
-		      struct moat_enrolled *out, struct moat_err *err)
+		      struct moat_issued *issued, struct moat_enrolled *out, struct moat_err *err)
 {
 	int rc = chain_pem(d, signer, issued->cert_pem, &out->chain_pem, &out->chain_len, err);
 	if (rc != 0) {
 		return rc;
 	}
-	/* committed: the registry holds the certificate whatever happens to the files */
-	out->files_rc = ca_pem ? write_files(d, req->id, out->chain_pem, out->chain_len, ca_pem,
-					     ca_len, &out->files_err)
-			       : moat_err_set(&out->files_err, MOAT_EIO, "pki/ca.crt unreadable");
+	/* committed: the registry holds the certificate whatever happens to the file */
+	out->files_rc = write_files(d, req->id, out->chain_pem, out->chain_len, &out->files_err);
 	out->cert_pem = issued->cert_pem;
 	out->cert_len = issued->cert_pem_len;
 	issued->cert_pem = NULL;
+	out->cert = issued->cert;
+	issued->cert = NULL;
 	snprintf(out->serial_hex, sizeof(out->serial_hex), "%s", issued->serial_hex);
 	snprintf(out->replaced_serial_hex, sizeof(out->replaced_serial_hex), "%s",
 		 req->method == MOAT_ENROLL_RENEW ? ident->serial_hex : "");
@@ -608,21 +615,12 @@ static int issue_batch(struct moat_deploy *d, const struct moat_enroll_req *reqs
 	    (rc = moat_registry_commit(d->reg, err)) != 0) {
 		goto out;
 	}
-	char ca[PATH_MAX];
-	char *ca_pem = NULL;
-	size_t ca_len = 0;
-	struct moat_err ignored;
-	if (moat_deploy_path(d, ca, sizeof(ca), "pki/ca.crt", &ignored) != 0 ||
-	    moat_fs_read_all(ca, MOAT_CERT_FILE_MAX_BYTES, &ca_pem, &ca_len, &ignored) != 0) {
-		ca_pem = NULL;
-	}
 	for (size_t i = 0; i < n; i++) {
 		if (rcs[i] == 0) {
-			rcs[i] = issued_out(d, signer, &reqs[i], &idents[i], &issued[i], ca_pem,
-					    ca_len, &outs[i], &errs[i]);
+			rcs[i] = issued_out(d, signer, &reqs[i], &idents[i], &issued[i], &outs[i],
+					    &errs[i]);
 		}
 	}
-	free(ca_pem);
 out:
 	moat_registry_rollback(d->reg); /* a no-op once committed */
 	unlock_after_change(d, locked);
@@ -677,8 +675,10 @@ void moat_enrolled_free(struct moat_enrolled *e)
 	}
 	free(e->chain_pem);
 	free(e->cert_pem);
+	X509_free(e->cert);
 	e->chain_pem = NULL;
 	e->cert_pem = NULL;
+	e->cert = NULL;
 }
 
 struct due_list {

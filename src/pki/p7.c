@@ -32,47 +32,87 @@ static int take_der(unsigned char *der, int n, unsigned char **out, size_t *out_
 	return 0;
 }
 
+/* An empty certs-only SignedData: encapContentInfo of type data, eContent absent. */
+static PKCS7 *p7_new(void)
+{
+	PKCS7 *p7 = PKCS7_new();
+	if (!p7 || !PKCS7_set_type(p7, NID_pkcs7_signed)) {
+		PKCS7_free(p7);
+		return NULL;
+	}
+	ASN1_OBJECT_free(p7->d.sign->contents->type);
+	p7->d.sign->contents->type = OBJ_nid2obj(NID_pkcs7_data);
+	return p7;
+}
+
+int moat_pki_p7_of(X509 *const *certs, size_t n, unsigned char **out_der, size_t *out_len,
+		   struct moat_err *err)
+{
+	*out_der = NULL;
+	*out_len = 0;
+	if (n == 0) {
+		return moat_err_set(err, MOAT_EINVAL, "certificates: none");
+	}
+	PKCS7 *p7 = p7_new();
+	if (!p7) {
+		return moat_err_ssl(err, MOAT_ECRYPTO, "PKCS#7");
+	}
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		if (!certs[i] || !PKCS7_add_certificate(p7, certs[i])) { /* takes a reference */
+			rc = moat_err_ssl(err, MOAT_ECRYPTO, "PKCS#7: adding a certificate");
+		}
+	}
+	if (rc == 0) {
+		unsigned char *der = NULL;
+		int len = i2d_PKCS7(p7, &der);
+		rc = take_der(der, len, out_der, out_len, err);
+	}
+	PKCS7_free(p7);
+	return rc;
+}
+
 int moat_pki_p7_certs(const char *pem, size_t len, unsigned char **out_der, size_t *out_len,
 		      struct moat_err *err)
 {
 	*out_der = NULL;
 	*out_len = 0;
-	int rc = MOAT_ECRYPTO;
-	PKCS7 *p7 = NULL;
-	BIO *b = BIO_new_mem_buf(pem, (int)len);
-	if (!b || len > MOAT_CERT_FILE_MAX_BYTES) {
-		BIO_free(b);
+	if (len > MOAT_CERT_FILE_MAX_BYTES) {
 		return moat_err_set(err, MOAT_EINVAL, "certificates: too large");
 	}
-	p7 = PKCS7_new();
-	if (!p7 || !PKCS7_set_type(p7, NID_pkcs7_signed)) {
-		rc = moat_err_ssl(err, MOAT_ECRYPTO, "PKCS#7");
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	STACK_OF(X509) *certs = sk_X509_new_null();
+	int rc = 0;
+	if (!b || !certs) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 		goto out;
 	}
-	/* encapContentInfo: type data, eContent absent */
-	ASN1_OBJECT_free(p7->d.sign->contents->type);
-	p7->d.sign->contents->type = OBJ_nid2obj(NID_pkcs7_data);
-	int count = 0;
 	X509 *cert;
 	while ((cert = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
-		int ok = PKCS7_add_certificate(p7, cert);
-		X509_free(cert);
-		if (!ok) {
-			rc = moat_err_ssl(err, MOAT_ECRYPTO, "PKCS#7: adding a certificate");
+		if (!sk_X509_push(certs, cert)) {
+			X509_free(cert);
+			rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 			goto out;
 		}
-		count++;
 	}
 	ERR_clear_error(); /* the end of the PEM text */
+	int count = sk_X509_num(certs);
 	if (count == 0) {
 		rc = moat_err_set(err, MOAT_EINVAL, "certificates: no PEM certificate");
 		goto out;
 	}
-	unsigned char *der = NULL;
-	int n = i2d_PKCS7(p7, &der);
-	rc = take_der(der, n, out_der, out_len, err);
+	X509 **list = malloc((size_t)count * sizeof(*list));
+	if (!list) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (int i = 0; i < count; i++) {
+		list[i] = sk_X509_value(certs, i);
+	}
+	rc = moat_pki_p7_of(list, (size_t)count, out_der, out_len, err);
+	free(list);
 out:
-	PKCS7_free(p7);
+	sk_X509_pop_free(certs, X509_free);
 	BIO_free(b);
 	return rc;
 }

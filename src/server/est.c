@@ -264,13 +264,15 @@ static void refuse(struct est_answer *a, unsigned status, const char *note, cons
 	snprintf(a->text, sizeof(a->text), "%s", text);
 }
 
-/* A 200 with the PKCS#7 of pem's certificates, base64 */
-static void answer_p7(struct est_answer *a, const char *pem, size_t len)
+/* A 200 with the PKCS#7 of pem's certificates (len bytes), or of the certificate cert
+ * already decoded when pem is NULL, base64. */
+static void answer_p7(struct est_answer *a, const char *pem, size_t len, X509 *cert)
 {
 	unsigned char *der = NULL;
 	size_t der_len = 0;
 	struct moat_err err = {0};
-	if (moat_pki_p7_certs(pem, len, &der, &der_len, &err) != 0) {
+	if ((pem ? moat_pki_p7_certs(pem, len, &der, &der_len, &err)
+		 : moat_pki_p7_of(&cert, 1, &der, &der_len, &err)) != 0) {
 		moat_log(MOAT_LOG_ERROR, "event=est_error msg=\"%s\"", err.msg);
 		refuse(a, 500, "pkcs7_error", "cannot encode the certificates");
 		return;
@@ -329,7 +331,7 @@ static void handle_cacerts(struct moat_est *e, struct moat_deploy *d, struct est
 		refuse(a, 500, "chain_unreadable", "CA certificates unreadable");
 		return;
 	}
-	answer_p7(a, pem, len);
+	answer_p7(a, pem, len, NULL);
 	free(pem);
 	char *copy = a->status == 200 ? malloc(a->len ? a->len : 1) : NULL;
 	if (!copy) {
@@ -560,7 +562,8 @@ static void handle_enroll(struct moat_est *e, struct moat_deploy *d, const struc
 		 req->client, a->id, renew ? "simplereenroll" : "simpleenroll", out.serial_hex,
 		 out.replaced_serial_hex[0] ? out.replaced_serial_hex : NULL,
 		 out.replaced_serial_hex[0] ? (e->grace_s ? "grace" : "0") : NULL);
-	answer_p7(a, out.cert_pem, out.cert_len);
+	/* the issued certificate as signed, not its PEM decoded again */
+	answer_p7(a, NULL, 0, out.cert);
 	moat_enrolled_free(&out);
 }
 

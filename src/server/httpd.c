@@ -1,7 +1,8 @@
 /* httpd.c: moatd's HTTPS side on libmicrohttpd + GnuTLS.
  *
  * libmicrohttpd runs a pool of [server] threads threads (MHD_OPTION_THREAD_POOL_SIZE, each
- * its own epoll loop); every callback below may run on any of them at once. What they
+ * its own poll(2) loop, not epoll: see moat_httpd_start); every callback below may run on
+ * any of them at once. What they
  * share is locked: the guard (connguard.h) and the list of connections by guard_mu, the
  * CRL cache by crl_mu, the registry by handing each request a deployment handle of its own
  * from a pool (SQLite in WAL mode: readers never wait for the writer), EST by est.c's own
@@ -1615,8 +1616,15 @@ int moat_httpd_start(const struct moat_httpd_opts *opts, struct moat_httpd **out
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
 	const struct sockaddr *sa = NULL;
-	/* suspend and resume: the dashboard's event streams wait without busy-waiting */
-	unsigned flags = MHD_USE_TLS | MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
+	/* suspend and resume: the dashboard's event streams wait without busy-waiting.
+	 * poll(2), not epoll: libmicrohttpd's epoll loop (0.9.75 to 1.0.1) keeps a connection
+	 * whose TLS handshake waits for the client on its "ready" list (GnuTLS reads the
+	 * socket itself, so the EAGAIN never clears the ready flag) and spins on recv() until
+	 * the client answers: ~5,000 system calls per enrollment, and a core for as long as
+	 * a client stalls its handshake. Its poll loop asks GnuTLS which way the handshake
+	 * waits and sleeps until then; the cost is a scan of the thread's connections per
+	 * wake-up (tests/e2e/test_moatd_slow.sh: a stalled handshake costs no CPU). */
+	unsigned flags = MHD_USE_TLS | MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG |
 			 MHD_ALLOW_SUSPEND_RESUME;
 	unsigned max = (unsigned)h->lim.max_connections;
 	unsigned budget = fd_budget();

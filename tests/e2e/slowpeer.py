@@ -12,6 +12,10 @@ to the file named by --out, the last line being "done".
            sent_all=1.
   slowtls  the TLS ClientHello one byte a second over raw TCP; writes closed_after_bytes=N
            or sent_all=1.
+  stalltls the whole TLS ClientHello at once, then the server's answer read and nothing
+           more sent: the server waits for the client's second flight. Writes stalled=1
+           once the server's flight arrived, then closed=1 (the server cut it) or
+           held=1 (--until exists or --limit passed, then closed by the client).
   body     a TLS session, headers with a large Content-Length, then the body one byte a
            second; writes status=CODE and closed=1 once the server closed.
   hold     COUNT connections from the first --source, one after another (TLS with --cert
@@ -24,6 +28,7 @@ to the file named by --out, the last line being "done".
            request; writes status_I=CODE for each, then holds them until --limit or EOF.
 """
 import argparse
+import os
 import select
 import socket
 import ssl
@@ -136,6 +141,39 @@ def slowtls(args):
     out_line(args.out, "done")
 
 
+def stalltls(args):
+    ctx = ssl.create_default_context(cafile=args.ca)
+    inc, outg = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, outg, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    s = connect(args, args.source[0])
+    s.sendall(outg.read())
+    end = time.monotonic() + args.limit
+    r, _, _ = select.select([s], [], [], max(0.0, end - time.monotonic()))
+    if not r or not s.recv(65536):
+        out_line(args.out, "no_answer=1")
+        out_line(args.out, "done")
+        return
+    out_line(args.out, "stalled=1")
+    closed = False
+    while time.monotonic() < end and not (args.until and os.path.exists(args.until)):
+        r, _, _ = select.select([s], [], [], 0.1)
+        if r:
+            try:
+                if not s.recv(65536):
+                    closed = True
+                    break
+            except (ConnectionResetError, OSError):
+                closed = True
+                break
+    s.close()
+    out_line(args.out, "closed=1" if closed else "held=1")
+    out_line(args.out, "done")
+
+
 def read_status(s, end):
     buf = b""
     while b"\r\n" not in buf and time.monotonic() < end:
@@ -235,7 +273,7 @@ def churn(args):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["idle", "trickle", "slowtls", "body", "device", "hold", "churn"])
+    p.add_argument("mode", choices=["idle", "trickle", "slowtls", "stalltls", "body", "device", "hold", "churn"])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--source", action="append", default=[])
@@ -251,7 +289,7 @@ def main():
         args.source = ["127.0.0.1"]
     if args.count * len(args.source) > 2000:
         sys.exit("slowpeer: at most 2000 connections")
-    {"idle": idle, "trickle": trickle, "slowtls": slowtls, "body": body,
+    {"idle": idle, "trickle": trickle, "slowtls": slowtls, "stalltls": stalltls, "body": body,
      "device": device, "hold": hold, "churn": churn}[args.mode](args)
 
 

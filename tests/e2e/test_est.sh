@@ -123,6 +123,7 @@ pass "subject set by moat, requested extensions ignored"
 	fail "not the CSR's key"
 [ -f "$D/pki/identities/dev1/cert.pem" ] || fail "no pki/identities/dev1/cert.pem"
 [ -e "$D/pki/identities/dev1/key.pem" ] && fail "a key.pem was written for dev1"
+[ -e "$D/pki/identities/dev1/ca.crt" ] && fail "a ca.crt was written for dev1 (cert.pem only)"
 [ "$(grep -c 'BEGIN CERTIFICATE' "$D/pki/identities/dev1/cert.pem")" -eq 2 ] ||
 	fail "cert.pem is not the leaf and the issuing CA"
 moat device show dev1 | qgrep "$(openssl x509 -in "$T/dev1.crt" -noout -serial | cut -d= -f2 | tr 'A-F' 'a-f')" ||
@@ -273,6 +274,9 @@ est 204 "dev1's enrolled certificate on the update API" --cert "$D/pki/identitie
 OLD="$T/dev1-old.pem"
 cp "$D/pki/identities/dev1/cert.pem" "$OLD"
 DEV1=(--cert "$OLD" --key "$T/dev1.key")
+# files an earlier moat left beside cert.pem: a re-enrollment removes them
+cp "$D/pki/ca.crt" "$D/pki/identities/dev1/ca.crt"
+cp "$T/dev1.key" "$D/pki/identities/dev1/key.pem"
 refused 400 same_key "simplereenroll with the same key" "${DEV1[@]}" "${P10[@]}" \
 	--data-binary @"$T/dev1.b64" "$EST/simplereenroll"
 csr dev1new "/CN=dev1"
@@ -286,6 +290,10 @@ est 200 "simplereenroll with the current certificate and a new key" "${DEV1[@]}"
 certs_of_body "$T/dev1new.crt"
 openssl verify -CAfile "$D/pki/ca.crt" -untrusted "$T/cacerts.pem" "$T/dev1new.crt" >/dev/null ||
 	fail "renewed certificate does not verify"
+[ ! -e "$D/pki/identities/dev1/ca.crt" ] && [ ! -e "$D/pki/identities/dev1/key.pem" ] ||
+	fail "the re-enrollment left ca.crt or key.pem beside cert.pem"
+cmp -s <(openssl x509 -in "$D/pki/identities/dev1/cert.pem") <(openssl x509 -in "$T/dev1new.crt") ||
+	fail "pki/identities/dev1/cert.pem is not the renewed certificate"
 refused 403 not_current_certificate "simplereenroll with the replaced certificate" "${DEV1[@]}" \
 	"${P10[@]}" --data-binary @"$T/dev1new.b64" "$EST/simplereenroll"
 timeout "$(deadline 20)" mosquitto_pub -h 127.0.0.1 -p "$BROKER_PORT" --cafile "$D/pki/ca.crt" \

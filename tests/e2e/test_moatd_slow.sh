@@ -7,6 +7,8 @@
 #     them by the handshake deadline (seen from the client side);
 #   - a slowloris: TLS done, then the request one byte a second: cut by the header deadline;
 #   - a TLS ClientHello one byte a second: cut by the handshake deadline;
+#   - a handshake whose client stalls after moatd's answer costs moatd no CPU (its
+#     threads' schedstat: libmicrohttpd's epoll loop spun on recv() there);
 #   - a body trickled after the headers: 400 at once, and the connection closed;
 #   - a device holding connections_per_device keep-alive connections gets 429 on one more;
 #   - every close is an event=connection_closed line with its reason, within the budgets
@@ -116,6 +118,31 @@ grep -q 'event=connection_closed client=127.0.0.50 reason=header_deadline' "$T/m
 grep -q 'event=connection_closed client=127.0.0.51 reason=handshake_deadline' "$T/moatd.log" ||
 	fail "no handshake_deadline event for the slow handshake"
 pass "both are events with their reason"
+
+# ---- a handshake waiting for its client costs moatd no CPU ----
+# The client sends its ClientHello, reads moatd's answer and stalls: moatd waits for the
+# client's certificate and Finished. libmicrohttpd's epoll loop kept such a connection
+# "ready" and spun on recv() until the handshake ended (a core per stalled handshake).
+# Measured without the machine's load: the time moatd's threads spent running or
+# waiting to run (schedstat), which a spinning thread fills and a waiting one does not.
+busy_ns() {
+	cat /proc/"$MOATD_PID"/task/*/schedstat 2>/dev/null | awk '{ s += $1 + $2 } END { printf "%.0f", s }'
+}
+[ -r "/proc/$MOATD_PID/schedstat" ] || skip "no /proc/PID/schedstat on this kernel"
+e2e_bg python3 "$PEER" stalltls --port "$SERVER_PORT" --source 127.0.0.53 --ca "$D/pki/ca.crt" \
+	--limit "$(deadline 20)" --until "$T/stall.stop" --out "$T/stall"
+peer_wait "$T/stall" "stalled=1" 20
+b0=$(busy_ns)
+t0=$(date +%s%N)
+sleep 1
+b1=$(busy_ns)
+t1=$(date +%s%N)
+touch "$T/stall.stop"
+peer_wait "$T/stall" done 20
+busy_pct=$(((b1 - b0) * 100 / (t1 - t0)))
+echo "# moatd's threads ran or waited to run ${busy_pct}% of 1 s with one stalled handshake"
+[ "$busy_pct" -lt 30 ] || fail "a stalled handshake keeps moatd busy: ${busy_pct}% of a second"
+pass "a handshake waiting for its client costs moatd no CPU (${busy_pct}% busy)"
 
 # ---- a body trickled after the headers ----
 e2e_bg python3 "$PEER" body --port "$SERVER_PORT" --source 127.0.0.52 --ca "$D/pki/ca.crt" \

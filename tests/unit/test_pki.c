@@ -1360,6 +1360,23 @@ static void test_est_encodings(void **state)
 	free(der);
 	assert_int_equal(moat_pki_p7_certs("no pem here", 11, &der, &len, &err), MOAT_EINVAL);
 	assert_null(der);
+	/* from certificates in memory: the same DER as from their PEM, byte for byte, and
+	 * the certificates only referenced (still the caller's) */
+	unsigned char *pem_der = NULL;
+	size_t pem_len = 0;
+	assert_int_equal(moat_pki_p7_certs(pem, strlen(pem), &pem_der, &pem_len, &err), 0);
+	X509 *twice[2] = {test_ca->cert, test_ca->cert};
+	assert_int_equal(moat_pki_p7_of(twice, 2, &der, &len, &err), 0);
+	assert_int_equal(len, pem_len);
+	assert_memory_equal(der, pem_der, len);
+	free(der);
+	free(pem_der);
+	assert_int_equal(X509_cmp(test_ca->cert, test_ca->cert), 0);
+	assert_int_equal(moat_pki_p7_of(twice, 0, &der, &len, &err), MOAT_EINVAL);
+	assert_null(der);
+	X509 *missing[1] = {NULL};
+	assert_int_equal(moat_pki_p7_of(missing, 1, &der, &len, &err), MOAT_ECRYPTO);
+	assert_null(der);
 	/* CSR attributes: a DER SEQUENCE naming ecdsa-with-SHA256 and prime256v1 */
 	assert_int_equal(moat_pki_csrattrs(&der, &len, &err), 0);
 	p = der;
