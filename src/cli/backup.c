@@ -1,8 +1,11 @@
 /* backup.c: `moat backup FILE` and `moat restore FILE` (moat/backup.h). */
+#include <limits.h>
 #include <stdio.h>
 
 #include "cli.h"
 #include "moat/backup.h"
+#include "moat/config.h"
+#include "moat/fsutil.h"
 
 static const char backup_usage[] =
 	"usage: moat backup FILE\n"
@@ -33,6 +36,29 @@ static void print_stats(const char *what, const char *path, const struct moat_ba
 	}
 }
 
+/* A registry on PostgreSQL is refused before it is connected to (moat_backup_write says the
+ * same once the deployment is open): the archive holds registry.db. */
+static int refuse_postgresql(struct moat_err *err)
+{
+	char dir[PATH_MAX], conf[PATH_MAX];
+	struct moat_config *cfg = NULL;
+	int rc = moat_deploy_locate(cli_globals.dir, dir, sizeof(dir), err);
+	if (rc != 0 || (rc = moat_path_join(conf, sizeof(conf), err, "%s/moat.conf", dir)) != 0) {
+		return rc;
+	}
+	if (moat_config_load(conf, &cfg, err) != 0) {
+		*err = (struct moat_err){0}; /* cli_open says what is wrong with it */
+		return 0;
+	}
+	if (moat_config_get(cfg, "registry", "url")) {
+		rc = moat_err_set(err, MOAT_EINVAL,
+				  "the registry is on PostgreSQL ([registry] url): back it up with "
+				  "pg_dump; moat backup copies only a registry.db");
+	}
+	moat_config_free(cfg);
+	return rc;
+}
+
 int backup_main(int argc, char **argv)
 {
 	const struct moat_opt opts[] = {{.name = "help", .kind = MOAT_OPT_HELP, .letter = 'h'},
@@ -49,6 +75,9 @@ int backup_main(int argc, char **argv)
 	struct moat_err err = {0};
 	struct moat_deploy *d = NULL;
 	struct moat_backup_stats stats = {0};
+	if (refuse_postgresql(&err) != 0) {
+		return cli_fail(&err);
+	}
 	/* for writing: run/moat.lock held, so no command or moatd changes files meanwhile */
 	if (cli_open(MOAT_DEPLOY_WRITE, &d, &err) != 0 ||
 	    moat_backup_write(d, argv[next], &stats, &err) != 0) {

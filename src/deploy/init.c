@@ -357,7 +357,9 @@ static int populate(const char *dir, const struct moat_init_opts *opts, const ch
 		goto out;
 	}
 	/* the registry last: a database on PostgreSQL outlives a failed init's directory, so
-	 * nothing that may still fail comes after it is made */
+	 * little comes after it is made (its meta row, the directory's sync and, as root, the
+	 * daemons' accounts and ownership may still fail: the schema then stays in the
+	 * database, and a second init there is refused until it is emptied) */
 	if (opts->registry_url) {
 		snprintf(p, sizeof(p), "%s", opts->registry_url);
 	} else if ((rc = moat_path_join(p, sizeof(p), err, "%s/registry.db", dir)) != 0) {

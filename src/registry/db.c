@@ -333,7 +333,11 @@ int rdb_connect_pg(struct rdb *c, const char *url)
 		snprintf(c->errmsg, sizeof(c->errmsg), "registry URL %s", why);
 		return -1;
 	}
-	PGconn *conn = PQconnectdb(url);
+	/* a default connect_timeout (an unreachable host would block every command for TCP's
+	 * own two minutes); a connect_timeout of the URL comes later and wins */
+	const char *const keys[] = {"connect_timeout", "dbname", NULL};
+	const char *const values[] = {"10", url, NULL};
+	PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (!conn) {
 		snprintf(c->errmsg, sizeof(c->errmsg), "out of memory");
 		return -1;
@@ -876,19 +880,36 @@ void rdb_rollback(struct rdb *c)
 int rdb_savepoint(struct rdb *c, const char *name)
 {
 	char sql[96];
-	if (c->backend == RDB_POSTGRES) {
-		if (c->pg_savepoints > 0) {
-			c->pg_savepoints++;
-		} else if (!c->pg_in_tx) {
-			int rc = rdb_exec(c, "BEGIN");
-			if (rc != 0) {
-				return rc;
-			}
-			c->pg_savepoints = 1;
-		}
-	}
 	snprintf(sql, sizeof(sql), "SAVEPOINT %s", name);
-	return rdb_exec(c, sql);
+	if (c->backend != RDB_POSTGRES) {
+		return rdb_exec(c, sql);
+	}
+	/* counted only once it exists; a transaction opened for it ends with it when it
+	 * cannot be made */
+	bool opened = false;
+	if (c->pg_savepoints == 0 && !c->pg_in_tx) {
+		int rc = rdb_exec(c, "BEGIN");
+		if (rc != 0) {
+			return rc;
+		}
+		opened = true;
+	}
+	int rc = rdb_exec(c, sql);
+	if (rc != 0) {
+		if (opened) {
+			char keep[sizeof(c->errmsg)];
+			snprintf(keep, sizeof(keep), "%s", c->errmsg);
+			int code = c->errcode;
+			rdb_exec(c, "ROLLBACK");
+			snprintf(c->errmsg, sizeof(c->errmsg), "%s", keep);
+			c->errcode = code;
+		}
+		return rc;
+	}
+	if (opened || c->pg_savepoints > 0) {
+		c->pg_savepoints++;
+	}
+	return 0;
 }
 
 /* The end of a savepoint on PostgreSQL: the last one of a transaction it opened ends it. */

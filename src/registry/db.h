@@ -138,7 +138,7 @@ struct rdb {
 	sqlite3 *lite;
 	struct rdb_stmt *cache[RDB_STMT_CACHE_MAX]; /* SQLite: idle statements, oldest first */
 	int cache_n;
-	struct pg_conn *pg; /* PGconn, opaque here so only db_pg.c includes libpq */
+	struct pg_conn *pg; /* PGconn, opaque here so only db.c includes libpq */
 	int pg_savepoints;  /* savepoints rdb_savepoint opened outside a transaction */
 	bool pg_in_tx;
 	char errmsg[512]; /* PostgreSQL: the last failure's message */

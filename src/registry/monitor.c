@@ -430,12 +430,16 @@ static const char fold_sql[] =
  * moat_msg_telemetry_parse accepted (valid JSON, "telemetry" an object), so no json_valid is
  * needed; a row written by hand with invalid JSON would fail the fold here where SQLite
  * skips it, and a non-object "telemetry" folds nothing here where SQLite's json_each would
- * walk an array. The existing row is named in DO UPDATE. */
+ * walk an array. The existing row is named in DO UPDATE. A reading's text goes through
+ * numeric, rounded to 300 places, before float8: float8 refuses text that underflows a
+ * double (1e-400, which moat's parser reads as 0), and one such reading would stop every
+ * later compaction. */
 static const char fold_pg_sql[] =
 	"INSERT INTO telemetry_agg(device, metric, period_s, bucket_ms, n, min, max, sum) "
 	"SELECT t.device, j.key, $1, (t.at_ms / ($1 * 1000)) * ($1 * 1000), count(*), "
-	"min((j.value #>> '{}')::float8), max((j.value #>> '{}')::float8), "
-	"sum((j.value #>> '{}')::float8) "
+	"min(round((j.value #>> '{}')::numeric, 300)::float8), "
+	"max(round((j.value #>> '{}')::numeric, 300)::float8), "
+	"sum(round((j.value #>> '{}')::numeric, 300)::float8) "
 	"FROM telemetry AS t, jsonb_each(CASE WHEN jsonb_typeof(t.payload::jsonb -> 'telemetry') "
 	"= 'object' THEN t.payload::jsonb -> 'telemetry' ELSE '{}'::jsonb END) AS j "
 	"WHERE t.at_ms <= $2 AND jsonb_typeof(j.value) = 'number' "

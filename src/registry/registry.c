@@ -150,7 +150,12 @@ static int step_refusable(struct moat_registry *reg, struct rdb_stmt *st)
 		return s;
 	}
 	if (s == RDB_ROW || s == RDB_DONE) {
-		return (rc = rdb_release(c, "moat_write")) == 0 ? s : rc;
+		if ((rc = rdb_release(c, "moat_write")) == 0) {
+			return s;
+		}
+		/* the transaction stays usable (rdb_release already counted the savepoint out) */
+		(void)rdb_exec(c, "ROLLBACK TO moat_write; RELEASE moat_write");
+		return rc;
 	}
 	/* the step's code and message outlive a rollback that succeeds (db.c) */
 	rdb_rollback_to(c, "moat_write");

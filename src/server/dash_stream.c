@@ -3,7 +3,7 @@
  *
  * GET /dashboard/events/stream answers text/event-stream from a libmicrohttpd content
  * callback: each call reads the events after the last one sent (the page's filters: kind,
- * device, minimum severity) from a read-only registry handle of the stream's own (the
+ * device, minimum severity) from a registry handle of the stream's own, used only to read (the
  * callback runs on any of MHD's threads, outside the request that lent one), and writes
  * them as "id: SEQ / event: security / data: JSON" blocks. With nothing to send, the
  * connection is suspended (no busy wait: MHD calls a reader that returned 0 again at once)

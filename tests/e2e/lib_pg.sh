@@ -36,10 +36,11 @@ pg_start() {
 	rm -f "$pg/pwfile"
 	PG_PORT=$(free_port)
 	# loopback only; the socket in the test's directory; fsync off: a throwaway cluster
+	# the stop first: a start that times out may leave the server running
+	on_exit "${PG_AS[*]} $PG_BIN/pg_ctl -D $pg/data -m fast -t 20 stop"
 	"${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$pg/data" -l "$pg/server.log" -w -t "$(deadline 30)" \
 		-o "-c listen_addresses=127.0.0.1 -p $PG_PORT -c unix_socket_directories=$pg -c fsync=off" \
 		start >/dev/null || fail "PostgreSQL did not start: $(tail -5 "$pg/server.log")"
-	on_exit "${PG_AS[*]} $PG_BIN/pg_ctl -D $pg/data -m fast -t 20 stop"
 	export PGPASSFILE=$pg/pgpass
 	(umask 077 && printf '127.0.0.1:%s:*:moat:%s\n' "$PG_PORT" "$pw" >"$PGPASSFILE")
 	# the password is required: without the passfile the server refuses the connection

@@ -18,7 +18,9 @@ pass "PostgreSQL 15 up on 127.0.0.1:$PG_PORT as ${PG_AS[*]:-$(id -un)}"
 export MOAT_TEST_PG_URL="postgresql://moat@127.0.0.1:$PG_PORT/moat?connect_timeout=10"
 run_captured "$unit"
 [ "$run_rc" -eq 0 ] || fail "test_registry_db on PostgreSQL: $out $errout"
-assert_contains "$out $errout" "[  PASSED  ] 34 test(s)."
+ran=$(sed -n 's/^\[==========\] Running \([0-9]*\) test(s)\./\1/p' <<<"$out" | head -1)
+[ -n "$ran" ] && [ "$ran" -ge 35 ] || fail "test_registry_db ran ${ran:-no} tests"
+assert_contains "$out $errout" "[  PASSED  ] $ran test(s)."
 pass "test_registry_db: every test on PostgreSQL"
 
 # the schema the migrations made is the one description's: a table of each migration

@@ -37,6 +37,12 @@ refused "password in the URL" "holds a password: put it in ~/.pgpass" "" "[regis
 	"url = postgresql://moat:s3cret@db/moat"
 refused "password parameter" "holds a password parameter" "" "[registry]" \
 	"url = postgresql://moat@db/moat?password=s3cret"
+refused "password parameter, encoded" "holds a password parameter" "" "[registry]" \
+	"url = postgresql://moat@db/moat?pass%77ord=s3cret"
+refused "a remote host without verified TLS" "without sslmode=verify-full" "" "[registry]" \
+	"url = postgresql://moat@db.example/moat?sslmode=require"
+refused "a parameter naming another host" "does not accept" "" "[registry]" \
+	"url = postgresql://moat@127.0.0.1/moat?hostaddr=10.9.9.9"
 refused "unknown key" "unknown key" "" "[registry]" "path = /var/lib/moat.db"
 
 cp "$T/moat.conf.orig" "$C"
@@ -64,6 +70,7 @@ pass "commands open the PostgreSQL registry, not registry.db: $errout"
 # moat backup: refused before the archive is begun (it would need the database's dump)
 run_captured moat backup "$T/b.tar.gz"
 [ "$run_rc" -ne 0 ] || fail "moat backup of a PostgreSQL registry succeeded"
+assert_contains "$errout" "back it up with pg_dump"
 [ ! -e "$T/b.tar.gz" ] || fail "moat backup left $T/b.tar.gz"
 [ -z "$(find "$D" -maxdepth 1 -name '.moat-backup-*')" ] || fail "moat backup left a temporary"
 

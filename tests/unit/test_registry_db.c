@@ -1790,6 +1790,32 @@ static void add_telemetry(struct moat_registry *reg, const char *dev, int64_t at
 	assert_int_equal(moat_registry_telemetry_add(reg, dev, at, p, (size_t)n, &err), 0);
 }
 
+/* A reading that underflows a double (1e-400: moat_msg_telemetry_parse reads 0, finite) or is
+ * subnormal folds on both engines: PostgreSQL's float8 refuses the text 1e-400, which would
+ * stop every later compaction. */
+static void test_telemetry_compact_tiny(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_err err = {0};
+	const int64_t DAY = 24 * 3600000LL, t0 = 1000 * DAY;
+	static const char p[] = "{\"device_id\":\"d9\",\"device_type\":\"s\",\"timestamp\":1,"
+				"\"telemetry\":{\"tiny\":1e-400,\"sub\":2.5e-310,\"big\":1.5e308}}";
+	assert_int_equal(moat_registry_telemetry_add(reg, "d9", t0, p, sizeof(p) - 1, &err), 0);
+	struct moat_retention r = {.raw_ms = 7 * DAY,
+				   .minute_ms = 30 * DAY,
+				   .hour_ms = 400 * DAY,
+				   .event_ms = 400 * DAY};
+	struct moat_compact_stats cs;
+	if (moat_registry_telemetry_compact(reg, t0 + 8 * DAY, &r, 0, &cs, &err) != 0) {
+		fail_msg("compaction refused a tiny reading: %s", err.msg);
+	}
+	assert_int_equal(cs.raw_folded, 1);
+	struct aggs x = {0};
+	assert_int_equal(moat_registry_telemetry_agg_foreach(reg, "d9", 60, collect_agg, &x, &err),
+			 0);
+	assert_int_equal(x.n, 3);
+}
+
 /* Retention with explicit times: raw rows past telemetry_retention become minute and hour
  * aggregates (merged with those already there), aggregates past theirs go. */
 static void test_telemetry_compact(void **state)
@@ -2432,6 +2458,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_diagnostics, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_security_events, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_telemetry_compact, reg_setup, reg_teardown),
+		cmocka_unit_test_setup_teardown(test_telemetry_compact_tiny, reg_setup,
+						reg_teardown),
 		cmocka_unit_test_setup_teardown(test_event_retention, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_rollouts, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_dashboard, reg_setup, reg_teardown),
