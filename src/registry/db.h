@@ -7,13 +7,13 @@
  *               libpq (MOAT_HAVE_LIBPQ), else opening such a URL fails with a clear error.
  *
  * Statements. rdb_prepare takes SQLite-dialect SQL with ?N (or bare ?) placeholders;
- * rdb_bind_* bind text, int64, blob or NULL (on SQLite text and blobs are not copied:
+ * rdb_bind_* bind text, int64, double, blob or NULL (on SQLite text and blobs are not copied:
  * they must live until the statement's last step); rdb_step returns RDB_ROW, RDB_DONE or
  * a negative RDB_E* code; rdb_column_* read the current row (NULL reads as 0, as NULL
  * from rdb_column_text, as "" from rdb_column_copy), valid until the next step or
  * finalize; rdb_reset makes the statement ready to bind and step again; rdb_changes is the number
  * of rows the last step changed. On PostgreSQL a statement runs at its first step (PQexecParams,
- * text results, typed parameters: text, int8, bytea) and its rows are read from the result.
+ * text results, typed parameters: text, int8, float8, bytea) and its rows are read from the result.
  *
  * Dialect: one text, translated once at prepare for PostgreSQL (rdb_translate, db_dialect.c;
  * SQLite gets the text unchanged). The written SQL keeps to what both accept, and the
@@ -162,6 +162,8 @@ void rdb_bind_text(struct rdb_stmt *st, int idx, const char *v);
  * callers bind JSON moat's reader accepted, which has none. */
 void rdb_bind_text_n(struct rdb_stmt *st, int idx, const char *v, size_t n);
 void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v);
+/* PostgreSQL: float8, sent with 17 significant digits, which read back as the same double. */
+void rdb_bind_double(struct rdb_stmt *st, int idx, double v);
 void rdb_bind_blob(struct rdb_stmt *st, int idx, const void *v, size_t n);
 void rdb_bind_null(struct rdb_stmt *st, int idx);
 int rdb_param_count(struct rdb_stmt *st);

@@ -18,7 +18,7 @@ pass "PostgreSQL 15 up on 127.0.0.1:$PG_PORT as ${PG_AS[*]:-$(id -un)}"
 export MOAT_TEST_PG_URL="postgresql://moat@127.0.0.1:$PG_PORT/moat?connect_timeout=10"
 run_captured "$unit"
 [ "$run_rc" -eq 0 ] || fail "test_registry_db on PostgreSQL: $out $errout"
-assert_contains "$out $errout" "[  PASSED  ] 34 test(s)."
+assert_contains "$out $errout" "[  PASSED  ] 36 test(s)."
 pass "test_registry_db: every test on PostgreSQL"
 
 # the schema the migrations made is the one description's: a table of each migration
