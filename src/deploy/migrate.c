@@ -129,15 +129,15 @@ int moat_deploy_registry_migrate(const char *dir, const char *url, int64_t now,
 		    0) {
 		return rc;
 	}
+	if ((rc = moat_registry_url_check(url, err)) != 0) {
+		moat_err_prefix(err, "--to");
+		return rc;
+	}
 	if (!moat_fs_exists(conf_path)) {
 		return moat_err_set(err, MOAT_ENOENT,
 				    "%s: not a moat deployment (no moat.conf; create one with moat "
 				    "init)",
 				    dir);
-	}
-	if ((rc = moat_registry_url_check(url, err)) != 0) {
-		moat_err_prefix(err, "--to");
-		return rc;
 	}
 	if ((rc = take_lock(dir, &lock_fd, err)) != 0) {
 		return rc;

@@ -495,7 +495,7 @@ static int check_types(struct moat_registry *src, const struct table *t, struct 
 	return 0;
 }
 
-/* The tables t references (SQLite's foreign keys), by index in sh; n of them. */
+/* refs[i]: whether t references sh->t[i] (SQLite's foreign keys; itself excluded). */
 static int references(struct moat_registry *src, const struct shape *sh, const struct table *t,
 		      bool refs[MOAT_REGISTRY_TABLES_MAX], struct moat_err *err)
 {
@@ -785,15 +785,20 @@ int moat_registry_copy(struct moat_registry *src, const char *url,
 		if (bad >= 0) {
 			const struct moat_registry_table_sum *a = &out->src.tables[bad];
 			const struct moat_registry_table_sum *b = &out->dst.tables[bad];
+			char seq[64] = "";
+			if (a->has_seq || b->has_seq) {
+				snprintf(seq, sizeof(seq), ", last id %lld and %lld",
+					 (long long)a->seq, (long long)b->seq);
+			}
 			rc = moat_err_set(
 				err, MOAT_EVERIFY,
 				"%s: the copy differs from %s in table %s (rows %lld and %lld, "
-				"checksums %s, sequence %lld and %lld): nothing was committed",
+				"checksums %s%s): nothing was committed",
 				dst->path, src->path, a->table, (long long)a->rows,
 				(long long)b->rows,
 				memcmp(a->sha256, b->sha256, sizeof(a->sha256)) ? "differ"
 										: "equal",
-				(long long)a->seq, (long long)b->seq);
+				seq);
 		}
 	}
 	if (rc == 0 && rdb_commit(reg_db(dst)) != 0) {

@@ -52,7 +52,17 @@
  * PostgreSQL runs rdb_translate_schema of the same text. SQLite keeps the version in PRAGMA
  * user_version and application_id; PostgreSQL, which has neither, in a one-row table
  * moat_schema(version, application_id) written in the migrating transaction. PRAGMAs are
- * SQLite's alone and are only ever issued by the SQLite backend (open, backup).
+ * SQLite's alone and are only ever issued by the SQLite backend (open, backup; copy.c reads
+ * a SQLite source's catalog with pragma_table_info and pragma_foreign_key_list).
+ *
+ * Copy (copy.c, `moat registry migrate`): a SQLite registry into a new PostgreSQL one, in
+ * the transaction open_pg.c's create path leaves open (reg_open_postgres_create_tx). Each
+ * side is described from its own catalog (one text per dialect); rows go as multi-row
+ * INSERTs (at most 999 parameters, the translator's bound), typed by the declared column
+ * type (rdb_bind_double for REAL: 17 digits read back as the same double), sequences by
+ * setval; the proof sums both sides alike and the transaction commits only when they are
+ * equal. On PostgreSQL a table's rows are read into memory at once (PQexecParams), so the
+ * proof of a very large telemetry table needs that much memory.
  *
  * Transactions. rdb_begin (SQLite BEGIN IMMEDIATE: the write lock up front; PostgreSQL
  * BEGIN; inside a transaction refused on both, as SQLite refuses it), rdb_commit (outside a
@@ -98,7 +108,7 @@
  * location is moat.conf's [registry] url, else its registry.db (moat_deploy_registry_location).
  *
  * Converted: every statement of src/registry: registry.c (identities, certificates, meta,
- * transactions, points), dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c,
+ * transactions, points), copy.c, dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c,
  * releases.c, rollouts.c, stats.c, update_events.c, and open_sqlite.c's PRAGMAs and
  * migrations. Still raw sqlite3_*, by design: opening a SQLite file (open_sqlite.c:
  * sqlite3_open_v2, its busy timeout) and backup.c's page copy (refuses a PostgreSQL

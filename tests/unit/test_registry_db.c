@@ -20,7 +20,10 @@
  * one per release, moves only from the state the caller saw, joins, acceptance, and what each
  * device's stage, firmware and signals read since its phase started; the dashboard: links spent
  * once, sessions, pruning, the device table's filters and pages, tags, raw telemetry, one
- * identity's certificates. */
+ * identity's certificates; copy.c: the per-table sums (count, SHA-256, last id) equal across the
+ * engines and naming the one table a changed value or a moved sequence touches, and a SQLite
+ * registry copied into PostgreSQL (proven, its sequences continued; refused into a database that
+ * holds a registry or another table, or for a value of another type, leaving it as it was). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
