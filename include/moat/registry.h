@@ -237,6 +237,12 @@ MOAT_MUST_CHECK int moat_registry_meta_get_int(struct moat_registry *reg, const 
 					       int64_t *out, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_meta_set_int(struct moat_registry *reg, const char *key,
 					       int64_t value, struct moat_err *err);
+/* Adds 1 to key's value and returns the new one, in one statement: two writers never get
+ * the same number. On PostgreSQL the row stays locked until the caller's transaction ends,
+ * so a second writer of the same counter waits there and then reads what the first
+ * committed (on SQLite the transaction's write lock does the same). MOAT_ENOENT when absent. */
+MOAT_MUST_CHECK int moat_registry_meta_next(struct moat_registry *reg, const char *key,
+					    int64_t *out, struct moat_err *err);
 
 /* ---- firmware releases (src/registry/releases.c) ---- */
 

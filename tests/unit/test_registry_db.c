@@ -575,6 +575,19 @@ static void test_meta(void **state)
 	assert_int_equal(v, 42);
 	assert_int_equal(moat_registry_meta_get_int(reg, "big", &v, &err), 0);
 	assert_true(v == INT64_MAX);
+	/* next: one statement adds 1 and returns it; inside a rolled-back transaction it is
+	 * undone with the rest */
+	assert_int_equal(moat_registry_meta_next(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 43);
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	assert_int_equal(moat_registry_meta_next(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 44);
+	moat_registry_rollback(reg);
+	assert_int_equal(moat_registry_meta_get_int(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 43);
+	v = 5;
+	assert_int_equal(moat_registry_meta_next(reg, "nothing", &v, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no setting 'nothing'");
 }
 
 static void test_transactions(void **state)
