@@ -94,7 +94,14 @@
  * number, enrollment) are serialized by run/moat.lock as on SQLite, and serials are random
  * under a primary key, but a read-then-write transaction outside that lock would need
  * SERIALIZABLE with retry or row locks (the rollout moves are single conditional UPDATEs;
- * nothing checks that no such transaction exists).
+ * nothing checks that no such transaction exists). run/moat.lock is a file of one machine:
+ * moat on two machines sharing the database takes two locks. Between them, what holds is
+ * the database's own: identity ids and serials are primary keys (a duplicate serial is
+ * drawn again), and the CRL number is claimed by one UPDATE ... RETURNING whose row lock
+ * makes a second CRL writer wait for the first's commit (moat_registry_meta_next;
+ * tests/e2e/test_registry_pg_concurrent.sh). Not serialized across machines: two
+ * revocations or renewals of the same identity at once (each reads its state, then
+ * writes), which run/moat.lock alone prevents on one machine.
  * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
  * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
  * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
