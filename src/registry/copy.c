@@ -523,7 +523,7 @@ static int references(struct moat_registry *src, const struct shape *sh, const s
 static int copy_order(struct moat_registry *src, struct shape *sh, size_t order[],
 		      struct moat_err *err)
 {
-	static bool refs[MOAT_REGISTRY_TABLES_MAX][MOAT_REGISTRY_TABLES_MAX];
+	bool refs[MOAT_REGISTRY_TABLES_MAX][MOAT_REGISTRY_TABLES_MAX];
 	int rc;
 	for (size_t i = 0; i < sh->count; i++) {
 		if ((rc = references(src, sh, &sh->t[i], refs[i], err)) != 0) {
