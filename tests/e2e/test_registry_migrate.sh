@@ -5,7 +5,7 @@
 # for moatd to record device state, telemetry and security events (an ACL denial); after
 # `moat down`:
 #   - refused, with one line, and nothing changed (moat.conf, registry.db, the target's
-#     tables): while `moat up` runs; a database holding another table; an unreachable URL; a
+#     tables): while `moat up` runs; while run/moat.lock is held; a database holding another table; an unreachable URL; a
 #     copy that lost a revocation (the MOAT_REGISTRY_COPY_TAMPER failpoint), caught by the
 #     proof, with nothing committed to the target;
 #   - the migration prints every table's rows, checksum and last id on both sides, equal
@@ -100,6 +100,20 @@ one_line "not empty"
 unchanged "a refused target"
 [ "$(pg_sql other "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" = 1 ] ||
 	fail "the refused target was changed"
+# another command holding run/moat.lock (flock(1) as a stand-in): refused at once
+# (the subshell becomes sleep holding the locked descriptor: killing it frees the lock)
+(exec 9>>"$D/run/moat.lock" && flock 9 && exec sleep 60) &
+holder=$!
+E2E_PIDS+=("$holder")
+held() { ! flock -n "$D/run/moat.lock" true; }
+wait_for 10 held || fail "the stand-in did not take run/moat.lock"
+run_captured moat registry migrate --to "$url"
+[ "$run_rc" -ne 0 ] || fail "migrate ran while run/moat.lock was held"
+assert_contains "$errout" "run/moat.lock is held"
+one_line "locked"
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+unchanged "a held lock"
 dead=$(free_port)
 run_captured moat registry migrate --to "postgresql://moat@127.0.0.1:$dead/moat?connect_timeout=5"
 [ "$run_rc" -ne 0 ] || fail "migrate to an unreachable server succeeded"
@@ -112,7 +126,7 @@ assert_contains "$errout" "differs from"
 assert_contains "$errout" "table identities"
 one_line "tampered"
 unchanged "a tampered copy"
-pass "refused, nothing changed: a non-empty target, an unreachable URL, a tampered copy ($errout)"
+pass "refused, nothing changed: a non-empty target, a held lock, an unreachable URL, a tampered copy ($errout)"
 
 expect_ok "migrate" moat --json registry migrate --to "$url"
 report=$out
