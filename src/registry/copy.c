@@ -220,7 +220,7 @@ static int read_shape(struct moat_registry *reg, struct shape *out, struct moat_
 	return 0;
 }
 
-/* "" when a and b describe the same tables, else what differs, in why. */
+/* Whether a and b describe the same tables; what differs in why when not. */
 static bool same_shape(const struct shape *a, const struct shape *b, char *why, size_t size)
 {
 	for (size_t i = 0; i < a->count || i < b->count; i++) {
