@@ -164,6 +164,31 @@ struct moat_registry *moat_deploy_registry(const struct moat_deploy *d);
 /* How many identities the crash recovery of moat_deploy_open removed (0 for READ). */
 size_t moat_deploy_recovered(const struct moat_deploy *d);
 
+/* ---- Moving registry.db into PostgreSQL (migrate.c: `moat registry migrate`) ---- */
+
+/* Whether the deployment in dir is stopped (no `moat up`, no moatd): 0, or why not in err.
+ * The caller's: deploy cannot see the supervisor. */
+typedef int (*moat_deploy_stopped_fn)(const char *dir, void *ctx, struct moat_err *err);
+
+struct moat_deploy_migration {
+	struct moat_registry_copy_report report; /* both sides' sums, once the proof ran */
+	char kept[PATH_MAX]; /* where registry.db went: registry.db.migrated-<UTC time> */
+};
+/* Moves the registry of the deployment in dir, on SQLite, to the PostgreSQL database url
+ * (moat_registry_url_check'd; it must hold no table). With run/moat.lock held throughout
+ * (refused, MOAT_ESTATE, while another holds it): asks stopped (refusing with its error),
+ * opens registry.db read-only, copies and proves it (moat_registry_copy: nothing committed
+ * unless every table's count, checksum and sequence are equal), asks stopped again, then
+ * writes [registry] url into moat.conf atomically (its mode kept) and renames registry.db
+ * (with its -wal and -shm) to out->kept, 0600. Every failure before the copy commits
+ * leaves moat.conf, registry.db and the target as they were; a failure after it (moat.conf
+ * not writable) leaves moat.conf and registry.db as they were and says the copy is in
+ * PostgreSQL. Refuses a deployment already on PostgreSQL (MOAT_EEXIST). now names kept. */
+MOAT_MUST_CHECK int moat_deploy_registry_migrate(const char *dir, const char *url, int64_t now,
+						 moat_deploy_stopped_fn stopped, void *ctx,
+						 struct moat_deploy_migration *out,
+						 struct moat_err *err);
+
 /* Loads pki/ca.key with passphrase (MOAT_ECRYPTO "pki/ca.key: wrong passphrase", or
  * "pki/ca.key: not a valid encrypted key (truncated or corrupt)": moat_pki_key_decrypt). */
 MOAT_MUST_CHECK int moat_deploy_unlock(struct moat_deploy *d, const char *passphrase,

@@ -107,6 +107,48 @@ void moat_registry_close(struct moat_registry *reg);
 MOAT_MUST_CHECK int moat_registry_backup(struct moat_registry *reg, const char *dest_path,
 					 struct moat_err *err);
 
+/* ---- Copying a SQLite registry into PostgreSQL (copy.c: `moat registry migrate`) ---- */
+
+#define MOAT_REGISTRY_TABLES_MAX 64
+#define MOAT_REGISTRY_TABLE_NAME_MAX 63
+
+/* One table's proof: its rows, a SHA-256 over them in primary-key order (then the other
+ * columns; every value rendered by its declared type, alike on both engines) and, for a
+ * table whose integer key hands out ids (AUTOINCREMENT, an identity column), the highest
+ * id handed out: a new row gets a larger one. */
+struct moat_registry_table_sum {
+	char table[MOAT_REGISTRY_TABLE_NAME_MAX + 1];
+	int64_t rows;
+	uint8_t sha256[32];
+	bool has_seq;
+	int64_t seq;
+};
+struct moat_registry_sums {
+	size_t count; /* tables, sorted by name */
+	struct moat_registry_table_sum tables[MOAT_REGISTRY_TABLES_MAX];
+};
+/* Every table of reg (either backend) summed as above. */
+MOAT_MUST_CHECK int moat_registry_sums(struct moat_registry *reg, struct moat_registry_sums *out,
+				       struct moat_err *err);
+/* The index of the first table whose sums differ (or that only one side has), -1 when
+ * they are equal. */
+int moat_registry_sums_diff(const struct moat_registry_sums *a, const struct moat_registry_sums *b);
+
+struct moat_registry_copy_report {
+	struct moat_registry_sums src; /* the SQLite registry's */
+	struct moat_registry_sums dst; /* the copy's, equal when the copy succeeded */
+};
+/* Copies src, a SQLite registry (opened read-only is enough), into a new registry at url, a
+ * PostgreSQL database that must hold no table (MOAT_EEXIST for a registry, MOAT_EINVAL for
+ * other tables). In one PostgreSQL transaction: the schema by the migrations, every row,
+ * each sequence continued from the source's, then the proof: both schemas described from
+ * their catalogs must agree, and every table's sums (above) on both sides must be equal
+ * (MOAT_EVERIFY naming the first table that differs). Only then does it commit: on any
+ * failure the target holds nothing. A SQLite value of another type than its column's is
+ * refused (MOAT_EINVAL). out holds both sides' sums whenever the proof ran. */
+MOAT_MUST_CHECK int moat_registry_copy(struct moat_registry *src, const char *url,
+				       struct moat_registry_copy_report *out, struct moat_err *err);
+
 MOAT_MUST_CHECK int moat_registry_begin(struct moat_registry *reg, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_commit(struct moat_registry *reg, struct moat_err *err);
 void moat_registry_rollback(struct moat_registry *reg);
@@ -195,6 +237,12 @@ MOAT_MUST_CHECK int moat_registry_meta_get_int(struct moat_registry *reg, const 
 					       int64_t *out, struct moat_err *err);
 MOAT_MUST_CHECK int moat_registry_meta_set_int(struct moat_registry *reg, const char *key,
 					       int64_t value, struct moat_err *err);
+/* Adds 1 to key's value and returns the new one, in one statement: two writers never get
+ * the same number. On PostgreSQL the row stays locked until the caller's transaction ends,
+ * so a second writer of the same counter waits there and then reads what the first
+ * committed (on SQLite the transaction's write lock does the same). MOAT_ENOENT when absent. */
+MOAT_MUST_CHECK int moat_registry_meta_next(struct moat_registry *reg, const char *key,
+					    int64_t *out, struct moat_err *err);
 
 /* ---- firmware releases (src/registry/releases.c) ---- */
 

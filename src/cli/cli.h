@@ -48,6 +48,7 @@ int config_main(int argc, char **argv);
 int audit_main(int argc, char **argv);
 int doctor_main(int argc, char **argv);
 int dashboard_main(int argc, char **argv);
+int registry_main(int argc, char **argv);
 
 struct moat_audit_result;
 struct audit_live_opts {

@@ -35,6 +35,7 @@ static const struct group groups[] = {
 	{"dashboard", dashboard_main, "a one-time sign-in link to the web dashboard"},
 	{"backup", backup_main, "write the deployment to one archive, while it runs"},
 	{"restore", restore_main, "restore a backup into a new directory"},
+	{"registry", registry_main, "move a stopped deployment's registry.db into PostgreSQL"},
 	{"audit", audit_main,
 	 "check the deployment: PKI, drift, broker, firmware, network; --live probes it"},
 	{"doctor", doctor_main, "why a device or a connection does not work, in words"},

@@ -51,22 +51,26 @@ int moat_deploy_write_crl(struct moat_deploy *d, struct moat_err *err)
 	size_t len = 0;
 	int64_t number = 0;
 	char path[PATH_MAX];
-	int rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
+	/* The number first, in one UPDATE: on a PostgreSQL registry shared by several machines
+	 * (each with its own run/moat.lock) its row lock makes a second CRL writer wait until
+	 * this transaction ends, so no two CRLs get one number and the revoked certificates
+	 * read next include what the first committed. A CRL that is then not written leaves a
+	 * gap in the numbers, which only have to grow. */
+	int rc = moat_registry_meta_next(d->reg, "crl_number", &number, err);
+	if (rc != 0) {
+		goto out;
+	}
+	rc = moat_registry_cert_foreach(d->reg, true, collect_revoked, &list, err);
 	if (rc == MOAT_ENOMEM) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	if (rc != 0) {
 		goto out;
 	}
-	if ((rc = moat_registry_meta_get_int(d->reg, "crl_number", &number, err)) != 0) {
-		goto out;
-	}
-	number++;
 	if ((rc = deploy_crl_assemble(d, list.items, list.count, number, moat_time_now(), &pem,
 				      &len, err)) != 0 ||
 	    (rc = moat_deploy_path(d, path, sizeof(path), "pki/crl.pem", err)) != 0 ||
-	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0 ||
-	    (rc = moat_registry_meta_set_int(d->reg, "crl_number", number, err)) != 0) {
+	    (rc = moat_fs_write_atomic(path, pem, len, 0644, err)) != 0) {
 		goto out;
 	}
 out:

@@ -15,6 +15,7 @@
 #define OID_BYTEA 17
 #define OID_INT8 20
 #define OID_TEXT 25
+#define OID_FLOAT8 701
 #endif
 
 struct rdb_stmt {
@@ -619,6 +620,20 @@ void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v)
 	char num[24];
 	snprintf(num, sizeof(num), "%lld", (long long)v);
 	pg_set(st, idx, strdup(num), 0, 0, OID_INT8);
+#endif
+}
+
+void rdb_bind_double(struct rdb_stmt *st, int idx, double v)
+{
+	if (st->lite) {
+		sqlite3_bind_double(st->lite, idx, v);
+		return;
+	}
+#ifdef MOAT_HAVE_LIBPQ
+	/* 17 significant digits: PostgreSQL's float8 input reads back the same double */
+	char num[40];
+	snprintf(num, sizeof(num), "%.17g", v);
+	pg_set(st, idx, strdup(num), 0, 0, OID_FLOAT8);
 #endif
 }
 

@@ -7,13 +7,13 @@
  *               libpq (MOAT_HAVE_LIBPQ), else opening such a URL fails with a clear error.
  *
  * Statements. rdb_prepare takes SQLite-dialect SQL with ?N (or bare ?) placeholders;
- * rdb_bind_* bind text, int64, blob or NULL (on SQLite text and blobs are not copied:
+ * rdb_bind_* bind text, int64, double, blob or NULL (on SQLite text and blobs are not copied:
  * they must live until the statement's last step); rdb_step returns RDB_ROW, RDB_DONE or
  * a negative RDB_E* code; rdb_column_* read the current row (NULL reads as 0, as NULL
  * from rdb_column_text, as "" from rdb_column_copy), valid until the next step or
  * finalize; rdb_reset makes the statement ready to bind and step again; rdb_changes is the number
  * of rows the last step changed. On PostgreSQL a statement runs at its first step (PQexecParams,
- * text results, typed parameters: text, int8, bytea) and its rows are read from the result.
+ * text results, typed parameters: text, int8, float8, bytea) and its rows are read from the result.
  *
  * Dialect: one text, translated once at prepare for PostgreSQL (rdb_translate, db_dialect.c;
  * SQLite gets the text unchanged). The written SQL keeps to what both accept, and the
@@ -52,7 +52,17 @@
  * PostgreSQL runs rdb_translate_schema of the same text. SQLite keeps the version in PRAGMA
  * user_version and application_id; PostgreSQL, which has neither, in a one-row table
  * moat_schema(version, application_id) written in the migrating transaction. PRAGMAs are
- * SQLite's alone and are only ever issued by the SQLite backend (open, backup).
+ * SQLite's alone and are only ever issued by the SQLite backend (open, backup; copy.c reads
+ * a SQLite source's catalog with pragma_table_info and pragma_foreign_key_list).
+ *
+ * Copy (copy.c, `moat registry migrate`): a SQLite registry into a new PostgreSQL one, in
+ * the transaction open_pg.c's create path leaves open (reg_open_postgres_create_tx). Each
+ * side is described from its own catalog (one text per dialect); rows go as multi-row
+ * INSERTs (at most 999 parameters, the translator's bound), typed by the declared column
+ * type (rdb_bind_double for REAL: 17 digits read back as the same double), sequences by
+ * setval; the proof sums both sides alike and the transaction commits only when they are
+ * equal. On PostgreSQL a table's rows are read into memory at once (PQexecParams), so the
+ * proof of a very large telemetry table needs that much memory.
  *
  * Transactions. rdb_begin (SQLite BEGIN IMMEDIATE: the write lock up front; PostgreSQL
  * BEGIN; inside a transaction refused on both, as SQLite refuses it), rdb_commit (outside a
@@ -84,7 +94,14 @@
  * number, enrollment) are serialized by run/moat.lock as on SQLite, and serials are random
  * under a primary key, but a read-then-write transaction outside that lock would need
  * SERIALIZABLE with retry or row locks (the rollout moves are single conditional UPDATEs;
- * nothing checks that no such transaction exists).
+ * nothing checks that no such transaction exists). run/moat.lock is a file of one machine:
+ * moat on two machines sharing the database takes two locks. Between them, what holds is
+ * the database's own: identity ids and serials are primary keys (a duplicate serial is
+ * drawn again), and the CRL number is claimed by one UPDATE ... RETURNING whose row lock
+ * makes a second CRL writer wait for the first's commit (moat_registry_meta_next;
+ * tests/e2e/test_registry_pg_concurrent.sh). Not serialized across machines: two
+ * revocations or renewals of the same identity at once (each reads its state, then
+ * writes), which run/moat.lock alone prevents on one machine.
  * ORDER BY on text follows the database's collation on PostgreSQL, SQLite's BINARY
  * (byte order) on SQLite: a PostgreSQL registry's database is to be created with
  * LC_COLLATE "C" (tests/e2e/test_registry_pg.sh initdb's with --locale=C) for the same
@@ -98,7 +115,7 @@
  * location is moat.conf's [registry] url, else its registry.db (moat_deploy_registry_location).
  *
  * Converted: every statement of src/registry: registry.c (identities, certificates, meta,
- * transactions, points), dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c,
+ * transactions, points), copy.c, dashboard.c, deletions.c, enroll.c, groups.c, jobs.c, monitor.c,
  * releases.c, rollouts.c, stats.c, update_events.c, and open_sqlite.c's PRAGMAs and
  * migrations. Still raw sqlite3_*, by design: opening a SQLite file (open_sqlite.c:
  * sqlite3_open_v2, its busy timeout) and backup.c's page copy (refuses a PostgreSQL
@@ -171,6 +188,8 @@ void rdb_bind_text(struct rdb_stmt *st, int idx, const char *v);
  * callers bind JSON moat's reader accepted, which has none. */
 void rdb_bind_text_n(struct rdb_stmt *st, int idx, const char *v, size_t n);
 void rdb_bind_int64(struct rdb_stmt *st, int idx, int64_t v);
+/* PostgreSQL: float8, sent with 17 significant digits, which read back as the same double. */
+void rdb_bind_double(struct rdb_stmt *st, int idx, double v);
 void rdb_bind_blob(struct rdb_stmt *st, int idx, const void *v, size_t n);
 void rdb_bind_null(struct rdb_stmt *st, int idx);
 int rdb_param_count(struct rdb_stmt *st);

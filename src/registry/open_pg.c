@@ -123,34 +123,33 @@ static int version_check(struct moat_registry *reg, enum reg_pg_mode mode, int v
 	return 0;
 }
 
-static int migrate(struct moat_registry *reg, enum reg_pg_mode mode, struct moat_err *err)
+/* Inside the caller's transaction: takes the migrators' lock, checks the version mode wants
+ * and applies the pending migrations. *out_changed: whether it wrote anything. */
+static int migrate_tx(struct moat_registry *reg, enum reg_pg_mode mode, bool *out_changed,
+		      struct moat_err *err)
 {
 	struct rdb *c = &reg->conn;
 	int version = 0;
 	int rc;
-	if (rdb_begin(c) != 0 ||
-	    /* one migrator at a time: "moat" in ASCII, as SQLite's application_id */
-	    rdb_exec(c, "SELECT pg_advisory_xact_lock(1836019060)") != 0) {
-		rc = pg_fail(reg, err, "migrate");
-		goto fail;
+	*out_changed = false;
+	/* one migrator at a time: "moat" in ASCII, as SQLite's application_id */
+	if (rdb_exec(c, "SELECT pg_advisory_xact_lock(1836019060)") != 0) {
+		return pg_fail(reg, err, "migrate");
 	}
 	if ((rc = schema_version(reg, &version, err)) != 0 ||
 	    (rc = version_check(reg, mode, version, err)) != 0) {
-		goto fail;
+		return rc;
 	}
 	if (version == moat_registry_migration_count) {
-		rdb_rollback(c); /* nothing to do: the lock goes with the transaction */
 		return 0;
 	}
 	if (rdb_exec(c, "CREATE TABLE IF NOT EXISTS moat_schema (version BIGINT NOT NULL, "
 			"application_id BIGINT NOT NULL)") != 0) {
-		rc = pg_fail(reg, err, "migrate");
-		goto fail;
+		return pg_fail(reg, err, "migrate");
 	}
 	char *sql = malloc(MIGRATION_SQL_MAX);
 	if (!sql) {
-		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
-		goto fail;
+		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	for (int i = version; i < moat_registry_migration_count; i++) {
 		if (rdb_translate_schema(moat_registry_migrations[i], sql, MIGRATION_SQL_MAX) !=
@@ -167,21 +166,42 @@ static int migrate(struct moat_registry *reg, enum reg_pg_mode mode, struct moat
 	}
 	free(sql);
 	if (rc != 0) {
-		goto fail;
+		return rc;
 	}
 	char up[160];
 	snprintf(up, sizeof(up),
 		 "DELETE FROM moat_schema; INSERT INTO moat_schema(version, application_id) "
 		 "VALUES (%d, %d)",
 		 moat_registry_migration_count, MOAT_REGISTRY_APP_ID);
-	if (rdb_exec(c, up) != 0 || rdb_commit(c) != 0) {
+	if (rdb_exec(c, up) != 0) {
+		return pg_fail(reg, err, "migrate");
+	}
+	*out_changed = true;
+	return 0;
+}
+
+static int migrate(struct moat_registry *reg, enum reg_pg_mode mode, struct moat_err *err)
+{
+	struct rdb *c = &reg->conn;
+	bool changed = false;
+	int rc;
+	if (rdb_begin(c) != 0) {
+		return pg_fail(reg, err, "migrate");
+	}
+	if ((rc = migrate_tx(reg, mode, &changed, err)) != 0) {
+		rdb_rollback(c);
+		return rc;
+	}
+	if (!changed) {
+		rdb_rollback(c); /* nothing to do: the lock goes with the transaction */
+		return 0;
+	}
+	if (rdb_commit(c) != 0) {
 		rc = pg_fail(reg, err, "migrate");
-		goto fail;
+		rdb_rollback(c);
+		return rc;
 	}
 	return 0;
-fail:
-	rdb_rollback(c);
-	return rc;
 }
 
 /* Read-only: every transaction of the session refuses writes; the version must be this
@@ -199,8 +219,7 @@ static int open_readonly(struct moat_registry *reg, struct moat_err *err)
 	return version_check(reg, REG_PG_READONLY, version, err);
 }
 
-int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_registry **out_reg,
-		      struct moat_err *err)
+static int connect_url(const char *url, struct moat_registry **out_reg, struct moat_err *err)
 {
 	const char *why = NULL;
 	if (rdb_url_check(url, &why) != 0) {
@@ -211,20 +230,52 @@ int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_regist
 		free(reg);
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
-	int rc;
 	if (rdb_connect_pg(&reg->conn, url) != 0) {
-		rc = moat_err_set(err, MOAT_EDB, "%s: %s", reg->path, rdb_errmsg(&reg->conn));
-		goto fail;
-	}
-	rc = mode == REG_PG_READONLY ? open_readonly(reg, err) : migrate(reg, mode, err);
-	if (rc != 0) {
-		goto fail;
+		int rc = moat_err_set(err, MOAT_EDB, "%s: %s", reg->path, rdb_errmsg(&reg->conn));
+		moat_registry_close(reg);
+		return rc;
 	}
 	*out_reg = reg;
 	return 0;
-fail:
-	moat_registry_close(reg);
-	return rc;
+}
+
+int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_registry **out_reg,
+		      struct moat_err *err)
+{
+	struct moat_registry *reg = NULL;
+	int rc = connect_url(url, &reg, err);
+	if (rc != 0) {
+		return rc;
+	}
+	rc = mode == REG_PG_READONLY ? open_readonly(reg, err) : migrate(reg, mode, err);
+	if (rc != 0) {
+		moat_registry_close(reg);
+		return rc;
+	}
+	*out_reg = reg;
+	return 0;
+}
+
+int reg_open_postgres_create_tx(const char *url, struct moat_registry **out_reg,
+				struct moat_err *err)
+{
+	struct moat_registry *reg = NULL;
+	bool changed = false;
+	int rc = connect_url(url, &reg, err);
+	if (rc != 0) {
+		return rc;
+	}
+	if (rdb_begin(&reg->conn) != 0) {
+		rc = pg_fail(reg, err, "migrate");
+	} else if ((rc = migrate_tx(reg, REG_PG_CREATE, &changed, err)) != 0) {
+		rdb_rollback(&reg->conn);
+	}
+	if (rc != 0) {
+		moat_registry_close(reg);
+		return rc;
+	}
+	*out_reg = reg;
+	return 0;
 }
 
 int moat_registry_url_check(const char *url, struct moat_err *err)

@@ -492,6 +492,31 @@ int moat_registry_meta_get_int(struct moat_registry *reg, const char *key, int64
 	return rc;
 }
 
+int moat_registry_meta_next(struct moat_registry *reg, const char *key, int64_t *out,
+			    struct moat_err *err)
+{
+	struct rdb_stmt *st = NULL;
+	if (rdb_prepare(reg_db(reg),
+			"UPDATE meta SET value = value + 1 WHERE key = ?1 RETURNING value",
+			&st) != 0) {
+		return reg_db_fail(reg, err, "meta");
+	}
+	rdb_bind_text(st, 1, key);
+	int s = rdb_step(st);
+	int rc = 0;
+	if (s == RDB_ROW) {
+		*out = rdb_column_int64(st, 0);
+		s = rdb_step(st);
+	}
+	if (s == RDB_DONE && rc == 0 && rdb_changes(st) == 0) {
+		rc = moat_err_set(err, MOAT_ENOENT, "no setting '%s'", key);
+	} else if (s != RDB_DONE) {
+		rc = reg_db_fail(reg, err, "meta");
+	}
+	rdb_finalize(st);
+	return rc;
+}
+
 int moat_registry_meta_set_int(struct moat_registry *reg, const char *key, int64_t value,
 			       struct moat_err *err)
 {

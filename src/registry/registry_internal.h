@@ -47,6 +47,12 @@ enum reg_pg_mode { REG_PG_CREATE, REG_PG_OPEN, REG_PG_READONLY };
  * migrations through rdb_translate_schema). */
 int reg_open_postgres(const char *url, enum reg_pg_mode mode, struct moat_registry **out_reg,
 		      struct moat_err *err);
+/* REG_PG_CREATE inside a transaction left open: the schema made (and the migrators' lock
+ * held) but nothing committed, so the caller's writes and the schema commit together or
+ * not at all (copy.c: moat_registry_copy). The caller ends it with rdb_commit or
+ * rdb_rollback; closing the registry with it open rolls everything back. */
+int reg_open_postgres_create_tx(const char *url, struct moat_registry **out_reg,
+				struct moat_err *err);
 /* A registry in a SQLite file (open_sqlite.c): moat_registry_open and _open_readonly of a
  * path. */
 int reg_open_sqlite(const char *path, bool create, struct moat_registry **out_reg,

@@ -19,7 +19,7 @@ export MOAT_TEST_PG_URL="postgresql://moat@127.0.0.1:$PG_PORT/moat?connect_timeo
 run_captured "$unit"
 [ "$run_rc" -eq 0 ] || fail "test_registry_db on PostgreSQL: $out $errout"
 ran=$(sed -n 's/^\[==========\] Running \([0-9]*\) test(s)\./\1/p' <<<"$out" | head -1)
-[ -n "$ran" ] && [ "$ran" -ge 35 ] || fail "test_registry_db ran ${ran:-no} tests"
+[ -n "$ran" ] && [ "$ran" -ge 37 ] || fail "test_registry_db ran ${ran:-no} tests"
 assert_contains "$out $errout" "[  PASSED  ] $ran test(s)."
 pass "test_registry_db: every test on PostgreSQL"
 

@@ -20,7 +20,10 @@
  * one per release, moves only from the state the caller saw, joins, acceptance, and what each
  * device's stage, firmware and signals read since its phase started; the dashboard: links spent
  * once, sessions, pruning, the device table's filters and pages, tags, raw telemetry, one
- * identity's certificates. */
+ * identity's certificates; copy.c: the per-table sums (count, SHA-256, last id) equal across the
+ * engines and naming the one table a changed value or a moved sequence touches, and a SQLite
+ * registry copied into PostgreSQL (proven, its sequences continued; refused into a database that
+ * holds a registry or another table, or for a value of another type, leaving it as it was). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -594,6 +597,19 @@ static void test_meta(void **state)
 	assert_int_equal(v, 42);
 	assert_int_equal(moat_registry_meta_get_int(reg, "big", &v, &err), 0);
 	assert_true(v == INT64_MAX);
+	/* next: one statement adds 1 and returns it; inside a rolled-back transaction it is
+	 * undone with the rest */
+	assert_int_equal(moat_registry_meta_next(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 43);
+	assert_int_equal(moat_registry_begin(reg, &err), 0);
+	assert_int_equal(moat_registry_meta_next(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 44);
+	moat_registry_rollback(reg);
+	assert_int_equal(moat_registry_meta_get_int(reg, "crl_number", &v, &err), 0);
+	assert_int_equal(v, 43);
+	v = 5;
+	assert_int_equal(moat_registry_meta_next(reg, "nothing", &v, &err), MOAT_ENOENT);
+	assert_string_equal(err.msg, "no setting 'nothing'");
 }
 
 static void test_transactions(void **state)
@@ -2423,6 +2439,216 @@ static void test_backup_backend(void **state)
 	}
 }
 
+/* ---- copy.c: the sums that prove a copy, and the copy into PostgreSQL ---- */
+
+static void exec_ok(struct moat_registry *reg, const char *sql)
+{
+	if (rdb_exec(reg_db(reg), sql) != 0) {
+		fail_msg("%s: %s", sql, rdb_errmsg(reg_db(reg)));
+	}
+}
+
+/* The same rows on either backend: identities, a certificate, tags, real numbers that
+ * print differently on the two engines, text beyond ASCII, three security events of which
+ * the last is deleted (the sequence stays at 3). */
+static void fill(struct moat_registry *reg)
+{
+	add_device(reg, "d1");
+	add_device(reg, "d2");
+	exec_ok(reg, "INSERT INTO certificates(serial, identity, not_before, not_after, pem) "
+		     "VALUES ('0a', 'd1', 1, 2, 'PEM')");
+	exec_ok(reg, "INSERT INTO device_tags(device, tag) VALUES ('d1', 'b'), ('d1', 'B'), "
+		     "('d2', 'a')");
+	exec_ok(reg, "INSERT INTO telemetry_agg(device, metric, period_s, bucket_ms, n, min, max, "
+		     "sum) VALUES ('d1', 't', 60, 0, 3, 0.1, 1e-300, -2.5), ('d1', 'u', 60, 0, 1, "
+		     "0.30000000000000004, 123456789.123456789, 1e300)");
+	exec_ok(reg, "INSERT INTO telemetry(device, at_ms, payload) VALUES ('d1', 5, "
+		     "'{\"t\":\"caf\xc3\xa9\"}'), ('d1', 5, '{}'), ('d2', 4, '{}')");
+	for (int i = 0; i < 3; i++) {
+		exec_ok(reg,
+			"INSERT INTO security_events(at_ms, kind, severity, source, identity, "
+			"address, rule, evidence, run_id) VALUES (1, 'acl_denied', 2, 'broker', "
+			"'d1', '', '', '', 'r')");
+	}
+	exec_ok(reg, "DELETE FROM security_events WHERE seq = 3");
+}
+
+static int find_table(const struct moat_registry_sums *s, const char *name)
+{
+	for (size_t i = 0; i < s->count; i++) {
+		if (strcmp(s->tables[i].table, name) == 0) {
+			return (int)i;
+		}
+	}
+	fail_msg("no table %s", name);
+	return -1;
+}
+
+/* Only the table named differs between a and b. */
+static void only_differs(const struct moat_registry_sums *a, const struct moat_registry_sums *b,
+			 const char *name)
+{
+	int i = find_table(a, name);
+	assert_int_equal(moat_registry_sums_diff(a, b), i);
+	struct moat_registry_sums *c = malloc(sizeof(*c));
+	assert_non_null(c);
+	*c = *b;
+	c->tables[i] = a->tables[i];
+	assert_int_equal(moat_registry_sums_diff(a, c), -1);
+	free(c);
+}
+
+/* The registry under test and a SQLite file with the same rows sum alike, table by table
+ * (on PostgreSQL: the two engines render every value the same); one row changed on one
+ * side, or a sequence moved, is named. */
+static void test_sums(void **state)
+{
+	struct moat_registry *reg = *state;
+	struct moat_registry *lite = NULL;
+	struct moat_err err;
+	char path[700];
+	snprintf(path, sizeof(path), "%s/sums.db", tmp_root);
+	assert_int_equal(moat_registry_open(path, true, &lite, &err), 0);
+	fill(reg);
+	fill(lite);
+	struct moat_registry_sums *a = malloc(sizeof(*a));
+	struct moat_registry_sums *b = malloc(sizeof(*b));
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal(moat_registry_sums(reg, a, &err), 0);
+	assert_int_equal(moat_registry_sums(lite, b, &err), 0);
+	assert_true(a->count >= 25);
+	assert_int_equal(moat_registry_sums_diff(a, b), -1);
+	int ev = find_table(a, "security_events");
+	assert_true(a->tables[ev].has_seq);
+	assert_int_equal(a->tables[ev].seq, 3);
+	assert_int_equal(a->tables[ev].rows, 2);
+	assert_int_equal(a->tables[find_table(a, "telemetry")].rows, 3);
+	assert_false(a->tables[find_table(a, "identities")].has_seq);
+
+	/* one value of one row: the same count, another checksum */
+	exec_ok(reg, "UPDATE identities SET status = 'revoked' WHERE id = 'd2'");
+	assert_int_equal(moat_registry_sums(reg, a, &err), 0);
+	only_differs(a, b, "identities");
+	int id = find_table(a, "identities");
+	assert_int_equal(a->tables[id].rows, b->tables[id].rows);
+	assert_memory_not_equal(a->tables[id].sha256, b->tables[id].sha256, 32);
+	exec_ok(reg, "UPDATE identities SET status = 'active' WHERE id = 'd2'");
+	/* a real number's last bit */
+	exec_ok(reg, "UPDATE telemetry_agg SET min = 0.30000000000000009 WHERE metric = 'u'");
+	assert_int_equal(moat_registry_sums(reg, a, &err), 0);
+	only_differs(a, b, "telemetry_agg");
+	exec_ok(reg, "UPDATE telemetry_agg SET min = 0.30000000000000004 WHERE metric = 'u'");
+	/* rows that tie on the key's first column swapped by content: order is by bytes */
+	exec_ok(reg, "UPDATE device_tags SET tag = 'c' WHERE tag = 'B'");
+	assert_int_equal(moat_registry_sums(reg, a, &err), 0);
+	only_differs(a, b, "device_tags");
+	exec_ok(reg, "UPDATE device_tags SET tag = 'B' WHERE tag = 'c'");
+	/* an id handed out and its row deleted: the rows are the same, the sequence is not */
+	exec_ok(reg, "INSERT INTO security_events(at_ms, kind, severity, source, identity, "
+		     "address, rule, evidence, run_id) VALUES (1, 'x', 2, 'b', 'd1', '', '', '', "
+		     "'r')");
+	exec_ok(reg, "DELETE FROM security_events WHERE kind = 'x'");
+	assert_int_equal(moat_registry_sums(reg, a, &err), 0);
+	only_differs(a, b, "security_events");
+	assert_int_equal(a->tables[ev].seq, 4);
+	assert_int_equal(a->tables[ev].rows, b->tables[ev].rows);
+	free(a);
+	free(b);
+	moat_registry_close(lite);
+}
+
+static int pg_tables(void)
+{
+	struct rdb c;
+	struct rdb_stmt *st = NULL;
+	assert_int_equal(rdb_connect_pg(&c, pg_url), 0);
+	assert_int_equal(rdb_prepare(&c,
+				     "SELECT count(*) FROM pg_tables WHERE schemaname = "
+				     "current_schema()",
+				     &st),
+			 0);
+	assert_int_equal(rdb_step(st), RDB_ROW);
+	int n = (int)rdb_column_int64(st, 0);
+	rdb_finalize(st);
+	rdb_disconnect(&c);
+	return n;
+}
+
+/* A SQLite registry copied into PostgreSQL (only with MOAT_TEST_PG_URL): proven equal, the
+ * copy opens as a registry whose sequences go on from the source's; refused into a database
+ * holding a registry or another table, and for a value SQLite holds in a column of another
+ * type, each leaving the target as it was. */
+static void test_copy(void **state)
+{
+	(void)state;
+	if (!pg_url) {
+		skip();
+	}
+	struct moat_err err;
+	struct moat_registry *src = NULL;
+	struct moat_registry *dst = NULL;
+	char path[700];
+	snprintf(path, sizeof(path), "%s/copy.db", tmp_root);
+	assert_int_equal(moat_registry_open(path, true, &src, &err), 0);
+	fill(src);
+	assert_int_equal(pg_empty(), 0);
+	struct moat_registry_copy_report *rep = malloc(sizeof(*rep));
+	struct moat_registry_sums *s = malloc(sizeof(*s));
+	assert_non_null(rep);
+	assert_non_null(s);
+	/* the target's own migrations made meta's crl_number 0: the copy has the source's */
+	exec_ok(src, "UPDATE meta SET value = 7 WHERE key = 'crl_number'");
+	int rc = moat_registry_copy(src, pg_url, rep, &err);
+	if (rc != 0) {
+		fail_msg("%s", err.msg);
+	}
+	assert_int_equal(moat_registry_sums_diff(&rep->src, &rep->dst), -1);
+	assert_int_equal(rep->src.tables[find_table(&rep->src, "security_events")].seq, 3);
+	assert_int_equal(moat_registry_open(pg_url, false, &dst, &err), 0);
+	assert_int_equal(moat_registry_sums(dst, s, &err), 0);
+	assert_int_equal(moat_registry_sums_diff(&rep->src, s), -1);
+	int64_t crl = 0;
+	assert_int_equal(moat_registry_meta_get_int(dst, "crl_number", &crl, &err), 0);
+	assert_int_equal(crl, 7);
+	/* the next event's seq is 4: 3 was handed out (and deleted) before the copy */
+	struct rdb_stmt *st = NULL;
+	assert_int_equal(rdb_prepare(reg_db(dst),
+				     "INSERT INTO security_events(at_ms, kind, severity, source, "
+				     "identity, address, rule, evidence, run_id) VALUES (1, 'y', 2, "
+				     "'b', 'd1', '', '', '', 'r') RETURNING seq",
+				     &st),
+			 0);
+	assert_int_equal(rdb_step(st), RDB_ROW);
+	assert_int_equal(rdb_column_int64(st, 0), 4);
+	rdb_finalize(st);
+	moat_registry_close(dst);
+
+	/* a registry there already */
+	assert_int_equal(moat_registry_copy(src, pg_url, rep, &err), MOAT_EEXIST);
+	assert_non_null(strstr(err.msg, "already holds a moat registry"));
+	/* another table there */
+	assert_int_equal(pg_empty(), 0);
+	struct rdb c;
+	assert_int_equal(rdb_connect_pg(&c, pg_url), 0);
+	assert_int_equal(rdb_exec(&c, "CREATE TABLE unrelated (x int)"), 0);
+	rdb_disconnect(&c);
+	assert_int_equal(moat_registry_copy(src, pg_url, rep, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "other tables"));
+	assert_int_equal(pg_tables(), 1);
+	/* SQLite keeps text in an INTEGER column: refused, the target left empty */
+	assert_int_equal(pg_empty(), 0);
+	exec_ok(src, "UPDATE telemetry SET at_ms = 'soon' WHERE device = 'd2'");
+	assert_int_equal(moat_registry_copy(src, pg_url, rep, &err), MOAT_EINVAL);
+	assert_non_null(strstr(err.msg, "table telemetry: 1 rows hold a value of another type"));
+	assert_int_equal(pg_tables(), 0);
+	/* the source must be a SQLite file, the target a URL */
+	assert_int_equal(moat_registry_copy(src, path, rep, &err), MOAT_EINVAL);
+	free(rep);
+	free(s);
+	moat_registry_close(src);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2464,6 +2690,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollouts, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_dashboard, reg_setup, reg_teardown),
 		cmocka_unit_test_setup_teardown(test_backup_backend, reg_setup, reg_teardown),
+		/* before test_sums, whose registry test_registry_pg.sh then finds in the database
+		 */
+		cmocka_unit_test(test_copy),
+		cmocka_unit_test_setup_teardown(test_sums, reg_setup, reg_teardown),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
