@@ -240,6 +240,11 @@ void moat_ingest_stop(struct moat_ingest *ing);
 #define MOAT_MOATD_ENV "MOAT_MOATD"
 #define MOAT_MOATD_LOG_FILE "log/moatd.log"
 #define MOAT_MOATD_PID_FILE "run/moatd.pid"
+/* Every moatd of a deployment directory holds a shared flock on this file for its whole
+ * life, however it was started (moat up, systemd, by hand); a command that must not run
+ * beside any moatd (moat registry migrate) takes it exclusively, and a moatd that cannot
+ * take its share refuses to start. */
+#define MOAT_MOATD_LOCK_FILE "run/moatd.lock"
 
 /* The moatd executable `moat up` starts: $MOAT_MOATD, else moatd beside the running
  * executable, else src/server/moatd below it (a build tree). MOAT_ENOENT when none is an

@@ -2,13 +2,18 @@
  * into PostgreSQL, proven table by table, then moat.conf pointed at it
  * (moat_deploy_registry_migrate). The one check deploy cannot make is here: that neither
  * `moat up` nor a moatd it started runs. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "moat/broker_supervisor.h"
+#include "moat/fsutil.h"
 #include "moat/server.h"
 #include "moat/timeutil.h"
 
@@ -20,14 +25,16 @@ static const char registry_usage[] =
 	"deletions), the last id, equal on both sides (printed per table; --json). Only then\n"
 	"is [registry] url written to moat.conf, and registry.db kept as\n"
 	"registry.db.migrated-<UTC time> (0600). The deployment must be stopped (moat down;\n"
-	"a moatd started by systemd: stop its unit) and the database must hold no table.\n"
+	"a moatd started by systemd: stop its unit; every moatd holds run/moatd.lock, which\n"
+	"the command takes) and the database must hold no table.\n"
 	"The password goes in ~/.pgpass or PGPASSFILE, never in the URL; moatd's account\n"
 	"needs it too. On any failure moat.conf and registry.db are left as they were.\n";
 
-/* Whether the deployment runs: `moat up`'s supervisor, or the moatd it started. */
+/* Whether the deployment runs: `moat up`'s supervisor, or any moatd of it (each holds
+ * MOAT_MOATD_LOCK_FILE shared; taken here exclusively, into *ctx, and kept until the
+ * command ends, so no moatd starts meanwhile either). */
 static int deployment_stopped(const char *dir, void *ctx, struct moat_err *err)
 {
-	(void)ctx;
 	struct moat_broker_state st;
 	int rc = moat_broker_state(dir, &st, err);
 	if (rc != 0) {
@@ -39,6 +46,30 @@ static int deployment_stopped(const char *dir, void *ctx, struct moat_err *err)
 			"the deployment is running (moat up, supervisor pid %d): stop it "
 			"first (moat down)",
 			(int)st.supervisor_pid);
+	}
+	int *lock_fd = ctx;
+	if (*lock_fd < 0) {
+		char path[PATH_MAX];
+		if ((rc = moat_path_join(path, sizeof(path), err, "%s/%s", dir,
+					 MOAT_MOATD_LOCK_FILE)) != 0) {
+			return rc;
+		}
+		int fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0) {
+			return moat_err_errno(err, MOAT_EIO, errno, "%s", path);
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+			int e = errno;
+			close(fd);
+			return e == EWOULDBLOCK
+				       ? moat_err_set(err, MOAT_ESTATE,
+						      "a moatd of this deployment is running (it "
+						      "holds %s): stop it first (moat down, or its "
+						      "systemd unit)",
+						      MOAT_MOATD_LOCK_FILE)
+				       : moat_err_errno(err, MOAT_EIO, e, "%s", path);
+		}
+		*lock_fd = fd;
 	}
 	pid_t moatd = moat_server_pid(dir);
 	char comm[PATH_MAX];
@@ -134,10 +165,14 @@ static int cmd_migrate(const char *url)
 		moat_err_set(&err, MOAT_ENOMEM, "out of memory");
 		return cli_fail(&err);
 	}
+	int lock_fd = -1; /* run/moatd.lock, exclusive until the end (deployment_stopped) */
 	int rc = moat_deploy_locate(cli_globals.dir, dir, sizeof(dir), &err);
 	if (rc == 0) {
 		rc = moat_deploy_registry_migrate(dir, url, moat_time_now(), deployment_stopped,
-						  NULL, m, &err);
+						  &lock_fd, m, &err);
+	}
+	if (lock_fd >= 0) {
+		close(lock_fd);
 	}
 	if (rc != 0) {
 		free(m);

@@ -84,8 +84,19 @@ static int keep_old(const char *db, const char *kept, struct moat_err *err)
 			rc = moat_err_errno(err, MOAT_EIO, errno, "%s: rename to %s", from, to);
 			break;
 		}
-		if (chmod(to, 0600) != 0) {
-			rc = moat_err_errno(err, MOAT_EIO, errno, "%s", to);
+		/* by descriptor, not by path: the directory is moatd's account's too, and a
+		 * name swapped for a link must not get root's chmod */
+		int fd = open(to, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		struct stat st;
+		int e = fd < 0 || fstat(fd, &st) != 0 ? errno
+			: !S_ISREG(st.st_mode)	      ? EINVAL
+			: fchmod(fd, 0600) != 0	      ? errno
+						      : 0;
+		if (fd >= 0) {
+			close(fd);
+		}
+		if (e != 0) {
+			rc = moat_err_errno(err, MOAT_EIO, e, "%s: not a regular file of ours", to);
 			done++;
 			break;
 		}

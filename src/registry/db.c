@@ -336,8 +336,12 @@ int rdb_connect_pg(struct rdb *c, const char *url)
 	}
 	/* a default connect_timeout (an unreachable host would block every command for TCP's
 	 * own two minutes); a connect_timeout of the URL comes later and wins */
-	const char *const keys[] = {"connect_timeout", "dbname", NULL};
-	const char *const values[] = {"10", url, NULL};
+	/* and, after the URL so they win, UTF-8 on the wire whatever PGCLIENTENCODING says
+	 * (a conversion would garble text on the way in and back again unseen) and floats
+	 * written with every digit */
+	const char *const keys[] = {"connect_timeout", "dbname", "client_encoding", "options",
+				    NULL};
+	const char *const values[] = {"10", url, "UTF8", "-c extra_float_digits=3", NULL};
 	PGconn *conn = PQconnectdbParams(keys, values, 1);
 	if (!conn) {
 		snprintf(c->errmsg, sizeof(c->errmsg), "out of memory");

@@ -37,6 +37,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -350,6 +351,20 @@ int main(int argc, char **argv)
 	opts.dir = dir;
 	iopts.dir = dir;
 	iopts.port = opts.port;
+	/* held (shared) until moatd exits: `moat registry migrate` must see every moatd */
+	char lock_path[PATH_MAX];
+	int lock_fd = -1;
+	if (moat_path_join(lock_path, sizeof(lock_path), &err, "%s/%s", dir,
+			   MOAT_MOATD_LOCK_FILE) != 0 ||
+	    (lock_fd = open(lock_path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0 ||
+	    flock(lock_fd, LOCK_SH | LOCK_NB) != 0) {
+		fprintf(stderr, "moatd: %s: %s\n", err.msg[0] ? err.msg : lock_path,
+			errno == EWOULDBLOCK
+				? "held by `moat registry migrate`: start moatd once it "
+				  "is done"
+				: strerror(errno));
+		return 1;
+	}
 	if (log_path) {
 		/* Append log lines to a file (moat up passes log/moatd.log); stderr keeps them
 		 * one line per event. */

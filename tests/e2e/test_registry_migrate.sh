@@ -114,6 +114,26 @@ one_line "locked"
 kill "$holder"
 wait "$holder" 2>/dev/null || true
 unchanged "a held lock"
+# a moatd started by hand (as systemd starts one: no supervisor, no run/moatd.pid) holds
+# run/moatd.lock: refused, nothing copied
+mport=$(free_port)
+e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$mport" >"$T/moatd-hand.log" 2>&1
+hand=$!
+wait_for 20 grep -q "event=listening" "$T/moatd-hand.log" ||
+	fail "moatd by hand did not start: $(tail -3 "$T/moatd-hand.log")"
+run_captured moat registry migrate --to "$url"
+[ "$run_rc" -ne 0 ] || fail "migrate ran beside a moatd started by hand"
+assert_contains "$errout" "holds run/moatd.lock"
+one_line "moatd by hand"
+kill -TERM "$hand"
+wait "$hand" || fail "moatd by hand exited with $? on SIGTERM"
+[ "$(pg_sql moat "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" = 0 ] ||
+	fail "migrate beside a moatd left tables in the target"
+# moatd itself wrote registry.db (its own events, its retention pass): the figures the
+# migration is checked against are taken again
+fleet_before=$(fleet_json | jq -c '{devices, state, telemetry_messages}')
+seq_before=$(moat --json events 2>/dev/null | jq -s 'map(.seq) | max')
+before=$(snapshot)
 dead=$(free_port)
 run_captured moat registry migrate --to "postgresql://moat@127.0.0.1:$dead/moat?connect_timeout=5"
 [ "$run_rc" -ne 0 ] || fail "migrate to an unreachable server succeeded"
