@@ -64,7 +64,7 @@
 /* /metrics: far more than a registry of a million devices by state and type needs */
 #define METRICS_MAX_BYTES (4u * 1024u * 1024u)
 /* Connections MHD may hold beyond the guard's max_connections: those already named for
- * closing whose close MHD has not yet seen (it accepts at most 10 per run). */
+ * closing whose close MHD has not yet seen (its poll loop accepts one per pass). */
 #define HTTPD_CLOSING_SLACK 64
 /* Descriptors kept for everything but client sockets (registry, log, CRL, MQTT, epoll). */
 #define HTTPD_FD_RESERVE 64
