@@ -87,10 +87,14 @@ wait_for 15 denied || fail "the ACL denial was not recorded: $(moat --json event
 kill -TERM "$SIM"
 wait "$SIM" || fail "moat sim failed: $(tail -5 "$T/sim.err")"
 expect_ok "moat down" moat down --timeout "$(deadline 20s)"
-fleet_before=$(fleet_json | jq -c '{devices, state, telemetry_messages}')
-seq_before=$(moat --json events 2>/dev/null | jq -s 'map(.seq) | max')
+# the figures the migration is checked against, and the files' state
+take_before() {
+	fleet_before=$(fleet_json | jq -c '{devices, state, telemetry_messages}')
+	seq_before=$(moat --json events 2>/dev/null | jq -s 'map(.seq) | max')
+	before=$(snapshot)
+}
+take_before
 [ "$seq_before" -gt 0 ] || fail "no security events before the migration"
-before=$(snapshot)
 
 # refusals after down, nothing changed each time
 run_captured moat registry migrate --to "postgresql://moat@127.0.0.1:$PG_PORT/other?connect_timeout=10"
@@ -131,9 +135,7 @@ wait "$hand" || fail "moatd by hand exited with $? on SIGTERM"
 	fail "migrate beside a moatd left tables in the target"
 # moatd itself wrote registry.db (its own events, its retention pass): the figures the
 # migration is checked against are taken again
-fleet_before=$(fleet_json | jq -c '{devices, state, telemetry_messages}')
-seq_before=$(moat --json events 2>/dev/null | jq -s 'map(.seq) | max')
-before=$(snapshot)
+take_before
 dead=$(free_port)
 run_captured moat registry migrate --to "postgresql://moat@127.0.0.1:$dead/moat?connect_timeout=5"
 [ "$run_rc" -ne 0 ] || fail "migrate to an unreachable server succeeded"
