@@ -7,7 +7,8 @@
 # password from its PGPASSFILE), three simulated devices connect and publish, moatd's ingest
 # records their state and telemetry in PostgreSQL (`moat fleet --json` counts them); one
 # device revoked is kicked by the broker within 2 s, refused when it comes back, and its
-# revoked_kicked event reaches the registry; `moat backup` refuses the deployment naming
+# revoked_kicked event reaches the registry; a release published there is offered by moatd
+# to its device only and downloaded whole; `moat backup` refuses the deployment naming
 # pg_dump and writes nothing. Skipped when the PostgreSQL server binaries are missing.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_broker.sh"
@@ -79,6 +80,29 @@ before=$(fleet_json | jq .telemetry_messages)
 more_tele() { [ "$(fleet_json | jq .telemetry_messages)" -gt "$before" ]; }
 wait_for 15 more_tele || fail "ingest stopped after the revocation: $(fleet_json)"
 pass "pg-000002 revoked, kicked and refused; the others go on: $(fleet_json)"
+
+# a release published into the PostgreSQL registry and served by moatd from it: the
+# device it names is offered it and downloads the image whole; another is not offered it
+moat fw keygen >/dev/null 2>&1 || fail "fw keygen"
+head -c 100000 /dev/urandom >"$T/fw.bin"
+expect_ok "sign 1.1.0" moat fw sign "$T/fw.bin" --type sensor --version 1.1.0 \
+	--security-version 1 --out "$T/fw.json"
+expect_ok "publish 1.1.0 for pg-000001" moat fw publish "$T/fw.json" "$T/fw.bin" --devices pg-000001
+[ "$(pg_sql moat "SELECT count(*) FROM releases WHERE version = '1.1.0'")" = 1 ] ||
+	fail "the release is not in PostgreSQL"
+fwcurl() { # ID PATH: the HTTP status of moatd's answer to device ID, its body in $T/body
+	curl -sS --max-time "$(deadline 30)" --cacert "$D/pki/ca.crt" \
+		--cert "$D/pki/identities/$1/cert.pem" --key "$D/pki/identities/$1/key.pem" \
+		-H "X-Current-Version: 1.0.0" -o "$T/body" -w '%{http_code}' \
+		"https://localhost:$SERVER_PORT$2"
+}
+[ "$(fwcurl pg-000001 /api/firmware/version)" = 200 ] ||
+	fail "pg-000001 was not offered 1.1.0: $(head -c 200 "$T/body")"
+sha=$(sha256sum "$T/fw.bin" | cut -d' ' -f1)
+[ "$(fwcurl pg-000001 "/api/firmware/download/$sha")" = 200 ] || fail "download refused"
+cmp -s "$T/body" "$T/fw.bin" || fail "the downloaded image differs"
+[ "$(fwcurl pg-000003 /api/firmware/version)" = 204 ] || fail "pg-000003 was offered a release for pg-000001"
+pass "a release in PostgreSQL: offered to its device and downloaded whole, not to another"
 
 # moat backup: refused, nothing written
 run_captured moat backup "$T/backup.tar.gz"
