@@ -41,6 +41,11 @@ struct moat_backup_stats {
 	uint64_t bytes; /* their content, uncompressed */
 };
 
+/* What moat backup says of a deployment whose registry is on PostgreSQL. */
+#define MOAT_BACKUP_PG_REFUSED                                                                  \
+	"the registry is on PostgreSQL ([registry] url): back it up with pg_dump; moat backup " \
+	"copies only a registry.db"
+
 /* Writes a backup of d (opened with MOAT_DEPLOY_WRITE, so run/moat.lock is held and no
  * moat command or moatd changes it meanwhile; Mosquitto and moatd keep running) to path:
  * written to a temporary file beside it, fsynced, renamed over path, mode 0600. A file that

@@ -361,10 +361,7 @@ int moat_backup_write(struct moat_deploy *d, const char *path, struct moat_backu
 	/* before anything is made: the archive holds registry.db, and a registry on
 	 * PostgreSQL has none (its own tool copies it consistently) */
 	if (moat_deploy_registry_is_url(d)) {
-		return moat_err_set(
-			err, MOAT_EINVAL,
-			"the registry is on PostgreSQL ([registry] url): back it up with "
-			"pg_dump; moat backup copies only a registry.db");
+		return moat_err_set(err, MOAT_EINVAL, "%s", MOAT_BACKUP_PG_REFUSED);
 	}
 	struct writer *w = calloc(1, sizeof(*w));
 	if (!w) {

@@ -6,6 +6,7 @@
 #include "moat/backup.h"
 #include "moat/config.h"
 #include "moat/fsutil.h"
+#include "moat/registry.h"
 
 static const char backup_usage[] =
 	"usage: moat backup FILE\n"
@@ -40,7 +41,7 @@ static void print_stats(const char *what, const char *path, const struct moat_ba
  * same once the deployment is open): the archive holds registry.db. */
 static int refuse_postgresql(struct moat_err *err)
 {
-	char dir[PATH_MAX], conf[PATH_MAX];
+	char dir[PATH_MAX], conf[PATH_MAX], reg[PATH_MAX];
 	struct moat_config *cfg = NULL;
 	int rc = moat_deploy_locate(cli_globals.dir, dir, sizeof(dir), err);
 	if (rc != 0 || (rc = moat_path_join(conf, sizeof(conf), err, "%s/moat.conf", dir)) != 0) {
@@ -50,10 +51,10 @@ static int refuse_postgresql(struct moat_err *err)
 		*err = (struct moat_err){0}; /* cli_open says what is wrong with it */
 		return 0;
 	}
-	if (moat_config_get(cfg, "registry", "url")) {
-		rc = moat_err_set(err, MOAT_EINVAL,
-				  "the registry is on PostgreSQL ([registry] url): back it up with "
-				  "pg_dump; moat backup copies only a registry.db");
+	if (moat_deploy_registry_location(dir, cfg, reg, sizeof(reg), err) != 0) {
+		*err = (struct moat_err){0}; /* a bad url: cli_open says what is wrong with it */
+	} else if (moat_registry_is_url(reg)) {
+		rc = moat_err_set(err, MOAT_EINVAL, "%s", MOAT_BACKUP_PG_REFUSED);
 	}
 	moat_config_free(cfg);
 	return rc;

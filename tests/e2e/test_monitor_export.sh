@@ -21,6 +21,7 @@ command -v jq >/dev/null || skip "jq not installed (scripts/bootstrap installs i
 e2e_init
 moat device add dev1 --type sensor >/dev/null
 moat identity add backend-service --role service >/dev/null
+moat identity add backend-standby --role service >/dev/null # the second moatd's, below
 moat identity add op1 --role operator >/dev/null
 monitor_pki
 RS_PORT=$(free_port)
@@ -304,7 +305,14 @@ seq=$(moat --json events --kind auth_refused | jq -r 'select(.evidence | contain
 cursor_past() { [ "$(jq -r .seq "$D/state/export.cursor")" -ge "$seq" ]; }
 wait_for 10 cursor_past || fail "cursor $(cat "$D/state/export.cursor") not past seq $seq"
 P2=$(free_port)
-e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$P2" >>"$T/m2.log.standby" 2>&1
+# its own service identity: this test's broker makes the identity the client id
+# (use_username_as_clientid), and two moatds under one would take each other's session;
+# moatd (its own account when the test is root) reads that identity's key as it does its own
+svc="$D/pki/identities/backend-service" stb="$D/pki/identities/backend-standby"
+chgrp -R "$(stat -c %G "$svc")" "$stb"
+chmod "$(stat -c %a "$svc")" "$stb"
+chmod "$(stat -c %a "$svc/key.pem")" "$stb/key.pem"
+e2e_bg moatd --dir "$D" --listen 127.0.0.1 --port "$P2" --as backend-standby >>"$T/m2.log.standby" 2>&1
 M2_PID=$!
 wait_for 20 grep -q "event=export_standby" "$T/m2.log.standby" || fail "the second moatd did not stand by: $(tail -3 "$T/m2.log.standby")"
 wait_for 20 grep -q "event=ingest_subscribed" "$T/m2.log.standby" || fail "the second moatd's ingest did not subscribe"
@@ -339,6 +347,19 @@ kill -TERM "$M2_PID"
 wait "$M2_PID" || fail "the second moatd exited with $? on SIGTERM"
 moatd_up
 pass "a second moatd stands by, takes over the export when the first is killed: what was pending goes, nothing delivered is resent"
+
+# A cursor that does not read is kept aside, never reused; one beyond the registry's newest
+# event (a registry restored from an older copy) is brought back to it.
+moatd_down
+echo '{"version":1,"seq":"BAD"}' >"$D/state/export.cursor"
+moatd_up
+moatd_wait "event=export_cursor_refused" || fail "a corrupt cursor was not refused"
+ls "$D/state/" | qgrep '^export.cursor.bad.' || fail "the corrupt cursor was not kept aside"
+moatd_down
+printf '{"version":1,"seq":999999999}\n' >"$D/state/export.cursor"
+moatd_up
+moatd_wait "event=export_cursor_reset from=999999999 to=[0-9]" || fail "a cursor beyond the registry was not reset"
+pass "a corrupt cursor is kept aside; one beyond the registry is brought back to its newest event"
 
 # Deduplication: with dedup_window = 2s, five identical events in a burst are not five
 # records: the first goes at once, the repeats at the window's end as one record (the last

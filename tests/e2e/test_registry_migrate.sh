@@ -131,6 +131,17 @@ assert_contains "$errout" "holds run/moatd.lock"
 one_line "moatd by hand"
 kill -TERM "$hand"
 wait "$hand" || fail "moatd by hand exited with $? on SIGTERM"
+# and while a migration holds run/moatd.lock (flock(1) as a stand-in), a moatd refuses to start
+(exec 9<"$D/run/moatd.lock" && flock -x 9 && exec sleep 60) &
+lockholder=$!
+E2E_PIDS+=("$lockholder")
+xheld() { ! flock -n -s "$D/run/moatd.lock" true; }
+wait_for 10 xheld || fail "the stand-in did not take run/moatd.lock"
+run_captured moatd --dir "$D" --listen 127.0.0.1 --port "$mport"
+[ "$run_rc" -ne 0 ] || fail "moatd started while run/moatd.lock was held exclusively"
+assert_contains "$errout" "held by \`moat registry migrate\`"
+kill "$lockholder"
+wait "$lockholder" 2>/dev/null || true
 [ "$(pg_sql moat "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")" = 0 ] ||
 	fail "migrate beside a moatd left tables in the target"
 # moatd itself wrote registry.db (its own events, its retention pass): the figures the
