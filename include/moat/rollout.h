@@ -121,7 +121,10 @@ const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
 /* stage: the update stage name of its newest event for the version since it was offered,
  * other than "checked" when there is one (a device that reverted checks again at its next
  * start and reports "checked": it stays reverted) (NULL when none); running_new: it reports running
- * the release's version (a confirmed device that restarted reports only "checked"). */
+ * the release's version (a confirmed device that restarted reports only "checked"). A device
+ * that installed the release and has reported running it since is confirmed: on trial a
+ * device reports nothing but its outcome (it checks for updates only once the trial is
+ * settled), and its "confirmed" may have gone out while moatd was away. */
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
 						   int64_t offered_at, int64_t silent_s,
 						   int64_t now);

@@ -447,7 +447,11 @@ enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool runni
 			return MOAT_RD_REFUSED;
 		}
 		if (strcmp(stage, "installed") == 0 || strcmp(stage, "verified") == 0) {
-			return MOAT_RD_INSTALLED;
+			/* on trial, unless it has reported running the release since: its
+			 * "confirmed" went out while moatd was away (a restart) and was not heard,
+			 * but a device on trial reports nothing before its outcome, so running
+			 * the release after installing it is the outcome */
+			return running_new ? MOAT_RD_CONFIRMED : MOAT_RD_INSTALLED;
 		}
 		if (running_new) {
 			return MOAT_RD_CONFIRMED; /* restarted on it since confirming */

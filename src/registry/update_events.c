@@ -1,7 +1,10 @@
 /* update_events.c: the update-event tables of migration 2: update_events (what each
  * device reported of its updates, the last MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE per device)
  * and device_firmware (the version each device last reported running). Recording an event
- * inserts it, prunes the device's older events and updates device_firmware, all or
+ * inserts it (a "checked" that repeats the device's newest event, same version, running
+ * and reason, only moves that event's time: a device that checks often must not push its
+ * outcomes, installed, confirmed, reverted, out of the kept events, which rollouts and the
+ * audit read), prunes the device's older events and updates device_firmware, all or
  * nothing: in its own transaction, or in a savepoint of the caller's (moatd's ingest
  * batches), so a refused event leaves the batch as it was (on PostgreSQL a failed statement
  * would otherwise abort the caller's whole transaction). The stage names the stage column
@@ -12,6 +15,39 @@
 #include <string.h>
 
 #include "registry_internal.h"
+
+/* A "checked" the same as the device's newest event: moves that event's time. *folded says
+ * whether it did. */
+static int fold_check(struct moat_registry *reg, const struct moat_update_event *ev, bool *folded,
+		      struct moat_err *err)
+{
+	struct rdb_stmt *st = NULL;
+	*folded = false;
+	if (ev->stage != MOAT_UPD_CHECKED) {
+		return 0;
+	}
+	if (rdb_prepare(reg_db(reg),
+			"UPDATE update_events SET at = ?2 WHERE seq = "
+			"(SELECT seq FROM update_events WHERE device = ?1 ORDER BY seq DESC LIMIT 1) "
+			"AND stage = ?3 AND version = ?4 AND running = ?5 AND reason = ?6",
+			&st) != 0) {
+		return reg_db_fail_table(reg, err, "record update event");
+	}
+	rdb_bind_text(st, 1, ev->device);
+	rdb_bind_int64(st, 2, ev->at);
+	rdb_bind_text(st, 3, moat_update_stage_name(ev->stage));
+	rdb_bind_text(st, 4, ev->version);
+	rdb_bind_text(st, 5, ev->running);
+	rdb_bind_text(st, 6, ev->reason);
+	int rc = 0;
+	if (rdb_step(st) != RDB_DONE) {
+		rc = reg_db_fail_table(reg, err, "record update event");
+	} else {
+		*folded = rdb_changes(st) > 0;
+	}
+	rdb_finalize(st);
+	return rc;
+}
 
 static int insert_event(struct moat_registry *reg, const struct moat_update_event *ev,
 			struct moat_err *err)
@@ -91,8 +127,10 @@ int moat_registry_update_event_record(struct moat_registry *reg, const struct mo
 	} else if (rdb_savepoint(reg_db(reg), "update_event") != 0) {
 		return reg_db_fail_table(reg, err, "record update event");
 	}
-	if ((rc = insert_event(reg, ev, err)) != 0 ||
-	    (rc = prune_events(reg, ev->device, err)) != 0 ||
+	bool folded = false;
+	if ((rc = fold_check(reg, ev, &folded, err)) != 0 ||
+	    (!folded && (rc = insert_event(reg, ev, err)) != 0) ||
+	    (!folded && (rc = prune_events(reg, ev->device, err)) != 0) ||
 	    (ev->running[0] && (rc = set_running(reg, ev, err)) != 0)) {
 		if (own_tx) {
 			moat_registry_rollback(reg);

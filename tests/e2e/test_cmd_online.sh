@@ -16,7 +16,10 @@ ROUNDS=${ROUNDS:-12}
 agent_plugin_init
 agent_setup 1s ops
 # every round is a new connection: more than the flapping limit allows (0: off)
-printf '\n[policy]\nflap_connects = 0\n' >>"$D/moat.conf"
+# and each round publishes online, a response and offline: ROUNDS rounds in a few seconds
+# are more messages than device_burst (20) allows, and a dropped "offline" leaves the
+# retained status "online", which the last check reads
+printf '\n[policy]\nflap_connects = 0\ndevice_burst = 1000\n' >>"$D/moat.conf"
 moat_up_test
 
 # odd rounds start the agent and then moat cmd at once; even rounds start moat cmd first

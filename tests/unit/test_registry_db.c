@@ -1409,6 +1409,30 @@ static void test_update_events(void **state)
 	assert_int_equal(count(reg, "SELECT MIN(at) FROM update_events WHERE device = 'd2'"), 203);
 	assert_int_equal(events_of(reg, "d1", 1000).n, 4);
 
+	/* a check that repeats the newest event moves its time; one that differs in running,
+	 * or follows another stage, is a new event */
+	int before = count(reg, "SELECT count(*) FROM update_events WHERE device = 'd2'");
+	record(reg, "d2", MOAT_UPD_CHECKED, "1.0.0", 400);
+	record(reg, "d2", MOAT_UPD_CHECKED, "1.0.0", 401);
+	record(reg, "d2", MOAT_UPD_CHECKED, "1.0.0", 402);
+	assert_int_equal(count(reg, "SELECT count(*) FROM update_events WHERE device = 'd2'"),
+			 before);
+	w = events_of(reg, "d2", 2);
+	assert_int_equal(w.ats[0], 402);
+	assert_int_equal(w.first.stage, MOAT_UPD_CHECKED);
+	assert_int_equal(w.ats[1], 200 + MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 2);
+	record(reg, "d2", MOAT_UPD_CHECKED, "1.1.0", 403);
+	assert_int_equal(events_of(reg, "d2", 1).first.at, 403);
+	assert_int_equal(events_of(reg, "d2", 2).ats[1], 402);
+	record(reg, "d2", MOAT_UPD_DOWNLOADING, "1.1.0", 404);
+	record(reg, "d2", MOAT_UPD_CHECKED, "1.1.0", 405);
+	w = events_of(reg, "d2", 3);
+	assert_int_equal(w.ats[0], 405);
+	assert_int_equal(w.ats[1], 404);
+	assert_int_equal(w.ats[2], 403);
+	assert_int_equal(count(reg, "SELECT MAX(reported_at) FROM device_firmware WHERE device = 'd2'"),
+			 405);
+
 	/* inside the caller's transaction (moatd's ingest batches): a refused event leaves
 	 * the transaction usable, the events around it are committed with it */
 	OK(moat_registry_begin(reg, &err));
@@ -1481,7 +1505,7 @@ static void test_update_event_atomic(void **state)
 	      "CREATE TRIGGER no_prune BEFORE DELETE ON update_events "
 	      "FOR EACH ROW EXECUTE FUNCTION refuse_prune()");
 	for (int i = 2; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE; i++) {
-		record(reg, "d1", MOAT_UPD_CHECKED, "", 10 + i);
+		record(reg, "d1", MOAT_UPD_DOWNLOADING, "", 10 + i); /* not folded like checks */
 	}
 	ev = event("d1", MOAT_UPD_VERIFIED, "", 999);
 	assert_int_equal(moat_registry_update_event_record(reg, &ev, &err), MOAT_EDB);

@@ -265,6 +265,11 @@ static void test_dev_state(void **state)
 			 MOAT_RD_INSTALLED);
 	assert_int_equal(moat_rollout_dev_state("installed", false, 100, 10, 101),
 			 MOAT_RD_INSTALLED);
+	/* its "confirmed" unheard, but it reported running the release since */
+	assert_int_equal(moat_rollout_dev_state("installed", true, 100, 10, 101),
+			 MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state("verified", true, 100, 10, 101),
+			 MOAT_RD_CONFIRMED);
 	assert_int_equal(moat_rollout_dev_state("confirmed", true, 100, 10, 101),
 			 MOAT_RD_CONFIRMED);
 	assert_int_equal(moat_rollout_dev_state("checked", true, 100, 10, 101), MOAT_RD_CONFIRMED);

@@ -441,8 +441,9 @@ static void test_store_events(void **state)
 	assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	snprintf(ev.device, sizeof(ev.device), "a1");
 	for (int i = 0; i < MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 7; i++) {
+		/* (not checks: repeated identical checks are one event) */
 		ev.stage = (i == MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE + 6) ? MOAT_UPD_CONFIRMED
-									 : MOAT_UPD_CHECKED;
+									 : MOAT_UPD_DOWNLOADING;
 		assert_int_equal(moat_registry_update_event_record(s->reg, &ev, &err), 0);
 	}
 	n = 0;
@@ -704,6 +705,50 @@ static void test_store_rollout_accept(void **state)
 	assert_int_equal(state_after_tick(s, row.id, 1016, &r), MOAT_ROLLOUT_HALTED);
 	/* a resume never moves the phase's start: the reports since it still count */
 	assert_int_equal(r.started_at[0], 1000);
+	free(p);
+}
+
+/* ---- a confirmation moatd did not hear; outcomes kept however often a device checks ---- */
+
+static void test_store_rollout_unheard_confirm(void **state)
+{
+	struct store *s = *state;
+	struct moat_err err = {0};
+	struct moat_group g = {.name = "all", .where = "type=sensor", .created_at = 1};
+	assert_int_equal(moat_registry_group_insert(s->reg, &g, &err), 0);
+	struct moat_release rel = tu_release("sensor", "2.0.0", 'f', 0);
+	assert_int_equal(moat_registry_release_insert(s->reg, &rel, NULL, 0, &err), 0);
+	static const int pct[] = {100};
+	struct moat_rollout_req req = {.sha256_hex = rel.sha256_hex,
+				       .group = "all",
+				       .percent = pct,
+				       .phase_count = 1,
+				       .soak_s = 3600,
+				       .silent_s = 3600,
+				       .halt_failure_pct = 100,
+				       .now = 1000};
+	struct moat_rollout_row row;
+	assert_int_equal(moat_rollout_create(s->reg, &req, &row, &err), 0);
+	struct moat_rollout_progress *p = malloc(sizeof(*p));
+	assert_non_null(p);
+	/* a1 installed it and is on trial */
+	upd(s, "a1", MOAT_UPD_INSTALLED, "1.0.0", 1001);
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 1002, p, &err), 0);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_INSTALLED], 1);
+	/* its "confirmed" was lost; its next check says it runs 2.0.0: confirmed */
+	upd(s, "a1", MOAT_UPD_CHECKED, "2.0.0", 1003);
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 1004, p, &err), 0);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_INSTALLED], 0);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_CONFIRMED], 1);
+	/* a2 reverted, then checks far more often than the events a device keeps: the checks
+	 * are one event, and it stays reverted */
+	upd(s, "a2", MOAT_UPD_REVERTED, "1.0.0", 1005);
+	for (int i = 0; i < 2 * MOAT_UPDATE_EVENTS_KEEP_PER_DEVICE; i++) {
+		upd(s, "a2", MOAT_UPD_CHECKED, "1.0.0", 1006 + i);
+	}
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 2000, p, &err), 0);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_REVERTED], 1);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_CONFIRMED], 1);
 	free(p);
 }
 
@@ -1159,6 +1204,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_store_rollout_join, store_setup,
 						store_teardown),
 		cmocka_unit_test_setup_teardown(test_store_rollout_accept, store_setup,
+						store_teardown),
+		cmocka_unit_test_setup_teardown(test_store_rollout_unheard_confirm, store_setup,
 						store_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
