@@ -505,6 +505,8 @@ struct moat_rollout_device {
 	int phase;
 	const char *stage;  /* its newest update stage for the version since then, or NULL */
 	bool running_new;   /* it reports running the release's version */
+	int later_running;  /* the newest event after the stage's event that says what the device
+			       runs: 1 the release, -1 another version, 0 none */
 	bool signalled;	    /* a security event since then (or, for a device of a phase not
 			       started, since the rollout began), and since accepted_at */
 	const char *signal; /* signalled: its newest such event, "acl_denied" or "anomaly

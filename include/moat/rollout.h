@@ -121,13 +121,17 @@ const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s);
 /* stage: the update stage name of its newest event for the version since it was offered,
  * other than "checked" when there is one (a device that reverted checks again at its next
  * start and reports "checked": it stays reverted) (NULL when none); running_new: it reports running
- * the release's version (a confirmed device that restarted reports only "checked"). A device
- * that installed the release and has reported running it since is confirmed: on trial a
- * device reports nothing but its outcome (it checks for updates only once the trial is
- * settled), and its "confirmed" may have gone out while moatd was away. */
+ * the release's version (a confirmed device that restarted reports only "checked");
+ * later_running: what the newest event after the stage's event says the device runs (1: the
+ * release, -1: another version, 0: no such event). A device that installed the release
+ * (stage installed or verified) and has reported since what it runs has settled its trial:
+ * on trial a device reports nothing but its outcome (it checks for updates only once the
+ * trial is settled: the update-event contract, docs/MOATD.md), and its "confirmed" or
+ * "reverted" may have gone out while moatd was away, unheard; running the release is
+ * confirmed, running another version reverted. */
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
-						   int64_t offered_at, int64_t silent_s,
-						   int64_t now);
+						   int later_running, int64_t offered_at,
+						   int64_t silent_s, int64_t now);
 /* How long a device of a started phase may report nothing before it counts as silent
  * (`moat fw rollout create --silent-after`, default 1h). */
 #define MOAT_ROLLOUT_SILENT_DEFAULT_S 3600

@@ -433,8 +433,8 @@ const char *moat_rollout_dev_state_name(enum moat_rollout_dev_state s)
 }
 
 enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool running_new,
-						   int64_t offered_at, int64_t silent_s,
-						   int64_t now)
+						   int later_running, int64_t offered_at,
+						   int64_t silent_s, int64_t now)
 {
 	if (stage) {
 		if (strcmp(stage, "confirmed") == 0) {
@@ -447,11 +447,14 @@ enum moat_rollout_dev_state moat_rollout_dev_state(const char *stage, bool runni
 			return MOAT_RD_REFUSED;
 		}
 		if (strcmp(stage, "installed") == 0 || strcmp(stage, "verified") == 0) {
-			/* on trial, unless it has reported running the release since: its
-			 * "confirmed" went out while moatd was away (a restart) and was not heard,
-			 * but a device on trial reports nothing before its outcome, so running
-			 * the release after installing it is the outcome */
-			return running_new ? MOAT_RD_CONFIRMED : MOAT_RD_INSTALLED;
+			/* on trial, unless it has reported what it runs since: its outcome
+			 * ("confirmed" or "reverted") went out while moatd was away (a restart)
+			 * and was not heard, but a device on trial reports nothing before its
+			 * outcome, so what it runs after installing the release is the outcome */
+			if (later_running > 0) {
+				return MOAT_RD_CONFIRMED;
+			}
+			return later_running < 0 ? MOAT_RD_REVERTED : MOAT_RD_INSTALLED;
 		}
 		if (running_new) {
 			return MOAT_RD_CONFIRMED; /* restarted on it since confirming */

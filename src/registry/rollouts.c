@@ -517,6 +517,13 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		"COALESCE(d.joined_at, 0)) ORDER BY e.stage = 'checked', e.seq DESC LIMIT 1), "
 		"COALESCE((SELECT f.version FROM device_firmware f WHERE f.device = d.device), '') "
 		"= ?2, "
+		/* what the newest event after that stage's event says the device runs */
+		"(SELECT CASE WHEN l.running = ?2 THEN 1 ELSE -1 END FROM update_events l "
+		"WHERE l.device = d.device AND l.running <> '' AND l.seq > "
+		"(SELECT e.seq FROM update_events e WHERE e.device = d.device AND "
+		"e.version = ?2 AND e.at >= MAX(COALESCE(p.started_at, r.created_at), "
+		"COALESCE(d.joined_at, 0)) ORDER BY e.stage = 'checked', e.seq DESC LIMIT 1) "
+		"ORDER BY l.seq DESC LIMIT 1), "
 		/* its newest signal, an anomaly with its rule */
 		"(SELECT CASE WHEN s.kind = 'anomaly' THEN 'anomaly ' || s.rule ELSE s.kind END "
 		"FROM security_events s WHERE s.identity = d.device AND "
@@ -539,8 +546,8 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 		char stage[32];
 		char signal[MOAT_EVENT_KIND_MAX_LEN + MOAT_EVENT_RULE_MAX_LEN + 2];
 		rdb_column_copy(st, 0, id, sizeof(id));
-		bool signalled = !rdb_column_is_null(st, 4);
-		rdb_column_copy(st, 4, signal, sizeof(signal));
+		bool signalled = !rdb_column_is_null(st, 5);
+		rdb_column_copy(st, 5, signal, sizeof(signal));
 		bool has_stage = !rdb_column_is_null(st, 2);
 		rdb_column_copy(st, 2, stage, sizeof(stage));
 		struct moat_rollout_device dev = {
@@ -548,10 +555,11 @@ int moat_registry_rollout_devices(struct moat_registry *reg, const struct moat_r
 			.phase = (int)rdb_column_int64(st, 1),
 			.stage = has_stage ? stage : NULL,
 			.running_new = rdb_column_int64(st, 3) != 0,
+			.later_running = (int)rdb_column_int64(st, 4),
 			.signalled = signalled,
 			.signal = signalled ? signal : NULL,
-			.accepted = rdb_column_int64(st, 5) != 0,
-			.joined_at = rdb_column_int64(st, 6),
+			.accepted = rdb_column_int64(st, 6) != 0,
+			.joined_at = rdb_column_int64(st, 7),
 		};
 		if ((rc = cb(&dev, ctx)) != 0) {
 			break;

@@ -254,27 +254,36 @@ static void test_rank_stable_and_spread(void **state)
 static void test_dev_state(void **state)
 {
 	(void)state;
-	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 10, 105), MOAT_RD_OFFERED);
-	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 10, 110), MOAT_RD_SILENT);
-	assert_int_equal(moat_rollout_dev_state(NULL, true, 100, 10, 110), MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("checked", false, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 0, 100, 10, 105), MOAT_RD_OFFERED);
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 0, 100, 10, 110), MOAT_RD_SILENT);
+	assert_int_equal(moat_rollout_dev_state(NULL, true, 0, 100, 10, 110), MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state("checked", false, 0, 100, 10, 101),
 			 MOAT_RD_DOWNLOADING);
-	assert_int_equal(moat_rollout_dev_state("downloading", false, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state("downloading", false, 0, 100, 10, 101),
 			 MOAT_RD_DOWNLOADING);
-	assert_int_equal(moat_rollout_dev_state("verified", false, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state("verified", false, 0, 100, 10, 101),
 			 MOAT_RD_INSTALLED);
-	assert_int_equal(moat_rollout_dev_state("installed", false, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state("installed", false, 0, 100, 10, 101),
 			 MOAT_RD_INSTALLED);
-	/* its "confirmed" unheard, but it reported running the release since */
-	assert_int_equal(moat_rollout_dev_state("installed", true, 100, 10, 101),
+	/* its outcome unheard, but a later event says what it runs: the release (confirmed),
+	 * another version (reverted); running the release with no later event (an "installed"
+	 * that already said so, or an old report) is still the trial */
+	assert_int_equal(moat_rollout_dev_state("installed", true, 1, 100, 10, 101),
 			 MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("verified", true, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state("verified", true, 1, 100, 10, 101),
 			 MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("confirmed", true, 100, 10, 101),
+	assert_int_equal(moat_rollout_dev_state("installed", false, -1, 100, 10, 101),
+			 MOAT_RD_REVERTED);
+	assert_int_equal(moat_rollout_dev_state("installed", true, 0, 100, 10, 101),
+			 MOAT_RD_INSTALLED);
+	/* later reports count only after an install */
+	assert_int_equal(moat_rollout_dev_state("reverted", false, 1, 100, 10, 101),
+			 MOAT_RD_REVERTED);
+	assert_int_equal(moat_rollout_dev_state("confirmed", true, 0, 100, 10, 101),
 			 MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("checked", true, 100, 10, 101), MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("reverted", false, 100, 10, 101), MOAT_RD_REVERTED);
-	assert_int_equal(moat_rollout_dev_state("refused", false, 100, 10, 101), MOAT_RD_REFUSED);
+	assert_int_equal(moat_rollout_dev_state("checked", true, 0, 100, 10, 101), MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state("reverted", false, 0, 100, 10, 101), MOAT_RD_REVERTED);
+	assert_int_equal(moat_rollout_dev_state("refused", false, 0, 100, 10, 101), MOAT_RD_REFUSED);
 	assert_string_equal(moat_rollout_dev_state_name(MOAT_RD_SILENT), "silent");
 	enum moat_rollout_state s;
 	assert_int_equal(moat_rollout_state_parse("halted", &s), 0);
@@ -374,12 +383,12 @@ static void test_silent(void **state)
 {
 	(void)state;
 	/* silent after silent_s, whatever the soak: bounded by its own duration */
-	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 3600, 3699), MOAT_RD_OFFERED);
-	assert_int_equal(moat_rollout_dev_state(NULL, false, 100, 3600, 3700), MOAT_RD_SILENT);
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 0, 100, 3600, 3699), MOAT_RD_OFFERED);
+	assert_int_equal(moat_rollout_dev_state(NULL, false, 0, 100, 3600, 3700), MOAT_RD_SILENT);
 	/* any report, or running it, and it is not silent */
-	assert_int_equal(moat_rollout_dev_state("checked", false, 100, 3600, 99999),
+	assert_int_equal(moat_rollout_dev_state("checked", false, 0, 100, 3600, 99999),
 			 MOAT_RD_DOWNLOADING);
-	assert_int_equal(moat_rollout_dev_state(NULL, true, 100, 3600, 99999), MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state(NULL, true, 0, 100, 3600, 99999), MOAT_RD_CONFIRMED);
 	struct moat_rollout_phase_counts ph[2];
 	memset(ph, 0, sizeof(ph));
 	struct moat_rollout_view v = {

@@ -749,6 +749,15 @@ static void test_store_rollout_unheard_confirm(void **state)
 	assert_int_equal(moat_rollout_progress(s->reg, row.id, 2000, p, &err), 0);
 	assert_int_equal(p->phases[0].by_state[MOAT_RD_REVERTED], 1);
 	assert_int_equal(p->phases[0].by_state[MOAT_RD_CONFIRMED], 1);
+	/* a3's "installed" itself says it runs 2.0.0: nothing after it, still on trial */
+	upd(s, "a3", MOAT_UPD_INSTALLED, "2.0.0", 2001);
+	/* a4's "reverted" was lost; its next check says it runs 1.0.0 again: reverted */
+	upd(s, "a4", MOAT_UPD_INSTALLED, "1.0.0", 2001);
+	upd(s, "a4", MOAT_UPD_CHECKED, "1.0.0", 2002);
+	assert_int_equal(moat_rollout_progress(s->reg, row.id, 2003, p, &err), 0);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_INSTALLED], 1);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_REVERTED], 2);
+	assert_int_equal(p->phases[0].by_state[MOAT_RD_CONFIRMED], 1);
 	free(p);
 }
 
