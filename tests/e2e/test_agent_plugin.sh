@@ -36,7 +36,7 @@ wait_grep 15 '"message":{"device_id":"dev1","status":"offline"}' "$T/watch.json"
 pass "last will on SIGKILL"
 
 # moat sim provisions new devices; the regenerated policy admits them.
-expect_ok "moat sim with new devices" moat sim --create --devices 20 --prefix psim --interval 1s --duration 8s
+expect_ok "moat sim with new devices" moat sim --create --devices 20 --prefix psim --interval 1s --duration "$(deadline 8s)"
 assert_contains "$out" "20 connected at peak, 20 published"
 pass "20 new simulated devices admitted by the plugin"
 kill -TERM "$WATCH"; wait "$WATCH" || true

@@ -110,7 +110,9 @@ pass "Enable on the dashboard: dev-a connects again (within $took ms) and receiv
 
 # while a `moat` command holds the deployment's lock, the request waits, then syncs
 before=$(synced)
-e2e_bg flock "$D/run/moat.lock" sleep 3
+# held until the test has seen the request deferred (a fixed hold could end first on a slow
+# run; 60 s at most)
+e2e_bg flock "$D/run/moat.lock" sh -c "i=0; until [ -e '$T/unlock' ] || [ \$i -ge 600 ]; do sleep 0.1; i=\$((i + 1)); done"
 LOCKER=$!
 wait_for 5 eval '! flock -n "$D/run/moat.lock" true' || fail "the lock was not taken"
 broker_sub_bg dev-a dev-a "$T/sub-a3" devices/dev-a/commands/#
@@ -123,6 +125,7 @@ mv "$D/state/broker-sync.request.tmp" "$D/state/broker-sync.request"
 wait_for 10 eval '[ "$(deferred)" -gt "$before_deferred" ]' ||
 	fail "the supervisor never looked at the request: $(tail -3 "$D/log/supervisor.log")"
 [ "$(synced)" = "$before" ] || fail "the supervisor synced while the deployment's lock was held"
+touch "$T/unlock"
 wait "$LOCKER" || true
 wait_for 10 eval '[ "$(synced)" -gt "$before" ]' || fail "the request was dropped while the lock was held"
 kill -0 "$SUB_A3" 2>/dev/null || fail "a sync with nothing changed kicked dev-a"
@@ -221,7 +224,7 @@ grep -qi "^content-type: text/event-stream" "$T/stream1.h" || fail "not text/eve
 kill "$STREAM1" "$STREAM2" 2>/dev/null || true
 pass "event streams: none without a session (401), text/event-stream, at most 2 per session (the third: 429)"
 # a stream ends (an 'ended' event, then the end of the response) once its session expired
-short=$(moat --json dashboard --session-ttl 4s | jq -r .url)
+short=$(moat --json dashboard --session-ttl "$(deadline 4s)" | jq -r .url)
 curl -sS --cacert "$D/pki/ca.crt" -o /dev/null -D "$T/h-short" "$short"
 scookie=$(sed -n 's/^[Ss]et-[Cc]ookie: \(moat_session=[0-9a-f]*\);.*/\1/p' "$T/h-short")
 e2e_bg curl -sS -N --cacert "$D/pki/ca.crt" -H "Cookie: $scookie" -o "$T/stream-short" "$base/events/stream"

@@ -46,10 +46,11 @@ chown mosquitto "$T/broker/persist" 2>/dev/null || chmod 0777 "$T/broker/persist
 PERSIST=("persistence true" "persistence_location $T/broker/persist/" "autosave_interval 1")
 agent_broker_start "${PERSIST[@]}"
 moatd_start
+mark=$(log_lines "$T/broker/mosquitto.log")
 # shellcheck disable=SC2046
 mosquitto_sub $(agent_client_args ops) -c -q 1 -v -t devices/dev1/telemetry >"$T/sub.txt" 2>"$T/sub.err" &
 E2E_PIDS+=($!)
-sleep "$(deadline 1)"
+agent_wait_subscribed "$mark" ops devices/dev1/telemetry
 
 moat-agent --config "$CONF" 2>"$T/agent1.log" &
 AGENT=$!

@@ -65,7 +65,7 @@ dpid=$(cat "$D/run/moatd.pid")
 (sleep 0.5; kill -KILL "$dpid" && date +%s%N >"$T/killed_at") &
 E2E_PIDS+=($!)
 rc=0
-out=$(moat --json job run check_update --group fleet --rate 2/s --timeout 5s --as ops 2>"$T/job.err") || rc=$?
+out=$(moat --json job run check_update --group fleet --rate 2/s --timeout "$(deadline 5s)" --as ops 2>"$T/job.err") || rc=$?
 job_end=$(date +%s%N)
 [ -s "$T/killed_at" ] && [ "$(cat "$T/killed_at")" -lt "$job_end" ] ||
 	fail "moatd was not killed while the job ran"
@@ -97,12 +97,12 @@ expect_fail "an unknown job" moat job status 999
 pass "moat job status shows the recorded job"
 
 rc=0
-out=$(moat job run frobnicate --devices up-000001,up-000002 --timeout 5s --as ops 2>&1) || rc=$?
+out=$(moat job run frobnicate --devices up-000001,up-000002 --timeout "$(deadline 5s)" --as ops 2>&1) || rc=$?
 [ $rc = 1 ] || fail "unknown command: exit $rc: $out"
 assert_not_contains "$out" "Sanitizer"
 assert_contains "$out" "unknown_command 2"
 rc=0
-out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 50/s --timeout 5s --as ops 2>&1) || rc=$?
+out=$(moat job run diagnostics --devices up-000001,up-000002,up-000003 --rate 50/s --timeout "$(deadline 5s)" --as ops 2>&1) || rc=$?
 [ $rc = 0 ] || fail "diagnostics: exit $rc: $out"
 assert_contains "$out" "done 3"
 pass "unknown_command per device; every device done is exit 0"
@@ -115,7 +115,7 @@ expect_fail "--arg interval without a unit" moat job run update_interval --arg i
 assert_contains "$errout" "interval"
 expect_fail "--arg without '='" moat job run update_interval --arg interval --devices up-000001 --as ops
 rc=0
-out=$(moat --json job run update_interval --arg interval=3s --devices up-000001,up-000002 --timeout 5s \
+out=$(moat --json job run update_interval --arg interval=3s --devices up-000001,up-000002 --timeout "$(deadline 5s)" \
 	--as ops 2>"$T/job.err") || rc=$?
 [ $rc = 0 ] || fail "update_interval --arg interval=3s: exit $rc: $out $(cat "$T/job.err")"
 python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["summary"]["done"] == 2, j' "$out" ||
@@ -165,7 +165,7 @@ assert_contains "$errout" "above the 50/s the broker takes from operator ops for
 	fail "a refused job connected to the broker"
 start=$SECONDS
 rc=0
-out=$(moat --json job run diagnostics --devices "$many" --rate 50/s --timeout 10s --as ops 2>"$T/job3.err") || rc=$?
+out=$(moat --json job run diagnostics --devices "$many" --rate 50/s --timeout "$(deadline 10s)" --as ops 2>"$T/job3.err") || rc=$?
 [ $rc = 0 ] || fail "job at 50/s over 100 devices: exit $rc: $(cat "$T/job3.err") $out"
 python3 - "$out" <<'EOF2' || fail "job at 50/s: $out"
 import json, sys

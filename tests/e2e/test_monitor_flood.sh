@@ -28,7 +28,7 @@ device_bytes_per_s = 100000000
 [monitor]
 ingest_queue = 1000
 ingest_batch = 100
-ingest_lag_alert = 1s
+ingest_lag_alert = $(deadline 1s)
 EOF
 
 tele_lines() { # DEVICE N
