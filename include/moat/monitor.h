@@ -48,6 +48,9 @@ struct moat_monitor_settings {
 	int64_t queue_max;		/* ingest_queue: messages waiting for the writer */
 	int64_t batch_max;		/* ingest_batch: messages per transaction */
 	int64_t lag_alert_ms;		/* ingest_lag_alert: oldest queued message older */
+	int64_t session_ms;		/* ingest_session: how long the broker keeps the
+					   ingest's MQTT session (and queues for it) while
+					   moatd is away; 0: a clean session */
 	double rate_factor;		/* rate_factor: k, messages above k x the interval's */
 	int64_t rate_window_ms;		/* rate_window */
 	double silence_factor;		/* silence_factor: m, silent beyond m x interval */

@@ -14,6 +14,7 @@
 #ifndef MOAT_OPCLIENT_H
 #define MOAT_OPCLIENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,18 @@ MOAT_MUST_CHECK int moat_opclient_connect(struct moat_deploy *d, const char *as,
 					  const char *host, int64_t timeout_ms,
 					  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
 					  struct moat_err *err);
+/* moat_opclient_connect with a session the broker keeps for session_expiry_s seconds after
+ * a disconnection (MQTT 5 clean start 0 and that Session Expiry Interval: what arrives for
+ * its QoS 1 subscriptions meanwhile is queued, up to the broker's max_queued_messages, and
+ * delivered when the same client id connects again); 0: a clean session, as
+ * moat_opclient_connect. */
+MOAT_MUST_CHECK int moat_opclient_connect_session(struct moat_deploy *d, const char *as,
+						  const char *suffix, const char *host,
+						  int64_t timeout_ms, uint32_t session_expiry_s,
+						  struct moat_opclient **out,
+						  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
+/* Whether the broker had kept this client id's session (CONNACK session present). */
+bool moat_opclient_session_present(const struct moat_opclient *c);
 /* The identity moat_opclient_connect would act as for `as` (NULL: the first operator,
  * then the first service), into out, and its role. */
 MOAT_MUST_CHECK int moat_opclient_identity(struct moat_deploy *d, const char *as,
@@ -65,6 +78,10 @@ MOAT_MUST_CHECK int moat_opclient_next(struct moat_opclient *c, int64_t timeout_
 				       struct moat_err *err);
 /* Messages dropped (the oldest) because MOAT_OPCLIENT_QUEUE_MAX were waiting. */
 uint64_t moat_opclient_dropped(const struct moat_opclient *c);
+/* Disconnects (a kept session stays kept: moat_opclient_connect_session) and frees c. */
 void moat_opclient_close(struct moat_opclient *c);
+/* Disconnects ending the session, kept or not (DISCONNECT with a Session Expiry Interval
+ * of 0: the broker queues nothing more for it), and frees c. */
+void moat_opclient_end(struct moat_opclient *c);
 
 #endif

@@ -45,6 +45,7 @@ struct moat_opclient {
 	struct mosquitto *mosq;
 	enum moat_role role;
 	bool connected;
+	bool session_present; /* CONNACK: the broker had kept our session */
 	int connack;
 	bool lost;
 	int pending_mid; /* a SUBACK or PUBACK waited for */
@@ -70,10 +71,10 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags,
 {
 	struct moat_opclient *c = obj;
 	(void)mosq;
-	(void)flags;
 	(void)props;
 	c->connack = rc;
 	c->connected = rc == 0;
+	c->session_present = rc == 0 && (flags & 0x01) != 0;
 	if (rc != 0) {
 		c->lost = true;
 	}
@@ -334,6 +335,19 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 			  const char *host, int64_t timeout_ms, struct moat_opclient **out,
 			  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err)
 {
+	return moat_opclient_connect_session(d, as, suffix, host, timeout_ms, 0, out, out_as, err);
+}
+
+bool moat_opclient_session_present(const struct moat_opclient *c)
+{
+	return c && c->session_present;
+}
+
+int moat_opclient_connect_session(struct moat_deploy *d, const char *as, const char *suffix,
+				  const char *host, int64_t timeout_ms, uint32_t session_expiry_s,
+				  struct moat_opclient **out, char out_as[MOAT_ID_BUF_LEN],
+				  struct moat_err *err)
+{
 	char name[MOAT_ID_BUF_LEN];
 	char client_id[MOAT_CLIENT_ID_BUF_LEN];
 	char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX];
@@ -372,7 +386,8 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 		return moat_err_set(err, MOAT_ENOMEM, "out of memory");
 	}
 	c->role = role;
-	c->mosq = mosquitto_new(client_id, true, c);
+	/* a kept session needs clean start 0; its expiry goes in CONNECT's properties */
+	c->mosq = mosquitto_new(client_id, session_expiry_s == 0, c);
 	if (!c->mosq) {
 		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
 		goto out;
@@ -388,7 +403,16 @@ int moat_opclient_connect(struct moat_deploy *d, const char *as, const char *suf
 		rc = moat_err_set(err, MOAT_EINVAL, "%s: TLS setup failed", name);
 		goto out;
 	}
-	rc = mosquitto_connect(c->mosq, host, moat_deploy_settings(d)->broker_port, 30);
+	mosquitto_property *props = NULL;
+	if (session_expiry_s > 0 &&
+	    mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+					 session_expiry_s) != MOSQ_ERR_SUCCESS) {
+		rc = moat_err_set(err, MOAT_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = mosquitto_connect_bind_v5(c->mosq, host, moat_deploy_settings(d)->broker_port, 30,
+				       NULL, props);
+	mosquitto_property_free_all(&props);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		rc = moat_err_set(err, MOAT_EIO, "connecting to %s:%d as %s: %s", host,
 				  moat_deploy_settings(d)->broker_port, name,
@@ -493,14 +517,21 @@ uint64_t moat_opclient_dropped(const struct moat_opclient *c)
 	return c->dropped;
 }
 
-void moat_opclient_close(struct moat_opclient *c)
+static void close_with(struct moat_opclient *c, bool end_session)
 {
 	if (!c) {
 		return;
 	}
 	if (c->mosq) {
 		if (c->connected) {
-			mosquitto_disconnect(c->mosq);
+			/* DISCONNECT with a Session Expiry Interval of 0 ends a kept session */
+			mosquitto_property *props = NULL;
+			if (end_session) {
+				(void)mosquitto_property_add_int32(
+					&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 0);
+			}
+			mosquitto_disconnect_v5(c->mosq, MQTT_RC_NORMAL_DISCONNECTION, props);
+			mosquitto_property_free_all(&props);
 			mosquitto_loop(c->mosq, 100, 1);
 		}
 		mosquitto_destroy(c->mosq);
@@ -513,6 +544,16 @@ void moat_opclient_close(struct moat_opclient *c)
 	}
 	free(c);
 	mosquitto_lib_cleanup();
+}
+
+void moat_opclient_close(struct moat_opclient *c)
+{
+	close_with(c, false);
+}
+
+void moat_opclient_end(struct moat_opclient *c)
+{
+	close_with(c, true);
 }
 
 enum moat_role moat_opclient_role(const struct moat_opclient *c)

@@ -71,6 +71,7 @@ void moat_monitor_settings_default(struct moat_monitor_settings *s)
 		.queue_max = 200000,
 		.batch_max = 5000,
 		.lag_alert_ms = 2000,
+		.session_ms = 120000,
 		.rate_factor = 3.0,
 		.rate_window_ms = 60000,
 		.silence_factor = 3.0,
@@ -99,7 +100,9 @@ static int get_ms(const struct moat_config *cfg, const char *key, int64_t def, i
 		return 0;
 	}
 	int64_t v = 0;
-	int rc = moat_duration_ms_parse(e->value, &v, err);
+	/* "0" needs no unit where 0 is allowed (off) */
+	int rc = min == 0 && strcmp(e->value, "0") == 0 ? 0
+						       : moat_duration_ms_parse(e->value, &v, err);
 	if (rc == 0 && (v < min || v > max)) {
 		rc = moat_err_set(err, MOAT_EINVAL, "'%s': out of range", e->value);
 	}
@@ -139,6 +142,7 @@ static const char *const keys[] = {"telemetry_retention",
 				   "ingest_queue",
 				   "ingest_batch",
 				   "ingest_lag_alert",
+				   "ingest_session",
 				   "rate_factor",
 				   "rate_window",
 				   "silence_factor",
@@ -186,6 +190,8 @@ int moat_monitor_settings_load(const struct moat_config *cfg, struct moat_monito
 				      &s.batch_max, err)) != 0 ||
 	    (rc = get_ms(cfg, "ingest_lag_alert", s.lag_alert_ms, 100, 3600000, &s.lag_alert_ms,
 			 err)) != 0 ||
+	    (rc = get_ms(cfg, "ingest_session", s.session_ms, 0, DAY_MS, &s.session_ms, err)) !=
+		    0 ||
 	    (rc = get_factor(cfg, "rate_factor", s.rate_factor, &s.rate_factor, err)) != 0 ||
 	    (rc = get_ms(cfg, "rate_window", s.rate_window_ms, min_ms, DAY_MS, &s.rate_window_ms,
 			 err)) != 0 ||

@@ -4,7 +4,12 @@
  * The session is moat_opclient's (src/fleet/opclient.c), the same verified TLS client
  * `moat watch` uses, with client id "<identity>:ingest-<host>-<port>" (one per moatd) and,
  * as a service, shared subscriptions ($share/moatd/...), so several moatds split the
- * load.
+ * load. The session is kept by the broker for [monitor] ingest_session after the
+ * connection is lost (default 2 min; 0: clean), so what devices publish at QoS 1 while a
+ * moatd that died (a crash, SIGKILL) comes back is recorded then (at least once: a message
+ * in flight at the loss comes again). A moatd stopped on purpose ends its session: with
+ * several moatds the broker would otherwise go on giving the stopped one its share
+ * (Mosquitto's shared subscriptions count offline members) until the session expires.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -202,8 +207,12 @@ static void *run(void *arg)
 		char shared[MOAT_INGEST_TOPIC_COUNT][MOAT_TOPIC_BUF_LEN];
 		const char *filters[MOAT_INGEST_TOPIC_COUNT];
 		/* moat.conf's [client] host: the broker's name from its own machine */
-		bool ok = moat_opclient_connect(d, ing->as, ing->client_suffix, NULL,
-						INGEST_CONNECT_TIMEOUT_MS, &c, NULL, &err) == 0;
+		/* a kept session ([monitor] ingest_session): what devices publish while this
+		 * moatd is away (a restart, a crash) waits in the broker for it */
+		uint32_t expiry_s = (uint32_t)((ing->set.session_ms + 999) / 1000);
+		bool ok = moat_opclient_connect_session(d, ing->as, ing->client_suffix, NULL,
+							INGEST_CONNECT_TIMEOUT_MS, expiry_s, &c,
+							NULL, &err) == 0;
 		for (size_t i = 0; i < MOAT_INGEST_TOPIC_COUNT; i++) {
 			filters[i] = topics[i];
 			if (ok && moat_opclient_role(c) == MOAT_ROLE_SERVICE) {
@@ -224,8 +233,11 @@ static void *run(void *arg)
 								      : backoff * 2;
 			continue;
 		}
-		moat_log(MOAT_LOG_INFO, "event=ingest_subscribed as=%s topic=%s", ing->as,
-			 filters[0]);
+		moat_log(MOAT_LOG_INFO, "event=ingest_subscribed as=%s topic=%s session=%s", ing->as,
+			 filters[0],
+			 expiry_s == 0				 ? "clean"
+			 : moat_opclient_session_present(c) ? "resumed"
+								 : "new");
 		backoff = INGEST_BACKOFF_MIN_MS;
 		uint64_t client_dropped = 0;
 		for (;;) {
@@ -256,10 +268,15 @@ static void *run(void *arg)
 				break;
 			}
 		}
-		moat_opclient_close(c);
-		if (!ing->stop) {
-			nap(ing, backoff);
+		if (ing->stop) {
+			/* stopped on purpose: the session ends, so the broker gives other moatds
+			 * of the deployment everything and queues nothing for this one; a moatd
+			 * that dies keeps it for ingest_session */
+			moat_opclient_end(c);
+			break;
 		}
+		moat_opclient_close(c);
+		nap(ing, backoff);
 	}
 	moat_deploy_close(d);
 	return NULL;

@@ -222,12 +222,22 @@ static void test_settings(void **state)
 	assert_int_equal(s.telemetry_retention_ms, 2LL * 86400 * 1000);
 	assert_true(s.rate_factor == 2.5);
 	assert_int_equal(s.auth_burst, 7);
+	/* the ingest's kept session: 2 min by default, "0" (no unit needed) for none */
+	assert_int_equal(s.session_ms, 120000);
+	assert_int_equal(load("[monitor]\ningest_session = 0\n", &s, &err), 0);
+	assert_int_equal(s.session_ms, 0);
+	assert_int_equal(load("[monitor]\ningest_session = 1d\n", &s, &err), 0);
+	assert_int_equal(s.session_ms, 86400000);
 	static const struct {
 		const char *text, *msg;
 	} bad[] = {
 		{"[monitor]\nnope = 1\n", "nope"},
 		{"[monitor]\nrate_window = 10\n", "rate_window"}, /* no unit */
 		{"[monitor]\nrate_window = 0s\n", "out of range"},
+		{"[monitor]\ningest_session = 25h\n", "ingest_session"},
+		{"[monitor]\ningest_session = soon\n", "ingest_session"},
+		{"[monitor]\ningest_session = 00\n", "ingest_session"}, /* only "0" goes bare */
+		{"[monitor]\nrate_window = 0\n", "rate_window"}, /* bare 0 only where 0 is allowed */
 		{"[monitor]\nrate_factor = 0.5\n", "rate_factor"},
 		{"[monitor]\nrate_factor = 3x\n", "rate_factor"},
 		{"[monitor]\nauth_burst = 0\n", "auth_burst"},
