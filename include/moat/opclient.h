@@ -53,7 +53,8 @@ MOAT_MUST_CHECK int moat_opclient_connect_session(struct moat_deploy *d, const c
 						  const char *suffix, const char *host,
 						  int64_t timeout_ms, uint32_t session_expiry_s,
 						  struct moat_opclient **out,
-						  char out_as[MOAT_ID_BUF_LEN], struct moat_err *err);
+						  char out_as[MOAT_ID_BUF_LEN],
+						  struct moat_err *err);
 /* Whether the broker had kept this client id's session (CONNACK session present). */
 bool moat_opclient_session_present(const struct moat_opclient *c);
 /* The identity moat_opclient_connect would act as for `as` (NULL: the first operator,

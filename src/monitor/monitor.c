@@ -102,7 +102,7 @@ static int get_ms(const struct moat_config *cfg, const char *key, int64_t def, i
 	int64_t v = 0;
 	/* "0" needs no unit where 0 is allowed (off) */
 	int rc = min == 0 && strcmp(e->value, "0") == 0 ? 0
-						       : moat_duration_ms_parse(e->value, &v, err);
+							: moat_duration_ms_parse(e->value, &v, err);
 	if (rc == 0 && (v < min || v > max)) {
 		rc = moat_err_set(err, MOAT_EINVAL, "'%s': out of range", e->value);
 	}
@@ -135,30 +135,14 @@ static int get_factor(const struct moat_config *cfg, const char *key, double def
 }
 
 /* the ingest's keys of [monitor] (the export's are in settings.c) */
-static const char *const keys[] = {"telemetry_retention",
-				   "minute_retention",
-				   "hour_retention",
-				   "event_retention",
-				   "ingest_queue",
-				   "ingest_batch",
-				   "ingest_lag_alert",
-				   "ingest_session",
-				   "rate_factor",
-				   "rate_window",
-				   "silence_factor",
-				   "payload_factor",
-				   "payload_min_samples",
-				   "auth_burst",
-				   "acl_burst",
-				   "burst_window",
-				   "clone_switches",
-				   "clone_window",
-				   "zone_check",
-				   "event_jump_factor",
-				   "event_jump_min",
-				   "event_jump_window",
-				   "anomaly_open",
-				   NULL};
+static const char *const keys[] = {
+	"telemetry_retention", "minute_retention",  "hour_retention",	"event_retention",
+	"ingest_queue",	       "ingest_batch",	    "ingest_lag_alert", "ingest_session",
+	"rate_factor",	       "rate_window",	    "silence_factor",	"payload_factor",
+	"payload_min_samples", "auth_burst",	    "acl_burst",	"burst_window",
+	"clone_switches",      "clone_window",	    "zone_check",	"event_jump_factor",
+	"event_jump_min",      "event_jump_window", "anomaly_open",	NULL,
+};
 
 const char *const *const moat_monitor_config_keys = keys;
 

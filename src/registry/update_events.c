@@ -26,11 +26,12 @@ static int fold_check(struct moat_registry *reg, const struct moat_update_event 
 	if (ev->stage != MOAT_UPD_CHECKED) {
 		return 0;
 	}
-	if (rdb_prepare(reg_db(reg),
-			"UPDATE update_events SET at = ?2 WHERE seq = "
-			"(SELECT seq FROM update_events WHERE device = ?1 ORDER BY seq DESC LIMIT 1) "
-			"AND stage = ?3 AND version = ?4 AND running = ?5 AND reason = ?6",
-			&st) != 0) {
+	if (rdb_prepare(
+		    reg_db(reg),
+		    "UPDATE update_events SET at = ?2 WHERE seq = "
+		    "(SELECT seq FROM update_events WHERE device = ?1 ORDER BY seq DESC LIMIT 1) "
+		    "AND stage = ?3 AND version = ?4 AND running = ?5 AND reason = ?6",
+		    &st) != 0) {
 		return reg_db_fail_table(reg, err, "record update event");
 	}
 	rdb_bind_text(st, 1, ev->device);

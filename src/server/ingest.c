@@ -233,11 +233,11 @@ static void *run(void *arg)
 								      : backoff * 2;
 			continue;
 		}
-		moat_log(MOAT_LOG_INFO, "event=ingest_subscribed as=%s topic=%s session=%s", ing->as,
-			 filters[0],
-			 expiry_s == 0				 ? "clean"
+		moat_log(MOAT_LOG_INFO, "event=ingest_subscribed as=%s topic=%s session=%s",
+			 ing->as, filters[0],
+			 expiry_s == 0			    ? "clean"
 			 : moat_opclient_session_present(c) ? "resumed"
-								 : "new");
+							    : "new");
 		backoff = INGEST_BACKOFF_MIN_MS;
 		uint64_t client_dropped = 0;
 		for (;;) {

@@ -260,8 +260,9 @@ static int progress_cb(const struct moat_rollout_device *d, void *vctx)
 	int64_t silent_from = offered_at;
 	silent_from = d->joined_at > silent_from ? d->joined_at : silent_from;
 	silent_from = p->row.resumed_at > silent_from ? p->row.resumed_at : silent_from;
-	enum moat_rollout_dev_state s = moat_rollout_dev_state(
-		d->stage, d->running_new, d->later_running, silent_from, p->row.silent_s, c->now);
+	enum moat_rollout_dev_state s = moat_rollout_dev_state(d->stage, d->running_new,
+							       d->later_running, silent_from,
+							       p->row.silent_s, c->now);
 	/* the group's devices not (yet) on the new release are the comparison */
 	if (d->running_new || s == MOAT_RD_INSTALLED) {
 		p->new_total++;

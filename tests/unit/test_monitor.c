@@ -237,7 +237,8 @@ static void test_settings(void **state)
 		{"[monitor]\ningest_session = 25h\n", "ingest_session"},
 		{"[monitor]\ningest_session = soon\n", "ingest_session"},
 		{"[monitor]\ningest_session = 00\n", "ingest_session"}, /* only "0" goes bare */
-		{"[monitor]\nrate_window = 0\n", "rate_window"}, /* bare 0 only where 0 is allowed */
+		{"[monitor]\nrate_window = 0\n", "rate_window"}, /* bare 0 only where 0 is allowed
+								  */
 		{"[monitor]\nrate_factor = 0.5\n", "rate_factor"},
 		{"[monitor]\nrate_factor = 3x\n", "rate_factor"},
 		{"[monitor]\nauth_burst = 0\n", "auth_burst"},

@@ -1430,7 +1430,8 @@ static void test_update_events(void **state)
 	assert_int_equal(w.ats[0], 405);
 	assert_int_equal(w.ats[1], 404);
 	assert_int_equal(w.ats[2], 403);
-	assert_int_equal(count(reg, "SELECT MAX(reported_at) FROM device_firmware WHERE device = 'd2'"),
+	assert_int_equal(count(reg,
+			       "SELECT MAX(reported_at) FROM device_firmware WHERE device = 'd2'"),
 			 405);
 
 	/* inside the caller's transaction (moatd's ingest batches): a refused event leaves

@@ -281,9 +281,12 @@ static void test_dev_state(void **state)
 			 MOAT_RD_REVERTED);
 	assert_int_equal(moat_rollout_dev_state("confirmed", true, 0, 100, 10, 101),
 			 MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("checked", true, 0, 100, 10, 101), MOAT_RD_CONFIRMED);
-	assert_int_equal(moat_rollout_dev_state("reverted", false, 0, 100, 10, 101), MOAT_RD_REVERTED);
-	assert_int_equal(moat_rollout_dev_state("refused", false, 0, 100, 10, 101), MOAT_RD_REFUSED);
+	assert_int_equal(moat_rollout_dev_state("checked", true, 0, 100, 10, 101),
+			 MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state("reverted", false, 0, 100, 10, 101),
+			 MOAT_RD_REVERTED);
+	assert_int_equal(moat_rollout_dev_state("refused", false, 0, 100, 10, 101),
+			 MOAT_RD_REFUSED);
 	assert_string_equal(moat_rollout_dev_state_name(MOAT_RD_SILENT), "silent");
 	enum moat_rollout_state s;
 	assert_int_equal(moat_rollout_state_parse("halted", &s), 0);
@@ -388,7 +391,8 @@ static void test_silent(void **state)
 	/* any report, or running it, and it is not silent */
 	assert_int_equal(moat_rollout_dev_state("checked", false, 0, 100, 3600, 99999),
 			 MOAT_RD_DOWNLOADING);
-	assert_int_equal(moat_rollout_dev_state(NULL, true, 0, 100, 3600, 99999), MOAT_RD_CONFIRMED);
+	assert_int_equal(moat_rollout_dev_state(NULL, true, 0, 100, 3600, 99999),
+			 MOAT_RD_CONFIRMED);
 	struct moat_rollout_phase_counts ph[2];
 	memset(ph, 0, sizeof(ph));
 	struct moat_rollout_view v = {
