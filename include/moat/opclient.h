@@ -82,7 +82,8 @@ uint64_t moat_opclient_dropped(const struct moat_opclient *c);
 /* Disconnects (a kept session stays kept: moat_opclient_connect_session) and frees c. */
 void moat_opclient_close(struct moat_opclient *c);
 /* Disconnects ending the session, kept or not (DISCONNECT with a Session Expiry Interval
- * of 0: the broker queues nothing more for it), and frees c. */
+ * of 0: the broker queues nothing more for it), and frees c. A connection already lost
+ * cannot end its session: it stays kept until it expires or the client id resumes it. */
 void moat_opclient_end(struct moat_opclient *c);
 
 #endif

@@ -6,10 +6,12 @@
  * as a service, shared subscriptions ($share/moatd/...), so several moatds split the
  * load. The session is kept by the broker for [monitor] ingest_session after the
  * connection is lost (default 2 min; 0: clean), so what devices publish at QoS 1 while a
- * moatd that died (a crash, SIGKILL) comes back is recorded then (at least once: a message
- * in flight at the loss comes again). A moatd stopped on purpose ends its session: with
- * several moatds the broker would otherwise go on giving the stopped one its share
- * (Mosquitto's shared subscriptions count offline members) until the session expires.
+ * moatd that died (a crash, SIGKILL) comes back is queued by the broker (up to its
+ * max_queued_messages) and recorded then; what it had received and not yet written is lost
+ * (libmosquitto acknowledges on receipt). The backlog, arriving at once, is marked replayed
+ * so the rate rule does not take it for a flood. A moatd stopped on purpose ends its
+ * session: with several moatds the broker would otherwise go on giving the stopped one its
+ * share (Mosquitto's shared subscriptions count offline members) until the session expires.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -37,6 +39,9 @@
 #define INGEST_CLIENT_WHAT "ingest"
 #define INGEST_BACKOFF_MIN_MS 1000
 #define INGEST_BACKOFF_MAX_MS 30000
+/* A resumed session's backlog comes first, as fast as the broker sends it: what arrives
+ * until the first quiet poll, and at most this long after the connection, is the backlog. */
+#define INGEST_REPLAY_MAX_MS 10000
 
 /* Sleeps ms in small steps so a stop request is seen quickly. */
 static void nap(struct moat_ingest *ing, int64_t ms)
@@ -84,7 +89,7 @@ void ingest_item_free(struct ingest_item *it)
 }
 
 static void enqueue_message(struct moat_ingest *ing, const char *topic, const void *payload,
-			    size_t len)
+			    size_t len, bool replayed)
 {
 	size_t tlen = strlen(topic);
 	struct ingest_item *it = malloc(sizeof(*it) + tlen + 1 + len + 1);
@@ -109,6 +114,7 @@ static void enqueue_message(struct moat_ingest *ing, const char *topic, const vo
 	it->len = len;
 	it->at_ms = moat_time_wall_ms();
 	it->mono_ms = moat_time_mono_ms();
+	it->replayed = replayed;
 	(void)ingest_push(ing, it);
 }
 
@@ -206,9 +212,9 @@ static void *run(void *arg)
 		 * messages between them instead of each recording every one. */
 		char shared[MOAT_INGEST_TOPIC_COUNT][MOAT_TOPIC_BUF_LEN];
 		const char *filters[MOAT_INGEST_TOPIC_COUNT];
-		/* moat.conf's [client] host: the broker's name from its own machine */
-		/* a kept session ([monitor] ingest_session): what devices publish while this
-		 * moatd is away (a restart, a crash) waits in the broker for it */
+		/* moat.conf's [client] host: the broker's name from its own machine; a kept
+		 * session ([monitor] ingest_session): what devices publish while this moatd is
+		 * away after a crash waits in the broker for it */
 		uint32_t expiry_s = (uint32_t)((ing->set.session_ms + 999) / 1000);
 		bool ok = moat_opclient_connect_session(d, ing->as, ing->client_suffix, NULL,
 							INGEST_CONNECT_TIMEOUT_MS, expiry_s, &c,
@@ -240,6 +246,8 @@ static void *run(void *arg)
 							    : "new");
 		backoff = INGEST_BACKOFF_MIN_MS;
 		uint64_t client_dropped = 0;
+		bool replaying = moat_opclient_session_present(c);
+		int64_t replay_end = moat_time_mono_ms() + INGEST_REPLAY_MAX_MS;
 		for (;;) {
 			const char *topic = NULL;
 			const void *payload = NULL;
@@ -256,8 +264,10 @@ static void *run(void *arg)
 				client_dropped = n;
 			}
 			if (rc == 0) {
-				enqueue_message(ing, topic, payload, len);
+				replaying = replaying && moat_time_mono_ms() < replay_end;
+				enqueue_message(ing, topic, payload, len, replaying);
 			} else if (rc == MOAT_ETIMEOUT) {
+				replaying = false; /* the backlog, if any, is in */
 				continue;
 			} else {
 				if (rc != MOAT_EINTR) {

@@ -19,6 +19,8 @@ struct ingest_item {
 	struct ingest_item *next;
 	int64_t at_ms;	 /* wall clock on arrival: what is recorded */
 	int64_t mono_ms; /* monotonic on arrival: the lag */
+	bool replayed;	 /* a resumed session's backlog: sent while moatd was away, arriving at
+			    once (not a rate the device keeps) */
 	const char *topic;
 	const char *payload; /* NUL-terminated after len bytes */
 	size_t len;

@@ -514,8 +514,11 @@ static void on_telemetry(struct writer *w, struct dev *dv, const struct ingest_i
 		return;
 	}
 	dv->telemetry_added++;
-	int64_t n = moat_window_add(&dv->rate, now, w->set->rate_window_ms);
-	if (moat_rule_rate(w->set, n, w->set->rate_window_ms, dv->st.interval_s, ev, sizeof(ev))) {
+	/* a backlog replayed at once after moatd was away is not the device's rate: stamped
+	 * with the arrival time, minutes of messages would look like a flood */
+	int64_t n = it->replayed ? 0 : moat_window_add(&dv->rate, now, w->set->rate_window_ms);
+	if (!it->replayed &&
+	    moat_rule_rate(w->set, n, w->set->rate_window_ms, dv->st.interval_s, ev, sizeof(ev))) {
 		fire(w, &dv->open_until[R_RATE], now, MOAT_RULE_RATE, MOAT_SEV_HIGH, dv->key,
 		     dv->st.address, ev);
 	}

@@ -19,7 +19,9 @@ broker_deploy
 moat identity add backend-service --role service >/dev/null
 # dev-a connects once per batch of messages, some ten times within a minute: above the
 # default flap_connects, and a batch of messages at once must not meet the burst limit
-printf '\n[policy]\nflap_connects = 0\ndevice_burst = 1000\n' >>"$D/moat.conf"
+# rate_factor 1: dev-a says its interval is 60 s, so more than 2 telemetry messages within
+# rate_window (60 s) raise the rate anomaly; a backlog replayed at once must not
+printf '\n[policy]\nflap_connects = 0\ndevice_burst = 1000\n\n[monitor]\nrate_factor = 1\n' >>"$D/moat.conf"
 cp "$D/moat.conf" "$T/moat.conf.orig"
 
 # ---- configuration: a bad ingest_session refused, naming the key ----
@@ -112,14 +114,22 @@ once() {
 
 # 1. a fresh deployment, ingest_session at its default: a new session
 moatd_up new
+echo '{"device_id":"dev-a","interval_s":60}' | pub_lines devices/dev-a/diagnostics
 pub_tele 1
 wait_for 20 has_t 1 || fail "telemetry t=1 not recorded: $(tail -3 "$T/moatd.log")"
 once 1
 pass "default ingest_session: the first connect is session=new, telemetry t=1 recorded"
 
-# 2. a crash: what dev-a sends meanwhile waits in the broker for the same session
+# 2. a crash: what dev-a sends meanwhile waits in the broker for the same session, through
+# a broker reload too (moat reloads it for CRL and policy changes: its plugin refuses the
+# offline session's re-authentication, which must not cost the session)
 moatd_stop KILL
-pub_tele 2 3 4 5 6
+pub_tele 2 3
+mark=$(log_lines "$D/log/mosquitto.log")
+kill -HUP "$BROKER_PID"
+wait_for 10 log_has_since "$D/log/mosquitto.log" "$mark" -e "Reloading config" ||
+	fail "the broker did not reload: $(tail -3 "$D/log/mosquitto.log")"
+pub_tele 4 5 6
 upd() { printf '{"event":"update","stage":"%s","version":"1.1.0","running":"%s","timestamp":%s}\n' "$1" "$2" "$(date +%s)"; }
 {
 	upd installed 1.0.0
@@ -131,7 +141,9 @@ updates() { q "SELECT stage || ' ' || version || ' ' || running FROM update_even
 both_updates() { [ "$(updates | tr '\n' ',')" = "installed 1.1.0 1.0.0,confirmed 1.1.0 1.1.0," ]; }
 wait_for 20 both_updates || fail "update events: $(updates | tr '\n' ',') (want installed, then confirmed of 1.1.0)"
 once 1 2 3 4 5 6
-pass "SIGKILL: moatd came back with session=resumed; t=2..6 and both update events sent meanwhile recorded, each once"
+rate_events() { q "SELECT count(*) FROM security_events WHERE kind = 'anomaly' AND rule = 'rate' AND identity = 'dev-a'"; }
+[ "$(rate_events)" = 0 ] || fail "the replayed backlog raised the rate anomaly: $(rate_events)"
+pass "SIGKILL: moatd came back with session=resumed; t=2..6 and both update events sent meanwhile recorded, each once, the backlog not taken for a flood"
 
 # 3. a stop on purpose ends the session: the next start is a new one, and what was sent
 # while moatd was stopped was queued for nobody (the marker t=9 after it is recorded)
@@ -146,6 +158,9 @@ if has_t 7 || has_t 8; then
 	fail "SIGTERM kept the session: t=7 $(rows_t 7), t=8 $(rows_t 8) recorded"
 fi
 once 1 2 3 4 5 6 9
+# two live messages (t=1, t=9) within the window: still no flood, the backlog not counted
+[ "$(rate_events)" = 0 ] || fail "the rate anomaly was raised: the replayed backlog was counted"
+
 # one client id for every connect of the ingest: "backend-service:ingest-<host>-<port>"
 ids=$(jq -r 'select(.kind == "connected" and .identity == "backend-service") | .client_id' "$EVENTS" | sort | uniq -c)
 if [ "$(printf '%s\n' "$ids" | wc -l)" != 1 ] ||
@@ -153,6 +168,12 @@ if [ "$(printf '%s\n' "$ids" | wc -l)" != 1 ] ||
 	fail "the ingest's client ids over three starts: $ids"
 fi
 pass "SIGTERM: the session ended, the next start is session=new and t=7, t=8 sent meanwhile are not recorded; one client id for the three starts"
+
+# the rate rule is live with these settings: three messages sent now are a flood
+pub_tele 50 51 52
+rate_raised() { [ "$(rate_events)" -ge 1 ]; }
+wait_for 20 rate_raised || fail "three live messages did not raise the rate anomaly (the check above proves nothing)"
+pass "the same rule raises the rate anomaly for three messages sent live"
 
 # 4. ingest_session = 0: a clean session, as before; what is sent while moatd is down is
 # lost: first what waits in the session the broker kept from before (clean start drops
