@@ -18,6 +18,9 @@ import sys
 import time
 import urllib.request
 
+# every wait scales with slow (sanitizer) builds, as the shell tests' deadline does
+SLOW = float(os.environ.get("E2E_SLOW", "1"))
+
 import websocket  # python3-websocket
 
 
@@ -36,7 +39,7 @@ class Browser:
             args.insert(1, "--no-sandbox")  # Chromium refuses to start as root otherwise
         self.proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                      stderr=open(os.path.join(home, "chromium.log"), "w"))
-        deadline = time.time() + 30
+        deadline = time.time() + 30 * SLOW
         pages = None
         # port 0: Chromium binds a free port itself and names it in DevToolsActivePort,
         # so no other test can take the port between a choice and the bind
@@ -81,6 +84,7 @@ class Browser:
             self.events.append(msg)
 
     def wait_event(self, name, timeout=20):
+        timeout *= SLOW
         deadline = time.time() + timeout
         while time.time() < deadline:
             for i, e in enumerate(self.events):

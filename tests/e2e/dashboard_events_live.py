@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dashboard_browser import Browser, check  # noqa: E402
+from dashboard_browser import SLOW, Browser, check  # noqa: E402
 
 
 def main():
@@ -29,7 +29,7 @@ def main():
         b.goto(base + "/events?kind=" + kind)
         rows_before = b.js("document.querySelectorAll('#events tr').length")
         # the script opened the stream: its status line says so
-        deadline = time.time() + 15
+        deadline = time.time() + 15 * SLOW
         while time.time() < deadline and not (b.text("#stream-status") or "").startswith("Live: new"):
             time.sleep(0.1)
         seen["status"] = b.text("#stream-status")
@@ -40,7 +40,7 @@ def main():
         subprocess.run(trigger, shell=True, check=False, timeout=30,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sel = "#events tr.live a[href='/dashboard/device/%s']" % device
-        deadline = time.time() + 20
+        deadline = time.time() + 20 * SLOW
         while time.time() < deadline and not b.js("!!document.querySelector(%s)" % json.dumps(sel)):
             time.sleep(0.2)
         check(b.js("!!document.querySelector(%s)" % json.dumps(sel)),

@@ -16,6 +16,7 @@ case "${MOAT_SANITIZE:-}" in
 ON | on | 1 | TRUE | true | YES | yes) E2E_SLOW=3 ;;
 *) E2E_SLOW=1 ;;
 esac
+export E2E_SLOW # the Python helpers (dashboard_*.py) scale their waits by it too
 
 # deadline SECONDS: SECONDS (a number, optionally with an s suffix, which moat's duration
 # options need: `--timeout "$(deadline 30s)"`) times E2E_SLOW. Every wait, `timeout N` and

@@ -22,10 +22,10 @@ agent_start
 wait_grep 15 '"kind":"telemetry"' "$T/watch.json" || fail "no telemetry through the plugin: $(tail -3 "$T/agent.log")"
 pass "telemetry and status pass the plugin's policy"
 
-expect_ok "cmd diagnostics through the plugin" moat cmd dev1 diagnostics --as ops
+expect_ok "cmd diagnostics through the plugin" moat cmd dev1 diagnostics --as ops --timeout "$(deadline 10s)"
 assert_contains "$out" "completed"
 set +e
-moat cmd dev1 check_update --as ops >/dev/null 2>&1; rc=$?
+moat cmd dev1 check_update --as ops --timeout "$(deadline 10s)" >/dev/null 2>&1; rc=$?
 set -e
 [ $rc -eq 1 ] || fail "refused command: exit $rc"
 pass "commands and responses through the plugin"

@@ -32,7 +32,7 @@ agent_start
 for w in w1 w2; do
 	wait_grep 15 '"kind":"telemetry"' "$T/$w.json" || fail "$w got no telemetry: $(cat "$T/$w.err")"
 done
-expect_ok "cmd as the watching service" moat cmd dev1 diagnostics --as backend-service
+expect_ok "cmd as the watching service" moat cmd dev1 diagnostics --as backend-service --timeout "$(deadline 10s)"
 assert_contains "$out" "completed"
 for w in w1 w2; do
 	wait_grep 15 '"kind":"command_responses"' "$T/$w.json" || fail "$w missed the response"
@@ -50,7 +50,7 @@ pass "two watches, a cmd and moatd's ingest as one service, none kicked"
 
 # --- eleven quick commands: the operator is not a device ------------------------------
 for i in $(seq 1 11); do
-	expect_ok "cmd $i" moat cmd dev1 diagnostics --as ops --timeout 10s
+	expect_ok "cmd $i" moat cmd dev1 diagnostics --as ops --timeout "$(deadline 10s)"
 done
 [ -z "$(jq -c 'select(.identity=="ops" and (.kind=="flapping_banned" or .kind=="auth_refused"))' "$EVENTS")" ] ||
 	fail "the operator was refused"
@@ -77,15 +77,15 @@ moat identity add ops3 --role operator >/dev/null # writes the policy with the n
 wait_for 10 grep -q "operator connects=2" "$D/broker/policy" || fail "policy not rewritten"
 wait_for 10 log_has_since "$D/log/mosquitto.log" "$mark" -F "moat: policy reloaded" ||
 	fail "the plugin did not reload the policy: $(tail -3 "$D/log/mosquitto.log")"
-expect_ok "ops3 connect 1" moat cmd dev1 diagnostics --as ops3 --timeout 10s
-expect_ok "ops3 connect 2" moat cmd dev1 diagnostics --as ops3 --timeout 10s
+expect_ok "ops3 connect 1" moat cmd dev1 diagnostics --as ops3 --timeout "$(deadline 10s)"
+expect_ok "ops3 connect 2" moat cmd dev1 diagnostics --as ops3 --timeout "$(deadline 10s)"
 expect_fail "ops3 connect 3" moat cmd dev1 diagnostics --as ops3 --timeout 10s
 assert_contains "$errout" "the broker refused ops3: Connection Refused: not authorised. (flapping: identity is banned for connecting too often until 20"
 expect_fail "ops3 while banned" moat cmd dev1 diagnostics --as ops3 --timeout 10s
 assert_contains "$errout" "not authorised. (banned: identity is banned for connecting too often until 20"
 expect_ok "moat identity unban" moat identity unban ops3
 wait_for 10 grep -q 'flapping ban of ops3 lifted' "$D/log/mosquitto.log" || fail "ops3's ban not lifted"
-expect_ok "ops3 after the unban" moat cmd dev1 diagnostics --as ops3 --timeout 10s
+expect_ok "ops3 after the unban" moat cmd dev1 diagnostics --as ops3 --timeout "$(deadline 10s)"
 pass "refusals name the broker's reason; unban lifts an operator's ban"
 
 kill -TERM "$W1" "$W2"

@@ -31,7 +31,7 @@ pass "the agent checks for updates at start and reports it to moatd"
 au_image 1.1.0
 sign "$T/agent-1.1.0" 1.1.0 2 "$T/agent-1.1.0.json"
 expect_ok "publish 1.1.0 for dev1" moat fw publish "$T/agent-1.1.0.json" "$T/agent-1.1.0" --devices dev1
-expect_ok "check_update is accepted at once" moat cmd dev1 check_update --as ops --wait
+expect_ok "check_update is accepted at once" moat cmd dev1 check_update --as ops --timeout "$(deadline 10s)" --wait
 assert_contains "$out" "accepted"
 wait_for 60 grep -q 'staged in slot b' "$T/watch.json" ||
 	fail "no outcome response: $(grep check_update "$T/watch.json" | tail -3) $(tail -5 "$T/boot.log")"
@@ -63,7 +63,7 @@ stored=$(find "$D/firmware/releases" -path '*1.2.0*' -name image.bin | head -1)
 chmod u+w "$stored"
 flip_byte "$stored" 100
 starts=$(grep -c "event=start " "$T/boot.log")
-expect_ok "check_update accepted" moat cmd dev1 check_update --as ops --wait
+expect_ok "check_update accepted" moat cmd dev1 check_update --as ops --timeout "$(deadline 10s)" --wait
 wait_for 60 grep -q '"status":"refused".*hash_mismatch\|hash_mismatch.*"status":"refused"' "$T/watch.json" ||
 	fail "no refused response: $(grep check_update "$T/watch.json" | tail -3)"
 au_wait_event refused
@@ -71,12 +71,12 @@ expect_ok "fw status" moat fw status dev1
 assert_contains "$out" "refused"
 assert_contains "$out" "hash_mismatch"
 # A command answered after the refusal: the agent went on instead of restarting.
-expect_ok "diagnostics answered after the refusal" moat cmd dev1 diagnostics --as ops --wait
+expect_ok "diagnostics answered after the refusal" moat cmd dev1 diagnostics --as ops --timeout "$(deadline 10s)" --wait
 [ "$(grep -c "event=start " "$T/boot.log")" = "$starts" ] || fail "the agent restarted after a refusal"
 kill -0 "$BOOT" || fail "moat-boot ended"
 expect_ok "boot status" moat-boot --state "$BS" --status
 assert_contains "$out" "active=b"
 assert_contains "$out" "trial=-"
-expect_ok "diagnostics still answered" moat cmd dev1 diagnostics --as ops --wait
+expect_ok "diagnostics still answered" moat cmd dev1 diagnostics --as ops --timeout "$(deadline 10s)" --wait
 pass "an altered release is refused (hash_mismatch) and the agent keeps running 1.1.0"
 au_stop
