@@ -124,8 +124,9 @@ done
 [ "$(grep -o '"devices":1,"offered":0,"downloading":0,"installed":0,"confirmed":1' <<<"$out" | wc -l)" = 4 ] ||
 	fail "not one confirmed device per phase: $out"
 # phase 2 started only after phase 1's one device confirmed, and so on
-# (a device's "confirmed" sent while moatd was killed is not heard: its next check, running
-# 1.1.0, is its confirmation, as moatd counts it; tests/unit/test_server.c tests that rule)
+# (a device's "confirmed" sent while moatd was killed arrives when moatd is back, through
+# the ingest's kept session; if it never did, its next check running 1.1.0 would stand in
+# for it, as moatd counts it: tests/unit/test_server.c tests that rule)
 python3 - "$D/log/moatd.log" <<'EOF' || fail "a phase started before the previous one confirmed: $(grep -E 'rollout_|stage=(confirmed|installed)' "$D/log/moatd.log")"
 import re, sys
 confirmed = set()
