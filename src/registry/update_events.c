@@ -16,6 +16,17 @@
 
 #include "registry_internal.h"
 
+/* ?1 device, ?2 at, ?3 stage, ?4 version, ?5 running, ?6 reason: both statements below. */
+static void bind_event(struct rdb_stmt *st, const struct moat_update_event *ev)
+{
+	rdb_bind_text(st, 1, ev->device);
+	rdb_bind_int64(st, 2, ev->at);
+	rdb_bind_text(st, 3, moat_update_stage_name(ev->stage));
+	rdb_bind_text(st, 4, ev->version);
+	rdb_bind_text(st, 5, ev->running);
+	rdb_bind_text(st, 6, ev->reason);
+}
+
 /* A "checked" the same as the device's newest event: moves that event's time. *folded says
  * whether it did. */
 static int fold_check(struct moat_registry *reg, const struct moat_update_event *ev, bool *folded,
@@ -34,12 +45,7 @@ static int fold_check(struct moat_registry *reg, const struct moat_update_event 
 		    &st) != 0) {
 		return reg_db_fail_table(reg, err, "record update event");
 	}
-	rdb_bind_text(st, 1, ev->device);
-	rdb_bind_int64(st, 2, ev->at);
-	rdb_bind_text(st, 3, moat_update_stage_name(ev->stage));
-	rdb_bind_text(st, 4, ev->version);
-	rdb_bind_text(st, 5, ev->running);
-	rdb_bind_text(st, 6, ev->reason);
+	bind_event(st, ev);
 	int rc = 0;
 	if (rdb_step(st) != RDB_DONE) {
 		rc = reg_db_fail_table(reg, err, "record update event");
@@ -61,12 +67,7 @@ static int insert_event(struct moat_registry *reg, const struct moat_update_even
 			&st) != 0) {
 		return reg_db_fail_table(reg, err, "record update event");
 	}
-	rdb_bind_text(st, 1, ev->device);
-	rdb_bind_int64(st, 2, ev->at);
-	rdb_bind_text(st, 3, moat_update_stage_name(ev->stage));
-	rdb_bind_text(st, 4, ev->version);
-	rdb_bind_text(st, 5, ev->running);
-	rdb_bind_text(st, 6, ev->reason);
+	bind_event(st, ev);
 	int s = rdb_step(st);
 	if (rdb_is_constraint(s)) {
 		rc = moat_err_set(err, MOAT_ENOENT, "update event: unknown device %s", ev->device);
